@@ -1,0 +1,633 @@
+//! The AWS edge: the only module that holds SDK types.
+//!
+//! Reads turn IAM and Lambda answers into [`crate::observed`] types; writes perform one
+//! [`Action`] each. Every request goes through [`AwsClients::call`], the one place where
+//! errors are classified (transient: throttling, 5xx, timeouts, conflicts; permanent:
+//! everything else) and transient ones retried with exponential back-off and jitter
+//! (`backoff`). The SDK's own retries are off so that this is the only retry layer.
+//! "Already exists" on create and "not found" on delete count as success, so every write
+//! is idempotent and a crash mid-apply is repaired by the next pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::operation::RequestId;
+use aws_sdk_iam::types::{EntityType, Tag};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::iam_policy::parse_document;
+use crate::observed::{FunctionKey, Observed, ObservedFunction, ObservedProvider, ObservedRole};
+use crate::plan::Action;
+
+/// A request that failed for good (permanent, or transient past the retry budget).
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{operation} failed{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct Failure {
+    /// The AWS operation.
+    pub operation: &'static str,
+    /// The AWS error code.
+    pub code: Option<String>,
+    /// The message.
+    pub message: String,
+    /// HTTP status, when a response came back.
+    pub status: Option<u16>,
+    /// AWS request id.
+    pub request_id: Option<String>,
+    /// Whether it was transient (and retried until the budget ran out).
+    pub transient: bool,
+}
+
+/// Error codes that mean "try again later".
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "ServiceFailure",
+    "ServiceException",
+    "InternalFailure",
+    "InternalError",
+    "ConcurrentModification",
+    "ConcurrentModificationException",
+    "EntityTemporarilyUnmodifiable",
+    "ResourceConflictException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+impl Failure {
+    fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let code = err.code().map(String::from);
+        let request_id = err.meta().extra("aws_request_id").or(err.meta().extra("request_id")).map(String::from);
+        let (status, transient) = match err {
+            SdkError::ServiceError(se) => {
+                let status = Some(se.raw().status().as_u16());
+                let transient = code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                    || status.is_some_and(|s| s >= 500 || s == 429);
+                (status, transient)
+            }
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (None, true),
+            _ => (None, false),
+        };
+        let message = err
+            .message()
+            .map(String::from)
+            .unwrap_or_else(|| DisplayErrorContext(err).to_string());
+        Failure { operation, code, message, status, request_id, transient }
+    }
+
+    /// True when the error code is one of `codes`.
+    pub fn is(&self, codes: &[&str]) -> bool {
+        self.code.as_deref().is_some_and(|c| codes.contains(&c))
+    }
+}
+
+/// Counters of requests made, by operation.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CallStats {
+    /// Requests sent, retries included.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Retries after a transient error.
+    pub retries: u64,
+    /// Throttling answers among those.
+    pub throttled: u64,
+}
+
+impl CallStats {
+    /// Total requests sent.
+    pub fn total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+/// Retry tuning.
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max_interval: Duration,
+    /// Give up after this long.
+    pub max_elapsed: Duration,
+}
+
+/// The result of a successful write.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Written {
+    /// AWS request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Set when the write found the target already in the wanted state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// IAM, Lambda and STS clients with one retry policy.
+pub struct AwsClients {
+    iam: aws_sdk_iam::Client,
+    lambda: aws_sdk_lambda::Client,
+    sts: aws_sdk_sts::Client,
+    retry: RetrySettings,
+    stats: Mutex<CallStats>,
+    /// The region in use.
+    pub region: String,
+}
+
+/// Who trustsync is acting as.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerIdentity {
+    /// Account id.
+    pub account: String,
+    /// Caller ARN.
+    pub arn: String,
+}
+
+impl AwsClients {
+    /// Clients from the standard AWS chain; `region` overrides the chain's region.
+    pub async fn connect(config: &crate::config::AwsConfig) -> Result<AwsClients, Failure> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(config.request_timeout_seconds))
+                    .connect_timeout(Duration::from_secs(10))
+                    .build(),
+            );
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let region = shared.region().map(|r| r.to_string()).ok_or_else(|| Failure {
+            operation: "Configuration",
+            code: None,
+            message: "no AWS region: set aws.region in the config or AWS_REGION".into(),
+            status: None,
+            request_id: None,
+            transient: false,
+        })?;
+        Ok(AwsClients {
+            iam: aws_sdk_iam::Client::new(&shared),
+            lambda: aws_sdk_lambda::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
+            retry: RetrySettings {
+                initial: Duration::from_millis(200),
+                max_interval: Duration::from_secs(10),
+                max_elapsed: Duration::from_secs(config.max_retry_seconds),
+            },
+            stats: Mutex::new(CallStats::default()),
+            region,
+        })
+    }
+
+    /// Requests made so far.
+    pub fn stats(&self) -> CallStats {
+        self.stats.lock().expect("stats lock").clone()
+    }
+
+    fn count(&self, op: &'static str) {
+        *self.stats.lock().expect("stats lock").requests.entry(op).or_default() += 1;
+    }
+
+    /// Sends one request, retrying transient errors with exponential back-off and jitter.
+    ///
+    /// `benign` picks failures that mean the wanted state already holds ("already exists",
+    /// "not found" on delete): they return `Ok(None)`.
+    async fn call<T, E, F, Fut>(&self, op: &'static str, benign: impl Fn(&Failure) -> bool, mut f: F) -> Result<Option<T>, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let policy = backoff::ExponentialBackoffBuilder::new()
+            .with_initial_interval(self.retry.initial)
+            .with_max_interval(self.retry.max_interval)
+            .with_randomization_factor(0.5)
+            .with_multiplier(2.0)
+            .with_max_elapsed_time(Some(self.retry.max_elapsed))
+            .build();
+        let mut attempt = 0u32;
+        backoff::future::retry(policy, || {
+            attempt += 1;
+            self.count(op);
+            if attempt > 1 {
+                self.stats.lock().expect("stats lock").retries += 1;
+            }
+            let fut = f();
+            let benign = &benign;
+            async move {
+                match fut.await {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) => {
+                        let failure = Failure::from_sdk(op, &e);
+                        if benign(&failure) {
+                            return Ok(None);
+                        }
+                        if failure.transient {
+                            if failure.is(&["Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"]) {
+                                self.stats.lock().expect("stats lock").throttled += 1;
+                            }
+                            tracing::debug!(operation = op, code = ?failure.code, "transient AWS error; retrying");
+                            Err(backoff::Error::transient(failure))
+                        } else {
+                            Err(backoff::Error::permanent(failure))
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// The account and ARN the credentials belong to.
+    pub async fn caller_identity(&self) -> Result<CallerIdentity, Failure> {
+        let out = self
+            .call("GetCallerIdentity", |_| false, || self.sts.get_caller_identity().send())
+            .await?
+            .expect("no benign failures");
+        Ok(CallerIdentity {
+            account: out.account().unwrap_or_default().to_string(),
+            arn: out.arn().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Reads everything the planner compares: all roles, the OIDC providers, and the
+    /// given functions. Any failed read fails the whole observation.
+    pub async fn observe(&self, account_id: &str, role_path: &str, functions: &[FunctionKey]) -> Result<Observed, Failure> {
+        let mut observed = Observed { account_id: account_id.to_string(), ..Observed::default() };
+        self.read_roles(role_path, &mut observed).await?;
+        observed.providers = self.read_providers().await?;
+        let results: Vec<(FunctionKey, Option<ObservedFunction>)> = stream::iter(functions.iter().cloned())
+            .map(|key| async move {
+                let f = self.read_function(&key.0, key.1.as_deref()).await?;
+                Ok::<_, Failure>((key, f))
+            })
+            .buffer_unordered(4)
+            .try_collect()
+            .await?;
+        observed.functions = results.into_iter().collect();
+        Ok(observed)
+    }
+
+    async fn read_roles(&self, role_path: &str, observed: &mut Observed) -> Result<(), Failure> {
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .call("GetAccountAuthorizationDetails", |_| false, || {
+                    self.iam
+                        .get_account_authorization_details()
+                        .filter(EntityType::Role)
+                        .max_items(1000)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await?
+                .expect("no benign failures");
+            for r in page.role_detail_list() {
+                let name = r.role_name().unwrap_or_default().to_string();
+                let bad = |what: &str, e: crate::iam_policy::Error| Failure {
+                    operation: "GetAccountAuthorizationDetails",
+                    code: None,
+                    message: format!("role {name}: {what}: {e}"),
+                    status: None,
+                    request_id: None,
+                    transient: false,
+                };
+                let trust = parse_document(r.assume_role_policy_document().unwrap_or("{}"))
+                    .map_err(|e| bad("trust policy", e))?;
+                let mut inline = BTreeMap::new();
+                for p in r.role_policy_list() {
+                    let pname = p.policy_name().unwrap_or_default().to_string();
+                    let doc = parse_document(p.policy_document().unwrap_or("{}"))
+                        .map_err(|e| bad(&format!("inline policy {pname}"), e))?;
+                    inline.insert(pname, doc);
+                }
+                observed.roles.insert(
+                    name.to_ascii_lowercase(),
+                    ObservedRole {
+                        path: r.path().unwrap_or("/").to_string(),
+                        arn: r.arn().unwrap_or_default().to_string(),
+                        id: r.role_id().unwrap_or_default().to_string(),
+                        trust,
+                        description: None,
+                        max_session_duration: None,
+                        permissions_boundary: r
+                            .permissions_boundary()
+                            .and_then(|b| b.permissions_boundary_arn())
+                            .map(String::from),
+                        inline_policies: inline,
+                        managed_policies: r
+                            .attached_managed_policies()
+                            .iter()
+                            .filter_map(|p| p.policy_arn().map(String::from))
+                            .collect(),
+                        tags: r.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+                        name,
+                    },
+                );
+            }
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        // GetAccountAuthorizationDetails leaves out description and session duration;
+        // ListRoles has them, for the managed path only.
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .call("ListRoles", |_| false, || {
+                    self.iam.list_roles().path_prefix(role_path).max_items(1000).set_marker(marker.clone()).send()
+                })
+                .await?
+                .expect("no benign failures");
+            for r in page.roles() {
+                if let Some(o) = observed.roles.get_mut(&r.role_name().to_ascii_lowercase()) {
+                    o.description = r.description().map(String::from);
+                    o.max_session_duration = r.max_session_duration();
+                }
+            }
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_providers(&self) -> Result<Vec<ObservedProvider>, Failure> {
+        let list = self
+            .call("ListOpenIDConnectProviders", |_| false, || self.iam.list_open_id_connect_providers().send())
+            .await?
+            .expect("no benign failures");
+        let mut out = Vec::new();
+        for entry in list.open_id_connect_provider_list() {
+            let Some(arn) = entry.arn() else { continue };
+            let Some(p) = self
+                .call(
+                    "GetOpenIDConnectProvider",
+                    |f| f.is(&["NoSuchEntity"]),
+                    || self.iam.get_open_id_connect_provider().open_id_connect_provider_arn(arn).send(),
+                )
+                .await?
+            else {
+                continue; // deleted between list and get
+            };
+            let url = arn.split_once(":oidc-provider/").map(|(_, u)| u.to_string()).unwrap_or_default();
+            out.push(ObservedProvider {
+                arn: arn.to_string(),
+                url,
+                client_ids: p.client_id_list().iter().cloned().collect::<BTreeSet<_>>(),
+                tags: p.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn read_function(&self, name: &str, qualifier: Option<&str>) -> Result<Option<ObservedFunction>, Failure> {
+        let not_found = |f: &Failure| f.is(&["ResourceNotFoundException"]);
+        let Some(cfg) = self
+            .call("GetFunctionConfiguration", not_found, || self.lambda.get_function_configuration().function_name(name).send())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(q) = qualifier {
+            let found = self
+                .call("GetAlias", not_found, || self.lambda.get_alias().function_name(name).name(q).send())
+                .await?;
+            if found.is_none() && !q.chars().all(|c| c.is_ascii_digit()) {
+                return Ok(None);
+            }
+        }
+        let policy = self
+            .call("GetPolicy", not_found, || self.lambda.get_policy().function_name(name).set_qualifier(qualifier.map(String::from)).send())
+            .await?;
+        let (statements, policy_revision) = match policy {
+            None => (Vec::new(), None),
+            Some(p) => {
+                let doc = parse_document(p.policy().unwrap_or("{}")).map_err(|e| Failure {
+                    operation: "GetPolicy",
+                    code: None,
+                    message: format!("function {name}: {e}"),
+                    status: None,
+                    request_id: None,
+                    transient: false,
+                })?;
+                let statements = match doc.get("Statement") {
+                    Some(serde_json::Value::Array(s)) => s.clone(),
+                    Some(one) => vec![one.clone()],
+                    None => Vec::new(),
+                };
+                (statements, p.revision_id().map(String::from))
+            }
+        };
+        Ok(Some(ObservedFunction {
+            arn: cfg.function_arn().unwrap_or_default().to_string(),
+            role: cfg.role().map(String::from),
+            config_revision: cfg.revision_id().map(String::from),
+            policy_revision,
+            statements,
+        }))
+    }
+
+    /// Performs one action. `use_revision` passes the planned `RevisionId` to Lambda.
+    pub async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+        use Action::*;
+        let iam = &self.iam;
+        let lambda = &self.lambda;
+        let exists = |f: &Failure| f.is(&["EntityAlreadyExists"]);
+        let gone = |f: &Failure| f.is(&["NoSuchEntity"]);
+        let written = |rid: Option<&str>| Written { request_id: rid.map(String::from), note: None };
+        let already = |note: &str| Written { request_id: None, note: Some(note.to_string()) };
+        macro_rules! run {
+            ($op:literal, $benign:expr, $note:literal, $req:expr) => {
+                match self.call($op, $benign, || $req.send()).await? {
+                    Some(out) => written(out.request_id()),
+                    None => already($note),
+                }
+            };
+        }
+        let revision = |r: &Option<String>| if use_revision { r.clone() } else { None };
+        Ok(match action {
+            CreateOidcProvider { url, client_ids, thumbprints, tags } => run!(
+                "CreateOpenIDConnectProvider",
+                exists,
+                "provider already existed",
+                iam.create_open_id_connect_provider()
+                    .url(url)
+                    .set_client_id_list(Some(client_ids.clone()))
+                    .set_thumbprint_list((!thumbprints.is_empty()).then(|| thumbprints.clone()))
+                    .set_tags(Some(iam_tags(tags)))
+            ),
+            AddProviderAudience { provider_arn, audience } => run!(
+                "AddClientIDToOpenIDConnectProvider",
+                |_| false,
+                "",
+                iam.add_client_id_to_open_id_connect_provider().open_id_connect_provider_arn(provider_arn).client_id(audience)
+            ),
+            RemoveProviderAudience { provider_arn, audience } => run!(
+                "RemoveClientIDFromOpenIDConnectProvider",
+                gone,
+                "provider already gone",
+                iam.remove_client_id_from_open_id_connect_provider().open_id_connect_provider_arn(provider_arn).client_id(audience)
+            ),
+            TagOidcProvider { provider_arn, tags } => run!(
+                "TagOpenIDConnectProvider",
+                |_| false,
+                "",
+                iam.tag_open_id_connect_provider().open_id_connect_provider_arn(provider_arn).set_tags(Some(iam_tags(tags)))
+            ),
+            DeleteOidcProvider { provider_arn } => run!(
+                "DeleteOpenIDConnectProvider",
+                gone,
+                "provider already gone",
+                iam.delete_open_id_connect_provider().open_id_connect_provider_arn(provider_arn)
+            ),
+            CreateRole { role_name, path, trust_policy, description, max_session_duration, permissions_boundary, tags } => run!(
+                "CreateRole",
+                exists,
+                "role already existed",
+                iam.create_role()
+                    .role_name(role_name)
+                    .path(path)
+                    .assume_role_policy_document(trust_policy.to_string())
+                    .set_description(description.clone())
+                    .max_session_duration(*max_session_duration)
+                    .set_permissions_boundary(permissions_boundary.clone())
+                    .set_tags(Some(iam_tags(tags)))
+            ),
+            UpdateTrustPolicy { role_name, trust_policy } => run!(
+                "UpdateAssumeRolePolicy",
+                |_| false,
+                "",
+                iam.update_assume_role_policy().role_name(role_name).policy_document(trust_policy.to_string())
+            ),
+            UpdateRole { role_name, description, max_session_duration } => run!(
+                "UpdateRole",
+                |_| false,
+                "",
+                iam.update_role()
+                    .role_name(role_name)
+                    .set_description(description.clone())
+                    .max_session_duration(*max_session_duration)
+            ),
+            PutPermissionsBoundary { role_name, policy_arn } => run!(
+                "PutRolePermissionsBoundary",
+                |_| false,
+                "",
+                iam.put_role_permissions_boundary().role_name(role_name).permissions_boundary(policy_arn)
+            ),
+            DeletePermissionsBoundary { role_name } => run!(
+                "DeleteRolePermissionsBoundary",
+                gone,
+                "boundary already gone",
+                iam.delete_role_permissions_boundary().role_name(role_name)
+            ),
+            PutInlinePolicy { role_name, policy_name, document } => run!(
+                "PutRolePolicy",
+                |_| false,
+                "",
+                iam.put_role_policy().role_name(role_name).policy_name(policy_name).policy_document(document.to_string())
+            ),
+            DeleteInlinePolicy { role_name, policy_name } => run!(
+                "DeleteRolePolicy",
+                gone,
+                "policy already gone",
+                iam.delete_role_policy().role_name(role_name).policy_name(policy_name)
+            ),
+            AttachManagedPolicy { role_name, policy_arn } => run!(
+                "AttachRolePolicy",
+                |_| false,
+                "",
+                iam.attach_role_policy().role_name(role_name).policy_arn(policy_arn)
+            ),
+            DetachManagedPolicy { role_name, policy_arn } => run!(
+                "DetachRolePolicy",
+                gone,
+                "policy already detached",
+                iam.detach_role_policy().role_name(role_name).policy_arn(policy_arn)
+            ),
+            TagRole { role_name, tags } => run!(
+                "TagRole",
+                |_| false,
+                "",
+                iam.tag_role().role_name(role_name).set_tags(Some(iam_tags(tags)))
+            ),
+            UntagRole { role_name, keys } => run!(
+                "UntagRole",
+                gone,
+                "role already gone",
+                iam.untag_role().role_name(role_name).set_tag_keys(Some(keys.clone()))
+            ),
+            DeleteRole { role_name } => run!("DeleteRole", gone, "role already gone", iam.delete_role().role_name(role_name)),
+            AddLambdaPermission {
+                function_name,
+                qualifier,
+                statement_id,
+                principal,
+                lambda_action,
+                source_arn,
+                source_account,
+                revision_id,
+            } => run!(
+                "AddPermission",
+                |f: &Failure| f.is(&["ResourceConflictException"]) && f.message.contains("already exists"),
+                "statement already existed",
+                lambda
+                    .add_permission()
+                    .function_name(function_name)
+                    .set_qualifier(qualifier.clone())
+                    .statement_id(statement_id)
+                    .principal(principal)
+                    .action(lambda_action)
+                    .set_source_arn(source_arn.clone())
+                    .set_source_account(source_account.clone())
+                    .set_revision_id(revision(revision_id))
+            ),
+            RemoveLambdaPermission { function_name, qualifier, statement_id, revision_id } => run!(
+                "RemovePermission",
+                |f: &Failure| f.is(&["ResourceNotFoundException"]),
+                "statement already gone",
+                lambda
+                    .remove_permission()
+                    .function_name(function_name)
+                    .set_qualifier(qualifier.clone())
+                    .statement_id(statement_id)
+                    .set_revision_id(revision(revision_id))
+            ),
+            SetExecutionRole { function_name, role_arn, revision_id } => run!(
+                "UpdateFunctionConfiguration",
+                |_| false,
+                "",
+                lambda
+                    .update_function_configuration()
+                    .function_name(function_name)
+                    .role(role_arn)
+                    .set_revision_id(revision(revision_id))
+            ),
+        })
+    }
+}
+
+fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value are set"))
+        .collect()
+}

@@ -1,0 +1,316 @@
+//! Command-line wiring: reads flags, runs one stage after another, sets the exit code.
+//!
+//! Exit codes: 0 success (and, with `--detailed-exitcode`, no changes); 2 changes pending
+//! (`plan --detailed-exitcode` only); 1 any error: invalid input, a failed read, a problem
+//! that kept a mapping from being planned, a safety stop, a failed change.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::apply::{self, Actor};
+use crate::audit::{self, AuditLog};
+use crate::aws::AwsClients;
+use crate::config::Config;
+use crate::desired::{self, Target};
+use crate::directory::TenantFile;
+use crate::plan::{self, Plan, Settings};
+use crate::policy::{self, PolicySet};
+use crate::render::{self, Format};
+
+/// Keeps AWS IAM roles and Lambda permissions in step with Entra ID groups.
+#[derive(Debug, Parser)]
+#[command(name = "trustsync", version, about, long_about = None)]
+pub struct Cli {
+    /// Controller config file (YAML). Without it every setting takes its default.
+    #[arg(long, global = true, env = "TRUSTSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TRUSTSYNC_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per event (for a cluster's log pipeline).
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the policy repository; report every problem with file, line and field.
+    Validate(PolicyArgs),
+    /// Print the JSON Schema of policy documents (for editors and yaml-language-server).
+    Schema,
+    /// Show what apply would change, without changing anything.
+    Plan(PlanArgs),
+    /// Change AWS to match the policies, recording each change in the audit log.
+    Apply(ApplyArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Audit log tools.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check an audit log's hash chain; names the first bad line.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+    },
+}
+
+/// Where the policies are.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Policy repository directory (every *.yaml / *.yml below it).
+    #[arg(long, env = "TRUSTSYNC_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+/// Inputs shared by plan and apply.
+#[derive(Debug, Args)]
+pub struct PassArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// Tenant file to read group memberships from (overrides directory.tenantFile).
+    #[arg(long, env = "TRUSTSYNC_TENANT_FILE")]
+    tenant_file: Option<PathBuf>,
+    /// Delete owned resources no longer in any policy (overrides `prune` in the config).
+    #[arg(long, env = "TRUSTSYNC_PRUNE")]
+    prune: Option<bool>,
+}
+
+/// `plan` flags.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    output: Format,
+    /// Exit 0 when nothing would change, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+/// `apply` flags.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(long)]
+    auto_approve: bool,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,trustsync=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+impl Cli {
+    /// Runs the command; returns the exit code.
+    pub async fn run(self) -> anyhow::Result<u8> {
+        let Cli { config, log_format: _, command } = self;
+        let load_config = || Config::load(config.as_deref()).context("loading the config");
+        match command {
+            Command::Schema => {
+                println!("{}", schema_json());
+                Ok(0)
+            }
+            Command::Validate(PolicyArgs { policies }) => {
+                let config = load_config()?;
+                match policy::load_dir(&policies, &config.limits) {
+                    Ok(set) => {
+                        println!(
+                            "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
+                            policies.display(),
+                            set.len(),
+                            set.providers.len(),
+                            set.role_mappings.len(),
+                            set.functions.len()
+                        );
+                        Ok(0)
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        Ok(1)
+                    }
+                }
+            }
+            Command::Plan(PlanArgs { pass, output, detailed_exitcode }) => {
+                let config = load_config()?;
+                let Some(ctx) = Pass::prepare(pass, config).await? else { return Ok(1) };
+                let color = output == Format::Text && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                print!("{}", render::render(&ctx.plan, output, color));
+                ctx.log_stats();
+                let blocked = !ctx.plan.problems.is_empty() || ctx.plan.safety.is_some();
+                Ok(if blocked {
+                    1
+                } else if detailed_exitcode && !ctx.plan.is_empty() {
+                    2
+                } else {
+                    0
+                })
+            }
+            Command::Apply(ApplyArgs { pass, auto_approve }) => {
+                let config = load_config()?;
+                let audit_path = config.audit.path.clone();
+                let Some(ctx) = Pass::prepare(pass, config).await? else { return Ok(1) };
+                let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                print!("{}", render::render(&ctx.plan, Format::Text, color));
+                if ctx.plan.safety.is_some() {
+                    let mut log = AuditLog::open(&audit_path)?;
+                    let err = apply::apply(&ctx.plan, &ctx.aws, &mut log, &ctx.actor, ctx.policies.revision.as_deref())
+                        .await
+                        .expect_err("a safety stop is refused");
+                    eprintln!("error: {err}; nothing was changed");
+                    return Ok(1);
+                }
+                if ctx.plan.is_empty() {
+                    ctx.log_stats();
+                    return Ok(if ctx.plan.problems.is_empty() { 0 } else { 1 });
+                }
+                if !auto_approve && !confirm(ctx.plan.changes.len())? {
+                    println!("Apply cancelled; nothing was changed.");
+                    return Ok(1);
+                }
+                let mut log = AuditLog::open(&audit_path)?;
+                let report =
+                    apply::apply(&ctx.plan, &ctx.aws, &mut log, &ctx.actor, ctx.policies.revision.as_deref()).await?;
+                println!(
+                    "\nApply: {} applied, {} failed, {} skipped. Audit log: {}",
+                    report.applied,
+                    report.failed,
+                    report.skipped,
+                    audit_path.display()
+                );
+                for (name, resource, outcome) in &report.outcomes {
+                    if let apply::Outcome::Failed(f) = outcome {
+                        println!("  failed  {name} {resource}: {f}");
+                    }
+                }
+                ctx.log_stats();
+                Ok(if report.success() && ctx.plan.problems.is_empty() { 0 } else { 1 })
+            }
+            Command::Audit(AuditCommand::Verify { file }) => match audit::verify(&file) {
+                Ok(n) => {
+                    println!("{}: {n} line(s), hash chain intact", file.display());
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(1)
+                }
+            },
+        }
+    }
+}
+
+/// The JSON Schema of policy documents, as `trustsync schema` prints it.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(policy::PolicyDocument);
+    serde_json::to_string_pretty(&schema).expect("schemas serialize")
+}
+
+fn confirm(n: usize) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("stdin is not a terminal: pass --auto-approve to apply without confirmation; nothing was changed");
+    }
+    print!("\nApply these {n} change(s)? Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+/// Everything one plan or apply pass reads, and the plan.
+struct Pass {
+    policies: PolicySet,
+    aws: AwsClients,
+    actor: Actor,
+    plan: Plan,
+}
+
+impl Pass {
+    /// Reads policies, directory and AWS and plans. `None` when the policies are invalid
+    /// (already reported; no AWS call was made).
+    async fn prepare(args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
+        let PassArgs { policies: PolicyArgs { policies: dir }, tenant_file, prune } = args;
+        if let Some(p) = prune {
+            config.prune = p;
+        }
+        let policies = match policy::load_dir(&dir, &config.limits) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}\nNothing was read from or changed in AWS.");
+                return Ok(None);
+            }
+        };
+        let tenant_path = tenant_file
+            .or_else(|| config.directory.tenant_file.clone())
+            .context("no directory configured: set directory.tenantFile or --tenant-file")?;
+        let tenant = TenantFile::load(&tenant_path)?;
+        let snapshot = tenant.snapshot(&desired::group_requests(&policies));
+
+        let aws = AwsClients::connect(&config.aws).await?;
+        let caller = aws.caller_identity().await.context("reading the AWS caller identity")?;
+        let target = Target { account_id: caller.account.clone(), region: aws.region.clone() };
+        let desired = desired::build(&policies, &snapshot, &config, &target);
+        let functions: Vec<_> = desired.functions.iter().map(|f| (f.name.clone(), f.qualifier.clone())).collect();
+        let observed = aws
+            .observe(&caller.account, &config.role_path, &functions)
+            .await
+            .context("reading AWS state (nothing was changed)")?;
+        let plan = plan::plan(&desired, &observed, &Settings::from_config(&config));
+        Ok(Some(Pass { policies, aws, actor: Actor::new(&caller.arn), plan }))
+    }
+
+    fn log_stats(&self) {
+        let stats = self.aws.stats();
+        tracing::info!(
+            requests = stats.total(),
+            retries = stats.retries,
+            throttled = stats.throttled,
+            by_operation = ?stats.requests,
+            "AWS requests"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! Controller configuration: one YAML file, every setting with a documented default.
+//!
+//! Credentials never live here: AWS comes from the standard AWS chain (environment,
+//! profile, web identity; `AWS_ENDPOINT_URL` overrides the endpoint).
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Limits;
+
+/// Why the config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid config.
+    #[error("{path}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted field path.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The controller's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    /// AWS settings beyond the standard credential chain.
+    pub aws: AwsConfig,
+    /// The tag that marks what trustsync owns.
+    pub owner_tag: OwnerTag,
+    /// Path prefix of managed roles; every mapped role lies under it.
+    pub role_path: String,
+    /// Prefix of the Lambda policy statement ids trustsync writes.
+    pub statement_id_prefix: String,
+    /// Delete owned roles and statements that no policy wants any more. Off: they are
+    /// reported as orphans.
+    pub prune: bool,
+    /// Limits on what one pass may remove.
+    pub safety: Safety,
+    /// AWS quotas policies are checked against.
+    pub limits: Limits,
+    /// Where group memberships come from.
+    pub directory: DirectoryConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// AWS settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// Region for Lambda; unset: from the AWS chain (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// Longest time one AWS request may take before it counts as a (transient) timeout.
+    pub request_timeout_seconds: u64,
+    /// How long one change may keep being retried on transient errors.
+    pub max_retry_seconds: u64,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig { region: None, request_timeout_seconds: 30, max_retry_seconds: 120 }
+    }
+}
+
+/// The owner tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OwnerTag {
+    /// Tag key.
+    pub key: String,
+    /// Tag value: distinguishes controller instances sharing one account.
+    pub value: String,
+}
+
+impl Default for OwnerTag {
+    fn default() -> Self {
+        OwnerTag { key: "trustsync.dev/owner".into(), value: "trustsync".into() }
+    }
+}
+
+/// Limits on what one pass may remove; a pass over them stops before changing anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Safety {
+    /// Largest share (0 to 1) of the principals trusted by owned roles that one pass may
+    /// remove, counted over all roles.
+    pub max_principal_removal_share: f64,
+    /// Largest share (0 to 1) of owned roles that one pass may delete (with prune on).
+    pub max_role_deletion_share: f64,
+    /// Removals up to this many principals are always allowed, whatever the share (so a
+    /// small tenant can lose its one member).
+    pub principal_removal_floor: usize,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety { max_principal_removal_share: 0.5, max_role_deletion_share: 0.25, principal_removal_floor: 1 }
+    }
+}
+
+/// Where group memberships come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// A tenant file (JSON, the format of `examples/tenant.json`) read as the directory.
+    pub tenant_file: Option<PathBuf>,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig { tenant_file: Some(PathBuf::from("examples/tenant.json")) }
+    }
+}
+
+/// The audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// JSON-lines file every change is appended to.
+    pub path: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { path: PathBuf::from("trustsync-audit.jsonl") }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            aws: AwsConfig::default(),
+            owner_tag: OwnerTag::default(),
+            role_path: "/trustsync/".into(),
+            statement_id_prefix: "trustsync-".into(),
+            prune: false,
+            safety: Safety::default(),
+            limits: Limits::default(),
+            directory: DirectoryConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file; a missing `path` means all defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, Error> {
+        let Some(path) = path else {
+            return Ok(Config::default().finish());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text; `path` is used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+        let invalid = |line: usize, column: usize, field: String, message: String| Error::Invalid {
+            path: path.into(),
+            line,
+            column,
+            field,
+            message,
+        };
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let field = e.path().to_string();
+                let inner = e.into_inner();
+                let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+                invalid(line, column, field, inner.to_string())
+            })?
+        };
+        let config = config.finish();
+        let s = &config.safety;
+        for (field, v) in [
+            ("safety.maxPrincipalRemovalShare", s.max_principal_removal_share),
+            ("safety.maxRoleDeletionShare", s.max_role_deletion_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(0, 0, field.into(), format!("{v} is not a share between 0 and 1")));
+            }
+        }
+        let p = &config.role_path;
+        if !p.starts_with('/') || !p.ends_with('/') {
+            return Err(invalid(0, 0, "rolePath".into(), format!("`{p}` must start and end with `/`")));
+        }
+        if p == "/" {
+            return Err(invalid(0, 0, "rolePath".into(), "`/` would make every role in the account a candidate; use a dedicated path such as /trustsync/".into()));
+        }
+        let prefix = &config.statement_id_prefix;
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(invalid(0, 0, "statementIdPrefix".into(), format!("`{prefix}` must be letters, digits, - or _")));
+        }
+        if config.owner_tag.key.is_empty() || config.owner_tag.value.is_empty() {
+            return Err(invalid(0, 0, "ownerTag".into(), "key and value must not be empty".into()));
+        }
+        Ok(config)
+    }
+
+    fn finish(mut self) -> Self {
+        self.limits.role_path = self.role_path.clone();
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(Config::parse(Path::new("c.yaml"), "").unwrap(), Config::default().finish());
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let err = Config::parse(Path::new("c.yaml"), "prune: true\nsafety:\n  maxRoleDeletion: 0.5\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("c.yaml:3:"), "{text}");
+        assert!(text.contains("unknown field `maxRoleDeletion`"), "{text}");
+    }
+
+    #[test]
+    fn shares_and_paths_are_checked() {
+        assert!(Config::parse(Path::new("c"), "safety: {maxPrincipalRemovalShare: 2}").is_err());
+        assert!(Config::parse(Path::new("c"), "rolePath: /").is_err());
+        let c = Config::parse(Path::new("c"), "rolePath: /x/\n").unwrap();
+        assert_eq!(c.limits.role_path, "/x/");
+    }
+}

@@ -1,0 +1,325 @@
+//! What the directory says: group memberships, as the planner consumes them.
+//!
+//! The [`DirectorySnapshot`] is the only directory type the rest of trustsync sees. This
+//! module also reads a tenant file (the JSON format of `examples/tenant.json`, the same
+//! file the local Graph server is seeded from) so that the pipeline runs without a live
+//! tenant. A group that cannot be resolved is an error for the mappings that use it; a
+//! directory that cannot be read is an error for the whole pass, never "no members".
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::GroupSelector;
+
+/// Why the directory could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tenant file could not be read.
+    #[error("cannot read tenant file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The tenant file is not valid.
+    #[error("tenant file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+}
+
+/// The kind of a directory object, from its `@odata.type`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberKind {
+    /// `#microsoft.graph.servicePrincipal`: can be bound by object id.
+    ServicePrincipal,
+    /// `#microsoft.graph.user`: its `sub` is pairwise, so it cannot be bound.
+    User,
+    /// `#microsoft.graph.group`: a nested group.
+    Group,
+    /// `#microsoft.graph.device`.
+    Device,
+    /// Anything else, by its `@odata.type`.
+    Other(String),
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// Object id.
+    pub id: String,
+    /// What it is.
+    pub kind: MemberKind,
+    /// Display name, for reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+/// A group and the members a mapping asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMembers {
+    /// The group's object id.
+    pub id: String,
+    /// The group's display name.
+    pub display_name: String,
+    /// Direct members, or transitive ones when asked; sorted by id.
+    pub members: Vec<Member>,
+}
+
+/// Why one group could not be resolved. Affects only the mappings that use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "camelCase", tag = "reason")]
+pub enum GroupError {
+    /// No group matches.
+    #[error("no group matches {selector}")]
+    NotFound {
+        /// The selector, rendered.
+        selector: String,
+    },
+    /// More than one group has this display name.
+    #[error("{count} groups are named {name:?}; refer to the group by id")]
+    Ambiguous {
+        /// The display name.
+        name: String,
+        /// How many matched.
+        count: usize,
+    },
+}
+
+/// A request for one group's members.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupRequest {
+    /// Which group.
+    pub selector: GroupSelector,
+    /// Nested groups expanded.
+    pub transitive: bool,
+}
+
+/// Group memberships for every group the policies use, read in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct DirectorySnapshot {
+    /// Each requested group, resolved or not.
+    pub groups: BTreeMap<GroupRequest, Result<GroupMembers, GroupError>>,
+}
+
+impl DirectorySnapshot {
+    /// The result for a request; `None` when it was not part of the snapshot.
+    pub fn get(&self, selector: &GroupSelector, transitive: bool) -> Option<&Result<GroupMembers, GroupError>> {
+        self.groups.get(&GroupRequest { selector: selector.clone(), transitive })
+    }
+}
+
+/// The tenant file: a directory's groups and objects, in Graph's field names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantFile {
+    /// The tenant id.
+    pub tenant_id: String,
+    /// Groups with their direct member ids.
+    #[serde(default)]
+    pub groups: Vec<TenantGroup>,
+    /// Service principals.
+    #[serde(default)]
+    pub service_principals: Vec<TenantObject>,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<TenantObject>,
+    /// Devices.
+    #[serde(default)]
+    pub devices: Vec<TenantObject>,
+}
+
+/// A group of the tenant file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantGroup {
+    /// Object id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Direct member object ids (service principals, users, devices or groups).
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// A non-group object of the tenant file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantObject {
+    /// Object id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: String,
+    /// Application (client) id, for service principals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// Sign-in name, for users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
+}
+
+impl TenantFile {
+    /// Reads a tenant file.
+    pub fn load(path: &Path) -> Result<TenantFile, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
+        let tenant: TenantFile = serde_json::from_str(&text)
+            .map_err(|e| Error::Invalid { path: path.into(), message: e.to_string() })?;
+        tenant.check().map_err(|message| Error::Invalid { path: path.into(), message })?;
+        Ok(tenant)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let mut ids = BTreeSet::new();
+        let all = self.groups.iter().map(|g| &g.id).chain(
+            self.service_principals.iter().chain(&self.users).chain(&self.devices).map(|o| &o.id),
+        );
+        for id in all {
+            if !ids.insert(id) {
+                return Err(format!("object id {id} appears twice"));
+            }
+        }
+        for g in &self.groups {
+            if let Some(m) = g.members.iter().find(|m| !ids.contains(m)) {
+                return Err(format!("group {} lists unknown member {m}", g.display_name));
+            }
+        }
+        Ok(())
+    }
+
+    fn kinds(&self) -> HashMap<&str, (MemberKind, &str)> {
+        let mut kinds = HashMap::new();
+        for g in &self.groups {
+            kinds.insert(g.id.as_str(), (MemberKind::Group, g.display_name.as_str()));
+        }
+        for (list, kind) in [
+            (&self.service_principals, MemberKind::ServicePrincipal),
+            (&self.users, MemberKind::User),
+            (&self.devices, MemberKind::Device),
+        ] {
+            for o in list {
+                kinds.insert(o.id.as_str(), (kind.clone(), o.display_name.as_str()));
+            }
+        }
+        kinds
+    }
+
+    /// Resolves every request against the file, as the Graph reader does against Graph.
+    pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
+        let kinds = self.kinds();
+        let by_id: HashMap<&str, &TenantGroup> = self.groups.iter().map(|g| (g.id.as_str(), g)).collect();
+        let mut out = DirectorySnapshot::default();
+        for req in requests {
+            let found = match (&req.selector.id, &req.selector.display_name) {
+                (Some(id), _) => by_id.get(id.as_str()).copied().ok_or_else(|| GroupError::NotFound {
+                    selector: req.selector.to_string(),
+                }),
+                (None, Some(name)) => {
+                    let matches: Vec<&TenantGroup> = self.groups.iter().filter(|g| &g.display_name == name).collect();
+                    match matches.len() {
+                        0 => Err(GroupError::NotFound { selector: req.selector.to_string() }),
+                        1 => Ok(matches[0]),
+                        count => Err(GroupError::Ambiguous { name: name.clone(), count }),
+                    }
+                }
+                (None, None) => Err(GroupError::NotFound { selector: req.selector.to_string() }),
+            };
+            let result = found.map(|g| {
+                let mut ids = BTreeSet::new();
+                let mut queue = vec![g];
+                let mut visited = BTreeSet::from([g.id.as_str()]);
+                while let Some(group) = queue.pop() {
+                    for m in &group.members {
+                        ids.insert(m.as_str());
+                        if req.transitive {
+                            if let Some(nested) = by_id.get(m.as_str()) {
+                                if visited.insert(m.as_str()) {
+                                    queue.push(nested);
+                                }
+                            }
+                        }
+                    }
+                }
+                let members = ids
+                    .into_iter()
+                    .map(|id| {
+                        let (kind, name) = kinds.get(id).cloned().unwrap_or((MemberKind::Other("unknown".into()), ""));
+                        Member { id: id.to_string(), kind, display_name: (!name.is_empty()).then(|| name.to_string()) }
+                    })
+                    .collect();
+                GroupMembers { id: g.id.clone(), display_name: g.display_name.clone(), members }
+            });
+            out.groups.insert(req.clone(), result);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> TenantFile {
+        serde_json::from_value(serde_json::json!({
+            "tenantId": "t",
+            "groups": [
+                {"id": "g1", "displayName": "outer", "members": ["sp1", "u1", "g2"]},
+                {"id": "g2", "displayName": "inner", "members": ["sp2", "g1"]},
+                {"id": "g3", "displayName": "dup", "members": []},
+                {"id": "g4", "displayName": "dup", "members": []}
+            ],
+            "servicePrincipals": [{"id": "sp1", "displayName": "app one", "appId": "a1"}, {"id": "sp2"}],
+            "users": [{"id": "u1", "displayName": "Ann"}]
+        }))
+        .unwrap()
+    }
+
+    fn req(id: Option<&str>, name: Option<&str>, transitive: bool) -> GroupRequest {
+        GroupRequest {
+            selector: GroupSelector { id: id.map(Into::into), display_name: name.map(Into::into) },
+            transitive,
+        }
+    }
+
+    #[test]
+    fn direct_and_transitive_members_with_cycles() {
+        let t = tenant();
+        assert!(t.check().is_ok());
+        let reqs = [req(Some("g1"), None, false), req(Some("g1"), None, true)];
+        let snap = t.snapshot(&reqs);
+        let ids = |r: &GroupRequest| -> Vec<String> {
+            snap.groups[r].as_ref().unwrap().members.iter().map(|m| m.id.clone()).collect()
+        };
+        assert_eq!(ids(&reqs[0]), ["g2", "sp1", "u1"]);
+        assert_eq!(ids(&reqs[1]), ["g1", "g2", "sp1", "sp2", "u1"]);
+        let direct = snap.groups[&reqs[0]].as_ref().unwrap();
+        assert_eq!(direct.members[1].kind, MemberKind::ServicePrincipal);
+        assert_eq!(direct.members[2].kind, MemberKind::User);
+    }
+
+    #[test]
+    fn names_resolve_once_or_fail_per_group() {
+        let t = tenant();
+        let reqs = [req(None, Some("inner"), false), req(None, Some("dup"), false), req(None, Some("nope"), false)];
+        let snap = t.snapshot(&reqs);
+        assert_eq!(snap.groups[&reqs[0]].as_ref().unwrap().id, "g2");
+        assert_eq!(snap.groups[&reqs[1]], Err(GroupError::Ambiguous { name: "dup".into(), count: 2 }));
+        assert!(matches!(snap.groups[&reqs[2]], Err(GroupError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_dangling_member_is_an_invalid_file() {
+        let mut t = tenant();
+        t.groups[0].members.push("ghost".into());
+        assert_eq!(t.check().unwrap_err(), "group outer lists unknown member ghost");
+    }
+}

@@ -1,0 +1,98 @@
+//! What AWS says, in trustsync's own types. Filled by [`crate::aws`]; read by the planner.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Live AWS state relevant to one pass.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observed {
+    /// The account the credentials belong to.
+    pub account_id: String,
+    /// IAM OIDC identity providers.
+    pub providers: Vec<ObservedProvider>,
+    /// Every IAM role, keyed by lower-case name (IAM names are case-insensitive).
+    pub roles: BTreeMap<String, ObservedRole>,
+    /// Each function the policies refer to, keyed by (name, qualifier).
+    pub functions: BTreeMap<FunctionKey, Option<ObservedFunction>>,
+}
+
+/// A function and the qualifier whose policy is managed.
+pub type FunctionKey = (String, Option<String>);
+
+/// An IAM OIDC provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedProvider {
+    /// Its ARN.
+    pub arn: String,
+    /// Issuer without the scheme, as in the ARN.
+    pub url: String,
+    /// Client ids (audiences).
+    pub client_ids: BTreeSet<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An IAM role as read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedRole {
+    /// Role name as AWS spells it.
+    pub name: String,
+    /// Path.
+    pub path: String,
+    /// ARN.
+    pub arn: String,
+    /// Unique id (`AROA...`).
+    pub id: String,
+    /// Trust policy, decoded.
+    pub trust: Value,
+    /// Description, when the bulk read returns it.
+    pub description: Option<String>,
+    /// Maximum session duration, when the bulk read returns it.
+    pub max_session_duration: Option<i32>,
+    /// Permissions boundary ARN.
+    pub permissions_boundary: Option<String>,
+    /// Inline policies, decoded.
+    pub inline_policies: BTreeMap<String, Value>,
+    /// Attached managed policy ARNs.
+    pub managed_policies: BTreeSet<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A Lambda function's execution role and resource policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedFunction {
+    /// Function ARN (unqualified).
+    pub arn: String,
+    /// Execution role ARN.
+    pub role: Option<String>,
+    /// Revision of the function configuration.
+    pub config_revision: Option<String>,
+    /// Revision of the resource policy (absent when there is no policy).
+    pub policy_revision: Option<String>,
+    /// Statements of the resource policy.
+    pub statements: Vec<Value>,
+}
+
+/// The `sub` values a trust policy allows through any federated principal.
+pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
+    let canon = crate::iam_policy::canonical(trust);
+    let mut out = BTreeSet::new();
+    for st in canon.get("Statement").and_then(Value::as_array).into_iter().flatten() {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        let Some(Value::Object(ops)) = st.get("Condition") else { continue };
+        for entries in ops.values() {
+            let Value::Object(entries) = entries else { continue };
+            for (key, values) in entries {
+                if key.ends_with(":sub") {
+                    out.extend(values.as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from));
+                }
+            }
+        }
+    }
+    out
+}

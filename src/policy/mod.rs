@@ -1,0 +1,531 @@
+//! The policy repository: loading YAML documents from a directory tree, with a location for
+//! every field, and validating them into a [`PolicySet`].
+//!
+//! Loading is two-layered. `yaml-rust2`'s event parser splits each file into documents
+//! and records the line and column of every field path (`spec.role.name`,
+//! `spec.invokers[1].roleMapping`); `serde_yaml` then reads each document into the typed
+//! model, with `serde_path_to_error` naming the field that failed. Any problem found later
+//! (a dangling reference, a limit) is reported against the same index, so every
+//! diagnostic names file, line, document and field.
+
+pub mod model;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+pub use model::*;
+pub use validate::{function_name as function_name_of, Limits};
+
+/// A problem with the policy repository, located as precisely as the input allows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// The file, as given (relative to where trustsync was started when the directory was).
+    pub file: PathBuf,
+    /// 1-based line; 0 when the file could not be read at all.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// 1-based document number within the file.
+    pub document: usize,
+    /// `Kind name` of the document, when it got that far.
+    pub subject: Option<String>,
+    /// Dotted field path within the document (`spec.role.name`); empty for the document.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: document {}", self.file.display(), self.line, self.column, self.document)?;
+        if let Some(subject) = &self.subject {
+            write!(f, " ({subject})")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Why a policy repository could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The directory itself could not be read.
+    #[error("cannot read policy directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The documents have problems; every one found is listed.
+    #[error("{} problem(s) in the policy repository:\n{}", .0.len(), render_diagnostics(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn render_diagnostics(diags: &[Diagnostic]) -> String {
+    diags.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Where a document came from, with the location of each of its fields.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based document number within the file.
+    pub document: usize,
+    /// `Kind name`.
+    pub subject: String,
+    positions: HashMap<String, (usize, usize)>,
+    start: (usize, usize),
+}
+
+impl Origin {
+    /// The line and column of a field, or of its nearest located ancestor.
+    pub fn locate(&self, field: &str) -> (usize, usize) {
+        let mut path = field;
+        loop {
+            if let Some(pos) = self.positions.get(path) {
+                return *pos;
+            }
+            match path.rfind(['.', '[']) {
+                Some(cut) => path = &path[..cut],
+                None => return self.positions.get("").copied().unwrap_or(self.start),
+            }
+        }
+    }
+
+    /// A diagnostic about `field` of this document.
+    pub fn diagnostic(&self, field: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        let field = field.into();
+        let (line, column) = self.locate(&field);
+        Diagnostic {
+            file: self.file.clone(),
+            line,
+            column,
+            document: self.document,
+            subject: (!self.subject.is_empty()).then(|| self.subject.clone()),
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// A document of one kind, with its name and origin.
+#[derive(Debug, Clone)]
+pub struct Named<S> {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The kind-specific body.
+    pub spec: S,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// Every document of the repository, typed and validated.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    /// IdentityProvider documents.
+    pub providers: Vec<Named<IdentityProviderSpec>>,
+    /// RoleMapping documents.
+    pub role_mappings: Vec<Named<RoleMappingSpec>>,
+    /// FunctionAccess documents.
+    pub functions: Vec<Named<FunctionAccessSpec>>,
+    /// The git commit of the policy directory, when it is a git checkout.
+    pub revision: Option<String>,
+}
+
+impl PolicySet {
+    /// The provider document of this name.
+    pub fn provider(&self, name: &str) -> Option<&Named<IdentityProviderSpec>> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The role mapping of this name.
+    pub fn role_mapping(&self, name: &str) -> Option<&Named<RoleMappingSpec>> {
+        self.role_mappings.iter().find(|m| m.name == name)
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.providers.len() + self.role_mappings.len() + self.functions.len()
+    }
+
+    /// True when the repository holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads and validates every `*.yaml` / `*.yml` file below `dir` (hidden entries skipped,
+/// files in name order). Returns every problem at once.
+pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
+    let files = yaml_files(dir).map_err(|source| Error::Directory { path: dir.to_path_buf(), source })?;
+    let mut set = PolicySet::default();
+    let mut diags = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => load_text(&file, &text, &mut set, &mut diags),
+            Err(e) => diags.push(Diagnostic {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                document: 0,
+                subject: None,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    diags.extend(validate::validate(&set, limits));
+    if diags.is_empty() {
+        set.revision = git_revision(dir);
+        Ok(set)
+    } else {
+        Err(Error::Invalid(diags))
+    }
+}
+
+fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The commit the policy directory is checked out at, if it is inside a git work tree.
+fn git_revision(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Envelope {
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    spec: serde_yaml::Value,
+}
+
+/// Loads the documents of one file's text into `set`, adding problems to `diags`.
+pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<Diagnostic>) {
+    let docs = match index_documents(text) {
+        Ok(docs) => docs,
+        Err((line, column, message)) => {
+            diags.push(Diagnostic {
+                file: file.to_path_buf(),
+                line,
+                column,
+                document: 1,
+                subject: None,
+                field: String::new(),
+                message: format!("invalid YAML: {message}"),
+            });
+            return;
+        }
+    };
+    for (n, doc) in docs.into_iter().enumerate() {
+        let mut origin = Origin {
+            file: file.to_path_buf(),
+            document: n + 1,
+            subject: String::new(),
+            positions: doc.positions,
+            start: doc.start,
+        };
+        let value: serde_yaml::Value = match serde_yaml::from_str(&doc.text) {
+            Ok(v) => v,
+            Err(e) => {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (doc.start.0 + l.line() - 1, l.column()))
+                    .unwrap_or(doc.start);
+                diags.push(Diagnostic { line, column, ..origin.diagnostic("", format!("invalid YAML: {e}")) });
+                continue;
+            }
+        };
+        if value.is_null() {
+            continue; // an empty document, e.g. after a trailing `---`
+        }
+        let envelope: Envelope = match typed(value, "") {
+            Ok(e) => e,
+            Err((field, msg)) => {
+                diags.push(origin.diagnostic(field, msg));
+                continue;
+            }
+        };
+        origin.subject = format!("{} {}", envelope.kind, envelope.metadata.name);
+        if envelope.api_version != API_VERSION {
+            diags.push(origin.diagnostic(
+                "apiVersion",
+                format!("`{}` is not supported; use `{API_VERSION}`", envelope.api_version),
+            ));
+            continue;
+        }
+        let Metadata { name, labels } = envelope.metadata;
+        macro_rules! push {
+            ($list:expr) => {
+                match typed(envelope.spec, "spec") {
+                    Ok(spec) => $list.push(Named { name, labels, spec, origin }),
+                    Err((field, msg)) => diags.push(origin.diagnostic(field, msg)),
+                }
+            };
+        }
+        match envelope.kind.as_str() {
+            "IdentityProvider" => push!(set.providers),
+            "RoleMapping" => push!(set.role_mappings),
+            "FunctionAccess" => push!(set.functions),
+            other => diags.push(origin.diagnostic(
+                "kind",
+                format!("unknown kind `{other}`; expected IdentityProvider, RoleMapping or FunctionAccess"),
+            )),
+        }
+    }
+}
+
+/// Deserializes a YAML value, returning the failing field path (under `prefix`) on error.
+fn typed<T: serde::de::DeserializeOwned>(value: serde_yaml::Value, prefix: &str) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut field = prefix.to_string();
+        for segment in e.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+                serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(key);
+                }
+                serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        (field, e.into_inner().to_string())
+    })
+}
+
+/// One YAML document's text and the location of every field path in it.
+struct IndexedDocument {
+    text: String,
+    start: (usize, usize),
+    positions: HashMap<String, (usize, usize)>,
+}
+
+enum Frame {
+    Map { path: String, key: Option<String> },
+    Seq { path: String, index: usize },
+}
+
+#[derive(Default)]
+struct Indexer {
+    stack: Vec<Frame>,
+    /// Per document: the character index of its end, its start, its field positions.
+    docs: Vec<(usize, (usize, usize), HashMap<String, (usize, usize)>)>,
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+impl Indexer {
+    /// The path of the node that comes next, recording it; `None` when it is a mapping key.
+    fn next_node(&mut self, scalar: Option<&str>, pos: (usize, usize)) -> Option<String> {
+        let path = match self.stack.last_mut() {
+            None => String::new(),
+            Some(Frame::Map { path, key }) => match key.take() {
+                None => {
+                    let k = scalar.unwrap_or("?").to_string();
+                    let full = join(path, &k);
+                    *key = Some(k);
+                    if let Some(doc) = self.docs.last_mut() {
+                        doc.2.entry(full).or_insert(pos);
+                    }
+                    return None;
+                }
+                Some(k) => join(path, &k),
+            },
+            Some(Frame::Seq { path, index }) => {
+                *index += 1;
+                format!("{path}[{}]", *index - 1)
+            }
+        };
+        if let Some(doc) = self.docs.last_mut() {
+            doc.2.entry(path.clone()).or_insert(pos);
+        }
+        Some(path)
+    }
+}
+
+impl MarkedEventReceiver for Indexer {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = (mark.line(), mark.col() + 1);
+        match ev {
+            Event::DocumentStart => {
+                self.stack.clear();
+                self.docs.push((usize::MAX, pos, HashMap::new()));
+            }
+            Event::DocumentEnd => {
+                if let Some(doc) = self.docs.last_mut() {
+                    doc.0 = mark.index();
+                }
+            }
+            Event::Scalar(value, ..) => {
+                self.next_node(Some(&value), pos);
+            }
+            Event::Alias(_) => {
+                self.next_node(None, pos);
+            }
+            Event::MappingStart(..) => {
+                if let Some(path) = self.next_node(None, pos) {
+                    self.stack.push(Frame::Map { path, key: None });
+                } else {
+                    // A complex mapping key: index it under a placeholder.
+                    self.stack.push(Frame::Map { path: "?".into(), key: None });
+                }
+            }
+            Event::SequenceStart(..) => {
+                let path = self.next_node(None, pos).unwrap_or_else(|| "?".into());
+                self.stack.push(Frame::Seq { path, index: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Splits a file into documents, indexing field positions. Errors are `(line, column, message)`.
+fn index_documents(text: &str) -> Result<Vec<IndexedDocument>, (usize, usize, String)> {
+    let mut indexer = Indexer::default();
+    let mut parser = Parser::new_from_str(text);
+    parser
+        .load(&mut indexer, true)
+        .map_err(|e| (e.marker().line(), e.marker().col() + 1, e.info().to_string()))?;
+    // Marker indices count characters; slice by byte offsets. A document runs from the
+    // end of the one before (at its `---`) to its own end; the last one to end of file.
+    let byte_at: Vec<usize> = text.char_indices().map(|(b, _)| b).chain([text.len()]).collect();
+    let to_byte = |idx: usize| byte_at[idx.min(byte_at.len() - 1)];
+    let mut out = Vec::new();
+    let count = indexer.docs.len();
+    let mut from = 0;
+    for (i, (end, start, positions)) in indexer.docs.into_iter().enumerate() {
+        let to = if i + 1 == count { text.len() } else { to_byte(end) };
+        let line_start = text[..from].rfind('\n').map_or(0, |p| p + 1);
+        // Pad with blank lines so that serde_yaml's own line numbers stay file-relative.
+        let pad = text[..line_start].matches('\n').count();
+        let body = format!("{}{}", "\n".repeat(pad), &text[line_start..to.max(line_start)]);
+        out.push(IndexedDocument { text: body, start, positions });
+        from = to;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (PolicySet, Vec<Diagnostic>) {
+        let mut set = PolicySet::default();
+        let mut diags = Vec::new();
+        load_text(Path::new("p.yaml"), text, &mut set, &mut diags);
+        (set, diags)
+    }
+
+    const TWO_DOCS: &str = "\
+apiVersion: trustsync.dev/v1alpha1
+kind: IdentityProvider
+metadata: {name: entra}
+spec:
+  tenantId: 00000000-0000-0000-0000-000000000001
+  audiences: [api://aws]
+---
+apiVersion: trustsync.dev/v1alpha1
+kind: RoleMapping
+metadata:
+  name: deployers
+spec:
+  provider: entra
+  group: {id: 00000000-0000-0000-0000-0000000000aa}
+  role:
+    name: deployer
+    maxSessionDuration: lots
+";
+
+    #[test]
+    fn a_type_error_names_file_line_document_and_field() {
+        let (set, diags) = load(TWO_DOCS);
+        assert_eq!(set.providers.len(), 1);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        let d = &diags[0];
+        assert_eq!((d.line, d.document), (17, 2));
+        assert_eq!(d.field, "spec.role.maxSessionDuration");
+        assert_eq!(d.subject.as_deref(), Some("RoleMapping deployers"));
+        assert!(d.to_string().starts_with("p.yaml:17:5: document 2 (RoleMapping deployers): spec.role.maxSessionDuration: invalid type"), "{d}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_located() {
+        let text = TWO_DOCS.replace("maxSessionDuration: lots", "maxSesionDuration: 3600");
+        let (_, diags) = load(&text);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("unknown field `maxSesionDuration`"), "{}", diags[0]);
+        assert_eq!(diags[0].line, 17, "{}", diags[0]);
+    }
+
+    #[test]
+    fn invalid_yaml_is_located() {
+        let (_, diags) = load("apiVersion: x\nkind: [unclosed\n");
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.starts_with("invalid YAML"), "{}", diags[0]);
+        assert!(diags[0].line >= 2, "{}", diags[0]);
+    }
+
+    #[test]
+    fn unknown_kind_and_version_are_reported() {
+        let (_, diags) = load("apiVersion: trustsync.dev/v1alpha1\nkind: Nope\nmetadata: {name: a}\nspec: {}\n---\napiVersion: v9\nkind: RoleMapping\nmetadata: {name: b}\nspec: {}\n");
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert_eq!((diags[0].field.as_str(), diags[0].line), ("kind", 2));
+        assert_eq!((diags[1].field.as_str(), diags[1].line, diags[1].document), ("apiVersion", 6, 2));
+    }
+
+    #[test]
+    fn sequence_items_are_indexed() {
+        let mut ix = index_documents("a:\n  - x: 1\n  - x: 2\n    y: [3, 4]\n").unwrap();
+        let pos = ix.remove(0).positions;
+        assert_eq!(pos["a[1].x"].0, 3);
+        assert_eq!(pos["a[1].y[1]"].0, 4);
+    }
+}

@@ -1,0 +1,257 @@
+//! The policy repository's document types: what a YAML file may say.
+//!
+//! Every type here denies unknown fields, so a typo is an error with a location rather than
+//! a silently ignored setting. The JSON Schema printed by `trustsync schema` is generated
+//! from these types.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only `apiVersion` this release reads.
+pub const API_VERSION: &str = "trustsync.dev/v1alpha1";
+
+/// One YAML document of the policy repository.
+///
+/// Used for the JSON Schema; loading reads the envelope first and the `spec` by kind, so
+/// that errors carry the right field path.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind")]
+pub enum PolicyDocument {
+    /// The Entra tenant as an IAM OIDC identity provider.
+    IdentityProvider(Resource<IdentityProviderSpec>),
+    /// An Entra group (or AWS services) mapped to an IAM role.
+    RoleMapping(Resource<RoleMappingSpec>),
+    /// Who may invoke a Lambda function, and which role it runs as.
+    FunctionAccess(Resource<FunctionAccessSpec>),
+}
+
+/// The Kubernetes-shaped envelope shared by every kind.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resource<S> {
+    /// Always `trustsync.dev/v1alpha1`.
+    pub api_version: String,
+    /// Name and labels.
+    pub metadata: Metadata,
+    /// What this document asks for.
+    pub spec: S,
+}
+
+/// Names a document; the name is how other documents refer to it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// Unique within its kind: lower-case letters, digits and `-`, at most 63 characters.
+    pub name: String,
+    /// Free-form labels, carried into the plan and the audit log.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which issuer form Entra puts in the tokens the workloads present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenVersion {
+    /// `https://sts.windows.net/{tenant}/` (resource app accepts v1 tokens).
+    V1,
+    /// `https://login.microsoftonline.com/{tenant}/v2.0`.
+    #[default]
+    V2,
+}
+
+/// The Entra tenant, registered in IAM as an OpenID Connect provider.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityProviderSpec {
+    /// The Entra tenant (directory) id, a GUID.
+    pub tenant_id: String,
+    /// Issuer form of the tokens; decides the provider URL and the condition keys.
+    #[serde(default)]
+    pub token_version: TokenVersion,
+    /// Audiences accepted: the provider's client id list, and the values pinned in every
+    /// trust policy (usually the application ID URI, e.g. `api://aws-federation`).
+    pub audiences: Vec<String>,
+    /// Which token claim IAM matches the audiences against, as the suffix of the condition
+    /// key `<issuer>:<key>`. AWS documents `aud`; `oaud` exists for some issuers.
+    #[serde(default = "default_audience_key")]
+    pub audience_condition_key: String,
+    /// Server certificate thumbprints (SHA-1 hex). AWS no longer needs them for Entra; they
+    /// are sent on create when given and never compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbprints: Vec<String>,
+    /// Take over a provider for this issuer that trustsync did not create.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+fn default_audience_key() -> String {
+    "aud".to_string()
+}
+
+impl IdentityProviderSpec {
+    /// The issuer URL of the tokens.
+    pub fn issuer_url(&self) -> String {
+        match self.token_version {
+            TokenVersion::V1 => format!("https://sts.windows.net/{}/", self.tenant_id),
+            TokenVersion::V2 => format!("https://login.microsoftonline.com/{}/v2.0", self.tenant_id),
+        }
+    }
+
+    /// The issuer as IAM writes it in provider ARNs and condition keys (no scheme).
+    pub fn issuer_host_path(&self) -> String {
+        self.issuer_url().trim_start_matches("https://").to_string()
+    }
+}
+
+/// An Entra group, by object id or by display name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupSelector {
+    /// The group's object id (GUID). Preferred: display names can change and collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The group's display name; must match exactly one group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl std::fmt::Display for GroupSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.id, &self.display_name) {
+            (Some(id), _) => write!(f, "{id}"),
+            (None, Some(name)) => write!(f, "displayName={name:?}"),
+            (None, None) => write!(f, "(no group)"),
+        }
+    }
+}
+
+/// Which members of the group are trusted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberSelection {
+    /// Expand nested groups (`transitiveMembers`) instead of direct members only.
+    #[serde(default)]
+    pub transitive: bool,
+}
+
+/// An Entra group mapped to one IAM role.
+///
+/// The role trusts the group's service-principal members through the provider (their
+/// object ids become the `sub` values of the trust policy), AWS services listed in
+/// `trustedServices`, or both. User members cannot be bound this way (their `sub` is
+/// pairwise) and are reported, not used.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleMappingSpec {
+    /// The IdentityProvider document whose tokens the members present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The Entra group whose members may assume the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupSelector>,
+    /// Which members count.
+    #[serde(default)]
+    pub members: MemberSelection,
+    /// AWS service principals that may assume the role (e.g. `lambda.amazonaws.com` for an
+    /// execution role).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_services: Vec<String>,
+    /// The IAM role.
+    pub role: RoleSpec,
+    /// Take over an existing role of this name that trustsync does not own.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+/// The IAM role a mapping manages.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleSpec {
+    /// Role name: 1 to 64 of letters, digits and `+=,.@_-`.
+    pub name: String,
+    /// Role path; defaults to the controller's `rolePath` and must lie under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Role description (at most 1,000 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Maximum session duration in seconds, 3,600 to 43,200.
+    #[serde(default = "default_session")]
+    pub max_session_duration: i32,
+    /// ARN of a managed policy used as permissions boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
+    /// ARNs of managed policies to attach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policies: Vec<String>,
+    /// Inline policies by name; each value is an IAM policy document.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, serde_json::Map<String, serde_json::Value>>")]
+    pub inline_policies: BTreeMap<String, serde_json::Value>,
+    /// Role tags (the owner tag is added by trustsync).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_session() -> i32 {
+    3600
+}
+
+/// Which role a function runs as.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleReference {
+    /// A RoleMapping document of this repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_mapping: Option<String>,
+    /// Any IAM role ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
+/// One principal allowed to invoke the function. Exactly one of `roleMapping`, `principal`
+/// and `service` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Invoker {
+    /// The role of a RoleMapping document of this repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_mapping: Option<String>,
+    /// An IAM principal ARN (role, user or account root) or a 12-digit account id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// An AWS service principal, e.g. `events.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// For a service: the ARN of the resource allowed to invoke (strongly advised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_arn: Option<String>,
+    /// For a service: the account that owns the source resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_account: Option<String>,
+    /// The action granted; `lambda:InvokeFunction` unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A Lambda function's invokers (resource-based policy) and execution role.
+///
+/// trustsync never creates or deletes the function: it manages only the policy statements
+/// whose id carries its prefix, and the function's role when `executionRole` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FunctionAccessSpec {
+    /// Function name or ARN.
+    pub function: String,
+    /// Alias or version whose policy is managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
+    /// The role the function runs as; left alone when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role: Option<RoleReference>,
+    /// Who may invoke the function.
+    #[serde(default)]
+    pub invokers: Vec<Invoker>,
+}

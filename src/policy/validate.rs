@@ -1,0 +1,553 @@
+//! Semantic checks over a loaded repository: names, references, ARNs, IAM naming rules,
+//! policy documents and the AWS limits that would make an apply fail half-way.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Diagnostic, Named, PolicySet};
+use crate::iam_policy::{self, PolicyKind};
+
+/// AWS quotas and controller rules that policies are checked against. Defaults are AWS's
+/// default quotas; raise them in the config when the account's quotas were raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Managed roles must lie under this path (set from the config's `rolePath`).
+    #[serde(skip)]
+    pub role_path: String,
+    /// Role trust policy length, without white space (2,048; quota up to 4,096).
+    pub trust_policy_chars: usize,
+    /// Aggregate inline policy length per role, without white space.
+    pub inline_policy_chars: usize,
+    /// Managed policies attached per role (10; quota up to 20).
+    pub managed_policies_per_role: usize,
+    /// Tags per role, the owner tag included.
+    pub tags_per_role: usize,
+    /// Size of a Lambda function's resource-based policy, in bytes.
+    pub lambda_policy_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            role_path: "/trustsync/".into(),
+            trust_policy_chars: 2048,
+            inline_policy_chars: 10240,
+            managed_policies_per_role: 10,
+            tags_per_role: 50,
+            lambda_policy_bytes: 20480,
+        }
+    }
+}
+
+/// Every problem in the set, in file order.
+pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    check_names(&set.providers, &mut d);
+    check_names(&set.role_mappings, &mut d);
+    check_names(&set.functions, &mut d);
+
+    let mut issuers: HashMap<String, &str> = HashMap::new();
+    for p in &set.providers {
+        let o = &p.origin;
+        if !is_guid(&p.spec.tenant_id) {
+            d.push(o.diagnostic("spec.tenantId", format!("`{}` is not a GUID", p.spec.tenant_id)));
+        }
+        if p.spec.audiences.is_empty() {
+            d.push(o.diagnostic("spec.audiences", "at least one audience is needed"));
+        }
+        for (i, a) in p.spec.audiences.iter().enumerate() {
+            if a.is_empty() || a.len() > 255 {
+                d.push(o.diagnostic(format!("spec.audiences[{i}]"), "must be 1 to 255 characters"));
+            }
+        }
+        if !matches!(p.spec.audience_condition_key.as_str(), "aud" | "oaud" | "azp") {
+            d.push(o.diagnostic(
+                "spec.audienceConditionKey",
+                format!("`{}` is not a condition key IAM supports for OIDC; use aud, oaud or azp", p.spec.audience_condition_key),
+            ));
+        }
+        for (i, t) in p.spec.thumbprints.iter().enumerate() {
+            if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+                d.push(o.diagnostic(format!("spec.thumbprints[{i}]"), "must be 40 hex digits (SHA-1)"));
+            }
+        }
+        if let Some(other) = issuers.insert(p.spec.issuer_url(), &p.name) {
+            d.push(o.diagnostic(
+                "spec.tenantId",
+                format!("IdentityProvider `{other}` already declares issuer {}", p.spec.issuer_url()),
+            ));
+        }
+    }
+
+    let mut role_owner: HashMap<String, &str> = HashMap::new();
+    for m in &set.role_mappings {
+        check_role_mapping(set, m, limits, &mut d);
+        // IAM role names are unique per account, case-insensitively.
+        if let Some(other) = role_owner.insert(m.spec.role.name.to_ascii_lowercase(), &m.name) {
+            d.push(m.origin.diagnostic(
+                "spec.role.name",
+                format!("role `{}` is already claimed by RoleMapping `{other}`", m.spec.role.name),
+            ));
+        }
+    }
+
+    let mut functions: HashMap<(String, Option<String>), &str> = HashMap::new();
+    for f in &set.functions {
+        check_function(set, f, limits, &mut d);
+        let key = (function_name(&f.spec.function).to_string(), f.spec.qualifier.clone());
+        if let Some(other) = functions.insert(key, &f.name) {
+            d.push(f.origin.diagnostic(
+                "spec.function",
+                format!("function `{}` is already managed by FunctionAccess `{other}`", f.spec.function),
+            ));
+        }
+    }
+    d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    d
+}
+
+fn check_names<S>(docs: &[Named<S>], d: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<&str, &Named<S>> = HashMap::new();
+    for doc in docs {
+        let n = &doc.name;
+        let ok = !n.is_empty()
+            && n.len() <= 63
+            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        if !ok {
+            d.push(doc.origin.diagnostic(
+                "metadata.name",
+                format!("`{n}` must be 1 to 63 lower-case letters, digits or `-`, not starting or ending with `-`"),
+            ));
+        }
+        if let Some(first) = seen.insert(n, doc) {
+            let (line, _) = first.origin.locate("metadata.name");
+            d.push(doc.origin.diagnostic(
+                "metadata.name",
+                format!("duplicate name `{n}`; first defined at {}:{line}", first.origin.file.display()),
+            ));
+        }
+    }
+}
+
+fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits: &Limits, d: &mut Vec<Diagnostic>) {
+    let o = &m.origin;
+    let s = &m.spec;
+    match (&s.provider, &s.group) {
+        (None, None) if s.trusted_services.is_empty() => d.push(o.diagnostic(
+            "spec",
+            "nothing may assume this role: set `provider` and `group`, or `trustedServices`",
+        )),
+        (Some(_), None) => d.push(o.diagnostic("spec.group", "`provider` is set but `group` is missing")),
+        (None, Some(_)) => d.push(o.diagnostic("spec.provider", "`group` is set but `provider` is missing")),
+        _ => {}
+    }
+    if let Some(p) = &s.provider {
+        if set.provider(p).is_none() {
+            d.push(o.diagnostic("spec.provider", format!("no IdentityProvider named `{p}`")));
+        }
+    }
+    if let Some(g) = &s.group {
+        match (&g.id, &g.display_name) {
+            (Some(id), None) if !is_guid(id) => {
+                d.push(o.diagnostic("spec.group.id", format!("`{id}` is not a GUID (an Entra object id)")))
+            }
+            (Some(_), None) => {}
+            (None, Some(name)) if name.trim().is_empty() => {
+                d.push(o.diagnostic("spec.group.displayName", "must not be empty"))
+            }
+            (None, Some(_)) => {}
+            _ => d.push(o.diagnostic("spec.group", "set exactly one of `id` and `displayName`")),
+        }
+    }
+    for (i, svc) in s.trusted_services.iter().enumerate() {
+        if !is_service_principal(svc) {
+            d.push(o.diagnostic(
+                format!("spec.trustedServices[{i}]"),
+                format!("`{svc}` is not an AWS service principal (like lambda.amazonaws.com)"),
+            ));
+        }
+    }
+    let r = &s.role;
+    if r.name.is_empty() || r.name.len() > 64 || !r.name.chars().all(is_iam_name_char) {
+        d.push(o.diagnostic(
+            "spec.role.name",
+            format!("`{}` must be 1 to 64 letters, digits or +=,.@_- (IAM role name rules)", r.name),
+        ));
+    }
+    let path = r.path.as_deref().unwrap_or(&limits.role_path);
+    if !valid_path(path) {
+        d.push(o.diagnostic(
+            "spec.role.path",
+            format!("`{path}` must start and end with `/`, be at most 512 characters of printable ASCII"),
+        ));
+    } else if !path.starts_with(&limits.role_path) {
+        d.push(o.diagnostic(
+            "spec.role.path",
+            format!("`{path}` is outside the controller's role path `{}`", limits.role_path),
+        ));
+    }
+    if let Some(desc) = &r.description {
+        if desc.chars().count() > 1000 {
+            d.push(o.diagnostic("spec.role.description", "at most 1,000 characters"));
+        }
+    }
+    if !(3600..=43200).contains(&r.max_session_duration) {
+        d.push(o.diagnostic(
+            "spec.role.maxSessionDuration",
+            format!("{} is outside 3600 to 43200 seconds", r.max_session_duration),
+        ));
+    }
+    if let Some(b) = &r.permissions_boundary {
+        if !is_managed_policy_arn(b) {
+            d.push(o.diagnostic("spec.role.permissionsBoundary", format!("`{b}` is not an IAM managed policy ARN")));
+        }
+    }
+    if r.managed_policies.len() > limits.managed_policies_per_role {
+        d.push(o.diagnostic(
+            "spec.role.managedPolicies",
+            format!(
+                "{} managed policies exceed the limit of {} per role",
+                r.managed_policies.len(),
+                limits.managed_policies_per_role
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, arn) in r.managed_policies.iter().enumerate() {
+        if !is_managed_policy_arn(arn) {
+            d.push(o.diagnostic(format!("spec.role.managedPolicies[{i}]"), format!("`{arn}` is not an IAM managed policy ARN")));
+        } else if !seen.insert(arn) {
+            d.push(o.diagnostic(format!("spec.role.managedPolicies[{i}]"), format!("`{arn}` is listed twice")));
+        }
+    }
+    let mut total = 0;
+    for (name, doc) in &r.inline_policies {
+        let field = format!("spec.role.inlinePolicies.{name}");
+        if name.is_empty() || name.len() > 128 || !name.chars().all(is_iam_name_char) {
+            d.push(o.diagnostic(&field, format!("policy name `{name}` must be 1 to 128 letters, digits or +=,.@_-")));
+        }
+        for (path, msg) in iam_policy::check_document(doc, PolicyKind::Identity) {
+            let f = if path.is_empty() { field.clone() } else { format!("{field}.{path}") };
+            d.push(o.diagnostic(f, msg));
+        }
+        total += iam_policy::iam_length(doc);
+    }
+    if total > limits.inline_policy_chars {
+        d.push(o.diagnostic(
+            "spec.role.inlinePolicies",
+            format!("inline policies total {total} characters; IAM allows {} per role", limits.inline_policy_chars),
+        ));
+    }
+    check_tags(&r.tags, limits, o, d);
+}
+
+fn check_tags(tags: &BTreeMap<String, String>, limits: &Limits, o: &super::Origin, d: &mut Vec<Diagnostic>) {
+    if tags.len() + 1 > limits.tags_per_role {
+        d.push(o.diagnostic(
+            "spec.role.tags",
+            format!("{} tags plus the owner tag exceed {} per role", tags.len(), limits.tags_per_role),
+        ));
+    }
+    for (k, v) in tags {
+        let field = format!("spec.role.tags.{k}");
+        if k.is_empty() || k.chars().count() > 128 {
+            d.push(o.diagnostic(&field, "tag keys are 1 to 128 characters"));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            d.push(o.diagnostic(&field, "tag keys starting with `aws:` are reserved"));
+        }
+        if v.chars().count() > 256 {
+            d.push(o.diagnostic(&field, "tag values are at most 256 characters"));
+        }
+    }
+}
+
+fn check_function(set: &PolicySet, f: &Named<super::FunctionAccessSpec>, limits: &Limits, d: &mut Vec<Diagnostic>) {
+    let o = &f.origin;
+    let s = &f.spec;
+    if !is_function_ref(&s.function) {
+        d.push(o.diagnostic(
+            "spec.function",
+            format!("`{}` is neither a function name (1 to 64 of letters, digits, - and _) nor a Lambda function ARN", s.function),
+        ));
+    }
+    if let Some(q) = &s.qualifier {
+        if q.is_empty() || q.len() > 128 || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '$') {
+            d.push(o.diagnostic("spec.qualifier", format!("`{q}` is not an alias or version")));
+        }
+    }
+    if let Some(er) = &s.execution_role {
+        check_role_reference(set, er.role_mapping.as_deref(), er.arn.as_deref(), "spec.executionRole", o, d);
+    }
+    let mut size = 120; // the policy envelope
+    let mut seen = std::collections::HashSet::new();
+    for (i, inv) in s.invokers.iter().enumerate() {
+        let at = format!("spec.invokers[{i}]");
+        let set_count = [inv.role_mapping.is_some(), inv.principal.is_some(), inv.service.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set_count != 1 {
+            d.push(o.diagnostic(&at, "set exactly one of `roleMapping`, `principal` and `service`"));
+            continue;
+        }
+        if let Some(rm) = &inv.role_mapping {
+            if set.role_mapping(rm).is_none() {
+                d.push(o.diagnostic(format!("{at}.roleMapping"), format!("no RoleMapping named `{rm}`")));
+            }
+        }
+        if let Some(p) = &inv.principal {
+            let account = p.len() == 12 && p.chars().all(|c| c.is_ascii_digit());
+            if !account && !is_iam_principal_arn(p) {
+                d.push(o.diagnostic(
+                    format!("{at}.principal"),
+                    format!("`{p}` is neither an account id nor an IAM role, user or root ARN"),
+                ));
+            }
+        }
+        if let Some(svc) = &inv.service {
+            if !is_service_principal(svc) {
+                d.push(o.diagnostic(format!("{at}.service"), format!("`{svc}` is not an AWS service principal")));
+            }
+        } else if inv.source_arn.is_some() || inv.source_account.is_some() {
+            d.push(o.diagnostic(&at, "`sourceArn` and `sourceAccount` go with `service`"));
+        }
+        if let Some(arn) = &inv.source_arn {
+            if !is_arn(arn) {
+                d.push(o.diagnostic(format!("{at}.sourceArn"), format!("`{arn}` is not an ARN")));
+            }
+        }
+        if let Some(acct) = &inv.source_account {
+            if acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()) {
+                d.push(o.diagnostic(format!("{at}.sourceAccount"), format!("`{acct}` is not a 12-digit account id")));
+            }
+        }
+        if let Some(action) = &inv.action {
+            if !action.to_ascii_lowercase().starts_with("lambda:") {
+                d.push(o.diagnostic(format!("{at}.action"), format!("`{action}` is not a Lambda action")));
+            }
+        }
+        let key = (&inv.role_mapping, &inv.principal, &inv.service, &inv.source_arn, &inv.source_account, &inv.action);
+        if !seen.insert(key) {
+            d.push(o.diagnostic(&at, "the same invoker is listed twice"));
+        }
+        size += 300 + inv.source_arn.as_deref().map_or(0, str::len);
+    }
+    if size > limits.lambda_policy_bytes {
+        d.push(o.diagnostic(
+            "spec.invokers",
+            format!("about {size} bytes of resource policy; Lambda allows {}", limits.lambda_policy_bytes),
+        ));
+    }
+}
+
+fn check_role_reference(
+    set: &PolicySet,
+    mapping: Option<&str>,
+    arn: Option<&str>,
+    at: &str,
+    o: &super::Origin,
+    d: &mut Vec<Diagnostic>,
+) {
+    match (mapping, arn) {
+        (Some(m), None) => {
+            if set.role_mapping(m).is_none() {
+                d.push(o.diagnostic(format!("{at}.roleMapping"), format!("no RoleMapping named `{m}`")));
+            }
+        }
+        (None, Some(a)) => {
+            if !is_role_arn(a) {
+                d.push(o.diagnostic(format!("{at}.arn"), format!("`{a}` is not an IAM role ARN")));
+            }
+        }
+        _ => d.push(o.diagnostic(at, "set exactly one of `roleMapping` and `arn`")),
+    }
+}
+
+/// `8-4-4-4-12` hex digits.
+pub fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+fn valid_path(p: &str) -> bool {
+    p.starts_with('/') && p.ends_with('/') && p.len() <= 512 && p.chars().all(|c| ('!'..='~').contains(&c))
+}
+
+fn is_service_principal(s: &str) -> bool {
+    s.ends_with(".amazonaws.com")
+        && s.len() > ".amazonaws.com".len()
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+/// `arn:partition:service:region:account:resource` with a known partition.
+pub fn is_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && matches!(parts[1], "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b")
+        && !parts[2].is_empty()
+        && !parts[5].is_empty()
+}
+
+fn iam_arn_parts(s: &str) -> Option<(&str, &str)> {
+    if !is_arn(s) {
+        return None;
+    }
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    (parts[2] == "iam" && parts[3].is_empty()).then_some((parts[4], parts[5]))
+}
+
+fn is_account(s: &str) -> bool {
+    s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
+}
+
+fn is_managed_policy_arn(s: &str) -> bool {
+    matches!(iam_arn_parts(s), Some((acct, res)) if (acct == "aws" || is_account(acct)) && res.starts_with("policy/") && res.len() > 7)
+}
+
+fn is_role_arn(s: &str) -> bool {
+    matches!(iam_arn_parts(s), Some((acct, res)) if is_account(acct) && res.starts_with("role/") && res.len() > 5)
+}
+
+fn is_iam_principal_arn(s: &str) -> bool {
+    matches!(iam_arn_parts(s), Some((acct, res)) if is_account(acct)
+        && (res == "root" || (res.starts_with("role/") && res.len() > 5) || (res.starts_with("user/") && res.len() > 5)))
+}
+
+fn is_function_ref(s: &str) -> bool {
+    if s.starts_with("arn:") {
+        let parts: Vec<&str> = s.split(':').collect();
+        return is_arn(s) && parts.len() >= 7 && parts[2] == "lambda" && parts[5] == "function" && is_function_name(parts[6]);
+    }
+    is_function_name(s)
+}
+
+fn is_function_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The function name of a name-or-ARN reference.
+pub fn function_name(s: &str) -> &str {
+    if s.starts_with("arn:") {
+        s.split(':').nth(6).unwrap_or(s)
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::load_text;
+    use std::path::Path;
+
+    fn problems(text: &str) -> Vec<Diagnostic> {
+        let mut set = PolicySet::default();
+        let mut diags = Vec::new();
+        load_text(Path::new("t.yaml"), text, &mut set, &mut diags);
+        assert!(diags.is_empty(), "load failed: {diags:?}");
+        validate(&set, &Limits::default())
+    }
+
+    const HEAD: &str = "apiVersion: trustsync.dev/v1alpha1\n";
+
+    fn provider(name: &str, tenant: &str) -> String {
+        format!("{HEAD}kind: IdentityProvider\nmetadata: {{name: {name}}}\nspec:\n  tenantId: {tenant}\n  audiences: [api://aws]\n---\n")
+    }
+
+    #[test]
+    fn reports_every_problem_at_once_with_fields() {
+        let text = format!(
+            "{}{HEAD}kind: RoleMapping\nmetadata: {{name: a}}\nspec:\n  provider: missing\n  group: {{id: not-a-guid}}\n  role:\n    name: \"bad name\"\n    path: /elsewhere/\n    maxSessionDuration: 60\n    permissionsBoundary: arn:aws:s3:::bucket\n    inlinePolicies:\n      p: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: x, Resource: \"*\"}}]}}\n",
+            provider("entra", "00000000-0000-0000-0000-000000000001")
+        );
+        let d = problems(&text);
+        let fields: Vec<&str> = d.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.provider",
+                "spec.group.id",
+                "spec.role.name",
+                "spec.role.path",
+                "spec.role.maxSessionDuration",
+                "spec.role.permissionsBoundary",
+                "spec.role.inlinePolicies.p.Statement[0].Action",
+            ],
+            "{d:#?}"
+        );
+        assert_eq!(d[0].line, 12);
+        assert_eq!(d[6].line, 20);
+    }
+
+    #[test]
+    fn duplicate_names_and_claimed_roles() {
+        let rm = |name: &str, role: &str| {
+            format!("{HEAD}kind: RoleMapping\nmetadata: {{name: {name}}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {{name: {role}}}\n---\n")
+        };
+        let d = problems(&format!("{}{}{}", rm("a", "r1"), rm("a", "r2"), rm("b", "R1")));
+        let msgs: Vec<String> = d.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(d.len(), 2, "{msgs:?}");
+        assert!(msgs[0].contains("duplicate name `a`; first defined at t.yaml:3"));
+        assert!(msgs[1].contains("role `R1` is already claimed by RoleMapping `a`"));
+    }
+
+    #[test]
+    fn function_access_references_and_arns() {
+        let text = format!(
+            "{HEAD}kind: FunctionAccess\nmetadata: {{name: f}}\nspec:\n  function: \"not a name\"\n  executionRole: {{roleMapping: nope}}\n  invokers:\n    - {{roleMapping: ghost}}\n    - {{service: events.amazonaws.com, sourceArn: nope}}\n    - {{principal: arn:aws:iam::123:role/x}}\n    - {{service: sqs.amazonaws.com, principal: arn:aws:iam::123456789012:root}}\n"
+        );
+        let d = problems(&text);
+        let fields: Vec<&str> = d.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.function",
+                "spec.executionRole.roleMapping",
+                "spec.invokers[0].roleMapping",
+                "spec.invokers[1].sourceArn",
+                "spec.invokers[2].principal",
+                "spec.invokers[3]",
+            ],
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn oversize_inline_policies_are_reported_with_numbers() {
+        let statements: Vec<String> = (0..120)
+            .map(|i| format!("{{Effect: Allow, Action: \"s3:GetObject\", Resource: \"arn:aws:s3:::bucket-number-{i:04}/*\"}}"))
+            .collect();
+        let text = format!(
+            "{HEAD}kind: RoleMapping\nmetadata: {{name: big}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: big\n    inlinePolicies:\n      p: {{Version: \"2012-10-17\", Statement: [{}]}}\n",
+            statements.join(", ")
+        );
+        let d = problems(&text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].field, "spec.role.inlinePolicies");
+        assert!(d[0].message.contains("IAM allows 10240 per role"), "{}", d[0]);
+    }
+
+    #[test]
+    fn arn_helpers() {
+        assert!(is_managed_policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess"));
+        assert!(is_managed_policy_arn("arn:aws:iam::123456789012:policy/x/y"));
+        assert!(!is_managed_policy_arn("arn:aws:iam::123:policy/x"));
+        assert!(is_role_arn("arn:aws:iam::123456789012:role/path/name"));
+        assert!(!is_role_arn("arn:aws:iam::123456789012:user/name"));
+        assert!(is_function_ref("arn:aws:lambda:eu-west-1:123456789012:function:f"));
+        assert_eq!(function_name("arn:aws:lambda:eu-west-1:123456789012:function:f:live"), "f");
+        assert!(is_guid("0000000a-0000-0000-0000-000000000001"));
+        assert!(!is_guid("0000000a-0000-0000-0000-00000000001"));
+    }
+}

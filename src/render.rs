@@ -1,0 +1,233 @@
+//! Plan renderings: text for people at a terminal, JSON for machines, Markdown for a pull
+//! request comment. Pure functions from a [`Plan`] to a string.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::iam_policy;
+use crate::plan::{Change, Effect, Plan};
+
+/// Output format of `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON object: `summary`, `changes`, `problems`, `notices`, `safety`.
+    Json,
+    /// Markdown for a pull request comment.
+    Markdown,
+}
+
+/// Renders a plan. `color` adds ANSI colours to text output.
+pub fn render(plan: &Plan, format: Format, color: bool) -> String {
+    match format {
+        Format::Text => text(plan, color),
+        Format::Json => serde_json::to_string_pretty(plan).expect("plans serialize") + "\n",
+        Format::Markdown => markdown(plan),
+    }
+}
+
+fn sign(e: Effect) -> char {
+    match e {
+        Effect::Add => '+',
+        Effect::Change => '~',
+        Effect::Remove => '-',
+    }
+}
+
+fn headline(plan: &Plan) -> String {
+    let s = &plan.summary;
+    format!(
+        "{} to add, {} to change, {} to remove; {} problem(s), {} notice(s)",
+        s.add, s.change, s.remove, s.problems, s.notices
+    )
+}
+
+fn text(plan: &Plan, color: bool) -> String {
+    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
+    let mut out = String::new();
+    if let Some(stop) = &plan.safety {
+        let _ = writeln!(out, "{}", paint("1;31", "STOPPED BY SAFETY LIMITS: this plan will not be applied."));
+        for r in &stop.reasons {
+            let _ = writeln!(out, "  ! {r}");
+        }
+        out.push('\n');
+    }
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "No changes. AWS matches the policies.");
+    }
+    for c in &plan.changes {
+        let code = match c.effect {
+            Effect::Add => "32",
+            Effect::Change => "33",
+            Effect::Remove => "31",
+        };
+        let _ = writeln!(out, "{} {}", paint(code, &format!("{} {}", sign(c.effect), c.action.name())), c.resource);
+        if let Some(m) = &c.mapping {
+            let _ = writeln!(out, "    mapping: {m}");
+        }
+        let _ = writeln!(out, "    reason:  {}", c.reason);
+        if !c.members_added.is_empty() {
+            let _ = writeln!(out, "    members added:   {}", c.members_added.join(", "));
+        }
+        if !c.members_removed.is_empty() {
+            let _ = writeln!(out, "    members removed: {}", c.members_removed.join(", "));
+        }
+        for line in detail_lines(c) {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    if !plan.problems.is_empty() {
+        let _ = writeln!(out, "\n{}", paint("1;31", "Problems (these mappings were left alone):"));
+        for p in &plan.problems {
+            let _ = writeln!(
+                out,
+                "  ! {} {}{}: {}",
+                p.kind,
+                p.resource,
+                p.mapping.as_ref().map(|m| format!(" (mapping {m})")).unwrap_or_default(),
+                p.message
+            );
+        }
+    }
+    if !plan.notices.is_empty() {
+        let _ = writeln!(out, "\nNotices:");
+        for n in &plan.notices {
+            let _ = writeln!(out, "  * {} {}: {}", n.kind, n.resource, n.message);
+        }
+    }
+    let _ = writeln!(out, "\nPlan: {}.", headline(plan));
+    out
+}
+
+/// Short per-action details for text output (the parameters that are not the resource).
+fn detail_lines(c: &Change) -> Vec<String> {
+    let Ok(Value::Object(map)) = serde_json::to_value(&c.action) else { return Vec::new() };
+    map.iter()
+        .filter(|(k, v)| {
+            !matches!(k.as_str(), "action" | "trustPolicy" | "document" | "revisionId" | "roleName" | "functionName") && !v.is_null()
+        })
+        .map(|(k, v)| format!("{k}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+        .collect()
+}
+
+fn markdown(plan: &Plan) -> String {
+    let s = &plan.summary;
+    let mut out = String::from("### trustsync plan\n\n");
+    if let Some(stop) = &plan.safety {
+        out.push_str("> [!CAUTION]\n> **Stopped by safety limits**: this plan will not be applied.\n");
+        for r in &stop.reasons {
+            let _ = writeln!(out, "> - {r}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "| add | change | remove | problems | principals granted | principals revoked |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} |\n",
+        s.add, s.change, s.remove, s.problems, s.principals_added, s.principals_removed
+    );
+    if plan.changes.is_empty() {
+        out.push_str("No changes: AWS matches the policies.\n");
+    }
+    for c in &plan.changes {
+        let _ = writeln!(out, "#### `{}` {} `{}`\n", sign(c.effect), c.action.name(), c.resource);
+        if let Some(m) = &c.mapping {
+            let _ = writeln!(out, "- mapping: `{m}`");
+        }
+        let _ = writeln!(out, "- reason: {}", c.reason);
+        if !c.members_added.is_empty() {
+            let _ = writeln!(out, "- members added: {}", code_list(&c.members_added));
+        }
+        if !c.members_removed.is_empty() {
+            let _ = writeln!(out, "- members removed: {}", code_list(&c.members_removed));
+        }
+        for line in detail_lines(c) {
+            let _ = writeln!(out, "- {line}");
+        }
+        if c.before.is_some() || c.after.is_some() {
+            let _ = writeln!(out, "\n```diff\n{}```", diff(c.before.as_ref(), c.after.as_ref()));
+        }
+        out.push('\n');
+    }
+    if !plan.problems.is_empty() {
+        out.push_str("#### Problems\n\nThese mappings were left alone:\n\n");
+        for p in &plan.problems {
+            let _ = writeln!(
+                out,
+                "- **{}** `{}`{}: {}",
+                p.kind,
+                p.resource,
+                p.mapping.as_ref().map(|m| format!(" (mapping `{m}`)")).unwrap_or_default(),
+                p.message
+            );
+        }
+        out.push('\n');
+    }
+    if !plan.notices.is_empty() {
+        out.push_str("#### Notices\n\n");
+        for n in &plan.notices {
+            let _ = writeln!(out, "- {} `{}`: {}", n.kind, n.resource, n.message);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "_{}_", headline(plan));
+    out
+}
+
+fn code_list(items: &[String]) -> String {
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// A line diff of two documents, each shown in canonical form so that only real
+/// differences appear.
+fn diff(before: Option<&Value>, after: Option<&Value>) -> String {
+    let lines = |v: Option<&Value>| -> Vec<String> {
+        v.map(|v| {
+            let canon = if v.get("Statement").is_some() { iam_policy::canonical(v) } else { v.clone() };
+            serde_json::to_string_pretty(&canon).unwrap_or_default().lines().map(String::from).collect()
+        })
+        .unwrap_or_default()
+    };
+    let (a, b) = (lines(before), lines(after));
+    // Longest common subsequence, then walk it.
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            let _ = writeln!(out, "  {}", a[i]);
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] > lcs[i + 1][j]) {
+            let _ = writeln!(out, "+ {}", b[j]);
+            j += 1;
+        } else {
+            let _ = writeln!(out, "- {}", a[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_shows_only_changed_lines() {
+        let a = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
+        let b = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]});
+        let d = diff(Some(&a), Some(&b));
+        let changed: Vec<String> =
+            d.lines().filter(|l| !l.starts_with("  ")).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(changed, ["- \"s3:getobject\"", "+ \"s3:putobject\""], "{d}");
+    }
+}
