@@ -463,6 +463,7 @@ impl<'a> Planner<'a> {
                     m,
                     "new role",
                 );
+                c.effect = Effect::Add;
                 c.after = Some(doc.clone());
             }
             for arn in &dr.managed_policies {
@@ -560,6 +561,9 @@ impl<'a> Planner<'a> {
                     m,
                     reason,
                 );
+                if have.is_none() {
+                    c.effect = Effect::Add;
+                }
                 c.before = have.cloned();
                 c.after = Some(doc.clone());
             }

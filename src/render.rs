@@ -107,6 +107,7 @@ fn detail_lines(c: &Change) -> Vec<String> {
     map.iter()
         .filter(|(k, v)| {
             !matches!(k.as_str(), "action" | "trustPolicy" | "document" | "revisionId" | "roleName" | "functionName") && !v.is_null()
+                && v.as_array().is_none_or(|a| !a.is_empty())
         })
         .map(|(k, v)| format!("{k}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
         .collect()

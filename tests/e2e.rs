@@ -1,0 +1,335 @@
+//! End-to-end: the trustsync binary against a real moto server, with AWS state checked
+//! through the AWS SDK, not through trustsync's own reader.
+
+mod support;
+
+use support::*;
+
+const SP1: &str = "5e1f0a2b-1111-4111-8111-000000000001";
+const SP2: &str = "5e1f0a2b-1111-4111-8111-000000000002";
+const SP3: &str = "5e1f0a2b-1111-4111-8111-000000000003";
+const SP4: &str = "5e1f0a2b-1111-4111-8111-000000000004";
+const OWNER: (&str, &str) = ("trustsync.dev/owner", "trustsync");
+
+fn converged() -> (Moto, Workspace) {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    (moto, ws)
+}
+
+#[test]
+fn validate_plan_apply_replan_through_the_binary() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+
+    let out = run_ok(&moto, &ws, &["validate"], 0);
+    assert!(stdout(&out).contains("5 document(s) valid"), "{}", show(&out));
+
+    // Text, JSON and Markdown plans of the same changes.
+    let text = stdout(&run_ok(&moto, &ws, &["plan"], 0));
+    assert!(text.contains("+ create-role arn:aws:iam::123456789012:role/trustsync/payments-deployer"), "{text}");
+    assert!(text.contains("Plan: 10 to add, 1 to change, 0 to remove"), "{text}");
+    assert!(text.contains("Dana Ops (User"), "user members are reported, not used: {text}");
+
+    let plan = plan_json(&moto, &ws, 2);
+    assert_eq!(plan["summary"]["add"], 10);
+    assert_eq!(plan["summary"]["change"], 1);
+    for c in plan["changes"].as_array().unwrap() {
+        for key in ["action", "resource", "reason"] {
+            assert!(c[key].is_string(), "change without {key}: {c}");
+        }
+    }
+    assert_eq!(
+        actions(&plan),
+        [
+            "create-oidc-provider",
+            "create-role",
+            "create-role",
+            "create-role",
+            "put-inline-policy",
+            "attach-managed-policy",
+            "attach-managed-policy",
+            "put-inline-policy",
+            "add-lambda-permission",
+            "add-lambda-permission",
+            "set-execution-role",
+        ]
+    );
+
+    let md = stdout(&run_ok(&moto, &ws, &["plan", "--output", "markdown"], 0));
+    assert!(md.starts_with("### trustsync plan"), "{md}");
+    assert!(md.contains("| 10 | 1 | 0 | 0 | 4 | 0 |"), "{md}");
+    assert!(md.contains("```diff"), "{md}");
+
+    // Nothing was written by planning.
+    assert!(!moto.role_exists("payments-deployer"));
+
+    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert!(stdout(&out).contains("Apply: 11 applied, 0 failed, 0 skipped"), "{}", show(&out));
+
+    // AWS state, read back through the SDK.
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4], "nested group expanded, user skipped");
+    assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
+    let trust = moto.trust_policy("payments-deployer");
+    let st = &trust["Statement"][0];
+    assert_eq!(
+        st["Principal"]["Federated"],
+        "arn:aws:iam::123456789012:oidc-provider/login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0"
+    );
+    assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(
+        st["Condition"]["StringEquals"]["login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0:aud"],
+        "api://aws-federation"
+    );
+    let iam = moto.iam();
+    let role = moto.block_on(iam.get_role().role_name("reporting-reader").send()).unwrap();
+    let role = role.role().unwrap();
+    assert_eq!(role.path(), "/trustsync/");
+    assert_eq!(role.max_session_duration(), Some(7200));
+    let tags = moto.block_on(iam.list_role_tags().role_name("payments-deployer").send()).unwrap();
+    let tags: Vec<(String, String)> = tags.tags().iter().map(|t| (t.key().into(), t.value().into())).collect();
+    assert!(tags.contains(&(OWNER.0.into(), OWNER.1.into())), "{tags:?}");
+    assert!(tags.contains(&("team".into(), "payments".into())), "{tags:?}");
+    let attached = moto.block_on(iam.list_attached_role_policies().role_name("payments-deployer").send()).unwrap();
+    assert_eq!(attached.attached_policies()[0].policy_arn(), Some("arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess"));
+    let inline = moto.block_on(iam.get_role_policy().role_name("payments-deployer").policy_name("deploy").send()).unwrap();
+    assert!(inline.policy_document().contains("UpdatePaymentsCode") || inline.policy_document().contains("UpdatePaymentsCode".replace(' ', "%20").as_str()));
+    let providers = moto.block_on(iam.list_open_id_connect_providers().send()).unwrap();
+    assert_eq!(providers.open_id_connect_provider_list().len(), 1);
+    let sids = moto.lambda_sids("payments-api");
+    assert_eq!(sids.len(), 2, "{sids:?}");
+    assert!(sids.iter().all(|s| s.starts_with("trustsync-")), "{sids:?}");
+    let cfg = moto.block_on(moto.lambda().get_function_configuration().function_name("payments-api").send()).unwrap();
+    assert_eq!(cfg.role(), Some("arn:aws:iam::123456789012:role/trustsync/payments-runtime"));
+
+    // A second pass right after the first plans nothing.
+    let again = plan_json(&moto, &ws, 0);
+    assert!(actions(&again).is_empty(), "{again}");
+    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert!(stdout(&out).contains("No changes"), "{}", show(&out));
+
+    // Every change is in the audit log, whose chain verifies.
+    let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
+    assert!(stdout(&out).contains("12 line(s), hash chain intact"), "{}", show(&out));
+}
+
+#[test]
+fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
+    let (moto, ws) = converged();
+    let iam = moto.iam();
+    let lambda = moto.lambda();
+    // Drift: a trust policy with one member removed, an extra inline policy, a detached
+    // managed policy, a changed session duration, a removed invoke permission, a foreign tag.
+    let mut trust = moto.trust_policy("payments-deployer");
+    let key = "login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0:sub";
+    trust["Statement"][0]["Condition"]["StringEquals"][key] = serde_json::json!([SP1, "ffffffff-0000-0000-0000-000000000000"]);
+    moto.block_on(iam.update_assume_role_policy().role_name("payments-deployer").policy_document(trust.to_string()).send()).unwrap();
+    moto.block_on(
+        iam.put_role_policy()
+            .role_name("payments-deployer")
+            .policy_name("backdoor")
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+            .send(),
+    )
+    .unwrap();
+    moto.block_on(
+        iam.detach_role_policy().role_name("payments-deployer").policy_arn("arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess").send(),
+    )
+    .unwrap();
+    moto.block_on(iam.update_role().role_name("reporting-reader").max_session_duration(43200).send()).unwrap();
+    moto.block_on(
+        iam.tag_role()
+            .role_name("reporting-reader")
+            .tags(aws_sdk_iam::types::Tag::builder().key("added-by").value("hand").build().unwrap())
+            .send(),
+    )
+    .unwrap();
+    let sid = moto.lambda_sids("payments-api").into_iter().find(|s| s.contains("svc-events")).unwrap();
+    moto.block_on(lambda.remove_permission().function_name("payments-api").statement_id(&sid).send()).unwrap();
+    // A statement trustsync does not own (no prefix) must survive.
+    moto.block_on(
+        lambda
+            .add_permission()
+            .function_name("payments-api")
+            .statement_id("hand-made")
+            .principal("s3.amazonaws.com")
+            .action("lambda:InvokeFunction")
+            .send(),
+    )
+    .unwrap();
+
+    let plan = plan_json(&moto, &ws, 2);
+    let mut got = actions(&plan);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "add-lambda-permission",
+            "attach-managed-policy",
+            "delete-inline-policy",
+            "untag-role",
+            "update-role",
+            "update-trust-policy",
+        ],
+        "{plan:#}"
+    );
+    let trust_change = plan["changes"].as_array().unwrap().iter().find(|c| c["action"] == "update-trust-policy").unwrap();
+    assert_eq!(trust_change["membersAdded"], serde_json::json!([SP2, SP4]));
+    assert_eq!(trust_change["membersRemoved"], serde_json::json!(["ffffffff-0000-0000-0000-000000000000"]));
+
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert!(actions(&plan_json(&moto, &ws, 0)).is_empty());
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    assert!(moto.lambda_sids("payments-api").contains(&"hand-made".to_string()));
+    assert!(moto.block_on(iam.get_role_policy().role_name("payments-deployer").policy_name("backdoor").send()).is_err());
+}
+
+#[test]
+fn membership_changes_rewrite_the_trust_policy() {
+    let (moto, ws) = converged();
+    // SP2 leaves the payments group; SP3 joins it.
+    ws.edit_tenant(|t| {
+        let members = t["groups"][0]["members"].as_array_mut().unwrap();
+        members.retain(|m| m != SP2);
+        members.push(SP3.into());
+    });
+    let plan = plan_json(&moto, &ws, 2);
+    assert_eq!(actions(&plan), ["update-trust-policy"]);
+    let change = &plan["changes"][0];
+    assert_eq!(change["membersAdded"], serde_json::json!([SP3]));
+    assert_eq!(change["membersRemoved"], serde_json::json!([SP2]));
+    assert!(change["reason"].as_str().unwrap().contains("1 added, 1 removed"), "{change}");
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
+    let log = ws.read("audit.jsonl");
+    let last_change = log.lines().filter(|l| l.contains("\"type\":\"change\"")).last().unwrap();
+    assert!(last_change.contains(SP2) && last_change.contains("membersRemoved"), "{last_change}");
+}
+
+#[test]
+fn an_unowned_role_is_a_conflict_until_adopted() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    let iam = moto.iam();
+    let foreign = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    moto.block_on(iam.create_role().role_name("reporting-reader").path("/trustsync/").assume_role_policy_document(foreign).send())
+        .unwrap();
+
+    let plan = plan_json(&moto, &ws, 1);
+    let problem = &plan["problems"][0];
+    assert_eq!(problem["kind"], "conflict");
+    assert!(problem["message"].as_str().unwrap().contains("not owned by trustsync"), "{problem}");
+    assert!(!plan["changes"].as_array().unwrap().iter().any(|c| c["resource"].as_str().unwrap().ends_with("reporting-reader")));
+
+    // Apply changes everything else, leaves the conflicting role alone, and exits 1.
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    assert!(moto.role_exists("payments-deployer"));
+    assert!(moto.trusted_subs("reporting-reader").is_empty());
+    assert_eq!(moto.trust_policy("reporting-reader")["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+
+    // With adopt it is taken over: tagged, and its trust replaced.
+    let text = ws.read("policies/reporting.yaml").replace("  role:\n", "  adopt: true\n  role:\n");
+    ws.write("policies/reporting.yaml", &text);
+    let plan = plan_json(&moto, &ws, 2);
+    let reasons: Vec<&str> = plan["changes"].as_array().unwrap().iter().map(|c| c["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"adopting the role (owner tag)"), "{reasons:?}");
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
+    assert!(actions(&plan_json(&moto, &ws, 0)).is_empty());
+}
+
+#[test]
+fn orphans_are_reported_without_prune_and_deleted_with_it() {
+    let (moto, ws) = converged();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\nsafety: {maxRoleDeletionShare: 0.5}\n");
+    ws.remove("policies/reporting.yaml");
+
+    let plan = plan_json(&moto, &ws, 0);
+    assert!(actions(&plan).is_empty(), "{plan:#}");
+    let notice = &plan["notices"].as_array().unwrap().iter().find(|n| n["kind"] == "orphan").unwrap().clone();
+    assert!(notice["resource"].as_str().unwrap().ends_with("role/trustsync/reporting-reader"));
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert!(moto.role_exists("reporting-reader"), "without prune an orphan stays");
+
+    let plan = serde_json::from_slice::<serde_json::Value>(
+        &run_ok(&moto, &ws, &["plan", "--output", "json", "--prune", "true", "--detailed-exitcode"], 2).stdout,
+    )
+    .unwrap();
+    assert_eq!(actions(&plan), ["delete-inline-policy", "delete-role"]);
+    run_ok(&moto, &ws, &["apply", "--auto-approve", "--prune", "true"], 0);
+    assert!(!moto.role_exists("reporting-reader"));
+    assert!(moto.role_exists("payments-deployer"), "wanted roles are never pruned");
+}
+
+#[test]
+fn safety_limits_stop_mass_removal_without_changing_anything() {
+    let (moto, ws) = converged();
+    // The payments group suddenly reads as empty: 3 of 4 trusted principals would go.
+    ws.edit_tenant(|t| t["groups"][0]["members"] = serde_json::json!([]));
+    let out = run_ok(&moto, &ws, &["plan"], 1);
+    let text = stdout(&out);
+    assert!(text.contains("STOPPED BY SAFETY LIMITS"), "{text}");
+    assert!(text.contains("removes 3 of 4 trusted principals (75%)"), "{text}");
+
+    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"), "{}", show(&out));
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4], "access must not be revoked");
+    let log = ws.read("audit.jsonl");
+    assert!(log.lines().last().unwrap().contains("\"outcome\":\"safety-stop\""), "{log}");
+
+    // Prune too: deleting 2 of 3 owned roles trips the role share.
+    ws.edit_tenant(|t| t["groups"][0]["members"] = serde_json::json!([SP1, SP2]));
+    ws.remove("policies/reporting.yaml");
+    ws.remove("policies/payments.yaml");
+    ws.write(
+        "policies/payments.yaml",
+        &std::fs::read_to_string(repo().join("policies/payments.yaml")).unwrap().split("\n---\n").next().unwrap().to_string(),
+    );
+    let out = run_ok(&moto, &ws, &["plan", "--prune", "true"], 1);
+    assert!(stdout(&out).contains("deletes 2 of 3 owned roles (67%)"), "{}", show(&out));
+}
+
+#[test]
+fn a_missing_function_is_a_problem_for_its_mapping_only() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    let plan = plan_json(&moto, &ws, 1);
+    let problems = plan["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{plan:#}");
+    assert_eq!(problems[0]["kind"], "function-not-found");
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    assert!(moto.role_exists("payments-runtime"), "other mappings still apply");
+}
+
+#[test]
+fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
+    let ws = Workspace::new();
+    let broken = ws
+        .read("policies/payments.yaml")
+        .replace("maxSessionDuration: 3600", "maxSessionDuration: 90000")
+        .replace("- roleMapping: payments-deployers", "- roleMapping: payments-deployerz");
+    ws.write("policies/payments.yaml", &broken);
+    ws.write("policies/typo.yaml", "apiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: typo}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {name: x, tagz: {}}\n");
+    // A closed port: any AWS call would fail with a connection error.
+    let closed = "http://127.0.0.1:9";
+    for cmd in [&["validate"][..], &["plan"], &["apply", "--auto-approve"]] {
+        let mut args = vec!["--config", "trustsync.yaml"];
+        args.extend_from_slice(cmd);
+        let out = trustsync_with_endpoint(ws.path(), closed, &args);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("3 problem(s)"), "{err}");
+        assert!(
+            err.contains("payments.yaml:14:5: document 1 (RoleMapping payments-deployers): spec.role.maxSessionDuration: 90000 is outside 3600 to 43200 seconds"),
+            "{err}"
+        );
+        assert!(err.contains("payments.yaml:45:7: document 3 (FunctionAccess payments-api): spec.invokers[0].roleMapping: no RoleMapping named `payments-deployerz`"), "{err}");
+        assert!(err.contains("typo.yaml:6:19: document 1 (RoleMapping typo): spec.role.tagz: unknown field `tagz`"), "{err}");
+        assert!(!err.contains("dispatch") && !err.contains("connect"), "no AWS call may be made: {err}");
+    }
+    assert!(!ws.path().join("audit.jsonl").exists());
+}
