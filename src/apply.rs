@@ -41,9 +41,16 @@ impl Actor {
     pub fn new(aws_caller: &str) -> Actor {
         let host = std::env::var("HOSTNAME")
             .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
             .unwrap_or_else(|| "unknown-host".into());
-        Actor { instance: format!("{host}/{}", std::process::id()), aws_caller: aws_caller.into() }
+        Actor {
+            instance: format!("{host}/{}", std::process::id()),
+            aws_caller: aws_caller.into(),
+        }
     }
 }
 
@@ -110,12 +117,16 @@ pub async fn apply(
     for change in &plan.changes {
         let name = change.action.name();
         let outcome = if failed_resources.contains(&change.resource) {
-            Outcome::Skipped { reason: "an earlier change to this resource failed".into() }
+            Outcome::Skipped {
+                reason: "an earlier change to this resource failed".into(),
+            }
         } else {
             let use_revision = match &change.action {
                 Action::AddLambdaPermission { function_name, .. }
                 | Action::RemoveLambdaPermission { function_name, .. }
-                | Action::SetExecutionRole { function_name, .. } => revision_used.insert(function_name.clone()),
+                | Action::SetExecutionRole { function_name, .. } => {
+                    revision_used.insert(function_name.clone())
+                }
                 _ => false,
             };
             match aws.execute(&change.action, use_revision).await {
@@ -148,7 +159,9 @@ pub async fn apply(
             "policyRevision": policy_revision,
             "result": outcome,
         }))?;
-        report.outcomes.push((name, change.resource.clone(), outcome));
+        report
+            .outcomes
+            .push((name, change.resource.clone(), outcome));
     }
     audit.append(json!({
         "type": "pass",

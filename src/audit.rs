@@ -39,7 +39,10 @@ pub enum Error {
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn hash(line: &[u8]) -> String {
-    Sha256::digest(line).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(line)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An open, append-only audit log.
@@ -54,7 +57,10 @@ impl AuditLog {
     /// Opens (or creates) the log, checking the whole chain first: a broken or torn log
     /// is an error, so that new lines never hide an earlier problem.
     pub fn open(path: &Path) -> Result<AuditLog, Error> {
-        let io = |source| Error::Io { path: path.into(), source };
+        let io = |source| Error::Io {
+            path: path.into(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -63,7 +69,11 @@ impl AuditLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_string()),
             Err(e) => return Err(io(e)),
         };
-        Ok(AuditLog { path: path.into(), prev, lines })
+        Ok(AuditLog {
+            path: path.into(),
+            prev,
+            lines,
+        })
     }
 
     /// Lines in the log.
@@ -92,8 +102,15 @@ impl AuditLog {
         line.append(&mut obj);
         line.insert("prevHash".into(), Value::String(self.prev.clone()));
         let text = serde_json::to_string(&Value::Object(line)).expect("JSON values serialize");
-        let io = |source| Error::Io { path: self.path.clone(), source };
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
         let mut bytes = text.clone().into_bytes();
         bytes.push(b'\n');
         file.write_all(&bytes).map_err(io)?;
@@ -113,12 +130,19 @@ pub fn now_rfc3339() -> String {
 
 /// Verifies a log file; returns the number of lines.
 pub fn verify(path: &Path) -> Result<usize, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
     verify_bytes(path, &bytes).map(|(n, _)| n)
 }
 
 fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(usize, String), Error> {
-    let broken = |line: usize, reason: String| Error::Broken { path: path.into(), line, reason };
+    let broken = |line: usize, reason: String| Error::Broken {
+        path: path.into(),
+        line,
+        reason,
+    };
     let mut prev = GENESIS.to_string();
     if bytes.is_empty() {
         return Ok((0, prev));
@@ -127,14 +151,21 @@ fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(usize, String), Error> {
         Some(b) => b,
         None => {
             let n = bytes.split(|b| *b == b'\n').count();
-            return Err(broken(n, "last line is torn (no final newline): the log was cut mid-write".into()));
+            return Err(broken(
+                n,
+                "last line is torn (no final newline): the log was cut mid-write".into(),
+            ));
         }
     };
     let mut count = 0;
     for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
         let n = i + 1;
-        let value: Value = serde_json::from_slice(raw).map_err(|e| broken(n, format!("not a JSON line: {e}")))?;
-        let got = value.get("prevHash").and_then(Value::as_str).ok_or_else(|| broken(n, "no prevHash".into()))?;
+        let value: Value =
+            serde_json::from_slice(raw).map_err(|e| broken(n, format!("not a JSON line: {e}")))?;
+        let got = value
+            .get("prevHash")
+            .and_then(Value::as_str)
+            .ok_or_else(|| broken(n, "no prevHash".into()))?;
         if got != prev {
             return Err(broken(
                 n,
@@ -190,6 +221,9 @@ mod tests {
         std::fs::write(&path, &text[..text.len() - 5]).unwrap();
         let err = verify(&path).unwrap_err().to_string();
         assert!(err.contains("line 4: last line is torn"), "{err}");
-        assert!(AuditLog::open(&path).is_err(), "a torn log must not be appended to");
+        assert!(
+            AuditLog::open(&path).is_err(),
+            "a torn log must not be appended to"
+        );
     }
 }

@@ -73,22 +73,37 @@ impl Failure {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let code = err.code().map(String::from);
-        let request_id = err.meta().extra("aws_request_id").or(err.meta().extra("request_id")).map(String::from);
+        let request_id = err
+            .meta()
+            .extra("aws_request_id")
+            .or(err.meta().extra("request_id"))
+            .map(String::from);
         let (status, transient) = match err {
             SdkError::ServiceError(se) => {
                 let status = Some(se.raw().status().as_u16());
-                let transient = code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                let transient = code
+                    .as_deref()
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
                     || status.is_some_and(|s| s >= 500 || s == 429);
                 (status, transient)
             }
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (None, true),
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => (None, true),
             _ => (None, false),
         };
         let message = err
             .message()
             .map(String::from)
             .unwrap_or_else(|| DisplayErrorContext(err).to_string());
-        Failure { operation, code, message, status, request_id, transient }
+        Failure {
+            operation,
+            code,
+            message,
+            status,
+            request_id,
+            transient,
+        }
     }
 
     /// True when the error code is one of `codes`.
@@ -174,14 +189,17 @@ impl AwsClients {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let shared = loader.load().await;
-        let region = shared.region().map(|r| r.to_string()).ok_or_else(|| Failure {
-            operation: "Configuration",
-            code: None,
-            message: "no AWS region: set aws.region in the config or AWS_REGION".into(),
-            status: None,
-            request_id: None,
-            transient: false,
-        })?;
+        let region = shared
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| Failure {
+                operation: "Configuration",
+                code: None,
+                message: "no AWS region: set aws.region in the config or AWS_REGION".into(),
+                status: None,
+                request_id: None,
+                transient: false,
+            })?;
         Ok(AwsClients {
             iam: aws_sdk_iam::Client::new(&shared),
             lambda: aws_sdk_lambda::Client::new(&shared),
@@ -202,14 +220,25 @@ impl AwsClients {
     }
 
     fn count(&self, op: &'static str) {
-        *self.stats.lock().expect("stats lock").requests.entry(op).or_default() += 1;
+        *self
+            .stats
+            .lock()
+            .expect("stats lock")
+            .requests
+            .entry(op)
+            .or_default() += 1;
     }
 
     /// Sends one request, retrying transient errors with exponential back-off and jitter.
     ///
     /// `benign` picks failures that mean the wanted state already holds ("already exists",
     /// "not found" on delete): they return `Ok(None)`.
-    async fn call<T, E, F, Fut>(&self, op: &'static str, benign: impl Fn(&Failure) -> bool, mut f: F) -> Result<Option<T>, Failure>
+    async fn call<T, E, F, Fut>(
+        &self,
+        op: &'static str,
+        benign: impl Fn(&Failure) -> bool,
+        mut f: F,
+    ) -> Result<Option<T>, Failure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -258,7 +287,11 @@ impl AwsClients {
     /// The account and ARN the credentials belong to.
     pub async fn caller_identity(&self) -> Result<CallerIdentity, Failure> {
         let out = self
-            .call("GetCallerIdentity", |_| false, || self.sts.get_caller_identity().send())
+            .call(
+                "GetCallerIdentity",
+                |_| false,
+                || self.sts.get_caller_identity().send(),
+            )
             .await?
             .expect("no benign failures");
         Ok(CallerIdentity {
@@ -269,18 +302,27 @@ impl AwsClients {
 
     /// Reads everything the planner compares: all roles, the OIDC providers, and the
     /// given functions. Any failed read fails the whole observation.
-    pub async fn observe(&self, account_id: &str, role_path: &str, functions: &[FunctionKey]) -> Result<Observed, Failure> {
-        let mut observed = Observed { account_id: account_id.to_string(), ..Observed::default() };
+    pub async fn observe(
+        &self,
+        account_id: &str,
+        role_path: &str,
+        functions: &[FunctionKey],
+    ) -> Result<Observed, Failure> {
+        let mut observed = Observed {
+            account_id: account_id.to_string(),
+            ..Observed::default()
+        };
         self.read_roles(role_path, &mut observed).await?;
         observed.providers = self.read_providers().await?;
-        let results: Vec<(FunctionKey, Option<ObservedFunction>)> = stream::iter(functions.iter().cloned())
-            .map(|key| async move {
-                let f = self.read_function(&key.0, key.1.as_deref()).await?;
-                Ok::<_, Failure>((key, f))
-            })
-            .buffer_unordered(4)
-            .try_collect()
-            .await?;
+        let results: Vec<(FunctionKey, Option<ObservedFunction>)> =
+            stream::iter(functions.iter().cloned())
+                .map(|key| async move {
+                    let f = self.read_function(&key.0, key.1.as_deref()).await?;
+                    Ok::<_, Failure>((key, f))
+                })
+                .buffer_unordered(4)
+                .try_collect()
+                .await?;
         observed.functions = results.into_iter().collect();
         Ok(observed)
     }
@@ -289,14 +331,18 @@ impl AwsClients {
         let mut marker: Option<String> = None;
         loop {
             let page = self
-                .call("GetAccountAuthorizationDetails", |_| false, || {
-                    self.iam
-                        .get_account_authorization_details()
-                        .filter(EntityType::Role)
-                        .max_items(1000)
-                        .set_marker(marker.clone())
-                        .send()
-                })
+                .call(
+                    "GetAccountAuthorizationDetails",
+                    |_| false,
+                    || {
+                        self.iam
+                            .get_account_authorization_details()
+                            .filter(EntityType::Role)
+                            .max_items(1000)
+                            .set_marker(marker.clone())
+                            .send()
+                    },
+                )
                 .await?
                 .expect("no benign failures");
             for r in page.role_detail_list() {
@@ -337,7 +383,11 @@ impl AwsClients {
                             .iter()
                             .filter_map(|p| p.policy_arn().map(String::from))
                             .collect(),
-                        tags: r.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+                        tags: r
+                            .tags()
+                            .iter()
+                            .map(|t| (t.key().to_string(), t.value().to_string()))
+                            .collect(),
                         name,
                     },
                 );
@@ -352,9 +402,18 @@ impl AwsClients {
         let mut marker: Option<String> = None;
         loop {
             let page = self
-                .call("ListRoles", |_| false, || {
-                    self.iam.list_roles().path_prefix(role_path).max_items(1000).set_marker(marker.clone()).send()
-                })
+                .call(
+                    "ListRoles",
+                    |_| false,
+                    || {
+                        self.iam
+                            .list_roles()
+                            .path_prefix(role_path)
+                            .max_items(1000)
+                            .set_marker(marker.clone())
+                            .send()
+                    },
+                )
                 .await?
                 .expect("no benign failures");
             for r in page.roles() {
@@ -373,7 +432,11 @@ impl AwsClients {
 
     async fn read_providers(&self) -> Result<Vec<ObservedProvider>, Failure> {
         let list = self
-            .call("ListOpenIDConnectProviders", |_| false, || self.iam.list_open_id_connect_providers().send())
+            .call(
+                "ListOpenIDConnectProviders",
+                |_| false,
+                || self.iam.list_open_id_connect_providers().send(),
+            )
             .await?
             .expect("no benign failures");
         let mut out = Vec::new();
@@ -383,41 +446,70 @@ impl AwsClients {
                 .call(
                     "GetOpenIDConnectProvider",
                     |f| f.is(&["NoSuchEntity"]),
-                    || self.iam.get_open_id_connect_provider().open_id_connect_provider_arn(arn).send(),
+                    || {
+                        self.iam
+                            .get_open_id_connect_provider()
+                            .open_id_connect_provider_arn(arn)
+                            .send()
+                    },
                 )
                 .await?
             else {
                 continue; // deleted between list and get
             };
-            let url = arn.split_once(":oidc-provider/").map(|(_, u)| u.to_string()).unwrap_or_default();
+            let url = arn
+                .split_once(":oidc-provider/")
+                .map(|(_, u)| u.to_string())
+                .unwrap_or_default();
             out.push(ObservedProvider {
                 arn: arn.to_string(),
                 url,
                 client_ids: p.client_id_list().iter().cloned().collect::<BTreeSet<_>>(),
-                tags: p.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+                tags: p
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
             });
         }
         Ok(out)
     }
 
-    async fn read_function(&self, name: &str, qualifier: Option<&str>) -> Result<Option<ObservedFunction>, Failure> {
+    async fn read_function(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Option<ObservedFunction>, Failure> {
         let not_found = |f: &Failure| f.is(&["ResourceNotFoundException"]);
         let Some(cfg) = self
-            .call("GetFunctionConfiguration", not_found, || self.lambda.get_function_configuration().function_name(name).send())
+            .call("GetFunctionConfiguration", not_found, || {
+                self.lambda
+                    .get_function_configuration()
+                    .function_name(name)
+                    .send()
+            })
             .await?
         else {
             return Ok(None);
         };
         if let Some(q) = qualifier {
             let found = self
-                .call("GetAlias", not_found, || self.lambda.get_alias().function_name(name).name(q).send())
+                .call("GetAlias", not_found, || {
+                    self.lambda.get_alias().function_name(name).name(q).send()
+                })
                 .await?;
             if found.is_none() && !q.chars().all(|c| c.is_ascii_digit()) {
                 return Ok(None);
             }
         }
         let policy = self
-            .call("GetPolicy", not_found, || self.lambda.get_policy().function_name(name).set_qualifier(qualifier.map(String::from)).send())
+            .call("GetPolicy", not_found, || {
+                self.lambda
+                    .get_policy()
+                    .function_name(name)
+                    .set_qualifier(qualifier.map(String::from))
+                    .send()
+            })
             .await?;
         let (statements, policy_revision) = match policy {
             None => (Vec::new(), None),
@@ -454,8 +546,14 @@ impl AwsClients {
         let lambda = &self.lambda;
         let exists = |f: &Failure| f.is(&["EntityAlreadyExists"]);
         let gone = |f: &Failure| f.is(&["NoSuchEntity"]);
-        let written = |rid: Option<&str>| Written { request_id: rid.map(String::from), note: None };
-        let already = |note: &str| Written { request_id: None, note: Some(note.to_string()) };
+        let written = |rid: Option<&str>| Written {
+            request_id: rid.map(String::from),
+            note: None,
+        };
+        let already = |note: &str| Written {
+            request_id: None,
+            note: Some(note.to_string()),
+        };
         macro_rules! run {
             ($op:literal, $benign:expr, $note:literal, $req:expr) => {
                 match self.call($op, $benign, || $req.send()).await? {
@@ -466,7 +564,12 @@ impl AwsClients {
         }
         let revision = |r: &Option<String>| if use_revision { r.clone() } else { None };
         Ok(match action {
-            CreateOidcProvider { url, client_ids, thumbprints, tags } => run!(
+            CreateOidcProvider {
+                url,
+                client_ids,
+                thumbprints,
+                tags,
+            } => run!(
                 "CreateOpenIDConnectProvider",
                 exists,
                 "provider already existed",
@@ -476,31 +579,52 @@ impl AwsClients {
                     .set_thumbprint_list((!thumbprints.is_empty()).then(|| thumbprints.clone()))
                     .set_tags(Some(iam_tags(tags)))
             ),
-            AddProviderAudience { provider_arn, audience } => run!(
+            AddProviderAudience {
+                provider_arn,
+                audience,
+            } => run!(
                 "AddClientIDToOpenIDConnectProvider",
                 |_| false,
                 "",
-                iam.add_client_id_to_open_id_connect_provider().open_id_connect_provider_arn(provider_arn).client_id(audience)
+                iam.add_client_id_to_open_id_connect_provider()
+                    .open_id_connect_provider_arn(provider_arn)
+                    .client_id(audience)
             ),
-            RemoveProviderAudience { provider_arn, audience } => run!(
+            RemoveProviderAudience {
+                provider_arn,
+                audience,
+            } => run!(
                 "RemoveClientIDFromOpenIDConnectProvider",
                 gone,
                 "provider already gone",
-                iam.remove_client_id_from_open_id_connect_provider().open_id_connect_provider_arn(provider_arn).client_id(audience)
+                iam.remove_client_id_from_open_id_connect_provider()
+                    .open_id_connect_provider_arn(provider_arn)
+                    .client_id(audience)
             ),
             TagOidcProvider { provider_arn, tags } => run!(
                 "TagOpenIDConnectProvider",
                 |_| false,
                 "",
-                iam.tag_open_id_connect_provider().open_id_connect_provider_arn(provider_arn).set_tags(Some(iam_tags(tags)))
+                iam.tag_open_id_connect_provider()
+                    .open_id_connect_provider_arn(provider_arn)
+                    .set_tags(Some(iam_tags(tags)))
             ),
             DeleteOidcProvider { provider_arn } => run!(
                 "DeleteOpenIDConnectProvider",
                 gone,
                 "provider already gone",
-                iam.delete_open_id_connect_provider().open_id_connect_provider_arn(provider_arn)
+                iam.delete_open_id_connect_provider()
+                    .open_id_connect_provider_arn(provider_arn)
             ),
-            CreateRole { role_name, path, trust_policy, description, max_session_duration, permissions_boundary, tags } => run!(
+            CreateRole {
+                role_name,
+                path,
+                trust_policy,
+                description,
+                max_session_duration,
+                permissions_boundary,
+                tags,
+            } => run!(
                 "CreateRole",
                 exists,
                 "role already existed",
@@ -513,13 +637,22 @@ impl AwsClients {
                     .set_permissions_boundary(permissions_boundary.clone())
                     .set_tags(Some(iam_tags(tags)))
             ),
-            UpdateTrustPolicy { role_name, trust_policy } => run!(
+            UpdateTrustPolicy {
+                role_name,
+                trust_policy,
+            } => run!(
                 "UpdateAssumeRolePolicy",
                 |_| false,
                 "",
-                iam.update_assume_role_policy().role_name(role_name).policy_document(trust_policy.to_string())
+                iam.update_assume_role_policy()
+                    .role_name(role_name)
+                    .policy_document(trust_policy.to_string())
             ),
-            UpdateRole { role_name, description, max_session_duration } => run!(
+            UpdateRole {
+                role_name,
+                description,
+                max_session_duration,
+            } => run!(
                 "UpdateRole",
                 |_| false,
                 "",
@@ -528,11 +661,16 @@ impl AwsClients {
                     .set_description(description.clone())
                     .max_session_duration(*max_session_duration)
             ),
-            PutPermissionsBoundary { role_name, policy_arn } => run!(
+            PutPermissionsBoundary {
+                role_name,
+                policy_arn,
+            } => run!(
                 "PutRolePermissionsBoundary",
                 |_| false,
                 "",
-                iam.put_role_permissions_boundary().role_name(role_name).permissions_boundary(policy_arn)
+                iam.put_role_permissions_boundary()
+                    .role_name(role_name)
+                    .permissions_boundary(policy_arn)
             ),
             DeletePermissionsBoundary { role_name } => run!(
                 "DeleteRolePermissionsBoundary",
@@ -540,43 +678,74 @@ impl AwsClients {
                 "boundary already gone",
                 iam.delete_role_permissions_boundary().role_name(role_name)
             ),
-            PutInlinePolicy { role_name, policy_name, document } => run!(
+            PutInlinePolicy {
+                role_name,
+                policy_name,
+                document,
+            } => run!(
                 "PutRolePolicy",
                 |_| false,
                 "",
-                iam.put_role_policy().role_name(role_name).policy_name(policy_name).policy_document(document.to_string())
+                iam.put_role_policy()
+                    .role_name(role_name)
+                    .policy_name(policy_name)
+                    .policy_document(document.to_string())
             ),
-            DeleteInlinePolicy { role_name, policy_name } => run!(
+            DeleteInlinePolicy {
+                role_name,
+                policy_name,
+            } => run!(
                 "DeleteRolePolicy",
                 gone,
                 "policy already gone",
-                iam.delete_role_policy().role_name(role_name).policy_name(policy_name)
+                iam.delete_role_policy()
+                    .role_name(role_name)
+                    .policy_name(policy_name)
             ),
-            AttachManagedPolicy { role_name, policy_arn } => run!(
+            AttachManagedPolicy {
+                role_name,
+                policy_arn,
+            } => run!(
                 "AttachRolePolicy",
                 |_| false,
                 "",
-                iam.attach_role_policy().role_name(role_name).policy_arn(policy_arn)
+                iam.attach_role_policy()
+                    .role_name(role_name)
+                    .policy_arn(policy_arn)
             ),
-            DetachManagedPolicy { role_name, policy_arn } => run!(
+            DetachManagedPolicy {
+                role_name,
+                policy_arn,
+            } => run!(
                 "DetachRolePolicy",
                 gone,
                 "policy already detached",
-                iam.detach_role_policy().role_name(role_name).policy_arn(policy_arn)
+                iam.detach_role_policy()
+                    .role_name(role_name)
+                    .policy_arn(policy_arn)
             ),
             TagRole { role_name, tags } => run!(
                 "TagRole",
                 |_| false,
                 "",
-                iam.tag_role().role_name(role_name).set_tags(Some(iam_tags(tags)))
+                iam.tag_role()
+                    .role_name(role_name)
+                    .set_tags(Some(iam_tags(tags)))
             ),
             UntagRole { role_name, keys } => run!(
                 "UntagRole",
                 gone,
                 "role already gone",
-                iam.untag_role().role_name(role_name).set_tag_keys(Some(keys.clone()))
+                iam.untag_role()
+                    .role_name(role_name)
+                    .set_tag_keys(Some(keys.clone()))
             ),
-            DeleteRole { role_name } => run!("DeleteRole", gone, "role already gone", iam.delete_role().role_name(role_name)),
+            DeleteRole { role_name } => run!(
+                "DeleteRole",
+                gone,
+                "role already gone",
+                iam.delete_role().role_name(role_name)
+            ),
             AddLambdaPermission {
                 function_name,
                 qualifier,
@@ -588,7 +757,8 @@ impl AwsClients {
                 revision_id,
             } => run!(
                 "AddPermission",
-                |f: &Failure| f.is(&["ResourceConflictException"]) && f.message.contains("already exists"),
+                |f: &Failure| f.is(&["ResourceConflictException"])
+                    && f.message.contains("already exists"),
                 "statement already existed",
                 lambda
                     .add_permission()
@@ -601,7 +771,12 @@ impl AwsClients {
                     .set_source_account(source_account.clone())
                     .set_revision_id(revision(revision_id))
             ),
-            RemoveLambdaPermission { function_name, qualifier, statement_id, revision_id } => run!(
+            RemoveLambdaPermission {
+                function_name,
+                qualifier,
+                statement_id,
+                revision_id,
+            } => run!(
                 "RemovePermission",
                 |f: &Failure| f.is(&["ResourceNotFoundException"]),
                 "statement already gone",
@@ -612,7 +787,11 @@ impl AwsClients {
                     .statement_id(statement_id)
                     .set_revision_id(revision(revision_id))
             ),
-            SetExecutionRole { function_name, role_arn, revision_id } => run!(
+            SetExecutionRole {
+                function_name,
+                role_arn,
+                revision_id,
+            } => run!(
                 "UpdateFunctionConfiguration",
                 |_| false,
                 "",
@@ -628,6 +807,12 @@ impl AwsClients {
 
 fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value are set"))
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("key and value are set")
+        })
         .collect()
 }

@@ -29,7 +29,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "TRUSTSYNC_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, env = "TRUSTSYNC_LOG_FORMAT", value_enum, default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRUSTSYNC_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -119,7 +125,11 @@ pub struct ApplyArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -138,7 +148,9 @@ pub fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,trustsync=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -148,7 +160,11 @@ fn init_logging(format: LogFormat) {
 impl Cli {
     /// Runs the command; returns the exit code.
     pub async fn run(self) -> anyhow::Result<u8> {
-        let Cli { config, log_format: _, command } = self;
+        let Cli {
+            config,
+            log_format: _,
+            command,
+        } = self;
         let load_config = || Config::load(config.as_deref()).context("loading the config");
         match command {
             Command::Schema => {
@@ -175,10 +191,18 @@ impl Cli {
                     }
                 }
             }
-            Command::Plan(PlanArgs { pass, output, detailed_exitcode }) => {
+            Command::Plan(PlanArgs {
+                pass,
+                output,
+                detailed_exitcode,
+            }) => {
                 let config = load_config()?;
-                let Some(ctx) = Pass::prepare(pass, config).await? else { return Ok(1) };
-                let color = output == Format::Text && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let Some(ctx) = Pass::prepare(pass, config).await? else {
+                    return Ok(1);
+                };
+                let color = output == Format::Text
+                    && std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none();
                 print!("{}", render::render(&ctx.plan, output, color));
                 ctx.log_stats();
                 let blocked = !ctx.plan.problems.is_empty() || ctx.plan.safety.is_some();
@@ -193,14 +217,23 @@ impl Cli {
             Command::Apply(ApplyArgs { pass, auto_approve }) => {
                 let config = load_config()?;
                 let audit_path = config.audit.path.clone();
-                let Some(ctx) = Pass::prepare(pass, config).await? else { return Ok(1) };
-                let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let Some(ctx) = Pass::prepare(pass, config).await? else {
+                    return Ok(1);
+                };
+                let color =
+                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
                 print!("{}", render::render(&ctx.plan, Format::Text, color));
                 if ctx.plan.safety.is_some() {
                     let mut log = AuditLog::open(&audit_path)?;
-                    let err = apply::apply(&ctx.plan, &ctx.aws, &mut log, &ctx.actor, ctx.policies.revision.as_deref())
-                        .await
-                        .expect_err("a safety stop is refused");
+                    let err = apply::apply(
+                        &ctx.plan,
+                        &ctx.aws,
+                        &mut log,
+                        &ctx.actor,
+                        ctx.policies.revision.as_deref(),
+                    )
+                    .await
+                    .expect_err("a safety stop is refused");
                     eprintln!("error: {err}; nothing was changed");
                     return Ok(1);
                 }
@@ -213,8 +246,14 @@ impl Cli {
                     return Ok(1);
                 }
                 let mut log = AuditLog::open(&audit_path)?;
-                let report =
-                    apply::apply(&ctx.plan, &ctx.aws, &mut log, &ctx.actor, ctx.policies.revision.as_deref()).await?;
+                let report = apply::apply(
+                    &ctx.plan,
+                    &ctx.aws,
+                    &mut log,
+                    &ctx.actor,
+                    ctx.policies.revision.as_deref(),
+                )
+                .await?;
                 println!(
                     "\nApply: {} applied, {} failed, {} skipped. Audit log: {}",
                     report.applied,
@@ -228,7 +267,11 @@ impl Cli {
                     }
                 }
                 ctx.log_stats();
-                Ok(if report.success() && ctx.plan.problems.is_empty() { 0 } else { 1 })
+                Ok(if report.success() && ctx.plan.problems.is_empty() {
+                    0
+                } else {
+                    1
+                })
             }
             Command::Audit(AuditCommand::Verify { file }) => match audit::verify(&file) {
                 Ok(n) => {
@@ -273,7 +316,11 @@ impl Pass {
     /// Reads policies, directory and AWS and plans. `None` when the policies are invalid
     /// (already reported; no AWS call was made).
     async fn prepare(args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
-        let PassArgs { policies: PolicyArgs { policies: dir }, tenant_file, prune } = args;
+        let PassArgs {
+            policies: PolicyArgs { policies: dir },
+            tenant_file,
+            prune,
+        } = args;
         if let Some(p) = prune {
             config.prune = p;
         }
@@ -291,16 +338,31 @@ impl Pass {
         let snapshot = tenant.snapshot(&desired::group_requests(&policies));
 
         let aws = AwsClients::connect(&config.aws).await?;
-        let caller = aws.caller_identity().await.context("reading the AWS caller identity")?;
-        let target = Target { account_id: caller.account.clone(), region: aws.region.clone() };
+        let caller = aws
+            .caller_identity()
+            .await
+            .context("reading the AWS caller identity")?;
+        let target = Target {
+            account_id: caller.account.clone(),
+            region: aws.region.clone(),
+        };
         let desired = desired::build(&policies, &snapshot, &config, &target);
-        let functions: Vec<_> = desired.functions.iter().map(|f| (f.name.clone(), f.qualifier.clone())).collect();
+        let functions: Vec<_> = desired
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), f.qualifier.clone()))
+            .collect();
         let observed = aws
             .observe(&caller.account, &config.role_path, &functions)
             .await
             .context("reading AWS state (nothing was changed)")?;
         let plan = plan::plan(&desired, &observed, &Settings::from_config(&config));
-        Ok(Some(Pass { policies, aws, actor: Actor::new(&caller.arn), plan }))
+        Ok(Some(Pass {
+            policies,
+            aws,
+            actor: Actor::new(&caller.arn),
+            plan,
+        }))
     }
 
     fn log_stats(&self) {

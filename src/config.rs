@@ -76,7 +76,11 @@ pub struct AwsConfig {
 
 impl Default for AwsConfig {
     fn default() -> Self {
-        AwsConfig { region: None, request_timeout_seconds: 30, max_retry_seconds: 120 }
+        AwsConfig {
+            region: None,
+            request_timeout_seconds: 30,
+            max_retry_seconds: 120,
+        }
     }
 }
 
@@ -92,7 +96,10 @@ pub struct OwnerTag {
 
 impl Default for OwnerTag {
     fn default() -> Self {
-        OwnerTag { key: "trustsync.dev/owner".into(), value: "trustsync".into() }
+        OwnerTag {
+            key: "trustsync.dev/owner".into(),
+            value: "trustsync".into(),
+        }
     }
 }
 
@@ -112,7 +119,11 @@ pub struct Safety {
 
 impl Default for Safety {
     fn default() -> Self {
-        Safety { max_principal_removal_share: 0.5, max_role_deletion_share: 0.25, principal_removal_floor: 1 }
+        Safety {
+            max_principal_removal_share: 0.5,
+            max_role_deletion_share: 0.25,
+            principal_removal_floor: 1,
+        }
     }
 }
 
@@ -126,7 +137,9 @@ pub struct DirectoryConfig {
 
 impl Default for DirectoryConfig {
     fn default() -> Self {
-        DirectoryConfig { tenant_file: Some(PathBuf::from("examples/tenant.json")) }
+        DirectoryConfig {
+            tenant_file: Some(PathBuf::from("examples/tenant.json")),
+        }
     }
 }
 
@@ -140,7 +153,9 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { path: PathBuf::from("trustsync-audit.jsonl") }
+        AuditConfig {
+            path: PathBuf::from("trustsync-audit.jsonl"),
+        }
     }
 }
 
@@ -166,7 +181,10 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default().finish());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -186,33 +204,63 @@ impl Config {
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let field = e.path().to_string();
                 let inner = e.into_inner();
-                let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+                let (line, column) = inner
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((0, 0));
                 invalid(line, column, field, inner.to_string())
             })?
         };
         let config = config.finish();
         let s = &config.safety;
         for (field, v) in [
-            ("safety.maxPrincipalRemovalShare", s.max_principal_removal_share),
+            (
+                "safety.maxPrincipalRemovalShare",
+                s.max_principal_removal_share,
+            ),
             ("safety.maxRoleDeletionShare", s.max_role_deletion_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(invalid(0, 0, field.into(), format!("{v} is not a share between 0 and 1")));
+                return Err(invalid(
+                    0,
+                    0,
+                    field.into(),
+                    format!("{v} is not a share between 0 and 1"),
+                ));
             }
         }
         let p = &config.role_path;
         if !p.starts_with('/') || !p.ends_with('/') {
-            return Err(invalid(0, 0, "rolePath".into(), format!("`{p}` must start and end with `/`")));
+            return Err(invalid(
+                0,
+                0,
+                "rolePath".into(),
+                format!("`{p}` must start and end with `/`"),
+            ));
         }
         if p == "/" {
             return Err(invalid(0, 0, "rolePath".into(), "`/` would make every role in the account a candidate; use a dedicated path such as /trustsync/".into()));
         }
         let prefix = &config.statement_id_prefix;
-        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(invalid(0, 0, "statementIdPrefix".into(), format!("`{prefix}` must be letters, digits, - or _")));
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                0,
+                0,
+                "statementIdPrefix".into(),
+                format!("`{prefix}` must be letters, digits, - or _"),
+            ));
         }
         if config.owner_tag.key.is_empty() || config.owner_tag.value.is_empty() {
-            return Err(invalid(0, 0, "ownerTag".into(), "key and value must not be empty".into()));
+            return Err(invalid(
+                0,
+                0,
+                "ownerTag".into(),
+                "key and value must not be empty".into(),
+            ));
         }
         Ok(config)
     }
@@ -229,12 +277,19 @@ mod tests {
 
     #[test]
     fn empty_file_is_all_defaults() {
-        assert_eq!(Config::parse(Path::new("c.yaml"), "").unwrap(), Config::default().finish());
+        assert_eq!(
+            Config::parse(Path::new("c.yaml"), "").unwrap(),
+            Config::default().finish()
+        );
     }
 
     #[test]
     fn unknown_key_is_located() {
-        let err = Config::parse(Path::new("c.yaml"), "prune: true\nsafety:\n  maxRoleDeletion: 0.5\n").unwrap_err();
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "prune: true\nsafety:\n  maxRoleDeletion: 0.5\n",
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("c.yaml:3:"), "{text}");
         assert!(text.contains("unknown field `maxRoleDeletion`"), "{text}");

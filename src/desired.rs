@@ -203,7 +203,10 @@ pub fn group_requests(policies: &PolicySet) -> Vec<GroupRequest> {
         .role_mappings
         .iter()
         .filter_map(|m| {
-            m.spec.group.as_ref().map(|g| GroupRequest { selector: g.clone(), transitive: m.spec.members.transitive })
+            m.spec.group.as_ref().map(|g| GroupRequest {
+                selector: g.clone(),
+                transitive: m.spec.members.transitive,
+            })
         })
         .collect();
     out.sort();
@@ -217,7 +220,12 @@ pub const MEMBERS_SID: &str = "EntraGroupMembers";
 pub const NO_MEMBERS_SID: &str = "EntraGroupHasNoMembers";
 
 /// Builds the desired state.
-pub fn build(policies: &PolicySet, directory: &DirectorySnapshot, config: &Config, target: &Target) -> Desired {
+pub fn build(
+    policies: &PolicySet,
+    directory: &DirectorySnapshot,
+    config: &Config,
+    target: &Target,
+) -> Desired {
     let part = target.partition();
     let acct = &target.account_id;
     let owner = &config.owner_tag;
@@ -237,22 +245,35 @@ pub fn build(policies: &PolicySet, directory: &DirectorySnapshot, config: &Confi
     }
 
     let role_arn = |m: &crate::policy::RoleMappingSpec| {
-        let path = m.role.path.clone().unwrap_or_else(|| config.role_path.clone());
+        let path = m
+            .role
+            .path
+            .clone()
+            .unwrap_or_else(|| config.role_path.clone());
         format!("arn:{part}:iam::{acct}:role{path}{}", m.role.name)
     };
 
     for m in &policies.role_mappings {
         let s = &m.spec;
-        let error = |message: String| MappingError { mapping: m.name.clone(), resource: s.role.name.clone(), message };
+        let error = |message: String| MappingError {
+            mapping: m.name.clone(),
+            resource: s.role.name.clone(),
+            message,
+        };
         if s.role.tags.contains_key(&owner.key) {
-            out.errors.push(error(format!("tag `{}` is reserved for trustsync's owner tag", owner.key)));
+            out.errors.push(error(format!(
+                "tag `{}` is reserved for trustsync's owner tag",
+                owner.key
+            )));
             continue;
         }
         let mut statements = Vec::new();
         let mut group_info = None;
         if let (Some(provider_name), Some(selector)) = (&s.provider, &s.group) {
             let Some(provider) = policies.provider(provider_name) else {
-                out.errors.push(error(format!("no IdentityProvider named `{provider_name}`")));
+                out.errors.push(error(format!(
+                    "no IdentityProvider named `{provider_name}`"
+                )));
                 continue;
             };
             let group = match directory.get(selector, s.members.transitive) {
@@ -262,12 +283,17 @@ pub fn build(policies: &PolicySet, directory: &DirectorySnapshot, config: &Confi
                     continue;
                 }
                 None => {
-                    out.errors.push(error(format!("group {selector} was not read from the directory")));
+                    out.errors.push(error(format!(
+                        "group {selector} was not read from the directory"
+                    )));
                     continue;
                 }
             };
-            let (principals, skipped): (Vec<Member>, Vec<Member>) =
-                group.members.iter().cloned().partition(|mem| mem.kind == MemberKind::ServicePrincipal);
+            let (principals, skipped): (Vec<Member>, Vec<Member>) = group
+                .members
+                .iter()
+                .cloned()
+                .partition(|mem| mem.kind == MemberKind::ServicePrincipal);
             // Nested groups are expanded by a transitive read; only report them when not.
             let skipped: Vec<Member> = skipped
                 .into_iter()
@@ -276,7 +302,11 @@ pub fn build(policies: &PolicySet, directory: &DirectorySnapshot, config: &Confi
             let issuer = provider.spec.issuer_host_path();
             let provider_arn = format!("arn:{part}:iam::{acct}:oidc-provider/{issuer}");
             let audiences: Vec<&String> = provider.spec.audiences.iter().collect();
-            let aud = if audiences.len() == 1 { json!(audiences[0]) } else { json!(audiences) };
+            let aud = if audiences.len() == 1 {
+                json!(audiences[0])
+            } else {
+                json!(audiences)
+            };
             if principals.is_empty() {
                 statements.push(json!({
                     "Sid": NO_MEMBERS_SID,
@@ -320,7 +350,8 @@ pub fn build(policies: &PolicySet, directory: &DirectorySnapshot, config: &Confi
         if length > config.limits.trust_policy_chars {
             let members = group_info.as_ref().map_or(0, |g| g.principals.len());
             let per_member = 39; // a 36-character object id, its quotes and a comma
-            let fit = members.saturating_sub((length - config.limits.trust_policy_chars).div_ceil(per_member));
+            let fit = members
+                .saturating_sub((length - config.limits.trust_policy_chars).div_ceil(per_member));
             out.errors.push(error(format!(
                 "the trust policy for {members} service principals would be {length} characters, over the limit of {} \
                  (about {fit} members fit); split the group or raise the quota and limits.trustPolicyChars",
@@ -333,7 +364,11 @@ pub fn build(policies: &PolicySet, directory: &DirectorySnapshot, config: &Confi
         out.roles.push(DesiredRole {
             mapping: m.name.clone(),
             name: s.role.name.clone(),
-            path: s.role.path.clone().unwrap_or_else(|| config.role_path.clone()),
+            path: s
+                .role
+                .path
+                .clone()
+                .unwrap_or_else(|| config.role_path.clone()),
             arn: role_arn(s),
             trust,
             description: s.role.description.clone(),
@@ -357,13 +392,18 @@ pub fn build(policies: &PolicySet, directory: &DirectorySnapshot, config: &Confi
         };
         let mut statements = BTreeMap::new();
         for inv in &s.invokers {
-            let st = statement(inv, policies, &config.statement_id_prefix, part, |m| role_arn(m));
+            let st = statement(inv, policies, &config.statement_id_prefix, part, |m| {
+                role_arn(m)
+            });
             statements.insert(st.sid.clone(), st);
         }
-        let execution_role = s.execution_role.as_ref().and_then(|r| match (&r.role_mapping, &r.arn) {
-            (Some(m), _) => policies.role_mapping(m).map(|m| role_arn(&m.spec)),
-            (None, arn) => arn.clone(),
-        });
+        let execution_role =
+            s.execution_role
+                .as_ref()
+                .and_then(|r| match (&r.role_mapping, &r.arn) {
+                    (Some(m), _) => policies.role_mapping(m).map(|m| role_arn(&m.spec)),
+                    (None, arn) => arn.clone(),
+                });
         out.functions.push(DesiredFunction {
             mapping: f.name.clone(),
             name,
@@ -384,10 +424,17 @@ fn statement(
     role_arn: impl Fn(&crate::policy::RoleMappingSpec) -> String,
 ) -> DesiredStatement {
     let (kind, label, principal) = if let Some(m) = &inv.role_mapping {
-        let arn = policies.role_mapping(m).map(|m| role_arn(&m.spec)).unwrap_or_default();
+        let arn = policies
+            .role_mapping(m)
+            .map(|m| role_arn(&m.spec))
+            .unwrap_or_default();
         ("role", m.clone(), arn)
     } else if let Some(svc) = &inv.service {
-        ("svc", svc.trim_end_matches(".amazonaws.com").to_string(), svc.clone())
+        (
+            "svc",
+            svc.trim_end_matches(".amazonaws.com").to_string(),
+            svc.clone(),
+        )
     } else {
         let p = inv.principal.clone().unwrap_or_default();
         let arn = if p.len() == 12 && p.chars().all(|c| c.is_ascii_digit()) {
@@ -395,12 +442,24 @@ fn statement(
         } else {
             p
         };
-        let label = arn.rsplit(['/', ':']).next().unwrap_or("principal").to_string();
+        let label = arn
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap_or("principal")
+            .to_string();
         ("arn", label, arn)
     };
-    let action = inv.action.clone().unwrap_or_else(|| "lambda:InvokeFunction".into());
+    let action = inv
+        .action
+        .clone()
+        .unwrap_or_else(|| "lambda:InvokeFunction".into());
     let mut hasher = Sha256::new();
-    for part in [Some(&principal), Some(&action), inv.source_arn.as_ref(), inv.source_account.as_ref()] {
+    for part in [
+        Some(&principal),
+        Some(&action),
+        inv.source_arn.as_ref(),
+        inv.source_account.as_ref(),
+    ] {
         hasher.update(part.map_or("", |s| s.as_str()).as_bytes());
         hasher.update([0]);
     }
@@ -408,7 +467,13 @@ fn statement(
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     let label: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(100 - prefix.len() - kind.len() - 10)
         .collect();
     DesiredStatement {

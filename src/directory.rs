@@ -113,8 +113,15 @@ pub struct DirectorySnapshot {
 
 impl DirectorySnapshot {
     /// The result for a request; `None` when it was not part of the snapshot.
-    pub fn get(&self, selector: &GroupSelector, transitive: bool) -> Option<&Result<GroupMembers, GroupError>> {
-        self.groups.get(&GroupRequest { selector: selector.clone(), transitive })
+    pub fn get(
+        &self,
+        selector: &GroupSelector,
+        transitive: bool,
+    ) -> Option<&Result<GroupMembers, GroupError>> {
+        self.groups.get(&GroupRequest {
+            selector: selector.clone(),
+            transitive,
+        })
     }
 }
 
@@ -171,17 +178,29 @@ pub struct TenantObject {
 impl TenantFile {
     /// Reads a tenant file.
     pub fn load(path: &Path) -> Result<TenantFile, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
-        let tenant: TenantFile = serde_json::from_str(&text)
-            .map_err(|e| Error::Invalid { path: path.into(), message: e.to_string() })?;
-        tenant.check().map_err(|message| Error::Invalid { path: path.into(), message })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.into(),
+            source,
+        })?;
+        let tenant: TenantFile = serde_json::from_str(&text).map_err(|e| Error::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        tenant.check().map_err(|message| Error::Invalid {
+            path: path.into(),
+            message,
+        })?;
         Ok(tenant)
     }
 
     fn check(&self) -> Result<(), String> {
         let mut ids = BTreeSet::new();
         let all = self.groups.iter().map(|g| &g.id).chain(
-            self.service_principals.iter().chain(&self.users).chain(&self.devices).map(|o| &o.id),
+            self.service_principals
+                .iter()
+                .chain(&self.users)
+                .chain(&self.devices)
+                .map(|o| &o.id),
         );
         for id in all {
             if !ids.insert(id) {
@@ -216,22 +235,39 @@ impl TenantFile {
     /// Resolves every request against the file, as the Graph reader does against Graph.
     pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
         let kinds = self.kinds();
-        let by_id: HashMap<&str, &TenantGroup> = self.groups.iter().map(|g| (g.id.as_str(), g)).collect();
+        let by_id: HashMap<&str, &TenantGroup> =
+            self.groups.iter().map(|g| (g.id.as_str(), g)).collect();
         let mut out = DirectorySnapshot::default();
         for req in requests {
             let found = match (&req.selector.id, &req.selector.display_name) {
-                (Some(id), _) => by_id.get(id.as_str()).copied().ok_or_else(|| GroupError::NotFound {
-                    selector: req.selector.to_string(),
-                }),
+                (Some(id), _) => {
+                    by_id
+                        .get(id.as_str())
+                        .copied()
+                        .ok_or_else(|| GroupError::NotFound {
+                            selector: req.selector.to_string(),
+                        })
+                }
                 (None, Some(name)) => {
-                    let matches: Vec<&TenantGroup> = self.groups.iter().filter(|g| &g.display_name == name).collect();
+                    let matches: Vec<&TenantGroup> = self
+                        .groups
+                        .iter()
+                        .filter(|g| &g.display_name == name)
+                        .collect();
                     match matches.len() {
-                        0 => Err(GroupError::NotFound { selector: req.selector.to_string() }),
+                        0 => Err(GroupError::NotFound {
+                            selector: req.selector.to_string(),
+                        }),
                         1 => Ok(matches[0]),
-                        count => Err(GroupError::Ambiguous { name: name.clone(), count }),
+                        count => Err(GroupError::Ambiguous {
+                            name: name.clone(),
+                            count,
+                        }),
                     }
                 }
-                (None, None) => Err(GroupError::NotFound { selector: req.selector.to_string() }),
+                (None, None) => Err(GroupError::NotFound {
+                    selector: req.selector.to_string(),
+                }),
             };
             let result = found.map(|g| {
                 let mut ids = BTreeSet::new();
@@ -252,11 +288,22 @@ impl TenantFile {
                 let members = ids
                     .into_iter()
                     .map(|id| {
-                        let (kind, name) = kinds.get(id).cloned().unwrap_or((MemberKind::Other("unknown".into()), ""));
-                        Member { id: id.to_string(), kind, display_name: (!name.is_empty()).then(|| name.to_string()) }
+                        let (kind, name) = kinds
+                            .get(id)
+                            .cloned()
+                            .unwrap_or((MemberKind::Other("unknown".into()), ""));
+                        Member {
+                            id: id.to_string(),
+                            kind,
+                            display_name: (!name.is_empty()).then(|| name.to_string()),
+                        }
                     })
                     .collect();
-                GroupMembers { id: g.id.clone(), display_name: g.display_name.clone(), members }
+                GroupMembers {
+                    id: g.id.clone(),
+                    display_name: g.display_name.clone(),
+                    members,
+                }
             });
             out.groups.insert(req.clone(), result);
         }
@@ -285,7 +332,10 @@ mod tests {
 
     fn req(id: Option<&str>, name: Option<&str>, transitive: bool) -> GroupRequest {
         GroupRequest {
-            selector: GroupSelector { id: id.map(Into::into), display_name: name.map(Into::into) },
+            selector: GroupSelector {
+                id: id.map(Into::into),
+                display_name: name.map(Into::into),
+            },
             transitive,
         }
     }
@@ -297,7 +347,13 @@ mod tests {
         let reqs = [req(Some("g1"), None, false), req(Some("g1"), None, true)];
         let snap = t.snapshot(&reqs);
         let ids = |r: &GroupRequest| -> Vec<String> {
-            snap.groups[r].as_ref().unwrap().members.iter().map(|m| m.id.clone()).collect()
+            snap.groups[r]
+                .as_ref()
+                .unwrap()
+                .members
+                .iter()
+                .map(|m| m.id.clone())
+                .collect()
         };
         assert_eq!(ids(&reqs[0]), ["g2", "sp1", "u1"]);
         assert_eq!(ids(&reqs[1]), ["g1", "g2", "sp1", "sp2", "u1"]);
@@ -309,17 +365,33 @@ mod tests {
     #[test]
     fn names_resolve_once_or_fail_per_group() {
         let t = tenant();
-        let reqs = [req(None, Some("inner"), false), req(None, Some("dup"), false), req(None, Some("nope"), false)];
+        let reqs = [
+            req(None, Some("inner"), false),
+            req(None, Some("dup"), false),
+            req(None, Some("nope"), false),
+        ];
         let snap = t.snapshot(&reqs);
         assert_eq!(snap.groups[&reqs[0]].as_ref().unwrap().id, "g2");
-        assert_eq!(snap.groups[&reqs[1]], Err(GroupError::Ambiguous { name: "dup".into(), count: 2 }));
-        assert!(matches!(snap.groups[&reqs[2]], Err(GroupError::NotFound { .. })));
+        assert_eq!(
+            snap.groups[&reqs[1]],
+            Err(GroupError::Ambiguous {
+                name: "dup".into(),
+                count: 2
+            })
+        );
+        assert!(matches!(
+            snap.groups[&reqs[2]],
+            Err(GroupError::NotFound { .. })
+        ));
     }
 
     #[test]
     fn a_dangling_member_is_an_invalid_file() {
         let mut t = tenant();
         t.groups[0].members.push("ghost".into());
-        assert_eq!(t.check().unwrap_err(), "group outer lists unknown member ghost");
+        assert_eq!(
+            t.check().unwrap_err(),
+            "group outer lists unknown member ghost"
+        );
     }
 }

@@ -63,7 +63,8 @@ pub fn canonical(doc: &Value) -> Value {
     for key in keys {
         let value = &map[key];
         if key == "Statement" {
-            let mut statements: Vec<Value> = as_list(value).iter().map(canonical_statement).collect();
+            let mut statements: Vec<Value> =
+                as_list(value).iter().map(canonical_statement).collect();
             statements.sort_by_cached_key(|s| s.to_string());
             statements.dedup();
             out.insert(key.clone(), Value::Array(statements));
@@ -108,9 +109,16 @@ pub fn canonical_statement(statement: &Value) -> Value {
 fn canonical_principal(value: &Value) -> Value {
     match value {
         Value::String(s) => {
-            let kind = if s.ends_with(".amazonaws.com") { "Service" } else { "AWS" };
+            let kind = if s.ends_with(".amazonaws.com") {
+                "Service"
+            } else {
+                "AWS"
+            };
             let mut m = Map::new();
-            m.insert(kind.to_string(), Value::Array(vec![Value::String(s.clone())]));
+            m.insert(
+                kind.to_string(),
+                Value::Array(vec![Value::String(s.clone())]),
+            );
             Value::Object(m)
         }
         Value::Object(map) => {
@@ -191,7 +199,9 @@ fn as_list(value: &Value) -> Vec<Value> {
 /// Length of a document as IAM counts it against its size quotas: the minified JSON,
 /// without white space outside strings.
 pub fn iam_length(doc: &Value) -> usize {
-    serde_json::to_string(doc).map(|s| s.len()).unwrap_or(usize::MAX)
+    serde_json::to_string(doc)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX)
 }
 
 /// Which kind of policy a document is checked as.
@@ -207,7 +217,10 @@ pub enum PolicyKind {
 pub fn check_document(doc: &Value, kind: PolicyKind) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let Value::Object(map) = doc else {
-        problems.push((String::new(), "a policy document must be a JSON object".to_string()));
+        problems.push((
+            String::new(),
+            "a policy document must be a JSON object".to_string(),
+        ));
         return problems;
     };
     for key in map.keys() {
@@ -229,7 +242,10 @@ pub fn check_document(doc: &Value, kind: PolicyKind) -> Vec<(String, String)> {
             return problems;
         }
         Some(Value::Array(items)) if items.is_empty() => {
-            problems.push(("Statement".into(), "must hold at least one statement".into()));
+            problems.push((
+                "Statement".into(),
+                "must hold at least one statement".into(),
+            ));
             return problems;
         }
         Some(v) => as_list(v),
@@ -244,8 +260,15 @@ pub fn check_document(doc: &Value, kind: PolicyKind) -> Vec<(String, String)> {
         for key in s.keys() {
             if !matches!(
                 key.as_str(),
-                "Sid" | "Effect" | "Principal" | "NotPrincipal" | "Action" | "NotAction"
-                    | "Resource" | "NotResource" | "Condition"
+                "Sid"
+                    | "Effect"
+                    | "Principal"
+                    | "NotPrincipal"
+                    | "Action"
+                    | "NotAction"
+                    | "Resource"
+                    | "NotResource"
+                    | "Condition"
             ) {
                 problems.push((at(key), format!("unknown statement element `{key}`")));
             }
@@ -335,9 +358,13 @@ fn valid_action(text: &str) -> bool {
         return false;
     };
     !service.is_empty()
-        && service.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && service
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !action.is_empty()
-        && action.chars().all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?')
+        && action
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?')
 }
 
 #[cfg(test)]
@@ -363,8 +390,9 @@ mod tests {
 
     #[test]
     fn url_encoded_documents_parse() {
-        let doc = parse_document("%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D")
-            .unwrap();
+        let doc =
+            parse_document("%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D")
+                .unwrap();
         assert_eq!(doc, json!({"Version": "2012-10-17", "Statement": []}));
         assert_eq!(parse_document("{\"a\":1}").unwrap(), json!({"a": 1}));
         assert!(matches!(parse_document("%7Bnot"), Err(Error::NotJson(_))));
@@ -442,7 +470,10 @@ mod tests {
             json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*",
                 "Condition": {"StringEquals": {key: value}}}]})
         };
-        eq(mk("s3:GetObject", "aws:PrincipalTag/team", "x"), mk("S3:getobject", "AWS:principaltag/TEAM", "x"));
+        eq(
+            mk("s3:GetObject", "aws:PrincipalTag/team", "x"),
+            mk("S3:getobject", "AWS:principaltag/TEAM", "x"),
+        );
         ne(mk("s3:GetObject", "k", "x"), mk("s3:GetObject", "k", "X"));
     }
 
@@ -469,7 +500,12 @@ mod tests {
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
-            ["Statement[1].Effect", "Statement[1].Action", "Statement[1].Principal", "Statement[1].Resource"]
+            [
+                "Statement[1].Effect",
+                "Statement[1].Action",
+                "Statement[1].Principal",
+                "Statement[1].Resource"
+            ]
         );
         assert!(check_document(&json!({"Statement": []}), PolicyKind::Identity).len() == 2);
         assert!(check_document(
@@ -519,8 +555,10 @@ mod tests {
             fn walk(v: &Value, seed: u64, depth: u32, key: &str) -> Value {
                 match v {
                     Value::Array(items) => {
-                        let mut items: Vec<Value> =
-                            items.iter().map(|i| walk(i, seed, depth + 1, key)).collect();
+                        let mut items: Vec<Value> = items
+                            .iter()
+                            .map(|i| walk(i, seed, depth + 1, key))
+                            .collect();
                         if seed & 1 == 1 {
                             items.reverse();
                         }

@@ -80,16 +80,32 @@ pub struct ObservedFunction {
 pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
     let canon = crate::iam_policy::canonical(trust);
     let mut out = BTreeSet::new();
-    for st in canon.get("Statement").and_then(Value::as_array).into_iter().flatten() {
+    for st in canon
+        .get("Statement")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
             continue;
         }
-        let Some(Value::Object(ops)) = st.get("Condition") else { continue };
+        let Some(Value::Object(ops)) = st.get("Condition") else {
+            continue;
+        };
         for entries in ops.values() {
-            let Value::Object(entries) = entries else { continue };
+            let Value::Object(entries) = entries else {
+                continue;
+            };
             for (key, values) in entries {
                 if key.ends_with(":sub") {
-                    out.extend(values.as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from));
+                    out.extend(
+                        values
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(String::from),
+                    );
                 }
             }
         }

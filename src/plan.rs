@@ -52,14 +52,34 @@ impl Settings {
 
 /// One AWS write, with everything needed to perform it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "action", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "action",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 #[allow(missing_docs)]
 pub enum Action {
-    CreateOidcProvider { url: String, client_ids: Vec<String>, thumbprints: Vec<String>, tags: BTreeMap<String, String> },
-    AddProviderAudience { provider_arn: String, audience: String },
-    RemoveProviderAudience { provider_arn: String, audience: String },
-    TagOidcProvider { provider_arn: String, tags: BTreeMap<String, String> },
-    DeleteOidcProvider { provider_arn: String },
+    CreateOidcProvider {
+        url: String,
+        client_ids: Vec<String>,
+        thumbprints: Vec<String>,
+        tags: BTreeMap<String, String>,
+    },
+    AddProviderAudience {
+        provider_arn: String,
+        audience: String,
+    },
+    RemoveProviderAudience {
+        provider_arn: String,
+        audience: String,
+    },
+    TagOidcProvider {
+        provider_arn: String,
+        tags: BTreeMap<String, String>,
+    },
+    DeleteOidcProvider {
+        provider_arn: String,
+    },
     CreateRole {
         role_name: String,
         path: String,
@@ -69,17 +89,50 @@ pub enum Action {
         permissions_boundary: Option<String>,
         tags: BTreeMap<String, String>,
     },
-    UpdateTrustPolicy { role_name: String, trust_policy: Value },
-    UpdateRole { role_name: String, description: Option<String>, max_session_duration: i32 },
-    PutPermissionsBoundary { role_name: String, policy_arn: String },
-    DeletePermissionsBoundary { role_name: String },
-    PutInlinePolicy { role_name: String, policy_name: String, document: Value },
-    DeleteInlinePolicy { role_name: String, policy_name: String },
-    AttachManagedPolicy { role_name: String, policy_arn: String },
-    DetachManagedPolicy { role_name: String, policy_arn: String },
-    TagRole { role_name: String, tags: BTreeMap<String, String> },
-    UntagRole { role_name: String, keys: Vec<String> },
-    DeleteRole { role_name: String },
+    UpdateTrustPolicy {
+        role_name: String,
+        trust_policy: Value,
+    },
+    UpdateRole {
+        role_name: String,
+        description: Option<String>,
+        max_session_duration: i32,
+    },
+    PutPermissionsBoundary {
+        role_name: String,
+        policy_arn: String,
+    },
+    DeletePermissionsBoundary {
+        role_name: String,
+    },
+    PutInlinePolicy {
+        role_name: String,
+        policy_name: String,
+        document: Value,
+    },
+    DeleteInlinePolicy {
+        role_name: String,
+        policy_name: String,
+    },
+    AttachManagedPolicy {
+        role_name: String,
+        policy_arn: String,
+    },
+    DetachManagedPolicy {
+        role_name: String,
+        policy_arn: String,
+    },
+    TagRole {
+        role_name: String,
+        tags: BTreeMap<String, String>,
+    },
+    UntagRole {
+        role_name: String,
+        keys: Vec<String>,
+    },
+    DeleteRole {
+        role_name: String,
+    },
     AddLambdaPermission {
         function_name: String,
         qualifier: Option<String>,
@@ -90,8 +143,17 @@ pub enum Action {
         source_account: Option<String>,
         revision_id: Option<String>,
     },
-    RemoveLambdaPermission { function_name: String, qualifier: Option<String>, statement_id: String, revision_id: Option<String> },
-    SetExecutionRole { function_name: String, role_arn: String, revision_id: Option<String> },
+    RemoveLambdaPermission {
+        function_name: String,
+        qualifier: Option<String>,
+        statement_id: String,
+        revision_id: Option<String>,
+    },
+    SetExecutionRole {
+        function_name: String,
+        role_arn: String,
+        revision_id: Option<String>,
+    },
 }
 
 /// Whether a change adds, changes or removes something.
@@ -114,7 +176,10 @@ impl Action {
             CreateOidcProvider { .. } => 10,
             AddProviderAudience { .. } | TagOidcProvider { .. } => 11,
             CreateRole { .. } => 20,
-            UpdateTrustPolicy { .. } | UpdateRole { .. } | PutPermissionsBoundary { .. } | TagRole { .. } => 30,
+            UpdateTrustPolicy { .. }
+            | UpdateRole { .. }
+            | PutPermissionsBoundary { .. }
+            | TagRole { .. } => 30,
             PutInlinePolicy { .. } | AttachManagedPolicy { .. } => 40,
             RemoveLambdaPermission { .. } => 50,
             AddLambdaPermission { .. } | SetExecutionRole { .. } => 60,
@@ -130,10 +195,18 @@ impl Action {
     pub fn effect(&self) -> Effect {
         use Action::*;
         match self {
-            CreateOidcProvider { .. } | CreateRole { .. } | AddLambdaPermission { .. } | AttachManagedPolicy { .. }
+            CreateOidcProvider { .. }
+            | CreateRole { .. }
+            | AddLambdaPermission { .. }
+            | AttachManagedPolicy { .. }
             | AddProviderAudience { .. } => Effect::Add,
-            DeleteOidcProvider { .. } | DeleteRole { .. } | RemoveLambdaPermission { .. } | DetachManagedPolicy { .. }
-            | DeleteInlinePolicy { .. } | DeletePermissionsBoundary { .. } | RemoveProviderAudience { .. }
+            DeleteOidcProvider { .. }
+            | DeleteRole { .. }
+            | RemoveLambdaPermission { .. }
+            | DetachManagedPolicy { .. }
+            | DeleteInlinePolicy { .. }
+            | DeletePermissionsBoundary { .. }
+            | RemoveProviderAudience { .. }
             | UntagRole { .. } => Effect::Remove,
             _ => Effect::Change,
         }
@@ -296,15 +369,30 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
     for dp in &desired.providers {
         p.provider(dp);
     }
-    let wanted_urls: BTreeSet<String> = desired.providers.iter().map(|d| d.url.to_ascii_lowercase()).collect();
+    let wanted_urls: BTreeSet<String> = desired
+        .providers
+        .iter()
+        .map(|d| d.url.to_ascii_lowercase())
+        .collect();
     for op in &observed.providers {
         if op.tags.get(&settings.owner_tag.key) == Some(&settings.owner_tag.value)
             && !wanted_urls.contains(&op.url.to_ascii_lowercase())
         {
             if settings.prune {
-                p.push(Action::DeleteOidcProvider { provider_arn: op.arn.clone() }, &op.arn, None, "owned provider no longer in any policy (prune)");
+                p.push(
+                    Action::DeleteOidcProvider {
+                        provider_arn: op.arn.clone(),
+                    },
+                    &op.arn,
+                    None,
+                    "owned provider no longer in any policy (prune)",
+                );
             } else {
-                p.notice("orphan", &op.arn, "owned provider no longer in any policy; enable prune to delete it");
+                p.notice(
+                    "orphan",
+                    &op.arn,
+                    "owned provider no longer in any policy; enable prune to delete it",
+                );
             }
         }
     }
@@ -316,9 +404,18 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
             p.principals_before += trusted_subjects(&role.trust).len();
         }
     }
-    let mut wanted: BTreeSet<String> = desired.roles.iter().map(|r| r.name.to_ascii_lowercase()).collect();
+    let mut wanted: BTreeSet<String> = desired
+        .roles
+        .iter()
+        .map(|r| r.name.to_ascii_lowercase())
+        .collect();
     // Roles of mappings that could not be planned are left alone, never pruned.
-    wanted.extend(desired.errors.iter().map(|e| e.resource.to_ascii_lowercase()));
+    wanted.extend(
+        desired
+            .errors
+            .iter()
+            .map(|e| e.resource.to_ascii_lowercase()),
+    );
     for dr in &desired.roles {
         p.role(dr);
     }
@@ -327,7 +424,11 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
             if settings.prune {
                 p.delete_role(role);
             } else {
-                p.notice("orphan", &role.arn, "owned role no longer in any policy; enable prune to delete it");
+                p.notice(
+                    "orphan",
+                    &role.arn,
+                    "owned role no longer in any policy; enable prune to delete it",
+                );
             }
         }
     }
@@ -339,10 +440,17 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
 
 impl<'a> Planner<'a> {
     fn owned(&self, role: &ObservedRole) -> bool {
-        role.tags.get(&self.s.owner_tag.key) == Some(&self.s.owner_tag.value) && role.path.starts_with(&self.s.role_path)
+        role.tags.get(&self.s.owner_tag.key) == Some(&self.s.owner_tag.value)
+            && role.path.starts_with(&self.s.role_path)
     }
 
-    fn push(&mut self, action: Action, resource: &str, mapping: Option<&str>, reason: impl Into<String>) -> &mut Change {
+    fn push(
+        &mut self,
+        action: Action,
+        resource: &str,
+        mapping: Option<&str>,
+        reason: impl Into<String>,
+    ) -> &mut Change {
         let effect = action.effect();
         self.changes.push(Change {
             action,
@@ -368,13 +476,22 @@ impl<'a> Planner<'a> {
     }
 
     fn notice(&mut self, kind: &str, resource: &str, message: impl Into<String>) {
-        self.notices.push(Notice { kind: kind.into(), resource: resource.into(), message: message.into() });
+        self.notices.push(Notice {
+            kind: kind.into(),
+            resource: resource.into(),
+            message: message.into(),
+        });
     }
 
     fn provider(&mut self, dp: &DesiredProvider) {
         let owner = &self.s.owner_tag;
         let m = Some(dp.mapping.as_str());
-        let Some(op) = self.observed.providers.iter().find(|o| o.url.eq_ignore_ascii_case(&dp.url)) else {
+        let Some(op) = self
+            .observed
+            .providers
+            .iter()
+            .find(|o| o.url.eq_ignore_ascii_case(&dp.url))
+        else {
             self.push(
                 Action::CreateOidcProvider {
                     url: format!("https://{}", dp.url),
@@ -391,7 +508,15 @@ impl<'a> Planner<'a> {
         let tag = op.tags.get(&owner.key);
         if tag != Some(&owner.value) {
             if let Some(other) = tag {
-                self.problem("conflict", &dp.mapping, &op.arn, format!("provider is owned by another trustsync instance (`{}={other}`)", owner.key));
+                self.problem(
+                    "conflict",
+                    &dp.mapping,
+                    &op.arn,
+                    format!(
+                        "provider is owned by another trustsync instance (`{}={other}`)",
+                        owner.key
+                    ),
+                );
                 return;
             }
             if !dp.adopt {
@@ -405,16 +530,48 @@ impl<'a> Planner<'a> {
             }
         }
         for aud in dp.client_ids.difference(&op.client_ids) {
-            self.push(Action::AddProviderAudience { provider_arn: op.arn.clone(), audience: aud.clone() }, &op.arn, m, format!("audience `{aud}` missing"));
+            self.push(
+                Action::AddProviderAudience {
+                    provider_arn: op.arn.clone(),
+                    audience: aud.clone(),
+                },
+                &op.arn,
+                m,
+                format!("audience `{aud}` missing"),
+            );
         }
-        let missing: BTreeMap<String, String> =
-            dp.tags.iter().filter(|(k, v)| op.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let missing: BTreeMap<String, String> = dp
+            .tags
+            .iter()
+            .filter(|(k, v)| op.tags.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if !missing.is_empty() {
-            let reason = if tag.is_none() { "adopting the provider (owner tag)" } else { "tags drifted" };
-            self.push(Action::TagOidcProvider { provider_arn: op.arn.clone(), tags: missing }, &op.arn, m, reason);
+            let reason = if tag.is_none() {
+                "adopting the provider (owner tag)"
+            } else {
+                "tags drifted"
+            };
+            self.push(
+                Action::TagOidcProvider {
+                    provider_arn: op.arn.clone(),
+                    tags: missing,
+                },
+                &op.arn,
+                m,
+                reason,
+            );
         }
         for aud in op.client_ids.difference(&dp.client_ids) {
-            self.push(Action::RemoveProviderAudience { provider_arn: op.arn.clone(), audience: aud.clone() }, &op.arn, m, format!("audience `{aud}` no longer in the policy"));
+            self.push(
+                Action::RemoveProviderAudience {
+                    provider_arn: op.arn.clone(),
+                    audience: aud.clone(),
+                },
+                &op.arn,
+                m,
+                format!("audience `{aud}` no longer in the policy"),
+            );
         }
     }
 
@@ -425,17 +582,32 @@ impl<'a> Planner<'a> {
                 let list: Vec<String> = g
                     .skipped
                     .iter()
-                    .map(|s| format!("{} ({:?} {})", s.display_name.as_deref().unwrap_or("?"), s.kind, s.id))
+                    .map(|s| {
+                        format!(
+                            "{} ({:?} {})",
+                            s.display_name.as_deref().unwrap_or("?"),
+                            s.kind,
+                            s.id
+                        )
+                    })
                     .collect();
                 self.notice(
                     "skipped-members",
                     &dr.arn,
-                    format!("group `{}` has members that cannot assume a role by object id: {}", g.display_name, list.join(", ")),
+                    format!(
+                        "group `{}` has members that cannot assume a role by object id: {}",
+                        g.display_name,
+                        list.join(", ")
+                    ),
                 );
             }
         }
         let Some(or) = self.observed.roles.get(&dr.name.to_ascii_lowercase()) else {
-            let subs: Vec<String> = dr.group.iter().flat_map(|g| g.principals.iter().map(|p| p.id.clone())).collect();
+            let subs: Vec<String> = dr
+                .group
+                .iter()
+                .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
+                .collect();
             self.principals_added += subs.len();
             let c = self.push(
                 Action::CreateRole {
@@ -450,7 +622,11 @@ impl<'a> Planner<'a> {
                 &dr.arn,
                 m,
                 match &dr.group {
-                    Some(g) => format!("role does not exist; group `{}` has {} service principal(s)", g.display_name, g.principals.len()),
+                    Some(g) => format!(
+                        "role does not exist; group `{}` has {} service principal(s)",
+                        g.display_name,
+                        g.principals.len()
+                    ),
                     None => "role does not exist".to_string(),
                 },
             );
@@ -458,7 +634,11 @@ impl<'a> Planner<'a> {
             c.members_added = subs;
             for (name, doc) in &dr.inline_policies {
                 let c = self.push(
-                    Action::PutInlinePolicy { role_name: dr.name.clone(), policy_name: name.clone(), document: doc.clone() },
+                    Action::PutInlinePolicy {
+                        role_name: dr.name.clone(),
+                        policy_name: name.clone(),
+                        document: doc.clone(),
+                    },
                     &dr.arn,
                     m,
                     "new role",
@@ -467,7 +647,15 @@ impl<'a> Planner<'a> {
                 c.after = Some(doc.clone());
             }
             for arn in &dr.managed_policies {
-                self.push(Action::AttachManagedPolicy { role_name: dr.name.clone(), policy_arn: arn.clone() }, &dr.arn, m, "new role");
+                self.push(
+                    Action::AttachManagedPolicy {
+                        role_name: dr.name.clone(),
+                        policy_arn: arn.clone(),
+                    },
+                    &dr.arn,
+                    m,
+                    "new role",
+                );
             }
             return;
         };
@@ -476,7 +664,15 @@ impl<'a> Planner<'a> {
         let owned = self.owned(or);
         if !owned {
             if let Some(other) = tag.filter(|v| *v != &owner.value) {
-                self.problem("conflict", &dr.mapping, &or.arn, format!("role is owned by another trustsync instance (`{}={other}`)", owner.key));
+                self.problem(
+                    "conflict",
+                    &dr.mapping,
+                    &or.arn,
+                    format!(
+                        "role is owned by another trustsync instance (`{}={other}`)",
+                        owner.key
+                    ),
+                );
                 return;
             }
             if !dr.adopt {
@@ -517,14 +713,24 @@ impl<'a> Planner<'a> {
                 ),
                 _ => "trust policy drifted from the policy".to_string(),
             };
-            let c = self.push(Action::UpdateTrustPolicy { role_name: dr.name.clone(), trust_policy: dr.trust.clone() }, arn, m, reason);
+            let c = self.push(
+                Action::UpdateTrustPolicy {
+                    role_name: dr.name.clone(),
+                    trust_policy: dr.trust.clone(),
+                },
+                arn,
+                m,
+                reason,
+            );
             c.before = Some(or.trust.clone());
             c.after = Some(dr.trust.clone());
             c.members_added = added;
             c.members_removed = removed;
         }
         let desc_drift = dr.description.is_some() && dr.description != or.description;
-        let session_drift = or.max_session_duration.is_some_and(|s| s != dr.max_session_duration);
+        let session_drift = or
+            .max_session_duration
+            .is_some_and(|s| s != dr.max_session_duration);
         if desc_drift || session_drift {
             let c = self.push(
                 Action::UpdateRole {
@@ -536,17 +742,36 @@ impl<'a> Planner<'a> {
                 m,
                 "description or maximum session duration drifted",
             );
-            c.before = Some(serde_json::json!({"description": or.description, "maxSessionDuration": or.max_session_duration}));
-            c.after = Some(serde_json::json!({"description": dr.description, "maxSessionDuration": dr.max_session_duration}));
+            c.before = Some(
+                serde_json::json!({"description": or.description, "maxSessionDuration": or.max_session_duration}),
+            );
+            c.after = Some(
+                serde_json::json!({"description": dr.description, "maxSessionDuration": dr.max_session_duration}),
+            );
         }
         match (&dr.permissions_boundary, &or.permissions_boundary) {
             (Some(want), have) if Some(want) != have.as_ref() => {
-                let c = self.push(Action::PutPermissionsBoundary { role_name: dr.name.clone(), policy_arn: want.clone() }, arn, m, "permissions boundary differs");
+                let c = self.push(
+                    Action::PutPermissionsBoundary {
+                        role_name: dr.name.clone(),
+                        policy_arn: want.clone(),
+                    },
+                    arn,
+                    m,
+                    "permissions boundary differs",
+                );
                 c.before = have.clone().map(Value::String);
                 c.after = Some(Value::String(want.clone()));
             }
             (None, Some(have)) => {
-                let c = self.push(Action::DeletePermissionsBoundary { role_name: dr.name.clone() }, arn, m, "permissions boundary not in the policy");
+                let c = self.push(
+                    Action::DeletePermissionsBoundary {
+                        role_name: dr.name.clone(),
+                    },
+                    arn,
+                    m,
+                    "permissions boundary not in the policy",
+                );
                 c.before = Some(Value::String(have.clone()));
             }
             _ => {}
@@ -554,9 +779,17 @@ impl<'a> Planner<'a> {
         for (name, doc) in &dr.inline_policies {
             let have = or.inline_policies.get(name);
             if !have.is_some_and(|h| iam_policy::equivalent(doc, h)) {
-                let reason = if have.is_some() { "inline policy drifted" } else { "inline policy missing" };
+                let reason = if have.is_some() {
+                    "inline policy drifted"
+                } else {
+                    "inline policy missing"
+                };
                 let c = self.push(
-                    Action::PutInlinePolicy { role_name: dr.name.clone(), policy_name: name.clone(), document: doc.clone() },
+                    Action::PutInlinePolicy {
+                        role_name: dr.name.clone(),
+                        policy_name: name.clone(),
+                        document: doc.clone(),
+                    },
                     arn,
                     m,
                     reason,
@@ -570,41 +803,117 @@ impl<'a> Planner<'a> {
         }
         for (name, doc) in &or.inline_policies {
             if !dr.inline_policies.contains_key(name) {
-                let c = self.push(Action::DeleteInlinePolicy { role_name: dr.name.clone(), policy_name: name.clone() }, arn, m, "inline policy not in the policy");
+                let c = self.push(
+                    Action::DeleteInlinePolicy {
+                        role_name: dr.name.clone(),
+                        policy_name: name.clone(),
+                    },
+                    arn,
+                    m,
+                    "inline policy not in the policy",
+                );
                 c.before = Some(doc.clone());
             }
         }
         for p in dr.managed_policies.difference(&or.managed_policies) {
-            self.push(Action::AttachManagedPolicy { role_name: dr.name.clone(), policy_arn: p.clone() }, arn, m, "managed policy not attached");
+            self.push(
+                Action::AttachManagedPolicy {
+                    role_name: dr.name.clone(),
+                    policy_arn: p.clone(),
+                },
+                arn,
+                m,
+                "managed policy not attached",
+            );
         }
         for p in or.managed_policies.difference(&dr.managed_policies) {
-            self.push(Action::DetachManagedPolicy { role_name: dr.name.clone(), policy_arn: p.clone() }, arn, m, "managed policy not in the policy");
+            self.push(
+                Action::DetachManagedPolicy {
+                    role_name: dr.name.clone(),
+                    policy_arn: p.clone(),
+                },
+                arn,
+                m,
+                "managed policy not in the policy",
+            );
         }
-        let tag_set: BTreeMap<String, String> =
-            dr.tags.iter().filter(|(k, v)| or.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let tag_set: BTreeMap<String, String> = dr
+            .tags
+            .iter()
+            .filter(|(k, v)| or.tags.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if !tag_set.is_empty() {
-            let reason = if owned { "tags drifted" } else { "adopting the role (owner tag)" };
-            self.push(Action::TagRole { role_name: dr.name.clone(), tags: tag_set }, arn, m, reason);
+            let reason = if owned {
+                "tags drifted"
+            } else {
+                "adopting the role (owner tag)"
+            };
+            self.push(
+                Action::TagRole {
+                    role_name: dr.name.clone(),
+                    tags: tag_set,
+                },
+                arn,
+                m,
+                reason,
+            );
         }
-        let untag: Vec<String> = or.tags.keys().filter(|k| !dr.tags.contains_key(*k)).cloned().collect();
+        let untag: Vec<String> = or
+            .tags
+            .keys()
+            .filter(|k| !dr.tags.contains_key(*k))
+            .cloned()
+            .collect();
         if !untag.is_empty() {
-            self.push(Action::UntagRole { role_name: dr.name.clone(), keys: untag }, arn, m, "tags not in the policy");
+            self.push(
+                Action::UntagRole {
+                    role_name: dr.name.clone(),
+                    keys: untag,
+                },
+                arn,
+                m,
+                "tags not in the policy",
+            );
         }
     }
 
     fn delete_role(&mut self, role: &ObservedRole) {
         let reason = "owned role no longer in any policy (prune)";
         for p in &role.managed_policies {
-            self.push(Action::DetachManagedPolicy { role_name: role.name.clone(), policy_arn: p.clone() }, &role.arn, None, reason);
+            self.push(
+                Action::DetachManagedPolicy {
+                    role_name: role.name.clone(),
+                    policy_arn: p.clone(),
+                },
+                &role.arn,
+                None,
+                reason,
+            );
         }
         for (name, doc) in &role.inline_policies {
-            let c = self.push(Action::DeleteInlinePolicy { role_name: role.name.clone(), policy_name: name.clone() }, &role.arn, None, reason);
+            let c = self.push(
+                Action::DeleteInlinePolicy {
+                    role_name: role.name.clone(),
+                    policy_name: name.clone(),
+                },
+                &role.arn,
+                None,
+                reason,
+            );
             c.before = Some(doc.clone());
         }
         let subs: Vec<String> = trusted_subjects(&role.trust).into_iter().collect();
         self.principals_removed += subs.len();
         self.roles_deleted += 1;
-        let c = self.push(Action::DeleteRole { role_name: role.name.clone() }, &role.arn, None, reason);
+        let c = self.push(
+            Action::DeleteRole {
+                role_name: role.name.clone(),
+            },
+            &role.arn,
+            None,
+            reason,
+        );
         c.before = Some(role.trust.clone());
         c.members_removed = subs;
     }
@@ -626,7 +935,11 @@ impl<'a> Planner<'a> {
         if let Some(role) = &df.execution_role {
             if of.role.as_ref() != Some(role) {
                 let c = self.push(
-                    Action::SetExecutionRole { function_name: df.name.clone(), role_arn: role.clone(), revision_id: of.config_revision.clone() },
+                    Action::SetExecutionRole {
+                        function_name: df.name.clone(),
+                        role_arn: role.clone(),
+                        revision_id: of.config_revision.clone(),
+                    },
                     &of.arn,
                     m,
                     "execution role differs",
@@ -637,7 +950,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn lambda_statements(&mut self, df: &DesiredFunction, of: &ObservedFunction, resource: &str, m: Option<&str>) {
+    fn lambda_statements(
+        &mut self,
+        df: &DesiredFunction,
+        of: &ObservedFunction,
+        resource: &str,
+        m: Option<&str>,
+    ) {
         let mut have: BTreeMap<String, &Value> = BTreeMap::new();
         for st in &of.statements {
             if let Some(sid) = st.get("Sid").and_then(Value::as_str) {
@@ -665,7 +984,12 @@ impl<'a> Planner<'a> {
             };
             match have.get(sid) {
                 None => {
-                    let c = self.push(add, resource, m, format!("invoker `{}` not allowed yet", want.invoker));
+                    let c = self.push(
+                        add,
+                        resource,
+                        m,
+                        format!("invoker `{}` not allowed yet", want.invoker),
+                    );
                     c.after = Some(want.document());
                 }
                 Some(st) => {
@@ -675,7 +999,8 @@ impl<'a> Planner<'a> {
                     }
                     if !iam_policy::statements_equivalent(&want.document(), &st) {
                         let reason = if principal_is_unique_id(&st) {
-                            "statement names a deleted principal (unique id); re-adding it".to_string()
+                            "statement names a deleted principal (unique id); re-adding it"
+                                .to_string()
                         } else {
                             "statement drifted from the policy".to_string()
                         };
@@ -754,5 +1079,377 @@ fn principal_is_unique_id(st: &Value) -> bool {
         .get("Principal")
         .and_then(|p| p.get("AWS"))
         .and_then(Value::as_array)
-        .is_some_and(|ids| ids.iter().filter_map(Value::as_str).any(|s| s.starts_with("AROA") || s.starts_with("AIDA")))
+        .is_some_and(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .any(|s| s.starts_with("AROA") || s.starts_with("AIDA"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::desired::{self, Target};
+    use crate::directory::TenantFile;
+    use crate::policy::{load_text, PolicySet};
+    use serde_json::json;
+    use std::path::Path;
+
+    const POLICIES: &str = "\
+apiVersion: trustsync.dev/v1alpha1
+kind: IdentityProvider
+metadata: {name: entra}
+spec: {tenantId: 00000000-0000-0000-0000-0000000000aa, audiences: [api://aws]}
+---
+apiVersion: trustsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {name: deployers}
+spec:
+  provider: entra
+  group: {id: 00000000-0000-0000-0000-000000000001}
+  role:
+    name: deployer
+    managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]
+    inlinePolicies:
+      p: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: [s3:GetObject, s3:ListBucket], Resource: '*'}]}
+---
+apiVersion: trustsync.dev/v1alpha1
+kind: FunctionAccess
+metadata: {name: api}
+spec:
+  function: api
+  invokers: [{roleMapping: deployers}]
+";
+
+    fn tenant(members: &[&str]) -> TenantFile {
+        let sps: Vec<_> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|s| json!({"id": format!("00000000-0000-0000-0000-00000000000{s}")}))
+            .collect();
+        serde_json::from_value(json!({
+            "tenantId": "t",
+            "groups": [{"id": "00000000-0000-0000-0000-000000000001", "displayName": "g",
+                        "members": members.iter().map(|m| format!("00000000-0000-0000-0000-00000000000{m}")).collect::<Vec<_>>()}],
+            "servicePrincipals": sps,
+        }))
+        .unwrap()
+    }
+
+    fn desired_for(members: &[&str], extra: &str) -> Desired {
+        let mut set = PolicySet::default();
+        let mut diags = Vec::new();
+        load_text(
+            Path::new("p.yaml"),
+            &format!("{POLICIES}{extra}"),
+            &mut set,
+            &mut diags,
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let snap = tenant(members).snapshot(&desired::group_requests(&set));
+        let target = Target {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        desired::build(&set, &snap, &Config::default(), &target)
+    }
+
+    fn settings(prune: bool) -> Settings {
+        Settings::from_config(&Config {
+            prune,
+            ..Config::default()
+        })
+    }
+
+    /// What AWS would hold after applying `d`, written the way AWS writes it back:
+    /// scalars for one-element lists, a principal ARN as a bare string, other orders.
+    fn converged(d: &Desired) -> Observed {
+        let mut o = Observed {
+            account_id: "123456789012".into(),
+            ..Observed::default()
+        };
+        for p in &d.providers {
+            o.providers.push(crate::observed::ObservedProvider {
+                arn: p.arn.clone(),
+                url: p.url.clone(),
+                client_ids: p.client_ids.clone(),
+                tags: p.tags.clone(),
+            });
+        }
+        for r in &d.roles {
+            let mut trust = r.trust.clone();
+            if let Some(cond) = trust["Statement"][0].get_mut("Condition") {
+                for (_, v) in cond["StringEquals"].as_object_mut().unwrap() {
+                    if let Some(list) = v.as_array_mut() {
+                        list.reverse();
+                        if list.len() == 1 {
+                            *v = list[0].clone();
+                        }
+                    }
+                }
+            }
+            let inline = r
+                .inline_policies
+                .iter()
+                .map(|(k, v)| {
+                    let mut v = v.clone();
+                    let st = v["Statement"][0].clone();
+                    v["Statement"] = st; // a lone statement as an object
+                    (k.clone(), v)
+                })
+                .collect();
+            o.roles.insert(
+                r.name.to_ascii_lowercase(),
+                ObservedRole {
+                    name: r.name.clone(),
+                    path: r.path.clone(),
+                    arn: r.arn.clone(),
+                    id: "AROAEXAMPLE".into(),
+                    trust,
+                    description: r.description.clone(),
+                    max_session_duration: Some(r.max_session_duration),
+                    permissions_boundary: r.permissions_boundary.clone(),
+                    inline_policies: inline,
+                    managed_policies: r.managed_policies.clone(),
+                    tags: r.tags.clone(),
+                },
+            );
+        }
+        for f in &d.functions {
+            let statements = f
+                .statements
+                .values()
+                .map(|s| {
+                    let mut doc = s.document();
+                    doc["Principal"] = json!(s.principal); // moto's bare-string form
+                    doc["Resource"] = json!(f.arn);
+                    doc
+                })
+                .collect();
+            o.functions.insert(
+                (f.name.clone(), f.qualifier.clone()),
+                Some(ObservedFunction {
+                    arn: f.arn.clone(),
+                    role: f.execution_role.clone(),
+                    config_revision: Some("r1".into()),
+                    policy_revision: Some("p1".into()),
+                    statements,
+                }),
+            );
+        }
+        o
+    }
+
+    fn names(p: &Plan) -> Vec<String> {
+        p.changes.iter().map(|c| c.action.name()).collect()
+    }
+
+    #[test]
+    fn converged_state_in_aws_representation_plans_nothing() {
+        let d = desired_for(&["a", "b", "c"], "");
+        let p = plan(&d, &converged(&d), &settings(false));
+        assert!(p.is_empty(), "{:#?}", p.changes);
+        assert!(p.problems.is_empty() && p.safety.is_none());
+    }
+
+    #[test]
+    fn from_empty_account_creates_in_dependency_order() {
+        let d = desired_for(&["a"], "");
+        let o = Observed {
+            functions: converged(&d).functions,
+            ..Observed::default()
+        };
+        let mut o = o;
+        for f in o.functions.values_mut().flatten() {
+            f.statements.clear();
+        }
+        let p = plan(&d, &o, &settings(false));
+        assert_eq!(
+            names(&p),
+            [
+                "create-oidc-provider",
+                "create-role",
+                "put-inline-policy",
+                "attach-managed-policy",
+                "add-lambda-permission"
+            ]
+        );
+        assert_eq!(p.summary.add, 5);
+        assert_eq!(p.summary.principals_added, 1);
+    }
+
+    #[test]
+    fn membership_change_updates_trust_with_members_named() {
+        let before = desired_for(&["a", "b"], "");
+        let after = desired_for(&["a", "c"], "");
+        let p = plan(&after, &converged(&before), &settings(false));
+        assert_eq!(names(&p), ["update-trust-policy"]);
+        let c = &p.changes[0];
+        assert_eq!(c.members_added, ["00000000-0000-0000-0000-00000000000c"]);
+        assert_eq!(c.members_removed, ["00000000-0000-0000-0000-00000000000b"]);
+        assert_eq!(c.reason, "group `g` membership changed: 1 added, 1 removed");
+    }
+
+    #[test]
+    fn unowned_and_foreign_owned_roles_are_conflicts() {
+        let d = desired_for(&["a"], "");
+        let mut o = converged(&d);
+        o.roles.get_mut("deployer").unwrap().tags.clear();
+        let p = plan(&d, &o, &settings(false));
+        assert_eq!(p.problems[0].kind, "conflict");
+        assert!(names(&p).is_empty(), "{:?}", names(&p));
+
+        o.roles
+            .get_mut("deployer")
+            .unwrap()
+            .tags
+            .insert("trustsync.dev/owner".into(), "other".into());
+        let p = plan(&d, &o, &settings(false));
+        assert!(p.problems[0]
+            .message
+            .contains("another trustsync instance (`trustsync.dev/owner=other`)"));
+    }
+
+    #[test]
+    fn a_role_at_another_path_cannot_be_moved() {
+        let d = desired_for(&["a"], "");
+        let mut o = converged(&d);
+        o.roles.get_mut("deployer").unwrap().path = "/trustsync/old/".into();
+        let p = plan(&d, &o, &settings(false));
+        assert_eq!(p.problems[0].kind, "cannot-move-role");
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn orphans_need_prune_and_are_removed_in_reverse_order() {
+        let extra = "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: extra}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {name: extra, managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess], inlinePolicies: {x: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: 's3:*', Resource: '*'}]}}}\n";
+        let with_extra = desired_for(&["a"], extra);
+        let without = desired_for(&["a"], "");
+        let o = converged(&with_extra);
+        let p = plan(&without, &o, &settings(false));
+        assert!(p.is_empty());
+        assert_eq!(p.notices.iter().filter(|n| n.kind == "orphan").count(), 1);
+
+        let p = plan(&without, &o, &settings(true));
+        assert_eq!(
+            names(&p),
+            [
+                "detach-managed-policy",
+                "delete-inline-policy",
+                "delete-role"
+            ]
+        );
+        // 1 of 2 owned roles is 50%, over the default 25%.
+        assert!(p.safety.as_ref().unwrap().reasons[0].contains("deletes 1 of 2 owned roles (50%)"));
+    }
+
+    #[test]
+    fn removing_most_principals_trips_the_safety_limit_but_the_floor_allows_one() {
+        let before = desired_for(&["a", "b", "c", "d"], "");
+        let p = plan(
+            &desired_for(&["a"], ""),
+            &converged(&before),
+            &settings(false),
+        );
+        let stop = p.safety.expect("3 of 4 removed");
+        assert!(
+            stop.reasons[0].contains("removes 3 of 4 trusted principals (75%)"),
+            "{stop:?}"
+        );
+
+        let p = plan(
+            &desired_for(&["a", "b", "c"], ""),
+            &converged(&before),
+            &settings(false),
+        );
+        assert!(p.safety.is_none());
+        let single = desired_for(&["a"], "");
+        let p = plan(&desired_for(&[], ""), &converged(&single), &settings(false));
+        assert!(
+            p.safety.is_none(),
+            "the floor lets a one-member group lose its member"
+        );
+        assert_eq!(p.changes[0].members_removed.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_group_denies_instead_of_writing_an_empty_condition() {
+        let d = desired_for(&[], "");
+        let st = &d.roles[0].trust["Statement"][0];
+        assert_eq!(st["Effect"], "Deny");
+        assert_eq!(st["Sid"], crate::desired::NO_MEMBERS_SID);
+    }
+
+    #[test]
+    fn a_statement_naming_a_deleted_role_is_re_added() {
+        let d = desired_for(&["a"], "");
+        let mut o = converged(&d);
+        let f = o.functions.values_mut().next().unwrap().as_mut().unwrap();
+        f.statements[0]["Principal"] = json!({"AWS": "AROAXXXXXXXXXXXXXXXXX"});
+        let p = plan(&d, &o, &settings(false));
+        assert_eq!(
+            names(&p),
+            ["remove-lambda-permission", "add-lambda-permission"]
+        );
+        assert!(p.changes[0].reason.contains("deleted principal"));
+    }
+
+    #[test]
+    fn unprefixed_statements_are_not_trustsyncs() {
+        let d = desired_for(&["a"], "");
+        let mut o = converged(&d);
+        let f = o.functions.values_mut().next().unwrap().as_mut().unwrap();
+        f.statements.push(json!({"Sid": "someone-else", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "lambda:InvokeFunction"}));
+        f.statements.push(json!({"Sid": "trustsync-old-1", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "lambda:InvokeFunction"}));
+        let p = plan(&d, &o, &settings(false));
+        assert_eq!(names(&p), ["remove-lambda-permission"]);
+        assert!(
+            matches!(&p.changes[0].action, Action::RemoveLambdaPermission { statement_id, .. } if statement_id == "trustsync-old-1")
+        );
+    }
+
+    #[test]
+    fn a_mapping_that_cannot_be_built_leaves_its_role_alone_even_with_prune() {
+        let d = desired_for(&["a"], "");
+        let o = converged(&d);
+        let mut broken = d.clone();
+        broken.roles.clear();
+        broken.errors.push(crate::desired::MappingError {
+            mapping: "deployers".into(),
+            resource: "deployer".into(),
+            message: "no group matches".into(),
+        });
+        let p = plan(&broken, &o, &settings(true));
+        assert!(p.is_empty(), "{:?}", names(&p));
+        assert_eq!(p.problems[0].kind, "mapping-error");
+    }
+
+    #[test]
+    fn too_many_members_for_one_trust_policy_is_an_error_with_numbers() {
+        let mut set = PolicySet::default();
+        let mut diags = Vec::new();
+        load_text(Path::new("p.yaml"), POLICIES, &mut set, &mut diags);
+        let ids: Vec<String> = (0..60)
+            .map(|i| format!("00000000-0000-0000-0000-{i:012}"))
+            .collect();
+        let t: TenantFile = serde_json::from_value(json!({
+            "tenantId": "t",
+            "groups": [{"id": "00000000-0000-0000-0000-000000000001", "displayName": "g", "members": ids}],
+            "servicePrincipals": ids.iter().map(|i| json!({"id": i})).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let snap = t.snapshot(&desired::group_requests(&set));
+        let target = Target {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        let d = desired::build(&set, &snap, &Config::default(), &target);
+        assert!(d.roles.is_empty());
+        let msg = &d.errors[0].message;
+        assert!(
+            msg.contains("for 60 service principals would be")
+                && msg.contains("over the limit of 2048"),
+            "{msg}"
+        );
+    }
 }

@@ -45,10 +45,23 @@ fn headline(plan: &Plan) -> String {
 }
 
 fn text(plan: &Plan, color: bool) -> String {
-    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
     let mut out = String::new();
     if let Some(stop) = &plan.safety {
-        let _ = writeln!(out, "{}", paint("1;31", "STOPPED BY SAFETY LIMITS: this plan will not be applied."));
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                "1;31",
+                "STOPPED BY SAFETY LIMITS: this plan will not be applied."
+            )
+        );
         for r in &stop.reasons {
             let _ = writeln!(out, "  ! {r}");
         }
@@ -63,7 +76,12 @@ fn text(plan: &Plan, color: bool) -> String {
             Effect::Change => "33",
             Effect::Remove => "31",
         };
-        let _ = writeln!(out, "{} {}", paint(code, &format!("{} {}", sign(c.effect), c.action.name())), c.resource);
+        let _ = writeln!(
+            out,
+            "{} {}",
+            paint(code, &format!("{} {}", sign(c.effect), c.action.name())),
+            c.resource
+        );
         if let Some(m) = &c.mapping {
             let _ = writeln!(out, "    mapping: {m}");
         }
@@ -79,14 +97,21 @@ fn text(plan: &Plan, color: bool) -> String {
         }
     }
     if !plan.problems.is_empty() {
-        let _ = writeln!(out, "\n{}", paint("1;31", "Problems (these mappings were left alone):"));
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint("1;31", "Problems (these mappings were left alone):")
+        );
         for p in &plan.problems {
             let _ = writeln!(
                 out,
                 "  ! {} {}{}: {}",
                 p.kind,
                 p.resource,
-                p.mapping.as_ref().map(|m| format!(" (mapping {m})")).unwrap_or_default(),
+                p.mapping
+                    .as_ref()
+                    .map(|m| format!(" (mapping {m})"))
+                    .unwrap_or_default(),
                 p.message
             );
         }
@@ -103,13 +128,25 @@ fn text(plan: &Plan, color: bool) -> String {
 
 /// Short per-action details for text output (the parameters that are not the resource).
 fn detail_lines(c: &Change) -> Vec<String> {
-    let Ok(Value::Object(map)) = serde_json::to_value(&c.action) else { return Vec::new() };
+    let Ok(Value::Object(map)) = serde_json::to_value(&c.action) else {
+        return Vec::new();
+    };
     map.iter()
         .filter(|(k, v)| {
-            !matches!(k.as_str(), "action" | "trustPolicy" | "document" | "revisionId" | "roleName" | "functionName") && !v.is_null()
+            !matches!(
+                k.as_str(),
+                "action" | "trustPolicy" | "document" | "revisionId" | "roleName" | "functionName"
+            ) && !v.is_null()
                 && v.as_array().is_none_or(|a| !a.is_empty())
         })
-        .map(|(k, v)| format!("{k}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {}",
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string())
+            )
+        })
         .collect()
 }
 
@@ -117,13 +154,18 @@ fn markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::from("### trustsync plan\n\n");
     if let Some(stop) = &plan.safety {
-        out.push_str("> [!CAUTION]\n> **Stopped by safety limits**: this plan will not be applied.\n");
+        out.push_str(
+            "> [!CAUTION]\n> **Stopped by safety limits**: this plan will not be applied.\n",
+        );
         for r in &stop.reasons {
             let _ = writeln!(out, "> - {r}");
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "| add | change | remove | problems | principals granted | principals revoked |");
+    let _ = writeln!(
+        out,
+        "| add | change | remove | problems | principals granted | principals revoked |"
+    );
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         out,
@@ -134,7 +176,13 @@ fn markdown(plan: &Plan) -> String {
         out.push_str("No changes: AWS matches the policies.\n");
     }
     for c in &plan.changes {
-        let _ = writeln!(out, "#### `{}` {} `{}`\n", sign(c.effect), c.action.name(), c.resource);
+        let _ = writeln!(
+            out,
+            "#### `{}` {} `{}`\n",
+            sign(c.effect),
+            c.action.name(),
+            c.resource
+        );
         if let Some(m) = &c.mapping {
             let _ = writeln!(out, "- mapping: `{m}`");
         }
@@ -149,7 +197,11 @@ fn markdown(plan: &Plan) -> String {
             let _ = writeln!(out, "- {line}");
         }
         if c.before.is_some() || c.after.is_some() {
-            let _ = writeln!(out, "\n```diff\n{}```", diff(c.before.as_ref(), c.after.as_ref()));
+            let _ = writeln!(
+                out,
+                "\n```diff\n{}```",
+                diff(c.before.as_ref(), c.after.as_ref())
+            );
         }
         out.push('\n');
     }
@@ -161,7 +213,10 @@ fn markdown(plan: &Plan) -> String {
                 "- **{}** `{}`{}: {}",
                 p.kind,
                 p.resource,
-                p.mapping.as_ref().map(|m| format!(" (mapping `{m}`)")).unwrap_or_default(),
+                p.mapping
+                    .as_ref()
+                    .map(|m| format!(" (mapping `{m}`)"))
+                    .unwrap_or_default(),
                 p.message
             );
         }
@@ -179,7 +234,11 @@ fn markdown(plan: &Plan) -> String {
 }
 
 fn code_list(items: &[String]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A line diff of two documents, each shown in canonical form so that only real
@@ -187,8 +246,16 @@ fn code_list(items: &[String]) -> String {
 fn diff(before: Option<&Value>, after: Option<&Value>) -> String {
     let lines = |v: Option<&Value>| -> Vec<String> {
         v.map(|v| {
-            let canon = if v.get("Statement").is_some() { iam_policy::canonical(v) } else { v.clone() };
-            serde_json::to_string_pretty(&canon).unwrap_or_default().lines().map(String::from).collect()
+            let canon = if v.get("Statement").is_some() {
+                iam_policy::canonical(v)
+            } else {
+                v.clone()
+            };
+            serde_json::to_string_pretty(&canon)
+                .unwrap_or_default()
+                .lines()
+                .map(String::from)
+                .collect()
         })
         .unwrap_or_default()
     };
@@ -197,7 +264,11 @@ fn diff(before: Option<&Value>, after: Option<&Value>) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -227,8 +298,11 @@ mod tests {
         let a = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
         let b = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]});
         let d = diff(Some(&a), Some(&b));
-        let changed: Vec<String> =
-            d.lines().filter(|l| !l.starts_with("  ")).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        let changed: Vec<String> = d
+            .lines()
+            .filter(|l| !l.starts_with("  "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
         assert_eq!(changed, ["- \"s3:getobject\"", "+ \"s3:putobject\""], "{d}");
     }
 }

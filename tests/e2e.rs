@@ -26,13 +26,26 @@ fn validate_plan_apply_replan_through_the_binary() {
     let ws = Workspace::new();
 
     let out = run_ok(&moto, &ws, &["validate"], 0);
-    assert!(stdout(&out).contains("5 document(s) valid"), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("5 document(s) valid"),
+        "{}",
+        show(&out)
+    );
 
     // Text, JSON and Markdown plans of the same changes.
     let text = stdout(&run_ok(&moto, &ws, &["plan"], 0));
-    assert!(text.contains("+ create-role arn:aws:iam::123456789012:role/trustsync/payments-deployer"), "{text}");
-    assert!(text.contains("Plan: 10 to add, 1 to change, 0 to remove"), "{text}");
-    assert!(text.contains("Dana Ops (User"), "user members are reported, not used: {text}");
+    assert!(
+        text.contains("+ create-role arn:aws:iam::123456789012:role/trustsync/payments-deployer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 10 to add, 1 to change, 0 to remove"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Dana Ops (User"),
+        "user members are reported, not used: {text}"
+    );
 
     let plan = plan_json(&moto, &ws, 2);
     assert_eq!(plan["summary"]["add"], 10);
@@ -68,10 +81,18 @@ fn validate_plan_apply_replan_through_the_binary() {
     assert!(!moto.role_exists("payments-deployer"));
 
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
-    assert!(stdout(&out).contains("Apply: 11 applied, 0 failed, 0 skipped"), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("Apply: 11 applied, 0 failed, 0 skipped"),
+        "{}",
+        show(&out)
+    );
 
     // AWS state, read back through the SDK.
-    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4], "nested group expanded, user skipped");
+    assert_eq!(
+        moto.trusted_subs("payments-deployer"),
+        [SP1, SP2, SP4],
+        "nested group expanded, user skipped"
+    );
     assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
     let trust = moto.trust_policy("payments-deployer");
     let st = &trust["Statement"][0];
@@ -81,29 +102,74 @@ fn validate_plan_apply_replan_through_the_binary() {
     );
     assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
     assert_eq!(
-        st["Condition"]["StringEquals"]["login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0:aud"],
+        st["Condition"]["StringEquals"]
+            ["login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0:aud"],
         "api://aws-federation"
     );
     let iam = moto.iam();
-    let role = moto.block_on(iam.get_role().role_name("reporting-reader").send()).unwrap();
+    let role = moto
+        .block_on(iam.get_role().role_name("reporting-reader").send())
+        .unwrap();
     let role = role.role().unwrap();
     assert_eq!(role.path(), "/trustsync/");
     assert_eq!(role.max_session_duration(), Some(7200));
-    let tags = moto.block_on(iam.list_role_tags().role_name("payments-deployer").send()).unwrap();
-    let tags: Vec<(String, String)> = tags.tags().iter().map(|t| (t.key().into(), t.value().into())).collect();
+    let tags = moto
+        .block_on(iam.list_role_tags().role_name("payments-deployer").send())
+        .unwrap();
+    let tags: Vec<(String, String)> = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().into(), t.value().into()))
+        .collect();
     assert!(tags.contains(&(OWNER.0.into(), OWNER.1.into())), "{tags:?}");
-    assert!(tags.contains(&("team".into(), "payments".into())), "{tags:?}");
-    let attached = moto.block_on(iam.list_attached_role_policies().role_name("payments-deployer").send()).unwrap();
-    assert_eq!(attached.attached_policies()[0].policy_arn(), Some("arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess"));
-    let inline = moto.block_on(iam.get_role_policy().role_name("payments-deployer").policy_name("deploy").send()).unwrap();
-    assert!(inline.policy_document().contains("UpdatePaymentsCode") || inline.policy_document().contains("UpdatePaymentsCode".replace(' ', "%20").as_str()));
-    let providers = moto.block_on(iam.list_open_id_connect_providers().send()).unwrap();
+    assert!(
+        tags.contains(&("team".into(), "payments".into())),
+        "{tags:?}"
+    );
+    let attached = moto
+        .block_on(
+            iam.list_attached_role_policies()
+                .role_name("payments-deployer")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        attached.attached_policies()[0].policy_arn(),
+        Some("arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess")
+    );
+    let inline = moto
+        .block_on(
+            iam.get_role_policy()
+                .role_name("payments-deployer")
+                .policy_name("deploy")
+                .send(),
+        )
+        .unwrap();
+    assert!(
+        inline.policy_document().contains("UpdatePaymentsCode")
+            || inline
+                .policy_document()
+                .contains("UpdatePaymentsCode".replace(' ', "%20").as_str())
+    );
+    let providers = moto
+        .block_on(iam.list_open_id_connect_providers().send())
+        .unwrap();
     assert_eq!(providers.open_id_connect_provider_list().len(), 1);
     let sids = moto.lambda_sids("payments-api");
     assert_eq!(sids.len(), 2, "{sids:?}");
     assert!(sids.iter().all(|s| s.starts_with("trustsync-")), "{sids:?}");
-    let cfg = moto.block_on(moto.lambda().get_function_configuration().function_name("payments-api").send()).unwrap();
-    assert_eq!(cfg.role(), Some("arn:aws:iam::123456789012:role/trustsync/payments-runtime"));
+    let cfg = moto
+        .block_on(
+            moto.lambda()
+                .get_function_configuration()
+                .function_name("payments-api")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        cfg.role(),
+        Some("arn:aws:iam::123456789012:role/trustsync/payments-runtime")
+    );
 
     // A second pass right after the first plans nothing.
     let again = plan_json(&moto, &ws, 0);
@@ -113,7 +179,11 @@ fn validate_plan_apply_replan_through_the_binary() {
 
     // Every change is in the audit log, whose chain verifies.
     let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
-    assert!(stdout(&out).contains("12 line(s), hash chain intact"), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("12 line(s), hash chain intact"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
@@ -125,8 +195,15 @@ fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
     // managed policy, a changed session duration, a removed invoke permission, a foreign tag.
     let mut trust = moto.trust_policy("payments-deployer");
     let key = "login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0:sub";
-    trust["Statement"][0]["Condition"]["StringEquals"][key] = serde_json::json!([SP1, "ffffffff-0000-0000-0000-000000000000"]);
-    moto.block_on(iam.update_assume_role_policy().role_name("payments-deployer").policy_document(trust.to_string()).send()).unwrap();
+    trust["Statement"][0]["Condition"]["StringEquals"][key] =
+        serde_json::json!([SP1, "ffffffff-0000-0000-0000-000000000000"]);
+    moto.block_on(
+        iam.update_assume_role_policy()
+            .role_name("payments-deployer")
+            .policy_document(trust.to_string())
+            .send(),
+    )
+    .unwrap();
     moto.block_on(
         iam.put_role_policy()
             .role_name("payments-deployer")
@@ -136,19 +213,45 @@ fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
     )
     .unwrap();
     moto.block_on(
-        iam.detach_role_policy().role_name("payments-deployer").policy_arn("arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess").send(),
-    )
-    .unwrap();
-    moto.block_on(iam.update_role().role_name("reporting-reader").max_session_duration(43200).send()).unwrap();
-    moto.block_on(
-        iam.tag_role()
-            .role_name("reporting-reader")
-            .tags(aws_sdk_iam::types::Tag::builder().key("added-by").value("hand").build().unwrap())
+        iam.detach_role_policy()
+            .role_name("payments-deployer")
+            .policy_arn("arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess")
             .send(),
     )
     .unwrap();
-    let sid = moto.lambda_sids("payments-api").into_iter().find(|s| s.contains("svc-events")).unwrap();
-    moto.block_on(lambda.remove_permission().function_name("payments-api").statement_id(&sid).send()).unwrap();
+    moto.block_on(
+        iam.update_role()
+            .role_name("reporting-reader")
+            .max_session_duration(43200)
+            .send(),
+    )
+    .unwrap();
+    moto.block_on(
+        iam.tag_role()
+            .role_name("reporting-reader")
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("added-by")
+                    .value("hand")
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let sid = moto
+        .lambda_sids("payments-api")
+        .into_iter()
+        .find(|s| s.contains("svc-events"))
+        .unwrap();
+    moto.block_on(
+        lambda
+            .remove_permission()
+            .function_name("payments-api")
+            .statement_id(&sid)
+            .send(),
+    )
+    .unwrap();
     // A statement trustsync does not own (no prefix) must survive.
     moto.block_on(
         lambda
@@ -176,15 +279,32 @@ fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
         ],
         "{plan:#}"
     );
-    let trust_change = plan["changes"].as_array().unwrap().iter().find(|c| c["action"] == "update-trust-policy").unwrap();
+    let trust_change = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "update-trust-policy")
+        .unwrap();
     assert_eq!(trust_change["membersAdded"], serde_json::json!([SP2, SP4]));
-    assert_eq!(trust_change["membersRemoved"], serde_json::json!(["ffffffff-0000-0000-0000-000000000000"]));
+    assert_eq!(
+        trust_change["membersRemoved"],
+        serde_json::json!(["ffffffff-0000-0000-0000-000000000000"])
+    );
 
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert!(actions(&plan_json(&moto, &ws, 0)).is_empty());
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
-    assert!(moto.lambda_sids("payments-api").contains(&"hand-made".to_string()));
-    assert!(moto.block_on(iam.get_role_policy().role_name("payments-deployer").policy_name("backdoor").send()).is_err());
+    assert!(moto
+        .lambda_sids("payments-api")
+        .contains(&"hand-made".to_string()));
+    assert!(moto
+        .block_on(
+            iam.get_role_policy()
+                .role_name("payments-deployer")
+                .policy_name("backdoor")
+                .send()
+        )
+        .is_err());
 }
 
 #[test]
@@ -201,12 +321,24 @@ fn membership_changes_rewrite_the_trust_policy() {
     let change = &plan["changes"][0];
     assert_eq!(change["membersAdded"], serde_json::json!([SP3]));
     assert_eq!(change["membersRemoved"], serde_json::json!([SP2]));
-    assert!(change["reason"].as_str().unwrap().contains("1 added, 1 removed"), "{change}");
+    assert!(
+        change["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 added, 1 removed"),
+        "{change}"
+    );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
     let log = ws.read("audit.jsonl");
-    let last_change = log.lines().filter(|l| l.contains("\"type\":\"change\"")).last().unwrap();
-    assert!(last_change.contains(SP2) && last_change.contains("membersRemoved"), "{last_change}");
+    let last_change = log
+        .lines()
+        .rfind(|l| l.contains("\"type\":\"change\""))
+        .unwrap();
+    assert!(
+        last_change.contains(SP2) && last_change.contains("membersRemoved"),
+        "{last_change}"
+    );
 }
 
 #[test]
@@ -216,27 +348,59 @@ fn an_unowned_role_is_a_conflict_until_adopted() {
     let ws = Workspace::new();
     let iam = moto.iam();
     let foreign = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    moto.block_on(iam.create_role().role_name("reporting-reader").path("/trustsync/").assume_role_policy_document(foreign).send())
-        .unwrap();
+    moto.block_on(
+        iam.create_role()
+            .role_name("reporting-reader")
+            .path("/trustsync/")
+            .assume_role_policy_document(foreign)
+            .send(),
+    )
+    .unwrap();
 
     let plan = plan_json(&moto, &ws, 1);
     let problem = &plan["problems"][0];
     assert_eq!(problem["kind"], "conflict");
-    assert!(problem["message"].as_str().unwrap().contains("not owned by trustsync"), "{problem}");
-    assert!(!plan["changes"].as_array().unwrap().iter().any(|c| c["resource"].as_str().unwrap().ends_with("reporting-reader")));
+    assert!(
+        problem["message"]
+            .as_str()
+            .unwrap()
+            .contains("not owned by trustsync"),
+        "{problem}"
+    );
+    assert!(!plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["resource"]
+            .as_str()
+            .unwrap()
+            .ends_with("reporting-reader")));
 
     // Apply changes everything else, leaves the conflicting role alone, and exits 1.
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
     assert!(moto.role_exists("payments-deployer"));
     assert!(moto.trusted_subs("reporting-reader").is_empty());
-    assert_eq!(moto.trust_policy("reporting-reader")["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+    assert_eq!(
+        moto.trust_policy("reporting-reader")["Statement"][0]["Principal"]["Service"],
+        "ec2.amazonaws.com"
+    );
 
     // With adopt it is taken over: tagged, and its trust replaced.
-    let text = ws.read("policies/reporting.yaml").replace("  role:\n", "  adopt: true\n  role:\n");
+    let text = ws
+        .read("policies/reporting.yaml")
+        .replace("  role:\n", "  adopt: true\n  role:\n");
     ws.write("policies/reporting.yaml", &text);
     let plan = plan_json(&moto, &ws, 2);
-    let reasons: Vec<&str> = plan["changes"].as_array().unwrap().iter().map(|c| c["reason"].as_str().unwrap()).collect();
-    assert!(reasons.contains(&"adopting the role (owner tag)"), "{reasons:?}");
+    let reasons: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"adopting the role (owner tag)"),
+        "{reasons:?}"
+    );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
     assert!(actions(&plan_json(&moto, &ws, 0)).is_empty());
@@ -245,24 +409,60 @@ fn an_unowned_role_is_a_conflict_until_adopted() {
 #[test]
 fn orphans_are_reported_without_prune_and_deleted_with_it() {
     let (moto, ws) = converged();
-    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\nsafety: {maxRoleDeletionShare: 0.5}\n");
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nsafety: {maxRoleDeletionShare: 0.5}\n",
+    );
     ws.remove("policies/reporting.yaml");
 
     let plan = plan_json(&moto, &ws, 0);
     assert!(actions(&plan).is_empty(), "{plan:#}");
-    let notice = &plan["notices"].as_array().unwrap().iter().find(|n| n["kind"] == "orphan").unwrap().clone();
-    assert!(notice["resource"].as_str().unwrap().ends_with("role/trustsync/reporting-reader"));
+    let notice = &plan["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "orphan")
+        .unwrap()
+        .clone();
+    assert!(notice["resource"]
+        .as_str()
+        .unwrap()
+        .ends_with("role/trustsync/reporting-reader"));
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
-    assert!(moto.role_exists("reporting-reader"), "without prune an orphan stays");
+    assert!(
+        moto.role_exists("reporting-reader"),
+        "without prune an orphan stays"
+    );
 
     let plan = serde_json::from_slice::<serde_json::Value>(
-        &run_ok(&moto, &ws, &["plan", "--output", "json", "--prune", "true", "--detailed-exitcode"], 2).stdout,
+        &run_ok(
+            &moto,
+            &ws,
+            &[
+                "plan",
+                "--output",
+                "json",
+                "--prune",
+                "true",
+                "--detailed-exitcode",
+            ],
+            2,
+        )
+        .stdout,
     )
     .unwrap();
     assert_eq!(actions(&plan), ["delete-inline-policy", "delete-role"]);
-    run_ok(&moto, &ws, &["apply", "--auto-approve", "--prune", "true"], 0);
+    run_ok(
+        &moto,
+        &ws,
+        &["apply", "--auto-approve", "--prune", "true"],
+        0,
+    );
     assert!(!moto.role_exists("reporting-reader"));
-    assert!(moto.role_exists("payments-deployer"), "wanted roles are never pruned");
+    assert!(
+        moto.role_exists("payments-deployer"),
+        "wanted roles are never pruned"
+    );
 }
 
 #[test]
@@ -273,13 +473,30 @@ fn safety_limits_stop_mass_removal_without_changing_anything() {
     let out = run_ok(&moto, &ws, &["plan"], 1);
     let text = stdout(&out);
     assert!(text.contains("STOPPED BY SAFETY LIMITS"), "{text}");
-    assert!(text.contains("removes 3 of 4 trusted principals (75%)"), "{text}");
+    assert!(
+        text.contains("removes 3 of 4 trusted principals (75%)"),
+        "{text}"
+    );
 
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"), "{}", show(&out));
-    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4], "access must not be revoked");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing was changed"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        moto.trusted_subs("payments-deployer"),
+        [SP1, SP2, SP4],
+        "access must not be revoked"
+    );
     let log = ws.read("audit.jsonl");
-    assert!(log.lines().last().unwrap().contains("\"outcome\":\"safety-stop\""), "{log}");
+    assert!(
+        log.lines()
+            .last()
+            .unwrap()
+            .contains("\"outcome\":\"safety-stop\""),
+        "{log}"
+    );
 
     // Prune too: deleting 2 of 3 owned roles trips the role share.
     ws.edit_tenant(|t| t["groups"][0]["members"] = serde_json::json!([SP1, SP2]));
@@ -287,10 +504,18 @@ fn safety_limits_stop_mass_removal_without_changing_anything() {
     ws.remove("policies/payments.yaml");
     ws.write(
         "policies/payments.yaml",
-        &std::fs::read_to_string(repo().join("policies/payments.yaml")).unwrap().split("\n---\n").next().unwrap().to_string(),
+        std::fs::read_to_string(repo().join("policies/payments.yaml"))
+            .unwrap()
+            .split("\n---\n")
+            .next()
+            .unwrap(),
     );
     let out = run_ok(&moto, &ws, &["plan", "--prune", "true"], 1);
-    assert!(stdout(&out).contains("deletes 2 of 3 owned roles (67%)"), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("deletes 2 of 3 owned roles (67%)"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
@@ -302,7 +527,10 @@ fn a_missing_function_is_a_problem_for_its_mapping_only() {
     assert_eq!(problems.len(), 1, "{plan:#}");
     assert_eq!(problems[0]["kind"], "function-not-found");
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
-    assert!(moto.role_exists("payments-runtime"), "other mappings still apply");
+    assert!(
+        moto.role_exists("payments-runtime"),
+        "other mappings still apply"
+    );
 }
 
 #[test]
@@ -311,7 +539,10 @@ fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
     let broken = ws
         .read("policies/payments.yaml")
         .replace("maxSessionDuration: 3600", "maxSessionDuration: 90000")
-        .replace("- roleMapping: payments-deployers", "- roleMapping: payments-deployerz");
+        .replace(
+            "- roleMapping: payments-deployers",
+            "- roleMapping: payments-deployerz",
+        );
     ws.write("policies/payments.yaml", &broken);
     ws.write("policies/typo.yaml", "apiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: typo}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {name: x, tagz: {}}\n");
     // A closed port: any AWS call would fail with a connection error.
@@ -329,7 +560,10 @@ fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
         );
         assert!(err.contains("payments.yaml:45:7: document 3 (FunctionAccess payments-api): spec.invokers[0].roleMapping: no RoleMapping named `payments-deployerz`"), "{err}");
         assert!(err.contains("typo.yaml:6:19: document 1 (RoleMapping typo): spec.role.tagz: unknown field `tagz`"), "{err}");
-        assert!(!err.contains("dispatch") && !err.contains("connect"), "no AWS call may be made: {err}");
+        assert!(
+            !err.contains("dispatch") && !err.contains("connect"),
+            "no AWS call may be made: {err}"
+        );
     }
     assert!(!ws.path().join("audit.jsonl").exists());
 }

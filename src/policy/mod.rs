@@ -43,7 +43,14 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: document {}", self.file.display(), self.line, self.column, self.document)?;
+        write!(
+            f,
+            "{}:{}:{}: document {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.document
+        )?;
         if let Some(subject) = &self.subject {
             write!(f, " ({subject})")?;
         }
@@ -71,7 +78,11 @@ pub enum Error {
 }
 
 fn render_diagnostics(diags: &[Diagnostic]) -> String {
-    diags.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+    diags
+        .iter()
+        .map(|d| format!("  {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Where a document came from, with the location of each of its fields.
@@ -169,7 +180,10 @@ impl PolicySet {
 /// Reads and validates every `*.yaml` / `*.yml` file below `dir` (hidden entries skipped,
 /// files in name order). Returns every problem at once.
 pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
-    let files = yaml_files(dir).map_err(|source| Error::Directory { path: dir.to_path_buf(), source })?;
+    let files = yaml_files(dir).map_err(|source| Error::Directory {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut set = PolicySet::default();
     let mut diags = Vec::new();
     for file in files {
@@ -207,7 +221,10 @@ fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             }
             if entry.file_type()?.is_dir() {
                 stack.push(path);
-            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
                 out.push(path);
             }
         }
@@ -225,7 +242,9 @@ fn git_revision(dir: &Path) -> Option<String> {
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[derive(Deserialize)]
@@ -269,7 +288,11 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
                     .location()
                     .map(|l| (doc.start.0 + l.line() - 1, l.column()))
                     .unwrap_or(doc.start);
-                diags.push(Diagnostic { line, column, ..origin.diagnostic("", format!("invalid YAML: {e}")) });
+                diags.push(Diagnostic {
+                    line,
+                    column,
+                    ..origin.diagnostic("", format!("invalid YAML: {e}"))
+                });
                 continue;
             }
         };
@@ -287,7 +310,10 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
         if envelope.api_version != API_VERSION {
             diags.push(origin.diagnostic(
                 "apiVersion",
-                format!("`{}` is not supported; use `{API_VERSION}`", envelope.api_version),
+                format!(
+                    "`{}` is not supported; use `{API_VERSION}`",
+                    envelope.api_version
+                ),
             ));
             continue;
         }
@@ -295,7 +321,12 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
         macro_rules! push {
             ($list:expr) => {
                 match typed(envelope.spec, "spec") {
-                    Ok(spec) => $list.push(Named { name, labels, spec, origin }),
+                    Ok(spec) => $list.push(Named {
+                        name,
+                        labels,
+                        spec,
+                        origin,
+                    }),
                     Err((field, msg)) => diags.push(origin.diagnostic(field, msg)),
                 }
             };
@@ -313,13 +344,19 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
 }
 
 /// Deserializes a YAML value, returning the failing field path (under `prefix`) on error.
-fn typed<T: serde::de::DeserializeOwned>(value: serde_yaml::Value, prefix: &str) -> Result<T, (String, String)> {
+fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_yaml::Value,
+    prefix: &str,
+) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let mut field = prefix.to_string();
         for segment in e.path().iter() {
             match segment {
-                serde_path_to_error::Segment::Seq { index } => field.push_str(&format!("[{index}]")),
-                serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                serde_path_to_error::Segment::Seq { index } => {
+                    field.push_str(&format!("[{index}]"))
+                }
+                serde_path_to_error::Segment::Map { key }
+                | serde_path_to_error::Segment::Enum { variant: key } => {
                     if !field.is_empty() {
                         field.push('.');
                     }
@@ -344,11 +381,17 @@ enum Frame {
     Seq { path: String, index: usize },
 }
 
+/// Per document: the character index of its end, where it starts, its field positions.
+struct DocIndex {
+    end: usize,
+    start: (usize, usize),
+    positions: HashMap<String, (usize, usize)>,
+}
+
 #[derive(Default)]
 struct Indexer {
     stack: Vec<Frame>,
-    /// Per document: the character index of its end, its start, its field positions.
-    docs: Vec<(usize, (usize, usize), HashMap<String, (usize, usize)>)>,
+    docs: Vec<DocIndex>,
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -370,7 +413,7 @@ impl Indexer {
                     let full = join(path, &k);
                     *key = Some(k);
                     if let Some(doc) = self.docs.last_mut() {
-                        doc.2.entry(full).or_insert(pos);
+                        doc.positions.entry(full).or_insert(pos);
                     }
                     return None;
                 }
@@ -382,7 +425,7 @@ impl Indexer {
             }
         };
         if let Some(doc) = self.docs.last_mut() {
-            doc.2.entry(path.clone()).or_insert(pos);
+            doc.positions.entry(path.clone()).or_insert(pos);
         }
         Some(path)
     }
@@ -394,11 +437,15 @@ impl MarkedEventReceiver for Indexer {
         match ev {
             Event::DocumentStart => {
                 self.stack.clear();
-                self.docs.push((usize::MAX, pos, HashMap::new()));
+                self.docs.push(DocIndex {
+                    end: usize::MAX,
+                    start: pos,
+                    positions: HashMap::new(),
+                });
             }
             Event::DocumentEnd => {
                 if let Some(doc) = self.docs.last_mut() {
-                    doc.0 = mark.index();
+                    doc.end = mark.index();
                 }
             }
             Event::Scalar(value, ..) => {
@@ -412,7 +459,10 @@ impl MarkedEventReceiver for Indexer {
                     self.stack.push(Frame::Map { path, key: None });
                 } else {
                     // A complex mapping key: index it under a placeholder.
-                    self.stack.push(Frame::Map { path: "?".into(), key: None });
+                    self.stack.push(Frame::Map {
+                        path: "?".into(),
+                        key: None,
+                    });
                 }
             }
             Event::SequenceStart(..) => {
@@ -431,23 +481,51 @@ impl MarkedEventReceiver for Indexer {
 fn index_documents(text: &str) -> Result<Vec<IndexedDocument>, (usize, usize, String)> {
     let mut indexer = Indexer::default();
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut indexer, true)
-        .map_err(|e| (e.marker().line(), e.marker().col() + 1, e.info().to_string()))?;
+    parser.load(&mut indexer, true).map_err(|e| {
+        (
+            e.marker().line(),
+            e.marker().col() + 1,
+            e.info().to_string(),
+        )
+    })?;
     // Marker indices count characters; slice by byte offsets. A document runs from the
     // end of the one before (at its `---`) to its own end; the last one to end of file.
-    let byte_at: Vec<usize> = text.char_indices().map(|(b, _)| b).chain([text.len()]).collect();
+    let byte_at: Vec<usize> = text
+        .char_indices()
+        .map(|(b, _)| b)
+        .chain([text.len()])
+        .collect();
     let to_byte = |idx: usize| byte_at[idx.min(byte_at.len() - 1)];
     let mut out = Vec::new();
     let count = indexer.docs.len();
     let mut from = 0;
-    for (i, (end, start, positions)) in indexer.docs.into_iter().enumerate() {
-        let to = if i + 1 == count { text.len() } else { to_byte(end) };
+    for (
+        i,
+        DocIndex {
+            end,
+            start,
+            positions,
+        },
+    ) in indexer.docs.into_iter().enumerate()
+    {
+        let to = if i + 1 == count {
+            text.len()
+        } else {
+            to_byte(end)
+        };
         let line_start = text[..from].rfind('\n').map_or(0, |p| p + 1);
         // Pad with blank lines so that serde_yaml's own line numbers stay file-relative.
         let pad = text[..line_start].matches('\n').count();
-        let body = format!("{}{}", "\n".repeat(pad), &text[line_start..to.max(line_start)]);
-        out.push(IndexedDocument { text: body, start, positions });
+        let body = format!(
+            "{}{}",
+            "\n".repeat(pad),
+            &text[line_start..to.max(line_start)]
+        );
+        out.push(IndexedDocument {
+            text: body,
+            start,
+            positions,
+        });
         from = to;
     }
     Ok(out)
@@ -501,7 +579,13 @@ spec:
         let text = TWO_DOCS.replace("maxSessionDuration: lots", "maxSesionDuration: 3600");
         let (_, diags) = load(&text);
         assert_eq!(diags.len(), 1, "{diags:?}");
-        assert!(diags[0].message.contains("unknown field `maxSesionDuration`"), "{}", diags[0]);
+        assert!(
+            diags[0]
+                .message
+                .contains("unknown field `maxSesionDuration`"),
+            "{}",
+            diags[0]
+        );
         assert_eq!(diags[0].line, 17, "{}", diags[0]);
     }
 
@@ -518,7 +602,10 @@ spec:
         let (_, diags) = load("apiVersion: trustsync.dev/v1alpha1\nkind: Nope\nmetadata: {name: a}\nspec: {}\n---\napiVersion: v9\nkind: RoleMapping\nmetadata: {name: b}\nspec: {}\n");
         assert_eq!(diags.len(), 2, "{diags:?}");
         assert_eq!((diags[0].field.as_str(), diags[0].line), ("kind", 2));
-        assert_eq!((diags[1].field.as_str(), diags[1].line, diags[1].document), ("apiVersion", 6, 2));
+        assert_eq!(
+            (diags[1].field.as_str(), diags[1].line, diags[1].document),
+            ("apiVersion", 6, 2)
+        );
     }
 
     #[test]

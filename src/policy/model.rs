@@ -95,7 +95,9 @@ impl IdentityProviderSpec {
     pub fn issuer_url(&self) -> String {
         match self.token_version {
             TokenVersion::V1 => format!("https://sts.windows.net/{}/", self.tenant_id),
-            TokenVersion::V2 => format!("https://login.microsoftonline.com/{}/v2.0", self.tenant_id),
+            TokenVersion::V2 => {
+                format!("https://login.microsoftonline.com/{}/v2.0", self.tenant_id)
+            }
         }
     }
 

@@ -52,31 +52,49 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
     for p in &set.providers {
         let o = &p.origin;
         if !is_guid(&p.spec.tenant_id) {
-            d.push(o.diagnostic("spec.tenantId", format!("`{}` is not a GUID", p.spec.tenant_id)));
+            d.push(o.diagnostic(
+                "spec.tenantId",
+                format!("`{}` is not a GUID", p.spec.tenant_id),
+            ));
         }
         if p.spec.audiences.is_empty() {
             d.push(o.diagnostic("spec.audiences", "at least one audience is needed"));
         }
         for (i, a) in p.spec.audiences.iter().enumerate() {
             if a.is_empty() || a.len() > 255 {
-                d.push(o.diagnostic(format!("spec.audiences[{i}]"), "must be 1 to 255 characters"));
+                d.push(o.diagnostic(
+                    format!("spec.audiences[{i}]"),
+                    "must be 1 to 255 characters",
+                ));
             }
         }
-        if !matches!(p.spec.audience_condition_key.as_str(), "aud" | "oaud" | "azp") {
+        if !matches!(
+            p.spec.audience_condition_key.as_str(),
+            "aud" | "oaud" | "azp"
+        ) {
             d.push(o.diagnostic(
                 "spec.audienceConditionKey",
-                format!("`{}` is not a condition key IAM supports for OIDC; use aud, oaud or azp", p.spec.audience_condition_key),
+                format!(
+                    "`{}` is not a condition key IAM supports for OIDC; use aud, oaud or azp",
+                    p.spec.audience_condition_key
+                ),
             ));
         }
         for (i, t) in p.spec.thumbprints.iter().enumerate() {
             if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-                d.push(o.diagnostic(format!("spec.thumbprints[{i}]"), "must be 40 hex digits (SHA-1)"));
+                d.push(o.diagnostic(
+                    format!("spec.thumbprints[{i}]"),
+                    "must be 40 hex digits (SHA-1)",
+                ));
             }
         }
         if let Some(other) = issuers.insert(p.spec.issuer_url(), &p.name) {
             d.push(o.diagnostic(
                 "spec.tenantId",
-                format!("IdentityProvider `{other}` already declares issuer {}", p.spec.issuer_url()),
+                format!(
+                    "IdentityProvider `{other}` already declares issuer {}",
+                    p.spec.issuer_url()
+                ),
             ));
         }
     }
@@ -88,7 +106,10 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
         if let Some(other) = role_owner.insert(m.spec.role.name.to_ascii_lowercase(), &m.name) {
             d.push(m.origin.diagnostic(
                 "spec.role.name",
-                format!("role `{}` is already claimed by RoleMapping `{other}`", m.spec.role.name),
+                format!(
+                    "role `{}` is already claimed by RoleMapping `{other}`",
+                    m.spec.role.name
+                ),
             ));
         }
     }
@@ -96,11 +117,17 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
     let mut functions: HashMap<(String, Option<String>), &str> = HashMap::new();
     for f in &set.functions {
         check_function(set, f, limits, &mut d);
-        let key = (function_name(&f.spec.function).to_string(), f.spec.qualifier.clone());
+        let key = (
+            function_name(&f.spec.function).to_string(),
+            f.spec.qualifier.clone(),
+        );
         if let Some(other) = functions.insert(key, &f.name) {
             d.push(f.origin.diagnostic(
                 "spec.function",
-                format!("function `{}` is already managed by FunctionAccess `{other}`", f.spec.function),
+                format!(
+                    "function `{}` is already managed by FunctionAccess `{other}`",
+                    f.spec.function
+                ),
             ));
         }
     }
@@ -114,7 +141,8 @@ fn check_names<S>(docs: &[Named<S>], d: &mut Vec<Diagnostic>) {
         let n = &doc.name;
         let ok = !n.is_empty()
             && n.len() <= 63
-            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !n.starts_with('-')
             && !n.ends_with('-');
         if !ok {
@@ -127,13 +155,21 @@ fn check_names<S>(docs: &[Named<S>], d: &mut Vec<Diagnostic>) {
             let (line, _) = first.origin.locate("metadata.name");
             d.push(doc.origin.diagnostic(
                 "metadata.name",
-                format!("duplicate name `{n}`; first defined at {}:{line}", first.origin.file.display()),
+                format!(
+                    "duplicate name `{n}`; first defined at {}:{line}",
+                    first.origin.file.display()
+                ),
             ));
         }
     }
 }
 
-fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits: &Limits, d: &mut Vec<Diagnostic>) {
+fn check_role_mapping(
+    set: &PolicySet,
+    m: &Named<super::RoleMappingSpec>,
+    limits: &Limits,
+    d: &mut Vec<Diagnostic>,
+) {
     let o = &m.origin;
     let s = &m.spec;
     match (&s.provider, &s.group) {
@@ -141,8 +177,12 @@ fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits
             "spec",
             "nothing may assume this role: set `provider` and `group`, or `trustedServices`",
         )),
-        (Some(_), None) => d.push(o.diagnostic("spec.group", "`provider` is set but `group` is missing")),
-        (None, Some(_)) => d.push(o.diagnostic("spec.provider", "`group` is set but `provider` is missing")),
+        (Some(_), None) => {
+            d.push(o.diagnostic("spec.group", "`provider` is set but `group` is missing"))
+        }
+        (None, Some(_)) => {
+            d.push(o.diagnostic("spec.provider", "`group` is set but `provider` is missing"))
+        }
         _ => {}
     }
     if let Some(p) = &s.provider {
@@ -152,9 +192,10 @@ fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits
     }
     if let Some(g) = &s.group {
         match (&g.id, &g.display_name) {
-            (Some(id), None) if !is_guid(id) => {
-                d.push(o.diagnostic("spec.group.id", format!("`{id}` is not a GUID (an Entra object id)")))
-            }
+            (Some(id), None) if !is_guid(id) => d.push(o.diagnostic(
+                "spec.group.id",
+                format!("`{id}` is not a GUID (an Entra object id)"),
+            )),
             (Some(_), None) => {}
             (None, Some(name)) if name.trim().is_empty() => {
                 d.push(o.diagnostic("spec.group.displayName", "must not be empty"))
@@ -175,7 +216,10 @@ fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits
     if r.name.is_empty() || r.name.len() > 64 || !r.name.chars().all(is_iam_name_char) {
         d.push(o.diagnostic(
             "spec.role.name",
-            format!("`{}` must be 1 to 64 letters, digits or +=,.@_- (IAM role name rules)", r.name),
+            format!(
+                "`{}` must be 1 to 64 letters, digits or +=,.@_- (IAM role name rules)",
+                r.name
+            ),
         ));
     }
     let path = r.path.as_deref().unwrap_or(&limits.role_path);
@@ -187,7 +231,10 @@ fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits
     } else if !path.starts_with(&limits.role_path) {
         d.push(o.diagnostic(
             "spec.role.path",
-            format!("`{path}` is outside the controller's role path `{}`", limits.role_path),
+            format!(
+                "`{path}` is outside the controller's role path `{}`",
+                limits.role_path
+            ),
         ));
     }
     if let Some(desc) = &r.description {
@@ -198,12 +245,18 @@ fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits
     if !(3600..=43200).contains(&r.max_session_duration) {
         d.push(o.diagnostic(
             "spec.role.maxSessionDuration",
-            format!("{} is outside 3600 to 43200 seconds", r.max_session_duration),
+            format!(
+                "{} is outside 3600 to 43200 seconds",
+                r.max_session_duration
+            ),
         ));
     }
     if let Some(b) = &r.permissions_boundary {
         if !is_managed_policy_arn(b) {
-            d.push(o.diagnostic("spec.role.permissionsBoundary", format!("`{b}` is not an IAM managed policy ARN")));
+            d.push(o.diagnostic(
+                "spec.role.permissionsBoundary",
+                format!("`{b}` is not an IAM managed policy ARN"),
+            ));
         }
     }
     if r.managed_policies.len() > limits.managed_policies_per_role {
@@ -219,19 +272,32 @@ fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits
     let mut seen = std::collections::HashSet::new();
     for (i, arn) in r.managed_policies.iter().enumerate() {
         if !is_managed_policy_arn(arn) {
-            d.push(o.diagnostic(format!("spec.role.managedPolicies[{i}]"), format!("`{arn}` is not an IAM managed policy ARN")));
+            d.push(o.diagnostic(
+                format!("spec.role.managedPolicies[{i}]"),
+                format!("`{arn}` is not an IAM managed policy ARN"),
+            ));
         } else if !seen.insert(arn) {
-            d.push(o.diagnostic(format!("spec.role.managedPolicies[{i}]"), format!("`{arn}` is listed twice")));
+            d.push(o.diagnostic(
+                format!("spec.role.managedPolicies[{i}]"),
+                format!("`{arn}` is listed twice"),
+            ));
         }
     }
     let mut total = 0;
     for (name, doc) in &r.inline_policies {
         let field = format!("spec.role.inlinePolicies.{name}");
         if name.is_empty() || name.len() > 128 || !name.chars().all(is_iam_name_char) {
-            d.push(o.diagnostic(&field, format!("policy name `{name}` must be 1 to 128 letters, digits or +=,.@_-")));
+            d.push(o.diagnostic(
+                &field,
+                format!("policy name `{name}` must be 1 to 128 letters, digits or +=,.@_-"),
+            ));
         }
         for (path, msg) in iam_policy::check_document(doc, PolicyKind::Identity) {
-            let f = if path.is_empty() { field.clone() } else { format!("{field}.{path}") };
+            let f = if path.is_empty() {
+                field.clone()
+            } else {
+                format!("{field}.{path}")
+            };
             d.push(o.diagnostic(f, msg));
         }
         total += iam_policy::iam_length(doc);
@@ -239,17 +305,29 @@ fn check_role_mapping(set: &PolicySet, m: &Named<super::RoleMappingSpec>, limits
     if total > limits.inline_policy_chars {
         d.push(o.diagnostic(
             "spec.role.inlinePolicies",
-            format!("inline policies total {total} characters; IAM allows {} per role", limits.inline_policy_chars),
+            format!(
+                "inline policies total {total} characters; IAM allows {} per role",
+                limits.inline_policy_chars
+            ),
         ));
     }
     check_tags(&r.tags, limits, o, d);
 }
 
-fn check_tags(tags: &BTreeMap<String, String>, limits: &Limits, o: &super::Origin, d: &mut Vec<Diagnostic>) {
+fn check_tags(
+    tags: &BTreeMap<String, String>,
+    limits: &Limits,
+    o: &super::Origin,
+    d: &mut Vec<Diagnostic>,
+) {
     if tags.len() + 1 > limits.tags_per_role {
         d.push(o.diagnostic(
             "spec.role.tags",
-            format!("{} tags plus the owner tag exceed {} per role", tags.len(), limits.tags_per_role),
+            format!(
+                "{} tags plus the owner tag exceed {} per role",
+                tags.len(),
+                limits.tags_per_role
+            ),
         ));
     }
     for (k, v) in tags {
@@ -266,7 +344,12 @@ fn check_tags(tags: &BTreeMap<String, String>, limits: &Limits, o: &super::Origi
     }
 }
 
-fn check_function(set: &PolicySet, f: &Named<super::FunctionAccessSpec>, limits: &Limits, d: &mut Vec<Diagnostic>) {
+fn check_function(
+    set: &PolicySet,
+    f: &Named<super::FunctionAccessSpec>,
+    limits: &Limits,
+    d: &mut Vec<Diagnostic>,
+) {
     let o = &f.origin;
     let s = &f.spec;
     if !is_function_ref(&s.function) {
@@ -276,28 +359,53 @@ fn check_function(set: &PolicySet, f: &Named<super::FunctionAccessSpec>, limits:
         ));
     }
     if let Some(q) = &s.qualifier {
-        if q.is_empty() || q.len() > 128 || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '$') {
-            d.push(o.diagnostic("spec.qualifier", format!("`{q}` is not an alias or version")));
+        if q.is_empty()
+            || q.len() > 128
+            || !q
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '$')
+        {
+            d.push(o.diagnostic(
+                "spec.qualifier",
+                format!("`{q}` is not an alias or version"),
+            ));
         }
     }
     if let Some(er) = &s.execution_role {
-        check_role_reference(set, er.role_mapping.as_deref(), er.arn.as_deref(), "spec.executionRole", o, d);
+        check_role_reference(
+            set,
+            er.role_mapping.as_deref(),
+            er.arn.as_deref(),
+            "spec.executionRole",
+            o,
+            d,
+        );
     }
     let mut size = 120; // the policy envelope
     let mut seen = std::collections::HashSet::new();
     for (i, inv) in s.invokers.iter().enumerate() {
         let at = format!("spec.invokers[{i}]");
-        let set_count = [inv.role_mapping.is_some(), inv.principal.is_some(), inv.service.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let set_count = [
+            inv.role_mapping.is_some(),
+            inv.principal.is_some(),
+            inv.service.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if set_count != 1 {
-            d.push(o.diagnostic(&at, "set exactly one of `roleMapping`, `principal` and `service`"));
+            d.push(o.diagnostic(
+                &at,
+                "set exactly one of `roleMapping`, `principal` and `service`",
+            ));
             continue;
         }
         if let Some(rm) = &inv.role_mapping {
             if set.role_mapping(rm).is_none() {
-                d.push(o.diagnostic(format!("{at}.roleMapping"), format!("no RoleMapping named `{rm}`")));
+                d.push(o.diagnostic(
+                    format!("{at}.roleMapping"),
+                    format!("no RoleMapping named `{rm}`"),
+                ));
             }
         }
         if let Some(p) = &inv.principal {
@@ -311,7 +419,10 @@ fn check_function(set: &PolicySet, f: &Named<super::FunctionAccessSpec>, limits:
         }
         if let Some(svc) = &inv.service {
             if !is_service_principal(svc) {
-                d.push(o.diagnostic(format!("{at}.service"), format!("`{svc}` is not an AWS service principal")));
+                d.push(o.diagnostic(
+                    format!("{at}.service"),
+                    format!("`{svc}` is not an AWS service principal"),
+                ));
             }
         } else if inv.source_arn.is_some() || inv.source_account.is_some() {
             d.push(o.diagnostic(&at, "`sourceArn` and `sourceAccount` go with `service`"));
@@ -323,15 +434,28 @@ fn check_function(set: &PolicySet, f: &Named<super::FunctionAccessSpec>, limits:
         }
         if let Some(acct) = &inv.source_account {
             if acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()) {
-                d.push(o.diagnostic(format!("{at}.sourceAccount"), format!("`{acct}` is not a 12-digit account id")));
+                d.push(o.diagnostic(
+                    format!("{at}.sourceAccount"),
+                    format!("`{acct}` is not a 12-digit account id"),
+                ));
             }
         }
         if let Some(action) = &inv.action {
             if !action.to_ascii_lowercase().starts_with("lambda:") {
-                d.push(o.diagnostic(format!("{at}.action"), format!("`{action}` is not a Lambda action")));
+                d.push(o.diagnostic(
+                    format!("{at}.action"),
+                    format!("`{action}` is not a Lambda action"),
+                ));
             }
         }
-        let key = (&inv.role_mapping, &inv.principal, &inv.service, &inv.source_arn, &inv.source_account, &inv.action);
+        let key = (
+            &inv.role_mapping,
+            &inv.principal,
+            &inv.service,
+            &inv.source_arn,
+            &inv.source_account,
+            &inv.action,
+        );
         if !seen.insert(key) {
             d.push(o.diagnostic(&at, "the same invoker is listed twice"));
         }
@@ -340,7 +464,10 @@ fn check_function(set: &PolicySet, f: &Named<super::FunctionAccessSpec>, limits:
     if size > limits.lambda_policy_bytes {
         d.push(o.diagnostic(
             "spec.invokers",
-            format!("about {size} bytes of resource policy; Lambda allows {}", limits.lambda_policy_bytes),
+            format!(
+                "about {size} bytes of resource policy; Lambda allows {}",
+                limits.lambda_policy_bytes
+            ),
         ));
     }
 }
@@ -356,7 +483,10 @@ fn check_role_reference(
     match (mapping, arn) {
         (Some(m), None) => {
             if set.role_mapping(m).is_none() {
-                d.push(o.diagnostic(format!("{at}.roleMapping"), format!("no RoleMapping named `{m}`")));
+                d.push(o.diagnostic(
+                    format!("{at}.roleMapping"),
+                    format!("no RoleMapping named `{m}`"),
+                ));
             }
         }
         (None, Some(a)) => {
@@ -372,7 +502,10 @@ fn check_role_reference(
 pub fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
-        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn is_iam_name_char(c: char) -> bool {
@@ -380,13 +513,17 @@ fn is_iam_name_char(c: char) -> bool {
 }
 
 fn valid_path(p: &str) -> bool {
-    p.starts_with('/') && p.ends_with('/') && p.len() <= 512 && p.chars().all(|c| ('!'..='~').contains(&c))
+    p.starts_with('/')
+        && p.ends_with('/')
+        && p.len() <= 512
+        && p.chars().all(|c| ('!'..='~').contains(&c))
 }
 
 fn is_service_principal(s: &str) -> bool {
     s.ends_with(".amazonaws.com")
         && s.len() > ".amazonaws.com".len()
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
 }
 
 /// `arn:partition:service:region:account:resource` with a known partition.
@@ -394,7 +531,10 @@ pub fn is_arn(s: &str) -> bool {
     let parts: Vec<&str> = s.splitn(6, ':').collect();
     parts.len() == 6
         && parts[0] == "arn"
-        && matches!(parts[1], "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b")
+        && matches!(
+            parts[1],
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        )
         && !parts[2].is_empty()
         && !parts[5].is_empty()
 }
@@ -427,13 +567,20 @@ fn is_iam_principal_arn(s: &str) -> bool {
 fn is_function_ref(s: &str) -> bool {
     if s.starts_with("arn:") {
         let parts: Vec<&str> = s.split(':').collect();
-        return is_arn(s) && parts.len() >= 7 && parts[2] == "lambda" && parts[5] == "function" && is_function_name(parts[6]);
+        return is_arn(s)
+            && parts.len() >= 7
+            && parts[2] == "lambda"
+            && parts[5] == "function"
+            && is_function_name(parts[6]);
     }
     is_function_name(s)
 }
 
 fn is_function_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The function name of a name-or-ARN reference.
@@ -495,7 +642,12 @@ mod tests {
         let rm = |name: &str, role: &str| {
             format!("{HEAD}kind: RoleMapping\nmetadata: {{name: {name}}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {{name: {role}}}\n---\n")
         };
-        let d = problems(&format!("{}{}{}", rm("a", "r1"), rm("a", "r2"), rm("b", "R1")));
+        let d = problems(&format!(
+            "{}{}{}",
+            rm("a", "r1"),
+            rm("a", "r2"),
+            rm("b", "R1")
+        ));
         let msgs: Vec<String> = d.iter().map(|d| d.message.clone()).collect();
         assert_eq!(d.len(), 2, "{msgs:?}");
         assert!(msgs[0].contains("duplicate name `a`; first defined at t.yaml:3"));
@@ -535,18 +687,31 @@ mod tests {
         let d = problems(&text);
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].field, "spec.role.inlinePolicies");
-        assert!(d[0].message.contains("IAM allows 10240 per role"), "{}", d[0]);
+        assert!(
+            d[0].message.contains("IAM allows 10240 per role"),
+            "{}",
+            d[0]
+        );
     }
 
     #[test]
     fn arn_helpers() {
-        assert!(is_managed_policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess"));
-        assert!(is_managed_policy_arn("arn:aws:iam::123456789012:policy/x/y"));
+        assert!(is_managed_policy_arn(
+            "arn:aws:iam::aws:policy/ReadOnlyAccess"
+        ));
+        assert!(is_managed_policy_arn(
+            "arn:aws:iam::123456789012:policy/x/y"
+        ));
         assert!(!is_managed_policy_arn("arn:aws:iam::123:policy/x"));
         assert!(is_role_arn("arn:aws:iam::123456789012:role/path/name"));
         assert!(!is_role_arn("arn:aws:iam::123456789012:user/name"));
-        assert!(is_function_ref("arn:aws:lambda:eu-west-1:123456789012:function:f"));
-        assert_eq!(function_name("arn:aws:lambda:eu-west-1:123456789012:function:f:live"), "f");
+        assert!(is_function_ref(
+            "arn:aws:lambda:eu-west-1:123456789012:function:f"
+        ));
+        assert_eq!(
+            function_name("arn:aws:lambda:eu-west-1:123456789012:function:f:live"),
+            "f"
+        );
         assert!(is_guid("0000000a-0000-0000-0000-000000000001"));
         assert!(!is_guid("0000000a-0000-0000-0000-00000000001"));
     }

@@ -14,7 +14,9 @@ pub fn repo() -> PathBuf {
 }
 
 fn venv_bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("TRUSTSYNC_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
+    let dir = std::env::var_os("TRUSTSYNC_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"));
     let path = dir.join("bin").join(name);
     assert!(
         path.exists(),
@@ -35,7 +37,11 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let mut child = Command::new(venv_bin("moto_server"))
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
@@ -50,15 +56,25 @@ impl Moto {
                 }
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     let endpoint = format!("http://127.0.0.1:{port}");
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
                     let sdk = rt.block_on(
                         aws_config::defaults(BehaviorVersion::latest())
                             .endpoint_url(&endpoint)
                             .region(aws_config::Region::new("us-east-1"))
-                            .credentials_provider(aws_sdk_iam::config::Credentials::new("test", "test", None, None, "test"))
+                            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                                "test", "test", None, None, "test",
+                            ))
                             .load(),
                     );
-                    return Moto { child, endpoint, rt, sdk };
+                    return Moto {
+                        child,
+                        endpoint,
+                        rt,
+                        sdk,
+                    };
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -93,27 +109,40 @@ impl Moto {
             .args(names)
             .output()
             .unwrap();
-        assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "seeding failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The decoded trust policy of a role.
     pub fn trust_policy(&self, role: &str) -> serde_json::Value {
-        let out = self.block_on(self.iam().get_role().role_name(role).send()).unwrap();
-        trustsync::iam_policy::parse_document(out.role().unwrap().assume_role_policy_document().unwrap()).unwrap()
+        let out = self
+            .block_on(self.iam().get_role().role_name(role).send())
+            .unwrap();
+        trustsync::iam_policy::parse_document(
+            out.role().unwrap().assume_role_policy_document().unwrap(),
+        )
+        .unwrap()
     }
 
     /// The `sub` values a role's trust policy allows.
     pub fn trusted_subs(&self, role: &str) -> Vec<String> {
-        trustsync::observed::trusted_subjects(&self.trust_policy(role)).into_iter().collect()
+        trustsync::observed::trusted_subjects(&self.trust_policy(role))
+            .into_iter()
+            .collect()
     }
 
     pub fn role_exists(&self, role: &str) -> bool {
-        self.block_on(self.iam().get_role().role_name(role).send()).is_ok()
+        self.block_on(self.iam().get_role().role_name(role).send())
+            .is_ok()
     }
 
     /// Statement ids of a function's resource policy.
     pub fn lambda_sids(&self, function: &str) -> Vec<String> {
-        let Ok(out) = self.block_on(self.lambda().get_policy().function_name(function).send()) else {
+        let Ok(out) = self.block_on(self.lambda().get_policy().function_name(function).send())
+        else {
             return Vec::new();
         };
         let doc = trustsync::iam_policy::parse_document(out.policy().unwrap()).unwrap();
@@ -167,10 +196,18 @@ impl Workspace {
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         for entry in std::fs::read_dir(repo().join("policies")).unwrap() {
             let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join("policies").join(entry.file_name())).unwrap();
+            std::fs::copy(
+                entry.path(),
+                dir.path().join("policies").join(entry.file_name()),
+            )
+            .unwrap();
         }
         std::fs::create_dir(dir.path().join("examples")).unwrap();
-        std::fs::copy(repo().join("examples/tenant.json"), dir.path().join("examples/tenant.json")).unwrap();
+        std::fs::copy(
+            repo().join("examples/tenant.json"),
+            dir.path().join("examples/tenant.json"),
+        )
+        .unwrap();
         let ws = Workspace { dir };
         ws.write("trustsync.yaml", "audit:\n  path: audit.jsonl\n");
         ws
@@ -196,9 +233,13 @@ impl Workspace {
 
     /// Edits the tenant file as JSON.
     pub fn edit_tenant(&self, f: impl FnOnce(&mut serde_json::Value)) {
-        let mut v: serde_json::Value = serde_json::from_str(&self.read("examples/tenant.json")).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&self.read("examples/tenant.json")).unwrap();
         f(&mut v);
-        self.write("examples/tenant.json", &serde_json::to_string_pretty(&v).unwrap());
+        self.write(
+            "examples/tenant.json",
+            &serde_json::to_string_pretty(&v).unwrap(),
+        );
     }
 }
 
@@ -221,17 +262,32 @@ pub fn run_ok(moto: &Moto, ws: &Workspace, args: &[&str], code: i32) -> Output {
     let mut full = vec!["--config", "trustsync.yaml"];
     full.extend_from_slice(args);
     let out = moto.trustsync(ws.path(), &full);
-    assert_eq!(out.status.code(), Some(code), "trustsync {args:?}\n{}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "trustsync {args:?}\n{}",
+        show(&out)
+    );
     out
 }
 
 /// `plan --output json`, parsed.
 pub fn plan_json(moto: &Moto, ws: &Workspace, code: i32) -> serde_json::Value {
-    let out = run_ok(moto, ws, &["plan", "--output", "json", "--detailed-exitcode"], code);
+    let out = run_ok(
+        moto,
+        ws,
+        &["plan", "--output", "json", "--detailed-exitcode"],
+        code,
+    );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("plan JSON: {e}\n{}", show(&out)))
 }
 
 /// The action names of a JSON plan, in order.
 pub fn actions(plan: &serde_json::Value) -> Vec<String> {
-    plan["changes"].as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap().to_string()).collect()
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap().to_string())
+        .collect()
 }
