@@ -3,7 +3,7 @@
 
 # Runs trustsync end to end against a local moto server with the example policies.
 demo: moto
-	cargo build --release --locked
+	cargo build --locked --bins
 	scripts/demo.sh
 
 # The whole test suite: unit, schema and end-to-end tests against moto.

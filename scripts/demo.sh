@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The README's first command (`make demo`): a local run of the whole pipeline.
-# Starts moto (a local AWS-compatible server) on a free loopback port, creates the Lambda
-# function the example policies refer to, and runs trustsync against it with the
-# sample policies (policies/) and the example tenant (examples/tenant.json):
-# validate, plan, apply, plan again (no changes), then a membership change and its repair.
-# Everything it starts is stopped on exit; the real account and tenant are never touched.
+# Starts moto (a local AWS-compatible server) and trustsync's local Microsoft Graph server
+# (serving examples/tenant.json) on free loopback ports, creates the Lambda function the
+# example policies refer to, and runs trustsync with the sample policies (policies/):
+# validate, plan, apply, plan again (no changes), then a membership change made through
+# the Graph server's admin API and its repair, and an audit log check.
+# Everything it starts is stopped on exit; no real account or tenant is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${TRUSTSYNC_VENV:-.venv}
-bin=target/release/trustsync
+bin=target/debug/trustsync
 work=$(mktemp -d)
 moto_pid=
+graph_pid=
 cleanup() {
-  [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null && wait "$moto_pid" 2>/dev/null
+  for pid in $moto_pid $graph_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -28,12 +33,24 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
+say "Starting the local Microsoft Graph server with the example tenant"
+target/debug/trustsync-graph-server --tenant examples/tenant.json >"$work/graph.out" 2>"$work/graph.log" &
+graph_pid=$!
+for _ in $(seq 1 100); do
+  graph=$(sed -n 's/^listening on //p' "$work/graph.out")
+  [ -n "$graph" ] && break
+  sleep 0.1
+done
+echo "Graph at $graph"
+
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
   AWS_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
-cp examples/tenant.json "$work/tenant.json"
+# The Azure SDK variables; the secret belongs to the example tenant's local app registration.
+export AZURE_TENANT_ID=7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45 AZURE_CLIENT_ID=3f0e8a52-7c1d-4b8e-9f6a-1c2d3e4f5a6b \
+  AZURE_CLIENT_SECRET=local-demo-secret-for-the-graph-server-only AZURE_AUTHORITY_HOST="$graph" \
+  TRUSTSYNC_GRAPH_ENDPOINT="$graph/v1.0"
 cat >"$work/trustsync.yaml" <<YAML
 audit: {path: $work/audit.jsonl}
-directory: {tenantFile: $work/tenant.json}
 YAML
 ts() { "$bin" --config "$work/trustsync.yaml" "$@"; }
 
@@ -53,13 +70,10 @@ say "trustsync plan --detailed-exitcode: a second pass finds nothing to do (exit
 ts plan --detailed-exitcode
 
 say "A service principal (payments-release-bot) leaves sg-aws-payments-deployers in Entra"
-"$venv/bin/python" - "$work/tenant.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-t = json.load(open(path))
-g = next(g for g in t["groups"] if g["displayName"] == "sg-aws-payments-deployers")
-g["members"].remove("5e1f0a2b-1111-4111-8111-000000000002")
-json.dump(t, open(path, "w"), indent=2)
+"$venv/bin/python" - "$graph" <<'PY'
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/admin/groups/a1b2c3d4-0001-4000-8000-000000000001/members/5e1f0a2b-1111-4111-8111-000000000002", method="DELETE")
+print("Graph admin API:", urllib.request.urlopen(req).status)
 PY
 say "trustsync plan: the trust policy loses that member"
 ts plan --detailed-exitcode || [ $? -eq 2 ]
@@ -68,4 +82,4 @@ ts apply --auto-approve
 
 say "trustsync audit verify: the hash-chained audit log is intact"
 ts audit verify "$work/audit.jsonl"
-say "Done. moto is stopped; nothing outside this machine was touched."
+say "Done. moto and the Graph server are stopped; nothing outside this machine was touched."

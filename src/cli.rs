@@ -17,9 +17,11 @@ use crate::aws::AwsClients;
 use crate::config::Config;
 use crate::desired::{self, Target};
 use crate::directory::TenantFile;
+use crate::entra;
 use crate::plan::{self, Plan, Settings};
 use crate::policy::{self, PolicySet};
 use crate::render::{self, Format};
+use std::sync::atomic::Ordering;
 
 /// Keeps AWS IAM roles and Lambda permissions in step with Entra ID groups.
 #[derive(Debug, Parser)]
@@ -90,9 +92,12 @@ pub struct PolicyArgs {
 pub struct PassArgs {
     #[command(flatten)]
     policies: PolicyArgs,
-    /// Tenant file to read group memberships from (overrides directory.tenantFile).
+    /// Tenant file to read group memberships from instead of Microsoft Graph.
     #[arg(long, env = "TRUSTSYNC_TENANT_FILE")]
     tenant_file: Option<PathBuf>,
+    /// Microsoft Graph base URL (overrides directory.graph.endpoint).
+    #[arg(long, env = "TRUSTSYNC_GRAPH_ENDPOINT")]
+    graph_endpoint: Option<String>,
     /// Delete owned resources no longer in any policy (overrides `prune` in the config).
     #[arg(long, env = "TRUSTSYNC_PRUNE")]
     prune: Option<bool>,
@@ -319,10 +324,14 @@ impl Pass {
         let PassArgs {
             policies: PolicyArgs { policies: dir },
             tenant_file,
+            graph_endpoint,
             prune,
         } = args;
         if let Some(p) = prune {
             config.prune = p;
+        }
+        if let Some(e) = graph_endpoint {
+            config.directory.graph.endpoint = e;
         }
         let policies = match policy::load_dir(&dir, &config.limits) {
             Ok(p) => p,
@@ -331,11 +340,24 @@ impl Pass {
                 return Ok(None);
             }
         };
-        let tenant_path = tenant_file
-            .or_else(|| config.directory.tenant_file.clone())
-            .context("no directory configured: set directory.tenantFile or --tenant-file")?;
-        let tenant = TenantFile::load(&tenant_path)?;
-        let snapshot = tenant.snapshot(&desired::group_requests(&policies));
+        let requests = desired::group_requests(&policies);
+        let snapshot = match tenant_file.or_else(|| config.directory.tenant_file.clone()) {
+            Some(path) => TenantFile::load(&path)?.snapshot(&requests),
+            None => {
+                let reader = entra::reader_from_env(&config.directory.graph)?;
+                let snapshot = reader.snapshot(&requests).await.context(
+                    "reading group memberships from Microsoft Graph (nothing was changed)",
+                )?;
+                let s = &reader.stats;
+                tracing::info!(
+                    requests = s.requests.load(Ordering::Relaxed),
+                    retries = s.retries.load(Ordering::Relaxed),
+                    throttled = s.throttled.load(Ordering::Relaxed),
+                    "Microsoft Graph requests"
+                );
+                snapshot
+            }
+        };
 
         let aws = AwsClients::connect(&config.aws).await?;
         let caller = aws

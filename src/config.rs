@@ -127,18 +127,40 @@ impl Default for Safety {
     }
 }
 
-/// Where group memberships come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Where group memberships come from: Microsoft Graph, unless a tenant file is named.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DirectoryConfig {
-    /// A tenant file (JSON, the format of `examples/tenant.json`) read as the directory.
+    /// A tenant file (JSON, the format of `examples/tenant.json`) read instead of Graph,
+    /// e.g. for an offline dry run.
     pub tenant_file: Option<PathBuf>,
+    /// Microsoft Graph.
+    pub graph: GraphConfig,
 }
 
-impl Default for DirectoryConfig {
+/// Microsoft Graph settings. Credentials come from the Azure SDK environment variables
+/// (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, and `AZURE_CLIENT_SECRET`,
+/// `AZURE_CLIENT_CERTIFICATE_PATH` or `AZURE_FEDERATED_TOKEN_FILE`; `AZURE_AUTHORITY_HOST`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GraphConfig {
+    /// Graph base URL (`TRUSTSYNC_GRAPH_ENDPOINT`); plain http only for loopback.
+    pub endpoint: String,
+    /// Token scope.
+    pub scope: String,
+    /// How long one request keeps being retried on throttling and 5xx.
+    pub max_retry_seconds: u64,
+    /// The longest `Retry-After` honoured; a longer one fails the read.
+    pub max_retry_after_seconds: u64,
+}
+
+impl Default for GraphConfig {
     fn default() -> Self {
-        DirectoryConfig {
-            tenant_file: Some(PathBuf::from("examples/tenant.json")),
+        GraphConfig {
+            endpoint: "https://graph.microsoft.com/v1.0".into(),
+            scope: "https://graph.microsoft.com/.default".into(),
+            max_retry_seconds: 120,
+            max_retry_after_seconds: 120,
         }
     }
 }

@@ -143,6 +143,36 @@ pub struct TenantFile {
     /// Devices.
     #[serde(default)]
     pub devices: Vec<TenantObject>,
+    /// App registrations the local Graph server's token endpoint accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<TenantClient>,
+}
+
+/// An app registration's credentials, for the local Graph server's token endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantClient {
+    /// Application (client) id.
+    pub client_id: String,
+    /// A client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// PEM public key of the certificate credential (client assertions signed with RS256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_pem: Option<String>,
+    /// A federated identity credential (Kubernetes workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<FederatedCredential>,
+}
+
+/// What a federated token must say to be exchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FederatedCredential {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `sub`.
+    pub subject: String,
 }
 
 /// A group of the tenant file.
@@ -213,6 +243,11 @@ impl TenantFile {
             }
         }
         Ok(())
+    }
+
+    /// Checks a file's contents as [`TenantFile::load`] does.
+    pub fn validate(&self) -> Result<(), String> {
+        self.check()
     }
 
     fn kinds(&self) -> HashMap<&str, (MemberKind, &str)> {

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod desired;
 pub mod directory;
+pub mod entra;
 pub mod iam_policy;
 pub mod observed;
 pub mod plan;

@@ -411,7 +411,7 @@ fn orphans_are_reported_without_prune_and_deleted_with_it() {
     let (moto, ws) = converged();
     ws.write(
         "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nsafety: {maxRoleDeletionShare: 0.5}\n",
+        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\nsafety: {maxRoleDeletionShare: 0.5}\n",
     );
     ws.remove("policies/reporting.yaml");
 

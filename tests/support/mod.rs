@@ -164,12 +164,11 @@ impl Drop for Moto {
     }
 }
 
-/// Runs the trustsync binary in `dir` with AWS pointed at `endpoint` and nothing from
-/// the user's own AWS configuration.
-pub fn trustsync_with_endpoint(dir: &Path, endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trustsync"))
-        .args(args)
-        .current_dir(dir)
+/// The trustsync binary in `dir` with AWS pointed at `endpoint` and nothing from the
+/// user's own AWS or Azure configuration.
+pub fn command(dir: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustsync"));
+    cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_ENDPOINT_URL", endpoint)
@@ -180,7 +179,14 @@ pub fn trustsync_with_endpoint(dir: &Path, endpoint: &str, args: &[&str]) -> Out
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the trustsync binary in `dir` with AWS pointed at `endpoint`.
+pub fn trustsync_with_endpoint(dir: &Path, endpoint: &str, args: &[&str]) -> Output {
+    command(dir, endpoint)
+        .args(args)
         .output()
         .expect("run trustsync")
 }
@@ -209,7 +215,10 @@ impl Workspace {
         )
         .unwrap();
         let ws = Workspace { dir };
-        ws.write("trustsync.yaml", "audit:\n  path: audit.jsonl\n");
+        ws.write(
+            "trustsync.yaml",
+            "audit:\n  path: audit.jsonl\ndirectory:\n  tenantFile: examples/tenant.json\n",
+        );
         ws
     }
 
@@ -290,4 +299,177 @@ pub fn actions(plan: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|c| c["action"].as_str().unwrap().to_string())
         .collect()
+}
+
+pub const TENANT_ID: &str = "7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45";
+pub const CLIENT_ID: &str = "3f0e8a52-7c1d-4b8e-9f6a-1c2d3e4f5a6b";
+pub const CLIENT_SECRET: &str = "local-demo-secret-for-the-graph-server-only";
+
+/// The local Graph server binary, serving a tenant file; stopped on drop.
+pub struct GraphServer {
+    child: Child,
+    pub base: String,
+}
+
+impl GraphServer {
+    pub fn start(tenant: &Path, max_page_size: usize) -> GraphServer {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trustsync-graph-server"))
+            .arg("--tenant")
+            .arg(tenant)
+            .args(["--max-page-size", &max_page_size.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start trustsync-graph-server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .to_string();
+        GraphServer { child, base }
+    }
+
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, String) {
+        http(method, &format!("{}{path}", self.base), body)
+    }
+
+    pub fn add_member(&self, group: &str, member: &str) {
+        let (status, body) = self.admin(
+            "POST",
+            &format!("/admin/groups/{group}/members"),
+            Some(serde_json::json!({"id": member})),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+
+    pub fn remove_member(&self, group: &str, member: &str) {
+        let (status, body) = self.admin(
+            "DELETE",
+            &format!("/admin/groups/{group}/members/{member}"),
+            None,
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+
+    pub fn faults(&self, faults: serde_json::Value) {
+        let (status, body) = self.admin("POST", "/admin/faults", Some(faults));
+        assert_eq!(status, 204, "{body}");
+    }
+
+    /// Requests served per route since the last reset.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.admin("GET", "/admin/stats", None).1).unwrap()
+    }
+
+    pub fn reset_stats(&self) {
+        self.admin("POST", "/admin/stats/reset", None);
+    }
+
+    /// The environment that points trustsync at this server with the given secret.
+    pub fn env(&self, secret: &str) -> Vec<(String, String)> {
+        vec![
+            ("AZURE_TENANT_ID".into(), TENANT_ID.into()),
+            ("AZURE_CLIENT_ID".into(), CLIENT_ID.into()),
+            ("AZURE_CLIENT_SECRET".into(), secret.into()),
+            ("AZURE_AUTHORITY_HOST".into(), self.base.clone()),
+            (
+                "TRUSTSYNC_GRAPH_ENDPOINT".into(),
+                format!("{}/v1.0", self.base),
+            ),
+        ]
+    }
+}
+
+impl Drop for GraphServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client for the admin API: returns status and body.
+pub fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = TcpStream::connect(host).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Bodies may come chunked; the admin answers are small and sent whole.
+    let body = if raw
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+/// Runs trustsync with the workspace config and extra environment (e.g. the Graph
+/// server's), asserting the exit code.
+pub fn run_env(
+    moto: &Moto,
+    ws: &Workspace,
+    env: &[(String, String)],
+    args: &[&str],
+    code: i32,
+) -> Output {
+    let mut cmd = command(ws.path(), &moto.endpoint);
+    cmd.arg("--config")
+        .arg("trustsync.yaml")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().expect("run trustsync");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "trustsync {args:?}\n{}",
+        show(&out)
+    );
+    out
 }

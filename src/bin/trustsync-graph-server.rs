@@ -1,0 +1,895 @@
+#![forbid(unsafe_code)]
+// Helpers return a ready error `Response` as their `Err`, the axum idiom; boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+//! A local Microsoft Graph v1.0 server for tests and the demo.
+//!
+//! It speaks the documented wire format for what trustsync reads, written from Microsoft's
+//! published API reference, not from what the client happens to send:
+//!
+//! - `POST /{tenant}/oauth2/v2.0/token`: client-credentials grant with a client secret, a
+//!   certificate assertion (RS256 JWT checked against the registered public key), or a
+//!   federated token (issuer and subject checked; its signature is not, since there is no
+//!   issuer to fetch keys from here). Errors carry AADSTS codes like the real endpoint.
+//! - `GET /v1.0/groups?$filter=displayName eq '...'`, `GET /v1.0/groups/{id}`,
+//!   `/v1.0/groups/{id}/members`, `/transitiveMembers`: `@odata.type` on every object,
+//!   `$top` (1 to 999; the server may send fewer), `@odata.nextLink` paging over a
+//!   snapshot taken on the first page.
+//! - `GET /v1.0/groups/delta` (also `delta()` and `microsoft.graph.delta`): `members@delta`
+//!   with `@removed` entries, a large group split over pages, `@odata.deltaLink` with a
+//!   `$deltatoken`, `$deltatoken=latest`, and `410 syncStateNotFound` for expired tokens.
+//! - Errors as `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`;
+//!   429 with `Retry-After`.
+//!
+//! An admin API changes the tenant at run time and injects faults:
+//! `POST /admin/groups/{id}/members {"id"}`, `DELETE /admin/groups/{id}/members/{member}`,
+//! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs"}`,
+//! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`.
+//!
+//! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]`.
+//! The first line on stdout is `listening on http://ADDR`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use trustsync::directory::{TenantClient, TenantFile};
+
+#[derive(Parser)]
+#[command(about = "Local Microsoft Graph v1.0 server for trustsync's tests and demo")]
+struct Args {
+    /// Tenant file (JSON) to serve.
+    #[arg(long)]
+    tenant: std::path::PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Largest page the server sends, whatever `$top` asks for.
+    #[arg(long, default_value_t = 999)]
+    max_page_size: usize,
+}
+
+#[derive(Default, Deserialize, Clone)]
+#[serde(rename_all = "camelCase", default)]
+struct Faults {
+    /// Answer the next N Graph requests with 429.
+    throttle: u32,
+    /// Retry-After seconds sent with 429 (may be fractional).
+    retry_after: f64,
+    /// Answer N Graph requests with `failStatus` ...
+    fail: u32,
+    /// ... after letting this many through first.
+    fail_after: u32,
+    /// Status for injected failures (default 503).
+    fail_status: u16,
+    /// Delay every Graph request by this long.
+    delay_ms: u64,
+}
+
+struct Event {
+    seq: u64,
+    group: String,
+    member: String,
+    removed: bool,
+}
+
+struct Server {
+    tenant: TenantFile,
+    max_page: usize,
+    seq: u64,
+    events: Vec<Event>,
+    /// Delta tokens at or below this sequence are expired.
+    expired_below: u64,
+    /// Snapshots behind `$skiptoken`s: id -> (items, page size, kind, upto seq).
+    pagers: HashMap<String, Pager>,
+    next_pager: u64,
+    tokens: HashMap<String, u64>,
+    faults: Faults,
+    stats: BTreeMap<String, u64>,
+    requests: u64,
+}
+
+enum Pager {
+    Objects {
+        items: Vec<Value>,
+        top: usize,
+    },
+    Delta {
+        items: Vec<DeltaItem>,
+        top: usize,
+        upto: u64,
+    },
+}
+
+#[derive(Clone)]
+struct DeltaItem {
+    group: String,
+    display_name: Option<String>,
+    member: Option<Value>,
+}
+
+type Shared = Arc<Mutex<Server>>;
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn request_id() -> String {
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        (n >> 32) as u32,
+        n as u64 & 0xffff_ffff_ffff
+    )
+}
+
+/// A Graph error response in the documented shape.
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message, "innerError": {
+        "date": trustsync::audit::now_rfc3339(), "request-id": request_id(), "client-request-id": request_id()}}});
+    (status, Json(body)).into_response()
+}
+
+/// A token endpoint error in the identity platform's shape.
+fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
+    let body = json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {description} Trace ID: {} Correlation ID: {} Timestamp: {}", request_id(), request_id(), trustsync::audit::now_rfc3339()),
+        "error_codes": [code],
+        "timestamp": trustsync::audit::now_rfc3339(),
+        "trace_id": request_id(),
+        "correlation_id": request_id(),
+    });
+    (status, Json(body)).into_response()
+}
+
+fn odata_type(tenant: &TenantFile, id: &str) -> Option<(&'static str, Value)> {
+    if let Some(g) = tenant.groups.iter().find(|g| g.id == id) {
+        return Some((
+            "#microsoft.graph.group",
+            json!({"id": g.id, "displayName": g.display_name}),
+        ));
+    }
+    if let Some(o) = tenant.service_principals.iter().find(|o| o.id == id) {
+        return Some((
+            "#microsoft.graph.servicePrincipal",
+            json!({"id": o.id, "displayName": o.display_name, "appId": o.app_id}),
+        ));
+    }
+    if let Some(o) = tenant.users.iter().find(|o| o.id == id) {
+        return Some((
+            "#microsoft.graph.user",
+            json!({"id": o.id, "displayName": o.display_name, "userPrincipalName": o.user_principal_name}),
+        ));
+    }
+    if let Some(o) = tenant.devices.iter().find(|o| o.id == id) {
+        return Some((
+            "#microsoft.graph.device",
+            json!({"id": o.id, "displayName": o.display_name}),
+        ));
+    }
+    None
+}
+
+/// A directory object as Graph returns it: `@odata.type`, `id`, and the selected properties.
+fn directory_object(tenant: &TenantFile, id: &str, select: &Option<BTreeSet<String>>) -> Value {
+    let (kind, props) =
+        odata_type(tenant, id).unwrap_or(("#microsoft.graph.directoryObject", json!({"id": id})));
+    let mut out = serde_json::Map::new();
+    out.insert("@odata.type".into(), json!(kind));
+    for (k, v) in props.as_object().into_iter().flatten() {
+        let wanted = k == "id" || select.as_ref().is_none_or(|s| s.contains(k));
+        if wanted && !v.is_null() {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn parse_query(raw: &Option<String>) -> HashMap<String, String> {
+    url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn select_of(q: &HashMap<String, String>) -> Option<BTreeSet<String>> {
+    q.get("$select")
+        .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}/v1.0")
+}
+
+impl Server {
+    fn top(&self, q: &HashMap<String, String>) -> Result<usize, Response> {
+        match q.get("$top") {
+            None => Ok(100.min(self.max_page)),
+            Some(t) => match t.parse::<usize>() {
+                Ok(n) if (1..=999).contains(&n) => Ok(n.min(self.max_page)),
+                _ => Err(graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    &format!(
+                        "Invalid page size specified: '{t}'. Must be between 1 and 999 inclusive."
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn pager_id(&mut self) -> String {
+        self.next_pager += 1;
+        format!("p{}", self.next_pager)
+    }
+
+    fn direct_members(&self, group: &str) -> Vec<String> {
+        self.tenant
+            .groups
+            .iter()
+            .find(|g| g.id == group)
+            .map(|g| g.members.clone())
+            .unwrap_or_default()
+    }
+
+    fn transitive_members(&self, group: &str) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        let mut queue = vec![group.to_string()];
+        let mut visited = BTreeSet::from([group.to_string()]);
+        while let Some(g) = queue.pop() {
+            for m in self.direct_members(&g) {
+                if seen.insert(m.clone()) {
+                    out.push(m.clone());
+                }
+                if self.tenant.groups.iter().any(|x| x.id == m) && visited.insert(m.clone()) {
+                    queue.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    /// One page of a snapshot list, with a nextLink when more follow.
+    fn page_objects(&mut self, base: &str, path: &str, pager: String, offset: usize) -> Response {
+        let Some(Pager::Objects { items, top }) = self.pagers.get(&pager) else {
+            return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "The specified page token value has expired and can no longer be included in your request.");
+        };
+        let end = (offset + top).min(items.len());
+        let page: Vec<Value> = items[offset..end].to_vec();
+        let mut body =
+            json!({"@odata.context": format!("{base}/$metadata#directoryObjects"), "value": page});
+        if end < items.len() {
+            body["@odata.nextLink"] = json!(format!("{base}{path}?$skiptoken={pager}.{end}"));
+        } else {
+            self.pagers.remove(&pager);
+        }
+        Json(body).into_response()
+    }
+
+    fn delta_page(&mut self, base: &str, pager: String, offset: usize) -> Response {
+        let Some(Pager::Delta { items, top, upto }) = self.pagers.get(&pager) else {
+            return graph_error(
+                StatusCode::GONE,
+                "syncStateNotFound",
+                "The sync state generation is not found. Please resync.",
+            );
+        };
+        let (top, upto) = (*top, *upto);
+        let end = (offset + top).min(items.len());
+        // Consecutive items of one group become one group object with a partial members@delta.
+        let mut value: Vec<Value> = Vec::new();
+        for item in &items[offset..end] {
+            let same = value.last().is_some_and(|v| v["id"] == json!(item.group));
+            if !same {
+                let mut g = json!({"id": item.group, "members@delta": []});
+                if let Some(name) = &item.display_name {
+                    g["displayName"] = json!(name);
+                }
+                value.push(g);
+            }
+            if let Some(m) = &item.member {
+                value.last_mut().expect("pushed")["members@delta"]
+                    .as_array_mut()
+                    .expect("array")
+                    .push(m.clone());
+            }
+        }
+        let mut body = json!({"@odata.context": format!("{base}/$metadata#groups(displayName,members)"), "value": value});
+        if end < items.len() {
+            body["@odata.nextLink"] =
+                json!(format!("{base}/groups/delta?$skiptoken={pager}.{end}"));
+        } else {
+            self.pagers.remove(&pager);
+            body["@odata.deltaLink"] = json!(format!("{base}/groups/delta?$deltatoken=d{upto}"));
+        }
+        Json(body).into_response()
+    }
+
+    fn start_delta(&mut self, base: &str, since: Option<u64>, top: usize) -> Response {
+        let upto = self.seq;
+        let mut items = Vec::new();
+        match since {
+            None => {
+                for g in &self.tenant.groups {
+                    items.push(DeltaItem {
+                        group: g.id.clone(),
+                        display_name: Some(g.display_name.clone()),
+                        member: None,
+                    });
+                    for m in &g.members {
+                        let kind = odata_type(&self.tenant, m)
+                            .map_or("#microsoft.graph.directoryObject", |k| k.0);
+                        items.push(DeltaItem {
+                            group: g.id.clone(),
+                            display_name: Some(g.display_name.clone()),
+                            member: Some(json!({"@odata.type": kind, "id": m})),
+                        });
+                    }
+                }
+                // Drop the group-only marker items of groups that have members.
+                items.retain(|i| {
+                    i.member.is_some()
+                        || !self
+                            .tenant
+                            .groups
+                            .iter()
+                            .any(|g| g.id == i.group && !g.members.is_empty())
+                });
+                items.sort_by(|a, b| a.group.cmp(&b.group));
+            }
+            Some(from) => {
+                // The net change per (group, member) since the token.
+                let mut last: BTreeMap<(String, String), bool> = BTreeMap::new();
+                for e in self.events.iter().filter(|e| e.seq > from) {
+                    last.insert((e.group.clone(), e.member.clone()), e.removed);
+                }
+                for ((group, member), removed) in last {
+                    let kind = odata_type(&self.tenant, &member)
+                        .map_or("#microsoft.graph.directoryObject", |k| k.0);
+                    let mut m = json!({"@odata.type": kind, "id": member});
+                    if removed {
+                        m["@removed"] = json!({"reason": "deleted"});
+                    }
+                    items.push(DeltaItem {
+                        group,
+                        display_name: None,
+                        member: Some(m),
+                    });
+                }
+            }
+        }
+        let id = self.pager_id();
+        self.pagers
+            .insert(id.clone(), Pager::Delta { items, top, upto });
+        self.delta_page(base, id, 0)
+    }
+}
+
+/// Applies injected faults and counts the request. `Some` is the response to send instead.
+async fn gate(state: &Shared, route: &str) -> Option<Response> {
+    let delay = {
+        let mut s = state.lock().expect("state");
+        s.requests += 1;
+        *s.stats.entry(route.to_string()).or_default() += 1;
+        s.faults.delay_ms
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let mut s = state.lock().expect("state");
+    if s.faults.throttle > 0 {
+        s.faults.throttle -= 1;
+        let retry = if s.faults.retry_after > 0.0 {
+            s.faults.retry_after
+        } else {
+            1.0
+        };
+        let mut resp = graph_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
+        resp.headers_mut()
+            .insert("Retry-After", retry.to_string().parse().expect("header"));
+        return Some(resp);
+    }
+    if s.faults.fail > 0 {
+        if s.faults.fail_after > 0 {
+            s.faults.fail_after -= 1;
+            return None;
+        }
+        s.faults.fail -= 1;
+        let status = StatusCode::from_u16(if s.faults.fail_status == 0 {
+            503
+        } else {
+            s.faults.fail_status
+        })
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Some(graph_error(
+            status,
+            "serviceNotAvailable",
+            "The service is temporarily unavailable.",
+        ));
+    }
+    None
+}
+
+fn authorized(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let token = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    let s = state.lock().expect("state");
+    match token {
+        None => Err(graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+        )),
+        Some(t) => match s.tokens.get(t) {
+            Some(exp) if *exp > now_secs() => Ok(()),
+            Some(_) => Err(graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Lifetime validation failed, the token is expired.",
+            )),
+            None => Err(graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "IDX14100: JWT is not well formed.",
+            )),
+        },
+    }
+}
+
+async fn graph_get(
+    State(state): State<Shared>,
+    Path(rest): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(resp) = authorized(&state, &headers) {
+        return resp;
+    }
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let route = match segments.as_slice() {
+        ["groups"] => "groups",
+        ["groups", d] if is_delta(d) => "delta",
+        ["groups", _] => "group",
+        ["groups", _, "members"] => "members",
+        ["groups", _, "transitiveMembers"] => "transitiveMembers",
+        _ => "other",
+    };
+    if let Some(resp) = gate(&state, route).await {
+        return resp;
+    }
+    let q = parse_query(&raw);
+    let base = base_url(&headers);
+    let mut s = state.lock().expect("state");
+    let select = select_of(&q);
+    if let Some(token) = q.get("$skiptoken") {
+        let Some((pager, offset)) = token.split_once('.') else {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid $skiptoken.",
+            );
+        };
+        let offset: usize = offset.parse().unwrap_or(0);
+        return if route == "delta" {
+            s.delta_page(&base, pager.to_string(), offset)
+        } else {
+            s.page_objects(
+                &base,
+                &format!("/{}", rest.trim_matches('/')),
+                pager.to_string(),
+                offset,
+            )
+        };
+    }
+    let top = match s.top(&q) {
+        Ok(t) => t,
+        Err(resp) => return resp,
+    };
+    match segments.as_slice() {
+        ["groups"] => {
+            let groups: Vec<&trustsync::directory::TenantGroup> = match q.get("$filter") {
+                None => s.tenant.groups.iter().collect(),
+                Some(f) => match parse_display_name_filter(f) {
+                    Some(name) => s
+                        .tenant
+                        .groups
+                        .iter()
+                        .filter(|g| g.display_name == name)
+                        .collect(),
+                    None => {
+                        return graph_error(
+                            StatusCode::BAD_REQUEST,
+                            "Request_UnsupportedQuery",
+                            &format!("Unsupported Query: {f}"),
+                        )
+                    }
+                },
+            };
+            let items: Vec<Value> = groups
+                .iter()
+                .map(|g| directory_object(&s.tenant, &g.id, &select))
+                .collect();
+            let id = s.pager_id();
+            s.pagers.insert(id.clone(), Pager::Objects { items, top });
+            s.page_objects(&base, "/groups", id, 0)
+        }
+        ["groups", d] if is_delta(d) => {
+            let since = match q.get("$deltatoken").map(String::as_str) {
+                None => None,
+                Some("latest") => {
+                    let upto = s.seq;
+                    return Json(
+                        json!({"@odata.context": format!("{base}/$metadata#groups"), "value": [],
+                        "@odata.deltaLink": format!("{base}/groups/delta?$deltatoken=d{upto}")}),
+                    )
+                    .into_response();
+                }
+                Some(t) => match t.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()) {
+                    Some(n) if n >= s.expired_below && n <= s.seq => Some(n),
+                    _ => {
+                        return graph_error(
+                            StatusCode::GONE,
+                            "syncStateNotFound",
+                            "The sync state generation is not found. Please resync.",
+                        )
+                    }
+                },
+            };
+            s.start_delta(&base, since, top)
+        }
+        ["groups", id] => {
+            if !s.tenant.groups.iter().any(|g| g.id == *id) {
+                return not_found(id);
+            }
+            let mut obj = directory_object(&s.tenant, id, &select);
+            obj["@odata.context"] = json!(format!("{base}/$metadata#groups/$entity"));
+            Json(obj).into_response()
+        }
+        ["groups", id, kind @ ("members" | "transitiveMembers")] => {
+            if !s.tenant.groups.iter().any(|g| g.id == *id) {
+                return not_found(id);
+            }
+            let ids = if *kind == "members" {
+                s.direct_members(id)
+            } else {
+                s.transitive_members(id)
+            };
+            let items: Vec<Value> = ids
+                .iter()
+                .map(|m| directory_object(&s.tenant, m, &select))
+                .collect();
+            let pid = s.pager_id();
+            s.pagers.insert(pid.clone(), Pager::Objects { items, top });
+            s.page_objects(&base, &format!("/groups/{id}/{kind}"), pid, 0)
+        }
+        _ => graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Resource not found for the segment '{rest}'."),
+        ),
+    }
+}
+
+fn is_delta(segment: &str) -> bool {
+    matches!(
+        segment,
+        "delta" | "delta()" | "microsoft.graph.delta" | "microsoft.graph.delta()"
+    )
+}
+
+fn not_found(id: &str) -> Response {
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+        &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+    )
+}
+
+/// `displayName eq 'name'` with `''` as an escaped quote; nothing else is supported.
+fn parse_display_name_filter(f: &str) -> Option<String> {
+    let rest = f
+        .trim()
+        .strip_prefix("displayName")?
+        .trim_start()
+        .strip_prefix("eq")?
+        .trim();
+    let inner = rest.strip_prefix('\'')?.strip_suffix('\'')?;
+    if inner.replace("''", "").contains('\'') {
+        return None;
+    }
+    Some(inner.replace("''", "'"))
+}
+
+async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    {
+        let mut s = state.lock().expect("state");
+        *s.stats.entry("token".into()).or_default() += 1;
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let s = state.lock().expect("state");
+    if tenant != s.tenant.tenant_id {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
+    }
+    if !form
+        .get("scope")
+        .is_some_and(|sc| sc.ends_with("/.default"))
+    {
+        return aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.");
+    }
+    let client_id = form.get("client_id").cloned().unwrap_or_default();
+    let Some(client) = s.tenant.clients.iter().find(|c| c.client_id == client_id) else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!("Application with identifier '{client_id}' was not found in the directory."),
+        );
+    };
+    let endpoint_aud = form.get("_aud").cloned();
+    let verdict = match (form.get("client_secret"), form.get("client_assertion"), form.get("client_assertion_type")) {
+        (Some(secret), None, _) => match &client.secret {
+            Some(want) if want == secret => Ok(()),
+            _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")),
+        },
+        (None, Some(assertion), Some(t)) if t == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" => {
+            check_assertion(client, assertion, &tenant, endpoint_aud)
+        }
+        _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")),
+    };
+    drop(s);
+    if let Err((status, error, code, msg)) = verdict {
+        return aad_error(status, error, code, msg);
+    }
+    let token = format!(
+        "eyJ0eXAiOiJKV1QiLCJsb2NhbCI6dHJ1ZX0.{}.{}",
+        request_id().replace('-', ""),
+        request_id().replace('-', "")
+    );
+    state
+        .lock()
+        .expect("state")
+        .tokens
+        .insert(token.clone(), now_secs() + 3599);
+    Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})).into_response()
+}
+
+type Verdict = Result<(), (StatusCode, &'static str, u32, &'static str)>;
+
+fn check_assertion(
+    client: &TenantClient,
+    assertion: &str,
+    _tenant: &str,
+    _aud: Option<String>,
+) -> Verdict {
+    let bad = |code, msg| Err((StatusCode::UNAUTHORIZED, "invalid_client", code, msg));
+    let header = match jsonwebtoken::decode_header(assertion) {
+        Ok(h) => h,
+        Err(_) => return bad(50027, "JWT token is invalid or malformed."),
+    };
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_aud = false;
+    validation.required_spec_claims = ["exp", "iss", "sub"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(pem) = &client.public_key_pem {
+        if header.alg != jsonwebtoken::Algorithm::RS256
+            && header.alg != jsonwebtoken::Algorithm::PS256
+        {
+            return bad(
+                5002738,
+                "The client assertion must be signed with RS256 or PS256.",
+            );
+        }
+        let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()) else {
+            return bad(700027, "Client assertion failed signature validation.");
+        };
+        match jsonwebtoken::decode::<Value>(assertion, &key, &validation) {
+            Ok(data)
+                if data.claims["iss"] == json!(client.client_id)
+                    && data.claims["sub"] == json!(client.client_id) =>
+            {
+                Ok(())
+            }
+            Ok(_) => bad(
+                700023,
+                "Client assertion audience or issuer claim does not match the client.",
+            ),
+            Err(_) => bad(700027, "Client assertion failed signature validation."),
+        }
+    } else if let Some(fed) = &client.federated {
+        validation.insecure_disable_signature_validation();
+        let key = jsonwebtoken::DecodingKey::from_secret(&[]);
+        match jsonwebtoken::decode::<Value>(assertion, &key, &validation) {
+            Ok(data)
+                if data.claims["iss"] == json!(fed.issuer)
+                    && data.claims["sub"] == json!(fed.subject) =>
+            {
+                Ok(())
+            }
+            Ok(_) => bad(
+                700213,
+                "No matching federated identity record found for presented assertion subject.",
+            ),
+            Err(_) => bad(
+                700024,
+                "Client assertion is not within its valid time range.",
+            ),
+        }
+    } else {
+        bad(700027, "Client assertion contains an invalid signature.")
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberRef {
+    id: String,
+}
+
+async fn admin_add_member(
+    State(state): State<Shared>,
+    Path(group): Path<String>,
+    Json(m): Json<MemberRef>,
+) -> Response {
+    let mut s = state.lock().expect("state");
+    if odata_type(&s.tenant, &m.id).is_none() {
+        return not_found(&m.id);
+    }
+    let Some(g) = s.tenant.groups.iter_mut().find(|g| g.id == group) else {
+        return not_found(&group);
+    };
+    if g.members.contains(&m.id) {
+        return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "One or more added object references already exist for the following modified properties: 'members'.");
+    }
+    g.members.push(m.id.clone());
+    s.seq += 1;
+    let seq = s.seq;
+    s.events.push(Event {
+        seq,
+        group,
+        member: m.id,
+        removed: false,
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_remove_member(
+    State(state): State<Shared>,
+    Path((group, member)): Path<(String, String)>,
+) -> Response {
+    let mut s = state.lock().expect("state");
+    let Some(g) = s.tenant.groups.iter_mut().find(|g| g.id == group) else {
+        return not_found(&group);
+    };
+    let before = g.members.len();
+    g.members.retain(|m| *m != member);
+    if g.members.len() == before {
+        return not_found(&member);
+    }
+    s.seq += 1;
+    let seq = s.seq;
+    s.events.push(Event {
+        seq,
+        group,
+        member,
+        removed: true,
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_faults(State(state): State<Shared>, Json(f): Json<Faults>) -> Response {
+    state.lock().expect("state").faults = f;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_expire(State(state): State<Shared>) -> Response {
+    let mut s = state.lock().expect("state");
+    s.expired_below = s.seq + 1;
+    s.pagers.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_stats(State(state): State<Shared>) -> Response {
+    let s = state.lock().expect("state");
+    Json(json!({"requests": s.stats, "graphRequests": s.requests})).into_response()
+}
+
+async fn admin_stats_reset(State(state): State<Shared>) -> Response {
+    let mut s = state.lock().expect("state");
+    s.stats.clear();
+    s.requests = 0;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let tenant = match TenantFile::load(&args.tenant) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let state: Shared = Arc::new(Mutex::new(Server {
+        tenant,
+        max_page: args.max_page_size.clamp(1, 999),
+        seq: 0,
+        events: Vec::new(),
+        expired_below: 0,
+        pagers: HashMap::new(),
+        next_pager: 0,
+        tokens: HashMap::new(),
+        faults: Faults::default(),
+        stats: BTreeMap::new(),
+        requests: 0,
+    }));
+    let app = Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/v1.0/{*rest}", get(graph_get))
+        .route("/admin/groups/{id}/members", post(admin_add_member))
+        .route(
+            "/admin/groups/{id}/members/{member}",
+            delete(admin_remove_member),
+        )
+        .route("/admin/faults", post(admin_faults))
+        .route("/admin/expire-delta-tokens", post(admin_expire))
+        .route("/admin/stats", get(admin_stats))
+        .route("/admin/stats/reset", post(admin_stats_reset))
+        .with_state(state);
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().expect("bound");
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(1);
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,589 @@
+//! Reading group memberships from Microsoft Graph.
+//!
+//! Requests are built with `graph-rs-sdk` (which puts our token on them) and sent by its
+//! HTTP client. Paging follows `@odata.nextLink` to the end; `$select` keeps payloads
+//! small and `$top=999` pages large. One helper sends every request: 429 and 503 wait for
+//! `Retry-After`, other 5xx and transport failures back off exponentially with jitter,
+//! a 401 refreshes the token once; anything else is an error for the whole read. A
+//! failed or partial read is an error, never an empty group.
+//!
+//! Two ways to read:
+//! - [`GraphReader::snapshot`]: a full read of exactly the groups the policies use
+//!   (resolve each group, then its `members` or `transitiveMembers`). Used by `plan` and
+//!   `apply`.
+//! - [`DeltaCache`]: `GET /groups/delta` selecting `members`, kept up to date with the
+//!   delta link. It tracks the direct members of every group, so transitive membership is
+//!   computed locally and a change inside a nested group is seen even though Graph does not
+//!   report it on the parent. A steady-state sync costs one request.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use graph_rs_sdk::{GraphClient, ODataQuery};
+use serde_json::Value;
+
+use super::token::{GraphAuth, TokenSource};
+use crate::directory::{
+    DirectorySnapshot, GroupError, GroupMembers, GroupRequest, Member, MemberKind,
+};
+
+/// Why a directory read failed. The whole pass stops; nothing is taken as empty.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No token.
+    #[error(transparent)]
+    Auth(#[from] super::token::Error),
+    /// Graph answered with an error that is not worth retrying, or kept failing.
+    #[error("Microsoft Graph {operation}: HTTP {status} {code}: {message}")]
+    Graph {
+        /// What was being read.
+        operation: String,
+        /// HTTP status.
+        status: u16,
+        /// Graph error code.
+        code: String,
+        /// Graph error message.
+        message: String,
+    },
+    /// The endpoint could not be reached.
+    #[error("Microsoft Graph {operation}: {message}")]
+    Transport {
+        /// What was being read.
+        operation: String,
+        /// What happened.
+        message: String,
+    },
+    /// The configuration is unusable.
+    #[error("Microsoft Graph: {0}")]
+    Config(String),
+}
+
+impl Error {
+    fn is_expired_delta(&self) -> bool {
+        matches!(self, Error::Graph { status, code, .. }
+            if *status == 410 || code == "syncStateNotFound" || code == "resyncRequired" || code == "syncStateInvalid")
+    }
+}
+
+/// Counters of Graph requests sent, retries included.
+#[derive(Debug, Default)]
+pub struct GraphStats {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// Retries after 429/5xx.
+    pub retries: AtomicU64,
+    /// 429 answers.
+    pub throttled: AtomicU64,
+}
+
+/// Graph reader settings.
+#[derive(Debug, Clone)]
+pub struct ReaderSettings {
+    /// Base URL, e.g. `https://graph.microsoft.com/v1.0`.
+    pub endpoint: url::Url,
+    /// Give up retrying one request after this long.
+    pub max_retry: Duration,
+    /// Longest `Retry-After` honoured; longer ones fail the read.
+    pub max_retry_after: Duration,
+}
+
+/// A Microsoft Graph reader.
+#[derive(Clone)]
+pub struct GraphReader {
+    client: Arc<GraphClient>,
+    tokens: TokenSource,
+    settings: ReaderSettings,
+    /// Request counters.
+    pub stats: Arc<GraphStats>,
+}
+
+impl GraphReader {
+    /// A reader for this endpoint. Plain `http` is accepted only for loopback hosts (the
+    /// local Graph server); anything else must be `https`.
+    pub fn new(tokens: TokenSource, settings: ReaderSettings) -> Result<GraphReader, Error> {
+        let url = &settings.endpoint;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        let config = graph_rs_sdk::GraphClientConfiguration::new()
+            .client_application(GraphAuth(tokens.clone()))
+            .timeout(Duration::from_secs(60))
+            .https_only(!loopback);
+        let mut client = GraphClient::from(config);
+        match url.scheme() {
+            "https" if !loopback => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    client.use_endpoint(url)
+                }))
+                .is_err()
+                {
+                    return Err(Error::Config(format!(
+                        "{url} is not a Microsoft Graph endpoint"
+                    )));
+                }
+            }
+            "http" | "https" if loopback => client.use_test_endpoint(url),
+            _ => {
+                return Err(Error::Config(format!(
+                    "{url}: only https is allowed for a non-loopback endpoint"
+                )))
+            }
+        }
+        Ok(GraphReader {
+            client: Arc::new(client),
+            tokens,
+            settings,
+            stats: Default::default(),
+        })
+    }
+
+    /// Sends one GET, following `url` when given instead of the built request's URL, with
+    /// the retry policy. Returns the JSON body.
+    async fn get(
+        &self,
+        operation: &str,
+        handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
+        url: Option<&str>,
+    ) -> Result<Value, Error> {
+        let op = operation.to_string();
+        let policy = backoff::ExponentialBackoffBuilder::new()
+            .with_initial_interval(Duration::from_millis(200))
+            .with_max_interval(Duration::from_secs(10))
+            .with_max_elapsed_time(Some(self.settings.max_retry))
+            .build();
+        let refreshed = std::sync::atomic::AtomicBool::new(false);
+        backoff::future::retry(policy, || {
+            let op = op.clone();
+            let handler = &handler;
+            let refreshed = &refreshed;
+            async move {
+                let transport = |message: String| Error::Transport { operation: op.clone(), message };
+                self.tokens.token().await.map_err(|e| backoff::Error::permanent(Error::Auth(e)))?;
+                let builder = handler(&self.client)
+                    .build()
+                    .await
+                    .map_err(|e| backoff::Error::permanent(transport(format!("cannot build request: {e}"))))?;
+                let (http, request) = builder.build_split();
+                let mut request = request.map_err(|e| backoff::Error::permanent(transport(format!("cannot build request: {e}"))))?;
+                if let Some(u) = url {
+                    *request.url_mut() = url::Url::parse(u).map_err(|_| backoff::Error::permanent(transport(format!("bad next link {u}"))))?;
+                }
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let resp = match http.execute(request).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        let what = if e.is_timeout() { "timed out" } else if e.is_connect() { "cannot connect" } else { "request failed" };
+                        return Err(backoff::Error::transient(transport(what.into())));
+                    }
+                };
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64);
+                let body = resp.bytes().await.map_err(|_| backoff::Error::transient(transport("response cut short".into())))?;
+                if (200..300).contains(&status) {
+                    return serde_json::from_slice(&body).map_err(|_| backoff::Error::permanent(transport(format!("HTTP {status}: body is not JSON"))));
+                }
+                let (code, message) = error_body(&body);
+                let err = Error::Graph { operation: op.clone(), status, code, message };
+                match status {
+                    401 if !refreshed.swap(true, Ordering::Relaxed) => {
+                        self.tokens.invalidate().await;
+                        Err(backoff::Error::retry_after(err, Duration::ZERO))
+                    }
+                    429 | 503 => {
+                        if status == 429 {
+                            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        match retry_after {
+                            Some(d) if d > self.settings.max_retry_after => Err(backoff::Error::permanent(err)),
+                            Some(d) => {
+                                tracing::debug!(operation = %op, status, wait_ms = d.as_millis() as u64, "Graph asked to retry later");
+                                Err(backoff::Error::retry_after(err, d))
+                            }
+                            None => Err(backoff::Error::transient(err)),
+                        }
+                    }
+                    500..=599 => {
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        Err(backoff::Error::transient(err))
+                    }
+                    _ => Err(backoff::Error::permanent(err)),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every item of a collection, following `@odata.nextLink`.
+    async fn collect(
+        &self,
+        operation: &str,
+        first: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
+    ) -> Result<Vec<Value>, Error> {
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self.get(operation, &first, next.as_deref()).await?;
+            items.extend(page["value"].as_array().cloned().unwrap_or_default());
+            match page.get("@odata.nextLink").and_then(Value::as_str) {
+                Some(link) => next = Some(link.to_string()),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// A full read of the requested groups.
+    pub async fn snapshot(&self, requests: &[GroupRequest]) -> Result<DirectorySnapshot, Error> {
+        let mut out = DirectorySnapshot::default();
+        for req in requests {
+            let group = self.resolve(req).await?;
+            let result = match group {
+                Err(e) => Err(e),
+                Ok((id, display_name)) => {
+                    let kind = if req.transitive {
+                        "transitiveMembers"
+                    } else {
+                        "members"
+                    };
+                    let op = format!("GET /groups/{id}/{kind}");
+                    let items = self
+                        .collect(&op, |c| {
+                            let g = c.group(&id);
+                            let h = if req.transitive {
+                                g.transitive_members().list_transitive_members()
+                            } else {
+                                g.list_members()
+                            };
+                            h.select(&["id", "displayName", "appId"]).top("999")
+                        })
+                        .await?;
+                    let mut members: Vec<Member> = items.iter().filter_map(member_of).collect();
+                    members.sort();
+                    members.dedup();
+                    Ok(GroupMembers {
+                        id,
+                        display_name,
+                        members,
+                    })
+                }
+            };
+            out.groups.insert(req.clone(), result);
+        }
+        Ok(out)
+    }
+
+    async fn resolve(
+        &self,
+        req: &GroupRequest,
+    ) -> Result<Result<(String, String), GroupError>, Error> {
+        match (&req.selector.id, &req.selector.display_name) {
+            (Some(id), _) => match self
+                .get(
+                    &format!("GET /groups/{id}"),
+                    |c| c.group(id).get_group().select(&["id", "displayName"]),
+                    None,
+                )
+                .await
+            {
+                Ok(g) => Ok(Ok((
+                    id.clone(),
+                    g["displayName"].as_str().unwrap_or_default().to_string(),
+                ))),
+                Err(Error::Graph { status: 404, .. }) => Ok(Err(GroupError::NotFound {
+                    selector: req.selector.to_string(),
+                })),
+                Err(e) => Err(e),
+            },
+            (None, Some(name)) => {
+                let filter = format!("displayName eq '{}'", name.replace('\'', "''"));
+                let groups = self
+                    .collect("GET /groups?$filter=displayName", |c| {
+                        c.groups()
+                            .list_group()
+                            .filter(&[&filter])
+                            .select(&["id", "displayName"])
+                    })
+                    .await?;
+                match groups.as_slice() {
+                    [] => Ok(Err(GroupError::NotFound {
+                        selector: req.selector.to_string(),
+                    })),
+                    [g] => Ok(Ok((
+                        g["id"].as_str().unwrap_or_default().to_string(),
+                        name.clone(),
+                    ))),
+                    many => Ok(Err(GroupError::Ambiguous {
+                        name: name.clone(),
+                        count: many.len(),
+                    })),
+                }
+            }
+            (None, None) => Ok(Err(GroupError::NotFound {
+                selector: req.selector.to_string(),
+            })),
+        }
+    }
+}
+
+fn error_body(body: &[u8]) -> (String, String) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    (
+        v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+        v["error"]["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn kind_of(odata_type: Option<&str>) -> MemberKind {
+    match odata_type {
+        Some("#microsoft.graph.servicePrincipal") => MemberKind::ServicePrincipal,
+        Some("#microsoft.graph.user") => MemberKind::User,
+        Some("#microsoft.graph.group") => MemberKind::Group,
+        Some("#microsoft.graph.device") => MemberKind::Device,
+        Some(other) => MemberKind::Other(other.to_string()),
+        None => MemberKind::Other("unknown".into()),
+    }
+}
+
+fn member_of(v: &Value) -> Option<Member> {
+    Some(Member {
+        id: v["id"].as_str()?.to_string(),
+        kind: kind_of(v["@odata.type"].as_str()),
+        display_name: v["displayName"].as_str().map(String::from),
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+struct CachedGroup {
+    display_name: String,
+    members: BTreeMap<String, MemberKind>,
+}
+
+/// What a delta sync changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncResult {
+    /// True when this was a full sync (first one, or the delta token had expired).
+    pub full: bool,
+    /// Groups whose direct membership or name changed.
+    pub changed_groups: BTreeSet<String>,
+}
+
+/// The tenant's group memberships, kept current with Graph delta queries.
+pub struct DeltaCache {
+    reader: GraphReader,
+    groups: HashMap<String, CachedGroup>,
+    delta_link: Option<String>,
+}
+
+impl DeltaCache {
+    /// An empty cache; the first [`DeltaCache::sync`] does the full read.
+    pub fn new(reader: GraphReader) -> DeltaCache {
+        DeltaCache {
+            reader,
+            groups: HashMap::new(),
+            delta_link: None,
+        }
+    }
+
+    /// The reader's request counters.
+    pub fn stats(&self) -> &GraphStats {
+        &self.reader.stats
+    }
+
+    /// Brings the cache up to date: the first call reads every group; later calls follow
+    /// the delta link (one request when nothing changed). An expired token starts over
+    /// with a full sync. On error the cache keeps its last complete state and delta link.
+    pub async fn sync(&mut self) -> Result<SyncResult, Error> {
+        match self.delta_link.clone() {
+            Some(link) => match self.round(Some(link)).await {
+                Err(e) if e.is_expired_delta() => {
+                    tracing::warn!("Graph delta token expired; starting a full sync");
+                    self.full().await
+                }
+                other => other,
+            },
+            None => self.full().await,
+        }
+    }
+
+    async fn full(&mut self) -> Result<SyncResult, Error> {
+        let saved = std::mem::take(&mut self.groups);
+        match self.round(None).await {
+            Ok(mut r) => {
+                r.full = true;
+                r.changed_groups.extend(
+                    saved
+                        .keys()
+                        .filter(|k| !self.groups.contains_key(*k))
+                        .cloned(),
+                );
+                Ok(r)
+            }
+            Err(e) => {
+                self.groups = saved;
+                Err(e)
+            }
+        }
+    }
+
+    /// One delta round: all pages up to the delta link, applied only when complete.
+    async fn round(&mut self, link: Option<String>) -> Result<SyncResult, Error> {
+        let mut pages = Vec::new();
+        let mut next = link;
+        let first = |c: &GraphClient| {
+            c.groups()
+                .delta()
+                .select(&["displayName", "members"])
+                .top("999")
+        };
+        let delta_link = loop {
+            let page = self
+                .reader
+                .get("GET /groups/delta", first, next.as_deref())
+                .await?;
+            let next_link = page
+                .get("@odata.nextLink")
+                .and_then(Value::as_str)
+                .map(String::from);
+            let delta = page
+                .get("@odata.deltaLink")
+                .and_then(Value::as_str)
+                .map(String::from);
+            pages.push(page);
+            match (next_link, delta) {
+                (Some(n), _) => next = Some(n),
+                (None, Some(d)) => break d,
+                (None, None) => {
+                    return Err(Error::Graph {
+                        operation: "GET /groups/delta".into(),
+                        status: 200,
+                        code: "noDeltaLink".into(),
+                        message: "a delta page had neither @odata.nextLink nor @odata.deltaLink"
+                            .into(),
+                    })
+                }
+            }
+        };
+        let mut result = SyncResult::default();
+        for page in pages {
+            for g in page["value"].as_array().into_iter().flatten() {
+                let Some(id) = g["id"].as_str() else { continue };
+                if g.get("@removed").is_some() {
+                    if self.groups.remove(id).is_some() {
+                        result.changed_groups.insert(id.to_string());
+                    }
+                    continue;
+                }
+                let entry = self.groups.entry(id.to_string()).or_default();
+                if let Some(name) = g["displayName"].as_str() {
+                    if entry.display_name != name {
+                        entry.display_name = name.to_string();
+                        result.changed_groups.insert(id.to_string());
+                    }
+                }
+                for m in g["members@delta"].as_array().into_iter().flatten() {
+                    let Some(mid) = m["id"].as_str() else {
+                        continue;
+                    };
+                    // Replays are harmless: adding a present member or removing an absent
+                    // one changes nothing.
+                    let changed = if m.get("@removed").is_some() {
+                        entry.members.remove(mid).is_some()
+                    } else {
+                        entry
+                            .members
+                            .insert(mid.to_string(), kind_of(m["@odata.type"].as_str()))
+                            .is_none()
+                    };
+                    if changed {
+                        result.changed_groups.insert(id.to_string());
+                    }
+                }
+            }
+        }
+        self.delta_link = Some(delta_link);
+        Ok(result)
+    }
+
+    /// The groups that `group` contains, directly or through nested groups.
+    pub fn nested_groups(&self, group: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut queue = vec![group.to_string()];
+        while let Some(g) = queue.pop() {
+            for (m, kind) in self
+                .groups
+                .get(&g)
+                .map(|c| &c.members)
+                .into_iter()
+                .flatten()
+            {
+                if *kind == MemberKind::Group && out.insert(m.clone()) {
+                    queue.push(m.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Resolves the requests from the cache, expanding nested groups locally.
+    pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
+        let mut out = DirectorySnapshot::default();
+        for req in requests {
+            let found = match (&req.selector.id, &req.selector.display_name) {
+                (Some(id), _) => self.groups.get_key_value(id).ok_or(GroupError::NotFound {
+                    selector: req.selector.to_string(),
+                }),
+                (None, Some(name)) => {
+                    let hits: Vec<_> = self
+                        .groups
+                        .iter()
+                        .filter(|(_, g)| &g.display_name == name)
+                        .collect();
+                    match hits.len() {
+                        0 => Err(GroupError::NotFound {
+                            selector: req.selector.to_string(),
+                        }),
+                        1 => Ok(hits[0]),
+                        count => Err(GroupError::Ambiguous {
+                            name: name.clone(),
+                            count,
+                        }),
+                    }
+                }
+                (None, None) => Err(GroupError::NotFound {
+                    selector: req.selector.to_string(),
+                }),
+            };
+            let result = found.map(|(id, g)| {
+                let mut members: BTreeMap<String, MemberKind> = g.members.clone();
+                if req.transitive {
+                    for nested in self.nested_groups(id) {
+                        if let Some(n) = self.groups.get(&nested) {
+                            members.extend(n.members.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        }
+                    }
+                }
+                GroupMembers {
+                    id: id.clone(),
+                    display_name: g.display_name.clone(),
+                    members: members
+                        .into_iter()
+                        .map(|(id, kind)| Member {
+                            id,
+                            kind,
+                            display_name: None,
+                        })
+                        .collect(),
+                }
+            });
+            out.groups.insert(req.clone(), result);
+        }
+        out
+    }
+}

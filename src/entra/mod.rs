@@ -1,0 +1,28 @@
+//! The Entra ID side: tokens ([`token`]) and group memberships read from Microsoft Graph
+//! ([`graph`]). Produces the [`crate::directory::DirectorySnapshot`] the planner consumes;
+//! no Graph type leaves this module.
+
+pub mod graph;
+pub mod token;
+
+pub use graph::{DeltaCache, GraphReader, ReaderSettings, SyncResult};
+pub use token::TokenSource;
+
+use std::time::Duration;
+
+use crate::config::GraphConfig;
+
+/// A Graph reader for the config, with credentials from the Azure SDK environment variables.
+pub fn reader_from_env(config: &GraphConfig) -> Result<GraphReader, graph::Error> {
+    let endpoint = url::Url::parse(&config.endpoint)
+        .map_err(|e| graph::Error::Config(format!("graph.endpoint `{}`: {e}", config.endpoint)))?;
+    let settings = token::Settings::from_env(&config.scope)?;
+    GraphReader::new(
+        TokenSource::new(settings),
+        ReaderSettings {
+            endpoint,
+            max_retry: Duration::from_secs(config.max_retry_seconds),
+            max_retry_after: Duration::from_secs(config.max_retry_after_seconds),
+        },
+    )
+}

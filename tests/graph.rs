@@ -1,0 +1,299 @@
+//! End-to-end with Entra: the trustsync binary reading the local Graph server (through the
+//! token endpoint and Graph's wire format) and writing to moto.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+const SP1: &str = "5e1f0a2b-1111-4111-8111-000000000001";
+const SP2: &str = "5e1f0a2b-1111-4111-8111-000000000002";
+const SP3: &str = "5e1f0a2b-1111-4111-8111-000000000003";
+const SP4: &str = "5e1f0a2b-1111-4111-8111-000000000004";
+const PAYMENTS: &str = "a1b2c3d4-0001-4000-8000-000000000001";
+const CI_RUNNERS: &str = "a1b2c3d4-0001-4000-8000-000000000003";
+
+/// moto with the function, a Graph server paging 2 objects at a time, and a workspace
+/// whose config reads Graph (no tenant file).
+fn setup(config: &str) -> (Moto, GraphServer, Workspace) {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        &format!("audit: {{path: audit.jsonl}}\n{config}"),
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 2);
+    (moto, graph, ws)
+}
+
+fn plan(moto: &Moto, ws: &Workspace, env: &[(String, String)], code: i32) -> serde_json::Value {
+    let out = run_env(
+        moto,
+        ws,
+        env,
+        &["plan", "--output", "json", "--detailed-exitcode"],
+        code,
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", show(&out)))
+}
+
+#[test]
+fn nested_and_paged_membership_becomes_trust_and_follows_changes() {
+    let (moto, graph, ws) = setup("");
+    let env = graph.env(CLIENT_SECRET);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    // Direct members plus the nested group's service principal, over several pages of 2.
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
+    let stats = graph.stats();
+    assert!(
+        stats["requests"]["transitiveMembers"].as_u64().unwrap() >= 3,
+        "paged: {stats}"
+    );
+
+    // A service principal removed in Entra loses the role; one added gains it.
+    graph.remove_member(PAYMENTS, SP2);
+    graph.add_member(CI_RUNNERS, SP3); // nested: reaches payments-deployer transitively
+    let p = plan(&moto, &ws, &env, 2);
+    let change = &p["changes"][0];
+    assert_eq!(change["action"], "update-trust-policy");
+    assert_eq!(change["membersAdded"], json!([SP3]));
+    assert_eq!(change["membersRemoved"], json!([SP2]));
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
+    assert!(plan(&moto, &ws, &env, 0)["changes"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn display_name_errors_block_only_their_mapping() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    ws.edit_tenant(|t| {
+        t["groups"].as_array_mut().unwrap().push(json!({"id": "a1b2c3d4-0001-4000-8000-0000000000ff", "displayName": "sg-aws-payments-deployers", "members": []}));
+    });
+    let text = ws.read("policies/reporting.yaml").replace(
+        "group: {id: a1b2c3d4-0001-4000-8000-000000000002}",
+        "group: {displayName: sg-nobody-has-this-name}",
+    );
+    ws.write("policies/reporting.yaml", &text);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let p = plan(&moto, &ws, &graph.env(CLIENT_SECRET), 1);
+    let problems: Vec<String> = p["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            format!(
+                "{}: {}",
+                x["mapping"].as_str().unwrap(),
+                x["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems.iter().any(|m| m.contains("payments-deployers")
+            && m.contains("2 groups are named \"sg-aws-payments-deployers\"")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|m| m.contains("reporting-readers")
+            && m.contains("no group matches displayName=\"sg-nobody-has-this-name\"")),
+        "{problems:#?}"
+    );
+    // The other mappings are still planned.
+    let resources: Vec<&str> = p["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["resource"].as_str().unwrap())
+        .collect();
+    assert!(
+        resources
+            .iter()
+            .any(|r| r.ends_with("role/trustsync/payments-runtime")),
+        "{resources:?}"
+    );
+    assert!(
+        !resources
+            .iter()
+            .any(|r| r.ends_with("payments-deployer") || r.ends_with("reporting-reader")),
+        "{resources:?}"
+    );
+}
+
+#[test]
+fn throttling_with_retry_after_is_survived() {
+    let (moto, graph, ws) = setup("");
+    graph.faults(json!({"throttle": 3, "retryAfter": 0.3}));
+    let started = std::time::Instant::now();
+    run_env(
+        &moto,
+        &ws,
+        &graph.env(CLIENT_SECRET),
+        &["apply", "--auto-approve"],
+        0,
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "Retry-After must be honoured"
+    );
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+}
+
+#[test]
+fn a_5xx_mid_pagination_aborts_the_pass_without_changing_aws() {
+    let (moto, graph, ws) = setup("directory: {graph: {maxRetrySeconds: 2}}\n");
+    let env = graph.env(CLIENT_SECRET);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let before = moto.trust_policy("payments-deployer");
+    graph.remove_member(PAYMENTS, SP1);
+    // Let the group lookup and the first page through, then fail every request.
+    graph.faults(json!({"fail": 1000, "failAfter": 2, "failStatus": 503}));
+    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing was changed") && err.contains("HTTP 503"),
+        "{err}"
+    );
+    assert_eq!(
+        moto.trust_policy("payments-deployer"),
+        before,
+        "a partial read must not change AWS"
+    );
+    assert!(!ws
+        .read("audit.jsonl")
+        .contains(&format!("\"membersRemoved\":[\"{SP1}\"]")));
+}
+
+#[test]
+fn an_emptied_group_trips_the_safety_limit() {
+    let (moto, graph, ws) = setup("");
+    let env = graph.env(CLIENT_SECRET);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    for m in [SP1, SP2, "c0ffee00-2222-4222-8222-000000000001", CI_RUNNERS] {
+        graph.remove_member(PAYMENTS, m);
+    }
+    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
+    assert!(
+        stdout(&out).contains("removes 3 of 4 trusted principals"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+}
+
+#[test]
+fn a_wrong_secret_is_a_clear_error_and_no_secret_or_token_is_ever_printed() {
+    let (moto, graph, ws) = setup("");
+    let wrong = "wrong-secret-value-4711";
+    let mut env = graph.env(wrong);
+    env.push(("TRUSTSYNC_LOG".into(), "debug".into()));
+    let out = run_env(&moto, &ws, &env, &["plan"], 1);
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        all.contains("Entra authentication failed for client 3f0e8a52-7c1d-4b8e-9f6a-1c2d3e4f5a6b"),
+        "{all}"
+    );
+    assert!(
+        all.contains("invalid_client: AADSTS7000215: Invalid client secret provided"),
+        "{all}"
+    );
+    assert!(!all.contains(wrong), "the secret leaked: {all}");
+
+    // A successful run at debug level prints neither the secret nor the access token.
+    let mut env = graph.env(CLIENT_SECRET);
+    env.push(("TRUSTSYNC_LOG".into(), "debug".into()));
+    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let all = format!(
+        "{}{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr),
+        ws.read("audit.jsonl")
+    );
+    assert!(!all.contains(CLIENT_SECRET), "the secret leaked");
+    assert!(
+        !all.contains("eyJ0eXAiOiJKV1QiLCJsb2NhbCI6dHJ1ZX0"),
+        "an access token leaked"
+    );
+}
+
+#[test]
+fn certificate_and_federated_credentials_get_tokens() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    let public_key = std::fs::read_to_string(repo().join("tests/fixtures/public-key.pem")).unwrap();
+    ws.edit_tenant(|t| {
+        t["clients"].as_array_mut().unwrap().extend([
+            json!({"clientId": "c3c3c3c3-0000-4000-8000-000000000001", "publicKeyPem": public_key}),
+            json!({"clientId": "f3f3f3f3-0000-4000-8000-000000000001",
+                   "federated": {"issuer": "https://oidc.example.test/cluster", "subject": "system:serviceaccount:trustsync:trustsync"}}),
+        ]);
+    });
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let base = |client: &str| -> Vec<(String, String)> {
+        vec![
+            ("AZURE_TENANT_ID".into(), TENANT_ID.into()),
+            ("AZURE_CLIENT_ID".into(), client.into()),
+            ("AZURE_AUTHORITY_HOST".into(), graph.base.clone()),
+            (
+                "TRUSTSYNC_GRAPH_ENDPOINT".into(),
+                format!("{}/v1.0", graph.base),
+            ),
+        ]
+    };
+    let mut cert = base("c3c3c3c3-0000-4000-8000-000000000001");
+    cert.push((
+        "AZURE_CLIENT_CERTIFICATE_PATH".into(),
+        repo()
+            .join("tests/fixtures/client-cert.pem")
+            .display()
+            .to_string(),
+    ));
+    run_env(&moto, &ws, &cert, &["plan", "--detailed-exitcode"], 2);
+
+    // A Kubernetes-style projected token: unsigned here, checked for issuer and subject.
+    let jwt = |sub: &str| {
+        use base64::Engine;
+        let enc = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        format!(
+            "{}.{}.c2ln",
+            enc(json!({"alg": "RS256", "typ": "JWT"})),
+            enc(
+                json!({"iss": "https://oidc.example.test/cluster", "sub": sub, "aud": "api://AzureADTokenExchange", "exp": exp})
+            )
+        )
+    };
+    ws.write(
+        "sa-token",
+        &jwt("system:serviceaccount:trustsync:trustsync"),
+    );
+    let mut fed = base("f3f3f3f3-0000-4000-8000-000000000001");
+    fed.push((
+        "AZURE_FEDERATED_TOKEN_FILE".into(),
+        ws.path().join("sa-token").display().to_string(),
+    ));
+    run_env(&moto, &ws, &fed, &["plan", "--detailed-exitcode"], 2);
+    ws.write("sa-token", &jwt("system:serviceaccount:other:intruder"));
+    let out = run_env(&moto, &ws, &fed, &["plan"], 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AADSTS700213"),
+        "{}",
+        show(&out)
+    );
+}
