@@ -81,33 +81,39 @@ pub struct Report {
     pub skipped: usize,
     /// Per change, in plan order: action name, resource, outcome.
     pub outcomes: Vec<(String, String, Outcome)>,
+    /// True when a stop request ended the pass before every change was tried.
+    pub interrupted: bool,
 }
 
 impl Report {
     /// True when every change was applied.
     pub fn success(&self) -> bool {
-        self.failed == 0 && self.skipped == 0
+        self.failed == 0 && self.skipped == 0 && !self.interrupted
     }
 }
 
 /// Applies a plan, writing one audit line per change and one for the pass.
+///
+/// `stop` is asked before each change; once it says yes, the change under way has
+/// finished and the rest are recorded as skipped, so nothing is half-applied untracked.
 pub async fn apply(
     plan: &Plan,
     aws: &AwsClients,
     audit: &mut AuditLog,
     actor: &Actor,
     policy_revision: Option<&str>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<Report, Error> {
-    if let Some(stop) = &plan.safety {
+    if let Some(safety) = &plan.safety {
         audit.append(json!({
             "type": "pass",
             "actor": actor,
             "policyRevision": policy_revision,
             "outcome": "safety-stop",
-            "reasons": stop.reasons,
+            "reasons": safety.reasons,
             "summary": plan.summary,
         }))?;
-        return Err(Error::SafetyStop(stop.reasons.clone()));
+        return Err(Error::SafetyStop(safety.reasons.clone()));
     }
     let mut report = Report::default();
     let mut failed_resources: BTreeSet<String> = BTreeSet::new();
@@ -116,7 +122,15 @@ pub async fn apply(
     let mut revision_used: BTreeSet<String> = BTreeSet::new();
     for change in &plan.changes {
         let name = change.action.name();
-        let outcome = if failed_resources.contains(&change.resource) {
+        if !report.interrupted && stop() {
+            report.interrupted = true;
+            tracing::warn!("stop requested; the remaining changes are left for the next pass");
+        }
+        let outcome = if report.interrupted {
+            Outcome::Skipped {
+                reason: "shutting down; left for the next pass".into(),
+            }
+        } else if failed_resources.contains(&change.resource) {
             Outcome::Skipped {
                 reason: "an earlier change to this resource failed".into(),
             }
@@ -167,7 +181,7 @@ pub async fn apply(
         "type": "pass",
         "actor": actor,
         "policyRevision": policy_revision,
-        "outcome": if report.success() { "applied" } else { "partial" },
+        "outcome": if report.interrupted { "interrupted" } else if report.success() { "applied" } else { "partial" },
         "applied": report.applied,
         "failed": report.failed,
         "skipped": report.skipped,

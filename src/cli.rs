@@ -15,13 +15,12 @@ use crate::apply::{self, Actor};
 use crate::audit::{self, AuditLog};
 use crate::aws::AwsClients;
 use crate::config::Config;
-use crate::desired::{self, Target};
-use crate::directory::TenantFile;
+use crate::controller::{self, DirectorySource, RunSettings};
+use crate::desired;
 use crate::entra;
-use crate::plan::{self, Plan, Settings};
+use crate::plan::Plan;
 use crate::policy::{self, PolicySet};
 use crate::render::{self, Format};
-use std::sync::atomic::Ordering;
 
 /// Keeps AWS IAM roles and Lambda permissions in step with Entra ID groups.
 #[derive(Debug, Parser)]
@@ -64,9 +63,25 @@ pub enum Command {
     Plan(PlanArgs),
     /// Change AWS to match the policies, recording each change in the audit log.
     Apply(ApplyArgs),
+    /// Reconcile for ever: on a timer, on directory changes and on policy changes; serve
+    /// /healthz, /readyz, /metrics and /status.
+    Run(RunArgs),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+/// `run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Address for /healthz, /readyz, /metrics and /status (overrides run.listen).
+    #[arg(long, env = "TRUSTSYNC_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Seconds between full passes (overrides run.intervalSeconds).
+    #[arg(long, env = "TRUSTSYNC_INTERVAL_SECONDS")]
+    interval_seconds: Option<u64>,
 }
 
 /// Audit log tools.
@@ -236,6 +251,7 @@ impl Cli {
                         &mut log,
                         &ctx.actor,
                         ctx.policies.revision.as_deref(),
+                        &|| false,
                     )
                     .await
                     .expect_err("a safety stop is refused");
@@ -257,6 +273,7 @@ impl Cli {
                     &mut log,
                     &ctx.actor,
                     ctx.policies.revision.as_deref(),
+                    &|| false,
                 )
                 .await?;
                 println!(
@@ -277,6 +294,26 @@ impl Cli {
                 } else {
                     1
                 })
+            }
+            Command::Run(RunArgs {
+                pass,
+                listen,
+                interval_seconds,
+            }) => {
+                let mut config = load_config()?;
+                let (dir, source) = pass.resolve(&mut config, true)?;
+                let run = &config.run;
+                let settings = RunSettings {
+                    interval: std::time::Duration::from_secs(
+                        interval_seconds.unwrap_or(run.interval_seconds).max(1),
+                    ),
+                    directory_poll: std::time::Duration::from_secs(
+                        run.directory_poll_seconds.max(1),
+                    ),
+                    policy_poll: std::time::Duration::from_secs(run.policy_poll_seconds.max(1)),
+                    listen: listen.unwrap_or(run.listen),
+                };
+                controller::run(config, dir, source, settings).await
             }
             Command::Audit(AuditCommand::Verify { file }) => match audit::verify(&file) {
                 Ok(n) => {
@@ -317,22 +354,46 @@ struct Pass {
     plan: Plan,
 }
 
-impl Pass {
-    /// Reads policies, directory and AWS and plans. `None` when the policies are invalid
-    /// (already reported; no AWS call was made).
-    async fn prepare(args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
+impl PassArgs {
+    /// Applies the flag overrides to the config; returns the policy directory and the
+    /// directory source.
+    fn resolve(
+        self,
+        config: &mut Config,
+        delta: bool,
+    ) -> anyhow::Result<(PathBuf, DirectorySource)> {
         let PassArgs {
             policies: PolicyArgs { policies: dir },
             tenant_file,
             graph_endpoint,
             prune,
-        } = args;
+        } = self;
         if let Some(p) = prune {
             config.prune = p;
         }
         if let Some(e) = graph_endpoint {
             config.directory.graph.endpoint = e;
         }
+        let source = match tenant_file.or_else(|| config.directory.tenant_file.clone()) {
+            Some(path) => DirectorySource::File(path),
+            None => {
+                let reader = entra::reader_from_env(&config.directory.graph)?;
+                if delta {
+                    DirectorySource::Delta(Box::new(entra::DeltaCache::new(reader)))
+                } else {
+                    DirectorySource::Graph(reader)
+                }
+            }
+        };
+        Ok((dir, source))
+    }
+}
+
+impl Pass {
+    /// Reads policies, directory and AWS and plans. `None` when the policies are invalid
+    /// (already reported; no AWS or directory request was made).
+    async fn prepare(args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
+        let (dir, mut source) = args.resolve(&mut config, false)?;
         let policies = match policy::load_dir(&dir, &config.limits) {
             Ok(p) => p,
             Err(e) => {
@@ -340,45 +401,18 @@ impl Pass {
                 return Ok(None);
             }
         };
-        let requests = desired::group_requests(&policies);
-        let snapshot = match tenant_file.or_else(|| config.directory.tenant_file.clone()) {
-            Some(path) => TenantFile::load(&path)?.snapshot(&requests),
-            None => {
-                let reader = entra::reader_from_env(&config.directory.graph)?;
-                let snapshot = reader.snapshot(&requests).await.context(
-                    "reading group memberships from Microsoft Graph (nothing was changed)",
-                )?;
-                let s = &reader.stats;
-                tracing::info!(
-                    requests = s.requests.load(Ordering::Relaxed),
-                    retries = s.retries.load(Ordering::Relaxed),
-                    throttled = s.throttled.load(Ordering::Relaxed),
-                    "Microsoft Graph requests"
-                );
-                snapshot
-            }
-        };
-
+        let snapshot = source.snapshot(&desired::group_requests(&policies)).await?;
+        let (requests, retries, throttled) = source.graph_stats();
+        if requests > 0 {
+            tracing::info!(requests, retries, throttled, "Microsoft Graph requests");
+        }
         let aws = AwsClients::connect(&config.aws).await?;
         let caller = aws
             .caller_identity()
             .await
             .context("reading the AWS caller identity")?;
-        let target = Target {
-            account_id: caller.account.clone(),
-            region: aws.region.clone(),
-        };
-        let desired = desired::build(&policies, &snapshot, &config, &target);
-        let functions: Vec<_> = desired
-            .functions
-            .iter()
-            .map(|f| (f.name.clone(), f.qualifier.clone()))
-            .collect();
-        let observed = aws
-            .observe(&caller.account, &config.role_path, &functions)
-            .await
-            .context("reading AWS state (nothing was changed)")?;
-        let plan = plan::plan(&desired, &observed, &Settings::from_config(&config));
+        let (plan, _) =
+            controller::plan_with(&policies, &snapshot, &aws, &caller.account, &config).await?;
         Ok(Some(Pass {
             policies,
             aws,

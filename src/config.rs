@@ -60,6 +60,34 @@ pub struct Config {
     pub directory: DirectoryConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// `trustsync run`.
+    pub run: RunConfig,
+}
+
+/// `trustsync run` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Seconds between full passes (`TRUSTSYNC_INTERVAL_SECONDS`).
+    pub interval_seconds: u64,
+    /// Seconds between Graph delta polls (or tenant file checks).
+    pub directory_poll_seconds: u64,
+    /// Seconds between checks of the policy files.
+    pub policy_poll_seconds: u64,
+    /// Address for /healthz, /readyz, /metrics and /status (`TRUSTSYNC_LISTEN`).
+    #[schemars(with = "String")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            interval_seconds: 300,
+            directory_poll_seconds: 15,
+            policy_poll_seconds: 10,
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
 }
 
 /// AWS settings.
@@ -193,6 +221,7 @@ impl Default for Config {
             limits: Limits::default(),
             directory: DirectoryConfig::default(),
             audit: AuditConfig::default(),
+            run: RunConfig::default(),
         }
     }
 }

@@ -1,0 +1,933 @@
+//! `trustsync run`: the long-running, level-triggered controller.
+//!
+//! Every pass re-reads the policies, the directory and AWS and recomputes the plan; events
+//! only say *when* to run one: a timer (`run.intervalSeconds`), a Graph delta poll that
+//! sees a change to a group a mapping uses (directly or through a nested group), and a
+//! change of the policy files. Triggers go through a bounded channel and are drained
+//! before each pass, so bursts coalesce and passes never overlap.
+//!
+//! Failures turn into delays in one place: a pass that cannot read the world is retried
+//! after an exponential back-off with jitter (reset by the next success); a mapping whose
+//! change failed is retried on its own back-off while the other mappings go on. A policy
+//! set that fails validation is reported in `/status` and the last good one keeps running.
+//! SIGTERM or SIGINT stops before the next change, records the pass as interrupted,
+//! and exits 0; a crash mid-pass is repaired by the next pass, since every write is
+//! idempotent and every pass re-reads the world.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use backoff::backoff::Backoff;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::apply::{self, Actor, Outcome};
+use crate::audit::{now_rfc3339, AuditLog};
+use crate::aws::{AwsClients, CallStats};
+use crate::config::Config;
+use crate::desired::{self, Target};
+use crate::directory::{DirectorySnapshot, GroupRequest, TenantFile};
+use crate::entra::{self, DeltaCache};
+use crate::metrics::{ActionLabel, ApiLabel, Metrics, OutcomeLabel, ServiceLabel, StateLabel};
+use crate::observed::trusted_subjects;
+use crate::plan::{self, Plan, Settings};
+use crate::policy::{self, PolicySet};
+
+/// Why a pass was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Trigger {
+    /// The first pass after start.
+    Startup,
+    /// The timer.
+    Timer,
+    /// A directory change to a group a mapping uses.
+    Directory,
+    /// The policy files changed.
+    Policy,
+    /// A retry after a failed pass.
+    Retry,
+}
+
+/// A mapping's state in `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MappingState {
+    /// AWS matches the mapping.
+    Ready,
+    /// Changes are pending (e.g. waiting for a retry).
+    Drifted,
+    /// The last change for it failed.
+    Error,
+    /// Needs a person: a conflict, a safety stop, an unresolvable group.
+    Blocked,
+}
+
+/// One mapping in `/status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingStatus {
+    /// Document kind.
+    pub kind: String,
+    /// State after the last pass.
+    pub state: MappingState,
+    /// Why, in words.
+    pub reason: String,
+    /// When the last pass that looked at it ended.
+    pub last_pass: String,
+}
+
+/// The last pass in `/status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassStatus {
+    /// When it ended.
+    pub time: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// `success`, `failed`, `safety_stop`, `interrupted`.
+    pub outcome: String,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Changes applied.
+    pub applied: usize,
+    /// Changes that failed.
+    pub failed: usize,
+    /// The error, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The policy set in `/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// The directory.
+    pub directory: PathBuf,
+    /// Git commit of the running set.
+    pub revision: Option<String>,
+    /// Documents in the running set.
+    pub documents: usize,
+    /// Why the newest files were refused (the last good set keeps running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `/status` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDoc {
+    /// When the controller started.
+    pub started_at: String,
+    /// The last pass.
+    pub last_pass: Option<PassStatus>,
+    /// When the last successful pass ended.
+    pub last_success_at: Option<String>,
+    /// The running policy set.
+    pub policy: PolicyStatus,
+    /// Each mapping.
+    pub mappings: BTreeMap<String, MappingStatus>,
+    #[serde(skip)]
+    last_success: Option<Instant>,
+}
+
+/// `run` settings.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Full pass every this long.
+    pub interval: Duration,
+    /// Graph delta (or tenant file) poll period.
+    pub directory_poll: Duration,
+    /// Policy directory poll period.
+    pub policy_poll: Duration,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+}
+
+/// Where memberships come from in a pass.
+pub enum DirectorySource {
+    /// A tenant file, re-read every pass.
+    File(PathBuf),
+    /// Microsoft Graph, full reads (one-shot commands).
+    Graph(entra::GraphReader),
+    /// Microsoft Graph through the delta cache (the controller).
+    Delta(Box<DeltaCache>),
+}
+
+impl DirectorySource {
+    /// The memberships for these requests, read now. A failed read is an error.
+    pub async fn snapshot(
+        &mut self,
+        requests: &[GroupRequest],
+    ) -> anyhow::Result<DirectorySnapshot> {
+        Ok(match self {
+            DirectorySource::File(path) => TenantFile::load(path)?.snapshot(requests),
+            DirectorySource::Graph(reader) => reader
+                .snapshot(requests)
+                .await
+                .context("reading group memberships from Microsoft Graph (nothing was changed)")?,
+            DirectorySource::Delta(cache) => {
+                cache.sync().await.context(
+                    "reading group memberships from Microsoft Graph (nothing was changed)",
+                )?;
+                cache.snapshot(requests)
+            }
+        })
+    }
+
+    /// Graph requests, retries and throttles so far.
+    pub fn graph_stats(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = match self {
+            DirectorySource::Graph(r) => &r.stats,
+            DirectorySource::Delta(c) => c.stats(),
+            DirectorySource::File(_) => return (0, 0, 0),
+        };
+        (
+            s.requests.load(Relaxed),
+            s.retries.load(Relaxed),
+            s.throttled.load(Relaxed),
+        )
+    }
+}
+
+/// Everything one plan needs once the policies and the directory are read.
+pub async fn plan_with(
+    policies: &PolicySet,
+    snapshot: &DirectorySnapshot,
+    aws: &AwsClients,
+    account: &str,
+    config: &Config,
+) -> anyhow::Result<(Plan, crate::observed::Observed)> {
+    let target = Target {
+        account_id: account.to_string(),
+        region: aws.region.clone(),
+    };
+    let desired = desired::build(policies, snapshot, config, &target);
+    let functions: Vec<_> = desired
+        .functions
+        .iter()
+        .map(|f| (f.name.clone(), f.qualifier.clone()))
+        .collect();
+    let observed = aws
+        .observe(account, &config.role_path, &functions)
+        .await
+        .context("reading AWS state (nothing was changed)")?;
+    Ok((
+        plan::plan(&desired, &observed, &Settings::from_config(config)),
+        observed,
+    ))
+}
+
+/// A fingerprint of every policy file's name and content.
+fn policy_fingerprint(dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct MappingBackoff {
+    policy: backoff::ExponentialBackoff,
+    next: Instant,
+    reason: String,
+}
+
+struct Shared {
+    status: Mutex<StatusDoc>,
+    metrics: Metrics,
+    registry: prometheus_client::registry::Registry,
+    ready_max_age: Duration,
+}
+
+/// Runs the controller until SIGTERM or SIGINT. Returns the exit code.
+pub async fn run(
+    config: Config,
+    policy_dir: PathBuf,
+    directory: DirectorySource,
+    settings: RunSettings,
+) -> anyhow::Result<u8> {
+    let policies =
+        policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let aws = AwsClients::connect(&config.aws).await?;
+    let caller = aws
+        .caller_identity()
+        .await
+        .context("reading the AWS caller identity")?;
+    let mut audit = AuditLog::open(&config.audit.path)?;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let shared = Arc::new(Shared {
+        status: Mutex::new(StatusDoc {
+            started_at: now_rfc3339(),
+            policy: PolicyStatus {
+                directory: policy_dir.clone(),
+                revision: policies.revision.clone(),
+                documents: policies.len(),
+                error: None,
+            },
+            ..StatusDoc::default()
+        }),
+        metrics: metrics.clone(),
+        registry,
+        ready_max_age: settings.interval * 2 + Duration::from_secs(60),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    println!(
+        "trustsync run: serving /healthz /readyz /metrics /status on http://{}",
+        listener.local_addr()?
+    );
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/status", get(status))
+        .with_state(shared.clone());
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    tokio::spawn(signals(stop_tx));
+
+    let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(16);
+    let directory = Arc::new(tokio::sync::Mutex::new(directory));
+    let policies = Arc::new(Mutex::new(Arc::new(policies)));
+    tokio::spawn(watch_directory(
+        directory.clone(),
+        policies.clone(),
+        settings.directory_poll,
+        trigger_tx.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(watch_policies(
+        policy_dir.clone(),
+        config.limits.clone(),
+        policies.clone(),
+        shared.clone(),
+        settings.policy_poll,
+        trigger_tx.clone(),
+        stop_rx.clone(),
+    ));
+
+    let mut ctl = Controller {
+        config,
+        aws,
+        caller,
+        shared: shared.clone(),
+        backoffs: HashMap::new(),
+        last_aws: CallStats::default(),
+        last_graph: (0, 0, 0),
+    };
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + settings.interval,
+        settings.interval,
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pass_backoff = pass_backoff();
+    let mut trigger = Trigger::Startup;
+    let mut stop = stop_rx.clone();
+    loop {
+        let set = policies.lock().expect("policies").clone();
+        let ok = ctl
+            .pass(trigger, &set, &directory, &mut audit, &stop_rx)
+            .await;
+        if *stop_rx.borrow() {
+            break;
+        }
+        let retry_at = if ok {
+            pass_backoff.reset();
+            None
+        } else {
+            let delay = pass_backoff.next_backoff().unwrap_or(settings.interval);
+            tracing::warn!(
+                retry_in_ms = delay.as_millis() as u64,
+                "pass failed; retrying after back-off"
+            );
+            Some(tokio::time::Instant::now() + delay)
+        };
+        trigger = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = ticker.tick() => Trigger::Timer,
+            Some(t) = trigger_rx.recv() => t,
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => Trigger::Retry,
+        };
+        // Coalesce: whatever else arrived meanwhile is served by this one pass.
+        while trigger_rx.try_recv().is_ok() {}
+    }
+    tracing::info!("shutting down");
+    let _ = server.await;
+    Ok(0)
+}
+
+fn pass_backoff() -> backoff::ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(Duration::from_secs(2))
+        .with_max_interval(Duration::from_secs(300))
+        .with_randomization_factor(0.3)
+        .with_max_elapsed_time(None)
+        .build()
+}
+
+async fn signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    let _ = stop.send(true);
+}
+
+/// The group ids that the policies' group requests depend on, nested groups included.
+fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<String> {
+    let snap = cache.snapshot(requests);
+    let mut out = BTreeSet::new();
+    for (req, result) in &snap.groups {
+        if let Ok(g) = result {
+            out.insert(g.id.clone());
+            if req.transitive {
+                out.extend(cache.nested_groups(&g.id));
+            }
+        }
+    }
+    out
+}
+
+async fn watch_directory(
+    directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+    policies: Arc<Mutex<Arc<PolicySet>>>,
+    period: Duration,
+    triggers: mpsc::Sender<Trigger>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_file: Option<Vec<u8>> = None;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let requests = desired::group_requests(&policies.lock().expect("policies"));
+        let mut dir = directory.lock().await;
+        let changed = match &mut *dir {
+            DirectorySource::Delta(cache) => {
+                let before = relevant_groups(cache, &requests);
+                match cache.sync().await {
+                    Ok(r) => {
+                        let after = relevant_groups(cache, &requests);
+                        r.full
+                            || r.changed_groups
+                                .iter()
+                                .any(|g| before.contains(g) || after.contains(g))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Graph delta poll failed; the next pass reads again");
+                        false
+                    }
+                }
+            }
+            DirectorySource::File(path) => {
+                let now = std::fs::read(path).ok();
+                let changed = last_file.is_some() && now != last_file;
+                last_file = now;
+                changed
+            }
+            DirectorySource::Graph(_) => false,
+        };
+        drop(dir);
+        if changed {
+            tracing::info!("directory change to a mapped group; starting a pass");
+            // A full channel means a pass is already pending: this change rides along.
+            let _ = triggers.try_send(Trigger::Directory);
+        }
+    }
+}
+
+async fn watch_policies(
+    dir: PathBuf,
+    limits: policy::Limits,
+    policies: Arc<Mutex<Arc<PolicySet>>>,
+    shared: Arc<Shared>,
+    period: Duration,
+    triggers: mpsc::Sender<Trigger>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = policy_fingerprint(&dir);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let now = policy_fingerprint(&dir);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match policy::load_dir(&dir, &limits) {
+            Ok(set) => {
+                tracing::info!(documents = set.len(), "policy files changed; reloaded");
+                {
+                    let mut st = shared.status.lock().expect("status");
+                    st.policy = PolicyStatus {
+                        directory: dir.clone(),
+                        revision: set.revision.clone(),
+                        documents: set.len(),
+                        error: None,
+                    };
+                }
+                *policies.lock().expect("policies") = Arc::new(set);
+                let _ = triggers.try_send(Trigger::Policy);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy files are invalid; keeping the last good set");
+                shared.metrics.policy_errors.inc();
+                shared.status.lock().expect("status").policy.error =
+                    Some(format!("{e} (the last good policy set keeps running)"));
+            }
+        }
+    }
+}
+
+struct Controller {
+    config: Config,
+    aws: AwsClients,
+    caller: crate::aws::CallerIdentity,
+    shared: Arc<Shared>,
+    backoffs: HashMap<String, MappingBackoff>,
+    last_aws: CallStats,
+    last_graph: (u64, u64, u64),
+}
+
+const ORPHANS: &str = "(orphans)";
+
+impl Controller {
+    /// One pass. Returns whether it succeeded (a failed read or change is a failure).
+    async fn pass(
+        &mut self,
+        trigger: Trigger,
+        policies: &PolicySet,
+        directory: &tokio::sync::Mutex<DirectorySource>,
+        audit: &mut AuditLog,
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
+        let started = Instant::now();
+        let span = tracing::info_span!("pass", pass.trigger = ?trigger);
+        let _enter = span.enter();
+        let result = self.pass_inner(policies, directory, audit, stop).await;
+        let shared = self.shared.clone();
+        let m = &shared.metrics;
+        m.pass_duration.observe(started.elapsed().as_secs_f64());
+        self.record_api_stats(directory).await;
+        let (outcome, applied, failed, error) = match &result {
+            Ok((outcome, report)) => (outcome.to_string(), report.applied, report.failed, None),
+            Err(e) => ("failed".to_string(), 0, 0, Some(format!("{e:#}"))),
+        };
+        m.passes
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.clone(),
+            })
+            .inc();
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "pass failed");
+            let _ = audit.append(serde_json::json!({"type": "pass", "actor": Actor::new(&self.caller.arn), "trigger": trigger, "outcome": "failed", "error": e}));
+        }
+        let mut st = self.shared.status.lock().expect("status");
+        let success = outcome == "success";
+        if success {
+            st.last_success = Some(Instant::now());
+            st.last_success_at = Some(now_rfc3339());
+        }
+        st.last_pass = Some(PassStatus {
+            time: now_rfc3339(),
+            trigger,
+            outcome: outcome.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            applied,
+            failed,
+            error,
+        });
+        tracing::info!(outcome = %outcome, applied, failed, duration_ms = started.elapsed().as_millis() as u64, "pass finished");
+        success
+    }
+
+    async fn record_api_stats(&mut self, directory: &tokio::sync::Mutex<DirectorySource>) {
+        let m = &self.shared.metrics;
+        let now = self.aws.stats();
+        for (op, n) in &now.requests {
+            let before = self.last_aws.requests.get(op).copied().unwrap_or(0);
+            let service = match *op {
+                "GetCallerIdentity" => "sts",
+                "GetFunctionConfiguration"
+                | "GetPolicy"
+                | "GetAlias"
+                | "AddPermission"
+                | "RemovePermission"
+                | "UpdateFunctionConfiguration" => "lambda",
+                _ => "iam",
+            };
+            m.api_requests
+                .get_or_create(&ApiLabel {
+                    service: service.into(),
+                    operation: op.to_string(),
+                })
+                .inc_by(n - before);
+        }
+        let aws = ServiceLabel {
+            service: "aws".into(),
+        };
+        m.api_retries
+            .get_or_create(&aws)
+            .inc_by(now.retries - self.last_aws.retries);
+        m.throttled
+            .get_or_create(&aws)
+            .inc_by(now.throttled - self.last_aws.throttled);
+        self.last_aws = now;
+        let g = directory.lock().await.graph_stats();
+        let graph = ServiceLabel {
+            service: "graph".into(),
+        };
+        m.api_requests
+            .get_or_create(&ApiLabel {
+                service: "graph".into(),
+                operation: "GET".into(),
+            })
+            .inc_by(g.0 - self.last_graph.0);
+        m.api_retries
+            .get_or_create(&graph)
+            .inc_by(g.1 - self.last_graph.1);
+        m.throttled
+            .get_or_create(&graph)
+            .inc_by(g.2 - self.last_graph.2);
+        self.last_graph = g;
+    }
+
+    async fn pass_inner(
+        &mut self,
+        policies: &PolicySet,
+        directory: &tokio::sync::Mutex<DirectorySource>,
+        audit: &mut AuditLog,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<(&'static str, apply::Report)> {
+        let requests = desired::group_requests(policies);
+        let snapshot = directory.lock().await.snapshot(&requests).await?;
+        let (mut plan, observed) = plan_with(
+            policies,
+            &snapshot,
+            &self.aws,
+            &self.caller.account,
+            &self.config,
+        )
+        .await?;
+        let shared = self.shared.clone();
+        let m = &shared.metrics;
+        for c in &plan.changes {
+            m.drift_detected
+                .get_or_create(&ActionLabel {
+                    action: c.action.name(),
+                })
+                .inc();
+        }
+        // Mappings waiting out a back-off keep their changes pending.
+        let now = Instant::now();
+        let deferred: BTreeMap<String, String> = self
+            .backoffs
+            .iter()
+            .filter(|(_, b)| b.next > now)
+            .map(|(k, b)| {
+                (
+                    k.clone(),
+                    format!(
+                        "retrying in {}s after: {}",
+                        (b.next - now).as_secs(),
+                        b.reason
+                    ),
+                )
+            })
+            .collect();
+        let mut pending = plan.clone();
+        pending
+            .changes
+            .retain(|c| !deferred.contains_key(c.mapping.as_deref().unwrap_or(ORPHANS)));
+        let actor = Actor::new(&self.caller.arn);
+        let stop_now = || *stop.borrow();
+        let (outcome, report) = match apply::apply(
+            &pending,
+            &self.aws,
+            audit,
+            &actor,
+            policies.revision.as_deref(),
+            &stop_now,
+        )
+        .await
+        {
+            Ok(report) if report.interrupted => ("interrupted", report),
+            Ok(report) if report.failed > 0 => ("failed", report),
+            Ok(report) => ("success", report),
+            Err(apply::Error::SafetyStop(_)) => ("safety_stop", apply::Report::default()),
+            Err(e) => return Err(e.into()),
+        };
+        for (name, _, outcome) in &report.outcomes {
+            match outcome {
+                Outcome::Ok(_) => m
+                    .changes_applied
+                    .get_or_create(&ActionLabel {
+                        action: name.clone(),
+                    })
+                    .inc(),
+                Outcome::Failed(_) => m
+                    .changes_failed
+                    .get_or_create(&ActionLabel {
+                        action: name.clone(),
+                    })
+                    .inc(),
+                Outcome::Skipped { .. } => 0,
+            };
+        }
+        plan.changes.retain(|c| {
+            !deferred.contains_key(c.mapping.as_deref().unwrap_or(ORPHANS))
+                || outcome == "safety_stop"
+        });
+        self.update_status(policies, &plan, &pending, &report, &deferred, outcome);
+        let owned: Vec<_> = observed
+            .roles
+            .values()
+            .filter(|r| {
+                r.tags.get(&self.config.owner_tag.key) == Some(&self.config.owner_tag.value)
+            })
+            .collect();
+        m.managed_roles.set(owned.len() as i64);
+        let principals = owned
+            .iter()
+            .map(|r| trusted_subjects(&r.trust).len())
+            .sum::<usize>() as i64;
+        m.trusted_principals.set(
+            principals + plan.summary.principals_added as i64
+                - plan.summary.principals_removed as i64,
+        );
+        Ok((outcome, report))
+    }
+
+    fn update_status(
+        &mut self,
+        policies: &PolicySet,
+        plan: &Plan,
+        pending: &Plan,
+        report: &apply::Report,
+        deferred: &BTreeMap<String, String>,
+        outcome: &str,
+    ) {
+        let time = now_rfc3339();
+        let mut mappings: BTreeMap<String, MappingStatus> = BTreeMap::new();
+        let kinds = policies
+            .providers
+            .iter()
+            .map(|p| (&p.name, "IdentityProvider"))
+            .chain(
+                policies
+                    .role_mappings
+                    .iter()
+                    .map(|m| (&m.name, "RoleMapping")),
+            )
+            .chain(
+                policies
+                    .functions
+                    .iter()
+                    .map(|f| (&f.name, "FunctionAccess")),
+            );
+        for (name, kind) in kinds {
+            mappings.insert(
+                name.clone(),
+                MappingStatus {
+                    kind: kind.into(),
+                    state: MappingState::Ready,
+                    reason: "in sync".into(),
+                    last_pass: time.clone(),
+                },
+            );
+        }
+        let mut set = |name: &str, state: MappingState, reason: String| {
+            if let Some(s) = mappings.get_mut(name) {
+                // A worse state wins.
+                let rank = |s: MappingState| match s {
+                    MappingState::Ready => 0,
+                    MappingState::Drifted => 1,
+                    MappingState::Error => 2,
+                    MappingState::Blocked => 3,
+                };
+                if rank(state) >= rank(s.state) {
+                    s.state = state;
+                    s.reason = reason;
+                }
+            }
+        };
+        for p in &plan.problems {
+            if let Some(m) = &p.mapping {
+                let state = if p.kind == "conflict"
+                    || p.kind == "cannot-move-role"
+                    || p.kind == "mapping-error"
+                {
+                    MappingState::Blocked
+                } else {
+                    MappingState::Error
+                };
+                set(m, state, format!("{}: {}", p.kind, p.message));
+            }
+        }
+        if let Some(stop) = &plan.safety {
+            for c in &plan.changes {
+                if let Some(m) = &c.mapping {
+                    set(
+                        m,
+                        MappingState::Blocked,
+                        format!("safety stop: {}", stop.reasons.join("; ")),
+                    );
+                }
+            }
+        }
+        for (m, why) in deferred {
+            if plan.changes.iter().any(|c| c.mapping.as_deref() == Some(m)) {
+                set(m, MappingState::Drifted, why.clone());
+            }
+        }
+        let mut failed_now: BTreeMap<String, String> = BTreeMap::new();
+        for (change, (_, _, result)) in pending.changes.iter().zip(&report.outcomes) {
+            let key = change.mapping.clone().unwrap_or_else(|| ORPHANS.into());
+            match result {
+                Outcome::Failed(f) => {
+                    failed_now.insert(key.clone(), f.to_string());
+                    set(
+                        &key,
+                        MappingState::Error,
+                        format!("{} failed: {f}", change.action.name()),
+                    );
+                }
+                Outcome::Skipped { reason } if outcome == "interrupted" => {
+                    set(&key, MappingState::Drifted, reason.clone());
+                }
+                _ => {}
+            }
+        }
+        // Back-off per mapping: grows with each failure, cleared by a clean pass for it.
+        for (key, reason) in &failed_now {
+            let b = self
+                .backoffs
+                .entry(key.clone())
+                .or_insert_with(|| MappingBackoff {
+                    policy: pass_backoff(),
+                    next: Instant::now(),
+                    reason: String::new(),
+                });
+            b.next = Instant::now() + b.policy.next_backoff().unwrap_or(Duration::from_secs(300));
+            b.reason = reason.clone();
+        }
+        let attempted: BTreeSet<String> = pending
+            .changes
+            .iter()
+            .map(|c| c.mapping.clone().unwrap_or_else(|| ORPHANS.into()))
+            .collect();
+        self.backoffs
+            .retain(|k, _| failed_now.contains_key(k) || !attempted.contains(k));
+        let m = &self.shared.metrics;
+        for state in ["Ready", "Drifted", "Error", "Blocked"] {
+            let n = mappings
+                .values()
+                .filter(|s| format!("{:?}", s.state) == state)
+                .count();
+            m.mappings
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
+        self.shared.status.lock().expect("status").mappings = mappings;
+    }
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let st = shared.status.lock().expect("status");
+    match st.last_success {
+        Some(t) if t.elapsed() <= shared.ready_max_age => (StatusCode::OK, "ready\n".to_string()),
+        Some(t) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("last successful pass {}s ago\n", t.elapsed().as_secs()),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no successful pass yet\n".to_string(),
+        ),
+    }
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let since = shared
+        .status
+        .lock()
+        .expect("status")
+        .last_success
+        .map(|t| t.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .since_success
+        .set(since.unwrap_or(f64::INFINITY));
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            "cannot encode metrics\n".into(),
+        ),
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    Json(shared.status.lock().expect("status").clone())
+}

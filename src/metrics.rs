@@ -1,0 +1,158 @@
+//! Prometheus metrics of the controller, served at `/metrics` in the text format.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// `outcome` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `success`, `failed`, `safety_stop`, `interrupted`.
+    pub outcome: String,
+}
+
+/// `action` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    /// The change's action name.
+    pub action: String,
+}
+
+/// `service` and `operation` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// `iam`, `lambda`, `sts`, `graph`.
+    pub service: String,
+    /// The API operation.
+    pub operation: String,
+}
+
+/// `service` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    /// `aws` or `graph`.
+    pub service: String,
+}
+
+/// `state` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Mapping state.
+    pub state: String,
+}
+
+/// Every metric the controller exports.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Passes by outcome.
+    pub passes: Family<OutcomeLabel, Counter>,
+    /// Pass duration.
+    pub pass_duration: Histogram,
+    /// Changes applied by action.
+    pub changes_applied: Family<ActionLabel, Counter>,
+    /// Changes that failed, by action.
+    pub changes_failed: Family<ActionLabel, Counter>,
+    /// Changes planned (drift found), by action.
+    pub drift_detected: Family<ActionLabel, Counter>,
+    /// API requests by service and operation.
+    pub api_requests: Family<ApiLabel, Counter>,
+    /// Retries after transient errors, by service.
+    pub api_retries: Family<ServiceLabel, Counter>,
+    /// Throttling answers, by service.
+    pub throttled: Family<ServiceLabel, Counter>,
+    /// Seconds since the last successful pass (set at scrape time).
+    pub since_success: Gauge<f64, AtomicU64>,
+    /// Owned roles observed in the last pass.
+    pub managed_roles: Gauge,
+    /// Principals trusted by owned roles after the last pass.
+    pub trusted_principals: Gauge,
+    /// Mappings per state.
+    pub mappings: Family<StateLabel, Gauge>,
+    /// Policy reloads that failed validation.
+    pub policy_errors: Counter,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            passes: Default::default(),
+            pass_duration: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            changes_applied: Default::default(),
+            changes_failed: Default::default(),
+            drift_detected: Default::default(),
+            api_requests: Default::default(),
+            api_retries: Default::default(),
+            throttled: Default::default(),
+            since_success: Default::default(),
+            managed_roles: Default::default(),
+            trusted_principals: Default::default(),
+            mappings: Default::default(),
+            policy_errors: Default::default(),
+        };
+        let r = registry.sub_registry_with_prefix("trustsync");
+        r.register("passes", "Reconcile passes by outcome", m.passes.clone());
+        r.register(
+            "pass_duration_seconds",
+            "Duration of reconcile passes",
+            m.pass_duration.clone(),
+        );
+        r.register(
+            "changes_applied",
+            "AWS changes applied, by action",
+            m.changes_applied.clone(),
+        );
+        r.register(
+            "changes_failed",
+            "AWS changes that failed, by action",
+            m.changes_failed.clone(),
+        );
+        r.register(
+            "drift_detected",
+            "Changes planned because AWS differed from the policies, by action",
+            m.drift_detected.clone(),
+        );
+        r.register(
+            "api_requests",
+            "Requests sent to AWS and Microsoft Graph, retries included",
+            m.api_requests.clone(),
+        );
+        r.register(
+            "api_retries",
+            "Retries after throttling, 5xx or timeouts",
+            m.api_retries.clone(),
+        );
+        r.register(
+            "api_throttled",
+            "Throttling answers received",
+            m.throttled.clone(),
+        );
+        r.register(
+            "seconds_since_last_success",
+            "Seconds since the last successful pass",
+            m.since_success.clone(),
+        );
+        r.register(
+            "managed_roles",
+            "Roles owned by this controller",
+            m.managed_roles.clone(),
+        );
+        r.register(
+            "trusted_principals",
+            "Principals trusted by owned roles",
+            m.trusted_principals.clone(),
+        );
+        r.register("mappings", "Mappings by state", m.mappings.clone());
+        r.register(
+            "policy_reload_errors",
+            "Policy reloads that failed validation",
+            m.policy_errors.clone(),
+        );
+        m
+    }
+}

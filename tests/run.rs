@@ -1,0 +1,374 @@
+//! `trustsync run` end to end: the daemon against moto and the local Graph server.
+
+mod support;
+
+use std::io::BufRead;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SP1: &str = "5e1f0a2b-1111-4111-8111-000000000001";
+const SP2: &str = "5e1f0a2b-1111-4111-8111-000000000002";
+const SP4: &str = "5e1f0a2b-1111-4111-8111-000000000004";
+const PAYMENTS: &str = "a1b2c3d4-0001-4000-8000-000000000001";
+
+struct Daemon {
+    child: Child,
+    base: String,
+}
+
+impl Daemon {
+    fn start(moto: &Moto, graph: &GraphServer, ws: &Workspace) -> Daemon {
+        let mut cmd = command(ws.path(), &moto.endpoint);
+        cmd.args([
+            "--config",
+            "trustsync.yaml",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .envs(graph.env(CLIENT_SECRET))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            base.starts_with("http://"),
+            "daemon did not start: {line}\n{}",
+            ws.read("run.log")
+        );
+        Daemon { child, base }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http("GET", &format!("{}{path}", self.base), None)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status").1).unwrap()
+    }
+
+    fn wait_ready(&self) {
+        wait_for(Duration::from_secs(60), "readiness", || {
+            self.get("/readyz").0 == 200
+        });
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// Checks the Prometheus text exposition format line by line; returns sample values.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut samples = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let kind = rest.split_whitespace().next().unwrap();
+            assert!(
+                matches!(kind, "HELP" | "TYPE" | "UNIT"),
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let metric = name.split('{').next().unwrap();
+        assert!(
+            metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if name.contains('{') {
+            assert!(name.ends_with('}'), "bad labels: {line}");
+        }
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        samples.insert(name.to_string(), v);
+    }
+    samples
+}
+
+#[test]
+fn run_follows_directory_changes_repairs_drift_keeps_good_policies_and_serves_status() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 4, directoryPollSeconds: 1, policyPollSeconds: 1}\n",
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    assert_eq!(daemon.get("/healthz").0, 200);
+    daemon.wait_ready();
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    let first = parse_metrics(&daemon.get("/metrics").1);
+    assert_eq!(first["trustsync_passes_total{outcome=\"success\"}"], 1.0);
+    assert_eq!(
+        first["trustsync_changes_applied_total{action=\"create-role\"}"],
+        3.0
+    );
+
+    // A service principal leaves the group in Entra: access is gone within seconds.
+    graph.remove_member(PAYMENTS, SP2);
+    let latency = wait_for(Duration::from_secs(30), "trust policy update", || {
+        moto.trusted_subs("payments-deployer") == [SP1, SP4]
+    });
+    println!(
+        "membership removal reached the trust policy in {} ms",
+        latency.as_millis()
+    );
+
+    // Drift made behind its back is repaired by the next timer pass.
+    moto.block_on(
+        moto.iam()
+            .update_role()
+            .role_name("reporting-reader")
+            .max_session_duration(43200)
+            .send(),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(20), "drift repair", || {
+        let r = moto
+            .block_on(moto.iam().get_role().role_name("reporting-reader").send())
+            .unwrap();
+        r.role().unwrap().max_session_duration() == Some(7200)
+    });
+
+    // A broken policy file: the last good set keeps running, /status says why.
+    let good = ws.read("policies/reporting.yaml");
+    ws.write(
+        "policies/reporting.yaml",
+        &good.replace("maxSessionDuration: 7200", "maxSessionDuration: 7"),
+    );
+    wait_for(Duration::from_secs(20), "policy error in /status", || {
+        daemon.status()["policy"]["error"].is_string()
+    });
+    let status = daemon.status();
+    let error = status["policy"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("reporting.yaml:11:5")
+            && error.contains("the last good policy set keeps running"),
+        "{error}"
+    );
+    moto.block_on(
+        moto.iam()
+            .update_role()
+            .role_name("reporting-reader")
+            .max_session_duration(3600)
+            .send(),
+    )
+    .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "repair under the last good set",
+        || {
+            let r = moto
+                .block_on(moto.iam().get_role().role_name("reporting-reader").send())
+                .unwrap();
+            r.role().unwrap().max_session_duration() == Some(7200)
+        },
+    );
+    assert_eq!(
+        daemon.status()["mappings"]["reporting-readers"]["state"],
+        "Ready"
+    );
+    ws.write("policies/reporting.yaml", &good);
+    wait_for(Duration::from_secs(20), "policy error cleared", || {
+        daemon.status()["policy"]["error"].is_null()
+    });
+
+    // The counters moved.
+    let later = parse_metrics(&daemon.get("/metrics").1);
+    assert!(
+        later["trustsync_passes_total{outcome=\"success\"}"]
+            > first["trustsync_passes_total{outcome=\"success\"}"]
+    );
+    assert!(later["trustsync_changes_applied_total{action=\"update-trust-policy\"}"] >= 1.0);
+    assert!(later
+        .keys()
+        .any(|k| k.starts_with("trustsync_api_requests_total{service=\"graph\"")));
+    assert_eq!(later["trustsync_managed_roles"], 3.0);
+    assert!(later["trustsync_seconds_since_last_success"] < 30.0);
+
+    let code = daemon.terminate();
+    assert_eq!(code.code(), Some(0), "{}", ws.read("run.log"));
+
+    // The audit log of all that verifies, and tampering is found and named.
+    let out = moto.trustsync(ws.path(), &["audit", "verify", "audit.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let log = ws.read("audit.jsonl");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() > 5);
+    let verify_fails_at = |text: &str, line: usize| {
+        ws.write("tampered.jsonl", text);
+        let out = moto.trustsync(ws.path(), &["audit", "verify", "tampered.jsonl"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("line {line}:")),
+            "expected line {line}: {err}"
+        );
+    };
+    verify_fails_at(
+        &log.replacen("update-trust-policy", "update-trust-polic1", 1),
+        lines
+            .iter()
+            .position(|l| l.contains("update-trust-policy"))
+            .unwrap()
+            + 2,
+    );
+    let mut deleted = lines.clone();
+    deleted.remove(3);
+    verify_fails_at(&(deleted.join("\n") + "\n"), 4);
+    verify_fails_at(&log[..log.len() - 10], lines.len());
+}
+
+/// Many roles, so that an apply takes long enough to be interrupted.
+fn many_roles(ws: &Workspace, n: usize) {
+    let mut docs = String::new();
+    for i in 0..n {
+        docs.push_str(&format!(
+            "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: bulk-{i}}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: bulk-{i}\n    managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n    inlinePolicies: {{p: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: '*'}}]}}}}\n"
+        ));
+    }
+    ws.write("policies/bulk.yaml", &docs);
+}
+
+fn change_lines(ws: &Workspace) -> usize {
+    std::fs::read_to_string(ws.path().join("audit.jsonl"))
+        .map(|t| t.matches("\"type\":\"change\"").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigterm_mid_apply_exits_zero_with_the_audit_log_intact() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
+    );
+    many_roles(&ws, 150);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    wait_for(Duration::from_secs(60), "apply under way", || {
+        change_lines(&ws) >= 5
+    });
+    let code = daemon.terminate();
+    assert_eq!(code.code(), Some(0), "{}", ws.read("run.log"));
+    let out = moto.trustsync(ws.path(), &["audit", "verify", "audit.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let log = ws.read("audit.jsonl");
+    let last = log.lines().last().unwrap();
+    assert!(
+        last.contains("\"type\":\"pass\"") && last.contains("\"outcome\":\"interrupted\""),
+        "{last}"
+    );
+    assert!(log.contains("shutting down; left for the next pass"));
+}
+
+#[test]
+fn a_crash_mid_apply_is_repaired_by_the_next_pass() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
+    );
+    many_roles(&ws, 150);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let mut daemon = Daemon::start(&moto, &graph, &ws);
+    wait_for(Duration::from_secs(60), "apply under way", || {
+        change_lines(&ws) >= 5
+    });
+    daemon.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    daemon.child.wait().unwrap();
+    drop(daemon);
+    let partial = change_lines(&ws);
+    assert!(
+        partial < 450,
+        "the kill came too late to test anything ({partial} changes)"
+    );
+
+    let env = graph.env(CLIENT_SECRET);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let out = run_env(&moto, &ws, &env, &["plan", "--detailed-exitcode"], 0);
+    assert!(stdout(&out).contains("No changes"), "{}", show(&out));
+    assert!(moto.role_exists("bulk-149"));
+    run_env(&moto, &ws, &env, &["audit", "verify", "audit.jsonl"], 0);
+}
+
+#[test]
+fn one_failing_mapping_does_not_stop_the_others() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 2, directoryPollSeconds: 1}\n");
+    // AWS refuses to attach a managed policy that does not exist.
+    let text = ws.read("policies/reporting.yaml").replace(
+        "    maxSessionDuration: 7200\n",
+        "    maxSessionDuration: 7200\n    managedPolicies: [arn:aws:iam::aws:policy/ThisPolicyDoesNotExist]\n",
+    );
+    ws.write("policies/reporting.yaml", &text);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    wait_for(Duration::from_secs(30), "first pass", || daemon.status()["lastPass"].is_object());
+    let status = daemon.status();
+    let failing = &status["mappings"]["reporting-readers"];
+    assert_eq!(failing["state"], "Error", "{status:#}");
+    assert!(failing["reason"].as_str().unwrap().contains("attach-managed-policy failed"), "{failing}");
+    for ok in ["payments-deployers", "payments-runtime", "payments-api", "entra-prod"] {
+        assert_eq!(status["mappings"][ok]["state"], "Ready", "{ok}: {status:#}");
+    }
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    // Its other changes went through; the failing one is retried on a back-off.
+    assert_eq!(moto.trusted_subs("reporting-reader"), ["5e1f0a2b-1111-4111-8111-000000000003"]);
+    let metrics = parse_metrics(&daemon.get("/metrics").1);
+    assert!(metrics["trustsync_changes_failed_total{action=\"attach-managed-policy\"}"] >= 1.0);
+    assert_eq!(metrics["trustsync_mappings{state=\"Error\"}"], 1.0);
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
