@@ -347,7 +347,10 @@ fn one_failing_mapping_does_not_stop_the_others() {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     let ws = Workspace::new();
-    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 2, directoryPollSeconds: 1}\n");
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 2, directoryPollSeconds: 1}\n",
+    );
     // AWS refuses to attach a managed policy that does not exist.
     let text = ws.read("policies/reporting.yaml").replace(
         "    maxSessionDuration: 7200\n",
@@ -356,17 +359,33 @@ fn one_failing_mapping_does_not_stop_the_others() {
     ws.write("policies/reporting.yaml", &text);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let daemon = Daemon::start(&moto, &graph, &ws);
-    wait_for(Duration::from_secs(30), "first pass", || daemon.status()["lastPass"].is_object());
+    wait_for(Duration::from_secs(30), "first pass", || {
+        daemon.status()["lastPass"].is_object()
+    });
     let status = daemon.status();
     let failing = &status["mappings"]["reporting-readers"];
     assert_eq!(failing["state"], "Error", "{status:#}");
-    assert!(failing["reason"].as_str().unwrap().contains("attach-managed-policy failed"), "{failing}");
-    for ok in ["payments-deployers", "payments-runtime", "payments-api", "entra-prod"] {
+    assert!(
+        failing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("attach-managed-policy failed"),
+        "{failing}"
+    );
+    for ok in [
+        "payments-deployers",
+        "payments-runtime",
+        "payments-api",
+        "entra-prod",
+    ] {
         assert_eq!(status["mappings"][ok]["state"], "Ready", "{ok}: {status:#}");
     }
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
     // Its other changes went through; the failing one is retried on a back-off.
-    assert_eq!(moto.trusted_subs("reporting-reader"), ["5e1f0a2b-1111-4111-8111-000000000003"]);
+    assert_eq!(
+        moto.trusted_subs("reporting-reader"),
+        ["5e1f0a2b-1111-4111-8111-000000000003"]
+    );
     let metrics = parse_metrics(&daemon.get("/metrics").1);
     assert!(metrics["trustsync_changes_failed_total{action=\"attach-managed-policy\"}"] >= 1.0);
     assert_eq!(metrics["trustsync_mappings{state=\"Error\"}"], 1.0);
