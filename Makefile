@@ -1,13 +1,14 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test lint moto build
+.PHONY: demo test lint test-env
 
 # Runs trustsync end to end against a local moto server with the example policies.
-demo: moto
+demo: test-env
 	cargo build --locked --bins
 	scripts/demo.sh
 
-# The whole test suite: unit, schema and end-to-end tests against moto.
-test: moto
+# The whole test suite: unit, schema, chart and end-to-end tests against moto and the
+# local Graph server.
+test: test-env
 	cargo test --locked --all-targets
 
 # Formatting and lints, as CI checks them.
@@ -15,6 +16,6 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 
-# Installs the pinned moto server into .venv when it is missing.
-moto:
-	scripts/setup-moto.sh
+# Installs the pinned test servers and tools (moto, the Helm SDK) into .venv.
+test-env:
+	scripts/setup-test-env.sh

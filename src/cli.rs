@@ -66,6 +66,9 @@ pub enum Command {
     /// Reconcile for ever: on a timer, on directory changes and on policy changes; serve
     /// /healthz, /readyz, /metrics and /status.
     Run(RunArgs),
+    /// Print the least-privilege IAM policy trustsync itself needs, for the configured role
+    /// path and owner tag (Lambda access scoped to the functions of the policy repository).
+    IamPolicy(PolicyArgs),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -314,6 +317,20 @@ impl Cli {
                     listen: listen.unwrap_or(run.listen),
                 };
                 controller::run(config, dir, source, settings).await
+            }
+            Command::IamPolicy(PolicyArgs { policies }) => {
+                let config = load_config()?;
+                let set = if policies.exists() {
+                    Some(
+                        policy::load_dir(&policies, &config.limits)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    )
+                } else {
+                    None
+                };
+                let doc = crate::permissions::controller_policy(&config, set.as_ref());
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                Ok(0)
             }
             Command::Audit(AuditCommand::Verify { file }) => match audit::verify(&file) {
                 Ok(n) => {

@@ -29,6 +29,7 @@ pub mod entra;
 pub mod iam_policy;
 pub mod metrics;
 pub mod observed;
+pub mod permissions;
 pub mod plan;
 pub mod policy;
 pub mod render;

@@ -20,7 +20,7 @@ fn venv_bin(name: &str) -> PathBuf {
     let path = dir.join("bin").join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `make test` (it installs moto into .venv via scripts/setup-moto.sh)",
+        "{} is missing: run `make test` (it installs the test servers into .venv via scripts/setup-test-env.sh)",
         path.display()
     );
     path
