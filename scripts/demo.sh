@@ -3,8 +3,8 @@
 # Starts moto (a local AWS-compatible server) and trustsync's local Microsoft Graph server
 # (serving examples/tenant.json) on free loopback ports, creates the Lambda function the
 # example policies refer to, and runs trustsync with the sample policies (policies/):
-# validate, plan, apply, plan again (no changes), then a membership change made through
-# the Graph server's admin API and its repair, and an audit log check.
+# validate, plan, apply, plan again (no changes), then `trustsync run` repairing a
+# membership change made through the Graph server's admin API, and an audit log check.
 # Everything it starts is stopped on exit; no real account or tenant is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +13,9 @@ bin=target/debug/trustsync
 work=$(mktemp -d)
 moto_pid=
 graph_pid=
+run_pid=
 cleanup() {
-  for pid in $moto_pid $graph_pid; do
+  for pid in $run_pid $moto_pid $graph_pid; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -69,16 +70,45 @@ ts apply --auto-approve
 say "trustsync plan --detailed-exitcode: a second pass finds nothing to do (exit 0)"
 ts plan --detailed-exitcode
 
+say "trustsync run: the controller starts (Graph delta poll every second for the demo)"
+cat >>"$work/trustsync.yaml" <<YAML
+run: {intervalSeconds: 60, directoryPollSeconds: 1, policyPollSeconds: 1}
+YAML
+"$bin" --config "$work/trustsync.yaml" run --listen 127.0.0.1:0 >"$work/run.out" 2>"$work/run.log" &
+run_pid=$!
+for _ in $(seq 1 100); do
+  status_url=$(sed -n 's|.* on \(http://[^ ]*\)$|\1|p' "$work/run.out")
+  [ -n "$status_url" ] && curl -sf "$status_url/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "controller ready at $status_url"
+
 say "A service principal (payments-release-bot) leaves sg-aws-payments-deployers in Entra"
 "$venv/bin/python" - "$graph" <<'PY'
 import sys, urllib.request
 req = urllib.request.Request(sys.argv[1] + "/admin/groups/a1b2c3d4-0001-4000-8000-000000000001/members/5e1f0a2b-1111-4111-8111-000000000002", method="DELETE")
 print("Graph admin API:", urllib.request.urlopen(req).status)
 PY
-say "trustsync plan: the trust policy loses that member"
-ts plan --detailed-exitcode || [ $? -eq 2 ]
-say "trustsync apply: access taken away"
-ts apply --auto-approve
+
+say "The controller sees the change through Graph delta and takes the access away"
+for _ in $(seq 1 100); do
+  grep -q 'trigger=Directory.*pass finished' "$work/run.log" && break
+  sleep 0.2
+done
+grep -E 'directory change|pass finished' "$work/run.log" | sed 's/^/  /'
+"$venv/bin/python" - "$status_url" <<'PY'
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(sys.argv[1] + "/status"))
+p = s["lastPass"]
+print(f"  /status: last pass {p['trigger']}, {p['outcome']}, {p['applied']} change(s) applied")
+for name, m in s["mappings"].items():
+    print(f"  {name:20} {m['state']:8} {m['reason']}")
+PY
+ts plan --detailed-exitcode >/dev/null && echo "  trustsync plan: no changes left"
+
+say "SIGTERM: the controller stops cleanly"
+kill -TERM "$run_pid"
+wait "$run_pid" && echo "  exit status 0"
 
 say "trustsync audit verify: the hash-chained audit log is intact"
 ts audit verify "$work/audit.jsonl"

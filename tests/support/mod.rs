@@ -164,10 +164,10 @@ impl Drop for Moto {
     }
 }
 
-/// The trustsync binary in `dir` with AWS pointed at `endpoint` and nothing from the
-/// user's own AWS or Azure configuration.
-pub fn command(dir: &Path, endpoint: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustsync"));
+/// `program` in `dir` with AWS pointed at `endpoint` and nothing from the user's own AWS or
+/// Azure configuration.
+pub fn isolated(program: impl AsRef<std::ffi::OsStr>, dir: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -181,6 +181,11 @@ pub fn command(dir: &Path, endpoint: &str) -> Command {
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     cmd
+}
+
+/// The trustsync binary, [`isolated`].
+pub fn command(dir: &Path, endpoint: &str) -> Command {
+    isolated(env!("CARGO_BIN_EXE_trustsync"), dir, endpoint)
 }
 
 /// Runs the trustsync binary in `dir` with AWS pointed at `endpoint`.
