@@ -74,8 +74,8 @@ fn the_drift_report_workflow_runs_against_local_servers() {
     let exitcode = || {
         let out = std::fs::read_to_string(&output_file).unwrap_or_default();
         out.lines()
-            .filter_map(|l| l.strip_prefix("exitcode="))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix("exitcode="))
             .unwrap_or("")
             .to_string()
     };
