@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test lint test-env
+.PHONY: demo test lint bench test-env
 
 # Runs trustsync end to end against a local moto server with the example policies.
 demo: test-env
@@ -10,6 +10,10 @@ demo: test-env
 # local Graph server.
 test: test-env
 	cargo test --locked --all-targets
+
+# Scale benchmark (N = 10, 100, 1000 mappings); writes docs/benchmarks.md.
+bench: test-env
+	cargo bench --locked --bench scale
 
 # Formatting and lints, as CI checks them.
 lint:

@@ -153,6 +153,52 @@ pub struct Written {
     pub note: Option<String>,
 }
 
+/// The AWS service an operation belongs to: `iam`, `lambda` or `sts`.
+pub fn service_of(operation: &str) -> &'static str {
+    match operation {
+        "GetCallerIdentity" => "sts",
+        "GetFunctionConfiguration"
+        | "GetPolicy"
+        | "GetAlias"
+        | "AddPermission"
+        | "RemovePermission"
+        | "UpdateFunctionConfiguration"
+        | "ListFunctions" => "lambda",
+        _ => "iam",
+    }
+}
+
+/// Spaces requests to at most `rate` per second (no limit at 0).
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Option<Duration>,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    /// A limiter for `rate` requests per second.
+    pub fn new(rate: f64) -> RateLimiter {
+        RateLimiter {
+            interval: (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate)),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for the next slot.
+    pub async fn acquire(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
 /// IAM, Lambda and STS clients with one retry policy.
 pub struct AwsClients {
     iam: aws_sdk_iam::Client,
@@ -160,6 +206,7 @@ pub struct AwsClients {
     sts: aws_sdk_sts::Client,
     retry: RetrySettings,
     stats: Mutex<CallStats>,
+    limits: [(&'static str, RateLimiter); 3],
     /// The region in use.
     pub region: String,
 }
@@ -210,6 +257,14 @@ impl AwsClients {
                 max_elapsed: Duration::from_secs(config.max_retry_seconds),
             },
             stats: Mutex::new(CallStats::default()),
+            limits: [
+                ("iam", RateLimiter::new(config.max_requests_per_second.iam)),
+                (
+                    "lambda",
+                    RateLimiter::new(config.max_requests_per_second.lambda),
+                ),
+                ("sts", RateLimiter::new(config.max_requests_per_second.sts)),
+            ],
             region,
         })
     }
@@ -260,7 +315,11 @@ impl AwsClients {
             }
             let fut = f();
             let benign = &benign;
+            let limiter = self.limits.iter().find(|(svc, _)| *svc == service_of(op)).map(|(_, l)| l);
             async move {
+                if let Some(l) = limiter {
+                    l.acquire().await;
+                }
                 match fut.await {
                     Ok(v) => Ok(Some(v)),
                     Err(e) => {
@@ -562,7 +621,16 @@ impl AwsClients {
                 }
             };
         }
-        let revision = |r: &Option<String>| if use_revision { r.clone() } else { None };
+        // The planned RevisionId goes on the first attempt only: a retry may follow our own
+        // attempt that did land (its answer lost), and would then fail as stale.
+        let first_attempt = std::cell::Cell::new(true);
+        let revision = |r: &Option<String>| {
+            if use_revision && first_attempt.replace(false) {
+                r.clone()
+            } else {
+                None
+            }
+        };
         Ok(match action {
             CreateOidcProvider {
                 url,
@@ -815,4 +883,33 @@ fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
                 .expect("key and value are set")
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limiter_spaces_requests() {
+        let limiter = RateLimiter::new(10.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            limiter.acquire().await;
+        }
+        // The first goes at once, the next four 100 ms apart.
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        let unlimited = RateLimiter::new(0.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..100 {
+            unlimited.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn operations_map_to_services() {
+        assert_eq!(service_of("GetPolicy"), "lambda");
+        assert_eq!(service_of("CreateRole"), "iam");
+        assert_eq!(service_of("GetCallerIdentity"), "sts");
+    }
 }

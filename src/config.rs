@@ -100,6 +100,31 @@ pub struct AwsConfig {
     pub request_timeout_seconds: u64,
     /// How long one change may keep being retried on transient errors.
     pub max_retry_seconds: u64,
+    /// Client-side request rate limits, so that trustsync stays under the account's API
+    /// quotas (Lambda's GetPolicy allows about 15 per second per account).
+    pub max_requests_per_second: RequestRates,
+}
+
+/// Requests per second per AWS service; 0 means no limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RequestRates {
+    /// IAM.
+    pub iam: f64,
+    /// Lambda.
+    pub lambda: f64,
+    /// STS.
+    pub sts: f64,
+}
+
+impl Default for RequestRates {
+    fn default() -> Self {
+        RequestRates {
+            iam: 0.0,
+            lambda: 10.0,
+            sts: 0.0,
+        }
+    }
 }
 
 impl Default for AwsConfig {
@@ -108,6 +133,7 @@ impl Default for AwsConfig {
             region: None,
             request_timeout_seconds: 30,
             max_retry_seconds: 120,
+            max_requests_per_second: RequestRates::default(),
         }
     }
 }

@@ -29,6 +29,7 @@ use axum::{Json, Router};
 use backoff::backoff::Backoff;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::apply::{self, Actor, Outcome};
 use crate::audit::{now_rfc3339, AuditLog};
@@ -221,10 +222,16 @@ pub async fn plan_with(
         .observe(account, &config.role_path, &functions)
         .await
         .context("reading AWS state (nothing was changed)")?;
-    Ok((
-        plan::plan(&desired, &observed, &Settings::from_config(config)),
-        observed,
-    ))
+    // The planner does no I/O: its wall time is its CPU time.
+    let started = Instant::now();
+    let plan = plan::plan(&desired, &observed, &Settings::from_config(config));
+    tracing::info!(
+        plan_us = started.elapsed().as_micros() as u64,
+        roles = observed.roles.len(),
+        changes = plan.changes.len(),
+        "planned"
+    );
+    Ok((plan, observed))
 }
 
 /// A fingerprint of every policy file's name and content.
@@ -553,8 +560,10 @@ impl Controller {
     ) -> bool {
         let started = Instant::now();
         let span = tracing::info_span!("pass", pass.trigger = ?trigger);
-        let _enter = span.enter();
-        let result = self.pass_inner(policies, directory, audit, stop).await;
+        let result = self
+            .pass_inner(policies, directory, audit, stop)
+            .instrument(span.clone())
+            .await;
         let shared = self.shared.clone();
         let m = &shared.metrics;
         m.pass_duration.observe(started.elapsed().as_secs_f64());
@@ -587,7 +596,9 @@ impl Controller {
             failed,
             error,
         });
+        span.in_scope(|| {
         tracing::info!(outcome = %outcome, applied, failed, duration_ms = started.elapsed().as_millis() as u64, "pass finished");
+});
         success
     }
 
@@ -596,16 +607,7 @@ impl Controller {
         let now = self.aws.stats();
         for (op, n) in &now.requests {
             let before = self.last_aws.requests.get(op).copied().unwrap_or(0);
-            let service = match *op {
-                "GetCallerIdentity" => "sts",
-                "GetFunctionConfiguration"
-                | "GetPolicy"
-                | "GetAlias"
-                | "AddPermission"
-                | "RemovePermission"
-                | "UpdateFunctionConfiguration" => "lambda",
-                _ => "iam",
-            };
+            let service = crate::aws::service_of(op);
             m.api_requests
                 .get_or_create(&ApiLabel {
                     service: service.into(),

@@ -2,6 +2,8 @@
 //! that read state back independently of trustsync's own reader.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -477,4 +479,85 @@ pub fn run_env(
         show(&out)
     );
     out
+}
+
+/// Everything trustsync manages, read back through the SDK straight from moto.
+pub fn managed_state(moto: &Moto) -> serde_json::Value {
+    let iam = moto.iam();
+    let lambda = moto.lambda();
+    let mut roles = std::collections::BTreeMap::new();
+    let list = moto
+        .block_on(
+            iam.list_roles()
+                .path_prefix("/trustsync/")
+                .max_items(1000)
+                .send(),
+        )
+        .unwrap();
+    for r in list.roles() {
+        let name = r.role_name();
+        let inline = moto
+            .block_on(iam.list_role_policies().role_name(name).send())
+            .unwrap();
+        let mut inline_docs = std::collections::BTreeMap::new();
+        for p in inline.policy_names() {
+            let doc = moto
+                .block_on(iam.get_role_policy().role_name(name).policy_name(p).send())
+                .unwrap();
+            let doc = trustsync::iam_policy::parse_document(doc.policy_document()).unwrap();
+            inline_docs.insert(p.clone(), trustsync::iam_policy::canonical(&doc));
+        }
+        let attached = moto
+            .block_on(iam.list_attached_role_policies().role_name(name).send())
+            .unwrap();
+        let mut attached: Vec<String> = attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(String::from))
+            .collect();
+        attached.sort();
+        let tags = moto
+            .block_on(iam.list_role_tags().role_name(name).send())
+            .unwrap();
+        let tags: std::collections::BTreeMap<String, String> = tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        let trust = trustsync::iam_policy::parse_document(r.assume_role_policy_document().unwrap())
+            .unwrap();
+        let full = moto
+            .block_on(iam.get_role().role_name(name).send())
+            .unwrap();
+        roles.insert(
+            name.to_string(),
+            serde_json::json!({"trust": trustsync::iam_policy::canonical(&trust), "inline": inline_docs, "attached": attached, "tags": tags,
+                   "maxSession": full.role().unwrap().max_session_duration()}),
+        );
+    }
+    let providers = moto
+        .block_on(iam.list_open_id_connect_providers().send())
+        .unwrap();
+    let mut provider_state = Vec::new();
+    for p in providers.open_id_connect_provider_list() {
+        let got = moto
+            .block_on(
+                iam.get_open_id_connect_provider()
+                    .open_id_connect_provider_arn(p.arn().unwrap())
+                    .send(),
+            )
+            .unwrap();
+        let mut ids = got.client_id_list().to_vec();
+        ids.sort();
+        provider_state.push(serde_json::json!({"arn": p.arn(), "clientIds": ids}));
+    }
+    let cfg = moto
+        .block_on(
+            lambda
+                .get_function_configuration()
+                .function_name("payments-api")
+                .send(),
+        )
+        .unwrap();
+    serde_json::json!({"roles": roles, "providers": provider_state, "functionRole": cfg.role(), "statements": moto.lambda_sids("payments-api")})
 }

@@ -1,0 +1,255 @@
+//! A counting, fault-injecting HTTP proxy in front of moto.
+//!
+//! Counts every request by AWS operation (IAM/STS `Action=` of the query protocol, Lambda's
+//! REST paths) and answers a configurable share with the errors real AWS sends when it
+//! throttles: `Throttling` in IAM's XML error body (HTTP 400), `TooManyRequestsException`
+//! with `x-amzn-ErrorType` for Lambda (HTTP 429), and 500s (`ServiceFailure` /
+//! `ServiceException`). Faults are drawn from a seeded generator, so a run is repeatable.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+/// Fault shares, each 0.0 to 1.0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Share of requests answered with a throttling error.
+    pub throttle: f64,
+    /// Share answered with a 500 before reaching moto.
+    pub server_error: f64,
+    /// Share of IAM requests forwarded to moto (so the change happens) and then answered
+    /// with a 500, as when a response is lost: the retry must treat "already done" as
+    /// success. Not applied to Lambda: moto accepts a second AddPermission with the same
+    /// statement id, where AWS answers ResourceConflictException, so a lost Lambda answer
+    /// would test moto, not trustsync.
+    pub lost_response: f64,
+}
+
+/// What the proxy saw.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// Requests per operation (faulted ones included).
+    pub requests: BTreeMap<String, u64>,
+    /// Throttling answers sent.
+    pub throttled: u64,
+    /// 500s sent.
+    pub server_errors: u64,
+    /// Responses replaced by a 500 after moto acted.
+    pub lost_responses: u64,
+}
+
+impl Counts {
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+struct Inner {
+    upstream: String,
+    client: reqwest::Client,
+    faults: Mutex<Faults>,
+    counts: Mutex<Counts>,
+    rng: Mutex<u64>,
+}
+
+/// A running proxy; stops with the test process.
+pub struct Proxy {
+    pub endpoint: String,
+    inner: Arc<Inner>,
+    _runtime: std::thread::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy on a free loopback port forwarding to `upstream`.
+    pub fn start(upstream: &str, faults: Faults, seed: u64) -> Proxy {
+        let inner = Arc::new(Inner {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: reqwest::Client::new(),
+            faults: Mutex::new(faults),
+            counts: Mutex::new(Counts::default()),
+            rng: Mutex::new(seed.max(1)),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let state = inner.clone();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new().fallback(forward).with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Proxy {
+            endpoint,
+            inner,
+            _runtime: handle,
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.inner.counts.lock().unwrap().clone()
+    }
+
+    pub fn reset(&self) {
+        *self.inner.counts.lock().unwrap() = Counts::default();
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.inner.faults.lock().unwrap() = faults;
+    }
+}
+
+fn next_unit(state: &Mutex<u64>) -> f64 {
+    let mut s = state.lock().unwrap();
+    // xorshift64*
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    let v = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    (v >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The AWS operation a request is for.
+fn operation(method: &Method, uri: &Uri, body: &[u8]) -> (bool, String) {
+    let path = uri.path();
+    if let Some(rest) = path.strip_prefix("/2015-03-31/functions") {
+        let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+        let op = match (method.as_str(), parts.as_slice()) {
+            ("GET", [""]) => "ListFunctions",
+            ("GET", [_, "configuration"]) => "GetFunctionConfiguration",
+            ("PUT", [_, "configuration"]) => "UpdateFunctionConfiguration",
+            ("GET", [_, "policy"]) => "GetPolicy",
+            ("POST", [_, "policy"]) => "AddPermission",
+            ("DELETE", [_, "policy", _]) => "RemovePermission",
+            ("GET", [_, "aliases", _]) => "GetAlias",
+            _ => "LambdaOther",
+        };
+        return (true, op.to_string());
+    }
+    let form = String::from_utf8_lossy(body);
+    let action = url::form_urlencoded::parse(form.as_bytes())
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| "Unknown".into());
+    (false, action)
+}
+
+async fn forward(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (lambda, op) = operation(&method, &uri, &body);
+    *inner
+        .counts
+        .lock()
+        .unwrap()
+        .requests
+        .entry(op.clone())
+        .or_default() += 1;
+    let faults = *inner.faults.lock().unwrap();
+    let roll = next_unit(&inner.rng);
+    let request_id = format!("proxy-{}", (roll * 1e12) as u64);
+    if roll < faults.throttle {
+        inner.counts.lock().unwrap().throttled += 1;
+        return if lambda {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    ("x-amzn-ErrorType", "TooManyRequestsException"),
+                    ("x-amzn-RequestId", request_id.as_str()),
+                    ("content-type", "application/json"),
+                ],
+                r#"{"Type":"User","message":"Rate exceeded","Reason":"CallerRateLimitExceeded"}"#,
+            )
+                .into_response()
+        } else {
+            let body = format!(
+                "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            );
+            (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "text/xml")],
+                body,
+            )
+                .into_response()
+        };
+    }
+    if roll < faults.throttle + faults.server_error {
+        inner.counts.lock().unwrap().server_errors += 1;
+        return if lambda {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [
+                    ("x-amzn-ErrorType", "ServiceException"),
+                    ("content-type", "application/json"),
+                ],
+                r#"{"Type":"Service","message":"Internal failure"}"#,
+            )
+                .into_response()
+        } else {
+            let body = format!(
+                "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Receiver</Type><Code>ServiceFailure</Code><Message>Internal failure</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [("content-type", "text/xml")],
+                body,
+            )
+                .into_response()
+        };
+    }
+    let lose = !lambda && roll < faults.throttle + faults.server_error + faults.lost_response;
+    let url = format!(
+        "{}{}",
+        inner.upstream,
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut req = inner.client.request(method, url).body(body);
+    for (k, v) in headers.iter() {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    match req.send().await {
+        Ok(_) if lose => {
+            inner.counts.lock().unwrap().lost_responses += 1;
+            let code = if lambda {
+                "ServiceException"
+            } else {
+                "ServiceFailure"
+            };
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [("x-amzn-ErrorType", code)],
+                "lost",
+            )
+                .into_response()
+        }
+        Ok(resp) => {
+            let status = resp.status();
+            let mut out = Response::builder().status(status);
+            for (k, v) in resp.headers() {
+                if k != "transfer-encoding" && k != "content-length" {
+                    out = out.header(k, v);
+                }
+            }
+            let bytes = resp.bytes().await.unwrap_or_default();
+            out.body(Body::from(bytes)).unwrap()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
