@@ -95,6 +95,41 @@ pub enum GroupError {
     },
 }
 
+/// Resolves a selector against groups given as (object id, display name, item): by id, or
+/// by a display name that must match exactly one group. Both directory sources use it, so
+/// they agree on what "missing" and "ambiguous" mean.
+pub fn resolve<'a, T>(
+    selector: &GroupSelector,
+    groups: impl IntoIterator<Item = (&'a str, &'a str, T)>,
+) -> Result<T, GroupError> {
+    let not_found = || GroupError::NotFound {
+        selector: selector.to_string(),
+    };
+    match (&selector.id, &selector.display_name) {
+        (Some(id), _) => groups
+            .into_iter()
+            .find(|(gid, _, _)| gid == id)
+            .map(|(_, _, g)| g)
+            .ok_or_else(not_found),
+        (None, Some(name)) => {
+            let mut hits: Vec<T> = groups
+                .into_iter()
+                .filter(|(_, n, _)| n == name)
+                .map(|(_, _, g)| g)
+                .collect();
+            match hits.len() {
+                0 => Err(not_found()),
+                1 => Ok(hits.pop().expect("one hit")),
+                count => Err(GroupError::Ambiguous {
+                    name: name.clone(),
+                    count,
+                }),
+            }
+        }
+        (None, None) => Err(not_found()),
+    }
+}
+
 /// A request for one group's members.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct GroupRequest {
@@ -274,36 +309,12 @@ impl TenantFile {
             self.groups.iter().map(|g| (g.id.as_str(), g)).collect();
         let mut out = DirectorySnapshot::default();
         for req in requests {
-            let found = match (&req.selector.id, &req.selector.display_name) {
-                (Some(id), _) => {
-                    by_id
-                        .get(id.as_str())
-                        .copied()
-                        .ok_or_else(|| GroupError::NotFound {
-                            selector: req.selector.to_string(),
-                        })
-                }
-                (None, Some(name)) => {
-                    let matches: Vec<&TenantGroup> = self
-                        .groups
-                        .iter()
-                        .filter(|g| &g.display_name == name)
-                        .collect();
-                    match matches.len() {
-                        0 => Err(GroupError::NotFound {
-                            selector: req.selector.to_string(),
-                        }),
-                        1 => Ok(matches[0]),
-                        count => Err(GroupError::Ambiguous {
-                            name: name.clone(),
-                            count,
-                        }),
-                    }
-                }
-                (None, None) => Err(GroupError::NotFound {
-                    selector: req.selector.to_string(),
-                }),
-            };
+            let found = resolve(
+                &req.selector,
+                self.groups
+                    .iter()
+                    .map(|g| (g.id.as_str(), g.display_name.as_str(), g)),
+            );
             let result = found.map(|g| {
                 let mut ids = BTreeSet::new();
                 let mut queue = vec![g];

@@ -535,31 +535,12 @@ impl DeltaCache {
     pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
         let mut out = DirectorySnapshot::default();
         for req in requests {
-            let found = match (&req.selector.id, &req.selector.display_name) {
-                (Some(id), _) => self.groups.get_key_value(id).ok_or(GroupError::NotFound {
-                    selector: req.selector.to_string(),
-                }),
-                (None, Some(name)) => {
-                    let hits: Vec<_> = self
-                        .groups
-                        .iter()
-                        .filter(|(_, g)| &g.display_name == name)
-                        .collect();
-                    match hits.len() {
-                        0 => Err(GroupError::NotFound {
-                            selector: req.selector.to_string(),
-                        }),
-                        1 => Ok(hits[0]),
-                        count => Err(GroupError::Ambiguous {
-                            name: name.clone(),
-                            count,
-                        }),
-                    }
-                }
-                (None, None) => Err(GroupError::NotFound {
-                    selector: req.selector.to_string(),
-                }),
-            };
+            let found = crate::directory::resolve(
+                &req.selector,
+                self.groups
+                    .iter()
+                    .map(|(id, g)| (id.as_str(), g.display_name.as_str(), (id, g))),
+            );
             let result = found.map(|(id, g)| {
                 let mut members: BTreeMap<String, MemberKind> = g.members.clone();
                 if req.transitive {
