@@ -551,13 +551,25 @@ pub fn managed_state(moto: &Moto) -> serde_json::Value {
         ids.sort();
         provider_state.push(serde_json::json!({"arn": p.arn(), "clientIds": ids}));
     }
-    let cfg = moto
-        .block_on(
-            lambda
-                .get_function_configuration()
-                .function_name("payments-api")
-                .send(),
-        )
-        .unwrap();
-    serde_json::json!({"roles": roles, "providers": provider_state, "functionRole": cfg.role(), "statements": moto.lambda_sids("payments-api")})
+    // Every function: its execution role and trustsync's statement ids.
+    let mut functions = std::collections::BTreeMap::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = moto
+            .block_on(lambda.list_functions().set_marker(marker.clone()).send())
+            .unwrap();
+        for f in page.functions() {
+            let name = f.function_name().unwrap().to_string();
+            let sids = moto.lambda_sids(&name);
+            functions.insert(
+                name,
+                serde_json::json!({"role": f.role(), "statements": sids}),
+            );
+        }
+        match page.next_marker() {
+            Some(m) => marker = Some(m.to_string()),
+            None => break,
+        }
+    }
+    serde_json::json!({"roles": roles, "providers": provider_state, "functions": functions})
 }
