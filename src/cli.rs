@@ -246,31 +246,18 @@ impl Cli {
                 let color =
                     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
                 print!("{}", render::render(&ctx.plan, Format::Text, color));
-                if ctx.plan.safety.is_some() {
-                    let mut log = AuditLog::open(&audit_path)?;
-                    let err = apply::apply(
-                        &ctx.plan,
-                        &ctx.aws,
-                        &mut log,
-                        &ctx.actor,
-                        ctx.policies.revision.as_deref(),
-                        &|| false,
-                    )
-                    .await
-                    .expect_err("a safety stop is refused");
-                    eprintln!("error: {err}; nothing was changed");
-                    return Ok(1);
-                }
-                if ctx.plan.is_empty() {
+                if ctx.plan.is_empty() && ctx.plan.safety.is_none() {
                     ctx.log_stats();
                     return Ok(if ctx.plan.problems.is_empty() { 0 } else { 1 });
                 }
-                if !auto_approve && !confirm(ctx.plan.changes.len())? {
+                // A plan stopped by a safety limit is not offered for confirmation: apply
+                // refuses it and records the stop in the audit log.
+                if ctx.plan.safety.is_none() && !auto_approve && !confirm(ctx.plan.changes.len())? {
                     println!("Apply cancelled; nothing was changed.");
                     return Ok(1);
                 }
                 let mut log = AuditLog::open(&audit_path)?;
-                let report = apply::apply(
+                let outcome = apply::apply(
                     &ctx.plan,
                     &ctx.aws,
                     &mut log,
@@ -278,7 +265,15 @@ impl Cli {
                     ctx.policies.revision.as_deref(),
                     &|| false,
                 )
-                .await?;
+                .await;
+                let report = match outcome {
+                    Ok(report) => report,
+                    Err(err @ apply::Error::SafetyStop(_)) => {
+                        eprintln!("error: {err}; nothing was changed");
+                        return Ok(1);
+                    }
+                    Err(err) => return Err(err.into()),
+                };
                 println!(
                     "\nApply: {} applied, {} failed, {} skipped. Audit log: {}",
                     report.applied,
