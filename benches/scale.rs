@@ -191,6 +191,19 @@ fn config(ws: &Workspace, extra: &str) {
     );
 }
 
+/// One service principal leaves each of `count` groups spread over the scenario.
+fn churn_members(sc: &Scenario, graph: &GraphServer, count: usize) {
+    let n = sc.groups.len();
+    for g in 0..count {
+        let i = g * 100 % n;
+        let member = sc.members[i]
+            .iter()
+            .find(|m| m.starts_with("5e1f0a2b"))
+            .unwrap();
+        graph.remove_member(&sc.groups[i], member);
+    }
+}
+
 struct Row {
     n: usize,
     step: &'static str,
@@ -244,14 +257,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
 
     // 1% churn: one member leaves each of 1% of the groups.
     let churn = n.div_ceil(100);
-    for g in 0..churn {
-        let i = g * 100 % n;
-        let member = sc.members[i]
-            .iter()
-            .find(|m| m.starts_with("5e1f0a2b"))
-            .unwrap();
-        graph.remove_member(&sc.groups[i], member);
-    }
+    churn_members(&sc, &graph, churn);
     let churn_plan = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
     assert_eq!(churn_plan.exit, 2, "churn plan");
     rows.push(Row {
@@ -275,14 +281,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
         generate(&ws2, n); // deterministic: the same tenant and policies
         config(&ws2, "");
         let graph2 = GraphServer::start(&ws2.path().join("examples/tenant.json"), 999);
-        for g in 0..churn {
-            let i = g * 100 % n;
-            let member = sc.members[i]
-                .iter()
-                .find(|m| m.starts_with("5e1f0a2b"))
-                .unwrap();
-            graph2.remove_member(&sc.groups[i], member);
-        }
+        churn_members(&sc, &graph2, churn);
         let proxy2 = Proxy::start(
             &moto2.endpoint,
             Faults {
