@@ -1,6 +1,7 @@
 //! Applying a plan: each change in order, each one recorded in the audit log.
 //!
-//! Apply sees only the [`Plan`]. It refuses a plan stopped by a safety limit. A change
+//! Apply sees only the [`Plan`] and applies its changes; what the checks held is not in
+//! them (the pass record lists it). A change
 //! that fails leaves the resource it concerns alone for the rest of the pass (later
 //! changes to the same resource are skipped, since they usually depend on it), while
 //! other resources go on: one bad mapping does not stop the others. Retries live in
@@ -18,9 +19,6 @@ use crate::plan::{Action, Plan};
 /// Why a plan was not applied at all.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The plan tripped a safety limit.
-    #[error("plan stopped by safety limits: {}", .0.join("; "))]
-    SafetyStop(Vec<String>),
     /// The audit log could not be written, so no change may be made.
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
@@ -104,17 +102,6 @@ pub async fn apply(
     policy_revision: Option<&str>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Report, Error> {
-    if let Some(safety) = &plan.safety {
-        audit.append(json!({
-            "type": "pass",
-            "actor": actor,
-            "policyRevision": policy_revision,
-            "outcome": "safety-stop",
-            "reasons": safety.reasons,
-            "summary": plan.summary,
-        }))?;
-        return Err(Error::SafetyStop(safety.reasons.clone()));
-    }
     let mut report = Report::default();
     let mut failed_resources: BTreeSet<String> = BTreeSet::new();
     // Lambda's RevisionId guards the first write to each function against changes made
@@ -185,6 +172,7 @@ pub async fn apply(
         "applied": report.applied,
         "failed": report.failed,
         "skipped": report.skipped,
+        "held": plan.held.iter().map(|h| json!({"action": h.change.action.name(), "target": h.change.resource, "mapping": h.change.mapping, "membersRemoved": h.change.members_removed, "hold": h.held})).collect::<Vec<_>>(),
         "problems": plan.problems.len(),
     }))?;
     Ok(report)

@@ -25,7 +25,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::iam_policy::parse_document;
-use crate::observed::{FunctionKey, Observed, ObservedFunction, ObservedProvider, ObservedRole};
+use crate::observed::{
+    FunctionKey, MarkedFunction, Observed, ObservedFunction, ObservedProvider, ObservedRole,
+};
 use crate::plan::Action;
 
 /// A request that failed for good (permanent, or transient past the retry budget).
@@ -47,12 +49,16 @@ pub struct Failure {
     pub transient: bool,
 }
 
-/// Error codes that mean "try again later".
-const TRANSIENT_CODES: &[&str] = &[
+/// Error codes that mean "slow down".
+const THROTTLING_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "TooManyRequestsException",
     "RequestLimitExceeded",
+];
+
+/// Other error codes that mean "try again later".
+const TRANSIENT_CODES: &[&str] = &[
     "ServiceUnavailable",
     "ServiceUnavailableException",
     "ServiceFailure",
@@ -83,7 +89,7 @@ impl Failure {
                 let status = Some(se.raw().status().as_u16());
                 let transient = code
                     .as_deref()
-                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c) || THROTTLING_CODES.contains(&c))
                     || status.is_some_and(|s| s >= 500 || s == 429);
                 (status, transient)
             }
@@ -103,6 +109,15 @@ impl Failure {
             status,
             request_id,
             transient,
+        }
+    }
+
+    /// The error policy's class: AWS gives no retry-after, so back-off decides the delay.
+    pub fn class(&self) -> crate::retry::Class {
+        if self.transient {
+            crate::retry::Class::Transient { retry_after: None }
+        } else {
+            crate::retry::Class::Permanent
         }
     }
 
@@ -130,17 +145,6 @@ impl CallStats {
     }
 }
 
-/// Retry tuning.
-#[derive(Debug, Clone)]
-pub struct RetrySettings {
-    /// First delay.
-    pub initial: Duration,
-    /// Largest delay.
-    pub max_interval: Duration,
-    /// Give up after this long.
-    pub max_elapsed: Duration,
-}
-
 /// The result of a successful write.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -153,7 +157,8 @@ pub struct Written {
     pub note: Option<String>,
 }
 
-/// The AWS service an operation belongs to: `iam`, `lambda` or `sts`.
+/// The AWS service an operation belongs to: `iam`, `lambda`, `sts` or `tagging` (the
+/// Resource Groups Tagging API).
 pub fn service_of(operation: &str) -> &'static str {
     match operation {
         "GetCallerIdentity" => "sts",
@@ -163,7 +168,10 @@ pub fn service_of(operation: &str) -> &'static str {
         | "AddPermission"
         | "RemovePermission"
         | "UpdateFunctionConfiguration"
+        | "TagResource"
+        | "UntagResource"
         | "ListFunctions" => "lambda",
+        "GetResources" => "tagging",
         _ => "iam",
     }
 }
@@ -204,7 +212,9 @@ pub struct AwsClients {
     iam: aws_sdk_iam::Client,
     lambda: aws_sdk_lambda::Client,
     sts: aws_sdk_sts::Client,
-    retry: RetrySettings,
+    tagging: aws_sdk_resourcegroupstagging::Client,
+    retry: crate::retry::Policy,
+    stop: crate::retry::Stop,
     stats: Mutex<CallStats>,
     limits: [(&'static str, RateLimiter); 3],
     /// The region in use.
@@ -251,11 +261,13 @@ impl AwsClients {
             iam: aws_sdk_iam::Client::new(&shared),
             lambda: aws_sdk_lambda::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),
-            retry: RetrySettings {
+            tagging: aws_sdk_resourcegroupstagging::Client::new(&shared),
+            retry: crate::retry::Policy {
                 initial: Duration::from_millis(200),
                 max_interval: Duration::from_secs(10),
-                max_elapsed: Duration::from_secs(config.max_retry_seconds),
+                max_elapsed: Some(Duration::from_secs(config.max_retry_seconds)),
             },
+            stop: None,
             stats: Mutex::new(CallStats::default()),
             limits: [
                 ("iam", RateLimiter::new(config.max_requests_per_second.iam)),
@@ -267,6 +279,12 @@ impl AwsClients {
             ],
             region,
         })
+    }
+
+    /// Ends retry waits once `stop` turns true (shutdown): a request under way finishes,
+    /// but no failed one is tried again.
+    pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.stop = Some(stop);
     }
 
     /// Requests made so far.
@@ -284,7 +302,9 @@ impl AwsClients {
             .or_default() += 1;
     }
 
-    /// Sends one request, retrying transient errors with exponential back-off and jitter.
+    /// Sends one request under the error policy ([`crate::retry`]): transient failures
+    /// are retried with exponential back-off and jitter until the retry budget runs out or
+    /// shutdown is requested.
     ///
     /// `benign` picks failures that mean the wanted state already holds ("already exists",
     /// "not found" on delete): they return `Ok(None)`.
@@ -299,47 +319,45 @@ impl AwsClients {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let policy = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(self.retry.initial)
-            .with_max_interval(self.retry.max_interval)
-            .with_randomization_factor(0.5)
-            .with_multiplier(2.0)
-            .with_max_elapsed_time(Some(self.retry.max_elapsed))
-            .build();
-        let mut attempt = 0u32;
-        backoff::future::retry(policy, || {
-            attempt += 1;
-            self.count(op);
-            if attempt > 1 {
-                self.stats.lock().expect("stats lock").retries += 1;
-            }
-            let fut = f();
-            let benign = &benign;
-            let limiter = self.limits.iter().find(|(svc, _)| *svc == service_of(op)).map(|(_, l)| l);
-            async move {
-                if let Some(l) = limiter {
-                    l.acquire().await;
+        let limiter = self
+            .limits
+            .iter()
+            .find(|(svc, _)| *svc == service_of(op))
+            .map(|(_, l)| l);
+        let benign = &benign;
+        crate::retry::retry(
+            &self.retry,
+            &self.stop,
+            Failure::class,
+            |failure, delay| {
+                let mut stats = self.stats.lock().expect("stats lock");
+                stats.retries += 1;
+                if failure.is(THROTTLING_CODES) {
+                    stats.throttled += 1;
                 }
-                match fut.await {
-                    Ok(v) => Ok(Some(v)),
-                    Err(e) => {
-                        let failure = Failure::from_sdk(op, &e);
-                        if benign(&failure) {
-                            return Ok(None);
-                        }
-                        if failure.transient {
-                            if failure.is(&["Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"]) {
-                                self.stats.lock().expect("stats lock").throttled += 1;
+                tracing::debug!(operation = op, code = ?failure.code, delay_ms = delay.as_millis() as u64, "transient AWS error; retrying");
+            },
+            || {
+                self.count(op);
+                let fut = f();
+                async move {
+                    if let Some(l) = limiter {
+                        l.acquire().await;
+                    }
+                    match fut.await {
+                        Ok(v) => Ok(Some(v)),
+                        Err(e) => {
+                            let failure = Failure::from_sdk(op, &e);
+                            if benign(&failure) {
+                                Ok(None)
+                            } else {
+                                Err(failure)
                             }
-                            tracing::debug!(operation = op, code = ?failure.code, "transient AWS error; retrying");
-                            Err(backoff::Error::transient(failure))
-                        } else {
-                            Err(backoff::Error::permanent(failure))
                         }
                     }
                 }
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -359,13 +377,16 @@ impl AwsClients {
         })
     }
 
-    /// Reads everything the planner compares: all roles, the OIDC providers, and the
-    /// given functions. Any failed read fails the whole observation.
+    /// Reads everything the planner compares: all roles, the OIDC providers, the given
+    /// functions, and every function carrying `function_tag_key` (found with one tagging
+    /// query) at each qualifier the tag records. Any failed read fails the whole
+    /// observation.
     pub async fn observe(
         &self,
         account_id: &str,
         role_path: &str,
         functions: &[FunctionKey],
+        function_tag_key: &str,
     ) -> Result<Observed, Failure> {
         let mut observed = Observed {
             account_id: account_id.to_string(),
@@ -373,17 +394,76 @@ impl AwsClients {
         };
         self.read_roles(role_path, &mut observed).await?;
         observed.providers = self.read_providers().await?;
-        let results: Vec<(FunctionKey, Option<ObservedFunction>)> =
-            stream::iter(functions.iter().cloned())
-                .map(|key| async move {
-                    let f = self.read_function(&key.0, key.1.as_deref()).await?;
-                    Ok::<_, Failure>((key, f))
-                })
-                .buffer_unordered(4)
-                .try_collect()
-                .await?;
+        observed.marked_functions = self.read_marked_functions(function_tag_key).await?;
+        let mut keys: BTreeSet<FunctionKey> = functions.iter().cloned().collect();
+        for (name, m) in &observed.marked_functions {
+            keys.insert((name.clone(), None));
+            keys.extend(m.qualifiers().into_iter().map(|q| (name.clone(), Some(q))));
+        }
+        let results: Vec<(FunctionKey, Option<ObservedFunction>)> = stream::iter(keys)
+            .map(|key| async move {
+                let f = self.read_function(&key.0, key.1.as_deref()).await?;
+                Ok::<_, Failure>((key, f))
+            })
+            .buffer_unordered(4)
+            .try_collect()
+            .await?;
         observed.functions = results.into_iter().collect();
         Ok(observed)
+    }
+
+    /// The functions of this region that carry the tag, with its value.
+    async fn read_marked_functions(
+        &self,
+        key: &str,
+    ) -> Result<BTreeMap<String, MarkedFunction>, Failure> {
+        use aws_sdk_resourcegroupstagging::types::TagFilter;
+        let mut out = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .call(
+                    "GetResources",
+                    |_| false,
+                    || {
+                        self.tagging
+                            .get_resources()
+                            .tag_filters(TagFilter::builder().key(key).build())
+                            .resource_type_filters("lambda:function")
+                            .set_pagination_token(token.clone())
+                            .send()
+                    },
+                )
+                .await?
+                .expect("no benign failures");
+            for r in page.resource_tag_mapping_list() {
+                let Some(arn) = r.resource_arn() else {
+                    continue;
+                };
+                let Some(name) = arn.split(':').nth(6) else {
+                    continue;
+                };
+                let value = r
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == key)
+                    .map(|t| t.value().to_string())
+                    .unwrap_or_default();
+                let unqualified = arn.split(':').take(7).collect::<Vec<_>>().join(":");
+                out.insert(
+                    name.to_string(),
+                    MarkedFunction {
+                        arn: unqualified,
+                        tag_value: value,
+                    },
+                );
+            }
+            match page.pagination_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn read_roles(&self, role_path: &str, observed: &mut Observed) -> Result<(), Failure> {
@@ -677,6 +757,14 @@ impl AwsClients {
                     .open_id_connect_provider_arn(provider_arn)
                     .set_tags(Some(iam_tags(tags)))
             ),
+            UntagOidcProvider { provider_arn, keys } => run!(
+                "UntagOpenIDConnectProvider",
+                gone,
+                "provider already gone",
+                iam.untag_open_id_connect_provider()
+                    .open_id_connect_provider_arn(provider_arn)
+                    .set_tag_keys(Some(keys.clone()))
+            ),
             DeleteOidcProvider { provider_arn } => run!(
                 "DeleteOpenIDConnectProvider",
                 gone,
@@ -705,6 +793,34 @@ impl AwsClients {
                     .set_permissions_boundary(permissions_boundary.clone())
                     .set_tags(Some(iam_tags(tags)))
             ),
+            RevokeTrust {
+                role_name,
+                trust_policy,
+                baseline,
+            } => {
+                // The revocation first: a failure to record the baseline must not hold it.
+                let done = run!(
+                    "UpdateAssumeRolePolicy",
+                    |_| false,
+                    "",
+                    iam.update_assume_role_policy()
+                        .role_name(role_name)
+                        .policy_document(trust_policy.to_string())
+                );
+                if let Some(value) = baseline {
+                    let tags =
+                        BTreeMap::from([(crate::plan::BASELINE_TAG.to_string(), value.clone())]);
+                    run!(
+                        "TagRole",
+                        |_| false,
+                        "",
+                        iam.tag_role()
+                            .role_name(role_name)
+                            .set_tags(Some(iam_tags(&tags)))
+                    );
+                }
+                done
+            }
             UpdateTrustPolicy {
                 role_name,
                 trust_policy,
@@ -868,6 +984,25 @@ impl AwsClients {
                     .function_name(function_name)
                     .role(role_arn)
                     .set_revision_id(revision(revision_id))
+            ),
+            TagFunction {
+                function_arn,
+                key,
+                value,
+            } => run!(
+                "TagResource",
+                |_| false,
+                "",
+                lambda
+                    .tag_resource()
+                    .resource(function_arn)
+                    .tags(key, value)
+            ),
+            UntagFunction { function_arn, key } => run!(
+                "UntagResource",
+                |f: &Failure| f.is(&["ResourceNotFoundException"]),
+                "function already gone",
+                lambda.untag_resource().resource(function_arn).tag_keys(key)
             ),
         })
     }

@@ -2,8 +2,10 @@
 //!
 //! Exit codes: 0 success (and, with `--detailed-exitcode`, no changes); 2 changes pending
 //! (`plan --detailed-exitcode` only); 1 any error: invalid input, a failed read, a problem
-//! that kept a mapping from being planned, a safety stop, a failed change.
+//! that kept a mapping from being planned, a change held by a safety limit, a failed
+//! change. The pass itself lives in [`crate::pass`]; this module keeps flags and exit codes.
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,10 +17,9 @@ use crate::apply::{self, Actor};
 use crate::audit::{self, AuditLog};
 use crate::aws::AwsClients;
 use crate::config::Config;
-use crate::controller::{self, DirectorySource, RunSettings};
-use crate::desired;
+use crate::controller::{self, RunSettings};
 use crate::entra;
-use crate::plan::Plan;
+use crate::pass::{self, DirectorySource, Planned};
 use crate::policy::{self, PolicySet};
 use crate::render::{self, Format};
 
@@ -119,6 +120,10 @@ pub struct PassArgs {
     /// Delete owned resources no longer in any policy (overrides `prune` in the config).
     #[arg(long, env = "TRUSTSYNC_PRUNE")]
     prune: Option<bool>,
+    /// Release the safety holds of this mapping (or orphan role): its removals go ahead
+    /// this once. Repeat for several.
+    #[arg(long, value_name = "NAME")]
+    release: Vec<String>,
 }
 
 /// `plan` flags.
@@ -226,12 +231,12 @@ impl Cli {
                 let color = output == Format::Text
                     && std::io::stdout().is_terminal()
                     && std::env::var_os("NO_COLOR").is_none();
-                print!("{}", render::render(&ctx.plan, output, color));
+                let plan = &ctx.planned.plan;
+                print!("{}", render::render(plan, output, color));
                 ctx.log_stats();
-                let blocked = !ctx.plan.problems.is_empty() || ctx.plan.safety.is_some();
-                Ok(if blocked {
+                Ok(if plan.needs_attention() {
                     1
-                } else if detailed_exitcode && !ctx.plan.is_empty() {
+                } else if detailed_exitcode && !plan.is_empty() {
                     2
                 } else {
                     0
@@ -243,42 +248,37 @@ impl Cli {
                 let Some(ctx) = Pass::prepare(pass, config).await? else {
                     return Ok(1);
                 };
+                let plan = &ctx.planned.plan;
                 let color =
                     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-                print!("{}", render::render(&ctx.plan, Format::Text, color));
-                if ctx.plan.is_empty() && ctx.plan.safety.is_none() {
+                print!("{}", render::render(plan, Format::Text, color));
+                if plan.is_empty() && plan.held.is_empty() {
                     ctx.log_stats();
-                    return Ok(if ctx.plan.problems.is_empty() { 0 } else { 1 });
+                    return Ok(if plan.needs_attention() { 1 } else { 0 });
                 }
-                // A plan stopped by a safety limit is not offered for confirmation: apply
-                // refuses it and records the stop in the audit log.
-                if ctx.plan.safety.is_none() && !auto_approve && !confirm(ctx.plan.changes.len())? {
+                // With only held changes nothing is asked: the pass is still recorded, so
+                // the audit log shows what was held and why.
+                if !plan.is_empty() && !auto_approve && !confirm(plan.changes.len())? {
                     println!("Apply cancelled; nothing was changed.");
                     return Ok(1);
                 }
                 let mut log = AuditLog::open(&audit_path)?;
-                let outcome = apply::apply(
-                    &ctx.plan,
-                    &ctx.aws,
-                    &mut log,
-                    &ctx.actor,
-                    ctx.policies.revision.as_deref(),
-                    &|| false,
-                )
-                .await;
-                let report = match outcome {
-                    Ok(report) => report,
-                    Err(err @ apply::Error::SafetyStop(_)) => {
-                        eprintln!("error: {err}; nothing was changed");
-                        return Ok(1);
-                    }
-                    Err(err) => return Err(err.into()),
-                };
+                let report = ctx
+                    .planned
+                    .apply(
+                        &ctx.aws,
+                        &mut log,
+                        &ctx.actor,
+                        ctx.policies.revision.as_deref(),
+                        &|| false,
+                    )
+                    .await?;
                 println!(
-                    "\nApply: {} applied, {} failed, {} skipped. Audit log: {}",
+                    "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
                     report.applied,
                     report.failed,
                     report.skipped,
+                    plan.held.len(),
                     audit_path.display()
                 );
                 for (name, resource, outcome) in &report.outcomes {
@@ -287,7 +287,7 @@ impl Cli {
                     }
                 }
                 ctx.log_stats();
-                Ok(if report.success() && ctx.plan.problems.is_empty() {
+                Ok(if report.success() && !plan.needs_attention() {
                     0
                 } else {
                     1
@@ -299,7 +299,10 @@ impl Cli {
                 interval_seconds,
             }) => {
                 let mut config = load_config()?;
-                let (dir, source) = pass.resolve(&mut config, true)?;
+                let (dir, source, released) = pass.resolve(&mut config, true)?;
+                if !released.is_empty() {
+                    bail!("--release is for plan and apply: a person releases a hold once, not the controller for ever");
+                }
                 let run = &config.run;
                 let settings = RunSettings {
                     interval: std::time::Duration::from_secs(
@@ -358,27 +361,28 @@ fn confirm(n: usize) -> anyhow::Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-/// Everything one plan or apply pass reads, and the plan.
+/// Everything one plan or apply pass reads, and the checked plan.
 struct Pass {
     policies: PolicySet,
     aws: AwsClients,
     actor: Actor,
-    plan: Plan,
+    planned: Planned,
 }
 
 impl PassArgs {
-    /// Applies the flag overrides to the config; returns the policy directory and the
-    /// directory source.
+    /// Applies the flag overrides to the config; returns the policy directory, the
+    /// directory source and the released holds.
     fn resolve(
         self,
         config: &mut Config,
         delta: bool,
-    ) -> anyhow::Result<(PathBuf, DirectorySource)> {
+    ) -> anyhow::Result<(PathBuf, DirectorySource, BTreeSet<String>)> {
         let PassArgs {
             policies: PolicyArgs { policies: dir },
             tenant_file,
             graph_endpoint,
             prune,
+            release,
         } = self;
         if let Some(p) = prune {
             config.prune = p;
@@ -391,21 +395,24 @@ impl PassArgs {
             None => {
                 let reader = entra::reader_from_env(&config.directory.graph)?;
                 if delta {
-                    DirectorySource::Delta(Box::new(entra::DeltaCache::new(reader)))
+                    DirectorySource::delta(
+                        reader,
+                        std::time::Duration::from_secs(config.directory.full_read_seconds.max(1)),
+                    )
                 } else {
                     DirectorySource::Graph(reader)
                 }
             }
         };
-        Ok((dir, source))
+        Ok((dir, source, release.into_iter().collect()))
     }
 }
 
 impl Pass {
-    /// Reads policies, directory and AWS and plans. `None` when the policies are invalid
-    /// (already reported; no AWS or directory request was made).
+    /// Reads policies, AWS and the directory, and plans. `None` when the policies are
+    /// invalid (already reported; no AWS or directory request was made).
     async fn prepare(args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
-        let (dir, mut source) = args.resolve(&mut config, false)?;
+        let (dir, mut source, released) = args.resolve(&mut config, false)?;
         let policies = match policy::load_dir(&dir, &config.limits) {
             Ok(p) => p,
             Err(e) => {
@@ -413,23 +420,32 @@ impl Pass {
                 return Ok(None);
             }
         };
-        let snapshot = source.snapshot(&desired::group_requests(&policies)).await?;
-        let (requests, retries, throttled) = source.graph_stats();
-        if requests > 0 {
-            tracing::info!(requests, retries, throttled, "Microsoft Graph requests");
-        }
         let aws = AwsClients::connect(&config.aws).await?;
         let caller = aws
             .caller_identity()
             .await
             .context("reading the AWS caller identity")?;
-        let (plan, _) =
-            controller::plan_with(&policies, &snapshot, &aws, &caller.account, &config).await?;
+        let planned = pass::plan(
+            &pass::Inputs {
+                config: &config,
+                policies: &policies,
+                aws: &aws,
+                account: &caller.account,
+                deferred: &|_| None,
+                released: &released,
+            },
+            &mut source,
+        )
+        .await?;
+        let (requests, retries, throttled) = source.graph_stats();
+        if requests > 0 {
+            tracing::info!(requests, retries, throttled, "Microsoft Graph requests");
+        }
         Ok(Some(Pass {
             policies,
             aws,
             actor: Actor::new(&caller.arn),
-            plan,
+            planned,
         }))
     }
 

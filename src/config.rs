@@ -47,7 +47,9 @@ pub struct Config {
     pub owner_tag: OwnerTag,
     /// Path prefix of managed roles; every mapped role lies under it.
     pub role_path: String,
-    /// Prefix of the Lambda policy statement ids trustsync writes.
+    /// Prefix of the Lambda policy statement ids trustsync writes (at most 40 characters).
+    /// A short hash of the owner tag value follows it, so that two instances never take
+    /// each other's statements for their own.
     pub statement_id_prefix: String,
     /// Delete owned roles and statements that no policy wants any more. Off: they are
     /// reported as orphans.
@@ -98,7 +100,10 @@ pub struct AwsConfig {
     pub region: Option<String>,
     /// Longest time one AWS request may take before it counts as a (transient) timeout.
     pub request_timeout_seconds: u64,
-    /// How long one change may keep being retried on transient errors.
+    /// How long one request (a read or a change) may keep being retried on transient
+    /// errors. Keep it, plus `requestTimeoutSeconds`, below the pod's termination grace
+    /// period (the chart gives 60 s) so that a change under way at SIGTERM finishes or
+    /// fails before the pod is killed; shutdown also ends any retry wait at once.
     pub max_retry_seconds: u64,
     /// Client-side request rate limits, so that trustsync stays under the account's API
     /// quotas (Lambda's GetPolicy allows about 15 per second per account).
@@ -131,8 +136,8 @@ impl Default for AwsConfig {
     fn default() -> Self {
         AwsConfig {
             region: None,
-            request_timeout_seconds: 30,
-            max_retry_seconds: 120,
+            request_timeout_seconds: 10,
+            max_retry_seconds: 30,
             max_requests_per_second: RequestRates::default(),
         }
     }
@@ -169,6 +174,10 @@ pub struct Safety {
     /// Removals up to this many principals are always allowed, whatever the share (so a
     /// small tenant can lose its one member).
     pub principal_removal_floor: usize,
+    /// Removals are measured against the most principals a role trusted within this many
+    /// seconds (recorded on the role), so that several quick passes cannot together remove
+    /// more than one pass may.
+    pub removal_window_seconds: u64,
 }
 
 impl Default for Safety {
@@ -177,12 +186,13 @@ impl Default for Safety {
             max_principal_removal_share: 0.5,
             max_role_deletion_share: 0.25,
             principal_removal_floor: 1,
+            removal_window_seconds: 3600,
         }
     }
 }
 
 /// Where group memberships come from: Microsoft Graph, unless a tenant file is named.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DirectoryConfig {
     /// A tenant file (JSON, the format of `examples/tenant.json`) read instead of Graph,
@@ -190,6 +200,20 @@ pub struct DirectoryConfig {
     pub tenant_file: Option<PathBuf>,
     /// Microsoft Graph.
     pub graph: GraphConfig,
+    /// `run` keeps memberships current with Graph delta queries; every this many seconds it
+    /// also re-reads the mapped groups in full and corrects the cache where they differ
+    /// (a missed or mis-applied delta would otherwise last until the delta token expires).
+    pub full_read_seconds: u64,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            tenant_file: None,
+            graph: GraphConfig::default(),
+            full_read_seconds: 3600,
+        }
+    }
 }
 
 /// Microsoft Graph settings. Credentials come from the Azure SDK environment variables
@@ -250,6 +274,18 @@ impl Default for Config {
             run: RunConfig::default(),
         }
     }
+}
+
+/// The longest `statementIdPrefix`.
+pub const MAX_STATEMENT_ID_PREFIX: usize = 40;
+
+fn short_hash(s: &str, bytes: usize) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Config {
@@ -319,6 +355,25 @@ impl Config {
             return Err(invalid(0, 0, "rolePath".into(), "`/` would make every role in the account a candidate; use a dedicated path such as /trustsync/".into()));
         }
         let prefix = &config.statement_id_prefix;
+        if prefix.chars().count() > MAX_STATEMENT_ID_PREFIX {
+            return Err(invalid(
+                0,
+                0,
+                "statementIdPrefix".into(),
+                format!(
+                    "`{prefix}` is {} characters; at most {MAX_STATEMENT_ID_PREFIX} leave room in Lambda's 100-character statement ids",
+                    prefix.chars().count()
+                ),
+            ));
+        }
+        if config.aws.max_retry_seconds == 0 || config.aws.max_retry_seconds > 300 {
+            return Err(invalid(
+                0,
+                0,
+                "aws.maxRetrySeconds".into(),
+                format!("{} must be between 1 and 300", config.aws.max_retry_seconds),
+            ));
+        }
         if prefix.is_empty()
             || !prefix
                 .chars()
@@ -340,6 +395,27 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    /// The statement id prefix of this instance: `statementIdPrefix` and a short hash of
+    /// the owner tag value. No instance's prefix is a prefix of another's.
+    pub fn instance_statement_prefix(&self) -> String {
+        format!(
+            "{}{}-",
+            self.statement_id_prefix,
+            short_hash(&self.owner_tag.value, 3)
+        )
+    }
+
+    /// The Lambda tag that marks a function whose policy this instance has written to; its
+    /// value lists the qualifiers (aliases, versions) it wrote to, space-separated. One
+    /// tagging query per pass finds every such function, so statements are found even
+    /// after their FunctionAccess document is gone.
+    pub fn function_tag_key(&self) -> String {
+        format!(
+            "trustsync.dev/functions-{}",
+            short_hash(&self.owner_tag.value, 3)
+        )
     }
 
     fn finish(mut self) -> Self {
@@ -378,5 +454,24 @@ mod tests {
         assert!(Config::parse(Path::new("c"), "rolePath: /").is_err());
         let c = Config::parse(Path::new("c"), "rolePath: /x/\n").unwrap();
         assert_eq!(c.limits.role_path, "/x/");
+        let long = format!("statementIdPrefix: {}\n", "p".repeat(88));
+        let err = Config::parse(Path::new("c"), &long)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("statementIdPrefix") && err.contains("88 characters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn instances_get_distinct_statement_prefixes_and_function_tags() {
+        let a = Config::default();
+        let mut b = Config::default();
+        b.owner_tag.value = "trustsync-b".into();
+        let (pa, pb) = (a.instance_statement_prefix(), b.instance_statement_prefix());
+        assert!(pa.starts_with("trustsync-") && pa.len() == "trustsync-".len() + 7);
+        assert!(!pa.starts_with(&pb) && !pb.starts_with(&pa));
+        assert_ne!(a.function_tag_key(), b.function_tag_key());
     }
 }

@@ -35,13 +35,14 @@ use crate::apply::{self, Actor, Outcome};
 use crate::audit::{now_rfc3339, AuditLog};
 use crate::aws::{AwsClients, CallStats};
 use crate::config::Config;
-use crate::desired::{self, Target};
-use crate::directory::{DirectorySnapshot, GroupRequest, TenantFile};
-use crate::entra::{self, DeltaCache};
+use crate::directory::GroupRequest;
+use crate::entra::DeltaCache;
 use crate::metrics::{ActionLabel, ApiLabel, Metrics, OutcomeLabel, ServiceLabel, StateLabel};
 use crate::observed::trusted_subjects;
-use crate::plan::{self, Plan, Settings};
+use crate::pass::{self, DirectorySource};
+use crate::plan::{Plan, Settings};
 use crate::policy::{self, PolicySet};
+use crate::retry::ChangeBackoff;
 
 /// Why a pass was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,7 +69,7 @@ pub enum MappingState {
     Drifted,
     /// The last change for it failed.
     Error,
-    /// Needs a person: a conflict, a safety stop, an unresolvable group.
+    /// Needs a person: a conflict, a held change, an unresolvable group.
     Blocked,
 }
 
@@ -94,7 +95,7 @@ pub struct PassStatus {
     pub time: String,
     /// What started it.
     pub trigger: Trigger,
-    /// `success`, `failed`, `safety_stop`, `interrupted`.
+    /// `success`, `held` (changes wait for a person), `failed`, `interrupted`.
     pub outcome: String,
     /// How long it took.
     pub duration_ms: u64,
@@ -153,87 +154,6 @@ pub struct RunSettings {
     pub listen: SocketAddr,
 }
 
-/// Where memberships come from in a pass.
-pub enum DirectorySource {
-    /// A tenant file, re-read every pass.
-    File(PathBuf),
-    /// Microsoft Graph, full reads (one-shot commands).
-    Graph(entra::GraphReader),
-    /// Microsoft Graph through the delta cache (the controller).
-    Delta(Box<DeltaCache>),
-}
-
-impl DirectorySource {
-    /// The memberships for these requests, read now. A failed read is an error.
-    pub async fn snapshot(
-        &mut self,
-        requests: &[GroupRequest],
-    ) -> anyhow::Result<DirectorySnapshot> {
-        Ok(match self {
-            DirectorySource::File(path) => TenantFile::load(path)?.snapshot(requests),
-            DirectorySource::Graph(reader) => reader
-                .snapshot(requests)
-                .await
-                .context("reading group memberships from Microsoft Graph (nothing was changed)")?,
-            DirectorySource::Delta(cache) => {
-                cache.sync().await.context(
-                    "reading group memberships from Microsoft Graph (nothing was changed)",
-                )?;
-                cache.snapshot(requests)
-            }
-        })
-    }
-
-    /// Graph requests, retries and throttles so far.
-    pub fn graph_stats(&self) -> (u64, u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = match self {
-            DirectorySource::Graph(r) => &r.stats,
-            DirectorySource::Delta(c) => c.stats(),
-            DirectorySource::File(_) => return (0, 0, 0),
-        };
-        (
-            s.requests.load(Relaxed),
-            s.retries.load(Relaxed),
-            s.throttled.load(Relaxed),
-        )
-    }
-}
-
-/// Everything one plan needs once the policies and the directory are read.
-pub async fn plan_with(
-    policies: &PolicySet,
-    snapshot: &DirectorySnapshot,
-    aws: &AwsClients,
-    account: &str,
-    config: &Config,
-) -> anyhow::Result<(Plan, crate::observed::Observed)> {
-    let target = Target {
-        account_id: account.to_string(),
-        region: aws.region.clone(),
-    };
-    let desired = desired::build(policies, snapshot, config, &target);
-    let functions: Vec<_> = desired
-        .functions
-        .iter()
-        .map(|f| (f.name.clone(), f.qualifier.clone()))
-        .collect();
-    let observed = aws
-        .observe(account, &config.role_path, &functions)
-        .await
-        .context("reading AWS state (nothing was changed)")?;
-    // The planner does no I/O: its wall time is its CPU time.
-    let started = Instant::now();
-    let plan = plan::plan(&desired, &observed, &Settings::from_config(config));
-    tracing::info!(
-        plan_us = started.elapsed().as_micros() as u64,
-        roles = observed.roles.len(),
-        changes = plan.changes.len(),
-        "planned"
-    );
-    Ok((plan, observed))
-}
-
 /// A fingerprint of every policy file's name and content.
 fn policy_fingerprint(dir: &std::path::Path) -> String {
     use sha2::{Digest, Sha256};
@@ -261,12 +181,6 @@ fn policy_fingerprint(dir: &std::path::Path) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-struct MappingBackoff {
-    policy: backoff::ExponentialBackoff,
-    next: Instant,
-    reason: String,
-}
-
 struct Shared {
     status: Mutex<StatusDoc>,
     metrics: Metrics,
@@ -283,7 +197,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     let policies =
         policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let aws = AwsClients::connect(&config.aws).await?;
+    let mut aws = AwsClients::connect(&config.aws).await?;
     let caller = aws
         .caller_identity()
         .await
@@ -309,6 +223,7 @@ pub async fn run(
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    aws.set_stop(stop_rx.clone());
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -335,9 +250,10 @@ pub async fn run(
     let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(16);
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
     let policies = Arc::new(Mutex::new(Arc::new(policies)));
+    let requests: Arc<Mutex<Vec<GroupRequest>>> = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(watch_directory(
         directory.clone(),
-        policies.clone(),
+        requests.clone(),
         settings.directory_poll,
         trigger_tx.clone(),
         stop_rx.clone(),
@@ -358,8 +274,10 @@ pub async fn run(
         caller,
         shared: shared.clone(),
         backoffs: HashMap::new(),
+        requests,
         last_aws: CallStats::default(),
         last_graph: (0, 0, 0),
+        last_differences: 0,
     };
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + settings.interval,
@@ -403,12 +321,7 @@ pub async fn run(
 }
 
 fn pass_backoff() -> backoff::ExponentialBackoff {
-    backoff::ExponentialBackoffBuilder::new()
-        .with_initial_interval(Duration::from_secs(2))
-        .with_max_interval(Duration::from_secs(300))
-        .with_randomization_factor(0.3)
-        .with_max_elapsed_time(None)
-        .build()
+    ChangeBackoff::POLICY.backoff()
 }
 
 async fn signals(stop: watch::Sender<bool>) {
@@ -444,7 +357,7 @@ fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<St
 
 async fn watch_directory(
     directory: Arc<tokio::sync::Mutex<DirectorySource>>,
-    policies: Arc<Mutex<Arc<PolicySet>>>,
+    requests: Arc<Mutex<Vec<GroupRequest>>>,
     period: Duration,
     triggers: mpsc::Sender<Trigger>,
     mut stop: watch::Receiver<bool>,
@@ -455,15 +368,18 @@ async fn watch_directory(
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let requests = desired::group_requests(&policies.lock().expect("policies"));
+        // The requests of the last pass, pins included: a group is watched by the id its
+        // mapping is pinned to, not by a name anyone can give another group.
+        let requests = requests.lock().expect("requests").clone();
         let mut dir = directory.lock().await;
         let changed = match &mut *dir {
-            DirectorySource::Delta(cache) => {
+            DirectorySource::Delta { cache, .. } => {
                 let before = relevant_groups(cache, &requests);
                 match cache.sync().await {
                     Ok(r) => {
                         let after = relevant_groups(cache, &requests);
-                        r.full
+                        requests.is_empty()
+                            || r.full
                             || r.changed_groups
                                 .iter()
                                 .any(|g| before.contains(g) || after.contains(g))
@@ -541,9 +457,13 @@ struct Controller {
     aws: AwsClients,
     caller: crate::aws::CallerIdentity,
     shared: Arc<Shared>,
-    backoffs: HashMap<String, MappingBackoff>,
+    /// Per planned change (by [`crate::plan::Change::key`]) that keeps failing.
+    backoffs: HashMap<String, ChangeBackoff>,
+    /// The directory requests of the last pass, for the delta watcher.
+    requests: Arc<Mutex<Vec<GroupRequest>>>,
     last_aws: CallStats,
     last_graph: (u64, u64, u64),
+    last_differences: u64,
 }
 
 const ORPHANS: &str = "(orphans)";
@@ -582,7 +502,8 @@ impl Controller {
             let _ = audit.append(serde_json::json!({"type": "pass", "actor": Actor::new(&self.caller.arn), "trigger": trigger, "outcome": "failed", "error": e}));
         }
         let mut st = self.shared.status.lock().expect("status");
-        let success = outcome == "success";
+        // Held changes wait for a person, but the pass read the world and did the rest.
+        let success = outcome == "success" || outcome == "held";
         if success {
             st.last_success = Some(Instant::now());
             st.last_success_at = Some(now_rfc3339());
@@ -642,6 +563,9 @@ impl Controller {
             .get_or_create(&graph)
             .inc_by(g.2 - self.last_graph.2);
         self.last_graph = g;
+        let d = directory.lock().await.full_read_differences();
+        m.directory_differences.inc_by(d - self.last_differences);
+        self.last_differences = d;
     }
 
     async fn pass_inner(
@@ -651,63 +575,66 @@ impl Controller {
         audit: &mut AuditLog,
         stop: &watch::Receiver<bool>,
     ) -> anyhow::Result<(&'static str, apply::Report)> {
-        let requests = desired::group_requests(policies);
-        let snapshot = directory.lock().await.snapshot(&requests).await?;
-        let (mut plan, observed) = plan_with(
-            policies,
-            &snapshot,
-            &self.aws,
-            &self.caller.account,
-            &self.config,
-        )
-        .await?;
+        let backoffs = &self.backoffs;
+        let deferred = |c: &crate::plan::Change| {
+            backoffs.get(&c.key()).filter(|b| b.waiting()).map(|b| {
+                format!(
+                    "retrying in {}s after: {}",
+                    (b.next - tokio::time::Instant::now()).as_secs(),
+                    b.reason
+                )
+            })
+        };
+        let released = BTreeSet::new();
+        let planned = {
+            let mut dir = directory.lock().await;
+            pass::plan(
+                &pass::Inputs {
+                    config: &self.config,
+                    policies,
+                    aws: &self.aws,
+                    account: &self.caller.account,
+                    deferred: &deferred,
+                    released: &released,
+                },
+                &mut dir,
+            )
+            .await?
+        };
+        *self.requests.lock().expect("requests") = planned.requests.clone();
         let shared = self.shared.clone();
         let m = &shared.metrics;
-        for c in &plan.changes {
+        let plan = &planned.plan;
+        for c in plan
+            .changes
+            .iter()
+            .chain(plan.held.iter().map(|h| &h.change))
+        {
             m.drift_detected
                 .get_or_create(&ActionLabel {
                     action: c.action.name(),
                 })
                 .inc();
         }
-        // Mappings waiting out a back-off keep their changes pending.
-        let now = Instant::now();
-        let deferred: BTreeMap<String, String> = self
-            .backoffs
-            .iter()
-            .filter(|(_, b)| b.next > now)
-            .map(|(k, b)| {
-                (
-                    k.clone(),
-                    format!(
-                        "retrying in {}s after: {}",
-                        (b.next - now).as_secs(),
-                        b.reason
-                    ),
-                )
-            })
-            .collect();
-        let mut pending = plan.clone();
-        pending
-            .changes
-            .retain(|c| !deferred.contains_key(c.mapping.as_deref().unwrap_or(ORPHANS)));
         let actor = Actor::new(&self.caller.arn);
         let stop_now = || *stop.borrow();
-        let (outcome, report) = match apply::apply(
-            &pending,
-            &self.aws,
-            audit,
-            &actor,
-            policies.revision.as_deref(),
-            &stop_now,
-        )
-        .await
-        {
-            Ok(report) if report.interrupted => ("interrupted", report),
-            Ok(report) if report.failed > 0 => ("failed", report),
-            Ok(report) => ("success", report),
-            Err(apply::Error::SafetyStop(_)) => ("safety_stop", apply::Report::default()),
-            Err(e) => return Err(e.into()),
+        let report = planned
+            .apply(
+                &self.aws,
+                audit,
+                &actor,
+                policies.revision.as_deref(),
+                &stop_now,
+            )
+            .await?;
+        let outcome = if report.interrupted {
+            "interrupted"
+        } else if report.failed > 0 {
+            "failed"
+        } else if plan.needs_attention() {
+            "held"
+        } else {
+            "success"
         };
         for (name, _, outcome) in &report.outcomes {
             match outcome {
@@ -726,37 +653,64 @@ impl Controller {
                 Outcome::Skipped { .. } => 0,
             };
         }
-        plan.changes.retain(|c| {
-            !deferred.contains_key(c.mapping.as_deref().unwrap_or(ORPHANS))
-                || outcome == "safety_stop"
-        });
-        self.update_status(policies, &plan, &pending, &report, &deferred, outcome);
-        let owned: Vec<_> = observed
+        self.update_backoffs(plan, &report);
+        self.update_status(policies, plan, &report, outcome);
+        let settings = Settings::from_config(&self.config);
+        let owned: Vec<_> = planned
+            .observed
             .roles
             .values()
-            .filter(|r| {
-                r.tags.get(&self.config.owner_tag.key) == Some(&self.config.owner_tag.value)
-            })
+            .filter(|r| settings.ownership().role(r))
             .collect();
         m.managed_roles.set(owned.len() as i64);
         let principals = owned
             .iter()
             .map(|r| trusted_subjects(&r.trust).len())
             .sum::<usize>() as i64;
-        m.trusted_principals.set(
-            principals + plan.summary.principals_added as i64
-                - plan.summary.principals_removed as i64,
+        let (added, removed) = report.outcomes.iter().zip(&plan.changes).fold(
+            (0, 0),
+            |(a, r), ((_, _, o), c)| match o {
+                Outcome::Ok(_) => (a + c.members_added.len(), r + c.members_removed.len()),
+                _ => (a, r),
+            },
         );
+        m.trusted_principals
+            .set(principals + added as i64 - removed as i64);
         Ok((outcome, report))
+    }
+
+    /// Back-off per change: grows with each failure, forgotten on success or when the
+    /// change is no longer planned.
+    fn update_backoffs(&mut self, plan: &Plan, report: &apply::Report) {
+        for (change, (_, _, result)) in plan.changes.iter().zip(&report.outcomes) {
+            let key = change.key();
+            match result {
+                Outcome::Failed(f) => match self.backoffs.get_mut(&key) {
+                    Some(b) => b.failed(f.to_string()),
+                    None => {
+                        self.backoffs.insert(key, ChangeBackoff::new(f.to_string()));
+                    }
+                },
+                Outcome::Ok(_) => {
+                    self.backoffs.remove(&key);
+                }
+                Outcome::Skipped { .. } => {}
+            }
+        }
+        let planned: BTreeSet<String> = plan
+            .changes
+            .iter()
+            .chain(plan.held.iter().map(|h| &h.change))
+            .map(|c| c.key())
+            .collect();
+        self.backoffs.retain(|k, _| planned.contains(k));
     }
 
     fn update_status(
         &mut self,
         policies: &PolicySet,
         plan: &Plan,
-        pending: &Plan,
         report: &apply::Report,
-        deferred: &BTreeMap<String, String>,
         outcome: &str,
     ) {
         let time = now_rfc3339();
@@ -816,60 +770,39 @@ impl Controller {
                 set(m, state, format!("{}: {}", p.kind, p.message));
             }
         }
-        if let Some(stop) = &plan.safety {
-            for c in &plan.changes {
-                if let Some(m) = &c.mapping {
-                    set(
-                        m,
-                        MappingState::Blocked,
-                        format!("safety stop: {}", stop.reasons.join("; ")),
-                    );
-                }
-            }
+        for h in &plan.held {
+            let key = h.change.mapping.clone().unwrap_or_else(|| ORPHANS.into());
+            let state = if h.held.kind == "backoff" {
+                MappingState::Drifted
+            } else {
+                MappingState::Blocked
+            };
+            set(
+                &key,
+                state,
+                format!(
+                    "{} held ({}): {}; {}",
+                    h.change.action.name(),
+                    h.held.kind,
+                    h.held.reason,
+                    h.held.release
+                ),
+            );
         }
-        for (m, why) in deferred {
-            if plan.changes.iter().any(|c| c.mapping.as_deref() == Some(m)) {
-                set(m, MappingState::Drifted, why.clone());
-            }
-        }
-        let mut failed_now: BTreeMap<String, String> = BTreeMap::new();
-        for (change, (_, _, result)) in pending.changes.iter().zip(&report.outcomes) {
+        for (change, (_, _, result)) in plan.changes.iter().zip(&report.outcomes) {
             let key = change.mapping.clone().unwrap_or_else(|| ORPHANS.into());
             match result {
-                Outcome::Failed(f) => {
-                    failed_now.insert(key.clone(), f.to_string());
-                    set(
-                        &key,
-                        MappingState::Error,
-                        format!("{} failed: {f}", change.action.name()),
-                    );
-                }
+                Outcome::Failed(f) => set(
+                    &key,
+                    MappingState::Error,
+                    format!("{} failed: {f}", change.action.name()),
+                ),
                 Outcome::Skipped { reason } if outcome == "interrupted" => {
                     set(&key, MappingState::Drifted, reason.clone());
                 }
                 _ => {}
             }
         }
-        // Back-off per mapping: grows with each failure, cleared by a clean pass for it.
-        for (key, reason) in &failed_now {
-            let b = self
-                .backoffs
-                .entry(key.clone())
-                .or_insert_with(|| MappingBackoff {
-                    policy: pass_backoff(),
-                    next: Instant::now(),
-                    reason: String::new(),
-                });
-            b.next = Instant::now() + b.policy.next_backoff().unwrap_or(Duration::from_secs(300));
-            b.reason = reason.clone();
-        }
-        let attempted: BTreeSet<String> = pending
-            .changes
-            .iter()
-            .map(|c| c.mapping.clone().unwrap_or_else(|| ORPHANS.into()))
-            .collect();
-        self.backoffs
-            .retain(|k, _| failed_now.contains_key(k) || !attempted.contains(k));
         let m = &self.shared.metrics;
         for state in ["Ready", "Drifted", "Error", "Blocked"] {
             let n = mappings

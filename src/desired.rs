@@ -1,8 +1,11 @@
 //! The desired AWS state: policies plus group memberships, made concrete.
 //!
-//! Pure: no I/O. A mapping that cannot be made concrete (its group is missing or
-//! ambiguous, it has more members than one trust policy holds) becomes a
-//! [`MappingError`]; its role is then left exactly as it is, never treated as unwanted.
+//! Pure: no I/O. A mapping that cannot be fully made concrete (its group name became
+//! ambiguous, its pinned group is gone, it has more members than one trust policy holds)
+//! is reported as a [`MappingError`] and its role is still carried, marked
+//! [`DesiredRole::blocked`], with the set of principals a successful directory read says
+//! may keep access ([`DesiredRole::may_keep`]): the planner then removes everyone else
+//! from the trust policy and adds nobody. Revocation never waits for the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::directory::{DirectorySnapshot, GroupRequest, Member, MemberKind};
+use crate::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
 use crate::iam_policy;
 use crate::policy::{function_name_of, Invoker, PolicySet};
 
@@ -94,8 +97,16 @@ pub struct DesiredRole {
     pub path: String,
     /// ARN.
     pub arn: String,
-    /// Trust policy.
+    /// Trust policy (for a blocked mapping: what it would be, never written).
     pub trust: Value,
+    /// How to write the trust policy for any set of principals and services.
+    pub trust_parts: TrustParts,
+    /// Why the mapping cannot be fully planned this pass; only removals are made.
+    pub blocked: Option<String>,
+    /// The principals that may stay in the trust policy according to a successful
+    /// directory read (the group's service principals, or for an unresolvable group the
+    /// members it could still mean); `None` for a role without a group.
+    pub may_keep: Option<BTreeSet<String>>,
     /// Description, managed only when set.
     pub description: Option<String>,
     /// Maximum session duration.
@@ -126,6 +137,77 @@ pub struct GroupInfo {
     pub principals: Vec<Member>,
     /// Members that cannot be bound (users, devices, nested groups when not transitive).
     pub skipped: Vec<Member>,
+    /// Set when the group was found through its pin but now has another display name.
+    pub renamed_to: Option<String>,
+}
+
+/// What a role's trust policy is made of, so that the planner can write it for the
+/// principals and services it decides on (a revocation that adds nobody, a grant that
+/// removes nobody).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustParts {
+    /// The Entra provider, for a mapping with a group.
+    pub federated: Option<Federated>,
+    /// AWS service principals from the policy.
+    pub services: BTreeSet<String>,
+}
+
+/// The web-identity part of a trust policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Federated {
+    /// The IAM OIDC provider's ARN.
+    pub provider_arn: String,
+    /// Issuer host and path (the condition key prefix).
+    pub issuer: String,
+    /// The audience condition key's last part (`aud`, `oaud`, `azp`).
+    pub audience_key: String,
+    /// The audiences.
+    pub audiences: Vec<String>,
+}
+
+impl TrustParts {
+    /// The trust policy letting these principals (object ids) and services in. A group
+    /// with no principal gets an explicit Deny rather than an empty condition.
+    pub fn document(&self, subs: &BTreeSet<String>, services: &BTreeSet<String>) -> Value {
+        let mut statements = Vec::new();
+        if let Some(f) = &self.federated {
+            if subs.is_empty() {
+                statements.push(json!({
+                    "Sid": NO_MEMBERS_SID,
+                    "Effect": "Deny",
+                    "Principal": {"Federated": f.provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                }));
+            } else {
+                let aud = if f.audiences.len() == 1 {
+                    json!(f.audiences[0])
+                } else {
+                    json!(f.audiences)
+                };
+                statements.push(json!({
+                    "Sid": MEMBERS_SID,
+                    "Effect": "Allow",
+                    "Principal": {"Federated": f.provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {"StringEquals": {
+                        format!("{}:{}", f.issuer, f.audience_key): aud,
+                        format!("{}:sub", f.issuer): subs,
+                    }},
+                }));
+            }
+        }
+        if !services.is_empty() {
+            statements.push(json!({
+                "Sid": "AwsServices",
+                "Effect": "Allow",
+                "Principal": {"Service": services},
+                "Action": "sts:AssumeRole",
+            }));
+        }
+        json!({"Version": "2012-10-17", "Statement": statements})
+    }
 }
 
 /// A function's managed invokers and execution role.
@@ -197,17 +279,33 @@ impl DesiredStatement {
     }
 }
 
+/// Where each role's group is pinned: role name (lower case) to the value of its
+/// [`directory::PIN_TAG`], read from the roles trustsync owns.
+pub type Pins = BTreeMap<String, String>;
+
+/// The directory request of one mapping, with its pin when the role records one for the
+/// same display name.
+pub fn group_request(m: &crate::policy::RoleMappingSpec, pins: &Pins) -> Option<GroupRequest> {
+    let selector = m.group.as_ref()?;
+    let pin = match (&selector.id, &selector.display_name) {
+        (None, Some(name)) => pins
+            .get(&m.role.name.to_ascii_lowercase())
+            .and_then(|v| directory::pinned_id(v, name)),
+        _ => None,
+    };
+    Some(GroupRequest {
+        selector: selector.clone(),
+        transitive: m.members.transitive,
+        pin,
+    })
+}
+
 /// The group requests a policy set needs read from the directory.
-pub fn group_requests(policies: &PolicySet) -> Vec<GroupRequest> {
+pub fn group_requests(policies: &PolicySet, pins: &Pins) -> Vec<GroupRequest> {
     let mut out: Vec<GroupRequest> = policies
         .role_mappings
         .iter()
-        .filter_map(|m| {
-            m.spec.group.as_ref().map(|g| GroupRequest {
-                selector: g.clone(),
-                transitive: m.spec.members.transitive,
-            })
-        })
+        .filter_map(|m| group_request(&m.spec, pins))
         .collect();
     out.sort();
     out.dedup();
@@ -223,6 +321,7 @@ pub const NO_MEMBERS_SID: &str = "EntraGroupHasNoMembers";
 pub fn build(
     policies: &PolicySet,
     directory: &DirectorySnapshot,
+    pins: &Pins,
     config: &Config,
     target: &Target,
 ) -> Desired {
@@ -267,100 +366,96 @@ pub fn build(
             )));
             continue;
         }
-        let mut statements = Vec::new();
+        let mut tags = s.role.tags.clone();
+        tags.insert(owner.key.clone(), owner.value.clone());
+        let mut parts = TrustParts {
+            federated: None,
+            services: s.trusted_services.iter().cloned().collect(),
+        };
         let mut group_info = None;
-        if let (Some(provider_name), Some(selector)) = (&s.provider, &s.group) {
+        let mut may_keep = None;
+        let mut blocked = None;
+        if let (Some(provider_name), Some(req)) = (&s.provider, group_request(s, pins)) {
             let Some(provider) = policies.provider(provider_name) else {
                 out.errors.push(error(format!(
                     "no IdentityProvider named `{provider_name}`"
                 )));
                 continue;
             };
-            let group = match directory.get(selector, s.members.transitive) {
-                Some(Ok(g)) => g,
+            let issuer = provider.spec.issuer_host_path();
+            parts.federated = Some(Federated {
+                provider_arn: format!("arn:{part}:iam::{acct}:oidc-provider/{issuer}"),
+                issuer,
+                audience_key: provider.spec.audience_condition_key.clone(),
+                audiences: provider.spec.audiences.clone(),
+            });
+            match directory.get(&req) {
+                Some(Ok(group)) => {
+                    let (principals, skipped): (Vec<Member>, Vec<Member>) = group
+                        .members
+                        .iter()
+                        .cloned()
+                        .partition(|mem| mem.kind == MemberKind::ServicePrincipal);
+                    // Nested groups are expanded by a transitive read; only report them when not.
+                    let skipped: Vec<Member> = skipped
+                        .into_iter()
+                        .filter(|mem| !(s.members.transitive && mem.kind == MemberKind::Group))
+                        .collect();
+                    may_keep = Some(principals.iter().map(|p| p.id.clone()).collect());
+                    let renamed_to = match &req.selector.display_name {
+                        Some(name) if req.selector.id.is_none() => {
+                            tags.insert(
+                                directory::PIN_TAG.into(),
+                                directory::pin_value(&group.id, name),
+                            );
+                            (!directory::same_name(name, &group.display_name))
+                                .then(|| group.display_name.clone())
+                        }
+                        _ => None,
+                    };
+                    group_info = Some(GroupInfo {
+                        id: group.id.clone(),
+                        display_name: group.display_name.clone(),
+                        principals,
+                        skipped,
+                        renamed_to,
+                    });
+                }
                 Some(Err(e)) => {
-                    out.errors.push(error(e.to_string()));
-                    continue;
+                    may_keep = Some(e.may_keep());
+                    blocked = Some(e.to_string());
                 }
                 None => {
                     out.errors.push(error(format!(
-                        "group {selector} was not read from the directory"
+                        "group {} was not read from the directory",
+                        req.selector
                     )));
                     continue;
                 }
-            };
-            let (principals, skipped): (Vec<Member>, Vec<Member>) = group
-                .members
-                .iter()
-                .cloned()
-                .partition(|mem| mem.kind == MemberKind::ServicePrincipal);
-            // Nested groups are expanded by a transitive read; only report them when not.
-            let skipped: Vec<Member> = skipped
-                .into_iter()
-                .filter(|mem| !(s.members.transitive && mem.kind == MemberKind::Group))
-                .collect();
-            let issuer = provider.spec.issuer_host_path();
-            let provider_arn = format!("arn:{part}:iam::{acct}:oidc-provider/{issuer}");
-            let audiences: Vec<&String> = provider.spec.audiences.iter().collect();
-            let aud = if audiences.len() == 1 {
-                json!(audiences[0])
-            } else {
-                json!(audiences)
-            };
-            if principals.is_empty() {
-                statements.push(json!({
-                    "Sid": NO_MEMBERS_SID,
-                    "Effect": "Deny",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                }));
-            } else {
-                let subs: Vec<&str> = principals.iter().map(|p| p.id.as_str()).collect();
-                statements.push(json!({
-                    "Sid": MEMBERS_SID,
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {"StringEquals": {
-                        format!("{issuer}:{}", provider.spec.audience_condition_key): aud,
-                        format!("{issuer}:sub"): subs,
-                    }},
-                }));
             }
-            group_info = Some(GroupInfo {
-                id: group.id.clone(),
-                display_name: group.display_name.clone(),
-                principals,
-                skipped,
-            });
         }
-        if !s.trusted_services.is_empty() {
-            let mut services = s.trusted_services.clone();
-            services.sort();
-            services.dedup();
-            statements.push(json!({
-                "Sid": "AwsServices",
-                "Effect": "Allow",
-                "Principal": {"Service": services},
-                "Action": "sts:AssumeRole",
-            }));
-        }
-        let trust = json!({"Version": "2012-10-17", "Statement": statements});
+        let subs: BTreeSet<String> = group_info
+            .iter()
+            .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
+            .collect();
+        let trust = parts.document(&subs, &parts.services);
         let length = iam_policy::iam_length(&trust);
-        if length > config.limits.trust_policy_chars {
-            let members = group_info.as_ref().map_or(0, |g| g.principals.len());
+        if blocked.is_none() && length > config.limits.trust_policy_chars {
+            let members = subs.len();
             let per_member = 39; // a 36-character object id, its quotes and a comma
             let fit = members
                 .saturating_sub((length - config.limits.trust_policy_chars).div_ceil(per_member));
-            out.errors.push(error(format!(
+            blocked = Some(format!(
                 "the trust policy for {members} service principals would be {length} characters, over the limit of {} \
                  (about {fit} members fit); split the group or raise the quota and limits.trustPolicyChars",
                 config.limits.trust_policy_chars
-            )));
-            continue;
+            ));
         }
-        let mut tags = s.role.tags.clone();
-        tags.insert(owner.key.clone(), owner.value.clone());
+        if let Some(why) = &blocked {
+            out.errors.push(error(format!(
+                "{why}; members who left the group still lose access, nobody is added"
+            )));
+        }
         out.roles.push(DesiredRole {
             mapping: m.name.clone(),
             name: s.role.name.clone(),
@@ -371,6 +466,9 @@ pub fn build(
                 .unwrap_or_else(|| config.role_path.clone()),
             arn: role_arn(s),
             trust,
+            trust_parts: parts,
+            blocked,
+            may_keep,
             description: s.role.description.clone(),
             max_session_duration: s.role.max_session_duration,
             permissions_boundary: s.role.permissions_boundary.clone(),
@@ -382,6 +480,7 @@ pub fn build(
         });
     }
 
+    let prefix = config.instance_statement_prefix();
     for f in &policies.functions {
         let s = &f.spec;
         let name = function_name_of(&s.function).to_string();
@@ -392,9 +491,7 @@ pub fn build(
         };
         let mut statements = BTreeMap::new();
         for inv in &s.invokers {
-            let st = statement(inv, policies, &config.statement_id_prefix, part, |m| {
-                role_arn(m)
-            });
+            let st = statement(inv, policies, &prefix, part, |m| role_arn(m));
             statements.insert(st.sid.clone(), st);
         }
         let execution_role =

@@ -75,58 +75,91 @@ pub struct GroupMembers {
     pub members: Vec<Member>,
 }
 
-/// Why one group could not be resolved. Affects only the mappings that use it.
+/// Why one group could not be resolved. Affects only the mappings that use it, and never
+/// protects a departed member: each variant says who may still keep access.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(rename_all = "camelCase", tag = "reason")]
 pub enum GroupError {
-    /// No group matches.
+    /// No group matches: nobody is a member of it.
     #[error("no group matches {selector}")]
     NotFound {
         /// The selector, rendered.
         selector: String,
     },
-    /// More than one group has this display name.
+    /// The group a display name was pinned to no longer exists: nobody is a member of it.
+    #[error("the group {id} that displayName={name:?} was pinned to no longer exists")]
+    PinnedGone {
+        /// The selector's display name.
+        name: String,
+        /// The pinned object id.
+        id: String,
+    },
+    /// More than one group has this display name and the mapping was never pinned to one.
     #[error("{count} groups are named {name:?}; refer to the group by id")]
     Ambiguous {
         /// The display name.
         name: String,
         /// How many matched.
         count: usize,
+        /// Every member of any of them: no one outside this set can be a member of the
+        /// group the mapping meant.
+        #[serde(skip)]
+        members: BTreeSet<String>,
     },
 }
 
-/// Resolves a selector against groups given as (object id, display name, item): by id, or
-/// by a display name that must match exactly one group. Both directory sources use it, so
-/// they agree on what "missing" and "ambiguous" mean.
+impl GroupError {
+    /// The principals that may keep access while the group cannot be resolved: whoever a
+    /// successful read shows could still be a member. Everybody else loses access.
+    pub fn may_keep(&self) -> BTreeSet<String> {
+        match self {
+            GroupError::Ambiguous { members, .. } => members.clone(),
+            GroupError::NotFound { .. } | GroupError::PinnedGone { .. } => BTreeSet::new(),
+        }
+    }
+}
+
+/// Display names compare as Microsoft Graph's `$filter=displayName eq '…'` does:
+/// case-insensitively.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
+}
+
+/// How a selector matched the groups a source holds.
+pub enum Matched<T> {
+    /// Exactly one group.
+    One(T),
+    /// Several groups share the display name (and no pin decides).
+    Many(Vec<T>),
+    /// No group.
+    None,
+}
+
+/// Resolves a request against groups given as (object id, display name, item): by id; by
+/// the pinned object id when the mapping has one; else by a display name compared
+/// case-insensitively. Every directory source uses it, so they agree on what "missing",
+/// "gone" and "ambiguous" mean.
 pub fn resolve<'a, T>(
-    selector: &GroupSelector,
+    req: &GroupRequest,
     groups: impl IntoIterator<Item = (&'a str, &'a str, T)>,
-) -> Result<T, GroupError> {
-    let not_found = || GroupError::NotFound {
-        selector: selector.to_string(),
-    };
-    match (&selector.id, &selector.display_name) {
-        (Some(id), _) => groups
-            .into_iter()
+) -> Matched<T> {
+    let mut groups = groups.into_iter();
+    match (&req.selector.id, &req.pin, &req.selector.display_name) {
+        (Some(id), _, _) | (None, Some(id), _) => groups
             .find(|(gid, _, _)| gid == id)
-            .map(|(_, _, g)| g)
-            .ok_or_else(not_found),
-        (None, Some(name)) => {
+            .map_or(Matched::None, |(_, _, g)| Matched::One(g)),
+        (None, None, Some(name)) => {
             let mut hits: Vec<T> = groups
-                .into_iter()
-                .filter(|(_, n, _)| n == name)
+                .filter(|(_, n, _)| same_name(n, name))
                 .map(|(_, _, g)| g)
                 .collect();
             match hits.len() {
-                0 => Err(not_found()),
-                1 => Ok(hits.pop().expect("one hit")),
-                count => Err(GroupError::Ambiguous {
-                    name: name.clone(),
-                    count,
-                }),
+                0 => Matched::None,
+                1 => Matched::One(hits.pop().expect("one hit")),
+                _ => Matched::Many(hits),
             }
         }
-        (None, None) => Err(not_found()),
+        (None, None, None) => Matched::None,
     }
 }
 
@@ -137,6 +170,62 @@ pub struct GroupRequest {
     pub selector: GroupSelector,
     /// Nested groups expanded.
     pub transitive: bool,
+    /// For a display-name selector: the object id the name resolved to when the mapping
+    /// was first planned (recorded on the role), which wins over the name from then on.
+    pub pin: Option<String>,
+}
+
+impl GroupRequest {
+    /// The result of a resolution, given each candidate's members.
+    pub fn finish<T>(
+        &self,
+        matched: Matched<T>,
+        mut members: impl FnMut(T) -> GroupMembers,
+    ) -> Result<GroupMembers, GroupError> {
+        match matched {
+            Matched::One(g) => Ok(members(g)),
+            Matched::Many(gs) => Err(GroupError::Ambiguous {
+                name: self.selector.display_name.clone().unwrap_or_default(),
+                count: gs.len(),
+                members: gs
+                    .into_iter()
+                    .flat_map(|g| members(g).members.into_iter().map(|m| m.id))
+                    .collect(),
+            }),
+            Matched::None => Err(self.not_found()),
+        }
+    }
+
+    /// The error for a group that does not exist.
+    pub fn not_found(&self) -> GroupError {
+        match (&self.pin, &self.selector.id, &self.selector.display_name) {
+            (Some(id), None, Some(name)) => GroupError::PinnedGone {
+                name: name.clone(),
+                id: id.clone(),
+            },
+            _ => GroupError::NotFound {
+                selector: self.selector.to_string(),
+            },
+        }
+    }
+}
+
+/// The role tag that records which group a display-name selector is pinned to.
+pub const PIN_TAG: &str = "trustsync.dev/group";
+
+/// The pin tag's value: the group's object id and a short hash of the display name it was
+/// resolved from, so that a changed selector in the policy is not held to the old group.
+pub fn pin_value(group_id: &str, display_name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(display_name.to_lowercase().as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{group_id}/{hash}")
+}
+
+/// The pinned object id in a pin tag's value, when it was made for this display name.
+pub fn pinned_id(tag_value: &str, display_name: &str) -> Option<String> {
+    let (id, _) = tag_value.split_once('/')?;
+    (pin_value(id, display_name) == tag_value).then(|| id.to_string())
 }
 
 /// Group memberships for every group the policies use, read in one pass.
@@ -148,15 +237,8 @@ pub struct DirectorySnapshot {
 
 impl DirectorySnapshot {
     /// The result for a request; `None` when it was not part of the snapshot.
-    pub fn get(
-        &self,
-        selector: &GroupSelector,
-        transitive: bool,
-    ) -> Option<&Result<GroupMembers, GroupError>> {
-        self.groups.get(&GroupRequest {
-            selector: selector.clone(),
-            transitive,
-        })
+    pub fn get(&self, req: &GroupRequest) -> Option<&Result<GroupMembers, GroupError>> {
+        self.groups.get(req)
     }
 }
 
@@ -280,11 +362,6 @@ impl TenantFile {
         Ok(())
     }
 
-    /// Checks a file's contents as [`TenantFile::load`] does.
-    pub fn validate(&self) -> Result<(), String> {
-        self.check()
-    }
-
     fn kinds(&self) -> HashMap<&str, (MemberKind, &str)> {
         let mut kinds = HashMap::new();
         for g in &self.groups {
@@ -309,13 +386,13 @@ impl TenantFile {
             self.groups.iter().map(|g| (g.id.as_str(), g)).collect();
         let mut out = DirectorySnapshot::default();
         for req in requests {
-            let found = resolve(
-                &req.selector,
+            let matched = resolve(
+                req,
                 self.groups
                     .iter()
                     .map(|g| (g.id.as_str(), g.display_name.as_str(), g)),
             );
-            let result = found.map(|g| {
+            let result = req.finish(matched, |g| {
                 let mut ids = BTreeSet::new();
                 let mut queue = vec![g];
                 let mut visited = BTreeSet::from([g.id.as_str()]);
@@ -383,6 +460,7 @@ mod tests {
                 display_name: name.map(Into::into),
             },
             transitive,
+            pin: None,
         }
     }
 
@@ -411,24 +489,51 @@ mod tests {
     #[test]
     fn names_resolve_once_or_fail_per_group() {
         let t = tenant();
+        let mut pinned = req(None, Some("DUP"), false);
+        pinned.pin = Some("g4".into());
+        let mut gone = req(None, Some("dup"), false);
+        gone.pin = Some("g9".into());
         let reqs = [
-            req(None, Some("inner"), false),
+            req(None, Some("INNER"), false),
             req(None, Some("dup"), false),
             req(None, Some("nope"), false),
+            pinned,
+            gone,
         ];
         let snap = t.snapshot(&reqs);
-        assert_eq!(snap.groups[&reqs[0]].as_ref().unwrap().id, "g2");
         assert_eq!(
-            snap.groups[&reqs[1]],
-            Err(GroupError::Ambiguous {
-                name: "dup".into(),
-                count: 2
-            })
+            snap.groups[&reqs[0]].as_ref().unwrap().id,
+            "g2",
+            "names compare case-insensitively, as Graph's $filter does"
         );
+        let Err(err @ GroupError::Ambiguous { count: 2, .. }) = &snap.groups[&reqs[1]] else {
+            panic!("{:?}", snap.groups[&reqs[1]]);
+        };
+        assert!(err.may_keep().is_empty(), "both groups named dup are empty");
         assert!(matches!(
             snap.groups[&reqs[2]],
             Err(GroupError::NotFound { .. })
         ));
+        assert_eq!(
+            snap.groups[&reqs[3]].as_ref().unwrap().id,
+            "g4",
+            "the pin decides"
+        );
+        assert_eq!(
+            snap.groups[&reqs[4]],
+            Err(GroupError::PinnedGone {
+                name: "dup".into(),
+                id: "g9".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_pin_holds_only_for_the_name_it_was_made_for() {
+        let v = pin_value("g1", "Deployers");
+        assert_eq!(pinned_id(&v, "deployers").as_deref(), Some("g1"));
+        assert_eq!(pinned_id(&v, "admins"), None);
+        assert_eq!(pinned_id("g1", "deployers"), None);
     }
 
     #[test]

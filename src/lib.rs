@@ -20,6 +20,7 @@
 pub mod apply;
 pub mod audit;
 pub mod aws;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod controller;
@@ -29,7 +30,9 @@ pub mod entra;
 pub mod iam_policy;
 pub mod metrics;
 pub mod observed;
+pub mod pass;
 pub mod permissions;
 pub mod plan;
 pub mod policy;
 pub mod render;
+pub mod retry;

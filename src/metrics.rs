@@ -75,6 +75,8 @@ pub struct Metrics {
     pub mappings: Family<StateLabel, Gauge>,
     /// Policy reloads that failed validation.
     pub policy_errors: Counter,
+    /// Mapped groups whose delta-cached membership differed from a full read.
+    pub directory_differences: Counter,
 }
 
 impl Metrics {
@@ -94,6 +96,7 @@ impl Metrics {
             trusted_principals: Default::default(),
             mappings: Default::default(),
             policy_errors: Default::default(),
+            directory_differences: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("trustsync");
         r.register("passes", "Reconcile passes by outcome", m.passes.clone());
@@ -152,6 +155,11 @@ impl Metrics {
             "policy_reload_errors",
             "Policy reloads that failed validation",
             m.policy_errors.clone(),
+        );
+        r.register(
+            "directory_full_read_differences",
+            "Mapped groups whose delta-cached membership differed from a periodic full read (corrected)",
+            m.directory_differences.clone(),
         );
         m
     }

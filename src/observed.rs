@@ -14,8 +14,30 @@ pub struct Observed {
     pub providers: Vec<ObservedProvider>,
     /// Every IAM role, keyed by lower-case name (IAM names are case-insensitive).
     pub roles: BTreeMap<String, ObservedRole>,
-    /// Each function the policies refer to, keyed by (name, qualifier).
+    /// Each function the policies refer to, and each (function, qualifier) trustsync's
+    /// function tag records, keyed by (name, qualifier); `None` when it does not exist.
     pub functions: BTreeMap<FunctionKey, Option<ObservedFunction>>,
+    /// Functions carrying this instance's function tag, by name: the qualifiers recorded.
+    pub marked_functions: BTreeMap<String, MarkedFunction>,
+}
+
+/// A function trustsync's tag marks as one whose policy it wrote to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MarkedFunction {
+    /// Unqualified function ARN.
+    pub arn: String,
+    /// The tag's value as read.
+    pub tag_value: String,
+}
+
+impl MarkedFunction {
+    /// The qualifiers the tag records (the unqualified policy is always read).
+    pub fn qualifiers(&self) -> BTreeSet<String> {
+        self.tag_value
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    }
 }
 
 /// A function and the qualifier whose policy is managed.
@@ -111,4 +133,20 @@ pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// The AWS service principals a trust policy lets in (`Allow` statements only).
+pub fn trusted_services(trust: &Value) -> BTreeSet<String> {
+    let canon = crate::iam_policy::canonical(trust);
+    canon
+        .get("Statement")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|st| st.get("Effect").and_then(Value::as_str) == Some("Allow"))
+        .filter_map(|st| st.get("Principal")?.get("Service")?.as_array())
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(String::from)
+        .collect()
 }

@@ -31,6 +31,9 @@ pub enum Scope {
     Provider,
     /// Reading or changing a managed function.
     Function,
+    /// Reading and cleaning up a function carrying trustsync's function tag, wherever it
+    /// is named (its FunctionAccess may be gone).
+    MarkedFunction,
     /// Needs no permission (`sts:GetCallerIdentity`).
     Free,
 }
@@ -38,6 +41,18 @@ pub enum Scope {
 /// Every AWS operation trustsync calls: (operation as named in the code, IAM action, scope).
 pub const OPERATIONS: &[(&str, &str, Scope)] = &[
     ("GetCallerIdentity", "sts:GetCallerIdentity", Scope::Free),
+    ("GetResources", "tag:GetResources", Scope::AccountRead),
+    ("TagResource", "lambda:TagResource", Scope::Function),
+    (
+        "UntagResource",
+        "lambda:UntagResource",
+        Scope::MarkedFunction,
+    ),
+    (
+        "UntagOpenIDConnectProvider",
+        "iam:UntagOpenIDConnectProvider",
+        Scope::Provider,
+    ),
     (
         "GetAccountAuthorizationDetails",
         "iam:GetAccountAuthorizationDetails",
@@ -217,6 +232,19 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
                 "Effect": "Allow",
                 "Action": actions(Scope::Function),
                 "Resource": functions
+            },
+            {
+                "Sid": "CleanUpMarkedFunctions",
+                "Effect": "Allow",
+                "Action": actions(Scope::MarkedFunction)
+                    .into_iter()
+                    .chain(["lambda:GetFunctionConfiguration", "lambda:GetAlias", "lambda:GetPolicy", "lambda:RemovePermission"])
+                    .collect::<Vec<_>>(),
+                "Resource": [
+                    format!("arn:aws:lambda:{region}:*:function:*"),
+                    format!("arn:aws:lambda:{region}:*:function:*:*")
+                ],
+                "Condition": {"Null": {format!("aws:ResourceTag/{}", config.function_tag_key()): "false"}}
             }
         ]
     })

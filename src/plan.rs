@@ -6,11 +6,17 @@
 //! providers carrying the owner tag, Lambda statements whose id has the prefix. An unowned
 //! role of a wanted name is a conflict unless its mapping says `adopt`. Owned roles no
 //! longer wanted are deleted only with prune; otherwise they are reported as orphans.
-//! Before returning, the safety limits are checked: a plan that would remove too large a
-//! share of principals or roles carries a [`SafetyStop`] and must not be applied.
 //!
-//! Changes come out in dependency order: provider, roles, policies, Lambda permissions and
-//! execution roles; removals in reverse (Lambda statements, policies, roles, provider).
+//! Revocation first: a trust policy change that takes principals away is planned apart
+//! from one that adds them ([`Action::RevokeTrust`], applied before anything else). A
+//! mapping that cannot be fully planned ([`DesiredRole::blocked`]) still gets its
+//! revocation (`current ∩ may_keep`) and nothing else. Each revocation carries the numbers
+//! the safety checks need ([`Removal`]); the planner itself holds nothing back: that is
+//! [`crate::checks`]' job.
+//!
+//! Changes come out in dependency order: revocations, provider, roles, policies, Lambda
+//! permissions and execution roles; removals in reverse (Lambda statements, policies,
+//! roles, provider).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +26,9 @@ use serde_json::Value;
 use crate::config::{OwnerTag, Safety};
 use crate::desired::{Desired, DesiredFunction, DesiredProvider, DesiredRole};
 use crate::iam_policy;
-use crate::observed::{trusted_subjects, Observed, ObservedFunction, ObservedRole};
+use crate::observed::{
+    trusted_services, trusted_subjects, Observed, ObservedFunction, ObservedProvider, ObservedRole,
+};
 
 /// What the planner needs from the config.
 #[derive(Debug, Clone)]
@@ -29,25 +37,100 @@ pub struct Settings {
     pub owner_tag: OwnerTag,
     /// Managed role path prefix.
     pub role_path: String,
-    /// Lambda statement id prefix.
+    /// This instance's Lambda statement id prefix.
     pub statement_id_prefix: String,
+    /// This instance's function tag key.
+    pub function_tag_key: String,
     /// Delete owned resources no longer wanted.
     pub prune: bool,
-    /// Removal limits.
+    /// Removal limits (the baseline window is read here; the checks apply the rest).
     pub safety: Safety,
+    /// Now, in seconds since the Unix epoch (for removal baselines).
+    pub now: u64,
 }
 
 impl Settings {
-    /// The planner settings of a config.
+    /// The planner settings of a config, at the current time.
     pub fn from_config(c: &crate::config::Config) -> Self {
         Settings {
             owner_tag: c.owner_tag.clone(),
             role_path: c.role_path.clone(),
-            statement_id_prefix: c.statement_id_prefix.clone(),
+            statement_id_prefix: c.instance_statement_prefix(),
+            function_tag_key: c.function_tag_key(),
             prune: c.prune,
             safety: c.safety.clone(),
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         }
     }
+
+    /// What this instance owns.
+    pub fn ownership(&self) -> Ownership<'_> {
+        Ownership {
+            owner_tag: &self.owner_tag,
+            role_path: &self.role_path,
+        }
+    }
+}
+
+/// What trustsync owns: the one place this is decided (the planner and the metrics ask).
+#[derive(Debug, Clone, Copy)]
+pub struct Ownership<'a> {
+    /// The owner tag.
+    pub owner_tag: &'a OwnerTag,
+    /// The managed role path prefix.
+    pub role_path: &'a str,
+}
+
+impl Ownership<'_> {
+    /// A role carrying the owner tag under the managed path.
+    pub fn role(&self, role: &ObservedRole) -> bool {
+        role.tags.get(&self.owner_tag.key) == Some(&self.owner_tag.value)
+            && role.path.starts_with(self.role_path)
+    }
+
+    /// A provider carrying the owner tag.
+    pub fn provider(&self, p: &ObservedProvider) -> bool {
+        p.tags.get(&self.owner_tag.key) == Some(&self.owner_tag.value)
+    }
+}
+
+/// The role tag recording the most principals a role trusted recently (`count@unix-time`):
+/// the baseline removal shares are measured against.
+pub const BASELINE_TAG: &str = "trustsync.dev/removal-baseline";
+
+/// The provider tag prefix recording an audience trustsync added (one tag per audience,
+/// keyed by a hash of it): only these are ever removed.
+pub const AUDIENCE_TAG_PREFIX: &str = "trustsync.dev/audience-";
+
+/// The tag recording that trustsync added `audience` to a provider, and its value.
+pub fn audience_tag(audience: &str) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    let hash: String = Sha256::digest(audience.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // IAM tag values allow letters, digits, white space and `_.:/=+-@`; an audience with
+    // other characters is recorded by its hash alone.
+    let tag_safe = audience.len() <= 256
+        && audience
+            .chars()
+            .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c));
+    (
+        format!("{AUDIENCE_TAG_PREFIX}{hash}"),
+        if tag_safe {
+            audience.to_string()
+        } else {
+            String::new()
+        },
+    )
+}
+
+fn parse_baseline(v: &str) -> Option<(usize, u64)> {
+    let (count, at) = v.split_once('@')?;
+    Some((count.parse().ok()?, at.parse().ok()?))
 }
 
 /// One AWS write, with everything needed to perform it.
@@ -77,6 +160,10 @@ pub enum Action {
         provider_arn: String,
         tags: BTreeMap<String, String>,
     },
+    UntagOidcProvider {
+        provider_arn: String,
+        keys: Vec<String>,
+    },
     DeleteOidcProvider {
         provider_arn: String,
     },
@@ -88,6 +175,13 @@ pub enum Action {
         max_session_duration: i32,
         permissions_boundary: Option<String>,
         tags: BTreeMap<String, String>,
+    },
+    /// A trust policy update that only takes principals away; `baseline` is the removal
+    /// baseline tag value to record with it.
+    RevokeTrust {
+        role_name: String,
+        trust_policy: Value,
+        baseline: Option<String>,
     },
     UpdateTrustPolicy {
         role_name: String,
@@ -154,6 +248,16 @@ pub enum Action {
         role_arn: String,
         revision_id: Option<String>,
     },
+    /// Marks a function whose policy trustsync writes to, listing the qualifiers.
+    TagFunction {
+        function_arn: String,
+        key: String,
+        value: String,
+    },
+    UntagFunction {
+        function_arn: String,
+        key: String,
+    },
 }
 
 /// Whether a change adds, changes or removes something.
@@ -173,21 +277,26 @@ impl Action {
     pub fn phase(&self) -> u8 {
         use Action::*;
         match self {
+            // Tags first: adopting a role tags it before its trust changes (the
+            // least-privilege policy allows trust updates on owner-tagged roles only).
+            TagRole { .. } => 1,
+            RevokeTrust { .. } => 5,
             CreateOidcProvider { .. } => 10,
-            AddProviderAudience { .. } | TagOidcProvider { .. } => 11,
+            TagOidcProvider { .. } => 11,
+            AddProviderAudience { .. } => 12,
             CreateRole { .. } => 20,
-            UpdateTrustPolicy { .. }
-            | UpdateRole { .. }
-            | PutPermissionsBoundary { .. }
-            | TagRole { .. } => 30,
+            UpdateTrustPolicy { .. } | UpdateRole { .. } | PutPermissionsBoundary { .. } => 30,
             PutInlinePolicy { .. } | AttachManagedPolicy { .. } => 40,
             RemoveLambdaPermission { .. } => 50,
+            TagFunction { .. } => 55,
             AddLambdaPermission { .. } | SetExecutionRole { .. } => 60,
+            UntagFunction { .. } => 65,
             DetachManagedPolicy { .. } | DeleteInlinePolicy { .. } => 70,
             DeletePermissionsBoundary { .. } | UntagRole { .. } => 71,
             DeleteRole { .. } => 80,
             RemoveProviderAudience { .. } => 90,
-            DeleteOidcProvider { .. } => 91,
+            UntagOidcProvider { .. } => 91,
+            DeleteOidcProvider { .. } => 92,
         }
     }
 
@@ -207,6 +316,7 @@ impl Action {
             | DeleteInlinePolicy { .. }
             | DeletePermissionsBoundary { .. }
             | RemoveProviderAudience { .. }
+            | RevokeTrust { .. }
             | UntagRole { .. } => Effect::Remove,
             _ => Effect::Change,
         }
@@ -249,6 +359,56 @@ pub struct Change {
     /// Members whose access this change takes away.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub members_removed: Vec<String>,
+    /// For a change that takes principals away: the numbers the safety checks weigh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removal: Option<Removal>,
+    /// For a trust update that both adds and (through the revocation before it) removes:
+    /// the trust policy that adds without removing, used when the revocation is held.
+    #[serde(skip)]
+    pub grant_only: Option<Value>,
+}
+
+impl Change {
+    /// A stable identity for the change across passes (for its back-off): what it does,
+    /// to which resource, and to which part of it.
+    pub fn key(&self) -> String {
+        use Action::*;
+        let part = match &self.action {
+            AddProviderAudience { audience, .. } | RemoveProviderAudience { audience, .. } => {
+                audience.as_str()
+            }
+            PutInlinePolicy { policy_name, .. } | DeleteInlinePolicy { policy_name, .. } => {
+                policy_name.as_str()
+            }
+            AttachManagedPolicy { policy_arn, .. } | DetachManagedPolicy { policy_arn, .. } => {
+                policy_arn.as_str()
+            }
+            AddLambdaPermission { statement_id, .. }
+            | RemoveLambdaPermission { statement_id, .. } => statement_id.as_str(),
+            _ => "",
+        };
+        format!("{} {} {part}", self.action.name(), self.resource)
+    }
+}
+
+/// What a change takes away, for the safety checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removal {
+    /// The principals the role trusted at its baseline: the most within the removal window
+    /// (recorded on the role), or now.
+    pub baseline: usize,
+    /// The principals it trusts after this change.
+    pub after: usize,
+    /// Whether this is a role deletion (pruning) rather than a membership change.
+    pub deletes_role: bool,
+}
+
+impl Removal {
+    /// Principals taken away, measured from the baseline.
+    pub fn removed(&self) -> usize {
+        self.baseline.saturating_sub(self.after)
+    }
 }
 
 /// Something that keeps a mapping from being planned, or needs a person's attention.
@@ -277,12 +437,28 @@ pub struct Notice {
     pub message: String,
 }
 
-/// Why a plan must not be applied.
+/// A change the checks hold back this pass, with why and what would release it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SafetyStop {
-    /// Each limit exceeded, in words with numbers.
-    pub reasons: Vec<String>,
+pub struct Held {
+    /// The change.
+    #[serde(flatten)]
+    pub change: Change,
+    /// Why it is held.
+    pub held: Hold,
+}
+
+/// Why a change is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    /// `mapping-removal-limit`, `pass-removal-limit`, `role-deletion-limit`, `backoff`,
+    /// `depends-on-held`.
+    pub kind: String,
+    /// Why, with numbers.
+    pub reason: String,
+    /// What would release it.
+    pub release: String,
 }
 
 /// Counts of a plan.
@@ -295,6 +471,8 @@ pub struct Summary {
     pub change: usize,
     /// Changes that remove.
     pub remove: usize,
+    /// Changes held back by the checks.
+    pub held: usize,
     /// Problems.
     pub problems: usize,
     /// Notices.
@@ -313,21 +491,55 @@ pub struct Summary {
 pub struct Plan {
     /// Counts.
     pub summary: Summary,
-    /// Changes in execution order.
+    /// Changes to apply, in execution order.
     pub changes: Vec<Change>,
-    /// Problems; their mappings are left alone.
+    /// Changes the checks hold back, with the reason and what would release them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+    /// Problems; their mappings are left alone, but for revocations.
     pub problems: Vec<Problem>,
     /// Notices.
     pub notices: Vec<Notice>,
-    /// Set when a safety limit stops the plan.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub safety: Option<SafetyStop>,
+    /// Principals the owned roles trust, each role counted at its removal baseline: what
+    /// the pass-wide removal share is measured against.
+    #[serde(skip)]
+    pub trusted_baseline: usize,
+    /// Roles trustsync owns.
+    #[serde(skip)]
+    pub owned_roles: usize,
 }
 
 impl Plan {
-    /// True when nothing needs changing.
+    /// True when nothing is to be applied.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// True when something needs a person: a problem, or a change held by a safety limit
+    /// (a back-off clears by itself).
+    pub fn needs_attention(&self) -> bool {
+        !self.problems.is_empty() || self.held.iter().any(|h| h.held.kind != "backoff")
+    }
+
+    /// Recounts the summary from the changes.
+    pub fn summarize(&mut self) {
+        let mut summary = Summary {
+            held: self.held.len(),
+            problems: self.problems.len(),
+            notices: self.notices.len(),
+            ..Summary::default()
+        };
+        for c in &self.changes {
+            match c.effect {
+                Effect::Add => summary.add += 1,
+                Effect::Change => summary.change += 1,
+                Effect::Remove => summary.remove += 1,
+            }
+            summary.principals_added += c.members_added.len();
+            summary.principals_removed += c.members_removed.len();
+            *summary.by_action.entry(c.action.name()).or_default() += 1;
+        }
+        self.summary = summary;
     }
 }
 
@@ -337,11 +549,6 @@ struct Planner<'a> {
     changes: Vec<Change>,
     problems: Vec<Problem>,
     notices: Vec<Notice>,
-    principals_before: usize,
-    principals_removed: usize,
-    principals_added: usize,
-    roles_deleted: usize,
-    roles_owned: usize,
 }
 
 /// Computes the plan. Pure.
@@ -352,11 +559,6 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
         changes: Vec::new(),
         problems: Vec::new(),
         notices: Vec::new(),
-        principals_before: 0,
-        principals_removed: 0,
-        principals_added: 0,
-        roles_deleted: 0,
-        roles_owned: 0,
     };
     for e in &desired.errors {
         p.problems.push(Problem {
@@ -375,41 +577,25 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
         .map(|d| d.url.to_ascii_lowercase())
         .collect();
     for op in &observed.providers {
-        if op.tags.get(&settings.owner_tag.key) == Some(&settings.owner_tag.value)
-            && !wanted_urls.contains(&op.url.to_ascii_lowercase())
+        if settings.ownership().provider(op) && !wanted_urls.contains(&op.url.to_ascii_lowercase())
         {
-            if settings.prune {
-                p.push(
-                    Action::DeleteOidcProvider {
-                        provider_arn: op.arn.clone(),
-                    },
-                    &op.arn,
-                    None,
-                    "owned provider no longer in any policy (prune)",
-                );
-            } else {
-                p.notice(
-                    "orphan",
-                    &op.arn,
-                    "owned provider no longer in any policy; enable prune to delete it",
-                );
-            }
+            p.unwanted_provider(op);
         }
     }
 
-    // Every owned role's current principals count towards the safety share.
-    for role in observed.roles.values() {
-        if p.owned(role) {
-            p.roles_owned += 1;
-            p.principals_before += trusted_subjects(&role.trust).len();
-        }
+    let (mut trusted_baseline, mut owned_roles) = (0, 0);
+    for role in observed.roles.values().filter(|r| p.owned(r)) {
+        owned_roles += 1;
+        trusted_baseline += p
+            .removal_baseline(role, trusted_subjects(&role.trust).len())
+            .0;
     }
     let mut wanted: BTreeSet<String> = desired
         .roles
         .iter()
         .map(|r| r.name.to_ascii_lowercase())
         .collect();
-    // Roles of mappings that could not be planned are left alone, never pruned.
+    // Roles of mappings that could not be built at all are left alone, never pruned.
     wanted.extend(
         desired
             .errors
@@ -435,13 +621,16 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
     for df in &desired.functions {
         p.function(df);
     }
-    p.finish()
+    p.marked_functions(desired);
+    let mut plan = p.finish();
+    plan.trusted_baseline = trusted_baseline;
+    plan.owned_roles = owned_roles;
+    plan
 }
 
 impl<'a> Planner<'a> {
     fn owned(&self, role: &ObservedRole) -> bool {
-        role.tags.get(&self.s.owner_tag.key) == Some(&self.s.owner_tag.value)
-            && role.path.starts_with(&self.s.role_path)
+        self.s.ownership().role(role)
     }
 
     fn push(
@@ -462,6 +651,8 @@ impl<'a> Planner<'a> {
             after: None,
             members_added: Vec::new(),
             members_removed: Vec::new(),
+            removal: None,
+            grant_only: None,
         });
         self.changes.last_mut().expect("just pushed")
     }
@@ -486,6 +677,10 @@ impl<'a> Planner<'a> {
     fn provider(&mut self, dp: &DesiredProvider) {
         let owner = &self.s.owner_tag;
         let m = Some(dp.mapping.as_str());
+        // The provider records each audience trustsync adds, so that it only ever removes
+        // its own: IAM allows one provider per issuer, so others may share it.
+        let mut tags = dp.tags.clone();
+        tags.extend(dp.client_ids.iter().map(|aud| audience_tag(aud)));
         let Some(op) = self
             .observed
             .providers
@@ -497,7 +692,7 @@ impl<'a> Planner<'a> {
                     url: format!("https://{}", dp.url),
                     client_ids: dp.client_ids.iter().cloned().collect(),
                     thumbprints: dp.thumbprints.clone(),
-                    tags: dp.tags.clone(),
+                    tags,
                 },
                 &dp.arn,
                 m,
@@ -529,28 +724,16 @@ impl<'a> Planner<'a> {
                 return;
             }
         }
-        for aud in dp.client_ids.difference(&op.client_ids) {
-            self.push(
-                Action::AddProviderAudience {
-                    provider_arn: op.arn.clone(),
-                    audience: aud.clone(),
-                },
-                &op.arn,
-                m,
-                format!("audience `{aud}` missing"),
-            );
-        }
-        let missing: BTreeMap<String, String> = dp
-            .tags
+        let missing: BTreeMap<String, String> = tags
             .iter()
             .filter(|(k, v)| op.tags.get(*k) != Some(v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if !missing.is_empty() {
             let reason = if tag.is_none() {
-                "adopting the provider (owner tag)"
+                "adopting the provider (owner tag); audiences already there stay, as they may serve others"
             } else {
-                "tags drifted"
+                "tags drifted or audiences to record"
             };
             self.push(
                 Action::TagOidcProvider {
@@ -562,15 +745,108 @@ impl<'a> Planner<'a> {
                 reason,
             );
         }
-        for aud in op.client_ids.difference(&dp.client_ids) {
+        for aud in dp.client_ids.difference(&op.client_ids) {
             self.push(
-                Action::RemoveProviderAudience {
+                Action::AddProviderAudience {
                     provider_arn: op.arn.clone(),
                     audience: aud.clone(),
                 },
                 &op.arn,
                 m,
-                format!("audience `{aud}` no longer in the policy"),
+                format!("audience `{aud}` missing"),
+            );
+        }
+        self.unrecorded_audiences(op, &dp.client_ids, m);
+    }
+
+    /// Removes (with prune) the audiences trustsync recorded as its own that no policy
+    /// wants any more, and forgets records of audiences already gone. Audiences it did not
+    /// add are never touched.
+    fn unrecorded_audiences(
+        &mut self,
+        op: &ObservedProvider,
+        wanted: &BTreeSet<String>,
+        m: Option<&str>,
+    ) {
+        let mut forget = Vec::new();
+        for aud in op.client_ids.difference(wanted) {
+            let (key, _) = audience_tag(aud);
+            if !op.tags.contains_key(&key) {
+                continue;
+            }
+            if self.s.prune {
+                self.push(
+                    Action::RemoveProviderAudience {
+                        provider_arn: op.arn.clone(),
+                        audience: aud.clone(),
+                    },
+                    &op.arn,
+                    m,
+                    format!("audience `{aud}` was added by trustsync and is no longer in any policy (prune)"),
+                );
+                forget.push(key);
+            } else {
+                self.notice(
+                    "orphan",
+                    &op.arn,
+                    format!("audience `{aud}` was added by trustsync and is no longer in any policy; enable prune to remove it"),
+                );
+            }
+        }
+        let present: BTreeSet<String> = op.client_ids.iter().map(|a| audience_tag(a).0).collect();
+        forget.extend(
+            op.tags
+                .keys()
+                .filter(|k| k.starts_with(AUDIENCE_TAG_PREFIX) && !present.contains(*k))
+                .cloned(),
+        );
+        if !forget.is_empty() {
+            self.push(
+                Action::UntagOidcProvider {
+                    provider_arn: op.arn.clone(),
+                    keys: forget,
+                },
+                &op.arn,
+                m,
+                "records of audiences trustsync no longer has on the provider",
+            );
+        }
+    }
+
+    /// An owned provider no longer in any policy: with prune, trustsync takes away what it
+    /// added, and deletes the provider only when nothing else remains on it.
+    fn unwanted_provider(&mut self, op: &ObservedProvider) {
+        if !self.s.prune {
+            self.notice(
+                "orphan",
+                &op.arn,
+                "owned provider no longer in any policy; enable prune to delete it",
+            );
+            return;
+        }
+        let foreign: Vec<&String> = op
+            .client_ids
+            .iter()
+            .filter(|aud| !op.tags.contains_key(&audience_tag(aud).0))
+            .collect();
+        if foreign.is_empty() {
+            self.push(
+                Action::DeleteOidcProvider {
+                    provider_arn: op.arn.clone(),
+                },
+                &op.arn,
+                None,
+                "owned provider no longer in any policy (prune)",
+            );
+        } else {
+            self.unrecorded_audiences(op, &BTreeSet::new(), None);
+            self.notice(
+                "shared-provider",
+                &op.arn,
+                format!(
+                    "owned provider no longer in any policy is kept: audiences trustsync did not add remain on it ({})",
+                    foreign.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                ),
             );
         }
     }
@@ -602,13 +878,25 @@ impl<'a> Planner<'a> {
                 );
             }
         }
+        if let Some(new_name) = dr.group.as_ref().and_then(|g| g.renamed_to.as_ref()) {
+            self.notice(
+                "group-renamed",
+                &dr.arn,
+                format!(
+                    "the group this mapping is pinned to ({}) is now named `{new_name}`; the mapping still follows it by id. Update the selector, or select the group by id",
+                    dr.group.as_ref().map_or("", |g| g.id.as_str())
+                ),
+            );
+        }
         let Some(or) = self.observed.roles.get(&dr.name.to_ascii_lowercase()) else {
+            if dr.blocked.is_some() {
+                return; // nothing to revoke on a role that does not exist
+            }
             let subs: Vec<String> = dr
                 .group
                 .iter()
                 .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
                 .collect();
-            self.principals_added += subs.len();
             let c = self.push(
                 Action::CreateRole {
                     role_name: dr.name.clone(),
@@ -694,39 +982,15 @@ impl<'a> Planner<'a> {
             );
             return;
         }
-        let arn = or.arn.as_str();
-        if !iam_policy::equivalent(&dr.trust, &or.trust) {
-            let before = trusted_subjects(&or.trust);
-            let after = trusted_subjects(&dr.trust);
-            let added: Vec<String> = after.difference(&before).cloned().collect();
-            let removed: Vec<String> = before.difference(&after).cloned().collect();
+        if dr.blocked.is_some() {
+            // An adoption waits for a mapping that can be fully planned.
             if owned {
-                self.principals_removed += removed.len();
+                self.revoke_only(dr, or);
             }
-            self.principals_added += added.len();
-            let reason = match (&dr.group, added.is_empty() && removed.is_empty()) {
-                (Some(g), false) => format!(
-                    "group `{}` membership changed: {} added, {} removed",
-                    g.display_name,
-                    added.len(),
-                    removed.len()
-                ),
-                _ => "trust policy drifted from the policy".to_string(),
-            };
-            let c = self.push(
-                Action::UpdateTrustPolicy {
-                    role_name: dr.name.clone(),
-                    trust_policy: dr.trust.clone(),
-                },
-                arn,
-                m,
-                reason,
-            );
-            c.before = Some(or.trust.clone());
-            c.after = Some(dr.trust.clone());
-            c.members_added = added;
-            c.members_removed = removed;
+            return;
         }
+        let arn = or.arn.as_str();
+        self.trust(dr, or);
         let desc_drift = dr.description.is_some() && dr.description != or.description;
         let session_drift = or
             .max_session_duration
@@ -862,7 +1126,7 @@ impl<'a> Planner<'a> {
         let untag: Vec<String> = or
             .tags
             .keys()
-            .filter(|k| !dr.tags.contains_key(*k))
+            .filter(|k| !dr.tags.contains_key(*k) && *k != BASELINE_TAG)
             .cloned()
             .collect();
         if !untag.is_empty() {
@@ -904,8 +1168,11 @@ impl<'a> Planner<'a> {
             c.before = Some(doc.clone());
         }
         let subs: Vec<String> = trusted_subjects(&role.trust).into_iter().collect();
-        self.principals_removed += subs.len();
-        self.roles_deleted += 1;
+        let removal = Removal {
+            baseline: self.removal_baseline(role, subs.len()).0,
+            after: 0,
+            deletes_role: true,
+        };
         let c = self.push(
             Action::DeleteRole {
                 role_name: role.name.clone(),
@@ -916,6 +1183,159 @@ impl<'a> Planner<'a> {
         );
         c.before = Some(role.trust.clone());
         c.members_removed = subs;
+        c.removal = Some(removal);
+    }
+
+    /// The principal count removals are measured against, and the baseline tag value to
+    /// record when the recorded one is missing, stale or lower.
+    fn removal_baseline(&self, role: &ObservedRole, current: usize) -> (usize, Option<String>) {
+        let window = self.s.safety.removal_window_seconds;
+        let recorded = role
+            .tags
+            .get(BASELINE_TAG)
+            .and_then(|v| parse_baseline(v))
+            .filter(|(_, at)| self.s.now.saturating_sub(*at) < window);
+        match recorded {
+            Some((count, _)) if count >= current => (count, None),
+            _ => (current, Some(format!("{current}@{}", self.s.now))),
+        }
+    }
+
+    /// A trust update that only takes principals away.
+    fn revocation(
+        &mut self,
+        dr: &DesiredRole,
+        or: &ObservedRole,
+        doc: Value,
+        removed: Vec<String>,
+        after: usize,
+        reason: String,
+    ) {
+        let (baseline, record) = self.removal_baseline(or, trusted_subjects(&or.trust).len());
+        let c = self.push(
+            Action::RevokeTrust {
+                role_name: dr.name.clone(),
+                trust_policy: doc.clone(),
+                baseline: record,
+            },
+            &or.arn,
+            Some(&dr.mapping),
+            reason,
+        );
+        c.before = Some(or.trust.clone());
+        c.after = Some(doc);
+        c.members_removed = removed;
+        c.removal = Some(Removal {
+            baseline,
+            after,
+            deletes_role: false,
+        });
+    }
+
+    /// A mapping that cannot be fully planned: its trust keeps only the principals a
+    /// successful read says may stay, and the services the policy still names. Nothing is
+    /// added and nothing else about the role changes.
+    fn revoke_only(&mut self, dr: &DesiredRole, or: &ObservedRole) {
+        let current = trusted_subjects(&or.trust);
+        let keep: BTreeSet<String> = match &dr.may_keep {
+            Some(may) => current.intersection(may).cloned().collect(),
+            None => current.clone(),
+        };
+        let services: BTreeSet<String> = trusted_services(&or.trust)
+            .intersection(&dr.trust_parts.services)
+            .cloned()
+            .collect();
+        let doc = dr.trust_parts.document(&keep, &services);
+        if iam_policy::equivalent(&doc, &or.trust) {
+            return;
+        }
+        let removed: Vec<String> = current.difference(&keep).cloned().collect();
+        let why = dr
+            .blocked
+            .as_deref()
+            .unwrap_or("mapping cannot be fully planned");
+        self.revocation(
+            dr,
+            or,
+            doc,
+            removed.clone(),
+            keep.len(),
+            format!(
+                "{why}: revoking {} principal(s) no longer in the group, adding none",
+                removed.len()
+            ),
+        );
+    }
+
+    /// The trust policy of a fully planned mapping: a revocation first when principals
+    /// leave, then the update that adds (which falls back to adding without removing when
+    /// the revocation is held).
+    fn trust(&mut self, dr: &DesiredRole, or: &ObservedRole) {
+        if iam_policy::equivalent(&dr.trust, &or.trust) {
+            return;
+        }
+        let current = trusted_subjects(&or.trust);
+        let want: BTreeSet<String> = dr
+            .group
+            .iter()
+            .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
+            .collect();
+        let current_services = trusted_services(&or.trust);
+        let services = &dr.trust_parts.services;
+        let added: Vec<String> = want.difference(&current).cloned().collect();
+        let removed: Vec<String> = current.difference(&want).cloned().collect();
+        let reason = match (&dr.group, added.is_empty() && removed.is_empty()) {
+            (Some(g), false) => format!(
+                "group `{}` membership changed: {} added, {} removed",
+                g.display_name,
+                added.len(),
+                removed.len()
+            ),
+            _ => "trust policy drifted from the policy".to_string(),
+        };
+        if added.is_empty() && services.is_subset(&current_services) {
+            // Takes away only: the wanted trust policy is itself the revocation.
+            self.revocation(dr, or, dr.trust.clone(), removed, want.len(), reason);
+            return;
+        }
+        let keep: BTreeSet<String> = current.intersection(&want).cloned().collect();
+        let kept_services: BTreeSet<String> =
+            current_services.intersection(services).cloned().collect();
+        let revoke_doc = dr.trust_parts.document(&keep, &kept_services);
+        let revokes = !iam_policy::equivalent(&revoke_doc, &or.trust);
+        if revokes {
+            self.revocation(
+                dr,
+                or,
+                revoke_doc.clone(),
+                removed,
+                keep.len(),
+                format!("{reason}; revoking first"),
+            );
+        }
+        let grant_only = revokes.then(|| {
+            let all: BTreeSet<String> = current.union(&want).cloned().collect();
+            let all_services: BTreeSet<String> =
+                current_services.union(services).cloned().collect();
+            dr.trust_parts.document(&all, &all_services)
+        });
+        let c = self.push(
+            Action::UpdateTrustPolicy {
+                role_name: dr.name.clone(),
+                trust_policy: dr.trust.clone(),
+            },
+            &or.arn,
+            Some(&dr.mapping),
+            reason,
+        );
+        c.before = Some(if revokes {
+            revoke_doc
+        } else {
+            or.trust.clone()
+        });
+        c.after = Some(dr.trust.clone());
+        c.members_added = added;
+        c.grant_only = grant_only;
     }
 
     fn function(&mut self, df: &DesiredFunction) {
@@ -1020,56 +1440,137 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Statements on functions this instance marked that no FunctionAccess wants any more
+    /// (its document deleted, or its function or qualifier changed), and the marks
+    /// themselves: each function whose policy trustsync writes carries its tag, listing the
+    /// qualifiers, for as long as any of its statements may be there.
+    fn marked_functions(&mut self, desired: &Desired) {
+        let observed = self.observed;
+        let wanted_keys: BTreeSet<(String, Option<String>)> = desired
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), f.qualifier.clone()))
+            .collect();
+        // Function name -> (unqualified ARN, qualifiers to record).
+        let mut marks: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+        for df in &desired.functions {
+            if let Some(Some(of)) = observed
+                .functions
+                .get(&(df.name.clone(), df.qualifier.clone()))
+            {
+                let e = marks
+                    .entry(df.name.clone())
+                    .or_insert_with(|| (of.arn.clone(), BTreeSet::new()));
+                e.1.extend(df.qualifier.clone());
+            }
+        }
+        for (name, mf) in &observed.marked_functions {
+            let qualifiers = std::iter::once(None).chain(mf.qualifiers().into_iter().map(Some));
+            for q in qualifiers {
+                let key = (name.clone(), q.clone());
+                if wanted_keys.contains(&key) {
+                    continue;
+                }
+                let Some(Some(of)) = observed.functions.get(&key) else {
+                    continue;
+                };
+                let ours: Vec<&Value> = of
+                    .statements
+                    .iter()
+                    .filter(|st| {
+                        st.get("Sid")
+                            .and_then(Value::as_str)
+                            .is_some_and(|sid| sid.starts_with(&self.s.statement_id_prefix))
+                    })
+                    .collect();
+                if ours.is_empty() {
+                    continue;
+                }
+                let resource = match &q {
+                    Some(q) => format!("{}:{q}", mf.arn),
+                    None => mf.arn.clone(),
+                };
+                if self.s.prune {
+                    for st in ours {
+                        let sid = st["Sid"].as_str().unwrap_or_default().to_string();
+                        let c = self.push(
+                            Action::RemoveLambdaPermission {
+                                function_name: name.clone(),
+                                qualifier: q.clone(),
+                                statement_id: sid,
+                                revision_id: of.policy_revision.clone(),
+                            },
+                            &resource,
+                            None,
+                            "trustsync's statement on a function no FunctionAccess names any more (prune)",
+                        );
+                        c.before = Some(st.clone());
+                    }
+                } else {
+                    self.notice(
+                        "orphan",
+                        &resource,
+                        format!(
+                            "{} trustsync statement(s) on a function no FunctionAccess names any more: {}; enable prune to remove them",
+                            ours.len(),
+                            ours.iter()
+                                .filter_map(|st| st["Sid"].as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    let e = marks
+                        .entry(name.clone())
+                        .or_insert_with(|| (mf.arn.clone(), BTreeSet::new()));
+                    e.1.extend(q);
+                }
+            }
+        }
+        let key = &self.s.function_tag_key;
+        for (name, (arn, qualifiers)) in &marks {
+            let value = qualifiers.iter().cloned().collect::<Vec<_>>().join(" ");
+            if observed.marked_functions.get(name).map(|m| &m.tag_value) != Some(&value) {
+                self.push(
+                    Action::TagFunction {
+                        function_arn: arn.clone(),
+                        key: key.clone(),
+                        value,
+                    },
+                    arn,
+                    None,
+                    "marks the function whose policy trustsync writes, so its statements are found later",
+                );
+            }
+        }
+        for (name, mf) in &observed.marked_functions {
+            if !marks.contains_key(name) {
+                self.push(
+                    Action::UntagFunction {
+                        function_arn: mf.arn.clone(),
+                        key: key.clone(),
+                    },
+                    &mf.arn,
+                    None,
+                    "no trustsync statement remains on the function",
+                );
+            }
+        }
+    }
+
     fn finish(mut self) -> Plan {
-        let safety = &self.s.safety;
-        let mut reasons = Vec::new();
-        if self.principals_before > 0 && self.principals_removed > safety.principal_removal_floor {
-            let share = self.principals_removed as f64 / self.principals_before as f64;
-            if share > safety.max_principal_removal_share {
-                reasons.push(format!(
-                    "the plan removes {} of {} trusted principals ({:.0}%), over safety.maxPrincipalRemovalShare = {:.0}%",
-                    self.principals_removed,
-                    self.principals_before,
-                    share * 100.0,
-                    safety.max_principal_removal_share * 100.0
-                ));
-            }
-        }
-        if self.roles_owned > 0 && self.roles_deleted > 0 {
-            let share = self.roles_deleted as f64 / self.roles_owned as f64;
-            if share > safety.max_role_deletion_share {
-                reasons.push(format!(
-                    "the plan deletes {} of {} owned roles ({:.0}%), over safety.maxRoleDeletionShare = {:.0}%",
-                    self.roles_deleted,
-                    self.roles_owned,
-                    share * 100.0,
-                    safety.max_role_deletion_share * 100.0
-                ));
-            }
-        }
+        // A stable sort: within a phase, the order the planner chose stands.
         self.changes.sort_by_key(|c| c.action.phase());
-        let mut summary = Summary {
-            problems: self.problems.len(),
-            notices: self.notices.len(),
-            principals_added: self.principals_added,
-            principals_removed: self.principals_removed,
-            ..Summary::default()
-        };
-        for c in &self.changes {
-            match c.effect {
-                Effect::Add => summary.add += 1,
-                Effect::Change => summary.change += 1,
-                Effect::Remove => summary.remove += 1,
-            }
-            *summary.by_action.entry(c.action.name()).or_default() += 1;
-        }
-        Plan {
-            summary,
+        let mut plan = Plan {
+            summary: Summary::default(),
             changes: self.changes,
+            held: Vec::new(),
             problems: self.problems,
             notices: self.notices,
-            safety: (!reasons.is_empty()).then_some(SafetyStop { reasons }),
-        }
+            trusted_baseline: 0,
+            owned_roles: 0,
+        };
+        plan.summarize();
+        plan
     }
 }
 
@@ -1146,12 +1647,13 @@ spec:
             &mut diags,
         );
         assert!(diags.is_empty(), "{diags:?}");
-        let snap = tenant(members).snapshot(&desired::group_requests(&set));
+        let pins = desired::Pins::new();
+        let snap = tenant(members).snapshot(&desired::group_requests(&set, &pins));
         let target = Target {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
         };
-        desired::build(&set, &snap, &Config::default(), &target)
+        desired::build(&set, &snap, &pins, &Config::default(), &target)
     }
 
     fn settings(prune: bool) -> Settings {
@@ -1169,11 +1671,13 @@ spec:
             ..Observed::default()
         };
         for p in &d.providers {
+            let mut tags = p.tags.clone();
+            tags.extend(p.client_ids.iter().map(|a| audience_tag(a)));
             o.providers.push(crate::observed::ObservedProvider {
                 arn: p.arn.clone(),
                 url: p.url.clone(),
                 client_ids: p.client_ids.clone(),
-                tags: p.tags.clone(),
+                tags,
             });
         }
         for r in &d.roles {
@@ -1216,6 +1720,13 @@ spec:
             );
         }
         for f in &d.functions {
+            o.marked_functions.insert(
+                f.name.clone(),
+                crate::observed::MarkedFunction {
+                    arn: f.arn.clone(),
+                    tag_value: f.qualifier.clone().unwrap_or_default(),
+                },
+            );
             let statements = f
                 .statements
                 .values()
@@ -1249,7 +1760,7 @@ spec:
         let d = desired_for(&["a", "b", "c"], "");
         let p = plan(&d, &converged(&d), &settings(false));
         assert!(p.is_empty(), "{:#?}", p.changes);
-        assert!(p.problems.is_empty() && p.safety.is_none());
+        assert!(p.problems.is_empty() && p.held.is_empty());
     }
 
     #[test]
@@ -1271,6 +1782,7 @@ spec:
                 "create-role",
                 "put-inline-policy",
                 "attach-managed-policy",
+                "tag-function",
                 "add-lambda-permission"
             ]
         );
@@ -1283,11 +1795,31 @@ spec:
         let before = desired_for(&["a", "b"], "");
         let after = desired_for(&["a", "c"], "");
         let p = plan(&after, &converged(&before), &settings(false));
-        assert_eq!(names(&p), ["update-trust-policy"]);
-        let c = &p.changes[0];
-        assert_eq!(c.members_added, ["00000000-0000-0000-0000-00000000000c"]);
-        assert_eq!(c.members_removed, ["00000000-0000-0000-0000-00000000000b"]);
-        assert_eq!(c.reason, "group `g` membership changed: 1 added, 1 removed");
+        assert_eq!(names(&p), ["revoke-trust", "update-trust-policy"]);
+        let (revoke, grant) = (&p.changes[0], &p.changes[1]);
+        assert_eq!(
+            revoke.members_removed,
+            ["00000000-0000-0000-0000-00000000000b"]
+        );
+        assert!(revoke.members_added.is_empty());
+        assert_eq!(
+            trusted_subjects(revoke.after.as_ref().unwrap()),
+            BTreeSet::from(["00000000-0000-0000-0000-00000000000a".to_string()]),
+            "the revocation adds nobody"
+        );
+        assert_eq!(
+            grant.members_added,
+            ["00000000-0000-0000-0000-00000000000c"]
+        );
+        assert_eq!(
+            grant.reason,
+            "group `g` membership changed: 1 added, 1 removed"
+        );
+        assert_eq!(
+            trusted_subjects(grant.grant_only.as_ref().unwrap()).len(),
+            3,
+            "if the revocation is held, the grant adds without removing"
+        );
     }
 
     #[test]
@@ -1339,34 +1871,47 @@ spec:
                 "delete-role"
             ]
         );
-        // 1 of 2 owned roles is 50%, over the default 25%.
-        assert!(p.safety.as_ref().unwrap().reasons[0].contains("deletes 1 of 2 owned roles (50%)"));
+        assert_eq!(p.owned_roles, 2);
     }
 
     #[test]
-    fn removing_most_principals_trips_the_safety_limit_but_the_floor_allows_one() {
+    fn removals_carry_their_baseline_and_the_checks_hold_most_but_not_one() {
+        let check = |p: Plan| {
+            crate::checks::check(
+                p,
+                &crate::checks::Context {
+                    safety: &Safety::default(),
+                    deferred: &|_| None,
+                    released: &BTreeSet::new(),
+                },
+            )
+        };
         let before = desired_for(&["a", "b", "c", "d"], "");
         let p = plan(
             &desired_for(&["a"], ""),
             &converged(&before),
             &settings(false),
         );
-        let stop = p.safety.expect("3 of 4 removed");
-        assert!(
-            stop.reasons[0].contains("removes 3 of 4 trusted principals (75%)"),
-            "{stop:?}"
+        assert_eq!(names(&p), ["revoke-trust"]);
+        assert_eq!(
+            p.changes[0].removal,
+            Some(Removal {
+                baseline: 4,
+                after: 1,
+                deletes_role: false
+            })
         );
+        let p = check(p);
+        assert_eq!(p.held[0].held.kind, "mapping-removal-limit");
 
-        let p = plan(
-            &desired_for(&["a", "b", "c"], ""),
-            &converged(&before),
-            &settings(false),
-        );
-        assert!(p.safety.is_none());
         let single = desired_for(&["a"], "");
-        let p = plan(&desired_for(&[], ""), &converged(&single), &settings(false));
+        let p = check(plan(
+            &desired_for(&[], ""),
+            &converged(&single),
+            &settings(false),
+        ));
         assert!(
-            p.safety.is_none(),
+            p.held.is_empty(),
             "the floor lets a one-member group lose its member"
         );
         assert_eq!(p.changes[0].members_removed.len(), 1);
@@ -1400,11 +1945,11 @@ spec:
         let mut o = converged(&d);
         let f = o.functions.values_mut().next().unwrap().as_mut().unwrap();
         f.statements.push(json!({"Sid": "someone-else", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "lambda:InvokeFunction"}));
-        f.statements.push(json!({"Sid": "trustsync-old-1", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "lambda:InvokeFunction"}));
+        f.statements.push(json!({"Sid": format!("{}old-1", settings(false).statement_id_prefix), "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "lambda:InvokeFunction"}));
         let p = plan(&d, &o, &settings(false));
         assert_eq!(names(&p), ["remove-lambda-permission"]);
         assert!(
-            matches!(&p.changes[0].action, Action::RemoveLambdaPermission { statement_id, .. } if statement_id == "trustsync-old-1")
+            matches!(&p.changes[0].action, Action::RemoveLambdaPermission { statement_id, .. } if statement_id.ends_with("old-1"))
         );
     }
 
@@ -1438,13 +1983,17 @@ spec:
             "servicePrincipals": ids.iter().map(|i| json!({"id": i})).collect::<Vec<_>>(),
         }))
         .unwrap();
-        let snap = t.snapshot(&desired::group_requests(&set));
+        let pins = desired::Pins::new();
+        let snap = t.snapshot(&desired::group_requests(&set, &pins));
         let target = Target {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
         };
-        let d = desired::build(&set, &snap, &Config::default(), &target);
-        assert!(d.roles.is_empty());
+        let d = desired::build(&set, &snap, &pins, &Config::default(), &target);
+        assert!(
+            d.roles[0].blocked.is_some(),
+            "blocked: adds nobody, still revokes"
+        );
         let msg = &d.errors[0].message;
         assert!(
             msg.contains("for 60 service principals would be")

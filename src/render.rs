@@ -13,7 +13,7 @@ use crate::plan::{Change, Effect, Plan};
 pub enum Format {
     /// Human-readable text.
     Text,
-    /// One JSON object: `summary`, `changes`, `problems`, `notices`, `safety`.
+    /// One JSON object: `summary`, `changes`, `held`, `problems`, `notices`.
     Json,
     /// Markdown for a pull request comment.
     Markdown,
@@ -39,8 +39,8 @@ fn sign(e: Effect) -> char {
 fn headline(plan: &Plan) -> String {
     let s = &plan.summary;
     format!(
-        "{} to add, {} to change, {} to remove; {} problem(s), {} notice(s)",
-        s.add, s.change, s.remove, s.problems, s.notices
+        "{} to add, {} to change, {} to remove, {} held; {} problem(s), {} notice(s)",
+        s.add, s.change, s.remove, s.held, s.problems, s.notices
     )
 }
 
@@ -53,24 +53,18 @@ fn text(plan: &Plan, color: bool) -> String {
         }
     };
     let mut out = String::new();
-    if let Some(stop) = &plan.safety {
+    if plan.changes.is_empty() {
         let _ = writeln!(
             out,
             "{}",
-            paint(
-                "1;31",
-                "STOPPED BY SAFETY LIMITS: this plan will not be applied."
-            )
+            if plan.held.is_empty() {
+                "No changes. AWS matches the policies."
+            } else {
+                "No changes to apply."
+            }
         );
-        for r in &stop.reasons {
-            let _ = writeln!(out, "  ! {r}");
-        }
-        out.push('\n');
     }
-    if plan.changes.is_empty() {
-        let _ = writeln!(out, "No changes. AWS matches the policies.");
-    }
-    for c in &plan.changes {
+    let text_change = |out: &mut String, c: &Change| {
         let code = match c.effect {
             Effect::Add => "32",
             Effect::Change => "33",
@@ -95,12 +89,26 @@ fn text(plan: &Plan, color: bool) -> String {
         for line in detail_lines(c) {
             let _ = writeln!(out, "    {line}");
         }
+    };
+    for c in &plan.changes {
+        text_change(&mut out, c);
+    }
+    if !plan.held.is_empty() {
+        let _ = writeln!(out, "\n{}", paint("1;31", "Held (not applied this pass):"));
+        for h in &plan.held {
+            text_change(&mut out, &h.change);
+            let _ = writeln!(out, "    held:    {}: {}", h.held.kind, h.held.reason);
+            let _ = writeln!(out, "    release: {}", h.held.release);
+        }
     }
     if !plan.problems.is_empty() {
         let _ = writeln!(
             out,
             "\n{}",
-            paint("1;31", "Problems (these mappings were left alone):")
+            paint(
+                "1;31",
+                "Problems (these mappings were left alone but for revocations):"
+            )
         );
         for p in &plan.problems {
             let _ = writeln!(
@@ -153,24 +161,34 @@ fn detail_lines(c: &Change) -> Vec<String> {
 fn markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::from("### trustsync plan\n\n");
-    if let Some(stop) = &plan.safety {
-        out.push_str(
-            "> [!CAUTION]\n> **Stopped by safety limits**: this plan will not be applied.\n",
-        );
-        for r in &stop.reasons {
-            let _ = writeln!(out, "> - {r}");
+    if !plan.held.is_empty() {
+        out.push_str("> [!CAUTION]\n> **Held**: these changes are not applied this pass.\n");
+        for h in &plan.held {
+            let _ = writeln!(
+                out,
+                "> - `{}` `{}`{}: {}. {}",
+                h.change.action.name(),
+                h.change.resource,
+                h.change
+                    .mapping
+                    .as_ref()
+                    .map(|m| format!(" (mapping `{m}`)"))
+                    .unwrap_or_default(),
+                h.held.reason,
+                h.held.release
+            );
         }
         out.push('\n');
     }
     let _ = writeln!(
         out,
-        "| add | change | remove | problems | principals granted | principals revoked |"
+        "| add | change | remove | held | problems | principals granted | principals revoked |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         out,
-        "| {} | {} | {} | {} | {} | {} |\n",
-        s.add, s.change, s.remove, s.problems, s.principals_added, s.principals_removed
+        "| {} | {} | {} | {} | {} | {} | {} |\n",
+        s.add, s.change, s.remove, s.held, s.problems, s.principals_added, s.principals_removed
     );
     if plan.changes.is_empty() {
         out.push_str("No changes: AWS matches the policies.\n");

@@ -37,6 +37,7 @@ fn requests() -> Vec<GroupRequest> {
             display_name: Some(name.into()),
         },
         transitive,
+        pin: None,
     };
     vec![
         by_name("sg-aws-payments-deployers", true),

@@ -39,7 +39,7 @@ fn validate_plan_apply_replan_through_the_binary() {
         "{text}"
     );
     assert!(
-        text.contains("Plan: 10 to add, 1 to change, 0 to remove"),
+        text.contains("Plan: 10 to add, 2 to change, 0 to remove, 0 held"),
         "{text}"
     );
     assert!(
@@ -49,7 +49,7 @@ fn validate_plan_apply_replan_through_the_binary() {
 
     let plan = plan_json(&moto, &ws, 2);
     assert_eq!(plan["summary"]["add"], 10);
-    assert_eq!(plan["summary"]["change"], 1);
+    assert_eq!(plan["summary"]["change"], 2);
     for c in plan["changes"].as_array().unwrap() {
         for key in ["action", "resource", "reason"] {
             assert!(c[key].is_string(), "change without {key}: {c}");
@@ -66,6 +66,7 @@ fn validate_plan_apply_replan_through_the_binary() {
             "attach-managed-policy",
             "attach-managed-policy",
             "put-inline-policy",
+            "tag-function",
             "add-lambda-permission",
             "add-lambda-permission",
             "set-execution-role",
@@ -74,7 +75,7 @@ fn validate_plan_apply_replan_through_the_binary() {
 
     let md = stdout(&run_ok(&moto, &ws, &["plan", "--output", "markdown"], 0));
     assert!(md.starts_with("### trustsync plan"), "{md}");
-    assert!(md.contains("| 10 | 1 | 0 | 0 | 4 | 0 |"), "{md}");
+    assert!(md.contains("| 10 | 2 | 0 | 0 | 0 | 4 | 0 |"), "{md}");
     assert!(md.contains("```diff"), "{md}");
 
     // Nothing was written by planning.
@@ -82,7 +83,7 @@ fn validate_plan_apply_replan_through_the_binary() {
 
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert!(
-        stdout(&out).contains("Apply: 11 applied, 0 failed, 0 skipped"),
+        stdout(&out).contains("Apply: 12 applied, 0 failed, 0 skipped, 0 held"),
         "{}",
         show(&out)
     );
@@ -180,7 +181,7 @@ fn validate_plan_apply_replan_through_the_binary() {
     // Every change is in the audit log, whose chain verifies.
     let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
     assert!(
-        stdout(&out).contains("12 line(s), hash chain intact"),
+        stdout(&out).contains("13 line(s), hash chain intact"),
         "{}",
         show(&out)
     );
@@ -273,22 +274,34 @@ fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
             "add-lambda-permission",
             "attach-managed-policy",
             "delete-inline-policy",
+            "revoke-trust",
             "untag-role",
             "update-role",
             "update-trust-policy",
         ],
         "{plan:#}"
     );
-    let trust_change = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["action"] == "update-trust-policy")
-        .unwrap();
-    assert_eq!(trust_change["membersAdded"], serde_json::json!([SP2, SP4]));
+    let change = |action: &str| {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["action"] == action)
+            .unwrap()
+            .clone()
+    };
+    // The stranger leaves first, in a change of its own; the members come back after.
     assert_eq!(
-        trust_change["membersRemoved"],
+        change("revoke-trust")["membersRemoved"],
         serde_json::json!(["ffffffff-0000-0000-0000-000000000000"])
+    );
+    assert_eq!(
+        change("update-trust-policy")["membersAdded"],
+        serde_json::json!([SP2, SP4])
+    );
+    assert_eq!(
+        plan["changes"][0]["action"], "revoke-trust",
+        "revocations go first"
     );
 
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
@@ -317,23 +330,25 @@ fn membership_changes_rewrite_the_trust_policy() {
         members.push(SP3.into());
     });
     let plan = plan_json(&moto, &ws, 2);
-    assert_eq!(actions(&plan), ["update-trust-policy"]);
-    let change = &plan["changes"][0];
-    assert_eq!(change["membersAdded"], serde_json::json!([SP3]));
-    assert_eq!(change["membersRemoved"], serde_json::json!([SP2]));
+    assert_eq!(actions(&plan), ["revoke-trust", "update-trust-policy"]);
+    let (revoke, grant) = (&plan["changes"][0], &plan["changes"][1]);
+    assert_eq!(revoke["membersRemoved"], serde_json::json!([SP2]));
+    assert!(revoke.get("membersAdded").is_none(), "{revoke}");
+    assert_eq!(grant["membersAdded"], serde_json::json!([SP3]));
+    assert!(grant.get("membersRemoved").is_none(), "{grant}");
     assert!(
-        change["reason"]
+        grant["reason"]
             .as_str()
             .unwrap()
             .contains("1 added, 1 removed"),
-        "{change}"
+        "{grant}"
     );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
     let log = ws.read("audit.jsonl");
     let last_change = log
         .lines()
-        .rfind(|l| l.contains("\"type\":\"change\""))
+        .rfind(|l| l.contains("\"action\":\"revoke-trust\""))
         .unwrap();
     assert!(
         last_change.contains(SP2) && last_change.contains("membersRemoved"),
@@ -466,37 +481,46 @@ fn orphans_are_reported_without_prune_and_deleted_with_it() {
 }
 
 #[test]
-fn safety_limits_stop_mass_removal_without_changing_anything() {
+fn a_group_that_reads_as_empty_is_held_alone_until_released() {
     let (moto, ws) = converged();
-    // The payments group suddenly reads as empty: 3 of 4 trusted principals would go.
+    // The payments group suddenly reads as empty: all 3 of its principals would go. The
+    // other mapping (reporting, 1 principal) is untouched and must not be held with it.
     ws.edit_tenant(|t| t["groups"][0]["members"] = serde_json::json!([]));
     let out = run_ok(&moto, &ws, &["plan"], 1);
     let text = stdout(&out);
-    assert!(text.contains("STOPPED BY SAFETY LIMITS"), "{text}");
+    assert!(text.contains("Held (not applied this pass):"), "{text}");
     assert!(
-        text.contains("removes 3 of 4 trusted principals (75%)"),
+        text.contains("mapping-removal-limit: would leave 0 of the 3 principals"),
         "{text}"
+    );
+    assert!(
+        text.contains("trustsync apply --release payments-deployers"),
+        "the hold says what releases it: {text}"
     );
 
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("nothing was changed"),
-        "{}",
-        show(&out)
-    );
     assert_eq!(
         moto.trusted_subs("payments-deployer"),
         [SP1, SP2, SP4],
-        "access must not be revoked"
+        "a held revocation is not applied: {}",
+        show(&out)
     );
     let log = ws.read("audit.jsonl");
+    let last = log.lines().last().unwrap();
     assert!(
-        log.lines()
-            .last()
-            .unwrap()
-            .contains("\"outcome\":\"safety-stop\""),
-        "{log}"
+        last.contains("\"type\":\"pass\"") && last.contains("mapping-removal-limit"),
+        "the pass record lists what was held: {last}"
     );
+
+    // A person who knows the group really was emptied releases the hold once.
+    run_ok(
+        &moto,
+        &ws,
+        &["apply", "--auto-approve", "--release", "payments-deployers"],
+        0,
+    );
+    assert!(moto.trusted_subs("payments-deployer").is_empty());
+    assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
 
     // Prune too: deleting 2 of 3 owned roles trips the role share.
     ws.edit_tenant(|t| t["groups"][0]["members"] = serde_json::json!([SP1, SP2]));
@@ -512,7 +536,7 @@ fn safety_limits_stop_mass_removal_without_changing_anything() {
     );
     let out = run_ok(&moto, &ws, &["plan", "--prune", "true"], 1);
     assert!(
-        stdout(&out).contains("deletes 2 of 3 owned roles (67%)"),
+        stdout(&out).contains("the pass would delete 2 of 3 owned roles"),
         "{}",
         show(&out)
     );

@@ -94,7 +94,7 @@ fn the_drift_report_workflow_runs_against_local_servers() {
     assert_eq!(exitcode(), "2");
     let plan = std::fs::read_to_string(checkout.join("plan.md")).unwrap();
     assert!(plan.starts_with("### trustsync plan"), "{plan}");
-    assert!(plan.contains("| 10 | 1 | 0 | 0 | 4 | 0 |"), "{plan}");
+    assert!(plan.contains("| 10 | 2 | 0 | 0 | 0 | 4 | 0 |"), "{plan}");
     assert!(std::fs::read_to_string(&summary_file)
         .unwrap()
         .contains("### trustsync plan"));

@@ -56,10 +56,11 @@ fn nested_and_paged_membership_becomes_trust_and_follows_changes() {
     graph.remove_member(PAYMENTS, SP2);
     graph.add_member(CI_RUNNERS, SP3); // nested: reaches payments-deployer transitively
     let p = plan(&moto, &ws, &env, 2);
-    let change = &p["changes"][0];
-    assert_eq!(change["action"], "update-trust-policy");
-    assert_eq!(change["membersAdded"], json!([SP3]));
-    assert_eq!(change["membersRemoved"], json!([SP2]));
+    let (revoke, grant) = (&p["changes"][0], &p["changes"][1]);
+    assert_eq!(revoke["action"], "revoke-trust");
+    assert_eq!(revoke["membersRemoved"], json!([SP2]));
+    assert_eq!(grant["action"], "update-trust-policy");
+    assert_eq!(grant["membersAdded"], json!([SP3]));
     run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
     assert!(plan(&moto, &ws, &env, 0)["changes"]
@@ -182,7 +183,7 @@ fn an_emptied_group_trips_the_safety_limit() {
     }
     let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
     assert!(
-        stdout(&out).contains("removes 3 of 4 trusted principals"),
+        stdout(&out).contains("would leave 0 of the 3 principals"),
         "{}",
         show(&out)
     );

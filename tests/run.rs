@@ -225,7 +225,7 @@ fn run_follows_directory_changes_repairs_drift_keeps_good_policies_and_serves_st
         later["trustsync_passes_total{outcome=\"success\"}"]
             > first["trustsync_passes_total{outcome=\"success\"}"]
     );
-    assert!(later["trustsync_changes_applied_total{action=\"update-trust-policy\"}"] >= 1.0);
+    assert!(later["trustsync_changes_applied_total{action=\"revoke-trust\"}"] >= 1.0);
     assert!(later
         .keys()
         .any(|k| k.starts_with("trustsync_api_requests_total{service=\"graph\"")));
@@ -252,10 +252,10 @@ fn run_follows_directory_changes_repairs_drift_keeps_good_policies_and_serves_st
         );
     };
     verify_fails_at(
-        &log.replacen("update-trust-policy", "update-trust-polic1", 1),
+        &log.replacen("revoke-trust", "revoke-trus1", 1),
         lines
             .iter()
-            .position(|l| l.contains("update-trust-policy"))
+            .position(|l| l.contains("revoke-trust"))
             .unwrap()
             + 2,
     );

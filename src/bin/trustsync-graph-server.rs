@@ -520,7 +520,8 @@ async fn graph_get(
                         .tenant
                         .groups
                         .iter()
-                        .filter(|g| g.display_name == name)
+                        // Graph's `eq` on displayName is case-insensitive.
+                        .filter(|g| trustsync::directory::same_name(&g.display_name, &name))
                         .collect(),
                     None => {
                         return graph_error(

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::token::{GraphAuth, TokenSource};
 use crate::directory::{
-    DirectorySnapshot, GroupError, GroupMembers, GroupRequest, Member, MemberKind,
+    DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MemberKind,
 };
 
 /// Why a directory read failed. The whole pass stops; nothing is taken as empty.
@@ -145,80 +145,88 @@ impl GraphReader {
         handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
         url: Option<&str>,
     ) -> Result<Value, Error> {
+        use crate::retry::Class;
         let op = operation.to_string();
-        let policy = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(200))
-            .with_max_interval(Duration::from_secs(10))
-            .with_max_elapsed_time(Some(self.settings.max_retry))
-            .build();
+        let policy = crate::retry::Policy {
+            initial: Duration::from_millis(200),
+            max_interval: Duration::from_secs(10),
+            max_elapsed: Some(self.settings.max_retry),
+        };
         let refreshed = std::sync::atomic::AtomicBool::new(false);
-        backoff::future::retry(policy, || {
-            let op = op.clone();
-            let handler = &handler;
-            let refreshed = &refreshed;
-            async move {
-                let transport = |message: String| Error::Transport { operation: op.clone(), message };
-                self.tokens.token().await.map_err(|e| backoff::Error::permanent(Error::Auth(e)))?;
-                let builder = handler(&self.client)
-                    .build()
-                    .await
-                    .map_err(|e| backoff::Error::permanent(transport(format!("cannot build request: {e}"))))?;
-                let (http, request) = builder.build_split();
-                let mut request = request.map_err(|e| backoff::Error::permanent(transport(format!("cannot build request: {e}"))))?;
-                if let Some(u) = url {
-                    *request.url_mut() = url::Url::parse(u).map_err(|_| backoff::Error::permanent(transport(format!("bad next link {u}"))))?;
-                }
-                self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                let resp = match http.execute(request).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        let what = if e.is_timeout() { "timed out" } else if e.is_connect() { "cannot connect" } else { "request failed" };
-                        return Err(backoff::Error::transient(transport(what.into())));
+        let transient =
+            |e: Error, retry_after: Option<Duration>| (e, Class::Transient { retry_after });
+        let permanent = |e: Error| (e, Class::Permanent);
+        crate::retry::retry(
+            &policy,
+            &None,
+            |(_, class): &(Error, Class)| *class,
+            |_, _| {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            },
+            || {
+                let op = op.clone();
+                let handler = &handler;
+                let refreshed = &refreshed;
+                async move {
+                    let transport = |message: String| Error::Transport { operation: op.clone(), message };
+                    self.tokens.token().await.map_err(|e| permanent(Error::Auth(e)))?;
+                    let builder = handler(&self.client)
+                        .build()
+                        .await
+                        .map_err(|e| permanent(transport(format!("cannot build request: {e}"))))?;
+                    let (http, request) = builder.build_split();
+                    let mut request = request.map_err(|e| permanent(transport(format!("cannot build request: {e}"))))?;
+                    if let Some(u) = url {
+                        *request.url_mut() = url::Url::parse(u).map_err(|_| permanent(transport(format!("bad next link {u}"))))?;
                     }
-                };
-                let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(|s| s.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64);
-                let body = resp.bytes().await.map_err(|_| backoff::Error::transient(transport("response cut short".into())))?;
-                if (200..300).contains(&status) {
-                    return serde_json::from_slice(&body).map_err(|_| backoff::Error::permanent(transport(format!("HTTP {status}: body is not JSON"))));
-                }
-                let (code, message) = error_body(&body);
-                let err = Error::Graph { operation: op.clone(), status, code, message };
-                match status {
-                    401 if !refreshed.swap(true, Ordering::Relaxed) => {
-                        self.tokens.invalidate().await;
-                        Err(backoff::Error::retry_after(err, Duration::ZERO))
-                    }
-                    429 | 503 => {
-                        if status == 429 {
-                            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let resp = match http.execute(request).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let what = if e.is_timeout() { "timed out" } else if e.is_connect() { "cannot connect" } else { "request failed" };
+                            return Err(transient(transport(what.into()), None));
                         }
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        match retry_after {
-                            Some(d) if d > self.settings.max_retry_after => Err(backoff::Error::permanent(err)),
-                            Some(d) => {
-                                tracing::debug!(operation = %op, status, wait_ms = d.as_millis() as u64, "Graph asked to retry later");
-                                Err(backoff::Error::retry_after(err, d))
+                    };
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(|s| s.trim().parse::<f64>().ok())
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .map(Duration::from_secs_f64);
+                    let body = resp.bytes().await.map_err(|_| transient(transport("response cut short".into()), None))?;
+                    if (200..300).contains(&status) {
+                        return serde_json::from_slice(&body).map_err(|_| permanent(transport(format!("HTTP {status}: body is not JSON"))));
+                    }
+                    let (code, message) = error_body(&body);
+                    let err = Error::Graph { operation: op.clone(), status, code, message };
+                    Err(match status {
+                        401 if !refreshed.swap(true, Ordering::Relaxed) => {
+                            self.tokens.invalidate().await;
+                            transient(err, Some(Duration::ZERO))
+                        }
+                        429 | 503 => {
+                            if status == 429 {
+                                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                             }
-                            None => Err(backoff::Error::transient(err)),
+                            match retry_after {
+                                Some(d) if d > self.settings.max_retry_after => permanent(err),
+                                Some(d) => {
+                                    tracing::debug!(operation = %op, status, wait_ms = d.as_millis() as u64, "Graph asked to retry later");
+                                    transient(err, Some(d))
+                                }
+                                None => transient(err, None),
+                            }
                         }
-                    }
-                    500..=599 => {
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        Err(backoff::Error::transient(err))
-                    }
-                    _ => Err(backoff::Error::permanent(err)),
+                        500..=599 => transient(err, None),
+                        _ => permanent(err),
+                    })
                 }
-            }
-        })
+            },
+        )
         .await
+        .map_err(|(e, _)| e)
     }
 
     /// Every item of a collection, following `@odata.nextLink`.
@@ -239,52 +247,65 @@ impl GraphReader {
         }
     }
 
-    /// A full read of the requested groups.
+    /// A full read of the requested groups: each group is resolved (by id, by its pinned
+    /// id, or by display name), then its `members` or `transitiveMembers` are read. When a
+    /// name matches several groups, each one's members are read, so that the mapping can
+    /// still drop whoever is a member of none of them.
     pub async fn snapshot(&self, requests: &[GroupRequest]) -> Result<DirectorySnapshot, Error> {
         let mut out = DirectorySnapshot::default();
         for req in requests {
-            let group = self.resolve(req).await?;
-            let result = match group {
-                Err(e) => Err(e),
-                Ok((id, display_name)) => {
-                    let kind = if req.transitive {
-                        "transitiveMembers"
-                    } else {
-                        "members"
-                    };
-                    let op = format!("GET /groups/{id}/{kind}");
-                    let items = self
-                        .collect(&op, |c| {
-                            let g = c.group(&id);
-                            let h = if req.transitive {
-                                g.transitive_members().list_transitive_members()
-                            } else {
-                                g.list_members()
-                            };
-                            h.select(&["id", "displayName", "appId"]).top("999")
-                        })
-                        .await?;
-                    let mut members: Vec<Member> = items.iter().filter_map(member_of).collect();
-                    members.sort();
-                    members.dedup();
-                    Ok(GroupMembers {
-                        id,
-                        display_name,
-                        members,
-                    })
-                }
+            let mut read = Vec::new();
+            for (id, display_name) in self.candidates(req).await? {
+                read.push(self.members(id, display_name, req.transitive).await?);
+            }
+            let matched = match read.len() {
+                0 => Matched::None,
+                1 => Matched::One(read.pop().expect("one group")),
+                _ => Matched::Many(read),
             };
-            out.groups.insert(req.clone(), result);
+            out.groups.insert(req.clone(), req.finish(matched, |g| g));
         }
         Ok(out)
     }
 
-    async fn resolve(
+    async fn members(
         &self,
-        req: &GroupRequest,
-    ) -> Result<Result<(String, String), GroupError>, Error> {
-        match (&req.selector.id, &req.selector.display_name) {
-            (Some(id), _) => match self
+        id: String,
+        display_name: String,
+        transitive: bool,
+    ) -> Result<GroupMembers, Error> {
+        let kind = if transitive {
+            "transitiveMembers"
+        } else {
+            "members"
+        };
+        let op = format!("GET /groups/{id}/{kind}");
+        let items = self
+            .collect(&op, |c| {
+                let g = c.group(&id);
+                let h = if transitive {
+                    g.transitive_members().list_transitive_members()
+                } else {
+                    g.list_members()
+                };
+                h.select(&["id", "displayName", "appId"]).top("999")
+            })
+            .await?;
+        let mut members: Vec<Member> = items.iter().filter_map(member_of).collect();
+        members.sort();
+        members.dedup();
+        Ok(GroupMembers {
+            id,
+            display_name,
+            members,
+        })
+    }
+
+    /// The groups a request can mean, as (object id, display name): none, one, or for an
+    /// unpinned display name every group of that name.
+    async fn candidates(&self, req: &GroupRequest) -> Result<Vec<(String, String)>, Error> {
+        match (&req.selector.id, &req.pin, &req.selector.display_name) {
+            (Some(id), _, _) | (None, Some(id), _) => match self
                 .get(
                     &format!("GET /groups/{id}"),
                     |c| c.group(id).get_group().select(&["id", "displayName"]),
@@ -292,16 +313,14 @@ impl GraphReader {
                 )
                 .await
             {
-                Ok(g) => Ok(Ok((
+                Ok(g) => Ok(vec![(
                     id.clone(),
                     g["displayName"].as_str().unwrap_or_default().to_string(),
-                ))),
-                Err(Error::Graph { status: 404, .. }) => Ok(Err(GroupError::NotFound {
-                    selector: req.selector.to_string(),
-                })),
+                )]),
+                Err(Error::Graph { status: 404, .. }) => Ok(Vec::new()),
                 Err(e) => Err(e),
             },
-            (None, Some(name)) => {
+            (None, None, Some(name)) => {
                 let filter = format!("displayName eq '{}'", name.replace('\'', "''"));
                 let groups = self
                     .collect("GET /groups?$filter=displayName", |c| {
@@ -311,23 +330,16 @@ impl GraphReader {
                             .select(&["id", "displayName"])
                     })
                     .await?;
-                match groups.as_slice() {
-                    [] => Ok(Err(GroupError::NotFound {
-                        selector: req.selector.to_string(),
-                    })),
-                    [g] => Ok(Ok((
-                        g["id"].as_str().unwrap_or_default().to_string(),
-                        name.clone(),
-                    ))),
-                    many => Ok(Err(GroupError::Ambiguous {
-                        name: name.clone(),
-                        count: many.len(),
-                    })),
-                }
+                Ok(groups
+                    .iter()
+                    .filter_map(|g| {
+                        let id = g["id"].as_str()?;
+                        let n = g["displayName"].as_str().unwrap_or(name);
+                        Some((id.to_string(), n.to_string()))
+                    })
+                    .collect())
             }
-            (None, None) => Ok(Err(GroupError::NotFound {
-                selector: req.selector.to_string(),
-            })),
+            (None, None, None) => Ok(Vec::new()),
         }
     }
 }
@@ -394,6 +406,16 @@ impl DeltaCache {
     /// The reader's request counters.
     pub fn stats(&self) -> &GraphStats {
         &self.reader.stats
+    }
+
+    /// The reader, for full reads beside the cache.
+    pub fn reader(&self) -> &GraphReader {
+        &self.reader
+    }
+
+    /// Forgets the delta link: the next sync reads every group again.
+    pub fn reset(&mut self) {
+        self.delta_link = None;
     }
 
     /// Brings the cache up to date: the first call reads every group; later calls follow
@@ -535,13 +557,13 @@ impl DeltaCache {
     pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
         let mut out = DirectorySnapshot::default();
         for req in requests {
-            let found = crate::directory::resolve(
-                &req.selector,
+            let matched = crate::directory::resolve(
+                req,
                 self.groups
                     .iter()
                     .map(|(id, g)| (id.as_str(), g.display_name.as_str(), (id, g))),
             );
-            let result = found.map(|(id, g)| {
+            let result = req.finish(matched, |(id, g)| {
                 let mut members: BTreeMap<String, MemberKind> = g.members.clone();
                 if req.transitive {
                     for nested in self.nested_groups(id) {

@@ -112,6 +112,7 @@ impl Settings {
         };
         let authority = var("AZURE_AUTHORITY_HOST")
             .unwrap_or_else(|| "https://login.microsoftonline.com".into());
+        check_authority(&authority)?;
         Ok(Settings {
             tenant_id,
             client_id,
@@ -157,8 +158,29 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
-/// Refresh this long before expiry.
+/// Refresh at most this long before expiry.
 const MARGIN: Duration = Duration::from_secs(300);
+
+/// When to refresh a token that lives `lifetime`: five minutes before it expires, or half
+/// way through a shorter life, so that a short-lived token is still used.
+fn refresh_after(lifetime: Duration) -> Duration {
+    lifetime - MARGIN.min(lifetime / 2)
+}
+
+/// The authority host receives the client secret or assertion: plain HTTP only for the
+/// loopback (a local test server), as for the Graph endpoint.
+fn check_authority(authority: &str) -> Result<(), Error> {
+    let url = url::Url::parse(authority)
+        .map_err(|e| Error::Config(format!("AZURE_AUTHORITY_HOST `{authority}`: {e}")))?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(Error::Config(format!(
+            "AZURE_AUTHORITY_HOST `{authority}`: only https is allowed for a non-loopback host (the credential would travel in clear text)"
+        ))),
+    }
+}
 
 impl TokenSource {
     /// A token source for these settings.
@@ -185,20 +207,20 @@ impl TokenSource {
         let guard = self.cache.try_lock().ok()?;
         guard
             .as_ref()
-            .filter(|(_, exp)| Instant::now() + MARGIN < *exp)
+            .filter(|(_, refresh)| Instant::now() < *refresh)
             .map(|(t, _)| t.clone())
     }
 
     /// A fresh token, fetched when the cached one is missing or about to expire.
     pub async fn token(&self) -> Result<String, Error> {
         let mut guard = self.cache.lock().await;
-        if let Some((t, exp)) = guard.as_ref() {
-            if Instant::now() + MARGIN < *exp {
+        if let Some((t, refresh)) = guard.as_ref() {
+            if Instant::now() < *refresh {
                 return Ok(t.clone());
             }
         }
         let (token, lifetime) = self.fetch().await?;
-        *guard = Some((token.clone(), Instant::now() + lifetime));
+        *guard = Some((token.clone(), Instant::now() + refresh_after(lifetime)));
         Ok(token)
     }
 
@@ -360,4 +382,36 @@ impl graph_rs_sdk::identity::ClientApplication for GraphAuth {
     }
 
     fn with_force_token_refresh(&mut self, _: graph_core::identity::ForceTokenRefresh) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_lived_tokens_are_used_and_refreshed_half_way() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(3600)),
+            Duration::from_secs(3300)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(300)),
+            Duration::from_secs(150)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn plain_http_authority_only_on_loopback() {
+        assert!(check_authority("https://login.microsoftonline.com").is_ok());
+        assert!(check_authority("http://127.0.0.1:8080").is_ok());
+        assert!(check_authority("http://localhost:1").is_ok());
+        let err = check_authority("http://login.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only https"), "{err}");
+    }
 }

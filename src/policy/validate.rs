@@ -320,11 +320,12 @@ fn check_tags(
     o: &super::Origin,
     d: &mut Vec<Diagnostic>,
 ) {
-    if tags.len() + 1 > limits.tags_per_role {
+    // trustsync's own tags: the owner tag, the group pin and the removal baseline.
+    if tags.len() + 3 > limits.tags_per_role {
         d.push(o.diagnostic(
             "spec.role.tags",
             format!(
-                "{} tags plus the owner tag exceed {} per role",
+                "{} tags plus trustsync's three (owner, group pin, removal baseline) exceed {} per role",
                 tags.len(),
                 limits.tags_per_role
             ),
@@ -337,6 +338,12 @@ fn check_tags(
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
             d.push(o.diagnostic(&field, "tag keys starting with `aws:` are reserved"));
+        }
+        if k.to_ascii_lowercase().starts_with("trustsync.dev/") {
+            d.push(o.diagnostic(
+                &field,
+                "tag keys starting with `trustsync.dev/` are reserved for trustsync's own records",
+            ));
         }
         if v.chars().count() > 256 {
             d.push(o.diagnostic(&field, "tag values are at most 256 characters"));

@@ -1,0 +1,417 @@
+//! The checks stage: between plan and apply, it decides which planned changes go ahead
+//! this pass and which are held, and says why and what would release each one.
+//!
+//! Pure: a [`Plan`] and a [`Context`] in, the same plan out with some changes moved to
+//! [`Plan::held`]. The rules (docs/concepts.md, "Revocation first" and "Safety"):
+//!
+//! - **Additions are never held by a safety limit**; a change that keeps failing waits out
+//!   its own back-off, except a revocation, which is tried every pass.
+//! - **Per mapping**: a revocation that would take away more than
+//!   `safety.maxPrincipalRemovalShare` of the principals a role trusted at its baseline
+//!   (the most within `safety.removalWindowSeconds`, so quick successive passes add up),
+//!   and more than `safety.principalRemovalFloor`, is held: a group that suddenly reads as
+//!   empty. Only that mapping's revocation waits; the grant planned with it still adds
+//!   (without removing).
+//! - **Across the pass**: if the revocations not already held add up to more than the
+//!   share of every principal the owned roles trust, they are all held (mass revocation).
+//! - **Role deletions** (prune) over `safety.maxRoleDeletionShare` of the owned roles are
+//!   held with the rest of their teardown.
+//! - A person releases a hold with `--release NAME` (a mapping, or the role of an orphan)
+//!   once the removal is known to be right.
+
+use std::collections::BTreeSet;
+
+use crate::config::Safety;
+use crate::plan::{Action, Change, Held, Hold, Plan};
+
+/// What the checks weigh besides the plan.
+pub struct Context<'a> {
+    /// The removal limits.
+    pub safety: &'a Safety,
+    /// The reason a change is waiting out a back-off after failing, if it is.
+    pub deferred: &'a dyn Fn(&Change) -> Option<String>,
+    /// Mappings (or orphan role names) whose removal holds a person released.
+    pub released: &'a BTreeSet<String>,
+}
+
+/// The name a hold is released by: the mapping, or for an orphan the resource's last part.
+pub fn release_name(c: &Change) -> String {
+    c.mapping.clone().unwrap_or_else(|| {
+        c.resource
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap_or(&c.resource)
+            .to_string()
+    })
+}
+
+fn pct(n: usize, of: usize) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        n as f64 * 100.0 / of as f64
+    }
+}
+
+/// Runs the checks.
+pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
+    let safety = ctx.safety;
+    let share = safety.max_principal_removal_share;
+    let floor = safety.principal_removal_floor;
+    let changes = std::mem::take(&mut plan.changes);
+    let mut holds: Vec<Option<Hold>> = vec![None; changes.len()];
+    let released = |c: &Change| ctx.released.contains(&release_name(c));
+    let release_hint = |c: &Change| {
+        format!(
+            "if the removal is right, run `trustsync apply --release {}` (or raise safety.maxPrincipalRemovalShare); if the directory read is wrong, fix it: the change is planned again every pass",
+            release_name(c)
+        )
+    };
+
+    // Back-off: a change that keeps failing waits, unless it only takes access away.
+    for (i, c) in changes.iter().enumerate() {
+        if matches!(c.action, Action::RevokeTrust { .. }) {
+            continue;
+        }
+        if let Some(why) = (ctx.deferred)(c) {
+            holds[i] = Some(Hold {
+                kind: "backoff".into(),
+                reason: why,
+                release:
+                    "retried by the controller when its back-off ends; a clean apply clears it"
+                        .into(),
+            });
+        }
+    }
+
+    // Per mapping: the share of a role's baseline one revocation takes away.
+    for (i, c) in changes.iter().enumerate() {
+        let Some(r) = c.removal.filter(|r| !r.deletes_role) else {
+            continue;
+        };
+        let removed = r.removed();
+        if removed > floor && pct(removed, r.baseline) > share * 100.0 && !released(c) {
+            holds[i] = Some(Hold {
+                kind: "mapping-removal-limit".into(),
+                reason: format!(
+                    "would leave {} of the {} principals the role trusted within the last {}s ({} removed, {:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% for one mapping",
+                    r.after,
+                    r.baseline,
+                    safety.removal_window_seconds,
+                    removed,
+                    pct(removed, r.baseline),
+                    share * 100.0
+                ),
+                release: release_hint(c),
+            });
+        }
+    }
+
+    // Across the pass: every removal not already held, against every trusted principal.
+    let pending: Vec<usize> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| holds[*i].is_none() && c.removal.is_some() && !released(c))
+        .map(|(i, _)| i)
+        .collect();
+    let removed_total: usize = pending
+        .iter()
+        .filter_map(|i| changes[*i].removal.map(|r| r.removed()))
+        .sum();
+    let trusted = plan.trusted_baseline.max(1);
+    if removed_total > floor && pct(removed_total, trusted) > share * 100.0 {
+        for i in pending {
+            holds[i] = Some(Hold {
+                kind: "pass-removal-limit".into(),
+                reason: format!(
+                    "the pass would remove {removed_total} of {} trusted principals ({:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% across all mappings",
+                    plan.trusted_baseline,
+                    pct(removed_total, trusted),
+                    share * 100.0
+                ),
+                release: release_hint(&changes[i]),
+            });
+        }
+    }
+
+    // Role deletions.
+    let deletions: Vec<usize> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            holds[*i].is_none() && matches!(c.action, Action::DeleteRole { .. }) && !released(c)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if !deletions.is_empty()
+        && pct(deletions.len(), plan.owned_roles.max(1)) > safety.max_role_deletion_share * 100.0
+    {
+        for i in deletions {
+            holds[i] = Some(Hold {
+                kind: "role-deletion-limit".into(),
+                reason: format!(
+                    "the pass would delete {} of {} owned roles, over safety.maxRoleDeletionShare = {:.0}%",
+                    changes.iter().filter(|c| matches!(c.action, Action::DeleteRole { .. })).count(),
+                    plan.owned_roles,
+                    safety.max_role_deletion_share * 100.0
+                ),
+                release: format!(
+                    "if the roles should go, run `trustsync apply --release {}` (or raise safety.maxRoleDeletionShare)",
+                    release_name(&changes[i])
+                ),
+            });
+        }
+    }
+
+    // What depends on a held change: the rest of a held role deletion waits with it; a
+    // grant planned after a held revocation adds without removing.
+    let held_deletions: BTreeSet<String> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::DeleteRole { .. }))
+        .map(|(_, c)| c.resource.clone())
+        .collect();
+    let held_revocations: BTreeSet<String> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::RevokeTrust { .. }))
+        .map(|(_, c)| c.resource.clone())
+        .collect();
+    let mut out = Vec::new();
+    for (c, hold) in changes.into_iter().zip(holds) {
+        let mut c = c;
+        let hold = hold.or_else(|| {
+            (c.mapping.is_none() && held_deletions.contains(&c.resource)).then(|| Hold {
+                kind: "depends-on-held".into(),
+                reason: "part of a role deletion that is held".into(),
+                release: "released with the deletion".into(),
+            })
+        });
+        if hold.is_none() && held_revocations.contains(&c.resource) {
+            if let (Action::UpdateTrustPolicy { trust_policy, .. }, Some(grant)) =
+                (&mut c.action, c.grant_only.take())
+            {
+                *trust_policy = grant.clone();
+                c.after = Some(grant);
+                c.reason = format!("{}; adding only, as the revocation is held", c.reason);
+            }
+        }
+        match hold {
+            Some(held) => plan.held.push(Held { change: c, held }),
+            None => out.push(c),
+        }
+    }
+    plan.changes = out;
+    plan.summarize();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Effect, Removal};
+    use serde_json::json;
+
+    fn revoke(mapping: &str, baseline: usize, after: usize) -> Change {
+        Change {
+            action: Action::RevokeTrust {
+                role_name: mapping.into(),
+                trust_policy: json!({}),
+                baseline: None,
+            },
+            effect: Effect::Remove,
+            resource: format!("arn:aws:iam::1:role/trustsync/{mapping}"),
+            mapping: Some(mapping.into()),
+            reason: "r".into(),
+            before: None,
+            after: None,
+            members_added: vec![],
+            members_removed: (after..baseline).map(|i| format!("p{i}")).collect(),
+            removal: Some(Removal {
+                baseline,
+                after,
+                deletes_role: false,
+            }),
+            grant_only: None,
+        }
+    }
+
+    fn grant(mapping: &str) -> Change {
+        Change {
+            action: Action::UpdateTrustPolicy {
+                role_name: mapping.into(),
+                trust_policy: json!({"full": true}),
+            },
+            effect: Effect::Change,
+            removal: None,
+            members_removed: vec![],
+            members_added: vec!["new".into()],
+            grant_only: Some(json!({"grantOnly": true})),
+            ..revoke(mapping, 0, 0)
+        }
+    }
+
+    fn plan_of(changes: Vec<Change>, trusted: usize, owned: usize) -> Plan {
+        let mut p = Plan {
+            changes,
+            trusted_baseline: trusted,
+            owned_roles: owned,
+            ..Plan::default()
+        };
+        p.summarize();
+        p
+    }
+
+    fn run(plan: Plan, released: &[&str]) -> Plan {
+        let released = released.iter().map(|s| s.to_string()).collect();
+        check(
+            plan,
+            &Context {
+                safety: &Safety::default(),
+                deferred: &|_| None,
+                released: &released,
+            },
+        )
+    }
+
+    fn held_kinds(p: &Plan) -> Vec<(String, String)> {
+        p.held
+            .iter()
+            .map(|h| {
+                (
+                    h.change.mapping.clone().unwrap_or_default(),
+                    h.held.kind.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_of_removal_limits() {
+        // (revocations as (mapping, baseline, after), trusted in total, held mappings)
+        let cases: &[(&[(&str, usize, usize)], usize, &[(&str, &str)])] = &[
+            // A group that reads as empty is held per mapping, however large the tenant.
+            (
+                &[("small", 4, 0), ("big", 12, 12)],
+                16,
+                &[("small", "mapping-removal-limit")],
+            ),
+            // The floor lets one principal go.
+            (&[("one", 1, 0)], 20, &[]),
+            // Half or less of a mapping goes through.
+            (&[("half", 4, 2)], 40, &[]),
+            // Many small mappings each under the floor, together over the share: all held.
+            (
+                &[("a", 1, 0), ("b", 1, 0), ("c", 1, 0)],
+                4,
+                &[
+                    ("a", "pass-removal-limit"),
+                    ("b", "pass-removal-limit"),
+                    ("c", "pass-removal-limit"),
+                ],
+            ),
+            // A mapping held on its own does not count towards the pass.
+            (
+                &[("gone", 10, 0), ("ok", 10, 8)],
+                30,
+                &[("gone", "mapping-removal-limit")],
+            ),
+        ];
+        for (revocations, trusted, want) in cases {
+            let changes = revocations
+                .iter()
+                .map(|(m, b, a)| revoke(m, *b, *a))
+                .collect();
+            let p = run(plan_of(changes, *trusted, 3), &[]);
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(m, k)| (m.to_string(), k.to_string()))
+                .collect();
+            assert_eq!(held_kinds(&p), want, "{revocations:?}");
+            assert_eq!(p.changes.len() + p.held.len(), revocations.len());
+        }
+    }
+
+    #[test]
+    fn the_baseline_not_the_current_count_is_what_a_removal_is_measured_by() {
+        // 10 trusted an hour ago (recorded), 6 now, 3 after: 7 of 10 removed.
+        let p = run(plan_of(vec![revoke("m", 10, 3)], 10, 1), &[]);
+        assert_eq!(
+            held_kinds(&p),
+            [("m".to_string(), "mapping-removal-limit".to_string())]
+        );
+        assert!(
+            p.held[0].held.reason.contains("7 removed, 70%"),
+            "{}",
+            p.held[0].held.reason
+        );
+        assert!(p.held[0].held.release.contains("--release m"));
+    }
+
+    #[test]
+    fn a_held_revocation_never_holds_the_grant_which_adds_without_removing() {
+        let p = run(plan_of(vec![revoke("m", 4, 0), grant("m")], 4, 1), &[]);
+        assert_eq!(p.held.len(), 1);
+        assert_eq!(p.changes.len(), 1);
+        let Action::UpdateTrustPolicy { trust_policy, .. } = &p.changes[0].action else {
+            panic!()
+        };
+        assert_eq!(trust_policy, &json!({"grantOnly": true}));
+        assert!(p.changes[0].reason.contains("adding only"));
+    }
+
+    #[test]
+    fn a_release_lets_the_named_mapping_through() {
+        let p = run(plan_of(vec![revoke("m", 4, 0)], 4, 1), &["m"]);
+        assert!(p.held.is_empty());
+        assert_eq!(p.changes.len(), 1);
+    }
+
+    #[test]
+    fn back_off_defers_failed_changes_but_never_a_revocation() {
+        let released = BTreeSet::new();
+        let p = check(
+            plan_of(vec![revoke("m", 2, 1), grant("m")], 10, 1),
+            &Context {
+                safety: &Safety::default(),
+                deferred: &|_| Some("failed: AccessDenied".into()),
+                released: &released,
+            },
+        );
+        assert_eq!(p.changes.len(), 1);
+        assert!(matches!(p.changes[0].action, Action::RevokeTrust { .. }));
+        assert_eq!(held_kinds(&p), [("m".to_string(), "backoff".to_string())]);
+        assert!(!p.needs_attention(), "a back-off clears by itself");
+    }
+
+    #[test]
+    fn role_deletions_over_the_share_are_held_with_their_teardown() {
+        let delete = |name: &str| Change {
+            action: Action::DeleteRole {
+                role_name: name.into(),
+            },
+            mapping: None,
+            removal: Some(Removal {
+                baseline: 0,
+                after: 0,
+                deletes_role: true,
+            }),
+            ..revoke(name, 0, 0)
+        };
+        let detach = |name: &str| Change {
+            action: Action::DetachManagedPolicy {
+                role_name: name.into(),
+                policy_arn: "arn:aws:iam::aws:policy/ReadOnlyAccess".into(),
+            },
+            mapping: None,
+            removal: None,
+            ..revoke(name, 0, 0)
+        };
+        let p = run(plan_of(vec![detach("x"), delete("x")], 0, 2), &[]);
+        let kinds: Vec<&str> = p.held.iter().map(|h| h.held.kind.as_str()).collect();
+        assert_eq!(kinds, ["depends-on-held", "role-deletion-limit"]);
+        assert!(p.needs_attention());
+        let p = run(plan_of(vec![detach("x"), delete("x")], 0, 2), &["x"]);
+        assert!(p.held.is_empty());
+    }
+}

@@ -1,0 +1,262 @@
+//! One pass, the same for `plan`, `apply` and `run`:
+//! read → desired → observed → plan → checks → apply → audit.
+//!
+//! [`plan`] reads the world and decides: AWS first (the roles record which group each
+//! display-name selector is pinned to), then the directory for exactly the groups the
+//! policies need, then the pure stages (desired, plan, checks). [`Planned::apply`] makes
+//! the changes the checks let through and records them. The CLI adds flags, confirmation
+//! and exit codes; the controller adds triggers, back-off state and status. Nothing else
+//! decides what a pass does.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::apply::{self, Actor, Report};
+use crate::audit::AuditLog;
+use crate::aws::AwsClients;
+use crate::checks;
+use crate::config::Config;
+use crate::desired::{self, Pins, Target};
+use crate::directory::{DirectorySnapshot, GroupRequest, TenantFile, PIN_TAG};
+use crate::entra::{self, DeltaCache};
+use crate::observed::Observed;
+use crate::plan::{self, Change, Plan, Settings};
+use crate::policy::{function_name_of, PolicySet};
+
+/// Where memberships come from in a pass.
+pub enum DirectorySource {
+    /// A tenant file, re-read every pass.
+    File(PathBuf),
+    /// Microsoft Graph, full reads (one-shot commands).
+    Graph(entra::GraphReader),
+    /// Microsoft Graph through the delta cache (the controller), checked against a full
+    /// read of the mapped groups every `full_every`.
+    Delta {
+        /// The cache.
+        cache: Box<DeltaCache>,
+        /// How often the cache is compared with a full read.
+        full_every: Duration,
+        /// When it last was.
+        last_full: Option<Instant>,
+        /// Groups whose cached membership differed from a full read, so far.
+        differences: u64,
+    },
+}
+
+impl DirectorySource {
+    /// The controller's source: the delta cache over this reader.
+    pub fn delta(reader: entra::GraphReader, full_every: Duration) -> DirectorySource {
+        DirectorySource::Delta {
+            cache: Box::new(DeltaCache::new(reader)),
+            full_every,
+            last_full: None,
+            differences: 0,
+        }
+    }
+
+    /// The memberships for these requests, read now. A failed read is an error.
+    pub async fn snapshot(
+        &mut self,
+        requests: &[GroupRequest],
+    ) -> anyhow::Result<DirectorySnapshot> {
+        let context = "reading group memberships from Microsoft Graph (nothing was changed)";
+        Ok(match self {
+            DirectorySource::File(path) => TenantFile::load(path)?.snapshot(requests),
+            DirectorySource::Graph(reader) => reader.snapshot(requests).await.context(context)?,
+            DirectorySource::Delta {
+                cache,
+                full_every,
+                last_full,
+                differences,
+            } => {
+                cache.sync().await.context(context)?;
+                let cached = cache.snapshot(requests);
+                if last_full.is_some_and(|t| t.elapsed() < *full_every) {
+                    return Ok(cached);
+                }
+                // Level-triggered on the directory side too: a full read of the mapped
+                // groups corrects a missed or mis-applied delta.
+                let full = cache.reader().snapshot(requests).await.context(context)?;
+                *last_full = Some(Instant::now());
+                let differ = full
+                    .groups
+                    .iter()
+                    .filter(|(req, result)| {
+                        cached
+                            .groups
+                            .get(*req)
+                            .is_none_or(|c| !same_members(result, c))
+                    })
+                    .count() as u64;
+                if differ > 0 {
+                    tracing::warn!(
+                        groups = differ,
+                        "the delta cache differed from a full read of the mapped groups; using the full read and resynchronising"
+                    );
+                    *differences += differ;
+                    cache.reset();
+                }
+                full
+            }
+        })
+    }
+
+    /// Graph requests, retries and throttles so far.
+    pub fn graph_stats(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = match self {
+            DirectorySource::Graph(r) => &r.stats,
+            DirectorySource::Delta { cache, .. } => cache.stats(),
+            DirectorySource::File(_) => return (0, 0, 0),
+        };
+        (
+            s.requests.load(Relaxed),
+            s.retries.load(Relaxed),
+            s.throttled.load(Relaxed),
+        )
+    }
+
+    /// Groups whose delta-cached membership differed from a full read, so far.
+    pub fn full_read_differences(&self) -> u64 {
+        match self {
+            DirectorySource::Delta { differences, .. } => *differences,
+            _ => 0,
+        }
+    }
+}
+
+fn same_members(
+    a: &Result<crate::directory::GroupMembers, crate::directory::GroupError>,
+    b: &Result<crate::directory::GroupMembers, crate::directory::GroupError>,
+) -> bool {
+    let ids = |r: &Result<crate::directory::GroupMembers, _>| {
+        r.as_ref()
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.members
+                        .iter()
+                        .map(|m| m.id.clone())
+                        .collect::<BTreeSet<_>>(),
+                )
+            })
+            .ok()
+    };
+    ids(a) == ids(b) && a.is_ok() == b.is_ok()
+}
+
+/// Everything a pass reads besides the world.
+pub struct Inputs<'a> {
+    /// The controller config.
+    pub config: &'a Config,
+    /// The policy set.
+    pub policies: &'a PolicySet,
+    /// AWS.
+    pub aws: &'a AwsClients,
+    /// The account the AWS credentials belong to.
+    pub account: &'a str,
+    /// Why a change is waiting out a back-off (the controller's); `None` for none.
+    pub deferred: &'a dyn Fn(&Change) -> Option<String>,
+    /// Holds a person released (`--release`).
+    pub released: &'a BTreeSet<String>,
+}
+
+/// A pass that has read the world and decided.
+pub struct Planned {
+    /// The checked plan: changes to apply, and those held with their reasons.
+    pub plan: Plan,
+    /// What AWS looked like.
+    pub observed: Observed,
+    /// The directory requests made (with pins), for the controller's delta watcher.
+    pub requests: Vec<GroupRequest>,
+}
+
+/// The group pins recorded on the roles trustsync owns.
+pub fn pins(observed: &Observed, settings: &Settings) -> Pins {
+    observed
+        .roles
+        .iter()
+        .filter(|(_, r)| settings.ownership().role(r))
+        .filter_map(|(k, r)| r.tags.get(PIN_TAG).map(|v| (k.clone(), v.clone())))
+        .collect()
+}
+
+/// Reads AWS and the directory, and plans and checks.
+pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyhow::Result<Planned> {
+    let Inputs {
+        config,
+        policies,
+        aws,
+        account,
+        deferred,
+        released,
+    } = inputs;
+    let settings = Settings::from_config(config);
+    let functions: Vec<_> = policies
+        .functions
+        .iter()
+        .map(|f| {
+            (
+                function_name_of(&f.spec.function).to_string(),
+                f.spec.qualifier.clone(),
+            )
+        })
+        .collect();
+    let observed = aws
+        .observe(
+            account,
+            &config.role_path,
+            &functions,
+            &settings.function_tag_key,
+        )
+        .await
+        .context("reading AWS state (nothing was changed)")?;
+    let pins = pins(&observed, &settings);
+    let requests = desired::group_requests(policies, &pins);
+    let snapshot = directory.snapshot(&requests).await?;
+    let target = Target {
+        account_id: account.to_string(),
+        region: aws.region.clone(),
+    };
+    let desired = desired::build(policies, &snapshot, &pins, config, &target);
+    // The planner and the checks do no I/O: their wall time is their CPU time.
+    let started = Instant::now();
+    let plan = plan::plan(&desired, &observed, &settings);
+    let plan = checks::check(
+        plan,
+        &checks::Context {
+            safety: &config.safety,
+            deferred,
+            released,
+        },
+    );
+    tracing::info!(
+        plan_us = started.elapsed().as_micros() as u64,
+        roles = observed.roles.len(),
+        changes = plan.changes.len(),
+        held = plan.held.len(),
+        "planned"
+    );
+    Ok(Planned {
+        plan,
+        observed,
+        requests,
+    })
+}
+
+impl Planned {
+    /// Applies the changes the checks let through, recording each in the audit log.
+    pub async fn apply(
+        &self,
+        aws: &AwsClients,
+        audit: &mut AuditLog,
+        actor: &Actor,
+        policy_revision: Option<&str>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Report, apply::Error> {
+        apply::apply(&self.plan, aws, audit, actor, policy_revision, stop).await
+    }
+}
