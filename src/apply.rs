@@ -124,9 +124,15 @@ pub async fn apply(
         } else {
             let use_revision = match &change.action {
                 Action::AddLambdaPermission { function_name, .. }
-                | Action::RemoveLambdaPermission { function_name, .. }
                 | Action::SetExecutionRole { function_name, .. } => {
                     revision_used.insert(function_name.clone())
+                }
+                // A removal carries no RevisionId: it touches only its own statement, and
+                // an unrelated change to the policy must not fail a revocation. It does
+                // change the revision, so later writes to the function go without one.
+                Action::RemoveLambdaPermission { function_name, .. } => {
+                    revision_used.insert(function_name.clone());
+                    false
                 }
                 _ => false,
             };

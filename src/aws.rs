@@ -959,7 +959,6 @@ impl AwsClients {
                 function_name,
                 qualifier,
                 statement_id,
-                revision_id,
             } => run!(
                 "RemovePermission",
                 |f: &Failure| f.is(&["ResourceNotFoundException"]),
@@ -969,7 +968,6 @@ impl AwsClients {
                     .function_name(function_name)
                     .set_qualifier(qualifier.clone())
                     .statement_id(statement_id)
-                    .set_revision_id(revision(revision_id))
             ),
             SetExecutionRole {
                 function_name,

@@ -241,7 +241,6 @@ pub enum Action {
         function_name: String,
         qualifier: Option<String>,
         statement_id: String,
-        revision_id: Option<String>,
     },
     SetExecutionRole {
         function_name: String,
@@ -1389,7 +1388,6 @@ impl<'a> Planner<'a> {
             function_name: df.name.clone(),
             qualifier: df.qualifier.clone(),
             statement_id: sid.to_string(),
-            revision_id: of.policy_revision.clone(),
         };
         for (sid, want) in &df.statements {
             let add = Action::AddLambdaPermission {
@@ -1498,7 +1496,6 @@ impl<'a> Planner<'a> {
                                 function_name: name.clone(),
                                 qualifier: q.clone(),
                                 statement_id: sid,
-                                revision_id: of.policy_revision.clone(),
                             },
                             &resource,
                             None,

@@ -150,3 +150,52 @@ async fn delta_rides_out_throttling() {
         2
     );
 }
+
+/// `plan` and `apply` read through `$filter` (case-insensitive at Graph), `run` through the
+/// delta cache: both resolve a name, in any letter case, and a name shared by two groups,
+/// the same way, so CI and the controller agree.
+#[tokio::test]
+async fn full_reads_and_the_delta_cache_resolve_names_alike() {
+    let ws = Workspace::new();
+    ws.edit_tenant(|t| {
+        t["groups"].as_array_mut().unwrap().push(serde_json::json!({
+            "id": "dddddddd-0000-4000-8000-000000000001",
+            "displayName": "SG-AWS-REPORTING-READERS",
+            "members": [SP2]
+        }));
+    });
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 2);
+    let (reader, _) = reader(&graph);
+    let by_name = |name: &str, transitive| GroupRequest {
+        selector: GroupSelector {
+            id: None,
+            display_name: Some(name.into()),
+        },
+        transitive,
+        pin: None,
+    };
+    let unique = by_name("Sg-Aws-Payments-Deployers", true);
+    let shared = by_name("sg-aws-reporting-readers", false);
+    let mut pinned = by_name("sg-aws-reporting-readers", false);
+    pinned.pin = Some("a1b2c3d4-0001-4000-8000-000000000002".into());
+    let reqs = [unique.clone(), shared.clone(), pinned.clone()];
+
+    let full = reader.snapshot(&reqs).await.unwrap();
+    let mut cache = DeltaCache::new(reader.clone());
+    cache.sync().await.unwrap();
+    let cached = cache.snapshot(&reqs);
+
+    assert_eq!(ids(&full, &unique), ids(&cached, &unique));
+    assert_eq!(full.groups[&unique].as_ref().unwrap().id, PAYMENTS);
+    assert_eq!(full.groups[&shared], cached.groups[&shared]);
+    let Err(err) = &full.groups[&shared] else {
+        panic!("two groups share the name: {:?}", full.groups[&shared]);
+    };
+    assert_eq!(
+        err.may_keep(),
+        [SP2, SP3].iter().map(|s| s.to_string()).collect(),
+        "whoever is in either group may stay; nobody else"
+    );
+    assert_eq!(ids(&full, &pinned), [SP3]);
+    assert_eq!(ids(&cached, &pinned), [SP3]);
+}
