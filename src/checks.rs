@@ -63,7 +63,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
     let released = |c: &Change| ctx.released.contains(&release_name(c));
     let release_hint = |c: &Change| {
         format!(
-            "if the removal is right, run `trustsync apply --release {}` (or raise safety.maxPrincipalRemovalShare); if the directory read is wrong, fix it: the change is planned again every pass",
+            "If the removal is right, run `trustsync apply --release {}` (or raise safety.maxPrincipalRemovalShare); if the directory read is wrong, fix it: the change is planned again every pass",
             release_name(c)
         )
     };
@@ -78,7 +78,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
                 kind: "backoff".into(),
                 reason: why,
                 release:
-                    "retried by the controller when its back-off ends; a clean apply clears it"
+                    "Retried by the controller when its back-off ends; a clean apply clears it"
                         .into(),
             });
         }
@@ -156,7 +156,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
                     safety.max_role_deletion_share * 100.0
                 ),
                 release: format!(
-                    "if the roles should go, run `trustsync apply --release {}` (or raise safety.maxRoleDeletionShare)",
+                    "If the roles should go, run `trustsync apply --release {}` (or raise safety.maxRoleDeletionShare)",
                     release_name(&changes[i])
                 ),
             });
@@ -184,7 +184,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
             (c.mapping.is_none() && held_deletions.contains(&c.resource)).then(|| Hold {
                 kind: "depends-on-held".into(),
                 reason: "part of a role deletion that is held".into(),
-                release: "released with the deletion".into(),
+                release: "Released with the deletion".into(),
             })
         });
         if hold.is_none() && held_revocations.contains(&c.resource) {

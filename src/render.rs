@@ -143,7 +143,13 @@ fn detail_lines(c: &Change) -> Vec<String> {
         .filter(|(k, v)| {
             !matches!(
                 k.as_str(),
-                "action" | "trustPolicy" | "document" | "revisionId" | "roleName" | "functionName"
+                "action"
+                    | "trustPolicy"
+                    | "document"
+                    | "revisionId"
+                    | "roleName"
+                    | "functionName"
+                    | "baseline"
             ) && !v.is_null()
                 && v.as_array().is_none_or(|a| !a.is_empty())
         })
@@ -224,7 +230,7 @@ fn markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     if !plan.problems.is_empty() {
-        out.push_str("#### Problems\n\nThese mappings were left alone:\n\n");
+        out.push_str("#### Problems\n\nThese mappings were left alone but for revocations:\n\n");
         for p in &plan.problems {
             let _ = writeln!(
                 out,
