@@ -18,3 +18,32 @@ fn helm_chart_lints_and_renders() {
     assert!(out.status.success(), "chart tests failed:\n{err}");
     assert!(err.contains("OK"), "{err}");
 }
+
+/// A change under way at SIGTERM must finish or fail before the pod is killed: one
+/// request's whole retry budget, plus its last attempt, stays below the chart's grace
+/// period (and shutdown also ends any retry wait at once).
+#[test]
+fn a_write_retry_budget_fits_in_the_termination_grace_period() {
+    let template =
+        std::fs::read_to_string(support::repo().join("charts/trustsync/templates/deployment.yaml"))
+            .unwrap();
+    let grace: u64 = template
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds:"))
+        .expect("the chart sets terminationGracePeriodSeconds")
+        .trim()
+        .parse()
+        .unwrap();
+    let values =
+        std::fs::read_to_string(support::repo().join("charts/trustsync/values.yaml")).unwrap();
+    assert!(
+        !values.contains("maxRetrySeconds") && !values.contains("requestTimeoutSeconds"),
+        "the chart's config keeps the defaults checked here"
+    );
+    let aws = trustsync::config::Config::default().aws;
+    let budget = aws.max_retry_seconds + aws.request_timeout_seconds;
+    assert!(
+        budget < grace,
+        "retry budget {budget}s must stay below the {grace}s grace period"
+    );
+}

@@ -391,3 +391,38 @@ fn one_failing_mapping_does_not_stop_the_others() {
     assert_eq!(metrics["trustsync_mappings{state=\"Error\"}"], 1.0);
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// A delta the controller never sees (lost on the Graph side) is corrected by the
+/// periodic full read of the mapped groups, and counted.
+#[test]
+fn a_missed_delta_is_corrected_by_the_periodic_full_read() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 1, directoryPollSeconds: 1, policyPollSeconds: 1}\ndirectory: {fullReadSeconds: 4}\n",
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+
+    graph.faults(serde_json::json!({"loseDeltaEvents": true}));
+    graph.remove_member(PAYMENTS, SP2);
+    let latency = wait_for(Duration::from_secs(30), "correction by full read", || {
+        moto.trusted_subs("payments-deployer") == [SP1, SP4]
+    });
+    println!("a lost delta was corrected in {} ms", latency.as_millis());
+    let metrics = parse_metrics(&daemon.get("/metrics").1);
+    assert!(
+        metrics["trustsync_directory_full_read_differences_total"] >= 1.0,
+        "{metrics:?}"
+    );
+    assert!(
+        ws.read("run.log").contains("differed from a full read"),
+        "{}",
+        ws.read("run.log")
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}

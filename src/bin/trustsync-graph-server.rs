@@ -22,7 +22,8 @@
 //!
 //! An admin API changes the tenant at run time and injects faults:
 //! `POST /admin/groups/{id}/members {"id"}`, `DELETE /admin/groups/{id}/members/{member}`,
-//! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs"}`,
+//! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
+//! "loseDeltaEvents"}`,
 //! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`.
 //!
 //! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]`.
@@ -72,6 +73,10 @@ struct Faults {
     fail_status: u16,
     /// Delay every Graph request by this long.
     delay_ms: u64,
+    /// Membership changes made through the admin API while set are not reported by
+    /// delta queries: a missed delta, for testing that the controller's periodic full
+    /// read corrects its cache. Full reads still see them.
+    lose_delta_events: bool,
 }
 
 struct Event {
@@ -784,12 +789,14 @@ async fn admin_add_member(
     g.members.push(m.id.clone());
     s.seq += 1;
     let seq = s.seq;
-    s.events.push(Event {
-        seq,
-        group,
-        member: m.id,
-        removed: false,
-    });
+    if !s.faults.lose_delta_events {
+        s.events.push(Event {
+            seq,
+            group,
+            member: m.id,
+            removed: false,
+        });
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -808,12 +815,14 @@ async fn admin_remove_member(
     }
     s.seq += 1;
     let seq = s.seq;
-    s.events.push(Event {
-        seq,
-        group,
-        member,
-        removed: true,
-    });
+    if !s.faults.lose_delta_events {
+        s.events.push(Event {
+            seq,
+            group,
+            member,
+            removed: true,
+        });
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 
