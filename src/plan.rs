@@ -41,6 +41,9 @@ pub struct Settings {
     pub statement_id_prefix: String,
     /// This instance's function tag key.
     pub function_tag_key: String,
+    /// `statementIdPrefix` alone, as statement ids were written before they carried the
+    /// instance hash (migrated on the functions this instance manages).
+    pub legacy_statement_prefix: String,
     /// Delete owned resources no longer wanted.
     pub prune: bool,
     /// Removal limits (the baseline window is read here; the checks apply the rest).
@@ -57,6 +60,7 @@ impl Settings {
             role_path: c.role_path.clone(),
             statement_id_prefix: c.instance_statement_prefix(),
             function_tag_key: c.function_tag_key(),
+            legacy_statement_prefix: c.statement_id_prefix.clone(),
             prune: c.prune,
             safety: c.safety.clone(),
             now: std::time::SystemTime::now()
@@ -1377,10 +1381,13 @@ impl<'a> Planner<'a> {
         m: Option<&str>,
     ) {
         let mut have: BTreeMap<String, &Value> = BTreeMap::new();
+        let mut legacy: Vec<(&str, &Value)> = Vec::new();
         for st in &of.statements {
             if let Some(sid) = st.get("Sid").and_then(Value::as_str) {
                 if sid.starts_with(&self.s.statement_id_prefix) {
                     have.insert(sid.to_string(), st);
+                } else if self.is_legacy_statement(sid) {
+                    legacy.push((sid, st));
                 }
             }
         }
@@ -1436,6 +1443,27 @@ impl<'a> Planner<'a> {
                 c.before = Some(st.clone());
             }
         }
+        for (sid, st) in legacy {
+            let c = self.push(
+                remove(sid),
+                resource,
+                m,
+                "statement written by an earlier trustsync (no instance hash in its id); the policy's invokers are written under this instance's prefix",
+            );
+            c.before = Some(st.clone());
+        }
+    }
+
+    /// A statement id in the form trustsync wrote before statement prefixes carried the
+    /// instance hash: `statementIdPrefix` then `role-`, `svc-` or `arn-`. Only looked for
+    /// on the functions this instance manages.
+    fn is_legacy_statement(&self, sid: &str) -> bool {
+        sid.strip_prefix(&self.s.legacy_statement_prefix)
+            .is_some_and(|rest| {
+                ["role-", "svc-", "arn-"]
+                    .iter()
+                    .any(|k| rest.starts_with(k))
+            })
     }
 
     /// Statements on functions this instance marked that no FunctionAccess wants any more
@@ -1947,6 +1975,20 @@ spec:
         assert_eq!(names(&p), ["remove-lambda-permission"]);
         assert!(
             matches!(&p.changes[0].action, Action::RemoveLambdaPermission { statement_id, .. } if statement_id.ends_with("old-1"))
+        );
+    }
+
+    #[test]
+    fn statements_of_an_earlier_trustsync_are_migrated_on_managed_functions() {
+        let d = desired_for(&["a"], "");
+        let mut o = converged(&d);
+        let f = o.functions.values_mut().next().unwrap().as_mut().unwrap();
+        f.statements.push(json!({"Sid": "trustsync-role-deployers-0badf00d", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/trustsync/deployer"}, "Action": "lambda:InvokeFunction"}));
+        f.statements.push(json!({"Sid": "trustsync-notes", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "lambda:InvokeFunction"}));
+        let p = plan(&d, &o, &settings(false));
+        assert_eq!(names(&p), ["remove-lambda-permission"]);
+        assert!(
+            matches!(&p.changes[0].action, Action::RemoveLambdaPermission { statement_id, .. } if statement_id == "trustsync-role-deployers-0badf00d")
         );
     }
 
