@@ -361,16 +361,26 @@ impl AwsClients {
         .await
     }
 
+    /// A read: every failure is an error (none means the wanted state already holds).
+    async fn read<T, E, F, Fut>(&self, op: &'static str, f: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        Ok(self
+            .call(op, |_| false, f)
+            .await?
+            .expect("a read has no benign failure"))
+    }
+
     /// The account and ARN the credentials belong to.
     pub async fn caller_identity(&self) -> Result<CallerIdentity, Failure> {
         let out = self
-            .call(
-                "GetCallerIdentity",
-                |_| false,
-                || self.sts.get_caller_identity().send(),
-            )
-            .await?
-            .expect("no benign failures");
+            .read("GetCallerIdentity", || {
+                self.sts.get_caller_identity().send()
+            })
+            .await?;
         Ok(CallerIdentity {
             account: out.account().unwrap_or_default().to_string(),
             arn: out.arn().unwrap_or_default().to_string(),
@@ -422,20 +432,15 @@ impl AwsClients {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .call(
-                    "GetResources",
-                    |_| false,
-                    || {
-                        self.tagging
-                            .get_resources()
-                            .tag_filters(TagFilter::builder().key(key).build())
-                            .resource_type_filters("lambda:function")
-                            .set_pagination_token(token.clone())
-                            .send()
-                    },
-                )
-                .await?
-                .expect("no benign failures");
+                .read("GetResources", || {
+                    self.tagging
+                        .get_resources()
+                        .tag_filters(TagFilter::builder().key(key).build())
+                        .resource_type_filters("lambda:function")
+                        .set_pagination_token(token.clone())
+                        .send()
+                })
+                .await?;
             for r in page.resource_tag_mapping_list() {
                 let Some(arn) = r.resource_arn() else {
                     continue;
@@ -470,20 +475,15 @@ impl AwsClients {
         let mut marker: Option<String> = None;
         loop {
             let page = self
-                .call(
-                    "GetAccountAuthorizationDetails",
-                    |_| false,
-                    || {
-                        self.iam
-                            .get_account_authorization_details()
-                            .filter(EntityType::Role)
-                            .max_items(1000)
-                            .set_marker(marker.clone())
-                            .send()
-                    },
-                )
-                .await?
-                .expect("no benign failures");
+                .read("GetAccountAuthorizationDetails", || {
+                    self.iam
+                        .get_account_authorization_details()
+                        .filter(EntityType::Role)
+                        .max_items(1000)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await?;
             for r in page.role_detail_list() {
                 let name = r.role_name().unwrap_or_default().to_string();
                 let bad = |what: &str, e: crate::iam_policy::Error| Failure {
@@ -541,20 +541,15 @@ impl AwsClients {
         let mut marker: Option<String> = None;
         loop {
             let page = self
-                .call(
-                    "ListRoles",
-                    |_| false,
-                    || {
-                        self.iam
-                            .list_roles()
-                            .path_prefix(role_path)
-                            .max_items(1000)
-                            .set_marker(marker.clone())
-                            .send()
-                    },
-                )
-                .await?
-                .expect("no benign failures");
+                .read("ListRoles", || {
+                    self.iam
+                        .list_roles()
+                        .path_prefix(role_path)
+                        .max_items(1000)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await?;
             for r in page.roles() {
                 if let Some(o) = observed.roles.get_mut(&r.role_name().to_ascii_lowercase()) {
                     o.description = r.description().map(String::from);
@@ -571,13 +566,10 @@ impl AwsClients {
 
     async fn read_providers(&self) -> Result<Vec<ObservedProvider>, Failure> {
         let list = self
-            .call(
-                "ListOpenIDConnectProviders",
-                |_| false,
-                || self.iam.list_open_id_connect_providers().send(),
-            )
-            .await?
-            .expect("no benign failures");
+            .read("ListOpenIDConnectProviders", || {
+                self.iam.list_open_id_connect_providers().send()
+            })
+            .await?;
         let mut out = Vec::new();
         for entry in list.open_id_connect_provider_list() {
             let Some(arn) = entry.arn() else { continue };

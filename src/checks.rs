@@ -288,8 +288,13 @@ mod tests {
 
     #[test]
     fn table_of_removal_limits() {
-        // (revocations as (mapping, baseline, after), trusted in total, held mappings)
-        let cases: &[(&[(&str, usize, usize)], usize, &[(&str, &str)])] = &[
+        // (revocations as (mapping, baseline, after), trusted in total, held (mapping, kind))
+        type Case<'a> = (
+            &'a [(&'a str, usize, usize)],
+            usize,
+            &'a [(&'a str, &'a str)],
+        );
+        let cases: &[Case] = &[
             // A group that reads as empty is held per mapping, however large the tenant.
             (
                 &[("small", 4, 0), ("big", 12, 12)],

@@ -259,7 +259,7 @@ mod tests {
     fn operations_in_code() -> Vec<String> {
         let src = include_str!("aws.rs");
         let mut ops = Vec::new();
-        for marker in [".call(", "run!("] {
+        for marker in [".call(", ".read(", "run!("] {
             for piece in src.split(marker).skip(1) {
                 let Some(rest) = piece.trim_start().strip_prefix('"') else {
                     continue;

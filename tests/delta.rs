@@ -30,15 +30,18 @@ fn reader(graph: &GraphServer) -> (GraphReader, TokenSource) {
     (GraphReader::new(tokens.clone(), settings).unwrap(), tokens)
 }
 
-fn requests() -> Vec<GroupRequest> {
-    let by_name = |name: &str, transitive| GroupRequest {
+fn by_name(name: &str, transitive: bool) -> GroupRequest {
+    GroupRequest {
         selector: GroupSelector {
             id: None,
             display_name: Some(name.into()),
         },
         transitive,
         pin: None,
-    };
+    }
+}
+
+fn requests() -> Vec<GroupRequest> {
     vec![
         by_name("sg-aws-payments-deployers", true),
         by_name("sg-aws-reporting-readers", false),
@@ -166,14 +169,6 @@ async fn full_reads_and_the_delta_cache_resolve_names_alike() {
     });
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 2);
     let (reader, _) = reader(&graph);
-    let by_name = |name: &str, transitive| GroupRequest {
-        selector: GroupSelector {
-            id: None,
-            display_name: Some(name.into()),
-        },
-        transitive,
-        pin: None,
-    };
     let unique = by_name("Sg-Aws-Payments-Deployers", true);
     let shared = by_name("sg-aws-reporting-readers", false);
     let mut pinned = by_name("sg-aws-reporting-readers", false);

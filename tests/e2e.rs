@@ -449,23 +449,7 @@ fn orphans_are_reported_without_prune_and_deleted_with_it() {
         "without prune an orphan stays"
     );
 
-    let plan = serde_json::from_slice::<serde_json::Value>(
-        &run_ok(
-            &moto,
-            &ws,
-            &[
-                "plan",
-                "--output",
-                "json",
-                "--prune",
-                "true",
-                "--detailed-exitcode",
-            ],
-            2,
-        )
-        .stdout,
-    )
-    .unwrap();
+    let plan = plan_json_with(&moto, &ws, &["--prune", "true"], 2);
     assert_eq!(actions(&plan), ["delete-inline-policy", "delete-role"]);
     run_ok(
         &moto,

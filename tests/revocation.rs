@@ -195,20 +195,7 @@ fn statements_of_a_deleted_function_access_are_found_and_pruned() {
         "{notices}"
     );
 
-    let out = run_ok(
-        &moto,
-        &ws,
-        &[
-            "plan",
-            "--output",
-            "json",
-            "--prune",
-            "true",
-            "--detailed-exitcode",
-        ],
-        2,
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan_json_with(&moto, &ws, &["--prune", "true"], 2);
     assert_eq!(
         actions(&plan),
         [
@@ -225,20 +212,7 @@ fn statements_of_a_deleted_function_access_are_found_and_pruned() {
         0,
     );
     assert!(moto.lambda_sids("payments-api").is_empty());
-    let out = run_ok(
-        &moto,
-        &ws,
-        &[
-            "plan",
-            "--output",
-            "json",
-            "--prune",
-            "true",
-            "--detailed-exitcode",
-        ],
-        0,
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan_json_with(&moto, &ws, &["--prune", "true"], 0);
     assert!(actions(&plan).is_empty(), "{plan:#}");
 }
 
@@ -374,20 +348,7 @@ fn adopting_a_shared_provider_never_removes_a_foreign_audience() {
         &format!("{providers}  adopt: true\n"),
     );
     for prune in ["false", "true"] {
-        let out = run_ok(
-            &moto,
-            &ws,
-            &[
-                "plan",
-                "--output",
-                "json",
-                "--detailed-exitcode",
-                "--prune",
-                prune,
-            ],
-            2,
-        );
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let plan = plan_json_with(&moto, &ws, &["--prune", prune], 2);
         let got = actions(&plan);
         assert!(got.contains(&"tag-oidc-provider".to_string()), "{got:?}");
         assert!(

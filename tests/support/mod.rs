@@ -287,14 +287,16 @@ pub fn run_ok(moto: &Moto, ws: &Workspace, args: &[&str], code: i32) -> Output {
     out
 }
 
-/// `plan --output json`, parsed.
+/// `plan --output json --detailed-exitcode`, parsed.
 pub fn plan_json(moto: &Moto, ws: &Workspace, code: i32) -> serde_json::Value {
-    let out = run_ok(
-        moto,
-        ws,
-        &["plan", "--output", "json", "--detailed-exitcode"],
-        code,
-    );
+    plan_json_with(moto, ws, &[], code)
+}
+
+/// `plan --output json --detailed-exitcode` with more flags, parsed.
+pub fn plan_json_with(moto: &Moto, ws: &Workspace, flags: &[&str], code: i32) -> serde_json::Value {
+    let mut args = vec!["plan", "--output", "json", "--detailed-exitcode"];
+    args.extend_from_slice(flags);
+    let out = run_ok(moto, ws, &args, code);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("plan JSON: {e}\n{}", show(&out)))
 }
 
