@@ -18,7 +18,6 @@ use crate::audit::{self, AuditLog};
 use crate::aws::AwsClients;
 use crate::config::Config;
 use crate::controller::{self, RunSettings};
-use crate::entra;
 use crate::pass::{self, DirectorySource, Planned};
 use crate::policy::{self, PolicySet};
 use crate::render::{self, Format};
@@ -392,17 +391,12 @@ impl PassArgs {
         }
         let source = match tenant_file.or_else(|| config.directory.tenant_file.clone()) {
             Some(path) => DirectorySource::File(path),
-            None => {
-                let reader = entra::reader_from_env(&config.directory.graph)?;
-                if delta {
-                    DirectorySource::delta(
-                        reader,
-                        std::time::Duration::from_secs(config.directory.full_read_seconds.max(1)),
-                    )
-                } else {
-                    DirectorySource::Graph(reader)
-                }
-            }
+            None => DirectorySource::graph(
+                config.directory.graph.clone(),
+                delta.then(|| {
+                    std::time::Duration::from_secs(config.directory.full_read_seconds.max(1))
+                }),
+            ),
         };
         Ok((dir, source, release.into_iter().collect()))
     }

@@ -137,6 +137,9 @@ pub struct StatusDoc {
     pub policy: PolicyStatus,
     /// Each mapping.
     pub mappings: BTreeMap<String, MappingStatus>,
+    /// What start-up is still waiting for (AWS unreachable), before the first pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     #[serde(skip)]
     last_success: Option<Instant>,
 }
@@ -195,13 +198,9 @@ pub async fn run(
     directory: DirectorySource,
     settings: RunSettings,
 ) -> anyhow::Result<u8> {
+    // Local checks first: invalid policies or an unusable audit log are errors at once.
     let policies =
         policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut aws = AwsClients::connect(&config.aws).await?;
-    let caller = aws
-        .caller_identity()
-        .await
-        .context("reading the AWS caller identity")?;
     let mut audit = AuditLog::open(&config.audit.path)?;
 
     let mut registry = prometheus_client::registry::Registry::default();
@@ -222,8 +221,9 @@ pub async fn run(
         ready_max_age: settings.interval * 2 + Duration::from_secs(60),
     });
 
+    // Then the listener and the signal handlers, before anything that needs the network:
+    // /healthz answers and SIGTERM is honoured while AWS or Graph cannot be reached.
     let (stop_tx, stop_rx) = watch::channel(false);
-    aws.set_stop(stop_rx.clone());
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -246,6 +246,12 @@ pub async fn run(
             .await;
     });
     tokio::spawn(signals(stop_tx));
+
+    let Some((aws, caller)) = connect_aws(&config, &shared, stop_rx.clone()).await else {
+        tracing::info!("shutting down before the first pass");
+        let _ = server.await;
+        return Ok(0);
+    };
 
     let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(16);
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
@@ -318,6 +324,47 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = server.await;
     Ok(0)
+}
+
+/// AWS clients and the caller identity, retried with back-off until AWS answers; `None`
+/// when shutdown is requested first. `/readyz` and `/status` say what it is waiting for.
+async fn connect_aws(
+    config: &Config,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+) -> Option<(AwsClients, crate::aws::CallerIdentity)> {
+    let mut delays = pass_backoff();
+    let mut last_error: Option<String> = None;
+    loop {
+        shared.status.lock().expect("status").waiting_for = Some(match &last_error {
+            Some(e) => format!("reading the AWS caller identity (last attempt: {e})"),
+            None => "reading the AWS caller identity".into(),
+        });
+        let for_clients = stop.clone();
+        let attempt = async move {
+            let mut aws = AwsClients::connect(&config.aws).await?;
+            aws.set_stop(for_clients);
+            let caller = aws.caller_identity().await?;
+            Ok::<_, crate::aws::Failure>((aws, caller))
+        };
+        let error = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return None,
+            r = attempt => match r {
+                Ok(found) => {
+                    shared.status.lock().expect("status").waiting_for = None;
+                    return Some(found);
+                }
+                Err(e) => e,
+            },
+        };
+        let delay = delays.next_backoff().unwrap_or(Duration::from_secs(300));
+        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "cannot reach AWS yet");
+        last_error = Some(error.to_string());
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
 }
 
 fn pass_backoff() -> backoff::ExponentialBackoff {
@@ -396,7 +443,7 @@ async fn watch_directory(
                 last_file = now;
                 changed
             }
-            DirectorySource::Graph(_) => false,
+            DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => false,
         };
         drop(dir);
         if changed {
@@ -829,7 +876,10 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "no successful pass yet\n".to_string(),
+            match &st.waiting_for {
+                Some(what) => format!("no successful pass yet: waiting for {what}\n"),
+                None => "no successful pass yet\n".to_string(),
+            },
         ),
     }
 }

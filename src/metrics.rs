@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 /// `outcome` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
-    /// `success`, `failed`, `safety_stop`, `interrupted`.
+    /// `success`, `held`, `failed`, `interrupted`.
     pub outcome: String,
 }
 

@@ -28,6 +28,15 @@ use crate::policy::{function_name_of, PolicySet};
 
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
+    /// Microsoft Graph, not connected yet: the reader (and so the Entra credential) is
+    /// made by the first pass that reads a group. A policy set with no group mapping
+    /// never asks for one.
+    GraphLater {
+        /// The Graph settings.
+        config: crate::config::GraphConfig,
+        /// Follow the delta feed (the controller) instead of full reads.
+        delta: Option<Duration>,
+    },
     /// A tenant file, re-read every pass.
     File(PathBuf),
     /// Microsoft Graph, full reads (one-shot commands).
@@ -57,13 +66,31 @@ impl DirectorySource {
         }
     }
 
+    /// Microsoft Graph, connected by the first pass that reads a group; `delta` is the
+    /// full-read period of the controller's delta cache (`None`: full reads only).
+    pub fn graph(config: crate::config::GraphConfig, delta: Option<Duration>) -> DirectorySource {
+        DirectorySource::GraphLater { config, delta }
+    }
+
     /// The memberships for these requests, read now. A failed read is an error.
     pub async fn snapshot(
         &mut self,
         requests: &[GroupRequest],
     ) -> anyhow::Result<DirectorySnapshot> {
         let context = "reading group memberships from Microsoft Graph (nothing was changed)";
+        if let DirectorySource::GraphLater { config, delta } = self {
+            if requests.is_empty() {
+                return Ok(DirectorySnapshot::default());
+            }
+            let reader = entra::reader_from_env(config)
+                .context("the policies map Entra groups, so Microsoft Graph must be reached")?;
+            *self = match delta {
+                Some(full_every) => DirectorySource::delta(reader, *full_every),
+                None => DirectorySource::Graph(reader),
+            };
+        }
         Ok(match self {
+            DirectorySource::GraphLater { .. } => unreachable!("connected above"),
             DirectorySource::File(path) => TenantFile::load(path)?.snapshot(requests),
             DirectorySource::Graph(reader) => reader.snapshot(requests).await.context(context)?,
             DirectorySource::Delta {
@@ -110,7 +137,7 @@ impl DirectorySource {
         let s = match self {
             DirectorySource::Graph(r) => &r.stats,
             DirectorySource::Delta { cache, .. } => cache.stats(),
-            DirectorySource::File(_) => return (0, 0, 0),
+            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => return (0, 0, 0),
         };
         (
             s.requests.load(Relaxed),

@@ -575,3 +575,38 @@ fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
     }
     assert!(!ws.path().join("audit.jsonl").exists());
 }
+
+#[test]
+fn a_policy_set_without_groups_needs_no_entra_credential() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    // No tenant file and no AZURE_* variables: Graph is not configured at all.
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    for f in ["providers.yaml", "reporting.yaml", "payments.yaml"] {
+        ws.remove(&format!("policies/{f}"));
+    }
+    ws.write(
+        "policies/runtime.yaml",
+        "apiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: runtime}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {name: runtime}\n",
+    );
+    let plan = plan_json(&moto, &ws, 2);
+    assert_eq!(actions(&plan), ["create-role"], "{plan:#}");
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert!(moto.role_exists("runtime"));
+
+    // A group mapping does need Graph, and says so.
+    ws.write(
+        "policies/groups.yaml",
+        &std::fs::read_to_string(repo().join("policies/providers.yaml")).unwrap(),
+    );
+    ws.write(
+        "policies/reporting.yaml",
+        &std::fs::read_to_string(repo().join("policies/reporting.yaml")).unwrap(),
+    );
+    let out = run_ok(&moto, &ws, &["plan"], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the policies map Entra groups") && err.contains("AZURE_TENANT_ID"),
+        "{err}"
+    );
+}

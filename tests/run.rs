@@ -426,3 +426,51 @@ fn a_missed_delta_is_corrected_by_the_periodic_full_read() {
     );
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// Start-up fits Kubernetes: with AWS unreachable the listener is already up, `/healthz`
+/// answers, `/readyz` says what it waits for, and SIGTERM ends the process at once.
+#[test]
+fn with_aws_unreachable_the_probes_answer_and_sigterm_is_honoured() {
+    let ws = Workspace::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut cmd = command(ws.path(), &endpoint);
+    cmd.args([
+        "--config",
+        "trustsync.yaml",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let daemon = Daemon {
+        child,
+        base: line.trim().rsplit(' ').next().unwrap().to_string(),
+    };
+    assert_eq!(daemon.get("/healthz").0, 200, "{line}");
+    println!(
+        "/healthz answered {} ms after start",
+        started.elapsed().as_millis()
+    );
+    wait_for(Duration::from_secs(20), "readyz to say why", || {
+        let (code, body) = daemon.get("/readyz");
+        code == 503 && body.contains("waiting for reading the AWS caller identity")
+    });
+    assert!(daemon.status()["waitingFor"].is_string());
+    let asked = Instant::now();
+    let code = daemon.terminate();
+    assert_eq!(code.code(), Some(0), "{}", ws.read("run.log"));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?}",
+        asked.elapsed()
+    );
+}
