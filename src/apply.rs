@@ -1,11 +1,10 @@
 //! Applying a plan: each change in order, each one recorded in the audit log.
 //!
 //! Apply sees only the [`Plan`] and applies its changes; what the checks held is not in
-//! them (the pass record lists it). A change
-//! that fails leaves the resource it concerns alone for the rest of the pass (later
-//! changes to the same resource are skipped, since they usually depend on it), while
-//! other resources go on: one bad mapping does not stop the others. Retries live in
-//! [`crate::aws`], not here.
+//! them (the pass record lists it). A change that fails leaves the resource it concerns
+//! alone for the rest of the pass (later changes to it usually depend on it), except for a
+//! revocation, which is always tried; other resources go on: one bad mapping does not stop
+//! the others. Retries live in [`crate::retry`], not here.
 
 use std::collections::BTreeSet;
 
@@ -90,6 +89,12 @@ impl Report {
     }
 }
 
+/// A revocation is tried whatever failed before it on the same resource (a tag write,
+/// say): nothing may hold a removal back.
+fn is_revocation(action: &Action) -> bool {
+    matches!(action, Action::RevokeTrust { .. })
+}
+
 /// Applies a plan, writing one audit line per change and one for the pass.
 ///
 /// `stop` is asked before each change; once it says yes, the change under way has
@@ -117,7 +122,7 @@ pub async fn apply(
             Outcome::Skipped {
                 reason: "shutting down; left for the next pass".into(),
             }
-        } else if failed_resources.contains(&change.resource) {
+        } else if failed_resources.contains(&change.resource) && !is_revocation(&change.action) {
             Outcome::Skipped {
                 reason: "an earlier change to this resource failed".into(),
             }

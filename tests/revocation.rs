@@ -419,3 +419,35 @@ fn only_audiences_trustsync_added_are_removed_and_only_with_prune() {
     // (moto 5.2.5 does not implement RemoveClientIDFromOpenIDConnectProvider, so the
     // removal itself is not applied here.)
 }
+
+/// A change that fails before a revocation on the same role (here a tag write AWS
+/// refuses) does not hold the revocation back.
+#[test]
+fn a_failing_write_to_the_role_does_not_hold_its_revocation() {
+    let (moto, ws) = converged();
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\ndirectory:\n  tenantFile: examples/tenant.json\nlimits:\n  tagsPerRole: 60\n",
+    );
+    // 51 new tags in one TagRole request: more than IAM takes at once.
+    let tags: Vec<String> = (0..51).map(|i| format!("t{i}: v")).collect();
+    let payments = ws.read("policies/payments.yaml");
+    ws.write(
+        "policies/payments.yaml",
+        &payments.replacen(
+            "tags: {team: payments}",
+            &format!("tags: {{team: payments, {}}}", tags.join(", ")),
+            1,
+        ),
+    );
+    remove_member(&ws, PAYMENTS, SP2);
+    let plan = plan_json(&moto, &ws, 2);
+    assert_eq!(actions(&plan), ["tag-role", "revoke-trust"], "{plan:#}");
+    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    assert!(
+        stdout(&out).contains("Apply: 1 applied, 1 failed, 0 skipped"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP4]);
+}
