@@ -286,8 +286,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
             &moto2.endpoint,
             Faults {
                 throttle: 0.2,
-                server_error: 0.0,
-                lost_response: 0.0,
+                ..Faults::default()
             },
             11,
         );
@@ -432,7 +431,7 @@ fn main() {
     let _ = writeln!(md, "Machine: {} cores ({model}), {} GiB; moto 5.2.5 behind a counting proxy; the local Graph server; trustsync release build.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok())).map(|k| (k / 1048576.0).round()).unwrap_or(0.0));
-    let _ = writeln!(md, "Requests are counted at the servers, not by trustsync. Lambda reads and writes run under the default client-side limit of 10 requests per second (`aws.maxRequestsPerSecond.lambda`), which dominates wall time at large N. Times are single runs on a shared 2-core machine: compare ratios and counts, not absolute seconds.\n");
+    let _ = writeln!(md, "Requests are counted at the servers, not by trustsync. Lambda requests run under the default client-side limits from Lambda's published quotas (`aws.maxRequestsPerSecond`: GetFunctionConfiguration 100/s, GetPolicy 15/s, other control-plane requests 15/s shared), and writes run in parallel across resources (`aws.writeConcurrency`: IAM 8, Lambda 4). Times are single runs on a shared 2-core machine: compare ratios and counts, not absolute seconds.\n");
     let _ = writeln!(
         md,
         "| N | step | wall s | CPU s | peak MB | planner ms | AWS requests | Graph requests |"

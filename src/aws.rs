@@ -176,6 +176,17 @@ pub fn service_of(operation: &str) -> &'static str {
     }
 }
 
+/// The rate-limit class of an operation: its service, or for Lambda one of its quota
+/// classes (`lambdaGetFunction`, `lambdaGetPolicy`, `lambdaControlPlane`).
+pub fn rate_class(operation: &str) -> &'static str {
+    match (service_of(operation), operation) {
+        ("lambda", "GetFunctionConfiguration" | "GetFunction") => "lambdaGetFunction",
+        ("lambda", "GetPolicy") => "lambdaGetPolicy",
+        ("lambda", _) => "lambdaControlPlane",
+        (service, _) => service,
+    }
+}
+
 /// Spaces requests to at most `rate` per second (no limit at 0).
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -216,7 +227,9 @@ pub struct AwsClients {
     retry: crate::retry::Policy,
     stop: crate::retry::Stop,
     stats: Mutex<CallStats>,
-    limits: [(&'static str, RateLimiter); 3],
+    limits: [(&'static str, RateLimiter); 6],
+    writes: [(&'static str, tokio::sync::Semaphore); 2],
+    write_slots: usize,
     /// The region in use.
     pub region: String,
 }
@@ -269,14 +282,32 @@ impl AwsClients {
             },
             stop: None,
             stats: Mutex::new(CallStats::default()),
-            limits: [
-                ("iam", RateLimiter::new(config.max_requests_per_second.iam)),
+            limits: {
+                let r = &config.max_requests_per_second;
+                [
+                    ("iam", RateLimiter::new(r.iam)),
+                    ("sts", RateLimiter::new(r.sts)),
+                    ("tagging", RateLimiter::new(r.tagging)),
+                    ("lambdaGetFunction", RateLimiter::new(r.lambda_get_function)),
+                    ("lambdaGetPolicy", RateLimiter::new(r.lambda_get_policy)),
+                    (
+                        "lambdaControlPlane",
+                        RateLimiter::new(r.lambda_control_plane),
+                    ),
+                ]
+            },
+            writes: [
+                (
+                    "iam",
+                    tokio::sync::Semaphore::new(config.write_concurrency.iam.max(1)),
+                ),
                 (
                     "lambda",
-                    RateLimiter::new(config.max_requests_per_second.lambda),
+                    tokio::sync::Semaphore::new(config.write_concurrency.lambda.max(1)),
                 ),
-                ("sts", RateLimiter::new(config.max_requests_per_second.sts)),
             ],
+            write_slots: config.write_concurrency.iam.max(1)
+                + config.write_concurrency.lambda.max(1),
             region,
         })
     }
@@ -285,6 +316,11 @@ impl AwsClients {
     /// but no failed one is tried again.
     pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
         self.stop = Some(stop);
+    }
+
+    /// Writes that may be under way at once, over all services.
+    pub fn write_slots(&self) -> usize {
+        self.write_slots
     }
 
     /// Requests made so far.
@@ -322,7 +358,7 @@ impl AwsClients {
         let limiter = self
             .limits
             .iter()
-            .find(|(svc, _)| *svc == service_of(op))
+            .find(|(class, _)| *class == rate_class(op))
             .map(|(_, l)| l);
         let benign = &benign;
         crate::retry::retry(
@@ -670,8 +706,24 @@ impl AwsClients {
         }))
     }
 
-    /// Performs one action. `use_revision` passes the planned `RevisionId` to Lambda.
+    /// Performs one action, within the service's write concurrency. `use_revision` passes
+    /// the planned `RevisionId` to Lambda.
     pub async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+        let service = if action.is_lambda() { "lambda" } else { "iam" };
+        let slots = &self
+            .writes
+            .iter()
+            .find(|(s, _)| *s == service)
+            .expect("a semaphore per writing service")
+            .1;
+        let _slot = slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        self.execute_now(action, use_revision).await
+    }
+
+    async fn execute_now(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
         use Action::*;
         let iam = &self.iam;
         let lambda = &self.lambda;
@@ -1029,6 +1081,22 @@ mod tests {
             unlimited.acquire().await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn lambda_operations_fall_into_their_quota_classes() {
+        assert_eq!(rate_class("GetFunctionConfiguration"), "lambdaGetFunction");
+        assert_eq!(rate_class("GetPolicy"), "lambdaGetPolicy");
+        for op in [
+            "GetAlias",
+            "AddPermission",
+            "RemovePermission",
+            "TagResource",
+        ] {
+            assert_eq!(rate_class(op), "lambdaControlPlane", "{op}");
+        }
+        assert_eq!(rate_class("CreateRole"), "iam");
+        assert_eq!(rate_class("GetResources"), "tagging");
     }
 
     #[test]

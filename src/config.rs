@@ -106,29 +106,62 @@ pub struct AwsConfig {
     /// fails before the pod is killed; shutdown also ends any retry wait at once.
     pub max_retry_seconds: u64,
     /// Client-side request rate limits, so that trustsync stays under the account's API
-    /// quotas (Lambda's GetPolicy allows about 15 per second per account).
+    /// quotas.
     pub max_requests_per_second: RequestRates,
+    /// Writes under way at once, per service.
+    pub write_concurrency: WriteConcurrency,
 }
 
-/// Requests per second per AWS service; 0 means no limit.
+/// Requests per second, per AWS service or Lambda operation class; 0 means no limit.
+/// Lambda's defaults are its published per-account, per-region quotas, which cannot be
+/// raised: `GetFunction`/`GetFunctionConfiguration` about 100/s, `GetPolicy` about 15/s,
+/// and every other control-plane request (`GetAlias`, `AddPermission`, `RemovePermission`,
+/// `UpdateFunctionConfiguration`, tagging) about 15/s shared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RequestRates {
-    /// IAM.
+    /// IAM (no published per-API rates; unlimited unless set).
     pub iam: f64,
-    /// Lambda.
-    pub lambda: f64,
     /// STS.
     pub sts: f64,
+    /// The Resource Groups Tagging API.
+    pub tagging: f64,
+    /// Lambda `GetFunction` and `GetFunctionConfiguration`.
+    pub lambda_get_function: f64,
+    /// Lambda `GetPolicy`.
+    pub lambda_get_policy: f64,
+    /// Every other Lambda control-plane request, shared.
+    pub lambda_control_plane: f64,
 }
 
 impl Default for RequestRates {
     fn default() -> Self {
         RequestRates {
             iam: 0.0,
-            lambda: 10.0,
             sts: 0.0,
+            tagging: 0.0,
+            lambda_get_function: 100.0,
+            lambda_get_policy: 15.0,
+            lambda_control_plane: 15.0,
         }
+    }
+}
+
+/// How many writes may be under way at once, per service. Writes to one resource stay in
+/// order (one Lambda function's writes one after another), and each phase of the plan
+/// finishes before the next starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct WriteConcurrency {
+    /// IAM writes.
+    pub iam: usize,
+    /// Lambda writes.
+    pub lambda: usize,
+}
+
+impl Default for WriteConcurrency {
+    fn default() -> Self {
+        WriteConcurrency { iam: 8, lambda: 4 }
     }
 }
 
@@ -139,6 +172,7 @@ impl Default for AwsConfig {
             request_timeout_seconds: 10,
             max_retry_seconds: 30,
             max_requests_per_second: RequestRates::default(),
+            write_concurrency: WriteConcurrency::default(),
         }
     }
 }
@@ -372,6 +406,15 @@ impl Config {
                 0,
                 "aws.maxRetrySeconds".into(),
                 format!("{} must be between 1 and 300", config.aws.max_retry_seconds),
+            ));
+        }
+        let w = &config.aws.write_concurrency;
+        if w.iam == 0 || w.lambda == 0 {
+            return Err(invalid(
+                0,
+                0,
+                "aws.writeConcurrency".into(),
+                "iam and lambda must be at least 1".into(),
             ));
         }
         if prefix.is_empty()

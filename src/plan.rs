@@ -303,6 +303,26 @@ impl Action {
         }
     }
 
+    /// Whether the action writes to Lambda (else to IAM).
+    pub fn is_lambda(&self) -> bool {
+        self.lambda_function().is_some()
+    }
+
+    /// The Lambda function an action writes to: its writes stay in order (one RevisionId
+    /// chain per function).
+    pub fn lambda_function(&self) -> Option<&str> {
+        use Action::*;
+        match self {
+            AddLambdaPermission { function_name, .. }
+            | RemoveLambdaPermission { function_name, .. }
+            | SetExecutionRole { function_name, .. } => Some(function_name),
+            TagFunction { function_arn, .. } | UntagFunction { function_arn, .. } => {
+                function_arn.split(':').nth(6)
+            }
+            _ => None,
+        }
+    }
+
     /// Add, change or remove.
     pub fn effect(&self) -> Effect {
         use Action::*;

@@ -27,6 +27,9 @@ pub struct Faults {
     /// statement id, where AWS answers ResourceConflictException, so a lost Lambda answer
     /// would test moto, not trustsync.
     pub lost_response: f64,
+    /// Milliseconds every request is held before it is forwarded (to make overlapping
+    /// requests observable).
+    pub delay_ms: u64,
 }
 
 /// What the proxy saw.
@@ -40,6 +43,8 @@ pub struct Counts {
     pub server_errors: u64,
     /// Responses replaced by a 500 after moto acted.
     pub lost_responses: u64,
+    /// The most requests under way at once.
+    pub max_in_flight: u64,
 }
 
 impl Counts {
@@ -55,6 +60,28 @@ struct Inner {
     faults: Mutex<Faults>,
     counts: Mutex<Counts>,
     rng: Mutex<u64>,
+    in_flight: std::sync::atomic::AtomicU64,
+}
+
+/// Counts a request as under way until dropped.
+struct InFlight<'a>(&'a Inner);
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a Inner) -> InFlight<'a> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = inner.in_flight.fetch_add(1, SeqCst) + 1;
+        let mut counts = inner.counts.lock().unwrap();
+        counts.max_in_flight = counts.max_in_flight.max(now);
+        InFlight(inner)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A running proxy; stops with the test process.
@@ -73,6 +100,7 @@ impl Proxy {
             faults: Mutex::new(faults),
             counts: Mutex::new(Counts::default()),
             rng: Mutex::new(seed.max(1)),
+            in_flight: Default::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -152,6 +180,7 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _in_flight = InFlight::enter(&inner);
     let (lambda, op) = operation(&method, &uri, &body);
     *inner
         .counts
@@ -161,6 +190,9 @@ async fn forward(
         .entry(op.clone())
         .or_default() += 1;
     let faults = *inner.faults.lock().unwrap();
+    if faults.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;
+    }
     let roll = next_unit(&inner.rng);
     let request_id = format!("proxy-{}", (roll * 1e12) as u64);
     if roll < faults.throttle {
