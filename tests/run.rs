@@ -474,3 +474,59 @@ fn with_aws_unreachable_the_probes_answer_and_sigterm_is_honoured() {
         asked.elapsed()
     );
 }
+
+/// Case 5 of the revocation issue: `apply` (full reads, Graph's case-insensitive
+/// `$filter`) and `run` (the delta cache) resolve a display name written in other letter
+/// case to the same group, and the controller revokes through it.
+#[test]
+fn one_shot_commands_and_the_controller_resolve_names_alike() {
+    let upper = |ws: &Workspace| {
+        let p = ws.read("policies/payments.yaml");
+        ws.write(
+            "policies/payments.yaml",
+            &p.replace(
+                "{displayName: sg-aws-payments-deployers}",
+                "{displayName: SG-AWS-Payments-Deployers}",
+            ),
+        );
+    };
+    // The one-shot path, through Graph's $filter.
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    upper(&ws);
+    assert!(ws
+        .read("policies/payments.yaml")
+        .contains("SG-AWS-Payments-Deployers"));
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    run_env(
+        &moto,
+        &ws,
+        &graph.env(CLIENT_SECRET),
+        &["apply", "--auto-approve"],
+        0,
+    );
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+
+    // The controller, on a fresh account (nothing pinned yet), through the delta cache.
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    upper(&ws);
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 60, directoryPollSeconds: 1, policyPollSeconds: 1}\n",
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    graph.remove_member(PAYMENTS, SP2);
+    wait_for(
+        Duration::from_secs(30),
+        "revocation through the delta",
+        || moto.trusted_subs("payments-deployer") == [SP1, SP4],
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
