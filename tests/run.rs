@@ -129,20 +129,26 @@ fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
     samples
 }
 
-#[test]
-fn run_follows_directory_changes_repairs_drift_keeps_good_policies_and_serves_status() {
+/// moto with the sample function, a workspace with this config, the local Graph server,
+/// and a controller that is ready and has converged.
+fn converged_controller(config: &str) -> (Moto, Workspace, GraphServer, Daemon) {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 4, directoryPollSeconds: 1, policyPollSeconds: 1}\n",
-    );
+    ws.write("trustsync.yaml", config);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let daemon = Daemon::start(&moto, &graph, &ws);
     assert_eq!(daemon.get("/healthz").0, 200);
     daemon.wait_ready();
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    (moto, ws, graph, daemon)
+}
+
+#[test]
+fn run_follows_directory_changes_repairs_drift_keeps_good_policies_and_serves_status() {
+    let (moto, ws, graph, daemon) = converged_controller(
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 4, directoryPollSeconds: 1, policyPollSeconds: 1}\n",
+    );
     let first = parse_metrics(&daemon.get("/metrics").1);
     assert_eq!(first["trustsync_passes_total{outcome=\"success\"}"], 1.0);
     assert_eq!(
@@ -396,17 +402,9 @@ fn one_failing_mapping_does_not_stop_the_others() {
 /// periodic full read of the mapped groups, and counted.
 #[test]
 fn a_missed_delta_is_corrected_by_the_periodic_full_read() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
+    let (moto, ws, graph, daemon) = converged_controller(
         "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 1, directoryPollSeconds: 1, policyPollSeconds: 1}\ndirectory: {fullReadSeconds: 4}\n",
     );
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    let daemon = Daemon::start(&moto, &graph, &ws);
-    daemon.wait_ready();
-    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
 
     graph.faults(serde_json::json!({"loseDeltaEvents": true}));
     graph.remove_member(PAYMENTS, SP2);
