@@ -151,6 +151,25 @@ fn measure(ws: &Workspace, proxy: &Proxy, graph: &GraphServer, args: &[&str]) ->
     .envs(graph.env(CLIENT_SECRET));
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let tail = |s: &str| {
+            s.lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        eprintln!(
+            "trustsync {args:?} exited {:?}\n--- stdout (end)\n{}\n--- stderr (end)\n{}",
+            out.status.code(),
+            tail(&stdout),
+            tail(&err)
+        );
+    }
     let t: Vec<f64> = err
         .lines()
         .find_map(|l| l.strip_prefix("GNUTIME "))

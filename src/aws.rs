@@ -49,9 +49,11 @@ pub struct Failure {
     pub transient: bool,
 }
 
-/// Error codes that mean "slow down".
+/// Error codes that mean "slow down" (`ThrottledException` is the Resource Groups
+/// Tagging API's).
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
+    "ThrottledException",
     "ThrottlingException",
     "TooManyRequestsException",
     "RequestLimitExceeded",
@@ -59,6 +61,7 @@ const THROTTLING_CODES: &[&str] = &[
 
 /// Other error codes that mean "try again later".
 const TRANSIENT_CODES: &[&str] = &[
+    "InternalServiceException",
     "ServiceUnavailable",
     "ServiceUnavailableException",
     "ServiceFailure",

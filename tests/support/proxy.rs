@@ -149,7 +149,18 @@ fn next_unit(state: &Mutex<u64>) -> f64 {
 }
 
 /// The AWS operation a request is for.
-fn operation(method: &Method, uri: &Uri, body: &[u8]) -> (bool, String) {
+/// How the service behind a request speaks, which decides the shape of an error answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Protocol {
+    /// Lambda: REST with JSON errors named in `x-amzn-ErrorType`.
+    Lambda,
+    /// The Resource Groups Tagging API: awsJson 1.1 (`X-Amz-Target`).
+    Tagging,
+    /// IAM and STS: the query protocol with XML errors.
+    Query,
+}
+
+fn operation(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (Protocol, String) {
     let path = uri.path();
     if let Some(rest) = path.strip_prefix("/2015-03-31/functions") {
         let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
@@ -163,14 +174,39 @@ fn operation(method: &Method, uri: &Uri, body: &[u8]) -> (bool, String) {
             ("GET", [_, "aliases", _]) => "GetAlias",
             _ => "LambdaOther",
         };
-        return (true, op.to_string());
+        return (Protocol::Lambda, op.to_string());
+    }
+    if path.starts_with("/2017-03-31/tags/") {
+        let op = match method.as_str() {
+            "POST" => "TagResource",
+            "DELETE" => "UntagResource",
+            _ => "ListTags",
+        };
+        return (Protocol::Lambda, op.to_string());
+    }
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let op = target.rsplit('.').next().unwrap_or(target);
+        return (Protocol::Tagging, op.to_string());
     }
     let form = String::from_utf8_lossy(body);
     let action = url::form_urlencoded::parse(form.as_bytes())
         .find(|(k, _)| k == "Action")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| "Unknown".into());
-    (false, action)
+    (Protocol::Query, action)
+}
+
+/// A JSON-protocol error as Lambda and the tagging API send it.
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        [
+            ("x-amzn-ErrorType", code),
+            ("content-type", "application/x-amz-json-1.1"),
+        ],
+        format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+    )
+        .into_response()
 }
 
 async fn forward(
@@ -181,7 +217,7 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let _in_flight = InFlight::enter(&inner);
-    let (lambda, op) = operation(&method, &uri, &body);
+    let (protocol, op) = operation(&method, &uri, &headers, &body);
     *inner
         .counts
         .lock()
@@ -197,17 +233,18 @@ async fn forward(
     let request_id = format!("proxy-{}", (roll * 1e12) as u64);
     if roll < faults.throttle {
         inner.counts.lock().unwrap().throttled += 1;
-        return if lambda {
-            (
+        return if protocol == Protocol::Lambda {
+            json_error(
                 StatusCode::TOO_MANY_REQUESTS,
-                [
-                    ("x-amzn-ErrorType", "TooManyRequestsException"),
-                    ("x-amzn-RequestId", request_id.as_str()),
-                    ("content-type", "application/json"),
-                ],
-                r#"{"Type":"User","message":"Rate exceeded","Reason":"CallerRateLimitExceeded"}"#,
+                "TooManyRequestsException",
+                "Rate exceeded",
             )
-                .into_response()
+        } else if protocol == Protocol::Tagging {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "ThrottledException",
+                "Rate exceeded",
+            )
         } else {
             let body = format!(
                 "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
@@ -222,16 +259,18 @@ async fn forward(
     }
     if roll < faults.throttle + faults.server_error {
         inner.counts.lock().unwrap().server_errors += 1;
-        return if lambda {
-            (
+        return if protocol == Protocol::Lambda {
+            json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                [
-                    ("x-amzn-ErrorType", "ServiceException"),
-                    ("content-type", "application/json"),
-                ],
-                r#"{"Type":"Service","message":"Internal failure"}"#,
+                "ServiceException",
+                "Internal failure",
             )
-                .into_response()
+        } else if protocol == Protocol::Tagging {
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServiceException",
+                "Internal failure",
+            )
         } else {
             let body = format!(
                 "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Receiver</Type><Code>ServiceFailure</Code><Message>Internal failure</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
@@ -244,7 +283,8 @@ async fn forward(
                 .into_response()
         };
     }
-    let lose = !lambda && roll < faults.throttle + faults.server_error + faults.lost_response;
+    let lose = protocol == Protocol::Query
+        && roll < faults.throttle + faults.server_error + faults.lost_response;
     let url = format!(
         "{}{}",
         inner.upstream,
@@ -259,11 +299,7 @@ async fn forward(
     match req.send().await {
         Ok(_) if lose => {
             inner.counts.lock().unwrap().lost_responses += 1;
-            let code = if lambda {
-                "ServiceException"
-            } else {
-                "ServiceFailure"
-            };
+            let code = "ServiceFailure";
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 [("x-amzn-ErrorType", code)],
