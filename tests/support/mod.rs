@@ -521,9 +521,12 @@ pub fn managed_state(moto: &Moto) -> serde_json::Value {
         let tags = moto
             .block_on(iam.list_role_tags().role_name(name).send())
             .unwrap();
+        // The removal baseline records when a revocation happened (its value carries a
+        // time): history, not desired state, so two runs that converge differ in it.
         let tags: std::collections::BTreeMap<String, String> = tags
             .tags()
             .iter()
+            .filter(|t| t.key() != trustsync::plan::BASELINE_TAG)
             .map(|t| (t.key().to_string(), t.value().to_string()))
             .collect();
         let trust = trustsync::iam_policy::parse_document(r.assume_role_policy_document().unwrap())
