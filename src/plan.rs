@@ -609,9 +609,7 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
     let (mut trusted_baseline, mut owned_roles) = (0, 0);
     for role in observed.roles.values().filter(|r| p.owned(r)) {
         owned_roles += 1;
-        trusted_baseline += p
-            .removal_baseline(role, trusted_subjects(&role.trust).len())
-            .0;
+        trusted_baseline += p.removal_baseline(role).0;
     }
     let mut wanted: BTreeSet<String> = desired
         .roles
@@ -1192,7 +1190,7 @@ impl<'a> Planner<'a> {
         }
         let subs: Vec<String> = trusted_subjects(&role.trust).into_iter().collect();
         let removal = Removal {
-            baseline: self.removal_baseline(role, subs.len()).0,
+            baseline: self.removal_baseline(role).0,
             after: 0,
             deletes_role: true,
         };
@@ -1210,8 +1208,9 @@ impl<'a> Planner<'a> {
     }
 
     /// The principal count removals are measured against, and the baseline tag value to
-    /// record when the recorded one is missing, stale or lower.
-    fn removal_baseline(&self, role: &ObservedRole, current: usize) -> (usize, Option<String>) {
+    /// record when the recorded one is missing, stale or lower than the role trusts now.
+    fn removal_baseline(&self, role: &ObservedRole) -> (usize, Option<String>) {
+        let current = trusted_subjects(&role.trust).len();
         let window = self.s.safety.removal_window_seconds;
         let recorded = role
             .tags
@@ -1234,7 +1233,7 @@ impl<'a> Planner<'a> {
         after: usize,
         reason: String,
     ) {
-        let (baseline, record) = self.removal_baseline(or, trusted_subjects(&or.trust).len());
+        let (baseline, record) = self.removal_baseline(or);
         let c = self.push(
             Action::RevokeTrust {
                 role_name: dr.name.clone(),
