@@ -20,7 +20,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(moto: &Moto, graph: &GraphServer, ws: &Workspace) -> Daemon {
-        let mut cmd = command(ws.path(), &moto.endpoint);
+        Daemon::spawn(&moto.endpoint, graph.env(CLIENT_SECRET), ws)
+    }
+
+    /// `trustsync run` with AWS at `endpoint` and this extra environment; returns once it
+    /// prints its address.
+    fn spawn(endpoint: &str, env: Vec<(String, String)>, ws: &Workspace) -> Daemon {
+        let mut cmd = command(ws.path(), endpoint);
         cmd.args([
             "--config",
             "trustsync.yaml",
@@ -28,7 +34,7 @@ impl Daemon {
             "--listen",
             "127.0.0.1:0",
         ])
-        .envs(graph.env(CLIENT_SECRET))
+        .envs(env)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
         let mut child = cmd.spawn().unwrap();
@@ -433,27 +439,9 @@ fn with_aws_unreachable_the_probes_answer_and_sigterm_is_honoured() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let mut cmd = command(ws.path(), &endpoint);
-    cmd.args([
-        "--config",
-        "trustsync.yaml",
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
     let started = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let daemon = Daemon {
-        child,
-        base: line.trim().rsplit(' ').next().unwrap().to_string(),
-    };
-    assert_eq!(daemon.get("/healthz").0, 200, "{line}");
+    let daemon = Daemon::spawn(&endpoint, Vec::new(), &ws);
+    assert_eq!(daemon.get("/healthz").0, 200);
     println!(
         "/healthz answered {} ms after start",
         started.elapsed().as_millis()
