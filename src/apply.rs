@@ -4,7 +4,7 @@
 //! them (the pass record lists it). A change that fails leaves the resource it concerns
 //! alone for the rest of the pass (later changes to it usually depend on it), except for a
 //! revocation, which is always tried; other resources go on: one bad mapping does not stop
-//! the others. Retries live in [`crate::retry`], not here.
+//! the others. Retries live in [`crate::runtime::retry`], not here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +15,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::adapters::aws::{AwsClients, Failure, Written};
 use crate::audit::AuditLog;
-use crate::aws::{AwsClients, Failure, Written};
 use crate::plan::{Action, Change, Plan};
 
 /// Why a plan was not applied at all.

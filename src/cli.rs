@@ -3,7 +3,7 @@
 //! Exit codes: 0 success (and, with `--detailed-exitcode`, no changes); 2 changes pending
 //! (`plan --detailed-exitcode` only); 1 any error: invalid input, a failed read, a problem
 //! that kept a mapping from being planned, a change held by a safety limit, a failed
-//! change. The pass itself lives in [`crate::pass`]; this module keeps flags and exit codes.
+//! change. The pass itself lives in [`crate::runtime::pass`]; this module keeps flags and exit codes.
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -13,14 +13,14 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use crate::adapters::aws::AwsClients;
 use crate::apply::{self, Actor};
 use crate::audit::{self, AuditLog};
-use crate::aws::AwsClients;
 use crate::config::Config;
-use crate::controller::{self, RunSettings};
-use crate::pass::{self, DirectorySource, Planned};
-use crate::policy::{self, PolicySet};
 use crate::render::{self, Format};
+use crate::runtime::controller::{self, RunSettings};
+use crate::runtime::pass::{self, DirectorySource, Planned};
+use crate::sources::policy::{self, PolicySet};
 
 /// Keeps AWS IAM roles and Lambda permissions in step with Entra ID groups.
 #[derive(Debug, Parser)]
@@ -325,7 +325,8 @@ impl Cli {
                 } else {
                     None
                 };
-                let doc = crate::permissions::controller_policy(&config, set.as_ref());
+                let doc =
+                    crate::adapters::aws::permissions::controller_policy(&config, set.as_ref());
                 println!("{}", serde_json::to_string_pretty(&doc)?);
                 Ok(0)
             }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Limits;
+use crate::sources::policy::Limits;
 
 /// Why the config could not be used.
 #[derive(Debug, thiserror::Error)]

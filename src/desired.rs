@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
-use crate::iam_policy;
-use crate::policy::{function_name_of, Invoker, PolicySet};
+use crate::model::iam_policy;
+use crate::sources::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
+use crate::sources::policy::{function_name_of, Invoker, PolicySet};
 
 /// Where the desired state is made: the account and region AWS is in.
 #[derive(Debug, Clone)]
@@ -285,7 +285,10 @@ pub type Pins = BTreeMap<String, String>;
 
 /// The directory request of one mapping, with its pin when the role records one for the
 /// same display name.
-pub fn group_request(m: &crate::policy::RoleMappingSpec, pins: &Pins) -> Option<GroupRequest> {
+pub fn group_request(
+    m: &crate::sources::policy::RoleMappingSpec,
+    pins: &Pins,
+) -> Option<GroupRequest> {
     let selector = m.group.as_ref()?;
     let pin = match (&selector.id, &selector.display_name) {
         (None, Some(name)) => pins
@@ -343,7 +346,7 @@ pub fn build(
         });
     }
 
-    let role_arn = |m: &crate::policy::RoleMappingSpec| {
+    let role_arn = |m: &crate::sources::policy::RoleMappingSpec| {
         let path = m
             .role
             .path
@@ -518,7 +521,7 @@ fn statement(
     policies: &PolicySet,
     prefix: &str,
     partition: &str,
-    role_arn: impl Fn(&crate::policy::RoleMappingSpec) -> String,
+    role_arn: impl Fn(&crate::sources::policy::RoleMappingSpec) -> String,
 ) -> DesiredStatement {
     let (kind, label, principal) = if let Some(m) = &inv.role_mapping {
         let arn = policies

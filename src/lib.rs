@@ -1,38 +1,45 @@
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 //! trustsync keeps AWS access in step with Microsoft Entra ID.
 //!
 //! A policy repository of YAML documents says which Entra group maps to which IAM role and
 //! which roles may invoke which Lambda functions. Each pass reads the policies, the
-//! directory and live AWS, and flows one way:
+//! directory and live AWS, and flows one way; the tree follows the flow:
 //!
 //! ```text
-//! policy files ─┐
-//!               ├─> desired ──┐
-//! directory ────┘             ├─> plan (pure diff) ─> apply ─> audit
-//! AWS (IAM, Lambda) ─> observed
+//! sources/policy ──┐
+//!                  ├─> desired ──┐
+//! sources/directory┘             ├─> plan ─> checks ─> apply ─> audit
+//! adapters/aws ─────> observed ──┘      └─> render
 //! ```
 //!
-//! [`policy`], [`directory`], [`desired`], [`observed`] and [`plan`] hold no SDK type and do
-//! no I/O beyond reading files; [`aws`] is the only module that talks to AWS, and
-//! [`apply`] sees only a [`plan::Plan`].
+//! | folder | owns |
+//! |---|---|
+//! | [`model`] | the shared vocabulary: IAM policy documents and their semantic comparison |
+//! | [`sources`] | the policy repository (load, validate) and the directory (group memberships) |
+//! | [`desired`] | policies plus memberships made concrete: the roles and statements wanted |
+//! | [`observed`] | what AWS says, in trustsync's own types |
+//! | [`plan`] | the pure diff of desired against observed, one file per resource kind |
+//! | [`checks`] | which planned changes go ahead this pass and which are held, and why |
+//! | [`apply`] | making the changes, in phases, through the [`apply::Executor`] seam |
+//! | [`audit`] | the hash-chained record of every change and pass |
+//! | [`render`] | the plan as text, JSON and Markdown |
+//! | [`adapters`] | the edges: AWS SDK and Microsoft Graph, the only code that names their types |
+//! | [`runtime`] | the one pass, the error policy, the controller, its metrics |
+//! | [`cli`], [`config`] | flags and exit codes; the configuration file |
+//!
+//! `model`, `sources`, `desired`, `observed`, `plan`, `checks` and `render` hold no SDK
+//! type and do no I/O beyond reading files; `apply` sees only a [`plan::Plan`].
 
+pub mod adapters;
 pub mod apply;
 pub mod audit;
-pub mod aws;
 pub mod checks;
 pub mod cli;
 pub mod config;
-pub mod controller;
 pub mod desired;
-pub mod directory;
-pub mod entra;
-pub mod iam_policy;
-pub mod metrics;
+pub mod model;
 pub mod observed;
-pub mod pass;
-pub mod permissions;
 pub mod plan;
-pub mod policy;
 pub mod render;
-pub mod retry;
+pub mod runtime;
+pub mod sources;

@@ -1,4 +1,4 @@
-//! What AWS says, in trustsync's own types. Filled by [`crate::aws`]; read by the planner.
+//! What AWS says, in trustsync's own types. Filled by [`crate::adapters::aws`]; read by the planner.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -100,7 +100,7 @@ pub struct ObservedFunction {
 
 /// The `sub` values a trust policy allows through any federated principal.
 pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
-    let canon = crate::iam_policy::canonical(trust);
+    let canon = crate::model::iam_policy::canonical(trust);
     let mut out = BTreeSet::new();
     for st in canon
         .get("Statement")
@@ -137,7 +137,7 @@ pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
 
 /// The AWS service principals a trust policy lets in (`Allow` statements only).
 pub fn trusted_services(trust: &Value) -> BTreeSet<String> {
-    let canon = crate::iam_policy::canonical(trust);
+    let canon = crate::model::iam_policy::canonical(trust);
     canon
         .get("Statement")
         .and_then(Value::as_array)

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::iam_policy;
+use crate::model::iam_policy;
 use crate::plan::{Change, Effect, Plan};
 
 /// Output format of `plan`.

@@ -5,9 +5,9 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use trustsync::directory::GroupRequest;
-use trustsync::entra::{token, DeltaCache, GraphReader, ReaderSettings, TokenSource};
-use trustsync::policy::GroupSelector;
+use trustsync::adapters::entra::{token, DeltaCache, GraphReader, ReaderSettings, TokenSource};
+use trustsync::sources::directory::GroupRequest;
+use trustsync::sources::policy::GroupSelector;
 
 const SP2: &str = "5e1f0a2b-1111-4111-8111-000000000002";
 const SP3: &str = "5e1f0a2b-1111-4111-8111-000000000003";
@@ -48,7 +48,7 @@ fn requests() -> Vec<GroupRequest> {
     ]
 }
 
-fn ids(snap: &trustsync::directory::DirectorySnapshot, req: &GroupRequest) -> Vec<String> {
+fn ids(snap: &trustsync::sources::directory::DirectorySnapshot, req: &GroupRequest) -> Vec<String> {
     snap.groups[req]
         .as_ref()
         .unwrap()

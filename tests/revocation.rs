@@ -138,7 +138,7 @@ fn an_ambiguous_unpinned_name_blocks_additions_but_not_the_revocation() {
 #[test]
 fn an_oversize_group_adds_no_one_but_still_drops_the_departed() {
     let (moto, ws) = converged();
-    let length = trustsync::iam_policy::iam_length(&moto.trust_policy("payments-deployer"));
+    let length = trustsync::model::iam_policy::iam_length(&moto.trust_policy("payments-deployer"));
     // Room for the three members now, not for six more.
     ws.write(
         "trustsync.yaml",

@@ -42,7 +42,7 @@ use axum::{Json, Router};
 use clap::Parser;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use trustsync::directory::{TenantClient, TenantFile};
+use trustsync::sources::directory::{TenantClient, TenantFile};
 
 #[derive(Parser)]
 #[command(about = "Local Microsoft Graph v1.0 server for trustsync's tests and demo")]
@@ -518,7 +518,7 @@ async fn graph_get(
     };
     match segments.as_slice() {
         ["groups"] => {
-            let groups: Vec<&trustsync::directory::TenantGroup> = match q.get("$filter") {
+            let groups: Vec<&trustsync::sources::directory::TenantGroup> = match q.get("$filter") {
                 None => s.tenant.groups.iter().collect(),
                 Some(f) => match parse_display_name_filter(f) {
                     Some(name) => s
@@ -526,7 +526,9 @@ async fn graph_get(
                         .groups
                         .iter()
                         // Graph's `eq` on displayName is case-insensitive.
-                        .filter(|g| trustsync::directory::same_name(&g.display_name, &name))
+                        .filter(|g| {
+                            trustsync::sources::directory::same_name(&g.display_name, &name)
+                        })
                         .collect(),
                     None => {
                         return graph_error(

@@ -123,7 +123,7 @@ impl Moto {
         let out = self
             .block_on(self.iam().get_role().role_name(role).send())
             .unwrap();
-        trustsync::iam_policy::parse_document(
+        trustsync::model::iam_policy::parse_document(
             out.role().unwrap().assume_role_policy_document().unwrap(),
         )
         .unwrap()
@@ -147,7 +147,7 @@ impl Moto {
         else {
             return Vec::new();
         };
-        let doc = trustsync::iam_policy::parse_document(out.policy().unwrap()).unwrap();
+        let doc = trustsync::model::iam_policy::parse_document(out.policy().unwrap()).unwrap();
         let mut sids: Vec<String> = doc["Statement"]
             .as_array()
             .unwrap()
@@ -506,8 +506,8 @@ pub fn managed_state(moto: &Moto) -> serde_json::Value {
             let doc = moto
                 .block_on(iam.get_role_policy().role_name(name).policy_name(p).send())
                 .unwrap();
-            let doc = trustsync::iam_policy::parse_document(doc.policy_document()).unwrap();
-            inline_docs.insert(p.clone(), trustsync::iam_policy::canonical(&doc));
+            let doc = trustsync::model::iam_policy::parse_document(doc.policy_document()).unwrap();
+            inline_docs.insert(p.clone(), trustsync::model::iam_policy::canonical(&doc));
         }
         let attached = moto
             .block_on(iam.list_attached_role_policies().role_name(name).send())
@@ -529,14 +529,15 @@ pub fn managed_state(moto: &Moto) -> serde_json::Value {
             .filter(|t| t.key() != trustsync::plan::BASELINE_TAG)
             .map(|t| (t.key().to_string(), t.value().to_string()))
             .collect();
-        let trust = trustsync::iam_policy::parse_document(r.assume_role_policy_document().unwrap())
-            .unwrap();
+        let trust =
+            trustsync::model::iam_policy::parse_document(r.assume_role_policy_document().unwrap())
+                .unwrap();
         let full = moto
             .block_on(iam.get_role().role_name(name).send())
             .unwrap();
         roles.insert(
             name.to_string(),
-            serde_json::json!({"trust": trustsync::iam_policy::canonical(&trust), "inline": inline_docs, "attached": attached, "tags": tags,
+            serde_json::json!({"trust": trustsync::model::iam_policy::canonical(&trust), "inline": inline_docs, "attached": attached, "tags": tags,
                    "maxSession": full.role().unwrap().max_session_duration()}),
         );
     }

@@ -14,17 +14,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::adapters::aws::AwsClients;
+use crate::adapters::entra::{self, DeltaCache};
 use crate::apply::{self, Actor, Report};
 use crate::audit::AuditLog;
-use crate::aws::AwsClients;
 use crate::checks;
 use crate::config::Config;
 use crate::desired::{self, Pins, Target};
-use crate::directory::{DirectorySnapshot, GroupRequest, TenantFile, PIN_TAG};
-use crate::entra::{self, DeltaCache};
 use crate::observed::Observed;
 use crate::plan::{self, Change, Plan, Settings};
-use crate::policy::{function_name_of, PolicySet};
+use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantFile, PIN_TAG};
+use crate::sources::policy::{function_name_of, PolicySet};
 
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
@@ -156,10 +156,10 @@ impl DirectorySource {
 }
 
 fn same_members(
-    a: &Result<crate::directory::GroupMembers, crate::directory::GroupError>,
-    b: &Result<crate::directory::GroupMembers, crate::directory::GroupError>,
+    a: &Result<crate::sources::directory::GroupMembers, crate::sources::directory::GroupError>,
+    b: &Result<crate::sources::directory::GroupMembers, crate::sources::directory::GroupError>,
 ) -> bool {
-    let ids = |r: &Result<crate::directory::GroupMembers, _>| {
+    let ids = |r: &Result<crate::sources::directory::GroupMembers, _>| {
         r.as_ref()
             .map(|g| {
                 (

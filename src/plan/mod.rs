@@ -1,7 +1,7 @@
 //! The planner: a pure diff of desired against observed state.
 //!
 //! `plan(desired, observed, settings) -> Plan` does no I/O. It compares policy documents
-//! semantically ([`crate::iam_policy`]), so representation differences are never drift. It
+//! semantically ([`crate::model::iam_policy`]), so representation differences are never drift. It
 //! changes only what trustsync owns: roles carrying the owner tag under the managed path,
 //! providers carrying the owner tag, Lambda statements whose id has the prefix. An unowned
 //! role of a wanted name is a conflict unless its mapping says `adopt`. Owned roles no
@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::config::{OwnerTag, Safety};
 use crate::desired::{Desired, DesiredFunction, DesiredProvider, DesiredRole};
-use crate::iam_policy;
+use crate::model::iam_policy;
 use crate::observed::{
     trusted_services, trusted_subjects, Observed, ObservedFunction, ObservedProvider, ObservedRole,
 };
@@ -1636,8 +1636,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::desired::{self, Target};
-    use crate::directory::TenantFile;
-    use crate::policy::{load_text, PolicySet};
+    use crate::sources::directory::TenantFile;
+    use crate::sources::policy::{load_text, PolicySet};
     use serde_json::json;
     use std::path::Path;
 
@@ -2067,7 +2067,7 @@ mod trust_tables {
     use super::*;
     use crate::config::Config;
     use crate::desired::{Federated, GroupInfo, TrustParts};
-    use crate::directory::{Member, MemberKind};
+    use crate::sources::directory::{Member, MemberKind};
 
     const NOW: u64 = 1_800_000_000;
 

@@ -8,6 +8,8 @@
 //! "Already exists" on create and "not found" on delete count as success, so every write
 //! is idempotent and a crash mid-apply is repaired by the next pass.
 
+pub mod permissions;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Mutex;
@@ -24,7 +26,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::iam_policy::parse_document;
+use crate::model::iam_policy::parse_document;
 use crate::observed::{
     FunctionKey, MarkedFunction, Observed, ObservedFunction, ObservedProvider, ObservedRole,
 };
@@ -116,11 +118,11 @@ impl Failure {
     }
 
     /// The error policy's class: AWS gives no retry-after, so back-off decides the delay.
-    pub fn class(&self) -> crate::retry::Class {
+    pub fn class(&self) -> crate::runtime::retry::Class {
         if self.transient {
-            crate::retry::Class::Transient { retry_after: None }
+            crate::runtime::retry::Class::Transient { retry_after: None }
         } else {
-            crate::retry::Class::Permanent
+            crate::runtime::retry::Class::Permanent
         }
     }
 
@@ -227,8 +229,8 @@ pub struct AwsClients {
     lambda: aws_sdk_lambda::Client,
     sts: aws_sdk_sts::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
-    retry: crate::retry::Policy,
-    stop: crate::retry::Stop,
+    retry: crate::runtime::retry::Policy,
+    stop: crate::runtime::retry::Stop,
     stats: Mutex<CallStats>,
     limits: [(&'static str, RateLimiter); 6],
     writes: [(&'static str, tokio::sync::Semaphore); 2],
@@ -278,7 +280,7 @@ impl AwsClients {
             lambda: aws_sdk_lambda::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),
             tagging: aws_sdk_resourcegroupstagging::Client::new(&shared),
-            retry: crate::retry::Policy {
+            retry: crate::runtime::retry::Policy {
                 initial: Duration::from_millis(200),
                 max_interval: Duration::from_secs(10),
                 max_elapsed: Some(Duration::from_secs(config.max_retry_seconds)),
@@ -341,7 +343,7 @@ impl AwsClients {
             .or_default() += 1;
     }
 
-    /// Sends one request under the error policy ([`crate::retry`]): transient failures
+    /// Sends one request under the error policy ([`crate::runtime::retry`]): transient failures
     /// are retried with exponential back-off and jitter until the retry budget runs out or
     /// shutdown is requested.
     ///
@@ -364,7 +366,7 @@ impl AwsClients {
             .find(|(class, _)| *class == rate_class(op))
             .map(|(_, l)| l);
         let benign = &benign;
-        crate::retry::retry(
+        crate::runtime::retry::retry(
             &self.retry,
             &self.stop,
             Failure::class,
@@ -525,7 +527,7 @@ impl AwsClients {
                 .await?;
             for r in page.role_detail_list() {
                 let name = r.role_name().unwrap_or_default().to_string();
-                let bad = |what: &str, e: crate::iam_policy::Error| Failure {
+                let bad = |what: &str, e: crate::model::iam_policy::Error| Failure {
                     operation: "GetAccountAuthorizationDetails",
                     code: None,
                     message: format!("role {name}: {what}: {e}"),

@@ -31,18 +31,20 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+use crate::adapters::aws::{AwsClients, CallStats};
+use crate::adapters::entra::DeltaCache;
 use crate::apply::{self, Actor, Outcome};
 use crate::audit::{now_rfc3339, AuditLog};
-use crate::aws::{AwsClients, CallStats};
 use crate::config::Config;
-use crate::directory::GroupRequest;
-use crate::entra::DeltaCache;
-use crate::metrics::{ActionLabel, ApiLabel, Metrics, OutcomeLabel, ServiceLabel, StateLabel};
 use crate::observed::trusted_subjects;
-use crate::pass::{self, DirectorySource};
 use crate::plan::{Plan, Settings};
-use crate::policy::{self, PolicySet};
-use crate::retry::ChangeBackoff;
+use crate::runtime::metrics::{
+    ActionLabel, ApiLabel, Metrics, OutcomeLabel, ServiceLabel, StateLabel,
+};
+use crate::runtime::pass::{self, DirectorySource};
+use crate::runtime::retry::ChangeBackoff;
+use crate::sources::directory::GroupRequest;
+use crate::sources::policy::{self, PolicySet};
 
 /// Why a pass was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -332,7 +334,7 @@ async fn connect_aws(
     config: &Config,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
-) -> Option<(AwsClients, crate::aws::CallerIdentity)> {
+) -> Option<(AwsClients, crate::adapters::aws::CallerIdentity)> {
     let mut delays = pass_backoff();
     let mut last_error: Option<String> = None;
     loop {
@@ -345,7 +347,7 @@ async fn connect_aws(
             let mut aws = AwsClients::connect(&config.aws).await?;
             aws.set_stop(for_clients);
             let caller = aws.caller_identity().await?;
-            Ok::<_, crate::aws::Failure>((aws, caller))
+            Ok::<_, crate::adapters::aws::Failure>((aws, caller))
         };
         let error = tokio::select! {
             _ = stop.wait_for(|s| *s) => return None,
@@ -502,7 +504,7 @@ async fn watch_policies(
 struct Controller {
     config: Config,
     aws: AwsClients,
-    caller: crate::aws::CallerIdentity,
+    caller: crate::adapters::aws::CallerIdentity,
     shared: Arc<Shared>,
     /// Per planned change (by [`crate::plan::Change::key`]) that keeps failing.
     backoffs: HashMap<String, ChangeBackoff>,
@@ -575,7 +577,7 @@ impl Controller {
         let now = self.aws.stats();
         for (op, n) in &now.requests {
             let before = self.last_aws.requests.get(op).copied().unwrap_or(0);
-            let service = crate::aws::service_of(op);
+            let service = crate::adapters::aws::service_of(op);
             m.api_requests
                 .get_or_create(&ApiLabel {
                     service: service.into(),

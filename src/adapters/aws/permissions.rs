@@ -1,7 +1,7 @@
 //! The least-privilege IAM policy trustsync itself needs (`trustsync iam-policy`).
 //!
-//! Every AWS operation [`crate::aws`] calls has an entry in [`OPERATIONS`]; a test reads
-//! the operation names out of `src/aws.rs` and fails when one is missing here, so the
+//! Every AWS operation [`crate::adapters::aws`] calls has an entry in [`OPERATIONS`]; a test reads
+//! the operation names out of `src/adapters/aws/mod.rs` and fails when one is missing here, so the
 //! policy cannot fall behind the code. Writes to existing roles are allowed only on roles
 //! under the managed path that carry the owner tag (`aws:ResourceTag`); creating a role is
 //! allowed only with the owner tag in the request (`aws:RequestTag`); the owner tag itself
@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::policy::PolicySet;
+use crate::sources::policy::PolicySet;
 
 /// What an operation is allowed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +168,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             .functions
             .iter()
             .flat_map(|f| {
-                let name = crate::policy::function_name_of(&f.spec.function);
+                let name = crate::sources::policy::function_name_of(&f.spec.function);
                 [
                     format!("arn:aws:lambda:{region}:*:function:{name}"),
                     format!("arn:aws:lambda:{region}:*:function:{name}:*"),
@@ -253,11 +253,11 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iam_policy::{check_document, PolicyKind};
+    use crate::model::iam_policy::{check_document, PolicyKind};
 
     /// Operation names the AWS edge passes to its request helper, read from the source.
     fn operations_in_code() -> Vec<String> {
-        let src = include_str!("aws.rs");
+        let src = include_str!("mod.rs");
         let mut ops = Vec::new();
         for marker in [".call(", ".read(", "run!("] {
             for piece in src.split(marker).skip(1) {
@@ -294,7 +294,7 @@ mod tests {
                 .collect();
             assert!(
                 !granted.is_empty(),
-                "operation {op} is called in src/aws.rs but has no entry in OPERATIONS"
+                "operation {op} is called in src/adapters/aws/mod.rs but has no entry in OPERATIONS"
             );
             for action in granted {
                 let free = action == "sts:GetCallerIdentity";
@@ -334,7 +334,7 @@ mod tests {
         assert!(text.contains("\"aws:ResourceTag/trustsync.dev/owner\":\"prod\""));
         assert!(text.contains("\"aws:RequestTag/trustsync.dev/owner\":\"prod\""));
         assert!(
-            crate::iam_policy::iam_length(&doc) <= 6144,
+            crate::model::iam_policy::iam_length(&doc) <= 6144,
             "managed policy size limit"
         );
     }

@@ -1,5 +1,5 @@
 //! The Entra ID side: tokens ([`token`]) and group memberships read from Microsoft Graph
-//! ([`graph`]). Produces the [`crate::directory::DirectorySnapshot`] the planner consumes;
+//! ([`graph`]). Produces the [`crate::sources::directory::DirectorySnapshot`] the planner consumes;
 //! no Graph type leaves this module.
 
 pub mod graph;

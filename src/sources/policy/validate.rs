@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::{Diagnostic, Named, PolicySet};
-use crate::iam_policy::{self, PolicyKind};
+use crate::model::iam_policy::{self, PolicyKind};
 
 /// AWS quotas and controller rules that policies are checked against. Defaults are AWS's
 /// default quotas; raise them in the config when the account's quotas were raised.
@@ -602,7 +602,7 @@ pub fn function_name(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::load_text;
+    use crate::sources::policy::load_text;
     use std::path::Path;
 
     fn problems(text: &str) -> Vec<Diagnostic> {

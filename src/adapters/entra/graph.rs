@@ -25,7 +25,7 @@ use graph_rs_sdk::{GraphClient, ODataQuery};
 use serde_json::Value;
 
 use super::token::{GraphAuth, TokenSource};
-use crate::directory::{
+use crate::sources::directory::{
     DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MemberKind,
 };
 
@@ -145,9 +145,9 @@ impl GraphReader {
         handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
         url: Option<&str>,
     ) -> Result<Value, Error> {
-        use crate::retry::Class;
+        use crate::runtime::retry::Class;
         let op = operation.to_string();
-        let policy = crate::retry::Policy {
+        let policy = crate::runtime::retry::Policy {
             initial: Duration::from_millis(200),
             max_interval: Duration::from_secs(10),
             max_elapsed: Some(self.settings.max_retry),
@@ -156,7 +156,7 @@ impl GraphReader {
         let transient =
             |e: Error, retry_after: Option<Duration>| (e, Class::Transient { retry_after });
         let permanent = |e: Error| (e, Class::Permanent);
-        crate::retry::retry(
+        crate::runtime::retry::retry(
             &policy,
             &None,
             |(_, class): &(Error, Class)| *class,
@@ -557,7 +557,7 @@ impl DeltaCache {
     pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
         let mut out = DirectorySnapshot::default();
         for req in requests {
-            let matched = crate::directory::resolve(
+            let matched = crate::sources::directory::resolve(
                 req,
                 self.groups
                     .iter()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::GroupSelector;
+use crate::sources::policy::GroupSelector;
 
 /// Why the directory could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,8 @@
+//! What runs the stages: one [`pass`] shared by `plan`, `apply` and `run`; the one error
+//! policy ([`retry`]); the long-running [`controller`] with its triggers, status and HTTP
+//! endpoints; and its [`metrics`].
+
+pub mod controller;
+pub mod metrics;
+pub mod pass;
+pub mod retry;
