@@ -1,0 +1,503 @@
+//! The plan's vocabulary: what the planner is told ([`Settings`], [`Ownership`]) and what it
+//! produces ([`Plan`], [`Change`], [`Action`], [`Problem`], [`Notice`], [`Held`]).
+
+use super::*;
+
+/// What the planner needs from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The owner tag.
+    pub owner_tag: OwnerTag,
+    /// Managed role path prefix.
+    pub role_path: String,
+    /// This instance's Lambda statement id prefix.
+    pub statement_id_prefix: String,
+    /// This instance's function tag key.
+    pub function_tag_key: String,
+    /// `statementIdPrefix` alone, as statement ids were written before they carried the
+    /// instance hash (migrated on the functions this instance manages).
+    pub legacy_statement_prefix: String,
+    /// Delete owned resources no longer wanted.
+    pub prune: bool,
+    /// Removal limits (the baseline window is read here; the checks apply the rest).
+    pub safety: Safety,
+    /// Now, in seconds since the Unix epoch (for removal baselines).
+    pub now: u64,
+}
+
+impl Settings {
+    /// The planner settings of a config, at the current time.
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Settings {
+            owner_tag: c.owner_tag.clone(),
+            role_path: c.role_path.clone(),
+            statement_id_prefix: c.instance_statement_prefix(),
+            function_tag_key: c.function_tag_key(),
+            legacy_statement_prefix: c.statement_id_prefix.clone(),
+            prune: c.prune,
+            safety: c.safety.clone(),
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    /// What this instance owns.
+    pub fn ownership(&self) -> Ownership<'_> {
+        Ownership {
+            owner_tag: &self.owner_tag,
+            role_path: &self.role_path,
+        }
+    }
+}
+
+/// What trustsync owns: the one place this is decided (the planner and the metrics ask).
+#[derive(Debug, Clone, Copy)]
+pub struct Ownership<'a> {
+    /// The owner tag.
+    pub owner_tag: &'a OwnerTag,
+    /// The managed role path prefix.
+    pub role_path: &'a str,
+}
+
+impl Ownership<'_> {
+    /// A role carrying the owner tag under the managed path.
+    pub fn role(&self, role: &ObservedRole) -> bool {
+        role.tags.get(&self.owner_tag.key) == Some(&self.owner_tag.value)
+            && role.path.starts_with(self.role_path)
+    }
+
+    /// A provider carrying the owner tag.
+    pub fn provider(&self, p: &ObservedProvider) -> bool {
+        p.tags.get(&self.owner_tag.key) == Some(&self.owner_tag.value)
+    }
+}
+
+/// One AWS write, with everything needed to perform it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(
+    tag = "action",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+#[allow(missing_docs)]
+pub enum Action {
+    CreateOidcProvider {
+        url: String,
+        client_ids: Vec<String>,
+        thumbprints: Vec<String>,
+        tags: BTreeMap<String, String>,
+    },
+    AddProviderAudience {
+        provider_arn: String,
+        audience: String,
+    },
+    RemoveProviderAudience {
+        provider_arn: String,
+        audience: String,
+    },
+    TagOidcProvider {
+        provider_arn: String,
+        tags: BTreeMap<String, String>,
+    },
+    UntagOidcProvider {
+        provider_arn: String,
+        keys: Vec<String>,
+    },
+    DeleteOidcProvider {
+        provider_arn: String,
+    },
+    CreateRole {
+        role_name: String,
+        path: String,
+        trust_policy: Value,
+        description: Option<String>,
+        max_session_duration: i32,
+        permissions_boundary: Option<String>,
+        tags: BTreeMap<String, String>,
+    },
+    /// A trust policy update that only takes principals away; `baseline` is the removal
+    /// baseline tag value to record with it.
+    RevokeTrust {
+        role_name: String,
+        trust_policy: Value,
+        baseline: Option<String>,
+    },
+    UpdateTrustPolicy {
+        role_name: String,
+        trust_policy: Value,
+    },
+    UpdateRole {
+        role_name: String,
+        description: Option<String>,
+        max_session_duration: i32,
+    },
+    PutPermissionsBoundary {
+        role_name: String,
+        policy_arn: String,
+    },
+    DeletePermissionsBoundary {
+        role_name: String,
+    },
+    PutInlinePolicy {
+        role_name: String,
+        policy_name: String,
+        document: Value,
+    },
+    DeleteInlinePolicy {
+        role_name: String,
+        policy_name: String,
+    },
+    AttachManagedPolicy {
+        role_name: String,
+        policy_arn: String,
+    },
+    DetachManagedPolicy {
+        role_name: String,
+        policy_arn: String,
+    },
+    TagRole {
+        role_name: String,
+        tags: BTreeMap<String, String>,
+    },
+    UntagRole {
+        role_name: String,
+        keys: Vec<String>,
+    },
+    DeleteRole {
+        role_name: String,
+    },
+    AddLambdaPermission {
+        function_name: String,
+        qualifier: Option<String>,
+        statement_id: String,
+        principal: String,
+        lambda_action: String,
+        source_arn: Option<String>,
+        source_account: Option<String>,
+        revision_id: Option<String>,
+    },
+    RemoveLambdaPermission {
+        function_name: String,
+        qualifier: Option<String>,
+        statement_id: String,
+    },
+    SetExecutionRole {
+        function_name: String,
+        role_arn: String,
+        revision_id: Option<String>,
+    },
+    /// Marks a function whose policy trustsync writes to, listing the qualifiers.
+    TagFunction {
+        function_arn: String,
+        key: String,
+        value: String,
+    },
+    UntagFunction {
+        function_arn: String,
+        key: String,
+    },
+}
+
+/// Whether a change adds, changes or removes something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Creates a resource or grants something new.
+    Add,
+    /// Modifies something in place.
+    Change,
+    /// Removes a resource or a grant.
+    Remove,
+}
+
+impl Action {
+    /// Execution order: lower first. Additions go forward, removals in reverse.
+    pub fn phase(&self) -> u8 {
+        use Action::*;
+        match self {
+            // Tags first: adopting a role tags it before its trust changes (the
+            // least-privilege policy allows trust updates on owner-tagged roles only).
+            TagRole { .. } => 1,
+            RevokeTrust { .. } => 5,
+            CreateOidcProvider { .. } => 10,
+            TagOidcProvider { .. } => 11,
+            AddProviderAudience { .. } => 12,
+            CreateRole { .. } => 20,
+            UpdateTrustPolicy { .. } | UpdateRole { .. } | PutPermissionsBoundary { .. } => 30,
+            PutInlinePolicy { .. } | AttachManagedPolicy { .. } => 40,
+            RemoveLambdaPermission { .. } => 50,
+            TagFunction { .. } => 55,
+            AddLambdaPermission { .. } | SetExecutionRole { .. } => 60,
+            UntagFunction { .. } => 65,
+            DetachManagedPolicy { .. } | DeleteInlinePolicy { .. } => 70,
+            DeletePermissionsBoundary { .. } | UntagRole { .. } => 71,
+            DeleteRole { .. } => 80,
+            RemoveProviderAudience { .. } => 90,
+            UntagOidcProvider { .. } => 91,
+            DeleteOidcProvider { .. } => 92,
+        }
+    }
+
+    /// Whether the action writes to Lambda (else to IAM).
+    pub fn is_lambda(&self) -> bool {
+        self.lambda_function().is_some()
+    }
+
+    /// The Lambda function an action writes to: its writes stay in order (one RevisionId
+    /// chain per function).
+    pub fn lambda_function(&self) -> Option<&str> {
+        use Action::*;
+        match self {
+            AddLambdaPermission { function_name, .. }
+            | RemoveLambdaPermission { function_name, .. }
+            | SetExecutionRole { function_name, .. } => Some(function_name),
+            TagFunction { function_arn, .. } | UntagFunction { function_arn, .. } => {
+                function_arn.split(':').nth(6)
+            }
+            _ => None,
+        }
+    }
+
+    /// Add, change or remove.
+    pub fn effect(&self) -> Effect {
+        use Action::*;
+        match self {
+            CreateOidcProvider { .. }
+            | CreateRole { .. }
+            | AddLambdaPermission { .. }
+            | AttachManagedPolicy { .. }
+            | AddProviderAudience { .. } => Effect::Add,
+            DeleteOidcProvider { .. }
+            | DeleteRole { .. }
+            | RemoveLambdaPermission { .. }
+            | DetachManagedPolicy { .. }
+            | DeleteInlinePolicy { .. }
+            | DeletePermissionsBoundary { .. }
+            | RemoveProviderAudience { .. }
+            | RevokeTrust { .. }
+            | UntagRole { .. } => Effect::Remove,
+            _ => Effect::Change,
+        }
+    }
+
+    /// The action's name, as in the JSON output (`update-trust-policy`).
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("action").and_then(Value::as_str).map(String::from))
+            .unwrap_or_default()
+    }
+}
+
+/// One planned change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Add, change or remove.
+    pub effect: Effect,
+    /// The ARN of the resource changed.
+    pub resource: String,
+    /// The policy document behind it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
+    /// Why, in words: drift found, members added or removed, policy changed.
+    pub reason: String,
+    /// The value before, when the change replaces one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// The value after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// Members granted by this change (trust policy changes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members_added: Vec<String>,
+    /// Members whose access this change takes away.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members_removed: Vec<String>,
+    /// For a change that takes principals away: the numbers the safety checks weigh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removal: Option<Removal>,
+    /// For a trust update that both adds and (through the revocation before it) removes:
+    /// the trust policy that adds without removing, used when the revocation is held.
+    #[serde(skip)]
+    pub grant_only: Option<Value>,
+}
+
+impl Change {
+    /// A stable identity for the change across passes (for its back-off): what it does,
+    /// to which resource, and to which part of it.
+    pub fn key(&self) -> String {
+        use Action::*;
+        let part = match &self.action {
+            AddProviderAudience { audience, .. } | RemoveProviderAudience { audience, .. } => {
+                audience.as_str()
+            }
+            PutInlinePolicy { policy_name, .. } | DeleteInlinePolicy { policy_name, .. } => {
+                policy_name.as_str()
+            }
+            AttachManagedPolicy { policy_arn, .. } | DetachManagedPolicy { policy_arn, .. } => {
+                policy_arn.as_str()
+            }
+            AddLambdaPermission { statement_id, .. }
+            | RemoveLambdaPermission { statement_id, .. } => statement_id.as_str(),
+            _ => "",
+        };
+        format!("{} {} {part}", self.action.name(), self.resource)
+    }
+}
+
+/// What a change takes away, for the safety checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removal {
+    /// The principals the role trusted at its baseline: the most within the removal window
+    /// (recorded on the role), or now.
+    pub baseline: usize,
+    /// The principals it trusts after this change.
+    pub after: usize,
+    /// Whether this is a role deletion (pruning) rather than a membership change.
+    pub deletes_role: bool,
+}
+
+impl Removal {
+    /// Principals taken away, measured from the baseline.
+    pub fn removed(&self) -> usize {
+        self.baseline.saturating_sub(self.after)
+    }
+}
+
+/// Something that keeps a mapping from being planned, or needs a person's attention.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// `conflict`, `mapping-error`, `function-not-found`, `cannot-move-role`.
+    pub kind: String,
+    /// The mapping.
+    pub mapping: Option<String>,
+    /// The resource concerned.
+    pub resource: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Something worth knowing that needs no change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    /// `orphan`, `skipped-members`.
+    pub kind: String,
+    /// The resource concerned.
+    pub resource: String,
+    /// The message.
+    pub message: String,
+}
+
+/// A change the checks hold back this pass, with why and what would release it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    /// The change.
+    #[serde(flatten)]
+    pub change: Change,
+    /// Why it is held.
+    pub held: Hold,
+}
+
+/// Why a change is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    /// `mapping-removal-limit`, `pass-removal-limit`, `role-deletion-limit`, `backoff`,
+    /// `depends-on-held`.
+    pub kind: String,
+    /// Why, with numbers.
+    pub reason: String,
+    /// What would release it.
+    pub release: String,
+}
+
+/// Counts of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Changes that add.
+    pub add: usize,
+    /// Changes that modify.
+    pub change: usize,
+    /// Changes that remove.
+    pub remove: usize,
+    /// Changes held back by the checks.
+    pub held: usize,
+    /// Problems.
+    pub problems: usize,
+    /// Notices.
+    pub notices: usize,
+    /// Principals (service principals' object ids) granted.
+    pub principals_added: usize,
+    /// Principals whose access is taken away.
+    pub principals_removed: usize,
+    /// Changes per action name.
+    pub by_action: BTreeMap<String, usize>,
+}
+
+/// The result of planning: a value that can be rendered, checked and applied.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Counts.
+    pub summary: Summary,
+    /// Changes to apply, in execution order.
+    pub changes: Vec<Change>,
+    /// Changes the checks hold back, with the reason and what would release them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+    /// Problems; their mappings are left alone, but for revocations.
+    pub problems: Vec<Problem>,
+    /// Notices.
+    pub notices: Vec<Notice>,
+    /// Principals the owned roles trust, each role counted at its removal baseline: what
+    /// the pass-wide removal share is measured against.
+    #[serde(skip)]
+    pub trusted_baseline: usize,
+    /// Roles trustsync owns.
+    #[serde(skip)]
+    pub owned_roles: usize,
+}
+
+impl Plan {
+    /// True when nothing is to be applied.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// True when something needs a person: a problem, or a change held by a safety limit
+    /// (a back-off clears by itself).
+    pub fn needs_attention(&self) -> bool {
+        !self.problems.is_empty() || self.held.iter().any(|h| h.held.kind != "backoff")
+    }
+
+    /// Recounts the summary from the changes.
+    pub fn summarize(&mut self) {
+        let mut summary = Summary {
+            held: self.held.len(),
+            problems: self.problems.len(),
+            notices: self.notices.len(),
+            ..Summary::default()
+        };
+        for c in &self.changes {
+            match c.effect {
+                Effect::Add => summary.add += 1,
+                Effect::Change => summary.change += 1,
+                Effect::Remove => summary.remove += 1,
+            }
+            summary.principals_added += c.members_added.len();
+            summary.principals_removed += c.members_removed.len();
+            *summary.by_action.entry(c.action.name()).or_default() += 1;
+        }
+        self.summary = summary;
+    }
+}
