@@ -15,9 +15,23 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::adapters::aws::{AwsClients, Failure, Written};
 use crate::audit::AuditLog;
+use crate::model::call::{Failure, Written};
 use crate::plan::{Action, Change, Plan};
+
+/// Performs one planned action: the seam apply writes through (the AWS adapter in
+/// production, an in-memory fake in unit tests).
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// Writes that may be under way at once over all services (the adapter bounds each
+    /// service itself; this caps how many lanes run).
+    fn write_slots(&self) -> usize;
+
+    /// Performs `action`. `use_revision`: guard a Lambda policy write with the revision
+    /// read at plan time (only the first write to a function does). "Already done" is
+    /// success; a failure is final (the adapter has retried what was transient).
+    async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure>;
+}
 
 /// Why a plan was not applied at all.
 #[derive(Debug, thiserror::Error)]
@@ -106,9 +120,9 @@ fn is_revocation(action: &Action) -> bool {
 /// order, and one Lambda function's writes one after another. `stop` is asked before each
 /// change; once it says yes, the changes under way finish and the rest are recorded as
 /// skipped, so nothing is half-applied untracked. Outcomes are reported in plan order.
-pub async fn apply(
+pub async fn apply<E: Executor + ?Sized>(
     plan: &Plan,
-    aws: &AwsClients,
+    aws: &E,
     audit: &mut AuditLog,
     actor: &Actor,
     policy_revision: Option<&str>,
@@ -172,8 +186,8 @@ pub async fn apply(
 }
 
 /// One apply, shared by its lanes.
-struct Run<'a> {
-    aws: &'a AwsClients,
+struct Run<'a, E: ?Sized> {
+    aws: &'a E,
     /// Appends are one at a time, so the hash chain stays whole.
     audit: tokio::sync::Mutex<&'a mut AuditLog>,
     actor: &'a Actor,
@@ -187,7 +201,7 @@ struct Run<'a> {
     revision_used: Mutex<BTreeSet<String>>,
 }
 
-impl Run<'_> {
+impl<E: Executor + ?Sized> Run<'_, E> {
     /// One lane's changes, in order, each recorded once done.
     async fn lane(
         &self,
@@ -263,5 +277,341 @@ impl Run<'_> {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Records what it was asked to do; fails the actions whose target it was told to;
+    /// takes 10 ms (paused time) per write so that concurrency shows.
+    struct FakeAws {
+        slots: usize,
+        fail_on: BTreeSet<String>,
+        done: Mutex<Vec<String>>,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl FakeAws {
+        fn new(slots: usize, fail_on: &[&str]) -> FakeAws {
+            FakeAws {
+                slots,
+                fail_on: fail_on.iter().map(|s| s.to_string()).collect(),
+                done: Mutex::new(Vec::new()),
+                in_flight: AtomicUsize::new(0),
+                most_in_flight: AtomicUsize::new(0),
+            }
+        }
+
+        fn done(&self) -> Vec<String> {
+            self.done.lock().unwrap().clone()
+        }
+    }
+
+    fn target(action: &Action) -> String {
+        match action {
+            Action::RevokeTrust { role_name, .. }
+            | Action::UpdateTrustPolicy { role_name, .. }
+            | Action::TagRole { role_name, .. }
+            | Action::AttachManagedPolicy { role_name, .. } => role_name.clone(),
+            Action::AddLambdaPermission { function_name, .. }
+            | Action::RemoveLambdaPermission { function_name, .. } => function_name.clone(),
+            other => panic!("the fake does not do {other:?}"),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Executor for FakeAws {
+        fn write_slots(&self) -> usize {
+            self.slots
+        }
+
+        async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let what = format!(
+                "{} {}{}",
+                action.name(),
+                target(action),
+                if use_revision { " (revision)" } else { "" }
+            );
+            self.done.lock().unwrap().push(what);
+            if self
+                .fail_on
+                .contains(&format!("{} {}", action.name(), target(action)))
+            {
+                return Err(Failure {
+                    operation: "UpdateAssumeRolePolicy",
+                    code: Some("AccessDenied".into()),
+                    message: "not allowed".into(),
+                    status: Some(403),
+                    request_id: None,
+                    transient: false,
+                });
+            }
+            Ok(Written::default())
+        }
+    }
+
+    fn trust(role: &str) -> Change {
+        let a = Action::UpdateTrustPolicy {
+            role_name: role.into(),
+            trust_policy: json!({}),
+        };
+        Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "t")
+    }
+
+    fn revoke(role: &str) -> Change {
+        let a = Action::RevokeTrust {
+            role_name: role.into(),
+            trust_policy: json!({}),
+            baseline: None,
+        };
+        Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "r")
+    }
+
+    fn tag(role: &str) -> Change {
+        let a = Action::TagRole {
+            role_name: role.into(),
+            tags: BTreeMap::new(),
+        };
+        Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "t")
+    }
+
+    fn attach(role: &str) -> Change {
+        let a = Action::AttachManagedPolicy {
+            role_name: role.into(),
+            policy_arn: "arn:aws:iam::aws:policy/ReadOnlyAccess".into(),
+        };
+        Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "a")
+    }
+
+    fn add_permission(function: &str, sid: &str) -> Change {
+        let a = Action::AddLambdaPermission {
+            function_name: function.into(),
+            qualifier: None,
+            statement_id: sid.into(),
+            principal: "arn:aws:iam::1:role/r".into(),
+            lambda_action: "lambda:InvokeFunction".into(),
+            source_arn: None,
+            source_account: None,
+            revision_id: Some("rev-1".into()),
+        };
+        Change::new(
+            a,
+            format!("arn:aws:lambda:eu-west-1:1:function:{function}"),
+            None,
+            "p",
+        )
+    }
+
+    fn remove_permission(function: &str, sid: &str) -> Change {
+        let a = Action::RemoveLambdaPermission {
+            function_name: function.into(),
+            qualifier: None,
+            statement_id: sid.into(),
+        };
+        Change::new(
+            a,
+            format!("arn:aws:lambda:eu-west-1:1:function:{function}"),
+            None,
+            "p",
+        )
+    }
+
+    fn plan_of(mut changes: Vec<Change>) -> Plan {
+        changes.sort_by_key(|c| c.action.phase());
+        Plan {
+            changes,
+            ..Plan::default()
+        }
+    }
+
+    struct Applied {
+        report: Report,
+        audit: Vec<serde_json::Value>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn run(plan: &Plan, aws: &FakeAws, stop: &dyn Fn() -> bool) -> Applied {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut audit = AuditLog::open(&path).unwrap();
+        let actor = Actor {
+            instance: "test/1".into(),
+            aws_caller: "arn:aws:iam::1:user/t".into(),
+        };
+        let report = apply(plan, aws, &mut audit, &actor, Some("abc123"), stop)
+            .await
+            .unwrap();
+        crate::audit::verify(&path).expect("the chain stays whole under parallel appends");
+        let audit = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        Applied {
+            report,
+            audit,
+            _dir: dir,
+        }
+    }
+
+    fn outcome_names(r: &Report) -> Vec<String> {
+        r.outcomes
+            .iter()
+            .map(|(name, resource, o)| {
+                let o = match o {
+                    Outcome::Ok(_) => "ok",
+                    Outcome::Failed(_) => "failed",
+                    Outcome::Skipped { .. } => "skipped",
+                };
+                format!("{name} {} {o}", resource.rsplit('/').next().unwrap())
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn revocations_go_first_and_outcomes_come_in_plan_order() {
+        let aws = FakeAws::new(4, &[]);
+        let plan = plan_of(vec![trust("a"), attach("a"), revoke("b"), tag("b")]);
+        let a = run(&plan, &aws, &|| false).await;
+        // Tags first (an adopted role is marked as trustsync's before anything else), then
+        // the revocation, before any grant.
+        assert_eq!(aws.done()[..2], ["tag-role b", "revoke-trust b"]);
+        assert_eq!(
+            outcome_names(&a.report),
+            plan.changes
+                .iter()
+                .map(|c| format!(
+                    "{} {} ok",
+                    c.action.name(),
+                    c.resource.rsplit('/').next().unwrap()
+                ))
+                .collect::<Vec<_>>()
+        );
+        assert!(a.report.success());
+        assert_eq!(
+            (a.report.applied, a.report.failed, a.report.skipped),
+            (4, 0, 0)
+        );
+        // One line per change and one for the pass, every change line with its actor and
+        // policy revision.
+        assert_eq!(a.audit.len(), 5);
+        for line in &a.audit[..4] {
+            assert_eq!(line["type"], "change");
+            assert_eq!(line["actor"]["instance"], "test/1");
+            assert_eq!(line["policyRevision"], "abc123");
+        }
+        assert_eq!(a.audit[4]["type"], "pass");
+        assert_eq!(a.audit[4]["outcome"], "applied");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_skips_the_rest_of_its_resource_but_never_a_revocation() {
+        // The tag write on `a` fails first (phase 1); its later changes are skipped except
+        // the revocation, and role `b` goes on.
+        let aws = FakeAws::new(4, &["tag-role a"]);
+        let plan = plan_of(vec![
+            tag("a"),
+            revoke("a"),
+            attach("a"),
+            trust("b"),
+            tag("b"),
+        ]);
+        let a = run(&plan, &aws, &|| false).await;
+        let got = outcome_names(&a.report);
+        assert!(got.contains(&"tag-role a failed".to_string()), "{got:?}");
+        assert!(got.contains(&"revoke-trust a ok".to_string()), "{got:?}");
+        assert!(
+            got.contains(&"attach-managed-policy a skipped".to_string()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"update-trust-policy b ok".to_string()),
+            "{got:?}"
+        );
+        assert!(got.contains(&"tag-role b ok".to_string()), "{got:?}");
+        assert_eq!(
+            (a.report.applied, a.report.failed, a.report.skipped),
+            (3, 1, 1)
+        );
+        assert!(!a.report.success());
+        assert_eq!(a.audit.last().unwrap()["outcome"], "partial");
+        let failed = a
+            .audit
+            .iter()
+            .find(|l| l["action"] == "tag-role" && l["target"].as_str().unwrap().ends_with("/a"))
+            .unwrap();
+        assert_eq!(failed["result"]["outcome"], "failed");
+        assert_eq!(failed["result"]["code"], "AccessDenied");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resources_are_written_in_parallel_up_to_the_write_slots() {
+        let roles: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+        for slots in [1, 3, 8] {
+            let aws = FakeAws::new(slots, &[]);
+            let plan = plan_of(roles.iter().map(|r| trust(r)).collect());
+            let a = run(&plan, &aws, &|| false).await;
+            assert_eq!(a.report.applied, 12);
+            assert_eq!(
+                aws.most_in_flight.load(Ordering::SeqCst),
+                slots,
+                "slots {slots}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_functions_writes_go_one_after_another_and_only_the_first_carries_the_revision() {
+        let aws = FakeAws::new(8, &[]);
+        let plan = plan_of(vec![
+            add_permission("api", "s1"),
+            add_permission("api", "s2"),
+            remove_permission("api", "s0"),
+            add_permission("other", "s1"),
+        ]);
+        let a = run(&plan, &aws, &|| false).await;
+        assert_eq!(a.report.applied, 4);
+        let api: Vec<String> = aws
+            .done()
+            .into_iter()
+            .filter(|d| d.contains(" api"))
+            .collect();
+        // The removal goes first and carries no revision (an unrelated policy change must
+        // not fail it); it changes the revision, so the additions after it go without.
+        assert_eq!(
+            api,
+            [
+                "remove-lambda-permission api",
+                "add-lambda-permission api",
+                "add-lambda-permission api",
+            ]
+        );
+        assert!(aws
+            .done()
+            .contains(&"add-lambda-permission other (revision)".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_request_leaves_the_rest_recorded_as_skipped() {
+        let aws = FakeAws::new(1, &[]);
+        let plan = plan_of((0..5).map(|i| trust(&format!("r{i}"))).collect());
+        let asked = AtomicUsize::new(0);
+        let stop = || asked.fetch_add(1, Ordering::SeqCst) >= 2;
+        let a = run(&plan, &aws, &stop).await;
+        assert!(a.report.interrupted);
+        assert_eq!((a.report.applied, a.report.skipped), (2, 3));
+        assert_eq!(aws.done().len(), 2, "nothing is written after the stop");
+        assert_eq!(a.audit.len(), 6, "every change is recorded, tried or not");
+        assert_eq!(a.audit[5]["outcome"], "interrupted");
     }
 }

@@ -5,6 +5,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::call::Failure;
+
+/// Reads live AWS into [`Observed`]: the seam a pass reads through (the AWS adapter in
+/// production, an in-memory fake in unit tests).
+#[async_trait::async_trait]
+pub trait Observe: Send + Sync {
+    /// The region the reads and writes go to.
+    fn region(&self) -> &str;
+
+    /// Everything the planner compares: all roles (those under `role_path` in detail), the
+    /// OIDC providers, the given functions, and every function carrying
+    /// `function_tag_key` at each qualifier the tag records. Any failed read fails it all.
+    async fn observe(
+        &self,
+        account_id: &str,
+        role_path: &str,
+        functions: &[FunctionKey],
+        function_tag_key: &str,
+    ) -> Result<Observed, Failure>;
+}
+
 /// Live AWS state relevant to one pass.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observed {

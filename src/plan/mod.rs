@@ -138,20 +138,8 @@ impl<'a> Planner<'a> {
         mapping: Option<&str>,
         reason: impl Into<String>,
     ) -> &mut Change {
-        let effect = action.effect();
-        self.changes.push(Change {
-            action,
-            effect,
-            resource: resource.to_string(),
-            mapping: mapping.map(String::from),
-            reason: reason.into(),
-            before: None,
-            after: None,
-            members_added: Vec::new(),
-            members_removed: Vec::new(),
-            removal: None,
-            grant_only: None,
-        });
+        self.changes
+            .push(Change::new(action, resource, mapping, reason));
         self.changes.last_mut().expect("just pushed")
     }
 

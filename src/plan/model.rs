@@ -328,6 +328,29 @@ pub struct Change {
 }
 
 impl Change {
+    /// A change of `resource` by `action`, for `reason`; before and after, members and
+    /// removal numbers are filled in by whoever plans it.
+    pub fn new(
+        action: Action,
+        resource: impl Into<String>,
+        mapping: Option<&str>,
+        reason: impl Into<String>,
+    ) -> Change {
+        Change {
+            effect: action.effect(),
+            action,
+            resource: resource.into(),
+            mapping: mapping.map(String::from),
+            reason: reason.into(),
+            before: None,
+            after: None,
+            members_added: Vec::new(),
+            members_removed: Vec::new(),
+            removal: None,
+            grant_only: None,
+        }
+    }
+
     /// A stable identity for the change across passes (for its back-off): what it does,
     /// to which resource, and to which part of it.
     pub fn key(&self) -> String {

@@ -31,11 +31,12 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::adapters::aws::{AwsClients, CallStats};
+use crate::adapters::aws::AwsClients;
 use crate::adapters::entra::DeltaCache;
 use crate::apply::{self, Actor, Outcome};
 use crate::audit::{now_rfc3339, AuditLog};
 use crate::config::Config;
+use crate::model::call::{CallStats, Failure};
 use crate::observed::trusted_subjects;
 use crate::plan::{Plan, Settings};
 use crate::runtime::metrics::{
@@ -347,7 +348,7 @@ async fn connect_aws(
             let mut aws = AwsClients::connect(&config.aws).await?;
             aws.set_stop(for_clients);
             let caller = aws.caller_identity().await?;
-            Ok::<_, crate::adapters::aws::Failure>((aws, caller))
+            Ok::<_, Failure>((aws, caller))
         };
         let error = tokio::select! {
             _ = stop.wait_for(|s| *s) => return None,

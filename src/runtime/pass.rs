@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::adapters::aws::AwsClients;
 use crate::adapters::entra::{self, DeltaCache};
-use crate::apply::{self, Actor, Report};
+use crate::apply::{self, Actor, Executor, Report};
 use crate::audit::AuditLog;
 use crate::checks;
 use crate::config::Config;
 use crate::desired::{self, Pins, Target};
-use crate::observed::Observed;
+use crate::model::call::CallStats;
+use crate::observed::{Observe, Observed};
 use crate::plan::{self, Change, Plan, Settings};
 use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantFile, PIN_TAG};
 use crate::sources::policy::{function_name_of, PolicySet};
@@ -175,6 +175,13 @@ fn same_members(
     ids(a) == ids(b) && a.is_ok() == b.is_ok()
 }
 
+/// AWS as a pass sees it: read ([`Observe`]), write ([`Executor`]) and count requests.
+/// The AWS adapter in production; an in-memory fake in the controller's unit tests.
+pub trait AwsApi: Observe + Executor {
+    /// Requests made so far.
+    fn stats(&self) -> CallStats;
+}
+
 /// Everything a pass reads besides the world.
 pub struct Inputs<'a> {
     /// The controller config.
@@ -182,7 +189,7 @@ pub struct Inputs<'a> {
     /// The policy set.
     pub policies: &'a PolicySet,
     /// AWS.
-    pub aws: &'a AwsClients,
+    pub aws: &'a dyn AwsApi,
     /// The account the AWS credentials belong to.
     pub account: &'a str,
     /// Why a change is waiting out a back-off (the controller's); `None` for none.
@@ -246,7 +253,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     let snapshot = directory.snapshot(&requests).await?;
     let target = Target {
         account_id: account.to_string(),
-        region: aws.region.clone(),
+        region: aws.region().to_string(),
     };
     let desired = desired::build(policies, &snapshot, &pins, config, &target);
     // The planner and the checks do no I/O: their wall time is their CPU time.
@@ -276,9 +283,9 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
 
 impl Planned {
     /// Applies the changes the checks let through, recording each in the audit log.
-    pub async fn apply(
+    pub async fn apply<E: Executor + ?Sized>(
         &self,
-        aws: &AwsClients,
+        aws: &E,
         audit: &mut AuditLog,
         actor: &Actor,
         policy_revision: Option<&str>,

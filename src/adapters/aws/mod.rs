@@ -26,30 +26,12 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::model::call::{CallStats, Failure, Written};
 use crate::model::iam_policy::parse_document;
 use crate::observed::{
     FunctionKey, MarkedFunction, Observed, ObservedFunction, ObservedProvider, ObservedRole,
 };
 use crate::plan::Action;
-
-/// A request that failed for good (permanent, or transient past the retry budget).
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
-#[serde(rename_all = "camelCase")]
-#[error("{operation} failed{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
-pub struct Failure {
-    /// The AWS operation.
-    pub operation: &'static str,
-    /// The AWS error code.
-    pub code: Option<String>,
-    /// The message.
-    pub message: String,
-    /// HTTP status, when a response came back.
-    pub status: Option<u16>,
-    /// AWS request id.
-    pub request_id: Option<String>,
-    /// Whether it was transient (and retried until the budget ran out).
-    pub transient: bool,
-}
 
 /// Error codes that mean "slow down" (`ThrottledException` is the Resource Groups
 /// Tagging API's).
@@ -116,50 +98,40 @@ impl Failure {
             transient,
         }
     }
-
-    /// The error policy's class: AWS gives no retry-after, so back-off decides the delay.
-    pub fn class(&self) -> crate::runtime::retry::Class {
-        if self.transient {
-            crate::runtime::retry::Class::Transient { retry_after: None }
-        } else {
-            crate::runtime::retry::Class::Permanent
-        }
-    }
-
-    /// True when the error code is one of `codes`.
-    pub fn is(&self, codes: &[&str]) -> bool {
-        self.code.as_deref().is_some_and(|c| codes.contains(&c))
-    }
 }
 
-/// Counters of requests made, by operation.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct CallStats {
-    /// Requests sent, retries included.
-    pub requests: BTreeMap<&'static str, u64>,
-    /// Retries after a transient error.
-    pub retries: u64,
-    /// Throttling answers among those.
-    pub throttled: u64,
-}
+#[async_trait::async_trait]
+impl crate::observed::Observe for AwsClients {
+    fn region(&self) -> &str {
+        &self.region
+    }
 
-impl CallStats {
-    /// Total requests sent.
-    pub fn total(&self) -> u64 {
-        self.requests.values().sum()
+    async fn observe(
+        &self,
+        account_id: &str,
+        role_path: &str,
+        functions: &[FunctionKey],
+        function_tag_key: &str,
+    ) -> Result<Observed, Failure> {
+        AwsClients::observe(self, account_id, role_path, functions, function_tag_key).await
     }
 }
 
-/// The result of a successful write.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Written {
-    /// AWS request id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    /// Set when the write found the target already in the wanted state.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+#[async_trait::async_trait]
+impl crate::apply::Executor for AwsClients {
+    fn write_slots(&self) -> usize {
+        self.write_slots
+    }
+
+    async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+        AwsClients::execute(self, action, use_revision).await
+    }
+}
+
+impl crate::runtime::pass::AwsApi for AwsClients {
+    fn stats(&self) -> CallStats {
+        AwsClients::stats(self)
+    }
 }
 
 /// The AWS service an operation belongs to: `iam`, `lambda`, `sts` or `tagging` (the
@@ -752,9 +724,9 @@ impl AwsClients {
         }
         // The planned RevisionId goes on the first attempt only: a retry may follow our own
         // attempt that did land (its answer lost), and would then fail as stale.
-        let first_attempt = std::cell::Cell::new(true);
+        let first_attempt = std::sync::atomic::AtomicBool::new(true);
         let revision = |r: &Option<String>| {
-            if use_revision && first_attempt.replace(false) {
+            if use_revision && first_attempt.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 r.clone()
             } else {
                 None

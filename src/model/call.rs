@@ -1,0 +1,71 @@
+//! What one AWS call came to, as the core sees it: a [`Failure`] (classified once, by the
+//! adapter that made the call), a [`Written`] confirmation, and [`CallStats`]. No SDK type.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// A request that failed for good (permanent, or transient past the retry budget).
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{operation} failed{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct Failure {
+    /// The AWS operation.
+    pub operation: &'static str,
+    /// The AWS error code.
+    pub code: Option<String>,
+    /// The message.
+    pub message: String,
+    /// HTTP status, when a response came back.
+    pub status: Option<u16>,
+    /// AWS request id.
+    pub request_id: Option<String>,
+    /// Whether it was transient (and retried until the budget ran out).
+    pub transient: bool,
+}
+
+impl Failure {
+    /// The error policy's class: AWS gives no retry-after, so back-off decides the delay.
+    pub fn class(&self) -> crate::runtime::retry::Class {
+        if self.transient {
+            crate::runtime::retry::Class::Transient { retry_after: None }
+        } else {
+            crate::runtime::retry::Class::Permanent
+        }
+    }
+
+    /// True when the error code is one of `codes`.
+    pub fn is(&self, codes: &[&str]) -> bool {
+        self.code.as_deref().is_some_and(|c| codes.contains(&c))
+    }
+}
+
+/// Counters of requests made, by operation.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CallStats {
+    /// Requests sent, retries included.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Retries after a transient error.
+    pub retries: u64,
+    /// Throttling answers among those.
+    pub throttled: u64,
+}
+
+impl CallStats {
+    /// Total requests sent.
+    pub fn total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+/// The result of a successful write.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Written {
+    /// AWS request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Set when the write found the target already in the wanted state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
