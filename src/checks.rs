@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 
 use crate::config::Safety;
-use crate::plan::{Action, Change, Held, Hold, Plan};
+use crate::plan::{Action, Change, Held, Hold, HoldKind, Plan};
 
 /// What the checks weigh besides the plan.
 pub struct Context<'a> {
@@ -75,7 +75,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
         }
         if let Some(why) = (ctx.deferred)(c) {
             holds[i] = Some(Hold {
-                kind: "backoff".into(),
+                kind: HoldKind::Backoff,
                 reason: why,
                 release:
                     "Retried by the controller when its back-off ends; a clean apply clears it"
@@ -92,7 +92,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
         let removed = r.removed();
         if removed > floor && pct(removed, r.baseline) > share * 100.0 && !released(c) {
             holds[i] = Some(Hold {
-                kind: "mapping-removal-limit".into(),
+                kind: HoldKind::MappingRemovalLimit,
                 reason: format!(
                     "would leave {} of the {} principals the role trusted within the last {}s ({} removed, {:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% for one mapping",
                     r.after,
@@ -122,7 +122,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
     if removed_total > floor && pct(removed_total, trusted) > share * 100.0 {
         for i in pending {
             holds[i] = Some(Hold {
-                kind: "pass-removal-limit".into(),
+                kind: HoldKind::PassRemovalLimit,
                 reason: format!(
                     "the pass would remove {removed_total} of {} trusted principals ({:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% across all mappings",
                     plan.trusted_baseline,
@@ -148,7 +148,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
     {
         for i in deletions {
             holds[i] = Some(Hold {
-                kind: "role-deletion-limit".into(),
+                kind: HoldKind::RoleDeletionLimit,
                 reason: format!(
                     "the pass would delete {} of {} owned roles, over safety.maxRoleDeletionShare = {:.0}%",
                     changes.iter().filter(|c| matches!(c.action, Action::DeleteRole { .. })).count(),
@@ -182,7 +182,7 @@ pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
         let mut c = c;
         let hold = hold.or_else(|| {
             (c.mapping.is_none() && held_deletions.contains(&c.resource)).then(|| Hold {
-                kind: "depends-on-held".into(),
+                kind: HoldKind::DependsOnHeld,
                 reason: "part of a role deletion that is held".into(),
                 release: "Released with the deletion".into(),
             })
@@ -280,7 +280,7 @@ mod tests {
             .map(|h| {
                 (
                     h.change.mapping.clone().unwrap_or_default(),
-                    h.held.kind.clone(),
+                    h.held.kind.to_string(),
                 )
             })
             .collect()

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use serde_json::json;
 use trustsync::checks::{self, Context};
 use trustsync::config::Safety;
-use trustsync::plan::{Action, Change, Effect, Notice, Plan, Problem, Removal};
+use trustsync::plan::{
+    Action, Change, Effect, Notice, NoticeKind, Plan, Problem, ProblemKind, Removal,
+};
 use trustsync::render::{render, Format};
 
 fn trust(subs: &[&str]) -> serde_json::Value {
@@ -82,13 +84,13 @@ fn sample() -> Plan {
     let mut plan = Plan {
         changes: vec![revoke, emptied, grant],
         problems: vec![Problem {
-            kind: "mapping-error".into(),
+            kind: ProblemKind::MappingError,
             mapping: Some("reader".into()),
             resource: "reader".into(),
             message: "the group a1 that displayName=\"sg-readers\" was pinned to no longer exists; members who left the group still lose access, nobody is added".into(),
         }],
         notices: vec![Notice {
-            kind: "group-renamed".into(),
+            kind: NoticeKind::GroupRenamed,
             resource: "arn:aws:iam::123456789012:role/trustsync/deployer".into(),
             message: "the group this mapping is pinned to (g1) is now named `sg-deploy`; the mapping still follows it by id. Update the selector, or select the group by id".into(),
         }],

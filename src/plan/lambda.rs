@@ -9,7 +9,7 @@ impl Planner<'_> {
         let resource = df.qualified_arn();
         let Some(Some(of)) = self.observed.functions.get(&key) else {
             self.problem(
-                "function-not-found",
+                ProblemKind::FunctionNotFound,
                 &df.mapping,
                 &resource,
                 format!("function `{}`{} does not exist; trustsync manages its permissions, not the function", df.name, df.qualifier.as_ref().map(|q| format!(" (qualifier `{q}`)")).unwrap_or_default()),
@@ -196,7 +196,7 @@ impl Planner<'_> {
                     }
                 } else {
                     self.notice(
-                        "orphan",
+                        NoticeKind::Orphan,
                         &resource,
                         format!(
                             "{} trustsync statement(s) on a function no FunctionAccess names any more: {}; enable prune to remove them",

@@ -62,7 +62,7 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
     };
     for e in &desired.errors {
         p.problems.push(Problem {
-            kind: "mapping-error".into(),
+            kind: ProblemKind::MappingError,
             mapping: Some(e.mapping.clone()),
             resource: e.resource.clone(),
             message: e.message.clone(),
@@ -109,7 +109,7 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
                 p.delete_role(role);
             } else {
                 p.notice(
-                    "orphan",
+                    NoticeKind::Orphan,
                     &role.arn,
                     "owned role no longer in any policy; enable prune to delete it",
                 );
@@ -143,18 +143,18 @@ impl<'a> Planner<'a> {
         self.changes.last_mut().expect("just pushed")
     }
 
-    fn problem(&mut self, kind: &str, mapping: &str, resource: &str, message: String) {
+    fn problem(&mut self, kind: ProblemKind, mapping: &str, resource: &str, message: String) {
         self.problems.push(Problem {
-            kind: kind.into(),
+            kind,
             mapping: Some(mapping.into()),
             resource: resource.into(),
             message,
         });
     }
 
-    fn notice(&mut self, kind: &str, resource: &str, message: impl Into<String>) {
+    fn notice(&mut self, kind: NoticeKind, resource: &str, message: impl Into<String>) {
         self.notices.push(Notice {
-            kind: kind.into(),
+            kind,
             resource: resource.into(),
             message: message.into(),
         });

@@ -393,12 +393,93 @@ impl Removal {
     }
 }
 
+/// Declares a kind enum whose wire and display form is its kebab-case name.
+macro_rules! kinds {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// The kebab-case name, as in the plan's JSON.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+kinds! {
+    /// What keeps a mapping from being planned.
+    ProblemKind {
+        /// The role (or provider) belongs to someone else, or to another instance.
+        Conflict => "conflict",
+        /// The mapping could not be made concrete (group not found, ambiguous, too large).
+        MappingError => "mapping-error",
+        /// The function a FunctionAccess names does not exist.
+        FunctionNotFound => "function-not-found",
+        /// The role lives at another path, which IAM cannot change.
+        CannotMoveRole => "cannot-move-role",
+    }
+}
+
+impl ProblemKind {
+    /// Whether only a person can clear it (as opposed to a failure the next pass may not
+    /// meet again).
+    pub fn blocks(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::Conflict | ProblemKind::CannotMoveRole | ProblemKind::MappingError
+        )
+    }
+}
+
+kinds! {
+    /// Something worth knowing that needs no change.
+    NoticeKind {
+        /// Owned by trustsync, in no policy any more; prune removes it.
+        Orphan => "orphan",
+        /// Group members that cannot be principals (users, devices).
+        SkippedMembers => "skipped-members",
+        /// The group a mapping is pinned to has a new name.
+        GroupRenamed => "group-renamed",
+        /// An owned provider kept because others' audiences remain on it.
+        SharedProvider => "shared-provider",
+    }
+}
+
+kinds! {
+    /// Why the checks hold a change.
+    HoldKind {
+        /// The revocation takes more of a role's principals than the mapping limit allows.
+        MappingRemovalLimit => "mapping-removal-limit",
+        /// The pass's revocations together exceed the pass limit.
+        PassRemovalLimit => "pass-removal-limit",
+        /// Too many owned roles would be deleted.
+        RoleDeletionLimit => "role-deletion-limit",
+        /// The change keeps failing and waits out its back-off.
+        Backoff => "backoff",
+        /// It belongs to a teardown that is itself held.
+        DependsOnHeld => "depends-on-held",
+    }
+}
+
 /// Something that keeps a mapping from being planned, or needs a person's attention.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Problem {
-    /// `conflict`, `mapping-error`, `function-not-found`, `cannot-move-role`.
-    pub kind: String,
+    /// What kind of problem.
+    pub kind: ProblemKind,
     /// The mapping.
     pub mapping: Option<String>,
     /// The resource concerned.
@@ -411,8 +492,8 @@ pub struct Problem {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notice {
-    /// `orphan`, `skipped-members`.
-    pub kind: String,
+    /// What kind of notice.
+    pub kind: NoticeKind,
     /// The resource concerned.
     pub resource: String,
     /// The message.
@@ -434,9 +515,8 @@ pub struct Held {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hold {
-    /// `mapping-removal-limit`, `pass-removal-limit`, `role-deletion-limit`, `backoff`,
-    /// `depends-on-held`.
-    pub kind: String,
+    /// Which check holds it.
+    pub kind: HoldKind,
     /// Why, with numbers.
     pub reason: String,
     /// What would release it.
@@ -500,7 +580,7 @@ impl Plan {
     /// True when something needs a person: a problem, or a change held by a safety limit
     /// (a back-off clears by itself).
     pub fn needs_attention(&self) -> bool {
-        !self.problems.is_empty() || self.held.iter().any(|h| h.held.kind != "backoff")
+        !self.problems.is_empty() || self.held.iter().any(|h| h.held.kind != HoldKind::Backoff)
     }
 
     /// Recounts the summary from the changes.

@@ -62,7 +62,7 @@ impl Planner<'_> {
         if tag != Some(&owner.value) {
             if let Some(other) = tag {
                 self.problem(
-                    "conflict",
+                    ProblemKind::Conflict,
                     &dp.mapping,
                     &op.arn,
                     format!(
@@ -74,7 +74,7 @@ impl Planner<'_> {
             }
             if !dp.adopt {
                 self.problem(
-                    "conflict",
+                    ProblemKind::Conflict,
                     &dp.mapping,
                     &op.arn,
                     "a provider for this issuer exists and is not owned by trustsync; set `adopt: true` on the IdentityProvider to take it over (roles still refer to it)".into(),
@@ -145,7 +145,7 @@ impl Planner<'_> {
                 forget.push(key);
             } else {
                 self.notice(
-                    "orphan",
+                    NoticeKind::Orphan,
                     &op.arn,
                     format!("audience `{aud}` was added by trustsync and is no longer in any policy; enable prune to remove it"),
                 );
@@ -176,7 +176,7 @@ impl Planner<'_> {
     pub(super) fn unwanted_provider(&mut self, op: &ObservedProvider) {
         if !self.s.prune {
             self.notice(
-                "orphan",
+                NoticeKind::Orphan,
                 &op.arn,
                 "owned provider no longer in any policy; enable prune to delete it",
             );
@@ -199,7 +199,7 @@ impl Planner<'_> {
         } else {
             self.unrecorded_audiences(op, &BTreeSet::new(), None);
             self.notice(
-                "shared-provider",
+                NoticeKind::SharedProvider,
                 &op.arn,
                 format!(
                     "owned provider no longer in any policy is kept: audiences trustsync did not add remain on it ({})",

@@ -57,7 +57,7 @@ impl Planner<'_> {
                     })
                     .collect();
                 self.notice(
-                    "skipped-members",
+                    NoticeKind::SkippedMembers,
                     &dr.arn,
                     format!(
                         "group `{}` has members that cannot assume a role by object id: {}",
@@ -69,7 +69,7 @@ impl Planner<'_> {
         }
         if let Some(new_name) = dr.group.as_ref().and_then(|g| g.renamed_to.as_ref()) {
             self.notice(
-                "group-renamed",
+                NoticeKind::GroupRenamed,
                 &dr.arn,
                 format!(
                     "the group this mapping is pinned to ({}) is now named `{new_name}`; the mapping still follows it by id. Update the selector, or select the group by id",
@@ -147,7 +147,7 @@ impl Planner<'_> {
         if !owned {
             if let Some(other) = tag.filter(|v| *v != &owner.value) {
                 self.problem(
-                    "conflict",
+                    ProblemKind::Conflict,
                     &dr.mapping,
                     &or.arn,
                     format!(
@@ -159,7 +159,7 @@ impl Planner<'_> {
             }
             if !dr.adopt {
                 self.problem(
-                    "conflict",
+                    ProblemKind::Conflict,
                     &dr.mapping,
                     &or.arn,
                     format!("role `{}` exists and is not owned by trustsync; set `adopt: true` on the mapping to take it over", or.name),
@@ -169,7 +169,7 @@ impl Planner<'_> {
         }
         if or.path != dr.path {
             self.problem(
-                "cannot-move-role",
+                ProblemKind::CannotMoveRole,
                 &dr.mapping,
                 &or.arn,
                 format!("role lives at path `{}`, the policy wants `{}`; IAM cannot move a role: delete it or restore the path", or.path, dr.path),

@@ -237,7 +237,7 @@ fn unowned_and_foreign_owned_roles_are_conflicts() {
     let mut o = converged(&d);
     o.roles.get_mut("deployer").unwrap().tags.clear();
     let p = plan(&d, &o, &settings(false));
-    assert_eq!(p.problems[0].kind, "conflict");
+    assert_eq!(p.problems[0].kind, ProblemKind::Conflict);
     assert!(names(&p).is_empty(), "{:?}", names(&p));
 
     o.roles
@@ -257,7 +257,7 @@ fn a_role_at_another_path_cannot_be_moved() {
     let mut o = converged(&d);
     o.roles.get_mut("deployer").unwrap().path = "/trustsync/old/".into();
     let p = plan(&d, &o, &settings(false));
-    assert_eq!(p.problems[0].kind, "cannot-move-role");
+    assert_eq!(p.problems[0].kind, ProblemKind::CannotMoveRole);
     assert!(p.is_empty());
 }
 
@@ -269,7 +269,13 @@ fn orphans_need_prune_and_are_removed_in_reverse_order() {
     let o = converged(&with_extra);
     let p = plan(&without, &o, &settings(false));
     assert!(p.is_empty());
-    assert_eq!(p.notices.iter().filter(|n| n.kind == "orphan").count(), 1);
+    assert_eq!(
+        p.notices
+            .iter()
+            .filter(|n| n.kind == NoticeKind::Orphan)
+            .count(),
+        1
+    );
 
     let p = plan(&without, &o, &settings(true));
     assert_eq!(
@@ -311,7 +317,7 @@ fn removals_carry_their_baseline_and_the_checks_hold_most_but_not_one() {
         })
     );
     let p = check(p);
-    assert_eq!(p.held[0].held.kind, "mapping-removal-limit");
+    assert_eq!(p.held[0].held.kind, HoldKind::MappingRemovalLimit);
 
     let single = desired_for(&["a"], "");
     let p = check(plan(
@@ -389,7 +395,7 @@ fn a_mapping_that_cannot_be_built_leaves_its_role_alone_even_with_prune() {
     });
     let p = plan(&broken, &o, &settings(true));
     assert!(p.is_empty(), "{:?}", names(&p));
-    assert_eq!(p.problems[0].kind, "mapping-error");
+    assert_eq!(p.problems[0].kind, ProblemKind::MappingError);
 }
 
 #[test]

@@ -38,7 +38,7 @@ use crate::audit::{now_rfc3339, AuditLog};
 use crate::config::Config;
 use crate::model::call::{CallStats, Failure};
 use crate::observed::trusted_subjects;
-use crate::plan::{Plan, Settings};
+use crate::plan::{HoldKind, Plan, Settings};
 use crate::runtime::metrics::{
     ActionLabel, ApiLabel, Metrics, OutcomeLabel, ServiceLabel, StateLabel,
 };
@@ -809,10 +809,7 @@ impl Controller {
         };
         for p in &plan.problems {
             if let Some(m) = &p.mapping {
-                let state = if p.kind == "conflict"
-                    || p.kind == "cannot-move-role"
-                    || p.kind == "mapping-error"
-                {
+                let state = if p.kind.blocks() {
                     MappingState::Blocked
                 } else {
                     MappingState::Error
@@ -822,7 +819,7 @@ impl Controller {
         }
         for h in &plan.held {
             let key = h.change.mapping.clone().unwrap_or_else(|| ORPHANS.into());
-            let state = if h.held.kind == "backoff" {
+            let state = if h.held.kind == HoldKind::Backoff {
                 MappingState::Drifted
             } else {
                 MappingState::Blocked
