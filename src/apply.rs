@@ -84,6 +84,41 @@ pub enum Outcome {
     },
 }
 
+/// What happened to one planned change, with what identifies it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeOutcome {
+    /// The change's identity across passes ([`Change::key`]), for its back-off.
+    pub key: String,
+    /// The action's name.
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+    /// The mapping it serves, if any.
+    pub mapping: Option<String>,
+    /// Principals the change grants.
+    pub members_added: usize,
+    /// Principals the change takes away.
+    pub members_removed: usize,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl ChangeOutcome {
+    fn of(change: &Change, outcome: Outcome) -> ChangeOutcome {
+        ChangeOutcome {
+            key: change.key(),
+            action: change.action.name(),
+            resource: change.resource.clone(),
+            mapping: change.mapping.clone(),
+            members_added: change.members_added.len(),
+            members_removed: change.members_removed.len(),
+            outcome,
+        }
+    }
+}
+
 /// The result of applying a plan.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,8 +129,8 @@ pub struct Report {
     pub failed: usize,
     /// Changes not tried.
     pub skipped: usize,
-    /// Per change, in plan order: action name, resource, outcome.
-    pub outcomes: Vec<(String, String, Outcome)>,
+    /// Per change, in plan order.
+    pub outcomes: Vec<ChangeOutcome>,
     /// True when a stop request ended the pass before every change was tried.
     pub interrupted: bool,
 }
@@ -138,7 +173,7 @@ pub async fn apply<E: Executor + ?Sized>(
         failed_resources: Mutex::new(BTreeSet::new()),
         revision_used: Mutex::new(BTreeSet::new()),
     };
-    let mut outcomes: Vec<(usize, String, String, Outcome)> = Vec::new();
+    let mut outcomes: Vec<(usize, ChangeOutcome)> = Vec::new();
     // Phases one after the other (the plan is sorted by phase); within a phase, lanes in
     // parallel: one lane per resource, one per Lambda function (its RevisionId chain).
     let indexed: Vec<(usize, &Change)> = plan.changes.iter().enumerate().collect();
@@ -151,7 +186,7 @@ pub async fn apply<E: Executor + ?Sized>(
                 .map_or_else(|| c.resource.clone(), |f| format!("lambda:{f}"));
             lanes.entry(lane).or_default().push((*i, *c));
         }
-        let done: Vec<Vec<(usize, String, String, Outcome)>> = stream::iter(lanes.into_values())
+        let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(lanes.into_values())
             .map(|lane| run.lane(lane))
             .buffer_unordered(aws.write_slots())
             .try_collect()
@@ -163,13 +198,13 @@ pub async fn apply<E: Executor + ?Sized>(
         interrupted: run.interrupted.load(Ordering::SeqCst),
         ..Report::default()
     };
-    for (_, name, resource, outcome) in outcomes {
-        match &outcome {
+    for (_, done) in outcomes {
+        match &done.outcome {
             Outcome::Ok(_) => report.applied += 1,
             Outcome::Failed(_) => report.failed += 1,
             Outcome::Skipped { .. } => report.skipped += 1,
         }
-        report.outcomes.push((name, resource, outcome));
+        report.outcomes.push(done);
     }
     run.audit.into_inner().append(json!({
         "type": "pass",
@@ -206,7 +241,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
     async fn lane(
         &self,
         lane: Vec<(usize, &Change)>,
-    ) -> Result<Vec<(usize, String, String, Outcome)>, Error> {
+    ) -> Result<Vec<(usize, ChangeOutcome)>, Error> {
         let mut out = Vec::new();
         for (i, change) in lane {
             let name = change.action.name();
@@ -258,7 +293,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 "policyRevision": self.policy_revision,
                 "result": outcome,
             }))?;
-            out.push((i, name, change.resource.clone(), outcome));
+            out.push((i, ChangeOutcome::of(change, outcome)));
         }
         Ok(out)
     }
@@ -467,8 +502,9 @@ mod tests {
     fn outcome_names(r: &Report) -> Vec<String> {
         r.outcomes
             .iter()
-            .map(|(name, resource, o)| {
-                let o = match o {
+            .map(|d| {
+                let (name, resource) = (&d.action, &d.resource);
+                let o = match d.outcome {
                     Outcome::Ok(_) => "ok",
                     Outcome::Failed(_) => "failed",
                     Outcome::Skipped { .. } => "skipped",

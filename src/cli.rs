@@ -280,9 +280,9 @@ impl Cli {
                     plan.held.len(),
                     audit_path.display()
                 );
-                for (name, resource, outcome) in &report.outcomes {
-                    if let apply::Outcome::Failed(f) = outcome {
-                        println!("  failed  {name} {resource}: {f}");
+                for done in &report.outcomes {
+                    if let apply::Outcome::Failed(f) = &done.outcome {
+                        println!("  failed  {} {}: {f}", done.action, done.resource);
                     }
                 }
                 ctx.log_stats();

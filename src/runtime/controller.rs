@@ -14,138 +14,32 @@
 //! and exits 0; a crash mid-pass is repaired by the next pass, since every write is
 //! idempotent and every pass re-reads the world.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use backoff::backoff::Backoff;
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::adapters::aws::AwsClients;
-use crate::adapters::entra::DeltaCache;
+use crate::adapters::aws::{AwsClients, CallerIdentity};
 use crate::apply::{self, Actor, Outcome};
 use crate::audit::{now_rfc3339, AuditLog};
 use crate::config::Config;
 use crate::model::call::{CallStats, Failure};
 use crate::observed::trusted_subjects;
-use crate::plan::{HoldKind, Plan, Settings};
-use crate::runtime::metrics::{
-    ActionLabel, ApiLabel, Metrics, OutcomeLabel, ServiceLabel, StateLabel,
-};
-use crate::runtime::pass::{self, DirectorySource};
+use crate::plan::{Plan, Settings};
+use crate::runtime::metrics::{ActionLabel, ApiLabel, OutcomeLabel, ServiceLabel, StateLabel};
+use crate::runtime::pass::{self, AwsApi, DirectorySource};
 use crate::runtime::retry::ChangeBackoff;
+use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
+use crate::runtime::watch::{signals, watch_directory, watch_policies};
+use crate::runtime::http;
 use crate::sources::directory::GroupRequest;
 use crate::sources::policy::{self, PolicySet};
-
-/// Why a pass was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Trigger {
-    /// The first pass after start.
-    Startup,
-    /// The timer.
-    Timer,
-    /// A directory change to a group a mapping uses.
-    Directory,
-    /// The policy files changed.
-    Policy,
-    /// A retry after a failed pass.
-    Retry,
-}
-
-/// A mapping's state in `/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MappingState {
-    /// AWS matches the mapping.
-    Ready,
-    /// Changes are pending (e.g. waiting for a retry).
-    Drifted,
-    /// The last change for it failed.
-    Error,
-    /// Needs a person: a conflict, a held change, an unresolvable group.
-    Blocked,
-}
-
-/// One mapping in `/status`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MappingStatus {
-    /// Document kind.
-    pub kind: String,
-    /// State after the last pass.
-    pub state: MappingState,
-    /// Why, in words.
-    pub reason: String,
-    /// When the last pass that looked at it ended.
-    pub last_pass: String,
-}
-
-/// The last pass in `/status`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PassStatus {
-    /// When it ended.
-    pub time: String,
-    /// What started it.
-    pub trigger: Trigger,
-    /// `success`, `held` (changes wait for a person), `failed`, `interrupted`.
-    pub outcome: String,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// Changes applied.
-    pub applied: usize,
-    /// Changes that failed.
-    pub failed: usize,
-    /// The error, when it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The policy set in `/status`.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyStatus {
-    /// The directory.
-    pub directory: PathBuf,
-    /// Git commit of the running set.
-    pub revision: Option<String>,
-    /// Documents in the running set.
-    pub documents: usize,
-    /// Why the newest files were refused (the last good set keeps running).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What `/status` shows.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusDoc {
-    /// When the controller started.
-    pub started_at: String,
-    /// The last pass.
-    pub last_pass: Option<PassStatus>,
-    /// When the last successful pass ended.
-    pub last_success_at: Option<String>,
-    /// The running policy set.
-    pub policy: PolicyStatus,
-    /// Each mapping.
-    pub mappings: BTreeMap<String, MappingStatus>,
-    /// What start-up is still waiting for (AWS unreachable), before the first pass.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub waiting_for: Option<String>,
-    #[serde(skip)]
-    last_success: Option<Instant>,
-}
 
 /// `run` settings.
 #[derive(Debug, Clone)]
@@ -160,40 +54,6 @@ pub struct RunSettings {
     pub listen: SocketAddr,
 }
 
-/// A fingerprint of every policy file's name and content.
-fn policy_fingerprint(dir: &std::path::Path) -> String {
-    use sha2::{Digest, Sha256};
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    let mut h = Sha256::new();
-    for f in files {
-        h.update(f.to_string_lossy().as_bytes());
-        h.update(std::fs::read(&f).unwrap_or_default());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-struct Shared {
-    status: Mutex<StatusDoc>,
-    metrics: Metrics,
-    registry: prometheus_client::registry::Registry,
-    ready_max_age: Duration,
-}
-
 /// Runs the controller until SIGTERM or SIGINT. Returns the exit code.
 pub async fn run(
     config: Config,
@@ -206,23 +66,11 @@ pub async fn run(
         policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut audit = AuditLog::open(&config.audit.path)?;
 
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    let shared = Arc::new(Shared {
-        status: Mutex::new(StatusDoc {
-            started_at: now_rfc3339(),
-            policy: PolicyStatus {
-                directory: policy_dir.clone(),
-                revision: policies.revision.clone(),
-                documents: policies.len(),
-                error: None,
-            },
-            ..StatusDoc::default()
-        }),
-        metrics: metrics.clone(),
-        registry,
-        ready_max_age: settings.interval * 2 + Duration::from_secs(60),
-    });
+    let shared = Arc::new(Shared::new(
+        policy_dir.clone(),
+        &policies,
+        settings.interval * 2 + Duration::from_secs(60),
+    ));
 
     // Then the listener and the signal handlers, before anything that needs the network:
     // /healthz answers and SIGTERM is honoured while AWS or Graph cannot be reached.
@@ -234,12 +82,7 @@ pub async fn run(
         "trustsync run: serving /healthz /readyz /metrics /status on http://{}",
         listener.local_addr()?
     );
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/status", get(status))
-        .with_state(shared.clone());
+    let app = http::router(shared.clone());
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -277,17 +120,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let mut ctl = Controller {
-        config,
-        aws,
-        caller,
-        shared: shared.clone(),
-        backoffs: HashMap::new(),
-        requests,
-        last_aws: CallStats::default(),
-        last_graph: (0, 0, 0),
-        last_differences: 0,
-    };
+    let mut ctl = Controller::new(config, Box::new(aws), caller, shared.clone(), requests);
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + settings.interval,
         settings.interval,
@@ -335,7 +168,7 @@ async fn connect_aws(
     config: &Config,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
-) -> Option<(AwsClients, crate::adapters::aws::CallerIdentity)> {
+) -> Option<(AwsClients, CallerIdentity)> {
     let mut delays = pass_backoff();
     let mut last_error: Option<String> = None;
     loop {
@@ -374,138 +207,11 @@ fn pass_backoff() -> backoff::ExponentialBackoff {
     ChangeBackoff::POLICY.backoff()
 }
 
-async fn signals(stop: watch::Sender<bool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    let _ = stop.send(true);
-}
-
-/// The group ids that the policies' group requests depend on, nested groups included.
-fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<String> {
-    let snap = cache.snapshot(requests);
-    let mut out = BTreeSet::new();
-    for (req, result) in &snap.groups {
-        if let Ok(g) = result {
-            out.insert(g.id.clone());
-            if req.transitive {
-                out.extend(cache.nested_groups(&g.id));
-            }
-        }
-    }
-    out
-}
-
-async fn watch_directory(
-    directory: Arc<tokio::sync::Mutex<DirectorySource>>,
-    requests: Arc<Mutex<Vec<GroupRequest>>>,
-    period: Duration,
-    triggers: mpsc::Sender<Trigger>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last_file: Option<Vec<u8>> = None;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        // The requests of the last pass, pins included: a group is watched by the id its
-        // mapping is pinned to, not by a name anyone can give another group.
-        let requests = requests.lock().expect("requests").clone();
-        let mut dir = directory.lock().await;
-        let changed = match &mut *dir {
-            DirectorySource::Delta { cache, .. } => {
-                let before = relevant_groups(cache, &requests);
-                match cache.sync().await {
-                    Ok(r) => {
-                        let after = relevant_groups(cache, &requests);
-                        requests.is_empty()
-                            || r.full
-                            || r.changed_groups
-                                .iter()
-                                .any(|g| before.contains(g) || after.contains(g))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Graph delta poll failed; the next pass reads again");
-                        false
-                    }
-                }
-            }
-            DirectorySource::File(path) => {
-                let now = std::fs::read(path).ok();
-                let changed = last_file.is_some() && now != last_file;
-                last_file = now;
-                changed
-            }
-            DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => false,
-        };
-        drop(dir);
-        if changed {
-            tracing::info!("directory change to a mapped group; starting a pass");
-            // A full channel means a pass is already pending: this change rides along.
-            let _ = triggers.try_send(Trigger::Directory);
-        }
-    }
-}
-
-async fn watch_policies(
-    dir: PathBuf,
-    limits: policy::Limits,
-    policies: Arc<Mutex<Arc<PolicySet>>>,
-    shared: Arc<Shared>,
-    period: Duration,
-    triggers: mpsc::Sender<Trigger>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last = policy_fingerprint(&dir);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        let now = policy_fingerprint(&dir);
-        if now == last {
-            continue;
-        }
-        last = now;
-        match policy::load_dir(&dir, &limits) {
-            Ok(set) => {
-                tracing::info!(documents = set.len(), "policy files changed; reloaded");
-                {
-                    let mut st = shared.status.lock().expect("status");
-                    st.policy = PolicyStatus {
-                        directory: dir.clone(),
-                        revision: set.revision.clone(),
-                        documents: set.len(),
-                        error: None,
-                    };
-                }
-                *policies.lock().expect("policies") = Arc::new(set);
-                let _ = triggers.try_send(Trigger::Policy);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "policy files are invalid; keeping the last good set");
-                shared.metrics.policy_errors.inc();
-                shared.status.lock().expect("status").policy.error =
-                    Some(format!("{e} (the last good policy set keeps running)"));
-            }
-        }
-    }
-}
-
+/// The controller between passes: what it knows, and the back-off of failing changes.
 struct Controller {
     config: Config,
-    aws: AwsClients,
-    caller: crate::adapters::aws::CallerIdentity,
+    aws: Box<dyn AwsApi>,
+    caller: CallerIdentity,
     shared: Arc<Shared>,
     /// Per planned change (by [`crate::plan::Change::key`]) that keeps failing.
     backoffs: HashMap<String, ChangeBackoff>,
@@ -516,9 +222,27 @@ struct Controller {
     last_differences: u64,
 }
 
-const ORPHANS: &str = "(orphans)";
-
 impl Controller {
+    fn new(
+        config: Config,
+        aws: Box<dyn AwsApi>,
+        caller: CallerIdentity,
+        shared: Arc<Shared>,
+        requests: Arc<Mutex<Vec<GroupRequest>>>,
+    ) -> Controller {
+        Controller {
+            config,
+            aws,
+            caller,
+            shared,
+            backoffs: HashMap::new(),
+            requests,
+            last_aws: CallStats::default(),
+            last_graph: (0, 0, 0),
+            last_differences: 0,
+        }
+    }
+
     /// One pass. Returns whether it succeeded (a failed read or change is a failure).
     async fn pass(
         &mut self,
@@ -539,12 +263,12 @@ impl Controller {
         m.pass_duration.observe(started.elapsed().as_secs_f64());
         self.record_api_stats(directory).await;
         let (outcome, applied, failed, error) = match &result {
-            Ok((outcome, report)) => (outcome.to_string(), report.applied, report.failed, None),
-            Err(e) => ("failed".to_string(), 0, 0, Some(format!("{e:#}"))),
+            Ok((outcome, report)) => (*outcome, report.applied, report.failed, None),
+            Err(e) => (PassOutcome::Failed, 0, 0, Some(format!("{e:#}"))),
         };
         m.passes
             .get_or_create(&OutcomeLabel {
-                outcome: outcome.clone(),
+                outcome: outcome.to_string(),
             })
             .inc();
         if let Some(e) = &error {
@@ -552,8 +276,7 @@ impl Controller {
             let _ = audit.append(serde_json::json!({"type": "pass", "actor": Actor::new(&self.caller.arn), "trigger": trigger, "outcome": "failed", "error": e}));
         }
         let mut st = self.shared.status.lock().expect("status");
-        // Held changes wait for a person, but the pass read the world and did the rest.
-        let success = outcome == "success" || outcome == "held";
+        let success = outcome.succeeded();
         if success {
             st.last_success = Some(Instant::now());
             st.last_success_at = Some(now_rfc3339());
@@ -561,7 +284,7 @@ impl Controller {
         st.last_pass = Some(PassStatus {
             time: now_rfc3339(),
             trigger,
-            outcome: outcome.clone(),
+            outcome,
             duration_ms: started.elapsed().as_millis() as u64,
             applied,
             failed,
@@ -624,7 +347,7 @@ impl Controller {
         directory: &tokio::sync::Mutex<DirectorySource>,
         audit: &mut AuditLog,
         stop: &watch::Receiver<bool>,
-    ) -> anyhow::Result<(&'static str, apply::Report)> {
+    ) -> anyhow::Result<(PassOutcome, apply::Report)> {
         let backoffs = &self.backoffs;
         let deferred = |c: &crate::plan::Change| {
             backoffs.get(&c.key()).filter(|b| b.waiting()).map(|b| {
@@ -642,7 +365,7 @@ impl Controller {
                 &pass::Inputs {
                     config: &self.config,
                     policies,
-                    aws: &self.aws,
+                    aws: self.aws.as_ref(),
                     account: &self.caller.account,
                     deferred: &deferred,
                     released: &released,
@@ -670,41 +393,26 @@ impl Controller {
         let stop_now = || *stop.borrow();
         let report = planned
             .apply(
-                &self.aws,
+                self.aws.as_ref(),
                 audit,
                 &actor,
                 policies.revision.as_deref(),
                 &stop_now,
             )
             .await?;
-        let outcome = if report.interrupted {
-            "interrupted"
-        } else if report.failed > 0 {
-            "failed"
-        } else if plan.needs_attention() {
-            "held"
-        } else {
-            "success"
-        };
-        for (name, _, outcome) in &report.outcomes {
-            match outcome {
-                Outcome::Ok(_) => m
-                    .changes_applied
-                    .get_or_create(&ActionLabel {
-                        action: name.clone(),
-                    })
-                    .inc(),
-                Outcome::Failed(_) => m
-                    .changes_failed
-                    .get_or_create(&ActionLabel {
-                        action: name.clone(),
-                    })
-                    .inc(),
+        let outcome = PassOutcome::of(plan, &report);
+        for done in &report.outcomes {
+            let action = ActionLabel {
+                action: done.action.clone(),
+            };
+            match done.outcome {
+                Outcome::Ok(_) => m.changes_applied.get_or_create(&action).inc(),
+                Outcome::Failed(_) => m.changes_failed.get_or_create(&action).inc(),
                 Outcome::Skipped { .. } => 0,
             };
         }
         self.update_backoffs(plan, &report);
-        self.update_status(policies, plan, &report, outcome);
+        self.update_status(policies, plan, &report);
         let settings = Settings::from_config(&self.config);
         let owned: Vec<_> = planned
             .observed
@@ -717,13 +425,13 @@ impl Controller {
             .iter()
             .map(|r| trusted_subjects(&r.trust).len())
             .sum::<usize>() as i64;
-        let (added, removed) = report.outcomes.iter().zip(&plan.changes).fold(
-            (0, 0),
-            |(a, r), ((_, _, o), c)| match o {
-                Outcome::Ok(_) => (a + c.members_added.len(), r + c.members_removed.len()),
-                _ => (a, r),
-            },
-        );
+        let (added, removed) = report
+            .outcomes
+            .iter()
+            .filter(|d| matches!(d.outcome, Outcome::Ok(_)))
+            .fold((0, 0), |(a, r), d| {
+                (a + d.members_added, r + d.members_removed)
+            });
         m.trusted_principals
             .set(principals + added as i64 - removed as i64);
         Ok((outcome, report))
@@ -732,17 +440,17 @@ impl Controller {
     /// Back-off per change: grows with each failure, forgotten on success or when the
     /// change is no longer planned.
     fn update_backoffs(&mut self, plan: &Plan, report: &apply::Report) {
-        for (change, (_, _, result)) in plan.changes.iter().zip(&report.outcomes) {
-            let key = change.key();
-            match result {
-                Outcome::Failed(f) => match self.backoffs.get_mut(&key) {
+        for done in &report.outcomes {
+            match &done.outcome {
+                Outcome::Failed(f) => match self.backoffs.get_mut(&done.key) {
                     Some(b) => b.failed(f.to_string()),
                     None => {
-                        self.backoffs.insert(key, ChangeBackoff::new(f.to_string()));
+                        self.backoffs
+                            .insert(done.key.clone(), ChangeBackoff::new(f.to_string()));
                     }
                 },
                 Outcome::Ok(_) => {
-                    self.backoffs.remove(&key);
+                    self.backoffs.remove(&done.key);
                 }
                 Outcome::Skipped { .. } => {}
             }
@@ -756,100 +464,9 @@ impl Controller {
         self.backoffs.retain(|k, _| planned.contains(k));
     }
 
-    fn update_status(
-        &mut self,
-        policies: &PolicySet,
-        plan: &Plan,
-        report: &apply::Report,
-        outcome: &str,
-    ) {
-        let time = now_rfc3339();
-        let mut mappings: BTreeMap<String, MappingStatus> = BTreeMap::new();
-        let kinds = policies
-            .providers
-            .iter()
-            .map(|p| (&p.name, "IdentityProvider"))
-            .chain(
-                policies
-                    .role_mappings
-                    .iter()
-                    .map(|m| (&m.name, "RoleMapping")),
-            )
-            .chain(
-                policies
-                    .functions
-                    .iter()
-                    .map(|f| (&f.name, "FunctionAccess")),
-            );
-        for (name, kind) in kinds {
-            mappings.insert(
-                name.clone(),
-                MappingStatus {
-                    kind: kind.into(),
-                    state: MappingState::Ready,
-                    reason: "in sync".into(),
-                    last_pass: time.clone(),
-                },
-            );
-        }
-        let mut set = |name: &str, state: MappingState, reason: String| {
-            if let Some(s) = mappings.get_mut(name) {
-                // A worse state wins.
-                let rank = |s: MappingState| match s {
-                    MappingState::Ready => 0,
-                    MappingState::Drifted => 1,
-                    MappingState::Error => 2,
-                    MappingState::Blocked => 3,
-                };
-                if rank(state) >= rank(s.state) {
-                    s.state = state;
-                    s.reason = reason;
-                }
-            }
-        };
-        for p in &plan.problems {
-            if let Some(m) = &p.mapping {
-                let state = if p.kind.blocks() {
-                    MappingState::Blocked
-                } else {
-                    MappingState::Error
-                };
-                set(m, state, format!("{}: {}", p.kind, p.message));
-            }
-        }
-        for h in &plan.held {
-            let key = h.change.mapping.clone().unwrap_or_else(|| ORPHANS.into());
-            let state = if h.held.kind == HoldKind::Backoff {
-                MappingState::Drifted
-            } else {
-                MappingState::Blocked
-            };
-            set(
-                &key,
-                state,
-                format!(
-                    "{} held ({}): {}; {}",
-                    h.change.action.name(),
-                    h.held.kind,
-                    h.held.reason,
-                    h.held.release
-                ),
-            );
-        }
-        for (change, (_, _, result)) in plan.changes.iter().zip(&report.outcomes) {
-            let key = change.mapping.clone().unwrap_or_else(|| ORPHANS.into());
-            match result {
-                Outcome::Failed(f) => set(
-                    &key,
-                    MappingState::Error,
-                    format!("{} failed: {f}", change.action.name()),
-                ),
-                Outcome::Skipped { reason } if outcome == "interrupted" => {
-                    set(&key, MappingState::Drifted, reason.clone());
-                }
-                _ => {}
-            }
-        }
+    /// Each mapping's state in `/status`, and the count per state in the metrics.
+    fn update_status(&mut self, policies: &PolicySet, plan: &Plan, report: &apply::Report) {
+        let mappings = status::mapping_statuses(policies, plan, report);
         let m = &self.shared.metrics;
         for state in ["Ready", "Drifted", "Error", "Blocked"] {
             let n = mappings
@@ -864,55 +481,4 @@ impl Controller {
         }
         self.shared.status.lock().expect("status").mappings = mappings;
     }
-}
-
-async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let st = shared.status.lock().expect("status");
-    match st.last_success {
-        Some(t) if t.elapsed() <= shared.ready_max_age => (StatusCode::OK, "ready\n".to_string()),
-        Some(t) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("last successful pass {}s ago\n", t.elapsed().as_secs()),
-        ),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            match &st.waiting_for {
-                Some(what) => format!("no successful pass yet: waiting for {what}\n"),
-                None => "no successful pass yet\n".to_string(),
-            },
-        ),
-    }
-}
-
-async fn metrics_text(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let since = shared
-        .status
-        .lock()
-        .expect("status")
-        .last_success
-        .map(|t| t.elapsed().as_secs_f64());
-    shared
-        .metrics
-        .since_success
-        .set(since.unwrap_or(f64::INFINITY));
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        ),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [("content-type", "text/plain")],
-            "cannot encode metrics\n".into(),
-        ),
-    }
-}
-
-async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    Json(shared.status.lock().expect("status").clone())
 }

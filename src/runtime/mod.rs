@@ -3,6 +3,9 @@
 //! endpoints; and its [`metrics`].
 
 pub mod controller;
+pub mod http;
 pub mod metrics;
 pub mod pass;
 pub mod retry;
+pub mod status;
+pub mod watch;

@@ -209,7 +209,8 @@ pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
     }
 }
 
-fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The policy files below `dir`: `*.yaml` and `*.yml`, hidden entries skipped, in name order.
+pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -1,0 +1,73 @@
+//! The controller's HTTP endpoints: `/healthz`, `/readyz` (ready while the last
+//! successful pass is recent), `/metrics` (OpenMetrics text) and `/status` (JSON).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::runtime::status::Shared;
+
+/// The routes, over the shared status.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/status", get(status))
+        .with_state(shared)
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let st = shared.status.lock().expect("status");
+    match st.last_success {
+        Some(t) if t.elapsed() <= shared.ready_max_age => (StatusCode::OK, "ready\n".to_string()),
+        Some(t) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("last successful pass {}s ago\n", t.elapsed().as_secs()),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            match &st.waiting_for {
+                Some(what) => format!("no successful pass yet: waiting for {what}\n"),
+                None => "no successful pass yet\n".to_string(),
+            },
+        ),
+    }
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let since = shared
+        .status
+        .lock()
+        .expect("status")
+        .last_success
+        .map(|t| t.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .since_success
+        .set(since.unwrap_or(f64::INFINITY));
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            "cannot encode metrics\n".into(),
+        ),
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    Json(shared.status.lock().expect("status").clone())
+}

@@ -1,0 +1,303 @@
+//! What the controller shows of itself: `/status` (the last pass, the policy set, each
+//! mapping's state and why), `/readyz` and the metrics, all kept in [`Shared`].
+//!
+//! [`mapping_statuses`] is pure: a plan and the outcomes of applying it in, each mapping's
+//! state out.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::apply::{self, Outcome};
+use crate::audit::now_rfc3339;
+use crate::plan::{HoldKind, Plan};
+use crate::runtime::metrics::Metrics;
+use crate::sources::policy::PolicySet;
+
+/// Why a pass was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Trigger {
+    /// The first pass after start.
+    Startup,
+    /// The timer.
+    Timer,
+    /// A directory change to a group a mapping uses.
+    Directory,
+    /// The policy files changed.
+    Policy,
+    /// A retry after a failed pass.
+    Retry,
+}
+
+/// A mapping's state in `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MappingState {
+    /// AWS matches the mapping.
+    Ready,
+    /// Changes are pending (e.g. waiting for a retry).
+    Drifted,
+    /// The last change for it failed.
+    Error,
+    /// Needs a person: a conflict, a held change, an unresolvable group.
+    Blocked,
+}
+
+/// One mapping in `/status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingStatus {
+    /// Document kind.
+    pub kind: String,
+    /// State after the last pass.
+    pub state: MappingState,
+    /// Why, in words.
+    pub reason: String,
+    /// When the last pass that looked at it ended.
+    pub last_pass: String,
+}
+
+/// The last pass in `/status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassStatus {
+    /// When it ended.
+    pub time: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// How it ended.
+    pub outcome: PassOutcome,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Changes applied.
+    pub applied: usize,
+    /// Changes that failed.
+    pub failed: usize,
+    /// The error, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The policy set in `/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// The directory.
+    pub directory: PathBuf,
+    /// Git commit of the running set.
+    pub revision: Option<String>,
+    /// Documents in the running set.
+    pub documents: usize,
+    /// Why the newest files were refused (the last good set keeps running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `/status` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDoc {
+    /// When the controller started.
+    pub started_at: String,
+    /// The last pass.
+    pub last_pass: Option<PassStatus>,
+    /// When the last successful pass ended.
+    pub last_success_at: Option<String>,
+    /// The running policy set.
+    pub policy: PolicyStatus,
+    /// Each mapping.
+    pub mappings: BTreeMap<String, MappingStatus>,
+    /// What start-up is still waiting for (AWS unreachable), before the first pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    #[serde(skip)]
+    pub(crate) last_success: Option<Instant>,
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassOutcome {
+    /// Everything planned was applied (or nothing was planned).
+    Success,
+    /// The rest was done; some changes wait for a person (a safety limit or a problem).
+    Held,
+    /// A read or a change failed.
+    Failed,
+    /// A stop request ended it before every change was tried.
+    Interrupted,
+}
+
+impl PassOutcome {
+    /// How an applied pass ended.
+    pub fn of(plan: &Plan, report: &apply::Report) -> PassOutcome {
+        if report.interrupted {
+            PassOutcome::Interrupted
+        } else if report.failed > 0 {
+            PassOutcome::Failed
+        } else if plan.needs_attention() {
+            PassOutcome::Held
+        } else {
+            PassOutcome::Success
+        }
+    }
+
+    /// Whether the pass read the world and did what it could: held changes wait for a
+    /// person, but the pass itself succeeded.
+    pub fn succeeded(self) -> bool {
+        matches!(self, PassOutcome::Success | PassOutcome::Held)
+    }
+
+    /// The lower-case name, as in `/status` and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassOutcome::Success => "success",
+            PassOutcome::Held => "held",
+            PassOutcome::Failed => "failed",
+            PassOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for PassOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the controller loop, the watchers and the HTTP handlers share.
+pub struct Shared {
+    pub(crate) status: Mutex<StatusDoc>,
+    pub(crate) metrics: Metrics,
+    pub(crate) registry: prometheus_client::registry::Registry,
+    /// `/readyz` fails once the last successful pass is older than this.
+    pub(crate) ready_max_age: Duration,
+}
+
+impl Shared {
+    /// Status and metrics for a controller running `policies` from `policy_dir`.
+    pub fn new(policy_dir: PathBuf, policies: &PolicySet, ready_max_age: Duration) -> Shared {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        Shared {
+            status: Mutex::new(StatusDoc {
+                started_at: now_rfc3339(),
+                policy: PolicyStatus {
+                    directory: policy_dir,
+                    revision: policies.revision.clone(),
+                    documents: policies.len(),
+                    error: None,
+                },
+                ..StatusDoc::default()
+            }),
+            metrics,
+            registry,
+            ready_max_age,
+        }
+    }
+}
+
+/// Each document's state after a pass: ready unless a problem, a held change or a failed
+/// (or, when interrupted, an untried) change says otherwise; the worst state wins. Changes
+/// that serve no mapping (orphans) belong to none.
+pub fn mapping_statuses(
+    policies: &PolicySet,
+    plan: &Plan,
+    report: &apply::Report,
+) -> BTreeMap<String, MappingStatus> {
+    let time = now_rfc3339();
+    let mut mappings: BTreeMap<String, MappingStatus> = BTreeMap::new();
+    let kinds = policies
+        .providers
+        .iter()
+        .map(|p| (&p.name, "IdentityProvider"))
+        .chain(
+            policies
+                .role_mappings
+                .iter()
+                .map(|m| (&m.name, "RoleMapping")),
+        )
+        .chain(
+            policies
+                .functions
+                .iter()
+                .map(|f| (&f.name, "FunctionAccess")),
+        );
+    for (name, kind) in kinds {
+        mappings.insert(
+            name.clone(),
+            MappingStatus {
+                kind: kind.into(),
+                state: MappingState::Ready,
+                reason: "in sync".into(),
+                last_pass: time.clone(),
+            },
+        );
+    }
+    let mut set = |name: &str, state: MappingState, reason: String| {
+        if let Some(s) = mappings.get_mut(name) {
+            // A worse state wins.
+            let rank = |s: MappingState| match s {
+                MappingState::Ready => 0,
+                MappingState::Drifted => 1,
+                MappingState::Error => 2,
+                MappingState::Blocked => 3,
+            };
+            if rank(state) >= rank(s.state) {
+                s.state = state;
+                s.reason = reason;
+            }
+        }
+    };
+    for p in &plan.problems {
+        if let Some(m) = &p.mapping {
+            let state = if p.kind.blocks() {
+                MappingState::Blocked
+            } else {
+                MappingState::Error
+            };
+            set(m, state, format!("{}: {}", p.kind, p.message));
+        }
+    }
+    for h in &plan.held {
+        let Some(key) = &h.change.mapping else {
+            continue;
+        };
+        let state = if h.held.kind == HoldKind::Backoff {
+            MappingState::Drifted
+        } else {
+            MappingState::Blocked
+        };
+        set(
+            key,
+            state,
+            format!(
+                "{} held ({}): {}; {}",
+                h.change.action.name(),
+                h.held.kind,
+                h.held.reason,
+                h.held.release
+            ),
+        );
+    }
+    for done in &report.outcomes {
+        let Some(key) = &done.mapping else {
+            continue;
+        };
+        match &done.outcome {
+            Outcome::Failed(f) => set(
+                key,
+                MappingState::Error,
+                format!("{} failed: {f}", done.action),
+            ),
+            Outcome::Skipped { reason } if report.interrupted => {
+                set(key, MappingState::Drifted, reason.clone());
+            }
+            _ => {}
+        }
+    }
+    mappings
+}

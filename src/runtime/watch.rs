@@ -1,0 +1,162 @@
+//! What starts a pass besides the timer: a Graph delta poll (or a changed tenant file)
+//! that touches a group a mapping uses, a change of the policy files, and the signals that
+//! stop the controller. Each watcher re-reads and compares; none acts on what an event
+//! says changed. Triggers go through a bounded channel: a full one means a pass is pending.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::adapters::entra::DeltaCache;
+use crate::runtime::pass::DirectorySource;
+use crate::runtime::status::{PolicyStatus, Shared, Trigger};
+use crate::sources::directory::GroupRequest;
+use crate::sources::policy::{self, PolicySet};
+
+/// A fingerprint of every policy file's name and content (a directory that cannot be
+/// listed has a fingerprint of its own, so that it recovering is a change too).
+fn policy_fingerprint(dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match policy::yaml_files(dir) {
+        Ok(files) => {
+            for f in files {
+                h.update(f.to_string_lossy().as_bytes());
+                h.update(std::fs::read(&f).unwrap_or_default());
+            }
+        }
+        Err(e) => h.update(e.to_string().as_bytes()),
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) async fn signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    let _ = stop.send(true);
+}
+
+/// The group ids that the policies' group requests depend on, nested groups included.
+fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<String> {
+    let snap = cache.snapshot(requests);
+    let mut out = BTreeSet::new();
+    for (req, result) in &snap.groups {
+        if let Ok(g) = result {
+            out.insert(g.id.clone());
+            if req.transitive {
+                out.extend(cache.nested_groups(&g.id));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) async fn watch_directory(
+    directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+    requests: Arc<Mutex<Vec<GroupRequest>>>,
+    period: Duration,
+    triggers: mpsc::Sender<Trigger>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_file: Option<Vec<u8>> = None;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        // The requests of the last pass, pins included: a group is watched by the id its
+        // mapping is pinned to, not by a name anyone can give another group.
+        let requests = requests.lock().expect("requests").clone();
+        let mut dir = directory.lock().await;
+        let changed = match &mut *dir {
+            DirectorySource::Delta { cache, .. } => {
+                let before = relevant_groups(cache, &requests);
+                match cache.sync().await {
+                    Ok(r) => {
+                        let after = relevant_groups(cache, &requests);
+                        requests.is_empty()
+                            || r.full
+                            || r.changed_groups
+                                .iter()
+                                .any(|g| before.contains(g) || after.contains(g))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Graph delta poll failed; the next pass reads again");
+                        false
+                    }
+                }
+            }
+            DirectorySource::File(path) => {
+                let now = std::fs::read(path).ok();
+                let changed = last_file.is_some() && now != last_file;
+                last_file = now;
+                changed
+            }
+            DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => false,
+        };
+        drop(dir);
+        if changed {
+            tracing::info!("directory change to a mapped group; starting a pass");
+            // A full channel means a pass is already pending: this change rides along.
+            let _ = triggers.try_send(Trigger::Directory);
+        }
+    }
+}
+
+pub(crate) async fn watch_policies(
+    dir: PathBuf,
+    limits: policy::Limits,
+    policies: Arc<Mutex<Arc<PolicySet>>>,
+    shared: Arc<Shared>,
+    period: Duration,
+    triggers: mpsc::Sender<Trigger>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = policy_fingerprint(&dir);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let now = policy_fingerprint(&dir);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match policy::load_dir(&dir, &limits) {
+            Ok(set) => {
+                tracing::info!(documents = set.len(), "policy files changed; reloaded");
+                {
+                    let mut st = shared.status.lock().expect("status");
+                    st.policy = PolicyStatus {
+                        directory: dir.clone(),
+                        revision: set.revision.clone(),
+                        documents: set.len(),
+                        error: None,
+                    };
+                }
+                *policies.lock().expect("policies") = Arc::new(set);
+                let _ = triggers.try_send(Trigger::Policy);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy files are invalid; keeping the last good set");
+                shared.metrics.policy_errors.inc();
+                shared.status.lock().expect("status").policy.error =
+                    Some(format!("{e} (the last good policy set keeps running)"));
+            }
+        }
+    }
+}
