@@ -19,7 +19,6 @@ pub trait Observe: Send + Sync {
     /// `function_tag_key` at each qualifier the tag records. Any failed read fails it all.
     async fn observe(
         &self,
-        account_id: &str,
         role_path: &str,
         functions: &[FunctionKey],
         function_tag_key: &str,
@@ -29,8 +28,6 @@ pub trait Observe: Send + Sync {
 /// Live AWS state relevant to one pass.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observed {
-    /// The account the credentials belong to.
-    pub account_id: String,
     /// IAM OIDC identity providers.
     pub providers: Vec<ObservedProvider>,
     /// Every IAM role, keyed by lower-case name (IAM names are case-insensitive).
@@ -86,8 +83,6 @@ pub struct ObservedRole {
     pub path: String,
     /// ARN.
     pub arn: String,
-    /// Unique id (`AROA...`).
-    pub id: String,
     /// Trust policy, decoded.
     pub trust: Value,
     /// Description, when the bulk read returns it.

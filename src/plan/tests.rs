@@ -75,10 +75,7 @@ fn settings(prune: bool) -> Settings {
 /// What AWS would hold after applying `d`, written the way AWS writes it back:
 /// scalars for one-element lists, a principal ARN as a bare string, other orders.
 fn converged(d: &Desired) -> Observed {
-    let mut o = Observed {
-        account_id: "123456789012".into(),
-        ..Observed::default()
-    };
+    let mut o = Observed::default();
     for p in &d.providers {
         let mut tags = p.tags.clone();
         tags.extend(p.client_ids.iter().map(|a| audience_tag(a)));
@@ -117,7 +114,6 @@ fn converged(d: &Desired) -> Observed {
                 name: r.name.clone(),
                 path: r.path.clone(),
                 arn: r.arn.clone(),
-                id: "AROAEXAMPLE".into(),
                 trust,
                 description: r.description.clone(),
                 max_session_duration: Some(r.max_session_duration),

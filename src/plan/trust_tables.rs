@@ -72,7 +72,6 @@ fn observed(trusted: &[&str], tags: &[(&str, &str)]) -> Observed {
             name: "r".into(),
             path: "/trustsync/".into(),
             arn: "arn:aws:iam::123456789012:role/trustsync/r".into(),
-            id: "AROAEXAMPLE".into(),
             trust: parts().document(&set(trusted), &BTreeSet::new()),
             description: None,
             max_session_duration: Some(3600),

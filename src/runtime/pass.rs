@@ -240,12 +240,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         })
         .collect();
     let observed = aws
-        .observe(
-            account,
-            &config.role_path,
-            &functions,
-            &settings.function_tag_key,
-        )
+        .observe(&config.role_path, &functions, &settings.function_tag_key)
         .await
         .context("reading AWS state (nothing was changed)")?;
     let pins = pins(&observed, &settings);

@@ -108,12 +108,11 @@ impl crate::observed::Observe for AwsClients {
 
     async fn observe(
         &self,
-        account_id: &str,
         role_path: &str,
         functions: &[FunctionKey],
         function_tag_key: &str,
     ) -> Result<Observed, Failure> {
-        AwsClients::observe(self, account_id, role_path, functions, function_tag_key).await
+        AwsClients::observe(self, role_path, functions, function_tag_key).await
     }
 }
 
@@ -406,15 +405,11 @@ impl AwsClients {
     /// observation.
     pub async fn observe(
         &self,
-        account_id: &str,
         role_path: &str,
         functions: &[FunctionKey],
         function_tag_key: &str,
     ) -> Result<Observed, Failure> {
-        let mut observed = Observed {
-            account_id: account_id.to_string(),
-            ..Observed::default()
-        };
+        let mut observed = Observed::default();
         self.read_roles(role_path, &mut observed).await?;
         observed.providers = self.read_providers().await?;
         observed.marked_functions = self.read_marked_functions(function_tag_key).await?;
@@ -521,7 +516,6 @@ impl AwsClients {
                     ObservedRole {
                         path: r.path().unwrap_or("/").to_string(),
                         arn: r.arn().unwrap_or_default().to_string(),
-                        id: r.role_id().unwrap_or_default().to_string(),
                         trust,
                         description: None,
                         max_session_duration: None,
