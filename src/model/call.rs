@@ -25,6 +25,19 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A permanent failure found on our side (an answer that cannot be used, a setting
+    /// missing), with no AWS error code.
+    pub fn permanent(operation: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            operation,
+            code: None,
+            message: message.into(),
+            status: None,
+            request_id: None,
+            transient: false,
+        }
+    }
+
     /// The error policy's class: AWS gives no retry-after, so back-off decides the delay.
     pub fn class(&self) -> crate::runtime::retry::Class {
         if self.transient {
@@ -43,8 +56,8 @@ impl Failure {
 /// Counters of requests made, by operation.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct CallStats {
-    /// Requests sent, retries included.
-    pub requests: BTreeMap<&'static str, u64>,
+    /// Requests sent, retries included, by (service, operation).
+    pub requests: BTreeMap<(&'static str, &'static str), u64>,
     /// Retries after a transient error.
     pub retries: u64,
     /// Throttling answers among those.

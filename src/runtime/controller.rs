@@ -299,12 +299,11 @@ impl Controller {
     async fn record_api_stats(&mut self, directory: &tokio::sync::Mutex<DirectorySource>) {
         let m = &self.shared.metrics;
         let now = self.aws.stats();
-        for (op, n) in &now.requests {
-            let before = self.last_aws.requests.get(op).copied().unwrap_or(0);
-            let service = crate::adapters::aws::service_of(op);
+        for (key @ (service, op), n) in &now.requests {
+            let before = self.last_aws.requests.get(key).copied().unwrap_or(0);
             m.api_requests
                 .get_or_create(&ApiLabel {
-                    service: service.into(),
+                    service: service.to_string(),
                     operation: op.to_string(),
                 })
                 .inc_by(n - before);

@@ -135,6 +135,33 @@ pub enum Matched<T> {
     None,
 }
 
+impl<T> Matched<T> {
+    /// The groups a selector matched, classified.
+    pub fn of(mut hits: Vec<T>) -> Matched<T> {
+        match hits.len() {
+            0 => Matched::None,
+            1 => Matched::One(hits.pop().expect("one hit")),
+            _ => Matched::Many(hits),
+        }
+    }
+}
+
+/// The groups nested in `group`, directly or through other nested groups (a cycle ends
+/// where it closes); `member_groups` lists the groups that are direct members of one.
+/// Every directory source expands `transitive` requests with it.
+pub fn nested_groups(group: &str, member_groups: impl Fn(&str) -> Vec<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut queue = vec![group.to_string()];
+    while let Some(g) = queue.pop() {
+        for m in member_groups(&g) {
+            if m != group && out.insert(m.clone()) {
+                queue.push(m);
+            }
+        }
+    }
+    out
+}
+
 /// Resolves a request against groups given as (object id, display name, item): by id; by
 /// the pinned object id when the mapping has one; else by a display name compared
 /// case-insensitively. Every directory source uses it, so they agree on what "missing",
@@ -148,17 +175,12 @@ pub fn resolve<'a, T>(
         (Some(id), _, _) | (None, Some(id), _) => groups
             .find(|(gid, _, _)| gid == id)
             .map_or(Matched::None, |(_, _, g)| Matched::One(g)),
-        (None, None, Some(name)) => {
-            let mut hits: Vec<T> = groups
+        (None, None, Some(name)) => Matched::of(
+            groups
                 .filter(|(_, n, _)| same_name(n, name))
                 .map(|(_, _, g)| g)
-                .collect();
-            match hits.len() {
-                0 => Matched::None,
-                1 => Matched::One(hits.pop().expect("one hit")),
-                _ => Matched::Many(hits),
-            }
-        }
+                .collect(),
+        ),
         (None, None, None) => Matched::None,
     }
 }
@@ -392,20 +414,20 @@ impl TenantFile {
                     .iter()
                     .map(|g| (g.id.as_str(), g.display_name.as_str(), g)),
             );
+            let member_groups = |id: &str| -> Vec<String> {
+                by_id.get(id).map_or_else(Vec::new, |g| {
+                    g.members
+                        .iter()
+                        .filter(|m| by_id.contains_key(m.as_str()))
+                        .cloned()
+                        .collect()
+                })
+            };
             let result = req.finish(matched, |g| {
-                let mut ids = BTreeSet::new();
-                let mut queue = vec![g];
-                let mut visited = BTreeSet::from([g.id.as_str()]);
-                while let Some(group) = queue.pop() {
-                    for m in &group.members {
-                        ids.insert(m.as_str());
-                        if req.transitive {
-                            if let Some(nested) = by_id.get(m.as_str()) {
-                                if visited.insert(m.as_str()) {
-                                    queue.push(nested);
-                                }
-                            }
-                        }
+                let mut ids: BTreeSet<&str> = g.members.iter().map(String::as_str).collect();
+                if req.transitive {
+                    for nested in nested_groups(&g.id, member_groups) {
+                        ids.extend(by_id[nested.as_str()].members.iter().map(String::as_str));
                     }
                 }
                 let members = ids

@@ -8,7 +8,10 @@
 //! "Already exists" on create and "not found" on delete count as success, so every write
 //! is idempotent and a crash mid-apply is repaired by the next pass.
 
+pub mod operation;
 pub mod permissions;
+
+pub use operation::{Operation, Service};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -61,7 +64,7 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 impl Failure {
-    fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> Failure
+    fn from_sdk<E>(operation: Operation, err: &SdkError<E, HttpResponse>) -> Failure
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -90,7 +93,7 @@ impl Failure {
             .map(String::from)
             .unwrap_or_else(|| DisplayErrorContext(err).to_string());
         Failure {
-            operation,
+            operation: operation.name(),
             code,
             message,
             status,
@@ -130,36 +133,6 @@ impl crate::apply::Executor for AwsClients {
 impl crate::runtime::pass::AwsApi for AwsClients {
     fn stats(&self) -> CallStats {
         AwsClients::stats(self)
-    }
-}
-
-/// The AWS service an operation belongs to: `iam`, `lambda`, `sts` or `tagging` (the
-/// Resource Groups Tagging API).
-pub fn service_of(operation: &str) -> &'static str {
-    match operation {
-        "GetCallerIdentity" => "sts",
-        "GetFunctionConfiguration"
-        | "GetPolicy"
-        | "GetAlias"
-        | "AddPermission"
-        | "RemovePermission"
-        | "UpdateFunctionConfiguration"
-        | "TagResource"
-        | "UntagResource"
-        | "ListFunctions" => "lambda",
-        "GetResources" => "tagging",
-        _ => "iam",
-    }
-}
-
-/// The rate-limit class of an operation: its service, or for Lambda one of its quota
-/// classes (`lambdaGetFunction`, `lambdaGetPolicy`, `lambdaControlPlane`).
-pub fn rate_class(operation: &str) -> &'static str {
-    match (service_of(operation), operation) {
-        ("lambda", "GetFunctionConfiguration" | "GetFunction") => "lambdaGetFunction",
-        ("lambda", "GetPolicy") => "lambdaGetPolicy",
-        ("lambda", _) => "lambdaControlPlane",
-        (service, _) => service,
     }
 }
 
@@ -235,17 +208,12 @@ impl AwsClients {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let shared = loader.load().await;
-        let region = shared
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| Failure {
-                operation: "Configuration",
-                code: None,
-                message: "no AWS region: set aws.region in the config or AWS_REGION".into(),
-                status: None,
-                request_id: None,
-                transient: false,
-            })?;
+        let region = shared.region().map(|r| r.to_string()).ok_or_else(|| {
+            Failure::permanent(
+                "Configuration",
+                "no AWS region: set aws.region in the config or AWS_REGION",
+            )
+        })?;
         Ok(AwsClients {
             iam: aws_sdk_iam::Client::new(&shared),
             lambda: aws_sdk_lambda::Client::new(&shared),
@@ -304,13 +272,13 @@ impl AwsClients {
         self.stats.lock().expect("stats lock").clone()
     }
 
-    fn count(&self, op: &'static str) {
+    fn count(&self, op: Operation) {
         *self
             .stats
             .lock()
             .expect("stats lock")
             .requests
-            .entry(op)
+            .entry((op.service().as_str(), op.name()))
             .or_default() += 1;
     }
 
@@ -322,7 +290,7 @@ impl AwsClients {
     /// "not found" on delete): they return `Ok(None)`.
     async fn call<T, E, F, Fut>(
         &self,
-        op: &'static str,
+        op: Operation,
         benign: impl Fn(&Failure) -> bool,
         mut f: F,
     ) -> Result<Option<T>, Failure>
@@ -334,7 +302,7 @@ impl AwsClients {
         let limiter = self
             .limits
             .iter()
-            .find(|(class, _)| *class == rate_class(op))
+            .find(|(class, _)| *class == op.rate_class())
             .map(|(_, l)| l);
         let benign = &benign;
         crate::runtime::retry::retry(
@@ -347,7 +315,7 @@ impl AwsClients {
                 if failure.is(THROTTLING_CODES) {
                     stats.throttled += 1;
                 }
-                tracing::debug!(operation = op, code = ?failure.code, delay_ms = delay.as_millis() as u64, "transient AWS error; retrying");
+                tracing::debug!(operation = op.name(), code = ?failure.code, delay_ms = delay.as_millis() as u64, "transient AWS error; retrying");
             },
             || {
                 self.count(op);
@@ -374,7 +342,7 @@ impl AwsClients {
     }
 
     /// A read: every failure is an error (none means the wanted state already holds).
-    async fn read<T, E, F, Fut>(&self, op: &'static str, f: F) -> Result<T, Failure>
+    async fn read<T, E, F, Fut>(&self, op: Operation, f: F) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -389,7 +357,7 @@ impl AwsClients {
     /// The account and ARN the credentials belong to.
     pub async fn caller_identity(&self) -> Result<CallerIdentity, Failure> {
         let out = self
-            .read("GetCallerIdentity", || {
+            .read(Operation::GetCallerIdentity, || {
                 self.sts.get_caller_identity().send()
             })
             .await?;
@@ -440,7 +408,7 @@ impl AwsClients {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .read("GetResources", || {
+                .read(Operation::GetResources, || {
                     self.tagging
                         .get_resources()
                         .tag_filters(TagFilter::builder().key(key).build())
@@ -483,7 +451,7 @@ impl AwsClients {
         let mut marker: Option<String> = None;
         loop {
             let page = self
-                .read("GetAccountAuthorizationDetails", || {
+                .read(Operation::GetAccountAuthorizationDetails, || {
                     self.iam
                         .get_account_authorization_details()
                         .filter(EntityType::Role)
@@ -494,13 +462,11 @@ impl AwsClients {
                 .await?;
             for r in page.role_detail_list() {
                 let name = r.role_name().unwrap_or_default().to_string();
-                let bad = |what: &str, e: crate::model::iam_policy::Error| Failure {
-                    operation: "GetAccountAuthorizationDetails",
-                    code: None,
-                    message: format!("role {name}: {what}: {e}"),
-                    status: None,
-                    request_id: None,
-                    transient: false,
+                let bad = |what: &str, e: crate::model::iam_policy::Error| {
+                    Failure::permanent(
+                        Operation::GetAccountAuthorizationDetails.name(),
+                        format!("role {name}: {what}: {e}"),
+                    )
                 };
                 let trust = parse_document(r.assume_role_policy_document().unwrap_or("{}"))
                     .map_err(|e| bad("trust policy", e))?;
@@ -548,7 +514,7 @@ impl AwsClients {
         let mut marker: Option<String> = None;
         loop {
             let page = self
-                .read("ListRoles", || {
+                .read(Operation::ListRoles, || {
                     self.iam
                         .list_roles()
                         .path_prefix(role_path)
@@ -573,7 +539,7 @@ impl AwsClients {
 
     async fn read_providers(&self) -> Result<Vec<ObservedProvider>, Failure> {
         let list = self
-            .read("ListOpenIDConnectProviders", || {
+            .read(Operation::ListOpenIDConnectProviders, || {
                 self.iam.list_open_id_connect_providers().send()
             })
             .await?;
@@ -582,7 +548,7 @@ impl AwsClients {
             let Some(arn) = entry.arn() else { continue };
             let Some(p) = self
                 .call(
-                    "GetOpenIDConnectProvider",
+                    Operation::GetOpenIDConnectProvider,
                     |f| f.is(&["NoSuchEntity"]),
                     || {
                         self.iam
@@ -620,7 +586,7 @@ impl AwsClients {
     ) -> Result<Option<ObservedFunction>, Failure> {
         let not_found = |f: &Failure| f.is(&["ResourceNotFoundException"]);
         let Some(cfg) = self
-            .call("GetFunctionConfiguration", not_found, || {
+            .call(Operation::GetFunctionConfiguration, not_found, || {
                 self.lambda
                     .get_function_configuration()
                     .function_name(name)
@@ -632,7 +598,7 @@ impl AwsClients {
         };
         if let Some(q) = qualifier {
             let found = self
-                .call("GetAlias", not_found, || {
+                .call(Operation::GetAlias, not_found, || {
                     self.lambda.get_alias().function_name(name).name(q).send()
                 })
                 .await?;
@@ -641,7 +607,7 @@ impl AwsClients {
             }
         }
         let policy = self
-            .call("GetPolicy", not_found, || {
+            .call(Operation::GetPolicy, not_found, || {
                 self.lambda
                     .get_policy()
                     .function_name(name)
@@ -652,13 +618,8 @@ impl AwsClients {
         let (statements, policy_revision) = match policy {
             None => (Vec::new(), None),
             Some(p) => {
-                let doc = parse_document(p.policy().unwrap_or("{}")).map_err(|e| Failure {
-                    operation: "GetPolicy",
-                    code: None,
-                    message: format!("function {name}: {e}"),
-                    status: None,
-                    request_id: None,
-                    transient: false,
+                let doc = parse_document(p.policy().unwrap_or("{}")).map_err(|e| {
+                    Failure::permanent(Operation::GetPolicy.name(), format!("function {name}: {e}"))
                 })?;
                 let statements = match doc.get("Statement") {
                     Some(serde_json::Value::Array(s)) => s.clone(),
@@ -709,8 +670,8 @@ impl AwsClients {
             note: Some(note.to_string()),
         };
         macro_rules! run {
-            ($op:literal, $benign:expr, $note:literal, $req:expr) => {
-                match self.call($op, $benign, || $req.send()).await? {
+            ($op:ident, $benign:expr, $note:literal, $req:expr) => {
+                match self.call(Operation::$op, $benign, || $req.send()).await? {
                     Some(out) => written(out.request_id()),
                     None => already($note),
                 }
@@ -733,7 +694,7 @@ impl AwsClients {
                 thumbprints,
                 tags,
             } => run!(
-                "CreateOpenIDConnectProvider",
+                CreateOpenIDConnectProvider,
                 exists,
                 "provider already existed",
                 iam.create_open_id_connect_provider()
@@ -746,7 +707,7 @@ impl AwsClients {
                 provider_arn,
                 audience,
             } => run!(
-                "AddClientIDToOpenIDConnectProvider",
+                AddClientIDToOpenIDConnectProvider,
                 |_| false,
                 "",
                 iam.add_client_id_to_open_id_connect_provider()
@@ -757,7 +718,7 @@ impl AwsClients {
                 provider_arn,
                 audience,
             } => run!(
-                "RemoveClientIDFromOpenIDConnectProvider",
+                RemoveClientIDFromOpenIDConnectProvider,
                 gone,
                 "provider already gone",
                 iam.remove_client_id_from_open_id_connect_provider()
@@ -765,7 +726,7 @@ impl AwsClients {
                     .client_id(audience)
             ),
             TagOidcProvider { provider_arn, tags } => run!(
-                "TagOpenIDConnectProvider",
+                TagOpenIDConnectProvider,
                 |_| false,
                 "",
                 iam.tag_open_id_connect_provider()
@@ -773,7 +734,7 @@ impl AwsClients {
                     .set_tags(Some(iam_tags(tags)))
             ),
             UntagOidcProvider { provider_arn, keys } => run!(
-                "UntagOpenIDConnectProvider",
+                UntagOpenIDConnectProvider,
                 gone,
                 "provider already gone",
                 iam.untag_open_id_connect_provider()
@@ -781,7 +742,7 @@ impl AwsClients {
                     .set_tag_keys(Some(keys.clone()))
             ),
             DeleteOidcProvider { provider_arn } => run!(
-                "DeleteOpenIDConnectProvider",
+                DeleteOpenIDConnectProvider,
                 gone,
                 "provider already gone",
                 iam.delete_open_id_connect_provider()
@@ -796,7 +757,7 @@ impl AwsClients {
                 permissions_boundary,
                 tags,
             } => run!(
-                "CreateRole",
+                CreateRole,
                 exists,
                 "role already existed",
                 iam.create_role()
@@ -815,7 +776,7 @@ impl AwsClients {
             } => {
                 // The revocation first: a failure to record the baseline must not hold it.
                 let done = run!(
-                    "UpdateAssumeRolePolicy",
+                    UpdateAssumeRolePolicy,
                     |_| false,
                     "",
                     iam.update_assume_role_policy()
@@ -826,7 +787,7 @@ impl AwsClients {
                     let tags =
                         BTreeMap::from([(crate::plan::BASELINE_TAG.to_string(), value.clone())]);
                     run!(
-                        "TagRole",
+                        TagRole,
                         |_| false,
                         "",
                         iam.tag_role()
@@ -840,7 +801,7 @@ impl AwsClients {
                 role_name,
                 trust_policy,
             } => run!(
-                "UpdateAssumeRolePolicy",
+                UpdateAssumeRolePolicy,
                 |_| false,
                 "",
                 iam.update_assume_role_policy()
@@ -852,7 +813,7 @@ impl AwsClients {
                 description,
                 max_session_duration,
             } => run!(
-                "UpdateRole",
+                UpdateRole,
                 |_| false,
                 "",
                 iam.update_role()
@@ -864,7 +825,7 @@ impl AwsClients {
                 role_name,
                 policy_arn,
             } => run!(
-                "PutRolePermissionsBoundary",
+                PutRolePermissionsBoundary,
                 |_| false,
                 "",
                 iam.put_role_permissions_boundary()
@@ -872,7 +833,7 @@ impl AwsClients {
                     .permissions_boundary(policy_arn)
             ),
             DeletePermissionsBoundary { role_name } => run!(
-                "DeleteRolePermissionsBoundary",
+                DeleteRolePermissionsBoundary,
                 gone,
                 "boundary already gone",
                 iam.delete_role_permissions_boundary().role_name(role_name)
@@ -882,7 +843,7 @@ impl AwsClients {
                 policy_name,
                 document,
             } => run!(
-                "PutRolePolicy",
+                PutRolePolicy,
                 |_| false,
                 "",
                 iam.put_role_policy()
@@ -894,7 +855,7 @@ impl AwsClients {
                 role_name,
                 policy_name,
             } => run!(
-                "DeleteRolePolicy",
+                DeleteRolePolicy,
                 gone,
                 "policy already gone",
                 iam.delete_role_policy()
@@ -905,7 +866,7 @@ impl AwsClients {
                 role_name,
                 policy_arn,
             } => run!(
-                "AttachRolePolicy",
+                AttachRolePolicy,
                 |_| false,
                 "",
                 iam.attach_role_policy()
@@ -916,7 +877,7 @@ impl AwsClients {
                 role_name,
                 policy_arn,
             } => run!(
-                "DetachRolePolicy",
+                DetachRolePolicy,
                 gone,
                 "policy already detached",
                 iam.detach_role_policy()
@@ -924,7 +885,7 @@ impl AwsClients {
                     .policy_arn(policy_arn)
             ),
             TagRole { role_name, tags } => run!(
-                "TagRole",
+                TagRole,
                 |_| false,
                 "",
                 iam.tag_role()
@@ -932,7 +893,7 @@ impl AwsClients {
                     .set_tags(Some(iam_tags(tags)))
             ),
             UntagRole { role_name, keys } => run!(
-                "UntagRole",
+                UntagRole,
                 gone,
                 "role already gone",
                 iam.untag_role()
@@ -940,7 +901,7 @@ impl AwsClients {
                     .set_tag_keys(Some(keys.clone()))
             ),
             DeleteRole { role_name } => run!(
-                "DeleteRole",
+                DeleteRole,
                 gone,
                 "role already gone",
                 iam.delete_role().role_name(role_name)
@@ -955,7 +916,7 @@ impl AwsClients {
                 source_account,
                 revision_id,
             } => run!(
-                "AddPermission",
+                AddPermission,
                 |f: &Failure| f.is(&["ResourceConflictException"])
                     && f.message.contains("already exists"),
                 "statement already existed",
@@ -975,7 +936,7 @@ impl AwsClients {
                 qualifier,
                 statement_id,
             } => run!(
-                "RemovePermission",
+                RemovePermission,
                 |f: &Failure| f.is(&["ResourceNotFoundException"]),
                 "statement already gone",
                 lambda
@@ -989,7 +950,7 @@ impl AwsClients {
                 role_arn,
                 revision_id,
             } => run!(
-                "UpdateFunctionConfiguration",
+                UpdateFunctionConfiguration,
                 |_| false,
                 "",
                 lambda
@@ -1003,7 +964,7 @@ impl AwsClients {
                 key,
                 value,
             } => run!(
-                "TagResource",
+                TagResource,
                 |_| false,
                 "",
                 lambda
@@ -1012,7 +973,7 @@ impl AwsClients {
                     .tags(key, value)
             ),
             UntagFunction { function_arn, key } => run!(
-                "UntagResource",
+                UntagResource,
                 |f: &Failure| f.is(&["ResourceNotFoundException"]),
                 "function already gone",
                 lambda.untag_resource().resource(function_arn).tag_keys(key)
@@ -1056,24 +1017,17 @@ mod tests {
 
     #[test]
     fn lambda_operations_fall_into_their_quota_classes() {
-        assert_eq!(rate_class("GetFunctionConfiguration"), "lambdaGetFunction");
-        assert_eq!(rate_class("GetPolicy"), "lambdaGetPolicy");
-        for op in [
-            "GetAlias",
-            "AddPermission",
-            "RemovePermission",
-            "TagResource",
-        ] {
-            assert_eq!(rate_class(op), "lambdaControlPlane", "{op}");
+        use Operation::*;
+        assert_eq!(GetFunctionConfiguration.rate_class(), "lambdaGetFunction");
+        assert_eq!(GetPolicy.rate_class(), "lambdaGetPolicy");
+        for op in [GetAlias, AddPermission, RemovePermission, TagResource] {
+            assert_eq!(op.rate_class(), "lambdaControlPlane", "{op:?}");
         }
-        assert_eq!(rate_class("CreateRole"), "iam");
-        assert_eq!(rate_class("GetResources"), "tagging");
-    }
-
-    #[test]
-    fn operations_map_to_services() {
-        assert_eq!(service_of("GetPolicy"), "lambda");
-        assert_eq!(service_of("CreateRole"), "iam");
-        assert_eq!(service_of("GetCallerIdentity"), "sts");
+        assert_eq!(CreateRole.rate_class(), "iam");
+        assert_eq!(GetResources.rate_class(), "tagging");
+        assert_eq!(GetCallerIdentity.service(), Service::Sts);
+        // Every class has a limiter in the client.
+        let classes: BTreeSet<&str> = Operation::ALL.iter().map(|o| o.rate_class()).collect();
+        assert_eq!(classes.len(), 6, "{classes:?}");
     }
 }

@@ -1,8 +1,8 @@
 //! The least-privilege IAM policy trustsync itself needs (`trustsync iam-policy`).
 //!
-//! Every AWS operation [`crate::adapters::aws`] calls has an entry in [`OPERATIONS`]; a test reads
-//! the operation names out of `src/adapters/aws/mod.rs` and fails when one is missing here, so the
-//! policy cannot fall behind the code. Writes to existing roles are allowed only on roles
+//! Every AWS operation [`crate::adapters::aws`] calls is an [`Operation`], which names the
+//! IAM actions it needs and their [`Scope`]; the policy is built from that list, so it
+//! cannot fall behind the code. Writes to existing roles are allowed only on roles
 //! under the managed path that carry the owner tag (`aws:ResourceTag`); creating a role is
 //! allowed only with the owner tag in the request (`aws:RequestTag`); the owner tag itself
 //! can never be removed; `iam:PassRole` only towards Lambda. Adopting an existing unowned
@@ -11,6 +11,7 @@
 
 use serde_json::{json, Value};
 
+use super::Operation;
 use crate::config::Config;
 use crate::sources::policy::PolicySet;
 
@@ -38,116 +39,12 @@ pub enum Scope {
     Free,
 }
 
-/// Every AWS operation trustsync calls: (operation as named in the code, IAM action, scope).
-pub const OPERATIONS: &[(&str, &str, Scope)] = &[
-    ("GetCallerIdentity", "sts:GetCallerIdentity", Scope::Free),
-    ("GetResources", "tag:GetResources", Scope::AccountRead),
-    ("TagResource", "lambda:TagResource", Scope::Function),
-    (
-        "UntagResource",
-        "lambda:UntagResource",
-        Scope::MarkedFunction,
-    ),
-    (
-        "UntagOpenIDConnectProvider",
-        "iam:UntagOpenIDConnectProvider",
-        Scope::Provider,
-    ),
-    (
-        "GetAccountAuthorizationDetails",
-        "iam:GetAccountAuthorizationDetails",
-        Scope::AccountRead,
-    ),
-    ("ListRoles", "iam:ListRoles", Scope::AccountRead),
-    (
-        "ListOpenIDConnectProviders",
-        "iam:ListOpenIDConnectProviders",
-        Scope::AccountRead,
-    ),
-    (
-        "GetOpenIDConnectProvider",
-        "iam:GetOpenIDConnectProvider",
-        Scope::Provider,
-    ),
-    (
-        "CreateOpenIDConnectProvider",
-        "iam:CreateOpenIDConnectProvider",
-        Scope::NewProvider,
-    ),
-    (
-        "TagOpenIDConnectProvider",
-        "iam:TagOpenIDConnectProvider",
-        Scope::NewProvider,
-    ),
-    (
-        "AddClientIDToOpenIDConnectProvider",
-        "iam:AddClientIDToOpenIDConnectProvider",
-        Scope::Provider,
-    ),
-    (
-        "RemoveClientIDFromOpenIDConnectProvider",
-        "iam:RemoveClientIDFromOpenIDConnectProvider",
-        Scope::Provider,
-    ),
-    (
-        "DeleteOpenIDConnectProvider",
-        "iam:DeleteOpenIDConnectProvider",
-        Scope::Provider,
-    ),
-    ("CreateRole", "iam:CreateRole", Scope::NewRole),
-    ("TagRole", "iam:TagRole", Scope::NewRole),
-    (
-        "UpdateAssumeRolePolicy",
-        "iam:UpdateAssumeRolePolicy",
-        Scope::OwnedRole,
-    ),
-    ("UpdateRole", "iam:UpdateRole", Scope::OwnedRole),
-    (
-        "PutRolePermissionsBoundary",
-        "iam:PutRolePermissionsBoundary",
-        Scope::OwnedRole,
-    ),
-    (
-        "DeleteRolePermissionsBoundary",
-        "iam:DeleteRolePermissionsBoundary",
-        Scope::OwnedRole,
-    ),
-    ("PutRolePolicy", "iam:PutRolePolicy", Scope::OwnedRole),
-    ("DeleteRolePolicy", "iam:DeleteRolePolicy", Scope::OwnedRole),
-    ("AttachRolePolicy", "iam:AttachRolePolicy", Scope::OwnedRole),
-    ("DetachRolePolicy", "iam:DetachRolePolicy", Scope::OwnedRole),
-    ("UntagRole", "iam:UntagRole", Scope::OwnedRole),
-    ("DeleteRole", "iam:DeleteRole", Scope::OwnedRole),
-    (
-        "UpdateFunctionConfiguration",
-        "iam:PassRole",
-        Scope::PassRole,
-    ),
-    (
-        "GetFunctionConfiguration",
-        "lambda:GetFunctionConfiguration",
-        Scope::Function,
-    ),
-    ("GetAlias", "lambda:GetAlias", Scope::Function),
-    ("GetPolicy", "lambda:GetPolicy", Scope::Function),
-    ("AddPermission", "lambda:AddPermission", Scope::Function),
-    (
-        "RemovePermission",
-        "lambda:RemovePermission",
-        Scope::Function,
-    ),
-    (
-        "UpdateFunctionConfiguration",
-        "lambda:UpdateFunctionConfiguration",
-        Scope::Function,
-    ),
-];
-
 fn actions(scope: Scope) -> Vec<&'static str> {
-    let mut a: Vec<&str> = OPERATIONS
+    let mut a: Vec<&str> = Operation::ALL
         .iter()
-        .filter(|(_, _, s)| *s == scope)
-        .map(|(_, a, _)| *a)
+        .flat_map(|op| op.grants())
+        .filter(|(_, s)| *s == scope)
+        .map(|(a, _)| *a)
         .collect();
     a.sort();
     a.dedup();
@@ -255,60 +152,39 @@ mod tests {
     use super::*;
     use crate::model::iam_policy::{check_document, PolicyKind};
 
-    /// Operation names the AWS edge passes to its request helper, read from the source.
-    fn operations_in_code() -> Vec<String> {
-        let src = include_str!("mod.rs");
-        let mut ops = Vec::new();
-        for marker in [".call(", ".read(", "run!("] {
-            for piece in src.split(marker).skip(1) {
-                let Some(rest) = piece.trim_start().strip_prefix('"') else {
-                    continue;
-                };
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric())
-                    .collect();
-                if !name.is_empty() {
-                    ops.push(name);
+    #[test]
+    fn every_operation_is_granted_and_nothing_else() {
+        let policy = controller_policy(&Config::default(), None);
+        let mut granted: Vec<String> = Vec::new();
+        for st in policy["Statement"].as_array().unwrap() {
+            if st["Effect"] != "Allow" {
+                continue;
+            }
+            match &st["Action"] {
+                Value::String(a) => granted.push(a.clone()),
+                Value::Array(list) => {
+                    granted.extend(list.iter().map(|a| a.as_str().unwrap().to_string()))
                 }
+                other => panic!("Action {other}"),
             }
         }
-        ops.sort();
-        ops.dedup();
-        ops
-    }
-
-    #[test]
-    fn every_operation_in_the_code_is_granted() {
-        let ops = operations_in_code();
-        assert!(
-            ops.len() >= 25,
-            "the source scan found too few operations: {ops:?}"
-        );
-        let policy = controller_policy(&Config::default(), None).to_string();
-        for op in &ops {
-            let granted: Vec<&str> = OPERATIONS
-                .iter()
-                .filter(|(o, _, _)| o == op)
-                .map(|(_, a, _)| *a)
-                .collect();
-            assert!(
-                !granted.is_empty(),
-                "operation {op} is called in src/adapters/aws/mod.rs but has no entry in OPERATIONS"
-            );
-            for action in granted {
-                let free = action == "sts:GetCallerIdentity";
+        for op in Operation::ALL {
+            for (action, scope) in op.grants() {
                 assert!(
-                    free || policy.contains(&format!("\"{action}\"")),
-                    "{action} ({op}) is not in the policy"
+                    *scope == Scope::Free || granted.iter().any(|g| g == action),
+                    "{action} ({op:?}) is not in the policy"
                 );
             }
         }
-        // And nothing is granted that the code does not call.
-        for (op, action, _) in OPERATIONS {
+        let needed: Vec<&str> = Operation::ALL
+            .iter()
+            .flat_map(|op| op.grants())
+            .map(|(a, _)| *a)
+            .collect();
+        for action in &granted {
             assert!(
-                ops.contains(&op.to_string()),
-                "{action} is granted but {op} is never called"
+                needed.contains(&action.as_str()),
+                "{action} is granted but no operation needs it"
             );
         }
     }

@@ -258,12 +258,8 @@ impl GraphReader {
             for (id, display_name) in self.candidates(req).await? {
                 read.push(self.members(id, display_name, req.transitive).await?);
             }
-            let matched = match read.len() {
-                0 => Matched::None,
-                1 => Matched::One(read.pop().expect("one group")),
-                _ => Matched::Many(read),
-            };
-            out.groups.insert(req.clone(), req.finish(matched, |g| g));
+            out.groups
+                .insert(req.clone(), req.finish(Matched::of(read), |g| g));
         }
         Ok(out)
     }
@@ -535,22 +531,15 @@ impl DeltaCache {
 
     /// The groups that `group` contains, directly or through nested groups.
     pub fn nested_groups(&self, group: &str) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut queue = vec![group.to_string()];
-        while let Some(g) = queue.pop() {
-            for (m, kind) in self
-                .groups
-                .get(&g)
-                .map(|c| &c.members)
-                .into_iter()
-                .flatten()
-            {
-                if *kind == MemberKind::Group && out.insert(m.clone()) {
-                    queue.push(m.clone());
-                }
-            }
-        }
-        out
+        crate::sources::directory::nested_groups(group, |g| {
+            self.groups.get(g).map_or_else(Vec::new, |c| {
+                c.members
+                    .iter()
+                    .filter(|(_, kind)| **kind == MemberKind::Group)
+                    .map(|(m, _)| m.clone())
+                    .collect()
+            })
+        })
     }
 
     /// Resolves the requests from the cache, expanding nested groups locally.

@@ -1,0 +1,118 @@
+//! Every AWS operation trustsync calls, as one enum: it names the request in errors and
+//! statistics, picks the rate limit that spaces it, and grants it in the least-privilege
+//! policy ([`super::permissions`]). A request the adapter sends must be an [`Operation`],
+//! so the policy cannot fall behind the code.
+
+use super::permissions::Scope;
+
+/// An AWS service trustsync talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    /// IAM.
+    Iam,
+    /// Lambda.
+    Lambda,
+    /// STS (the caller identity).
+    Sts,
+    /// The Resource Groups Tagging API (finding functions by tag).
+    Tagging,
+}
+
+impl Service {
+    /// The name in metrics labels and `aws.writeConcurrency`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Iam => "iam",
+            Service::Lambda => "lambda",
+            Service::Sts => "sts",
+            Service::Tagging => "tagging",
+        }
+    }
+}
+
+macro_rules! operations {
+    ($($op:ident: $service:ident [$(($action:literal, $scope:ident)),+];)+) => {
+        /// An AWS operation trustsync calls.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Operation {
+            $(#[allow(missing_docs)] $op,)+
+        }
+
+        impl Operation {
+            /// Every operation.
+            pub const ALL: &'static [Operation] = &[$(Operation::$op,)+];
+
+            /// The operation's name, as AWS spells it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Operation::$op => stringify!($op),)+
+                }
+            }
+
+            /// The service it belongs to.
+            pub fn service(self) -> Service {
+                match self {
+                    $(Operation::$op => Service::$service,)+
+                }
+            }
+
+            /// The IAM actions it needs and what each is allowed on.
+            pub fn grants(self) -> &'static [(&'static str, Scope)] {
+                match self {
+                    $(Operation::$op => &[$(($action, Scope::$scope)),+],)+
+                }
+            }
+        }
+    };
+}
+
+operations! {
+    GetCallerIdentity: Sts [("sts:GetCallerIdentity", Free)];
+    GetResources: Tagging [("tag:GetResources", AccountRead)];
+    GetAccountAuthorizationDetails: Iam [("iam:GetAccountAuthorizationDetails", AccountRead)];
+    ListRoles: Iam [("iam:ListRoles", AccountRead)];
+    ListOpenIDConnectProviders: Iam [("iam:ListOpenIDConnectProviders", AccountRead)];
+    GetOpenIDConnectProvider: Iam [("iam:GetOpenIDConnectProvider", Provider)];
+    CreateOpenIDConnectProvider: Iam [("iam:CreateOpenIDConnectProvider", NewProvider)];
+    TagOpenIDConnectProvider: Iam [("iam:TagOpenIDConnectProvider", NewProvider)];
+    UntagOpenIDConnectProvider: Iam [("iam:UntagOpenIDConnectProvider", Provider)];
+    AddClientIDToOpenIDConnectProvider: Iam [("iam:AddClientIDToOpenIDConnectProvider", Provider)];
+    RemoveClientIDFromOpenIDConnectProvider: Iam [("iam:RemoveClientIDFromOpenIDConnectProvider", Provider)];
+    DeleteOpenIDConnectProvider: Iam [("iam:DeleteOpenIDConnectProvider", Provider)];
+    CreateRole: Iam [("iam:CreateRole", NewRole)];
+    TagRole: Iam [("iam:TagRole", NewRole)];
+    UpdateAssumeRolePolicy: Iam [("iam:UpdateAssumeRolePolicy", OwnedRole)];
+    UpdateRole: Iam [("iam:UpdateRole", OwnedRole)];
+    PutRolePermissionsBoundary: Iam [("iam:PutRolePermissionsBoundary", OwnedRole)];
+    DeleteRolePermissionsBoundary: Iam [("iam:DeleteRolePermissionsBoundary", OwnedRole)];
+    PutRolePolicy: Iam [("iam:PutRolePolicy", OwnedRole)];
+    DeleteRolePolicy: Iam [("iam:DeleteRolePolicy", OwnedRole)];
+    AttachRolePolicy: Iam [("iam:AttachRolePolicy", OwnedRole)];
+    DetachRolePolicy: Iam [("iam:DetachRolePolicy", OwnedRole)];
+    UntagRole: Iam [("iam:UntagRole", OwnedRole)];
+    DeleteRole: Iam [("iam:DeleteRole", OwnedRole)];
+    GetFunctionConfiguration: Lambda [("lambda:GetFunctionConfiguration", Function)];
+    GetAlias: Lambda [("lambda:GetAlias", Function)];
+    GetPolicy: Lambda [("lambda:GetPolicy", Function)];
+    AddPermission: Lambda [("lambda:AddPermission", Function)];
+    RemovePermission: Lambda [("lambda:RemovePermission", Function)];
+    UpdateFunctionConfiguration: Lambda [
+        ("lambda:UpdateFunctionConfiguration", Function),
+        ("iam:PassRole", PassRole)
+    ];
+    TagResource: Lambda [("lambda:TagResource", Function)];
+    UntagResource: Lambda [("lambda:UntagResource", MarkedFunction)];
+}
+
+impl Operation {
+    /// The rate limit that spaces it (`aws.maxRequestsPerSecond`): its service, or for
+    /// Lambda the quota class AWS counts it in.
+    pub fn rate_class(self) -> &'static str {
+        match (self.service(), self) {
+            (Service::Lambda, Operation::GetFunctionConfiguration) => "lambdaGetFunction",
+            (Service::Lambda, Operation::GetPolicy) => "lambdaGetPolicy",
+            (Service::Lambda, _) => "lambdaControlPlane",
+            (service, _) => service.as_str(),
+        }
+    }
+}
