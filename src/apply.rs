@@ -291,6 +291,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 "before": change.before,
                 "after": change.after,
                 "policyRevision": self.policy_revision,
+                "labels": change.labels,
                 "result": outcome,
             }))?;
             out.push((i, ChangeOutcome::of(change, outcome)));

@@ -213,26 +213,20 @@ mod tests {
     use serde_json::json;
 
     fn revoke(mapping: &str, baseline: usize, after: usize) -> Change {
+        let action = Action::RevokeTrust {
+            role_name: mapping.into(),
+            trust_policy: json!({}),
+            baseline: None,
+        };
+        let resource = format!("arn:aws:iam::1:role/trustsync/{mapping}");
         Change {
-            action: Action::RevokeTrust {
-                role_name: mapping.into(),
-                trust_policy: json!({}),
-                baseline: None,
-            },
-            effect: Effect::Remove,
-            resource: format!("arn:aws:iam::1:role/trustsync/{mapping}"),
-            mapping: Some(mapping.into()),
-            reason: "r".into(),
-            before: None,
-            after: None,
-            members_added: vec![],
             members_removed: (after..baseline).map(|i| format!("p{i}")).collect(),
             removal: Some(Removal {
                 baseline,
                 after,
                 deletes_role: false,
             }),
-            grant_only: None,
+            ..Change::new(action, resource, Some(mapping), "r")
         }
     }
 

@@ -73,6 +73,15 @@ fn validate_plan_apply_replan_through_the_binary() {
         ]
     );
 
+    // metadata.labels ride along with every change of their mapping.
+    for c in plan["changes"].as_array().unwrap() {
+        if c["mapping"] == "payments-deployers" {
+            assert_eq!(c["labels"]["ticket"], "SEC-1042", "{c}");
+        } else {
+            assert!(c.get("labels").is_none(), "{c}");
+        }
+    }
+
     let md = stdout(&run_ok(&moto, &ws, &["plan", "--output", "markdown"], 0));
     assert!(md.starts_with("### trustsync plan"), "{md}");
     assert!(md.contains("| 10 | 2 | 0 | 0 | 0 | 4 | 0 |"), "{md}");
@@ -178,7 +187,15 @@ fn validate_plan_apply_replan_through_the_binary() {
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert!(stdout(&out).contains("No changes"), "{}", show(&out));
 
-    // Every change is in the audit log, whose chain verifies.
+    // Every change is in the audit log, whose chain verifies, with its mapping's labels.
+    let log = ws.read("audit.jsonl");
+    let labelled = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["mapping"] == "payments-deployers")
+        .inspect(|r| assert_eq!(r["labels"]["team"], "payments", "{r}"))
+        .count();
+    assert_eq!(labelled, 3, "{log}");
     let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
     assert!(
         stdout(&out).contains("13 line(s), hash chain intact"),
@@ -563,10 +580,10 @@ fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("3 problem(s)"), "{err}");
         assert!(
-            err.contains("payments.yaml:14:5: document 1 (RoleMapping payments-deployers): spec.role.maxSessionDuration: 90000 is outside 3600 to 43200 seconds"),
+            err.contains("payments.yaml:15:5: document 1 (RoleMapping payments-deployers): spec.role.maxSessionDuration: 90000 is outside 3600 to 43200 seconds"),
             "{err}"
         );
-        assert!(err.contains("payments.yaml:45:7: document 3 (FunctionAccess payments-api): spec.invokers[0].roleMapping: no RoleMapping named `payments-deployerz`"), "{err}");
+        assert!(err.contains("payments.yaml:46:7: document 3 (FunctionAccess payments-api): spec.invokers[0].roleMapping: no RoleMapping named `payments-deployerz`"), "{err}");
         assert!(err.contains("typo.yaml:6:19: document 1 (RoleMapping typo): spec.role.tagz: unknown field `tagz`"), "{err}");
         assert!(
             !err.contains("dispatch") && !err.contains("connect"),

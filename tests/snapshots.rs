@@ -21,20 +21,8 @@ fn trust(subs: &[&str]) -> serde_json::Value {
 }
 
 fn change(action: Action, mapping: &str, reason: &str) -> Change {
-    let effect = action.effect();
-    Change {
-        action,
-        effect,
-        resource: format!("arn:aws:iam::123456789012:role/trustsync/{mapping}"),
-        mapping: Some(mapping.into()),
-        reason: reason.into(),
-        before: None,
-        after: None,
-        members_added: vec![],
-        members_removed: vec![],
-        removal: None,
-        grant_only: None,
-    }
+    let resource = format!("arn:aws:iam::123456789012:role/trustsync/{mapping}");
+    Change::new(action, resource, Some(mapping), reason)
 }
 
 fn sample() -> Plan {

@@ -204,17 +204,11 @@ pub fn iam_length(doc: &Value) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Which kind of policy a document is checked as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    /// An identity-based policy (inline role policy): no `Principal`, needs `Resource`.
-    Identity,
-}
-
-/// Checks that a document is a structurally valid IAM policy of the given kind.
+/// Checks that a document is a structurally valid identity-based IAM policy (an inline
+/// role policy, or trustsync's own): no `Principal`, and a `Resource`.
 ///
 /// Returns every problem found, each as `(field path within the document, message)`.
-pub fn check_document(doc: &Value, kind: PolicyKind) -> Vec<(String, String)> {
+pub fn check_document(doc: &Value) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let Value::Object(map) = doc else {
         problems.push((
@@ -305,31 +299,29 @@ pub fn check_document(doc: &Value, kind: PolicyKind) -> Vec<(String, String)> {
                 }
             }
         }
-        if kind == PolicyKind::Identity {
-            if s.contains_key("Principal") || s.contains_key("NotPrincipal") {
-                problems.push((
-                    at("Principal"),
-                    "an identity policy cannot name a Principal".into(),
-                ));
+        if s.contains_key("Principal") || s.contains_key("NotPrincipal") {
+            problems.push((
+                at("Principal"),
+                "an identity policy cannot name a Principal".into(),
+            ));
+        }
+        match (s.get("Resource"), s.get("NotResource")) {
+            (None, None) => {
+                problems.push((at("Resource"), "missing (Resource or NotResource)".into()))
             }
-            match (s.get("Resource"), s.get("NotResource")) {
-                (None, None) => {
-                    problems.push((at("Resource"), "missing (Resource or NotResource)".into()))
-                }
-                (Some(_), Some(_)) => problems.push((
-                    at("Resource"),
-                    "Resource and NotResource are exclusive".into(),
-                )),
-                (Some(v), None) | (None, Some(v)) => {
-                    for r in as_list(v) {
-                        match r.as_str() {
-                            Some("*") => {}
-                            Some(text) if text.starts_with("arn:") => {}
-                            _ => problems.push((
-                                at("Resource"),
-                                format!("`{}` is not an ARN or \"*\"", scalar_text(&r)),
-                            )),
-                        }
+            (Some(_), Some(_)) => problems.push((
+                at("Resource"),
+                "Resource and NotResource are exclusive".into(),
+            )),
+            (Some(v), None) | (None, Some(v)) => {
+                for r in as_list(v) {
+                    match r.as_str() {
+                        Some("*") => {}
+                        Some(text) if text.starts_with("arn:") => {}
+                        _ => problems.push((
+                            at("Resource"),
+                            format!("`{}` is not an ARN or \"*\"", scalar_text(&r)),
+                        )),
                     }
                 }
             }
@@ -496,7 +488,7 @@ mod tests {
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
             {"Effect": "Maybe", "Action": "nocolon", "Principal": "*", "Resource": "bucket"}
         ]});
-        let problems = check_document(&doc, PolicyKind::Identity);
+        let problems = check_document(&doc);
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
@@ -507,10 +499,9 @@ mod tests {
                 "Statement[1].Resource"
             ]
         );
-        assert!(check_document(&json!({"Statement": []}), PolicyKind::Identity).len() == 2);
+        assert!(check_document(&json!({"Statement": []})).len() == 2);
         assert!(check_document(
-            &json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}),
-            PolicyKind::Identity
+            &json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}})
         )
         .is_empty());
     }

@@ -325,6 +325,10 @@ pub struct Change {
     /// the trust policy that adds without removing, used when the revocation is held.
     #[serde(skip)]
     pub grant_only: Option<Value>,
+    /// The `metadata.labels` of the mapping it serves (team, ticket, cost centre...),
+    /// carried into the JSON plan and the audit record.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Change {
@@ -348,6 +352,7 @@ impl Change {
             members_removed: Vec::new(),
             removal: None,
             grant_only: None,
+            labels: BTreeMap::new(),
         }
     }
 
@@ -572,6 +577,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Gives every change, held ones too, the labels of the mapping it serves.
+    pub fn label(&mut self, labels_of: impl Fn(&str) -> Option<BTreeMap<String, String>>) {
+        let held = self.held.iter_mut().map(|h| &mut h.change);
+        for c in self.changes.iter_mut().chain(held) {
+            if let Some(labels) = c.mapping.as_deref().and_then(&labels_of) {
+                c.labels = labels;
+            }
+        }
+    }
+
     /// True when nothing is to be applied.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()

@@ -254,7 +254,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
     let plan = plan::plan(&desired, &observed, &settings);
-    let plan = checks::check(
+    let mut plan = checks::check(
         plan,
         &checks::Context {
             safety: &config.safety,
@@ -262,6 +262,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
             released,
         },
     );
+    plan.label(|name| policies.labels_of(name).cloned());
     tracing::info!(
         plan_us = started.elapsed().as_micros() as u64,
         roles = observed.roles.len(),

@@ -150,7 +150,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::iam_policy::{check_document, PolicyKind};
+    use crate::model::iam_policy::check_document;
 
     #[test]
     fn every_operation_is_granted_and_nothing_else() {
@@ -201,9 +201,9 @@ mod tests {
         };
         let doc = controller_policy(&config, None);
         assert!(
-            check_document(&doc, PolicyKind::Identity).is_empty(),
+            check_document(&doc).is_empty(),
             "{:?}",
-            check_document(&doc, PolicyKind::Identity)
+            check_document(&doc)
         );
         let text = doc.to_string();
         assert!(text.contains("arn:aws:iam::*:role/platform/trustsync/*"));

@@ -156,6 +156,18 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// The `metadata.labels` of the document of this name (names are unique across kinds
+    /// that map: providers, role mappings, function access).
+    pub fn labels_of(&self, name: &str) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.providers
+            .iter()
+            .map(|d| (&d.name, &d.labels))
+            .chain(self.role_mappings.iter().map(|d| (&d.name, &d.labels)))
+            .chain(self.functions.iter().map(|d| (&d.name, &d.labels)))
+            .find(|(n, _)| *n == name)
+            .map(|(_, l)| l)
+    }
+
     /// The provider document of this name.
     pub fn provider(&self, name: &str) -> Option<&Named<IdentityProviderSpec>> {
         self.providers.iter().find(|p| p.name == name)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::{Diagnostic, Named, PolicySet};
-use crate::model::iam_policy::{self, PolicyKind};
+use crate::model::iam_policy;
 
 /// AWS quotas and controller rules that policies are checked against. Defaults are AWS's
 /// default quotas; raise them in the config when the account's quotas were raised.
@@ -292,7 +292,7 @@ fn check_role_mapping(
                 format!("policy name `{name}` must be 1 to 128 letters, digits or +=,.@_-"),
             ));
         }
-        for (path, msg) in iam_policy::check_document(doc, PolicyKind::Identity) {
+        for (path, msg) in iam_policy::check_document(doc) {
             let f = if path.is_empty() {
                 field.clone()
             } else {
