@@ -244,6 +244,20 @@ impl Action {
         self.lambda_function().is_some()
     }
 
+    /// Whether the action writes to the OIDC provider.
+    pub fn is_provider(&self) -> bool {
+        use Action::*;
+        matches!(
+            self,
+            CreateOidcProvider { .. }
+                | AddProviderAudience { .. }
+                | RemoveProviderAudience { .. }
+                | TagOidcProvider { .. }
+                | UntagOidcProvider { .. }
+                | DeleteOidcProvider { .. }
+        )
+    }
+
     /// The Lambda function an action writes to: its writes stay in order (one RevisionId
     /// chain per function).
     pub fn lambda_function(&self) -> Option<&str> {

@@ -136,6 +136,31 @@ impl crate::runtime::pass::AwsApi for AwsClients {
     }
 }
 
+/// One write through [`AwsClients::call`]: the request id, or when `benign` says the
+/// wanted state already held, `note` instead.
+macro_rules! write {
+    ($self:ident, $op:ident, $benign:expr, $note:literal, $req:expr) => {
+        match $self.call(Operation::$op, $benign, || $req.send()).await? {
+            Some(out) => Written {
+                request_id: out.request_id().map(String::from),
+                note: None,
+            },
+            None => Written {
+                request_id: None,
+                note: Some($note.to_string()),
+            },
+        }
+    };
+}
+
+fn exists(f: &Failure) -> bool {
+    f.is(&["EntityAlreadyExists"])
+}
+
+fn gone(f: &Failure) -> bool {
+    f.is(&["NoSuchEntity"])
+}
+
 /// Spaces requests to at most `rate` per second (no limit at 0).
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -656,44 +681,27 @@ impl AwsClients {
     }
 
     async fn execute_now(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+        if action.is_lambda() {
+            self.write_lambda(action, use_revision).await
+        } else if action.is_provider() {
+            self.write_provider(action).await
+        } else {
+            self.write_role(action).await
+        }
+    }
+
+    /// The OIDC provider's writes.
+    async fn write_provider(&self, action: &Action) -> Result<Written, Failure> {
         use Action::*;
         let iam = &self.iam;
-        let lambda = &self.lambda;
-        let exists = |f: &Failure| f.is(&["EntityAlreadyExists"]);
-        let gone = |f: &Failure| f.is(&["NoSuchEntity"]);
-        let written = |rid: Option<&str>| Written {
-            request_id: rid.map(String::from),
-            note: None,
-        };
-        let already = |note: &str| Written {
-            request_id: None,
-            note: Some(note.to_string()),
-        };
-        macro_rules! run {
-            ($op:ident, $benign:expr, $note:literal, $req:expr) => {
-                match self.call(Operation::$op, $benign, || $req.send()).await? {
-                    Some(out) => written(out.request_id()),
-                    None => already($note),
-                }
-            };
-        }
-        // The planned RevisionId goes on the first attempt only: a retry may follow our own
-        // attempt that did land (its answer lost), and would then fail as stale.
-        let first_attempt = std::sync::atomic::AtomicBool::new(true);
-        let revision = |r: &Option<String>| {
-            if use_revision && first_attempt.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                r.clone()
-            } else {
-                None
-            }
-        };
         Ok(match action {
             CreateOidcProvider {
                 url,
                 client_ids,
                 thumbprints,
                 tags,
-            } => run!(
+            } => write!(
+                self,
                 CreateOpenIDConnectProvider,
                 exists,
                 "provider already existed",
@@ -706,7 +714,8 @@ impl AwsClients {
             AddProviderAudience {
                 provider_arn,
                 audience,
-            } => run!(
+            } => write!(
+                self,
                 AddClientIDToOpenIDConnectProvider,
                 |_| false,
                 "",
@@ -717,7 +726,8 @@ impl AwsClients {
             RemoveProviderAudience {
                 provider_arn,
                 audience,
-            } => run!(
+            } => write!(
+                self,
                 RemoveClientIDFromOpenIDConnectProvider,
                 gone,
                 "provider already gone",
@@ -725,7 +735,8 @@ impl AwsClients {
                     .open_id_connect_provider_arn(provider_arn)
                     .client_id(audience)
             ),
-            TagOidcProvider { provider_arn, tags } => run!(
+            TagOidcProvider { provider_arn, tags } => write!(
+                self,
                 TagOpenIDConnectProvider,
                 |_| false,
                 "",
@@ -733,7 +744,8 @@ impl AwsClients {
                     .open_id_connect_provider_arn(provider_arn)
                     .set_tags(Some(iam_tags(tags)))
             ),
-            UntagOidcProvider { provider_arn, keys } => run!(
+            UntagOidcProvider { provider_arn, keys } => write!(
+                self,
                 UntagOpenIDConnectProvider,
                 gone,
                 "provider already gone",
@@ -741,13 +753,24 @@ impl AwsClients {
                     .open_id_connect_provider_arn(provider_arn)
                     .set_tag_keys(Some(keys.clone()))
             ),
-            DeleteOidcProvider { provider_arn } => run!(
+            DeleteOidcProvider { provider_arn } => write!(
+                self,
                 DeleteOpenIDConnectProvider,
                 gone,
                 "provider already gone",
                 iam.delete_open_id_connect_provider()
                     .open_id_connect_provider_arn(provider_arn)
             ),
+            other => unreachable!("not a provider action: {other:?}"),
+        })
+    }
+
+    /// A role's writes. Long on purpose: one arm per role action, each a single request
+    /// with its benign failure; split further, the table would only be scattered.
+    async fn write_role(&self, action: &Action) -> Result<Written, Failure> {
+        use Action::*;
+        let iam = &self.iam;
+        Ok(match action {
             CreateRole {
                 role_name,
                 path,
@@ -756,7 +779,8 @@ impl AwsClients {
                 max_session_duration,
                 permissions_boundary,
                 tags,
-            } => run!(
+            } => write!(
+                self,
                 CreateRole,
                 exists,
                 "role already existed",
@@ -775,7 +799,8 @@ impl AwsClients {
                 baseline,
             } => {
                 // The revocation first: a failure to record the baseline must not hold it.
-                let done = run!(
+                let done = write!(
+                    self,
                     UpdateAssumeRolePolicy,
                     |_| false,
                     "",
@@ -786,7 +811,8 @@ impl AwsClients {
                 if let Some(value) = baseline {
                     let tags =
                         BTreeMap::from([(crate::plan::BASELINE_TAG.to_string(), value.clone())]);
-                    run!(
+                    write!(
+                        self,
                         TagRole,
                         |_| false,
                         "",
@@ -800,7 +826,8 @@ impl AwsClients {
             UpdateTrustPolicy {
                 role_name,
                 trust_policy,
-            } => run!(
+            } => write!(
+                self,
                 UpdateAssumeRolePolicy,
                 |_| false,
                 "",
@@ -812,7 +839,8 @@ impl AwsClients {
                 role_name,
                 description,
                 max_session_duration,
-            } => run!(
+            } => write!(
+                self,
                 UpdateRole,
                 |_| false,
                 "",
@@ -824,7 +852,8 @@ impl AwsClients {
             PutPermissionsBoundary {
                 role_name,
                 policy_arn,
-            } => run!(
+            } => write!(
+                self,
                 PutRolePermissionsBoundary,
                 |_| false,
                 "",
@@ -832,7 +861,8 @@ impl AwsClients {
                     .role_name(role_name)
                     .permissions_boundary(policy_arn)
             ),
-            DeletePermissionsBoundary { role_name } => run!(
+            DeletePermissionsBoundary { role_name } => write!(
+                self,
                 DeleteRolePermissionsBoundary,
                 gone,
                 "boundary already gone",
@@ -842,7 +872,8 @@ impl AwsClients {
                 role_name,
                 policy_name,
                 document,
-            } => run!(
+            } => write!(
+                self,
                 PutRolePolicy,
                 |_| false,
                 "",
@@ -854,7 +885,8 @@ impl AwsClients {
             DeleteInlinePolicy {
                 role_name,
                 policy_name,
-            } => run!(
+            } => write!(
+                self,
                 DeleteRolePolicy,
                 gone,
                 "policy already gone",
@@ -865,7 +897,8 @@ impl AwsClients {
             AttachManagedPolicy {
                 role_name,
                 policy_arn,
-            } => run!(
+            } => write!(
+                self,
                 AttachRolePolicy,
                 |_| false,
                 "",
@@ -876,7 +909,8 @@ impl AwsClients {
             DetachManagedPolicy {
                 role_name,
                 policy_arn,
-            } => run!(
+            } => write!(
+                self,
                 DetachRolePolicy,
                 gone,
                 "policy already detached",
@@ -884,7 +918,8 @@ impl AwsClients {
                     .role_name(role_name)
                     .policy_arn(policy_arn)
             ),
-            TagRole { role_name, tags } => run!(
+            TagRole { role_name, tags } => write!(
+                self,
                 TagRole,
                 |_| false,
                 "",
@@ -892,7 +927,8 @@ impl AwsClients {
                     .role_name(role_name)
                     .set_tags(Some(iam_tags(tags)))
             ),
-            UntagRole { role_name, keys } => run!(
+            UntagRole { role_name, keys } => write!(
+                self,
                 UntagRole,
                 gone,
                 "role already gone",
@@ -900,12 +936,32 @@ impl AwsClients {
                     .role_name(role_name)
                     .set_tag_keys(Some(keys.clone()))
             ),
-            DeleteRole { role_name } => run!(
+            DeleteRole { role_name } => write!(
+                self,
                 DeleteRole,
                 gone,
                 "role already gone",
                 iam.delete_role().role_name(role_name)
             ),
+            other => unreachable!("not a role action: {other:?}"),
+        })
+    }
+
+    /// A Lambda function's writes. The planned RevisionId (with `use_revision`) goes on
+    /// the first attempt only: a retry may follow our own attempt that did land (its
+    /// answer lost), and would then fail as stale.
+    async fn write_lambda(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+        use Action::*;
+        let lambda = &self.lambda;
+        let first_attempt = std::sync::atomic::AtomicBool::new(true);
+        let revision = |r: &Option<String>| {
+            if use_revision && first_attempt.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                r.clone()
+            } else {
+                None
+            }
+        };
+        Ok(match action {
             AddLambdaPermission {
                 function_name,
                 qualifier,
@@ -915,7 +971,8 @@ impl AwsClients {
                 source_arn,
                 source_account,
                 revision_id,
-            } => run!(
+            } => write!(
+                self,
                 AddPermission,
                 |f: &Failure| f.is(&["ResourceConflictException"])
                     && f.message.contains("already exists"),
@@ -935,7 +992,8 @@ impl AwsClients {
                 function_name,
                 qualifier,
                 statement_id,
-            } => run!(
+            } => write!(
+                self,
                 RemovePermission,
                 |f: &Failure| f.is(&["ResourceNotFoundException"]),
                 "statement already gone",
@@ -949,7 +1007,8 @@ impl AwsClients {
                 function_name,
                 role_arn,
                 revision_id,
-            } => run!(
+            } => write!(
+                self,
                 UpdateFunctionConfiguration,
                 |_| false,
                 "",
@@ -963,7 +1022,8 @@ impl AwsClients {
                 function_arn,
                 key,
                 value,
-            } => run!(
+            } => write!(
+                self,
                 TagResource,
                 |_| false,
                 "",
@@ -972,12 +1032,14 @@ impl AwsClients {
                     .resource(function_arn)
                     .tags(key, value)
             ),
-            UntagFunction { function_arn, key } => run!(
+            UntagFunction { function_arn, key } => write!(
+                self,
                 UntagResource,
                 |f: &Failure| f.is(&["ResourceNotFoundException"]),
                 "function already gone",
                 lambda.untag_resource().resource(function_arn).tag_keys(key)
             ),
+            other => unreachable!("not a Lambda action: {other:?}"),
         })
     }
 }
