@@ -16,7 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::model::iam_policy;
 use crate::sources::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
-use crate::sources::policy::{function_name_of, Invoker, PolicySet};
+use crate::sources::policy::{
+    function_name_of, FunctionAccessSpec, IdentityProviderSpec, Invoker, Named, PolicySet,
+    RoleMappingSpec,
+};
 
 /// Where the desired state is made: the account and region AWS is in.
 #[derive(Debug, Clone)]
@@ -320,7 +323,8 @@ pub const MEMBERS_SID: &str = "EntraGroupMembers";
 /// Sid of the statement that denies everyone when the group has no bindable member.
 pub const NO_MEMBERS_SID: &str = "EntraGroupHasNoMembers";
 
-/// Builds the desired state.
+/// Builds the desired state: each provider, each mapping's role (or why it cannot be
+/// built), each function's statements and execution role.
 pub fn build(
     policies: &PolicySet,
     directory: &DirectorySnapshot,
@@ -328,46 +332,101 @@ pub fn build(
     config: &Config,
     target: &Target,
 ) -> Desired {
-    let part = target.partition();
-    let acct = &target.account_id;
-    let owner = &config.owner_tag;
-    let mut out = Desired::default();
+    let b = Builder {
+        policies,
+        directory,
+        pins,
+        config,
+        target,
+    };
+    let mut out = Desired {
+        providers: policies.providers.iter().map(|p| b.provider(p)).collect(),
+        ..Desired::default()
+    };
+    for m in &policies.role_mappings {
+        match b.role(m) {
+            Ok((role, blocked)) => {
+                out.errors.extend(blocked);
+                out.roles.push(role);
+            }
+            Err(e) => out.errors.push(e),
+        }
+    }
+    out.functions = policies.functions.iter().map(|f| b.function(f)).collect();
+    out
+}
 
-    for p in &policies.providers {
+/// The inputs of [`build`], shared by its steps.
+struct Builder<'a> {
+    policies: &'a PolicySet,
+    directory: &'a DirectorySnapshot,
+    pins: &'a Pins,
+    config: &'a Config,
+    target: &'a Target,
+}
+
+/// What the directory says about one mapping's group.
+#[derive(Default)]
+struct Membership {
+    group: Option<GroupInfo>,
+    may_keep: Option<BTreeSet<String>>,
+    blocked: Option<String>,
+}
+
+impl Builder<'_> {
+    fn role_path(&self, m: &RoleMappingSpec) -> String {
+        m.role
+            .path
+            .clone()
+            .unwrap_or_else(|| self.config.role_path.clone())
+    }
+
+    fn role_arn(&self, m: &RoleMappingSpec) -> String {
+        let (part, acct) = (self.target.partition(), &self.target.account_id);
+        format!(
+            "arn:{part}:iam::{acct}:role{}{}",
+            self.role_path(m),
+            m.role.name
+        )
+    }
+
+    fn provider_arn(&self, issuer_host_path: &str) -> String {
+        let (part, acct) = (self.target.partition(), &self.target.account_id);
+        format!("arn:{part}:iam::{acct}:oidc-provider/{issuer_host_path}")
+    }
+
+    fn provider(&self, p: &Named<IdentityProviderSpec>) -> DesiredProvider {
         let url = p.spec.issuer_host_path();
-        out.providers.push(DesiredProvider {
+        let owner = &self.config.owner_tag;
+        DesiredProvider {
             mapping: p.name.clone(),
-            arn: format!("arn:{part}:iam::{acct}:oidc-provider/{url}"),
+            arn: self.provider_arn(&url),
             url,
             client_ids: p.spec.audiences.iter().cloned().collect(),
             thumbprints: p.spec.thumbprints.clone(),
             tags: BTreeMap::from([(owner.key.clone(), owner.value.clone())]),
             adopt: p.spec.adopt,
-        });
+        }
     }
 
-    let role_arn = |m: &crate::sources::policy::RoleMappingSpec| {
-        let path = m
-            .role
-            .path
-            .clone()
-            .unwrap_or_else(|| config.role_path.clone());
-        format!("arn:{part}:iam::{acct}:role{path}{}", m.role.name)
-    };
-
-    for m in &policies.role_mappings {
+    /// One mapping's role, with the error that blocks it if any; `Err` when it cannot be
+    /// built at all (a reserved tag, a missing provider, a group the pass did not read).
+    fn role(
+        &self,
+        m: &Named<RoleMappingSpec>,
+    ) -> Result<(DesiredRole, Option<MappingError>), MappingError> {
         let s = &m.spec;
         let error = |message: String| MappingError {
             mapping: m.name.clone(),
             resource: s.role.name.clone(),
             message,
         };
+        let owner = &self.config.owner_tag;
         if s.role.tags.contains_key(&owner.key) {
-            out.errors.push(error(format!(
+            return Err(error(format!(
                 "tag `{}` is reserved for trustsync's owner tag",
                 owner.key
             )));
-            continue;
         }
         let mut tags = s.role.tags.clone();
         tags.insert(owner.key.clone(), owner.value.clone());
@@ -375,103 +434,45 @@ pub fn build(
             federated: None,
             services: s.trusted_services.iter().cloned().collect(),
         };
-        let mut group_info = None;
-        let mut may_keep = None;
-        let mut blocked = None;
-        if let (Some(provider_name), Some(req)) = (&s.provider, group_request(s, pins)) {
-            let Some(provider) = policies.provider(provider_name) else {
-                out.errors.push(error(format!(
+        let mut membership = Membership::default();
+        if let (Some(provider_name), Some(req)) = (&s.provider, group_request(s, self.pins)) {
+            let Some(provider) = self.policies.provider(provider_name) else {
+                return Err(error(format!(
                     "no IdentityProvider named `{provider_name}`"
                 )));
-                continue;
             };
             let issuer = provider.spec.issuer_host_path();
             parts.federated = Some(Federated {
-                provider_arn: format!("arn:{part}:iam::{acct}:oidc-provider/{issuer}"),
+                provider_arn: self.provider_arn(&issuer),
                 issuer,
                 audience_key: provider.spec.audience_condition_key.clone(),
                 audiences: provider.spec.audiences.clone(),
             });
-            match directory.get(&req) {
-                Some(Ok(group)) => {
-                    let (principals, skipped): (Vec<Member>, Vec<Member>) = group
-                        .members
-                        .iter()
-                        .cloned()
-                        .partition(|mem| mem.kind == MemberKind::ServicePrincipal);
-                    // Nested groups are expanded by a transitive read; only report them when not.
-                    let skipped: Vec<Member> = skipped
-                        .into_iter()
-                        .filter(|mem| !(s.members.transitive && mem.kind == MemberKind::Group))
-                        .collect();
-                    may_keep = Some(principals.iter().map(|p| p.id.clone()).collect());
-                    let renamed_to = match &req.selector.display_name {
-                        Some(name) if req.selector.id.is_none() => {
-                            tags.insert(
-                                directory::PIN_TAG.into(),
-                                directory::pin_value(&group.id, name),
-                            );
-                            (!directory::same_name(name, &group.display_name))
-                                .then(|| group.display_name.clone())
-                        }
-                        _ => None,
-                    };
-                    group_info = Some(GroupInfo {
-                        id: group.id.clone(),
-                        display_name: group.display_name.clone(),
-                        principals,
-                        skipped,
-                        renamed_to,
-                    });
-                }
-                Some(Err(e)) => {
-                    may_keep = Some(e.may_keep());
-                    blocked = Some(e.to_string());
-                }
-                None => {
-                    out.errors.push(error(format!(
-                        "group {} was not read from the directory",
-                        req.selector
-                    )));
-                    continue;
-                }
-            }
+            membership = self.membership(s, &req, &mut tags).map_err(error)?;
         }
-        let subs: BTreeSet<String> = group_info
+        let subs: BTreeSet<String> = membership
+            .group
             .iter()
             .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
             .collect();
         let trust = parts.document(&subs, &parts.services);
-        let length = iam_policy::iam_length(&trust);
-        if blocked.is_none() && length > config.limits.trust_policy_chars {
-            let members = subs.len();
-            let per_member = 39; // a 36-character object id, its quotes and a comma
-            let fit = members
-                .saturating_sub((length - config.limits.trust_policy_chars).div_ceil(per_member));
-            blocked = Some(format!(
-                "the trust policy for {members} service principals would be {length} characters, over the limit of {} \
-                 (about {fit} members fit); split the group or raise the quota and limits.trustPolicyChars",
-                config.limits.trust_policy_chars
-            ));
+        if membership.blocked.is_none() {
+            membership.blocked = self.trust_too_long(subs.len(), &trust);
         }
-        if let Some(why) = &blocked {
-            out.errors.push(error(format!(
+        let blocked_error = membership.blocked.as_ref().map(|why| {
+            error(format!(
                 "{why}; members who left the group still lose access, nobody is added"
-            )));
-        }
-        out.roles.push(DesiredRole {
+            ))
+        });
+        let role = DesiredRole {
             mapping: m.name.clone(),
             name: s.role.name.clone(),
-            path: s
-                .role
-                .path
-                .clone()
-                .unwrap_or_else(|| config.role_path.clone()),
-            arn: role_arn(s),
+            path: self.role_path(s),
+            arn: self.role_arn(s),
             trust,
             trust_parts: parts,
-            blocked,
-            may_keep,
+            blocked: membership.blocked,
+            may_keep: membership.may_keep,
             description: s.role.description.clone(),
             max_session_duration: s.role.max_session_duration,
             permissions_boundary: s.role.permissions_boundary.clone(),
@@ -479,41 +480,126 @@ pub fn build(
             inline_policies: s.role.inline_policies.clone(),
             tags,
             adopt: s.adopt,
-            group: group_info,
-        });
+            group: membership.group,
+        };
+        Ok((role, blocked_error))
     }
 
-    let prefix = config.instance_statement_prefix();
-    for f in &policies.functions {
+    /// The group's service principals (the rest reported as skipped), who may keep access,
+    /// or why the mapping is blocked. A display-name selector is pinned to the group's id
+    /// (a role tag); `Err` when the pass did not read the group at all.
+    fn membership(
+        &self,
+        s: &RoleMappingSpec,
+        req: &GroupRequest,
+        tags: &mut BTreeMap<String, String>,
+    ) -> Result<Membership, String> {
+        let group = match self.directory.get(req) {
+            Some(Ok(group)) => group,
+            Some(Err(e)) => {
+                return Ok(Membership {
+                    group: None,
+                    may_keep: Some(e.may_keep()),
+                    blocked: Some(e.to_string()),
+                })
+            }
+            None => {
+                return Err(format!(
+                    "group {} was not read from the directory",
+                    req.selector
+                ))
+            }
+        };
+        let (principals, skipped): (Vec<Member>, Vec<Member>) = group
+            .members
+            .iter()
+            .cloned()
+            .partition(|mem| mem.kind == MemberKind::ServicePrincipal);
+        // Nested groups are expanded by a transitive read; only report them when not.
+        let skipped: Vec<Member> = skipped
+            .into_iter()
+            .filter(|mem| !(s.members.transitive && mem.kind == MemberKind::Group))
+            .collect();
+        let renamed_to = match &req.selector.display_name {
+            Some(name) if req.selector.id.is_none() => {
+                tags.insert(
+                    directory::PIN_TAG.into(),
+                    directory::pin_value(&group.id, name),
+                );
+                (!directory::same_name(name, &group.display_name))
+                    .then(|| group.display_name.clone())
+            }
+            _ => None,
+        };
+        Ok(Membership {
+            may_keep: Some(principals.iter().map(|p| p.id.clone()).collect()),
+            group: Some(GroupInfo {
+                id: group.id.clone(),
+                display_name: group.display_name.clone(),
+                principals,
+                skipped,
+                renamed_to,
+            }),
+            blocked: None,
+        })
+    }
+
+    /// Why a trust policy for `members` principals cannot be written: over
+    /// `limits.trustPolicyChars`, with about how many would fit.
+    fn trust_too_long(&self, members: usize, trust: &Value) -> Option<String> {
+        let limit = self.config.limits.trust_policy_chars;
+        let length = iam_policy::iam_length(trust);
+        if length <= limit {
+            return None;
+        }
+        let per_member = 39; // a 36-character object id, its quotes and a comma
+        let fit = members.saturating_sub((length - limit).div_ceil(per_member));
+        Some(format!(
+            "the trust policy for {members} service principals would be {length} characters, over the limit of {limit} \
+             (about {fit} members fit); split the group or raise the quota and limits.trustPolicyChars"
+        ))
+    }
+
+    fn function(&self, f: &Named<FunctionAccessSpec>) -> DesiredFunction {
+        let (part, acct) = (self.target.partition(), &self.target.account_id);
         let s = &f.spec;
         let name = function_name_of(&s.function).to_string();
         let arn = if s.function.starts_with("arn:") {
             s.function.split(':').take(7).collect::<Vec<_>>().join(":")
         } else {
-            format!("arn:{part}:lambda:{}:{acct}:function:{name}", target.region)
+            format!(
+                "arn:{part}:lambda:{}:{acct}:function:{name}",
+                self.target.region
+            )
         };
-        let mut statements = BTreeMap::new();
-        for inv in &s.invokers {
-            let st = statement(inv, policies, &prefix, part, |m| role_arn(m));
-            statements.insert(st.sid.clone(), st);
-        }
+        let prefix = self.config.instance_statement_prefix();
+        let statements = s
+            .invokers
+            .iter()
+            .map(|inv| {
+                let st = statement(inv, self.policies, &prefix, part, |m| self.role_arn(m));
+                (st.sid.clone(), st)
+            })
+            .collect();
         let execution_role =
             s.execution_role
                 .as_ref()
                 .and_then(|r| match (&r.role_mapping, &r.arn) {
-                    (Some(m), _) => policies.role_mapping(m).map(|m| role_arn(&m.spec)),
+                    (Some(m), _) => self
+                        .policies
+                        .role_mapping(m)
+                        .map(|m| self.role_arn(&m.spec)),
                     (None, arn) => arn.clone(),
                 });
-        out.functions.push(DesiredFunction {
+        DesiredFunction {
             mapping: f.name.clone(),
             name,
             qualifier: s.qualifier.clone(),
             arn,
             execution_role,
             statements,
-        });
+        }
     }
-    out
 }
 
 fn statement(
