@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -198,138 +198,11 @@ impl Cli {
                 println!("{}", schema_json());
                 Ok(0)
             }
-            Command::Validate(PolicyArgs { policies }) => {
-                let config = load_config()?;
-                match policy::load_dir(&policies, &config.limits) {
-                    Ok(set) => {
-                        println!(
-                            "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
-                            policies.display(),
-                            set.len(),
-                            set.providers.len(),
-                            set.role_mappings.len(),
-                            set.functions.len()
-                        );
-                        Ok(0)
-                    }
-                    Err(e) => {
-                        eprintln!("{e}");
-                        Ok(1)
-                    }
-                }
-            }
-            Command::Plan(PlanArgs {
-                pass,
-                output,
-                detailed_exitcode,
-            }) => {
-                let config = load_config()?;
-                let Some(ctx) = Pass::prepare(pass, config).await? else {
-                    return Ok(1);
-                };
-                let color = output == Format::Text
-                    && std::io::stdout().is_terminal()
-                    && std::env::var_os("NO_COLOR").is_none();
-                let plan = &ctx.planned.plan;
-                print!("{}", render::render(plan, output, color));
-                ctx.log_stats();
-                Ok(if plan.needs_attention() {
-                    1
-                } else if detailed_exitcode && !plan.is_empty() {
-                    2
-                } else {
-                    0
-                })
-            }
-            Command::Apply(ApplyArgs { pass, auto_approve }) => {
-                let config = load_config()?;
-                let audit_path = config.audit.path.clone();
-                let Some(ctx) = Pass::prepare(pass, config).await? else {
-                    return Ok(1);
-                };
-                let plan = &ctx.planned.plan;
-                let color =
-                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-                print!("{}", render::render(plan, Format::Text, color));
-                if plan.is_empty() && plan.held.is_empty() {
-                    ctx.log_stats();
-                    return Ok(if plan.needs_attention() { 1 } else { 0 });
-                }
-                // With only held changes nothing is asked: the pass is still recorded, so
-                // the audit log shows what was held and why.
-                if !plan.is_empty() && !auto_approve && !confirm(plan.changes.len())? {
-                    println!("Apply cancelled; nothing was changed.");
-                    return Ok(1);
-                }
-                let mut log = AuditLog::open(&audit_path)?;
-                let report = ctx
-                    .planned
-                    .apply(
-                        &ctx.aws,
-                        &mut log,
-                        &ctx.actor,
-                        ctx.policies.revision.as_deref(),
-                        &|| false,
-                    )
-                    .await?;
-                println!(
-                    "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
-                    report.applied,
-                    report.failed,
-                    report.skipped,
-                    plan.held.len(),
-                    audit_path.display()
-                );
-                for done in &report.outcomes {
-                    if let apply::Outcome::Failed(f) = &done.outcome {
-                        println!("  failed  {} {}: {f}", done.action, done.resource);
-                    }
-                }
-                ctx.log_stats();
-                Ok(if report.success() && !plan.needs_attention() {
-                    0
-                } else {
-                    1
-                })
-            }
-            Command::Run(RunArgs {
-                pass,
-                listen,
-                interval_seconds,
-            }) => {
-                let mut config = load_config()?;
-                let (dir, source, released) = pass.resolve(&mut config, true)?;
-                if !released.is_empty() {
-                    bail!("--release is for plan and apply: a person releases a hold once, not the controller for ever");
-                }
-                let run = &config.run;
-                let settings = RunSettings {
-                    interval: std::time::Duration::from_secs(
-                        interval_seconds.unwrap_or(run.interval_seconds).max(1),
-                    ),
-                    directory_poll: std::time::Duration::from_secs(
-                        run.directory_poll_seconds.max(1),
-                    ),
-                    policy_poll: std::time::Duration::from_secs(run.policy_poll_seconds.max(1)),
-                    listen: listen.unwrap_or(run.listen),
-                };
-                controller::run(config, dir, source, settings).await
-            }
-            Command::IamPolicy(PolicyArgs { policies }) => {
-                let config = load_config()?;
-                let set = if policies.exists() {
-                    Some(
-                        policy::load_dir(&policies, &config.limits)
-                            .map_err(|e| anyhow::anyhow!("{e}"))?,
-                    )
-                } else {
-                    None
-                };
-                let doc =
-                    crate::adapters::aws::permissions::controller_policy(&config, set.as_ref());
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-                Ok(0)
-            }
+            Command::Validate(PolicyArgs { policies }) => validate(&load_config()?, &policies),
+            Command::Plan(args) => plan(args, load_config()?).await,
+            Command::Apply(args) => apply(args, load_config()?).await,
+            Command::Run(args) => run(args, load_config()?).await,
+            Command::IamPolicy(PolicyArgs { policies }) => iam_policy(&load_config()?, &policies),
             Command::Audit(AuditCommand::Verify { file }) => match audit::verify(&file) {
                 Ok(n) => {
                     println!("{}: {n} line(s), hash chain intact", file.display());
@@ -342,6 +215,147 @@ impl Cli {
             },
         }
     }
+}
+
+/// `trustsync validate`: 0 when every document is valid, else 1 with every problem.
+fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
+    match policy::load_dir(policies, &config.limits) {
+        Ok(set) => {
+            println!(
+                "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
+                policies.display(),
+                set.len(),
+                set.providers.len(),
+                set.role_mappings.len(),
+                set.functions.len()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+fn color_for(stdout_format: Format) -> bool {
+    stdout_format == Format::Text
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// `trustsync plan`: 1 when something needs a person, 2 (with `--detailed-exitcode`) when
+/// changes are pending, else 0.
+async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<u8> {
+    let PlanArgs {
+        pass,
+        output,
+        detailed_exitcode,
+    } = args;
+    let Some(ctx) = Pass::prepare(pass, config).await? else {
+        return Ok(1);
+    };
+    let plan = &ctx.planned.plan;
+    print!("{}", render::render(plan, output, color_for(output)));
+    ctx.log_stats();
+    Ok(if plan.needs_attention() {
+        1
+    } else if detailed_exitcode && !plan.is_empty() {
+        2
+    } else {
+        0
+    })
+}
+
+/// `trustsync apply`: the plan, a confirmation unless `--auto-approve`, the changes; 0
+/// only when everything was applied and nothing needs a person.
+async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
+    let ApplyArgs { pass, auto_approve } = args;
+    let audit_path = config.audit.path.clone();
+    let Some(ctx) = Pass::prepare(pass, config).await? else {
+        return Ok(1);
+    };
+    let plan = &ctx.planned.plan;
+    print!(
+        "{}",
+        render::render(plan, Format::Text, color_for(Format::Text))
+    );
+    if plan.is_empty() && plan.held.is_empty() {
+        ctx.log_stats();
+        return Ok(if plan.needs_attention() { 1 } else { 0 });
+    }
+    // With only held changes nothing is asked: the pass is still recorded, so the audit
+    // log shows what was held and why.
+    if !plan.is_empty() && !auto_approve && !confirm(plan.changes.len())? {
+        println!("Apply cancelled; nothing was changed.");
+        return Ok(1);
+    }
+    let mut log = AuditLog::open(&audit_path)?;
+    let report = ctx
+        .planned
+        .apply(
+            &ctx.aws,
+            &mut log,
+            &ctx.actor,
+            ctx.policies.revision.as_deref(),
+            &|| false,
+        )
+        .await?;
+    println!(
+        "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
+        report.applied,
+        report.failed,
+        report.skipped,
+        plan.held.len(),
+        audit_path.display()
+    );
+    for done in &report.outcomes {
+        if let apply::Outcome::Failed(f) = &done.outcome {
+            println!("  failed  {} {}: {f}", done.action, done.resource);
+        }
+    }
+    ctx.log_stats();
+    Ok(if report.success() && !plan.needs_attention() {
+        0
+    } else {
+        1
+    })
+}
+
+/// `trustsync run`: the controller, until SIGTERM or SIGINT.
+async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<u8> {
+    let RunArgs {
+        pass,
+        listen,
+        interval_seconds,
+    } = args;
+    let (dir, source, released) = pass.resolve(&mut config, true)?;
+    if !released.is_empty() {
+        bail!("--release is for plan and apply: a person releases a hold once, not the controller for ever");
+    }
+    let run = &config.run;
+    let settings = RunSettings {
+        interval: std::time::Duration::from_secs(
+            interval_seconds.unwrap_or(run.interval_seconds).max(1),
+        ),
+        directory_poll: std::time::Duration::from_secs(run.directory_poll_seconds.max(1)),
+        policy_poll: std::time::Duration::from_secs(run.policy_poll_seconds.max(1)),
+        listen: listen.unwrap_or(run.listen),
+    };
+    controller::run(config, dir, source, settings).await
+}
+
+/// `trustsync iam-policy`: the least-privilege policy, scoped to the policies' functions
+/// when the directory exists.
+fn iam_policy(config: &Config, policies: &Path) -> anyhow::Result<u8> {
+    let set = if policies.exists() {
+        Some(policy::load_dir(policies, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?)
+    } else {
+        None
+    };
+    let doc = crate::adapters::aws::permissions::controller_policy(config, set.as_ref());
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(0)
 }
 
 /// The JSON Schema of policy documents, as `trustsync schema` prints it.
