@@ -53,157 +53,212 @@ fn pct(n: usize, of: usize) -> f64 {
     }
 }
 
-/// Runs the checks.
+/// Runs the checks: back-off, the per-mapping and pass-wide removal limits, the role
+/// deletion limit, then what depends on a held change.
 pub fn check(mut plan: Plan, ctx: &Context) -> Plan {
-    let safety = ctx.safety;
-    let share = safety.max_principal_removal_share;
-    let floor = safety.principal_removal_floor;
     let changes = std::mem::take(&mut plan.changes);
-    let mut holds: Vec<Option<Hold>> = vec![None; changes.len()];
-    let released = |c: &Change| ctx.released.contains(&release_name(c));
-    let release_hint = |c: &Change| {
+    let mut c = Checker {
+        ctx,
+        holds: vec![None; changes.len()],
+        changes,
+        trusted_baseline: plan.trusted_baseline,
+        owned_roles: plan.owned_roles,
+    };
+    c.back_off();
+    c.mapping_removals();
+    c.pass_removals();
+    c.role_deletions();
+    let (go, held) = c.with_dependents();
+    plan.changes = go;
+    plan.held.extend(held);
+    plan.summarize();
+    plan
+}
+
+/// The planned changes and, index for index, the hold each has so far.
+struct Checker<'a> {
+    ctx: &'a Context<'a>,
+    changes: Vec<Change>,
+    holds: Vec<Option<Hold>>,
+    trusted_baseline: usize,
+    owned_roles: usize,
+}
+
+impl Checker<'_> {
+    fn released(&self, c: &Change) -> bool {
+        self.ctx.released.contains(&release_name(c))
+    }
+
+    fn release_hint(&self, c: &Change) -> String {
         format!(
             "If the removal is right, run `trustsync apply --release {}` (or raise safety.maxPrincipalRemovalShare); if the directory read is wrong, fix it: the change is planned again every pass",
             release_name(c)
         )
-    };
-
-    // Back-off: a change that keeps failing waits, unless it only takes access away.
-    for (i, c) in changes.iter().enumerate() {
-        if matches!(c.action, Action::RevokeTrust { .. }) {
-            continue;
-        }
-        if let Some(why) = (ctx.deferred)(c) {
-            holds[i] = Some(Hold {
-                kind: HoldKind::Backoff,
-                reason: why,
-                release:
-                    "Retried by the controller when its back-off ends; a clean apply clears it"
-                        .into(),
-            });
-        }
     }
 
-    // Per mapping: the share of a role's baseline one revocation takes away.
-    for (i, c) in changes.iter().enumerate() {
-        let Some(r) = c.removal.filter(|r| !r.deletes_role) else {
-            continue;
-        };
-        let removed = r.removed();
-        if removed > floor && pct(removed, r.baseline) > share * 100.0 && !released(c) {
-            holds[i] = Some(Hold {
-                kind: HoldKind::MappingRemovalLimit,
-                reason: format!(
-                    "would leave {} of the {} principals the role trusted within the last {}s ({} removed, {:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% for one mapping",
-                    r.after,
-                    r.baseline,
-                    safety.removal_window_seconds,
-                    removed,
-                    pct(removed, r.baseline),
-                    share * 100.0
-                ),
-                release: release_hint(c),
-            });
-        }
-    }
-
-    // Across the pass: every removal not already held, against every trusted principal.
-    let pending: Vec<usize> = changes
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| holds[*i].is_none() && c.removal.is_some() && !released(c))
-        .map(|(i, _)| i)
-        .collect();
-    let removed_total: usize = pending
-        .iter()
-        .filter_map(|i| changes[*i].removal.map(|r| r.removed()))
-        .sum();
-    let trusted = plan.trusted_baseline.max(1);
-    if removed_total > floor && pct(removed_total, trusted) > share * 100.0 {
-        for i in pending {
-            holds[i] = Some(Hold {
-                kind: HoldKind::PassRemovalLimit,
-                reason: format!(
-                    "the pass would remove {removed_total} of {} trusted principals ({:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% across all mappings",
-                    plan.trusted_baseline,
-                    pct(removed_total, trusted),
-                    share * 100.0
-                ),
-                release: release_hint(&changes[i]),
-            });
-        }
-    }
-
-    // Role deletions.
-    let deletions: Vec<usize> = changes
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| {
-            holds[*i].is_none() && matches!(c.action, Action::DeleteRole { .. }) && !released(c)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if !deletions.is_empty()
-        && pct(deletions.len(), plan.owned_roles.max(1)) > safety.max_role_deletion_share * 100.0
-    {
-        for i in deletions {
-            holds[i] = Some(Hold {
-                kind: HoldKind::RoleDeletionLimit,
-                reason: format!(
-                    "the pass would delete {} of {} owned roles, over safety.maxRoleDeletionShare = {:.0}%",
-                    changes.iter().filter(|c| matches!(c.action, Action::DeleteRole { .. })).count(),
-                    plan.owned_roles,
-                    safety.max_role_deletion_share * 100.0
-                ),
-                release: format!(
-                    "If the roles should go, run `trustsync apply --release {}` (or raise safety.maxRoleDeletionShare)",
-                    release_name(&changes[i])
-                ),
-            });
-        }
-    }
-
-    // What depends on a held change: the rest of a held role deletion waits with it; a
-    // grant planned after a held revocation adds without removing.
-    let held_deletions: BTreeSet<String> = changes
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::DeleteRole { .. }))
-        .map(|(_, c)| c.resource.clone())
-        .collect();
-    let held_revocations: BTreeSet<String> = changes
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::RevokeTrust { .. }))
-        .map(|(_, c)| c.resource.clone())
-        .collect();
-    let mut out = Vec::new();
-    for (c, hold) in changes.into_iter().zip(holds) {
-        let mut c = c;
-        let hold = hold.or_else(|| {
-            (c.mapping.is_none() && held_deletions.contains(&c.resource)).then(|| Hold {
-                kind: HoldKind::DependsOnHeld,
-                reason: "part of a role deletion that is held".into(),
-                release: "Released with the deletion".into(),
-            })
-        });
-        if hold.is_none() && held_revocations.contains(&c.resource) {
-            if let (Action::UpdateTrustPolicy { trust_policy, .. }, Some(grant)) =
-                (&mut c.action, c.grant_only.take())
-            {
-                *trust_policy = grant.clone();
-                c.after = Some(grant);
-                c.reason = format!("{}; adding only, as the revocation is held", c.reason);
+    /// A change that keeps failing waits out its back-off, unless it only takes access
+    /// away.
+    fn back_off(&mut self) {
+        for (i, c) in self.changes.iter().enumerate() {
+            if matches!(c.action, Action::RevokeTrust { .. }) {
+                continue;
+            }
+            if let Some(why) = (self.ctx.deferred)(c) {
+                self.holds[i] = Some(Hold {
+                    kind: HoldKind::Backoff,
+                    reason: why,
+                    release:
+                        "Retried by the controller when its back-off ends; a clean apply clears it"
+                            .into(),
+                });
             }
         }
-        match hold {
-            Some(held) => plan.held.push(Held { change: c, held }),
-            None => out.push(c),
+    }
+
+    /// The share of a role's baseline one revocation takes away.
+    fn mapping_removals(&mut self) {
+        let (share, floor) = (
+            self.ctx.safety.max_principal_removal_share,
+            self.ctx.safety.principal_removal_floor,
+        );
+        for (i, c) in self.changes.iter().enumerate() {
+            let Some(r) = c.removal.filter(|r| !r.deletes_role) else {
+                continue;
+            };
+            let removed = r.removed();
+            if removed > floor && pct(removed, r.baseline) > share * 100.0 && !self.released(c) {
+                self.holds[i] = Some(Hold {
+                    kind: HoldKind::MappingRemovalLimit,
+                    reason: format!(
+                        "would leave {} of the {} principals the role trusted within the last {}s ({} removed, {:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% for one mapping",
+                        r.after,
+                        r.baseline,
+                        self.ctx.safety.removal_window_seconds,
+                        removed,
+                        pct(removed, r.baseline),
+                        share * 100.0
+                    ),
+                    release: self.release_hint(c),
+                });
+            }
         }
     }
-    plan.changes = out;
-    plan.summarize();
-    plan
+
+    /// Every removal not already held, against every principal the owned roles trust.
+    fn pass_removals(&mut self) {
+        let (share, floor) = (
+            self.ctx.safety.max_principal_removal_share,
+            self.ctx.safety.principal_removal_floor,
+        );
+        let pending: Vec<usize> = self
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| self.holds[*i].is_none() && c.removal.is_some() && !self.released(c))
+            .map(|(i, _)| i)
+            .collect();
+        let removed_total: usize = pending
+            .iter()
+            .filter_map(|i| self.changes[*i].removal.map(|r| r.removed()))
+            .sum();
+        let trusted = self.trusted_baseline.max(1);
+        if removed_total > floor && pct(removed_total, trusted) > share * 100.0 {
+            for i in pending {
+                self.holds[i] = Some(Hold {
+                    kind: HoldKind::PassRemovalLimit,
+                    reason: format!(
+                        "the pass would remove {removed_total} of {} trusted principals ({:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% across all mappings",
+                        self.trusted_baseline,
+                        pct(removed_total, trusted),
+                        share * 100.0
+                    ),
+                    release: self.release_hint(&self.changes[i]),
+                });
+            }
+        }
+    }
+
+    /// Role deletions (prune) over their share of the owned roles.
+    fn role_deletions(&mut self) {
+        let deletions: Vec<usize> = self
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                self.holds[*i].is_none()
+                    && matches!(c.action, Action::DeleteRole { .. })
+                    && !self.released(c)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !deletions.is_empty()
+            && pct(deletions.len(), self.owned_roles.max(1))
+                > self.ctx.safety.max_role_deletion_share * 100.0
+        {
+            for i in deletions {
+                self.holds[i] = Some(Hold {
+                    kind: HoldKind::RoleDeletionLimit,
+                    reason: format!(
+                        "the pass would delete {} of {} owned roles, over safety.maxRoleDeletionShare = {:.0}%",
+                        self.changes.iter().filter(|c| matches!(c.action, Action::DeleteRole { .. })).count(),
+                        self.owned_roles,
+                        self.ctx.safety.max_role_deletion_share * 100.0
+                    ),
+                    release: format!(
+                        "If the roles should go, run `trustsync apply --release {}` (or raise safety.maxRoleDeletionShare)",
+                        release_name(&self.changes[i])
+                    ),
+                });
+            }
+        }
+    }
+
+    /// The changes that go ahead and those held. The rest of a held role deletion waits
+    /// with it; a grant planned after a held revocation adds without removing.
+    fn with_dependents(self) -> (Vec<Change>, Vec<Held>) {
+        let changes = self.changes;
+        let holds = self.holds;
+        let held_deletions: BTreeSet<String> = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::DeleteRole { .. }))
+            .map(|(_, c)| c.resource.clone())
+            .collect();
+        let held_revocations: BTreeSet<String> = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::RevokeTrust { .. }))
+            .map(|(_, c)| c.resource.clone())
+            .collect();
+        let (mut out, mut held) = (Vec::new(), Vec::new());
+        for (c, hold) in changes.into_iter().zip(holds) {
+            let mut c = c;
+            let hold = hold.or_else(|| {
+                (c.mapping.is_none() && held_deletions.contains(&c.resource)).then(|| Hold {
+                    kind: HoldKind::DependsOnHeld,
+                    reason: "part of a role deletion that is held".into(),
+                    release: "Released with the deletion".into(),
+                })
+            });
+            if hold.is_none() && held_revocations.contains(&c.resource) {
+                if let (Action::UpdateTrustPolicy { trust_policy, .. }, Some(grant)) =
+                    (&mut c.action, c.grant_only.take())
+                {
+                    *trust_policy = grant.clone();
+                    c.after = Some(grant);
+                    c.reason = format!("{}; adding only, as the revocation is held", c.reason);
+                }
+            }
+            match hold {
+                Some(hold) => held.push(Held {
+                    change: c,
+                    held: hold,
+                }),
+                None => out.push(c),
+            }
+        }
+        (out, held)
+    }
 }
 
 #[cfg(test)]
