@@ -3,21 +3,24 @@
 
 # Runs trustsync end to end against a local moto server with the example policies.
 demo: test-env
-	cargo build --locked --bins
+	cargo build --locked --workspace --bins --features trustsync/loopback-graph
 	scripts/demo.sh
 
 # The whole test suite: unit, schema, chart and end-to-end tests against moto and the
-# local Graph server.
+# local Graph server (a workspace crate, built first; `loopback-graph` lets trustsync reach
+# it over plain http on loopback, which production builds refuse).
 test: test-env
-	cargo test --locked --all-targets
+	cargo test --locked --workspace --all-targets --features trustsync/loopback-graph
 
 # Scale benchmark (N = 10, 100, 1000 mappings); writes docs/benchmarks.md.
 bench: test-env
-	cargo bench --locked --bench scale
+	cargo build --locked --release -p trustsync-graph-server
+	cargo bench --locked --bench scale --features loopback-graph
 
 # Formatting and lints, as CI checks them.
 lint:
 	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets --features trustsync/loopback-graph -- -D warnings
 	cargo clippy --locked --all-targets -- -D warnings
 
 # Installs the pinned test servers and tools (moto, the Helm SDK) into .venv.

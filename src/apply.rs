@@ -92,7 +92,6 @@ pub struct ChangeOutcome {
     pub key: String,
     /// The action's name.
     pub action: String,
-    /// The resource.
     pub resource: String,
     /// The mapping it serves, if any.
     pub mapping: Option<String>,

@@ -48,7 +48,6 @@ impl Target {
 pub struct Desired {
     /// OIDC providers.
     pub providers: Vec<DesiredProvider>,
-    /// Roles.
     pub roles: Vec<DesiredRole>,
     /// Lambda functions' invokers and execution roles.
     pub functions: Vec<DesiredFunction>,
@@ -78,7 +77,6 @@ pub struct DesiredProvider {
     pub url: String,
     /// Its ARN.
     pub arn: String,
-    /// Client ids.
     pub client_ids: BTreeSet<String>,
     /// Thumbprints for create.
     pub thumbprints: Vec<String>,
@@ -96,9 +94,7 @@ pub struct DesiredRole {
     pub mapping: String,
     /// Role name.
     pub name: String,
-    /// Path.
     pub path: String,
-    /// ARN.
     pub arn: String,
     /// Trust policy (for a blocked mapping: what it would be, never written).
     pub trust: Value,
@@ -114,11 +110,9 @@ pub struct DesiredRole {
     pub description: Option<String>,
     /// Maximum session duration.
     pub max_session_duration: i32,
-    /// Permissions boundary.
     pub permissions_boundary: Option<String>,
     /// Managed policy ARNs.
     pub managed_policies: BTreeSet<String>,
-    /// Inline policies.
     pub inline_policies: BTreeMap<String, Value>,
     /// Tags, owner tag included.
     pub tags: BTreeMap<String, String>,
@@ -166,7 +160,6 @@ pub struct Federated {
     pub issuer: String,
     /// The audience condition key's last part (`aud`, `oaud`, `azp`).
     pub audience_key: String,
-    /// The audiences.
     pub audiences: Vec<String>,
 }
 
@@ -221,7 +214,6 @@ pub struct DesiredFunction {
     pub mapping: String,
     /// Function name.
     pub name: String,
-    /// Qualifier.
     pub qualifier: Option<String>,
     /// Unqualified ARN.
     pub arn: String,

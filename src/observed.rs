@@ -70,7 +70,6 @@ pub struct ObservedProvider {
     pub url: String,
     /// Client ids (audiences).
     pub client_ids: BTreeSet<String>,
-    /// Tags.
     pub tags: BTreeMap<String, String>,
 }
 
@@ -79,9 +78,7 @@ pub struct ObservedProvider {
 pub struct ObservedRole {
     /// Role name as AWS spells it.
     pub name: String,
-    /// Path.
     pub path: String,
-    /// ARN.
     pub arn: String,
     /// Trust policy, decoded.
     pub trust: Value,
@@ -95,7 +92,6 @@ pub struct ObservedRole {
     pub inline_policies: BTreeMap<String, Value>,
     /// Attached managed policy ARNs.
     pub managed_policies: BTreeSet<String>,
-    /// Tags.
     pub tags: BTreeMap<String, String>,
 }
 

@@ -14,7 +14,6 @@ pub struct Failure {
     pub operation: &'static str,
     /// The AWS error code.
     pub code: Option<String>,
-    /// The message.
     pub message: String,
     /// HTTP status, when a response came back.
     pub status: Option<u16>,

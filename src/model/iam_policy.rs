@@ -246,103 +246,119 @@ pub fn check_document(doc: &Value) -> Vec<(String, String)> {
     };
     let mut sids = std::collections::BTreeSet::new();
     for (i, st) in statements.iter().enumerate() {
-        let at = |f: &str| format!("Statement[{i}]{}{f}", if f.is_empty() { "" } else { "." });
-        let Value::Object(s) = st else {
-            problems.push((at(""), "a statement must be an object".into()));
-            continue;
-        };
-        for key in s.keys() {
-            if !matches!(
-                key.as_str(),
-                "Sid"
-                    | "Effect"
-                    | "Principal"
-                    | "NotPrincipal"
-                    | "Action"
-                    | "NotAction"
-                    | "Resource"
-                    | "NotResource"
-                    | "Condition"
-            ) {
-                problems.push((at(key), format!("unknown statement element `{key}`")));
-            }
+        check_statement(i, st, &mut sids, &mut problems);
+    }
+    problems
+}
+
+/// One statement of an identity policy: known elements, a unique alphanumeric `Sid`, an
+/// `Effect`, actions, no principal, resources, conditions that map keys to values.
+fn check_statement(
+    i: usize,
+    st: &Value,
+    sids: &mut std::collections::BTreeSet<String>,
+    problems: &mut Vec<(String, String)>,
+) {
+    let at = |f: &str| format!("Statement[{i}]{}{f}", if f.is_empty() { "" } else { "." });
+    let Value::Object(s) = st else {
+        problems.push((at(""), "a statement must be an object".into()));
+        return;
+    };
+    for key in s.keys() {
+        if !matches!(
+            key.as_str(),
+            "Sid"
+                | "Effect"
+                | "Principal"
+                | "NotPrincipal"
+                | "Action"
+                | "NotAction"
+                | "Resource"
+                | "NotResource"
+                | "Condition"
+        ) {
+            problems.push((at(key), format!("unknown statement element `{key}`")));
         }
-        if let Some(sid) = s.get("Sid") {
-            match sid.as_str() {
-                Some(text) if text.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                    if !text.is_empty() && !sids.insert(text.to_string()) {
-                        problems.push((at("Sid"), format!("duplicate Sid `{text}`")));
-                    }
-                }
-                _ => problems.push((at("Sid"), "must be a string of letters and digits".into())),
-            }
-        }
-        match s.get("Effect").and_then(Value::as_str) {
-            Some("Allow") | Some("Deny") => {}
-            _ => problems.push((at("Effect"), "must be \"Allow\" or \"Deny\"".into())),
-        }
-        match (s.get("Action"), s.get("NotAction")) {
-            (None, None) => problems.push((at("Action"), "missing (Action or NotAction)".into())),
-            (Some(_), Some(_)) => {
-                problems.push((at("Action"), "Action and NotAction are exclusive".into()))
-            }
-            (Some(v), None) | (None, Some(v)) => {
-                for a in as_list(v) {
-                    match a.as_str() {
-                        Some("*") => {}
-                        Some(text) if valid_action(text) => {}
-                        _ => problems.push((
-                            at("Action"),
-                            format!("`{}` is not an action (service:Action)", scalar_text(&a)),
-                        )),
-                    }
+    }
+    if let Some(sid) = s.get("Sid") {
+        match sid.as_str() {
+            Some(text) if text.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                if !text.is_empty() && !sids.insert(text.to_string()) {
+                    problems.push((at("Sid"), format!("duplicate Sid `{text}`")));
                 }
             }
+            _ => problems.push((at("Sid"), "must be a string of letters and digits".into())),
         }
-        if s.contains_key("Principal") || s.contains_key("NotPrincipal") {
-            problems.push((
-                at("Principal"),
-                "an identity policy cannot name a Principal".into(),
-            ));
-        }
-        match (s.get("Resource"), s.get("NotResource")) {
-            (None, None) => {
-                problems.push((at("Resource"), "missing (Resource or NotResource)".into()))
-            }
-            (Some(_), Some(_)) => problems.push((
-                at("Resource"),
-                "Resource and NotResource are exclusive".into(),
-            )),
-            (Some(v), None) | (None, Some(v)) => {
-                for r in as_list(v) {
-                    match r.as_str() {
-                        Some("*") => {}
-                        Some(text) if text.starts_with("arn:") => {}
-                        _ => problems.push((
-                            at("Resource"),
-                            format!("`{}` is not an ARN or \"*\"", scalar_text(&r)),
-                        )),
+    }
+    match s.get("Effect").and_then(Value::as_str) {
+        Some("Allow") | Some("Deny") => {}
+        _ => problems.push((at("Effect"), "must be \"Allow\" or \"Deny\"".into())),
+    }
+    check_listed(
+        s,
+        "Action",
+        &at("Action"),
+        valid_action,
+        "an action (service:Action)",
+        problems,
+    );
+    if s.contains_key("Principal") || s.contains_key("NotPrincipal") {
+        problems.push((
+            at("Principal"),
+            "an identity policy cannot name a Principal".into(),
+        ));
+    }
+    let arn = |text: &str| text.starts_with("arn:");
+    check_listed(
+        s,
+        "Resource",
+        &at("Resource"),
+        arn,
+        "an ARN or \"*\"",
+        problems,
+    );
+    if let Some(cond) = s.get("Condition") {
+        match cond {
+            Value::Object(ops) => {
+                for (op, entries) in ops {
+                    if !entries.is_object() {
+                        problems.push((
+                            at(&format!("Condition.{op}")),
+                            "must map condition keys to values".into(),
+                        ));
                     }
                 }
             }
+            _ => problems.push((at("Condition"), "must be an object".into())),
         }
-        if let Some(cond) = s.get("Condition") {
-            match cond {
-                Value::Object(ops) => {
-                    for (op, entries) in ops {
-                        if !entries.is_object() {
-                            problems.push((
-                                at(&format!("Condition.{op}")),
-                                "must map condition keys to values".into(),
-                            ));
-                        }
-                    }
+    }
+}
+
+/// `key` or `Not{key}`, exactly one, each value `*` or one `valid` accepts.
+fn check_listed(
+    s: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &str,
+    valid: impl Fn(&str) -> bool,
+    what: &str,
+    problems: &mut Vec<(String, String)>,
+) {
+    match (s.get(key), s.get(&format!("Not{key}"))) {
+        (None, None) => problems.push((at.into(), format!("missing ({key} or Not{key})"))),
+        (Some(_), Some(_)) => {
+            problems.push((at.into(), format!("{key} and Not{key} are exclusive")))
+        }
+        (Some(v), None) | (None, Some(v)) => {
+            for item in as_list(v) {
+                match item.as_str() {
+                    Some("*") => {}
+                    Some(text) if valid(text) => {}
+                    _ => problems
+                        .push((at.into(), format!("`{}` is not {what}", scalar_text(&item)))),
                 }
-                _ => problems.push((at("Condition"), "must be an object".into())),
             }
         }
     }
-    problems
 }
 
 fn valid_action(text: &str) -> bool {

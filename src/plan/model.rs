@@ -6,7 +6,6 @@ use super::*;
 /// What the planner needs from the config.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The owner tag.
     pub owner_tag: OwnerTag,
     /// Managed role path prefix.
     pub role_path: String,
@@ -54,7 +53,6 @@ impl Settings {
 /// What trustsync owns: the one place this is decided (the planner and the metrics ask).
 #[derive(Debug, Clone, Copy)]
 pub struct Ownership<'a> {
-    /// The owner tag.
     pub owner_tag: &'a OwnerTag,
     /// The managed role path prefix.
     pub role_path: &'a str,
@@ -499,7 +497,6 @@ kinds! {
 pub struct Problem {
     /// What kind of problem.
     pub kind: ProblemKind,
-    /// The mapping.
     pub mapping: Option<String>,
     /// The resource concerned.
     pub resource: String,
@@ -515,7 +512,6 @@ pub struct Notice {
     pub kind: NoticeKind,
     /// The resource concerned.
     pub resource: String,
-    /// The message.
     pub message: String,
 }
 
@@ -523,7 +519,6 @@ pub struct Notice {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Held {
-    /// The change.
     #[serde(flatten)]
     pub change: Change,
     /// Why it is held.
@@ -554,9 +549,7 @@ pub struct Summary {
     pub remove: usize,
     /// Changes held back by the checks.
     pub held: usize,
-    /// Problems.
     pub problems: usize,
-    /// Notices.
     pub notices: usize,
     /// Principals (service principals' object ids) granted.
     pub principals_added: usize,
@@ -579,7 +572,6 @@ pub struct Plan {
     pub held: Vec<Held>,
     /// Problems; their mappings are left alone, but for revocations.
     pub problems: Vec<Problem>,
-    /// Notices.
     pub notices: Vec<Notice>,
     /// Principals the owned roles trust, each role counted at its removal baseline: what
     /// the pass-wide removal share is measured against.

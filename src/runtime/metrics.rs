@@ -51,7 +51,6 @@ pub struct StateLabel {
 pub struct Metrics {
     /// Passes by outcome.
     pub passes: Family<OutcomeLabel, Counter>,
-    /// Pass duration.
     pub pass_duration: Histogram,
     /// Changes applied by action.
     pub changes_applied: Family<ActionLabel, Counter>,

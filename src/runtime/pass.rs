@@ -44,7 +44,6 @@ pub enum DirectorySource {
     /// Microsoft Graph through the delta cache (the controller), checked against a full
     /// read of the mapped groups every `full_every`.
     Delta {
-        /// The cache.
         cache: Box<DeltaCache>,
         /// How often the cache is compared with a full read.
         full_every: Duration,
@@ -188,7 +187,6 @@ pub struct Inputs<'a> {
     pub config: &'a Config,
     /// The policy set.
     pub policies: &'a PolicySet,
-    /// AWS.
     pub aws: &'a dyn AwsApi,
     /// The account the AWS credentials belong to.
     pub account: &'a str,

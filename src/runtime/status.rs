@@ -23,7 +23,6 @@ use crate::sources::policy::PolicySet;
 pub enum Trigger {
     /// The first pass after start.
     Startup,
-    /// The timer.
     Timer,
     /// A directory change to a group a mapping uses.
     Directory,
@@ -85,7 +84,6 @@ pub struct PassStatus {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyStatus {
-    /// The directory.
     pub directory: PathBuf,
     /// Git commit of the running set.
     pub revision: Option<String>,
@@ -102,7 +100,6 @@ pub struct PolicyStatus {
 pub struct StatusDoc {
     /// When the controller started.
     pub started_at: String,
-    /// The last pass.
     pub last_pass: Option<PassStatus>,
     /// When the last successful pass ended.
     pub last_success_at: Option<String>,

@@ -268,18 +268,14 @@ impl DirectorySnapshot {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantFile {
-    /// The tenant id.
     pub tenant_id: String,
     /// Groups with their direct member ids.
     #[serde(default)]
     pub groups: Vec<TenantGroup>,
-    /// Service principals.
     #[serde(default)]
     pub service_principals: Vec<TenantObject>,
-    /// Users.
     #[serde(default)]
     pub users: Vec<TenantObject>,
-    /// Devices.
     #[serde(default)]
     pub devices: Vec<TenantObject>,
     /// App registrations the local Graph server's token endpoint accepts.
@@ -320,7 +316,6 @@ pub struct FederatedCredential {
 pub struct TenantGroup {
     /// Object id.
     pub id: String,
-    /// Display name.
     pub display_name: String,
     /// Direct member object ids (service principals, users, devices or groups).
     #[serde(default)]
@@ -333,7 +328,6 @@ pub struct TenantGroup {
 pub struct TenantObject {
     /// Object id.
     pub id: String,
-    /// Display name.
     #[serde(default)]
     pub display_name: String,
     /// Application (client) id, for service principals.

@@ -314,6 +314,18 @@ pub const TENANT_ID: &str = "7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45";
 pub const CLIENT_ID: &str = "3f0e8a52-7c1d-4b8e-9f6a-1c2d3e4f5a6b";
 pub const CLIENT_SECRET: &str = "local-demo-secret-for-the-graph-server-only";
 
+/// The local Graph server's binary (the workspace crate `trustsync-graph-server`), next to
+/// the `trustsync` binary under test: `make test` builds both.
+pub fn graph_server_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_trustsync")).with_file_name("trustsync-graph-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p trustsync-graph-server` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// The local Graph server binary, serving a tenant file; stopped on drop.
 pub struct GraphServer {
     child: Child,
@@ -323,7 +335,7 @@ pub struct GraphServer {
 impl GraphServer {
     pub fn start(tenant: &Path, max_page_size: usize) -> GraphServer {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trustsync-graph-server"))
+        let mut child = Command::new(graph_server_bin())
             .arg("--tenant")
             .arg(tenant)
             .args(["--max-page-size", &max_page_size.to_string()])

@@ -8,9 +8,7 @@ use super::permissions::Scope;
 /// An AWS service trustsync talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Service {
-    /// IAM.
     Iam,
-    /// Lambda.
     Lambda,
     /// STS (the caller identity).
     Sts,

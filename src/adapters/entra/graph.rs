@@ -100,15 +100,16 @@ pub struct GraphReader {
 }
 
 impl GraphReader {
-    /// A reader for this endpoint. Plain `http` is accepted only for loopback hosts (the
-    /// local Graph server); anything else must be `https`.
+    /// A reader for this endpoint: a Microsoft Graph host over `https`, or, in a build with
+    /// the `loopback-graph` feature, a loopback host (the local Graph server) over `http`.
     pub fn new(tokens: TokenSource, settings: ReaderSettings) -> Result<GraphReader, Error> {
         let url = &settings.endpoint;
         let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
         let config = graph_rs_sdk::GraphClientConfiguration::new()
             .client_application(GraphAuth(tokens.clone()))
-            .timeout(Duration::from_secs(60))
-            .https_only(!loopback);
+            .timeout(Duration::from_secs(60));
+        #[cfg(feature = "loopback-graph")]
+        let config = config.https_only(!loopback);
         let mut client = GraphClient::from(config);
         match url.scheme() {
             "https" if !loopback => {
@@ -122,7 +123,14 @@ impl GraphReader {
                     )));
                 }
             }
+            #[cfg(feature = "loopback-graph")]
             "http" | "https" if loopback => client.use_test_endpoint(url),
+            #[cfg(not(feature = "loopback-graph"))]
+            "http" | "https" if loopback => {
+                return Err(Error::Config(format!(
+                    "{url}: a loopback Graph endpoint (the local Graph server) needs a build with the `loopback-graph` feature; this build reaches Microsoft Graph over https only"
+                )))
+            }
             _ => {
                 return Err(Error::Config(format!(
                     "{url}: only https is allowed for a non-loopback endpoint"

@@ -79,11 +79,9 @@ impl std::fmt::Debug for Credential {
 /// Who to get tokens as, and from where.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Tenant id.
     pub tenant_id: String,
     /// Application (client) id.
     pub client_id: String,
-    /// The credential.
     pub credential: Credential,
     /// Authority host, without a trailing slash.
     pub authority: String,

@@ -88,7 +88,6 @@ fn render_diagnostics(diags: &[Diagnostic]) -> String {
 /// Where a document came from, with the location of each of its fields.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    /// The file.
     pub file: PathBuf,
     /// 1-based document number within the file.
     pub document: usize,

@@ -171,7 +171,19 @@ fn check_role_mapping(
     d: &mut Vec<Diagnostic>,
 ) {
     let o = &m.origin;
-    let s = &m.spec;
+    check_trust_source(set, &m.spec, o, d);
+    check_role(&m.spec.role, limits, o, d);
+    check_role_policies(&m.spec.role, limits, o, d);
+    check_tags(&m.spec.role.tags, limits, o, d);
+}
+
+/// Who may assume the role: a provider with a group (one selector), or AWS services.
+fn check_trust_source(
+    set: &PolicySet,
+    s: &super::RoleMappingSpec,
+    o: &super::Origin,
+    d: &mut Vec<Diagnostic>,
+) {
     match (&s.provider, &s.group) {
         (None, None) if s.trusted_services.is_empty() => d.push(o.diagnostic(
             "spec",
@@ -212,7 +224,11 @@ fn check_role_mapping(
             ));
         }
     }
-    let r = &s.role;
+}
+
+/// The role's IAM settings: name, path (under the controller's), description, session
+/// duration, permissions boundary.
+fn check_role(r: &super::RoleSpec, limits: &Limits, o: &super::Origin, d: &mut Vec<Diagnostic>) {
     if r.name.is_empty() || r.name.len() > 64 || !r.name.chars().all(is_iam_name_char) {
         d.push(o.diagnostic(
             "spec.role.name",
@@ -259,6 +275,16 @@ fn check_role_mapping(
             ));
         }
     }
+}
+
+/// Managed policies (ARNs, no repeats, the per-role limit) and inline policies (names,
+/// valid documents, the per-role size).
+fn check_role_policies(
+    r: &super::RoleSpec,
+    limits: &Limits,
+    o: &super::Origin,
+    d: &mut Vec<Diagnostic>,
+) {
     if r.managed_policies.len() > limits.managed_policies_per_role {
         d.push(o.diagnostic(
             "spec.role.managedPolicies",
@@ -311,7 +337,6 @@ fn check_role_mapping(
             ),
         ));
     }
-    check_tags(&r.tags, limits, o, d);
 }
 
 fn check_tags(
@@ -407,54 +432,7 @@ fn check_function(
             ));
             continue;
         }
-        if let Some(rm) = &inv.role_mapping {
-            if set.role_mapping(rm).is_none() {
-                d.push(o.diagnostic(
-                    format!("{at}.roleMapping"),
-                    format!("no RoleMapping named `{rm}`"),
-                ));
-            }
-        }
-        if let Some(p) = &inv.principal {
-            let account = p.len() == 12 && p.chars().all(|c| c.is_ascii_digit());
-            if !account && !is_iam_principal_arn(p) {
-                d.push(o.diagnostic(
-                    format!("{at}.principal"),
-                    format!("`{p}` is neither an account id nor an IAM role, user or root ARN"),
-                ));
-            }
-        }
-        if let Some(svc) = &inv.service {
-            if !is_service_principal(svc) {
-                d.push(o.diagnostic(
-                    format!("{at}.service"),
-                    format!("`{svc}` is not an AWS service principal"),
-                ));
-            }
-        } else if inv.source_arn.is_some() || inv.source_account.is_some() {
-            d.push(o.diagnostic(&at, "`sourceArn` and `sourceAccount` go with `service`"));
-        }
-        if let Some(arn) = &inv.source_arn {
-            if !is_arn(arn) {
-                d.push(o.diagnostic(format!("{at}.sourceArn"), format!("`{arn}` is not an ARN")));
-            }
-        }
-        if let Some(acct) = &inv.source_account {
-            if acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()) {
-                d.push(o.diagnostic(
-                    format!("{at}.sourceAccount"),
-                    format!("`{acct}` is not a 12-digit account id"),
-                ));
-            }
-        }
-        if let Some(action) = &inv.action {
-            if !action.to_ascii_lowercase().starts_with("lambda:") {
-                d.push(o.diagnostic(
-                    format!("{at}.action"),
-                    format!("`{action}` is not a Lambda action"),
-                ));
-            }
-        }
+        check_invoker(set, inv, &at, o, d);
         let key = (
             &inv.role_mapping,
             &inv.principal,
@@ -476,6 +454,65 @@ fn check_function(
                 limits.lambda_policy_bytes
             ),
         ));
+    }
+}
+
+/// One invoker's fields: a role mapping that exists, a principal that is an account or an
+/// IAM ARN, a service principal (with its optional source), a Lambda action.
+fn check_invoker(
+    set: &PolicySet,
+    inv: &super::Invoker,
+    at: &str,
+    o: &super::Origin,
+    d: &mut Vec<Diagnostic>,
+) {
+    if let Some(rm) = &inv.role_mapping {
+        if set.role_mapping(rm).is_none() {
+            d.push(o.diagnostic(
+                format!("{at}.roleMapping"),
+                format!("no RoleMapping named `{rm}`"),
+            ));
+        }
+    }
+    if let Some(p) = &inv.principal {
+        let account = p.len() == 12 && p.chars().all(|c| c.is_ascii_digit());
+        if !account && !is_iam_principal_arn(p) {
+            d.push(o.diagnostic(
+                format!("{at}.principal"),
+                format!("`{p}` is neither an account id nor an IAM role, user or root ARN"),
+            ));
+        }
+    }
+    if let Some(svc) = &inv.service {
+        if !is_service_principal(svc) {
+            d.push(o.diagnostic(
+                format!("{at}.service"),
+                format!("`{svc}` is not an AWS service principal"),
+            ));
+        }
+    } else if inv.source_arn.is_some() || inv.source_account.is_some() {
+        d.push(o.diagnostic(at, "`sourceArn` and `sourceAccount` go with `service`"));
+    }
+    if let Some(arn) = &inv.source_arn {
+        if !is_arn(arn) {
+            d.push(o.diagnostic(format!("{at}.sourceArn"), format!("`{arn}` is not an ARN")));
+        }
+    }
+    if let Some(acct) = &inv.source_account {
+        if acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()) {
+            d.push(o.diagnostic(
+                format!("{at}.sourceAccount"),
+                format!("`{acct}` is not a 12-digit account id"),
+            ));
+        }
+    }
+    if let Some(action) = &inv.action {
+        if !action.to_ascii_lowercase().starts_with("lambda:") {
+            d.push(o.diagnostic(
+                format!("{at}.action"),
+                format!("`{action}` is not a Lambda action"),
+            ));
+        }
     }
 }
 

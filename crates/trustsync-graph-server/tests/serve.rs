@@ -1,0 +1,153 @@
+//! The server binary answers as Microsoft Graph documents it: a client-credentials token,
+//! a case-insensitive `$filter` on `displayName`, paged members with `@odata.type`, and the
+//! documented error shape for a group that does not exist.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+const TENANT: &str = "7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45";
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start() -> Server {
+    let tenant = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenant.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustsync-graph-server"))
+        .args(["--tenant", tenant, "--max-page-size", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_string();
+    Server(child, base)
+}
+
+/// One HTTP/1.1 request; the status and the body (de-chunked).
+fn request(host: &str, head: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "{head}\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (headers, mut rest) = raw.split_once("\r\n\r\n").unwrap();
+    let mut body = String::new();
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            body.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+    } else {
+        body = rest.to_string();
+    }
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn token(host: &str) -> String {
+    let form = "grant_type=client_credentials&client_id=3f0e8a52-7c1d-4b8e-9f6a-1c2d3e4f5a6b\
+        &client_secret=local-demo-secret-for-the-graph-server-only\
+        &scope=https%3A%2F%2Fgraph.microsoft.com%2F.default";
+    let (status, body) = request(
+        host,
+        &format!("POST /{TENANT}/oauth2/v2.0/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"),
+        form,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+fn get(host: &str, token: &str, path: &str) -> (u16, serde_json::Value) {
+    request(
+        host,
+        &format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {token}"),
+        "",
+    )
+}
+
+#[test]
+fn groups_members_and_errors_read_as_graph_documents_them() {
+    let server = start();
+    let host = &server.1;
+    let token = token(host);
+
+    // displayName eq is case-insensitive, as in Entra.
+    let (status, body) = get(
+        host,
+        &token,
+        "/v1.0/groups?$filter=displayName%20eq%20'SG-AWS-Payments-Deployers'&$select=id,displayName",
+    );
+    assert_eq!(status, 200, "{body}");
+    let groups = body["value"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{body}");
+    let id = groups[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(groups[0]["displayName"], "sg-aws-payments-deployers");
+
+    // Members come in pages of at most $top (the server's own cap here is 2), each with
+    // its @odata.type, linked by @odata.nextLink.
+    let mut path = format!("/v1.0/groups/{id}/members?$top=999");
+    let mut kinds = Vec::new();
+    loop {
+        let (status, page) = get(host, &token, &path);
+        assert_eq!(status, 200, "{page}");
+        let values = page["value"].as_array().unwrap();
+        assert!(values.len() <= 2, "{page}");
+        kinds.extend(
+            values
+                .iter()
+                .map(|m| m["@odata.type"].as_str().unwrap().to_string()),
+        );
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => path = next.split_once(host.as_str()).unwrap().1.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    assert!(kinds.contains(&"#microsoft.graph.servicePrincipal".to_string()));
+    assert!(kinds.contains(&"#microsoft.graph.group".to_string()));
+
+    // A group that does not exist: 404 with the documented error body.
+    let (status, body) = get(
+        host,
+        &token,
+        "/v1.0/groups/00000000-0000-0000-0000-000000000000",
+    );
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "Request_ResourceNotFound", "{body}");
+    assert!(
+        body["error"]["innerError"]["request-id"].is_string(),
+        "{body}"
+    );
+
+    // No token, no data.
+    let (status, body) = get(host, "", &format!("/v1.0/groups/{id}"));
+    assert_eq!(status, 401, "{body}");
+}
