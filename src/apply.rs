@@ -353,7 +353,7 @@ mod tests {
             Action::RevokeTrust { role_name, .. }
             | Action::UpdateTrustPolicy { role_name, .. }
             | Action::TagRole { role_name, .. }
-            | Action::AttachManagedPolicy { role_name, .. } => role_name.clone(),
+            | Action::AttachManagedPolicy { role_name, .. } => role_name.to_string(),
             Action::AddLambdaPermission { function_name, .. }
             | Action::RemoveLambdaPermission { function_name, .. } => function_name.clone(),
             other => panic!("the fake does not do {other:?}"),

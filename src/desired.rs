@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::model::iam_policy;
+use crate::model::names::RoleName;
 use crate::sources::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
 use crate::sources::policy::{
     function_name_of, FunctionAccessSpec, IdentityProviderSpec, Invoker, Named, PolicySet,
@@ -93,7 +94,7 @@ pub struct DesiredRole {
     /// The RoleMapping document.
     pub mapping: String,
     /// Role name.
-    pub name: String,
+    pub name: RoleName,
     pub path: String,
     pub arn: String,
     /// Trust policy (for a blocked mapping: what it would be, never written).
@@ -458,7 +459,7 @@ impl Builder<'_> {
         });
         let role = DesiredRole {
             mapping: m.name.clone(),
-            name: s.role.name.clone(),
+            name: RoleName::from(&s.role.name),
             path: self.role_path(s),
             arn: self.role_arn(s),
             trust,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::call::Failure;
+use crate::model::names::RoleName;
 
 /// Reads live AWS into [`Observed`]: the seam a pass reads through (the AWS adapter in
 /// production, an in-memory fake in unit tests).
@@ -77,7 +78,7 @@ pub struct ObservedProvider {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObservedRole {
     /// Role name as AWS spells it.
-    pub name: String,
+    pub name: RoleName,
     pub path: String,
     pub arn: String,
     /// Trust policy, decoded.

@@ -1,5 +1,7 @@
 //! The vocabulary every stage shares and that depends on no SDK: IAM policy documents and
-//! their semantic comparison ([`iam_policy`]), and what an AWS call came to ([`call`]).
+//! their semantic comparison ([`iam_policy`]), what an AWS call came to ([`call`]), and the
+//! names that must not be mixed up ([`names`]).
 
 pub mod call;
 pub mod iam_policy;
+pub mod names;

@@ -2,6 +2,7 @@
 //! produces ([`Plan`], [`Change`], [`Action`], [`Problem`], [`Notice`], [`Held`]).
 
 use super::*;
+use crate::model::names::RoleName;
 
 /// What the planner needs from the config.
 #[derive(Debug, Clone)]
@@ -106,7 +107,7 @@ pub enum Action {
         provider_arn: String,
     },
     CreateRole {
-        role_name: String,
+        role_name: RoleName,
         path: String,
         trust_policy: Value,
         description: Option<String>,
@@ -117,53 +118,53 @@ pub enum Action {
     /// A trust policy update that only takes principals away; `baseline` is the removal
     /// baseline tag value to record with it.
     RevokeTrust {
-        role_name: String,
+        role_name: RoleName,
         trust_policy: Value,
         baseline: Option<String>,
     },
     UpdateTrustPolicy {
-        role_name: String,
+        role_name: RoleName,
         trust_policy: Value,
     },
     UpdateRole {
-        role_name: String,
+        role_name: RoleName,
         description: Option<String>,
         max_session_duration: i32,
     },
     PutPermissionsBoundary {
-        role_name: String,
+        role_name: RoleName,
         policy_arn: String,
     },
     DeletePermissionsBoundary {
-        role_name: String,
+        role_name: RoleName,
     },
     PutInlinePolicy {
-        role_name: String,
+        role_name: RoleName,
         policy_name: String,
         document: Value,
     },
     DeleteInlinePolicy {
-        role_name: String,
+        role_name: RoleName,
         policy_name: String,
     },
     AttachManagedPolicy {
-        role_name: String,
+        role_name: RoleName,
         policy_arn: String,
     },
     DetachManagedPolicy {
-        role_name: String,
+        role_name: RoleName,
         policy_arn: String,
     },
     TagRole {
-        role_name: String,
+        role_name: RoleName,
         tags: BTreeMap<String, String>,
     },
     UntagRole {
-        role_name: String,
+        role_name: RoleName,
         keys: Vec<String>,
     },
     DeleteRole {
-        role_name: String,
+        role_name: RoleName,
     },
     AddLambdaPermission {
         function_name: String,

@@ -594,7 +594,7 @@ mod tests {
                             tags: tags.clone(),
                         },
                     );
-                    role_name.clone()
+                    role_name.to_string()
                 }
                 Action::RevokeTrust {
                     role_name,
@@ -615,13 +615,13 @@ mod tests {
                         r.trust = trust_policy.clone();
                         st.roles.insert(role_name.to_ascii_lowercase(), r);
                     }
-                    role_name.clone()
+                    role_name.to_string()
                 }
                 Action::TagRole { role_name, tags } => {
                     let mut r = role(&mut st, role_name);
                     r.tags.extend(tags.clone());
                     st.roles.insert(role_name.to_ascii_lowercase(), r);
-                    role_name.clone()
+                    role_name.to_string()
                 }
                 other => panic!("the fake does not do {other:?}"),
             };

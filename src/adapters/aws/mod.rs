@@ -525,7 +525,7 @@ impl AwsClients {
                             .iter()
                             .map(|t| (t.key().to_string(), t.value().to_string()))
                             .collect(),
-                        name,
+                        name: name.into(),
                     },
                 );
             }
