@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::audit::AuditLog;
 use crate::model::call::{Failure, Written};
+use crate::model::names::MappingName;
 use crate::plan::{Action, Change, Plan};
 
 /// Performs one planned action: the seam apply writes through (the AWS adapter in
@@ -94,7 +95,7 @@ pub struct ChangeOutcome {
     pub action: String,
     pub resource: String,
     /// The mapping it serves, if any.
-    pub mapping: Option<String>,
+    pub mapping: Option<MappingName>,
     /// Principals the change grants.
     pub members_added: usize,
     /// Principals the change takes away.

@@ -36,7 +36,7 @@ pub struct Context<'a> {
 
 /// The name a hold is released by: the mapping, or for an orphan the resource's last part.
 pub fn release_name(c: &Change) -> String {
-    c.mapping.clone().unwrap_or_else(|| {
+    c.mapping.as_ref().map(String::from).unwrap_or_else(|| {
         c.resource
             .rsplit(['/', ':'])
             .next()
@@ -328,7 +328,11 @@ mod tests {
             .iter()
             .map(|h| {
                 (
-                    h.change.mapping.clone().unwrap_or_default(),
+                    h.change
+                        .mapping
+                        .as_ref()
+                        .map(String::from)
+                        .unwrap_or_default(),
                     h.held.kind.to_string(),
                 )
             })

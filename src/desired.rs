@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::model::iam_policy;
-use crate::model::names::RoleName;
+use crate::model::names::{MappingName, RoleName};
 use crate::sources::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
 use crate::sources::policy::{
     function_name_of, FunctionAccessSpec, IdentityProviderSpec, Invoker, Named, PolicySet,
@@ -61,7 +61,7 @@ pub struct Desired {
 #[serde(rename_all = "camelCase")]
 pub struct MappingError {
     /// The mapping (`metadata.name`).
-    pub mapping: String,
+    pub mapping: MappingName,
     /// The resource it would manage (role name or function).
     pub resource: String,
     /// What is wrong.
@@ -73,7 +73,7 @@ pub struct MappingError {
 #[serde(rename_all = "camelCase")]
 pub struct DesiredProvider {
     /// The IdentityProvider document.
-    pub mapping: String,
+    pub mapping: MappingName,
     /// Issuer without scheme.
     pub url: String,
     /// Its ARN.
@@ -92,7 +92,7 @@ pub struct DesiredProvider {
 #[serde(rename_all = "camelCase")]
 pub struct DesiredRole {
     /// The RoleMapping document.
-    pub mapping: String,
+    pub mapping: MappingName,
     /// Role name.
     pub name: RoleName,
     pub path: String,
@@ -212,7 +212,7 @@ impl TrustParts {
 #[serde(rename_all = "camelCase")]
 pub struct DesiredFunction {
     /// The FunctionAccess document.
-    pub mapping: String,
+    pub mapping: MappingName,
     /// Function name.
     pub name: String,
     pub qualifier: Option<String>,
@@ -392,7 +392,7 @@ impl Builder<'_> {
         let url = p.spec.issuer_host_path();
         let owner = &self.config.owner_tag;
         DesiredProvider {
-            mapping: p.name.clone(),
+            mapping: MappingName::from(&p.name),
             arn: self.provider_arn(&url),
             url,
             client_ids: p.spec.audiences.iter().cloned().collect(),
@@ -410,7 +410,7 @@ impl Builder<'_> {
     ) -> Result<(DesiredRole, Option<MappingError>), MappingError> {
         let s = &m.spec;
         let error = |message: String| MappingError {
-            mapping: m.name.clone(),
+            mapping: MappingName::from(&m.name),
             resource: s.role.name.clone(),
             message,
         };
@@ -458,7 +458,7 @@ impl Builder<'_> {
             ))
         });
         let role = DesiredRole {
-            mapping: m.name.clone(),
+            mapping: MappingName::from(&m.name),
             name: RoleName::from(&s.role.name),
             path: self.role_path(s),
             arn: self.role_arn(s),
@@ -585,7 +585,7 @@ impl Builder<'_> {
                     (None, arn) => arn.clone(),
                 });
         DesiredFunction {
-            mapping: f.name.clone(),
+            mapping: MappingName::from(&f.name),
             name,
             qualifier: s.qualifier.clone(),
             arn,

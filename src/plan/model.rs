@@ -2,7 +2,7 @@
 //! produces ([`Plan`], [`Change`], [`Action`], [`Problem`], [`Notice`], [`Held`]).
 
 use super::*;
-use crate::model::names::RoleName;
+use crate::model::names::{MappingName, RoleName};
 
 /// What the planner needs from the config.
 #[derive(Debug, Clone)]
@@ -316,7 +316,7 @@ pub struct Change {
     pub resource: String,
     /// The policy document behind it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mapping: Option<String>,
+    pub mapping: Option<MappingName>,
     /// Why, in words: drift found, members added or removed, policy changed.
     pub reason: String,
     /// The value before, when the change replaces one.
@@ -357,7 +357,7 @@ impl Change {
             effect: action.effect(),
             action,
             resource: resource.into(),
-            mapping: mapping.map(String::from),
+            mapping: mapping.map(MappingName::from),
             reason: reason.into(),
             before: None,
             after: None,
@@ -498,7 +498,7 @@ kinds! {
 pub struct Problem {
     /// What kind of problem.
     pub kind: ProblemKind,
-    pub mapping: Option<String>,
+    pub mapping: Option<MappingName>,
     /// The resource concerned.
     pub resource: String,
     /// What is wrong and what to do.
