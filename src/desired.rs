@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::model::iam_policy;
-use crate::model::names::{MappingName, RoleName};
+use crate::model::names::{MappingName, ObjectId, RoleName};
 use crate::sources::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
 use crate::sources::policy::{
     function_name_of, FunctionAccessSpec, IdentityProviderSpec, Invoker, Named, PolicySet,
@@ -128,7 +128,7 @@ pub struct DesiredRole {
 #[serde(rename_all = "camelCase")]
 pub struct GroupInfo {
     /// Group object id.
-    pub id: String,
+    pub id: ObjectId,
     /// Group display name.
     pub display_name: String,
     /// Service principals trusted (their object ids become `sub` values).
@@ -446,7 +446,7 @@ impl Builder<'_> {
         let subs: BTreeSet<String> = membership
             .group
             .iter()
-            .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
+            .flat_map(|g| g.principals.iter().map(|p| p.id.to_string()))
             .collect();
         let trust = parts.document(&subs, &parts.services);
         if membership.blocked.is_none() {
@@ -525,7 +525,7 @@ impl Builder<'_> {
             _ => None,
         };
         Ok(Membership {
-            may_keep: Some(principals.iter().map(|p| p.id.clone()).collect()),
+            may_keep: Some(principals.iter().map(|p| p.id.to_string()).collect()),
             group: Some(GroupInfo {
                 id: group.id.clone(),
                 display_name: group.display_name.clone(),

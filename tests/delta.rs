@@ -54,7 +54,7 @@ fn ids(snap: &trustsync::sources::directory::DirectorySnapshot, req: &GroupReque
         .unwrap()
         .members
         .iter()
-        .map(|m| m.id.clone())
+        .map(|m| m.id.to_string())
         .collect()
 }
 

@@ -85,7 +85,7 @@ impl Planner<'_> {
         let subs: Vec<String> = dr
             .group
             .iter()
-            .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
+            .flat_map(|g| g.principals.iter().map(|p| p.id.to_string()))
             .collect();
         let c = self.push(
             Action::CreateRole {
@@ -484,7 +484,7 @@ impl Planner<'_> {
         let want: BTreeSet<String> = dr
             .group
             .iter()
-            .flat_map(|g| g.principals.iter().map(|p| p.id.clone()))
+            .flat_map(|g| g.principals.iter().map(|p| p.id.to_string()))
             .collect();
         let current_services = trusted_services(&or.trust);
         let services = &dr.trust_parts.services;

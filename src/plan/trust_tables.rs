@@ -53,7 +53,7 @@ fn desired(members: &[&str], blocked: Option<&str>, may_keep: Option<&[&str]>) -
             principals: members
                 .iter()
                 .map(|id| Member {
-                    id: id.to_string(),
+                    id: (*id).into(),
                     kind: MemberKind::ServicePrincipal,
                     display_name: None,
                 })

@@ -55,7 +55,7 @@ fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<St
     let mut out = BTreeSet::new();
     for (req, result) in &snap.groups {
         if let Ok(g) = result {
-            out.insert(g.id.clone());
+            out.insert(g.id.to_string());
             if req.transitive {
                 out.extend(cache.nested_groups(&g.id));
             }

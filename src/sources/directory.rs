@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::model::names::ObjectId;
 use serde::{Deserialize, Serialize};
 
 use crate::sources::policy::GroupSelector;
@@ -54,8 +55,7 @@ pub enum MemberKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
-    /// Object id.
-    pub id: String,
+    pub id: ObjectId,
     /// What it is.
     pub kind: MemberKind,
     /// Display name, for reports.
@@ -68,7 +68,7 @@ pub struct Member {
 #[serde(rename_all = "camelCase")]
 pub struct GroupMembers {
     /// The group's object id.
-    pub id: String,
+    pub id: ObjectId,
     /// The group's display name.
     pub display_name: String,
     /// Direct members, or transitive ones when asked; sorted by id.
@@ -211,7 +211,7 @@ impl GroupRequest {
                 count: gs.len(),
                 members: gs
                     .into_iter()
-                    .flat_map(|g| members(g).members.into_iter().map(|m| m.id))
+                    .flat_map(|g| members(g).members.into_iter().map(|m| String::from(m.id)))
                     .collect(),
             }),
             Matched::None => Err(self.not_found()),
@@ -432,14 +432,14 @@ impl TenantFile {
                             .cloned()
                             .unwrap_or((MemberKind::Other("unknown".into()), ""));
                         Member {
-                            id: id.to_string(),
+                            id: id.into(),
                             kind,
                             display_name: (!name.is_empty()).then(|| name.to_string()),
                         }
                     })
                     .collect();
                 GroupMembers {
-                    id: g.id.clone(),
+                    id: g.id.as_str().into(),
                     display_name: g.display_name.clone(),
                     members,
                 }
@@ -492,7 +492,7 @@ mod tests {
                 .unwrap()
                 .members
                 .iter()
-                .map(|m| m.id.clone())
+                .map(|m| m.id.to_string())
                 .collect()
         };
         assert_eq!(ids(&reqs[0]), ["g2", "sp1", "u1"]);

@@ -299,7 +299,7 @@ impl GraphReader {
         members.sort();
         members.dedup();
         Ok(GroupMembers {
-            id,
+            id: id.into(),
             display_name,
             members,
         })
@@ -369,7 +369,7 @@ fn kind_of(odata_type: Option<&str>) -> MemberKind {
 
 fn member_of(v: &Value) -> Option<Member> {
     Some(Member {
-        id: v["id"].as_str()?.to_string(),
+        id: v["id"].as_str()?.into(),
         kind: kind_of(v["@odata.type"].as_str()),
         display_name: v["displayName"].as_str().map(String::from),
     })
@@ -570,12 +570,12 @@ impl DeltaCache {
                     }
                 }
                 GroupMembers {
-                    id: id.clone(),
+                    id: id.into(),
                     display_name: g.display_name.clone(),
                     members: members
                         .into_iter()
                         .map(|(id, kind)| Member {
-                            id,
+                            id: id.into(),
                             kind,
                             display_name: None,
                         })
