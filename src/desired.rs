@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::model::iam_policy;
-use crate::model::names::{MappingName, ObjectId, RoleName};
+use crate::model::names::{MappingName, ObjectId, RoleName, StatementId};
 use crate::sources::directory::{self, DirectorySnapshot, GroupRequest, Member, MemberKind};
 use crate::sources::policy::{
     function_name_of, FunctionAccessSpec, IdentityProviderSpec, Invoker, Named, PolicySet,
@@ -221,7 +221,7 @@ pub struct DesiredFunction {
     /// Execution role ARN, when managed.
     pub execution_role: Option<String>,
     /// Statements by id.
-    pub statements: BTreeMap<String, DesiredStatement>,
+    pub statements: BTreeMap<StatementId, DesiredStatement>,
 }
 
 impl DesiredFunction {
@@ -239,7 +239,7 @@ impl DesiredFunction {
 #[serde(rename_all = "camelCase")]
 pub struct DesiredStatement {
     /// Statement id, with the trustsync prefix.
-    pub sid: String,
+    pub sid: StatementId,
     /// Principal as sent to AddPermission.
     pub principal: String,
     /// Lambda action.
@@ -656,7 +656,7 @@ fn statement(
         .take(100 - prefix.len() - kind.len() - 10)
         .collect();
     DesiredStatement {
-        sid: format!("{prefix}{kind}-{label}-{hash}"),
+        sid: format!("{prefix}{kind}-{label}-{hash}").into(),
         principal,
         action,
         source_arn: inv.source_arn.clone(),

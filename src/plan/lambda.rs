@@ -57,7 +57,7 @@ impl Planner<'_> {
         let remove = |sid: &str| Action::RemoveLambdaPermission {
             function_name: df.name.clone(),
             qualifier: df.qualifier.clone(),
-            statement_id: sid.to_string(),
+            statement_id: sid.into(),
         };
         for (sid, want) in &df.statements {
             let add = Action::AddLambdaPermission {
@@ -70,7 +70,7 @@ impl Planner<'_> {
                 source_account: want.source_account.clone(),
                 revision_id: of.policy_revision.clone(),
             };
-            match have.get(sid) {
+            match have.get(sid.as_str()) {
                 None => {
                     let c = self.push(
                         add,
@@ -101,7 +101,7 @@ impl Planner<'_> {
             }
         }
         for (sid, st) in have {
-            if !df.statements.contains_key(&sid) {
+            if !df.statements.contains_key(sid.as_str()) {
                 let c = self.push(remove(&sid), resource, m, "invoker no longer in the policy");
                 c.before = Some(st.clone());
             }
@@ -186,7 +186,7 @@ impl Planner<'_> {
                             Action::RemoveLambdaPermission {
                                 function_name: name.clone(),
                                 qualifier: q.clone(),
-                                statement_id: sid,
+                                statement_id: sid.into(),
                             },
                             &resource,
                             None,

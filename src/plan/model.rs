@@ -2,7 +2,7 @@
 //! produces ([`Plan`], [`Change`], [`Action`], [`Problem`], [`Notice`], [`Held`]).
 
 use super::*;
-use crate::model::names::{MappingName, RoleName};
+use crate::model::names::{MappingName, RoleName, StatementId};
 
 /// What the planner needs from the config.
 #[derive(Debug, Clone)]
@@ -169,7 +169,7 @@ pub enum Action {
     AddLambdaPermission {
         function_name: String,
         qualifier: Option<String>,
-        statement_id: String,
+        statement_id: StatementId,
         principal: String,
         lambda_action: String,
         source_arn: Option<String>,
@@ -179,7 +179,7 @@ pub enum Action {
     RemoveLambdaPermission {
         function_name: String,
         qualifier: Option<String>,
-        statement_id: String,
+        statement_id: StatementId,
     },
     SetExecutionRole {
         function_name: String,
