@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::audit::AuditLog;
 use crate::model::call::{Failure, Written};
-use crate::model::names::MappingName;
+use crate::model::names::{Arn, MappingName};
 use crate::plan::{Action, Change, Plan};
 
 /// Performs one planned action: the seam apply writes through (the AWS adapter in
@@ -93,7 +93,7 @@ pub struct ChangeOutcome {
     pub key: String,
     /// The action's name.
     pub action: String,
-    pub resource: String,
+    pub resource: Arn,
     /// The mapping it serves, if any.
     pub mapping: Option<MappingName>,
     /// Principals the change grants.
@@ -183,7 +183,7 @@ pub async fn apply<E: Executor + ?Sized>(
             let lane = c
                 .action
                 .lambda_function()
-                .map_or_else(|| c.resource.clone(), |f| format!("lambda:{f}"));
+                .map_or_else(|| c.resource.to_string(), |f| format!("lambda:{f}"));
             lanes.entry(lane).or_default().push((*i, *c));
         }
         let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(lanes.into_values())
@@ -230,7 +230,7 @@ struct Run<'a, E: ?Sized> {
     stop: &'a dyn Fn() -> bool,
     interrupted: AtomicBool,
     /// Resources a change failed on: their later changes are skipped.
-    failed_resources: Mutex<BTreeSet<String>>,
+    failed_resources: Mutex<BTreeSet<Arn>>,
     /// Lambda's RevisionId guards the first write to each function against changes made
     /// since the plan was read; later writes are ours and would carry a stale id.
     revision_used: Mutex<BTreeSet<String>>,

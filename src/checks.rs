@@ -22,6 +22,7 @@
 use std::collections::BTreeSet;
 
 use crate::config::Safety;
+use crate::model::names::Arn;
 use crate::plan::{Action, Change, Held, Hold, HoldKind, Plan};
 
 /// What the checks weigh besides the plan.
@@ -218,13 +219,13 @@ impl Checker<'_> {
     fn with_dependents(self) -> (Vec<Change>, Vec<Held>) {
         let changes = self.changes;
         let holds = self.holds;
-        let held_deletions: BTreeSet<String> = changes
+        let held_deletions: BTreeSet<Arn> = changes
             .iter()
             .enumerate()
             .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::DeleteRole { .. }))
             .map(|(_, c)| c.resource.clone())
             .collect();
-        let held_revocations: BTreeSet<String> = changes
+        let held_revocations: BTreeSet<Arn> = changes
             .iter()
             .enumerate()
             .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::RevokeTrust { .. }))

@@ -2,7 +2,7 @@
 //! produces ([`Plan`], [`Change`], [`Action`], [`Problem`], [`Notice`], [`Held`]).
 
 use super::*;
-use crate::model::names::{MappingName, RoleName, StatementId};
+use crate::model::names::{Arn, MappingName, RoleName, StatementId};
 
 /// What the planner needs from the config.
 #[derive(Debug, Clone)]
@@ -313,7 +313,7 @@ pub struct Change {
     /// Add, change or remove.
     pub effect: Effect,
     /// The ARN of the resource changed.
-    pub resource: String,
+    pub resource: Arn,
     /// The policy document behind it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping: Option<MappingName>,
@@ -349,7 +349,7 @@ impl Change {
     /// removal numbers are filled in by whoever plans it.
     pub fn new(
         action: Action,
-        resource: impl Into<String>,
+        resource: impl Into<Arn>,
         mapping: Option<&str>,
         reason: impl Into<String>,
     ) -> Change {
