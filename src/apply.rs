@@ -109,7 +109,7 @@ impl ChangeOutcome {
     fn of(change: &Change, outcome: Outcome) -> ChangeOutcome {
         ChangeOutcome {
             key: change.key(),
-            action: change.action.name(),
+            action: change.action.name().to_string(),
             resource: change.resource.clone(),
             mapping: change.mapping.clone(),
             members_added: change.members_added.len(),

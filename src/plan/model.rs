@@ -295,11 +295,34 @@ impl Action {
     }
 
     /// The action's name, as in the JSON output (`update-trust-policy`).
-    pub fn name(&self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.get("action").and_then(Value::as_str).map(String::from))
-            .unwrap_or_default()
+    pub fn name(&self) -> &'static str {
+        use Action::*;
+        match self {
+            CreateOidcProvider { .. } => "create-oidc-provider",
+            AddProviderAudience { .. } => "add-provider-audience",
+            RemoveProviderAudience { .. } => "remove-provider-audience",
+            TagOidcProvider { .. } => "tag-oidc-provider",
+            UntagOidcProvider { .. } => "untag-oidc-provider",
+            DeleteOidcProvider { .. } => "delete-oidc-provider",
+            CreateRole { .. } => "create-role",
+            RevokeTrust { .. } => "revoke-trust",
+            UpdateTrustPolicy { .. } => "update-trust-policy",
+            UpdateRole { .. } => "update-role",
+            PutPermissionsBoundary { .. } => "put-permissions-boundary",
+            DeletePermissionsBoundary { .. } => "delete-permissions-boundary",
+            PutInlinePolicy { .. } => "put-inline-policy",
+            DeleteInlinePolicy { .. } => "delete-inline-policy",
+            AttachManagedPolicy { .. } => "attach-managed-policy",
+            DetachManagedPolicy { .. } => "detach-managed-policy",
+            TagRole { .. } => "tag-role",
+            UntagRole { .. } => "untag-role",
+            DeleteRole { .. } => "delete-role",
+            AddLambdaPermission { .. } => "add-lambda-permission",
+            RemoveLambdaPermission { .. } => "remove-lambda-permission",
+            SetExecutionRole { .. } => "set-execution-role",
+            TagFunction { .. } => "tag-function",
+            UntagFunction { .. } => "untag-function",
+        }
     }
 }
 
@@ -621,7 +644,10 @@ impl Plan {
             }
             summary.principals_added += c.members_added.len();
             summary.principals_removed += c.members_removed.len();
-            *summary.by_action.entry(c.action.name()).or_default() += 1;
+            *summary
+                .by_action
+                .entry(c.action.name().to_string())
+                .or_default() += 1;
         }
         self.summary = summary;
     }

@@ -156,8 +156,16 @@ fn converged(d: &Desired) -> Observed {
     o
 }
 
+/// The action names of a plan, each checked against the tag its JSON carries.
 fn names(p: &Plan) -> Vec<String> {
-    p.changes.iter().map(|c| c.action.name()).collect()
+    p.changes
+        .iter()
+        .map(|c| {
+            let json = serde_json::to_value(&c.action).unwrap();
+            assert_eq!(json["action"], c.action.name(), "{json}");
+            c.action.name().to_string()
+        })
+        .collect()
 }
 
 #[test]

@@ -191,7 +191,11 @@ fn trust_changes_table() {
     ];
     for (name, trusted, d, tags, want, removed, added) in rows {
         let p = run(d, &observed(trusted, tags));
-        let got: Vec<String> = p.changes.iter().map(|c| c.action.name()).collect();
+        let got: Vec<String> = p
+            .changes
+            .iter()
+            .map(|c| c.action.name().to_string())
+            .collect();
         assert_eq!(got, want, "{name}");
         let all_removed: Vec<String> = p
             .changes

@@ -384,7 +384,7 @@ impl Controller {
         {
             m.drift_detected
                 .get_or_create(&ActionLabel {
-                    action: c.action.name(),
+                    action: c.action.name().to_string(),
                 })
                 .inc();
         }
