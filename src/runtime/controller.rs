@@ -64,7 +64,7 @@ pub async fn run(
     // Local checks first: invalid policies or an unusable audit log are errors at once.
     let policies =
         policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut audit = AuditLog::open(&config.audit.path)?;
+    let audit = AuditLog::open(&config.audit.path)?;
 
     let shared = Arc::new(Shared::new(
         policy_dir.clone(),
@@ -75,22 +75,7 @@ pub async fn run(
     // Then the listener and the signal handlers, before anything that needs the network:
     // /healthz answers and SIGTERM is honoured while AWS or Graph cannot be reached.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    println!(
-        "trustsync run: serving /healthz /readyz /metrics /status on http://{}",
-        listener.local_addr()?
-    );
-    let app = http::router(shared.clone());
-    let mut http_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await;
-    });
+    let server = serve_http(settings.listen, shared.clone(), stop_rx.clone()).await?;
     tokio::spawn(signals(stop_tx));
 
     let Some((aws, caller)) = connect_aws(&config, &shared, stop_rx.clone()).await else {
@@ -99,7 +84,7 @@ pub async fn run(
         return Ok(0);
     };
 
-    let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(16);
+    let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(16);
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
     let policies = Arc::new(Mutex::new(Arc::new(policies)));
     let requests: Arc<Mutex<Vec<GroupRequest>>> = Arc::new(Mutex::new(Vec::new()));
@@ -120,46 +105,47 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let mut ctl = Controller::new(config, Arc::new(aws), caller, shared.clone(), requests);
-    let mut ticker = tokio::time::interval_at(
-        tokio::time::Instant::now() + settings.interval,
-        settings.interval,
-    );
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pass_backoff = pass_backoff();
-    let mut trigger = Trigger::Startup;
-    let mut stop = stop_rx.clone();
-    loop {
-        let set = policies.lock().expect("policies").clone();
-        let ok = ctl
-            .pass(trigger, &set, &directory, &mut audit, &stop_rx)
-            .await;
-        if *stop_rx.borrow() {
-            break;
-        }
-        let retry_at = if ok {
-            pass_backoff.reset();
-            None
-        } else {
-            let delay = pass_backoff.next_backoff().unwrap_or(settings.interval);
-            tracing::warn!(
-                retry_in_ms = delay.as_millis() as u64,
-                "pass failed; retrying after back-off"
-            );
-            Some(tokio::time::Instant::now() + delay)
-        };
-        trigger = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            _ = ticker.tick() => Trigger::Timer,
-            Some(t) = trigger_rx.recv() => t,
-            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => Trigger::Retry,
-        };
-        // Coalesce: whatever else arrived meanwhile is served by this one pass.
-        while trigger_rx.try_recv().is_ok() {}
-    }
+    let ctl = Controller::new(config, Arc::new(aws), caller, shared.clone(), requests);
+    let triggers = Triggers {
+        rx: trigger_rx,
+        interval: settings.interval,
+        stop: stop_rx,
+    };
+    ctl.run_passes(triggers, policies, directory, audit).await;
     tracing::info!("shutting down");
     let _ = server.await;
     Ok(0)
+}
+
+/// The HTTP endpoints on `listen`, until `stop`.
+async fn serve_http(
+    listen: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!(
+        "trustsync run: serving /healthz /readyz /metrics /status on http://{}",
+        listener.local_addr()?
+    );
+    let app = http::router(shared);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    }))
+}
+
+/// What starts the next pass: the timer, the watchers' channel, a retry after a failed
+/// pass; and the stop signal that ends the loop.
+struct Triggers {
+    rx: mpsc::Receiver<Trigger>,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
 }
 
 /// AWS clients and the caller identity, retried with back-off until AWS answers; `None`
@@ -240,6 +226,51 @@ impl Controller {
             last_aws: CallStats::default(),
             last_graph: (0, 0, 0),
             last_differences: 0,
+        }
+    }
+
+    /// Passes until the stop signal: one at start, then one per trigger (bursts coalesce),
+    /// a failed pass retried after an exponential back-off reset by the next success.
+    async fn run_passes(
+        mut self,
+        mut t: Triggers,
+        policies: Arc<Mutex<Arc<PolicySet>>>,
+        directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+        mut audit: AuditLog,
+    ) {
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + t.interval, t.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pass_backoff = pass_backoff();
+        let mut trigger = Trigger::Startup;
+        let mut stop = t.stop.clone();
+        loop {
+            let set = policies.lock().expect("policies").clone();
+            let ok = self
+                .pass(trigger, &set, &directory, &mut audit, &t.stop)
+                .await;
+            if *t.stop.borrow() {
+                break;
+            }
+            let retry_at = if ok {
+                pass_backoff.reset();
+                None
+            } else {
+                let delay = pass_backoff.next_backoff().unwrap_or(t.interval);
+                tracing::warn!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    "pass failed; retrying after back-off"
+                );
+                Some(tokio::time::Instant::now() + delay)
+            };
+            trigger = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = ticker.tick() => Trigger::Timer,
+                Some(next) = t.rx.recv() => next,
+                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => Trigger::Retry,
+            };
+            // Coalesce: whatever else arrived meanwhile is served by this one pass.
+            while t.rx.try_recv().is_ok() {}
         }
     }
 
@@ -849,6 +880,66 @@ spec: {provider: entra, group: {id: 00000000-0000-0000-0000-000000000002}, role:
         let (state, reason) = b.state_of("deployers");
         assert_eq!(state, MappingState::Drifted);
         assert!(reason.contains("shutting down"), "{reason}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_pass_is_retried_after_its_back_off_and_triggers_coalesce() {
+        let b = bench();
+        std::fs::write(&b.tenant, "{ not json").unwrap();
+        let shared = b.ctl.shared.clone();
+        let (tx, rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let looping = b.ctl.run_passes(
+            Triggers {
+                rx,
+                interval: Duration::from_secs(3600),
+                stop: stop_rx,
+            },
+            Arc::new(Mutex::new(Arc::new(b.policies))),
+            Arc::new(b.directory),
+            b.audit,
+        );
+        let (tenant, aws) = (b.tenant.clone(), b.aws.clone());
+        let script = async move {
+            let last = || shared.status.lock().unwrap().last_pass.clone().unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(last().trigger, Trigger::Startup);
+            assert_eq!(last().outcome, PassOutcome::Failed);
+
+            // Repaired: the retry comes after the back-off (2 s, jittered), not the
+            // hour-long timer.
+            write_tenant(&tenant, &[1, 2], &[3]);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            assert_eq!(last().trigger, Trigger::Retry);
+            assert_eq!(last().outcome, PassOutcome::Success);
+            assert_eq!(aws.trusted("deployer"), [sp(1), sp(2)].into());
+
+            // A burst of triggers is served by one pass (the rest are drained).
+            write_tenant(&tenant, &[1], &[3]);
+            for _ in 0..5 {
+                tx.send(Trigger::Directory).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(last().trigger, Trigger::Directory);
+            assert_eq!(aws.trusted("deployer"), [sp(1)].into());
+            let passes = |outcome: &str| {
+                shared
+                    .metrics
+                    .passes
+                    .get_or_create(&OutcomeLabel {
+                        outcome: outcome.into(),
+                    })
+                    .get()
+            };
+            // Startup (failed), the retry, one pass for the five triggers.
+            assert_eq!((passes("failed"), passes("success")), (1, 2));
+            stop_tx.send(true).unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::join!(looping, script);
+        })
+        .await
+        .expect("the loop ends on stop");
     }
 
     #[tokio::test(start_paused = true)]
