@@ -2,6 +2,10 @@
 //! statement prefix; functions marked with this instance's tag find their orphans.
 
 use super::*;
+use crate::observed::MarkedFunction;
+
+/// Function name -> (unqualified ARN, qualifiers its tag records).
+type Marks = BTreeMap<String, (String, BTreeSet<String>)>;
 
 impl Planner<'_> {
     pub(super) fn function(&mut self, df: &DesiredFunction) {
@@ -133,80 +137,23 @@ impl Planner<'_> {
     /// (its document deleted, or its function or qualifier changed), and the marks
     /// themselves: each function whose policy trustsync writes carries its tag, listing the
     /// qualifiers, for as long as any of its statements may be there.
+    /// The functions this instance marks with its tag: every managed function that exists,
+    /// and those that still carry orphan statements (without prune); statements whose
+    /// FunctionAccess is gone are removed with prune, reported without. Then the tags are
+    /// brought in line.
     pub(super) fn marked_functions(&mut self, desired: &Desired) {
-        let observed = self.observed;
-        let wanted_keys: BTreeSet<(String, Option<String>)> = desired
+        let mut marks = self.managed_marks(desired);
+        let wanted: BTreeSet<(String, Option<String>)> = desired
             .functions
             .iter()
             .map(|f| (f.name.clone(), f.qualifier.clone()))
             .collect();
-        // Function name -> (unqualified ARN, qualifiers to record).
-        let mut marks: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
-        for df in &desired.functions {
-            if let Some(Some(of)) = observed
-                .functions
-                .get(&(df.name.clone(), df.qualifier.clone()))
-            {
-                let e = marks
-                    .entry(df.name.clone())
-                    .or_insert_with(|| (of.arn.clone(), BTreeSet::new()));
-                e.1.extend(df.qualifier.clone());
-            }
-        }
-        for (name, mf) in &observed.marked_functions {
+        for (name, mf) in &self.observed.marked_functions {
             let qualifiers = std::iter::once(None).chain(mf.qualifiers().into_iter().map(Some));
             for q in qualifiers {
-                let key = (name.clone(), q.clone());
-                if wanted_keys.contains(&key) {
-                    continue;
-                }
-                let Some(Some(of)) = observed.functions.get(&key) else {
-                    continue;
-                };
-                let ours: Vec<&Value> = of
-                    .statements
-                    .iter()
-                    .filter(|st| {
-                        st.get("Sid")
-                            .and_then(Value::as_str)
-                            .is_some_and(|sid| sid.starts_with(&self.s.statement_id_prefix))
-                    })
-                    .collect();
-                if ours.is_empty() {
-                    continue;
-                }
-                let resource = match &q {
-                    Some(q) => format!("{}:{q}", mf.arn),
-                    None => mf.arn.clone(),
-                };
-                if self.s.prune {
-                    for st in ours {
-                        let sid = st["Sid"].as_str().unwrap_or_default().to_string();
-                        let c = self.push(
-                            Action::RemoveLambdaPermission {
-                                function_name: name.clone(),
-                                qualifier: q.clone(),
-                                statement_id: sid.into(),
-                            },
-                            &resource,
-                            None,
-                            "trustsync's statement on a function no FunctionAccess names any more (prune)",
-                        );
-                        c.before = Some(st.clone());
-                    }
-                } else {
-                    self.notice(
-                        NoticeKind::Orphan,
-                        &resource,
-                        format!(
-                            "{} trustsync statement(s) on a function no FunctionAccess names any more: {}; enable prune to remove them",
-                            ours.len(),
-                            ours.iter()
-                                .filter_map(|st| st["Sid"].as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
+                if !wanted.contains(&(name.clone(), q.clone()))
+                    && self.orphan_statements(name, mf, &q)
+                {
                     let e = marks
                         .entry(name.clone())
                         .or_insert_with(|| (mf.arn.clone(), BTreeSet::new()));
@@ -214,8 +161,85 @@ impl Planner<'_> {
                 }
             }
         }
+        self.function_tags(&marks);
+    }
+
+    /// Function name -> (unqualified ARN, qualifiers to record) for the managed functions
+    /// that exist.
+    fn managed_marks(&self, desired: &Desired) -> Marks {
+        let mut marks = Marks::new();
+        for df in &desired.functions {
+            let key = (df.name.clone(), df.qualifier.clone());
+            if let Some(Some(of)) = self.observed.functions.get(&key) {
+                let e = marks
+                    .entry(df.name.clone())
+                    .or_insert_with(|| (of.arn.clone(), BTreeSet::new()));
+                e.1.extend(df.qualifier.clone());
+            }
+        }
+        marks
+    }
+
+    /// This instance's statements on a function (at a qualifier) no FunctionAccess names:
+    /// removed with prune, else reported. Returns whether some stay (so the mark stays).
+    fn orphan_statements(&mut self, name: &str, mf: &MarkedFunction, q: &Option<String>) -> bool {
+        let key = (name.to_string(), q.clone());
+        let Some(Some(of)) = self.observed.functions.get(&key) else {
+            return false;
+        };
+        let ours: Vec<&Value> = of
+            .statements
+            .iter()
+            .filter(|st| {
+                st.get("Sid")
+                    .and_then(Value::as_str)
+                    .is_some_and(|sid| sid.starts_with(&self.s.statement_id_prefix))
+            })
+            .collect();
+        if ours.is_empty() {
+            return false;
+        }
+        let resource = match q {
+            Some(q) => format!("{}:{q}", mf.arn),
+            None => mf.arn.clone(),
+        };
+        if self.s.prune {
+            for st in ours {
+                let sid = st["Sid"].as_str().unwrap_or_default().to_string();
+                let c = self.push(
+                    Action::RemoveLambdaPermission {
+                        function_name: name.to_string(),
+                        qualifier: q.clone(),
+                        statement_id: sid.into(),
+                    },
+                    &resource,
+                    None,
+                    "trustsync's statement on a function no FunctionAccess names any more (prune)",
+                );
+                c.before = Some(st.clone());
+            }
+            return false;
+        }
+        self.notice(
+            NoticeKind::Orphan,
+            &resource,
+            format!(
+                "{} trustsync statement(s) on a function no FunctionAccess names any more: {}; enable prune to remove them",
+                ours.len(),
+                ours.iter()
+                    .filter_map(|st| st["Sid"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        true
+    }
+
+    /// Tag each marked function with its qualifiers; untag those with nothing left.
+    fn function_tags(&mut self, marks: &Marks) {
+        let observed = self.observed;
         let key = &self.s.function_tag_key;
-        for (name, (arn, qualifiers)) in &marks {
+        for (name, (arn, qualifiers)) in marks {
             let value = qualifiers.iter().cloned().collect::<Vec<_>>().join(" ");
             if observed.marked_functions.get(name).map(|m| &m.tag_value) != Some(&value) {
                 self.push(
