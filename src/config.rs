@@ -359,7 +359,17 @@ impl Config {
             })?
         };
         let config = config.finish();
-        let s = &config.safety;
+        config
+            .check()
+            .map_err(|(field, message)| invalid(0, 0, field.into(), message))?;
+        Ok(config)
+    }
+
+    /// The rules serde cannot express: shares in 0..=1, a dedicated role path, a statement
+    /// prefix that fits Lambda's ids, sane retry and write limits, an owner tag. The field
+    /// and what is wrong.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let s = &self.safety;
         for (field, v) in [
             (
                 "safety.maxPrincipalRemovalShare",
@@ -368,52 +378,34 @@ impl Config {
             ("safety.maxRoleDeletionShare", s.max_role_deletion_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(invalid(
-                    0,
-                    0,
-                    field.into(),
-                    format!("{v} is not a share between 0 and 1"),
-                ));
+                return Err((field, format!("{v} is not a share between 0 and 1")));
             }
         }
-        let p = &config.role_path;
+        let p = &self.role_path;
         if !p.starts_with('/') || !p.ends_with('/') {
-            return Err(invalid(
-                0,
-                0,
-                "rolePath".into(),
-                format!("`{p}` must start and end with `/`"),
-            ));
+            return Err(("rolePath", format!("`{p}` must start and end with `/`")));
         }
         if p == "/" {
-            return Err(invalid(0, 0, "rolePath".into(), "`/` would make every role in the account a candidate; use a dedicated path such as /trustsync/".into()));
+            return Err(("rolePath", "`/` would make every role in the account a candidate; use a dedicated path such as /trustsync/".into()));
         }
-        let prefix = &config.statement_id_prefix;
+        let prefix = &self.statement_id_prefix;
         if prefix.chars().count() > MAX_STATEMENT_ID_PREFIX {
-            return Err(invalid(
-                0,
-                0,
-                "statementIdPrefix".into(),
-                format!(
+            return Err(("statementIdPrefix", format!(
                     "`{prefix}` is {} characters; at most {MAX_STATEMENT_ID_PREFIX} leave room in Lambda's 100-character statement ids",
                     prefix.chars().count()
                 ),
             ));
         }
-        if config.aws.max_retry_seconds == 0 || config.aws.max_retry_seconds > 300 {
-            return Err(invalid(
-                0,
-                0,
-                "aws.maxRetrySeconds".into(),
-                format!("{} must be between 1 and 300", config.aws.max_retry_seconds),
+        if self.aws.max_retry_seconds == 0 || self.aws.max_retry_seconds > 300 {
+            return Err((
+                "aws.maxRetrySeconds",
+                format!("{} must be between 1 and 300", self.aws.max_retry_seconds),
             ));
         }
-        let w = &config.aws.write_concurrency;
+        let w = &self.aws.write_concurrency;
         if w.iam == 0 || w.lambda == 0 {
-            return Err(invalid(
-                0,
-                0,
-                "aws.writeConcurrency".into(),
+            return Err((
+                "aws.writeConcurrency",
                 "iam and lambda must be at least 1".into(),
             ));
         }
@@ -422,22 +414,15 @@ impl Config {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(invalid(
-                0,
-                0,
-                "statementIdPrefix".into(),
+            return Err((
+                "statementIdPrefix",
                 format!("`{prefix}` must be letters, digits, - or _"),
             ));
         }
-        if config.owner_tag.key.is_empty() || config.owner_tag.value.is_empty() {
-            return Err(invalid(
-                0,
-                0,
-                "ownerTag".into(),
-                "key and value must not be empty".into(),
-            ));
+        if self.owner_tag.key.is_empty() || self.owner_tag.value.is_empty() {
+            return Err(("ownerTag", "key and value must not be empty".into()));
         }
-        Ok(config)
+        Ok(())
     }
 
     /// The statement id prefix of this instance: `statementIdPrefix` and a short hash of
