@@ -225,6 +225,106 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 impl Server {
+    /// `GET /groups`, all or `$filter=displayName eq '...'` (case-insensitive, as in Entra).
+    fn list_groups(
+        &mut self,
+        q: &HashMap<String, String>,
+        base: &str,
+        select: &Option<BTreeSet<String>>,
+        top: usize,
+    ) -> Response {
+        let groups: Vec<&trustsync::sources::directory::TenantGroup> = match q.get("$filter") {
+            None => self.tenant.groups.iter().collect(),
+            Some(f) => match parse_display_name_filter(f) {
+                Some(name) => self
+                    .tenant
+                    .groups
+                    .iter()
+                    // Graph's `eq` on displayName is case-insensitive.
+                    .filter(|g| trustsync::sources::directory::same_name(&g.display_name, &name))
+                    .collect(),
+                None => {
+                    return graph_error(
+                        StatusCode::BAD_REQUEST,
+                        "Request_UnsupportedQuery",
+                        &format!("Unsupported Query: {f}"),
+                    )
+                }
+            },
+        };
+        let items: Vec<Value> = groups
+            .iter()
+            .map(|g| directory_object(&self.tenant, &g.id, select))
+            .collect();
+        let id = self.pager_id();
+        self.pagers
+            .insert(id.clone(), Pager::Objects { items, top });
+        self.page_objects(base, "/groups", id, 0)
+    }
+
+    /// `GET /groups/delta`: a first round, a round since a token, or `latest`.
+    fn delta(&mut self, q: &HashMap<String, String>, base: &str, top: usize) -> Response {
+        let since = match q.get("$deltatoken").map(String::as_str) {
+            None => None,
+            Some("latest") => {
+                let upto = self.seq;
+                return Json(
+                    json!({"@odata.context": format!("{base}/$metadata#groups"), "value": [],
+                    "@odata.deltaLink": format!("{base}/groups/delta?$deltatoken=d{upto}")}),
+                )
+                .into_response();
+            }
+            Some(t) => match t.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) if n >= self.expired_below && n <= self.seq => Some(n),
+                _ => {
+                    return graph_error(
+                        StatusCode::GONE,
+                        "syncStateNotFound",
+                        "The sync state generation is not found. Please resync.",
+                    )
+                }
+            },
+        };
+        self.start_delta(base, since, top)
+    }
+
+    /// `GET /groups/{id}`.
+    fn group(&mut self, id: &str, base: &str, select: &Option<BTreeSet<String>>) -> Response {
+        if !self.tenant.groups.iter().any(|g| g.id == *id) {
+            return not_found(id);
+        }
+        let mut obj = directory_object(&self.tenant, id, select);
+        obj["@odata.context"] = json!(format!("{base}/$metadata#groups/$entity"));
+        Json(obj).into_response()
+    }
+
+    /// `GET /groups/{id}/members` or `/transitiveMembers`, paged.
+    fn members(
+        &mut self,
+        id: &str,
+        kind: &str,
+        base: &str,
+        select: &Option<BTreeSet<String>>,
+        top: usize,
+    ) -> Response {
+        if !self.tenant.groups.iter().any(|g| g.id == *id) {
+            return not_found(id);
+        }
+        let ids = if kind == "members" {
+            self.direct_members(id)
+        } else {
+            self.transitive_members(id)
+        };
+        let items: Vec<Value> = ids
+            .iter()
+            .map(|m| directory_object(&self.tenant, m, select))
+            .collect();
+        let pid = self.pager_id();
+        self.pagers
+            .insert(pid.clone(), Pager::Objects { items, top });
+        self.page_objects(base, &format!("/groups/{id}/{kind}"), pid, 0)
+    }
+
     fn top(&self, q: &HashMap<String, String>) -> Result<usize, Response> {
         match q.get("$top") {
             None => Ok(100.min(self.max_page)),
@@ -517,84 +617,11 @@ async fn graph_get(
         Err(resp) => return resp,
     };
     match segments.as_slice() {
-        ["groups"] => {
-            let groups: Vec<&trustsync::sources::directory::TenantGroup> = match q.get("$filter") {
-                None => s.tenant.groups.iter().collect(),
-                Some(f) => match parse_display_name_filter(f) {
-                    Some(name) => s
-                        .tenant
-                        .groups
-                        .iter()
-                        // Graph's `eq` on displayName is case-insensitive.
-                        .filter(|g| {
-                            trustsync::sources::directory::same_name(&g.display_name, &name)
-                        })
-                        .collect(),
-                    None => {
-                        return graph_error(
-                            StatusCode::BAD_REQUEST,
-                            "Request_UnsupportedQuery",
-                            &format!("Unsupported Query: {f}"),
-                        )
-                    }
-                },
-            };
-            let items: Vec<Value> = groups
-                .iter()
-                .map(|g| directory_object(&s.tenant, &g.id, &select))
-                .collect();
-            let id = s.pager_id();
-            s.pagers.insert(id.clone(), Pager::Objects { items, top });
-            s.page_objects(&base, "/groups", id, 0)
-        }
-        ["groups", d] if is_delta(d) => {
-            let since = match q.get("$deltatoken").map(String::as_str) {
-                None => None,
-                Some("latest") => {
-                    let upto = s.seq;
-                    return Json(
-                        json!({"@odata.context": format!("{base}/$metadata#groups"), "value": [],
-                        "@odata.deltaLink": format!("{base}/groups/delta?$deltatoken=d{upto}")}),
-                    )
-                    .into_response();
-                }
-                Some(t) => match t.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()) {
-                    Some(n) if n >= s.expired_below && n <= s.seq => Some(n),
-                    _ => {
-                        return graph_error(
-                            StatusCode::GONE,
-                            "syncStateNotFound",
-                            "The sync state generation is not found. Please resync.",
-                        )
-                    }
-                },
-            };
-            s.start_delta(&base, since, top)
-        }
-        ["groups", id] => {
-            if !s.tenant.groups.iter().any(|g| g.id == *id) {
-                return not_found(id);
-            }
-            let mut obj = directory_object(&s.tenant, id, &select);
-            obj["@odata.context"] = json!(format!("{base}/$metadata#groups/$entity"));
-            Json(obj).into_response()
-        }
+        ["groups"] => s.list_groups(&q, &base, &select, top),
+        ["groups", d] if is_delta(d) => s.delta(&q, &base, top),
+        ["groups", id] => s.group(id, &base, &select),
         ["groups", id, kind @ ("members" | "transitiveMembers")] => {
-            if !s.tenant.groups.iter().any(|g| g.id == *id) {
-                return not_found(id);
-            }
-            let ids = if *kind == "members" {
-                s.direct_members(id)
-            } else {
-                s.transitive_members(id)
-            };
-            let items: Vec<Value> = ids
-                .iter()
-                .map(|m| directory_object(&s.tenant, m, &select))
-                .collect();
-            let pid = s.pager_id();
-            s.pagers.insert(pid.clone(), Pager::Objects { items, top });
-            s.page_objects(&base, &format!("/groups/{id}/{kind}"), pid, 0)
+            s.members(id, kind, &base, &select, top)
         }
         _ => graph_error(
             StatusCode::BAD_REQUEST,
