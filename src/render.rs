@@ -44,6 +44,7 @@ fn headline(plan: &Plan) -> String {
     )
 }
 
+// Long on purpose: one document, top to bottom, in the order a person reads it.
 fn text(plan: &Plan, color: bool) -> String {
     let paint = |code: &str, s: &str| {
         if color {
@@ -164,6 +165,7 @@ fn detail_lines(c: &Change) -> Vec<String> {
         .collect()
 }
 
+// Long on purpose: one document, top to bottom, in the order a reviewer reads it.
 fn markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::from("### trustsync plan\n\n");

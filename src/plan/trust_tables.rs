@@ -102,6 +102,7 @@ fn run(d: DesiredRole, o: &Observed) -> Plan {
     plan(&desired, o, &settings())
 }
 
+// Long on purpose: a table of cases, one row each.
 #[test]
 fn trust_changes_table() {
     let (k, v) = owner();

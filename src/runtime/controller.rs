@@ -431,6 +431,16 @@ impl Controller {
             )
             .await?;
         let outcome = PassOutcome::of(plan, &report);
+        self.update_backoffs(plan, &report);
+        self.update_status(policies, plan, &report);
+        self.record_outcomes(&planned, &report);
+        Ok((outcome, report))
+    }
+
+    /// The metrics of what a pass did: changes applied and failed by action, the managed
+    /// roles, and the principals they trust once the applied changes are counted.
+    fn record_outcomes(&self, planned: &pass::Planned, report: &apply::Report) {
+        let m = &self.shared.metrics;
         for done in &report.outcomes {
             let action = ActionLabel {
                 action: done.action.clone(),
@@ -441,8 +451,6 @@ impl Controller {
                 Outcome::Skipped { .. } => 0,
             };
         }
-        self.update_backoffs(plan, &report);
-        self.update_status(policies, plan, &report);
         let settings = Settings::from_config(&self.config);
         let owned: Vec<_> = planned
             .observed
@@ -464,7 +472,6 @@ impl Controller {
             });
         m.trusted_principals
             .set(principals + added as i64 - removed as i64);
-        Ok((outcome, report))
     }
 
     /// Back-off per change: grows with each failure, forgotten on success or when the
@@ -577,6 +584,7 @@ mod tests {
             4
         }
 
+        // Long on purpose: one arm per action the fake models.
         async fn execute(&self, action: &Action, _: bool) -> Result<Written, Failure> {
             let mut st = self.state.lock().unwrap();
             let role = |st: &mut Observed, name: &str| {

@@ -32,8 +32,8 @@ pub enum Trigger {
     Retry,
 }
 
-/// A mapping's state in `/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A mapping's state in `/status`, from best to worst (a worse state wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum MappingState {
     /// AWS matches the mapping.
     Ready,
@@ -205,45 +205,10 @@ pub fn mapping_statuses(
     plan: &Plan,
     report: &apply::Report,
 ) -> BTreeMap<String, MappingStatus> {
-    let time = now_rfc3339();
-    let mut mappings: BTreeMap<String, MappingStatus> = BTreeMap::new();
-    let kinds = policies
-        .providers
-        .iter()
-        .map(|p| (&p.name, "IdentityProvider"))
-        .chain(
-            policies
-                .role_mappings
-                .iter()
-                .map(|m| (&m.name, "RoleMapping")),
-        )
-        .chain(
-            policies
-                .functions
-                .iter()
-                .map(|f| (&f.name, "FunctionAccess")),
-        );
-    for (name, kind) in kinds {
-        mappings.insert(
-            name.clone(),
-            MappingStatus {
-                kind: kind.into(),
-                state: MappingState::Ready,
-                reason: "in sync".into(),
-                last_pass: time.clone(),
-            },
-        );
-    }
+    let mut mappings = all_ready(policies);
     let mut set = |name: &str, state: MappingState, reason: String| {
         if let Some(s) = mappings.get_mut(name) {
-            // A worse state wins.
-            let rank = |s: MappingState| match s {
-                MappingState::Ready => 0,
-                MappingState::Drifted => 1,
-                MappingState::Error => 2,
-                MappingState::Blocked => 3,
-            };
-            if rank(state) >= rank(s.state) {
+            if state >= s.state {
                 s.state = state;
                 s.reason = reason;
             }
@@ -297,4 +262,36 @@ pub fn mapping_statuses(
         }
     }
     mappings
+}
+
+/// Every document of the policy set, ready and in sync.
+fn all_ready(policies: &PolicySet) -> BTreeMap<String, MappingStatus> {
+    let time = now_rfc3339();
+    let kinds = policies
+        .providers
+        .iter()
+        .map(|p| (&p.name, "IdentityProvider"))
+        .chain(
+            policies
+                .role_mappings
+                .iter()
+                .map(|m| (&m.name, "RoleMapping")),
+        )
+        .chain(
+            policies
+                .functions
+                .iter()
+                .map(|f| (&f.name, "FunctionAccess")),
+        );
+    kinds
+        .map(|(name, kind)| {
+            let status = MappingStatus {
+                kind: kind.into(),
+                state: MappingState::Ready,
+                reason: "in sync".into(),
+                last_pass: time.clone(),
+            };
+            (name.clone(), status)
+        })
+        .collect()
 }

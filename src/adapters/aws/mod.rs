@@ -472,6 +472,9 @@ impl AwsClients {
         Ok(out)
     }
 
+    // Long on purpose: two paginated reads, each decoded in place: every role in detail
+    // (GetAccountAuthorizationDetails), then the description and session duration that
+    // read leaves out (ListRoles, managed path only).
     async fn read_roles(&self, role_path: &str, observed: &mut Observed) -> Result<(), Failure> {
         let mut marker: Option<String> = None;
         loop {
@@ -950,6 +953,7 @@ impl AwsClients {
     /// A Lambda function's writes. The planned RevisionId (with `use_revision`) goes on
     /// the first attempt only: a retry may follow our own attempt that did land (its
     /// answer lost), and would then fail as stale.
+    // Long on purpose: one arm per Lambda action, each a single request.
     async fn write_lambda(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
         use Action::*;
         let lambda = &self.lambda;

@@ -52,6 +52,7 @@ fn actions(scope: Scope) -> Vec<&'static str> {
 }
 
 /// The policy for this config; with a policy set, Lambda access is scoped to its functions.
+// Long on purpose: one policy document, statement by statement, as it will read in IAM.
 pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value {
     let (key, value) = (&config.owner_tag.key, &config.owner_tag.value);
     let roles = format!("arn:aws:iam::*:role{}*", config.role_path);

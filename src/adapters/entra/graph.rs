@@ -147,6 +147,8 @@ impl GraphReader {
 
     /// Sends one GET, following `url` when given instead of the built request's URL, with
     /// the retry policy. Returns the JSON body.
+    // Long on purpose: the one loop every Graph request goes through (send, read,
+    // classify, honour Retry-After, retry); split, its order would be harder to check.
     async fn get(
         &self,
         operation: &str,

@@ -50,46 +50,9 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
 
     let mut issuers: HashMap<String, &str> = HashMap::new();
     for p in &set.providers {
-        let o = &p.origin;
-        if !is_guid(&p.spec.tenant_id) {
-            d.push(o.diagnostic(
-                "spec.tenantId",
-                format!("`{}` is not a GUID", p.spec.tenant_id),
-            ));
-        }
-        if p.spec.audiences.is_empty() {
-            d.push(o.diagnostic("spec.audiences", "at least one audience is needed"));
-        }
-        for (i, a) in p.spec.audiences.iter().enumerate() {
-            if a.is_empty() || a.len() > 255 {
-                d.push(o.diagnostic(
-                    format!("spec.audiences[{i}]"),
-                    "must be 1 to 255 characters",
-                ));
-            }
-        }
-        if !matches!(
-            p.spec.audience_condition_key.as_str(),
-            "aud" | "oaud" | "azp"
-        ) {
-            d.push(o.diagnostic(
-                "spec.audienceConditionKey",
-                format!(
-                    "`{}` is not a condition key IAM supports for OIDC; use aud, oaud or azp",
-                    p.spec.audience_condition_key
-                ),
-            ));
-        }
-        for (i, t) in p.spec.thumbprints.iter().enumerate() {
-            if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-                d.push(o.diagnostic(
-                    format!("spec.thumbprints[{i}]"),
-                    "must be 40 hex digits (SHA-1)",
-                ));
-            }
-        }
+        check_provider(p, &mut d);
         if let Some(other) = issuers.insert(p.spec.issuer_url(), &p.name) {
-            d.push(o.diagnostic(
+            d.push(p.origin.diagnostic(
                 "spec.tenantId",
                 format!(
                     "IdentityProvider `{other}` already declares issuer {}",
@@ -133,6 +96,48 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
     }
     d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     d
+}
+
+/// A provider's tenant id, audiences, audience condition key and thumbprints.
+fn check_provider(p: &Named<super::IdentityProviderSpec>, d: &mut Vec<Diagnostic>) {
+    let o = &p.origin;
+    if !is_guid(&p.spec.tenant_id) {
+        d.push(o.diagnostic(
+            "spec.tenantId",
+            format!("`{}` is not a GUID", p.spec.tenant_id),
+        ));
+    }
+    if p.spec.audiences.is_empty() {
+        d.push(o.diagnostic("spec.audiences", "at least one audience is needed"));
+    }
+    for (i, a) in p.spec.audiences.iter().enumerate() {
+        if a.is_empty() || a.len() > 255 {
+            d.push(o.diagnostic(
+                format!("spec.audiences[{i}]"),
+                "must be 1 to 255 characters",
+            ));
+        }
+    }
+    if !matches!(
+        p.spec.audience_condition_key.as_str(),
+        "aud" | "oaud" | "azp"
+    ) {
+        d.push(o.diagnostic(
+            "spec.audienceConditionKey",
+            format!(
+                "`{}` is not a condition key IAM supports for OIDC; use aud, oaud or azp",
+                p.spec.audience_condition_key
+            ),
+        ));
+    }
+    for (i, t) in p.spec.thumbprints.iter().enumerate() {
+        if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+            d.push(o.diagnostic(
+                format!("spec.thumbprints[{i}]"),
+                "must be 40 hex digits (SHA-1)",
+            ));
+        }
+    }
 }
 
 fn check_names<S>(docs: &[Named<S>], d: &mut Vec<Diagnostic>) {
