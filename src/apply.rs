@@ -383,14 +383,7 @@ mod tests {
                 .fail_on
                 .contains(&format!("{} {}", action.name(), target(action)))
             {
-                return Err(Failure {
-                    operation: "UpdateAssumeRolePolicy",
-                    code: Some("AccessDenied".into()),
-                    message: "not allowed".into(),
-                    status: Some(403),
-                    request_id: None,
-                    transient: false,
-                });
+                return Err(Failure::access_denied("UpdateAssumeRolePolicy"));
             }
             Ok(Written::default())
         }

@@ -24,6 +24,19 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// An `AccessDenied` answer (403), as the fakes of the unit tests give.
+    #[cfg(test)]
+    pub(crate) fn access_denied(operation: &'static str) -> Failure {
+        Failure {
+            operation,
+            code: Some("AccessDenied".into()),
+            message: "denied".into(),
+            status: Some(403),
+            request_id: None,
+            transient: false,
+        }
+    }
+
     /// A permanent failure found on our side (an answer that cannot be used, a setting
     /// missing), with no AWS error code.
     pub fn permanent(operation: &'static str, message: impl Into<String>) -> Failure {

@@ -667,14 +667,7 @@ mod tests {
             let what = format!("{} {target}", action.name());
             self.done.lock().unwrap().push(what.clone());
             if self.fail.lock().unwrap().contains(&what) {
-                return Err(Failure {
-                    operation: "UpdateAssumeRolePolicy",
-                    code: Some("AccessDenied".into()),
-                    message: "denied".into(),
-                    status: Some(403),
-                    request_id: None,
-                    transient: false,
-                });
+                return Err(Failure::access_denied("UpdateAssumeRolePolicy"));
             }
             Ok(Written::default())
         }
