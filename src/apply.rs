@@ -74,13 +74,11 @@ impl Actor {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum Outcome {
-    /// Done.
     Ok(Written),
     /// AWS refused.
     Failed(Failure),
     /// Not tried, because an earlier change to the same resource failed.
     Skipped {
-        /// Why.
         reason: String,
     },
 }

@@ -19,7 +19,6 @@ pub enum Error {
     /// I/O on the log failed.
     #[error("audit log {path}: {source}")]
     Io {
-        /// The log.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
@@ -27,7 +26,6 @@ pub enum Error {
     /// The log fails verification.
     #[error("audit log {path}, line {line}: {reason}")]
     Broken {
-        /// The log.
         path: PathBuf,
         /// 1-based line number of the first bad line.
         line: usize,

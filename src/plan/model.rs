@@ -587,7 +587,6 @@ pub struct Summary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
-    /// Counts.
     pub summary: Summary,
     /// Changes to apply, in execution order.
     pub changes: Vec<Change>,

@@ -20,7 +20,6 @@ pub enum Error {
     /// The tenant file could not be read.
     #[error("cannot read tenant file {path}: {source}")]
     Read {
-        /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
@@ -28,7 +27,6 @@ pub enum Error {
     /// The tenant file is not valid.
     #[error("tenant file {path}: {message}")]
     Invalid {
-        /// The file.
         path: PathBuf,
         /// What is wrong, with line and column.
         message: String,

@@ -28,7 +28,6 @@ pub enum Error {
     /// A credential file could not be read or used.
     #[error("Entra credentials: {path}: {message}")]
     CredentialFile {
-        /// The file.
         path: PathBuf,
         /// What is wrong (never the file's content).
         message: String,
