@@ -12,10 +12,9 @@ use std::sync::Mutex;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use serde::Serialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, ChangeRecord, HeldRecord, Intent, PassRecord, Record};
 use crate::model::call::{Failure, Written};
 use crate::model::names::{Arn, MappingName};
 use crate::plan::{Action, Change, Plan};
@@ -43,7 +42,7 @@ pub enum Error {
 }
 
 /// Who is applying, for the audit log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Actor {
     /// This controller instance (`host/pid`).
@@ -71,7 +70,7 @@ impl Actor {
 }
 
 /// What happened to one change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum Outcome {
     Ok(Written),
@@ -204,16 +203,35 @@ pub async fn apply<E: Executor + ?Sized>(
         }
         report.outcomes.push(done);
     }
-    run.audit.into_inner().append(json!({
-        "type": "pass",
-        "actor": actor,
-        "policyRevision": policy_revision,
-        "outcome": if report.interrupted { "interrupted" } else if report.success() { "applied" } else { "partial" },
-        "applied": report.applied,
-        "failed": report.failed,
-        "skipped": report.skipped,
-        "held": plan.held.iter().map(|h| json!({"action": h.change.action.name(), "target": h.change.resource, "mapping": h.change.mapping, "membersRemoved": h.change.members_removed, "hold": h.held})).collect::<Vec<_>>(),
-        "problems": plan.problems.len(),
+    let outcome = if report.interrupted {
+        "interrupted"
+    } else if report.success() {
+        "applied"
+    } else {
+        "partial"
+    };
+    let held = plan
+        .held
+        .iter()
+        .map(|h| HeldRecord {
+            action: h.change.action.name().to_string(),
+            target: h.change.resource.clone(),
+            mapping: h.change.mapping.clone(),
+            members_removed: h.change.members_removed.clone(),
+            hold: h.held.clone(),
+        })
+        .collect();
+    run.audit.into_inner().append(&Record::Pass(PassRecord {
+        actor: actor.clone(),
+        trigger: None,
+        policy_revision: policy_revision.map(String::from),
+        outcome: outcome.into(),
+        applied: report.applied,
+        failed: report.failed,
+        skipped: report.skipped,
+        held,
+        problems: plan.problems.len(),
+        error: None,
     }))?;
     Ok(report)
 }
@@ -252,6 +270,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 .lock()
                 .expect("failed resources")
                 .contains(&change.resource);
+            let mut intent_line = None;
             let outcome = if self.interrupted.load(Ordering::SeqCst) {
                 Outcome::Skipped {
                     reason: "shutting down; left for the next pass".into(),
@@ -261,6 +280,13 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                     reason: "an earlier change to this resource failed".into(),
                 }
             } else {
+                // Write-ahead: the intent is on disk before AWS is asked.
+                intent_line = Some(self.audit.lock().await.append(&Record::Intent(Intent {
+                    actor: self.actor.clone(),
+                    intent: change.action.clone(),
+                    target: change.resource.clone(),
+                    mapping: change.mapping.clone(),
+                }))?);
                 match self
                     .aws
                     .execute(&change.action, self.use_revision(&change.action))
@@ -277,21 +303,17 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                     }
                 }
             };
-            self.audit.lock().await.append(json!({
-                "type": "change",
-                "actor": self.actor,
-                "action": name,
-                "target": change.resource,
-                "mapping": change.mapping,
-                "reason": change.reason,
-                "membersAdded": change.members_added,
-                "membersRemoved": change.members_removed,
-                "before": change.before,
-                "after": change.after,
-                "policyRevision": self.policy_revision,
-                "labels": change.labels,
-                "result": outcome,
-            }))?;
+            let record = ChangeRecord::of(
+                change,
+                self.actor,
+                self.policy_revision,
+                intent_line,
+                outcome.clone(),
+            );
+            self.audit
+                .lock()
+                .await
+                .append(&Record::Change(Box::new(record)))?;
             out.push((i, ChangeOutcome::of(change, outcome)));
         }
         Ok(out)
@@ -317,6 +339,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::collections::BTreeMap;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
@@ -530,16 +553,26 @@ mod tests {
             (a.report.applied, a.report.failed, a.report.skipped),
             (4, 0, 0)
         );
-        // One line per change and one for the pass, every change line with its actor and
-        // policy revision.
-        assert_eq!(a.audit.len(), 5);
-        for line in &a.audit[..4] {
-            assert_eq!(line["type"], "change");
+        // Write-ahead: each change's intent is on disk before it, its outcome after; then
+        // the pass. Every outcome names its intent, actor and policy revision.
+        assert_eq!(a.audit.len(), 9);
+        let changes: Vec<&serde_json::Value> =
+            a.audit.iter().filter(|l| l["type"] == "change").collect();
+        assert_eq!(changes.len(), 4);
+        for (n, line) in a.audit.iter().enumerate() {
+            if line["type"] != "change" {
+                continue;
+            }
+            let intent = line["intentLine"].as_u64().unwrap() as usize;
+            assert!(intent < n + 1, "the intent comes first");
+            assert_eq!(a.audit[intent - 1]["type"], "intent");
+            assert_eq!(a.audit[intent - 1]["target"], line["target"]);
+            assert_eq!(a.audit[intent - 1]["intent"]["action"], line["action"]);
             assert_eq!(line["actor"]["instance"], "test/1");
             assert_eq!(line["policyRevision"], "abc123");
         }
-        assert_eq!(a.audit[4]["type"], "pass");
-        assert_eq!(a.audit[4]["outcome"], "applied");
+        assert_eq!(a.audit[8]["type"], "pass");
+        assert_eq!(a.audit[8]["outcome"], "applied");
     }
 
     #[tokio::test(start_paused = true)]
@@ -639,7 +672,14 @@ mod tests {
         assert!(a.report.interrupted);
         assert_eq!((a.report.applied, a.report.skipped), (2, 3));
         assert_eq!(aws.done().len(), 2, "nothing is written after the stop");
-        assert_eq!(a.audit.len(), 6, "every change is recorded, tried or not");
-        assert_eq!(a.audit[5]["outcome"], "interrupted");
+        // Two intents, five outcomes (the untried ones with no intent), the pass.
+        assert_eq!(a.audit.len(), 8, "every change is recorded, tried or not");
+        let untried = a
+            .audit
+            .iter()
+            .filter(|l| l["type"] == "change" && l.get("intentLine").is_none())
+            .count();
+        assert_eq!(untried, 3);
+        assert_eq!(a.audit[7]["outcome"], "interrupted");
     }
 }

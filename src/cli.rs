@@ -275,6 +275,9 @@ async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
     let Some(ctx) = Pass::prepare(pass, config).await? else {
         return Ok(1);
     };
+    // One writer at a time; writes a crash left without an outcome are recorded first.
+    let mut log = AuditLog::open(&audit_path)?;
+    log.recover(&ctx.planned.observed, &ctx.actor)?;
     let plan = &ctx.planned.plan;
     print!(
         "{}",
@@ -290,7 +293,6 @@ async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
         println!("Apply cancelled; nothing was changed.");
         return Ok(1);
     }
-    let mut log = AuditLog::open(&audit_path)?;
     let report = ctx
         .planned
         .apply(

@@ -187,18 +187,19 @@ fn validate_plan_apply_replan_through_the_binary() {
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert!(stdout(&out).contains("No changes"), "{}", show(&out));
 
-    // Every change is in the audit log, whose chain verifies, with its mapping's labels.
+    // Every change is in the audit log (12 intents, 12 outcomes, the pass), whose chain
+    // verifies, with its mapping's labels.
     let log = ws.read("audit.jsonl");
     let labelled = log
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["mapping"] == "payments-deployers")
+        .filter(|r| r["type"] == "change" && r["mapping"] == "payments-deployers")
         .inspect(|r| assert_eq!(r["labels"]["team"], "payments", "{r}"))
         .count();
     assert_eq!(labelled, 3, "{log}");
     let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
     assert!(
-        stdout(&out).contains("13 line(s), hash chain intact"),
+        stdout(&out).contains("25 line(s), hash chain intact"),
         "{}",
         show(&out)
     );

@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use support::proxy::{Faults, Proxy};
 use support::*;
 
 const SP1: &str = "5e1f0a2b-1111-4111-8111-000000000001";
@@ -352,6 +353,107 @@ fn a_crash_mid_apply_is_repaired_by_the_next_pass() {
     assert!(stdout(&out).contains("No changes"), "{}", show(&out));
     assert!(moto.role_exists("bulk-149"));
     run_env(&moto, &ws, &env, &["audit", "verify", "audit.jsonl"], 0);
+}
+
+/// The audit records of a log, parsed.
+fn records(ws: &Workspace) -> Vec<serde_json::Value> {
+    ws.read("audit.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Lines (1-based) of the intents no outcome or recovery answers.
+fn unanswered(records: &[serde_json::Value]) -> Vec<u64> {
+    let answered: std::collections::BTreeSet<u64> = records
+        .iter()
+        .filter_map(|r| r["intentLine"].as_u64())
+        .collect();
+    (1..=records.len() as u64)
+        .filter(|n| records[*n as usize - 1]["type"] == "intent" && !answered.contains(n))
+        .collect()
+}
+
+#[test]
+fn a_kill_between_a_write_and_its_outcome_is_recovered_from_aws() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    // Every AWS request is held 400 ms: a kill right after an intent reaches the log lands
+    // between that write and its outcome.
+    let proxy = Proxy::start(
+        &moto.endpoint,
+        Faults {
+            delay_ms: 400,
+            ..Faults::default()
+        },
+        7,
+    );
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
+    );
+    many_roles(&ws, 20);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let mut daemon = Daemon::spawn(&proxy.endpoint, graph.env(CLIENT_SECRET), &ws);
+    wait_for(Duration::from_secs(60), "writes under way", || {
+        std::fs::read_to_string(ws.path().join("audit.jsonl"))
+            .is_ok_and(|t| t.matches("\"type\":\"intent\"").count() >= 3)
+    });
+    daemon.child.kill().unwrap(); // SIGKILL: no outcome gets written
+    daemon.child.wait().unwrap();
+    drop(daemon);
+    let open = unanswered(&records(&ws));
+    assert!(!open.is_empty(), "the kill found no write under way");
+
+    // The next writer resolves each one from what AWS shows, then carries on.
+    let env = graph.env(CLIENT_SECRET);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let after = records(&ws);
+    assert!(unanswered(&after).is_empty(), "every intent is answered");
+    for line in &open {
+        let recovered: Vec<&serde_json::Value> = after
+            .iter()
+            .filter(|r| r["type"] == "recovered" && r["intentLine"] == *line)
+            .collect();
+        assert_eq!(recovered.len(), 1, "intent on line {line}");
+        let intent = &after[*line as usize - 1];
+        assert_eq!(recovered[0]["target"], intent["target"]);
+        assert!(recovered[0]["landed"].is_boolean(), "{}", recovered[0]);
+    }
+    let out = run_env(&moto, &ws, &env, &["plan", "--detailed-exitcode"], 0);
+    assert!(stdout(&out).contains("No changes"), "{}", show(&out));
+    run_env(&moto, &ws, &env, &["audit", "verify", "audit.jsonl"], 0);
+}
+
+#[test]
+fn a_second_writer_on_the_same_log_is_refused() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    let lines = ws.read("audit.jsonl").lines().count();
+    let out = run_env(
+        &moto,
+        &ws,
+        &graph.env(CLIENT_SECRET),
+        &["apply", "--auto-approve"],
+        1,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another trustsync writer"), "{err}");
+    assert_eq!(
+        ws.read("audit.jsonl").lines().count(),
+        lines,
+        "nothing interleaves"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
 }
 
 #[test]

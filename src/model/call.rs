@@ -3,15 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A request that failed for good (permanent, or transient past the retry budget).
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "camelCase")]
 #[error("{operation} failed{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
 pub struct Failure {
     /// The AWS operation.
-    pub operation: &'static str,
+    pub operation: String,
     /// The AWS error code.
     pub code: Option<String>,
     pub message: String,
@@ -26,9 +26,9 @@ pub struct Failure {
 impl Failure {
     /// An `AccessDenied` answer (403), as the fakes of the unit tests give.
     #[cfg(test)]
-    pub(crate) fn access_denied(operation: &'static str) -> Failure {
+    pub(crate) fn access_denied(operation: &str) -> Failure {
         Failure {
-            operation,
+            operation: operation.into(),
             code: Some("AccessDenied".into()),
             message: "denied".into(),
             status: Some(403),
@@ -39,9 +39,9 @@ impl Failure {
 
     /// A permanent failure found on our side (an answer that cannot be used, a setting
     /// missing), with no AWS error code.
-    pub fn permanent(operation: &'static str, message: impl Into<String>) -> Failure {
+    pub fn permanent(operation: &str, message: impl Into<String>) -> Failure {
         Failure {
-            operation,
+            operation: operation.into(),
             code: None,
             message: message.into(),
             status: None,
@@ -84,7 +84,7 @@ impl CallStats {
 }
 
 /// The result of a successful write.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Written {
     /// AWS request id.

@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::adapters::aws::{AwsClients, CallerIdentity};
 use crate::apply::{self, Actor, Outcome};
-use crate::audit::{now_rfc3339, AuditLog};
+use crate::audit::{now_rfc3339, AuditLog, PassRecord, Record};
 use crate::config::Config;
 use crate::model::call::{CallStats, Failure};
 use crate::observed::trusted_subjects;
@@ -304,7 +304,18 @@ impl Controller {
             .inc();
         if let Some(e) = &error {
             tracing::error!(error = %e, "pass failed");
-            let _ = audit.append(serde_json::json!({"type": "pass", "actor": Actor::new(&self.caller.arn), "trigger": trigger, "outcome": "failed", "error": e}));
+            let _ = audit.append(&Record::Pass(PassRecord {
+                actor: Actor::new(&self.caller.arn),
+                trigger: Some(format!("{trigger:?}").to_ascii_lowercase()),
+                policy_revision: policies.revision.clone(),
+                outcome: "failed".into(),
+                applied: 0,
+                failed: 0,
+                skipped: 0,
+                held: Vec::new(),
+                problems: 0,
+                error: Some(e.clone()),
+            }));
         }
         let mut st = self.shared.status.lock().expect("status");
         let success = outcome.succeeded();
@@ -420,6 +431,8 @@ impl Controller {
                 .inc();
         }
         let actor = Actor::new(&self.caller.arn);
+        // Writes a crash left without an outcome: what AWS shows now, before anything new.
+        audit.recover(&planned.observed, &actor)?;
         let stop_now = || *stop.borrow();
         let report = planned
             .apply(

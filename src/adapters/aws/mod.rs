@@ -93,7 +93,7 @@ impl Failure {
             .map(String::from)
             .unwrap_or_else(|| DisplayErrorContext(err).to_string());
         Failure {
-            operation: operation.name(),
+            operation: operation.name().into(),
             code,
             message,
             status,

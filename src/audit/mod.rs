@@ -1,0 +1,404 @@
+//! The audit log: one JSON line per record ([`Record`]), hash-chained, written ahead.
+//!
+//! Every line carries `prevHash`, the SHA-256 (hex) of the previous line's bytes; the
+//! first line's is 64 zeros. [`verify`] recomputes the chain, so an edited, deleted,
+//! reordered or truncated line is found and named. Appends write one whole line and sync
+//! it to disk before the change counts as recorded; a log whose last line is torn (no
+//! final newline, as after a crash mid-write) is refused for appending until repaired,
+//! never silently extended.
+//!
+//! Write-ahead: an [`Intent`] is synced before each AWS write and a [`ChangeRecord`]
+//! naming its line after it. An intent found without an outcome when the log is next
+//! opened (the process died in between) is resolved by reading AWS ([`landed`]) and
+//! recorded as [`Recovered`]. One writer at a time: the log is locked while open, so a
+//! second `apply` or controller on the same file is refused instead of interleaving.
+
+mod record;
+mod recover;
+
+pub use record::{ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered};
+pub use recover::landed;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Why the audit log could not be written or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// I/O on the log failed.
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another process has the log open for writing.
+    #[error("audit log {path} is in use by another trustsync writer (a controller or an apply); one writer at a time keeps one chain: stop it, or give this one its own audit.path")]
+    Locked { path: PathBuf },
+    /// The log fails verification.
+    #[error("audit log {path}, line {line}: {reason}")]
+    Broken {
+        path: PathBuf,
+        /// 1-based line number of the first bad line.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn hash(line: &[u8]) -> String {
+    Sha256::digest(line)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An open, append-only audit log, locked for this writer.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    prev: String,
+    lines: usize,
+    /// Intents without an outcome yet, by line.
+    pending: BTreeMap<usize, Intent>,
+    /// Held open for the exclusive lock.
+    _lock: std::fs::File,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log, checking the whole chain first: a broken or torn log
+    /// is an error, so that new lines never hide an earlier problem.
+    pub fn open(path: &Path) -> Result<AuditLog, Error> {
+        let io = |source| Error::Io {
+            path: path.into(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked { path: path.into() })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        let (lines, prev) = verify_bytes(path, &bytes)?;
+        Ok(AuditLog {
+            path: path.into(),
+            prev,
+            lines,
+            pending: pending_intents(&bytes),
+            _lock: lock,
+        })
+    }
+
+    /// Intents written before a crash that have no outcome, by line.
+    pub fn pending(&self) -> &BTreeMap<usize, Intent> {
+        &self.pending
+    }
+
+    /// Resolves every pending intent against what AWS shows now, one [`Recovered`] record
+    /// each. Returns how many were resolved.
+    pub fn recover(
+        &mut self,
+        observed: &crate::observed::Observed,
+        actor: &crate::apply::Actor,
+    ) -> Result<usize, Error> {
+        let pending = std::mem::take(&mut self.pending);
+        for (line, intent) in &pending {
+            let landed = landed(&intent.intent, observed);
+            tracing::warn!(line, action = intent.intent.name(), target = %intent.target, ?landed, "an AWS write was under way when trustsync stopped; recorded what AWS shows now");
+            self.append(&Record::Recovered(Recovered {
+                actor: actor.clone(),
+                intent_line: *line,
+                action: intent.intent.name().to_string(),
+                target: intent.target.clone(),
+                landed,
+            }))?;
+        }
+        Ok(pending.len())
+    }
+
+    /// Lines in the log.
+    pub fn len(&self) -> usize {
+        self.lines
+    }
+
+    /// True when the log has no line yet.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// Appends one record; `time` and `prevHash` are added. The line is synced to disk
+    /// before this returns its (1-based) line number.
+    pub fn append(&mut self, record: &Record) -> Result<usize, Error> {
+        let Value::Object(mut obj) = serde_json::to_value(record).expect("records serialize")
+        else {
+            unreachable!("a record is an object");
+        };
+        let mut line = Map::new();
+        line.insert("time".into(), Value::String(now_rfc3339()));
+        line.append(&mut obj);
+        line.insert("prevHash".into(), Value::String(self.prev.clone()));
+        let text = serde_json::to_string(&Value::Object(line)).expect("JSON values serialize");
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
+        let mut bytes = text.clone().into_bytes();
+        bytes.push(b'\n');
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        self.prev = hash(text.as_bytes());
+        self.lines += 1;
+        if let Record::Intent(intent) = record {
+            self.pending.insert(self.lines, intent.clone());
+        }
+        if let Record::Change(change) = record {
+            if let Some(line) = change.intent_line {
+                self.pending.remove(&line);
+            }
+        }
+        Ok(self.lines)
+    }
+}
+
+/// The intents of a verified log that no change or recovered record answers, by line.
+fn pending_intents(bytes: &[u8]) -> BTreeMap<usize, Intent> {
+    let mut pending = BTreeMap::new();
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        match serde_json::from_slice::<Record>(raw) {
+            Ok(Record::Intent(intent)) => {
+                pending.insert(i + 1, intent);
+            }
+            Ok(Record::Change(change)) => {
+                if let Some(line) = change.intent_line {
+                    pending.remove(&line);
+                }
+            }
+            Ok(Record::Recovered(Recovered { intent_line, .. })) => {
+                pending.remove(&intent_line);
+            }
+            _ => {}
+        }
+    }
+    pending
+}
+
+/// The current time, RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Verifies a log file; returns the number of lines.
+pub fn verify(path: &Path) -> Result<usize, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    verify_bytes(path, &bytes).map(|(n, _)| n)
+}
+
+fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(usize, String), Error> {
+    let broken = |line: usize, reason: String| Error::Broken {
+        path: path.into(),
+        line,
+        reason,
+    };
+    let mut prev = GENESIS.to_string();
+    if bytes.is_empty() {
+        return Ok((0, prev));
+    }
+    let body = match bytes.strip_suffix(b"\n") {
+        Some(b) => b,
+        None => {
+            let n = bytes.split(|b| *b == b'\n').count();
+            return Err(broken(
+                n,
+                "last line is torn (no final newline): the log was cut mid-write".into(),
+            ));
+        }
+    };
+    let mut count = 0;
+    for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
+        let n = i + 1;
+        let value: Value =
+            serde_json::from_slice(raw).map_err(|e| broken(n, format!("not a JSON line: {e}")))?;
+        let got = value
+            .get("prevHash")
+            .and_then(Value::as_str)
+            .ok_or_else(|| broken(n, "no prevHash".into()))?;
+        if got != prev {
+            return Err(broken(
+                n,
+                "prevHash does not match the line before: a line was edited, removed or inserted before this one".into(),
+            ));
+        }
+        prev = hash(raw);
+        count = n;
+    }
+    Ok((count, prev))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{Actor, Outcome};
+    use crate::model::call::Written;
+    use crate::plan::{Action, Change};
+
+    fn actor() -> Actor {
+        Actor {
+            instance: "test/1".into(),
+            aws_caller: "arn:aws:iam::1:user/t".into(),
+        }
+    }
+
+    fn pass(applied: usize) -> Record {
+        Record::Pass(PassRecord {
+            actor: actor(),
+            trigger: None,
+            policy_revision: None,
+            outcome: "applied".into(),
+            applied,
+            failed: 0,
+            skipped: 0,
+            held: Vec::new(),
+            problems: 0,
+            error: None,
+        })
+    }
+
+    fn log_with(n: usize) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        for i in 0..n {
+            log.append(&pass(i)).unwrap();
+        }
+        (dir, path)
+    }
+
+    #[test]
+    fn chain_verifies_and_reopens() {
+        let (_d, path) = log_with(3);
+        assert_eq!(verify(&path).unwrap(), 3);
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.len(), 3);
+        assert_eq!(log.append(&pass(9)).unwrap(), 4);
+        assert_eq!(verify(&path).unwrap(), 4);
+        // Every line reads back as a record.
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            serde_json::from_str::<Record>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn edited_deleted_and_torn_lines_are_named() {
+        let (_d, path) = log_with(4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+
+        let edited = text.replacen("\"applied\":1", "\"applied\":7", 1);
+        std::fs::write(&path, &edited).unwrap();
+        let err = verify(&path).unwrap_err().to_string();
+        assert!(err.contains("line 3:"), "{err}");
+
+        let deleted = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3]);
+        std::fs::write(&path, deleted).unwrap();
+        assert!(verify(&path).unwrap_err().to_string().contains("line 2:"));
+
+        std::fs::write(&path, &text[..text.len() - 5]).unwrap();
+        let err = verify(&path).unwrap_err().to_string();
+        assert!(err.contains("line 4: last line is torn"), "{err}");
+        assert!(
+            AuditLog::open(&path).is_err(),
+            "a torn log must not be appended to"
+        );
+    }
+
+    #[test]
+    fn one_writer_at_a_time() {
+        let (_d, path) = log_with(1);
+        let first = AuditLog::open(&path).unwrap();
+        let err = AuditLog::open(&path).unwrap_err().to_string();
+        assert!(err.contains("in use by another trustsync writer"), "{err}");
+        drop(first);
+        AuditLog::open(&path).expect("free again once the first writer is gone");
+    }
+
+    #[test]
+    fn an_intent_without_an_outcome_is_recovered_once_from_what_aws_shows() {
+        let (_d, path) = log_with(0);
+        let action = Action::DeleteRole {
+            role_name: "gone".into(),
+        };
+        let change = Change::new(action.clone(), "arn:aws:iam::1:role/gone", None, "prune");
+        let intent = |log: &mut AuditLog| {
+            log.append(&Record::Intent(Intent {
+                actor: actor(),
+                intent: action.clone(),
+                target: change.resource.clone(),
+                mapping: None,
+            }))
+            .unwrap()
+        };
+        {
+            let mut log = AuditLog::open(&path).unwrap();
+            // One write answered, one left open (the process "dies" here).
+            let line = intent(&mut log);
+            let done = ChangeRecord::of(
+                &change,
+                &actor(),
+                None,
+                Some(line),
+                Outcome::Ok(Written::default()),
+            );
+            log.append(&Record::Change(Box::new(done))).unwrap();
+            intent(&mut log);
+            assert_eq!(log.pending().keys().collect::<Vec<_>>(), [&3]);
+        }
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.pending().keys().collect::<Vec<_>>(), [&3]);
+        let observed = crate::observed::Observed::default();
+        assert_eq!(log.recover(&observed, &actor()).unwrap(), 1);
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last: Record = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        match last {
+            Record::Recovered(r) => {
+                assert_eq!(
+                    (r.intent_line, r.landed),
+                    (3, Some(true)),
+                    "the role is gone"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut log = AuditLog::open(&path).unwrap();
+        assert!(log.pending().is_empty(), "recovered once");
+        assert_eq!(log.recover(&observed, &actor()).unwrap(), 0);
+        assert_eq!(verify(&path).unwrap(), 4);
+    }
+}

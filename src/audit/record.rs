@@ -1,0 +1,177 @@
+//! The records of the audit log, as one type: what is about to be written to AWS
+//! ([`Record::Intent`]), what came of it ([`Record::Change`]), and each pass
+//! ([`Record::Pass`]). The log adds `time` and `prevHash` to each line.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::apply::{Actor, Outcome};
+use crate::model::names::{Arn, MappingName};
+use crate::plan::{Action, Change, Hold};
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Record {
+    /// Written (and synced) before an AWS write: the write, whole, so that a crash before
+    /// its outcome can be resolved by reading AWS.
+    Intent(Intent),
+    /// What came of a change: its outcome, or for one not tried, why.
+    Change(Box<ChangeRecord>),
+    /// An intent found without an outcome after a crash, resolved by reading AWS.
+    Recovered(Recovered),
+    /// One pass of `apply` or the controller.
+    Pass(PassRecord),
+}
+
+/// An AWS write about to be made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intent {
+    /// Who writes.
+    pub actor: Actor,
+    /// The write, as planned.
+    pub intent: Action,
+    /// The resource.
+    pub target: Arn,
+    /// The mapping it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<MappingName>,
+}
+
+/// What came of one planned change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRecord {
+    /// Who applied it.
+    pub actor: Actor,
+    /// The action's name.
+    pub action: String,
+    /// The resource.
+    pub target: Arn,
+    /// The mapping it serves.
+    #[serde(default)]
+    pub mapping: Option<MappingName>,
+    /// Why it was planned.
+    pub reason: String,
+    /// Principals it grants.
+    #[serde(default)]
+    pub members_added: Vec<String>,
+    /// Principals it takes away.
+    #[serde(default)]
+    pub members_removed: Vec<String>,
+    /// The document before.
+    #[serde(default)]
+    pub before: Option<Value>,
+    /// The document after.
+    #[serde(default)]
+    pub after: Option<Value>,
+    /// The git commit of the policies.
+    #[serde(default)]
+    pub policy_revision: Option<String>,
+    /// The mapping's `metadata.labels`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The line of its intent record, when it was tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_line: Option<usize>,
+    /// What happened.
+    pub result: Outcome,
+}
+
+impl ChangeRecord {
+    /// The record of `change`, applied by `actor` with `result`.
+    pub fn of(
+        change: &Change,
+        actor: &Actor,
+        policy_revision: Option<&str>,
+        intent_line: Option<usize>,
+        result: Outcome,
+    ) -> ChangeRecord {
+        ChangeRecord {
+            actor: actor.clone(),
+            action: change.action.name().to_string(),
+            target: change.resource.clone(),
+            mapping: change.mapping.clone(),
+            reason: change.reason.clone(),
+            members_added: change.members_added.clone(),
+            members_removed: change.members_removed.clone(),
+            before: change.before.clone(),
+            after: change.after.clone(),
+            policy_revision: policy_revision.map(String::from),
+            labels: change.labels.clone(),
+            intent_line,
+            result,
+        }
+    }
+}
+
+/// An intent that had no outcome when the log was next opened, and what AWS says now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovered {
+    /// Who recovered it.
+    pub actor: Actor,
+    /// The line of the intent.
+    pub intent_line: usize,
+    /// The action's name.
+    pub action: String,
+    /// The resource.
+    pub target: Arn,
+    /// Whether AWS shows the write as made: `None` when what AWS returns cannot tell.
+    pub landed: Option<bool>,
+}
+
+/// One pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassRecord {
+    /// Who ran it.
+    pub actor: Actor,
+    /// What started it (the controller's passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// The git commit of the policies.
+    #[serde(default)]
+    pub policy_revision: Option<String>,
+    /// `applied`, `partial`, `interrupted` or `failed`.
+    pub outcome: String,
+    /// Changes applied.
+    #[serde(default)]
+    pub applied: usize,
+    /// Changes AWS refused.
+    #[serde(default)]
+    pub failed: usize,
+    /// Changes not tried.
+    #[serde(default)]
+    pub skipped: usize,
+    /// Changes the checks held, with why.
+    #[serde(default)]
+    pub held: Vec<HeldRecord>,
+    /// Mappings that could not be planned.
+    #[serde(default)]
+    pub problems: usize,
+    /// Why the pass failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A held change in a pass record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldRecord {
+    /// The action's name.
+    pub action: String,
+    /// The resource.
+    pub target: Arn,
+    /// The mapping it serves.
+    #[serde(default)]
+    pub mapping: Option<MappingName>,
+    /// Principals it would take away.
+    #[serde(default)]
+    pub members_removed: Vec<String>,
+    /// Why it is held and what releases it.
+    pub hold: Hold,
+}
