@@ -67,7 +67,17 @@ class Defaults(unittest.TestCase):
         self.main = self.pod["containers"][0]
 
     def test_objects(self):
-        self.assertEqual(kinds(self.docs), ["ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"])
+        self.assertEqual(kinds(self.docs), ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount"])
+
+    def test_the_audit_log_is_durable_by_default(self):
+        pvc = self.docs[("PersistentVolumeClaim", "ts-trustsync-audit")]
+        self.assertEqual(pvc["metadata"]["annotations"]["helm.sh/resource-policy"], "keep")
+        self.assertEqual(pvc["spec"]["resources"]["requests"]["storage"], "1Gi")
+        audit = next(v for v in self.pod["volumes"] if v["name"] == "audit")
+        self.assertEqual(audit["persistentVolumeClaim"]["claimName"], "ts-trustsync-audit")
+        ephemeral = deployment(render({"auditVolume": {"ephemeral": True}}))["spec"]["template"]["spec"]
+        audit = next(v for v in ephemeral["volumes"] if v["name"] == "audit")
+        self.assertEqual(audit, {"name": "audit", "emptyDir": {}})
 
     def test_one_replica_replaced_not_rolled(self):
         self.assertEqual(self.dep["spec"]["replicas"], 1)
@@ -137,6 +147,7 @@ class NonDefault(unittest.TestCase):
         self.assertEqual(sm["metadata"]["labels"]["release"], "prom")
         audit = next(v for v in self.pod["volumes"] if v["name"] == "audit")
         self.assertEqual(audit["persistentVolumeClaim"]["claimName"], "trustsync-audit")
+        self.assertNotIn("PersistentVolumeClaim", kinds(self.docs))
 
 
 class Schema(unittest.TestCase):

@@ -40,9 +40,11 @@ impl Daemon {
         .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        // The rest of stdout (the audit mirror) goes to run.out.
+        let mut copy = std::fs::File::create(ws.path().join("run.out")).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut out, &mut copy));
         let base = line
             .trim()
             .rsplit(' ')
@@ -254,6 +256,9 @@ fn run_follows_directory_changes_repairs_drift_keeps_good_policies_and_serves_st
     let log = ws.read("audit.jsonl");
     let lines: Vec<&str> = log.lines().collect();
     assert!(lines.len() > 5);
+    // stdout carries the same lines, chain and all, for the cluster's log pipeline.
+    let mirrored = ws.read("run.out");
+    assert_eq!(mirrored.lines().collect::<Vec<_>>(), lines);
     let verify_fails_at = |text: &str, line: usize| {
         ws.write("tampered.jsonl", text);
         let out = moto.trustsync(ws.path(), &["audit", "verify", "tampered.jsonl"]);

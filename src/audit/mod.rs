@@ -68,6 +68,9 @@ pub struct AuditLog {
     lines: usize,
     /// Intents without an outcome yet, by line.
     pending: BTreeMap<usize, Intent>,
+    /// Also print every line to stdout (the controller: the cluster's log pipeline keeps
+    /// a copy, chain and all).
+    mirror: bool,
     /// Held open for the exclusive lock.
     _lock: std::fs::File,
 }
@@ -102,8 +105,14 @@ impl AuditLog {
             prev,
             lines,
             pending: pending_intents(&bytes),
+            mirror: false,
             _lock: lock,
         })
+    }
+
+    /// From now on, every line is also printed to stdout as written.
+    pub fn mirror_to_stdout(&mut self) {
+        self.mirror = true;
     }
 
     /// Intents written before a crash that have no outcome, by line.
@@ -168,6 +177,10 @@ impl AuditLog {
         bytes.push(b'\n');
         file.write_all(&bytes).map_err(io)?;
         file.sync_data().map_err(io)?;
+        if self.mirror {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&bytes).and_then(|()| out.flush());
+        }
         self.prev = hash(text.as_bytes());
         self.lines += 1;
         if let Record::Intent(intent) = record {

@@ -64,7 +64,9 @@ pub async fn run(
     // Local checks first: invalid policies or an unusable audit log are errors at once.
     let policies =
         policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let audit = AuditLog::open(&config.audit.path)?;
+    let mut audit = AuditLog::open(&config.audit.path)?;
+    // A copy of every record on stdout, for the cluster's log pipeline.
+    audit.mirror_to_stdout();
 
     let shared = Arc::new(Shared::new(
         policy_dir.clone(),
