@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::adapters::aws::AwsClients;
 use crate::apply::{self, Actor};
-use crate::audit::{self, AuditLog};
+use crate::audit;
 use crate::config::Config;
 use crate::render::{self, Format};
 use crate::runtime::controller::{self, RunSettings};
@@ -90,10 +90,15 @@ pub struct RunArgs {
 /// Audit log tools.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check an audit log's hash chain; names the first bad line.
+    /// Check an audit log: its hash chain and, with the public key, its signed
+    /// checkpoints; names the first bad line.
     Verify {
         /// The log file.
         file: PathBuf,
+        /// The Ed25519 public key (PEM) of `audit.signingKeyFile`: also check every
+        /// checkpoint's signature, and that there is one.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -203,16 +208,9 @@ impl Cli {
             Command::Apply(args) => apply(args, load_config()?).await,
             Command::Run(args) => run(args, load_config()?).await,
             Command::IamPolicy(PolicyArgs { policies }) => iam_policy(&load_config()?, &policies),
-            Command::Audit(AuditCommand::Verify { file }) => match audit::verify(&file) {
-                Ok(n) => {
-                    println!("{}: {n} line(s), hash chain intact", file.display());
-                    Ok(0)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(1)
-                }
-            },
+            Command::Audit(AuditCommand::Verify { file, public_key }) => {
+                audit_verify(&file, public_key.as_deref())
+            }
         }
     }
 }
@@ -271,12 +269,13 @@ async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<u8> {
 /// only when everything was applied and nothing needs a person.
 async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
     let ApplyArgs { pass, auto_approve } = args;
+    let audit_config = config.audit.clone();
     let audit_path = config.audit.path.clone();
     let Some(ctx) = Pass::prepare(pass, config).await? else {
         return Ok(1);
     };
     // One writer at a time; writes a crash left without an outcome are recorded first.
-    let mut log = AuditLog::open(&audit_path)?;
+    let mut log = audit::open_configured(&audit_config)?;
     log.recover(&ctx.planned.observed, &ctx.actor)?;
     let plan = &ctx.planned.plan;
     print!(
@@ -345,6 +344,38 @@ async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<u8> {
         listen: listen.unwrap_or(run.listen),
     };
     controller::run(config, dir, source, settings).await
+}
+
+/// `trustsync audit verify`: 0 when the chain (and with a key, every checkpoint) holds.
+fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Result<u8> {
+    let key = public_key
+        .map(audit::public_key_from_pem_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    match audit::verify_with(file, key.as_ref()) {
+        Ok(v) if key.is_some() => {
+            println!(
+                "{}: {} line(s), hash chain intact; {} signed checkpoint(s) verify, the last on line {}{}",
+                file.display(),
+                v.lines,
+                v.checkpoints,
+                v.signed_through,
+                match v.lines - v.signed_through {
+                    0 => String::new(),
+                    n => format!(" ({n} line(s) after it not signed yet)"),
+                }
+            );
+            Ok(0)
+        }
+        Ok(v) => {
+            println!("{}: {} line(s), hash chain intact", file.display(), v.lines);
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
 }
 
 /// `trustsync iam-policy`: the least-privilege policy, scoped to the policies' functions

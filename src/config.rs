@@ -283,12 +283,18 @@ impl Default for GraphConfig {
 pub struct AuditConfig {
     /// JSON-lines file every change is appended to.
     pub path: PathBuf,
+    /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints; none: no checkpoints.
+    pub signing_key_file: Option<PathBuf>,
+    /// A signed checkpoint after this many lines (and after every pass).
+    pub checkpoint_lines: usize,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             path: PathBuf::from("trustsync-audit.jsonl"),
+            signing_key_file: None,
+            checkpoint_lines: 100,
         }
     }
 }

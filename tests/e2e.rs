@@ -595,6 +595,68 @@ fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
 }
 
 #[test]
+fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    use ed25519_dalek::SigningKey;
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let pem = key.to_pkcs8_pem(Default::default()).unwrap();
+    ws.write("signing-key.pem", &pem);
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .unwrap();
+    ws.write("audit.pub", &public);
+    let other = SigningKey::from_bytes(&[43; 32]).verifying_key();
+    ws.write(
+        "other.pub",
+        &other.to_public_key_pem(Default::default()).unwrap(),
+    );
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem}\ndirectory: {tenantFile: examples/tenant.json}\n",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+
+    let out = run_ok(
+        &moto,
+        &ws,
+        &[
+            "audit",
+            "verify",
+            "audit.jsonl",
+            "--public-key",
+            "audit.pub",
+        ],
+        0,
+    );
+    assert!(
+        stdout(&out).contains("signed checkpoint(s) verify, the last on line 26"),
+        "{}",
+        show(&out)
+    );
+    let out = run_ok(
+        &moto,
+        &ws,
+        &[
+            "audit",
+            "verify",
+            "audit.jsonl",
+            "--public-key",
+            "other.pub",
+        ],
+        1,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not verify"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
 fn a_policy_set_without_groups_needs_no_entra_credential() {
     let moto = Moto::start();
     let ws = Workspace::new();

@@ -12,10 +12,16 @@
 //! opened (the process died in between) is resolved by reading AWS ([`landed`]) and
 //! recorded as [`Recovered`]. One writer at a time: the log is locked while open, so a
 //! second `apply` or controller on the same file is refused instead of interleaving.
+//!
+//! Signed: with a signing key (`audit.signingKeyFile`), a [`Checkpoint`] follows every
+//! pass record and every `audit.checkpointLines` lines; [`verify_with`] checks them
+//! against the public key, so a chain rewritten with recomputed hashes is found too.
 
+mod checkpoint;
 mod record;
 mod recover;
 
+pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, Signer};
 pub use record::{ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered};
 pub use recover::landed;
 
@@ -68,6 +74,12 @@ pub struct AuditLog {
     lines: usize,
     /// Intents without an outcome yet, by line.
     pending: BTreeMap<usize, Intent>,
+    /// Signs checkpoints, when configured.
+    signer: Option<Signer>,
+    /// A checkpoint after this many lines without one.
+    checkpoint_every: usize,
+    /// Lines since the last checkpoint.
+    unsigned: usize,
     /// Also print every line to stdout (the controller: the cluster's log pipeline keeps
     /// a copy, chain and all).
     mirror: bool,
@@ -105,9 +117,18 @@ impl AuditLog {
             prev,
             lines,
             pending: pending_intents(&bytes),
+            signer: None,
+            checkpoint_every: 100,
+            unsigned: 0,
             mirror: false,
             _lock: lock,
         })
+    }
+
+    /// From now on, a signed checkpoint follows every pass record and every `every` lines.
+    pub fn sign_with(&mut self, signer: Signer, every: usize) {
+        self.signer = Some(signer);
+        self.checkpoint_every = every.max(1);
     }
 
     /// From now on, every line is also printed to stdout as written.
@@ -153,8 +174,21 @@ impl AuditLog {
     }
 
     /// Appends one record; `time` and `prevHash` are added. The line is synced to disk
-    /// before this returns its (1-based) line number.
+    /// before this returns its (1-based) line number. A signed checkpoint follows when one
+    /// is due.
     pub fn append(&mut self, record: &Record) -> Result<usize, Error> {
+        let line = self.write_line(record)?;
+        self.unsigned += 1;
+        let due = matches!(record, Record::Pass(_)) || self.unsigned >= self.checkpoint_every;
+        if let Some(signer) = self.signer.as_ref().filter(|_| due) {
+            let checkpoint = signer.sign(self.lines, &self.prev);
+            self.write_line(&Record::Checkpoint(checkpoint))?;
+            self.unsigned = 0;
+        }
+        Ok(line)
+    }
+
+    fn write_line(&mut self, record: &Record) -> Result<usize, Error> {
         let Value::Object(mut obj) = serde_json::to_value(record).expect("records serialize")
         else {
             unreachable!("a record is an object");
@@ -217,6 +251,16 @@ fn pending_intents(bytes: &[u8]) -> BTreeMap<usize, Intent> {
     pending
 }
 
+/// Opens the log of this configuration, with its signing key when one is configured.
+pub fn open_configured(config: &crate::config::AuditConfig) -> anyhow::Result<AuditLog> {
+    let mut log = AuditLog::open(&config.path)?;
+    if let Some(path) = &config.signing_key_file {
+        let signer = Signer::from_pem_file(path).map_err(|e| anyhow::anyhow!(e))?;
+        log.sign_with(signer, config.checkpoint_lines);
+    }
+    Ok(log)
+}
+
 /// The current time, RFC 3339 in UTC.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -224,13 +268,71 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Verifies a log file; returns the number of lines.
+/// Verifies a log file's chain; returns the number of lines.
 pub fn verify(path: &Path) -> Result<usize, Error> {
+    verify_with(path, None).map(|v| v.lines)
+}
+
+/// What [`verify_with`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Lines in the log.
+    pub lines: usize,
+    /// Checkpoints whose signature verified (with a key given).
+    pub checkpoints: usize,
+    /// The line of the last verified checkpoint.
+    pub signed_through: usize,
+}
+
+/// Verifies a log file: the chain, every checkpoint's place in it, and, with a public
+/// key, every checkpoint's signature and that there is at least one.
+pub fn verify_with(
+    path: &Path,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Verified, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.into(),
         source,
     })?;
-    verify_bytes(path, &bytes).map(|(n, _)| n)
+    let (lines, _) = verify_bytes(path, &bytes)?;
+    let broken = |line: usize, reason: String| Error::Broken {
+        path: path.into(),
+        line,
+        reason,
+    };
+    let mut found = Verified {
+        lines,
+        checkpoints: 0,
+        signed_through: 0,
+    };
+    let mut prev = GENESIS.to_string();
+    for (i, raw) in bytes.split(|b| *b == b'\n').take(lines).enumerate() {
+        let n = i + 1;
+        if let Ok(Record::Checkpoint(cp)) = serde_json::from_slice::<Record>(raw) {
+            if cp.lines != n - 1 || cp.head != prev {
+                return Err(broken(n, format!("checkpoint signed for {} lines ending in {}, but {} lines ending in {prev} stand before it: the lines before were rewritten", cp.lines, short(&cp.head), n - 1)));
+            }
+            if let Some(key) = key {
+                if !cp.verifies(key) {
+                    return Err(broken(n, format!("checkpoint signature does not verify with key {}: the checkpoint was forged or edited", key_id(key))));
+                }
+                found.checkpoints += 1;
+                found.signed_through = n;
+            }
+        }
+        prev = hash(raw);
+    }
+    if key.is_some() && found.checkpoints == 0 && lines > 0 {
+        return Err(broken(
+            lines,
+            "no signed checkpoint: nothing vouches for this log beyond its own chain, which anyone who can write the file can recompute".into(),
+        ));
+    }
+    Ok(found)
+}
+
+fn short(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
 }
 
 fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(usize, String), Error> {
@@ -412,6 +514,95 @@ mod tests {
         let mut log = AuditLog::open(&path).unwrap();
         assert!(log.pending().is_empty(), "recovered once");
         assert_eq!(log.recover(&observed, &actor()).unwrap(), 0);
+        assert_eq!(verify(&path).unwrap(), 4);
+    }
+
+    fn key(seed: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// A log of `passes` signed passes (each record followed by its checkpoint).
+    fn signed_log(passes: usize) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.sign_with(Signer::new(key(7)), 100);
+        for i in 0..passes {
+            log.append(&pass(i)).unwrap();
+        }
+        (dir, path)
+    }
+
+    /// The lines with every prevHash recomputed, as someone who can write the file can.
+    fn rechain(lines: &[String]) -> String {
+        let mut prev = GENESIS.to_string();
+        let mut out = String::new();
+        for l in lines {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v["prevHash"] = Value::String(prev.clone());
+            let text = serde_json::to_string(&v).unwrap();
+            prev = hash(text.as_bytes());
+            out.push_str(&text);
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn signed_checkpoints_find_a_rewritten_rerooted_or_reordered_log() {
+        let (_d, path) = signed_log(4);
+        let public = key(7).verifying_key();
+        let ok = verify_with(&path, Some(&public)).unwrap();
+        assert_eq!((ok.lines, ok.checkpoints, ok.signed_through), (8, 4, 8));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        let fails = |tampered: &str, line: usize, why: &str| {
+            std::fs::write(&path, tampered).unwrap();
+            let err = verify_with(&path, Some(&public)).unwrap_err().to_string();
+            assert!(err.contains(&format!("line {line}:")), "{err}");
+            assert!(err.contains(why), "{err}");
+        };
+        let joined = |ls: &[String]| ls.iter().map(|l| format!("{l}\n")).collect::<String>();
+
+        // Without recomputing the chain: the chain itself names the line.
+        fails(
+            &text.replacen("\"applied\":1", "\"applied\":9", 1),
+            4,
+            "prevHash",
+        );
+        let mut swapped = lines.clone();
+        swapped.swap(2, 4);
+        fails(&joined(&swapped), 3, "prevHash");
+        let mut middle = lines.clone();
+        middle.remove(3);
+        fails(&joined(&middle), 4, "prevHash");
+
+        // With every prevHash recomputed: the signed checkpoints do not follow.
+        let mut edited = lines.clone();
+        edited[2] = edited[2].replacen("\"applied\":1", "\"applied\":9", 1);
+        fails(&rechain(&edited), 4, "rewritten");
+        fails(&rechain(&lines[2..]), 2, "rewritten");
+        let mut reordered = lines.clone();
+        reordered.swap(0, 2);
+        fails(&rechain(&reordered), 2, "rewritten");
+        let unsigned: Vec<String> = lines
+            .iter()
+            .filter(|l| !l.contains("\"checkpoint\""))
+            .cloned()
+            .collect();
+        fails(&rechain(&unsigned), 4, "no signed checkpoint");
+        // A checkpoint made with another key does not verify.
+        let forged = {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("f.jsonl");
+            let mut log = AuditLog::open(&p).unwrap();
+            log.sign_with(Signer::new(key(9)), 100);
+            log.append(&pass(0)).unwrap();
+            std::fs::read_to_string(&p).unwrap()
+        };
+        fails(&forged, 2, "does not verify");
+        // Without the key, only the chain is checked.
+        std::fs::write(&path, rechain(&unsigned)).unwrap();
         assert_eq!(verify(&path).unwrap(), 4);
     }
 }

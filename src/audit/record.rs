@@ -24,6 +24,8 @@ pub enum Record {
     Recovered(Recovered),
     /// One pass of `apply` or the controller.
     Pass(PassRecord),
+    /// A signed statement of the lines before it.
+    Checkpoint(super::Checkpoint),
 }
 
 /// An AWS write about to be made.

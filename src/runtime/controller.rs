@@ -64,7 +64,7 @@ pub async fn run(
     // Local checks first: invalid policies or an unusable audit log are errors at once.
     let policies =
         policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut audit = AuditLog::open(&config.audit.path)?;
+    let mut audit = crate::audit::open_configured(&config.audit)?;
     // A copy of every record on stdout, for the cluster's log pipeline.
     audit.mirror_to_stdout();
 
