@@ -100,6 +100,33 @@ pub enum AuditCommand {
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
+    /// Every grant and revocation recorded, with who made it and why; filtered.
+    Show {
+        /// The log file (default: audit.path of the config).
+        file: Option<PathBuf>,
+        /// Only changes that granted or revoked this Entra object id.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only changes to this role (name or ARN).
+        #[arg(long)]
+        role: Option<String>,
+        /// Only changes since this time: RFC 3339 (`2026-11-23T08:00:00Z`), a date, or
+        /// a duration back from now (`30m`, `24h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        output: ShowFormat,
+    },
+}
+
+/// How `audit show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    /// For people.
+    Text,
+    /// A JSON array of the change records, each with its time and line.
+    Json,
 }
 
 /// Where the policies are.
@@ -210,6 +237,33 @@ impl Cli {
             Command::IamPolicy(PolicyArgs { policies }) => iam_policy(&load_config()?, &policies),
             Command::Audit(AuditCommand::Verify { file, public_key }) => {
                 audit_verify(&file, public_key.as_deref())
+            }
+            Command::Audit(AuditCommand::Show {
+                file,
+                principal,
+                role,
+                since,
+                output,
+            }) => {
+                let file = match file {
+                    Some(f) => f,
+                    None => load_config()?.audit.path,
+                };
+                let since = since.map(|s| since_time(&s)).transpose()?;
+                let query = audit::Query {
+                    principal,
+                    role,
+                    since,
+                };
+                let entries = audit::show(&file, &query)?;
+                match output {
+                    ShowFormat::Text => print!(
+                        "{}",
+                        audit::render_text(&entries, query.principal.as_deref())
+                    ),
+                    ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                }
+                Ok(0)
             }
         }
     }
@@ -344,6 +398,38 @@ async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<u8> {
         listen: listen.unwrap_or(run.listen),
     };
     controller::run(config, dir, source, settings).await
+}
+
+/// `--since`: an RFC 3339 time or date as given, or a duration (`30m`, `24h`, `7d`) back
+/// from now, as RFC 3339 in UTC.
+fn since_time(s: &str) -> anyhow::Result<String> {
+    let unit = |u: char| match u {
+        's' => Some(1),
+        'm' => Some(60),
+        'h' => Some(3600),
+        'd' => Some(86_400),
+        _ => None,
+    };
+    let duration = s
+        .char_indices()
+        .last()
+        .and_then(|(i, u)| Some(s[..i].parse::<i64>().ok()? * unit(u)?));
+    if let Some(secs) = duration {
+        let at = time::OffsetDateTime::now_utc() - time::Duration::seconds(secs);
+        return Ok(at.format(&time::format_description::well_known::Rfc3339)?);
+    }
+    let date = s.len() >= 10
+        && s.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if date {
+        return Ok(s.to_string());
+    }
+    bail!("--since `{s}`: give an RFC 3339 time (2026-11-23T08:00:00Z), a date (2026-11-23) or a duration (30m, 24h, 7d)")
 }
 
 /// `trustsync audit verify`: 0 when the chain (and with a key, every checkpoint) holds.

@@ -657,6 +657,84 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
 }
 
 #[test]
+fn audit_show_lists_each_grant_and_revocation_of_a_principal() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\n",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    // SP2 leaves the deployers group.
+    let mut tenant: serde_json::Value =
+        serde_json::from_str(&ws.read("examples/tenant.json")).unwrap();
+    tenant["groups"][0]["members"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m != SP2);
+    ws.write("examples/tenant.json", &tenant.to_string());
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+
+    let out = run_ok(&moto, &ws, &["audit", "show", "--principal", SP2], 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("granted arn:aws:iam::123456789012:role/trustsync/payments-deployer"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("revoked arn:aws:iam::123456789012:role/trustsync/payments-deployer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("by arn:aws:sts::123456789012:user/moto"),
+        "{text}"
+    );
+
+    let out = run_ok(
+        &moto,
+        &ws,
+        &[
+            "audit",
+            "show",
+            "audit.jsonl",
+            "--role",
+            "PAYMENTS-DEPLOYER",
+            "--output",
+            "json",
+        ],
+        0,
+    );
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create-role",
+            "put-inline-policy",
+            "attach-managed-policy",
+            "revoke-trust"
+        ],
+        "{entries}"
+    );
+    assert_eq!(entries[3]["membersRemoved"], serde_json::json!([SP2]));
+    assert!(entries[3]["time"].is_string() && entries[3]["line"].is_u64());
+
+    let out = run_ok(&moto, &ws, &["audit", "show", "--since", "2999-01-01"], 0);
+    assert!(stdout(&out).contains("No matching changes."));
+    let out = run_ok(&moto, &ws, &["audit", "show", "--since", "1h"], 0);
+    assert!(!stdout(&out).contains("No matching changes."));
+    run_ok(&moto, &ws, &["audit", "show", "--since", "yesterday"], 1);
+}
+
+#[test]
 fn a_policy_set_without_groups_needs_no_entra_credential() {
     let moto = Moto::start();
     let ws = Workspace::new();

@@ -20,10 +20,12 @@
 mod checkpoint;
 mod record;
 mod recover;
+mod show;
 
 pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, Signer};
 pub use record::{ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered};
 pub use recover::landed;
+pub use show::{render_text, show, Entry, Query};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
