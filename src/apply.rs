@@ -18,6 +18,7 @@ use crate::audit::{AuditLog, ChangeRecord, HeldRecord, Intent, PassRecord, Recor
 use crate::model::call::{Failure, Written};
 use crate::model::names::{Arn, MappingName};
 use crate::plan::{Action, Change, Plan};
+use crate::sources::policy::Revision;
 
 /// Performs one planned action: the seam apply writes through (the AWS adapter in
 /// production, an in-memory fake in unit tests).
@@ -49,6 +50,9 @@ pub struct Actor {
     pub instance: String,
     /// The AWS caller ARN.
     pub aws_caller: String,
+    /// The Entra application (client) id trustsync reads the directory as, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_app_id: Option<String>,
 }
 
 impl Actor {
@@ -65,6 +69,9 @@ impl Actor {
         Actor {
             instance: format!("{host}/{}", std::process::id()),
             aws_caller: aws_caller.into(),
+            entra_app_id: std::env::var("AZURE_CLIENT_ID")
+                .ok()
+                .filter(|v| !v.is_empty()),
         }
     }
 }
@@ -157,7 +164,7 @@ pub async fn apply<E: Executor + ?Sized>(
     aws: &E,
     audit: &mut AuditLog,
     actor: &Actor,
-    policy_revision: Option<&str>,
+    policy_revision: Option<&Revision>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Report, Error> {
     let run = Run {
@@ -224,7 +231,8 @@ pub async fn apply<E: Executor + ?Sized>(
     run.audit.into_inner().append(&Record::Pass(PassRecord {
         actor: actor.clone(),
         trigger: None,
-        policy_revision: policy_revision.map(String::from),
+        policy_revision: policy_revision.map(|r| r.commit.clone()),
+        policy_author: policy_revision.and_then(|r| r.author.clone()),
         outcome: outcome.into(),
         applied: report.applied,
         failed: report.failed,
@@ -242,7 +250,7 @@ struct Run<'a, E: ?Sized> {
     /// Appends are one at a time, so the hash chain stays whole.
     audit: tokio::sync::Mutex<&'a mut AuditLog>,
     actor: &'a Actor,
-    policy_revision: Option<&'a str>,
+    policy_revision: Option<&'a Revision>,
     stop: &'a dyn Fn() -> bool,
     interrupted: AtomicBool,
     /// Resources a change failed on: their later changes are skipped.
@@ -497,8 +505,13 @@ mod tests {
         let actor = Actor {
             instance: "test/1".into(),
             aws_caller: "arn:aws:iam::1:user/t".into(),
+            entra_app_id: None,
         };
-        let report = apply(plan, aws, &mut audit, &actor, Some("abc123"), stop)
+        let revision = Revision {
+            commit: "abc123".into(),
+            author: Some("Dana Ops <dana@example.com>".into()),
+        };
+        let report = apply(plan, aws, &mut audit, &actor, Some(&revision), stop)
             .await
             .unwrap();
         crate::audit::verify(&path).expect("the chain stays whole under parallel appends");
@@ -570,6 +583,7 @@ mod tests {
             assert_eq!(a.audit[intent - 1]["intent"]["action"], line["action"]);
             assert_eq!(line["actor"]["instance"], "test/1");
             assert_eq!(line["policyRevision"], "abc123");
+            assert_eq!(line["policyAuthor"], "Dana Ops <dana@example.com>");
         }
         assert_eq!(a.audit[8]["type"], "pass");
         assert_eq!(a.audit[8]["outcome"], "applied");

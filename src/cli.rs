@@ -352,7 +352,7 @@ async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
             &ctx.aws,
             &mut log,
             &ctx.actor,
-            ctx.policies.revision.as_deref(),
+            ctx.policies.revision.as_ref(),
             &|| false,
         )
         .await?;

@@ -665,6 +665,25 @@ fn audit_show_lists_each_grant_and_revocation_of_a_principal() {
         "trustsync.yaml",
         "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\n",
     );
+    // The policies are a git checkout: records name the commit and its author.
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(ws.path())
+            .args([
+                "-c",
+                "user.name=Policy Author",
+                "-c",
+                "user.email=pa@example.com",
+            ])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "policies"]);
+    git(&["commit", "-qm", "policies"]);
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     // SP2 leaves the deployers group.
     let mut tenant: serde_json::Value =
@@ -725,6 +744,8 @@ fn audit_show_lists_each_grant_and_revocation_of_a_principal() {
         "{entries}"
     );
     assert_eq!(entries[3]["membersRemoved"], serde_json::json!([SP2]));
+    assert_eq!(entries[3]["policyAuthor"], "Policy Author <pa@example.com>");
+    assert_eq!(entries[3]["policyRevision"].as_str().unwrap().len(), 40);
     assert!(entries[3]["time"].is_string() && entries[3]["line"].is_u64());
 
     let out = run_ok(&moto, &ws, &["audit", "show", "--since", "2999-01-01"], 0);

@@ -389,6 +389,7 @@ mod tests {
         Actor {
             instance: "test/1".into(),
             aws_caller: "arn:aws:iam::1:user/t".into(),
+            entra_app_id: None,
         }
     }
 
@@ -397,6 +398,7 @@ mod tests {
             actor: actor(),
             trigger: None,
             policy_revision: None,
+            policy_author: None,
             outcome: "applied".into(),
             applied,
             failed: 0,

@@ -73,6 +73,9 @@ pub struct ChangeRecord {
     /// The git commit of the policies.
     #[serde(default)]
     pub policy_revision: Option<String>,
+    /// Who made that commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_author: Option<String>,
     /// The mapping's `metadata.labels`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -88,7 +91,7 @@ impl ChangeRecord {
     pub fn of(
         change: &Change,
         actor: &Actor,
-        policy_revision: Option<&str>,
+        policy_revision: Option<&crate::sources::policy::Revision>,
         intent_line: Option<usize>,
         result: Outcome,
     ) -> ChangeRecord {
@@ -102,7 +105,8 @@ impl ChangeRecord {
             members_removed: change.members_removed.clone(),
             before: change.before.clone(),
             after: change.after.clone(),
-            policy_revision: policy_revision.map(String::from),
+            policy_revision: policy_revision.map(|r| r.commit.clone()),
+            policy_author: policy_revision.and_then(|r| r.author.clone()),
             labels: change.labels.clone(),
             intent_line,
             result,
@@ -138,6 +142,9 @@ pub struct PassRecord {
     /// The git commit of the policies.
     #[serde(default)]
     pub policy_revision: Option<String>,
+    /// Who made that commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_author: Option<String>,
     /// `applied`, `partial`, `interrupted` or `failed`.
     pub outcome: String,
     /// Changes applied.

@@ -309,7 +309,8 @@ impl Controller {
             let _ = audit.append(&Record::Pass(PassRecord {
                 actor: Actor::new(&self.caller.arn),
                 trigger: Some(format!("{trigger:?}").to_ascii_lowercase()),
-                policy_revision: policies.revision.clone(),
+                policy_revision: policies.revision.as_ref().map(|r| r.commit.clone()),
+                policy_author: policies.revision.as_ref().and_then(|r| r.author.clone()),
                 outcome: "failed".into(),
                 applied: 0,
                 failed: 0,
@@ -441,7 +442,7 @@ impl Controller {
                 self.aws.as_ref(),
                 audit,
                 &actor,
-                policies.revision.as_deref(),
+                policies.revision.as_ref(),
                 &stop_now,
             )
             .await?;

@@ -24,7 +24,7 @@ use crate::model::call::CallStats;
 use crate::observed::{Observe, Observed};
 use crate::plan::{self, Change, Plan, Settings};
 use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantFile, PIN_TAG};
-use crate::sources::policy::{function_name_of, PolicySet};
+use crate::sources::policy::{function_name_of, PolicySet, Revision};
 
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
@@ -282,7 +282,7 @@ impl Planned {
         aws: &E,
         audit: &mut AuditLog,
         actor: &Actor,
-        policy_revision: Option<&str>,
+        policy_revision: Option<&Revision>,
         stop: &dyn Fn() -> bool,
     ) -> Result<Report, apply::Error> {
         apply::apply(&self.plan, aws, audit, actor, policy_revision, stop).await

@@ -184,7 +184,7 @@ impl Shared {
                 started_at: now_rfc3339(),
                 policy: PolicyStatus {
                     directory: policy_dir,
-                    revision: policies.revision.clone(),
+                    revision: policies.revision.as_ref().map(|r| r.commit.clone()),
                     documents: policies.len(),
                     error: None,
                 },

@@ -143,7 +143,7 @@ pub(crate) async fn watch_policies(
                     let mut st = shared.status.lock().expect("status");
                     st.policy = PolicyStatus {
                         directory: dir.clone(),
-                        revision: set.revision.clone(),
+                        revision: set.revision.as_ref().map(|r| r.commit.clone()),
                         documents: set.len(),
                         error: None,
                     };

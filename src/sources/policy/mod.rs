@@ -151,7 +151,16 @@ pub struct PolicySet {
     /// FunctionAccess documents.
     pub functions: Vec<Named<FunctionAccessSpec>>,
     /// The git commit of the policy directory, when it is a git checkout.
-    pub revision: Option<String>,
+    pub revision: Option<Revision>,
+}
+
+/// The git commit a policy set was read at, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// The commit hash.
+    pub commit: String,
+    /// Its author, `Name <email>`.
+    pub author: Option<String>,
 }
 
 impl PolicySet {
@@ -246,17 +255,23 @@ pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// The commit the policy directory is checked out at, if it is inside a git work tree.
-fn git_revision(dir: &Path) -> Option<String> {
+fn git_revision(dir: &Path) -> Option<Revision> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["rev-parse", "HEAD"])
+        .args(["log", "-1", "--format=%H%n%an <%ae>"])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let commit = lines
+        .next()
+        .filter(|c| out.status.success() && !c.is_empty())?;
+    Some(Revision {
+        commit: commit.to_string(),
+        author: lines.next().map(String::from),
+    })
 }
 
 #[derive(Deserialize)]
