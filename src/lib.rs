@@ -21,7 +21,7 @@
 //! | [`plan`] | the pure diff of desired against observed, one file per resource kind |
 //! | [`checks`] | which planned changes go ahead this pass and which are held, and why |
 //! | [`apply`] | making the changes, in phases, through the [`apply::Executor`] seam |
-//! | [`audit`] | the hash-chained record of every change and pass |
+//! | [`audit`] | the record of every change: written ahead, hash-chained, signed, locked to one writer |
 //! | [`render`] | the plan as text, JSON and Markdown |
 //! | [`adapters`] | the edges: AWS SDK and Microsoft Graph, the only code that names their types |
 //! | [`runtime`] | the one pass, the error policy, the controller, its metrics |

@@ -620,35 +620,17 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
     );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
 
-    let out = run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "verify",
-            "audit.jsonl",
-            "--public-key",
-            "audit.pub",
-        ],
-        0,
-    );
+    let verify = |key: &str, code: i32| {
+        let args = ["audit", "verify", "audit.jsonl", "--public-key", key];
+        run_ok(&moto, &ws, &args, code)
+    };
+    let out = verify("audit.pub", 0);
     assert!(
         stdout(&out).contains("signed checkpoint(s) verify, the last on line 26"),
         "{}",
         show(&out)
     );
-    let out = run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "verify",
-            "audit.jsonl",
-            "--public-key",
-            "other.pub",
-        ],
-        1,
-    );
+    let out = verify("other.pub", 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("does not verify"),
         "{}",

@@ -294,6 +294,15 @@ fn many_roles(ws: &Workspace, n: usize) {
     ws.write("policies/bulk.yaml", &docs);
 }
 
+/// A moto account with the example function, and a workspace with this config.
+fn account_and_workspace(config: &str) -> (Moto, Workspace) {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", config);
+    (moto, ws)
+}
+
 fn change_lines(ws: &Workspace) -> usize {
     std::fs::read_to_string(ws.path().join("audit.jsonl"))
         .map(|t| t.matches("\"type\":\"change\"").count())
@@ -302,13 +311,8 @@ fn change_lines(ws: &Workspace) -> usize {
 
 #[test]
 fn sigterm_mid_apply_exits_zero_with_the_audit_log_intact() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
-    );
+    let (moto, ws) =
+        account_and_workspace("audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n");
     many_roles(&ws, 150);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let daemon = Daemon::start(&moto, &graph, &ws);
@@ -330,13 +334,8 @@ fn sigterm_mid_apply_exits_zero_with_the_audit_log_intact() {
 
 #[test]
 fn a_crash_mid_apply_is_repaired_by_the_next_pass() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
-    );
+    let (moto, ws) =
+        account_and_workspace("audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n");
     many_roles(&ws, 150);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let mut daemon = Daemon::start(&moto, &graph, &ws);
@@ -433,13 +432,8 @@ fn a_kill_between_a_write_and_its_outcome_is_recovered_from_aws() {
 
 #[test]
 fn a_second_writer_on_the_same_log_is_refused() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
-    );
+    let (moto, ws) =
+        account_and_workspace("audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n");
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let daemon = Daemon::start(&moto, &graph, &ws);
     daemon.wait_ready();

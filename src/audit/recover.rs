@@ -5,6 +5,7 @@ use crate::model::iam_policy;
 use crate::observed::Observed;
 use crate::plan::Action;
 
+// Long on purpose: one arm per action, each a look at the part of AWS it writes.
 /// `Some(true)` when `observed` shows the write as made, `Some(false)` when it shows it
 /// not made, `None` when the observation does not cover it (a function no policy names).
 pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
