@@ -21,9 +21,11 @@
 //!   429 with `Retry-After`.
 //!
 //! An admin API changes the tenant at run time and injects faults:
-//! `POST /admin/groups/{id}/members {"id"}`, `DELETE /admin/groups/{id}/members/{member}`,
+//! `POST /admin/groups/{id}/members {"id", "initiatedBy"?}`, `DELETE
+//! /admin/groups/{id}/members/{member}` (optional body `{"initiatedBy"}`): each also
+//! recorded in `GET /v1.0/auditLogs/directoryAudits` as Entra records it,
 //! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
-//! "loseDeltaEvents"}`,
+//! "loseDeltaEvents", "denyAuditLogs"}`,
 //! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`.
 //!
 //! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]`.
@@ -77,6 +79,9 @@ struct Faults {
     /// delta queries: a missed delta, for testing that the controller's periodic full
     /// read corrects its cache. Full reads still see them.
     lose_delta_events: bool,
+    /// Answer `/auditLogs/directoryAudits` with 403, as for an app without
+    /// AuditLog.Read.All.
+    deny_audit_logs: bool,
 }
 
 struct Event {
@@ -100,7 +105,12 @@ struct Server {
     faults: Faults,
     stats: BTreeMap<String, u64>,
     requests: u64,
+    /// directoryAudit objects of the membership changes made through the admin API.
+    audits: Vec<Value>,
 }
+
+/// One `$filter` clause of a directoryAudits query, as a test on an audit object.
+type AuditTest = Box<dyn Fn(&Value) -> bool>;
 
 enum Pager {
     Objects {
@@ -225,6 +235,136 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 impl Server {
+    /// Records a membership change as Entra's audit log does: activity, time, who, and the
+    /// member and group as target resources.
+    fn record_membership_audit(
+        &mut self,
+        activity: &str,
+        group: &str,
+        member: &str,
+        initiated_by: Option<Value>,
+    ) {
+        let group_name = self
+            .tenant
+            .groups
+            .iter()
+            .find(|g| g.id == group)
+            .map(|g| g.display_name.clone())
+            .unwrap_or_default();
+        let (member_type, member_name) = match odata_type(&self.tenant, member) {
+            Some((kind, props)) => (
+                match kind {
+                    "#microsoft.graph.servicePrincipal" => "ServicePrincipal",
+                    "#microsoft.graph.user" => "User",
+                    "#microsoft.graph.group" => "Group",
+                    _ => "Device",
+                },
+                props["displayName"].clone(),
+            ),
+            None => ("Other", Value::Null),
+        };
+        let initiated_by = initiated_by.unwrap_or_else(|| {
+            json!({"app": {"appId": null, "displayName": "trustsync-graph-server admin API", "servicePrincipalId": null, "servicePrincipalName": null}, "user": null})
+        });
+        self.audits.push(json!({
+            "id": request_id(),
+            "category": "GroupManagement",
+            "correlationId": request_id(),
+            "result": "success",
+            "resultReason": "",
+            "activityDisplayName": activity,
+            "activityDateTime": trustsync::audit::now_rfc3339(),
+            "loggedByService": "Core Directory",
+            "operationType": if activity.starts_with("Add") { "Assign" } else { "Unassign" },
+            "initiatedBy": initiated_by,
+            "targetResources": [
+                {"id": member, "displayName": member_name, "type": member_type, "userPrincipalName": null,
+                 "modifiedProperties": [
+                     {"displayName": "Group.ObjectID", "oldValue": null, "newValue": format!("\"{group}\"")},
+                     {"displayName": "Group.DisplayName", "oldValue": null, "newValue": format!("\"{group_name}\"")}
+                 ]},
+                {"id": group, "displayName": group_name, "type": "Group", "userPrincipalName": null, "modifiedProperties": []}
+            ],
+            "additionalDetails": []
+        }));
+    }
+
+    /// `GET /auditLogs/directoryAudits` with the `$filter` clauses Graph documents for it
+    /// that trustsync uses, joined by `and`: `activityDateTime ge|le T`,
+    /// `activityDisplayName eq '...'`, `targetResources/any(t:t/id eq '...')`.
+    fn directory_audits(
+        &mut self,
+        q: &HashMap<String, String>,
+        base: &str,
+        top: usize,
+    ) -> Response {
+        if self.faults.deny_audit_logs {
+            return graph_error(
+                StatusCode::FORBIDDEN,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            );
+        }
+        let clauses: Vec<String> = match q.get("$filter") {
+            None => Vec::new(),
+            Some(f) => f.split(" and ").map(|c| c.trim().to_string()).collect(),
+        };
+        let mut tests: Vec<AuditTest> = Vec::new();
+        for c in &clauses {
+            let quoted = |rest: &str| {
+                rest.trim()
+                    .strip_prefix('\'')
+                    .and_then(|r| r.strip_suffix('\''))
+                    .map(|v| v.replace("''", "'"))
+            };
+            if let Some(t) = c.strip_prefix("activityDateTime ge ") {
+                let t = t.trim().to_string();
+                tests.push(Box::new(move |a| {
+                    a["activityDateTime"]
+                        .as_str()
+                        .is_some_and(|x| x >= t.as_str())
+                }));
+            } else if let Some(t) = c.strip_prefix("activityDateTime le ") {
+                let t = t.trim().to_string();
+                tests.push(Box::new(move |a| {
+                    a["activityDateTime"]
+                        .as_str()
+                        .is_some_and(|x| x <= t.as_str())
+                }));
+            } else if let Some(v) = c.strip_prefix("activityDisplayName eq ").and_then(quoted) {
+                tests.push(Box::new(move |a| a["activityDisplayName"] == json!(v)));
+            } else if let Some(v) = c
+                .strip_prefix("targetResources/any(")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|r| r.split_once(':'))
+                .and_then(|(var, body)| body.trim().strip_prefix(&format!("{}/id eq ", var.trim())))
+                .and_then(quoted)
+            {
+                tests.push(Box::new(move |a| {
+                    a["targetResources"]
+                        .as_array()
+                        .is_some_and(|ts| ts.iter().any(|t| t["id"] == json!(v)))
+                }));
+            } else {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_UnsupportedQuery",
+                    &format!("Unsupported Query: {c}"),
+                );
+            }
+        }
+        let items: Vec<Value> = self
+            .audits
+            .iter()
+            .filter(|a| tests.iter().all(|t| t(a)))
+            .cloned()
+            .collect();
+        let id = self.pager_id();
+        self.pagers
+            .insert(id.clone(), Pager::Objects { items, top });
+        self.page_objects(base, "/auditLogs/directoryAudits", id, 0)
+    }
+
     /// `GET /groups`, all or `$filter=displayName eq '...'` (case-insensitive, as in Entra).
     fn list_groups(
         &mut self,
@@ -583,6 +723,7 @@ async fn graph_get(
         ["groups", _] => "group",
         ["groups", _, "members"] => "members",
         ["groups", _, "transitiveMembers"] => "transitiveMembers",
+        ["auditLogs", "directoryAudits"] => "directoryAudits",
         _ => "other",
     };
     if let Some(resp) = gate(&state, route).await {
@@ -618,6 +759,7 @@ async fn graph_get(
     };
     match segments.as_slice() {
         ["groups"] => s.list_groups(&q, &base, &select, top),
+        ["auditLogs", "directoryAudits"] => s.directory_audits(&q, &base, top),
         ["groups", d] if is_delta(d) => s.delta(&q, &base, top),
         ["groups", id] => s.group(id, &base, &select),
         ["groups", id, kind @ ("members" | "transitiveMembers")] => {
@@ -796,8 +938,20 @@ fn check_assertion(
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct MemberRef {
     id: String,
+    /// Who made the change, as a directoryAudit's `initiatedBy` (`{"user": {...}}` or
+    /// `{"app": {...}}`); the admin API itself when absent.
+    #[serde(default)]
+    initiated_by: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RemoveBody {
+    #[serde(default)]
+    initiated_by: Option<Value>,
 }
 
 async fn admin_add_member(
@@ -816,6 +970,7 @@ async fn admin_add_member(
         return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "One or more added object references already exist for the following modified properties: 'members'.");
     }
     g.members.push(m.id.clone());
+    s.record_membership_audit("Add member to group", &group, &m.id, m.initiated_by);
     s.seq += 1;
     let seq = s.seq;
     if !s.faults.lose_delta_events {
@@ -832,7 +987,16 @@ async fn admin_add_member(
 async fn admin_remove_member(
     State(state): State<Shared>,
     Path((group, member)): Path<(String, String)>,
+    body: Bytes,
 ) -> Response {
+    let body: RemoveBody = if body.is_empty() {
+        RemoveBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
+        }
+    };
     let mut s = state.lock().expect("state");
     let Some(g) = s.tenant.groups.iter_mut().find(|g| g.id == group) else {
         return not_found(&group);
@@ -842,6 +1006,12 @@ async fn admin_remove_member(
     if g.members.len() == before {
         return not_found(&member);
     }
+    s.record_membership_audit(
+        "Remove member from group",
+        &group,
+        &member,
+        body.initiated_by,
+    );
     s.seq += 1;
     let seq = s.seq;
     if !s.faults.lose_delta_events {
@@ -901,6 +1071,7 @@ async fn main() -> std::process::ExitCode {
         faults: Faults::default(),
         stats: BTreeMap::new(),
         requests: 0,
+        audits: Vec::new(),
     }));
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))

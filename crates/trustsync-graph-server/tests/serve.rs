@@ -151,3 +151,64 @@ fn groups_members_and_errors_read_as_graph_documents_them() {
     let (status, body) = get(host, "", &format!("/v1.0/groups/{id}"));
     assert_eq!(status, 401, "{body}");
 }
+
+#[test]
+fn membership_changes_are_in_the_directory_audit_log_with_their_initiator() {
+    let server = start();
+    let host = &server.1;
+    let token = token(host);
+    let group = "a1b2c3d4-0001-4000-8000-000000000002";
+    let sp = "5e1f0a2b-1111-4111-8111-000000000004";
+    let body = format!(
+        r#"{{"id": "{sp}", "initiatedBy": {{"user": {{"id": "c0ffee00-2222-4222-8222-000000000001", "displayName": "Dana Ops", "userPrincipalName": "dana@example.com"}}}}}}"#
+    );
+    let (status, _) = request(
+        host,
+        &format!("POST /admin/groups/{group}/members HTTP/1.1\r\nContent-Type: application/json"),
+        &body,
+    );
+    assert_eq!(status, 204);
+    let (status, _) = request(
+        host,
+        &format!("DELETE /admin/groups/{group}/members/{sp} HTTP/1.1"),
+        "",
+    );
+    assert_eq!(status, 204);
+
+    let filter = format!(
+        "activityDateTime%20ge%202000-01-01T00:00:00Z%20and%20targetResources/any(t:t/id%20eq%20'{group}')"
+    );
+    let (status, body) = get(
+        host,
+        &token,
+        &format!("/v1.0/auditLogs/directoryAudits?$filter={filter}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let audits = body["value"].as_array().unwrap();
+    assert_eq!(audits.len(), 2, "{body}");
+    assert_eq!(audits[0]["activityDisplayName"], "Add member to group");
+    assert_eq!(audits[0]["category"], "GroupManagement");
+    assert_eq!(
+        audits[0]["initiatedBy"]["user"]["userPrincipalName"],
+        "dana@example.com"
+    );
+    assert_eq!(audits[0]["targetResources"][0]["id"], sp);
+    assert_eq!(audits[0]["targetResources"][0]["type"], "ServicePrincipal");
+    assert_eq!(audits[0]["targetResources"][1]["id"], group);
+    assert_eq!(audits[1]["activityDisplayName"], "Remove member from group");
+    assert!(audits[1]["initiatedBy"]["app"]["displayName"].is_string());
+
+    // Another group's changes are not listed; an unsupported clause is a 400.
+    let (_, body) = get(
+        host,
+        &token,
+        "/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id%20eq%20'nope')",
+    );
+    assert_eq!(body["value"].as_array().unwrap().len(), 0);
+    let (status, body) = get(
+        host,
+        &token,
+        "/v1.0/auditLogs/directoryAudits?$filter=result%20eq%20'x'",
+    );
+    assert_eq!(status, 400, "{body}");
+}
