@@ -298,3 +298,59 @@ fn certificate_and_federated_credentials_get_tokens() {
         show(&out)
     );
 }
+
+#[test]
+fn who_changed_the_group_in_entra_is_in_the_audit_record() {
+    let (moto, graph, ws) = setup("");
+    let env = graph.env(CLIENT_SECRET);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+
+    // Dana takes SP2 out of the deployers group; the next apply revokes it, and says who.
+    let (sp2, group) = (SP2, PAYMENTS);
+    let (status, body) = http(
+        "DELETE",
+        &format!("{}/admin/groups/{group}/members/{sp2}", graph.base),
+        Some(serde_json::json!({"initiatedBy": {"user": {
+            "id": "c0ffee00-2222-4222-8222-000000000001",
+            "displayName": "Dana Ops",
+            "userPrincipalName": "dana@example.com"}}})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let planned = plan(&moto, &ws, &env, 2);
+    let revoke = planned["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "revoke-trust")
+        .unwrap_or_else(|| panic!("{planned}"));
+    assert_eq!(revoke["membership"][0]["member"], sp2, "{revoke}");
+    assert_eq!(revoke["membership"][0]["by"], "dana@example.com");
+    assert_eq!(revoke["membership"][0]["added"], false);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let out = run_env(&moto, &ws, &env, &["audit", "show", "--principal", sp2], 0);
+    let text = stdout(&out);
+    assert!(text.contains("revoked"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{sp2} was removed from the group by dana@example.com at"
+        )),
+        "{text}"
+    );
+
+    // Without AuditLog.Read.All the change still goes ahead, with a notice.
+    graph.faults(serde_json::json!({"denyAuditLogs": true}));
+    graph.add_member(group, SP3);
+    let planned = plan(&moto, &ws, &env, 2);
+    let notices: Vec<&str> = planned["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        notices.contains(&"directory-audit-unavailable"),
+        "{planned}"
+    );
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
+}

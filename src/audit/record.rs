@@ -79,6 +79,9 @@ pub struct ChangeRecord {
     /// The mapping's `metadata.labels`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Who changed the group in the directory for the members it grants or revokes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub membership: Vec<crate::sources::directory::MembershipChange>,
     /// The line of its intent record, when it was tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_line: Option<usize>,
@@ -108,6 +111,7 @@ impl ChangeRecord {
             policy_revision: policy_revision.map(|r| r.commit.clone()),
             policy_author: policy_revision.and_then(|r| r.author.clone()),
             labels: change.labels.clone(),
+            membership: change.membership.clone(),
             intent_line,
             result,
         }

@@ -125,6 +125,13 @@ pub fn render_text(entries: &[Entry], principal: Option<&str>) -> String {
             c.policy_revision.as_deref().unwrap_or("-"),
             c.reason,
         ));
+        for m in &c.membership {
+            let what = if m.added { "added to" } else { "removed from" };
+            out.push_str(&format!(
+                "    {} was {what} the group by {} at {}\n",
+                m.member, m.by, m.at
+            ));
+        }
     }
     if entries.is_empty() {
         out.push_str("No matching changes.\n");

@@ -365,6 +365,10 @@ pub struct Change {
     /// carried into the JSON plan and the audit record.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// For the members it grants or revokes: who changed the group in the directory, and
+    /// when (from the directory's audit log, when it can be read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub membership: Vec<crate::sources::directory::MembershipChange>,
 }
 
 impl Change {
@@ -389,6 +393,7 @@ impl Change {
             removal: None,
             grant_only: None,
             labels: BTreeMap::new(),
+            membership: Vec::new(),
         }
     }
 
@@ -496,6 +501,8 @@ kinds! {
         GroupRenamed => "group-renamed",
         /// An owned provider kept because others' audiences remain on it.
         SharedProvider => "shared-provider",
+        /// The directory's audit log could not say who changed a group.
+        DirectoryAuditUnavailable => "directory-audit-unavailable",
     }
 }
 

@@ -8,7 +8,7 @@
 //! and exit codes; the controller adds triggers, back-off state and status. Nothing else
 //! decides what a pass does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,9 @@ use crate::desired::{self, Pins, Target};
 use crate::model::call::CallStats;
 use crate::observed::{Observe, Observed};
 use crate::plan::{self, Change, Plan, Settings};
-use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantFile, PIN_TAG};
+use crate::sources::directory::{
+    DirectorySnapshot, GroupRequest, MembershipChange, TenantFile, PIN_TAG,
+};
 use crate::sources::policy::{function_name_of, PolicySet, Revision};
 
 /// Where memberships come from in a pass.
@@ -128,6 +130,22 @@ impl DirectorySource {
                 full
             }
         })
+    }
+
+    /// Who changed `group`'s members since `since`, from the directory's audit log; none
+    /// for a tenant file.
+    pub async fn membership_changes(
+        &self,
+        group: &str,
+        since: &str,
+    ) -> Result<Vec<MembershipChange>, entra::graph::Error> {
+        match self {
+            DirectorySource::Graph(reader) => reader.membership_changes(group, since).await,
+            DirectorySource::Delta { cache, .. } => {
+                cache.reader().membership_changes(group, since).await
+            }
+            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => Ok(Vec::new()),
+        }
     }
 
     /// Graph requests, retries and throttles so far.
@@ -261,6 +279,12 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         },
     );
     plan.label(|name| policies.labels_of(name).cloned());
+    let groups: BTreeMap<&str, &str> = desired
+        .roles
+        .iter()
+        .filter_map(|r| Some((r.mapping.as_str(), r.group.as_ref()?.id.as_str())))
+        .collect();
+    who_changed_the_groups(&mut plan, &groups, directory).await;
     tracing::info!(
         plan_us = started.elapsed().as_micros() as u64,
         roles = observed.roles.len(),
@@ -273,6 +297,70 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         observed,
         requests,
     })
+}
+
+/// How far back the directory's audit log is searched for who changed a group: Entra keeps
+/// it 7 days on the free tier (30 with P1/P2).
+const MEMBERSHIP_AUDIT_DAYS: i64 = 7;
+
+/// Gives each change that grants or revokes group members who changed the group in Entra
+/// and when. A directory that cannot say (no AuditLog.Read.All, say) is a notice, never a
+/// failure: nothing may hold a revocation back.
+async fn who_changed_the_groups(
+    plan: &mut Plan,
+    groups: &BTreeMap<&str, &str>,
+    directory: &DirectorySource,
+) {
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::days(MEMBERSHIP_AUDIT_DAYS))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut read: BTreeMap<String, Vec<MembershipChange>> = BTreeMap::new();
+    let held = plan.held.iter_mut().map(|h| &mut h.change);
+    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
+    for c in plan.changes.iter_mut().chain(held) {
+        if c.members_added.is_empty() && c.members_removed.is_empty() {
+            continue;
+        }
+        let Some(group) = c.mapping.as_deref().and_then(|m| groups.get(m)) else {
+            continue;
+        };
+        if unavailable.contains_key(*group) {
+            continue;
+        }
+        if !read.contains_key(*group) {
+            match directory.membership_changes(group, &since).await {
+                Ok(changes) => {
+                    read.insert(group.to_string(), changes);
+                }
+                Err(e) => {
+                    unavailable.insert(group.to_string(), e.to_string());
+                    continue;
+                }
+            }
+        }
+        let changes = &read[*group];
+        let latest = |member: &String, added: bool| {
+            changes
+                .iter()
+                .rev()
+                .find(|m| &m.member == member && m.added == added)
+                .cloned()
+        };
+        c.membership = c
+            .members_added
+            .iter()
+            .filter_map(|m| latest(m, true))
+            .chain(c.members_removed.iter().filter_map(|m| latest(m, false)))
+            .collect();
+    }
+    for (group, error) in unavailable {
+        tracing::warn!(group = %group, error = %error, "cannot read who changed the group from the directory audit log");
+        plan.notices.push(crate::plan::Notice {
+            kind: crate::plan::NoticeKind::DirectoryAuditUnavailable,
+            resource: group,
+            message: format!("who changed this group is not recorded: the directory audit log could not be read ({error}); grant the app AuditLog.Read.All"),
+        });
+    }
 }
 
 impl Planned {

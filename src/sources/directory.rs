@@ -248,6 +248,21 @@ pub fn pinned_id(tag_value: &str, display_name: &str) -> Option<String> {
     (pin_value(id, display_name) == tag_value).then(|| id.to_string())
 }
 
+/// Who added a member to a group or removed one, and when, as the directory's own audit
+/// log says (Microsoft Graph `directoryAudits`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipChange {
+    /// The member's object id.
+    pub member: String,
+    /// Added (`true`) or removed.
+    pub added: bool,
+    /// Who: a user's principal name, or an app's name and id.
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
 /// Group memberships for every group the policies use, read in one pass.
 #[derive(Debug, Clone, Default)]
 pub struct DirectorySnapshot {

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::token::{GraphAuth, TokenSource};
 use crate::sources::directory::{
-    DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MemberKind,
+    DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MemberKind, MembershipChange,
 };
 
 /// Why a directory read failed. The whole pass stops; nothing is taken as empty.
@@ -257,6 +257,31 @@ impl GraphReader {
         }
     }
 
+    /// Who added members to `group` or removed them since `since` (RFC 3339), from the
+    /// directory audit log (`GET /auditLogs/directoryAudits`, which needs
+    /// AuditLog.Read.All). Oldest first.
+    pub async fn membership_changes(
+        &self,
+        group: &str,
+        since: &str,
+    ) -> Result<Vec<MembershipChange>, Error> {
+        let filter = format!(
+            "activityDateTime ge {since} and targetResources/any(t:t/id eq '{}')",
+            group.replace('\'', "''")
+        );
+        let audits = self
+            .collect("GET /auditLogs/directoryAudits", |c| {
+                c.audit_logs().list_directory_audits().filter(&[&filter])
+            })
+            .await?;
+        let mut out: Vec<MembershipChange> = audits
+            .iter()
+            .filter_map(|a| membership_change(a, group))
+            .collect();
+        out.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(out)
+    }
+
     /// A full read of the requested groups: each group is resolved (by id, by its pinned
     /// id, or by display name), then its `members` or `transitiveMembers` are read. When a
     /// name matches several groups, each one's members are read, so that the mapping can
@@ -367,6 +392,45 @@ fn kind_of(odata_type: Option<&str>) -> MemberKind {
         Some(other) => MemberKind::Other(other.to_string()),
         None => MemberKind::Other("unknown".into()),
     }
+}
+
+/// A directoryAudit of a member added to or removed from `group`, as a membership change.
+fn membership_change(audit: &Value, group: &str) -> Option<MembershipChange> {
+    let added = match audit["activityDisplayName"].as_str()? {
+        "Add member to group" => true,
+        "Remove member from group" => false,
+        _ => return None,
+    };
+    if audit["result"].as_str().is_some_and(|r| r != "success") {
+        return None;
+    }
+    let targets = audit["targetResources"].as_array()?;
+    let member = targets
+        .iter()
+        .find(|t| t["type"] != "Group" && t["id"].as_str() != Some(group))?;
+    let initiator = &audit["initiatedBy"];
+    let by = if let Some(user) = initiator.get("user").filter(|u| !u.is_null()) {
+        user["userPrincipalName"]
+            .as_str()
+            .or(user["displayName"].as_str())
+            .or(user["id"].as_str())
+            .unwrap_or("a user")
+            .to_string()
+    } else if let Some(app) = initiator.get("app").filter(|a| !a.is_null()) {
+        let name = app["displayName"].as_str().unwrap_or("an app");
+        match app["appId"].as_str() {
+            Some(id) => format!("{name} (app {id})"),
+            None => name.to_string(),
+        }
+    } else {
+        "unknown".to_string()
+    };
+    Some(MembershipChange {
+        member: member["id"].as_str()?.to_string(),
+        added,
+        by,
+        at: audit["activityDateTime"].as_str()?.to_string(),
+    })
 }
 
 fn member_of(v: &Value) -> Option<Member> {
