@@ -99,6 +99,11 @@ pub enum AuditCommand {
         /// checkpoint's signature, and that there is one.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// Also check that the file still holds the latest checkpoint published to the
+        /// anchor (`audit.anchor` of the config: a CloudWatch Logs stream): a cut tail or
+        /// a rewrite does not. Needs AWS credentials that may read the stream.
+        #[arg(long, requires = "public_key")]
+        anchor: bool,
     },
     /// Every grant and revocation recorded, with who made it and why; filtered.
     Show {
@@ -235,8 +240,16 @@ impl Cli {
             Command::Apply(args) => apply(args, load_config()?).await,
             Command::Run(args) => run(args, load_config()?).await,
             Command::IamPolicy(PolicyArgs { policies }) => iam_policy(&load_config()?, &policies),
-            Command::Audit(AuditCommand::Verify { file, public_key }) => {
-                audit_verify(&file, public_key.as_deref())
+            Command::Audit(AuditCommand::Verify {
+                file,
+                public_key,
+                anchor,
+            }) => {
+                let code = audit_verify(&file, public_key.as_deref())?;
+                if code != 0 || !anchor {
+                    return Ok(code);
+                }
+                audit_verify_anchor(&file, &load_config()?).await
             }
             Command::Audit(AuditCommand::Show {
                 file,
@@ -356,6 +369,7 @@ async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
             &|| false,
         )
         .await?;
+    crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), &ctx.aws).await;
     println!(
         "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
         report.applied,
@@ -461,6 +475,43 @@ fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Result<u8> {
             eprintln!("{e}");
             Ok(1)
         }
+    }
+}
+
+/// `trustsync audit verify --anchor`: the latest checkpoint published to the anchor must be
+/// one of the file's checkpoints.
+async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow::Result<u8> {
+    let Some(anchor) = &config.audit.anchor else {
+        bail!("--anchor: the config has no audit.anchor");
+    };
+    let aws = AwsClients::connect(&config.aws).await?;
+    let Some(latest) = aws.latest_checkpoint(anchor).await? else {
+        eprintln!(
+            "{}/{}: no checkpoint published yet",
+            anchor.log_group, anchor.log_stream
+        );
+        return Ok(1);
+    };
+    if audit::AuditLog::holds(file, &latest)? {
+        println!(
+            "{}: holds the latest checkpoint published to {}/{} ({} lines, signed {})",
+            file.display(),
+            anchor.log_group,
+            anchor.log_stream,
+            latest.lines,
+            latest.signed_at
+        );
+        Ok(0)
+    } else {
+        eprintln!(
+            "{}: the latest checkpoint published to {}/{} (line {}, signed {}) is not in the file: lines were cut from its end, or it was rewritten",
+            file.display(),
+            anchor.log_group,
+            anchor.log_stream,
+            latest.lines + 1,
+            latest.signed_at
+        );
+        Ok(1)
     }
 }
 

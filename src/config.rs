@@ -287,6 +287,18 @@ pub struct AuditConfig {
     pub signing_key_file: Option<PathBuf>,
     /// A signed checkpoint after this many lines (and after every pass).
     pub checkpoint_lines: usize,
+    /// Where each checkpoint is also published, outside the file; none: nowhere.
+    pub anchor: Option<AnchorConfig>,
+}
+
+/// A CloudWatch Logs stream that receives every signed checkpoint of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnchorConfig {
+    /// The log group (it must exist; retention and a resource policy are yours to set).
+    pub log_group: String,
+    /// The stream in it (created when missing).
+    pub log_stream: String,
 }
 
 impl Default for AuditConfig {
@@ -295,6 +307,7 @@ impl Default for AuditConfig {
             path: PathBuf::from("trustsync-audit.jsonl"),
             signing_key_file: None,
             checkpoint_lines: 100,
+            anchor: None,
         }
     }
 }
@@ -375,6 +388,12 @@ impl Config {
     /// prefix that fits Lambda's ids, sane retry and write limits, an owner tag. The field
     /// and what is wrong.
     fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.audit.anchor.is_some() && self.audit.signing_key_file.is_none() {
+            return Err((
+                "audit.anchor",
+                "anchoring publishes signed checkpoints: set audit.signingKeyFile too".into(),
+            ));
+        }
         let s = &self.safety;
         for (field, v) in [
             (

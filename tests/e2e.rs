@@ -639,6 +639,70 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
 }
 
 #[test]
+fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    moto.create_log_group("trustsync-audit");
+    let ws = Workspace::new();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    ws.write(
+        "signing-key.pem",
+        &key.to_pkcs8_pem(Default::default()).unwrap(),
+    );
+    let public = key.verifying_key();
+    ws.write(
+        "audit.pub",
+        &public.to_public_key_pem(Default::default()).unwrap(),
+    );
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem, checkpointLines: 5, anchor: {logGroup: trustsync-audit, logStream: prod}}\ndirectory: {tenantFile: examples/tenant.json}\n",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let args = [
+        "audit",
+        "verify",
+        "audit.jsonl",
+        "--public-key",
+        "audit.pub",
+        "--anchor",
+    ];
+    let out = run_ok(&moto, &ws, &args, 0);
+    assert!(
+        stdout(&out).contains("holds the latest checkpoint published to trustsync-audit/prod"),
+        "{}",
+        show(&out)
+    );
+
+    // Cut the tail back to an earlier checkpoint: chain and signatures still hold, the
+    // anchor does not.
+    let text = ws.read("audit.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    let earlier = lines[..lines.len() - 1]
+        .iter()
+        .rposition(|l| l.contains("\"type\":\"checkpoint\""))
+        .unwrap();
+    let cut: String = lines[..=earlier].iter().map(|l| format!("{l}\n")).collect();
+    ws.write("audit.jsonl", &cut);
+    let quick = [
+        "audit",
+        "verify",
+        "audit.jsonl",
+        "--public-key",
+        "audit.pub",
+    ];
+    run_ok(&moto, &ws, &quick, 0);
+    let out = run_ok(&moto, &ws, &args, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("lines were cut from its end, or it was rewritten"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
 fn audit_show_lists_each_grant_and_revocation_of_a_principal() {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);

@@ -82,6 +82,8 @@ pub struct AuditLog {
     checkpoint_every: usize,
     /// Lines since the last checkpoint.
     unsigned: usize,
+    /// Checkpoints written but not yet published to the anchor.
+    unpublished: Vec<Checkpoint>,
     /// Also print every line to stdout (the controller: the cluster's log pipeline keeps
     /// a copy, chain and all).
     mirror: bool,
@@ -122,6 +124,7 @@ impl AuditLog {
             signer: None,
             checkpoint_every: 100,
             unsigned: 0,
+            unpublished: Vec::new(),
             mirror: false,
             _lock: lock,
         })
@@ -131,6 +134,28 @@ impl AuditLog {
     pub fn sign_with(&mut self, signer: Signer, every: usize) {
         self.signer = Some(signer);
         self.checkpoint_every = every.max(1);
+    }
+
+    /// The checkpoints written since the last call, for the anchor.
+    pub fn take_unpublished(&mut self) -> Vec<Checkpoint> {
+        std::mem::take(&mut self.unpublished)
+    }
+
+    /// Checkpoints the anchor did not take, to be tried again with the next ones.
+    pub fn requeue(&mut self, mut checkpoints: Vec<Checkpoint>) {
+        checkpoints.append(&mut self.unpublished);
+        self.unpublished = checkpoints;
+    }
+
+    /// Whether `checkpoint` is one of the log's checkpoint lines.
+    pub fn holds(path: &Path, checkpoint: &Checkpoint) -> Result<bool, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        Ok(text.lines().any(|l| {
+            matches!(serde_json::from_str::<Record>(l), Ok(Record::Checkpoint(cp)) if &cp == checkpoint)
+        }))
     }
 
     /// From now on, every line is also printed to stdout as written.
@@ -184,7 +209,8 @@ impl AuditLog {
         let due = matches!(record, Record::Pass(_)) || self.unsigned >= self.checkpoint_every;
         if let Some(signer) = self.signer.as_ref().filter(|_| due) {
             let checkpoint = signer.sign(self.lines, &self.prev);
-            self.write_line(&Record::Checkpoint(checkpoint))?;
+            self.write_line(&Record::Checkpoint(checkpoint.clone()))?;
+            self.unpublished.push(checkpoint);
             self.unsigned = 0;
         }
         Ok(line)

@@ -320,6 +320,7 @@ impl Controller {
                 error: Some(e.clone()),
             }));
         }
+        pass::anchor(audit, self.config.audit.anchor.as_ref(), self.aws.as_ref()).await;
         let mut st = self.shared.status.lock().expect("status");
         let success = outcome.succeeded();
         if success {

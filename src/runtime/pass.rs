@@ -16,9 +16,9 @@ use anyhow::Context as _;
 
 use crate::adapters::entra::{self, DeltaCache};
 use crate::apply::{self, Actor, Executor, Report};
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Checkpoint};
 use crate::checks;
-use crate::config::Config;
+use crate::config::{AnchorConfig, Config};
 use crate::desired::{self, Pins, Target};
 use crate::model::call::CallStats;
 use crate::observed::{Observe, Observed};
@@ -192,11 +192,36 @@ fn same_members(
     ids(a) == ids(b) && a.is_ok() == b.is_ok()
 }
 
-/// AWS as a pass sees it: read ([`Observe`]), write ([`Executor`]) and count requests.
-/// The AWS adapter in production; an in-memory fake in the controller's unit tests.
+/// AWS as a pass sees it: read ([`Observe`]), write ([`Executor`]), publish audit
+/// checkpoints and count requests. The AWS adapter in production; an in-memory fake in the
+/// controller's unit tests.
+#[async_trait::async_trait]
 pub trait AwsApi: Observe + Executor {
     /// Requests made so far.
     fn stats(&self) -> CallStats;
+
+    /// Publishes audit checkpoints to the anchor (CloudWatch Logs).
+    async fn publish_checkpoints(
+        &self,
+        _anchor: &AnchorConfig,
+        _checkpoints: &[Checkpoint],
+    ) -> Result<(), crate::model::call::Failure> {
+        Ok(())
+    }
+}
+
+/// Publishes the checkpoints the log wrote since the last time to the configured anchor.
+/// A failure is logged and the checkpoints are tried again after the next pass: the
+/// anchor records the log, it never holds a change back.
+pub async fn anchor(audit: &mut AuditLog, anchor: Option<&AnchorConfig>, aws: &dyn AwsApi) {
+    let checkpoints = audit.take_unpublished();
+    let Some(anchor) = anchor else {
+        return;
+    };
+    if let Err(e) = aws.publish_checkpoints(anchor, &checkpoints).await {
+        tracing::error!(error = %e, log_group = %anchor.log_group, "cannot publish audit checkpoints; retrying after the next pass");
+        audit.requeue(checkpoints);
+    }
 }
 
 /// Everything a pass reads besides the world.

@@ -99,6 +99,13 @@ impl Moto {
         aws_sdk_lambda::Client::new(&self.sdk)
     }
 
+    /// Creates a CloudWatch Logs group (the audit anchor's).
+    pub fn create_log_group(&self, name: &str) {
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&self.sdk);
+        self.block_on(logs.create_log_group().log_group_name(name).send())
+            .expect("create the log group");
+    }
+
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }

@@ -130,9 +130,18 @@ impl crate::apply::Executor for AwsClients {
     }
 }
 
+#[async_trait::async_trait]
 impl crate::runtime::pass::AwsApi for AwsClients {
     fn stats(&self) -> CallStats {
         AwsClients::stats(self)
+    }
+
+    async fn publish_checkpoints(
+        &self,
+        anchor: &crate::config::AnchorConfig,
+        checkpoints: &[crate::audit::Checkpoint],
+    ) -> Result<(), Failure> {
+        AwsClients::publish_checkpoints(self, anchor, checkpoints).await
     }
 }
 
@@ -198,6 +207,7 @@ pub struct AwsClients {
     lambda: aws_sdk_lambda::Client,
     sts: aws_sdk_sts::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
     retry: crate::runtime::retry::Policy,
     stop: crate::runtime::retry::Stop,
     stats: Mutex<CallStats>,
@@ -244,6 +254,7 @@ impl AwsClients {
             lambda: aws_sdk_lambda::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),
             tagging: aws_sdk_resourcegroupstagging::Client::new(&shared),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&shared),
             retry: crate::runtime::retry::Policy {
                 initial: Duration::from_millis(200),
                 max_interval: Duration::from_secs(10),
@@ -377,6 +388,85 @@ impl AwsClients {
             .call(op, |_| false, f)
             .await?
             .expect("a read has no benign failure"))
+    }
+
+    /// Publishes audit checkpoints to a CloudWatch Logs stream (created when missing; the
+    /// group must exist), one event each, in order.
+    pub async fn publish_checkpoints(
+        &self,
+        anchor: &crate::config::AnchorConfig,
+        checkpoints: &[crate::audit::Checkpoint],
+    ) -> Result<(), Failure> {
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        self.call(
+            Operation::CreateLogStream,
+            |f| f.is(&["ResourceAlreadyExistsException"]),
+            || {
+                self.logs
+                    .create_log_stream()
+                    .log_group_name(&anchor.log_group)
+                    .log_stream_name(&anchor.log_stream)
+                    .send()
+            },
+        )
+        .await?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let events: Vec<_> = checkpoints
+            .iter()
+            .map(|cp| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now_ms)
+                    .message(serde_json::to_string(cp).expect("checkpoints serialize"))
+                    .build()
+                    .expect("timestamp and message are set")
+            })
+            .collect();
+        self.read(Operation::PutLogEvents, || {
+            self.logs
+                .put_log_events()
+                .log_group_name(&anchor.log_group)
+                .log_stream_name(&anchor.log_stream)
+                .set_log_events(Some(events.clone()))
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The checkpoint most recently published to the anchor stream, if any.
+    pub async fn latest_checkpoint(
+        &self,
+        anchor: &crate::config::AnchorConfig,
+    ) -> Result<Option<crate::audit::Checkpoint>, Failure> {
+        let out = self
+            .read(Operation::GetLogEvents, || {
+                self.logs
+                    .get_log_events()
+                    .log_group_name(&anchor.log_group)
+                    .log_stream_name(&anchor.log_stream)
+                    .start_from_head(false)
+                    .limit(1)
+                    .send()
+            })
+            .await?;
+        let Some(event) = out.events().last() else {
+            return Ok(None);
+        };
+        serde_json::from_str(event.message().unwrap_or_default())
+            .map(Some)
+            .map_err(|e| {
+                Failure::permanent(
+                    Operation::GetLogEvents.name(),
+                    format!(
+                        "the latest event of {}/{} is not a checkpoint: {e}",
+                        anchor.log_group, anchor.log_stream
+                    ),
+                )
+            })
     }
 
     /// The account and ARN the credentials belong to.
@@ -1092,8 +1182,9 @@ mod tests {
         assert_eq!(CreateRole.rate_class(), "iam");
         assert_eq!(GetResources.rate_class(), "tagging");
         assert_eq!(GetCallerIdentity.service(), Service::Sts);
-        // Every class has a limiter in the client.
+        // Every class but CloudWatch Logs (one write per pass) has a limiter in the client.
         let classes: BTreeSet<&str> = Operation::ALL.iter().map(|o| o.rate_class()).collect();
-        assert_eq!(classes.len(), 6, "{classes:?}");
+        assert_eq!(classes.len(), 7, "{classes:?}");
+        assert_eq!(PutLogEvents.rate_class(), "logs");
     }
 }

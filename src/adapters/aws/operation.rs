@@ -14,6 +14,8 @@ pub enum Service {
     Sts,
     /// The Resource Groups Tagging API (finding functions by tag).
     Tagging,
+    /// CloudWatch Logs (the audit log's anchor).
+    Logs,
 }
 
 impl Service {
@@ -24,6 +26,7 @@ impl Service {
             Service::Lambda => "lambda",
             Service::Sts => "sts",
             Service::Tagging => "tagging",
+            Service::Logs => "logs",
         }
     }
 }
@@ -100,6 +103,9 @@ operations! {
     ];
     TagResource: Lambda [("lambda:TagResource", Function)];
     UntagResource: Lambda [("lambda:UntagResource", MarkedFunction)];
+    CreateLogStream: Logs [("logs:CreateLogStream", AuditAnchor)];
+    PutLogEvents: Logs [("logs:PutLogEvents", AuditAnchor)];
+    GetLogEvents: Logs [("logs:GetLogEvents", Verifier)];
 }
 
 impl Operation {

@@ -35,6 +35,11 @@ pub enum Scope {
     /// Reading and cleaning up a function carrying trustsync's function tag, wherever it
     /// is named (its FunctionAccess may be gone).
     MarkedFunction,
+    /// Publishing audit checkpoints to the configured CloudWatch Logs group.
+    AuditAnchor,
+    /// Needed by whoever verifies the log (`audit verify --anchor-*`), never by the
+    /// controller.
+    Verifier,
     /// Needs no permission (`sts:GetCallerIdentity`).
     Free,
 }
@@ -75,7 +80,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             .collect(),
         _ => vec![format!("arn:aws:lambda:{region}:*:function:*")],
     };
-    json!({
+    let mut policy = json!({
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -145,7 +150,19 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
                 "Condition": {"Null": {format!("aws:ResourceTag/{}", config.function_tag_key()): "false"}}
             }
         ]
-    })
+    });
+    if let Some(anchor) = &config.audit.anchor {
+        let statement = json!({
+            "Sid": "PublishAuditCheckpoints",
+            "Effect": "Allow",
+            "Action": actions(Scope::AuditAnchor),
+            "Resource": format!("arn:aws:logs:{region}:*:log-group:{}:*", anchor.log_group)
+        });
+        if let Some(list) = policy["Statement"].as_array_mut() {
+            list.push(statement);
+        }
+    }
+    policy
 }
 
 #[cfg(test)]
@@ -155,7 +172,12 @@ mod tests {
 
     #[test]
     fn every_operation_is_granted_and_nothing_else() {
-        let policy = controller_policy(&Config::default(), None);
+        let mut config = Config::default();
+        config.audit.anchor = Some(crate::config::AnchorConfig {
+            log_group: "trustsync-audit".into(),
+            log_stream: "prod".into(),
+        });
+        let policy = controller_policy(&config, None);
         let mut granted: Vec<String> = Vec::new();
         for st in policy["Statement"].as_array().unwrap() {
             if st["Effect"] != "Allow" {
@@ -172,7 +194,8 @@ mod tests {
         for op in Operation::ALL {
             for (action, scope) in op.grants() {
                 assert!(
-                    *scope == Scope::Free || granted.iter().any(|g| g == action),
+                    matches!(scope, Scope::Free | Scope::Verifier)
+                        || granted.iter().any(|g| g == action),
                     "{action} ({op:?}) is not in the policy"
                 );
             }
