@@ -594,26 +594,26 @@ fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
     assert!(!ws.path().join("audit.jsonl").exists());
 }
 
-#[test]
-fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
+/// Writes an Ed25519 key pair made from `seed`: the private key (PKCS#8 PEM) to
+/// `key_file`, the public key to `pub_file`.
+fn write_keys(ws: &Workspace, seed: u8, key_file: &str, pub_file: &str) {
     use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
-    use ed25519_dalek::SigningKey;
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    let key = SigningKey::from_bytes(&[42; 32]);
-    let pem = key.to_pkcs8_pem(Default::default()).unwrap();
-    ws.write("signing-key.pem", &pem);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    ws.write(key_file, &key.to_pkcs8_pem(Default::default()).unwrap());
     let public = key
         .verifying_key()
         .to_public_key_pem(Default::default())
         .unwrap();
-    ws.write("audit.pub", &public);
-    let other = SigningKey::from_bytes(&[43; 32]).verifying_key();
-    ws.write(
-        "other.pub",
-        &other.to_public_key_pem(Default::default()).unwrap(),
-    );
+    ws.write(pub_file, &public);
+}
+
+#[test]
+fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    write_keys(&ws, 42, "signing-key.pem", "audit.pub");
+    write_keys(&ws, 43, "other-key.pem", "other.pub");
     ws.write(
         "trustsync.yaml",
         "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem}\ndirectory: {tenantFile: examples/tenant.json}\n",
@@ -640,21 +640,11 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
 
 #[test]
 fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
-    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     moto.create_log_group("trustsync-audit");
     let ws = Workspace::new();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-    ws.write(
-        "signing-key.pem",
-        &key.to_pkcs8_pem(Default::default()).unwrap(),
-    );
-    let public = key.verifying_key();
-    ws.write(
-        "audit.pub",
-        &public.to_public_key_pem(Default::default()).unwrap(),
-    );
+    write_keys(&ws, 42, "signing-key.pem", "audit.pub");
     ws.write(
         "trustsync.yaml",
         "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem, checkpointLines: 5, anchor: {logGroup: trustsync-audit, logStream: prod}}\ndirectory: {tenantFile: examples/tenant.json}\n",
