@@ -353,4 +353,21 @@ fn who_changed_the_group_in_entra_is_in_the_audit_record() {
     );
     run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
+
+    // A slow audit log holds nothing back: the lookup gives up after 3 s.
+    graph.faults(serde_json::json!({"auditDelayMs": 30000}));
+    graph.remove_member(group, SP3);
+    let started = std::time::Instant::now();
+    let planned = plan(&moto, &ws, &env, 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let notice = planned["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "directory-audit-unavailable")
+        .unwrap_or_else(|| panic!("{planned}"));
+    assert!(notice["message"]
+        .as_str()
+        .unwrap()
+        .contains("did not answer within 3s"));
 }

@@ -309,7 +309,23 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         .iter()
         .filter_map(|r| Some((r.mapping.as_str(), r.group.as_ref()?.id.as_str())))
         .collect();
-    who_changed_the_groups(&mut plan, &groups, directory).await;
+    // Bounded: the directory's audit log is a courtesy to the reader of the record, and a
+    // slow or throttled one must not hold a revocation back.
+    let lookup = who_changed_the_groups(&mut plan, &groups, directory);
+    if tokio::time::timeout(MEMBERSHIP_AUDIT_BUDGET, lookup)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the directory audit log did not answer in time; recording changes without who made them");
+        plan.notices.push(crate::plan::Notice {
+            kind: crate::plan::NoticeKind::DirectoryAuditUnavailable,
+            resource: "auditLogs/directoryAudits".into(),
+            message: format!(
+                "who changed the groups is not recorded: the directory audit log did not answer within {}s",
+                MEMBERSHIP_AUDIT_BUDGET.as_secs()
+            ),
+        });
+    }
     tracing::info!(
         plan_us = started.elapsed().as_micros() as u64,
         roles = observed.roles.len(),
@@ -327,6 +343,10 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
 /// How far back the directory's audit log is searched for who changed a group: Entra keeps
 /// it 7 days on the free tier (30 with P1/P2).
 const MEMBERSHIP_AUDIT_DAYS: i64 = 7;
+
+/// How long a pass waits for the directory's audit log, all groups together: a revocation
+/// waits at most this long for the record of who asked for it.
+const MEMBERSHIP_AUDIT_BUDGET: Duration = Duration::from_secs(3);
 
 /// Gives each change that grants or revokes group members who changed the group in Entra
 /// and when. A directory that cannot say (no AuditLog.Read.All, say) is a notice, never a

@@ -25,7 +25,7 @@
 //! /admin/groups/{id}/members/{member}` (optional body `{"initiatedBy"}`): each also
 //! recorded in `GET /v1.0/auditLogs/directoryAudits` as Entra records it,
 //! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
-//! "loseDeltaEvents", "denyAuditLogs"}`,
+//! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs"}`,
 //! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`.
 //!
 //! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]`.
@@ -82,6 +82,8 @@ struct Faults {
     /// Answer `/auditLogs/directoryAudits` with 403, as for an app without
     /// AuditLog.Read.All.
     deny_audit_logs: bool,
+    /// Hold `/auditLogs/directoryAudits` requests this long (a slow audit log).
+    audit_delay_ms: u64,
 }
 
 struct Event {
@@ -635,7 +637,11 @@ async fn gate(state: &Shared, route: &str) -> Option<Response> {
         let mut s = state.lock().expect("state");
         s.requests += 1;
         *s.stats.entry(route.to_string()).or_default() += 1;
-        s.faults.delay_ms
+        if route == "directoryAudits" {
+            s.faults.delay_ms + s.faults.audit_delay_ms
+        } else {
+            s.faults.delay_ms
+        }
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
