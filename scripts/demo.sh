@@ -4,7 +4,8 @@
 # (serving examples/tenant.json) on free loopback ports, creates the Lambda function the
 # example policies refer to, and runs trustsync with the sample policies (policies/):
 # validate, plan, apply, plan again (no changes), then `trustsync run` repairing a
-# membership change made through the Graph server's admin API, and an audit log check.
+# membership change made through the Graph server's admin API, an audit log check, and
+# `audit show` naming who made the change in Entra.
 # Everything it starts is stopped on exit; no real account or tenant is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,7 +87,10 @@ echo "controller ready at $status_url"
 say "A service principal (payments-release-bot) leaves sg-aws-payments-deployers in Entra"
 "$venv/bin/python" - "$graph" <<'PY'
 import sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/admin/groups/a1b2c3d4-0001-4000-8000-000000000001/members/5e1f0a2b-1111-4111-8111-000000000002", method="DELETE")
+import json
+who = {"initiatedBy": {"user": {"id": "c0ffee00-2222-4222-8222-000000000001", "displayName": "Dana Ops", "userPrincipalName": "dana@example.com"}}}
+req = urllib.request.Request(sys.argv[1] + "/admin/groups/a1b2c3d4-0001-4000-8000-000000000001/members/5e1f0a2b-1111-4111-8111-000000000002",
+                             method="DELETE", data=json.dumps(who).encode(), headers={"Content-Type": "application/json"})
 print("Graph admin API:", urllib.request.urlopen(req).status)
 PY
 
@@ -112,4 +116,7 @@ wait "$run_pid" && echo "  exit status 0"
 
 say "trustsync audit verify: the hash-chained audit log is intact"
 ts audit verify "$work/audit.jsonl"
+
+say "trustsync audit show: who gave payments-release-bot access, and who took it away"
+ts audit show "$work/audit.jsonl" --principal 5e1f0a2b-1111-4111-8111-000000000002
 say "Done. moto and the Graph server are stopped; nothing outside this machine was touched."
