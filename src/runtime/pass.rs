@@ -304,6 +304,13 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         },
     );
     plan.label(|name| policies.labels_of(name).cloned());
+    tracing::info!(
+        plan_us = started.elapsed().as_micros() as u64,
+        roles = observed.roles.len(),
+        changes = plan.changes.len(),
+        held = plan.held.len(),
+        "planned"
+    );
     let groups: BTreeMap<&str, &str> = desired
         .roles
         .iter()
@@ -326,13 +333,8 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
             ),
         });
     }
-    tracing::info!(
-        plan_us = started.elapsed().as_micros() as u64,
-        roles = observed.roles.len(),
-        changes = plan.changes.len(),
-        held = plan.held.len(),
-        "planned"
-    );
+    // The notices the lookup added are counted too.
+    plan.summarize();
     Ok(Planned {
         plan,
         observed,
