@@ -2,7 +2,13 @@
 
 trustsync manages who may invoke a function and which role it runs as, never the
 function itself, so the demo needs the functions to exist first. Uses boto3, which
-moto installs. Usage: seed_demo.py ENDPOINT_URL [FUNCTION_NAME ...] (default: payments-api)
+moto installs. Usage:
+
+    seed_demo.py ENDPOINT_URL [--account ID] [FUNCTION_NAME ...]   (default: payments-api)
+
+With --account, the functions are made in that account (moto keeps state per account:
+credentials from AssumeRole into a role of the account act in it), and the account also
+gets the spoke role a hub controller assumes there, trusting the hub account.
 """
 import io
 import json
@@ -12,7 +18,24 @@ import zipfile
 import boto3
 
 endpoint = sys.argv[1]
+args = sys.argv[2:]
 session = boto3.session.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name="us-east-1")
+if args[:1] == ["--account"]:
+    account, args = args[1], args[2:]
+    spoke = f"arn:aws:iam::{account}:role/trustsync-spoke"
+    creds = session.client("sts", endpoint_url=endpoint).assume_role(RoleArn=spoke, RoleSessionName="seed")["Credentials"]
+    session = boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name="us-east-1",
+    )
+    hub_trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]}
+    try:
+        session.client("iam", endpoint_url=endpoint).create_role(RoleName="trustsync-spoke", AssumeRolePolicyDocument=json.dumps(hub_trust))
+        print(f"created the spoke role in {account}")
+    except session.client("iam", endpoint_url=endpoint).exceptions.EntityAlreadyExistsException:
+        pass
 iam = session.client("iam", endpoint_url=endpoint)
 lam = session.client("lambda", endpoint_url=endpoint)
 
@@ -25,7 +48,7 @@ except iam.exceptions.EntityAlreadyExistsException:
 code = io.BytesIO()
 with zipfile.ZipFile(code, "w") as z:
     z.writestr("index.py", "def handler(event, context):\n    return {'ok': True}\n")
-for name in sys.argv[2:] or ["payments-api"]:
+for name in args or ["payments-api"]:
     try:
         lam.create_function(FunctionName=name, Runtime="python3.12", Role=role["Arn"], Handler="index.handler", Code={"ZipFile": code.getvalue()})
         print(f"created function {name} (running as {role['RoleName']})")

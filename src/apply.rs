@@ -28,10 +28,16 @@ pub trait Executor: Send + Sync {
     /// service itself; this caps how many lanes run).
     fn write_slots(&self) -> usize;
 
-    /// Performs `action`. `use_revision`: guard a Lambda policy write with the revision
-    /// read at plan time (only the first write to a function does). "Already done" is
-    /// success; a failure is final (the adapter has retried what was transient).
-    async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure>;
+    /// Accounts written at once, each through its own write slots (one by default).
+    fn parallel_accounts(&self) -> usize {
+        1
+    }
+
+    /// Performs the change's action in its account and region. `use_revision`: guard a
+    /// Lambda policy write with the revision read at plan time (only the first write to a
+    /// function does). "Already done" is success; a failure is final (the adapter has
+    /// retried what was transient).
+    async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure>;
 }
 
 /// Why a plan was not applied at all.
@@ -154,9 +160,11 @@ fn is_revocation(action: &Action) -> bool {
 
 /// Applies a plan, writing one audit line per change and one for the pass.
 ///
-/// Phases run one after the other; within a phase, independent resources are written in
-/// parallel (bounded per service by `aws.writeConcurrency`), each resource's changes in
-/// order, and one Lambda function's writes one after another. `stop` is asked before each
+/// Accounts are applied in parallel (up to `accounts.concurrency`), each on its own, so a
+/// slow or failing account holds no other back. In each account, phases run one after the
+/// other; within a phase, independent resources are written in parallel (bounded per
+/// service by `aws.writeConcurrency`), each resource's changes in order, and one Lambda
+/// function's writes one after another. `stop` is asked before each
 /// change; once it says yes, the changes under way finish and the rest are recorded as
 /// skipped, so nothing is half-applied untracked. Outcomes are reported in plan order.
 pub async fn apply<E: Executor + ?Sized>(
@@ -177,26 +185,16 @@ pub async fn apply<E: Executor + ?Sized>(
         failed_resources: Mutex::new(BTreeSet::new()),
         revision_used: Mutex::new(BTreeSet::new()),
     };
-    let mut outcomes: Vec<(usize, ChangeOutcome)> = Vec::new();
-    // Phases one after the other (the plan is sorted by phase); within a phase, lanes in
-    // parallel: one lane per resource, one per Lambda function (its RevisionId chain).
-    let indexed: Vec<(usize, &Change)> = plan.changes.iter().enumerate().collect();
-    for phase in indexed.chunk_by(|a, b| a.1.action.phase() == b.1.action.phase()) {
-        let mut lanes: BTreeMap<String, Vec<(usize, &Change)>> = BTreeMap::new();
-        for (i, c) in phase {
-            let lane = c
-                .action
-                .lambda_function()
-                .map_or_else(|| c.resource.to_string(), |f| format!("lambda:{f}"));
-            lanes.entry(lane).or_default().push((*i, *c));
-        }
-        let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(lanes.into_values())
-            .map(|lane| run.lane(lane))
-            .buffer_unordered(aws.write_slots())
-            .try_collect()
-            .await?;
-        outcomes.extend(done.into_iter().flatten());
+    let mut accounts: BTreeMap<&str, Vec<(usize, &Change)>> = BTreeMap::new();
+    for (i, c) in plan.changes.iter().enumerate() {
+        accounts.entry(c.account.as_str()).or_default().push((i, c));
     }
+    let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(accounts.into_values())
+        .map(|changes| run.account(changes))
+        .buffer_unordered(aws.parallel_accounts().max(1))
+        .try_collect()
+        .await?;
+    let mut outcomes: Vec<(usize, ChangeOutcome)> = done.into_iter().flatten().collect();
     outcomes.sort_by_key(|(i, ..)| *i);
     let mut report = Report {
         interrupted: run.interrupted.load(Ordering::SeqCst),
@@ -261,6 +259,33 @@ struct Run<'a, E: ?Sized> {
 }
 
 impl<E: Executor + ?Sized> Run<'_, E> {
+    /// One account's changes: phases one after the other (the plan is sorted by phase);
+    /// within a phase, lanes in parallel: one lane per resource, one per Lambda function
+    /// (its RevisionId chain).
+    async fn account(
+        &self,
+        changes: Vec<(usize, &Change)>,
+    ) -> Result<Vec<(usize, ChangeOutcome)>, Error> {
+        let mut outcomes = Vec::new();
+        for phase in changes.chunk_by(|a, b| a.1.action.phase() == b.1.action.phase()) {
+            let mut lanes: BTreeMap<String, Vec<(usize, &Change)>> = BTreeMap::new();
+            for (i, c) in phase {
+                let lane = c.action.lambda_function().map_or_else(
+                    || c.resource.to_string(),
+                    |f| format!("lambda:{}:{f}", c.region.as_deref().unwrap_or_default()),
+                );
+                lanes.entry(lane).or_default().push((*i, *c));
+            }
+            let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(lanes.into_values())
+                .map(|lane| self.lane(lane))
+                .buffer_unordered(self.aws.write_slots())
+                .try_collect()
+                .await?;
+            outcomes.extend(done.into_iter().flatten());
+        }
+        Ok(outcomes)
+    }
+
     /// One lane's changes, in order, each recorded once done.
     async fn lane(
         &self,
@@ -295,11 +320,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                     target: change.resource.clone(),
                     mapping: change.mapping.clone(),
                 }))?);
-                match self
-                    .aws
-                    .execute(&change.action, self.use_revision(&change.action))
-                    .await
-                {
+                match self.aws.execute(change, self.use_revision(change)).await {
                     Ok(w) => Outcome::Ok(w),
                     Err(f) => {
                         tracing::error!(action = %name, resource = %change.resource, error = %f, "change failed");
@@ -327,16 +348,25 @@ impl<E: Executor + ?Sized> Run<'_, E> {
         Ok(out)
     }
 
-    fn use_revision(&self, action: &Action) -> bool {
+    fn use_revision(&self, change: &Change) -> bool {
         let mut used = self.revision_used.lock().expect("revisions");
-        match action {
+        let function = |name: &str| {
+            format!(
+                "{}:{}:{name}",
+                change.account,
+                change.region.as_deref().unwrap_or_default()
+            )
+        };
+        match &change.action {
             Action::AddLambdaPermission { function_name, .. }
-            | Action::SetExecutionRole { function_name, .. } => used.insert(function_name.clone()),
+            | Action::SetExecutionRole { function_name, .. } => {
+                used.insert(function(function_name))
+            }
             // A removal carries no RevisionId: it touches only its own statement, and an
             // unrelated change to the policy must not fail a revocation. It does change the
             // revision, so later writes to the function go without one.
             Action::RemoveLambdaPermission { function_name, .. } => {
-                used.insert(function_name.clone());
+                used.insert(function(function_name));
                 false
             }
             _ => false,
@@ -396,7 +426,8 @@ mod tests {
             self.slots
         }
 
-        async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+        async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure> {
+            let action = &change.action;
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -19,6 +19,7 @@ use crate::audit;
 use crate::config::Config;
 use crate::render::{self, Format};
 use crate::runtime::controller::{self, RunSettings};
+use crate::runtime::fleet::{self, Fleet};
 use crate::runtime::pass::{self, DirectorySource, Planned};
 use crate::sources::policy::{self, PolicySet};
 
@@ -68,7 +69,9 @@ pub enum Command {
     Run(RunArgs),
     /// Print the least-privilege IAM policy trustsync itself needs, for the configured role
     /// path and owner tag (Lambda access scoped to the functions of the policy repository).
-    IamPolicy(PolicyArgs),
+    /// With `accounts` configured: the hub's policy, and the spoke role's policy and trust
+    /// policy.
+    IamPolicy(IamPolicyArgs),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -160,6 +163,20 @@ pub struct PassArgs {
     /// this once. Repeat for several.
     #[arg(long, value_name = "NAME")]
     release: Vec<String>,
+    /// Only this AWS account (of those in scope). Repeat for several.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
+}
+
+/// `iam-policy` flags.
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// The hub's role ARN, which the spoke role's trust policy names (many accounts only).
+    /// Default: the role of the current AWS credentials (asks STS).
+    #[arg(long, value_name = "ARN")]
+    hub_role_arn: Option<String>,
 }
 
 /// `plan` flags.
@@ -239,7 +256,10 @@ impl Cli {
             Command::Plan(args) => plan(args, load_config()?).await,
             Command::Apply(args) => apply(args, load_config()?).await,
             Command::Run(args) => run(args, load_config()?).await,
-            Command::IamPolicy(PolicyArgs { policies }) => iam_policy(&load_config()?, &policies),
+            Command::IamPolicy(IamPolicyArgs {
+                policies: PolicyArgs { policies },
+                hub_role_arn,
+            }) => iam_policy(&load_config()?, &policies, hub_role_arn).await,
             Command::Audit(AuditCommand::Verify {
                 file,
                 public_key,
@@ -286,6 +306,34 @@ impl Cli {
 fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
     match policy::load_dir(policies, &config.limits) {
         Ok(set) => {
+            // Accounts listed in the config are known without AWS: check the selectors
+            // against them (discovered accounts are checked by every plan).
+            let a = &config.accounts;
+            if !a.targets.is_empty() && a.organization.is_none() {
+                let accounts: Vec<_> = a
+                    .targets
+                    .iter()
+                    .map(|t| crate::model::account::Account {
+                        id: t.id.clone(),
+                        labels: t.labels.clone(),
+                        regions: t.regions.clone(),
+                        role_arn: None,
+                        external_id: None,
+                    })
+                    .collect();
+                let problems = policy::scope::scope_problems(&set, &accounts);
+                if !problems.is_empty() {
+                    for (_, d) in &problems {
+                        eprintln!("{d}");
+                    }
+                    eprintln!(
+                        "{} problem(s) with the accounts in the config ({} account(s))",
+                        problems.len(),
+                        accounts.len()
+                    );
+                    return Ok(1);
+                }
+            }
             println!(
                 "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
                 policies.display(),
@@ -362,14 +410,14 @@ async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
     let report = ctx
         .planned
         .apply(
-            &ctx.aws,
+            &ctx.fleet,
             &mut log,
             &ctx.actor,
             ctx.policies.revision.as_ref(),
             &|| false,
         )
         .await?;
-    crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), &ctx.aws).await;
+    crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), ctx.fleet.hub()).await;
     println!(
         "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
         report.applied,
@@ -516,16 +564,47 @@ async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow::Result<u8>
 }
 
 /// `trustsync iam-policy`: the least-privilege policy, scoped to the policies' functions
-/// when the directory exists.
-fn iam_policy(config: &Config, policies: &Path) -> anyhow::Result<u8> {
+/// when the directory exists; with many accounts, the hub's and the spoke role's.
+async fn iam_policy(
+    config: &Config,
+    policies: &Path,
+    hub_role_arn: Option<String>,
+) -> anyhow::Result<u8> {
     let set = if policies.exists() {
         Some(policy::load_dir(policies, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?)
     } else {
         None
     };
-    let doc = crate::adapters::aws::permissions::controller_policy(config, set.as_ref());
+    let hub = match hub_role_arn {
+        Some(arn) => arn,
+        None if config.accounts.is_hub() => {
+            let aws = AwsClients::connect(&config.aws).await?;
+            let caller = aws.caller_identity().await.context(
+                "reading the hub's identity for the spoke trust policy (or pass --hub-role-arn)",
+            )?;
+            role_arn_of_caller(&caller.arn).with_context(|| {
+                format!("{} is not a role session; pass --hub-role-arn", caller.arn)
+            })?
+        }
+        None => String::new(),
+    };
+    let doc = crate::adapters::aws::permissions::iam_policies(config, set.as_ref(), &hub);
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(0)
+}
+
+/// The role of an assumed-role session ARN (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`
+/// → `arn:aws:iam::ACCT:role/NAME`); a role ARN as it is.
+fn role_arn_of_caller(arn: &str) -> Option<String> {
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    if fields.len() != 6 {
+        return None;
+    }
+    if fields[2] == "iam" && fields[5].starts_with("role/") {
+        return Some(arn.to_string());
+    }
+    let name = fields[5].strip_prefix("assumed-role/")?.split('/').next()?;
+    Some(format!("arn:{}:iam::{}:role/{name}", fields[1], fields[4]))
 }
 
 /// The JSON Schema of policy documents, as `trustsync schema` prints it.
@@ -548,7 +627,7 @@ fn confirm(n: usize) -> anyhow::Result<bool> {
 /// Everything one plan or apply pass reads, and the checked plan.
 struct Pass {
     policies: PolicySet,
-    aws: AwsClients,
+    fleet: Fleet,
     actor: Actor,
     planned: Planned,
 }
@@ -567,7 +646,11 @@ impl PassArgs {
             graph_endpoint,
             prune,
             release,
+            accounts,
         } = self;
+        if !accounts.is_empty() {
+            bail!("--account is for plan and apply: the controller manages every account in scope");
+        }
         if let Some(p) = prune {
             config.prune = p;
         }
@@ -590,7 +673,11 @@ impl PassArgs {
 impl Pass {
     /// Reads policies, AWS and the directory, and plans. `None` when the policies are
     /// invalid (already reported; no AWS or directory request was made).
-    async fn prepare(args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
+    async fn prepare(mut args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
+        let only = std::mem::take(&mut args.accounts);
+        if let Some(bad) = only.iter().find(|a| !crate::config::is_account_id(a)) {
+            bail!("--account {bad}: not a 12-digit account id; nothing was read or changed");
+        }
         let (dir, mut source, released) = args.resolve(&mut config, false)?;
         let policies = match policy::load_dir(&dir, &config.limits) {
             Ok(p) => p,
@@ -599,17 +686,15 @@ impl Pass {
                 return Ok(None);
             }
         };
-        let aws = AwsClients::connect(&config.aws).await?;
-        let caller = aws
-            .caller_identity()
+        let (mut fleet, caller) = fleet::connect(&config, None)
             .await
-            .context("reading the AWS caller identity")?;
+            .context("reading the AWS caller identity and the accounts in scope")?;
+        fleet.narrow(&only)?;
         let planned = pass::plan(
             &pass::Inputs {
                 config: &config,
                 policies: &policies,
-                aws: &aws,
-                account: &caller.account,
+                fleet: &fleet,
                 deferred: &|_| None,
                 released: &released,
             },
@@ -622,14 +707,14 @@ impl Pass {
         }
         Ok(Some(Pass {
             policies,
-            aws,
+            fleet,
             actor: Actor::new(&caller.arn),
             planned,
         }))
     }
 
     fn log_stats(&self) {
-        let stats = self.aws.stats();
+        let stats = self.fleet.stats();
         tracing::info!(
             requests = stats.total(),
             retries = stats.retries,

@@ -34,13 +34,7 @@ pub struct Target {
 impl Target {
     /// `aws`, `aws-cn` or `aws-us-gov`, from the region.
     pub fn partition(&self) -> &'static str {
-        if self.region.starts_with("cn-") {
-            "aws-cn"
-        } else if self.region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        }
+        crate::config::partition_of(&self.region)
     }
 }
 

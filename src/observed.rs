@@ -15,15 +15,54 @@ pub trait Observe: Send + Sync {
     /// The region the reads and writes go to.
     fn region(&self) -> &str;
 
-    /// Everything the planner compares: all roles (those under `role_path` in detail), the
-    /// OIDC providers, the given functions, and every function carrying
+    /// Everything the planner compares: with `iam`, all roles (those under `role_path` in
+    /// detail) and the OIDC providers; the given functions, and every function carrying
     /// `function_tag_key` at each qualifier the tag records. Any failed read fails it all.
     async fn observe(
         &self,
+        iam: bool,
         role_path: &str,
         functions: &[FunctionKey],
         function_tag_key: &str,
     ) -> Result<Observed, Failure>;
+}
+
+/// What AWS showed in each account and region of a pass.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    /// By (account, region); the account's home region holds its IAM state too.
+    pub by_place: BTreeMap<(String, String), Observed>,
+    /// Each account's home region.
+    pub homes: BTreeMap<String, String>,
+}
+
+impl Observations {
+    /// One account and region.
+    pub fn single(account: &str, region: &str, observed: Observed) -> Observations {
+        Observations {
+            by_place: BTreeMap::from([((account.to_string(), region.to_string()), observed)]),
+            homes: BTreeMap::from([(account.to_string(), region.to_string())]),
+        }
+    }
+
+    /// The observation that shows the resource of this ARN: its account's home region for
+    /// IAM (global), its own region for Lambda. `None` for an account not read.
+    pub fn for_arn(&self, arn: &str) -> Option<&Observed> {
+        use crate::model::account::{account_of_arn, region_of_arn};
+        let account = account_of_arn(arn)?;
+        let region = region_of_arn(arn).or_else(|| self.homes.get(account).map(String::as_str))?;
+        self.by_place
+            .get(&(account.to_string(), region.to_string()))
+    }
+
+    /// Each account's IAM state (its home region's observation).
+    pub fn iam(&self) -> impl Iterator<Item = (&str, &Observed)> {
+        self.homes.iter().filter_map(|(account, region)| {
+            self.by_place
+                .get(&(account.clone(), region.clone()))
+                .map(|o| (account.as_str(), o))
+        })
+    }
 }
 
 /// Live AWS state relevant to one pass.

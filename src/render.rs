@@ -91,8 +91,28 @@ fn text(plan: &Plan, color: bool) -> String {
             let _ = writeln!(out, "    {line}");
         }
     };
-    for c in &plan.changes {
-        text_change(&mut out, c);
+    if many_accounts(plan) {
+        for a in &plan.accounts {
+            let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.account == a.id).collect();
+            let status = match &a.unreachable {
+                Some(e) => paint("1;31", &format!("UNREACHABLE, nothing planned: {e}")),
+                None if changes.is_empty() => "no changes".into(),
+                None => format!("{} change(s)", changes.len()),
+            };
+            let _ = writeln!(
+                out,
+                "\n{} ({}): {status}",
+                paint("1", &format!("Account {}", a.id)),
+                a.regions.join(", ")
+            );
+            for c in changes {
+                text_change(&mut out, c);
+            }
+        }
+    } else {
+        for c in &plan.changes {
+            text_change(&mut out, c);
+        }
     }
     if !plan.held.is_empty() {
         let _ = writeln!(out, "\n{}", paint("1;31", "Held (not applied this pass):"));
@@ -114,7 +134,8 @@ fn text(plan: &Plan, color: bool) -> String {
         for p in &plan.problems {
             let _ = writeln!(
                 out,
-                "  ! {} {}{}: {}",
+                "  ! {}{} {}{}: {}",
+                in_account(plan, p.account.as_deref()),
                 p.kind,
                 p.resource,
                 p.mapping
@@ -128,11 +149,31 @@ fn text(plan: &Plan, color: bool) -> String {
     if !plan.notices.is_empty() {
         let _ = writeln!(out, "\nNotices:");
         for n in &plan.notices {
-            let _ = writeln!(out, "  * {} {}: {}", n.kind, n.resource, n.message);
+            let _ = writeln!(
+                out,
+                "  * {}{} {}: {}",
+                in_account(plan, n.account.as_deref()),
+                n.kind,
+                n.resource,
+                n.message
+            );
         }
     }
     let _ = writeln!(out, "\nPlan: {}.", headline(plan));
     out
+}
+
+/// True when the plan covers more than one account: then it is shown account by account.
+fn many_accounts(plan: &Plan) -> bool {
+    plan.accounts.len() > 1
+}
+
+/// `[account] ` before a problem or notice of a plan over many accounts.
+fn in_account(plan: &Plan, account: Option<&str>) -> String {
+    match account {
+        Some(a) if many_accounts(plan) => format!("[{a}] "),
+        _ => String::new(),
+    }
 }
 
 /// Short per-action details for text output (the parameters that are not the resource).
@@ -201,7 +242,36 @@ fn markdown(plan: &Plan) -> String {
     if plan.changes.is_empty() {
         out.push_str("No changes: AWS matches the policies.\n");
     }
+    if many_accounts(plan) {
+        out.push_str("| account | regions | add | change | remove | status |\n|---|---|---:|---:|---:|---|\n");
+        for a in &plan.accounts {
+            let count = |e: Effect| {
+                plan.changes
+                    .iter()
+                    .filter(|c| c.account == a.id && c.effect == e)
+                    .count()
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} |",
+                a.id,
+                a.regions.join(", "),
+                count(Effect::Add),
+                count(Effect::Change),
+                count(Effect::Remove),
+                a.unreachable
+                    .as_ref()
+                    .map_or("ok".to_string(), |e| format!("**unreachable**: {e}"))
+            );
+        }
+        out.push('\n');
+    }
+    let mut account = None;
     for c in &plan.changes {
+        if many_accounts(plan) && account != Some(c.account.as_str()) {
+            account = Some(c.account.as_str());
+            let _ = writeln!(out, "### Account `{}`\n", c.account);
+        }
         let _ = writeln!(
             out,
             "#### `{}` {} `{}`\n",
@@ -236,7 +306,8 @@ fn markdown(plan: &Plan) -> String {
         for p in &plan.problems {
             let _ = writeln!(
                 out,
-                "- **{}** `{}`{}: {}",
+                "- {}**{}** `{}`{}: {}",
+                in_account(plan, p.account.as_deref()),
                 p.kind,
                 p.resource,
                 p.mapping
@@ -251,7 +322,14 @@ fn markdown(plan: &Plan) -> String {
     if !plan.notices.is_empty() {
         out.push_str("#### Notices\n\n");
         for n in &plan.notices {
-            let _ = writeln!(out, "- {} `{}`: {}", n.kind, n.resource, n.message);
+            let _ = writeln!(
+                out,
+                "- {}{} `{}`: {}",
+                in_account(plan, n.account.as_deref()),
+                n.kind,
+                n.resource,
+                n.message
+            );
         }
         out.push('\n');
     }

@@ -73,12 +73,14 @@ fn sample() -> Plan {
         changes: vec![revoke, emptied, grant],
         problems: vec![Problem {
             kind: ProblemKind::MappingError,
+            account: None,
             mapping: Some("reader".into()),
             resource: "reader".into(),
             message: "the group a1 that displayName=\"sg-readers\" was pinned to no longer exists; members who left the group still lose access, nobody is added".into(),
         }],
         notices: vec![Notice {
             kind: NoticeKind::GroupRenamed,
+            account: None,
             resource: "arn:aws:iam::123456789012:role/trustsync/deployer".into(),
             message: "the group this mapping is pinned to (g1) is now named `sg-deploy`; the mapping still follows it by id. Update the selector, or select the group by id".into(),
         }],

@@ -169,15 +169,22 @@ impl AuditLog {
     }
 
     /// Resolves every pending intent against what AWS shows now, one [`Recovered`] record
-    /// each. Returns how many were resolved.
+    /// each; an intent in an account this pass could not read stays pending. Returns how
+    /// many were resolved.
     pub fn recover(
         &mut self,
-        observed: &crate::observed::Observed,
+        observed: &crate::observed::Observations,
         actor: &crate::apply::Actor,
     ) -> Result<usize, Error> {
-        let pending = std::mem::take(&mut self.pending);
+        let (pending, unread): (BTreeMap<usize, Intent>, _) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(_, i)| observed.for_arn(&i.target).is_some());
+        self.pending = unread;
         for (line, intent) in &pending {
-            let landed = landed(&intent.intent, observed);
+            let Some(seen) = observed.for_arn(&intent.target) else {
+                continue;
+            };
+            let landed = landed(&intent.intent, seen);
             tracing::warn!(line, action = intent.intent.name(), target = %intent.target, ?landed, "an AWS write was under way when trustsync stopped; recorded what AWS shows now");
             self.append(&Record::Recovered(Recovered {
                 actor: actor.clone(),
@@ -526,7 +533,19 @@ mod tests {
         }
         let mut log = AuditLog::open(&path).unwrap();
         assert_eq!(log.pending().keys().collect::<Vec<_>>(), [&3]);
-        let observed = crate::observed::Observed::default();
+        // An account this pass could not read says nothing: the intent stays pending.
+        let elsewhere = crate::observed::Observations::single(
+            "2",
+            "eu-west-1",
+            crate::observed::Observed::default(),
+        );
+        assert_eq!(log.recover(&elsewhere, &actor()).unwrap(), 0);
+        assert_eq!(log.pending().keys().collect::<Vec<_>>(), [&3]);
+        let observed = crate::observed::Observations::single(
+            "1",
+            "eu-west-1",
+            crate::observed::Observed::default(),
+        );
         assert_eq!(log.recover(&observed, &actor()).unwrap(), 1);
         drop(log);
         let text = std::fs::read_to_string(&path).unwrap();

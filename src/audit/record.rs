@@ -53,6 +53,12 @@ pub struct ChangeRecord {
     pub action: String,
     /// The resource.
     pub target: Arn,
+    /// The AWS account it was made in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The region, for Lambda.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The mapping it serves.
     #[serde(default)]
     pub mapping: Option<MappingName>,
@@ -102,6 +108,8 @@ impl ChangeRecord {
             actor: actor.clone(),
             action: change.action.name().to_string(),
             target: change.resource.clone(),
+            account: Some(change.account.clone()).filter(|a| !a.is_empty()),
+            region: change.region.clone(),
             mapping: change.mapping.clone(),
             reason: change.reason.clone(),
             members_added: change.members_added.clone(),

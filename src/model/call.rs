@@ -81,6 +81,15 @@ impl CallStats {
     pub fn total(&self) -> u64 {
         self.requests.values().sum()
     }
+
+    /// Adds another's counts to these.
+    pub fn add(&mut self, other: &CallStats) {
+        for (k, n) in &other.requests {
+            *self.requests.entry(*k).or_default() += n;
+        }
+        self.retries += other.retries;
+        self.throttled += other.throttled;
+    }
 }
 
 /// The result of a successful write.

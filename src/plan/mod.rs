@@ -63,6 +63,7 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
     for e in &desired.errors {
         p.problems.push(Problem {
             kind: ProblemKind::MappingError,
+            account: None,
             mapping: Some(e.mapping.clone()),
             resource: e.resource.clone(),
             message: e.message.clone(),
@@ -146,6 +147,7 @@ impl<'a> Planner<'a> {
     fn problem(&mut self, kind: ProblemKind, mapping: &str, resource: &str, message: String) {
         self.problems.push(Problem {
             kind,
+            account: None,
             mapping: Some(mapping.into()),
             resource: resource.into(),
             message,
@@ -155,6 +157,7 @@ impl<'a> Planner<'a> {
     fn notice(&mut self, kind: NoticeKind, resource: &str, message: impl Into<String>) {
         self.notices.push(Notice {
             kind,
+            account: None,
             resource: resource.into(),
             message: message.into(),
         });
@@ -171,6 +174,7 @@ impl<'a> Planner<'a> {
             notices: self.notices,
             trusted_baseline: 0,
             owned_roles: 0,
+            accounts: Vec::new(),
         };
         plan.summarize();
         plan

@@ -337,6 +337,12 @@ pub struct Change {
     pub effect: Effect,
     /// The ARN of the resource changed.
     pub resource: Arn,
+    /// The AWS account it is made in.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account: String,
+    /// The region, for Lambda (IAM is global).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The policy document behind it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping: Option<MappingName>,
@@ -384,6 +390,8 @@ impl Change {
             effect: action.effect(),
             action,
             resource: resource.into(),
+            account: String::new(),
+            region: None,
             mapping: mapping.map(MappingName::from),
             reason: reason.into(),
             before: None,
@@ -476,6 +484,11 @@ kinds! {
         FunctionNotFound => "function-not-found",
         /// The role lives at another path, which IAM cannot change.
         CannotMoveRole => "cannot-move-role",
+        /// An account could not be reached or read; nothing was planned for it.
+        AccountUnreachable => "account-unreachable",
+        /// A document's accounts are not all in scope (a selector that matches nothing, a
+        /// function ARN in an unmanaged account, a role mapping missing where it is used).
+        OutOfScope => "out-of-scope",
     }
 }
 
@@ -485,7 +498,10 @@ impl ProblemKind {
     pub fn blocks(self) -> bool {
         matches!(
             self,
-            ProblemKind::Conflict | ProblemKind::CannotMoveRole | ProblemKind::MappingError
+            ProblemKind::Conflict
+                | ProblemKind::CannotMoveRole
+                | ProblemKind::MappingError
+                | ProblemKind::OutOfScope
         )
     }
 }
@@ -528,6 +544,9 @@ kinds! {
 pub struct Problem {
     /// What kind of problem.
     pub kind: ProblemKind,
+    /// The AWS account it concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub mapping: Option<MappingName>,
     /// The resource concerned.
     pub resource: String,
@@ -541,6 +560,9 @@ pub struct Problem {
 pub struct Notice {
     /// What kind of notice.
     pub kind: NoticeKind,
+    /// The AWS account it concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The resource concerned.
     pub resource: String,
     pub message: String,
@@ -610,9 +632,60 @@ pub struct Plan {
     /// Roles trustsync owns.
     #[serde(skip)]
     pub owned_roles: usize,
+    /// The accounts the pass covered, and whether each could be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountPlan>,
+}
+
+/// One account of a plan: where it was read, and if it could not be, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountPlan {
+    /// The 12-digit account id.
+    pub id: String,
+    /// The regions read (the first also for IAM).
+    pub regions: Vec<String>,
+    /// Why it could not be read; nothing is planned for it then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
 }
 
 impl Plan {
+    /// Says where this plan's changes, problems and notices are: the account, and for
+    /// Lambda the region (IAM is global).
+    pub fn place(&mut self, account: &str, region: &str) {
+        let held = self.held.iter_mut().map(|h| &mut h.change);
+        for c in self.changes.iter_mut().chain(held) {
+            c.account = account.to_string();
+            c.region = c.action.is_lambda().then(|| region.to_string());
+        }
+        for p in &mut self.problems {
+            p.account = Some(account.to_string());
+        }
+        for n in &mut self.notices {
+            n.account = Some(account.to_string());
+        }
+    }
+
+    /// One plan of many (one per account and region): changes grouped by account, each
+    /// account's in dependency order; problems, notices and the removal baselines summed.
+    pub fn merge(plans: Vec<Plan>) -> Plan {
+        let mut out = Plan::default();
+        for p in plans {
+            out.changes.extend(p.changes);
+            out.held.extend(p.held);
+            out.problems.extend(p.problems);
+            out.notices.extend(p.notices);
+            out.trusted_baseline += p.trusted_baseline;
+            out.owned_roles += p.owned_roles;
+        }
+        // Stable: within an account and phase, the planner's order stands.
+        out.changes
+            .sort_by(|a, b| (&a.account, a.action.phase()).cmp(&(&b.account, b.action.phase())));
+        out.summarize();
+        out
+    }
+
     /// Gives every change, held ones too, the labels of the mapping it serves.
     pub fn label(&mut self, labels_of: impl Fn(&str) -> Option<BTreeMap<String, String>>) {
         let held = self.held.iter_mut().map(|h| &mut h.change);

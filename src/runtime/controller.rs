@@ -25,16 +25,17 @@ use backoff::backoff::Backoff;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::adapters::aws::{AwsClients, CallerIdentity};
+use crate::adapters::aws::CallerIdentity;
 use crate::apply::{self, Actor, Outcome};
 use crate::audit::{now_rfc3339, AuditLog, PassRecord, Record};
 use crate::config::Config;
-use crate::model::call::{CallStats, Failure};
+use crate::model::call::CallStats;
 use crate::observed::trusted_subjects;
 use crate::plan::{Plan, Settings};
+use crate::runtime::fleet::{self, Fleet};
 use crate::runtime::http;
 use crate::runtime::metrics::{ActionLabel, ApiLabel, OutcomeLabel, ServiceLabel, StateLabel};
-use crate::runtime::pass::{self, AwsApi, DirectorySource};
+use crate::runtime::pass::{self, DirectorySource};
 use crate::runtime::retry::ChangeBackoff;
 use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
 use crate::runtime::watch::{signals, watch_directory, watch_policies};
@@ -80,7 +81,7 @@ pub async fn run(
     let server = serve_http(settings.listen, shared.clone(), stop_rx.clone()).await?;
     tokio::spawn(signals(stop_tx));
 
-    let Some((aws, caller)) = connect_aws(&config, &shared, stop_rx.clone()).await else {
+    let Some((fleet, caller)) = connect_aws(&config, &shared, stop_rx.clone()).await else {
         tracing::info!("shutting down before the first pass");
         let _ = server.await;
         return Ok(0);
@@ -107,7 +108,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let ctl = Controller::new(config, Arc::new(aws), caller, shared.clone(), requests);
+    let ctl = Controller::new(config, fleet, caller, shared.clone(), requests);
     let triggers = Triggers {
         rx: trigger_rx,
         interval: settings.interval,
@@ -150,13 +151,13 @@ struct Triggers {
     stop: watch::Receiver<bool>,
 }
 
-/// AWS clients and the caller identity, retried with back-off until AWS answers; `None`
+/// The accounts and the caller identity, retried with back-off until AWS answers; `None`
 /// when shutdown is requested first. `/readyz` and `/status` say what it is waiting for.
 async fn connect_aws(
     config: &Config,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
-) -> Option<(AwsClients, CallerIdentity)> {
+) -> Option<(Fleet, CallerIdentity)> {
     let mut delays = pass_backoff();
     let mut last_error: Option<String> = None;
     loop {
@@ -164,13 +165,7 @@ async fn connect_aws(
             Some(e) => format!("reading the AWS caller identity (last attempt: {e})"),
             None => "reading the AWS caller identity".into(),
         });
-        let for_clients = stop.clone();
-        let attempt = async move {
-            let mut aws = AwsClients::connect(&config.aws).await?;
-            aws.set_stop(for_clients);
-            let caller = aws.caller_identity().await?;
-            Ok::<_, Failure>((aws, caller))
-        };
+        let attempt = fleet::connect(config, Some(stop.clone()));
         let error = tokio::select! {
             _ = stop.wait_for(|s| *s) => return None,
             r = attempt => match r {
@@ -198,7 +193,7 @@ fn pass_backoff() -> backoff::ExponentialBackoff {
 /// The controller between passes: what it knows, and the back-off of failing changes.
 struct Controller {
     config: Config,
-    aws: Arc<dyn AwsApi>,
+    fleet: Fleet,
     caller: CallerIdentity,
     shared: Arc<Shared>,
     /// Per planned change (by [`crate::plan::Change::key`]) that keeps failing.
@@ -213,14 +208,14 @@ struct Controller {
 impl Controller {
     fn new(
         config: Config,
-        aws: Arc<dyn AwsApi>,
+        fleet: Fleet,
         caller: CallerIdentity,
         shared: Arc<Shared>,
         requests: Arc<Mutex<Vec<GroupRequest>>>,
     ) -> Controller {
         Controller {
             config,
-            aws,
+            fleet,
             caller,
             shared,
             backoffs: HashMap::new(),
@@ -320,7 +315,7 @@ impl Controller {
                 error: Some(e.clone()),
             }));
         }
-        pass::anchor(audit, self.config.audit.anchor.as_ref(), self.aws.as_ref()).await;
+        pass::anchor(audit, self.config.audit.anchor.as_ref(), self.fleet.hub()).await;
         let mut st = self.shared.status.lock().expect("status");
         let success = outcome.succeeded();
         if success {
@@ -344,7 +339,7 @@ impl Controller {
 
     async fn record_api_stats(&mut self, directory: &tokio::sync::Mutex<DirectorySource>) {
         let m = &self.shared.metrics;
-        let now = self.aws.stats();
+        let now = self.fleet.stats();
         for (key @ (service, op), n) in &now.requests {
             let before = self.last_aws.requests.get(key).copied().unwrap_or(0);
             m.api_requests
@@ -404,14 +399,14 @@ impl Controller {
             })
         };
         let released = BTreeSet::new();
+        self.fleet.rediscover(&self.caller).await;
         let planned = {
             let mut dir = directory.lock().await;
             pass::plan(
                 &pass::Inputs {
                     config: &self.config,
                     policies,
-                    aws: self.aws.as_ref(),
-                    account: &self.caller.account,
+                    fleet: &self.fleet,
                     deferred: &deferred,
                     released: &released,
                 },
@@ -440,7 +435,7 @@ impl Controller {
         let stop_now = || *stop.borrow();
         let report = planned
             .apply(
-                self.aws.as_ref(),
+                &self.fleet,
                 audit,
                 &actor,
                 policies.revision.as_ref(),
@@ -471,8 +466,8 @@ impl Controller {
         let settings = Settings::from_config(&self.config);
         let owned: Vec<_> = planned
             .observed
-            .roles
-            .values()
+            .iam()
+            .flat_map(|(_, o)| o.roles.values())
             .filter(|r| settings.ownership().role(r))
             .collect();
         m.managed_roles.set(owned.len() as i64);
@@ -544,9 +539,10 @@ mod tests {
 
     use super::*;
     use crate::apply::Executor;
-    use crate::model::call::Written;
+    use crate::model::call::{Failure, Written};
     use crate::observed::{FunctionKey, Observe, Observed, ObservedProvider, ObservedRole};
-    use crate::plan::Action;
+    use crate::plan::{Action, Change};
+    use crate::runtime::pass::AwsApi;
     use crate::runtime::status::MappingState;
     use std::collections::BTreeMap;
 
@@ -587,6 +583,7 @@ mod tests {
 
         async fn observe(
             &self,
+            _iam: bool,
             _role_path: &str,
             _functions: &[FunctionKey],
             _function_tag_key: &str,
@@ -602,7 +599,8 @@ mod tests {
         }
 
         // Long on purpose: one arm per action the fake models.
-        async fn execute(&self, action: &Action, _: bool) -> Result<Written, Failure> {
+        async fn execute(&self, change: &Change, _: bool) -> Result<Written, Failure> {
+            let action = &change.action;
             let mut st = self.state.lock().unwrap();
             let role = |st: &mut Observed, name: &str| {
                 st.roles
@@ -761,9 +759,16 @@ spec: {provider: entra, group: {id: 00000000-0000-0000-0000-000000000002}, role:
             account: ACCOUNT.into(),
             arn: format!("arn:aws:iam::{ACCOUNT}:role/trustsync"),
         };
+        let account = crate::model::account::Account {
+            id: ACCOUNT.into(),
+            labels: Default::default(),
+            regions: vec!["eu-west-1".into()],
+            role_arn: None,
+            external_id: None,
+        };
         let ctl = Controller::new(
             config,
-            aws.clone(),
+            Fleet::single(account, aws.clone()),
             caller,
             shared,
             Arc::new(Mutex::new(Vec::new())),

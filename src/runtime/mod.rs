@@ -1,8 +1,9 @@
 //! What runs the stages: one [`pass`] shared by `plan`, `apply` and `run`; the one error
 //! policy ([`retry`]); the long-running [`controller`] with its triggers, status and HTTP
-//! endpoints; and its [`metrics`].
+//! endpoints; and its [`metrics`]; the accounts a pass reaches ([`fleet`]).
 
 pub mod controller;
+pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod pass;

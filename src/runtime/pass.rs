@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use futures::stream::{self, StreamExt};
+
 use crate::adapters::entra::{self, DeltaCache};
 use crate::apply::{self, Actor, Executor, Report};
 use crate::audit::{AuditLog, Checkpoint};
@@ -21,12 +23,13 @@ use crate::checks;
 use crate::config::{AnchorConfig, Config};
 use crate::desired::{self, Pins, Target};
 use crate::model::call::CallStats;
-use crate::observed::{Observe, Observed};
-use crate::plan::{self, Change, Plan, Settings};
+use crate::observed::{Observations, Observed};
+use crate::plan::{self, AccountPlan, Change, Plan, Problem, ProblemKind, Settings};
+use crate::runtime::fleet::{Fleet, Member};
 use crate::sources::directory::{
     DirectorySnapshot, GroupRequest, MembershipChange, TenantFile, PIN_TAG,
 };
-use crate::sources::policy::{function_name_of, PolicySet, Revision};
+use crate::sources::policy::{function_name_of, scope, PolicySet, Revision};
 
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
@@ -196,7 +199,7 @@ fn same_members(
 /// checkpoints and count requests. The AWS adapter in production; an in-memory fake in the
 /// controller's unit tests.
 #[async_trait::async_trait]
-pub trait AwsApi: Observe + Executor {
+pub trait AwsApi: crate::observed::Observe + Executor {
     /// Requests made so far.
     fn stats(&self) -> CallStats;
 
@@ -230,9 +233,8 @@ pub struct Inputs<'a> {
     pub config: &'a Config,
     /// The policy set.
     pub policies: &'a PolicySet,
-    pub aws: &'a dyn AwsApi,
-    /// The account the AWS credentials belong to.
-    pub account: &'a str,
+    /// The accounts in scope and how to reach them.
+    pub fleet: &'a Fleet,
     /// Why a change is waiting out a back-off (the controller's); `None` for none.
     pub deferred: &'a dyn Fn(&Change) -> Option<String>,
     /// Holds a person released (`--release`).
@@ -243,8 +245,8 @@ pub struct Inputs<'a> {
 pub struct Planned {
     /// The checked plan: changes to apply, and those held with their reasons.
     pub plan: Plan,
-    /// What AWS looked like.
-    pub observed: Observed,
+    /// What AWS looked like, per account and region.
+    pub observed: Observations,
     /// The directory requests made (with pins), for the controller's delta watcher.
     pub requests: Vec<GroupRequest>,
 }
@@ -259,42 +261,190 @@ pub fn pins(observed: &Observed, settings: &Settings) -> Pins {
         .collect()
 }
 
+/// What one account showed: per region visited, home first.
+type AccountRead = Result<Vec<(String, Observed)>, crate::model::call::Failure>;
+
+/// Reads one account: reaches it (assuming its role), then IAM and Lambda in its home
+/// region and Lambda in each other region its functions live in.
+async fn read_account(
+    member: &Member,
+    policies: &PolicySet,
+    config: &Config,
+    settings: &Settings,
+) -> AccountRead {
+    member.connector.reach().await?;
+    let mut out = Vec::new();
+    for (i, region) in scope::regions_of(policies, &member.account)
+        .into_iter()
+        .enumerate()
+    {
+        let here = scope::policies_at(policies, &member.account, &region);
+        let functions: Vec<_> = here
+            .functions
+            .iter()
+            .map(|f| {
+                (
+                    function_name_of(&f.spec.function).to_string(),
+                    f.spec.qualifier.clone(),
+                )
+            })
+            .collect();
+        let observed = member
+            .connector
+            .clients(&region)
+            .observe(
+                i == 0,
+                &config.role_path,
+                &functions,
+                &settings.function_tag_key,
+            )
+            .await?;
+        out.push((region, observed));
+    }
+    Ok(out)
+}
+
 /// Reads AWS and the directory, and plans and checks.
+///
+/// Every account is read (`accounts.concurrency` at a time); one that cannot be reached or
+/// read is reported (`account-unreachable`) and the others go on, unless it is the only
+/// account: then the pass fails, as a failed read is never "nothing to do". The
+/// directory is read once for the groups every account needs; each account and region is
+/// planned on its own, and the plans are merged, grouped by account, before the checks.
+// Long on purpose: the pass's steps in order, each a few lines.
 pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyhow::Result<Planned> {
     let Inputs {
         config,
         policies,
-        aws,
-        account,
+        fleet,
         deferred,
         released,
     } = inputs;
     let settings = Settings::from_config(config);
-    let functions: Vec<_> = policies
-        .functions
-        .iter()
-        .map(|f| {
-            (
-                function_name_of(&f.spec.function).to_string(),
-                f.spec.qualifier.clone(),
-            )
-        })
-        .collect();
-    let observed = aws
-        .observe(&config.role_path, &functions, &settings.function_tag_key)
-        .await
-        .context("reading AWS state (nothing was changed)")?;
-    let pins = pins(&observed, &settings);
-    let requests = desired::group_requests(policies, &pins);
+    let reads: Vec<AccountRead> = stream::iter(fleet.members())
+        .map(|m| read_account(m, policies, config, &settings))
+        .buffered(fleet.concurrency())
+        .collect()
+        .await;
+    let mut observed = Observations::default();
+    let mut accounts = Vec::new();
+    let mut unreachable = Vec::new();
+    for (member, read) in fleet.members().iter().zip(reads) {
+        let account = &member.account;
+        match read {
+            Ok(regions) => {
+                accounts.push(AccountPlan {
+                    id: account.id.clone(),
+                    regions: regions.iter().map(|(r, _)| r.clone()).collect(),
+                    unreachable: None,
+                });
+                if let Some((home, _)) = regions.first() {
+                    observed.homes.insert(account.id.clone(), home.clone());
+                }
+                for (region, o) in regions {
+                    observed.by_place.insert((account.id.clone(), region), o);
+                }
+            }
+            Err(e) if fleet.members().len() == 1 => {
+                return Err(
+                    anyhow::Error::new(e).context("reading AWS state (nothing was changed)")
+                );
+            }
+            Err(e) => {
+                tracing::error!(account = %account.id, error = %e, "cannot read the account; the others go on");
+                accounts.push(AccountPlan {
+                    id: account.id.clone(),
+                    regions: account.regions.clone(),
+                    unreachable: Some(e.to_string()),
+                });
+                unreachable.push(Problem {
+                    kind: ProblemKind::AccountUnreachable,
+                    account: Some(account.id.clone()),
+                    mapping: None,
+                    resource: account
+                        .role_arn
+                        .clone()
+                        .unwrap_or_else(|| format!("account {}", account.id)),
+                    message: format!(
+                        "account {} could not be read, so nothing in it was planned or changed this pass: {e}",
+                        account.id
+                    ),
+                });
+            }
+        }
+    }
+    if !unreachable.is_empty() && unreachable.len() == fleet.members().len() {
+        anyhow::bail!(
+            "no account could be read (nothing was changed): {}",
+            unreachable
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    // The directory once, for the groups of every account (each with its own pins).
+    let mut pins_by_account: BTreeMap<&str, Pins> = BTreeMap::new();
+    let mut requests: BTreeSet<GroupRequest> = BTreeSet::new();
+    for (id, iam) in observed.iam() {
+        let member = fleet.member(id).expect("observed accounts are members");
+        let pins = pins(iam, &settings);
+        let here = scope::policies_at(policies, &member.account, member_home(&observed, id));
+        requests.extend(desired::group_requests(&here, &pins));
+        pins_by_account.insert(id, pins);
+    }
+    let requests: Vec<GroupRequest> = requests.into_iter().collect();
     let snapshot = directory.snapshot(&requests).await?;
-    let target = Target {
-        account_id: account.to_string(),
-        region: aws.region().to_string(),
-    };
-    let desired = desired::build(policies, &snapshot, &pins, config, &target);
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
-    let plan = plan::plan(&desired, &observed, &settings);
+    let mut plans = Vec::new();
+    let mut groups: BTreeMap<String, String> = BTreeMap::new();
+    for ((id, region), seen) in &observed.by_place {
+        let member = fleet.member(id).expect("observed accounts are members");
+        let home = member_home(&observed, id) == region;
+        let here = scope::policies_at(policies, &member.account, region);
+        let target = Target {
+            account_id: id.clone(),
+            region: region.clone(),
+        };
+        let mut desired = desired::build(
+            &here,
+            &snapshot,
+            &pins_by_account[id.as_str()],
+            config,
+            &target,
+        );
+        if !home {
+            // IAM is global: planned once, from the account's home region.
+            desired.providers.clear();
+            desired.roles.clear();
+            desired.errors.clear();
+        }
+        groups.extend(
+            desired
+                .roles
+                .iter()
+                .filter_map(|r| Some((r.mapping.to_string(), r.group.as_ref()?.id.to_string()))),
+        );
+        let mut p = plan::plan(&desired, seen, &settings);
+        p.place(id, region);
+        plans.push(p);
+    }
+    let mut plan = Plan::merge(plans);
+    plan.accounts = accounts;
+    plan.problems.extend(unreachable);
+    if !fleet.narrowed {
+        let in_scope: Vec<_> = fleet.members().iter().map(|m| m.account.clone()).collect();
+        for (name, d) in scope::scope_problems(policies, &in_scope) {
+            plan.problems.push(Problem {
+                kind: ProblemKind::OutOfScope,
+                account: None,
+                mapping: Some(name.as_str().into()),
+                resource: format!("{}:{}", d.file.display(), d.line),
+                message: format!("{}: {}", d.field, d.message),
+            });
+        }
+    }
     let mut plan = checks::check(
         plan,
         &checks::Context {
@@ -306,15 +456,14 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     plan.label(|name| policies.labels_of(name).cloned());
     tracing::info!(
         plan_us = started.elapsed().as_micros() as u64,
-        roles = observed.roles.len(),
+        accounts = fleet.members().len(),
         changes = plan.changes.len(),
         held = plan.held.len(),
         "planned"
     );
-    let groups: BTreeMap<&str, &str> = desired
-        .roles
+    let groups: BTreeMap<&str, &str> = groups
         .iter()
-        .filter_map(|r| Some((r.mapping.as_str(), r.group.as_ref()?.id.as_str())))
+        .map(|(m, g)| (m.as_str(), g.as_str()))
         .collect();
     // Bounded: the directory's audit log is a courtesy to the reader of the record, and a
     // slow or throttled one must not hold a revocation back.
@@ -326,6 +475,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         tracing::warn!("the directory audit log did not answer in time; recording changes without who made them");
         plan.notices.push(crate::plan::Notice {
             kind: crate::plan::NoticeKind::DirectoryAuditUnavailable,
+            account: None,
             resource: "auditLogs/directoryAudits".into(),
             message: format!(
                 "who changed the groups is not recorded: the directory audit log did not answer within {}s",
@@ -340,6 +490,10 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         observed,
         requests,
     })
+}
+
+fn member_home<'a>(observed: &'a Observations, account: &str) -> &'a str {
+    observed.homes.get(account).map_or("", String::as_str)
 }
 
 /// How far back the directory's audit log is searched for who changed a group: Entra keeps
@@ -404,6 +558,7 @@ async fn who_changed_the_groups(
         tracing::warn!(group = %group, error = %error, "cannot read who changed the group from the directory audit log");
         plan.notices.push(crate::plan::Notice {
             kind: crate::plan::NoticeKind::DirectoryAuditUnavailable,
+            account: None,
             resource: group,
             message: format!("who changed this group is not recorded: the directory audit log could not be read ({error}); grant the app AuditLog.Read.All"),
         });

@@ -95,6 +95,56 @@ impl Moto {
         aws_sdk_iam::Client::new(&self.sdk)
     }
 
+    /// An SDK config acting in `account`: moto keeps state per account, and credentials
+    /// from AssumeRole into one of its roles act there.
+    pub fn in_account(&self, account: &str) -> aws_config::SdkConfig {
+        let sts = aws_sdk_sts::Client::new(&self.sdk);
+        let c = self
+            .block_on(
+                sts.assume_role()
+                    .role_arn(format!("arn:aws:iam::{account}:role/test-reader"))
+                    .role_session_name("test")
+                    .send(),
+            )
+            .expect("assume a role in the account");
+        let c = c.credentials().expect("credentials");
+        self.sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_sdk_iam::config::Credentials::new(
+                        c.access_key_id(),
+                        c.secret_access_key(),
+                        Some(c.session_token().to_string()),
+                        None,
+                        "test",
+                    ),
+                ),
+            )
+            .build()
+    }
+
+    /// The roles of `account`, by name, with their trusted subjects.
+    pub fn roles_in(&self, account: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+        let iam = aws_sdk_iam::Client::new(&self.in_account(account));
+        let out = self
+            .block_on(iam.list_roles().path_prefix("/trustsync/").send())
+            .expect("list roles");
+        out.roles()
+            .iter()
+            .map(|r| {
+                let doc = trustsync::model::iam_policy::parse_document(
+                    r.assume_role_policy_document().unwrap_or("{}"),
+                )
+                .unwrap();
+                let subs = trustsync::observed::trusted_subjects(&doc)
+                    .into_iter()
+                    .collect();
+                (r.role_name().to_string(), subs)
+            })
+            .collect()
+    }
+
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
         aws_sdk_lambda::Client::new(&self.sdk)
     }
@@ -112,12 +162,19 @@ impl Moto {
 
     /// Creates Lambda functions (trustsync manages their permissions, not the functions).
     pub fn create_functions(&self, names: &[&str]) {
-        let out = Command::new(venv_bin("python"))
-            .arg(repo().join("scripts/seed_demo.py"))
-            .arg(&self.endpoint)
-            .args(names)
-            .output()
-            .unwrap();
+        self.create_functions_in(None, names)
+    }
+
+    /// Creates Lambda functions in `account` (and the spoke role there), or in moto's
+    /// default account.
+    pub fn create_functions_in(&self, account: Option<&str>, names: &[&str]) {
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg(repo().join("scripts/seed_demo.py"))
+            .arg(&self.endpoint);
+        if let Some(a) = account {
+            cmd.args(["--account", a]);
+        }
+        let out = cmd.args(names).output().unwrap();
         assert!(
             out.status.success(),
             "seeding failed: {}",

@@ -55,6 +55,9 @@ impl Counts {
 }
 
 struct Inner {
+    /// Role ARNs whose AssumeRole is refused as STS refuses a role that does not exist
+    /// or does not trust the caller.
+    denied_roles: Mutex<Vec<String>>,
     upstream: String,
     client: reqwest::Client,
     faults: Mutex<Faults>,
@@ -95,6 +98,7 @@ impl Proxy {
     /// Starts a proxy on a free loopback port forwarding to `upstream`.
     pub fn start(upstream: &str, faults: Faults, seed: u64) -> Proxy {
         let inner = Arc::new(Inner {
+            denied_roles: Mutex::new(Vec::new()),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::new(),
             faults: Mutex::new(faults),
@@ -131,6 +135,16 @@ impl Proxy {
 
     pub fn reset(&self) {
         *self.inner.counts.lock().unwrap() = Counts::default();
+    }
+
+    /// Refuses AssumeRole into `role_arn` with STS's `AccessDenied`, as for a spoke role
+    /// that is missing (moto lets any role be assumed, existing or not).
+    pub fn deny_assume_role(&self, role_arn: &str) {
+        self.inner
+            .denied_roles
+            .lock()
+            .unwrap()
+            .push(role_arn.into());
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -225,6 +239,19 @@ async fn forward(
         .requests
         .entry(op.clone())
         .or_default() += 1;
+    if op == "AssumeRole" {
+        let form = String::from_utf8_lossy(&body).into_owned();
+        let role = url::form_urlencoded::parse(form.as_bytes())
+            .find(|(k, _)| k == "RoleArn")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if inner.denied_roles.lock().unwrap().contains(&role) {
+            let body = format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/test is not authorized to perform: sts:AssumeRole on resource: {role}</Message></Error><RequestId>proxy-denied</RequestId></ErrorResponse>"
+            );
+            return (StatusCode::FORBIDDEN, [("content-type", "text/xml")], body).into_response();
+        }
+    }
     let faults = *inner.faults.lock().unwrap();
     if faults.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;

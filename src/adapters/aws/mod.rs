@@ -10,6 +10,7 @@
 
 pub mod operation;
 pub mod permissions;
+pub mod spoke;
 
 pub use operation::{Operation, Service};
 
@@ -111,11 +112,12 @@ impl crate::observed::Observe for AwsClients {
 
     async fn observe(
         &self,
+        iam: bool,
         role_path: &str,
         functions: &[FunctionKey],
         function_tag_key: &str,
     ) -> Result<Observed, Failure> {
-        AwsClients::observe(self, role_path, functions, function_tag_key).await
+        AwsClients::observe(self, iam, role_path, functions, function_tag_key).await
     }
 }
 
@@ -125,8 +127,12 @@ impl crate::apply::Executor for AwsClients {
         self.write_slots
     }
 
-    async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
-        AwsClients::execute(self, action, use_revision).await
+    async fn execute(
+        &self,
+        change: &crate::plan::Change,
+        use_revision: bool,
+    ) -> Result<Written, Failure> {
+        AwsClients::execute(self, &change.action, use_revision).await
     }
 }
 
@@ -201,6 +207,32 @@ impl RateLimiter {
     }
 }
 
+/// The standard AWS chain's SDK config, without the SDK's own retries (ours are the only
+/// layer) and with the configured timeouts; `aws.region` overrides the chain's region.
+pub async fn shared_config(
+    config: &crate::config::AwsConfig,
+) -> Result<aws_config::SdkConfig, Failure> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(config.request_timeout_seconds))
+                .connect_timeout(Duration::from_secs(10))
+                .build(),
+        );
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    if shared.region().is_none() {
+        return Err(Failure::permanent(
+            "Configuration",
+            "no AWS region: set aws.region in the config or AWS_REGION",
+        ));
+    }
+    Ok(shared)
+}
+
 /// IAM, Lambda and STS clients with one retry policy.
 pub struct AwsClients {
     iam: aws_sdk_iam::Client,
@@ -208,10 +240,11 @@ pub struct AwsClients {
     sts: aws_sdk_sts::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
+    organizations: aws_sdk_organizations::Client,
     retry: crate::runtime::retry::Policy,
-    stop: crate::runtime::retry::Stop,
+    pub(crate) stop: crate::runtime::retry::Stop,
     stats: Mutex<CallStats>,
-    limits: [(&'static str, RateLimiter); 6],
+    limits: [(&'static str, RateLimiter); 7],
     writes: [(&'static str, tokio::sync::Semaphore); 2],
     write_slots: usize,
     /// The region in use.
@@ -231,30 +264,19 @@ pub struct CallerIdentity {
 impl AwsClients {
     /// Clients from the standard AWS chain; `region` overrides the chain's region.
     pub async fn connect(config: &crate::config::AwsConfig) -> Result<AwsClients, Failure> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(config.request_timeout_seconds))
-                    .connect_timeout(Duration::from_secs(10))
-                    .build(),
-            );
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let shared = loader.load().await;
-        let region = shared.region().map(|r| r.to_string()).ok_or_else(|| {
-            Failure::permanent(
-                "Configuration",
-                "no AWS region: set aws.region in the config or AWS_REGION",
-            )
-        })?;
-        Ok(AwsClients {
-            iam: aws_sdk_iam::Client::new(&shared),
-            lambda: aws_sdk_lambda::Client::new(&shared),
-            sts: aws_sdk_sts::Client::new(&shared),
-            tagging: aws_sdk_resourcegroupstagging::Client::new(&shared),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&shared),
+        Ok(AwsClients::with(&shared_config(config).await?, config))
+    }
+
+    /// Clients over an SDK config (the chain's, or one with a spoke's credentials and
+    /// region), with trustsync's retry policy, rate limits and write slots.
+    pub fn with(shared: &aws_config::SdkConfig, config: &crate::config::AwsConfig) -> AwsClients {
+        AwsClients {
+            iam: aws_sdk_iam::Client::new(shared),
+            lambda: aws_sdk_lambda::Client::new(shared),
+            sts: aws_sdk_sts::Client::new(shared),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(shared),
+            logs: aws_sdk_cloudwatchlogs::Client::new(shared),
+            organizations: aws_sdk_organizations::Client::new(shared),
             retry: crate::runtime::retry::Policy {
                 initial: Duration::from_millis(200),
                 max_interval: Duration::from_secs(10),
@@ -268,6 +290,7 @@ impl AwsClients {
                     ("iam", RateLimiter::new(r.iam)),
                     ("sts", RateLimiter::new(r.sts)),
                     ("tagging", RateLimiter::new(r.tagging)),
+                    ("organizations", RateLimiter::new(r.organizations)),
                     ("lambdaGetFunction", RateLimiter::new(r.lambda_get_function)),
                     ("lambdaGetPolicy", RateLimiter::new(r.lambda_get_policy)),
                     (
@@ -288,8 +311,8 @@ impl AwsClients {
             ],
             write_slots: config.write_concurrency.iam.max(1)
                 + config.write_concurrency.lambda.max(1),
-            region,
-        })
+            region: shared.region().map(|r| r.to_string()).unwrap_or_default(),
+        }
     }
 
     /// Ends retry waits once `stop` turns true (shutdown): a request under way finishes,
@@ -482,19 +505,144 @@ impl AwsClients {
         })
     }
 
+    /// Temporary credentials for `role_arn` (STS `AssumeRole`), as this client's identity.
+    pub async fn assume_role(
+        &self,
+        role_arn: &str,
+        external_id: Option<&str>,
+        session_name: &str,
+        seconds: i32,
+    ) -> Result<aws_credential_types::Credentials, Failure> {
+        let out = self
+            .read(Operation::AssumeRole, || {
+                self.sts
+                    .assume_role()
+                    .role_arn(role_arn)
+                    .role_session_name(session_name)
+                    .duration_seconds(seconds)
+                    .set_external_id(external_id.map(String::from))
+                    .send()
+            })
+            .await?;
+        let c = out.credentials().ok_or_else(|| {
+            Failure::permanent(
+                "AssumeRole",
+                format!("STS returned no credentials for {role_arn}"),
+            )
+        })?;
+        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+        Ok(aws_credential_types::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            expiry,
+            "trustsync-spoke",
+        ))
+    }
+
+    /// The active accounts under `parents` and the organizational units below them, with
+    /// their tags (AWS Organizations).
+    pub async fn organization_accounts(
+        &self,
+        parents: &[String],
+    ) -> Result<Vec<(String, BTreeMap<String, String>)>, Failure> {
+        use aws_sdk_organizations::types::{AccountStatus, ChildType};
+        let mut queue: Vec<String> = parents.to_vec();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut accounts: BTreeSet<String> = BTreeSet::new();
+        while let Some(parent) = queue.pop() {
+            if !seen.insert(parent.clone()) {
+                continue;
+            }
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .read(Operation::ListChildren, || {
+                        self.organizations
+                            .list_children()
+                            .parent_id(&parent)
+                            .child_type(ChildType::OrganizationalUnit)
+                            .set_next_token(token.clone())
+                            .send()
+                    })
+                    .await?;
+                queue.extend(
+                    page.children()
+                        .iter()
+                        .filter_map(|c| c.id().map(String::from)),
+                );
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .read(Operation::ListAccountsForParent, || {
+                        self.organizations
+                            .list_accounts_for_parent()
+                            .parent_id(&parent)
+                            .set_next_token(token.clone())
+                            .send()
+                    })
+                    .await?;
+                #[allow(deprecated)]
+                accounts.extend(
+                    page.accounts()
+                        .iter()
+                        .filter(|a| a.status().is_none_or(|s| *s == AccountStatus::Active))
+                        .filter_map(|a| a.id().map(String::from)),
+                );
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for id in accounts {
+            let mut tags = BTreeMap::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .read(Operation::ListTagsForResource, || {
+                        self.organizations
+                            .list_tags_for_resource()
+                            .resource_id(&id)
+                            .set_next_token(token.clone())
+                            .send()
+                    })
+                    .await?;
+                for t in page.tags() {
+                    tags.insert(t.key().to_string(), t.value().to_string());
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            out.push((id, tags));
+        }
+        Ok(out)
+    }
+
     /// Reads everything the planner compares: all roles, the OIDC providers, the given
     /// functions, and every function carrying `function_tag_key` (found with one tagging
     /// query) at each qualifier the tag records. Any failed read fails the whole
     /// observation.
     pub async fn observe(
         &self,
+        iam: bool,
         role_path: &str,
         functions: &[FunctionKey],
         function_tag_key: &str,
     ) -> Result<Observed, Failure> {
         let mut observed = Observed::default();
-        self.read_roles(role_path, &mut observed).await?;
-        observed.providers = self.read_providers().await?;
+        if iam {
+            self.read_roles(role_path, &mut observed).await?;
+            observed.providers = self.read_providers().await?;
+        }
         observed.marked_functions = self.read_marked_functions(function_tag_key).await?;
         let mut keys: BTreeSet<FunctionKey> = functions.iter().cloned().collect();
         for (name, m) in &observed.marked_functions {
@@ -1184,7 +1332,8 @@ mod tests {
         assert_eq!(GetCallerIdentity.service(), Service::Sts);
         // Every class but CloudWatch Logs (one write per pass) has a limiter in the client.
         let classes: BTreeSet<&str> = Operation::ALL.iter().map(|o| o.rate_class()).collect();
-        assert_eq!(classes.len(), 7, "{classes:?}");
+        assert_eq!(classes.len(), 8, "{classes:?}");
+        assert_eq!(ListAccountsForParent.rate_class(), "organizations");
         assert_eq!(PutLogEvents.rate_class(), "logs");
     }
 }

@@ -16,6 +16,8 @@ pub enum Service {
     Tagging,
     /// CloudWatch Logs (the audit log's anchor).
     Logs,
+    /// AWS Organizations (finding the accounts to manage).
+    Organizations,
 }
 
 impl Service {
@@ -27,6 +29,7 @@ impl Service {
             Service::Sts => "sts",
             Service::Tagging => "tagging",
             Service::Logs => "logs",
+            Service::Organizations => "organizations",
         }
     }
 }
@@ -69,6 +72,10 @@ macro_rules! operations {
 
 operations! {
     GetCallerIdentity: Sts [("sts:GetCallerIdentity", Free)];
+    AssumeRole: Sts [("sts:AssumeRole", SpokeRole)];
+    ListChildren: Organizations [("organizations:ListChildren", Discovery)];
+    ListAccountsForParent: Organizations [("organizations:ListAccountsForParent", Discovery)];
+    ListTagsForResource: Organizations [("organizations:ListTagsForResource", Discovery)];
     GetResources: Tagging [("tag:GetResources", AccountRead)];
     GetAccountAuthorizationDetails: Iam [("iam:GetAccountAuthorizationDetails", AccountRead)];
     ListRoles: Iam [("iam:ListRoles", AccountRead)];

@@ -42,6 +42,10 @@ pub enum Scope {
     Verifier,
     /// Needs no permission (`sts:GetCallerIdentity`).
     Free,
+    /// The hub assuming the spoke role in each managed account.
+    SpokeRole,
+    /// The hub listing the organization's accounts and their tags.
+    Discovery,
 }
 
 fn actions(scope: Scope) -> Vec<&'static str> {
@@ -65,7 +69,11 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
         "arn:aws:iam::*:oidc-provider/login.microsoftonline.com/*",
         "arn:aws:iam::*:oidc-provider/sts.windows.net/*"
     ]);
-    let region = config.aws.region.as_deref().unwrap_or("*");
+    // Many accounts may mean many regions: the spoke policy names functions in any.
+    let region = match config.aws.region.as_deref() {
+        Some(r) if !config.accounts.is_hub() => r,
+        _ => "*",
+    };
     let functions: Vec<String> = match policies {
         Some(set) if !set.functions.is_empty() => set
             .functions
@@ -151,18 +159,93 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             }
         ]
     });
-    if let Some(anchor) = &config.audit.anchor {
-        let statement = json!({
-            "Sid": "PublishAuditCheckpoints",
-            "Effect": "Allow",
-            "Action": actions(Scope::AuditAnchor),
-            "Resource": format!("arn:aws:logs:{region}:*:log-group:{}:*", anchor.log_group)
-        });
+    // With many accounts the anchor is the hub's, not each spoke's.
+    if let Some(statement) = anchor_statement(config).filter(|_| !config.accounts.is_hub()) {
         if let Some(list) = policy["Statement"].as_array_mut() {
             list.push(statement);
         }
     }
     policy
+}
+
+fn anchor_statement(config: &Config) -> Option<Value> {
+    let region = config.aws.region.as_deref().unwrap_or("*");
+    config.audit.anchor.as_ref().map(|anchor| {
+        json!({
+            "Sid": "PublishAuditCheckpoints",
+            "Effect": "Allow",
+            "Action": actions(Scope::AuditAnchor),
+            "Resource": format!("arn:aws:logs:{region}:*:log-group:{}:*", anchor.log_group)
+        })
+    })
+}
+
+/// The hub's policy (many accounts): assume the spoke role in each account, list the
+/// organization's accounts when they are discovered, publish audit checkpoints.
+pub fn hub_policy(config: &Config) -> Value {
+    let a = &config.accounts;
+    let mut roles: Vec<String> = a
+        .targets
+        .iter()
+        .map(|t| {
+            t.role_arn
+                .clone()
+                .unwrap_or_else(|| a.spoke_role_arn(config.partition(), &t.id))
+        })
+        .collect();
+    if a.organization.is_some() || roles.is_empty() {
+        roles.push(a.spoke_role_arn(config.partition(), "*"));
+    }
+    roles.sort();
+    roles.dedup();
+    let mut statements = vec![json!({
+        "Sid": "AssumeSpokeRoles",
+        "Effect": "Allow",
+        "Action": actions(Scope::SpokeRole),
+        "Resource": roles
+    })];
+    if a.organization.is_some() {
+        statements.push(json!({
+            "Sid": "DiscoverAccounts",
+            "Effect": "Allow",
+            "Action": actions(Scope::Discovery),
+            "Resource": "*"
+        }));
+    }
+    statements.extend(anchor_statement(config));
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The spoke role's trust policy: only the hub role may assume it (and with the external id,
+/// when one is configured).
+pub fn spoke_trust_policy(config: &Config, hub_role_arn: &str) -> Value {
+    let mut statement = json!({
+        "Sid": "TrustsyncHub",
+        "Effect": "Allow",
+        "Principal": {"AWS": hub_role_arn},
+        "Action": "sts:AssumeRole"
+    });
+    if let Some(id) = &config.accounts.external_id {
+        statement["Condition"] = json!({"StringEquals": {"sts:ExternalId": id}});
+    }
+    json!({"Version": "2012-10-17", "Statement": [statement]})
+}
+
+/// What `trustsync iam-policy` prints: for one account, its policy; for many, the hub's
+/// policy and the spoke role's (name, policy, trust policy naming `hub_role_arn`).
+pub fn iam_policies(config: &Config, policies: Option<&PolicySet>, hub_role_arn: &str) -> Value {
+    if !config.accounts.is_hub() {
+        return controller_policy(config, policies);
+    }
+    json!({
+        "hub": {"policy": hub_policy(config)},
+        "spoke": {
+            "roleName": config.accounts.role_name,
+            "rolePath": config.accounts.role_path,
+            "policy": controller_policy(config, policies),
+            "trustPolicy": spoke_trust_policy(config, hub_role_arn)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -177,9 +260,21 @@ mod tests {
             log_group: "trustsync-audit".into(),
             log_stream: "prod".into(),
         });
-        let policy = controller_policy(&config, None);
+        config.accounts.organization = Some(crate::config::OrganizationDiscovery {
+            parents: vec!["r-abcd".into()],
+            tags: Default::default(),
+            regions: Vec::new(),
+            exclude: Vec::new(),
+            refresh_seconds: 3600,
+        });
+        let both = iam_policies(&config, None, "arn:aws:iam::111111111111:role/hub");
         let mut granted: Vec<String> = Vec::new();
-        for st in policy["Statement"].as_array().unwrap() {
+        let statements = both["hub"]["policy"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(both["spoke"]["policy"]["Statement"].as_array().unwrap());
+        for st in statements {
             if st["Effect"] != "Allow" {
                 continue;
             }
@@ -211,6 +306,16 @@ mod tests {
                 "{action} is granted but no operation needs it"
             );
         }
+        let hub = both["hub"]["policy"].to_string();
+        assert!(
+            !hub.contains("iam:CreateRole"),
+            "the hub changes nothing itself"
+        );
+        assert!(check_document(&both["hub"]["policy"]).is_empty());
+        assert_eq!(
+            both["spoke"]["trustPolicy"]["Statement"][0]["Principal"]["AWS"],
+            "arn:aws:iam::111111111111:role/hub"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! diagnostic names file, line, document and field.
 
 pub mod model;
+pub mod scope;
 mod validate;
 
 use std::collections::HashMap;

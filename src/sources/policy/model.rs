@@ -84,6 +84,9 @@ pub struct IdentityProviderSpec {
     /// Take over a provider for this issuer that trustsync did not create.
     #[serde(default)]
     pub adopt: bool,
+    /// The accounts this document applies to; every account in scope when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<AccountSelector>,
 }
 
 fn default_audience_key() -> String {
@@ -165,6 +168,9 @@ pub struct RoleMappingSpec {
     /// Take over an existing role of this name that trustsync does not own.
     #[serde(default)]
     pub adopt: bool,
+    /// The accounts this document applies to; every account in scope when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<AccountSelector>,
 }
 
 /// The IAM role a mapping manages.
@@ -256,4 +262,56 @@ pub struct FunctionAccessSpec {
     /// Who may invoke the function.
     #[serde(default)]
     pub invokers: Vec<Invoker>,
+    /// The accounts the function is managed in, by name (not with an ARN, which names its
+    /// account). Every account in scope when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<AccountSelector>,
+    /// The regions the function is managed in, by name (not with an ARN, which names its
+    /// region). Default: each account's first region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+}
+
+/// Which AWS accounts a document applies to: those listed by id, or those whose labels
+/// (`accounts.targets[].labels` of the controller config, or their tags in AWS
+/// Organizations) include every label given. With both, an account must satisfy both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccountSelector {
+    /// 12-digit account ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+    /// Labels every selected account carries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl AccountSelector {
+    /// True when the account of this id and labels is selected.
+    pub fn matches(&self, id: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.ids.is_empty() || self.ids.iter().any(|i| i == id))
+            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+impl std::fmt::Display for AccountSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.ids.is_empty() {
+            parts.push(format!("ids {}", self.ids.join(", ")));
+        }
+        if !self.labels.is_empty() {
+            let labels: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            parts.push(format!("labels {}", labels.join(", ")));
+        }
+        if parts.is_empty() {
+            write!(f, "every account")
+        } else {
+            write!(f, "{}", parts.join(" and "))
+        }
+    }
 }

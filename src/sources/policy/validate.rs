@@ -48,54 +48,167 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
     check_names(&set.role_mappings, &mut d);
     check_names(&set.functions, &mut d);
 
-    let mut issuers: HashMap<String, &str> = HashMap::new();
+    let mut issuers: HashMap<String, Vec<&Named<super::IdentityProviderSpec>>> = HashMap::new();
     for p in &set.providers {
         check_provider(p, &mut d);
-        if let Some(other) = issuers.insert(p.spec.issuer_url(), &p.name) {
+        check_accounts(p.spec.accounts.as_ref(), &p.origin, &mut d);
+        let same = issuers.entry(p.spec.issuer_url()).or_default();
+        if let Some(other) = same
+            .iter()
+            .find(|o| may_overlap(o.spec.accounts.as_ref(), p.spec.accounts.as_ref()))
+        {
             d.push(p.origin.diagnostic(
                 "spec.tenantId",
                 format!(
-                    "IdentityProvider `{other}` already declares issuer {}",
+                    "IdentityProvider `{}` already declares issuer {} in the same accounts",
+                    other.name,
                     p.spec.issuer_url()
                 ),
             ));
         }
+        same.push(p);
     }
 
-    let mut role_owner: HashMap<String, &str> = HashMap::new();
+    let mut role_owner: HashMap<String, Vec<&Named<super::RoleMappingSpec>>> = HashMap::new();
     for m in &set.role_mappings {
         check_role_mapping(set, m, limits, &mut d);
+        check_accounts(m.spec.accounts.as_ref(), &m.origin, &mut d);
         // IAM role names are unique per account, case-insensitively.
-        if let Some(other) = role_owner.insert(m.spec.role.name.to_ascii_lowercase(), &m.name) {
+        let same = role_owner
+            .entry(m.spec.role.name.to_ascii_lowercase())
+            .or_default();
+        if let Some(other) = same
+            .iter()
+            .find(|o| may_overlap(o.spec.accounts.as_ref(), m.spec.accounts.as_ref()))
+        {
             d.push(m.origin.diagnostic(
                 "spec.role.name",
                 format!(
-                    "role `{}` is already claimed by RoleMapping `{other}`",
-                    m.spec.role.name
+                    "role `{}` is already claimed by RoleMapping `{}` in the same accounts",
+                    m.spec.role.name, other.name
                 ),
             ));
         }
+        same.push(m);
     }
 
-    let mut functions: HashMap<(String, Option<String>), &str> = HashMap::new();
+    let mut functions: HashMap<(String, Option<String>), Vec<&Named<super::FunctionAccessSpec>>> =
+        HashMap::new();
     for f in &set.functions {
         check_function(set, f, limits, &mut d);
+        check_accounts(f.spec.accounts.as_ref(), &f.origin, &mut d);
+        check_function_place(f, &mut d);
         let key = (
             function_name(&f.spec.function).to_string(),
             f.spec.qualifier.clone(),
         );
-        if let Some(other) = functions.insert(key, &f.name) {
+        let same = functions.entry(key).or_default();
+        if let Some(other) = same.iter().find(|o| same_function_place(&o.spec, &f.spec)) {
             d.push(f.origin.diagnostic(
                 "spec.function",
                 format!(
-                    "function `{}` is already managed by FunctionAccess `{other}`",
-                    f.spec.function
+                    "function `{}` is already managed by FunctionAccess `{}`",
+                    f.spec.function, other.name
+                ),
+            ));
+        }
+        same.push(f);
+    }
+    d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    d
+}
+
+/// An account selector's ids are account ids, and it selects something.
+fn check_accounts(
+    selector: Option<&super::AccountSelector>,
+    o: &super::Origin,
+    d: &mut Vec<Diagnostic>,
+) {
+    let Some(sel) = selector else {
+        return;
+    };
+    if sel.ids.is_empty() && sel.labels.is_empty() {
+        d.push(o.diagnostic(
+            "spec.accounts",
+            "an empty selector: name account `ids` or `labels`, or remove it to mean every account",
+        ));
+    }
+    for (i, id) in sel.ids.iter().enumerate() {
+        if !is_account(id) {
+            d.push(o.diagnostic(
+                format!("spec.accounts.ids[{i}]"),
+                format!("`{id}` is not a 12-digit account id"),
+            ));
+        }
+    }
+}
+
+/// A function by ARN names its account and region; by name, `regions` are region names.
+fn check_function_place(f: &Named<super::FunctionAccessSpec>, d: &mut Vec<Diagnostic>) {
+    let (o, s) = (&f.origin, &f.spec);
+    if s.function.starts_with("arn:") {
+        if s.accounts.is_some() {
+            d.push(o.diagnostic(
+                "spec.accounts",
+                "the function ARN already names its account; remove `accounts` or name the function",
+            ));
+        }
+        if !s.regions.is_empty() {
+            d.push(o.diagnostic(
+                "spec.regions",
+                "the function ARN already names its region; remove `regions` or name the function",
+            ));
+        }
+        let parts: Vec<&str> = s.function.split(':').collect();
+        if parts.len() >= 7 && (!crate::config::is_region(parts[3]) || !is_account(parts[4])) {
+            d.push(o.diagnostic(
+                "spec.function",
+                format!(
+                    "`{}` must name a region and a 12-digit account (arn:aws:lambda:REGION:ACCOUNT:function:NAME)",
+                    s.function
                 ),
             ));
         }
     }
-    d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-    d
+    for (i, r) in s.regions.iter().enumerate() {
+        if !crate::config::is_region(r) {
+            d.push(o.diagnostic(
+                format!("spec.regions[{i}]"),
+                format!("`{r}` is not an AWS region name"),
+            ));
+        }
+    }
+}
+
+/// False only when two selectors provably pick different accounts (both list ids, and
+/// none in common); labels cannot be compared without the accounts.
+fn may_overlap(a: Option<&super::AccountSelector>, b: Option<&super::AccountSelector>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) if !a.ids.is_empty() && !b.ids.is_empty() => {
+            a.ids.iter().any(|i| b.ids.contains(i))
+        }
+        _ => true,
+    }
+}
+
+/// True when two documents could manage the same function: the same ARN, or names whose
+/// accounts and regions may meet.
+fn same_function_place(a: &super::FunctionAccessSpec, b: &super::FunctionAccessSpec) -> bool {
+    let arn = |s: &super::FunctionAccessSpec| {
+        s.function
+            .starts_with("arn:")
+            .then(|| s.function.split(':').take(7).collect::<Vec<_>>().join(":"))
+    };
+    match (arn(a), arn(b)) {
+        (Some(x), Some(y)) => x == y,
+        (Some(_), None) | (None, Some(_)) => true,
+        (None, None) => {
+            may_overlap(a.accounts.as_ref(), b.accounts.as_ref())
+                && (a.regions.is_empty()
+                    || b.regions.is_empty()
+                    || a.regions.iter().any(|r| b.regions.contains(r)))
+        }
+    }
 }
 
 /// A provider's tenant id, audiences, audience condition key and thumbprints.
@@ -597,7 +710,7 @@ fn iam_arn_parts(s: &str) -> Option<(&str, &str)> {
 }
 
 fn is_account(s: &str) -> bool {
-    s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
+    crate::config::is_account_id(s)
 }
 
 fn is_managed_policy_arn(s: &str) -> bool {

@@ -1,0 +1,399 @@
+//! The accounts a pass manages, and how it reaches each: the hub (the controller's own
+//! credentials) and, per account, clients per region, through the spoke role when
+//! accounts are configured ([`crate::config::AccountsConfig`]) or the hub's own
+//! credentials when not.
+//!
+//! The fleet routes each change to its account's clients ([`Executor`]), so apply sees one
+//! executor; every account has its own clients, and so its own rate limits and retries: a
+//! throttled account slows only itself.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::adapters::aws::spoke::SpokeCredentials;
+use crate::adapters::aws::{self, AwsClients, CallerIdentity};
+use crate::apply::Executor;
+use crate::config::{partition_of, Config};
+use crate::model::account::Account;
+use crate::model::call::{CallStats, Failure, Written};
+use crate::plan::Change;
+use crate::runtime::pass::AwsApi;
+
+/// How a pass reaches one account.
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync {
+    /// Makes sure the account can be called now (assumes its role when it has one): a
+    /// refusal here marks the account unreachable before anything is read.
+    async fn reach(&self) -> Result<(), Failure>;
+
+    /// The account's clients in `region` (made once, then kept).
+    fn clients(&self, region: &str) -> Arc<dyn AwsApi>;
+
+    /// Requests made so far through every region's clients.
+    fn stats(&self) -> CallStats;
+}
+
+/// One account and how to reach it.
+pub struct Member {
+    /// The account.
+    pub account: Account,
+    /// Its clients.
+    pub connector: Box<dyn Connector>,
+}
+
+/// Every account in scope.
+pub struct Fleet {
+    hub: Arc<dyn AwsApi>,
+    /// Makes members for newly found accounts; `None` for a fixed fleet.
+    spokes: Option<Spokes>,
+    /// When the organization was last read, if it is.
+    discovered: Option<std::time::Instant>,
+    members: Vec<Member>,
+    concurrency: usize,
+    write_slots: usize,
+    /// True when `--account` narrowed the accounts: selectors are not checked against them.
+    pub narrowed: bool,
+}
+
+impl Fleet {
+    /// A fleet of `members`, reached `concurrency` at a time; `hub` publishes audit
+    /// checkpoints.
+    pub fn new(hub: Arc<dyn AwsApi>, members: Vec<Member>, concurrency: usize) -> Fleet {
+        let write_slots = hub.write_slots();
+        Fleet {
+            hub,
+            spokes: None,
+            discovered: None,
+            members,
+            concurrency: concurrency.max(1),
+            write_slots,
+            narrowed: false,
+        }
+    }
+
+    /// One account through one client (the unit tests' fake, or the hub itself).
+    pub fn single(account: Account, aws: Arc<dyn AwsApi>) -> Fleet {
+        let member = Member {
+            account,
+            connector: Box::new(Fixed(aws.clone())),
+        };
+        Fleet::new(aws, vec![member], 1)
+    }
+
+    /// The accounts, in order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Accounts read and written at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The hub's clients (the controller's own credentials).
+    pub fn hub(&self) -> &dyn AwsApi {
+        self.hub.as_ref()
+    }
+
+    /// Keeps only the accounts `keep` names (`--account`); an id that is not in scope is
+    /// an error.
+    pub fn narrow(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        if keep.is_empty() {
+            return Ok(());
+        }
+        if let Some(unknown) = keep
+            .iter()
+            .find(|id| !self.members.iter().any(|m| &m.account.id == *id))
+        {
+            let known: Vec<&str> = self.members.iter().map(|m| m.account.id.as_str()).collect();
+            anyhow::bail!(
+                "--account {unknown}: not an account in scope (in scope: {})",
+                known.join(", ")
+            );
+        }
+        self.members.retain(|m| keep.contains(&m.account.id));
+        self.narrowed = true;
+        Ok(())
+    }
+
+    /// Replaces the accounts, keeping the clients (and cached credentials) of those that
+    /// stay.
+    pub fn set_members(&mut self, members: Vec<Member>) {
+        let mut old: BTreeMap<String, Member> = std::mem::take(&mut self.members)
+            .into_iter()
+            .map(|m| (m.account.id.clone(), m))
+            .collect();
+        self.members = members
+            .into_iter()
+            .map(|m| match old.remove(&m.account.id) {
+                Some(kept) if kept.account == m.account => kept,
+                _ => m,
+            })
+            .collect();
+    }
+
+    /// The member for an account id.
+    pub fn member(&self, id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.account.id == id)
+    }
+
+    /// Requests so far, the hub's and every account's.
+    pub fn stats(&self) -> CallStats {
+        let mut total = self.hub.stats();
+        for m in &self.members {
+            total.add(&m.connector.stats());
+        }
+        total
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for Fleet {
+    fn write_slots(&self) -> usize {
+        self.write_slots
+    }
+
+    fn parallel_accounts(&self) -> usize {
+        self.concurrency
+    }
+
+    async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure> {
+        let member = self.member(&change.account).ok_or_else(|| {
+            Failure::permanent(
+                change.action.name(),
+                format!("account {} is not in scope", change.account),
+            )
+        })?;
+        let region = change
+            .region
+            .clone()
+            .unwrap_or_else(|| member.account.home().to_string());
+        member
+            .connector
+            .clients(&region)
+            .execute(change, use_revision)
+            .await
+    }
+}
+
+/// One client for every region: the unit tests' fake.
+struct Fixed(Arc<dyn AwsApi>);
+
+#[async_trait::async_trait]
+impl Connector for Fixed {
+    async fn reach(&self) -> Result<(), Failure> {
+        Ok(())
+    }
+
+    fn clients(&self, _region: &str) -> Arc<dyn AwsApi> {
+        self.0.clone()
+    }
+
+    fn stats(&self) -> CallStats {
+        // Counted once, as the hub.
+        CallStats::default()
+    }
+}
+
+/// An account's SDK clients, per region, with its own credentials (a spoke role) or the
+/// hub's.
+struct Clients {
+    shared: aws_config::SdkConfig,
+    config: crate::config::AwsConfig,
+    spoke: Option<SpokeCredentials>,
+    stop: crate::runtime::retry::Stop,
+    by_region: Mutex<BTreeMap<String, Arc<AwsClients>>>,
+}
+
+#[async_trait::async_trait]
+impl Connector for Clients {
+    async fn reach(&self) -> Result<(), Failure> {
+        match &self.spoke {
+            Some(s) => s.get().await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    fn clients(&self, region: &str) -> Arc<dyn AwsApi> {
+        let mut by_region = self.by_region.lock().expect("clients lock");
+        let clients = by_region.entry(region.to_string()).or_insert_with(|| {
+            let mut b = self
+                .shared
+                .to_builder()
+                .region(aws_config::Region::new(region.to_string()));
+            if let Some(spoke) = &self.spoke {
+                b = b.credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(spoke.clone()),
+                );
+            }
+            let mut c = AwsClients::with(&b.build(), &self.config);
+            c.stop = self.stop.clone();
+            Arc::new(c)
+        });
+        clients.clone()
+    }
+
+    fn stats(&self) -> CallStats {
+        let mut total = CallStats::default();
+        for c in self.by_region.lock().expect("clients lock").values() {
+            total.add(&c.stats());
+        }
+        total
+    }
+}
+
+/// Connects the hub, reads who it is, and finds the accounts in scope: the configured
+/// targets and the organization's accounts, or, with neither, the hub's own account.
+pub async fn connect(
+    config: &Config,
+    stop: crate::runtime::retry::Stop,
+) -> Result<(Fleet, CallerIdentity), Failure> {
+    let shared = aws::shared_config(&config.aws).await?;
+    let mut hub = AwsClients::with(&shared, &config.aws);
+    hub.stop = stop.clone();
+    let hub = Arc::new(hub);
+    let caller = hub.caller_identity().await?;
+    let connector = Spokes {
+        shared,
+        config: config.clone(),
+        hub: hub.clone(),
+        stop,
+    };
+    let accounts = accounts(config, &hub, &caller).await?;
+    let members = accounts.into_iter().map(|a| connector.member(a)).collect();
+    let mut fleet = Fleet::new(hub, members, config.accounts.concurrency);
+    fleet.discovered = Some(std::time::Instant::now());
+    fleet.spokes = Some(connector);
+    Ok((fleet, caller))
+}
+
+impl Fleet {
+    /// Reads the organization again when `accounts.organization.refreshSeconds` have
+    /// passed: new accounts join, closed or untagged ones leave, the others keep their
+    /// clients. A failed read keeps the accounts known so far (and says so).
+    pub async fn rediscover(&mut self, caller: &CallerIdentity) {
+        let Some(spokes) = &self.spokes else {
+            return;
+        };
+        let Some(org) = &spokes.config.accounts.organization else {
+            return;
+        };
+        let due = self
+            .discovered
+            .is_none_or(|t| t.elapsed().as_secs() >= org.refresh_seconds);
+        if !due || self.narrowed {
+            return;
+        }
+        match accounts(&spokes.config, &spokes.hub, caller).await {
+            Ok(found) => {
+                let members = found.into_iter().map(|a| spokes.member(a)).collect();
+                self.set_members(members);
+                self.discovered = Some(std::time::Instant::now());
+                tracing::info!(
+                    accounts = self.members.len(),
+                    "read the organization's accounts"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the organization's accounts; keeping the {} known", self.members.len());
+            }
+        }
+    }
+}
+
+/// Makes members for accounts (kept by the controller to rediscover).
+struct Spokes {
+    shared: aws_config::SdkConfig,
+    config: Config,
+    hub: Arc<AwsClients>,
+    stop: crate::runtime::retry::Stop,
+}
+
+impl Spokes {
+    fn member(&self, account: Account) -> Member {
+        let spoke = account.role_arn.as_deref().map(|arn| {
+            SpokeCredentials::new(
+                self.hub.clone(),
+                arn,
+                account.external_id.as_deref(),
+                &self.config.accounts.session_name,
+                self.config.accounts.session_seconds,
+            )
+        });
+        Member {
+            account,
+            connector: Box::new(Clients {
+                shared: self.shared.clone(),
+                config: self.config.aws.clone(),
+                spoke,
+                stop: self.stop.clone(),
+                by_region: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+}
+
+/// The accounts in scope, in id order.
+async fn accounts(
+    config: &Config,
+    hub: &AwsClients,
+    caller: &CallerIdentity,
+) -> Result<Vec<Account>, Failure> {
+    let a = &config.accounts;
+    let default_regions = vec![hub.region.clone()];
+    if !a.is_hub() {
+        return Ok(vec![Account {
+            id: caller.account.clone(),
+            labels: BTreeMap::new(),
+            regions: default_regions,
+            role_arn: None,
+            external_id: None,
+        }]);
+    }
+    let partition = partition_of(&hub.region);
+    let mut out: BTreeMap<String, Account> = BTreeMap::new();
+    if let Some(org) = &a.organization {
+        for (id, tags) in hub.organization_accounts(&org.parents).await? {
+            let wanted = org.tags.iter().all(|(k, v)| tags.get(k) == Some(v));
+            if !wanted || org.exclude.contains(&id) {
+                continue;
+            }
+            out.insert(
+                id.clone(),
+                Account {
+                    role_arn: Some(a.spoke_role_arn(partition, &id)),
+                    external_id: a.external_id.clone(),
+                    regions: if org.regions.is_empty() {
+                        default_regions.clone()
+                    } else {
+                        org.regions.clone()
+                    },
+                    labels: tags,
+                    id,
+                },
+            );
+        }
+    }
+    // A listed target wins over the same account found in the organization.
+    for t in &a.targets {
+        out.insert(
+            t.id.clone(),
+            Account {
+                id: t.id.clone(),
+                labels: t.labels.clone(),
+                regions: if t.regions.is_empty() {
+                    default_regions.clone()
+                } else {
+                    t.regions.clone()
+                },
+                role_arn: Some(
+                    t.role_arn
+                        .clone()
+                        .unwrap_or_else(|| a.spoke_role_arn(partition, &t.id)),
+                ),
+                external_id: t.external_id.clone().or_else(|| a.external_id.clone()),
+            },
+        );
+    }
+    Ok(out.into_values().collect())
+}

@@ -1,0 +1,366 @@
+//! Many accounts from one controller, end to end through the binary: moto keeps state per
+//! account, and requests signed with credentials from AssumeRole into an account's role act
+//! in that account. A proxy in front of moto counts requests and refuses AssumeRole into
+//! one account's spoke role, as STS does when that role is missing.
+
+mod support;
+
+use support::proxy::{Faults, Proxy};
+use support::*;
+
+const PROD: &str = "111111111111";
+const DEV: &str = "222222222222";
+const BROKEN: &str = "333333333333";
+
+fn config(extra: &str) -> String {
+    format!(
+        "audit:\n  path: audit.jsonl\ndirectory:\n  tenantFile: examples/tenant.json\naccounts:\n  targets:\n    - {{id: \"{PROD}\", labels: {{env: prod}}}}\n    - {{id: \"{DEV}\", labels: {{env: dev}}}}\n{extra}"
+    )
+}
+
+/// Payments lives in prod only; reporting and the provider in every account.
+fn scope_payments(ws: &Workspace) {
+    let text = ws
+        .read("policies/payments.yaml")
+        .replace("spec:\n", "spec:\n  accounts: {labels: {env: prod}}\n");
+    ws.write("policies/payments.yaml", &text);
+}
+
+fn run(endpoint: &str, ws: &Workspace, args: &[&str], code: i32) -> std::process::Output {
+    let mut full = vec!["--config", "trustsync.yaml"];
+    full.extend_from_slice(args);
+    let out = trustsync_with_endpoint(ws.path(), endpoint, &full);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "trustsync {args:?}\n{}",
+        show(&out)
+    );
+    out
+}
+
+#[test]
+fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() {
+    let moto = Moto::start();
+    moto.create_functions_in(Some(PROD), &["payments-api"]);
+    moto.create_functions_in(Some(DEV), &["payments-api"]);
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
+    proxy.deny_assume_role(&format!("arn:aws:iam::{BROKEN}:role/trustsync-spoke"));
+    let ws = Workspace::new();
+    scope_payments(&ws);
+    ws.write(
+        "trustsync.yaml",
+        &config(&format!(
+            "    - {{id: \"{BROKEN}\", labels: {{env: dev}}}}\n"
+        )),
+    );
+    run(&proxy.endpoint, &ws, &["validate"], 0);
+
+    // The plan, grouped by account; the unreachable account is a problem, not "empty".
+    let out = run(&proxy.endpoint, &ws, &["plan", "--output", "json"], 1);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accounts: Vec<(&str, bool)> = plan["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a.get("unreachable").is_some()))
+        .collect();
+    assert_eq!(accounts, [(PROD, false), (DEV, false), (BROKEN, true)]);
+    let problems = plan["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["kind"], "account-unreachable");
+    assert_eq!(problems[0]["account"], BROKEN);
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDenied"),
+        "{problems:?}"
+    );
+    let changes = plan["changes"].as_array().unwrap();
+    let in_account = |id: &str| -> Vec<String> {
+        changes
+            .iter()
+            .filter(|c| c["account"] == id)
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["action"].as_str().unwrap(),
+                    c["resource"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let prod = in_account(PROD);
+    let dev = in_account(DEV);
+    assert_eq!(
+        prod.len() + dev.len(),
+        changes.len(),
+        "every change names its account"
+    );
+    assert!(
+        prod.iter()
+            .any(|c| c
+                == &format!("create-role arn:aws:iam::{PROD}:role/trustsync/payments-deployer")),
+        "{prod:?}"
+    );
+    assert!(
+        prod.iter().any(|c| c.starts_with(
+            "add-lambda-permission arn:aws:lambda:us-east-1:111111111111:function:payments-api"
+        )),
+        "{prod:?}"
+    );
+    assert!(
+        dev.iter().any(
+            |c| c == &format!("create-role arn:aws:iam::{DEV}:role/trustsync/reporting-reader")
+        ),
+        "{dev:?}"
+    );
+    assert!(
+        !dev.iter().any(|c| c.contains("payments")),
+        "payments is prod only: {dev:?}"
+    );
+    for c in changes {
+        let lambda = c["resource"].as_str().unwrap().contains(":lambda:");
+        assert_eq!(
+            c["region"].is_string(),
+            lambda,
+            "a region for Lambda only: {c}"
+        );
+    }
+    // Grouped in text and Markdown too.
+    let text = stdout(&run(&proxy.endpoint, &ws, &["plan"], 1));
+    let at = |s: &str| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("no `{s}` in\n{text}"))
+    };
+    assert!(
+        at(&format!(
+            "Account {PROD} (us-east-1): {} change(s)",
+            prod.len()
+        )) < at(&format!("Account {DEV}"))
+    );
+    assert!(
+        text.contains(&format!("Account {BROKEN} (us-east-1): UNREACHABLE")),
+        "{text}"
+    );
+    let md = stdout(&run(
+        &proxy.endpoint,
+        &ws,
+        &["plan", "--output", "markdown"],
+        1,
+    ));
+    assert!(
+        md.contains(&format!(
+            "| `{DEV}` | us-east-1 | {} | 0 | 0 | ok |",
+            dev.len()
+        )),
+        "{md}"
+    );
+    assert!(md.contains(&format!("### Account `{PROD}`")), "{md}");
+
+    // --account plans a subset, and names what is in scope when it is not.
+    let out = run(
+        &proxy.endpoint,
+        &ws,
+        &[
+            "plan",
+            "--output",
+            "json",
+            "--account",
+            DEV,
+            "--detailed-exitcode",
+        ],
+        2,
+    );
+    let only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(only["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["account"] == DEV));
+    assert_eq!(only["changes"].as_array().unwrap().len(), dev.len());
+    let out = run(
+        &proxy.endpoint,
+        &ws,
+        &["plan", "--account", "444444444444"],
+        1,
+    );
+    assert!(
+        show(&out).contains("not an account in scope"),
+        "{}",
+        show(&out)
+    );
+
+    // Apply reconciles both reachable accounts, reports the third, and exits 1 for it.
+    proxy.reset();
+    let out = run(&proxy.endpoint, &ws, &["apply", "--auto-approve"], 1);
+    assert!(
+        stdout(&out).contains(&format!("Apply: {} applied, 0 failed", changes.len())),
+        "{}",
+        show(&out)
+    );
+    let counts = proxy.counts();
+    assert_eq!(
+        counts.requests.get("AssumeRole"),
+        Some(&3),
+        "one AssumeRole per account: {:?}",
+        counts.requests
+    );
+    assert_eq!(
+        moto.roles_in(PROD).keys().collect::<Vec<_>>(),
+        ["payments-deployer", "payments-runtime", "reporting-reader"]
+    );
+    assert_eq!(
+        moto.roles_in(DEV).keys().collect::<Vec<_>>(),
+        ["reporting-reader"]
+    );
+    assert!(moto.roles_in(BROKEN).is_empty());
+    assert!(
+        !moto.role_exists("reporting-reader"),
+        "nothing in the hub's own account"
+    );
+    let prod_lambda = aws_sdk_lambda::Client::new(&moto.in_account(PROD));
+    let policy = moto
+        .block_on(
+            prod_lambda
+                .get_policy()
+                .function_name("payments-api")
+                .send(),
+        )
+        .unwrap();
+    assert!(policy
+        .policy()
+        .unwrap()
+        .contains("arn:aws:iam::111111111111:role/trustsync/payments-deployer"));
+    // The audit log says where each change was made.
+    let audit = ws.read("audit.jsonl");
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["type"] == "change")
+        .collect();
+    assert_eq!(records.len(), changes.len());
+    assert!(
+        records
+            .iter()
+            .all(|r| r["account"] == PROD || r["account"] == DEV),
+        "{records:?}"
+    );
+
+    // Converged where it could be; the unreachable account is still reported.
+    let again: serde_json::Value =
+        serde_json::from_slice(&run(&proxy.endpoint, &ws, &["plan", "--output", "json"], 1).stdout)
+            .unwrap();
+    assert!(again["changes"].as_array().unwrap().is_empty(), "{again}");
+    assert_eq!(again["problems"][0]["kind"], "account-unreachable");
+}
+
+#[test]
+fn selectors_and_function_arns_are_checked_against_the_accounts_in_scope() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", &config(""));
+    ws.write(
+        "policies/scoped.yaml",
+        "apiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: staging-ci}\nspec:\n  accounts: {labels: {env: staging}}\n  trustedServices: [codebuild.amazonaws.com]\n  role: {name: staging-ci}\n---\napiVersion: trustsync.dev/v1alpha1\nkind: FunctionAccess\nmetadata: {name: elsewhere}\nspec:\n  function: arn:aws:lambda:eu-west-1:444444444444:function:api\n  invokers:\n    - {service: events.amazonaws.com}\n",
+    );
+    let out = run(&moto.endpoint, &ws, &["validate"], 1);
+    let err = show(&out);
+    assert!(
+        err.contains("scoped.yaml:5:")
+            && err.contains("spec.accounts")
+            && err.contains("selects no account in scope (labels env=staging)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("account 444444444444 is not in scope"),
+        "{err}"
+    );
+    // Plan says the same (as problems), and changes nothing for them.
+    let plan = plan_json_with(&moto, &ws, &[], 1);
+    let scope: Vec<&str> = plan["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "out-of-scope")
+        .map(|p| p["mapping"].as_str().unwrap())
+        .collect();
+    assert_eq!(scope, ["staging-ci", "elsewhere"], "{plan}");
+    assert!(!plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["resource"].as_str().unwrap().contains("444444444444")
+            || c["resource"].as_str().unwrap().contains("staging-ci")));
+    // A document by ARN may not also select accounts.
+    ws.write(
+        "policies/scoped.yaml",
+        "apiVersion: trustsync.dev/v1alpha1\nkind: FunctionAccess\nmetadata: {name: elsewhere}\nspec:\n  function: arn:aws:lambda:eu-west-1:111111111111:function:api\n  accounts: {ids: [\"111111111111\"]}\n  regions: [eu-west-1]\n",
+    );
+    let err = show(&run(&moto.endpoint, &ws, &["validate"], 1));
+    assert!(
+        err.contains("the function ARN already names its account"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the function ARN already names its region"),
+        "{err}"
+    );
+}
+
+#[test]
+fn iam_policy_prints_the_hub_policy_and_the_spoke_role() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", &config("  externalId: trustsync-prod\n"));
+    let out = run(
+        &moto.endpoint,
+        &ws,
+        &[
+            "iam-policy",
+            "--hub-role-arn",
+            "arn:aws:iam::123456789012:role/platform/trustsync-hub",
+        ],
+        0,
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hub = &doc["hub"]["policy"]["Statement"][0];
+    assert_eq!(hub["Action"], serde_json::json!(["sts:AssumeRole"]));
+    assert_eq!(
+        hub["Resource"],
+        serde_json::json!([
+            "arn:aws:iam::111111111111:role/trustsync-spoke",
+            "arn:aws:iam::222222222222:role/trustsync-spoke"
+        ])
+    );
+    let trust = &doc["spoke"]["trustPolicy"]["Statement"][0];
+    assert_eq!(
+        trust["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:role/platform/trustsync-hub"
+    );
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["sts:ExternalId"],
+        "trustsync-prod"
+    );
+    assert!(doc["spoke"]["policy"]
+        .to_string()
+        .contains("iam:CreateRole"));
+    // The spoke role can be created with what was printed (moto checks the documents).
+    let iam = aws_sdk_iam::Client::new(&moto.in_account(PROD));
+    moto.block_on(
+        iam.create_role()
+            .role_name("trustsync-spoke")
+            .assume_role_policy_document(doc["spoke"]["trustPolicy"].to_string())
+            .send(),
+    )
+    .expect("create the spoke role");
+    moto.block_on(
+        iam.put_role_policy()
+            .role_name("trustsync-spoke")
+            .policy_name("trustsync")
+            .policy_document(doc["spoke"]["policy"].to_string())
+            .send(),
+    )
+    .expect("attach its policy");
+}
