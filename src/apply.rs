@@ -104,6 +104,8 @@ pub struct ChangeOutcome {
     /// The action's name.
     pub action: String,
     pub resource: Arn,
+    /// The AWS account it was made in.
+    pub account: String,
     /// The mapping it serves, if any.
     pub mapping: Option<MappingName>,
     /// Principals the change grants.
@@ -121,6 +123,7 @@ impl ChangeOutcome {
             key: change.key(),
             action: change.action.name().to_string(),
             resource: change.resource.clone(),
+            account: change.account.clone(),
             mapping: change.mapping.clone(),
             members_added: change.members_added.len(),
             members_removed: change.members_removed.len(),

@@ -364,3 +364,110 @@ fn iam_policy_prints_the_hub_policy_and_the_spoke_role() {
     )
     .expect("attach its policy");
 }
+
+/// AWS Organizations finds the accounts: those under the OU (and the OUs below it) that
+/// carry the tag, with their tags as labels that policies select by.
+#[test]
+fn accounts_are_discovered_in_the_organization_by_ou_and_tag() {
+    use aws_sdk_organizations::types::Tag;
+    let moto = Moto::start();
+    let org = aws_sdk_organizations::Client::new(moto.sdk());
+    moto.block_on(
+        org.create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send(),
+    )
+    .unwrap();
+    let root = moto.block_on(org.list_roots().send()).unwrap().roots()[0]
+        .id()
+        .unwrap()
+        .to_string();
+    let ou = |parent: &str, name: &str| {
+        moto.block_on(
+            org.create_organizational_unit()
+                .parent_id(parent)
+                .name(name)
+                .send(),
+        )
+        .unwrap()
+        .organizational_unit()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string()
+    };
+    let workloads = ou(&root, "workloads");
+    let nested = ou(&workloads, "payments");
+    let account = |name: &str, parent: &str, tags: &[(&str, &str)]| {
+        let created = moto
+            .block_on(
+                org.create_account()
+                    .account_name(name)
+                    .email(format!("{name}@example.com"))
+                    .set_tags(Some(
+                        tags.iter()
+                            .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
+                            .collect(),
+                    ))
+                    .send(),
+            )
+            .unwrap();
+        let id = created
+            .create_account_status()
+            .unwrap()
+            .account_id()
+            .unwrap()
+            .to_string();
+        moto.block_on(
+            org.move_account()
+                .account_id(&id)
+                .source_parent_id(&root)
+                .destination_parent_id(parent)
+                .send(),
+        )
+        .unwrap();
+        id
+    };
+    let prod = account(
+        "prod",
+        &nested,
+        &[("trustsync", "managed"), ("env", "prod")],
+    );
+    let dev = account(
+        "dev",
+        &workloads,
+        &[("trustsync", "managed"), ("env", "dev")],
+    );
+    let _untagged = account("sandbox", &workloads, &[("env", "dev")]);
+    let _elsewhere = account("elsewhere", &root, &[("trustsync", "managed")]);
+
+    let ws = Workspace::new();
+    scope_payments(&ws);
+    ws.write(
+        "trustsync.yaml",
+        &format!("audit:\n  path: audit.jsonl\ndirectory:\n  tenantFile: examples/tenant.json\naccounts:\n  organization:\n    parents: [{workloads}]\n    tags: {{trustsync: managed}}\n"),
+    );
+    let plan = plan_json_with(&moto, &ws, &[], 1);
+    let mut want = vec![prod.clone(), dev.clone()];
+    want.sort();
+    let found: Vec<&str> = plan["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, want, "{plan}");
+    // Tags are labels: payments (env=prod) is planned in prod only.
+    let payments_in: std::collections::BTreeSet<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["mapping"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("payments"))
+        })
+        .map(|c| c["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(payments_in, [prod.as_str()].into());
+}

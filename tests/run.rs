@@ -617,3 +617,53 @@ fn one_shot_commands_and_the_controller_resolve_names_alike() {
     );
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// Many accounts: `/status` and `/metrics` show each; the one whose spoke role STS refuses
+/// is reported while the other is reconciled.
+#[test]
+fn the_controller_shows_each_account_and_reconciles_the_reachable_one() {
+    let moto = Moto::start();
+    moto.create_functions_in(Some("111111111111"), &["payments-api"]);
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 7);
+    proxy.deny_assume_role("arn:aws:iam::333333333333:role/trustsync-spoke");
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\ndirectory:\n  tenantFile: examples/tenant.json\naccounts:\n  targets:\n    - {id: \"111111111111\"}\n    - {id: \"333333333333\"}\n",
+    );
+    let daemon = Daemon::spawn(&proxy.endpoint, Vec::new(), &ws);
+    wait_for(Duration::from_secs(60), "the first pass", || {
+        daemon.status()["lastPass"].is_object()
+    });
+    let status = daemon.status();
+    let accounts = status["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{status}");
+    assert_eq!(accounts[0]["id"], "111111111111");
+    assert!(accounts[0]["applied"].as_u64().unwrap() > 0, "{status}");
+    assert!(accounts[0].get("unreachable").is_none(), "{status}");
+    assert_eq!(accounts[1]["id"], "333333333333");
+    assert!(
+        accounts[1]["unreachable"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDenied"),
+        "{status}"
+    );
+    assert_eq!(
+        status["lastPass"]["outcome"], "held",
+        "the pass did what it could"
+    );
+    let metrics = parse_metrics(&daemon.get("/metrics").1);
+    assert_eq!(
+        metrics[r#"trustsync_account_reachable{account="111111111111"}"#],
+        1.0
+    );
+    assert_eq!(
+        metrics[r#"trustsync_account_reachable{account="333333333333"}"#],
+        0.0
+    );
+    assert!(moto
+        .roles_in("111111111111")
+        .contains_key("payments-deployer"));
+    assert!(daemon.terminate().success());
+}

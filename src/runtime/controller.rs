@@ -34,7 +34,9 @@ use crate::observed::trusted_subjects;
 use crate::plan::{Plan, Settings};
 use crate::runtime::fleet::{self, Fleet};
 use crate::runtime::http;
-use crate::runtime::metrics::{ActionLabel, ApiLabel, OutcomeLabel, ServiceLabel, StateLabel};
+use crate::runtime::metrics::{
+    AccountLabel, ActionLabel, ApiLabel, OutcomeLabel, ServiceLabel, StateLabel,
+};
 use crate::runtime::pass::{self, DirectorySource};
 use crate::runtime::retry::ChangeBackoff;
 use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
@@ -528,7 +530,34 @@ impl Controller {
                 })
                 .set(n as i64);
         }
-        self.shared.status.lock().expect("status").mappings = mappings;
+        let accounts = status::account_statuses(plan, report);
+        let gone: Vec<String> = self
+            .shared
+            .status
+            .lock()
+            .expect("status")
+            .accounts
+            .iter()
+            .filter(|old| !accounts.iter().any(|a| a.id == old.id))
+            .map(|old| old.id.clone())
+            .collect();
+        for id in gone {
+            m.account_reachable.remove(&AccountLabel { account: id });
+        }
+        for a in &accounts {
+            let label = AccountLabel {
+                account: a.id.clone(),
+            };
+            m.account_reachable
+                .get_or_create(&label)
+                .set(i64::from(a.unreachable.is_none()));
+            m.account_changes_failed
+                .get_or_create(&label)
+                .inc_by(a.failed as u64);
+        }
+        let mut st = self.shared.status.lock().expect("status");
+        st.mappings = mappings;
+        st.accounts = accounts;
     }
 }
 
@@ -842,6 +871,9 @@ spec: {provider: entra, group: {id: 00000000-0000-0000-0000-000000000002}, role:
         assert_eq!(b.state_of("deployers").0, MappingState::Error);
         assert_eq!(b.state_of("readers").0, MappingState::Error);
         assert_eq!(b.status().last_pass.unwrap().outcome, PassOutcome::Failed);
+        let account = &b.status().accounts[0];
+        assert_eq!((account.id.as_str(), account.failed), (ACCOUNT, 2));
+        assert!(account.unreachable.is_none());
 
         // At once again: the grant waits out its back-off, the revocation does not wait.
         assert!(!b.pass().await);

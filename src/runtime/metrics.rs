@@ -46,6 +46,14 @@ pub struct StateLabel {
     pub state: String,
 }
 
+/// `account` label: one value per account in scope, so as many as the config's targets
+/// or the organization's selected accounts (never crossed with operations or actions).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    /// The 12-digit account id.
+    pub account: String,
+}
+
 /// Every metric the controller exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -76,6 +84,10 @@ pub struct Metrics {
     pub policy_errors: Counter,
     /// Mapped groups whose delta-cached membership differed from a full read.
     pub directory_differences: Counter,
+    /// 1 when the last pass could read the account, else 0.
+    pub account_reachable: Family<AccountLabel, Gauge>,
+    /// Changes that failed, by account.
+    pub account_changes_failed: Family<AccountLabel, Counter>,
 }
 
 impl Metrics {
@@ -96,6 +108,8 @@ impl Metrics {
             mappings: Default::default(),
             policy_errors: Default::default(),
             directory_differences: Default::default(),
+            account_reachable: Default::default(),
+            account_changes_failed: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("trustsync");
         r.register("passes", "Reconcile passes by outcome", m.passes.clone());
@@ -159,6 +173,16 @@ impl Metrics {
             "directory_full_read_differences",
             "Mapped groups whose delta-cached membership differed from a periodic full read (corrected)",
             m.directory_differences.clone(),
+        );
+        r.register(
+            "account_reachable",
+            "1 when the last pass could reach and read the AWS account",
+            m.account_reachable.clone(),
+        );
+        r.register(
+            "account_changes_failed",
+            "AWS changes that failed, by account",
+            m.account_changes_failed.clone(),
         );
         m
     }

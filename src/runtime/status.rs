@@ -107,11 +107,62 @@ pub struct StatusDoc {
     pub policy: PolicyStatus,
     /// Each mapping.
     pub mappings: BTreeMap<String, MappingStatus>,
+    /// Each AWS account, as the last pass found it.
+    pub accounts: Vec<AccountStatus>,
     /// What start-up is still waiting for (AWS unreachable), before the first pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
+}
+
+/// One AWS account as the last pass found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountStatus {
+    /// The 12-digit account id.
+    pub id: String,
+    /// The regions read.
+    pub regions: Vec<String>,
+    /// Why it could not be read; nothing was planned for it then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
+    /// Changes applied in it.
+    pub applied: usize,
+    /// Changes that failed in it.
+    pub failed: usize,
+    /// Changes held in it.
+    pub held: usize,
+}
+
+/// Each account of the pass: reachable or why not, and what was done in it.
+pub fn account_statuses(plan: &Plan, report: &apply::Report) -> Vec<AccountStatus> {
+    plan.accounts
+        .iter()
+        .map(|a| {
+            let outcomes = report.outcomes.iter().filter(|o| o.account == a.id);
+            let (mut applied, mut failed) = (0, 0);
+            for o in outcomes {
+                match o.outcome {
+                    apply::Outcome::Ok(_) => applied += 1,
+                    apply::Outcome::Failed(_) => failed += 1,
+                    apply::Outcome::Skipped { .. } => {}
+                }
+            }
+            AccountStatus {
+                id: a.id.clone(),
+                regions: a.regions.clone(),
+                unreachable: a.unreachable.clone(),
+                applied,
+                failed,
+                held: plan
+                    .held
+                    .iter()
+                    .filter(|h| h.change.account == a.id)
+                    .count(),
+            }
+        })
+        .collect()
 }
 
 /// How a pass ended.

@@ -95,6 +95,11 @@ impl Moto {
         aws_sdk_iam::Client::new(&self.sdk)
     }
 
+    /// The SDK config of moto's default account (the hub's, in these tests).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
     /// An SDK config acting in `account`: moto keeps state per account, and credentials
     /// from AssumeRole into one of its roles act there.
     pub fn in_account(&self, account: &str) -> aws_config::SdkConfig {
