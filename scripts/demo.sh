@@ -5,7 +5,8 @@
 # example policies refer to, and runs trustsync with the sample policies (policies/):
 # validate, plan, apply, plan again (no changes), then `trustsync run` repairing a
 # membership change made through the Graph server's admin API, an audit log check, and
-# `audit show` naming who made the change in Entra.
+# `audit show` naming who made the change in Entra; then one controller for two AWS
+# accounts (hub and spoke), with the plan grouped by account.
 # Everything it starts is stopped on exit; no real account or tenant is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -119,4 +120,24 @@ ts audit verify "$work/audit.jsonl"
 
 say "trustsync audit show: who gave payments-release-bot access, and who took it away"
 ts audit show "$work/audit.jsonl" --principal 5e1f0a2b-1111-4111-8111-000000000002
+say "Many accounts: the same policies in two AWS accounts, reached through a spoke role in each"
+for account in 111111111111 222222222222; do
+  "$venv/bin/python" scripts/seed_demo.py "$AWS_ENDPOINT_URL" --account "$account"
+done
+cat >"$work/accounts.yaml" <<YAML
+audit: {path: $work/accounts-audit.jsonl}
+accounts:
+  targets:
+    - {id: "111111111111", labels: {env: prod}}
+    - {id: "222222222222", labels: {env: dev}}
+YAML
+tsa() { "$bin" --config "$work/accounts.yaml" "$@"; }
+echo "  the hub may assume:"
+tsa iam-policy --hub-role-arn arn:aws:iam::123456789012:role/trustsync-hub \
+  | "$venv/bin/python" -c 'import json,sys; d=json.load(sys.stdin); [print("   ", r) for r in d["hub"]["policy"]["Statement"][0]["Resource"]]'
+say "trustsync plan across both accounts, grouped by account"
+tsa plan | grep -E '^(Account|Plan:)' || true
+say "trustsync apply across both accounts (each in its own lane), then a plan finds nothing"
+tsa apply --auto-approve | grep -E '^Apply:'
+tsa plan --detailed-exitcode >/dev/null && echo "  trustsync plan: no changes in either account"
 say "Done. moto and the Graph server are stopped; nothing outside this machine was touched."

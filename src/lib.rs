@@ -14,8 +14,8 @@
 //!
 //! | folder | owns |
 //! |---|---|
-//! | [`model`] | the shared vocabulary: IAM policy documents and their semantic comparison |
-//! | [`sources`] | the policy repository (load, validate) and the directory (group memberships) |
+//! | [`model`] | the shared vocabulary: IAM policy documents and their semantic comparison, the accounts in scope |
+//! | [`sources`] | the policy repository (load, validate, which documents apply in which account) and the directory (group memberships) |
 //! | [`desired`] | policies plus memberships made concrete: the roles and statements wanted |
 //! | [`observed`] | what AWS says, in trustsync's own types |
 //! | [`plan`] | the pure diff of desired against observed, one file per resource kind |
@@ -24,7 +24,7 @@
 //! | [`audit`] | the record of every change: written ahead, hash-chained, signed, locked to one writer |
 //! | [`render`] | the plan as text, JSON and Markdown |
 //! | [`adapters`] | the edges: AWS SDK and Microsoft Graph, the only code that names their types |
-//! | [`runtime`] | the one pass, the error policy, the controller, its metrics |
+//! | [`runtime`] | the one pass, the accounts it reaches (hub and spoke), the error policy, the controller, its metrics |
 //! | [`cli`], [`config`] | flags and exit codes; the configuration file |
 //!
 //! `model`, `sources`, `desired`, `observed`, `plan`, `checks` and `render` hold no SDK
