@@ -6,7 +6,8 @@
 //! operation, counted at the servers. For the largest N it also converges through a proxy
 //! that throttles 20% of requests and compares the final state with the clean run's. It
 //! ends with the controller: Graph requests per quiet delta poll, and the peak memory of a
-//! full sync of a 100,000-object directory. Writes docs/benchmarks.md.
+//! full sync of a 100,000-object directory, and many accounts: 100 accounts of 10
+//! mappings and one function each, reached through spoke roles. Writes docs/benchmarks.md.
 //!
 //! Usage: `cargo bench --bench scale [-- N ...]`.
 
@@ -31,10 +32,22 @@ struct Scenario {
     tenant: Value,
 }
 
+/// The id of the `a`th account of the many-accounts scenario.
+fn account_id(a: usize) -> String {
+    format!("{}", 200_000_000_000 + a)
+}
+
 /// A tenant and policy set with N mappings: groups of 1 to 4 service principals, every
 /// 7th of 10, every 50th of 40 (large), every 10th nesting a group of its own (read
 /// transitively), users in every 3rd; N/10 functions with three invokers each.
 fn generate(ws: &Workspace, n: usize) -> Scenario {
+    generate_in(ws, n, 0)
+}
+
+/// [`generate`], spread over `accounts` accounts when not 0: N/accounts mappings in each
+/// (selected by account id), and in each account one function `bench-fn` invoked by two
+/// of that account's roles and a service.
+fn generate_in(ws: &Workspace, n: usize, accounts: usize) -> Scenario {
     let mut sps = Vec::new();
     let mut users = Vec::new();
     let mut groups_json = Vec::new();
@@ -75,8 +88,16 @@ fn generate(ws: &Workspace, n: usize) -> Scenario {
         }
         let id = guid(0xa1b2c3d4, i);
         groups_json.push(json!({"id": id, "displayName": format!("sg-bench-{i}"), "members": m}));
+        let scope = if accounts > 0 {
+            format!(
+                "  accounts: {{ids: ['{}']}}\n",
+                account_id(i * accounts / n)
+            )
+        } else {
+            String::new()
+        };
         policies.push_str(&format!(
-            "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: bench-{i}}}\nspec:\n  provider: entra\n  group: {{id: {id}}}\n  members: {{transitive: {transitive}}}\n  role:\n    name: bench-{i}\n    inlinePolicies: {{p: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: 'arn:aws:s3:::bench-{i}/*'}}]}}}}\n    tags: {{team: t{}}}\n",
+            "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: bench-{i}}}\nspec:\n{scope}  provider: entra\n  group: {{id: {id}}}\n  members: {{transitive: {transitive}}}\n  role:\n    name: bench-{i}\n    inlinePolicies: {{p: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: 'arn:aws:s3:::bench-{i}/*'}}]}}}}\n    tags: {{team: t{}}}\n",
             i % 13
         ));
         groups.push(id);
@@ -89,10 +110,24 @@ fn generate(ws: &Workspace, n: usize) -> Scenario {
                 .collect(),
         );
     }
-    let functions: Vec<String> = (0..(n / 10).max(1))
-        .map(|j| format!("bench-fn-{j}"))
-        .collect();
-    for (j, f) in functions.iter().enumerate() {
+    let functions: Vec<String> = if accounts > 0 {
+        vec!["bench-fn".to_string()]
+    } else {
+        (0..(n / 10).max(1))
+            .map(|j| format!("bench-fn-{j}"))
+            .collect()
+    };
+    let per = n / accounts.max(1);
+    for a in 0..accounts {
+        policies.push_str(&format!(
+            "---\napiVersion: trustsync.dev/v1alpha1\nkind: FunctionAccess\nmetadata: {{name: bench-fn-{a}}}\nspec:\n  function: bench-fn\n  accounts: {{ids: ['{}']}}\n  invokers:\n    - {{roleMapping: bench-{}}}\n    - {{roleMapping: bench-{}}}\n    - {{service: events.amazonaws.com, sourceArn: 'arn:aws:events:us-east-1:{}:rule/bench'}}\n",
+            account_id(a),
+            a * per,
+            a * per + 1,
+            account_id(a)
+        ));
+    }
+    for (j, f) in functions.iter().enumerate().filter(|_| accounts == 0) {
         policies.push_str(&format!(
             "---\napiVersion: trustsync.dev/v1alpha1\nkind: FunctionAccess\nmetadata: {{name: {f}}}\nspec:\n  function: {f}\n  invokers:\n    - {{roleMapping: bench-{}}}\n    - {{roleMapping: bench-{}}}\n    - {{service: events.amazonaws.com, sourceArn: 'arn:aws:events:us-east-1:123456789012:rule/bench-{j}'}}\n",
             (3 * j) % n,
@@ -226,7 +261,7 @@ fn churn_members(sc: &Scenario, graph: &GraphServer, count: usize) {
 
 struct Row {
     n: usize,
-    step: &'static str,
+    step: String,
     m: Measure,
 }
 
@@ -245,7 +280,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
     assert_eq!(cold.exit, 2, "cold plan");
     rows.push(Row {
         n,
-        step: "cold plan",
+        step: "cold plan".into(),
         m: cold,
     });
     let started = Instant::now();
@@ -254,7 +289,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
     eprintln!("   apply took {:?}", started.elapsed());
     rows.push(Row {
         n,
-        step: "apply from empty",
+        step: "apply from empty".into(),
         m: apply,
     });
     let quiet = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
@@ -271,7 +306,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
     ));
     rows.push(Row {
         n,
-        step: "no-change plan",
+        step: "no-change plan".into(),
         m: quiet,
     });
 
@@ -282,14 +317,14 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
     assert_eq!(churn_plan.exit, 2, "churn plan");
     rows.push(Row {
         n,
-        step: "plan after 1% churn",
+        step: "plan after 1% churn".into(),
         m: churn_plan,
     });
     let churn_apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
     assert_eq!(churn_apply.exit, 0);
     rows.push(Row {
         n,
-        step: "apply after 1% churn",
+        step: "apply after 1% churn".into(),
         m: churn_apply,
     });
 
@@ -322,10 +357,82 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
         assert!(same, "throttled run diverged from the clean run");
         rows.push(Row {
             n,
-            step: "apply, 20% throttled",
+            step: "apply, 20% throttled".into(),
             m: t,
         });
     }
+}
+
+/// 100 accounts × 10 mappings (and one function each) from one controller: converge from
+/// empty, then a no-change plan, whose AWS requests are compared with what a complete read
+/// of each account needs.
+fn run_accounts(accounts: usize, per: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
+    let n = accounts * per;
+    eprintln!("== {accounts} accounts x {per} mappings");
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    generate_in(&ws, n, accounts);
+    let ids: Vec<String> = (0..accounts).map(account_id).collect();
+    let targets: String = ids
+        .iter()
+        .map(|id| format!("    - {{id: '{id}'}}\n"))
+        .collect();
+    config(&ws, &format!("accounts:\n  targets:\n{targets}"));
+    let mut seed = std::process::Command::new(repo().join(".venv/bin/python"));
+    seed.arg(repo().join("scripts/seed_demo.py"))
+        .arg(&moto.endpoint);
+    for id in &ids {
+        seed.args(["--account", id]);
+    }
+    let out = seed.arg("bench-fn").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
+    let label = |step: &str| format!("{step}, {accounts} accounts");
+    let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
+    assert_eq!(apply.exit, 0, "apply across accounts");
+    rows.push(Row {
+        n,
+        step: label("apply from empty"),
+        m: apply,
+    });
+    let quiet = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
+    assert_eq!(quiet.exit, 0, "no-change plan across accounts");
+    let counts = proxy.counts().requests;
+    let count = |op: &str| counts.get(op).copied().unwrap_or(0);
+    // Per account, the least a reader that checks everything trustsync manages must send:
+    // GetAccountAuthorizationDetails (one page: 10 roles), ListRoles (description and
+    // session duration are not in it), ListOpenIDConnectProviders and one
+    // GetOpenIDConnectProvider (providers are not in it either), one GetResources page
+    // (statements found by tag after their document is gone), and GetFunctionConfiguration
+    // and GetPolicy for the function: 7. The narrower count used for one account above
+    // (GetAccountAuthorizationDetails pages and two reads per function) is 3.
+    let full_minimum = 7 * accounts as u64;
+    let narrow_minimum = 3 * accounts as u64;
+    let assumed = count("AssumeRole");
+    let reads = quiet.aws - assumed - count("GetCallerIdentity");
+    notes.push(format!(
+        "{accounts} accounts x {per} mappings (one function each): the no-change plan sent {} AWS requests: {assumed} AssumeRole (one per account per credential lifetime), {} GetCallerIdentity and {reads} reads, {:.1} per account, against a complete-read minimum of {full_minimum} ({:+.1}%) or {narrow_minimum} counting only GetAccountAuthorizationDetails and the function reads ({:+.1}%: the four fixed reads per account that one large account amortises dominate at 10 mappings). Wall {:.2} s, CPU {:.2} s, peak {:.0} MB for the plan; {} Graph requests (the directory is read once for all accounts). By operation: {}",
+        quiet.aws,
+        count("GetCallerIdentity"),
+        reads as f64 / accounts as f64,
+        (reads as f64 / full_minimum as f64 - 1.0) * 100.0,
+        (reads as f64 / narrow_minimum as f64 - 1.0) * 100.0,
+        quiet.wall,
+        quiet.cpu,
+        quiet.rss_mb,
+        quiet.graph,
+        quiet.aws_ops
+    ));
+    rows.push(Row {
+        n,
+        step: label("no-change plan"),
+        m: quiet,
+    });
 }
 
 /// Graph requests per quiet poll, and the peak memory of a full delta sync of a large tenant.
@@ -434,6 +541,7 @@ fn main() {
     for &n in &sizes {
         run_scale(n, &mut rows, &mut notes, n == largest);
     }
+    run_accounts(100, 10, &mut rows, &mut notes);
     controller(&mut notes);
 
     let mut md = String::from("# Benchmarks\n\nProduced by `make bench` (`cargo bench --bench scale`); do not edit by hand.\n\n");

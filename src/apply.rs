@@ -389,6 +389,10 @@ mod tests {
     /// takes 10 ms (paused time) per write so that concurrency shows.
     struct FakeAws {
         slots: usize,
+        /// Accounts written at once.
+        accounts: usize,
+        /// An account whose every write takes a second.
+        slow: Option<String>,
         fail_on: BTreeSet<String>,
         done: Mutex<Vec<String>>,
         in_flight: AtomicUsize,
@@ -399,6 +403,8 @@ mod tests {
         fn new(slots: usize, fail_on: &[&str]) -> FakeAws {
             FakeAws {
                 slots,
+                accounts: 1,
+                slow: None,
                 fail_on: fail_on.iter().map(|s| s.to_string()).collect(),
                 done: Mutex::new(Vec::new()),
                 in_flight: AtomicUsize::new(0),
@@ -429,11 +435,20 @@ mod tests {
             self.slots
         }
 
+        fn parallel_accounts(&self) -> usize {
+            self.accounts
+        }
+
         async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure> {
             let action = &change.action;
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let ms = if self.slow.as_deref() == Some(change.account.as_str()) {
+                1000
+            } else {
+                10
+            };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             let what = format!(
                 "{} {}{}",
@@ -661,6 +676,40 @@ mod tests {
             .unwrap();
         assert_eq!(failed["result"]["outcome"], "failed");
         assert_eq!(failed["result"]["code"], "AccessDenied");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_account_holds_no_other_back() {
+        let mut aws = FakeAws::new(1, &[]);
+        aws.accounts = 2;
+        aws.slow = Some("111111111111".into());
+        let at = |mut c: Change, account: &str| {
+            c.account = account.into();
+            c
+        };
+        let slow = "111111111111";
+        let fast = "222222222222";
+        let plan = plan_of(vec![
+            at(revoke("s"), slow),
+            at(tag("s"), slow),
+            at(revoke("f"), fast),
+            at(trust("f"), fast),
+            at(tag("f"), fast),
+        ]);
+        let started = tokio::time::Instant::now();
+        let a = run(&plan, &aws, &|| false).await;
+        assert_eq!(a.report.applied, 5);
+        let done = aws.done();
+        let first_slow = done.iter().position(|d| d.ends_with(" s")).unwrap();
+        assert_eq!(
+            first_slow, 3,
+            "the fast account goes through all its phases while the slow one's first write is under way: {done:?}"
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(2),
+            "the slow account's two writes"
+        );
     }
 
     #[tokio::test(start_paused = true)]

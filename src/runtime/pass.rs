@@ -304,45 +304,48 @@ async fn read_account(
     Ok(out)
 }
 
-/// Reads AWS and the directory, and plans and checks.
-///
-/// Every account is read (`accounts.concurrency` at a time); one that cannot be reached or
+/// What the pass read of AWS: each account's state, and the accounts it could not read.
+struct Read {
+    observed: Observations,
+    accounts: Vec<AccountPlan>,
+    unreachable: Vec<Problem>,
+}
+
+/// Reads every account, `accounts.concurrency` at a time. One that cannot be reached or
 /// read is reported (`account-unreachable`) and the others go on, unless it is the only
-/// account: then the pass fails, as a failed read is never "nothing to do". The
-/// directory is read once for the groups every account needs; each account and region is
-/// planned on its own, and the plans are merged, grouped by account, before the checks.
-// Long on purpose: the pass's steps in order, each a few lines.
-pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyhow::Result<Planned> {
-    let Inputs {
-        config,
-        policies,
-        fleet,
-        deferred,
-        released,
-    } = inputs;
-    let settings = Settings::from_config(config);
+/// account: then the pass fails, as a failed read is never "nothing to do".
+async fn read_accounts(
+    fleet: &Fleet,
+    policies: &PolicySet,
+    config: &Config,
+    settings: &Settings,
+) -> anyhow::Result<Read> {
     let reads: Vec<AccountRead> = stream::iter(fleet.members())
-        .map(|m| read_account(m, policies, config, &settings))
+        .map(|m| read_account(m, policies, config, settings))
         .buffered(fleet.concurrency())
         .collect()
         .await;
-    let mut observed = Observations::default();
-    let mut accounts = Vec::new();
-    let mut unreachable = Vec::new();
-    for (member, read) in fleet.members().iter().zip(reads) {
+    let mut read = Read {
+        observed: Observations::default(),
+        accounts: Vec::new(),
+        unreachable: Vec::new(),
+    };
+    for (member, result) in fleet.members().iter().zip(reads) {
         let account = &member.account;
-        match read {
+        match result {
             Ok(regions) => {
-                accounts.push(AccountPlan {
+                read.accounts.push(AccountPlan {
                     id: account.id.clone(),
                     regions: regions.iter().map(|(r, _)| r.clone()).collect(),
                     unreachable: None,
                 });
                 if let Some((home, _)) = regions.first() {
-                    observed.homes.insert(account.id.clone(), home.clone());
+                    read.observed.homes.insert(account.id.clone(), home.clone());
                 }
                 for (region, o) in regions {
-                    observed.by_place.insert((account.id.clone(), region), o);
+                    read.observed
+                        .by_place
+                        .insert((account.id.clone(), region), o);
                 }
             }
             Err(e) if fleet.members().len() == 1 => {
@@ -352,12 +355,12 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
             }
             Err(e) => {
                 tracing::error!(account = %account.id, error = %e, "cannot read the account; the others go on");
-                accounts.push(AccountPlan {
+                read.accounts.push(AccountPlan {
                     id: account.id.clone(),
                     regions: account.regions.clone(),
                     unreachable: Some(e.to_string()),
                 });
-                unreachable.push(Problem {
+                read.unreachable.push(Problem {
                     kind: ProblemKind::AccountUnreachable,
                     account: Some(account.id.clone()),
                     mapping: None,
@@ -373,49 +376,62 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
             }
         }
     }
-    if !unreachable.is_empty() && unreachable.len() == fleet.members().len() {
+    if !read.unreachable.is_empty() && read.unreachable.len() == fleet.members().len() {
         anyhow::bail!(
             "no account could be read (nothing was changed): {}",
-            unreachable
+            read.unreachable
                 .iter()
                 .map(|p| p.message.as_str())
                 .collect::<Vec<_>>()
                 .join("; ")
         );
     }
-    // The directory once, for the groups of every account (each with its own pins).
-    let mut pins_by_account: BTreeMap<&str, Pins> = BTreeMap::new();
+    Ok(read)
+}
+
+/// The pins each account's roles record, and the directory requests of every account
+/// (each with its own pins), deduplicated: the directory is read once for all.
+fn directory_requests<'a>(
+    fleet: &Fleet,
+    policies: &PolicySet,
+    observed: &'a Observations,
+    settings: &Settings,
+) -> (BTreeMap<&'a str, Pins>, Vec<GroupRequest>) {
+    let mut pins_by_account = BTreeMap::new();
     let mut requests: BTreeSet<GroupRequest> = BTreeSet::new();
     for (id, iam) in observed.iam() {
         let member = fleet.member(id).expect("observed accounts are members");
-        let pins = pins(iam, &settings);
-        let here = scope::policies_at(policies, &member.account, member_home(&observed, id));
+        let pins = pins(iam, settings);
+        let here = scope::policies_at(policies, &member.account, member_home(observed, id));
         requests.extend(desired::group_requests(&here, &pins));
         pins_by_account.insert(id, pins);
     }
-    let requests: Vec<GroupRequest> = requests.into_iter().collect();
-    let snapshot = directory.snapshot(&requests).await?;
-    // The planner and the checks do no I/O: their wall time is their CPU time.
-    let started = Instant::now();
+    (pins_by_account, requests.into_iter().collect())
+}
+
+/// Plans each account and region on its own (IAM once, from the account's home region)
+/// and merges the plans, grouped by account. Also returns each mapping's group, for the
+/// who-changed lookup.
+fn plan_places(
+    fleet: &Fleet,
+    policies: &PolicySet,
+    config: &Config,
+    settings: &Settings,
+    observed: &Observations,
+    pins: &BTreeMap<&str, Pins>,
+    snapshot: &DirectorySnapshot,
+) -> (Plan, BTreeMap<String, String>) {
     let mut plans = Vec::new();
-    let mut groups: BTreeMap<String, String> = BTreeMap::new();
+    let mut groups = BTreeMap::new();
     for ((id, region), seen) in &observed.by_place {
         let member = fleet.member(id).expect("observed accounts are members");
-        let home = member_home(&observed, id) == region;
         let here = scope::policies_at(policies, &member.account, region);
         let target = Target {
             account_id: id.clone(),
             region: region.clone(),
         };
-        let mut desired = desired::build(
-            &here,
-            &snapshot,
-            &pins_by_account[id.as_str()],
-            config,
-            &target,
-        );
-        if !home {
-            // IAM is global: planned once, from the account's home region.
+        let mut desired = desired::build(&here, snapshot, &pins[id.as_str()], config, &target);
+        if member_home(observed, id) != region {
             desired.providers.clear();
             desired.roles.clear();
             desired.errors.clear();
@@ -426,11 +442,40 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
                 .iter()
                 .filter_map(|r| Some((r.mapping.to_string(), r.group.as_ref()?.id.to_string()))),
         );
-        let mut p = plan::plan(&desired, seen, &settings);
+        let mut p = plan::plan(&desired, seen, settings);
         p.place(id, region);
         plans.push(p);
     }
-    let mut plan = Plan::merge(plans);
+    (Plan::merge(plans), groups)
+}
+
+/// Reads AWS and the directory, and plans and checks.
+///
+/// Every account is read ([`read_accounts`]); the directory once, for the groups every
+/// account needs; each account and region is planned on its own and the plans merged,
+/// grouped by account ([`plan_places`]), before the checks, which weigh the pass as a
+/// whole.
+pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyhow::Result<Planned> {
+    let Inputs {
+        config,
+        policies,
+        fleet,
+        deferred,
+        released,
+    } = inputs;
+    let settings = Settings::from_config(config);
+    let Read {
+        observed,
+        accounts,
+        unreachable,
+    } = read_accounts(fleet, policies, config, &settings).await?;
+    let (pins, requests) = directory_requests(fleet, policies, &observed, &settings);
+    let snapshot = directory.snapshot(&requests).await?;
+    // The planner and the checks do no I/O: their wall time is their CPU time.
+    let started = Instant::now();
+    let (mut plan, groups) = plan_places(
+        fleet, policies, config, &settings, &observed, &pins, &snapshot,
+    );
     plan.accounts = accounts;
     plan.problems.extend(unreachable);
     if !fleet.narrowed {
