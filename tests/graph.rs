@@ -141,8 +141,10 @@ fn throttling_with_retry_after_is_survived() {
         &["apply", "--auto-approve"],
         0,
     );
+    // The three throttled requests came back inside one batch; they are sent again
+    // together once their Retry-After has passed.
     assert!(
-        started.elapsed() >= std::time::Duration::from_millis(900),
+        started.elapsed() >= std::time::Duration::from_millis(300),
         "Retry-After must be honoured"
     );
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
@@ -370,4 +372,35 @@ fn who_changed_the_group_in_entra_is_in_the_audit_record() {
         .as_str()
         .unwrap()
         .contains("did not answer within 3s"));
+}
+
+/// A one-shot plan reads the directory in JSON batches: fewer HTTP requests than reads,
+/// and each read charged the resource units Microsoft publishes for it on its own.
+#[test]
+fn a_one_shot_plan_reads_in_batches_and_is_charged_per_read() {
+    let (moto, graph, ws) = setup("");
+    graph.reset_stats();
+    plan(&moto, &ws, &graph.env(CLIENT_SECRET), 2);
+    let stats = graph.stats();
+    let count = |route: &str| stats["requests"][route].as_u64().unwrap_or(0);
+    let reads = count("group")
+        + count("groups")
+        + count("members")
+        + count("transitiveMembers")
+        + count("directoryAudits");
+    assert_eq!(
+        stats["graphRequests"].as_u64().unwrap(),
+        count("batch"),
+        "every Graph request of the read was a batch: {stats}"
+    );
+    assert!(count("batch") < reads, "{stats}");
+    assert_eq!(
+        stats["resourceUnits"].as_u64().unwrap(),
+        count("group")
+            + count("groups")
+            + 2 * count("members")
+            + 4 * count("transitiveMembers")
+            + count("directoryAudits"),
+        "group 1, groups by name 1, members 3 and transitiveMembers 5 (each 1 less with $select), directoryAudits 1: {stats}"
+    );
 }

@@ -135,19 +135,21 @@ impl DirectorySource {
         })
     }
 
-    /// Who changed `group`'s members since `since`, from the directory's audit log; none
-    /// for a tenant file.
+    /// Who changed each of `groups`' members since `since`, from the directory's audit
+    /// log, one answer per group; none for a tenant file.
     pub async fn membership_changes(
         &self,
-        group: &str,
+        groups: &[&str],
         since: &str,
-    ) -> Result<Vec<MembershipChange>, entra::graph::Error> {
+    ) -> Result<Vec<Result<Vec<MembershipChange>, entra::graph::Error>>, entra::graph::Error> {
         match self {
-            DirectorySource::Graph(reader) => reader.membership_changes(group, since).await,
+            DirectorySource::Graph(reader) => reader.membership_changes(groups, since).await,
             DirectorySource::Delta { cache, .. } => {
-                cache.reader().membership_changes(group, since).await
+                cache.reader().membership_changes(groups, since).await
             }
-            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => Ok(Vec::new()),
+            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => {
+                Ok(groups.iter().map(|_| Ok(Vec::new())).collect())
+            }
         }
     }
 
@@ -560,31 +562,48 @@ async fn who_changed_the_groups(
     let since = (time::OffsetDateTime::now_utc() - time::Duration::days(MEMBERSHIP_AUDIT_DAYS))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let mut read: BTreeMap<String, Vec<MembershipChange>> = BTreeMap::new();
-    let held = plan.held.iter_mut().map(|h| &mut h.change);
-    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
-    for c in plan.changes.iter_mut().chain(held) {
+    let group_of = |c: &Change| -> Option<&str> {
         if c.members_added.is_empty() && c.members_removed.is_empty() {
-            continue;
+            return None;
         }
-        let Some(group) = c.mapping.as_deref().and_then(|m| groups.get(m)) else {
-            continue;
-        };
-        if unavailable.contains_key(*group) {
-            continue;
-        }
-        if !read.contains_key(*group) {
-            match directory.membership_changes(group, &since).await {
-                Ok(changes) => {
-                    read.insert(group.to_string(), changes);
-                }
-                Err(e) => {
-                    unavailable.insert(group.to_string(), e.to_string());
-                    continue;
+        c.mapping.as_deref().and_then(|m| groups.get(m)).copied()
+    };
+    let wanted: BTreeSet<&str> = plan
+        .changes
+        .iter()
+        .chain(plan.held.iter().map(|h| &h.change))
+        .filter_map(group_of)
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let wanted: Vec<&str> = wanted.into_iter().collect();
+    let mut read: BTreeMap<String, Vec<MembershipChange>> = BTreeMap::new();
+    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
+    match directory.membership_changes(&wanted, &since).await {
+        Ok(answers) => {
+            for (group, answer) in wanted.iter().zip(answers) {
+                match answer {
+                    Ok(changes) => {
+                        read.insert(group.to_string(), changes);
+                    }
+                    Err(e) => {
+                        unavailable.insert(group.to_string(), e.to_string());
+                    }
                 }
             }
         }
-        let changes = &read[*group];
+        Err(e) => {
+            for group in &wanted {
+                unavailable.insert(group.to_string(), e.to_string());
+            }
+        }
+    }
+    let held = plan.held.iter_mut().map(|h| &mut h.change);
+    for c in plan.changes.iter_mut().chain(held) {
+        let Some(changes) = group_of(c).and_then(|g| read.get(g)) else {
+            continue;
+        };
         let latest = |member: &String, added: bool| {
             changes
                 .iter()

@@ -17,6 +17,16 @@
 //! - `GET /v1.0/groups/delta` (also `delta()` and `microsoft.graph.delta`): `members@delta`
 //!   with `@removed` entries, a large group split over pages, `@odata.deltaLink` with a
 //!   `$deltatoken`, `$deltatoken=latest`, and `410 syncStateNotFound` for expired tokens.
+//! - `POST /v1.0/$batch`: JSON batching, at most 20 requests, each answered with its own
+//!   `id`, `status`, `headers` and `body` (a throttled one with 429 and `Retry-After`).
+//! - Resource units, as Microsoft publishes them for identity and access: each read costs
+//!   its base (`groups/{id}/members` 3, `groups/{id}/transitiveMembers` 5, anything else 1),
+//!   one less with `$select`, one more with `$expand`, one less with `$top` under 20, never
+//!   below 1; the cost is sent back in `x-ms-resource-unit`. Each application has a bucket
+//!   per 10 seconds sized by the tenant (3,500 under 50 users, 5,000 up to 500, 8,000
+//!   above; `--resource-units N` sets it, 0 turns it off); an empty bucket answers 429 with
+//!   `Retry-After`, `x-ms-throttle-scope` and `x-ms-throttle-information:
+//!   ResourceUnitLimitExceeded`.
 //! - Errors as `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`;
 //!   429 with `Retry-After`.
 //!
@@ -28,7 +38,8 @@
 //! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs"}`,
 //! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`.
 //!
-//! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]`.
+//! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]
+//! [--resource-units N]`.
 //! The first line on stdout is `listening on http://ADDR`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -58,6 +69,64 @@ struct Args {
     /// Largest page the server sends, whatever `$top` asks for.
     #[arg(long, default_value_t = 999)]
     max_page_size: usize,
+    /// Resource units each application may spend per 10 seconds; 0: no limit. Default:
+    /// Microsoft's limit for the tenant's size.
+    #[arg(long)]
+    resource_units: Option<u64>,
+}
+
+/// The resource units Microsoft charges for a Graph read of this route and query.
+fn resource_units(route: &str, q: &HashMap<String, String>) -> u64 {
+    let mut cost: i64 = match route {
+        "members" => 3,
+        "transitiveMembers" => 5,
+        _ => 1,
+    };
+    if q.contains_key("$select") {
+        cost -= 1;
+    }
+    if q.contains_key("$expand") {
+        cost += 1;
+    }
+    if q.get("$top")
+        .and_then(|t| t.parse::<u64>().ok())
+        .is_some_and(|t| t < 20)
+    {
+        cost -= 1;
+    }
+    cost.max(1) as u64
+}
+
+/// One application's resource units: refilled evenly, `per_10s` every 10 seconds.
+struct Bucket {
+    per_10s: f64,
+    available: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn new(per_10s: u64) -> Bucket {
+        Bucket {
+            per_10s: per_10s as f64,
+            available: per_10s as f64,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes `cost` units, or says how many seconds until they are there.
+    fn take(&mut self, cost: u64) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let rate = self.per_10s / 10.0;
+        self.available =
+            (self.available + now.duration_since(self.at).as_secs_f64() * rate).min(self.per_10s);
+        self.at = now;
+        if self.available >= cost as f64 {
+            self.available -= cost as f64;
+            Ok(())
+        } else {
+            Err(((cost as f64 - self.available) / rate).ceil().max(1.0) as u64)
+        }
+    }
 }
 
 #[derive(Default, Deserialize, Clone)]
@@ -103,7 +172,13 @@ struct Server {
     /// Snapshots behind `$skiptoken`s: id -> (items, page size, kind, upto seq).
     pagers: HashMap<String, Pager>,
     next_pager: u64,
-    tokens: HashMap<String, u64>,
+    /// Access token -> (expiry, client id).
+    tokens: HashMap<String, (u64, String)>,
+    /// Resource units per application per 10 seconds (0: unlimited), and the buckets.
+    unit_limit: u64,
+    buckets: HashMap<String, Bucket>,
+    /// Resource units charged so far.
+    units: u64,
     faults: Faults,
     stats: BTreeMap<String, u64>,
     requests: u64,
@@ -118,6 +193,8 @@ enum Pager {
     Objects {
         items: Vec<Value>,
         top: usize,
+        /// `$select` and `$top` as asked, carried into every nextLink as Graph does.
+        query: String,
     },
     Delta {
         items: Vec<DeltaItem>,
@@ -362,8 +439,14 @@ impl Server {
             .cloned()
             .collect();
         let id = self.pager_id();
-        self.pagers
-            .insert(id.clone(), Pager::Objects { items, top });
+        self.pagers.insert(
+            id.clone(),
+            Pager::Objects {
+                items,
+                top,
+                query: carried(q),
+            },
+        );
         self.page_objects(base, "/auditLogs/directoryAudits", id, 0)
     }
 
@@ -399,8 +482,14 @@ impl Server {
             .map(|g| directory_object(&self.tenant, &g.id, select))
             .collect();
         let id = self.pager_id();
-        self.pagers
-            .insert(id.clone(), Pager::Objects { items, top });
+        self.pagers.insert(
+            id.clone(),
+            Pager::Objects {
+                items,
+                top,
+                query: carried(q),
+            },
+        );
         self.page_objects(base, "/groups", id, 0)
     }
 
@@ -448,6 +537,7 @@ impl Server {
         base: &str,
         select: &Option<BTreeSet<String>>,
         top: usize,
+        q: &HashMap<String, String>,
     ) -> Response {
         if !self.tenant.groups.iter().any(|g| g.id == *id) {
             return not_found(id);
@@ -462,8 +552,14 @@ impl Server {
             .map(|m| directory_object(&self.tenant, m, select))
             .collect();
         let pid = self.pager_id();
-        self.pagers
-            .insert(pid.clone(), Pager::Objects { items, top });
+        self.pagers.insert(
+            pid.clone(),
+            Pager::Objects {
+                items,
+                top,
+                query: carried(q),
+            },
+        );
         self.page_objects(base, &format!("/groups/{id}/{kind}"), pid, 0)
     }
 
@@ -517,7 +613,7 @@ impl Server {
 
     /// One page of a snapshot list, with a nextLink when more follow.
     fn page_objects(&mut self, base: &str, path: &str, pager: String, offset: usize) -> Response {
-        let Some(Pager::Objects { items, top }) = self.pagers.get(&pager) else {
+        let Some(Pager::Objects { items, top, query }) = self.pagers.get(&pager) else {
             return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "The specified page token value has expired and can no longer be included in your request.");
         };
         let end = (offset + top).min(items.len());
@@ -525,7 +621,8 @@ impl Server {
         let mut body =
             json!({"@odata.context": format!("{base}/$metadata#directoryObjects"), "value": page});
         if end < items.len() {
-            body["@odata.nextLink"] = json!(format!("{base}{path}?$skiptoken={pager}.{end}"));
+            body["@odata.nextLink"] =
+                json!(format!("{base}{path}?{query}$skiptoken={pager}.{end}"));
         } else {
             self.pagers.remove(&pager);
         }
@@ -631,11 +728,16 @@ impl Server {
     }
 }
 
-/// Applies injected faults and counts the request. `Some` is the response to send instead.
-async fn gate(state: &Shared, route: &str) -> Option<Response> {
+/// Applies injected faults and the resource-unit bucket, and counts the request. `Some` is
+/// the response to send instead; `None` carries on, the units charged.
+async fn gate(
+    state: &Shared,
+    route: &str,
+    client: &str,
+    q: &HashMap<String, String>,
+) -> Result<u64, Response> {
     let delay = {
         let mut s = state.lock().expect("state");
-        s.requests += 1;
         *s.stats.entry(route.to_string()).or_default() += 1;
         if route == "directoryAudits" {
             s.faults.delay_ms + s.faults.audit_delay_ms
@@ -661,13 +763,11 @@ async fn gate(state: &Shared, route: &str) -> Option<Response> {
         );
         resp.headers_mut()
             .insert("Retry-After", retry.to_string().parse().expect("header"));
-        return Some(resp);
+        return Err(resp);
     }
-    if s.faults.fail > 0 {
-        if s.faults.fail_after > 0 {
-            s.faults.fail_after -= 1;
-            return None;
-        }
+    if s.faults.fail > 0 && s.faults.fail_after > 0 {
+        s.faults.fail_after -= 1;
+    } else if s.faults.fail > 0 {
         s.faults.fail -= 1;
         let status = StatusCode::from_u16(if s.faults.fail_status == 0 {
             503
@@ -675,16 +775,48 @@ async fn gate(state: &Shared, route: &str) -> Option<Response> {
             s.faults.fail_status
         })
         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return Some(graph_error(
+        return Err(graph_error(
             status,
             "serviceNotAvailable",
             "The service is temporarily unavailable.",
         ));
     }
-    None
+    let cost = resource_units(route, q);
+    let limit = s.unit_limit;
+    if limit > 0 {
+        let tenant = s.tenant.tenant_id.clone();
+        let bucket = s
+            .buckets
+            .entry(client.to_string())
+            .or_insert_with(|| Bucket::new(limit));
+        if let Err(wait) = bucket.take(cost) {
+            let mut resp = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            );
+            let h = resp.headers_mut();
+            h.insert("Retry-After", wait.to_string().parse().expect("header"));
+            h.insert(
+                "x-ms-throttle-scope",
+                format!("Tenant_Application/ReadWrite/{client}/{tenant}")
+                    .parse()
+                    .expect("header"),
+            );
+            h.insert(
+                "x-ms-throttle-information",
+                "ResourceUnitLimitExceeded".parse().expect("header"),
+            );
+            *s.stats.entry("throttled".into()).or_default() += 1;
+            return Err(resp);
+        }
+    }
+    s.units += cost;
+    Ok(cost)
 }
 
-fn authorized(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// The client id the bearer token was issued to.
+fn authorized(state: &Shared, headers: &HeaderMap) -> Result<String, Response> {
     let token = headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
@@ -698,7 +830,7 @@ fn authorized(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             "Access token is empty.",
         )),
         Some(t) => match s.tokens.get(t) {
-            Some(exp) if *exp > now_secs() => Ok(()),
+            Some((exp, client)) if *exp > now_secs() => Ok(client.clone()),
             Some(_) => Err(graph_error(
                 StatusCode::UNAUTHORIZED,
                 "InvalidAuthenticationToken",
@@ -719,9 +851,43 @@ async fn graph_get(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(resp) = authorized(&state, &headers) {
-        return resp;
+    let client = match authorized(&state, &headers) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    state.lock().expect("state").requests += 1;
+    serve_get(&state, &client, &rest, &raw, &base_url(&headers)).await
+}
+
+/// One GET of `rest` (the path after `/v1.0/`), on its own or inside a batch.
+async fn serve_get(
+    state: &Shared,
+    client: &str,
+    rest: &str,
+    raw: &Option<String>,
+    base: &str,
+) -> Response {
+    let mut resp = serve_read(state, client, rest, raw, base).await;
+    if let Some(units) = resp.extensions().get::<Units>().map(|u| u.0) {
+        resp.headers_mut().insert(
+            "x-ms-resource-unit",
+            units.to_string().parse().expect("header"),
+        );
     }
+    resp
+}
+
+/// The units a response was charged, carried to [`serve_get`].
+#[derive(Clone, Copy)]
+struct Units(u64);
+
+async fn serve_read(
+    state: &Shared,
+    client: &str,
+    rest: &str,
+    raw: &Option<String>,
+    base: &str,
+) -> Response {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let route = match segments.as_slice() {
         ["groups"] => "groups",
@@ -732,13 +898,27 @@ async fn graph_get(
         ["auditLogs", "directoryAudits"] => "directoryAudits",
         _ => "other",
     };
-    if let Some(resp) = gate(&state, route).await {
-        return resp;
-    }
-    let q = parse_query(&raw);
-    let base = base_url(&headers);
+    let q = parse_query(raw);
+    let units = match gate(state, route, client, &q).await {
+        Ok(units) => units,
+        Err(resp) => return resp,
+    };
+    let mut resp = read(state, rest, route, &segments, &q, base);
+    resp.extensions_mut().insert(Units(units));
+    resp
+}
+
+fn read(
+    state: &Shared,
+    rest: &str,
+    route: &str,
+    segments: &[&str],
+    q: &HashMap<String, String>,
+    base: &str,
+) -> Response {
+    let base = base.to_string();
     let mut s = state.lock().expect("state");
-    let select = select_of(&q);
+    let select = select_of(q);
     if let Some(token) = q.get("$skiptoken") {
         let Some((pager, offset)) = token.split_once('.') else {
             return graph_error(
@@ -759,17 +939,17 @@ async fn graph_get(
             )
         };
     }
-    let top = match s.top(&q) {
+    let top = match s.top(q) {
         Ok(t) => t,
         Err(resp) => return resp,
     };
-    match segments.as_slice() {
-        ["groups"] => s.list_groups(&q, &base, &select, top),
-        ["auditLogs", "directoryAudits"] => s.directory_audits(&q, &base, top),
-        ["groups", d] if is_delta(d) => s.delta(&q, &base, top),
+    match segments {
+        ["groups"] => s.list_groups(q, &base, &select, top),
+        ["auditLogs", "directoryAudits"] => s.directory_audits(q, &base, top),
+        ["groups", d] if is_delta(d) => s.delta(q, &base, top),
         ["groups", id] => s.group(id, &base, &select),
         ["groups", id, kind @ ("members" | "transitiveMembers")] => {
-            s.members(id, kind, &base, &select, top)
+            s.members(id, kind, &base, &select, top, q)
         }
         _ => graph_error(
             StatusCode::BAD_REQUEST,
@@ -777,6 +957,122 @@ async fn graph_get(
             &format!("Resource not found for the segment '{rest}'."),
         ),
     }
+}
+
+/// The query options a nextLink carries, as asked: `$select` and `$top`, each followed by
+/// `&` (the server may send smaller pages than `$top` asks; the link still says it).
+fn carried(q: &HashMap<String, String>) -> String {
+    ["$select", "$top"]
+        .iter()
+        .filter_map(|k| q.get(*k).map(|v| format!("{k}={}&", encode_query(v))))
+        .collect()
+}
+
+/// Percent-encodes a query value (spaces as `%20`).
+fn encode_query(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+        .replace("%2C", ",")
+        .replace("%24", "$")
+}
+
+/// Most requests one JSON batch may hold.
+const BATCH_LIMIT: usize = 20;
+
+#[derive(Deserialize)]
+struct BatchBody {
+    requests: Vec<BatchRequest>,
+}
+
+#[derive(Deserialize)]
+struct BatchRequest {
+    id: String,
+    method: String,
+    url: String,
+    #[serde(default, rename = "dependsOn")]
+    depends_on: Vec<String>,
+}
+
+/// `POST /v1.0/$batch`: each request answered on its own (status, headers, body), in the
+/// order given; each is charged and may be throttled like a request of its own. The batch
+/// is one HTTP request. Only GET is served inside (the server is read-only for Graph), and
+/// `dependsOn` must name an earlier request (they run in order anyway).
+async fn graph_batch(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let client = match authorized(&state, &headers) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    {
+        let mut s = state.lock().expect("state");
+        s.requests += 1;
+        *s.stats.entry("batch".into()).or_default() += 1;
+    }
+    let Ok(batch) = serde_json::from_slice::<BatchBody>(&body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Invalid batch payload format.",
+        );
+    };
+    if batch.requests.is_empty() || batch.requests.len() > BATCH_LIMIT {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!(
+                "A batch holds 1 to {BATCH_LIMIT} requests; this one has {}.",
+                batch.requests.len()
+            ),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for r in &batch.requests {
+        if r.depends_on.iter().any(|d| !seen.contains(d)) || !seen.insert(r.id.clone()) {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Request '{}': its id is not unique, or it depends on a request that is not before it.", r.id),
+            );
+        }
+    }
+    let base = base_url(&headers);
+    let mut responses = Vec::new();
+    for r in batch.requests {
+        let resp = if r.method.eq_ignore_ascii_case("GET") {
+            let url = r.url.trim_start_matches('/');
+            let url = url.strip_prefix("v1.0/").unwrap_or(url);
+            let (path, query) = match url.split_once('?') {
+                Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                None => (url.to_string(), None),
+            };
+            serve_get(&state, &client, &path, &query, &base).await
+        } else {
+            graph_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request_BadRequest",
+                &format!("{} is not served by this server.", r.method),
+            )
+        };
+        let status = resp.status().as_u16();
+        let mut head = serde_json::Map::new();
+        for (k, v) in resp.headers() {
+            // Spelled as Graph's batch answers spell them.
+            let name = match k.as_str() {
+                "retry-after" => "Retry-After",
+                "content-type" => "Content-Type",
+                other => other,
+            };
+            if let Ok(v) = v.to_str() {
+                head.insert(name.to_string(), json!(v));
+            }
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        responses.push(json!({"id": r.id, "status": status, "headers": head, "body": body}));
+    }
+    Json(json!({"responses": responses})).into_response()
 }
 
 fn is_delta(segment: &str) -> bool {
@@ -871,7 +1167,7 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
         .lock()
         .expect("state")
         .tokens
-        .insert(token.clone(), now_secs() + 3599);
+        .insert(token.clone(), (now_secs() + 3599, client_id));
     Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})).into_response()
 }
 
@@ -1045,13 +1341,15 @@ async fn admin_expire(State(state): State<Shared>) -> Response {
 
 async fn admin_stats(State(state): State<Shared>) -> Response {
     let s = state.lock().expect("state");
-    Json(json!({"requests": s.stats, "graphRequests": s.requests})).into_response()
+    Json(json!({"requests": s.stats, "graphRequests": s.requests, "resourceUnits": s.units}))
+        .into_response()
 }
 
 async fn admin_stats_reset(State(state): State<Shared>) -> Response {
     let mut s = state.lock().expect("state");
     s.stats.clear();
     s.requests = 0;
+    s.units = 0;
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -1065,6 +1363,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    let tenant_users = tenant.users.len();
     let state: Shared = Arc::new(Mutex::new(Server {
         tenant,
         max_page: args.max_page_size.clamp(1, 999),
@@ -1073,6 +1372,13 @@ async fn main() -> std::process::ExitCode {
         expired_below: 0,
         pagers: HashMap::new(),
         next_pager: 0,
+        unit_limit: args.resource_units.unwrap_or(match tenant_users {
+            0..50 => 3_500,
+            50..=500 => 5_000,
+            _ => 8_000,
+        }),
+        buckets: HashMap::new(),
+        units: 0,
         tokens: HashMap::new(),
         faults: Faults::default(),
         stats: BTreeMap::new(),
@@ -1081,6 +1387,7 @@ async fn main() -> std::process::ExitCode {
     }));
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/v1.0/$batch", post(graph_batch))
         .route("/v1.0/{*rest}", get(graph_get))
         .route("/admin/groups/{id}/members", post(admin_add_member))
         .route(

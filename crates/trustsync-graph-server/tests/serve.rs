@@ -18,9 +18,14 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> Server {
     let tenant = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenant.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_trustsync-graph-server"))
         .args(["--tenant", tenant, "--max-page-size", "2"])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the server");
@@ -38,6 +43,12 @@ fn start() -> Server {
 
 /// One HTTP/1.1 request; the status and the body (de-chunked).
 fn request(host: &str, head: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = request_with_headers(host, head, body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request; the status, the headers (lower-cased) and the body.
+fn request_with_headers(host: &str, head: &str, body: &str) -> (u16, String, serde_json::Value) {
     let mut s = TcpStream::connect(host).unwrap();
     write!(
         s,
@@ -67,6 +78,7 @@ fn request(host: &str, head: &str, body: &str) -> (u16, serde_json::Value) {
     }
     (
         status,
+        headers.to_ascii_lowercase(),
         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
 }
@@ -211,4 +223,105 @@ fn membership_changes_are_in_the_directory_audit_log_with_their_initiator() {
         "/v1.0/auditLogs/directoryAudits?$filter=result%20eq%20'x'",
     );
     assert_eq!(status, 400, "{body}");
+}
+
+fn batch(host: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let body = body.to_string();
+    request(
+        host,
+        &format!("POST /v1.0/$batch HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json"),
+        &body,
+    )
+}
+
+#[test]
+fn a_json_batch_answers_each_request_on_its_own() {
+    let server = start();
+    let host = &server.1;
+    let t = token(host);
+    let (status, body) = batch(
+        host,
+        &t,
+        &serde_json::json!({"requests": [
+            {"id": "1", "method": "GET", "url": "/groups/a1b2c3d4-0001-4000-8000-000000000002?$select=id,displayName"},
+            {"id": "2", "method": "GET", "url": "/groups/a1b2c3d4-0001-4000-8000-000000000002/members?$select=id&$top=999"},
+            {"id": "3", "method": "GET", "url": "/groups/00000000-0000-4000-8000-00000000dead"},
+        ]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let r = body["responses"].as_array().unwrap();
+    let by_id = |id: &str| r.iter().find(|x| x["id"] == id).unwrap().clone();
+    assert_eq!(by_id("1")["status"], 200);
+    assert_eq!(
+        by_id("1")["body"]["displayName"],
+        "sg-aws-reporting-readers"
+    );
+    assert_eq!(by_id("2")["status"], 200);
+    assert!(by_id("2")["body"]["value"].is_array());
+    assert_eq!(
+        by_id("2")["headers"]["x-ms-resource-unit"],
+        "2",
+        "members 3, -1 for $select"
+    );
+    assert_eq!(by_id("3")["status"], 404);
+    assert_eq!(
+        by_id("3")["body"]["error"]["code"],
+        "Request_ResourceNotFound"
+    );
+    // At most 20 requests, unique ids.
+    let many: Vec<_> = (0..21)
+        .map(|i| serde_json::json!({"id": i.to_string(), "method": "GET", "url": "/groups"}))
+        .collect();
+    let (status, body) = batch(host, &t, &serde_json::json!({"requests": many}));
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = batch(
+        host,
+        &t,
+        &serde_json::json!({"requests": [
+            {"id": "1", "method": "GET", "url": "/groups"},
+            {"id": "1", "method": "GET", "url": "/groups"},
+        ]}),
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn resource_units_are_charged_and_an_empty_bucket_answers_429() {
+    let server = start_with(&["--resource-units", "5"]);
+    let host = &server.1;
+    let t = token(host);
+    let members = "/v1.0/groups/a1b2c3d4-0001-4000-8000-000000000002/transitiveMembers";
+    // transitiveMembers costs 5: the whole bucket.
+    let (status, headers, _) = request_with_headers(
+        host,
+        &format!("GET {members} HTTP/1.1\r\nAuthorization: Bearer {t}"),
+        "",
+    );
+    assert_eq!(status, 200);
+    assert!(headers.contains("x-ms-resource-unit: 5"), "{headers}");
+    let (status, headers, body) = request_with_headers(
+        host,
+        &format!("GET {members} HTTP/1.1\r\nAuthorization: Bearer {t}"),
+        "",
+    );
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains("retry-after: "), "{headers}");
+    assert!(
+        headers.contains("x-ms-throttle-information: resourceunitlimitexceeded"),
+        "{headers}"
+    );
+    // Inside a batch, the throttled request says so on its own.
+    let (status, body) = batch(
+        host,
+        &t,
+        &serde_json::json!({"requests": [{"id": "a", "method": "GET", "url": "/groups/a1b2c3d4-0001-4000-8000-000000000002"}]}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["responses"][0]["status"], 429, "{body}");
+    assert!(
+        body["responses"][0]["headers"]["Retry-After"].is_string(),
+        "{body}"
+    );
+    let (_, stats) = get(host, &t, "/admin/stats");
+    assert_eq!(stats["resourceUnits"], 5, "{stats}");
 }

@@ -239,140 +239,333 @@ impl GraphReader {
         .map_err(|(e, _)| e)
     }
 
-    /// Every item of a collection, following `@odata.nextLink`.
-    async fn collect(
-        &self,
-        operation: &str,
-        first: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
-    ) -> Result<Vec<Value>, Error> {
-        let mut items = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self.get(operation, &first, next.as_deref()).await?;
-            items.extend(page["value"].as_array().cloned().unwrap_or_default());
-            match page.get("@odata.nextLink").and_then(Value::as_str) {
-                Some(link) => next = Some(link.to_string()),
-                None => return Ok(items),
-            }
-        }
-    }
-
-    /// Who added members to `group` or removed them since `since` (RFC 3339), from the
-    /// directory audit log (`GET /auditLogs/directoryAudits`, which needs
-    /// AuditLog.Read.All). Oldest first.
+    /// Who added members to each of `groups` or removed them since `since` (RFC 3339),
+    /// from the directory audit log (`GET /auditLogs/directoryAudits`, which needs
+    /// AuditLog.Read.All), in JSON batches; oldest first, one answer per group.
     pub async fn membership_changes(
         &self,
-        group: &str,
+        groups: &[&str],
         since: &str,
-    ) -> Result<Vec<MembershipChange>, Error> {
-        let filter = format!(
-            "activityDateTime ge {since} and targetResources/any(t:t/id eq '{}')",
-            group.replace('\'', "''")
-        );
-        let audits = self
-            .collect("GET /auditLogs/directoryAudits", |c| {
-                c.audit_logs().list_directory_audits().filter(&[&filter])
-            })
-            .await?;
-        let mut out: Vec<MembershipChange> = audits
+    ) -> Result<Vec<Result<Vec<MembershipChange>, Error>>, Error> {
+        let urls: Vec<String> = groups
             .iter()
-            .filter_map(|a| membership_change(a, group))
+            .map(|g| {
+                let filter = format!(
+                    "activityDateTime ge {since} and targetResources/any(t:t/id eq '{}')",
+                    g.replace('\'', "''")
+                );
+                format!("/auditLogs/directoryAudits?$filter={}", encode(&filter))
+            })
             .collect();
-        out.sort_by(|a, b| a.at.cmp(&b.at));
-        Ok(out)
+        let mut audits: Vec<Result<Vec<Value>, Error>> = Vec::new();
+        let mut next: Vec<(usize, String)> = Vec::new();
+        for (i, page) in self
+            .batch_get("POST /$batch (directoryAudits)", &urls)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            audits.push(page.and_then(|p| {
+                if let Some(link) = p["@odata.nextLink"].as_str() {
+                    next.push((i, self.relative(link)?));
+                }
+                Ok(p["value"].as_array().cloned().unwrap_or_default())
+            }));
+        }
+        while !next.is_empty() {
+            let urls: Vec<String> = next.iter().map(|(_, u)| u.clone()).collect();
+            let pages = self
+                .batch_get("POST /$batch (directoryAudits)", &urls)
+                .await?;
+            let mut more = Vec::new();
+            for ((i, _), page) in next.into_iter().zip(pages) {
+                match page {
+                    Ok(p) => {
+                        if let Ok(items) = &mut audits[i] {
+                            items.extend(p["value"].as_array().cloned().unwrap_or_default());
+                        }
+                        if let Some(link) = p["@odata.nextLink"].as_str() {
+                            more.push((i, self.relative(link)?));
+                        }
+                    }
+                    Err(e) => audits[i] = Err(e),
+                }
+            }
+            next = more;
+        }
+        Ok(groups
+            .iter()
+            .zip(audits)
+            .map(|(group, items)| {
+                let mut out: Vec<MembershipChange> = items?
+                    .iter()
+                    .filter_map(|a| membership_change(a, group))
+                    .collect();
+                out.sort_by(|a, b| a.at.cmp(&b.at));
+                Ok(out)
+            })
+            .collect())
     }
 
-    /// A full read of the requested groups: each group is resolved (by id, by its pinned
-    /// id, or by display name), then its `members` or `transitiveMembers` are read. When a
-    /// name matches several groups, each one's members are read, so that the mapping can
-    /// still drop whoever is a member of none of them.
+    /// A full read of the requested groups, in JSON batches of 20 (`POST /$batch`): a
+    /// group chosen by id (or pinned) is read together with the first page of its
+    /// `members` or `transitiveMembers`; a display name is resolved first, and when it
+    /// matches several groups, each one's members are read, so that the mapping can still
+    /// drop whoever is a member of none of them. Later pages follow in later batches. Each
+    /// request inside a batch is charged as Graph charges it on its own; batching saves
+    /// HTTP round trips (2 requests per group, 20 to a batch: N groups in N/10), not
+    /// resource units.
     pub async fn snapshot(&self, requests: &[GroupRequest]) -> Result<DirectorySnapshot, Error> {
-        let mut out = DirectorySnapshot::default();
+        // Round one: each group by id and its first members page; each name's groups.
+        let mut urls = Vec::new();
         for req in requests {
-            let mut read = Vec::new();
-            for (id, display_name) in self.candidates(req).await? {
-                read.push(self.members(id, display_name, req.transitive).await?);
+            match (&req.selector.id, &req.pin, &req.selector.display_name) {
+                (Some(id), _, _) | (None, Some(id), _) => {
+                    urls.push(format!("/groups/{id}?$select=id,displayName"));
+                    urls.push(members_url(id, req.transitive));
+                }
+                (None, None, Some(name)) => urls.push(format!(
+                    "/groups?$filter={}&$select=id,displayName",
+                    encode(&format!("displayName eq '{}'", name.replace('\'', "''")))
+                )),
+                (None, None, None) => {}
             }
+        }
+        let mut first = self
+            .batch_get("POST /$batch (groups)", &urls)
+            .await?
+            .into_iter();
+        // Each request's candidates, with the first members page where it was read.
+        let mut candidates: Vec<Vec<(String, String, Option<Value>)>> = Vec::new();
+        let mut by_name: Vec<(usize, String, String)> = Vec::new();
+        for (i, req) in requests.iter().enumerate() {
+            let mut found = Vec::new();
+            match (&req.selector.id, &req.pin, &req.selector.display_name) {
+                (Some(id), _, _) | (None, Some(id), _) => {
+                    let group = first.next().expect("one answer per request");
+                    let members = first.next().expect("one answer per request");
+                    match group {
+                        Ok(g) => found.push((
+                            id.clone(),
+                            g["displayName"].as_str().unwrap_or_default().to_string(),
+                            Some(members?),
+                        )),
+                        Err(Error::Graph { status: 404, .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                (None, None, Some(name)) => {
+                    let groups = first.next().expect("one answer per request")?;
+                    for g in groups["value"].as_array().into_iter().flatten() {
+                        let Some(id) = g["id"].as_str() else { continue };
+                        let n = g["displayName"].as_str().unwrap_or(name);
+                        by_name.push((i, id.to_string(), n.to_string()));
+                    }
+                }
+                (None, None, None) => {}
+            }
+            candidates.push(found);
+        }
+        // Round two: the members of the groups found by name.
+        let urls: Vec<String> = by_name
+            .iter()
+            .map(|(i, id, _)| members_url(id, requests[*i].transitive))
+            .collect();
+        let pages = self.batch_get("POST /$batch (members)", &urls).await?;
+        for ((i, id, name), page) in by_name.into_iter().zip(pages) {
+            candidates[i].push((id, name, Some(page?)));
+        }
+        // Later pages, every group's next page in the same batches, until none is left.
+        let mut items: Vec<Vec<Vec<Value>>> = Vec::new();
+        let mut next: Vec<((usize, usize), String)> = Vec::new();
+        for (i, found) in candidates.iter_mut().enumerate() {
+            let mut per = Vec::new();
+            for (j, (_, _, page)) in found.iter_mut().enumerate() {
+                let page = page.take().unwrap_or_default();
+                per.push(page["value"].as_array().cloned().unwrap_or_default());
+                if let Some(link) = page["@odata.nextLink"].as_str() {
+                    next.push(((i, j), self.relative(link)?));
+                }
+            }
+            items.push(per);
+        }
+        while !next.is_empty() {
+            let urls: Vec<String> = next.iter().map(|(_, u)| u.clone()).collect();
+            let pages = self.batch_get("POST /$batch (next pages)", &urls).await?;
+            let mut more = Vec::new();
+            for (((i, j), _), page) in next.into_iter().zip(pages) {
+                let page = page?;
+                items[i][j].extend(page["value"].as_array().cloned().unwrap_or_default());
+                if let Some(link) = page["@odata.nextLink"].as_str() {
+                    more.push(((i, j), self.relative(link)?));
+                }
+            }
+            next = more;
+        }
+        let mut out = DirectorySnapshot::default();
+        for ((req, found), pages) in requests.iter().zip(candidates).zip(items) {
+            let read: Vec<GroupMembers> = found
+                .into_iter()
+                .zip(pages)
+                .map(|((id, display_name, _), values)| {
+                    let mut members: Vec<Member> = values.iter().filter_map(member_of).collect();
+                    members.sort();
+                    members.dedup();
+                    GroupMembers {
+                        id: id.into(),
+                        display_name,
+                        members,
+                    }
+                })
+                .collect();
             out.groups
                 .insert(req.clone(), req.finish(Matched::of(read), |g| g));
         }
         Ok(out)
     }
 
-    async fn members(
-        &self,
-        id: String,
-        display_name: String,
-        transitive: bool,
-    ) -> Result<GroupMembers, Error> {
-        let kind = if transitive {
-            "transitiveMembers"
-        } else {
-            "members"
-        };
-        let op = format!("GET /groups/{id}/{kind}");
-        let items = self
-            .collect(&op, |c| {
-                let g = c.group(&id);
-                let h = if transitive {
-                    g.transitive_members().list_transitive_members()
-                } else {
-                    g.list_members()
-                };
-                h.select(&["id", "displayName", "appId"]).top("999")
+    /// A `@odata.nextLink` as a path relative to the endpoint, for a batch.
+    fn relative(&self, link: &str) -> Result<String, Error> {
+        let base = self.settings.endpoint.as_str().trim_end_matches('/');
+        link.strip_prefix(base)
+            .map(String::from)
+            .ok_or_else(|| Error::Transport {
+                operation: "POST /$batch".into(),
+                message: format!("next link {link} is not under {base}"),
             })
-            .await?;
-        let mut members: Vec<Member> = items.iter().filter_map(member_of).collect();
-        members.sort();
-        members.dedup();
-        Ok(GroupMembers {
-            id: id.into(),
-            display_name,
-            members,
-        })
     }
 
-    /// The groups a request can mean, as (object id, display name): none, one, or for an
-    /// unpinned display name every group of that name.
-    async fn candidates(&self, req: &GroupRequest) -> Result<Vec<(String, String)>, Error> {
-        match (&req.selector.id, &req.pin, &req.selector.display_name) {
-            (Some(id), _, _) | (None, Some(id), _) => match self
-                .get(
-                    &format!("GET /groups/{id}"),
-                    |c| c.group(id).get_group().select(&["id", "displayName"]),
-                    None,
-                )
-                .await
-            {
-                Ok(g) => Ok(vec![(
-                    id.clone(),
-                    g["displayName"].as_str().unwrap_or_default().to_string(),
-                )]),
-                Err(Error::Graph { status: 404, .. }) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            },
-            (None, None, Some(name)) => {
-                let filter = format!("displayName eq '{}'", name.replace('\'', "''"));
-                let groups = self
-                    .collect("GET /groups?$filter=displayName", |c| {
-                        c.groups()
-                            .list_group()
-                            .filter(&[&filter])
-                            .select(&["id", "displayName"])
-                    })
-                    .await?;
-                Ok(groups
-                    .iter()
-                    .filter_map(|g| {
-                        let id = g["id"].as_str()?;
-                        let n = g["displayName"].as_str().unwrap_or(name);
-                        Some((id.to_string(), n.to_string()))
-                    })
-                    .collect())
+    /// GETs (paths relative to the endpoint) in JSON batches of [`BATCH_SIZE`]; each
+    /// answer's body or error, in the order given. A request Graph throttles or fails with
+    /// a 5xx inside a batch is sent again in a later batch once its `Retry-After` (or a
+    /// back-off) has passed, for at most `maxRetrySeconds`; a `Retry-After` longer than
+    /// `maxRetryAfterSeconds` fails it. A 404 is that request's answer, not a failure of
+    /// the batch.
+    // Long on purpose: one loop over rounds of batches, as `get` is for single requests.
+    async fn batch_get(
+        &self,
+        operation: &str,
+        urls: &[String],
+    ) -> Result<Vec<Result<Value, Error>>, Error> {
+        let mut answers: Vec<Option<Result<Value, Error>>> = urls.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..urls.len()).collect();
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        while !pending.is_empty() {
+            let mut again = Vec::new();
+            let mut wait = Duration::ZERO;
+            for chunk in pending.chunks(BATCH_SIZE) {
+                let body = serde_json::json!({
+                    "requests": chunk.iter().map(|i| serde_json::json!({
+                        "id": i.to_string(), "method": "GET", "url": urls[*i],
+                    })).collect::<Vec<_>>()
+                });
+                let reply = self.get(operation, |c| c.batch(&body), None).await?;
+                for r in reply["responses"].as_array().into_iter().flatten() {
+                    let Some(i) = r["id"].as_str().and_then(|id| id.parse::<usize>().ok()) else {
+                        continue;
+                    };
+                    if !chunk.contains(&i) {
+                        continue;
+                    }
+                    let status = r["status"].as_u64().unwrap_or(0) as u16;
+                    if (200..300).contains(&status) {
+                        answers[i] = Some(Ok(r["body"].clone()));
+                        continue;
+                    }
+                    let err = Error::Graph {
+                        operation: format!("GET {}", urls[i].split('?').next().unwrap_or_default()),
+                        status,
+                        code: r["body"]["error"]["code"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        message: r["body"]["error"]["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    };
+                    if status == 429 || status >= 500 {
+                        if status == 429 {
+                            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let after = header(&r["headers"], "retry-after")
+                            .and_then(|s| s.trim().parse::<f64>().ok())
+                            .filter(|s| s.is_finite() && *s >= 0.0)
+                            .map(Duration::from_secs_f64);
+                        match after {
+                            Some(d) if d > self.settings.max_retry_after => {
+                                answers[i] = Some(Err(err));
+                            }
+                            _ => {
+                                wait = wait.max(after.unwrap_or(backoff));
+                                answers[i] = Some(Err(err));
+                                again.push(i);
+                            }
+                        }
+                    } else {
+                        answers[i] = Some(Err(err));
+                    }
+                }
             }
-            (None, None, None) => Ok(Vec::new()),
+            if again.is_empty() || started.elapsed() + wait > self.settings.max_retry {
+                break;
+            }
+            self.stats
+                .retries
+                .fetch_add(again.len() as u64, Ordering::Relaxed);
+            tracing::debug!(
+                operation,
+                requests = again.len(),
+                wait_ms = wait.as_millis() as u64,
+                "Graph throttled requests inside a batch; sending them again"
+            );
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            pending = again;
         }
+        Ok(answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.unwrap_or_else(|| {
+                    Err(Error::Transport {
+                        operation: operation.to_string(),
+                        message: format!("no answer for {} in the batch", urls[i]),
+                    })
+                })
+            })
+            .collect())
     }
+}
+
+/// Requests in one JSON batch: Graph's limit.
+const BATCH_SIZE: usize = 20;
+
+/// The first page of a group's members, as trustsync reads them.
+fn members_url(id: &str, transitive: bool) -> String {
+    let kind = if transitive {
+        "transitiveMembers"
+    } else {
+        "members"
+    };
+    format!("/groups/{id}/{kind}?$select=id,displayName,appId&$top=999")
+}
+
+/// Percent-encodes a query value (spaces as `%20`).
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// A header of a batch answer, whatever its case.
+fn header<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {
+    headers
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
 }
 
 fn error_body(body: &[u8]) -> (String, String) {
