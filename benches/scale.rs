@@ -7,7 +7,8 @@
 //! that throttles 20% of requests and compares the final state with the clean run's. It
 //! ends with the controller: Graph requests per quiet delta poll, and the peak memory of a
 //! full sync of a 100,000-object directory, and many accounts: 100 accounts of 10
-//! mappings and one function each, reached through spoke roles. Writes docs/benchmarks.md.
+//! mappings and one function each, reached through spoke roles. Writes docs/benchmarks.md
+//! and docs/benchmarks.json (one object per row, counted at the servers).
 //!
 //! Usage: `cargo bench --bench scale [-- N ...]`.
 
@@ -163,6 +164,12 @@ struct Measure {
     aws: u64,
     aws_ops: String,
     graph: u64,
+    /// Resource units the Graph server charged.
+    graph_units: u64,
+    /// Lambda GetPolicy requests.
+    policy_reads: u64,
+    /// Lambda writes (permissions, configuration, tags).
+    lambda_writes: u64,
     exit: i32,
 }
 
@@ -222,7 +229,20 @@ fn measure(ws: &Workspace, proxy: &Proxy, graph: &GraphServer, args: &[&str]) ->
     let counts = proxy.counts();
     let mut ops: Vec<(String, u64)> = counts.requests.into_iter().collect();
     ops.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    let graph_requests = graph.stats()["graphRequests"].as_u64().unwrap_or(0);
+    let graph_stats = graph.stats();
+    let graph_requests = graph_stats["graphRequests"].as_u64().unwrap_or(0);
+    let op = |name: &str| ops.iter().find(|(o, _)| o == name).map_or(0, |(_, n)| *n);
+    let lambda_writes = [
+        "AddPermission",
+        "RemovePermission",
+        "UpdateFunctionConfiguration",
+        "TagResource",
+        "UntagResource",
+    ]
+    .iter()
+    .map(|o| op(o))
+    .sum();
+    let policy_reads = op("GetPolicy");
     Measure {
         wall: t[0],
         cpu: t[1] + t[2],
@@ -235,6 +255,9 @@ fn measure(ws: &Workspace, proxy: &Proxy, graph: &GraphServer, args: &[&str]) ->
             .collect::<Vec<_>>()
             .join(", "),
         graph: graph_requests,
+        graph_units: graph_stats["resourceUnits"].as_u64().unwrap_or(0),
+        policy_reads,
+        lambda_writes,
         exit: out.status.code().unwrap_or(-1),
     }
 }
@@ -263,6 +286,8 @@ struct Row {
     n: usize,
     step: String,
     m: Measure,
+    /// The fewest AWS requests the step could make, where it is defined.
+    minimum: Option<u64>,
 }
 
 fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: bool) {
@@ -278,19 +303,36 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
 
     let cold = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
     assert_eq!(cold.exit, 2, "cold plan");
+    notes.push(format!(
+        "N = {n}: the one-shot cold plan sent {} Graph HTTP requests (target at most N/10 = {}) and was charged {} resource units; the same reads sent one by one are charged the same units (batching saves round trips, not units)",
+        cold.graph,
+        n / 10,
+        cold.graph_units
+    ));
     rows.push(Row {
         n,
         step: "cold plan".into(),
         m: cold,
+        minimum: None,
     });
     let started = Instant::now();
     let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
     assert_eq!(apply.exit, 0, "apply");
     eprintln!("   apply took {:?}", started.elapsed());
+    // Lambda's quotas set the floor: GetPolicy at 15/s and writes at 15/s.
+    let floor = (apply.policy_reads + apply.lambda_writes) as f64 / 15.0;
+    notes.push(format!(
+        "N = {n}: converge from empty took {:.1} s; Lambda's quotas set a floor of {floor:.1} s ({} GetPolicy + {} Lambda writes at 15/s each): {:.2}x the floor (target 1.25x)",
+        apply.wall,
+        apply.policy_reads,
+        apply.lambda_writes,
+        apply.wall / floor.max(0.001)
+    ));
     rows.push(Row {
         n,
         step: "apply from empty".into(),
         m: apply,
+        minimum: None,
     });
     let quiet = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
     assert_eq!(quiet.exit, 0, "no-change plan");
@@ -308,6 +350,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
         n,
         step: "no-change plan".into(),
         m: quiet,
+        minimum: Some(minimum),
     });
 
     // 1% churn: one member leaves each of 1% of the groups.
@@ -319,6 +362,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
         n,
         step: "plan after 1% churn".into(),
         m: churn_plan,
+        minimum: None,
     });
     let churn_apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
     assert_eq!(churn_apply.exit, 0);
@@ -326,6 +370,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
         n,
         step: "apply after 1% churn".into(),
         m: churn_apply,
+        minimum: None,
     });
 
     if throttled {
@@ -359,6 +404,7 @@ fn run_scale(n: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>, throttled: 
             n,
             step: "apply, 20% throttled".into(),
             m: t,
+            minimum: None,
         });
     }
 }
@@ -399,6 +445,7 @@ fn run_accounts(accounts: usize, per: usize, rows: &mut Vec<Row>, notes: &mut Ve
         n,
         step: label("apply from empty"),
         m: apply,
+        minimum: None,
     });
     let quiet = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
     assert_eq!(quiet.exit, 0, "no-change plan across accounts");
@@ -432,6 +479,7 @@ fn run_accounts(accounts: usize, per: usize, rows: &mut Vec<Row>, notes: &mut Ve
         n,
         step: label("no-change plan"),
         m: quiet,
+        minimum: Some(full_minimum + assumed + 1),
     });
 }
 
@@ -544,29 +592,48 @@ fn main() {
     run_accounts(100, 10, &mut rows, &mut notes);
     controller(&mut notes);
 
-    let mut md = String::from("# Benchmarks\n\nProduced by `make bench` (`cargo bench --bench scale`); do not edit by hand.\n\n");
+    let mut md = String::from("# Benchmarks\n\nProduced by `make bench` (`cargo bench --bench scale`); do not edit by hand. The same rows, machine-readable: [benchmarks.json](benchmarks.json).\n\n");
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpu
         .lines()
         .find_map(|l| l.strip_prefix("model name\t: "))
         .unwrap_or("unknown");
-    let _ = writeln!(md, "Machine: {} cores ({model}), {} GiB; moto 5.2.5 behind a counting proxy; the local Graph server; trustsync release build.\n",
+    let _ = writeln!(md, "Machine: {} cores ({model}), {} GiB; moto 5.2.5 behind a counting proxy; the local Graph server, charging each read Microsoft's published resource-unit cost against a bucket per app sized by the tenant's user count as Microsoft sizes it (3,500 / 5,000 / 8,000 units per 10 s); trustsync release build.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok())).map(|k| (k / 1048576.0).round()).unwrap_or(0.0));
     let _ = writeln!(md, "Requests are counted at the servers, not by trustsync. Lambda requests run under the default client-side limits from Lambda's published quotas (`aws.maxRequestsPerSecond`: GetFunctionConfiguration 100/s, GetPolicy 15/s, other control-plane requests 15/s shared), and writes run in parallel across resources (`aws.writeConcurrency`: IAM 8, Lambda 4). Times are single runs on a shared 2-core machine: compare ratios and counts, not absolute seconds.\n");
     let _ = writeln!(
         md,
-        "| N | step | wall s | CPU s | peak MB | planner ms | AWS requests | Graph requests |"
+        "| N | step | wall s | CPU s | peak MB | planner ms | AWS requests | Graph requests | Graph units |"
     );
-    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut json_rows = Vec::new();
     for r in &rows {
         let m = &r.m;
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} |",
-            r.n, r.step, m.wall, m.cpu, m.rss_mb, m.plan_ms, m.aws, m.graph
+            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |",
+            r.n, r.step, m.wall, m.cpu, m.rss_mb, m.plan_ms, m.aws, m.graph, m.graph_units
         );
+        json_rows.push(json!({
+            "n": r.n,
+            "step": r.step,
+            "wall_s": m.wall,
+            "cpu_s": m.cpu,
+            "peak_mb": (m.rss_mb * 10.0).round() / 10.0,
+            "aws_requests": m.aws,
+            "aws_minimum": r.minimum,
+            "graph_requests": m.graph,
+            "graph_units": m.graph_units,
+            "lambda_policy_reads": m.policy_reads,
+            "lambda_writes": m.lambda_writes,
+        }));
     }
+    std::fs::write(
+        repo().join("docs/benchmarks.json"),
+        serde_json::to_string_pretty(&json_rows).unwrap() + "\n",
+    )
+    .unwrap();
     md.push_str("\n## Notes\n\n");
     for n in &notes {
         let _ = writeln!(md, "- {n}");
