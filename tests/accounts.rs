@@ -26,19 +26,6 @@ fn scope_payments(ws: &Workspace) {
     ws.write("policies/payments.yaml", &text);
 }
 
-fn run(endpoint: &str, ws: &Workspace, args: &[&str], code: i32) -> std::process::Output {
-    let mut full = vec!["--config", "trustsync.yaml"];
-    full.extend_from_slice(args);
-    let out = trustsync_with_endpoint(ws.path(), endpoint, &full);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "trustsync {args:?}\n{}",
-        show(&out)
-    );
-    out
-}
-
 #[test]
 fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() {
     let moto = Moto::start();
@@ -54,10 +41,10 @@ fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() 
             "    - {{id: \"{BROKEN}\", labels: {{env: dev}}}}\n"
         )),
     );
-    run(&proxy.endpoint, &ws, &["validate"], 0);
+    run_at(&proxy.endpoint, &ws, &["validate"], 0);
 
     // The plan, grouped by account; the unreachable account is a problem, not "empty".
-    let out = run(&proxy.endpoint, &ws, &["plan", "--output", "json"], 1);
+    let out = run_at(&proxy.endpoint, &ws, &["plan", "--output", "json"], 1);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let accounts: Vec<(&str, bool)> = plan["accounts"]
         .as_array()
@@ -129,7 +116,7 @@ fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() 
         );
     }
     // Grouped in text and Markdown too.
-    let text = stdout(&run(&proxy.endpoint, &ws, &["plan"], 1));
+    let text = stdout(&run_at(&proxy.endpoint, &ws, &["plan"], 1));
     let at = |s: &str| {
         text.find(s)
             .unwrap_or_else(|| panic!("no `{s}` in\n{text}"))
@@ -144,7 +131,7 @@ fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() 
         text.contains(&format!("Account {BROKEN} (us-east-1): UNREACHABLE")),
         "{text}"
     );
-    let md = stdout(&run(
+    let md = stdout(&run_at(
         &proxy.endpoint,
         &ws,
         &["plan", "--output", "markdown"],
@@ -160,7 +147,7 @@ fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() 
     assert!(md.contains(&format!("### Account `{PROD}`")), "{md}");
 
     // --account plans a subset, and names what is in scope when it is not.
-    let out = run(
+    let out = run_at(
         &proxy.endpoint,
         &ws,
         &[
@@ -180,7 +167,7 @@ fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() 
         .iter()
         .all(|c| c["account"] == DEV));
     assert_eq!(only["changes"].as_array().unwrap().len(), dev.len());
-    let out = run(
+    let out = run_at(
         &proxy.endpoint,
         &ws,
         &["plan", "--account", "444444444444"],
@@ -194,7 +181,7 @@ fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() 
 
     // Apply reconciles both reachable accounts, reports the third, and exits 1 for it.
     proxy.reset();
-    let out = run(&proxy.endpoint, &ws, &["apply", "--auto-approve"], 1);
+    let out = run_at(&proxy.endpoint, &ws, &["apply", "--auto-approve"], 1);
     assert!(
         stdout(&out).contains(&format!("Apply: {} applied, 0 failed", changes.len())),
         "{}",
@@ -249,9 +236,10 @@ fn one_controller_reconciles_each_account_and_reports_the_one_it_cannot_reach() 
     );
 
     // Converged where it could be; the unreachable account is still reported.
-    let again: serde_json::Value =
-        serde_json::from_slice(&run(&proxy.endpoint, &ws, &["plan", "--output", "json"], 1).stdout)
-            .unwrap();
+    let again: serde_json::Value = serde_json::from_slice(
+        &run_at(&proxy.endpoint, &ws, &["plan", "--output", "json"], 1).stdout,
+    )
+    .unwrap();
     assert!(again["changes"].as_array().unwrap().is_empty(), "{again}");
     assert_eq!(again["problems"][0]["kind"], "account-unreachable");
 }
@@ -265,7 +253,7 @@ fn selectors_and_function_arns_are_checked_against_the_accounts_in_scope() {
         "policies/scoped.yaml",
         "apiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: staging-ci}\nspec:\n  accounts: {labels: {env: staging}}\n  trustedServices: [codebuild.amazonaws.com]\n  role: {name: staging-ci}\n---\napiVersion: trustsync.dev/v1alpha1\nkind: FunctionAccess\nmetadata: {name: elsewhere}\nspec:\n  function: arn:aws:lambda:eu-west-1:444444444444:function:api\n  invokers:\n    - {service: events.amazonaws.com}\n",
     );
-    let out = run(&moto.endpoint, &ws, &["validate"], 1);
+    let out = run_at(&moto.endpoint, &ws, &["validate"], 1);
     let err = show(&out);
     assert!(
         err.contains("scoped.yaml:5:")
@@ -298,7 +286,7 @@ fn selectors_and_function_arns_are_checked_against_the_accounts_in_scope() {
         "policies/scoped.yaml",
         "apiVersion: trustsync.dev/v1alpha1\nkind: FunctionAccess\nmetadata: {name: elsewhere}\nspec:\n  function: arn:aws:lambda:eu-west-1:111111111111:function:api\n  accounts: {ids: [\"111111111111\"]}\n  regions: [eu-west-1]\n",
     );
-    let err = show(&run(&moto.endpoint, &ws, &["validate"], 1));
+    let err = show(&run_at(&moto.endpoint, &ws, &["validate"], 1));
     assert!(
         err.contains("the function ARN already names its account"),
         "{err}"
@@ -314,7 +302,7 @@ fn iam_policy_prints_the_hub_policy_and_the_spoke_role() {
     let moto = Moto::start();
     let ws = Workspace::new();
     ws.write("trustsync.yaml", &config("  externalId: trustsync-prod\n"));
-    let out = run(
+    let out = run_at(
         &moto.endpoint,
         &ws,
         &[

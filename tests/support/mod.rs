@@ -344,9 +344,14 @@ pub fn stdout(out: &Output) -> String {
 
 /// Runs trustsync with the workspace config and asserts the exit code.
 pub fn run_ok(moto: &Moto, ws: &Workspace, args: &[&str], code: i32) -> Output {
+    run_at(&moto.endpoint, ws, args, code)
+}
+
+/// [`run_ok`] with AWS at `endpoint` (a proxy in front of moto, say).
+pub fn run_at(endpoint: &str, ws: &Workspace, args: &[&str], code: i32) -> Output {
     let mut full = vec!["--config", "trustsync.yaml"];
     full.extend_from_slice(args);
-    let out = moto.trustsync(ws.path(), &full);
+    let out = trustsync_with_endpoint(ws.path(), endpoint, &full);
     assert_eq!(
         out.status.code(),
         Some(code),

@@ -438,16 +438,7 @@ impl Server {
             .filter(|a| tests.iter().all(|t| t(a)))
             .cloned()
             .collect();
-        let id = self.pager_id();
-        self.pagers.insert(
-            id.clone(),
-            Pager::Objects {
-                items,
-                top,
-                query: carried(q),
-            },
-        );
-        self.page_objects(base, "/auditLogs/directoryAudits", id, 0)
+        self.paged(items, top, q, base, "/auditLogs/directoryAudits")
     }
 
     /// `GET /groups`, all or `$filter=displayName eq '...'` (case-insensitive, as in Entra).
@@ -481,16 +472,7 @@ impl Server {
             .iter()
             .map(|g| directory_object(&self.tenant, &g.id, select))
             .collect();
-        let id = self.pager_id();
-        self.pagers.insert(
-            id.clone(),
-            Pager::Objects {
-                items,
-                top,
-                query: carried(q),
-            },
-        );
-        self.page_objects(base, "/groups", id, 0)
+        self.paged(items, top, q, base, "/groups")
     }
 
     /// `GET /groups/delta`: a first round, a round since a token, or `latest`.
@@ -551,16 +533,7 @@ impl Server {
             .iter()
             .map(|m| directory_object(&self.tenant, m, select))
             .collect();
-        let pid = self.pager_id();
-        self.pagers.insert(
-            pid.clone(),
-            Pager::Objects {
-                items,
-                top,
-                query: carried(q),
-            },
-        );
-        self.page_objects(base, &format!("/groups/{id}/{kind}"), pid, 0)
+        self.paged(items, top, q, base, &format!("/groups/{id}/{kind}"))
     }
 
     fn top(&self, q: &HashMap<String, String>) -> Result<usize, Response> {
@@ -609,6 +582,22 @@ impl Server {
             }
         }
         out
+    }
+
+    /// The first page of a list, kept as a snapshot that its nextLinks page through.
+    fn paged(
+        &mut self,
+        items: Vec<Value>,
+        top: usize,
+        q: &HashMap<String, String>,
+        base: &str,
+        path: &str,
+    ) -> Response {
+        let id = self.pager_id();
+        let query = carried(q);
+        self.pagers
+            .insert(id.clone(), Pager::Objects { items, top, query });
+        self.page_objects(base, path, id, 0)
     }
 
     /// One page of a snapshot list, with a nextLink when more follow.
