@@ -562,8 +562,12 @@ async fn who_changed_the_groups(
     let since = (time::OffsetDateTime::now_utc() - time::Duration::days(MEMBERSHIP_AUDIT_DAYS))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    // A new role's members are granted by the policy change that created the mapping
+    // (its commit and author are recorded); who once added them to the group is not
+    // asked, which keeps a first plan of N mappings at N/10 Graph requests.
     let group_of = |c: &Change| -> Option<&str> {
-        if c.members_added.is_empty() && c.members_removed.is_empty() {
+        let new_role = matches!(c.action, crate::plan::Action::CreateRole { .. });
+        if new_role || (c.members_added.is_empty() && c.members_removed.is_empty()) {
             return None;
         }
         c.mapping.as_deref().and_then(|m| groups.get(m)).copied()
