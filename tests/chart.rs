@@ -25,7 +25,7 @@ fn helm_chart_lints_and_renders() {
 #[test]
 fn a_write_retry_budget_fits_in_the_termination_grace_period() {
     let template =
-        std::fs::read_to_string(support::repo().join("charts/trustsync/templates/deployment.yaml"))
+        std::fs::read_to_string(support::repo().join("charts/trustsync/templates/_pod.tpl"))
             .unwrap();
     let grace: u64 = template
         .lines()

@@ -150,11 +150,59 @@ class NonDefault(unittest.TestCase):
         self.assertNotIn("PersistentVolumeClaim", kinds(self.docs))
 
 
+class Schedule(unittest.TestCase):
+    """mode: schedule: a CronJob running `apply --auto-approve` instead of the controller."""
+
+    def setUp(self):
+        self.docs = render({"mode": "schedule", **{k: v for k, v in GIT_VALUES.items() if k != "podDisruptionBudget"}})
+        self.cron = self.docs[("CronJob", "ts-trustsync")]
+        self.job = self.cron["spec"]["jobTemplate"]["spec"]
+        self.pod = self.job["template"]["spec"]
+        self.main = self.pod["containers"][0]
+        controller = deployment(render(GIT_VALUES))["spec"]["template"]["spec"]
+        self.controller_main = controller["containers"][0]
+        self.controller_pod = controller
+
+    def test_a_cronjob_instead_of_the_controller(self):
+        self.assertNotIn("Deployment", kinds(self.docs))
+        for absent in ("Service", "PodDisruptionBudget", "ServiceMonitor"):
+            self.assertNotIn(absent, kinds(self.docs), "nothing listens in schedule mode")
+        self.assertEqual(self.cron["spec"]["schedule"], "*/15 * * * *")
+        self.assertEqual(self.cron["spec"]["concurrencyPolicy"], "Forbid", "runs never overlap")
+        self.assertEqual(self.cron["spec"]["successfulJobsHistoryLimit"], 3)
+        self.assertEqual(self.cron["spec"]["failedJobsHistoryLimit"], 3)
+        self.assertEqual(self.job["backoffLimit"], 0)
+        self.assertEqual(self.pod["restartPolicy"], "Never")
+
+    def test_apply_with_the_same_identity_config_and_audit_log(self):
+        self.assertEqual(self.main["args"][2:4], ["apply", "--auto-approve"])
+        self.assertNotIn("livenessProbe", self.main)
+        self.assertNotIn("ports", self.main)
+        self.assertEqual(self.pod["serviceAccountName"], self.controller_pod["serviceAccountName"])
+        self.assertEqual(self.main["env"], self.controller_main["env"])
+        self.assertEqual(self.main["envFrom"], self.controller_main["envFrom"])
+        self.assertEqual(self.main["volumeMounts"], self.controller_main["volumeMounts"])
+        self.assertEqual(self.pod["volumes"], self.controller_pod["volumes"])
+        self.assertEqual(self.pod["securityContext"], self.controller_pod["securityContext"])
+        labels = self.job["template"]["metadata"]["labels"]
+        self.assertEqual(labels["azure.workload.identity/use"], "true")
+
+    def test_git_sync_clones_once_before_the_run(self):
+        init = self.pod["initContainers"][0]
+        self.assertEqual(init["name"], "git-sync")
+        self.assertIn("--one-time", init["args"])
+        self.assertEqual([c["name"] for c in self.pod["containers"]], ["trustsync"], "no sidecar keeps the Job alive")
+
+    def test_lints_clean(self):
+        report = helm.lint(CHART, {"mode": "schedule"}, strict=True)
+        self.assertEqual([m for m in report["messages"] if m["severity"] >= 2], [], report)
+
+
 class Schema(unittest.TestCase):
     def test_rejects_two_replicas_and_unknown_keys(self):
         c = helm.Chart.load(CHART)
         c.validate_schema({})
-        for bad in ({"replicaCount": 2}, {"replicas": 1}, {"policies": {"source": "s3"}}):
+        for bad in ({"replicaCount": 2}, {"replicas": 1}, {"policies": {"source": "s3"}}, {"mode": "daemon"}, {"schedule": {"cron": ""}}):
             with self.assertRaises(Exception, msg=str(bad)):
                 c.validate_schema(c.merge_values(bad))
 

@@ -1,0 +1,148 @@
+{{/*
+The pod of both modes: `run` in a Deployment (mode: controller), or `apply
+--auto-approve` in a CronJob's Job (mode: schedule). Same identity, config, policies and
+audit volume either way. In schedule mode git-sync runs once, as an init container, so
+that the Job ends when trustsync does.
+*/}}
+{{- define "trustsync.pod" -}}
+{{- $schedule := eq .Values.mode "schedule" -}}
+serviceAccountName: {{ include "trustsync.serviceAccountName" . }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+terminationGracePeriodSeconds: 60
+{{- if $schedule }}
+restartPolicy: Never
+{{- end }}
+{{- if and $schedule (eq .Values.policies.source "git") }}
+initContainers:
+  {{- include "trustsync.gitSync" (dict "root" . "oneTime" true) | nindent 2 }}
+{{- end }}
+containers:
+  - name: trustsync
+    image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args:
+      - --config=/etc/trustsync/trustsync.yaml
+      - --log-format={{ .Values.logFormat }}
+      {{- if $schedule }}
+      - apply
+      - --auto-approve
+      {{- else }}
+      - run
+      {{- end }}
+      {{- if eq .Values.policies.source "git" }}
+      - --policies=/policies/repo/{{ .Values.policies.git.subPath }}
+      {{- else }}
+      - --policies=/policies
+      {{- end }}
+    env:
+      {{- with .Values.azure.tenantId }}
+      - name: AZURE_TENANT_ID
+        value: {{ . | quote }}
+      {{- end }}
+      {{- with .Values.azure.clientId }}
+      - name: AZURE_CLIENT_ID
+        value: {{ . | quote }}
+      {{- end }}
+      {{- with .Values.aws.region }}
+      - name: AWS_REGION
+        value: {{ . | quote }}
+      {{- end }}
+    {{- with .Values.azure.existingSecret }}
+    envFrom:
+      - secretRef:
+          name: {{ . }}
+    {{- end }}
+    {{- if not $schedule }}
+    ports:
+      - name: http
+        containerPort: 8080
+    livenessProbe:
+      httpGet: {path: /healthz, port: http}
+      periodSeconds: 10
+    readinessProbe:
+      httpGet: {path: /readyz, port: http}
+      periodSeconds: 10
+    {{- end }}
+    resources:
+      {{- toYaml .Values.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml .Values.securityContext | nindent 6 }}
+    volumeMounts:
+      - {name: config, mountPath: /etc/trustsync, readOnly: true}
+      - {name: policies, mountPath: /policies, readOnly: true}
+      - {name: audit, mountPath: /var/lib/trustsync}
+      - {name: tmp, mountPath: /tmp}
+  {{- if and (not $schedule) (eq .Values.policies.source "git") }}
+  {{- include "trustsync.gitSync" (dict "root" . "oneTime" false) | nindent 2 }}
+  {{- end }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "trustsync.fullname" . }}-config
+  - name: policies
+    {{- if eq .Values.policies.source "git" }}
+    emptyDir: {}
+    {{- else }}
+    configMap:
+      name: {{ include "trustsync.policyConfigMap" . }}
+    {{- end }}
+  - name: audit
+    {{- if .Values.auditVolume.existingClaim }}
+    persistentVolumeClaim:
+      claimName: {{ .Values.auditVolume.existingClaim }}
+    {{- else if .Values.auditVolume.ephemeral }}
+    emptyDir: {}
+    {{- else }}
+    persistentVolumeClaim:
+      claimName: {{ include "trustsync.fullname" . }}-audit
+    {{- end }}
+  - name: tmp
+    emptyDir: {}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The git-sync container: a sidecar following the repository, or (oneTime) one clone. */}}
+{{- define "trustsync.gitSync" -}}
+{{- $v := .root.Values -}}
+- name: git-sync
+  image: {{ $v.policies.git.image }}
+  args:
+    - --repo={{ $v.policies.git.repo }}
+    - --ref={{ $v.policies.git.ref }}
+    - --root=/policies
+    - --link=repo
+    {{- if .oneTime }}
+    - --one-time
+    {{- else }}
+    - --period={{ $v.policies.git.period }}
+    {{- end }}
+  {{- with $v.policies.git.credentialsSecret }}
+  envFrom:
+    - secretRef:
+        name: {{ . }}
+  {{- end }}
+  resources:
+    requests: {cpu: 10m, memory: 32Mi}
+    limits: {cpu: 200m, memory: 128Mi}
+  securityContext:
+    {{- toYaml $v.securityContext | nindent 4 }}
+  volumeMounts:
+    - {name: policies, mountPath: /policies}
+    - {name: tmp, mountPath: /tmp}
+{{- end }}
