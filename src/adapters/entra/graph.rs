@@ -634,10 +634,50 @@ fn member_of(v: &Value) -> Option<Member> {
     })
 }
 
+/// A group as the cache keeps it: its name and its direct members, as interned ids.
 #[derive(Debug, Clone, Default)]
 struct CachedGroup {
-    display_name: String,
-    members: BTreeMap<String, MemberKind>,
+    display_name: Box<str>,
+    members: BTreeMap<u32, MemberKind>,
+}
+
+/// Object ids, each kept once: a membership costs a `u32`, not a 36-character string, so a
+/// tenant of a million memberships fits in a few tens of megabytes.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
+
+impl Interner {
+    fn intern(&mut self, id: &str) -> u32 {
+        if let Some(n) = self.index.get(id) {
+            return *n;
+        }
+        let n = self.ids.len() as u32;
+        let id: Arc<str> = Arc::from(id);
+        self.ids.push(id.clone());
+        self.index.insert(id, n);
+        n
+    }
+
+    fn get(&self, id: &str) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    fn name(&self, n: u32) -> &str {
+        &self.ids[n as usize]
+    }
+}
+
+/// One group of a delta page, parsed as soon as the page arrives (the page itself is
+/// dropped): applied to the cache only once the whole round has arrived.
+struct StagedGroup {
+    id: u32,
+    removed: bool,
+    display_name: Option<Box<str>>,
+    /// (member, kind, removed).
+    members: Vec<(u32, MemberKind, bool)>,
 }
 
 /// What a delta sync changed.
@@ -652,7 +692,9 @@ pub struct SyncResult {
 /// The tenant's group memberships, kept current with Graph delta queries.
 pub struct DeltaCache {
     reader: GraphReader,
-    groups: HashMap<String, CachedGroup>,
+    ids: Interner,
+    /// By interned group id.
+    groups: HashMap<u32, CachedGroup>,
     delta_link: Option<String>,
 }
 
@@ -661,6 +703,7 @@ impl DeltaCache {
     pub fn new(reader: GraphReader) -> DeltaCache {
         DeltaCache {
             reader,
+            ids: Interner::default(),
             groups: HashMap::new(),
             delta_link: None,
         }
@@ -706,7 +749,7 @@ impl DeltaCache {
                     saved
                         .keys()
                         .filter(|k| !self.groups.contains_key(*k))
-                        .cloned(),
+                        .map(|k| self.ids.name(*k).to_string()),
                 );
                 Ok(r)
             }
@@ -717,9 +760,10 @@ impl DeltaCache {
         }
     }
 
-    /// One delta round: all pages up to the delta link, applied only when complete.
+    /// One delta round: all pages up to the delta link, applied only when complete. Each
+    /// page is reduced to what the planner needs (ids, names, kinds) as it arrives.
     async fn round(&mut self, link: Option<String>) -> Result<SyncResult, Error> {
-        let mut pages = Vec::new();
+        let mut staged: Vec<StagedGroup> = Vec::new();
         let mut next = link;
         let first = |c: &GraphClient| {
             c.groups()
@@ -732,6 +776,7 @@ impl DeltaCache {
                 .reader
                 .get("GET /groups/delta", first, next.as_deref())
                 .await?;
+            self.stage(&page, &mut staged);
             let next_link = page
                 .get("@odata.nextLink")
                 .and_then(Value::as_str)
@@ -740,7 +785,6 @@ impl DeltaCache {
                 .get("@odata.deltaLink")
                 .and_then(Value::as_str)
                 .map(String::from);
-            pages.push(page);
             match (next_link, delta) {
                 (Some(n), _) => next = Some(n),
                 (None, Some(d)) => break d,
@@ -756,56 +800,78 @@ impl DeltaCache {
             }
         };
         let mut result = SyncResult::default();
-        for page in pages {
-            for g in page["value"].as_array().into_iter().flatten() {
-                let Some(id) = g["id"].as_str() else { continue };
-                if g.get("@removed").is_some() {
-                    if self.groups.remove(id).is_some() {
-                        result.changed_groups.insert(id.to_string());
-                    }
-                    continue;
+        for g in staged {
+            let name = || self.ids.name(g.id).to_string();
+            if g.removed {
+                if self.groups.remove(&g.id).is_some() {
+                    result.changed_groups.insert(name());
                 }
-                let entry = self.groups.entry(id.to_string()).or_default();
-                if let Some(name) = g["displayName"].as_str() {
-                    if entry.display_name != name {
-                        entry.display_name = name.to_string();
-                        result.changed_groups.insert(id.to_string());
-                    }
+                continue;
+            }
+            let entry = self.groups.entry(g.id).or_default();
+            let mut changed = false;
+            if let Some(n) = g.display_name {
+                if entry.display_name != n {
+                    entry.display_name = n;
+                    changed = true;
                 }
-                for m in g["members@delta"].as_array().into_iter().flatten() {
-                    let Some(mid) = m["id"].as_str() else {
-                        continue;
-                    };
-                    // Replays are harmless: adding a present member or removing an absent
-                    // one changes nothing.
-                    let changed = if m.get("@removed").is_some() {
-                        entry.members.remove(mid).is_some()
-                    } else {
-                        entry
-                            .members
-                            .insert(mid.to_string(), kind_of(m["@odata.type"].as_str()))
-                            .is_none()
-                    };
-                    if changed {
-                        result.changed_groups.insert(id.to_string());
-                    }
-                }
+            }
+            for (member, kind, removed) in g.members {
+                // Replays are harmless: adding a present member or removing an absent one
+                // changes nothing.
+                changed |= if removed {
+                    entry.members.remove(&member).is_some()
+                } else {
+                    entry.members.insert(member, kind).is_none()
+                };
+            }
+            if changed {
+                result.changed_groups.insert(name());
             }
         }
         self.delta_link = Some(delta_link);
         Ok(result)
     }
 
+    /// The groups of one delta page, with their ids interned.
+    fn stage(&mut self, page: &Value, staged: &mut Vec<StagedGroup>) {
+        for g in page["value"].as_array().into_iter().flatten() {
+            let Some(id) = g["id"].as_str() else { continue };
+            let members = g["members@delta"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    let mid = m["id"].as_str()?;
+                    Some((
+                        self.ids.intern(mid),
+                        kind_of(m["@odata.type"].as_str()),
+                        m.get("@removed").is_some(),
+                    ))
+                })
+                .collect();
+            staged.push(StagedGroup {
+                id: self.ids.intern(id),
+                removed: g.get("@removed").is_some(),
+                display_name: g["displayName"].as_str().map(Box::from),
+                members,
+            });
+        }
+    }
+
     /// The groups that `group` contains, directly or through nested groups.
     pub fn nested_groups(&self, group: &str) -> BTreeSet<String> {
         crate::sources::directory::nested_groups(group, |g| {
-            self.groups.get(g).map_or_else(Vec::new, |c| {
-                c.members
-                    .iter()
-                    .filter(|(_, kind)| **kind == MemberKind::Group)
-                    .map(|(m, _)| m.clone())
-                    .collect()
-            })
+            self.ids
+                .get(g)
+                .and_then(|n| self.groups.get(&n))
+                .map_or_else(Vec::new, |c| {
+                    c.members
+                        .iter()
+                        .filter(|(_, kind)| **kind == MemberKind::Group)
+                        .map(|(m, _)| self.ids.name(*m).to_string())
+                        .collect()
+                })
         })
     }
 
@@ -817,28 +883,32 @@ impl DeltaCache {
                 req,
                 self.groups
                     .iter()
-                    .map(|(id, g)| (id.as_str(), g.display_name.as_str(), (id, g))),
+                    .map(|(id, g)| (self.ids.name(*id), &*g.display_name, (*id, g))),
             );
             let result = req.finish(matched, |(id, g)| {
-                let mut members: BTreeMap<String, MemberKind> = g.members.clone();
+                let id = self.ids.name(id);
+                let mut members: BTreeMap<u32, MemberKind> = g.members.clone();
                 if req.transitive {
                     for nested in self.nested_groups(id) {
-                        if let Some(n) = self.groups.get(&nested) {
-                            members.extend(n.members.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        if let Some(n) = self.ids.get(&nested).and_then(|n| self.groups.get(&n)) {
+                            members.extend(n.members.iter().map(|(k, v)| (*k, v.clone())));
                         }
                     }
                 }
+                let mut members: Vec<Member> = members
+                    .into_iter()
+                    .map(|(m, kind)| Member {
+                        id: self.ids.name(m).into(),
+                        kind,
+                        display_name: None,
+                    })
+                    .collect();
+                // In id order, as a full read gives them.
+                members.sort();
                 GroupMembers {
                     id: id.into(),
-                    display_name: g.display_name.clone(),
-                    members: members
-                        .into_iter()
-                        .map(|(id, kind)| Member {
-                            id: id.into(),
-                            kind,
-                            display_name: None,
-                        })
-                        .collect(),
+                    display_name: g.display_name.to_string(),
+                    members,
                 }
             });
             out.groups.insert(req.clone(), result);
