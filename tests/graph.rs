@@ -404,3 +404,67 @@ fn a_one_shot_plan_reads_in_batches_and_is_charged_per_read() {
         "group 1, groups by name 1, members 3 and transitiveMembers 5 (each 1 less with $select), directoryAudits 1: {stats}"
     );
 }
+
+/// When the policies map most of a small tenant's groups, one delta read of every group
+/// costs fewer requests than reading the mapped ones; the tenant's group count decides,
+/// and the plan is the same either way.
+#[test]
+fn many_mapped_groups_in_a_small_tenant_are_read_through_delta() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    let extra = 30;
+    ws.edit_tenant(|t| {
+        for i in 0..extra {
+            let sp = format!("5e1f0a2b-2222-4222-8222-{i:012}");
+            t["servicePrincipals"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"id": sp, "appId": format!("9d0e1f2a-bbbb-4bbb-8bbb-{i:012}"), "displayName": format!("w{i}")}));
+            t["groups"].as_array_mut().unwrap().push(json!({
+                "id": format!("a1b2c3d4-0002-4000-8000-{i:012}"),
+                "displayName": format!("sg-many-{i}"),
+                "members": [sp],
+            }));
+        }
+    });
+    let mut docs = String::new();
+    for i in 0..extra {
+        docs.push_str(&format!(
+            "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: many-{i}}}\nspec:\n  provider: entra-prod\n  group: {{id: a1b2c3d4-0002-4000-8000-{i:012}}}\n  role: {{name: many-{i}}}\n"
+        ));
+    }
+    ws.write("policies/many.yaml", &docs);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    graph.reset_stats();
+    let plan = plan(&moto, &ws, &graph.env(CLIENT_SECRET), 2);
+    let stats = graph.stats();
+    assert_eq!(stats["requests"]["count"], 1, "{stats}");
+    assert!(stats["requests"]["delta"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["requests"].get("members").is_none(),
+        "no per-group read: {stats}"
+    );
+    let created = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "create-role" && c["roleName"] == "many-7")
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(
+        created["membersAdded"],
+        json!(["5e1f0a2b-2222-4222-8222-000000000007"])
+    );
+    let payments = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "create-role" && c["roleName"] == "payments-deployer")
+        .unwrap();
+    assert_eq!(
+        payments["membersAdded"],
+        json!([SP1, SP2, SP4]),
+        "nested groups expanded from the delta read as from the batches"
+    );
+}

@@ -96,7 +96,7 @@ impl DirectorySource {
         Ok(match self {
             DirectorySource::GraphLater { .. } => unreachable!("connected above"),
             DirectorySource::File(path) => TenantFile::load(path)?.snapshot(requests),
-            DirectorySource::Graph(reader) => reader.snapshot(requests).await.context(context)?,
+            DirectorySource::Graph(reader) => reader.full_read(requests).await.context(context)?,
             DirectorySource::Delta {
                 cache,
                 full_every,

@@ -14,6 +14,8 @@
 //!   `/v1.0/groups/{id}/members`, `/transitiveMembers`: `@odata.type` on every object,
 //!   `$top` (1 to 999; the server may send fewer), `@odata.nextLink` paging over a
 //!   snapshot taken on the first page.
+//! - `GET /v1.0/groups/$count` (text, with `ConsistencyLevel: eventual` only, as Graph
+//!   requires for counting directory objects).
 //! - `GET /v1.0/groups/delta` (also `delta()` and `microsoft.graph.delta`): `members@delta`
 //!   with `@removed` entries, a large group split over pages, `@odata.deltaLink` with a
 //!   `$deltatoken`, `$deltatoken=latest`, and `410 syncStateNotFound` for expired tokens.
@@ -845,7 +847,11 @@ async fn graph_get(
         Err(resp) => return resp,
     };
     state.lock().expect("state").requests += 1;
-    serve_get(&state, &client, &rest, &raw, &base_url(&headers)).await
+    let eventual = headers
+        .get("consistencylevel")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
+    serve_get(&state, &client, &rest, &raw, &base_url(&headers), eventual).await
 }
 
 /// One GET of `rest` (the path after `/v1.0/`), on its own or inside a batch.
@@ -855,8 +861,9 @@ async fn serve_get(
     rest: &str,
     raw: &Option<String>,
     base: &str,
+    eventual: bool,
 ) -> Response {
-    let mut resp = serve_read(state, client, rest, raw, base).await;
+    let mut resp = serve_read(state, client, rest, raw, base, eventual).await;
     if let Some(units) = resp.extensions().get::<Units>().map(|u| u.0) {
         resp.headers_mut().insert(
             "x-ms-resource-unit",
@@ -876,10 +883,12 @@ async fn serve_read(
     rest: &str,
     raw: &Option<String>,
     base: &str,
+    eventual: bool,
 ) -> Response {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let route = match segments.as_slice() {
         ["groups"] => "groups",
+        ["groups", "$count"] => "count",
         ["groups", d] if is_delta(d) => "delta",
         ["groups", _] => "group",
         ["groups", _, "members"] => "members",
@@ -892,6 +901,21 @@ async fn serve_read(
         Ok(units) => units,
         Err(resp) => return resp,
     };
+    if route == "count" {
+        // Counting directory objects is an advanced query: it needs the header.
+        let mut resp = if eventual {
+            let n = state.lock().expect("state").tenant.groups.len();
+            ([("content-type", "text/plain")], n.to_string()).into_response()
+        } else {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Count is not currently supported without the ConsistencyLevel header set to eventual.",
+            )
+        };
+        resp.extensions_mut().insert(Units(units));
+        return resp;
+    }
     let mut resp = read(state, rest, route, &segments, &q, base);
     resp.extensions_mut().insert(Units(units));
     resp
@@ -979,6 +1003,8 @@ struct BatchRequest {
     id: String,
     method: String,
     url: String,
+    #[serde(default)]
+    headers: HashMap<String, String>,
     #[serde(default, rename = "dependsOn")]
     depends_on: Vec<String>,
 }
@@ -1034,7 +1060,10 @@ async fn graph_batch(State(state): State<Shared>, headers: HeaderMap, body: Byte
                 Some((p, q)) => (p.to_string(), Some(q.to_string())),
                 None => (url.to_string(), None),
             };
-            serve_get(&state, &client, &path, &query, &base).await
+            let eventual = r.headers.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("consistencylevel") && v.eq_ignore_ascii_case("eventual")
+            });
+            serve_get(&state, &client, &path, &query, &base, eventual).await
         } else {
             graph_error(
                 StatusCode::METHOD_NOT_ALLOWED,

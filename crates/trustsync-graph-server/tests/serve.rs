@@ -325,3 +325,20 @@ fn resource_units_are_charged_and_an_empty_bucket_answers_429() {
     let (_, stats) = get(host, &t, "/admin/stats");
     assert_eq!(stats["resourceUnits"], 5, "{stats}");
 }
+
+#[test]
+fn counting_groups_needs_eventual_consistency() {
+    let server = start();
+    let host = &server.1;
+    let t = token(host);
+    let (status, body) = get(host, &t, "/v1.0/groups/$count");
+    assert_eq!(status, 400, "{body}");
+    let (status, headers, body) = request_with_headers(
+        host,
+        &format!("GET /v1.0/groups/$count HTTP/1.1\r\nAuthorization: Bearer {t}\r\nConsistencyLevel: eventual"),
+        "",
+    );
+    assert_eq!(status, 200);
+    assert!(headers.contains("content-type: text/plain"), "{headers}");
+    assert_eq!(body, serde_json::json!(3), "the example tenant's groups");
+}
