@@ -164,8 +164,54 @@ struct Event {
     removed: bool,
 }
 
+/// What kind of directory object an id is.
+#[derive(Clone, Copy)]
+enum Kind {
+    Group,
+    ServicePrincipal,
+    User,
+    Device,
+}
+
+/// Every object id of the tenant file, with its kind and position (objects never change
+/// at run time, only memberships): a lookup is a hash, not a scan, at tenant scale.
+fn index(tenant: &TenantFile) -> HashMap<String, (Kind, usize)> {
+    let mut index = HashMap::new();
+    let lists: [(Kind, Vec<&str>); 4] = [
+        (
+            Kind::Device,
+            tenant.devices.iter().map(|o| o.id.as_str()).collect(),
+        ),
+        (
+            Kind::User,
+            tenant.users.iter().map(|o| o.id.as_str()).collect(),
+        ),
+        (
+            Kind::ServicePrincipal,
+            tenant
+                .service_principals
+                .iter()
+                .map(|o| o.id.as_str())
+                .collect(),
+        ),
+        (
+            Kind::Group,
+            tenant.groups.iter().map(|g| g.id.as_str()).collect(),
+        ),
+    ];
+    // Later kinds win, so a group id shadows anything else, as the lookup order had it.
+    for (kind, ids) in lists {
+        for (i, id) in ids.into_iter().enumerate() {
+            index.insert(id.to_string(), (kind, i));
+        }
+    }
+    index
+}
+
 struct Server {
     tenant: TenantFile,
+    /// Object id -> kind and position in the tenant file.
+    index: HashMap<String, (Kind, usize)>,
     max_page: usize,
     seq: u64,
     events: Vec<Event>,
@@ -253,49 +299,6 @@ fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> R
     (status, Json(body)).into_response()
 }
 
-fn odata_type(tenant: &TenantFile, id: &str) -> Option<(&'static str, Value)> {
-    if let Some(g) = tenant.groups.iter().find(|g| g.id == id) {
-        return Some((
-            "#microsoft.graph.group",
-            json!({"id": g.id, "displayName": g.display_name}),
-        ));
-    }
-    if let Some(o) = tenant.service_principals.iter().find(|o| o.id == id) {
-        return Some((
-            "#microsoft.graph.servicePrincipal",
-            json!({"id": o.id, "displayName": o.display_name, "appId": o.app_id}),
-        ));
-    }
-    if let Some(o) = tenant.users.iter().find(|o| o.id == id) {
-        return Some((
-            "#microsoft.graph.user",
-            json!({"id": o.id, "displayName": o.display_name, "userPrincipalName": o.user_principal_name}),
-        ));
-    }
-    if let Some(o) = tenant.devices.iter().find(|o| o.id == id) {
-        return Some((
-            "#microsoft.graph.device",
-            json!({"id": o.id, "displayName": o.display_name}),
-        ));
-    }
-    None
-}
-
-/// A directory object as Graph returns it: `@odata.type`, `id`, and the selected properties.
-fn directory_object(tenant: &TenantFile, id: &str, select: &Option<BTreeSet<String>>) -> Value {
-    let (kind, props) =
-        odata_type(tenant, id).unwrap_or(("#microsoft.graph.directoryObject", json!({"id": id})));
-    let mut out = serde_json::Map::new();
-    out.insert("@odata.type".into(), json!(kind));
-    for (k, v) in props.as_object().into_iter().flatten() {
-        let wanted = k == "id" || select.as_ref().is_none_or(|s| s.contains(k));
-        if wanted && !v.is_null() {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
-}
-
 fn parse_query(raw: &Option<String>) -> HashMap<String, String> {
     url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
         .into_owned()
@@ -316,6 +319,65 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 impl Server {
+    /// The `@odata.type` and properties of a directory object, found through the index.
+    fn odata_type(&self, id: &str) -> Option<(&'static str, Value)> {
+        let t = &self.tenant;
+        Some(match *self.index.get(id)? {
+            (Kind::Group, i) => {
+                let g = &t.groups[i];
+                (
+                    "#microsoft.graph.group",
+                    json!({"id": g.id, "displayName": g.display_name}),
+                )
+            }
+            (Kind::ServicePrincipal, i) => {
+                let o = &t.service_principals[i];
+                (
+                    "#microsoft.graph.servicePrincipal",
+                    json!({"id": o.id, "displayName": o.display_name, "appId": o.app_id}),
+                )
+            }
+            (Kind::User, i) => {
+                let o = &t.users[i];
+                (
+                    "#microsoft.graph.user",
+                    json!({"id": o.id, "displayName": o.display_name, "userPrincipalName": o.user_principal_name}),
+                )
+            }
+            (Kind::Device, i) => {
+                let o = &t.devices[i];
+                (
+                    "#microsoft.graph.device",
+                    json!({"id": o.id, "displayName": o.display_name}),
+                )
+            }
+        })
+    }
+
+    /// A directory object as Graph lists it, with `$select` applied.
+    fn directory_object(&self, id: &str, select: &Option<BTreeSet<String>>) -> Value {
+        let (kind, props) = self
+            .odata_type(id)
+            .unwrap_or(("#microsoft.graph.directoryObject", json!({"id": id})));
+        let mut out = serde_json::Map::new();
+        out.insert("@odata.type".into(), json!(kind));
+        for (k, v) in props.as_object().into_iter().flatten() {
+            let wanted = k == "id" || select.as_ref().is_none_or(|s| s.contains(k));
+            if wanted && !v.is_null() {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// The position of a group in the tenant.
+    fn group_at(&self, id: &str) -> Option<usize> {
+        match self.index.get(id) {
+            Some((Kind::Group, i)) => Some(*i),
+            _ => None,
+        }
+    }
+
     /// Records a membership change as Entra's audit log does: activity, time, who, and the
     /// member and group as target resources.
     fn record_membership_audit(
@@ -332,7 +394,7 @@ impl Server {
             .find(|g| g.id == group)
             .map(|g| g.display_name.clone())
             .unwrap_or_default();
-        let (member_type, member_name) = match odata_type(&self.tenant, member) {
+        let (member_type, member_name) = match self.odata_type(member) {
             Some((kind, props)) => (
                 match kind {
                     "#microsoft.graph.servicePrincipal" => "ServicePrincipal",
@@ -472,7 +534,7 @@ impl Server {
         };
         let items: Vec<Value> = groups
             .iter()
-            .map(|g| directory_object(&self.tenant, &g.id, select))
+            .map(|g| self.directory_object(&g.id, select))
             .collect();
         self.paged(items, top, q, base, "/groups")
     }
@@ -505,10 +567,10 @@ impl Server {
 
     /// `GET /groups/{id}`.
     fn group(&mut self, id: &str, base: &str, select: &Option<BTreeSet<String>>) -> Response {
-        if !self.tenant.groups.iter().any(|g| g.id == *id) {
+        if self.group_at(id).is_none() {
             return not_found(id);
         }
-        let mut obj = directory_object(&self.tenant, id, select);
+        let mut obj = self.directory_object(id, select);
         obj["@odata.context"] = json!(format!("{base}/$metadata#groups/$entity"));
         Json(obj).into_response()
     }
@@ -523,7 +585,7 @@ impl Server {
         top: usize,
         q: &HashMap<String, String>,
     ) -> Response {
-        if !self.tenant.groups.iter().any(|g| g.id == *id) {
+        if self.group_at(id).is_none() {
             return not_found(id);
         }
         let ids = if kind == "members" {
@@ -533,7 +595,7 @@ impl Server {
         };
         let items: Vec<Value> = ids
             .iter()
-            .map(|m| directory_object(&self.tenant, m, select))
+            .map(|m| self.directory_object(m, select))
             .collect();
         self.paged(items, top, q, base, &format!("/groups/{id}/{kind}"))
     }
@@ -560,11 +622,8 @@ impl Server {
     }
 
     fn direct_members(&self, group: &str) -> Vec<String> {
-        self.tenant
-            .groups
-            .iter()
-            .find(|g| g.id == group)
-            .map(|g| g.members.clone())
+        self.group_at(group)
+            .map(|i| self.tenant.groups[i].members.clone())
             .unwrap_or_default()
     }
 
@@ -578,7 +637,7 @@ impl Server {
                 if seen.insert(m.clone()) {
                     out.push(m.clone());
                 }
-                if self.tenant.groups.iter().any(|x| x.id == m) && visited.insert(m.clone()) {
+                if self.group_at(&m).is_some() && visited.insert(m.clone()) {
                     queue.push(m);
                 }
             }
@@ -665,13 +724,17 @@ impl Server {
         match since {
             None => {
                 for g in &self.tenant.groups {
-                    items.push(DeltaItem {
-                        group: g.id.clone(),
-                        display_name: Some(g.display_name.clone()),
-                        member: None,
-                    });
+                    // A group without members still appears, once, with its name.
+                    if g.members.is_empty() {
+                        items.push(DeltaItem {
+                            group: g.id.clone(),
+                            display_name: Some(g.display_name.clone()),
+                            member: None,
+                        });
+                    }
                     for m in &g.members {
-                        let kind = odata_type(&self.tenant, m)
+                        let kind = self
+                            .odata_type(m)
                             .map_or("#microsoft.graph.directoryObject", |k| k.0);
                         items.push(DeltaItem {
                             group: g.id.clone(),
@@ -680,15 +743,6 @@ impl Server {
                         });
                     }
                 }
-                // Drop the group-only marker items of groups that have members.
-                items.retain(|i| {
-                    i.member.is_some()
-                        || !self
-                            .tenant
-                            .groups
-                            .iter()
-                            .any(|g| g.id == i.group && !g.members.is_empty())
-                });
                 items.sort_by(|a, b| a.group.cmp(&b.group));
             }
             Some(from) => {
@@ -698,7 +752,8 @@ impl Server {
                     last.insert((e.group.clone(), e.member.clone()), e.removed);
                 }
                 for ((group, member), removed) in last {
-                    let kind = odata_type(&self.tenant, &member)
+                    let kind = self
+                        .odata_type(&member)
                         .map_or("#microsoft.graph.directoryObject", |k| k.0);
                     let mut m = json!({"@odata.type": kind, "id": member});
                     if removed {
@@ -1280,7 +1335,7 @@ async fn admin_add_member(
     Json(m): Json<MemberRef>,
 ) -> Response {
     let mut s = state.lock().expect("state");
-    if odata_type(&s.tenant, &m.id).is_none() {
+    if s.odata_type(&m.id).is_none() {
         return not_found(&m.id);
     }
     let Some(g) = s.tenant.groups.iter_mut().find(|g| g.id == group) else {
@@ -1383,6 +1438,7 @@ async fn main() -> std::process::ExitCode {
     };
     let tenant_users = tenant.users.len();
     let state: Shared = Arc::new(Mutex::new(Server {
+        index: index(&tenant),
         tenant,
         max_page: args.max_page_size.clamp(1, 999),
         seq: 0,
