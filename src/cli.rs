@@ -75,6 +75,15 @@ pub enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a shell completion script (e.g. `trustsync completions bash >
+    /// /etc/bash_completion.d/trustsync`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from the same definitions as `--help`
+    /// (e.g. `trustsync man > /usr/local/share/man/man1/trustsync.1`).
+    Man,
 }
 
 /// `run` flags.
@@ -250,6 +259,17 @@ impl Cli {
         match command {
             Command::Schema => {
                 println!("{}", schema_json());
+                Ok(0)
+            }
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                let mut cmd = Cli::command();
+                clap_complete::generate(shell, &mut cmd, "trustsync", &mut std::io::stdout());
+                Ok(0)
+            }
+            Command::Man => {
+                use clap::CommandFactory;
+                clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
                 Ok(0)
             }
             Command::Validate(PolicyArgs { policies }) => validate(&load_config()?, &policies),

@@ -102,3 +102,36 @@ fn every_command_in_the_docs_parses() {
         }
     }
 }
+
+/// Shell completions and the manual page come from the same clap definitions as `--help`,
+/// so they name every command.
+#[test]
+fn completions_and_the_man_page_name_every_command() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustsync"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        for command in ["validate", "plan", "apply", "run", "iam-policy", "audit"] {
+            assert!(
+                script.contains(command),
+                "{shell} completions lack {command}"
+            );
+        }
+        assert!(script.contains("detailed-exitcode"), "{shell}: flags too");
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH trustsync 1"), "{man}");
+    for command in ["plan", "apply", "iam\\-policy", "completions"] {
+        assert!(man.contains(command), "the man page lacks {command}");
+    }
+}
