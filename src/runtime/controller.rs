@@ -349,17 +349,17 @@ impl Controller {
                     service: service.to_string(),
                     operation: op.to_string(),
                 })
-                .inc_by(n - before);
+                .inc_by(n.saturating_sub(before));
         }
         let aws = ServiceLabel {
             service: "aws".into(),
         };
         m.api_retries
             .get_or_create(&aws)
-            .inc_by(now.retries - self.last_aws.retries);
+            .inc_by(now.retries.saturating_sub(self.last_aws.retries));
         m.throttled
             .get_or_create(&aws)
-            .inc_by(now.throttled - self.last_aws.throttled);
+            .inc_by(now.throttled.saturating_sub(self.last_aws.throttled));
         self.last_aws = now;
         let g = directory.lock().await.graph_stats();
         let graph = ServiceLabel {

@@ -49,6 +49,8 @@ pub struct Fleet {
     /// When the organization was last read, if it is.
     discovered: Option<std::time::Instant>,
     members: Vec<Member>,
+    /// Requests made through accounts that have left the fleet, so that totals never drop.
+    retired: CallStats,
     concurrency: usize,
     write_slots: usize,
     /// True when `--account` narrowed the accounts: selectors are not checked against them.
@@ -65,6 +67,7 @@ impl Fleet {
             spokes: None,
             discovered: None,
             members,
+            retired: CallStats::default(),
             concurrency: concurrency.max(1),
             write_slots,
             narrowed: false,
@@ -127,9 +130,16 @@ impl Fleet {
             .into_iter()
             .map(|m| match old.remove(&m.account.id) {
                 Some(kept) if kept.account == m.account => kept,
-                _ => m,
+                Some(changed) => {
+                    self.retired.add(&changed.connector.stats());
+                    m
+                }
+                None => m,
             })
             .collect();
+        for gone in old.into_values() {
+            self.retired.add(&gone.connector.stats());
+        }
     }
 
     /// The member for an account id.
@@ -140,6 +150,7 @@ impl Fleet {
     /// Requests so far, the hub's and every account's.
     pub fn stats(&self) -> CallStats {
         let mut total = self.hub.stats();
+        total.add(&self.retired);
         for m in &self.members {
             total.add(&m.connector.stats());
         }
