@@ -202,9 +202,7 @@ impl GraphReader {
                         .headers()
                         .get("retry-after")
                         .and_then(|h| h.to_str().ok())
-                        .and_then(|s| s.trim().parse::<f64>().ok())
-                        .filter(|s| s.is_finite() && *s >= 0.0)
-                        .map(Duration::from_secs_f64);
+                        .and_then(retry_after);
                     let body = resp.bytes().await.map_err(|_| transient(transport("response cut short".into()), None))?;
                     if (200..300).contains(&status) {
                         return serde_json::from_slice(&body).map_err(|_| permanent(transport(format!("HTTP {status}: body is not JSON"))));
@@ -257,42 +255,12 @@ impl GraphReader {
                 format!("/auditLogs/directoryAudits?$filter={}", encode(&filter))
             })
             .collect();
-        let mut audits: Vec<Result<Vec<Value>, Error>> = Vec::new();
-        let mut next: Vec<(usize, String)> = Vec::new();
-        for (i, page) in self
+        let first = self
             .batch_get("POST /$batch (directoryAudits)", &urls)
-            .await?
-            .into_iter()
-            .enumerate()
-        {
-            audits.push(page.and_then(|p| {
-                if let Some(link) = p["@odata.nextLink"].as_str() {
-                    next.push((i, self.relative(link)?));
-                }
-                Ok(p["value"].as_array().cloned().unwrap_or_default())
-            }));
-        }
-        while !next.is_empty() {
-            let urls: Vec<String> = next.iter().map(|(_, u)| u.clone()).collect();
-            let pages = self
-                .batch_get("POST /$batch (directoryAudits)", &urls)
-                .await?;
-            let mut more = Vec::new();
-            for ((i, _), page) in next.into_iter().zip(pages) {
-                match page {
-                    Ok(p) => {
-                        if let Ok(items) = &mut audits[i] {
-                            items.extend(p["value"].as_array().cloned().unwrap_or_default());
-                        }
-                        if let Some(link) = p["@odata.nextLink"].as_str() {
-                            more.push((i, self.relative(link)?));
-                        }
-                    }
-                    Err(e) => audits[i] = Err(e),
-                }
-            }
-            next = more;
-        }
+            .await?;
+        let audits = self
+            .rest_of_pages("POST /$batch (directoryAudits)", first)
+            .await?;
         Ok(groups
             .iter()
             .zip(audits)
@@ -376,31 +344,23 @@ impl GraphReader {
             candidates[i].push((id, name, Some(page?)));
         }
         // Later pages, every group's next page in the same batches, until none is left.
+        let first: Vec<Result<Value, Error>> = candidates
+            .iter_mut()
+            .flatten()
+            .map(|(_, _, page)| Ok(page.take().unwrap_or_default()))
+            .collect();
+        let mut pages = self
+            .rest_of_pages("POST /$batch (next pages)", first)
+            .await?
+            .into_iter();
         let mut items: Vec<Vec<Vec<Value>>> = Vec::new();
-        let mut next: Vec<((usize, usize), String)> = Vec::new();
-        for (i, found) in candidates.iter_mut().enumerate() {
-            let mut per = Vec::new();
-            for (j, (_, _, page)) in found.iter_mut().enumerate() {
-                let page = page.take().unwrap_or_default();
-                per.push(page["value"].as_array().cloned().unwrap_or_default());
-                if let Some(link) = page["@odata.nextLink"].as_str() {
-                    next.push(((i, j), self.relative(link)?));
-                }
-            }
-            items.push(per);
-        }
-        while !next.is_empty() {
-            let urls: Vec<String> = next.iter().map(|(_, u)| u.clone()).collect();
-            let pages = self.batch_get("POST /$batch (next pages)", &urls).await?;
-            let mut more = Vec::new();
-            for (((i, j), _), page) in next.into_iter().zip(pages) {
-                let page = page?;
-                items[i][j].extend(page["value"].as_array().cloned().unwrap_or_default());
-                if let Some(link) = page["@odata.nextLink"].as_str() {
-                    more.push(((i, j), self.relative(link)?));
-                }
-            }
-            next = more;
+        for found in &candidates {
+            items.push(
+                found
+                    .iter()
+                    .map(|_| pages.next().expect("one per candidate"))
+                    .collect::<Result<_, _>>()?,
+            );
         }
         let mut out = DirectorySnapshot::default();
         for ((req, found), pages) in requests.iter().zip(candidates).zip(items) {
@@ -481,6 +441,44 @@ impl GraphReader {
         Ok(cache.snapshot(requests))
     }
 
+    /// Every item of each collection, given its first page (or that page's error): later
+    /// pages follow `@odata.nextLink`, every collection's next page in the same batches,
+    /// until none is left. A page that fails fails its collection only.
+    async fn rest_of_pages(
+        &self,
+        operation: &str,
+        first: Vec<Result<Value, Error>>,
+    ) -> Result<Vec<Result<Vec<Value>, Error>>, Error> {
+        let mut items: Vec<Result<Vec<Value>, Error>> = Vec::new();
+        let mut next: Vec<(usize, String)> = Vec::new();
+        let take = |i: usize, page: &Value, next: &mut Vec<(usize, String)>| {
+            if let Some(link) = page["@odata.nextLink"].as_str() {
+                next.push((i, self.relative(link)?));
+            }
+            Ok::<_, Error>(page["value"].as_array().cloned().unwrap_or_default())
+        };
+        for (i, page) in first.into_iter().enumerate() {
+            items.push(page.and_then(|p| take(i, &p, &mut next)));
+        }
+        while !next.is_empty() {
+            let urls: Vec<String> = next.iter().map(|(_, u)| u.clone()).collect();
+            let pages = self.batch_get(operation, &urls).await?;
+            let mut more = Vec::new();
+            for ((i, _), page) in next.into_iter().zip(pages) {
+                match page.and_then(|p| take(i, &p, &mut more)) {
+                    Ok(values) => {
+                        if let Ok(collected) = &mut items[i] {
+                            collected.extend(values);
+                        }
+                    }
+                    Err(e) => items[i] = Err(e),
+                }
+            }
+            next = more;
+        }
+        Ok(items)
+    }
+
     /// A `@odata.nextLink` as a path relative to the endpoint, for a batch.
     fn relative(&self, link: &str) -> Result<String, Error> {
         let base = self.settings.endpoint.as_str().trim_end_matches('/');
@@ -530,26 +528,18 @@ impl GraphReader {
                         answers[i] = Some(Ok(r["body"].clone()));
                         continue;
                     }
+                    let (code, message) = error_of(&r["body"]);
                     let err = Error::Graph {
                         operation: format!("GET {}", urls[i].split('?').next().unwrap_or_default()),
                         status,
-                        code: r["body"]["error"]["code"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                        message: r["body"]["error"]["message"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
+                        code,
+                        message,
                     };
                     if status == 429 || status >= 500 {
                         if status == 429 {
                             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                         }
-                        let after = header(&r["headers"], "retry-after")
-                            .and_then(|s| s.trim().parse::<f64>().ok())
-                            .filter(|s| s.is_finite() && *s >= 0.0)
-                            .map(Duration::from_secs_f64);
+                        let after = header(&r["headers"], "retry-after").and_then(retry_after);
                         match after {
                             Some(d) if d > self.settings.max_retry_after => {
                                 answers[i] = Some(Err(err));
@@ -626,11 +616,25 @@ fn header<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 fn error_body(body: &[u8]) -> (String, String) {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    error_of(&serde_json::from_slice(body).unwrap_or(Value::Null))
+}
+
+/// The code and message of Graph's error body.
+fn error_of(v: &Value) -> (String, String) {
     (
         v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
         v["error"]["message"].as_str().unwrap_or("").to_string(),
     )
+}
+
+/// A `Retry-After` value in seconds (Graph may send fractions).
+fn retry_after(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 fn kind_of(odata_type: Option<&str>) -> MemberKind {
