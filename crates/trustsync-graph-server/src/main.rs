@@ -909,30 +909,9 @@ async fn graph_get(
     serve_get(&state, &client, &rest, &raw, &base_url(&headers), eventual).await
 }
 
-/// One GET of `rest` (the path after `/v1.0/`), on its own or inside a batch.
+/// One GET of `rest` (the path after `/v1.0/`), on its own or inside a batch; a read that
+/// was charged says how much in `x-ms-resource-unit`.
 async fn serve_get(
-    state: &Shared,
-    client: &str,
-    rest: &str,
-    raw: &Option<String>,
-    base: &str,
-    eventual: bool,
-) -> Response {
-    let mut resp = serve_read(state, client, rest, raw, base, eventual).await;
-    if let Some(units) = resp.extensions().get::<Units>().map(|u| u.0) {
-        resp.headers_mut().insert(
-            "x-ms-resource-unit",
-            units.to_string().parse().expect("header"),
-        );
-    }
-    resp
-}
-
-/// The units a response was charged, carried to [`serve_get`].
-#[derive(Clone, Copy)]
-struct Units(u64);
-
-async fn serve_read(
     state: &Shared,
     client: &str,
     rest: &str,
@@ -956,9 +935,9 @@ async fn serve_read(
         Ok(units) => units,
         Err(resp) => return resp,
     };
-    if route == "count" {
+    let mut resp = if route == "count" {
         // Counting directory objects is an advanced query: it needs the header.
-        let mut resp = if eventual {
+        if eventual {
             let n = state.lock().expect("state").tenant.groups.len();
             ([("content-type", "text/plain")], n.to_string()).into_response()
         } else {
@@ -967,12 +946,14 @@ async fn serve_read(
                 "Request_BadRequest",
                 "Count is not currently supported without the ConsistencyLevel header set to eventual.",
             )
-        };
-        resp.extensions_mut().insert(Units(units));
-        return resp;
-    }
-    let mut resp = read(state, rest, route, &segments, &q, base);
-    resp.extensions_mut().insert(Units(units));
+        }
+    } else {
+        read(state, rest, route, &segments, &q, base)
+    };
+    resp.headers_mut().insert(
+        "x-ms-resource-unit",
+        units.to_string().parse().expect("header"),
+    );
     resp
 }
 
