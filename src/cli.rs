@@ -330,16 +330,11 @@ fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
             // against them (discovered accounts are checked by every plan).
             let a = &config.accounts;
             if !a.targets.is_empty() && a.organization.is_none() {
+                let regions: Vec<String> = config.aws.region.iter().cloned().collect();
                 let accounts: Vec<_> = a
                     .targets
                     .iter()
-                    .map(|t| crate::model::account::Account {
-                        id: t.id.clone(),
-                        labels: t.labels.clone(),
-                        regions: t.regions.clone(),
-                        role_arn: None,
-                        external_id: None,
-                    })
+                    .map(|t| a.target_account(t, &regions, config.partition()))
                     .collect();
                 let problems = policy::scope::scope_problems(&set, &accounts);
                 if !problems.is_empty() {

@@ -230,6 +230,32 @@ impl AccountsConfig {
         !self.targets.is_empty() || self.organization.is_some()
     }
 
+    /// The account a listed target means: its regions (or `default_regions`), the role to
+    /// assume there (its own, or the spoke role) and the external id (its own, or the
+    /// default).
+    pub fn target_account(
+        &self,
+        t: &AccountTarget,
+        default_regions: &[String],
+        partition: &str,
+    ) -> crate::model::account::Account {
+        crate::model::account::Account {
+            id: t.id.clone(),
+            labels: t.labels.clone(),
+            regions: if t.regions.is_empty() {
+                default_regions.to_vec()
+            } else {
+                t.regions.clone()
+            },
+            role_arn: Some(
+                t.role_arn
+                    .clone()
+                    .unwrap_or_else(|| self.spoke_role_arn(partition, &t.id)),
+            ),
+            external_id: t.external_id.clone().or_else(|| self.external_id.clone()),
+        }
+    }
+
     /// The role assumed in `account` unless its target names one.
     pub fn spoke_role_arn(&self, partition: &str, account: &str) -> String {
         format!(

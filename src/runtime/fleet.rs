@@ -389,21 +389,7 @@ async fn accounts(
     for t in &a.targets {
         out.insert(
             t.id.clone(),
-            Account {
-                id: t.id.clone(),
-                labels: t.labels.clone(),
-                regions: if t.regions.is_empty() {
-                    default_regions.clone()
-                } else {
-                    t.regions.clone()
-                },
-                role_arn: Some(
-                    t.role_arn
-                        .clone()
-                        .unwrap_or_else(|| a.spoke_role_arn(partition, &t.id)),
-                ),
-                external_id: t.external_id.clone().or_else(|| a.external_id.clone()),
-            },
+            a.target_account(t, &default_regions, partition),
         );
     }
     Ok(out.into_values().collect())
