@@ -263,8 +263,9 @@ pub fn pins(observed: &Observed, settings: &Settings) -> Pins {
         .collect()
 }
 
-/// What one account showed: per region visited, home first.
-type AccountRead = Result<Vec<(String, Observed)>, crate::model::call::Failure>;
+/// What one account showed: per region visited (home first), the documents that apply
+/// there and what AWS showed.
+type AccountRead = Result<Vec<(String, PolicySet, Observed)>, crate::model::call::Failure>;
 
 /// Reads one account: reaches it (assuming its role), then IAM and Lambda in its home
 /// region and Lambda in each other region its functions live in.
@@ -301,7 +302,7 @@ async fn read_account(
                 &settings.function_tag_key,
             )
             .await?;
-        out.push((region, observed));
+        out.push((region, here, observed));
     }
     Ok(out)
 }
@@ -309,6 +310,8 @@ async fn read_account(
 /// What the pass read of AWS: each account's state, and the accounts it could not read.
 struct Read {
     observed: Observations,
+    /// The documents that apply in each (account, region) read.
+    here: BTreeMap<(String, String), PolicySet>,
     accounts: Vec<AccountPlan>,
     unreachable: Vec<Problem>,
 }
@@ -329,6 +332,7 @@ async fn read_accounts(
         .await;
     let mut read = Read {
         observed: Observations::default(),
+        here: BTreeMap::new(),
         accounts: Vec::new(),
         unreachable: Vec::new(),
     };
@@ -338,16 +342,16 @@ async fn read_accounts(
             Ok(regions) => {
                 read.accounts.push(AccountPlan {
                     id: account.id.clone(),
-                    regions: regions.iter().map(|(r, _)| r.clone()).collect(),
+                    regions: regions.iter().map(|(r, ..)| r.clone()).collect(),
                     unreachable: None,
                 });
-                if let Some((home, _)) = regions.first() {
+                if let Some((home, ..)) = regions.first() {
                     read.observed.homes.insert(account.id.clone(), home.clone());
                 }
-                for (region, o) in regions {
-                    read.observed
-                        .by_place
-                        .insert((account.id.clone(), region), o);
+                for (region, here, o) in regions {
+                    let place = (account.id.clone(), region);
+                    read.here.insert(place.clone(), here);
+                    read.observed.by_place.insert(place, o);
                 }
             }
             Err(e) if fleet.members().len() == 1 => {
@@ -394,18 +398,15 @@ async fn read_accounts(
 /// The pins each account's roles record, and the directory requests of every account
 /// (each with its own pins), deduplicated: the directory is read once for all.
 fn directory_requests<'a>(
-    fleet: &Fleet,
-    policies: &PolicySet,
-    observed: &'a Observations,
+    read: &'a Read,
     settings: &Settings,
 ) -> (BTreeMap<&'a str, Pins>, Vec<GroupRequest>) {
     let mut pins_by_account = BTreeMap::new();
     let mut requests: BTreeSet<GroupRequest> = BTreeSet::new();
-    for (id, iam) in observed.iam() {
-        let member = fleet.member(id).expect("observed accounts are members");
+    for (id, iam) in read.observed.iam() {
         let pins = pins(iam, settings);
-        let here = scope::policies_at(policies, &member.account, member_home(observed, id));
-        requests.extend(desired::group_requests(&here, &pins));
+        let home = (id.to_string(), member_home(&read.observed, id).to_string());
+        requests.extend(desired::group_requests(&read.here[&home], &pins));
         pins_by_account.insert(id, pins);
     }
     (pins_by_account, requests.into_iter().collect())
@@ -415,24 +416,22 @@ fn directory_requests<'a>(
 /// and merges the plans, grouped by account. Also returns each mapping's group, for the
 /// who-changed lookup.
 fn plan_places(
-    fleet: &Fleet,
-    policies: &PolicySet,
+    read: &Read,
     config: &Config,
     settings: &Settings,
-    observed: &Observations,
     pins: &BTreeMap<&str, Pins>,
     snapshot: &DirectorySnapshot,
 ) -> (Plan, BTreeMap<String, String>) {
+    let observed = &read.observed;
     let mut plans = Vec::new();
     let mut groups = BTreeMap::new();
-    for ((id, region), seen) in &observed.by_place {
-        let member = fleet.member(id).expect("observed accounts are members");
-        let here = scope::policies_at(policies, &member.account, region);
+    for (place @ (id, region), seen) in &observed.by_place {
+        let here = &read.here[place];
         let target = Target {
             account_id: id.clone(),
             region: region.clone(),
         };
-        let mut desired = desired::build(&here, snapshot, &pins[id.as_str()], config, &target);
+        let mut desired = desired::build(here, snapshot, &pins[id.as_str()], config, &target);
         if member_home(observed, id) != region {
             desired.providers.clear();
             desired.roles.clear();
@@ -466,18 +465,18 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         released,
     } = inputs;
     let settings = Settings::from_config(config);
+    let read = read_accounts(fleet, policies, config, &settings).await?;
+    let (pins, requests) = directory_requests(&read, &settings);
+    let snapshot = directory.snapshot(&requests).await?;
+    // The planner and the checks do no I/O: their wall time is their CPU time.
+    let started = Instant::now();
+    let (mut plan, groups) = plan_places(&read, config, &settings, &pins, &snapshot);
     let Read {
         observed,
         accounts,
         unreachable,
-    } = read_accounts(fleet, policies, config, &settings).await?;
-    let (pins, requests) = directory_requests(fleet, policies, &observed, &settings);
-    let snapshot = directory.snapshot(&requests).await?;
-    // The planner and the checks do no I/O: their wall time is their CPU time.
-    let started = Instant::now();
-    let (mut plan, groups) = plan_places(
-        fleet, policies, config, &settings, &observed, &pins, &snapshot,
-    );
+        ..
+    } = read;
     plan.accounts = accounts;
     plan.problems.extend(unreachable);
     if !fleet.narrowed {
@@ -508,10 +507,6 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         held = plan.held.len(),
         "planned"
     );
-    let groups: BTreeMap<&str, &str> = groups
-        .iter()
-        .map(|(m, g)| (m.as_str(), g.as_str()))
-        .collect();
     // Bounded: the directory's audit log is a courtesy to the reader of the record, and a
     // slow or throttled one must not hold a revocation back.
     let lookup = who_changed_the_groups(&mut plan, &groups, directory);
@@ -556,7 +551,7 @@ const MEMBERSHIP_AUDIT_BUDGET: Duration = Duration::from_secs(3);
 /// failure: nothing may hold a revocation back.
 async fn who_changed_the_groups(
     plan: &mut Plan,
-    groups: &BTreeMap<&str, &str>,
+    groups: &BTreeMap<String, String>,
     directory: &DirectorySource,
 ) {
     let since = (time::OffsetDateTime::now_utc() - time::Duration::days(MEMBERSHIP_AUDIT_DAYS))
@@ -570,7 +565,10 @@ async fn who_changed_the_groups(
         if new_role || (c.members_added.is_empty() && c.members_removed.is_empty()) {
             return None;
         }
-        c.mapping.as_deref().and_then(|m| groups.get(m)).copied()
+        c.mapping
+            .as_deref()
+            .and_then(|m| groups.get(m))
+            .map(String::as_str)
     };
     let wanted: BTreeSet<&str> = plan
         .changes
