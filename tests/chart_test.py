@@ -3,6 +3,7 @@
 Run by tests/chart.rs with TRUSTSYNC_BIN set to the trustsync binary, so that the config
 the chart renders is also checked by trustsync itself.
 """
+import json
 import os
 import subprocess
 import tempfile
@@ -12,6 +13,8 @@ import yaml
 from helm_python import chart as helm
 
 CHART = os.path.join(os.path.dirname(__file__), "..", "charts", "trustsync")
+# kubernetes-validate and checkov, in a venv of their own (scripts/setup-test-env.sh).
+SCAN_BIN = os.path.join(os.path.dirname(__file__), "..", ".venv-scan", "bin")
 
 
 def render(values=None):
@@ -67,7 +70,7 @@ class Defaults(unittest.TestCase):
         self.main = self.pod["containers"][0]
 
     def test_objects(self):
-        self.assertEqual(kinds(self.docs), ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount"])
+        self.assertEqual(kinds(self.docs), ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount"])
 
     def test_the_audit_log_is_durable_by_default(self):
         pvc = self.docs[("PersistentVolumeClaim", "ts-trustsync-audit")]
@@ -209,6 +212,107 @@ class Schema(unittest.TestCase):
     def test_git_without_repo_fails_to_render(self):
         with self.assertRaises(Exception):
             render({"policies": {"source": "git"}})
+
+
+PINNED = {
+    "image": {"digest": "sha256:" + "ab" * 32},
+    "policies": {"source": "git", "git": {"repo": "https://git.example.test/access.git",
+                                          "image": "registry.k8s.io/git-sync/git-sync@sha256:" + "cd" * 32}},
+    "azure": {"tenantId": "7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45", "certificateSecret": "entra-cert"},
+}
+
+# Every rendering the tools check: the defaults, every optional feature on, schedule mode,
+# and a release pinned by digest with a certificate file instead of a secret.
+RENDERINGS = {
+    "default": {},
+    "every-option": GIT_VALUES,
+    "schedule": {"mode": "schedule", **{k: v for k, v in GIT_VALUES.items() if k != "podDisruptionBudget"}},
+    "pinned": PINNED,
+}
+
+
+def render_to(directory, name, values):
+    manifests = helm.Chart.load(CHART).render(values, name="ts", namespace="access")
+    path = os.path.join(directory, name + ".yaml")
+    with open(path, "w") as f:
+        for source, text in manifests.items():
+            if not source.endswith("NOTES.txt"):
+                f.write(f"---\n# Source: {source}\n{text}\n")
+    return path
+
+
+class RealTools(unittest.TestCase):
+    """kubernetes-validate (strict, newest Kubernetes it bundles) and checkov on the output."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        cls.paths = {name: render_to(cls.dir, name, values) for name, values in RENDERINGS.items()}
+
+    def test_every_manifest_is_valid_kubernetes_in_strict_mode(self):
+        newest = subprocess.run([os.path.join(SCAN_BIN, "python"), "-c",
+                                 "import kubernetes_validate.utils as u; print(u.latest_version())"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        out = subprocess.run([os.path.join(SCAN_BIN, "kubernetes-validate"), "--strict", "-k", newest,
+                              *self.paths.values()], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        passed = [l for l in out.stdout.splitlines() if l.startswith("INFO") and " passed " in l]
+        self.assertGreaterEqual(len(passed), 20, out.stdout)
+        # The one kind it has no schema for is the Prometheus operator's CRD.
+        for line in (out.stdout + out.stderr).splitlines():
+            if line.startswith(("WARN", "ERROR")):
+                self.assertIn("Couldn't find schema for kind ServiceMonitor", line)
+
+    def checkov(self, name):
+        out = subprocess.run([os.path.join(SCAN_BIN, "checkov"), "--file", self.paths[name],
+                              "--framework", "kubernetes", "--skip-download", "--output", "json"],
+                             capture_output=True, text=True)
+        report = json.loads(out.stdout)
+        return report
+
+    def test_checkov_finds_nothing_and_every_skip_says_why(self):
+        for name in RENDERINGS:
+            report = self.checkov(name)
+            failed = [(f["check_id"], f["resource"], f["check_name"]) for f in report["results"]["failed_checks"]]
+            self.assertEqual(failed, [], name)
+            self.assertGreater(report["summary"]["passed"], 40, name)
+            for skip in report["results"]["skipped_checks"]:
+                self.assertGreater(len(skip["check_result"].get("suppress_comment", "")), 30, skip["check_id"])
+
+    def test_skips_only_what_the_values_bring_about(self):
+        skipped = lambda name: sorted({f["check_id"] for f in self.checkov(name)["results"]["skipped_checks"]})
+        # Pinned by digest, a certificate file instead of a secret in the environment:
+        # only the pull policy remains, on purpose.
+        self.assertEqual(skipped("pinned"), ["CKV_K8S_15"])
+        self.assertEqual(skipped("every-option"), ["CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_43"])
+
+    def test_no_service_account_token_and_the_certificate_as_a_file(self):
+        docs = render(PINNED)
+        pod = deployment(docs)["spec"]["template"]["spec"]
+        self.assertIs(pod["automountServiceAccountToken"], False)
+        self.assertIs(docs[("ServiceAccount", "ts-trustsync")]["automountServiceAccountToken"], False)
+        main = pod["containers"][0]
+        self.assertEqual(main["image"], "ghcr.io/trustsync/trustsync@sha256:" + "ab" * 32)
+        self.assertIn({"name": "AZURE_CLIENT_CERTIFICATE_PATH",
+                       "value": "/var/run/secrets/trustsync/entra/certificate.pem"}, main["env"])
+        self.assertNotIn("envFrom", main)
+        mount = next(m for m in main["volumeMounts"] if m["name"] == "entra-certificate")
+        self.assertTrue(mount["readOnly"])
+        volume = next(v for v in pod["volumes"] if v["name"] == "entra-certificate")
+        self.assertEqual(volume["secret"]["secretName"], "entra-cert")
+        for doc in docs.values():
+            self.assertEqual(doc["metadata"]["namespace"], "access", doc["kind"])
+        sync = pod["containers"][1]
+        self.assertEqual(sync["livenessProbe"]["httpGet"], {"path": "/", "port": "git-sync"})
+        self.assertIn("--http-bind=:8081", sync["args"])
+
+    def test_the_network_policy_opens_ssh_only_for_an_ssh_remote(self):
+        def egress_ports(values):
+            policy = render(values)[("NetworkPolicy", "ts-trustsync")]
+            return sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
+        self.assertEqual(egress_ports(GIT_VALUES), [53, 53, 443])
+        ssh = {**GIT_VALUES, "policies": {"source": "git", "git": {"repo": "git@git.example.test:access.git"}}}
+        self.assertEqual(egress_ports(ssh), [22, 53, 53, 443])
 
 
 if __name__ == "__main__":

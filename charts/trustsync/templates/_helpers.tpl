@@ -30,3 +30,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "trustsync.policyConfigMap" -}}
 {{- default (printf "%s-policies" (include "trustsync.fullname" .)) .Values.policies.existingConfigMap -}}
 {{- end -}}
+
+{{/* The trustsync image: by digest when image.digest is set, else by tag. */}}
+{{- define "trustsync.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The checkov findings this workload keeps on purpose, each with its reason, as checkov's
+skip annotations (checkov.io/skipN: CHECK=reason). Only the ones the values bring about.
+*/}}
+{{- define "trustsync.checkovSkips" -}}
+{{- $skips := list -}}
+{{- $skips = append $skips "CKV_K8S_15=imagePullPolicy IfNotPresent: a released tag or digest never moves, and Always would make every restart depend on the registry" -}}
+{{- $gitByTag := and (eq .Values.policies.source "git") (not (contains "@" .Values.policies.git.image)) -}}
+{{- if or (not .Values.image.digest) $gitByTag -}}
+{{- $skips = append $skips "CKV_K8S_43=image by tag: set image.digest (and policies.git.image to name@digest) to pin by digest" -}}
+{{- end -}}
+{{- if .Values.azure.existingSecret -}}
+{{- $skips = append $skips "CKV_K8S_35=azure.existingSecret: the Azure SDK convention reads AZURE_CLIENT_SECRET from the environment; prefer workload identity or azure.certificateSecret (a mounted file)" -}}
+{{- end -}}
+{{- range $i, $s := $skips }}
+checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
+{{- end }}
+{{- end -}}

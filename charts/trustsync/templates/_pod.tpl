@@ -7,6 +7,9 @@ that the Job ends when trustsync does.
 {{- define "trustsync.pod" -}}
 {{- $schedule := eq .Values.mode "schedule" -}}
 serviceAccountName: {{ include "trustsync.serviceAccountName" . }}
+# No Kubernetes API token: trustsync never calls the API server; the AWS and Entra
+# workload-identity webhooks mount their own projected tokens.
+automountServiceAccountToken: false
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -23,7 +26,7 @@ initContainers:
 {{- end }}
 containers:
   - name: trustsync
-    image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+    image: {{ include "trustsync.image" . | quote }}
     imagePullPolicy: {{ .Values.image.pullPolicy }}
     args:
       - --config=/etc/trustsync/trustsync.yaml
@@ -52,6 +55,10 @@ containers:
       - name: AWS_REGION
         value: {{ . | quote }}
       {{- end }}
+      {{- if .Values.azure.certificateSecret }}
+      - name: AZURE_CLIENT_CERTIFICATE_PATH
+        value: /var/run/secrets/trustsync/entra/{{ .Values.azure.certificateKey }}
+      {{- end }}
     {{- with .Values.azure.existingSecret }}
     envFrom:
       - secretRef:
@@ -77,6 +84,9 @@ containers:
       - {name: policies, mountPath: /policies, readOnly: true}
       - {name: audit, mountPath: /var/lib/trustsync}
       - {name: tmp, mountPath: /tmp}
+      {{- if .Values.azure.certificateSecret }}
+      - {name: entra-certificate, mountPath: /var/run/secrets/trustsync/entra, readOnly: true}
+      {{- end }}
   {{- if and (not $schedule) (eq .Values.policies.source "git") }}
   {{- include "trustsync.gitSync" (dict "root" . "oneTime" false) | nindent 2 }}
   {{- end }}
@@ -103,6 +113,12 @@ volumes:
     {{- end }}
   - name: tmp
     emptyDir: {}
+  {{- with .Values.azure.certificateSecret }}
+  - name: entra-certificate
+    secret:
+      secretName: {{ . }}
+      defaultMode: 0400
+  {{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -131,11 +147,28 @@ affinity:
     - --one-time
     {{- else }}
     - --period={{ $v.policies.git.period }}
+    - --http-bind=:8081
     {{- end }}
   {{- with $v.policies.git.credentialsSecret }}
   envFrom:
     - secretRef:
         name: {{ . }}
+  {{- end }}
+  {{- if not .oneTime }}
+  # git-sync's / answers 5xx until the first sync is complete, 200 after.
+  ports:
+    - name: git-sync
+      containerPort: 8081
+  startupProbe:
+    httpGet: {path: /, port: git-sync}
+    periodSeconds: 5
+    failureThreshold: 60
+  livenessProbe:
+    httpGet: {path: /, port: git-sync}
+    periodSeconds: 30
+  readinessProbe:
+    httpGet: {path: /, port: git-sync}
+    periodSeconds: 10
   {{- end }}
   resources:
     requests: {cpu: 10m, memory: 32Mi}
