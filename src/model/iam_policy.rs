@@ -43,6 +43,28 @@ pub fn equivalent(a: &Value, b: &Value) -> bool {
     canonical(a) == canonical(b)
 }
 
+/// True when two trust policies let in the same principals on the same conditions:
+/// [`equivalent`] with statement ids left out, since a `Sid` labels a statement and grants
+/// nothing. For the trust policies of roles, whose statements trustsync never addresses by
+/// id (a role adopted with a hand-written trust keeps it until who is trusted changes);
+/// Lambda statements are addressed by their ids, and keep them in the comparison.
+pub fn equivalent_grants(a: &Value, b: &Value) -> bool {
+    fn without_sids(doc: &Value) -> Value {
+        let mut doc = canonical(doc);
+        if let Some(Value::Array(statements)) = doc.get_mut("Statement") {
+            for st in statements.iter_mut() {
+                if let Value::Object(m) = st {
+                    m.remove("Sid");
+                }
+            }
+            statements.sort_by_cached_key(|s| s.to_string());
+            statements.dedup();
+        }
+        doc
+    }
+    without_sids(a) == without_sids(b)
+}
+
 /// True when two single statements are the same, ignoring representation.
 pub fn statements_equivalent(a: &Value, b: &Value) -> bool {
     canonical_statement(a) == canonical_statement(b)
@@ -385,6 +407,28 @@ mod tests {
     }
     fn ne(a: Value, b: Value) {
         assert!(!equivalent(&a, &b), "expected different:\n{a}\n{b}");
+    }
+
+    #[test]
+    fn trust_grants_compare_without_statement_ids() {
+        let mut labelled = trust(json!(["a", "b"]));
+        labelled["Statement"][0]["Sid"] = json!("EntraGroupMembers");
+        let plain = trust(json!(["b", "a"]));
+        assert!(equivalent_grants(&labelled, &plain));
+        assert!(
+            !equivalent(&labelled, &plain),
+            "statement ids still count elsewhere"
+        );
+        assert!(!equivalent_grants(&labelled, &trust(json!(["a"]))));
+        let mut wider = plain.clone();
+        wider["Statement"][0]["Condition"]["StringEquals"]
+            .as_object_mut()
+            .unwrap()
+            .remove("x:aud");
+        assert!(
+            !equivalent_grants(&plain, &wider),
+            "a dropped condition is drift"
+        );
     }
 
     fn trust(sub: Value) -> Value {

@@ -452,7 +452,7 @@ impl Planner<'_> {
             .cloned()
             .collect();
         let doc = dr.trust_parts.document(&keep, &services);
-        if iam_policy::equivalent(&doc, &or.trust) {
+        if iam_policy::equivalent_grants(&doc, &or.trust) {
             return;
         }
         let removed: Vec<String> = current.difference(&keep).cloned().collect();
@@ -477,7 +477,7 @@ impl Planner<'_> {
     /// leave, then the update that adds (which falls back to adding without removing when
     /// the revocation is held).
     fn trust(&mut self, dr: &DesiredRole, or: &ObservedRole) {
-        if iam_policy::equivalent(&dr.trust, &or.trust) {
+        if iam_policy::equivalent_grants(&dr.trust, &or.trust) {
             return;
         }
         let current = trusted_subjects(&or.trust);
@@ -508,7 +508,7 @@ impl Planner<'_> {
         let kept_services: BTreeSet<String> =
             current_services.intersection(services).cloned().collect();
         let revoke_doc = dr.trust_parts.document(&keep, &kept_services);
-        let revokes = !iam_policy::equivalent(&revoke_doc, &or.trust);
+        let revokes = !iam_policy::equivalent_grants(&revoke_doc, &or.trust);
         if revokes {
             self.revocation(
                 dr,
