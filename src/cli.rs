@@ -72,6 +72,19 @@ pub enum Command {
     /// With `accounts` configured: the hub's policy, and the spoke role's policy and trust
     /// policy.
     IamPolicy(IamPolicyArgs),
+    /// Who can assume each role that trusts the tenant's provider, through which (nested)
+    /// groups and since when; with --principal, every role and function one workload
+    /// reaches. Also lists such roles trustsync does not manage (access outside the policy
+    /// repository). Reads live AWS, the directory and the audit log; changes nothing.
+    Access(AccessArgs),
+    /// Print policy YAML (RoleMapping, and IdentityProvider when missing, with `adopt:
+    /// true`) for the roles that trust the tenant's provider but trustsync does not manage
+    /// yet. Changes nothing.
+    Export(ReadArgs),
+    /// Explain whether each role trusting the tenant's provider would accept an Entra
+    /// access token, and why not: issuer form, audience, subject, lifetime. Reads the token
+    /// from a file or stdin and never prints or sends it; its signature is not checked.
+    CheckToken(CheckTokenArgs),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -177,6 +190,55 @@ pub struct PassArgs {
     accounts: Vec<String>,
 }
 
+/// What the reports read: the policies, the directory, the accounts.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// Tenant file to read the directory from instead of Microsoft Graph.
+    #[arg(long, env = "TRUSTSYNC_TENANT_FILE")]
+    tenant_file: Option<PathBuf>,
+    /// Microsoft Graph base URL (overrides directory.graph.endpoint).
+    #[arg(long, env = "TRUSTSYNC_GRAPH_ENDPOINT")]
+    graph_endpoint: Option<String>,
+    /// Only this AWS account (of those in scope). Repeat for several.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
+}
+
+/// `access` flags.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// One workload (service principal object id): the roles it may assume and the
+    /// functions they may invoke.
+    #[arg(long, value_name = "OBJECT_ID")]
+    principal: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    output: Format,
+}
+
+/// `check-token` flags.
+#[derive(Debug, Args)]
+pub struct CheckTokenArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// The file holding the token; `-` (the default) reads stdin.
+    #[arg(default_value = "-")]
+    token: PathBuf,
+    /// Only this role (name or ARN).
+    #[arg(long)]
+    role: Option<String>,
+    /// Only this AWS account (of those in scope). Repeat for several.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text")]
+    output: ShowFormat,
+}
+
 /// `iam-policy` flags.
 #[derive(Debug, Args)]
 pub struct IamPolicyArgs {
@@ -280,6 +342,9 @@ impl Cli {
                 policies: PolicyArgs { policies },
                 hub_role_arn,
             }) => iam_policy(&load_config()?, &policies, hub_role_arn).await,
+            Command::Access(args) => access(args, load_config()?).await,
+            Command::Export(args) => export(args, load_config()?).await,
+            Command::CheckToken(args) => check_token(args, load_config()?).await,
             Command::Audit(AuditCommand::Verify {
                 file,
                 public_key,
@@ -475,6 +540,203 @@ async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<u8> {
         listen: listen.unwrap_or(run.listen),
     };
     controller::run(config, dir, source, settings).await
+}
+
+/// Live state for the reports: the policies, what AWS shows in every account in scope,
+/// and the planner's settings. `None` when the policies are invalid (already reported).
+async fn read_aws(
+    dir: &Path,
+    only: &[String],
+    config: &Config,
+) -> anyhow::Result<Option<(PolicySet, crate::observed::Observations, bool)>> {
+    if let Some(bad) = only.iter().find(|a| !crate::config::is_account_id(a)) {
+        bail!("--account {bad}: not a 12-digit account id; nothing was read");
+    }
+    let policies = match policy::load_dir(dir, &config.limits) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(None);
+        }
+    };
+    let (mut fleet, _caller) = fleet::connect(config, None)
+        .await
+        .context("reading the AWS caller identity and the accounts in scope")?;
+    fleet.narrow(only)?;
+    let (observed, unreachable) = pass::observe(&fleet, &policies, config).await?;
+    for p in &unreachable {
+        eprintln!("warning: {}", p.message);
+    }
+    let many = fleet.members().len() > 1;
+    Ok(Some((policies, observed, many)))
+}
+
+/// The whole directory: every group with its direct members (a delta read of Graph, or
+/// the tenant file).
+async fn read_directory(
+    tenant_file: Option<PathBuf>,
+    graph_endpoint: Option<String>,
+    config: &Config,
+) -> anyhow::Result<crate::inventory::Directory> {
+    use crate::inventory::Directory;
+    if let Some(path) = tenant_file.or_else(|| config.directory.tenant_file.clone()) {
+        let tenant = crate::sources::directory::TenantFile::load(&path)?;
+        return Ok(Directory::from_tenant_file(&tenant));
+    }
+    let mut graph = config.directory.graph.clone();
+    if let Some(e) = graph_endpoint {
+        graph.endpoint = e;
+    }
+    let reader = crate::adapters::entra::reader_from_env(&graph)
+        .context("the directory is read from Microsoft Graph")?;
+    let mut cache = crate::adapters::entra::DeltaCache::new(reader);
+    cache
+        .sync()
+        .await
+        .context("reading the directory's groups from Microsoft Graph")?;
+    Ok(Directory::from_groups(cache.groups()))
+}
+
+/// `trustsync access`.
+async fn access(args: AccessArgs, config: Config) -> anyhow::Result<u8> {
+    let AccessArgs {
+        read,
+        principal,
+        output,
+    } = args;
+    let Some((policies, observed, _)) =
+        read_aws(&read.policies.policies, &read.accounts, &config).await?
+    else {
+        return Ok(1);
+    };
+    let settings = crate::plan::Settings::from_config(&config);
+    let roles =
+        crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
+    let directory = read_directory(read.tenant_file, read.graph_endpoint, &config).await?;
+    let since = match audit::show(&config.audit.path, &audit::Query::default()) {
+        Ok(entries) => crate::inventory::grants_since(&entries),
+        Err(e) => {
+            tracing::info!(error = %e, "no audit log to say since when; left out");
+            Default::default()
+        }
+    };
+    let report = crate::inventory::access(
+        &roles,
+        &policies,
+        &directory,
+        &observed,
+        &since,
+        principal.as_deref(),
+    );
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Markdown => print!("{}", report.markdown()),
+        Format::Text => print!("{}", report.text()),
+    }
+    Ok(0)
+}
+
+/// `trustsync export`.
+async fn export(args: ReadArgs, config: Config) -> anyhow::Result<u8> {
+    let Some((policies, observed, many)) =
+        read_aws(&args.policies.policies, &args.accounts, &config).await?
+    else {
+        return Ok(1);
+    };
+    let settings = crate::plan::Settings::from_config(&config);
+    let roles =
+        crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
+    let directory = read_directory(args.tenant_file, args.graph_endpoint, &config).await?;
+    let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
+    print!("{}", out.yaml);
+    for s in &out.skipped {
+        eprintln!("not exported: {s}");
+    }
+    eprintln!(
+        "{} mapping(s) exported, {} role(s) not exported",
+        out.mappings,
+        out.skipped.len()
+    );
+    Ok(if out.skipped.is_empty() { 0 } else { 1 })
+}
+
+/// `trustsync check-token`.
+async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow::Result<u8> {
+    let text = if args.token == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading the token from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.token)
+            .with_context(|| format!("reading the token from {}", args.token.display()))?
+    };
+    let claims =
+        crate::inventory::decode_claims(&text).map_err(|e| anyhow::anyhow!("the token: {e}"))?;
+    let Some((policies, observed, _)) =
+        read_aws(&args.policies.policies, &args.accounts, &config).await?
+    else {
+        return Ok(1);
+    };
+    let settings = crate::plan::Settings::from_config(&config);
+    let mut roles =
+        crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
+    if let Some(r) = &args.role {
+        roles.retain(|x| &x.role.arn == r || x.role.name.as_str().eq_ignore_ascii_case(r));
+        if roles.is_empty() {
+            bail!("--role {r}: no role of that name trusts the tenant's provider");
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let verdicts = crate::inventory::check_token(&claims, &roles, &observed, now);
+    match args.output {
+        ShowFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"claims": claims, "roles": verdicts})
+            )?
+        ),
+        ShowFormat::Text => {
+            println!("The token's signature is not checked here; STS checks it against the issuer's keys.");
+            println!(
+                "Token: iss {}, aud {}, azp {}, sub {}, expires {}",
+                claims.iss.as_deref().unwrap_or("(none)"),
+                claims.aud.join(","),
+                claims
+                    .azp
+                    .as_deref()
+                    .or(claims.appid.as_deref())
+                    .unwrap_or("(none)"),
+                claims.sub.as_deref().unwrap_or("(none)"),
+                claims.exp.map_or("(never)".to_string(), |e| e.to_string())
+            );
+            for v in &verdicts {
+                let managed = if v.managed {
+                    ""
+                } else {
+                    " (not managed by trustsync)"
+                };
+                if v.accepts {
+                    println!("ACCEPTS  {}{managed}", v.role);
+                } else {
+                    println!("REFUSES  {}{managed}", v.role);
+                    for r in &v.reasons {
+                        println!("  - {r}");
+                    }
+                }
+            }
+            if verdicts.is_empty() {
+                println!("No role trusts the tenant's provider.");
+            }
+        }
+    }
+    Ok(if verdicts.iter().any(|v| v.accepts) {
+        0
+    } else {
+        1
+    })
 }
 
 /// `--since`: an RFC 3339 time or date as given, or a duration (`30m`, `24h`, `7d`) back

@@ -37,6 +37,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod desired;
+pub mod inventory;
 pub mod model;
 pub mod observed;
 pub mod plan;

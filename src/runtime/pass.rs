@@ -395,6 +395,19 @@ async fn read_accounts(
     Ok(read)
 }
 
+/// What AWS shows in every account in scope, without planning: for the reports that read
+/// live state (`access`, `export`, `check-token`). The accounts that could not be read
+/// come back as problems; none readable is an error, as for a pass.
+pub async fn observe(
+    fleet: &Fleet,
+    policies: &PolicySet,
+    config: &Config,
+) -> anyhow::Result<(Observations, Vec<Problem>)> {
+    let settings = Settings::from_config(config);
+    let read = read_accounts(fleet, policies, config, &settings).await?;
+    Ok((read.observed, read.unreachable))
+}
+
 /// The pins each account's roles record, and the directory requests of every account
 /// (each with its own pins), deduplicated: the directory is read once for all.
 fn directory_requests<'a>(

@@ -920,6 +920,18 @@ impl DeltaCache {
         }
     }
 
+    /// Every group of the tenant: (id, display name, direct members with their kinds).
+    pub fn groups(&self) -> impl Iterator<Item = (&str, &str, Vec<(&str, MemberKind)>)> + '_ {
+        self.groups.iter().map(|(id, g)| {
+            let members = g
+                .members
+                .iter()
+                .map(|(m, kind)| (self.ids.name(*m), kind.clone()))
+                .collect();
+            (self.ids.name(*id), &*g.display_name, members)
+        })
+    }
+
     /// The groups that `group` contains, directly or through nested groups.
     pub fn nested_groups(&self, group: &str) -> BTreeSet<String> {
         crate::sources::directory::nested_groups(group, |g| {
