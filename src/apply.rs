@@ -161,6 +161,24 @@ fn is_revocation(action: &Action) -> bool {
     matches!(action, Action::RevokeTrust { .. })
 }
 
+/// What the caller of [`apply`] steers and hears: `stop` is asked before each change;
+/// `progress` is told (done, total) after each one (the CLI's progress line).
+#[derive(Clone, Copy)]
+pub struct Control<'a> {
+    pub stop: &'a dyn Fn() -> bool,
+    pub progress: &'a dyn Fn(usize, usize),
+}
+
+impl<'a> Control<'a> {
+    /// A stop check and no progress report.
+    pub fn stop_only(stop: &'a dyn Fn() -> bool) -> Control<'a> {
+        Control {
+            stop,
+            progress: &|_, _| {},
+        }
+    }
+}
+
 /// Applies a plan, writing one audit line per change and one for the pass.
 ///
 /// Accounts are applied in parallel (up to `accounts.concurrency`), each on its own, so a
@@ -176,14 +194,17 @@ pub async fn apply<E: Executor + ?Sized>(
     audit: &mut AuditLog,
     actor: &Actor,
     policy_revision: Option<&Revision>,
-    stop: &dyn Fn() -> bool,
+    control: Control<'_>,
 ) -> Result<Report, Error> {
     let run = Run {
         aws,
         audit: tokio::sync::Mutex::new(audit),
         actor,
         policy_revision,
-        stop,
+        stop: control.stop,
+        progress: control.progress,
+        done: std::sync::atomic::AtomicUsize::new(0),
+        total: plan.changes.len(),
         interrupted: AtomicBool::new(false),
         failed_resources: Mutex::new(BTreeSet::new()),
         revision_used: Mutex::new(BTreeSet::new()),
@@ -253,6 +274,10 @@ struct Run<'a, E: ?Sized> {
     actor: &'a Actor,
     policy_revision: Option<&'a Revision>,
     stop: &'a dyn Fn() -> bool,
+    progress: &'a dyn Fn(usize, usize),
+    /// Changes done so far, of `total`.
+    done: std::sync::atomic::AtomicUsize,
+    total: usize,
     interrupted: AtomicBool,
     /// Resources a change failed on: their later changes are skipped.
     failed_resources: Mutex<BTreeSet<Arn>>,
@@ -347,6 +372,8 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 .await
                 .append(&Record::Change(Box::new(record)))?;
             out.push((i, ChangeOutcome::of(change, outcome)));
+            let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+            (self.progress)(done, self.total);
         }
         Ok(out)
     }
@@ -560,9 +587,16 @@ mod tests {
             commit: "abc123".into(),
             author: Some("Dana Ops <dana@example.com>".into()),
         };
-        let report = apply(plan, aws, &mut audit, &actor, Some(&revision), stop)
-            .await
-            .unwrap();
+        let report = apply(
+            plan,
+            aws,
+            &mut audit,
+            &actor,
+            Some(&revision),
+            Control::stop_only(stop),
+        )
+        .await
+        .unwrap();
         crate::audit::verify(&path).expect("the chain stays whole under parallel appends");
         let audit = std::fs::read_to_string(&path)
             .unwrap()

@@ -277,6 +277,13 @@ pub struct ApplyArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    PROGRESS
+        .set(
+            cli.log_format == LogFormat::Human
+                && std::io::stderr().is_terminal()
+                && std::env::var("TERM").map_or(true, |t| t != "dumb"),
+        )
+        .ok();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -291,9 +298,41 @@ pub fn main() -> ExitCode {
     match runtime.block_on(cli.run()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            Progress::new(false).clear();
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Whether a progress line may be drawn: human logs on a terminal (set once in `main`;
+/// unset, as in tests and library use, means no).
+static PROGRESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// One line of progress on stderr, rewritten in place during a long pass and cleared
+/// after it: only on a terminal, never in pipes, JSON logs or JSON output.
+#[derive(Clone, Copy)]
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new(json_output: bool) -> Progress {
+        Progress {
+            on: !json_output && PROGRESS.get().copied().unwrap_or(false),
+        }
+    }
+
+    fn show(&self, message: &str) {
+        if self.on {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{message}");
+            let _ = err.flush();
+        }
+    }
+
+    fn clear(&self) {
+        self.show("");
     }
 }
 
@@ -445,7 +484,8 @@ async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<u8> {
         output,
         detailed_exitcode,
     } = args;
-    let Some(ctx) = Pass::prepare(pass, config).await? else {
+    let Some(ctx) = Pass::prepare(pass, config, Progress::new(output == Format::Json)).await?
+    else {
         return Ok(1);
     };
     let plan = &ctx.planned.plan;
@@ -466,7 +506,8 @@ async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
     let ApplyArgs { pass, auto_approve } = args;
     let audit_config = config.audit.clone();
     let audit_path = config.audit.path.clone();
-    let Some(ctx) = Pass::prepare(pass, config).await? else {
+    let progress = Progress::new(false);
+    let Some(ctx) = Pass::prepare(pass, config, progress).await? else {
         return Ok(1);
     };
     // One writer at a time; writes a crash left without an outcome are recorded first.
@@ -494,9 +535,13 @@ async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
             &mut log,
             &ctx.actor,
             ctx.policies.revision.as_ref(),
-            &|| false,
+            apply::Control {
+                stop: &|| false,
+                progress: &|done, total| progress.show(&format!("applying {done} of {total}")),
+            },
         )
         .await?;
+    progress.clear();
     crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), ctx.fleet.hub()).await;
     println!(
         "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
@@ -950,7 +995,11 @@ impl PassArgs {
 impl Pass {
     /// Reads policies, AWS and the directory, and plans. `None` when the policies are
     /// invalid (already reported; no AWS or directory request was made).
-    async fn prepare(mut args: PassArgs, mut config: Config) -> anyhow::Result<Option<Pass>> {
+    async fn prepare(
+        mut args: PassArgs,
+        mut config: Config,
+        progress: Progress,
+    ) -> anyhow::Result<Option<Pass>> {
         let only = std::mem::take(&mut args.accounts);
         if let Some(bad) = only.iter().find(|a| !crate::config::is_account_id(a)) {
             bail!("--account {bad}: not a 12-digit account id; nothing was read or changed");
@@ -963,6 +1012,7 @@ impl Pass {
                 return Ok(None);
             }
         };
+        progress.show("reading AWS and the directory…");
         let (mut fleet, caller) = fleet::connect(&config, None)
             .await
             .context("reading the AWS caller identity and the accounts in scope")?;
@@ -977,7 +1027,9 @@ impl Pass {
             },
             &mut source,
         )
-        .await?;
+        .await;
+        progress.clear();
+        let planned = planned?;
         let (requests, retries, throttled) = source.graph_stats();
         if requests > 0 {
             tracing::info!(requests, retries, throttled, "Microsoft Graph requests");

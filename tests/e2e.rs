@@ -825,3 +825,39 @@ fn a_policy_set_without_groups_needs_no_entra_credential() {
         "{err}"
     );
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`), a progress line while
+/// reading and applying; in a pipe or with JSON output, none.
+#[test]
+fn a_progress_line_on_a_terminal_and_never_in_a_pipe_or_json() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    let on_terminal = |args: &str| {
+        let out = isolated("script", ws.path(), &moto.endpoint)
+            .env("TERM", "xterm")
+            .args([
+                "-qec",
+                &format!(
+                    "{} --config trustsync.yaml {args}",
+                    env!("CARGO_BIN_EXE_trustsync")
+                ),
+                "/dev/null",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = on_terminal("apply --auto-approve");
+    assert!(
+        text.contains("\r\x1b[2Kreading AWS and the directory"),
+        "{text:?}"
+    );
+    assert!(text.contains("\r\x1b[2Kapplying 1 of "), "{text:?}");
+    assert!(text.contains("Apply: "), "{text:?}");
+    let json = on_terminal("plan --output json");
+    assert!(!json.contains("\x1b[2K"), "{json:?}");
+    let piped = run_ok(&moto, &ws, &["plan"], 0);
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("\x1b[2K"));
+    assert!(!stdout(&piped).contains("\x1b[2K"));
+}

@@ -441,7 +441,7 @@ impl Controller {
                 audit,
                 &actor,
                 policies.revision.as_ref(),
-                &stop_now,
+                crate::apply::Control::stop_only(&stop_now),
             )
             .await?;
         let outcome = PassOutcome::of(plan, &report);

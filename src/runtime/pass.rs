@@ -652,8 +652,8 @@ impl Planned {
         audit: &mut AuditLog,
         actor: &Actor,
         policy_revision: Option<&Revision>,
-        stop: &dyn Fn() -> bool,
+        control: apply::Control<'_>,
     ) -> Result<Report, apply::Error> {
-        apply::apply(&self.plan, aws, audit, actor, policy_revision, stop).await
+        apply::apply(&self.plan, aws, audit, actor, policy_revision, control).await
     }
 }
