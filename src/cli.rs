@@ -657,7 +657,12 @@ async fn access(args: AccessArgs, config: Config) -> anyhow::Result<u8> {
     let settings = crate::plan::Settings::from_config(&config);
     let roles =
         crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
-    let directory = read_directory(read.tenant_file, read.graph_endpoint, &config).await?;
+    // No role trusts the tenant: nothing to explain, and no Entra credential asked for.
+    let directory = if roles.is_empty() {
+        crate::inventory::Directory::default()
+    } else {
+        read_directory(read.tenant_file, read.graph_endpoint, &config).await?
+    };
     let since = match audit::show(&config.audit.path, &audit::Query::default()) {
         Ok(entries) => crate::inventory::grants_since(&entries),
         Err(e) => {
@@ -691,7 +696,11 @@ async fn export(args: ReadArgs, config: Config) -> anyhow::Result<u8> {
     let settings = crate::plan::Settings::from_config(&config);
     let roles =
         crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
-    let directory = read_directory(args.tenant_file, args.graph_endpoint, &config).await?;
+    let directory = if roles.iter().all(|r| r.managed) {
+        crate::inventory::Directory::default()
+    } else {
+        read_directory(args.tenant_file, args.graph_endpoint, &config).await?
+    };
     let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
     print!("{}", out.yaml);
     for s in &out.skipped {

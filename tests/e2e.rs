@@ -808,6 +808,11 @@ fn a_policy_set_without_groups_needs_no_entra_credential() {
     assert_eq!(actions(&plan), ["create-role"], "{plan:#}");
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert!(moto.role_exists("runtime"));
+    // No role trusts the tenant: the reports need no Entra credential either.
+    let access = run_ok(&moto, &ws, &["access"], 0);
+    assert!(stdout(&access).contains("No role trusting the tenant's provider"));
+    let export = run_ok(&moto, &ws, &["export"], 0);
+    assert!(String::from_utf8_lossy(&export.stderr).contains("0 mapping(s) exported"));
 
     // A group mapping does need Graph, and says so.
     ws.write(
