@@ -294,6 +294,41 @@ pub struct TenantFile {
     /// App registrations the local Graph server's token endpoint accepts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<TenantClient>,
+    /// Applications (app registration objects) the local Graph server serves under
+    /// `/applications`, with their owners and federated identity credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<TenantApplication>,
+}
+
+/// An application object of the tenant file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantApplication {
+    /// Object id.
+    pub id: String,
+    /// Application (client) id.
+    pub app_id: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// Object ids of its owners (service principals of the tenant file): an app granted
+    /// `Application.ReadWrite.OwnedBy` may change only the applications it owns.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Its federated identity credentials at start.
+    #[serde(default)]
+    pub federated_identity_credentials: Vec<TenantFederatedIdentityCredential>,
+}
+
+/// A federated identity credential of an application, in Graph's field names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantFederatedIdentityCredential {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// An app registration's credentials, for the local Graph server's token endpoint.
@@ -386,6 +421,18 @@ impl TenantFile {
         for g in &self.groups {
             if let Some(m) = g.members.iter().find(|m| !ids.contains(m)) {
                 return Err(format!("group {} lists unknown member {m}", g.display_name));
+            }
+        }
+        let sps: BTreeSet<&String> = self.service_principals.iter().map(|o| &o.id).collect();
+        for a in &self.applications {
+            if !ids.insert(&a.id) {
+                return Err(format!("object id {} appears twice", a.id));
+            }
+            if let Some(o) = a.owners.iter().find(|o| !sps.contains(o)) {
+                return Err(format!(
+                    "application {} lists owner {o}, which is not a service principal of the file",
+                    a.app_id
+                ));
             }
         }
         Ok(())

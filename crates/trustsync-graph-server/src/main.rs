@@ -29,6 +29,11 @@
 //!   above; `--resource-units N` sets it, 0 turns it off); an empty bucket answers 429 with
 //!   `Retry-After`, `x-ms-throttle-scope` and `x-ms-throttle-information:
 //!   ResourceUnitLimitExceeded`.
+//! - `/v1.0/applications/{id}/federatedIdentityCredentials` (also by
+//!   `applications(appId='...')`): list, create, get, update, upsert by name, delete, with
+//!   Graph's limits (20 per application; name, issuer+subject unique) and
+//!   `Application.ReadWrite.OwnedBy` (only applications the caller owns); see
+//!   `applications.rs`.
 //! - Errors as `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`;
 //!   429 with `Retry-After`.
 //!
@@ -55,6 +60,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use clap::Parser;
+
+mod applications;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use trustsync::sources::directory::{TenantClient, TenantFile};
@@ -232,6 +239,8 @@ struct Server {
     requests: u64,
     /// directoryAudit objects of the membership changes made through the admin API.
     audits: Vec<Value>,
+    /// Applications and their federated identity credentials.
+    apps: applications::Apps,
 }
 
 /// One `$filter` clause of a directoryAudits query, as a test on an audit object.
@@ -909,6 +918,47 @@ async fn graph_get(
     serve_get(&state, &client, &rest, &raw, &base_url(&headers), eventual).await
 }
 
+/// A POST, PATCH or DELETE: only the applications routes write.
+async fn graph_write(
+    State(state): State<Shared>,
+    method: axum::http::Method,
+    Path(rest): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let client = match authorized(&state, &headers) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    state.lock().expect("state").requests += 1;
+    if !applications::is_route(&rest) {
+        return graph_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            &format!("The HTTP method '{method}' is not supported for '{rest}'."),
+        );
+    }
+    let q = parse_query(&raw);
+    if let Err(resp) = gate(&state, "applications", &client, &q).await {
+        return resp;
+    }
+    let mut s = state.lock().expect("state");
+    let Server { apps, tenant, .. } = &mut *s;
+    applications::serve(
+        apps,
+        tenant,
+        &applications::Request {
+            client: &client,
+            method: &method,
+            rest: &rest,
+            query: &q,
+            body: &body,
+            base: &base_url(&headers),
+        },
+    )
+}
+
 /// One GET of `rest` (the path after `/v1.0/`), on its own or inside a batch; a read that
 /// was charged says how much in `x-ms-resource-unit`.
 async fn serve_get(
@@ -920,6 +970,26 @@ async fn serve_get(
     eventual: bool,
 ) -> Response {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    if applications::is_route(rest) {
+        let q = parse_query(raw);
+        if let Err(resp) = gate(state, "applications", client, &q).await {
+            return resp;
+        }
+        let mut s = state.lock().expect("state");
+        let Server { apps, tenant, .. } = &mut *s;
+        return applications::serve(
+            apps,
+            tenant,
+            &applications::Request {
+                client,
+                method: &axum::http::Method::GET,
+                rest,
+                query: &q,
+                body: &[],
+                base,
+            },
+        );
+    }
     let route = match segments.as_slice() {
         ["groups"] => "groups",
         ["groups", "$count"] => "count",
@@ -1439,11 +1509,22 @@ async fn main() -> std::process::ExitCode {
         stats: BTreeMap::new(),
         requests: 0,
         audits: Vec::new(),
+        apps: applications::Apps::default(),
     }));
+    {
+        let mut s = state.lock().expect("state");
+        s.apps = applications::Apps::from_tenant(&s.tenant);
+    }
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/v1.0/$batch", post(graph_batch))
-        .route("/v1.0/{*rest}", get(graph_get))
+        .route(
+            "/v1.0/{*rest}",
+            get(graph_get)
+                .post(graph_write)
+                .patch(graph_write)
+                .delete(graph_write),
+        )
         .route("/admin/groups/{id}/members", post(admin_add_member))
         .route(
             "/admin/groups/{id}/members/{member}",

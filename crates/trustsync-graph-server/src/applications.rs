@@ -1,0 +1,470 @@
+//! `/v1.0/applications/.../federatedIdentityCredentials`, from Microsoft's reference for
+//! the federatedIdentityCredential resource:
+//!
+//! - The application by object id (`applications/{id}`) or by its alternate key
+//!   (`applications(appId='{appId}')`); a credential by id or name
+//!   (`federatedIdentityCredentials/{id-or-name}`), or by `(name='{name}')`.
+//! - List (`$filter` with `eq` on name, issuer or subject), create (201 with the object),
+//!   get, update (204; `name` is immutable), upsert (PATCH by name: 201 when created, 204
+//!   when updated), delete (204).
+//! - `name` 1 to 120 URL-friendly characters, unique in the application; `issuer` and
+//!   `subject` required, at most 600 characters each, their combination unique in the
+//!   application; `audiences` exactly one value of at most 600 characters; `description`
+//!   at most 600. At most 20 credentials per application.
+//! - The caller holds `Application.ReadWrite.OwnedBy`: it may read and change only the
+//!   applications whose owners include its service principal (403
+//!   `Authorization_RequestDenied` otherwise).
+
+use std::collections::HashMap;
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use trustsync::sources::directory::TenantFile;
+
+use crate::graph_error;
+
+/// Microsoft's limit of federated identity credentials per application.
+pub const MAX_CREDENTIALS: usize = 20;
+const MAX_FIELD: usize = 600;
+const MAX_NAME: usize = 120;
+
+/// One federated identity credential.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+    pub description: Option<String>,
+}
+
+impl Credential {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "issuer": self.issuer,
+            "subject": self.subject,
+            "audiences": self.audiences,
+            "description": self.description,
+        })
+    }
+}
+
+/// An application object.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: String,
+    pub app_id: String,
+    /// Object ids of its owners.
+    pub owners: Vec<String>,
+    pub credentials: Vec<Credential>,
+}
+
+/// The applications of the tenant, with their credentials as they change.
+#[derive(Debug, Default)]
+pub struct Apps {
+    pub apps: Vec<App>,
+    next: u64,
+}
+
+impl Apps {
+    pub fn from_tenant(t: &TenantFile) -> Apps {
+        let mut apps = Apps::default();
+        for a in &t.applications {
+            let credentials = a
+                .federated_identity_credentials
+                .iter()
+                .map(|c| Credential {
+                    id: apps.new_id(),
+                    name: c.name.clone(),
+                    issuer: c.issuer.clone(),
+                    subject: c.subject.clone(),
+                    audiences: c.audiences.clone(),
+                    description: c.description.clone(),
+                })
+                .collect();
+            apps.apps.push(App {
+                id: a.id.clone(),
+                app_id: a.app_id.clone(),
+                owners: a.owners.clone(),
+                credentials,
+            });
+        }
+        apps
+    }
+
+    fn new_id(&mut self) -> String {
+        self.next += 1;
+        format!(
+            "f1c0{:04x}-0000-4000-8000-{:012x}",
+            self.next >> 48,
+            self.next
+        )
+    }
+}
+
+/// `(key='value')` → value.
+fn alternate_key<'a>(segment: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
+    segment
+        .strip_prefix(prefix)?
+        .strip_prefix(&format!("({key}='"))?
+        .strip_suffix("')")
+}
+
+/// Which credential a path names.
+enum Target<'a> {
+    Collection,
+    ByIdOrName(&'a str),
+    ByName(&'a str),
+}
+
+fn not_found(what: &str) -> Response {
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+        &format!("Resource '{what}' does not exist or one of its queried reference-property objects are not present."),
+    )
+}
+
+fn bad_request(message: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
+}
+
+/// True when `rest` (the path after `/v1.0/`) is an applications route.
+pub fn is_route(rest: &str) -> bool {
+    let first = rest.trim_matches('/').split('/').next().unwrap_or_default();
+    first == "applications" || first.starts_with("applications(")
+}
+
+/// One request to an applications route.
+pub struct Request<'a> {
+    /// The caller's client id (from its token).
+    pub client: &'a str,
+    pub method: &'a Method,
+    /// The path after `/v1.0/`.
+    pub rest: &'a str,
+    pub query: &'a HashMap<String, String>,
+    pub body: &'a [u8],
+    /// `http://host/v1.0`, for `@odata.context`.
+    pub base: &'a str,
+}
+
+/// Serves one request to an applications route.
+pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Response {
+    let Request {
+        client,
+        method,
+        rest,
+        query,
+        body,
+        base,
+    } = *req;
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let (app_key, tail): (Result<&str, &str>, &[&str]) = match segments.as_slice() {
+        ["applications", id, tail @ ..] => (Ok(*id), tail),
+        [first, tail @ ..] => match alternate_key(first, "applications", "appId") {
+            Some(app_id) => (Err(app_id), tail),
+            None => return bad_request(&format!("Invalid object identifier '{first}'.")),
+        },
+        [] => return bad_request("Empty path."),
+    };
+    let target = match tail {
+        ["federatedIdentityCredentials"] => Target::Collection,
+        ["federatedIdentityCredentials", key] => Target::ByIdOrName(key),
+        [seg] => match alternate_key(seg, "federatedIdentityCredentials", "name") {
+            Some(name) => Target::ByName(name),
+            None => {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Resource not found for the segment '{seg}'."),
+                )
+            }
+        },
+        _ => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Resource not found for the segment '{rest}'."),
+            )
+        }
+    };
+    let Some(index) = apps.apps.iter().position(|a| match app_key {
+        Ok(id) => a.id.eq_ignore_ascii_case(id),
+        Err(app_id) => a.app_id.eq_ignore_ascii_case(app_id),
+    }) else {
+        return not_found(match app_key {
+            Ok(id) | Err(id) => id,
+        });
+    };
+    // Application.ReadWrite.OwnedBy: only the applications the caller owns.
+    let caller_sp = tenant
+        .service_principals
+        .iter()
+        .find(|sp| sp.app_id.as_deref() == Some(client))
+        .map(|sp| sp.id.as_str());
+    if !caller_sp.is_some_and(|sp| apps.apps[index].owners.iter().any(|o| o == sp)) {
+        return graph_error(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        );
+    }
+    let body: Option<Map<String, Value>> = if body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => return bad_request("Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format."),
+        }
+    };
+    let context = format!(
+        "{base}/$metadata#applications('{}')/federatedIdentityCredentials",
+        apps.apps[index].id
+    );
+    match ((*method).clone(), target) {
+        (Method::GET, Target::Collection) => {
+            let app = &apps.apps[index];
+            let filter = match query.get("$filter").map(|f| parse_eq_filter(f)) {
+                None => None,
+                Some(Some(f)) => Some(f),
+                Some(None) => {
+                    return bad_request("Unsupported or invalid query filter clause specified.")
+                }
+            };
+            let value: Vec<Value> = app
+                .credentials
+                .iter()
+                .filter(|c| {
+                    filter.as_ref().is_none_or(|(field, want)| {
+                        let have = match field.as_str() {
+                            "name" => &c.name,
+                            "issuer" => &c.issuer,
+                            _ => &c.subject,
+                        };
+                        have == want
+                    })
+                })
+                .map(Credential::json)
+                .collect();
+            Json(json!({"@odata.context": context, "value": value})).into_response()
+        }
+        (Method::POST, Target::Collection) => {
+            let Some(body) = body else {
+                return bad_request("The request body is empty.");
+            };
+            create(apps, index, &body, &context)
+        }
+        (Method::GET, Target::ByIdOrName(key) | Target::ByName(key)) => {
+            match find(&apps.apps[index], key) {
+                Some(i) => {
+                    let mut v = apps.apps[index].credentials[i].json();
+                    v["@odata.context"] = json!(format!("{context}/$entity"));
+                    Json(v).into_response()
+                }
+                None => not_found(key),
+            }
+        }
+        (Method::PATCH, target @ (Target::ByIdOrName(_) | Target::ByName(_))) => {
+            let Some(mut body) = body else {
+                return bad_request("The request body is empty.");
+            };
+            let (key, upsert) = match target {
+                Target::ByName(name) => (name, true),
+                Target::ByIdOrName(key) => (key, false),
+                Target::Collection => unreachable!("matched above"),
+            };
+            match find(&apps.apps[index], key) {
+                Some(i) => update(apps, index, i, &body),
+                None if upsert => {
+                    body.insert("name".into(), json!(key));
+                    create(apps, index, &body, &context)
+                }
+                None => not_found(key),
+            }
+        }
+        (Method::DELETE, Target::ByIdOrName(key) | Target::ByName(key)) => {
+            match find(&apps.apps[index], key) {
+                Some(i) => {
+                    apps.apps[index].credentials.remove(i);
+                    StatusCode::NO_CONTENT.into_response()
+                }
+                None => not_found(key),
+            }
+        }
+        _ => graph_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            "The HTTP method is not supported for this resource.",
+        ),
+    }
+}
+
+fn find(app: &App, key: &str) -> Option<usize> {
+    app.credentials
+        .iter()
+        .position(|c| c.id.eq_ignore_ascii_case(key))
+        .or_else(|| app.credentials.iter().position(|c| c.name == key))
+}
+
+/// `name eq 'x'`, `issuer eq 'x'` or `subject eq 'x'`.
+fn parse_eq_filter(f: &str) -> Option<(String, String)> {
+    let (field, value) = f.split_once(" eq ")?;
+    let field = field.trim();
+    if !matches!(field, "name" | "issuer" | "subject") {
+        return None;
+    }
+    let value = value.trim().strip_prefix('\'')?.strip_suffix('\'')?;
+    Some((field.to_string(), value.replace("''", "'")))
+}
+
+fn string_field(body: &Map<String, Value>, field: &str) -> Result<Option<String>, Response> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad_request(&format!(
+            "Invalid value specified for property '{field}' of resource 'FederatedIdentityCredential'."
+        ))),
+    }
+}
+
+/// The checked fields of a credential, from a create body or an update over `old`.
+fn checked(body: &Map<String, Value>, old: Option<&Credential>) -> Result<Credential, Response> {
+    if let Some(k) = body.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "name" | "issuer" | "subject" | "audiences" | "description" | "id" | "@odata.type"
+        )
+    }) {
+        return Err(bad_request(&format!(
+            "Property '{k}' does not exist as a declared property or extension property."
+        )));
+    }
+    let name = string_field(body, "name")?;
+    if let (Some(old), Some(name)) = (old, &name) {
+        if name != &old.name {
+            return Err(bad_request("Property 'name' is read-only and cannot be changed once the credential is created."));
+        }
+    }
+    let name = name.or_else(|| old.map(|o| o.name.clone()));
+    let issuer = string_field(body, "issuer")?.or_else(|| old.map(|o| o.issuer.clone()));
+    let subject = string_field(body, "subject")?.or_else(|| old.map(|o| o.subject.clone()));
+    let description =
+        string_field(body, "description")?.or_else(|| old.and_then(|o| o.description.clone()));
+    let audiences = match body.get("audiences") {
+        None => old.map(|o| o.audiences.clone()),
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| bad_request("Invalid value specified for property 'audiences'."))?,
+        ),
+        Some(_) => {
+            return Err(bad_request(
+                "Invalid value specified for property 'audiences'.",
+            ))
+        }
+    };
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Err(bad_request("Property 'name' is required."));
+    };
+    if name.len() > MAX_NAME
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+    {
+        return Err(bad_request(&format!(
+            "Invalid value specified for property 'name': at most {MAX_NAME} URL-friendly characters."
+        )));
+    }
+    let Some(issuer) = issuer.filter(|v| !v.is_empty()) else {
+        return Err(bad_request("Property 'issuer' is required."));
+    };
+    let Some(subject) = subject.filter(|v| !v.is_empty()) else {
+        return Err(bad_request("Property 'subject' is required."));
+    };
+    let Some(audiences) = audiences else {
+        return Err(bad_request("Property 'audiences' is required."));
+    };
+    if audiences.len() != 1 || audiences[0].is_empty() || audiences[0].len() > MAX_FIELD {
+        return Err(bad_request(
+            "Invalid value specified for property 'audiences': exactly one value of at most 600 characters.",
+        ));
+    }
+    for (field, v) in [("issuer", &issuer), ("subject", &subject)] {
+        if v.len() > MAX_FIELD {
+            return Err(bad_request(&format!(
+                "Invalid value specified for property '{field}': at most {MAX_FIELD} characters."
+            )));
+        }
+    }
+    if description.as_ref().is_some_and(|d| d.len() > MAX_FIELD) {
+        return Err(bad_request(
+            "Invalid value specified for property 'description': at most 600 characters.",
+        ));
+    }
+    Ok(Credential {
+        id: old.map(|o| o.id.clone()).unwrap_or_default(),
+        name,
+        issuer,
+        subject,
+        audiences,
+        description,
+    })
+}
+
+/// Another credential of the app (not `except`) with this issuer and subject.
+fn issuer_subject_taken(app: &App, c: &Credential, except: Option<usize>) -> bool {
+    app.credentials
+        .iter()
+        .enumerate()
+        .any(|(i, o)| Some(i) != except && o.issuer == c.issuer && o.subject == c.subject)
+}
+
+fn create(apps: &mut Apps, index: usize, body: &Map<String, Value>, context: &str) -> Response {
+    let mut c = match checked(body, None) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let app = &apps.apps[index];
+    if app.credentials.iter().any(|o| o.name == c.name) {
+        return graph_error(
+            StatusCode::CONFLICT,
+            "Request_MultipleObjectsWithSameKeyValue",
+            &format!(
+                "Another object with the same value for property name already exists: '{}'.",
+                c.name
+            ),
+        );
+    }
+    if issuer_subject_taken(app, &c, None) {
+        return bad_request("A federated identity credential with this combination of issuer and subject already exists on the application.");
+    }
+    if app.credentials.len() >= MAX_CREDENTIALS {
+        return bad_request(&format!(
+            "The application already has the maximum of {MAX_CREDENTIALS} federated identity credentials."
+        ));
+    }
+    c.id = apps.new_id();
+    let mut v = c.json();
+    v["@odata.context"] = json!(format!("{context}/$entity"));
+    apps.apps[index].credentials.push(c);
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+fn update(apps: &mut Apps, index: usize, i: usize, body: &Map<String, Value>) -> Response {
+    let app = &apps.apps[index];
+    let c = match checked(body, Some(&app.credentials[i])) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    if issuer_subject_taken(app, &c, Some(i)) {
+        return bad_request("A federated identity credential with this combination of issuer and subject already exists on the application.");
+    }
+    apps.apps[index].credentials[i] = c;
+    StatusCode::NO_CONTENT.into_response()
+}
