@@ -252,3 +252,134 @@ async fn federated_identity_credentials_follow_the_reference() {
     // Writes elsewhere are not served.
     assert_eq!(c.call(Method::POST, "groups", Some(json!({}))).await.0, 405);
 }
+
+/// A stand-in for an AWS account's outbound federation issuer: its discovery document and
+/// JWKS on loopback, and role tokens signed with its key.
+struct Issuer {
+    url: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+impl Issuer {
+    async fn start() -> Issuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let jwks: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join("tests/fixtures/outbound-issuer-jwks.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let discovery = json!({"issuer": url, "jwks_uri": format!("{url}/.well-known/jwks.json"),
+                               "id_token_signing_alg_values_supported": ["RS256"]});
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || async move { axum::Json(discovery) }),
+            )
+            .route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || async move { axum::Json(jwks) }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let pem = std::fs::read(repo().join("tests/fixtures/outbound-issuer-key.pem")).unwrap();
+        Issuer {
+            url,
+            key: jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        }
+    }
+
+    fn token(&self, subject: &str, audience: &str, lifetime: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("outbound-test-1".into());
+        let claims = json!({"iss": self.url, "sub": subject, "aud": audience,
+                            "iat": now, "nbf": now - 5, "exp": now + lifetime});
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+async fn exchange(graph: &GraphServer, app_id: &str, assertion: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", app_id),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    let resp = reqwest::Client::new()
+        .post(format!("{}/{TENANT_ID}/oauth2/v2.0/token", graph.base))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_token_signed_by_the_issuer_is_exchanged_through_a_federated_credential() {
+    use reqwest::Method;
+    let issuer = Issuer::start().await;
+    let ws = Workspace::new();
+    let graph = GraphServer::start(&tenant(&ws), 999);
+    let c = Client::new(&graph).await;
+    let role = "arn:aws:iam::123456789012:role/payments-runtime";
+    let fics = format!("applications/{OWNED}/federatedIdentityCredentials");
+    let mut body = credential("trustsync-payments", role);
+    body["issuer"] = json!(issuer.url);
+    assert_eq!(c.call(Method::POST, &fics, Some(body)).await.0, 201);
+
+    // The role's token, for the exchange audience: an Entra token for the application.
+    let (status, answer) = exchange(&graph, OWNED_APP_ID, &issuer.token(role, EXCHANGE, 300)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["access_token"].is_string());
+
+    // Each refusal with the identity platform's code.
+    let code = |v: &Value| v["error_codes"][0].as_u64();
+    let (status, answer) = exchange(
+        &graph,
+        OWNED_APP_ID,
+        &issuer.token("arn:aws:iam::123456789012:role/other", EXCHANGE, 300),
+    )
+    .await;
+    assert_eq!((status, code(&answer)), (401, Some(700213)), "{answer}");
+    let (status, answer) = exchange(
+        &graph,
+        OWNED_APP_ID,
+        &issuer.token(role, "api://wrong", 300),
+    )
+    .await;
+    assert_eq!((status, code(&answer)), (401, Some(700212)), "{answer}");
+    let (status, answer) =
+        exchange(&graph, OWNED_APP_ID, &issuer.token(role, EXCHANGE, -600)).await;
+    assert_eq!((status, code(&answer)), (401, Some(700024)), "{answer}");
+    // Signed by someone else: the issuer's keys do not verify it.
+    let forged = {
+        let mut parts: Vec<String> = issuer
+            .token(role, EXCHANGE, 300)
+            .split('.')
+            .map(String::from)
+            .collect();
+        let other = issuer.token("x", EXCHANGE, 300);
+        parts[2] = other.split('.').nth(2).unwrap().to_string();
+        parts.join(".")
+    };
+    let (status, answer) = exchange(&graph, OWNED_APP_ID, &forged).await;
+    assert_eq!((status, code(&answer)), (401, Some(700027)), "{answer}");
+
+    // The credential removed, the same token is refused.
+    assert_eq!(
+        c.call(Method::DELETE, &format!("{fics}/trustsync-payments"), None)
+            .await
+            .0,
+        204
+    );
+    let (status, answer) = exchange(&graph, OWNED_APP_ID, &issuer.token(role, EXCHANGE, 300)).await;
+    assert_eq!((status, code(&answer)), (401, Some(700211)), "{answer}");
+}

@@ -97,6 +97,14 @@ impl Apps {
         apps
     }
 
+    /// The federated identity credentials of the application with this client id.
+    pub fn credentials_of(&self, app_id: &str) -> Option<&[Credential]> {
+        self.apps
+            .iter()
+            .find(|a| a.app_id.eq_ignore_ascii_case(app_id))
+            .map(|a| a.credentials.as_slice())
+    }
+
     fn new_id(&mut self) -> String {
         self.next += 1;
         format!(
@@ -467,4 +475,130 @@ fn update(apps: &mut Apps, index: usize, i: usize, body: &Map<String, Value>) ->
     }
     apps.apps[index].credentials[i] = c;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Why the token endpoint refuses an assertion: status, error, AADSTS code, description.
+pub type Refusal = (StatusCode, &'static str, u32, String);
+
+/// Checks an external token presented as a client assertion for an application (workload
+/// identity federation): one of its credentials must name the token's issuer, subject
+/// and audience, and the token's signature must verify against a key the issuer
+/// publishes (`{iss}/.well-known/openid-configuration` -> `jwks_uri`), within its
+/// lifetime.
+pub async fn check_federated(credentials: &[Credential], assertion: &str) -> Result<(), Refusal> {
+    let refuse =
+        |code: u32, msg: String| Err((StatusCode::UNAUTHORIZED, "invalid_client", code, msg));
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return refuse(50027, "JWT token is invalid or malformed.".into());
+    };
+    // The claims first, unverified, to find the credential and the issuer's keys.
+    let mut peek = jsonwebtoken::Validation::new(header.alg);
+    peek.insecure_disable_signature_validation();
+    peek.validate_aud = false;
+    peek.validate_exp = false;
+    peek.required_spec_claims.clear();
+    let Ok(data) = jsonwebtoken::decode::<Value>(
+        assertion,
+        &jsonwebtoken::DecodingKey::from_secret(&[]),
+        &peek,
+    ) else {
+        return refuse(50027, "JWT token is invalid or malformed.".into());
+    };
+    let claims = data.claims;
+    let iss = claims["iss"].as_str().unwrap_or_default().to_string();
+    let sub = claims["sub"].as_str().unwrap_or_default();
+    let auds: Vec<&str> = match &claims["aud"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let by_issuer: Vec<&Credential> = credentials.iter().filter(|c| c.issuer == iss).collect();
+    if by_issuer.is_empty() {
+        return refuse(700211, format!("No matching federated identity record found for presented assertion issuer '{iss}'."));
+    }
+    let by_subject: Vec<&&Credential> = by_issuer.iter().filter(|c| c.subject == sub).collect();
+    if by_subject.is_empty() {
+        return refuse(700213, format!("No matching federated identity record found for presented assertion subject '{sub}'."));
+    }
+    if !by_subject
+        .iter()
+        .any(|c| c.audiences.iter().any(|a| auds.contains(&a.as_str())))
+    {
+        return refuse(
+            700212,
+            "No matching federated identity record found for presented assertion audience.".into(),
+        );
+    }
+    // The issuer's keys.
+    let http = reqwest::Client::new();
+    let discovery = format!(
+        "{}/.well-known/openid-configuration",
+        iss.trim_end_matches('/')
+    );
+    let jwks_uri = match http.get(&discovery).send().await {
+        Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+            Ok(v) => v["jwks_uri"].as_str().map(String::from),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let Some(jwks_uri) = jwks_uri else {
+        return refuse(
+            50166,
+            format!("Request to External OIDC endpoint failed: {discovery}."),
+        );
+    };
+    let jwks: jsonwebtoken::jwk::JwkSet = match http.get(&jwks_uri).send().await {
+        Ok(r) if r.status().is_success() => match r.json().await {
+            Ok(k) => k,
+            Err(_) => {
+                return refuse(
+                    50166,
+                    format!("Request to External OIDC endpoint failed: {jwks_uri}."),
+                )
+            }
+        },
+        _ => {
+            return refuse(
+                50166,
+                format!("Request to External OIDC endpoint failed: {jwks_uri}."),
+            )
+        }
+    };
+    let key = match &header.kid {
+        Some(kid) => jwks.find(kid),
+        None => jwks.keys.first(),
+    };
+    let Some(key) = key.and_then(|k| jsonwebtoken::DecodingKey::from_jwk(k).ok()) else {
+        return refuse(
+            700027,
+            "Client assertion failed signature validation: no key of the issuer matches its kid."
+                .into(),
+        );
+    };
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_aud = false;
+    validation.required_spec_claims = ["exp", "iss", "sub"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    match jsonwebtoken::decode::<Value>(assertion, &key, &validation) {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature
+                    | jsonwebtoken::errors::ErrorKind::ImmatureSignature
+            ) =>
+        {
+            refuse(
+                700024,
+                "Client assertion is not within its valid time range.".into(),
+            )
+        }
+        Err(_) => refuse(
+            700027,
+            "Client assertion failed signature validation.".into(),
+        ),
+    }
 }

@@ -32,8 +32,9 @@
 //! - `/v1.0/applications/{id}/federatedIdentityCredentials` (also by
 //!   `applications(appId='...')`): list, create, get, update, upsert by name, delete, with
 //!   Graph's limits (20 per application; name, issuer+subject unique) and
-//!   `Application.ReadWrite.OwnedBy` (only applications the caller owns); see
-//!   `applications.rs`.
+//!   `Application.ReadWrite.OwnedBy` (only applications the caller owns); and the token
+//!   endpoint's exchange of an external token for such an application, its signature
+//!   checked against the issuer's published keys; see `applications.rs`.
 //! - Errors as `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`;
 //!   429 with `Retry-After`.
 //!
@@ -1235,53 +1236,77 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
         *s.stats.entry("token".into()).or_default() += 1;
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let s = state.lock().expect("state");
-    if tenant != s.tenant.tenant_id {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            90002,
-            &format!("Tenant '{tenant}' not found."),
-        );
-    }
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            70003,
-            "The app requested an unsupported grant type.",
-        );
-    }
-    if !form
-        .get("scope")
-        .is_some_and(|sc| sc.ends_with("/.default"))
-    {
-        return aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.");
-    }
     let client_id = form.get("client_id").cloned().unwrap_or_default();
-    let Some(client) = s.tenant.clients.iter().find(|c| c.client_id == client_id) else {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory."),
-        );
-    };
-    let endpoint_aud = form.get("_aud").cloned();
-    let verdict = match (form.get("client_secret"), form.get("client_assertion"), form.get("client_assertion_type")) {
-        (Some(secret), None, _) => match &client.secret {
-            Some(want) if want == secret => Ok(()),
-            _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")),
-        },
-        (None, Some(assertion), Some(t)) if t == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" => {
-            check_assertion(client, assertion, &tenant, endpoint_aud)
+    // The request's own checks, then the client: a registered client (secret,
+    // certificate, or its one federated token), or an application with federated
+    // identity credentials, whose assertion is checked against its issuer's keys.
+    let checked: Result<Option<Vec<applications::Credential>>, Response> = {
+        let s = state.lock().expect("state");
+        if tenant != s.tenant.tenant_id {
+            Err(aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                90002,
+                &format!("Tenant '{tenant}' not found."),
+            ))
+        } else if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            Err(aad_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                "The app requested an unsupported grant type.",
+            ))
+        } else if !form
+            .get("scope")
+            .is_some_and(|sc| sc.ends_with("/.default"))
+        {
+            Err(aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier."))
+        } else if let Some(client) = s.tenant.clients.iter().find(|c| c.client_id == client_id) {
+            let endpoint_aud = form.get("_aud").cloned();
+            let verdict = match (form.get("client_secret"), form.get("client_assertion"), form.get("client_assertion_type")) {
+                (Some(secret), None, _) => match &client.secret {
+                    Some(want) if want == secret => Ok(()),
+                    _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")),
+                },
+                (None, Some(assertion), Some(t)) if t == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" => {
+                    check_assertion(client, assertion, &tenant, endpoint_aud)
+                }
+                _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")),
+            };
+            verdict
+                .map(|()| None)
+                .map_err(|(status, error, code, msg)| aad_error(status, error, code, msg))
+        } else if let Some(credentials) = s.apps.credentials_of(&client_id) {
+            Ok(Some(credentials.to_vec()))
+        } else {
+            Err(aad_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                700016,
+                &format!(
+                    "Application with identifier '{client_id}' was not found in the directory."
+                ),
+            ))
         }
-        _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")),
     };
-    drop(s);
-    if let Err((status, error, code, msg)) = verdict {
-        return aad_error(status, error, code, msg);
+    match checked {
+        Err(resp) => resp,
+        Ok(None) => issue_token(&state, client_id),
+        Ok(Some(credentials)) => {
+            let assertion = match (form.get("client_assertion"), form.get("client_assertion_type")) {
+                (Some(a), Some(t)) if t == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" => a.clone(),
+                _ => return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."),
+            };
+            match applications::check_federated(&credentials, &assertion).await {
+                Ok(()) => issue_token(&state, client_id),
+                Err((status, error, code, msg)) => aad_error(status, error, code, &msg),
+            }
+        }
     }
+}
+
+/// A Graph access token for `client_id`, good for an hour.
+fn issue_token(state: &Shared, client_id: String) -> Response {
     let token = format!(
         "eyJ0eXAiOiJKV1QiLCJsb2NhbCI6dHJ1ZX0.{}.{}",
         request_id().replace('-', ""),
