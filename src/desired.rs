@@ -464,7 +464,7 @@ impl Builder<'_> {
             max_session_duration: s.role.max_session_duration,
             permissions_boundary: s.role.permissions_boundary.clone(),
             managed_policies: s.role.managed_policies.iter().cloned().collect(),
-            inline_policies: s.role.inline_policies.clone(),
+            inline_policies: self.inline_policies(m),
             tags,
             adopt: s.adopt,
             group: membership.group,
@@ -547,6 +547,34 @@ impl Builder<'_> {
         ))
     }
 
+    /// The mapping's inline policies, and, when functions running as its role act as an
+    /// Entra application, the statement that lets the role ask STS for a token for Entra's
+    /// exchange only, for at most the longest lifetime any of them allows.
+    fn inline_policies(&self, m: &Named<RoleMappingSpec>) -> BTreeMap<String, Value> {
+        let mut out = m.spec.role.inline_policies.clone();
+        let longest = self
+            .policies
+            .functions
+            .iter()
+            .filter(|f| {
+                f.spec
+                    .execution_role
+                    .as_ref()
+                    .and_then(|r| r.role_mapping.as_deref())
+                    == Some(m.name.as_str())
+            })
+            .filter_map(|f| f.spec.entra_application.as_ref())
+            .map(|a| a.max_token_seconds)
+            .max();
+        if let Some(seconds) = longest {
+            out.insert(
+                crate::sources::policy::OUTBOUND_POLICY_NAME.to_string(),
+                outbound_statement(seconds),
+            );
+        }
+        out
+    }
+
     fn function(&self, f: &Named<FunctionAccessSpec>) -> DesiredFunction {
         let (part, acct) = (self.target.partition(), &self.target.account_id);
         let s = &f.spec;
@@ -587,6 +615,27 @@ impl Builder<'_> {
             statements,
         }
     }
+}
+
+/// The policy letting a role ask STS (`GetWebIdentityToken`) for a token whose audience
+/// is Entra's token exchange only, valid for at most `seconds`.
+pub fn outbound_statement(seconds: u32) -> Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "EntraTokenExchange",
+            "Effect": "Allow",
+            "Action": "sts:GetWebIdentityToken",
+            "Resource": "*",
+            "Condition": {
+                "ForAllValues:StringEquals": {
+                    "sts:IdentityTokenAudience": crate::sources::policy::ENTRA_TOKEN_EXCHANGE_AUDIENCE
+                },
+                "Null": {"sts:IdentityTokenAudience": "false"},
+                "NumericLessThanEquals": {"sts:DurationSeconds": seconds.to_string()}
+            }
+        }]
+    })
 }
 
 fn statement(

@@ -434,3 +434,50 @@ fn too_many_members_for_one_trust_policy_is_an_error_with_numbers() {
         "{msg}"
     );
 }
+
+#[test]
+fn functions_acting_as_entra_applications_share_one_statement_with_the_longest_lifetime() {
+    let runtime = "---
+apiVersion: trustsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {name: runtime}
+spec: {trustedServices: [lambda.amazonaws.com], role: {name: runtime}}
+";
+    let function = |name: &str, seconds: Option<u32>| {
+        let app = seconds.map_or(String::new(), |s| {
+            format!("  entraApplication: {{appId: 00000000-0000-0000-0000-0000000000ee, maxTokenSeconds: {s}}}\n")
+        });
+        format!("---\napiVersion: trustsync.dev/v1alpha1\nkind: FunctionAccess\nmetadata: {{name: {name}}}\nspec:\n  function: {name}\n  executionRole: {{roleMapping: runtime}}\n{app}")
+    };
+    let policy_of = |extra: &str| {
+        let d = desired_for(&["a"], extra);
+        let role = d
+            .roles
+            .iter()
+            .find(|r| r.name.as_str() == "runtime")
+            .unwrap();
+        role.inline_policies
+            .get(crate::sources::policy::OUTBOUND_POLICY_NAME)
+            .cloned()
+    };
+    let both = policy_of(&format!(
+        "{runtime}{}{}",
+        function("a", Some(120)),
+        function("b", Some(900))
+    ));
+    let doc = both.expect("the role gets the statement");
+    assert_eq!(
+        doc["Statement"][0]["Condition"]["NumericLessThanEquals"]["sts:DurationSeconds"],
+        "900"
+    );
+    let none = policy_of(&format!("{runtime}{}", function("a", None)));
+    assert!(none.is_none(), "no application, no statement");
+    // The deployers role, which no such function runs as, is untouched.
+    let d = desired_for(&["a"], &format!("{runtime}{}", function("a", Some(300))));
+    let deployer = d
+        .roles
+        .iter()
+        .find(|r| r.name.as_str() == "deployer")
+        .unwrap();
+    assert_eq!(deployer.inline_policies.keys().collect::<Vec<_>>(), ["p"]);
+}

@@ -270,7 +270,36 @@ pub struct FunctionAccessSpec {
     /// region). Default: each account's first region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
+    /// The Entra application the function acts as, with no secret: its execution role
+    /// (which must be a RoleMapping of this repository) may ask STS for a web identity
+    /// token for Entra's token exchange (AWS outbound identity federation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_application: Option<EntraApplication>,
 }
+
+/// An Entra application a function acts as through AWS outbound identity federation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntraApplication {
+    /// The application (client) id, a GUID.
+    pub app_id: String,
+    /// The longest lifetime, in seconds, of the AWS-signed token the execution role may
+    /// request (`sts:DurationSeconds`): 60 to 3600, 300 unless set.
+    #[serde(default = "default_token_seconds")]
+    pub max_token_seconds: u32,
+}
+
+fn default_token_seconds() -> u32 {
+    300
+}
+
+/// The audience Entra expects in a token exchanged through a federated identity
+/// credential.
+pub const ENTRA_TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// The inline policy trustsync writes on an execution role whose function acts as an Entra
+/// application (reserved: a mapping may not use the name).
+pub const OUTBOUND_POLICY_NAME: &str = "trustsync-outbound-federation";
 
 /// Which AWS accounts a document applies to: those listed by id, or those whose labels
 /// (`accounts.targets[].labels` of the controller config, or their tags in AWS

@@ -188,6 +188,7 @@ mod tests {
             execution_role: None,
             invokers: Vec::new(),
             accounts,
+            entra_application: None,
             regions: regions.iter().map(|r| r.to_string()).collect(),
         }
     }

@@ -430,6 +430,12 @@ fn check_role_policies(
     let mut total = 0;
     for (name, doc) in &r.inline_policies {
         let field = format!("spec.role.inlinePolicies.{name}");
+        if name == super::OUTBOUND_POLICY_NAME {
+            d.push(o.diagnostic(
+                &field,
+                format!("`{name}` is reserved for the statement trustsync writes for a function's `entraApplication`"),
+            ));
+        }
         if name.is_empty() || name.len() > 128 || !name.chars().all(is_iam_name_char) {
             d.push(o.diagnostic(
                 &field,
@@ -530,6 +536,33 @@ fn check_function(
             o,
             d,
         );
+    }
+    if let Some(app) = &s.entra_application {
+        if !is_guid(&app.app_id) {
+            d.push(o.diagnostic(
+                "spec.entraApplication.appId",
+                format!("`{}` is not an application (client) id: a GUID", app.app_id),
+            ));
+        }
+        if !(60..=3600).contains(&app.max_token_seconds) {
+            d.push(o.diagnostic(
+                "spec.entraApplication.maxTokenSeconds",
+                format!(
+                    "{} seconds: STS issues web identity tokens for 60 to 3600 seconds",
+                    app.max_token_seconds
+                ),
+            ));
+        }
+        if s.execution_role
+            .as_ref()
+            .and_then(|r| r.role_mapping.as_ref())
+            .is_none()
+        {
+            d.push(o.diagnostic(
+                "spec.executionRole",
+                "a function with `entraApplication` needs `executionRole.roleMapping`: trustsync grants the token request on the role it manages",
+            ));
+        }
     }
     let mut size = 120; // the policy envelope
     let mut seen = std::collections::HashSet::new();
