@@ -306,11 +306,31 @@ pub struct RoleAccess {
     pub functions: Vec<String>,
 }
 
+/// The other direction: a function that acts as an Entra application through AWS
+/// outbound identity federation.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outbound {
+    /// The function's ARN.
+    pub function: String,
+    /// The Entra application (client) id its FunctionAccess names.
+    pub application: String,
+    /// The role it runs as (from AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Whether that role's inline policies (as AWS shows them) let it ask STS for a token
+    /// for Entra's exchange.
+    pub role_allows: bool,
+}
+
 /// `trustsync access`: every Entra-trusting role, and who can assume it through what.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessReport {
     pub roles: Vec<RoleAccess>,
+    /// Functions acting as Entra applications (outbound identity federation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<Outbound>,
     /// Roles trusting the tenant's provider that trustsync does not manage: access granted
     /// around the policy repository.
     pub outside: Vec<String>,
@@ -418,9 +438,72 @@ pub fn access(
         .collect();
     AccessReport {
         roles: out,
+        outbound: if principal.is_some() {
+            Vec::new()
+        } else {
+            outbound(policies, observed)
+        },
         outside,
         principal: principal.map(String::from),
     }
+}
+
+/// True when a role's inline policy allows `sts:GetWebIdentityToken` for Entra's exchange
+/// audience.
+fn allows_exchange_tokens(role: &ObservedRole) -> bool {
+    role.inline_policies.values().any(|doc| {
+        let canon = crate::model::iam_policy::canonical(doc);
+        canon["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|st| {
+                st["Effect"] == "Allow"
+                    && st["Action"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "sts:getwebidentitytoken"))
+                    && st["Condition"]
+                        .to_string()
+                        .contains(crate::sources::policy::ENTRA_TOKEN_EXCHANGE_AUDIENCE)
+            })
+    })
+}
+
+/// Each observed function whose FunctionAccess names an Entra application.
+fn outbound(policies: &PolicySet, observed: &Observations) -> Vec<Outbound> {
+    let mut out = Vec::new();
+    for f in &policies.functions {
+        let Some(app) = &f.spec.entra_application else {
+            continue;
+        };
+        let name = crate::sources::policy::function_name_of(&f.spec.function);
+        for o in observed.by_place.values() {
+            for ((fname, _), seen) in &o.functions {
+                let Some(seen) = seen.as_ref().filter(|_| fname == name) else {
+                    continue;
+                };
+                let role = seen.role.clone();
+                let role_allows = role
+                    .as_deref()
+                    .and_then(|arn| observed.for_arn(arn))
+                    .and_then(|iam| {
+                        iam.roles
+                            .values()
+                            .find(|r| Some(&r.arn) == seen.role.as_ref())
+                    })
+                    .is_some_and(allows_exchange_tokens);
+                out.push(Outbound {
+                    function: seen.arn.clone(),
+                    application: app.app_id.clone(),
+                    role,
+                    role_allows,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.function.cmp(&b.function));
+    out.dedup_by(|a, b| a.function == b.function && a.application == b.application);
+    out
 }
 
 impl AccessReport {
@@ -468,6 +551,24 @@ impl AccessReport {
         if self.roles.is_empty() {
             s.push_str("No role trusting the tenant's provider lets this in.\n");
         }
+        if !self.outbound.is_empty() {
+            s.push_str(
+                "\nFunctions acting as Entra applications (outbound identity federation):\n",
+            );
+            for o in &self.outbound {
+                s.push_str(&format!(
+                    "  {} as application {} (role {}: {})\n",
+                    o.function,
+                    o.application,
+                    o.role.as_deref().unwrap_or("none"),
+                    if o.role_allows {
+                        "may request exchange tokens"
+                    } else {
+                        "may NOT request exchange tokens yet"
+                    }
+                ));
+            }
+        }
         if !self.outside.is_empty() {
             s.push_str("\nAccess outside the policy repository (roles trusting the tenant's provider that trustsync does not manage):\n");
             for arn in &self.outside {
@@ -503,6 +604,18 @@ impl AccessReport {
                         w.via.join(" › ")
                     },
                     w.since.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        if !self.outbound.is_empty() {
+            s.push_str("\n| function | acts as Entra application | role | role may request exchange tokens |\n|---|---|---|---|\n");
+            for o in &self.outbound {
+                s.push_str(&format!(
+                    "| `{}` | `{}` | `{}` | {} |\n",
+                    o.function,
+                    o.application,
+                    o.role.as_deref().unwrap_or("none"),
+                    if o.role_allows { "yes" } else { "**no**" }
                 ));
             }
         }

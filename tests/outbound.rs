@@ -45,6 +45,14 @@ fn the_execution_role_may_ask_for_entra_exchange_tokens_only() {
         &format!("  entraApplication: {{appId: {APP_ID}, maxTokenSeconds: 600}}\n"),
     );
     run_ok(&moto, &ws, &["validate"], 0);
+    let outbound = |ws: &Workspace| -> Value {
+        let out = run_ok(&moto, ws, &["access", "--output", "json"], 0);
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap()["outbound"].clone()
+    };
+    // access shows the direction before the role allows it, and after.
+    let before = outbound(&ws);
+    assert_eq!(before[0]["application"], APP_ID, "{before:#}");
+    assert_eq!(before[0]["roleAllows"], false, "{before:#}");
     let plan = plan_json(&moto, &ws, 2);
     assert_eq!(actions(&plan), ["put-inline-policy"], "{plan:#}");
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
@@ -66,6 +74,16 @@ fn the_execution_role_may_ask_for_entra_exchange_tokens_only() {
     );
     // The mapping's own inline policy is untouched; a second plan is clean.
     plan_json(&moto, &ws, 0);
+    let after = outbound(&ws);
+    assert_eq!(after[0]["roleAllows"], true, "{after:#}");
+    assert!(after[0]["function"]
+        .as_str()
+        .unwrap()
+        .ends_with(":function:payments-api"));
+    assert!(after[0]["role"]
+        .as_str()
+        .unwrap()
+        .ends_with("role/trustsync/payments-runtime"));
 
     // Dropping the application takes the statement away.
     with_application(&ws, "");
