@@ -167,30 +167,8 @@ pub struct PolicyArgs {
     pub policies: PathBuf,
 }
 
-/// Inputs shared by plan and apply.
-#[derive(Debug, Args)]
-pub struct PassArgs {
-    #[command(flatten)]
-    policies: PolicyArgs,
-    /// Tenant file to read group memberships from instead of Microsoft Graph.
-    #[arg(long, env = "TRUSTSYNC_TENANT_FILE")]
-    tenant_file: Option<PathBuf>,
-    /// Microsoft Graph base URL (overrides directory.graph.endpoint).
-    #[arg(long, env = "TRUSTSYNC_GRAPH_ENDPOINT")]
-    graph_endpoint: Option<String>,
-    /// Delete owned resources no longer in any policy (overrides `prune` in the config).
-    #[arg(long, env = "TRUSTSYNC_PRUNE")]
-    prune: Option<bool>,
-    /// Release the safety holds of this mapping (or orphan role): its removals go ahead
-    /// this once. Repeat for several.
-    #[arg(long, value_name = "NAME")]
-    release: Vec<String>,
-    /// Only this AWS account (of those in scope). Repeat for several.
-    #[arg(long = "account", value_name = "ID")]
-    accounts: Vec<String>,
-}
-
-/// What the reports read: the policies, the directory, the accounts.
+/// What every command that reads live state reads: the policies, the directory, the
+/// accounts.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
     #[command(flatten)]
@@ -204,6 +182,33 @@ pub struct ReadArgs {
     /// Only this AWS account (of those in scope). Repeat for several.
     #[arg(long = "account", value_name = "ID")]
     accounts: Vec<String>,
+}
+
+impl ReadArgs {
+    /// Applies `--graph-endpoint` to the config; the tenant file to read the directory
+    /// from (`--tenant-file`, else the config's), `None` for Microsoft Graph.
+    fn directory(&mut self, config: &mut Config) -> Option<PathBuf> {
+        if let Some(e) = self.graph_endpoint.take() {
+            config.directory.graph.endpoint = e;
+        }
+        self.tenant_file
+            .take()
+            .or_else(|| config.directory.tenant_file.clone())
+    }
+}
+
+/// Inputs shared by plan, apply and run.
+#[derive(Debug, Args)]
+pub struct PassArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Delete owned resources no longer in any policy (overrides `prune` in the config).
+    #[arg(long, env = "TRUSTSYNC_PRUNE")]
+    prune: Option<bool>,
+    /// Release the safety holds of this mapping (or orphan role): its removals go ahead
+    /// this once. Repeat for several.
+    #[arg(long, value_name = "NAME")]
+    release: Vec<String>,
 }
 
 /// `access` flags.
@@ -619,20 +624,15 @@ async fn read_aws(
 /// The whole directory: every group with its direct members (a delta read of Graph, or
 /// the tenant file).
 async fn read_directory(
-    tenant_file: Option<PathBuf>,
-    graph_endpoint: Option<String>,
-    config: &Config,
+    read: &mut ReadArgs,
+    config: &mut Config,
 ) -> anyhow::Result<crate::inventory::Directory> {
     use crate::inventory::Directory;
-    if let Some(path) = tenant_file.or_else(|| config.directory.tenant_file.clone()) {
+    if let Some(path) = read.directory(config) {
         let tenant = crate::sources::directory::TenantFile::load(&path)?;
         return Ok(Directory::from_tenant_file(&tenant));
     }
-    let mut graph = config.directory.graph.clone();
-    if let Some(e) = graph_endpoint {
-        graph.endpoint = e;
-    }
-    let reader = crate::adapters::entra::reader_from_env(&graph)
+    let reader = crate::adapters::entra::reader_from_env(&config.directory.graph)
         .context("the directory is read from Microsoft Graph")?;
     let mut cache = crate::adapters::entra::DeltaCache::new(reader);
     cache
@@ -643,9 +643,9 @@ async fn read_directory(
 }
 
 /// `trustsync access`.
-async fn access(args: AccessArgs, config: Config) -> anyhow::Result<u8> {
+async fn access(args: AccessArgs, mut config: Config) -> anyhow::Result<u8> {
     let AccessArgs {
-        read,
+        mut read,
         principal,
         output,
     } = args;
@@ -655,13 +655,12 @@ async fn access(args: AccessArgs, config: Config) -> anyhow::Result<u8> {
         return Ok(1);
     };
     let settings = crate::plan::Settings::from_config(&config);
-    let roles =
-        crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
+    let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
     // No role trusts the tenant: nothing to explain, and no Entra credential asked for.
     let directory = if roles.is_empty() {
         crate::inventory::Directory::default()
     } else {
-        read_directory(read.tenant_file, read.graph_endpoint, &config).await?
+        read_directory(&mut read, &mut config).await?
     };
     let since = match audit::show(&config.audit.path, &audit::Query::default()) {
         Ok(entries) => crate::inventory::grants_since(&entries),
@@ -687,19 +686,18 @@ async fn access(args: AccessArgs, config: Config) -> anyhow::Result<u8> {
 }
 
 /// `trustsync export`.
-async fn export(args: ReadArgs, config: Config) -> anyhow::Result<u8> {
+async fn export(mut args: ReadArgs, mut config: Config) -> anyhow::Result<u8> {
     let Some((policies, observed, many)) =
         read_aws(&args.policies.policies, &args.accounts, &config).await?
     else {
         return Ok(1);
     };
     let settings = crate::plan::Settings::from_config(&config);
-    let roles =
-        crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
+    let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
     let directory = if roles.iter().all(|r| r.managed) {
         crate::inventory::Directory::default()
     } else {
-        read_directory(args.tenant_file, args.graph_endpoint, &config).await?
+        read_directory(&mut args, &mut config).await?
     };
     let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
     print!("{}", out.yaml);
@@ -733,8 +731,7 @@ async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow::Result<u8>
         return Ok(1);
     };
     let settings = crate::plan::Settings::from_config(&config);
-    let mut roles =
-        crate::inventory::entra_roles(&observed, &settings, &crate::inventory::tenants(&policies));
+    let mut roles = crate::inventory::entra_roles(&observed, &policies, &settings);
     if let Some(r) = &args.role {
         roles.retain(|x| &x.role.arn == r || x.role.name.as_str().eq_ignore_ascii_case(r));
         if roles.is_empty() {
@@ -972,23 +969,17 @@ impl PassArgs {
         delta: bool,
     ) -> anyhow::Result<(PathBuf, DirectorySource, BTreeSet<String>)> {
         let PassArgs {
-            policies: PolicyArgs { policies: dir },
-            tenant_file,
-            graph_endpoint,
+            mut read,
             prune,
             release,
-            accounts,
         } = self;
-        if !accounts.is_empty() {
+        if !read.accounts.is_empty() {
             bail!("--account is for plan and apply: the controller manages every account in scope");
         }
         if let Some(p) = prune {
             config.prune = p;
         }
-        if let Some(e) = graph_endpoint {
-            config.directory.graph.endpoint = e;
-        }
-        let source = match tenant_file.or_else(|| config.directory.tenant_file.clone()) {
+        let source = match read.directory(config) {
             Some(path) => DirectorySource::File(path),
             None => DirectorySource::graph(
                 config.directory.graph.clone(),
@@ -997,7 +988,11 @@ impl PassArgs {
                 }),
             ),
         };
-        Ok((dir, source, release.into_iter().collect()))
+        Ok((
+            read.policies.policies,
+            source,
+            release.into_iter().collect(),
+        ))
     }
 }
 
@@ -1009,7 +1004,7 @@ impl Pass {
         mut config: Config,
         progress: Progress,
     ) -> anyhow::Result<Option<Pass>> {
-        let only = std::mem::take(&mut args.accounts);
+        let only = std::mem::take(&mut args.read.accounts);
         if let Some(bad) = only.iter().find(|a| !crate::config::is_account_id(a)) {
             bail!("--account {bad}: not a 12-digit account id; nothing was read or changed");
         }

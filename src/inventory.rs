@@ -13,7 +13,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::audit;
-use crate::observed::{trusted_services, trusted_subjects, Observations, ObservedRole};
+use crate::observed::{
+    allowed_principals, condition_values, trusted_services, trusted_subjects, Observations,
+    ObservedRole,
+};
 use crate::plan::Settings;
 use crate::sources::directory::{MemberKind, TenantFile};
 use crate::sources::policy::PolicySet;
@@ -24,6 +27,9 @@ pub struct Directory {
     groups: BTreeMap<String, Group>,
     names: BTreeMap<String, String>,
     kinds: BTreeMap<String, MemberKind>,
+    /// For [`Directory::group_of`], built on first use: each group's service principals
+    /// (direct, then transitive) to the group that has exactly them.
+    by_principals: std::cell::OnceCell<[BTreeMap<BTreeSet<String>, String>; 2]>,
 }
 
 #[derive(Debug)]
@@ -149,20 +155,32 @@ impl Directory {
     /// through nested groups. Several candidates: the one with the fewest members, then
     /// by id, so that the answer is stable.
     pub fn group_of(&self, subjects: &BTreeSet<String>) -> Option<(String, bool)> {
-        for transitive in [false, true] {
-            let hit = self
-                .groups
-                .iter()
-                .filter(|(id, _)| {
+        let index = self.by_principals.get_or_init(|| {
+            [false, true].map(|transitive| {
+                let mut index: BTreeMap<BTreeSet<String>, String> = BTreeMap::new();
+                for (id, g) in &self.groups {
                     let sps: BTreeSet<String> = self.paths(id, transitive).into_keys().collect();
-                    !sps.is_empty() && &sps == subjects
-                })
-                .min_by_key(|(id, g)| (g.members.len(), (*id).clone()));
-            if let Some((id, _)) = hit {
-                return Some((id.clone(), transitive));
-            }
-        }
-        None
+                    if sps.is_empty() {
+                        continue;
+                    }
+                    let better = |held: &String| {
+                        (g.members.len(), id) < (self.groups[held].members.len(), held)
+                    };
+                    match index.get(&sps) {
+                        Some(held) if !better(held) => {}
+                        _ => {
+                            index.insert(sps, id.clone());
+                        }
+                    }
+                }
+                index
+            })
+        });
+        [false, true].into_iter().find_map(|transitive| {
+            index[usize::from(transitive)]
+                .get(subjects)
+                .map(|id| (id.clone(), transitive))
+        })
     }
 
     /// `name (id)` when the directory knows a name, else the id.
@@ -203,32 +221,9 @@ pub fn entra_tenant(provider_arn: &str) -> Option<&str> {
         .strip_suffix("/v2.0")
 }
 
-fn federated_principals(trust: &Value) -> BTreeSet<String> {
-    let canon = crate::model::iam_policy::canonical(trust);
-    let mut out = BTreeSet::new();
-    for st in canon
-        .get("Statement")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|st| st.get("Effect").and_then(Value::as_str) == Some("Allow"))
-    {
-        match st.get("Principal").and_then(|p| p.get("Federated")) {
-            Some(Value::String(s)) => {
-                out.insert(s.clone());
-            }
-            Some(Value::Array(a)) => {
-                out.extend(a.iter().filter_map(Value::as_str).map(String::from))
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 /// The tenants the policies name (their IdentityProvider documents); none named means
 /// any Entra tenant.
-pub fn tenants(policies: &PolicySet) -> BTreeSet<String> {
+fn tenants(policies: &PolicySet) -> BTreeSet<String> {
     policies
         .providers
         .iter()
@@ -236,16 +231,18 @@ pub fn tenants(policies: &PolicySet) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every role, in every account read, whose trust lets in an Entra issuer of `tenants`.
+/// Every role, in every account read, whose trust lets in an Entra issuer of the
+/// policies' tenants ([`tenants`]).
 pub fn entra_roles<'a>(
     observed: &'a Observations,
+    policies: &PolicySet,
     settings: &Settings,
-    tenants: &BTreeSet<String>,
 ) -> Vec<EntraRole<'a>> {
+    let tenants = tenants(policies);
     let mut out = Vec::new();
     for (account, o) in observed.iam() {
         for role in o.roles.values() {
-            let providers: BTreeSet<String> = federated_principals(&role.trust)
+            let providers: BTreeSet<String> = allowed_principals(&role.trust, "Federated")
                 .into_iter()
                 .filter(|p| {
                     entra_tenant(p).is_some_and(|t| {
@@ -361,16 +358,11 @@ fn functions_for(observed: &Observations, role_arn: &str) -> Vec<String> {
     let mut out = BTreeSet::new();
     for o in observed.by_place.values() {
         for f in o.functions.values().flatten() {
-            let names_role = f.statements.iter().any(|st| {
-                st.get("Effect").and_then(Value::as_str) == Some("Allow")
-                    // `{"AWS": arn}` as AWS writes it; a bare string is an AWS
-                    // principal too (and what moto returns).
-                    && match st.get("Principal").and_then(|p| p.get("AWS").or(p.as_str().map(|_| p))) {
-                        Some(Value::String(s)) => s == role_arn,
-                        Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(role_arn)),
-                        _ => false,
-                    }
-            });
+            // Canonical form reads a bare principal string (what moto returns) as the
+            // `{"AWS": [arn]}` AWS writes.
+            let names_role =
+                allowed_principals(&serde_json::json!({"Statement": f.statements}), "AWS")
+                    .contains(role_arn);
             if names_role {
                 out.insert(f.arn.clone());
             }
@@ -680,37 +672,6 @@ fn document_name(prefix: &str, raw: &str, taken: &mut BTreeSet<String>) -> Strin
     name
 }
 
-/// The audiences a trust pins for this issuer (`<issuer>:aud`-style keys, any suffix).
-fn trusted_audiences(trust: &Value, issuer: &str) -> BTreeSet<String> {
-    let canon = crate::model::iam_policy::canonical(trust);
-    let mut out = BTreeSet::new();
-    for st in canon
-        .get("Statement")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(Value::Object(ops)) = st.get("Condition") else {
-            continue;
-        };
-        for entries in ops.values().filter_map(Value::as_object) {
-            for (key, values) in entries {
-                if key.starts_with(issuer) && !key.ends_with(":sub") {
-                    out.extend(
-                        values
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Value::as_str)
-                            .map(String::from),
-                    );
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The documents that adopt every role of `roles` trustsync does not manage yet.
 pub fn export(
     roles: &[EntraRole<'_>],
@@ -778,7 +739,11 @@ pub fn export(
                     .map(|p| p.client_ids.clone())
                     .unwrap_or_default();
                 if audiences.is_empty() {
-                    audiences = trusted_audiences(&r.role.trust, &issuer);
+                    let issuer = issuer.to_ascii_lowercase();
+                    audiences = condition_values(&r.role.trust, |k| {
+                        k.starts_with(&issuer) && !k.ends_with(":sub")
+                    })
+                    .unwrap_or_default();
                 }
                 let name = document_name(
                     "entra",
@@ -928,36 +893,6 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
-/// The condition values of `<issuer>:<suffix>` keys in the trust's Allow statements.
-fn condition_values(trust: &Value, issuer: &str, suffix: &str) -> Option<BTreeSet<String>> {
-    let canon = crate::model::iam_policy::canonical(trust);
-    let key = format!("{issuer}:{suffix}");
-    let mut found = None;
-    for st in canon
-        .get("Statement")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(Value::Object(ops)) = st.get("Condition") else {
-            continue;
-        };
-        for entries in ops.values().filter_map(Value::as_object) {
-            if let Some(values) = entries.get(&key) {
-                found.get_or_insert_with(BTreeSet::new).extend(
-                    values
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(String::from),
-                );
-            }
-        }
-    }
-    found
-}
-
 /// Checks the token's claims against each role's trust as STS would (issuer, audience,
 /// subject, lifetime), at `now` (seconds since the epoch).
 pub fn check_token(
@@ -1006,7 +941,8 @@ pub fn check_token(
                 // `<issuer>:aud` and `<issuer>:oaud` with the token's aud, `<issuer>:azp`
                 // with its azp (v2 tokens carry azp; v1 tokens carry appid instead).
                 for (key, claim) in [("aud", "aud"), ("oaud", "aud"), ("azp", "azp")] {
-                    let Some(allowed) = condition_values(&r.role.trust, issuer, key) else {
+                    let wanted = format!("{issuer}:{key}").to_ascii_lowercase();
+                    let Some(allowed) = condition_values(&r.role.trust, |k| k == wanted) else {
                         continue;
                     };
                     let values: Vec<String> = match claim {

@@ -150,55 +150,64 @@ pub struct ObservedFunction {
     pub statements: Vec<Value>,
 }
 
-/// The `sub` values a trust policy allows through any federated principal.
-pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
-    let canon = crate::model::iam_policy::canonical(trust);
-    let mut out = BTreeSet::new();
-    for st in canon
-        .get("Statement")
-        .and_then(Value::as_array)
+/// The `Allow` statements of a policy, in canonical form (see
+/// [`crate::model::iam_policy::canonical`]: principals and condition values are lists,
+/// condition keys lower case).
+fn allow_statements(policy: &Value) -> Vec<Value> {
+    match crate::model::iam_policy::canonical(policy).get_mut("Statement") {
+        Some(Value::Array(statements)) => std::mem::take(statements)
+            .into_iter()
+            .filter(|st| st.get("Effect").and_then(Value::as_str) == Some("Allow"))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn strings(values: &Value) -> impl Iterator<Item = String> + '_ {
+    values
+        .as_array()
         .into_iter()
         .flatten()
-    {
-        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
-            continue;
-        }
+        .filter_map(Value::as_str)
+        .map(String::from)
+}
+
+/// The values of the condition keys `key` accepts (given lower case, as canonical form
+/// writes keys) in a policy's `Allow` statements, under any operator; `None` when no
+/// such key appears at all.
+pub fn condition_values(policy: &Value, key: impl Fn(&str) -> bool) -> Option<BTreeSet<String>> {
+    let mut found: Option<BTreeSet<String>> = None;
+    for st in allow_statements(policy) {
         let Some(Value::Object(ops)) = st.get("Condition") else {
             continue;
         };
-        for entries in ops.values() {
-            let Value::Object(entries) = entries else {
-                continue;
-            };
-            for (key, values) in entries {
-                if key.ends_with(":sub") {
-                    out.extend(
-                        values
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Value::as_str)
-                            .map(String::from),
-                    );
-                }
+        for entries in ops.values().filter_map(Value::as_object) {
+            for (_, values) in entries.iter().filter(|(k, _)| key(k)) {
+                found
+                    .get_or_insert_with(BTreeSet::new)
+                    .extend(strings(values));
             }
         }
     }
-    out
+    found
+}
+
+/// The principals of one type (`Service`, `Federated`, `AWS`) a policy's `Allow`
+/// statements name.
+pub fn allowed_principals(policy: &Value, kind: &str) -> BTreeSet<String> {
+    allow_statements(policy)
+        .iter()
+        .filter_map(|st| st.get("Principal")?.get(kind))
+        .flat_map(strings)
+        .collect()
+}
+
+/// The `sub` values a trust policy allows through any federated principal.
+pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
+    condition_values(trust, |k| k.ends_with(":sub")).unwrap_or_default()
 }
 
 /// The AWS service principals a trust policy lets in (`Allow` statements only).
 pub fn trusted_services(trust: &Value) -> BTreeSet<String> {
-    let canon = crate::model::iam_policy::canonical(trust);
-    canon
-        .get("Statement")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|st| st.get("Effect").and_then(Value::as_str) == Some("Allow"))
-        .filter_map(|st| st.get("Principal")?.get("Service")?.as_array())
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(String::from)
-        .collect()
+    allowed_principals(trust, "Service")
 }
