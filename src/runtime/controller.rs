@@ -538,19 +538,19 @@ impl Controller {
             .expect("status")
             .accounts
             .iter()
-            .filter(|old| !accounts.iter().any(|a| a.id == old.id))
-            .map(|old| old.id.clone())
+            .filter(|old| !accounts.iter().any(|a| a.account.id == old.account.id))
+            .map(|old| old.account.id.clone())
             .collect();
         for id in gone {
             m.account_reachable.remove(&AccountLabel { account: id });
         }
         for a in &accounts {
             let label = AccountLabel {
-                account: a.id.clone(),
+                account: a.account.id.clone(),
             };
             m.account_reachable
                 .get_or_create(&label)
-                .set(i64::from(a.unreachable.is_none()));
+                .set(i64::from(a.account.unreachable.is_none()));
             m.account_changes_failed
                 .get_or_create(&label)
                 .inc_by(a.failed as u64);
@@ -872,8 +872,8 @@ spec: {provider: entra, group: {id: 00000000-0000-0000-0000-000000000002}, role:
         assert_eq!(b.state_of("readers").0, MappingState::Error);
         assert_eq!(b.status().last_pass.unwrap().outcome, PassOutcome::Failed);
         let account = &b.status().accounts[0];
-        assert_eq!((account.id.as_str(), account.failed), (ACCOUNT, 2));
-        assert!(account.unreachable.is_none());
+        assert_eq!((account.account.id.as_str(), account.failed), (ACCOUNT, 2));
+        assert!(account.account.unreachable.is_none());
 
         // At once again: the grant waits out its back-off, the revocation does not wait.
         assert!(!b.pass().await);

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::apply::{self, Outcome};
 use crate::audit::now_rfc3339;
-use crate::plan::{HoldKind, Plan};
+use crate::plan::{AccountPlan, HoldKind, Plan};
 use crate::runtime::metrics::Metrics;
 use crate::sources::policy::PolicySet;
 
@@ -120,13 +120,9 @@ pub struct StatusDoc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountStatus {
-    /// The 12-digit account id.
-    pub id: String,
-    /// The regions read.
-    pub regions: Vec<String>,
-    /// Why it could not be read; nothing was planned for it then.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unreachable: Option<String>,
+    /// The account, its regions, and why it could not be read, as the plan said.
+    #[serde(flatten)]
+    pub account: AccountPlan,
     /// Changes applied in it.
     pub applied: usize,
     /// Changes that failed in it.
@@ -150,9 +146,7 @@ pub fn account_statuses(plan: &Plan, report: &apply::Report) -> Vec<AccountStatu
                 }
             }
             AccountStatus {
-                id: a.id.clone(),
-                regions: a.regions.clone(),
-                unreachable: a.unreachable.clone(),
+                account: a.clone(),
                 applied,
                 failed,
                 held: plan
