@@ -576,13 +576,7 @@ pub async fn check_federated(credentials: &[Credential], assertion: &str) -> Res
                 .into(),
         );
     };
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.validate_aud = false;
-    validation.required_spec_claims = ["exp", "iss", "sub"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    match jsonwebtoken::decode::<Value>(assertion, &key, &validation) {
+    match jsonwebtoken::decode::<Value>(assertion, &key, &crate::assertion_validation(header.alg)) {
         Ok(_) => Ok(()),
         Err(e)
             if matches!(

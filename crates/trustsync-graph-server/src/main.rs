@@ -1322,6 +1322,18 @@ fn issue_token(state: &Shared, client_id: String) -> Response {
 
 type Verdict = Result<(), (StatusCode, &'static str, u32, &'static str)>;
 
+/// How a client assertion is checked: signed with `alg`, within its lifetime, with `exp`,
+/// `iss` and `sub`; the audience is the caller's to check.
+fn assertion_validation(alg: jsonwebtoken::Algorithm) -> jsonwebtoken::Validation {
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    validation.validate_aud = false;
+    validation.required_spec_claims = ["exp", "iss", "sub"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    validation
+}
+
 fn check_assertion(
     client: &TenantClient,
     assertion: &str,
@@ -1333,12 +1345,7 @@ fn check_assertion(
         Ok(h) => h,
         Err(_) => return bad(50027, "JWT token is invalid or malformed."),
     };
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.validate_aud = false;
-    validation.required_spec_claims = ["exp", "iss", "sub"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut validation = assertion_validation(header.alg);
     if let Some(pem) = &client.public_key_pem {
         if header.alg != jsonwebtoken::Algorithm::RS256
             && header.alg != jsonwebtoken::Algorithm::PS256
@@ -1513,6 +1520,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let tenant_users = tenant.users.len();
+    let apps = applications::Apps::from_tenant(&tenant);
     let state: Shared = Arc::new(Mutex::new(Server {
         index: index(&tenant),
         tenant,
@@ -1534,12 +1542,8 @@ async fn main() -> std::process::ExitCode {
         stats: BTreeMap::new(),
         requests: 0,
         audits: Vec::new(),
-        apps: applications::Apps::default(),
+        apps,
     }));
-    {
-        let mut s = state.lock().expect("state");
-        s.apps = applications::Apps::from_tenant(&s.tenant);
-    }
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/v1.0/$batch", post(graph_batch))
