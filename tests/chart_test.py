@@ -248,6 +248,7 @@ class RealTools(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
         cls.paths = {name: render_to(cls.dir, name, values) for name, values in RENDERINGS.items()}
+        cls.reports = {}
 
     def test_every_manifest_is_valid_kubernetes_in_strict_mode(self):
         newest = subprocess.run([os.path.join(SCAN_BIN, "python"), "-c",
@@ -264,11 +265,13 @@ class RealTools(unittest.TestCase):
                 self.assertIn("Couldn't find schema for kind ServiceMonitor", line)
 
     def checkov(self, name):
-        out = subprocess.run([os.path.join(SCAN_BIN, "checkov"), "--file", self.paths[name],
-                              "--framework", "kubernetes", "--skip-download", "--output", "json"],
-                             capture_output=True, text=True)
-        report = json.loads(out.stdout)
-        return report
+        """checkov's report on one rendering, scanned once for all the tests."""
+        if name not in self.reports:
+            out = subprocess.run([os.path.join(SCAN_BIN, "checkov"), "--file", self.paths[name],
+                                  "--framework", "kubernetes", "--skip-download", "--output", "json"],
+                                 capture_output=True, text=True)
+            self.reports[name] = json.loads(out.stdout)
+        return self.reports[name]
 
     def test_checkov_finds_nothing_and_every_skip_says_why(self):
         for name in RENDERINGS:

@@ -61,17 +61,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
 /// GET on the container's listener; `None` while nothing listens there yet.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -267,6 +267,19 @@ pub fn trustsync_with_endpoint(dir: &Path, endpoint: &str, args: &[&str]) -> Out
         .expect("run trustsync")
 }
 
+/// Polls `f` (every 50 ms) until it holds; how long that took. Panics, naming `what`,
+/// after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
 /// A scratch directory holding a copy of the example policies, tenant and a config.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
