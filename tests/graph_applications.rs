@@ -253,6 +253,56 @@ async fn federated_identity_credentials_follow_the_reference() {
     assert_eq!(c.call(Method::POST, "groups", Some(json!({}))).await.0, 405);
 }
 
+#[tokio::test]
+async fn a_service_principal_lists_the_applications_it_owns() {
+    use reqwest::Method;
+    let ws = Workspace::new();
+    let graph = GraphServer::start(&tenant(&ws), 999);
+    let c = Client::new(&graph).await;
+    // By the controller's own client id, cast to applications: the owned one only.
+    let path = format!(
+        "servicePrincipals(appId='{CLIENT_ID}')/ownedObjects/microsoft.graph.application?$select=id,appId"
+    );
+    let (status, list) = c.call(Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{list}");
+    let value = list["value"].as_array().unwrap();
+    assert_eq!(value.len(), 1, "{list}");
+    assert_eq!(value[0]["id"], OWNED);
+    assert_eq!(value[0]["appId"], OWNED_APP_ID);
+    assert_eq!(value[0]["@odata.type"], "#microsoft.graph.application");
+    assert!(value[0].get("displayName").is_none(), "$select applies");
+    // By object id, uncast: the same object, with every property.
+    let (status, list) = c
+        .call(
+            Method::GET,
+            &format!("servicePrincipals/{CONTROLLER_SP}/ownedObjects"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["value"][0]["displayName"], "payments-api");
+    // An unknown service principal is 404, an unknown cast 400.
+    let (status, err) = c
+        .call(
+            Method::GET,
+            "servicePrincipals(appId='00000000-0000-4000-8000-000000000000')/ownedObjects",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("Request_ResourceNotFound"))
+    );
+    let (status, _) = c
+        .call(
+            Method::GET,
+            &format!("servicePrincipals/{CONTROLLER_SP}/ownedObjects/microsoft.graph.user2"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
 /// A stand-in for an AWS account's outbound federation issuer: its discovery document and
 /// JWKS on loopback, and role tokens signed with its key.
 struct Issuer {

@@ -59,6 +59,7 @@ impl Credential {
 pub struct App {
     pub id: String,
     pub app_id: String,
+    pub display_name: String,
     /// Object ids of its owners.
     pub owners: Vec<String>,
     pub credentials: Vec<Credential>,
@@ -90,6 +91,7 @@ impl Apps {
             apps.apps.push(App {
                 id: a.id.clone(),
                 app_id: a.app_id.clone(),
+                display_name: a.display_name.clone(),
                 owners: a.owners.clone(),
                 credentials,
             });
@@ -146,6 +148,96 @@ fn bad_request(message: &str) -> Response {
 pub fn is_route(rest: &str) -> bool {
     let first = rest.trim_matches('/').split('/').next().unwrap_or_default();
     first == "applications" || first.starts_with("applications(")
+}
+
+/// True when `rest` lists a service principal's owned objects:
+/// `servicePrincipals/{id}/ownedObjects` or `servicePrincipals(appId='...')/ownedObjects`,
+/// optionally cast to applications (`/microsoft.graph.application`).
+pub fn is_owned_objects_route(rest: &str) -> bool {
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["servicePrincipals", _, "ownedObjects"] | ["servicePrincipals", _, "ownedObjects", _] => {
+            true
+        }
+        [first, "ownedObjects"] | [first, "ownedObjects", _] => {
+            first.starts_with("servicePrincipals(")
+        }
+        _ => false,
+    }
+}
+
+/// `GET /servicePrincipals/{id}/ownedObjects[/microsoft.graph.application]`: the
+/// applications whose owners include the service principal (the only objects the tenant
+/// file lets a service principal own). `Application.ReadWrite.OwnedBy` may list them.
+/// The service principal by object id or by `(appId='...')`; 404 when there is none.
+pub fn owned_objects(
+    apps: &Apps,
+    tenant: &TenantFile,
+    rest: &str,
+    query: &HashMap<String, String>,
+    base: &str,
+) -> Response {
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let (sp, cast) = match segments.as_slice() {
+        ["servicePrincipals", id, "ownedObjects", cast @ ..] => (
+            tenant
+                .service_principals
+                .iter()
+                .find(|sp| sp.id.eq_ignore_ascii_case(id)),
+            cast,
+        ),
+        [first, "ownedObjects", cast @ ..] => {
+            match alternate_key(first, "servicePrincipals", "appId") {
+                Some(app_id) => (
+                    tenant.service_principals.iter().find(|sp| {
+                        sp.app_id
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(app_id))
+                    }),
+                    cast,
+                ),
+                None => return bad_request(&format!("Invalid object identifier '{first}'.")),
+            }
+        }
+        _ => return bad_request(&format!("Resource not found for the segment '{rest}'.")),
+    };
+    if let [other] = cast {
+        if !matches!(*other, "microsoft.graph.application" | "graph.application") {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Resource not found for the segment '{other}'."),
+            );
+        }
+    }
+    let Some(sp) = sp else {
+        return not_found(segments[0]);
+    };
+    let select: Option<Vec<&str>> = query
+        .get("$select")
+        .map(|s| s.split(',').map(str::trim).collect());
+    let value: Vec<Value> = apps
+        .apps
+        .iter()
+        .filter(|a| a.owners.iter().any(|o| o == &sp.id))
+        .map(|a| {
+            let all = json!({"id": a.id, "appId": a.app_id, "displayName": a.display_name});
+            let mut out = Map::new();
+            out.insert("@odata.type".into(), json!("#microsoft.graph.application"));
+            for (k, v) in all.as_object().expect("object") {
+                if k == "id" || select.as_ref().is_none_or(|s| s.contains(&k.as_str())) {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+            Value::Object(out)
+        })
+        .collect();
+    let context = if cast.is_empty() {
+        format!("{base}/$metadata#directoryObjects")
+    } else {
+        format!("{base}/$metadata#applications")
+    };
+    Json(json!({"@odata.context": context, "value": value})).into_response()
 }
 
 /// One request to an applications route.

@@ -35,6 +35,9 @@
 //!   `Application.ReadWrite.OwnedBy` (only applications the caller owns); and the token
 //!   endpoint's exchange of an external token for such an application, its signature
 //!   checked against the issuer's published keys; see `applications.rs`.
+//! - `/v1.0/servicePrincipals/{id}/ownedObjects` (also by `servicePrincipals(appId='...')`,
+//!   and cast with `/microsoft.graph.application`): the applications a service principal
+//!   owns, which is how a controller holding `Application.ReadWrite.OwnedBy` finds them.
 //! - Errors as `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`;
 //!   429 with `Retry-After`.
 //!
@@ -971,6 +974,14 @@ async fn serve_get(
     eventual: bool,
 ) -> Response {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    if applications::is_owned_objects_route(rest) {
+        let q = parse_query(raw);
+        if let Err(resp) = gate(state, "ownedObjects", client, &q).await {
+            return resp;
+        }
+        let s = state.lock().expect("state");
+        return applications::owned_objects(&s.apps, &s.tenant, rest, &q, base);
+    }
     if applications::is_route(rest) {
         let q = parse_query(raw);
         if let Err(resp) = gate(state, "applications", client, &q).await {
