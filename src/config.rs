@@ -66,6 +66,50 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `trustsync run`.
     pub run: RunConfig,
+    /// AWS outbound identity federation (Lambda functions acting as Entra applications).
+    pub outbound_federation: OutboundFederationConfig,
+}
+
+/// AWS outbound identity federation: where each account's token issuer is, and whether
+/// trustsync may turn the account-wide feature on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OutboundFederationConfig {
+    /// Turn outbound identity federation on (`iam:EnableOutboundWebIdentityFederation`) in
+    /// an account whose functions need it and where it is off. Off (the default): such an
+    /// account is reported as a problem and a person decides.
+    pub enable: bool,
+    /// The issuer URL per account id, used instead of asking AWS
+    /// (`iam:GetOutboundWebIdentityFederationInfo`): for tests with a stand-in issuer and
+    /// for air-gapped set-ups. `https`, or `http` on a loopback host.
+    pub issuer_urls: std::collections::BTreeMap<String, String>,
+}
+
+impl OutboundFederationConfig {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        for (account, url) in &self.issuer_urls {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err((
+                    "outboundFederation.issuerUrls",
+                    format!("`{account}` is not a 12-digit AWS account id"),
+                ));
+            }
+            let parsed = url::Url::parse(url).map_err(|e| {
+                (
+                    "outboundFederation.issuerUrls",
+                    format!("{account}: `{url}` is not a URL: {e}"),
+                )
+            })?;
+            let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                return Err((
+                    "outboundFederation.issuerUrls",
+                    format!("{account}: `{url}`: an issuer is https (http only on a loopback host)"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `trustsync run` settings.
@@ -479,6 +523,7 @@ impl Default for Config {
             directory: DirectoryConfig::default(),
             audit: AuditConfig::default(),
             run: RunConfig::default(),
+            outbound_federation: OutboundFederationConfig::default(),
         }
     }
 }
@@ -614,7 +659,7 @@ impl AccountsConfig {
 /// The longest `statementIdPrefix`.
 pub const MAX_STATEMENT_ID_PREFIX: usize = 40;
 
-fn short_hash(s: &str, bytes: usize) -> String {
+pub(crate) fn short_hash(s: &str, bytes: usize) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(s.as_bytes())
         .iter()
@@ -671,6 +716,7 @@ impl Config {
     /// and what is wrong.
     fn check(&self) -> Result<(), (&'static str, String)> {
         self.accounts.check()?;
+        self.outbound_federation.check()?;
         if self.audit.anchor.is_some() && self.audit.signing_key_file.is_none() {
             return Err((
                 "audit.anchor",

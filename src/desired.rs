@@ -214,6 +214,9 @@ pub struct DesiredFunction {
     pub arn: String,
     /// Execution role ARN, when managed.
     pub execution_role: Option<String>,
+    /// The Entra application (client id) the function acts as, through outbound
+    /// identity federation.
+    pub entra_application: Option<String>,
     /// Statements by id.
     pub statements: BTreeMap<StatementId, DesiredStatement>,
 }
@@ -612,6 +615,7 @@ impl Builder<'_> {
             qualifier: s.qualifier.clone(),
             arn,
             execution_role,
+            entra_application: s.entra_application.as_ref().map(|a| a.app_id.clone()),
             statements,
         }
     }

@@ -25,6 +25,15 @@ pub trait Observe: Send + Sync {
         functions: &[FunctionKey],
         function_tag_key: &str,
     ) -> Result<Observed, Failure>;
+
+    /// The account's outbound identity federation issuer URL
+    /// (`iam:GetOutboundWebIdentityFederationInfo`); `None` when the feature is off.
+    async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {
+        Err(Failure::permanent(
+            "GetOutboundWebIdentityFederationInfo",
+            "this AWS client cannot read outbound identity federation",
+        ))
+    }
 }
 
 /// What AWS showed in each account and region of a pass.
@@ -210,4 +219,30 @@ pub fn trusted_subjects(trust: &Value) -> BTreeSet<String> {
 /// The AWS service principals a trust policy lets in (`Allow` statements only).
 pub fn trusted_services(trust: &Value) -> BTreeSet<String> {
     allowed_principals(trust, "Service")
+}
+
+/// An Entra application trustsync's service principal owns, with its federated identity
+/// credentials, as Microsoft Graph showed them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedApplication {
+    /// Object id.
+    pub id: String,
+    /// Application (client) id.
+    pub app_id: String,
+    pub display_name: String,
+    pub credentials: Vec<ObservedCredential>,
+}
+
+/// One federated identity credential of an application.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedCredential {
+    /// Object id.
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+    pub description: Option<String>,
 }

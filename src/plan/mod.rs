@@ -32,6 +32,7 @@ use crate::observed::{
 
 mod lambda;
 mod model;
+pub mod outbound;
 mod providers;
 mod roles;
 #[cfg(test)]

@@ -196,6 +196,37 @@ pub enum Action {
         function_arn: String,
         key: String,
     },
+    /// Turns on AWS outbound identity federation for the account (account-wide: every
+    /// role allowed `sts:GetWebIdentityToken` can then ask for tokens).
+    EnableOutboundFederation {},
+    /// A federated identity credential on an Entra application: tokens from `issuer` for
+    /// `subject` (an execution role ARN) may act as the application.
+    CreateFederatedCredential {
+        /// The application's object id.
+        application_id: String,
+        app_id: String,
+        name: String,
+        issuer: String,
+        subject: String,
+        audiences: Vec<String>,
+        description: String,
+    },
+    UpdateFederatedCredential {
+        application_id: String,
+        app_id: String,
+        credential_id: String,
+        name: String,
+        issuer: String,
+        subject: String,
+        audiences: Vec<String>,
+        description: String,
+    },
+    DeleteFederatedCredential {
+        application_id: String,
+        app_id: String,
+        credential_id: String,
+        name: String,
+    },
 }
 
 /// Whether a change adds, changes or removes something.
@@ -229,6 +260,11 @@ impl Action {
             TagFunction { .. } => 55,
             AddLambdaPermission { .. } | SetExecutionRole { .. } => 60,
             UntagFunction { .. } => 65,
+            EnableOutboundFederation { .. } => 15,
+            // Entra's trust follows the role: granted once the role and its token policy
+            // exist, taken away before anything else of the function's access.
+            CreateFederatedCredential { .. } | UpdateFederatedCredential { .. } => 62,
+            DeleteFederatedCredential { .. } => 45,
             DetachManagedPolicy { .. } | DeleteInlinePolicy { .. } => 70,
             DeletePermissionsBoundary { .. } | UntagRole { .. } => 71,
             DeleteRole { .. } => 80,
@@ -241,6 +277,17 @@ impl Action {
     /// Whether the action writes to Lambda (else to IAM).
     pub fn is_lambda(&self) -> bool {
         self.lambda_function().is_some()
+    }
+
+    /// Whether the action writes to Entra (Microsoft Graph) rather than AWS.
+    pub fn is_entra(&self) -> bool {
+        use Action::*;
+        matches!(
+            self,
+            CreateFederatedCredential { .. }
+                | UpdateFederatedCredential { .. }
+                | DeleteFederatedCredential { .. }
+        )
     }
 
     /// Whether the action writes to the OIDC provider.
@@ -280,7 +327,9 @@ impl Action {
             | CreateRole { .. }
             | AddLambdaPermission { .. }
             | AttachManagedPolicy { .. }
-            | AddProviderAudience { .. } => Effect::Add,
+            | AddProviderAudience { .. }
+            | EnableOutboundFederation { .. }
+            | CreateFederatedCredential { .. } => Effect::Add,
             DeleteOidcProvider { .. }
             | DeleteRole { .. }
             | RemoveLambdaPermission { .. }
@@ -289,7 +338,8 @@ impl Action {
             | DeletePermissionsBoundary { .. }
             | RemoveProviderAudience { .. }
             | RevokeTrust { .. }
-            | UntagRole { .. } => Effect::Remove,
+            | UntagRole { .. }
+            | DeleteFederatedCredential { .. } => Effect::Remove,
             _ => Effect::Change,
         }
     }
@@ -322,6 +372,10 @@ impl Action {
             SetExecutionRole { .. } => "set-execution-role",
             TagFunction { .. } => "tag-function",
             UntagFunction { .. } => "untag-function",
+            EnableOutboundFederation { .. } => "enable-outbound-federation",
+            CreateFederatedCredential { .. } => "create-federated-credential",
+            UpdateFederatedCredential { .. } => "update-federated-credential",
+            DeleteFederatedCredential { .. } => "delete-federated-credential",
         }
     }
 }
@@ -489,6 +543,17 @@ kinds! {
         /// A document's accounts are not all in scope (a selector that matches nothing, a
         /// function ARN in an unmanaged account, a role mapping missing where it is used).
         OutOfScope => "out-of-scope",
+        /// Functions act as Entra applications but the account's outbound identity
+        /// federation is off, or its issuer could not be read.
+        OutboundFederationOff => "outbound-federation-off",
+        /// A FunctionAccess names an Entra application trustsync's service principal does
+        /// not own (`Application.ReadWrite.OwnedBy` reaches only owned ones).
+        ApplicationNotOwned => "application-not-owned",
+        /// An application would pass Entra's limit of federated identity credentials.
+        CredentialLimit => "credential-limit",
+        /// The owned applications and their credentials could not be read from Microsoft
+        /// Graph; no credential was planned.
+        ApplicationsUnreadable => "applications-unreadable",
     }
 }
 
@@ -502,6 +567,9 @@ impl ProblemKind {
                 | ProblemKind::CannotMoveRole
                 | ProblemKind::MappingError
                 | ProblemKind::OutOfScope
+                | ProblemKind::OutboundFederationOff
+                | ProblemKind::ApplicationNotOwned
+                | ProblemKind::CredentialLimit
         )
     }
 }

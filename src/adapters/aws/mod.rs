@@ -119,6 +119,10 @@ impl crate::observed::Observe for AwsClients {
     ) -> Result<Observed, Failure> {
         AwsClients::observe(self, iam, role_path, functions, function_tag_key).await
     }
+
+    async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {
+        AwsClients::outbound_issuer(self).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -661,6 +665,21 @@ impl AwsClients {
         Ok(observed)
     }
 
+    /// The account's outbound identity federation issuer URL; `None` when the feature is
+    /// off.
+    pub async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {
+        let out = self
+            .call(
+                Operation::GetOutboundWebIdentityFederationInfo,
+                |f| f.is(&["FeatureDisabled", "FeatureDisabledException"]),
+                || self.iam.get_outbound_web_identity_federation_info().send(),
+            )
+            .await?;
+        Ok(out
+            .filter(|o| o.jwt_vending_enabled())
+            .and_then(|o| o.issuer_identifier().map(String::from)))
+    }
+
     /// The functions of this region that carry the tag, with its value.
     async fn read_marked_functions(
         &self,
@@ -922,6 +941,21 @@ impl AwsClients {
     }
 
     async fn execute_now(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
+        if action.is_entra() {
+            return Err(Failure::permanent(
+                action.name(),
+                "an Entra write was routed to AWS (a bug: the pass sends these to Microsoft Graph)",
+            ));
+        }
+        if let Action::EnableOutboundFederation {} = action {
+            return Ok(write!(
+                self,
+                EnableOutboundWebIdentityFederation,
+                |f: &Failure| f.is(&["FeatureEnabled", "FeatureEnabledException"]),
+                "outbound identity federation was already enabled",
+                self.iam.enable_outbound_web_identity_federation()
+            ));
+        }
         if action.is_lambda() {
             self.write_lambda(action, use_revision).await
         } else if action.is_provider() {

@@ -80,6 +80,8 @@ operations! {
     GetAccountAuthorizationDetails: Iam [("iam:GetAccountAuthorizationDetails", AccountRead)];
     ListRoles: Iam [("iam:ListRoles", AccountRead)];
     ListOpenIDConnectProviders: Iam [("iam:ListOpenIDConnectProviders", AccountRead)];
+    GetOutboundWebIdentityFederationInfo: Iam [("iam:GetOutboundWebIdentityFederationInfo", AccountRead)];
+    EnableOutboundWebIdentityFederation: Iam [("iam:EnableOutboundWebIdentityFederation", OutboundEnable)];
     GetOpenIDConnectProvider: Iam [("iam:GetOpenIDConnectProvider", Provider)];
     CreateOpenIDConnectProvider: Iam [("iam:CreateOpenIDConnectProvider", NewProvider)];
     TagOpenIDConnectProvider: Iam [("iam:TagOpenIDConnectProvider", NewProvider)];

@@ -35,6 +35,9 @@ pub enum Scope {
     /// Reading and cleaning up a function carrying trustsync's function tag, wherever it
     /// is named (its FunctionAccess may be gone).
     MarkedFunction,
+    /// Turning on outbound identity federation in an account (only when the config lets
+    /// trustsync do it: `outboundFederation.enable`).
+    OutboundEnable,
     /// Publishing audit checkpoints to the configured CloudWatch Logs group.
     AuditAnchor,
     /// Needed by whoever verifies the log (`audit verify --anchor-*`), never by the
@@ -159,6 +162,16 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             }
         ]
     });
+    if config.outbound_federation.enable {
+        if let Some(list) = policy["Statement"].as_array_mut() {
+            list.push(json!({
+                "Sid": "EnableOutboundFederation",
+                "Effect": "Allow",
+                "Action": actions(Scope::OutboundEnable),
+                "Resource": "*"
+            }));
+        }
+    }
     // With many accounts the anchor is the hub's, not each spoke's.
     if let Some(statement) = anchor_statement(config).filter(|_| !config.accounts.is_hub()) {
         if let Some(list) = policy["Statement"].as_array_mut() {

@@ -25,6 +25,9 @@ use graph_rs_sdk::{GraphClient, ODataQuery};
 use serde_json::Value;
 
 use super::token::{GraphAuth, TokenSource};
+use crate::model::call::{Failure, Written};
+use crate::observed::{ObservedApplication, ObservedCredential};
+use crate::plan::Action;
 use crate::sources::directory::{
     DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MemberKind, MembershipChange,
 };
@@ -205,6 +208,10 @@ impl GraphReader {
                         .and_then(retry_after);
                     let body = resp.bytes().await.map_err(|_| transient(transport("response cut short".into()), None))?;
                     if (200..300).contains(&status) {
+                        // 204 No Content (an update or a delete) has no body.
+                        if body.iter().all(u8::is_ascii_whitespace) {
+                            return Ok(Value::Null);
+                        }
                         return serde_json::from_slice(&body).map_err(|_| permanent(transport(format!("HTTP {status}: body is not JSON"))));
                     }
                     let (code, message) = error_body(&body);
@@ -273,6 +280,158 @@ impl GraphReader {
                 Ok(out)
             })
             .collect())
+    }
+
+    /// The applications this client's service principal owns, each with its federated
+    /// identity credentials: `GET /servicePrincipals(appId='{client id}')/ownedObjects/
+    /// microsoft.graph.application`, then each application's
+    /// `federatedIdentityCredentials`, in JSON batches, every page followed. What
+    /// `Application.ReadWrite.OwnedBy` may read. Any failed read fails it all.
+    pub async fn owned_applications(&self) -> Result<Vec<ObservedApplication>, Error> {
+        let op = "GET ownedObjects (applications)";
+        let owned = format!(
+            "/servicePrincipals(appId='{}')/ownedObjects/microsoft.graph.application?$select=id,appId,displayName",
+            self.tokens.client_id().replace('\'', "''")
+        );
+        let first = self.batch_get(op, &[owned]).await?;
+        let apps = self
+            .rest_of_pages(op, first)
+            .await?
+            .pop()
+            .expect("one collection asked, one answered")?;
+        let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let mut out: Vec<ObservedApplication> = apps
+            .iter()
+            .filter(|a| !field(a, "id").is_empty())
+            .map(|a| ObservedApplication {
+                id: field(a, "id"),
+                app_id: field(a, "appId"),
+                display_name: field(a, "displayName"),
+                credentials: Vec::new(),
+            })
+            .collect();
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let op = "GET federatedIdentityCredentials";
+        let urls: Vec<String> = out
+            .iter()
+            .map(|a| format!("/applications/{}/federatedIdentityCredentials", a.id))
+            .collect();
+        let first = self.batch_get(op, &urls).await?;
+        for (app, creds) in out.iter_mut().zip(self.rest_of_pages(op, first).await?) {
+            app.credentials = creds?
+                .iter()
+                .map(|c| ObservedCredential {
+                    id: field(c, "id"),
+                    name: field(c, "name"),
+                    issuer: field(c, "issuer"),
+                    subject: field(c, "subject"),
+                    audiences: c["audiences"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect(),
+                    description: c["description"].as_str().map(String::from),
+                })
+                .collect();
+        }
+        Ok(out)
+    }
+
+    /// Creates, updates or deletes a federated identity credential. A create that finds
+    /// the name taken (a retry after a lost answer) and a delete that finds it gone are
+    /// success, with a note; anything else Graph refuses is a [`Failure`].
+    pub async fn write_credential(&self, action: &Action) -> Result<Written, Failure> {
+        use crate::plan::Action::*;
+        let body = |name: &str, issuer: &str, subject: &str, audiences: &[String], description: &str| {
+            serde_json::json!({
+                "name": name, "issuer": issuer, "subject": subject,
+                "audiences": audiences, "description": description,
+            })
+        };
+        let (result, benign, note) = match action {
+            CreateFederatedCredential {
+                application_id,
+                name,
+                issuer,
+                subject,
+                audiences,
+                description,
+                ..
+            } => {
+                let b = body(name, issuer, subject, audiences, description);
+                let r = self
+                    .get(
+                        "POST federatedIdentityCredentials",
+                        |c| {
+                            c.application(application_id)
+                                .create_federated_identity_credentials(&b)
+                        },
+                        None,
+                    )
+                    .await;
+                (r, 409, "a credential of that name already existed")
+            }
+            UpdateFederatedCredential {
+                application_id,
+                credential_id,
+                issuer,
+                subject,
+                audiences,
+                description,
+                ..
+            } => {
+                // `name` is immutable: an update sends the rest.
+                let b = serde_json::json!({
+                    "issuer": issuer, "subject": subject,
+                    "audiences": audiences, "description": description,
+                });
+                let r = self
+                    .get(
+                        "PATCH federatedIdentityCredentials",
+                        |c| {
+                            c.application(application_id)
+                                .update_federated_identity_credentials(credential_id, &b)
+                        },
+                        None,
+                    )
+                    .await;
+                (r, 0, "")
+            }
+            DeleteFederatedCredential {
+                application_id,
+                credential_id,
+                ..
+            } => {
+                let r = self
+                    .get(
+                        "DELETE federatedIdentityCredentials",
+                        |c| {
+                            c.application(application_id)
+                                .delete_federated_identity_credentials(credential_id)
+                        },
+                        None,
+                    )
+                    .await;
+                (r, 404, "the credential was already gone")
+            }
+            other => {
+                return Err(Failure::permanent(
+                    other.name(),
+                    "not a Microsoft Graph write",
+                ))
+            }
+        };
+        match result {
+            Ok(_) => Ok(Written::default()),
+            Err(Error::Graph { status, .. }) if status == benign => Ok(Written {
+                request_id: None,
+                note: Some(note.into()),
+            }),
+            Err(e) => Err(failure(action.name(), e)),
+        }
     }
 
     /// A full read of the requested groups, in JSON batches of 20 (`POST /$batch`): a
@@ -613,6 +772,31 @@ fn header<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .and_then(|(_, v)| v.as_str())
+}
+
+/// A Graph error as apply records it: throttling and 5xx were retried already, so what
+/// is left is final; `transient` says whether the next pass may fare better.
+fn failure(operation: &str, e: Error) -> Failure {
+    match e {
+        Error::Graph {
+            status,
+            code,
+            message,
+            ..
+        } => Failure {
+            operation: operation.into(),
+            code: Some(code),
+            message,
+            status: Some(status),
+            request_id: None,
+            transient: status == 429 || status >= 500,
+        },
+        Error::Transport { message, .. } => Failure {
+            transient: true,
+            ..Failure::permanent(operation, message)
+        },
+        other => Failure::permanent(operation, other.to_string()),
+    }
 }
 
 fn error_body(body: &[u8]) -> (String, String) {

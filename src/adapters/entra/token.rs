@@ -194,6 +194,11 @@ impl TokenSource {
         }
     }
 
+    /// The application (client) id tokens are requested as.
+    pub fn client_id(&self) -> &str {
+        &self.settings.client_id
+    }
+
     /// How many times a token was fetched from the endpoint.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)

@@ -1,0 +1,599 @@
+//! The outbound direction (AWS → Entra): the federated identity credentials that let a
+//! Lambda function's execution role act as an Entra application, and the account setting
+//! that makes AWS issue the role's tokens. Pure, like the rest of the planner.
+//!
+//! One credential per (application, account, execution role): its issuer is the account's
+//! outbound federation issuer, its subject the role ARN, its audience Entra's token
+//! exchange. Functions sharing a role and an application share the credential (Entra
+//! refuses two credentials with one issuer and subject). Its name carries this instance's
+//! prefix, the account and the role name, so trustsync knows its own credentials and
+//! leaves every other one alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Action, Change, Notice, NoticeKind, Plan, Problem, ProblemKind};
+use crate::model::names::MappingName;
+use crate::observed::{ObservedApplication, ObservedCredential};
+use crate::sources::policy::ENTRA_TOKEN_EXCHANGE_AUDIENCE;
+
+/// Entra's limit of federated identity credentials per application.
+pub const MAX_CREDENTIALS: usize = 20;
+
+/// Entra's limit on a credential's name.
+const MAX_NAME: usize = 120;
+
+/// Entra's limit on a credential's description.
+const MAX_DESCRIPTION: usize = 600;
+
+/// A function that acts as an Entra application, in one account.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Wanted {
+    pub account: String,
+    /// The application's client id.
+    pub app_id: String,
+    /// The function's execution role ARN.
+    pub role_arn: String,
+    /// The FunctionAccess document.
+    pub mapping: MappingName,
+}
+
+/// What an account says of outbound identity federation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issuer {
+    /// On, with this issuer URL (from AWS, or from `outboundFederation.issuerUrls`).
+    Url(String),
+    /// Off.
+    Off,
+    /// Could not be read: why.
+    Unreadable(String),
+}
+
+/// What the outbound planner is given.
+pub struct Inputs<'a> {
+    /// Every function acting as an application, in every account read.
+    pub wanted: &'a [Wanted],
+    /// The issuer of each account that has such functions.
+    pub issuers: &'a BTreeMap<String, Issuer>,
+    /// The applications trustsync's service principal owns, or why they could not be read.
+    pub applications: &'a Result<Vec<ObservedApplication>, String>,
+    /// The accounts read this pass: only their credentials can be judged orphans.
+    pub accounts: &'a BTreeSet<String>,
+    /// This instance's credential name prefix.
+    pub prefix: &'a str,
+    /// `outboundFederation.enable`.
+    pub enable: bool,
+    /// Delete owned credentials no longer wanted.
+    pub prune: bool,
+}
+
+/// The credential a set of functions needs on one application.
+struct Desired<'a> {
+    account: &'a str,
+    app_id: &'a str,
+    role_arn: &'a str,
+    issuer: &'a str,
+    mappings: Vec<&'a MappingName>,
+}
+
+impl Desired<'_> {
+    fn name(&self, prefix: &str) -> String {
+        credential_name(prefix, self.account, self.role_arn)
+    }
+
+    fn description(&self) -> String {
+        let functions: Vec<&str> = self.mappings.iter().map(|m| m.as_str()).collect();
+        let mut d = format!(
+            "Managed by trustsync: FunctionAccess {} in AWS account {} (execution role {}) acts as this application. Edits are reverted.",
+            functions.join(", "),
+            self.account,
+            self.role_arn
+        );
+        if d.len() > MAX_DESCRIPTION {
+            let mut cut = MAX_DESCRIPTION - 3;
+            while !d.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            d.truncate(cut);
+            d.push_str("...");
+        }
+        d
+    }
+}
+
+/// The name of trustsync's credential for `role_arn` in `account`: the prefix, the
+/// account, the role name. Characters Entra does not allow in a name become `_`, and then,
+/// as when the name would be too long, a hash of the role name keeps it unique.
+pub fn credential_name(prefix: &str, account: &str, role_arn: &str) -> String {
+    let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
+    let clean: String = role
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = format!("{prefix}{account}-{clean}");
+    if clean != role || name.len() > MAX_NAME {
+        let hash = crate::config::short_hash(role, 4);
+        name.truncate(MAX_NAME - hash.len() - 1);
+        name.push('-');
+        name.push_str(&hash);
+    }
+    name
+}
+
+/// The account a credential of this instance was made for, from its name.
+fn account_of(name: &str, prefix: &str) -> Option<String> {
+    let rest = name.strip_prefix(prefix)?;
+    let (account, _) = rest.split_once('-')?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| account.to_string())
+}
+
+fn resource(app_id: &str, name: &str) -> String {
+    format!("entra:application/{app_id}/federatedIdentityCredentials/{name}")
+}
+
+/// Plans the account settings and the credentials. Pure.
+pub fn plan(inputs: &Inputs<'_>) -> Plan {
+    let mut out = Plan::default();
+    let mut ready: BTreeSet<&str> = BTreeSet::new();
+    let mut need: BTreeMap<&str, Vec<&Wanted>> = BTreeMap::new();
+    for w in inputs.wanted {
+        need.entry(w.account.as_str()).or_default().push(w);
+    }
+    for (account, wanted) in &need {
+        let names = || {
+            let mut m: Vec<&str> = wanted.iter().map(|w| w.mapping.as_str()).collect();
+            m.sort();
+            m.dedup();
+            m.join(", ")
+        };
+        match inputs.issuers.get(*account) {
+            Some(Issuer::Url(_)) => {
+                ready.insert(account);
+            }
+            Some(Issuer::Off) if inputs.enable => {
+                let mut c = Change::new(
+                    Action::EnableOutboundFederation {},
+                    format!("arn:aws:iam::{account}:root"),
+                    Some(wanted[0].mapping.as_str()),
+                    format!(
+                        "FunctionAccess {} act as Entra applications and outbound identity federation is off (outboundFederation.enable); their credentials follow in the next pass, once AWS has issued the account's issuer URL",
+                        names()
+                    ),
+                );
+                c.account = account.to_string();
+                out.changes.push(c);
+            }
+            Some(Issuer::Off) => out.problems.push(Problem {
+                kind: ProblemKind::OutboundFederationOff,
+                account: Some(account.to_string()),
+                mapping: Some(wanted[0].mapping.clone()),
+                resource: format!("account {account}"),
+                message: format!(
+                    "FunctionAccess {} act as Entra applications, but outbound identity federation is off in account {account}: turn it on (aws iam enable-outbound-web-identity-federation) or let trustsync do it (outboundFederation.enable: true)",
+                    names()
+                ),
+            }),
+            Some(Issuer::Unreadable(e)) => out.problems.push(Problem {
+                kind: ProblemKind::OutboundFederationOff,
+                account: Some(account.to_string()),
+                mapping: Some(wanted[0].mapping.clone()),
+                resource: format!("account {account}"),
+                message: format!(
+                    "the outbound identity federation issuer of account {account} could not be read, so no credential of FunctionAccess {} was planned: {e}",
+                    names()
+                ),
+            }),
+            None => {}
+        }
+    }
+    let apps = match inputs.applications {
+        Ok(apps) => apps,
+        Err(e) => {
+            out.problems.push(Problem {
+                kind: ProblemKind::ApplicationsUnreadable,
+                account: None,
+                mapping: None,
+                resource: "servicePrincipals/ownedObjects".into(),
+                message: format!(
+                    "the Entra applications trustsync owns could not be read, so no federated credential was planned or removed: {e}"
+                ),
+            });
+            return out;
+        }
+    };
+    // Desired credentials, one per (application, account, role).
+    let mut desired: BTreeMap<(&str, &str, &str), Desired<'_>> = BTreeMap::new();
+    for w in inputs.wanted {
+        let Some(Issuer::Url(issuer)) = inputs.issuers.get(&w.account) else {
+            continue;
+        };
+        desired
+            .entry((w.app_id.as_str(), w.account.as_str(), w.role_arn.as_str()))
+            .or_insert_with(|| Desired {
+                account: &w.account,
+                app_id: &w.app_id,
+                role_arn: &w.role_arn,
+                issuer,
+                mappings: Vec::new(),
+            })
+            .mappings
+            .push(&w.mapping);
+    }
+    for d in desired.values_mut() {
+        d.mappings.sort();
+        d.mappings.dedup();
+    }
+    let mut by_app: BTreeMap<&str, Vec<&Desired<'_>>> = BTreeMap::new();
+    for d in desired.values() {
+        by_app.entry(d.app_id).or_default().push(d);
+    }
+    for (app_id, wanted) in &by_app {
+        match apps.iter().find(|a| a.app_id.eq_ignore_ascii_case(app_id)) {
+            Some(app) => plan_application(inputs, app, wanted, &ready, &mut out),
+            None => {
+                for d in wanted {
+                    out.problems.push(Problem {
+                        kind: ProblemKind::ApplicationNotOwned,
+                        account: Some(d.account.to_string()),
+                        mapping: Some(d.mappings[0].clone()),
+                        resource: format!("entra:application/{app_id}"),
+                        message: format!(
+                            "Entra application {app_id} is not among the applications trustsync's service principal owns (or does not exist): add it as an owner of the application, so that Application.ReadWrite.OwnedBy lets trustsync manage its federated credentials"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    // Owned applications no function wants any more: their credentials are orphans.
+    for app in apps {
+        if !by_app.keys().any(|a| a.eq_ignore_ascii_case(&app.app_id)) {
+            plan_application(inputs, app, &[], &ready, &mut out);
+        }
+    }
+    out.summarize();
+    out
+}
+
+/// One application's credentials: create what is missing, update what drifted, remove
+/// (or report) trustsync's credentials no longer wanted; never touch any other.
+fn plan_application(
+    inputs: &Inputs<'_>,
+    app: &ObservedApplication,
+    wanted: &[&Desired<'_>],
+    ready: &BTreeSet<&str>,
+    out: &mut Plan,
+) {
+    let audiences = vec![ENTRA_TOKEN_EXCHANGE_AUDIENCE.to_string()];
+    let mut creates = Vec::new();
+    let mut wanted_names = BTreeSet::new();
+    for d in wanted.iter().filter(|d| ready.contains(d.account)) {
+        let name = d.name(inputs.prefix);
+        let description = d.description();
+        wanted_names.insert(name.clone());
+        let mapping = Some(d.mappings[0].as_str());
+        match app.credentials.iter().find(|c| c.name == name) {
+            Some(c) => {
+                let same = c.issuer == d.issuer
+                    && c.subject == d.role_arn
+                    && c.audiences == audiences
+                    && c.description.as_deref() == Some(description.as_str());
+                if !same {
+                    let mut change = Change::new(
+                        Action::UpdateFederatedCredential {
+                            application_id: app.id.clone(),
+                            app_id: app.app_id.clone(),
+                            credential_id: c.id.clone(),
+                            name: name.clone(),
+                            issuer: d.issuer.to_string(),
+                            subject: d.role_arn.to_string(),
+                            audiences: audiences.clone(),
+                            description,
+                        },
+                        resource(&app.app_id, &name),
+                        mapping,
+                        "the credential differs from what the policy wants (drift or a changed issuer)",
+                    );
+                    change.account = d.account.to_string();
+                    change.before = Some(credential_json(c));
+                    change.after = Some(serde_json::json!({
+                        "issuer": d.issuer, "subject": d.role_arn, "audiences": audiences,
+                    }));
+                    out.changes.push(change);
+                }
+            }
+            None => {
+                if let Some(other) = app
+                    .credentials
+                    .iter()
+                    .find(|c| c.issuer == d.issuer && c.subject == d.role_arn)
+                {
+                    out.problems.push(Problem {
+                        kind: ProblemKind::Conflict,
+                        account: Some(d.account.to_string()),
+                        mapping: mapping.map(MappingName::from),
+                        resource: resource(&app.app_id, &other.name),
+                        message: format!(
+                            "credential `{}` on application {}, not trustsync's, already trusts {} from this issuer; trustsync leaves it alone and makes none of its own (Entra allows one per issuer and subject): delete it to let trustsync manage the trust",
+                            other.name, app.app_id, d.role_arn
+                        ),
+                    });
+                    continue;
+                }
+                let mut change = Change::new(
+                    Action::CreateFederatedCredential {
+                        application_id: app.id.clone(),
+                        app_id: app.app_id.clone(),
+                        name: name.clone(),
+                        issuer: d.issuer.to_string(),
+                        subject: d.role_arn.to_string(),
+                        audiences: audiences.clone(),
+                        description,
+                    },
+                    resource(&app.app_id, &name),
+                    mapping,
+                    format!(
+                        "FunctionAccess {} acts as application {} ({})",
+                        d.mappings
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        app.app_id,
+                        app.display_name
+                    ),
+                );
+                change.account = d.account.to_string();
+                change.after = Some(serde_json::json!({
+                    "issuer": d.issuer, "subject": d.role_arn, "audiences": audiences,
+                }));
+                creates.push(change);
+            }
+        }
+    }
+    let mut deletes = 0;
+    for c in &app.credentials {
+        let Some(account) = account_of(&c.name, inputs.prefix) else {
+            continue; // not trustsync's (or another instance's): never touched
+        };
+        let issuer_unknown = inputs
+            .issuers
+            .get(&account)
+            .is_some_and(|i| !matches!(i, Issuer::Url(_)));
+        if wanted_names.contains(&c.name) || !inputs.accounts.contains(&account) || issuer_unknown
+        {
+            // Wanted; or in an account not read this pass, or whose functions still want
+            // credentials but whose issuer is off or unknown: nothing to judge it by.
+            continue;
+        }
+        if inputs.prune {
+            let mut change = Change::new(
+                Action::DeleteFederatedCredential {
+                    application_id: app.id.clone(),
+                    app_id: app.app_id.clone(),
+                    credential_id: c.id.clone(),
+                    name: c.name.clone(),
+                },
+                resource(&app.app_id, &c.name),
+                None,
+                format!(
+                    "no FunctionAccess lets {} act as application {} any more",
+                    c.subject, app.app_id
+                ),
+            );
+            change.account = account;
+            change.before = Some(credential_json(c));
+            out.changes.push(change);
+            deletes += 1;
+        } else {
+            out.notices.push(Notice {
+                kind: NoticeKind::Orphan,
+                account: Some(account),
+                resource: resource(&app.app_id, &c.name),
+                message: format!(
+                    "federated credential `{}` lets {} act as application {}, but no FunctionAccess wants it any more; prune removes it",
+                    c.name, c.subject, app.app_id
+                ),
+            });
+        }
+    }
+    let after = app.credentials.len() - deletes + creates.len();
+    if !creates.is_empty() && after > MAX_CREDENTIALS {
+        let names: Vec<String> = creates
+            .iter()
+            .filter_map(|c| c.mapping.as_ref().map(|m| m.to_string()))
+            .collect();
+        out.problems.push(Problem {
+            kind: ProblemKind::CredentialLimit,
+            account: creates.first().map(|c| c.account.clone()),
+            mapping: creates.first().and_then(|c| c.mapping.clone()),
+            resource: format!("entra:application/{}", app.app_id),
+            message: format!(
+                "application {} ({}) has {} federated credentials; the {} more that FunctionAccess {} need would make {after}, over Entra's limit of {MAX_CREDENTIALS}: none was created. Remove unused credentials, or share execution roles between functions",
+                app.app_id,
+                app.display_name,
+                app.credentials.len() - deletes,
+                creates.len(),
+                names.join(", ")
+            ),
+        });
+    } else {
+        out.changes.extend(creates);
+    }
+}
+
+fn credential_json(c: &ObservedCredential) -> serde_json::Value {
+    serde_json::json!({
+        "name": c.name, "issuer": c.issuer, "subject": c.subject, "audiences": c.audiences,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &str = "trustsync-abc123-";
+    const ACCOUNT: &str = "123456789012";
+    const ISSUER: &str = "https://abc.tokens.sts.global.api.aws";
+    const APP: &str = "9e8d7c6b-0000-4000-8000-00000000a001";
+
+    fn wanted(mapping: &str, role: &str) -> Wanted {
+        Wanted {
+            account: ACCOUNT.into(),
+            app_id: APP.into(),
+            role_arn: format!("arn:aws:iam::{ACCOUNT}:role/trustsync/{role}"),
+            mapping: MappingName::from(mapping),
+        }
+    }
+
+    fn app(credentials: Vec<ObservedCredential>) -> ObservedApplication {
+        ObservedApplication {
+            id: "obj-1".into(),
+            app_id: APP.into(),
+            display_name: "payments-api".into(),
+            credentials,
+        }
+    }
+
+    fn credential(name: &str, subject: &str) -> ObservedCredential {
+        ObservedCredential {
+            id: format!("id-{name}"),
+            name: name.into(),
+            issuer: ISSUER.into(),
+            subject: subject.into(),
+            audiences: vec![ENTRA_TOKEN_EXCHANGE_AUDIENCE.into()],
+            description: None,
+        }
+    }
+
+    fn run(
+        wanted: &[Wanted],
+        issuer: Issuer,
+        apps: Result<Vec<ObservedApplication>, String>,
+        prune: bool,
+    ) -> Plan {
+        // As the pass does: an issuer is read only for accounts whose functions need one.
+        let issuers = match wanted.is_empty() {
+            true => BTreeMap::new(),
+            false => BTreeMap::from([(ACCOUNT.to_string(), issuer)]),
+        };
+        let accounts = BTreeSet::from([ACCOUNT.to_string()]);
+        plan(&Inputs {
+            wanted,
+            issuers: &issuers,
+            applications: &apps,
+            accounts: &accounts,
+            prefix: PREFIX,
+            enable: false,
+            prune,
+        })
+    }
+
+    #[test]
+    fn functions_sharing_a_role_share_one_credential() {
+        let w = [wanted("api", "runtime"), wanted("worker", "runtime")];
+        let p = run(&w, Issuer::Url(ISSUER.into()), Ok(vec![app(vec![])]), false);
+        assert_eq!(p.changes.len(), 1, "{p:#?}");
+        let Action::CreateFederatedCredential {
+            name,
+            subject,
+            description,
+            ..
+        } = &p.changes[0].action
+        else {
+            panic!("{p:#?}")
+        };
+        assert_eq!(name, &format!("{PREFIX}{ACCOUNT}-runtime"));
+        assert!(subject.ends_with(":role/trustsync/runtime"));
+        assert!(description.contains("api, worker"), "{description}");
+    }
+
+    #[test]
+    fn foreign_credentials_are_never_touched_and_orphans_wait_for_prune() {
+        let foreign = credential("github-deploy", "repo:acme/payments");
+        let mine = credential(&format!("{PREFIX}{ACCOUNT}-old"), "arn:old");
+        let other_account = credential(&format!("{PREFIX}210987654321-x"), "arn:x");
+        let apps = || Ok(vec![app(vec![foreign.clone(), mine.clone(), other_account.clone()])]);
+        let p = run(&[], Issuer::Off, apps(), false);
+        assert!(p.changes.is_empty(), "{p:#?}");
+        assert_eq!(p.notices.len(), 1, "only the read account's own credential: {p:#?}");
+        let p = run(&[], Issuer::Off, apps(), true);
+        assert_eq!(p.changes.len(), 1, "{p:#?}");
+        assert!(matches!(&p.changes[0].action,
+            Action::DeleteFederatedCredential { name, .. } if name == &mine.name));
+    }
+
+    #[test]
+    fn the_limit_is_reported_with_numbers_before_entra_refuses() {
+        let full: Vec<_> = (0..20)
+            .map(|i| credential(&format!("other-{i}"), &format!("s{i}")))
+            .collect();
+        let p = run(
+            &[wanted("api", "runtime")],
+            Issuer::Url(ISSUER.into()),
+            Ok(vec![app(full)]),
+            false,
+        );
+        assert!(p.changes.is_empty(), "{p:#?}");
+        assert_eq!(p.problems[0].kind, ProblemKind::CredentialLimit);
+        assert!(
+            p.problems[0].message.contains("has 20") && p.problems[0].message.contains("make 21"),
+            "{}",
+            p.problems[0].message
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_planned_is_a_problem_not_a_change() {
+        let w = [wanted("api", "runtime")];
+        let p = run(&w, Issuer::Off, Ok(vec![app(vec![])]), true);
+        assert_eq!(p.problems[0].kind, ProblemKind::OutboundFederationOff);
+        assert!(p.changes.is_empty());
+        let p = run(&w, Issuer::Url(ISSUER.into()), Ok(vec![]), true);
+        assert_eq!(p.problems[0].kind, ProblemKind::ApplicationNotOwned);
+        let p = run(&w, Issuer::Url(ISSUER.into()), Err("403".into()), true);
+        assert_eq!(p.problems[0].kind, ProblemKind::ApplicationsUnreadable);
+        assert!(p.changes.is_empty());
+        // A foreign credential already trusting the role: a conflict, nothing created.
+        let taken = credential("hand-made", &w[0].role_arn);
+        let p = run(&w, Issuer::Url(ISSUER.into()), Ok(vec![app(vec![taken])]), true);
+        assert_eq!(p.problems[0].kind, ProblemKind::Conflict, "{p:#?}");
+        assert!(p.changes.is_empty());
+    }
+
+    #[test]
+    fn a_moved_role_is_a_new_credential_and_the_old_one_goes_with_prune() {
+        let old = credential(
+            &format!("{PREFIX}{ACCOUNT}-runtime"),
+            &format!("arn:aws:iam::{ACCOUNT}:role/trustsync/runtime"),
+        );
+        let p = run(
+            &[wanted("api", "runtime-v2")],
+            Issuer::Url(ISSUER.into()),
+            Ok(vec![app(vec![old])]),
+            true,
+        );
+        let names: Vec<&str> = p.changes.iter().map(|c| c.action.name()).collect();
+        assert_eq!(
+            names,
+            ["delete-federated-credential", "create-federated-credential"]
+        );
+    }
+
+    #[test]
+    fn names_stay_within_entras_rules() {
+        let n = credential_name(PREFIX, ACCOUNT, "arn:aws:iam::1:role/a+b@c");
+        assert!(n.starts_with(&format!("{PREFIX}{ACCOUNT}-a_b_c-")), "{n}");
+        let long = "r".repeat(64);
+        let n = credential_name(&"p".repeat(40), ACCOUNT, &format!("arn:x:role/{long}"));
+        assert!(n.len() <= MAX_NAME, "{}", n.len());
+        assert_eq!(account_of(&format!("{PREFIX}{ACCOUNT}-x"), PREFIX).as_deref(), Some(ACCOUNT));
+        assert_eq!(account_of("github-deploy", PREFIX), None);
+    }
+}
