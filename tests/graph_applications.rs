@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::entra::{exchange, GraphClient, Issuer, EXCHANGE};
 use support::*;
 
 const OWNED: &str = "0a1b2c3d-0000-4000-8000-00000000a001";
@@ -12,7 +13,6 @@ const OWNED_APP_ID: &str = "9e8d7c6b-0000-4000-8000-00000000a001";
 const NOT_OWNED: &str = "0a1b2c3d-0000-4000-8000-00000000a002";
 const CONTROLLER_SP: &str = "5e1f0a2b-9999-4999-8999-000000000001";
 const ISSUER: &str = "https://a1b2c3d4.tokens.sts.global.api.aws";
-const EXCHANGE: &str = "api://AzureADTokenExchange";
 
 fn tenant(ws: &Workspace) -> std::path::PathBuf {
     let t = json!({
@@ -31,52 +31,6 @@ fn tenant(ws: &Workspace) -> std::path::PathBuf {
     path
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    async fn new(graph: &GraphServer) -> Client {
-        let http = reqwest::Client::new();
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ];
-        let v: Value = http
-            .post(format!("{}/{TENANT_ID}/oauth2/v2.0/token", graph.base))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Client {
-            http,
-            base: format!("{}/v1.0", graph.base),
-            token: v["access_token"].as_str().unwrap().to_string(),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
-
 fn credential(name: &str, subject: &str) -> Value {
     json!({"name": name, "issuer": ISSUER, "subject": subject, "audiences": [EXCHANGE],
            "description": "managed by trustsync"})
@@ -87,7 +41,7 @@ async fn federated_identity_credentials_follow_the_reference() {
     use reqwest::Method;
     let ws = Workspace::new();
     let graph = GraphServer::start(&tenant(&ws), 999);
-    let c = Client::new(&graph).await;
+    let c = GraphClient::new(&graph).await;
     let fics = format!("applications/{OWNED}/federatedIdentityCredentials");
     let by_app_id = format!("applications(appId='{OWNED_APP_ID}')/federatedIdentityCredentials");
 
@@ -258,7 +212,7 @@ async fn a_service_principal_lists_the_applications_it_owns() {
     use reqwest::Method;
     let ws = Workspace::new();
     let graph = GraphServer::start(&tenant(&ws), 999);
-    let c = Client::new(&graph).await;
+    let c = GraphClient::new(&graph).await;
     // By the controller's own client id, cast to applications: the owned one only.
     let path = format!(
         "servicePrincipals(appId='{CLIENT_ID}')/ownedObjects/microsoft.graph.application?$select=id,appId"
@@ -303,82 +257,13 @@ async fn a_service_principal_lists_the_applications_it_owns() {
     assert_eq!(status, 400);
 }
 
-/// A stand-in for an AWS account's outbound federation issuer: its discovery document and
-/// JWKS on loopback, and role tokens signed with its key.
-struct Issuer {
-    url: String,
-    key: jsonwebtoken::EncodingKey,
-}
-
-impl Issuer {
-    async fn start() -> Issuer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let jwks: Value = serde_json::from_str(
-            &std::fs::read_to_string(repo().join("tests/fixtures/outbound-issuer-jwks.json"))
-                .unwrap(),
-        )
-        .unwrap();
-        let discovery = json!({"issuer": url, "jwks_uri": format!("{url}/.well-known/jwks.json"),
-                               "id_token_signing_alg_values_supported": ["RS256"]});
-        let app = axum::Router::new()
-            .route(
-                "/.well-known/openid-configuration",
-                axum::routing::get(move || async move { axum::Json(discovery) }),
-            )
-            .route(
-                "/.well-known/jwks.json",
-                axum::routing::get(move || async move { axum::Json(jwks) }),
-            );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let pem = std::fs::read(repo().join("tests/fixtures/outbound-issuer-key.pem")).unwrap();
-        Issuer {
-            url,
-            key: jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
-        }
-    }
-
-    fn token(&self, subject: &str, audience: &str, lifetime: i64) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some("outbound-test-1".into());
-        let claims = json!({"iss": self.url, "sub": subject, "aud": audience,
-                            "iat": now, "nbf": now - 5, "exp": now + lifetime});
-        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
-    }
-}
-
-async fn exchange(graph: &GraphServer, app_id: &str, assertion: &str) -> (u16, Value) {
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", app_id),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", assertion),
-        ("scope", "https://graph.microsoft.com/.default"),
-    ];
-    let resp = reqwest::Client::new()
-        .post(format!("{}/{TENANT_ID}/oauth2/v2.0/token", graph.base))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_token_signed_by_the_issuer_is_exchanged_through_a_federated_credential() {
     use reqwest::Method;
-    let issuer = Issuer::start().await;
+    let issuer = Issuer::start();
     let ws = Workspace::new();
     let graph = GraphServer::start(&tenant(&ws), 999);
-    let c = Client::new(&graph).await;
+    let c = GraphClient::new(&graph).await;
     let role = "arn:aws:iam::123456789012:role/payments-runtime";
     let fics = format!("applications/{OWNED}/federatedIdentityCredentials");
     let mut body = credential("trustsync-payments", role);

@@ -1,11 +1,15 @@
-//! Outbound identity federation, the AWS side (issue 15, items 1 and 2): a FunctionAccess
-//! that names the Entra application its function acts as gives the execution role a
-//! statement allowing STS web identity tokens for Entra's exchange only, for a bounded
-//! lifetime; through the binary, against moto.
+//! Outbound identity federation (AWS → Entra), end to end through the binary against moto
+//! and the local Graph server: a FunctionAccess that names the Entra application its
+//! function acts as gives the execution role a statement allowing STS web identity tokens
+//! for Entra's exchange only, for a bounded lifetime, and the application a federated
+//! identity credential trusting that role's tokens from the account's issuer (a stand-in
+//! on loopback, as moto has no outbound federation). A token signed for the role is then
+//! exchanged for an Entra token, with no secret.
 
 mod support;
 
 use serde_json::Value;
+use support::entra::{exchange, GraphClient, Issuer, EXCHANGE};
 use support::*;
 
 const APP_ID: &str = "9e8d7c6b-0000-4000-8000-00000000a001";
@@ -32,70 +36,213 @@ fn with_application(ws: &Workspace, application: &str) {
     ws.write("policies/payments.yaml", &text);
 }
 
+const ACCOUNT: &str = "123456789012";
+/// The application's object id in examples/tenant.json (owned by the controller).
+const APP_OBJECT: &str = "0a1b2c3d-0000-4000-8000-00000000a001";
+const RUNTIME: &str = "arn:aws:iam::123456789012:role/trustsync/payments-runtime";
+const RUNTIME_V2: &str = "arn:aws:iam::123456789012:role/trustsync/payments-runtime-v2";
+
+/// The application's federated credentials, as the local Graph server holds them.
+fn credentials(moto: &Moto, graph: &GraphServer) -> Vec<Value> {
+    moto.block_on(async {
+        let c = GraphClient::new(graph).await;
+        let path = format!("applications/{APP_OBJECT}/federatedIdentityCredentials");
+        let (status, list) = c.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{list}");
+        list["value"].as_array().unwrap().clone()
+    })
+}
+
+fn names(creds: &[Value]) -> Vec<&str> {
+    creds.iter().map(|c| c["name"].as_str().unwrap()).collect()
+}
+
+/// Exchanges a token AWS would give `role` for an Entra token of the application: the
+/// status and the identity platform's first error code.
+fn exchange_as(moto: &Moto, graph: &GraphServer, issuer: &Issuer, role: &str) -> (u16, Option<u64>) {
+    let (status, answer) =
+        moto.block_on(exchange(graph, APP_ID, &issuer.token(role, EXCHANGE, 300)));
+    if status == 200 {
+        assert!(answer["access_token"].is_string(), "{answer}");
+    }
+    (status, answer["error_codes"][0].as_u64())
+}
+
+fn plan_with(moto: &Moto, ws: &Workspace, env: &[(String, String)], extra: &[&str], code: i32) -> Value {
+    let mut args = vec!["plan", "--output", "json", "--detailed-exitcode"];
+    args.extend(extra);
+    let out = run_env(moto, ws, env, &args, code);
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+}
+
 #[test]
-fn the_execution_role_may_ask_for_entra_exchange_tokens_only() {
+fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     let ws = Workspace::new();
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
-    assert!(role_policy(&moto, "payments-runtime", "trustsync-outbound-federation").is_none());
-
-    with_application(
-        &ws,
-        &format!("  entraApplication: {{appId: {APP_ID}, maxTokenSeconds: 600}}\n"),
+    let issuer = Issuer::start();
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let env = graph.env(CLIENT_SECRET);
+    // Memberships and applications from the local Graph server; the account's issuer is
+    // the stand-in (moto has no outbound federation): the documented test override.
+    ws.write(
+        "trustsync.yaml",
+        &format!(
+            "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"{ACCOUNT}\": {}\n",
+            issuer.url
+        ),
     );
-    run_ok(&moto, &ws, &["validate"], 0);
-    let outbound = |ws: &Workspace| -> Value {
-        let out = run_ok(&moto, ws, &["access", "--output", "json"], 0);
-        serde_json::from_str::<Value>(&stdout(&out)).unwrap()["outbound"].clone()
-    };
-    // access shows the direction before the role allows it, and after.
-    let before = outbound(&ws);
-    assert_eq!(before[0]["application"], APP_ID, "{before:#}");
-    assert_eq!(before[0]["roleAllows"], false, "{before:#}");
-    let plan = plan_json(&moto, &ws, 2);
-    assert_eq!(actions(&plan), ["put-inline-policy"], "{plan:#}");
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let v2 = "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata:\n  name: payments-runtime-v2\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: payments-runtime-v2\n";
+    ws.write(
+        "policies/payments.yaml",
+        &format!("{}{v2}", ws.read("policies/payments.yaml")),
+    );
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let seeded = credentials(&moto, &graph);
+    assert_eq!(names(&seeded), ["github-deploy"]);
+
+    // The function acts as the application: the role's token policy in AWS and the
+    // credential in Entra, planned, applied and audited together.
+    with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}, maxTokenSeconds: 600}}\n"));
+    run_env(&moto, &ws, &env, &["validate"], 0);
+    let plan = plan_with(&moto, &ws, &env, &[], 2);
+    assert_eq!(
+        actions(&plan),
+        ["put-inline-policy", "create-federated-credential"],
+        "{plan:#}"
+    );
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
     let doc = role_policy(&moto, "payments-runtime", "trustsync-outbound-federation")
         .expect("the statement is on the execution role");
     let st = &doc["Statement"][0];
     assert_eq!(st["Action"], "sts:GetWebIdentityToken");
     assert_eq!(
         st["Condition"]["ForAllValues:StringEquals"]["sts:IdentityTokenAudience"],
-        "api://AzureADTokenExchange"
+        EXCHANGE
     );
-    assert_eq!(
-        st["Condition"]["NumericLessThanEquals"]["sts:DurationSeconds"],
-        "600"
-    );
-    assert_eq!(
-        st["Condition"]["Null"]["sts:IdentityTokenAudience"],
-        "false"
-    );
-    // The mapping's own inline policy is untouched; a second plan is clean.
-    plan_json(&moto, &ws, 0);
-    let after = outbound(&ws);
-    assert_eq!(after[0]["roleAllows"], true, "{after:#}");
-    assert!(after[0]["function"]
-        .as_str()
-        .unwrap()
-        .ends_with(":function:payments-api"));
-    assert!(after[0]["role"]
-        .as_str()
-        .unwrap()
-        .ends_with("role/trustsync/payments-runtime"));
+    assert_eq!(st["Condition"]["NumericLessThanEquals"]["sts:DurationSeconds"], "600");
+    assert_eq!(st["Condition"]["Null"]["sts:IdentityTokenAudience"], "false");
+    let creds = credentials(&moto, &graph);
+    let mine: Vec<&Value> = creds.iter().filter(|c| c["name"] != "github-deploy").collect();
+    assert_eq!(mine.len(), 1, "{creds:#?}");
+    assert!(mine[0]["name"].as_str().unwrap().starts_with("trustsync-"), "{creds:#?}");
+    assert!(mine[0]["name"].as_str().unwrap().ends_with(&format!("{ACCOUNT}-payments-runtime")));
+    assert_eq!(mine[0]["issuer"], issuer.url.as_str());
+    assert_eq!(mine[0]["subject"], RUNTIME);
+    assert_eq!(mine[0]["audiences"], serde_json::json!([EXCHANGE]));
+    // The foreign credential is as it was.
+    assert!(creds.contains(&seeded[0]), "{creds:#?}");
 
-    // Dropping the application takes the statement away.
-    with_application(&ws, "");
+    // The role's AWS-signed token is exchanged for an Entra token: no secret anywhere.
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
+    // Another role's token is refused (no credential names it).
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME_V2), (401, Some(700213)));
+    // Nothing left to do; access shows the direction and that the role allows it.
+    plan_with(&moto, &ws, &env, &[], 0);
+    let out = run_env(&moto, &ws, &env, &["access", "--output", "json"], 0);
+    let access: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(access["outbound"][0]["application"], APP_ID, "{access:#}");
+    assert_eq!(access["outbound"][0]["roleAllows"], true, "{access:#}");
+
+    // Edited by hand in Entra: the next pass puts it back.
+    moto.block_on(async {
+        let c = GraphClient::new(&graph).await;
+        let path = format!(
+            "applications/{APP_OBJECT}/federatedIdentityCredentials/{}",
+            mine[0]["id"].as_str().unwrap()
+        );
+        let body = serde_json::json!({"subject": "arn:aws:iam::123456789012:role/intruder"});
+        assert_eq!(c.call(reqwest::Method::PATCH, &path, Some(body)).await.0, 204);
+    });
+    let plan = plan_with(&moto, &ws, &env, &[], 2);
+    assert_eq!(actions(&plan), ["update-federated-credential"], "{plan:#}");
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
+
+    // The function moves to another execution role: the credential moves with it.
+    ws.write(
+        "policies/payments.yaml",
+        &ws.read("policies/payments.yaml").replace(
+            "executionRole: {roleMapping: payments-runtime}",
+            "executionRole: {roleMapping: payments-runtime-v2}",
+        ),
+    );
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve", "--prune", "true"], 0);
+    let creds = credentials(&moto, &graph);
+    assert_eq!(creds.len(), 2, "{creds:#?}");
+    assert!(creds.iter().any(|c| c["subject"] == RUNTIME_V2), "{creds:#?}");
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME_V2), (200, None));
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (401, Some(700213)));
+
+    // The application leaves the policy: without prune the credential is an orphan,
+    // reported; with prune it goes, and the exchange fails.
     let text = ws.read("policies/payments.yaml");
-    let text = text
-        .lines()
-        .filter(|l| !l.contains("entraApplication"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    ws.write("policies/payments.yaml", &format!("{text}\n"));
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
-    assert!(role_policy(&moto, "payments-runtime", "trustsync-outbound-federation").is_none());
+    let text: Vec<&str> = text.lines().filter(|l| !l.contains("entraApplication")).collect();
+    ws.write("policies/payments.yaml", &format!("{}\n", text.join("\n")));
+    let plan = plan_with(&moto, &ws, &env, &[], 2);
+    assert_eq!(actions(&plan), ["delete-inline-policy"], "{plan:#}");
+    let orphans: Vec<&Value> = plan["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "orphan")
+        .collect();
+    assert_eq!(orphans.len(), 1, "{plan:#}");
+    assert!(orphans[0]["resource"].as_str().unwrap().contains(APP_ID), "{plan:#}");
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve", "--prune", "true"], 0);
+    assert_eq!(credentials(&moto, &graph), seeded, "only the foreign credential is left");
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME_V2), (401, Some(700211)));
+    assert!(role_policy(&moto, "payments-runtime-v2", "trustsync-outbound-federation").is_none());
+
+    // The audit log has every Entra write, with its intent and outcome.
+    let audit = ws.read("audit.jsonl");
+    for action in [
+        "create-federated-credential",
+        "update-federated-credential",
+        "delete-federated-credential",
+    ] {
+        assert!(audit.contains(&format!("\"{action}\"")), "{action} not audited");
+    }
+    run_env(&moto, &ws, &env, &["audit", "verify", "audit.jsonl"], 0);
+}
+
+#[test]
+fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing_in_entra() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let env = graph.env(CLIENT_SECRET);
+    ws.write("trustsync.yaml", "audit:\n  path: audit.jsonl\n");
+    // moto cannot say what the account's issuer is: that account's credentials are a
+    // problem, the rest of the pass (the role's token policy) goes on.
+    with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
+    let plan = plan_with(&moto, &ws, &env, &[], 1);
+    let kinds: Vec<&str> = plan["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["outbound-federation-off"], "{plan:#}");
+    assert!(actions(&plan).contains(&"put-inline-policy".to_string()), "{plan:#}");
+    assert!(!actions(&plan).iter().any(|a| a.contains("federated")), "{plan:#}");
+
+    // An application the controller does not own: named as such, nothing written.
+    let stranger = "11111111-2222-4333-8444-555555555555";
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": https://abc.tokens.sts.global.api.aws\n",
+    );
+    ws.write(
+        "policies/payments.yaml",
+        &ws.read("policies/payments.yaml").replace(APP_ID, stranger),
+    );
+    let plan = plan_with(&moto, &ws, &env, &[], 1);
+    assert_eq!(plan["problems"][0]["kind"], "application-not-owned", "{plan:#}");
+    assert!(plan["problems"][0]["message"].as_str().unwrap().contains(stranger));
+    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
+    assert_eq!(credentials(&moto, &graph).len(), 1, "{}", show(&out));
 }
 
 #[test]

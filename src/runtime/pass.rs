@@ -24,7 +24,7 @@ use crate::config::{AnchorConfig, Config};
 use crate::desired::{self, Pins, Target};
 use crate::model::call::CallStats;
 use crate::observed::{Observations, Observed};
-use crate::plan::{self, AccountPlan, Change, Plan, Problem, ProblemKind, Settings};
+use crate::plan::{self, outbound, AccountPlan, Change, Plan, Problem, ProblemKind, Settings};
 use crate::runtime::fleet::{Fleet, Member};
 use crate::sources::directory::{
     DirectorySnapshot, GroupRequest, MembershipChange, TenantFile, PIN_TAG,
@@ -76,22 +76,56 @@ impl DirectorySource {
         DirectorySource::GraphLater { config, delta }
     }
 
+    /// Connects to Microsoft Graph if it is not yet (the first pass that needs it).
+    fn connect(&mut self) -> Result<(), entra::graph::Error> {
+        if let DirectorySource::GraphLater { config, delta } = self {
+            let reader = entra::reader_from_env(config)?;
+            *self = match delta {
+                Some(full_every) => DirectorySource::delta(reader, *full_every),
+                None => DirectorySource::Graph(reader),
+            };
+        }
+        Ok(())
+    }
+
+    /// The Graph reader, once connected; `None` for a tenant file.
+    fn reader(&self) -> Option<&entra::GraphReader> {
+        match self {
+            DirectorySource::Graph(reader) => Some(reader),
+            DirectorySource::Delta { cache, .. } => Some(cache.reader()),
+            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => None,
+        }
+    }
+
+    /// The Entra applications trustsync's service principal owns, with their federated
+    /// credentials, and the writer that changes those; or why they cannot be read.
+    pub async fn applications(
+        &mut self,
+    ) -> Result<(Vec<crate::observed::ObservedApplication>, entra::GraphReader), String> {
+        if let DirectorySource::File(path) = self {
+            return Err(format!(
+                "memberships come from the tenant file {}; federated credentials are read and written through Microsoft Graph only",
+                path.display()
+            ));
+        }
+        self.connect().map_err(|e| e.to_string())?;
+        let reader = self.reader().expect("connected above").clone();
+        let apps = reader.owned_applications().await.map_err(|e| e.to_string())?;
+        Ok((apps, reader))
+    }
+
     /// The memberships for these requests, read now. A failed read is an error.
     pub async fn snapshot(
         &mut self,
         requests: &[GroupRequest],
     ) -> anyhow::Result<DirectorySnapshot> {
         let context = "reading group memberships from Microsoft Graph (nothing was changed)";
-        if let DirectorySource::GraphLater { config, delta } = self {
+        if let DirectorySource::GraphLater { .. } = self {
             if requests.is_empty() {
                 return Ok(DirectorySnapshot::default());
             }
-            let reader = entra::reader_from_env(config)
+            self.connect()
                 .context("the policies map Entra groups, so Microsoft Graph must be reached")?;
-            *self = match delta {
-                Some(full_every) => DirectorySource::delta(reader, *full_every),
-                None => DirectorySource::Graph(reader),
-            };
         }
         Ok(match self {
             DirectorySource::GraphLater { .. } => unreachable!("connected above"),
@@ -251,6 +285,9 @@ pub struct Planned {
     pub observed: Observations,
     /// The directory requests made (with pins), for the controller's delta watcher.
     pub requests: Vec<GroupRequest>,
+    /// Microsoft Graph, when the plan's Entra changes (federated credentials) can be
+    /// written.
+    pub entra: Option<entra::GraphReader>,
 }
 
 /// The group pins recorded on the roles trustsync owns.
@@ -264,8 +301,12 @@ pub fn pins(observed: &Observed, settings: &Settings) -> Pins {
 }
 
 /// What one account showed: per region visited (home first), the documents that apply
-/// there and what AWS showed.
-type AccountRead = Result<Vec<(String, PolicySet, Observed)>, crate::model::call::Failure>;
+/// there and what AWS showed; and, when its functions act as Entra applications, its
+/// outbound federation issuer.
+type AccountRead = Result<
+    (Vec<(String, PolicySet, Observed)>, Option<outbound::Issuer>),
+    crate::model::call::Failure,
+>;
 
 /// Reads one account: reaches it (assuming its role), then IAM and Lambda in its home
 /// region and Lambda in each other region its functions live in.
@@ -277,6 +318,7 @@ async fn read_account(
 ) -> AccountRead {
     member.connector.reach().await?;
     let mut out = Vec::new();
+    let mut issuer = None;
     for (i, region) in scope::regions_of(policies, &member.account)
         .into_iter()
         .enumerate()
@@ -302,9 +344,36 @@ async fn read_account(
                 &settings.function_tag_key,
             )
             .await?;
+        if i == 0 && here.functions.iter().any(|f| f.spec.entra_application.is_some()) {
+            issuer = Some(
+                outbound_issuer(&member.account.id, &*member.connector.clients(&region), config)
+                    .await,
+            );
+        }
         out.push((region, here, observed));
     }
-    Ok(out)
+    Ok((out, issuer))
+}
+
+/// The account's outbound federation issuer: the config's (`outboundFederation.issuerUrls`)
+/// or AWS's. A failed read concerns only the outbound credentials of the account, so it is
+/// kept as such and never fails the account's read (its revocations go on).
+async fn outbound_issuer(
+    account: &str,
+    aws: &dyn AwsApi,
+    config: &Config,
+) -> outbound::Issuer {
+    if let Some(url) = config.outbound_federation.issuer_urls.get(account) {
+        return outbound::Issuer::Url(url.clone());
+    }
+    match aws.outbound_issuer().await {
+        Ok(Some(url)) => outbound::Issuer::Url(url),
+        Ok(None) => outbound::Issuer::Off,
+        Err(e) => {
+            tracing::warn!(account, error = %e, "cannot read the outbound identity federation issuer");
+            outbound::Issuer::Unreadable(e.to_string())
+        }
+    }
 }
 
 /// What the pass read of AWS: each account's state, and the accounts it could not read.
@@ -314,6 +383,8 @@ struct Read {
     here: BTreeMap<(String, String), PolicySet>,
     accounts: Vec<AccountPlan>,
     unreachable: Vec<Problem>,
+    /// The outbound federation issuer of each account whose functions need one.
+    issuers: BTreeMap<String, outbound::Issuer>,
 }
 
 /// Reads every account, `accounts.concurrency` at a time. One that cannot be reached or
@@ -335,11 +406,15 @@ async fn read_accounts(
         here: BTreeMap::new(),
         accounts: Vec::new(),
         unreachable: Vec::new(),
+        issuers: BTreeMap::new(),
     };
     for (member, result) in fleet.members().iter().zip(reads) {
         let account = &member.account;
         match result {
-            Ok(regions) => {
+            Ok((regions, issuer)) => {
+                if let Some(issuer) = issuer {
+                    read.issuers.insert(account.id.clone(), issuer);
+                }
                 read.accounts.push(AccountPlan {
                     id: account.id.clone(),
                     regions: regions.iter().map(|(r, ..)| r.clone()).collect(),
@@ -425,19 +500,26 @@ fn directory_requests<'a>(
     (pins_by_account, requests.into_iter().collect())
 }
 
+/// What [`plan_places`] found besides the plan: each mapping's group (for the who-changed
+/// lookup) and the functions acting as Entra applications (for the outbound planner).
+struct Placed {
+    groups: BTreeMap<String, String>,
+    wanted: Vec<outbound::Wanted>,
+}
+
 /// Plans each account and region on its own (IAM once, from the account's home region)
-/// and merges the plans, grouped by account. Also returns each mapping's group, for the
-/// who-changed lookup.
+/// and merges the plans, grouped by account.
 fn plan_places(
     read: &Read,
     config: &Config,
     settings: &Settings,
     pins: &BTreeMap<&str, Pins>,
     snapshot: &DirectorySnapshot,
-) -> (Plan, BTreeMap<String, String>) {
+) -> (Plan, Placed) {
     let observed = &read.observed;
     let mut plans = Vec::new();
     let mut groups = BTreeMap::new();
+    let mut wanted = BTreeSet::new();
     for (place @ (id, region), seen) in &observed.by_place {
         let here = &read.here[place];
         let target = Target {
@@ -456,11 +538,74 @@ fn plan_places(
                 .iter()
                 .filter_map(|r| Some((r.mapping.to_string(), r.group.as_ref()?.id.to_string()))),
         );
+        wanted.extend(desired.functions.iter().filter_map(|f| {
+            Some(outbound::Wanted {
+                account: id.clone(),
+                app_id: f.entra_application.clone()?,
+                role_arn: f.execution_role.clone()?,
+                mapping: f.mapping.clone(),
+            })
+        }));
         let mut p = plan::plan(&desired, seen, settings);
         p.place(id, region);
         plans.push(p);
     }
-    (Plan::merge(plans), groups)
+    let wanted = wanted.into_iter().collect();
+    (Plan::merge(plans), Placed { groups, wanted })
+}
+
+/// Whether the pass must read Entra's applications: functions act as one, the config
+/// declares outbound federation, or an owned role still carries the token policy (its
+/// function's application was just removed, so its credential is to go).
+fn outbound_in_use(read: &Read, config: &Config, settings: &Settings, wanted: bool) -> bool {
+    let of = &config.outbound_federation;
+    wanted
+        || of.enable
+        || !of.issuer_urls.is_empty()
+        || read.observed.iam().any(|(_, o)| {
+            o.roles.values().any(|r| {
+                settings.ownership().role(r)
+                    && r.inline_policies
+                        .contains_key(crate::sources::policy::OUTBOUND_POLICY_NAME)
+            })
+        })
+}
+
+/// Plans the outbound direction and adds it to the pass's plan; returns the writer for
+/// its Entra changes.
+async fn plan_outbound(
+    plan: &mut Plan,
+    read: &Read,
+    wanted: &[outbound::Wanted],
+    config: &Config,
+    directory: &mut DirectorySource,
+) -> Option<entra::GraphReader> {
+    let settings = Settings::from_config(config);
+    if !outbound_in_use(read, config, &settings, !wanted.is_empty()) {
+        return None;
+    }
+    let (applications, writer) = match directory.applications().await {
+        Ok((apps, writer)) => (Ok(apps), Some(writer)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the Entra applications trustsync owns; no federated credential is planned this pass");
+            (Err(e), None)
+        }
+    };
+    let accounts: BTreeSet<String> = read.observed.homes.keys().cloned().collect();
+    let prefix = config.instance_statement_prefix();
+    let p = outbound::plan(&outbound::Inputs {
+        wanted,
+        issuers: &read.issuers,
+        applications: &applications,
+        accounts: &accounts,
+        prefix: &prefix,
+        enable: config.outbound_federation.enable,
+        prune: config.prune,
+    });
+    let mut merged = Plan::merge(vec![std::mem::take(plan), p]);
+    merged.accounts = std::mem::take(&mut plan.accounts);
+    *plan = merged;
+    writer
 }
 
 /// Reads AWS and the directory, and plans and checks.
@@ -483,7 +628,12 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     let snapshot = directory.snapshot(&requests).await?;
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
-    let (mut plan, groups) = plan_places(&read, config, &settings, &pins, &snapshot);
+    let (mut plan, placed) = plan_places(&read, config, &settings, &pins, &snapshot);
+    // Reading Entra's applications is I/O: left out of the planner's time.
+    let reading = Instant::now();
+    let entra = plan_outbound(&mut plan, &read, &placed.wanted, config, directory).await;
+    let started = started + reading.elapsed();
+    let groups = placed.groups;
     let Read {
         observed,
         accounts,
@@ -544,6 +694,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         plan,
         observed,
         requests,
+        entra,
     })
 }
 
@@ -654,6 +805,45 @@ impl Planned {
         policy_revision: Option<&Revision>,
         control: apply::Control<'_>,
     ) -> Result<Report, apply::Error> {
-        apply::apply(&self.plan, aws, audit, actor, policy_revision, control).await
+        let writers = Writers {
+            aws,
+            entra: self.entra.as_ref(),
+        };
+        apply::apply(&self.plan, &writers, audit, actor, policy_revision, control).await
+    }
+}
+
+/// Where a pass's changes are written: AWS, and Microsoft Graph for the federated
+/// credentials.
+struct Writers<'a, E: ?Sized> {
+    aws: &'a E,
+    entra: Option<&'a entra::GraphReader>,
+}
+
+#[async_trait::async_trait]
+impl<E: Executor + ?Sized> Executor for Writers<'_, E> {
+    fn write_slots(&self) -> usize {
+        self.aws.write_slots()
+    }
+
+    fn parallel_accounts(&self) -> usize {
+        self.aws.parallel_accounts()
+    }
+
+    async fn execute(
+        &self,
+        change: &Change,
+        use_revision: bool,
+    ) -> Result<crate::model::call::Written, crate::model::call::Failure> {
+        if !change.action.is_entra() {
+            return self.aws.execute(change, use_revision).await;
+        }
+        match self.entra {
+            Some(graph) => graph.write_credential(&change.action).await,
+            None => Err(crate::model::call::Failure::permanent(
+                change.action.name(),
+                "Microsoft Graph is not connected in this pass",
+            )),
+        }
     }
 }
