@@ -213,9 +213,10 @@ fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing
     let ws = Workspace::new();
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let env = graph.env(CLIENT_SECRET);
-    ws.write("trustsync.yaml", "audit:\n  path: audit.jsonl\n");
-    // moto cannot say what the account's issuer is: that account's credentials are a
-    // problem, the rest of the pass (the role's token policy) goes on.
+    // moto cannot say what the account's issuer is (it answers 500, retried as AWS's
+    // would be, here for a second only): that account's credentials are a problem, the
+    // rest of the pass (the role's token policy) goes on.
+    ws.write("trustsync.yaml", "audit:\n  path: audit.jsonl\naws:\n  maxRetrySeconds: 1\n");
     with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
     let plan = plan_with(&moto, &ws, &env, &[], 1);
     let kinds: Vec<&str> = plan["problems"]
