@@ -72,6 +72,11 @@ pub enum Command {
     /// With `accounts` configured: the hub's policy, and the spoke role's policy and trust
     /// policy.
     IamPolicy(IamPolicyArgs),
+    /// Print the Microsoft Graph application permissions trustsync's own app registration
+    /// needs for the policies (GroupMember.Read.All, AuditLog.Read.All,
+    /// Application.ReadWrite.OwnedBy), with why, the applications its service principal
+    /// must own, and the Azure CLI commands that grant them.
+    EntraPermissions(EntraPermissionsArgs),
     /// Who can assume each role that trusts the tenant's provider, through which (nested)
     /// groups and since when; with --principal, every role and function one workload
     /// reaches. Also lists such roles trustsync does not manage (access outside the policy
@@ -150,12 +155,13 @@ pub enum AuditCommand {
     },
 }
 
-/// How `audit show` prints.
+/// Text or JSON (`audit show`, `check-token`, `entra-permissions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShowFormat {
     /// For people.
     Text,
-    /// A JSON array of the change records, each with its time and line.
+    /// JSON, for machines (for `audit show`: an array of the change records, each with
+    /// its time and line).
     Json,
 }
 
@@ -253,6 +259,16 @@ pub struct IamPolicyArgs {
     /// Default: the role of the current AWS credentials (asks STS).
     #[arg(long, value_name = "ARN")]
     hub_role_arn: Option<String>,
+}
+
+/// `entra-permissions` flags.
+#[derive(Debug, Args)]
+pub struct EntraPermissionsArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text")]
+    output: ShowFormat,
 }
 
 /// `plan` flags.
@@ -386,6 +402,10 @@ impl Cli {
                 policies: PolicyArgs { policies },
                 hub_role_arn,
             }) => iam_policy(&load_config()?, &policies, hub_role_arn).await,
+            Command::EntraPermissions(EntraPermissionsArgs {
+                policies: PolicyArgs { policies },
+                output,
+            }) => entra_permissions(&load_config()?, &policies, output),
             Command::Access(args) => access(args, load_config()?).await,
             Command::Export(args) => export(args, load_config()?).await,
             Command::CheckToken(args) => check_token(args, load_config()?).await,
@@ -918,6 +938,22 @@ async fn iam_policy(
     };
     let doc = crate::adapters::aws::permissions::iam_policies(config, set.as_ref(), &hub);
     println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(0)
+}
+
+/// `trustsync entra-permissions`: the Graph permissions for the policies (all of them when
+/// the directory does not exist).
+fn entra_permissions(config: &Config, policies: &Path, output: ShowFormat) -> anyhow::Result<u8> {
+    let set = if policies.exists() {
+        Some(policy::load_dir(policies, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?)
+    } else {
+        None
+    };
+    let p = crate::adapters::entra::permissions::entra_permissions(config, set.as_ref());
+    match output {
+        ShowFormat::Text => print!("{}", p.to_text()),
+        ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&p)?),
+    }
     Ok(0)
 }
 

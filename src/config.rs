@@ -104,7 +104,9 @@ impl OutboundFederationConfig {
             if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
                 return Err((
                     "outboundFederation.issuerUrls",
-                    format!("{account}: `{url}`: an issuer is https (http only on a loopback host)"),
+                    format!(
+                        "{account}: `{url}`: an issuer is https (http only on a loopback host)"
+                    ),
                 ));
             }
         }

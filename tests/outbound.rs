@@ -59,7 +59,12 @@ fn names(creds: &[Value]) -> Vec<&str> {
 
 /// Exchanges a token AWS would give `role` for an Entra token of the application: the
 /// status and the identity platform's first error code.
-fn exchange_as(moto: &Moto, graph: &GraphServer, issuer: &Issuer, role: &str) -> (u16, Option<u64>) {
+fn exchange_as(
+    moto: &Moto,
+    graph: &GraphServer,
+    issuer: &Issuer,
+    role: &str,
+) -> (u16, Option<u64>) {
     let (status, answer) =
         moto.block_on(exchange(graph, APP_ID, &issuer.token(role, EXCHANGE, 300)));
     if status == 200 {
@@ -68,7 +73,13 @@ fn exchange_as(moto: &Moto, graph: &GraphServer, issuer: &Issuer, role: &str) ->
     (status, answer["error_codes"][0].as_u64())
 }
 
-fn plan_with(moto: &Moto, ws: &Workspace, env: &[(String, String)], extra: &[&str], code: i32) -> Value {
+fn plan_with(
+    moto: &Moto,
+    ws: &Workspace,
+    env: &[(String, String)],
+    extra: &[&str],
+    code: i32,
+) -> Value {
     let mut args = vec!["plan", "--output", "json", "--detailed-exitcode"];
     args.extend(extra);
     let out = run_env(moto, ws, env, &args, code);
@@ -103,7 +114,10 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
 
     // The function acts as the application: the role's token policy in AWS and the
     // credential in Entra, planned, applied and audited together.
-    with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}, maxTokenSeconds: 600}}\n"));
+    with_application(
+        &ws,
+        &format!("  entraApplication: {{appId: {APP_ID}, maxTokenSeconds: 600}}\n"),
+    );
     run_env(&moto, &ws, &env, &["validate"], 0);
     let plan = plan_with(&moto, &ws, &env, &[], 2);
     assert_eq!(
@@ -120,13 +134,28 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
         st["Condition"]["ForAllValues:StringEquals"]["sts:IdentityTokenAudience"],
         EXCHANGE
     );
-    assert_eq!(st["Condition"]["NumericLessThanEquals"]["sts:DurationSeconds"], "600");
-    assert_eq!(st["Condition"]["Null"]["sts:IdentityTokenAudience"], "false");
+    assert_eq!(
+        st["Condition"]["NumericLessThanEquals"]["sts:DurationSeconds"],
+        "600"
+    );
+    assert_eq!(
+        st["Condition"]["Null"]["sts:IdentityTokenAudience"],
+        "false"
+    );
     let creds = credentials(&moto, &graph);
-    let mine: Vec<&Value> = creds.iter().filter(|c| c["name"] != "github-deploy").collect();
+    let mine: Vec<&Value> = creds
+        .iter()
+        .filter(|c| c["name"] != "github-deploy")
+        .collect();
     assert_eq!(mine.len(), 1, "{creds:#?}");
-    assert!(mine[0]["name"].as_str().unwrap().starts_with("trustsync-"), "{creds:#?}");
-    assert!(mine[0]["name"].as_str().unwrap().ends_with(&format!("{ACCOUNT}-payments-runtime")));
+    assert!(
+        mine[0]["name"].as_str().unwrap().starts_with("trustsync-"),
+        "{creds:#?}"
+    );
+    assert!(mine[0]["name"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("{ACCOUNT}-payments-runtime")));
     assert_eq!(mine[0]["issuer"], issuer.url.as_str());
     assert_eq!(mine[0]["subject"], RUNTIME);
     assert_eq!(mine[0]["audiences"], serde_json::json!([EXCHANGE]));
@@ -136,7 +165,10 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
     // The role's AWS-signed token is exchanged for an Entra token: no secret anywhere.
     assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
     // Another role's token is refused (no credential names it).
-    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME_V2), (401, Some(700213)));
+    assert_eq!(
+        exchange_as(&moto, &graph, &issuer, RUNTIME_V2),
+        (401, Some(700213))
+    );
     // Nothing left to do; access shows the direction and that the role allows it.
     plan_with(&moto, &ws, &env, &[], 0);
     let out = run_env(&moto, &ws, &env, &["access", "--output", "json"], 0);
@@ -152,7 +184,10 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
             mine[0]["id"].as_str().unwrap()
         );
         let body = serde_json::json!({"subject": "arn:aws:iam::123456789012:role/intruder"});
-        assert_eq!(c.call(reqwest::Method::PATCH, &path, Some(body)).await.0, 204);
+        assert_eq!(
+            c.call(reqwest::Method::PATCH, &path, Some(body)).await.0,
+            204
+        );
     });
     let plan = plan_with(&moto, &ws, &env, &[], 2);
     assert_eq!(actions(&plan), ["update-federated-credential"], "{plan:#}");
@@ -167,17 +202,32 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
             "executionRole: {roleMapping: payments-runtime-v2}",
         ),
     );
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve", "--prune", "true"], 0);
+    run_env(
+        &moto,
+        &ws,
+        &env,
+        &["apply", "--auto-approve", "--prune", "true"],
+        0,
+    );
     let creds = credentials(&moto, &graph);
     assert_eq!(creds.len(), 2, "{creds:#?}");
-    assert!(creds.iter().any(|c| c["subject"] == RUNTIME_V2), "{creds:#?}");
+    assert!(
+        creds.iter().any(|c| c["subject"] == RUNTIME_V2),
+        "{creds:#?}"
+    );
     assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME_V2), (200, None));
-    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (401, Some(700213)));
+    assert_eq!(
+        exchange_as(&moto, &graph, &issuer, RUNTIME),
+        (401, Some(700213))
+    );
 
     // The application leaves the policy: without prune the credential is an orphan,
     // reported; with prune it goes, and the exchange fails.
     let text = ws.read("policies/payments.yaml");
-    let text: Vec<&str> = text.lines().filter(|l| !l.contains("entraApplication")).collect();
+    let text: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("entraApplication"))
+        .collect();
     ws.write("policies/payments.yaml", &format!("{}\n", text.join("\n")));
     let plan = plan_with(&moto, &ws, &env, &[], 2);
     assert_eq!(actions(&plan), ["delete-inline-policy"], "{plan:#}");
@@ -188,11 +238,32 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
         .filter(|n| n["kind"] == "orphan")
         .collect();
     assert_eq!(orphans.len(), 1, "{plan:#}");
-    assert!(orphans[0]["resource"].as_str().unwrap().contains(APP_ID), "{plan:#}");
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve", "--prune", "true"], 0);
-    assert_eq!(credentials(&moto, &graph), seeded, "only the foreign credential is left");
-    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME_V2), (401, Some(700211)));
-    assert!(role_policy(&moto, "payments-runtime-v2", "trustsync-outbound-federation").is_none());
+    assert!(
+        orphans[0]["resource"].as_str().unwrap().contains(APP_ID),
+        "{plan:#}"
+    );
+    run_env(
+        &moto,
+        &ws,
+        &env,
+        &["apply", "--auto-approve", "--prune", "true"],
+        0,
+    );
+    assert_eq!(
+        credentials(&moto, &graph),
+        seeded,
+        "only the foreign credential is left"
+    );
+    assert_eq!(
+        exchange_as(&moto, &graph, &issuer, RUNTIME_V2),
+        (401, Some(700211))
+    );
+    assert!(role_policy(
+        &moto,
+        "payments-runtime-v2",
+        "trustsync-outbound-federation"
+    )
+    .is_none());
 
     // The audit log has every Entra write, with its intent and outcome.
     let audit = ws.read("audit.jsonl");
@@ -201,7 +272,10 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
         "update-federated-credential",
         "delete-federated-credential",
     ] {
-        assert!(audit.contains(&format!("\"{action}\"")), "{action} not audited");
+        assert!(
+            audit.contains(&format!("\"{action}\"")),
+            "{action} not audited"
+        );
     }
     run_env(&moto, &ws, &env, &["audit", "verify", "audit.jsonl"], 0);
 }
@@ -216,7 +290,10 @@ fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing
     // moto cannot say what the account's issuer is (it answers 500, retried as AWS's
     // would be, here for a second only): that account's credentials are a problem, the
     // rest of the pass (the role's token policy) goes on.
-    ws.write("trustsync.yaml", "audit:\n  path: audit.jsonl\naws:\n  maxRetrySeconds: 1\n");
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\naws:\n  maxRetrySeconds: 1\n",
+    );
     with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
     let plan = plan_with(&moto, &ws, &env, &[], 1);
     let kinds: Vec<&str> = plan["problems"]
@@ -226,8 +303,14 @@ fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing
         .map(|p| p["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["outbound-federation-off"], "{plan:#}");
-    assert!(actions(&plan).contains(&"put-inline-policy".to_string()), "{plan:#}");
-    assert!(!actions(&plan).iter().any(|a| a.contains("federated")), "{plan:#}");
+    assert!(
+        actions(&plan).contains(&"put-inline-policy".to_string()),
+        "{plan:#}"
+    );
+    assert!(
+        !actions(&plan).iter().any(|a| a.contains("federated")),
+        "{plan:#}"
+    );
 
     // An application the controller does not own: named as such, nothing written.
     let stranger = "11111111-2222-4333-8444-555555555555";
@@ -240,8 +323,14 @@ fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing
         &ws.read("policies/payments.yaml").replace(APP_ID, stranger),
     );
     let plan = plan_with(&moto, &ws, &env, &[], 1);
-    assert_eq!(plan["problems"][0]["kind"], "application-not-owned", "{plan:#}");
-    assert!(plan["problems"][0]["message"].as_str().unwrap().contains(stranger));
+    assert_eq!(
+        plan["problems"][0]["kind"], "application-not-owned",
+        "{plan:#}"
+    );
+    assert!(plan["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains(stranger));
     let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
     assert_eq!(credentials(&moto, &graph).len(), 1, "{}", show(&out));
 }

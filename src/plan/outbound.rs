@@ -366,8 +366,7 @@ fn plan_application(
             .issuers
             .get(&account)
             .is_some_and(|i| !matches!(i, Issuer::Url(_)));
-        if wanted_names.contains(&c.name) || !inputs.accounts.contains(&account) || issuer_unknown
-        {
+        if wanted_names.contains(&c.name) || !inputs.accounts.contains(&account) || issuer_unknown {
             // Wanted; or in an account not read this pass, or whose functions still want
             // credentials but whose issuer is off or unknown: nothing to judge it by.
             continue;
@@ -519,10 +518,20 @@ mod tests {
         let foreign = credential("github-deploy", "repo:acme/payments");
         let mine = credential(&format!("{PREFIX}{ACCOUNT}-old"), "arn:old");
         let other_account = credential(&format!("{PREFIX}210987654321-x"), "arn:x");
-        let apps = || Ok(vec![app(vec![foreign.clone(), mine.clone(), other_account.clone()])]);
+        let apps = || {
+            Ok(vec![app(vec![
+                foreign.clone(),
+                mine.clone(),
+                other_account.clone(),
+            ])])
+        };
         let p = run(&[], Issuer::Off, apps(), false);
         assert!(p.changes.is_empty(), "{p:#?}");
-        assert_eq!(p.notices.len(), 1, "only the read account's own credential: {p:#?}");
+        assert_eq!(
+            p.notices.len(),
+            1,
+            "only the read account's own credential: {p:#?}"
+        );
         let p = run(&[], Issuer::Off, apps(), true);
         assert_eq!(p.changes.len(), 1, "{p:#?}");
         assert!(matches!(&p.changes[0].action,
@@ -562,7 +571,12 @@ mod tests {
         assert!(p.changes.is_empty());
         // A foreign credential already trusting the role: a conflict, nothing created.
         let taken = credential("hand-made", &w[0].role_arn);
-        let p = run(&w, Issuer::Url(ISSUER.into()), Ok(vec![app(vec![taken])]), true);
+        let p = run(
+            &w,
+            Issuer::Url(ISSUER.into()),
+            Ok(vec![app(vec![taken])]),
+            true,
+        );
         assert_eq!(p.problems[0].kind, ProblemKind::Conflict, "{p:#?}");
         assert!(p.changes.is_empty());
     }
@@ -593,7 +607,10 @@ mod tests {
         let long = "r".repeat(64);
         let n = credential_name(&"p".repeat(40), ACCOUNT, &format!("arn:x:role/{long}"));
         assert!(n.len() <= MAX_NAME, "{}", n.len());
-        assert_eq!(account_of(&format!("{PREFIX}{ACCOUNT}-x"), PREFIX).as_deref(), Some(ACCOUNT));
+        assert_eq!(
+            account_of(&format!("{PREFIX}{ACCOUNT}-x"), PREFIX).as_deref(),
+            Some(ACCOUNT)
+        );
         assert_eq!(account_of("github-deploy", PREFIX), None);
     }
 }

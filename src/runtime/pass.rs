@@ -101,7 +101,13 @@ impl DirectorySource {
     /// credentials, and the writer that changes those; or why they cannot be read.
     pub async fn applications(
         &mut self,
-    ) -> Result<(Vec<crate::observed::ObservedApplication>, entra::GraphReader), String> {
+    ) -> Result<
+        (
+            Vec<crate::observed::ObservedApplication>,
+            entra::GraphReader,
+        ),
+        String,
+    > {
         if let DirectorySource::File(path) = self {
             return Err(format!(
                 "memberships come from the tenant file {}; federated credentials are read and written through Microsoft Graph only",
@@ -110,7 +116,10 @@ impl DirectorySource {
         }
         self.connect().map_err(|e| e.to_string())?;
         let reader = self.reader().expect("connected above").clone();
-        let apps = reader.owned_applications().await.map_err(|e| e.to_string())?;
+        let apps = reader
+            .owned_applications()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok((apps, reader))
     }
 
@@ -344,10 +353,19 @@ async fn read_account(
                 &settings.function_tag_key,
             )
             .await?;
-        if i == 0 && here.functions.iter().any(|f| f.spec.entra_application.is_some()) {
+        if i == 0
+            && here
+                .functions
+                .iter()
+                .any(|f| f.spec.entra_application.is_some())
+        {
             issuer = Some(
-                outbound_issuer(&member.account.id, &*member.connector.clients(&region), config)
-                    .await,
+                outbound_issuer(
+                    &member.account.id,
+                    &*member.connector.clients(&region),
+                    config,
+                )
+                .await,
             );
         }
         out.push((region, here, observed));
@@ -358,11 +376,7 @@ async fn read_account(
 /// The account's outbound federation issuer: the config's (`outboundFederation.issuerUrls`)
 /// or AWS's. A failed read concerns only the outbound credentials of the account, so it is
 /// kept as such and never fails the account's read (its revocations go on).
-async fn outbound_issuer(
-    account: &str,
-    aws: &dyn AwsApi,
-    config: &Config,
-) -> outbound::Issuer {
+async fn outbound_issuer(account: &str, aws: &dyn AwsApi, config: &Config) -> outbound::Issuer {
     if let Some(url) = config.outbound_federation.issuer_urls.get(account) {
         return outbound::Issuer::Url(url.clone());
     }

@@ -280,6 +280,7 @@ mod tests {
             exclude: Vec::new(),
             refresh_seconds: 3600,
         });
+        config.outbound_federation.enable = true;
         let both = iam_policies(&config, None, "arn:aws:iam::111111111111:role/hub");
         let mut granted: Vec<String> = Vec::new();
         let statements = both["hub"]["policy"]["Statement"]
@@ -329,6 +330,20 @@ mod tests {
             both["spoke"]["trustPolicy"]["Statement"][0]["Principal"]["AWS"],
             "arn:aws:iam::111111111111:role/hub"
         );
+    }
+
+    #[test]
+    fn enabling_outbound_federation_is_granted_only_when_the_config_allows_it() {
+        let mut config = Config::default();
+        let off = controller_policy(&config, None).to_string();
+        assert!(off.contains("iam:GetOutboundWebIdentityFederationInfo"));
+        assert!(!off.contains("iam:EnableOutboundWebIdentityFederation"));
+        config.outbound_federation.enable = true;
+        let on = controller_policy(&config, None);
+        assert!(on
+            .to_string()
+            .contains("iam:EnableOutboundWebIdentityFederation"));
+        assert!(check_document(&on).is_empty());
     }
 
     #[test]

@@ -345,12 +345,13 @@ impl GraphReader {
     /// success, with a note; anything else Graph refuses is a [`Failure`].
     pub async fn write_credential(&self, action: &Action) -> Result<Written, Failure> {
         use crate::plan::Action::*;
-        let body = |name: &str, issuer: &str, subject: &str, audiences: &[String], description: &str| {
-            serde_json::json!({
-                "name": name, "issuer": issuer, "subject": subject,
-                "audiences": audiences, "description": description,
-            })
-        };
+        let body =
+            |name: &str, issuer: &str, subject: &str, audiences: &[String], description: &str| {
+                serde_json::json!({
+                    "name": name, "issuer": issuer, "subject": subject,
+                    "audiences": audiences, "description": description,
+                })
+            };
         let (result, benign, note) = match action {
             CreateFederatedCredential {
                 application_id,

@@ -3,6 +3,7 @@
 //! no Graph type leaves this module.
 
 pub mod graph;
+pub mod permissions;
 pub mod token;
 
 pub use graph::{DeltaCache, GraphReader, ReaderSettings, SyncResult};
