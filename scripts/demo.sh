@@ -5,8 +5,10 @@
 # example policies refer to, and runs trustsync with the sample policies (policies/):
 # validate, plan, apply, plan again (no changes), then `trustsync run` repairing a
 # membership change made through the Graph server's admin API, an audit log check, and
-# `audit show` naming who made the change in Entra; then one controller for two AWS
-# accounts (hub and spoke), with the plan grouped by account.
+# `audit show` naming who made the change in Entra; a Lambda function acting as an Entra
+# application (outbound federation: the role's token policy, the application's federated
+# credential, a token exchanged with no secret); then one controller for two AWS accounts
+# (hub and spoke), with the plan grouped by account.
 # Everything it starts is stopped on exit; no real account or tenant is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +18,9 @@ work=$(mktemp -d)
 moto_pid=
 graph_pid=
 run_pid=
+issuer_pid=
 cleanup() {
-  for pid in $run_pid $moto_pid $graph_pid; do
+  for pid in $run_pid $issuer_pid $moto_pid $graph_pid; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -122,6 +125,32 @@ ts audit verify "$work/audit.jsonl"
 
 say "trustsync audit show: who gave payments-release-bot access, and who took it away"
 ts audit show "$work/audit.jsonl" --principal 5e1f0a2b-1111-4111-8111-000000000002
+say "The other direction: payments-api acts as an Entra application, with no secret"
+# moto has no outbound identity federation: a stand-in issuer plays the account's (the
+# documented outboundFederation.issuerUrls override), signing as AWS would.
+"$venv/bin/python" scripts/outbound_issuer.py serve >"$work/issuer.out" 2>"$work/issuer.log" &
+issuer_pid=$!
+for _ in $(seq 1 100); do
+  issuer=$(sed -n 's/^issuer at //p' "$work/issuer.out")
+  [ -n "$issuer" ] && break
+  sleep 0.1
+done
+cp -r policies "$work/policies"
+sed -i 's|^  executionRole: {roleMapping: payments-runtime}$|&\n  entraApplication: {appId: 9e8d7c6b-0000-4000-8000-00000000a001, maxTokenSeconds: 300}|' \
+  "$work/policies/payments.yaml"
+cat >>"$work/trustsync.yaml" <<YAML
+outboundFederation: {issuerUrls: {"123456789012": "$issuer"}}
+YAML
+echo "  FunctionAccess payments-api now says: entraApplication: {appId: 9e8d7c6b-..., maxTokenSeconds: 300}"
+ts entra-permissions --policies "$work/policies" | sed '/^With the Azure CLI/,$d'
+ts apply --policies "$work/policies" --auto-approve 2>/dev/null | grep -E '^ *[-+~] |^Apply:'
+say "The function's token, signed by the account's issuer, is exchanged for an Entra token"
+"$venv/bin/python" scripts/outbound_issuer.py exchange "$issuer" "$graph" "$AZURE_TENANT_ID" \
+  9e8d7c6b-0000-4000-8000-00000000a001 arn:aws:iam::123456789012:role/trustsync/payments-runtime
+echo "  and another role's token is refused:"
+"$venv/bin/python" scripts/outbound_issuer.py exchange "$issuer" "$graph" "$AZURE_TENANT_ID" \
+  9e8d7c6b-0000-4000-8000-00000000a001 arn:aws:iam::123456789012:role/trustsync/payments-deployer || true
+
 say "Many accounts: the same policies in two AWS accounts, reached through a spoke role in each"
 for account in 111111111111 222222222222; do
   "$venv/bin/python" scripts/seed_demo.py "$AWS_ENDPOINT_URL" --account "$account"
