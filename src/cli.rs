@@ -644,12 +644,12 @@ async fn read_aws(
 /// The whole directory: every group with its direct members (a delta read of Graph, or
 /// the tenant file).
 async fn read_directory(
-    read: &mut ReadArgs,
-    config: &mut Config,
+    tenant: Option<&Path>,
+    config: &Config,
 ) -> anyhow::Result<crate::inventory::Directory> {
     use crate::inventory::Directory;
-    if let Some(path) = read.directory(config) {
-        let tenant = crate::sources::directory::TenantFile::load(&path)?;
+    if let Some(path) = tenant {
+        let tenant = crate::sources::directory::TenantFile::load(path)?;
         return Ok(Directory::from_tenant_file(&tenant));
     }
     let reader = crate::adapters::entra::reader_from_env(&config.directory.graph)
@@ -660,6 +660,21 @@ async fn read_directory(
         .await
         .context("reading the directory's groups from Microsoft Graph")?;
     Ok(Directory::from_groups(cache.groups()))
+}
+
+/// The Entra applications trustsync owns, with their federated credentials: from the
+/// tenant file, or Microsoft Graph. Why not, when they cannot be read.
+async fn read_applications(
+    tenant: Option<&Path>,
+    config: &Config,
+) -> Result<Vec<crate::observed::ObservedApplication>, String> {
+    if let Some(path) = tenant {
+        let t = crate::sources::directory::TenantFile::load(path).map_err(|e| e.to_string())?;
+        return Ok(t.observed_applications());
+    }
+    let reader = crate::adapters::entra::reader_from_env(&config.directory.graph)
+        .map_err(|e| e.to_string())?;
+    reader.owned_applications().await.map_err(|e| e.to_string())
 }
 
 /// `trustsync access`.
@@ -676,11 +691,12 @@ async fn access(args: AccessArgs, mut config: Config) -> anyhow::Result<u8> {
     };
     let settings = crate::plan::Settings::from_config(&config);
     let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
+    let tenant = read.directory(&mut config);
     // No role trusts the tenant: nothing to explain, and no Entra credential asked for.
     let directory = if roles.is_empty() {
         crate::inventory::Directory::default()
     } else {
-        read_directory(&mut read, &mut config).await?
+        read_directory(tenant.as_deref(), &config).await?
     };
     let since = match audit::show(&config.audit.path, &audit::Query::default()) {
         Ok(entries) => crate::inventory::grants_since(&entries),
@@ -689,7 +705,7 @@ async fn access(args: AccessArgs, mut config: Config) -> anyhow::Result<u8> {
             Default::default()
         }
     };
-    let report = crate::inventory::access(
+    let mut report = crate::inventory::access(
         &roles,
         &policies,
         &directory,
@@ -697,6 +713,11 @@ async fn access(args: AccessArgs, mut config: Config) -> anyhow::Result<u8> {
         &since,
         principal.as_deref(),
     );
+    // The Entra half of the outbound direction: which credential trusts each role.
+    if !report.outbound.is_empty() {
+        let apps = read_applications(tenant.as_deref(), &config).await;
+        crate::inventory::entra_trust(&mut report.outbound, &apps);
+    }
     match output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Markdown => print!("{}", report.markdown()),
@@ -717,7 +738,8 @@ async fn export(mut args: ReadArgs, mut config: Config) -> anyhow::Result<u8> {
     let directory = if roles.iter().all(|r| r.managed) {
         crate::inventory::Directory::default()
     } else {
-        read_directory(&mut args, &mut config).await?
+        let tenant = args.directory(&mut config);
+        read_directory(tenant.as_deref(), &config).await?
     };
     let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
     print!("{}", out.yaml);

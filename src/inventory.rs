@@ -318,6 +318,63 @@ pub struct Outbound {
     /// Whether that role's inline policies (as AWS shows them) let it ask STS for a token
     /// for Entra's exchange.
     pub role_allows: bool,
+    /// Whether a federated credential of the application trusts the role's tokens for
+    /// Entra's exchange; `None` when Entra could not be read (see `entraNote`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entra_trusts: Option<bool>,
+    /// The credential that does, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Why Entra's side is not known, or what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entra_note: Option<String>,
+}
+
+/// Fills in Entra's half of each outbound row from the applications read (or why they
+/// could not be).
+pub fn entra_trust(
+    rows: &mut [Outbound],
+    apps: &Result<Vec<crate::observed::ObservedApplication>, String>,
+) {
+    use crate::sources::policy::ENTRA_TOKEN_EXCHANGE_AUDIENCE;
+    for o in rows {
+        let apps = match apps {
+            Ok(apps) => apps,
+            Err(e) => {
+                o.entra_note = Some(format!("the applications could not be read: {e}"));
+                continue;
+            }
+        };
+        let Some(app) = apps
+            .iter()
+            .find(|a| a.app_id.eq_ignore_ascii_case(&o.application))
+        else {
+            o.entra_trusts = Some(false);
+            o.entra_note = Some("not among the applications trustsync owns".into());
+            continue;
+        };
+        let found = app.credentials.iter().find(|c| {
+            o.role.as_deref() == Some(c.subject.as_str())
+                && c.audiences
+                    .iter()
+                    .any(|a| a == ENTRA_TOKEN_EXCHANGE_AUDIENCE)
+        });
+        o.entra_trusts = Some(found.is_some());
+        o.credential = found.map(|c| c.name.clone());
+    }
+}
+
+impl Outbound {
+    /// Entra's half, in words.
+    fn entra_text(&self) -> String {
+        match (self.entra_trusts, &self.credential, &self.entra_note) {
+            (Some(true), Some(name), _) => format!("credential `{name}` trusts it"),
+            (Some(false), _, Some(note)) => format!("no credential trusts it ({note})"),
+            (Some(false), _, None) => "no credential trusts it".into(),
+            (_, _, Some(note)) => format!("unknown, {note}"),
+            _ => "not read".into(),
+        }
+    }
 }
 
 /// `trustsync access`: every Entra-trusting role, and who can assume it through what.
@@ -489,6 +546,9 @@ fn outbound(policies: &PolicySet, observed: &Observations) -> Vec<Outbound> {
                     application: app.app_id.clone(),
                     role,
                     role_allows,
+                    entra_trusts: None,
+                    credential: None,
+                    entra_note: None,
                 });
             }
         }
@@ -549,7 +609,7 @@ impl AccessReport {
             );
             for o in &self.outbound {
                 s.push_str(&format!(
-                    "  {} as application {} (role {}: {})\n",
+                    "  {} as application {} (role {}: {}; Entra: {})\n",
                     o.function,
                     o.application,
                     o.role.as_deref().unwrap_or("none"),
@@ -557,7 +617,8 @@ impl AccessReport {
                         "may request exchange tokens"
                     } else {
                         "may NOT request exchange tokens yet"
-                    }
+                    },
+                    o.entra_text()
                 ));
             }
         }
@@ -600,14 +661,15 @@ impl AccessReport {
             }
         }
         if !self.outbound.is_empty() {
-            s.push_str("\n| function | acts as Entra application | role | role may request exchange tokens |\n|---|---|---|---|\n");
+            s.push_str("\n| function | acts as Entra application | role | role may request exchange tokens | Entra trusts the role |\n|---|---|---|---|---|\n");
             for o in &self.outbound {
                 s.push_str(&format!(
-                    "| `{}` | `{}` | `{}` | {} |\n",
+                    "| `{}` | `{}` | `{}` | {} | {} |\n",
                     o.function,
                     o.application,
                     o.role.as_deref().unwrap_or("none"),
-                    if o.role_allows { "yes" } else { "**no**" }
+                    if o.role_allows { "yes" } else { "**no**" },
+                    o.entra_text()
                 ));
             }
         }

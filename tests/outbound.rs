@@ -175,6 +175,11 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
     let access: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(access["outbound"][0]["application"], APP_ID, "{access:#}");
     assert_eq!(access["outbound"][0]["roleAllows"], true, "{access:#}");
+    assert_eq!(access["outbound"][0]["entraTrusts"], true, "{access:#}");
+    assert_eq!(
+        access["outbound"][0]["credential"], mine[0]["name"],
+        "{access:#}"
+    );
 
     // Edited by hand in Entra: the next pass puts it back.
     moto.block_on(async {
@@ -189,6 +194,12 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
             204
         );
     });
+    let out = run_env(&moto, &ws, &env, &["access"], 0);
+    assert!(
+        stdout(&out).contains("Entra: no credential trusts it"),
+        "{}",
+        show(&out)
+    );
     let plan = plan_with(&moto, &ws, &env, &[], 2);
     assert_eq!(actions(&plan), ["update-federated-credential"], "{plan:#}");
     run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);

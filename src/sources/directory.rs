@@ -319,6 +319,33 @@ pub struct TenantApplication {
     pub federated_identity_credentials: Vec<TenantFederatedIdentityCredential>,
 }
 
+impl TenantFile {
+    /// The file's applications with their federated credentials, as Graph would show the
+    /// ones a controller owns (the file has no caller, so: all of them).
+    pub fn observed_applications(&self) -> Vec<crate::observed::ObservedApplication> {
+        self.applications
+            .iter()
+            .map(|a| crate::observed::ObservedApplication {
+                id: a.id.clone(),
+                app_id: a.app_id.clone(),
+                display_name: a.display_name.clone(),
+                credentials: a
+                    .federated_identity_credentials
+                    .iter()
+                    .map(|c| crate::observed::ObservedCredential {
+                        id: c.name.clone(),
+                        name: c.name.clone(),
+                        issuer: c.issuer.clone(),
+                        subject: c.subject.clone(),
+                        audiences: c.audiences.clone(),
+                        description: c.description.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 /// A federated identity credential of an application, in Graph's field names.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
