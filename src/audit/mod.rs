@@ -169,8 +169,10 @@ impl AuditLog {
     }
 
     /// Resolves every pending intent against what AWS shows now, one [`Recovered`] record
-    /// each; an intent in an account this pass could not read stays pending. Returns how
-    /// many were resolved.
+    /// each; an intent in an account this pass could not read stays pending. An Entra
+    /// write (a federated credential) is resolved as not known (`landed: null`): the pass
+    /// reads Entra afterwards and plans whatever is still missing. Returns how many were
+    /// resolved.
     pub fn recover(
         &mut self,
         observed: &crate::observed::Observations,
@@ -178,14 +180,14 @@ impl AuditLog {
     ) -> Result<usize, Error> {
         let (pending, unread): (BTreeMap<usize, Intent>, _) = std::mem::take(&mut self.pending)
             .into_iter()
-            .partition(|(_, i)| observed.for_arn(&i.target).is_some());
+            .partition(|(_, i)| i.intent.is_entra() || observed.for_arn(&i.target).is_some());
         self.pending = unread;
         for (line, intent) in &pending {
-            let Some(seen) = observed.for_arn(&intent.target) else {
-                continue;
+            let landed = match observed.for_arn(&intent.target) {
+                Some(seen) => landed(&intent.intent, seen),
+                None => None,
             };
-            let landed = landed(&intent.intent, seen);
-            tracing::warn!(line, action = intent.intent.name(), target = %intent.target, ?landed, "an AWS write was under way when trustsync stopped; recorded what AWS shows now");
+            tracing::warn!(line, action = intent.intent.name(), target = %intent.target, ?landed, "a write was under way when trustsync stopped; recorded what AWS shows now (not known for Entra)");
             self.append(&Record::Recovered(Recovered {
                 actor: actor.clone(),
                 intent_line: *line,
@@ -498,6 +500,41 @@ mod tests {
         assert!(err.contains("in use by another trustsync writer"), "{err}");
         drop(first);
         AuditLog::open(&path).expect("free again once the first writer is gone");
+    }
+
+    #[test]
+    fn an_entra_write_left_open_is_recovered_as_not_known() {
+        let (_d, path) = log_with(0);
+        let action = Action::DeleteFederatedCredential {
+            application_id: "obj".into(),
+            app_id: "app".into(),
+            credential_id: "c".into(),
+            name: "trustsync-x-123456789012-r".into(),
+        };
+        {
+            let mut log = AuditLog::open(&path).unwrap();
+            log.append(&Record::Intent(Intent {
+                actor: actor(),
+                intent: action,
+                target: "entra:application/app/federatedIdentityCredentials/n".into(),
+                mapping: None,
+            }))
+            .unwrap();
+        }
+        let mut log = AuditLog::open(&path).unwrap();
+        let observed = crate::observed::Observations::single(
+            "1",
+            "eu-west-1",
+            crate::observed::Observed::default(),
+        );
+        assert_eq!(log.recover(&observed, &actor()).unwrap(), 1);
+        assert!(log.pending().is_empty());
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        match serde_json::from_str(text.lines().last().unwrap()).unwrap() {
+            Record::Recovered(r) => assert_eq!(r.landed, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
