@@ -255,6 +255,27 @@ async fn a_service_principal_lists_the_applications_it_owns() {
         )
         .await;
     assert_eq!(status, 400);
+    // The application list shows every application; one by id (or appId) only if owned.
+    let (status, list) = c
+        .call(Method::GET, "applications?$select=id,appId", None)
+        .await;
+    assert_eq!(
+        (status, list["value"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{list}"
+    );
+    let (status, app) = c
+        .call(
+            Method::GET,
+            &format!("applications(appId='{OWNED_APP_ID}')"),
+            None,
+        )
+        .await;
+    assert_eq!((status, app["id"].as_str()), (200, Some(OWNED)), "{app}");
+    let (status, _) = c
+        .call(Method::GET, &format!("applications/{NOT_OWNED}"), None)
+        .await;
+    assert_eq!(status, 403);
 }
 
 #[tokio::test]

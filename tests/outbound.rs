@@ -369,3 +369,33 @@ fn bad_application_settings_are_refused_with_file_line_and_field() {
     let plan = run_ok(&moto, &ws, &["plan"], 1);
     assert!(!moto.role_exists("payments-runtime"), "{}", show(&plan));
 }
+
+#[test]
+fn an_endpoint_without_owned_objects_is_read_through_the_application_list() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    // Another application in the tenant, not the controller's: listed, never touched.
+    ws.edit_tenant(|t| {
+        t["applications"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "id": "0a1b2c3d-0000-4000-8000-00000000a002",
+                "appId": "9e8d7c6b-0000-4000-8000-00000000a002",
+                "displayName": "hr", "owners": []
+            }))
+    });
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    graph.faults(serde_json::json!({"noOwnedObjects": true}));
+    let env = graph.env(CLIENT_SECRET);
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": https://abc.tokens.sts.global.api.aws\n",
+    );
+    with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let creds = credentials(&moto, &graph);
+    assert!(creds.iter().any(|c| c["subject"] == RUNTIME), "{creds:#?}");
+    plan_with(&moto, &ws, &env, &[], 0);
+}

@@ -125,8 +125,9 @@ fn alternate_key<'a>(segment: &'a str, prefix: &str, key: &str) -> Option<&'a st
         .strip_suffix("')")
 }
 
-/// Which credential a path names.
+/// Which credential a path names (or the application itself).
 enum Target<'a> {
+    Application,
     Collection,
     ByIdOrName(&'a str),
     ByName(&'a str),
@@ -213,23 +214,14 @@ pub fn owned_objects(
     let Some(sp) = sp else {
         return not_found(segments[0]);
     };
-    let select: Option<Vec<&str>> = query
-        .get("$select")
-        .map(|s| s.split(',').map(str::trim).collect());
     let value: Vec<Value> = apps
         .apps
         .iter()
         .filter(|a| a.owners.iter().any(|o| o == &sp.id))
         .map(|a| {
-            let all = json!({"id": a.id, "appId": a.app_id, "displayName": a.display_name});
-            let mut out = Map::new();
-            out.insert("@odata.type".into(), json!("#microsoft.graph.application"));
-            for (k, v) in all.as_object().expect("object") {
-                if k == "id" || select.as_ref().is_none_or(|s| s.contains(&k.as_str())) {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-            Value::Object(out)
+            let mut v = application_json(a, query);
+            v["@odata.type"] = json!("#microsoft.graph.application");
+            v
         })
         .collect();
     let context = if cast.is_empty() {
@@ -238,6 +230,33 @@ pub fn owned_objects(
         format!("{base}/$metadata#applications")
     };
     Json(json!({"@odata.context": context, "value": value})).into_response()
+}
+
+/// An application as Graph shows it, with `$select` applied (`id` always).
+fn application_json(a: &App, query: &HashMap<String, String>) -> Value {
+    let select: Option<Vec<&str>> = query
+        .get("$select")
+        .map(|s| s.split(',').map(str::trim).collect());
+    let all = json!({"id": a.id, "appId": a.app_id, "displayName": a.display_name});
+    let mut out = Map::new();
+    for (k, v) in all.as_object().expect("object") {
+        if k == "id" || select.as_ref().is_none_or(|s| s.contains(&k.as_str())) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// `GET /applications`: every application of the tenant (reading is not limited to owned
+/// ones; changing them is). One page.
+fn list_applications(apps: &Apps, query: &HashMap<String, String>, base: &str) -> Response {
+    let value: Vec<Value> = apps
+        .apps
+        .iter()
+        .map(|a| application_json(a, query))
+        .collect();
+    Json(json!({"@odata.context": format!("{base}/$metadata#applications"), "value": value}))
+        .into_response()
 }
 
 /// One request to an applications route.
@@ -264,6 +283,17 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
         base,
     } = *req;
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    if segments == ["applications"] {
+        return if *method == Method::GET {
+            list_applications(apps, query, base)
+        } else {
+            graph_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request_BadRequest",
+                "This server does not create applications.",
+            )
+        };
+    }
     let (app_key, tail): (Result<&str, &str>, &[&str]) = match segments.as_slice() {
         ["applications", id, tail @ ..] => (Ok(*id), tail),
         [first, tail @ ..] => match alternate_key(first, "applications", "appId") {
@@ -273,6 +303,7 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
         [] => return bad_request("Empty path."),
     };
     let target = match tail {
+        [] => Target::Application,
         ["federatedIdentityCredentials"] => Target::Collection,
         ["federatedIdentityCredentials", key] => Target::ByIdOrName(key),
         [seg] => match alternate_key(seg, "federatedIdentityCredentials", "name") {
@@ -327,6 +358,12 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
         apps.apps[index].id
     );
     match ((*method).clone(), target) {
+        (Method::GET, Target::Application) => {
+            let a = &apps.apps[index];
+            let mut v = application_json(a, query);
+            v["@odata.context"] = json!(format!("{base}/$metadata#applications/$entity"));
+            Json(v).into_response()
+        }
         (Method::GET, Target::Collection) => {
             let app = &apps.apps[index];
             let filter = match query.get("$filter").map(|f| parse_eq_filter(f)) {
@@ -376,7 +413,7 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
             let (key, upsert) = match target {
                 Target::ByName(name) => (name, true),
                 Target::ByIdOrName(key) => (key, false),
-                Target::Collection => unreachable!("matched above"),
+                Target::Collection | Target::Application => unreachable!("matched above"),
             };
             match find(&apps.apps[index], key) {
                 Some(i) => update(apps, index, i, &body),

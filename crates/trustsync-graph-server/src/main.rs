@@ -46,7 +46,7 @@
 //! /admin/groups/{id}/members/{member}` (optional body `{"initiatedBy"}`): each also
 //! recorded in `GET /v1.0/auditLogs/directoryAudits` as Entra records it,
 //! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
-//! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs"}`,
+//! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs", "noOwnedObjects"}`,
 //! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`.
 //!
 //! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]
@@ -166,6 +166,9 @@ struct Faults {
     deny_audit_logs: bool,
     /// Hold `/auditLogs/directoryAudits` requests this long (a slow audit log).
     audit_delay_ms: u64,
+    /// Answer `servicePrincipals/.../ownedObjects` with 400 "Resource not found for the
+    /// segment", as an endpoint that does not serve it would.
+    no_owned_objects: bool,
 }
 
 struct Event {
@@ -975,6 +978,13 @@ async fn serve_get(
 ) -> Response {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     if applications::is_owned_objects_route(rest) {
+        if state.lock().expect("state").faults.no_owned_objects {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Resource not found for the segment '{rest}'."),
+            );
+        }
         let q = parse_query(raw);
         if let Err(resp) = gate(state, "ownedObjects", client, &q).await {
             return resp;

@@ -286,19 +286,30 @@ impl GraphReader {
     /// identity credentials: `GET /servicePrincipals(appId='{client id}')/ownedObjects/
     /// microsoft.graph.application`, then each application's
     /// `federatedIdentityCredentials`, in JSON batches, every page followed. What
-    /// `Application.ReadWrite.OwnedBy` may read. Any failed read fails it all.
+    /// `Application.ReadWrite.OwnedBy` may read. An endpoint that does not serve
+    /// `ownedObjects` (400, 404, 405, 501) is asked for `GET /applications` instead, and
+    /// the applications whose credentials it refuses to show (403, 404) are left out as
+    /// not owned. Any other failed read fails it all.
     pub async fn owned_applications(&self) -> Result<Vec<ObservedApplication>, Error> {
-        let op = "GET ownedObjects (applications)";
         let owned = format!(
             "/servicePrincipals(appId='{}')/ownedObjects/microsoft.graph.application?$select=id,appId,displayName",
             self.tokens.client_id().replace('\'', "''")
         );
-        let first = self.batch_get(op, &[owned]).await?;
-        let apps = self
-            .rest_of_pages(op, first)
-            .await?
-            .pop()
-            .expect("one collection asked, one answered")?;
+        let (apps, listed_all) = match self
+            .collection("GET ownedObjects (applications)", owned)
+            .await
+        {
+            Ok(apps) => (apps, false),
+            Err(Error::Graph {
+                status: 400 | 404 | 405 | 501,
+                ..
+            }) => {
+                tracing::warn!("the Graph endpoint does not list a service principal's owned objects; reading /applications and keeping those whose credentials it shows");
+                let all = "/applications?$select=id,appId,displayName".to_string();
+                (self.collection("GET applications", all).await?, true)
+            }
+            Err(e) => return Err(e),
+        };
         let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
         let mut out: Vec<ObservedApplication> = apps
             .iter()
@@ -319,8 +330,19 @@ impl GraphReader {
             .map(|a| format!("/applications/{}/federatedIdentityCredentials", a.id))
             .collect();
         let first = self.batch_get(op, &urls).await?;
+        let mut not_owned = BTreeSet::new();
         for (app, creds) in out.iter_mut().zip(self.rest_of_pages(op, first).await?) {
-            app.credentials = creds?
+            let creds = match creds {
+                Ok(c) => c,
+                Err(Error::Graph {
+                    status: 403 | 404, ..
+                }) if listed_all => {
+                    not_owned.insert(app.id.clone());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            app.credentials = creds
                 .iter()
                 .map(|c| ObservedCredential {
                     id: field(c, "id"),
@@ -337,7 +359,17 @@ impl GraphReader {
                 })
                 .collect();
         }
+        out.retain(|a| !not_owned.contains(&a.id));
         Ok(out)
+    }
+
+    /// Every item of one collection (path relative to the endpoint), all pages.
+    async fn collection(&self, operation: &str, url: String) -> Result<Vec<Value>, Error> {
+        let first = self.batch_get(operation, &[url]).await?;
+        self.rest_of_pages(operation, first)
+            .await?
+            .pop()
+            .expect("one collection asked, one answered")
     }
 
     /// Creates, updates or deletes a federated identity credential. A create that finds
