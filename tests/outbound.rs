@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::Value;
 use support::entra::{exchange, GraphClient, Issuer, EXCHANGE};
 use support::*;
@@ -398,4 +400,51 @@ fn an_endpoint_without_owned_objects_is_read_through_the_application_list() {
     let creds = credentials(&moto, &graph);
     assert!(creds.iter().any(|c| c["subject"] == RUNTIME), "{creds:#?}");
     plan_with(&moto, &ws, &env, &[], 0);
+}
+
+#[test]
+fn the_controller_grants_and_revokes_the_application_as_the_policy_changes() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    let issuer = Issuer::start();
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    ws.write(
+        "trustsync.yaml",
+        &format!(
+            "audit:\n  path: audit.jsonl\nprune: true\nrun: {{intervalSeconds: 60, directoryPollSeconds: 1, policyPollSeconds: 1}}\noutboundFederation:\n  issuerUrls:\n    \"{ACCOUNT}\": {}\n",
+            issuer.url
+        ),
+    );
+    with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
+    let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    wait_for(Duration::from_secs(30), "the credential", || {
+        credentials(&moto, &graph)
+            .iter()
+            .any(|c| c["subject"] == RUNTIME)
+    });
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
+
+    // The policy drops the application: the next pass (a policy change triggers one)
+    // takes the role's token permission and the credential away.
+    let text = ws.read("policies/payments.yaml");
+    let text: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("entraApplication"))
+        .collect();
+    ws.write("policies/payments.yaml", &format!("{}\n", text.join("\n")));
+    let took = wait_for(Duration::from_secs(30), "the credential removed", || {
+        credentials(&moto, &graph).len() == 1
+    });
+    eprintln!(
+        "credential removed {} ms after the policy change",
+        took.as_millis()
+    );
+    assert_eq!(
+        exchange_as(&moto, &graph, &issuer, RUNTIME),
+        (401, Some(700211))
+    );
+    assert!(role_policy(&moto, "payments-runtime", "trustsync-outbound-federation").is_none());
+    assert!(daemon.terminate().success());
 }

@@ -2,10 +2,9 @@
 
 mod support;
 
-use std::io::BufRead;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use support::daemon::Daemon;
 use support::proxy::{Faults, Proxy};
 use support::*;
 
@@ -13,83 +12,6 @@ const SP1: &str = "5e1f0a2b-1111-4111-8111-000000000001";
 const SP2: &str = "5e1f0a2b-1111-4111-8111-000000000002";
 const SP4: &str = "5e1f0a2b-1111-4111-8111-000000000004";
 const PAYMENTS: &str = "a1b2c3d4-0001-4000-8000-000000000001";
-
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Daemon {
-    fn start(moto: &Moto, graph: &GraphServer, ws: &Workspace) -> Daemon {
-        Daemon::spawn(&moto.endpoint, graph.env(CLIENT_SECRET), ws)
-    }
-
-    /// `trustsync run` with AWS at `endpoint` and this extra environment; returns once it
-    /// prints its address.
-    fn spawn(endpoint: &str, env: Vec<(String, String)>, ws: &Workspace) -> Daemon {
-        let mut cmd = command(ws.path(), endpoint);
-        cmd.args([
-            "--config",
-            "trustsync.yaml",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .envs(env)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        out.read_line(&mut line).unwrap();
-        // The rest of stdout (the audit mirror) goes to run.out.
-        let mut copy = std::fs::File::create(ws.path().join("run.out")).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut out, &mut copy));
-        let base = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            base.starts_with("http://"),
-            "daemon did not start: {line}\n{}",
-            ws.read("run.log")
-        );
-        Daemon { child, base }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        http("GET", &format!("{}{path}", self.base), None)
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.get("/status").1).unwrap()
-    }
-
-    fn wait_ready(&self) {
-        wait_for(Duration::from_secs(60), "readiness", || {
-            self.get("/readyz").0 == 200
-        });
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Checks the Prometheus text exposition format line by line; returns sample values.
 fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {

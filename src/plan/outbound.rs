@@ -582,6 +582,36 @@ mod tests {
     }
 
     #[test]
+    fn an_account_with_the_feature_off_is_enabled_only_when_the_config_says_so() {
+        let w = [wanted("api", "runtime")];
+        let issuers = BTreeMap::from([(ACCOUNT.to_string(), Issuer::Off)]);
+        let accounts = BTreeSet::from([ACCOUNT.to_string()]);
+        let apps = Ok(vec![app(vec![])]);
+        let p = plan(&Inputs {
+            wanted: &w,
+            issuers: &issuers,
+            applications: &apps,
+            accounts: &accounts,
+            prefix: PREFIX,
+            enable: true,
+            prune: false,
+        });
+        assert!(p.problems.is_empty(), "{p:#?}");
+        let names: Vec<&str> = p.changes.iter().map(|c| c.action.name()).collect();
+        assert_eq!(
+            names,
+            ["enable-outbound-federation"],
+            "credentials wait for the issuer"
+        );
+        assert_eq!(p.changes[0].account, ACCOUNT);
+        assert!(
+            p.changes[0].reason.contains("next pass"),
+            "{}",
+            p.changes[0].reason
+        );
+    }
+
+    #[test]
     fn a_moved_role_is_a_new_credential_and_the_old_one_goes_with_prune() {
         let old = credential(
             &format!("{PREFIX}{ACCOUNT}-runtime"),

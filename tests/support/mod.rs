@@ -2,6 +2,7 @@
 //! that read state back independently of trustsync's own reader.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod entra;
 pub mod proxy;
 
