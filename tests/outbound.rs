@@ -88,22 +88,53 @@ fn plan_with(
     serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
 }
 
+/// What an outbound test runs against: moto with the `payments-api` function, a
+/// workspace, a stand-in account issuer, and the local Graph server on the workspace's
+/// tenant file (after `tenant` edits it).
+struct World {
+    moto: Moto,
+    ws: Workspace,
+    issuer: Issuer,
+    graph: GraphServer,
+    /// The environment that reaches the Graph server as the controller.
+    env: Vec<(String, String)>,
+}
+
+impl World {
+    /// Starts it all; `config` is the controller config, with `{issuer}` standing for the
+    /// stand-in issuer's URL.
+    fn start(tenant: impl FnOnce(&mut Value), config: &str) -> World {
+        let moto = Moto::start();
+        moto.create_functions(&["payments-api"]);
+        let ws = Workspace::new();
+        ws.edit_tenant(tenant);
+        let issuer = Issuer::start();
+        let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+        let env = graph.env(CLIENT_SECRET);
+        ws.write("trustsync.yaml", &config.replace("{issuer}", &issuer.url));
+        World {
+            moto,
+            ws,
+            issuer,
+            graph,
+            env,
+        }
+    }
+}
+
 #[test]
 fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    let issuer = Issuer::start();
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    let env = graph.env(CLIENT_SECRET);
     // Memberships and applications from the local Graph server; the account's issuer is
     // the stand-in (moto has no outbound federation): the documented test override.
-    ws.write(
-        "trustsync.yaml",
-        &format!(
-            "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"{ACCOUNT}\": {}\n",
-            issuer.url
-        ),
+    let World {
+        moto,
+        ws,
+        issuer,
+        graph,
+        env,
+    } = World::start(
+        |_| {},
+        "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": {issuer}\n",
     );
     let v2 = "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata:\n  name: payments-runtime-v2\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: payments-runtime-v2\n";
     ws.write(
@@ -295,16 +326,17 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
 
 #[test]
 fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing_in_entra() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    let env = graph.env(CLIENT_SECRET);
     // moto cannot say what the account's issuer is (it answers 500, retried as AWS's
     // would be, here for a second only): that account's credentials are a problem, the
     // rest of the pass (the role's token policy) goes on.
-    ws.write(
-        "trustsync.yaml",
+    let World {
+        moto,
+        ws,
+        graph,
+        env,
+        ..
+    } = World::start(
+        |_| {},
         "audit:\n  path: audit.jsonl\naws:\n  maxRetrySeconds: 1\n",
     );
     with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
@@ -374,27 +406,23 @@ fn bad_application_settings_are_refused_with_file_line_and_field() {
 
 #[test]
 fn an_endpoint_without_owned_objects_is_read_through_the_application_list() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
     // Another application in the tenant, not the controller's: listed, never touched.
-    ws.edit_tenant(|t| {
-        t["applications"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({
-                "id": "0a1b2c3d-0000-4000-8000-00000000a002",
-                "appId": "9e8d7c6b-0000-4000-8000-00000000a002",
-                "displayName": "hr", "owners": []
-            }))
-    });
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    graph.faults(serde_json::json!({"noOwnedObjects": true}));
-    let env = graph.env(CLIENT_SECRET);
-    ws.write(
-        "trustsync.yaml",
-        "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": https://abc.tokens.sts.global.api.aws\n",
+    let World {
+        moto, ws, graph, env, ..
+    } = World::start(
+        |t| {
+            t["applications"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "id": "0a1b2c3d-0000-4000-8000-00000000a002",
+                    "appId": "9e8d7c6b-0000-4000-8000-00000000a002",
+                    "displayName": "hr", "owners": []
+                }))
+        },
+        "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": {issuer}\n",
     );
+    graph.faults(serde_json::json!({"noOwnedObjects": true}));
     with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
     run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
     let creds = credentials(&moto, &graph);
@@ -404,17 +432,15 @@ fn an_endpoint_without_owned_objects_is_read_through_the_application_list() {
 
 #[test]
 fn the_controller_grants_and_revokes_the_application_as_the_policy_changes() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    let issuer = Issuer::start();
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    ws.write(
-        "trustsync.yaml",
-        &format!(
-            "audit:\n  path: audit.jsonl\nprune: true\nrun: {{intervalSeconds: 60, directoryPollSeconds: 1, policyPollSeconds: 1}}\noutboundFederation:\n  issuerUrls:\n    \"{ACCOUNT}\": {}\n",
-            issuer.url
-        ),
+    let World {
+        moto,
+        ws,
+        issuer,
+        graph,
+        ..
+    } = World::start(
+        |_| {},
+        "audit:\n  path: audit.jsonl\nprune: true\nrun: {intervalSeconds: 60, directoryPollSeconds: 1, policyPollSeconds: 1}\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": {issuer}\n",
     );
     with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
     let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);

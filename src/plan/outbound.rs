@@ -277,7 +277,6 @@ fn plan_application(
         let name = d.name(inputs.prefix);
         let description = d.description();
         wanted_names.insert(name.clone());
-        let mapping = Some(d.mappings[0].as_str());
         match app.credentials.iter().find(|c| c.name == name) {
             Some(c) => {
                 let same = c.issuer == d.issuer
@@ -285,27 +284,8 @@ fn plan_application(
                     && c.audiences == audiences
                     && c.description.as_deref() == Some(description.as_str());
                 if !same {
-                    let mut change = Change::new(
-                        Action::UpdateFederatedCredential {
-                            application_id: app.id.clone(),
-                            app_id: app.app_id.clone(),
-                            credential_id: c.id.clone(),
-                            name: name.clone(),
-                            issuer: d.issuer.to_string(),
-                            subject: d.role_arn.to_string(),
-                            audiences: audiences.clone(),
-                            description,
-                        },
-                        resource(&app.app_id, &name),
-                        mapping,
-                        "the credential differs from what the policy wants (drift or a changed issuer)",
-                    );
-                    change.account = d.account.to_string();
-                    change.before = Some(credential_json(c));
-                    change.after = Some(serde_json::json!({
-                        "issuer": d.issuer, "subject": d.role_arn, "audiences": audiences,
-                    }));
-                    out.changes.push(change);
+                    out.changes
+                        .push(credential_change(app, d, name, description, Some(c)));
                 }
             }
             None => {
@@ -317,7 +297,7 @@ fn plan_application(
                     out.problems.push(Problem {
                         kind: ProblemKind::Conflict,
                         account: Some(d.account.to_string()),
-                        mapping: mapping.map(MappingName::from),
+                        mapping: Some(d.mappings[0].clone()),
                         resource: resource(&app.app_id, &other.name),
                         message: format!(
                             "credential `{}` on application {}, not trustsync's, already trusts {} from this issuer; trustsync leaves it alone and makes none of its own (Entra allows one per issuer and subject): delete it to let trustsync manage the trust",
@@ -326,34 +306,7 @@ fn plan_application(
                     });
                     continue;
                 }
-                let mut change = Change::new(
-                    Action::CreateFederatedCredential {
-                        application_id: app.id.clone(),
-                        app_id: app.app_id.clone(),
-                        name: name.clone(),
-                        issuer: d.issuer.to_string(),
-                        subject: d.role_arn.to_string(),
-                        audiences: audiences.clone(),
-                        description,
-                    },
-                    resource(&app.app_id, &name),
-                    mapping,
-                    format!(
-                        "FunctionAccess {} acts as application {} ({})",
-                        d.mappings
-                            .iter()
-                            .map(|m| m.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        app.app_id,
-                        app.display_name
-                    ),
-                );
-                change.account = d.account.to_string();
-                change.after = Some(serde_json::json!({
-                    "issuer": d.issuer, "subject": d.role_arn, "audiences": audiences,
-                }));
-                creates.push(change);
+                creates.push(credential_change(app, d, name, description, None));
             }
         }
     }
@@ -425,6 +378,64 @@ fn plan_application(
     } else {
         out.changes.extend(creates);
     }
+}
+
+/// The change that makes credential `name` of `app` what `d` wants: an update of
+/// `existing`, or a create.
+fn credential_change(
+    app: &ObservedApplication,
+    d: &Desired<'_>,
+    name: String,
+    description: String,
+    existing: Option<&ObservedCredential>,
+) -> Change {
+    let (application_id, app_id) = (app.id.clone(), app.app_id.clone());
+    let (issuer, subject) = (d.issuer.to_string(), d.role_arn.to_string());
+    let audiences = vec![ENTRA_TOKEN_EXCHANGE_AUDIENCE.to_string()];
+    let after = serde_json::json!({"issuer": issuer, "subject": subject, "audiences": audiences});
+    let resource = resource(&app.app_id, &name);
+    let (action, reason) = match existing {
+        Some(c) => (
+            Action::UpdateFederatedCredential {
+                application_id,
+                app_id,
+                credential_id: c.id.clone(),
+                name,
+                issuer,
+                subject,
+                audiences,
+                description,
+            },
+            "the credential differs from what the policy wants (drift or a changed issuer)"
+                .to_string(),
+        ),
+        None => (
+            Action::CreateFederatedCredential {
+                application_id,
+                app_id,
+                name,
+                issuer,
+                subject,
+                audiences,
+                description,
+            },
+            format!(
+                "FunctionAccess {} acts as application {} ({})",
+                d.mappings
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                app.app_id,
+                app.display_name
+            ),
+        ),
+    };
+    let mut change = Change::new(action, resource, Some(d.mappings[0].as_str()), reason);
+    change.account = d.account.to_string();
+    change.before = existing.map(credential_json);
+    change.after = Some(after);
+    change
 }
 
 fn credential_json(c: &ObservedCredential) -> serde_json::Value {
