@@ -29,6 +29,16 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# What follows PREFIX on the first line of FILE that has it, once a started server wrote it.
+first_line() {
+  local value=
+  for _ in $(seq 1 100); do
+    value=$(sed -n "s|^$1||p" "$2")
+    [ -n "$value" ] && break
+    sleep 0.1
+  done
+  printf '%s' "$value"
+}
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 say "Starting moto (local AWS) on 127.0.0.1:$port"
@@ -44,11 +54,7 @@ say "Starting the local Microsoft Graph server with the example tenant"
 # keep Microsoft's per-tenant-size limit on).
 target/debug/trustsync-graph-server --tenant examples/tenant.json --resource-units 0 >"$work/graph.out" 2>"$work/graph.log" &
 graph_pid=$!
-for _ in $(seq 1 100); do
-  graph=$(sed -n 's/^listening on //p' "$work/graph.out")
-  [ -n "$graph" ] && break
-  sleep 0.1
-done
+graph=$(first_line 'listening on ' "$work/graph.out")
 echo "Graph at $graph"
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
@@ -130,11 +136,7 @@ say "The other direction: payments-api acts as an Entra application, with no sec
 # documented outboundFederation.issuerUrls override), signing as AWS would.
 "$venv/bin/python" scripts/outbound_issuer.py serve >"$work/issuer.out" 2>"$work/issuer.log" &
 issuer_pid=$!
-for _ in $(seq 1 100); do
-  issuer=$(sed -n 's/^issuer at //p' "$work/issuer.out")
-  [ -n "$issuer" ] && break
-  sleep 0.1
-done
+issuer=$(first_line 'issuer at ' "$work/issuer.out")
 cp -r policies "$work/policies"
 sed -i 's|^  executionRole: {roleMapping: payments-runtime}$|&\n  entraApplication: {appId: 9e8d7c6b-0000-4000-8000-00000000a001, maxTokenSeconds: 300}|' \
   "$work/policies/payments.yaml"
