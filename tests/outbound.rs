@@ -188,7 +188,7 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
     assert!(mine[0]["name"]
         .as_str()
         .unwrap()
-        .ends_with(&format!("{ACCOUNT}-payments-runtime")));
+        .ends_with(&format!("{ACCOUNT}-payments-api")));
     assert_eq!(mine[0]["issuer"], issuer.url.as_str());
     assert_eq!(mine[0]["subject"], RUNTIME);
     assert_eq!(mine[0]["audiences"], serde_json::json!([EXCHANGE]));
@@ -238,7 +238,8 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
     run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
     assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
 
-    // The function moves to another execution role: the credential moves with it.
+    // The function moves to another execution role: the credential moves with it, in
+    // place and without prune, so the old role loses the application in the same write.
     ws.write(
         "policies/payments.yaml",
         &ws.read("policies/payments.yaml").replace(
@@ -246,17 +247,18 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
             "executionRole: {roleMapping: payments-runtime-v2}",
         ),
     );
-    run_env(
-        &moto,
-        &ws,
-        &env,
-        &["apply", "--auto-approve", "--prune", "true"],
-        0,
+    let plan = plan_with(&moto, &ws, &env, &[], 2);
+    assert!(
+        actions(&plan).contains(&"update-federated-credential".to_string()),
+        "{plan:#}"
     );
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
     let creds = credentials(&moto, &graph);
     assert_eq!(creds.len(), 2, "{creds:#?}");
-    assert!(
-        creds.iter().any(|c| c["subject"] == RUNTIME_V2),
+    let moved = creds.iter().find(|c| c["subject"] == RUNTIME_V2);
+    assert_eq!(
+        moved.map(|c| &c["name"]),
+        Some(&mine[0]["name"]),
         "{creds:#?}"
     );
     assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME_V2), (200, None));

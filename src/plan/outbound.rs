@@ -6,8 +6,15 @@
 //! outbound federation issuer, its subject the role ARN, its audience Entra's token
 //! exchange. Functions sharing a role and an application share the credential (Entra
 //! refuses two credentials with one issuer and subject). Its name carries this instance's
-//! prefix, the account and the role name, so trustsync knows its own credentials and
-//! leaves every other one alone.
+//! prefix, the account and the (first) FunctionAccess, so trustsync knows its own
+//! credentials and leaves every other one alone, and a function that moves to another
+//! execution role keeps its credential, updated in place: the old role loses the
+//! application in the same write, prune or not.
+//!
+//! A wanted credential is matched to one of trustsync's own first by what it trusts
+//! (issuer and subject: nothing to change but the description), then by name (the subject
+//! or issuer changed: an update); only then is one created. trustsync's credentials left
+//! unmatched are orphans.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,7 +84,7 @@ struct Desired<'a> {
 
 impl Desired<'_> {
     fn name(&self, prefix: &str) -> String {
-        credential_name(prefix, self.account, self.role_arn)
+        credential_name(prefix, self.account, self.mappings[0].as_str())
     }
 
     fn description(&self) -> String {
@@ -100,12 +107,12 @@ impl Desired<'_> {
     }
 }
 
-/// The name of trustsync's credential for `role_arn` in `account`: the prefix, the
-/// account, the role name. Characters Entra does not allow in a name become `_`, and then,
-/// as when the name would be too long, a hash of the role name keeps it unique.
-pub fn credential_name(prefix: &str, account: &str, role_arn: &str) -> String {
-    let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
-    let clean: String = role
+/// The name of trustsync's credential for FunctionAccess `mapping` in `account`: the
+/// prefix, the account, the document's name. Characters Entra does not allow in a name
+/// become `_`, and then, as when the name would be too long, a hash of the document's name
+/// keeps it unique.
+pub fn credential_name(prefix: &str, account: &str, mapping: &str) -> String {
+    let clean: String = mapping
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
@@ -116,8 +123,8 @@ pub fn credential_name(prefix: &str, account: &str, role_arn: &str) -> String {
         })
         .collect();
     let mut name = format!("{prefix}{account}-{clean}");
-    if clean != role || name.len() > MAX_NAME {
-        let hash = crate::config::short_hash(role, 4);
+    if clean != mapping || name.len() > MAX_NAME {
+        let hash = crate::config::short_hash(mapping, 4);
         name.truncate(MAX_NAME - hash.len() - 1);
         name.push('-');
         name.push_str(&hash);
@@ -272,56 +279,101 @@ fn plan_application(
 ) {
     let audiences = vec![ENTRA_TOKEN_EXCHANGE_AUDIENCE.to_string()];
     let mut creates = Vec::new();
-    let mut wanted_names = BTreeSet::new();
-    for d in wanted.iter().filter(|d| ready.contains(d.account)) {
-        let name = d.name(inputs.prefix);
-        let description = d.description();
-        wanted_names.insert(name.clone());
-        match app.credentials.iter().find(|c| c.name == name) {
-            Some(c) => {
-                let same = c.issuer == d.issuer
-                    && c.subject == d.role_arn
-                    && c.audiences == audiences
-                    && c.description.as_deref() == Some(description.as_str());
-                if !same {
-                    out.changes
-                        .push(credential_change(app, d, name, description, Some(c)));
-                }
-            }
-            None => {
-                if let Some(other) = app
-                    .credentials
-                    .iter()
-                    .find(|c| c.issuer == d.issuer && c.subject == d.role_arn)
-                {
-                    out.problems.push(Problem {
-                        kind: ProblemKind::Conflict,
-                        account: Some(d.account.to_string()),
-                        mapping: Some(d.mappings[0].clone()),
-                        resource: resource(&app.app_id, &other.name),
-                        message: format!(
-                            "credential `{}` on application {}, not trustsync's, already trusts {} from this issuer; trustsync leaves it alone and makes none of its own (Entra allows one per issuer and subject): delete it to let trustsync manage the trust",
-                            other.name, app.app_id, d.role_arn
-                        ),
-                    });
-                    continue;
-                }
-                creates.push(credential_change(app, d, name, description, None));
-            }
+    // trustsync's own credentials on the application, by index, until one is claimed.
+    let mut unclaimed: BTreeSet<usize> = app
+        .credentials
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| account_of(&c.name, inputs.prefix).is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let ready_wanted: Vec<&&Desired<'_>> = wanted
+        .iter()
+        .filter(|d| ready.contains(d.account))
+        .collect();
+    // First what already trusts the right role from the right issuer, then by name.
+    let mut matched: Vec<Option<usize>> = vec![None; ready_wanted.len()];
+    for (slot, d) in matched.iter_mut().zip(&ready_wanted) {
+        let i = unclaimed.iter().copied().find(|&i| {
+            let c = &app.credentials[i];
+            c.issuer == d.issuer && c.subject == d.role_arn
+        });
+        if let Some(i) = i {
+            unclaimed.remove(&i);
+            *slot = Some(i);
         }
     }
+    for (slot, d) in matched.iter_mut().zip(&ready_wanted) {
+        if slot.is_some() {
+            continue;
+        }
+        let name = d.name(inputs.prefix);
+        let i = unclaimed
+            .iter()
+            .copied()
+            .find(|&i| app.credentials[i].name == name);
+        if let Some(i) = i {
+            unclaimed.remove(&i);
+            *slot = Some(i);
+        }
+    }
+    for (slot, d) in matched.iter().zip(&ready_wanted) {
+        let description = d.description();
+        if let Some(i) = slot {
+            let c = &app.credentials[*i];
+            let same = c.issuer == d.issuer
+                && c.subject == d.role_arn
+                && c.audiences == audiences
+                && c.description.as_deref() == Some(description.as_str());
+            if !same {
+                out.changes.push(credential_change(
+                    app,
+                    d,
+                    c.name.clone(),
+                    description,
+                    Some(c),
+                ));
+            }
+            continue;
+        }
+        if let Some(other) = app
+            .credentials
+            .iter()
+            .find(|c| c.issuer == d.issuer && c.subject == d.role_arn)
+        {
+            out.problems.push(Problem {
+                kind: ProblemKind::Conflict,
+                account: Some(d.account.to_string()),
+                mapping: Some(d.mappings[0].clone()),
+                resource: resource(&app.app_id, &other.name),
+                message: format!(
+                    "credential `{}` on application {}, not trustsync's, already trusts {} from this issuer; trustsync leaves it alone and makes none of its own (Entra allows one per issuer and subject): delete it to let trustsync manage the trust",
+                    other.name, app.app_id, d.role_arn
+                ),
+            });
+            continue;
+        }
+        creates.push(credential_change(
+            app,
+            d,
+            d.name(inputs.prefix),
+            description,
+            None,
+        ));
+    }
     let mut deletes = 0;
-    for c in &app.credentials {
+    // Only trustsync's own credentials can be unclaimed: every other is never touched.
+    for c in unclaimed.iter().map(|&i| &app.credentials[i]) {
         let Some(account) = account_of(&c.name, inputs.prefix) else {
-            continue; // not trustsync's (or another instance's): never touched
+            continue;
         };
         let issuer_unknown = inputs
             .issuers
             .get(&account)
             .is_some_and(|i| !matches!(i, Issuer::Url(_)));
-        if wanted_names.contains(&c.name) || !inputs.accounts.contains(&account) || issuer_unknown {
-            // Wanted; or in an account not read this pass, or whose functions still want
-            // credentials but whose issuer is off or unknown: nothing to judge it by.
+        if !inputs.accounts.contains(&account) || issuer_unknown {
+            // In an account not read this pass, or whose functions still want credentials
+            // but whose issuer is off or unknown: nothing to judge it by.
             continue;
         }
         if inputs.prune {
@@ -519,7 +571,11 @@ mod tests {
         else {
             panic!("{p:#?}")
         };
-        assert_eq!(name, &format!("{PREFIX}{ACCOUNT}-runtime"));
+        assert_eq!(
+            name,
+            &format!("{PREFIX}{ACCOUNT}-api"),
+            "the first document's name"
+        );
         assert!(subject.ends_with(":role/trustsync/runtime"));
         assert!(description.contains("api, worker"), "{description}");
     }
@@ -623,30 +679,54 @@ mod tests {
     }
 
     #[test]
-    fn a_moved_role_is_a_new_credential_and_the_old_one_goes_with_prune() {
+    fn a_moved_role_updates_the_credential_in_place_without_prune() {
         let old = credential(
-            &format!("{PREFIX}{ACCOUNT}-runtime"),
+            &format!("{PREFIX}{ACCOUNT}-api"),
             &format!("arn:aws:iam::{ACCOUNT}:role/trustsync/runtime"),
         );
         let p = run(
             &[wanted("api", "runtime-v2")],
             Issuer::Url(ISSUER.into()),
             Ok(vec![app(vec![old])]),
+            false,
+        );
+        assert_eq!(p.changes.len(), 1, "{p:#?}");
+        let Action::UpdateFederatedCredential { subject, name, .. } = &p.changes[0].action else {
+            panic!("{p:#?}")
+        };
+        assert!(subject.ends_with("role/trustsync/runtime-v2"), "{subject}");
+        assert_eq!(name, &format!("{PREFIX}{ACCOUNT}-api"));
+        assert!(p.notices.is_empty(), "{p:#?}");
+    }
+
+    #[test]
+    fn a_credential_already_trusting_the_role_is_kept_whatever_its_name() {
+        // api and worker share a role; api leaves: worker now names the credential, and
+        // the one api's name carries still trusts the same role: kept, not replaced.
+        let kept = credential(
+            &format!("{PREFIX}{ACCOUNT}-api"),
+            &format!("arn:aws:iam::{ACCOUNT}:role/trustsync/runtime"),
+        );
+        let p = run(
+            &[wanted("worker", "runtime")],
+            Issuer::Url(ISSUER.into()),
+            Ok(vec![app(vec![kept])]),
             true,
         );
         let names: Vec<&str> = p.changes.iter().map(|c| c.action.name()).collect();
         assert_eq!(
             names,
-            ["delete-federated-credential", "create-federated-credential"]
+            ["update-federated-credential"],
+            "only its description: {p:#?}"
         );
     }
 
     #[test]
     fn names_stay_within_entras_rules() {
-        let n = credential_name(PREFIX, ACCOUNT, "arn:aws:iam::1:role/a+b@c");
+        let n = credential_name(PREFIX, ACCOUNT, "a+b@c");
         assert!(n.starts_with(&format!("{PREFIX}{ACCOUNT}-a_b_c-")), "{n}");
-        let long = "r".repeat(64);
-        let n = credential_name(&"p".repeat(40), ACCOUNT, &format!("arn:x:role/{long}"));
+        // A FunctionAccess name may be a long DNS subdomain.
+        let n = credential_name(&"p".repeat(40), ACCOUNT, &"payments.".repeat(25));
         assert!(n.len() <= MAX_NAME, "{}", n.len());
         assert_eq!(
             account_of(&format!("{PREFIX}{ACCOUNT}-x"), PREFIX).as_deref(),
