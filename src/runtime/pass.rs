@@ -591,11 +591,10 @@ async fn plan_outbound(
     plan: &mut Plan,
     read: &Read,
     wanted: &[outbound::Wanted],
-    config: &Config,
+    (config, settings): (&Config, &Settings),
     directory: &mut DirectorySource,
 ) -> Option<entra::GraphReader> {
-    let settings = Settings::from_config(config);
-    if !outbound_in_use(read, config, &settings, !wanted.is_empty()) {
+    if !outbound_in_use(read, config, settings, !wanted.is_empty()) {
         return None;
     }
     let (applications, writer) = match directory.applications().await {
@@ -614,11 +613,9 @@ async fn plan_outbound(
         accounts: &accounts,
         prefix: &prefix,
         enable: config.outbound_federation.enable,
-        prune: config.prune,
+        prune: settings.prune,
     });
-    let mut merged = Plan::merge(vec![std::mem::take(plan), p]);
-    merged.accounts = std::mem::take(&mut plan.accounts);
-    *plan = merged;
+    *plan = Plan::merge(vec![std::mem::take(plan), p]);
     writer
 }
 
@@ -645,7 +642,14 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     let (mut plan, placed) = plan_places(&read, config, &settings, &pins, &snapshot);
     // Reading Entra's applications is I/O: left out of the planner's time.
     let reading = Instant::now();
-    let entra = plan_outbound(&mut plan, &read, &placed.wanted, config, directory).await;
+    let entra = plan_outbound(
+        &mut plan,
+        &read,
+        &placed.wanted,
+        (config, &settings),
+        directory,
+    )
+    .await;
     let started = started + reading.elapsed();
     let groups = placed.groups;
     let Read {
