@@ -854,6 +854,29 @@ mod tests {
     }
 
     #[test]
+    fn outbound_issuer_urls_are_checked() {
+        let parse = |text: &str| Config::parse(Path::new("c.yaml"), text);
+        let ok = parse("outboundFederation:\n  issuerUrls: {\"123456789012\": \"https://a.tokens.sts.global.api.aws\"}\n");
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(parse("outboundFederation: {issuerUrls: {\"123456789012\": \"http://127.0.0.1:9\"}}").is_ok());
+        for (bad, says) in [
+            ("{\"12345\": \"https://a\"}", "12-digit"),
+            ("{\"123456789012\": \"http://issuer.example\"}", "loopback"),
+            ("{\"123456789012\": \"not a url\"}", "not a URL"),
+        ] {
+            let err = parse(&format!("outboundFederation: {{issuerUrls: {bad}}}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("outboundFederation.issuerUrls") && err.contains(says),
+                "{err}"
+            );
+        }
+        let err = parse("outboundFederation: {enabled: true}").unwrap_err().to_string();
+        assert!(err.contains("outboundFederation") && err.contains("enabled"), "{err}");
+    }
+
+    #[test]
     fn instances_get_distinct_statement_prefixes_and_function_tags() {
         let a = Config::default();
         let mut b = Config::default();
