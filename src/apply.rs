@@ -155,12 +155,6 @@ impl Report {
     }
 }
 
-/// A revocation is tried whatever failed before it on the same resource (a tag write,
-/// say): nothing may hold a removal back.
-fn is_revocation(action: &Action) -> bool {
-    matches!(action, Action::RevokeTrust { .. })
-}
-
 /// What the caller of [`apply`] steers and hears: `stop` is asked before each change;
 /// `progress` is told (done, total) after each one (the CLI's progress line).
 #[derive(Clone, Copy)]
@@ -336,7 +330,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 Outcome::Skipped {
                     reason: "shutting down; left for the next pass".into(),
                 }
-            } else if failed_before && !is_revocation(&change.action) {
+            } else if failed_before && !change.action.is_revocation() {
                 Outcome::Skipped {
                     reason: "an earlier change to this resource failed".into(),
                 }

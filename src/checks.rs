@@ -101,7 +101,7 @@ impl Checker<'_> {
     /// away.
     fn back_off(&mut self) {
         for (i, c) in self.changes.iter().enumerate() {
-            if matches!(c.action, Action::RevokeTrust { .. }) {
+            if c.action.is_revocation() {
                 continue;
             }
             if let Some(why) = (self.ctx.deferred)(c) {
@@ -429,16 +429,29 @@ mod tests {
     #[test]
     fn back_off_defers_failed_changes_but_never_a_revocation() {
         let released = BTreeSet::new();
+        // An Entra credential no function wants any more is a revocation too.
+        let forget = Change::new(
+            Action::DeleteFederatedCredential {
+                application_id: "obj".into(),
+                app_id: "app".into(),
+                credential_id: "c".into(),
+                name: "trustsync-x-123456789012-api".into(),
+            },
+            "entra:application/app/federatedIdentityCredentials/n",
+            None,
+            "no FunctionAccess wants it",
+        );
         let p = check(
-            plan_of(vec![revoke("m", 2, 1), grant("m")], 10, 1),
+            plan_of(vec![revoke("m", 2, 1), grant("m"), forget], 10, 1),
             &Context {
                 safety: &Safety::default(),
                 deferred: &|_| Some("failed: AccessDenied".into()),
                 released: &released,
             },
         );
-        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.changes.len(), 2);
         assert!(matches!(p.changes[0].action, Action::RevokeTrust { .. }));
+        assert!(p.changes[1].action.is_entra(), "{:?}", p.changes[1]);
         assert_eq!(held_kinds(&p), [("m".to_string(), "backoff".to_string())]);
         assert!(!p.needs_attention(), "a back-off clears by itself");
     }

@@ -858,7 +858,10 @@ mod tests {
         let parse = |text: &str| Config::parse(Path::new("c.yaml"), text);
         let ok = parse("outboundFederation:\n  issuerUrls: {\"123456789012\": \"https://a.tokens.sts.global.api.aws\"}\n");
         assert!(ok.is_ok(), "{ok:?}");
-        assert!(parse("outboundFederation: {issuerUrls: {\"123456789012\": \"http://127.0.0.1:9\"}}").is_ok());
+        assert!(parse(
+            "outboundFederation: {issuerUrls: {\"123456789012\": \"http://127.0.0.1:9\"}}"
+        )
+        .is_ok());
         for (bad, says) in [
             ("{\"12345\": \"https://a\"}", "12-digit"),
             ("{\"123456789012\": \"http://issuer.example\"}", "loopback"),
@@ -872,8 +875,13 @@ mod tests {
                 "{err}"
             );
         }
-        let err = parse("outboundFederation: {enabled: true}").unwrap_err().to_string();
-        assert!(err.contains("outboundFederation") && err.contains("enabled"), "{err}");
+        let err = parse("outboundFederation: {enabled: true}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("outboundFederation") && err.contains("enabled"),
+            "{err}"
+        );
     }
 
     #[test]

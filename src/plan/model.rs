@@ -279,6 +279,16 @@ impl Action {
         self.lambda_function().is_some()
     }
 
+    /// Whether the action only takes access away (a trust policy's departed members, an
+    /// Entra credential no function wants): tried every pass and whatever failed before
+    /// it, never waiting out a back-off.
+    pub fn is_revocation(&self) -> bool {
+        matches!(
+            self,
+            Action::RevokeTrust { .. } | Action::DeleteFederatedCredential { .. }
+        )
+    }
+
     /// Whether the action writes to Entra (Microsoft Graph) rather than AWS.
     pub fn is_entra(&self) -> bool {
         use Action::*;
