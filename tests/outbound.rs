@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::entra::{exchange, GraphClient, Issuer, EXCHANGE};
+use support::proxy::{Faults, Proxy};
 use support::*;
 
 const APP_ID: &str = "9e8d7c6b-0000-4000-8000-00000000a001";
@@ -475,4 +476,71 @@ fn the_controller_grants_and_revokes_the_application_as_the_policy_changes() {
     );
     assert!(role_policy(&moto, "payments-runtime", "trustsync-outbound-federation").is_none());
     assert!(daemon.terminate().success());
+}
+
+#[test]
+fn the_issuer_comes_from_aws_and_the_feature_is_turned_on_only_when_the_config_allows() {
+    // No issuerUrls: the account's issuer is asked of AWS. moto lacks the feature, so the
+    // proxy in front of it answers those two IAM calls as IAM documents them.
+    let World {
+        moto,
+        ws,
+        issuer,
+        graph,
+        env,
+    } = World::start(|_| {}, "audit:\n  path: audit.jsonl\n");
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
+    proxy.serve_outbound_federation(&issuer.url, false);
+    with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
+    let plan_at = |code: i32| -> Value {
+        let args = ["plan", "--output", "json", "--detailed-exitcode"];
+        let out = run_env_at(&proxy.endpoint, &ws, &env, &args, code);
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+
+    // Off, and the config does not let trustsync turn it on: a problem that says how.
+    let plan = plan_at(1);
+    assert_eq!(
+        plan["problems"][0]["kind"], "outbound-federation-off",
+        "{plan:#}"
+    );
+    let message = plan["problems"][0]["message"].as_str().unwrap();
+    assert!(message.contains("outboundFederation.enable"), "{message}");
+    assert!(
+        !actions(&plan).iter().any(|a| a.contains("outbound")),
+        "{plan:#}"
+    );
+
+    // Allowed: the pass turns it on (planned, applied, audited), the next one reads the
+    // issuer from AWS and writes the credential.
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\noutboundFederation: {enable: true}\n",
+    );
+    let plan = plan_at(2);
+    assert!(
+        actions(&plan).contains(&"enable-outbound-federation".to_string()),
+        "{plan:#}"
+    );
+    assert!(
+        !actions(&plan).iter().any(|a| a.contains("federated")),
+        "{plan:#}"
+    );
+    run_env_at(&proxy.endpoint, &ws, &env, &["apply", "--auto-approve"], 0);
+    assert!(proxy.outbound_federation_enabled());
+    let plan = plan_at(2);
+    assert_eq!(actions(&plan), ["create-federated-credential"], "{plan:#}");
+    assert_eq!(
+        plan["changes"][0]["issuer"],
+        issuer.url.as_str(),
+        "{plan:#}"
+    );
+    run_env_at(&proxy.endpoint, &ws, &env, &["apply", "--auto-approve"], 0);
+    assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
+    plan_at(0);
+    let audit = ws.read("audit.jsonl");
+    assert!(audit.contains("\"enable-outbound-federation\""));
+    // The controller's own policy may turn it on only because the config says so.
+    let out = run_env_at(&proxy.endpoint, &ws, &env, &["iam-policy"], 0);
+    assert!(stdout(&out).contains("iam:EnableOutboundWebIdentityFederation"));
 }

@@ -569,7 +569,18 @@ pub fn run_env(
     args: &[&str],
     code: i32,
 ) -> Output {
-    let mut cmd = command(ws.path(), &moto.endpoint);
+    run_env_at(&moto.endpoint, ws, env, args, code)
+}
+
+/// [`run_env`] with AWS at `endpoint` (a proxy in front of moto, say).
+pub fn run_env_at(
+    endpoint: &str,
+    ws: &Workspace,
+    env: &[(String, String)],
+    args: &[&str],
+    code: i32,
+) -> Output {
+    let mut cmd = command(ws.path(), endpoint);
     cmd.arg("--config")
         .arg("trustsync.yaml")
         .args(args)

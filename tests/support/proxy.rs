@@ -54,7 +54,17 @@ impl Counts {
     }
 }
 
+/// AWS outbound identity federation as the proxy plays it for moto, which lacks it.
+#[derive(Debug, Clone)]
+struct Outbound {
+    enabled: bool,
+    issuer: String,
+}
+
 struct Inner {
+    /// When set, the proxy answers GetOutboundWebIdentityFederationInfo and
+    /// EnableOutboundWebIdentityFederation itself.
+    outbound: Mutex<Option<Outbound>>,
     /// Role ARNs whose AssumeRole is refused as STS refuses a role that does not exist
     /// or does not trust the caller.
     denied_roles: Mutex<Vec<String>>,
@@ -98,6 +108,7 @@ impl Proxy {
     /// Starts a proxy on a free loopback port forwarding to `upstream`.
     pub fn start(upstream: &str, faults: Faults, seed: u64) -> Proxy {
         let inner = Arc::new(Inner {
+            outbound: Mutex::new(None),
             denied_roles: Mutex::new(Vec::new()),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::new(),
@@ -145,6 +156,27 @@ impl Proxy {
             .lock()
             .unwrap()
             .push(role_arn.into());
+    }
+
+    /// Answers the account's outbound identity federation calls as IAM documents them:
+    /// `GetOutboundWebIdentityFederationInfo` gives `issuer` once enabled (404
+    /// `FeatureDisabled` before), `EnableOutboundWebIdentityFederation` turns it on (409
+    /// `FeatureEnabled` when it is).
+    pub fn serve_outbound_federation(&self, issuer: &str, enabled: bool) {
+        *self.inner.outbound.lock().unwrap() = Some(Outbound {
+            enabled,
+            issuer: issuer.into(),
+        });
+    }
+
+    /// Whether outbound identity federation is on (as the proxy plays it).
+    pub fn outbound_federation_enabled(&self) -> bool {
+        self.inner
+            .outbound
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|o| o.enabled)
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -210,6 +242,47 @@ fn operation(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (P
     (Protocol::Query, action)
 }
 
+/// The proxy's own answer to an outbound federation call, when it plays the feature.
+fn outbound_federation(inner: &Inner, op: &str) -> Option<Response> {
+    let mut state = inner.outbound.lock().unwrap();
+    let o = state.as_mut()?;
+    let xml = |status: StatusCode, body: String| {
+        Some((status, [("content-type", "text/xml")], body).into_response())
+    };
+    let error = |status: StatusCode, code: &str, message: &str| {
+        xml(
+            status,
+            format!("<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy-outbound</RequestId></ErrorResponse>"),
+        )
+    };
+    let result = |op: &str, issuer: &str, extra: &str| {
+        xml(
+            StatusCode::OK,
+            format!("<{op}Response xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><{op}Result><IssuerIdentifier>{issuer}</IssuerIdentifier>{extra}</{op}Result><ResponseMetadata><RequestId>proxy-outbound</RequestId></ResponseMetadata></{op}Response>"),
+        )
+    };
+    match (op, o.enabled) {
+        ("GetOutboundWebIdentityFederationInfo", true) => {
+            result(op, &o.issuer, "<JwtVendingEnabled>true</JwtVendingEnabled>")
+        }
+        ("GetOutboundWebIdentityFederationInfo", false) => error(
+            StatusCode::NOT_FOUND,
+            "FeatureDisabled",
+            "Outbound identity federation is disabled for this account.",
+        ),
+        ("EnableOutboundWebIdentityFederation", true) => error(
+            StatusCode::CONFLICT,
+            "FeatureEnabled",
+            "Outbound identity federation is already enabled for this account.",
+        ),
+        ("EnableOutboundWebIdentityFederation", false) => {
+            o.enabled = true;
+            result(op, &o.issuer, "")
+        }
+        _ => None,
+    }
+}
+
 /// A JSON-protocol error as Lambda and the tagging API send it.
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
@@ -239,6 +312,9 @@ async fn forward(
         .requests
         .entry(op.clone())
         .or_default() += 1;
+    if let Some(resp) = outbound_federation(&inner, &op) {
+        return resp;
+    }
     if op == "AssumeRole" {
         let form = String::from_utf8_lossy(&body).into_owned();
         let role = url::form_urlencoded::parse(form.as_bytes())
