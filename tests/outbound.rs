@@ -323,6 +323,13 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
             audit.contains(&format!("\"{action}\"")),
             "{action} not audited"
         );
+        // The outcome carries Graph's request-id, to find the write in Entra's logs.
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(&format!("\"{action}\"")) && l.contains("\"requestId\"")),
+            "{action}: no request id in {audit}"
+        );
     }
     run_env(&moto, &ws, &env, &["audit", "verify", "audit.jsonl"], 0);
 }

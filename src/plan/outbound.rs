@@ -319,28 +319,18 @@ fn plan_application(
     }
     for (slot, d) in matched.iter().zip(&ready_wanted) {
         let description = d.description();
-        if let Some(i) = slot {
-            let c = &app.credentials[*i];
-            let same = c.issuer == d.issuer
-                && c.subject == d.role_arn
-                && c.audiences == audiences
-                && c.description.as_deref() == Some(description.as_str());
-            if !same {
-                out.changes.push(credential_change(
-                    app,
-                    d,
-                    c.name.clone(),
-                    description,
-                    Some(c),
-                ));
-            }
-            continue;
-        }
-        if let Some(other) = app
+        let mine = slot.map(|i| &app.credentials[i]);
+        let trusts_role = |c: &ObservedCredential| c.issuer == d.issuer && c.subject == d.role_arn;
+        // Another credential (never trustsync's: those were matched first) already trusts
+        // the role: Entra allows one per issuer and subject, so creating or moving one
+        // onto it would be refused.
+        let taken = app
             .credentials
             .iter()
-            .find(|c| c.issuer == d.issuer && c.subject == d.role_arn)
-        {
+            .enumerate()
+            .find(|(j, c)| Some(*j) != *slot && trusts_role(c))
+            .map(|(_, c)| c);
+        if let (Some(other), false) = (taken, mine.is_some_and(trusts_role)) {
             out.problems.push(Problem {
                 kind: ProblemKind::Conflict,
                 account: Some(d.account.to_string()),
@@ -353,13 +343,29 @@ fn plan_application(
             });
             continue;
         }
-        creates.push(credential_change(
-            app,
-            d,
-            d.name(inputs.prefix),
-            description,
-            None,
-        ));
+        match mine {
+            Some(c) => {
+                let same = trusts_role(c)
+                    && c.audiences == audiences
+                    && c.description.as_deref() == Some(description.as_str());
+                if !same {
+                    out.changes.push(credential_change(
+                        app,
+                        d,
+                        c.name.clone(),
+                        description,
+                        Some(c),
+                    ));
+                }
+            }
+            None => creates.push(credential_change(
+                app,
+                d,
+                d.name(inputs.prefix),
+                description,
+                None,
+            )),
+        }
     }
     let mut deletes = 0;
     // Only trustsync's own credentials can be unclaimed: every other is never touched.
@@ -697,6 +703,27 @@ mod tests {
         assert!(subject.ends_with("role/trustsync/runtime-v2"), "{subject}");
         assert_eq!(name, &format!("{PREFIX}{ACCOUNT}-api"));
         assert!(p.notices.is_empty(), "{p:#?}");
+    }
+
+    #[test]
+    fn a_move_onto_a_role_a_foreign_credential_trusts_is_a_conflict_not_a_write() {
+        let mine = credential(
+            &format!("{PREFIX}{ACCOUNT}-api"),
+            &format!("arn:aws:iam::{ACCOUNT}:role/trustsync/runtime"),
+        );
+        let foreign = credential(
+            "hand-made",
+            &format!("arn:aws:iam::{ACCOUNT}:role/trustsync/runtime-v2"),
+        );
+        let p = run(
+            &[wanted("api", "runtime-v2")],
+            Issuer::Url(ISSUER.into()),
+            Ok(vec![app(vec![mine, foreign])]),
+            true,
+        );
+        assert!(p.changes.is_empty(), "{p:#?}");
+        assert_eq!(p.problems[0].kind, ProblemKind::Conflict);
+        assert!(p.problems[0].resource.ends_with("/hand-made"), "{p:#?}");
     }
 
     #[test]

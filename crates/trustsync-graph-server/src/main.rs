@@ -38,6 +38,7 @@
 //! - `/v1.0/servicePrincipals/{id}/ownedObjects` (also by `servicePrincipals(appId='...')`,
 //!   and cast with `/microsoft.graph.application`): the applications a service principal
 //!   owns, which is how a controller holding `Application.ReadWrite.OwnedBy` finds them.
+//! - A `request-id` and `client-request-id` header on every answer.
 //! - Errors as `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`;
 //!   429 with `Retry-After`.
 //!
@@ -296,6 +297,22 @@ fn request_id() -> String {
 }
 
 /// A Graph error response in the documented shape.
+/// Graph answers every request with a `request-id` (and `client-request-id`) header: what
+/// a caller records to find the request in Microsoft's logs.
+async fn with_request_id(mut resp: Response) -> Response {
+    let headers = resp.headers_mut();
+    if !headers.contains_key("request-id") {
+        let id = request_id();
+        if let Ok(v) = id.parse() {
+            headers.insert("request-id", v);
+        }
+        if let Ok(v) = id.parse() {
+            headers.insert("client-request-id", v);
+        }
+    }
+    resp
+}
+
 fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": code, "message": message, "innerError": {
         "date": trustsync::audit::now_rfc3339(), "request-id": request_id(), "client-request-id": request_id()}}});
@@ -1584,6 +1601,7 @@ async fn main() -> std::process::ExitCode {
         .route("/admin/expire-delta-tokens", post(admin_expire))
         .route("/admin/stats", get(admin_stats))
         .route("/admin/stats/reset", post(admin_stats_reset))
+        .layer(axum::middleware::map_response(with_request_id))
         .with_state(state);
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,

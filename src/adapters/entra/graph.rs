@@ -150,14 +150,27 @@ impl GraphReader {
 
     /// Sends one GET, following `url` when given instead of the built request's URL, with
     /// the retry policy. Returns the JSON body.
-    // Long on purpose: the one loop every Graph request goes through (send, read,
-    // classify, honour Retry-After, retry); split, its order would be harder to check.
     async fn get(
         &self,
         operation: &str,
         handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
         url: Option<&str>,
     ) -> Result<Value, Error> {
+        self.send(operation, handler, url)
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// Sends one request (the handler's, at `url` when given), with the retry policy.
+    /// Returns the JSON body (null for none) and Graph's `request-id`.
+    // Long on purpose: the one loop every Graph request goes through (send, read,
+    // classify, honour Retry-After, retry); split, its order would be harder to check.
+    async fn send(
+        &self,
+        operation: &str,
+        handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
+        url: Option<&str>,
+    ) -> Result<(Value, Option<String>), Error> {
         use crate::runtime::retry::Class;
         let op = operation.to_string();
         let policy = crate::runtime::retry::Policy {
@@ -206,13 +219,20 @@ impl GraphReader {
                         .get("retry-after")
                         .and_then(|h| h.to_str().ok())
                         .and_then(retry_after);
+                    let request_id = resp
+                        .headers()
+                        .get("request-id")
+                        .and_then(|h| h.to_str().ok())
+                        .map(String::from);
                     let body = resp.bytes().await.map_err(|_| transient(transport("response cut short".into()), None))?;
                     if (200..300).contains(&status) {
                         // 204 No Content (an update or a delete) has no body.
                         if body.iter().all(u8::is_ascii_whitespace) {
-                            return Ok(Value::Null);
+                            return Ok((Value::Null, request_id));
                         }
-                        return serde_json::from_slice(&body).map_err(|_| permanent(transport(format!("HTTP {status}: body is not JSON"))));
+                        return serde_json::from_slice(&body)
+                            .map(|v| (v, request_id))
+                            .map_err(|_| permanent(transport(format!("HTTP {status}: body is not JSON"))));
                     }
                     let (code, message) = error_body(&body);
                     let err = Error::Graph { operation: op.clone(), status, code, message };
@@ -396,7 +416,7 @@ impl GraphReader {
             } => {
                 let b = body(name, issuer, subject, audiences, description);
                 let r = self
-                    .get(
+                    .send(
                         "POST federatedIdentityCredentials",
                         |c| {
                             c.application(application_id)
@@ -422,7 +442,7 @@ impl GraphReader {
                     "audiences": audiences, "description": description,
                 });
                 let r = self
-                    .get(
+                    .send(
                         "PATCH federatedIdentityCredentials",
                         |c| {
                             c.application(application_id)
@@ -439,7 +459,7 @@ impl GraphReader {
                 ..
             } => {
                 let r = self
-                    .get(
+                    .send(
                         "DELETE federatedIdentityCredentials",
                         |c| {
                             c.application(application_id)
@@ -458,7 +478,10 @@ impl GraphReader {
             }
         };
         match result {
-            Ok(_) => Ok(Written::default()),
+            Ok((_, request_id)) => Ok(Written {
+                request_id,
+                note: None,
+            }),
             Err(Error::Graph { status, .. }) if status == benign => Ok(Written {
                 request_id: None,
                 note: Some(note.into()),
