@@ -185,24 +185,17 @@ impl DirectorySource {
         groups: &[&str],
         since: &str,
     ) -> Result<Vec<Result<Vec<MembershipChange>, entra::graph::Error>>, entra::graph::Error> {
-        match self {
-            DirectorySource::Graph(reader) => reader.membership_changes(groups, since).await,
-            DirectorySource::Delta { cache, .. } => {
-                cache.reader().membership_changes(groups, since).await
-            }
-            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => {
-                Ok(groups.iter().map(|_| Ok(Vec::new())).collect())
-            }
+        match self.reader() {
+            Some(reader) => reader.membership_changes(groups, since).await,
+            None => Ok(groups.iter().map(|_| Ok(Vec::new())).collect()),
         }
     }
 
     /// Graph requests, retries and throttles so far.
     pub fn graph_stats(&self) -> (u64, u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        let s = match self {
-            DirectorySource::Graph(r) => &r.stats,
-            DirectorySource::Delta { cache, .. } => cache.stats(),
-            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => return (0, 0, 0),
+        let Some(s) = self.reader().map(|r| &r.stats) else {
+            return (0, 0, 0);
         };
         (
             s.requests.load(Relaxed),

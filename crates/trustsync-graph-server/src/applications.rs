@@ -234,13 +234,11 @@ pub fn owned_objects(
 
 /// An application as Graph shows it, with `$select` applied (`id` always).
 fn application_json(a: &App, query: &HashMap<String, String>) -> Value {
-    let select: Option<Vec<&str>> = query
-        .get("$select")
-        .map(|s| s.split(',').map(str::trim).collect());
+    let select = crate::select_of(query);
     let all = json!({"id": a.id, "appId": a.app_id, "displayName": a.display_name});
     let mut out = Map::new();
     for (k, v) in all.as_object().expect("object") {
-        if k == "id" || select.as_ref().is_none_or(|s| s.contains(&k.as_str())) {
+        if k == "id" || select.as_ref().is_none_or(|s| s.contains(k)) {
             out.insert(k.clone(), v.clone());
         }
     }

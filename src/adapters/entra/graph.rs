@@ -1010,11 +1010,6 @@ impl DeltaCache {
         }
     }
 
-    /// The reader's request counters.
-    pub fn stats(&self) -> &GraphStats {
-        &self.reader.stats
-    }
-
     /// The reader, for full reads beside the cache.
     pub fn reader(&self) -> &GraphReader {
         &self.reader
