@@ -641,40 +641,68 @@ async fn read_aws(
     Ok(Some((policies, observed, many)))
 }
 
-/// The whole directory: every group with its direct members (a delta read of Graph, or
-/// the tenant file).
-async fn read_directory(
-    tenant: Option<&Path>,
-    config: &Config,
-) -> anyhow::Result<crate::inventory::Directory> {
-    use crate::inventory::Directory;
-    if let Some(path) = tenant {
-        let tenant = crate::sources::directory::TenantFile::load(path)?;
-        return Ok(Directory::from_tenant_file(&tenant));
-    }
-    let reader = crate::adapters::entra::reader_from_env(&config.directory.graph)
-        .context("the directory is read from Microsoft Graph")?;
-    let mut cache = crate::adapters::entra::DeltaCache::new(reader);
-    cache
-        .sync()
-        .await
-        .context("reading the directory's groups from Microsoft Graph")?;
-    Ok(Directory::from_groups(cache.groups()))
+/// Where the reports read Entra: the tenant file, loaded once, or one Graph reader (one
+/// token) for the groups and the applications alike. Opened by the first read that needs
+/// it, so a report that needs neither asks for no Entra credential.
+struct EntraSource<'a> {
+    tenant: Option<PathBuf>,
+    config: &'a Config,
+    opened: Option<Opened>,
 }
 
-/// The Entra applications trustsync owns, with their federated credentials: from the
-/// tenant file, or Microsoft Graph. Why not, when they cannot be read.
-async fn read_applications(
-    tenant: Option<&Path>,
-    config: &Config,
-) -> Result<Vec<crate::observed::ObservedApplication>, String> {
-    if let Some(path) = tenant {
-        let t = crate::sources::directory::TenantFile::load(path).map_err(|e| e.to_string())?;
-        return Ok(t.observed_applications());
+enum Opened {
+    File(crate::sources::directory::TenantFile),
+    Graph(crate::adapters::entra::GraphReader),
+}
+
+impl<'a> EntraSource<'a> {
+    /// The tenant file when one is given (`ReadArgs::directory`), else Microsoft Graph.
+    fn new(tenant: Option<PathBuf>, config: &'a Config) -> EntraSource<'a> {
+        EntraSource {
+            tenant,
+            config,
+            opened: None,
+        }
     }
-    let reader = crate::adapters::entra::reader_from_env(&config.directory.graph)
-        .map_err(|e| e.to_string())?;
-    reader.owned_applications().await.map_err(|e| e.to_string())
+
+    fn open(&mut self) -> anyhow::Result<&Opened> {
+        if self.opened.is_none() {
+            self.opened = Some(match &self.tenant {
+                Some(path) => Opened::File(crate::sources::directory::TenantFile::load(path)?),
+                None => Opened::Graph(
+                    crate::adapters::entra::reader_from_env(&self.config.directory.graph)
+                        .context("the directory is read from Microsoft Graph")?,
+                ),
+            });
+        }
+        Ok(self.opened.as_ref().expect("opened above"))
+    }
+
+    /// The whole directory: every group with its direct members (a delta read of Graph,
+    /// or the tenant file).
+    async fn directory(&mut self) -> anyhow::Result<crate::inventory::Directory> {
+        use crate::inventory::Directory;
+        Ok(match self.open()? {
+            Opened::File(tenant) => Directory::from_tenant_file(tenant),
+            Opened::Graph(reader) => {
+                let mut cache = crate::adapters::entra::DeltaCache::new(reader.clone());
+                cache
+                    .sync()
+                    .await
+                    .context("reading the directory's groups from Microsoft Graph")?;
+                Directory::from_groups(cache.groups())
+            }
+        })
+    }
+
+    /// The Entra applications trustsync owns, with their federated credentials; why not,
+    /// when they cannot be read.
+    async fn applications(&mut self) -> Result<Vec<crate::observed::ObservedApplication>, String> {
+        match self.open().map_err(|e| format!("{e:#}"))? {
+            Opened::File(tenant) => Ok(tenant.observed_applications()),
+            Opened::Graph(reader) => reader.owned_applications().await.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// `trustsync access`.
@@ -692,11 +720,12 @@ async fn access(args: AccessArgs, mut config: Config) -> anyhow::Result<u8> {
     let settings = crate::plan::Settings::from_config(&config);
     let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
     let tenant = read.directory(&mut config);
+    let mut entra = EntraSource::new(tenant, &config);
     // No role trusts the tenant: nothing to explain, and no Entra credential asked for.
     let directory = if roles.is_empty() {
         crate::inventory::Directory::default()
     } else {
-        read_directory(tenant.as_deref(), &config).await?
+        entra.directory().await?
     };
     let since = match audit::show(&config.audit.path, &audit::Query::default()) {
         Ok(entries) => crate::inventory::grants_since(&entries),
@@ -715,7 +744,7 @@ async fn access(args: AccessArgs, mut config: Config) -> anyhow::Result<u8> {
     );
     // The Entra half of the outbound direction: which credential trusts each role.
     if !report.outbound.is_empty() {
-        let apps = read_applications(tenant.as_deref(), &config).await;
+        let apps = entra.applications().await;
         crate::inventory::entra_trust(&mut report.outbound, &apps);
     }
     match output {
@@ -739,7 +768,7 @@ async fn export(mut args: ReadArgs, mut config: Config) -> anyhow::Result<u8> {
         crate::inventory::Directory::default()
     } else {
         let tenant = args.directory(&mut config);
-        read_directory(tenant.as_deref(), &config).await?
+        EntraSource::new(tenant, &config).directory().await?
     };
     let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
     print!("{}", out.yaml);
