@@ -147,7 +147,6 @@ fn resource(app_id: &str, name: &str) -> String {
 /// Plans the account settings and the credentials. Pure.
 pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let mut out = Plan::default();
-    let mut ready: BTreeSet<&str> = BTreeSet::new();
     let mut need: BTreeMap<&str, Vec<&Wanted>> = BTreeMap::new();
     for w in inputs.wanted {
         need.entry(w.account.as_str()).or_default().push(w);
@@ -160,9 +159,6 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             m.join(", ")
         };
         match inputs.issuers.get(*account) {
-            Some(Issuer::Url(_)) => {
-                ready.insert(account);
-            }
             Some(Issuer::Off) if inputs.enable => {
                 let mut c = Change::new(
                     Action::EnableOutboundFederation {},
@@ -196,7 +192,8 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                     names()
                 ),
             }),
-            None => {}
+            // Known: its credentials are planned below.
+            Some(Issuer::Url(_)) | None => {}
         }
     }
     let apps = match inputs.applications {
@@ -242,7 +239,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     }
     for (app_id, wanted) in &by_app {
         match apps.iter().find(|a| a.app_id.eq_ignore_ascii_case(app_id)) {
-            Some(app) => plan_application(inputs, app, wanted, &ready, &mut out),
+            Some(app) => plan_application(inputs, app, wanted, &mut out),
             None => {
                 for d in wanted {
                     out.problems.push(Problem {
@@ -261,7 +258,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     // Owned applications no function wants any more: their credentials are orphans.
     for app in apps {
         if !by_app.keys().any(|a| a.eq_ignore_ascii_case(&app.app_id)) {
-            plan_application(inputs, app, &[], &ready, &mut out);
+            plan_application(inputs, app, &[], &mut out);
         }
     }
     out.summarize();
@@ -274,7 +271,6 @@ fn plan_application(
     inputs: &Inputs<'_>,
     app: &ObservedApplication,
     wanted: &[&Desired<'_>],
-    ready: &BTreeSet<&str>,
     out: &mut Plan,
 ) {
     let audiences = vec![ENTRA_TOKEN_EXCHANGE_AUDIENCE.to_string()];
@@ -287,13 +283,9 @@ fn plan_application(
         .filter(|(_, c)| account_of(&c.name, inputs.prefix).is_some())
         .map(|(i, _)| i)
         .collect();
-    let ready_wanted: Vec<&&Desired<'_>> = wanted
-        .iter()
-        .filter(|d| ready.contains(d.account))
-        .collect();
     // First what already trusts the right role from the right issuer, then by name.
-    let mut matched: Vec<Option<usize>> = vec![None; ready_wanted.len()];
-    for (slot, d) in matched.iter_mut().zip(&ready_wanted) {
+    let mut matched: Vec<Option<usize>> = vec![None; wanted.len()];
+    for (slot, d) in matched.iter_mut().zip(wanted) {
         let i = unclaimed.iter().copied().find(|&i| {
             let c = &app.credentials[i];
             c.issuer == d.issuer && c.subject == d.role_arn
@@ -303,7 +295,7 @@ fn plan_application(
             *slot = Some(i);
         }
     }
-    for (slot, d) in matched.iter_mut().zip(&ready_wanted) {
+    for (slot, d) in matched.iter_mut().zip(wanted) {
         if slot.is_some() {
             continue;
         }
@@ -317,7 +309,7 @@ fn plan_application(
             *slot = Some(i);
         }
     }
-    for (slot, d) in matched.iter().zip(&ready_wanted) {
+    for (slot, d) in matched.iter().zip(wanted) {
         let description = d.description();
         let mine = slot.map(|i| &app.credentials[i]);
         let trusts_role = |c: &ObservedCredential| c.issuer == d.issuer && c.subject == d.role_arn;
