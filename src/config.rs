@@ -85,6 +85,12 @@ pub struct OutboundFederationConfig {
     pub issuer_urls: std::collections::BTreeMap<String, String>,
 }
 
+/// A URL on this machine (the local test servers): the only place plain `http` is
+/// accepted, for the Graph endpoint, the authority host and an outbound issuer alike.
+pub fn is_loopback(url: &url::Url) -> bool {
+    matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+}
+
 impl OutboundFederationConfig {
     fn check(&self) -> Result<(), (&'static str, String)> {
         for (account, url) in &self.issuer_urls {
@@ -100,7 +106,7 @@ impl OutboundFederationConfig {
                     format!("{account}: `{url}` is not a URL: {e}"),
                 )
             })?;
-            let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            let loopback = is_loopback(&parsed);
             if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
                 return Err((
                     "outboundFederation.issuerUrls",

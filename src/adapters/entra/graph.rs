@@ -107,7 +107,7 @@ impl GraphReader {
     /// the `loopback-graph` feature, a loopback host (the local Graph server) over `http`.
     pub fn new(tokens: TokenSource, settings: ReaderSettings) -> Result<GraphReader, Error> {
         let url = &settings.endpoint;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        let loopback = crate::config::is_loopback(url);
         let config = graph_rs_sdk::GraphClientConfiguration::new()
             .client_application(GraphAuth(tokens.clone()))
             .timeout(Duration::from_secs(60));

@@ -169,7 +169,7 @@ fn refresh_after(lifetime: Duration) -> Duration {
 fn check_authority(authority: &str) -> Result<(), Error> {
     let url = url::Url::parse(authority)
         .map_err(|e| Error::Config(format!("AZURE_AUTHORITY_HOST `{authority}`: {e}")))?;
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let loopback = crate::config::is_loopback(&url);
     match url.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
