@@ -241,6 +241,16 @@ impl Checker<'_> {
                     release: "Released with the deletion".into(),
                 })
             });
+            // The sessions of principals whose removal from the trust is held stay too.
+            let hold = hold.or_else(|| {
+                (matches!(c.action, Action::RevokeSessions { .. })
+                    && held_revocations.contains(&c.resource))
+                .then(|| Hold {
+                    kind: HoldKind::DependsOnHeld,
+                    reason: "denies the sessions of a revocation that is held".into(),
+                    release: "Released with the revocation".into(),
+                })
+            });
             if hold.is_none() && held_revocations.contains(&c.resource) {
                 if let (Action::UpdateTrustPolicy { trust_policy, .. }, Some(grant)) =
                     (&mut c.action, c.grant_only.take())

@@ -812,9 +812,11 @@ pub fn export(
                     &format!("entra-{}", &tenant[..tenant.len().min(8)]),
                     &mut provider_taken,
                 );
+                // Always v1, the form STS accepts: a v2 provider is exported as v1, and
+                // apply moves its roles' trust to the v1 issuer.
                 let mut spec = serde_json::json!({
                     "tenantId": tenant,
-                    "tokenVersion": if v1 { "v1" } else { "v2" },
+                    "tokenVersion": "v1",
                     "audiences": audiences,
                     "adopt": true,
                 });
@@ -824,7 +826,11 @@ pub fn export(
                 out.yaml.push_str(&document(
                     "IdentityProvider",
                     &name,
-                    &format!("exported from {provider_arn}"),
+                    &if v1 {
+                        format!("exported from {provider_arn}")
+                    } else {
+                        format!("exported from {provider_arn} as v1: STS accepts no Entra v2 app-only token (docs/entra-setup.md, \"Why v1 tokens\"); apply moves the roles' trust to https://sts.windows.net/{tenant}/")
+                    },
                     spec,
                 ));
                 providers.insert(issuer.clone(), name.clone());
@@ -999,30 +1005,40 @@ pub fn check_token(
                     .join(", ")
             )),
             Some(issuer) => {
-                // Each audience key the trust pins is compared with its own claim:
-                // `<issuer>:aud` and `<issuer>:oaud` with the token's aud, `<issuer>:azp`
-                // with its azp (v2 tokens carry azp; v1 tokens carry appid instead).
-                for (key, claim) in [("aud", "aud"), ("oaud", "aud"), ("azp", "azp")] {
+                // STS's audience rule (docs/entra-setup.md, "Why v1 tokens"): a token that
+                // carries azp (every v2 token) is matched by azp, the caller's client id,
+                // against the provider's client ids and `<issuer>:aud`, and by aud against
+                // `<issuer>:oaud`; a token without azp (v1) by aud against both, and has no
+                // oaud. `<issuer>:azp` is no key IAM fills for a generic OIDC issuer.
+                let (by, matched): (&str, Vec<String>) = match &claims.azp {
+                    Some(azp) => ("azp", vec![azp.clone()]),
+                    None => ("aud", claims.aud.clone()),
+                };
+                let oaud: Vec<String> = if claims.azp.is_some() {
+                    claims.aud.clone()
+                } else {
+                    Vec::new()
+                };
+                for (key, values, claim) in [
+                    ("aud", &matched, by),
+                    ("oaud", &oaud, "aud"),
+                    ("azp", &Vec::new(), "azp"),
+                ] {
                     let wanted = format!("{issuer}:{key}").to_ascii_lowercase();
                     let Some(allowed) = condition_values(&r.role.trust, |k| k == wanted) else {
                         continue;
                     };
-                    let values: Vec<String> = match claim {
-                        "azp" => claims.azp.iter().cloned().collect(),
-                        _ => claims.aud.clone(),
-                    };
                     if !values.iter().any(|v| allowed.contains(v)) {
-                        let have = if values.is_empty() {
-                            format!(
-                                "has no {claim}{}",
-                                if claim == "azp" {
-                                    " (a v1 token names its client in appid, not azp)"
-                                } else {
-                                    ""
-                                }
-                            )
-                        } else {
-                            format!("has {claim} {}", values.join(", "))
+                        let have = match (key, values.is_empty()) {
+                            ("azp", _) => {
+                                "cannot match it: IAM fills no azp key for an OIDC issuer"
+                                    .to_string()
+                            }
+                            ("oaud", true) => {
+                                "has no azp, so IAM sets no oaud for it (a v1 token)".to_string()
+                            }
+                            (_, true) => format!("has no {claim}"),
+                            _ => format!("is matched by its {claim} {}", values.join(", ")),
                         };
                         reasons.push(format!(
                             "audience: the trust's {issuer}:{key} allows {}; the token {have}",
@@ -1037,11 +1053,16 @@ pub fn check_token(
                     .find(|p| r.providers.contains(&p.arn))
                     .map(|p| p.client_ids.clone());
                 if let Some(ids) = client_ids {
-                    if !claims.aud.iter().any(|a| ids.contains(a)) {
+                    if !matched.iter().any(|a| ids.contains(a)) {
+                        let note = if by == "azp" {
+                            " (STS compares a token's azp, the calling application, when it has one: a v2 token is refused unless its caller's client id is listed)"
+                        } else {
+                            ""
+                        };
                         reasons.push(format!(
-                            "audience: the provider's client ids are {} and the token's aud is {}",
+                            "audience: the provider's client ids are {} and the token's {by} is {}{note}",
                             ids.iter().cloned().collect::<Vec<_>>().join(", "),
-                            claims.aud.join(", ")
+                            matched.join(", ")
                         ));
                     }
                 }

@@ -73,6 +73,14 @@ pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
         DeletePermissionsBoundary { role_name } => {
             role(role_name).is_none_or(|r| r.permissions_boundary.is_none())
         }
+        RevokeSessions {
+            role_name,
+            document,
+        } => role(role_name).is_some_and(|r| {
+            r.inline_policies
+                .get(crate::plan::SESSIONS_POLICY)
+                .is_some_and(|d| iam_policy::equivalent(document, d))
+        }),
         PutInlinePolicy {
             role_name,
             policy_name,

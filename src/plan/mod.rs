@@ -35,6 +35,7 @@ mod model;
 pub mod outbound;
 mod providers;
 mod roles;
+pub mod sessions;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -43,6 +44,7 @@ mod trust_tables;
 pub use model::*;
 pub use providers::{audience_tag, AUDIENCE_TAG_PREFIX};
 pub use roles::BASELINE_TAG;
+pub use sessions::SESSIONS_POLICY;
 
 struct Planner<'a> {
     s: &'a Settings,

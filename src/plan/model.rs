@@ -21,8 +21,11 @@ pub struct Settings {
     pub prune: bool,
     /// Removal limits (the baseline window is read here; the checks apply the rest).
     pub safety: Safety,
-    /// Now, in seconds since the Unix epoch (for removal baselines).
+    /// Now, in seconds since the Unix epoch (for removal baselines and session cut-offs).
     pub now: u64,
+    /// Aggregate inline policy length per role IAM allows (`limits.inlinePolicyChars`),
+    /// the budget of a role's session denials.
+    pub inline_policy_chars: usize,
 }
 
 impl Settings {
@@ -36,6 +39,7 @@ impl Settings {
             legacy_statement_prefix: c.statement_id_prefix.clone(),
             prune: c.prune,
             safety: c.safety.clone(),
+            inline_policy_chars: c.limits.inline_policy_chars,
             now: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -125,6 +129,12 @@ pub enum Action {
     UpdateTrustPolicy {
         role_name: RoleName,
         trust_policy: Value,
+    },
+    /// Writes the role's session-denial policy ([`super::sessions::SESSIONS_POLICY`]) so
+    /// that principals leaving its trust lose the sessions they already hold.
+    RevokeSessions {
+        role_name: RoleName,
+        document: Value,
     },
     UpdateRole {
         role_name: RoleName,
@@ -250,6 +260,7 @@ impl Action {
             // least-privilege policy allows trust updates on owner-tagged roles only).
             TagRole { .. } => 1,
             RevokeTrust { .. } => 5,
+            RevokeSessions { .. } => 6,
             CreateOidcProvider { .. } => 10,
             TagOidcProvider { .. } => 11,
             AddProviderAudience { .. } => 12,
@@ -285,7 +296,9 @@ impl Action {
     pub fn is_revocation(&self) -> bool {
         matches!(
             self,
-            Action::RevokeTrust { .. } | Action::DeleteFederatedCredential { .. }
+            Action::RevokeTrust { .. }
+                | Action::RevokeSessions { .. }
+                | Action::DeleteFederatedCredential { .. }
         )
     }
 
@@ -348,6 +361,7 @@ impl Action {
             | DeletePermissionsBoundary { .. }
             | RemoveProviderAudience { .. }
             | RevokeTrust { .. }
+            | RevokeSessions { .. }
             | UntagRole { .. }
             | DeleteFederatedCredential { .. } => Effect::Remove,
             _ => Effect::Change,
@@ -366,6 +380,7 @@ impl Action {
             DeleteOidcProvider { .. } => "delete-oidc-provider",
             CreateRole { .. } => "create-role",
             RevokeTrust { .. } => "revoke-trust",
+            RevokeSessions { .. } => "revoke-sessions",
             UpdateTrustPolicy { .. } => "update-trust-policy",
             UpdateRole { .. } => "update-role",
             PutPermissionsBoundary { .. } => "put-permissions-boundary",
@@ -597,6 +612,9 @@ kinds! {
         SharedProvider => "shared-provider",
         /// The directory's audit log could not say who changed a group.
         DirectoryAuditUnavailable => "directory-audit-unavailable",
+        /// Too many principals left a role at once for per-principal session denials:
+        /// every web-identity session issued before the pass is denied.
+        SessionsCutRoleWide => "sessions-cut-role-wide",
     }
 }
 

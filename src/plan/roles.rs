@@ -26,14 +26,22 @@ impl Planner<'_> {
         let Some(owned) = self.may_change(dr, or) else {
             return;
         };
+        let from = self.changes.len();
         if dr.blocked.is_some() {
             // An adoption waits for a mapping that can be fully planned.
             if owned {
                 self.revoke_only(dr, or);
+                self.sessions(dr, or, from, None);
             }
             return;
         }
         self.trust(dr, or);
+        let trusted: BTreeSet<String> = dr
+            .group
+            .iter()
+            .flat_map(|g| g.principals.iter().map(|p| p.id.to_string()))
+            .collect();
+        self.sessions(dr, or, from, Some(&trusted));
         self.role_settings(dr, or);
         self.inline_policies(dr, or);
         self.managed_policies(dr, or);
@@ -261,7 +269,8 @@ impl Planner<'_> {
             }
         }
         for (name, doc) in &or.inline_policies {
-            if !dr.inline_policies.contains_key(name) {
+            // The session denials are planned on their own (sessions.rs).
+            if !dr.inline_policies.contains_key(name) && name != super::SESSIONS_POLICY {
                 let c = self.push(
                     Action::DeleteInlinePolicy {
                         role_name: dr.name.clone(),

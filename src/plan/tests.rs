@@ -208,8 +208,19 @@ fn membership_change_updates_trust_with_members_named() {
     let before = desired_for(&["a", "b"], "");
     let after = desired_for(&["a", "c"], "");
     let p = plan(&after, &converged(&before), &settings(false));
-    assert_eq!(names(&p), ["revoke-trust", "update-trust-policy"]);
-    let (revoke, grant) = (&p.changes[0], &p.changes[1]);
+    assert_eq!(
+        names(&p),
+        ["revoke-trust", "revoke-sessions", "update-trust-policy"]
+    );
+    let (revoke, grant) = (&p.changes[0], &p.changes[2]);
+    let sessions = &p.changes[1];
+    assert!(
+        sessions.members_removed.is_empty(),
+        "counted once, on the trust"
+    );
+    assert!(sessions
+        .reason
+        .contains("00000000-0000-0000-0000-00000000000b"));
     assert_eq!(
         revoke.members_removed,
         ["00000000-0000-0000-0000-00000000000b"]
@@ -311,7 +322,7 @@ fn removals_carry_their_baseline_and_the_checks_hold_most_but_not_one() {
         &converged(&before),
         &settings(false),
     );
-    assert_eq!(names(&p), ["revoke-trust"]);
+    assert_eq!(names(&p), ["revoke-trust", "revoke-sessions"]);
     assert_eq!(
         p.changes[0].removal,
         Some(Removal {

@@ -700,6 +700,16 @@ mod tests {
                     }
                     role_name.to_string()
                 }
+                Action::RevokeSessions {
+                    role_name,
+                    document,
+                } => {
+                    let mut r = role(&mut st, role_name);
+                    r.inline_policies
+                        .insert(crate::plan::SESSIONS_POLICY.into(), document.clone());
+                    st.roles.insert(role_name.to_ascii_lowercase(), r);
+                    role_name.to_string()
+                }
                 Action::TagRole { role_name, tags } => {
                     let mut r = role(&mut st, role_name);
                     r.tags.extend(tags.clone());
@@ -866,7 +876,12 @@ spec: {provider: entra, group: {id: 00000000-0000-0000-0000-000000000002}, role:
         tried.sort();
         assert_eq!(
             tried,
-            ["revoke-trust deployer", "update-trust-policy reader"]
+            [
+                "revoke-sessions deployer",
+                "revoke-trust deployer",
+                "update-trust-policy reader"
+            ],
+            "the live sessions are denied even while the trust write fails"
         );
         assert_eq!(b.state_of("deployers").0, MappingState::Error);
         assert_eq!(b.state_of("readers").0, MappingState::Error);

@@ -269,7 +269,16 @@ pub fn mapping_statuses(
             set(m, state, format!("{}: {}", p.kind, p.message));
         }
     }
-    for h in &plan.held {
+    // A change held only because another is says nothing new: the primary hold speaks.
+    let held = plan
+        .held
+        .iter()
+        .filter(|h| h.held.kind != HoldKind::DependsOnHeld);
+    let dependents = plan
+        .held
+        .iter()
+        .filter(|h| h.held.kind == HoldKind::DependsOnHeld);
+    for h in dependents.chain(held) {
         let Some(key) = &h.change.mapping else {
             continue;
         };

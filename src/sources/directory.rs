@@ -317,6 +317,39 @@ pub struct TenantApplication {
     /// Its federated identity credentials at start.
     #[serde(default)]
     pub federated_identity_credentials: Vec<TenantFederatedIdentityCredential>,
+    /// Application ID URIs (`api://...`): the names a client may ask a token for, besides
+    /// the client id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier_uris: Vec<String>,
+    /// The API it exposes; decides the version of the access tokens issued for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<TenantApplicationApi>,
+}
+
+/// An application's `api` property, as Graph's application resource has it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantApplicationApi {
+    /// `requestedAccessTokenVersion` (the manifest's `accessTokenAcceptedVersion`): 2 for
+    /// v2.0 access tokens; 1 or absent for v1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_access_token_version: Option<u8>,
+}
+
+impl TenantApplication {
+    /// The version of the access tokens Entra issues for this application as a resource:
+    /// v2 only when `api.requestedAccessTokenVersion` is 2 (Microsoft's access token
+    /// claims reference: null or 1 mean v1.0).
+    pub fn access_token_version(&self) -> u8 {
+        match self
+            .api
+            .as_ref()
+            .and_then(|a| a.requested_access_token_version)
+        {
+            Some(2) => 2,
+            _ => 1,
+        }
+    }
 }
 
 impl TenantFile {

@@ -10,6 +10,11 @@
 //!   certificate assertion (RS256 JWT checked against the registered public key), or a
 //!   federated token (issuer and subject checked; its signature is not, since there is no
 //!   issuer to fetch keys from here). Errors carry AADSTS codes like the real endpoint.
+//! - The same endpoint issues app-only access tokens to the tenant's workloads for another
+//!   application of the tenant (`scope=api://.../.default` or its client id): signed
+//!   RS256 JWTs with the v1.0 or v2.0 claims Microsoft documents, chosen by the resource
+//!   application's `api.requestedAccessTokenVersion`; the keys are published through
+//!   `/{tenant}[/v2.0]/.well-known/openid-configuration` and its `jwks_uri`. See `tokens.rs`.
 //! - `GET /v1.0/groups?$filter=displayName eq '...'`, `GET /v1.0/groups/{id}`,
 //!   `/v1.0/groups/{id}/members`, `/transitiveMembers`: `@odata.type` on every object,
 //!   `$top` (1 to 999; the server may send fewer), `@odata.nextLink` paging over a
@@ -67,6 +72,7 @@ use axum::{Json, Router};
 use clap::Parser;
 
 mod applications;
+mod tokens;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use trustsync::sources::directory::{TenantClient, TenantFile};
@@ -1278,7 +1284,8 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
     // The request's own checks, then the client: a registered client (secret,
     // certificate, or its one federated token), or an application with federated
     // identity credentials, whose assertion is checked against its issuer's keys.
-    let checked: Result<Option<Vec<applications::Credential>>, Response> = {
+    type Checked = (tokens::ClientAuth, Option<Vec<applications::Credential>>);
+    let checked: Result<Checked, Response> = {
         let s = state.lock().expect("state");
         if tenant != s.tenant.tenant_id {
             Err(aad_error(
@@ -1311,11 +1318,16 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
                 }
                 _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")),
             };
+            let auth = if form.contains_key("client_secret") {
+                tokens::ClientAuth::Secret
+            } else {
+                tokens::ClientAuth::Certificate
+            };
             verdict
-                .map(|()| None)
+                .map(|()| (auth, None))
                 .map_err(|(status, error, code, msg)| aad_error(status, error, code, msg))
         } else if let Some(credentials) = s.apps.credentials_of(&client_id) {
-            Ok(Some(credentials.to_vec()))
+            Ok((tokens::ClientAuth::Certificate, Some(credentials.to_vec())))
         } else {
             Err(aad_error(
                 StatusCode::BAD_REQUEST,
@@ -1327,24 +1339,40 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
             ))
         }
     };
+    let resource = tokens::resource_of(form.get("scope").map_or("", String::as_str)).to_string();
     match checked {
         Err(resp) => resp,
-        Ok(None) => issue_token(&state, client_id),
-        Ok(Some(credentials)) => {
+        Ok((auth, None)) => issue_token(&state, client_id, &resource, auth),
+        Ok((auth, Some(credentials))) => {
             let assertion = match (form.get("client_assertion"), form.get("client_assertion_type")) {
                 (Some(a), Some(t)) if t == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" => a.clone(),
                 _ => return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."),
             };
             match applications::check_federated(&credentials, &assertion).await {
-                Ok(()) => issue_token(&state, client_id),
+                Ok(()) => issue_token(&state, client_id, &resource, auth),
                 Err((status, error, code, msg)) => aad_error(status, error, code, &msg),
             }
         }
     }
 }
 
-/// A Graph access token for `client_id`, good for an hour.
-fn issue_token(state: &Shared, client_id: String) -> Response {
+/// An access token for `client_id` to `resource`: for Microsoft Graph an opaque one that
+/// this server remembers, for an application of the tenant a signed JWT as Entra issues it
+/// (see `tokens.rs`).
+fn issue_token(
+    state: &Shared,
+    client_id: String,
+    resource: &str,
+    auth: tokens::ClientAuth,
+) -> Response {
+    if !tokens::is_graph(resource) {
+        let s = state.lock().expect("state");
+        let uti = request_id().replace('-', "");
+        return match tokens::claims(&s.tenant, &client_id, resource, auth, now_secs(), &uti) {
+            Ok(claims) => tokens::response(tokens::sign(&claims)),
+            Err(resp) => resp,
+        };
+    }
     let token = format!(
         "eyJ0eXAiOiJKV1QiLCJsb2NhbCI6dHJ1ZX0.{}.{}",
         request_id().replace('-', ""),
@@ -1431,6 +1459,38 @@ fn check_assertion(
     } else {
         bad(700027, "Client assertion contains an invalid signature.")
     }
+}
+
+async fn openid_configuration_v1(
+    State(state): State<Shared>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().expect("state");
+    tokens::discovery(
+        &s.tenant,
+        &tenant,
+        false,
+        base_url(&headers).trim_end_matches("/v1.0"),
+    )
+}
+
+async fn openid_configuration_v2(
+    State(state): State<Shared>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().expect("state");
+    tokens::discovery(
+        &s.tenant,
+        &tenant,
+        true,
+        base_url(&headers).trim_end_matches("/v1.0"),
+    )
+}
+
+async fn signing_keys() -> Response {
+    tokens::keys()
 }
 
 #[derive(Deserialize)]
@@ -1584,6 +1644,16 @@ async fn main() -> std::process::ExitCode {
     }));
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(openid_configuration_v1),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration_v2),
+        )
+        .route("/{tenant}/discovery/keys", get(signing_keys))
+        .route("/{tenant}/discovery/v2.0/keys", get(signing_keys))
         .route("/v1.0/$batch", post(graph_batch))
         .route(
             "/v1.0/{*rest}",

@@ -1157,6 +1157,19 @@ impl AwsClients {
                     .policy_name(policy_name)
                     .policy_document(document.to_string())
             ),
+            RevokeSessions {
+                role_name,
+                document,
+            } => write!(
+                self,
+                PutRolePolicy,
+                |_| false,
+                "",
+                iam.put_role_policy()
+                    .role_name(role_name)
+                    .policy_name(crate::plan::SESSIONS_POLICY)
+                    .policy_document(document.to_string())
+            ),
             DeleteInlinePolicy {
                 role_name,
                 policy_name,

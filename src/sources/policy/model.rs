@@ -54,10 +54,12 @@ pub struct Metadata {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenVersion {
-    /// `https://sts.windows.net/{tenant}/` (resource app accepts v1 tokens).
-    V1,
-    /// `https://login.microsoftonline.com/{tenant}/v2.0`.
+    /// `https://sts.windows.net/{tenant}/`: the resource application's
+    /// `requestedAccessTokenVersion` is null or 1. The form STS accepts.
     #[default]
+    V1,
+    /// `https://login.microsoftonline.com/{tenant}/v2.0`. Refused by validation: STS
+    /// matches a v2 token's `azp` (the caller), not its `aud`, against the provider.
     V2,
 }
 
@@ -71,7 +73,9 @@ pub struct IdentityProviderSpec {
     #[serde(default)]
     pub token_version: TokenVersion,
     /// Audiences accepted: the provider's client id list, and the values pinned in every
-    /// trust policy (usually the application ID URI, e.g. `api://aws-federation`).
+    /// trust policy: the resource exactly as the workloads name it when they ask for a
+    /// token (a v1 token's `aud`), usually the Application ID URI, e.g.
+    /// `api://aws-federation`.
     pub audiences: Vec<String>,
     /// Which token claim IAM matches the audiences against, as the suffix of the condition
     /// key `<issuer>:<key>`. AWS documents `aud`; `oaud` exists for some issuers.

@@ -243,6 +243,7 @@ fn check_provider(p: &Named<super::IdentityProviderSpec>, d: &mut Vec<Diagnostic
             ),
         ));
     }
+    check_token_form(p, d);
     for (i, t) in p.spec.thumbprints.iter().enumerate() {
         if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
             d.push(o.diagnostic(
@@ -250,6 +251,45 @@ fn check_provider(p: &Named<super::IdentityProviderSpec>, d: &mut Vec<Diagnostic
                 "must be 40 hex digits (SHA-1)",
             ));
         }
+    }
+}
+
+/// Refuses a provider no real Entra app-only token can satisfy (docs/entra-setup.md, "Why
+/// v1 tokens"):
+///
+/// - v2: the token's `aud` is always the resource application's client id and its `azp` the
+///   caller's. AWS documents that for a token carrying `azp` the `<issuer>:aud` key is
+///   matched against `azp` (and `:oaud` against `aud`), and field reports for Entra v2 show
+///   the provider's client-id check using `azp` too (aws/aws-sdk-net 3071, 3100): the
+///   resource's id in the list never matches a group member's token.
+/// - v1 carries no `azp`, so `oaud` and `azp` have nothing to match: only `aud` can.
+fn check_token_form(p: &Named<super::IdentityProviderSpec>, d: &mut Vec<Diagnostic>) {
+    let o = &p.origin;
+    match p.spec.token_version {
+        super::TokenVersion::V2 => {
+            d.push(o.diagnostic(
+                "spec.tokenVersion",
+                "v2 cannot accept a workload's token: an Entra v2 access token carries azp (the calling workload's client id) besides aud (the resource's client id), and STS matches the provider's client ids and <issuer>:aud against azp for such tokens, so no group member's token is accepted. Use `tokenVersion: v1` and leave the resource application's accessTokenAcceptedVersion (requestedAccessTokenVersion) null or 1 (docs/entra-setup.md, \"Why v1 tokens\")",
+            ));
+            for (i, a) in p.spec.audiences.iter().enumerate() {
+                if !is_guid(a) {
+                    d.push(o.diagnostic(
+                        format!("spec.audiences[{i}]"),
+                        format!("`{a}`: the aud of a v2 access token is always the resource application's client id (a GUID), never an Application ID URI"),
+                    ));
+                }
+            }
+        }
+        super::TokenVersion::V1 if p.spec.audience_condition_key != "aud" => {
+            d.push(o.diagnostic(
+                "spec.audienceConditionKey",
+                format!(
+                    "`{}` cannot match a v1 token: v1 access tokens carry no azp, so IAM has only aud to compare; use aud",
+                    p.spec.audience_condition_key
+                ),
+            ));
+        }
+        super::TokenVersion::V1 => {}
     }
 }
 
@@ -434,6 +474,12 @@ fn check_role_policies(
             d.push(o.diagnostic(
                 &field,
                 format!("`{name}` is reserved for the statement trustsync writes for a function's `entraApplication`"),
+            ));
+        }
+        if name == crate::plan::SESSIONS_POLICY {
+            d.push(o.diagnostic(
+                &field,
+                format!("`{name}` is reserved for the denials trustsync writes for the live sessions of principals that leave the role"),
             ));
         }
         if name.is_empty() || name.len() > 128 || !name.chars().all(is_iam_name_char) {
