@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod entra;
+pub mod judge;
 pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};
@@ -17,7 +18,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn venv_bin(name: &str) -> PathBuf {
+pub fn venv_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("TRUSTSYNC_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv"));
