@@ -787,7 +787,12 @@ pub fn export(
             ));
             continue;
         };
-        let provider = match providers.get(&issuer) {
+        // Exported as v1 (below): a v2 role joins the repository's v1 provider of its tenant.
+        let v1_issuer = entra_tenant(provider_arn).map(|t| format!("sts.windows.net/{t}/"));
+        let known = providers
+            .get(&issuer)
+            .or_else(|| v1_issuer.as_ref().and_then(|i| providers.get(i)));
+        let provider = match known {
             Some(name) => name.clone(),
             None => {
                 let tenant = entra_tenant(provider_arn).unwrap_or_default().to_string();
@@ -834,6 +839,9 @@ pub fn export(
                     spec,
                 ));
                 providers.insert(issuer.clone(), name.clone());
+                if let Some(v1) = v1_issuer {
+                    providers.insert(v1, name.clone());
+                }
                 name
             }
         };

@@ -35,7 +35,7 @@ fn ok(out: &std::process::Output, code: i32) -> String {
 /// A role made by hand (not by trustsync) under the managed path, trusting the tenant's
 /// provider for one service principal.
 fn create_outside_role(moto: &Moto) {
-    let issuer = format!("login.microsoftonline.com/{TENANT}/v2.0");
+    let issuer = format!("sts.windows.net/{TENANT}/");
     let trust = json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -211,7 +211,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
         .unwrap()
         .as_secs();
     let good = jwt(json!({
-        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "iss": format!("https://sts.windows.net/{TENANT}/"),
         "aud": "api://aws-federation", "sub": SP4, "oid": SP4, "exp": now + 600, "ver": "2.0",
     }));
     ws.write("good.jwt", &good);
@@ -232,7 +232,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     assert!(!out.contains(&good), "the token is never printed");
 
     let wrong_audience = jwt(json!({
-        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "iss": format!("https://sts.windows.net/{TENANT}/"),
         "aud": "api://some-other-app", "sub": SP4, "exp": now + 600,
     }));
     ws.write("aud.jwt", &wrong_audience);
@@ -247,13 +247,13 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     );
     assert!(out.contains("REFUSES"), "{out}");
     assert!(
-        out.contains(":aud allows api://aws-federation; the token has aud api://some-other-app"),
+        out.contains(":aud allows api://aws-federation; the token is matched by its aud api://some-other-app"),
         "{out}"
     );
     assert!(out.contains("provider's client ids"), "{out}");
 
     let bad = jwt(json!({
-        "iss": format!("https://sts.windows.net/{TENANT}/"),
+        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
         "aud": "api://aws-federation", "azp": "11111111-2222-3333-4444-555555555555",
         "sub": "pairwise-user-sub", "oid": SP3, "exp": now - 60,
     }));
@@ -278,7 +278,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     for v in verdicts["roles"].as_array().unwrap() {
         assert_eq!(v["accepts"], false, "{v:#}");
         let reasons = v["reasons"].to_string();
-        for why in ["issuer", "v1", "subject", "pairwise", "expired"] {
+        for why in ["issuer", "v2", "subject", "pairwise", "expired"] {
             assert!(reasons.contains(why), "{why}: {reasons}");
         }
     }

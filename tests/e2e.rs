@@ -108,12 +108,12 @@ fn validate_plan_apply_replan_through_the_binary() {
     let st = &trust["Statement"][0];
     assert_eq!(
         st["Principal"]["Federated"],
-        "arn:aws:iam::123456789012:oidc-provider/login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0"
+        "arn:aws:iam::123456789012:oidc-provider/sts.windows.net/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/"
     );
     assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
     assert_eq!(
         st["Condition"]["StringEquals"]
-            ["login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0:aud"],
+            ["sts.windows.net/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/:aud"],
         "api://aws-federation"
     );
     let iam = moto.iam();
@@ -213,7 +213,7 @@ fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
     // Drift: a trust policy with one member removed, an extra inline policy, a detached
     // managed policy, a changed session duration, a removed invoke permission, a foreign tag.
     let mut trust = moto.trust_policy("payments-deployer");
-    let key = "login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0:sub";
+    let key = "sts.windows.net/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/:sub";
     trust["Statement"][0]["Condition"]["StringEquals"][key] =
         serde_json::json!([SP1, "ffffffff-0000-0000-0000-000000000000"]);
     moto.block_on(
@@ -292,6 +292,7 @@ fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
             "add-lambda-permission",
             "attach-managed-policy",
             "delete-inline-policy",
+            "revoke-sessions",
             "revoke-trust",
             "untag-role",
             "update-role",
@@ -348,8 +349,11 @@ fn membership_changes_rewrite_the_trust_policy() {
         members.push(SP3.into());
     });
     let plan = plan_json(&moto, &ws, 2);
-    assert_eq!(actions(&plan), ["revoke-trust", "update-trust-policy"]);
-    let (revoke, grant) = (&plan["changes"][0], &plan["changes"][1]);
+    assert_eq!(
+        actions(&plan),
+        ["revoke-trust", "revoke-sessions", "update-trust-policy"]
+    );
+    let (revoke, grant) = (&plan["changes"][0], &plan["changes"][2]);
     assert_eq!(revoke["membersRemoved"], serde_json::json!([SP2]));
     assert!(revoke.get("membersAdded").is_none(), "{revoke}");
     assert_eq!(grant["membersAdded"], serde_json::json!([SP3]));
@@ -775,7 +779,8 @@ fn audit_show_lists_each_grant_and_revocation_of_a_principal() {
             "create-role",
             "put-inline-policy",
             "attach-managed-policy",
-            "revoke-trust"
+            "revoke-trust",
+            "revoke-sessions"
         ],
         "{entries}"
     );

@@ -56,7 +56,8 @@ fn nested_and_paged_membership_becomes_trust_and_follows_changes() {
     graph.remove_member(PAYMENTS, SP2);
     graph.add_member(CI_RUNNERS, SP3); // nested: reaches payments-deployer transitively
     let p = plan(&moto, &ws, &env, 2);
-    let (revoke, grant) = (&p["changes"][0], &p["changes"][1]);
+    let (revoke, grant) = (&p["changes"][0], &p["changes"][2]);
+    assert_eq!(p["changes"][1]["action"], "revoke-sessions");
     assert_eq!(revoke["action"], "revoke-trust");
     assert_eq!(revoke["membersRemoved"], json!([SP2]));
     assert_eq!(grant["action"], "update-trust-policy");

@@ -80,7 +80,11 @@ fn a_name_taken_by_a_second_group_neither_freezes_nor_hijacks_the_mapping() {
     );
     remove_member(&ws, PAYMENTS, SP2);
     let plan = plan_json(&moto, &ws, 2);
-    assert_eq!(actions(&plan), ["revoke-trust"], "{plan:#}");
+    assert_eq!(
+        actions(&plan),
+        ["revoke-trust", "revoke-sessions"],
+        "{plan:#}"
+    );
     assert_eq!(plan["changes"][0]["membersRemoved"], json!([SP2]));
     assert!(problems(&plan).is_empty(), "{plan:#}");
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
@@ -125,7 +129,11 @@ fn an_ambiguous_unpinned_name_blocks_additions_but_not_the_revocation() {
                 && p.contains("members who left the group still lose access")),
         "{plan:#}"
     );
-    assert_eq!(actions(&plan), ["revoke-trust"], "{plan:#}");
+    assert_eq!(
+        actions(&plan),
+        ["revoke-trust", "revoke-sessions"],
+        "{plan:#}"
+    );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
     assert_eq!(
         moto.trusted_subs("payments-deployer"),
@@ -167,7 +175,11 @@ fn an_oversize_group_adds_no_one_but_still_drops_the_departed() {
         msg.contains("for 8 service principals would be") && msg.contains("over the limit"),
         "{msg}"
     );
-    assert_eq!(actions(&plan), ["revoke-trust"], "{plan:#}");
+    assert_eq!(
+        actions(&plan),
+        ["revoke-trust", "revoke-sessions"],
+        "{plan:#}"
+    );
     assert_eq!(plan["changes"][0]["membersRemoved"], json!([SP2]));
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP4]);
@@ -269,7 +281,11 @@ fn a_deleted_group_takes_its_members_access_away() {
             .any(|p| p.contains(&format!("no group matches {REPORTING}"))),
         "{plan:#}"
     );
-    assert_eq!(actions(&plan), ["revoke-trust"], "{plan:#}");
+    assert_eq!(
+        actions(&plan),
+        ["revoke-trust", "revoke-sessions"],
+        "{plan:#}"
+    );
     run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
     assert!(moto.trusted_subs("reporting-reader").is_empty());
     let trust = moto.trust_policy("reporting-reader");
@@ -305,7 +321,7 @@ fn a_deleted_pinned_group_is_revoked_within_the_safety_limits() {
     assert!(moto.trusted_subs("payments-deployer").is_empty());
 }
 
-const ISSUER: &str = "https://login.microsoftonline.com/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/v2.0";
+const ISSUER: &str = "https://sts.windows.net/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/";
 
 fn provider_client_ids(moto: &Moto) -> Vec<String> {
     let iam = moto.iam();
@@ -442,10 +458,14 @@ fn a_failing_write_to_the_role_does_not_hold_its_revocation() {
     );
     remove_member(&ws, PAYMENTS, SP2);
     let plan = plan_json(&moto, &ws, 2);
-    assert_eq!(actions(&plan), ["tag-role", "revoke-trust"], "{plan:#}");
+    assert_eq!(
+        actions(&plan),
+        ["tag-role", "revoke-trust", "revoke-sessions"],
+        "{plan:#}"
+    );
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
     assert!(
-        stdout(&out).contains("Apply: 1 applied, 1 failed, 0 skipped"),
+        stdout(&out).contains("Apply: 2 applied, 1 failed, 0 skipped"),
         "{}",
         show(&out)
     );
