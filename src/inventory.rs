@@ -301,6 +301,42 @@ pub struct RoleAccess {
     /// Functions whose resource policy lets this role invoke them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<String>,
+    /// Live sessions the role denies (`trustsync-revoked-sessions`): principals that left
+    /// it, or every web-identity session issued before a time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_sessions: Vec<DeniedSessions>,
+}
+
+/// Sessions a role denies, as its `trustsync-revoked-sessions` policy says.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeniedSessions {
+    /// The principal (`sub`); none: every web-identity session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Sessions issued before this time are denied.
+    pub issued_before: String,
+}
+
+fn denied_sessions(role: &ObservedRole, principal: Option<&str>) -> Vec<DeniedSessions> {
+    use crate::plan::sessions::{rfc3339, SessionDenials};
+    let Some(doc) = role.inline_policies.get(crate::plan::SESSIONS_POLICY) else {
+        return Vec::new();
+    };
+    let d = SessionDenials::parse(doc);
+    let role_wide = d.role_wide.values().map(|t| DeniedSessions {
+        principal: None,
+        issued_before: rfc3339(*t),
+    });
+    let subjects = d
+        .subjects
+        .iter()
+        .filter(|((_, sub), _)| principal.is_none_or(|p| sub.eq_ignore_ascii_case(p)))
+        .map(|((_, sub), t)| DeniedSessions {
+            principal: Some(sub.clone()),
+            issued_before: rfc3339(*t),
+        });
+    role_wide.chain(subjects).collect()
 }
 
 /// The other direction: a function that acts as an Entra application through AWS
@@ -466,7 +502,11 @@ pub fn access(
                     .cloned(),
             })
             .collect();
-        if principal.is_some() && workloads.is_empty() {
+        let denied = denied_sessions(r.role, principal);
+        if principal.is_some()
+            && workloads.is_empty()
+            && denied.iter().all(|d| d.principal.is_none())
+        {
             continue;
         }
         out.push(RoleAccess {
@@ -478,6 +518,7 @@ pub fn access(
             workloads,
             services: trusted_services(&r.role.trust).into_iter().collect(),
             functions: functions_for(observed, &r.role.arn),
+            denied_sessions: denied,
         });
     }
     let outside = roles
@@ -598,6 +639,18 @@ impl AccessReport {
             }
             for f in &r.functions {
                 s.push_str(&format!("  may invoke {f}\n"));
+            }
+            for d in &r.denied_sessions {
+                let who = d
+                    .principal
+                    .as_deref()
+                    .map_or("every web-identity session".to_string(), |p| {
+                        format!("sessions of {p}")
+                    });
+                s.push_str(&format!(
+                    "  denied: {who} issued before {} (left the role)\n",
+                    d.issued_before
+                ));
             }
         }
         if self.roles.is_empty() {

@@ -146,6 +146,24 @@ fn text(plan: &Plan, color: bool) -> String {
             );
         }
     }
+    if !plan.session_denials.is_empty() {
+        let _ = writeln!(out, "\nLive sessions denied (principals that left a role):");
+        for d in &plan.session_denials {
+            let _ = writeln!(
+                out,
+                "  * {}{}: {} issued before {}, until {}",
+                in_account(plan, d.account.as_deref()),
+                d.role,
+                d.principal
+                    .as_deref()
+                    .map_or("every web-identity session".to_string(), |p| format!(
+                        "sessions of {p}"
+                    )),
+                d.issued_before,
+                d.until
+            );
+        }
+    }
     if !plan.notices.is_empty() {
         let _ = writeln!(out, "\nNotices:");
         for n in &plan.notices {
@@ -315,6 +333,25 @@ fn markdown(plan: &Plan) -> String {
                     .map(|m| format!(" (mapping `{m}`)"))
                     .unwrap_or_default(),
                 p.message
+            );
+        }
+        out.push('\n');
+    }
+    if !plan.session_denials.is_empty() {
+        out.push_str("#### Live sessions denied\n\n");
+        for d in &plan.session_denials {
+            let _ = writeln!(
+                out,
+                "- {}`{}`: {} issued before {}, until {}",
+                in_account(plan, d.account.as_deref()),
+                d.role,
+                d.principal
+                    .as_deref()
+                    .map_or("every web-identity session".to_string(), |p| format!(
+                        "sessions of `{p}`"
+                    )),
+                d.issued_before,
+                d.until
             );
         }
         out.push('\n');

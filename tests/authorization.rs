@@ -117,13 +117,41 @@ fn a_departed_workload_loses_new_and_live_sessions_and_a_returning_one_gets_them
     );
     assert!(allowed(&judge.request(&s1, "lambda:GetFunction", FUNCTION)));
 
-    // Converged: nothing more to do.
+    // Converged: nothing more to do; plan and access show whose sessions are denied.
     let out = command(ws.path(), &moto.endpoint)
         .envs(graph.env(CLIENT_SECRET))
-        .args(["--config", "trustsync.yaml", "plan", "--detailed-exitcode"])
+        .args([
+            "--config",
+            "trustsync.yaml",
+            "plan",
+            "--detailed-exitcode",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let denials = plan["sessionDenials"].as_array().unwrap();
+    assert_eq!(denials.len(), 1, "{plan:#}");
+    assert_eq!(
+        (
+            denials[0]["principal"].as_str(),
+            denials[0]["mapping"].as_str()
+        ),
+        (Some(SP2), Some("payments-deployers"))
+    );
+    let out = command(ws.path(), &moto.endpoint)
+        .envs(graph.env(CLIENT_SECRET))
+        .args(["--config", "trustsync.yaml", "access", "--principal", SP2])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("denied: sessions of {SP2} issued before")),
+        "{}",
+        show(&out)
+    );
 
     // Back in the group: one pass, and a fresh session works at once.
     graph.add_member(PAYMENTS, SP2);

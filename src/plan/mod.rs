@@ -52,6 +52,7 @@ struct Planner<'a> {
     changes: Vec<Change>,
     problems: Vec<Problem>,
     notices: Vec<Notice>,
+    session_denials: Vec<SessionDenial>,
 }
 
 /// Computes the plan. Pure.
@@ -62,6 +63,7 @@ pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan
         changes: Vec::new(),
         problems: Vec::new(),
         notices: Vec::new(),
+        session_denials: Vec::new(),
     };
     for e in &desired.errors {
         p.problems.push(Problem {
@@ -178,6 +180,7 @@ impl<'a> Planner<'a> {
             trusted_baseline: 0,
             owned_roles: 0,
             accounts: Vec::new(),
+            session_denials: self.session_denials,
         };
         plan.summarize();
         plan

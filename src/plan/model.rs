@@ -731,6 +731,28 @@ pub struct Plan {
     /// The accounts the pass covered, and whether each could be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<AccountPlan>,
+    /// The live sessions each owned role denies once this plan is applied: principals
+    /// that left its trust, or every web-identity session (the role-wide cut-off).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub session_denials: Vec<SessionDenial>,
+}
+
+/// Sessions a role denies ([`super::sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDenial {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    pub mapping: MappingName,
+    /// The role's ARN.
+    pub role: Arn,
+    /// The principal (`sub`) whose sessions are denied; none: every web-identity session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Sessions issued before this time are denied (RFC 3339).
+    pub issued_before: String,
+    /// The denial is dropped after this time, when no such session can still be alive.
+    pub until: String,
 }
 
 /// One account of a plan: where it was read, and if it could not be, why.
@@ -761,6 +783,9 @@ impl Plan {
         for n in &mut self.notices {
             n.account = Some(account.to_string());
         }
+        for d in &mut self.session_denials {
+            d.account = Some(account.to_string());
+        }
     }
 
     /// One plan of many (one per account and region): changes grouped by account, each
@@ -772,6 +797,7 @@ impl Plan {
             out.held.extend(p.held);
             out.problems.extend(p.problems);
             out.notices.extend(p.notices);
+            out.session_denials.extend(p.session_denials);
             out.trusted_baseline += p.trusted_baseline;
             out.owned_roles += p.owned_roles;
         }

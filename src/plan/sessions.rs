@@ -182,7 +182,36 @@ pub fn policy_chars(doc: &Value) -> usize {
         .count()
 }
 
+/// The RFC 3339 form of a Unix time, as the denials write it.
+pub fn rfc3339(t: u64) -> String {
+    iso(t)
+}
+
 impl Planner<'_> {
+    fn record_denials(
+        &mut self,
+        dr: &DesiredRole,
+        or: &ObservedRole,
+        want: &SessionDenials,
+        max_session: u64,
+    ) {
+        let entry = |principal: Option<&String>, t: u64| SessionDenial {
+            account: None,
+            mapping: dr.mapping.clone(),
+            role: or.arn.clone().into(),
+            principal: principal.cloned(),
+            issued_before: iso(t),
+            until: iso(t + max_session),
+        };
+        let role_wide = want.role_wide.values().map(|t| entry(None, *t));
+        let subjects = want
+            .subjects
+            .iter()
+            .map(|((_, sub), t)| entry(Some(sub), *t));
+        let all: Vec<SessionDenial> = role_wide.chain(subjects).collect();
+        self.session_denials.extend(all);
+    }
+
     /// Brings the role's session denials in line after its trust was planned: the
     /// principals revoked by the changes pushed since `from` get a cut-off, entries past the
     /// maximum session duration go, and (for a fully planned mapping) principals the role
@@ -246,6 +275,7 @@ impl Planner<'_> {
                 fell_back = true;
             }
         }
+        self.record_denials(dr, or, &want, max_session);
         if want == have {
             return;
         }

@@ -906,6 +906,15 @@ spec: {provider: entra, group: {id: 00000000-0000-0000-0000-000000000002}, role:
         assert_eq!(b.aws.take_done(), ["revoke-trust deployer"]);
         assert_eq!(b.aws.trusted("deployer"), [sp(1)].into());
         assert_eq!(b.aws.trusted("reader"), [sp(3)].into());
+        let denials = &b.status().mappings["deployers"].session_denials;
+        assert_eq!(
+            denials
+                .iter()
+                .map(|d| d.principal.clone())
+                .collect::<Vec<_>>(),
+            [Some(sp(2).to_string())],
+            "/status shows whose live sessions the role denies"
+        );
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(b.pass().await);
         assert_eq!(b.aws.take_done(), ["update-trust-policy reader"]);

@@ -57,6 +57,9 @@ pub struct MappingStatus {
     pub reason: String,
     /// When the last pass that looked at it ended.
     pub last_pass: String,
+    /// Live sessions its role denies: principals that left, until their sessions expire.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub session_denials: Vec<crate::plan::SessionDenial>,
 }
 
 /// The last pass in `/status`.
@@ -251,6 +254,11 @@ pub fn mapping_statuses(
     report: &apply::Report,
 ) -> BTreeMap<String, MappingStatus> {
     let mut mappings = all_ready(policies);
+    for d in &plan.session_denials {
+        if let Some(s) = mappings.get_mut(d.mapping.as_str()) {
+            s.session_denials.push(d.clone());
+        }
+    }
     let mut set = |name: &str, state: MappingState, reason: String| {
         if let Some(s) = mappings.get_mut(name) {
             if state >= s.state {
@@ -344,6 +352,7 @@ fn all_ready(policies: &PolicySet) -> BTreeMap<String, MappingStatus> {
                 state: MappingState::Ready,
                 reason: "in sync".into(),
                 last_pass: time.clone(),
+                session_denials: Vec::new(),
             };
             (name.clone(), status)
         })
