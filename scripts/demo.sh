@@ -4,7 +4,9 @@
 # (serving examples/tenant.json) on free loopback ports, creates the Lambda function the
 # example policies refer to, and runs trustsync with the sample policies (policies/):
 # validate, plan, apply, plan again (no changes), then `trustsync run` repairing a
-# membership change made through the Graph server's admin API, an audit log check, and
+# membership change made through the Graph server's admin API (the departed workload's
+# new token refused and the session it held denied, as the tests' IAM judge decides them),
+# an audit log check, and
 # `audit show` naming who made the change in Entra; a Lambda function acting as an Entra
 # application (outbound federation: the role's token policy, the application's federated
 # credential, a token exchanged with no secret); then one controller for two AWS accounts
@@ -96,6 +98,14 @@ for _ in $(seq 1 100); do
 done
 echo "controller ready at $status_url"
 
+say "Two workloads get Entra tokens (v1, aud api://aws-federation) and assume payments-deployer"
+echo "  (decided by the tests' IAM judge: moto stores policies but never enforces them)"
+sessions() { "$venv/bin/python" scripts/demo_sessions.py "$@"; }
+fn=arn:aws:lambda:us-east-1:123456789012:function:payments-api
+sessions assume "$AWS_ENDPOINT_URL" "$graph" "$AZURE_TENANT_ID" 9d0e1f2a-aaaa-4aaa-8aaa-000000000002 local-workload-secret-2 payments-deployer "$work/bot.session"
+sessions assume "$AWS_ENDPOINT_URL" "$graph" "$AZURE_TENANT_ID" 9d0e1f2a-aaaa-4aaa-8aaa-000000000001 local-workload-secret-1 payments-deployer "$work/pipeline.session"
+sessions request "$AWS_ENDPOINT_URL" "$graph" "$work/bot.session" lambda:UpdateFunctionCode "$fn"
+
 say "A service principal (payments-release-bot) leaves sg-aws-payments-deployers in Entra"
 "$venv/bin/python" - "$graph" <<'PY'
 import sys, urllib.request
@@ -121,6 +131,13 @@ for name, m in s["mappings"].items():
     print(f"  {name:20} {m['state']:8} {m['reason']}")
 PY
 ts plan --detailed-exitcode >/dev/null && echo "  trustsync plan: no changes left"
+
+say "payments-release-bot's new token is refused, and the session it already held is denied"
+sessions assume "$AWS_ENDPOINT_URL" "$graph" "$AZURE_TENANT_ID" 9d0e1f2a-aaaa-4aaa-8aaa-000000000002 local-workload-secret-2 payments-deployer "$work/bot2.session"
+sessions request "$AWS_ENDPOINT_URL" "$graph" "$work/bot.session" lambda:UpdateFunctionCode "$fn"
+echo "  while payments-deploy-pipeline's session keeps working:"
+sessions request "$AWS_ENDPOINT_URL" "$graph" "$work/pipeline.session" lambda:UpdateFunctionCode "$fn"
+ts access --principal 5e1f0a2b-1111-4111-8111-000000000002 | sed 's/^/  /'
 
 say "SIGTERM: the controller stops cleanly"
 kill -TERM "$run_pid"
