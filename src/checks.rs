@@ -311,6 +311,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_held_revocation_holds_its_session_denial_and_a_free_one_does_not() {
+        let sessions = |m: &str| {
+            Change::new(
+                Action::RevokeSessions {
+                    role_name: m.into(),
+                    document: json!({}),
+                },
+                format!("arn:aws:iam::1:role/trustsync/{m}"),
+                Some(m),
+                "deny",
+            )
+        };
+        let p = run(
+            plan_of(
+                vec![
+                    revoke("big", 10, 1),
+                    sessions("big"),
+                    revoke("small", 10, 9),
+                    sessions("small"),
+                ],
+                100,
+                2,
+            ),
+            &[],
+        );
+        let go: Vec<String> = p.changes.iter().map(|c| c.key()).collect();
+        assert_eq!(go.len(), 2, "{go:?}");
+        assert!(go.iter().all(|k| k.contains("/small")), "{go:?}");
+        assert_eq!(held_kinds(&p).len(), 2);
+        assert!(p.held.iter().any(|h| h.held.kind == HoldKind::DependsOnHeld
+            && matches!(h.change.action, Action::RevokeSessions { .. })));
+    }
+
     fn plan_of(changes: Vec<Change>, trusted: usize, owned: usize) -> Plan {
         let mut p = Plan {
             changes,

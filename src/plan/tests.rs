@@ -492,3 +492,103 @@ spec: {trustedServices: [lambda.amazonaws.com], role: {name: runtime}}
         .unwrap();
     assert_eq!(deployer.inline_policies.keys().collect::<Vec<_>>(), ["p"]);
 }
+
+/// The observed state after `p`'s session denials landed on `o`.
+fn with_denials(mut o: Observed, p: &Plan) -> Observed {
+    for c in &p.changes {
+        if let Action::RevokeSessions {
+            role_name,
+            document,
+        } = &c.action
+        {
+            o.roles
+                .get_mut(&role_name.to_ascii_lowercase())
+                .unwrap()
+                .inline_policies
+                .insert(SESSIONS_POLICY.into(), document.clone());
+        }
+    }
+    o
+}
+
+#[test]
+fn session_denials_follow_departures_returns_and_the_session_length() {
+    let s = settings(false);
+    let b = "00000000-0000-0000-0000-00000000000b";
+    let p = plan(
+        &desired_for(&["a"], ""),
+        &converged(&desired_for(&["a", "b"], "")),
+        &s,
+    );
+    assert_eq!(names(&p), ["revoke-trust", "revoke-sessions"]);
+    let denial = &p.session_denials;
+    assert_eq!(denial.len(), 1);
+    assert_eq!(denial[0].principal.as_deref(), Some(b));
+    let observed = with_denials(converged(&desired_for(&["a"], "")), &p);
+
+    // Converged: the denial stays, nothing to do; a later pass keeps the same cut-off.
+    let later = Settings {
+        now: s.now + 600,
+        ..s.clone()
+    };
+    let again = plan(&desired_for(&["a"], ""), &observed, &later);
+    assert!(again.changes.is_empty(), "{:?}", names(&again));
+    assert_eq!(again.session_denials, p.session_denials);
+
+    // Back in the group: trusted again, and the denial goes with the grant.
+    let back = plan(&desired_for(&["a", "b"], ""), &observed, &later);
+    assert_eq!(
+        names(&back),
+        ["update-trust-policy", "delete-inline-policy"]
+    );
+    assert!(back.session_denials.is_empty());
+
+    // Gone for longer than the role's maximum session: nothing can be alive to deny.
+    let expired = Settings {
+        now: s.now + 3600 + sessions::CUTOFF_MARGIN_SECS + 1,
+        ..s.clone()
+    };
+    let p = plan(&desired_for(&["a"], ""), &observed, &expired);
+    assert_eq!(names(&p), ["delete-inline-policy"]);
+
+    // A mapping may not name the policy, and the planner never deletes it as drift.
+    let mut own = observed.clone();
+    own.roles
+        .get_mut("deployer")
+        .unwrap()
+        .inline_policies
+        .insert("stray".into(), json!({}));
+    let p = plan(&desired_for(&["a"], ""), &own, &later);
+    assert_eq!(names(&p), ["delete-inline-policy"]);
+    assert!(
+        matches!(&p.changes[0].action, Action::DeleteInlinePolicy { policy_name, .. } if policy_name == "stray")
+    );
+}
+
+#[test]
+fn denials_that_do_not_fit_become_the_role_wide_cut_off_with_a_notice() {
+    let s = Settings {
+        inline_policy_chars: 200,
+        ..settings(false)
+    };
+    let p = plan(
+        &desired_for(&["a"], ""),
+        &converged(&desired_for(&["a", "b", "c"], "")),
+        &s,
+    );
+    assert_eq!(names(&p), ["revoke-trust", "revoke-sessions"]);
+    assert_eq!(p.session_denials.len(), 1);
+    assert_eq!(
+        p.session_denials[0].principal, None,
+        "every web-identity session"
+    );
+    assert!(p
+        .notices
+        .iter()
+        .any(|n| n.kind == NoticeKind::SessionsCutRoleWide));
+    let doc = p.changes[1].after.as_ref().unwrap().to_string();
+    assert!(
+        doc.contains("\"Null\"") && !doc.contains("00000000000b"),
+        "{doc}"
+    );
+}
