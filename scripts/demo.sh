@@ -67,6 +67,7 @@ export AZURE_TENANT_ID=7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45 AZURE_CLIENT_ID=3f0e
   TRUSTSYNC_GRAPH_ENDPOINT="$graph/v1.0"
 cat >"$work/trustsync.yaml" <<YAML
 audit: {path: $work/audit.jsonl}
+permissionsBoundaries: [trustsync-workload-boundary]
 YAML
 ts() { "$bin" --config "$work/trustsync.yaml" "$@"; }
 
@@ -81,6 +82,14 @@ ts plan || true
 
 say "trustsync apply: make AWS match, recording every change in the audit log"
 ts apply --auto-approve
+echo "  every role carries the configured permissions boundary, which the controller cannot lift:"
+"$venv/bin/python" - "$AWS_ENDPOINT_URL" <<'PY'
+import sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1")
+for r in iam.list_roles(PathPrefix="/trustsync/")["Roles"]:
+    b = iam.get_role(RoleName=r["RoleName"])["Role"].get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+    print(f"    {r['RoleName']:20} boundary {b}")
+PY
 
 say "trustsync plan --detailed-exitcode: a second pass finds nothing to do (exit 0)"
 ts plan --detailed-exitcode
@@ -176,6 +185,7 @@ for account in 111111111111 222222222222; do
 done
 cat >"$work/accounts.yaml" <<YAML
 audit: {path: $work/accounts-audit.jsonl}
+permissionsBoundaries: [trustsync-workload-boundary]
 accounts:
   targets:
     - {id: "111111111111", labels: {env: prod}}

@@ -52,9 +52,21 @@ def in_account(account):
     return session
 
 
+# The permissions boundary every role trustsync makes must carry (the demo config's
+# permissionsBoundaries): what a workload role may do at most. Made once per account.
+BOUNDARY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["lambda:*", "s3:GetObject", "s3:ListBucket", "logs:*", "sts:GetWebIdentityToken"], "Resource": "*"},
+]}
+
+
 def seed(session):
     iam = session.client("iam", endpoint_url=endpoint)
     lam = session.client("lambda", endpoint_url=endpoint)
+    try:
+        iam.create_policy(PolicyName="trustsync-workload-boundary", PolicyDocument=json.dumps(BOUNDARY))
+        print("created the permissions boundary trustsync-workload-boundary")
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     try:
         role = iam.create_role(RoleName="bootstrap-lambda-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]

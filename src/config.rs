@@ -49,6 +49,15 @@ pub struct Config {
     pub owner_tag: OwnerTag,
     /// Path prefix of managed roles; every mapped role lies under it.
     pub role_path: String,
+    /// The permissions boundaries every role trustsync creates or adopts must carry:
+    /// managed policy names, with their path when it is not `/` (`workload-boundary`,
+    /// `boundaries/workload`), in each managed account. The first is the default for a
+    /// mapping that names none; a mapping may name only these. `iam-policy` lets the
+    /// controller create roles and set boundaries with these alone, and never remove one
+    /// or edit these policies, so its credentials cannot make a role stronger than them.
+    /// Empty (the default): no boundary is required, and `iam-policy` says what the
+    /// controller could then do.
+    pub permissions_boundaries: Vec<String>,
     /// Prefix of the Lambda policy statement ids trustsync writes (at most 40 characters).
     /// A short hash of the owner tag value follows it, so that two instances never take
     /// each other's statements for their own.
@@ -524,6 +533,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             owner_tag: OwnerTag::default(),
             role_path: "/trustsync/".into(),
+            permissions_boundaries: Vec::new(),
             statement_id_prefix: "trustsync-".into(),
             prune: false,
             safety: Safety::default(),
@@ -784,6 +794,22 @@ impl Config {
         if self.owner_tag.key.is_empty() || self.owner_tag.value.is_empty() {
             return Err(("ownerTag", "key and value must not be empty".into()));
         }
+        for b in &self.permissions_boundaries {
+            let ok = !b.is_empty()
+                && !b.starts_with('/')
+                && !b.contains(':')
+                && b.split('/').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+                });
+            if !ok {
+                return Err(("permissionsBoundaries", format!(
+                    "`{b}` is not a managed policy name (with its path, as `boundaries/workload`); the account is each managed account's"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -813,8 +839,14 @@ impl Config {
         )
     }
 
+    /// The ARN of a configured boundary in an account: `arn:<partition>:iam::<account>:policy/<name>`.
+    pub fn boundary_arn(&self, account: &str, name: &str) -> String {
+        format!("arn:{}:iam::{account}:policy/{name}", self.partition())
+    }
+
     fn finish(mut self) -> Self {
         self.limits.role_path = self.role_path.clone();
+        self.limits.permissions_boundaries = self.permissions_boundaries.clone();
         self
     }
 }

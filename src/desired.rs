@@ -465,7 +465,16 @@ impl Builder<'_> {
             may_keep: membership.may_keep,
             description: s.role.description.clone(),
             max_session_duration: s.role.max_session_duration,
-            permissions_boundary: s.role.permissions_boundary.clone(),
+            permissions_boundary: s.role.permissions_boundary.clone().or_else(|| {
+                // The config's first boundary, in this account.
+                self.config.permissions_boundaries.first().map(|name| {
+                    format!(
+                        "arn:{}:iam::{}:policy/{name}",
+                        self.target.partition(),
+                        self.target.account_id
+                    )
+                })
+            }),
             managed_policies: s.role.managed_policies.iter().cloned().collect(),
             inline_policies: self.inline_policies(m),
             tags,

@@ -1,13 +1,15 @@
 """The authorization judge of the end-to-end tests: decides what real AWS would decide,
 from the state moto holds (moto stores IAM documents and never evaluates them).
 
-Two questions, each answered with the decision and its reasons:
+Three questions, each answered with the decision and its reasons:
 - "assume": may this token assume this role (sts:AssumeRoleWithWebIdentity)? The STS rules
   (provider, signature, lifetime, audience) are in sts_rules.py with their documentation;
   the trust policy's conditions and Deny/Allow are evaluated by principalmapper.
 - "request": may this session (what "assume" returned) make this request now? The role's
   inline and managed policies and its permissions boundary, with the session's request
   context, evaluated by principalmapper's local policy simulation.
+- "identity": may a principal holding these identity policies (the controller's own, as
+  `trustsync iam-policy` prints them) make this request with this context?
 
 Reads JSON from stdin: {"aws": endpoint, "hosts": {issuer host: local server}, "now": unix
 seconds, "checks": [{"op": "assume", "role": name, "token": jwt, "session": name} |
@@ -132,13 +134,26 @@ def request(aws, now, check):
     return {"allowed": False, "reasons": ["explicit Deny in {}".format(", ".join(deny))] if deny else ["no policy allows it"]}
 
 
+def identity(check):
+    """May a principal holding these identity policies (the controller's, as `trustsync
+    iam-policy` prints them) make this request, with this request context?"""
+    arn = check.get("principal", "arn:aws:iam::123456789012:role/trustsync-controller")
+    policies = [Policy(arn, "policy{}".format(i), doc) for i, doc in enumerate(check["policies"])]
+    node = Node(arn, "AROACONTROLLER0000000", policies, [], {"Version": "2012-10-17", "Statement": []}, None, 0, False, False, None, False, {})
+    ctx = dict(check.get("context", {}))
+    allowed = local_check_authorization_full(node, check["action"], check["resource"], ctx)
+    return {"allowed": bool(allowed), "reasons": []}
+
+
 def main():
     req = json.load(sys.stdin)
-    aws = Aws(req["aws"])
+    aws = Aws(req["aws"]) if req.get("aws") else None
     out = []
     for check in req["checks"]:
         now = int(check.get("now", req["now"]))
-        if check["op"] == "assume":
+        if check["op"] == "identity":
+            out.append(identity(check))
+        elif check["op"] == "assume":
             out.append(assume(aws, req.get("hosts", {}), now, check))
         elif check["op"] == "request":
             out.append(request(aws, now, check))

@@ -31,6 +31,14 @@ impl Judge {
         }
     }
 
+    /// A judge of identity policies alone (no AWS state).
+    pub fn policies_only() -> Judge {
+        Judge {
+            aws: String::new(),
+            hosts: json!({}),
+        }
+    }
+
     /// Answers each check (`{"op": "assume", ...}` or `{"op": "request", ...}`) in order.
     pub fn check(&self, checks: Vec<Value>) -> Vec<Value> {
         let mut child = Command::new(venv_bin("python"))

@@ -93,7 +93,7 @@ operations! {
     TagRole: Iam [("iam:TagRole", NewRole)];
     UpdateAssumeRolePolicy: Iam [("iam:UpdateAssumeRolePolicy", OwnedRole)];
     UpdateRole: Iam [("iam:UpdateRole", OwnedRole)];
-    PutRolePermissionsBoundary: Iam [("iam:PutRolePermissionsBoundary", OwnedRole)];
+    PutRolePermissionsBoundary: Iam [("iam:PutRolePermissionsBoundary", Boundary)];
     DeleteRolePermissionsBoundary: Iam [("iam:DeleteRolePermissionsBoundary", OwnedRole)];
     PutRolePolicy: Iam [("iam:PutRolePolicy", OwnedRole)];
     DeleteRolePolicy: Iam [("iam:DeleteRolePolicy", OwnedRole)];

@@ -24,6 +24,9 @@ pub enum Scope {
     NewRole,
     /// Changing a role that carries the owner tag.
     OwnedRole,
+    /// Setting the permissions boundary of an owned role (to a configured one only, when
+    /// `permissionsBoundaries` is set).
+    Boundary,
     /// Passing a managed role to Lambda.
     PassRole,
     /// Creating the provider (owner tag in the request).
@@ -91,6 +94,27 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             .collect(),
         _ => vec![format!("arn:aws:lambda:{region}:*:function:*")],
     };
+    // With boundaries: a role is created, and a boundary set, only with one of them
+    // (AWS's delegation pattern). The owner tag goes on at creation only: `iam:TagRole`
+    // here is the implicit check of CreateRole's own tags, which is made in the CreateRole
+    // request and so carries its `iam:PermissionsBoundary`; a TagRole request of its own
+    // does not, and is allowed only on roles already owned (ManageOwnedRoles).
+    let boundary_arns: Vec<String> = config
+        .permissions_boundaries
+        .iter()
+        .map(|name| format!("arn:{}:iam::*:policy/{name}", config.partition()))
+        .collect();
+    let mut create_condition = json!({"StringEquals": {format!("aws:RequestTag/{key}"): value}});
+    let mut boundary_condition = json!({"StringEquals": {format!("aws:ResourceTag/{key}"): value}});
+    if !boundary_arns.is_empty() {
+        create_condition["ArnLike"] = json!({"iam:PermissionsBoundary": boundary_arns});
+        boundary_condition["ArnLike"] = json!({"iam:PermissionsBoundary": boundary_arns});
+    }
+    let owned_role_actions: Vec<&str> = actions(Scope::OwnedRole)
+        .into_iter()
+        .filter(|a| boundary_arns.is_empty() || *a != "iam:DeleteRolePermissionsBoundary")
+        .chain(["iam:TagRole"])
+        .collect();
     let mut policy = json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -105,12 +129,19 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
                 "Effect": "Allow",
                 "Action": actions(Scope::NewRole),
                 "Resource": roles,
-                "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
+                "Condition": create_condition.clone()
+            },
+            {
+                "Sid": "SetBoundaryOfOwnedRoles",
+                "Effect": "Allow",
+                "Action": actions(Scope::Boundary),
+                "Resource": roles,
+                "Condition": boundary_condition
             },
             {
                 "Sid": "ManageOwnedRoles",
                 "Effect": "Allow",
-                "Action": actions(Scope::OwnedRole).into_iter().chain(["iam:TagRole"]).collect::<Vec<_>>(),
+                "Action": owned_role_actions,
                 "Resource": roles,
                 "Condition": {"StringEquals": {format!("aws:ResourceTag/{key}"): value}}
             },
@@ -162,6 +193,38 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             }
         ]
     });
+    if !boundary_arns.is_empty() {
+        if let Some(list) = policy["Statement"].as_array_mut() {
+            list.extend([
+                json!({
+                    "Sid": "NoRoleWithoutABoundary",
+                    "Effect": "Deny",
+                    "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
+                    "Resource": "*",
+                    "Condition": {"ArnNotLike": {"iam:PermissionsBoundary": boundary_arns}}
+                }),
+                json!({
+                    "Sid": "KeepBoundaries",
+                    "Effect": "Deny",
+                    "Action": "iam:DeleteRolePermissionsBoundary",
+                    "Resource": "*"
+                }),
+                json!({
+                    "Sid": "KeepBoundaryPolicies",
+                    "Effect": "Deny",
+                    "Action": [
+                        "iam:CreatePolicyVersion",
+                        "iam:DeletePolicy",
+                        "iam:DeletePolicyVersion",
+                        "iam:SetDefaultPolicyVersion",
+                        "iam:TagPolicy",
+                        "iam:UntagPolicy"
+                    ],
+                    "Resource": boundary_arns
+                }),
+            ]);
+        }
+    }
     if config.outbound_federation.enable {
         if let Some(list) = policy["Statement"].as_array_mut() {
             list.push(json!({

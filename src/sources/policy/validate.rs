@@ -16,6 +16,9 @@ pub struct Limits {
     /// Managed roles must lie under this path (set from the config's `rolePath`).
     #[serde(skip)]
     pub role_path: String,
+    /// The boundaries a mapping may name (set from the config's `permissionsBoundaries`).
+    #[serde(skip)]
+    pub permissions_boundaries: Vec<String>,
     /// Role trust policy length, without white space (2,048; quota up to 4,096).
     pub trust_policy_chars: usize,
     /// Aggregate inline policy length per role, without white space.
@@ -32,6 +35,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             role_path: "/trustsync/".into(),
+            permissions_boundaries: Vec::new(),
             trust_policy_chars: 2048,
             inline_policy_chars: 10240,
             managed_policies_per_role: 10,
@@ -430,6 +434,19 @@ fn check_role(r: &super::RoleSpec, limits: &Limits, o: &super::Origin, d: &mut V
             d.push(o.diagnostic(
                 "spec.role.permissionsBoundary",
                 format!("`{b}` is not an IAM managed policy ARN"),
+            ));
+        } else if !limits.permissions_boundaries.is_empty()
+            && !limits
+                .permissions_boundaries
+                .iter()
+                .any(|name| b.ends_with(&format!(":policy/{name}")))
+        {
+            d.push(o.diagnostic(
+                "spec.role.permissionsBoundary",
+                format!(
+                    "`{b}` is not one of the boundaries the config allows (permissionsBoundaries: {}); the controller may set no other",
+                    limits.permissions_boundaries.join(", ")
+                ),
             ));
         }
     }
