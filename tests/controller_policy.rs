@@ -18,6 +18,14 @@ fn role(name: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT}:role/trustsync/{name}")
 }
 
+fn provider() -> String {
+    format!("arn:aws:iam::{ACCOUNT}:oidc-provider/sts.windows.net/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/")
+}
+
+fn function(name: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}")
+}
+
 fn owned() -> Value {
     json!({format!("aws:ResourceTag/{OWNER}"): "trustsync"})
 }
@@ -141,14 +149,21 @@ fn escalations() -> Vec<(&'static str, &'static str, String, Value)> {
             role("payments-runtime"),
             with(owned(), json!({"iam:PassedToService": "ec2.amazonaws.com"})),
         ),
+        ("register a provider for another tenant", "iam:CreateOpenIDConnectProvider", format!("arn:aws:iam::{ACCOUNT}:oidc-provider/sts.windows.net/00000000-0000-4000-8000-0000000000ff/"), json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]})),
+        ("delete a provider it does not own", "iam:DeleteOpenIDConnectProvider", provider(), json!({})),
+        ("add an audience to a provider it does not own", "iam:AddClientIDToOpenIDConnectProvider", provider(), json!({})),
+        ("add a layer to a function (code running as its role)", "lambda:UpdateFunctionConfiguration", function("payments-api"), json!({"lambda:Layer": ["arn:aws:lambda:us-east-1:999999999999:layer:evil:1"]})),
+        ("replace a function's code", "lambda:UpdateFunctionCode", function("payments-api"), json!({})),
+        ("change a function no policy names", "lambda:UpdateFunctionConfiguration", function("billing-core"), json!({})),
+        ("let someone invoke a function no policy names", "lambda:AddPermission", function("billing-core"), json!({})),
     ]
 }
 
 /// (what, action, resource, request context): every one must be allowed.
 fn operations() -> Vec<(&'static str, &'static str, String, Value)> {
     let create = json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER, "team"], "iam:PermissionsBoundary": BOUNDARY});
-    let provider = format!("arn:aws:iam::{ACCOUNT}:oidc-provider/sts.windows.net/7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45/");
-    let function = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:payments-api");
+    let provider = provider();
+    let function = function("payments-api");
     vec![
         (
             "read the account's roles and policies",
@@ -245,10 +260,16 @@ fn operations() -> Vec<(&'static str, &'static str, String, Value)> {
             json!({}),
         ),
         (
-            "add an audience",
+            "add an audience to its own provider",
             "iam:AddClientIDToOpenIDConnectProvider",
+            provider.clone(),
+            owned(),
+        ),
+        (
+            "adopt the tenant's provider (adopt: true)",
+            "iam:TagOpenIDConnectProvider",
             provider,
-            json!({}),
+            json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]}),
         ),
         (
             "read a function's policy",
@@ -402,14 +423,15 @@ fn without_a_boundary_the_policy_is_admin_and_iam_policy_says_so() {
 fn roles_get_the_configured_boundary_and_a_mapping_cannot_name_another() {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
-    moto.block_on(
+    // (moto may answer a retried create with "already exists": either way it exists.)
+    let _ = moto.block_on(
         moto.iam()
             .create_policy()
             .policy_name("trustsync-workload-boundary")
             .policy_document(json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}).to_string())
             .send(),
     )
-    .unwrap();
+    ;
     let ws = Workspace::new();
     // An installation from before: no boundary.
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);

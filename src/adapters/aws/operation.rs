@@ -82,7 +82,7 @@ operations! {
     ListOpenIDConnectProviders: Iam [("iam:ListOpenIDConnectProviders", AccountRead)];
     GetOutboundWebIdentityFederationInfo: Iam [("iam:GetOutboundWebIdentityFederationInfo", AccountRead)];
     EnableOutboundWebIdentityFederation: Iam [("iam:EnableOutboundWebIdentityFederation", OutboundEnable)];
-    GetOpenIDConnectProvider: Iam [("iam:GetOpenIDConnectProvider", Provider)];
+    GetOpenIDConnectProvider: Iam [("iam:GetOpenIDConnectProvider", ProviderRead)];
     CreateOpenIDConnectProvider: Iam [("iam:CreateOpenIDConnectProvider", NewProvider)];
     TagOpenIDConnectProvider: Iam [("iam:TagOpenIDConnectProvider", NewProvider)];
     UntagOpenIDConnectProvider: Iam [("iam:UntagOpenIDConnectProvider", Provider)];

@@ -31,7 +31,9 @@ pub enum Scope {
     PassRole,
     /// Creating the provider (owner tag in the request).
     NewProvider,
-    /// Reading or changing the Entra OIDC provider.
+    /// Reading an Entra OIDC provider (any: a provider of the tenant may be shared).
+    ProviderRead,
+    /// Changing an Entra OIDC provider that carries the owner tag.
     Provider,
     /// Reading or changing a managed function.
     Function,
@@ -75,25 +77,38 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
         "arn:aws:iam::*:oidc-provider/login.microsoftonline.com/*",
         "arn:aws:iam::*:oidc-provider/sts.windows.net/*"
     ]);
+    // A provider is created only for the issuers of the policies' tenants (any Entra
+    // tenant when no policy set is given).
+    let new_providers: Value = match policies {
+        Some(set) if !set.providers.is_empty() => {
+            let mut arns: Vec<String> = set
+                .providers
+                .iter()
+                .map(|p| format!("arn:aws:iam::*:oidc-provider/{}", p.spec.issuer_host_path()))
+                .collect();
+            arns.sort();
+            arns.dedup();
+            json!(arns)
+        }
+        _ => providers.clone(),
+    };
     // Many accounts may mean many regions: the spoke policy names functions in any.
     let region = match config.aws.region.as_deref() {
         Some(r) if !config.accounts.is_hub() => r,
         _ => "*",
     };
-    let functions: Vec<String> = match policies {
-        Some(set) if !set.functions.is_empty() => set
-            .functions
-            .iter()
-            .flat_map(|f| {
-                let name = crate::sources::policy::function_name_of(&f.spec.function);
-                [
-                    format!("arn:aws:lambda:{region}:*:function:{name}"),
-                    format!("arn:aws:lambda:{region}:*:function:{name}:*"),
-                ]
-            })
-            .collect(),
-        _ => vec![format!("arn:aws:lambda:{region}:*:function:*")],
-    };
+    // Only the functions the policies name; none without a policy set (never `function:*`).
+    let functions: Vec<String> = policies
+        .into_iter()
+        .flat_map(|set| &set.functions)
+        .flat_map(|f| {
+            let name = crate::sources::policy::function_name_of(&f.spec.function);
+            [
+                format!("arn:aws:lambda:{region}:*:function:{name}"),
+                format!("arn:aws:lambda:{region}:*:function:{name}:*"),
+            ]
+        })
+        .collect();
     // With boundaries: a role is created, and a boundary set, only with one of them
     // (AWS's delegation pattern). The owner tag goes on at creation only: `iam:TagRole`
     // here is the implicit check of CreateRole's own tags, which is made in the CreateRole
@@ -163,20 +178,28 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
                 "Sid": "CreateEntraProvider",
                 "Effect": "Allow",
                 "Action": actions(Scope::NewProvider),
-                "Resource": providers,
+                "Resource": new_providers,
                 "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
             },
             {
-                "Sid": "ManageEntraProvider",
+                "Sid": "ReadEntraProviders",
                 "Effect": "Allow",
-                "Action": actions(Scope::Provider).into_iter().chain(["iam:TagOpenIDConnectProvider"]).collect::<Vec<_>>(),
+                "Action": actions(Scope::ProviderRead),
                 "Resource": providers
             },
             {
-                "Sid": "ManageFunctionAccess",
+                "Sid": "ManageOwnedEntraProvider",
                 "Effect": "Allow",
-                "Action": actions(Scope::Function),
-                "Resource": functions
+                "Action": actions(Scope::Provider).into_iter().chain(["iam:TagOpenIDConnectProvider"]).collect::<Vec<_>>(),
+                "Resource": providers,
+                "Condition": {"StringEquals": {format!("aws:ResourceTag/{key}"): value}}
+            },
+            {
+                "Sid": "NoCodeThroughConfiguration",
+                "Effect": "Deny",
+                "Action": ["lambda:UpdateFunctionConfiguration", "lambda:UpdateFunctionCode", "lambda:CreateFunction"],
+                "Resource": "*",
+                "Condition": {"ForAnyValue:StringLike": {"lambda:Layer": "*"}}
             },
             {
                 "Sid": "CleanUpMarkedFunctions",
@@ -193,6 +216,16 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             }
         ]
     });
+    if !functions.is_empty() {
+        if let Some(list) = policy["Statement"].as_array_mut() {
+            list.push(json!({
+                "Sid": "ManageFunctionAccess",
+                "Effect": "Allow",
+                "Action": actions(Scope::Function),
+                "Resource": functions
+            }));
+        }
+    }
     if !boundary_arns.is_empty() {
         if let Some(list) = policy["Statement"].as_array_mut() {
             list.extend([
@@ -344,7 +377,18 @@ mod tests {
             refresh_seconds: 3600,
         });
         config.outbound_federation.enable = true;
-        let both = iam_policies(&config, None, "arn:aws:iam::111111111111:role/hub");
+        let samples = crate::sources::policy::load_dir(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("policies")
+                .as_path(),
+            &config.limits,
+        )
+        .unwrap();
+        let both = iam_policies(
+            &config,
+            Some(&samples),
+            "arn:aws:iam::111111111111:role/hub",
+        );
         let mut granted: Vec<String> = Vec::new();
         let statements = both["hub"]["policy"]["Statement"]
             .as_array()
@@ -407,6 +451,13 @@ mod tests {
             .to_string()
             .contains("iam:EnableOutboundWebIdentityFederation"));
         assert!(check_document(&on).is_empty());
+    }
+
+    #[test]
+    fn without_policies_no_function_is_reachable() {
+        let text = controller_policy(&Config::default(), None).to_string();
+        assert!(!text.contains("ManageFunctionAccess"), "{text}");
+        assert!(!text.contains("lambda:AddPermission"), "{text}");
     }
 
     #[test]
