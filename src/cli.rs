@@ -478,6 +478,36 @@ fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
                     return Ok(1);
                 }
             }
+            // The guardrails, with what is known without AWS: the accounts the config
+            // lists, the tenant of the directory the config names.
+            let listed = (!a.targets.is_empty() && a.organization.is_none())
+                .then(|| a.targets.iter().map(|t| t.id.clone()).collect());
+            let tenant = match &config.directory.tenant_file {
+                Some(path) => crate::sources::directory::TenantFile::load(path)
+                    .ok()
+                    .map(|t| t.tenant_id),
+                None => std::env::var("AZURE_TENANT_ID")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+            };
+            let violations = policy::guardrails::check(
+                &set,
+                &config.guardrails,
+                &policy::guardrails::Known {
+                    accounts: listed,
+                    tenant,
+                },
+            );
+            if !violations.is_empty() {
+                for v in &violations {
+                    eprintln!("{}", v.diagnostic);
+                }
+                eprintln!(
+                    "{} guardrail violation(s): the controller would change nothing for these documents but their revocations (docs/policy-reference.md, \"Guardrails\")",
+                    violations.len()
+                );
+                return Ok(1);
+            }
             println!(
                 "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
                 policies.display(),

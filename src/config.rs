@@ -69,6 +69,9 @@ pub struct Config {
     pub safety: Safety,
     /// AWS quotas policies are checked against.
     pub limits: Limits,
+    /// What one merged change to the policy repository may grant; each rule on by
+    /// default and set one by one.
+    pub guardrails: crate::sources::policy::guardrails::Guardrails,
     /// Where group memberships come from.
     pub directory: DirectoryConfig,
     /// The audit log.
@@ -538,6 +541,7 @@ impl Default for Config {
             prune: false,
             safety: Safety::default(),
             limits: Limits::default(),
+            guardrails: Default::default(),
             directory: DirectoryConfig::default(),
             audit: AuditConfig::default(),
             run: RunConfig::default(),

@@ -361,6 +361,24 @@ fn the_printed_policy_denies_every_escalation_and_allows_every_operation() {
     let bad = wrong(&judge, &single);
     assert!(bad.is_empty(), "single account:\n{}", bad.join("\n"));
 
+    // Adoption is granted for the listed roles only, while their mappings say `adopt`.
+    ws.write(
+        "policies/legacy.yaml",
+        "apiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: legacy-ci}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  adopt: true\n  role: {name: legacy-ci}\n",
+    );
+    let adopting = iam_policy(&ws, &[]);
+    let tag = json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]});
+    let v = judge.check(vec![
+        json!({"op": "identity", "policies": [adopting], "action": "iam:TagRole", "resource": role("legacy-ci"), "context": tag}),
+        json!({"op": "identity", "policies": [adopting], "action": "iam:TagRole", "resource": role("someone-elses"), "context": tag}),
+    ]);
+    assert_eq!(
+        (v[0]["allowed"].as_bool(), v[1]["allowed"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(wrong(&judge, &adopting).is_empty());
+    ws.remove("policies/legacy.yaml");
+
     ws.write(
         "trustsync.yaml",
         "audit: {path: audit.jsonl}\npermissionsBoundaries: [trustsync-workload-boundary]\naccounts:\n  targets: [{id: \"123456789012\"}, {id: \"210987654321\"}]\n",

@@ -579,6 +579,9 @@ kinds! {
         /// The owned applications and their credentials could not be read from Microsoft
         /// Graph; no credential was planned.
         ApplicationsUnreadable => "applications-unreadable",
+        /// A document breaks a guardrail of the config: nothing is changed for it but its
+        /// revocations (docs/policy-reference.md, "Guardrails").
+        Guardrail => "guardrail",
     }
 }
 
@@ -595,6 +598,7 @@ impl ProblemKind {
                 | ProblemKind::OutboundFederationOff
                 | ProblemKind::ApplicationNotOwned
                 | ProblemKind::CredentialLimit
+                | ProblemKind::Guardrail
         )
     }
 }

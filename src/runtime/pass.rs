@@ -29,7 +29,7 @@ use crate::runtime::fleet::{Fleet, Member};
 use crate::sources::directory::{
     DirectorySnapshot, GroupRequest, MembershipChange, TenantFile, PIN_TAG,
 };
-use crate::sources::policy::{function_name_of, scope, PolicySet, Revision};
+use crate::sources::policy::{function_name_of, guardrails, scope, PolicySet, Revision};
 
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
@@ -60,6 +60,17 @@ pub enum DirectorySource {
 }
 
 impl DirectorySource {
+    /// The tenant the directory is read from: the tenant file's, or `AZURE_TENANT_ID` for
+    /// Microsoft Graph. `None` when it cannot be told.
+    pub fn tenant(&self) -> Option<String> {
+        match self {
+            DirectorySource::File(path) => TenantFile::load(path).ok().map(|t| t.tenant_id),
+            _ => std::env::var("AZURE_TENANT_ID")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        }
+    }
+
     /// The controller's source: the delta cache over this reader.
     pub fn delta(reader: entra::GraphReader, full_every: Duration) -> DirectorySource {
         DirectorySource::Delta {
@@ -522,6 +533,7 @@ fn plan_places(
     settings: &Settings,
     pins: &BTreeMap<&str, Pins>,
     snapshot: &DirectorySnapshot,
+    enforced: &guardrails::Enforced,
 ) -> (Plan, Placed) {
     let observed = &read.observed;
     let mut plans = Vec::new();
@@ -534,6 +546,14 @@ fn plan_places(
             region: region.clone(),
         };
         let mut desired = desired::build(here, snapshot, &pins[id.as_str()], config, &target);
+        desired
+            .providers
+            .retain(|p| !enforced.blocked_providers.contains(p.mapping.as_str()));
+        for role in &mut desired.roles {
+            if enforced.blocked_mappings.contains(role.mapping.as_str()) && role.blocked.is_none() {
+                role.blocked = Some("it breaks a guardrail (see the problem)".into());
+            }
+        }
         if member_home(observed, id) != region {
             desired.providers.clear();
             desired.roles.clear();
@@ -627,12 +647,31 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         released,
     } = inputs;
     let settings = Settings::from_config(config);
+    // Guardrails first: what breaks one is left out or blocked (revocations go on), and
+    // reported; the rest of the repository applies.
+    let violations = guardrails::check(
+        policies,
+        &config.guardrails,
+        &guardrails::Known {
+            accounts: Some(
+                fleet
+                    .members()
+                    .iter()
+                    .map(|m| m.account.id.clone())
+                    .collect(),
+            ),
+            tenant: directory.tenant(),
+        },
+    );
+    let mut allowed = (*policies).clone();
+    let enforced = guardrails::enforce(&mut allowed, &violations);
+    let policies = &allowed;
     let read = read_accounts(fleet, policies, config, &settings).await?;
     let (pins, requests) = directory_requests(&read, &settings);
     let snapshot = directory.snapshot(&requests).await?;
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
-    let (mut plan, placed) = plan_places(&read, config, &settings, &pins, &snapshot);
+    let (mut plan, placed) = plan_places(&read, config, &settings, &pins, &snapshot, &enforced);
     // Reading Entra's applications is I/O: left out of the planner's time.
     let reading = Instant::now();
     let entra = plan_outbound(
@@ -653,6 +692,16 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     } = read;
     plan.accounts = accounts;
     plan.problems.extend(unreachable);
+    for v in &violations {
+        let d = &v.diagnostic;
+        plan.problems.push(Problem {
+            kind: ProblemKind::Guardrail,
+            account: None,
+            mapping: Some(v.name.as_str().into()),
+            resource: format!("{}:{}", d.file.display(), d.line),
+            message: format!("{}: {}", d.field, d.message),
+        });
+    }
     if !fleet.narrowed {
         let in_scope: Vec<_> = fleet.members().iter().map(|m| m.account.clone()).collect();
         for (name, d) in scope::scope_problems(policies, &in_scope) {

@@ -216,6 +216,29 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             }
         ]
     });
+    // Adoption is an explicit grant for the roles listed, never a general one: the roles of
+    // mappings that say `adopt: true` may be tagged as owned (once owned, the rest of the
+    // policy applies; print the policy again without `adopt` once adopted).
+    let adopted: Vec<String> = policies
+        .into_iter()
+        .flat_map(|set| &set.role_mappings)
+        .filter(|m| m.spec.adopt)
+        .map(|m| {
+            let path = m.spec.role.path.as_deref().unwrap_or(&config.role_path);
+            format!("arn:aws:iam::*:role{path}{}", m.spec.role.name)
+        })
+        .collect();
+    if !adopted.is_empty() {
+        if let Some(list) = policy["Statement"].as_array_mut() {
+            list.push(json!({
+                "Sid": "AdoptListedRoles",
+                "Effect": "Allow",
+                "Action": "iam:TagRole",
+                "Resource": adopted,
+                "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
+            }));
+        }
+    }
     if !functions.is_empty() {
         if let Some(list) = policy["Statement"].as_array_mut() {
             list.push(json!({

@@ -8,6 +8,7 @@
 //! (a dangling reference, a limit) is reported against the same index, so every
 //! diagnostic names file, line, document and field.
 
+pub mod guardrails;
 pub mod model;
 pub mod scope;
 mod validate;

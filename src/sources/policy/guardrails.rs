@@ -1,0 +1,404 @@
+//! Guardrails: what one merged change to the policy repository may grant.
+//!
+//! Valid documents can still ask for too much: AdministratorAccess, `Action: "*"` on
+//! `"*"`, an external account invoking a function, a service invoking one on anyone's
+//! behalf (the confused deputy), a role trusting EC2, a provider for a stranger's tenant.
+//! Each rule here is on by default, documented with its reason (docs/policy-reference.md,
+//! "Guardrails"), and set or turned off one by one in the config's `guardrails`.
+//!
+//! `trustsync validate` refuses a violation (file, line, field, rule); `plan`, `apply` and
+//! `run` report it as a problem of that document and change nothing for it but its
+//! revocations, while the rest of the repository applies: the controller enforces the
+//! rules even when CI did not run.
+
+use std::collections::BTreeSet;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Diagnostic, PolicySet};
+
+/// The rules, as the config sets them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Guardrails {
+    /// Managed policies no role may have attached (ARNs). Default: AWS's administrator
+    /// and IAM-administering policies.
+    pub denied_managed_policies: Vec<String>,
+    /// When set, the only managed policies a role may have attached (besides the deny
+    /// list, which still applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_managed_policies: Option<Vec<String>>,
+    /// No Allow statement in an inline policy may grant `*`, `*:*`, any wildcard or
+    /// `NotAction` of IAM, STS or Organizations, on `*` (or with `NotResource`).
+    pub no_admin_statements: bool,
+    /// The AWS services a role may trust (`trustedServices`).
+    pub trusted_services: Vec<String>,
+    /// The AWS services that may invoke a function (`invokers[].service`).
+    pub invoker_services: Vec<String>,
+    /// A service invoker needs `sourceArn` or `sourceAccount` (else any resource of that
+    /// service, in any account, may invoke: the confused deputy).
+    pub service_invokers_need_source: bool,
+    /// The accounts an invoker principal (an account id or an ARN) may belong to. Unset:
+    /// the managed accounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoker_accounts: Option<Vec<String>>,
+    /// The Entra tenants an IdentityProvider may name. Unset: the controller's own tenant
+    /// (the directory's: `AZURE_TENANT_ID`, or the tenant file's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_tenants: Option<Vec<String>>,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            denied_managed_policies: [
+                "AdministratorAccess",
+                "PowerUserAccess",
+                "IAMFullAccess",
+                "AWSOrganizationsFullAccess",
+                "job-function/SystemAdministrator",
+            ]
+            .iter()
+            .map(|p| format!("arn:aws:iam::aws:policy/{p}"))
+            .collect(),
+            allowed_managed_policies: None,
+            no_admin_statements: true,
+            trusted_services: vec!["lambda.amazonaws.com".into()],
+            invoker_services: [
+                "apigateway",
+                "events",
+                "scheduler",
+                "s3",
+                "sns",
+                "sqs",
+                "logs",
+                "elasticloadbalancing",
+                "cognito-idp",
+                "iot",
+            ]
+            .iter()
+            .map(|s| format!("{s}.amazonaws.com"))
+            .collect(),
+            service_invokers_need_source: true,
+            invoker_accounts: None,
+            allowed_tenants: None,
+        }
+    }
+}
+
+/// What the rules are checked against besides the documents.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// The managed accounts, when known (`invokerAccounts` unset).
+    pub accounts: Option<BTreeSet<String>>,
+    /// The controller's own tenant, when known (`allowedTenants` unset).
+    pub tenant: Option<String>,
+}
+
+/// One document breaking one rule.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// The document's kind.
+    pub kind: &'static str,
+    /// The document's name.
+    pub name: String,
+    /// The rule, as its config key.
+    pub rule: &'static str,
+    /// For a FunctionAccess: the index of the invoker that breaks it.
+    pub invoker: Option<usize>,
+    /// Where and what, with the rule named in the message.
+    pub diagnostic: Diagnostic,
+}
+
+/// The account of an invoker principal: an account id, or the account field of an ARN.
+fn account_of(principal: &str) -> Option<&str> {
+    if principal.len() == 12 && principal.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(principal);
+    }
+    principal.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether an action pattern reaches administration: everything, or any wildcard over
+/// IAM, STS or Organizations.
+fn is_admin_action(action: &str) -> bool {
+    let a = action.to_ascii_lowercase();
+    if a == "*" || a == "*:*" {
+        return true;
+    }
+    match a.split_once(':') {
+        Some((service, name)) => {
+            (service.contains('*') || matches!(service, "iam" | "sts" | "organizations"))
+                && (name.contains('*') || name.contains('?'))
+        }
+        None => false,
+    }
+}
+
+/// Why an inline policy's statement grants administration, if it does.
+fn admin_statement(st: &Value) -> Option<String> {
+    if st["Effect"] != "Allow" {
+        return None;
+    }
+    let everywhere =
+        st.get("NotResource").is_some() || strings(&st["Resource"]).iter().any(|r| r == "*");
+    if !everywhere {
+        return None;
+    }
+    if st.get("NotAction").is_some() {
+        return Some("Allow with NotAction on every resource".into());
+    }
+    strings(&st["Action"])
+        .into_iter()
+        .find(|a| is_admin_action(a))
+        .map(|a| format!("Allow `{a}` on every resource"))
+}
+
+/// What the violations mean for a pass: mappings that may only revoke, providers that
+/// are not registered, and the set without the invokers that break a rule.
+#[derive(Debug, Clone, Default)]
+pub struct Enforced {
+    /// RoleMappings that break a rule, or use a provider that does: revocations only.
+    pub blocked_mappings: BTreeSet<String>,
+    /// IdentityProviders that break a rule: never created or changed.
+    pub blocked_providers: BTreeSet<String>,
+}
+
+/// Applies the violations to a set: the invokers that break a rule are left out (their
+/// statements are then removed like any trustsync no longer wants), and what else is
+/// blocked is returned.
+pub fn enforce(set: &mut PolicySet, violations: &[Violation]) -> Enforced {
+    let mut e = Enforced::default();
+    let mut invokers: BTreeSet<(String, usize)> = BTreeSet::new();
+    for v in violations {
+        match v.kind {
+            "IdentityProvider" => {
+                e.blocked_providers.insert(v.name.clone());
+            }
+            "RoleMapping" => {
+                e.blocked_mappings.insert(v.name.clone());
+            }
+            _ => {
+                if let Some(i) = v.invoker {
+                    invokers.insert((v.name.clone(), i));
+                }
+            }
+        }
+    }
+    for m in &set.role_mappings {
+        if m.spec
+            .provider
+            .as_ref()
+            .is_some_and(|p| e.blocked_providers.contains(p))
+        {
+            e.blocked_mappings.insert(m.name.clone());
+        }
+    }
+    for f in &mut set.functions {
+        let name = f.name.clone();
+        let mut i = 0;
+        f.spec.invokers.retain(|_| {
+            let keep = !invokers.contains(&(name.clone(), i));
+            i += 1;
+            keep
+        });
+    }
+    e
+}
+
+/// Every violation in the set.
+pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut push = |kind: &'static str,
+                    name: &str,
+                    origin: &super::Origin,
+                    rule: &'static str,
+                    field: String,
+                    message: String| {
+        let invoker = field
+            .strip_prefix("spec.invokers[")
+            .and_then(|r| r.split(']').next())
+            .and_then(|i| i.parse().ok());
+        out.push(Violation {
+            kind,
+            name: name.to_string(),
+            rule,
+            invoker,
+            diagnostic: origin.diagnostic(field, format!("{message} (guardrails.{rule})")),
+        });
+    };
+    let tenants: Option<BTreeSet<String>> = match (&g.allowed_tenants, &known.tenant) {
+        (Some(list), _) => Some(list.iter().map(|t| t.to_ascii_lowercase()).collect()),
+        (None, Some(t)) => Some(BTreeSet::from([t.to_ascii_lowercase()])),
+        (None, None) => None,
+    };
+    for p in &set.providers {
+        if let Some(allowed) = &tenants {
+            if !allowed.contains(&p.spec.tenant_id.to_ascii_lowercase()) {
+                push("IdentityProvider", &p.name, &p.origin, "allowedTenants", "spec.tenantId".into(), format!(
+                    "tenant `{}` is not one this controller may trust ({}): a provider for another tenant would let its applications in",
+                    p.spec.tenant_id,
+                    allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+    for m in &set.role_mappings {
+        let r = &m.spec.role;
+        for (i, arn) in r.managed_policies.iter().enumerate() {
+            let field = format!("spec.role.managedPolicies[{i}]");
+            if g.denied_managed_policies
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(arn))
+            {
+                push(
+                    "RoleMapping",
+                    &m.name,
+                    &m.origin,
+                    "deniedManagedPolicies",
+                    field,
+                    format!("`{arn}` grants administration; no mapping may attach it"),
+                );
+            } else if let Some(allowed) = &g.allowed_managed_policies {
+                if !allowed.iter().any(|a| a.eq_ignore_ascii_case(arn)) {
+                    push(
+                        "RoleMapping",
+                        &m.name,
+                        &m.origin,
+                        "allowedManagedPolicies",
+                        field,
+                        format!("`{arn}` is not among the managed policies a mapping may attach"),
+                    );
+                }
+            }
+        }
+        if g.no_admin_statements {
+            for (name, doc) in &r.inline_policies {
+                let statements = match &doc["Statement"] {
+                    Value::Array(a) => a.clone(),
+                    s @ Value::Object(_) => vec![s.clone()],
+                    _ => Vec::new(),
+                };
+                for (i, st) in statements.iter().enumerate() {
+                    if let Some(why) = admin_statement(st) {
+                        push(
+                            "RoleMapping",
+                            &m.name,
+                            &m.origin,
+                            "noAdminStatements",
+                            format!("spec.role.inlinePolicies.{name}.Statement[{i}]"),
+                            format!("{why}: that is administration, not a workload's access"),
+                        );
+                    }
+                }
+            }
+        }
+        for (i, s) in m.spec.trusted_services.iter().enumerate() {
+            if !g.trusted_services.iter().any(|t| t.eq_ignore_ascii_case(s)) {
+                push(
+                    "RoleMapping",
+                    &m.name,
+                    &m.origin,
+                    "trustedServices",
+                    format!("spec.trustedServices[{i}]"),
+                    format!(
+                        "`{s}` may not assume roles trustsync manages (allowed: {})",
+                        g.trusted_services.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let accounts: Option<BTreeSet<String>> = match (&g.invoker_accounts, &known.accounts) {
+        (Some(list), _) => Some(list.iter().cloned().collect()),
+        (None, Some(a)) => Some(a.clone()),
+        (None, None) => None,
+    };
+    for f in &set.functions {
+        for (i, inv) in f.spec.invokers.iter().enumerate() {
+            let field = |part: &str| format!("spec.invokers[{i}]{part}");
+            if let Some(s) = &inv.service {
+                if !g.invoker_services.iter().any(|t| t.eq_ignore_ascii_case(s)) {
+                    push(
+                        "FunctionAccess",
+                        &f.name,
+                        &f.origin,
+                        "invokerServices",
+                        field(".service"),
+                        format!(
+                            "`{s}` may not invoke functions trustsync manages (allowed: {})",
+                            g.invoker_services.join(", ")
+                        ),
+                    );
+                }
+                if g.service_invokers_need_source
+                    && inv.source_arn.is_none()
+                    && inv.source_account.is_none()
+                {
+                    push("FunctionAccess", &f.name, &f.origin, "serviceInvokersNeedSource", field(".service"), format!(
+                        "`{s}` with neither sourceArn nor sourceAccount lets any resource of that service, in any account, invoke the function (a confused deputy)"
+                    ));
+                }
+            }
+            if let (Some(p), Some(allowed)) = (&inv.principal, &accounts) {
+                match account_of(p) {
+                    Some(a) if allowed.contains(a) => {}
+                    other => push(
+                        "FunctionAccess",
+                        &f.name,
+                        &f.origin,
+                        "invokerAccounts",
+                        field(".principal"),
+                        format!(
+                            "`{p}` is {} outside the accounts that may invoke ({})",
+                            other.map_or("a principal".to_string(), |a| format!("in account {a},")),
+                            allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_actions_are_wildcards_over_everything_or_iam_sts_organizations() {
+        for a in [
+            "*",
+            "*:*",
+            "iam:*",
+            "IAM:Put*",
+            "sts:Assume*",
+            "organizations:*",
+            "*:Get*",
+        ] {
+            assert!(is_admin_action(a), "{a}");
+        }
+        for a in ["s3:GetObject", "s3:*", "iam:PassRole", "lambda:Invoke*"] {
+            assert!(!is_admin_action(a), "{a}");
+        }
+        assert_eq!(
+            account_of("arn:aws:iam::111122223333:role/x"),
+            Some("111122223333")
+        );
+        assert_eq!(account_of("111122223333"), Some("111122223333"));
+        assert_eq!(account_of("*"), None);
+    }
+}
