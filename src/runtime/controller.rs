@@ -765,7 +765,7 @@ spec: {provider: entra, group: {id: 00000000-0000-0000-0000-000000000002}, role:
             })
         };
         let tenant = serde_json::json!({
-            "tenantId": "t",
+            "tenantId": "00000000-0000-0000-0000-0000000000aa",
             "groups": [group(1, deployers), group(2, readers)],
             "servicePrincipals": sps,
         });
