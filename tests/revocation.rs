@@ -471,3 +471,35 @@ fn a_failing_write_to_the_role_does_not_hold_its_revocation() {
     );
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP4]);
 }
+
+/// A power cut leaves half a line at the end of the audit log: the next apply moves it
+/// aside (kept next to the log), records that it did, and revokes; the log verifies.
+#[test]
+fn a_torn_audit_line_is_moved_aside_and_the_revocation_goes_on() {
+    let (moto, ws) = converged();
+    let log = ws.read("audit.jsonl");
+    ws.write(
+        "audit.jsonl",
+        &format!("{log}{{\"time\":\"2026-12-04T03:00:00Z\",\"type\":\"intent\",\"actor\":{{\"inst"),
+    );
+    remove_member(&ws, PAYMENTS, SP2);
+    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert!(stdout(&out).contains("revoke-trust"), "{}", show(&out));
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP4]);
+    run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
+    let repaired: Vec<serde_json::Value> = ws
+        .read("audit.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["type"] == "repaired")
+        .collect();
+    assert_eq!(repaired.len(), 1);
+    let side = repaired[0]["sideFile"].as_str().unwrap();
+    assert!(
+        std::fs::read_to_string(ws.path().join(side).as_path())
+            .or_else(|_| std::fs::read_to_string(side))
+            .unwrap()
+            .ends_with("\"inst"),
+        "the torn bytes are kept"
+    );
+}

@@ -4,8 +4,9 @@
 //! first line's is 64 zeros. [`verify`] recomputes the chain, so an edited, deleted,
 //! reordered or truncated line is found and named. Appends write one whole line and sync
 //! it to disk before the change counts as recorded; a log whose last line is torn (no
-//! final newline, as after a crash mid-write) is refused for appending until repaired,
-//! never silently extended.
+//! final newline, as after a crash mid-write) has that line moved to a side file and a
+//! [`Repaired`] record written when it is next opened (it was never a committed record);
+//! any other break in the chain is refused for appending, never silently extended.
 //!
 //! Write-ahead: an [`Intent`] is synced before each AWS write and a [`ChangeRecord`]
 //! naming its line after it. An intent found without an outcome when the log is next
@@ -23,7 +24,7 @@ mod recover;
 mod show;
 
 pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, Signer};
-pub use record::{ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered};
+pub use record::{ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered, Repaired};
 pub use recover::landed;
 pub use show::{render_text, show, Entry, Query};
 
@@ -92,8 +93,9 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log, checking the whole chain first: a broken or torn log
-    /// is an error, so that new lines never hide an earlier problem.
+    /// Opens (or creates) the log, checking the whole chain first: a torn last line is
+    /// moved aside and recorded; any other break is an error, so that new lines never
+    /// hide an earlier problem.
     pub fn open(path: &Path) -> Result<AuditLog, Error> {
         let io = |source| Error::Io {
             path: path.into(),
@@ -114,9 +116,10 @@ impl AuditLog {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let bytes = std::fs::read(path).map_err(io)?;
+        let mut bytes = std::fs::read(path).map_err(io)?;
+        let torn = set_torn_tail_aside(path, &mut bytes, &lock)?;
         let (lines, prev) = verify_bytes(path, &bytes)?;
-        Ok(AuditLog {
+        let mut log = AuditLog {
             path: path.into(),
             prev,
             lines,
@@ -127,7 +130,16 @@ impl AuditLog {
             unpublished: Vec::new(),
             mirror: false,
             _lock: lock,
-        })
+        };
+        if let Some(repaired) = torn {
+            tracing::warn!(
+                side_file = %repaired.side_file,
+                bytes = repaired.removed_bytes,
+                "the audit log's last line was torn (cut mid-write); moved it aside and went on"
+            );
+            log.append(&Record::Repaired(repaired))?;
+        }
+        Ok(log)
     }
 
     /// From now on, a signed checkpoint follows every pass record and every `every` lines.
@@ -286,6 +298,55 @@ fn pending_intents(bytes: &[u8]) -> BTreeMap<usize, Intent> {
         }
     }
     pending
+}
+
+/// A torn last line (no final newline, after a crash or a power cut mid-write) is a record
+/// that was never committed: every record is synced whole before what it records happens.
+/// When the lines before it verify, it is copied to a side file next to the log
+/// (`<log>.torn-<unix nanos>`, synced, never deleted), cut from the log, and what was
+/// removed is returned for a `repaired` record; a revocation never waits for a person to
+/// mend the file. Anything else wrong is left for verification to name.
+fn set_torn_tail_aside(
+    path: &Path,
+    bytes: &mut Vec<u8>,
+    file: &std::fs::File,
+) -> Result<Option<Repaired>, Error> {
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if verify_bytes(path, &bytes[..keep]).is_err() {
+        return Ok(None);
+    }
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let tail = bytes[keep..].to_vec();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut side = path.as_os_str().to_owned();
+    side.push(format!(".torn-{nanos}"));
+    let side = PathBuf::from(side);
+    let mut out = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&side)
+        .map_err(io)?;
+    out.write_all(&tail).map_err(io)?;
+    out.sync_all().map_err(io)?;
+    file.set_len(keep as u64).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    bytes.truncate(keep);
+    Ok(Some(Repaired {
+        reason:
+            "last line was torn (no final newline): a write cut mid-way, never a committed record"
+                .into(),
+        removed_bytes: tail.len(),
+        removed_sha256: hash(&tail),
+        side_file: side.display().to_string(),
+    }))
 }
 
 /// Opens the log of this configuration, with its signing key when one is configured.
@@ -486,10 +547,52 @@ mod tests {
         std::fs::write(&path, &text[..text.len() - 5]).unwrap();
         let err = verify(&path).unwrap_err().to_string();
         assert!(err.contains("line 4: last line is torn"), "{err}");
-        assert!(
-            AuditLog::open(&path).is_err(),
-            "a torn log must not be appended to"
+
+        // A torn line in the middle's company (a broken chain before it) is not repaired:
+        // verification names it, and opening refuses to extend it.
+        let broken_then_torn = format!("{}\n{}\n{}", lines[0], lines[2], &lines[3][..10]);
+        std::fs::write(&path, broken_then_torn).unwrap();
+        assert!(AuditLog::open(&path).is_err());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_moved_aside_and_recorded_and_the_log_goes_on() {
+        let (dir, path) = log_with(3);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let torn = "{\"time\":\"2026-12-04T03:00:00Z\",\"type\":\"intent\",\"act";
+        std::fs::write(&path, format!("{text}{torn}")).unwrap();
+        let mut log = AuditLog::open(&path).expect("a torn tail never blocks the log");
+        assert_eq!(log.len(), 4, "three lines and the repaired record");
+        log.append(&pass(9)).unwrap();
+        drop(log);
+        assert_eq!(verify(&path).unwrap(), 5);
+        let last_but_one = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .nth(3)
+            .unwrap()
+            .to_string();
+        let Record::Repaired(r) = serde_json::from_str::<Record>(&last_but_one).unwrap() else {
+            panic!("{last_but_one}");
+        };
+        assert_eq!(r.removed_bytes, torn.len());
+        assert_eq!(r.removed_sha256, hash(torn.as_bytes()));
+        let side: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("audit.jsonl.torn-")
+            })
+            .collect();
+        assert_eq!(side.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(side[0].path()).unwrap(),
+            torn,
+            "kept, never deleted"
         );
+        assert_eq!(side[0].path().display().to_string(), r.side_file);
     }
 
     #[test]

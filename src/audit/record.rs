@@ -26,6 +26,23 @@ pub enum Record {
     Pass(PassRecord),
     /// A signed statement of the lines before it.
     Checkpoint(super::Checkpoint),
+    /// The log was repaired on opening: what was moved aside, and where it is kept.
+    Repaired(Repaired),
+}
+
+/// A torn last line (a write cut by a crash or a power loss: never a committed record, as
+/// every record is synced whole before what it records happens) moved aside on opening.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Repaired {
+    /// What was wrong.
+    pub reason: String,
+    /// How many bytes were moved aside.
+    pub removed_bytes: usize,
+    /// Their SHA-256 (hex).
+    pub removed_sha256: String,
+    /// The side file that keeps them (never deleted by trustsync).
+    pub side_file: String,
 }
 
 /// An AWS write about to be made.
