@@ -131,6 +131,9 @@ pub struct GroupInfo {
     pub skipped: Vec<Member>,
     /// Set when the group was found through its pin but now has another display name.
     pub renamed_to: Option<String>,
+    /// Other groups that now carry the display name the mapping is pinned by.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namesakes: Vec<String>,
 }
 
 /// What a role's trust policy is made of, so that the planner can write it for the
@@ -538,6 +541,12 @@ impl Builder<'_> {
                 principals,
                 skipped,
                 renamed_to,
+                namesakes: self
+                    .directory
+                    .namesakes
+                    .get(req)
+                    .cloned()
+                    .unwrap_or_default(),
             }),
             blocked: None,
         })

@@ -469,3 +469,32 @@ fn many_mapped_groups_in_a_small_tenant_are_read_through_delta() {
         "nested groups expanded from the delta read as from the batches"
     );
 }
+
+/// Through Graph: a second group taking the display name a mapping is pinned by is
+/// reported with both ids, and followed by neither the trust nor the plan.
+#[test]
+fn a_second_group_with_the_pinned_name_is_reported_through_graph() {
+    let (moto, graph, ws) = setup("");
+    let env = graph.env(CLIENT_SECRET);
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    drop(graph);
+    // Someone makes a group of the same name, holding a stranger.
+    ws.edit_tenant(|t| {
+        t["groups"].as_array_mut().unwrap().push(json!({
+            "id": "dddddddd-0000-4000-8000-000000000001",
+            "displayName": "SG-AWS-PAYMENTS-DEPLOYERS",
+            "members": [SP3],
+        }));
+    });
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 2);
+    let env = graph.env(CLIENT_SECRET);
+    let p = plan(&moto, &ws, &env, 0);
+    let notices = p["notices"].to_string();
+    assert!(
+        notices.contains("group-name-taken")
+            && notices.contains("dddddddd-0000-4000-8000-000000000001")
+            && notices.contains(PAYMENTS),
+        "{p:#}"
+    );
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+}

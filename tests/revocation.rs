@@ -87,6 +87,19 @@ fn a_name_taken_by_a_second_group_neither_freezes_nor_hijacks_the_mapping() {
     );
     assert_eq!(plan["changes"][0]["membersRemoved"], json!([SP2]));
     assert!(problems(&plan).is_empty(), "{plan:#}");
+    // ...and it is reported, naming both groups.
+    let taken: Vec<&serde_json::Value> = plan["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "group-name-taken")
+        .collect();
+    assert_eq!(taken.len(), 1, "{plan:#}");
+    let message = taken[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("dddddddd-0000-4000-8000-000000000001") && message.contains(PAYMENTS),
+        "{message}"
+    );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP4]);
 

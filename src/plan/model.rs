@@ -612,6 +612,8 @@ kinds! {
         SkippedMembers => "skipped-members",
         /// The group a mapping is pinned to has a new name.
         GroupRenamed => "group-renamed",
+        /// Another group now carries the display name a pinned mapping selects.
+        GroupNameTaken => "group-name-taken",
         /// An owned provider kept because others' audiences remain on it.
         SharedProvider => "shared-provider",
         /// The directory's audit log could not say who changed a group.

@@ -75,6 +75,17 @@ impl Planner<'_> {
                 );
             }
         }
+        if let Some(g) = dr.group.as_ref().filter(|g| !g.namesakes.is_empty()) {
+            self.notice(
+                NoticeKind::GroupNameTaken,
+                &dr.arn,
+                format!(
+                    "another group now carries the display name this mapping selects: {} besides {} (the group it is pinned to). The pin still decides; if the mapping should follow another group, select it by id",
+                    g.namesakes.join(", "),
+                    g.id
+                ),
+            );
+        }
         if let Some(new_name) = dr.group.as_ref().and_then(|g| g.renamed_to.as_ref()) {
             self.notice(
                 NoticeKind::GroupRenamed,

@@ -268,6 +268,36 @@ pub struct MembershipChange {
 pub struct DirectorySnapshot {
     /// Each requested group, resolved or not.
     pub groups: BTreeMap<GroupRequest, Result<GroupMembers, GroupError>>,
+    /// For a request pinned by display name: the other groups that now carry that name
+    /// (anyone may create a group of any name). The pin still decides; they are reported.
+    pub namesakes: BTreeMap<GroupRequest, Vec<String>>,
+}
+
+impl GroupRequest {
+    /// The display name of a request that follows a pin (selector by name, pinned).
+    pub fn pinned_name(&self) -> Option<(&str, &str)> {
+        match (&self.selector.id, &self.pin, &self.selector.display_name) {
+            (None, Some(pin), Some(name)) => Some((pin, name)),
+            _ => None,
+        }
+    }
+
+    /// The groups other than the pinned one that carry its display name.
+    pub fn namesakes<'a>(
+        &self,
+        groups: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<String> {
+        let Some((pin, name)) = self.pinned_name() else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = groups
+            .into_iter()
+            .filter(|(id, n)| !id.eq_ignore_ascii_case(pin) && same_name(n, name))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
 }
 
 impl DirectorySnapshot {
@@ -528,6 +558,14 @@ impl TenantFile {
                     .iter()
                     .map(|g| (g.id.as_str(), g.display_name.as_str(), g)),
             );
+            let namesakes = req.namesakes(
+                self.groups
+                    .iter()
+                    .map(|g| (g.id.as_str(), g.display_name.as_str())),
+            );
+            if !namesakes.is_empty() {
+                out.namesakes.insert(req.clone(), namesakes);
+            }
             let member_groups = |id: &str| -> Vec<String> {
                 by_id.get(id).map_or_else(Vec::new, |g| {
                     g.members

@@ -506,11 +506,12 @@ impl GraphReader {
                 (Some(id), _, _) | (None, Some(id), _) => {
                     urls.push(format!("/groups/{id}?$select=id,displayName"));
                     urls.push(members_url(id, req.transitive));
+                    if let Some((_, name)) = req.pinned_name() {
+                        // Who else carries the pinned name (reported, never followed).
+                        urls.push(name_filter_url(name));
+                    }
                 }
-                (None, None, Some(name)) => urls.push(format!(
-                    "/groups?$filter={}&$select=id,displayName",
-                    encode(&format!("displayName eq '{}'", name.replace('\'', "''")))
-                )),
+                (None, None, Some(name)) => urls.push(name_filter_url(name)),
                 (None, None, None) => {}
             }
         }
@@ -521,12 +522,28 @@ impl GraphReader {
         // Each request's candidates, with the first members page where it was read.
         let mut candidates: Vec<Vec<(String, String, Option<Value>)>> = Vec::new();
         let mut by_name: Vec<(usize, String, String)> = Vec::new();
+        let mut namesakes = BTreeMap::new();
         for (i, req) in requests.iter().enumerate() {
             let mut found = Vec::new();
             match (&req.selector.id, &req.pin, &req.selector.display_name) {
                 (Some(id), _, _) | (None, Some(id), _) => {
                     let group = first.next().expect("one answer per request");
                     let members = first.next().expect("one answer per request");
+                    if req.pinned_name().is_some() {
+                        let same = first.next().expect("one answer per request")?;
+                        let others = req.namesakes(
+                            same["value"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|g| {
+                                    Some((g["id"].as_str()?, g["displayName"].as_str()?))
+                                }),
+                        );
+                        if !others.is_empty() {
+                            namesakes.insert(req.clone(), others);
+                        }
+                    }
                     match group {
                         Ok(g) => found.push((
                             id.clone(),
@@ -577,7 +594,10 @@ impl GraphReader {
                     .collect::<Result<_, _>>()?,
             );
         }
-        let mut out = DirectorySnapshot::default();
+        let mut out = DirectorySnapshot {
+            namesakes,
+            ..DirectorySnapshot::default()
+        };
         for ((req, found), pages) in requests.iter().zip(candidates).zip(items) {
             let read: Vec<GroupMembers> = found
                 .into_iter()
@@ -927,6 +947,14 @@ fn membership_change(audit: &Value, group: &str) -> Option<MembershipChange> {
     })
 }
 
+/// The groups of a display name (Graph's `$filter` on `displayName` is case-insensitive).
+fn name_filter_url(name: &str) -> String {
+    format!(
+        "/groups?$filter={}&$select=id,displayName",
+        encode(&format!("displayName eq '{}'", name.replace('\'', "''")))
+    )
+}
+
 fn member_of(v: &Value) -> Option<Member> {
     Some(Member {
         id: v["id"].as_str()?.into(),
@@ -1187,6 +1215,14 @@ impl DeltaCache {
     pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
         let mut out = DirectorySnapshot::default();
         for req in requests {
+            let namesakes = req.namesakes(
+                self.groups
+                    .iter()
+                    .map(|(id, g)| (self.ids.name(*id), &*g.display_name)),
+            );
+            if !namesakes.is_empty() {
+                out.namesakes.insert(req.clone(), namesakes);
+            }
             let matched = crate::sources::directory::resolve(
                 req,
                 self.groups
