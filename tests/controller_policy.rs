@@ -149,6 +149,7 @@ fn escalations() -> Vec<(&'static str, &'static str, String, Value)> {
             role("payments-runtime"),
             with(owned(), json!({"iam:PassedToService": "ec2.amazonaws.com"})),
         ),
+        ("pass a role it does not own to Lambda", "iam:PassRole", role("someone-elses"), json!({"iam:PassedToService": "lambda.amazonaws.com"})),
         ("register a provider for another tenant", "iam:CreateOpenIDConnectProvider", format!("arn:aws:iam::{ACCOUNT}:oidc-provider/sts.windows.net/00000000-0000-4000-8000-0000000000ff/"), json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]})),
         ("delete a provider it does not own", "iam:DeleteOpenIDConnectProvider", provider(), json!({})),
         ("add an audience to a provider it does not own", "iam:AddClientIDToOpenIDConnectProvider", provider(), json!({})),

@@ -172,7 +172,10 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
                 "Effect": "Allow",
                 "Action": actions(Scope::PassRole),
                 "Resource": roles,
-                "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
+                "Condition": {"StringEquals": {
+                    "iam:PassedToService": "lambda.amazonaws.com",
+                    format!("aws:ResourceTag/{key}"): value
+                }}
             },
             {
                 "Sid": "CreateEntraProvider",
