@@ -60,6 +60,7 @@ fn desired(members: &[&str], blocked: Option<&str>, may_keep: Option<&[&str]>) -
                 .collect(),
             skipped: vec![],
             renamed_to: None,
+            namesakes: vec![],
         }),
     }
 }
