@@ -149,19 +149,7 @@ fn text(plan: &Plan, color: bool) -> String {
     if !plan.session_denials.is_empty() {
         let _ = writeln!(out, "\nLive sessions denied (principals that left a role):");
         for d in &plan.session_denials {
-            let _ = writeln!(
-                out,
-                "  * {}{}: {} issued before {}, until {}",
-                in_account(plan, d.account.as_deref()),
-                d.role,
-                d.principal
-                    .as_deref()
-                    .map_or("every web-identity session".to_string(), |p| format!(
-                        "sessions of {p}"
-                    )),
-                d.issued_before,
-                d.until
-            );
+            let _ = writeln!(out, "  * {}", denial(plan, d, ""));
         }
     }
     if !plan.notices.is_empty() {
@@ -340,19 +328,7 @@ fn markdown(plan: &Plan) -> String {
     if !plan.session_denials.is_empty() {
         out.push_str("#### Live sessions denied\n\n");
         for d in &plan.session_denials {
-            let _ = writeln!(
-                out,
-                "- {}`{}`: {} issued before {}, until {}",
-                in_account(plan, d.account.as_deref()),
-                d.role,
-                d.principal
-                    .as_deref()
-                    .map_or("every web-identity session".to_string(), |p| format!(
-                        "sessions of `{p}`"
-                    )),
-                d.issued_before,
-                d.until
-            );
+            let _ = writeln!(out, "- {}", denial(plan, d, "`"));
         }
         out.push('\n');
     }
@@ -446,4 +422,19 @@ mod tests {
             .collect();
         assert_eq!(changed, ["- \"s3:getobject\"", "+ \"s3:putobject\""], "{d}");
     }
+}
+
+/// One session denial in words; `code` quotes the role and principal (Markdown).
+fn denial(plan: &Plan, d: &crate::plan::SessionDenial, code: &str) -> String {
+    let who = d.principal.as_deref().map_or_else(
+        || "every web-identity session".to_string(),
+        |p| format!("sessions of {code}{p}{code}"),
+    );
+    format!(
+        "{}{code}{}{code}: {who} issued before {}, until {}",
+        in_account(plan, d.account.as_deref()),
+        d.role,
+        d.issued_before,
+        d.until
+    )
 }

@@ -48,18 +48,6 @@ spec:
   audiences: [api://aws-federation]
 ";
 
-fn remove_member(ws: &Workspace, group: &str, member: &str) {
-    ws.edit_tenant(|t| {
-        let g = t["groups"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|g| g["id"] == group)
-            .unwrap();
-        g["members"].as_array_mut().unwrap().retain(|m| m != member);
-    });
-}
-
 #[test]
 fn a_merged_change_past_the_guardrails_is_refused_and_only_its_revocations_apply() {
     let moto = Moto::start();
@@ -85,7 +73,7 @@ fn a_merged_change_past_the_guardrails_is_refused_and_only_its_revocations_apply
             1,
         );
     ws.write("policies/payments.yaml", &payments);
-    remove_member(&ws, PAYMENTS, SP2);
+    ws.remove_tenant_member(PAYMENTS, SP2);
 
     let out = run_ok(&moto, &ws, &["validate"], 1);
     let text = show(&out);

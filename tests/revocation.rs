@@ -33,15 +33,7 @@ fn role_tags(moto: &Moto, role: &str) -> std::collections::BTreeMap<String, Stri
 }
 
 fn remove_member(ws: &Workspace, group: &str, member: &str) {
-    ws.edit_tenant(|t| {
-        let g = t["groups"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|g| g["id"] == group)
-            .unwrap();
-        g["members"].as_array_mut().unwrap().retain(|m| m != member);
-    });
+    ws.remove_tenant_member(group, member);
 }
 
 fn add_group(ws: &Workspace, id: &str, name: &str, members: &[&str]) {

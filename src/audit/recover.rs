@@ -73,23 +73,15 @@ pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
         DeletePermissionsBoundary { role_name } => {
             role(role_name).is_none_or(|r| r.permissions_boundary.is_none())
         }
-        RevokeSessions {
-            role_name,
-            document,
-        } => role(role_name).is_some_and(|r| {
-            r.inline_policies
-                .get(crate::plan::SESSIONS_POLICY)
-                .is_some_and(|d| iam_policy::equivalent(document, d))
-        }),
-        PutInlinePolicy {
-            role_name,
-            policy_name,
-            document,
-        } => role(role_name).is_some_and(|r| {
-            r.inline_policies
-                .get(policy_name)
-                .is_some_and(|d| iam_policy::equivalent(document, d))
-        }),
+        PutInlinePolicy { .. } | RevokeSessions { .. } => {
+            let (role_name, policy_name, document) =
+                action.inline_policy().expect("writes an inline policy");
+            role(role_name).is_some_and(|r| {
+                r.inline_policies
+                    .get(policy_name)
+                    .is_some_and(|d| iam_policy::equivalent(document, d))
+            })
+        }
         DeleteInlinePolicy {
             role_name,
             policy_name,

@@ -211,6 +211,28 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
+/// A policy element that is a string or a list of strings (`Action`, `Resource`, a
+/// condition's values), as a list; anything else is empty.
+pub fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A document's statements, whether `Statement` is one object or a list.
+pub fn statements(doc: &Value) -> Vec<Value> {
+    match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        s @ Value::Object(_) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
 fn as_list(value: &Value) -> Vec<Value> {
     match value {
         Value::Array(items) => items.clone(),

@@ -285,6 +285,23 @@ impl Action {
         }
     }
 
+    /// The inline policy an action writes: role, policy name and document (a policy of
+    /// the mapping's, or the role's session denials).
+    pub fn inline_policy(&self) -> Option<(&RoleName, &str, &Value)> {
+        match self {
+            Action::PutInlinePolicy {
+                role_name,
+                policy_name,
+                document,
+            } => Some((role_name, policy_name, document)),
+            Action::RevokeSessions {
+                role_name,
+                document,
+            } => Some((role_name, super::SESSIONS_POLICY, document)),
+            _ => None,
+        }
+    }
+
     /// Whether the action writes to Lambda (else to IAM).
     pub fn is_lambda(&self) -> bool {
         self.lambda_function().is_some()

@@ -76,28 +76,14 @@ fn block<'a>(cond: &'a Value, op: &str) -> Option<&'a serde_json::Map<String, Va
         .and_then(|(_, v)| v.as_object())
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
+use crate::model::iam_policy::strings;
 
 impl SessionDenials {
     /// Reads the denials back from the policy document trustsync wrote (statements it
     /// does not recognise are ignored, and dropped when it rewrites the policy).
     pub fn parse(doc: &Value) -> SessionDenials {
         let mut out = SessionDenials::default();
-        let statements = match &doc["Statement"] {
-            Value::Array(a) => a.clone(),
-            s @ Value::Object(_) => vec![s.clone()],
-            _ => Vec::new(),
-        };
-        for st in statements {
+        for st in iam_policy::statements(doc) {
             let cond = &st["Condition"];
             let Some(cutoff) = block(cond, "DateLessThan")
                 .and_then(|b| {

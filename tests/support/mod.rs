@@ -332,6 +332,19 @@ impl Workspace {
         std::fs::remove_file(self.path().join(rel)).unwrap();
     }
 
+    /// Takes a member out of a group of the tenant file.
+    pub fn remove_tenant_member(&self, group: &str, member: &str) {
+        self.edit_tenant(|t| {
+            let g = t["groups"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|g| g["id"] == group)
+                .unwrap();
+            g["members"].as_array_mut().unwrap().retain(|m| m != member);
+        });
+    }
+
     /// Edits the tenant file as JSON.
     pub fn edit_tenant(&self, f: impl FnOnce(&mut serde_json::Value)) {
         let mut v: serde_json::Value =

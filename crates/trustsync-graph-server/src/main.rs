@@ -1462,31 +1462,31 @@ fn check_assertion(
 }
 
 async fn openid_configuration_v1(
-    State(state): State<Shared>,
-    Path(tenant): Path<String>,
+    state: State<Shared>,
+    tenant: Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let s = state.lock().expect("state");
-    tokens::discovery(
-        &s.tenant,
-        &tenant,
-        false,
-        base_url(&headers).trim_end_matches("/v1.0"),
-    )
+    openid_configuration(state, tenant, headers, false)
 }
 
 async fn openid_configuration_v2(
+    state: State<Shared>,
+    tenant: Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    openid_configuration(state, tenant, headers, true)
+}
+
+/// The discovery document of the v1 or v2 issuer.
+fn openid_configuration(
     State(state): State<Shared>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
+    v2: bool,
 ) -> Response {
     let s = state.lock().expect("state");
-    tokens::discovery(
-        &s.tenant,
-        &tenant,
-        true,
-        base_url(&headers).trim_end_matches("/v1.0"),
-    )
+    let base = base_url(&headers);
+    tokens::discovery(&s.tenant, &tenant, v2, base.trim_end_matches("/v1.0"))
 }
 
 async fn signing_keys() -> Response {

@@ -1143,33 +1143,20 @@ impl AwsClients {
                 "boundary already gone",
                 iam.delete_role_permissions_boundary().role_name(role_name)
             ),
-            PutInlinePolicy {
-                role_name,
-                policy_name,
-                document,
-            } => write!(
-                self,
-                PutRolePolicy,
-                |_| false,
-                "",
-                iam.put_role_policy()
-                    .role_name(role_name)
-                    .policy_name(policy_name)
-                    .policy_document(document.to_string())
-            ),
-            RevokeSessions {
-                role_name,
-                document,
-            } => write!(
-                self,
-                PutRolePolicy,
-                |_| false,
-                "",
-                iam.put_role_policy()
-                    .role_name(role_name)
-                    .policy_name(crate::plan::SESSIONS_POLICY)
-                    .policy_document(document.to_string())
-            ),
+            PutInlinePolicy { .. } | RevokeSessions { .. } => {
+                let (role_name, policy_name, document) =
+                    action.inline_policy().expect("writes an inline policy");
+                write!(
+                    self,
+                    PutRolePolicy,
+                    |_| false,
+                    "",
+                    iam.put_role_policy()
+                        .role_name(role_name)
+                        .policy_name(policy_name)
+                        .policy_document(document.to_string())
+                )
+            }
             DeleteInlinePolicy {
                 role_name,
                 policy_name,

@@ -120,16 +120,7 @@ fn account_of(principal: &str) -> Option<&str> {
     principal.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
+use crate::model::iam_policy::{statements, strings};
 
 /// Whether an action pattern reaches administration: everything, or any wildcard over
 /// IAM, STS or Organizations.
@@ -286,12 +277,7 @@ pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
         }
         if g.no_admin_statements {
             for (name, doc) in &r.inline_policies {
-                let statements = match &doc["Statement"] {
-                    Value::Array(a) => a.clone(),
-                    s @ Value::Object(_) => vec![s.clone()],
-                    _ => Vec::new(),
-                };
-                for (i, st) in statements.iter().enumerate() {
+                for (i, st) in statements(doc).iter().enumerate() {
                     if let Some(why) = admin_statement(st) {
                         push(
                             "RoleMapping",
