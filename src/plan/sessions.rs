@@ -31,6 +31,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::model::iam_policy::strings;
 
 /// The inline policy trustsync writes on a role to deny departed principals' sessions.
 pub const SESSIONS_POLICY: &str = "trustsync-revoked-sessions";
@@ -75,8 +76,6 @@ fn block<'a>(cond: &'a Value, op: &str) -> Option<&'a serde_json::Map<String, Va
         .find(|(k, _)| k.eq_ignore_ascii_case(op))
         .and_then(|(_, v)| v.as_object())
 }
-
-use crate::model::iam_policy::strings;
 
 impl SessionDenials {
     /// Reads the denials back from the policy document trustsync wrote (statements it
@@ -160,12 +159,9 @@ impl SessionDenials {
     }
 }
 
-/// A policy document's length as IAM counts it: without white space.
+/// A policy document's length as IAM counts it against the inline policy quota.
 pub fn policy_chars(doc: &Value) -> usize {
-    doc.to_string()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .count()
+    iam_policy::iam_length(doc)
 }
 
 /// The RFC 3339 form of a Unix time, as the denials write it.

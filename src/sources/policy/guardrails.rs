@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Diagnostic, PolicySet};
+use crate::model::iam_policy::{statements, strings};
 
 /// The rules, as the config sets them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -119,8 +120,6 @@ fn account_of(principal: &str) -> Option<&str> {
     }
     principal.split(':').nth(4).filter(|a| !a.is_empty())
 }
-
-use crate::model::iam_policy::{statements, strings};
 
 /// Whether an action pattern reaches administration: everything, or any wildcard over
 /// IAM, STS or Organizations.
