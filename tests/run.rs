@@ -578,3 +578,43 @@ fn the_controller_shows_each_account_and_reconciles_the_reachable_one() {
         .contains_key("payments-deployer"));
     assert!(daemon.terminate().success());
 }
+
+/// A merged change past a guardrail that CI never checked: the controller reports it in
+/// /status, changes nothing for that mapping but its revocation, and the rest stays ready.
+#[test]
+fn the_controller_enforces_the_guardrails_and_still_revokes() {
+    let (moto, ws, graph, daemon) = converged_controller(
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 60, directoryPollSeconds: 1, policyPollSeconds: 1}\n",
+    );
+    let text = ws.read("policies/payments.yaml").replacen(
+        "managedPolicies: [arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess]",
+        "managedPolicies: [arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess, arn:aws:iam::aws:policy/AdministratorAccess]",
+        1,
+    );
+    ws.write("policies/payments.yaml", &text);
+    graph.remove_member(PAYMENTS, SP2);
+    wait_for(Duration::from_secs(30), "the revocation", || {
+        moto.trusted_subs("payments-deployer") == [SP1, SP4]
+    });
+    wait_for(Duration::from_secs(30), "the guardrail in /status", || {
+        let m = &daemon.status()["mappings"]["payments-deployers"];
+        m["state"] == "Blocked" && m["reason"].as_str().unwrap_or("").contains("guardrail")
+    });
+    let attached = moto
+        .block_on(
+            moto.iam()
+                .list_attached_role_policies()
+                .role_name("payments-deployer")
+                .send(),
+        )
+        .unwrap();
+    assert!(!attached
+        .attached_policies()
+        .iter()
+        .any(|p| p.policy_name() == Some("AdministratorAccess")));
+    let status = daemon.status();
+    for ok in ["payments-runtime", "payments-api", "reporting-readers"] {
+        assert_eq!(status["mappings"][ok]["state"], "Ready", "{ok}: {status:#}");
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
