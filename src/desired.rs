@@ -131,6 +131,10 @@ pub struct GroupInfo {
     pub skipped: Vec<Member>,
     /// Set when the group was found through its pin but now has another display name.
     pub renamed_to: Option<String>,
+    /// Service principals of applications another tenant owns, not trusted (the
+    /// provider's `allowApplicationsOwnedBy` does not name their tenant).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<Member>,
     /// Other groups that now carry the display name the mapping is pinned by.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub namesakes: Vec<String>,
@@ -517,6 +521,23 @@ impl Builder<'_> {
             .iter()
             .cloned()
             .partition(|mem| mem.kind == MemberKind::ServicePrincipal);
+        // Applications owned by another tenant: that tenant controls their credentials.
+        let provider = s
+            .provider
+            .as_deref()
+            .and_then(|p| self.policies.provider(p));
+        let (principals, foreign): (Vec<Member>, Vec<Member>) =
+            principals.into_iter().partition(|mem| {
+                mem.owner_tenant.as_deref().is_none_or(|t| {
+                    provider.is_none_or(|p| {
+                        t.eq_ignore_ascii_case(&p.spec.tenant_id)
+                            || p.spec
+                                .allow_applications_owned_by
+                                .iter()
+                                .any(|a| a.eq_ignore_ascii_case(t))
+                    })
+                })
+            });
         // Nested groups are expanded by a transitive read; only report them when not.
         let skipped: Vec<Member> = skipped
             .into_iter()
@@ -541,6 +562,7 @@ impl Builder<'_> {
                 principals,
                 skipped,
                 renamed_to,
+                foreign,
                 namesakes: self
                     .directory
                     .namesakes

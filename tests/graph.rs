@@ -498,3 +498,51 @@ fn a_second_group_with_the_pinned_name_is_reported_through_graph() {
     );
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
 }
+
+/// A service principal of an application another tenant owns is left out of the trust,
+/// with a notice naming it, until the provider names that tenant; a managed identity is
+/// this tenant's whatever Microsoft registers it under.
+#[test]
+fn a_service_principal_another_tenant_controls_is_not_trusted_unless_allowed() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    let foreign = "5e1f0a2b-7777-4777-8777-000000000001";
+    let identity = "5e1f0a2b-7777-4777-8777-000000000002";
+    ws.edit_tenant(|t| {
+        let sps = t["servicePrincipals"].as_array_mut().unwrap();
+        sps.push(json!({"id": foreign, "appId": "0e0e0e0e-0000-4000-8000-000000000001",
+            "displayName": "vendor-sync", "appOwnerOrganizationId": "9f9f9f9f-0000-4000-8000-000000000001"}));
+        sps.push(json!({"id": identity, "appId": "0e0e0e0e-0000-4000-8000-000000000002",
+            "displayName": "aks-workload", "servicePrincipalType": "ManagedIdentity",
+            "appOwnerOrganizationId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a"}));
+        let g = t["groups"].as_array_mut().unwrap().iter_mut().find(|g| g["id"] == PAYMENTS).unwrap();
+        g["members"].as_array_mut().unwrap().extend([json!(foreign), json!(identity)]);
+    });
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let env = graph.env(CLIENT_SECRET);
+    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let text = show(&out);
+    assert!(
+        text.contains("foreign-application")
+            && text.contains(foreign)
+            && text.contains("9f9f9f9f-0000-4000-8000-000000000001"),
+        "{text}"
+    );
+    let trusted = moto.trusted_subs("payments-deployer");
+    assert!(!trusted.iter().any(|s| s == foreign), "{trusted:?}");
+    assert!(trusted.iter().any(|s| s == identity), "{trusted:?}");
+
+    // The provider names the vendor's tenant: trusted.
+    let providers = ws.read("policies/providers.yaml");
+    ws.write(
+        "policies/providers.yaml",
+        &format!("{providers}  allowApplicationsOwnedBy: [9f9f9f9f-0000-4000-8000-000000000001]\n"),
+    );
+    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    assert!(moto
+        .trusted_subs("payments-deployer")
+        .iter()
+        .any(|s| s == foreign));
+}

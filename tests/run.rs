@@ -618,3 +618,44 @@ fn the_controller_enforces_the_guardrails_and_still_revokes() {
     }
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// The controller's delta cache learns a new member's application owner from Graph
+/// (`/servicePrincipals/{id}`, once): a service principal another tenant controls joining a
+/// mapped group is not trusted, and a notice names it.
+#[test]
+fn the_controller_does_not_trust_an_application_another_tenant_owns() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 60, directoryPollSeconds: 1}\n",
+    );
+    let foreign = "5e1f0a2b-7777-4777-8777-000000000001";
+    ws.edit_tenant(|t| {
+        t["servicePrincipals"].as_array_mut().unwrap().push(serde_json::json!({
+            "id": foreign, "appId": "0e0e0e0e-0000-4000-8000-000000000001",
+            "displayName": "vendor-sync", "appOwnerOrganizationId": "9f9f9f9f-0000-4000-8000-000000000001"}));
+    });
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    graph.add_member(PAYMENTS, foreign);
+    graph.remove_member(PAYMENTS, SP2);
+    wait_for(Duration::from_secs(30), "the revocation", || {
+        moto.trusted_subs("payments-deployer") == [SP1, SP4]
+    });
+    assert!(
+        !moto
+            .trusted_subs("payments-deployer")
+            .iter()
+            .any(|s| s == foreign),
+        "never trusted"
+    );
+    let stats = graph.stats();
+    assert!(
+        stats["requests"]["servicePrincipal"].as_u64().unwrap_or(0) >= 1,
+        "learnt from Graph: {stats}"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}

@@ -629,6 +629,8 @@ kinds! {
         SkippedMembers => "skipped-members",
         /// The group a mapping is pinned to has a new name.
         GroupRenamed => "group-renamed",
+        /// Service principals of applications another tenant owns, left out of a trust.
+        ForeignApplication => "foreign-application",
         /// Another group now carries the display name a pinned mapping selects.
         GroupNameTaken => "group-name-taken",
         /// An owned provider kept because others' audiences remain on it.

@@ -75,6 +75,29 @@ impl Planner<'_> {
                 );
             }
         }
+        if let Some(g) = dr.group.as_ref().filter(|g| !g.foreign.is_empty()) {
+            let list: Vec<String> = g
+                .foreign
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} ({}, application owned by tenant {})",
+                        m.display_name.as_deref().unwrap_or("?"),
+                        m.id,
+                        m.owner_tenant.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect();
+            self.notice(
+                NoticeKind::ForeignApplication,
+                &dr.arn,
+                format!(
+                    "group `{}` has service principals of applications another tenant owns, which that tenant's credentials control; not trusted: {}. Name the tenant in the provider's allowApplicationsOwnedBy to trust them",
+                    g.display_name,
+                    list.join(", ")
+                ),
+            );
+        }
         if let Some(g) = dr.group.as_ref().filter(|g| !g.namesakes.is_empty()) {
             self.notice(
                 NoticeKind::GroupNameTaken,

@@ -56,10 +56,12 @@ fn desired(members: &[&str], blocked: Option<&str>, may_keep: Option<&[&str]>) -
                     id: (*id).into(),
                     kind: MemberKind::ServicePrincipal,
                     display_name: None,
+                    owner_tenant: None,
                 })
                 .collect(),
             skipped: vec![],
             renamed_to: None,
+            foreign: vec![],
             namesakes: vec![],
         }),
     }

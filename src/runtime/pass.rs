@@ -158,6 +158,7 @@ impl DirectorySource {
                 differences,
             } => {
                 cache.sync().await.context(context)?;
+                cache.learn_owners(requests).await.context(context)?;
                 let cached = cache.snapshot(requests);
                 if last_full.is_some_and(|t| t.elapsed() < *full_every) {
                     return Ok(cached);

@@ -59,6 +59,10 @@ pub struct Member {
     /// Display name, for reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// For a service principal: the tenant that owns its application
+    /// (`appOwnerOrganizationId`), when the directory said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_tenant: Option<String>,
 }
 
 /// A group and the members a mapping asked for.
@@ -474,6 +478,13 @@ pub struct TenantObject {
     /// Sign-in name, for users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_principal_name: Option<String>,
+    /// For service principals: the tenant that owns the application
+    /// (`appOwnerOrganizationId`); absent: this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_owner_organization_id: Option<String>,
+    /// For service principals: `Application` (the default) or `ManagedIdentity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_principal_type: Option<String>,
 }
 
 impl TenantFile {
@@ -548,6 +559,12 @@ impl TenantFile {
     /// Resolves every request against the file, as the Graph reader does against Graph.
     pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
         let kinds = self.kinds();
+        let owners: HashMap<&str, String> = self
+            .service_principals
+            .iter()
+            .filter(|o| o.service_principal_type.as_deref() != Some("ManagedIdentity"))
+            .filter_map(|o| Some((o.id.as_str(), o.app_owner_organization_id.clone()?)))
+            .collect();
         let by_id: HashMap<&str, &TenantGroup> =
             self.groups.iter().map(|g| (g.id.as_str(), g)).collect();
         let mut out = DirectorySnapshot::default();
@@ -589,10 +606,14 @@ impl TenantFile {
                             .get(id)
                             .cloned()
                             .unwrap_or((MemberKind::Other("unknown".into()), ""));
+                        let owner_tenant = (kind == MemberKind::ServicePrincipal)
+                            .then(|| owners.get(id).cloned())
+                            .flatten();
                         Member {
                             id: id.into(),
                             kind,
                             display_name: (!name.is_empty()).then(|| name.to_string()),
+                            owner_tenant,
                         }
                     })
                     .collect();

@@ -371,9 +371,12 @@ impl Server {
             }
             (Kind::ServicePrincipal, i) => {
                 let o = &t.service_principals[i];
+                let owner = o.app_owner_organization_id.as_ref().unwrap_or(&t.tenant_id);
+                let kind = o.service_principal_type.as_deref().unwrap_or("Application");
                 (
                     "#microsoft.graph.servicePrincipal",
-                    json!({"id": o.id, "displayName": o.display_name, "appId": o.app_id}),
+                    json!({"id": o.id, "displayName": o.display_name, "appId": o.app_id,
+                           "appOwnerOrganizationId": owner, "servicePrincipalType": kind}),
                 )
             }
             (Kind::User, i) => {
@@ -407,6 +410,20 @@ impl Server {
             }
         }
         Value::Object(out)
+    }
+
+    /// `GET /servicePrincipals/{id}`: the object with `$select` applied, or 404.
+    fn service_principal(&self, id: &str, select: &Option<BTreeSet<String>>) -> Response {
+        match self.index.get(id) {
+            Some((Kind::ServicePrincipal, _)) => {
+                let mut v = self.directory_object(id, select);
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("@odata.type");
+                }
+                Json(v).into_response()
+            }
+            _ => not_found(id),
+        }
     }
 
     /// The position of a group in the tenant.
@@ -1043,6 +1060,7 @@ async fn serve_get(
         ["groups", _, "members"] => "members",
         ["groups", _, "transitiveMembers"] => "transitiveMembers",
         ["auditLogs", "directoryAudits"] => "directoryAudits",
+        ["servicePrincipals", _] => "servicePrincipal",
         _ => "other",
     };
     let q = parse_query(raw);
@@ -1112,6 +1130,7 @@ fn read(
         ["auditLogs", "directoryAudits"] => s.directory_audits(q, &base, top),
         ["groups", d] if is_delta(d) => s.delta(q, &base, top),
         ["groups", id] => s.group(id, &base, &select),
+        ["servicePrincipals", id] => s.service_principal(id, &select),
         ["groups", id, kind @ ("members" | "transitiveMembers")] => {
             s.members(id, kind, &base, &select, top, q)
         }

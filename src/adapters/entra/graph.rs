@@ -831,7 +831,7 @@ fn members_url(id: &str, transitive: bool) -> String {
     } else {
         "members"
     };
-    format!("/groups/{id}/{kind}?$select=id,displayName,appId&$top=999")
+    format!("/groups/{id}/{kind}?$select=id,displayName,appId,appOwnerOrganizationId,servicePrincipalType&$top=999")
 }
 
 /// Percent-encodes a query value (spaces as `%20`).
@@ -960,7 +960,17 @@ fn member_of(v: &Value) -> Option<Member> {
         id: v["id"].as_str()?.into(),
         kind: kind_of(v["@odata.type"].as_str()),
         display_name: v["displayName"].as_str().map(String::from),
+        owner_tenant: owner_tenant(v),
     })
+}
+
+/// A service principal's application owner tenant; none for a managed identity, which
+/// belongs to this tenant's subscriptions whatever tenant Microsoft registers it under.
+fn owner_tenant(v: &Value) -> Option<String> {
+    if v["servicePrincipalType"] == "ManagedIdentity" {
+        return None;
+    }
+    v["appOwnerOrganizationId"].as_str().map(String::from)
 }
 
 /// A group as the cache keeps it: its name and its direct members, as interned ids.
@@ -1025,6 +1035,9 @@ pub struct DeltaCache {
     /// By interned group id.
     groups: HashMap<u32, CachedGroup>,
     delta_link: Option<String>,
+    /// Service principals' application owner tenants (`appOwnerOrganizationId`), which
+    /// never change, learnt once each: the delta feed carries member ids only.
+    owners: HashMap<u32, Option<String>>,
 }
 
 impl DeltaCache {
@@ -1035,7 +1048,54 @@ impl DeltaCache {
             ids: Interner::default(),
             groups: HashMap::new(),
             delta_link: None,
+            owners: HashMap::new(),
         }
+    }
+
+    /// Reads the application owner tenant of each service principal of the requested
+    /// groups not known yet (`GET /servicePrincipals/{id}?$select=appOwnerOrganizationId`,
+    /// in JSON batches): nothing for a pass whose principals are all known.
+    pub async fn learn_owners(&mut self, requests: &[GroupRequest]) -> Result<(), Error> {
+        let mut unknown: BTreeSet<u32> = BTreeSet::new();
+        for g in self.snapshot(requests).groups.values().flatten() {
+            for m in g
+                .members
+                .iter()
+                .filter(|m| m.kind == MemberKind::ServicePrincipal)
+            {
+                if let Some(n) = self.ids.get(m.id.as_str()) {
+                    if !self.owners.contains_key(&n) {
+                        unknown.insert(n);
+                    }
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let unknown: Vec<u32> = unknown.into_iter().collect();
+        let urls: Vec<String> = unknown
+            .iter()
+            .map(|n| {
+                format!(
+                    "/servicePrincipals/{}?$select=id,appOwnerOrganizationId,servicePrincipalType",
+                    self.ids.name(*n)
+                )
+            })
+            .collect();
+        let answers = self
+            .reader
+            .batch_get("POST /$batch (service principals)", &urls)
+            .await?;
+        for (n, answer) in unknown.into_iter().zip(answers) {
+            let owner = match answer {
+                Ok(v) => owner_tenant(&v),
+                Err(Error::Graph { status: 404, .. }) => None,
+                Err(e) => return Err(e),
+            };
+            self.owners.insert(n, owner);
+        }
+        Ok(())
     }
 
     /// The reader, for full reads beside the cache.
@@ -1245,6 +1305,7 @@ impl DeltaCache {
                         id: self.ids.name(m).into(),
                         kind,
                         display_name: None,
+                        owner_tenant: self.owners.get(&m).cloned().flatten(),
                     })
                     .collect();
                 // In id order, as a full read gives them.

@@ -88,6 +88,12 @@ pub struct IdentityProviderSpec {
     /// Take over a provider for this issuer that trustsync did not create.
     #[serde(default)]
     pub adopt: bool,
+    /// Tenants (GUIDs) whose multi-tenant applications' service principals may be trusted
+    /// too. A service principal of an application another tenant owns
+    /// (`appOwnerOrganizationId`) can get this tenant's tokens with credentials that
+    /// tenant controls, so by default it is skipped, with a notice, even in a mapped group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_applications_owned_by: Vec<String>,
     /// The accounts this document applies to; every account in scope when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<AccountSelector>,

@@ -248,6 +248,14 @@ fn check_provider(p: &Named<super::IdentityProviderSpec>, d: &mut Vec<Diagnostic
         ));
     }
     check_token_form(p, d);
+    for (i, t) in p.spec.allow_applications_owned_by.iter().enumerate() {
+        if !is_guid(t) {
+            d.push(o.diagnostic(
+                format!("spec.allowApplicationsOwnedBy[{i}]"),
+                format!("`{t}` is not a tenant id (GUID)"),
+            ));
+        }
+    }
     for (i, t) in p.spec.thumbprints.iter().enumerate() {
         if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
             d.push(o.diagnostic(
