@@ -405,6 +405,21 @@ fn diff(before: Option<&Value>, after: Option<&Value>) -> String {
     out
 }
 
+/// One session denial in words; `code` quotes the role and principal (Markdown).
+fn denial(plan: &Plan, d: &crate::plan::SessionDenial, code: &str) -> String {
+    let who = d.principal.as_deref().map_or_else(
+        || "every web-identity session".to_string(),
+        |p| format!("sessions of {code}{p}{code}"),
+    );
+    format!(
+        "{}{code}{}{code}: {who} issued before {}, until {}",
+        in_account(plan, d.account.as_deref()),
+        d.role,
+        d.issued_before,
+        d.until
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,19 +437,4 @@ mod tests {
             .collect();
         assert_eq!(changed, ["- \"s3:getobject\"", "+ \"s3:putobject\""], "{d}");
     }
-}
-
-/// One session denial in words; `code` quotes the role and principal (Markdown).
-fn denial(plan: &Plan, d: &crate::plan::SessionDenial, code: &str) -> String {
-    let who = d.principal.as_deref().map_or_else(
-        || "every web-identity session".to_string(),
-        |p| format!("sessions of {code}{p}{code}"),
-    );
-    format!(
-        "{}{code}{}{code}: {who} issued before {}, until {}",
-        in_account(plan, d.account.as_deref()),
-        d.role,
-        d.issued_before,
-        d.until
-    )
 }
