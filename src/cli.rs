@@ -1145,6 +1145,8 @@ impl Pass {
             .await
             .context("reading the AWS caller identity and the accounts in scope")?;
         fleet.narrow(&only)?;
+        // The pins the audit log says were written (read without the writer's lock).
+        let recorded_pins = crate::audit::recorded_pins(&config.audit.path);
         let planned = pass::plan(
             &pass::Inputs {
                 config: &config,
@@ -1152,6 +1154,7 @@ impl Pass {
                 fleet: &fleet,
                 deferred: &|_| None,
                 released: &released,
+                recorded_pins: &recorded_pins,
             },
             &mut source,
         )

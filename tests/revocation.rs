@@ -508,3 +508,43 @@ fn a_torn_audit_line_is_moved_aside_and_the_revocation_goes_on() {
         "the torn bytes are kept"
     );
 }
+
+/// Someone repoints the role's group pin at a group of their own (with a well-formed tag
+/// value): the audit log says which pin trustsync wrote, so the change is reported, not
+/// followed, and the tag is put back.
+#[test]
+fn a_pin_changed_outside_trustsync_is_reported_and_not_followed() {
+    let (moto, ws) = converged();
+    let theirs = "dddddddd-0000-4000-8000-000000000002";
+    add_group(&ws, theirs, "some-other-group", &[SP3]);
+    let forged = trustsync::sources::directory::pin_value(theirs, "sg-aws-payments-deployers");
+    moto.block_on(
+        moto.iam()
+            .tag_role()
+            .role_name("payments-deployer")
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(PIN_TAG)
+                    .value(&forged)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let plan = plan_json(&moto, &ws, 1);
+    let problems = plan["problems"].to_string();
+    assert!(
+        problems.contains("pin-changed") && problems.contains(&forged),
+        "{plan:#}"
+    );
+    assert_eq!(
+        actions(&plan),
+        ["tag-role"],
+        "only the pin goes back: {plan:#}"
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    assert!(role_tags(&moto, "payments-deployer")[PIN_TAG].starts_with(&format!("{PAYMENTS}/")));
+    plan_json(&moto, &ws, 0);
+}

@@ -77,6 +77,8 @@ pub struct AuditLog {
     lines: usize,
     /// Intents without an outcome yet, by line.
     pending: BTreeMap<usize, Intent>,
+    /// The group pin this instance last wrote on each role (ARN), from the log.
+    pins: BTreeMap<String, String>,
     /// Signs checkpoints, when configured.
     signer: Option<Signer>,
     /// A checkpoint after this many lines without one.
@@ -124,6 +126,7 @@ impl AuditLog {
             prev,
             lines,
             pending: pending_intents(&bytes),
+            pins: recorded_pins_of(&bytes),
             signer: None,
             checkpoint_every: 100,
             unsigned: 0,
@@ -175,6 +178,11 @@ impl AuditLog {
         self.mirror = true;
     }
 
+    /// The group pin this log last recorded writing to each role (ARN).
+    pub fn pins(&self) -> &BTreeMap<String, String> {
+        &self.pins
+    }
+
     /// Intents written before a crash that have no outcome, by line.
     pub fn pending(&self) -> &BTreeMap<usize, Intent> {
         &self.pending
@@ -207,6 +215,9 @@ impl AuditLog {
                 target: intent.target.clone(),
                 landed,
             }))?;
+            if landed == Some(true) {
+                record_pin(&mut self.pins, intent);
+            }
         }
         Ok(pending.len())
     }
@@ -271,11 +282,70 @@ impl AuditLog {
         }
         if let Record::Change(change) = record {
             if let Some(line) = change.intent_line {
-                self.pending.remove(&line);
+                if let Some(intent) = self.pending.remove(&line) {
+                    if matches!(change.result, crate::apply::Outcome::Ok(_)) {
+                        record_pin(&mut self.pins, &intent);
+                    }
+                }
             }
         }
         Ok(self.lines)
     }
+}
+
+/// The group pin an intent writes, if it writes one: the role's ARN and the tag value.
+fn pin_of(intent: &Intent) -> Option<(String, String)> {
+    let tags = match &intent.intent {
+        crate::plan::Action::CreateRole { tags, .. }
+        | crate::plan::Action::TagRole { tags, .. } => tags,
+        _ => return None,
+    };
+    let pin = tags.get(crate::sources::directory::PIN_TAG)?;
+    Some((intent.target.to_string(), pin.clone()))
+}
+
+fn record_pin(pins: &mut BTreeMap<String, String>, intent: &Intent) {
+    if let Some((role, pin)) = pin_of(intent) {
+        pins.insert(role, pin);
+    }
+}
+
+/// The pin last written to each role with success, from a log's lines.
+fn recorded_pins_of(bytes: &[u8]) -> BTreeMap<String, String> {
+    let mut intents: BTreeMap<usize, Intent> = BTreeMap::new();
+    let mut pins = BTreeMap::new();
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        match serde_json::from_slice::<Record>(raw) {
+            Ok(Record::Intent(intent)) if pin_of(&intent).is_some() => {
+                intents.insert(i + 1, intent);
+            }
+            Ok(Record::Change(change)) => {
+                let ok = matches!(change.result, crate::apply::Outcome::Ok(_));
+                if let Some(intent) = change.intent_line.and_then(|l| intents.remove(&l)) {
+                    if ok {
+                        record_pin(&mut pins, &intent);
+                    }
+                }
+            }
+            Ok(Record::Recovered(r)) => {
+                if let Some(intent) = intents.remove(&r.intent_line) {
+                    if r.landed == Some(true) {
+                        record_pin(&mut pins, &intent);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    pins
+}
+
+/// The group pins this instance last wrote, per role ARN, as a log file records them
+/// (read without taking the writer's lock; none when there is no log yet).
+pub fn recorded_pins(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read(path)
+        .map(|bytes| recorded_pins_of(&bytes))
+        .unwrap_or_default()
 }
 
 /// The intents of a verified log that no change or recovered record answers, by line.

@@ -596,6 +596,9 @@ kinds! {
         /// The owned applications and their credentials could not be read from Microsoft
         /// Graph; no credential was planned.
         ApplicationsUnreadable => "applications-unreadable",
+        /// A role's group pin tag is not the one trustsync last wrote (its audit log): the
+        /// recorded pin is followed and the tag put back.
+        PinChanged => "pin-changed",
         /// A document breaks a guardrail of the config: nothing is changed for it but its
         /// revocations (docs/policy-reference.md, "Guardrails").
         Guardrail => "guardrail",

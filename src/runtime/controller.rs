@@ -411,6 +411,7 @@ impl Controller {
                     fleet: &self.fleet,
                     deferred: &deferred,
                     released: &released,
+                    recorded_pins: audit.pins(),
                 },
                 &mut dir,
             )

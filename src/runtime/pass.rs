@@ -289,6 +289,8 @@ pub struct Inputs<'a> {
     pub deferred: &'a dyn Fn(&Change) -> Option<String>,
     /// Holds a person released (`--release`).
     pub released: &'a BTreeSet<String>,
+    /// The group pins this instance's audit log says it last wrote, per role ARN.
+    pub recorded_pins: &'a BTreeMap<String, String>,
 }
 
 /// A pass that has read the world and decided.
@@ -304,14 +306,50 @@ pub struct Planned {
     pub entra: Option<entra::GraphReader>,
 }
 
-/// The group pins recorded on the roles trustsync owns.
-pub fn pins(observed: &Observed, settings: &Settings) -> Pins {
+/// The group pins of the roles trustsync owns: the one its audit log says it last wrote
+/// when there is one (a pin tag changed by someone else is not followed), else the tag.
+pub fn pins(observed: &Observed, settings: &Settings, recorded: &BTreeMap<String, String>) -> Pins {
     observed
         .roles
         .iter()
         .filter(|(_, r)| settings.ownership().role(r))
-        .filter_map(|(k, r)| r.tags.get(PIN_TAG).map(|v| (k.clone(), v.clone())))
+        .filter_map(|(k, r)| {
+            let pin = recorded.get(&r.arn).or_else(|| r.tags.get(PIN_TAG))?;
+            Some((k.clone(), pin.clone()))
+        })
         .collect()
+}
+
+/// Owned roles whose pin tag is not the one the audit log says trustsync last wrote:
+/// changed (or removed) by someone else. Reported; the recorded pin is followed and the
+/// tag put back.
+fn changed_pins(
+    read: &Read,
+    settings: &Settings,
+    recorded: &BTreeMap<String, String>,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (account, iam) in read.observed.iam() {
+        for r in iam.roles.values().filter(|r| settings.ownership().role(r)) {
+            let Some(want) = recorded.get(&r.arn) else {
+                continue;
+            };
+            let have = r.tags.get(PIN_TAG);
+            if have != Some(want) {
+                out.push(Problem {
+                    kind: ProblemKind::PinChanged,
+                    account: Some(account.to_string()),
+                    mapping: None,
+                    resource: r.arn.clone(),
+                    message: format!(
+                        "the group pin tag `{PIN_TAG}` reads {}, but trustsync last wrote {want} (audit log): changed outside trustsync. The recorded pin is followed and the tag put back; to follow another group, change the mapping's selector",
+                        have.map_or("nothing".to_string(), |h| format!("`{h}`"))
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// What one account showed: per region visited (home first), the documents that apply
@@ -507,11 +545,12 @@ pub async fn observe(
 fn directory_requests<'a>(
     read: &'a Read,
     settings: &Settings,
+    recorded: &BTreeMap<String, String>,
 ) -> (BTreeMap<&'a str, Pins>, Vec<GroupRequest>) {
     let mut pins_by_account = BTreeMap::new();
     let mut requests: BTreeSet<GroupRequest> = BTreeSet::new();
     for (id, iam) in read.observed.iam() {
-        let pins = pins(iam, settings);
+        let pins = pins(iam, settings, recorded);
         let home = (id.to_string(), member_home(&read.observed, id).to_string());
         requests.extend(desired::group_requests(&read.here[&home], &pins));
         pins_by_account.insert(id, pins);
@@ -646,6 +685,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         fleet,
         deferred,
         released,
+        recorded_pins,
     } = inputs;
     let settings = Settings::from_config(config);
     // Guardrails first: what breaks one is left out or blocked (revocations go on), and
@@ -668,7 +708,8 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     let enforced = guardrails::enforce(&mut allowed, &violations);
     let policies = &allowed;
     let read = read_accounts(fleet, policies, config, &settings).await?;
-    let (pins, requests) = directory_requests(&read, &settings);
+    let (pins, requests) = directory_requests(&read, &settings, recorded_pins);
+    let pin_problems = changed_pins(&read, &settings, recorded_pins);
     let snapshot = directory.snapshot(&requests).await?;
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
@@ -693,6 +734,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     } = read;
     plan.accounts = accounts;
     plan.problems.extend(unreachable);
+    plan.problems.extend(pin_problems);
     for v in &violations {
         let d = &v.diagnostic;
         plan.problems.push(Problem {
