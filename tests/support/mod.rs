@@ -208,6 +208,21 @@ impl Moto {
             .collect()
     }
 
+    /// The names of the managed policies attached to a role.
+    pub fn attached_policies(&self, role: &str) -> Vec<String> {
+        self.block_on(
+            self.iam()
+                .list_attached_role_policies()
+                .role_name(role)
+                .send(),
+        )
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_name().map(String::from))
+        .collect()
+    }
+
     pub fn role_exists(&self, role: &str) -> bool {
         self.block_on(self.iam().get_role().role_name(role).send())
             .is_ok()
