@@ -962,13 +962,30 @@ async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow::Result<u8>
         bail!("--anchor: the config has no audit.anchor");
     };
     let aws = AwsClients::connect(&config.aws).await?;
-    let Some(latest) = aws.latest_checkpoint(anchor).await? else {
+    let published = aws.published_checkpoints(anchor).await?;
+    let Some(latest) = published.last().cloned() else {
         eprintln!(
             "{}/{}: no checkpoint published yet",
             anchor.log_group, anchor.log_stream
         );
         return Ok(1);
     };
+    // The checkpoints only move forward: a checkpoint published again later (a replay, to
+    // make an older, cut log look current) goes back in lines or in time.
+    if let Some((n, (a, b))) = audit::checkpoints_out_of_order(&published) {
+        eprintln!(
+            "{}/{}: checkpoint {} of {} goes back ({} lines signed {}, after {} lines signed {}): an old checkpoint was published again; the log cannot be trusted to end where the anchor says",
+            anchor.log_group,
+            anchor.log_stream,
+            n + 1,
+            published.len(),
+            b.lines,
+            b.signed_at,
+            a.lines,
+            a.signed_at
+        );
+        return Ok(1);
+    }
     if audit::AuditLog::holds(file, &latest)? {
         println!(
             "{}: holds the latest checkpoint published to {}/{} ({} lines, signed {})",

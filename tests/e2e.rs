@@ -871,3 +871,84 @@ fn a_progress_line_on_a_terminal_and_never_in_a_pipe_or_json() {
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("\x1b[2K"));
     assert!(!stdout(&piped).contains("\x1b[2K"));
 }
+
+/// Whoever holds the controller's credentials may write to the anchor stream: publishing an
+/// old checkpoint again and cutting the file back to it made both checks pass. The
+/// published checkpoints must only move forward, so the replay is found.
+#[test]
+fn a_replayed_checkpoint_is_found() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    moto.create_log_group("trustsync-audit");
+    let ws = Workspace::new();
+    write_keys(&ws, 42, "signing-key.pem", "audit.pub");
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem, checkpointLines: 5, anchor: {logGroup: trustsync-audit, logStream: prod}}\ndirectory: {tenantFile: examples/tenant.json}\n",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let args = [
+        "audit",
+        "verify",
+        "audit.jsonl",
+        "--public-key",
+        "audit.pub",
+        "--anchor",
+    ];
+    run_ok(&moto, &ws, &args, 0);
+
+    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
+    let events = moto
+        .block_on(
+            logs.get_log_events()
+                .log_group_name("trustsync-audit")
+                .log_stream_name("prod")
+                .start_from_head(true)
+                .send(),
+        )
+        .unwrap();
+    let first = events.events()[0].message().unwrap().to_string();
+    assert!(events.events().len() >= 2, "several checkpoints published");
+    let replayed: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    moto.block_on(
+        logs.put_log_events()
+            .log_group_name("trustsync-audit")
+            .log_stream_name("prod")
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now)
+                    .message(&first)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    // The file cut back to that checkpoint: its chain and signatures still hold.
+    let text = ws.read("audit.jsonl");
+    let keep = replayed["lines"].as_u64().unwrap() as usize + 1;
+    let cut: String = text.lines().take(keep).map(|l| format!("{l}\n")).collect();
+    ws.write("audit.jsonl", &cut);
+    run_ok(
+        &moto,
+        &ws,
+        &[
+            "audit",
+            "verify",
+            "audit.jsonl",
+            "--public-key",
+            "audit.pub",
+        ],
+        0,
+    );
+    let out = run_ok(&moto, &ws, &args, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("an old checkpoint was published again"),
+        "{}",
+        show(&out)
+    );
+}

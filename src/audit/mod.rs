@@ -419,6 +419,20 @@ fn set_torn_tail_aside(
     }))
 }
 
+/// The first place where published checkpoints stop moving forward: index of the later
+/// one and the pair. Lines must grow and signing times never go back.
+pub fn checkpoints_out_of_order(cps: &[Checkpoint]) -> Option<(usize, (&Checkpoint, &Checkpoint))> {
+    let at = |c: &Checkpoint| {
+        time::OffsetDateTime::parse(&c.signed_at, &time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    cps.windows(2).enumerate().find_map(|(i, w)| {
+        let (a, b) = (&w[0], &w[1]);
+        let back_in_time = matches!((at(a), at(b)), (Some(x), Some(y)) if y < x);
+        (b.lines <= a.lines || back_in_time).then_some((i + 1, (a, b)))
+    })
+}
+
 /// Opens the log of this configuration, with its signing key when one is configured.
 pub fn open_configured(config: &crate::config::AuditConfig) -> anyhow::Result<AuditLog> {
     let mut log = AuditLog::open(&config.path)?;

@@ -464,36 +464,47 @@ impl AwsClients {
         Ok(())
     }
 
-    /// The checkpoint most recently published to the anchor stream, if any.
-    pub async fn latest_checkpoint(
+    /// Every checkpoint published to the anchor stream, oldest first (the stream read from
+    /// its head, page by page, until the forward token stops moving).
+    pub async fn published_checkpoints(
         &self,
         anchor: &crate::config::AnchorConfig,
-    ) -> Result<Option<crate::audit::Checkpoint>, Failure> {
-        let out = self
-            .read(Operation::GetLogEvents, || {
-                self.logs
-                    .get_log_events()
-                    .log_group_name(&anchor.log_group)
-                    .log_stream_name(&anchor.log_stream)
-                    .start_from_head(false)
-                    .limit(1)
-                    .send()
-            })
-            .await?;
-        let Some(event) = out.events().last() else {
-            return Ok(None);
-        };
-        serde_json::from_str(event.message().unwrap_or_default())
-            .map(Some)
-            .map_err(|e| {
-                Failure::permanent(
-                    Operation::GetLogEvents.name(),
-                    format!(
-                        "the latest event of {}/{} is not a checkpoint: {e}",
-                        anchor.log_group, anchor.log_stream
-                    ),
-                )
-            })
+    ) -> Result<Vec<crate::audit::Checkpoint>, Failure> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .read(Operation::GetLogEvents, || {
+                    self.logs
+                        .get_log_events()
+                        .log_group_name(&anchor.log_group)
+                        .log_stream_name(&anchor.log_stream)
+                        .start_from_head(true)
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await?;
+            for (n, event) in page.events().iter().enumerate() {
+                let cp =
+                    serde_json::from_str(event.message().unwrap_or_default()).map_err(|e| {
+                        Failure::permanent(
+                            Operation::GetLogEvents.name(),
+                            format!(
+                                "event {} of {}/{} is not a checkpoint: {e}",
+                                out.len() + n + 1,
+                                anchor.log_group,
+                                anchor.log_stream
+                            ),
+                        )
+                    })?;
+                out.push(cp);
+            }
+            let next = page.next_forward_token().map(String::from);
+            if page.events().is_empty() || next.is_none() || next == token {
+                return Ok(out);
+            }
+            token = next;
+        }
     }
 
     /// The account and ARN the credentials belong to.
