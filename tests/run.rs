@@ -651,3 +651,31 @@ fn the_controller_does_not_trust_an_application_another_tenant_owns() {
     );
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// SIGTERM while Graph throttles with a long Retry-After: the controller's Graph retries
+/// end on the stop signal instead of waiting the delay out.
+#[test]
+fn sigterm_does_not_wait_out_a_graph_back_off() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 60, directoryPollSeconds: 1}\n",
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    graph.faults(serde_json::json!({"throttle": 1000, "retryAfter": 30}));
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    wait_for(Duration::from_secs(30), "a throttled Graph request", || {
+        graph.stats()["requests"].to_string().contains("delta")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let status = daemon.terminate();
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took < Duration::from_secs(10),
+        "exited {took:?} after SIGTERM, inside a 30 s Retry-After"
+    );
+}

@@ -90,6 +90,8 @@ pub async fn run(
     };
 
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(16);
+    let mut directory = directory;
+    directory.set_stop(stop_rx.clone());
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
     let policies = Arc::new(Mutex::new(Arc::new(policies)));
     let requests: Arc<Mutex<Vec<GroupRequest>>> = Arc::new(Mutex::new(Vec::new()));

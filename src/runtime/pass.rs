@@ -41,6 +41,8 @@ pub enum DirectorySource {
         config: crate::config::GraphConfig,
         /// Follow the delta feed (the controller) instead of full reads.
         delta: Option<Duration>,
+        /// The stop signal the reader's retries end on.
+        stop: crate::runtime::retry::Stop,
     },
     /// A tenant file, re-read every pass.
     File(PathBuf),
@@ -84,13 +86,36 @@ impl DirectorySource {
     /// Microsoft Graph, connected by the first pass that reads a group; `delta` is the
     /// full-read period of the controller's delta cache (`None`: full reads only).
     pub fn graph(config: crate::config::GraphConfig, delta: Option<Duration>) -> DirectorySource {
-        DirectorySource::GraphLater { config, delta }
+        DirectorySource::GraphLater {
+            config,
+            delta,
+            stop: None,
+        }
+    }
+
+    /// Graph retries (single and batched) end once `stop` is raised: shutdown never waits
+    /// out a Graph back-off.
+    pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        match self {
+            DirectorySource::GraphLater { stop: s, .. } => *s = Some(stop),
+            DirectorySource::Graph(reader) => reader.set_stop(stop),
+            DirectorySource::Delta { cache, .. } => cache.set_stop(stop),
+            DirectorySource::File(_) => {}
+        }
     }
 
     /// Connects to Microsoft Graph if it is not yet (the first pass that needs it).
     fn connect(&mut self) -> Result<(), entra::graph::Error> {
-        if let DirectorySource::GraphLater { config, delta } = self {
-            let reader = entra::reader_from_env(config)?;
+        if let DirectorySource::GraphLater {
+            config,
+            delta,
+            stop,
+        } = self
+        {
+            let mut reader = entra::reader_from_env(config)?;
+            if let Some(stop) = stop.clone() {
+                reader.set_stop(stop);
+            }
             *self = match delta {
                 Some(full_every) => DirectorySource::delta(reader, *full_every),
                 None => DirectorySource::Graph(reader),

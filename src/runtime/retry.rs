@@ -112,6 +112,25 @@ where
     }
 }
 
+/// Sleeps `delay` unless `stop` is raised first; `false` when it was (or already is).
+pub async fn sleep_unless_stopped(delay: Duration, stop: &Stop) -> bool {
+    if stopped(stop) {
+        return false;
+    }
+    match stop.clone() {
+        Some(mut s) => {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => true,
+                _ = s.wait_for(|v| *v) => false,
+            }
+        }
+        None => {
+            tokio::time::sleep(delay).await;
+            true
+        }
+    }
+}
+
 /// Back-off for one planned change that keeps failing, across passes: each failure pushes
 /// the next attempt further out; a success (or the change disappearing from the plan)
 /// forgets it.

@@ -100,9 +100,26 @@ pub struct GraphReader {
     settings: ReaderSettings,
     /// Request counters.
     pub stats: Arc<GraphStats>,
+    /// Ends retry waits once raised (shutdown): single and batched requests alike.
+    stop: crate::runtime::retry::Stop,
 }
 
 impl GraphReader {
+    /// The retry policy of every Graph request, single or batched.
+    fn retry_policy(settings: &ReaderSettings) -> crate::runtime::retry::Policy {
+        crate::runtime::retry::Policy {
+            initial: Duration::from_millis(200),
+            max_interval: Duration::from_secs(10),
+            max_elapsed: Some(settings.max_retry),
+        }
+    }
+
+    /// Ends retry waits once `stop` turns true: a request under way finishes, no other
+    /// starts after a wait.
+    pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.stop = Some(stop);
+    }
+
     /// A reader for this endpoint: a Microsoft Graph host over `https`, or, in a build with
     /// the `loopback-graph` feature, a loopback host (the local Graph server) over `http`.
     pub fn new(tokens: TokenSource, settings: ReaderSettings) -> Result<GraphReader, Error> {
@@ -145,6 +162,7 @@ impl GraphReader {
             tokens,
             settings,
             stats: Default::default(),
+            stop: None,
         })
     }
 
@@ -173,18 +191,14 @@ impl GraphReader {
     ) -> Result<(Value, Option<String>), Error> {
         use crate::runtime::retry::Class;
         let op = operation.to_string();
-        let policy = crate::runtime::retry::Policy {
-            initial: Duration::from_millis(200),
-            max_interval: Duration::from_secs(10),
-            max_elapsed: Some(self.settings.max_retry),
-        };
+        let policy = Self::retry_policy(&self.settings);
         let refreshed = std::sync::atomic::AtomicBool::new(false);
         let transient =
             |e: Error, retry_after: Option<Duration>| (e, Class::Transient { retry_after });
         let permanent = |e: Error| (e, Class::Permanent);
         crate::runtime::retry::retry(
             &policy,
-            &None,
+            &self.stop,
             |(_, class): &(Error, Class)| *class,
             |_, _| {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -739,11 +753,14 @@ impl GraphReader {
     ) -> Result<Vec<Result<Value, Error>>, Error> {
         let mut answers: Vec<Option<Result<Value, Error>>> = urls.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..urls.len()).collect();
-        let started = std::time::Instant::now();
-        let mut backoff = Duration::from_millis(200);
+        let started = tokio::time::Instant::now();
+        // The one error policy's back-off (exponential, jittered), as for single requests.
+        let mut delays = Self::retry_policy(&self.settings).backoff();
         while !pending.is_empty() {
             let mut again = Vec::new();
             let mut wait = Duration::ZERO;
+            let backoff = backoff::backoff::Backoff::next_backoff(&mut delays)
+                .unwrap_or(Duration::from_secs(10));
             for chunk in pending.chunks(BATCH_SIZE) {
                 let body = serde_json::json!({
                     "requests": chunk.iter().map(|i| serde_json::json!({
@@ -802,8 +819,9 @@ impl GraphReader {
                 wait_ms = wait.as_millis() as u64,
                 "Graph throttled requests inside a batch; sending them again"
             );
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            if !crate::runtime::retry::sleep_unless_stopped(wait, &self.stop).await {
+                break;
+            }
             pending = again;
         }
         Ok(answers
@@ -1096,6 +1114,11 @@ impl DeltaCache {
             self.owners.insert(n, owner);
         }
         Ok(())
+    }
+
+    /// Graph retries end once `stop` is raised.
+    pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.reader.set_stop(stop);
     }
 
     /// The reader, for full reads beside the cache.
