@@ -642,8 +642,8 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
     );
 }
 
-#[test]
-fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
+/// moto with the function and the anchor's log group, a signed and anchored log, one apply.
+fn anchored_and_applied() -> (Moto, Workspace) {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     moto.create_log_group("trustsync-audit");
@@ -654,6 +654,12 @@ fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
         "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem, checkpointLines: 5, anchor: {logGroup: trustsync-audit, logStream: prod}}\ndirectory: {tenantFile: examples/tenant.json}\n",
     );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    (moto, ws)
+}
+
+#[test]
+fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
+    let (moto, ws) = anchored_and_applied();
     let args = [
         "audit",
         "verify",
@@ -877,16 +883,7 @@ fn a_progress_line_on_a_terminal_and_never_in_a_pipe_or_json() {
 /// published checkpoints must only move forward, so the replay is found.
 #[test]
 fn a_replayed_checkpoint_is_found() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    moto.create_log_group("trustsync-audit");
-    let ws = Workspace::new();
-    write_keys(&ws, 42, "signing-key.pem", "audit.pub");
-    ws.write(
-        "trustsync.yaml",
-        "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem, checkpointLines: 5, anchor: {logGroup: trustsync-audit, logStream: prod}}\ndirectory: {tenantFile: examples/tenant.json}\n",
-    );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let (moto, ws) = anchored_and_applied();
     let args = [
         "audit",
         "verify",

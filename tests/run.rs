@@ -616,11 +616,7 @@ fn the_controller_enforces_the_guardrails_and_still_revokes() {
 /// mapped group is not trusted, and a notice names it.
 #[test]
 fn the_controller_does_not_trust_an_application_another_tenant_owns() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
+    let (moto, ws) = account_and_workspace(
         "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 60, directoryPollSeconds: 1}\n",
     );
     let foreign = "5e1f0a2b-7777-4777-8777-000000000001";
@@ -656,11 +652,7 @@ fn the_controller_does_not_trust_an_application_another_tenant_owns() {
 /// end on the stop signal instead of waiting the delay out.
 #[test]
 fn sigterm_does_not_wait_out_a_graph_back_off() {
-    let moto = Moto::start();
-    moto.create_functions(&["payments-api"]);
-    let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
+    let (moto, ws) = account_and_workspace(
         "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 60, directoryPollSeconds: 1}\n",
     );
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
