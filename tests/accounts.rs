@@ -459,3 +459,51 @@ fn accounts_are_discovered_in_the_organization_by_ou_and_tag() {
         .collect();
     assert_eq!(payments_in, [prod.as_str()].into());
 }
+
+/// An invoker in another managed account is within the guardrails, also when `--account`
+/// narrows the pass to one account; one outside every managed account is not (validate
+/// knows the accounts listed in the config).
+#[test]
+fn invoker_accounts_are_the_managed_ones_whatever_the_pass_narrows_to() {
+    let moto = Moto::start();
+    moto.create_functions_in(Some(PROD), &["payments-api"]);
+    moto.create_functions_in(Some(DEV), &["payments-api"]);
+    let ws = Workspace::new();
+    scope_payments(&ws);
+    ws.write("trustsync.yaml", &config(""));
+    let payments = ws.read("policies/payments.yaml").replacen(
+        "    - roleMapping: payments-deployers\n",
+        &format!("    - roleMapping: payments-deployers\n    - principal: \"{DEV}\"\n"),
+        1,
+    );
+    ws.write("policies/payments.yaml", &payments);
+    run_ok(&moto, &ws, &["validate"], 0);
+    let out = run_ok(
+        &moto,
+        &ws,
+        &["plan", "--output", "json", "--account", PROD],
+        0,
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(plan["problems"].as_array().unwrap().is_empty(), "{plan:#}");
+    assert!(
+        plan["changes"]
+            .to_string()
+            .contains(&format!("arn:aws:iam::{DEV}:root")),
+        "the DEV invoker is planned in PROD: {plan:#}"
+    );
+
+    ws.write(
+        "policies/payments.yaml",
+        &payments.replace(
+            &format!("principal: \"{DEV}\""),
+            "principal: \"999999999999\"",
+        ),
+    );
+    let out = run_ok(&moto, &ws, &["validate"], 1);
+    assert!(
+        show(&out).contains("guardrails.invokerAccounts"),
+        "{}",
+        show(&out)
+    );
+}

@@ -55,6 +55,8 @@ pub struct Fleet {
     write_slots: usize,
     /// True when `--account` narrowed the accounts: selectors are not checked against them.
     pub narrowed: bool,
+    /// The accounts in scope before `--account` narrowed them.
+    scope: Option<Vec<String>>,
 }
 
 impl Fleet {
@@ -71,6 +73,16 @@ impl Fleet {
             concurrency: concurrency.max(1),
             write_slots,
             narrowed: false,
+            scope: None,
+        }
+    }
+
+    /// The ids of every account in scope, `--account` or not: the managed accounts the
+    /// guardrails weigh invokers against.
+    pub fn account_ids_in_scope(&self) -> std::collections::BTreeSet<String> {
+        match &self.scope {
+            Some(ids) => ids.iter().cloned().collect(),
+            None => self.members.iter().map(|m| m.account.id.clone()).collect(),
         }
     }
 
@@ -114,6 +126,7 @@ impl Fleet {
                 known.join(", ")
             );
         }
+        self.scope = Some(self.members.iter().map(|m| m.account.id.clone()).collect());
         self.members.retain(|m| keep.contains(&m.account.id));
         self.narrowed = true;
         Ok(())

@@ -719,13 +719,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         policies,
         &config.guardrails,
         &guardrails::Known {
-            accounts: Some(
-                fleet
-                    .members()
-                    .iter()
-                    .map(|m| m.account.id.clone())
-                    .collect(),
-            ),
+            accounts: Some(fleet.account_ids_in_scope()),
             tenant: directory.tenant(),
         },
     );
