@@ -100,14 +100,8 @@ where
             return Err(err);
         }
         on_retry(&err, delay);
-        match stop.clone() {
-            Some(mut s) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = s.wait_for(|v| *v) => return Err(err),
-                }
-            }
-            None => tokio::time::sleep(delay).await,
+        if !sleep_unless_stopped(delay, stop).await {
+            return Err(err);
         }
     }
 }
