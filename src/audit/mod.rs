@@ -75,10 +75,8 @@ pub struct AuditLog {
     path: PathBuf,
     prev: String,
     lines: usize,
-    /// Intents without an outcome yet, by line.
-    pending: BTreeMap<usize, Intent>,
-    /// The group pin this instance last wrote on each role (ARN), from the log.
-    pins: BTreeMap<String, String>,
+    /// Intents without an outcome yet, and the pins written, as the records say.
+    ledger: Ledger,
     /// Signs checkpoints, when configured.
     signer: Option<Signer>,
     /// A checkpoint after this many lines without one.
@@ -125,8 +123,7 @@ impl AuditLog {
             path: path.into(),
             prev,
             lines,
-            pending: pending_intents(&bytes),
-            pins: recorded_pins_of(&bytes),
+            ledger: Ledger::of(&bytes),
             signer: None,
             checkpoint_every: 100,
             unsigned: 0,
@@ -180,12 +177,12 @@ impl AuditLog {
 
     /// The group pin this log last recorded writing to each role (ARN).
     pub fn pins(&self) -> &BTreeMap<String, String> {
-        &self.pins
+        &self.ledger.pins
     }
 
     /// Intents written before a crash that have no outcome, by line.
     pub fn pending(&self) -> &BTreeMap<usize, Intent> {
-        &self.pending
+        &self.ledger.pending
     }
 
     /// Resolves every pending intent against what AWS shows now, one [`Recovered`] record
@@ -198,10 +195,14 @@ impl AuditLog {
         observed: &crate::observed::Observations,
         actor: &crate::apply::Actor,
     ) -> Result<usize, Error> {
-        let (pending, unread): (BTreeMap<usize, Intent>, _) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|(_, i)| i.intent.is_entra() || observed.for_arn(&i.target).is_some());
-        self.pending = unread;
+        // Each Recovered record settles its intent in the ledger as it is appended.
+        let pending: Vec<(usize, Intent)> = self
+            .ledger
+            .pending
+            .iter()
+            .filter(|(_, i)| i.intent.is_entra() || observed.for_arn(&i.target).is_some())
+            .map(|(line, i)| (*line, i.clone()))
+            .collect();
         for (line, intent) in &pending {
             let landed = match observed.for_arn(&intent.target) {
                 Some(seen) => landed(&intent.intent, seen),
@@ -215,9 +216,6 @@ impl AuditLog {
                 target: intent.target.clone(),
                 landed,
             }))?;
-            if landed == Some(true) {
-                record_pin(&mut self.pins, intent);
-            }
         }
         Ok(pending.len())
     }
@@ -277,19 +275,51 @@ impl AuditLog {
         }
         self.prev = hash(text.as_bytes());
         self.lines += 1;
-        if let Record::Intent(intent) = record {
-            self.pending.insert(self.lines, intent.clone());
-        }
-        if let Record::Change(change) = record {
-            if let Some(line) = change.intent_line {
-                if let Some(intent) = self.pending.remove(&line) {
-                    if matches!(change.result, crate::apply::Outcome::Ok(_)) {
-                        record_pin(&mut self.pins, &intent);
-                    }
-                }
+        self.ledger.note(self.lines, record);
+        Ok(self.lines)
+    }
+}
+
+/// What a log's records leave open or settled: the intents no outcome answers yet (by
+/// line), and the group pin last written with success to each role (ARN). Fed each record
+/// as the log is read back on opening and as it is appended, so both come from one pass
+/// over the file.
+#[derive(Debug, Default)]
+struct Ledger {
+    pending: BTreeMap<usize, Intent>,
+    pins: BTreeMap<String, String>,
+}
+
+impl Ledger {
+    fn of(bytes: &[u8]) -> Ledger {
+        let mut ledger = Ledger::default();
+        for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+            if let Ok(record) = serde_json::from_slice::<Record>(raw) {
+                ledger.note(i + 1, &record);
             }
         }
-        Ok(self.lines)
+        ledger
+    }
+
+    /// Takes one record, at `line`, into account.
+    fn note(&mut self, line: usize, record: &Record) {
+        let (intent_line, landed) = match record {
+            Record::Intent(intent) => {
+                self.pending.insert(line, intent.clone());
+                return;
+            }
+            Record::Change(change) => match change.intent_line {
+                Some(l) => (l, matches!(change.result, crate::apply::Outcome::Ok(_))),
+                None => return,
+            },
+            Record::Recovered(r) => (r.intent_line, r.landed == Some(true)),
+            _ => return,
+        };
+        if let Some(intent) = self.pending.remove(&intent_line).filter(|_| landed) {
+            if let Some((role, pin)) = pin_of(&intent) {
+                self.pins.insert(role, pin);
+            }
+        }
     }
 }
 
@@ -304,70 +334,12 @@ fn pin_of(intent: &Intent) -> Option<(String, String)> {
     Some((intent.target.to_string(), pin.clone()))
 }
 
-fn record_pin(pins: &mut BTreeMap<String, String>, intent: &Intent) {
-    if let Some((role, pin)) = pin_of(intent) {
-        pins.insert(role, pin);
-    }
-}
-
-/// The pin last written to each role with success, from a log's lines.
-fn recorded_pins_of(bytes: &[u8]) -> BTreeMap<String, String> {
-    let mut intents: BTreeMap<usize, Intent> = BTreeMap::new();
-    let mut pins = BTreeMap::new();
-    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        match serde_json::from_slice::<Record>(raw) {
-            Ok(Record::Intent(intent)) if pin_of(&intent).is_some() => {
-                intents.insert(i + 1, intent);
-            }
-            Ok(Record::Change(change)) => {
-                let ok = matches!(change.result, crate::apply::Outcome::Ok(_));
-                if let Some(intent) = change.intent_line.and_then(|l| intents.remove(&l)) {
-                    if ok {
-                        record_pin(&mut pins, &intent);
-                    }
-                }
-            }
-            Ok(Record::Recovered(r)) => {
-                if let Some(intent) = intents.remove(&r.intent_line) {
-                    if r.landed == Some(true) {
-                        record_pin(&mut pins, &intent);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    pins
-}
-
 /// The group pins this instance last wrote, per role ARN, as a log file records them
 /// (read without taking the writer's lock; none when there is no log yet).
 pub fn recorded_pins(path: &Path) -> BTreeMap<String, String> {
     std::fs::read(path)
-        .map(|bytes| recorded_pins_of(&bytes))
+        .map(|bytes| Ledger::of(&bytes).pins)
         .unwrap_or_default()
-}
-
-/// The intents of a verified log that no change or recovered record answers, by line.
-fn pending_intents(bytes: &[u8]) -> BTreeMap<usize, Intent> {
-    let mut pending = BTreeMap::new();
-    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        match serde_json::from_slice::<Record>(raw) {
-            Ok(Record::Intent(intent)) => {
-                pending.insert(i + 1, intent);
-            }
-            Ok(Record::Change(change)) => {
-                if let Some(line) = change.intent_line {
-                    pending.remove(&line);
-                }
-            }
-            Ok(Record::Recovered(Recovered { intent_line, .. })) => {
-                pending.remove(&intent_line);
-            }
-            _ => {}
-        }
-    }
-    pending
 }
 
 /// A torn last line (no final newline, after a crash or a power cut mid-write) is a record
