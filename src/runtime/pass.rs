@@ -183,8 +183,10 @@ impl DirectorySource {
                 differences,
             } => {
                 cache.sync().await.context(context)?;
-                cache.learn_owners(requests).await.context(context)?;
-                let cached = cache.snapshot(requests);
+                let mut cached = cache.snapshot(requests);
+                if cache.learn_owners(&cached).await.context(context)? {
+                    cached = cache.snapshot(requests);
+                }
                 if last_full.is_some_and(|t| t.elapsed() < *full_every) {
                     return Ok(cached);
                 }

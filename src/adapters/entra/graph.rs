@@ -1070,12 +1070,13 @@ impl DeltaCache {
         }
     }
 
-    /// Reads the application owner tenant of each service principal of the requested
-    /// groups not known yet (`GET /servicePrincipals/{id}?$select=appOwnerOrganizationId`,
-    /// in JSON batches): nothing for a pass whose principals are all known.
-    pub async fn learn_owners(&mut self, requests: &[GroupRequest]) -> Result<(), Error> {
+    /// Reads the application owner tenant of each service principal of `snapshot` (this
+    /// cache's) not known yet (`GET /servicePrincipals/{id}?$select=appOwnerOrganizationId`,
+    /// in JSON batches). `true` when it learnt any, so the snapshot is to be taken again;
+    /// nothing is read for a pass whose principals are all known.
+    pub async fn learn_owners(&mut self, snapshot: &DirectorySnapshot) -> Result<bool, Error> {
         let mut unknown: BTreeSet<u32> = BTreeSet::new();
-        for g in self.snapshot(requests).groups.values().flatten() {
+        for g in snapshot.groups.values().flatten() {
             for m in g
                 .members
                 .iter()
@@ -1089,7 +1090,7 @@ impl DeltaCache {
             }
         }
         if unknown.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let unknown: Vec<u32> = unknown.into_iter().collect();
         let urls: Vec<String> = unknown
@@ -1113,7 +1114,7 @@ impl DeltaCache {
             };
             self.owners.insert(n, owner);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Graph retries end once `stop` is raised.
