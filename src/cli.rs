@@ -482,14 +482,8 @@ fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
             // lists, the tenant of the directory the config names.
             let listed = (!a.targets.is_empty() && a.organization.is_none())
                 .then(|| a.targets.iter().map(|t| t.id.clone()).collect());
-            let tenant = match &config.directory.tenant_file {
-                Some(path) => crate::sources::directory::TenantFile::load(path)
-                    .ok()
-                    .map(|t| t.tenant_id),
-                None => std::env::var("AZURE_TENANT_ID")
-                    .ok()
-                    .filter(|t| !t.is_empty()),
-            };
+            let tenant =
+                crate::sources::directory::tenant_of(config.directory.tenant_file.as_deref());
             let violations = policy::guardrails::check(
                 &set,
                 &config.guardrails,

@@ -550,6 +550,12 @@ impl Default for Config {
     }
 }
 
+/// The ARN of a configured permissions boundary (`permissionsBoundaries` names) in an
+/// account (`*` for any, as the controller's own policy names it).
+pub fn boundary_arn(partition: &str, account: &str, name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:policy/{name}")
+}
+
 /// `aws`, `aws-cn` or `aws-us-gov`, from a region name.
 pub fn partition_of(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -841,11 +847,6 @@ impl Config {
             "trustsync.dev/functions-{}",
             short_hash(&self.owner_tag.value, 3)
         )
-    }
-
-    /// The ARN of a configured boundary in an account: `arn:<partition>:iam::<account>:policy/<name>`.
-    pub fn boundary_arn(&self, account: &str, name: &str) -> String {
-        format!("arn:{}:iam::{account}:policy/{name}", self.partition())
     }
 
     fn finish(mut self) -> Self {

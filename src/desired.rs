@@ -475,10 +475,10 @@ impl Builder<'_> {
             permissions_boundary: s.role.permissions_boundary.clone().or_else(|| {
                 // The config's first boundary, in this account.
                 self.config.permissions_boundaries.first().map(|name| {
-                    format!(
-                        "arn:{}:iam::{}:policy/{name}",
+                    crate::config::boundary_arn(
                         self.target.partition(),
-                        self.target.account_id
+                        &self.target.account_id,
+                        name,
                     )
                 })
             }),

@@ -66,10 +66,8 @@ impl DirectorySource {
     /// Microsoft Graph. `None` when it cannot be told.
     pub fn tenant(&self) -> Option<String> {
         match self {
-            DirectorySource::File(path) => TenantFile::load(path).ok().map(|t| t.tenant_id),
-            _ => std::env::var("AZURE_TENANT_ID")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            DirectorySource::File(path) => crate::sources::directory::tenant_of(Some(path)),
+            _ => crate::sources::directory::tenant_of(None),
         }
     }
 

@@ -487,6 +487,17 @@ pub struct TenantObject {
     pub service_principal_type: Option<String>,
 }
 
+/// The tenant the directory is read from: the tenant file's when there is one, else
+/// `AZURE_TENANT_ID` (Microsoft Graph); `None` when neither tells.
+pub fn tenant_of(tenant_file: Option<&Path>) -> Option<String> {
+    match tenant_file {
+        Some(path) => TenantFile::load(path).ok().map(|t| t.tenant_id),
+        None => std::env::var("AZURE_TENANT_ID")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    }
+}
+
 impl TenantFile {
     /// Reads a tenant file.
     pub fn load(path: &Path) -> Result<TenantFile, Error> {

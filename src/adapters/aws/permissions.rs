@@ -117,7 +117,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
     let boundary_arns: Vec<String> = config
         .permissions_boundaries
         .iter()
-        .map(|name| format!("arn:{}:iam::*:policy/{name}", config.partition()))
+        .map(|name| crate::config::boundary_arn(config.partition(), "*", name))
         .collect();
     let mut create_condition = json!({"StringEquals": {format!("aws:RequestTag/{key}"): value}});
     let mut boundary_condition = json!({"StringEquals": {format!("aws:ResourceTag/{key}"): value}});
