@@ -641,12 +641,7 @@ impl AccessReport {
                 s.push_str(&format!("  may invoke {f}\n"));
             }
             for d in &r.denied_sessions {
-                let who = d
-                    .principal
-                    .as_deref()
-                    .map_or("every web-identity session".to_string(), |p| {
-                        format!("sessions of {p}")
-                    });
+                let who = crate::plan::sessions::whom(d.principal.as_deref(), "");
                 s.push_str(&format!(
                     "  denied: {who} issued before {} (left the role)\n",
                     d.issued_before

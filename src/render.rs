@@ -407,10 +407,7 @@ fn diff(before: Option<&Value>, after: Option<&Value>) -> String {
 
 /// One session denial in words; `code` quotes the role and principal (Markdown).
 fn denial(plan: &Plan, d: &crate::plan::SessionDenial, code: &str) -> String {
-    let who = d.principal.as_deref().map_or_else(
-        || "every web-identity session".to_string(),
-        |p| format!("sessions of {code}{p}{code}"),
-    );
+    let who = crate::plan::sessions::whom(d.principal.as_deref(), code);
     format!(
         "{}{code}{}{code}: {who} issued before {}, until {}",
         in_account(plan, d.account.as_deref()),

@@ -48,21 +48,22 @@ pub struct SessionDenials {
     pub role_wide: BTreeMap<String, u64>,
 }
 
-fn iso(t: u64) -> String {
+/// The RFC 3339 form of a Unix time, as the denials write it.
+pub fn rfc3339(t: u64) -> String {
     OffsetDateTime::from_unix_timestamp(t as i64)
         .ok()
         .and_then(|d| d.format(&Rfc3339).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-fn parse_iso(s: &str) -> Option<u64> {
+fn parse_rfc3339(s: &str) -> Option<u64> {
     OffsetDateTime::parse(s, &Rfc3339)
         .ok()
         .and_then(|d| u64::try_from(d.unix_timestamp()).ok())
 }
 
 fn compact_sid(prefix: &str, t: u64) -> String {
-    let s: String = iso(t)
+    let s: String = rfc3339(t)
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
@@ -89,7 +90,7 @@ impl SessionDenials {
                     b.iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case("aws:TokenIssueTime"))
                 })
-                .and_then(|(_, v)| strings(v).first().and_then(|s| parse_iso(s)))
+                .and_then(|(_, v)| strings(v).first().and_then(|s| parse_rfc3339(s)))
             else {
                 continue;
             };
@@ -130,7 +131,7 @@ impl SessionDenials {
                 "Resource": "*",
                 "Condition": {
                     "Null": {format!("{issuer}:sub"): "false"},
-                    "DateLessThan": {"aws:TokenIssueTime": iso(*t)},
+                    "DateLessThan": {"aws:TokenIssueTime": rfc3339(*t)},
                 },
             }));
         }
@@ -142,7 +143,7 @@ impl SessionDenials {
                 "Resource": "*",
                 "Condition": {
                     "StringEquals": {format!("{issuer}:sub"): subs},
-                    "DateLessThan": {"aws:TokenIssueTime": iso(t)},
+                    "DateLessThan": {"aws:TokenIssueTime": rfc3339(t)},
                 },
             }));
         }
@@ -159,14 +160,12 @@ impl SessionDenials {
     }
 }
 
-/// A policy document's length as IAM counts it against the inline policy quota.
-pub fn policy_chars(doc: &Value) -> usize {
-    iam_policy::iam_length(doc)
-}
-
-/// The RFC 3339 form of a Unix time, as the denials write it.
-pub fn rfc3339(t: u64) -> String {
-    iso(t)
+/// Whose sessions a denial covers, in words; `quote` marks the principal (Markdown).
+pub fn whom(principal: Option<&str>, quote: &str) -> String {
+    principal.map_or_else(
+        || "every web-identity session".to_string(),
+        |p| format!("sessions of {quote}{p}{quote}"),
+    )
 }
 
 impl Planner<'_> {
@@ -182,8 +181,8 @@ impl Planner<'_> {
             mapping: dr.mapping.clone(),
             role: or.arn.clone().into(),
             principal: principal.cloned(),
-            issued_before: iso(t),
-            until: iso(t + max_session),
+            issued_before: rfc3339(t),
+            until: rfc3339(t + max_session),
         };
         let role_wide = want.role_wide.values().map(|t| entry(None, *t));
         let subjects = want
@@ -244,10 +243,10 @@ impl Planner<'_> {
                 .inline_policies
                 .iter()
                 .filter(|(name, _)| name.as_str() != SESSIONS_POLICY)
-                .map(|(_, d)| policy_chars(d))
+                .map(|(_, d)| iam_policy::iam_length(d))
                 .sum();
             let budget = self.s.inline_policy_chars.saturating_sub(others);
-            if !revoked.is_empty() && policy_chars(&want.document()) > budget {
+            if !revoked.is_empty() && iam_policy::iam_length(&want.document()) > budget {
                 // Every session of the issuer issued before now goes; per-principal
                 // entries up to now are covered by it.
                 let e = want.role_wide.entry(issuer.clone()).or_insert(now);
@@ -270,26 +269,26 @@ impl Planner<'_> {
             } else {
                 ids.join(", ")
             };
-            let until = iso(now + CUTOFF_MARGIN_SECS + max_session);
+            let until = rfc3339(now + CUTOFF_MARGIN_SECS + max_session);
             let reason = if fell_back {
                 format!(
                     "deny the live sessions of the {} principal(s) leaving the trust ({who}): their entries do not fit the role's inline policy budget ({} characters), so every web-identity session issued before {} is denied (the members who stay assume the role again); until {until}",
                     revoked.len(),
                     self.s.inline_policy_chars,
-                    iso(now)
+                    rfc3339(now)
                 )
             } else {
                 format!(
                     "deny the live sessions of the {} principal(s) leaving the trust ({who}) issued before {}, until {until}",
                     revoked.len(),
-                    iso(now + CUTOFF_MARGIN_SECS)
+                    rfc3339(now + CUTOFF_MARGIN_SECS)
                 )
             };
             if fell_back {
                 self.notice(
                     NoticeKind::SessionsCutRoleWide,
                     &or.arn,
-                    format!("{} principals left at once and their session denials do not fit in the role's inline policies: every web-identity session of the role issued before {} is denied; members who stay must assume the role again", revoked.len(), iso(now)),
+                    format!("{} principals left at once and their session denials do not fit in the role's inline policies: every web-identity session of the role issued before {} is denied; members who stay must assume the role again", revoked.len(), rfc3339(now)),
                 );
             }
             let c = self.push(
