@@ -219,6 +219,8 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             }
         ]
     });
+    // The statements that depend on the config and the policies, in this order.
+    let mut more: Vec<Value> = Vec::new();
     // Adoption is an explicit grant for the roles listed, never a general one: the roles of
     // mappings that say `adopt: true` may be tagged as owned (once owned, the rest of the
     // policy applies; print the policy again without `adopt` once adopted).
@@ -232,73 +234,66 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
         })
         .collect();
     if !adopted.is_empty() {
-        if let Some(list) = policy["Statement"].as_array_mut() {
-            list.push(json!({
-                "Sid": "AdoptListedRoles",
-                "Effect": "Allow",
-                "Action": "iam:TagRole",
-                "Resource": adopted,
-                "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
-            }));
-        }
+        more.push(json!({
+            "Sid": "AdoptListedRoles",
+            "Effect": "Allow",
+            "Action": "iam:TagRole",
+            "Resource": adopted,
+            "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
+        }));
     }
     if !functions.is_empty() {
-        if let Some(list) = policy["Statement"].as_array_mut() {
-            list.push(json!({
-                "Sid": "ManageFunctionAccess",
-                "Effect": "Allow",
-                "Action": actions(Scope::Function),
-                "Resource": functions
-            }));
-        }
+        more.push(json!({
+            "Sid": "ManageFunctionAccess",
+            "Effect": "Allow",
+            "Action": actions(Scope::Function),
+            "Resource": functions
+        }));
     }
     if !boundary_arns.is_empty() {
-        if let Some(list) = policy["Statement"].as_array_mut() {
-            list.extend([
-                json!({
-                    "Sid": "NoRoleWithoutABoundary",
-                    "Effect": "Deny",
-                    "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
-                    "Resource": "*",
-                    "Condition": {"ArnNotLike": {"iam:PermissionsBoundary": boundary_arns}}
-                }),
-                json!({
-                    "Sid": "KeepBoundaries",
-                    "Effect": "Deny",
-                    "Action": "iam:DeleteRolePermissionsBoundary",
-                    "Resource": "*"
-                }),
-                json!({
-                    "Sid": "KeepBoundaryPolicies",
-                    "Effect": "Deny",
-                    "Action": [
-                        "iam:CreatePolicyVersion",
-                        "iam:DeletePolicy",
-                        "iam:DeletePolicyVersion",
-                        "iam:SetDefaultPolicyVersion",
-                        "iam:TagPolicy",
-                        "iam:UntagPolicy"
-                    ],
-                    "Resource": boundary_arns
-                }),
-            ]);
-        }
+        more.extend([
+            json!({
+                "Sid": "NoRoleWithoutABoundary",
+                "Effect": "Deny",
+                "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
+                "Resource": "*",
+                "Condition": {"ArnNotLike": {"iam:PermissionsBoundary": boundary_arns}}
+            }),
+            json!({
+                "Sid": "KeepBoundaries",
+                "Effect": "Deny",
+                "Action": "iam:DeleteRolePermissionsBoundary",
+                "Resource": "*"
+            }),
+            json!({
+                "Sid": "KeepBoundaryPolicies",
+                "Effect": "Deny",
+                "Action": [
+                    "iam:CreatePolicyVersion",
+                    "iam:DeletePolicy",
+                    "iam:DeletePolicyVersion",
+                    "iam:SetDefaultPolicyVersion",
+                    "iam:TagPolicy",
+                    "iam:UntagPolicy"
+                ],
+                "Resource": boundary_arns
+            }),
+        ]);
     }
     if config.outbound_federation.enable {
-        if let Some(list) = policy["Statement"].as_array_mut() {
-            list.push(json!({
-                "Sid": "EnableOutboundFederation",
-                "Effect": "Allow",
-                "Action": actions(Scope::OutboundEnable),
-                "Resource": "*"
-            }));
-        }
+        more.push(json!({
+            "Sid": "EnableOutboundFederation",
+            "Effect": "Allow",
+            "Action": actions(Scope::OutboundEnable),
+            "Resource": "*"
+        }));
     }
     // With many accounts the anchor is the hub's, not each spoke's.
     if let Some(statement) = anchor_statement(config).filter(|_| !config.accounts.is_hub()) {
-        if let Some(list) = policy["Statement"].as_array_mut() {
-            list.push(statement);
-        }
+        more.push(statement);
+    }
+    if let Some(list) = policy["Statement"].as_array_mut() {
+        list.extend(more);
     }
     policy
 }
