@@ -642,6 +642,16 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
     );
 }
 
+/// `audit verify` of the anchored log, signatures and anchor included.
+const VERIFY_ANCHORED: [&str; 6] = [
+    "audit",
+    "verify",
+    "audit.jsonl",
+    "--public-key",
+    "audit.pub",
+    "--anchor",
+];
+
 /// moto with the function and the anchor's log group, a signed and anchored log, one apply.
 fn anchored_and_applied() -> (Moto, Workspace) {
     let moto = Moto::start();
@@ -660,14 +670,7 @@ fn anchored_and_applied() -> (Moto, Workspace) {
 #[test]
 fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
     let (moto, ws) = anchored_and_applied();
-    let args = [
-        "audit",
-        "verify",
-        "audit.jsonl",
-        "--public-key",
-        "audit.pub",
-        "--anchor",
-    ];
+    let args = VERIFY_ANCHORED;
     let out = run_ok(&moto, &ws, &args, 0);
     assert!(
         stdout(&out).contains("holds the latest checkpoint published to trustsync-audit/prod"),
@@ -884,14 +887,7 @@ fn a_progress_line_on_a_terminal_and_never_in_a_pipe_or_json() {
 #[test]
 fn a_replayed_checkpoint_is_found() {
     let (moto, ws) = anchored_and_applied();
-    let args = [
-        "audit",
-        "verify",
-        "audit.jsonl",
-        "--public-key",
-        "audit.pub",
-        "--anchor",
-    ];
+    let args = VERIFY_ANCHORED;
     run_ok(&moto, &ws, &args, 0);
 
     let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
