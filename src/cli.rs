@@ -632,6 +632,7 @@ async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<u8> {
         directory_poll: std::time::Duration::from_secs(run.directory_poll_seconds.max(1)),
         policy_poll: std::time::Duration::from_secs(run.policy_poll_seconds.max(1)),
         listen: listen.unwrap_or(run.listen),
+        shutdown: std::time::Duration::from_secs(run.shutdown_seconds),
     };
     controller::run(config, dir, source, settings).await
 }
@@ -653,7 +654,7 @@ async fn read_aws(
             return Ok(None);
         }
     };
-    let (mut fleet, _caller) = fleet::connect(config, None)
+    let (mut fleet, _caller) = fleet::connect(config, None, Default::default())
         .await
         .context("reading the AWS caller identity and the accounts in scope")?;
     fleet.narrow(only)?;
@@ -1152,7 +1153,7 @@ impl Pass {
             }
         };
         progress.show("reading AWS and the directory…");
-        let (mut fleet, caller) = fleet::connect(&config, None)
+        let (mut fleet, caller) = fleet::connect(&config, None, Default::default())
             .await
             .context("reading the AWS caller identity and the accounts in scope")?;
         fleet.narrow(&only)?;

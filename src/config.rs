@@ -145,6 +145,12 @@ pub struct RunConfig {
     /// Address for /healthz, /readyz, /metrics and /status (`TRUSTSYNC_LISTEN`).
     #[schemars(with = "String")]
     pub listen: std::net::SocketAddr,
+    /// After SIGTERM, the longest the controller waits for the pass under way (its retry
+    /// waits end at once; a request already sent may take up to its timeout) before it
+    /// exits anyway. Writes it leaves without an answer are found again through the audit
+    /// log's intents at the next start. Keep it below the pod's termination grace period
+    /// (the chart gives 60 s).
+    pub shutdown_seconds: u64,
 }
 
 impl Default for RunConfig {
@@ -154,6 +160,7 @@ impl Default for RunConfig {
             directory_poll_seconds: 15,
             policy_poll_seconds: 10,
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
+            shutdown_seconds: 30,
         }
     }
 }
@@ -477,8 +484,13 @@ pub struct GraphConfig {
     pub endpoint: String,
     /// Token scope.
     pub scope: String,
-    /// How long one request keeps being retried on throttling and 5xx.
+    /// How long one request keeps being retried on throttling and 5xx. Retry waits end
+    /// at once on SIGTERM.
     pub max_retry_seconds: u64,
+    /// Longest time one Graph request may go unanswered before it counts as a (transient)
+    /// timeout. With `aws.requestTimeoutSeconds`, it bounds how long a request already
+    /// sent can hold up shutdown.
+    pub request_timeout_seconds: u64,
     /// The longest `Retry-After` honoured; a longer one fails the read.
     pub max_retry_after_seconds: u64,
 }
@@ -489,6 +501,7 @@ impl Default for GraphConfig {
             endpoint: "https://graph.microsoft.com/v1.0".into(),
             scope: "https://graph.microsoft.com/.default".into(),
             max_retry_seconds: 120,
+            request_timeout_seconds: 20,
             max_retry_after_seconds: 120,
         }
     }
@@ -775,6 +788,23 @@ impl Config {
             return Err(("statementIdPrefix", format!(
                     "`{prefix}` is {} characters; at most {MAX_STATEMENT_ID_PREFIX} leave room in Lambda's 100-character statement ids",
                     prefix.chars().count()
+                ),
+            ));
+        }
+        if self.run.shutdown_seconds == 0 || self.run.shutdown_seconds > 600 {
+            return Err((
+                "run.shutdownSeconds",
+                format!("{} must be between 1 and 600", self.run.shutdown_seconds),
+            ));
+        }
+        if self.directory.graph.request_timeout_seconds == 0
+            || self.directory.graph.request_timeout_seconds > 300
+        {
+            return Err((
+                "graph.requestTimeoutSeconds",
+                format!(
+                    "{} must be between 1 and 300",
+                    self.directory.graph.request_timeout_seconds
                 ),
             ));
         }

@@ -26,6 +26,7 @@ fn reader(graph: &GraphServer) -> (GraphReader, TokenSource) {
         endpoint: url::Url::parse(&format!("{}/v1.0", graph.base)).unwrap(),
         max_retry: Duration::from_secs(2),
         max_retry_after: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
     };
     (GraphReader::new(tokens.clone(), settings).unwrap(), tokens)
 }

@@ -103,3 +103,97 @@ pub struct Written {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
+
+/// Requests under way, shared by every client of one controller (AWS accounts and Graph),
+/// so that `/readyz` and `/status` can say what the controller is waiting for when an
+/// endpoint accepts a connection and never answers.
+#[derive(Debug, Clone, Default)]
+pub struct Pending(std::sync::Arc<std::sync::Mutex<PendingInner>>);
+
+#[derive(Debug, Default)]
+pub struct PendingInner {
+    next: u64,
+    under_way: BTreeMap<u64, (String, std::time::Instant)>,
+}
+
+/// One request under way; it leaves the set when dropped (answered, failed or abandoned).
+#[derive(Debug)]
+pub struct PendingGuard {
+    set: Pending,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.set.0.lock() {
+            inner.under_way.remove(&self.id);
+        }
+    }
+}
+
+/// A request that has been waiting for an answer, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiting {
+    /// Whom it was sent to and what it asks, e.g. `AWS 111111111111 us-east-1 iam GetRole`.
+    pub request: String,
+    /// Seconds without an answer.
+    pub seconds: u64,
+}
+
+impl Pending {
+    /// Records `what` as under way until the guard is dropped.
+    pub fn enter(&self, what: impl Into<String>) -> PendingGuard {
+        let mut inner = self.0.lock().expect("pending lock");
+        inner.next += 1;
+        let id = inner.next;
+        inner
+            .under_way
+            .insert(id, (what.into(), std::time::Instant::now()));
+        PendingGuard {
+            set: self.clone(),
+            id,
+        }
+    }
+
+    /// The requests waiting at least `min`, the longest first (the same request twice, as
+    /// parallel reads of one account, is listed once, with its longest wait).
+    pub fn waiting(&self, min: std::time::Duration) -> Vec<Waiting> {
+        let inner = self.0.lock().expect("pending lock");
+        let mut longest: BTreeMap<&str, std::time::Duration> = BTreeMap::new();
+        for (what, since) in inner.under_way.values() {
+            let age = since.elapsed();
+            if age >= min {
+                let e = longest.entry(what.as_str()).or_default();
+                *e = (*e).max(age);
+            }
+        }
+        let mut out: Vec<Waiting> = longest
+            .into_iter()
+            .map(|(request, age)| Waiting {
+                request: request.to_string(),
+                seconds: age.as_secs(),
+            })
+            .collect();
+        out.sort_by(|a, b| b.seconds.cmp(&a.seconds).then(a.request.cmp(&b.request)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_waiting_until_its_guard_is_dropped() {
+        let p = Pending::default();
+        let a = p.enter("AWS 1 iam GetRole");
+        let _b = p.enter("Graph GET /groups");
+        assert_eq!(p.waiting(std::time::Duration::ZERO).len(), 2);
+        assert!(p.waiting(std::time::Duration::from_secs(3600)).is_empty());
+        drop(a);
+        let w = p.waiting(std::time::Duration::ZERO);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].request, "Graph GET /groups");
+    }
+}

@@ -55,6 +55,8 @@ pub struct RunSettings {
     pub policy_poll: Duration,
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// After SIGTERM, the longest wait for the pass under way.
+    pub shutdown: Duration,
 }
 
 /// Runs the controller until SIGTERM or SIGINT. Returns the exit code.
@@ -91,7 +93,7 @@ pub async fn run(
 
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(16);
     let mut directory = directory;
-    directory.set_stop(stop_rx.clone());
+    directory.set_stop(stop_rx.clone(), shared.pending.clone());
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
     let policies = Arc::new(Mutex::new(Arc::new(policies)));
     let requests: Arc<Mutex<Vec<GroupRequest>>> = Arc::new(Mutex::new(Vec::new()));
@@ -113,12 +115,30 @@ pub async fn run(
     ));
 
     let ctl = Controller::new(config, fleet, caller, shared.clone(), requests);
+    let mut stopped = stop_rx.clone();
     let triggers = Triggers {
         rx: trigger_rx,
         interval: settings.interval,
         stop: stop_rx,
     };
-    ctl.run_passes(triggers, policies, directory, audit).await;
+    // After SIGTERM the pass under way gets `shutdown` to end (retry waits end at once;
+    // a request already sent may still take its timeout); then the process leaves it.
+    // A write it left without an answer has its intent in the audit log, and the next
+    // start finds out what AWS shows, as after a crash.
+    let deadline = async {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(settings.shutdown).await;
+    };
+    tokio::select! {
+        _ = ctl.run_passes(triggers, policies, directory, audit) => {}
+        _ = deadline => {
+            tracing::warn!(
+                shutdown_seconds = settings.shutdown.as_secs(),
+                waiting_on = ?shared.pending.waiting(Duration::ZERO),
+                "the pass under way did not end in time after SIGTERM; leaving it (the audit log's intents are checked at the next start)"
+            );
+        }
+    }
     tracing::info!("shutting down");
     let _ = server.await;
     Ok(0)
@@ -169,7 +189,7 @@ async fn connect_aws(
             Some(e) => format!("reading the AWS caller identity (last attempt: {e})"),
             None => "reading the AWS caller identity".into(),
         });
-        let attempt = fleet::connect(config, Some(stop.clone()));
+        let attempt = fleet::connect(config, Some(stop.clone()), shared.pending.clone());
         let error = tokio::select! {
             _ = stop.wait_for(|s| *s) => return None,
             r = attempt => match r {

@@ -15,7 +15,7 @@ use crate::adapters::aws::{self, AwsClients, CallerIdentity};
 use crate::apply::Executor;
 use crate::config::{partition_of, Config};
 use crate::model::account::Account;
-use crate::model::call::{CallStats, Failure, Written};
+use crate::model::call::{CallStats, Failure, Pending, Written};
 use crate::plan::Change;
 use crate::runtime::pass::AwsApi;
 
@@ -57,7 +57,15 @@ pub struct Fleet {
     pub narrowed: bool,
     /// The accounts in scope before `--account` narrowed them.
     scope: Option<Vec<String>>,
+    /// How long each account's last successful read took.
+    read_times: Mutex<BTreeMap<String, std::time::Duration>>,
 }
+
+/// A straggler (an account still being read when another has been read) is left for the
+/// next pass once its read has taken this many times its last successful one...
+pub const STRAGGLER_FACTOR: u32 = 3;
+/// ...and at least this long.
+pub const STRAGGLER_FLOOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Fleet {
     /// A fleet of `members`, reached `concurrency` at a time; `hub` publishes audit
@@ -74,7 +82,28 @@ impl Fleet {
             write_slots,
             narrowed: false,
             scope: None,
+            read_times: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// How long a read of `account` may take, once another account has been read, before
+    /// it is left for the next pass: [`STRAGGLER_FACTOR`] times its last successful read,
+    /// at least [`STRAGGLER_FLOOR`]. `None` before its first successful read: an account
+    /// read for the first time gets its whole retry budget.
+    pub fn read_allowance(&self, account: &str) -> Option<std::time::Duration> {
+        self.read_times
+            .lock()
+            .expect("read times")
+            .get(account)
+            .map(|last| (*last * STRAGGLER_FACTOR).max(STRAGGLER_FLOOR))
+    }
+
+    /// Records how long a successful read of `account` took.
+    pub fn record_read(&self, account: &str, took: std::time::Duration) {
+        self.read_times
+            .lock()
+            .expect("read times")
+            .insert(account.to_string(), took);
     }
 
     /// The ids of every account in scope, `--account` or not: the managed accounts the
@@ -226,6 +255,9 @@ struct Clients {
     config: crate::config::AwsConfig,
     spoke: Option<SpokeCredentials>,
     stop: crate::runtime::retry::Stop,
+    /// Requests under way, for `/readyz`; its own labelled with `account`.
+    pending: Pending,
+    account: String,
     by_region: Mutex<BTreeMap<String, Arc<AwsClients>>>,
 }
 
@@ -252,6 +284,10 @@ impl Connector for Clients {
             }
             let mut c = AwsClients::with(&b.build(), &self.config);
             c.stop = self.stop.clone();
+            c.watch_pending(
+                self.pending.clone(),
+                &format!("AWS account {} {region}", self.account),
+            );
             Arc::new(c)
         });
         clients.clone()
@@ -271,10 +307,12 @@ impl Connector for Clients {
 pub async fn connect(
     config: &Config,
     stop: crate::runtime::retry::Stop,
+    pending: Pending,
 ) -> Result<(Fleet, CallerIdentity), Failure> {
     let shared = aws::shared_config(&config.aws).await?;
     let mut hub = AwsClients::with(&shared, &config.aws);
     hub.stop = stop.clone();
+    hub.watch_pending(pending.clone(), "AWS (the controller's own credentials)");
     let hub = Arc::new(hub);
     let caller = hub.caller_identity().await?;
     let connector = Spokes {
@@ -282,6 +320,7 @@ pub async fn connect(
         config: config.clone(),
         hub: hub.clone(),
         stop,
+        pending,
     };
     let accounts = accounts(config, &hub, &caller).await?;
     let members = accounts.into_iter().map(|a| connector.member(a)).collect();
@@ -331,6 +370,7 @@ struct Spokes {
     config: Config,
     hub: Arc<AwsClients>,
     stop: crate::runtime::retry::Stop,
+    pending: Pending,
 }
 
 impl Spokes {
@@ -345,14 +385,16 @@ impl Spokes {
             )
         });
         Member {
-            account,
             connector: Box::new(Clients {
                 shared: self.shared.clone(),
                 config: self.config.aws.clone(),
                 spoke,
                 stop: self.stop.clone(),
+                pending: self.pending.clone(),
+                account: account.id.clone(),
                 by_region: Mutex::new(BTreeMap::new()),
             }),
+            account,
         }
     }
 }

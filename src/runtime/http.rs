@@ -21,9 +21,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Ready while the last successful pass is recent. Either way, the body names every
+/// request to AWS or Graph that has gone unanswered for a while: what the controller is
+/// waiting for when an endpoint accepts connections and never answers.
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let waiting = shared.pending.waiting(crate::runtime::status::STALLED);
     let st = shared.status.lock().expect("status");
-    match st.last_success {
+    let (code, mut body) = match st.last_success {
         Some(t) if t.elapsed() <= shared.ready_max_age => (StatusCode::OK, "ready\n".to_string()),
         Some(t) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -36,7 +40,14 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
                 None => "no successful pass yet\n".to_string(),
             },
         ),
+    };
+    for w in waiting {
+        body.push_str(&format!(
+            "waiting {}s for an answer: {}\n",
+            w.seconds, w.request
+        ));
     }
+    (code, body)
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
@@ -69,5 +80,7 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    Json(shared.status.lock().expect("status").clone())
+    let mut doc = shared.status.lock().expect("status").clone();
+    doc.waiting_on = shared.pending.waiting(crate::runtime::status::STALLED);
+    Json(doc)
 }

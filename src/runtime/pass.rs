@@ -22,7 +22,7 @@ use crate::audit::{AuditLog, Checkpoint};
 use crate::checks;
 use crate::config::{AnchorConfig, Config};
 use crate::desired::{self, Pins, Target};
-use crate::model::call::CallStats;
+use crate::model::call::{CallStats, Failure};
 use crate::observed::{Observations, Observed};
 use crate::plan::{self, outbound, AccountPlan, Change, Plan, Problem, ProblemKind, Settings};
 use crate::runtime::fleet::{Fleet, Member};
@@ -41,8 +41,12 @@ pub enum DirectorySource {
         config: crate::config::GraphConfig,
         /// Follow the delta feed (the controller) instead of full reads.
         delta: Option<Duration>,
-        /// The stop signal the reader's retries end on.
-        stop: crate::runtime::retry::Stop,
+        /// The stop signal the reader's retries end on, and where its requests under way
+        /// are recorded.
+        stop: Option<(
+            tokio::sync::watch::Receiver<bool>,
+            crate::model::call::Pending,
+        )>,
     },
     /// A tenant file, re-read every pass.
     File(PathBuf),
@@ -93,11 +97,16 @@ impl DirectorySource {
 
     /// Graph retries (single and batched) end once `stop` is raised: shutdown never waits
     /// out a Graph back-off.
-    pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+    /// Its requests under way are recorded in `pending` (for `/readyz`).
+    pub fn set_stop(
+        &mut self,
+        stop: tokio::sync::watch::Receiver<bool>,
+        pending: crate::model::call::Pending,
+    ) {
         match self {
-            DirectorySource::GraphLater { stop: s, .. } => *s = Some(stop),
-            DirectorySource::Graph(reader) => reader.set_stop(stop),
-            DirectorySource::Delta { cache, .. } => cache.set_stop(stop),
+            DirectorySource::GraphLater { stop: s, .. } => *s = Some((stop, pending)),
+            DirectorySource::Graph(reader) => reader.set_stop(stop, pending),
+            DirectorySource::Delta { cache, .. } => cache.set_stop(stop, pending),
             DirectorySource::File(_) => {}
         }
     }
@@ -111,8 +120,8 @@ impl DirectorySource {
         } = self
         {
             let mut reader = entra::reader_from_env(config)?;
-            if let Some(stop) = stop.clone() {
-                reader.set_stop(stop);
+            if let Some((stop, pending)) = stop.clone() {
+                reader.set_stop(stop, pending);
             }
             *self = match delta {
                 Some(full_every) => DirectorySource::delta(reader, *full_every),
@@ -283,7 +292,7 @@ pub trait AwsApi: crate::observed::Observe + Executor {
         &self,
         _anchor: &AnchorConfig,
         _checkpoints: &[Checkpoint],
-    ) -> Result<(), crate::model::call::Failure> {
+    ) -> Result<(), Failure> {
         Ok(())
     }
 }
@@ -380,10 +389,7 @@ fn changed_pins(
 /// What one account showed: per region visited (home first), the documents that apply
 /// there and what AWS showed; and, when its functions act as Entra applications, its
 /// outbound federation issuer.
-type AccountRead = Result<
-    (Vec<(String, PolicySet, Observed)>, Option<outbound::Issuer>),
-    crate::model::call::Failure,
->;
+type AccountRead = Result<(Vec<(String, PolicySet, Observed)>, Option<outbound::Issuer>), Failure>;
 
 /// Reads one account: reaches it (assuming its role), then IAM and Lambda in its home
 /// region and Lambda in each other region its functions live in.
@@ -469,6 +475,18 @@ struct Read {
     issuers: BTreeMap<String, outbound::Issuer>,
 }
 
+/// Resolves once a read that began at `started` has taken `allowance` and another account
+/// has been read in this pass (so AWS and the controller's own credentials work: the
+/// account itself is what does not answer).
+async fn straggling(
+    started: Instant,
+    allowance: Duration,
+    mut read_one: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::time::sleep_until((started + allowance).into()).await;
+    let _ = read_one.wait_for(|r| *r).await;
+}
+
 /// Reads every account, `accounts.concurrency` at a time. One that cannot be reached or
 /// read is reported (`account-unreachable`) and the others go on, unless it is the only
 /// account: then the pass fails, as a failed read is never "nothing to do".
@@ -478,8 +496,34 @@ async fn read_accounts(
     config: &Config,
     settings: &Settings,
 ) -> anyhow::Result<Read> {
+    let (read_one, _) = tokio::sync::watch::channel(false);
+    let read_one = &read_one;
+    let several = fleet.members().len() > 1;
     let reads: Vec<AccountRead> = stream::iter(fleet.members())
-        .map(|m| read_account(m, policies, config, settings))
+        .map(|m| async move {
+            let started = Instant::now();
+            let read = read_account(m, policies, config, settings);
+            let result = match fleet.read_allowance(&m.account.id).filter(|_| several) {
+                Some(allowance) => tokio::select! {
+                    r = read => r,
+                    _ = straggling(started, allowance, read_one.subscribe()) => Err(Failure::permanent(
+                        "ReadAccount",
+                        format!(
+                            "no answer within {}s ({}x its last read, at least {}s) while other accounts were read: left for the next pass so that it holds no other account back",
+                            allowance.as_secs(),
+                            crate::runtime::fleet::STRAGGLER_FACTOR,
+                            crate::runtime::fleet::STRAGGLER_FLOOR.as_secs()
+                        ),
+                    )),
+                },
+                None => read.await,
+            };
+            if result.is_ok() {
+                fleet.record_read(&m.account.id, started.elapsed());
+                read_one.send_replace(true);
+            }
+            result
+        })
         .buffered(fleet.concurrency())
         .collect()
         .await;

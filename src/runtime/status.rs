@@ -115,6 +115,10 @@ pub struct StatusDoc {
     /// What start-up is still waiting for (AWS unreachable), before the first pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Requests to AWS or Graph without an answer for [`STALLED`] or longer, the longest
+    /// first: an endpoint that accepts connections and never answers shows here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<crate::model::call::Waiting>,
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
 }
@@ -213,6 +217,9 @@ impl std::fmt::Display for PassOutcome {
     }
 }
 
+/// How long a request goes unanswered before `/readyz` and `/status` name it.
+pub const STALLED: Duration = Duration::from_secs(3);
+
 /// What the controller loop, the watchers and the HTTP handlers share.
 pub struct Shared {
     pub(crate) status: Mutex<StatusDoc>,
@@ -220,6 +227,8 @@ pub struct Shared {
     pub(crate) registry: prometheus_client::registry::Registry,
     /// `/readyz` fails once the last successful pass is older than this.
     pub(crate) ready_max_age: Duration,
+    /// Requests to AWS and Graph under way, for `/readyz` and `/status`.
+    pub(crate) pending: crate::model::call::Pending,
 }
 
 impl Shared {
@@ -241,6 +250,7 @@ impl Shared {
             metrics,
             registry,
             ready_max_age,
+            pending: Default::default(),
         }
     }
 }

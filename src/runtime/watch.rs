@@ -64,54 +64,62 @@ fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<St
     out
 }
 
-pub(crate) async fn watch_directory(
+pub(crate) fn watch_directory(
     directory: Arc<tokio::sync::Mutex<DirectorySource>>,
     requests: Arc<Mutex<Vec<GroupRequest>>>,
     period: Duration,
     triggers: mpsc::Sender<Trigger>,
     mut stop: watch::Receiver<bool>,
-) {
-    let mut last_file: Option<Vec<u8>> = None;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        // The requests of the last pass, pins included: a group is watched by the id its
-        // mapping is pinned to, not by a name anyone can give another group.
-        let requests = requests.lock().expect("requests").clone();
-        let mut dir = directory.lock().await;
-        let changed = match &mut *dir {
-            DirectorySource::Delta { cache, .. } => {
-                let before = relevant_groups(cache, &requests);
-                match cache.sync().await {
-                    Ok(r) => {
-                        let after = relevant_groups(cache, &requests);
-                        requests.is_empty()
-                            || r.full
-                            || r.changed_groups
-                                .iter()
-                                .any(|g| before.contains(g) || after.contains(g))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Graph delta poll failed; the next pass reads again");
-                        false
+) -> impl std::future::Future<Output = ()> {
+    // The tenant file as it is now, before the first pass reads it: a change made at any
+    // time after that starts a pass (taken at the first poll instead, a change made between
+    // the first pass and that poll went unseen).
+    let mut last_file: Option<Vec<u8>> = match directory.try_lock().as_deref() {
+        Ok(DirectorySource::File(path)) => std::fs::read(path).ok(),
+        _ => None,
+    };
+    async move {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            // The requests of the last pass, pins included: a group is watched by the id its
+            // mapping is pinned to, not by a name anyone can give another group.
+            let requests = requests.lock().expect("requests").clone();
+            let mut dir = directory.lock().await;
+            let changed = match &mut *dir {
+                DirectorySource::Delta { cache, .. } => {
+                    let before = relevant_groups(cache, &requests);
+                    match cache.sync().await {
+                        Ok(r) => {
+                            let after = relevant_groups(cache, &requests);
+                            requests.is_empty()
+                                || r.full
+                                || r.changed_groups
+                                    .iter()
+                                    .any(|g| before.contains(g) || after.contains(g))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Graph delta poll failed; the next pass reads again");
+                            false
+                        }
                     }
                 }
+                DirectorySource::File(path) => {
+                    let now = std::fs::read(path).ok();
+                    let changed = now != last_file;
+                    last_file = now;
+                    changed
+                }
+                DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => false,
+            };
+            drop(dir);
+            if changed {
+                tracing::info!("directory change to a mapped group; starting a pass");
+                // A full channel means a pass is already pending: this change rides along.
+                let _ = triggers.try_send(Trigger::Directory);
             }
-            DirectorySource::File(path) => {
-                let now = std::fs::read(path).ok();
-                let changed = last_file.is_some() && now != last_file;
-                last_file = now;
-                changed
-            }
-            DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => false,
-        };
-        drop(dir);
-        if changed {
-            tracing::info!("directory change to a mapped group; starting a pass");
-            // A full channel means a pass is already pending: this change rides along.
-            let _ = triggers.try_send(Trigger::Directory);
         }
     }
 }

@@ -74,6 +74,16 @@ struct Inner {
     counts: Mutex<Counts>,
     rng: Mutex<u64>,
     in_flight: std::sync::atomic::AtomicU64,
+    /// Accept every request and never answer.
+    hang_all: std::sync::atomic::AtomicBool,
+    /// Pass the client's `Host` on (a server that builds links from it, as the local Graph
+    /// server builds `@odata.nextLink`, then keeps the client coming through the proxy).
+    keep_host: std::sync::atomic::AtomicBool,
+    /// Accounts whose requests are accepted and never answered.
+    hung_accounts: Mutex<Vec<String>>,
+    /// The account of each access key AssumeRole handed out (moto acts in the role's
+    /// account for requests signed with it).
+    key_accounts: Mutex<BTreeMap<String, String>>,
 }
 
 /// Counts a request as under way until dropped.
@@ -116,6 +126,10 @@ impl Proxy {
             counts: Mutex::new(Counts::default()),
             rng: Mutex::new(seed.max(1)),
             in_flight: Default::default(),
+            hang_all: Default::default(),
+            keep_host: Default::default(),
+            hung_accounts: Default::default(),
+            key_accounts: Default::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -179,9 +193,54 @@ impl Proxy {
             .is_some_and(|o| o.enabled)
     }
 
+    /// From now on accepts every request and never answers (`false`: answers again), as an
+    /// endpoint whose connections are accepted by a load balancer that nothing serves.
+    pub fn hang(&self, on: bool) {
+        self.inner
+            .hang_all
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        if !on {
+            self.inner.hung_accounts.lock().unwrap().clear();
+        }
+    }
+
+    /// Passes the client's `Host` header on to the upstream.
+    pub fn keep_host(&self) {
+        self.inner
+            .keep_host
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Accepts and never answers the requests signed with credentials AssumeRole gave for a
+    /// role in `account`, as when that account's endpoints stop answering.
+    pub fn hang_account(&self, account: &str) {
+        self.inner
+            .hung_accounts
+            .lock()
+            .unwrap()
+            .push(account.to_string());
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         *self.inner.faults.lock().unwrap() = faults;
     }
+}
+
+/// Whether the request is signed with a key of a hung account (SigV4:
+/// `Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/...`).
+fn is_hung(inner: &Inner, headers: &HeaderMap) -> bool {
+    let hung = inner.hung_accounts.lock().unwrap();
+    if hung.is_empty() {
+        return false;
+    }
+    let key = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|a| a.split_once("Credential="))
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(key, _)| key.to_string());
+    key.and_then(|k| inner.key_accounts.lock().unwrap().get(&k).cloned())
+        .is_some_and(|account| hung.contains(&account))
 }
 
 fn next_unit(state: &Mutex<u64>) -> f64 {
@@ -315,12 +374,17 @@ async fn forward(
     if let Some(resp) = outbound_federation(&inner, &op) {
         return resp;
     }
+    if inner.hang_all.load(std::sync::atomic::Ordering::SeqCst) || is_hung(&inner, &headers) {
+        std::future::pending::<()>().await;
+    }
+    let mut assumed_account = None;
     if op == "AssumeRole" {
         let form = String::from_utf8_lossy(&body).into_owned();
         let role = url::form_urlencoded::parse(form.as_bytes())
             .find(|(k, _)| k == "RoleArn")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
+        assumed_account = role.split(':').nth(4).map(String::from);
         if inner.denied_roles.lock().unwrap().contains(&role) {
             let body = format!(
                 "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/test is not authorized to perform: sts:AssumeRole on resource: {role}</Message></Error><RequestId>proxy-denied</RequestId></ErrorResponse>"
@@ -394,8 +458,9 @@ async fn forward(
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
     let mut req = inner.client.request(method, url).body(body);
+    let keep_host = inner.keep_host.load(std::sync::atomic::Ordering::SeqCst);
     for (k, v) in headers.iter() {
-        if k != "host" && k != "content-length" {
+        if (k != "host" || keep_host) && k != "content-length" {
             req = req.header(k, v);
         }
     }
@@ -419,6 +484,16 @@ async fn forward(
                 }
             }
             let bytes = resp.bytes().await.unwrap_or_default();
+            if let Some(account) = assumed_account {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Some(key) = text
+                    .split_once("<AccessKeyId>")
+                    .and_then(|(_, rest)| rest.split_once("</AccessKeyId>"))
+                    .map(|(key, _)| key.to_string())
+                {
+                    inner.key_accounts.lock().unwrap().insert(key, account);
+                }
+            }
             out.body(Body::from(bytes)).unwrap()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),

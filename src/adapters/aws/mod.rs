@@ -247,6 +247,9 @@ pub struct AwsClients {
     organizations: aws_sdk_organizations::Client,
     retry: crate::runtime::retry::Policy,
     pub(crate) stop: crate::runtime::retry::Stop,
+    /// Requests under way (for `/readyz`), each named after `label`.
+    pending: crate::model::call::Pending,
+    label: String,
     stats: Mutex<CallStats>,
     limits: [(&'static str, RateLimiter); 7],
     writes: [(&'static str, tokio::sync::Semaphore); 2],
@@ -287,6 +290,8 @@ impl AwsClients {
                 max_elapsed: Some(Duration::from_secs(config.max_retry_seconds)),
             },
             stop: None,
+            pending: Default::default(),
+            label: "AWS".into(),
             stats: Mutex::new(CallStats::default()),
             limits: {
                 let r = &config.max_requests_per_second;
@@ -323,6 +328,12 @@ impl AwsClients {
     /// but no failed one is tried again.
     pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
         self.stop = Some(stop);
+    }
+
+    /// Records every request under way in `pending`, named `<label> <service> <operation>`.
+    pub fn watch_pending(&mut self, pending: crate::model::call::Pending, label: &str) {
+        self.pending = pending;
+        self.label = label.to_string();
     }
 
     /// Writes that may be under way at once, over all services.
@@ -387,6 +398,12 @@ impl AwsClients {
                     if let Some(l) = limiter {
                         l.acquire().await;
                     }
+                    let _under_way = self.pending.enter(format!(
+                        "{} {} {}",
+                        self.label,
+                        op.service().as_str(),
+                        op.name()
+                    ));
                     match fut.await {
                         Ok(v) => Ok(Some(v)),
                         Err(e) => {

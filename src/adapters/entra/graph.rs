@@ -90,6 +90,8 @@ pub struct ReaderSettings {
     pub max_retry: Duration,
     /// Longest `Retry-After` honoured; longer ones fail the read.
     pub max_retry_after: Duration,
+    /// Longest wait for one answer.
+    pub request_timeout: Duration,
 }
 
 /// A Microsoft Graph reader.
@@ -102,6 +104,8 @@ pub struct GraphReader {
     pub stats: Arc<GraphStats>,
     /// Ends retry waits once raised (shutdown): single and batched requests alike.
     stop: crate::runtime::retry::Stop,
+    /// Requests under way.
+    pending: crate::model::call::Pending,
 }
 
 impl GraphReader {
@@ -116,8 +120,14 @@ impl GraphReader {
 
     /// Ends retry waits once `stop` turns true: a request under way finishes, no other
     /// starts after a wait.
-    pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+    /// Each request under way is recorded in `pending` (for `/readyz`).
+    pub fn set_stop(
+        &mut self,
+        stop: tokio::sync::watch::Receiver<bool>,
+        pending: crate::model::call::Pending,
+    ) {
         self.stop = Some(stop);
+        self.pending = pending;
     }
 
     /// A reader for this endpoint: a Microsoft Graph host over `https`, or, in a build with
@@ -127,7 +137,7 @@ impl GraphReader {
         let loopback = crate::config::is_loopback(url);
         let config = graph_rs_sdk::GraphClientConfiguration::new()
             .client_application(GraphAuth(tokens.clone()))
-            .timeout(Duration::from_secs(60));
+            .timeout(settings.request_timeout);
         #[cfg(feature = "loopback-graph")]
         let config = config.https_only(!loopback);
         let mut client = GraphClient::from(config);
@@ -163,6 +173,7 @@ impl GraphReader {
             settings,
             stats: Default::default(),
             stop: None,
+            pending: Default::default(),
         })
     }
 
@@ -220,6 +231,7 @@ impl GraphReader {
                         *request.url_mut() = url::Url::parse(u).map_err(|_| permanent(transport(format!("bad next link {u}"))))?;
                     }
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let _under_way = self.pending.enter(format!("Microsoft Graph {op}"));
                     let resp = match http.execute(request).await {
                         Ok(r) => r,
                         Err(e) => {
@@ -1118,8 +1130,12 @@ impl DeltaCache {
     }
 
     /// Graph retries end once `stop` is raised.
-    pub fn set_stop(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
-        self.reader.set_stop(stop);
+    pub fn set_stop(
+        &mut self,
+        stop: tokio::sync::watch::Receiver<bool>,
+        pending: crate::model::call::Pending,
+    ) {
+        self.reader.set_stop(stop, pending);
     }
 
     /// The reader, for full reads beside the cache.

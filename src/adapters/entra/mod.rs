@@ -24,6 +24,7 @@ pub fn reader_from_env(config: &GraphConfig) -> Result<GraphReader, graph::Error
             endpoint,
             max_retry: Duration::from_secs(config.max_retry_seconds),
             max_retry_after: Duration::from_secs(config.max_retry_after_seconds),
+            request_timeout: Duration::from_secs(config.request_timeout_seconds),
         },
     )
 }
