@@ -135,6 +135,21 @@ pub enum AuditCommand {
         #[arg(long, requires = "public_key")]
         anchor: bool,
     },
+    /// Record that a person has looked at the rotation the audit log's current segment
+    /// began with (the previous file could not be extended and was kept aside). Until
+    /// then the rotation is reported on /status, in a metric and in every plan. With a
+    /// controller holding the log, the request is left next to the log
+    /// (`<log>.acknowledge`) and the controller records it at its next pass.
+    Acknowledge {
+        /// The log file (default: audit.path of the config).
+        file: Option<PathBuf>,
+        /// Who is acknowledging (a name or an email address).
+        #[arg(long)]
+        by: String,
+        /// What was found or done.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Every grant and revocation recorded, with who made it and why; filtered.
     Show {
         /// The log file (default: audit.path of the config).
@@ -419,6 +434,13 @@ impl Cli {
                     return Ok(code);
                 }
                 audit_verify_anchor(&file, &load_config()?).await
+            }
+            Command::Audit(AuditCommand::Acknowledge { file, by, note }) => {
+                let file = match file {
+                    Some(f) => f,
+                    None => load_config()?.audit.path,
+                };
+                audit_acknowledge(&file, &by, note)
             }
             Command::Audit(AuditCommand::Show {
                 file,
@@ -918,13 +940,64 @@ fn since_time(s: &str) -> anyhow::Result<String> {
     bail!("--since `{s}`: give an RFC 3339 time (2026-11-23T08:00:00Z), a date (2026-11-23) or a duration (30m, 24h, 7d)")
 }
 
-/// `trustsync audit verify`: 0 when the chain (and with a key, every checkpoint) holds.
+/// `trustsync audit acknowledge`: appends the acknowledgement, or leaves it for the
+/// controller that holds the log.
+fn audit_acknowledge(file: &Path, by: &str, note: Option<String>) -> anyhow::Result<u8> {
+    if by.trim().is_empty() {
+        bail!("--by: say who is acknowledging");
+    }
+    match audit::AuditLog::open(file) {
+        Ok(mut log) => match log.acknowledge(by, note) {
+            Ok(r) => {
+                println!(
+                    "{}: acknowledged by {by} the rotation away from {} ({})",
+                    file.display(),
+                    r.previous_segment,
+                    r.reason
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(1)
+            }
+        },
+        Err(audit::Error::Locked { .. }) => {
+            let request = audit::request_acknowledgement(file, by, note)?;
+            println!(
+                "{}: held by a running controller; left the acknowledgement in {} for it to record at its next pass",
+                file.display(),
+                request.display()
+            );
+            Ok(0)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `trustsync audit verify`: 0 when the chain (and with a key, every checkpoint) holds,
+/// across the segments, and no rotation waits for a person.
 fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Result<u8> {
     let key = public_key
         .map(audit::public_key_from_pem_file)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
-    match audit::verify_with(file, key.as_ref()) {
+    let verified = audit::verify_with(file, key.as_ref());
+    if let Ok(v) = &verified {
+        for p in &v.previous {
+            println!(
+                "previous segment {}: its first {} line(s) verify and the next segment carries on from them; set aside because {}",
+                p.path.display(),
+                p.good_lines,
+                p.reason
+            );
+        }
+        if let Some(r) = &v.unacknowledged {
+            eprintln!("{}", audit::rotation_notice(file, r));
+            return Ok(1);
+        }
+    }
+    match verified {
         Ok(v) if key.is_some() => {
             println!(
                 "{}: {} line(s), hash chain intact; {} signed checkpoint(s) verify, the last on line {}{}",
@@ -950,8 +1023,8 @@ fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Result<u8> {
     }
 }
 
-/// `trustsync audit verify --anchor`: the latest checkpoint published to the anchor must be
-/// one of the file's checkpoints.
+/// `trustsync audit verify --anchor`: the checkpoints published to the anchor move forward
+/// and every one is among the file's (or its previous segments') checkpoints.
 async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow::Result<u8> {
     let Some(anchor) = &config.audit.anchor else {
         bail!("--anchor: the config has no audit.anchor");
@@ -967,7 +1040,8 @@ async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow::Result<u8>
     };
     // The checkpoints only move forward: a checkpoint published again later (a replay, to
     // make an older, cut log look current) goes back in lines or in time.
-    if let Some((n, (a, b))) = audit::checkpoints_out_of_order(&published) {
+    let segments = audit::segments_holding(file, &published)?;
+    if let Some((n, (a, b))) = audit::checkpoints_out_of_order(&published, &segments) {
         eprintln!(
             "{}/{}: checkpoint {} of {} goes back ({} lines signed {}, after {} lines signed {}): an old checkpoint was published again; the log cannot be trusted to end where the anchor says",
             anchor.log_group,
@@ -981,27 +1055,44 @@ async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow::Result<u8>
         );
         return Ok(1);
     }
-    if audit::AuditLog::holds(file, &latest)? {
-        println!(
-            "{}: holds the latest checkpoint published to {}/{} ({} lines, signed {})",
-            file.display(),
-            anchor.log_group,
-            anchor.log_stream,
-            latest.lines,
-            latest.signed_at
-        );
-        Ok(0)
-    } else {
+    // Every checkpoint ever published must still be in the file (in some segment): the
+    // stream cannot be edited by the controller's identity, so a rewrite of anything
+    // published, signing key or not, is found; only lines after the last publication are
+    // vouched for by the chain alone.
+    if let Some(i) = segments.iter().position(Option::is_none) {
+        let cp = &published[i];
         eprintln!(
-            "{}: the latest checkpoint published to {}/{} (line {}, signed {}) is not in the file: lines were cut from its end, or it was rewritten",
+            "{}: checkpoint {} of {} published to {}/{} ({} lines, signed {}) is not in the file or its previous segments: {}",
             file.display(),
+            i + 1,
+            published.len(),
             anchor.log_group,
             anchor.log_stream,
-            latest.lines + 1,
-            latest.signed_at
+            cp.lines,
+            cp.signed_at,
+            if i + 1 == published.len() {
+                "lines were cut from its end, or it was rewritten"
+            } else {
+                "the lines before it were rewritten, or the file was replaced"
+            }
         );
-        Ok(1)
+        return Ok(1);
     }
+    let segment = segments.last().copied().flatten().unwrap_or(0);
+    println!(
+        "{}: holds all {} checkpoint(s) published to {}/{}, the latest {} lines signed {}{}",
+        file.display(),
+        published.len(),
+        anchor.log_group,
+        anchor.log_stream,
+        latest.lines,
+        latest.signed_at,
+        match segment {
+            0 => String::new(),
+            n => format!(" in the segment {n} rotation(s) back: none published since the rotation"),
+        }
+    );
+    Ok(0)
 }
 
 /// `trustsync iam-policy`: the least-privilege policy, scoped to the policies' functions
@@ -1167,6 +1258,7 @@ impl Pass {
                 deferred: &|_| None,
                 released: &released,
                 recorded_pins: &recorded_pins,
+                audit_attention: crate::audit::needs_attention(&config.audit.path),
             },
             &mut source,
         )

@@ -502,3 +502,54 @@ fn roles_get_the_configured_boundary_and_a_mapping_cannot_name_another() {
         "{text}"
     );
 }
+
+/// What makes the audit anchor worth having: the controller may publish checkpoints to its
+/// stream but never take a published one back (delete the stream or the group, shorten the
+/// retention, send the group's events elsewhere), so `verify --anchor`, which wants every
+/// published checkpoint in the file, finds a rewrite of anything published.
+#[test]
+fn the_controller_may_publish_checkpoints_and_never_erase_them() {
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl, signingKeyFile: k.pem, anchor: {logGroup: trustsync-audit, logStream: prod}}\naws: {region: us-east-1}\npermissionsBoundaries: [trustsync-workload-boundary]\n",
+    );
+    let policy = iam_policy(&ws, &[]);
+    let group = format!("arn:aws:logs:us-east-1:{ACCOUNT}:log-group:trustsync-audit");
+    let stream = format!("{group}:log-stream:prod");
+    let rows: Vec<(bool, &str, String)> = vec![
+        (true, "logs:PutLogEvents", stream.clone()),
+        (true, "logs:CreateLogStream", stream.clone()),
+        (false, "logs:DeleteLogStream", stream.clone()),
+        (false, "logs:DeleteLogGroup", format!("{group}:*")),
+        (false, "logs:PutRetentionPolicy", format!("{group}:*")),
+        (false, "logs:DeleteRetentionPolicy", format!("{group}:*")),
+        (false, "logs:PutSubscriptionFilter", format!("{group}:*")),
+        (false, "logs:AssociateKmsKey", format!("{group}:*")),
+        (
+            false,
+            "logs:PutLogEvents",
+            format!("arn:aws:logs:us-east-1:{ACCOUNT}:log-group:other:log-stream:x"),
+        ),
+    ];
+    let judge = Judge::policies_only();
+    let v = judge.check(
+        rows.iter()
+            .map(|(_, action, resource)| {
+                json!({"op": "identity", "policies": [policy], "action": action, "resource": resource, "context": {}})
+            })
+            .collect(),
+    );
+    let bad: Vec<String> = rows
+        .iter()
+        .zip(&v)
+        .filter(|((want, ..), got)| got["allowed"].as_bool() != Some(*want))
+        .map(|((want, action, resource), _)| {
+            format!(
+                "{action} on {resource}: want {}",
+                if *want { "allowed" } else { "denied" }
+            )
+        })
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

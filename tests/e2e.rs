@@ -673,7 +673,7 @@ fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
     let args = VERIFY_ANCHORED;
     let out = run_ok(&moto, &ws, &args, 0);
     assert!(
-        stdout(&out).contains("holds the latest checkpoint published to trustsync-audit/prod"),
+        stdout(&out).contains("checkpoint(s) published to trustsync-audit/prod"),
         "{}",
         show(&out)
     );
@@ -941,6 +941,153 @@ fn a_replayed_checkpoint_is_found() {
     let out = run_ok(&moto, &ws, &args, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("an old checkpoint was published again"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// A broken chain begins a new segment; the anchor then holds checkpoints of both. Verify
+/// follows the segments back, takes the new segment's lines starting again as a rotation,
+/// not a replay, and still finds an old segment's checkpoint published after the new ones.
+#[test]
+fn the_anchor_is_verified_across_a_rotation_and_a_replay_from_the_old_segment_is_found() {
+    let (moto, ws) = anchored_and_applied();
+    let text = ws.read("audit.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut broken: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    broken[1] = broken[1].replacen("\"time\":\"", "\"time\":\"1", 1);
+    ws.write("audit.jsonl", &(broken.join("\n") + "\n"));
+    ws.remove_tenant_member(
+        "a1b2c3d4-0001-4000-8000-000000000001",
+        "5e1f0a2b-1111-4111-8111-000000000002",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    run_ok(
+        &moto,
+        &ws,
+        &["audit", "acknowledge", "--by", "alice@example.com"],
+        0,
+    );
+    let out = run_ok(&moto, &ws, &VERIFY_ANCHORED, 0);
+    assert!(stdout(&out).contains("previous segment"), "{}", show(&out));
+
+    // An old segment's first checkpoint published again after the new segment's.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
+    let events = moto
+        .block_on(
+            logs.get_log_events()
+                .log_group_name("trustsync-audit")
+                .log_stream_name("prod")
+                .start_from_head(true)
+                .send(),
+        )
+        .unwrap();
+    let first = events.events()[0].message().unwrap().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    moto.block_on(
+        logs.put_log_events()
+            .log_group_name("trustsync-audit")
+            .log_stream_name("prod")
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now)
+                    .message(&first)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let out = run_ok(&moto, &ws, &VERIFY_ANCHORED, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("an old checkpoint was published again"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Whoever holds the controller's credentials *and* its signing key rewrites an early line,
+/// recomputes every hash, signs every checkpoint again, and publishes a checkpoint for the
+/// rewritten log that moves forward: chain, signatures and order all hold, and the latest
+/// published checkpoint is in the file. The earlier published checkpoints are not, and the
+/// controller cannot erase them from the stream (`the_controller_may_publish_checkpoints_and_never_erase_them`).
+#[test]
+fn a_rewrite_with_the_signing_key_is_found_by_the_checkpoints_published_before_it() {
+    use sha2::Digest;
+    let (moto, ws) = anchored_and_applied();
+    run_ok(&moto, &ws, &VERIFY_ANCHORED, 0);
+    let signer =
+        trustsync::audit::Signer::from_pem_file(&ws.path().join("signing-key.pem")).unwrap();
+    let hex = |b: &[u8]| -> String {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let text = ws.read("audit.jsonl");
+    let mut prev = "0".repeat(64);
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if i == 1 {
+            v["time"] = serde_json::json!("2026-01-01T00:00:00Z");
+        }
+        if v["type"] == "checkpoint" {
+            let cp = serde_json::to_value(signer.sign(i, &prev)).unwrap();
+            for (k, val) in cp.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+        }
+        v["prevHash"] = serde_json::json!(prev);
+        let raw = serde_json::to_string(&v).unwrap();
+        prev = hex(raw.as_bytes());
+        out.push(raw);
+    }
+    // One more checkpoint, for the rewritten log, published: it moves forward.
+    let cp = signer.sign(out.len(), &prev);
+    let mut line = serde_json::to_value(&cp).unwrap();
+    line["type"] = serde_json::json!("checkpoint");
+    line["time"] = serde_json::json!(cp.signed_at.clone());
+    line["prevHash"] = serde_json::json!(prev);
+    out.push(serde_json::to_string(&line).unwrap());
+    ws.write("audit.jsonl", &(out.join("\n") + "\n"));
+    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    moto.block_on(
+        logs.put_log_events()
+            .log_group_name("trustsync-audit")
+            .log_stream_name("prod")
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now)
+                    .message(serde_json::to_string(&cp).unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    run_ok(
+        &moto,
+        &ws,
+        &[
+            "audit",
+            "verify",
+            "audit.jsonl",
+            "--public-key",
+            "audit.pub",
+        ],
+        0,
+    );
+    let out = run_ok(&moto, &ws, &VERIFY_ANCHORED, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the lines before it were rewritten"),
         "{}",
         show(&out)
     );

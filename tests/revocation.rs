@@ -511,6 +511,91 @@ fn a_torn_audit_line_is_moved_aside_and_the_revocation_goes_on() {
     );
 }
 
+/// A line in the middle of the log is edited (a broken chain, not a torn tail): the log is
+/// kept as the previous segment, a new one begins, the revocation goes on, and the rotation
+/// is reported (every plan, `audit verify`) until a person acknowledges it.
+#[test]
+fn a_broken_audit_chain_rotates_to_a_new_segment_and_the_revocation_goes_on() {
+    let (moto, ws) = converged();
+    let log = ws.read("audit.jsonl");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() > 4);
+    let edited = lines[2].replacen("\"time\":\"", "\"time\":\"1", 1);
+    assert_ne!(edited, lines[2]);
+    let mut tampered: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    tampered[2] = edited;
+    ws.write("audit.jsonl", &(tampered.join("\n") + "\n"));
+
+    // Before the next write, every plan says what the next writer will do.
+    let plan = plan_json(&moto, &ws, 0);
+    assert!(
+        plan["notices"]
+            .to_string()
+            .contains("audit-segment-rotated"),
+        "{plan:#}"
+    );
+
+    remove_member(&ws, PAYMENTS, SP2);
+    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert!(stdout(&out).contains("revoke-trust"), "{}", show(&out));
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP4]);
+
+    // The new segment names the old one and its last good line; the old file is kept whole.
+    let first: serde_json::Value =
+        serde_json::from_str(ws.read("audit.jsonl").lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "rotated", "{first}");
+    assert_eq!(first["previousGoodLines"], 2, "{first}");
+    let previous = first["previousSegment"].as_str().unwrap().to_string();
+    let previous_path = ws.path().join(&previous);
+    assert_eq!(
+        std::fs::read_to_string(&previous_path).unwrap(),
+        tampered.join("\n") + "\n",
+        "the previous segment is kept as it was"
+    );
+
+    // Reported until acknowledged: every plan, and `audit verify` exits 1 naming it.
+    let plan = plan_json(&moto, &ws, 0);
+    assert!(plan["notices"].to_string().contains(&previous), "{plan:#}");
+    let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit acknowledge"),
+        "{}",
+        show(&out)
+    );
+
+    run_ok(
+        &moto,
+        &ws,
+        &[
+            "audit",
+            "acknowledge",
+            "--by",
+            "alice@example.com",
+            "--note",
+            "line 3 edited by hand",
+        ],
+        0,
+    );
+    let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
+    assert!(stdout(&out).contains(&previous), "{}", show(&out));
+    let plan = plan_json(&moto, &ws, 0);
+    assert!(
+        !plan["notices"]
+            .to_string()
+            .contains("audit-segment-rotated"),
+        "{plan:#}"
+    );
+
+    // The previous segment is part of what verify vouches for: changing it is found.
+    std::fs::write(&previous_path, "{}\n").unwrap();
+    let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("changed since"),
+        "{}",
+        show(&out)
+    );
+}
+
 /// Someone repoints the role's group pin at a group of their own (with a well-formed tag
 /// value): the audit log says which pin trustsync wrote, so the change is reported, not
 /// followed, and the tag is put back.

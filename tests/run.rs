@@ -671,3 +671,57 @@ fn sigterm_does_not_wait_out_a_graph_back_off() {
         "exited {took:?} after SIGTERM, inside a 30 s Retry-After"
     );
 }
+
+/// A controller started on an audit log whose chain is broken in the middle begins a new
+/// segment and goes on; the rotation shows on /status and in a metric until a person
+/// acknowledges it, which, while the controller holds the log, it records at its next pass.
+#[test]
+fn a_rotated_audit_log_is_reported_until_acknowledged_through_the_running_controller() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let text = ws.read("audit.jsonl");
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[3] = lines[3].replacen("\"time\":\"", "\"time\":\"1", 1);
+    ws.write("audit.jsonl", &(lines.join("\n") + "\n"));
+
+    let daemon = Daemon::spawn(&moto.endpoint, Vec::new(), &ws);
+    daemon.wait_ready();
+    let status = daemon.status();
+    let attention = status["auditAttention"].as_str().unwrap_or_default();
+    assert!(attention.contains("audit acknowledge"), "{status:#}");
+    let metric =
+        |d: &Daemon| parse_metrics(&d.get("/metrics").1)["trustsync_audit_rotation_unacknowledged"];
+    assert_eq!(metric(&daemon), 1.0);
+
+    let out = run_ok(
+        &moto,
+        &ws,
+        &["audit", "acknowledge", "--by", "alice@example.com"],
+        0,
+    );
+    assert!(
+        stdout(&out).contains("left the acknowledgement"),
+        "{}",
+        show(&out)
+    );
+    // The next pass (a directory change starts one) records it.
+    ws.remove_tenant_member(PAYMENTS, SP2);
+    wait_for(
+        Duration::from_secs(30),
+        "the acknowledgement recorded",
+        || daemon.status().get("auditAttention").is_none(),
+    );
+    assert_eq!(metric(&daemon), 0.0);
+    drop(daemon);
+    let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
+    assert!(stdout(&out).contains("previous segment"), "{}", show(&out));
+    assert!(ws
+        .read("audit.jsonl")
+        .contains("\"by\":\"alice@example.com\""));
+}

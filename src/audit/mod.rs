@@ -6,7 +6,9 @@
 //! it to disk before the change counts as recorded; a log whose last line is torn (no
 //! final newline, as after a crash mid-write) has that line moved to a side file and a
 //! [`Repaired`] record written when it is next opened (it was never a committed record);
-//! any other break in the chain is refused for appending, never silently extended.
+//! any other break in the chain makes the file the previous segment, kept whole, and a new
+//! segment begins with a [`Rotated`] record that names it and its last good hash: never
+//! silently extended, never in the way of a revocation.
 //!
 //! Write-ahead: an [`Intent`] is synced before each AWS write and a [`ChangeRecord`]
 //! naming its line after it. An intent found without an outcome when the log is next
@@ -24,7 +26,10 @@ mod recover;
 mod show;
 
 pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, Signer};
-pub use record::{ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered, Repaired};
+pub use record::{
+    Acknowledged, ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered, Repaired,
+    Rotated,
+};
 pub use recover::landed;
 pub use show::{render_text, show, Entry, Query};
 
@@ -94,8 +99,10 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Opens (or creates) the log, checking the whole chain first: a torn last line is
-    /// moved aside and recorded; any other break is an error, so that new lines never
-    /// hide an earlier problem.
+    /// moved aside and recorded; any other break (or a file that cannot be read) makes the
+    /// file the previous segment, kept under another name, and a new segment begins with a
+    /// [`Rotated`] record, so that new lines never hide an earlier problem and a revocation
+    /// never waits for a person to mend the file.
     pub fn open(path: &Path) -> Result<AuditLog, Error> {
         let io = |source| Error::Io {
             path: path.into(),
@@ -116,14 +123,27 @@ impl AuditLog {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let mut bytes = std::fs::read(path).map_err(io)?;
-        let torn = set_torn_tail_aside(path, &mut bytes, &lock)?;
-        let (lines, prev) = verify_bytes(path, &bytes)?;
+        let read = std::fs::read(path);
+        let (bytes, torn, verified) = match read {
+            Ok(mut bytes) => {
+                let torn = set_torn_tail_aside(path, &mut bytes, &lock)?;
+                let verified = verify_bytes(path, &bytes);
+                (bytes, torn, verified)
+            }
+            Err(e) => (Vec::new(), None, Err(io(e))),
+        };
+        let (lines, prev, ledger, lock, rotated) = match verified {
+            Ok((lines, prev)) => (lines, prev, Ledger::of_log(&bytes), lock, None),
+            Err(e) => {
+                let (lock, rotated, ledger) = rotate(path, &bytes, &e, lock)?;
+                (0, GENESIS.to_string(), ledger, lock, Some(rotated))
+            }
+        };
         let mut log = AuditLog {
             path: path.into(),
             prev,
             lines,
-            ledger: Ledger::of(&bytes),
+            ledger,
             signer: None,
             checkpoint_every: 100,
             unsigned: 0,
@@ -131,6 +151,15 @@ impl AuditLog {
             mirror: false,
             _lock: lock,
         };
+        if let Some(rotated) = rotated {
+            tracing::error!(
+                previous_segment = %rotated.previous_segment,
+                good_lines = rotated.previous_good_lines,
+                reason = %rotated.reason,
+                "the audit log could not be extended: kept it as the previous segment and began a new one; a person must look at it (trustsync audit acknowledge)"
+            );
+            log.append(&Record::Rotated(rotated))?;
+        }
         if let Some(repaired) = torn {
             tracing::warn!(
                 side_file = %repaired.side_file,
@@ -159,17 +188,6 @@ impl AuditLog {
         self.unpublished = checkpoints;
     }
 
-    /// Whether `checkpoint` is one of the log's checkpoint lines.
-    pub fn holds(path: &Path, checkpoint: &Checkpoint) -> Result<bool, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        Ok(text.lines().any(|l| {
-            matches!(serde_json::from_str::<Record>(l), Ok(Record::Checkpoint(cp)) if &cp == checkpoint)
-        }))
-    }
-
     /// From now on, every line is also printed to stdout as written.
     pub fn mirror_to_stdout(&mut self) {
         self.mirror = true;
@@ -178,6 +196,29 @@ impl AuditLog {
     /// The group pin this log last recorded writing to each role (ARN).
     pub fn pins(&self) -> &BTreeMap<String, String> {
         &self.ledger.pins
+    }
+
+    /// The rotation this segment began with, while no person has acknowledged it.
+    pub fn unacknowledged_rotation(&self) -> Option<&Rotated> {
+        self.ledger.unacknowledged.as_ref()
+    }
+
+    /// Records that `by` has looked at the rotation this segment began with; an error when
+    /// there is none to acknowledge.
+    pub fn acknowledge(&mut self, by: &str, note: Option<String>) -> Result<Rotated, Error> {
+        let Some(rotated) = self.ledger.unacknowledged.clone() else {
+            return Err(Error::Broken {
+                path: self.path.clone(),
+                line: self.lines,
+                reason: "no rotation to acknowledge: this segment did not begin with one, or it was acknowledged already".into(),
+            });
+        };
+        self.append(&Record::Acknowledged(Acknowledged {
+            by: by.to_string(),
+            previous_segment: rotated.previous_segment.clone(),
+            note,
+        }))?;
+        Ok(rotated)
     }
 
     /// Intents written before a crash that have no outcome, by line.
@@ -288,9 +329,33 @@ impl AuditLog {
 struct Ledger {
     pending: BTreeMap<usize, Intent>,
     pins: BTreeMap<String, String>,
+    /// The rotation this segment began with, until a person acknowledges it.
+    unacknowledged: Option<Rotated>,
 }
 
 impl Ledger {
+    /// A segment's ledger, with the pins of the segments before it (a segment that begins
+    /// with a rotation carries on from its previous segment's good lines).
+    fn of_log(bytes: &[u8]) -> Ledger {
+        let mut pins = BTreeMap::new();
+        let mut next = first_rotation(bytes);
+        for _ in 0..16 {
+            let Some(r) = next.take() else { break };
+            let Ok(prev) = std::fs::read(&r.previous_segment) else {
+                break;
+            };
+            let good = good_lines(&prev, r.previous_good_lines);
+            let mut older = Ledger::of(good).pins;
+            older.append(&mut pins);
+            pins = older;
+            next = first_rotation(good);
+        }
+        let mut ledger = Ledger::of(bytes);
+        pins.append(&mut ledger.pins);
+        ledger.pins = pins;
+        ledger
+    }
+
     fn of(bytes: &[u8]) -> Ledger {
         let mut ledger = Ledger::default();
         for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -313,6 +378,14 @@ impl Ledger {
                 None => return,
             },
             Record::Recovered(r) => (r.intent_line, r.landed == Some(true)),
+            Record::Rotated(r) => {
+                self.unacknowledged = Some(r.clone());
+                return;
+            }
+            Record::Acknowledged(_) => {
+                self.unacknowledged = None;
+                return;
+            }
             _ => return,
         };
         if let Some(intent) = self.pending.remove(&intent_line).filter(|_| landed) {
@@ -338,8 +411,31 @@ fn pin_of(intent: &Intent) -> Option<(String, String)> {
 /// (read without taking the writer's lock; none when there is no log yet).
 pub fn recorded_pins(path: &Path) -> BTreeMap<String, String> {
     std::fs::read(path)
-        .map(|bytes| Ledger::of(&bytes).pins)
+        .map(|bytes| Ledger::of_log(&bytes).pins)
         .unwrap_or_default()
+}
+
+/// The rotation a segment begins with, if it does.
+fn first_rotation(bytes: &[u8]) -> Option<Rotated> {
+    let first = bytes.split(|b| *b == b'\n').next()?;
+    match serde_json::from_slice::<Record>(first) {
+        Ok(Record::Rotated(r)) => Some(r),
+        _ => None,
+    }
+}
+
+/// The first `n` lines of `bytes`, newlines included.
+fn good_lines(bytes: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let end = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(bytes.len(), |(i, _)| i + 1);
+    &bytes[..end]
 }
 
 /// A torn last line (no final newline, after a crash or a power cut mid-write) is a record
@@ -391,9 +487,210 @@ fn set_torn_tail_aside(
     }))
 }
 
+/// Makes the file at `path`, which cannot be extended (`why`), the previous segment: it is
+/// renamed `<log>.broken-<unix nanos>` (kept whole, never deleted) and a new, locked file
+/// takes its place. Returns the new file's lock, the [`Rotated`] record that begins it and
+/// what the old file's good lines leave open (intents without an outcome, pins written),
+/// so that recovery and the pin checks go on across the rotation.
+fn rotate(
+    path: &Path,
+    bytes: &[u8],
+    why: &Error,
+    old: std::fs::File,
+) -> Result<(std::fs::File, Rotated, Ledger), Error> {
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    // The lines that are still vouched for: up to the first bad one; when that line is
+    // whole but its prevHash disagrees, the line before it changed (or one went missing)
+    // and is not vouched for either.
+    // A torn tail after a break is not the first problem: the complete lines are checked.
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let good_lines = match verify_bytes(path, &bytes[..complete]) {
+        _ if !matches!(why, Error::Broken { .. }) => 0,
+        Ok((n, _)) => n,
+        Err(Error::Broken { line, .. }) => {
+            let bad = bytes.split(|b| *b == b'\n').nth(line.saturating_sub(1));
+            let whole = bad
+                .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
+                .is_some_and(|v| v.get("prevHash").is_some_and(Value::is_string));
+            line.saturating_sub(if whole { 2 } else { 1 })
+        }
+        Err(_) => 0,
+    };
+    let good = self::good_lines(bytes, good_lines);
+    let last_hash = good
+        .strip_suffix(b"\n")
+        .and_then(|g| g.split(|b| *b == b'\n').next_back())
+        .map_or_else(|| GENESIS.to_string(), hash);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut segment = path.as_os_str().to_owned();
+    segment.push(format!(".broken-{nanos}"));
+    let segment = PathBuf::from(segment);
+    std::fs::rename(path, &segment).map_err(io)?;
+    drop(old);
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: path.into() }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename and the new file survive a power cut.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    let rotated = Rotated {
+        reason: why.to_string(),
+        previous_segment: segment.display().to_string(),
+        previous_good_lines: good_lines,
+        previous_last_hash: last_hash,
+        previous_bytes: bytes.len() as u64,
+        previous_sha256: hash(bytes),
+    };
+    let mut ledger = Ledger::of_log(good);
+    ledger.unacknowledged = None;
+    Ok((file, rotated, ledger))
+}
+
+/// What a log says needs a person, read without the writer's lock: the rotation its
+/// current segment began with while unacknowledged, or a break the next writer will
+/// rotate away from. `None` when the log is whole (or missing).
+pub fn needs_attention(path: &Path) -> Option<String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("audit log {}: cannot be read ({e}); the next apply or controller start begins a new segment", path.display())),
+    };
+    let whole = bytes.ends_with(b"\n") || bytes.is_empty();
+    let checked = if whole {
+        verify_bytes(path, &bytes)
+    } else {
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        verify_bytes(path, &bytes[..keep])
+    };
+    if let Err(e) = checked {
+        return Some(format!(
+            "{e}; the next apply or controller start keeps this file as the previous segment and begins a new one"
+        ));
+    }
+    Ledger::of(&bytes)
+        .unacknowledged
+        .map(|r| rotation_notice(path, &r))
+}
+
+/// Where an acknowledgement waits for the writer that holds the log.
+fn acknowledgement_request_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".acknowledge");
+    PathBuf::from(p)
+}
+
+/// Leaves an acknowledgement for the writer that holds the log (a running controller);
+/// returns the file it is in.
+pub fn request_acknowledgement(
+    path: &Path,
+    by: &str,
+    note: Option<String>,
+) -> Result<PathBuf, Error> {
+    let request = acknowledgement_request_path(path);
+    let body = serde_json::to_vec(&Acknowledged {
+        by: by.to_string(),
+        previous_segment: String::new(),
+        note,
+    })
+    .expect("serializes");
+    std::fs::write(&request, body).map_err(|source| Error::Io {
+        path: request.clone(),
+        source,
+    })?;
+    Ok(request)
+}
+
+impl AuditLog {
+    /// Records an acknowledgement left by `trustsync audit acknowledge` while this writer
+    /// held the log, and removes the request. Returns whom it was from when one was
+    /// recorded; a request with no rotation to acknowledge is dropped with a warning.
+    pub fn take_acknowledgement(&mut self) -> Option<String> {
+        let request = acknowledgement_request_path(&self.path);
+        let bytes = std::fs::read(&request).ok()?;
+        let _ = std::fs::remove_file(&request);
+        let Ok(ack) = serde_json::from_slice::<Acknowledged>(&bytes) else {
+            tracing::warn!(file = %request.display(), "an acknowledgement request that is not one; removed");
+            return None;
+        };
+        match self.acknowledge(&ack.by, ack.note) {
+            Ok(_) => Some(ack.by),
+            Err(e) => {
+                tracing::warn!(error = %e, "acknowledgement request not recorded");
+                None
+            }
+        }
+    }
+}
+
+/// How a rotation not yet acknowledged is reported.
+pub fn rotation_notice(path: &Path, r: &Rotated) -> String {
+    format!(
+        "audit log {} began a new segment because the previous one could not be extended ({}); the previous segment is kept as {} ({} good lines, last hash {}). Look at it, then run `trustsync audit acknowledge --by <you>`",
+        path.display(),
+        r.reason,
+        r.previous_segment,
+        r.previous_good_lines,
+        short(&r.previous_last_hash)
+    )
+}
+
+/// For each checkpoint, the segment that holds it: 0 for the current file, 1 for the
+/// segment before it, and so on; `None` for none.
+pub fn segments_holding(path: &Path, cps: &[Checkpoint]) -> Result<Vec<Option<usize>>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let mut segments: Vec<Vec<Checkpoint>> = vec![checkpoints_in(&bytes)];
+    let mut next = first_rotation(&bytes);
+    while let Some(r) = next.take().filter(|_| segments.len() <= 64) {
+        let Ok(prev) = std::fs::read(&r.previous_segment) else {
+            break;
+        };
+        // The whole file: its checkpoints after the break were published from it too (the
+        // rotation recorded its hash, so it is the file that was set aside).
+        segments.push(checkpoints_in(&prev));
+        next = first_rotation(good_lines(&prev, r.previous_good_lines));
+    }
+    Ok(cps
+        .iter()
+        .map(|cp| segments.iter().position(|held| held.contains(cp)))
+        .collect())
+}
+
+fn checkpoints_in(bytes: &[u8]) -> Vec<Checkpoint> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|raw| match serde_json::from_slice::<Record>(raw) {
+            Ok(Record::Checkpoint(cp)) => Some(cp),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The first place where published checkpoints stop moving forward: index of the later
-/// one and the pair. Lines must grow and signing times never go back.
-pub fn checkpoints_out_of_order(cps: &[Checkpoint]) -> Option<(usize, (&Checkpoint, &Checkpoint))> {
+/// one and the pair. Signing times never go back; within one segment the lines grow; a
+/// checkpoint of an older segment after one of a newer is a replay (`segments` from
+/// [`segments_holding`]; a new segment starts its lines again).
+pub fn checkpoints_out_of_order<'a>(
+    cps: &'a [Checkpoint],
+    segments: &[Option<usize>],
+) -> Option<(usize, (&'a Checkpoint, &'a Checkpoint))> {
     let at = |c: &Checkpoint| {
         time::OffsetDateTime::parse(&c.signed_at, &time::format_description::well_known::Rfc3339)
             .ok()
@@ -401,7 +698,13 @@ pub fn checkpoints_out_of_order(cps: &[Checkpoint]) -> Option<(usize, (&Checkpoi
     cps.windows(2).enumerate().find_map(|(i, w)| {
         let (a, b) = (&w[0], &w[1]);
         let back_in_time = matches!((at(a), at(b)), (Some(x), Some(y)) if y < x);
-        (b.lines <= a.lines || back_in_time).then_some((i + 1, (a, b)))
+        let seg = |j: usize| segments.get(j).copied().flatten();
+        let backwards = match (seg(i), seg(i + 1)) {
+            (Some(sa), Some(sb)) if sb < sa => false,
+            (Some(sa), Some(sb)) if sb > sa => true,
+            _ => b.lines <= a.lines,
+        };
+        (backwards || back_in_time).then_some((i + 1, (a, b)))
     })
 }
 
@@ -436,10 +739,28 @@ pub struct Verified {
     pub checkpoints: usize,
     /// The line of the last verified checkpoint.
     pub signed_through: usize,
+    /// The segments before this one, newest first, each checked up to its last good line.
+    pub previous: Vec<PreviousSegment>,
+    /// The rotation this segment began with, while no person has acknowledged it.
+    pub unacknowledged: Option<Rotated>,
+}
+
+/// A segment before the current one, as verification found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSegment {
+    /// Its file.
+    pub path: PathBuf,
+    /// Its lines that verify, as the rotation recorded them (and found again).
+    pub good_lines: usize,
+    /// Why it was set aside.
+    pub reason: String,
 }
 
 /// Verifies a log file: the chain, every checkpoint's place in it, and, with a public
-/// key, every checkpoint's signature and that there is at least one.
+/// key, every checkpoint's signature and that there is at least one. A segment that
+/// begins with a rotation is followed back: each previous segment must still be the file
+/// the rotation recorded (size and hash), its good lines must verify (signatures too) and
+/// end in the hash the rotation carried on from.
 pub fn verify_with(
     path: &Path,
     key: Option<&ed25519_dalek::VerifyingKey>,
@@ -449,16 +770,86 @@ pub fn verify_with(
         source,
     })?;
     let (lines, _) = verify_bytes(path, &bytes)?;
+    let (checkpoints, signed_through) = verify_checkpoints(path, &bytes, lines, key)?;
+    if key.is_some() && checkpoints == 0 && lines > 0 {
+        return Err(Error::Broken {
+            path: path.into(),
+            line: lines,
+            reason: "no signed checkpoint: nothing vouches for this log beyond its own chain, which anyone who can write the file can recompute".into(),
+        });
+    }
+    let mut found = Verified {
+        lines,
+        checkpoints,
+        signed_through,
+        previous: Vec::new(),
+        unacknowledged: Ledger::of(&bytes).unacknowledged,
+    };
+    let mut next = first_rotation(&bytes).map(|r| (path.to_path_buf(), r));
+    while let Some((from, r)) = next.take() {
+        let prev_path = PathBuf::from(&r.previous_segment);
+        let broken = |reason: String| Error::Broken {
+            path: from.clone(),
+            line: 1,
+            reason,
+        };
+        if found.previous.iter().any(|p| p.path == prev_path) || found.previous.len() > 64 {
+            return Err(broken(
+                "the segments' rotations go round in a circle".into(),
+            ));
+        }
+        let prev = std::fs::read(&prev_path).map_err(|e| {
+            broken(format!(
+                "the previous segment {} cannot be read ({e}): the segments before this one are not accounted for",
+                prev_path.display()
+            ))
+        })?;
+        if prev.len() as u64 != r.previous_bytes || hash(&prev) != r.previous_sha256 {
+            return Err(broken(format!(
+                "the previous segment {} is not the file that was set aside ({} bytes, SHA-256 {}): it changed since",
+                prev_path.display(),
+                r.previous_bytes,
+                short(&r.previous_sha256)
+            )));
+        }
+        let good = good_lines(&prev, r.previous_good_lines);
+        let (n, last) = verify_bytes(&prev_path, good)?;
+        if n != r.previous_good_lines || last != r.previous_last_hash {
+            return Err(broken(format!(
+                "the previous segment {} has {n} good lines ending in {}, but the rotation carried on from {} lines ending in {}",
+                prev_path.display(),
+                short(&last),
+                r.previous_good_lines,
+                short(&r.previous_last_hash)
+            )));
+        }
+        let (cps, _) = verify_checkpoints(&prev_path, good, n, key)?;
+        found.checkpoints += cps;
+        found.previous.push(PreviousSegment {
+            path: prev_path.clone(),
+            good_lines: n,
+            reason: r.reason.clone(),
+        });
+        next = first_rotation(good).map(|r| (prev_path, r));
+    }
+    Ok(found)
+}
+
+/// Checks every checkpoint among the first `lines` lines of `bytes`: its place in the
+/// chain, and with a key its signature. Returns how many were signed and the line of the
+/// last one.
+fn verify_checkpoints(
+    path: &Path,
+    bytes: &[u8],
+    lines: usize,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<(usize, usize), Error> {
     let broken = |line: usize, reason: String| Error::Broken {
         path: path.into(),
         line,
         reason,
     };
-    let mut found = Verified {
-        lines,
-        checkpoints: 0,
-        signed_through: 0,
-    };
+    let (mut checkpoints, mut signed_through) = (0, 0);
     let mut prev = GENESIS.to_string();
     for (i, raw) in bytes.split(|b| *b == b'\n').take(lines).enumerate() {
         let n = i + 1;
@@ -470,19 +861,13 @@ pub fn verify_with(
                 if !cp.verifies(key) {
                     return Err(broken(n, format!("checkpoint signature does not verify with key {}: the checkpoint was forged or edited", key_id(key))));
                 }
-                found.checkpoints += 1;
-                found.signed_through = n;
+                checkpoints += 1;
+                signed_through = n;
             }
         }
         prev = hash(raw);
     }
-    if key.is_some() && found.checkpoints == 0 && lines > 0 {
-        return Err(broken(
-            lines,
-            "no signed checkpoint: nothing vouches for this log beyond its own chain, which anyone who can write the file can recompute".into(),
-        ));
-    }
-    Ok(found)
+    Ok((checkpoints, signed_through))
 }
 
 fn short(h: &str) -> &str {
@@ -604,11 +989,19 @@ mod tests {
         let err = verify(&path).unwrap_err().to_string();
         assert!(err.contains("line 4: last line is torn"), "{err}");
 
-        // A torn line in the middle's company (a broken chain before it) is not repaired:
-        // verification names it, and opening refuses to extend it.
+        // A torn line in the middle's company (a broken chain before it) is not repaired in
+        // place: verification names the break, and opening keeps the file whole as the
+        // previous segment and begins a new one after its last good line.
         let broken_then_torn = format!("{}\n{}\n{}", lines[0], lines[2], &lines[3][..10]);
-        std::fs::write(&path, broken_then_torn).unwrap();
-        assert!(AuditLog::open(&path).is_err());
+        std::fs::write(&path, &broken_then_torn).unwrap();
+        assert!(verify(&path).is_err());
+        let log = AuditLog::open(&path).unwrap();
+        let r = log.unacknowledged_rotation().unwrap();
+        assert_eq!(r.previous_good_lines, 0, "line 2 says line 1 changed");
+        assert_eq!(
+            std::fs::read_to_string(&r.previous_segment).unwrap(),
+            broken_then_torn
+        );
     }
 
     #[test]
@@ -649,6 +1042,46 @@ mod tests {
             "kept, never deleted"
         );
         assert_eq!(side[0].path().display().to_string(), r.side_file);
+    }
+
+    #[test]
+    fn a_garbled_line_rotates_and_the_controller_records_an_acknowledgement_left_for_it() {
+        let (_dir, path) = log_with(4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[2] = "not json";
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert!(needs_attention(&path).unwrap().contains("line 3"));
+        let mut log = AuditLog::open(&path).expect("a broken chain never blocks the log");
+        let r = log.unacknowledged_rotation().cloned().unwrap();
+        assert_eq!(
+            r.previous_good_lines, 2,
+            "the garbled line itself is the first bad one"
+        );
+        log.append(&pass(9)).unwrap();
+        let v = verify_with(&path, None).unwrap();
+        assert_eq!(v.previous.len(), 1);
+        assert_eq!(v.unacknowledged.as_ref(), Some(&r));
+        assert!(needs_attention(&path)
+            .unwrap()
+            .contains(&r.previous_segment));
+        // Left next to the log while this writer holds it, recorded at its next pass.
+        assert!(matches!(AuditLog::open(&path), Err(Error::Locked { .. })));
+        request_acknowledgement(&path, "alice", None).unwrap();
+        assert_eq!(log.take_acknowledgement().as_deref(), Some("alice"));
+        assert!(log.unacknowledged_rotation().is_none());
+        assert_eq!(log.take_acknowledgement(), None, "the request is used once");
+        drop(log);
+        assert_eq!(needs_attention(&path), None);
+        assert_eq!(verify_with(&path, None).unwrap().unacknowledged, None);
+        // A second break rotates again: verify follows both segments back.
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(&pass(10)).unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("alice", "mallory", 1)).unwrap();
+        AuditLog::open(&path).unwrap();
+        assert_eq!(verify_with(&path, None).unwrap().previous.len(), 2);
     }
 
     #[test]

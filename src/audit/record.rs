@@ -28,6 +28,43 @@ pub enum Record {
     Checkpoint(super::Checkpoint),
     /// The log was repaired on opening: what was moved aside, and where it is kept.
     Repaired(Repaired),
+    /// The first line of a new segment: the previous file could not be extended (a break
+    /// in its chain other than a torn last line, or it could not be read), so it was kept
+    /// under another name and this segment begins after its last good line.
+    Rotated(Rotated),
+    /// A person has looked at the rotation this segment begins with.
+    Acknowledged(Acknowledged),
+}
+
+/// Why and from where a new segment began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotated {
+    /// What kept the previous file from being extended (the first bad line and why).
+    pub reason: String,
+    /// The previous segment, kept as it was (renamed, never deleted by trustsync).
+    pub previous_segment: String,
+    /// Its lines, from the first, that still verify.
+    pub previous_good_lines: usize,
+    /// The hash of the last of those (64 zeros for none): where this segment carries on.
+    pub previous_last_hash: String,
+    /// The previous file's size and SHA-256 (hex) when it was set aside, so that a later
+    /// change to it is found too.
+    pub previous_bytes: u64,
+    pub previous_sha256: String,
+}
+
+/// A person's acknowledgement of the rotation that began the segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Acknowledged {
+    /// Who (as given to `trustsync audit acknowledge --by`).
+    pub by: String,
+    /// The segment whose break was looked at.
+    pub previous_segment: String,
+    /// What they found or did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A torn last line (a write cut by a crash or a power loss: never a committed record, as

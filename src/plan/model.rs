@@ -643,6 +643,9 @@ kinds! {
         /// Too many principals left a role at once for per-principal session denials:
         /// every web-identity session issued before the pass is denied.
         SessionsCutRoleWide => "sessions-cut-role-wide",
+        /// The audit log began a new segment (the previous could not be extended), or will
+        /// at the next write, and no person has acknowledged it.
+        AuditSegmentRotated => "audit-segment-rotated",
     }
 }
 

@@ -423,6 +423,17 @@ impl Controller {
             })
         };
         let released = BTreeSet::new();
+        if let Some(by) = audit.take_acknowledgement() {
+            tracing::info!(by = %by, "audit log rotation acknowledged");
+        }
+        let audit_attention = audit
+            .unacknowledged_rotation()
+            .map(|r| crate::audit::rotation_notice(&self.config.audit.path, r));
+        self.shared
+            .metrics
+            .audit_rotation_unacknowledged
+            .set(i64::from(audit_attention.is_some()));
+        self.shared.status.lock().expect("status").audit_attention = audit_attention.clone();
         self.fleet.rediscover(&self.caller).await;
         let planned = {
             let mut dir = directory.lock().await;
@@ -434,6 +445,7 @@ impl Controller {
                     deferred: &deferred,
                     released: &released,
                     recorded_pins: audit.pins(),
+                    audit_attention,
                 },
                 &mut dir,
             )

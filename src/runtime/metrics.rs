@@ -88,6 +88,9 @@ pub struct Metrics {
     pub account_reachable: Family<AccountLabel, Gauge>,
     /// Changes that failed, by account.
     pub account_changes_failed: Family<AccountLabel, Counter>,
+    /// 1 while the audit log's current segment began with a rotation no person has
+    /// acknowledged.
+    pub audit_rotation_unacknowledged: Gauge,
 }
 
 impl Metrics {
@@ -103,6 +106,7 @@ impl Metrics {
             api_retries: Default::default(),
             throttled: Default::default(),
             since_success: Default::default(),
+            audit_rotation_unacknowledged: Default::default(),
             managed_roles: Default::default(),
             trusted_principals: Default::default(),
             mappings: Default::default(),
@@ -152,6 +156,11 @@ impl Metrics {
             "seconds_since_last_success",
             "Seconds since the last successful pass",
             m.since_success.clone(),
+        );
+        r.register(
+            "audit_rotation_unacknowledged",
+            "1 while the audit log began a new segment (the previous could not be extended) and no person has acknowledged it",
+            m.audit_rotation_unacknowledged.clone(),
         );
         r.register(
             "managed_roles",

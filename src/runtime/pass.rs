@@ -325,6 +325,9 @@ pub struct Inputs<'a> {
     pub released: &'a BTreeSet<String>,
     /// The group pins this instance's audit log says it last wrote, per role ARN.
     pub recorded_pins: &'a BTreeMap<String, String>,
+    /// What the audit log says needs a person (a rotation not acknowledged, a break the
+    /// next writer rotates away from): a notice in every plan until then.
+    pub audit_attention: Option<String>,
 }
 
 /// A pass that has read the world and decided.
@@ -755,6 +758,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         deferred,
         released,
         recorded_pins,
+        audit_attention,
     } = inputs;
     let settings = Settings::from_config(config);
     // Guardrails first: what breaks one is left out or blocked (revocations go on), and
@@ -852,6 +856,14 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
                 "who changed the groups is not recorded: the directory audit log did not answer within {}s",
                 MEMBERSHIP_AUDIT_BUDGET.as_secs()
             ),
+        });
+    }
+    if let Some(message) = audit_attention {
+        plan.notices.push(crate::plan::Notice {
+            kind: crate::plan::NoticeKind::AuditSegmentRotated,
+            account: None,
+            resource: config.audit.path.display().to_string(),
+            message: message.clone(),
         });
     }
     // The notices the lookup added are counted too.

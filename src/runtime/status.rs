@@ -119,6 +119,10 @@ pub struct StatusDoc {
     /// first: an endpoint that accepts connections and never answers shows here.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<crate::model::call::Waiting>,
+    /// What the audit log needs from a person: the rotation its segment began with, until
+    /// acknowledged (`trustsync audit acknowledge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_attention: Option<String>,
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
 }
