@@ -725,3 +725,84 @@ fn a_rotated_audit_log_is_reported_until_acknowledged_through_the_running_contro
         .read("audit.jsonl")
         .contains("\"by\":\"alice@example.com\""));
 }
+
+/// Kills, then a power cut's torn line, then a member leaves: the next `apply` moves the
+/// torn line aside, resolves every write the kills left open from what AWS shows, and
+/// revokes; the log verifies and records the repair.
+#[test]
+fn kills_then_a_torn_line_then_a_departure_the_member_still_loses_the_role() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let proxy = Proxy::start(
+        &moto.endpoint,
+        Faults {
+            delay_ms: 300,
+            ..Faults::default()
+        },
+        11,
+    );
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\n",
+    );
+    many_roles(&ws, 12);
+    let mut killed = 0;
+    for round in 0..3 {
+        let before = ws
+            .path()
+            .join("audit.jsonl")
+            .exists()
+            .then(|| {
+                ws.read("audit.jsonl")
+                    .matches("\"type\":\"intent\"")
+                    .count()
+            })
+            .unwrap_or(0);
+        let mut child = command(ws.path(), &proxy.endpoint)
+            .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let landed = std::panic::catch_unwind(|| {
+            wait_for(Duration::from_secs(60), "a write under way", || {
+                std::fs::read_to_string(ws.path().join("audit.jsonl"))
+                    .is_ok_and(|t| t.matches("\"type\":\"intent\"").count() > before)
+            })
+        });
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(landed.is_ok(), "round {round}: no write started");
+        killed += 1;
+    }
+    let open = unanswered(&records(&ws));
+    assert!(!open.is_empty(), "the kills left no write open");
+
+    // The power cut: half a line at the end.
+    let log = ws.read("audit.jsonl");
+    ws.write(
+        "audit.jsonl",
+        &format!("{log}{{\"time\":\"2026-12-04T03:00:00Z\",\"type\":\"intent\",\"act"),
+    );
+    ws.remove_tenant_member(PAYMENTS, SP2);
+    let t = Instant::now();
+    run_at(&proxy.endpoint, &ws, &["apply", "--auto-approve"], 0);
+    println!(
+        "after {killed} kills and a torn line, the revocation landed in {} ms (every request held 300 ms)",
+        t.elapsed().as_millis()
+    );
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP4]);
+    let after = records(&ws);
+    assert!(unanswered(&after).is_empty(), "every intent is answered");
+    assert_eq!(after.iter().filter(|r| r["type"] == "repaired").count(), 1);
+    for line in &open {
+        assert!(
+            after
+                .iter()
+                .any(|r| r["type"] == "recovered" && r["intentLine"] == *line),
+            "intent on line {line} is recovered"
+        );
+    }
+    run_at(&proxy.endpoint, &ws, &["audit", "verify", "audit.jsonl"], 0);
+}
