@@ -4,7 +4,7 @@
 //! them (the pass record lists it). A change that fails leaves the resource it concerns
 //! alone for the rest of the pass (later changes to it usually depend on it), except for a
 //! revocation, which is always tried; other resources go on: one bad mapping does not stop
-//! the others. Retries live in [`crate::runtime::retry`], not here.
+//! the others. Retries live in [`crate::ports::retry`], not here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,33 +12,14 @@ use std::sync::Mutex;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::audit::{AuditLog, ChangeRecord, HeldRecord, Intent, PassRecord, Record};
-use crate::model::call::{Failure, Written};
+pub use crate::model::call::{Actor, Outcome};
 use crate::model::names::{Arn, MappingName};
 use crate::plan::{Action, Change, Plan};
+use crate::ports::Executor;
 use crate::sources::policy::Revision;
-
-/// Performs one planned action: the seam apply writes through (the AWS adapter in
-/// production, an in-memory fake in unit tests).
-#[async_trait::async_trait]
-pub trait Executor: Send + Sync {
-    /// Writes that may be under way at once over all services (the adapter bounds each
-    /// service itself; this caps how many lanes run).
-    fn write_slots(&self) -> usize;
-
-    /// Accounts written at once, each through its own write slots (one by default).
-    fn parallel_accounts(&self) -> usize {
-        1
-    }
-
-    /// Performs the change's action in its account and region. `use_revision`: guard a
-    /// Lambda policy write with the revision read at plan time (only the first write to a
-    /// function does). "Already done" is success; a failure is final (the adapter has
-    /// retried what was transient).
-    async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure>;
-}
 
 /// Why a plan was not applied at all.
 #[derive(Debug, thiserror::Error)]
@@ -46,53 +27,6 @@ pub enum Error {
     /// The audit log could not be written, so no change may be made.
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
-}
-
-/// Who is applying, for the audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Actor {
-    /// This controller instance (`host/pid`).
-    pub instance: String,
-    /// The AWS caller ARN.
-    pub aws_caller: String,
-    /// The Entra application (client) id trustsync reads the directory as, when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entra_app_id: Option<String>,
-}
-
-impl Actor {
-    /// The actor for this process and AWS identity.
-    pub fn new(aws_caller: &str) -> Actor {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown-host".into());
-        Actor {
-            instance: format!("{host}/{}", std::process::id()),
-            aws_caller: aws_caller.into(),
-            entra_app_id: std::env::var("AZURE_CLIENT_ID")
-                .ok()
-                .filter(|v| !v.is_empty()),
-        }
-    }
-}
-
-/// What happened to one change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "outcome")]
-pub enum Outcome {
-    Ok(Written),
-    /// AWS refused.
-    Failed(Failure),
-    /// Not tried, because an earlier change to the same resource failed.
-    Skipped {
-        reason: String,
-    },
 }
 
 /// What happened to one planned change, with what identifies it.
@@ -401,6 +335,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::call::{Failure, Written};
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::sync::atomic::AtomicUsize;

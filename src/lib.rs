@@ -23,12 +23,20 @@
 //! | [`apply`] | making the changes, in phases, through the [`apply::Executor`] seam |
 //! | [`audit`] | the record of every change: written ahead, hash-chained, signed, locked to one writer |
 //! | [`render`] | the plan as text, JSON and Markdown |
+//! | [`ports`] | the seams: `Observe`, `Executor`, `AwsApi`, `Connector`, and the one error policy (`retry`) |
 //! | [`adapters`] | the edges: AWS SDK and Microsoft Graph, the only code that names their types |
 //! | [`runtime`] | the one pass, the accounts it reaches (hub and spoke), the error policy, the controller, its metrics |
 //! | [`cli`], [`config`] | flags and exit codes; the configuration file |
 //!
 //! `model`, `sources`, `desired`, `observed`, `plan`, `checks` and `render` hold no SDK
 //! type and do no I/O beyond reading files; `apply` sees only a [`plan::Plan`].
+//!
+//! Layers, lowest first: model < config < observed < sources < desired < plan < checks < render < audit < ports < apply < inventory < adapters < runtime < cli.
+//!
+//! A module names only modules of its own layer or below (`tests/layers.rs` checks it):
+//! the vocabulary both sides need (the actor and outcome of a write, the error class) is
+//! in [`model`], the seams the core calls through (and the one error policy the edges
+//! follow) in [`ports`], and the SDK types only in [`adapters`].
 
 pub mod adapters;
 pub mod apply;
@@ -41,6 +49,7 @@ pub mod inventory;
 pub mod model;
 pub mod observed;
 pub mod plan;
+pub mod ports;
 pub mod render;
 pub mod runtime;
 pub mod sources;

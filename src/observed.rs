@@ -5,36 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::call::Failure;
 use crate::model::names::RoleName;
-
-/// Reads live AWS into [`Observed`]: the seam a pass reads through (the AWS adapter in
-/// production, an in-memory fake in unit tests).
-#[async_trait::async_trait]
-pub trait Observe: Send + Sync {
-    /// The region the reads and writes go to.
-    fn region(&self) -> &str;
-
-    /// Everything the planner compares: with `iam`, all roles (those under `role_path` in
-    /// detail) and the OIDC providers; the given functions, and every function carrying
-    /// `function_tag_key` at each qualifier the tag records. Any failed read fails it all.
-    async fn observe(
-        &self,
-        iam: bool,
-        role_path: &str,
-        functions: &[FunctionKey],
-        function_tag_key: &str,
-    ) -> Result<Observed, Failure>;
-
-    /// The account's outbound identity federation issuer URL
-    /// (`iam:GetOutboundWebIdentityFederationInfo`); `None` when the feature is off.
-    async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {
-        Err(Failure::permanent(
-            "GetOutboundWebIdentityFederationInfo",
-            "this AWS client cannot read outbound identity federation",
-        ))
-    }
-}
 
 /// What AWS showed in each account and region of a pass.
 #[derive(Debug, Clone, Default)]

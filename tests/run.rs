@@ -749,15 +749,8 @@ fn kills_then_a_torn_line_then_a_departure_the_member_still_loses_the_role() {
     many_roles(&ws, 12);
     let mut killed = 0;
     for round in 0..3 {
-        let before = ws
-            .path()
-            .join("audit.jsonl")
-            .exists()
-            .then(|| {
-                ws.read("audit.jsonl")
-                    .matches("\"type\":\"intent\"")
-                    .count()
-            })
+        let before = std::fs::read_to_string(ws.path().join("audit.jsonl"))
+            .map(|t| t.matches("\"type\":\"intent\"").count())
             .unwrap_or(0);
         let mut child = command(ws.path(), &proxy.endpoint)
             .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])

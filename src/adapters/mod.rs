@@ -2,7 +2,7 @@
 //!
 //! Each adapter converts wire and SDK types into trustsync's own ([`crate::observed`],
 //! [`crate::sources::directory::DirectorySnapshot`]) and classifies every failure once for
-//! [`crate::runtime::retry`]. Nothing outside this folder names an SDK type.
+//! [`crate::ports::retry`]. Nothing outside this folder names an SDK type.
 
 pub mod aws;
 pub mod entra;

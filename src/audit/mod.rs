@@ -234,7 +234,7 @@ impl AuditLog {
     pub fn recover(
         &mut self,
         observed: &crate::observed::Observations,
-        actor: &crate::apply::Actor,
+        actor: &crate::model::call::Actor,
     ) -> Result<usize, Error> {
         // Each Recovered record settles its intent in the ledger as it is appended.
         let pending: Vec<(usize, Intent)> = self
@@ -374,7 +374,10 @@ impl Ledger {
                 return;
             }
             Record::Change(change) => match change.intent_line {
-                Some(l) => (l, matches!(change.result, crate::apply::Outcome::Ok(_))),
+                Some(l) => (
+                    l,
+                    matches!(change.result, crate::model::call::Outcome::Ok(_)),
+                ),
                 None => return,
             },
             Record::Recovered(r) => (r.intent_line, r.landed == Some(true)),
@@ -918,8 +921,8 @@ fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(usize, String), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{Actor, Outcome};
     use crate::model::call::Written;
+    use crate::model::call::{Actor, Outcome};
     use crate::plan::{Action, Change};
 
     fn actor() -> Actor {

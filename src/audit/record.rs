@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::apply::{Actor, Outcome};
+use crate::model::call::{Actor, Outcome};
 use crate::model::names::{Arn, MappingName};
 use crate::plan::{Action, Change, Hold};
 

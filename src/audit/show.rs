@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{ChangeRecord, Error, Record};
-use crate::apply::Outcome;
+use crate::model::call::Outcome;
 
 /// What to show.
 #[derive(Debug, Clone, Default)]

@@ -2,8 +2,21 @@
 //! adapter that made the call), a [`Written`] confirmation, and [`CallStats`]. No SDK type.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// What kind of failure an error is, for the one error policy ([`crate::ports::retry`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Class {
+    /// Worth trying again, after the server's `Retry-After` when it gave one.
+    Transient {
+        /// The delay the server asked for.
+        retry_after: Option<Duration>,
+    },
+    /// Trying again would fail the same way.
+    Permanent,
+}
 
 /// A request that failed for good (permanent, or transient past the retry budget).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
@@ -51,11 +64,11 @@ impl Failure {
     }
 
     /// The error policy's class: AWS gives no retry-after, so back-off decides the delay.
-    pub fn class(&self) -> crate::runtime::retry::Class {
+    pub fn class(&self) -> Class {
         if self.transient {
-            crate::runtime::retry::Class::Transient { retry_after: None }
+            Class::Transient { retry_after: None }
         } else {
-            crate::runtime::retry::Class::Permanent
+            Class::Permanent
         }
     }
 
@@ -63,6 +76,53 @@ impl Failure {
     pub fn is(&self, codes: &[&str]) -> bool {
         self.code.as_deref().is_some_and(|c| codes.contains(&c))
     }
+}
+
+/// Who is applying, for the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    /// This controller instance (`host/pid`).
+    pub instance: String,
+    /// The AWS caller ARN.
+    pub aws_caller: String,
+    /// The Entra application (client) id trustsync reads the directory as, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_app_id: Option<String>,
+}
+
+impl Actor {
+    /// The actor for this process and AWS identity.
+    pub fn new(aws_caller: &str) -> Actor {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown-host".into());
+        Actor {
+            instance: format!("{host}/{}", std::process::id()),
+            aws_caller: aws_caller.into(),
+            entra_app_id: std::env::var("AZURE_CLIENT_ID")
+                .ok()
+                .filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+/// What happened to one change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum Outcome {
+    Ok(Written),
+    /// AWS refused.
+    Failed(Failure),
+    /// Not tried, because an earlier change to the same resource failed.
+    Skipped {
+        reason: String,
+    },
 }
 
 /// Counters of requests made, by operation.

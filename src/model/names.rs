@@ -110,3 +110,7 @@ names! {
     /// The `Sid` of a statement in a Lambda function's resource policy.
     StatementId;
 }
+
+/// The inline policy trustsync writes on a role to deny departed principals' sessions
+/// (reserved: no mapping may name an inline policy so).
+pub const SESSIONS_POLICY: &str = "trustsync-revoked-sessions";

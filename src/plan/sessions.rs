@@ -33,8 +33,7 @@ use time::OffsetDateTime;
 use super::*;
 use crate::model::iam_policy::strings;
 
-/// The inline policy trustsync writes on a role to deny departed principals' sessions.
-pub const SESSIONS_POLICY: &str = "trustsync-revoked-sessions";
+pub use crate::model::names::SESSIONS_POLICY;
 
 /// Seconds added to the pass's time for a principal's cut-off (planning to write, and
 /// IAM's propagation of the trust change).

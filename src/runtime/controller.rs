@@ -32,13 +32,13 @@ use crate::config::Config;
 use crate::model::call::CallStats;
 use crate::observed::trusted_subjects;
 use crate::plan::{Plan, Settings};
+use crate::ports::retry::ChangeBackoff;
 use crate::runtime::fleet::{self, Fleet};
 use crate::runtime::http;
 use crate::runtime::metrics::{
     AccountLabel, ActionLabel, ApiLabel, OutcomeLabel, ServiceLabel, StateLabel,
 };
 use crate::runtime::pass::{self, DirectorySource};
-use crate::runtime::retry::ChangeBackoff;
 use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
 use crate::runtime::watch::{signals, watch_directory, watch_policies};
 use crate::sources::directory::GroupRequest;
@@ -602,11 +602,12 @@ mod tests {
     //! revocations that are never deferred, `/status` states and the metrics.
 
     use super::*;
-    use crate::apply::Executor;
     use crate::model::call::{Failure, Written};
-    use crate::observed::{FunctionKey, Observe, Observed, ObservedProvider, ObservedRole};
+    use crate::observed::{FunctionKey, Observed, ObservedProvider, ObservedRole};
     use crate::plan::{Action, Change};
-    use crate::runtime::pass::AwsApi;
+    use crate::ports::AwsApi;
+    use crate::ports::Executor;
+    use crate::ports::Observe;
     use crate::runtime::status::MappingState;
     use std::collections::BTreeMap;
 

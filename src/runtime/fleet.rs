@@ -10,28 +10,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::adapters::aws::spoke::SpokeCredentials;
-use crate::adapters::aws::{self, AwsClients, CallerIdentity};
-use crate::apply::Executor;
+use crate::adapters::aws::connect::Spokes;
+use crate::adapters::aws::{AwsClients, CallerIdentity};
 use crate::config::{partition_of, Config};
 use crate::model::account::Account;
 use crate::model::call::{CallStats, Failure, Pending, Written};
 use crate::plan::Change;
-use crate::runtime::pass::AwsApi;
-
-/// How a pass reaches one account.
-#[async_trait::async_trait]
-pub trait Connector: Send + Sync {
-    /// Makes sure the account can be called now (assumes its role when it has one): a
-    /// refusal here marks the account unreachable before anything is read.
-    async fn reach(&self) -> Result<(), Failure>;
-
-    /// The account's clients in `region` (made once, then kept).
-    fn clients(&self, region: &str) -> Arc<dyn AwsApi>;
-
-    /// Requests made so far through every region's clients.
-    fn stats(&self) -> CallStats;
-}
+use crate::ports::{AwsApi, Connector, Executor};
 
 /// One account and how to reach it.
 pub struct Member {
@@ -248,86 +233,28 @@ impl Connector for Fixed {
     }
 }
 
-/// An account's SDK clients, per region, with its own credentials (a spoke role) or the
-/// hub's.
-struct Clients {
-    shared: aws_config::SdkConfig,
-    config: crate::config::AwsConfig,
-    spoke: Option<SpokeCredentials>,
-    stop: crate::runtime::retry::Stop,
-    /// Requests under way, for `/readyz`; its own labelled with `account`.
-    pending: Pending,
-    account: String,
-    by_region: Mutex<BTreeMap<String, Arc<AwsClients>>>,
-}
-
-#[async_trait::async_trait]
-impl Connector for Clients {
-    async fn reach(&self) -> Result<(), Failure> {
-        match &self.spoke {
-            Some(s) => s.get().await.map(|_| ()),
-            None => Ok(()),
-        }
-    }
-
-    fn clients(&self, region: &str) -> Arc<dyn AwsApi> {
-        let mut by_region = self.by_region.lock().expect("clients lock");
-        let clients = by_region.entry(region.to_string()).or_insert_with(|| {
-            let mut b = self
-                .shared
-                .to_builder()
-                .region(aws_config::Region::new(region.to_string()));
-            if let Some(spoke) = &self.spoke {
-                b = b.credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(spoke.clone()),
-                );
-            }
-            let mut c = AwsClients::with(&b.build(), &self.config);
-            c.stop = self.stop.clone();
-            c.watch_pending(
-                self.pending.clone(),
-                &format!("AWS account {} {region}", self.account),
-            );
-            Arc::new(c)
-        });
-        clients.clone()
-    }
-
-    fn stats(&self) -> CallStats {
-        let mut total = CallStats::default();
-        for c in self.by_region.lock().expect("clients lock").values() {
-            total.add(&c.stats());
-        }
-        total
-    }
-}
-
 /// Connects the hub, reads who it is, and finds the accounts in scope: the configured
 /// targets and the organization's accounts, or, with neither, the hub's own account.
 pub async fn connect(
     config: &Config,
-    stop: crate::runtime::retry::Stop,
+    stop: crate::ports::retry::Stop,
     pending: Pending,
 ) -> Result<(Fleet, CallerIdentity), Failure> {
-    let shared = aws::shared_config(&config.aws).await?;
-    let mut hub = AwsClients::with(&shared, &config.aws);
-    hub.stop = stop.clone();
-    hub.watch_pending(pending.clone(), "AWS (the controller's own credentials)");
-    let hub = Arc::new(hub);
-    let caller = hub.caller_identity().await?;
-    let connector = Spokes {
-        shared,
-        config: config.clone(),
-        hub: hub.clone(),
-        stop,
-        pending,
-    };
-    let accounts = accounts(config, &hub, &caller).await?;
-    let members = accounts.into_iter().map(|a| connector.member(a)).collect();
-    let mut fleet = Fleet::new(hub, members, config.accounts.concurrency);
+    let (spokes, caller) = Spokes::connect(config, stop, pending).await?;
+    let accounts = accounts(config, spokes.hub(), &caller).await?;
+    let members = accounts.into_iter().map(|a| member(&spokes, a)).collect();
+    let mut fleet = Fleet::new(spokes.hub().clone(), members, config.accounts.concurrency);
     fleet.discovered = Some(std::time::Instant::now());
-    fleet.spokes = Some(connector);
+    fleet.spokes = Some(spokes);
     Ok((fleet, caller))
+}
+
+/// A member for `account`, reached through the spoke connector.
+fn member(spokes: &Spokes, account: Account) -> Member {
+    Member {
+        connector: spokes.connector(&account),
+        account,
+    }
 }
 
 impl Fleet {
@@ -338,7 +265,7 @@ impl Fleet {
         let Some(spokes) = &self.spokes else {
             return;
         };
-        let Some(org) = &spokes.config.accounts.organization else {
+        let Some(org) = &spokes.config().accounts.organization else {
             return;
         };
         let due = self
@@ -347,9 +274,9 @@ impl Fleet {
         if !due || self.narrowed {
             return;
         }
-        match accounts(&spokes.config, &spokes.hub, caller).await {
+        match accounts(spokes.config(), spokes.hub(), caller).await {
             Ok(found) => {
-                let members = found.into_iter().map(|a| spokes.member(a)).collect();
+                let members = found.into_iter().map(|a| member(spokes, a)).collect();
                 self.set_members(members);
                 self.discovered = Some(std::time::Instant::now());
                 tracing::info!(
@@ -360,41 +287,6 @@ impl Fleet {
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the organization's accounts; keeping the {} known", self.members.len());
             }
-        }
-    }
-}
-
-/// Makes members for accounts (kept by the controller to rediscover).
-struct Spokes {
-    shared: aws_config::SdkConfig,
-    config: Config,
-    hub: Arc<AwsClients>,
-    stop: crate::runtime::retry::Stop,
-    pending: Pending,
-}
-
-impl Spokes {
-    fn member(&self, account: Account) -> Member {
-        let spoke = account.role_arn.as_deref().map(|arn| {
-            SpokeCredentials::new(
-                self.hub.clone(),
-                arn,
-                account.external_id.as_deref(),
-                &self.config.accounts.session_name,
-                self.config.accounts.session_seconds,
-            )
-        });
-        Member {
-            connector: Box::new(Clients {
-                shared: self.shared.clone(),
-                config: self.config.aws.clone(),
-                spoke,
-                stop: self.stop.clone(),
-                pending: self.pending.clone(),
-                account: account.id.clone(),
-                by_region: Mutex::new(BTreeMap::new()),
-            }),
-            account,
         }
     }
 }

@@ -1,5 +1,4 @@
-//! What runs the stages: one [`pass`] shared by `plan`, `apply` and `run`; the one error
-//! policy ([`retry`]); the long-running [`controller`] with its triggers, status and HTTP
+//! What runs the stages: one [`pass`] shared by `plan`, `apply` and `run`; the long-running [`controller`] with its triggers, status and HTTP
 //! endpoints; and its [`metrics`]; the accounts a pass reaches ([`fleet`]).
 
 pub mod controller;
@@ -7,6 +6,5 @@ pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod pass;
-pub mod retry;
 pub mod status;
 pub mod watch;

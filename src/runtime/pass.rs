@@ -17,14 +17,15 @@ use anyhow::Context as _;
 use futures::stream::{self, StreamExt};
 
 use crate::adapters::entra::{self, DeltaCache};
-use crate::apply::{self, Actor, Executor, Report};
-use crate::audit::{AuditLog, Checkpoint};
+use crate::apply::{self, Actor, Report};
+use crate::audit::AuditLog;
 use crate::checks;
 use crate::config::{AnchorConfig, Config};
 use crate::desired::{self, Pins, Target};
-use crate::model::call::{CallStats, Failure};
+use crate::model::call::Failure;
 use crate::observed::{Observations, Observed};
 use crate::plan::{self, outbound, AccountPlan, Change, Plan, Problem, ProblemKind, Settings};
+use crate::ports::{AwsApi, Executor};
 use crate::runtime::fleet::{Fleet, Member};
 use crate::sources::directory::{
     DirectorySnapshot, GroupRequest, MembershipChange, TenantFile, PIN_TAG,
@@ -277,24 +278,6 @@ fn same_members(
             .ok()
     };
     ids(a) == ids(b) && a.is_ok() == b.is_ok()
-}
-
-/// AWS as a pass sees it: read ([`Observe`]), write ([`Executor`]), publish audit
-/// checkpoints and count requests. The AWS adapter in production; an in-memory fake in the
-/// controller's unit tests.
-#[async_trait::async_trait]
-pub trait AwsApi: crate::observed::Observe + Executor {
-    /// Requests made so far.
-    fn stats(&self) -> CallStats;
-
-    /// Publishes audit checkpoints to the anchor (CloudWatch Logs).
-    async fn publish_checkpoints(
-        &self,
-        _anchor: &AnchorConfig,
-        _checkpoints: &[Checkpoint],
-    ) -> Result<(), Failure> {
-        Ok(())
-    }
 }
 
 /// Publishes the checkpoints the log wrote since the last time to the configured anchor.

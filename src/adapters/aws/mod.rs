@@ -8,6 +8,7 @@
 //! "Already exists" on create and "not found" on delete count as success, so every write
 //! is idempotent and a crash mid-apply is repaired by the next pass.
 
+pub mod connect;
 pub mod operation;
 pub mod permissions;
 pub mod spoke;
@@ -105,7 +106,7 @@ impl Failure {
 }
 
 #[async_trait::async_trait]
-impl crate::observed::Observe for AwsClients {
+impl crate::ports::Observe for AwsClients {
     fn region(&self) -> &str {
         &self.region
     }
@@ -126,7 +127,7 @@ impl crate::observed::Observe for AwsClients {
 }
 
 #[async_trait::async_trait]
-impl crate::apply::Executor for AwsClients {
+impl crate::ports::Executor for AwsClients {
     fn write_slots(&self) -> usize {
         self.write_slots
     }
@@ -141,7 +142,7 @@ impl crate::apply::Executor for AwsClients {
 }
 
 #[async_trait::async_trait]
-impl crate::runtime::pass::AwsApi for AwsClients {
+impl crate::ports::AwsApi for AwsClients {
     fn stats(&self) -> CallStats {
         AwsClients::stats(self)
     }
@@ -245,8 +246,8 @@ pub struct AwsClients {
     tagging: aws_sdk_resourcegroupstagging::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     organizations: aws_sdk_organizations::Client,
-    retry: crate::runtime::retry::Policy,
-    pub(crate) stop: crate::runtime::retry::Stop,
+    retry: crate::ports::retry::Policy,
+    pub(crate) stop: crate::ports::retry::Stop,
     /// Requests under way (for `/readyz`), each named after `label`.
     pending: crate::model::call::Pending,
     label: String,
@@ -284,7 +285,7 @@ impl AwsClients {
             tagging: aws_sdk_resourcegroupstagging::Client::new(shared),
             logs: aws_sdk_cloudwatchlogs::Client::new(shared),
             organizations: aws_sdk_organizations::Client::new(shared),
-            retry: crate::runtime::retry::Policy {
+            retry: crate::ports::retry::Policy {
                 initial: Duration::from_millis(200),
                 max_interval: Duration::from_secs(10),
                 max_elapsed: Some(Duration::from_secs(config.max_retry_seconds)),
@@ -356,7 +357,7 @@ impl AwsClients {
             .or_default() += 1;
     }
 
-    /// Sends one request under the error policy ([`crate::runtime::retry`]): transient failures
+    /// Sends one request under the error policy ([`crate::ports::retry`]): transient failures
     /// are retried with exponential back-off and jitter until the retry budget runs out or
     /// shutdown is requested.
     ///
@@ -379,7 +380,7 @@ impl AwsClients {
             .find(|(class, _)| *class == op.rate_class())
             .map(|(_, l)| l);
         let benign = &benign;
-        crate::runtime::retry::retry(
+        crate::ports::retry::retry(
             &self.retry,
             &self.stop,
             Failure::class,

@@ -103,15 +103,15 @@ pub struct GraphReader {
     /// Request counters.
     pub stats: Arc<GraphStats>,
     /// Ends retry waits once raised (shutdown): single and batched requests alike.
-    stop: crate::runtime::retry::Stop,
+    stop: crate::ports::retry::Stop,
     /// Requests under way.
     pending: crate::model::call::Pending,
 }
 
 impl GraphReader {
     /// The retry policy of every Graph request, single or batched.
-    fn retry_policy(settings: &ReaderSettings) -> crate::runtime::retry::Policy {
-        crate::runtime::retry::Policy {
+    fn retry_policy(settings: &ReaderSettings) -> crate::ports::retry::Policy {
+        crate::ports::retry::Policy {
             initial: Duration::from_millis(200),
             max_interval: Duration::from_secs(10),
             max_elapsed: Some(settings.max_retry),
@@ -200,14 +200,14 @@ impl GraphReader {
         handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
         url: Option<&str>,
     ) -> Result<(Value, Option<String>), Error> {
-        use crate::runtime::retry::Class;
+        use crate::ports::retry::Class;
         let op = operation.to_string();
         let policy = Self::retry_policy(&self.settings);
         let refreshed = std::sync::atomic::AtomicBool::new(false);
         let transient =
             |e: Error, retry_after: Option<Duration>| (e, Class::Transient { retry_after });
         let permanent = |e: Error| (e, Class::Permanent);
-        crate::runtime::retry::retry(
+        crate::ports::retry::retry(
             &policy,
             &self.stop,
             |(_, class): &(Error, Class)| *class,
@@ -831,7 +831,7 @@ impl GraphReader {
                 wait_ms = wait.as_millis() as u64,
                 "Graph throttled requests inside a batch; sending them again"
             );
-            if !crate::runtime::retry::sleep_unless_stopped(wait, &self.stop).await {
+            if !crate::ports::retry::sleep_unless_stopped(wait, &self.stop).await {
                 break;
             }
             pending = again;

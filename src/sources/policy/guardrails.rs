@@ -13,81 +13,12 @@
 
 use std::collections::BTreeSet;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Diagnostic, PolicySet};
 use crate::model::iam_policy::{statements, strings};
 
-/// The rules, as the config sets them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Guardrails {
-    /// Managed policies no role may have attached (ARNs). Default: AWS's administrator
-    /// and IAM-administering policies.
-    pub denied_managed_policies: Vec<String>,
-    /// When set, the only managed policies a role may have attached (besides the deny
-    /// list, which still applies).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_managed_policies: Option<Vec<String>>,
-    /// No Allow statement in an inline policy may grant `*`, `*:*`, any wildcard or
-    /// `NotAction` of IAM, STS or Organizations, on `*` (or with `NotResource`).
-    pub no_admin_statements: bool,
-    /// The AWS services a role may trust (`trustedServices`).
-    pub trusted_services: Vec<String>,
-    /// The AWS services that may invoke a function (`invokers[].service`).
-    pub invoker_services: Vec<String>,
-    /// A service invoker needs `sourceArn` or `sourceAccount` (else any resource of that
-    /// service, in any account, may invoke: the confused deputy).
-    pub service_invokers_need_source: bool,
-    /// The accounts an invoker principal (an account id or an ARN) may belong to. Unset:
-    /// the managed accounts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub invoker_accounts: Option<Vec<String>>,
-    /// The Entra tenants an IdentityProvider may name. Unset: the controller's own tenant
-    /// (the directory's: `AZURE_TENANT_ID`, or the tenant file's).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_tenants: Option<Vec<String>>,
-}
-
-impl Default for Guardrails {
-    fn default() -> Self {
-        Guardrails {
-            denied_managed_policies: [
-                "AdministratorAccess",
-                "PowerUserAccess",
-                "IAMFullAccess",
-                "AWSOrganizationsFullAccess",
-                "job-function/SystemAdministrator",
-            ]
-            .iter()
-            .map(|p| format!("arn:aws:iam::aws:policy/{p}"))
-            .collect(),
-            allowed_managed_policies: None,
-            no_admin_statements: true,
-            trusted_services: vec!["lambda.amazonaws.com".into()],
-            invoker_services: [
-                "apigateway",
-                "events",
-                "scheduler",
-                "s3",
-                "sns",
-                "sqs",
-                "logs",
-                "elasticloadbalancing",
-                "cognito-idp",
-                "iot",
-            ]
-            .iter()
-            .map(|s| format!("{s}.amazonaws.com"))
-            .collect(),
-            service_invokers_need_source: true,
-            invoker_accounts: None,
-            allowed_tenants: None,
-        }
-    }
-}
+pub use crate::config::Guardrails;
 
 /// What the rules are checked against besides the documents.
 #[derive(Debug, Clone, Default)]

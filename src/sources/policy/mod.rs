@@ -21,8 +21,9 @@ use serde::Deserialize;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
+pub use crate::config::Limits;
 pub use model::*;
-pub use validate::{function_name as function_name_of, Limits};
+pub use validate::function_name as function_name_of;
 
 /// A problem with the policy repository, located as precisely as the input allows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -3,47 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
-
 use super::{Diagnostic, Named, PolicySet};
+use crate::config::Limits;
 use crate::model::iam_policy;
-
-/// AWS quotas and controller rules that policies are checked against. Defaults are AWS's
-/// default quotas; raise them in the config when the account's quotas were raised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Limits {
-    /// Managed roles must lie under this path (set from the config's `rolePath`).
-    #[serde(skip)]
-    pub role_path: String,
-    /// The boundaries a mapping may name (set from the config's `permissionsBoundaries`).
-    #[serde(skip)]
-    pub permissions_boundaries: Vec<String>,
-    /// Role trust policy length, without white space (2,048; quota up to 4,096).
-    pub trust_policy_chars: usize,
-    /// Aggregate inline policy length per role, without white space.
-    pub inline_policy_chars: usize,
-    /// Managed policies attached per role (10; quota up to 20).
-    pub managed_policies_per_role: usize,
-    /// Tags per role, the owner tag included.
-    pub tags_per_role: usize,
-    /// Size of a Lambda function's resource-based policy, in bytes.
-    pub lambda_policy_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            role_path: "/trustsync/".into(),
-            permissions_boundaries: Vec::new(),
-            trust_policy_chars: 2048,
-            inline_policy_chars: 10240,
-            managed_policies_per_role: 10,
-            tags_per_role: 50,
-            lambda_policy_bytes: 20480,
-        }
-    }
-}
 
 /// Every problem in the set, in file order.
 pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
@@ -501,7 +463,7 @@ fn check_role_policies(
                 format!("`{name}` is reserved for the statement trustsync writes for a function's `entraApplication`"),
             ));
         }
-        if name == crate::plan::SESSIONS_POLICY {
+        if name == crate::model::names::SESSIONS_POLICY {
             d.push(o.diagnostic(
                 &field,
                 format!("`{name}` is reserved for the denials trustsync writes for the live sessions of principals that leave the role"),

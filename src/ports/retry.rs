@@ -15,17 +15,7 @@ use std::time::Duration;
 use backoff::backoff::Backoff;
 use tokio::sync::watch;
 
-/// What kind of failure an error is.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Class {
-    /// Worth trying again, after the server's `Retry-After` when it gave one.
-    Transient {
-        /// The delay the server asked for.
-        retry_after: Option<Duration>,
-    },
-    /// Trying again would fail the same way.
-    Permanent,
-}
+pub use crate::model::call::Class;
 
 /// Exponential back-off with jitter, bounded in total time.
 #[derive(Debug, Clone, Copy, PartialEq)]

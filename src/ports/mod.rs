@@ -1,0 +1,95 @@
+//! The seams between the core and the edges: what a pass asks of AWS ([`Observe`] to
+//! read, [`Executor`] to write, [`AwsApi`] for both plus the audit anchor, [`Connector`]
+//! per account), and the one error policy every edge follows ([`retry`]). The AWS adapter
+//! implements them in production, in-memory fakes in unit tests; nothing here names an SDK
+//! type.
+
+pub mod retry;
+
+use std::sync::Arc;
+
+use crate::audit::Checkpoint;
+use crate::config::AnchorConfig;
+use crate::model::call::{CallStats, Failure, Written};
+use crate::observed::{FunctionKey, Observed};
+use crate::plan::Change;
+
+/// Reads live AWS into [`Observed`]: the seam a pass reads through (the AWS adapter in
+/// production, an in-memory fake in unit tests).
+#[async_trait::async_trait]
+pub trait Observe: Send + Sync {
+    /// The region the reads and writes go to.
+    fn region(&self) -> &str;
+
+    /// Everything the planner compares: with `iam`, all roles (those under `role_path` in
+    /// detail) and the OIDC providers; the given functions, and every function carrying
+    /// `function_tag_key` at each qualifier the tag records. Any failed read fails it all.
+    async fn observe(
+        &self,
+        iam: bool,
+        role_path: &str,
+        functions: &[FunctionKey],
+        function_tag_key: &str,
+    ) -> Result<Observed, Failure>;
+
+    /// The account's outbound identity federation issuer URL
+    /// (`iam:GetOutboundWebIdentityFederationInfo`); `None` when the feature is off.
+    async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {
+        Err(Failure::permanent(
+            "GetOutboundWebIdentityFederationInfo",
+            "this AWS client cannot read outbound identity federation",
+        ))
+    }
+}
+
+/// Performs one planned action: the seam apply writes through (the AWS adapter in
+/// production, an in-memory fake in unit tests).
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// Writes that may be under way at once over all services (the adapter bounds each
+    /// service itself; this caps how many lanes run).
+    fn write_slots(&self) -> usize;
+
+    /// Accounts written at once, each through its own write slots (one by default).
+    fn parallel_accounts(&self) -> usize {
+        1
+    }
+
+    /// Performs the change's action in its account and region. `use_revision`: guard a
+    /// Lambda policy write with the revision read at plan time (only the first write to a
+    /// function does). "Already done" is success; a failure is final (the adapter has
+    /// retried what was transient).
+    async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure>;
+}
+
+/// AWS as a pass sees it: read ([`Observe`]), write ([`Executor`]), publish audit
+/// checkpoints and count requests. The AWS adapter in production; an in-memory fake in the
+/// controller's unit tests.
+#[async_trait::async_trait]
+pub trait AwsApi: Observe + Executor {
+    /// Requests made so far.
+    fn stats(&self) -> CallStats;
+
+    /// Publishes audit checkpoints to the anchor (CloudWatch Logs).
+    async fn publish_checkpoints(
+        &self,
+        _anchor: &AnchorConfig,
+        _checkpoints: &[Checkpoint],
+    ) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// How a pass reaches one account.
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync {
+    /// Makes sure the account can be called now (assumes its role when it has one): a
+    /// refusal here marks the account unreachable before anything is read.
+    async fn reach(&self) -> Result<(), Failure>;
+
+    /// The account's clients in `region` (made once, then kept).
+    fn clients(&self, region: &str) -> Arc<dyn AwsApi>;
+
+    /// Requests made so far through every region's clients.
+    fn stats(&self) -> CallStats;
+}
