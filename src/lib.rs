@@ -23,10 +23,11 @@
 //! | [`apply`] | making the changes, in phases, through the [`apply::Executor`] seam |
 //! | [`audit`] | the record of every change: written ahead, hash-chained, signed, locked to one writer |
 //! | [`render`] | the plan as text, JSON and Markdown |
+//! | [`inventory`] | the reports on live state: the directory graph, `access`, `export`, `check-token` |
 //! | [`ports`] | the seams: `Observe`, `Executor`, `AwsApi`, `Connector`, and the one error policy (`retry`) |
 //! | [`adapters`] | the edges: AWS SDK and Microsoft Graph, the only code that names their types |
 //! | [`runtime`] | the one pass, the accounts it reaches (hub and spoke), the error policy, the controller, its metrics |
-//! | [`cli`], [`config`] | flags and exit codes; the configuration file |
+//! | [`cli`], [`config`] | flags and exit codes, one file per command family; the configuration file |
 //!
 //! `model`, `sources`, `desired`, `observed`, `plan`, `checks` and `render` hold no SDK
 //! type and do no I/O beyond reading files; `apply` sees only a [`plan::Plan`].

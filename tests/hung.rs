@@ -163,15 +163,20 @@ fn a_hung_account_holds_no_other_accounts_revocation_back() {
     );
     assert!(took < Duration::from_secs(30), "{took:?}");
 
-    // The hung account is reported, not taken as empty, and is revoked once it answers.
-    let status = daemon.status();
-    let dev = status["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == DEV)
-        .cloned()
-        .unwrap();
+    // The hung account is reported, not taken as empty (once the pass has ended), and is
+    // revoked once it answers.
+    let mut dev = serde_json::Value::Null;
+    wait_for(
+        Duration::from_secs(30),
+        "the hung account on /status",
+        || {
+            dev = daemon.status()["accounts"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["id"] == DEV).cloned())
+                .unwrap_or_default();
+            dev["unreachable"].is_string()
+        },
+    );
     assert!(
         dev["unreachable"]
             .as_str()

@@ -114,3 +114,9 @@ names! {
 /// The inline policy trustsync writes on a role to deny departed principals' sessions
 /// (reserved: no mapping may name an inline policy so).
 pub const SESSIONS_POLICY: &str = "trustsync-revoked-sessions";
+
+/// The issuer of an IAM OIDC provider ARN (`arn:aws:iam::<account>:oidc-provider/<issuer
+/// without https://>`): the one place such an ARN is taken apart. `None` for another ARN.
+pub fn provider_issuer(arn: &str) -> Option<&str> {
+    arn.split_once(":oidc-provider/").map(|(_, issuer)| issuer)
+}

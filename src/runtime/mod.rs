@@ -2,6 +2,7 @@
 //! endpoints; and its [`metrics`]; the accounts a pass reaches ([`fleet`]).
 
 pub mod controller;
+pub mod directory;
 pub mod fleet;
 pub mod http;
 pub mod metrics;

@@ -2,11 +2,13 @@
 //! ([`graph`]). Produces the [`crate::sources::directory::DirectorySnapshot`] the planner consumes;
 //! no Graph type leaves this module.
 
+pub mod delta;
 pub mod graph;
 pub mod permissions;
 pub mod token;
 
-pub use graph::{DeltaCache, GraphReader, ReaderSettings, SyncResult};
+pub use delta::{DeltaCache, SyncResult};
+pub use graph::{GraphReader, ReaderSettings};
 pub use token::TokenSource;
 
 use std::time::Duration;

@@ -1,0 +1,303 @@
+//! Recovery without a person: a torn last line moved aside, a log that cannot be extended
+//! rotated to a new segment, the acknowledgement that ends the report of a rotation, and
+//! which segment holds each checkpoint published to the anchor.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::*;
+
+/// The rotation a segment begins with, if it does.
+pub(super) fn first_rotation(bytes: &[u8]) -> Option<Rotated> {
+    let first = bytes.split(|b| *b == b'\n').next()?;
+    match serde_json::from_slice::<Record>(first) {
+        Ok(Record::Rotated(r)) => Some(r),
+        _ => None,
+    }
+}
+
+/// The first `n` lines of `bytes`, newlines included.
+pub(super) fn good_lines(bytes: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let end = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(bytes.len(), |(i, _)| i + 1);
+    &bytes[..end]
+}
+
+/// A torn last line (no final newline, after a crash or a power cut mid-write) is a record
+/// that was never committed: every record is synced whole before what it records happens.
+/// When the lines before it verify, it is copied to a side file next to the log
+/// (`<log>.torn-<unix nanos>`, synced, never deleted), cut from the log, and what was
+/// removed is returned for a `repaired` record; a revocation never waits for a person to
+/// mend the file. Anything else wrong is left for verification to name.
+pub(super) fn set_torn_tail_aside(
+    path: &Path,
+    bytes: &mut Vec<u8>,
+    file: &std::fs::File,
+) -> Result<Option<Repaired>, Error> {
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if verify_bytes(path, &bytes[..keep]).is_err() {
+        return Ok(None);
+    }
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let tail = bytes[keep..].to_vec();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut side = path.as_os_str().to_owned();
+    side.push(format!(".torn-{nanos}"));
+    let side = PathBuf::from(side);
+    let mut out = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&side)
+        .map_err(io)?;
+    out.write_all(&tail).map_err(io)?;
+    out.sync_all().map_err(io)?;
+    file.set_len(keep as u64).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    bytes.truncate(keep);
+    Ok(Some(Repaired {
+        reason:
+            "last line was torn (no final newline): a write cut mid-way, never a committed record"
+                .into(),
+        removed_bytes: tail.len(),
+        removed_sha256: hash(&tail),
+        side_file: side.display().to_string(),
+    }))
+}
+
+/// Makes the file at `path`, which cannot be extended (`why`), the previous segment: it is
+/// renamed `<log>.broken-<unix nanos>` (kept whole, never deleted) and a new, locked file
+/// takes its place. Returns the new file's lock, the [`Rotated`] record that begins it and
+/// what the old file's good lines leave open (intents without an outcome, pins written),
+/// so that recovery and the pin checks go on across the rotation.
+pub(super) fn rotate(
+    path: &Path,
+    bytes: &[u8],
+    why: &Error,
+    old: std::fs::File,
+) -> Result<(std::fs::File, Rotated, Ledger), Error> {
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    // The lines that are still vouched for: up to the first bad one; when that line is
+    // whole but its prevHash disagrees, the line before it changed (or one went missing)
+    // and is not vouched for either.
+    // A torn tail after a break is not the first problem: the complete lines are checked.
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let good_lines = match verify_bytes(path, &bytes[..complete]) {
+        _ if !matches!(why, Error::Broken { .. }) => 0,
+        Ok((n, _)) => n,
+        Err(Error::Broken { line, .. }) => {
+            let bad = bytes.split(|b| *b == b'\n').nth(line.saturating_sub(1));
+            let whole = bad
+                .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
+                .is_some_and(|v| v.get("prevHash").is_some_and(Value::is_string));
+            line.saturating_sub(if whole { 2 } else { 1 })
+        }
+        Err(_) => 0,
+    };
+    let good = self::good_lines(bytes, good_lines);
+    let last_hash = good
+        .strip_suffix(b"\n")
+        .and_then(|g| g.split(|b| *b == b'\n').next_back())
+        .map_or_else(|| GENESIS.to_string(), hash);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut segment = path.as_os_str().to_owned();
+    segment.push(format!(".broken-{nanos}"));
+    let segment = PathBuf::from(segment);
+    std::fs::rename(path, &segment).map_err(io)?;
+    drop(old);
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: path.into() }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename and the new file survive a power cut.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    let rotated = Rotated {
+        reason: why.to_string(),
+        previous_segment: segment.display().to_string(),
+        previous_good_lines: good_lines,
+        previous_last_hash: last_hash,
+        previous_bytes: bytes.len() as u64,
+        previous_sha256: hash(bytes),
+    };
+    let mut ledger = Ledger::of_log(good);
+    ledger.unacknowledged = None;
+    Ok((file, rotated, ledger))
+}
+
+/// What a log says needs a person, read without the writer's lock: the rotation its
+/// current segment began with while unacknowledged, or a break the next writer will
+/// rotate away from. `None` when the log is whole (or missing).
+pub fn needs_attention(path: &Path) -> Option<String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("audit log {}: cannot be read ({e}); the next apply or controller start begins a new segment", path.display())),
+    };
+    let whole = bytes.ends_with(b"\n") || bytes.is_empty();
+    let checked = if whole {
+        verify_bytes(path, &bytes)
+    } else {
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        verify_bytes(path, &bytes[..keep])
+    };
+    if let Err(e) = checked {
+        return Some(format!(
+            "{e}; the next apply or controller start keeps this file as the previous segment and begins a new one"
+        ));
+    }
+    Ledger::of(&bytes)
+        .unacknowledged
+        .map(|r| rotation_notice(path, &r))
+}
+
+/// Where an acknowledgement waits for the writer that holds the log.
+pub(super) fn acknowledgement_request_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".acknowledge");
+    PathBuf::from(p)
+}
+
+/// Leaves an acknowledgement for the writer that holds the log (a running controller);
+/// returns the file it is in.
+pub fn request_acknowledgement(
+    path: &Path,
+    by: &str,
+    note: Option<String>,
+) -> Result<PathBuf, Error> {
+    let request = acknowledgement_request_path(path);
+    let body = serde_json::to_vec(&Acknowledged {
+        by: by.to_string(),
+        previous_segment: String::new(),
+        note,
+    })
+    .expect("serializes");
+    std::fs::write(&request, body).map_err(|source| Error::Io {
+        path: request.clone(),
+        source,
+    })?;
+    Ok(request)
+}
+
+impl AuditLog {
+    /// Records an acknowledgement left by `trustsync audit acknowledge` while this writer
+    /// held the log, and removes the request. Returns whom it was from when one was
+    /// recorded; a request with no rotation to acknowledge is dropped with a warning.
+    pub fn take_acknowledgement(&mut self) -> Option<String> {
+        let request = acknowledgement_request_path(&self.path);
+        let bytes = std::fs::read(&request).ok()?;
+        let _ = std::fs::remove_file(&request);
+        let Ok(ack) = serde_json::from_slice::<Acknowledged>(&bytes) else {
+            tracing::warn!(file = %request.display(), "an acknowledgement request that is not one; removed");
+            return None;
+        };
+        match self.acknowledge(&ack.by, ack.note) {
+            Ok(_) => Some(ack.by),
+            Err(e) => {
+                tracing::warn!(error = %e, "acknowledgement request not recorded");
+                None
+            }
+        }
+    }
+}
+
+/// How a rotation not yet acknowledged is reported.
+pub fn rotation_notice(path: &Path, r: &Rotated) -> String {
+    format!(
+        "audit log {} began a new segment because the previous one could not be extended ({}); the previous segment is kept as {} ({} good lines, last hash {}). Look at it, then run `trustsync audit acknowledge --by <you>`",
+        path.display(),
+        r.reason,
+        r.previous_segment,
+        r.previous_good_lines,
+        short(&r.previous_last_hash)
+    )
+}
+
+/// For each checkpoint, the segment that holds it: 0 for the current file, 1 for the
+/// segment before it, and so on; `None` for none.
+pub fn segments_holding(path: &Path, cps: &[Checkpoint]) -> Result<Vec<Option<usize>>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let mut segments: Vec<Vec<Checkpoint>> = vec![checkpoints_in(&bytes)];
+    let mut next = first_rotation(&bytes);
+    while let Some(r) = next.take().filter(|_| segments.len() <= 64) {
+        let Ok(prev) = std::fs::read(&r.previous_segment) else {
+            break;
+        };
+        // The whole file: its checkpoints after the break were published from it too (the
+        // rotation recorded its hash, so it is the file that was set aside).
+        segments.push(checkpoints_in(&prev));
+        next = first_rotation(good_lines(&prev, r.previous_good_lines));
+    }
+    Ok(cps
+        .iter()
+        .map(|cp| segments.iter().position(|held| held.contains(cp)))
+        .collect())
+}
+
+pub(super) fn checkpoints_in(bytes: &[u8]) -> Vec<Checkpoint> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|raw| match serde_json::from_slice::<Record>(raw) {
+            Ok(Record::Checkpoint(cp)) => Some(cp),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first place where published checkpoints stop moving forward: index of the later
+/// one and the pair. Signing times never go back; within one segment the lines grow; a
+/// checkpoint of an older segment after one of a newer is a replay (`segments` from
+/// [`segments_holding`]; a new segment starts its lines again).
+pub fn checkpoints_out_of_order<'a>(
+    cps: &'a [Checkpoint],
+    segments: &[Option<usize>],
+) -> Option<(usize, (&'a Checkpoint, &'a Checkpoint))> {
+    let at = |c: &Checkpoint| {
+        time::OffsetDateTime::parse(&c.signed_at, &time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    cps.windows(2).enumerate().find_map(|(i, w)| {
+        let (a, b) = (&w[0], &w[1]);
+        let back_in_time = matches!((at(a), at(b)), (Some(x), Some(y)) if y < x);
+        let seg = |j: usize| segments.get(j).copied().flatten();
+        let backwards = match (seg(i), seg(i + 1)) {
+            (Some(sa), Some(sb)) if sb < sa => false,
+            (Some(sa), Some(sb)) if sb > sa => true,
+            _ => b.lines <= a.lines,
+        };
+        (backwards || back_in_time).then_some((i + 1, (a, b)))
+    })
+}

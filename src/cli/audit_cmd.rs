@@ -1,0 +1,196 @@
+//! `trustsync audit`: verify (the chain, the signatures, the anchor), acknowledge, show.
+
+use std::path::Path;
+
+use anyhow::bail;
+
+use crate::adapters::aws::AwsClients;
+use crate::audit;
+use crate::config::Config;
+
+/// `--since`: an RFC 3339 time or date as given, or a duration (`30m`, `24h`, `7d`) back
+/// from now, as RFC 3339 in UTC.
+pub(super) fn since_time(s: &str) -> anyhow::Result<String> {
+    let unit = |u: char| match u {
+        's' => Some(1),
+        'm' => Some(60),
+        'h' => Some(3600),
+        'd' => Some(86_400),
+        _ => None,
+    };
+    let duration = s
+        .char_indices()
+        .last()
+        .and_then(|(i, u)| Some(s[..i].parse::<i64>().ok()? * unit(u)?));
+    if let Some(secs) = duration {
+        let at = time::OffsetDateTime::now_utc() - time::Duration::seconds(secs);
+        return Ok(at.format(&time::format_description::well_known::Rfc3339)?);
+    }
+    let date = s.len() >= 10
+        && s.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if date {
+        return Ok(s.to_string());
+    }
+    bail!("--since `{s}`: give an RFC 3339 time (2026-11-23T08:00:00Z), a date (2026-11-23) or a duration (30m, 24h, 7d)")
+}
+
+/// `trustsync audit acknowledge`: appends the acknowledgement, or leaves it for the
+/// controller that holds the log.
+pub(super) fn audit_acknowledge(file: &Path, by: &str, note: Option<String>) -> anyhow::Result<u8> {
+    if by.trim().is_empty() {
+        bail!("--by: say who is acknowledging");
+    }
+    match audit::AuditLog::open(file) {
+        Ok(mut log) => match log.acknowledge(by, note) {
+            Ok(r) => {
+                println!(
+                    "{}: acknowledged by {by} the rotation away from {} ({})",
+                    file.display(),
+                    r.previous_segment,
+                    r.reason
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(1)
+            }
+        },
+        Err(audit::Error::Locked { .. }) => {
+            let request = audit::request_acknowledgement(file, by, note)?;
+            println!(
+                "{}: held by a running controller; left the acknowledgement in {} for it to record at its next pass",
+                file.display(),
+                request.display()
+            );
+            Ok(0)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `trustsync audit verify`: 0 when the chain (and with a key, every checkpoint) holds,
+/// across the segments, and no rotation waits for a person.
+pub(super) fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Result<u8> {
+    let key = public_key
+        .map(audit::public_key_from_pem_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let verified = audit::verify_with(file, key.as_ref());
+    if let Ok(v) = &verified {
+        for p in &v.previous {
+            println!(
+                "previous segment {}: its first {} line(s) verify and the next segment carries on from them; set aside because {}",
+                p.path.display(),
+                p.good_lines,
+                p.reason
+            );
+        }
+        if let Some(r) = &v.unacknowledged {
+            eprintln!("{}", audit::rotation_notice(file, r));
+            return Ok(1);
+        }
+    }
+    match verified {
+        Ok(v) if key.is_some() => {
+            println!(
+                "{}: {} line(s), hash chain intact; {} signed checkpoint(s) verify, the last on line {}{}",
+                file.display(),
+                v.lines,
+                v.checkpoints,
+                v.signed_through,
+                match v.lines - v.signed_through {
+                    0 => String::new(),
+                    n => format!(" ({n} line(s) after it not signed yet)"),
+                }
+            );
+            Ok(0)
+        }
+        Ok(v) => {
+            println!("{}: {} line(s), hash chain intact", file.display(), v.lines);
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `trustsync audit verify --anchor`: the checkpoints published to the anchor move forward
+/// and every one is among the file's (or its previous segments') checkpoints.
+pub(super) async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow::Result<u8> {
+    let Some(anchor) = &config.audit.anchor else {
+        bail!("--anchor: the config has no audit.anchor");
+    };
+    let aws = AwsClients::connect(&config.aws).await?;
+    let published = aws.published_checkpoints(anchor).await?;
+    let Some(latest) = published.last().cloned() else {
+        eprintln!(
+            "{}/{}: no checkpoint published yet",
+            anchor.log_group, anchor.log_stream
+        );
+        return Ok(1);
+    };
+    // The checkpoints only move forward: a checkpoint published again later (a replay, to
+    // make an older, cut log look current) goes back in lines or in time.
+    let segments = audit::segments_holding(file, &published)?;
+    if let Some((n, (a, b))) = audit::checkpoints_out_of_order(&published, &segments) {
+        eprintln!(
+            "{}/{}: checkpoint {} of {} goes back ({} lines signed {}, after {} lines signed {}): an old checkpoint was published again; the log cannot be trusted to end where the anchor says",
+            anchor.log_group,
+            anchor.log_stream,
+            n + 1,
+            published.len(),
+            b.lines,
+            b.signed_at,
+            a.lines,
+            a.signed_at
+        );
+        return Ok(1);
+    }
+    // Every checkpoint ever published must still be in the file (in some segment): the
+    // stream cannot be edited by the controller's identity, so a rewrite of anything
+    // published, signing key or not, is found; only lines after the last publication are
+    // vouched for by the chain alone.
+    if let Some(i) = segments.iter().position(Option::is_none) {
+        let cp = &published[i];
+        eprintln!(
+            "{}: checkpoint {} of {} published to {}/{} ({} lines, signed {}) is not in the file or its previous segments: {}",
+            file.display(),
+            i + 1,
+            published.len(),
+            anchor.log_group,
+            anchor.log_stream,
+            cp.lines,
+            cp.signed_at,
+            if i + 1 == published.len() {
+                "lines were cut from its end, or it was rewritten"
+            } else {
+                "the lines before it were rewritten, or the file was replaced"
+            }
+        );
+        return Ok(1);
+    }
+    let segment = segments.last().copied().flatten().unwrap_or(0);
+    println!(
+        "{}: holds all {} checkpoint(s) published to {}/{}, the latest {} lines signed {}{}",
+        file.display(),
+        published.len(),
+        anchor.log_group,
+        anchor.log_stream,
+        latest.lines,
+        latest.signed_at,
+        match segment {
+            0 => String::new(),
+            n => format!(" in the segment {n} rotation(s) back: none published since the rotation"),
+        }
+    );
+    Ok(0)
+}

@@ -1,0 +1,504 @@
+//! Command-line wiring: reads flags, runs one stage after another, sets the exit code.
+//!
+//! Exit codes: 0 success (and, with `--detailed-exitcode`, no changes); 2 changes pending
+//! (`plan --detailed-exitcode` only); 1 any error: invalid input, a failed read, a problem
+//! that kept a mapping from being planned, a change held by a safety limit, a failed
+//! change. The pass itself lives in [`crate::runtime::pass`]; this module keeps flags and exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit;
+use crate::config::Config;
+use crate::render::Format;
+
+mod audit_cmd;
+mod passes;
+mod permissions;
+mod read;
+mod reports;
+use audit_cmd::*;
+use passes::*;
+pub use permissions::schema_json;
+use permissions::*;
+use read::*;
+use reports::*;
+
+/// Keeps AWS IAM roles and Lambda permissions in step with Entra ID groups.
+#[derive(Debug, Parser)]
+#[command(name = "trustsync", version, about, long_about = None)]
+pub struct Cli {
+    /// Controller config file (YAML). Without it every setting takes its default.
+    #[arg(long, global = true, env = "TRUSTSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "TRUSTSYNC_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    pub log_format: LogFormat,
+    /// More log lines on stderr: `-v` info, `-vv` debug. Without it a one-shot command
+    /// logs warnings only and `run` info; `TRUSTSYNC_LOG` (a tracing filter) wins over both.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// After a pass, print the requests it sent (AWS by operation, Microsoft Graph) to
+    /// stderr.
+    #[arg(long, global = true)]
+    pub stats: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per event (for a cluster's log pipeline).
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the policy repository; report every problem with file, line and field.
+    Validate(PolicyArgs),
+    /// Print the JSON Schema of policy documents (for editors and yaml-language-server).
+    Schema,
+    /// Show what apply would change, without changing anything.
+    Plan(PlanArgs),
+    /// Change AWS to match the policies, recording each change in the audit log.
+    Apply(ApplyArgs),
+    /// Reconcile for ever: on a timer, on directory changes and on policy changes; serve
+    /// /healthz, /readyz, /metrics and /status.
+    Run(RunArgs),
+    /// Print the least-privilege IAM policy trustsync itself needs, for the configured role
+    /// path and owner tag (Lambda access scoped to the functions of the policy repository).
+    /// With `accounts` configured: the hub's policy, and the spoke role's policy and trust
+    /// policy.
+    IamPolicy(IamPolicyArgs),
+    /// Print the Microsoft Graph application permissions trustsync's own app registration
+    /// needs for the policies (GroupMember.Read.All, AuditLog.Read.All,
+    /// Application.ReadWrite.OwnedBy), with why, the applications its service principal
+    /// must own, and the Azure CLI commands that grant them.
+    EntraPermissions(EntraPermissionsArgs),
+    /// Who can assume each role that trusts the tenant's provider, through which (nested)
+    /// groups and since when; with --principal, every role and function one workload
+    /// reaches. Also lists such roles trustsync does not manage (access outside the policy
+    /// repository). Reads live AWS, the directory and the audit log; changes nothing.
+    Access(AccessArgs),
+    /// Print policy YAML (RoleMapping, and IdentityProvider when missing, with `adopt:
+    /// true`) for the roles that trust the tenant's provider but trustsync does not manage
+    /// yet. Changes nothing.
+    Export(ReadArgs),
+    /// Explain whether each role trusting the tenant's provider would accept an Entra
+    /// access token, and why not: issuer form, audience, subject, lifetime. Reads the token
+    /// from a file or stdin and never prints or sends it; its signature is not checked.
+    CheckToken(CheckTokenArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print a shell completion script (e.g. `trustsync completions bash >
+    /// /etc/bash_completion.d/trustsync`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from the same definitions as `--help`
+    /// (e.g. `trustsync man > /usr/local/share/man/man1/trustsync.1`).
+    Man,
+}
+
+/// `run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Address for /healthz, /readyz, /metrics and /status (overrides run.listen).
+    #[arg(long, env = "TRUSTSYNC_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Seconds between full passes (overrides run.intervalSeconds).
+    #[arg(long, env = "TRUSTSYNC_INTERVAL_SECONDS")]
+    interval_seconds: Option<u64>,
+}
+
+/// Audit log tools.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check an audit log: its hash chain and, with the public key, its signed
+    /// checkpoints; names the first bad line.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+        /// The Ed25519 public key (PEM) of `audit.signingKeyFile`: also check every
+        /// checkpoint's signature, and that there is one.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Also check that the file still holds the latest checkpoint published to the
+        /// anchor (`audit.anchor` of the config: a CloudWatch Logs stream): a cut tail or
+        /// a rewrite does not. Needs AWS credentials that may read the stream.
+        #[arg(long, requires = "public_key")]
+        anchor: bool,
+    },
+    /// Record that a person has looked at the rotation the audit log's current segment
+    /// began with (the previous file could not be extended and was kept aside). Until
+    /// then the rotation is reported on /status, in a metric and in every plan. With a
+    /// controller holding the log, the request is left next to the log
+    /// (`<log>.acknowledge`) and the controller records it at its next pass.
+    Acknowledge {
+        /// The log file (default: audit.path of the config).
+        file: Option<PathBuf>,
+        /// Who is acknowledging (a name or an email address).
+        #[arg(long)]
+        by: String,
+        /// What was found or done.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Every grant and revocation recorded, with who made it and why; filtered.
+    Show {
+        /// The log file (default: audit.path of the config).
+        file: Option<PathBuf>,
+        /// Only changes that granted or revoked this Entra object id.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only changes to this role (name or ARN).
+        #[arg(long)]
+        role: Option<String>,
+        /// Only changes since this time: RFC 3339 (`2026-11-23T08:00:00Z`), a date, or
+        /// a duration back from now (`30m`, `24h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        output: ShowFormat,
+    },
+}
+
+/// Text or JSON (`audit show`, `check-token`, `entra-permissions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    /// For people.
+    Text,
+    /// JSON, for machines (for `audit show`: an array of the change records, each with
+    /// its time and line).
+    Json,
+}
+
+/// Where the policies are.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Policy repository directory (every *.yaml / *.yml below it).
+    #[arg(long, env = "TRUSTSYNC_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+/// What every command that reads live state reads: the policies, the directory, the
+/// accounts.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// Tenant file to read the directory from instead of Microsoft Graph.
+    #[arg(long, env = "TRUSTSYNC_TENANT_FILE")]
+    tenant_file: Option<PathBuf>,
+    /// Microsoft Graph base URL (overrides directory.graph.endpoint).
+    #[arg(long, env = "TRUSTSYNC_GRAPH_ENDPOINT")]
+    graph_endpoint: Option<String>,
+    /// Only this AWS account (of those in scope). Repeat for several.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
+}
+
+impl ReadArgs {
+    /// Applies `--graph-endpoint` to the config; the tenant file to read the directory
+    /// from (`--tenant-file`, else the config's), `None` for Microsoft Graph.
+    fn directory(&mut self, config: &mut Config) -> Option<PathBuf> {
+        if let Some(e) = self.graph_endpoint.take() {
+            config.directory.graph.endpoint = e;
+        }
+        self.tenant_file
+            .take()
+            .or_else(|| config.directory.tenant_file.clone())
+    }
+}
+
+/// Inputs shared by plan, apply and run.
+#[derive(Debug, Args)]
+pub struct PassArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Delete owned resources no longer in any policy (overrides `prune` in the config).
+    #[arg(long, env = "TRUSTSYNC_PRUNE")]
+    prune: Option<bool>,
+    /// Release the safety holds of this mapping (or orphan role): its removals go ahead
+    /// this once. Repeat for several.
+    #[arg(long, value_name = "NAME")]
+    release: Vec<String>,
+}
+
+/// `access` flags.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// One workload (service principal object id): the roles it may assume and the
+    /// functions they may invoke.
+    #[arg(long, value_name = "OBJECT_ID")]
+    principal: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    output: Format,
+}
+
+/// `check-token` flags.
+#[derive(Debug, Args)]
+pub struct CheckTokenArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// The file holding the token; `-` (the default) reads stdin.
+    #[arg(default_value = "-")]
+    token: PathBuf,
+    /// Only this role (name or ARN).
+    #[arg(long)]
+    role: Option<String>,
+    /// Only this AWS account (of those in scope). Repeat for several.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text")]
+    output: ShowFormat,
+}
+
+/// `iam-policy` flags.
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// The hub's role ARN, which the spoke role's trust policy names (many accounts only).
+    /// Default: the role of the current AWS credentials (asks STS).
+    #[arg(long, value_name = "ARN")]
+    hub_role_arn: Option<String>,
+}
+
+/// `entra-permissions` flags.
+#[derive(Debug, Args)]
+pub struct EntraPermissionsArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text")]
+    output: ShowFormat,
+}
+
+/// `plan` flags.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    output: Format,
+    /// Exit 0 when nothing would change, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+/// `apply` flags.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(long)]
+    auto_approve: bool,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(
+        cli.log_format,
+        cli.verbose,
+        matches!(cli.command, Command::Run(_)),
+    );
+    STATS.set(cli.stats).ok();
+    PROGRESS
+        .set(
+            cli.log_format == LogFormat::Human
+                && std::io::stderr().is_terminal()
+                && std::env::var("TERM").map_or(true, |t| t != "dumb"),
+        )
+        .ok();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            Progress::new(false).clear();
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Whether a progress line may be drawn: human logs on a terminal (set once in `main`;
+/// unset, as in tests and library use, means no).
+static PROGRESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// One line of progress on stderr, rewritten in place during a long pass and cleared
+/// after it: only on a terminal, never in pipes, JSON logs or JSON output.
+#[derive(Clone, Copy)]
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new(json_output: bool) -> Progress {
+        Progress {
+            on: !json_output && PROGRESS.get().copied().unwrap_or(false),
+        }
+    }
+
+    fn show(&self, message: &str) {
+        if self.on {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{message}");
+            let _ = err.flush();
+        }
+    }
+
+    fn clear(&self) {
+        self.show("");
+    }
+}
+
+/// Whether `--stats` was given.
+pub(crate) static STATS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Logs on stderr: warnings only for a one-shot command (its output is what a person
+/// reads), info for the controller; `-v`/`-vv` raise it, `TRUSTSYNC_LOG` sets it outright.
+fn init_logging(format: LogFormat, verbose: u8, controller: bool) {
+    let default = match (verbose, controller) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "warn,trustsync=info",
+        _ => "info,trustsync=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+impl Cli {
+    /// Runs the command; returns the exit code.
+    pub async fn run(self) -> anyhow::Result<u8> {
+        let Cli {
+            config,
+            log_format: _,
+            verbose: _,
+            stats: _,
+            command,
+        } = self;
+        let load_config = || Config::load(config.as_deref()).context("loading the config");
+        match command {
+            Command::Schema => {
+                println!("{}", schema_json());
+                Ok(0)
+            }
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                let mut cmd = Cli::command();
+                clap_complete::generate(shell, &mut cmd, "trustsync", &mut std::io::stdout());
+                Ok(0)
+            }
+            Command::Man => {
+                use clap::CommandFactory;
+                clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+                Ok(0)
+            }
+            Command::Validate(PolicyArgs { policies }) => validate(&load_config()?, &policies),
+            Command::Plan(args) => plan(args, load_config()?).await,
+            Command::Apply(args) => apply(args, load_config()?).await,
+            Command::Run(args) => run(args, load_config()?).await,
+            Command::IamPolicy(IamPolicyArgs {
+                policies: PolicyArgs { policies },
+                hub_role_arn,
+            }) => iam_policy(&load_config()?, &policies, hub_role_arn).await,
+            Command::EntraPermissions(EntraPermissionsArgs {
+                policies: PolicyArgs { policies },
+                output,
+            }) => entra_permissions(&load_config()?, &policies, output),
+            Command::Access(args) => access(args, load_config()?).await,
+            Command::Export(args) => export(args, load_config()?).await,
+            Command::CheckToken(args) => check_token(args, load_config()?).await,
+            Command::Audit(AuditCommand::Verify {
+                file,
+                public_key,
+                anchor,
+            }) => {
+                let code = audit_verify(&file, public_key.as_deref())?;
+                if code != 0 || !anchor {
+                    return Ok(code);
+                }
+                audit_verify_anchor(&file, &load_config()?).await
+            }
+            Command::Audit(AuditCommand::Acknowledge { file, by, note }) => {
+                let file = match file {
+                    Some(f) => f,
+                    None => load_config()?.audit.path,
+                };
+                audit_acknowledge(&file, &by, note)
+            }
+            Command::Audit(AuditCommand::Show {
+                file,
+                principal,
+                role,
+                since,
+                output,
+            }) => {
+                let file = match file {
+                    Some(f) => f,
+                    None => load_config()?.audit.path,
+                };
+                let since = since.map(|s| since_time(&s)).transpose()?;
+                let query = audit::Query {
+                    principal,
+                    role,
+                    since,
+                };
+                let entries = audit::show(&file, &query)?;
+                match output {
+                    ShowFormat::Text => print!(
+                        "{}",
+                        audit::render_text(&entries, query.principal.as_deref())
+                    ),
+                    ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                }
+                Ok(0)
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The commands that run a pass: `validate`, `plan`, `apply`, `run`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::bail;
+
+use super::*;
+use crate::apply::{self};
+use crate::audit;
+use crate::config::Config;
+use crate::render::{self, Format};
+use crate::runtime::controller::{self, RunSettings};
+use crate::sources::policy::{self};
+
+/// `trustsync validate`: 0 when every document is valid, else 1 with every problem.
+pub(super) fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
+    match policy::load_dir(policies, &config.limits) {
+        Ok(set) => {
+            // Accounts listed in the config are known without AWS: check the selectors
+            // against them (discovered accounts are checked by every plan).
+            let a = &config.accounts;
+            if !a.targets.is_empty() && a.organization.is_none() {
+                let regions: Vec<String> = config.aws.region.iter().cloned().collect();
+                let accounts: Vec<_> = a
+                    .targets
+                    .iter()
+                    .map(|t| a.target_account(t, &regions, config.partition()))
+                    .collect();
+                let problems = policy::scope::scope_problems(&set, &accounts);
+                if !problems.is_empty() {
+                    for (_, d) in &problems {
+                        eprintln!("{d}");
+                    }
+                    eprintln!(
+                        "{} problem(s) with the accounts in the config ({} account(s))",
+                        problems.len(),
+                        accounts.len()
+                    );
+                    return Ok(1);
+                }
+            }
+            // The guardrails, with what is known without AWS: the accounts the config
+            // lists, the tenant of the directory the config names.
+            let listed = (!a.targets.is_empty() && a.organization.is_none())
+                .then(|| a.targets.iter().map(|t| t.id.clone()).collect());
+            let tenant =
+                crate::sources::directory::tenant_of(config.directory.tenant_file.as_deref());
+            let violations = policy::guardrails::check(
+                &set,
+                &config.guardrails,
+                &policy::guardrails::Known {
+                    accounts: listed,
+                    tenant,
+                },
+            );
+            if !violations.is_empty() {
+                for v in &violations {
+                    eprintln!("{}", v.diagnostic);
+                }
+                eprintln!(
+                    "{} guardrail violation(s): the controller would change nothing for these documents but their revocations (docs/policy-reference.md, \"Guardrails\")",
+                    violations.len()
+                );
+                return Ok(1);
+            }
+            println!(
+                "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
+                policies.display(),
+                set.len(),
+                set.providers.len(),
+                set.role_mappings.len(),
+                set.functions.len()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+pub(super) fn color_for(stdout_format: Format) -> bool {
+    stdout_format == Format::Text
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// `trustsync plan`: 1 when something needs a person, 2 (with `--detailed-exitcode`) when
+/// changes are pending, else 0.
+pub(super) async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<u8> {
+    let PlanArgs {
+        pass,
+        output,
+        detailed_exitcode,
+    } = args;
+    let Some(ctx) = Pass::prepare(pass, config, Progress::new(output == Format::Json)).await?
+    else {
+        return Ok(1);
+    };
+    let plan = &ctx.planned.plan;
+    print!("{}", render::render(plan, output, color_for(output)));
+    ctx.log_stats();
+    Ok(if plan.needs_attention() {
+        1
+    } else if detailed_exitcode && !plan.is_empty() {
+        2
+    } else {
+        0
+    })
+}
+
+/// `trustsync apply`: the plan, a confirmation unless `--auto-approve`, the changes; 0
+/// only when everything was applied and nothing needs a person.
+pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
+    let ApplyArgs { pass, auto_approve } = args;
+    let audit_config = config.audit.clone();
+    let audit_path = config.audit.path.clone();
+    let progress = Progress::new(false);
+    let Some(ctx) = Pass::prepare(pass, config, progress).await? else {
+        return Ok(1);
+    };
+    // One writer at a time; writes a crash left without an outcome are recorded first.
+    let mut log = audit::open_configured(&audit_config)?;
+    log.recover(&ctx.planned.observed, &ctx.actor)?;
+    let plan = &ctx.planned.plan;
+    print!(
+        "{}",
+        render::render(plan, Format::Text, color_for(Format::Text))
+    );
+    if plan.is_empty() && plan.held.is_empty() {
+        ctx.log_stats();
+        return Ok(if plan.needs_attention() { 1 } else { 0 });
+    }
+    // With only held changes nothing is asked: the pass is still recorded, so the audit
+    // log shows what was held and why.
+    if !plan.is_empty() && !auto_approve && !confirm(plan.changes.len())? {
+        println!("Apply cancelled; nothing was changed.");
+        return Ok(1);
+    }
+    let report = ctx
+        .planned
+        .apply(
+            &ctx.fleet,
+            &mut log,
+            &ctx.actor,
+            ctx.policies.revision.as_ref(),
+            apply::Control {
+                stop: &|| false,
+                progress: &|done, total| progress.show(&format!("applying {done} of {total}")),
+            },
+        )
+        .await?;
+    progress.clear();
+    crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), ctx.fleet.hub()).await;
+    println!(
+        "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
+        report.applied,
+        report.failed,
+        report.skipped,
+        plan.held.len(),
+        audit_path.display()
+    );
+    for done in &report.outcomes {
+        if let apply::Outcome::Failed(f) = &done.outcome {
+            println!("  failed  {} {}: {f}", done.action, done.resource);
+        }
+    }
+    ctx.log_stats();
+    Ok(if report.success() && !plan.needs_attention() {
+        0
+    } else {
+        1
+    })
+}
+
+/// `trustsync run`: the controller, until SIGTERM or SIGINT.
+pub(super) async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<u8> {
+    let RunArgs {
+        pass,
+        listen,
+        interval_seconds,
+    } = args;
+    let (dir, source, released) = pass.resolve(&mut config, true)?;
+    if !released.is_empty() {
+        bail!("--release is for plan and apply: a person releases a hold once, not the controller for ever");
+    }
+    let run = &config.run;
+    let settings = RunSettings {
+        interval: std::time::Duration::from_secs(
+            interval_seconds.unwrap_or(run.interval_seconds).max(1),
+        ),
+        directory_poll: std::time::Duration::from_secs(run.directory_poll_seconds.max(1)),
+        policy_poll: std::time::Duration::from_secs(run.policy_poll_seconds.max(1)),
+        listen: listen.unwrap_or(run.listen),
+        shutdown: std::time::Duration::from_secs(run.shutdown_seconds),
+    };
+    controller::run(config, dir, source, settings).await
+}

@@ -1,0 +1,175 @@
+//! The start of every pass a command makes: the config's policies, the directory and the
+//! accounts, read once, and the confirmation before an apply.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::*;
+use crate::adapters::aws::CallerIdentity;
+use crate::apply::Actor;
+use crate::config::Config;
+use crate::runtime::fleet::{self, Fleet};
+use crate::runtime::pass::{self, DirectorySource, Planned};
+use crate::sources::policy::{self, PolicySet};
+
+pub(super) fn confirm(n: usize) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("stdin is not a terminal: pass --auto-approve to apply without confirmation; nothing was changed");
+    }
+    print!("\nApply these {n} change(s)? Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+/// Everything one plan or apply pass reads, and the checked plan.
+pub(super) struct Pass {
+    /// Microsoft Graph requests, retries and throttled answers of the read.
+    pub(super) graph: (u64, u64, u64),
+    pub(super) policies: PolicySet,
+    pub(super) fleet: Fleet,
+    pub(super) actor: Actor,
+    pub(super) planned: Planned,
+}
+
+impl PassArgs {
+    /// Applies the flag overrides to the config; returns the policy directory, the
+    /// directory source and the released holds.
+    pub(super) fn resolve(
+        self,
+        config: &mut Config,
+        delta: bool,
+    ) -> anyhow::Result<(PathBuf, DirectorySource, BTreeSet<String>)> {
+        let PassArgs {
+            mut read,
+            prune,
+            release,
+        } = self;
+        if !read.accounts.is_empty() {
+            bail!("--account is for plan and apply: the controller manages every account in scope");
+        }
+        if let Some(p) = prune {
+            config.prune = p;
+        }
+        let source = match read.directory(config) {
+            Some(path) => DirectorySource::File(path),
+            None => DirectorySource::graph(
+                config.directory.graph.clone(),
+                delta.then(|| {
+                    std::time::Duration::from_secs(config.directory.full_read_seconds.max(1))
+                }),
+            ),
+        };
+        Ok((
+            read.policies.policies,
+            source,
+            release.into_iter().collect(),
+        ))
+    }
+}
+
+/// The start of every command that reads AWS: the `--account` ids checked, the policies
+/// loaded (`None` when they are invalid: reported, and no AWS request made), then the
+/// hub connected and the accounts in scope found and narrowed to `only`.
+pub(super) async fn open_scope(
+    dir: &Path,
+    only: &[String],
+    config: &Config,
+    progress: &Progress,
+) -> anyhow::Result<Option<(PolicySet, Fleet, CallerIdentity)>> {
+    if let Some(bad) = only.iter().find(|a| !crate::config::is_account_id(a)) {
+        bail!("--account {bad}: not a 12-digit account id; nothing was read or changed");
+    }
+    let policies = match policy::load_dir(dir, &config.limits) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}\nNothing was read from or changed in AWS.");
+            return Ok(None);
+        }
+    };
+    progress.show("reading AWS and the directory…");
+    let (mut fleet, caller) = fleet::connect(config, None, Default::default())
+        .await
+        .context("reading the AWS caller identity and the accounts in scope")?;
+    fleet.narrow(only)?;
+    Ok(Some((policies, fleet, caller)))
+}
+
+impl Pass {
+    /// Reads policies, AWS and the directory, and plans. `None` when the policies are
+    /// invalid (already reported; no AWS or directory request was made).
+    pub(super) async fn prepare(
+        mut args: PassArgs,
+        mut config: Config,
+        progress: Progress,
+    ) -> anyhow::Result<Option<Pass>> {
+        let only = std::mem::take(&mut args.read.accounts);
+        let (dir, mut source, released) = args.resolve(&mut config, false)?;
+        let Some((policies, fleet, caller)) = open_scope(&dir, &only, &config, &progress).await?
+        else {
+            return Ok(None);
+        };
+        // The pins the audit log says were written (read without the writer's lock).
+        let recorded_pins = crate::audit::recorded_pins(&config.audit.path);
+        let planned = pass::plan(
+            &pass::Inputs {
+                config: &config,
+                policies: &policies,
+                fleet: &fleet,
+                deferred: &|_| None,
+                released: &released,
+                recorded_pins: &recorded_pins,
+                audit_attention: crate::audit::needs_attention(&config.audit.path),
+            },
+            &mut source,
+        )
+        .await;
+        progress.clear();
+        let planned = planned?;
+        let graph = source.graph_stats();
+        Ok(Some(Pass {
+            graph,
+            policies,
+            fleet,
+            actor: Actor::new(&caller.arn),
+            planned,
+        }))
+    }
+
+    /// The requests the pass sent: logged (`-v`), and with `--stats` printed on stderr.
+    pub(super) fn log_stats(&self) {
+        let stats = self.fleet.stats();
+        let (requests, retries, throttled) = self.graph;
+        tracing::info!(
+            requests = stats.total(),
+            retries = stats.retries,
+            throttled = stats.throttled,
+            by_operation = ?stats.requests,
+            "AWS requests"
+        );
+        if requests > 0 {
+            tracing::info!(requests, retries, throttled, "Microsoft Graph requests");
+        }
+        if super::STATS.get().copied().unwrap_or(false) {
+            let by_operation: Vec<String> = stats
+                .requests
+                .iter()
+                .map(|((service, op), n)| format!("{service}:{op} {n}"))
+                .collect();
+            eprintln!(
+                "AWS requests: {} ({} retries, {} throttled): {}",
+                stats.total(),
+                stats.retries,
+                stats.throttled,
+                by_operation.join(", ")
+            );
+            eprintln!(
+                "Microsoft Graph requests: {requests} ({retries} retries, {throttled} throttled)"
+            );
+        }
+    }
+}

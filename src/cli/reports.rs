@@ -1,0 +1,253 @@
+//! The reports that read live AWS and the directory: `access`, `export`, `check-token`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::*;
+use crate::audit;
+use crate::config::Config;
+use crate::render::Format;
+use crate::runtime::pass;
+use crate::sources::policy::PolicySet;
+
+/// Live state for the reports: the policies, what AWS shows in every account in scope,
+/// and the planner's settings. `None` when the policies are invalid (already reported).
+pub(super) async fn read_aws(
+    dir: &Path,
+    only: &[String],
+    config: &Config,
+) -> anyhow::Result<Option<(PolicySet, crate::observed::Observations, bool)>> {
+    let Some((policies, fleet, _caller)) =
+        // No progress line: the reports print nothing until their answer.
+        open_scope(dir, only, config, &Progress::new(true)).await?
+    else {
+        return Ok(None);
+    };
+    let (observed, unreachable) = pass::observe(&fleet, &policies, config).await?;
+    for p in &unreachable {
+        eprintln!("warning: {}", p.message);
+    }
+    let many = fleet.members().len() > 1;
+    Ok(Some((policies, observed, many)))
+}
+
+/// Where the reports read Entra: the tenant file, loaded once, or one Graph reader (one
+/// token) for the groups and the applications alike. Opened by the first read that needs
+/// it, so a report that needs neither asks for no Entra credential.
+pub(super) struct EntraSource<'a> {
+    tenant: Option<PathBuf>,
+    config: &'a Config,
+    opened: Option<Opened>,
+}
+
+pub(super) enum Opened {
+    File(crate::sources::directory::TenantFile),
+    Graph(crate::adapters::entra::GraphReader),
+}
+
+impl<'a> EntraSource<'a> {
+    /// The tenant file when one is given (`ReadArgs::directory`), else Microsoft Graph.
+    fn new(tenant: Option<PathBuf>, config: &'a Config) -> EntraSource<'a> {
+        EntraSource {
+            tenant,
+            config,
+            opened: None,
+        }
+    }
+
+    fn open(&mut self) -> anyhow::Result<&Opened> {
+        if self.opened.is_none() {
+            self.opened = Some(match &self.tenant {
+                Some(path) => Opened::File(crate::sources::directory::TenantFile::load(path)?),
+                None => Opened::Graph(
+                    crate::adapters::entra::reader_from_env(&self.config.directory.graph)
+                        .context("the directory is read from Microsoft Graph")?,
+                ),
+            });
+        }
+        Ok(self.opened.as_ref().expect("opened above"))
+    }
+
+    /// The whole directory: every group with its direct members (a delta read of Graph,
+    /// or the tenant file).
+    async fn directory(&mut self) -> anyhow::Result<crate::inventory::Directory> {
+        use crate::inventory::Directory;
+        Ok(match self.open()? {
+            Opened::File(tenant) => Directory::from_tenant_file(tenant),
+            Opened::Graph(reader) => {
+                let mut cache = crate::adapters::entra::DeltaCache::new(reader.clone());
+                cache
+                    .sync()
+                    .await
+                    .context("reading the directory's groups from Microsoft Graph")?;
+                Directory::from_groups(cache.groups())
+            }
+        })
+    }
+
+    /// The Entra applications trustsync owns, with their federated credentials; why not,
+    /// when they cannot be read.
+    async fn applications(&mut self) -> Result<Vec<crate::observed::ObservedApplication>, String> {
+        match self.open().map_err(|e| format!("{e:#}"))? {
+            Opened::File(tenant) => Ok(tenant.observed_applications()),
+            Opened::Graph(reader) => reader.owned_applications().await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// `trustsync access`.
+pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Result<u8> {
+    let AccessArgs {
+        mut read,
+        principal,
+        output,
+    } = args;
+    let Some((policies, observed, _)) =
+        read_aws(&read.policies.policies, &read.accounts, &config).await?
+    else {
+        return Ok(1);
+    };
+    let settings = crate::plan::Settings::from_config(&config);
+    let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
+    let tenant = read.directory(&mut config);
+    let mut entra = EntraSource::new(tenant, &config);
+    // No role trusts the tenant: nothing to explain, and no Entra credential asked for.
+    let directory = if roles.is_empty() {
+        crate::inventory::Directory::default()
+    } else {
+        entra.directory().await?
+    };
+    let since = match audit::show(&config.audit.path, &audit::Query::default()) {
+        Ok(entries) => crate::inventory::grants_since(&entries),
+        Err(e) => {
+            tracing::info!(error = %e, "no audit log to say since when; left out");
+            Default::default()
+        }
+    };
+    let mut report = crate::inventory::access(
+        &roles,
+        &policies,
+        &directory,
+        &observed,
+        &since,
+        principal.as_deref(),
+    );
+    // The Entra half of the outbound direction: which credential trusts each role.
+    if !report.outbound.is_empty() {
+        let apps = entra.applications().await;
+        crate::inventory::entra_trust(&mut report.outbound, &apps);
+    }
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Markdown => print!("{}", report.markdown()),
+        Format::Text => print!("{}", report.text()),
+    }
+    Ok(0)
+}
+
+/// `trustsync export`.
+pub(super) async fn export(mut args: ReadArgs, mut config: Config) -> anyhow::Result<u8> {
+    let Some((policies, observed, many)) =
+        read_aws(&args.policies.policies, &args.accounts, &config).await?
+    else {
+        return Ok(1);
+    };
+    let settings = crate::plan::Settings::from_config(&config);
+    let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
+    let directory = if roles.iter().all(|r| r.managed) {
+        crate::inventory::Directory::default()
+    } else {
+        let tenant = args.directory(&mut config);
+        EntraSource::new(tenant, &config).directory().await?
+    };
+    let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
+    print!("{}", out.yaml);
+    for s in &out.skipped {
+        eprintln!("not exported: {s}");
+    }
+    eprintln!(
+        "{} mapping(s) exported, {} role(s) not exported",
+        out.mappings,
+        out.skipped.len()
+    );
+    Ok(if out.skipped.is_empty() { 0 } else { 1 })
+}
+
+/// `trustsync check-token`.
+pub(super) async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow::Result<u8> {
+    let text = if args.token == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading the token from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.token)
+            .with_context(|| format!("reading the token from {}", args.token.display()))?
+    };
+    let claims =
+        crate::inventory::decode_claims(&text).map_err(|e| anyhow::anyhow!("the token: {e}"))?;
+    let Some((policies, observed, _)) =
+        read_aws(&args.policies.policies, &args.accounts, &config).await?
+    else {
+        return Ok(1);
+    };
+    let settings = crate::plan::Settings::from_config(&config);
+    let mut roles = crate::inventory::entra_roles(&observed, &policies, &settings);
+    if let Some(r) = &args.role {
+        roles.retain(|x| &x.role.arn == r || x.role.name.as_str().eq_ignore_ascii_case(r));
+        if roles.is_empty() {
+            bail!("--role {r}: no role of that name trusts the tenant's provider");
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let verdicts = crate::inventory::check_token(&claims, &roles, &observed, now);
+    match args.output {
+        ShowFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"claims": claims, "roles": verdicts})
+            )?
+        ),
+        ShowFormat::Text => {
+            println!("The token's signature is not checked here; STS checks it against the issuer's keys.");
+            println!(
+                "Token: iss {}, aud {}, azp {}, sub {}, expires {}",
+                claims.iss.as_deref().unwrap_or("(none)"),
+                claims.aud.join(","),
+                claims
+                    .azp
+                    .as_deref()
+                    .or(claims.appid.as_deref())
+                    .unwrap_or("(none)"),
+                claims.sub.as_deref().unwrap_or("(none)"),
+                claims.exp.map_or("(never)".to_string(), |e| e.to_string())
+            );
+            for v in &verdicts {
+                let managed = if v.managed {
+                    ""
+                } else {
+                    " (not managed by trustsync)"
+                };
+                if v.accepts {
+                    println!("ACCEPTS  {}{managed}", v.role);
+                } else {
+                    println!("REFUSES  {}{managed}", v.role);
+                    for r in &v.reasons {
+                        println!("  - {r}");
+                    }
+                }
+            }
+            if verdicts.is_empty() {
+                println!("No role trusts the tenant's provider.");
+            }
+        }
+    }
+    Ok(if verdicts.iter().any(|v| v.accepts) {
+        0
+    } else {
+        1
+    })
+}

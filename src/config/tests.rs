@@ -1,0 +1,79 @@
+use super::*;
+
+#[test]
+fn empty_file_is_all_defaults() {
+    assert_eq!(
+        Config::parse(Path::new("c.yaml"), "").unwrap(),
+        Config::default().finish()
+    );
+}
+
+#[test]
+fn unknown_key_is_located() {
+    let err = Config::parse(
+        Path::new("c.yaml"),
+        "prune: true\nsafety:\n  maxRoleDeletion: 0.5\n",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("c.yaml:3:"), "{text}");
+    assert!(text.contains("unknown field `maxRoleDeletion`"), "{text}");
+}
+
+#[test]
+fn shares_and_paths_are_checked() {
+    assert!(Config::parse(Path::new("c"), "safety: {maxPrincipalRemovalShare: 2}").is_err());
+    assert!(Config::parse(Path::new("c"), "rolePath: /").is_err());
+    let c = Config::parse(Path::new("c"), "rolePath: /x/\n").unwrap();
+    assert_eq!(c.limits.role_path, "/x/");
+    let long = format!("statementIdPrefix: {}\n", "p".repeat(88));
+    let err = Config::parse(Path::new("c"), &long)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("statementIdPrefix") && err.contains("88 characters"),
+        "{err}"
+    );
+}
+
+#[test]
+fn outbound_issuer_urls_are_checked() {
+    let parse = |text: &str| Config::parse(Path::new("c.yaml"), text);
+    let ok = parse("outboundFederation:\n  issuerUrls: {\"123456789012\": \"https://a.tokens.sts.global.api.aws\"}\n");
+    assert!(ok.is_ok(), "{ok:?}");
+    assert!(
+        parse("outboundFederation: {issuerUrls: {\"123456789012\": \"http://127.0.0.1:9\"}}")
+            .is_ok()
+    );
+    for (bad, says) in [
+        ("{\"12345\": \"https://a\"}", "12-digit"),
+        ("{\"123456789012\": \"http://issuer.example\"}", "loopback"),
+        ("{\"123456789012\": \"not a url\"}", "not a URL"),
+    ] {
+        let err = parse(&format!("outboundFederation: {{issuerUrls: {bad}}}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("outboundFederation.issuerUrls") && err.contains(says),
+            "{err}"
+        );
+    }
+    let err = parse("outboundFederation: {enabled: true}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("outboundFederation") && err.contains("enabled"),
+        "{err}"
+    );
+}
+
+#[test]
+fn instances_get_distinct_statement_prefixes_and_function_tags() {
+    let a = Config::default();
+    let mut b = Config::default();
+    b.owner_tag.value = "trustsync-b".into();
+    let (pa, pb) = (a.instance_statement_prefix(), b.instance_statement_prefix());
+    assert!(pa.starts_with("trustsync-") && pa.len() == "trustsync-".len() + 7);
+    assert!(!pa.starts_with(&pb) && !pb.starts_with(&pa));
+    assert_ne!(a.function_tag_key(), b.function_tag_key());
+}

@@ -1,0 +1,94 @@
+use super::*;
+use crate::sources::directory::{TenantGroup, TenantObject};
+
+fn sp(id: &str) -> TenantObject {
+    TenantObject {
+        id: id.into(),
+        display_name: format!("app-{id}"),
+        ..Default::default()
+    }
+}
+
+fn group(id: &str, members: &[&str]) -> TenantGroup {
+    TenantGroup {
+        id: id.into(),
+        display_name: format!("g-{id}"),
+        members: members.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+fn tenant() -> Directory {
+    // top > mid > leaf, and a cycle leaf > top; s1 direct in top, s2 in leaf, s3 in mid.
+    Directory::from_tenant_file(&TenantFile {
+        tenant_id: "t".into(),
+        groups: vec![
+            group("top", &["s1", "mid"]),
+            group("mid", &["leaf", "s3"]),
+            group("leaf", &["s2", "top"]),
+            group("only-s2", &["s2"]),
+        ],
+        service_principals: vec![sp("s1"), sp("s2"), sp("s3")],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn paths_follow_nested_groups_shortest_first_and_survive_cycles() {
+    let d = tenant();
+    let direct = d.paths("top", false);
+    assert_eq!(direct.keys().collect::<Vec<_>>(), ["s1"]);
+    let all = d.paths("top", true);
+    assert_eq!(all["s1"], ["top"]);
+    assert_eq!(all["s3"], ["top", "mid"]);
+    assert_eq!(all["s2"], ["top", "mid", "leaf"]);
+    assert_eq!(d.label("mid"), "g-mid (mid)");
+    assert_eq!(d.label("unknown"), "unknown");
+}
+
+#[test]
+fn the_group_of_a_set_prefers_direct_members_then_the_smallest() {
+    let d = tenant();
+    let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(d.group_of(&set(&["s2"])), Some(("only-s2".into(), false)));
+    assert_eq!(d.group_of(&set(&["s1"])), Some(("top".into(), false)));
+    assert_eq!(
+        d.group_of(&set(&["s2", "s3"])),
+        None,
+        "mid's closure includes s1 through the cycle"
+    );
+    assert_eq!(
+        d.group_of(&set(&["s1", "s2", "s3"])),
+        Some(("leaf".into(), true))
+    );
+    assert_eq!(d.group_of(&set(&["nobody"])), None);
+}
+
+#[test]
+fn entra_issuers_in_both_forms_and_nothing_else() {
+    let arn = |i: &str| format!("arn:aws:iam::123456789012:oidc-provider/{i}");
+    assert_eq!(entra_tenant(&arn("sts.windows.net/abc/")), Some("abc"));
+    assert_eq!(
+        entra_tenant(&arn("login.microsoftonline.com/abc/v2.0")),
+        Some("abc")
+    );
+    assert_eq!(
+        entra_tenant(&arn("token.actions.githubusercontent.com")),
+        None
+    );
+    assert_eq!(entra_tenant("cognito-identity.amazonaws.com"), None);
+}
+
+#[test]
+fn a_token_that_is_not_a_jwt_says_why() {
+    assert!(decode_claims("abc")
+        .unwrap_err()
+        .contains("1 dot-separated part"));
+    assert!(decode_claims("a.!!!.c").unwrap_err().contains("base64url"));
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"aud":["x","y"],"sub":"s","exp":5}"#,
+    );
+    let c = decode_claims(&format!("h.{payload}.s")).unwrap();
+    assert_eq!(c.aud, ["x", "y"]);
+    assert_eq!((c.sub.as_deref(), c.exp), (Some("s"), Some(5)));
+}

@@ -1,0 +1,213 @@
+//! `trustsync check-token`: a token's claims, and whether each role would take it.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::*;
+use crate::observed::{condition_values, Observations};
+
+/// What `trustsync check-token` read of a token: its claims, never the token itself.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claims {
+    pub iss: Option<String>,
+    pub aud: Vec<String>,
+    pub azp: Option<String>,
+    pub appid: Option<String>,
+    pub sub: Option<String>,
+    pub oid: Option<String>,
+    pub ver: Option<String>,
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+}
+
+/// Decodes the claims of a JWT (header.payload.signature, base64url). The signature is
+/// not checked: STS does that against the issuer's keys.
+pub fn decode_claims(token: &str) -> Result<Claims, String> {
+    use base64::Engine;
+    let token = token.trim();
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return Err(format!(
+            "not a JWT: {} dot-separated part(s), a JWT has 3 (header.payload.signature)",
+            parts.len()
+        ));
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[1].trim_end_matches('='))
+        .map_err(|e| format!("the payload is not base64url: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("the payload is not JSON: {e}"))?;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+    let n = |k: &str| v.get(k).and_then(Value::as_i64);
+    Ok(Claims {
+        iss: s("iss"),
+        aud: match v.get("aud") {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        },
+        azp: s("azp"),
+        appid: s("appid"),
+        sub: s("sub"),
+        oid: s("oid"),
+        ver: s("ver"),
+        exp: n("exp"),
+        nbf: n("nbf"),
+    })
+}
+
+/// Whether one role would accept the token, and every reason it would not.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub role: String,
+    pub managed: bool,
+    pub accepts: bool,
+    pub reasons: Vec<String>,
+}
+
+/// Checks the token's claims against each role's trust as STS would (issuer, audience,
+/// subject, lifetime), at `now` (seconds since the epoch).
+pub fn check_token(
+    claims: &Claims,
+    roles: &[EntraRole<'_>],
+    observed: &Observations,
+    now: i64,
+) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    let iss = claims.iss.clone().unwrap_or_default();
+    let token_form = if iss.starts_with("https://sts.windows.net/") {
+        "v1 (https://sts.windows.net/<tenant>/)"
+    } else if iss.starts_with("https://login.microsoftonline.com/") {
+        "v2 (https://login.microsoftonline.com/<tenant>/v2.0)"
+    } else {
+        "not an Entra issuer"
+    };
+    for r in roles {
+        let mut reasons = Vec::new();
+        let issuer = r
+            .providers
+            .iter()
+            .map(|p| {
+                crate::model::names::provider_issuer(p)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .find(|i| iss == format!("https://{i}"));
+        match &issuer {
+            None => reasons.push(format!(
+                "issuer: the token's iss `{iss}` is the {token_form} form; the role trusts {}",
+                r.providers
+                    .iter()
+                    .map(|p| format!(
+                        "https://{}",
+                        crate::model::names::provider_issuer(p).unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(issuer) => {
+                // STS's audience rule (docs/entra-setup.md, "Why v1 tokens"): a token that
+                // carries azp (every v2 token) is matched by azp, the caller's client id,
+                // against the provider's client ids and `<issuer>:aud`, and by aud against
+                // `<issuer>:oaud`; a token without azp (v1) by aud against both, and has no
+                // oaud. `<issuer>:azp` is no key IAM fills for a generic OIDC issuer.
+                let (by, matched): (&str, Vec<String>) = match &claims.azp {
+                    Some(azp) => ("azp", vec![azp.clone()]),
+                    None => ("aud", claims.aud.clone()),
+                };
+                let oaud: Vec<String> = if claims.azp.is_some() {
+                    claims.aud.clone()
+                } else {
+                    Vec::new()
+                };
+                for (key, values, claim) in [
+                    ("aud", &matched, by),
+                    ("oaud", &oaud, "aud"),
+                    ("azp", &Vec::new(), "azp"),
+                ] {
+                    let wanted = format!("{issuer}:{key}").to_ascii_lowercase();
+                    let Some(allowed) = condition_values(&r.role.trust, |k| k == wanted) else {
+                        continue;
+                    };
+                    if !values.iter().any(|v| allowed.contains(v)) {
+                        let have = match (key, values.is_empty()) {
+                            ("azp", _) => {
+                                "cannot match it: IAM fills no azp key for an OIDC issuer"
+                                    .to_string()
+                            }
+                            ("oaud", true) => {
+                                "has no azp, so IAM sets no oaud for it (a v1 token)".to_string()
+                            }
+                            (_, true) => format!("has no {claim}"),
+                            _ => format!("is matched by its {claim} {}", values.join(", ")),
+                        };
+                        reasons.push(format!(
+                            "audience: the trust's {issuer}:{key} allows {}; the token {have}",
+                            allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                }
+                let client_ids = observed
+                    .iam()
+                    .filter(|(a, _)| *a == r.account)
+                    .flat_map(|(_, o)| &o.providers)
+                    .find(|p| r.providers.contains(&p.arn))
+                    .map(|p| p.client_ids.clone());
+                if let Some(ids) = client_ids {
+                    if !matched.iter().any(|a| ids.contains(a)) {
+                        let note = if by == "azp" {
+                            " (STS compares a token's azp, the calling application, when it has one: a v2 token is refused unless its caller's client id is listed)"
+                        } else {
+                            ""
+                        };
+                        reasons.push(format!(
+                            "audience: the provider's client ids are {} and the token's {by} is {}{note}",
+                            ids.iter().cloned().collect::<Vec<_>>().join(", "),
+                            matched.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        match &claims.sub {
+            None => reasons.push("subject: the token has no sub".into()),
+            Some(sub) if !r.subjects.iter().any(|s| s.eq_ignore_ascii_case(sub)) => {
+                let hint = match &claims.oid {
+                    Some(oid) if oid != sub => " (its sub differs from its oid: a user's pairwise sub, which no trust policy can name)",
+                    _ => "",
+                };
+                reasons.push(format!(
+                    "subject: sub {sub} is not among the {} principal(s) the role trusts{hint}",
+                    r.subjects.len()
+                ));
+            }
+            Some(_) => {}
+        }
+        match claims.exp {
+            None => reasons.push("lifetime: the token has no exp".into()),
+            Some(exp) if exp <= now => {
+                reasons.push(format!("lifetime: expired {} s ago", now - exp))
+            }
+            Some(_) => {}
+        }
+        if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > now) {
+            reasons.push(format!(
+                "lifetime: not valid for another {} s (nbf)",
+                nbf - now
+            ));
+        }
+        out.push(Verdict {
+            role: r.role.arn.clone(),
+            managed: r.managed,
+            accepts: reasons.is_empty(),
+            reasons,
+        });
+    }
+    out
+}

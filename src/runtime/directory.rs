@@ -1,0 +1,260 @@
+//! Where a pass's memberships come from: a tenant file, Microsoft Graph read in full (the
+//! one-shot commands), or Graph followed through its delta feed (the controller), with
+//! the periodic full read that corrects the cache.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::adapters::entra::{self, DeltaCache};
+use crate::sources::directory::{DirectorySnapshot, GroupRequest, MembershipChange, TenantFile};
+
+/// Where memberships come from in a pass.
+pub enum DirectorySource {
+    /// Microsoft Graph, not connected yet: the reader (and so the Entra credential) is
+    /// made by the first pass that reads a group. A policy set with no group mapping
+    /// never asks for one.
+    GraphLater {
+        /// The Graph settings.
+        config: crate::config::GraphConfig,
+        /// Follow the delta feed (the controller) instead of full reads.
+        delta: Option<Duration>,
+        /// The stop signal the reader's retries end on, and where its requests under way
+        /// are recorded.
+        stop: Option<(
+            tokio::sync::watch::Receiver<bool>,
+            crate::model::call::Pending,
+        )>,
+    },
+    /// A tenant file, re-read every pass.
+    File(PathBuf),
+    /// Microsoft Graph, full reads (one-shot commands).
+    Graph(entra::GraphReader),
+    /// Microsoft Graph through the delta cache (the controller), checked against a full
+    /// read of the mapped groups every `full_every`.
+    Delta {
+        cache: Box<DeltaCache>,
+        /// How often the cache is compared with a full read.
+        full_every: Duration,
+        /// When it last was.
+        last_full: Option<Instant>,
+        /// Groups whose cached membership differed from a full read, so far.
+        differences: u64,
+    },
+}
+
+impl DirectorySource {
+    /// The tenant the directory is read from: the tenant file's, or `AZURE_TENANT_ID` for
+    /// Microsoft Graph. `None` when it cannot be told.
+    pub fn tenant(&self) -> Option<String> {
+        match self {
+            DirectorySource::File(path) => crate::sources::directory::tenant_of(Some(path)),
+            _ => crate::sources::directory::tenant_of(None),
+        }
+    }
+
+    /// The controller's source: the delta cache over this reader.
+    pub fn delta(reader: entra::GraphReader, full_every: Duration) -> DirectorySource {
+        DirectorySource::Delta {
+            cache: Box::new(DeltaCache::new(reader)),
+            full_every,
+            last_full: None,
+            differences: 0,
+        }
+    }
+
+    /// Microsoft Graph, connected by the first pass that reads a group; `delta` is the
+    /// full-read period of the controller's delta cache (`None`: full reads only).
+    pub fn graph(config: crate::config::GraphConfig, delta: Option<Duration>) -> DirectorySource {
+        DirectorySource::GraphLater {
+            config,
+            delta,
+            stop: None,
+        }
+    }
+
+    /// Graph retries (single and batched) end once `stop` is raised: shutdown never waits
+    /// out a Graph back-off.
+    /// Its requests under way are recorded in `pending` (for `/readyz`).
+    pub fn set_stop(
+        &mut self,
+        stop: tokio::sync::watch::Receiver<bool>,
+        pending: crate::model::call::Pending,
+    ) {
+        match self {
+            DirectorySource::GraphLater { stop: s, .. } => *s = Some((stop, pending)),
+            DirectorySource::Graph(reader) => reader.set_stop(stop, pending),
+            DirectorySource::Delta { cache, .. } => cache.set_stop(stop, pending),
+            DirectorySource::File(_) => {}
+        }
+    }
+
+    /// Connects to Microsoft Graph if it is not yet (the first pass that needs it).
+    fn connect(&mut self) -> Result<(), entra::graph::Error> {
+        if let DirectorySource::GraphLater {
+            config,
+            delta,
+            stop,
+        } = self
+        {
+            let mut reader = entra::reader_from_env(config)?;
+            if let Some((stop, pending)) = stop.clone() {
+                reader.set_stop(stop, pending);
+            }
+            *self = match delta {
+                Some(full_every) => DirectorySource::delta(reader, *full_every),
+                None => DirectorySource::Graph(reader),
+            };
+        }
+        Ok(())
+    }
+
+    /// The Graph reader, once connected; `None` for a tenant file.
+    fn reader(&self) -> Option<&entra::GraphReader> {
+        match self {
+            DirectorySource::Graph(reader) => Some(reader),
+            DirectorySource::Delta { cache, .. } => Some(cache.reader()),
+            DirectorySource::File(_) | DirectorySource::GraphLater { .. } => None,
+        }
+    }
+
+    /// The Entra applications trustsync's service principal owns, with their federated
+    /// credentials, and the writer that changes those; or why they cannot be read.
+    pub async fn applications(
+        &mut self,
+    ) -> Result<
+        (
+            Vec<crate::observed::ObservedApplication>,
+            entra::GraphReader,
+        ),
+        String,
+    > {
+        if let DirectorySource::File(path) = self {
+            return Err(format!(
+                "memberships come from the tenant file {}; federated credentials are read and written through Microsoft Graph only",
+                path.display()
+            ));
+        }
+        self.connect().map_err(|e| e.to_string())?;
+        let reader = self.reader().expect("connected above").clone();
+        let apps = reader
+            .owned_applications()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((apps, reader))
+    }
+
+    /// The memberships for these requests, read now. A failed read is an error.
+    pub async fn snapshot(
+        &mut self,
+        requests: &[GroupRequest],
+    ) -> anyhow::Result<DirectorySnapshot> {
+        let context = "reading group memberships from Microsoft Graph (nothing was changed)";
+        if let DirectorySource::GraphLater { .. } = self {
+            if requests.is_empty() {
+                return Ok(DirectorySnapshot::default());
+            }
+            self.connect()
+                .context("the policies map Entra groups, so Microsoft Graph must be reached")?;
+        }
+        Ok(match self {
+            DirectorySource::GraphLater { .. } => unreachable!("connected above"),
+            DirectorySource::File(path) => TenantFile::load(path)?.snapshot(requests),
+            DirectorySource::Graph(reader) => reader.full_read(requests).await.context(context)?,
+            DirectorySource::Delta {
+                cache,
+                full_every,
+                last_full,
+                differences,
+            } => {
+                cache.sync().await.context(context)?;
+                let mut cached = cache.snapshot(requests);
+                if cache.learn_owners(&cached).await.context(context)? {
+                    cached = cache.snapshot(requests);
+                }
+                if last_full.is_some_and(|t| t.elapsed() < *full_every) {
+                    return Ok(cached);
+                }
+                // Level-triggered on the directory side too: a full read of the mapped
+                // groups corrects a missed or mis-applied delta.
+                let full = cache.reader().snapshot(requests).await.context(context)?;
+                *last_full = Some(Instant::now());
+                let differ = full
+                    .groups
+                    .iter()
+                    .filter(|(req, result)| {
+                        cached
+                            .groups
+                            .get(*req)
+                            .is_none_or(|c| !same_members(result, c))
+                    })
+                    .count() as u64;
+                if differ > 0 {
+                    tracing::warn!(
+                        groups = differ,
+                        "the delta cache differed from a full read of the mapped groups; using the full read and resynchronising"
+                    );
+                    *differences += differ;
+                    cache.reset();
+                }
+                full
+            }
+        })
+    }
+
+    /// Who changed each of `groups`' members since `since`, from the directory's audit
+    /// log, one answer per group; none for a tenant file.
+    pub async fn membership_changes(
+        &self,
+        groups: &[&str],
+        since: &str,
+    ) -> Result<Vec<Result<Vec<MembershipChange>, entra::graph::Error>>, entra::graph::Error> {
+        match self.reader() {
+            Some(reader) => reader.membership_changes(groups, since).await,
+            None => Ok(groups.iter().map(|_| Ok(Vec::new())).collect()),
+        }
+    }
+
+    /// Graph requests, retries and throttles so far.
+    pub fn graph_stats(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(s) = self.reader().map(|r| &r.stats) else {
+            return (0, 0, 0);
+        };
+        (
+            s.requests.load(Relaxed),
+            s.retries.load(Relaxed),
+            s.throttled.load(Relaxed),
+        )
+    }
+
+    /// Groups whose delta-cached membership differed from a full read, so far.
+    pub fn full_read_differences(&self) -> u64 {
+        match self {
+            DirectorySource::Delta { differences, .. } => *differences,
+            _ => 0,
+        }
+    }
+}
+
+fn same_members(
+    a: &Result<crate::sources::directory::GroupMembers, crate::sources::directory::GroupError>,
+    b: &Result<crate::sources::directory::GroupMembers, crate::sources::directory::GroupError>,
+) -> bool {
+    let ids = |r: &Result<crate::sources::directory::GroupMembers, _>| {
+        r.as_ref()
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.members
+                        .iter()
+                        .map(|m| m.id.clone())
+                        .collect::<BTreeSet<_>>(),
+                )
+            })
+            .ok()
+    };
+    ids(a) == ids(b) && a.is_ok() == b.is_ok()
+}
