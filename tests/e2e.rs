@@ -890,37 +890,11 @@ fn a_replayed_checkpoint_is_found() {
     let args = VERIFY_ANCHORED;
     run_ok(&moto, &ws, &args, 0);
 
-    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
-    let events = moto
-        .block_on(
-            logs.get_log_events()
-                .log_group_name("trustsync-audit")
-                .log_stream_name("prod")
-                .start_from_head(true)
-                .send(),
-        )
-        .unwrap();
-    let first = events.events()[0].message().unwrap().to_string();
-    assert!(events.events().len() >= 2, "several checkpoints published");
+    let published = published_to_anchor(&moto);
+    let first = published[0].clone();
+    assert!(published.len() >= 2, "several checkpoints published");
     let replayed: serde_json::Value = serde_json::from_str(&first).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    moto.block_on(
-        logs.put_log_events()
-            .log_group_name("trustsync-audit")
-            .log_stream_name("prod")
-            .log_events(
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(now)
-                    .message(&first)
-                    .build()
-                    .unwrap(),
-            )
-            .send(),
-    )
-    .unwrap();
+    publish_to_anchor(&moto, &first);
     // The file cut back to that checkpoint: its chain and signatures still hold.
     let text = ws.read("audit.jsonl");
     let keep = replayed["lines"].as_u64().unwrap() as usize + 1;
@@ -972,35 +946,9 @@ fn the_anchor_is_verified_across_a_rotation_and_a_replay_from_the_old_segment_is
     assert!(stdout(&out).contains("previous segment"), "{}", show(&out));
 
     // An old segment's first checkpoint published again after the new segment's.
-    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
-    let events = moto
-        .block_on(
-            logs.get_log_events()
-                .log_group_name("trustsync-audit")
-                .log_stream_name("prod")
-                .start_from_head(true)
-                .send(),
-        )
-        .unwrap();
-    let first = events.events()[0].message().unwrap().to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    moto.block_on(
-        logs.put_log_events()
-            .log_group_name("trustsync-audit")
-            .log_stream_name("prod")
-            .log_events(
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(now)
-                    .message(&first)
-                    .build()
-                    .unwrap(),
-            )
-            .send(),
-    )
-    .unwrap();
+    let published = published_to_anchor(&moto);
+    let first = published[0].clone();
+    publish_to_anchor(&moto, &first);
     let out = run_ok(&moto, &ws, &VERIFY_ANCHORED, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("an old checkpoint was published again"),
@@ -1054,25 +1002,7 @@ fn a_rewrite_with_the_signing_key_is_found_by_the_checkpoints_published_before_i
     line["prevHash"] = serde_json::json!(prev);
     out.push(serde_json::to_string(&line).unwrap());
     ws.write("audit.jsonl", &(out.join("\n") + "\n"));
-    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    moto.block_on(
-        logs.put_log_events()
-            .log_group_name("trustsync-audit")
-            .log_stream_name("prod")
-            .log_events(
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(now)
-                    .message(serde_json::to_string(&cp).unwrap())
-                    .build()
-                    .unwrap(),
-            )
-            .send(),
-    )
-    .unwrap();
+    publish_to_anchor(&moto, &serde_json::to_string(&cp).unwrap());
     run_ok(
         &moto,
         &ws,
@@ -1091,4 +1021,47 @@ fn a_rewrite_with_the_signing_key_is_found_by_the_checkpoints_published_before_i
         "{}",
         show(&out)
     );
+}
+
+/// Publishes `message` to the anchor stream now, as whoever holds the controller's
+/// credentials may.
+fn publish_to_anchor(moto: &Moto, message: &str) {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    moto.block_on(
+        logs.put_log_events()
+            .log_group_name("trustsync-audit")
+            .log_stream_name("prod")
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now)
+                    .message(message)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+}
+
+/// The messages published to the anchor stream, oldest first.
+fn published_to_anchor(moto: &Moto) -> Vec<String> {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(moto.sdk());
+    let events = moto
+        .block_on(
+            logs.get_log_events()
+                .log_group_name("trustsync-audit")
+                .log_stream_name("prod")
+                .start_from_head(true)
+                .send(),
+        )
+        .unwrap();
+    events
+        .events()
+        .iter()
+        .map(|e| e.message().unwrap().to_string())
+        .collect()
 }
