@@ -554,14 +554,11 @@ impl Controller {
     fn update_status(&mut self, policies: &PolicySet, plan: &Plan, report: &apply::Report) {
         let mappings = status::mapping_statuses(policies, plan, report);
         let m = &self.shared.metrics;
-        for state in ["Ready", "Drifted", "Error", "Blocked"] {
-            let n = mappings
-                .values()
-                .filter(|s| format!("{:?}", s.state) == state)
-                .count();
+        for state in status::MappingState::ALL {
+            let n = mappings.values().filter(|s| s.state == state).count();
             m.mappings
                 .get_or_create(&StateLabel {
-                    state: state.into(),
+                    state: state.as_str().into(),
                 })
                 .set(n as i64);
         }

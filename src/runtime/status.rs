@@ -45,6 +45,26 @@ pub enum MappingState {
     Blocked,
 }
 
+impl MappingState {
+    /// Every state, best first.
+    pub const ALL: [MappingState; 4] = [
+        MappingState::Ready,
+        MappingState::Drifted,
+        MappingState::Error,
+        MappingState::Blocked,
+    ];
+
+    /// Its name, as `/status` and the metric label spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MappingState::Ready => "Ready",
+            MappingState::Drifted => "Drifted",
+            MappingState::Error => "Error",
+            MappingState::Blocked => "Blocked",
+        }
+    }
+}
+
 /// One mapping in `/status`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
