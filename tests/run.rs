@@ -799,3 +799,85 @@ fn kills_then_a_torn_line_then_a_departure_the_member_still_loses_the_role() {
     }
     run_at(&proxy.endpoint, &ws, &["audit", "verify", "audit.jsonl"], 0);
 }
+
+/// A membership change takes the fast path: the controller reads the affected role, writes
+/// its trust and the session deny, and nothing else of the account; the full pass stays on
+/// its timer.
+#[test]
+fn a_departure_takes_the_fast_path_reading_only_the_affected_role() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 5);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::spawn(&proxy.endpoint, graph.env(CLIENT_SECRET), &ws);
+    daemon.wait_ready();
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    let passes = || {
+        daemon.status()["lastPass"]["time"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = passes();
+    proxy.reset();
+
+    let t = Instant::now();
+    graph.remove_member(PAYMENTS, SP2);
+    wait_for(Duration::from_secs(30), "the revocation", || {
+        !moto
+            .trusted_subs("payments-deployer")
+            .contains(&SP2.to_string())
+    });
+    let landed = t.elapsed();
+    wait_for(Duration::from_secs(30), "the pass to end", || {
+        passes() != first
+    });
+    let counts = proxy.counts();
+    println!(
+        "fast path: revoked {} ms after the Graph change (poll 1 s), {} AWS requests: {:?}",
+        landed.as_millis(),
+        counts.total(),
+        counts.requests
+    );
+    // Read the role and its session-deny policy; write the trust, the removal baseline
+    // tag, the session deny. Nothing account-wide (GetAccountAuthorizationDetails,
+    // ListRoles, the tagging API, Lambda), whatever the size of the account.
+    let ops: Vec<&str> = counts.requests.keys().map(String::as_str).collect();
+    assert_eq!(
+        ops,
+        [
+            "GetRole",
+            "GetRolePolicy",
+            "PutRolePolicy",
+            "TagRole",
+            "UpdateAssumeRolePolicy"
+        ],
+        "only the affected role is read and written: {counts:?}"
+    );
+    assert_eq!(counts.total(), 5, "{counts:?}");
+    // The session deny is in place, and the other mappings' roles were not read.
+    assert!(moto
+        .block_on(
+            moto.iam()
+                .get_role_policy()
+                .role_name("payments-deployer")
+                .policy_name("trustsync-revoked-sessions")
+                .send()
+        )
+        .is_ok());
+    drop(daemon);
+    // A full plan afterwards finds nothing the fast path left half done.
+    let out = run_env_at(
+        &proxy.endpoint,
+        &ws,
+        &graph.env(CLIENT_SECRET),
+        &["plan", "--detailed-exitcode"],
+        0,
+    );
+    assert!(stdout(&out).contains("No changes"), "{}", show(&out));
+}

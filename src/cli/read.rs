@@ -124,6 +124,7 @@ impl Pass {
                 released: &released,
                 recorded_pins: &recorded_pins,
                 audit_attention: crate::audit::needs_attention(&config.audit.path),
+                focus: None,
             },
             &mut source,
         )

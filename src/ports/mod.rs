@@ -32,6 +32,22 @@ pub trait Observe: Send + Sync {
         function_tag_key: &str,
     ) -> Result<Observed, Failure>;
 
+    /// Just these roles (by name), each read now: its trust policy, tags, boundary, session
+    /// duration and the session-deny policy trustsync writes on it (its other inline and
+    /// attached policies are left out). A role that does not exist is left out. The
+    /// membership fast path reads this instead of the whole account. The default reads
+    /// the account and keeps those roles (the unit tests' fakes).
+    async fn observe_roles(&self, role_path: &str, names: &[String]) -> Result<Observed, Failure> {
+        let mut all = self.observe(true, role_path, &[], "").await?;
+        let wanted: std::collections::BTreeSet<String> =
+            names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        all.roles.retain(|k, _| wanted.contains(k));
+        Ok(Observed {
+            roles: all.roles,
+            ..Observed::default()
+        })
+    }
+
     /// The account's outbound identity federation issuer URL
     /// (`iam:GetOutboundWebIdentityFederationInfo`); `None` when the feature is off.
     async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {

@@ -40,7 +40,7 @@ use crate::runtime::metrics::{
 };
 use crate::runtime::pass::{self, DirectorySource};
 use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
-use crate::runtime::watch::{signals, watch_directory, watch_policies};
+use crate::runtime::watch::{signals, watch_directory, watch_policies, Changed};
 use crate::sources::directory::GroupRequest;
 use crate::sources::policy::{self, PolicySet};
 
@@ -97,9 +97,11 @@ pub async fn run(
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
     let policies = Arc::new(Mutex::new(Arc::new(policies)));
     let requests: Arc<Mutex<Vec<GroupRequest>>> = Arc::new(Mutex::new(Vec::new()));
+    let changed: Changed = Arc::new(Mutex::new(Some(BTreeSet::new())));
     tokio::spawn(watch_directory(
         directory.clone(),
         requests.clone(),
+        changed.clone(),
         settings.directory_poll,
         trigger_tx.clone(),
         stop_rx.clone(),
@@ -114,7 +116,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let ctl = Controller::new(config, fleet, caller, shared.clone(), requests);
+    let ctl = Controller::new(config, fleet, caller, shared.clone(), requests, changed);
     let mut stopped = stop_rx.clone();
     let triggers = Triggers {
         rx: trigger_rx,
@@ -224,6 +226,9 @@ struct Controller {
     backoffs: HashMap<String, ChangeBackoff>,
     /// The directory requests of the last pass, for the delta watcher.
     requests: Arc<Mutex<Vec<GroupRequest>>>,
+    /// The groups the delta watcher saw change since the last pass (`None`: it could not
+    /// place the change, a full pass is wanted).
+    changed: Changed,
     last_aws: CallStats,
     last_graph: (u64, u64, u64),
     last_differences: u64,
@@ -236,6 +241,7 @@ impl Controller {
         caller: CallerIdentity,
         shared: Arc<Shared>,
         requests: Arc<Mutex<Vec<GroupRequest>>>,
+        changed: Changed,
     ) -> Controller {
         Controller {
             config,
@@ -244,6 +250,7 @@ impl Controller {
             shared,
             backoffs: HashMap::new(),
             requests,
+            changed,
             last_aws: CallStats::default(),
             last_graph: (0, 0, 0),
             last_differences: 0,
@@ -267,8 +274,25 @@ impl Controller {
         let mut stop = t.stop.clone();
         loop {
             let set = policies.lock().expect("policies").clone();
+            // A membership change the watcher could place takes the fast path: only the
+            // mappings of the groups that changed, their trust and session denials.
+            let focus = match trigger {
+                Trigger::Directory => self.focus_of(&set),
+                // A full pass covers whatever the watcher saw.
+                _ => {
+                    self.take_changed();
+                    None
+                }
+            };
             let ok = self
-                .pass(trigger, &set, &directory, &mut audit, &t.stop)
+                .pass(
+                    trigger,
+                    &set,
+                    &directory,
+                    &mut audit,
+                    &t.stop,
+                    focus.as_ref(),
+                )
                 .await;
             if *t.stop.borrow() {
                 break;
@@ -303,11 +327,13 @@ impl Controller {
         directory: &tokio::sync::Mutex<DirectorySource>,
         audit: &mut AuditLog,
         stop: &watch::Receiver<bool>,
+        focus: Option<&BTreeSet<String>>,
     ) -> bool {
         let started = Instant::now();
-        let span = tracing::info_span!("pass", pass.trigger = ?trigger);
+        let span =
+            tracing::info_span!("pass", pass.trigger = ?trigger, pass.fast = focus.is_some());
         let result = self
-            .pass_inner(policies, directory, audit, stop)
+            .pass_inner(policies, directory, audit, stop, focus)
             .instrument(span.clone())
             .await;
         let shared = self.shared.clone();
@@ -405,12 +431,35 @@ impl Controller {
         self.last_differences = d;
     }
 
+    /// The mappings a directory change touches, when the watcher could say: the
+    /// RoleMappings whose group selector is one of the groups it saw change (nested
+    /// groups counted). `None` (a full pass) when it could not, or when a full read is due.
+    fn focus_of(&self, policies: &PolicySet) -> Option<BTreeSet<String>> {
+        let selectors = self.take_changed()?;
+        let names: BTreeSet<String> = policies
+            .role_mappings
+            .iter()
+            .filter(|m| m.spec.group.as_ref().is_some_and(|g| selectors.contains(g)))
+            .map(|m| m.name.to_string())
+            .collect();
+        (!names.is_empty()).then_some(names)
+    }
+
+    /// What the watcher saw change since the last pass; from now on, nothing.
+    fn take_changed(&self) -> Option<BTreeSet<crate::sources::policy::GroupSelector>> {
+        self.changed
+            .lock()
+            .expect("changed")
+            .replace(BTreeSet::new())
+    }
+
     async fn pass_inner(
         &mut self,
         policies: &PolicySet,
         directory: &tokio::sync::Mutex<DirectorySource>,
         audit: &mut AuditLog,
         stop: &watch::Receiver<bool>,
+        focus: Option<&BTreeSet<String>>,
     ) -> anyhow::Result<(PassOutcome, apply::Report)> {
         let backoffs = &self.backoffs;
         let deferred = |c: &crate::plan::Change| {
@@ -446,12 +495,16 @@ impl Controller {
                     released: &released,
                     recorded_pins: audit.pins(),
                     audit_attention,
+                    focus,
                 },
                 &mut dir,
             )
             .await?
         };
-        *self.requests.lock().expect("requests") = planned.requests.clone();
+        if focus.is_none() {
+            // The groups the watcher follows: every mapping's, as the full pass found them.
+            *self.requests.lock().expect("requests") = planned.requests.clone();
+        }
         let shared = self.shared.clone();
         let m = &shared.metrics;
         let plan = &planned.plan;
@@ -467,8 +520,11 @@ impl Controller {
                 .inc();
         }
         let actor = Actor::new(&self.caller.arn);
-        // Writes a crash left without an outcome: what AWS shows now, before anything new.
-        audit.recover(&planned.observed, &actor)?;
+        // Writes a crash left without an outcome: what AWS shows now, before anything new
+        // (the full pass: the fast path sees too little of AWS to tell).
+        if focus.is_none() {
+            audit.recover(&planned.observed, &actor)?;
+        }
         let stop_now = || *stop.borrow();
         let report = planned
             .apply(
@@ -480,9 +536,13 @@ impl Controller {
             )
             .await?;
         let outcome = PassOutcome::of(plan, &report);
-        self.update_backoffs(plan, &report);
-        self.update_status(policies, plan, &report);
-        self.record_outcomes(&planned, &report);
+        // The back-offs, the mappings' states and the gauges describe the whole fleet:
+        // the full pass keeps them; a fast pass saw only its mappings' roles.
+        if focus.is_none() {
+            self.update_backoffs(plan, &report);
+            self.update_status(policies, plan, &report);
+            self.record_outcomes(&planned, &report);
+        }
         Ok((outcome, report))
     }
 

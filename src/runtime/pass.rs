@@ -60,6 +60,21 @@ pub struct Inputs<'a> {
     /// What the audit log says needs a person (a rotation not acknowledged, a break the
     /// next writer rotates away from): a notice in every plan until then.
     pub audit_attention: Option<String>,
+    /// The membership fast path: only these RoleMapping documents (by name), their roles
+    /// read one by one, and only their trust and session denials changed. `None`: the
+    /// full pass.
+    pub focus: Option<&'a BTreeSet<String>>,
+}
+
+/// What the fast path may change: a role's trust and the session denials that go with it.
+/// Everything else waits for the full pass.
+fn fast_path_action(action: &plan::Action) -> bool {
+    matches!(
+        action,
+        plan::Action::RevokeTrust { .. }
+            | plan::Action::RevokeSessions { .. }
+            | plan::Action::UpdateTrustPolicy { .. }
+    )
 }
 
 /// A pass that has read the world and decided.
@@ -133,8 +148,25 @@ async fn read_account(
     policies: &PolicySet,
     config: &Config,
     settings: &Settings,
+    fast: bool,
 ) -> AccountRead {
     member.connector.reach().await?;
+    if fast {
+        // The fast path: the mappings' roles in the home region, one by one; nothing else.
+        let region = member.account.home().to_string();
+        let here = scope::policies_at(policies, &member.account, &region);
+        let names: Vec<String> = here
+            .role_mappings
+            .iter()
+            .map(|m| m.spec.role.name.clone())
+            .collect();
+        let observed = member
+            .connector
+            .clients(&region)
+            .observe_roles(&config.role_path, &names)
+            .await?;
+        return Ok((vec![(region, here, observed)], None));
+    }
     let mut out = Vec::new();
     let mut issuer = None;
     for (i, region) in scope::regions_of(policies, &member.account)
@@ -230,6 +262,7 @@ async fn read_accounts(
     policies: &PolicySet,
     config: &Config,
     settings: &Settings,
+    fast: bool,
 ) -> anyhow::Result<Read> {
     let (read_one, _) = tokio::sync::watch::channel(false);
     let read_one = &read_one;
@@ -237,7 +270,7 @@ async fn read_accounts(
     let reads: Vec<AccountRead> = stream::iter(fleet.members())
         .map(|m| async move {
             let started = Instant::now();
-            let read = read_account(m, policies, config, settings);
+            let read = read_account(m, policies, config, settings, fast);
             let result = match fleet.read_allowance(&m.account.id).filter(|_| several) {
                 Some(allowance) => tokio::select! {
                     r = read => r,
@@ -254,7 +287,10 @@ async fn read_accounts(
                 None => read.await,
             };
             if result.is_ok() {
-                fleet.record_read(&m.account.id, started.elapsed());
+                // A fast read says nothing of how long the account's full read takes.
+                if !fast {
+                    fleet.record_read(&m.account.id, started.elapsed());
+                }
                 read_one.send_replace(true);
             }
             result
@@ -340,7 +376,7 @@ pub async fn observe(
     config: &Config,
 ) -> anyhow::Result<(Observations, Vec<Problem>)> {
     let settings = Settings::from_config(config);
-    let read = read_accounts(fleet, policies, config, &settings).await?;
+    let read = read_accounts(fleet, policies, config, &settings, false).await?;
     Ok((read.observed, read.unreachable))
 }
 
@@ -491,6 +527,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         released,
         recorded_pins,
         audit_attention,
+        focus,
     } = inputs;
     let settings = Settings::from_config(config);
     // Guardrails first: what breaks one is left out or blocked (revocations go on), and
@@ -505,8 +542,14 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     );
     let mut allowed = (*policies).clone();
     let enforced = guardrails::enforce(&mut allowed, &violations);
+    if let Some(focus) = focus {
+        allowed
+            .role_mappings
+            .retain(|m| focus.contains(m.name.as_str()));
+        allowed.functions.clear();
+    }
     let policies = &allowed;
-    let read = read_accounts(fleet, policies, config, &settings).await?;
+    let read = read_accounts(fleet, policies, config, &settings, focus.is_some()).await?;
     let (pins, requests) = directory_requests(&read, &settings, recorded_pins);
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
     let snapshot = directory.snapshot(&requests).await?;
@@ -515,14 +558,19 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     let (mut plan, placed) = plan_places(&read, config, &settings, &pins, &snapshot, &enforced);
     // Reading Entra's applications is I/O: left out of the planner's time.
     let reading = Instant::now();
-    let entra = plan_outbound(
-        &mut plan,
-        &read,
-        &placed.wanted,
-        (config, &settings),
-        directory,
-    )
-    .await;
+    let entra = match focus {
+        Some(_) => None,
+        None => {
+            plan_outbound(
+                &mut plan,
+                &read,
+                &placed.wanted,
+                (config, &settings),
+                directory,
+            )
+            .await
+        }
+    };
     let started = started + reading.elapsed();
     let groups = placed.groups;
     let Read {
@@ -544,7 +592,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
             message: format!("{}: {}", d.field, d.message),
         });
     }
-    if !fleet.narrowed {
+    if !fleet.narrowed && focus.is_none() {
         let in_scope: Vec<_> = fleet.members().iter().map(|m| m.account.clone()).collect();
         for (name, d) in scope::scope_problems(policies, &in_scope) {
             plan.problems.push(Problem {
@@ -564,6 +612,12 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
             released,
         },
     );
+    if focus.is_some() {
+        plan.changes.retain(|c| fast_path_action(&c.action));
+        plan.held.retain(|h| fast_path_action(&h.change.action));
+        // What the full pass owns (orphans, names, providers) is not this pass's to say.
+        plan.notices.clear();
+    }
     plan.label(|name| policies.labels_of(name).cloned());
     tracing::info!(
         plan_us = started.elapsed().as_micros() as u64,

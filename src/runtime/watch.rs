@@ -49,6 +49,33 @@ pub(crate) async fn signals(stop: watch::Sender<bool>) {
     let _ = stop.send(true);
 }
 
+/// The groups (by the selector their mappings name) a directory change touched since the
+/// last pass, for the membership fast path; `None` when the watcher could not place the
+/// change (a full resync, a changed tenant file): the next pass is a full one.
+pub type Changed = Arc<Mutex<Option<BTreeSet<crate::sources::policy::GroupSelector>>>>;
+
+/// The selectors of the requests whose group, or a group nested in it, is among `changed`.
+fn touched(
+    cache: &DeltaCache,
+    requests: &[GroupRequest],
+    changed: &BTreeSet<String>,
+) -> BTreeSet<crate::sources::policy::GroupSelector> {
+    let snap = cache.snapshot(requests);
+    let mut out = BTreeSet::new();
+    for (req, result) in &snap.groups {
+        if let Ok(g) = result {
+            let mut ids = BTreeSet::from([g.id.to_string()]);
+            if req.transitive {
+                ids.extend(cache.nested_groups(&g.id));
+            }
+            if !ids.is_disjoint(changed) {
+                out.insert(req.selector.clone());
+            }
+        }
+    }
+    out
+}
+
 /// The group ids that the policies' group requests depend on, nested groups included.
 fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<String> {
     let snap = cache.snapshot(requests);
@@ -67,6 +94,7 @@ fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<St
 pub(crate) fn watch_directory(
     directory: Arc<tokio::sync::Mutex<DirectorySource>>,
     requests: Arc<Mutex<Vec<GroupRequest>>>,
+    changed_groups: Changed,
     period: Duration,
     triggers: mpsc::Sender<Trigger>,
     mut stop: watch::Receiver<bool>,
@@ -88,17 +116,33 @@ pub(crate) fn watch_directory(
             // mapping is pinned to, not by a name anyone can give another group.
             let requests = requests.lock().expect("requests").clone();
             let mut dir = directory.lock().await;
+            // Which mappings' groups changed, when that can be said: the fast path then
+            // touches only their roles; otherwise the pass is a full one.
+            let place = |touched: Option<BTreeSet<crate::sources::policy::GroupSelector>>| {
+                let mut c = changed_groups.lock().expect("changed");
+                match (c.as_mut(), touched) {
+                    (Some(set), Some(t)) => set.extend(t),
+                    _ => *c = None,
+                }
+            };
             let changed = match &mut *dir {
                 DirectorySource::Delta { cache, .. } => {
                     let before = relevant_groups(cache, &requests);
                     match cache.sync().await {
                         Ok(r) => {
                             let after = relevant_groups(cache, &requests);
-                            requests.is_empty()
+                            let ids: BTreeSet<String> = r.changed_groups.iter().cloned().collect();
+                            let hit = requests.is_empty()
                                 || r.full
-                                || r.changed_groups
-                                    .iter()
-                                    .any(|g| before.contains(g) || after.contains(g))
+                                || ids.iter().any(|g| before.contains(g) || after.contains(g));
+                            if hit {
+                                if requests.is_empty() || r.full {
+                                    place(None);
+                                } else {
+                                    place(Some(touched(cache, &requests, &ids)));
+                                }
+                            }
+                            hit
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "Graph delta poll failed; the next pass reads again");
@@ -110,6 +154,9 @@ pub(crate) fn watch_directory(
                     let now = std::fs::read(path).ok();
                     let changed = now != last_file;
                     last_file = now;
+                    if changed {
+                        place(None);
+                    }
                     changed
                 }
                 DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => false,

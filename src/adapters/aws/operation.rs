@@ -79,6 +79,8 @@ operations! {
     GetResources: Tagging [("tag:GetResources", AccountRead)];
     GetAccountAuthorizationDetails: Iam [("iam:GetAccountAuthorizationDetails", AccountRead)];
     ListRoles: Iam [("iam:ListRoles", AccountRead)];
+    GetRole: Iam [("iam:GetRole", AccountRead)];
+    GetRolePolicy: Iam [("iam:GetRolePolicy", AccountRead)];
     ListOpenIDConnectProviders: Iam [("iam:ListOpenIDConnectProviders", AccountRead)];
     GetOutboundWebIdentityFederationInfo: Iam [("iam:GetOutboundWebIdentityFederationInfo", AccountRead)];
     EnableOutboundWebIdentityFederation: Iam [("iam:EnableOutboundWebIdentityFederation", OutboundEnable)];

@@ -48,6 +48,84 @@ impl AwsClients {
         Ok(observed)
     }
 
+    /// Just these roles, each with `GetRole` and `GetRolePolicy` for the session-deny
+    /// policy: two requests a role, whatever the size of the account.
+    pub async fn observe_roles(&self, names: &[String]) -> Result<Observed, Failure> {
+        let roles: Vec<Option<ObservedRole>> = stream::iter(names.to_vec())
+            .map(|name| async move { self.read_role(&name).await })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        Ok(Observed {
+            roles: roles
+                .into_iter()
+                .flatten()
+                .map(|r| (r.name.to_string().to_ascii_lowercase(), r))
+                .collect(),
+            ..Observed::default()
+        })
+    }
+
+    /// One role and its session-deny policy; `None` when the role does not exist.
+    async fn read_role(&self, name: &str) -> Result<Option<ObservedRole>, Failure> {
+        let missing = |f: &Failure| f.is(&["NoSuchEntity"]);
+        let Some(out) = self
+            .call(Operation::GetRole, missing, || {
+                self.iam.get_role().role_name(name).send()
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(r) = out.role() else {
+            return Ok(None);
+        };
+        let bad = |what: &str, e: crate::model::iam_policy::Error| {
+            Failure::permanent(
+                Operation::GetRole.name(),
+                format!("role {name}: {what}: {e}"),
+            )
+        };
+        // URL-encoded, as IAM's other role reads give it: parse_document decodes it.
+        let trust = parse_document(r.assume_role_policy_document().unwrap_or("{}"))
+            .map_err(|e| bad("trust policy", e))?;
+        let sessions = crate::model::names::SESSIONS_POLICY;
+        let mut inline = BTreeMap::new();
+        if let Some(p) = self
+            .call(Operation::GetRolePolicy, missing, || {
+                self.iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(sessions)
+                    .send()
+            })
+            .await?
+        {
+            let doc = parse_document(p.policy_document())
+                .map_err(|e| bad(&format!("inline policy {sessions}"), e))?;
+            inline.insert(sessions.to_string(), doc);
+        }
+        Ok(Some(ObservedRole {
+            path: r.path().to_string(),
+            arn: r.arn().to_string(),
+            trust,
+            description: r.description().map(String::from),
+            max_session_duration: r.max_session_duration(),
+            permissions_boundary: r
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(String::from),
+            inline_policies: inline,
+            managed_policies: Default::default(),
+            tags: r
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+            name: r.role_name().into(),
+        }))
+    }
+
     /// The account's outbound identity federation issuer URL; `None` when the feature is
     /// off.
     pub async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {

@@ -247,6 +247,7 @@ fn bench() -> Bench {
         caller,
         shared,
         Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Some(Default::default()))),
     );
     Bench {
         ctl,
@@ -269,6 +270,22 @@ impl Bench {
                 &self.directory,
                 &mut self.audit,
                 &self.stop.1,
+                None,
+            )
+            .await
+    }
+
+    /// A membership fast pass over these mappings.
+    async fn fast_pass(&mut self, focus: &[&str]) -> bool {
+        let focus: BTreeSet<String> = focus.iter().map(|s| s.to_string()).collect();
+        self.ctl
+            .pass(
+                Trigger::Directory,
+                &self.policies,
+                &self.directory,
+                &mut self.audit,
+                &self.stop.1,
+                Some(&focus),
             )
             .await
     }
@@ -296,6 +313,28 @@ async fn a_converged_pass_succeeds_and_writes_nothing() {
     assert_eq!(st.last_pass.unwrap().outcome, PassOutcome::Success);
     assert_eq!(b.state_of("deployers").0, MappingState::Ready);
     assert_eq!(st.mappings["entra"].kind, "IdentityProvider");
+}
+
+#[tokio::test]
+async fn a_fast_pass_changes_only_the_trust_and_sessions_of_the_mappings_in_focus() {
+    let mut b = bench();
+    assert!(b.pass().await);
+    // deployers loses sp 2, readers gains sp 4: only deployers is in focus.
+    write_tenant(&b.tenant, &[1], &[3, 4]);
+    b.aws.take_done();
+    assert!(b.fast_pass(&["deployers"]).await);
+    let mut done = b.aws.take_done();
+    done.sort();
+    assert_eq!(done, ["revoke-sessions deployer", "revoke-trust deployer"]);
+    assert_eq!(b.aws.trusted("deployer"), [sp(1)].into());
+    assert_eq!(
+        b.aws.trusted("reader"),
+        [sp(3)].into(),
+        "not in focus: left to the full pass"
+    );
+    // The full pass then does the rest, and nothing twice.
+    assert!(b.pass().await);
+    assert_eq!(b.aws.take_done(), ["update-trust-policy reader"]);
 }
 
 #[tokio::test(start_paused = true)]
