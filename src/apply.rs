@@ -119,14 +119,14 @@ impl<'a> Control<'a> {
 pub async fn apply<E: Executor + ?Sized>(
     plan: &Plan,
     aws: &E,
-    audit: &mut AuditLog,
+    audit: &tokio::sync::Mutex<AuditLog>,
     actor: &Actor,
     policy_revision: Option<&Revision>,
     control: Control<'_>,
 ) -> Result<Report, Error> {
     let run = Run {
         aws,
-        audit: tokio::sync::Mutex::new(audit),
+        audit,
         actor,
         policy_revision,
         stop: control.stop,
@@ -178,7 +178,7 @@ pub async fn apply<E: Executor + ?Sized>(
             hold: h.held.clone(),
         })
         .collect();
-    run.audit.into_inner().append(&Record::Pass(PassRecord {
+    run.audit.lock().await.append(&Record::Pass(PassRecord {
         actor: actor.clone(),
         trigger: None,
         policy_revision: policy_revision.map(|r| r.commit.clone()),
@@ -197,8 +197,10 @@ pub async fn apply<E: Executor + ?Sized>(
 /// One apply, shared by its lanes.
 struct Run<'a, E: ?Sized> {
     aws: &'a E,
-    /// Appends are one at a time, so the hash chain stays whole.
-    audit: tokio::sync::Mutex<&'a mut AuditLog>,
+    /// Appends are one at a time, so the hash chain stays whole; the log may be shared
+    /// with another writer of this process (the controller's fast path), each record
+    /// locked on its own.
+    audit: &'a tokio::sync::Mutex<AuditLog>,
     actor: &'a Actor,
     policy_revision: Option<&'a Revision>,
     stop: &'a dyn Fn() -> bool,
@@ -506,7 +508,7 @@ mod tests {
     async fn run(plan: &Plan, aws: &FakeAws, stop: &dyn Fn() -> bool) -> Applied {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let mut audit = AuditLog::open(&path).unwrap();
+        let audit = tokio::sync::Mutex::new(AuditLog::open(&path).unwrap());
         let actor = Actor {
             instance: "test/1".into(),
             aws_caller: "arn:aws:iam::1:user/t".into(),
@@ -519,7 +521,7 @@ mod tests {
         let report = apply(
             plan,
             aws,
-            &mut audit,
+            &audit,
             &actor,
             Some(&revision),
             Control::stop_only(stop),

@@ -139,11 +139,12 @@ pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8>
         println!("Apply cancelled; nothing was changed.");
         return Ok(1);
     }
+    let shared = tokio::sync::Mutex::new(log);
     let report = ctx
         .planned
         .apply(
             &ctx.fleet,
-            &mut log,
+            &shared,
             &ctx.actor,
             ctx.policies.revision.as_ref(),
             apply::Control {
@@ -152,6 +153,7 @@ pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8>
             },
         )
         .await?;
+    let mut log = shared.into_inner();
     progress.clear();
     crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), ctx.fleet.hub()).await;
     println!(

@@ -132,7 +132,7 @@ pub async fn run(
         tokio::time::sleep(settings.shutdown).await;
     };
     tokio::select! {
-        _ = ctl.run_passes(triggers, policies, directory, audit) => {}
+        _ = ctl.run_passes(triggers, policies, directory, Arc::new(tokio::sync::Mutex::new(audit))) => {}
         _ = deadline => {
             tracing::warn!(
                 shutdown_seconds = settings.shutdown.as_secs(),
@@ -264,7 +264,7 @@ impl Controller {
         mut t: Triggers,
         policies: Arc<Mutex<Arc<PolicySet>>>,
         directory: Arc<tokio::sync::Mutex<DirectorySource>>,
-        mut audit: AuditLog,
+        audit: Arc<tokio::sync::Mutex<AuditLog>>,
     ) {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + t.interval, t.interval);
@@ -289,7 +289,7 @@ impl Controller {
                     trigger,
                     &set,
                     &directory,
-                    &mut audit,
+                    &audit,
                     &t.stop,
                     focus.as_ref(),
                 )
@@ -325,7 +325,7 @@ impl Controller {
         trigger: Trigger,
         policies: &PolicySet,
         directory: &tokio::sync::Mutex<DirectorySource>,
-        audit: &mut AuditLog,
+        audit: &tokio::sync::Mutex<AuditLog>,
         stop: &watch::Receiver<bool>,
         focus: Option<&BTreeSet<String>>,
     ) -> bool {
@@ -351,7 +351,7 @@ impl Controller {
             .inc();
         if let Some(e) = &error {
             tracing::error!(error = %e, "pass failed");
-            let _ = audit.append(&Record::Pass(PassRecord {
+            let _ = audit.lock().await.append(&Record::Pass(PassRecord {
                 actor: Actor::new(&self.caller.arn),
                 trigger: Some(format!("{trigger:?}").to_ascii_lowercase()),
                 policy_revision: policies.revision.as_ref().map(|r| r.commit.clone()),
@@ -365,7 +365,12 @@ impl Controller {
                 error: Some(e.clone()),
             }));
         }
-        pass::anchor(audit, self.config.audit.anchor.as_ref(), self.fleet.hub()).await;
+        pass::anchor(
+            &mut *audit.lock().await,
+            self.config.audit.anchor.as_ref(),
+            self.fleet.hub(),
+        )
+        .await;
         let mut st = self.shared.status.lock().expect("status");
         let success = outcome.succeeded();
         if success {
@@ -457,7 +462,7 @@ impl Controller {
         &mut self,
         policies: &PolicySet,
         directory: &tokio::sync::Mutex<DirectorySource>,
-        audit: &mut AuditLog,
+        audit: &tokio::sync::Mutex<AuditLog>,
         stop: &watch::Receiver<bool>,
         focus: Option<&BTreeSet<String>>,
     ) -> anyhow::Result<(PassOutcome, apply::Report)> {
@@ -472,12 +477,16 @@ impl Controller {
             })
         };
         let released = BTreeSet::new();
-        if let Some(by) = audit.take_acknowledgement() {
-            tracing::info!(by = %by, "audit log rotation acknowledged");
-        }
-        let audit_attention = audit
-            .unacknowledged_rotation()
-            .map(|r| crate::audit::rotation_notice(&self.config.audit.path, r));
+        let (audit_attention, recorded_pins) = {
+            let mut log = audit.lock().await;
+            if let Some(by) = log.take_acknowledgement() {
+                tracing::info!(by = %by, "audit log rotation acknowledged");
+            }
+            let attention = log
+                .unacknowledged_rotation()
+                .map(|r| crate::audit::rotation_notice(&self.config.audit.path, r));
+            (attention, log.pins().clone())
+        };
         self.shared
             .metrics
             .audit_rotation_unacknowledged
@@ -493,7 +502,7 @@ impl Controller {
                     fleet: &self.fleet,
                     deferred: &deferred,
                     released: &released,
-                    recorded_pins: audit.pins(),
+                    recorded_pins: &recorded_pins,
                     audit_attention,
                     focus,
                 },
@@ -523,7 +532,7 @@ impl Controller {
         // Writes a crash left without an outcome: what AWS shows now, before anything new
         // (the full pass: the fast path sees too little of AWS to tell).
         if focus.is_none() {
-            audit.recover(&planned.observed, &actor)?;
+            audit.lock().await.recover(&planned.observed, &actor)?;
         }
         let stop_now = || *stop.borrow();
         let report = planned

@@ -764,7 +764,7 @@ impl Planned {
     pub async fn apply<E: Executor + ?Sized>(
         &self,
         aws: &E,
-        audit: &mut AuditLog,
+        audit: &tokio::sync::Mutex<AuditLog>,
         actor: &Actor,
         policy_revision: Option<&Revision>,
         control: apply::Control<'_>,

@@ -213,7 +213,7 @@ struct Bench {
     aws: Arc<FakeAws>,
     policies: PolicySet,
     directory: tokio::sync::Mutex<DirectorySource>,
-    audit: AuditLog,
+    audit: Arc<tokio::sync::Mutex<AuditLog>>,
     tenant: PathBuf,
     stop: (watch::Sender<bool>, watch::Receiver<bool>),
     _dir: tempfile::TempDir,
@@ -254,7 +254,9 @@ fn bench() -> Bench {
         aws,
         policies,
         directory: tokio::sync::Mutex::new(DirectorySource::File(tenant.clone())),
-        audit: AuditLog::open(&dir.path().join("audit.jsonl")).unwrap(),
+        audit: Arc::new(tokio::sync::Mutex::new(
+            AuditLog::open(&dir.path().join("audit.jsonl")).unwrap(),
+        )),
         tenant,
         stop: watch::channel(false),
         _dir: dir,
@@ -268,7 +270,7 @@ impl Bench {
                 Trigger::Timer,
                 &self.policies,
                 &self.directory,
-                &mut self.audit,
+                &self.audit,
                 &self.stop.1,
                 None,
             )
@@ -283,7 +285,7 @@ impl Bench {
                 Trigger::Directory,
                 &self.policies,
                 &self.directory,
-                &mut self.audit,
+                &self.audit,
                 &self.stop.1,
                 Some(&focus),
             )
