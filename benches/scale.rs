@@ -10,7 +10,14 @@
 //! mappings and one function each, reached through spoke roles. Writes docs/benchmarks.md
 //! and docs/benchmarks.json (one object per row, counted at the servers).
 //!
-//! Usage: `cargo bench --bench scale [-- N ...]`.
+//! Revocation at fleet speed: with the controller running (1 s delta polls), 50 members
+//! leave mapped groups one after another while another group gains a member each time
+//! (background churn); each revocation is timed from the Graph change (the local Graph
+//! server's admin API) to the trust policy as moto returns it, and the AWS requests are
+//! counted at the proxy, at N = 1000 in one account and at 100 accounts x 10 mappings.
+//!
+//! Usage: `cargo bench --bench scale [-- N ...]`; `cargo bench --bench scale -- revocation`
+//! runs only the revocation rows and replaces them in docs/benchmarks.{json,md}.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -490,6 +497,200 @@ fn run_accounts(accounts: usize, per: usize, rows: &mut Vec<Row>, notes: &mut Ve
     });
 }
 
+/// One revocation benchmark's result.
+struct Revocation {
+    label: String,
+    n: usize,
+    samples: Vec<f64>,
+    aws_requests: u64,
+    affected_roles: u64,
+    by_operation: String,
+}
+
+impl Revocation {
+    fn percentile(&self, p: f64) -> f64 {
+        let mut v = self.samples.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let i = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+        v[i.min(v.len() - 1)]
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "n": self.n,
+            "step": self.label,
+            "revocations": self.samples.len(),
+            "revoke_p50_ms": (self.percentile(50.0) * 10.0).round() / 10.0,
+            "revoke_p99_ms": (self.percentile(99.0) * 10.0).round() / 10.0,
+            "aws_requests_per_revocation": (self.aws_requests as f64 / self.affected_roles as f64 * 100.0).round() / 100.0,
+            "aws_requests": self.aws_requests,
+            "affected_roles": self.affected_roles,
+        })
+    }
+}
+
+/// The service principals a role trusts, as moto returns its trust policy now.
+fn trusted_now(iam: &aws_sdk_iam::Client, moto: &Moto, role: &str) -> Vec<String> {
+    let out = moto
+        .block_on(iam.get_role().role_name(role).send())
+        .expect("get role");
+    let doc = trustsync::model::iam_policy::parse_document(
+        out.role()
+            .and_then(|r| r.assume_role_policy_document())
+            .unwrap_or("{}"),
+    )
+    .unwrap();
+    trustsync::observed::trusted_subjects(&doc).into_iter().collect()
+}
+
+/// The controller running over a converged scenario (`accounts` 0: N mappings in one
+/// account); 50 revocations under churn, timed and counted.
+fn revocations(n: usize, accounts: usize) -> Revocation {
+    let label = if accounts > 0 {
+        format!("revocation under churn, {accounts} accounts")
+    } else {
+        "revocation under churn".to_string()
+    };
+    eprintln!("== {label}, N = {n}");
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    let sc = generate_in(&ws, n, accounts);
+    let ids: Vec<String> = (0..accounts).map(account_id).collect();
+    let targets: String = if accounts > 0 {
+        let list: String = ids
+            .iter()
+            .map(|id| format!("    - {{id: '{id}'}}\n"))
+            .collect();
+        format!("accounts:\n  targets:\n{list}")
+    } else {
+        String::new()
+    };
+    config(
+        &ws,
+        &format!("{targets}run: {{intervalSeconds: 3600, directoryPollSeconds: 1, policyPollSeconds: 60}}\n"),
+    );
+    if accounts > 0 {
+        let mut seed = std::process::Command::new(repo().join(".venv/bin/python"));
+        seed.arg(repo().join("scripts/seed_demo.py"))
+            .arg(&moto.endpoint);
+        for id in &ids {
+            seed.args(["--account", id]);
+        }
+        let out = seed.arg("bench-fn").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        moto.create_functions(&sc.functions.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 3);
+    let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
+    assert_eq!(apply.exit, 0, "converge before the revocations");
+    let mut child = isolated(release_bin(), ws.path(), &proxy.endpoint)
+        .args(["--config", "trustsync.yaml", "run", "--listen", "127.0.0.1:0"])
+        .envs(graph.env(CLIENT_SECRET))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    let start = Instant::now();
+    while http("GET", &format!("{base}/readyz"), None).0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(600), "controller not ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The startup pass has ended (ready); the full pass's timer is an hour away.
+    std::thread::sleep(Duration::from_secs(2));
+    let iam_of = |i: usize| {
+        if accounts > 0 {
+            aws_sdk_iam::Client::new(&moto.in_account(&account_id(i * accounts / n)))
+        } else {
+            moto.iam()
+        }
+    };
+    proxy.reset();
+    let mut samples = Vec::new();
+    let rounds = 50;
+    for k in 0..rounds {
+        // Background churn: another group gains a member.
+        let j = (k * 61 + 7) % n;
+        let newcomer = sc.members[(j + 1) % n]
+            .iter()
+            .find(|m| m.starts_with("5e1f0a2b"))
+            .unwrap()
+            .clone();
+        if !sc.members[j].contains(&newcomer) {
+            graph.add_member(&sc.groups[j], &newcomer);
+        }
+        // The revocation: a direct service-principal member leaves.
+        let i = (k * 37 + 3) % n;
+        let leaver = sc.members[i]
+            .iter()
+            .find(|m| m.starts_with("5e1f0a2b"))
+            .unwrap()
+            .clone();
+        let iam = iam_of(i);
+        let role = format!("bench-{i}");
+        assert!(trusted_now(&iam, &moto, &role).contains(&leaver), "{role} trusts {leaver} before");
+        let t = Instant::now();
+        graph.remove_member(&sc.groups[i], &leaver);
+        while trusted_now(&iam, &moto, &role).contains(&leaver) {
+            assert!(t.elapsed() < Duration::from_secs(60), "{role} still trusts {leaver}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // Let the last changes' passes end before counting.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = child.kill();
+    let _ = child.wait();
+    let counts = proxy.counts();
+    let mut ops: Vec<(String, u64)> = counts.requests.clone().into_iter().collect();
+    ops.sort_by_key(|(_, c)| std::cmp::Reverse(*c));
+    Revocation {
+        label,
+        n,
+        samples,
+        aws_requests: counts.total(),
+        affected_roles: 2 * rounds as u64,
+        by_operation: ops
+            .iter()
+            .map(|(o, c)| format!("{o} {c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The revocation rows and their section of docs/benchmarks.md.
+fn revocation_section(results: &[Revocation]) -> String {
+    let mut md = String::from("## Revocation
+
+The controller running (1 s delta polls, full pass hourly); 50 service principals leave mapped groups one after another while another group gains a member each time. Each revocation is timed from the Graph change (the local Graph server's admin API) to the trust policy as moto returns it (polled every 10 ms); AWS requests are counted at the proxy over the whole run and divided by the roles changed (the revocations and the churn's grants).\n\n| N | step | revocations | p50 ms | p99 ms | AWS requests per affected role | AWS requests |\n|---:|---|---:|---:|---:|---:|---:|\n");
+    for r in results {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {} |",
+            r.n,
+            r.label,
+            r.samples.len(),
+            r.percentile(50.0),
+            r.percentile(99.0),
+            r.aws_requests as f64 / r.affected_roles as f64,
+            r.aws_requests
+        );
+    }
+    md.push('\n');
+    for r in results {
+        let _ = writeln!(md, "- {} (N = {}): by operation: {}", r.label, r.n, r.by_operation);
+    }
+    md
+}
+
 /// Graph requests per quiet poll, and the peak memory of a full delta sync of a large tenant.
 fn controller(notes: &mut Vec<String>) {
     let moto = Moto::start();
@@ -589,6 +790,32 @@ fn main() {
         println!("benches/scale.rs runs under `make bench` (cargo bench --bench scale); nothing to test here");
         return;
     }
+    if std::env::args().any(|a| a == "revocation") {
+        let results = vec![revocations(1000, 0), revocations(1000, 100)];
+        let path = repo().join("docs/benchmarks.json");
+        let mut rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        rows.retain(|r| !r["step"].as_str().unwrap_or_default().contains("revocation"));
+        rows.extend(results.iter().map(Revocation::json));
+        std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap() + "\n").unwrap();
+        let md_path = repo().join("docs/benchmarks.md");
+        let md = std::fs::read_to_string(&md_path).unwrap();
+        let kept = match md.find("## Revocation") {
+            Some(i) => {
+                let rest = &md[i + 2..];
+                let end = rest.find("\n## ").map(|j| i + 2 + j + 1);
+                let mut m = md[..i].to_string();
+                if let Some(e) = end {
+                    m.push_str(&md[e..]);
+                }
+                m
+            }
+            None => md,
+        };
+        let section = revocation_section(&results);
+        std::fs::write(&md_path, format!("{}\n{section}", kept.trim_end())).unwrap();
+        println!("{section}");
+        return;
+    }
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -606,6 +833,7 @@ fn main() {
     }
     run_accounts(100, 10, &mut rows, &mut notes);
     controller(&mut notes);
+    let revoked = vec![revocations(1000, 0), revocations(1000, 100)];
 
     let mut md = String::from("# Benchmarks\n\nProduced by `make bench` (`cargo bench --bench scale`); do not edit by hand. The same rows, machine-readable: [benchmarks.json](benchmarks.json).\n\n");
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -644,6 +872,7 @@ fn main() {
             "lambda_writes": m.lambda_writes,
         }));
     }
+    json_rows.extend(revoked.iter().map(Revocation::json));
     std::fs::write(
         repo().join("docs/benchmarks.json"),
         serde_json::to_string_pretty(&json_rows).unwrap() + "\n",
@@ -653,6 +882,8 @@ fn main() {
     for n in &notes {
         let _ = writeln!(md, "- {n}");
     }
+    md.push('\n');
+    md.push_str(&revocation_section(&revoked));
     std::fs::write(repo().join("docs/benchmarks.md"), &md).unwrap();
     println!("{md}");
 }
