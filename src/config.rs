@@ -158,7 +158,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             interval_seconds: 300,
-            directory_poll_seconds: 15,
+            directory_poll_seconds: 5,
             policy_poll_seconds: 10,
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
             shutdown_seconds: 30,

@@ -174,6 +174,18 @@ fn operations() -> Vec<(&'static str, &'static str, String, Value)> {
         ),
         ("list roles", "iam:ListRoles", "*".into(), json!({})),
         (
+            "read one role (the membership fast path)",
+            "iam:GetRole",
+            role("payments-deployer"),
+            json!({}),
+        ),
+        (
+            "read a role's session-deny policy (the membership fast path)",
+            "iam:GetRolePolicy",
+            role("payments-deployer"),
+            json!({}),
+        ),
+        (
             "create a role with a configured boundary and its tags",
             "iam:CreateRole",
             role("payments-deployer"),
