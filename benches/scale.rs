@@ -540,7 +540,9 @@ fn trusted_now(iam: &aws_sdk_iam::Client, moto: &Moto, role: &str) -> Vec<String
             .unwrap_or("{}"),
     )
     .unwrap();
-    trustsync::observed::trusted_subjects(&doc).into_iter().collect()
+    trustsync::observed::trusted_subjects(&doc)
+        .into_iter()
+        .collect()
 }
 
 /// The controller running over a converged scenario (`accounts` 0: N mappings in one
@@ -577,7 +579,11 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
             seed.args(["--account", id]);
         }
         let out = seed.arg("bench-fn").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     } else {
         moto.create_functions(&sc.functions.iter().map(String::as_str).collect::<Vec<_>>());
     }
@@ -586,7 +592,13 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
     let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
     assert_eq!(apply.exit, 0, "converge before the revocations");
     let mut child = isolated(release_bin(), ws.path(), &proxy.endpoint)
-        .args(["--config", "trustsync.yaml", "run", "--listen", "127.0.0.1:0"])
+        .args([
+            "--config",
+            "trustsync.yaml",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .envs(graph.env(CLIENT_SECRET))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -601,7 +613,10 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
     let base = line.trim().rsplit(' ').next().unwrap().to_string();
     let start = Instant::now();
     while http("GET", &format!("{base}/readyz"), None).0 != 200 {
-        assert!(start.elapsed() < Duration::from_secs(600), "controller not ready");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "controller not ready"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // The startup pass has ended (ready); the full pass's timer is an hour away.
@@ -636,11 +651,17 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
             .clone();
         let iam = iam_of(i);
         let role = format!("bench-{i}");
-        assert!(trusted_now(&iam, &moto, &role).contains(&leaver), "{role} trusts {leaver} before");
+        assert!(
+            trusted_now(&iam, &moto, &role).contains(&leaver),
+            "{role} trusts {leaver} before"
+        );
         let t = Instant::now();
         graph.remove_member(&sc.groups[i], &leaver);
         while trusted_now(&iam, &moto, &role).contains(&leaver) {
-            assert!(t.elapsed() < Duration::from_secs(60), "{role} still trusts {leaver}");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{role} still trusts {leaver}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         samples.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -686,7 +707,11 @@ The controller running (1 s delta polls, full pass hourly); 50 service principal
     }
     md.push('\n');
     for r in results {
-        let _ = writeln!(md, "- {} (N = {}): by operation: {}", r.label, r.n, r.by_operation);
+        let _ = writeln!(
+            md,
+            "- {} (N = {}): by operation: {}",
+            r.label, r.n, r.by_operation
+        );
     }
     md
 }
@@ -793,8 +818,14 @@ fn main() {
     if std::env::args().any(|a| a == "revocation") {
         let results = vec![revocations(1000, 0), revocations(1000, 100)];
         let path = repo().join("docs/benchmarks.json");
-        let mut rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        rows.retain(|r| !r["step"].as_str().unwrap_or_default().contains("revocation"));
+        let mut rows: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        rows.retain(|r| {
+            !r["step"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("revocation")
+        });
         rows.extend(results.iter().map(Revocation::json));
         std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap() + "\n").unwrap();
         let md_path = repo().join("docs/benchmarks.md");

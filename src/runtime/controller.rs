@@ -285,14 +285,7 @@ impl Controller {
                 }
             };
             let ok = self
-                .pass(
-                    trigger,
-                    &set,
-                    &directory,
-                    &audit,
-                    &t.stop,
-                    focus.as_ref(),
-                )
+                .pass(trigger, &set, &directory, &audit, &t.stop, focus.as_ref())
                 .await;
             if *t.stop.borrow() {
                 break;
@@ -373,7 +366,9 @@ impl Controller {
         .await;
         let mut st = self.shared.status.lock().expect("status");
         let success = outcome.succeeded();
-        if success {
+        // Readiness says the whole world was reconciled lately: a fast pass saw only the
+        // roles of a membership change.
+        if success && focus.is_none() {
             st.last_success = Some(Instant::now());
             st.last_success_at = Some(now_rfc3339());
         }

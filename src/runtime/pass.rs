@@ -615,8 +615,10 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     if focus.is_some() {
         plan.changes.retain(|c| fast_path_action(&c.action));
         plan.held.retain(|h| fast_path_action(&h.change.action));
-        // What the full pass owns (orphans, names, providers) is not this pass's to say.
-        plan.notices.clear();
+        // What the full pass owns (orphans, names, providers) is not this pass's to say;
+        // that sessions were cut role-wide is.
+        plan.notices
+            .retain(|n| n.kind == crate::plan::NoticeKind::SessionsCutRoleWide);
     }
     plan.label(|name| policies.labels_of(name).cloned());
     tracing::info!(
