@@ -132,9 +132,14 @@ pub(crate) fn watch_directory(
                         Ok(r) => {
                             let after = relevant_groups(cache, &requests);
                             let ids: BTreeSet<String> = r.changed_groups.iter().cloned().collect();
-                            let hit = requests.is_empty()
-                                || r.full
-                                || ids.iter().any(|g| before.contains(g) || after.contains(g));
+                            // Before the first pass has said which groups matter, any
+                            // change might (a full pass); nothing changed is nothing to do.
+                            let hit = r.full
+                                || (!ids.is_empty()
+                                    && (requests.is_empty()
+                                        || ids
+                                            .iter()
+                                            .any(|g| before.contains(g) || after.contains(g))));
                             if hit {
                                 if requests.is_empty() || r.full {
                                     place(None);
