@@ -151,6 +151,25 @@ impl DirectorySource {
         &mut self,
         requests: &[GroupRequest],
     ) -> anyhow::Result<DirectorySnapshot> {
+        self.read(requests, true).await
+    }
+
+    /// The memberships for these requests as the delta cache holds them, without a sync:
+    /// for the membership fast path, which the watcher starts right after its own sync. A
+    /// sync here would take in changes to other groups that the watcher then never sees,
+    /// and so never sends down the fast path. Other sources read as [`Self::snapshot`].
+    pub async fn cached_snapshot(
+        &mut self,
+        requests: &[GroupRequest],
+    ) -> anyhow::Result<DirectorySnapshot> {
+        self.read(requests, false).await
+    }
+
+    async fn read(
+        &mut self,
+        requests: &[GroupRequest],
+        sync: bool,
+    ) -> anyhow::Result<DirectorySnapshot> {
         let context = "reading group memberships from Microsoft Graph (nothing was changed)";
         if let DirectorySource::GraphLater { .. } = self {
             if requests.is_empty() {
@@ -169,12 +188,14 @@ impl DirectorySource {
                 last_full,
                 differences,
             } => {
-                cache.sync().await.context(context)?;
+                if sync {
+                    cache.sync().await.context(context)?;
+                }
                 let mut cached = cache.snapshot(requests);
                 if cache.learn_owners(&cached).await.context(context)? {
                     cached = cache.snapshot(requests);
                 }
-                if last_full.is_some_and(|t| t.elapsed() < *full_every) {
+                if !sync || last_full.is_some_and(|t| t.elapsed() < *full_every) {
                     return Ok(cached);
                 }
                 // Level-triggered on the directory side too: a full read of the mapped

@@ -552,7 +552,10 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     let read = read_accounts(fleet, policies, config, &settings, focus.is_some()).await?;
     let (pins, requests) = directory_requests(&read, &settings, recorded_pins);
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
-    let snapshot = directory.snapshot(&requests).await?;
+    let snapshot = match focus {
+        Some(_) => directory.cached_snapshot(&requests).await?,
+        None => directory.snapshot(&requests).await?,
+    };
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
     let (mut plan, placed) = plan_places(&read, config, &settings, &pins, &snapshot, &enforced);
