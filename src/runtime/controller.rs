@@ -546,13 +546,14 @@ impl Controller {
             self.update_backoffs(plan, &report);
             self.update_status(policies, plan, &report);
             self.record_outcomes(&planned, &report);
+        } else {
+            self.count_changes(&report);
         }
         Ok((outcome, report))
     }
 
-    /// The metrics of what a pass did: changes applied and failed by action, the managed
-    /// roles, and the principals they trust once the applied changes are counted.
-    fn record_outcomes(&self, planned: &pass::Planned, report: &apply::Report) {
+    /// Changes applied and failed, by action (every pass, fast or full).
+    fn count_changes(&self, report: &apply::Report) {
         let m = &self.shared.metrics;
         for done in &report.outcomes {
             let action = ActionLabel {
@@ -564,6 +565,13 @@ impl Controller {
                 Outcome::Skipped { .. } => 0,
             };
         }
+    }
+
+    /// The metrics of what a pass did: changes applied and failed by action, the managed
+    /// roles, and the principals they trust once the applied changes are counted.
+    fn record_outcomes(&self, planned: &pass::Planned, report: &apply::Report) {
+        let m = &self.shared.metrics;
+        self.count_changes(report);
         let settings = Settings::from_config(&self.config);
         let owned: Vec<_> = planned
             .observed
