@@ -497,6 +497,39 @@ fn run_accounts(accounts: usize, per: usize, rows: &mut Vec<Row>, notes: &mut Ve
     });
 }
 
+/// `trustsync run` (release) with AWS at `endpoint`, once `/readyz` answers 200.
+fn ready_controller(ws: &Workspace, endpoint: &str, graph: &GraphServer) -> std::process::Child {
+    let mut child = isolated(release_bin(), ws.path(), endpoint)
+        .args([
+            "--config",
+            "trustsync.yaml",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .envs(graph.env(CLIENT_SECRET))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    let start = Instant::now();
+    while http("GET", &format!("{base}/readyz"), None).0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "controller not ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child
+}
+
 /// One revocation benchmark's result.
 struct Revocation {
     label: String,
@@ -605,34 +638,7 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
     let proxy = Proxy::start(&moto.endpoint, Faults::default(), 3);
     let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
     assert_eq!(apply.exit, 0, "converge before the revocations");
-    let mut child = isolated(release_bin(), ws.path(), &proxy.endpoint)
-        .args([
-            "--config",
-            "trustsync.yaml",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .envs(graph.env(CLIENT_SECRET))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
-    let start = Instant::now();
-    while http("GET", &format!("{base}/readyz"), None).0 != 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "controller not ready"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut child = ready_controller(&ws, &proxy.endpoint, &graph);
     // The startup pass has ended (ready); the full pass's timer is an hour away.
     std::thread::sleep(Duration::from_secs(2));
     let iam_of = |i: usize| {
@@ -776,34 +782,7 @@ fn controller(notes: &mut Vec<String>) {
     );
     moto.create_functions(&sc.functions.iter().map(String::as_str).collect::<Vec<_>>());
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    let mut child = isolated(release_bin(), ws.path(), &moto.endpoint)
-        .args([
-            "--config",
-            "trustsync.yaml",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .envs(graph.env(CLIENT_SECRET))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
-    let start = Instant::now();
-    while http("GET", &format!("{base}/readyz"), None).0 != 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "controller not ready"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut child = ready_controller(&ws, &moto.endpoint, &graph);
     let initial = graph.stats()["requests"]["delta"].as_u64().unwrap_or(0);
     let hwm = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let rss = hwm
