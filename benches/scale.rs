@@ -438,18 +438,7 @@ fn run_accounts(accounts: usize, per: usize, rows: &mut Vec<Row>, notes: &mut Ve
         .map(|id| format!("    - {{id: '{id}'}}\n"))
         .collect();
     config(&ws, &format!("accounts:\n  targets:\n{targets}"));
-    let mut seed = std::process::Command::new(repo().join(".venv/bin/python"));
-    seed.arg(repo().join("scripts/seed_demo.py"))
-        .arg(&moto.endpoint);
-    for id in &ids {
-        seed.args(["--account", id]);
-    }
-    let out = seed.arg("bench-fn").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    seed_accounts(&moto, &ids);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
     let label = |step: &str| format!("{step}, {accounts} accounts");
@@ -495,6 +484,23 @@ fn run_accounts(accounts: usize, per: usize, rows: &mut Vec<Row>, notes: &mut Ve
         m: quiet,
         minimum: Some(full_minimum + assumed + 1),
     });
+}
+
+/// The function `bench-fn` and the spoke roles in each of these accounts
+/// (scripts/seed_demo.py).
+fn seed_accounts(moto: &Moto, ids: &[String]) {
+    let mut seed = std::process::Command::new(repo().join(".venv/bin/python"));
+    seed.arg(repo().join("scripts/seed_demo.py"))
+        .arg(&moto.endpoint);
+    for id in ids {
+        seed.args(["--account", id]);
+    }
+    let out = seed.arg("bench-fn").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `trustsync run` (release) with AWS at `endpoint`, once `/readyz` answers 200.
@@ -619,18 +625,7 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
         &format!("{targets}run: {{intervalSeconds: 3600, directoryPollSeconds: 1, policyPollSeconds: 60}}\n"),
     );
     if accounts > 0 {
-        let mut seed = std::process::Command::new(repo().join(".venv/bin/python"));
-        seed.arg(repo().join("scripts/seed_demo.py"))
-            .arg(&moto.endpoint);
-        for id in &ids {
-            seed.args(["--account", id]);
-        }
-        let out = seed.arg("bench-fn").output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        seed_accounts(&moto, &ids);
     } else {
         moto.create_functions(&sc.functions.iter().map(String::as_str).collect::<Vec<_>>());
     }

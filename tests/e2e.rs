@@ -643,6 +643,15 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
 }
 
 /// `audit verify` of the anchored log, signatures and anchor included.
+/// `audit verify` of the signed log, without the anchor.
+const VERIFY_SIGNED: [&str; 5] = [
+    "audit",
+    "verify",
+    "audit.jsonl",
+    "--public-key",
+    "audit.pub",
+];
+
 const VERIFY_ANCHORED: [&str; 6] = [
     "audit",
     "verify",
@@ -688,14 +697,7 @@ fn a_cut_tail_is_found_against_the_checkpoint_published_to_cloudwatch_logs() {
         .unwrap();
     let cut: String = lines[..=earlier].iter().map(|l| format!("{l}\n")).collect();
     ws.write("audit.jsonl", &cut);
-    let quick = [
-        "audit",
-        "verify",
-        "audit.jsonl",
-        "--public-key",
-        "audit.pub",
-    ];
-    run_ok(&moto, &ws, &quick, 0);
+    run_ok(&moto, &ws, &VERIFY_SIGNED, 0);
     let out = run_ok(&moto, &ws, &args, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -900,18 +902,7 @@ fn a_replayed_checkpoint_is_found() {
     let keep = replayed["lines"].as_u64().unwrap() as usize + 1;
     let cut: String = text.lines().take(keep).map(|l| format!("{l}\n")).collect();
     ws.write("audit.jsonl", &cut);
-    run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "verify",
-            "audit.jsonl",
-            "--public-key",
-            "audit.pub",
-        ],
-        0,
-    );
+    run_ok(&moto, &ws, &VERIFY_SIGNED, 0);
     let out = run_ok(&moto, &ws, &args, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("an old checkpoint was published again"),
@@ -1003,18 +994,7 @@ fn a_rewrite_with_the_signing_key_is_found_by_the_checkpoints_published_before_i
     out.push(serde_json::to_string(&line).unwrap());
     ws.write("audit.jsonl", &(out.join("\n") + "\n"));
     publish_to_anchor(&moto, &serde_json::to_string(&cp).unwrap());
-    run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "verify",
-            "audit.jsonl",
-            "--public-key",
-            "audit.pub",
-        ],
-        0,
-    );
+    run_ok(&moto, &ws, &VERIFY_SIGNED, 0);
     let out = run_ok(&moto, &ws, &VERIFY_ANCHORED, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("the lines before it were rewritten"),
