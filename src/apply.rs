@@ -280,6 +280,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 }))?);
                 match self.aws.execute(change, self.use_revision(change)).await {
                     Ok(w) => Outcome::Ok(w),
+                    Err(f) if f.is_superseded() => Outcome::Skipped { reason: f.message },
                     Err(f) => {
                         tracing::error!(action = %name, resource = %change.resource, error = %f, "change failed");
                         self.failed_resources

@@ -26,7 +26,7 @@
 //! | [`inventory`] | the reports on live state: the directory graph, `access`, `export`, `check-token` |
 //! | [`ports`] | the seams: `Observe`, `Executor`, `AwsApi`, `Connector`, and the one error policy (`retry`) |
 //! | [`adapters`] | the edges: AWS SDK and Microsoft Graph, the only code that names their types |
-//! | [`runtime`] | the one pass, the accounts it reaches (hub and spoke), the error policy, the controller, its metrics |
+//! | [`runtime`] | the one pass, the accounts it reaches (hub and spoke), the controller (full passes and the membership fast path, side by side), its metrics |
 //! | [`cli`], [`config`] | flags and exit codes, one file per command family; the configuration file |
 //!
 //! `model`, `sources`, `desired`, `observed`, `plan`, `checks` and `render` hold no SDK

@@ -189,3 +189,109 @@ fn a_hung_account_holds_no_other_accounts_revocation_back() {
     run_at(&proxy.endpoint, &ws, &["apply", "--auto-approve"], 0);
     assert!(!moto.roles_in(DEV)["payments-deployer"].contains(&SP2.to_string()));
 }
+
+/// The membership fast path runs beside the full pass: while a full pass waits on a write
+/// that an unrelated account never answers, a departure from a group mapped only in
+/// another account is revoked there within seconds.
+#[test]
+fn a_revocation_lands_while_a_full_pass_waits_on_an_unrelated_account() {
+    let moto = Moto::start();
+    moto.create_functions_in(Some(PROD), &["payments-api"]);
+    moto.create_functions_in(Some(DEV), &["payments-api"]);
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
+    let ws = Workspace::new();
+    // The deployers (and the function they may call) are in production only; the reporting
+    // role is in both accounts.
+    let only_prod = format!("spec:\n  accounts: {{ids: [\"{PROD}\"]}}\n");
+    let payments = ws
+        .read("policies/payments.yaml")
+        .replacen(
+            "spec:\n  provider: entra-prod",
+            &format!("{only_prod}  provider: entra-prod"),
+            1,
+        )
+        .replacen(
+            "spec:\n  function: payments-api",
+            &format!("{only_prod}  function: payments-api"),
+            1,
+        );
+    assert_eq!(payments.matches(PROD).count(), 2, "the selectors went in");
+    ws.write("policies/payments.yaml", &payments);
+    ws.write(
+        "trustsync.yaml",
+        &format!(
+            "audit: {{path: audit.jsonl}}\nrun: {{intervalSeconds: 3600, directoryPollSeconds: 1, policyPollSeconds: 1, shutdownSeconds: 5}}\naws: {{requestTimeoutSeconds: 120, maxRetrySeconds: 120}}\naccounts:\n  targets:\n    - {{id: \"{PROD}\"}}\n    - {{id: \"{DEV}\"}}\n"
+        ),
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::spawn(&proxy.endpoint, graph.env(CLIENT_SECRET), &ws);
+    daemon.wait_ready();
+    assert!(moto.roles_in(PROD)["payments-deployer"].contains(&SP2.to_string()));
+    assert!(!moto.roles_in(DEV).contains_key("payments-deployer"));
+
+    // A policy change starts a full pass; it reads both accounts and then waits, for as
+    // long as the request timeout, on its write in the development account.
+    proxy.hang_writes(DEV);
+    let reporting = ws.read("policies/reporting.yaml");
+    ws.write(
+        "policies/reporting.yaml",
+        &reporting.replace("tags: {team: reporting}", "tags: {team: reports}"),
+    );
+    readyz_names(&daemon, &format!("{DEV} us-east-1 iam TagRole"));
+
+    let t = Instant::now();
+    graph.remove_member(PAYMENTS, SP2);
+    let took = wait_for(
+        Duration::from_secs(30),
+        "the revocation in production",
+        || !moto.roles_in(PROD)["payments-deployer"].contains(&SP2.to_string()),
+    );
+    let waiting = daemon.status()["waitingOn"].clone();
+    println!(
+        "revoked in {PROD} {} ms after the Graph change while the full pass waited on {DEV}: {waiting}",
+        t.elapsed().as_millis()
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        waiting
+            .as_array()
+            .is_some_and(|w| w.iter().any(|r| r["request"]
+                .as_str()
+                .is_some_and(|r| r.contains(DEV) && r.contains("TagRole")))),
+        "the full pass is still waiting on the development account: {waiting}"
+    );
+    // The session deny went in beside the trust.
+    let prod = aws_sdk_iam::Client::new(&moto.in_account(PROD));
+    assert!(moto
+        .block_on(
+            prod.get_role_policy()
+                .role_name("payments-deployer")
+                .policy_name("trustsync-revoked-sessions")
+                .send()
+        )
+        .is_ok());
+
+    let took = terminate(daemon);
+    assert!(took < CHART_GRACE, "{took:?}");
+    proxy.hang(false);
+    run_env_at(
+        &proxy.endpoint,
+        &ws,
+        &graph.env(CLIENT_SECRET),
+        &["apply", "--auto-approve"],
+        0,
+    );
+    let dev = aws_sdk_iam::Client::new(&moto.in_account(DEV));
+    let role = moto
+        .block_on(dev.get_role().role_name("reporting-reader").send())
+        .unwrap();
+    assert!(
+        role.role()
+            .unwrap()
+            .tags()
+            .iter()
+            .any(|t| t.key() == "team" && t.value() == "reports"),
+        "the write the full pass waited on is made once the account answers"
+    );
+    run_at(&proxy.endpoint, &ws, &["audit", "verify", "audit.jsonl"], 0);
+}

@@ -108,13 +108,14 @@ impl Pass {
         progress: Progress,
     ) -> anyhow::Result<Option<Pass>> {
         let only = std::mem::take(&mut args.read.accounts);
-        let (dir, mut source, released) = args.resolve(&mut config, false)?;
+        let (dir, source, released) = args.resolve(&mut config, false)?;
         let Some((policies, fleet, caller)) = open_scope(&dir, &only, &config, &progress).await?
         else {
             return Ok(None);
         };
         // The pins the audit log says were written (read without the writer's lock).
         let recorded_pins = crate::audit::recorded_pins(&config.audit.path);
+        let source = tokio::sync::Mutex::new(source);
         let planned = pass::plan(
             &pass::Inputs {
                 config: &config,
@@ -125,13 +126,14 @@ impl Pass {
                 recorded_pins: &recorded_pins,
                 audit_attention: crate::audit::needs_attention(&config.audit.path),
                 focus: None,
+                known: None,
             },
-            &mut source,
+            &source,
         )
         .await;
         progress.clear();
         let planned = planned?;
-        let graph = source.graph_stats();
+        let graph = source.lock().await.graph_stats();
         Ok(Some(Pass {
             graph,
             policies,

@@ -76,7 +76,26 @@ impl Failure {
     pub fn is(&self, codes: &[&str]) -> bool {
         self.code.as_deref().is_some_and(|c| codes.contains(&c))
     }
+
+    /// Not sent: another writer changed the resource after this pass read it, so the
+    /// pass's view of it is out of date (the membership fast path wrote the role while the
+    /// full pass was under way). Apply records it as skipped, not failed; the next pass
+    /// reads the resource again.
+    pub fn superseded(operation: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            code: Some(SUPERSEDED.into()),
+            ..Failure::permanent(operation, message)
+        }
+    }
+
+    /// Whether this is [`Failure::superseded`].
+    pub fn is_superseded(&self) -> bool {
+        self.is(&[SUPERSEDED])
+    }
 }
+
+/// The code of [`Failure::superseded`] (no AWS error code has a `trustsync.` prefix).
+const SUPERSEDED: &str = "trustsync.Superseded";
 
 /// Who is applying, for the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +138,8 @@ pub enum Outcome {
     Ok(Written),
     /// AWS refused.
     Failed(Failure),
-    /// Not tried, because an earlier change to the same resource failed.
+    /// Not tried: an earlier change to the same resource failed, the controller is
+    /// stopping, or another writer changed the resource after the pass read it.
     Skipped {
         reason: String,
     },

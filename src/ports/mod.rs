@@ -33,11 +33,17 @@ pub trait Observe: Send + Sync {
     ) -> Result<Observed, Failure>;
 
     /// Just these roles (by name), each read now: its trust policy, tags, boundary, session
-    /// duration and the session-deny policy trustsync writes on it (its other inline and
-    /// attached policies are left out). A role that does not exist is left out. The
-    /// membership fast path reads this instead of the whole account. The default reads
-    /// the account and keeps those roles (the unit tests' fakes).
-    async fn observe_roles(&self, role_path: &str, names: &[String]) -> Result<Observed, Failure> {
+    /// duration and the session-deny policy trustsync writes on it, unless its name is in
+    /// `sessions_known` (the caller knows it; its other inline and attached policies are
+    /// left out). A role that does not exist is left out. The membership fast path reads
+    /// this instead of the whole account. The default reads the account and keeps those
+    /// roles (the unit tests' fakes).
+    async fn observe_roles(
+        &self,
+        role_path: &str,
+        names: &[String],
+        _sessions_known: &std::collections::BTreeSet<String>,
+    ) -> Result<Observed, Failure> {
         let mut all = self.observe(true, role_path, &[], "").await?;
         let wanted: std::collections::BTreeSet<String> =
             names.iter().map(|n| n.to_ascii_lowercase()).collect();

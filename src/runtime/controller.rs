@@ -1,10 +1,15 @@
 //! `trustsync run`: the long-running, level-triggered controller.
 //!
-//! Every pass re-reads the policies, the directory and AWS and recomputes the plan; events
-//! only say *when* to run one: a timer (`run.intervalSeconds`), a Graph delta poll that
-//! sees a change to a group a mapping uses (directly or through a nested group), and a
-//! change of the policy files. Triggers go through a bounded channel and are drained
-//! before each pass, so bursts coalesce and passes never overlap.
+//! Every full pass re-reads the policies, the directory and AWS and recomputes the plan;
+//! events only say *when* to run one: a timer (`run.intervalSeconds`), a change of the
+//! policy files, a directory change the fast path cannot place. Triggers go through a
+//! bounded channel and are drained before each pass, so bursts coalesce and full passes
+//! never overlap.
+//!
+//! Beside them runs the membership fast path: a Graph delta poll that sees a change to a
+//! group a mapping uses (directly or through a nested group) starts a pass over just those
+//! mappings' roles, their trust and session denials, at once, whether or not a full pass
+//! is under way. The two never write the same role at once ([`RoleWrites`]).
 //!
 //! Failures turn into delays in one place: a pass that cannot read the world is retried
 //! after an exponential back-off with jitter (reset by the next success); a mapping whose
@@ -17,6 +22,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +47,7 @@ use crate::runtime::metrics::{
 use crate::runtime::pass::{self, DirectorySource};
 use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
 use crate::runtime::watch::{signals, watch_directory, watch_policies, Changed};
+use crate::runtime::writes::{Guarded, RoleWrites};
 use crate::sources::directory::GroupRequest;
 use crate::sources::policy::{self, PolicySet};
 
@@ -92,6 +99,7 @@ pub async fn run(
     };
 
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(16);
+    let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
     let mut directory = directory;
     directory.set_stop(stop_rx.clone(), shared.pending.clone());
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
@@ -103,7 +111,7 @@ pub async fn run(
         requests.clone(),
         changed.clone(),
         settings.directory_poll,
-        trigger_tx.clone(),
+        wake_tx,
         stop_rx.clone(),
     ));
     tokio::spawn(watch_policies(
@@ -118,6 +126,11 @@ pub async fn run(
 
     let ctl = Controller::new(config, fleet, caller, shared.clone(), requests, changed);
     let mut stopped = stop_rx.clone();
+    let fast = FastPath {
+        wake: wake_rx,
+        full: trigger_tx.clone(),
+        stop: stop_rx.clone(),
+    };
     let triggers = Triggers {
         rx: trigger_rx,
         interval: settings.interval,
@@ -131,8 +144,15 @@ pub async fn run(
         let _ = stopped.wait_for(|s| *s).await;
         tokio::time::sleep(settings.shutdown).await;
     };
+    let audit = Arc::new(tokio::sync::Mutex::new(audit));
+    let passes = async {
+        tokio::join!(
+            ctl.run_passes(triggers, policies.clone(), directory.clone(), audit.clone()),
+            ctl.run_fast(fast, policies, directory, audit),
+        )
+    };
     tokio::select! {
-        _ = ctl.run_passes(triggers, policies, directory, Arc::new(tokio::sync::Mutex::new(audit))) => {}
+        _ = passes => {}
         _ = deadline => {
             tracing::warn!(
                 shutdown_seconds = settings.shutdown.as_secs(),
@@ -177,6 +197,14 @@ struct Triggers {
     stop: watch::Receiver<bool>,
 }
 
+/// What starts a fast pass (the directory watcher's wake-up), where it asks for a full
+/// pass instead, and the stop signal.
+struct FastPath {
+    wake: mpsc::Receiver<()>,
+    full: mpsc::Sender<Trigger>,
+    stop: watch::Receiver<bool>,
+}
+
 /// The accounts and the caller identity, retried with back-off until AWS answers; `None`
 /// when shutdown is requested first. `/readyz` and `/status` say what it is waiting for.
 async fn connect_aws(
@@ -217,21 +245,35 @@ fn pass_backoff() -> backoff::ExponentialBackoff {
 }
 
 /// The controller between passes: what it knows, and the back-off of failing changes.
+/// The full passes and the fast path share it.
 struct Controller {
     config: Config,
-    fleet: Fleet,
+    /// Written only to take in the organization's new accounts (a full pass).
+    fleet: tokio::sync::RwLock<Fleet>,
     caller: CallerIdentity,
     shared: Arc<Shared>,
     /// Per planned change (by [`crate::plan::Change::key`]) that keeps failing.
-    backoffs: HashMap<String, ChangeBackoff>,
+    backoffs: Mutex<HashMap<String, ChangeBackoff>>,
     /// The directory requests of the last pass, for the delta watcher.
     requests: Arc<Mutex<Vec<GroupRequest>>>,
-    /// The groups the delta watcher saw change since the last pass (`None`: it could not
-    /// place the change, a full pass is wanted).
+    /// The groups the delta watcher saw change since the last fast pass (`None`: it could
+    /// not place the change, a full pass is wanted).
     changed: Changed,
-    last_aws: CallStats,
-    last_graph: (u64, u64, u64),
-    last_differences: u64,
+    /// Which pass may write which role now, and the session denials known.
+    writes: RoleWrites,
+    /// A full pass left a change to a role the fast path wrote meanwhile: another full
+    /// pass at once.
+    again: AtomicBool,
+    /// The request counters as the metrics last took them.
+    seen: Mutex<Seen>,
+}
+
+/// Request counters as last added to the metrics (the metrics take the difference).
+#[derive(Default)]
+struct Seen {
+    aws: CallStats,
+    graph: (u64, u64, u64),
+    differences: u64,
 }
 
 impl Controller {
@@ -245,22 +287,22 @@ impl Controller {
     ) -> Controller {
         Controller {
             config,
-            fleet,
+            fleet: tokio::sync::RwLock::new(fleet),
             caller,
             shared,
-            backoffs: HashMap::new(),
+            backoffs: Mutex::new(HashMap::new()),
             requests,
             changed,
-            last_aws: CallStats::default(),
-            last_graph: (0, 0, 0),
-            last_differences: 0,
+            writes: RoleWrites::default(),
+            again: AtomicBool::new(false),
+            seen: Mutex::new(Seen::default()),
         }
     }
 
     /// Passes until the stop signal: one at start, then one per trigger (bursts coalesce),
     /// a failed pass retried after an exponential back-off reset by the next success.
     async fn run_passes(
-        mut self,
+        &self,
         mut t: Triggers,
         policies: Arc<Mutex<Arc<PolicySet>>>,
         directory: Arc<tokio::sync::Mutex<DirectorySource>>,
@@ -274,23 +316,16 @@ impl Controller {
         let mut stop = t.stop.clone();
         loop {
             let set = policies.lock().expect("policies").clone();
-            // A membership change the watcher could place takes the fast path: only the
-            // mappings of the groups that changed, their trust and session denials.
-            let focus = match trigger {
-                Trigger::Directory => self.focus_of(&set),
-                // A full pass covers whatever the watcher saw.
-                _ => {
-                    self.take_changed();
-                    None
-                }
-            };
             let ok = self
-                .pass(trigger, &set, &directory, &audit, &t.stop, focus.as_ref())
+                .pass(trigger, &set, &directory, &audit, &t.stop, None)
                 .await;
             if *t.stop.borrow() {
                 break;
             }
-            let retry_at = if ok {
+            let retry_at = if self.again.swap(false, Ordering::SeqCst) {
+                // The fast path wrote a role this pass had read: read it again now.
+                Some(tokio::time::Instant::now())
+            } else if ok {
                 pass_backoff.reset();
                 None
             } else {
@@ -312,9 +347,48 @@ impl Controller {
         }
     }
 
-    /// One pass. Returns whether it succeeded (a failed read or change is a failure).
+    /// The membership fast path, beside the full passes: at each wake-up of the directory
+    /// watcher, a pass over the mappings of the groups it saw change. A change it could
+    /// not place, or a fast pass that fails, asks for a full pass.
+    async fn run_fast(
+        &self,
+        mut f: FastPath,
+        policies: Arc<Mutex<Arc<PolicySet>>>,
+        directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+        audit: Arc<tokio::sync::Mutex<AuditLog>>,
+    ) {
+        let mut stop = f.stop.clone();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                Some(()) = f.wake.recv() => {}
+            }
+            let set = policies.lock().expect("policies").clone();
+            let done = match self.focus_of(&set) {
+                Some(focus) => {
+                    self.pass(
+                        Trigger::Directory,
+                        &set,
+                        &directory,
+                        &audit,
+                        &f.stop,
+                        Some(&focus),
+                    )
+                    .await
+                }
+                None => false,
+            };
+            if !done && !*f.stop.borrow() {
+                // A full channel means a full pass is pending anyway.
+                let _ = f.full.try_send(Trigger::Directory);
+            }
+        }
+    }
+
+    /// One pass (`focus`: a fast pass over those mappings). Returns whether it succeeded
+    /// (a failed read or change is a failure).
     async fn pass(
-        &mut self,
+        &self,
         trigger: Trigger,
         policies: &PolicySet,
         directory: &tokio::sync::Mutex<DirectorySource>,
@@ -361,7 +435,7 @@ impl Controller {
         pass::anchor(
             &mut *audit.lock().await,
             self.config.audit.anchor.as_ref(),
-            self.fleet.hub(),
+            self.fleet.read().await.hub(),
         )
         .await;
         let mut st = self.shared.status.lock().expect("status");
@@ -387,11 +461,16 @@ impl Controller {
         success
     }
 
-    async fn record_api_stats(&mut self, directory: &tokio::sync::Mutex<DirectorySource>) {
+    async fn record_api_stats(&self, directory: &tokio::sync::Mutex<DirectorySource>) {
         let m = &self.shared.metrics;
-        let now = self.fleet.stats();
+        let now = self.fleet.read().await.stats();
+        let (g, d) = {
+            let dir = directory.lock().await;
+            (dir.graph_stats(), dir.full_read_differences())
+        };
+        let mut seen = self.seen.lock().expect("seen");
         for (key @ (service, op), n) in &now.requests {
-            let before = self.last_aws.requests.get(key).copied().unwrap_or(0);
+            let before = seen.aws.requests.get(key).copied().unwrap_or(0);
             m.api_requests
                 .get_or_create(&ApiLabel {
                     service: service.to_string(),
@@ -404,12 +483,11 @@ impl Controller {
         };
         m.api_retries
             .get_or_create(&aws)
-            .inc_by(now.retries.saturating_sub(self.last_aws.retries));
+            .inc_by(now.retries.saturating_sub(seen.aws.retries));
         m.throttled
             .get_or_create(&aws)
-            .inc_by(now.throttled.saturating_sub(self.last_aws.throttled));
-        self.last_aws = now;
-        let g = directory.lock().await.graph_stats();
+            .inc_by(now.throttled.saturating_sub(seen.aws.throttled));
+        seen.aws = now;
         let graph = ServiceLabel {
             service: "graph".into(),
         };
@@ -418,24 +496,28 @@ impl Controller {
                 service: "graph".into(),
                 operation: "GET".into(),
             })
-            .inc_by(g.0 - self.last_graph.0);
+            .inc_by(g.0.saturating_sub(seen.graph.0));
         m.api_retries
             .get_or_create(&graph)
-            .inc_by(g.1 - self.last_graph.1);
+            .inc_by(g.1.saturating_sub(seen.graph.1));
         m.throttled
             .get_or_create(&graph)
-            .inc_by(g.2 - self.last_graph.2);
-        self.last_graph = g;
-        let d = directory.lock().await.full_read_differences();
-        m.directory_differences.inc_by(d - self.last_differences);
-        self.last_differences = d;
+            .inc_by(g.2.saturating_sub(seen.graph.2));
+        seen.graph = g;
+        m.directory_differences
+            .inc_by(d.saturating_sub(seen.differences));
+        seen.differences = d;
     }
 
     /// The mappings a directory change touches, when the watcher could say: the
     /// RoleMappings whose group selector is one of the groups it saw change (nested
-    /// groups counted). `None` (a full pass) when it could not, or when a full read is due.
+    /// groups counted). `None` (a full pass) when it could not.
     fn focus_of(&self, policies: &PolicySet) -> Option<BTreeSet<String>> {
-        let selectors = self.take_changed()?;
+        let selectors = self
+            .changed
+            .lock()
+            .expect("changed")
+            .replace(BTreeSet::new())?;
         let names: BTreeSet<String> = policies
             .role_mappings
             .iter()
@@ -445,24 +527,16 @@ impl Controller {
         (!names.is_empty()).then_some(names)
     }
 
-    /// What the watcher saw change since the last pass; from now on, nothing.
-    fn take_changed(&self) -> Option<BTreeSet<crate::sources::policy::GroupSelector>> {
-        self.changed
-            .lock()
-            .expect("changed")
-            .replace(BTreeSet::new())
-    }
-
     async fn pass_inner(
-        &mut self,
+        &self,
         policies: &PolicySet,
         directory: &tokio::sync::Mutex<DirectorySource>,
         audit: &tokio::sync::Mutex<AuditLog>,
         stop: &watch::Receiver<bool>,
         focus: Option<&BTreeSet<String>>,
     ) -> anyhow::Result<(PassOutcome, apply::Report)> {
-        let backoffs = &self.backoffs;
         let deferred = |c: &crate::plan::Change| {
+            let backoffs = self.backoffs.lock().expect("backoffs");
             backoffs.get(&c.key()).filter(|b| b.waiting()).map(|b| {
                 format!(
                     "retrying in {}s after: {}",
@@ -487,27 +561,39 @@ impl Controller {
             .audit_rotation_unacknowledged
             .set(i64::from(audit_attention.is_some()));
         self.shared.status.lock().expect("status").audit_attention = audit_attention.clone();
-        self.fleet.rediscover(&self.caller).await;
-        let planned = {
-            let mut dir = directory.lock().await;
-            pass::plan(
-                &pass::Inputs {
-                    config: &self.config,
-                    policies,
-                    fleet: &self.fleet,
-                    deferred: &deferred,
-                    released: &released,
-                    recorded_pins: &recorded_pins,
-                    audit_attention,
-                    focus,
-                },
-                &mut dir,
-            )
-            .await?
+        if focus.is_none() && self.fleet.read().await.rediscovery_due() {
+            self.fleet.write().await.rediscover(&self.caller).await;
+        }
+        let fleet = self.fleet.read().await;
+        // A fast pass holds its roles from before it reads them until its last write.
+        let _held = match focus {
+            Some(focus) => Some(self.writes.hold(&roles_of(policies, focus)).await),
+            None => None,
         };
+        let read_at = Instant::now();
+        let planned = pass::plan(
+            &pass::Inputs {
+                config: &self.config,
+                policies,
+                fleet: &fleet,
+                deferred: &deferred,
+                released: &released,
+                recorded_pins: &recorded_pins,
+                audit_attention,
+                focus,
+                known: Some(&self.writes),
+            },
+            directory,
+        )
+        .await?;
         if focus.is_none() {
             // The groups the watcher follows: every mapping's, as the full pass found them.
             *self.requests.lock().expect("requests") = planned.requests.clone();
+            self.writes.learn(
+                &planned.observed,
+                &Settings::from_config(&self.config),
+                read_at,
+            );
         }
         let shared = self.shared.clone();
         let m = &shared.metrics;
@@ -530,9 +616,10 @@ impl Controller {
             audit.lock().await.recover(&planned.observed, &actor)?;
         }
         let stop_now = || *stop.borrow();
+        let writer = Guarded::new(&*fleet, &self.writes, focus.is_none().then_some(read_at));
         let report = planned
             .apply(
-                &self.fleet,
+                &writer,
                 audit,
                 &actor,
                 policies.revision.as_ref(),
@@ -540,6 +627,9 @@ impl Controller {
             )
             .await?;
         let outcome = PassOutcome::of(plan, &report);
+        if writer.superseded() > 0 {
+            self.again.store(true, Ordering::SeqCst);
+        }
         // The back-offs, the mappings' states and the gauges describe the whole fleet:
         // the full pass keeps them; a fast pass saw only its mappings' roles.
         if focus.is_none() {
@@ -597,18 +687,18 @@ impl Controller {
 
     /// Back-off per change: grows with each failure, forgotten on success or when the
     /// change is no longer planned.
-    fn update_backoffs(&mut self, plan: &Plan, report: &apply::Report) {
+    fn update_backoffs(&self, plan: &Plan, report: &apply::Report) {
+        let mut backoffs = self.backoffs.lock().expect("backoffs");
         for done in &report.outcomes {
             match &done.outcome {
-                Outcome::Failed(f) => match self.backoffs.get_mut(&done.key) {
+                Outcome::Failed(f) => match backoffs.get_mut(&done.key) {
                     Some(b) => b.failed(f.to_string()),
                     None => {
-                        self.backoffs
-                            .insert(done.key.clone(), ChangeBackoff::new(f.to_string()));
+                        backoffs.insert(done.key.clone(), ChangeBackoff::new(f.to_string()));
                     }
                 },
                 Outcome::Ok(_) => {
-                    self.backoffs.remove(&done.key);
+                    backoffs.remove(&done.key);
                 }
                 Outcome::Skipped { .. } => {}
             }
@@ -619,11 +709,11 @@ impl Controller {
             .chain(plan.held.iter().map(|h| &h.change))
             .map(|c| c.key())
             .collect();
-        self.backoffs.retain(|k, _| planned.contains(k));
+        backoffs.retain(|k, _| planned.contains(k));
     }
 
     /// Each mapping's state in `/status`, and the count per state in the metrics.
-    fn update_status(&mut self, policies: &PolicySet, plan: &Plan, report: &apply::Report) {
+    fn update_status(&self, policies: &PolicySet, plan: &Plan, report: &apply::Report) {
         let mappings = status::mapping_statuses(policies, plan, report);
         let m = &self.shared.metrics;
         for state in status::MappingState::ALL {
@@ -663,6 +753,16 @@ impl Controller {
         st.mappings = mappings;
         st.accounts = accounts;
     }
+}
+
+/// The roles (by name) of the RoleMappings in `focus`.
+fn roles_of(policies: &PolicySet, focus: &BTreeSet<String>) -> BTreeSet<String> {
+    policies
+        .role_mappings
+        .iter()
+        .filter(|m| focus.contains(m.name.as_str()))
+        .map(|m| m.spec.role.name.clone())
+        .collect()
 }
 
 #[cfg(test)]

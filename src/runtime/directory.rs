@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::adapters::entra::{self, DeltaCache};
-use crate::sources::directory::{DirectorySnapshot, GroupRequest, MembershipChange, TenantFile};
+use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantFile};
 
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
@@ -111,8 +111,9 @@ impl DirectorySource {
         Ok(())
     }
 
-    /// The Graph reader, once connected; `None` for a tenant file.
-    fn reader(&self) -> Option<&entra::GraphReader> {
+    /// The Graph reader, once connected; `None` for a tenant file (which has no audit log
+    /// of who changed a group).
+    pub fn reader(&self) -> Option<&entra::GraphReader> {
         match self {
             DirectorySource::Graph(reader) => Some(reader),
             DirectorySource::Delta { cache, .. } => Some(cache.reader()),
@@ -223,19 +224,6 @@ impl DirectorySource {
                 full
             }
         })
-    }
-
-    /// Who changed each of `groups`' members since `since`, from the directory's audit
-    /// log, one answer per group; none for a tenant file.
-    pub async fn membership_changes(
-        &self,
-        groups: &[&str],
-        since: &str,
-    ) -> Result<Vec<Result<Vec<MembershipChange>, entra::graph::Error>>, entra::graph::Error> {
-        match self.reader() {
-            Some(reader) => reader.membership_changes(groups, since).await,
-            None => Ok(groups.iter().map(|_| Ok(Vec::new())).collect()),
-        }
     }
 
     /// Graph requests, retries and throttles so far.

@@ -258,22 +258,31 @@ fn member(spokes: &Spokes, account: Account) -> Member {
 }
 
 impl Fleet {
+    /// Whether [`Fleet::rediscover`] would read the organization now.
+    pub fn rediscovery_due(&self) -> bool {
+        let Some(org) = self
+            .spokes
+            .as_ref()
+            .and_then(|s| s.config().accounts.organization.as_ref())
+        else {
+            return false;
+        };
+        !self.narrowed
+            && self
+                .discovered
+                .is_none_or(|t| t.elapsed().as_secs() >= org.refresh_seconds)
+    }
+
     /// Reads the organization again when `accounts.organization.refreshSeconds` have
     /// passed: new accounts join, closed or untagged ones leave, the others keep their
     /// clients. A failed read keeps the accounts known so far (and says so).
     pub async fn rediscover(&mut self, caller: &CallerIdentity) {
+        if !self.rediscovery_due() {
+            return;
+        }
         let Some(spokes) = &self.spokes else {
             return;
         };
-        let Some(org) = &spokes.config().accounts.organization else {
-            return;
-        };
-        let due = self
-            .discovered
-            .is_none_or(|t| t.elapsed().as_secs() >= org.refresh_seconds);
-        if !due || self.narrowed {
-            return;
-        }
         match accounts(spokes.config(), spokes.hub(), caller).await {
             Ok(found) => {
                 let members = found.into_iter().map(|a| member(spokes, a)).collect();

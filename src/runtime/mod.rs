@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod pass;
 pub mod status;
 pub mod watch;
+pub mod writes;

@@ -20,10 +20,12 @@ use crate::checks;
 use crate::config::{AnchorConfig, Config};
 use crate::desired::{self, Pins, Target};
 use crate::model::call::Failure;
+use crate::model::names::SESSIONS_POLICY;
 use crate::observed::{Observations, Observed};
 use crate::plan::{self, outbound, AccountPlan, Change, Plan, Problem, ProblemKind, Settings};
 use crate::ports::{AwsApi, Executor};
 use crate::runtime::fleet::{Fleet, Member};
+use crate::runtime::writes::RoleWrites;
 use crate::sources::directory::{DirectorySnapshot, GroupRequest, MembershipChange, PIN_TAG};
 use crate::sources::policy::{function_name_of, guardrails, scope, PolicySet, Revision};
 
@@ -64,6 +66,19 @@ pub struct Inputs<'a> {
     /// read one by one, and only their trust and session denials changed. `None`: the
     /// full pass.
     pub focus: Option<&'a BTreeSet<String>>,
+    /// The session-deny policies the controller knows its roles carry: the fast path does
+    /// not read those again.
+    pub known: Option<&'a RoleWrites>,
+}
+
+/// How a pass reads an account.
+#[derive(Clone, Copy)]
+enum Reading<'a> {
+    /// Everything the planner compares.
+    Full,
+    /// The membership fast path: the focused mappings' roles, the session-deny policies
+    /// not in `known` read with them.
+    Fast { known: Option<&'a RoleWrites> },
 }
 
 /// What the fast path may change: a role's trust and the session denials that go with it.
@@ -148,10 +163,10 @@ async fn read_account(
     policies: &PolicySet,
     config: &Config,
     settings: &Settings,
-    fast: bool,
+    reading: Reading<'_>,
 ) -> AccountRead {
     member.connector.reach().await?;
-    if fast {
+    if let Reading::Fast { known } = reading {
         // The fast path: the mappings' roles in the home region, one by one; nothing else.
         let region = member.account.home().to_string();
         let here = scope::policies_at(policies, &member.account, &region);
@@ -160,11 +175,25 @@ async fn read_account(
             .iter()
             .map(|m| m.spec.role.name.clone())
             .collect();
-        let observed = member
+        let id = &member.account.id;
+        let cached: BTreeMap<String, Option<serde_json::Value>> = names
+            .iter()
+            .filter_map(|n| Some((n.to_ascii_lowercase(), known?.sessions_of(id, n)?)))
+            .collect();
+        let mut observed = member
             .connector
             .clients(&region)
-            .observe_roles(&config.role_path, &names)
+            .observe_roles(&config.role_path, &names, &cached.keys().cloned().collect())
             .await?;
+        for (name, role) in observed.roles.iter_mut() {
+            if let Some(doc) = cached.get(name) {
+                role.inline_policies.remove(SESSIONS_POLICY);
+                if let Some(doc) = doc {
+                    role.inline_policies
+                        .insert(SESSIONS_POLICY.to_string(), doc.clone());
+                }
+            }
+        }
         return Ok((vec![(region, here, observed)], None));
     }
     let mut out = Vec::new();
@@ -262,15 +291,27 @@ async fn read_accounts(
     policies: &PolicySet,
     config: &Config,
     settings: &Settings,
-    fast: bool,
+    reading: Reading<'_>,
 ) -> anyhow::Result<Read> {
+    let fast = matches!(reading, Reading::Fast { .. });
+    // The fast path reaches only the accounts its mappings are in.
+    let members: Vec<&Member> = fleet
+        .members()
+        .iter()
+        .filter(|m| {
+            !fast
+                || !scope::policies_at(policies, &m.account, m.account.home())
+                    .role_mappings
+                    .is_empty()
+        })
+        .collect();
     let (read_one, _) = tokio::sync::watch::channel(false);
     let read_one = &read_one;
-    let several = fleet.members().len() > 1;
-    let reads: Vec<AccountRead> = stream::iter(fleet.members())
+    let several = members.len() > 1;
+    let reads: Vec<AccountRead> = stream::iter(members.iter().copied())
         .map(|m| async move {
             let started = Instant::now();
-            let read = read_account(m, policies, config, settings, fast);
+            let read = read_account(m, policies, config, settings, reading);
             let result = match fleet.read_allowance(&m.account.id).filter(|_| several) {
                 Some(allowance) => tokio::select! {
                     r = read => r,
@@ -305,7 +346,7 @@ async fn read_accounts(
         unreachable: Vec::new(),
         issuers: BTreeMap::new(),
     };
-    for (member, result) in fleet.members().iter().zip(reads) {
+    for (member, result) in members.iter().zip(reads) {
         let account = &member.account;
         match result {
             Ok((regions, issuer)) => {
@@ -326,7 +367,7 @@ async fn read_accounts(
                     read.observed.by_place.insert(place, o);
                 }
             }
-            Err(e) if fleet.members().len() == 1 => {
+            Err(e) if members.len() == 1 => {
                 return Err(
                     anyhow::Error::new(e).context("reading AWS state (nothing was changed)")
                 );
@@ -354,7 +395,7 @@ async fn read_accounts(
             }
         }
     }
-    if !read.unreachable.is_empty() && read.unreachable.len() == fleet.members().len() {
+    if !read.unreachable.is_empty() && read.unreachable.len() == members.len() {
         anyhow::bail!(
             "no account could be read (nothing was changed): {}",
             read.unreachable
@@ -376,7 +417,7 @@ pub async fn observe(
     config: &Config,
 ) -> anyhow::Result<(Observations, Vec<Problem>)> {
     let settings = Settings::from_config(config);
-    let read = read_accounts(fleet, policies, config, &settings, false).await?;
+    let read = read_accounts(fleet, policies, config, &settings, Reading::Full).await?;
     Ok((read.observed, read.unreachable))
 }
 
@@ -518,7 +559,13 @@ async fn plan_outbound(
 /// account needs; each account and region is planned on its own and the plans merged,
 /// grouped by account ([`plan_places`]), before the checks, which weigh the pass as a
 /// whole.
-pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyhow::Result<Planned> {
+///
+/// The directory is locked only while it is read, never while AWS is: the controller's
+/// delta watcher and fast path use it meanwhile.
+pub async fn plan(
+    inputs: &Inputs<'_>,
+    directory: &tokio::sync::Mutex<DirectorySource>,
+) -> anyhow::Result<Planned> {
     let Inputs {
         config,
         policies,
@@ -528,6 +575,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         recorded_pins,
         audit_attention,
         focus,
+        known,
     } = inputs;
     let settings = Settings::from_config(config);
     // Guardrails first: what breaks one is left out or blocked (revocations go on), and
@@ -537,7 +585,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         &config.guardrails,
         &guardrails::Known {
             accounts: Some(fleet.account_ids_in_scope()),
-            tenant: directory.tenant(),
+            tenant: directory.lock().await.tenant(),
         },
     );
     let mut allowed = (*policies).clone();
@@ -549,12 +597,16 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
         allowed.functions.clear();
     }
     let policies = &allowed;
-    let read = read_accounts(fleet, policies, config, &settings, focus.is_some()).await?;
+    let reading = match focus {
+        Some(_) => Reading::Fast { known: *known },
+        None => Reading::Full,
+    };
+    let read = read_accounts(fleet, policies, config, &settings, reading).await?;
     let (pins, requests) = directory_requests(&read, &settings, recorded_pins);
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
     let snapshot = match focus {
-        Some(_) => directory.cached_snapshot(&requests).await?,
-        None => directory.snapshot(&requests).await?,
+        Some(_) => directory.lock().await.cached_snapshot(&requests).await?,
+        None => directory.lock().await.snapshot(&requests).await?,
     };
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
@@ -569,7 +621,7 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
                 &read,
                 &placed.wanted,
                 (config, &settings),
-                directory,
+                &mut *directory.lock().await,
             )
             .await
         }
@@ -633,7 +685,8 @@ pub async fn plan(inputs: &Inputs<'_>, directory: &mut DirectorySource) -> anyho
     );
     // Bounded: the directory's audit log is a courtesy to the reader of the record, and a
     // slow or throttled one must not hold a revocation back.
-    let lookup = who_changed_the_groups(&mut plan, &groups, directory);
+    let audit_reader = directory.lock().await.reader().cloned();
+    let lookup = who_changed_the_groups(&mut plan, &groups, audit_reader.as_ref());
     if tokio::time::timeout(MEMBERSHIP_AUDIT_BUDGET, lookup)
         .await
         .is_err()
@@ -685,7 +738,7 @@ const MEMBERSHIP_AUDIT_BUDGET: Duration = Duration::from_secs(3);
 async fn who_changed_the_groups(
     plan: &mut Plan,
     groups: &BTreeMap<String, String>,
-    directory: &DirectorySource,
+    directory: Option<&entra::GraphReader>,
 ) {
     let since = (time::OffsetDateTime::now_utc() - time::Duration::days(MEMBERSHIP_AUDIT_DAYS))
         .format(&time::format_description::well_known::Rfc3339)
@@ -715,7 +768,10 @@ async fn who_changed_the_groups(
     let wanted: Vec<&str> = wanted.into_iter().collect();
     let mut read: BTreeMap<String, Vec<MembershipChange>> = BTreeMap::new();
     let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
-    match directory.membership_changes(&wanted, &since).await {
+    let Some(reader) = directory else {
+        return;
+    };
+    match reader.membership_changes(&wanted, &since).await {
         Ok(answers) => {
             for (group, answer) in wanted.iter().zip(answers) {
                 match answer {

@@ -1,7 +1,9 @@
 //! What starts a pass besides the timer: a Graph delta poll (or a changed tenant file)
-//! that touches a group a mapping uses, a change of the policy files, and the signals that
-//! stop the controller. Each watcher re-reads and compares; none acts on what an event
-//! says changed. Triggers go through a bounded channel: a full one means a pass is pending.
+//! that touches a group a mapping uses (it wakes the membership fast path, which asks for
+//! a full pass when the change cannot be placed), a change of the policy files, and the
+//! signals that stop the controller. Each watcher re-reads and compares; none acts on what
+//! an event says changed. Wake-ups and triggers go through bounded channels: a full one
+//! means a pass is pending.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -96,7 +98,7 @@ pub(crate) fn watch_directory(
     requests: Arc<Mutex<Vec<GroupRequest>>>,
     changed_groups: Changed,
     period: Duration,
-    triggers: mpsc::Sender<Trigger>,
+    wake: mpsc::Sender<()>,
     mut stop: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
     // The tenant file as it is now, before the first pass reads it: a change made at any
@@ -169,8 +171,9 @@ pub(crate) fn watch_directory(
             drop(dir);
             if changed {
                 tracing::info!("directory change to a mapped group; starting a pass");
-                // A full channel means a pass is already pending: this change rides along.
-                let _ = triggers.try_send(Trigger::Directory);
+                // A full channel means a fast pass is already pending: this change rides
+                // along (it takes every change placed so far).
+                let _ = wake.try_send(());
             }
         }
     }

@@ -81,6 +81,9 @@ struct Inner {
     keep_host: std::sync::atomic::AtomicBool,
     /// Accounts whose requests are accepted and never answered.
     hung_accounts: Mutex<Vec<String>>,
+    /// Accounts whose writes (every operation but `Get*`, `List*`) are accepted and never
+    /// answered; their reads are.
+    hung_writes: Mutex<Vec<String>>,
     /// The account of each access key AssumeRole handed out (moto acts in the role's
     /// account for requests signed with it).
     key_accounts: Mutex<BTreeMap<String, String>>,
@@ -129,6 +132,7 @@ impl Proxy {
             hang_all: Default::default(),
             keep_host: Default::default(),
             hung_accounts: Default::default(),
+            hung_writes: Default::default(),
             key_accounts: Default::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -201,6 +205,7 @@ impl Proxy {
             .store(on, std::sync::atomic::Ordering::SeqCst);
         if !on {
             self.inner.hung_accounts.lock().unwrap().clear();
+            self.inner.hung_writes.lock().unwrap().clear();
         }
     }
 
@@ -209,6 +214,17 @@ impl Proxy {
         self.inner
             .keep_host
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Accepts and never answers the writes (not the reads) signed with credentials
+    /// AssumeRole gave for a role in `account`: a pass that has read the account waits on
+    /// its write there.
+    pub fn hang_writes(&self, account: &str) {
+        self.inner
+            .hung_writes
+            .lock()
+            .unwrap()
+            .push(account.to_string());
     }
 
     /// Accepts and never answers the requests signed with credentials AssumeRole gave for a
@@ -227,9 +243,13 @@ impl Proxy {
 }
 
 /// Whether the request is signed with a key of a hung account (SigV4:
-/// `Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/...`).
-fn is_hung(inner: &Inner, headers: &HeaderMap) -> bool {
-    let hung = inner.hung_accounts.lock().unwrap();
+/// `Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/...`), or is a write signed
+/// with a key of an account whose writes hang.
+fn is_hung(inner: &Inner, headers: &HeaderMap, op: &str) -> bool {
+    let mut hung = inner.hung_accounts.lock().unwrap().clone();
+    if !op.starts_with("Get") && !op.starts_with("List") {
+        hung.extend(inner.hung_writes.lock().unwrap().iter().cloned());
+    }
     if hung.is_empty() {
         return false;
     }
@@ -374,7 +394,7 @@ async fn forward(
     if let Some(resp) = outbound_federation(&inner, &op) {
         return resp;
     }
-    if inner.hang_all.load(std::sync::atomic::Ordering::SeqCst) || is_hung(&inner, &headers) {
+    if inner.hang_all.load(std::sync::atomic::Ordering::SeqCst) || is_hung(&inner, &headers, &op) {
         std::future::pending::<()>().await;
     }
     let mut assumed_account = None;

@@ -114,8 +114,13 @@ impl crate::ports::Observe for AwsClients {
         AwsClients::observe(self, iam, role_path, functions, function_tag_key).await
     }
 
-    async fn observe_roles(&self, _role_path: &str, names: &[String]) -> Result<Observed, Failure> {
-        AwsClients::observe_roles(self, names).await
+    async fn observe_roles(
+        &self,
+        _role_path: &str,
+        names: &[String],
+        sessions_known: &std::collections::BTreeSet<String>,
+    ) -> Result<Observed, Failure> {
+        AwsClients::observe_roles(self, names, sessions_known).await
     }
 
     async fn outbound_issuer(&self) -> Result<Option<String>, Failure> {

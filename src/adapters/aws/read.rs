@@ -48,11 +48,19 @@ impl AwsClients {
         Ok(observed)
     }
 
-    /// Just these roles, each with `GetRole` and `GetRolePolicy` for the session-deny
-    /// policy: two requests a role, whatever the size of the account.
-    pub async fn observe_roles(&self, names: &[String]) -> Result<Observed, Failure> {
+    /// Just these roles, each with `GetRole` and, unless the caller knows it
+    /// (`sessions_known`, by name), `GetRolePolicy` for the session-deny policy: one or two
+    /// requests a role, whatever the size of the account.
+    pub async fn observe_roles(
+        &self,
+        names: &[String],
+        sessions_known: &BTreeSet<String>,
+    ) -> Result<Observed, Failure> {
         let roles: Vec<Option<ObservedRole>> = stream::iter(names.to_vec())
-            .map(|name| async move { self.read_role(&name).await })
+            .map(|name| async move {
+                let sessions = !sessions_known.contains(&name.to_ascii_lowercase());
+                self.read_role(&name, sessions).await
+            })
             .buffer_unordered(8)
             .try_collect()
             .await?;
@@ -66,8 +74,9 @@ impl AwsClients {
         })
     }
 
-    /// One role and its session-deny policy; `None` when the role does not exist.
-    async fn read_role(&self, name: &str) -> Result<Option<ObservedRole>, Failure> {
+    /// One role and (with `sessions`) its session-deny policy; `None` when the role does
+    /// not exist.
+    async fn read_role(&self, name: &str, sessions: bool) -> Result<Option<ObservedRole>, Failure> {
         let missing = |f: &Failure| f.is(&["NoSuchEntity"]);
         let Some(out) = self
             .call(Operation::GetRole, missing, || {
@@ -89,21 +98,25 @@ impl AwsClients {
         // URL-encoded, as IAM's other role reads give it: parse_document decodes it.
         let trust = parse_document(r.assume_role_policy_document().unwrap_or("{}"))
             .map_err(|e| bad("trust policy", e))?;
-        let sessions = crate::model::names::SESSIONS_POLICY;
+        let policy = crate::model::names::SESSIONS_POLICY;
         let mut inline = BTreeMap::new();
-        if let Some(p) = self
-            .call(Operation::GetRolePolicy, missing, || {
-                self.iam
-                    .get_role_policy()
-                    .role_name(name)
-                    .policy_name(sessions)
-                    .send()
-            })
-            .await?
-        {
+        let read = match sessions {
+            true => {
+                self.call(Operation::GetRolePolicy, missing, || {
+                    self.iam
+                        .get_role_policy()
+                        .role_name(name)
+                        .policy_name(policy)
+                        .send()
+                })
+                .await?
+            }
+            false => None,
+        };
+        if let Some(p) = read {
             let doc = parse_document(p.policy_document())
-                .map_err(|e| bad(&format!("inline policy {sessions}"), e))?;
-            inline.insert(sessions.to_string(), doc);
+                .map_err(|e| bad(&format!("inline policy {policy}"), e))?;
+            inline.insert(policy.to_string(), doc);
         }
         Ok(Some(ObservedRole {
             path: r.path().to_string(),

@@ -396,7 +396,10 @@ async fn a_failing_grant_waits_its_back_off_while_a_failing_revocation_is_tried_
     assert!(b.pass().await);
     assert_eq!(b.aws.take_done(), ["update-trust-policy reader"]);
     assert_eq!(b.aws.trusted("reader"), [sp(3), sp(4)].into());
-    assert!(b.ctl.backoffs.is_empty(), "a success forgets the back-off");
+    assert!(
+        b.ctl.backoffs.lock().unwrap().is_empty(),
+        "a success forgets the back-off"
+    );
     assert_eq!(b.state_of("readers").0, MappingState::Ready);
 }
 
