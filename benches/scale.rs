@@ -544,7 +544,8 @@ struct Revocation {
     aws_requests: u64,
     /// Roles that gained a member (the churn).
     grants: u64,
-    /// Requests a grant costs: its role read (GetRole, GetRolePolicy) and its trust write.
+    /// Requests a grant costs: its role read (GetRole; the session-deny policy is known
+    /// from the controller's own passes) and its trust write.
     per_grant: u64,
     by_operation: String,
 }
@@ -696,7 +697,7 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
         samples,
         aws_requests: counts.total(),
         grants,
-        per_grant: 3,
+        per_grant: 2,
         by_operation: ops
             .iter()
             .map(|(o, c)| format!("{o} {c}"))
@@ -709,7 +710,7 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
 fn revocation_section(results: &[Revocation]) -> String {
     let mut md = String::from("## Revocation
 
-The controller running (1 s delta polls, full pass hourly); 50 service principals leave mapped groups one after another while another group gains a member each time. Each revocation is timed from the Graph change (the local Graph server's admin API) to the trust policy as moto returns it (polled every 10 ms); AWS requests are counted at the proxy over the whole run: per revocation once the churn's grants are taken out (3 each: GetRole, GetRolePolicy, UpdateAssumeRolePolicy, as the by-operation counts show), and per role changed.\n\n| N | step | revocations | p50 ms | p99 ms | AWS requests per revocation | per role changed | AWS requests |\n|---:|---|---:|---:|---:|---:|---:|---:|\n");
+The controller running (1 s delta polls, full pass hourly); 50 service principals leave mapped groups one after another while another group gains a member each time. Each revocation is timed from the Graph change (the local Graph server's admin API) to the trust policy as moto returns it (polled every 10 ms); AWS requests are counted at the proxy over the whole run: per revocation once the churn's grants are taken out (2 each: GetRole, UpdateAssumeRolePolicy, as the by-operation counts show), and per role changed. A revocation is GetRole, UpdateAssumeRolePolicy and PutRolePolicy (the session deny), plus the TagRole that records the role's removal baseline on its first removal within `safety.removalWindowSeconds`: every revocation here is a different role's first.\n\n| N | step | revocations | p50 ms | p99 ms | AWS requests per revocation | per role changed | AWS requests |\n|---:|---|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         let _ = writeln!(
             md,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use graph_rs_sdk::{GraphClient, ODataQuery};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::sources::directory::{
@@ -49,6 +50,33 @@ impl Interner {
     fn name(&self, n: u32) -> &str {
         &self.ids[n as usize]
     }
+}
+
+/// What a delta round reads.
+const DELTA: &str = "GET /groups/delta";
+
+/// A group of a delta page (`$select=displayName,members`): `@removed` when it was
+/// deleted, `members@delta` with the members added and (`@removed`) removed since the last
+/// round.
+#[derive(Debug, Deserialize)]
+struct DeltaGroup {
+    id: String,
+    #[serde(rename = "@removed", default)]
+    removed: Option<Value>,
+    #[serde(rename = "displayName", default)]
+    display_name: Option<String>,
+    #[serde(rename = "members@delta", default)]
+    members: Option<Vec<DeltaMember>>,
+}
+
+/// A member of `members@delta`.
+#[derive(Debug, Deserialize)]
+struct DeltaMember {
+    id: String,
+    #[serde(rename = "@odata.type", default)]
+    odata_type: Option<String>,
+    #[serde(rename = "@removed", default)]
+    removed: Option<Value>,
 }
 
 /// One group of a delta page, parsed as soon as the page arrives (the page itself is
@@ -208,25 +236,15 @@ impl DeltaCache {
                 .top("999")
         };
         let delta_link = loop {
-            let page = self
-                .reader
-                .get("GET /groups/delta", first, next.as_deref())
-                .await?;
-            self.stage(&page, &mut staged);
-            let next_link = page
-                .get("@odata.nextLink")
-                .and_then(Value::as_str)
-                .map(String::from);
-            let delta = page
-                .get("@odata.deltaLink")
-                .and_then(Value::as_str)
-                .map(String::from);
-            match (next_link, delta) {
+            let page = self.reader.get(DELTA, first, next.as_deref()).await?;
+            let page = Page::read(DELTA, page)?;
+            self.stage(&page, &mut staged)?;
+            match (page.next_link, page.delta_link) {
                 (Some(n), _) => next = Some(n),
                 (None, Some(d)) => break d,
                 (None, None) => {
                     return Err(Error::Graph {
-                        operation: "GET /groups/delta".into(),
+                        operation: DELTA.into(),
                         status: 200,
                         code: "noDeltaLink".into(),
                         message: "a delta page had neither @odata.nextLink nor @odata.deltaLink"
@@ -269,30 +287,32 @@ impl DeltaCache {
         Ok(result)
     }
 
-    /// The groups of one delta page, with their ids interned.
-    fn stage(&mut self, page: &Value, staged: &mut Vec<StagedGroup>) {
-        for g in page["value"].as_array().into_iter().flatten() {
-            let Some(id) = g["id"].as_str() else { continue };
-            let members = g["members@delta"]
-                .as_array()
+    /// The groups of one delta page, with their ids interned. A group or member without
+    /// an `id` fails the round (nothing of it is applied): skipped, a departure in it
+    /// would be lost until the next full read.
+    fn stage(&mut self, page: &Page, staged: &mut Vec<StagedGroup>) -> Result<(), Error> {
+        for g in &page.value {
+            let g = DeltaGroup::deserialize(g).map_err(|e| malformed(DELTA, &e))?;
+            let members = g
+                .members
+                .unwrap_or_default()
                 .into_iter()
-                .flatten()
-                .filter_map(|m| {
-                    let mid = m["id"].as_str()?;
-                    Some((
-                        self.ids.intern(mid),
-                        kind_of(m["@odata.type"].as_str()),
-                        m.get("@removed").is_some(),
-                    ))
+                .map(|m| {
+                    (
+                        self.ids.intern(&m.id),
+                        kind_of(m.odata_type.as_deref()),
+                        m.removed.is_some(),
+                    )
                 })
                 .collect();
             staged.push(StagedGroup {
-                id: self.ids.intern(id),
-                removed: g.get("@removed").is_some(),
-                display_name: g["displayName"].as_str().map(Box::from),
+                id: self.ids.intern(&g.id),
+                removed: g.removed.is_some(),
+                display_name: g.display_name.map(Box::from),
                 members,
             });
         }
+        Ok(())
     }
 
     /// Every group of the tenant: (id, display name, direct members with their kinds).
@@ -371,5 +391,24 @@ impl DeltaCache {
             out.groups.insert(req.clone(), result);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_delta_group_or_member_without_an_id_fails_the_round() {
+        let member = json!({"@odata.type": "#microsoft.graph.servicePrincipal", "@removed": {}});
+        let e = DeltaGroup::deserialize(json!({"id": "g", "members@delta": [member]})).unwrap_err();
+        assert!(e.to_string().contains("missing field `id`"), "{e}");
+        assert!(DeltaGroup::deserialize(json!({"displayName": "x"})).is_err());
+        let g = DeltaGroup::deserialize(json!({
+            "id": "g", "displayName": null, "members@delta": null, "@removed": {"reason": "changed"}
+        }))
+        .unwrap();
+        assert!(g.removed.is_some() && g.members.is_none() && g.display_name.is_none());
     }
 }

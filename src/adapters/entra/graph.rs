@@ -526,6 +526,8 @@ impl GraphReader {
     /// HTTP round trips (2 requests per group, 20 to a batch: N groups in N/10), not
     /// resource units.
     pub async fn snapshot(&self, requests: &[GroupRequest]) -> Result<DirectorySnapshot, Error> {
+        const GROUPS: &str = "POST /$batch (groups)";
+        const MEMBERS: &str = "POST /$batch (members)";
         // Round one: each group by id and its first members page; each name's groups.
         let mut urls = Vec::new();
         for req in requests {
@@ -542,10 +544,7 @@ impl GraphReader {
                 (None, None, None) => {}
             }
         }
-        let mut first = self
-            .batch_get("POST /$batch (groups)", &urls)
-            .await?
-            .into_iter();
+        let mut first = self.batch_get(GROUPS, &urls).await?.into_iter();
         // Each request's candidates, with the first members page where it was read.
         let mut candidates: Vec<Vec<(String, String, Option<Value>)>> = Vec::new();
         let mut by_name: Vec<(usize, String, String)> = Vec::new();
@@ -558,14 +557,10 @@ impl GraphReader {
                     let members = first.next().expect("one answer per request");
                     if req.pinned_name().is_some() {
                         let same = first.next().expect("one answer per request")?;
+                        let same = WireGroup::all(GROUPS, Page::read(GROUPS, same)?)?;
                         let others = req.namesakes(
-                            same["value"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|g| {
-                                    Some((g["id"].as_str()?, g["displayName"].as_str()?))
-                                }),
+                            same.iter()
+                                .filter_map(|g| Some((g.id.as_str(), g.display_name.as_deref()?))),
                         );
                         if !others.is_empty() {
                             namesakes.insert(req.clone(), others);
@@ -583,10 +578,9 @@ impl GraphReader {
                 }
                 (None, None, Some(name)) => {
                     let groups = first.next().expect("one answer per request")?;
-                    for g in groups["value"].as_array().into_iter().flatten() {
-                        let Some(id) = g["id"].as_str() else { continue };
-                        let n = g["displayName"].as_str().unwrap_or(name);
-                        by_name.push((i, id.to_string(), n.to_string()));
+                    for g in WireGroup::all(GROUPS, Page::read(GROUPS, groups)?)? {
+                        let n = g.display_name.unwrap_or_else(|| name.clone());
+                        by_name.push((i, g.id, n));
                     }
                 }
                 (None, None, None) => {}
@@ -598,7 +592,7 @@ impl GraphReader {
             .iter()
             .map(|(i, id, _)| members_url(id, requests[*i].transitive))
             .collect();
-        let pages = self.batch_get("POST /$batch (members)", &urls).await?;
+        let pages = self.batch_get(MEMBERS, &urls).await?;
         for ((i, id, name), page) in by_name.into_iter().zip(pages) {
             candidates[i].push((id, name, Some(page?)));
         }
@@ -612,14 +606,20 @@ impl GraphReader {
             .rest_of_pages("POST /$batch (next pages)", first)
             .await?
             .into_iter();
-        let mut items: Vec<Vec<Vec<Value>>> = Vec::new();
+        let mut items: Vec<Vec<Vec<Member>>> = Vec::new();
         for found in &candidates {
-            items.push(
-                found
+            let mut members = Vec::new();
+            for _ in found {
+                let values = pages.next().expect("one per candidate")?;
+                let mut read = values
                     .iter()
-                    .map(|_| pages.next().expect("one per candidate"))
-                    .collect::<Result<_, _>>()?,
-            );
+                    .map(|v| member_of(MEMBERS, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                read.sort();
+                read.dedup();
+                members.push(read);
+            }
+            items.push(members);
         }
         let mut out = DirectorySnapshot {
             namesakes,
@@ -629,15 +629,10 @@ impl GraphReader {
             let read: Vec<GroupMembers> = found
                 .into_iter()
                 .zip(pages)
-                .map(|((id, display_name, _), values)| {
-                    let mut members: Vec<Member> = values.iter().filter_map(member_of).collect();
-                    members.sort();
-                    members.dedup();
-                    GroupMembers {
-                        id: id.into(),
-                        display_name,
-                        members,
-                    }
+                .map(|((id, display_name, _), members)| GroupMembers {
+                    id: id.into(),
+                    display_name,
+                    members,
                 })
                 .collect();
             out.groups
@@ -713,21 +708,22 @@ impl GraphReader {
     ) -> Result<Vec<Result<Vec<Value>, Error>>, Error> {
         let mut items: Vec<Result<Vec<Value>, Error>> = Vec::new();
         let mut next: Vec<(usize, String)> = Vec::new();
-        let take = |i: usize, page: &Value, next: &mut Vec<(usize, String)>| {
-            if let Some(link) = page["@odata.nextLink"].as_str() {
+        let take = |i: usize, page: Value, next: &mut Vec<(usize, String)>| {
+            let page = Page::read(operation, page)?;
+            if let Some(link) = &page.next_link {
                 next.push((i, self.relative(link)?));
             }
-            Ok::<_, Error>(page["value"].as_array().cloned().unwrap_or_default())
+            Ok::<_, Error>(page.value)
         };
         for (i, page) in first.into_iter().enumerate() {
-            items.push(page.and_then(|p| take(i, &p, &mut next)));
+            items.push(page.and_then(|p| take(i, p, &mut next)));
         }
         while !next.is_empty() {
             let urls: Vec<String> = next.iter().map(|(_, u)| u.clone()).collect();
             let pages = self.batch_get(operation, &urls).await?;
             let mut more = Vec::new();
             for ((i, _), page) in next.into_iter().zip(pages) {
-                match page.and_then(|p| take(i, &p, &mut more)) {
+                match page.and_then(|p| take(i, p, &mut more)) {
                     Ok(values) => {
                         if let Ok(collected) = &mut items[i] {
                             collected.extend(values);

@@ -1,8 +1,14 @@
-//! Graph's answers and URLs: how a member, an error, a `Retry-After` or an audit event is
-//! read, and how request URLs are spelled.
+//! Graph's answers and URLs: how a page, a member, an error, a `Retry-After` or an audit
+//! event is read, and how request URLs are spelled.
+//!
+//! Pages and members are read into types with the fields Microsoft Graph documents as always
+//! present (`value` on a collection page, `id` on a directory object): an answer without
+//! one is an error that names the field, never an empty page or a dropped member, since
+//! "no members" is read as "revoke everyone".
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::call::Failure;
@@ -147,11 +153,76 @@ pub(in crate::adapters::entra) fn name_filter_url(name: &str) -> String {
     )
 }
 
-pub(in crate::adapters::entra) fn member_of(v: &Value) -> Option<Member> {
-    Some(Member {
-        id: v["id"].as_str()?.into(),
-        kind: kind_of(v["@odata.type"].as_str()),
-        display_name: v["displayName"].as_str().map(String::from),
+/// One page of a Graph collection ("Paging Microsoft Graph data in your app"; for delta,
+/// "Use delta query to track changes in Microsoft Graph data"): the items in `value`, the
+/// next page in `@odata.nextLink`, and on a delta round's last page `@odata.deltaLink`.
+#[derive(Debug, Deserialize)]
+pub(in crate::adapters::entra) struct Page {
+    pub value: Vec<Value>,
+    #[serde(rename = "@odata.nextLink", default)]
+    pub next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink", default)]
+    pub delta_link: Option<String>,
+}
+
+impl Page {
+    /// The page `operation` answered; an error naming what is missing when it is not one.
+    pub(in crate::adapters::entra) fn read(operation: &str, page: Value) -> Result<Page, Error> {
+        Page::deserialize(page).map_err(|e| malformed(operation, &e))
+    }
+}
+
+/// A directory object as a members list gives it (`$select=id,displayName,appId,
+/// appOwnerOrganizationId,servicePrincipalType`); `@odata.type` says which kind.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMember {
+    id: String,
+    #[serde(rename = "@odata.type", default)]
+    odata_type: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// A group as `/groups?$filter=...&$select=id,displayName` gives it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(in crate::adapters::entra) struct WireGroup {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+impl WireGroup {
+    /// The groups of one page.
+    pub(in crate::adapters::entra) fn all(
+        operation: &str,
+        page: Page,
+    ) -> Result<Vec<WireGroup>, Error> {
+        page.value
+            .into_iter()
+            .map(|g| WireGroup::deserialize(g).map_err(|e| malformed(operation, &e)))
+            .collect()
+    }
+}
+
+/// An answer without the shape Microsoft Graph documents for it: a failed read.
+pub(in crate::adapters::entra) fn malformed(operation: &str, e: &serde_json::Error) -> Error {
+    Error::Graph {
+        operation: operation.into(),
+        status: 200,
+        code: "malformedAnswer".into(),
+        message: format!("the answer does not have the shape Microsoft Graph documents: {e}"),
+    }
+}
+
+/// A member of a members page; an error when it has no `id`.
+pub(in crate::adapters::entra) fn member_of(operation: &str, v: &Value) -> Result<Member, Error> {
+    let m = WireMember::deserialize(v).map_err(|e| malformed(operation, &e))?;
+    Ok(Member {
+        id: m.id.into(),
+        kind: kind_of(m.odata_type.as_deref()),
+        display_name: m.display_name,
         owner_tenant: owner_tenant(v),
     })
 }
@@ -163,4 +234,33 @@ pub(in crate::adapters::entra) fn owner_tenant(v: &Value) -> Option<String> {
         return None;
     }
     v["appOwnerOrganizationId"].as_str().map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_page_without_value_is_an_error_that_names_it_never_an_empty_page() {
+        let e = Page::read("GET members", json!({"@odata.nextLink": "x"})).unwrap_err();
+        assert!(e.to_string().contains("missing field `value`"), "{e}");
+        assert!(e.to_string().contains("GET members"), "{e}");
+        let p = Page::read("GET members", json!({"value": []})).unwrap();
+        assert!(p.value.is_empty() && p.next_link.is_none());
+    }
+
+    #[test]
+    fn a_member_without_an_id_is_an_error_not_a_dropped_member() {
+        let e = member_of("GET members", &json!({"displayName": "x"})).unwrap_err();
+        assert!(e.to_string().contains("missing field `id`"), "{e}");
+        let m = member_of(
+            "GET members",
+            &json!({"id": "a", "@odata.type": "#microsoft.graph.servicePrincipal",
+                    "servicePrincipalType": "ManagedIdentity", "appOwnerOrganizationId": "t"}),
+        )
+        .unwrap();
+        assert_eq!(m.kind, MemberKind::ServicePrincipal);
+        assert_eq!(m.owner_tenant, None, "a managed identity is this tenant's");
+    }
 }
