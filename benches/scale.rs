@@ -16,8 +16,13 @@
 //! server's admin API) to the trust policy as moto returns it, and the AWS requests are
 //! counted at the proxy, at N = 1000 in one account and at 100 accounts x 10 mappings.
 //!
+//! The soak: the controller at N = 1000 under one membership change a second for 30
+//! minutes; its resident memory after warm-up, every change reflected, and a clean plan at
+//! the end.
+//!
 //! Usage: `cargo bench --bench scale [-- N ...]`; `cargo bench --bench scale -- revocation`
-//! runs only the revocation rows and replaces them in docs/benchmarks.{json,md}.
+//! runs only the revocation rows and replaces them in docs/benchmarks.{json,md};
+//! `-- soak [minutes]` the soak's.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -608,35 +613,14 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
         "revocation under churn".to_string()
     };
     eprintln!("== {label}, N = {n}");
-    let moto = Moto::start();
-    let ws = Workspace::new();
-    let sc = generate_in(&ws, n, accounts);
-    let ids: Vec<String> = (0..accounts).map(account_id).collect();
-    let targets: String = if accounts > 0 {
-        let list: String = ids
-            .iter()
-            .map(|id| format!("    - {{id: '{id}'}}\n"))
-            .collect();
-        format!("accounts:\n  targets:\n{list}")
-    } else {
-        String::new()
-    };
-    config(
-        &ws,
-        &format!("{targets}run: {{intervalSeconds: 3600, directoryPollSeconds: 1, policyPollSeconds: 60}}\n"),
-    );
-    if accounts > 0 {
-        seed_accounts(&moto, &ids);
-    } else {
-        moto.create_functions(&sc.functions.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 3);
-    let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
-    assert_eq!(apply.exit, 0, "converge before the revocations");
-    let mut child = ready_controller(&ws, &proxy.endpoint, &graph);
-    // The startup pass has ended (ready); the full pass's timer is an hour away.
-    std::thread::sleep(Duration::from_secs(2));
+    let Running {
+        moto,
+        ws: _ws,
+        sc,
+        graph,
+        proxy,
+        mut child,
+    } = running(n, accounts, 3600);
     let iam_of = |i: usize| {
         if accounts > 0 {
             aws_sdk_iam::Client::new(&moto.in_account(&account_id(i * accounts / n)))
@@ -706,11 +690,205 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
     }
 }
 
+/// A converged scenario with the controller running over it (1 s delta polls, a full pass
+/// every `interval` seconds).
+struct Running {
+    moto: Moto,
+    ws: Workspace,
+    sc: Scenario,
+    graph: GraphServer,
+    proxy: Proxy,
+    child: std::process::Child,
+}
+
+/// N mappings (`accounts` 0: in one account), converged with `apply`, and `trustsync run`
+/// ready over them.
+fn running(n: usize, accounts: usize, interval: u64) -> Running {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    let sc = generate_in(&ws, n, accounts);
+    let ids: Vec<String> = (0..accounts).map(account_id).collect();
+    let targets: String = if accounts > 0 {
+        let list: String = ids
+            .iter()
+            .map(|id| format!("    - {{id: '{id}'}}\n"))
+            .collect();
+        format!("accounts:\n  targets:\n{list}")
+    } else {
+        String::new()
+    };
+    config(
+        &ws,
+        &format!("{targets}run: {{intervalSeconds: {interval}, directoryPollSeconds: 1, policyPollSeconds: 60}}\n"),
+    );
+    if accounts > 0 {
+        seed_accounts(&moto, &ids);
+    } else {
+        moto.create_functions(&sc.functions.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 3);
+    let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
+    assert_eq!(apply.exit, 0, "converge before the controller starts");
+    let child = ready_controller(&ws, &proxy.endpoint, &graph);
+    // The startup pass has ended (ready).
+    std::thread::sleep(Duration::from_secs(2));
+    Running {
+        moto,
+        ws,
+        sc,
+        graph,
+        proxy,
+        child,
+    }
+}
+
+/// The resident memory of a process now, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The controller under one membership change a second for `minutes` at N mappings (full
+/// pass every 5 minutes): each change (a member leaves a group, or comes back at the next
+/// visit) is waited for in moto, the resident memory sampled every 10 s, and a plan at the
+/// end must find nothing to do.
+fn soak(n: usize, minutes: u64) -> Value {
+    let label = format!("soak: one membership change a second for {minutes} min");
+    eprintln!("== {label}, N = {n}");
+    let Running {
+        moto,
+        ws,
+        sc,
+        graph,
+        proxy,
+        mut child,
+    } = running(n, 0, 300);
+    let iam = moto.iam();
+    let pid = child.id();
+    let warm_up = Duration::from_secs(120.min(minutes * 60 / 4));
+    let started = Instant::now();
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let mut next_sample = Duration::ZERO;
+    let mut latencies = Vec::new();
+    let mut out_of_group: std::collections::BTreeMap<usize, String> = Default::default();
+    let mut k = 0usize;
+    while started.elapsed() < Duration::from_secs(minutes * 60) {
+        let slot = Instant::now();
+        if started.elapsed() >= next_sample {
+            samples.push((started.elapsed().as_secs_f64(), rss_mb(pid)));
+            next_sample += Duration::from_secs(10);
+        }
+        let i = (k * 37 + 3) % n;
+        let role = format!("bench-{i}");
+        let (member, leaves) = match out_of_group.remove(&i) {
+            Some(m) => {
+                graph.add_member(&sc.groups[i], &m);
+                (m, false)
+            }
+            None => {
+                let m = sc.members[i]
+                    .iter()
+                    .find(|m| m.starts_with("5e1f0a2b"))
+                    .unwrap()
+                    .clone();
+                graph.remove_member(&sc.groups[i], &m);
+                out_of_group.insert(i, m.clone());
+                (m, true)
+            }
+        };
+        while trusted_now(&iam, &moto, &role).contains(&member) == leaves {
+            assert!(
+                slot.elapsed() < Duration::from_secs(60),
+                "change {k}: {role} and {member} not reflected after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        latencies.push(slot.elapsed().as_secs_f64() * 1000.0);
+        k += 1;
+        if let Some(rest) = Duration::from_secs(1).checked_sub(slot.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    samples.push((started.elapsed().as_secs_f64(), rss_mb(pid)));
+    let _ = child.kill();
+    let _ = child.wait();
+    let plan = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
+    let after_warm_up: Vec<f64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= warm_up.as_secs_f64())
+        .map(|(_, m)| *m)
+        .collect();
+    let first = after_warm_up.first().copied().unwrap_or(0.0);
+    let last = after_warm_up.last().copied().unwrap_or(0.0);
+    let peak = after_warm_up.iter().copied().fold(0.0, f64::max);
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| latencies[((p / 100.0) * (latencies.len() as f64 - 1.0)).round() as usize];
+    json!({
+        "n": n,
+        "step": label,
+        "changes": k,
+        "changes_reflected": latencies.len(),
+        "change_p50_ms": pct(50.0).round(),
+        "change_p99_ms": pct(99.0).round(),
+        "rss_mb_after_warm_up": (first * 10.0).round() / 10.0,
+        "rss_mb_end": (last * 10.0).round() / 10.0,
+        "rss_mb_peak_after_warm_up": (peak * 10.0).round() / 10.0,
+        "rss_growth_pct": if first > 0.0 { ((peak / first - 1.0) * 1000.0).round() / 10.0 } else { 0.0 },
+        "warm_up_s": warm_up.as_secs(),
+        "final_plan_exit": plan.exit,
+    })
+}
+
+/// Replaces the rows whose `step` contains `step` in docs/benchmarks.json, and the section
+/// `heading` of docs/benchmarks.md, with these.
+fn replace_rows(step: &str, rows: &[Value], heading: &str, section: &str) {
+    let path = repo().join("docs/benchmarks.json");
+    let mut all: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    all.retain(|r| !r["step"].as_str().unwrap_or_default().contains(step));
+    all.extend(rows.iter().cloned());
+    std::fs::write(&path, serde_json::to_string_pretty(&all).unwrap() + "\n").unwrap();
+    let md_path = repo().join("docs/benchmarks.md");
+    let md = std::fs::read_to_string(&md_path).unwrap();
+    let kept = match md.find(heading) {
+        Some(i) => {
+            let rest = &md[i + 2..];
+            let end = rest.find("\n## ").map(|j| i + 2 + j + 1);
+            let mut m = md[..i].to_string();
+            if let Some(e) = end {
+                m.push_str(&md[e..]);
+            }
+            m
+        }
+        None => md,
+    };
+    std::fs::write(&md_path, format!("{}\n\n{section}", kept.trim_end())).unwrap();
+    println!("{section}");
+}
+
+/// The soak's section of docs/benchmarks.md.
+fn soak_section(row: &Value) -> String {
+    format!(
+        "## Soak\n\n`cargo bench --bench scale -- soak [minutes]`: the controller (1 s delta polls, a full pass every 5 minutes) at N = {} under one membership change a second: a service principal leaves a group, and comes back at the group's next turn; each change is waited for in moto before the next. Resident memory sampled every 10 s; the first {} s are warm-up.\n\n| N | step | changes | reflected | p50 ms | p99 ms | RSS MB after warm-up | RSS MB end | peak MB | growth % | final plan |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        row["n"], row["warm_up_s"], row["n"], row["step"].as_str().unwrap(), row["changes"], row["changes_reflected"],
+        row["change_p50_ms"], row["change_p99_ms"], row["rss_mb_after_warm_up"], row["rss_mb_end"],
+        row["rss_mb_peak_after_warm_up"], row["rss_growth_pct"],
+        if row["final_plan_exit"] == 0 { "no changes" } else { "changes left (see exit code)" }
+    )
+}
+
 /// The revocation rows and their section of docs/benchmarks.md.
 fn revocation_section(results: &[Revocation]) -> String {
     let mut md = String::from("## Revocation
 
-The controller running (1 s delta polls, full pass hourly); 50 service principals leave mapped groups one after another while another group gains a member each time. Each revocation is timed from the Graph change (the local Graph server's admin API) to the trust policy as moto returns it (polled every 10 ms); AWS requests are counted at the proxy over the whole run: per revocation once the churn's grants are taken out (2 each: GetRole, UpdateAssumeRolePolicy, as the by-operation counts show), and per role changed. A revocation is GetRole, UpdateAssumeRolePolicy and PutRolePolicy (the session deny), plus the TagRole that records the role's removal baseline on its first removal within `safety.removalWindowSeconds`: every revocation here is a different role's first.\n\n| N | step | revocations | p50 ms | p99 ms | AWS requests per revocation | per role changed | AWS requests |\n|---:|---|---:|---:|---:|---:|---:|---:|\n");
+The controller running (1 s delta polls, full pass hourly); 50 service principals leave mapped groups one after another while another group gains a member each time. Each revocation is timed from the Graph change (the local Graph server's admin API) to the trust policy as moto returns it (polled every 10 ms); AWS requests are counted at the proxy over the whole run: per revocation once the churn's grants are taken out (2 each: GetRole, UpdateAssumeRolePolicy, as the by-operation counts show), and per role changed. A revocation is GetRole, UpdateAssumeRolePolicy and PutRolePolicy (the session deny); its removal baseline is recorded in the audit log with the change.\n\n| N | step | revocations | p50 ms | p99 ms | AWS requests per revocation | per role changed | AWS requests |\n|---:|---|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         let _ = writeln!(
             md,
@@ -810,34 +988,28 @@ fn main() {
     }
     if std::env::args().any(|a| a == "revocation") {
         let results = vec![revocations(1000, 0), revocations(1000, 100)];
-        let path = repo().join("docs/benchmarks.json");
-        let mut rows: Vec<Value> =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        rows.retain(|r| {
-            !r["step"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("revocation")
-        });
-        rows.extend(results.iter().map(Revocation::json));
-        std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap() + "\n").unwrap();
-        let md_path = repo().join("docs/benchmarks.md");
-        let md = std::fs::read_to_string(&md_path).unwrap();
-        let kept = match md.find("## Revocation") {
-            Some(i) => {
-                let rest = &md[i + 2..];
-                let end = rest.find("\n## ").map(|j| i + 2 + j + 1);
-                let mut m = md[..i].to_string();
-                if let Some(e) = end {
-                    m.push_str(&md[e..]);
-                }
-                m
-            }
-            None => md,
-        };
-        let section = revocation_section(&results);
-        std::fs::write(&md_path, format!("{}\n\n{section}", kept.trim_end())).unwrap();
-        println!("{section}");
+        let rows: Vec<Value> = results.iter().map(Revocation::json).collect();
+        replace_rows(
+            "revocation",
+            &rows,
+            "## Revocation",
+            &revocation_section(&results),
+        );
+        return;
+    }
+    if std::env::args().any(|a| a == "soak") {
+        let minutes = std::env::args()
+            .skip_while(|a| a != "soak")
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(30);
+        let row = soak(1000, minutes);
+        replace_rows(
+            "soak",
+            std::slice::from_ref(&row),
+            "## Soak",
+            &soak_section(&row),
+        );
         return;
     }
     let args: Vec<usize> = std::env::args()

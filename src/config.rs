@@ -434,8 +434,8 @@ pub struct Safety {
     /// small tenant can lose its one member).
     pub principal_removal_floor: usize,
     /// Removals are measured against the most principals a role trusted within this many
-    /// seconds (recorded on the role), so that several quick passes cannot together remove
-    /// more than one pass may.
+    /// seconds (recorded in the audit log and on the role), so that several quick passes
+    /// cannot together remove more than one pass may.
     pub removal_window_seconds: u64,
 }
 

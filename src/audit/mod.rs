@@ -204,6 +204,11 @@ impl AuditLog {
         &self.ledger.pins
     }
 
+    /// The removal baseline (`count@unix-time`) this log last recorded for each role (ARN).
+    pub fn baselines(&self) -> &BTreeMap<String, String> {
+        &self.ledger.baselines
+    }
+
     /// The rotation this segment began with, while no person has acknowledged it.
     pub fn unacknowledged_rotation(&self) -> Option<&Rotated> {
         self.ledger.unacknowledged.as_ref()
@@ -328,13 +333,15 @@ impl AuditLog {
 }
 
 /// What a log's records leave open or settled: the intents no outcome answers yet (by
-/// line), and the group pin last written with success to each role (ARN). Fed each record
-/// as the log is read back on opening and as it is appended, so both come from one pass
-/// over the file.
+/// line), and the group pin and the removal baseline last written with success to each role
+/// (ARN). Fed each record as the log is read back on opening and as it is appended, so all
+/// come from one pass over the file.
 #[derive(Debug, Default)]
 struct Ledger {
     pending: BTreeMap<usize, Intent>,
     pins: BTreeMap<String, String>,
+    /// The removal baseline (`count@unix-time`) each role's last recorded removal took.
+    baselines: BTreeMap<String, String>,
     /// The rotation this segment began with, until a person acknowledges it.
     unacknowledged: Option<Rotated>,
 }
@@ -343,7 +350,7 @@ impl Ledger {
     /// A segment's ledger, with the pins of the segments before it (a segment that begins
     /// with a rotation carries on from its previous segment's good lines).
     fn of_log(bytes: &[u8]) -> Ledger {
-        let mut pins = BTreeMap::new();
+        let (mut pins, mut baselines) = (BTreeMap::new(), BTreeMap::new());
         let mut next = first_rotation(bytes);
         for _ in 0..16 {
             let Some(r) = next.take() else { break };
@@ -351,14 +358,16 @@ impl Ledger {
                 break;
             };
             let good = good_lines(&prev, r.previous_good_lines);
-            let mut older = Ledger::of(good).pins;
-            older.append(&mut pins);
-            pins = older;
+            let mut older = Ledger::of(good);
+            older.pins.append(&mut pins);
+            older.baselines.append(&mut baselines);
+            (pins, baselines) = (older.pins, older.baselines);
             next = first_rotation(good);
         }
         let mut ledger = Ledger::of(bytes);
         pins.append(&mut ledger.pins);
-        ledger.pins = pins;
+        baselines.append(&mut ledger.baselines);
+        (ledger.pins, ledger.baselines) = (pins, baselines);
         ledger
     }
 
@@ -401,7 +410,23 @@ impl Ledger {
             if let Some((role, pin)) = pin_of(&intent) {
                 self.pins.insert(role, pin);
             }
+            if let Some(baseline) = baseline_of(&intent) {
+                self.baselines.insert(intent.target.to_string(), baseline);
+            }
         }
+    }
+}
+
+/// The removal baseline an intent records: a revocation's (`RevokeTrust.baseline`), or the
+/// baseline tag a role is created or tagged with.
+fn baseline_of(intent: &Intent) -> Option<String> {
+    use crate::plan::{Action, BASELINE_TAG};
+    match &intent.intent {
+        Action::RevokeTrust { baseline, .. } => baseline.clone(),
+        Action::CreateRole { tags, .. } | Action::TagRole { tags, .. } => {
+            tags.get(BASELINE_TAG).cloned()
+        }
+        _ => None,
     }
 }
 
@@ -416,11 +441,14 @@ fn pin_of(intent: &Intent) -> Option<(String, String)> {
     Some((intent.target.to_string(), pin.clone()))
 }
 
-/// The group pins this instance last wrote, per role ARN, as a log file records them
-/// (read without taking the writer's lock; none when there is no log yet).
-pub fn recorded_pins(path: &Path) -> BTreeMap<String, String> {
+/// The group pins and the removal baselines this instance last wrote, per role ARN, as a
+/// log file records them (read without the writer's lock; none when there is no log yet).
+pub fn recorded(path: &Path) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     std::fs::read(path)
-        .map(|bytes| Ledger::of_log(&bytes).pins)
+        .map(|bytes| {
+            let l = Ledger::of_log(&bytes);
+            (l.pins, l.baselines)
+        })
         .unwrap_or_default()
 }
 

@@ -364,3 +364,54 @@ fn signed_checkpoints_find_a_rewritten_rerooted_or_reordered_log() {
     std::fs::write(&path, rechain(&unsigned)).unwrap();
     assert_eq!(verify(&path).unwrap(), 4);
 }
+
+#[test]
+fn a_revocations_removal_baseline_is_recorded_once_it_lands_and_survives_reopening() {
+    let (_d, path) = log_with(0);
+    let role = "arn:aws:iam::1:role/trustsync/r";
+    let revoke = |baseline: &str| {
+        Change::new(
+            Action::RevokeTrust {
+                role_name: "r".into(),
+                trust_policy: serde_json::json!({}),
+                baseline: Some(baseline.into()),
+            },
+            role,
+            None,
+            "test",
+        )
+    };
+    let mut log = AuditLog::open(&path).unwrap();
+    for (change, outcome) in [
+        (revoke("3@100"), Outcome::Ok(Written::default())),
+        (
+            revoke("9@200"),
+            Outcome::Failed(crate::model::call::Failure::permanent("x", "refused")),
+        ),
+    ] {
+        let line = log
+            .append(&Record::Intent(Intent {
+                actor: actor(),
+                intent: change.action.clone(),
+                target: change.resource.clone(),
+                mapping: None,
+            }))
+            .unwrap();
+        log.append(&Record::Change(Box::new(ChangeRecord::of(
+            &change,
+            &actor(),
+            None,
+            Some(line),
+            outcome,
+        ))))
+        .unwrap();
+    }
+    assert_eq!(
+        log.baselines()[role],
+        "3@100",
+        "the failed write records nothing"
+    );
+    drop(log);
+    assert_eq!(AuditLog::open(&path).unwrap().baselines()[role], "3@100");
+    assert_eq!(recorded(&path).1[role], "3@100");
+}

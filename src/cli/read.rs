@@ -113,8 +113,9 @@ impl Pass {
         else {
             return Ok(None);
         };
-        // The pins the audit log says were written (read without the writer's lock).
-        let recorded_pins = crate::audit::recorded_pins(&config.audit.path);
+        // The pins and removal baselines the audit log says were written (read without
+        // the writer's lock).
+        let (recorded_pins, recorded_baselines) = crate::audit::recorded(&config.audit.path);
         let source = tokio::sync::Mutex::new(source);
         let planned = pass::plan(
             &pass::Inputs {
@@ -124,6 +125,7 @@ impl Pass {
                 deferred: &|_| None,
                 released: &released,
                 recorded_pins: &recorded_pins,
+                recorded_baselines: &recorded_baselines,
                 audit_attention: crate::audit::needs_attention(&config.audit.path),
                 focus: None,
                 known: None,

@@ -12,6 +12,24 @@ fn parse_baseline(v: &str) -> Option<(usize, u64)> {
     Some((count.parse().ok()?, at.parse().ok()?))
 }
 
+impl Settings {
+    /// A recorded baseline (`count@unix-time`) that still counts: taken within the window.
+    fn live_baseline(&self, v: &str) -> Option<(usize, u64)> {
+        parse_baseline(v)
+            .filter(|(_, at)| self.now.saturating_sub(*at) < self.safety.removal_window_seconds)
+    }
+
+    /// `logged` (the audit log's baseline for a role) when it is live and higher than the
+    /// role's `tag` (or later, at the same count): the one removals are measured against.
+    pub fn higher_baseline(&self, tag: Option<&str>, logged: &str) -> Option<String> {
+        let l = self.live_baseline(logged)?;
+        match tag.and_then(|t| self.live_baseline(t)) {
+            Some(t) if (t.0, t.1) >= (l.0, l.1) => None,
+            _ => Some(logged.to_string()),
+        }
+    }
+}
+
 impl Planner<'_> {
     /// One mapping's role: notices about its group, then create it, or (when trustsync may
     /// change it) bring its trust, settings, policies and tags in line.
@@ -438,12 +456,10 @@ impl Planner<'_> {
     /// record when the recorded one is missing, stale or lower than the role trusts now.
     pub(super) fn removal_baseline(&self, role: &ObservedRole) -> (usize, Option<String>) {
         let current = trusted_subjects(&role.trust).len();
-        let window = self.s.safety.removal_window_seconds;
         let recorded = role
             .tags
             .get(BASELINE_TAG)
-            .and_then(|v| parse_baseline(v))
-            .filter(|(_, at)| self.s.now.saturating_sub(*at) < window);
+            .and_then(|v| self.s.live_baseline(v));
         match recorded {
             Some((count, _)) if count >= current => (count, None),
             _ => (current, Some(format!("{current}@{}", self.s.now))),

@@ -271,3 +271,23 @@ fn the_baseline_tag_is_never_untagged_as_drift() {
     );
     assert!(p.changes.is_empty(), "{:?}", p.changes);
 }
+
+#[test]
+fn the_audit_logs_baseline_counts_when_it_is_live_and_higher_than_the_tag() {
+    let s = settings();
+    let at = |count: usize, ago: u64| format!("{count}@{}", NOW - ago);
+    // No tag: the logged one, while it is within the window.
+    assert_eq!(s.higher_baseline(None, &at(3, 10)), Some(at(3, 10)));
+    assert_eq!(s.higher_baseline(None, &at(3, 4000)), None, "stale");
+    // A tag of more, or as many and later, wins; a stale tag loses to a live log.
+    assert_eq!(s.higher_baseline(Some(&at(5, 10)), &at(3, 10)), None);
+    assert_eq!(s.higher_baseline(Some(&at(3, 5)), &at(3, 10)), None);
+    assert_eq!(
+        s.higher_baseline(Some(&at(9, 4000)), &at(3, 10)),
+        Some(at(3, 10))
+    );
+    assert_eq!(
+        s.higher_baseline(Some("garbled"), &at(3, 10)),
+        Some(at(3, 10))
+    );
+}

@@ -546,7 +546,7 @@ impl Controller {
             })
         };
         let released = BTreeSet::new();
-        let (audit_attention, recorded_pins) = {
+        let (audit_attention, (recorded_pins, recorded_baselines)) = {
             let mut log = audit.lock().await;
             if let Some(by) = log.take_acknowledgement() {
                 tracing::info!(by = %by, "audit log rotation acknowledged");
@@ -554,7 +554,7 @@ impl Controller {
             let attention = log
                 .unacknowledged_rotation()
                 .map(|r| crate::audit::rotation_notice(&self.config.audit.path, r));
-            (attention, log.pins().clone())
+            (attention, (log.pins().clone(), log.baselines().clone()))
         };
         self.shared
             .metrics
@@ -579,6 +579,7 @@ impl Controller {
                 deferred: &deferred,
                 released: &released,
                 recorded_pins: &recorded_pins,
+                recorded_baselines: &recorded_baselines,
                 audit_attention,
                 focus,
                 known: Some(&self.writes),

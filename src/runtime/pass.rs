@@ -59,6 +59,9 @@ pub struct Inputs<'a> {
     pub released: &'a BTreeSet<String>,
     /// The group pins this instance's audit log says it last wrote, per role ARN.
     pub recorded_pins: &'a BTreeMap<String, String>,
+    /// The removal baselines (`count@unix-time`) its audit log says its revocations took,
+    /// per role ARN: the membership fast path records them there, not in the role's tag.
+    pub recorded_baselines: &'a BTreeMap<String, String>,
     /// What the audit log says needs a person (a rotation not acknowledged, a break the
     /// next writer rotates away from): a notice in every plan until then.
     pub audit_attention: Option<String>,
@@ -149,6 +152,30 @@ fn changed_pins(
         }
     }
     out
+}
+
+/// The removal baseline of each owned role: its tag, or what the audit log recorded when
+/// that is the higher within the safety window (a fast-path revocation records it in the
+/// log only). Put in the observed tag, which the planner reads and never writes back.
+fn take_recorded_baselines(
+    observed: &mut Observations,
+    settings: &Settings,
+    recorded: &BTreeMap<String, String>,
+) {
+    for o in observed.by_place.values_mut() {
+        for role in o.roles.values_mut() {
+            let Some(logged) = recorded.get(&role.arn) else {
+                continue;
+            };
+            if !settings.ownership().role(role) {
+                continue;
+            }
+            let tag = role.tags.get(plan::BASELINE_TAG).map(String::as_str);
+            if let Some(better) = settings.higher_baseline(tag, logged) {
+                role.tags.insert(plan::BASELINE_TAG.to_string(), better);
+            }
+        }
+    }
 }
 
 /// What one account showed: per region visited (home first), the documents that apply
@@ -573,6 +600,7 @@ pub async fn plan(
         deferred,
         released,
         recorded_pins,
+        recorded_baselines,
         audit_attention,
         focus,
         known,
@@ -601,7 +629,8 @@ pub async fn plan(
         Some(_) => Reading::Fast { known: *known },
         None => Reading::Full,
     };
-    let read = read_accounts(fleet, policies, config, &settings, reading).await?;
+    let mut read = read_accounts(fleet, policies, config, &settings, reading).await?;
+    take_recorded_baselines(&mut read.observed, &settings, recorded_baselines);
     let (pins, requests) = directory_requests(&read, &settings, recorded_pins);
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
     let snapshot = match focus {

@@ -8,9 +8,11 @@
 //!   skipped): the full pass's view of it is older than the fast path's. The controller
 //!   then starts another full pass at once.
 //! - The session-deny policy of each role, as trustsync last read or wrote it: a fast pass
-//!   takes it from here instead of reading it again, so a revocation costs three requests
-//!   (read the role, write its trust, write the denial). The full pass refreshes it from
-//!   what it reads; a write whose outcome is unknown forgets it (the next fast pass reads).
+//!   takes it from here instead of reading it again, and records a revocation's removal
+//!   baseline in the audit log rather than in the role's tag, so a revocation costs three
+//!   requests (read the role, write its trust, write the denial). The full pass refreshes
+//!   the policies from what it reads; a write whose outcome is unknown forgets it (the next
+//!   fast pass reads).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,7 +208,23 @@ impl Executor for Guarded<'_> {
                 None
             }
         };
-        let result = self.inner.execute(change, use_revision).await;
+        let result = match (&change.action, self.full_read_at) {
+            // The fast path records a revocation's removal baseline in the audit log only
+            // (with the change): one request fewer than tagging the role too.
+            (
+                Action::RevokeTrust {
+                    baseline: Some(_), ..
+                },
+                None,
+            ) => {
+                let mut untagged = change.clone();
+                if let Action::RevokeTrust { baseline, .. } = &mut untagged.action {
+                    *baseline = None;
+                }
+                self.inner.execute(&untagged, use_revision).await
+            }
+            _ => self.inner.execute(change, use_revision).await,
+        };
         self.writes.wrote(change, &role, &result);
         result
     }
