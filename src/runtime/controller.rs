@@ -314,6 +314,8 @@ impl Controller {
         let mut pass_backoff = pass_backoff();
         let mut trigger = Trigger::Startup;
         let mut stop = t.stop.clone();
+        // Whether this pass is the one re-read after a pass the fast path overtook.
+        let mut reread = false;
         loop {
             let set = policies.lock().expect("policies").clone();
             let ok = self
@@ -322,10 +324,15 @@ impl Controller {
             if *t.stop.borrow() {
                 break;
             }
-            let retry_at = if self.again.swap(false, Ordering::SeqCst) {
-                // The fast path wrote a role this pass had read: read it again now.
+            let superseded = self.again.swap(false, Ordering::SeqCst);
+            let retry_at = if superseded && !reread {
+                // The fast path wrote a role this pass had read: read it again now, once (a
+                // role the fast path keeps writing waits for the timer, not a loop of
+                // full passes).
+                reread = true;
                 Some(tokio::time::Instant::now())
             } else if ok {
+                reread = false;
                 pass_backoff.reset();
                 None
             } else {
