@@ -39,7 +39,8 @@ pub struct ChangeOutcome {
     pub action: String,
     pub resource: Arn,
     /// The AWS account it was made in.
-    pub account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The mapping it serves, if any.
     pub mapping: Option<MappingName>,
     /// Principals the change grants.
@@ -139,7 +140,10 @@ pub async fn apply<E: Executor + ?Sized>(
     };
     let mut accounts: BTreeMap<&str, Vec<(usize, &Change)>> = BTreeMap::new();
     for (i, c) in plan.changes.iter().enumerate() {
-        accounts.entry(c.account.as_str()).or_default().push((i, c));
+        accounts
+            .entry(c.account.as_deref().unwrap_or_default())
+            .or_default()
+            .push((i, c));
     }
     let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(accounts.into_values())
         .map(|changes| run.account(changes))
@@ -314,7 +318,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
         let function = |name: &str| {
             format!(
                 "{}:{}:{name}",
-                change.account,
+                change.account.as_deref().unwrap_or_default(),
                 change.region.as_deref().unwrap_or_default()
             )
         };
@@ -402,7 +406,7 @@ mod tests {
             let action = &change.action;
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-            let ms = if self.slow.as_deref() == Some(change.account.as_str()) {
+            let ms = if self.slow.is_some() && self.slow == change.account {
                 1000
             } else {
                 10
@@ -650,7 +654,7 @@ mod tests {
         aws.accounts = 2;
         aws.slow = Some("111111111111".into());
         let at = |mut c: Change, account: &str| {
-            c.account = account.into();
+            c.account = Some(account.into());
             c
         };
         let slow = "111111111111";

@@ -93,7 +93,11 @@ fn text(plan: &Plan, color: bool) -> String {
     };
     if many_accounts(plan) {
         for a in &plan.accounts {
-            let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.account == a.id).collect();
+            let changes: Vec<&Change> = plan
+                .changes
+                .iter()
+                .filter(|c| c.in_account(&a.id))
+                .collect();
             let status = match &a.unreachable {
                 Some(e) => paint("1;31", &format!("UNREACHABLE, nothing planned: {e}")),
                 None if changes.is_empty() => "no changes".into(),
@@ -254,7 +258,7 @@ fn markdown(plan: &Plan) -> String {
             let count = |e: Effect| {
                 plan.changes
                     .iter()
-                    .filter(|c| c.account == a.id && c.effect == e)
+                    .filter(|c| c.in_account(&a.id) && c.effect == e)
                     .count()
             };
             let _ = writeln!(
@@ -274,9 +278,9 @@ fn markdown(plan: &Plan) -> String {
     }
     let mut account = None;
     for c in &plan.changes {
-        if many_accounts(plan) && account != Some(c.account.as_str()) {
-            account = Some(c.account.as_str());
-            let _ = writeln!(out, "### Account `{}`\n", c.account);
+        if many_accounts(plan) && account != c.account.as_deref() {
+            account = c.account.as_deref();
+            let _ = writeln!(out, "### Account `{}`\n", account.unwrap_or("(none)"));
         }
         let _ = writeln!(
             out,

@@ -162,7 +162,7 @@ impl ChangeRecord {
             actor: actor.clone(),
             action: change.action.name().to_string(),
             target: change.resource.clone(),
-            account: Some(change.account.clone()).filter(|a| !a.is_empty()),
+            account: change.account.clone(),
             region: change.region.clone(),
             mapping: change.mapping.clone(),
             reason: change.reason.clone(),

@@ -433,9 +433,9 @@ pub struct Change {
     pub effect: Effect,
     /// The ARN of the resource changed.
     pub resource: Arn,
-    /// The AWS account it is made in.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub account: String,
+    /// The AWS account it is made in (set when the plan is placed; `None` before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The region, for Lambda (IAM is global).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -474,6 +474,11 @@ pub struct Change {
 }
 
 impl Change {
+    /// Whether the change is made in account `id`.
+    pub fn in_account(&self, id: &str) -> bool {
+        self.account.as_deref() == Some(id)
+    }
+
     /// A change of `resource` by `action`, for `reason`; before and after, members and
     /// removal numbers are filled in by whoever plans it.
     pub fn new(
@@ -486,7 +491,7 @@ impl Change {
             effect: action.effect(),
             action,
             resource: resource.into(),
-            account: String::new(),
+            account: None,
             region: None,
             mapping: mapping.map(MappingName::from),
             reason: reason.into(),
@@ -805,7 +810,7 @@ impl Plan {
     pub fn place(&mut self, account: &str, region: &str) {
         let held = self.held.iter_mut().map(|h| &mut h.change);
         for c in self.changes.iter_mut().chain(held) {
-            c.account = account.to_string();
+            c.account = Some(account.to_string());
             c.region = c.action.is_lambda().then(|| region.to_string());
         }
         for p in &mut self.problems {

@@ -169,7 +169,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                         names()
                     ),
                 );
-                c.account = account.to_string();
+                c.account = Some(account.to_string());
                 out.changes.push(c);
             }
             Some(Issuer::Off) => out.problems.push(Problem {
@@ -389,7 +389,7 @@ fn plan_application(
                     c.subject, app.app_id
                 ),
             );
-            change.account = account;
+            change.account = Some(account);
             change.before = Some(credential_json(c));
             out.changes.push(change);
             deletes += 1;
@@ -413,7 +413,7 @@ fn plan_application(
             .collect();
         out.problems.push(Problem {
             kind: ProblemKind::CredentialLimit,
-            account: creates.first().map(|c| c.account.clone()),
+            account: creates.first().and_then(|c| c.account.clone()),
             mapping: creates.first().and_then(|c| c.mapping.clone()),
             resource: format!("entra:application/{}", app.app_id),
             message: format!(
@@ -482,7 +482,7 @@ fn credential_change(
         ),
     };
     let mut change = Change::new(action, resource, Some(d.mappings[0].as_str()), reason);
-    change.account = d.account.to_string();
+    change.account = Some(d.account.to_string());
     change.before = existing.map(credential_json);
     change.after = Some(after);
     change
@@ -668,7 +668,7 @@ mod tests {
             ["enable-outbound-federation"],
             "credentials wait for the issuer"
         );
-        assert_eq!(p.changes[0].account, ACCOUNT);
+        assert_eq!(p.changes[0].account.as_deref(), Some(ACCOUNT));
         assert!(
             p.changes[0].reason.contains("next pass"),
             "{}",

@@ -37,7 +37,7 @@ use crate::audit::{now_rfc3339, AuditLog, PassRecord, Record};
 use crate::config::Config;
 use crate::model::call::CallStats;
 use crate::observed::trusted_subjects;
-use crate::plan::{Plan, Settings};
+use crate::plan::Plan;
 use crate::ports::retry::ChangeBackoff;
 use crate::runtime::fleet::{self, Fleet};
 use crate::runtime::http;
@@ -597,11 +597,8 @@ impl Controller {
         if focus.is_none() {
             // The groups the watcher follows: every mapping's, as the full pass found them.
             *self.requests.lock().expect("requests") = planned.requests.clone();
-            self.writes.learn(
-                &planned.observed,
-                &Settings::from_config(&self.config),
-                read_at,
-            );
+            self.writes
+                .learn(&planned.observed, &planned.settings, read_at);
         }
         let shared = self.shared.clone();
         let m = &shared.metrics;
@@ -670,12 +667,11 @@ impl Controller {
     fn record_outcomes(&self, planned: &pass::Planned, report: &apply::Report) {
         let m = &self.shared.metrics;
         self.count_changes(report);
-        let settings = Settings::from_config(&self.config);
         let owned: Vec<_> = planned
             .observed
             .iam()
             .flat_map(|(_, o)| o.roles.values())
-            .filter(|r| settings.ownership().role(r))
+            .filter(|r| planned.settings.ownership().role(r))
             .collect();
         m.managed_roles.set(owned.len() as i64);
         let principals = owned

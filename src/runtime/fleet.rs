@@ -196,10 +196,11 @@ impl Executor for Fleet {
     }
 
     async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure> {
-        let member = self.member(&change.account).ok_or_else(|| {
+        let account = change.account.as_deref().unwrap_or_default();
+        let member = self.member(account).ok_or_else(|| {
             Failure::permanent(
                 change.action.name(),
-                format!("account {} is not in scope", change.account),
+                format!("account {account} is not in scope"),
             )
         })?;
         let region = change

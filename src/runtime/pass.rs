@@ -103,6 +103,8 @@ pub struct Planned {
     pub observed: Observations,
     /// The directory requests made (with pins), for the controller's delta watcher.
     pub requests: Vec<GroupRequest>,
+    /// The planner's settings, with the pass's one reading of the clock.
+    pub settings: Settings,
     /// Microsoft Graph, when the plan's Entra changes (federated credentials) can be
     /// written.
     pub entra: Option<entra::GraphReader>,
@@ -745,6 +747,7 @@ pub async fn plan(
         plan,
         observed,
         requests,
+        settings,
         entra,
     })
 }

@@ -167,7 +167,10 @@ pub fn account_statuses(plan: &Plan, report: &apply::Report) -> Vec<AccountStatu
     plan.accounts
         .iter()
         .map(|a| {
-            let outcomes = report.outcomes.iter().filter(|o| o.account == a.id);
+            let outcomes = report
+                .outcomes
+                .iter()
+                .filter(|o| o.account.as_deref() == Some(a.id.as_str()));
             let (mut applied, mut failed) = (0, 0);
             for o in outcomes {
                 match o.outcome {
@@ -183,7 +186,7 @@ pub fn account_statuses(plan: &Plan, report: &apply::Report) -> Vec<AccountStatu
                 held: plan
                     .held
                     .iter()
-                    .filter(|h| h.change.account == a.id)
+                    .filter(|h| h.change.in_account(&a.id))
                     .count(),
             }
         })

@@ -110,7 +110,7 @@ impl RoleWrites {
 
     /// After a write to `role`: what its session-deny policy is now, when the write says.
     fn wrote(&self, change: &Change, role: &str, result: &Result<Written, Failure>) {
-        let key = (change.account.clone(), role.to_string());
+        let key = (change.account.clone().unwrap_or_default(), role.to_string());
         let now = match (&change.action, change.action.inline_policy()) {
             (_, Some((_, name, document))) if name == SESSIONS_POLICY => Some(document.clone()),
             (Action::DeleteInlinePolicy { policy_name, .. }, _)
@@ -239,7 +239,7 @@ mod tests {
 
     fn change(action: Action, resource: &str) -> Change {
         let mut c = Change::new(action, resource, None, "test");
-        c.account = "111111111111".into();
+        c.account = Some("111111111111".into());
         c
     }
 
