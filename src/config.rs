@@ -494,6 +494,9 @@ pub struct GraphConfig {
     pub request_timeout_seconds: u64,
     /// The longest `Retry-After` honoured; a longer one fails the read.
     pub max_retry_after_seconds: u64,
+    /// Graph change notifications (`trustsync run`): a change to a group starts a delta
+    /// poll at once instead of at the next `run.directoryPollSeconds`. None: polling only.
+    pub notifications: Option<NotificationsConfig>,
 }
 
 impl Default for GraphConfig {
@@ -504,9 +507,33 @@ impl Default for GraphConfig {
             max_retry_seconds: 120,
             request_timeout_seconds: 20,
             max_retry_after_seconds: 120,
+            notifications: None,
         }
     }
 }
+
+/// Microsoft Graph change notifications on groups. The controller subscribes at start (the
+/// app needs `Group.Read.All`), renews before expiry, answers Graph's validation and
+/// lifecycle notifications, and unsubscribes on SIGTERM. A notification only starts a
+/// delta poll: what changed is read from Graph, never taken from the notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The public `https` URL Graph posts to, routed to the controller's listener at
+    /// `/graph/notifications` (TLS ends at the ingress); `http` only on a loopback host.
+    pub url: String,
+    /// How long a subscription lives, in minutes (renewed at half): 45 to 41760, Graph's
+    /// limit for groups.
+    #[serde(default = "default_subscription_minutes")]
+    pub expiration_minutes: u64,
+}
+
+fn default_subscription_minutes() -> u64 {
+    4320
+}
+
+/// The path on the controller's listener that Graph's notifications are routed to.
+pub const NOTIFICATIONS_PATH: &str = "/graph/notifications";
 
 /// The audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -808,6 +835,33 @@ impl Config {
                     self.directory.graph.request_timeout_seconds
                 ),
             ));
+        }
+        if let Some(n) = &self.directory.graph.notifications {
+            let url = url::Url::parse(&n.url).ok();
+            let loopback = url.as_ref().is_some_and(|u| {
+                u.scheme() == "http"
+                    && matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+            });
+            if !(url.as_ref().is_some_and(|u| u.scheme() == "https") || loopback)
+                || !n.url.ends_with(NOTIFICATIONS_PATH)
+            {
+                return Err((
+                    "directory.graph.notifications.url",
+                    format!(
+                        "`{}` must be an https URL (http only on a loopback host) ending in {NOTIFICATIONS_PATH}, the path the controller serves them on",
+                        n.url
+                    ),
+                ));
+            }
+            if !(45..=41_760).contains(&n.expiration_minutes) {
+                return Err((
+                    "directory.graph.notifications.expirationMinutes",
+                    format!(
+                        "{} must be between 45 and 41760 (Graph's limit for groups)",
+                        n.expiration_minutes
+                    ),
+                ));
+            }
         }
         if self.aws.max_retry_seconds == 0 || self.aws.max_retry_seconds > 300 {
             return Err((

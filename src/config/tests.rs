@@ -77,3 +77,29 @@ fn instances_get_distinct_statement_prefixes_and_function_tags() {
     assert!(!pa.starts_with(&pb) && !pb.starts_with(&pa));
     assert_ne!(a.function_tag_key(), b.function_tag_key());
 }
+
+#[test]
+fn graph_notification_urls_and_lifetimes_are_checked() {
+    let parse = |n: &str| {
+        Config::parse(
+            Path::new("c.yaml"),
+            &format!("directory:\n  graph:\n    notifications: {n}\n"),
+        )
+    };
+    let ok = parse("{url: \"https://ts.example.com/graph/notifications\"}").unwrap();
+    let n = ok.directory.graph.notifications.unwrap();
+    assert_eq!(n.expiration_minutes, 4320);
+    assert!(parse("{url: \"http://127.0.0.1:8080/graph/notifications\"}").is_ok());
+    for bad in [
+        "{url: \"http://ts.example.com/graph/notifications\"}",
+        "{url: \"https://ts.example.com/hooks\"}",
+        "{url: \"https://ts.example.com/graph/notifications\", expirationMinutes: 50000}",
+        "{url: \"https://ts.example.com/graph/notifications\", expirationMinutes: 10}",
+    ] {
+        let err = parse(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("directory.graph.notifications"),
+            "{bad}: {err}"
+        );
+    }
+}

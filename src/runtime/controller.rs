@@ -80,11 +80,14 @@ pub async fn run(
     // A copy of every record on stdout, for the cluster's log pipeline.
     audit.mirror_to_stdout();
 
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         policy_dir.clone(),
         &policies,
         settings.interval * 2 + Duration::from_secs(60),
-    ));
+    );
+    let notifications = config.directory.graph.notifications.clone();
+    shared.inbox = crate::runtime::notify::Inbox::new(notifications.is_some());
+    let shared = Arc::new(shared);
 
     // Then the listener and the signal handlers, before anything that needs the network:
     // /healthz answers and SIGTERM is honoured while AWS or Graph cannot be reached.
@@ -111,9 +114,20 @@ pub async fn run(
         requests.clone(),
         changed.clone(),
         settings.directory_poll,
+        shared.inbox.poll_now.clone(),
         wake_tx,
         stop_rx.clone(),
     ));
+    let keeper = notifications.map(|config| {
+        tokio::spawn(crate::runtime::notify::keep_subscription(
+            crate::runtime::notify::Keeper {
+                config,
+                directory: directory.clone(),
+                shared: shared.clone(),
+                stop: stop_rx.clone(),
+            },
+        ))
+    });
     tokio::spawn(watch_policies(
         policy_dir.clone(),
         config.limits.clone(),
@@ -162,6 +176,10 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    if let Some(keeper) = keeper {
+        // It deletes the subscription (bounded: the subscription expires on its own).
+        let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
+    }
     let _ = server.await;
     Ok(0)
 }

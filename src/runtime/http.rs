@@ -1,12 +1,13 @@
 //! The controller's HTTP endpoints: `/healthz`, `/readyz` (ready while the last
-//! successful pass is recent), `/metrics` (OpenMetrics text) and `/status` (JSON).
+//! successful pass is recent), `/metrics` (OpenMetrics text), `/status` (JSON), and
+//! `/graph/notifications` for Microsoft Graph's change notifications when configured.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::runtime::status::Shared;
@@ -18,6 +19,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
+        .route(
+            crate::config::NOTIFICATIONS_PATH,
+            post(crate::runtime::notify::answer),
+        )
         .with_state(shared)
 }
 

@@ -91,6 +91,11 @@ pub struct Metrics {
     /// 1 while the audit log's current segment began with a rotation no person has
     /// acknowledged.
     pub audit_rotation_unacknowledged: Gauge,
+    /// Graph change notifications received, by result (`poll`: a poll started, `ignored`:
+    /// not our subscription's `clientState`).
+    pub graph_notifications: Family<OutcomeLabel, Counter>,
+    /// 1 while the controller holds a live Graph change-notification subscription.
+    pub graph_subscription_active: Gauge,
 }
 
 impl Metrics {
@@ -114,6 +119,8 @@ impl Metrics {
             directory_differences: Default::default(),
             account_reachable: Default::default(),
             account_changes_failed: Default::default(),
+            graph_notifications: Default::default(),
+            graph_subscription_active: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("trustsync");
         r.register("passes", "Reconcile passes by outcome", m.passes.clone());
@@ -192,6 +199,16 @@ impl Metrics {
             "account_changes_failed",
             "AWS changes that failed, by account",
             m.account_changes_failed.clone(),
+        );
+        r.register(
+            "graph_notifications",
+            "Microsoft Graph change notifications received, by outcome (poll, ignored)",
+            m.graph_notifications.clone(),
+        );
+        r.register(
+            "graph_subscription_active",
+            "1 while the controller holds a live Microsoft Graph change-notification subscription",
+            m.graph_subscription_active.clone(),
         );
         m
     }

@@ -6,6 +6,7 @@ pub mod directory;
 pub mod fleet;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod pass;
 pub mod status;
 pub mod watch;

@@ -256,6 +256,8 @@ pub struct Shared {
     pub(crate) ready_max_age: Duration,
     /// Requests to AWS and Graph under way, for `/readyz` and `/status`.
     pub(crate) pending: crate::model::call::Pending,
+    /// Graph change notifications (off unless configured).
+    pub(crate) inbox: crate::runtime::notify::Inbox,
 }
 
 impl Shared {
@@ -278,6 +280,7 @@ impl Shared {
             registry,
             ready_max_age,
             pending: Default::default(),
+            inbox: crate::runtime::notify::Inbox::new(false),
         }
     }
 }

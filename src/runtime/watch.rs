@@ -98,6 +98,7 @@ pub(crate) fn watch_directory(
     requests: Arc<Mutex<Vec<GroupRequest>>>,
     changed_groups: Changed,
     period: Duration,
+    poll_now: Arc<tokio::sync::Notify>,
     wake: mpsc::Sender<()>,
     mut stop: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
@@ -113,6 +114,8 @@ pub(crate) fn watch_directory(
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(period) => {}
+                // A Graph change notification: poll now (what changed is read, not told).
+                _ = poll_now.notified() => {}
             }
             // The requests of the last pass, pins included: a group is watched by the id its
             // mapping is pinned to, not by a name anyone can give another group.

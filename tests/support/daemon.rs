@@ -21,17 +21,21 @@ impl Daemon {
     /// `trustsync run` with AWS at `endpoint` and this extra environment; returns once it
     /// prints its address.
     pub fn spawn(endpoint: &str, env: Vec<(String, String)>, ws: &Workspace) -> Daemon {
+        Daemon::spawn_at(endpoint, env, ws, "127.0.0.1:0")
+    }
+
+    /// [`Daemon::spawn`], listening on `listen`.
+    pub fn spawn_at(
+        endpoint: &str,
+        env: Vec<(String, String)>,
+        ws: &Workspace,
+        listen: &str,
+    ) -> Daemon {
         let mut cmd = command(ws.path(), endpoint);
-        cmd.args([
-            "--config",
-            "trustsync.yaml",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .envs(env)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
+        cmd.args(["--config", "trustsync.yaml", "run", "--listen", listen])
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(ws.path().join("run.log")).unwrap());
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());

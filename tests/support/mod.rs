@@ -482,6 +482,24 @@ impl GraphServer {
         http(method, &format!("{}{path}", self.base), body)
     }
 
+    /// Every change-notification subscription the server holds.
+    pub fn subscriptions(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.admin("GET", "/admin/subscriptions", None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Sends a lifecycle notification (`reauthorizationRequired`, `subscriptionRemoved`,
+    /// `missed`) for a subscription.
+    pub fn lifecycle(&self, subscription: &str, event: &str) {
+        let (status, body) = self.admin(
+            "POST",
+            &format!("/admin/subscriptions/{subscription}/lifecycle"),
+            Some(serde_json::json!({"event": event})),
+        );
+        assert_eq!(status, 202, "{body}");
+    }
+
     pub fn add_member(&self, group: &str, member: &str) {
         let (status, body) = self.admin(
             "POST",

@@ -43,6 +43,10 @@
 //! - `/v1.0/servicePrincipals/{id}/ownedObjects` (also by `servicePrincipals(appId='...')`,
 //!   and cast with `/microsoft.graph.application`): the applications a service principal
 //!   owns, which is how a controller holding `Application.ReadWrite.OwnedBy` finds them.
+//! - `/v1.0/subscriptions`: change notifications on groups, each endpoint validated with
+//!   Graph's `validationToken` handshake before the subscription is made; a membership
+//!   change posts a `changeNotificationCollection` with the subscription's `clientState`;
+//!   renew, reauthorize, delete; see `subscriptions.rs`.
 //! - A `request-id` and `client-request-id` header on every answer.
 //! - Errors as `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`;
 //!   429 with `Retry-After`.
@@ -53,7 +57,8 @@
 //! recorded in `GET /v1.0/auditLogs/directoryAudits` as Entra records it,
 //! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
 //! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs", "noOwnedObjects"}`,
-//! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`.
+//! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`,
+//! `GET /admin/subscriptions`, `POST /admin/subscriptions/{id}/lifecycle {"event"}`.
 //!
 //! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]
 //! [--resource-units N]`.
@@ -72,6 +77,7 @@ use axum::{Json, Router};
 use clap::Parser;
 
 mod applications;
+mod subscriptions;
 mod tokens;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -255,6 +261,9 @@ struct Server {
     audits: Vec<Value>,
     /// Applications and their federated identity credentials.
     apps: applications::Apps,
+    /// Change-notification subscriptions (locked on their own: a create waits for the
+    /// endpoint's validation without holding the server).
+    subscriptions: Arc<Mutex<subscriptions::Subscriptions>>,
 }
 
 /// One `$filter` clause of a directoryAudits query, as a test on an audit object.
@@ -962,7 +971,47 @@ async fn graph_get(
         .get("consistencylevel")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
+    if subscriptions::is_route(&rest) {
+        return serve_subscriptions(&state, &client, &axum::http::Method::GET, &rest, &[]).await;
+    }
     serve_get(&state, &client, &rest, &raw, &base_url(&headers), eventual).await
+}
+
+/// A subscriptions request: served under the subscriptions' lock, but a create validates
+/// the endpoints with it released.
+async fn serve_subscriptions(
+    state: &Shared,
+    client: &str,
+    method: &axum::http::Method,
+    rest: &str,
+    body: &[u8],
+) -> Response {
+    let subs = state.lock().expect("state").subscriptions.clone();
+    let pending = subs
+        .lock()
+        .expect("subscriptions")
+        .serve(&subscriptions::Request {
+            client,
+            method,
+            rest,
+            body,
+        });
+    match pending {
+        subscriptions::Pending::Done(resp) => resp,
+        subscriptions::Pending::Create(sub) => {
+            subscriptions::Subscriptions::create(&subs, sub).await
+        }
+    }
+}
+
+/// The change notifications a membership change of `group` sends.
+fn notify_group_changed(s: &Server, group: &str) {
+    let notes = s
+        .subscriptions
+        .lock()
+        .expect("subscriptions")
+        .group_changed(group, &s.tenant.tenant_id);
+    subscriptions::post_all(notes);
 }
 
 /// A POST, PATCH or DELETE: only the applications routes write.
@@ -979,6 +1028,9 @@ async fn graph_write(
         Err(resp) => return resp,
     };
     state.lock().expect("state").requests += 1;
+    if subscriptions::is_route(&rest) {
+        return serve_subscriptions(&state, &client, &method, &rest, &body).await;
+    }
     if !applications::is_route(&rest) {
         return graph_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -1529,6 +1581,42 @@ struct RemoveBody {
     initiated_by: Option<Value>,
 }
 
+/// Every subscription, whoever made it.
+async fn admin_subscriptions(State(state): State<Shared>) -> Response {
+    let subs = state.lock().expect("state").subscriptions.clone();
+    let all = subs.lock().expect("subscriptions").all();
+    Json(all).into_response()
+}
+
+#[derive(Deserialize)]
+struct LifecycleBody {
+    event: String,
+}
+
+/// Sends a lifecycle notification (`reauthorizationRequired`, `subscriptionRemoved`,
+/// `missed`) for a subscription to its lifecycle URL.
+async fn admin_lifecycle(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Json(b): Json<LifecycleBody>,
+) -> Response {
+    let (subs, tenant) = {
+        let s = state.lock().expect("state");
+        (s.subscriptions.clone(), s.tenant.tenant_id.clone())
+    };
+    let note = subs
+        .lock()
+        .expect("subscriptions")
+        .lifecycle(&id, &b.event, &tenant);
+    match note {
+        Some(n) => {
+            subscriptions::post_all(vec![n]);
+            StatusCode::ACCEPTED.into_response()
+        }
+        None => not_found(&id),
+    }
+}
+
 async fn admin_add_member(
     State(state): State<Shared>,
     Path(group): Path<String>,
@@ -1548,6 +1636,7 @@ async fn admin_add_member(
     s.record_membership_audit("Add member to group", &group, &m.id, m.initiated_by);
     s.seq += 1;
     let seq = s.seq;
+    notify_group_changed(&s, &group);
     if !s.faults.lose_delta_events {
         s.events.push(Event {
             seq,
@@ -1589,6 +1678,7 @@ async fn admin_remove_member(
     );
     s.seq += 1;
     let seq = s.seq;
+    notify_group_changed(&s, &group);
     if !s.faults.lose_delta_events {
         s.events.push(Event {
             seq,
@@ -1660,6 +1750,7 @@ async fn main() -> std::process::ExitCode {
         requests: 0,
         audits: Vec::new(),
         apps,
+        subscriptions: Default::default(),
     }));
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -1686,6 +1777,8 @@ async fn main() -> std::process::ExitCode {
             "/admin/groups/{id}/members/{member}",
             delete(admin_remove_member),
         )
+        .route("/admin/subscriptions", get(admin_subscriptions))
+        .route("/admin/subscriptions/{id}/lifecycle", post(admin_lifecycle))
         .route("/admin/faults", post(admin_faults))
         .route("/admin/expire-delta-tokens", post(admin_expire))
         .route("/admin/stats", get(admin_stats))

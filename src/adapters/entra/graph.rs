@@ -195,7 +195,7 @@ impl GraphReader {
     /// Returns the JSON body (null for none) and Graph's `request-id`.
     // Long on purpose: the one loop every Graph request goes through (send, read,
     // classify, honour Retry-After, retry); split, its order would be harder to check.
-    async fn send(
+    pub(super) async fn send(
         &self,
         operation: &str,
         handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,

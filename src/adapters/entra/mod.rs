@@ -5,6 +5,7 @@
 pub mod delta;
 pub mod graph;
 pub mod permissions;
+pub mod subscription;
 pub mod token;
 
 pub use delta::{DeltaCache, SyncResult};

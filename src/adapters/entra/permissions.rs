@@ -59,6 +59,13 @@ const AUDIT_LOG: Permission = Permission {
     why: "record who changed a group, and when, with each grant and revocation (without it: a notice each pass, nothing held back)",
 };
 
+const GROUP_SUBSCRIPTIONS: Permission = Permission {
+    name: "Group.Read.All",
+    id: "5b567255-7703-4780-807c-7be8301ae99b",
+    required: true,
+    why: "subscribe to change notifications on groups (directory.graph.notifications), Graph's least privilege for that; without it the subscription fails and polling alone goes on",
+};
+
 const OWNED_APPLICATIONS: Permission = Permission {
     name: "Application.ReadWrite.OwnedBy",
     id: "18a4783c-866b-4cc7-a460-3d5e5662c884",
@@ -80,6 +87,9 @@ pub fn entra_permissions(config: &Config, policies: Option<&PolicySet>) -> Entra
     if groups {
         permissions.push(GROUP_MEMBERS);
         permissions.push(AUDIT_LOG);
+    }
+    if groups && config.directory.graph.notifications.is_some() {
+        permissions.push(GROUP_SUBSCRIPTIONS);
     }
     if outbound {
         permissions.push(OWNED_APPLICATIONS);
