@@ -221,14 +221,52 @@ PINNED = {
     "azure": {"tenantId": "7f3c2a10-4b5e-4c1d-9a8e-2d6f0b1c3e45", "certificateSecret": "entra-cert"},
 }
 
+# Graph change notifications through an Ingress for their one path.
+NOTIFICATIONS = {
+    "config": {"directory": {"graph": {"notifications": {"url": "https://ts.example.test/graph/notifications"}}}},
+    "graphNotifications": {
+        "ingress": {"enabled": True, "className": "nginx", "host": "ts.example.test", "tlsSecret": "ts-tls"},
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+    },
+}
+
 # Every rendering the tools check: the defaults, every optional feature on, schedule mode,
-# and a release pinned by digest with a certificate file instead of a secret.
+# a release pinned by digest with a certificate file instead of a secret, and Graph change
+# notifications through an Ingress.
 RENDERINGS = {
     "default": {},
     "every-option": GIT_VALUES,
     "schedule": {"mode": "schedule", **{k: v for k, v in GIT_VALUES.items() if k != "podDisruptionBudget"}},
     "pinned": PINNED,
+    "notifications": NOTIFICATIONS,
 }
+
+
+class Notifications(unittest.TestCase):
+    """Graph change notifications: one path exposed, the ingress controller admitted."""
+
+    def test_only_the_notifications_path_is_exposed_and_admitted(self):
+        docs = render(NOTIFICATIONS)
+        ingress = docs[("Ingress", "ts-trustsync-graph-notifications")]
+        rules = ingress["spec"]["rules"]
+        self.assertEqual([r["host"] for r in rules], ["ts.example.test"])
+        paths = rules[0]["http"]["paths"]
+        self.assertEqual([(p["path"], p["pathType"]) for p in paths], [("/graph/notifications", "Exact")])
+        self.assertEqual(paths[0]["backend"]["service"], {"name": "ts-trustsync", "port": {"name": "http"}})
+        self.assertEqual(ingress["spec"]["tls"], [{"hosts": ["ts.example.test"], "secretName": "ts-tls"}])
+        self.assertEqual(ingress["spec"]["ingressClassName"], "nginx")
+        policy = docs[("NetworkPolicy", "ts-trustsync")]
+        self.assertIn({"from": NOTIFICATIONS["graphNotifications"]["from"],
+                       "ports": [{"port": "http", "protocol": "TCP"}]}, policy["spec"]["ingress"])
+        self.assertNotIn("Ingress", kinds(render({})))
+        # trustsync accepts the rendered config, and asks Entra for what subscribing needs.
+        config = yaml.safe_load(docs[("ConfigMap", "ts-trustsync-config")]["data"]["trustsync.yaml"])
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            yaml.safe_dump(config, f)
+        out = subprocess.run([os.environ["TRUSTSYNC_BIN"], "--config", f.name, "entra-permissions"],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("Group.Read.All", out.stdout)
 
 
 def render_to(directory, name, values):
