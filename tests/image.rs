@@ -53,14 +53,6 @@ fn ulimit(kind: &str, flag: &str, most: u64) -> String {
     format!("--ulimit={kind}={n}:{n}")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// GET on the container's listener; `None` while nothing listens there yet.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -826,14 +826,7 @@ fn a_departure_takes_the_fast_path_reading_only_the_affected_role() {
     let first = passes();
     proxy.reset();
 
-    let t = Instant::now();
-    graph.remove_member(PAYMENTS, SP2);
-    wait_for(Duration::from_secs(30), "the revocation", || {
-        !moto
-            .trusted_subs("payments-deployer")
-            .contains(&SP2.to_string())
-    });
-    let landed = t.elapsed();
+    let landed = moto.revoke_through_graph(&graph, (PAYMENTS, SP2), "payments-deployer");
     wait_for(Duration::from_secs(30), "the pass to end", || {
         passes() != first
     });

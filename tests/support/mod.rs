@@ -202,6 +202,22 @@ impl Moto {
     }
 
     /// The `sub` values a role's trust policy allows.
+    /// Removes `member` from `group` in the Graph server and waits (up to 30 s) until moto's
+    /// `role` no longer trusts it; returns how long that took.
+    pub fn revoke_through_graph(
+        &self,
+        graph: &GraphServer,
+        (group, member): (&str, &str),
+        role: &str,
+    ) -> Duration {
+        let t = Instant::now();
+        graph.remove_member(group, member);
+        wait_for(Duration::from_secs(30), "the revocation", || {
+            !self.trusted_subs(role).iter().any(|s| s == member)
+        });
+        t.elapsed()
+    }
+
     pub fn trusted_subs(&self, role: &str) -> Vec<String> {
         trustsync::observed::trusted_subjects(&self.trust_policy(role))
             .into_iter()
@@ -555,6 +571,15 @@ impl Drop for GraphServer {
 }
 
 /// A minimal HTTP/1.1 client for the admin API: returns status and body.
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");

@@ -57,6 +57,23 @@ pub(crate) async fn admin_lifecycle(
     }
 }
 
+impl Server {
+    /// A membership change made: notified to the subscriptions, and fed to the delta feed
+    /// (unless the `loseDeltaEvents` fault drops it).
+    fn membership_changed(&mut self, group: String, member: String, removed: bool) {
+        self.seq += 1;
+        notify_group_changed(self, &group);
+        if !self.faults.lose_delta_events {
+            self.events.push(Event {
+                seq: self.seq,
+                group,
+                member,
+                removed,
+            });
+        }
+    }
+}
+
 pub(crate) async fn admin_add_member(
     State(state): State<Shared>,
     Path(group): Path<String>,
@@ -74,17 +91,7 @@ pub(crate) async fn admin_add_member(
     }
     g.members.push(m.id.clone());
     s.record_membership_audit("Add member to group", &group, &m.id, m.initiated_by);
-    s.seq += 1;
-    let seq = s.seq;
-    notify_group_changed(&s, &group);
-    if !s.faults.lose_delta_events {
-        s.events.push(Event {
-            seq,
-            group,
-            member: m.id,
-            removed: false,
-        });
-    }
+    s.membership_changed(group, m.id, false);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -116,17 +123,7 @@ pub(crate) async fn admin_remove_member(
         &member,
         body.initiated_by,
     );
-    s.seq += 1;
-    let seq = s.seq;
-    notify_group_changed(&s, &group);
-    if !s.faults.lose_delta_events {
-        s.events.push(Event {
-            seq,
-            group,
-            member,
-            removed: true,
-        });
-    }
+    s.membership_changed(group, member, true);
     StatusCode::NO_CONTENT.into_response()
 }
 
