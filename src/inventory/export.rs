@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-
 use super::*;
 use crate::observed::{condition_values, trusted_services, Observations};
 use crate::plan::Settings;
-use crate::sources::policy::PolicySet;
+use crate::sources::policy::{
+    AccountSelector, GroupSelector, IdentityProviderSpec, MemberSelection, PolicySet,
+    RoleMappingSpec, RoleSpec, TokenVersion,
+};
 
 /// `trustsync export`: policy documents that adopt what exists.
 #[derive(Debug, Default)]
@@ -20,7 +21,9 @@ pub struct Export {
     pub skipped: Vec<String>,
 }
 
-fn document(kind: &str, name: &str, comment: &str, spec: Value) -> String {
+/// One document of `kind` with this spec, serialised from the policy model's own types
+/// (what is written is what the schema and the loader read).
+fn document(kind: &str, name: &str, comment: &str, spec: &impl serde::Serialize) -> String {
     let doc = serde_json::json!({
         "apiVersion": crate::sources::policy::API_VERSION,
         "kind": kind,
@@ -69,6 +72,13 @@ pub fn export(
     settings: &Settings,
     many_accounts: bool,
 ) -> Export {
+    // With several accounts, each document names the one its role was found in.
+    let only = |account: &str| {
+        many_accounts.then(|| AccountSelector {
+            ids: vec![account.to_string()],
+            labels: BTreeMap::new(),
+        })
+    };
     let mut out = Export::default();
     let mut taken: BTreeSet<String> = policies
         .role_mappings
@@ -143,15 +153,16 @@ pub fn export(
                 );
                 // Always v1, the form STS accepts: a v2 provider is exported as v1, and
                 // apply moves its roles' trust to the v1 issuer.
-                let mut spec = serde_json::json!({
-                    "tenantId": tenant,
-                    "tokenVersion": "v1",
-                    "audiences": audiences,
-                    "adopt": true,
-                });
-                if many_accounts {
-                    spec["accounts"] = serde_json::json!({"ids": [r.account]});
-                }
+                let spec = IdentityProviderSpec {
+                    tenant_id: tenant.clone(),
+                    token_version: TokenVersion::V1,
+                    audiences: audiences.into_iter().collect(),
+                    audience_condition_key: "aud".into(),
+                    thumbprints: Vec::new(),
+                    adopt: true,
+                    allow_applications_owned_by: Vec::new(),
+                    accounts: only(&r.account),
+                };
                 out.yaml.push_str(&document(
                     "IdentityProvider",
                     &name,
@@ -160,7 +171,7 @@ pub fn export(
                     } else {
                         format!("exported from {provider_arn} as v1: STS accepts no Entra v2 app-only token (docs/entra-setup.md, \"Why v1 tokens\"); apply moves the roles' trust to https://sts.windows.net/{tenant}/")
                     },
-                    spec,
+                    &spec,
                 ));
                 providers.insert(issuer.clone(), name.clone());
                 if let Some(v1) = v1_issuer {
@@ -170,47 +181,34 @@ pub fn export(
             }
         };
         let role = r.role;
-        let mut role_spec = serde_json::json!({"name": role.name.as_str()});
-        if role.path != settings.role_path {
-            role_spec["path"] = Value::from(role.path.clone());
-        }
-        if let Some(d) = &role.description {
-            role_spec["description"] = Value::from(d.clone());
-        }
-        role_spec["maxSessionDuration"] = Value::from(role.max_session_duration.unwrap_or(3600));
-        if let Some(b) = &role.permissions_boundary {
-            role_spec["permissionsBoundary"] = Value::from(b.clone());
-        }
-        if !role.managed_policies.is_empty() {
-            role_spec["managedPolicies"] = serde_json::json!(role.managed_policies);
-        }
-        if !role.inline_policies.is_empty() {
-            role_spec["inlinePolicies"] = serde_json::json!(role.inline_policies);
-        }
-        let tags: BTreeMap<&String, &String> = role
-            .tags
-            .iter()
-            .filter(|(k, _)| **k != settings.owner_tag.key && !k.starts_with("trustsync.dev/"))
-            .collect();
-        if !tags.is_empty() {
-            role_spec["tags"] = serde_json::json!(tags);
-        }
-        let mut spec = serde_json::json!({
-            "provider": provider,
-            "group": {"id": group},
-            "role": role_spec,
-            "adopt": true,
-        });
-        if transitive {
-            spec["members"] = serde_json::json!({"transitive": true});
-        }
-        let services = trusted_services(&role.trust);
-        if !services.is_empty() {
-            spec["trustedServices"] = serde_json::json!(services);
-        }
-        if many_accounts {
-            spec["accounts"] = serde_json::json!({"ids": [r.account]});
-        }
+        let spec = RoleMappingSpec {
+            provider: Some(provider),
+            group: Some(GroupSelector {
+                id: Some(group.clone()),
+                display_name: None,
+            }),
+            members: MemberSelection { transitive },
+            trusted_services: trusted_services(&role.trust).into_iter().collect(),
+            role: RoleSpec {
+                name: role.name.to_string(),
+                path: (role.path != settings.role_path).then(|| role.path.clone()),
+                description: role.description.clone(),
+                max_session_duration: role.max_session_duration.unwrap_or(3600),
+                permissions_boundary: role.permissions_boundary.clone(),
+                managed_policies: role.managed_policies.iter().cloned().collect(),
+                inline_policies: role.inline_policies.clone(),
+                tags: role
+                    .tags
+                    .iter()
+                    .filter(|(k, _)| {
+                        **k != settings.owner_tag.key && !k.starts_with("trustsync.dev/")
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            adopt: true,
+            accounts: only(&r.account),
+        };
         let name = document_name("role", role.name.as_str(), &mut taken);
         out.yaml.push_str(&document(
             "RoleMapping",
@@ -221,7 +219,7 @@ pub fn export(
                 if transitive { "transitive " } else { "" },
                 directory.label(&group)
             ),
-            spec,
+            &spec,
         ));
         out.mappings += 1;
     }
