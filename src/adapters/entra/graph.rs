@@ -27,7 +27,7 @@ use serde_json::Value;
 use super::delta::DeltaCache;
 use super::token::{GraphAuth, TokenSource};
 use crate::model::call::{Failure, Written};
-use crate::observed::{ObservedApplication, ObservedCredential};
+use crate::observed::ObservedApplication;
 use crate::plan::Action;
 use crate::sources::directory::{
     DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MembershipChange,
@@ -342,10 +342,8 @@ impl GraphReader {
             "/servicePrincipals(appId='{}')/ownedObjects/microsoft.graph.application?$select=id,appId,displayName",
             self.tokens.client_id().replace('\'', "''")
         );
-        let (apps, listed_all) = match self
-            .collection("GET ownedObjects (applications)", owned)
-            .await
-        {
+        let op_apps = "GET ownedObjects (applications)";
+        let (apps, listed_all) = match self.collection(op_apps, owned).await {
             Ok(apps) => (apps, false),
             Err(Error::Graph {
                 status: 400 | 404 | 405 | 501,
@@ -357,17 +355,10 @@ impl GraphReader {
             }
             Err(e) => return Err(e),
         };
-        let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
         let mut out: Vec<ObservedApplication> = apps
-            .iter()
-            .filter(|a| !field(a, "id").is_empty())
-            .map(|a| ObservedApplication {
-                id: field(a, "id"),
-                app_id: field(a, "appId"),
-                display_name: field(a, "displayName"),
-                credentials: Vec::new(),
-            })
-            .collect();
+            .into_iter()
+            .map(|a| WireApplication::read(op_apps, a))
+            .collect::<Result<_, _>>()?;
         if out.is_empty() {
             return Ok(out);
         }
@@ -390,21 +381,9 @@ impl GraphReader {
                 Err(e) => return Err(e),
             };
             app.credentials = creds
-                .iter()
-                .map(|c| ObservedCredential {
-                    id: field(c, "id"),
-                    name: field(c, "name"),
-                    issuer: field(c, "issuer"),
-                    subject: field(c, "subject"),
-                    audiences: c["audiences"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect(),
-                    description: c["description"].as_str().map(String::from),
-                })
-                .collect();
+                .into_iter()
+                .map(|c| WireCredential::read(op, c))
+                .collect::<Result<_, _>>()?;
         }
         out.retain(|a| !not_owned.contains(&a.id));
         Ok(out)

@@ -206,6 +206,65 @@ impl WireGroup {
     }
 }
 
+/// An application as `$select=id,appId,displayName` gives it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(in crate::adapters::entra) struct WireApplication {
+    id: String,
+    app_id: String,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+impl WireApplication {
+    /// The application, its credentials not read yet; an error naming a missing field.
+    pub(in crate::adapters::entra) fn read(
+        operation: &str,
+        v: Value,
+    ) -> Result<crate::observed::ObservedApplication, Error> {
+        let a = WireApplication::deserialize(v).map_err(|e| malformed(operation, &e))?;
+        Ok(crate::observed::ObservedApplication {
+            id: a.id,
+            app_id: a.app_id,
+            display_name: a.display_name.unwrap_or_default(),
+            credentials: Vec::new(),
+        })
+    }
+}
+
+/// A federated identity credential ("federatedIdentityCredential resource type": `name`,
+/// `issuer`, `subject` and `audiences` are required).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(in crate::adapters::entra) struct WireCredential {
+    id: String,
+    name: String,
+    issuer: String,
+    subject: String,
+    audiences: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl WireCredential {
+    /// The credential; an error naming a missing field (read as empty, a subject or an
+    /// issuer would be planned over).
+    pub(in crate::adapters::entra) fn read(
+        operation: &str,
+        v: Value,
+    ) -> Result<crate::observed::ObservedCredential, Error> {
+        let c = WireCredential::deserialize(v).map_err(|e| malformed(operation, &e))?;
+        Ok(crate::observed::ObservedCredential {
+            id: c.id,
+            name: c.name,
+            issuer: c.issuer,
+            subject: c.subject,
+            audiences: c.audiences,
+            description: c.description,
+        })
+    }
+}
+
 /// An answer without the shape Microsoft Graph documents for it: a failed read.
 pub(in crate::adapters::entra) fn malformed(operation: &str, e: &serde_json::Error) -> Error {
     Error::Graph {
@@ -248,6 +307,22 @@ mod tests {
         assert!(e.to_string().contains("GET members"), "{e}");
         let p = Page::read("GET members", json!({"value": []})).unwrap();
         assert!(p.value.is_empty() && p.next_link.is_none());
+    }
+
+    #[test]
+    fn a_credential_without_a_subject_is_an_error_not_an_empty_subject() {
+        let c = json!({"id": "1", "name": "n", "issuer": "https://i", "audiences": ["api://AzureADTokenExchange"]});
+        let e = WireCredential::read("GET federatedIdentityCredentials", c).unwrap_err();
+        assert!(e.to_string().contains("missing field `subject`"), "{e}");
+        let a = WireApplication::read(
+            "GET applications",
+            json!({"id": "o", "appId": "a", "displayName": null}),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.id.as_str(), a.app_id.as_str(), a.display_name.as_str()),
+            ("o", "a", "")
+        );
     }
 
     #[test]
