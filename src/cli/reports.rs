@@ -90,7 +90,9 @@ impl<'a> EntraSource<'a> {
     /// when they cannot be read.
     async fn applications(&mut self) -> Result<Vec<crate::observed::ObservedApplication>, String> {
         match self.open().map_err(|e| format!("{e:#}"))? {
-            Opened::File(tenant) => Ok(tenant.observed_applications()),
+            Opened::File(tenant) => {
+                Ok(crate::sources::directory::TenantDirectory::observed_applications(tenant))
+            }
             Opened::Graph(reader) => reader.owned_applications().await.map_err(|e| e.to_string()),
         }
     }

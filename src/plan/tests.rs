@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::Config;
 use crate::desired::{self, Target};
-use crate::sources::directory::TenantFile;
+use crate::sources::directory::{TenantDirectory, TenantFile};
 use crate::sources::policy::{load_text, PolicySet};
 use serde_json::json;
 use std::path::Path;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::adapters::entra::{self, DeltaCache};
-use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantFile};
+use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantDirectory, TenantFile};
 
 /// Where memberships come from in a pass.
 pub enum DirectorySource {

@@ -7,31 +7,17 @@
 //! directory that cannot be read is an error for the whole pass, never "no members".
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::model::names::ObjectId;
 use serde::{Deserialize, Serialize};
 
 use crate::sources::policy::GroupSelector;
 
-/// Why the directory could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The tenant file could not be read.
-    #[error("cannot read tenant file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The tenant file is not valid.
-    #[error("tenant file {path}: {message}")]
-    Invalid {
-        path: PathBuf,
-        /// What is wrong, with line and column.
-        message: String,
-    },
-}
+pub use trustsync_tenant::{
+    same_name, Error, FederatedCredential, TenantApplication, TenantApplicationApi, TenantClient,
+    TenantFederatedIdentityCredential, TenantFile, TenantGroup, TenantObject,
+};
 
 /// The kind of a directory object, from its `@odata.type`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,12 +105,6 @@ impl GroupError {
             GroupError::NotFound { .. } | GroupError::PinnedGone { .. } => BTreeSet::new(),
         }
     }
-}
-
-/// Display names compare as Microsoft Graph's `$filter=displayName eq '…'` does:
-/// case-insensitively.
-pub fn same_name(a: &str, b: &str) -> bool {
-    a == b || a.to_lowercase() == b.to_lowercase()
 }
 
 /// How a selector matched the groups a source holds.
@@ -311,85 +291,18 @@ impl DirectorySnapshot {
     }
 }
 
-/// The tenant file: a directory's groups and objects, in Graph's field names.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantFile {
-    pub tenant_id: String,
-    /// Groups with their direct member ids.
-    #[serde(default)]
-    pub groups: Vec<TenantGroup>,
-    #[serde(default)]
-    pub service_principals: Vec<TenantObject>,
-    #[serde(default)]
-    pub users: Vec<TenantObject>,
-    #[serde(default)]
-    pub devices: Vec<TenantObject>,
-    /// App registrations the local Graph server's token endpoint accepts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub clients: Vec<TenantClient>,
-    /// Applications (app registration objects) the local Graph server serves under
-    /// `/applications`, with their owners and federated identity credentials.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub applications: Vec<TenantApplication>,
-}
-
-/// An application object of the tenant file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantApplication {
-    /// Object id.
-    pub id: String,
-    /// Application (client) id.
-    pub app_id: String,
-    #[serde(default)]
-    pub display_name: String,
-    /// Object ids of its owners (service principals of the tenant file): an app granted
-    /// `Application.ReadWrite.OwnedBy` may change only the applications it owns.
-    #[serde(default)]
-    pub owners: Vec<String>,
-    /// Its federated identity credentials at start.
-    #[serde(default)]
-    pub federated_identity_credentials: Vec<TenantFederatedIdentityCredential>,
-    /// Application ID URIs (`api://...`): the names a client may ask a token for, besides
-    /// the client id.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub identifier_uris: Vec<String>,
-    /// The API it exposes; decides the version of the access tokens issued for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api: Option<TenantApplicationApi>,
-}
-
-/// An application's `api` property, as Graph's application resource has it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantApplicationApi {
-    /// `requestedAccessTokenVersion` (the manifest's `accessTokenAcceptedVersion`): 2 for
-    /// v2.0 access tokens; 1 or absent for v1.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_access_token_version: Option<u8>,
-}
-
-impl TenantApplication {
-    /// The version of the access tokens Entra issues for this application as a resource:
-    /// v2 only when `api.requestedAccessTokenVersion` is 2 (Microsoft's access token
-    /// claims reference: null or 1 mean v1.0).
-    pub fn access_token_version(&self) -> u8 {
-        match self
-            .api
-            .as_ref()
-            .and_then(|a| a.requested_access_token_version)
-        {
-            Some(2) => 2,
-            _ => 1,
-        }
-    }
-}
-
-impl TenantFile {
+/// What trustsync reads from a tenant file, as it reads Microsoft Graph.
+pub trait TenantDirectory {
     /// The file's applications with their federated credentials, as Graph would show the
     /// ones a controller owns (the file has no caller, so: all of them).
-    pub fn observed_applications(&self) -> Vec<crate::observed::ObservedApplication> {
+    fn observed_applications(&self) -> Vec<crate::observed::ObservedApplication>;
+
+    /// Resolves every request against the file, as the Graph reader does against Graph.
+    fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot;
+}
+
+impl TenantDirectory for TenantFile {
+    fn observed_applications(&self) -> Vec<crate::observed::ObservedApplication> {
         self.applications
             .iter()
             .map(|a| crate::observed::ObservedApplication {
@@ -411,165 +324,9 @@ impl TenantFile {
             })
             .collect()
     }
-}
 
-/// A federated identity credential of an application, in Graph's field names.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantFederatedIdentityCredential {
-    pub name: String,
-    pub issuer: String,
-    pub subject: String,
-    pub audiences: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-/// An app registration's credentials, for the local Graph server's token endpoint.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantClient {
-    /// Application (client) id.
-    pub client_id: String,
-    /// A client secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// PEM public key of the certificate credential (client assertions signed with RS256).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_key_pem: Option<String>,
-    /// A federated identity credential (Kubernetes workload identity).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub federated: Option<FederatedCredential>,
-}
-
-/// What a federated token must say to be exchanged.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FederatedCredential {
-    /// Expected `iss`.
-    pub issuer: String,
-    /// Expected `sub`.
-    pub subject: String,
-}
-
-/// A group of the tenant file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantGroup {
-    /// Object id.
-    pub id: String,
-    pub display_name: String,
-    /// Direct member object ids (service principals, users, devices or groups).
-    #[serde(default)]
-    pub members: Vec<String>,
-}
-
-/// A non-group object of the tenant file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantObject {
-    /// Object id.
-    pub id: String,
-    #[serde(default)]
-    pub display_name: String,
-    /// Application (client) id, for service principals.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_id: Option<String>,
-    /// Sign-in name, for users.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_principal_name: Option<String>,
-    /// For service principals: the tenant that owns the application
-    /// (`appOwnerOrganizationId`); absent: this tenant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_owner_organization_id: Option<String>,
-    /// For service principals: `Application` (the default) or `ManagedIdentity`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_principal_type: Option<String>,
-}
-
-/// The tenant the directory is read from: the tenant file's when there is one, else
-/// `AZURE_TENANT_ID` (Microsoft Graph); `None` when neither tells.
-pub fn tenant_of(tenant_file: Option<&Path>) -> Option<String> {
-    match tenant_file {
-        Some(path) => TenantFile::load(path).ok().map(|t| t.tenant_id),
-        None => std::env::var("AZURE_TENANT_ID")
-            .ok()
-            .filter(|t| !t.is_empty()),
-    }
-}
-
-impl TenantFile {
-    /// Reads a tenant file.
-    pub fn load(path: &Path) -> Result<TenantFile, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.into(),
-            source,
-        })?;
-        let tenant: TenantFile = serde_json::from_str(&text).map_err(|e| Error::Invalid {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        tenant.check().map_err(|message| Error::Invalid {
-            path: path.into(),
-            message,
-        })?;
-        Ok(tenant)
-    }
-
-    fn check(&self) -> Result<(), String> {
-        let mut ids = BTreeSet::new();
-        let all = self.groups.iter().map(|g| &g.id).chain(
-            self.service_principals
-                .iter()
-                .chain(&self.users)
-                .chain(&self.devices)
-                .map(|o| &o.id),
-        );
-        for id in all {
-            if !ids.insert(id) {
-                return Err(format!("object id {id} appears twice"));
-            }
-        }
-        for g in &self.groups {
-            if let Some(m) = g.members.iter().find(|m| !ids.contains(m)) {
-                return Err(format!("group {} lists unknown member {m}", g.display_name));
-            }
-        }
-        let sps: BTreeSet<&String> = self.service_principals.iter().map(|o| &o.id).collect();
-        for a in &self.applications {
-            if !ids.insert(&a.id) {
-                return Err(format!("object id {} appears twice", a.id));
-            }
-            if let Some(o) = a.owners.iter().find(|o| !sps.contains(o)) {
-                return Err(format!(
-                    "application {} lists owner {o}, which is not a service principal of the file",
-                    a.app_id
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn kinds(&self) -> HashMap<&str, (MemberKind, &str)> {
-        let mut kinds = HashMap::new();
-        for g in &self.groups {
-            kinds.insert(g.id.as_str(), (MemberKind::Group, g.display_name.as_str()));
-        }
-        for (list, kind) in [
-            (&self.service_principals, MemberKind::ServicePrincipal),
-            (&self.users, MemberKind::User),
-            (&self.devices, MemberKind::Device),
-        ] {
-            for o in list {
-                kinds.insert(o.id.as_str(), (kind.clone(), o.display_name.as_str()));
-            }
-        }
-        kinds
-    }
-
-    /// Resolves every request against the file, as the Graph reader does against Graph.
-    pub fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
-        let kinds = self.kinds();
+    fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot {
+        let kinds = kinds_of(self);
         let owners: HashMap<&str, String> = self
             .service_principals
             .iter()
@@ -638,6 +395,35 @@ impl TenantFile {
         }
         out
     }
+}
+
+/// The tenant the directory is read from: the tenant file's when there is one, else
+/// `AZURE_TENANT_ID` (Microsoft Graph); `None` when neither tells.
+pub fn tenant_of(tenant_file: Option<&Path>) -> Option<String> {
+    match tenant_file {
+        Some(path) => TenantFile::load(path).ok().map(|t| t.tenant_id),
+        None => std::env::var("AZURE_TENANT_ID")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    }
+}
+
+/// Every object of the file by id: its kind and display name.
+fn kinds_of(t: &TenantFile) -> HashMap<&str, (MemberKind, &str)> {
+    let mut kinds = HashMap::new();
+    for g in &t.groups {
+        kinds.insert(g.id.as_str(), (MemberKind::Group, g.display_name.as_str()));
+    }
+    for (list, kind) in [
+        (&t.service_principals, MemberKind::ServicePrincipal),
+        (&t.users, MemberKind::User),
+        (&t.devices, MemberKind::Device),
+    ] {
+        for o in list {
+            kinds.insert(o.id.as_str(), (kind.clone(), o.display_name.as_str()));
+        }
+    }
+    kinds
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use trustsync::sources::directory::TenantFile;
+use trustsync_tenant::TenantFile;
 
 use crate::graph_error;
 

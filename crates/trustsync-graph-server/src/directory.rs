@@ -122,7 +122,7 @@ impl Server {
             "result": "success",
             "resultReason": "",
             "activityDisplayName": activity,
-            "activityDateTime": trustsync::audit::now_rfc3339(),
+            "activityDateTime": now_rfc3339(),
             "loggedByService": "Core Directory",
             "operationType": if activity.starts_with("Add") { "Assign" } else { "Unassign" },
             "initiatedBy": initiated_by,
@@ -219,7 +219,7 @@ impl Server {
         select: &Option<BTreeSet<String>>,
         top: usize,
     ) -> Response {
-        let groups: Vec<&trustsync::sources::directory::TenantGroup> = match q.get("$filter") {
+        let groups: Vec<&trustsync_tenant::TenantGroup> = match q.get("$filter") {
             None => self.tenant.groups.iter().collect(),
             Some(f) => match parse_display_name_filter(f) {
                 Some(name) => self
@@ -227,7 +227,7 @@ impl Server {
                     .groups
                     .iter()
                     // Graph's `eq` on displayName is case-insensitive.
-                    .filter(|g| trustsync::sources::directory::same_name(&g.display_name, &name))
+                    .filter(|g| trustsync_tenant::same_name(&g.display_name, &name))
                     .collect(),
                 None => {
                     return graph_error(

@@ -91,7 +91,7 @@ use batch::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use throttle::*;
-use trustsync::sources::directory::{TenantClient, TenantFile};
+use trustsync_tenant::{TenantClient, TenantFile};
 
 #[derive(Parser)]
 #[command(about = "Local Microsoft Graph v1.0 server for trustsync's tests and demo")]
@@ -219,6 +219,13 @@ struct DeltaItem {
 
 type Shared = Arc<Mutex<Server>>;
 
+/// Now, as Graph writes times (RFC 3339, UTC).
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -257,7 +264,7 @@ async fn with_request_id(mut resp: Response) -> Response {
 
 fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": code, "message": message, "innerError": {
-        "date": trustsync::audit::now_rfc3339(), "request-id": request_id(), "client-request-id": request_id()}}});
+        "date": now_rfc3339(), "request-id": request_id(), "client-request-id": request_id()}}});
     (status, Json(body)).into_response()
 }
 
@@ -265,9 +272,9 @@ fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
 fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
     let body = json!({
         "error": error,
-        "error_description": format!("AADSTS{code}: {description} Trace ID: {} Correlation ID: {} Timestamp: {}", request_id(), request_id(), trustsync::audit::now_rfc3339()),
+        "error_description": format!("AADSTS{code}: {description} Trace ID: {} Correlation ID: {} Timestamp: {}", request_id(), request_id(), now_rfc3339()),
         "error_codes": [code],
-        "timestamp": trustsync::audit::now_rfc3339(),
+        "timestamp": now_rfc3339(),
         "trace_id": request_id(),
         "correlation_id": request_id(),
     });

@@ -29,7 +29,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use trustsync::sources::directory::{TenantApplication, TenantFile};
+use trustsync_tenant::{TenantApplication, TenantFile};
 
 use crate::aad_error;
 
@@ -225,7 +225,7 @@ pub fn keys() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trustsync::sources::directory::{TenantApplicationApi, TenantObject};
+    use trustsync_tenant::{TenantApplicationApi, TenantObject};
 
     fn tenant(version: Option<u8>) -> TenantFile {
         TenantFile {
