@@ -84,15 +84,18 @@ enum Reading<'a> {
     Fast { known: Option<&'a RoleWrites> },
 }
 
-/// What the fast path may change: a role's trust and the session denials that go with it.
+/// What the fast path may change: a role's trust and the session denials that go with it,
+/// a returning member's denial dropped included (its next session works at once).
 /// Everything else waits for the full pass.
 fn fast_path_action(action: &plan::Action) -> bool {
-    matches!(
-        action,
-        plan::Action::RevokeTrust { .. }
-            | plan::Action::RevokeSessions { .. }
-            | plan::Action::UpdateTrustPolicy { .. }
-    )
+    use plan::Action::*;
+    match action {
+        RevokeTrust { .. } | RevokeSessions { .. } | UpdateTrustPolicy { .. } => true,
+        PutInlinePolicy { policy_name, .. } | DeleteInlinePolicy { policy_name, .. } => {
+            policy_name == SESSIONS_POLICY
+        }
+        _ => false,
+    }
 }
 
 /// A pass that has read the world and decided.

@@ -146,6 +146,26 @@ impl Executor for FakeAws {
                 st.roles.insert(role_name.to_ascii_lowercase(), r);
                 role_name.to_string()
             }
+            Action::PutInlinePolicy {
+                role_name,
+                policy_name,
+                document,
+            } => {
+                let mut r = role(&mut st, role_name);
+                r.inline_policies
+                    .insert(policy_name.clone(), document.clone());
+                st.roles.insert(role_name.to_ascii_lowercase(), r);
+                role_name.to_string()
+            }
+            Action::DeleteInlinePolicy {
+                role_name,
+                policy_name,
+            } => {
+                let mut r = role(&mut st, role_name);
+                r.inline_policies.remove(policy_name);
+                st.roles.insert(role_name.to_ascii_lowercase(), r);
+                role_name.to_string()
+            }
             Action::TagRole { role_name, tags } => {
                 let mut r = role(&mut st, role_name);
                 r.tags.extend(tags.clone());
@@ -337,6 +357,32 @@ async fn a_fast_pass_changes_only_the_trust_and_sessions_of_the_mappings_in_focu
     // The full pass then does the rest, and nothing twice.
     assert!(b.pass().await);
     assert_eq!(b.aws.take_done(), ["update-trust-policy reader"]);
+}
+
+#[tokio::test]
+async fn a_member_who_returns_loses_its_session_denial_in_the_fast_pass_that_trusts_it() {
+    let mut b = bench();
+    assert!(b.pass().await);
+    write_tenant(&b.tenant, &[1], &[3]);
+    assert!(b.fast_pass(&["deployers"]).await);
+    b.aws.take_done();
+    write_tenant(&b.tenant, &[1, 2], &[3]);
+    assert!(b.fast_pass(&["deployers"]).await);
+    let mut done = b.aws.take_done();
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            "delete-inline-policy deployer",
+            "update-trust-policy deployer"
+        ],
+        "trusted again, and its denial gone at once (not at the next full pass)"
+    );
+    assert!(b.pass().await);
+    assert!(
+        b.aws.take_done().is_empty(),
+        "nothing left for the full pass"
+    );
 }
 
 #[tokio::test(start_paused = true)]
