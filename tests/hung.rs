@@ -127,13 +127,18 @@ fn a_hung_graph_endpoint_is_named_on_readyz_and_sigterm_ends_the_controller_in_t
     assert!(took < CHART_GRACE, "{took:?}");
 }
 
-#[test]
-fn a_hung_account_holds_no_other_accounts_revocation_back() {
+/// moto with the payments function in both accounts, the proxy in front, a workspace.
+fn two_accounts() -> (Moto, Proxy, Workspace) {
     let moto = Moto::start();
     moto.create_functions_in(Some(PROD), &["payments-api"]);
     moto.create_functions_in(Some(DEV), &["payments-api"]);
     let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
-    let ws = Workspace::new();
+    (moto, proxy, Workspace::new())
+}
+
+#[test]
+fn a_hung_account_holds_no_other_accounts_revocation_back() {
+    let (moto, proxy, ws) = two_accounts();
     // Each request may be retried for two minutes: without the straggler rule the pass
     // would wait that long for the hung account before planning the others.
     ws.write(
@@ -195,11 +200,7 @@ fn a_hung_account_holds_no_other_accounts_revocation_back() {
 /// another account is revoked there within seconds.
 #[test]
 fn a_revocation_lands_while_a_full_pass_waits_on_an_unrelated_account() {
-    let moto = Moto::start();
-    moto.create_functions_in(Some(PROD), &["payments-api"]);
-    moto.create_functions_in(Some(DEV), &["payments-api"]);
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
-    let ws = Workspace::new();
+    let (moto, proxy, ws) = two_accounts();
     // The deployers (and the function they may call) are in production only; the reporting
     // role is in both accounts.
     let only_prod = format!("spec:\n  accounts: {{ids: [\"{PROD}\"]}}\n");

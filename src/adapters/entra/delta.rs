@@ -292,7 +292,7 @@ impl DeltaCache {
     /// would be lost until the next full read.
     fn stage(&mut self, page: &Page, staged: &mut Vec<StagedGroup>) -> Result<(), Error> {
         for g in &page.value {
-            let g = DeltaGroup::deserialize(g).map_err(|e| malformed(DELTA, &e))?;
+            let g: DeltaGroup = parse(DELTA, g)?;
             let members = g
                 .members
                 .unwrap_or_default()

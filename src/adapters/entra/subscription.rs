@@ -2,11 +2,20 @@
 //! type", "Create subscription", "Update subscription", "subscription: reauthorize"): the
 //! controller's one subscription is made, renewed, reauthorized and deleted here.
 
+use serde::Deserialize;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::graph::{Error, GraphReader};
+use super::graph::{parse, Error, GraphReader};
+
+/// A subscription as Graph answers its creation (the fields trustsync keeps).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireSubscription {
+    id: String,
+    expiration_date_time: String,
+}
 
 /// A subscription Graph accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +57,11 @@ impl GraphReader {
                 None,
             )
             .await?;
-        let field = |k: &str| answer[k].as_str().map(String::from);
-        match (field("id"), field("expirationDateTime")) {
-            (Some(id), Some(expires)) => Ok(Subscribed { id, expires }),
-            _ => Err(Error::Graph {
-                operation: "POST subscriptions".into(),
-                status: 201,
-                code: "malformedAnswer".into(),
-                message: "the subscription created has no id or expirationDateTime".into(),
-            }),
-        }
+        let s: WireSubscription = parse("POST subscriptions", answer)?;
+        Ok(Subscribed {
+            id: s.id,
+            expires: s.expiration_date_time,
+        })
     }
 
     /// Moves the subscription's expiry `minutes` ahead; returns the new one.

@@ -168,7 +168,7 @@ pub(in crate::adapters::entra) struct Page {
 impl Page {
     /// The page `operation` answered; an error naming what is missing when it is not one.
     pub(in crate::adapters::entra) fn read(operation: &str, page: Value) -> Result<Page, Error> {
-        Page::deserialize(page).map_err(|e| malformed(operation, &e))
+        parse(operation, page)
     }
 }
 
@@ -201,7 +201,7 @@ impl WireGroup {
     ) -> Result<Vec<WireGroup>, Error> {
         page.value
             .into_iter()
-            .map(|g| WireGroup::deserialize(g).map_err(|e| malformed(operation, &e)))
+            .map(|g| parse(operation, g))
             .collect()
     }
 }
@@ -222,7 +222,7 @@ impl WireApplication {
         operation: &str,
         v: Value,
     ) -> Result<crate::observed::ObservedApplication, Error> {
-        let a = WireApplication::deserialize(v).map_err(|e| malformed(operation, &e))?;
+        let a: WireApplication = parse(operation, v)?;
         Ok(crate::observed::ObservedApplication {
             id: a.id,
             app_id: a.app_id,
@@ -253,7 +253,7 @@ impl WireCredential {
         operation: &str,
         v: Value,
     ) -> Result<crate::observed::ObservedCredential, Error> {
-        let c = WireCredential::deserialize(v).map_err(|e| malformed(operation, &e))?;
+        let c: WireCredential = parse(operation, v)?;
         Ok(crate::observed::ObservedCredential {
             id: c.id,
             name: c.name,
@@ -263,6 +263,15 @@ impl WireCredential {
             description: c.description,
         })
     }
+}
+
+/// A Graph answer, or a part of one, read into its wire type: an answer without a field
+/// Microsoft Graph documents as always present is an error naming it.
+pub(in crate::adapters::entra) fn parse<'de, T: Deserialize<'de>>(
+    operation: &str,
+    v: impl serde::Deserializer<'de, Error = serde_json::Error>,
+) -> Result<T, Error> {
+    T::deserialize(v).map_err(|e| malformed(operation, &e))
 }
 
 /// An answer without the shape Microsoft Graph documents for it: a failed read.
@@ -277,7 +286,7 @@ pub(in crate::adapters::entra) fn malformed(operation: &str, e: &serde_json::Err
 
 /// A member of a members page; an error when it has no `id`.
 pub(in crate::adapters::entra) fn member_of(operation: &str, v: &Value) -> Result<Member, Error> {
-    let m = WireMember::deserialize(v).map_err(|e| malformed(operation, &e))?;
+    let m: WireMember = parse(operation, v)?;
     Ok(Member {
         id: m.id.into(),
         kind: kind_of(m.odata_type.as_deref()),
