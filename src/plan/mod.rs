@@ -49,17 +49,27 @@ pub use sessions::SESSIONS_POLICY;
 struct Planner<'a> {
     s: &'a Settings,
     observed: &'a Observed,
+    /// Removal baselines the audit log recorded, by role ARN.
+    recorded_baselines: &'a BTreeMap<String, String>,
     changes: Vec<Change>,
     problems: Vec<Problem>,
     notices: Vec<Notice>,
     session_denials: Vec<SessionDenial>,
 }
 
-/// Computes the plan. Pure.
-pub fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan {
+/// Computes the plan. Pure. `recorded_baselines` are the removal baselines the audit log
+/// holds, by role ARN (a fast-path revocation records its baseline there only): a role's
+/// removals are measured against the higher live one of them and its tag.
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    settings: &Settings,
+    recorded_baselines: &BTreeMap<String, String>,
+) -> Plan {
     let mut p = Planner {
         s: settings,
         observed,
+        recorded_baselines,
         changes: Vec::new(),
         problems: Vec::new(),
         notices: Vec::new(),

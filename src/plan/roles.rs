@@ -454,11 +454,18 @@ impl Planner<'_> {
 
     /// The principal count removals are measured against, and the baseline tag value to
     /// record when the recorded one is missing, stale or lower than the role trusts now.
+    /// The recorded one is the role's tag, or the audit log's when that is the higher live
+    /// one.
     pub(super) fn removal_baseline(&self, role: &ObservedRole) -> (usize, Option<String>) {
         let current = trusted_subjects(&role.trust).len();
-        let recorded = role
-            .tags
-            .get(BASELINE_TAG)
+        let tag = role.tags.get(BASELINE_TAG).map(String::as_str);
+        let logged = self
+            .recorded_baselines
+            .get(&role.arn)
+            .and_then(|l| self.s.higher_baseline(tag, l));
+        let recorded = logged
+            .as_deref()
+            .or(tag)
             .and_then(|v| self.s.live_baseline(v));
         match recorded {
             Some((count, _)) if count >= current => (count, None),

@@ -156,6 +156,11 @@ fn converged(d: &Desired) -> Observed {
     o
 }
 
+/// The plan with no removal baselines in the audit log.
+fn plan(desired: &Desired, observed: &Observed, settings: &Settings) -> Plan {
+    super::plan(desired, observed, settings, &BTreeMap::new())
+}
+
 /// The action names of a plan, each checked against the tag its JSON carries.
 fn names(p: &Plan) -> Vec<String> {
     p.changes
@@ -345,6 +350,31 @@ fn removals_carry_their_baseline_and_the_checks_hold_most_but_not_one() {
         "the floor lets a one-member group lose its member"
     );
     assert_eq!(p.changes[0].members_removed.len(), 1);
+}
+
+#[test]
+fn a_baseline_the_audit_log_recorded_counts_when_it_is_the_higher_live_one() {
+    let s = settings(false);
+    // The role trusts two now; a fast-path revocation logged that it trusted four.
+    let observed = converged(&desired_for(&["a", "b"], ""));
+    let arn = observed.roles["deployer"].arn.clone();
+    let removal = |recorded: &BTreeMap<String, String>| {
+        super::plan(&desired_for(&["a"], ""), &observed, &s, recorded).changes[0]
+            .removal
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(removal(&BTreeMap::new()).baseline, 2);
+    let logged = BTreeMap::from([(arn.clone(), format!("4@{}", s.now - 10))]);
+    assert_eq!(removal(&logged).baseline, 4);
+    // Older than the window: the tag (here: what the role trusts) again.
+    let stale = BTreeMap::from([(
+        arn,
+        format!("4@{}", s.now - s.safety.removal_window_seconds - 1),
+    )]);
+    assert_eq!(removal(&stale).baseline, 2);
+    // The observation keeps saying only what AWS said.
+    assert!(!observed.roles["deployer"].tags.contains_key(BASELINE_TAG));
 }
 
 #[test]

@@ -102,7 +102,7 @@ fn run(d: DesiredRole, o: &Observed) -> Plan {
         roles: vec![d],
         ..Desired::default()
     };
-    plan(&desired, o, &settings())
+    plan(&desired, o, &settings(), &BTreeMap::new())
 }
 
 // Long on purpose: a table of cases, one row each.

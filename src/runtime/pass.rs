@@ -159,30 +159,6 @@ fn changed_pins(
     out
 }
 
-/// The removal baseline of each owned role: its tag, or what the audit log recorded when
-/// that is the higher within the safety window (a fast-path revocation records it in the
-/// log only). Put in the observed tag, which the planner reads and never writes back.
-fn take_recorded_baselines(
-    observed: &mut Observations,
-    settings: &Settings,
-    recorded: &BTreeMap<String, String>,
-) {
-    for o in observed.by_place.values_mut() {
-        for role in o.roles.values_mut() {
-            let Some(logged) = recorded.get(&role.arn) else {
-                continue;
-            };
-            if !settings.ownership().role(role) {
-                continue;
-            }
-            let tag = role.tags.get(plan::BASELINE_TAG).map(String::as_str);
-            if let Some(better) = settings.higher_baseline(tag, logged) {
-                role.tags.insert(plan::BASELINE_TAG.to_string(), better);
-            }
-        }
-    }
-}
-
 /// What one account showed: per region visited (home first), the documents that apply
 /// there and what AWS showed; and, when its functions act as Entra applications, its
 /// outbound federation issuer.
@@ -487,6 +463,7 @@ fn plan_places(
     pins: &BTreeMap<&str, Pins>,
     snapshot: &DirectorySnapshot,
     enforced: &guardrails::Enforced,
+    recorded_baselines: &BTreeMap<String, String>,
 ) -> (Plan, Placed) {
     let observed = &read.observed;
     let mut plans = Vec::new();
@@ -526,7 +503,7 @@ fn plan_places(
                 mapping: f.mapping.clone(),
             })
         }));
-        let mut p = plan::plan(&desired, seen, settings);
+        let mut p = plan::plan(&desired, seen, settings, recorded_baselines);
         p.place(id, region);
         plans.push(p);
     }
@@ -634,8 +611,7 @@ pub async fn plan(
         Some(_) => Reading::Fast { known: *known },
         None => Reading::Full,
     };
-    let mut read = read_accounts(fleet, policies, config, &settings, reading).await?;
-    take_recorded_baselines(&mut read.observed, &settings, recorded_baselines);
+    let read = read_accounts(fleet, policies, config, &settings, reading).await?;
     let (pins, requests) = directory_requests(&read, &settings, recorded_pins);
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
     let snapshot = match focus {
@@ -644,7 +620,15 @@ pub async fn plan(
     };
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();
-    let (mut plan, placed) = plan_places(&read, config, &settings, &pins, &snapshot, &enforced);
+    let (mut plan, placed) = plan_places(
+        &read,
+        config,
+        &settings,
+        &pins,
+        &snapshot,
+        &enforced,
+        recorded_baselines,
+    );
     // Reading Entra's applications is I/O: left out of the planner's time.
     let reading = Instant::now();
     let entra = match focus {
