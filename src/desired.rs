@@ -623,7 +623,7 @@ impl Builder<'_> {
         let s = &f.spec;
         let name = function_name_of(&s.function).to_string();
         let arn = if s.function.starts_with("arn:") {
-            s.function.split(':').take(7).collect::<Vec<_>>().join(":")
+            crate::model::arn::unqualified(&s.function).to_string()
         } else {
             format!(
                 "arn:{part}:lambda:{}:{acct}:function:{name}",

@@ -28,9 +28,9 @@ impl Observations {
     /// The observation that shows the resource of this ARN: its account's home region for
     /// IAM (global), its own region for Lambda. `None` for an account not read.
     pub fn for_arn(&self, arn: &str) -> Option<&Observed> {
-        use crate::model::account::{account_of_arn, region_of_arn};
-        let account = account_of_arn(arn)?;
-        let region = region_of_arn(arn).or_else(|| self.homes.get(account).map(String::as_str))?;
+        use crate::model::arn::{account_of, region_of};
+        let account = account_of(arn)?;
+        let region = region_of(arn).or_else(|| self.homes.get(account).map(String::as_str))?;
         self.by_place
             .get(&(account.to_string(), region.to_string()))
     }

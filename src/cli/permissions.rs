@@ -69,15 +69,22 @@ pub(super) fn entra_permissions(
 /// The role of an assumed-role session ARN (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`
 /// → `arn:aws:iam::ACCT:role/NAME`); a role ARN as it is.
 pub(super) fn role_arn_of_caller(arn: &str) -> Option<String> {
-    let fields: Vec<&str> = arn.splitn(6, ':').collect();
-    if fields.len() != 6 {
-        return None;
-    }
-    if fields[2] == "iam" && fields[5].starts_with("role/") {
+    let a = crate::model::arn::Arn::parse(arn)?;
+    if a.role_name().is_some() {
         return Some(arn.to_string());
     }
-    let name = fields[5].strip_prefix("assumed-role/")?.split('/').next()?;
-    Some(format!("arn:{}:iam::{}:role/{name}", fields[1], fields[4]))
+    if a.service != "sts" {
+        return None;
+    }
+    let name = a
+        .resource
+        .strip_prefix("assumed-role/")?
+        .split('/')
+        .next()?;
+    Some(format!(
+        "arn:{}:iam::{}:role/{name}",
+        a.partition, a.account
+    ))
 }
 
 /// The JSON Schema of policy documents, as `trustsync schema` prints it.

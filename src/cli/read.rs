@@ -81,7 +81,10 @@ pub(super) async fn open_scope(
     config: &Config,
     progress: &Progress,
 ) -> anyhow::Result<Option<(PolicySet, Fleet, CallerIdentity)>> {
-    if let Some(bad) = only.iter().find(|a| !crate::config::is_account_id(a)) {
+    if let Some(bad) = only
+        .iter()
+        .find(|a| !crate::model::account::is_account_id(a))
+    {
         bail!("--account {bad}: not a 12-digit account id; nothing was read or changed");
     }
     let policies = match policy::load_dir(dir, &config.limits) {

@@ -1,9 +1,10 @@
 //! The vocabulary every stage shares and that depends on no SDK: IAM policy documents and
 //! their semantic comparison ([`iam_policy`]), what an AWS call came to ([`call`]), and the
-//! names that must not be mixed up ([`names`]), and the AWS accounts a pass manages
-//! ([`account`]).
+//! names that must not be mixed up ([`names`]), the AWS accounts a pass manages
+//! ([`account`]) and the one ARN reader ([`arn`]).
 
 pub mod account;
+pub mod arn;
 pub mod call;
 pub mod iam_policy;
 pub mod names;

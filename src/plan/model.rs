@@ -353,7 +353,7 @@ impl Action {
             | RemoveLambdaPermission { function_name, .. }
             | SetExecutionRole { function_name, .. } => Some(function_name),
             TagFunction { function_arn, .. } | UntagFunction { function_arn, .. } => {
-                function_arn.split(':').nth(6)
+                crate::model::arn::Arn::parse(function_arn)?.function_name()
             }
             _ => None,
         }

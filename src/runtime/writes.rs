@@ -42,12 +42,9 @@ pub struct RoleWrites {
 
 /// The role a change writes, by lower-case name: the last segment of an IAM role ARN.
 fn role_of(change: &Change) -> Option<String> {
-    let (_, rest) = change.resource.split_once(":role/")?;
-    let name = rest.rsplit('/').next()?;
-    change
-        .resource
-        .contains(":iam::")
-        .then(|| name.to_ascii_lowercase())
+    crate::model::arn::Arn::parse(&change.resource)?
+        .role_name()
+        .map(str::to_ascii_lowercase)
 }
 
 impl RoleWrites {

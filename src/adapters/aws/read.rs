@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_iam::types::EntityType;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use crate::model::arn::Arn;
 use crate::model::call::Failure;
 use crate::model::iam_policy::parse_document;
 use crate::observed::{
@@ -177,7 +178,7 @@ impl AwsClients {
                     let Some(arn) = r.resource_arn() else {
                         continue;
                     };
-                    let Some(name) = arn.split(':').nth(6) else {
+                    let Some(name) = Arn::parse(arn).and_then(|a| a.function_name()) else {
                         continue;
                     };
                     let value = r
@@ -186,7 +187,7 @@ impl AwsClients {
                         .find(|t| t.key() == key)
                         .map(|t| t.value().to_string())
                         .unwrap_or_default();
-                    let unqualified = arn.split(':').take(7).collect::<Vec<_>>().join(":");
+                    let unqualified = crate::model::arn::unqualified(arn).to_string();
                     out.insert(
                         name.to_string(),
                         MarkedFunction {

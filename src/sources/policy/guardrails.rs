@@ -49,7 +49,7 @@ fn account_of(principal: &str) -> Option<&str> {
     if principal.len() == 12 && principal.bytes().all(|b| b.is_ascii_digit()) {
         return Some(principal);
     }
-    principal.split(':').nth(4).filter(|a| !a.is_empty())
+    crate::model::arn::account_of(principal)
 }
 
 /// Whether an action pattern reaches administration: everything, or any wildcard over

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::{AccountSelector, Diagnostic, FunctionAccessSpec, Named, PolicySet};
-use crate::model::account::{account_of_arn, region_of_arn, Account};
+use crate::model::account::Account;
+use crate::model::arn::{account_of, region_of};
 
 fn selects(selector: Option<&AccountSelector>, account: &Account) -> bool {
     selector.is_none_or(|s| s.matches(&account.id, &account.labels))
@@ -14,7 +15,7 @@ fn selects(selector: Option<&AccountSelector>, account: &Account) -> bool {
 /// The regions of `account` a FunctionAccess manages its function in (none: not here).
 pub fn function_regions(f: &FunctionAccessSpec, account: &Account) -> Vec<String> {
     if f.function.starts_with("arn:") {
-        return match (account_of_arn(&f.function), region_of_arn(&f.function)) {
+        return match (account_of(&f.function), region_of(&f.function)) {
             (Some(a), Some(r)) if a == account.id => vec![r.to_string()],
             _ => Vec::new(),
         };
@@ -115,7 +116,7 @@ fn function_scope(
     let problem =
         |field: &str, message: String| (f.name.clone(), f.origin.diagnostic(field, message));
     if f.spec.function.starts_with("arn:") {
-        if let Some(acct) = account_of_arn(&f.spec.function) {
+        if let Some(acct) = account_of(&f.spec.function) {
             if !accounts.iter().any(|a| a.id == acct) {
                 let ids: BTreeSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
                 out.push(problem(

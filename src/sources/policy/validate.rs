@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{Diagnostic, Named, PolicySet};
 use crate::config::Limits;
+use crate::model::arn::Arn;
 use crate::model::iam_policy;
 
 /// Every problem in the set, in file order.
@@ -125,8 +126,10 @@ fn check_function_place(f: &Named<super::FunctionAccessSpec>, d: &mut Vec<Diagno
                 "the function ARN already names its region; remove `regions` or name the function",
             ));
         }
-        let parts: Vec<&str> = s.function.split(':').collect();
-        if parts.len() >= 7 && (!crate::config::is_region(parts[3]) || !is_account(parts[4])) {
+        let named = Arn::parse(&s.function).filter(|a| a.function_name().is_some());
+        if named
+            .is_some_and(|a| !crate::model::account::is_region(a.region) || !is_account(a.account))
+        {
             d.push(o.diagnostic(
                 "spec.function",
                 format!(
@@ -137,7 +140,7 @@ fn check_function_place(f: &Named<super::FunctionAccessSpec>, d: &mut Vec<Diagno
         }
     }
     for (i, r) in s.regions.iter().enumerate() {
-        if !crate::config::is_region(r) {
+        if !crate::model::account::is_region(r) {
             d.push(o.diagnostic(
                 format!("spec.regions[{i}]"),
                 format!("`{r}` is not an AWS region name"),
@@ -163,7 +166,7 @@ fn same_function_place(a: &super::FunctionAccessSpec, b: &super::FunctionAccessS
     let arn = |s: &super::FunctionAccessSpec| {
         s.function
             .starts_with("arn:")
-            .then(|| s.function.split(':').take(7).collect::<Vec<_>>().join(":"))
+            .then(|| crate::model::arn::unqualified(&s.function).to_string())
     };
     match (arn(a), arn(b)) {
         (Some(x), Some(y)) => x == y,
@@ -756,27 +759,16 @@ fn is_service_principal(s: &str) -> bool {
 
 /// `arn:partition:service:region:account:resource` with a known partition.
 pub fn is_arn(s: &str) -> bool {
-    let parts: Vec<&str> = s.splitn(6, ':').collect();
-    parts.len() == 6
-        && parts[0] == "arn"
-        && matches!(
-            parts[1],
-            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
-        )
-        && !parts[2].is_empty()
-        && !parts[5].is_empty()
+    Arn::parse_known(s).is_some()
 }
 
 fn iam_arn_parts(s: &str) -> Option<(&str, &str)> {
-    if !is_arn(s) {
-        return None;
-    }
-    let parts: Vec<&str> = s.splitn(6, ':').collect();
-    (parts[2] == "iam" && parts[3].is_empty()).then_some((parts[4], parts[5]))
+    let a = Arn::parse_known(s)?;
+    Some((a.account, a.iam_resource()?))
 }
 
 fn is_account(s: &str) -> bool {
-    crate::config::is_account_id(s)
+    crate::model::account::is_account_id(s)
 }
 
 fn is_managed_policy_arn(s: &str) -> bool {
@@ -794,12 +786,9 @@ fn is_iam_principal_arn(s: &str) -> bool {
 
 fn is_function_ref(s: &str) -> bool {
     if s.starts_with("arn:") {
-        let parts: Vec<&str> = s.split(':').collect();
-        return is_arn(s)
-            && parts.len() >= 7
-            && parts[2] == "lambda"
-            && parts[5] == "function"
-            && is_function_name(parts[6]);
+        return Arn::parse_known(s)
+            .and_then(|a| a.function_name())
+            .is_some_and(is_function_name);
     }
     is_function_name(s)
 }
@@ -813,11 +802,7 @@ fn is_function_name(s: &str) -> bool {
 
 /// The function name of a name-or-ARN reference.
 pub fn function_name(s: &str) -> &str {
-    if s.starts_with("arn:") {
-        s.split(':').nth(6).unwrap_or(s)
-    } else {
-        s
-    }
+    Arn::parse(s).and_then(|a| a.function_name()).unwrap_or(s)
 }
 
 #[cfg(test)]
