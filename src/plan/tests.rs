@@ -361,7 +361,6 @@ fn a_baseline_the_audit_log_recorded_counts_when_it_is_the_higher_live_one() {
     let removal = |recorded: &BTreeMap<String, String>| {
         super::plan(&desired_for(&["a"], ""), &observed, &s, recorded).changes[0]
             .removal
-            .clone()
             .unwrap()
     };
     assert_eq!(removal(&BTreeMap::new()).baseline, 2);
