@@ -15,7 +15,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::audit::{AuditLog, ChangeRecord, HeldRecord, Intent, PassRecord, Record};
-pub use crate::model::call::{Actor, Outcome};
+pub use crate::model::call::{Actor, Outcome, PassOutcome};
 use crate::model::names::{Arn, MappingName};
 use crate::plan::{Action, Change, Plan};
 use crate::ports::Executor;
@@ -87,6 +87,11 @@ impl Report {
     /// True when every change was applied.
     pub fn success(&self) -> bool {
         self.failed == 0 && self.skipped == 0 && !self.interrupted
+    }
+
+    /// How the pass that applied `plan` ended.
+    pub fn outcome(&self, plan: &Plan) -> PassOutcome {
+        PassOutcome::of(self.interrupted, self.failed, plan.needs_attention())
     }
 }
 
@@ -164,13 +169,7 @@ pub async fn apply<E: Executor + ?Sized>(
         }
         report.outcomes.push(done);
     }
-    let outcome = if report.interrupted {
-        "interrupted"
-    } else if report.success() {
-        "applied"
-    } else {
-        "partial"
-    };
+    let outcome = report.outcome(plan);
     let held = plan
         .held
         .iter()
@@ -187,7 +186,7 @@ pub async fn apply<E: Executor + ?Sized>(
         trigger: None,
         policy_revision: policy_revision.map(|r| r.commit.clone()),
         policy_author: policy_revision.and_then(|r| r.author.clone()),
-        outcome: outcome.into(),
+        outcome,
         applied: report.applied,
         failed: report.failed,
         skipped: report.skipped,
@@ -605,7 +604,7 @@ mod tests {
             assert_eq!(line["policyAuthor"], "Dana Ops <dana@example.com>");
         }
         assert_eq!(a.audit[8]["type"], "pass");
-        assert_eq!(a.audit[8]["outcome"], "applied");
+        assert_eq!(a.audit[8]["outcome"], "success");
     }
 
     #[tokio::test(start_paused = true)]
@@ -638,7 +637,7 @@ mod tests {
             (3, 1, 1)
         );
         assert!(!a.report.success());
-        assert_eq!(a.audit.last().unwrap()["outcome"], "partial");
+        assert_eq!(a.audit.last().unwrap()["outcome"], "failed");
         let failed = a
             .audit
             .iter()

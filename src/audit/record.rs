@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::call::{Actor, Outcome};
+use crate::model::call::{Actor, Outcome, PassOutcome};
 use crate::model::names::{Arn, MappingName};
 use crate::plan::{Action, Change, Hold};
 
@@ -211,8 +211,8 @@ pub struct PassRecord {
     /// Who made that commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_author: Option<String>,
-    /// `applied`, `partial`, `interrupted` or `failed`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: PassOutcome,
     /// Changes applied.
     #[serde(default)]
     pub applied: usize,

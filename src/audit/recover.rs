@@ -123,7 +123,7 @@ pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
             key,
             value,
         } => {
-            let name = crate::model::arn::Arn::parse(function_arn)?.function_name()?;
+            let name = crate::model::arn::ArnParts::parse(function_arn)?.function_name()?;
             // The tagging query returns only this instance's key.
             key.is_empty()
                 || observed
@@ -132,7 +132,7 @@ pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
                     .is_some_and(|m| &m.tag_value == value)
         }
         UntagFunction { function_arn, .. } => {
-            let name = crate::model::arn::Arn::parse(function_arn)?.function_name()?;
+            let name = crate::model::arn::ArnParts::parse(function_arn)?.function_name()?;
             !observed.marked_functions.contains_key(name)
         }
         // The account setting and Entra's credentials are not part of what AWS is read

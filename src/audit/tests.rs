@@ -17,7 +17,7 @@ fn pass(applied: usize) -> Record {
         trigger: None,
         policy_revision: None,
         policy_author: None,
-        outcome: "applied".into(),
+        outcome: crate::model::call::PassOutcome::Success,
         applied,
         failed: 0,
         skipped: 0,

@@ -69,7 +69,7 @@ pub(super) fn entra_permissions(
 /// The role of an assumed-role session ARN (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`
 /// → `arn:aws:iam::ACCT:role/NAME`); a role ARN as it is.
 pub(super) fn role_arn_of_caller(arn: &str) -> Option<String> {
-    let a = crate::model::arn::Arn::parse(arn)?;
+    let a = crate::model::arn::ArnParts::parse(arn)?;
     if a.role_name().is_some() {
         return Some(arn.to_string());
     }

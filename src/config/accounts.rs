@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::account::{is_account_id, is_region};
-use crate::model::arn::Arn;
+use crate::model::arn::ArnParts;
 
 /// The AWS accounts one controller manages. The controller's own credentials (the hub)
 /// assume a role in each account (the spoke) with STS `AssumeRole`; the credentials are
@@ -193,7 +193,7 @@ impl AccountsConfig {
                 ));
             }
             if let Some(arn) = &t.role_arn {
-                let role = Arn::parse(arn)
+                let role = ArnParts::parse(arn)
                     .filter(|a| a.account == t.id)
                     .and_then(|a| a.role_name());
                 if role.is_none() {

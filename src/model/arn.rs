@@ -1,10 +1,10 @@
 //! One reading of an ARN, `arn:partition:service:region:account:resource`, for every
 //! place that takes one apart.
 
-/// The six fields of an ARN; `region` and `account` are empty where the service has none
+/// The six fields of an ARN (a view of a [`super::names::Arn`] or any ARN text); `region` and `account` are empty where the service has none
 /// (IAM has no region; S3 buckets no account).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arn<'a> {
+pub struct ArnParts<'a> {
     /// `aws`, `aws-cn`, `aws-us-gov`, ...
     pub partition: &'a str,
     /// `iam`, `lambda`, `sts`, ...
@@ -20,14 +20,14 @@ pub struct Arn<'a> {
 /// The partitions AWS documents.
 pub const PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
 
-impl<'a> Arn<'a> {
+impl<'a> ArnParts<'a> {
     /// The fields of `s`, when it starts with `arn:` and has all six.
     pub fn parse(s: &'a str) -> Option<Self> {
         let mut f = s.splitn(6, ':');
         if f.next()? != "arn" {
             return None;
         }
-        Some(Arn {
+        Some(ArnParts {
             partition: f.next()?,
             service: f.next()?,
             region: f.next()?,
@@ -68,19 +68,29 @@ impl<'a> Arn<'a> {
 /// any other text as it is.
 pub fn unqualified(arn: &str) -> &str {
     match arn.match_indices(':').nth(6) {
-        Some((i, _)) if Arn::parse(arn).and_then(|a| a.function_name()).is_some() => &arn[..i],
+        Some((i, _))
+            if ArnParts::parse(arn)
+                .and_then(|a| a.function_name())
+                .is_some() =>
+        {
+            &arn[..i]
+        }
         _ => arn,
     }
 }
 
 /// The account of an ARN, if it names one.
 pub fn account_of(arn: &str) -> Option<&str> {
-    Arn::parse(arn).map(|a| a.account).filter(|a| !a.is_empty())
+    ArnParts::parse(arn)
+        .map(|a| a.account)
+        .filter(|a| !a.is_empty())
 }
 
 /// The region of an ARN, if it names one (IAM ARNs do not: IAM is global).
 pub fn region_of(arn: &str) -> Option<&str> {
-    Arn::parse(arn).map(|a| a.region).filter(|r| !r.is_empty())
+    ArnParts::parse(arn)
+        .map(|a| a.region)
+        .filter(|r| !r.is_empty())
 }
 
 #[cfg(test)]
@@ -89,26 +99,26 @@ mod tests {
 
     #[test]
     fn fields_roles_and_functions() {
-        let role = Arn::parse("arn:aws:iam::111122223333:role/team/deployer").unwrap();
+        let role = ArnParts::parse("arn:aws:iam::111122223333:role/team/deployer").unwrap();
         assert_eq!(role.account, "111122223333");
         assert_eq!(role.role_name(), Some("deployer"));
         assert_eq!(role.function_name(), None);
-        let f = Arn::parse("arn:aws:lambda:eu-west-1:111122223333:function:fn:live").unwrap();
+        let f = ArnParts::parse("arn:aws:lambda:eu-west-1:111122223333:function:fn:live").unwrap();
         assert_eq!((f.region, f.function_name()), ("eu-west-1", Some("fn")));
         assert_eq!(f.role_name(), None);
         assert_eq!(region_of("arn:aws:iam::111122223333:role/x"), None);
         assert_eq!(account_of("arn:aws:s3:::bucket"), None);
-        assert!(Arn::parse("arn:aws:iam::1").is_none());
-        assert!(Arn::parse("urn:aws:iam::1:role/x").is_none());
-        assert!(Arn::parse_known("arn:aws-xx:iam::1:role/x").is_none());
-        assert!(Arn::parse_known("arn:aws-us-gov:iam::1:role/x").is_some());
+        assert!(ArnParts::parse("arn:aws:iam::1").is_none());
+        assert!(ArnParts::parse("urn:aws:iam::1:role/x").is_none());
+        assert!(ArnParts::parse_known("arn:aws-xx:iam::1:role/x").is_none());
+        assert!(ArnParts::parse_known("arn:aws-us-gov:iam::1:role/x").is_some());
         assert_eq!(
             unqualified("arn:aws:lambda:eu-west-1:111122223333:function:fn:live"),
             "arn:aws:lambda:eu-west-1:111122223333:function:fn"
         );
         assert_eq!(unqualified("fn"), "fn");
         // A policy resource may name a role by pattern: the name is what follows the path.
-        let sts = Arn::parse("arn:aws:sts::111122223333:assumed-role/r/s").unwrap();
+        let sts = ArnParts::parse("arn:aws:sts::111122223333:assumed-role/r/s").unwrap();
         assert_eq!(sts.iam_resource(), None);
     }
 }

@@ -1,5 +1,6 @@
 //! What one AWS call came to, as the core sees it: a [`Failure`] (classified once, by the
-//! adapter that made the call), a [`Written`] confirmation, and [`CallStats`]. No SDK type.
+//! adapter that made the call), a [`Written`] confirmation, and [`CallStats`]; and what a
+//! whole pass came to ([`PassOutcome`]). No SDK type.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -275,5 +276,85 @@ mod pending_tests {
         let w = p.waiting(std::time::Duration::ZERO);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].request, "Graph GET /groups");
+    }
+}
+
+/// How a pass ended: one vocabulary for the audit log, `/status` and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassOutcome {
+    /// Everything planned was applied (or nothing was planned). Older audit logs say
+    /// `applied`.
+    #[serde(alias = "applied")]
+    Success,
+    /// The rest was done; some changes wait for a person (a safety limit or a problem).
+    Held,
+    /// A read or a change failed. Older audit logs say `partial` for a pass in which
+    /// some change failed or was not tried.
+    #[serde(alias = "partial")]
+    Failed,
+    /// A stop request ended it before every change was tried.
+    Interrupted,
+}
+
+impl PassOutcome {
+    /// The outcome of a pass that ran its changes: interrupted, else failed when a change
+    /// failed, else held when something waits for a person, else success.
+    pub fn of(interrupted: bool, failed: usize, needs_attention: bool) -> PassOutcome {
+        if interrupted {
+            PassOutcome::Interrupted
+        } else if failed > 0 {
+            PassOutcome::Failed
+        } else if needs_attention {
+            PassOutcome::Held
+        } else {
+            PassOutcome::Success
+        }
+    }
+
+    /// Whether the pass read the world and did what it could: held changes wait for a
+    /// person, but the pass itself succeeded.
+    pub fn succeeded(self) -> bool {
+        matches!(self, PassOutcome::Success | PassOutcome::Held)
+    }
+
+    /// The lower-case name, as in the audit log, `/status` and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassOutcome::Success => "success",
+            PassOutcome::Held => "held",
+            PassOutcome::Failed => "failed",
+            PassOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for PassOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PassOutcome;
+
+    #[test]
+    fn pass_outcomes_read_the_words_older_logs_wrote() {
+        let read = |w: &str| serde_json::from_value::<PassOutcome>(w.into()).unwrap();
+        assert_eq!(read("applied"), PassOutcome::Success);
+        assert_eq!(read("partial"), PassOutcome::Failed);
+        for o in [
+            PassOutcome::Success,
+            PassOutcome::Held,
+            PassOutcome::Failed,
+            PassOutcome::Interrupted,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+            assert_eq!(read(o.as_str()), o);
+        }
+        assert_eq!(PassOutcome::of(false, 0, true), PassOutcome::Held);
+        assert_eq!(PassOutcome::of(false, 1, true), PassOutcome::Failed);
+        assert_eq!(PassOutcome::of(true, 1, true), PassOutcome::Interrupted);
     }
 }

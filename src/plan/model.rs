@@ -353,7 +353,7 @@ impl Action {
             | RemoveLambdaPermission { function_name, .. }
             | SetExecutionRole { function_name, .. } => Some(function_name),
             TagFunction { function_arn, .. } | UntagFunction { function_arn, .. } => {
-                crate::model::arn::Arn::parse(function_arn)?.function_name()
+                crate::model::arn::ArnParts::parse(function_arn)?.function_name()
             }
             _ => None,
         }

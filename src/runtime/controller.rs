@@ -448,7 +448,7 @@ impl Controller {
                 trigger: Some(format!("{trigger:?}").to_ascii_lowercase()),
                 policy_revision: policies.revision.as_ref().map(|r| r.commit.clone()),
                 policy_author: policies.revision.as_ref().and_then(|r| r.author.clone()),
-                outcome: "failed".into(),
+                outcome: PassOutcome::Failed,
                 applied: 0,
                 failed: 0,
                 skipped: 0,
@@ -649,7 +649,7 @@ impl Controller {
                 crate::apply::Control::stop_only(&stop_now),
             )
             .await?;
-        let outcome = PassOutcome::of(plan, &report);
+        let outcome = report.outcome(plan);
         if writer.superseded() > 0 {
             self.again.store(true, Ordering::SeqCst);
         }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::apply::{self, Outcome};
 use crate::audit::now_rfc3339;
+pub use crate::model::call::PassOutcome;
 use crate::plan::{AccountPlan, HoldKind, Plan};
 use crate::runtime::metrics::Metrics;
 use crate::sources::policy::PolicySet;
@@ -191,57 +192,6 @@ pub fn account_statuses(plan: &Plan, report: &apply::Report) -> Vec<AccountStatu
             }
         })
         .collect()
-}
-
-/// How a pass ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PassOutcome {
-    /// Everything planned was applied (or nothing was planned).
-    Success,
-    /// The rest was done; some changes wait for a person (a safety limit or a problem).
-    Held,
-    /// A read or a change failed.
-    Failed,
-    /// A stop request ended it before every change was tried.
-    Interrupted,
-}
-
-impl PassOutcome {
-    /// How an applied pass ended.
-    pub fn of(plan: &Plan, report: &apply::Report) -> PassOutcome {
-        if report.interrupted {
-            PassOutcome::Interrupted
-        } else if report.failed > 0 {
-            PassOutcome::Failed
-        } else if plan.needs_attention() {
-            PassOutcome::Held
-        } else {
-            PassOutcome::Success
-        }
-    }
-
-    /// Whether the pass read the world and did what it could: held changes wait for a
-    /// person, but the pass itself succeeded.
-    pub fn succeeded(self) -> bool {
-        matches!(self, PassOutcome::Success | PassOutcome::Held)
-    }
-
-    /// The lower-case name, as in `/status` and the metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PassOutcome::Success => "success",
-            PassOutcome::Held => "held",
-            PassOutcome::Failed => "failed",
-            PassOutcome::Interrupted => "interrupted",
-        }
-    }
-}
-
-impl std::fmt::Display for PassOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// How long a request goes unanswered before `/readyz` and `/status` name it.

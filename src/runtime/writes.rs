@@ -42,7 +42,7 @@ pub struct RoleWrites {
 
 /// The role a change writes, by lower-case name: the last segment of an IAM role ARN.
 fn role_of(change: &Change) -> Option<String> {
-    crate::model::arn::Arn::parse(&change.resource)?
+    crate::model::arn::ArnParts::parse(&change.resource)?
         .role_name()
         .map(str::to_ascii_lowercase)
 }

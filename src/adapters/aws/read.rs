@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_iam::types::EntityType;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::model::arn::Arn;
+use crate::model::arn::ArnParts;
 use crate::model::call::Failure;
 use crate::model::iam_policy::parse_document;
 use crate::observed::{
@@ -178,7 +178,7 @@ impl AwsClients {
                     let Some(arn) = r.resource_arn() else {
                         continue;
                     };
-                    let Some(name) = Arn::parse(arn).and_then(|a| a.function_name()) else {
+                    let Some(name) = ArnParts::parse(arn).and_then(|a| a.function_name()) else {
                         continue;
                     };
                     let value = r

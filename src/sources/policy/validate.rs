@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{Diagnostic, Named, PolicySet};
 use crate::config::Limits;
-use crate::model::arn::Arn;
+use crate::model::arn::ArnParts;
 use crate::model::iam_policy;
 
 /// Every problem in the set, in file order.
@@ -126,7 +126,7 @@ fn check_function_place(f: &Named<super::FunctionAccessSpec>, d: &mut Vec<Diagno
                 "the function ARN already names its region; remove `regions` or name the function",
             ));
         }
-        let named = Arn::parse(&s.function).filter(|a| a.function_name().is_some());
+        let named = ArnParts::parse(&s.function).filter(|a| a.function_name().is_some());
         if named
             .is_some_and(|a| !crate::model::account::is_region(a.region) || !is_account(a.account))
         {
@@ -759,11 +759,11 @@ fn is_service_principal(s: &str) -> bool {
 
 /// `arn:partition:service:region:account:resource` with a known partition.
 pub fn is_arn(s: &str) -> bool {
-    Arn::parse_known(s).is_some()
+    ArnParts::parse_known(s).is_some()
 }
 
 fn iam_arn_parts(s: &str) -> Option<(&str, &str)> {
-    let a = Arn::parse_known(s)?;
+    let a = ArnParts::parse_known(s)?;
     Some((a.account, a.iam_resource()?))
 }
 
@@ -786,7 +786,7 @@ fn is_iam_principal_arn(s: &str) -> bool {
 
 fn is_function_ref(s: &str) -> bool {
     if s.starts_with("arn:") {
-        return Arn::parse_known(s)
+        return ArnParts::parse_known(s)
             .and_then(|a| a.function_name())
             .is_some_and(is_function_name);
     }
@@ -802,7 +802,9 @@ fn is_function_name(s: &str) -> bool {
 
 /// The function name of a name-or-ARN reference.
 pub fn function_name(s: &str) -> &str {
-    Arn::parse(s).and_then(|a| a.function_name()).unwrap_or(s)
+    ArnParts::parse(s)
+        .and_then(|a| a.function_name())
+        .unwrap_or(s)
 }
 
 #[cfg(test)]
