@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::audit::{AuditLog, ChangeRecord, HeldRecord, Intent, PassRecord, Record};
 pub use crate::model::call::{Actor, Outcome, PassOutcome};
 use crate::model::names::{Arn, MappingName};
-use crate::plan::{Action, Change, Plan};
+use crate::plan::{Action, Change, LambdaAction, Plan};
 use crate::ports::Executor;
 use crate::sources::policy::Revision;
 
@@ -322,14 +322,14 @@ impl<E: Executor + ?Sized> Run<'_, E> {
             )
         };
         match &change.action {
-            Action::AddLambdaPermission { function_name, .. }
-            | Action::SetExecutionRole { function_name, .. } => {
+            Action::Lambda(LambdaAction::AddLambdaPermission { function_name, .. })
+            | Action::Lambda(LambdaAction::SetExecutionRole { function_name, .. }) => {
                 used.insert(function(function_name))
             }
             // A removal carries no RevisionId: it touches only its own statement, and an
             // unrelated change to the policy must not fail a revocation. It does change the
             // revision, so later writes to the function go without one.
-            Action::RemoveLambdaPermission { function_name, .. } => {
+            Action::Lambda(LambdaAction::RemoveLambdaPermission { function_name, .. }) => {
                 used.insert(function(function_name));
                 false
             }
@@ -342,6 +342,7 @@ impl<E: Executor + ?Sized> Run<'_, E> {
 mod tests {
     use super::*;
     use crate::model::call::{Failure, Written};
+    use crate::plan::IamAction;
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::sync::atomic::AtomicUsize;
@@ -381,12 +382,16 @@ mod tests {
 
     fn target(action: &Action) -> String {
         match action {
-            Action::RevokeTrust { role_name, .. }
-            | Action::UpdateTrustPolicy { role_name, .. }
-            | Action::TagRole { role_name, .. }
-            | Action::AttachManagedPolicy { role_name, .. } => role_name.to_string(),
-            Action::AddLambdaPermission { function_name, .. }
-            | Action::RemoveLambdaPermission { function_name, .. } => function_name.clone(),
+            Action::Iam(IamAction::RevokeTrust { role_name, .. })
+            | Action::Iam(IamAction::UpdateTrustPolicy { role_name, .. })
+            | Action::Iam(IamAction::TagRole { role_name, .. })
+            | Action::Iam(IamAction::AttachManagedPolicy { role_name, .. }) => {
+                role_name.to_string()
+            }
+            Action::Lambda(LambdaAction::AddLambdaPermission { function_name, .. })
+            | Action::Lambda(LambdaAction::RemoveLambdaPermission { function_name, .. }) => {
+                function_name.clone()
+            }
             other => panic!("the fake does not do {other:?}"),
         }
     }
@@ -430,40 +435,40 @@ mod tests {
     }
 
     fn trust(role: &str) -> Change {
-        let a = Action::UpdateTrustPolicy {
+        let a = Action::Iam(IamAction::UpdateTrustPolicy {
             role_name: role.into(),
             trust_policy: json!({}),
-        };
+        });
         Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "t")
     }
 
     fn revoke(role: &str) -> Change {
-        let a = Action::RevokeTrust {
+        let a = Action::Iam(IamAction::RevokeTrust {
             role_name: role.into(),
             trust_policy: json!({}),
             baseline: None,
-        };
+        });
         Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "r")
     }
 
     fn tag(role: &str) -> Change {
-        let a = Action::TagRole {
+        let a = Action::Iam(IamAction::TagRole {
             role_name: role.into(),
             tags: BTreeMap::new(),
-        };
+        });
         Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "t")
     }
 
     fn attach(role: &str) -> Change {
-        let a = Action::AttachManagedPolicy {
+        let a = Action::Iam(IamAction::AttachManagedPolicy {
             role_name: role.into(),
             policy_arn: "arn:aws:iam::aws:policy/ReadOnlyAccess".into(),
-        };
+        });
         Change::new(a, format!("arn:aws:iam::1:role/{role}"), Some(role), "a")
     }
 
     fn add_permission(function: &str, sid: &str) -> Change {
-        let a = Action::AddLambdaPermission {
+        let a = Action::Lambda(LambdaAction::AddLambdaPermission {
             function_name: function.into(),
             qualifier: None,
             statement_id: sid.into(),
@@ -472,7 +477,7 @@ mod tests {
             source_arn: None,
             source_account: None,
             revision_id: Some("rev-1".into()),
-        };
+        });
         Change::new(
             a,
             format!("arn:aws:lambda:eu-west-1:1:function:{function}"),
@@ -482,11 +487,11 @@ mod tests {
     }
 
     fn remove_permission(function: &str, sid: &str) -> Change {
-        let a = Action::RemoveLambdaPermission {
+        let a = Action::Lambda(LambdaAction::RemoveLambdaPermission {
             function_name: function.into(),
             qualifier: None,
             statement_id: sid.into(),
-        };
+        });
         Change::new(
             a,
             format!("arn:aws:lambda:eu-west-1:1:function:{function}"),

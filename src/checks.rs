@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use crate::config::Safety;
 use crate::model::names::Arn;
-use crate::plan::{Action, Change, Held, Hold, HoldKind, Plan};
+use crate::plan::{Action, Change, Held, Hold, HoldKind, IamAction, Plan};
 
 /// What the checks weigh besides the plan.
 pub struct Context<'a> {
@@ -187,7 +187,7 @@ impl Checker<'_> {
             .enumerate()
             .filter(|(i, c)| {
                 self.holds[*i].is_none()
-                    && matches!(c.action, Action::DeleteRole { .. })
+                    && matches!(c.action, Action::Iam(IamAction::DeleteRole { .. }))
                     && !self.released(c)
             })
             .map(|(i, _)| i)
@@ -201,7 +201,7 @@ impl Checker<'_> {
                     kind: HoldKind::RoleDeletionLimit,
                     reason: format!(
                         "the pass would delete {} of {} owned roles, over safety.maxRoleDeletionShare = {:.0}%",
-                        self.changes.iter().filter(|c| matches!(c.action, Action::DeleteRole { .. })).count(),
+                        self.changes.iter().filter(|c| matches!(c.action, Action::Iam(IamAction::DeleteRole { .. }))).count(),
                         self.owned_roles,
                         self.ctx.safety.max_role_deletion_share * 100.0
                     ),
@@ -222,13 +222,18 @@ impl Checker<'_> {
         let held_deletions: BTreeSet<Arn> = changes
             .iter()
             .enumerate()
-            .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::DeleteRole { .. }))
+            .filter(|(i, c)| {
+                holds[*i].is_some() && matches!(c.action, Action::Iam(IamAction::DeleteRole { .. }))
+            })
             .map(|(_, c)| c.resource.clone())
             .collect();
         let held_revocations: BTreeSet<Arn> = changes
             .iter()
             .enumerate()
-            .filter(|(i, c)| holds[*i].is_some() && matches!(c.action, Action::RevokeTrust { .. }))
+            .filter(|(i, c)| {
+                holds[*i].is_some()
+                    && matches!(c.action, Action::Iam(IamAction::RevokeTrust { .. }))
+            })
             .map(|(_, c)| c.resource.clone())
             .collect();
         let (mut out, mut held) = (Vec::new(), Vec::new());
@@ -243,7 +248,7 @@ impl Checker<'_> {
             });
             // The sessions of principals whose removal from the trust is held stay too.
             let hold = hold.or_else(|| {
-                (matches!(c.action, Action::RevokeSessions { .. })
+                (matches!(c.action, Action::Iam(IamAction::RevokeSessions { .. }))
                     && held_revocations.contains(&c.resource))
                 .then(|| Hold {
                     kind: HoldKind::DependsOnHeld,
@@ -252,8 +257,10 @@ impl Checker<'_> {
                 })
             });
             if hold.is_none() && held_revocations.contains(&c.resource) {
-                if let (Action::UpdateTrustPolicy { trust_policy, .. }, Some(grant)) =
-                    (&mut c.action, c.grant_only.take())
+                if let (
+                    Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }),
+                    Some(grant),
+                ) = (&mut c.action, c.grant_only.take())
                 {
                     *trust_policy = grant.clone();
                     c.after = Some(grant);
@@ -275,15 +282,15 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Effect, Removal};
+    use crate::plan::{Effect, EntraAction, Removal};
     use serde_json::json;
 
     fn revoke(mapping: &str, baseline: usize, after: usize) -> Change {
-        let action = Action::RevokeTrust {
+        let action = Action::Iam(IamAction::RevokeTrust {
             role_name: mapping.into(),
             trust_policy: json!({}),
             baseline: None,
-        };
+        });
         let resource = format!("arn:aws:iam::1:role/trustsync/{mapping}");
         Change {
             members_removed: (after..baseline).map(|i| format!("p{i}")).collect(),
@@ -298,10 +305,10 @@ mod tests {
 
     fn grant(mapping: &str) -> Change {
         Change {
-            action: Action::UpdateTrustPolicy {
+            action: Action::Iam(IamAction::UpdateTrustPolicy {
                 role_name: mapping.into(),
                 trust_policy: json!({"full": true}),
-            },
+            }),
             effect: Effect::Change,
             removal: None,
             members_removed: vec![],
@@ -315,10 +322,10 @@ mod tests {
     fn a_held_revocation_holds_its_session_denial_and_a_free_one_does_not() {
         let sessions = |m: &str| {
             Change::new(
-                Action::RevokeSessions {
+                Action::Iam(IamAction::RevokeSessions {
                     role_name: m.into(),
                     document: json!({}),
-                },
+                }),
                 format!("arn:aws:iam::1:role/trustsync/{m}"),
                 Some(m),
                 "deny",
@@ -342,7 +349,10 @@ mod tests {
         assert!(go.iter().all(|k| k.contains("/small")), "{go:?}");
         assert_eq!(held_kinds(&p).len(), 2);
         assert!(p.held.iter().any(|h| h.held.kind == HoldKind::DependsOnHeld
-            && matches!(h.change.action, Action::RevokeSessions { .. })));
+            && matches!(
+                h.change.action,
+                Action::Iam(IamAction::RevokeSessions { .. })
+            )));
     }
 
     fn plan_of(changes: Vec<Change>, trusted: usize, owned: usize) -> Plan {
@@ -456,7 +466,8 @@ mod tests {
         let p = run(plan_of(vec![revoke("m", 4, 0), grant("m")], 4, 1), &[]);
         assert_eq!(p.held.len(), 1);
         assert_eq!(p.changes.len(), 1);
-        let Action::UpdateTrustPolicy { trust_policy, .. } = &p.changes[0].action else {
+        let Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }) = &p.changes[0].action
+        else {
             panic!()
         };
         assert_eq!(trust_policy, &json!({"grantOnly": true}));
@@ -475,12 +486,12 @@ mod tests {
         let released = BTreeSet::new();
         // An Entra credential no function wants any more is a revocation too.
         let forget = Change::new(
-            Action::DeleteFederatedCredential {
+            Action::Entra(EntraAction::DeleteFederatedCredential {
                 application_id: "obj".into(),
                 app_id: "app".into(),
                 credential_id: "c".into(),
                 name: "trustsync-x-123456789012-api".into(),
-            },
+            }),
             "entra:application/app/federatedIdentityCredentials/n",
             None,
             "no FunctionAccess wants it",
@@ -494,7 +505,10 @@ mod tests {
             },
         );
         assert_eq!(p.changes.len(), 2);
-        assert!(matches!(p.changes[0].action, Action::RevokeTrust { .. }));
+        assert!(matches!(
+            p.changes[0].action,
+            Action::Iam(IamAction::RevokeTrust { .. })
+        ));
         assert!(p.changes[1].action.is_entra(), "{:?}", p.changes[1]);
         assert_eq!(held_kinds(&p), [("m".to_string(), "backoff".to_string())]);
         assert!(!p.needs_attention(), "a back-off clears by itself");
@@ -503,9 +517,9 @@ mod tests {
     #[test]
     fn role_deletions_over_the_share_are_held_with_their_teardown() {
         let delete = |name: &str| Change {
-            action: Action::DeleteRole {
+            action: Action::Iam(IamAction::DeleteRole {
                 role_name: name.into(),
-            },
+            }),
             mapping: None,
             removal: Some(Removal {
                 baseline: 0,
@@ -515,10 +529,10 @@ mod tests {
             ..revoke(name, 0, 0)
         };
         let detach = |name: &str| Change {
-            action: Action::DetachManagedPolicy {
+            action: Action::Iam(IamAction::DetachManagedPolicy {
                 role_name: name.into(),
                 policy_arn: "arn:aws:iam::aws:policy/ReadOnlyAccess".into(),
-            },
+            }),
             mapping: None,
             removal: None,
             ..revoke(name, 0, 0)

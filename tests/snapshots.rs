@@ -9,7 +9,7 @@ use serde_json::json;
 use trustsync::checks::{self, Context};
 use trustsync::config::Safety;
 use trustsync::plan::{
-    Action, Change, Effect, Notice, NoticeKind, Plan, Problem, ProblemKind, Removal,
+    Action, Change, Effect, IamAction, Notice, NoticeKind, Plan, Problem, ProblemKind, Removal,
 };
 use trustsync::render::{render, Format};
 
@@ -27,11 +27,11 @@ fn change(action: Action, mapping: &str, reason: &str) -> Change {
 
 fn sample() -> Plan {
     let mut revoke = change(
-        Action::RevokeTrust {
+        Action::Iam(IamAction::RevokeTrust {
             role_name: "deployer".into(),
             trust_policy: trust(&["sp-a"]),
             baseline: Some("2@1800000000".into()),
-        },
+        }),
         "deployer",
         "group `sg-deployers` membership changed: 1 added, 1 removed; revoking first",
     );
@@ -44,10 +44,10 @@ fn sample() -> Plan {
         deletes_role: false,
     });
     let mut grant = change(
-        Action::UpdateTrustPolicy {
+        Action::Iam(IamAction::UpdateTrustPolicy {
             role_name: "deployer".into(),
             trust_policy: trust(&["sp-a", "sp-c"]),
-        },
+        }),
         "deployer",
         "group `sg-deployers` membership changed: 1 added, 1 removed",
     );
@@ -55,11 +55,11 @@ fn sample() -> Plan {
     grant.after = Some(trust(&["sp-a", "sp-c"]));
     grant.members_added = vec!["sp-c".into()];
     let mut emptied = change(
-        Action::RevokeTrust {
+        Action::Iam(IamAction::RevokeTrust {
             role_name: "reader".into(),
             trust_policy: trust(&[]),
             baseline: None,
-        },
+        }),
         "reader",
         "the group that displayName=\"sg-readers\" was pinned to no longer exists: revoking 4 principal(s) no longer in the group, adding none",
     );

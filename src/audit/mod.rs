@@ -420,12 +420,11 @@ impl Ledger {
 /// The removal baseline an intent records: a revocation's (`RevokeTrust.baseline`), or the
 /// baseline tag a role is created or tagged with.
 fn baseline_of(intent: &Intent) -> Option<String> {
-    use crate::plan::{Action, BASELINE_TAG};
+    use crate::plan::{Action, IamAction, BASELINE_TAG};
     match &intent.intent {
-        Action::RevokeTrust { baseline, .. } => baseline.clone(),
-        Action::CreateRole { tags, .. } | Action::TagRole { tags, .. } => {
-            tags.get(BASELINE_TAG).cloned()
-        }
+        Action::Iam(IamAction::RevokeTrust { baseline, .. }) => baseline.clone(),
+        Action::Iam(IamAction::CreateRole { tags, .. })
+        | Action::Iam(IamAction::TagRole { tags, .. }) => tags.get(BASELINE_TAG).cloned(),
         _ => None,
     }
 }
@@ -433,8 +432,8 @@ fn baseline_of(intent: &Intent) -> Option<String> {
 /// The group pin an intent writes, if it writes one: the role's ARN and the tag value.
 fn pin_of(intent: &Intent) -> Option<(String, String)> {
     let tags = match &intent.intent {
-        crate::plan::Action::CreateRole { tags, .. }
-        | crate::plan::Action::TagRole { tags, .. } => tags,
+        crate::plan::Action::Iam(crate::plan::IamAction::CreateRole { tags, .. })
+        | crate::plan::Action::Iam(crate::plan::IamAction::TagRole { tags, .. }) => tags,
         _ => return None,
     };
     let pin = tags.get(crate::sources::directory::PIN_TAG)?;

@@ -3,30 +3,25 @@
 
 use crate::model::iam_policy;
 use crate::observed::Observed;
-use crate::plan::Action;
+use crate::plan::{Action, IamAction, LambdaAction};
 
 // Long on purpose: one arm per action, each a look at the part of AWS it writes.
 /// `Some(true)` when `observed` shows the write as made, `Some(false)` when it shows it
 /// not made, `None` when the observation does not cover it (a function no policy names).
 pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
-    use Action::*;
+    match action {
+        Action::Iam(a) => iam_landed(a, observed),
+        Action::Lambda(a) => lambda_landed(a, observed),
+        // Entra's credentials are not part of what AWS is read for; the next pass plans
+        // whatever is still missing.
+        Action::Entra(_) => None,
+    }
+}
+
+fn iam_landed(action: &IamAction, observed: &Observed) -> Option<bool> {
+    use IamAction::*;
     let role = |name: &str| observed.roles.get(&name.to_ascii_lowercase());
     let provider = |arn: &str| observed.providers.iter().find(|p| p.arn == arn);
-    let function = |name: &str, qualifier: &Option<String>| {
-        observed
-            .functions
-            .get(&(name.to_string(), qualifier.clone()))
-            .cloned()
-    };
-    let has_statement = |name: &str, qualifier: &Option<String>, sid: &str| {
-        function(name, qualifier).map(|f| {
-            f.is_some_and(|f| {
-                f.statements
-                    .iter()
-                    .any(|s| s.get("Sid").and_then(|v| v.as_str()) == Some(sid))
-            })
-        })
-    };
     Some(match action {
         CreateOidcProvider { url, .. } => observed.providers.iter().any(|p| {
             p.url
@@ -101,6 +96,30 @@ pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
             role(role_name).is_none_or(|r| keys.iter().all(|k| !r.tags.contains_key(k)))
         }
         DeleteRole { role_name } => role(role_name).is_none(),
+        // The account setting is not part of what AWS is read for; the next pass
+        // plans it again when it is still missing.
+        EnableOutboundFederation {} => return None,
+    })
+}
+
+fn lambda_landed(action: &LambdaAction, observed: &Observed) -> Option<bool> {
+    use LambdaAction::*;
+    let function = |name: &str, qualifier: &Option<String>| {
+        observed
+            .functions
+            .get(&(name.to_string(), qualifier.clone()))
+            .cloned()
+    };
+    let has_statement = |name: &str, qualifier: &Option<String>, sid: &str| {
+        function(name, qualifier).map(|f| {
+            f.is_some_and(|f| {
+                f.statements
+                    .iter()
+                    .any(|s| s.get("Sid").and_then(|v| v.as_str()) == Some(sid))
+            })
+        })
+    };
+    Some(match action {
         AddLambdaPermission {
             function_name,
             qualifier,
@@ -135,12 +154,6 @@ pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
             let name = crate::model::arn::ArnParts::parse(function_arn)?.function_name()?;
             !observed.marked_functions.contains_key(name)
         }
-        // The account setting and Entra's credentials are not part of what AWS is read
-        // for; the next pass plans whatever is still missing.
-        EnableOutboundFederation {}
-        | CreateFederatedCredential { .. }
-        | UpdateFederatedCredential { .. }
-        | DeleteFederatedCredential { .. } => return None,
     })
 }
 
@@ -191,17 +204,21 @@ mod tests {
     #[test]
     fn a_write_is_found_made_or_not_made_in_what_aws_returns() {
         let o = observed(&["a"]);
-        let revoke = |subs: &[&str]| Action::RevokeTrust {
-            role_name: "deployer".into(),
-            trust_policy: trust(subs),
-            baseline: None,
+        let revoke = |subs: &[&str]| {
+            Action::Iam(IamAction::RevokeTrust {
+                role_name: "deployer".into(),
+                trust_policy: trust(subs),
+                baseline: None,
+            })
         };
         // The role name compares as IAM does, the document semantically.
         assert_eq!(landed(&revoke(&["a"]), &o), Some(true));
         assert_eq!(landed(&revoke(&["a", "b"]), &o), Some(false));
-        let attach = |arn: &str| Action::AttachManagedPolicy {
-            role_name: "DEPLOYER".into(),
-            policy_arn: arn.into(),
+        let attach = |arn: &str| {
+            Action::Iam(IamAction::AttachManagedPolicy {
+                role_name: "DEPLOYER".into(),
+                policy_arn: arn.into(),
+            })
         };
         assert_eq!(
             landed(&attach("arn:aws:iam::aws:policy/ReadOnlyAccess"), &o),
@@ -211,19 +228,21 @@ mod tests {
             landed(&attach("arn:aws:iam::aws:policy/Other"), &o),
             Some(false)
         );
-        let delete = Action::DeleteRole {
+        let delete = Action::Iam(IamAction::DeleteRole {
             role_name: "gone".into(),
-        };
+        });
         assert_eq!(landed(&delete, &o), Some(true));
-        let add = |f: &str, sid: &str| Action::AddLambdaPermission {
-            function_name: f.into(),
-            qualifier: None,
-            statement_id: sid.into(),
-            principal: "p".into(),
-            lambda_action: "lambda:InvokeFunction".into(),
-            source_arn: None,
-            source_account: None,
-            revision_id: None,
+        let add = |f: &str, sid: &str| {
+            Action::Lambda(LambdaAction::AddLambdaPermission {
+                function_name: f.into(),
+                qualifier: None,
+                statement_id: sid.into(),
+                principal: "p".into(),
+                lambda_action: "lambda:InvokeFunction".into(),
+                source_arn: None,
+                source_account: None,
+                revision_id: None,
+            })
         };
         assert_eq!(landed(&add("api", "ts-1"), &o), Some(true));
         assert_eq!(landed(&add("api", "ts-2"), &o), Some(false));

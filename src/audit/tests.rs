@@ -1,7 +1,7 @@
 use super::*;
 use crate::model::call::Written;
 use crate::model::call::{Actor, Outcome};
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, EntraAction, IamAction};
 
 fn actor() -> Actor {
     Actor {
@@ -178,12 +178,12 @@ fn one_writer_at_a_time() {
 #[test]
 fn an_entra_write_left_open_is_recovered_as_not_known() {
     let (_d, path) = log_with(0);
-    let action = Action::DeleteFederatedCredential {
+    let action = Action::Entra(EntraAction::DeleteFederatedCredential {
         application_id: "obj".into(),
         app_id: "app".into(),
         credential_id: "c".into(),
         name: "trustsync-x-123456789012-r".into(),
-    };
+    });
     {
         let mut log = AuditLog::open(&path).unwrap();
         log.append(&Record::Intent(Intent {
@@ -213,9 +213,9 @@ fn an_entra_write_left_open_is_recovered_as_not_known() {
 #[test]
 fn an_intent_without_an_outcome_is_recovered_once_from_what_aws_shows() {
     let (_d, path) = log_with(0);
-    let action = Action::DeleteRole {
+    let action = Action::Iam(IamAction::DeleteRole {
         role_name: "gone".into(),
-    };
+    });
     let change = Change::new(action.clone(), "arn:aws:iam::1:role/gone", None, "prune");
     let intent = |log: &mut AuditLog| {
         log.append(&Record::Intent(Intent {
@@ -371,11 +371,11 @@ fn a_revocations_removal_baseline_is_recorded_once_it_lands_and_survives_reopeni
     let role = "arn:aws:iam::1:role/trustsync/r";
     let revoke = |baseline: &str| {
         Change::new(
-            Action::RevokeTrust {
+            Action::Iam(IamAction::RevokeTrust {
                 role_name: "r".into(),
                 trust_policy: serde_json::json!({}),
                 baseline: Some(baseline.into()),
-            },
+            }),
             role,
             None,
             "test",

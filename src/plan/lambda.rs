@@ -25,11 +25,11 @@ impl Planner<'_> {
         if let Some(role) = &df.execution_role {
             if of.role.as_ref() != Some(role) {
                 let c = self.push(
-                    Action::SetExecutionRole {
+                    Action::Lambda(LambdaAction::SetExecutionRole {
                         function_name: df.name.clone(),
                         role_arn: role.clone(),
                         revision_id: of.config_revision.clone(),
-                    },
+                    }),
                     &of.arn,
                     m,
                     "execution role differs",
@@ -58,13 +58,15 @@ impl Planner<'_> {
                 }
             }
         }
-        let remove = |sid: &str| Action::RemoveLambdaPermission {
-            function_name: df.name.clone(),
-            qualifier: df.qualifier.clone(),
-            statement_id: sid.into(),
+        let remove = |sid: &str| {
+            Action::Lambda(LambdaAction::RemoveLambdaPermission {
+                function_name: df.name.clone(),
+                qualifier: df.qualifier.clone(),
+                statement_id: sid.into(),
+            })
         };
         for (sid, want) in &df.statements {
-            let add = Action::AddLambdaPermission {
+            let add = Action::Lambda(LambdaAction::AddLambdaPermission {
                 function_name: df.name.clone(),
                 qualifier: df.qualifier.clone(),
                 statement_id: sid.clone(),
@@ -73,7 +75,7 @@ impl Planner<'_> {
                 source_arn: want.source_arn.clone(),
                 source_account: want.source_account.clone(),
                 revision_id: of.policy_revision.clone(),
-            };
+            });
             match have.get(sid.as_str()) {
                 None => {
                     let c = self.push(
@@ -207,11 +209,11 @@ impl Planner<'_> {
             for st in ours {
                 let sid = st["Sid"].as_str().unwrap_or_default().to_string();
                 let c = self.push(
-                    Action::RemoveLambdaPermission {
+                    Action::Lambda(LambdaAction::RemoveLambdaPermission {
                         function_name: name.to_string(),
                         qualifier: q.clone(),
                         statement_id: sid.into(),
-                    },
+                    }),
                     &resource,
                     None,
                     "trustsync's statement on a function no FunctionAccess names any more (prune)",
@@ -243,11 +245,11 @@ impl Planner<'_> {
             let value = qualifiers.iter().cloned().collect::<Vec<_>>().join(" ");
             if observed.marked_functions.get(name).map(|m| &m.tag_value) != Some(&value) {
                 self.push(
-                    Action::TagFunction {
+                    Action::Lambda(LambdaAction::TagFunction {
                         function_arn: arn.clone(),
                         key: key.clone(),
                         value,
-                    },
+                    }),
                     arn,
                     None,
                     "marks the function whose policy trustsync writes, so its statements are found later",
@@ -257,10 +259,10 @@ impl Planner<'_> {
         for (name, mf) in &observed.marked_functions {
             if !marks.contains_key(name) {
                 self.push(
-                    Action::UntagFunction {
+                    Action::Lambda(LambdaAction::UntagFunction {
                         function_arn: mf.arn.clone(),
                         key: key.clone(),
-                    },
+                    }),
                     &mf.arn,
                     None,
                     "no trustsync statement remains on the function",

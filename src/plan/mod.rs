@@ -8,7 +8,7 @@
 //! longer wanted are deleted only with prune; otherwise they are reported as orphans.
 //!
 //! Revocation first: a trust policy change that takes principals away is planned apart
-//! from one that adds them ([`Action::RevokeTrust`], applied before anything else). A
+//! from one that adds them ([`Action::Iam(IamAction::RevokeTrust)`], applied before anything else). A
 //! mapping that cannot be fully planned ([`DesiredRole::blocked`]) still gets its
 //! revocation (`current ∩ may_keep`) and nothing else. Each revocation carries the numbers
 //! the safety checks need ([`Removal`]); the planner itself holds nothing back: that is
@@ -30,6 +30,7 @@ use crate::observed::{
     trusted_services, trusted_subjects, Observed, ObservedFunction, ObservedProvider, ObservedRole,
 };
 
+mod action;
 mod lambda;
 mod model;
 pub mod outbound;
@@ -41,6 +42,7 @@ mod tests;
 #[cfg(test)]
 mod trust_tables;
 
+pub use action::{Action, Effect, EntraAction, IamAction, LambdaAction};
 pub use model::*;
 pub use providers::{audience_tag, AUDIENCE_TAG_PREFIX};
 pub use roles::BASELINE_TAG;

@@ -18,7 +18,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Action, Change, Notice, NoticeKind, Plan, Problem, ProblemKind};
+use super::{
+    Action, Change, EntraAction, IamAction, Notice, NoticeKind, Plan, Problem, ProblemKind,
+};
 use crate::model::names::MappingName;
 use crate::observed::{ObservedApplication, ObservedCredential};
 use crate::sources::policy::ENTRA_TOKEN_EXCHANGE_AUDIENCE;
@@ -161,7 +163,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         match inputs.issuers.get(*account) {
             Some(Issuer::Off) if inputs.enable => {
                 let mut c = Change::new(
-                    Action::EnableOutboundFederation {},
+                    Action::Iam(IamAction::EnableOutboundFederation {}),
                     format!("arn:aws:iam::{account}:root"),
                     Some(wanted[0].mapping.as_str()),
                     format!(
@@ -376,12 +378,12 @@ fn plan_application(
         }
         if inputs.prune {
             let mut change = Change::new(
-                Action::DeleteFederatedCredential {
+                Action::Entra(EntraAction::DeleteFederatedCredential {
                     application_id: app.id.clone(),
                     app_id: app.app_id.clone(),
                     credential_id: c.id.clone(),
                     name: c.name.clone(),
-                },
+                }),
                 resource(&app.app_id, &c.name),
                 None,
                 format!(
@@ -446,7 +448,7 @@ fn credential_change(
     let resource = resource(&app.app_id, &name);
     let (action, reason) = match existing {
         Some(c) => (
-            Action::UpdateFederatedCredential {
+            Action::Entra(EntraAction::UpdateFederatedCredential {
                 application_id,
                 app_id,
                 credential_id: c.id.clone(),
@@ -455,12 +457,12 @@ fn credential_change(
                 subject,
                 audiences,
                 description,
-            },
+            }),
             "the credential differs from what the policy wants (drift or a changed issuer)"
                 .to_string(),
         ),
         None => (
-            Action::CreateFederatedCredential {
+            Action::Entra(EntraAction::CreateFederatedCredential {
                 application_id,
                 app_id,
                 name,
@@ -468,7 +470,7 @@ fn credential_change(
                 subject,
                 audiences,
                 description,
-            },
+            }),
             format!(
                 "FunctionAccess {} acts as application {} ({})",
                 d.mappings
@@ -560,12 +562,12 @@ mod tests {
         let w = [wanted("api", "runtime"), wanted("worker", "runtime")];
         let p = run(&w, Issuer::Url(ISSUER.into()), Ok(vec![app(vec![])]), false);
         assert_eq!(p.changes.len(), 1, "{p:#?}");
-        let Action::CreateFederatedCredential {
+        let Action::Entra(EntraAction::CreateFederatedCredential {
             name,
             subject,
             description,
             ..
-        } = &p.changes[0].action
+        }) = &p.changes[0].action
         else {
             panic!("{p:#?}")
         };
@@ -600,7 +602,7 @@ mod tests {
         let p = run(&[], Issuer::Off, apps(), true);
         assert_eq!(p.changes.len(), 1, "{p:#?}");
         assert!(matches!(&p.changes[0].action,
-            Action::DeleteFederatedCredential { name, .. } if name == &mine.name));
+            Action::Entra(EntraAction::DeleteFederatedCredential { name, .. }) if name == &mine.name));
     }
 
     #[test]
@@ -689,7 +691,9 @@ mod tests {
             false,
         );
         assert_eq!(p.changes.len(), 1, "{p:#?}");
-        let Action::UpdateFederatedCredential { subject, name, .. } = &p.changes[0].action else {
+        let Action::Entra(EntraAction::UpdateFederatedCredential { subject, name, .. }) =
+            &p.changes[0].action
+        else {
             panic!("{p:#?}")
         };
         assert!(subject.ends_with("role/trustsync/runtime-v2"), "{subject}");

@@ -46,12 +46,12 @@ impl Planner<'_> {
             .find(|o| o.url.eq_ignore_ascii_case(&dp.url))
         else {
             self.push(
-                Action::CreateOidcProvider {
+                Action::Iam(IamAction::CreateOidcProvider {
                     url: format!("https://{}", dp.url),
                     client_ids: dp.client_ids.iter().cloned().collect(),
                     thumbprints: dp.thumbprints.clone(),
                     tags,
-                },
+                }),
                 &dp.arn,
                 m,
                 "provider for the tenant's issuer does not exist",
@@ -94,10 +94,10 @@ impl Planner<'_> {
                 "tags drifted or audiences to record"
             };
             self.push(
-                Action::TagOidcProvider {
+                Action::Iam(IamAction::TagOidcProvider {
                     provider_arn: op.arn.clone(),
                     tags: missing,
-                },
+                }),
                 &op.arn,
                 m,
                 reason,
@@ -105,10 +105,10 @@ impl Planner<'_> {
         }
         for aud in dp.client_ids.difference(&op.client_ids) {
             self.push(
-                Action::AddProviderAudience {
+                Action::Iam(IamAction::AddProviderAudience {
                     provider_arn: op.arn.clone(),
                     audience: aud.clone(),
-                },
+                }),
                 &op.arn,
                 m,
                 format!("audience `{aud}` missing"),
@@ -134,10 +134,10 @@ impl Planner<'_> {
             }
             if self.s.prune {
                 self.push(
-                    Action::RemoveProviderAudience {
+                    Action::Iam(IamAction::RemoveProviderAudience {
                         provider_arn: op.arn.clone(),
                         audience: aud.clone(),
-                    },
+                    }),
                     &op.arn,
                     m,
                     format!("audience `{aud}` was added by trustsync and is no longer in any policy (prune)"),
@@ -160,10 +160,10 @@ impl Planner<'_> {
         );
         if !forget.is_empty() {
             self.push(
-                Action::UntagOidcProvider {
+                Action::Iam(IamAction::UntagOidcProvider {
                     provider_arn: op.arn.clone(),
                     keys: forget,
-                },
+                }),
                 &op.arn,
                 m,
                 "records of audiences trustsync no longer has on the provider",
@@ -189,9 +189,9 @@ impl Planner<'_> {
             .collect();
         if foreign.is_empty() {
             self.push(
-                Action::DeleteOidcProvider {
+                Action::Iam(IamAction::DeleteOidcProvider {
                     provider_arn: op.arn.clone(),
-                },
+                }),
                 &op.arn,
                 None,
                 "owned provider no longer in any policy (prune)",

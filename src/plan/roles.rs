@@ -148,7 +148,7 @@ impl Planner<'_> {
             .flat_map(|g| g.principals.iter().map(|p| p.id.to_string()))
             .collect();
         let c = self.push(
-            Action::CreateRole {
+            Action::Iam(IamAction::CreateRole {
                 role_name: dr.name.clone(),
                 path: dr.path.clone(),
                 trust_policy: dr.trust.clone(),
@@ -156,7 +156,7 @@ impl Planner<'_> {
                 max_session_duration: dr.max_session_duration,
                 permissions_boundary: dr.permissions_boundary.clone(),
                 tags: dr.tags.clone(),
-            },
+            }),
             &dr.arn,
             m,
             match &dr.group {
@@ -172,11 +172,11 @@ impl Planner<'_> {
         c.members_added = subs;
         for (name, doc) in &dr.inline_policies {
             let c = self.push(
-                Action::PutInlinePolicy {
+                Action::Iam(IamAction::PutInlinePolicy {
                     role_name: dr.name.clone(),
                     policy_name: name.clone(),
                     document: doc.clone(),
-                },
+                }),
                 &dr.arn,
                 m,
                 "new role",
@@ -186,10 +186,10 @@ impl Planner<'_> {
         }
         for arn in &dr.managed_policies {
             self.push(
-                Action::AttachManagedPolicy {
+                Action::Iam(IamAction::AttachManagedPolicy {
                     role_name: dr.name.clone(),
                     policy_arn: arn.clone(),
-                },
+                }),
                 &dr.arn,
                 m,
                 "new role",
@@ -248,11 +248,11 @@ impl Planner<'_> {
             .is_some_and(|s| s != dr.max_session_duration);
         if desc_drift || session_drift {
             let c = self.push(
-                Action::UpdateRole {
+                Action::Iam(IamAction::UpdateRole {
                     role_name: dr.name.clone(),
                     description: dr.description.clone(),
                     max_session_duration: dr.max_session_duration,
-                },
+                }),
                 arn,
                 m,
                 "description or maximum session duration drifted",
@@ -267,10 +267,10 @@ impl Planner<'_> {
         match (&dr.permissions_boundary, &or.permissions_boundary) {
             (Some(want), have) if Some(want) != have.as_ref() => {
                 let c = self.push(
-                    Action::PutPermissionsBoundary {
+                    Action::Iam(IamAction::PutPermissionsBoundary {
                         role_name: dr.name.clone(),
                         policy_arn: want.clone(),
-                    },
+                    }),
                     arn,
                     m,
                     "permissions boundary differs",
@@ -280,9 +280,9 @@ impl Planner<'_> {
             }
             (None, Some(have)) => {
                 let c = self.push(
-                    Action::DeletePermissionsBoundary {
+                    Action::Iam(IamAction::DeletePermissionsBoundary {
                         role_name: dr.name.clone(),
-                    },
+                    }),
                     arn,
                     m,
                     "permissions boundary not in the policy",
@@ -304,11 +304,11 @@ impl Planner<'_> {
                     "inline policy missing"
                 };
                 let c = self.push(
-                    Action::PutInlinePolicy {
+                    Action::Iam(IamAction::PutInlinePolicy {
                         role_name: dr.name.clone(),
                         policy_name: name.clone(),
                         document: doc.clone(),
-                    },
+                    }),
                     arn,
                     m,
                     reason,
@@ -324,10 +324,10 @@ impl Planner<'_> {
             // The session denials are planned on their own (sessions.rs).
             if !dr.inline_policies.contains_key(name) && name != super::SESSIONS_POLICY {
                 let c = self.push(
-                    Action::DeleteInlinePolicy {
+                    Action::Iam(IamAction::DeleteInlinePolicy {
                         role_name: dr.name.clone(),
                         policy_name: name.clone(),
-                    },
+                    }),
                     arn,
                     m,
                     "inline policy not in the policy",
@@ -341,10 +341,10 @@ impl Planner<'_> {
         let (arn, m) = (or.arn.as_str(), Some(dr.mapping.as_str()));
         for p in dr.managed_policies.difference(&or.managed_policies) {
             self.push(
-                Action::AttachManagedPolicy {
+                Action::Iam(IamAction::AttachManagedPolicy {
                     role_name: dr.name.clone(),
                     policy_arn: p.clone(),
-                },
+                }),
                 arn,
                 m,
                 "managed policy not attached",
@@ -352,10 +352,10 @@ impl Planner<'_> {
         }
         for p in or.managed_policies.difference(&dr.managed_policies) {
             self.push(
-                Action::DetachManagedPolicy {
+                Action::Iam(IamAction::DetachManagedPolicy {
                     role_name: dr.name.clone(),
                     policy_arn: p.clone(),
-                },
+                }),
                 arn,
                 m,
                 "managed policy not in the policy",
@@ -380,10 +380,10 @@ impl Planner<'_> {
                 "adopting the role (owner tag)"
             };
             self.push(
-                Action::TagRole {
+                Action::Iam(IamAction::TagRole {
                     role_name: dr.name.clone(),
                     tags: tag_set,
-                },
+                }),
                 arn,
                 m,
                 reason,
@@ -397,10 +397,10 @@ impl Planner<'_> {
             .collect();
         if !untag.is_empty() {
             self.push(
-                Action::UntagRole {
+                Action::Iam(IamAction::UntagRole {
                     role_name: dr.name.clone(),
                     keys: untag,
-                },
+                }),
                 arn,
                 m,
                 "tags not in the policy",
@@ -412,10 +412,10 @@ impl Planner<'_> {
         let reason = "owned role no longer in any policy (prune)";
         for p in &role.managed_policies {
             self.push(
-                Action::DetachManagedPolicy {
+                Action::Iam(IamAction::DetachManagedPolicy {
                     role_name: role.name.clone(),
                     policy_arn: p.clone(),
-                },
+                }),
                 &role.arn,
                 None,
                 reason,
@@ -423,10 +423,10 @@ impl Planner<'_> {
         }
         for (name, doc) in &role.inline_policies {
             let c = self.push(
-                Action::DeleteInlinePolicy {
+                Action::Iam(IamAction::DeleteInlinePolicy {
                     role_name: role.name.clone(),
                     policy_name: name.clone(),
-                },
+                }),
                 &role.arn,
                 None,
                 reason,
@@ -440,9 +440,9 @@ impl Planner<'_> {
             deletes_role: true,
         };
         let c = self.push(
-            Action::DeleteRole {
+            Action::Iam(IamAction::DeleteRole {
                 role_name: role.name.clone(),
-            },
+            }),
             &role.arn,
             None,
             reason,
@@ -485,11 +485,11 @@ impl Planner<'_> {
     ) {
         let (baseline, record) = self.removal_baseline(or);
         let c = self.push(
-            Action::RevokeTrust {
+            Action::Iam(IamAction::RevokeTrust {
                 role_name: dr.name.clone(),
                 trust_policy: doc.clone(),
                 baseline: record,
-            },
+            }),
             &or.arn,
             Some(&dr.mapping),
             reason,
@@ -592,10 +592,10 @@ impl Planner<'_> {
             dr.trust_parts.document(&all, &all_services)
         });
         let c = self.push(
-            Action::UpdateTrustPolicy {
+            Action::Iam(IamAction::UpdateTrustPolicy {
                 role_name: dr.name.clone(),
                 trust_policy: dr.trust.clone(),
-            },
+            }),
             &or.arn,
             Some(&dr.mapping),
             reason,

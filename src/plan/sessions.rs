@@ -205,7 +205,7 @@ impl Planner<'_> {
     ) {
         let revoked: BTreeSet<String> = self.changes[from..]
             .iter()
-            .filter(|c| matches!(c.action, Action::RevokeTrust { .. }))
+            .filter(|c| matches!(c.action, Action::Iam(IamAction::RevokeTrust { .. })))
             .flat_map(|c| c.members_removed.iter().cloned())
             .collect();
         let have_doc = or.inline_policies.get(SESSIONS_POLICY);
@@ -291,10 +291,10 @@ impl Planner<'_> {
                 );
             }
             let c = self.push(
-                Action::RevokeSessions {
+                Action::Iam(IamAction::RevokeSessions {
                     role_name: dr.name.clone(),
                     document: doc.clone(),
-                },
+                }),
                 &or.arn,
                 m,
                 reason,
@@ -303,10 +303,10 @@ impl Planner<'_> {
             c.after = Some(doc);
         } else if want.is_empty() {
             let c = self.push(
-                Action::DeleteInlinePolicy {
+                Action::Iam(IamAction::DeleteInlinePolicy {
                     role_name: dr.name.clone(),
                     policy_name: SESSIONS_POLICY.into(),
-                },
+                }),
                 &or.arn,
                 m,
                 "no session denial is needed any more (older than the maximum session duration, or the principals are trusted again)",
@@ -314,11 +314,11 @@ impl Planner<'_> {
             c.before = have_doc.cloned();
         } else {
             let c = self.push(
-                Action::PutInlinePolicy {
+                Action::Iam(IamAction::PutInlinePolicy {
                     role_name: dr.name.clone(),
                     policy_name: SESSIONS_POLICY.into(),
                     document: doc.clone(),
-                },
+                }),
                 &or.arn,
                 m,
                 "session denials past the maximum session duration, or of principals trusted again, dropped",

@@ -408,7 +408,7 @@ fn unprefixed_statements_are_not_trustsyncs() {
     let p = plan(&d, &o, &settings(false));
     assert_eq!(names(&p), ["remove-lambda-permission"]);
     assert!(
-        matches!(&p.changes[0].action, Action::RemoveLambdaPermission { statement_id, .. } if statement_id.ends_with("old-1"))
+        matches!(&p.changes[0].action, Action::Lambda(LambdaAction::RemoveLambdaPermission { statement_id, .. }) if statement_id.ends_with("old-1"))
     );
 }
 
@@ -422,7 +422,7 @@ fn statements_of_an_earlier_trustsync_are_migrated_on_managed_functions() {
     let p = plan(&d, &o, &settings(false));
     assert_eq!(names(&p), ["remove-lambda-permission"]);
     assert!(
-        matches!(&p.changes[0].action, Action::RemoveLambdaPermission { statement_id, .. } if statement_id == "trustsync-role-deployers-0badf00d")
+        matches!(&p.changes[0].action, Action::Lambda(LambdaAction::RemoveLambdaPermission { statement_id, .. }) if statement_id == "trustsync-role-deployers-0badf00d")
     );
 }
 
@@ -525,10 +525,10 @@ spec: {trustedServices: [lambda.amazonaws.com], role: {name: runtime}}
 /// The observed state after `p`'s session denials landed on `o`.
 fn with_denials(mut o: Observed, p: &Plan) -> Observed {
     for c in &p.changes {
-        if let Action::RevokeSessions {
+        if let Action::Iam(IamAction::RevokeSessions {
             role_name,
             document,
-        } = &c.action
+        }) = &c.action
         {
             o.roles
                 .get_mut(&role_name.to_ascii_lowercase())
@@ -590,7 +590,7 @@ fn session_denials_follow_departures_returns_and_the_session_length() {
     let p = plan(&desired_for(&["a"], ""), &own, &later);
     assert_eq!(names(&p), ["delete-inline-policy"]);
     assert!(
-        matches!(&p.changes[0].action, Action::DeleteInlinePolicy { policy_name, .. } if policy_name == "stray")
+        matches!(&p.changes[0].action, Action::Iam(IamAction::DeleteInlinePolicy { policy_name, .. }) if policy_name == "stray")
     );
 }
 

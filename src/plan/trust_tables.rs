@@ -219,7 +219,7 @@ fn trust_changes_table() {
         assert_eq!(all_removed, removed, "{name}");
         assert_eq!(all_added, added, "{name}");
         for c in &p.changes {
-            if let Action::RevokeTrust { trust_policy, .. } = &c.action {
+            if let Action::Iam(IamAction::RevokeTrust { trust_policy, .. }) = &c.action {
                 let after = trusted_subjects(trust_policy);
                 assert!(
                     after.is_subset(&set(trusted)),
@@ -240,7 +240,7 @@ fn the_removal_baseline_is_recorded_and_does_not_ratchet() {
         all.extend_from_slice(tags);
         let p = run(desired(&["a", "b", "c"], None, None), &observed(&six, &all));
         let c = p.changes.into_iter().next().unwrap();
-        let Action::RevokeTrust { baseline, .. } = &c.action else {
+        let Action::Iam(IamAction::RevokeTrust { baseline, .. }) = &c.action else {
             panic!("{c:?}")
         };
         (c.removal.unwrap().baseline, baseline.clone())

@@ -88,12 +88,14 @@ enum Reading<'a> {
 /// a returning member's denial dropped included (its next session works at once).
 /// Everything else waits for the full pass.
 fn fast_path_action(action: &plan::Action) -> bool {
-    use plan::Action::*;
+    use plan::IamAction::*;
     match action {
-        RevokeTrust { .. } | RevokeSessions { .. } | UpdateTrustPolicy { .. } => true,
-        PutInlinePolicy { policy_name, .. } | DeleteInlinePolicy { policy_name, .. } => {
-            policy_name == SESSIONS_POLICY
-        }
+        plan::Action::Iam(
+            RevokeTrust { .. } | RevokeSessions { .. } | UpdateTrustPolicy { .. },
+        ) => true,
+        plan::Action::Iam(
+            PutInlinePolicy { policy_name, .. } | DeleteInlinePolicy { policy_name, .. },
+        ) => policy_name == SESSIONS_POLICY,
         _ => false,
     }
 }
@@ -766,7 +768,10 @@ async fn who_changed_the_groups(
     // (its commit and author are recorded); who once added them to the group is not
     // asked, which keeps a first plan of N mappings at N/10 Graph requests.
     let group_of = |c: &Change| -> Option<&str> {
-        let new_role = matches!(c.action, crate::plan::Action::CreateRole { .. });
+        let new_role = matches!(
+            c.action,
+            crate::plan::Action::Iam(crate::plan::IamAction::CreateRole { .. })
+        );
         if new_role || (c.members_added.is_empty() && c.members_removed.is_empty()) {
             return None;
         }
@@ -879,11 +884,11 @@ impl<E: Executor + ?Sized> Executor for Writers<'_, E> {
         change: &Change,
         use_revision: bool,
     ) -> Result<crate::model::call::Written, crate::model::call::Failure> {
-        if !change.action.is_entra() {
+        let crate::plan::Action::Entra(action) = &change.action else {
             return self.aws.execute(change, use_revision).await;
-        }
+        };
         match self.entra {
-            Some(graph) => graph.write_credential(&change.action).await,
+            Some(graph) => graph.write_credential(action).await,
             None => Err(crate::model::call::Failure::permanent(
                 change.action.name(),
                 "Microsoft Graph is not connected in this pass",

@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::model::call::{Failure, Written};
 use crate::model::names::SESSIONS_POLICY;
 use crate::observed::Observations;
-use crate::plan::{Action, Change, Settings};
+use crate::plan::{Action, Change, IamAction, Settings};
 use crate::ports::Executor;
 
 /// A role's session-deny policy by (account, lower-case role name): `None` when the role
@@ -110,16 +110,22 @@ impl RoleWrites {
         let key = (change.account.clone().unwrap_or_default(), role.to_string());
         let now = match (&change.action, change.action.inline_policy()) {
             (_, Some((_, name, document))) if name == SESSIONS_POLICY => Some(document.clone()),
-            (Action::DeleteInlinePolicy { policy_name, .. }, _)
+            (Action::Iam(IamAction::DeleteInlinePolicy { policy_name, .. }), _)
                 if policy_name == SESSIONS_POLICY =>
             {
                 None
             }
             // A role made now has no inline policy; one that was there already is read.
-            (Action::CreateRole { .. }, _) if result.as_ref().is_ok_and(|w| w.note.is_none()) => {
+            (Action::Iam(IamAction::CreateRole { .. }), _)
+                if result.as_ref().is_ok_and(|w| w.note.is_none()) =>
+            {
                 None
             }
-            (Action::DeleteRole { .. } | Action::CreateRole { .. }, _) => {
+            (
+                Action::Iam(IamAction::DeleteRole { .. })
+                | Action::Iam(IamAction::CreateRole { .. }),
+                _,
+            ) => {
                 self.sessions.lock().expect("sessions").remove(&key);
                 return;
             }
@@ -209,13 +215,13 @@ impl Executor for Guarded<'_> {
             // The fast path records a revocation's removal baseline in the audit log only
             // (with the change): one request fewer than tagging the role too.
             (
-                Action::RevokeTrust {
+                Action::Iam(IamAction::RevokeTrust {
                     baseline: Some(_), ..
-                },
+                }),
                 None,
             ) => {
                 let mut untagged = change.clone();
-                if let Action::RevokeTrust { baseline, .. } = &mut untagged.action {
+                if let Action::Iam(IamAction::RevokeTrust { baseline, .. }) = &mut untagged.action {
                     *baseline = None;
                 }
                 self.inner.execute(&untagged, use_revision).await
@@ -242,10 +248,10 @@ mod tests {
 
     fn revoke_sessions(doc: Value) -> Change {
         change(
-            Action::RevokeSessions {
+            Action::Iam(IamAction::RevokeSessions {
                 role_name: "Deployer".into(),
                 document: doc,
-            },
+            }),
             ROLE,
         )
     }
@@ -278,16 +284,16 @@ mod tests {
     #[test]
     fn the_role_of_a_change_is_the_last_segment_of_its_iam_role_arn() {
         let c = change(
-            Action::DeleteRole {
+            Action::Iam(IamAction::DeleteRole {
                 role_name: "Deployer".into(),
-            },
+            }),
             ROLE,
         );
         assert_eq!(role_of(&c).as_deref(), Some("deployer"));
         let f = change(
-            Action::DeleteRole {
+            Action::Iam(IamAction::DeleteRole {
                 role_name: "x".into(),
-            },
+            }),
             "arn:aws:lambda:eu-west-1:111111111111:function:role/x",
         );
         assert_eq!(role_of(&f), None, "not an IAM role");
@@ -336,9 +342,9 @@ mod tests {
             g.execute(&revoke_sessions(json!({})), false).await
         });
         let other = change(
-            Action::DeleteRole {
+            Action::Iam(IamAction::DeleteRole {
                 role_name: "Reader".into(),
-            },
+            }),
             "arn:aws:iam::111111111111:role/trustsync/Reader",
         );
         Guarded::new(&*aws, &writes, Some(read_at))

@@ -6,7 +6,7 @@ use aws_sdk_iam::operation::RequestId;
 use aws_sdk_iam::types::Tag;
 
 use crate::model::call::{Failure, Written};
-use crate::plan::Action;
+use crate::plan::{Action, IamAction, LambdaAction};
 
 use super::*;
 
@@ -33,35 +33,30 @@ impl AwsClients {
         action: &Action,
         use_revision: bool,
     ) -> Result<Written, Failure> {
-        if action.is_entra() {
-            return Err(Failure::permanent(
+        match action {
+            Action::Iam(a) => self.write_iam(a).await,
+            Action::Lambda(a) => self.write_lambda(a, use_revision).await,
+            Action::Entra(_) => Err(Failure::permanent(
                 action.name(),
                 "an Entra write was routed to AWS (a bug: the pass sends these to Microsoft Graph)",
-            ));
+            )),
         }
-        if let Action::EnableOutboundFederation {} = action {
-            return Ok(write!(
+    }
+
+    /// The IAM writes: the account setting, the OIDC provider, roles. Long on purpose:
+    /// one arm per IAM action, each a single request with its benign failure; split
+    /// further, the table would only be scattered.
+    pub(super) async fn write_iam(&self, action: &IamAction) -> Result<Written, Failure> {
+        use IamAction::*;
+        let iam = &self.iam;
+        Ok(match action {
+            EnableOutboundFederation {} => write!(
                 self,
                 EnableOutboundWebIdentityFederation,
                 |f: &Failure| f.is(&["FeatureEnabled", "FeatureEnabledException"]),
                 "outbound identity federation was already enabled",
-                self.iam.enable_outbound_web_identity_federation()
-            ));
-        }
-        if action.is_lambda() {
-            self.write_lambda(action, use_revision).await
-        } else if action.is_provider() {
-            self.write_provider(action).await
-        } else {
-            self.write_role(action).await
-        }
-    }
-
-    /// The OIDC provider's writes.
-    pub(super) async fn write_provider(&self, action: &Action) -> Result<Written, Failure> {
-        use Action::*;
-        let iam = &self.iam;
-        Ok(match action {
+                iam.enable_outbound_web_identity_federation()
+            ),
             CreateOidcProvider {
                 url,
                 client_ids,
@@ -128,16 +123,6 @@ impl AwsClients {
                 iam.delete_open_id_connect_provider()
                     .open_id_connect_provider_arn(provider_arn)
             ),
-            other => unreachable!("not a provider action: {other:?}"),
-        })
-    }
-
-    /// A role's writes. Long on purpose: one arm per role action, each a single request
-    /// with its benign failure; split further, the table would only be scattered.
-    pub(super) async fn write_role(&self, action: &Action) -> Result<Written, Failure> {
-        use Action::*;
-        let iam = &self.iam;
-        Ok(match action {
             CreateRole {
                 role_name,
                 path,
@@ -310,7 +295,6 @@ impl AwsClients {
                 "role already gone",
                 iam.delete_role().role_name(role_name)
             ),
-            other => unreachable!("not a role action: {other:?}"),
         })
     }
 
@@ -320,10 +304,10 @@ impl AwsClients {
     // Long on purpose: one arm per Lambda action, each a single request.
     pub(super) async fn write_lambda(
         &self,
-        action: &Action,
+        action: &LambdaAction,
         use_revision: bool,
     ) -> Result<Written, Failure> {
-        use Action::*;
+        use LambdaAction::*;
         let lambda = &self.lambda;
         let first_attempt = std::sync::atomic::AtomicBool::new(true);
         let revision = |r: &Option<String>| {
@@ -411,7 +395,6 @@ impl AwsClients {
                 "function already gone",
                 lambda.untag_resource().resource(function_arn).tag_keys(key)
             ),
-            other => unreachable!("not a Lambda action: {other:?}"),
         })
     }
 }

@@ -28,7 +28,7 @@ use super::delta::DeltaCache;
 use super::token::{GraphAuth, TokenSource};
 use crate::model::call::{Failure, Written};
 use crate::observed::ObservedApplication;
-use crate::plan::Action;
+use crate::plan::EntraAction;
 use crate::sources::directory::{
     DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MembershipChange,
 };
@@ -401,8 +401,8 @@ impl GraphReader {
     /// Creates, updates or deletes a federated identity credential. A create that finds
     /// the name taken (a retry after a lost answer) and a delete that finds it gone are
     /// success, with a note; anything else Graph refuses is a [`Failure`].
-    pub async fn write_credential(&self, action: &Action) -> Result<Written, Failure> {
-        use crate::plan::Action::*;
+    pub async fn write_credential(&self, action: &EntraAction) -> Result<Written, Failure> {
+        use crate::plan::EntraAction::*;
         let body =
             |name: &str, issuer: &str, subject: &str, audiences: &[String], description: &str| {
                 serde_json::json!({
@@ -475,12 +475,6 @@ impl GraphReader {
                     )
                     .await;
                 (r, 404, "the credential was already gone")
-            }
-            other => {
-                return Err(Failure::permanent(
-                    other.name(),
-                    "not a Microsoft Graph write",
-                ))
             }
         };
         match result {

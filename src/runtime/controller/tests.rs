@@ -4,7 +4,7 @@
 use super::*;
 use crate::model::call::{Failure, Written};
 use crate::observed::{FunctionKey, Observed, ObservedProvider, ObservedRole};
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, IamAction};
 use crate::ports::AwsApi;
 use crate::ports::Executor;
 use crate::ports::Observe;
@@ -74,12 +74,12 @@ impl Executor for FakeAws {
                 .clone()
         };
         let target = match action {
-            Action::CreateOidcProvider {
+            Action::Iam(IamAction::CreateOidcProvider {
                 url,
                 client_ids,
                 tags,
                 ..
-            } => {
+            }) => {
                 let url = url.trim_start_matches("https://").to_string();
                 st.providers.push(ObservedProvider {
                     arn: format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{url}"),
@@ -89,7 +89,7 @@ impl Executor for FakeAws {
                 });
                 url
             }
-            Action::CreateRole {
+            Action::Iam(IamAction::CreateRole {
                 role_name,
                 path,
                 trust_policy,
@@ -97,7 +97,7 @@ impl Executor for FakeAws {
                 max_session_duration,
                 tags,
                 ..
-            } => {
+            }) => {
                 st.roles.insert(
                     role_name.to_ascii_lowercase(),
                     ObservedRole {
@@ -115,15 +115,15 @@ impl Executor for FakeAws {
                 );
                 role_name.to_string()
             }
-            Action::RevokeTrust {
+            Action::Iam(IamAction::RevokeTrust {
                 role_name,
                 trust_policy,
                 ..
-            }
-            | Action::UpdateTrustPolicy {
+            })
+            | Action::Iam(IamAction::UpdateTrustPolicy {
                 role_name,
                 trust_policy,
-            } => {
+            }) => {
                 if !self
                     .fail
                     .lock()
@@ -136,37 +136,37 @@ impl Executor for FakeAws {
                 }
                 role_name.to_string()
             }
-            Action::RevokeSessions {
+            Action::Iam(IamAction::RevokeSessions {
                 role_name,
                 document,
-            } => {
+            }) => {
                 let mut r = role(&mut st, role_name);
                 r.inline_policies
                     .insert(crate::plan::SESSIONS_POLICY.into(), document.clone());
                 st.roles.insert(role_name.to_ascii_lowercase(), r);
                 role_name.to_string()
             }
-            Action::PutInlinePolicy {
+            Action::Iam(IamAction::PutInlinePolicy {
                 role_name,
                 policy_name,
                 document,
-            } => {
+            }) => {
                 let mut r = role(&mut st, role_name);
                 r.inline_policies
                     .insert(policy_name.clone(), document.clone());
                 st.roles.insert(role_name.to_ascii_lowercase(), r);
                 role_name.to_string()
             }
-            Action::DeleteInlinePolicy {
+            Action::Iam(IamAction::DeleteInlinePolicy {
                 role_name,
                 policy_name,
-            } => {
+            }) => {
                 let mut r = role(&mut st, role_name);
                 r.inline_policies.remove(policy_name);
                 st.roles.insert(role_name.to_ascii_lowercase(), r);
                 role_name.to_string()
             }
-            Action::TagRole { role_name, tags } => {
+            Action::Iam(IamAction::TagRole { role_name, tags }) => {
                 let mut r = role(&mut st, role_name);
                 r.tags.extend(tags.clone());
                 st.roles.insert(role_name.to_ascii_lowercase(), r);

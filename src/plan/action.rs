@@ -1,0 +1,482 @@
+//! What the plan asks of each back-end: one [`Action`] per write, nested by the service
+//! that performs it ([`IamAction`], [`LambdaAction`], [`EntraAction`]) so each adapter's
+//! match is complete and checked by the compiler. The JSON is flat, as before: the outer
+//! enum is untagged and each inner one carries the `action` tag. And what a write does
+//! ([`Effect`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::names::{RoleName, StatementId};
+
+/// One write, with everything needed to perform it, by the back-end that performs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Action {
+    /// IAM: the OIDC provider, roles, the account's outbound federation.
+    Iam(IamAction),
+    /// Lambda: resource policies, execution roles, the function marker tag.
+    Lambda(LambdaAction),
+    /// Microsoft Graph: federated identity credentials on Entra applications.
+    Entra(EntraAction),
+}
+
+/// Whether a change adds, changes or removes something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Creates a resource or grants something new.
+    Add,
+    /// Modifies something in place.
+    Change,
+    /// Removes a resource or a grant.
+    Remove,
+}
+
+/// One IAM write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "action",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+#[allow(missing_docs)]
+pub enum IamAction {
+    CreateOidcProvider {
+        url: String,
+        client_ids: Vec<String>,
+        thumbprints: Vec<String>,
+        tags: BTreeMap<String, String>,
+    },
+    AddProviderAudience {
+        provider_arn: String,
+        audience: String,
+    },
+    RemoveProviderAudience {
+        provider_arn: String,
+        audience: String,
+    },
+    TagOidcProvider {
+        provider_arn: String,
+        tags: BTreeMap<String, String>,
+    },
+    UntagOidcProvider {
+        provider_arn: String,
+        keys: Vec<String>,
+    },
+    DeleteOidcProvider {
+        provider_arn: String,
+    },
+    CreateRole {
+        role_name: RoleName,
+        path: String,
+        trust_policy: Value,
+        description: Option<String>,
+        max_session_duration: i32,
+        permissions_boundary: Option<String>,
+        tags: BTreeMap<String, String>,
+    },
+    /// A trust policy update that only takes principals away; `baseline` is the removal
+    /// baseline tag value to record with it.
+    RevokeTrust {
+        role_name: RoleName,
+        trust_policy: Value,
+        baseline: Option<String>,
+    },
+    UpdateTrustPolicy {
+        role_name: RoleName,
+        trust_policy: Value,
+    },
+    /// Writes the role's session-denial policy ([`super::sessions::SESSIONS_POLICY`]) so
+    /// that principals leaving its trust lose the sessions they already hold.
+    RevokeSessions {
+        role_name: RoleName,
+        document: Value,
+    },
+    UpdateRole {
+        role_name: RoleName,
+        description: Option<String>,
+        max_session_duration: i32,
+    },
+    PutPermissionsBoundary {
+        role_name: RoleName,
+        policy_arn: String,
+    },
+    DeletePermissionsBoundary {
+        role_name: RoleName,
+    },
+    PutInlinePolicy {
+        role_name: RoleName,
+        policy_name: String,
+        document: Value,
+    },
+    DeleteInlinePolicy {
+        role_name: RoleName,
+        policy_name: String,
+    },
+    AttachManagedPolicy {
+        role_name: RoleName,
+        policy_arn: String,
+    },
+    DetachManagedPolicy {
+        role_name: RoleName,
+        policy_arn: String,
+    },
+    TagRole {
+        role_name: RoleName,
+        tags: BTreeMap<String, String>,
+    },
+    UntagRole {
+        role_name: RoleName,
+        keys: Vec<String>,
+    },
+    DeleteRole {
+        role_name: RoleName,
+    },
+    /// Turns on AWS outbound identity federation for the account (account-wide: every
+    /// role allowed `sts:GetWebIdentityToken` can then ask for tokens).
+    EnableOutboundFederation {},
+}
+
+/// One Lambda write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "action",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+#[allow(missing_docs)]
+pub enum LambdaAction {
+    AddLambdaPermission {
+        function_name: String,
+        qualifier: Option<String>,
+        statement_id: StatementId,
+        principal: String,
+        lambda_action: String,
+        source_arn: Option<String>,
+        source_account: Option<String>,
+        revision_id: Option<String>,
+    },
+    RemoveLambdaPermission {
+        function_name: String,
+        qualifier: Option<String>,
+        statement_id: StatementId,
+    },
+    SetExecutionRole {
+        function_name: String,
+        role_arn: String,
+        revision_id: Option<String>,
+    },
+    /// Marks a function whose policy trustsync writes to, listing the qualifiers.
+    TagFunction {
+        function_arn: String,
+        key: String,
+        value: String,
+    },
+    UntagFunction {
+        function_arn: String,
+        key: String,
+    },
+}
+
+/// One Microsoft Graph write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "action",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+#[allow(missing_docs)]
+pub enum EntraAction {
+    /// A federated identity credential on an Entra application: tokens from `issuer` for
+    /// `subject` (an execution role ARN) may act as the application.
+    CreateFederatedCredential {
+        /// The application's object id.
+        application_id: String,
+        app_id: String,
+        name: String,
+        issuer: String,
+        subject: String,
+        audiences: Vec<String>,
+        description: String,
+    },
+    UpdateFederatedCredential {
+        application_id: String,
+        app_id: String,
+        credential_id: String,
+        name: String,
+        issuer: String,
+        subject: String,
+        audiences: Vec<String>,
+        description: String,
+    },
+    DeleteFederatedCredential {
+        application_id: String,
+        app_id: String,
+        credential_id: String,
+        name: String,
+    },
+}
+
+impl From<IamAction> for Action {
+    fn from(a: IamAction) -> Self {
+        Action::Iam(a)
+    }
+}
+
+impl From<LambdaAction> for Action {
+    fn from(a: LambdaAction) -> Self {
+        Action::Lambda(a)
+    }
+}
+
+impl From<EntraAction> for Action {
+    fn from(a: EntraAction) -> Self {
+        Action::Entra(a)
+    }
+}
+
+impl Action {
+    /// Execution order: lower first. Additions go forward, removals in reverse. One table
+    /// for every back-end: the order crosses them.
+    pub fn phase(&self) -> u8 {
+        use EntraAction::*;
+        use IamAction::*;
+        use LambdaAction::*;
+        match self {
+            Action::Iam(a) => match a {
+                // Tags first: adopting a role tags it before its trust changes (the
+                // least-privilege policy allows trust updates on owner-tagged roles only).
+                TagRole { .. } => 1,
+                RevokeTrust { .. } => 5,
+                RevokeSessions { .. } => 6,
+                CreateOidcProvider { .. } => 10,
+                TagOidcProvider { .. } => 11,
+                AddProviderAudience { .. } => 12,
+                EnableOutboundFederation { .. } => 15,
+                CreateRole { .. } => 20,
+                UpdateTrustPolicy { .. } | UpdateRole { .. } | PutPermissionsBoundary { .. } => 30,
+                PutInlinePolicy { .. } | AttachManagedPolicy { .. } => 40,
+                DetachManagedPolicy { .. } | DeleteInlinePolicy { .. } => 70,
+                DeletePermissionsBoundary { .. } | UntagRole { .. } => 71,
+                DeleteRole { .. } => 80,
+                RemoveProviderAudience { .. } => 90,
+                UntagOidcProvider { .. } => 91,
+                DeleteOidcProvider { .. } => 92,
+            },
+            Action::Lambda(a) => match a {
+                RemoveLambdaPermission { .. } => 50,
+                TagFunction { .. } => 55,
+                AddLambdaPermission { .. } | SetExecutionRole { .. } => 60,
+                UntagFunction { .. } => 65,
+            },
+            // Entra's trust follows the role: granted once the role and its token policy
+            // exist, taken away before anything else of the function's access.
+            Action::Entra(a) => match a {
+                CreateFederatedCredential { .. } | UpdateFederatedCredential { .. } => 62,
+                DeleteFederatedCredential { .. } => 45,
+            },
+        }
+    }
+
+    /// The inline policy an action writes: role, policy name and document (a policy of
+    /// the mapping's, or the role's session denials).
+    pub fn inline_policy(&self) -> Option<(&RoleName, &str, &Value)> {
+        match self {
+            Action::Iam(a) => a.inline_policy(),
+            _ => None,
+        }
+    }
+
+    /// Whether the action writes to Lambda.
+    pub fn is_lambda(&self) -> bool {
+        matches!(self, Action::Lambda(_))
+    }
+
+    /// Whether the action only takes access away (a trust policy's departed members, an
+    /// Entra credential no function wants): tried every pass and whatever failed before
+    /// it, never waiting out a back-off.
+    pub fn is_revocation(&self) -> bool {
+        matches!(
+            self,
+            Action::Iam(IamAction::RevokeTrust { .. } | IamAction::RevokeSessions { .. })
+                | Action::Entra(EntraAction::DeleteFederatedCredential { .. })
+        )
+    }
+
+    /// Whether the action writes to Entra (Microsoft Graph) rather than AWS.
+    pub fn is_entra(&self) -> bool {
+        matches!(self, Action::Entra(_))
+    }
+
+    /// The Lambda function an action writes to: its writes stay in order (one RevisionId
+    /// chain per function).
+    pub fn lambda_function(&self) -> Option<&str> {
+        use LambdaAction::*;
+        let Action::Lambda(a) = self else {
+            return None;
+        };
+        match a {
+            AddLambdaPermission { function_name, .. }
+            | RemoveLambdaPermission { function_name, .. }
+            | SetExecutionRole { function_name, .. } => Some(function_name),
+            TagFunction { function_arn, .. } | UntagFunction { function_arn, .. } => {
+                crate::model::arn::ArnParts::parse(function_arn)?.function_name()
+            }
+        }
+    }
+
+    /// Add, change or remove.
+    pub fn effect(&self) -> Effect {
+        use EntraAction::*;
+        use IamAction::*;
+        use LambdaAction::*;
+        match self {
+            Action::Iam(a) => match a {
+                CreateOidcProvider { .. }
+                | CreateRole { .. }
+                | AttachManagedPolicy { .. }
+                | AddProviderAudience { .. }
+                | EnableOutboundFederation { .. } => Effect::Add,
+                DeleteOidcProvider { .. }
+                | DeleteRole { .. }
+                | DetachManagedPolicy { .. }
+                | DeleteInlinePolicy { .. }
+                | DeletePermissionsBoundary { .. }
+                | RemoveProviderAudience { .. }
+                | RevokeTrust { .. }
+                | RevokeSessions { .. }
+                | UntagRole { .. } => Effect::Remove,
+                TagOidcProvider { .. }
+                | UntagOidcProvider { .. }
+                | UpdateTrustPolicy { .. }
+                | UpdateRole { .. }
+                | PutPermissionsBoundary { .. }
+                | PutInlinePolicy { .. }
+                | TagRole { .. } => Effect::Change,
+            },
+            Action::Lambda(a) => match a {
+                AddLambdaPermission { .. } => Effect::Add,
+                RemoveLambdaPermission { .. } => Effect::Remove,
+                SetExecutionRole { .. } | TagFunction { .. } | UntagFunction { .. } => {
+                    Effect::Change
+                }
+            },
+            Action::Entra(a) => match a {
+                CreateFederatedCredential { .. } => Effect::Add,
+                UpdateFederatedCredential { .. } => Effect::Change,
+                DeleteFederatedCredential { .. } => Effect::Remove,
+            },
+        }
+    }
+
+    /// The action's name, as in the JSON output (`update-trust-policy`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Iam(a) => a.name(),
+            Action::Lambda(a) => a.name(),
+            Action::Entra(a) => a.name(),
+        }
+    }
+}
+
+impl IamAction {
+    /// The inline policy the action writes: role, policy name and document.
+    pub fn inline_policy(&self) -> Option<(&RoleName, &str, &Value)> {
+        match self {
+            IamAction::PutInlinePolicy {
+                role_name,
+                policy_name,
+                document,
+            } => Some((role_name, policy_name, document)),
+            IamAction::RevokeSessions {
+                role_name,
+                document,
+            } => Some((role_name, super::SESSIONS_POLICY, document)),
+            _ => None,
+        }
+    }
+
+    /// The action's name, as in the JSON output.
+    pub fn name(&self) -> &'static str {
+        use IamAction::*;
+        match self {
+            CreateOidcProvider { .. } => "create-oidc-provider",
+            AddProviderAudience { .. } => "add-provider-audience",
+            RemoveProviderAudience { .. } => "remove-provider-audience",
+            TagOidcProvider { .. } => "tag-oidc-provider",
+            UntagOidcProvider { .. } => "untag-oidc-provider",
+            DeleteOidcProvider { .. } => "delete-oidc-provider",
+            CreateRole { .. } => "create-role",
+            RevokeTrust { .. } => "revoke-trust",
+            RevokeSessions { .. } => "revoke-sessions",
+            UpdateTrustPolicy { .. } => "update-trust-policy",
+            UpdateRole { .. } => "update-role",
+            PutPermissionsBoundary { .. } => "put-permissions-boundary",
+            DeletePermissionsBoundary { .. } => "delete-permissions-boundary",
+            PutInlinePolicy { .. } => "put-inline-policy",
+            DeleteInlinePolicy { .. } => "delete-inline-policy",
+            AttachManagedPolicy { .. } => "attach-managed-policy",
+            DetachManagedPolicy { .. } => "detach-managed-policy",
+            TagRole { .. } => "tag-role",
+            UntagRole { .. } => "untag-role",
+            DeleteRole { .. } => "delete-role",
+            EnableOutboundFederation { .. } => "enable-outbound-federation",
+        }
+    }
+}
+
+impl LambdaAction {
+    /// The action's name, as in the JSON output.
+    pub fn name(&self) -> &'static str {
+        use LambdaAction::*;
+        match self {
+            AddLambdaPermission { .. } => "add-lambda-permission",
+            RemoveLambdaPermission { .. } => "remove-lambda-permission",
+            SetExecutionRole { .. } => "set-execution-role",
+            TagFunction { .. } => "tag-function",
+            UntagFunction { .. } => "untag-function",
+        }
+    }
+}
+
+impl EntraAction {
+    /// The action's name, as in the JSON output.
+    pub fn name(&self) -> &'static str {
+        use EntraAction::*;
+        match self {
+            CreateFederatedCredential { .. } => "create-federated-credential",
+            UpdateFederatedCredential { .. } => "update-federated-credential",
+            DeleteFederatedCredential { .. } => "delete-federated-credential",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_stays_flat_and_reads_back_into_its_back_end() {
+        let a: Action = IamAction::DeleteRole {
+            role_name: "deployer".into(),
+        }
+        .into();
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"action": "delete-role", "roleName": "deployer"})
+        );
+        assert_eq!(serde_json::from_value::<Action>(json).unwrap(), a);
+        let l: Action = serde_json::from_value(serde_json::json!({
+            "action": "untag-function",
+            "functionArn": "arn:aws:lambda:eu-west-1:111122223333:function:f",
+            "key": "k",
+        }))
+        .unwrap();
+        assert!(l.is_lambda() && l.lambda_function() == Some("f"));
+        assert!(serde_json::from_value::<Action>(serde_json::json!({"action": "nope"})).is_err());
+    }
+}
