@@ -542,7 +542,9 @@ impl GraphReader {
                     match group {
                         Ok(g) => found.push((
                             id.clone(),
-                            g["displayName"].as_str().unwrap_or_default().to_string(),
+                            parse::<WireGroup>(GROUPS, g)?
+                                .display_name
+                                .unwrap_or_default(),
                             Some(members?),
                         )),
                         Err(Error::Graph { status: 404, .. }) => {}

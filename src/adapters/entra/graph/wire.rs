@@ -1,5 +1,5 @@
 //! Graph's answers and URLs: how a page, a member, an error, a `Retry-After` or an audit
-//! event is read, and how request URLs are spelled.
+//! event (`DirectoryAudit`) is read, and how request URLs are spelled.
 //!
 //! Pages and members are read into types with the fields Microsoft Graph documents as always
 //! present (`value` on a collection page, `id` on a directory object): an answer without
@@ -103,45 +103,110 @@ pub(in crate::adapters::entra) fn kind_of(odata_type: Option<&str>) -> MemberKin
     }
 }
 
-/// A directoryAudit of a member added to or removed from `group`, as a membership change.
+/// A `directoryAudit` ("directoryAudit resource type", Microsoft Graph v1.0): when, what,
+/// by whom, with what result, to which objects. Microsoft documents every property as
+/// nullable apart from the activity's time and name.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DirectoryAudit {
+    activity_date_time: String,
+    activity_display_name: String,
+    #[serde(default)]
+    initiated_by: Option<Initiator>,
+    /// `success`, `failure`, `timeout`, `unknownFutureValue`.
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    target_resources: Option<Vec<TargetResource>>,
+}
+
+/// `auditActivityInitiator`: a user or an app.
+#[derive(Debug, Deserialize)]
+struct Initiator {
+    #[serde(default)]
+    user: Option<UserIdentity>,
+    #[serde(default)]
+    app: Option<AppIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserIdentity {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    user_principal_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppIdentity {
+    #[serde(default)]
+    app_id: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// `targetResource`: the group and the member an activity touched.
+#[derive(Debug, Deserialize)]
+struct TargetResource {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+/// A directoryAudit of a member added to or removed from `group`, as a membership change;
+/// `None` for other activities and failed ones. An event without the documented shape is
+/// left out with a warning: who changed a group is courtesy data, never an input to a
+/// revocation.
 pub(in crate::adapters::entra) fn membership_change(
     audit: &Value,
     group: &str,
 ) -> Option<MembershipChange> {
-    let added = match audit["activityDisplayName"].as_str()? {
+    let audit: DirectoryAudit = match parse("GET directoryAudits", audit) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "a directory audit event was left out");
+            return None;
+        }
+    };
+    let added = match audit.activity_display_name.as_str() {
         "Add member to group" => true,
         "Remove member from group" => false,
         _ => return None,
     };
-    if audit["result"].as_str().is_some_and(|r| r != "success") {
+    if audit.result.as_deref().is_some_and(|r| r != "success") {
         return None;
     }
-    let targets = audit["targetResources"].as_array()?;
-    let member = targets
-        .iter()
-        .find(|t| t["type"] != "Group" && t["id"].as_str() != Some(group))?;
-    let initiator = &audit["initiatedBy"];
-    let by = if let Some(user) = initiator.get("user").filter(|u| !u.is_null()) {
-        user["userPrincipalName"]
-            .as_str()
-            .or(user["displayName"].as_str())
-            .or(user["id"].as_str())
-            .unwrap_or("a user")
-            .to_string()
-    } else if let Some(app) = initiator.get("app").filter(|a| !a.is_null()) {
-        let name = app["displayName"].as_str().unwrap_or("an app");
-        match app["appId"].as_str() {
-            Some(id) => format!("{name} (app {id})"),
-            None => name.to_string(),
+    let member = audit
+        .target_resources
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.kind.as_deref() != Some("Group") && t.id.as_deref() != Some(group))?
+        .id?;
+    let by = match audit.initiated_by {
+        Some(Initiator { user: Some(u), .. }) => u
+            .user_principal_name
+            .or(u.display_name)
+            .or(u.id)
+            .unwrap_or_else(|| "a user".into()),
+        Some(Initiator { app: Some(a), .. }) => {
+            let name = a.display_name.unwrap_or_else(|| "an app".into());
+            match a.app_id {
+                Some(id) => format!("{name} (app {id})"),
+                None => name,
+            }
         }
-    } else {
-        "unknown".to_string()
+        _ => "unknown".to_string(),
     };
     Some(MembershipChange {
-        member: member["id"].as_str()?.to_string(),
+        member,
         added,
         by,
-        at: audit["activityDateTime"].as_str()?.to_string(),
+        at: audit.activity_date_time,
     })
 }
 
@@ -308,6 +373,56 @@ pub(in crate::adapters::entra) fn owner_tenant(v: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn directory_audits_read_as_membership_changes() {
+        let group = "00000000-0000-0000-0000-0000000000aa";
+        let event = |activity: &str, initiated_by: Value, result: Value| {
+            json!({
+                "id": "Directory_1", "category": "GroupManagement",
+                "activityDateTime": "2026-12-04T10:00:00Z",
+                "activityDisplayName": activity,
+                "initiatedBy": initiated_by, "result": result,
+                "targetResources": [
+                    {"id": "00000000-0000-0000-0000-0000000000bb", "type": "ServicePrincipal"},
+                    {"id": group, "type": "Group"},
+                ],
+            })
+        };
+        let by_user =
+            json!({"user": {"id": "u", "userPrincipalName": "ana@contoso.com"}, "app": null});
+        let c = membership_change(
+            &event("Remove member from group", by_user, json!("success")),
+            group,
+        )
+        .unwrap();
+        assert!(!c.added);
+        assert_eq!(
+            (c.member.as_str(), c.by.as_str()),
+            ("00000000-0000-0000-0000-0000000000bb", "ana@contoso.com")
+        );
+        let by_app = json!({"user": null, "app": {"appId": "a1", "displayName": "hr-sync"}});
+        let c = membership_change(
+            &event("Add member to group", by_app.clone(), Value::Null),
+            group,
+        )
+        .unwrap();
+        assert_eq!(c.by, "hr-sync (app a1)");
+        assert!(membership_change(
+            &event("Add member to group", by_app.clone(), json!("failure")),
+            group
+        )
+        .is_none());
+        assert!(
+            membership_change(&event("Update group", by_app, json!("success")), group).is_none()
+        );
+        // Not the documented shape: left out, never a made-up change.
+        assert!(membership_change(
+            &json!({"activityDisplayName": "Add member to group"}),
+            group
+        )
+        .is_none());
+    }
 
     #[test]
     fn a_page_without_value_is_an_error_that_names_it_never_an_empty_page() {
