@@ -13,7 +13,7 @@ pub mod operation;
 pub mod permissions;
 pub mod spoke;
 
-pub use operation::{Operation, Service};
+pub use operation::{Operation, RateClass, Service};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -254,11 +254,55 @@ pub struct AwsClients {
     pending: crate::model::call::Pending,
     label: String,
     stats: Mutex<CallStats>,
-    limits: [(&'static str, RateLimiter); 7],
-    writes: [(&'static str, tokio::sync::Semaphore); 2],
+    limits: Limiters,
+    writes: WriteSlots,
     write_slots: usize,
     /// The region in use.
     pub region: String,
+}
+
+/// One rate limiter per [`RateClass`] that has one.
+struct Limiters {
+    iam: RateLimiter,
+    sts: RateLimiter,
+    tagging: RateLimiter,
+    organizations: RateLimiter,
+    lambda_get_function: RateLimiter,
+    lambda_get_policy: RateLimiter,
+    lambda_control_plane: RateLimiter,
+}
+
+impl Limiters {
+    fn new(r: &crate::config::RequestRates) -> Self {
+        Limiters {
+            iam: RateLimiter::new(r.iam),
+            sts: RateLimiter::new(r.sts),
+            tagging: RateLimiter::new(r.tagging),
+            organizations: RateLimiter::new(r.organizations),
+            lambda_get_function: RateLimiter::new(r.lambda_get_function),
+            lambda_get_policy: RateLimiter::new(r.lambda_get_policy),
+            lambda_control_plane: RateLimiter::new(r.lambda_control_plane),
+        }
+    }
+
+    fn of(&self, class: RateClass) -> Option<&RateLimiter> {
+        Some(match class {
+            RateClass::Iam => &self.iam,
+            RateClass::Sts => &self.sts,
+            RateClass::Tagging => &self.tagging,
+            RateClass::Organizations => &self.organizations,
+            RateClass::Logs => return None,
+            RateClass::LambdaGetFunction => &self.lambda_get_function,
+            RateClass::LambdaGetPolicy => &self.lambda_get_policy,
+            RateClass::LambdaControlPlane => &self.lambda_control_plane,
+        })
+    }
+}
+
+/// Writes under way at once, per writing service (`aws.writeConcurrency`).
+struct WriteSlots {
+    iam: tokio::sync::Semaphore,
+    lambda: tokio::sync::Semaphore,
 }
 
 /// Who trustsync is acting as.
@@ -296,31 +340,11 @@ impl AwsClients {
             pending: Default::default(),
             label: "AWS".into(),
             stats: Mutex::new(CallStats::default()),
-            limits: {
-                let r = &config.max_requests_per_second;
-                [
-                    ("iam", RateLimiter::new(r.iam)),
-                    ("sts", RateLimiter::new(r.sts)),
-                    ("tagging", RateLimiter::new(r.tagging)),
-                    ("organizations", RateLimiter::new(r.organizations)),
-                    ("lambdaGetFunction", RateLimiter::new(r.lambda_get_function)),
-                    ("lambdaGetPolicy", RateLimiter::new(r.lambda_get_policy)),
-                    (
-                        "lambdaControlPlane",
-                        RateLimiter::new(r.lambda_control_plane),
-                    ),
-                ]
+            limits: Limiters::new(&config.max_requests_per_second),
+            writes: WriteSlots {
+                iam: tokio::sync::Semaphore::new(config.write_concurrency.iam.max(1)),
+                lambda: tokio::sync::Semaphore::new(config.write_concurrency.lambda.max(1)),
             },
-            writes: [
-                (
-                    "iam",
-                    tokio::sync::Semaphore::new(config.write_concurrency.iam.max(1)),
-                ),
-                (
-                    "lambda",
-                    tokio::sync::Semaphore::new(config.write_concurrency.lambda.max(1)),
-                ),
-            ],
             write_slots: config.write_concurrency.iam.max(1)
                 + config.write_concurrency.lambda.max(1),
             region: shared.region().map(|r| r.to_string()).unwrap_or_default(),
@@ -376,11 +400,7 @@ impl AwsClients {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let limiter = self
-            .limits
-            .iter()
-            .find(|(class, _)| *class == op.rate_class())
-            .map(|(_, l)| l);
+        let limiter = self.limits.of(op.rate_class());
         let benign = &benign;
         crate::ports::retry::retry(
             &self.retry,

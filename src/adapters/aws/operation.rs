@@ -119,15 +119,38 @@ operations! {
     GetLogEvents: Logs [("logs:GetLogEvents", Verifier)];
 }
 
+/// A rate limit (`aws.maxRequestsPerSecond`): a service, or for Lambda the quota class
+/// AWS counts a request in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RateClass {
+    Iam,
+    Sts,
+    Tagging,
+    Organizations,
+    /// CloudWatch Logs: one write per pass, no limiter.
+    Logs,
+    /// Lambda `GetFunction` and `GetFunctionConfiguration`.
+    LambdaGetFunction,
+    /// Lambda `GetPolicy`.
+    LambdaGetPolicy,
+    /// Every other Lambda control-plane request.
+    LambdaControlPlane,
+}
+
 impl Operation {
-    /// The rate limit that spaces it (`aws.maxRequestsPerSecond`): its service, or for
-    /// Lambda the quota class AWS counts it in.
-    pub fn rate_class(self) -> &'static str {
-        match (self.service(), self) {
-            (Service::Lambda, Operation::GetFunctionConfiguration) => "lambdaGetFunction",
-            (Service::Lambda, Operation::GetPolicy) => "lambdaGetPolicy",
-            (Service::Lambda, _) => "lambdaControlPlane",
-            (service, _) => service.as_str(),
+    /// The rate limit that spaces it.
+    pub fn rate_class(self) -> RateClass {
+        match self.service() {
+            Service::Iam => RateClass::Iam,
+            Service::Sts => RateClass::Sts,
+            Service::Tagging => RateClass::Tagging,
+            Service::Organizations => RateClass::Organizations,
+            Service::Logs => RateClass::Logs,
+            Service::Lambda => match self {
+                Operation::GetFunctionConfiguration => RateClass::LambdaGetFunction,
+                Operation::GetPolicy => RateClass::LambdaGetPolicy,
+                _ => RateClass::LambdaControlPlane,
+            },
         }
     }
 }

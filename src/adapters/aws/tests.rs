@@ -20,17 +20,24 @@ async fn the_rate_limiter_spaces_requests() {
 #[test]
 fn lambda_operations_fall_into_their_quota_classes() {
     use Operation::*;
-    assert_eq!(GetFunctionConfiguration.rate_class(), "lambdaGetFunction");
-    assert_eq!(GetPolicy.rate_class(), "lambdaGetPolicy");
+    assert_eq!(
+        GetFunctionConfiguration.rate_class(),
+        RateClass::LambdaGetFunction
+    );
+    assert_eq!(GetPolicy.rate_class(), RateClass::LambdaGetPolicy);
     for op in [GetAlias, AddPermission, RemovePermission, TagResource] {
-        assert_eq!(op.rate_class(), "lambdaControlPlane", "{op:?}");
+        assert_eq!(op.rate_class(), RateClass::LambdaControlPlane, "{op:?}");
     }
-    assert_eq!(CreateRole.rate_class(), "iam");
-    assert_eq!(GetResources.rate_class(), "tagging");
+    assert_eq!(CreateRole.rate_class(), RateClass::Iam);
+    assert_eq!(GetResources.rate_class(), RateClass::Tagging);
     assert_eq!(GetCallerIdentity.service(), Service::Sts);
-    // Every class but CloudWatch Logs (one write per pass) has a limiter in the client.
-    let classes: BTreeSet<&str> = Operation::ALL.iter().map(|o| o.rate_class()).collect();
+    // Every class is used; all but CloudWatch Logs (one write per pass) has a limiter.
+    let classes: BTreeSet<RateClass> = Operation::ALL.iter().map(|o| o.rate_class()).collect();
     assert_eq!(classes.len(), 8, "{classes:?}");
-    assert_eq!(ListAccountsForParent.rate_class(), "organizations");
-    assert_eq!(PutLogEvents.rate_class(), "logs");
+    assert_eq!(ListAccountsForParent.rate_class(), RateClass::Organizations);
+    assert_eq!(PutLogEvents.rate_class(), RateClass::Logs);
+    let limits = Limiters::new(&crate::config::RequestRates::default());
+    assert!(classes
+        .iter()
+        .all(|c| limits.of(*c).is_some() == (*c != RateClass::Logs)));
 }

@@ -14,13 +14,10 @@ impl AwsClients {
     /// Performs one action, within the service's write concurrency. `use_revision` passes
     /// the planned `RevisionId` to Lambda.
     pub async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
-        let service = if action.is_lambda() { "lambda" } else { "iam" };
-        let slots = &self
-            .writes
-            .iter()
-            .find(|(s, _)| *s == service)
-            .expect("a semaphore per writing service")
-            .1;
+        let slots = match action {
+            Action::Lambda(_) => &self.writes.lambda,
+            Action::Iam(_) | Action::Entra(_) => &self.writes.iam,
+        };
         let _slot = slots
             .acquire()
             .await
