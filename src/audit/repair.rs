@@ -55,9 +55,7 @@ pub(super) fn set_torn_tail_aside(
         source,
     };
     let tail = bytes[keep..].to_vec();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = crate::model::clock::since_epoch().as_nanos();
     let mut side = path.as_os_str().to_owned();
     side.push(format!(".torn-{nanos}"));
     let side = PathBuf::from(side);
@@ -118,9 +116,7 @@ pub(super) fn rotate(
         .strip_suffix(b"\n")
         .and_then(|g| g.split(|b| *b == b'\n').next_back())
         .map_or_else(|| GENESIS.to_string(), hash);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = crate::model::clock::since_epoch().as_nanos();
     let mut segment = path.as_os_str().to_owned();
     segment.push(format!(".broken-{nanos}"));
     let segment = PathBuf::from(segment);

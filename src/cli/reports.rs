@@ -110,7 +110,7 @@ pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Resu
     else {
         return Ok(1);
     };
-    let settings = crate::plan::Settings::from_config(&config);
+    let settings = crate::plan::Settings::new(&config, crate::model::clock::unix_seconds());
     let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
     let tenant = read.directory(&mut config);
     let mut entra = EntraSource::new(tenant, &config);
@@ -155,7 +155,7 @@ pub(super) async fn export(mut args: ReadArgs, mut config: Config) -> anyhow::Re
     else {
         return Ok(1);
     };
-    let settings = crate::plan::Settings::from_config(&config);
+    let settings = crate::plan::Settings::new(&config, crate::model::clock::unix_seconds());
     let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
     let directory = if roles.iter().all(|r| r.managed) {
         crate::inventory::Directory::default()
@@ -194,7 +194,7 @@ pub(super) async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow:
     else {
         return Ok(1);
     };
-    let settings = crate::plan::Settings::from_config(&config);
+    let settings = crate::plan::Settings::new(&config, crate::model::clock::unix_seconds());
     let mut roles = crate::inventory::entra_roles(&observed, &policies, &settings);
     if let Some(r) = &args.role {
         roles.retain(|x| &x.role.arn == r || x.role.name.as_str().eq_ignore_ascii_case(r));
@@ -202,9 +202,7 @@ pub(super) async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow:
             bail!("--role {r}: no role of that name trusts the tenant's provider");
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::model::clock::unix_seconds() as i64;
     let verdicts = crate::inventory::check_token(&claims, &roles, &observed, now);
     match args.output {
         ShowFormat::Json => println!(

@@ -29,8 +29,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The planner settings of a config, at the current time.
-    pub fn from_config(c: &crate::config::Config) -> Self {
+    /// The planner settings of a config, at `now` (seconds since the Unix epoch): a pass
+    /// reads the clock once ([`crate::model::clock::unix_seconds`]) and plans at that time.
+    pub fn new(c: &crate::config::Config, now: u64) -> Self {
         Settings {
             owner_tag: c.owner_tag.clone(),
             role_path: c.role_path.clone(),
@@ -40,9 +41,7 @@ impl Settings {
             prune: c.prune,
             safety: c.safety.clone(),
             inline_policy_chars: c.limits.inline_policy_chars,
-            now: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            now,
         }
     }
 

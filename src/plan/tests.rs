@@ -66,10 +66,13 @@ fn desired_for(members: &[&str], extra: &str) -> Desired {
 }
 
 fn settings(prune: bool) -> Settings {
-    Settings::from_config(&Config {
-        prune,
-        ..Config::default()
-    })
+    Settings::new(
+        &Config {
+            prune,
+            ..Config::default()
+        },
+        crate::model::clock::unix_seconds(),
+    )
 }
 
 /// What AWS would hold after applying `d`, written the way AWS writes it back:

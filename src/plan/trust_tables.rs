@@ -91,10 +91,7 @@ fn observed(trusted: &[&str], tags: &[(&str, &str)]) -> Observed {
 }
 
 fn settings() -> Settings {
-    Settings {
-        now: NOW,
-        ..Settings::from_config(&Config::default())
-    }
+    Settings::new(&Config::default(), NOW)
 }
 
 fn run(d: DesiredRole, o: &Observed) -> Plan {

@@ -426,7 +426,7 @@ pub async fn observe(
     policies: &PolicySet,
     config: &Config,
 ) -> anyhow::Result<(Observations, Vec<Problem>)> {
-    let settings = Settings::from_config(config);
+    let settings = Settings::new(config, crate::model::clock::unix_seconds());
     let read = read_accounts(fleet, policies, config, &settings, Reading::Full).await?;
     Ok((read.observed, read.unreachable))
 }
@@ -589,7 +589,7 @@ pub async fn plan(
         focus,
         known,
     } = inputs;
-    let settings = Settings::from_config(config);
+    let settings = Settings::new(config, crate::model::clock::unix_seconds());
     // Guardrails first: what breaks one is left out or blocked (revocations go on), and
     // reported; the rest of the repository applies.
     let violations = guardrails::check(

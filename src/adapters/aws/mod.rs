@@ -507,9 +507,7 @@ impl AwsClients {
             },
         )
         .await?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::model::clock::since_epoch().as_millis() as i64;
         let events: Vec<_> = checkpoints
             .iter()
             .map(|cp| {

@@ -347,10 +347,7 @@ fn certificate_assertion(
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.x5t =
         Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der)));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::model::clock::unix_seconds();
     let claims = serde_json::json!({
         "aud": audience, "iss": client_id, "sub": client_id,
         "jti": format!("{:x}-{}", now, std::process::id()),
