@@ -374,10 +374,45 @@ impl Action {
 
     /// The action's name, as in the JSON output (`update-trust-policy`).
     pub fn name(&self) -> &'static str {
+        use EntraAction::*;
+        use IamAction::*;
+        use LambdaAction::*;
         match self {
-            Action::Iam(a) => a.name(),
-            Action::Lambda(a) => a.name(),
-            Action::Entra(a) => a.name(),
+            Action::Iam(a) => match a {
+                CreateOidcProvider { .. } => "create-oidc-provider",
+                AddProviderAudience { .. } => "add-provider-audience",
+                RemoveProviderAudience { .. } => "remove-provider-audience",
+                TagOidcProvider { .. } => "tag-oidc-provider",
+                UntagOidcProvider { .. } => "untag-oidc-provider",
+                DeleteOidcProvider { .. } => "delete-oidc-provider",
+                CreateRole { .. } => "create-role",
+                RevokeTrust { .. } => "revoke-trust",
+                RevokeSessions { .. } => "revoke-sessions",
+                UpdateTrustPolicy { .. } => "update-trust-policy",
+                UpdateRole { .. } => "update-role",
+                PutPermissionsBoundary { .. } => "put-permissions-boundary",
+                DeletePermissionsBoundary { .. } => "delete-permissions-boundary",
+                PutInlinePolicy { .. } => "put-inline-policy",
+                DeleteInlinePolicy { .. } => "delete-inline-policy",
+                AttachManagedPolicy { .. } => "attach-managed-policy",
+                DetachManagedPolicy { .. } => "detach-managed-policy",
+                TagRole { .. } => "tag-role",
+                UntagRole { .. } => "untag-role",
+                DeleteRole { .. } => "delete-role",
+                EnableOutboundFederation { .. } => "enable-outbound-federation",
+            },
+            Action::Lambda(a) => match a {
+                AddLambdaPermission { .. } => "add-lambda-permission",
+                RemoveLambdaPermission { .. } => "remove-lambda-permission",
+                SetExecutionRole { .. } => "set-execution-role",
+                TagFunction { .. } => "tag-function",
+                UntagFunction { .. } => "untag-function",
+            },
+            Action::Entra(a) => match a {
+                CreateFederatedCredential { .. } => "create-federated-credential",
+                UpdateFederatedCredential { .. } => "update-federated-credential",
+                DeleteFederatedCredential { .. } => "delete-federated-credential",
+            },
         }
     }
 }
@@ -396,60 +431,6 @@ impl IamAction {
                 document,
             } => Some((role_name, super::SESSIONS_POLICY, document)),
             _ => None,
-        }
-    }
-
-    /// The action's name, as in the JSON output.
-    pub fn name(&self) -> &'static str {
-        use IamAction::*;
-        match self {
-            CreateOidcProvider { .. } => "create-oidc-provider",
-            AddProviderAudience { .. } => "add-provider-audience",
-            RemoveProviderAudience { .. } => "remove-provider-audience",
-            TagOidcProvider { .. } => "tag-oidc-provider",
-            UntagOidcProvider { .. } => "untag-oidc-provider",
-            DeleteOidcProvider { .. } => "delete-oidc-provider",
-            CreateRole { .. } => "create-role",
-            RevokeTrust { .. } => "revoke-trust",
-            RevokeSessions { .. } => "revoke-sessions",
-            UpdateTrustPolicy { .. } => "update-trust-policy",
-            UpdateRole { .. } => "update-role",
-            PutPermissionsBoundary { .. } => "put-permissions-boundary",
-            DeletePermissionsBoundary { .. } => "delete-permissions-boundary",
-            PutInlinePolicy { .. } => "put-inline-policy",
-            DeleteInlinePolicy { .. } => "delete-inline-policy",
-            AttachManagedPolicy { .. } => "attach-managed-policy",
-            DetachManagedPolicy { .. } => "detach-managed-policy",
-            TagRole { .. } => "tag-role",
-            UntagRole { .. } => "untag-role",
-            DeleteRole { .. } => "delete-role",
-            EnableOutboundFederation { .. } => "enable-outbound-federation",
-        }
-    }
-}
-
-impl LambdaAction {
-    /// The action's name, as in the JSON output.
-    pub fn name(&self) -> &'static str {
-        use LambdaAction::*;
-        match self {
-            AddLambdaPermission { .. } => "add-lambda-permission",
-            RemoveLambdaPermission { .. } => "remove-lambda-permission",
-            SetExecutionRole { .. } => "set-execution-role",
-            TagFunction { .. } => "tag-function",
-            UntagFunction { .. } => "untag-function",
-        }
-    }
-}
-
-impl EntraAction {
-    /// The action's name, as in the JSON output.
-    pub fn name(&self) -> &'static str {
-        use EntraAction::*;
-        match self {
-            CreateFederatedCredential { .. } => "create-federated-credential",
-            UpdateFederatedCredential { .. } => "update-federated-credential",
-            DeleteFederatedCredential { .. } => "delete-federated-credential",
         }
     }
 }

@@ -410,7 +410,7 @@ impl GraphReader {
                     "audiences": audiences, "description": description,
                 })
             };
-        let (result, benign, note) = match action {
+        let (op, result, benign, note) = match action {
             CreateFederatedCredential {
                 application_id,
                 name,
@@ -420,10 +420,11 @@ impl GraphReader {
                 description,
                 ..
             } => {
+                let op = "POST federatedIdentityCredentials";
                 let b = body(name, issuer, subject, audiences, description);
                 let r = self
                     .send(
-                        "POST federatedIdentityCredentials",
+                        op,
                         |c| {
                             c.application(application_id)
                                 .create_federated_identity_credentials(&b)
@@ -431,7 +432,7 @@ impl GraphReader {
                         None,
                     )
                     .await;
-                (r, 409, "a credential of that name already existed")
+                (op, r, 409, "a credential of that name already existed")
             }
             UpdateFederatedCredential {
                 application_id,
@@ -442,6 +443,7 @@ impl GraphReader {
                 description,
                 ..
             } => {
+                let op = "PATCH federatedIdentityCredentials";
                 // `name` is immutable: an update sends the rest.
                 let b = serde_json::json!({
                     "issuer": issuer, "subject": subject,
@@ -449,7 +451,7 @@ impl GraphReader {
                 });
                 let r = self
                     .send(
-                        "PATCH federatedIdentityCredentials",
+                        op,
                         |c| {
                             c.application(application_id)
                                 .update_federated_identity_credentials(credential_id, &b)
@@ -457,16 +459,17 @@ impl GraphReader {
                         None,
                     )
                     .await;
-                (r, 0, "")
+                (op, r, 0, "")
             }
             DeleteFederatedCredential {
                 application_id,
                 credential_id,
                 ..
             } => {
+                let op = "DELETE federatedIdentityCredentials";
                 let r = self
                     .send(
-                        "DELETE federatedIdentityCredentials",
+                        op,
                         |c| {
                             c.application(application_id)
                                 .delete_federated_identity_credentials(credential_id)
@@ -474,7 +477,7 @@ impl GraphReader {
                         None,
                     )
                     .await;
-                (r, 404, "the credential was already gone")
+                (op, r, 404, "the credential was already gone")
             }
         };
         match result {
@@ -486,7 +489,7 @@ impl GraphReader {
                 request_id: None,
                 note: Some(note.into()),
             }),
-            Err(e) => Err(failure(action.name(), e)),
+            Err(e) => Err(failure(op, e)),
         }
     }
 
