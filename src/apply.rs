@@ -96,11 +96,14 @@ impl Report {
 }
 
 /// What the caller of [`apply`] steers and hears: `stop` is asked before each change;
-/// `progress` is told (done, total) after each one (the CLI's progress line).
+/// `progress` is told (done, total) after each one (the CLI's progress line); `trigger`
+/// (the controller's passes: `timer`, `directory`, `fast-path`...) goes into the pass's
+/// audit line.
 #[derive(Clone, Copy)]
 pub struct Control<'a> {
     pub stop: &'a dyn Fn() -> bool,
     pub progress: &'a dyn Fn(usize, usize),
+    pub trigger: Option<&'a str>,
 }
 
 impl<'a> Control<'a> {
@@ -109,6 +112,7 @@ impl<'a> Control<'a> {
         Control {
             stop,
             progress: &|_, _| {},
+            trigger: None,
         }
     }
 }
@@ -183,7 +187,7 @@ pub async fn apply<E: Executor + ?Sized>(
         .collect();
     run.audit.lock().await.append(&Record::Pass(PassRecord {
         actor: actor.clone(),
-        trigger: None,
+        trigger: control.trigger.map(str::to_string),
         policy_revision: policy_revision.map(|r| r.commit.clone()),
         policy_author: policy_revision.and_then(|r| r.author.clone()),
         outcome,

@@ -315,3 +315,79 @@ fn denials_that_do_not_fit_fall_back_to_the_role_wide_cut_off() {
         "{fresh:#}"
     );
 }
+
+/// The controller's fast path, judged: a departure is revoked by the membership fast path
+/// (the full pass waits an hour), and the session the workload obtained before it is
+/// refused on its next request; a new token is refused; another member keeps working.
+/// Back in the group, the fast path takes the denial away and a fresh session works.
+#[test]
+fn the_fast_path_denies_a_session_issued_before_the_departure() {
+    let (moto, ws, graph, judge) = started();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+    );
+    let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    let first_pass = daemon.status()["lastPass"]["time"].clone();
+    let s1 = judge.assume("payments-deployer", &token(&graph, 1, AUDIENCE));
+    let s2 = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
+    assert!(allowed(&s1) && allowed(&s2), "{s1:#}\n{s2:#}");
+    let (s1, s2) = (s1["session"].clone(), s2["session"].clone());
+    assert!(allowed(&judge.request(&s2, DEPLOY, FUNCTION)));
+
+    let denial = || {
+        moto.block_on(
+            moto.iam()
+                .get_role_policy()
+                .role_name("payments-deployer")
+                .policy_name("trustsync-revoked-sessions")
+                .send(),
+        )
+        .is_ok()
+    };
+    graph.remove_member(PAYMENTS, SP2);
+    let took = wait_for(
+        std::time::Duration::from_secs(30),
+        "the fast path's denial",
+        denial,
+    );
+    println!(
+        "fast path: session denial written {} ms after the Graph change",
+        took.as_millis()
+    );
+    assert!(!moto
+        .trusted_subs("payments-deployer")
+        .contains(&SP2.to_string()));
+    let v = judge.request(&s2, DEPLOY, FUNCTION);
+    assert!(!allowed(&v), "the live session is denied: {v:#}");
+    assert!(
+        v["reasons"]
+            .to_string()
+            .contains("trustsync-revoked-sessions"),
+        "{v:#}"
+    );
+    let v = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
+    assert!(!allowed(&v), "a new session is refused: {v:#}");
+    assert!(
+        allowed(&judge.request(&s1, DEPLOY, FUNCTION)),
+        "another member's session keeps working"
+    );
+    let audit = ws.read("audit.jsonl");
+    assert!(
+        audit.contains("\"trigger\":\"fast-path\""),
+        "written by the fast path, not a full pass: {audit}"
+    );
+    assert_ne!(daemon.status()["lastPass"]["time"], first_pass);
+
+    // Back in the group: the fast path drops the denial; a fresh session works.
+    graph.add_member(PAYMENTS, SP2);
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the denial to go",
+        || !denial(),
+    );
+    let back = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
+    assert!(allowed(&back), "{back:#}");
+    assert!(allowed(&judge.request(&back["session"], DEPLOY, FUNCTION)));
+}

@@ -150,6 +150,7 @@ pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8>
             apply::Control {
                 stop: &|| false,
                 progress: &|done, total| progress.show(&format!("applying {done} of {total}")),
+                trigger: None,
             },
         )
         .await?;

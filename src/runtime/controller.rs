@@ -425,7 +425,7 @@ impl Controller {
         let span =
             tracing::info_span!("pass", pass.trigger = ?trigger, pass.fast = focus.is_some());
         let result = self
-            .pass_inner(policies, directory, audit, stop, focus)
+            .pass_inner(trigger, policies, directory, audit, stop, focus)
             .instrument(span.clone())
             .await;
         let shared = self.shared.clone();
@@ -445,7 +445,7 @@ impl Controller {
             tracing::error!(error = %e, "pass failed");
             let _ = audit.lock().await.append(&Record::Pass(PassRecord {
                 actor: Actor::new(&self.caller.arn),
-                trigger: Some(format!("{trigger:?}").to_ascii_lowercase()),
+                trigger: Some(trigger.audit_name(focus.is_some()).to_string()),
                 policy_revision: policies.revision.as_ref().map(|r| r.commit.clone()),
                 policy_author: policies.revision.as_ref().and_then(|r| r.author.clone()),
                 outcome: PassOutcome::Failed,
@@ -554,6 +554,7 @@ impl Controller {
 
     async fn pass_inner(
         &self,
+        trigger: Trigger,
         policies: &PolicySet,
         directory: &tokio::sync::Mutex<DirectorySource>,
         audit: &tokio::sync::Mutex<AuditLog>,
@@ -646,7 +647,10 @@ impl Controller {
                 audit,
                 &actor,
                 policies.revision.as_ref(),
-                crate::apply::Control::stop_only(&stop_now),
+                crate::apply::Control {
+                    trigger: Some(trigger.audit_name(focus.is_some())),
+                    ..crate::apply::Control::stop_only(&stop_now)
+                },
             )
             .await?;
         let outcome = report.outcome(plan);

@@ -33,6 +33,21 @@ pub enum Trigger {
     Retry,
 }
 
+impl Trigger {
+    /// The name in a pass's audit line: `startup`, `timer`, `directory`, `policy`, `retry`,
+    /// or `fast-path` for the membership fast path (which a directory change starts).
+    pub fn audit_name(self, fast: bool) -> &'static str {
+        match (fast, self) {
+            (true, _) => "fast-path",
+            (false, Trigger::Startup) => "startup",
+            (false, Trigger::Timer) => "timer",
+            (false, Trigger::Directory) => "directory",
+            (false, Trigger::Policy) => "policy",
+            (false, Trigger::Retry) => "retry",
+        }
+    }
+}
+
 /// A mapping's state in `/status`, from best to worst (a worse state wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum MappingState {
