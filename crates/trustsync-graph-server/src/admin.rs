@@ -58,6 +58,28 @@ pub(crate) async fn admin_lifecycle(
 }
 
 impl Server {
+    /// Takes `member` out of `group`, as Entra does and records it (audit log, delta,
+    /// subscriptions); false when it was no member.
+    pub(crate) fn remove_member_now(
+        &mut self,
+        group: &str,
+        member: &str,
+        initiated_by: Option<Value>,
+    ) -> bool {
+        let Some(at) = self.group_at(group) else {
+            return false;
+        };
+        let members = &mut self.tenant.groups[at].members;
+        let before = members.len();
+        members.retain(|m| m != member);
+        if members.len() == before {
+            return false;
+        }
+        self.record_membership_audit("Remove member from group", group, member, initiated_by);
+        self.membership_changed(group.to_string(), member.to_string(), true);
+        true
+    }
+
     /// A membership change made: notified to the subscriptions, and fed to the delta feed
     /// (unless the `loseDeltaEvents` fault drops it).
     fn membership_changed(&mut self, group: String, member: String, removed: bool) {
@@ -109,21 +131,12 @@ pub(crate) async fn admin_remove_member(
         }
     };
     let mut s = state.lock().expect("state");
-    let Some(g) = s.tenant.groups.iter_mut().find(|g| g.id == group) else {
+    if s.group_at(&group).is_none() {
         return not_found(&group);
-    };
-    let before = g.members.len();
-    g.members.retain(|m| *m != member);
-    if g.members.len() == before {
+    }
+    if !s.remove_member_now(&group, &member, body.initiated_by) {
         return not_found(&member);
     }
-    s.record_membership_audit(
-        "Remove member from group",
-        &group,
-        &member,
-        body.initiated_by,
-    );
-    s.membership_changed(group, member, true);
     StatusCode::NO_CONTENT.into_response()
 }
 

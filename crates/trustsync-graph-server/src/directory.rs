@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// A user's properties as Graph's user resource names them (v1.0 returns a default set
+/// of these without `$select`): `accountEnabled` true and `userType` `Member` unless the
+/// tenant file says otherwise.
+pub(crate) fn user_json(o: &trustsync_tenant::TenantObject) -> Value {
+    json!({
+        "id": o.id, "displayName": o.display_name,
+        "userPrincipalName": o.user_principal_name, "mail": o.mail,
+        "givenName": o.given_name, "surname": o.surname,
+        "accountEnabled": o.account_enabled.unwrap_or(true),
+        "userType": o.user_type.as_deref().unwrap_or("Member"),
+    })
+}
+
 impl Server {
     /// The `@odata.type` and properties of a directory object, found through the index.
     pub(crate) fn odata_type(&self, id: &str) -> Option<(&'static str, Value)> {
@@ -22,16 +35,11 @@ impl Server {
                 (
                     "#microsoft.graph.servicePrincipal",
                     json!({"id": o.id, "displayName": o.display_name, "appId": o.app_id,
-                           "appOwnerOrganizationId": owner, "servicePrincipalType": kind}),
+                           "appOwnerOrganizationId": owner, "servicePrincipalType": kind,
+                           "accountEnabled": o.account_enabled.unwrap_or(true)}),
                 )
             }
-            (Kind::User, i) => {
-                let o = &t.users[i];
-                (
-                    "#microsoft.graph.user",
-                    json!({"id": o.id, "displayName": o.display_name, "userPrincipalName": o.user_principal_name}),
-                )
-            }
+            (Kind::User, i) => ("#microsoft.graph.user", user_json(&t.users[i])),
             (Kind::Device, i) => {
                 let o = &t.devices[i];
                 (
@@ -208,7 +216,7 @@ impl Server {
             .filter(|a| tests.iter().all(|t| t(a)))
             .cloned()
             .collect();
-        self.paged(items, top, q, base, "/auditLogs/directoryAudits")
+        self.paged(items, top, q, base, "/auditLogs/directoryAudits", None)
     }
 
     /// `GET /groups`, all or `$filter=displayName eq '...'` (case-insensitive, as in Entra).
@@ -242,7 +250,7 @@ impl Server {
             .iter()
             .map(|g| self.directory_object(&g.id, select))
             .collect();
-        self.paged(items, top, q, base, "/groups")
+        self.paged(items, top, q, base, "/groups", None)
     }
 
     /// `GET /groups/delta`: a first round, a round since a token, or `latest`.
@@ -313,7 +321,7 @@ impl Server {
             .iter()
             .map(|m| self.directory_object(m, select))
             .collect();
-        self.paged(items, top, q, base, &format!("/groups/{id}/{kind}"))
+        self.paged(items, top, q, base, &format!("/groups/{id}/{kind}"), None)
     }
 
     pub(crate) fn top(&self, q: &HashMap<String, String>) -> Result<usize, Response> {
@@ -369,11 +377,19 @@ impl Server {
         q: &HashMap<String, String>,
         base: &str,
         path: &str,
+        delta_link: Option<String>,
     ) -> Response {
         let id = self.pager_id();
         let query = carried(q);
-        self.pagers
-            .insert(id.clone(), Pager::Objects { items, top, query });
+        self.pagers.insert(
+            id.clone(),
+            Pager::Objects {
+                items,
+                top,
+                query,
+                delta_link,
+            },
+        );
         self.page_objects(base, path, id, 0)
     }
 
@@ -385,7 +401,13 @@ impl Server {
         pager: String,
         offset: usize,
     ) -> Response {
-        let Some(Pager::Objects { items, top, query }) = self.pagers.get(&pager) else {
+        let Some(Pager::Objects {
+            items,
+            top,
+            query,
+            delta_link,
+        }) = self.pagers.get(&pager)
+        else {
             return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "The specified page token value has expired and can no longer be included in your request.");
         };
         let end = (offset + top).min(items.len());
@@ -396,6 +418,9 @@ impl Server {
             body["@odata.nextLink"] =
                 json!(format!("{base}{path}?{query}$skiptoken={pager}.{end}"));
         } else {
+            if let Some(link) = delta_link {
+                body["@odata.deltaLink"] = json!(link);
+            }
             self.pagers.remove(&pager);
         }
         Json(body).into_response()

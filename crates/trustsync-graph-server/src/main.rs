@@ -24,6 +24,10 @@
 //! - `GET /v1.0/groups/delta` (also `delta()` and `microsoft.graph.delta`): `members@delta`
 //!   with `@removed` entries, a large group split over pages, `@odata.deltaLink` with a
 //!   `$deltatoken`, `$deltatoken=latest`, and `410 syncStateNotFound` for expired tokens.
+//! - `GET /v1.0/users`, `/v1.0/users/{id}` (Microsoft's default set of properties unless
+//!   `$select` asks for `accountEnabled`, `userType`...), `GET /v1.0/users/delta`: every
+//!   user, then those changed since the token, a deleted one `@removed` (`changed`); see
+//!   `users.rs`.
 //! - `POST /v1.0/$batch`: JSON batching, at most 20 requests, each answered with its own
 //!   `id`, `status`, `headers` and `body` (a throttled one with 429 and `Retry-After`).
 //! - Resource units, as Microsoft publishes them for identity and access: each read costs
@@ -57,7 +61,9 @@
 //! recorded in `GET /v1.0/auditLogs/directoryAudits` as Entra records it,
 //! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
 //! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs", "noOwnedObjects"}`,
-//! `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`,
+//! `POST /admin/users` (a tenant-file user), `PATCH /admin/users/{id}` (`accountEnabled`,
+//! `displayName`, `userPrincipalName`, `mail`, `userType`), `DELETE /admin/users/{id}` (out
+//! of every group first, as Entra does), `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`,
 //! `GET /admin/subscriptions`, `POST /admin/subscriptions/{id}/lifecycle {"event"}`.
 //!
 //! Usage: `trustsync-graph-server --tenant FILE [--listen 127.0.0.1:0] [--max-page-size N]
@@ -84,6 +90,7 @@ mod directory;
 mod subscriptions;
 mod throttle;
 mod tokens;
+mod users;
 
 use admin::*;
 use auth::*;
@@ -92,6 +99,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use throttle::*;
 use trustsync_tenant::{TenantClient, TenantFile};
+use users::*;
 
 #[derive(Parser)]
 #[command(about = "Local Microsoft Graph v1.0 server for trustsync's tests and demo")]
@@ -169,6 +177,10 @@ struct Server {
     max_page: usize,
     seq: u64,
     events: Vec<Event>,
+    /// Changes to users, for `/users/delta`.
+    user_events: Vec<UserEvent>,
+    /// Users deleted through the admin API (kept in the tenant file for the index).
+    deleted_users: BTreeSet<String>,
     /// Delta tokens at or below this sequence are expired.
     expired_below: u64,
     /// Snapshots behind `$skiptoken`s: id -> (items, page size, kind, upto seq).
@@ -202,6 +214,8 @@ enum Pager {
         top: usize,
         /// `$select` and `$top` as asked, carried into every nextLink as Graph does.
         query: String,
+        /// A delta round's `@odata.deltaLink`, sent with its last page.
+        delta_link: Option<String>,
     },
     Delta {
         items: Vec<DeltaItem>,
@@ -487,6 +501,9 @@ async fn serve_get(
         ["groups", _, "transitiveMembers"] => "transitiveMembers",
         ["auditLogs", "directoryAudits"] => "directoryAudits",
         ["servicePrincipals", _] => "servicePrincipal",
+        ["users"] => "users",
+        ["users", d] if is_delta(d) => "usersDelta",
+        ["users", _] => "user",
         _ => "other",
     };
     let q = parse_query(raw);
@@ -557,6 +574,9 @@ fn read(
         ["groups", d] if is_delta(d) => s.delta(q, &base, top),
         ["groups", id] => s.group(id, &base, &select),
         ["servicePrincipals", id] => s.service_principal(id, &select),
+        ["users"] => s.list_users(q, &base, &select, top),
+        ["users", d] if is_delta(d) => s.users_delta(q, &base, &select, top),
+        ["users", id] => s.user(id, &base, &select),
         ["groups", id, kind @ ("members" | "transitiveMembers")] => {
             s.members(id, kind, &base, &select, top, q)
         }
@@ -634,6 +654,8 @@ async fn main() -> std::process::ExitCode {
         max_page: args.max_page_size.clamp(1, 999),
         seq: 0,
         events: Vec::new(),
+        user_events: Vec::new(),
+        deleted_users: BTreeSet::new(),
         expired_below: 0,
         pagers: HashMap::new(),
         next_pager: 0,
@@ -673,6 +695,11 @@ async fn main() -> std::process::ExitCode {
                 .delete(graph_write),
         )
         .route("/admin/groups/{id}/members", post(admin_add_member))
+        .route("/admin/users", post(admin_create_user))
+        .route(
+            "/admin/users/{id}",
+            axum::routing::patch(admin_patch_user).delete(admin_delete_user),
+        )
         .route(
             "/admin/groups/{id}/members/{member}",
             delete(admin_remove_member),

@@ -342,3 +342,142 @@ fn counting_groups_needs_eventual_consistency() {
     assert!(headers.contains("content-type: text/plain"), "{headers}");
     assert_eq!(body, serde_json::json!(3), "the example tenant's groups");
 }
+
+fn admin(host: &str, method: &str, path: &str, body: &str) -> u16 {
+    request(
+        host,
+        &format!("{method} {path} HTTP/1.1\r\nContent-Type: application/json"),
+        body,
+    )
+    .0
+}
+
+/// Follows a delta round's nextLinks; the users and the round's deltaLink.
+fn users_round(host: &str, token: &str, url: &str) -> (Vec<serde_json::Value>, String) {
+    let mut users = Vec::new();
+    let mut next = url.to_string();
+    loop {
+        let path = next
+            .split_once("/v1.0")
+            .map_or(next.clone(), |(_, p)| format!("/v1.0{p}"));
+        let (status, body) = get(host, token, &path);
+        assert_eq!(status, 200, "{body}");
+        users.extend(body["value"].as_array().unwrap().iter().cloned());
+        if let Some(n) = body["@odata.nextLink"].as_str() {
+            assert!(
+                n.contains("$select=id,userPrincipalName,accountEnabled,userType"),
+                "{n}"
+            );
+            next = n.to_string();
+            continue;
+        }
+        return (
+            users,
+            body["@odata.deltaLink"].as_str().unwrap().to_string(),
+        );
+    }
+}
+
+/// Users as Microsoft's reference has them: a default set of properties unless `$select`
+/// asks for `accountEnabled` and `userType`; `/users/delta` a first round of every user,
+/// then the users changed since (disabled: `accountEnabled: false`; deleted: `@removed`
+/// with reason `changed`, and out of its groups).
+#[test]
+fn users_and_their_delta_read_as_graph_documents_them() {
+    let server = start();
+    let host = &server.1;
+    let token = token(host);
+    let dana = "c0ffee00-2222-4222-8222-000000000001";
+    let sam = "c0ffee00-2222-4222-8222-000000000002";
+
+    let (status, body) = get(host, &token, &format!("/v1.0/users/{dana}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["userPrincipalName"], "dana@example.com");
+    assert!(
+        body.get("accountEnabled").is_none(),
+        "not in the default set: {body}"
+    );
+    let (_, body) = get(
+        host,
+        &token,
+        &format!("/v1.0/users/{sam}?$select=id,userType,accountEnabled,mail"),
+    );
+    assert_eq!(
+        (
+            body["userType"].as_str(),
+            body["accountEnabled"].as_bool(),
+            body["mail"].as_str()
+        ),
+        (Some("Guest"), Some(true), Some("sam@vendor.example"))
+    );
+    assert!(body.get("displayName").is_none(), "{body}");
+
+    let select = "$select=id,userPrincipalName,accountEnabled,userType";
+    let (first, link) = users_round(host, &token, &format!("/v1.0/users/delta?{select}&$top=1"));
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(
+        link.contains("$deltatoken=") && link.contains(select),
+        "{link}"
+    );
+
+    // Nothing changed: an empty round.
+    let (same, link) = users_round(host, &token, &link);
+    assert!(same.is_empty(), "{same:?}");
+
+    // Disabled, then deleted: one entry each round, in its current state.
+    assert_eq!(
+        admin(
+            host,
+            "PATCH",
+            &format!("/admin/users/{sam}"),
+            r#"{"accountEnabled": false}"#
+        ),
+        204
+    );
+    let (changed, link) = users_round(host, &token, &link);
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(
+        (
+            changed[0]["id"].as_str(),
+            changed[0]["accountEnabled"].as_bool()
+        ),
+        (Some(sam), Some(false))
+    );
+
+    let group = "a1b2c3d4-0001-4000-8000-000000000001";
+    assert_eq!(
+        admin(host, "DELETE", &format!("/admin/users/{dana}"), ""),
+        204
+    );
+    let (changed, _) = users_round(host, &token, &link);
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["id"], dana);
+    assert_eq!(changed[0]["@removed"]["reason"], "changed");
+    let (status, _) = get(host, &token, &format!("/v1.0/users/{dana}"));
+    assert_eq!(status, 404);
+    let (_, members) = get(
+        host,
+        &token,
+        &format!("/v1.0/groups/{group}/members?$top=999"),
+    );
+    assert!(
+        !members.to_string().contains(dana),
+        "out of its groups: {members}"
+    );
+
+    // A new person; `latest` starts from now; an expired token is a 410.
+    let (_, latest) = get(host, &token, "/v1.0/users/delta?$deltatoken=latest");
+    let latest = latest["@odata.deltaLink"].as_str().unwrap().to_string();
+    let ana = r#"{"id": "c0ffee00-2222-4222-8222-000000000003", "displayName": "Ana New", "userPrincipalName": "ana@example.com"}"#;
+    assert_eq!(admin(host, "POST", "/admin/users", ana), 201);
+    let (new, _) = users_round(host, &token, &latest);
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0]["userPrincipalName"], "ana@example.com");
+    assert_eq!(admin(host, "POST", "/admin/expire-delta-tokens", ""), 204);
+    let path = latest.split_once("/v1.0").unwrap().1;
+    let (status, body) = get(host, &token, &format!("/v1.0{path}"));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("syncStateNotFound"))
+    );
+}

@@ -180,6 +180,21 @@ pub struct TenantObject {
     /// For service principals: `Application` (the default) or `ManagedIdentity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_principal_type: Option<String>,
+    /// Whether the account may sign in (users, service principals, devices); absent: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_enabled: Option<bool>,
+    /// For users: `Member` (the default) or `Guest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<String>,
+    /// For users: the SMTP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<String>,
+    /// For users: the given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// For users: the family name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surname: Option<String>,
 }
 
 impl TenantFile {
