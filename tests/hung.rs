@@ -296,3 +296,54 @@ fn a_revocation_lands_while_a_full_pass_waits_on_an_unrelated_account() {
     );
     run_at(&proxy.endpoint, &ws, &["audit", "verify", "audit.jsonl"], 0);
 }
+
+/// The delta cache's periodic full read of the mapped groups holds no revocation back: a
+/// full pass's full read waits on Graph's member pages (held 15 s each) while a departure
+/// is read from the delta feed and revoked by the fast path.
+#[test]
+fn a_revocation_lands_while_a_full_directory_read_waits_on_graph() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1, policyPollSeconds: 1}\ndirectory: {fullReadSeconds: 1}\n",
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    assert!(moto
+        .trusted_subs("payments-deployer")
+        .contains(&SP2.to_string()));
+
+    // A policy change starts a full pass (more than fullReadSeconds after the first one);
+    // its full read of the groups waits on Graph.
+    std::thread::sleep(Duration::from_millis(1500));
+    graph.faults(serde_json::json!({"membersDelayMs": 15000}));
+    let reporting = ws.read("policies/reporting.yaml");
+    ws.write(
+        "policies/reporting.yaml",
+        &reporting.replace("tags: {team: reporting}", "tags: {team: reports}"),
+    );
+    readyz_names(&daemon, "$batch");
+
+    let t = Instant::now();
+    graph.remove_member(PAYMENTS, SP2);
+    let took = wait_for(Duration::from_secs(60), "the revocation", || {
+        !moto
+            .trusted_subs("payments-deployer")
+            .contains(&SP2.to_string())
+    });
+    let waiting = daemon.status()["waitingOn"].clone();
+    println!(
+        "revoked {} ms after the Graph change while the full read waited on Graph: {waiting}",
+        t.elapsed().as_millis()
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        waiting.to_string().contains("$batch"),
+        "the full read is still waiting: {waiting}"
+    );
+    graph.faults(serde_json::json!({}));
+    assert!(terminate(daemon) < CHART_GRACE);
+}

@@ -11,6 +11,16 @@ use anyhow::Context as _;
 use crate::adapters::entra::{self, DeltaCache};
 use crate::sources::directory::{DirectorySnapshot, GroupRequest, TenantDirectory, TenantFile};
 
+/// The context of a failed directory read.
+const READING: &str = "reading group memberships from Microsoft Graph (nothing was changed)";
+
+/// What a read under the directory's lock came to: the memberships, or a full read of
+/// the mapped groups due, made by the caller with this reader once the lock is released.
+enum Read {
+    Ready(DirectorySnapshot),
+    FullReadDue(entra::GraphReader),
+}
+
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
     /// Microsoft Graph, not connected yet: the reader (and so the Entra credential) is
@@ -148,11 +158,21 @@ impl DirectorySource {
     }
 
     /// The memberships for these requests, read now. A failed read is an error.
+    ///
+    /// The delta cache's periodic full read of the mapped groups (`fullReadSeconds`) runs
+    /// without holding `source`: at tenant scale it takes Graph a while to answer, and the
+    /// watcher's polls and the membership fast path (a revocation) must not wait for it.
     pub async fn snapshot(
-        &mut self,
+        source: &tokio::sync::Mutex<DirectorySource>,
         requests: &[GroupRequest],
     ) -> anyhow::Result<DirectorySnapshot> {
-        self.read(requests, true).await
+        let reader = match source.lock().await.read(requests, true).await? {
+            Read::Ready(snapshot) => return Ok(snapshot),
+            Read::FullReadDue(reader) => reader,
+        };
+        let full = reader.snapshot(requests).await.context(READING)?;
+        source.lock().await.took_full_read(requests, &full);
+        Ok(full)
     }
 
     /// The memberships for these requests as the delta cache holds them, without a sync:
@@ -163,67 +183,81 @@ impl DirectorySource {
         &mut self,
         requests: &[GroupRequest],
     ) -> anyhow::Result<DirectorySnapshot> {
-        self.read(requests, false).await
+        match self.read(requests, false).await? {
+            Read::Ready(snapshot) => Ok(snapshot),
+            Read::FullReadDue(_) => {
+                unreachable!("a read without a sync never asks for a full read")
+            }
+        }
     }
 
-    async fn read(
-        &mut self,
-        requests: &[GroupRequest],
-        sync: bool,
-    ) -> anyhow::Result<DirectorySnapshot> {
-        let context = "reading group memberships from Microsoft Graph (nothing was changed)";
+    async fn read(&mut self, requests: &[GroupRequest], sync: bool) -> anyhow::Result<Read> {
         if let DirectorySource::GraphLater { .. } = self {
             if requests.is_empty() {
-                return Ok(DirectorySnapshot::default());
+                return Ok(Read::Ready(DirectorySnapshot::default()));
             }
             self.connect()
                 .context("the policies map Entra groups, so Microsoft Graph must be reached")?;
         }
-        Ok(match self {
+        Ok(Read::Ready(match self {
             DirectorySource::GraphLater { .. } => unreachable!("connected above"),
             DirectorySource::File(path) => TenantFile::load(path)?.snapshot(requests),
-            DirectorySource::Graph(reader) => reader.full_read(requests).await.context(context)?,
+            DirectorySource::Graph(reader) => reader.full_read(requests).await.context(READING)?,
             DirectorySource::Delta {
                 cache,
                 full_every,
                 last_full,
-                differences,
+                ..
             } => {
                 if sync {
-                    cache.sync().await.context(context)?;
+                    cache.sync().await.context(READING)?;
                 }
                 let mut cached = cache.snapshot(requests);
-                if cache.learn_owners(&cached).await.context(context)? {
+                if cache.learn_owners(&cached).await.context(READING)? {
                     cached = cache.snapshot(requests);
                 }
                 if !sync || last_full.is_some_and(|t| t.elapsed() < *full_every) {
-                    return Ok(cached);
+                    return Ok(Read::Ready(cached));
                 }
-                // Level-triggered on the directory side too: a full read of the mapped
-                // groups corrects a missed or mis-applied delta.
-                let full = cache.reader().snapshot(requests).await.context(context)?;
-                *last_full = Some(Instant::now());
-                let differ = full
-                    .groups
-                    .iter()
-                    .filter(|(req, result)| {
-                        cached
-                            .groups
-                            .get(*req)
-                            .is_none_or(|c| !same_members(result, c))
-                    })
-                    .count() as u64;
-                if differ > 0 {
-                    tracing::warn!(
-                        groups = differ,
-                        "the delta cache differed from a full read of the mapped groups; using the full read and resynchronising"
-                    );
-                    *differences += differ;
-                    cache.reset();
-                }
-                full
+                return Ok(Read::FullReadDue(cache.reader().clone()));
             }
-        })
+        }))
+    }
+
+    /// Level-triggered on the directory side too: a full read of the mapped groups
+    /// corrects a missed or mis-applied delta. Compared with the cache as it is once the
+    /// read is in (the watcher may have synced meanwhile); where they differ, the full
+    /// read wins and the cache resynchronises.
+    fn took_full_read(&mut self, requests: &[GroupRequest], full: &DirectorySnapshot) {
+        let DirectorySource::Delta {
+            cache,
+            last_full,
+            differences,
+            ..
+        } = self
+        else {
+            return;
+        };
+        *last_full = Some(Instant::now());
+        let cached = cache.snapshot(requests);
+        let differ = full
+            .groups
+            .iter()
+            .filter(|(req, result)| {
+                cached
+                    .groups
+                    .get(*req)
+                    .is_none_or(|c| !same_members(result, c))
+            })
+            .count() as u64;
+        if differ > 0 {
+            tracing::warn!(
+                groups = differ,
+                "the delta cache differed from a full read of the mapped groups; using the full read and resynchronising"
+            );
+            *differences += differ;
+            cache.reset();
+        }
     }
 
     /// Graph requests, retries and throttles so far.

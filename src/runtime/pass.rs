@@ -618,7 +618,7 @@ pub async fn plan(
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
     let snapshot = match focus {
         Some(_) => directory.lock().await.cached_snapshot(&requests).await?,
-        None => directory.lock().await.snapshot(&requests).await?,
+        None => DirectorySource::snapshot(directory, &requests).await?,
     };
     // The planner and the checks do no I/O: their wall time is their CPU time.
     let started = Instant::now();

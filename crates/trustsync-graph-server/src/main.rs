@@ -60,7 +60,7 @@
 //! /admin/groups/{id}/members/{member}` (optional body `{"initiatedBy"}`): each also
 //! recorded in `GET /v1.0/auditLogs/directoryAudits` as Entra records it,
 //! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
-//! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs", "noOwnedObjects"}`,
+//! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs", "membersDelayMs", "noOwnedObjects"}`,
 //! `POST /admin/users` (a tenant-file user), `PATCH /admin/users/{id}` (`accountEnabled`,
 //! `displayName`, `userPrincipalName`, `mail`, `userType`), `DELETE /admin/users/{id}` (out
 //! of every group first, as Entra does), `POST /admin/expire-delta-tokens`, `GET /admin/stats`, `POST /admin/stats/reset`,

@@ -81,6 +81,9 @@ pub(crate) struct Faults {
     pub(crate) deny_audit_logs: bool,
     /// Hold `/auditLogs/directoryAudits` requests this long (a slow audit log).
     pub(crate) audit_delay_ms: u64,
+    /// Hold `/groups/{id}/members` and `/transitiveMembers` requests this long (a slow
+    /// full read of a large tenant; delta queries are not held).
+    pub(crate) members_delay_ms: u64,
     /// Answer `servicePrincipals/.../ownedObjects` with 400 "Resource not found for the
     /// segment", as an endpoint that does not serve it would.
     pub(crate) no_owned_objects: bool,
@@ -97,10 +100,10 @@ pub(crate) async fn gate(
     let delay = {
         let mut s = state.lock().expect("state");
         *s.stats.entry(route.to_string()).or_default() += 1;
-        if route == "directoryAudits" {
-            s.faults.delay_ms + s.faults.audit_delay_ms
-        } else {
-            s.faults.delay_ms
+        match route {
+            "directoryAudits" => s.faults.delay_ms + s.faults.audit_delay_ms,
+            "members" | "transitiveMembers" => s.faults.delay_ms + s.faults.members_delay_ms,
+            _ => s.faults.delay_ms,
         }
     };
     if delay > 0 {
