@@ -83,6 +83,21 @@ pub struct Config {
     pub run: RunConfig,
     /// AWS outbound identity federation (Lambda functions acting as Entra applications).
     pub outbound_federation: OutboundFederationConfig,
+    /// IAM Identity Center: where people's access is read (`access --people`).
+    pub identity_center: IdentityCenterConfig,
+}
+
+/// IAM Identity Center: the instance and its region. Read with the credentials of the
+/// account that administers it (the organization's management account or its delegated
+/// administrator).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct IdentityCenterConfig {
+    /// The instance ARN (`arn:aws:sso:::instance/ssoins-...`); default: the one instance
+    /// `sso:ListInstances` shows.
+    pub instance_arn: Option<String>,
+    /// The region Identity Center is enabled in; default `aws.region`.
+    pub region: Option<String>,
 }
 
 /// AWS outbound identity federation: where each account's token issuer is, and whether
@@ -210,6 +225,8 @@ pub struct RequestRates {
     pub lambda_get_policy: f64,
     /// Every other Lambda control-plane request, shared.
     pub lambda_control_plane: f64,
+    /// IAM Identity Center (identity store and administration; unlimited unless set).
+    pub identity_center: f64,
 }
 
 impl Default for RequestRates {
@@ -222,6 +239,7 @@ impl Default for RequestRates {
             lambda_get_function: 100.0,
             lambda_get_policy: 15.0,
             lambda_control_plane: 15.0,
+            identity_center: 0.0,
         }
     }
 }
@@ -441,6 +459,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             run: RunConfig::default(),
             outbound_federation: OutboundFederationConfig::default(),
+            identity_center: IdentityCenterConfig::default(),
         }
     }
 }
@@ -523,6 +542,27 @@ impl Config {
     fn check(&self) -> Result<(), (&'static str, String)> {
         self.accounts.check()?;
         self.outbound_federation.check()?;
+        let ic = &self.identity_center;
+        if let Some(arn) = &ic.instance_arn {
+            let instance = crate::model::arn::ArnParts::parse(arn)
+                .filter(|a| a.service == "sso" && a.resource.starts_with("instance/ssoins-"));
+            if instance.is_none() {
+                return Err((
+                    "identityCenter.instanceArn",
+                    format!("`{arn}` is not an Identity Center instance ARN (arn:aws:sso:::instance/ssoins-...)"),
+                ));
+            }
+        }
+        if let Some(r) = ic
+            .region
+            .as_deref()
+            .filter(|r| !crate::model::account::is_region(r))
+        {
+            return Err((
+                "identityCenter.region",
+                format!("`{r}` is not an AWS region name"),
+            ));
+        }
         if self.audit.anchor.is_some() && self.audit.signing_key_file.is_none() {
             return Err((
                 "audit.anchor",

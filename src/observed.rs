@@ -217,3 +217,83 @@ pub struct ObservedCredential {
     pub audiences: Vec<String>,
     pub description: Option<String>,
 }
+
+/// IAM Identity Center as it stands: its people, their groups, the permission sets, and
+/// who is assigned which in which account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedIdentityCenter {
+    /// The instance (`arn:aws:sso:::instance/ssoins-...`).
+    pub instance_arn: String,
+    /// Its identity store (`d-...`).
+    pub identity_store_id: String,
+    /// The identity store's users.
+    pub users: Vec<IdentityCenterUser>,
+    /// The identity store's groups, with their members' user ids.
+    pub groups: Vec<IdentityCenterGroup>,
+    /// The instance's permission sets.
+    pub permission_sets: Vec<IdentityCenterPermissionSet>,
+    /// The account assignments in the accounts read.
+    pub assignments: Vec<IdentityCenterAssignment>,
+}
+
+/// A user of the identity store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCenterUser {
+    /// The identity store's user id.
+    pub id: String,
+    /// The sign-in name (for users from Entra, the user principal name).
+    pub user_name: String,
+    /// The display name, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+/// A group of the identity store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCenterGroup {
+    /// The identity store's group id.
+    pub id: String,
+    /// Its display name.
+    pub display_name: String,
+    /// Its members' user ids.
+    pub members: Vec<String>,
+}
+
+/// A permission set of the instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCenterPermissionSet {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// How long its sessions last (ISO 8601, `PT1H`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+}
+
+/// Who an account assignment is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AssignedTo {
+    /// A user of the identity store.
+    User,
+    /// A group of the identity store: each of its members.
+    Group,
+}
+
+/// A permission set assigned to a user or a group in an account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCenterAssignment {
+    /// The account.
+    pub account: String,
+    /// The permission set's ARN.
+    pub permission_set_arn: String,
+    /// A user or a group.
+    pub principal_type: AssignedTo,
+    /// The user's or the group's id.
+    pub principal_id: String,
+}

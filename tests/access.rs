@@ -289,3 +289,160 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a JWT"));
     let _ = SP1;
 }
+
+/// `access --people` through the binary against moto's IAM Identity Center: a permission
+/// set assigned to a group reaches its members, one assigned to a person reaches them
+/// directly, and a user with neither is counted, not listed.
+#[test]
+fn people_access_reads_identity_center_assignments_through_groups_and_directly() {
+    use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    let admin = aws_sdk_ssoadmin::Client::new(moto.sdk());
+    let store = aws_sdk_identitystore::Client::new(moto.sdk());
+    let account = "123456789012";
+    let (instance, store_id) = moto.block_on(async {
+        let i = admin.list_instances().send().await.unwrap();
+        let i = &i.instances()[0];
+        (
+            i.instance_arn().unwrap().to_string(),
+            i.identity_store_id().unwrap().to_string(),
+        )
+    });
+    let user = |name: &str, display: &str| {
+        moto.block_on(
+            store
+                .create_user()
+                .identity_store_id(&store_id)
+                .user_name(name)
+                .display_name(display)
+                .name(
+                    aws_sdk_identitystore::types::Name::builder()
+                        .given_name(display.split(' ').next().unwrap())
+                        .family_name(display.split(' ').nth(1).unwrap())
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap()
+        .user_id()
+        .to_string()
+    };
+    let ana = user("ana@example.com", "Ana New");
+    let bo = user("bo@example.com", "Bo Old");
+    let cy = user("cy@example.com", "Cy Direct");
+    user("dee@example.com", "Dee Nothing");
+    let group = moto
+        .block_on(
+            store
+                .create_group()
+                .identity_store_id(&store_id)
+                .display_name("payments-engineers")
+                .send(),
+        )
+        .unwrap()
+        .group_id()
+        .to_string();
+    for member in [&ana, &bo] {
+        moto.block_on(
+            store
+                .create_group_membership()
+                .identity_store_id(&store_id)
+                .group_id(&group)
+                .member_id(aws_sdk_identitystore::types::MemberId::UserId(
+                    member.clone(),
+                ))
+                .send(),
+        )
+        .unwrap();
+    }
+    let set = |name: &str, duration: &str| {
+        moto.block_on(
+            admin
+                .create_permission_set()
+                .instance_arn(&instance)
+                .name(name)
+                .session_duration(duration)
+                .send(),
+        )
+        .unwrap()
+        .permission_set()
+        .unwrap()
+        .permission_set_arn()
+        .unwrap()
+        .to_string()
+    };
+    let engineer = set("PaymentsEngineer", "PT4H");
+    let reader = set("ReadOnly", "PT1H");
+    let assign = |set: &str, to: PrincipalType, id: &str| {
+        moto.block_on(
+            admin
+                .create_account_assignment()
+                .instance_arn(&instance)
+                .target_id(account)
+                .target_type(TargetType::AwsAccount)
+                .permission_set_arn(set)
+                .principal_type(to)
+                .principal_id(id)
+                .send(),
+        )
+        .unwrap();
+    };
+    assign(&engineer, PrincipalType::Group, &group);
+    assign(&reader, PrincipalType::User, &cy);
+
+    let out = command(ws.path(), &moto.endpoint)
+        .args(["access", "--people", "--output", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(&ok(&out, 0)).unwrap();
+    assert_eq!(report["instanceArn"], instance.as_str());
+    let people = report["people"].as_array().unwrap();
+    let names: Vec<&str> = people
+        .iter()
+        .map(|p| p["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ana@example.com", "bo@example.com", "cy@example.com"]
+    );
+    assert_eq!(
+        people[0]["grants"],
+        json!([{"account": account, "permissionSet": "PaymentsEngineer",
+                "permissionSetArn": engineer, "sessionDuration": "PT4H",
+                "throughGroup": "payments-engineers"}])
+    );
+    assert!(
+        people[2]["grants"][0].get("throughGroup").is_none(),
+        "{report:#}"
+    );
+    assert_eq!(report["withoutAccess"], 1, "dee");
+
+    let out = command(ws.path(), &moto.endpoint)
+        .args(["access", "--person", "CY@example.com"])
+        .output()
+        .unwrap();
+    let text = ok(&out, 0);
+    assert!(
+        text.contains("cy@example.com (Cy Direct)")
+            && text.contains(&format!("{account}  ReadOnly (PT1H), directly")),
+        "{text}"
+    );
+    assert!(!text.contains("ana@example.com"), "{text}");
+
+    // An instance that is not there: a clear error, nothing read as "nobody".
+    ws.write(
+        "trustsync.yaml",
+        "identityCenter: {instanceArn: \"arn:aws:sso:::instance/ssoins-0000000000000000\"}\n",
+    );
+    let out = command(ws.path(), &moto.endpoint)
+        .args(["--config", "trustsync.yaml", "access", "--people"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        show(&out).contains("is not an instance of this account and region"),
+        "{}",
+        show(&out)
+    );
+}

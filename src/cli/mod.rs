@@ -252,8 +252,16 @@ pub struct AccessArgs {
     read: ReadArgs,
     /// One workload (service principal object id): the roles it may assume and the
     /// functions they may invoke.
-    #[arg(long, value_name = "OBJECT_ID")]
+    #[arg(long, value_name = "OBJECT_ID", conflicts_with_all = ["people", "person"])]
     principal: Option<String>,
+    /// People instead of workloads: who has which IAM Identity Center permission set in
+    /// which account, directly or through which group (`identityCenter` in the config
+    /// says where; read with the credentials of its administering account).
+    #[arg(long)]
+    people: bool,
+    /// One person (identity store user name); implies `--people`.
+    #[arg(long, value_name = "USER_NAME")]
+    person: Option<String>,
     /// Output format.
     #[arg(long, short, value_enum, default_value = "text")]
     output: Format,

@@ -103,8 +103,13 @@ pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Resu
     let AccessArgs {
         mut read,
         principal,
+        people,
+        person,
         output,
     } = args;
+    if people || person.is_some() {
+        return access_people(&read.accounts, person.as_deref(), output, &config).await;
+    }
     let Some((policies, observed, _)) =
         read_aws(&read.policies.policies, &read.accounts, &config).await?
     else {
@@ -140,6 +145,45 @@ pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Resu
         let apps = entra.applications().await;
         crate::inventory::entra_trust(&mut report.outbound, &apps);
     }
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Markdown => print!("{}", report.markdown()),
+        Format::Text => print!("{}", report.text()),
+    }
+    Ok(0)
+}
+
+/// `trustsync access --people`: the accounts in scope, then Identity Center in its region.
+async fn access_people(
+    only: &[String],
+    person: Option<&str>,
+    output: Format,
+    config: &Config,
+) -> anyhow::Result<u8> {
+    if let Some(bad) = only
+        .iter()
+        .find(|a| !crate::model::account::is_account_id(a))
+    {
+        bail!("--account {bad}: not a 12-digit account id; nothing was read");
+    }
+    let (mut fleet, _) = crate::runtime::fleet::connect(config, None, Default::default())
+        .await
+        .context("reading the AWS caller identity and the accounts in scope")?;
+    fleet.narrow(only)?;
+    let accounts: Vec<String> = fleet.account_ids_in_scope().into_iter().collect();
+    let ic = &config.identity_center;
+    let aws = crate::config::AwsConfig {
+        region: ic.region.clone().or_else(|| config.aws.region.clone()),
+        ..config.aws.clone()
+    };
+    let clients = crate::adapters::aws::AwsClients::connect(&aws)
+        .await
+        .context("connecting to IAM Identity Center")?;
+    let observed = clients
+        .read_identity_center(ic.instance_arn.as_deref(), &accounts)
+        .await
+        .context("reading IAM Identity Center (nothing was changed)")?;
+    let report = crate::inventory::people_access(&observed, &accounts, person);
     match output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Markdown => print!("{}", report.markdown()),

@@ -1,6 +1,7 @@
 //! What live AWS and the directory grant, whatever the policies say: the answers to a
 //! security review (`trustsync access`) and the policies that would adopt what exists
-//! (`trustsync export`).
+//! (`trustsync export`); and people's access as IAM Identity Center grants it
+//! (`trustsync access --people`).
 //!
 //! Both start from the same facts: every role of every account in scope whose trust lets
 //! in tokens of the tenant's OIDC provider (an Entra issuer), the `sub` values it allows,
@@ -16,9 +17,11 @@ use crate::sources::policy::PolicySet;
 
 mod access;
 mod export;
+mod people;
 mod token;
 pub use access::*;
 pub use export::*;
+pub use people::*;
 pub use token::*;
 
 #[cfg(test)]

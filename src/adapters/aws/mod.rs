@@ -9,6 +9,7 @@
 //! is idempotent and a crash mid-apply is repaired by the next pass.
 
 pub mod connect;
+mod identity_center;
 pub mod operation;
 pub mod permissions;
 pub mod spoke;
@@ -248,6 +249,8 @@ pub struct AwsClients {
     tagging: aws_sdk_resourcegroupstagging::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     organizations: aws_sdk_organizations::Client,
+    identitystore: aws_sdk_identitystore::Client,
+    ssoadmin: aws_sdk_ssoadmin::Client,
     retry: crate::ports::retry::Policy,
     pub(crate) stop: crate::ports::retry::Stop,
     /// Requests under way (for `/readyz`), each named after `label`.
@@ -270,6 +273,7 @@ struct Limiters {
     lambda_get_function: RateLimiter,
     lambda_get_policy: RateLimiter,
     lambda_control_plane: RateLimiter,
+    identity_center: RateLimiter,
 }
 
 impl Limiters {
@@ -282,6 +286,7 @@ impl Limiters {
             lambda_get_function: RateLimiter::new(r.lambda_get_function),
             lambda_get_policy: RateLimiter::new(r.lambda_get_policy),
             lambda_control_plane: RateLimiter::new(r.lambda_control_plane),
+            identity_center: RateLimiter::new(r.identity_center),
         }
     }
 
@@ -295,6 +300,7 @@ impl Limiters {
             RateClass::LambdaGetFunction => &self.lambda_get_function,
             RateClass::LambdaGetPolicy => &self.lambda_get_policy,
             RateClass::LambdaControlPlane => &self.lambda_control_plane,
+            RateClass::IdentityCenter => &self.identity_center,
         })
     }
 }
@@ -331,6 +337,8 @@ impl AwsClients {
             tagging: aws_sdk_resourcegroupstagging::Client::new(shared),
             logs: aws_sdk_cloudwatchlogs::Client::new(shared),
             organizations: aws_sdk_organizations::Client::new(shared),
+            identitystore: aws_sdk_identitystore::Client::new(shared),
+            ssoadmin: aws_sdk_ssoadmin::Client::new(shared),
             retry: crate::ports::retry::Policy {
                 initial: Duration::from_millis(200),
                 max_interval: Duration::from_secs(10),

@@ -18,6 +18,10 @@ pub enum Service {
     Logs,
     /// AWS Organizations (finding the accounts to manage).
     Organizations,
+    /// IAM Identity Center's identity store (users, groups, memberships).
+    IdentityStore,
+    /// IAM Identity Center's administration (instances, permission sets, assignments).
+    SsoAdmin,
 }
 
 impl Service {
@@ -30,6 +34,8 @@ impl Service {
             Service::Tagging => "tagging",
             Service::Logs => "logs",
             Service::Organizations => "organizations",
+            Service::IdentityStore => "identitystore",
+            Service::SsoAdmin => "sso",
         }
     }
 }
@@ -117,6 +123,13 @@ operations! {
     CreateLogStream: Logs [("logs:CreateLogStream", AuditAnchor)];
     PutLogEvents: Logs [("logs:PutLogEvents", AuditAnchor)];
     GetLogEvents: Logs [("logs:GetLogEvents", Verifier)];
+    ListInstances: SsoAdmin [("sso:ListInstances", PeopleRead)];
+    ListPermissionSets: SsoAdmin [("sso:ListPermissionSets", PeopleRead)];
+    DescribePermissionSet: SsoAdmin [("sso:DescribePermissionSet", PeopleRead)];
+    ListAccountAssignments: SsoAdmin [("sso:ListAccountAssignments", PeopleRead)];
+    ListUsers: IdentityStore [("identitystore:ListUsers", PeopleRead)];
+    ListGroups: IdentityStore [("identitystore:ListGroups", PeopleRead)];
+    ListGroupMemberships: IdentityStore [("identitystore:ListGroupMemberships", PeopleRead)];
 }
 
 /// A rate limit (`aws.maxRequestsPerSecond`): a service, or for Lambda the quota class
@@ -135,6 +148,8 @@ pub enum RateClass {
     LambdaGetPolicy,
     /// Every other Lambda control-plane request.
     LambdaControlPlane,
+    /// IAM Identity Center (identity store and administration).
+    IdentityCenter,
 }
 
 impl Operation {
@@ -146,6 +161,7 @@ impl Operation {
             Service::Tagging => RateClass::Tagging,
             Service::Organizations => RateClass::Organizations,
             Service::Logs => RateClass::Logs,
+            Service::IdentityStore | Service::SsoAdmin => RateClass::IdentityCenter,
             Service::Lambda => match self {
                 Operation::GetFunctionConfiguration => RateClass::LambdaGetFunction,
                 Operation::GetPolicy => RateClass::LambdaGetPolicy,

@@ -48,6 +48,9 @@ pub enum Scope {
     /// Needed by whoever verifies the log (`audit verify --anchor-*`), never by the
     /// controller.
     Verifier,
+    /// Needed by whoever reads people's access in IAM Identity Center (`access
+    /// --people`), never by the controller.
+    PeopleRead,
     /// Needs no permission (`sts:GetCallerIdentity`).
     Free,
     /// The hub assuming the spoke role in each managed account.
@@ -431,7 +434,7 @@ mod tests {
         for op in Operation::ALL {
             for (action, scope) in op.grants() {
                 assert!(
-                    matches!(scope, Scope::Free | Scope::Verifier)
+                    matches!(scope, Scope::Free | Scope::Verifier | Scope::PeopleRead)
                         || granted.iter().any(|g| g == action),
                     "{action} ({op:?}) is not in the policy"
                 );

@@ -33,7 +33,7 @@ fn lambda_operations_fall_into_their_quota_classes() {
     assert_eq!(GetCallerIdentity.service(), Service::Sts);
     // Every class is used; all but CloudWatch Logs (one write per pass) has a limiter.
     let classes: BTreeSet<RateClass> = Operation::ALL.iter().map(|o| o.rate_class()).collect();
-    assert_eq!(classes.len(), 8, "{classes:?}");
+    assert_eq!(classes.len(), 9, "{classes:?}");
     assert_eq!(ListAccountsForParent.rate_class(), RateClass::Organizations);
     assert_eq!(PutLogEvents.rate_class(), RateClass::Logs);
     let limits = Limiters::new(&crate::config::RequestRates::default());
