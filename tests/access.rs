@@ -290,9 +290,11 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     let _ = SP1;
 }
 
-/// `access --people` through the binary against moto's IAM Identity Center: a permission
-/// set assigned to a group reaches its members, one assigned to a person reaches them
-/// directly, and a user with neither is counted, not listed.
+/// `access --people` through the binary against moto's IAM Identity Center and the local
+/// Graph server: a permission set assigned to a group reaches its members, one assigned
+/// to a person reaches them directly, a user with neither is counted, not listed; each
+/// person is matched to the Entra user of the same principal name, and one disabled in
+/// Entra, a guest, or one Entra does not know is called out.
 #[test]
 fn people_access_reads_identity_center_assignments_through_groups_and_directly() {
     use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
@@ -328,9 +330,12 @@ fn people_access_reads_identity_center_assignments_through_groups_and_directly()
         .user_id()
         .to_string()
     };
-    let ana = user("ana@example.com", "Ana New");
-    let bo = user("bo@example.com", "Bo Old");
-    let cy = user("cy@example.com", "Cy Direct");
+    let dana = user("dana@example.com", "Dana Ops");
+    let sam = user(
+        "sam_vendor.example#EXT#@example.onmicrosoft.com",
+        "Sam Vendor",
+    );
+    let ex = user("ex@example.com", "Ex Employee");
     user("dee@example.com", "Dee Nothing");
     let group = moto
         .block_on(
@@ -343,7 +348,7 @@ fn people_access_reads_identity_center_assignments_through_groups_and_directly()
         .unwrap()
         .group_id()
         .to_string();
-    for member in [&ana, &bo] {
+    for member in [&dana, &sam] {
         moto.block_on(
             store
                 .create_group_membership()
@@ -389,12 +394,22 @@ fn people_access_reads_identity_center_assignments_through_groups_and_directly()
         .unwrap();
     };
     assign(&engineer, PrincipalType::Group, &group);
-    assign(&reader, PrincipalType::User, &cy);
+    assign(&reader, PrincipalType::User, &ex);
 
-    let out = command(ws.path(), &moto.endpoint)
-        .args(["access", "--people", "--output", "json"])
-        .output()
-        .unwrap();
+    // Dana's account is disabled in Entra.
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let (status, body) = graph.admin(
+        "PATCH",
+        "/admin/users/c0ffee00-2222-4222-8222-000000000001",
+        Some(json!({"accountEnabled": false})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let out = run_graph(
+        &moto,
+        &ws,
+        &graph,
+        &["access", "--people", "--output", "json"],
+    );
     let report: Value = serde_json::from_str(&ok(&out, 0)).unwrap();
     assert_eq!(report["instanceArn"], instance.as_str());
     let people = report["people"].as_array().unwrap();
@@ -404,7 +419,21 @@ fn people_access_reads_identity_center_assignments_through_groups_and_directly()
         .collect();
     assert_eq!(
         names,
-        ["ana@example.com", "bo@example.com", "cy@example.com"]
+        [
+            "dana@example.com",
+            "ex@example.com",
+            "sam_vendor.example#EXT#@example.onmicrosoft.com"
+        ]
+    );
+    assert_eq!(people[0]["entra"]["accountEnabled"], false, "{report:#}");
+    assert!(people[1]["entra"].is_null(), "ex left Entra: {report:#}");
+    assert_eq!(people[2]["entra"]["userType"], "Guest");
+    assert_eq!(
+        (
+            report["disabledInEntra"].as_u64(),
+            report["notInEntra"].as_u64()
+        ),
+        (Some(1), Some(1))
     );
     assert_eq!(
         people[0]["grants"],
@@ -413,32 +442,51 @@ fn people_access_reads_identity_center_assignments_through_groups_and_directly()
                 "throughGroup": "payments-engineers"}])
     );
     assert!(
-        people[2]["grants"][0].get("throughGroup").is_none(),
+        people[1]["grants"][0].get("throughGroup").is_none(),
         "{report:#}"
     );
     assert_eq!(report["withoutAccess"], 1, "dee");
 
-    let out = command(ws.path(), &moto.endpoint)
-        .args(["access", "--person", "CY@example.com"])
-        .output()
-        .unwrap();
+    let out = run_graph(
+        &moto,
+        &ws,
+        &graph,
+        &["access", "--person", "DANA@example.com"],
+    );
     let text = ok(&out, 0);
     assert!(
-        text.contains("cy@example.com (Cy Direct)")
+        text.contains("dana@example.com (Dana Ops)")
+            && text.contains("! disabled in Entra, and still has this access in AWS")
+            && text.contains(&format!(
+                "{account}  PaymentsEngineer (PT4H), through group payments-engineers"
+            )),
+        "{text}"
+    );
+    assert!(!text.contains("ex@example.com"), "{text}");
+    let out = run_graph(
+        &moto,
+        &ws,
+        &graph,
+        &["access", "--person", "ex@example.com"],
+    );
+    let text = ok(&out, 0);
+    assert!(
+        text.contains("! no Entra user has this user name")
             && text.contains(&format!("{account}  ReadOnly (PT1H), directly")),
         "{text}"
     );
-    assert!(!text.contains("ana@example.com"), "{text}");
 
     // An instance that is not there: a clear error, nothing read as "nobody".
     ws.write(
         "trustsync.yaml",
         "identityCenter: {instanceArn: \"arn:aws:sso:::instance/ssoins-0000000000000000\"}\n",
     );
-    let out = command(ws.path(), &moto.endpoint)
-        .args(["--config", "trustsync.yaml", "access", "--people"])
-        .output()
-        .unwrap();
+    let out = run_graph(
+        &moto,
+        &ws,
+        &graph,
+        &["--config", "trustsync.yaml", "access", "--people"],
+    );
     assert_ne!(out.status.code(), Some(0));
     assert!(
         show(&out).contains("is not an instance of this account and region"),

@@ -86,6 +86,19 @@ impl<'a> EntraSource<'a> {
         })
     }
 
+    /// Every user of the directory (Graph's `/users`, or the tenant file's).
+    async fn users(&mut self) -> anyhow::Result<Vec<crate::sources::directory::DirectoryUser>> {
+        Ok(match self.open()? {
+            Opened::File(tenant) => {
+                crate::sources::directory::TenantDirectory::directory_users(tenant)
+            }
+            Opened::Graph(reader) => reader
+                .users()
+                .await
+                .context("reading the directory's users from Microsoft Graph (User.Read.All)")?,
+        })
+    }
+
     /// The Entra applications trustsync owns, with their federated credentials; why not,
     /// when they cannot be read.
     async fn applications(&mut self) -> Result<Vec<crate::observed::ObservedApplication>, String> {
@@ -108,7 +121,16 @@ pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Resu
         output,
     } = args;
     if people || person.is_some() {
-        return access_people(&read.accounts, person.as_deref(), output, &config).await;
+        let tenant = read.directory(&mut config);
+        let mut entra = EntraSource::new(tenant, &config);
+        return access_people(
+            &read.accounts,
+            person.as_deref(),
+            output,
+            &config,
+            &mut entra,
+        )
+        .await;
     }
     let Some((policies, observed, _)) =
         read_aws(&read.policies.policies, &read.accounts, &config).await?
@@ -153,12 +175,14 @@ pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Resu
     Ok(0)
 }
 
-/// `trustsync access --people`: the accounts in scope, then Identity Center in its region.
+/// `trustsync access --people`: the accounts in scope, Identity Center in its region, and
+/// the directory's users, matched by user name.
 async fn access_people(
     only: &[String],
     person: Option<&str>,
     output: Format,
     config: &Config,
+    entra: &mut EntraSource<'_>,
 ) -> anyhow::Result<u8> {
     if let Some(bad) = only
         .iter()
@@ -183,7 +207,8 @@ async fn access_people(
         .read_identity_center(ic.instance_arn.as_deref(), &accounts)
         .await
         .context("reading IAM Identity Center (nothing was changed)")?;
-    let report = crate::inventory::people_access(&observed, &accounts, person);
+    let users = entra.users().await?;
+    let report = crate::inventory::people_access(&observed, &accounts, person, &users);
     match output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Markdown => print!("{}", report.markdown()),

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::observed::{AssignedTo, ObservedIdentityCenter};
+use crate::sources::directory::DirectoryUser;
 
 /// The report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,6 +23,10 @@ pub struct PeopleReport {
     pub people: Vec<PersonAccess>,
     /// Users of the identity store with no access in those accounts.
     pub without_access: usize,
+    /// People with access whose Entra account is disabled.
+    pub disabled_in_entra: usize,
+    /// People with access no Entra user's principal name matches.
+    pub not_in_entra: usize,
 }
 
 /// One person's access.
@@ -35,6 +40,9 @@ pub struct PersonAccess {
     pub display_name: Option<String>,
     /// The identity store's user id.
     pub user_id: String,
+    /// The Entra user whose principal name is this user name (case-insensitive); `None`:
+    /// none is.
+    pub entra: Option<DirectoryUser>,
     /// What they may do where, sorted by account and permission set.
     pub grants: Vec<PersonGrant>,
 }
@@ -57,13 +65,18 @@ pub struct PersonGrant {
     pub through_group: Option<String>,
 }
 
-/// Who has what, from what Identity Center shows; `person` keeps one user (by user name,
-/// case-insensitive).
+/// Who has what, from what Identity Center shows, each person matched to the Entra user
+/// of the same principal name; `person` keeps one user (by user name, case-insensitive).
 pub fn people_access(
     ic: &ObservedIdentityCenter,
     accounts: &[String],
     person: Option<&str>,
+    directory: &[DirectoryUser],
 ) -> PeopleReport {
+    let by_upn: BTreeMap<String, &DirectoryUser> = directory
+        .iter()
+        .map(|u| (u.user_principal_name.to_lowercase(), u))
+        .collect();
     let sets: BTreeMap<&str, _> = ic
         .permission_sets
         .iter()
@@ -108,6 +121,9 @@ pub fn people_access(
                 user_name: u.user_name.clone(),
                 display_name: u.display_name.clone(),
                 user_id: u.id.clone(),
+                entra: by_upn
+                    .get(&u.user_name.to_lowercase())
+                    .map(|d| (*d).clone()),
                 grants: g,
             })
         })
@@ -118,6 +134,11 @@ pub fn people_access(
         instance_arn: ic.instance_arn.clone(),
         identity_store_id: ic.identity_store_id.clone(),
         accounts: accounts.to_vec(),
+        disabled_in_entra: people
+            .iter()
+            .filter(|p| p.entra.as_ref().is_some_and(|e| !e.account_enabled))
+            .count(),
+        not_in_entra: people.iter().filter(|p| p.entra.is_none()).count(),
         people,
         without_access,
     }
@@ -144,6 +165,18 @@ impl PersonAccess {
             None => self.user_name.clone(),
         }
     }
+
+    /// What Entra says of them, when it is worth a reviewer's attention.
+    fn standing(&self) -> Option<&'static str> {
+        match &self.entra {
+            None => Some("no Entra user has this user name"),
+            Some(e) if !e.account_enabled => {
+                Some("disabled in Entra, and still has this access in AWS")
+            }
+            Some(e) if e.is_guest() => Some("a guest in Entra"),
+            Some(_) => None,
+        }
+    }
 }
 
 impl PeopleReport {
@@ -157,6 +190,9 @@ impl PeopleReport {
         );
         for p in &self.people {
             out.push_str(&format!("\n{}\n", p.who()));
+            if let Some(s) = p.standing() {
+                out.push_str(&format!("  ! {s}\n"));
+            }
             for g in &p.grants {
                 out.push_str(&format!("  {}  {}\n", g.account, g.how()));
             }
@@ -165,8 +201,8 @@ impl PeopleReport {
             out.push_str("\nNobody has access in these accounts.\n");
         }
         out.push_str(&format!(
-            "\n{} user(s) of the identity store without access in these accounts.\n",
-            self.without_access
+            "\n{} user(s) of the identity store without access in these accounts; of those with access, {} disabled in Entra and {} not in Entra.\n",
+            self.without_access, self.disabled_in_entra, self.not_in_entra
         ));
         out
     }
@@ -174,14 +210,15 @@ impl PeopleReport {
     /// For a pull request or a review document.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "### People's access (IAM Identity Center `{}`)\n\n| Person | Account | Permission set | Through |\n|---|---|---|---|\n",
+            "### People's access (IAM Identity Center `{}`)\n\n| Person | Entra | Account | Permission set | Through |\n|---|---|---|---|---|\n",
             self.instance_arn
         );
         for p in &self.people {
             for g in &p.grants {
                 out.push_str(&format!(
-                    "| {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} |\n",
                     p.who(),
+                    p.standing().unwrap_or("ok"),
                     g.account,
                     g.permission_set,
                     g.through_group.as_deref().unwrap_or("directly")
@@ -242,7 +279,20 @@ mod tests {
                 assign(AssignedTo::Group, "gone"),
             ],
         };
-        let r = people_access(&ic, &["111111111111".into()], None);
+        let entra = [DirectoryUser {
+            id: "e1".into(),
+            user_principal_name: "ANA@example.com".into(),
+            display_name: None,
+            account_enabled: false,
+            user_type: "Member".into(),
+            mail: None,
+        }];
+        let r = people_access(&ic, &["111111111111".into()], None, &entra);
+        assert_eq!(
+            (r.disabled_in_entra, r.not_in_entra),
+            (1, 1),
+            "ana disabled, bo unknown"
+        );
         assert_eq!(r.people.len(), 2);
         assert_eq!(r.without_access, 1, "cy has nothing");
         let ana = &r.people[0];
@@ -256,7 +306,15 @@ mod tests {
         assert!(r
             .text()
             .contains("Engineer (PT4H), through group engineers"));
-        let one = people_access(&ic, &["111111111111".into()], Some("BO@example.com"));
+        assert!(r
+            .text()
+            .contains("! disabled in Entra, and still has this access in AWS"));
+        let one = people_access(
+            &ic,
+            &["111111111111".into()],
+            Some("BO@example.com"),
+            &entra,
+        );
         assert_eq!((one.people.len(), one.without_access), (1, 0));
     }
 }

@@ -291,6 +291,35 @@ impl DirectorySnapshot {
     }
 }
 
+/// A user of the directory, as Microsoft Graph's user resource describes one: the sign-in
+/// name people are matched by elsewhere (IAM Identity Center's user name), whether the
+/// account may sign in, and whether it is a member of the organization or a guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryUser {
+    /// Object id.
+    pub id: ObjectId,
+    /// The user principal name (guests: `name_domain#EXT#@tenant...`).
+    pub user_principal_name: String,
+    /// Display name, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Whether the account may sign in.
+    pub account_enabled: bool,
+    /// `Member`, `Guest`, or another value Graph may add.
+    pub user_type: String,
+    /// SMTP address, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail: Option<String>,
+}
+
+impl DirectoryUser {
+    /// A guest (`userType` `Guest`): a person of another organization.
+    pub fn is_guest(&self) -> bool {
+        self.user_type.eq_ignore_ascii_case("Guest")
+    }
+}
+
 /// What trustsync reads from a tenant file, as it reads Microsoft Graph.
 pub trait TenantDirectory {
     /// The file's applications with their federated credentials, as Graph would show the
@@ -299,9 +328,27 @@ pub trait TenantDirectory {
 
     /// Resolves every request against the file, as the Graph reader does against Graph.
     fn snapshot(&self, requests: &[GroupRequest]) -> DirectorySnapshot;
+
+    /// The file's users, as Graph lists them (`accountEnabled` true and `userType`
+    /// `Member` unless the file says otherwise).
+    fn directory_users(&self) -> Vec<DirectoryUser>;
 }
 
 impl TenantDirectory for TenantFile {
+    fn directory_users(&self) -> Vec<DirectoryUser> {
+        self.users
+            .iter()
+            .map(|u| DirectoryUser {
+                id: u.id.as_str().into(),
+                user_principal_name: u.user_principal_name.clone().unwrap_or_default(),
+                display_name: Some(u.display_name.clone()).filter(|n| !n.is_empty()),
+                account_enabled: u.account_enabled.unwrap_or(true),
+                user_type: u.user_type.clone().unwrap_or_else(|| "Member".into()),
+                mail: u.mail.clone(),
+            })
+            .collect()
+    }
+
     fn observed_applications(&self) -> Vec<crate::observed::ObservedApplication> {
         self.applications
             .iter()

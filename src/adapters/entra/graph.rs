@@ -389,6 +389,17 @@ impl GraphReader {
         Ok(out)
     }
 
+    /// Every user of the directory, with what decides a person's access: sign-in name,
+    /// enabled or not, member or guest (`GET /users`, every page; needs User.Read.All).
+    pub async fn users(&self) -> Result<Vec<crate::sources::directory::DirectoryUser>, Error> {
+        let op = "GET users";
+        self.collection(op, USERS_URL.to_string())
+            .await?
+            .into_iter()
+            .map(|u| WireUser::read(op, u))
+            .collect()
+    }
+
     /// Every item of one collection (path relative to the endpoint), all pages.
     async fn collection(&self, operation: &str, url: String) -> Result<Vec<Value>, Error> {
         let first = self.batch_get(operation, &[url]).await?;

@@ -73,6 +73,13 @@ const OWNED_APPLICATIONS: Permission = Permission {
     why: "write the federated identity credentials that let functions act as Entra applications (FunctionAccess entraApplication), on the applications trustsync's service principal owns and no other",
 };
 
+const USERS: Permission = Permission {
+    name: "User.Read.All",
+    id: "df021288-bdef-4463-88db-98f22de89214",
+    required: false,
+    why: "read users' principal name, enabled state and type, to match IAM Identity Center users to Entra users (access --people); the narrower User.ReadBasic.All does not include accountEnabled",
+};
+
 /// The permissions for this config and policy set; without a policy set, every
 /// permission any policy could need.
 pub fn entra_permissions(config: &Config, policies: Option<&PolicySet>) -> EntraPermissions {
@@ -93,6 +100,9 @@ pub fn entra_permissions(config: &Config, policies: Option<&PolicySet>) -> Entra
     }
     if outbound {
         permissions.push(OWNED_APPLICATIONS);
+    }
+    if policies.is_none() || config.identity_center != Default::default() {
+        permissions.push(USERS);
     }
     let mut owner_of: Vec<Owned> = Vec::new();
     for f in policies.into_iter().flat_map(|p| &p.functions) {
@@ -182,7 +192,8 @@ mod tests {
             [
                 "GroupMember.Read.All",
                 "AuditLog.Read.All",
-                "Application.ReadWrite.OwnedBy"
+                "Application.ReadWrite.OwnedBy",
+                "User.Read.All"
             ]
         );
         assert!(p

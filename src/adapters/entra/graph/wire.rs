@@ -249,6 +249,46 @@ struct WireMember {
     display_name: Option<String>,
 }
 
+/// A user as `/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,mail`
+/// gives it ("user resource type"): a user always has a `userPrincipalName`, and
+/// `accountEnabled` is returned when selected, so either missing is a malformed answer;
+/// `userType` may be null (older accounts), read as `Member` (inferred, not documented).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(in crate::adapters::entra) struct WireUser {
+    id: String,
+    user_principal_name: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    account_enabled: bool,
+    #[serde(default)]
+    user_type: Option<String>,
+    #[serde(default)]
+    mail: Option<String>,
+}
+
+/// The users `GET /users` asks for.
+pub(in crate::adapters::entra) const USERS_URL: &str =
+    "/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,mail&$top=999";
+
+impl WireUser {
+    /// A user of a `/users` page.
+    pub(in crate::adapters::entra) fn read(
+        operation: &str,
+        v: Value,
+    ) -> Result<crate::sources::directory::DirectoryUser, Error> {
+        let u: WireUser = parse(operation, v)?;
+        Ok(crate::sources::directory::DirectoryUser {
+            id: u.id.into(),
+            user_principal_name: u.user_principal_name,
+            display_name: u.display_name,
+            account_enabled: u.account_enabled,
+            user_type: u.user_type.unwrap_or_else(|| "Member".into()),
+            mail: u.mail,
+        })
+    }
+}
+
 /// A group as `/groups?$filter=...&$select=id,displayName` gives it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
