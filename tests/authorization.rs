@@ -45,6 +45,17 @@ fn allowed(v: &Value) -> bool {
     v["allowed"].as_bool().unwrap()
 }
 
+/// The judge refused the request, for the session denial trustsync wrote.
+fn assert_denied_by_trustsync(v: &Value) {
+    assert!(!allowed(v), "the live session is denied: {v:#}");
+    assert!(
+        v["reasons"]
+            .to_string()
+            .contains("trustsync-revoked-sessions"),
+        "{v:#}"
+    );
+}
+
 fn started() -> (Moto, Workspace, GraphServer, Judge) {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
@@ -103,14 +114,7 @@ fn a_departed_workload_loses_new_and_live_sessions_and_a_returning_one_gets_them
     let new_token = token(&graph, 2, AUDIENCE);
     let v = judge.assume("payments-deployer", &new_token);
     assert!(!allowed(&v), "a new session is refused: {v:#}");
-    let v = judge.request(&s2, DEPLOY, FUNCTION);
-    assert!(!allowed(&v), "the live session is denied: {v:#}");
-    assert!(
-        v["reasons"]
-            .to_string()
-            .contains("trustsync-revoked-sessions"),
-        "{v:#}"
-    );
+    assert_denied_by_trustsync(&judge.request(&s2, DEPLOY, FUNCTION));
     assert!(
         allowed(&judge.request(&s1, DEPLOY, FUNCTION)),
         "another member's session keeps working"
@@ -359,14 +363,7 @@ fn the_fast_path_denies_a_session_issued_before_the_departure() {
     assert!(!moto
         .trusted_subs("payments-deployer")
         .contains(&SP2.to_string()));
-    let v = judge.request(&s2, DEPLOY, FUNCTION);
-    assert!(!allowed(&v), "the live session is denied: {v:#}");
-    assert!(
-        v["reasons"]
-            .to_string()
-            .contains("trustsync-revoked-sessions"),
-        "{v:#}"
-    );
+    assert_denied_by_trustsync(&judge.request(&s2, DEPLOY, FUNCTION));
     let v = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
     assert!(!allowed(&v), "a new session is refused: {v:#}");
     assert!(

@@ -16,6 +16,16 @@ pub(crate) fn user_json(o: &trustsync_tenant::TenantObject) -> Value {
     })
 }
 
+/// Where a delta round starts.
+pub(crate) enum DeltaStart {
+    /// No token: every object.
+    First,
+    /// `$deltatoken=latest`: nothing, and a link for what changes from now.
+    Latest,
+    /// The changes after this sequence number.
+    Since(u64),
+}
+
 impl Server {
     /// The `@odata.type` and properties of a directory object, found through the index.
     pub(crate) fn odata_type(&self, id: &str) -> Option<(&'static str, Value)> {
@@ -260,9 +270,9 @@ impl Server {
         base: &str,
         top: usize,
     ) -> Response {
-        let since = match q.get("$deltatoken").map(String::as_str) {
-            None => None,
-            Some("latest") => {
+        let since = match self.delta_start(q) {
+            Err(gone) => return gone,
+            Ok(DeltaStart::Latest) => {
                 let upto = self.seq;
                 return Json(
                     json!({"@odata.context": format!("{base}/$metadata#groups"), "value": [],
@@ -270,18 +280,27 @@ impl Server {
                 )
                 .into_response();
             }
-            Some(t) => match t.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()) {
-                Some(n) if n >= self.expired_below && n <= self.seq => Some(n),
-                _ => {
-                    return graph_error(
-                        StatusCode::GONE,
-                        "syncStateNotFound",
-                        "The sync state generation is not found. Please resync.",
-                    )
-                }
-            },
+            Ok(DeltaStart::First) => None,
+            Ok(DeltaStart::Since(n)) => Some(n),
         };
         self.start_delta(base, since, top)
+    }
+
+    /// Where a delta round (groups' or users') starts, from its `$deltatoken`: an expired
+    /// or unknown token is Graph's `410 syncStateNotFound`.
+    pub(crate) fn delta_start(&self, q: &HashMap<String, String>) -> Result<DeltaStart, Response> {
+        match q.get("$deltatoken").map(String::as_str) {
+            None => Ok(DeltaStart::First),
+            Some("latest") => Ok(DeltaStart::Latest),
+            Some(t) => match t.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) if n >= self.expired_below && n <= self.seq => Ok(DeltaStart::Since(n)),
+                _ => Err(graph_error(
+                    StatusCode::GONE,
+                    "syncStateNotFound",
+                    "The sync state generation is not found. Please resync.",
+                )),
+            },
+        }
     }
 
     /// `GET /groups/{id}`.

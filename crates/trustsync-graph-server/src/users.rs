@@ -12,6 +12,7 @@
 //! does, each removal recorded as any other).
 
 use super::*;
+use crate::directory::DeltaStart;
 
 /// The properties `GET /users` returns without `$select` (Microsoft's default set, of
 /// those the tenant file keeps): `accountEnabled` and `userType` must be asked for.
@@ -48,6 +49,16 @@ impl Server {
         self.directory_object(id, &select)
     }
 
+    /// Every user not deleted, as Graph lists them.
+    fn live_users(&self, select: &Option<BTreeSet<String>>) -> Vec<Value> {
+        self.tenant
+            .users
+            .iter()
+            .filter(|u| !self.deleted_users.contains(&u.id))
+            .map(|u| self.user_object(&u.id, select))
+            .collect()
+    }
+
     /// `GET /users`.
     pub(crate) fn list_users(
         &mut self,
@@ -56,13 +67,7 @@ impl Server {
         select: &Option<BTreeSet<String>>,
         top: usize,
     ) -> Response {
-        let items: Vec<Value> = self
-            .tenant
-            .users
-            .iter()
-            .filter(|u| !self.deleted_users.contains(&u.id))
-            .map(|u| self.user_object(&u.id, select))
-            .collect();
+        let items = self.live_users(select);
         self.paged(items, top, q, base, "/users", None)
     }
 
@@ -86,33 +91,15 @@ impl Server {
     ) -> Response {
         let upto = self.seq;
         let link = format!("{base}/users/delta?{}$deltatoken=d{upto}", carried(q));
-        let since = match q.get("$deltatoken").map(String::as_str) {
-            None => None,
-            Some("latest") => {
+        let items: Vec<Value> = match self.delta_start(q) {
+            Err(gone) => return gone,
+            Ok(DeltaStart::Latest) => {
                 return Json(json!({"@odata.context": format!("{base}/$metadata#users"),
                     "value": [], "@odata.deltaLink": link}))
                 .into_response()
             }
-            Some(t) => match t.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()) {
-                Some(n) if n >= self.expired_below && n <= self.seq => Some(n),
-                _ => {
-                    return graph_error(
-                        StatusCode::GONE,
-                        "syncStateNotFound",
-                        "The sync state generation is not found. Please resync.",
-                    )
-                }
-            },
-        };
-        let items: Vec<Value> = match since {
-            None => self
-                .tenant
-                .users
-                .iter()
-                .filter(|u| !self.deleted_users.contains(&u.id))
-                .map(|u| self.user_object(&u.id, select))
-                .collect(),
-            Some(from) => {
+            Ok(DeltaStart::First) => self.live_users(select),
+            Ok(DeltaStart::Since(from)) => {
                 let changed: BTreeSet<&str> = self
                     .user_events
                     .iter()
