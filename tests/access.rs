@@ -476,6 +476,16 @@ fn people_access_reads_identity_center_assignments_through_groups_and_directly()
         "{text}"
     );
 
+    // A user name the identity store does not have: an error, not an empty report.
+    let out = run_graph(
+        &moto,
+        &ws,
+        &graph,
+        &["access", "--person", "nobody@example.com"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(show(&out).contains("no user of the identity store has this user name"));
+
     // An instance that is not there: a clear error, nothing read as "nobody".
     ws.write(
         "trustsync.yaml",

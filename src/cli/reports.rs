@@ -209,6 +209,9 @@ async fn access_people(
         .context("reading IAM Identity Center (nothing was changed)")?;
     let users = entra.users().await?;
     let report = crate::inventory::people_access(&observed, &accounts, person, &users);
+    if let Some(p) = person.filter(|_| report.people.is_empty() && report.without_access == 0) {
+        bail!("--person {p}: no user of the identity store has this user name");
+    }
     match output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Markdown => print!("{}", report.markdown()),
