@@ -34,11 +34,12 @@ pub(crate) async fn graph_batch(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    {
-        let mut s = state.lock().expect("state");
-        s.requests += 1;
-        *s.stats.entry("batch".into()).or_default() += 1;
-    }
+    *state
+        .lock()
+        .expect("state")
+        .stats
+        .entry("batch".into())
+        .or_default() += 1;
     let Ok(batch) = serde_json::from_slice::<BatchBody>(&body) else {
         return graph_error(
             StatusCode::BAD_REQUEST,
