@@ -72,6 +72,19 @@ impl PassArgs {
     }
 }
 
+/// The `--account` ids, each a 12-digit account id, checked before anything is read.
+pub(super) fn check_accounts(only: &[String]) -> anyhow::Result<()> {
+    match only
+        .iter()
+        .find(|a| !crate::model::account::is_account_id(a))
+    {
+        Some(bad) => {
+            bail!("--account {bad}: not a 12-digit account id; nothing was read or changed")
+        }
+        None => Ok(()),
+    }
+}
+
 /// The start of every command that reads AWS: the `--account` ids checked, the policies
 /// loaded (`None` when they are invalid: reported, and no AWS request made), then the
 /// hub connected and the accounts in scope found and narrowed to `only`.
@@ -81,12 +94,7 @@ pub(super) async fn open_scope(
     config: &Config,
     progress: &Progress,
 ) -> anyhow::Result<Option<(PolicySet, Fleet, CallerIdentity)>> {
-    if let Some(bad) = only
-        .iter()
-        .find(|a| !crate::model::account::is_account_id(a))
-    {
-        bail!("--account {bad}: not a 12-digit account id; nothing was read or changed");
-    }
+    check_accounts(only)?;
     let policies = match policy::load_dir(dir, &config.limits) {
         Ok(p) => p,
         Err(e) => {

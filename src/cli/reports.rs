@@ -184,12 +184,7 @@ async fn access_people(
     config: &Config,
     entra: &mut EntraSource<'_>,
 ) -> anyhow::Result<u8> {
-    if let Some(bad) = only
-        .iter()
-        .find(|a| !crate::model::account::is_account_id(a))
-    {
-        bail!("--account {bad}: not a 12-digit account id; nothing was read");
-    }
+    check_accounts(only)?;
     let (mut fleet, _) = crate::runtime::fleet::connect(config, None, Default::default())
         .await
         .context("reading the AWS caller identity and the accounts in scope")?;
