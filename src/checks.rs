@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use crate::config::Safety;
 use crate::model::names::Arn;
-use crate::plan::{Action, Change, Held, Hold, HoldKind, IamAction, Plan};
+use crate::plan::{Action, Change, Held, Hold, HoldKind, IamAction, PeopleAction, Plan};
 
 /// What the checks weigh besides the plan.
 pub struct Context<'a> {
@@ -236,6 +236,42 @@ impl Checker<'_> {
             })
             .map(|(_, c)| c.resource.clone())
             .collect();
+        // People: a held removal from a group holds the denial of the same people's
+        // sessions (same document), and a held denial keeps the permission set's update
+        // from writing it.
+        let held_people: BTreeSet<&str> = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                holds[*i].is_some()
+                    && matches!(c.action, Action::People(PeopleAction::RemoveGroupMembers { .. }))
+            })
+            .filter_map(|(_, c)| c.mapping.as_deref())
+            .collect();
+        let mut holds = holds;
+        for (i, c) in changes.iter().enumerate() {
+            if holds[i].is_none()
+                && matches!(c.action, Action::People(PeopleAction::DenyPermissionSetSessions { .. }))
+                && c.mapping.as_deref().is_some_and(|m| held_people.contains(m))
+            {
+                holds[i] = Some(Hold {
+                    kind: HoldKind::DependsOnHeld,
+                    reason: "denies the sessions of a removal that is held".into(),
+                    release: "Released with the removal".into(),
+                });
+            }
+        }
+        let held_denials: BTreeSet<Arn> = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                holds[*i].is_some()
+                    && matches!(c.action, Action::People(PeopleAction::DenyPermissionSetSessions { .. }))
+            })
+            .map(|(_, c)| c.resource.clone())
+            .collect();
+        let held_revocations: BTreeSet<Arn> =
+            held_revocations.into_iter().chain(held_denials).collect();
         let (mut out, mut held) = (Vec::new(), Vec::new());
         for (c, hold) in changes.into_iter().zip(holds) {
             let mut c = c;
@@ -257,14 +293,25 @@ impl Checker<'_> {
                 })
             });
             if hold.is_none() && held_revocations.contains(&c.resource) {
-                if let (
-                    Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }),
-                    Some(grant),
-                ) = (&mut c.action, c.grant_only.take())
-                {
-                    *trust_policy = grant.clone();
-                    c.after = Some(grant);
-                    c.reason = format!("{}; adding only, as the revocation is held", c.reason);
+                match (&mut c.action, c.grant_only.take()) {
+                    (Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }), Some(grant)) => {
+                        *trust_policy = grant.clone();
+                        c.after = Some(grant);
+                        c.reason = format!("{}; adding only, as the revocation is held", c.reason);
+                    }
+                    (
+                        Action::People(PeopleAction::PutPermissionSet {
+                            inline_policy,
+                            delete_inline_policy,
+                            ..
+                        }),
+                        Some(without_new),
+                    ) => {
+                        *delete_inline_policy = without_new.is_null();
+                        *inline_policy = Some(without_new).filter(|v| !v.is_null());
+                        c.reason = format!("{}; without the session denials that are held", c.reason);
+                    }
+                    _ => {}
                 }
             }
             match hold {

@@ -258,8 +258,23 @@ pub struct IdentityCenterGroup {
     pub id: String,
     /// Its display name.
     pub display_name: String,
-    /// Its members' user ids.
-    pub members: Vec<String>,
+    /// Its description, when set (trustsync's groups carry its mark there: identity-store
+    /// groups have no tags).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its members (read for every group for a report; for trustsync's own groups only in
+    /// a pass).
+    pub members: Vec<GroupMembership>,
+}
+
+/// One user's membership of an identity-store group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMembership {
+    /// The member's user id.
+    pub user_id: String,
+    /// The membership's id (what `DeleteGroupMembership` takes).
+    pub membership_id: String,
 }
 
 /// A permission set of the instance.
@@ -273,6 +288,25 @@ pub struct IdentityCenterPermissionSet {
     /// How long its sessions last (ISO 8601, `PT1H`), when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_duration: Option<String>,
+    /// Its description, when set (trustsync's mark is there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its policies: read for trustsync's own permission sets only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<PermissionSetPolicies>,
+}
+
+/// What a permission set grants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionSetPolicies {
+    /// The inline policy, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inline_policy: Option<Value>,
+    /// AWS managed policy ARNs attached.
+    pub managed_policies: Vec<String>,
+    /// Customer-managed policy references attached, as (name, path).
+    pub customer_managed_policies: Vec<(String, String)>,
 }
 
 /// Who an account assignment is for.

@@ -15,6 +15,9 @@ pub fn landed(action: &Action, observed: &Observed) -> Option<bool> {
         // Entra's credentials are not part of what AWS is read for; the next pass plans
         // whatever is still missing.
         Action::Entra(_) => None,
+        // Identity Center is read apart from the accounts; the next pass plans whatever
+        // is still missing, and its writes are idempotent.
+        Action::People(_) => None,
     }
 }
 

@@ -199,7 +199,7 @@ async fn access_people(
         .await
         .context("connecting to IAM Identity Center")?;
     let observed = clients
-        .read_identity_center(ic.instance_arn.as_deref(), &accounts)
+        .read_identity_center(ic.instance_arn.as_deref(), &accounts, None)
         .await
         .context("reading IAM Identity Center (nothing was changed)")?;
     let users = entra.users().await?;

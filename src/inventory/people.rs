@@ -99,7 +99,7 @@ pub fn people_access(
                 let Some(g) = groups.get(a.principal_id.as_str()) else {
                     continue; // a group deleted since: it grants nobody
                 };
-                for m in &g.members {
+                for m in g.members.iter().map(|m| &m.user_id) {
                     grants
                         .entry(m)
                         .or_default()
@@ -266,7 +266,13 @@ mod tests {
             groups: vec![IdentityCenterGroup {
                 id: "g1".into(),
                 display_name: "engineers".into(),
-                members: vec!["u1".into(), "u2".into()],
+                description: None,
+                members: ["u1", "u2"]
+                    .map(|u| crate::observed::GroupMembership {
+                        user_id: u.into(),
+                        membership_id: format!("m-{u}"),
+                    })
+                    .into(),
             }],
             permission_sets: vec![IdentityCenterPermissionSet {
                 arn: "ps-1".into(),
@@ -286,6 +292,8 @@ mod tests {
             account_enabled: false,
             user_type: "Member".into(),
             mail: None,
+            given_name: None,
+            surname: None,
         }];
         let r = people_access(&ic, &["111111111111".into()], None, &entra);
         assert_eq!(

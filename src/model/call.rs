@@ -185,6 +185,20 @@ pub struct Written {
     pub note: Option<String>,
 }
 
+impl Written {
+    /// One write of several requests: the last request id, every note.
+    pub fn and(self, next: Written) -> Written {
+        let note = match (self.note, next.note) {
+            (Some(a), Some(b)) if a != b => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        Written {
+            request_id: next.request_id.or(self.request_id),
+            note,
+        }
+    }
+}
+
 /// Requests under way, shared by every client of one controller (AWS accounts and Graph),
 /// so that `/readyz` and `/status` can say what the controller is waiting for when an
 /// endpoint accepts a connection and never answers.

@@ -1,5 +1,5 @@
 //! What the plan asks of each back-end: one [`Action`] per write, nested by the service
-//! that performs it ([`IamAction`], [`LambdaAction`], [`EntraAction`]) so each adapter's
+//! that performs it ([`IamAction`], [`LambdaAction`], [`EntraAction`], [`PeopleAction`]) so each adapter's
 //! match is complete and checked by the compiler. The JSON is flat, as before: the outer
 //! enum is untagged and each inner one carries the `action` tag. And what a write does
 //! ([`Effect`]).
@@ -21,6 +21,8 @@ pub enum Action {
     Lambda(LambdaAction),
     /// Microsoft Graph: federated identity credentials on Entra applications.
     Entra(EntraAction),
+    /// IAM Identity Center: people's users, groups, permission sets and assignments.
+    People(PeopleAction),
 }
 
 /// Whether a change adds, changes or removes something.
@@ -220,6 +222,104 @@ pub enum EntraAction {
     },
 }
 
+/// One IAM Identity Center write. Ids the plan cannot know (a user, group or permission
+/// set created in the same pass) are looked up by name when the write is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "action",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+#[allow(missing_docs)]
+pub enum PeopleAction {
+    /// An identity-store user for an Entra user: no password, no invitation; they sign in
+    /// through Entra.
+    CreateIdentityStoreUser {
+        identity_store_id: String,
+        user_name: String,
+        display_name: String,
+        given_name: String,
+        family_name: String,
+        email: Option<String>,
+    },
+    /// trustsync's group for an AccessAssignment (its description carries the mark).
+    CreateIdentityStoreGroup {
+        identity_store_id: String,
+        display_name: String,
+        description: String,
+    },
+    AddGroupMembers {
+        identity_store_id: String,
+        group_name: String,
+        group_id: Option<String>,
+        user_names: Vec<String>,
+    },
+    /// Takes people out of trustsync's group: a revocation.
+    RemoveGroupMembers {
+        identity_store_id: String,
+        group_name: String,
+        group_id: String,
+        memberships: Vec<RemovedMember>,
+    },
+    /// Creates or updates trustsync's permission set, then provisions it where it is
+    /// provisioned (an update reaches no account before that).
+    PutPermissionSet {
+        instance_arn: String,
+        permission_set_arn: Option<String>,
+        name: String,
+        description: String,
+        session_duration: String,
+        /// The inline policy to write, when it changes.
+        inline_policy: Option<Value>,
+        /// The inline policy to delete (none is wanted any more).
+        delete_inline_policy: bool,
+        attach_managed_policies: Vec<String>,
+        detach_managed_policies: Vec<String>,
+        /// (name, path)
+        attach_customer_managed_policies: Vec<(String, String)>,
+        detach_customer_managed_policies: Vec<(String, String)>,
+    },
+    /// Writes the permission set's inline policy with denials for the sessions departed
+    /// people hold, and provisions it: a revocation.
+    DenyPermissionSetSessions {
+        instance_arn: String,
+        permission_set_arn: String,
+        document: Value,
+    },
+    CreateAccountAssignment {
+        instance_arn: String,
+        account_id: String,
+        permission_set_name: String,
+        permission_set_arn: Option<String>,
+        group_name: String,
+        group_id: Option<String>,
+    },
+    /// Takes a permission set away from a user or a group in an account: a revocation.
+    DeleteAccountAssignment {
+        instance_arn: String,
+        account_id: String,
+        permission_set_arn: String,
+        /// `USER` or `GROUP`.
+        principal_type: String,
+        principal_id: String,
+    },
+}
+
+/// A member taken out of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedMember {
+    pub membership_id: String,
+    pub user_id: String,
+    pub user_name: String,
+}
+
+impl From<PeopleAction> for Action {
+    fn from(a: PeopleAction) -> Self {
+        Action::People(a)
+    }
+}
+
 impl From<IamAction> for Action {
     fn from(a: IamAction) -> Self {
         Action::Iam(a)
@@ -278,6 +378,18 @@ impl Action {
                 CreateFederatedCredential { .. } | UpdateFederatedCredential { .. } => 62,
                 DeleteFederatedCredential { .. } => 45,
             },
+            // People's changes are applied in one sequence (they carry no account): the
+            // revocations first, then what the grants depend on.
+            Action::People(a) => match a {
+                PeopleAction::DeleteAccountAssignment { .. } => 3,
+                PeopleAction::RemoveGroupMembers { .. } => 4,
+                PeopleAction::DenyPermissionSetSessions { .. } => 6,
+                PeopleAction::CreateIdentityStoreUser { .. } => 16,
+                PeopleAction::CreateIdentityStoreGroup { .. } => 17,
+                PeopleAction::AddGroupMembers { .. } => 18,
+                PeopleAction::PutPermissionSet { .. } => 19,
+                PeopleAction::CreateAccountAssignment { .. } => 21,
+            },
         }
     }
 
@@ -303,12 +415,22 @@ impl Action {
             self,
             Action::Iam(IamAction::RevokeTrust { .. } | IamAction::RevokeSessions { .. })
                 | Action::Entra(EntraAction::DeleteFederatedCredential { .. })
+                | Action::People(
+                    PeopleAction::RemoveGroupMembers { .. }
+                        | PeopleAction::DenyPermissionSetSessions { .. }
+                        | PeopleAction::DeleteAccountAssignment { .. }
+                )
         )
     }
 
     /// Whether the action writes to Entra (Microsoft Graph) rather than AWS.
     pub fn is_entra(&self) -> bool {
         matches!(self, Action::Entra(_))
+    }
+
+    /// Whether the action writes to IAM Identity Center.
+    pub fn is_people(&self) -> bool {
+        matches!(self, Action::People(_))
     }
 
     /// The Lambda function an action writes to: its writes stay in order (one RevisionId
@@ -369,6 +491,20 @@ impl Action {
                 UpdateFederatedCredential { .. } => Effect::Change,
                 DeleteFederatedCredential { .. } => Effect::Remove,
             },
+            Action::People(a) => match a {
+                PeopleAction::CreateIdentityStoreUser { .. }
+                | PeopleAction::CreateIdentityStoreGroup { .. }
+                | PeopleAction::AddGroupMembers { .. }
+                | PeopleAction::CreateAccountAssignment { .. } => Effect::Add,
+                PeopleAction::PutPermissionSet {
+                    permission_set_arn: None,
+                    ..
+                } => Effect::Add,
+                PeopleAction::PutPermissionSet { .. } => Effect::Change,
+                PeopleAction::RemoveGroupMembers { .. }
+                | PeopleAction::DenyPermissionSetSessions { .. }
+                | PeopleAction::DeleteAccountAssignment { .. } => Effect::Remove,
+            },
         }
     }
 
@@ -412,6 +548,16 @@ impl Action {
                 CreateFederatedCredential { .. } => "create-federated-credential",
                 UpdateFederatedCredential { .. } => "update-federated-credential",
                 DeleteFederatedCredential { .. } => "delete-federated-credential",
+            },
+            Action::People(a) => match a {
+                PeopleAction::CreateIdentityStoreUser { .. } => "create-identity-store-user",
+                PeopleAction::CreateIdentityStoreGroup { .. } => "create-identity-store-group",
+                PeopleAction::AddGroupMembers { .. } => "add-group-members",
+                PeopleAction::RemoveGroupMembers { .. } => "remove-group-members",
+                PeopleAction::PutPermissionSet { .. } => "put-permission-set",
+                PeopleAction::DenyPermissionSetSessions { .. } => "deny-permission-set-sessions",
+                PeopleAction::CreateAccountAssignment { .. } => "create-account-assignment",
+                PeopleAction::DeleteAccountAssignment { .. } => "delete-account-assignment",
             },
         }
     }

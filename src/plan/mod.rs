@@ -34,6 +34,7 @@ mod action;
 mod lambda;
 mod model;
 pub mod outbound;
+pub mod people;
 mod providers;
 mod roles;
 pub mod sessions;
@@ -42,7 +43,7 @@ mod tests;
 #[cfg(test)]
 mod trust_tables;
 
-pub use action::{Action, Effect, EntraAction, IamAction, LambdaAction};
+pub use action::{Action, Effect, EntraAction, IamAction, LambdaAction, PeopleAction, RemovedMember};
 pub use model::*;
 pub use providers::{audience_tag, AUDIENCE_TAG_PREFIX};
 pub use roles::BASELINE_TAG;

@@ -307,6 +307,8 @@ kinds! {
         /// The audit log began a new segment (the previous could not be extended), or will
         /// at the next write, and no person has acknowledged it.
         AuditSegmentRotated => "audit-segment-rotated",
+        /// Guests of a group mapped to people's access, left out (`guests: exclude`).
+        GuestsLeftOut => "guests-left-out",
     }
 }
 

@@ -55,7 +55,7 @@ pub fn rfc3339(t: u64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-fn parse_rfc3339(s: &str) -> Option<u64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
     OffsetDateTime::parse(s, &Rfc3339)
         .ok()
         .and_then(|d| u64::try_from(d.unix_timestamp()).ok())

@@ -311,6 +311,12 @@ pub struct DirectoryUser {
     /// SMTP address, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail: Option<String>,
+    /// First name, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Last name, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surname: Option<String>,
 }
 
 impl DirectoryUser {
@@ -345,6 +351,8 @@ impl TenantDirectory for TenantFile {
                 account_enabled: u.account_enabled.unwrap_or(true),
                 user_type: u.user_type.clone().unwrap_or_else(|| "Member".into()),
                 mail: u.mail.clone(),
+                given_name: u.given_name.clone(),
+                surname: u.surname.clone(),
             })
             .collect()
     }

@@ -4,13 +4,16 @@
 //! policy; a failed read fails the whole read, never a shorter list. Per-group,
 //! per-permission-set and per-account reads go eight at a time, in order.
 
+use aws_sdk_iam::operation::RequestId;
 use aws_sdk_ssoadmin::types::PrincipalType;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::model::call::Failure;
+use crate::model::call::{Failure, Written};
+use crate::plan::PeopleAction;
 use crate::observed::{
-    AssignedTo, IdentityCenterAssignment, IdentityCenterGroup, IdentityCenterPermissionSet,
-    IdentityCenterUser, ObservedIdentityCenter,
+    AssignedTo, GroupMembership, IdentityCenterAssignment, IdentityCenterGroup,
+    IdentityCenterPermissionSet, IdentityCenterUser, ObservedIdentityCenter,
+    PermissionSetPolicies,
 };
 
 use super::*;
@@ -75,13 +78,20 @@ impl AwsClients {
         }
     }
 
-    /// Everything of the instance a report of people's access needs, with the account
-    /// assignments of `accounts`.
+    /// The instance as a pass or a report needs it, with the account assignments of
+    /// `accounts`. `marked`: trustsync's mark, for a pass: members, policies and
+    /// assignments are then read for the groups and permission sets whose description
+    /// carries it, and for no other (a report, `None`, reads them all, without policies).
     pub async fn read_identity_center(
         &self,
         want: Option<&str>,
         accounts: &[String],
+        marked: Option<&str>,
     ) -> Result<ObservedIdentityCenter, Failure> {
+        let wanted = |description: Option<&String>| match marked {
+            None => true,
+            Some(mark) => description.is_some_and(|d| d.contains(mark)),
+        };
         let (instance_arn, identity_store_id) = self.identity_center_instance(want).await?;
         let store = identity_store_id.as_str();
         let mut users = Vec::new();
@@ -120,6 +130,7 @@ impl AwsClients {
                 groups.extend(page.groups().iter().map(|g| IdentityCenterGroup {
                     id: g.group_id().to_string(),
                     display_name: g.display_name().unwrap_or_default().to_string(),
+                    description: g.description().map(String::from),
                     members: Vec::new(),
                 }));
                 Ok(())
@@ -128,13 +139,16 @@ impl AwsClients {
         .await?;
         // Requests under way at once, in order (the report's order stays the same).
         const AT_ONCE: usize = 8;
-        let members: Vec<Vec<String>> = stream::iter(&groups)
-            .map(|g| self.group_members(store, &g.id))
+        let read: Vec<usize> = (0..groups.len())
+            .filter(|i| wanted(groups[*i].description.as_ref()))
+            .collect();
+        let members: Vec<Vec<GroupMembership>> = stream::iter(&read)
+            .map(|i| self.group_members(store, &groups[*i].id))
             .buffered(AT_ONCE)
             .try_collect()
             .await?;
-        for (g, m) in groups.iter_mut().zip(members) {
-            g.members = m;
+        for (i, m) in read.into_iter().zip(members) {
+            groups[i].members = m;
         }
         let mut arns = Vec::new();
         self.paginate(
@@ -153,11 +167,28 @@ impl AwsClients {
             },
         )
         .await?;
-        let permission_sets: Vec<IdentityCenterPermissionSet> = stream::iter(&arns)
+        let mut permission_sets: Vec<IdentityCenterPermissionSet> = stream::iter(&arns)
             .map(|arn| self.permission_set(&instance_arn, arn))
             .buffered(AT_ONCE)
             .try_collect()
             .await?;
+        let arns: Vec<String> = permission_sets
+            .iter()
+            .filter(|p| wanted(p.description.as_ref()))
+            .map(|p| p.arn.clone())
+            .collect();
+        if marked.is_some() {
+            let policies: Vec<PermissionSetPolicies> = stream::iter(&arns)
+                .map(|arn| self.permission_set_policies(&instance_arn, arn))
+                .buffered(AT_ONCE)
+                .try_collect()
+                .await?;
+            for (arn, p) in arns.iter().zip(policies) {
+                if let Some(set) = permission_sets.iter_mut().find(|s| &s.arn == arn) {
+                    set.policies = Some(p);
+                }
+            }
+        }
         let pairs: Vec<(&String, &String)> = accounts
             .iter()
             .flat_map(|a| arns.iter().map(move |p| (a, p)))
@@ -178,8 +209,12 @@ impl AwsClients {
         })
     }
 
-    /// The user ids of one group's members.
-    async fn group_members(&self, store: &str, group_id: &str) -> Result<Vec<String>, Failure> {
+    /// One group's user members, with their membership ids.
+    async fn group_members(
+        &self,
+        store: &str,
+        group_id: &str,
+    ) -> Result<Vec<GroupMembership>, Failure> {
         let mut members = Vec::new();
         self.paginate(
             Operation::ListGroupMemberships,
@@ -193,11 +228,12 @@ impl AwsClients {
             },
             |page| page.next_token().map(String::from),
             |page| {
-                members.extend(
-                    page.group_memberships()
-                        .iter()
-                        .filter_map(|m| m.member_id()?.as_user_id().ok().cloned()),
-                );
+                members.extend(page.group_memberships().iter().filter_map(|m| {
+                    Some(GroupMembership {
+                        user_id: m.member_id()?.as_user_id().ok()?.clone(),
+                        membership_id: m.membership_id().to_string(),
+                    })
+                }));
                 Ok(())
             },
         )
@@ -225,7 +261,86 @@ impl AwsClients {
             arn: arn.to_string(),
             name: set.and_then(|s| s.name()).unwrap_or(arn).to_string(),
             session_duration: set.and_then(|s| s.session_duration()).map(String::from),
+            description: set.and_then(|s| s.description()).map(String::from),
+            policies: None,
         })
+    }
+
+    /// One permission set's inline policy, AWS managed policies and customer-managed
+    /// policy references.
+    async fn permission_set_policies(
+        &self,
+        instance_arn: &str,
+        arn: &str,
+    ) -> Result<PermissionSetPolicies, Failure> {
+        let inline = self
+            .read(Operation::GetInlinePolicyForPermissionSet, || {
+                self.ssoadmin
+                    .get_inline_policy_for_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .send()
+            })
+            .await?;
+        let inline_policy = match inline.inline_policy() {
+            None | Some("") => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                Failure::permanent(
+                    "GetInlinePolicyForPermissionSet",
+                    format!("the inline policy of {arn} is not JSON: {e}"),
+                )
+            })?),
+        };
+        let mut out = PermissionSetPolicies {
+            inline_policy,
+            ..PermissionSetPolicies::default()
+        };
+        self.paginate(
+            Operation::ListManagedPoliciesInPermissionSet,
+            |token| {
+                self.ssoadmin
+                    .list_managed_policies_in_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                out.managed_policies.extend(
+                    page.attached_managed_policies()
+                        .iter()
+                        .filter_map(|p| p.arn().map(String::from)),
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        self.paginate(
+            Operation::ListCustomerManagedPolicyReferencesInPermissionSet,
+            |token| {
+                self.ssoadmin
+                    .list_customer_managed_policy_references_in_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                out.customer_managed_policies.extend(
+                    page.customer_managed_policy_references().iter().map(|r| {
+                        (
+                            r.name().to_string(),
+                            r.path().unwrap_or("/").to_string(),
+                        )
+                    }),
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(out)
     }
 
     /// The assignments of one permission set in one account.
@@ -273,4 +388,581 @@ impl AwsClients {
         .await?;
         Ok(out)
     }
+}
+
+/// How long a write waits for Identity Center's asynchronous provisioning (account
+/// assignments, permission sets) before it counts as failed: it is retried next pass.
+const PROVISIONING_POLLS: u32 = 60;
+
+/// How an asynchronous Identity Center request ended, as its status says.
+enum Provisioning {
+    /// Done (or the answer carried no status: nothing to wait for).
+    Done,
+    /// Under way: ask again with this request id.
+    Pending(String),
+}
+
+fn provisioning(
+    op: &str,
+    status: Option<&aws_sdk_ssoadmin::types::StatusValues>,
+    request_id: Option<&str>,
+    failure: Option<&str>,
+) -> Result<Provisioning, Failure> {
+    use aws_sdk_ssoadmin::types::StatusValues;
+    match (status, request_id) {
+        (Some(StatusValues::Failed), _) => Err(Failure::permanent(
+            op,
+            format!("IAM Identity Center reports FAILED: {}", failure.unwrap_or("no reason given")),
+        )),
+        (Some(StatusValues::InProgress), Some(id)) => Ok(Provisioning::Pending(id.to_string())),
+        _ => Ok(Provisioning::Done),
+    }
+}
+
+impl AwsClients {
+    /// One IAM Identity Center write. Ids the plan could not know (made in the same pass)
+    /// are looked up by name; "already exists" on create and "not found" on delete are
+    /// success, so a retried pass repeats nothing; asynchronous requests are waited for.
+    pub(super) async fn write_people(&self, action: &PeopleAction) -> Result<Written, Failure> {
+        use aws_sdk_identitystore::types::{Email, Name};
+        use PeopleAction::*;
+        let conflict = |f: &Failure| f.is(&["ConflictException"]);
+        let not_found = |f: &Failure| f.is(&["ResourceNotFoundException"]);
+        Ok(match action {
+            CreateIdentityStoreUser {
+                identity_store_id,
+                user_name,
+                display_name,
+                given_name,
+                family_name,
+                email,
+            } => {
+                let name = Name::builder()
+                    .given_name(given_name)
+                    .family_name(family_name)
+                    .build();
+                let emails = email.as_ref().map(|e| {
+                    vec![Email::builder().value(e).r#type("work").primary(true).build()]
+                });
+                write!(
+                    self,
+                    CreateUser,
+                    conflict,
+                    "the user already existed",
+                    self.identitystore
+                        .create_user()
+                        .identity_store_id(identity_store_id)
+                        .user_name(user_name)
+                        .display_name(display_name)
+                        .name(name.clone())
+                        .set_emails(emails.clone())
+                )
+            }
+            CreateIdentityStoreGroup {
+                identity_store_id,
+                display_name,
+                description,
+            } => write!(
+                self,
+                CreateGroup,
+                conflict,
+                "the group already existed",
+                self.identitystore
+                    .create_group()
+                    .identity_store_id(identity_store_id)
+                    .display_name(display_name)
+                    .description(description)
+            ),
+            AddGroupMembers {
+                identity_store_id,
+                group_name,
+                group_id,
+                user_names,
+            } => {
+                let group = match group_id {
+                    Some(id) => id.clone(),
+                    None => self.group_id(identity_store_id, group_name).await?,
+                };
+                let mut done = Written::default();
+                for user in user_names {
+                    let user_id = self.user_id(identity_store_id, user).await?;
+                    let w = write!(
+                        self,
+                        CreateGroupMembership,
+                        conflict,
+                        "already a member",
+                        self.identitystore
+                            .create_group_membership()
+                            .identity_store_id(identity_store_id)
+                            .group_id(&group)
+                            .member_id(aws_sdk_identitystore::types::MemberId::UserId(
+                                user_id.clone()
+                            ))
+                    );
+                    done = done.and(w);
+                }
+                done
+            }
+            RemoveGroupMembers {
+                identity_store_id,
+                memberships,
+                ..
+            } => {
+                let mut done = Written::default();
+                for m in memberships {
+                    let w = write!(
+                        self,
+                        DeleteGroupMembership,
+                        not_found,
+                        "the membership was already gone",
+                        self.identitystore
+                            .delete_group_membership()
+                            .identity_store_id(identity_store_id)
+                            .membership_id(&m.membership_id)
+                    );
+                    done = done.and(w);
+                }
+                done
+            }
+            PutPermissionSet {
+                instance_arn,
+                permission_set_arn,
+                name,
+                description,
+                session_duration,
+                inline_policy,
+                delete_inline_policy,
+                attach_managed_policies,
+                detach_managed_policies,
+                attach_customer_managed_policies,
+                detach_customer_managed_policies,
+            } => {
+                let (arn, mut done) = match permission_set_arn {
+                    Some(arn) => {
+                        let w = write!(
+                            self,
+                            UpdatePermissionSet,
+                            |_: &Failure| false,
+                            "",
+                            self.ssoadmin
+                                .update_permission_set()
+                                .instance_arn(instance_arn)
+                                .permission_set_arn(arn)
+                                .description(description)
+                                .session_duration(session_duration)
+                        );
+                        (arn.clone(), w)
+                    }
+                    None => self
+                        .create_permission_set(instance_arn, name, description, session_duration)
+                        .await?,
+                };
+                let ps = (instance_arn.as_str(), arn.as_str());
+                if let Some(doc) = inline_policy {
+                    done = done.and(self.put_set_inline(ps, doc).await?);
+                }
+                if *delete_inline_policy {
+                    done = done.and(write!(
+                        self,
+                        DeleteInlinePolicyFromPermissionSet,
+                        not_found,
+                        "there was no inline policy",
+                        self.ssoadmin
+                            .delete_inline_policy_from_permission_set()
+                            .instance_arn(instance_arn)
+                            .permission_set_arn(&arn)
+                    ));
+                }
+                for policy in attach_managed_policies {
+                    done = done.and(write!(
+                        self,
+                        AttachManagedPolicyToPermissionSet,
+                        conflict,
+                        "already attached",
+                        self.ssoadmin
+                            .attach_managed_policy_to_permission_set()
+                            .instance_arn(instance_arn)
+                            .permission_set_arn(&arn)
+                            .managed_policy_arn(policy)
+                    ));
+                }
+                for policy in detach_managed_policies {
+                    done = done.and(write!(
+                        self,
+                        DetachManagedPolicyFromPermissionSet,
+                        not_found,
+                        "already detached",
+                        self.ssoadmin
+                            .detach_managed_policy_from_permission_set()
+                            .instance_arn(instance_arn)
+                            .permission_set_arn(&arn)
+                            .managed_policy_arn(policy)
+                    ));
+                }
+                for (name, path) in attach_customer_managed_policies {
+                    let r = customer_policy(name, path)?;
+                    done = done.and(write!(
+                        self,
+                        AttachCustomerManagedPolicyReferenceToPermissionSet,
+                        conflict,
+                        "already attached",
+                        self.ssoadmin
+                            .attach_customer_managed_policy_reference_to_permission_set()
+                            .instance_arn(instance_arn)
+                            .permission_set_arn(&arn)
+                            .customer_managed_policy_reference(r.clone())
+                    ));
+                }
+                for (name, path) in detach_customer_managed_policies {
+                    let r = customer_policy(name, path)?;
+                    done = done.and(write!(
+                        self,
+                        DetachCustomerManagedPolicyReferenceFromPermissionSet,
+                        not_found,
+                        "already detached",
+                        self.ssoadmin
+                            .detach_customer_managed_policy_reference_from_permission_set()
+                            .instance_arn(instance_arn)
+                            .permission_set_arn(&arn)
+                            .customer_managed_policy_reference(r.clone())
+                    ));
+                }
+                if permission_set_arn.is_some() {
+                    done = done.and(self.provision(ps).await?);
+                }
+                done
+            }
+            DenyPermissionSetSessions {
+                instance_arn,
+                permission_set_arn,
+                document,
+            } => {
+                let ps = (instance_arn.as_str(), permission_set_arn.as_str());
+                self.put_set_inline(ps, document)
+                    .await?
+                    .and(self.provision(ps).await?)
+            }
+            CreateAccountAssignment {
+                instance_arn,
+                account_id,
+                permission_set_name,
+                permission_set_arn,
+                group_name,
+                group_id,
+            } => {
+                let set = match permission_set_arn {
+                    Some(arn) => arn.clone(),
+                    None => self.permission_set_arn(instance_arn, permission_set_name).await?,
+                };
+                let store = self.identity_center_instance(Some(instance_arn)).await?.1;
+                let group = match group_id {
+                    Some(id) => id.clone(),
+                    None => self.group_id(&store, group_name).await?,
+                };
+                let out = self
+                    .call(Operation::CreateAccountAssignment, |_| false, || {
+                        self.ssoadmin
+                            .create_account_assignment()
+                            .instance_arn(instance_arn)
+                            .target_id(account_id)
+                            .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+                            .permission_set_arn(&set)
+                            .principal_type(PrincipalType::Group)
+                            .principal_id(&group)
+                            .send()
+                    })
+                    .await?
+                    .expect("no failure is benign");
+                let status = out.account_assignment_creation_status();
+                let first = provisioning(
+                    "CreateAccountAssignment",
+                    status.and_then(|s| s.status()),
+                    status.and_then(|s| s.request_id()),
+                    status.and_then(|s| s.failure_reason()),
+                )?;
+                self.wait_assignment(instance_arn, first, true).await?;
+                Written {
+                    request_id: out.request_id().map(String::from),
+                    note: None,
+                }
+            }
+            DeleteAccountAssignment {
+                instance_arn,
+                account_id,
+                permission_set_arn,
+                principal_type,
+                principal_id,
+            } => {
+                let Some(out) = self
+                    .call(Operation::DeleteAccountAssignment, not_found, || {
+                        self.ssoadmin
+                            .delete_account_assignment()
+                            .instance_arn(instance_arn)
+                            .target_id(account_id)
+                            .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+                            .permission_set_arn(permission_set_arn)
+                            .principal_type(PrincipalType::from(principal_type.as_str()))
+                            .principal_id(principal_id)
+                            .send()
+                    })
+                    .await?
+                else {
+                    return Ok(Written {
+                        request_id: None,
+                        note: Some("the assignment was already gone".into()),
+                    });
+                };
+                let status = out.account_assignment_deletion_status();
+                let first = provisioning(
+                    "DeleteAccountAssignment",
+                    status.and_then(|s| s.status()),
+                    status.and_then(|s| s.request_id()),
+                    status.and_then(|s| s.failure_reason()),
+                )?;
+                self.wait_assignment(instance_arn, first, false).await?;
+                Written {
+                    request_id: out.request_id().map(String::from),
+                    note: None,
+                }
+            }
+        })
+    }
+
+    /// Creates a permission set; one of that name already there (a retried pass) is
+    /// looked up instead.
+    async fn create_permission_set(
+        &self,
+        instance_arn: &str,
+        name: &str,
+        description: &str,
+        session_duration: &str,
+    ) -> Result<(String, Written), Failure> {
+        let out = self
+            .call(
+                Operation::CreatePermissionSet,
+                |f: &Failure| f.is(&["ConflictException"]),
+                || {
+                    self.ssoadmin
+                        .create_permission_set()
+                        .instance_arn(instance_arn)
+                        .name(name)
+                        .description(description)
+                        .session_duration(session_duration)
+                        .send()
+                },
+            )
+            .await?;
+        match out.as_ref().and_then(|o| o.permission_set()?.permission_set_arn()) {
+            Some(arn) => Ok((
+                arn.to_string(),
+                Written {
+                    request_id: out.as_ref().and_then(|o| o.request_id()).map(String::from),
+                    note: None,
+                },
+            )),
+            None => Ok((
+                self.permission_set_arn(instance_arn, name).await?,
+                Written {
+                    request_id: None,
+                    note: Some("the permission set already existed".into()),
+                },
+            )),
+        }
+    }
+
+    async fn put_set_inline(&self, (instance_arn, arn): (&str, &str), document: &serde_json::Value) -> Result<Written, Failure> {
+        let text = document.to_string();
+        Ok(write!(
+            self,
+            PutInlinePolicyToPermissionSet,
+            |_: &Failure| false,
+            "",
+            self.ssoadmin
+                .put_inline_policy_to_permission_set()
+                .instance_arn(instance_arn)
+                .permission_set_arn(arn)
+                .inline_policy(&text)
+        ))
+    }
+
+    /// Provisions a permission set to every account it is provisioned in, and waits: a
+    /// change to a set reaches no account's role before this.
+    async fn provision(&self, (instance_arn, arn): (&str, &str)) -> Result<Written, Failure> {
+        let out = self
+            .call(Operation::ProvisionPermissionSet, |_| false, || {
+                self.ssoadmin
+                    .provision_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .target_type(aws_sdk_ssoadmin::types::ProvisionTargetType::AllProvisionedAccounts)
+                    .send()
+            })
+            .await?
+            .expect("no failure is benign");
+        let status = out.permission_set_provisioning_status();
+        let mut state = provisioning(
+            "ProvisionPermissionSet",
+            status.and_then(|s| s.status()),
+            status.and_then(|s| s.request_id()),
+            status.and_then(|s| s.failure_reason()),
+        )?;
+        for _ in 0..PROVISIONING_POLLS {
+            let Provisioning::Pending(id) = &state else {
+                return Ok(Written {
+                    request_id: out.request_id().map(String::from),
+                    note: None,
+                });
+            };
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let d = self
+                .read(Operation::DescribePermissionSetProvisioningStatus, || {
+                    self.ssoadmin
+                        .describe_permission_set_provisioning_status()
+                        .instance_arn(instance_arn)
+                        .provision_permission_set_request_id(id)
+                        .send()
+                })
+                .await?;
+            let s = d.permission_set_provisioning_status();
+            state = provisioning(
+                "ProvisionPermissionSet",
+                s.and_then(|s| s.status()),
+                s.and_then(|s| s.request_id()).or(Some(id)),
+                s.and_then(|s| s.failure_reason()),
+            )?;
+        }
+        Err(Failure::permanent(
+            "ProvisionPermissionSet",
+            format!("still in progress after {PROVISIONING_POLLS}s; the next pass looks again"),
+        ))
+    }
+
+    /// Waits for an account assignment's creation or deletion to finish.
+    async fn wait_assignment(&self, instance_arn: &str, mut state: Provisioning, creation: bool) -> Result<(), Failure> {
+        let op = if creation { "CreateAccountAssignment" } else { "DeleteAccountAssignment" };
+        for _ in 0..PROVISIONING_POLLS {
+            let Provisioning::Pending(id) = &state else {
+                return Ok(());
+            };
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let status = if creation {
+                self.read(Operation::DescribeAccountAssignmentCreationStatus, || {
+                    self.ssoadmin
+                        .describe_account_assignment_creation_status()
+                        .instance_arn(instance_arn)
+                        .account_assignment_creation_request_id(id)
+                        .send()
+                })
+                .await?
+                .account_assignment_creation_status()
+                .cloned()
+            } else {
+                self.read(Operation::DescribeAccountAssignmentDeletionStatus, || {
+                    self.ssoadmin
+                        .describe_account_assignment_deletion_status()
+                        .instance_arn(instance_arn)
+                        .account_assignment_deletion_request_id(id)
+                        .send()
+                })
+                .await?
+                .account_assignment_deletion_status()
+                .cloned()
+            };
+            state = provisioning(
+                op,
+                status.as_ref().and_then(|s| s.status()),
+                status.as_ref().and_then(|s| s.request_id()).or(Some(id)),
+                status.as_ref().and_then(|s| s.failure_reason()),
+            )?;
+        }
+        Err(Failure::permanent(
+            op,
+            format!("still in progress after {PROVISIONING_POLLS}s; the next pass looks again"),
+        ))
+    }
+
+    /// A group's id by its display name (`GetGroupId`).
+    async fn group_id(&self, store: &str, display_name: &str) -> Result<String, Failure> {
+        self.unique_id(Operation::GetGroupId, store, "displayName", display_name).await
+    }
+
+    /// A user's id by user name (`GetUserId`).
+    async fn user_id(&self, store: &str, user_name: &str) -> Result<String, Failure> {
+        self.unique_id(Operation::GetUserId, store, "userName", user_name).await
+    }
+
+    async fn unique_id(&self, op: Operation, store: &str, path: &str, value: &str) -> Result<String, Failure> {
+        use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
+        let attribute = UniqueAttribute::builder()
+            .attribute_path(path)
+            .attribute_value(aws_smithy_types::Document::String(value.to_string()))
+            .build()
+            .map_err(|e| Failure::permanent(op.name(), e.to_string()))?;
+        let id = AlternateIdentifier::UniqueAttribute(attribute);
+        match op {
+            Operation::GetGroupId => Ok(self
+                .read(op, || {
+                    self.identitystore
+                        .get_group_id()
+                        .identity_store_id(store)
+                        .alternate_identifier(id.clone())
+                        .send()
+                })
+                .await?
+                .group_id()
+                .to_string()),
+            _ => Ok(self
+                .read(op, || {
+                    self.identitystore
+                        .get_user_id()
+                        .identity_store_id(store)
+                        .alternate_identifier(id.clone())
+                        .send()
+                })
+                .await?
+                .user_id()
+                .to_string()),
+        }
+    }
+
+    /// A permission set's ARN by name (one made in this pass, or by a lost answer).
+    async fn permission_set_arn(&self, instance_arn: &str, name: &str) -> Result<String, Failure> {
+        let mut arns = Vec::new();
+        self.paginate(
+            Operation::ListPermissionSets,
+            |token| {
+                self.ssoadmin
+                    .list_permission_sets()
+                    .instance_arn(instance_arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                arns.extend(page.permission_sets().iter().cloned());
+                Ok(())
+            },
+        )
+        .await?;
+        for arn in arns {
+            if self.permission_set(instance_arn, &arn).await?.name.eq_ignore_ascii_case(name) {
+                return Ok(arn);
+            }
+        }
+        Err(Failure::permanent(
+            "ListPermissionSets",
+            format!("no permission set named {name} in {instance_arn}"),
+        ))
+    }
+}
+
+fn customer_policy(
+    name: &str,
+    path: &str,
+) -> Result<aws_sdk_ssoadmin::types::CustomerManagedPolicyReference, Failure> {
+    aws_sdk_ssoadmin::types::CustomerManagedPolicyReference::builder()
+        .name(name)
+        .path(path)
+        .build()
+        .map_err(|e| Failure::permanent("CustomerManagedPolicyReference", e.to_string()))
 }

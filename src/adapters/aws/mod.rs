@@ -9,7 +9,6 @@
 //! is idempotent and a crash mid-apply is repaired by the next pass.
 
 pub mod connect;
-mod identity_center;
 pub mod operation;
 pub mod permissions;
 pub mod spoke;
@@ -718,6 +717,7 @@ impl AwsClients {
 }
 
 // After the `write!` macro, which they use.
+mod identity_center;
 mod read;
 mod write;
 

@@ -130,6 +130,29 @@ operations! {
     ListUsers: IdentityStore [("identitystore:ListUsers", PeopleRead)];
     ListGroups: IdentityStore [("identitystore:ListGroups", PeopleRead)];
     ListGroupMemberships: IdentityStore [("identitystore:ListGroupMemberships", PeopleRead)];
+    GetInlinePolicyForPermissionSet: SsoAdmin [("sso:GetInlinePolicyForPermissionSet", PeopleRead)];
+    ListManagedPoliciesInPermissionSet: SsoAdmin [("sso:ListManagedPoliciesInPermissionSet", PeopleRead)];
+    ListCustomerManagedPolicyReferencesInPermissionSet: SsoAdmin [("sso:ListCustomerManagedPolicyReferencesInPermissionSet", PeopleRead)];
+    GetUserId: IdentityStore [("identitystore:GetUserId", PeopleRead)];
+    GetGroupId: IdentityStore [("identitystore:GetGroupId", PeopleRead)];
+    DescribePermissionSetProvisioningStatus: SsoAdmin [("sso:DescribePermissionSetProvisioningStatus", PeopleRead)];
+    DescribeAccountAssignmentCreationStatus: SsoAdmin [("sso:DescribeAccountAssignmentCreationStatus", PeopleRead)];
+    DescribeAccountAssignmentDeletionStatus: SsoAdmin [("sso:DescribeAccountAssignmentDeletionStatus", PeopleRead)];
+    CreateUser: IdentityStore [("identitystore:CreateUser", PeopleWrite)];
+    CreateGroup: IdentityStore [("identitystore:CreateGroup", PeopleWrite)];
+    CreateGroupMembership: IdentityStore [("identitystore:CreateGroupMembership", PeopleWrite)];
+    DeleteGroupMembership: IdentityStore [("identitystore:DeleteGroupMembership", PeopleWrite)];
+    CreatePermissionSet: SsoAdmin [("sso:CreatePermissionSet", PeopleWrite)];
+    UpdatePermissionSet: SsoAdmin [("sso:UpdatePermissionSet", PeopleWrite)];
+    PutInlinePolicyToPermissionSet: SsoAdmin [("sso:PutInlinePolicyToPermissionSet", PeopleWrite)];
+    DeleteInlinePolicyFromPermissionSet: SsoAdmin [("sso:DeleteInlinePolicyFromPermissionSet", PeopleWrite)];
+    AttachManagedPolicyToPermissionSet: SsoAdmin [("sso:AttachManagedPolicyToPermissionSet", PeopleWrite)];
+    DetachManagedPolicyFromPermissionSet: SsoAdmin [("sso:DetachManagedPolicyFromPermissionSet", PeopleWrite)];
+    AttachCustomerManagedPolicyReferenceToPermissionSet: SsoAdmin [("sso:AttachCustomerManagedPolicyReferenceToPermissionSet", PeopleWrite)];
+    DetachCustomerManagedPolicyReferenceFromPermissionSet: SsoAdmin [("sso:DetachCustomerManagedPolicyReferenceFromPermissionSet", PeopleWrite)];
+    ProvisionPermissionSet: SsoAdmin [("sso:ProvisionPermissionSet", PeopleWrite)];
+    CreateAccountAssignment: SsoAdmin [("sso:CreateAccountAssignment", PeopleWrite)];
+    DeleteAccountAssignment: SsoAdmin [("sso:DeleteAccountAssignment", PeopleWrite)];
 }
 
 /// A rate limit (`aws.maxRequestsPerSecond`): a service, or for Lambda the quota class

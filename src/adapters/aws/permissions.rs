@@ -48,9 +48,13 @@ pub enum Scope {
     /// Needed by whoever verifies the log (`audit verify --anchor-*`), never by the
     /// controller.
     Verifier,
-    /// Needed by whoever reads people's access in IAM Identity Center (`access
-    /// --people`), never by the controller.
+    /// Reading people's access in IAM Identity Center: `access --people`, and the
+    /// controller when the repository has AccessAssignments.
     PeopleRead,
+    /// Writing people's access (identity-store users, groups, memberships, permission
+    /// sets, account assignments): the controller, only when the repository has
+    /// AccessAssignments.
+    PeopleWrite,
     /// Needs no permission (`sts:GetCallerIdentity`).
     Free,
     /// The hub assuming the spoke role in each managed account.
@@ -434,7 +438,10 @@ mod tests {
         for op in Operation::ALL {
             for (action, scope) in op.grants() {
                 assert!(
-                    matches!(scope, Scope::Free | Scope::Verifier | Scope::PeopleRead)
+                    matches!(
+                        scope,
+                        Scope::Free | Scope::Verifier | Scope::PeopleRead | Scope::PeopleWrite
+                    )
                         || granted.iter().any(|g| g == action),
                     "{action} ({op:?}) is not in the policy"
                 );

@@ -16,7 +16,7 @@ impl AwsClients {
     pub async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
         let slots = match action {
             Action::Lambda(_) => &self.writes.lambda,
-            Action::Iam(_) | Action::Entra(_) => &self.writes.iam,
+            Action::Iam(_) | Action::Entra(_) | Action::People(_) => &self.writes.iam,
         };
         let _slot = slots
             .acquire()
@@ -37,6 +37,7 @@ impl AwsClients {
                 action.name(),
                 "an Entra write was routed to AWS (a bug: the pass sends these to Microsoft Graph)",
             )),
+            Action::People(a) => self.write_people(a).await,
         }
     }
 

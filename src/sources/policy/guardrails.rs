@@ -95,6 +95,8 @@ pub struct Enforced {
     pub blocked_mappings: BTreeSet<String>,
     /// IdentityProviders that break a rule: never created or changed.
     pub blocked_providers: BTreeSet<String>,
+    /// AccessAssignments that break a rule: revocations only.
+    pub blocked_assignments: BTreeSet<String>,
 }
 
 /// Applies the violations to a set: the invokers that break a rule are left out (their
@@ -110,6 +112,9 @@ pub fn enforce(set: &mut PolicySet, violations: &[Violation]) -> Enforced {
             }
             "RoleMapping" => {
                 e.blocked_mappings.insert(v.name.clone());
+            }
+            "AccessAssignment" => {
+                e.blocked_assignments.insert(v.name.clone());
             }
             _ => {
                 if let Some(i) = v.invoker {
@@ -176,18 +181,24 @@ pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
             }
         }
     }
-    for m in &set.role_mappings {
-        let r = &m.spec.role;
-        for (i, arn) in r.managed_policies.iter().enumerate() {
-            let field = format!("spec.role.managedPolicies[{i}]");
+    // What a role or a permission set grants: managed policies and inline statements.
+    let grants = |push: &mut dyn FnMut(&'static str, &str, &super::Origin, &'static str, String, String),
+                  kind: &'static str,
+                  name: &str,
+                  origin: &super::Origin,
+                  managed: (&str, &[String]),
+                  inline: Vec<(String, &Value)>| {
+        let (field, arns) = managed;
+        for (i, arn) in arns.iter().enumerate() {
+            let field = format!("{field}[{i}]");
             if g.denied_managed_policies
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(arn))
             {
                 push(
-                    "RoleMapping",
-                    &m.name,
-                    &m.origin,
+                    kind,
+                    name,
+                    origin,
                     "deniedManagedPolicies",
                     field,
                     format!("`{arn}` grants administration; no mapping may attach it"),
@@ -195,9 +206,9 @@ pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
             } else if let Some(allowed) = &g.allowed_managed_policies {
                 if !allowed.iter().any(|a| a.eq_ignore_ascii_case(arn)) {
                     push(
-                        "RoleMapping",
-                        &m.name,
-                        &m.origin,
+                        kind,
+                        name,
+                        origin,
                         "allowedManagedPolicies",
                         field,
                         format!("`{arn}` is not among the managed policies a mapping may attach"),
@@ -206,21 +217,49 @@ pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
             }
         }
         if g.no_admin_statements {
-            for (name, doc) in &r.inline_policies {
+            for (field, doc) in inline {
                 for (i, st) in statements(doc).iter().enumerate() {
                     if let Some(why) = admin_statement(st) {
                         push(
-                            "RoleMapping",
-                            &m.name,
-                            &m.origin,
+                            kind,
+                            name,
+                            origin,
                             "noAdminStatements",
-                            format!("spec.role.inlinePolicies.{name}.Statement[{i}]"),
-                            format!("{why}: that is administration, not a workload's access"),
+                            format!("{field}.Statement[{i}]"),
+                            format!("{why}: that is administration, not what a mapping grants"),
                         );
                     }
                 }
             }
         }
+    };
+    for a in &set.access_assignments {
+        let p = &a.spec.permission_set;
+        grants(
+            &mut push,
+            "AccessAssignment",
+            &a.name,
+            &a.origin,
+            ("spec.permissionSet.managedPolicies", &p.managed_policies),
+            p.inline_policy
+                .iter()
+                .map(|d| ("spec.permissionSet.inlinePolicy".to_string(), d))
+                .collect(),
+        );
+    }
+    for m in &set.role_mappings {
+        let r = &m.spec.role;
+        grants(
+            &mut push,
+            "RoleMapping",
+            &m.name,
+            &m.origin,
+            ("spec.role.managedPolicies", &r.managed_policies),
+            r.inline_policies
+                .iter()
+                .map(|(name, d)| (format!("spec.role.inlinePolicies.{name}"), d))
+                .collect(),
+        );
         for (i, s) in m.spec.trusted_services.iter().enumerate() {
             if !g.trusted_services.iter().any(|t| t.eq_ignore_ascii_case(s)) {
                 push(

@@ -153,6 +153,8 @@ pub struct PolicySet {
     pub role_mappings: Vec<Named<RoleMappingSpec>>,
     /// FunctionAccess documents.
     pub functions: Vec<Named<FunctionAccessSpec>>,
+    /// AccessAssignment documents (people, through IAM Identity Center).
+    pub access_assignments: Vec<Named<AccessAssignmentSpec>>,
     /// The git commit of the policy directory, when it is a git checkout.
     pub revision: Option<Revision>,
 }
@@ -175,6 +177,7 @@ impl PolicySet {
             .map(|d| (&d.name, &d.labels))
             .chain(self.role_mappings.iter().map(|d| (&d.name, &d.labels)))
             .chain(self.functions.iter().map(|d| (&d.name, &d.labels)))
+            .chain(self.access_assignments.iter().map(|d| (&d.name, &d.labels)))
             .find(|(n, _)| *n == name)
             .map(|(_, l)| l)
     }
@@ -191,7 +194,10 @@ impl PolicySet {
 
     /// Number of documents.
     pub fn len(&self) -> usize {
-        self.providers.len() + self.role_mappings.len() + self.functions.len()
+        self.providers.len()
+            + self.role_mappings.len()
+            + self.functions.len()
+            + self.access_assignments.len()
     }
 
     /// True when the repository holds no document.
@@ -365,9 +371,10 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
             "IdentityProvider" => push!(set.providers),
             "RoleMapping" => push!(set.role_mappings),
             "FunctionAccess" => push!(set.functions),
+            "AccessAssignment" => push!(set.access_assignments),
             other => diags.push(origin.diagnostic(
                 "kind",
-                format!("unknown kind `{other}`; expected IdentityProvider, RoleMapping or FunctionAccess"),
+                format!("unknown kind `{other}`; expected IdentityProvider, RoleMapping, FunctionAccess or AccessAssignment"),
             )),
         }
     }

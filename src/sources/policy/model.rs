@@ -25,6 +25,8 @@ pub enum PolicyDocument {
     RoleMapping(Resource<RoleMappingSpec>),
     /// Who may invoke a Lambda function, and which role it runs as.
     FunctionAccess(Resource<FunctionAccessSpec>),
+    /// An Entra group's people given an IAM Identity Center permission set in accounts.
+    AccessAssignment(Resource<AccessAssignmentSpec>),
 }
 
 /// The Kubernetes-shaped envelope shared by every kind.
@@ -353,4 +355,121 @@ impl std::fmt::Display for AccountSelector {
             write!(f, "{}", parts.join(" and "))
         }
     }
+}
+
+/// People: an Entra group's members given an IAM Identity Center permission set in
+/// accounts.
+///
+/// trustsync keeps an identity-store group of the same members (nested Entra groups
+/// flattened when `members.transitive`), creates the identity-store users it lacks
+/// (`userName` = the user principal name, never a password), writes the permission set and
+/// assigns it to the group in each selected account. A member who leaves the Entra group,
+/// or whose account is disabled, is taken out of the group and the sessions the permission
+/// set already issued them are denied.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessAssignmentSpec {
+    /// The Entra group whose people get the permission set.
+    pub group: GroupSelector,
+    /// Which members count: direct ones, or every member of nested groups too.
+    #[serde(default)]
+    pub members: MemberSelection,
+    /// Guests (`userType: Guest`) of the group: `exclude` (the default: reported, never
+    /// provisioned) or `include`.
+    #[serde(default)]
+    pub guests: GuestRule,
+    /// The permission set trustsync writes and assigns.
+    pub permission_set: PermissionSetSpec,
+    /// The accounts the permission set is assigned in; every account in scope when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<AccountSelector>,
+}
+
+/// What happens to guests of a group mapped to people's access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestRule {
+    /// Guests are left out and reported: a person of another organization gets no AWS
+    /// access through a group unless the document says so.
+    #[default]
+    Exclude,
+    /// Guests are provisioned like members.
+    Include,
+}
+
+/// An IAM Identity Center permission set, owned by trustsync (its description carries
+/// trustsync's mark).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PermissionSetSpec {
+    /// 1 to 32 letters, digits and `+=,.@_-`; unique in the instance.
+    pub name: String,
+    /// What it is for (trustsync adds its mark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// How long a session lasts, ISO 8601: `PT1H` to `PT12H`.
+    #[serde(default = "default_people_session")]
+    pub session_duration: String,
+    /// AWS managed policy ARNs to attach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policies: Vec<String>,
+    /// Customer-managed policies, by name and path, that must exist in each account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub customer_managed_policies: Vec<CustomerManagedPolicy>,
+    /// The permission set's inline policy, an IAM policy document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub inline_policy: Option<serde_json::Value>,
+}
+
+fn default_people_session() -> String {
+    "PT1H".to_string()
+}
+
+/// A customer-managed policy a permission set names: in each account it is assigned in,
+/// the policy of this name and path is attached to the role Identity Center provisions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomerManagedPolicy {
+    /// The policy name.
+    pub name: String,
+    /// The policy path; `/` unless set.
+    #[serde(default = "default_policy_path")]
+    pub path: String,
+}
+
+fn default_policy_path() -> String {
+    "/".to_string()
+}
+
+impl PermissionSetSpec {
+    /// The session duration in seconds (`PT1H`, `PT90M`, `PT1H30M`), when it reads.
+    pub fn session_seconds(&self) -> Option<u64> {
+        iso_duration_seconds(&self.session_duration)
+    }
+}
+
+/// Seconds of an ISO 8601 duration of hours, minutes and seconds (`PT8H`, `PT1H30M`).
+pub fn iso_duration_seconds(s: &str) -> Option<u64> {
+    let rest = s.strip_prefix("PT")?;
+    if rest.is_empty() {
+        return None;
+    }
+    let (mut total, mut digits) = (0u64, String::new());
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            'H' | 'M' | 'S' if !digits.is_empty() => {
+                let n: u64 = digits.parse().ok()?;
+                total += n * match c {
+                    'H' => 3600,
+                    'M' => 60,
+                    _ => 1,
+                };
+                digits.clear();
+            }
+            _ => return None,
+        }
+    }
+    digits.is_empty().then_some(total)
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{AccountSelector, Diagnostic, FunctionAccessSpec, Named, PolicySet};
+use super::{AccessAssignmentSpec, AccountSelector, Diagnostic, FunctionAccessSpec, Named, PolicySet};
 use crate::model::account::Account;
 use crate::model::arn::{account_of, region_of};
 
@@ -56,8 +56,22 @@ pub fn policies_at(set: &PolicySet, account: &Account, region: &str) -> PolicySe
             })
             .cloned()
             .collect(),
+        // People are planned once for the instance, not account by account.
+        access_assignments: Vec::new(),
         revision: set.revision.clone(),
     }
+}
+
+/// The accounts of `accounts` an AccessAssignment assigns its permission set in.
+pub fn assignment_accounts<'a>(
+    a: &AccessAssignmentSpec,
+    accounts: impl IntoIterator<Item = &'a Account>,
+) -> Vec<String> {
+    accounts
+        .into_iter()
+        .filter(|acc| selects(a.accounts.as_ref(), acc))
+        .map(|acc| acc.id.clone())
+        .collect()
 }
 
 /// The regions a pass visits in `account`: its own (home first), then any its functions

@@ -81,9 +81,138 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
         }
         same.push(f);
     }
+    check_names(&set.access_assignments, &mut d);
+    let mut permission_sets: HashMap<String, &Named<super::AccessAssignmentSpec>> =
+        HashMap::new();
+    for a in &set.access_assignments {
+        if set.role_mappings.iter().any(|m| m.name == a.name)
+            || set.functions.iter().any(|f| f.name == a.name)
+        {
+            d.push(a.origin.diagnostic(
+                "metadata.name",
+                format!("`{}` is already the name of a RoleMapping or FunctionAccess: the audit log and `--release` name documents by name", a.name),
+            ));
+        }
+        check_group(&a.spec.group, &a.origin, &mut d);
+        check_accounts(a.spec.accounts.as_ref(), &a.origin, &mut d);
+        check_permission_set(&a.spec.permission_set, &a.origin, &mut d);
+        // Permission set names are unique in the instance, case-insensitively; two
+        // documents writing one set would undo each other every pass.
+        let key = a.spec.permission_set.name.to_ascii_lowercase();
+        if let Some(other) = permission_sets.get(&key) {
+            d.push(a.origin.diagnostic(
+                "spec.permissionSet.name",
+                format!(
+                    "permission set `{}` is already written by AccessAssignment `{}`",
+                    a.spec.permission_set.name, other.name
+                ),
+            ));
+        } else {
+            permission_sets.insert(key, a);
+        }
+    }
     d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     d
 }
+
+/// IAM Identity Center's rules for a permission set (API reference, `CreatePermissionSet`,
+/// `AttachManagedPolicyToPermissionSet`, `PutInlinePolicyToPermissionSet`; quotas from the
+/// user guide's "IAM Identity Center quotas").
+fn check_permission_set(p: &super::PermissionSetSpec, o: &super::Origin, d: &mut Vec<Diagnostic>) {
+    if p.name.is_empty() || p.name.len() > 32 || !p.name.chars().all(is_iam_name_char) {
+        d.push(o.diagnostic(
+            "spec.permissionSet.name",
+            format!("`{}` must be 1 to 32 letters, digits or +=,.@_- (permission set name rules)", p.name),
+        ));
+    }
+    if let Some(desc) = &p.description {
+        let budget = PERMISSION_SET_DESCRIPTION - crate::plan::people::MARK_BUDGET;
+        if desc.chars().count() > budget {
+            d.push(o.diagnostic(
+                "spec.permissionSet.description",
+                format!("at most {budget} characters (700, less trustsync's mark)"),
+            ));
+        }
+    }
+    match p.session_seconds() {
+        Some(s) if (3600..=43200).contains(&s) => {}
+        _ => d.push(o.diagnostic(
+            "spec.permissionSet.sessionDuration",
+            format!(
+                "`{}` must be an ISO 8601 duration from PT1H to PT12H (e.g. PT8H)",
+                p.session_duration
+            ),
+        )),
+    }
+    let attached = p.managed_policies.len() + p.customer_managed_policies.len();
+    if attached > PERMISSION_SET_POLICIES {
+        d.push(o.diagnostic(
+            "spec.permissionSet.managedPolicies",
+            format!("{attached} managed and customer-managed policies exceed the limit of {PERMISSION_SET_POLICIES} per permission set"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, arn) in p.managed_policies.iter().enumerate() {
+        let field = format!("spec.permissionSet.managedPolicies[{i}]");
+        if !matches!(iam_arn_parts(arn), Some(("aws", res)) if res.starts_with("policy/") && res.len() > 7)
+        {
+            d.push(o.diagnostic(
+                field,
+                format!("`{arn}` is not an AWS managed policy ARN (arn:aws:iam::aws:policy/...); name a policy of your own under `customerManagedPolicies`"),
+            ));
+        } else if !seen.insert(arn) {
+            d.push(o.diagnostic(field, format!("`{arn}` is listed twice")));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in p.customer_managed_policies.iter().enumerate() {
+        let field = format!("spec.permissionSet.customerManagedPolicies[{i}]");
+        if c.name.is_empty() || c.name.len() > 128 || !c.name.chars().all(is_iam_name_char) {
+            d.push(o.diagnostic(
+                format!("{field}.name"),
+                format!("`{}` must be 1 to 128 letters, digits or +=,.@_-", c.name),
+            ));
+        }
+        if !valid_path(&c.path) {
+            d.push(o.diagnostic(
+                format!("{field}.path"),
+                format!("`{}` must start and end with `/`", c.path),
+            ));
+        }
+        if !seen.insert((&c.name, &c.path)) {
+            d.push(o.diagnostic(field, format!("`{}{}` is listed twice", c.path, c.name)));
+        }
+    }
+    if let Some(doc) = &p.inline_policy {
+        let field = "spec.permissionSet.inlinePolicy";
+        for (path, msg) in iam_policy::check_document(doc) {
+            let f = if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{field}.{path}")
+            };
+            d.push(o.diagnostic(f, msg));
+        }
+        let budget = PERMISSION_SET_INLINE - crate::plan::people::DENIAL_RESERVE;
+        let len = iam_policy::iam_length(doc);
+        if len > budget {
+            d.push(o.diagnostic(
+                field,
+                format!("{len} characters; a permission set's inline policy may have {PERMISSION_SET_INLINE}, of which trustsync keeps {} for the denials of departed people's sessions", crate::plan::people::DENIAL_RESERVE),
+            ));
+        }
+    }
+}
+
+/// A permission set's description, at most (`CreatePermissionSet`).
+const PERMISSION_SET_DESCRIPTION: usize = 700;
+
+/// A permission set's inline policy, at most (`PutInlinePolicyToPermissionSet`: 32,768).
+const PERMISSION_SET_INLINE: usize = 32_768;
+
+/// AWS managed and customer-managed policies per permission set (the quotas page: 20,
+/// counted together here, which is the stricter reading).
+const PERMISSION_SET_POLICIES: usize = 20;
 
 /// An account selector's ids are account ids, and it selects something.
 fn check_accounts(
@@ -338,18 +467,7 @@ fn check_trust_source(
         }
     }
     if let Some(g) = &s.group {
-        match (&g.id, &g.display_name) {
-            (Some(id), None) if !is_guid(id) => d.push(o.diagnostic(
-                "spec.group.id",
-                format!("`{id}` is not a GUID (an Entra object id)"),
-            )),
-            (Some(_), None) => {}
-            (None, Some(name)) if name.trim().is_empty() => {
-                d.push(o.diagnostic("spec.group.displayName", "must not be empty"))
-            }
-            (None, Some(_)) => {}
-            _ => d.push(o.diagnostic("spec.group", "set exactly one of `id` and `displayName`")),
-        }
+        check_group(g, o, d);
     }
     for (i, svc) in s.trusted_services.iter().enumerate() {
         if !is_service_principal(svc) {
@@ -358,6 +476,22 @@ fn check_trust_source(
                 format!("`{svc}` is not an AWS service principal (like lambda.amazonaws.com)"),
             ));
         }
+    }
+}
+
+/// A group selector names exactly one group: a GUID, or a display name.
+fn check_group(g: &super::GroupSelector, o: &super::Origin, d: &mut Vec<Diagnostic>) {
+    match (&g.id, &g.display_name) {
+        (Some(id), None) if !is_guid(id) => d.push(o.diagnostic(
+            "spec.group.id",
+            format!("`{id}` is not a GUID (an Entra object id)"),
+        )),
+        (Some(_), None) => {}
+        (None, Some(name)) if name.trim().is_empty() => {
+            d.push(o.diagnostic("spec.group.displayName", "must not be empty"))
+        }
+        (None, Some(_)) => {}
+        _ => d.push(o.diagnostic("spec.group", "set exactly one of `id` and `displayName`")),
     }
 }
 

@@ -265,11 +265,15 @@ pub(in crate::adapters::entra) struct WireUser {
     user_type: Option<String>,
     #[serde(default)]
     mail: Option<String>,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    surname: Option<String>,
 }
 
 /// The users `GET /users` asks for.
 pub(in crate::adapters::entra) const USERS_URL: &str =
-    "/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,mail&$top=999";
+    "/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,mail,givenName,surname&$top=999";
 
 impl WireUser {
     /// A user of a `/users` page.
@@ -285,6 +289,8 @@ impl WireUser {
             account_enabled: u.account_enabled,
             user_type: u.user_type.unwrap_or_else(|| "Member".into()),
             mail: u.mail,
+            given_name: u.given_name,
+            surname: u.surname,
         })
     }
 }

@@ -1,0 +1,863 @@
+//! People: AccessAssignments planned against IAM Identity Center. Pure, like the rest of
+//! the planner.
+//!
+//! For each AccessAssignment trustsync keeps, in the instance's identity store, a group
+//! named after the document whose description carries trustsync's mark ([`Inputs::mark`]:
+//! identity-store groups have no tags). Its members are the Entra group's people (nested
+//! groups flattened when `members.transitive`): users whose account is enabled, guests only
+//! when the document includes them. Each member has an identity-store user whose
+//! `userName` is their user principal name (matched case-insensitively); one that lacks it
+//! is created, with a display name and a given and family name (Identity Center requires
+//! them) and never a password: they sign in through Entra. Users are never changed or
+//! deleted, and groups without the mark are never touched.
+//!
+//! The document's permission set (its description carries the mark too) is written as the
+//! document says and assigned to the group in each selected account; trustsync's set
+//! assigned to anyone else, or in an account no longer selected, is taken away.
+//!
+//! Revocation: a member who leaves the Entra group, or whose account is disabled, is taken
+//! out of the group ([`PeopleAction::RemoveGroupMembers`], carrying the [`Removal`]
+//! numbers the safety limits weigh) and the sessions the permission set already issued
+//! them are denied ([`PeopleAction::DenyPermissionSetSessions`]). What AWS documents (IAM
+//! Identity Center User Guide, "Revoke active IAM role sessions created by permission
+//! sets"): a Deny in the permission set's inline policy on `identitystore:userId`, "the
+//! globally unique value" for a person (a user name may change). trustsync adds an
+//! `aws:TokenIssueTime` cut-off so that a person who comes back gets working sessions at
+//! once, and drops an entry once the permission set's session duration has passed since
+//! its cut-off. A group that cannot be resolved still has its members removed but for
+//! those the directory says may keep their access, as for roles.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use super::sessions::{parse_rfc3339, rfc3339, CUTOFF_MARGIN_SECS};
+use super::{
+    Action, Change, Notice, NoticeKind, PeopleAction, Plan, Problem, ProblemKind, Removal,
+    RemovedMember, SessionDenial,
+};
+use crate::model::iam_policy;
+use crate::model::names::MappingName;
+use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
+use crate::observed::ObservedIdentityCenter;
+use crate::sources::policy::{AccessAssignmentSpec, GuestRule};
+
+/// Characters of a permission set's description kept for trustsync's mark.
+pub const MARK_BUDGET: usize = 100;
+
+/// Characters of a permission set's inline policy kept for session denials (the rest,
+/// of 32,768, is the document's).
+pub const DENIAL_RESERVE: usize = 8_192;
+
+/// A permission set's inline policy, at most (`PutInlinePolicyToPermissionSet`).
+const INLINE_LIMIT: usize = 32_768;
+
+/// The longest session a permission set may give (12 hours).
+const MAX_SESSION: u64 = 43_200;
+
+/// A permission set's session denials: all that stay or are added this pass, and those
+/// that stay (without this pass's).
+#[derive(Debug, Default)]
+struct Denials {
+    all: Vec<Value>,
+    kept: Vec<Value>,
+}
+
+/// The statement id prefix of trustsync's session denials in a permission set's inline
+/// policy (one statement per cut-off).
+pub const DENY_SID_PREFIX: &str = "TrustsyncDeparted";
+
+/// An Entra user as the people planner needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// The user principal name: the identity-store `userName`.
+    pub user_name: String,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub mail: Option<String>,
+    /// `accountEnabled`.
+    pub enabled: bool,
+    /// `userType: Guest`.
+    pub guest: bool,
+}
+
+/// Who the Entra group says are its people, or why it could not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    /// The group's user members (transitive when asked), with their attributes.
+    Read(Vec<Person>),
+    /// The group could not be resolved: why, and the user names that may keep their
+    /// membership all the same (see [`crate::sources::directory::GroupError::may_keep`]).
+    Unresolved { why: String, may_keep: BTreeSet<String> },
+}
+
+/// One AccessAssignment, made concrete for this pass.
+#[derive(Debug, Clone)]
+pub struct Wanted<'a> {
+    pub mapping: MappingName,
+    pub spec: &'a AccessAssignmentSpec,
+    pub members: Members,
+    /// The accounts in scope it selects.
+    pub accounts: Vec<String>,
+    /// Breaks a guardrail: revocations only.
+    pub blocked: bool,
+}
+
+/// What the people planner is given.
+pub struct Inputs<'a> {
+    pub wanted: &'a [Wanted<'a>],
+    pub observed: &'a ObservedIdentityCenter,
+    /// What marks trustsync's groups and permission sets (in their description).
+    pub mark: &'a str,
+    /// The accounts whose assignments were read (those in scope).
+    pub accounts: &'a BTreeSet<String>,
+    /// Now, Unix seconds.
+    pub now: u64,
+    /// Take trustsync's permission sets that no document wants away from every account.
+    pub prune: bool,
+}
+
+/// The plan for people.
+pub fn plan(i: &Inputs) -> Plan {
+    let mut p = People {
+        i,
+        plan: Plan::default(),
+        users: i
+            .observed
+            .users
+            .iter()
+            .map(|u| (u.user_name.to_lowercase(), u))
+            .collect(),
+        creating: BTreeSet::new(),
+    };
+    for w in i.wanted {
+        p.assignment(w);
+    }
+    p.orphans();
+    let mut plan = p.plan;
+    // The removal limit across the pass counts the people of trustsync's groups.
+    plan.trusted_baseline = i
+        .observed
+        .groups
+        .iter()
+        .filter(|g| marked(g.description.as_deref(), i.mark))
+        .map(|g| g.members.len())
+        .sum();
+    plan.summarize();
+    plan
+}
+
+fn marked(description: Option<&str>, mark: &str) -> bool {
+    description.is_some_and(|d| d.contains(mark))
+}
+
+/// The description trustsync writes on its permission set.
+pub fn set_description(spec: Option<&str>, mark: &str) -> String {
+    match spec {
+        Some(d) if !d.trim().is_empty() => format!("{} {mark}", d.trim()),
+        _ => mark.to_string(),
+    }
+}
+
+struct People<'a> {
+    i: &'a Inputs<'a>,
+    plan: Plan,
+    /// Identity-store users by lower-cased user name.
+    users: BTreeMap<String, &'a crate::observed::IdentityCenterUser>,
+    /// Users this plan creates (lower-cased), so two documents create one.
+    creating: BTreeSet<String>,
+}
+
+impl<'a> People<'a> {
+    fn store(&self) -> &str {
+        &self.i.observed.identity_store_id
+    }
+
+    fn push(&mut self, action: PeopleAction, resource: String, w: &Wanted, reason: String) -> &mut Change {
+        self.plan.changes.push(Change::new(
+            Action::People(action),
+            resource,
+            Some(w.mapping.as_str()),
+            reason,
+        ));
+        self.plan.changes.last_mut().expect("just pushed")
+    }
+
+    fn problem(&mut self, kind: ProblemKind, w: &Wanted, resource: String, message: String) {
+        self.plan.problems.push(Problem {
+            kind,
+            account: None,
+            mapping: Some(w.mapping.clone()),
+            resource,
+            message,
+        });
+    }
+
+    fn assignment(&mut self, w: &Wanted<'a>) {
+        let obs = self.i.observed;
+        let name = w.mapping.as_str();
+        let group = obs
+            .groups
+            .iter()
+            .find(|g| g.display_name.eq_ignore_ascii_case(name));
+        if let Some(g) = group.filter(|g| !marked(g.description.as_deref(), self.i.mark)) {
+            self.problem(
+                ProblemKind::Conflict,
+                w,
+                group_resource(self.store(), Some(&g.id), name),
+                format!("the identity store has a group `{}` trustsync does not own (its description lacks `{}`): rename one of them; nothing is planned for this document", g.display_name, self.i.mark),
+            );
+            return;
+        }
+        let set_name = &w.spec.permission_set.name;
+        let set = obs
+            .permission_sets
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(set_name));
+        if let Some(s) = set.filter(|s| !marked(s.description.as_deref(), self.i.mark)) {
+            self.problem(
+                ProblemKind::Conflict,
+                w,
+                s.arn.clone(),
+                format!("permission set `{}` exists and trustsync does not own it (its description lacks `{}`): choose another name; nothing is planned for this document", s.name, self.i.mark),
+            );
+            return;
+        }
+        // Who should be in the group, by lower-cased user name.
+        let (wanted, may_keep) = self.wanted_people(w);
+        let removed = self.members(w, group, &wanted, &may_keep);
+        if w.blocked {
+            self.deny_sessions(w, set, &removed);
+            self.unwanted_assignments(w, set, group);
+            return;
+        }
+        let denials = self.deny_sessions(w, set, &removed);
+        self.permission_set(w, set, denials);
+        self.assignments(w, set, group);
+    }
+
+    /// The people the group should hold (lower-cased user name -> person), and the user
+    /// names that may stay although unread. Guests left out are a notice.
+    fn wanted_people(&mut self, w: &Wanted) -> (BTreeMap<String, Person>, BTreeSet<String>) {
+        let people = match &w.members {
+            Members::Read(people) => people,
+            Members::Unresolved { why, may_keep } => {
+                self.problem(
+                    ProblemKind::MappingError,
+                    w,
+                    format!("{}", w.spec.group),
+                    format!("{why}: nobody is added; members are removed but for those the directory says may keep their access"),
+                );
+                return (BTreeMap::new(), may_keep.iter().map(|u| u.to_lowercase()).collect());
+            }
+        };
+        let mut guests = Vec::new();
+        let mut out = BTreeMap::new();
+        for person in people {
+            if person.guest && w.spec.guests == GuestRule::Exclude {
+                guests.push(person.user_name.clone());
+                continue;
+            }
+            if person.enabled {
+                out.insert(person.user_name.to_lowercase(), person.clone());
+            }
+        }
+        if !guests.is_empty() {
+            self.plan.notices.push(Notice {
+                kind: NoticeKind::GuestsLeftOut,
+                account: None,
+                resource: format!("{}", w.spec.group),
+                message: format!(
+                    "AccessAssignment {}: {} guest(s) of the group get no AWS access ({}); set `guests: include` to give it",
+                    w.mapping,
+                    guests.len(),
+                    guests.join(", ")
+                ),
+            });
+        }
+        (out, BTreeSet::new())
+    }
+
+    /// Users to create, the group, members to add and remove. Returns the members removed.
+    fn members(
+        &mut self,
+        w: &Wanted,
+        group: Option<&'a IdentityCenterGroup>,
+        wanted: &BTreeMap<String, Person>,
+        may_keep: &BTreeSet<String>,
+    ) -> Vec<RemovedMember> {
+        let store = self.store().to_string();
+        let name = w.mapping.as_str().to_string();
+        let by_id: BTreeMap<&str, &str> = self
+            .i
+            .observed
+            .users
+            .iter()
+            .map(|u| (u.id.as_str(), u.user_name.as_str()))
+            .collect();
+        let current: BTreeMap<String, (&str, &str)> = group
+            .map(|g| {
+                g.members
+                    .iter()
+                    .filter_map(|m| {
+                        let user = by_id.get(m.user_id.as_str())?;
+                        Some((
+                            user.to_lowercase(),
+                            (m.user_id.as_str(), m.membership_id.as_str()),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let removed: Vec<RemovedMember> = current
+            .iter()
+            .filter(|(u, _)| !wanted.contains_key(*u) && !may_keep.contains(*u))
+            .map(|(_, (user_id, membership_id))| RemovedMember {
+                membership_id: membership_id.to_string(),
+                user_id: user_id.to_string(),
+                user_name: by_id[user_id].to_string(),
+            })
+            .collect();
+        if let (Some(g), false) = (group, removed.is_empty()) {
+            let departed: Vec<String> = removed.iter().map(|r| r.user_name.clone()).collect();
+            let disabled: Vec<&str> = match &w.members {
+                Members::Read(people) => people
+                    .iter()
+                    .filter(|p| !p.enabled && departed.iter().any(|d| d.eq_ignore_ascii_case(&p.user_name)))
+                    .map(|p| p.user_name.as_str())
+                    .collect(),
+                Members::Unresolved { .. } => Vec::new(),
+            };
+            let mut reason = format!("{} left the Entra group {}", departed.len(), w.spec.group);
+            if !disabled.is_empty() {
+                reason = format!("{reason} or were disabled in Entra ({})", disabled.join(", "));
+            }
+            let baseline = current.len();
+            let after = baseline - removed.len();
+            let c = self.push(
+                PeopleAction::RemoveGroupMembers {
+                    identity_store_id: store.clone(),
+                    group_name: name.clone(),
+                    group_id: g.id.clone(),
+                    memberships: removed.clone(),
+                },
+                group_resource(&store, Some(&g.id), &name),
+                w,
+                reason,
+            );
+            c.members_removed = departed;
+            c.removal = Some(Removal {
+                baseline,
+                after,
+                deletes_role: false,
+            });
+        }
+        if w.blocked {
+            return removed;
+        }
+        // New users, then the group, then who joins it.
+        for (key, person) in wanted {
+            if self.users.contains_key(key) || !self.creating.insert(key.clone()) {
+                continue;
+            }
+            let display = person
+                .display_name
+                .clone()
+                .filter(|d| !d.trim().is_empty())
+                .unwrap_or_else(|| person.user_name.clone());
+            let (given, family) = names_of(person, &display);
+            self.push(
+                PeopleAction::CreateIdentityStoreUser {
+                    identity_store_id: store.clone(),
+                    user_name: person.user_name.clone(),
+                    display_name: display,
+                    given_name: given,
+                    family_name: family,
+                    email: person.mail.clone(),
+                },
+                format!("identitystore/{store}/user/{}", person.user_name),
+                w,
+                format!("member of the Entra group {} with no Identity Center user", w.spec.group),
+            );
+        }
+        if group.is_none() {
+            self.push(
+                PeopleAction::CreateIdentityStoreGroup {
+                    identity_store_id: store.clone(),
+                    display_name: name.clone(),
+                    description: format!("{}: AccessAssignment {name}", self.i.mark),
+                },
+                group_resource(&store, None, &name),
+                w,
+                "AccessAssignment is new".into(),
+            );
+        }
+        let joining: Vec<String> = wanted
+            .iter()
+            .filter(|(u, _)| !current.contains_key(*u))
+            .map(|(_, p)| p.user_name.clone())
+            .collect();
+        if !joining.is_empty() {
+            let c = self.push(
+                PeopleAction::AddGroupMembers {
+                    identity_store_id: store.clone(),
+                    group_name: name.clone(),
+                    group_id: group.map(|g| g.id.clone()),
+                    user_names: joining.clone(),
+                },
+                group_resource(&store, group.map(|g| g.id.as_str()), &name),
+                w,
+                format!("{} joined the Entra group {}", joining.len(), w.spec.group),
+            );
+            c.members_added = joining;
+        }
+        removed
+    }
+
+    /// The session denials of the permission set: those still alive, and the departed
+    /// members' new ones, written at once when there are new ones (a revocation). Returns
+    /// the denial statements the set's inline policy carries from now on, and those it
+    /// carries if the new ones are held.
+    fn deny_sessions(
+        &mut self,
+        w: &Wanted,
+        set: Option<&IdentityCenterPermissionSet>,
+        removed: &[RemovedMember],
+    ) -> Denials {
+        let Some(set) = set else {
+            return Denials::default(); // no set yet: no session of it to deny
+        };
+        let now = self.i.now;
+        let observed_inline = set.policies.as_ref().and_then(|p| p.inline_policy.clone());
+        // Sessions issued before a cut-off live at most the longer of the set's durations.
+        let seconds = w
+            .spec
+            .permission_set
+            .session_seconds()
+            .unwrap_or(MAX_SESSION)
+            .max(
+                set.session_duration
+                    .as_deref()
+                    .and_then(crate::sources::policy::iso_duration_seconds)
+                    .unwrap_or(MAX_SESSION),
+            );
+        let alive = |cutoff: &u64| cutoff.saturating_add(seconds) > now;
+        let (mut live, mut wide) = read_denials(observed_inline.as_ref());
+        live.retain(|_, cutoff| alive(cutoff));
+        wide.retain(alive);
+        // Whoever is (back) in the group loses their entry: their next session works.
+        if let Members::Read(people) = &w.members {
+            let back: BTreeSet<&str> = people
+                .iter()
+                .filter(|p| p.enabled)
+                .filter_map(|p| self.users.get(&p.user_name.to_lowercase()))
+                .map(|u| u.id.as_str())
+                .collect();
+            live.retain(|id, _| !back.contains(id.as_str()));
+        }
+        let kept = denial_statements(&live, &wide);
+        let cutoff = now + CUTOFF_MARGIN_SECS;
+        for r in removed {
+            live.insert(r.user_id.clone(), cutoff);
+        }
+        for (id, at) in &live {
+            let name = self
+                .i
+                .observed
+                .users
+                .iter()
+                .find(|u| &u.id == id)
+                .map_or(id.clone(), |u| u.user_name.clone());
+            self.plan.session_denials.push(SessionDenial {
+                account: None,
+                mapping: w.mapping.clone(),
+                role: set.arn.clone().into(),
+                principal: Some(name),
+                issued_before: rfc3339(*at),
+                until: rfc3339(at + seconds),
+            });
+        }
+        let all = denial_statements(&live, &wide);
+        if !removed.is_empty() {
+            // The set's own part stays as it is now: a revocation grants nothing.
+            let own: Vec<Value> = observed_inline
+                .as_ref()
+                .map(iam_policy::statements)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| !is_denial(s))
+                .collect();
+            let (document, role_wide) = fit(own, all.clone(), cutoff);
+            if role_wide {
+                self.plan.notices.push(Notice {
+                    kind: NoticeKind::SessionsCutRoleWide,
+                    account: None,
+                    resource: set.arn.clone(),
+                    message: format!("the departed people's denials do not fit permission set {}'s inline policy: every session of it issued before {} is denied; those who stay sign in again", set.name, rfc3339(cutoff)),
+                });
+            }
+            let users: Vec<String> = removed.iter().map(|r| r.user_name.clone()).collect();
+            let c = self.push(
+                PeopleAction::DenyPermissionSetSessions {
+                    instance_arn: self.i.observed.instance_arn.clone(),
+                    permission_set_arn: set.arn.clone(),
+                    document: document.clone(),
+                },
+                set.arn.clone(),
+                w,
+                format!("deny the sessions {} already hold", users.join(", ")),
+            );
+            c.members_removed = users;
+            c.before = observed_inline;
+            c.after = Some(document);
+        }
+        Denials { all, kept }
+    }
+
+    /// Creates the permission set, or updates what differs from the document.
+    fn permission_set(&mut self, w: &Wanted, set: Option<&IdentityCenterPermissionSet>, denials: Denials) {
+        let spec = &w.spec.permission_set;
+        let instance_arn = self.i.observed.instance_arn.clone();
+        let description = set_description(spec.description.as_deref(), self.i.mark);
+        let own: Vec<Value> = spec
+            .inline_policy
+            .as_ref()
+            .map(iam_policy::statements)
+            .unwrap_or_default();
+        let cutoff = self.i.now + CUTOFF_MARGIN_SECS;
+        let inline = |denials: Vec<Value>| {
+            (!own.is_empty() || !denials.is_empty()).then(|| fit(own.clone(), denials, cutoff).0)
+        };
+        let wanted_inline = inline(denials.all);
+        // Written instead when the new denials are held (the checks swap it in).
+        let without_new = inline(denials.kept);
+        let Some(set) = set else {
+            self.push(
+                PeopleAction::PutPermissionSet {
+                    instance_arn,
+                    permission_set_arn: None,
+                    name: spec.name.clone(),
+                    description,
+                    session_duration: spec.session_duration.clone(),
+                    inline_policy: wanted_inline,
+                    delete_inline_policy: false,
+                    attach_managed_policies: spec.managed_policies.clone(),
+                    detach_managed_policies: Vec::new(),
+                    attach_customer_managed_policies: spec
+                        .customer_managed_policies
+                        .iter()
+                        .map(|c| (c.name.clone(), c.path.clone()))
+                        .collect(),
+                    detach_customer_managed_policies: Vec::new(),
+                },
+                format!("{}/permissionSet/{}", self.i.observed.instance_arn, spec.name),
+                w,
+                "AccessAssignment is new".into(),
+            );
+            return;
+        };
+        let policies = set.policies.clone().unwrap_or_default();
+        let mut reasons = Vec::new();
+        let session_changed = set
+            .session_duration
+            .as_deref()
+            .and_then(crate::sources::policy::iso_duration_seconds)
+            != spec.session_seconds();
+        if set.description.as_deref() != Some(description.as_str()) || session_changed {
+            reasons.push("description or session duration");
+        }
+        let inline_changed = match (&wanted_inline, &policies.inline_policy) {
+            (None, None) => false,
+            (Some(a), Some(b)) => !iam_policy::equivalent(a, b),
+            _ => true,
+        };
+        if inline_changed {
+            reasons.push("inline policy");
+        }
+        let have: BTreeSet<&str> = policies.managed_policies.iter().map(String::as_str).collect();
+        let want: BTreeSet<&str> = spec.managed_policies.iter().map(String::as_str).collect();
+        let attach: Vec<String> = want.difference(&have).map(|s| s.to_string()).collect();
+        let detach: Vec<String> = have.difference(&want).map(|s| s.to_string()).collect();
+        let have_c: BTreeSet<(String, String)> = policies.customer_managed_policies.iter().cloned().collect();
+        let want_c: BTreeSet<(String, String)> = spec
+            .customer_managed_policies
+            .iter()
+            .map(|c| (c.name.clone(), c.path.clone()))
+            .collect();
+        let attach_c: Vec<(String, String)> = want_c.difference(&have_c).cloned().collect();
+        let detach_c: Vec<(String, String)> = have_c.difference(&want_c).cloned().collect();
+        if !(attach.is_empty() && detach.is_empty() && attach_c.is_empty() && detach_c.is_empty()) {
+            reasons.push("policies attached");
+        }
+        if reasons.is_empty() {
+            return;
+        }
+        let before = json!({
+            "description": set.description,
+            "sessionDuration": set.session_duration,
+            "inlinePolicy": policies.inline_policy,
+            "managedPolicies": policies.managed_policies,
+            "customerManagedPolicies": policies.customer_managed_policies,
+        });
+        let after = json!({
+            "description": description,
+            "sessionDuration": spec.session_duration,
+            "inlinePolicy": wanted_inline,
+            "managedPolicies": spec.managed_policies,
+            "customerManagedPolicies": want_c,
+        });
+        let delete_inline = inline_changed && wanted_inline.is_none();
+        let c = self.push(
+            PeopleAction::PutPermissionSet {
+                instance_arn,
+                permission_set_arn: Some(set.arn.clone()),
+                name: spec.name.clone(),
+                description,
+                session_duration: spec.session_duration.clone(),
+                inline_policy: if inline_changed { wanted_inline } else { None },
+                delete_inline_policy: delete_inline,
+                attach_managed_policies: attach,
+                detach_managed_policies: detach,
+                attach_customer_managed_policies: attach_c,
+                detach_customer_managed_policies: detach_c,
+            },
+            set.arn.clone(),
+            w,
+            format!("drift: {}", reasons.join(", ")),
+        );
+        c.before = Some(before);
+        c.after = Some(after);
+        if inline_changed {
+            c.grant_only = Some(without_new.unwrap_or(Value::Null));
+        }
+    }
+
+    /// The set assigned to the group in each selected account; anything else of the set
+    /// taken away.
+    fn assignments(&mut self, w: &Wanted, set: Option<&IdentityCenterPermissionSet>, group: Option<&IdentityCenterGroup>) {
+        let instance_arn = self.i.observed.instance_arn.clone();
+        let name = w.mapping.as_str().to_string();
+        let spec = &w.spec.permission_set;
+        for account in &w.accounts {
+            let have = match (set, group) {
+                (Some(s), Some(g)) => self.i.observed.assignments.iter().any(|a| {
+                    &a.account == account
+                        && a.permission_set_arn == s.arn
+                        && a.principal_type == AssignedTo::Group
+                        && a.principal_id == g.id
+                }),
+                _ => false,
+            };
+            if have {
+                continue;
+            }
+            let resource = format!(
+                "{}@{account}",
+                set.map_or_else(|| format!("{instance_arn}/permissionSet/{}", spec.name), |s| s.arn.clone())
+            );
+            self.push(
+                PeopleAction::CreateAccountAssignment {
+                    instance_arn: instance_arn.clone(),
+                    account_id: account.clone(),
+                    permission_set_name: spec.name.clone(),
+                    permission_set_arn: set.map(|s| s.arn.clone()),
+                    group_name: name.clone(),
+                    group_id: group.map(|g| g.id.clone()),
+                },
+                resource,
+                w,
+                format!("assign permission set {} to group {name} in {account}", spec.name),
+            );
+        }
+        self.unwanted_assignments(w, set, group);
+    }
+
+    /// trustsync's set assigned where the document does not say: to anyone but its group,
+    /// or in an account it does not select.
+    fn unwanted_assignments(&mut self, w: &Wanted, set: Option<&IdentityCenterPermissionSet>, group: Option<&IdentityCenterGroup>) {
+        let Some(set) = set else {
+            return;
+        };
+        let accounts: BTreeSet<&String> = if w.blocked { BTreeSet::new() } else { w.accounts.iter().collect() };
+        for a in self.i.observed.assignments.iter().filter(|a| a.permission_set_arn == set.arn) {
+            let ours = a.principal_type == AssignedTo::Group && group.is_some_and(|g| g.id == a.principal_id);
+            if ours && (accounts.contains(&a.account) || w.blocked) {
+                continue;
+            }
+            let why = if ours {
+                format!("the document no longer selects account {}", a.account)
+            } else {
+                format!("assigned to a {} the document does not name; trustsync's permission set is granted through its group only", kind_of(a.principal_type))
+            };
+            self.push_delete(a, set, Some(w), why);
+        }
+    }
+
+    fn push_delete(&mut self, a: &crate::observed::IdentityCenterAssignment, set: &IdentityCenterPermissionSet, w: Option<&Wanted>, why: String) {
+        let action = PeopleAction::DeleteAccountAssignment {
+            instance_arn: self.i.observed.instance_arn.clone(),
+            account_id: a.account.clone(),
+            permission_set_arn: set.arn.clone(),
+            principal_type: match a.principal_type {
+                AssignedTo::User => "USER".into(),
+                AssignedTo::Group => "GROUP".into(),
+            },
+            principal_id: a.principal_id.clone(),
+        };
+        self.plan.changes.push(Change::new(
+            Action::People(action),
+            format!("{}@{}", set.arn, a.account),
+            w.map(|w| w.mapping.as_str()),
+            why,
+        ));
+    }
+
+    /// trustsync's permission sets and groups no document wants: reported, and with prune
+    /// the sets are taken away from every account.
+    fn orphans(&mut self) {
+        let wanted_sets: BTreeSet<String> = self
+            .i
+            .wanted
+            .iter()
+            .map(|w| w.spec.permission_set.name.to_lowercase())
+            .collect();
+        let wanted_groups: BTreeSet<String> = self.i.wanted.iter().map(|w| w.mapping.as_str().to_lowercase()).collect();
+        let obs = self.i.observed;
+        for s in obs.permission_sets.iter().filter(|s| marked(s.description.as_deref(), self.i.mark)) {
+            if wanted_sets.contains(&s.name.to_lowercase()) {
+                continue;
+            }
+            let assigned: Vec<_> = obs.assignments.iter().filter(|a| a.permission_set_arn == s.arn).collect();
+            if self.i.prune {
+                for a in assigned {
+                    self.push_delete(a, s, None, format!("permission set {} is in no AccessAssignment any more (prune)", s.name));
+                }
+            } else {
+                self.plan.notices.push(Notice {
+                    kind: NoticeKind::Orphan,
+                    account: None,
+                    resource: s.arn.clone(),
+                    message: format!("trustsync's permission set {} is in no AccessAssignment any more ({} assignment(s) left); enable prune to take it away", s.name, assigned.len()),
+                });
+            }
+        }
+        for g in obs.groups.iter().filter(|g| marked(g.description.as_deref(), self.i.mark)) {
+            if !wanted_groups.contains(&g.display_name.to_lowercase()) {
+                self.plan.notices.push(Notice {
+                    kind: NoticeKind::Orphan,
+                    account: None,
+                    resource: group_resource(&obs.identity_store_id, Some(&g.id), &g.display_name),
+                    message: format!("trustsync's group {} is in no AccessAssignment any more ({} member(s)); its permission set's assignments go with prune", g.display_name, g.members.len()),
+                });
+            }
+        }
+    }
+}
+
+fn kind_of(t: AssignedTo) -> &'static str {
+    match t {
+        AssignedTo::User => "user",
+        AssignedTo::Group => "group",
+    }
+}
+
+/// A group's resource name: its ARN when it exists, else the store and its name.
+fn group_resource(store: &str, id: Option<&str>, name: &str) -> String {
+    match id {
+        Some(id) => format!("arn:aws:identitystore:::group/{id}"),
+        None => format!("identitystore/{store}/group/{name}"),
+    }
+}
+
+/// Given and family name for Identity Center, which requires both: Entra's, else the
+/// display name split at its last space, else the display name twice.
+fn names_of(p: &Person, display: &str) -> (String, String) {
+    let given = p.given_name.clone().filter(|g| !g.trim().is_empty());
+    let family = p.surname.clone().filter(|s| !s.trim().is_empty());
+    match (given, family) {
+        (Some(g), Some(f)) => (g, f),
+        (g, f) => {
+            let (first, last) = display
+                .trim()
+                .rsplit_once(' ')
+                .map_or((display, display), |(a, b)| (a, b));
+            (g.unwrap_or_else(|| first.to_string()), f.unwrap_or_else(|| last.to_string()))
+        }
+    }
+}
+
+fn is_denial(statement: &Value) -> bool {
+    statement["Sid"]
+        .as_str()
+        .is_some_and(|s| s.starts_with(DENY_SID_PREFIX))
+}
+
+/// The denials an inline policy carries: identity-store user id -> cut-off, and the
+/// cut-offs of set-wide denials (every session issued before them).
+pub fn read_denials(inline: Option<&Value>) -> (BTreeMap<String, u64>, Vec<u64>) {
+    let (mut users, mut wide) = (BTreeMap::new(), Vec::new());
+    let Some(doc) = inline else {
+        return (users, wide);
+    };
+    for st in iam_policy::statements(doc).iter().filter(|s| is_denial(s)) {
+        let Some(cutoff) = st["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            .as_str()
+            .and_then(parse_rfc3339)
+        else {
+            continue;
+        };
+        let ids = iam_policy::strings(&st["Condition"]["StringEquals"]["identitystore:userId"]);
+        if ids.is_empty() {
+            wide.push(cutoff);
+        }
+        for id in ids {
+            users.insert(id, cutoff);
+        }
+    }
+    (users, wide)
+}
+
+/// One Deny statement per cut-off naming the users it denies, and one per set-wide
+/// cut-off.
+fn denial_statements(live: &BTreeMap<String, u64>, wide: &[u64]) -> Vec<Value> {
+    let mut by_cutoff: BTreeMap<u64, Vec<&String>> = BTreeMap::new();
+    for (id, at) in live {
+        by_cutoff.entry(*at).or_default().push(id);
+    }
+    let users = by_cutoff.into_iter().map(|(at, ids)| {
+        json!({
+            "Sid": format!("{DENY_SID_PREFIX}{at}"),
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"identitystore:userId": ids},
+                "DateLessThan": {"aws:TokenIssueTime": rfc3339(at)}
+            }
+        })
+    });
+    users.chain(wide.iter().map(|at| wide_denial(*at))).collect()
+}
+
+/// Every session of the set issued before `cutoff` denied.
+fn wide_denial(cutoff: u64) -> Value {
+    json!({
+        "Sid": format!("{DENY_SID_PREFIX}All{cutoff}"),
+        "Effect": "Deny",
+        "Action": "*",
+        "Resource": "*",
+        "Condition": {"DateLessThan": {"aws:TokenIssueTime": rfc3339(cutoff)}}
+    })
+}
+
+/// The inline policy of `own` statements and `denials`; when it would pass the limit, one
+/// denial of every session of the set issued before `cutoff` instead (and `true`).
+fn fit(own: Vec<Value>, denials: Vec<Value>, cutoff: u64) -> (Value, bool) {
+    let document = |statements: Vec<Value>| json!({"Version": "2012-10-17", "Statement": statements});
+    let full = document(own.iter().cloned().chain(denials).collect());
+    if iam_policy::iam_length(&full) <= INLINE_LIMIT {
+        return (full, false);
+    }
+    (document(own.into_iter().chain([wide_denial(cutoff)]).collect()), true)
+}
