@@ -244,15 +244,23 @@ impl Checker<'_> {
             .enumerate()
             .filter(|(i, c)| {
                 holds[*i].is_some()
-                    && matches!(c.action, Action::People(PeopleAction::RemoveGroupMembers { .. }))
+                    && matches!(
+                        c.action,
+                        Action::People(PeopleAction::RemoveGroupMembers { .. })
+                    )
             })
             .filter_map(|(_, c)| c.mapping.as_deref())
             .collect();
         let mut holds = holds;
         for (i, c) in changes.iter().enumerate() {
             if holds[i].is_none()
-                && matches!(c.action, Action::People(PeopleAction::DenyPermissionSetSessions { .. }))
-                && c.mapping.as_deref().is_some_and(|m| held_people.contains(m))
+                && matches!(
+                    c.action,
+                    Action::People(PeopleAction::DenyPermissionSetSessions { .. })
+                )
+                && c.mapping
+                    .as_deref()
+                    .is_some_and(|m| held_people.contains(m))
             {
                 holds[i] = Some(Hold {
                     kind: HoldKind::DependsOnHeld,
@@ -266,7 +274,10 @@ impl Checker<'_> {
             .enumerate()
             .filter(|(i, c)| {
                 holds[*i].is_some()
-                    && matches!(c.action, Action::People(PeopleAction::DenyPermissionSetSessions { .. }))
+                    && matches!(
+                        c.action,
+                        Action::People(PeopleAction::DenyPermissionSetSessions { .. })
+                    )
             })
             .map(|(_, c)| c.resource.clone())
             .collect();
@@ -294,7 +305,10 @@ impl Checker<'_> {
             });
             if hold.is_none() && held_revocations.contains(&c.resource) {
                 match (&mut c.action, c.grant_only.take()) {
-                    (Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }), Some(grant)) => {
+                    (
+                        Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }),
+                        Some(grant),
+                    ) => {
                         *trust_policy = grant.clone();
                         c.after = Some(grant);
                         c.reason = format!("{}; adding only, as the revocation is held", c.reason);
@@ -309,7 +323,8 @@ impl Checker<'_> {
                     ) => {
                         *delete_inline_policy = without_new.is_null();
                         *inline_policy = Some(without_new).filter(|v| !v.is_null());
-                        c.reason = format!("{}; without the session denials that are held", c.reason);
+                        c.reason =
+                            format!("{}; without the session denials that are held", c.reason);
                     }
                     _ => {}
                 }

@@ -43,7 +43,9 @@ mod tests;
 #[cfg(test)]
 mod trust_tables;
 
-pub use action::{Action, Effect, EntraAction, IamAction, LambdaAction, PeopleAction, RemovedMember};
+pub use action::{
+    Action, Effect, EntraAction, IamAction, LambdaAction, PeopleAction, RemovedMember,
+};
 pub use model::*;
 pub use providers::{audience_tag, AUDIENCE_TAG_PREFIX};
 pub use roles::BASELINE_TAG;

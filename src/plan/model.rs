@@ -263,6 +263,9 @@ kinds! {
         /// A document breaks a guardrail of the config: nothing is changed for it but its
         /// revocations (docs/policy-reference.md, "Guardrails").
         Guardrail => "guardrail",
+        /// IAM Identity Center or the directory's users could not be read: nothing was
+        /// planned for people this pass.
+        PeopleUnreadable => "people-unreadable",
     }
 }
 

@@ -38,8 +38,8 @@ use super::{
 };
 use crate::model::iam_policy;
 use crate::model::names::MappingName;
-use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
 use crate::observed::ObservedIdentityCenter;
+use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
 use crate::sources::policy::{AccessAssignmentSpec, GuestRule};
 
 /// Characters of a permission set's description kept for trustsync's mark.
@@ -89,7 +89,10 @@ pub enum Members {
     Read(Vec<Person>),
     /// The group could not be resolved: why, and the user names that may keep their
     /// membership all the same (see [`crate::sources::directory::GroupError::may_keep`]).
-    Unresolved { why: String, may_keep: BTreeSet<String> },
+    Unresolved {
+        why: String,
+        may_keep: BTreeSet<String>,
+    },
 }
 
 /// One AccessAssignment, made concrete for this pass.
@@ -174,7 +177,13 @@ impl<'a> People<'a> {
         &self.i.observed.identity_store_id
     }
 
-    fn push(&mut self, action: PeopleAction, resource: String, w: &Wanted, reason: String) -> &mut Change {
+    fn push(
+        &mut self,
+        action: PeopleAction,
+        resource: String,
+        w: &Wanted,
+        reason: String,
+    ) -> &mut Change {
         self.plan.changes.push(Change::new(
             Action::People(action),
             resource,
@@ -249,7 +258,10 @@ impl<'a> People<'a> {
                     format!("{}", w.spec.group),
                     format!("{why}: nobody is added; members are removed but for those the directory says may keep their access"),
                 );
-                return (BTreeMap::new(), may_keep.iter().map(|u| u.to_lowercase()).collect());
+                return (
+                    BTreeMap::new(),
+                    may_keep.iter().map(|u| u.to_lowercase()).collect(),
+                );
             }
         };
         let mut guests = Vec::new();
@@ -324,14 +336,22 @@ impl<'a> People<'a> {
             let disabled: Vec<&str> = match &w.members {
                 Members::Read(people) => people
                     .iter()
-                    .filter(|p| !p.enabled && departed.iter().any(|d| d.eq_ignore_ascii_case(&p.user_name)))
+                    .filter(|p| {
+                        !p.enabled
+                            && departed
+                                .iter()
+                                .any(|d| d.eq_ignore_ascii_case(&p.user_name))
+                    })
                     .map(|p| p.user_name.as_str())
                     .collect(),
                 Members::Unresolved { .. } => Vec::new(),
             };
             let mut reason = format!("{} left the Entra group {}", departed.len(), w.spec.group);
             if !disabled.is_empty() {
-                reason = format!("{reason} or were disabled in Entra ({})", disabled.join(", "));
+                reason = format!(
+                    "{reason} or were disabled in Entra ({})",
+                    disabled.join(", ")
+                );
             }
             let baseline = current.len();
             let after = baseline - removed.len();
@@ -378,7 +398,10 @@ impl<'a> People<'a> {
                 },
                 format!("identitystore/{store}/user/{}", person.user_name),
                 w,
-                format!("member of the Entra group {} with no Identity Center user", w.spec.group),
+                format!(
+                    "member of the Entra group {} with no Identity Center user",
+                    w.spec.group
+                ),
             );
         }
         if group.is_none() {
@@ -516,7 +539,12 @@ impl<'a> People<'a> {
     }
 
     /// Creates the permission set, or updates what differs from the document.
-    fn permission_set(&mut self, w: &Wanted, set: Option<&IdentityCenterPermissionSet>, denials: Denials) {
+    fn permission_set(
+        &mut self,
+        w: &Wanted,
+        set: Option<&IdentityCenterPermissionSet>,
+        denials: Denials,
+    ) {
         let spec = &w.spec.permission_set;
         let instance_arn = self.i.observed.instance_arn.clone();
         let description = set_description(spec.description.as_deref(), self.i.mark);
@@ -551,7 +579,10 @@ impl<'a> People<'a> {
                         .collect(),
                     detach_customer_managed_policies: Vec::new(),
                 },
-                format!("{}/permissionSet/{}", self.i.observed.instance_arn, spec.name),
+                format!(
+                    "{}/permissionSet/{}",
+                    self.i.observed.instance_arn, spec.name
+                ),
                 w,
                 "AccessAssignment is new".into(),
             );
@@ -575,11 +606,16 @@ impl<'a> People<'a> {
         if inline_changed {
             reasons.push("inline policy");
         }
-        let have: BTreeSet<&str> = policies.managed_policies.iter().map(String::as_str).collect();
+        let have: BTreeSet<&str> = policies
+            .managed_policies
+            .iter()
+            .map(String::as_str)
+            .collect();
         let want: BTreeSet<&str> = spec.managed_policies.iter().map(String::as_str).collect();
         let attach: Vec<String> = want.difference(&have).map(|s| s.to_string()).collect();
         let detach: Vec<String> = have.difference(&want).map(|s| s.to_string()).collect();
-        let have_c: BTreeSet<(String, String)> = policies.customer_managed_policies.iter().cloned().collect();
+        let have_c: BTreeSet<(String, String)> =
+            policies.customer_managed_policies.iter().cloned().collect();
         let want_c: BTreeSet<(String, String)> = spec
             .customer_managed_policies
             .iter()
@@ -635,7 +671,12 @@ impl<'a> People<'a> {
 
     /// The set assigned to the group in each selected account; anything else of the set
     /// taken away.
-    fn assignments(&mut self, w: &Wanted, set: Option<&IdentityCenterPermissionSet>, group: Option<&IdentityCenterGroup>) {
+    fn assignments(
+        &mut self,
+        w: &Wanted,
+        set: Option<&IdentityCenterPermissionSet>,
+        group: Option<&IdentityCenterGroup>,
+    ) {
         let instance_arn = self.i.observed.instance_arn.clone();
         let name = w.mapping.as_str().to_string();
         let spec = &w.spec.permission_set;
@@ -654,7 +695,10 @@ impl<'a> People<'a> {
             }
             let resource = format!(
                 "{}@{account}",
-                set.map_or_else(|| format!("{instance_arn}/permissionSet/{}", spec.name), |s| s.arn.clone())
+                set.map_or_else(
+                    || format!("{instance_arn}/permissionSet/{}", spec.name),
+                    |s| s.arn.clone()
+                )
             );
             self.push(
                 PeopleAction::CreateAccountAssignment {
@@ -667,7 +711,10 @@ impl<'a> People<'a> {
                 },
                 resource,
                 w,
-                format!("assign permission set {} to group {name} in {account}", spec.name),
+                format!(
+                    "assign permission set {} to group {name} in {account}",
+                    spec.name
+                ),
             );
         }
         self.unwanted_assignments(w, set, group);
@@ -675,13 +722,29 @@ impl<'a> People<'a> {
 
     /// trustsync's set assigned where the document does not say: to anyone but its group,
     /// or in an account it does not select.
-    fn unwanted_assignments(&mut self, w: &Wanted, set: Option<&IdentityCenterPermissionSet>, group: Option<&IdentityCenterGroup>) {
+    fn unwanted_assignments(
+        &mut self,
+        w: &Wanted,
+        set: Option<&IdentityCenterPermissionSet>,
+        group: Option<&IdentityCenterGroup>,
+    ) {
         let Some(set) = set else {
             return;
         };
-        let accounts: BTreeSet<&String> = if w.blocked { BTreeSet::new() } else { w.accounts.iter().collect() };
-        for a in self.i.observed.assignments.iter().filter(|a| a.permission_set_arn == set.arn) {
-            let ours = a.principal_type == AssignedTo::Group && group.is_some_and(|g| g.id == a.principal_id);
+        let accounts: BTreeSet<&String> = if w.blocked {
+            BTreeSet::new()
+        } else {
+            w.accounts.iter().collect()
+        };
+        for a in self
+            .i
+            .observed
+            .assignments
+            .iter()
+            .filter(|a| a.permission_set_arn == set.arn)
+        {
+            let ours = a.principal_type == AssignedTo::Group
+                && group.is_some_and(|g| g.id == a.principal_id);
             if ours && (accounts.contains(&a.account) || w.blocked) {
                 continue;
             }
@@ -694,7 +757,13 @@ impl<'a> People<'a> {
         }
     }
 
-    fn push_delete(&mut self, a: &crate::observed::IdentityCenterAssignment, set: &IdentityCenterPermissionSet, w: Option<&Wanted>, why: String) {
+    fn push_delete(
+        &mut self,
+        a: &crate::observed::IdentityCenterAssignment,
+        set: &IdentityCenterPermissionSet,
+        w: Option<&Wanted>,
+        why: String,
+    ) {
         let action = PeopleAction::DeleteAccountAssignment {
             instance_arn: self.i.observed.instance_arn.clone(),
             account_id: a.account.clone(),
@@ -722,16 +791,37 @@ impl<'a> People<'a> {
             .iter()
             .map(|w| w.spec.permission_set.name.to_lowercase())
             .collect();
-        let wanted_groups: BTreeSet<String> = self.i.wanted.iter().map(|w| w.mapping.as_str().to_lowercase()).collect();
+        let wanted_groups: BTreeSet<String> = self
+            .i
+            .wanted
+            .iter()
+            .map(|w| w.mapping.as_str().to_lowercase())
+            .collect();
         let obs = self.i.observed;
-        for s in obs.permission_sets.iter().filter(|s| marked(s.description.as_deref(), self.i.mark)) {
+        for s in obs
+            .permission_sets
+            .iter()
+            .filter(|s| marked(s.description.as_deref(), self.i.mark))
+        {
             if wanted_sets.contains(&s.name.to_lowercase()) {
                 continue;
             }
-            let assigned: Vec<_> = obs.assignments.iter().filter(|a| a.permission_set_arn == s.arn).collect();
+            let assigned: Vec<_> = obs
+                .assignments
+                .iter()
+                .filter(|a| a.permission_set_arn == s.arn)
+                .collect();
             if self.i.prune {
                 for a in assigned {
-                    self.push_delete(a, s, None, format!("permission set {} is in no AccessAssignment any more (prune)", s.name));
+                    self.push_delete(
+                        a,
+                        s,
+                        None,
+                        format!(
+                            "permission set {} is in no AccessAssignment any more (prune)",
+                            s.name
+                        ),
+                    );
                 }
             } else {
                 self.plan.notices.push(Notice {
@@ -742,7 +832,11 @@ impl<'a> People<'a> {
                 });
             }
         }
-        for g in obs.groups.iter().filter(|g| marked(g.description.as_deref(), self.i.mark)) {
+        for g in obs
+            .groups
+            .iter()
+            .filter(|g| marked(g.description.as_deref(), self.i.mark))
+        {
             if !wanted_groups.contains(&g.display_name.to_lowercase()) {
                 self.plan.notices.push(Notice {
                     kind: NoticeKind::Orphan,
@@ -782,7 +876,10 @@ fn names_of(p: &Person, display: &str) -> (String, String) {
                 .trim()
                 .rsplit_once(' ')
                 .map_or((display, display), |(a, b)| (a, b));
-            (g.unwrap_or_else(|| first.to_string()), f.unwrap_or_else(|| last.to_string()))
+            (
+                g.unwrap_or_else(|| first.to_string()),
+                f.unwrap_or_else(|| last.to_string()),
+            )
         }
     }
 }
@@ -837,7 +934,9 @@ fn denial_statements(live: &BTreeMap<String, u64>, wide: &[u64]) -> Vec<Value> {
             }
         })
     });
-    users.chain(wide.iter().map(|at| wide_denial(*at))).collect()
+    users
+        .chain(wide.iter().map(|at| wide_denial(*at)))
+        .collect()
 }
 
 /// Every session of the set issued before `cutoff` denied.
@@ -854,10 +953,14 @@ fn wide_denial(cutoff: u64) -> Value {
 /// The inline policy of `own` statements and `denials`; when it would pass the limit, one
 /// denial of every session of the set issued before `cutoff` instead (and `true`).
 fn fit(own: Vec<Value>, denials: Vec<Value>, cutoff: u64) -> (Value, bool) {
-    let document = |statements: Vec<Value>| json!({"Version": "2012-10-17", "Statement": statements});
+    let document =
+        |statements: Vec<Value>| json!({"Version": "2012-10-17", "Statement": statements});
     let full = document(own.iter().cloned().chain(denials).collect());
     if iam_policy::iam_length(&full) <= INLINE_LIMIT {
         return (full, false);
     }
-    (document(own.into_iter().chain([wide_denial(cutoff)]).collect()), true)
+    (
+        document(own.into_iter().chain([wide_denial(cutoff)]).collect()),
+        true,
+    )
 }

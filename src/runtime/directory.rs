@@ -131,6 +131,27 @@ impl DirectorySource {
         }
     }
 
+    /// Every user of the directory with what decides a person's access (`GET /users`, or
+    /// the tenant file's), read without holding `source`: a read of every user takes
+    /// Graph a while at tenant scale, and the watcher and the fast path must not wait.
+    pub async fn users(
+        source: &tokio::sync::Mutex<DirectorySource>,
+    ) -> anyhow::Result<Vec<crate::sources::directory::DirectoryUser>> {
+        let reader = {
+            let mut s = source.lock().await;
+            if let DirectorySource::File(path) = &*s {
+                return Ok(TenantFile::load(path)?.directory_users());
+            }
+            s.connect()
+                .context("AccessAssignments map Entra users, so Microsoft Graph must be reached")?;
+            s.reader().expect("connected above").clone()
+        };
+        reader
+            .users()
+            .await
+            .context("reading the directory's users from Microsoft Graph (User.Read.All)")
+    }
+
     /// The Entra applications trustsync's service principal owns, with their federated
     /// credentials, and the writer that changes those; or why they cannot be read.
     pub async fn applications(

@@ -44,6 +44,9 @@ pub struct Fleet {
     scope: Option<Vec<String>>,
     /// How long each account's last successful read took.
     read_times: Mutex<BTreeMap<String, std::time::Duration>>,
+    /// IAM Identity Center, reached with the controller's own credentials in its region:
+    /// connected by the first pass that plans people.
+    identity_center: tokio::sync::OnceCell<Arc<AwsClients>>,
 }
 
 /// A straggler (an account still being read when another has been read) is left for the
@@ -68,7 +71,28 @@ impl Fleet {
             narrowed: false,
             scope: None,
             read_times: Mutex::new(BTreeMap::new()),
+            identity_center: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The client for IAM Identity Center (`identityCenter.region`, else `aws.region`),
+    /// with the controller's own credentials: the instance lives in the organization's
+    /// management account or its delegated administrator, where the controller runs.
+    pub async fn identity_center(&self, config: &Config) -> Result<Arc<AwsClients>, Failure> {
+        self.identity_center
+            .get_or_try_init(|| async {
+                let aws = crate::config::AwsConfig {
+                    region: config
+                        .identity_center
+                        .region
+                        .clone()
+                        .or_else(|| config.aws.region.clone()),
+                    ..config.aws.clone()
+                };
+                AwsClients::connect(&aws).await.map(Arc::new)
+            })
+            .await
+            .cloned()
     }
 
     /// How long a read of `account` may take, once another account has been read, before

@@ -8,6 +8,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod pass;
+pub mod people;
 pub mod status;
 pub mod watch;
 pub mod writes;

@@ -113,6 +113,8 @@ pub struct Planned {
     /// Microsoft Graph, when the plan's Entra changes (federated credentials) can be
     /// written.
     pub entra: Option<entra::GraphReader>,
+    /// IAM Identity Center, when the plan has people's changes.
+    pub identity_center: Option<std::sync::Arc<crate::adapters::aws::AwsClients>>,
 }
 
 /// The group pins of the roles trustsync owns: the one its audit log says it last wrote
@@ -614,7 +616,18 @@ pub async fn plan(
         None => Reading::Full,
     };
     let read = read_accounts(fleet, policies, config, &settings, reading).await?;
-    let (pins, requests) = directory_requests(&read, &settings, recorded_pins);
+    let (pins, mut requests) = directory_requests(&read, &settings, recorded_pins);
+    let people = focus.is_none() && super::people::in_use(policies, config);
+    if people {
+        requests.extend(
+            policies
+                .access_assignments
+                .iter()
+                .map(|a| super::people::group_request(&a.spec)),
+        );
+        requests.sort();
+        requests.dedup();
+    }
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
     let snapshot = match focus {
         Some(_) => directory.lock().await.cached_snapshot(&requests).await?,
@@ -645,6 +658,26 @@ pub async fn plan(
             )
             .await
         }
+    };
+    let reachable: BTreeSet<String> = read
+        .accounts
+        .iter()
+        .filter(|a| a.unreachable.is_none())
+        .map(|a| a.id.clone())
+        .collect();
+    let identity_center = match people {
+        true => {
+            super::people::plan_people(
+                &mut plan,
+                (policies, config, &settings),
+                fleet,
+                &reachable,
+                (&enforced, &snapshot),
+                directory,
+            )
+            .await
+        }
+        false => None,
     };
     let started = started + reading.elapsed();
     let groups = placed.groups;
@@ -738,6 +771,7 @@ pub async fn plan(
         requests,
         settings,
         entra,
+        identity_center,
     })
 }
 
@@ -857,6 +891,7 @@ impl Planned {
         let writers = Writers {
             aws,
             entra: self.entra.as_ref(),
+            identity_center: self.identity_center.as_deref(),
         };
         apply::apply(&self.plan, &writers, audit, actor, policy_revision, control).await
     }
@@ -867,6 +902,8 @@ impl Planned {
 struct Writers<'a, E: ?Sized> {
     aws: &'a E,
     entra: Option<&'a entra::GraphReader>,
+    /// IAM Identity Center, for people's changes.
+    identity_center: Option<&'a crate::adapters::aws::AwsClients>,
 }
 
 #[async_trait::async_trait]
@@ -884,6 +921,15 @@ impl<E: Executor + ?Sized> Executor for Writers<'_, E> {
         change: &Change,
         use_revision: bool,
     ) -> Result<crate::model::call::Written, crate::model::call::Failure> {
+        if change.action.is_people() {
+            return match self.identity_center {
+                Some(ic) => ic.execute(&change.action, use_revision).await,
+                None => Err(crate::model::call::Failure::permanent(
+                    change.action.name(),
+                    "IAM Identity Center is not connected in this pass",
+                )),
+            };
+        }
         let crate::plan::Action::Entra(action) = &change.action else {
             return self.aws.execute(change, use_revision).await;
         };

@@ -9,12 +9,11 @@ use aws_sdk_ssoadmin::types::PrincipalType;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::model::call::{Failure, Written};
-use crate::plan::PeopleAction;
 use crate::observed::{
     AssignedTo, GroupMembership, IdentityCenterAssignment, IdentityCenterGroup,
-    IdentityCenterPermissionSet, IdentityCenterUser, ObservedIdentityCenter,
-    PermissionSetPolicies,
+    IdentityCenterPermissionSet, IdentityCenterUser, ObservedIdentityCenter, PermissionSetPolicies,
 };
+use crate::plan::PeopleAction;
 
 use super::*;
 
@@ -329,12 +328,9 @@ impl AwsClients {
             |page| page.next_token().map(String::from),
             |page| {
                 out.customer_managed_policies.extend(
-                    page.customer_managed_policy_references().iter().map(|r| {
-                        (
-                            r.name().to_string(),
-                            r.path().unwrap_or("/").to_string(),
-                        )
-                    }),
+                    page.customer_managed_policy_references()
+                        .iter()
+                        .map(|r| (r.name().to_string(), r.path().unwrap_or("/").to_string())),
                 );
                 Ok(())
             },
@@ -412,7 +408,10 @@ fn provisioning(
     match (status, request_id) {
         (Some(StatusValues::Failed), _) => Err(Failure::permanent(
             op,
-            format!("IAM Identity Center reports FAILED: {}", failure.unwrap_or("no reason given")),
+            format!(
+                "IAM Identity Center reports FAILED: {}",
+                failure.unwrap_or("no reason given")
+            ),
         )),
         (Some(StatusValues::InProgress), Some(id)) => Ok(Provisioning::Pending(id.to_string())),
         _ => Ok(Provisioning::Done),
@@ -442,7 +441,11 @@ impl AwsClients {
                     .family_name(family_name)
                     .build();
                 let emails = email.as_ref().map(|e| {
-                    vec![Email::builder().value(e).r#type("work").primary(true).build()]
+                    vec![Email::builder()
+                        .value(e)
+                        .r#type("work")
+                        .primary(true)
+                        .build()]
                 });
                 write!(
                     self,
@@ -553,9 +556,15 @@ impl AwsClients {
                         );
                         (arn.clone(), w)
                     }
-                    None => self
-                        .create_permission_set(instance_arn, name, description, session_duration)
-                        .await?,
+                    None => {
+                        self.create_permission_set(
+                            instance_arn,
+                            name,
+                            description,
+                            session_duration,
+                        )
+                        .await?
+                    }
                 };
                 let ps = (instance_arn.as_str(), arn.as_str());
                 if let Some(doc) = inline_policy {
@@ -652,7 +661,10 @@ impl AwsClients {
             } => {
                 let set = match permission_set_arn {
                     Some(arn) => arn.clone(),
-                    None => self.permission_set_arn(instance_arn, permission_set_name).await?,
+                    None => {
+                        self.permission_set_arn(instance_arn, permission_set_name)
+                            .await?
+                    }
                 };
                 let store = self.identity_center_instance(Some(instance_arn)).await?.1;
                 let group = match group_id {
@@ -660,17 +672,21 @@ impl AwsClients {
                     None => self.group_id(&store, group_name).await?,
                 };
                 let out = self
-                    .call(Operation::CreateAccountAssignment, |_| false, || {
-                        self.ssoadmin
-                            .create_account_assignment()
-                            .instance_arn(instance_arn)
-                            .target_id(account_id)
-                            .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
-                            .permission_set_arn(&set)
-                            .principal_type(PrincipalType::Group)
-                            .principal_id(&group)
-                            .send()
-                    })
+                    .call(
+                        Operation::CreateAccountAssignment,
+                        |_| false,
+                        || {
+                            self.ssoadmin
+                                .create_account_assignment()
+                                .instance_arn(instance_arn)
+                                .target_id(account_id)
+                                .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+                                .permission_set_arn(&set)
+                                .principal_type(PrincipalType::Group)
+                                .principal_id(&group)
+                                .send()
+                        },
+                    )
                     .await?
                     .expect("no failure is benign");
                 let status = out.account_assignment_creation_status();
@@ -752,7 +768,10 @@ impl AwsClients {
                 },
             )
             .await?;
-        match out.as_ref().and_then(|o| o.permission_set()?.permission_set_arn()) {
+        match out
+            .as_ref()
+            .and_then(|o| o.permission_set()?.permission_set_arn())
+        {
             Some(arn) => Ok((
                 arn.to_string(),
                 Written {
@@ -770,7 +789,11 @@ impl AwsClients {
         }
     }
 
-    async fn put_set_inline(&self, (instance_arn, arn): (&str, &str), document: &serde_json::Value) -> Result<Written, Failure> {
+    async fn put_set_inline(
+        &self,
+        (instance_arn, arn): (&str, &str),
+        document: &serde_json::Value,
+    ) -> Result<Written, Failure> {
         let text = document.to_string();
         Ok(write!(
             self,
@@ -789,14 +812,20 @@ impl AwsClients {
     /// change to a set reaches no account's role before this.
     async fn provision(&self, (instance_arn, arn): (&str, &str)) -> Result<Written, Failure> {
         let out = self
-            .call(Operation::ProvisionPermissionSet, |_| false, || {
-                self.ssoadmin
-                    .provision_permission_set()
-                    .instance_arn(instance_arn)
-                    .permission_set_arn(arn)
-                    .target_type(aws_sdk_ssoadmin::types::ProvisionTargetType::AllProvisionedAccounts)
-                    .send()
-            })
+            .call(
+                Operation::ProvisionPermissionSet,
+                |_| false,
+                || {
+                    self.ssoadmin
+                        .provision_permission_set()
+                        .instance_arn(instance_arn)
+                        .permission_set_arn(arn)
+                        .target_type(
+                            aws_sdk_ssoadmin::types::ProvisionTargetType::AllProvisionedAccounts,
+                        )
+                        .send()
+                },
+            )
             .await?
             .expect("no failure is benign");
         let status = out.permission_set_provisioning_status();
@@ -838,8 +867,17 @@ impl AwsClients {
     }
 
     /// Waits for an account assignment's creation or deletion to finish.
-    async fn wait_assignment(&self, instance_arn: &str, mut state: Provisioning, creation: bool) -> Result<(), Failure> {
-        let op = if creation { "CreateAccountAssignment" } else { "DeleteAccountAssignment" };
+    async fn wait_assignment(
+        &self,
+        instance_arn: &str,
+        mut state: Provisioning,
+        creation: bool,
+    ) -> Result<(), Failure> {
+        let op = if creation {
+            "CreateAccountAssignment"
+        } else {
+            "DeleteAccountAssignment"
+        };
         for _ in 0..PROVISIONING_POLLS {
             let Provisioning::Pending(id) = &state else {
                 return Ok(());
@@ -883,15 +921,23 @@ impl AwsClients {
 
     /// A group's id by its display name (`GetGroupId`).
     async fn group_id(&self, store: &str, display_name: &str) -> Result<String, Failure> {
-        self.unique_id(Operation::GetGroupId, store, "displayName", display_name).await
+        self.unique_id(Operation::GetGroupId, store, "displayName", display_name)
+            .await
     }
 
     /// A user's id by user name (`GetUserId`).
     async fn user_id(&self, store: &str, user_name: &str) -> Result<String, Failure> {
-        self.unique_id(Operation::GetUserId, store, "userName", user_name).await
+        self.unique_id(Operation::GetUserId, store, "userName", user_name)
+            .await
     }
 
-    async fn unique_id(&self, op: Operation, store: &str, path: &str, value: &str) -> Result<String, Failure> {
+    async fn unique_id(
+        &self,
+        op: Operation,
+        store: &str,
+        path: &str,
+        value: &str,
+    ) -> Result<String, Failure> {
         use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
         let attribute = UniqueAttribute::builder()
             .attribute_path(path)
@@ -945,7 +991,12 @@ impl AwsClients {
         )
         .await?;
         for arn in arns {
-            if self.permission_set(instance_arn, &arn).await?.name.eq_ignore_ascii_case(name) {
+            if self
+                .permission_set(instance_arn, &arn)
+                .await?
+                .name
+                .eq_ignore_ascii_case(name)
+            {
                 return Ok(arn);
             }
         }

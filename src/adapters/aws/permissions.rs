@@ -441,8 +441,7 @@ mod tests {
                     matches!(
                         scope,
                         Scope::Free | Scope::Verifier | Scope::PeopleRead | Scope::PeopleWrite
-                    )
-                        || granted.iter().any(|g| g == action),
+                    ) || granted.iter().any(|g| g == action),
                     "{action} ({op:?}) is not in the policy"
                 );
             }

@@ -182,57 +182,60 @@ pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
         }
     }
     // What a role or a permission set grants: managed policies and inline statements.
-    let grants = |push: &mut dyn FnMut(&'static str, &str, &super::Origin, &'static str, String, String),
-                  kind: &'static str,
-                  name: &str,
-                  origin: &super::Origin,
-                  managed: (&str, &[String]),
-                  inline: Vec<(String, &Value)>| {
-        let (field, arns) = managed;
-        for (i, arn) in arns.iter().enumerate() {
-            let field = format!("{field}[{i}]");
-            if g.denied_managed_policies
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(arn))
-            {
-                push(
-                    kind,
-                    name,
-                    origin,
-                    "deniedManagedPolicies",
-                    field,
-                    format!("`{arn}` grants administration; no mapping may attach it"),
-                );
-            } else if let Some(allowed) = &g.allowed_managed_policies {
-                if !allowed.iter().any(|a| a.eq_ignore_ascii_case(arn)) {
+    let grants =
+        |push: &mut dyn FnMut(&'static str, &str, &super::Origin, &'static str, String, String),
+         kind: &'static str,
+         name: &str,
+         origin: &super::Origin,
+         managed: (&str, &[String]),
+         inline: Vec<(String, &Value)>| {
+            let (field, arns) = managed;
+            for (i, arn) in arns.iter().enumerate() {
+                let field = format!("{field}[{i}]");
+                if g.denied_managed_policies
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(arn))
+                {
                     push(
                         kind,
                         name,
                         origin,
-                        "allowedManagedPolicies",
+                        "deniedManagedPolicies",
                         field,
-                        format!("`{arn}` is not among the managed policies a mapping may attach"),
+                        format!("`{arn}` grants administration; no mapping may attach it"),
                     );
-                }
-            }
-        }
-        if g.no_admin_statements {
-            for (field, doc) in inline {
-                for (i, st) in statements(doc).iter().enumerate() {
-                    if let Some(why) = admin_statement(st) {
+                } else if let Some(allowed) = &g.allowed_managed_policies {
+                    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(arn)) {
                         push(
                             kind,
                             name,
                             origin,
-                            "noAdminStatements",
-                            format!("{field}.Statement[{i}]"),
-                            format!("{why}: that is administration, not what a mapping grants"),
+                            "allowedManagedPolicies",
+                            field,
+                            format!(
+                                "`{arn}` is not among the managed policies a mapping may attach"
+                            ),
                         );
                     }
                 }
             }
-        }
-    };
+            if g.no_admin_statements {
+                for (field, doc) in inline {
+                    for (i, st) in statements(doc).iter().enumerate() {
+                        if let Some(why) = admin_statement(st) {
+                            push(
+                                kind,
+                                name,
+                                origin,
+                                "noAdminStatements",
+                                format!("{field}.Statement[{i}]"),
+                                format!("{why}: that is administration, not what a mapping grants"),
+                            );
+                        }
+                    }
+                }
+            }
+        };
     for a in &set.access_assignments {
         let p = &a.spec.permission_set;
         grants(

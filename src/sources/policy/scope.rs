@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{AccessAssignmentSpec, AccountSelector, Diagnostic, FunctionAccessSpec, Named, PolicySet};
+use super::{
+    AccessAssignmentSpec, AccountSelector, Diagnostic, FunctionAccessSpec, Named, PolicySet,
+};
 use crate::model::account::Account;
 use crate::model::arn::{account_of, region_of};
 

@@ -82,8 +82,7 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
         same.push(f);
     }
     check_names(&set.access_assignments, &mut d);
-    let mut permission_sets: HashMap<String, &Named<super::AccessAssignmentSpec>> =
-        HashMap::new();
+    let mut permission_sets: HashMap<String, &Named<super::AccessAssignmentSpec>> = HashMap::new();
     for a in &set.access_assignments {
         if set.role_mappings.iter().any(|m| m.name == a.name)
             || set.functions.iter().any(|f| f.name == a.name)
@@ -122,7 +121,10 @@ fn check_permission_set(p: &super::PermissionSetSpec, o: &super::Origin, d: &mut
     if p.name.is_empty() || p.name.len() > 32 || !p.name.chars().all(is_iam_name_char) {
         d.push(o.diagnostic(
             "spec.permissionSet.name",
-            format!("`{}` must be 1 to 32 letters, digits or +=,.@_- (permission set name rules)", p.name),
+            format!(
+                "`{}` must be 1 to 32 letters, digits or +=,.@_- (permission set name rules)",
+                p.name
+            ),
         ));
     }
     if let Some(desc) = &p.description {
