@@ -410,3 +410,67 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
     let inline = ic.inline_policy(&moto, &set);
     assert!(may_read(&judge, &inline, &dana, "dana@example.com", now()));
 }
+
+/// The controller: with full passes an hour apart, a disabled account (a change only the
+/// users' delta feed shows) and a removal from the group each take the person out within
+/// a directory poll and a pass.
+#[test]
+fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+    );
+    ws.write("policies/people.yaml", POLICY);
+    tenant(&ws);
+    moto.create_functions(&["payments-api"]);
+    let ic = Center::new(&moto);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    let members = || {
+        ic.group_id(&moto, "payments-people")
+            .map(|_| ic.members(&moto, "payments-people"))
+            .unwrap_or_default()
+    };
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the first pass to onboard",
+        || members().len() == 3,
+    );
+
+    // Disabled: no group changes, only the user.
+    let (status, body) = graph.admin(
+        "PATCH",
+        &format!("/admin/users/{LEE}"),
+        Some(json!({"accountEnabled": false})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let took = wait_for(
+        std::time::Duration::from_secs(30),
+        "the disabled account's removal",
+        || !members().contains(&"lee@example.com".to_string()),
+    );
+    println!(
+        "people: disabled account out of the group {} ms after the Graph change",
+        took.as_millis()
+    );
+
+    // Departed: out of the Entra group.
+    graph.remove_member(PEOPLE, KIM);
+    let took = wait_for(
+        std::time::Duration::from_secs(30),
+        "the departure's removal",
+        || members() == ["dana@example.com"],
+    );
+    println!(
+        "people: departure out of the group {} ms after the Graph change",
+        took.as_millis()
+    );
+    let audit = ws.read("audit.jsonl");
+    assert!(
+        audit.contains("remove-group-members") && audit.contains("\"trigger\":\"directory\""),
+        "recorded, started by the directory: {audit}"
+    );
+}

@@ -278,6 +278,8 @@ mod tests {
                 arn: "ps-1".into(),
                 name: "Engineer".into(),
                 session_duration: Some("PT4H".into()),
+                description: None,
+                policies: None,
             }],
             assignments: vec![
                 assign(AssignedTo::Group, "g1"),

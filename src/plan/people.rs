@@ -61,6 +61,8 @@ const MAX_SESSION: u64 = 43_200;
 struct Denials {
     all: Vec<Value>,
     kept: Vec<Value>,
+    /// The inline policy the denial writes this pass, if it writes one.
+    written: Option<Value>,
 }
 
 /// The statement id prefix of trustsync's session denials in a permission set's inline
@@ -469,6 +471,10 @@ impl<'a> People<'a> {
         let (mut live, mut wide) = read_denials(observed_inline.as_ref());
         live.retain(|_, cutoff| alive(cutoff));
         wide.retain(alive);
+        // The denial takes nothing away but sessions: it keeps the entries of those who
+        // came back, which the permission set's own update drops (so a held denial never
+        // keeps a returning person out).
+        let mut denied = live.clone();
         // Whoever is (back) in the group loses their entry: their next session works.
         if let Members::Read(people) = &w.members {
             let back: BTreeSet<&str> = people
@@ -483,6 +489,7 @@ impl<'a> People<'a> {
         let cutoff = now + CUTOFF_MARGIN_SECS;
         for r in removed {
             live.insert(r.user_id.clone(), cutoff);
+            denied.insert(r.user_id.clone(), cutoff);
         }
         for (id, at) in &live {
             let name = self
@@ -511,7 +518,7 @@ impl<'a> People<'a> {
                 .into_iter()
                 .filter(|s| !is_denial(s))
                 .collect();
-            let (document, role_wide) = fit(own, all.clone(), cutoff);
+            let (document, role_wide) = fit(own, denial_statements(&denied, &wide), cutoff);
             if role_wide {
                 self.plan.notices.push(Notice {
                     kind: NoticeKind::SessionsCutRoleWide,
@@ -533,9 +540,18 @@ impl<'a> People<'a> {
             );
             c.members_removed = users;
             c.before = observed_inline;
-            c.after = Some(document);
+            c.after = Some(document.clone());
+            return Denials {
+                all,
+                kept,
+                written: Some(document),
+            };
         }
-        Denials { all, kept }
+        Denials {
+            all,
+            kept,
+            written: None,
+        }
     }
 
     /// Creates the permission set, or updates what differs from the document.
@@ -557,6 +573,7 @@ impl<'a> People<'a> {
         let inline = |denials: Vec<Value>| {
             (!own.is_empty() || !denials.is_empty()).then(|| fit(own.clone(), denials, cutoff).0)
         };
+        let denials_written = denials.written;
         let wanted_inline = inline(denials.all);
         // Written instead when the new denials are held (the checks swap it in).
         let without_new = inline(denials.kept);
@@ -598,7 +615,9 @@ impl<'a> People<'a> {
         if set.description.as_deref() != Some(description.as_str()) || session_changed {
             reasons.push("description or session duration");
         }
-        let inline_changed = match (&wanted_inline, &policies.inline_policy) {
+        // After this pass's denial, the set holds what the denial wrote.
+        let current_inline = denials_written.or(policies.inline_policy.clone());
+        let inline_changed = match (&wanted_inline, &current_inline) {
             (None, None) => false,
             (Some(a), Some(b)) => !iam_policy::equivalent(a, b),
             _ => true,
@@ -963,4 +982,304 @@ fn fit(own: Vec<Value>, denials: Vec<Value>, cutoff: u64) -> (Value, bool) {
         document(own.into_iter().chain([wide_denial(cutoff)]).collect()),
         true,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::{
+        GroupMembership, IdentityCenterAssignment, IdentityCenterUser, PermissionSetPolicies,
+    };
+
+    const MARK: &str = "[trustsync managed-by=trustsync]";
+    const NOW: u64 = 1_800_000_000;
+
+    fn spec() -> AccessAssignmentSpec {
+        serde_yaml::from_str(
+            r#"
+group: {displayName: people}
+permissionSet:
+  name: Ops
+  sessionDuration: PT2H
+  inlinePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Action: "s3:GetObject", Resource: "*"}]}
+accounts: {ids: ["111111111111"]}
+"#,
+        )
+        .unwrap()
+    }
+
+    fn person(name: &str) -> Person {
+        Person {
+            user_name: name.into(),
+            display_name: Some(format!("{name} Display")),
+            given_name: None,
+            surname: None,
+            mail: None,
+            enabled: true,
+            guest: false,
+        }
+    }
+
+    fn wanted(spec: &AccessAssignmentSpec, members: Members) -> Wanted<'_> {
+        Wanted {
+            mapping: "ops".into(),
+            spec,
+            members,
+            accounts: vec!["111111111111".into()],
+            blocked: false,
+        }
+    }
+
+    fn user(id: &str) -> IdentityCenterUser {
+        IdentityCenterUser {
+            id: format!("id-{id}"),
+            user_name: id.into(),
+            display_name: None,
+        }
+    }
+
+    /// The instance as trustsync left it with `members` in its group and the set
+    /// assigned, the set's inline policy being the document's and `denials`.
+    fn provisioned(members: &[&str], denials: Vec<Value>) -> ObservedIdentityCenter {
+        let own = iam_policy::statements(spec().permission_set.inline_policy.as_ref().unwrap());
+        ObservedIdentityCenter {
+            instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+            identity_store_id: "d-1".into(),
+            users: ["ana", "bo", "cy", "di"].map(user).into(),
+            groups: vec![IdentityCenterGroup {
+                id: "g1".into(),
+                display_name: "ops".into(),
+                description: Some(format!("{MARK}: AccessAssignment ops")),
+                members: members
+                    .iter()
+                    .map(|m| GroupMembership {
+                        user_id: format!("id-{m}"),
+                        membership_id: format!("m-{m}"),
+                    })
+                    .collect(),
+            }],
+            permission_sets: vec![IdentityCenterPermissionSet {
+                arn: "ps-1".into(),
+                name: "Ops".into(),
+                session_duration: Some("PT2H".into()),
+                description: Some(MARK.into()),
+                policies: Some(PermissionSetPolicies {
+                    inline_policy: Some(
+                        json!({"Version": "2012-10-17", "Statement": own.into_iter().chain(denials).collect::<Vec<_>>()}),
+                    ),
+                    ..PermissionSetPolicies::default()
+                }),
+            }],
+            assignments: vec![IdentityCenterAssignment {
+                account: "111111111111".into(),
+                permission_set_arn: "ps-1".into(),
+                principal_type: AssignedTo::Group,
+                principal_id: "g1".into(),
+            }],
+        }
+    }
+
+    fn run(wanted: &[Wanted], observed: &ObservedIdentityCenter) -> Plan {
+        plan(&Inputs {
+            wanted,
+            observed,
+            mark: MARK,
+            accounts: &BTreeSet::from(["111111111111".to_string()]),
+            now: NOW,
+            prune: false,
+        })
+    }
+
+    fn names(p: &Plan) -> Vec<&str> {
+        p.changes.iter().map(|c| c.action.name()).collect()
+    }
+
+    #[test]
+    fn a_new_document_creates_users_group_set_and_assignment_and_leaves_guests_and_disabled_out() {
+        let spec = spec();
+        let mut guest = person("sam#EXT#@t");
+        guest.guest = true;
+        let mut off = person("off");
+        off.enabled = false;
+        let mut solo = person("kim");
+        solo.display_name = Some("Kim".into());
+        let w = [wanted(
+            &spec,
+            Members::Read(vec![person("ana"), solo, guest, off]),
+        )];
+        let empty = ObservedIdentityCenter {
+            instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+            identity_store_id: "d-1".into(),
+            users: vec![user("ana")],
+            ..ObservedIdentityCenter::default()
+        };
+        let p = run(&w, &empty);
+        assert_eq!(
+            names(&p),
+            [
+                "create-identity-store-user",
+                "create-identity-store-group",
+                "add-group-members",
+                "put-permission-set",
+                "create-account-assignment"
+            ]
+        );
+        let Action::People(PeopleAction::CreateIdentityStoreUser {
+            user_name,
+            given_name,
+            family_name,
+            ..
+        }) = &p.changes[0].action
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                user_name.as_str(),
+                given_name.as_str(),
+                family_name.as_str()
+            ),
+            ("kim", "Kim", "Kim"),
+            "a one-word display name serves as both names"
+        );
+        assert_eq!(p.changes[2].members_added, ["ana", "kim"]);
+        assert_eq!(p.notices[0].kind, NoticeKind::GuestsLeftOut);
+    }
+
+    #[test]
+    fn a_departure_is_removed_and_its_sessions_denied_from_a_cutoff_and_nothing_else_moves() {
+        let spec = spec();
+        let w = [wanted(
+            &spec,
+            Members::Read(vec![person("ana"), person("bo")]),
+        )];
+        let p = run(&w, &provisioned(&["ana", "bo", "cy"], Vec::new()));
+        assert_eq!(
+            names(&p),
+            ["remove-group-members", "deny-permission-set-sessions"],
+            "the set is not written twice: {:#?}",
+            p.changes
+        );
+        let removal = &p.changes[0];
+        assert!(removal.action.is_revocation());
+        assert_eq!(removal.members_removed, ["cy"]);
+        assert_eq!(removal.removal.map(|r| (r.baseline, r.after)), Some((3, 2)));
+        let doc = p.changes[1].after.clone().unwrap();
+        let (denied, wide) = read_denials(Some(&doc));
+        assert_eq!(
+            denied,
+            BTreeMap::from([("id-cy".to_string(), NOW + CUTOFF_MARGIN_SECS)])
+        );
+        assert!(wide.is_empty());
+        assert!(
+            iam_policy::statements(&doc)
+                .iter()
+                .any(|s| s["Action"] == "s3:GetObject"),
+            "the set's own grant stays: {doc:#}"
+        );
+        assert_eq!(p.session_denials.len(), 1);
+    }
+
+    #[test]
+    fn denials_expire_after_the_session_duration_and_a_returning_person_loses_theirs() {
+        let spec = spec();
+        let old = denial_statements(
+            &BTreeMap::from([
+                ("id-cy".to_string(), NOW - 7201),
+                ("id-di".to_string(), NOW - 60),
+                ("id-bo".to_string(), NOW - 60),
+            ]),
+            &[],
+        );
+        let w = [wanted(
+            &spec,
+            Members::Read(vec![person("ana"), person("bo")]),
+        )];
+        let p = run(&w, &provisioned(&["ana"], old));
+        let put = p
+            .changes
+            .iter()
+            .find(|c| c.action.name() == "put-permission-set")
+            .expect("the inline policy is rewritten");
+        let Action::People(PeopleAction::PutPermissionSet {
+            inline_policy: Some(doc),
+            ..
+        }) = &put.action
+        else {
+            panic!("{put:#?}")
+        };
+        assert_eq!(
+            read_denials(Some(doc)).0.into_keys().collect::<Vec<_>>(),
+            ["id-di"],
+            "cy's expired (PT2H), bo is back"
+        );
+    }
+
+    #[test]
+    fn a_group_of_that_name_trustsync_does_not_own_is_a_conflict_and_nothing_is_planned() {
+        let spec = spec();
+        let w = [wanted(&spec, Members::Read(vec![person("ana")]))];
+        let mut o = provisioned(&["ana"], Vec::new());
+        o.groups[0].description = Some("made by hand".into());
+        let p = run(&w, &o);
+        assert!(p.changes.is_empty(), "{:#?}", p.changes);
+        assert_eq!(p.problems[0].kind, ProblemKind::Conflict);
+    }
+
+    #[test]
+    fn an_unresolved_group_removes_all_but_those_who_may_keep_and_adds_nobody() {
+        let spec = spec();
+        let w = [wanted(
+            &spec,
+            Members::Unresolved {
+                why: "ambiguous".into(),
+                may_keep: BTreeSet::from(["ANA".to_string()]),
+            },
+        )];
+        let p = run(&w, &provisioned(&["ana", "bo"], Vec::new()));
+        assert_eq!(p.changes[0].members_removed, ["bo"]);
+        assert!(!names(&p).contains(&"add-group-members"));
+        assert_eq!(p.problems[0].kind, ProblemKind::MappingError);
+    }
+
+    #[test]
+    fn a_blocked_document_only_revokes() {
+        let spec = spec();
+        let mut w = wanted(&spec, Members::Read(vec![person("ana"), person("di")]));
+        w.blocked = true;
+        let p = run(&[w], &provisioned(&["ana", "bo"], Vec::new()));
+        assert_eq!(
+            names(&p),
+            ["remove-group-members", "deny-permission-set-sessions"],
+            "di is not added, bo is removed"
+        );
+    }
+
+    #[test]
+    fn the_set_assigned_elsewhere_is_taken_away() {
+        let spec = spec();
+        let w = [wanted(&spec, Members::Read(vec![person("ana")]))];
+        let mut o = provisioned(&["ana"], Vec::new());
+        o.assignments.push(IdentityCenterAssignment {
+            account: "111111111111".into(),
+            permission_set_arn: "ps-1".into(),
+            principal_type: AssignedTo::User,
+            principal_id: "id-bo".into(),
+        });
+        let p = run(&w, &o);
+        assert_eq!(names(&p), ["delete-account-assignment"]);
+        assert!(p.changes[0].action.is_revocation());
+    }
+
+    #[test]
+    fn iso_durations_read_as_identity_center_writes_them() {
+        use crate::sources::policy::iso_duration_seconds as secs;
+        assert_eq!(secs("PT1H"), Some(3600));
+        assert_eq!(secs("PT1H30M"), Some(5400));
+        assert_eq!(secs("PT90M"), Some(5400));
+        assert_eq!(secs("PT"), None);
+        assert_eq!(secs("P1D"), None);
+        assert_eq!(secs("PTH"), None);
+        assert_eq!(secs("PT1"), None);
+    }
 }

@@ -131,6 +131,14 @@ impl DirectorySource {
         }
     }
 
+    /// Follow users' changes as well as groups' (the controller's delta cache): people's
+    /// access depends on them.
+    pub fn track_users(&mut self) {
+        if let DirectorySource::Delta { cache, .. } = self {
+            cache.track_users();
+        }
+    }
+
     /// Every user of the directory with what decides a person's access (`GET /users`, or
     /// the tenant file's), read without holding `source`: a read of every user takes
     /// Graph a while at tenant scale, and the watcher and the fast path must not wait.

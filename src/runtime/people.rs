@@ -85,6 +85,8 @@ pub async fn plan_people(
             return None;
         }
     };
+    // From now on the controller's watcher follows users' changes too.
+    directory.lock().await.track_users();
     let users = match DirectorySource::users(directory).await {
         Ok(u) => u,
         Err(e) => {

@@ -139,14 +139,17 @@ pub(crate) fn watch_directory(
                             let ids: BTreeSet<String> = r.changed_groups.iter().cloned().collect();
                             // Before the first pass has said which groups matter, any
                             // change might (a full pass); nothing changed is nothing to do.
+                            // A user's change (disabled, renamed) cannot be placed
+                            // by group: people's passes are full ones.
                             let hit = r.full
+                                || !r.changed_users.is_empty()
                                 || (!ids.is_empty()
                                     && (requests.is_empty()
                                         || ids
                                             .iter()
                                             .any(|g| before.contains(g) || after.contains(g))));
                             if hit {
-                                if requests.is_empty() || r.full {
+                                if requests.is_empty() || r.full || !r.changed_users.is_empty() {
                                     place(None);
                                 } else {
                                     place(Some(touched(cache, &requests, &ids)));

@@ -96,6 +96,9 @@ pub struct SyncResult {
     pub full: bool,
     /// Groups whose direct membership or name changed.
     pub changed_groups: BTreeSet<String>,
+    /// Users whose sign-in name, enabled state or type changed (followed once
+    /// [`DeltaCache::track_users`] is on: people's access depends on them).
+    pub changed_users: BTreeSet<String>,
 }
 
 /// The tenant's group memberships, kept current with Graph delta queries.
@@ -108,6 +111,9 @@ pub struct DeltaCache {
     /// Service principals' application owner tenants (`appOwnerOrganizationId`), which
     /// never change, learnt once each: the delta feed carries member ids only.
     owners: HashMap<u32, Option<String>>,
+    /// Follow `/users/delta` too (people's access depends on users' state).
+    track_users: bool,
+    users_link: Option<String>,
 }
 
 impl DeltaCache {
@@ -119,7 +125,15 @@ impl DeltaCache {
             groups: HashMap::new(),
             delta_link: None,
             owners: HashMap::new(),
+            track_users: false,
+            users_link: None,
         }
+    }
+
+    /// Follow the users' delta feed from now on: a user disabled or renamed is a change
+    /// (people's memberships depend on it, not only on groups).
+    pub fn track_users(&mut self) {
+        self.track_users = true;
     }
 
     /// Reads the application owner tenant of each service principal of `snapshot` (this
@@ -192,7 +206,7 @@ impl DeltaCache {
     /// the delta link (one request when nothing changed). An expired token starts over
     /// with a full sync. On error the cache keeps its last complete state and delta link.
     pub async fn sync(&mut self) -> Result<SyncResult, Error> {
-        match self.delta_link.clone() {
+        let mut result = match self.delta_link.clone() {
             Some(link) => match self.round(Some(link)).await {
                 Err(e) if e.is_expired_delta() => {
                     tracing::warn!("Graph delta token expired; starting a full sync");
@@ -201,6 +215,34 @@ impl DeltaCache {
                 other => other,
             },
             None => self.full().await,
+        }?;
+        if self.track_users {
+            self.sync_users(&mut result).await;
+        }
+        Ok(result)
+    }
+
+    /// Follows the users' delta feed. What cannot be followed (a failed read, an expired
+    /// token) is a full sync's worth of change: the next pass reads every user, so a
+    /// disabled account is never missed.
+    async fn sync_users(&mut self, result: &mut SyncResult) {
+        let first = self.users_link.is_none();
+        match self.reader.users_delta(self.users_link.as_deref()).await {
+            Ok((changed, link)) => {
+                self.users_link = Some(link);
+                // The first link starts now: a full pass reads the users in full anyway.
+                if first {
+                    result.full = true;
+                }
+                result.changed_users = changed;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Graph users delta poll failed; the next pass reads every user");
+                if e.is_expired_delta() {
+                    self.users_link = None;
+                }
+                result.full = true;
+            }
         }
     }
 

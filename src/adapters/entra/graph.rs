@@ -400,6 +400,45 @@ impl GraphReader {
             .collect()
     }
 
+    /// The ids of the users whose sign-in name, enabled state or type changed since
+    /// `link` (`GET /users/delta`, `$select` of those three: Graph then reports changes to
+    /// them only, "Use delta query"), deleted ones included, and the link for next time.
+    /// Without a link: none, and a link from now on (`$deltatoken=latest`).
+    pub async fn users_delta(
+        &self,
+        link: Option<&str>,
+    ) -> Result<(std::collections::BTreeSet<String>, String), Error> {
+        const OP: &str = "GET /users/delta";
+        let start = format!(
+            "{}/users/delta?$select=id,userPrincipalName,accountEnabled,userType&$deltatoken=latest",
+            self.settings.endpoint.as_str().trim_end_matches('/')
+        );
+        let mut next = link.map(String::from).unwrap_or(start);
+        let mut changed = std::collections::BTreeSet::new();
+        loop {
+            let page = self.get(OP, |c| c.users().delta(), Some(&next)).await?;
+            let page = Page::read(OP, page)?;
+            for u in &page.value {
+                if let Some(id) = u["id"].as_str() {
+                    changed.insert(id.to_string());
+                }
+            }
+            match (page.next_link, page.delta_link) {
+                (Some(n), _) => next = n,
+                (None, Some(d)) => return Ok((changed, d)),
+                (None, None) => {
+                    return Err(Error::Graph {
+                        operation: OP.into(),
+                        status: 200,
+                        code: "noDeltaLink".into(),
+                        message: "a delta page had neither @odata.nextLink nor @odata.deltaLink"
+                            .into(),
+                    })
+                }
+            }
+        }
+    }
+
     /// Every item of one collection (path relative to the endpoint), all pages.
     async fn collection(&self, operation: &str, url: String) -> Result<Vec<Value>, Error> {
         let first = self.batch_get(operation, &[url]).await?;

@@ -144,6 +144,52 @@ pub fn enforce(set: &mut PolicySet, violations: &[Violation]) -> Enforced {
     e
 }
 
+/// What a role or a permission set grants, against the rules on grants: managed policies
+/// (`deniedManagedPolicies`, `allowedManagedPolicies`) and inline statements
+/// (`noAdminStatements`). Each violation as (rule, field, message).
+fn grant_violations(
+    g: &Guardrails,
+    (field, arns): (&str, &[String]),
+    inline: &[(String, &Value)],
+) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    for (i, arn) in arns.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        if g.denied_managed_policies
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(arn))
+        {
+            out.push((
+                "deniedManagedPolicies",
+                field,
+                format!("`{arn}` grants administration; no mapping may attach it"),
+            ));
+        } else if let Some(allowed) = &g.allowed_managed_policies {
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(arn)) {
+                out.push((
+                    "allowedManagedPolicies",
+                    field,
+                    format!("`{arn}` is not among the managed policies a mapping may attach"),
+                ));
+            }
+        }
+    }
+    if g.no_admin_statements {
+        for (field, doc) in inline {
+            for (i, st) in statements(doc).iter().enumerate() {
+                if let Some(why) = admin_statement(st) {
+                    out.push((
+                        "noAdminStatements",
+                        format!("{field}.Statement[{i}]"),
+                        format!("{why}: that is administration, not what a mapping grants"),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every violation in the set.
 pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
     let mut out = Vec::new();
@@ -181,88 +227,32 @@ pub fn check(set: &PolicySet, g: &Guardrails, known: &Known) -> Vec<Violation> {
             }
         }
     }
-    // What a role or a permission set grants: managed policies and inline statements.
-    let grants =
-        |push: &mut dyn FnMut(&'static str, &str, &super::Origin, &'static str, String, String),
-         kind: &'static str,
-         name: &str,
-         origin: &super::Origin,
-         managed: (&str, &[String]),
-         inline: Vec<(String, &Value)>| {
-            let (field, arns) = managed;
-            for (i, arn) in arns.iter().enumerate() {
-                let field = format!("{field}[{i}]");
-                if g.denied_managed_policies
-                    .iter()
-                    .any(|d| d.eq_ignore_ascii_case(arn))
-                {
-                    push(
-                        kind,
-                        name,
-                        origin,
-                        "deniedManagedPolicies",
-                        field,
-                        format!("`{arn}` grants administration; no mapping may attach it"),
-                    );
-                } else if let Some(allowed) = &g.allowed_managed_policies {
-                    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(arn)) {
-                        push(
-                            kind,
-                            name,
-                            origin,
-                            "allowedManagedPolicies",
-                            field,
-                            format!(
-                                "`{arn}` is not among the managed policies a mapping may attach"
-                            ),
-                        );
-                    }
-                }
-            }
-            if g.no_admin_statements {
-                for (field, doc) in inline {
-                    for (i, st) in statements(doc).iter().enumerate() {
-                        if let Some(why) = admin_statement(st) {
-                            push(
-                                kind,
-                                name,
-                                origin,
-                                "noAdminStatements",
-                                format!("{field}.Statement[{i}]"),
-                                format!("{why}: that is administration, not what a mapping grants"),
-                            );
-                        }
-                    }
-                }
-            }
-        };
     for a in &set.access_assignments {
         let p = &a.spec.permission_set;
-        grants(
-            &mut push,
-            "AccessAssignment",
-            &a.name,
-            &a.origin,
-            ("spec.permissionSet.managedPolicies", &p.managed_policies),
-            p.inline_policy
-                .iter()
-                .map(|d| ("spec.permissionSet.inlinePolicy".to_string(), d))
-                .collect(),
+        let inline: Vec<(String, &Value)> = p
+            .inline_policy
+            .iter()
+            .map(|d| ("spec.permissionSet.inlinePolicy".to_string(), d))
+            .collect();
+        let managed = (
+            "spec.permissionSet.managedPolicies",
+            &p.managed_policies[..],
         );
+        for (rule, field, message) in grant_violations(g, managed, &inline) {
+            push("AccessAssignment", &a.name, &a.origin, rule, field, message);
+        }
     }
     for m in &set.role_mappings {
         let r = &m.spec.role;
-        grants(
-            &mut push,
-            "RoleMapping",
-            &m.name,
-            &m.origin,
-            ("spec.role.managedPolicies", &r.managed_policies),
-            r.inline_policies
-                .iter()
-                .map(|(name, d)| (format!("spec.role.inlinePolicies.{name}"), d))
-                .collect(),
-        );
+        let inline: Vec<(String, &Value)> = r
+            .inline_policies
+            .iter()
+            .map(|(name, d)| (format!("spec.role.inlinePolicies.{name}"), d))
+            .collect();
+        let managed = ("spec.role.managedPolicies", &r.managed_policies[..]);
+        for (rule, field, message) in grant_violations(g, managed, &inline) {
+            push("RoleMapping", &m.name, &m.origin, rule, field, message);
+        }
         for (i, s) in m.spec.trusted_services.iter().enumerate() {
             if !g.trusted_services.iter().any(|t| t.eq_ignore_ascii_case(s)) {
                 push(
