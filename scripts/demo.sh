@@ -9,8 +9,10 @@
 # an audit log check, and
 # `audit show` naming who made the change in Entra; a Lambda function acting as an Entra
 # application (outbound federation: the role's token policy, the application's federated
-# credential, a token exchanged with no secret); then one controller for two AWS accounts
-# (hub and spoke), with the plan grouped by account.
+# credential, a token exchanged with no secret); people through IAM Identity Center (a
+# person onboarded through a nested group, then disabled in Entra: out of the group, the
+# session they held denied); then one controller for two AWS accounts (hub and spoke),
+# with the plan grouped by account.
 # Everything it starts is stopped on exit; no real account or tenant is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +56,9 @@ done
 say "Starting the local Microsoft Graph server with the example tenant"
 # --resource-units 0: no resource-unit throttling in the demo (the tests and the benchmark
 # keep Microsoft's per-tenant-size limit on).
-target/debug/trustsync-graph-server --tenant examples/tenant.json --resource-units 0 >"$work/graph.out" 2>"$work/graph.log" &
+# The example tenant, plus the people of the IAM Identity Center step at the end.
+"$venv/bin/python" scripts/demo_people.py tenant examples/tenant.json "$work/tenant.json"
+target/debug/trustsync-graph-server --tenant "$work/tenant.json" --resource-units 0 >"$work/graph.out" 2>"$work/graph.log" &
 graph_pid=$!
 graph=$(first_line 'listening on ' "$work/graph.out")
 echo "Graph at $graph"
@@ -178,6 +182,41 @@ say "The function's token, signed by the account's issuer, is exchanged for an E
 echo "  and another role's token is refused:"
 "$venv/bin/python" scripts/outbound_issuer.py exchange "$issuer" "$graph" "$AZURE_TENANT_ID" \
   9e8d7c6b-0000-4000-8000-00000000a001 arn:aws:iam::123456789012:role/trustsync/payments-deployer || true
+
+say "People: an AccessAssignment gives sg-aws-payments-people the PaymentsOps permission set"
+echo "  (IAM Identity Center: Dana is a member, Lee is one through the nested sg-payments-oncall)"
+cat >"$work/policies/people.yaml" <<'YAML'
+apiVersion: trustsync.dev/v1alpha1
+kind: AccessAssignment
+metadata: {name: payments-people}
+spec:
+  group: {displayName: sg-aws-payments-people}
+  members: {transitive: true}
+  permissionSet:
+    name: PaymentsOps
+    description: Payments engineers in production
+    sessionDuration: PT8H
+    inlinePolicy:
+      Version: "2012-10-17"
+      Statement:
+        - {Effect: Allow, Action: "s3:GetObject", Resource: "arn:aws:s3:::payments-reports/*"}
+  accounts: {ids: ["123456789012"]}
+YAML
+ts apply --policies "$work/policies" --auto-approve 2>/dev/null | grep -E 'identity-store|group-members|permission-set|account-assignment|^Apply:'
+"$venv/bin/python" scripts/demo_people.py show "$AWS_ENDPOINT_URL"
+"$venv/bin/python" scripts/demo_people.py session "$AWS_ENDPOINT_URL" lee@example.com 600
+
+say "Lee's Entra account is disabled: the next pass takes Lee out and denies the session Lee holds"
+"$venv/bin/python" - "$graph" <<'PY'
+import sys, json, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/admin/users/c0ffee00-2222-4222-8222-000000000003", method="PATCH",
+                             data=json.dumps({"accountEnabled": False}).encode(), headers={"Content-Type": "application/json"})
+print("  Graph admin API: PATCH accountEnabled=false:", urllib.request.urlopen(req).status)
+PY
+ts apply --policies "$work/policies" --auto-approve 2>/dev/null | grep -E 'group-members|permission-set|^Apply:'
+"$venv/bin/python" scripts/demo_people.py show "$AWS_ENDPOINT_URL"
+"$venv/bin/python" scripts/demo_people.py session "$AWS_ENDPOINT_URL" lee@example.com 600
+"$venv/bin/python" scripts/demo_people.py session "$AWS_ENDPOINT_URL" dana@example.com 600
 
 say "Many accounts: the same policies in two AWS accounts, reached through a spoke role in each"
 for account in 111111111111 222222222222; do

@@ -17,7 +17,12 @@ fn committed_schema_matches_the_types() {
 fn schema_describes_every_kind() {
     let schema: serde_json::Value = serde_json::from_str(&trustsync::cli::schema_json()).unwrap();
     let text = schema.to_string();
-    for kind in ["IdentityProvider", "RoleMapping", "FunctionAccess"] {
+    for kind in [
+        "IdentityProvider",
+        "RoleMapping",
+        "FunctionAccess",
+        "AccessAssignment",
+    ] {
         assert!(
             text.contains(&format!("\"const\":\"{kind}\"")),
             "schema lacks kind {kind}"
@@ -28,6 +33,8 @@ fn schema_describes_every_kind() {
         "trustedServices",
         "audienceConditionKey",
         "sourceArn",
+        "permissionSet",
+        "customerManagedPolicies",
     ] {
         assert!(text.contains(field), "schema lacks {field}");
     }

@@ -42,12 +42,7 @@ use crate::observed::ObservedIdentityCenter;
 use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
 use crate::sources::policy::{AccessAssignmentSpec, GuestRule};
 
-/// Characters of a permission set's description kept for trustsync's mark.
-pub const MARK_BUDGET: usize = 100;
-
-/// Characters of a permission set's inline policy kept for session denials (the rest,
-/// of 32,768, is the document's).
-pub const DENIAL_RESERVE: usize = 8_192;
+pub use crate::sources::policy::{DENIAL_RESERVE, MARK_BUDGET};
 
 /// A permission set's inline policy, at most (`PutInlinePolicyToPermissionSet`).
 const INLINE_LIMIT: usize = 32_768;

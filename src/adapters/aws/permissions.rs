@@ -295,9 +295,10 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             "Resource": "*"
         }));
     }
-    // With many accounts the anchor is the hub's, not each spoke's.
-    if let Some(statement) = anchor_statement(config).filter(|_| !config.accounts.is_hub()) {
-        more.push(statement);
+    // With many accounts the anchor and Identity Center are the hub's, not each spoke's.
+    if !config.accounts.is_hub() {
+        more.extend(anchor_statement(config));
+        more.extend(people_statement(policies));
     }
     if let Some(list) = policy["Statement"].as_array_mut() {
         list.extend(more);
@@ -319,7 +320,7 @@ fn anchor_statement(config: &Config) -> Option<Value> {
 
 /// The hub's policy (many accounts): assume the spoke role in each account, list the
 /// organization's accounts when they are discovered, publish audit checkpoints.
-pub fn hub_policy(config: &Config) -> Value {
+pub fn hub_policy(config: &Config, policies: Option<&PolicySet>) -> Value {
     let a = &config.accounts;
     let mut roles: Vec<String> = a
         .targets
@@ -350,7 +351,33 @@ pub fn hub_policy(config: &Config) -> Value {
         }));
     }
     statements.extend(anchor_statement(config));
+    statements.extend(people_statement(policies));
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// IAM Identity Center for people (AccessAssignments), in the account that holds the
+/// instance: the controller's own (one account) or the hub's. Only with AccessAssignments
+/// (never without a policy set: people's access is not a default). On every resource:
+/// trustsync's groups and permission sets are marked in their description, which no
+/// condition key reads (tags would be; moto, the test bed, lacks them on permission sets),
+/// so what keeps the controller to its own is the planner, and what keeps a permission
+/// set from granting administration is the guardrails. Noted as the next step: scope to
+/// the configured instance's ARNs.
+fn people_statement(policies: Option<&PolicySet>) -> Option<Value> {
+    if policies.is_none_or(|p| p.access_assignments.is_empty()) {
+        return None;
+    }
+    let mut actions: Vec<&str> = actions(Scope::PeopleRead)
+        .into_iter()
+        .chain(actions(Scope::PeopleWrite))
+        .collect();
+    actions.sort();
+    Some(json!({
+        "Sid": "ReconcilePeople",
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": "*"
+    }))
 }
 
 /// The spoke role's trust policy: only the hub role may assume it (and with the external id,
@@ -375,7 +402,7 @@ pub fn iam_policies(config: &Config, policies: Option<&PolicySet>, hub_role_arn:
         return controller_policy(config, policies);
     }
     json!({
-        "hub": {"policy": hub_policy(config)},
+        "hub": {"policy": hub_policy(config, policies)},
         "spoke": {
             "roleName": config.accounts.role_name,
             "rolePath": config.accounts.role_path,
@@ -389,6 +416,32 @@ pub fn iam_policies(config: &Config, policies: Option<&PolicySet>, hub_role_arn:
 mod tests {
     use super::*;
     use crate::model::iam_policy::check_document;
+
+    #[test]
+    fn identity_center_is_granted_only_with_access_assignments() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = PolicySet::default();
+        let off = controller_policy(&Config::default(), Some(&none)).to_string();
+        assert!(!off.contains("sso:"), "{off}");
+        assert!(!controller_policy(&Config::default(), None)
+            .to_string()
+            .contains("sso:"));
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            "apiVersion: trustsync.dev/v1alpha1\nkind: AccessAssignment\nmetadata: {name: ops}\nspec:\n  group: {displayName: g}\n  permissionSet: {name: Ops}\n",
+        )
+        .unwrap();
+        let set = crate::sources::policy::load_dir(dir.path(), &Default::default()).unwrap();
+        let on = controller_policy(&Config::default(), Some(&set)).to_string();
+        for action in [
+            "sso:CreateAccountAssignment",
+            "sso:DeleteAccountAssignment",
+            "identitystore:DeleteGroupMembership",
+            "identitystore:CreateUser",
+        ] {
+            assert!(on.contains(action), "{action}: {on}");
+        }
+    }
 
     #[test]
     fn every_operation_is_granted_and_nothing_else() {

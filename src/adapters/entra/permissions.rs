@@ -80,10 +80,19 @@ const USERS: Permission = Permission {
     why: "read users' principal name, enabled state and type, to match IAM Identity Center users to Entra users (access --people); the narrower User.ReadBasic.All does not include accountEnabled",
 };
 
+const PEOPLE: Permission = Permission {
+    name: "User.Read.All",
+    id: "df021288-bdef-4463-88db-98f22de89214",
+    required: true,
+    why: "read every user's principal name, enabled state, type and names, and follow their changes (/users/delta), to provision and de-provision people (AccessAssignment); the narrower User.ReadBasic.All does not include accountEnabled",
+};
+
 /// The permissions for this config and policy set; without a policy set, every
 /// permission any policy could need.
 pub fn entra_permissions(config: &Config, policies: Option<&PolicySet>) -> EntraPermissions {
-    let groups = policies.is_none_or(|p| p.role_mappings.iter().any(|m| m.spec.group.is_some()));
+    let people = policies.is_none_or(|p| !p.access_assignments.is_empty());
+    let groups =
+        people || policies.is_none_or(|p| p.role_mappings.iter().any(|m| m.spec.group.is_some()));
     let outbound = policies.is_none_or(|p| {
         p.functions
             .iter()
@@ -101,7 +110,9 @@ pub fn entra_permissions(config: &Config, policies: Option<&PolicySet>) -> Entra
     if outbound {
         permissions.push(OWNED_APPLICATIONS);
     }
-    if policies.is_none() || config.identity_center != Default::default() {
+    if people {
+        permissions.push(PEOPLE);
+    } else if config.identity_center != Default::default() {
         permissions.push(USERS);
     }
     let mut owner_of: Vec<Owned> = Vec::new();
@@ -199,6 +210,27 @@ mod tests {
         assert!(p
             .to_text()
             .contains("98830695-27a2-44f7-8c18-0c3ebc9698f6=Role"));
+    }
+
+    #[test]
+    fn access_assignments_need_the_users_and_their_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            "apiVersion: trustsync.dev/v1alpha1\nkind: AccessAssignment\nmetadata: {name: ops}\nspec:\n  group: {displayName: g}\n  permissionSet: {name: Ops}\n",
+        )
+        .unwrap();
+        let set = crate::sources::policy::load_dir(dir.path(), &Default::default()).unwrap();
+        let p = entra_permissions(&Config::default(), Some(&set));
+        let names: Vec<(&str, bool)> = p.permissions.iter().map(|p| (p.name, p.required)).collect();
+        assert_eq!(
+            names,
+            [
+                ("GroupMember.Read.All", true),
+                ("AuditLog.Read.All", false),
+                ("User.Read.All", true)
+            ]
+        );
     }
 
     #[test]

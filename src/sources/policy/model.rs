@@ -422,6 +422,13 @@ pub struct PermissionSetSpec {
     pub inline_policy: Option<serde_json::Value>,
 }
 
+/// Characters of a permission set's description kept for trustsync's mark.
+pub const MARK_BUDGET: usize = 100;
+
+/// Characters of a permission set's inline policy kept for the denials of departed
+/// people's sessions (the rest, of 32,768, is the document's).
+pub const DENIAL_RESERVE: usize = 8_192;
+
 fn default_people_session() -> String {
     "PT1H".to_string()
 }

@@ -128,7 +128,7 @@ fn check_permission_set(p: &super::PermissionSetSpec, o: &super::Origin, d: &mut
         ));
     }
     if let Some(desc) = &p.description {
-        let budget = PERMISSION_SET_DESCRIPTION - crate::plan::people::MARK_BUDGET;
+        let budget = PERMISSION_SET_DESCRIPTION - super::MARK_BUDGET;
         if desc.chars().count() > budget {
             d.push(o.diagnostic(
                 "spec.permissionSet.description",
@@ -195,12 +195,12 @@ fn check_permission_set(p: &super::PermissionSetSpec, o: &super::Origin, d: &mut
             };
             d.push(o.diagnostic(f, msg));
         }
-        let budget = PERMISSION_SET_INLINE - crate::plan::people::DENIAL_RESERVE;
+        let budget = PERMISSION_SET_INLINE - super::DENIAL_RESERVE;
         let len = iam_policy::iam_length(doc);
         if len > budget {
             d.push(o.diagnostic(
                 field,
-                format!("{len} characters; a permission set's inline policy may have {PERMISSION_SET_INLINE}, of which trustsync keeps {} for the denials of departed people's sessions", crate::plan::people::DENIAL_RESERVE),
+                format!("{len} characters; a permission set's inline policy may have {PERMISSION_SET_INLINE}, of which trustsync keeps {} for the denials of departed people's sessions", super::DENIAL_RESERVE),
             ));
         }
     }

@@ -119,3 +119,41 @@ fn arn_helpers() {
     assert!(is_guid("0000000a-0000-0000-0000-000000000001"));
     assert!(!is_guid("0000000a-0000-0000-0000-00000000001"));
 }
+
+#[test]
+fn access_assignments_are_checked_against_identity_center_rules_with_fields() {
+    let text = format!(
+        "{HEAD}kind: AccessAssignment\nmetadata: {{name: people}}\nspec:\n  group: {{id: not-a-guid}}\n  permissionSet:\n    name: \"way too long a permission set name!\"\n    sessionDuration: PT13H\n    managedPolicies: [arn:aws:iam::123456789012:policy/mine]\n    customerManagedPolicies: [{{name: ok, path: nope}}]\n    inlinePolicy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: x, Resource: \"*\"}}]}}\n  accounts: {{ids: [\"12\"]}}\n---\n{HEAD}kind: AccessAssignment\nmetadata: {{name: again}}\nspec:\n  group: {{displayName: g}}\n  permissionSet: {{name: \"WAY too long a permission set name!\"}}\n"
+    );
+    let d = problems(&text);
+    let fields: Vec<(&str, usize)> = d.iter().map(|d| (d.field.as_str(), d.line)).collect();
+    assert_eq!(
+        fields,
+        [
+            ("spec.group.id", 5),
+            ("spec.permissionSet.name", 7),
+            ("spec.permissionSet.sessionDuration", 8),
+            ("spec.permissionSet.managedPolicies[0]", 9),
+            ("spec.permissionSet.customerManagedPolicies[0].path", 10),
+            ("spec.permissionSet.inlinePolicy.Statement[0].Action", 11),
+            ("spec.accounts.ids[0]", 12),
+            ("spec.permissionSet.name", 19),
+            ("spec.permissionSet.name", 19),
+        ],
+        "{d:#?}"
+    );
+    assert!(d[7].message.contains("1 to 32"));
+    assert!(d.iter().any(|d| d
+        .message
+        .contains("already written by AccessAssignment `people`")));
+}
+
+#[test]
+fn an_access_assignment_may_not_take_a_role_mappings_name() {
+    let text = format!(
+        "{HEAD}kind: RoleMapping\nmetadata: {{name: ops}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {{name: r}}\n---\n{HEAD}kind: AccessAssignment\nmetadata: {{name: ops}}\nspec:\n  group: {{displayName: g}}\n  permissionSet: {{name: Ops}}\n"
+    );
+    let d = problems(&text);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!((d[0].field.as_str(), d[0].line), ("metadata.name", 10));
+}
