@@ -288,6 +288,7 @@ pub enum PeopleAction {
     },
     CreateAccountAssignment {
         instance_arn: String,
+        identity_store_id: String,
         account_id: String,
         permission_set_name: String,
         permission_set_arn: Option<String>,

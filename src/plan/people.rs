@@ -717,6 +717,7 @@ impl<'a> People<'a> {
             self.push(
                 PeopleAction::CreateAccountAssignment {
                     instance_arn: instance_arn.clone(),
+                    identity_store_id: self.i.observed.identity_store_id.clone(),
                     account_id: account.clone(),
                     permission_set_name: spec.name.clone(),
                     permission_set_arn: set.map(|s| s.arn.clone()),

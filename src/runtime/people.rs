@@ -69,6 +69,7 @@ pub async fn plan_people(
             return None;
         }
     };
+    clients.forget_people_ids();
     let accounts: Vec<String> = reachable.iter().cloned().collect();
     let observed = match clients
         .read_identity_center(

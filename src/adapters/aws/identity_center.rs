@@ -447,35 +447,61 @@ impl AwsClients {
                         .primary(true)
                         .build()]
                 });
-                write!(
-                    self,
-                    CreateUser,
-                    conflict,
-                    "the user already existed",
-                    self.identitystore
-                        .create_user()
-                        .identity_store_id(identity_store_id)
-                        .user_name(user_name)
-                        .display_name(display_name)
-                        .name(name.clone())
-                        .set_emails(emails.clone())
-                )
+                let out = self
+                    .call(Operation::CreateUser, conflict, || {
+                        self.identitystore
+                            .create_user()
+                            .identity_store_id(identity_store_id)
+                            .user_name(user_name)
+                            .display_name(display_name)
+                            .name(name.clone())
+                            .set_emails(emails.clone())
+                            .send()
+                    })
+                    .await?;
+                match out {
+                    Some(o) => {
+                        self.remember(("user", identity_store_id), user_name, o.user_id());
+                        Written {
+                            request_id: o.request_id().map(String::from),
+                            note: None,
+                        }
+                    }
+                    None => Written {
+                        request_id: None,
+                        note: Some("the user already existed".into()),
+                    },
+                }
             }
             CreateIdentityStoreGroup {
                 identity_store_id,
                 display_name,
                 description,
-            } => write!(
-                self,
-                CreateGroup,
-                conflict,
-                "the group already existed",
-                self.identitystore
-                    .create_group()
-                    .identity_store_id(identity_store_id)
-                    .display_name(display_name)
-                    .description(description)
-            ),
+            } => {
+                let out = self
+                    .call(Operation::CreateGroup, conflict, || {
+                        self.identitystore
+                            .create_group()
+                            .identity_store_id(identity_store_id)
+                            .display_name(display_name)
+                            .description(description)
+                            .send()
+                    })
+                    .await?;
+                match out {
+                    Some(o) => {
+                        self.remember(("group", identity_store_id), display_name, o.group_id());
+                        Written {
+                            request_id: o.request_id().map(String::from),
+                            note: None,
+                        }
+                    }
+                    None => Written {
+                        request_id: None,
+                        note: Some("the group already existed".into()),
+                    },
+                }
+            }
             AddGroupMembers {
                 identity_store_id,
                 group_name,
@@ -653,6 +679,7 @@ impl AwsClients {
             }
             CreateAccountAssignment {
                 instance_arn,
+                identity_store_id,
                 account_id,
                 permission_set_name,
                 permission_set_arn,
@@ -666,10 +693,9 @@ impl AwsClients {
                             .await?
                     }
                 };
-                let store = self.identity_center_instance(Some(instance_arn)).await?.1;
                 let group = match group_id {
                     Some(id) => id.clone(),
-                    None => self.group_id(&store, group_name).await?,
+                    None => self.group_id(identity_store_id, group_name).await?,
                 };
                 let out = self
                     .call(
@@ -772,13 +798,16 @@ impl AwsClients {
             .as_ref()
             .and_then(|o| o.permission_set()?.permission_set_arn())
         {
-            Some(arn) => Ok((
-                arn.to_string(),
-                Written {
-                    request_id: out.as_ref().and_then(|o| o.request_id()).map(String::from),
-                    note: None,
-                },
-            )),
+            Some(arn) => {
+                self.remember(("set", instance_arn), name, arn);
+                Ok((
+                    arn.to_string(),
+                    Written {
+                        request_id: out.as_ref().and_then(|o| o.request_id()).map(String::from),
+                        note: None,
+                    },
+                ))
+            }
             None => Ok((
                 self.permission_set_arn(instance_arn, name).await?,
                 Written {
@@ -919,16 +948,48 @@ impl AwsClients {
         ))
     }
 
-    /// A group's id by its display name (`GetGroupId`).
-    async fn group_id(&self, store: &str, display_name: &str) -> Result<String, Failure> {
-        self.unique_id(Operation::GetGroupId, store, "displayName", display_name)
-            .await
+    /// Forgets the ids of the last pass: a pass looks every name up afresh at most once.
+    pub fn forget_people_ids(&self) {
+        self.people_ids.lock().expect("people ids").clear();
     }
 
-    /// A user's id by user name (`GetUserId`).
+    fn remember(&self, (kind, scope): (&str, &str), name: &str, id: &str) {
+        self.people_ids.lock().expect("people ids").insert(
+            format!("{kind}/{scope}/{}", name.to_lowercase()),
+            id.to_string(),
+        );
+    }
+
+    fn recall(&self, (kind, scope): (&str, &str), name: &str) -> Option<String> {
+        self.people_ids
+            .lock()
+            .expect("people ids")
+            .get(&format!("{kind}/{scope}/{}", name.to_lowercase()))
+            .cloned()
+    }
+
+    /// A group's id by its display name (`GetGroupId`, once per pass).
+    async fn group_id(&self, store: &str, display_name: &str) -> Result<String, Failure> {
+        if let Some(id) = self.recall(("group", store), display_name) {
+            return Ok(id);
+        }
+        let id = self
+            .unique_id(Operation::GetGroupId, store, "displayName", display_name)
+            .await?;
+        self.remember(("group", store), display_name, &id);
+        Ok(id)
+    }
+
+    /// A user's id by user name (`GetUserId`, once per pass).
     async fn user_id(&self, store: &str, user_name: &str) -> Result<String, Failure> {
-        self.unique_id(Operation::GetUserId, store, "userName", user_name)
-            .await
+        if let Some(id) = self.recall(("user", store), user_name) {
+            return Ok(id);
+        }
+        let id = self
+            .unique_id(Operation::GetUserId, store, "userName", user_name)
+            .await?;
+        self.remember(("user", store), user_name, &id);
+        Ok(id)
     }
 
     async fn unique_id(
@@ -971,8 +1032,13 @@ impl AwsClients {
         }
     }
 
-    /// A permission set's ARN by name (one made in this pass, or by a lost answer).
+    /// A permission set's ARN by name (one made in this pass, or by a lost answer): on a
+    /// miss every set is described once and remembered, so a pass of many assignments
+    /// lists the instance at most once.
     async fn permission_set_arn(&self, instance_arn: &str, name: &str) -> Result<String, Failure> {
+        if let Some(arn) = self.recall(("set", instance_arn), name) {
+            return Ok(arn);
+        }
         let mut arns = Vec::new();
         self.paginate(
             Operation::ListPermissionSets,
@@ -990,20 +1056,21 @@ impl AwsClients {
             },
         )
         .await?;
-        for arn in arns {
-            if self
-                .permission_set(instance_arn, &arn)
-                .await?
-                .name
-                .eq_ignore_ascii_case(name)
-            {
-                return Ok(arn);
-            }
+        const AT_ONCE: usize = 8;
+        let sets: Vec<IdentityCenterPermissionSet> = stream::iter(arns)
+            .map(|arn| async move { self.permission_set(instance_arn, &arn).await })
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        for set in &sets {
+            self.remember(("set", instance_arn), &set.name, &set.arn);
         }
-        Err(Failure::permanent(
-            "ListPermissionSets",
-            format!("no permission set named {name} in {instance_arn}"),
-        ))
+        self.recall(("set", instance_arn), name).ok_or_else(|| {
+            Failure::permanent(
+                "ListPermissionSets",
+                format!("no permission set named {name} in {instance_arn}"),
+            )
+        })
     }
 }
 

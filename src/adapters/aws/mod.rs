@@ -261,6 +261,10 @@ pub struct AwsClients {
     write_slots: usize,
     /// The region in use.
     pub region: String,
+    /// IAM Identity Center ids looked up or made by name in this pass (users, groups,
+    /// permission sets), so that a pass of many writes asks once per name; forgotten at
+    /// the start of each pass ([`AwsClients::forget_people_ids`]).
+    people_ids: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// One rate limiter per [`RateClass`] that has one.
@@ -355,6 +359,7 @@ impl AwsClients {
             write_slots: config.write_concurrency.iam.max(1)
                 + config.write_concurrency.lambda.max(1),
             region: shared.region().map(|r| r.to_string()).unwrap_or_default(),
+            people_ids: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
