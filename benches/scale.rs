@@ -20,9 +20,14 @@
 //! minutes; its resident memory after warm-up, every change reflected, and a clean plan at
 //! the end.
 //!
+//! People: 10,000 Entra users in 1,000 groups, one AccessAssignment per group: a cold
+//! plan, the apply from empty and a no-change plan (requests, memory), and with the
+//! controller running the time from a departure (removed from the group, or disabled) to
+//! the membership's removal in Identity Center.
+//!
 //! Usage: `cargo bench --bench scale [-- N ...]`; `cargo bench --bench scale -- revocation`
 //! runs only the revocation rows and replaces them in docs/benchmarks.{json,md};
-//! `-- soak [minutes]` the soak's.
+//! `-- soak [minutes]` the soak's; `-- people [users groups]` the people's.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -755,6 +760,183 @@ fn rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// People at scale: `users` Entra users in `groups` groups (each user in one), one
+/// AccessAssignment per group (its own permission set, assigned in one account). Measures
+/// the cold plan (nothing in Identity Center yet), the apply from empty and a no-change
+/// plan through the release binary (requests counted at the proxy and the Graph server,
+/// peak memory by GNU time); then the controller (1 s polls, full pass hourly): the time
+/// from a Graph change (a member removed from a group, or a user disabled) to the
+/// membership's removal as moto returns it, and the requests each departure costs.
+fn people(users: usize, groups: usize) -> (Vec<Value>, String) {
+    let label = format!("{users} users in {groups} groups");
+    eprintln!("== people, {label}");
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 7);
+    let ws = Workspace::new();
+    for e in std::fs::read_dir(ws.path().join("policies")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let upn = |u: usize| format!("user{u:05}@example.com");
+    let user_id = |u: usize| guid(0xc0ffee00, u);
+    let group_id = |g: usize| guid(0xa1b2c3d4, 0x10_0000 + g);
+    let per = users / groups;
+    ws.edit_tenant(|t| {
+        t["users"] = (0..users)
+            .map(|u| json!({"id": user_id(u), "displayName": format!("User {u}"), "userPrincipalName": upn(u),
+                "givenName": "User", "surname": format!("{u}"), "accountEnabled": true, "userType": "Member"}))
+            .collect();
+        t["groups"] = (0..groups)
+            .map(|g| json!({"id": group_id(g), "displayName": format!("sg-people-{g:04}"),
+                "members": (g * per..(g + 1) * per).map(user_id).collect::<Vec<_>>()}))
+            .collect();
+    });
+    let mut docs = String::new();
+    for g in 0..groups {
+        let _ = write!(
+            docs,
+            "apiVersion: trustsync.dev/v1alpha1\nkind: AccessAssignment\nmetadata: {{name: people-{g:04}}}\nspec:\n  group: {{id: {}}}\n  permissionSet:\n    name: Set{g:04}\n    sessionDuration: PT8H\n    inlinePolicy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"s3:GetObject\", Resource: \"arn:aws:s3:::team-{g:04}/*\"}}]}}\n  accounts: {{ids: [\"123456789012\"]}}\n---\n",
+            group_id(g)
+        );
+    }
+    ws.write("policies/people.yaml", &docs);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    config(&ws, "");
+    let mut rows = Vec::new();
+    let mut md = String::new();
+    let mut row = |step: &str, m: &Measure, md: &mut String| {
+        eprintln!(
+            "   {step}: {:.1} s, {} AWS requests ({}), exit {}",
+            m.wall, m.aws, m.aws_ops, m.exit
+        );
+        let _ = writeln!(
+            md,
+            "| {users} | {groups} | {step} | {:.2} | {:.2} | {:.0} | {} | {} |",
+            m.wall, m.cpu, m.rss_mb, m.aws, m.graph
+        );
+        rows.push(json!({"n": users, "groups": groups, "step": format!("people: {step}"), "wall_s": m.wall,
+            "cpu_s": m.cpu, "peak_mb": (m.rss_mb * 10.0).round() / 10.0, "aws_requests": m.aws,
+            "aws_by_operation": m.aws_ops, "graph_requests": m.graph, "graph_units": m.graph_units, "exit": m.exit}));
+    };
+    let cold = measure(&ws, &proxy, &graph, &["plan"]);
+    row("cold plan", &cold, &mut md);
+    let apply = measure(&ws, &proxy, &graph, &["apply", "--auto-approve"]);
+    row("apply from empty", &apply, &mut md);
+    let again = measure(&ws, &proxy, &graph, &["plan", "--detailed-exitcode"]);
+    row("no-change plan", &again, &mut md);
+
+    // The controller: departures timed from the Graph change to moto's answer.
+    config(
+        &ws,
+        "run: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+    );
+    let mut child = ready_controller(&ws, &proxy.endpoint, &graph);
+    let store = aws_sdk_identitystore::Client::new(moto.sdk());
+    let admin = aws_sdk_ssoadmin::Client::new(moto.sdk());
+    let store_id = moto
+        .block_on(admin.list_instances().send())
+        .unwrap()
+        .instances()[0]
+        .identity_store_id()
+        .unwrap()
+        .to_string();
+    let mut ic_groups = std::collections::BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = moto
+            .block_on(
+                store
+                    .list_groups()
+                    .identity_store_id(&store_id)
+                    .set_next_token(token)
+                    .send(),
+            )
+            .unwrap();
+        for g in page.groups() {
+            ic_groups.insert(
+                g.display_name().unwrap_or_default().to_string(),
+                g.group_id().to_string(),
+            );
+        }
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    let members = |g: usize| {
+        moto.block_on(
+            store
+                .list_group_memberships()
+                .identity_store_id(&store_id)
+                .group_id(&ic_groups[&format!("people-{g:04}")])
+                .send(),
+        )
+        .unwrap()
+        .group_memberships()
+        .len()
+    };
+    // Let the first users' delta poll (which starts a full pass of its own) settle.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut samples: Vec<(String, f64)> = Vec::new();
+    proxy.reset();
+    graph.reset_stats();
+    let rss_before = rss_mb(child.id());
+    for k in 0..6 {
+        let g = k * groups / 6;
+        let (what, before) = (
+            if k % 2 == 0 {
+                "removed from the group"
+            } else {
+                "disabled"
+            },
+            members(g),
+        );
+        let started = Instant::now();
+        if k % 2 == 0 {
+            graph.remove_member(&group_id(g), &user_id(g * per));
+        } else {
+            let (status, body) = graph.admin(
+                "PATCH",
+                &format!("/admin/users/{}", user_id(g * per)),
+                Some(json!({"accountEnabled": false})),
+            );
+            assert_eq!(status, 204, "{body}");
+        }
+        while members(g) == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "departure {k} not reflected"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("   departure {k} ({what}): {ms:.0} ms");
+        samples.push((what.to_string(), ms));
+    }
+    let counts = proxy.counts();
+    let graph_requests = graph.stats()["graphRequests"].as_u64().unwrap_or(0);
+    let rss_after = rss_mb(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut ms: Vec<f64> = samples.iter().map(|(_, m)| *m).collect();
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut ops: Vec<(String, u64)> = counts.requests.clone().into_iter().collect();
+    ops.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let per_departure = counts.total() as f64 / samples.len() as f64;
+    rows.push(json!({"n": users, "groups": groups, "step": "people: departure", "departures": samples.len(),
+        "p50_ms": ms[ms.len() / 2], "max_ms": ms[ms.len() - 1], "aws_requests_per_departure": per_departure,
+        "graph_requests": graph_requests, "controller_rss_mb": rss_after}));
+    let section = format!(
+        "## People\n\n`cargo bench --bench scale -- people`: IAM Identity Center at {label} (each user in one group; one AccessAssignment per group, its own permission set, assigned in one account), through the release binary against moto behind the counting proxy and the local Graph server.\n\n| users | groups | step | wall s | CPU s | peak MB | AWS requests | Graph requests |\n|---:|---:|---|---:|---:|---:|---:|---:|\n{md}\n- By operation, cold plan: {}\n- By operation, apply from empty: {}\n- By operation, no-change plan: {}\n- Departures, the controller running (1 s polls, full pass hourly): {} ({}), each timed from the Graph change to moto's membership list without the person: p50 {:.0} ms, max {:.0} ms. A departure runs a full pass (people have no fast path yet), so it costs {:.0} AWS requests ({}) and {} Graph requests over the {} departures; the controller's resident memory {:.0} MB before, {:.0} MB after.\n",
+        cold.aws_ops, apply.aws_ops, again.aws_ops,
+        samples.len(),
+        samples.iter().map(|(w, m)| format!("{w} {m:.0} ms")).collect::<Vec<_>>().join(", "),
+        ms[ms.len() / 2], ms[ms.len() - 1], per_departure,
+        ops.iter().take(8).map(|(o, n)| format!("{o} {n}")).collect::<Vec<_>>().join(", "),
+        graph_requests, samples.len(), rss_before, rss_after,
+    );
+    (rows, section)
+}
+
 /// The controller under one membership change a second for `minutes` at N mappings (full
 /// pass every 5 minutes): each change (a member leaves a group, or comes back at the next
 /// visit) is waited for in moto, the resident memory sampled every 10 s (and kept once a
@@ -1002,6 +1184,20 @@ fn main() {
             "## Revocation",
             &revocation_section(&results),
         );
+        return;
+    }
+    if std::env::args().any(|a| a == "people") {
+        let scale: Vec<usize> = std::env::args()
+            .skip_while(|a| a != "people")
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let (users, groups) = match scale.as_slice() {
+            [u, g, ..] => (*u, *g),
+            _ => (10_000, 1_000),
+        };
+        let (rows, section) = people(users, groups);
+        replace_rows("people", &rows, "## People", &section);
         return;
     }
     if std::env::args().any(|a| a == "soak") {

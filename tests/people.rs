@@ -206,6 +206,7 @@ impl Center {
 fn run(moto: &Moto, ws: &Workspace, graph: &GraphServer, args: &[&str], code: i32) -> String {
     let out = command(ws.path(), &moto.endpoint)
         .envs(graph.env(CLIENT_SECRET))
+        .args(["--config", "trustsync.yaml"])
         .args(args)
         .output()
         .unwrap();
@@ -376,6 +377,26 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         users.contains_key("dana@example.com"),
         "users are never deleted"
     );
+    // The audit log answers for people as for workloads: granted, then revoked.
+    let shown = run(
+        &moto,
+        &ws,
+        &graph,
+        &[
+            "audit",
+            "show",
+            "audit.jsonl",
+            "--principal",
+            "dana@example.com",
+        ],
+        0,
+    );
+    assert!(
+        shown.contains("granted")
+            && shown.contains("revoked")
+            && shown.contains("disabled in Entra"),
+        "{shown}"
+    );
 
     // Left alone: the unmanaged group, its member, the user.
     assert_eq!(ic.members(&moto, "contractors"), ["outsider@example.com"]);
@@ -412,8 +433,8 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
 }
 
 /// The controller: with full passes an hour apart, a disabled account (a change only the
-/// users' delta feed shows) and a removal from the group each take the person out within
-/// a directory poll and a pass.
+/// users' delta feed shows) and a removal from the group each take the person out through
+/// the fast path, within a directory poll and a second.
 #[test]
 fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
     let moto = Moto::start();
@@ -468,9 +489,13 @@ fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
         "people: departure out of the group {} ms after the Graph change",
         took.as_millis()
     );
-    let audit = ws.read("audit.jsonl");
-    assert!(
-        audit.contains("remove-group-members") && audit.contains("\"trigger\":\"directory\""),
-        "recorded, started by the directory: {audit}"
+    // The pass line is written once the pass's writes are done.
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "the fast path's pass in the audit log",
+        || {
+            let audit = ws.read("audit.jsonl");
+            audit.contains("remove-group-members") && audit.contains("\"trigger\":\"fast-path\"")
+        },
     );
 }

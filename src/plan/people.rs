@@ -343,13 +343,23 @@ impl<'a> People<'a> {
                     .collect(),
                 Members::Unresolved { .. } => Vec::new(),
             };
-            let mut reason = format!("{} left the Entra group {}", departed.len(), w.spec.group);
-            if !disabled.is_empty() {
-                reason = format!(
-                    "{reason} or were disabled in Entra ({})",
-                    disabled.join(", ")
-                );
+            let left: Vec<&str> = departed
+                .iter()
+                .map(String::as_str)
+                .filter(|d| !disabled.iter().any(|x| x.eq_ignore_ascii_case(d)))
+                .collect();
+            let mut why = Vec::new();
+            if !left.is_empty() {
+                why.push(format!(
+                    "no longer in the Entra group {}: {}",
+                    w.spec.group,
+                    left.join(", ")
+                ));
             }
+            if !disabled.is_empty() {
+                why.push(format!("disabled in Entra: {}", disabled.join(", ")));
+            }
+            let reason = why.join("; ");
             let baseline = current.len();
             let after = baseline - removed.len();
             let c = self.push(

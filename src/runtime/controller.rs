@@ -535,8 +535,9 @@ impl Controller {
     }
 
     /// The mappings a directory change touches, when the watcher could say: the
-    /// RoleMappings whose group selector is one of the groups it saw change (nested
-    /// groups counted). `None` (a full pass) when it could not.
+    /// RoleMappings and AccessAssignments whose group selector is one of the groups it saw
+    /// change (nested groups counted; for people, a member disabled or renamed too).
+    /// `None` (a full pass) when it could not.
     fn focus_of(&self, policies: &PolicySet) -> Option<BTreeSet<String>> {
         let selectors = self
             .changed
@@ -548,6 +549,13 @@ impl Controller {
             .iter()
             .filter(|m| m.spec.group.as_ref().is_some_and(|g| selectors.contains(g)))
             .map(|m| m.name.to_string())
+            .chain(
+                policies
+                    .access_assignments
+                    .iter()
+                    .filter(|a| selectors.contains(&a.spec.group))
+                    .map(|a| a.name.to_string()),
+            )
             .collect();
         (!names.is_empty()).then_some(names)
     }

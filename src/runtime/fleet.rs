@@ -47,6 +47,8 @@ pub struct Fleet {
     /// IAM Identity Center, reached with the controller's own credentials in its region:
     /// connected by the first pass that plans people.
     identity_center: tokio::sync::OnceCell<Arc<AwsClients>>,
+    /// What the last full pass learnt of people, for the fast path.
+    people: Mutex<crate::runtime::people::PeopleState>,
 }
 
 /// A straggler (an account still being read when another has been read) is left for the
@@ -72,7 +74,14 @@ impl Fleet {
             scope: None,
             read_times: Mutex::new(BTreeMap::new()),
             identity_center: tokio::sync::OnceCell::new(),
+            people: Mutex::new(Default::default()),
         }
+    }
+
+    /// What the last full pass learnt of people (the fast path's index), and the fast
+    /// path's recent removals.
+    pub fn people(&self) -> std::sync::MutexGuard<'_, crate::runtime::people::PeopleState> {
+        self.people.lock().expect("people state")
     }
 
     /// The client for IAM Identity Center (`identityCenter.region`, else `aws.region`),

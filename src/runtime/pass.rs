@@ -90,6 +90,8 @@ enum Reading<'a> {
 fn fast_path_action(action: &plan::Action) -> bool {
     use plan::IamAction::*;
     match action {
+        // People's fast path plans revocations only.
+        plan::Action::People(_) => action.is_revocation(),
         plan::Action::Iam(
             RevokeTrust { .. } | RevokeSessions { .. } | UpdateTrustPolicy { .. },
         ) => true,
@@ -608,6 +610,9 @@ pub async fn plan(
         allowed
             .role_mappings
             .retain(|m| focus.contains(m.name.as_str()));
+        allowed
+            .access_assignments
+            .retain(|a| focus.contains(a.name.as_str()));
         allowed.functions.clear();
     }
     let policies = &allowed;
@@ -617,7 +622,10 @@ pub async fn plan(
     };
     let read = read_accounts(fleet, policies, config, &settings, reading).await?;
     let (pins, mut requests) = directory_requests(&read, &settings, recorded_pins);
-    let people = focus.is_none() && super::people::in_use(policies, config);
+    let people = match focus {
+        Some(_) => !policies.access_assignments.is_empty(),
+        None => super::people::in_use(policies, config),
+    };
     if people {
         requests.extend(
             policies
@@ -629,6 +637,7 @@ pub async fn plan(
         requests.dedup();
     }
     let pin_problems = changed_pins(&read, &settings, recorded_pins);
+    let began = Instant::now();
     let snapshot = match focus {
         Some(_) => directory.lock().await.cached_snapshot(&requests).await?,
         None => DirectorySource::snapshot(directory, &requests).await?,
@@ -674,6 +683,7 @@ pub async fn plan(
                 &reachable,
                 (&enforced, &snapshot),
                 directory,
+                (focus.is_some(), began),
             )
             .await
         }

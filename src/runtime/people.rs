@@ -2,14 +2,24 @@
 //! directory's users, their groups' members), made concrete for [`crate::plan::people`],
 //! planned and merged into the pass's plan. The writes go to the Identity Center client
 //! this returns.
+//!
+//! The fast path (a departure the watcher placed: a group change, or a user disabled or
+//! renamed in one of the groups) reads only what the touched documents need: their
+//! groups' members from the delta cache, those members from Graph, trustsync's group and
+//! permission set of each, found through what the last full pass learnt
+//! ([`PeopleState`]), and plans their revocations only. A full pass whose directory read
+//! began before such a removal does not add the person back
+//! ([`PeopleState::revoked_since`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::adapters::aws::AwsClients;
 use crate::config::Config;
+use crate::observed::{IdentityCenterGroup, IdentityCenterUser, ObservedIdentityCenter};
 use crate::plan::people::{self, Members, Person, Wanted};
-use crate::plan::{Plan, Problem, ProblemKind, Settings};
+use crate::plan::{Action, PeopleAction, Plan, Problem, ProblemKind, Settings};
 use crate::runtime::directory::DirectorySource;
 use crate::runtime::fleet::Fleet;
 use crate::sources::directory::{DirectorySnapshot, DirectoryUser, GroupRequest, MemberKind};
@@ -40,9 +50,48 @@ pub fn mark(config: &Config) -> String {
     )
 }
 
+/// What the last full pass learnt of Identity Center, for the fast path, and the fast
+/// path's recent removals.
+#[derive(Debug, Default)]
+pub struct PeopleState {
+    index: Option<PeopleIndex>,
+    /// (document, lower-cased user name, when) of each removal the fast path planned.
+    revoked: Vec<(String, String, Instant)>,
+}
+
+/// Where each document's group and permission set are, and the users' names.
+#[derive(Debug, Clone)]
+struct PeopleIndex {
+    instance_arn: String,
+    identity_store_id: String,
+    /// By document name: trustsync's group.
+    groups: BTreeMap<String, IdentityCenterGroup>,
+    /// By document name: its permission set's ARN.
+    sets: BTreeMap<String, String>,
+    /// By user id.
+    users: BTreeMap<String, IdentityCenterUser>,
+}
+
+/// How long the fast path's removals are remembered: longer than any full pass takes.
+const REVOKED_MEMORY: Duration = Duration::from_secs(3600);
+
+impl PeopleState {
+    /// The users the fast path took out of `mapping`'s group after `since`.
+    fn revoked_since(&self, mapping: &str, since: Instant) -> BTreeSet<String> {
+        self.revoked
+            .iter()
+            .filter(|(m, _, at)| m == mapping && *at >= since)
+            .map(|(_, u, _)| u.clone())
+            .collect()
+    }
+}
+
 /// Plans people and merges them into `plan`; returns the client their writes go to. A
 /// failed read of Identity Center or of the directory's users is a problem of the pass
 /// (nothing is planned for people), never "nobody".
+///
+/// `fast`: the fast path, for the documents of `policies` (revocations only, from what the
+/// last full pass learnt); else a full pass whose directory read began at `began`.
 pub async fn plan_people(
     plan: &mut Plan,
     (policies, config, settings): (&PolicySet, &Config, &Settings),
@@ -50,6 +99,7 @@ pub async fn plan_people(
     reachable: &BTreeSet<String>,
     (enforced, snapshot): (&Enforced, &DirectorySnapshot),
     directory: &tokio::sync::Mutex<DirectorySource>,
+    (fast, began): (bool, Instant),
 ) -> Option<Arc<AwsClients>> {
     let unreadable = |what: &str, e: String| Problem {
         kind: ProblemKind::PeopleUnreadable,
@@ -70,15 +120,25 @@ pub async fn plan_people(
         }
     };
     clients.forget_people_ids();
-    let accounts: Vec<String> = reachable.iter().cloned().collect();
-    let observed = match clients
-        .read_identity_center(
-            config.identity_center.instance_arn.as_deref(),
-            &accounts,
-            Some(&mark),
-        )
-        .await
-    {
+    let observed = match fast {
+        true => {
+            let Some(index) = fleet.people().index.clone() else {
+                return None; // no full pass has read Identity Center yet: it will
+            };
+            fast_read(&clients, &index, policies).await
+        }
+        false => {
+            let accounts: Vec<String> = reachable.iter().cloned().collect();
+            clients
+                .read_identity_center(
+                    config.identity_center.instance_arn.as_deref(),
+                    &accounts,
+                    Some(&mark),
+                )
+                .await
+        }
+    };
+    let observed = match observed {
         Ok(o) => o,
         Err(e) => {
             plan.problems
@@ -88,7 +148,22 @@ pub async fn plan_people(
     };
     // From now on the controller's watcher follows users' changes too.
     directory.lock().await.track_users();
-    let users = match DirectorySource::users(directory).await {
+    let users = match fast {
+        true => {
+            let ids: BTreeSet<String> = policies
+                .access_assignments
+                .iter()
+                .filter_map(|a| snapshot.get(&group_request(&a.spec))?.as_ref().ok())
+                .flat_map(|g| &g.members)
+                .filter(|m| m.kind == MemberKind::User)
+                .map(|m| m.id.to_string())
+                .collect();
+            let ids: Vec<String> = ids.into_iter().collect();
+            DirectorySource::users_by_id(directory, &ids).await
+        }
+        false => DirectorySource::users(directory).await,
+    };
+    let users = match users {
         Ok(u) => u,
         Err(e) => {
             plan.problems
@@ -113,16 +188,128 @@ pub async fn plan_people(
         })
         .collect();
     let accounts: BTreeSet<String> = reachable.clone();
-    let p = people::plan(&people::Inputs {
+    let mut p = people::plan(&people::Inputs {
         wanted: &wanted,
         observed: &observed,
         mark: &mark,
         accounts: &accounts,
         now: settings.now,
-        prune: settings.prune,
+        prune: settings.prune && !fast,
     });
+    let mut state = fleet.people();
+    if fast {
+        // Only what takes access away: grants and repairs wait for the full pass.
+        p.changes.retain(|c| c.action.is_revocation());
+        let now = Instant::now();
+        state
+            .revoked
+            .retain(|(_, _, at)| now.duration_since(*at) < REVOKED_MEMORY);
+        for c in &p.changes {
+            if let (Action::People(PeopleAction::RemoveGroupMembers { .. }), Some(m)) =
+                (&c.action, &c.mapping)
+            {
+                for u in &c.members_removed {
+                    state.revoked.push((m.to_string(), u.to_lowercase(), now));
+                }
+            }
+        }
+    } else {
+        state.index = Some(index_of(&observed, &wanted));
+        // A person the fast path took out after this pass's directory read began is not
+        // added back from that older read; the next pass decides again.
+        p.changes.retain_mut(|c| {
+            let (Action::People(PeopleAction::AddGroupMembers { user_names, .. }), Some(m)) =
+                (&mut c.action, &c.mapping)
+            else {
+                return true;
+            };
+            let gone = state.revoked_since(m.as_str(), began);
+            user_names.retain(|u| !gone.contains(&u.to_lowercase()));
+            c.members_added
+                .retain(|u| !gone.contains(&u.to_lowercase()));
+            !user_names.is_empty()
+        });
+    }
+    drop(state);
+    p.summarize();
     *plan = Plan::merge(vec![std::mem::take(plan), p]);
     Some(clients)
+}
+
+/// What the fast path needs of the index, from a full pass's read.
+fn index_of(observed: &ObservedIdentityCenter, wanted: &[Wanted]) -> PeopleIndex {
+    let mut groups = BTreeMap::new();
+    let mut sets = BTreeMap::new();
+    for w in wanted {
+        let name = w.mapping.as_str();
+        if let Some(g) = observed
+            .groups
+            .iter()
+            .find(|g| g.display_name.eq_ignore_ascii_case(name))
+        {
+            groups.insert(name.to_string(), g.clone());
+        }
+        if let Some(s) = observed
+            .permission_sets
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(&w.spec.permission_set.name))
+        {
+            sets.insert(name.to_string(), s.arn.clone());
+        }
+    }
+    PeopleIndex {
+        instance_arn: observed.instance_arn.clone(),
+        identity_store_id: observed.identity_store_id.clone(),
+        groups,
+        sets,
+        users: observed
+            .users
+            .iter()
+            .map(|u| (u.id.clone(), u.clone()))
+            .collect(),
+    }
+}
+
+/// Identity Center as the fast path reads it: for each document the last full pass found,
+/// its group's members now and its permission set now; the users by the full pass's
+/// names. No assignment is read: the fast path only takes people out.
+async fn fast_read(
+    clients: &AwsClients,
+    index: &PeopleIndex,
+    policies: &PolicySet,
+) -> Result<ObservedIdentityCenter, crate::model::call::Failure> {
+    let mut observed = ObservedIdentityCenter {
+        instance_arn: index.instance_arn.clone(),
+        identity_store_id: index.identity_store_id.clone(),
+        ..ObservedIdentityCenter::default()
+    };
+    let mut user_ids = BTreeSet::new();
+    for a in &policies.access_assignments {
+        let name = a.name.as_str();
+        let (Some(group), Some(arn)) = (index.groups.get(name), index.sets.get(name)) else {
+            continue; // new since the full pass: nobody to take out
+        };
+        let members = clients
+            .group_members(&index.identity_store_id, &group.id)
+            .await?;
+        user_ids.extend(members.iter().map(|m| m.user_id.clone()));
+        observed.groups.push(IdentityCenterGroup {
+            members,
+            ..group.clone()
+        });
+        let mut set = clients.permission_set(&index.instance_arn, arn).await?;
+        set.policies = Some(
+            clients
+                .permission_set_policies(&index.instance_arn, arn)
+                .await?,
+        );
+        observed.permission_sets.push(set);
+    }
+    observed.users = user_ids
+        .iter()
+        .filter_map(|id| index.users.get(id).cloned())
+        .collect();
+    Ok(observed)
 }
 
 /// An AccessAssignment's people, from its group's members joined with the directory's

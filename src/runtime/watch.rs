@@ -78,6 +78,30 @@ fn touched(
     out
 }
 
+/// The selectors of the requests whose members (transitive ones for a transitive
+/// request) include one of `users`: a user disabled or renamed changes no group, but the
+/// people of these.
+fn members_touched(
+    cache: &DeltaCache,
+    requests: &[GroupRequest],
+    users: &BTreeSet<String>,
+) -> BTreeSet<crate::sources::policy::GroupSelector> {
+    if users.is_empty() {
+        return BTreeSet::new();
+    }
+    cache
+        .snapshot(requests)
+        .groups
+        .iter()
+        .filter(|(_, result)| {
+            result
+                .as_ref()
+                .is_ok_and(|g| g.members.iter().any(|m| users.contains(m.id.as_str())))
+        })
+        .map(|(req, _)| req.selector.clone())
+        .collect()
+}
+
 /// The group ids that the policies' group requests depend on, nested groups included.
 fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<String> {
     let snap = cache.snapshot(requests);
@@ -139,20 +163,23 @@ pub(crate) fn watch_directory(
                             let ids: BTreeSet<String> = r.changed_groups.iter().cloned().collect();
                             // Before the first pass has said which groups matter, any
                             // change might (a full pass); nothing changed is nothing to do.
-                            // A user's change (disabled, renamed) cannot be placed
-                            // by group: people's passes are full ones.
+                            // A user's change (disabled, renamed) touches the groups
+                            // it is a member of, as the cache holds them.
+                            let by_users = members_touched(cache, &requests, &r.changed_users);
                             let hit = r.full
-                                || !r.changed_users.is_empty()
+                                || !by_users.is_empty()
                                 || (!ids.is_empty()
                                     && (requests.is_empty()
                                         || ids
                                             .iter()
                                             .any(|g| before.contains(g) || after.contains(g))));
                             if hit {
-                                if requests.is_empty() || r.full || !r.changed_users.is_empty() {
+                                if requests.is_empty() || r.full {
                                     place(None);
                                 } else {
-                                    place(Some(touched(cache, &requests, &ids)));
+                                    let mut t = touched(cache, &requests, &ids);
+                                    t.extend(by_users);
+                                    place(Some(t));
                                 }
                             }
                             hit

@@ -209,7 +209,7 @@ impl AwsClients {
     }
 
     /// One group's user members, with their membership ids.
-    async fn group_members(
+    pub async fn group_members(
         &self,
         store: &str,
         group_id: &str,
@@ -241,7 +241,7 @@ impl AwsClients {
     }
 
     /// One permission set's name and session length.
-    async fn permission_set(
+    pub async fn permission_set(
         &self,
         instance_arn: &str,
         arn: &str,
@@ -267,7 +267,7 @@ impl AwsClients {
 
     /// One permission set's inline policy, AWS managed policies and customer-managed
     /// policy references.
-    async fn permission_set_policies(
+    pub async fn permission_set_policies(
         &self,
         instance_arn: &str,
         arn: &str,
