@@ -215,25 +215,29 @@ pub async fn plan_people(
         }
     } else {
         state.index = Some(index_of(&observed, &wanted));
-        // A person the fast path took out after this pass's directory read began is not
-        // added back from that older read; the next pass decides again.
-        p.changes.retain_mut(|c| {
-            let (Action::People(PeopleAction::AddGroupMembers { user_names, .. }), Some(m)) =
-                (&mut c.action, &c.mapping)
-            else {
-                return true;
-            };
-            let gone = state.revoked_since(m.as_str(), began);
-            user_names.retain(|u| !gone.contains(&u.to_lowercase()));
-            c.members_added
-                .retain(|u| !gone.contains(&u.to_lowercase()));
-            !user_names.is_empty()
-        });
+        drop_regrants(&mut p, &state, began);
     }
     drop(state);
     p.summarize();
     *plan = Plan::merge(vec![std::mem::take(plan), p]);
     Some(clients)
+}
+
+/// A person the fast path took out after a full pass's directory read `began` is not
+/// added back from that older read; the next pass decides again.
+fn drop_regrants(p: &mut Plan, state: &PeopleState, began: Instant) {
+    p.changes.retain_mut(|c| {
+        let (Action::People(PeopleAction::AddGroupMembers { user_names, .. }), Some(m)) =
+            (&mut c.action, &c.mapping)
+        else {
+            return true;
+        };
+        let gone = state.revoked_since(m.as_str(), began);
+        user_names.retain(|u| !gone.contains(&u.to_lowercase()));
+        c.members_added
+            .retain(|u| !gone.contains(&u.to_lowercase()));
+        !user_names.is_empty()
+    });
 }
 
 /// What the fast path needs of the index, from a full pass's read.
@@ -355,5 +359,64 @@ fn members(
                 .map(|u| u.user_principal_name.clone())
                 .collect(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Change;
+
+    fn add(mapping: &str, users: &[&str]) -> Change {
+        let mut c = Change::new(
+            Action::People(PeopleAction::AddGroupMembers {
+                identity_store_id: "d-1".into(),
+                group_name: mapping.into(),
+                group_id: None,
+                user_names: users.iter().map(|u| u.to_string()).collect(),
+            }),
+            "g",
+            Some(mapping),
+            "joined",
+        );
+        c.members_added = users.iter().map(|u| u.to_string()).collect();
+        c
+    }
+
+    #[test]
+    fn a_full_pass_does_not_add_back_whom_the_fast_path_took_out_after_its_read_began() {
+        let began = Instant::now();
+        let state = PeopleState {
+            index: None,
+            revoked: vec![
+                (
+                    "ops".into(),
+                    "ana@x".into(),
+                    began + Duration::from_millis(5),
+                ),
+                ("ops".into(), "bo@x".into(), began - Duration::from_secs(1)),
+                (
+                    "dev".into(),
+                    "cy@x".into(),
+                    began + Duration::from_millis(5),
+                ),
+            ],
+        };
+        let mut p = Plan {
+            changes: vec![add("ops", &["Ana@x", "bo@x"]), add("dev", &["cy@x"])],
+            ..Plan::default()
+        };
+        drop_regrants(&mut p, &state, began);
+        assert_eq!(
+            p.changes.len(),
+            1,
+            "dev's only grant is dropped: {:#?}",
+            p.changes
+        );
+        assert_eq!(
+            p.changes[0].members_added,
+            ["bo@x"],
+            "ana was taken out after the read began; bo before it, so the read saw it"
+        );
     }
 }
