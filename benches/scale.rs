@@ -874,8 +874,8 @@ fn people(users: usize, groups: usize) -> (Vec<Value>, String) {
         .group_memberships()
         .len()
     };
-    // Let the first users' delta poll (which starts a full pass of its own) settle.
-    std::thread::sleep(Duration::from_secs(5));
+    // Let the controller settle after its first pass.
+    std::thread::sleep(Duration::from_secs(3));
     let mut samples: Vec<(String, f64)> = Vec::new();
     proxy.reset();
     graph.reset_stats();

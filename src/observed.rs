@@ -307,6 +307,21 @@ pub struct PermissionSetPolicies {
     pub managed_policies: Vec<String>,
     /// Customer-managed policy references attached, as (name, path).
     pub customer_managed_policies: Vec<(String, String)>,
+    /// The permissions boundary, when one is attached; read only for the sets whose
+    /// document names one (a boundary only ever narrows what a set grants).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<SetBoundary>,
+}
+
+/// A permission set's permissions boundary: an AWS managed policy, or a customer-managed
+/// policy by (name, path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetBoundary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_policy_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_managed_policy: Option<(String, String)>,
 }
 
 /// Who an account assignment is for.

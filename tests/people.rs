@@ -499,3 +499,62 @@ fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
         },
     );
 }
+
+/// A permission set's permissions boundary is written, changed and taken off as the
+/// document says (moto lacks the calls: tests/moto_server.py answers them as AWS
+/// documents them).
+#[test]
+fn a_permission_sets_boundary_follows_the_document() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    tenant(&ws);
+    moto.create_functions(&["payments-api"]);
+    let ic = Center::new(&moto);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let with = |boundary: &str| {
+        ws.write(
+            "policies/people.yaml",
+            &POLICY.replace(
+                "    managedPolicies:",
+                &format!("{boundary}    managedPolicies:"),
+            ),
+        )
+    };
+    let boundary = || {
+        let set = ic.permission_set(&moto, "PaymentsOps").unwrap();
+        moto.block_on(
+            ic.admin
+                .get_permissions_boundary_for_permission_set()
+                .instance_arn(&ic.instance)
+                .permission_set_arn(set)
+                .send(),
+        )
+        .ok()
+        .and_then(|o| o.permissions_boundary().cloned())
+    };
+    with("    permissionsBoundary: {managedPolicyArn: arn:aws:iam::aws:policy/PowerUserAccess}\n");
+    apply(&moto, &ws, &graph, 0);
+    assert_eq!(
+        boundary().and_then(|b| b.managed_policy_arn().map(String::from)),
+        Some("arn:aws:iam::aws:policy/PowerUserAccess".to_string())
+    );
+    with("    permissionsBoundary: {customerManagedPolicy: {name: payments-boundary, path: /people/}}\n");
+    apply(&moto, &ws, &graph, 0);
+    let b = boundary().expect("a boundary");
+    let r = b.customer_managed_policy_reference().expect("a reference");
+    assert_eq!(
+        (r.name(), r.path()),
+        ("payments-boundary", Some("/people/"))
+    );
+    let planned = plan(&moto, &ws, &graph, 0);
+    assert!(
+        !planned["changes"]
+            .to_string()
+            .contains("put-permission-set"),
+        "no drift once written: {planned:#}"
+    );
+    with("");
+    apply(&moto, &ws, &graph, 0);
+    assert!(boundary().is_none(), "taken off with the document's");
+}

@@ -278,6 +278,10 @@ pub enum PeopleAction {
         /// (name, path)
         attach_customer_managed_policies: Vec<(String, String)>,
         detach_customer_managed_policies: Vec<(String, String)>,
+        /// The boundary to put, when it changes.
+        put_boundary: Option<Box<crate::observed::SetBoundary>>,
+        /// The boundary to take off (the document names none any more).
+        delete_boundary: bool,
     },
     /// Writes the permission set's inline policy with denials for the sessions departed
     /// people hold, and provisions it: a revocation.

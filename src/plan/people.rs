@@ -39,7 +39,7 @@ use super::{
 use crate::model::iam_policy;
 use crate::model::names::MappingName;
 use crate::observed::ObservedIdentityCenter;
-use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
+use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet, SetBoundary};
 use crate::sources::policy::{AccessAssignmentSpec, GuestRule};
 
 pub use crate::sources::policy::{DENIAL_RESERVE, MARK_BUDGET};
@@ -582,6 +582,13 @@ impl<'a> People<'a> {
         let wanted_inline = inline(denials.all);
         // Written instead when the new denials are held (the checks swap it in).
         let without_new = inline(denials.kept);
+        let wanted_boundary = spec.permissions_boundary.as_ref().map(|b| SetBoundary {
+            managed_policy_arn: b.managed_policy_arn.clone(),
+            customer_managed_policy: b
+                .customer_managed_policy
+                .as_ref()
+                .map(|c| (c.name.clone(), c.path.clone())),
+        });
         let Some(set) = set else {
             self.push(
                 PeopleAction::PutPermissionSet {
@@ -600,6 +607,8 @@ impl<'a> People<'a> {
                         .map(|c| (c.name.clone(), c.path.clone()))
                         .collect(),
                     detach_customer_managed_policies: Vec::new(),
+                    put_boundary: wanted_boundary.map(Box::new),
+                    delete_boundary: false,
                 },
                 format!(
                     "{}/permissionSet/{}",
@@ -650,6 +659,10 @@ impl<'a> People<'a> {
         if !(attach.is_empty() && detach.is_empty() && attach_c.is_empty() && detach_c.is_empty()) {
             reasons.push("policies attached");
         }
+        let boundary_changed = policies.boundary != wanted_boundary;
+        if boundary_changed {
+            reasons.push("permissions boundary");
+        }
         if reasons.is_empty() {
             return;
         }
@@ -659,6 +672,7 @@ impl<'a> People<'a> {
             "inlinePolicy": policies.inline_policy,
             "managedPolicies": policies.managed_policies,
             "customerManagedPolicies": policies.customer_managed_policies,
+            "permissionsBoundary": policies.boundary,
         });
         let after = json!({
             "description": description,
@@ -666,6 +680,7 @@ impl<'a> People<'a> {
             "inlinePolicy": wanted_inline,
             "managedPolicies": spec.managed_policies,
             "customerManagedPolicies": want_c,
+            "permissionsBoundary": wanted_boundary,
         });
         let delete_inline = inline_changed && wanted_inline.is_none();
         let c = self.push(
@@ -681,6 +696,11 @@ impl<'a> People<'a> {
                 detach_managed_policies: detach,
                 attach_customer_managed_policies: attach_c,
                 detach_customer_managed_policies: detach_c,
+                put_boundary: wanted_boundary
+                    .clone()
+                    .filter(|_| boundary_changed)
+                    .map(Box::new),
+                delete_boundary: boundary_changed && wanted_boundary.is_none(),
             },
             set.arn.clone(),
             w,

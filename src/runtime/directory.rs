@@ -156,9 +156,9 @@ impl DirectorySource {
 
     /// Follow users' changes as well as groups' (the controller's delta cache): people's
     /// access depends on them.
-    pub fn track_users(&mut self) {
+    pub async fn track_users(&mut self) {
         if let DirectorySource::Delta { cache, .. } = self {
-            cache.track_users();
+            cache.track_users().await;
         }
     }
 

@@ -122,10 +122,12 @@ pub async fn plan_people(
     clients.forget_people_ids();
     let observed = match fast {
         true => {
-            let Some(index) = fleet.people().index.clone() else {
+            let Some(mut index) = fleet.people().index.clone() else {
                 return None; // no full pass has read Identity Center yet: it will
             };
-            fast_read(&clients, &index, policies).await
+            let read = fast_read(&clients, &mut index, policies).await;
+            fleet.people().index = Some(index);
+            read
         }
         false => {
             let accounts: Vec<String> = reachable.iter().cloned().collect();
@@ -147,7 +149,7 @@ pub async fn plan_people(
         }
     };
     // From now on the controller's watcher follows users' changes too.
-    directory.lock().await.track_users();
+    directory.lock().await.track_users().await;
     let users = match fast {
         true => {
             let ids: BTreeSet<String> = policies
@@ -274,43 +276,77 @@ fn index_of(observed: &ObservedIdentityCenter, wanted: &[Wanted]) -> PeopleIndex
     }
 }
 
-/// Identity Center as the fast path reads it: for each document the last full pass found,
-/// its group's members now and its permission set now; the users by the full pass's
-/// names. No assignment is read: the fast path only takes people out.
+/// Identity Center as the fast path reads it: for each document, its group's members now
+/// and its permission set now, found through the index, or looked up by name when the
+/// index lacks them (made after the full pass that built it), and the users by the
+/// index's names or looked up. What was looked up goes into `index`. No assignment is
+/// read: the fast path only takes people out.
 async fn fast_read(
     clients: &AwsClients,
-    index: &PeopleIndex,
+    index: &mut PeopleIndex,
     policies: &PolicySet,
 ) -> Result<ObservedIdentityCenter, crate::model::call::Failure> {
+    let (instance, store) = (index.instance_arn.clone(), index.identity_store_id.clone());
     let mut observed = ObservedIdentityCenter {
-        instance_arn: index.instance_arn.clone(),
-        identity_store_id: index.identity_store_id.clone(),
+        instance_arn: instance.clone(),
+        identity_store_id: store.clone(),
         ..ObservedIdentityCenter::default()
     };
-    let mut user_ids = BTreeSet::new();
+    let absent = |f: &crate::model::call::Failure| {
+        f.is(&["ResourceNotFoundException"]) || f.message.starts_with("no permission set named")
+    };
     for a in &policies.access_assignments {
-        let name = a.name.as_str();
-        let (Some(group), Some(arn)) = (index.groups.get(name), index.sets.get(name)) else {
-            continue; // new since the full pass: nobody to take out
-        };
-        let members = clients
-            .group_members(&index.identity_store_id, &group.id)
-            .await?;
-        user_ids.extend(members.iter().map(|m| m.user_id.clone()));
+        let name = a.name.to_string();
+        if !index.groups.contains_key(&name) {
+            match clients.group_id(&store, &name).await {
+                Ok(id) => {
+                    let g = clients.describe_group(&store, &id).await?;
+                    index.groups.insert(name.clone(), g);
+                }
+                Err(f) if absent(&f) => continue, // no group yet: nobody to take out
+                Err(f) => return Err(f),
+            }
+        }
+        if !index.sets.contains_key(&name) {
+            match clients
+                .permission_set_arn(&instance, &a.spec.permission_set.name)
+                .await
+            {
+                Ok(arn) => {
+                    index.sets.insert(name.clone(), arn);
+                }
+                Err(f) if absent(&f) => continue,
+                Err(f) => return Err(f),
+            }
+        }
+        let (group, arn) = (&index.groups[&name], index.sets[&name].clone());
+        let members = clients.group_members(&store, &group.id).await?;
+        for m in &members {
+            if !index.users.contains_key(&m.user_id) {
+                let u = clients.describe_user(&store, &m.user_id).await?;
+                index.users.insert(u.id.clone(), u);
+            }
+        }
         observed.groups.push(IdentityCenterGroup {
             members,
             ..group.clone()
         });
-        let mut set = clients.permission_set(&index.instance_arn, arn).await?;
-        set.policies = Some(
-            clients
-                .permission_set_policies(&index.instance_arn, arn)
-                .await?,
-        );
+        let mut set = clients.permission_set(&instance, &arn).await?;
+        // The inline policy alone: it holds the session denials; what else the set
+        // grants is the full pass's to compare.
+        set.policies = Some(crate::observed::PermissionSetPolicies {
+            inline_policy: clients.permission_set_inline(&instance, &arn).await?,
+            ..Default::default()
+        });
         observed.permission_sets.push(set);
     }
-    observed.users = user_ids
+    let ids: BTreeSet<&String> = observed
+        .groups
         .iter()
+        .flat_map(|g| g.members.iter().map(|m| &m.user_id))
+        .collect();
+    observed.users = ids
+        .into_iter()
         .filter_map(|id| index.users.get(id).cloned())
         .collect();
     Ok(observed)

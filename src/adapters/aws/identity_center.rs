@@ -12,6 +12,7 @@ use crate::model::call::{Failure, Written};
 use crate::observed::{
     AssignedTo, GroupMembership, IdentityCenterAssignment, IdentityCenterGroup,
     IdentityCenterPermissionSet, IdentityCenterUser, ObservedIdentityCenter, PermissionSetPolicies,
+    SetBoundary,
 };
 use crate::plan::PeopleAction;
 
@@ -265,13 +266,12 @@ impl AwsClients {
         })
     }
 
-    /// One permission set's inline policy, AWS managed policies and customer-managed
-    /// policy references.
-    pub async fn permission_set_policies(
+    /// One permission set's inline policy alone (the fast path: its session denials).
+    pub async fn permission_set_inline(
         &self,
         instance_arn: &str,
         arn: &str,
-    ) -> Result<PermissionSetPolicies, Failure> {
+    ) -> Result<Option<serde_json::Value>, Failure> {
         let inline = self
             .read(Operation::GetInlinePolicyForPermissionSet, || {
                 self.ssoadmin
@@ -281,15 +281,25 @@ impl AwsClients {
                     .send()
             })
             .await?;
-        let inline_policy = match inline.inline_policy() {
-            None | Some("") => None,
-            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+        match inline.inline_policy() {
+            None | Some("") => Ok(None),
+            Some(text) => Ok(Some(serde_json::from_str(text).map_err(|e| {
                 Failure::permanent(
                     "GetInlinePolicyForPermissionSet",
                     format!("the inline policy of {arn} is not JSON: {e}"),
                 )
-            })?),
-        };
+            })?)),
+        }
+    }
+
+    /// One permission set's inline policy, AWS managed policies, customer-managed policy
+    /// references and permissions boundary.
+    pub async fn permission_set_policies(
+        &self,
+        instance_arn: &str,
+        arn: &str,
+    ) -> Result<PermissionSetPolicies, Failure> {
+        let inline_policy = self.permission_set_inline(instance_arn, arn).await?;
         let mut out = PermissionSetPolicies {
             inline_policy,
             ..PermissionSetPolicies::default()
@@ -336,6 +346,29 @@ impl AwsClients {
             },
         )
         .await?;
+        // None attached is ResourceNotFoundException.
+        let boundary = self
+            .call(
+                Operation::GetPermissionsBoundaryForPermissionSet,
+                |f: &Failure| f.is(&["ResourceNotFoundException"]),
+                || {
+                    self.ssoadmin
+                        .get_permissions_boundary_for_permission_set()
+                        .instance_arn(instance_arn)
+                        .permission_set_arn(arn)
+                        .send()
+                },
+            )
+            .await?;
+        out.boundary = boundary
+            .as_ref()
+            .and_then(|b| b.permissions_boundary())
+            .map(|b| SetBoundary {
+                managed_policy_arn: b.managed_policy_arn().map(String::from),
+                customer_managed_policy: b
+                    .customer_managed_policy_reference()
+                    .map(|r| (r.name().to_string(), r.path().unwrap_or("/").to_string())),
+            });
         Ok(out)
     }
 
@@ -565,6 +598,8 @@ impl AwsClients {
                 detach_managed_policies,
                 attach_customer_managed_policies,
                 detach_customer_managed_policies,
+                put_boundary,
+                delete_boundary,
             } => {
                 let (arn, mut done) = match permission_set_arn {
                     Some(arn) => {
@@ -660,6 +695,38 @@ impl AwsClients {
                             .instance_arn(instance_arn)
                             .permission_set_arn(&arn)
                             .customer_managed_policy_reference(r.clone())
+                    ));
+                }
+                if let Some(b) = put_boundary {
+                    let mut boundary = aws_sdk_ssoadmin::types::PermissionsBoundary::builder()
+                        .set_managed_policy_arn(b.managed_policy_arn.clone());
+                    if let Some((name, path)) = &b.customer_managed_policy {
+                        boundary = boundary
+                            .customer_managed_policy_reference(customer_policy(name, path)?);
+                    }
+                    let boundary = boundary.build();
+                    done = done.and(write!(
+                        self,
+                        PutPermissionsBoundaryToPermissionSet,
+                        |_: &Failure| false,
+                        "",
+                        self.ssoadmin
+                            .put_permissions_boundary_to_permission_set()
+                            .instance_arn(instance_arn)
+                            .permission_set_arn(&arn)
+                            .permissions_boundary(boundary.clone())
+                    ));
+                }
+                if *delete_boundary {
+                    done = done.and(write!(
+                        self,
+                        DeletePermissionsBoundaryFromPermissionSet,
+                        not_found,
+                        "there was no boundary",
+                        self.ssoadmin
+                            .delete_permissions_boundary_from_permission_set()
+                            .instance_arn(instance_arn)
+                            .permission_set_arn(&arn)
                     ));
                 }
                 if permission_set_arn.is_some() {
@@ -969,7 +1036,7 @@ impl AwsClients {
     }
 
     /// A group's id by its display name (`GetGroupId`, once per pass).
-    async fn group_id(&self, store: &str, display_name: &str) -> Result<String, Failure> {
+    pub async fn group_id(&self, store: &str, display_name: &str) -> Result<String, Failure> {
         if let Some(id) = self.recall(("group", store), display_name) {
             return Ok(id);
         }
@@ -978,6 +1045,51 @@ impl AwsClients {
             .await?;
         self.remember(("group", store), display_name, &id);
         Ok(id)
+    }
+
+    /// One group, with its description (trustsync's mark) and without its members.
+    pub async fn describe_group(
+        &self,
+        store: &str,
+        id: &str,
+    ) -> Result<IdentityCenterGroup, Failure> {
+        let g = self
+            .read(Operation::DescribeGroup, || {
+                self.identitystore
+                    .describe_group()
+                    .identity_store_id(store)
+                    .group_id(id)
+                    .send()
+            })
+            .await?;
+        Ok(IdentityCenterGroup {
+            id: g.group_id().to_string(),
+            display_name: g.display_name().unwrap_or_default().to_string(),
+            description: g.description().map(String::from),
+            members: Vec::new(),
+        })
+    }
+
+    /// One user by id.
+    pub async fn describe_user(
+        &self,
+        store: &str,
+        id: &str,
+    ) -> Result<IdentityCenterUser, Failure> {
+        let u = self
+            .read(Operation::DescribeUser, || {
+                self.identitystore
+                    .describe_user()
+                    .identity_store_id(store)
+                    .user_id(id)
+                    .send()
+            })
+            .await?;
+        Ok(IdentityCenterUser {
+            id: u.user_id().to_string(),
+            user_name: u.user_name().unwrap_or_default().to_string(),
+            display_name: u.display_name().map(String::from),
+        })
     }
 
     /// A user's id by user name (`GetUserId`, once per pass).
@@ -1035,7 +1147,11 @@ impl AwsClients {
     /// A permission set's ARN by name (one made in this pass, or by a lost answer): on a
     /// miss every set is described once and remembered, so a pass of many assignments
     /// lists the instance at most once.
-    async fn permission_set_arn(&self, instance_arn: &str, name: &str) -> Result<String, Failure> {
+    pub async fn permission_set_arn(
+        &self,
+        instance_arn: &str,
+        name: &str,
+    ) -> Result<String, Failure> {
         if let Some(arn) = self.recall(("set", instance_arn), name) {
             return Ok(arn);
         }

@@ -134,10 +134,15 @@ operations! {
     ListManagedPoliciesInPermissionSet: SsoAdmin [("sso:ListManagedPoliciesInPermissionSet", PeopleRead)];
     ListCustomerManagedPolicyReferencesInPermissionSet: SsoAdmin [("sso:ListCustomerManagedPolicyReferencesInPermissionSet", PeopleRead)];
     GetUserId: IdentityStore [("identitystore:GetUserId", PeopleRead)];
+    DescribeGroup: IdentityStore [("identitystore:DescribeGroup", PeopleRead)];
+    DescribeUser: IdentityStore [("identitystore:DescribeUser", PeopleRead)];
     GetGroupId: IdentityStore [("identitystore:GetGroupId", PeopleRead)];
     DescribePermissionSetProvisioningStatus: SsoAdmin [("sso:DescribePermissionSetProvisioningStatus", PeopleRead)];
     DescribeAccountAssignmentCreationStatus: SsoAdmin [("sso:DescribeAccountAssignmentCreationStatus", PeopleRead)];
     DescribeAccountAssignmentDeletionStatus: SsoAdmin [("sso:DescribeAccountAssignmentDeletionStatus", PeopleRead)];
+    GetPermissionsBoundaryForPermissionSet: SsoAdmin [("sso:GetPermissionsBoundaryForPermissionSet", PeopleRead)];
+    PutPermissionsBoundaryToPermissionSet: SsoAdmin [("sso:PutPermissionsBoundaryToPermissionSet", PeopleWrite)];
+    DeletePermissionsBoundaryFromPermissionSet: SsoAdmin [("sso:DeletePermissionsBoundaryFromPermissionSet", PeopleWrite)];
     CreateUser: IdentityStore [("identitystore:CreateUser", PeopleWrite)];
     CreateGroup: IdentityStore [("identitystore:CreateGroup", PeopleWrite)];
     CreateGroupMembership: IdentityStore [("identitystore:CreateGroupMembership", PeopleWrite)];

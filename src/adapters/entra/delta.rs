@@ -131,9 +131,21 @@ impl DeltaCache {
     }
 
     /// Follow the users' delta feed from now on: a user disabled or renamed is a change
-    /// (people's memberships depend on it, not only on groups).
-    pub fn track_users(&mut self) {
+    /// (people's memberships depend on it, not only on groups). Takes the feed's link
+    /// first (one request), so that a pass that then reads every user misses no change
+    /// made after its read; if that fails, the next sync starts the feed and asks for a
+    /// full pass.
+    pub async fn track_users(&mut self) {
         self.track_users = true;
+        if self.users_link.is_some() {
+            return;
+        }
+        match self.reader.users_delta(None).await {
+            Ok((_, link)) => self.users_link = Some(link),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the Graph users delta feed; the next poll tries again")
+            }
+        }
     }
 
     /// Reads the application owner tenant of each service principal of `snapshot` (this
@@ -230,7 +242,8 @@ impl DeltaCache {
         match self.reader.users_delta(self.users_link.as_deref()).await {
             Ok((changed, link)) => {
                 self.users_link = Some(link);
-                // The first link starts now: a full pass reads the users in full anyway.
+                // A feed that starts only now may have missed a change since the pass read
+                // every user: a full pass reads them again.
                 if first {
                     result.full = true;
                 }

@@ -420,6 +420,21 @@ pub struct PermissionSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub inline_policy: Option<serde_json::Value>,
+    /// The most the set's role may do in each account, whatever its policies say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<PermissionSetBoundary>,
+}
+
+/// A permission set's permissions boundary: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PermissionSetBoundary {
+    /// An AWS managed policy (`arn:aws:iam::aws:policy/...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_policy_arn: Option<String>,
+    /// A customer-managed policy, by name and path, that must exist in each account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_managed_policy: Option<CustomerManagedPolicy>,
 }
 
 /// Characters of a permission set's description kept for trustsync's mark.

@@ -185,6 +185,39 @@ fn check_permission_set(p: &super::PermissionSetSpec, o: &super::Origin, d: &mut
             d.push(o.diagnostic(field, format!("`{}{}` is listed twice", c.path, c.name)));
         }
     }
+    if let Some(b) = &p.permissions_boundary {
+        let field = "spec.permissionSet.permissionsBoundary";
+        match (&b.managed_policy_arn, &b.customer_managed_policy) {
+            (Some(arn), None) => {
+                if !matches!(iam_arn_parts(arn), Some(("aws", res)) if res.starts_with("policy/") && res.len() > 7)
+                {
+                    d.push(o.diagnostic(
+                        format!("{field}.managedPolicyArn"),
+                        format!("`{arn}` is not an AWS managed policy ARN (arn:aws:iam::aws:policy/...); name a policy of your own as `customerManagedPolicy`"),
+                    ));
+                }
+            }
+            (None, Some(c)) => {
+                if c.name.is_empty() || c.name.len() > 128 || !c.name.chars().all(is_iam_name_char)
+                {
+                    d.push(o.diagnostic(
+                        format!("{field}.customerManagedPolicy.name"),
+                        format!("`{}` must be 1 to 128 letters, digits or +=,.@_-", c.name),
+                    ));
+                }
+                if !valid_path(&c.path) {
+                    d.push(o.diagnostic(
+                        format!("{field}.customerManagedPolicy.path"),
+                        format!("`{}` must start and end with `/`", c.path),
+                    ));
+                }
+            }
+            _ => d.push(o.diagnostic(
+                field,
+                "set exactly one of `managedPolicyArn` and `customerManagedPolicy`",
+            )),
+        }
+    }
     if let Some(doc) = &p.inline_policy {
         let field = "spec.permissionSet.inlinePolicy";
         for (path, msg) in iam_policy::check_document(doc) {
