@@ -218,46 +218,39 @@ impl Checker<'_> {
     /// with it; a grant planned after a held revocation adds without removing.
     fn with_dependents(self) -> (Vec<Change>, Vec<Held>) {
         let changes = self.changes;
-        let holds = self.holds;
-        let held_deletions: BTreeSet<Arn> = changes
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| {
-                holds[*i].is_some() && matches!(c.action, Action::Iam(IamAction::DeleteRole { .. }))
-            })
-            .map(|(_, c)| c.resource.clone())
-            .collect();
-        let held_revocations: BTreeSet<Arn> = changes
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| {
-                holds[*i].is_some()
-                    && matches!(c.action, Action::Iam(IamAction::RevokeTrust { .. }))
-            })
-            .map(|(_, c)| c.resource.clone())
-            .collect();
+        let mut holds = self.holds;
+        // What the held changes of a kind name: their resources, or their documents.
+        let held = |holds: &[Option<Hold>], is: fn(&Action) -> bool| -> Vec<usize> {
+            (0..changes.len())
+                .filter(|i| holds[*i].is_some() && is(&changes[*i].action))
+                .collect()
+        };
+        let resources = |ids: Vec<usize>| -> BTreeSet<Arn> {
+            ids.into_iter()
+                .map(|i| changes[i].resource.clone())
+                .collect()
+        };
+        let held_deletions = resources(held(&holds, |a| {
+            matches!(a, Action::Iam(IamAction::DeleteRole { .. }))
+        }));
         // People: a held removal from a group holds the denial of the same people's
         // sessions (same document), and a held denial keeps the permission set's update
         // from writing it.
-        let held_people: BTreeSet<&str> = changes
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| {
-                holds[*i].is_some()
-                    && matches!(
-                        c.action,
-                        Action::People(PeopleAction::RemoveGroupMembers { .. })
-                    )
-            })
-            .filter_map(|(_, c)| c.mapping.as_deref())
-            .collect();
-        let mut holds = holds;
+        let held_people: BTreeSet<String> = held(&holds, |a| {
+            matches!(a, Action::People(PeopleAction::RemoveGroupMembers { .. }))
+        })
+        .into_iter()
+        .filter_map(|i| changes[i].mapping.as_ref().map(|m| m.to_string()))
+        .collect();
+        let is_denial = |a: &Action| {
+            matches!(
+                a,
+                Action::People(PeopleAction::DenyPermissionSetSessions { .. })
+            )
+        };
         for (i, c) in changes.iter().enumerate() {
             if holds[i].is_none()
-                && matches!(
-                    c.action,
-                    Action::People(PeopleAction::DenyPermissionSetSessions { .. })
-                )
+                && is_denial(&c.action)
                 && c.mapping
                     .as_deref()
                     .is_some_and(|m| held_people.contains(m))
@@ -269,20 +262,13 @@ impl Checker<'_> {
                 });
             }
         }
-        let held_denials: BTreeSet<Arn> = changes
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| {
-                holds[*i].is_some()
-                    && matches!(
-                        c.action,
-                        Action::People(PeopleAction::DenyPermissionSetSessions { .. })
-                    )
-            })
-            .map(|(_, c)| c.resource.clone())
-            .collect();
-        let held_revocations: BTreeSet<Arn> =
-            held_revocations.into_iter().chain(held_denials).collect();
+        let held_revocations = resources(held(&holds, |a| {
+            matches!(
+                a,
+                Action::Iam(IamAction::RevokeTrust { .. })
+                    | Action::People(PeopleAction::DenyPermissionSetSessions { .. })
+            )
+        }));
         let (mut out, mut held) = (Vec::new(), Vec::new());
         for (c, hold) in changes.into_iter().zip(holds) {
             let mut c = c;

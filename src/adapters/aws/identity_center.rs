@@ -492,19 +492,8 @@ impl AwsClients {
                             .send()
                     })
                     .await?;
-                match out {
-                    Some(o) => {
-                        self.remember(("user", identity_store_id), user_name, o.user_id());
-                        Written {
-                            request_id: o.request_id().map(String::from),
-                            note: None,
-                        }
-                    }
-                    None => Written {
-                        request_id: None,
-                        note: Some("the user already existed".into()),
-                    },
-                }
+                let made = out.as_ref().map(|o| (o.user_id(), o.request_id()));
+                self.created(("user", identity_store_id), user_name, made, "user")
             }
             CreateIdentityStoreGroup {
                 identity_store_id,
@@ -521,19 +510,8 @@ impl AwsClients {
                             .send()
                     })
                     .await?;
-                match out {
-                    Some(o) => {
-                        self.remember(("group", identity_store_id), display_name, o.group_id());
-                        Written {
-                            request_id: o.request_id().map(String::from),
-                            note: None,
-                        }
-                    }
-                    None => Written {
-                        request_id: None,
-                        note: Some("the group already existed".into()),
-                    },
-                }
+                let made = out.as_ref().map(|o| (o.group_id(), o.request_id()));
+                self.created(("group", identity_store_id), display_name, made, "group")
             }
             AddGroupMembers {
                 identity_store_id,
@@ -782,14 +760,8 @@ impl AwsClients {
                     )
                     .await?
                     .expect("no failure is benign");
-                let status = out.account_assignment_creation_status();
-                let first = provisioning(
-                    "CreateAccountAssignment",
-                    status.and_then(|s| s.status()),
-                    status.and_then(|s| s.request_id()),
-                    status.and_then(|s| s.failure_reason()),
-                )?;
-                self.wait_assignment(instance_arn, first, true).await?;
+                self.wait_assignment(instance_arn, out.account_assignment_creation_status(), true)
+                    .await?;
                 Written {
                     request_id: out.request_id().map(String::from),
                     note: None,
@@ -821,14 +793,12 @@ impl AwsClients {
                         note: Some("the assignment was already gone".into()),
                     });
                 };
-                let status = out.account_assignment_deletion_status();
-                let first = provisioning(
-                    "DeleteAccountAssignment",
-                    status.and_then(|s| s.status()),
-                    status.and_then(|s| s.request_id()),
-                    status.and_then(|s| s.failure_reason()),
-                )?;
-                self.wait_assignment(instance_arn, first, false).await?;
+                self.wait_assignment(
+                    instance_arn,
+                    out.account_assignment_deletion_status(),
+                    false,
+                )
+                .await?;
                 Written {
                     request_id: out.request_id().map(String::from),
                     note: None,
@@ -963,10 +933,11 @@ impl AwsClients {
     }
 
     /// Waits for an account assignment's creation or deletion to finish.
+    /// `first`: the status the request answered with.
     async fn wait_assignment(
         &self,
         instance_arn: &str,
-        mut state: Provisioning,
+        first: Option<&aws_sdk_ssoadmin::types::AccountAssignmentOperationStatus>,
         creation: bool,
     ) -> Result<(), Failure> {
         let op = if creation {
@@ -974,6 +945,12 @@ impl AwsClients {
         } else {
             "DeleteAccountAssignment"
         };
+        let mut state = provisioning(
+            op,
+            first.and_then(|s| s.status()),
+            first.and_then(|s| s.request_id()),
+            first.and_then(|s| s.failure_reason()),
+        )?;
         for _ in 0..PROVISIONING_POLLS {
             let Provisioning::Pending(id) = &state else {
                 return Ok(());
@@ -1013,6 +990,30 @@ impl AwsClients {
             op,
             format!("still in progress after {PROVISIONING_POLLS}s; the next pass looks again"),
         ))
+    }
+
+    /// What a create wrote: the id it made (remembered by name for the pass) and its
+    /// request id; or, when the name was taken (a retry after a lost answer), a note.
+    fn created(
+        &self,
+        key: (&str, &str),
+        name: &str,
+        made: Option<(&str, Option<&str>)>,
+        what: &str,
+    ) -> Written {
+        match made {
+            Some((id, request_id)) => {
+                self.remember(key, name, id);
+                Written {
+                    request_id: request_id.map(String::from),
+                    note: None,
+                }
+            }
+            None => Written {
+                request_id: None,
+                note: Some(format!("the {what} already existed")),
+            },
+        }
     }
 
     /// Forgets the ids of the last pass: a pass looks every name up afresh at most once.

@@ -297,15 +297,7 @@ impl DeltaCache {
             match (page.next_link, page.delta_link) {
                 (Some(n), _) => next = Some(n),
                 (None, Some(d)) => break d,
-                (None, None) => {
-                    return Err(Error::Graph {
-                        operation: DELTA.into(),
-                        status: 200,
-                        code: "noDeltaLink".into(),
-                        message: "a delta page had neither @odata.nextLink nor @odata.deltaLink"
-                            .into(),
-                    })
-                }
+                (None, None) => return Err(Error::no_delta_link(DELTA)),
             }
         };
         let mut result = SyncResult::default();

@@ -65,6 +65,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A delta page with neither `@odata.nextLink` nor `@odata.deltaLink`.
+    pub(super) fn no_delta_link(operation: &str) -> Error {
+        Error::Graph {
+            operation: operation.into(),
+            status: 200,
+            code: "noDeltaLink".into(),
+            message: "a delta page had neither @odata.nextLink nor @odata.deltaLink".into(),
+        }
+    }
+
     pub(super) fn is_expired_delta(&self) -> bool {
         matches!(self, Error::Graph { status, code, .. }
             if *status == 410 || code == "syncStateNotFound" || code == "resyncRequired" || code == "syncStateInvalid")
@@ -453,15 +463,7 @@ impl GraphReader {
             match (page.next_link, page.delta_link) {
                 (Some(n), _) => next = n,
                 (None, Some(d)) => return Ok((changed, d)),
-                (None, None) => {
-                    return Err(Error::Graph {
-                        operation: OP.into(),
-                        status: 200,
-                        code: "noDeltaLink".into(),
-                        message: "a delta page had neither @odata.nextLink nor @odata.deltaLink"
-                            .into(),
-                    })
-                }
+                (None, None) => return Err(Error::no_delta_link(OP)),
             }
         }
     }
