@@ -478,8 +478,14 @@ fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
         took.as_millis()
     );
 
-    // Departed: out of the Entra group.
-    graph.remove_member(PEOPLE, KIM);
+    // Departed: Dana takes Kim out of the Entra group.
+    let (status, body) = http(
+        "DELETE",
+        &format!("{}/admin/groups/{PEOPLE}/members/{KIM}", graph.base),
+        Some(json!({"initiatedBy": {"user": {
+            "id": DANA, "displayName": "Dana Ops", "userPrincipalName": "dana@example.com"}}})),
+    );
+    assert_eq!(status, 204, "{body}");
     let took = wait_for(
         std::time::Duration::from_secs(30),
         "the departure's removal",
@@ -497,6 +503,28 @@ fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
             let audit = ws.read("audit.jsonl");
             audit.contains("remove-group-members") && audit.contains("\"trigger\":\"fast-path\"")
         },
+    );
+    // Who took Kim out in Entra is in the record, as for workloads.
+    let log = ws.path().join("audit.jsonl");
+    let shown = run(
+        &moto,
+        &ws,
+        &graph,
+        &[
+            "audit",
+            "show",
+            log.to_str().unwrap(),
+            "--principal",
+            "kim@example.com",
+        ],
+        0,
+    );
+    assert!(
+        shown.contains("revoked")
+            && shown.contains(&format!(
+                "{KIM} was removed from the group by dana@example.com"
+            )),
+        "{shown}"
     );
 }
 

@@ -674,7 +674,7 @@ pub async fn plan(
         .filter(|a| a.unreachable.is_none())
         .map(|a| a.id.clone())
         .collect();
-    let identity_center = match people {
+    let people = match people {
         true => {
             super::people::plan_people(
                 &mut plan,
@@ -690,7 +690,14 @@ pub async fn plan(
         false => None,
     };
     let started = started + reading.elapsed();
-    let groups = placed.groups;
+    let mut groups = placed.groups;
+    let (identity_center, people_ids) = match people {
+        Some(p) => {
+            groups.extend(p.groups);
+            (Some(p.clients), p.ids)
+        }
+        None => (None, BTreeMap::new()),
+    };
     let Read {
         observed,
         accounts,
@@ -749,7 +756,7 @@ pub async fn plan(
     // Bounded: the directory's audit log is a courtesy to the reader of the record, and a
     // slow or throttled one must not hold a revocation back.
     let audit_reader = directory.lock().await.reader().cloned();
-    let lookup = who_changed_the_groups(&mut plan, &groups, audit_reader.as_ref());
+    let lookup = who_changed_the_groups(&mut plan, (&groups, &people_ids), audit_reader.as_ref());
     if tokio::time::timeout(MEMBERSHIP_AUDIT_BUDGET, lookup)
         .await
         .is_err()
@@ -802,7 +809,7 @@ const MEMBERSHIP_AUDIT_BUDGET: Duration = Duration::from_secs(3);
 /// failure: nothing may hold a revocation back.
 async fn who_changed_the_groups(
     plan: &mut Plan,
-    groups: &BTreeMap<String, String>,
+    (groups, people): (&BTreeMap<String, String>, &BTreeMap<String, String>),
     directory: Option<&entra::GraphReader>,
 ) {
     let since = (time::OffsetDateTime::now_utc() - time::Duration::days(MEMBERSHIP_AUDIT_DAYS))
@@ -812,9 +819,14 @@ async fn who_changed_the_groups(
     // (its commit and author are recorded); who once added them to the group is not
     // asked, which keeps a first plan of N mappings at N/10 Graph requests.
     let group_of = |c: &Change| -> Option<&str> {
+        // And a new group of people, as a new role.
         let new_role = matches!(
             c.action,
             crate::plan::Action::Iam(crate::plan::IamAction::CreateRole { .. })
+                | crate::plan::Action::People(crate::plan::PeopleAction::AddGroupMembers {
+                    group_id: None,
+                    ..
+                })
         );
         if new_role || (c.members_added.is_empty() && c.members_removed.is_empty()) {
             return None;
@@ -864,10 +876,12 @@ async fn who_changed_the_groups(
             continue;
         };
         let latest = |member: &String, added: bool| {
+            // People's changes name users by user name; the log, by object id.
+            let id = people.get(&member.to_lowercase()).unwrap_or(member);
             changes
                 .iter()
                 .rev()
-                .find(|m| &m.member == member && m.added == added)
+                .find(|m| &m.member == id && m.added == added)
                 .cloned()
         };
         c.membership = c

@@ -57,6 +57,9 @@ pub struct PeopleState {
     index: Option<PeopleIndex>,
     /// (document, lower-cased user name, when) of each removal the fast path planned.
     revoked: Vec<(String, String, Instant)>,
+    /// Entra object ids by lower-cased user principal name, as last read (a departed
+    /// member is no longer in what the fast path reads, but the record names them).
+    ids: BTreeMap<String, String>,
 }
 
 /// Where each document's group and permission set are, and the users' names.
@@ -86,6 +89,17 @@ impl PeopleState {
     }
 }
 
+/// What planning people gives the pass besides the plan.
+pub struct PeoplePlanned {
+    /// Where people's writes go.
+    pub clients: Arc<AwsClients>,
+    /// Each document's Entra group (object id), for who changed it.
+    pub groups: BTreeMap<String, String>,
+    /// Entra object ids by lower-cased user principal name: people's changes name users
+    /// by user name, the directory's audit log by object id.
+    pub ids: BTreeMap<String, String>,
+}
+
 /// Plans people and merges them into `plan`; returns the client their writes go to. A
 /// failed read of Identity Center or of the directory's users is a problem of the pass
 /// (nothing is planned for people), never "nobody".
@@ -100,7 +114,7 @@ pub async fn plan_people(
     (enforced, snapshot): (&Enforced, &DirectorySnapshot),
     directory: &tokio::sync::Mutex<DirectorySource>,
     (fast, began): (bool, Instant),
-) -> Option<Arc<AwsClients>> {
+) -> Option<PeoplePlanned> {
     let unreadable = |what: &str, e: String| Problem {
         kind: ProblemKind::PeopleUnreadable,
         account: None,
@@ -222,7 +236,42 @@ pub async fn plan_people(
     drop(state);
     p.summarize();
     *plan = Plan::merge(vec![std::mem::take(plan), p]);
-    Some(clients)
+    let groups = policies
+        .access_assignments
+        .iter()
+        .filter_map(|a| {
+            let g = snapshot.get(&group_request(&a.spec))?.as_ref().ok()?;
+            Some((a.name.to_string(), g.id.to_string()))
+        })
+        .collect();
+    let read = users
+        .iter()
+        .map(|u| (u.user_principal_name.to_lowercase(), u.id.to_string()));
+    let ids = {
+        let mut state = fleet.people();
+        if !fast {
+            state.ids.clear();
+        }
+        state.ids.extend(read);
+        // Only the names this plan's people changes carry.
+        let named: BTreeSet<String> = plan
+            .changes
+            .iter()
+            .chain(plan.held.iter().map(|h| &h.change))
+            .filter(|c| c.action.is_people())
+            .flat_map(|c| c.members_added.iter().chain(&c.members_removed))
+            .map(|u| u.to_lowercase())
+            .collect();
+        named
+            .into_iter()
+            .filter_map(|u| state.ids.get(&u).map(|id| (u, id.clone())))
+            .collect()
+    };
+    Some(PeoplePlanned {
+        clients,
+        groups,
+        ids,
+    })
 }
 
 /// A person the fast path took out after a full pass's directory read `began` is not
@@ -423,6 +472,7 @@ mod tests {
     fn a_full_pass_does_not_add_back_whom_the_fast_path_took_out_after_its_read_began() {
         let began = Instant::now();
         let state = PeopleState {
+            ids: BTreeMap::new(),
             index: None,
             revoked: vec![
                 (
