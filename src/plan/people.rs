@@ -221,17 +221,24 @@ impl<'a> People<'a> {
             .permission_sets
             .iter()
             .find(|s| s.name.eq_ignore_ascii_case(set_name));
+        // Who should be in the group, by lower-cased user name.
+        let (wanted, may_keep) = self.wanted_people(w);
         if let Some(s) = set.filter(|s| !marked(s.description.as_deref(), self.i.mark)) {
             self.problem(
                 ProblemKind::Conflict,
                 w,
                 s.arn.clone(),
-                format!("permission set `{}` exists and trustsync does not own it (its description lacks `{}`): choose another name; nothing is planned for this document", s.name, self.i.mark),
+                format!("permission set `{}` exists and trustsync does not own it (its description lacks `{}`): choose another name; only departures are taken out of the group for this document", s.name, self.i.mark),
             );
+            // trustsync's group is still its own: its departures go (a revocation never
+            // waits on a conflict); the set is not trustsync's to write to.
+            let revoke_only = Wanted {
+                blocked: true,
+                ..w.clone()
+            };
+            self.members(&revoke_only, group, &wanted, &may_keep);
             return;
         }
-        // Who should be in the group, by lower-cased user name.
-        let (wanted, may_keep) = self.wanted_people(w);
         let removed = self.members(w, group, &wanted, &may_keep);
         if w.blocked {
             self.deny_sessions(w, set, &removed);
@@ -1249,6 +1256,24 @@ accounts: {ids: ["111111111111"]}
         o.groups[0].description = Some("made by hand".into());
         let p = run(&w, &o);
         assert!(p.changes.is_empty(), "{:#?}", p.changes);
+        assert_eq!(p.problems[0].kind, ProblemKind::Conflict);
+    }
+
+    #[test]
+    fn a_permission_set_name_taken_by_someone_else_still_lets_departures_go() {
+        let spec = spec();
+        let w = [wanted(
+            &spec,
+            Members::Read(vec![person("ana"), person("di")]),
+        )];
+        let mut o = provisioned(&["ana", "bo"], Vec::new());
+        o.permission_sets[0].description = Some("made by hand".into());
+        let p = run(&w, &o);
+        assert_eq!(
+            names(&p),
+            ["remove-group-members"],
+            "bo goes, di is not added"
+        );
         assert_eq!(p.problems[0].kind, ProblemKind::Conflict);
     }
 
