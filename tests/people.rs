@@ -430,6 +430,19 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         .contains(&"dana@example.com".to_string()));
     let inline = ic.inline_policy(&moto, &set);
     assert!(may_read(&judge, &inline, &dana, "dana@example.com", now()));
+
+    // A person releases the held removal: Kim and Lee go, their sessions are denied.
+    run(
+        &moto,
+        &ws,
+        &graph,
+        &["apply", "--auto-approve", "--release", "payments-people"],
+        0,
+    );
+    assert_eq!(ic.members(&moto, "payments-people"), ["dana@example.com"]);
+    let inline = ic.inline_policy(&moto, &set);
+    assert!(!may_read(&judge, &inline, &lee, "lee@example.com", before));
+    assert!(may_read(&judge, &inline, &dana, "dana@example.com", now()));
 }
 
 /// The controller: with full passes an hour apart, a disabled account (a change only the
