@@ -452,9 +452,11 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
 fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
     let moto = Moto::start();
     let ws = Workspace::new();
+    // Two of the group's three people leave within the removal window: over the default
+    // share (50%) but not over a floor of two, so both go.
     ws.write(
         "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\nsafety: {principalRemovalFloor: 2}\n",
     );
     ws.write("policies/people.yaml", POLICY);
     tenant(&ws);

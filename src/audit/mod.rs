@@ -417,12 +417,14 @@ impl Ledger {
     }
 }
 
-/// The removal baseline an intent records: a revocation's (`RevokeTrust.baseline`), or the
-/// baseline tag a role is created or tagged with.
+/// The removal baseline an intent records: a revocation's (`RevokeTrust.baseline`, or
+/// people's `RemoveGroupMembers.baseline`, by the group), or the baseline tag a role is
+/// created or tagged with.
 fn baseline_of(intent: &Intent) -> Option<String> {
-    use crate::plan::{Action, IamAction, BASELINE_TAG};
+    use crate::plan::{Action, IamAction, PeopleAction, BASELINE_TAG};
     match &intent.intent {
-        Action::Iam(IamAction::RevokeTrust { baseline, .. }) => baseline.clone(),
+        Action::Iam(IamAction::RevokeTrust { baseline, .. })
+        | Action::People(PeopleAction::RemoveGroupMembers { baseline, .. }) => baseline.clone(),
         Action::Iam(IamAction::CreateRole { tags, .. })
         | Action::Iam(IamAction::TagRole { tags, .. }) => tags.get(BASELINE_TAG).cloned(),
         _ => None,

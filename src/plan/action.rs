@@ -254,12 +254,14 @@ pub enum PeopleAction {
         group_id: Option<String>,
         user_names: Vec<String>,
     },
-    /// Takes people out of trustsync's group: a revocation.
+    /// Takes people out of trustsync's group: a revocation. `baseline`: the removal
+    /// baseline to record with it (`count@unix-time`), as a role's revocation does.
     RemoveGroupMembers {
         identity_store_id: String,
         group_name: String,
         group_id: String,
         memberships: Vec<RemovedMember>,
+        baseline: Option<String>,
     },
     /// Creates or updates trustsync's permission set, then provisions it where it is
     /// provisioned (an update reaches no account before that).

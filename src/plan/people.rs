@@ -114,6 +114,12 @@ pub struct Inputs<'a> {
     pub accounts: &'a BTreeSet<String>,
     /// Now, Unix seconds.
     pub now: u64,
+    /// The removal baselines the audit log recorded (`count@unix-time`), by group
+    /// resource, and how long one counts (`safety.removalWindowSeconds`): a group's
+    /// removals are measured against the most people it held within the window, as a
+    /// role's are.
+    pub recorded_baselines: &'a BTreeMap<String, String>,
+    pub window_seconds: u64,
     /// Take trustsync's permission sets that no document wants away from every account.
     pub prune: bool,
 }
@@ -367,16 +373,18 @@ impl<'a> People<'a> {
                 why.push(format!("disabled in Entra: {}", disabled.join(", ")));
             }
             let reason = why.join("; ");
-            let baseline = current.len();
-            let after = baseline - removed.len();
+            let resource = group_resource(&store, Some(&g.id), &name);
+            let (baseline, record) = self.removal_baseline(&resource, current.len());
+            let after = current.len() - removed.len();
             let c = self.push(
                 PeopleAction::RemoveGroupMembers {
                     identity_store_id: store.clone(),
                     group_name: name.clone(),
                     group_id: g.id.clone(),
                     memberships: removed.clone(),
+                    baseline: record,
                 },
-                group_resource(&store, Some(&g.id), &name),
+                resource,
                 w,
                 reason,
             );
@@ -450,6 +458,21 @@ impl<'a> People<'a> {
             c.members_added = joining;
         }
         removed
+    }
+
+    /// What a group's removals are measured against: the most people it held within the
+    /// window as the audit log recorded it, or now (then recorded with the removal).
+    fn removal_baseline(&self, resource: &str, current: usize) -> (usize, Option<String>) {
+        let live = self
+            .i
+            .recorded_baselines
+            .get(resource)
+            .and_then(|v| super::roles::parse_baseline(v))
+            .filter(|(_, at)| self.i.now.saturating_sub(*at) < self.i.window_seconds);
+        match live {
+            Some((count, _)) if count >= current => (count, None),
+            _ => (current, Some(format!("{current}@{}", self.i.now))),
+        }
     }
 
     /// The session denials of the permission set: those still alive, and the departed
@@ -1113,6 +1136,14 @@ accounts: {ids: ["111111111111"]}
     }
 
     fn run(wanted: &[Wanted], observed: &ObservedIdentityCenter) -> Plan {
+        run_with(wanted, observed, &BTreeMap::new())
+    }
+
+    fn run_with(
+        wanted: &[Wanted],
+        observed: &ObservedIdentityCenter,
+        recorded_baselines: &BTreeMap<String, String>,
+    ) -> Plan {
         plan(&Inputs {
             wanted,
             observed,
@@ -1120,6 +1151,8 @@ accounts: {ids: ["111111111111"]}
             accounts: &BTreeSet::from(["111111111111".to_string()]),
             now: NOW,
             prune: false,
+            recorded_baselines,
+            window_seconds: 3600,
         })
     }
 
@@ -1211,6 +1244,35 @@ accounts: {ids: ["111111111111"]}
             "the set's own grant stays: {doc:#}"
         );
         assert_eq!(p.session_denials.len(), 1);
+    }
+
+    #[test]
+    fn removals_are_measured_against_the_most_the_group_held_within_the_window() {
+        let spec = spec();
+        let w = [wanted(&spec, Members::Read(vec![person("ana")]))];
+        let o = provisioned(&["ana", "bo"], Vec::new());
+        let resource = "arn:aws:identitystore:::group/g1";
+        let at = |ago: u64| BTreeMap::from([(resource.to_string(), format!("4@{}", NOW - ago))]);
+        // Four people ten minutes ago (another pass took two): bo is the third of four.
+        let p = run_with(&w, &o, &at(600));
+        let r = p.changes[0].removal.unwrap();
+        assert_eq!((r.baseline, r.after, r.removed()), (4, 1, 3));
+        let Action::People(PeopleAction::RemoveGroupMembers { baseline, .. }) =
+            &p.changes[0].action
+        else {
+            panic!()
+        };
+        assert_eq!(*baseline, None, "the recorded baseline still counts");
+        // Outside the window: measured from now, and recorded.
+        let p = run_with(&w, &o, &at(7200));
+        let r = p.changes[0].removal.unwrap();
+        assert_eq!((r.baseline, r.after), (2, 1));
+        let Action::People(PeopleAction::RemoveGroupMembers { baseline, .. }) =
+            &p.changes[0].action
+        else {
+            panic!()
+        };
+        assert_eq!(baseline.as_deref(), Some(format!("2@{NOW}").as_str()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::*;
 /// the baseline removal shares are measured against.
 pub const BASELINE_TAG: &str = "trustsync.dev/removal-baseline";
 
-fn parse_baseline(v: &str) -> Option<(usize, u64)> {
+pub(super) fn parse_baseline(v: &str) -> Option<(usize, u64)> {
     let (count, at) = v.split_once('@')?;
     Some((count.parse().ok()?, at.parse().ok()?))
 }

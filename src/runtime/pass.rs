@@ -683,7 +683,7 @@ pub async fn plan(
                 &reachable,
                 (&enforced, &snapshot),
                 directory,
-                (focus.is_some(), began),
+                (focus.is_some(), began, recorded_baselines),
             )
             .await
         }

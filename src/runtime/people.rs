@@ -106,6 +106,7 @@ pub struct PeoplePlanned {
 ///
 /// `fast`: the fast path, for the documents of `policies` (revocations only, from what the
 /// last full pass learnt); else a full pass whose directory read began at `began`.
+/// `recorded_baselines`: the removal baselines the audit log holds.
 pub async fn plan_people(
     plan: &mut Plan,
     (policies, config, settings): (&PolicySet, &Config, &Settings),
@@ -113,7 +114,7 @@ pub async fn plan_people(
     reachable: &BTreeSet<String>,
     (enforced, snapshot): (&Enforced, &DirectorySnapshot),
     directory: &tokio::sync::Mutex<DirectorySource>,
-    (fast, began): (bool, Instant),
+    (fast, began, recorded_baselines): (bool, Instant, &BTreeMap<String, String>),
 ) -> Option<PeoplePlanned> {
     let unreadable = |what: &str, e: String| Problem {
         kind: ProblemKind::PeopleUnreadable,
@@ -211,6 +212,8 @@ pub async fn plan_people(
         accounts: &accounts,
         now: settings.now,
         prune: settings.prune && !fast,
+        recorded_baselines,
+        window_seconds: settings.safety.removal_window_seconds,
     });
     let mut state = fleet.people();
     if fast {
