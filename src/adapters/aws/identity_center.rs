@@ -18,6 +18,10 @@ use crate::plan::PeopleAction;
 
 use super::*;
 
+/// Per-group, per-set and per-account reads under way at once, in order (a report's
+/// order stays the same).
+const AT_ONCE: usize = 8;
+
 impl AwsClients {
     /// The instance and its identity store: `want` (an instance ARN) when given, else the
     /// one instance `ListInstances` shows (an organization has at most one organization
@@ -137,8 +141,6 @@ impl AwsClients {
             },
         )
         .await?;
-        // Requests under way at once, in order (the report's order stays the same).
-        const AT_ONCE: usize = 8;
         let read: Vec<usize> = (0..groups.len())
             .filter(|i| wanted(groups[*i].description.as_ref()))
             .collect();
@@ -150,28 +152,7 @@ impl AwsClients {
         for (i, m) in read.into_iter().zip(members) {
             groups[i].members = m;
         }
-        let mut arns = Vec::new();
-        self.paginate(
-            Operation::ListPermissionSets,
-            |token| {
-                self.ssoadmin
-                    .list_permission_sets()
-                    .instance_arn(&instance_arn)
-                    .set_next_token(token)
-                    .send()
-            },
-            |page| page.next_token().map(String::from),
-            |page| {
-                arns.extend(page.permission_sets().iter().cloned());
-                Ok(())
-            },
-        )
-        .await?;
-        let mut permission_sets: Vec<IdentityCenterPermissionSet> = stream::iter(&arns)
-            .map(|arn| self.permission_set(&instance_arn, arn))
-            .buffered(AT_ONCE)
-            .try_collect()
-            .await?;
+        let mut permission_sets = self.permission_sets(&instance_arn).await?;
         let arns: Vec<String> = permission_sets
             .iter()
             .filter(|p| wanted(p.description.as_ref()))
@@ -239,6 +220,36 @@ impl AwsClients {
         )
         .await?;
         Ok(members)
+    }
+
+    /// Every permission set of the instance, described (name, session length,
+    /// description), eight at a time, in order.
+    async fn permission_sets(
+        &self,
+        instance_arn: &str,
+    ) -> Result<Vec<IdentityCenterPermissionSet>, Failure> {
+        let mut arns = Vec::new();
+        self.paginate(
+            Operation::ListPermissionSets,
+            |token| {
+                self.ssoadmin
+                    .list_permission_sets()
+                    .instance_arn(instance_arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                arns.extend(page.permission_sets().iter().cloned());
+                Ok(())
+            },
+        )
+        .await?;
+        stream::iter(arns)
+            .map(|arn| async move { self.permission_set(instance_arn, &arn).await })
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await
     }
 
     /// One permission set's name and session length.
@@ -1156,29 +1167,7 @@ impl AwsClients {
         if let Some(arn) = self.recall(("set", instance_arn), name) {
             return Ok(arn);
         }
-        let mut arns = Vec::new();
-        self.paginate(
-            Operation::ListPermissionSets,
-            |token| {
-                self.ssoadmin
-                    .list_permission_sets()
-                    .instance_arn(instance_arn)
-                    .set_next_token(token)
-                    .send()
-            },
-            |page| page.next_token().map(String::from),
-            |page| {
-                arns.extend(page.permission_sets().iter().cloned());
-                Ok(())
-            },
-        )
-        .await?;
-        const AT_ONCE: usize = 8;
-        let sets: Vec<IdentityCenterPermissionSet> = stream::iter(arns)
-            .map(|arn| async move { self.permission_set(instance_arn, &arn).await })
-            .buffered(AT_ONCE)
-            .try_collect()
-            .await?;
+        let sets = self.permission_sets(instance_arn).await?;
         for set in &sets {
             self.remember(("set", instance_arn), &set.name, &set.arn);
         }
