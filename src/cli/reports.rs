@@ -190,16 +190,16 @@ async fn access_people(
         .context("reading the AWS caller identity and the accounts in scope")?;
     fleet.narrow(only)?;
     let accounts: Vec<String> = fleet.account_ids_in_scope().into_iter().collect();
-    let ic = &config.identity_center;
-    let aws = crate::config::AwsConfig {
-        region: ic.region.clone().or_else(|| config.aws.region.clone()),
-        ..config.aws.clone()
-    };
-    let clients = crate::adapters::aws::AwsClients::connect(&aws)
+    let clients = fleet
+        .identity_center(config)
         .await
         .context("connecting to IAM Identity Center")?;
     let observed = clients
-        .read_identity_center(ic.instance_arn.as_deref(), &accounts, None)
+        .read_identity_center(
+            config.identity_center.instance_arn.as_deref(),
+            &accounts,
+            None,
+        )
         .await
         .context("reading IAM Identity Center (nothing was changed)")?;
     let users = entra.users().await?;
