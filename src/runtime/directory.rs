@@ -21,6 +21,14 @@ enum Read {
     FullReadDue(entra::GraphReader),
 }
 
+/// Where a read of users comes from.
+enum UsersFrom {
+    /// The tenant file's users, read.
+    File(Vec<crate::sources::directory::DirectoryUser>),
+    /// Microsoft Graph, to be read without the directory's lock.
+    Graph(entra::GraphReader),
+}
+
 /// Where memberships come from in a pass.
 pub enum DirectorySource {
     /// Microsoft Graph, not connected yet: the reader (and so the Entra credential) is
@@ -137,21 +145,30 @@ impl DirectorySource {
         source: &tokio::sync::Mutex<DirectorySource>,
         ids: &[String],
     ) -> anyhow::Result<Vec<crate::sources::directory::DirectoryUser>> {
-        let reader = {
-            let mut s = source.lock().await;
-            if let DirectorySource::File(path) = &*s {
-                let mut users = TenantFile::load(path)?.directory_users();
-                users.retain(|u| ids.iter().any(|id| id == u.id.as_str()));
-                return Ok(users);
+        match Self::users_from(source).await? {
+            UsersFrom::File(mut file) => {
+                file.retain(|u| ids.iter().any(|id| id == u.id.as_str()));
+                Ok(file)
             }
-            s.connect()
-                .context("AccessAssignments map Entra users, so Microsoft Graph must be reached")?;
-            s.reader().expect("connected above").clone()
-        };
-        reader
-            .users_by_id(ids)
-            .await
-            .context("reading users from Microsoft Graph (User.Read.All)")
+            UsersFrom::Graph(reader) => reader
+                .users_by_id(ids)
+                .await
+                .context("reading users from Microsoft Graph (User.Read.All)"),
+        }
+    }
+
+    /// Where users come from: the tenant file's, read now, or the Graph reader, cloned so
+    /// that the read holds no lock.
+    async fn users_from(source: &tokio::sync::Mutex<DirectorySource>) -> anyhow::Result<UsersFrom> {
+        let mut s = source.lock().await;
+        if let DirectorySource::File(path) = &*s {
+            return Ok(UsersFrom::File(TenantFile::load(path)?.directory_users()));
+        }
+        s.connect()
+            .context("AccessAssignments map Entra users, so Microsoft Graph must be reached")?;
+        Ok(UsersFrom::Graph(
+            s.reader().expect("connected above").clone(),
+        ))
     }
 
     /// Follow users' changes as well as groups' (the controller's delta cache): people's
@@ -168,19 +185,13 @@ impl DirectorySource {
     pub async fn users(
         source: &tokio::sync::Mutex<DirectorySource>,
     ) -> anyhow::Result<Vec<crate::sources::directory::DirectoryUser>> {
-        let reader = {
-            let mut s = source.lock().await;
-            if let DirectorySource::File(path) = &*s {
-                return Ok(TenantFile::load(path)?.directory_users());
-            }
-            s.connect()
-                .context("AccessAssignments map Entra users, so Microsoft Graph must be reached")?;
-            s.reader().expect("connected above").clone()
-        };
-        reader
-            .users()
-            .await
-            .context("reading the directory's users from Microsoft Graph (User.Read.All)")
+        match Self::users_from(source).await? {
+            UsersFrom::File(file) => Ok(file),
+            UsersFrom::Graph(reader) => reader
+                .users()
+                .await
+                .context("reading the directory's users from Microsoft Graph (User.Read.All)"),
+        }
     }
 
     /// The Entra applications trustsync's service principal owns, with their federated
