@@ -218,6 +218,19 @@ fn apply(moto: &Moto, ws: &Workspace, graph: &GraphServer, code: i32) -> String 
     run(moto, ws, graph, &["apply", "--auto-approve"], code)
 }
 
+/// `audit show --principal`: what the workspace's audit log says of one person.
+fn audit_show(moto: &Moto, ws: &Workspace, graph: &GraphServer, principal: &str) -> String {
+    let log = ws.path().join("audit.jsonl");
+    let args = [
+        "audit",
+        "show",
+        log.to_str().unwrap(),
+        "--principal",
+        principal,
+    ];
+    run(moto, ws, graph, &args, 0)
+}
+
 fn plan(moto: &Moto, ws: &Workspace, graph: &GraphServer, code: i32) -> Value {
     let out = run(moto, ws, graph, &["plan", "--output", "json"], code);
     let json = &out[out.find('{').unwrap()..out.rfind('}').unwrap() + 1];
@@ -378,19 +391,7 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         "users are never deleted"
     );
     // The audit log answers for people as for workloads: granted, then revoked.
-    let shown = run(
-        &moto,
-        &ws,
-        &graph,
-        &[
-            "audit",
-            "show",
-            "audit.jsonl",
-            "--principal",
-            "dana@example.com",
-        ],
-        0,
-    );
+    let shown = audit_show(&moto, &ws, &graph, "dana@example.com");
     assert!(
         shown.contains("granted")
             && shown.contains("revoked")
@@ -520,20 +521,7 @@ fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
         },
     );
     // Who took Kim out in Entra is in the record, as for workloads.
-    let log = ws.path().join("audit.jsonl");
-    let shown = run(
-        &moto,
-        &ws,
-        &graph,
-        &[
-            "audit",
-            "show",
-            log.to_str().unwrap(),
-            "--principal",
-            "kim@example.com",
-        ],
-        0,
-    );
+    let shown = audit_show(&moto, &ws, &graph, "kim@example.com");
     assert!(
         shown.contains("revoked")
             && shown.contains(&format!(
