@@ -110,8 +110,6 @@ pub struct Inputs<'a> {
     pub observed: &'a ObservedIdentityCenter,
     /// What marks trustsync's groups and permission sets (in their description).
     pub mark: &'a str,
-    /// The accounts whose assignments were read (those in scope).
-    pub accounts: &'a BTreeSet<String>,
     /// Now, Unix seconds.
     pub now: u64,
     /// The removal baselines the audit log recorded (`count@unix-time`), by group
@@ -1148,7 +1146,6 @@ accounts: {ids: ["111111111111"]}
             wanted,
             observed,
             mark: MARK,
-            accounts: &BTreeSet::from(["111111111111".to_string()]),
             now: NOW,
             prune: false,
             recorded_baselines,

@@ -204,12 +204,10 @@ pub async fn plan_people(
             blocked: enforced.blocked_assignments.contains(&a.name),
         })
         .collect();
-    let accounts: BTreeSet<String> = reachable.clone();
     let mut p = people::plan(&people::Inputs {
         wanted: &wanted,
         observed: &observed,
         mark: &mark,
-        accounts: &accounts,
         now: settings.now,
         prune: settings.prune && !fast,
         recorded_baselines,
@@ -217,8 +215,8 @@ pub async fn plan_people(
     });
     let mut state = fleet.people();
     if fast {
-        // Only what takes access away: grants and repairs wait for the full pass.
-        p.changes.retain(|c| c.action.is_revocation());
+        // The pass keeps only what takes access away (`fast_path_action`): grants and
+        // repairs wait for the full pass.
         let now = Instant::now();
         state
             .revoked
@@ -237,7 +235,6 @@ pub async fn plan_people(
         drop_regrants(&mut p, &state, began);
     }
     drop(state);
-    p.summarize();
     *plan = Plan::merge(vec![std::mem::take(plan), p]);
     let groups = policies
         .access_assignments
