@@ -63,6 +63,22 @@ pub struct DeniedSessions {
     pub issued_before: String,
 }
 
+impl DeniedSessions {
+    /// In words: whose sessions, the cut-off, and what the cut-off is.
+    pub fn describe(&self) -> String {
+        match &self.principal {
+            Some(p) => format!(
+                "sessions of {p} issued before {} are denied (it left the role): the cut-off is when its removal was written plus `safety.propagationSeconds` for IAM to apply the trust change everywhere, so it may lie a few minutes ahead; a session issued after it needs a trust policy that names {p} again",
+                self.issued_before
+            ),
+            None => format!(
+                "every web-identity session issued before {} is denied: the time of the pass whose departed workloads' denials did not fit the role's inline policy, so it cut off everyone's sessions at once; those still trusted assume the role again",
+                self.issued_before
+            ),
+        }
+    }
+}
+
 fn denied_sessions(role: &ObservedRole, principal: Option<&str>) -> Vec<DeniedSessions> {
     use crate::plan::sessions::{rfc3339, SessionDenials};
     let Some(doc) = role.inline_policies.get(crate::plan::SESSIONS_POLICY) else {
@@ -358,8 +374,16 @@ impl AccessReport {
                 (None, false) => "NOT managed by trustsync".into(),
             };
             s.push_str(&format!("{} (account {}, {who})\n", r.arn, r.account));
-            if r.workloads.is_empty() {
-                s.push_str("  no workload\n");
+            // With --principal, a role listed without it among its workloads is one it
+            // left: its sessions are denied, and nothing the role reaches is its any more.
+            let left = self.principal.is_some() && r.workloads.is_empty();
+            if left {
+                let p = self.principal.as_deref().unwrap_or_default();
+                s.push_str(&format!(
+                    "  no longer trusts {p}: its trust policy does not name it, so it cannot get a new session\n"
+                ));
+            } else if r.workloads.is_empty() {
+                s.push_str("  no workload can assume it\n");
             }
             for w in &r.workloads {
                 let name = w
@@ -382,15 +406,21 @@ impl AccessReport {
             if !r.services.is_empty() {
                 s.push_str(&format!("  services: {}\n", r.services.join(", ")));
             }
-            for f in &r.functions {
-                s.push_str(&format!("  may invoke {f}\n"));
+            if left {
+                if !r.functions.is_empty() {
+                    s.push_str(&format!(
+                        "  the role may still invoke {}, but not for {}\n",
+                        r.functions.join(", "),
+                        self.principal.as_deref().unwrap_or_default()
+                    ));
+                }
+            } else {
+                for f in &r.functions {
+                    s.push_str(&format!("  may invoke {f}\n"));
+                }
             }
             for d in &r.denied_sessions {
-                let who = crate::plan::sessions::whom(d.principal.as_deref(), "");
-                s.push_str(&format!(
-                    "  denied: {who} issued before {} (left the role)\n",
-                    d.issued_before
-                ));
+                s.push_str(&format!("  {}\n", d.describe()));
             }
         }
         if self.roles.is_empty() {
@@ -433,8 +463,17 @@ impl AccessReport {
                 .mapping
                 .clone()
                 .unwrap_or_else(|| if r.managed { "yes" } else { "**no**" }.to_string());
-            if r.workloads.is_empty() {
-                s.push_str(&format!("| `{}` | {managed} | none | | |\n", r.arn));
+            match (&self.principal, r.workloads.is_empty()) {
+                (Some(p), true) => s.push_str(&format!(
+                    "| `{}` | {managed} | `{p}`: **no longer trusted**{} | | |\n",
+                    r.arn,
+                    r.denied_sessions
+                        .iter()
+                        .map(|d| format!("; sessions issued before {} denied", d.issued_before))
+                        .collect::<String>()
+                )),
+                (None, true) => s.push_str(&format!("| `{}` | {managed} | none | | |\n", r.arn)),
+                _ => {}
             }
             for w in &r.workloads {
                 let who = match &w.name {

@@ -79,16 +79,60 @@ fn entra_issuers_in_both_forms_and_nothing_else() {
 }
 
 #[test]
-fn a_token_that_is_not_a_jwt_says_why() {
-    assert!(decode_claims("abc")
-        .unwrap_err()
-        .contains("1 dot-separated part"));
-    assert!(decode_claims("a.!!!.c").unwrap_err().contains("base64url"));
-    let payload = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        br#"{"aud":["x","y"],"sub":"s","exp":5}"#,
-    );
-    let c = decode_claims(&format!("h.{payload}.s")).unwrap();
+fn a_token_that_is_not_a_jwt_says_why_in_words() {
+    let b64 =
+        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+    let header = b64(r#"{"alg":"RS256","typ":"JWT"}"#);
+    let claims = b64(r#"{"aud":["x","y"],"sub":"s","exp":5}"#);
+    let err = |t: &str| decode_claims(t).unwrap_err();
+    for (input, says) in [
+        ("", "the input is empty"),
+        ("  \n", "the input is empty"),
+        ("abc", "no dots"),
+        ("a.b", "2 dot-separated parts"),
+        ("a.b.c.d.e", "encrypted token (JWE)"),
+        (
+            r#"{"access_token":"x"}"#,
+            "give the value of its access_token",
+        ),
+        (
+            "aaa.bbb.ccc",
+            "the first part (the header) is not base64url: its length or last character",
+        ),
+        (
+            &format!("{}.{claims}.c", b64("hello")),
+            "the first part (the header) decodes, but not to JSON",
+        ),
+        (
+            &format!("{header}.!!!.c"),
+            "character 1 (`!`) is not a base64url character",
+        ),
+        (&format!("{header}.ab+c.c"), "`+`, of standard base64"),
+        (&format!("{header}.a.c"), "cut short or changed when copied"),
+        (
+            &format!("{}.{claims}.c", b64("[1]")),
+            "decodes to JSON, but not to an object",
+        ),
+        (
+            &format!("{}.{claims}.c", b64("{}")),
+            "names no signing algorithm",
+        ),
+        (&format!("{header}.{claims}."), "an unsigned token"),
+        (
+            &format!("{header}.{claims} {header}.{claims}.c"),
+            "spaces or line breaks",
+        ),
+    ] {
+        let e = err(input);
+        assert!(e.contains(says), "{input:?}: {e}");
+        assert!(
+            !e.contains("Invalid") && !e.contains("offset"),
+            "{input:?}: {e}"
+        );
+    }
+    let c = decode_claims(&format!("{header}.{claims}.c2ln")).unwrap();
     assert_eq!(c.aud, ["x", "y"]);
     assert_eq!((c.sub.as_deref(), c.exp), (Some("s"), Some(5)));
+    // Pasted from an Authorization header.
+    assert!(decode_claims(&format!("Bearer {header}.{claims}.c2ln\n")).is_ok());
 }

@@ -22,22 +22,43 @@ pub struct Claims {
 }
 
 /// Decodes the claims of a JWT (header.payload.signature, base64url). The signature is
-/// not checked: STS does that against the issuer's keys.
+/// not checked: STS does that against the issuer's keys. Each way the input can fail to
+/// be one is named in words, with what to give instead; the token is never echoed.
 pub fn decode_claims(token: &str) -> Result<Claims, String> {
-    use base64::Engine;
     let token = token.trim();
-    let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 3 {
-        return Err(format!(
-            "not a JWT: {} dot-separated part(s), a JWT has 3 (header.payload.signature)",
-            parts.len()
-        ));
+    // Copied from an Authorization header.
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))
+        .map_or(token, str::trim);
+    if token.is_empty() {
+        return Err("the input is empty: give an Entra access token (a JWT: header.payload.signature) in the file, or on stdin".into());
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(parts[1].trim_end_matches('='))
-        .map_err(|e| format!("the payload is not base64url: {e}"))?;
-    let v: Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("the payload is not JSON: {e}"))?;
+    if token.starts_with('{') {
+        return Err("the input is JSON, not a token: from a token endpoint's answer, give the value of its access_token".into());
+    }
+    if token.contains(char::is_whitespace) {
+        return Err("the input has spaces or line breaks inside it: a token is one word (header.payload.signature); give one token, whole".into());
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    match parts.len() {
+        3 => {}
+        5 => return Err("the input has 5 parts: an encrypted token (JWE), which only its audience can read; STS needs a signed access token (3 parts: header.payload.signature)".into()),
+        1 => return Err("not a JWT: the input has no dots; a JWT is three base64url parts separated by dots (header.payload.signature)".into()),
+        n => return Err(format!("not a JWT: the input has {n} dot-separated parts, a JWT has 3 (header.payload.signature); was it cut short or joined to something when copied?")),
+    }
+    let header = json_part(parts[0], "first part (the header)")?;
+    if header.get("alg").and_then(Value::as_str).is_none() {
+        return Err(
+            "the first part (the header) names no signing algorithm (`alg`): not a JWT".into(),
+        );
+    }
+    let v = json_part(parts[1], "second part (the claims)")?;
+    if parts[2].is_empty() {
+        return Err(
+            "the third part (the signature) is empty: an unsigned token, which STS refuses".into(),
+        );
+    }
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
     let n = |k: &str| v.get(k).and_then(Value::as_i64);
     Ok(Claims {
@@ -59,6 +80,42 @@ pub fn decode_claims(token: &str) -> Result<Claims, String> {
         exp: n("exp"),
         nbf: n("nbf"),
     })
+}
+
+/// One part of a JWT: base64url (no padding) of a JSON object; what is wrong, in words.
+fn json_part(part: &str, which: &str) -> Result<serde_json::Map<String, Value>, String> {
+    use base64::{DecodeError, Engine};
+    if part.is_empty() {
+        return Err(format!("the {which} is empty: not a JWT"));
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .map_err(|e| {
+            let why = match e {
+                DecodeError::InvalidByte(at, b) if b == b'+' || b == b'/' => format!(
+                    "character {} is `{}`, of standard base64; a JWT uses base64url (`-` and `_`): was it re-encoded?",
+                    at + 1,
+                    b as char
+                ),
+                DecodeError::InvalidByte(at, b) => format!(
+                    "character {} ({}) is not a base64url character (A-Z, a-z, 0-9, `-`, `_`)",
+                    at + 1,
+                    if b.is_ascii_graphic() { format!("`{}`", b as char) } else { format!("byte {b:#04x}") }
+                ),
+                DecodeError::InvalidLength(_) | DecodeError::InvalidLastSymbol(..) => {
+                    "its length or last character cannot end base64url: it was cut short or changed when copied".to_string()
+                }
+                DecodeError::InvalidPadding => "its padding is wrong".to_string(),
+            };
+            format!("the {which} is not base64url: {why}")
+        })?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(format!(
+            "the {which} decodes to JSON, but not to an object: not a JWT"
+        )),
+        Err(_) => Err(format!("the {which} decodes, but not to JSON: not a JWT")),
+    }
 }
 
 /// Whether one role would accept the token, and every reason it would not.
