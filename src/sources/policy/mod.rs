@@ -215,9 +215,10 @@ pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
     })?;
     let mut set = PolicySet::default();
     let mut diags = Vec::new();
+    let mut unreadable = Unreadable::new();
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => load_text(&file, &text, &mut set, &mut diags),
+            Ok(text) => load_documents(&file, &text, &mut set, &mut diags, &mut unreadable),
             Err(e) => diags.push(Diagnostic {
                 file: file.clone(),
                 line: 0,
@@ -229,7 +230,7 @@ pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
             }),
         }
     }
-    diags.extend(validate::validate(&set, limits));
+    diags.extend(validate::validate_with(&set, limits, &unreadable));
     if diags.is_empty() {
         set.revision = git_revision(dir);
         Ok(set)
@@ -292,8 +293,31 @@ struct Envelope {
     spec: serde_yaml::Value,
 }
 
+/// Documents that are there but could not be read into their kind (their problems are
+/// reported), as `(kind, name)`: a reference to one is not reported again as missing.
+pub type Unreadable = std::collections::BTreeSet<(String, String)>;
+
 /// Loads the documents of one file's text into `set`, adding problems to `diags`.
 pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<Diagnostic>) {
+    load_documents(file, text, set, diags, &mut Unreadable::new());
+}
+
+/// [`load_text`], also noting the documents whose kind and name were read but whose body
+/// could not be.
+///
+/// Every problem of a document is reported, not only the first serde meets: an unknown
+/// field (a typo, a field of another kind) is taken out and the document read again, so
+/// one typo hides neither the document's other problems nor the document itself (it is
+/// then checked like any other, and references to it resolve). A field of the wrong type
+/// or value is reported and taken out too, to find the next one; such a document is not
+/// loaded (its meaning is unknown), only noted in `unreadable`.
+pub fn load_documents(
+    file: &Path,
+    text: &str,
+    set: &mut PolicySet,
+    diags: &mut Vec<Diagnostic>,
+    unreadable: &mut Unreadable,
+) {
     let docs = match index_documents(text) {
         Ok(docs) => docs,
         Err((line, column, message)) => {
@@ -320,6 +344,13 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
         let value: serde_yaml::Value = match serde_yaml::from_str(&doc.text) {
             Ok(v) => v,
             Err(e) => {
+                // Its kind and name as the event parser saw them (serde_yaml refuses a
+                // duplicate key, say), so that references to it are not reported as
+                // missing too.
+                if let (Some(kind), Some(name)) = (doc.kind.clone(), doc.name.clone()) {
+                    origin.subject = format!("{kind} {name}");
+                    unreadable.insert((kind, name));
+                }
                 let (line, column) = e
                     .location()
                     .map(|l| (doc.start.0 + l.line() - 1, l.column()))
@@ -335,12 +366,28 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
         if value.is_null() {
             continue; // an empty document, e.g. after a trailing `---`
         }
-        let envelope: Envelope = match typed(value, "") {
-            Ok(e) => e,
-            Err((field, msg)) => {
-                diags.push(origin.diagnostic(field, msg));
-                continue;
+        // The kind and name, for the diagnostics, even when the rest fails.
+        let kind = value
+            .get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .map(String::from);
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(serde_yaml::Value::as_str)
+            .map(String::from);
+        if let (Some(k), Some(n)) = (&kind, &name) {
+            origin.subject = format!("{k} {n}");
+        }
+        let (envelope, problems) = typed_all::<Envelope>(value, "");
+        for (field, msg) in problems {
+            diags.push(origin.diagnostic(field, msg));
+        }
+        let Some(envelope) = envelope else {
+            if let (Some(k), Some(n)) = (kind, name) {
+                unreadable.insert((k, n));
             }
+            continue;
         };
         origin.subject = format!("{} {}", envelope.kind, envelope.metadata.name);
         if envelope.api_version != API_VERSION {
@@ -355,17 +402,23 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
         }
         let Metadata { name, labels } = envelope.metadata;
         macro_rules! push {
-            ($list:expr) => {
-                match typed(envelope.spec, "spec") {
-                    Ok(spec) => $list.push(Named {
+            ($list:expr) => {{
+                let (spec, problems) = typed_all(envelope.spec, "spec");
+                for (field, msg) in problems {
+                    diags.push(origin.diagnostic(field, msg));
+                }
+                match spec {
+                    Some(spec) => $list.push(Named {
                         name,
                         labels,
                         spec,
                         origin,
                     }),
-                    Err((field, msg)) => diags.push(origin.diagnostic(field, msg)),
+                    None => {
+                        unreadable.insert((envelope.kind.clone(), name));
+                    }
                 }
-            };
+            }};
         }
         match envelope.kind.as_str() {
             "IdentityProvider" => push!(set.providers),
@@ -378,6 +431,87 @@ pub fn load_text(file: &Path, text: &str, set: &mut PolicySet, diags: &mut Vec<D
             )),
         }
     }
+}
+
+/// Deserializes a YAML value, with every problem found on the way (see
+/// [`load_documents`]): the value when none but unknown fields were wrong.
+fn typed_all<T: serde::de::DeserializeOwned>(
+    mut value: serde_yaml::Value,
+    prefix: &str,
+) -> (Option<T>, Vec<(String, String)>) {
+    let mut problems: Vec<(String, String)> = Vec::new();
+    let mut taken_out: Vec<String> = Vec::new();
+    let mut only_unknown = true;
+    // Each round takes one field out; a document has far fewer.
+    for _ in 0..256 {
+        let (mut field, msg) = match typed::<T>(value.clone(), prefix) {
+            Ok(t) => return (only_unknown.then_some(t), problems),
+            Err(e) => e,
+        };
+        // The path of an unknown field names the field itself.
+        if let Some(k) = msg
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            if !field.ends_with(k) {
+                field = join(&field, k);
+            }
+        }
+        // A required field this loop took out is now missing: already reported.
+        let follow_on = msg
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+            .is_some_and(|k| taken_out.contains(&join(&field, k)));
+        if follow_on {
+            break;
+        }
+        only_unknown &= msg.starts_with("unknown field `");
+        let removed = remove_field(&mut value, &field, prefix);
+        problems.push((field.clone(), msg));
+        if !removed {
+            break;
+        }
+        taken_out.push(field);
+    }
+    (None, problems)
+}
+
+/// Takes the field at `path` (`spec.role.name`, `spec.invokers[1].roleMapping`, under
+/// `prefix`) out of `value`; false when it is not a mapping key (a list item: taking it out
+/// would move the ones after it) or is not there.
+fn remove_field(value: &mut serde_yaml::Value, path: &str, prefix: &str) -> bool {
+    let rest = match path.strip_prefix(prefix) {
+        Some(r) => r.trim_start_matches('.'),
+        None => return false,
+    };
+    if rest.is_empty() {
+        return false;
+    }
+    let (parent, key) = match rest.rfind('.') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => ("", rest),
+    };
+    if key.contains('[') {
+        return false;
+    }
+    let mut at = value;
+    for segment in parent.split('.').filter(|s| !s.is_empty()) {
+        let (name, indices) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        let Some(next) = at.get_mut(name) else {
+            return false;
+        };
+        at = next;
+        for index in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let Some(next) = index.parse::<usize>().ok().and_then(|i| at.get_mut(i)) else {
+                return false;
+            };
+            at = next;
+        }
+    }
+    at.as_mapping_mut().and_then(|m| m.remove(key)).is_some()
 }
 
 /// Deserializes a YAML value, returning the failing field path (under `prefix`) on error.
@@ -411,6 +545,9 @@ struct IndexedDocument {
     text: String,
     start: (usize, usize),
     positions: HashMap<String, (usize, usize)>,
+    /// `kind` and `metadata.name`, when they are plain values.
+    kind: Option<String>,
+    name: Option<String>,
 }
 
 enum Frame {
@@ -423,6 +560,8 @@ struct DocIndex {
     end: usize,
     start: (usize, usize),
     positions: HashMap<String, (usize, usize)>,
+    kind: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Default)]
@@ -478,6 +617,8 @@ impl MarkedEventReceiver for Indexer {
                     end: usize::MAX,
                     start: pos,
                     positions: HashMap::new(),
+                    kind: None,
+                    name: None,
                 });
             }
             Event::DocumentEnd => {
@@ -486,7 +627,14 @@ impl MarkedEventReceiver for Indexer {
                 }
             }
             Event::Scalar(value, ..) => {
-                self.next_node(Some(&value), pos);
+                let path = self.next_node(Some(&value), pos);
+                if let (Some(path), Some(doc)) = (path, self.docs.last_mut()) {
+                    match path.as_str() {
+                        "kind" => doc.kind = Some(value),
+                        "metadata.name" => doc.name = Some(value),
+                        _ => {}
+                    }
+                }
             }
             Event::Alias(_) => {
                 self.next_node(None, pos);
@@ -542,6 +690,8 @@ fn index_documents(text: &str) -> Result<Vec<IndexedDocument>, (usize, usize, St
             end,
             start,
             positions,
+            kind,
+            name,
         },
     ) in indexer.docs.into_iter().enumerate()
     {
@@ -562,6 +712,8 @@ fn index_documents(text: &str) -> Result<Vec<IndexedDocument>, (usize, usize, St
             text: body,
             start,
             positions,
+            kind,
+            name,
         });
         from = to;
     }

@@ -3,13 +3,46 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Diagnostic, Named, PolicySet};
+use super::{Diagnostic, Named, PolicySet, Unreadable};
 use crate::config::Limits;
 use crate::model::arn::ArnParts;
 use crate::model::iam_policy;
 
 /// Every problem in the set, in file order.
+#[cfg(test)]
 pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
+    validate_with(set, limits, &Unreadable::new())
+}
+
+/// The documents the checks look up by name: the set's, and those that are there but
+/// could not be read (their own problems are reported; a reference to one is not
+/// reported again as a missing document).
+struct Known<'a> {
+    set: &'a PolicySet,
+    unreadable: &'a Unreadable,
+}
+
+impl Known<'_> {
+    fn is_unreadable(&self, kind: &str, name: &str) -> bool {
+        self.unreadable
+            .contains(&(kind.to_string(), name.to_string()))
+    }
+
+    /// No role mapping of this name, readable or not.
+    fn lacks_role_mapping(&self, name: &str) -> bool {
+        self.set.role_mapping(name).is_none() && !self.is_unreadable("RoleMapping", name)
+    }
+
+    /// No identity provider of this name, readable or not.
+    fn lacks_provider(&self, name: &str) -> bool {
+        self.set.provider(name).is_none() && !self.is_unreadable("IdentityProvider", name)
+    }
+}
+
+/// Every problem in the set, in file order; references to `unreadable` documents are not
+/// reported as missing.
+pub fn validate_with(set: &PolicySet, limits: &Limits, unreadable: &Unreadable) -> Vec<Diagnostic> {
+    let known = Known { set, unreadable };
     let mut d = Vec::new();
     check_names(&set.providers, &mut d);
     check_names(&set.role_mappings, &mut d);
@@ -38,7 +71,7 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
 
     let mut role_owner: HashMap<String, Vec<&Named<super::RoleMappingSpec>>> = HashMap::new();
     for m in &set.role_mappings {
-        check_role_mapping(set, m, limits, &mut d);
+        check_role_mapping(&known, m, limits, &mut d);
         check_accounts(m.spec.accounts.as_ref(), &m.origin, &mut d);
         // IAM role names are unique per account, case-insensitively.
         let same = role_owner
@@ -62,7 +95,7 @@ pub fn validate(set: &PolicySet, limits: &Limits) -> Vec<Diagnostic> {
     let mut functions: HashMap<(String, Option<String>), Vec<&Named<super::FunctionAccessSpec>>> =
         HashMap::new();
     for f in &set.functions {
-        check_function(set, f, limits, &mut d);
+        check_function(&known, f, limits, &mut d);
         check_accounts(f.spec.accounts.as_ref(), &f.origin, &mut d);
         check_function_place(f, &mut d);
         let key = (
@@ -464,7 +497,7 @@ fn check_names<S>(docs: &[Named<S>], d: &mut Vec<Diagnostic>) {
 }
 
 fn check_role_mapping(
-    set: &PolicySet,
+    set: &Known<'_>,
     m: &Named<super::RoleMappingSpec>,
     limits: &Limits,
     d: &mut Vec<Diagnostic>,
@@ -478,7 +511,7 @@ fn check_role_mapping(
 
 /// Who may assume the role: a provider with a group (one selector), or AWS services.
 fn check_trust_source(
-    set: &PolicySet,
+    set: &Known<'_>,
     s: &super::RoleMappingSpec,
     o: &super::Origin,
     d: &mut Vec<Diagnostic>,
@@ -497,7 +530,7 @@ fn check_trust_source(
         _ => {}
     }
     if let Some(p) = &s.provider {
-        if set.provider(p).is_none() {
+        if set.lacks_provider(p) {
             d.push(o.diagnostic("spec.provider", format!("no IdentityProvider named `{p}`")));
         }
     }
@@ -706,7 +739,7 @@ fn check_tags(
 }
 
 fn check_function(
-    set: &PolicySet,
+    set: &Known<'_>,
     f: &Named<super::FunctionAccessSpec>,
     limits: &Limits,
     d: &mut Vec<Diagnostic>,
@@ -816,14 +849,14 @@ fn check_function(
 /// One invoker's fields: a role mapping that exists, a principal that is an account or an
 /// IAM ARN, a service principal (with its optional source), a Lambda action.
 fn check_invoker(
-    set: &PolicySet,
+    set: &Known<'_>,
     inv: &super::Invoker,
     at: &str,
     o: &super::Origin,
     d: &mut Vec<Diagnostic>,
 ) {
     if let Some(rm) = &inv.role_mapping {
-        if set.role_mapping(rm).is_none() {
+        if set.lacks_role_mapping(rm) {
             d.push(o.diagnostic(
                 format!("{at}.roleMapping"),
                 format!("no RoleMapping named `{rm}`"),
@@ -873,7 +906,7 @@ fn check_invoker(
 }
 
 fn check_role_reference(
-    set: &PolicySet,
+    set: &Known<'_>,
     mapping: Option<&str>,
     arn: Option<&str>,
     at: &str,
@@ -882,7 +915,7 @@ fn check_role_reference(
 ) {
     match (mapping, arn) {
         (Some(m), None) => {
-            if set.role_mapping(m).is_none() {
+            if set.lacks_role_mapping(m) {
                 d.push(o.diagnostic(
                     format!("{at}.roleMapping"),
                     format!("no RoleMapping named `{m}`"),
