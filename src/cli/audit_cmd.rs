@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::bail;
 
+use super::outln;
 use crate::adapters::aws::AwsClients;
 use crate::audit;
 use crate::config::Config;
@@ -49,12 +50,12 @@ pub(super) fn audit_acknowledge(file: &Path, by: &str, note: Option<String>) -> 
     match audit::AuditLog::open(file) {
         Ok(mut log) => match log.acknowledge(by, note) {
             Ok(r) => {
-                println!(
+                outln!(
                     "{}: acknowledged by {by} the rotation away from {} ({})",
                     file.display(),
                     r.previous_segment,
                     r.reason
-                );
+                )?;
                 Ok(0)
             }
             Err(e) => {
@@ -64,11 +65,11 @@ pub(super) fn audit_acknowledge(file: &Path, by: &str, note: Option<String>) -> 
         },
         Err(audit::Error::Locked { .. }) => {
             let request = audit::request_acknowledgement(file, by, note)?;
-            println!(
+            outln!(
                 "{}: held by a running controller; left the acknowledgement in {} for it to record at its next pass",
                 file.display(),
                 request.display()
-            );
+            )?;
             Ok(0)
         }
         Err(e) => Err(e.into()),
@@ -85,12 +86,12 @@ pub(super) fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Re
     let verified = audit::verify_with(file, key.as_ref());
     if let Ok(v) = &verified {
         for p in &v.previous {
-            println!(
+            outln!(
                 "previous segment {}: its first {} line(s) verify and the next segment carries on from them; set aside because {}",
                 p.path.display(),
                 p.good_lines,
                 p.reason
-            );
+            )?;
         }
         if let Some(r) = &v.unacknowledged {
             eprintln!("{}", audit::rotation_notice(file, r));
@@ -99,7 +100,7 @@ pub(super) fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Re
     }
     match verified {
         Ok(v) if key.is_some() => {
-            println!(
+            outln!(
                 "{}: {} line(s), hash chain intact; {} signed checkpoint(s) verify, the last on line {}{}",
                 file.display(),
                 v.lines,
@@ -109,11 +110,11 @@ pub(super) fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Re
                     0 => String::new(),
                     n => format!(" ({n} line(s) after it not signed yet)"),
                 }
-            );
+            )?;
             Ok(0)
         }
         Ok(v) => {
-            println!("{}: {} line(s), hash chain intact", file.display(), v.lines);
+            outln!("{}: {} line(s), hash chain intact", file.display(), v.lines)?;
             Ok(0)
         }
         Err(e) => {
@@ -179,7 +180,7 @@ pub(super) async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow:
         return Ok(1);
     }
     let segment = segments.last().copied().flatten().unwrap_or(0);
-    println!(
+    outln!(
         "{}: holds all {} checkpoint(s) published to {}/{}, the latest {} lines signed {}{}",
         file.display(),
         published.len(),
@@ -191,6 +192,6 @@ pub(super) async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow:
             0 => String::new(),
             n => format!(" in the segment {n} rotation(s) back: none published since the rotation"),
         }
-    );
+    )?;
     Ok(0)
 }

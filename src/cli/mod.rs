@@ -1,9 +1,11 @@
 //! Command-line wiring: reads flags, runs one stage after another, sets the exit code.
 //!
 //! Exit codes: 0 success (and, with `--detailed-exitcode`, no changes); 2 changes pending
-//! (`plan --detailed-exitcode` only); 1 any error: invalid input, a failed read, a problem
+//! (`plan --detailed-exitcode` only); 1 any error: a usage error, invalid input, a failed read, a problem
 //! that kept a mapping from being planned, a change held by a safety limit, a failed
-//! change. The pass itself lives in [`crate::runtime::pass`]; this module keeps flags and exit codes.
+//! change. Output goes through [`output`], so a reader that closes it early ends a
+//! command quietly with the same code. The pass itself lives in [`crate::runtime::pass`];
+//! this module keeps flags and exit codes.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -15,8 +17,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::audit;
 use crate::config::Config;
 use crate::render::Format;
+use output::{out, outln};
 
 mod audit_cmd;
+pub(crate) mod output;
 mod passes;
 mod permissions;
 mod read;
@@ -28,9 +32,10 @@ use permissions::*;
 use read::*;
 use reports::*;
 
-/// Keeps AWS IAM roles and Lambda permissions in step with Entra ID groups.
+/// Keeps AWS access in step with Entra ID groups: workloads (service principals) get IAM
+/// roles and Lambda permissions, people get IAM Identity Center permission sets.
 #[derive(Debug, Parser)]
-#[command(name = "trustsync", version, about, long_about = None)]
+#[command(name = "trustsync", version, long_about = None)]
 pub struct Cli {
     /// Controller config file (YAML). Without it every setting takes its default.
     #[arg(long, global = true, env = "TRUSTSYNC_CONFIG")]
@@ -73,12 +78,16 @@ pub enum Command {
     Validate(PolicyArgs),
     /// Print the JSON Schema of policy documents (for editors and yaml-language-server).
     Schema,
-    /// Show what apply would change, without changing anything.
+    /// Show what apply would change, without changing anything: IAM roles and Lambda
+    /// permissions for workloads, IAM Identity Center users, groups, permission sets and
+    /// assignments for people (AccessAssignment), Entra federated credentials.
     Plan(PlanArgs),
-    /// Change AWS to match the policies, recording each change in the audit log.
+    /// Change AWS (and Entra's federated credentials) to match the policies, recording each
+    /// change in the audit log.
     Apply(ApplyArgs),
-    /// Reconcile for ever: on a timer, on directory changes and on policy changes; serve
-    /// /healthz, /readyz, /metrics and /status.
+    /// Reconcile for ever, workloads and people alike: on a timer, on directory changes
+    /// (groups and users) and on policy changes; serve /healthz, /readyz, /metrics and
+    /// /status.
     Run(RunArgs),
     /// Print the least-privilege IAM policy trustsync itself needs, for the configured role
     /// path and owner tag (Lambda access scoped to the functions of the policy repository).
@@ -93,7 +102,9 @@ pub enum Command {
     /// Who can assume each role that trusts the tenant's provider, through which (nested)
     /// groups and since when; with --principal, every role and function one workload
     /// reaches. Also lists such roles trustsync does not manage (access outside the policy
-    /// repository). Reads live AWS, the directory and the audit log; changes nothing.
+    /// repository). With --people: each person's IAM Identity Center permission sets per
+    /// account, and who is disabled in Entra but still holds them. Reads live AWS, the
+    /// directory and the audit log; changes nothing.
     Access(AccessArgs),
     /// Print policy YAML (RoleMapping, and IdentityProvider when missing, with `adopt:
     /// true`) for the roles that trust the tenant's provider but trustsync does not manage
@@ -332,7 +343,10 @@ pub struct ApplyArgs {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
     init_logging(
         cli.log_format,
         cli.verbose,
@@ -364,6 +378,22 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--help` and `--version` print on stdout and exit 0; a usage error (an unknown flag, a
+/// missing argument, a bad value) prints on stderr and exits 1, like every other error:
+/// 2 is only ever `plan --detailed-exitcode`'s "changes pending", so a mistyped flag in CI
+/// never reads as drift.
+fn usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    // clap writes help to stdout and errors to stderr, and returns (not panics on) a
+    // closed pipe.
+    let _ = e.print();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        // `trustsync` alone, or `trustsync audit`: the help, on stderr, and an error.
+        _ => ExitCode::from(1),
     }
 }
 
@@ -433,18 +463,22 @@ impl Cli {
         let load_config = || Config::load(config.as_deref()).context("loading the config");
         match command {
             Command::Schema => {
-                println!("{}", schema_json());
+                outln!("{}", schema_json())?;
                 Ok(0)
             }
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();
-                clap_complete::generate(shell, &mut cmd, "trustsync", &mut std::io::stdout());
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "trustsync", &mut script);
+                output::write_bytes(&script)?;
                 Ok(0)
             }
             Command::Man => {
                 use clap::CommandFactory;
-                clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+                let mut page = Vec::new();
+                clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+                output::write_bytes(&page)?;
                 Ok(0)
             }
             Command::Validate(PolicyArgs { policies }) => validate(&load_config()?, &policies),
@@ -499,11 +533,11 @@ impl Cli {
                 };
                 let entries = audit::show(&file, &query)?;
                 match output {
-                    ShowFormat::Text => print!(
+                    ShowFormat::Text => out!(
                         "{}",
                         audit::render_text(&entries, query.principal.as_deref())
-                    ),
-                    ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                    )?,
+                    ShowFormat::Json => outln!("{}", serde_json::to_string_pretty(&entries)?)?,
                 }
                 Ok(0)
             }

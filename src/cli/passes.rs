@@ -64,14 +64,14 @@ pub(super) fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
                 );
                 return Ok(1);
             }
-            println!(
+            outln!(
                 "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
                 policies.display(),
                 set.len(),
                 set.providers.len(),
                 set.role_mappings.len(),
                 set.functions.len()
-            );
+            )?;
             Ok(0)
         }
         Err(e) => {
@@ -100,7 +100,7 @@ pub(super) async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<u8> {
         return Ok(1);
     };
     let plan = &ctx.planned.plan;
-    print!("{}", render::render(plan, output, color_for(output)));
+    out!("{}", render::render(plan, output, color_for(output)))?;
     ctx.log_stats();
     Ok(if plan.needs_attention() {
         1
@@ -125,10 +125,10 @@ pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8>
     let mut log = audit::open_configured(&audit_config)?;
     log.recover(&ctx.planned.observed, &ctx.actor)?;
     let plan = &ctx.planned.plan;
-    print!(
+    out!(
         "{}",
         render::render(plan, Format::Text, color_for(Format::Text))
-    );
+    )?;
     if plan.is_empty() && plan.held.is_empty() {
         ctx.log_stats();
         return Ok(if plan.needs_attention() { 1 } else { 0 });
@@ -136,7 +136,7 @@ pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8>
     // With only held changes nothing is asked: the pass is still recorded, so the audit
     // log shows what was held and why.
     if !plan.is_empty() && !auto_approve && !confirm(plan.changes.len())? {
-        println!("Apply cancelled; nothing was changed.");
+        outln!("Apply cancelled; nothing was changed.")?;
         return Ok(1);
     }
     let shared = tokio::sync::Mutex::new(log);
@@ -157,17 +157,17 @@ pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8>
     let mut log = shared.into_inner();
     progress.clear();
     crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), ctx.fleet.hub()).await;
-    println!(
+    outln!(
         "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
         report.applied,
         report.failed,
         report.skipped,
         plan.held.len(),
         audit_path.display()
-    );
+    )?;
     for done in &report.outcomes {
         if let apply::Outcome::Failed(f) = &done.outcome {
-            println!("  failed  {} {}: {f}", done.action, done.resource);
+            outln!("  failed  {} {}: {f}", done.action, done.resource)?;
         }
     }
     ctx.log_stats();

@@ -35,7 +35,7 @@ pub(super) async fn iam_policy(
         None => String::new(),
     };
     let doc = crate::adapters::aws::permissions::iam_policies(config, set.as_ref(), &hub);
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     if config.permissions_boundaries.is_empty() {
         eprintln!(
             "warning: no permissionsBoundaries in the config. With this policy the controller's credentials can create a role under {path} carrying its owner tag, with no boundary and AdministratorAccess attached, then assume it; tag any role under {path} as its own and rewrite its trust; and remove a role's boundary: they are as strong as an account admin{hub}. Create a boundary policy in each account, name it in permissionsBoundaries, and print this policy again (docs/operations.md, \"The controller's own permissions\").",
@@ -60,8 +60,8 @@ pub(super) fn entra_permissions(
     };
     let p = crate::adapters::entra::permissions::entra_permissions(config, set.as_ref());
     match output {
-        ShowFormat::Text => print!("{}", p.to_text()),
-        ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&p)?),
+        ShowFormat::Text => out!("{}", p.to_text())?,
+        ShowFormat::Json => outln!("{}", serde_json::to_string_pretty(&p)?)?,
     }
     Ok(0)
 }

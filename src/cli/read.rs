@@ -2,7 +2,7 @@
 //! accounts, read once, and the confirmation before an apply.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -19,8 +19,8 @@ pub(super) fn confirm(n: usize) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("stdin is not a terminal: pass --auto-approve to apply without confirmation; nothing was changed");
     }
-    print!("\nApply these {n} change(s)? Only 'yes' is accepted: ");
-    std::io::stdout().flush()?;
+    out!("\nApply these {n} change(s)? Only 'yes' is accepted: ")?;
+    output::flush()?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(answer.trim() == "yes")

@@ -168,9 +168,9 @@ pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Resu
         crate::inventory::entra_trust(&mut report.outbound, &apps);
     }
     match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Markdown => print!("{}", report.markdown()),
-        Format::Text => print!("{}", report.text()),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Markdown => out!("{}", report.markdown())?,
+        Format::Text => out!("{}", report.text())?,
     }
     Ok(0)
 }
@@ -208,9 +208,9 @@ async fn access_people(
         bail!("--person {p}: no user of the identity store has this user name");
     }
     match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Markdown => print!("{}", report.markdown()),
-        Format::Text => print!("{}", report.text()),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Markdown => out!("{}", report.markdown())?,
+        Format::Text => out!("{}", report.text())?,
     }
     Ok(0)
 }
@@ -231,7 +231,7 @@ pub(super) async fn export(mut args: ReadArgs, mut config: Config) -> anyhow::Re
         EntraSource::new(tenant, &config).directory().await?
     };
     let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
-    print!("{}", out.yaml);
+    out!("{}", out.yaml)?;
     for s in &out.skipped {
         eprintln!("not exported: {s}");
     }
@@ -272,15 +272,15 @@ pub(super) async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow:
     let now = crate::model::clock::unix_seconds() as i64;
     let verdicts = crate::inventory::check_token(&claims, &roles, &observed, now);
     match args.output {
-        ShowFormat::Json => println!(
+        ShowFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"claims": claims, "roles": verdicts})
             )?
-        ),
+        )?,
         ShowFormat::Text => {
-            println!("The token's signature is not checked here; STS checks it against the issuer's keys.");
-            println!(
+            outln!("The token's signature is not checked here; STS checks it against the issuer's keys.")?;
+            outln!(
                 "Token: iss {}, aud {}, azp {}, sub {}, expires {}",
                 claims.iss.as_deref().unwrap_or("(none)"),
                 claims.aud.join(","),
@@ -291,7 +291,7 @@ pub(super) async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow:
                     .unwrap_or("(none)"),
                 claims.sub.as_deref().unwrap_or("(none)"),
                 claims.exp.map_or("(never)".to_string(), |e| e.to_string())
-            );
+            )?;
             for v in &verdicts {
                 let managed = if v.managed {
                     ""
@@ -299,16 +299,16 @@ pub(super) async fn check_token(args: CheckTokenArgs, config: Config) -> anyhow:
                     " (not managed by trustsync)"
                 };
                 if v.accepts {
-                    println!("ACCEPTS  {}{managed}", v.role);
+                    outln!("ACCEPTS  {}{managed}", v.role)?;
                 } else {
-                    println!("REFUSES  {}{managed}", v.role);
+                    outln!("REFUSES  {}{managed}", v.role)?;
                     for r in &v.reasons {
-                        println!("  - {r}");
+                        outln!("  - {r}")?;
                     }
                 }
             }
             if verdicts.is_empty() {
-                println!("No role trusts the tenant's provider.");
+                outln!("No role trusts the tenant's provider.")?;
             }
         }
     }
