@@ -5,6 +5,7 @@ the chart renders is also checked by trustsync itself.
 """
 import json
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -230,6 +231,14 @@ NOTIFICATIONS = {
     },
 }
 
+# Alerts and the dashboard on, with Graph change notifications (their alert too).
+MONITORING = {
+    "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "prom"}, "runbookUrl": "https://git.example.test/ops.md"},
+    "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Security"}},
+    "config": {"directory": {"graph": {"notifications": {"url": "https://ts.example.test/graph/notifications"}}}},
+}
+
 # Every rendering the tools check: the defaults, every optional feature on, schedule mode,
 # a release pinned by digest with a certificate file instead of a secret, and Graph change
 # notifications through an Ingress.
@@ -239,6 +248,7 @@ RENDERINGS = {
     "schedule": {"mode": "schedule", **{k: v for k, v in GIT_VALUES.items() if k != "podDisruptionBudget"}},
     "pinned": PINNED,
     "notifications": NOTIFICATIONS,
+    "monitoring": MONITORING,
 }
 
 
@@ -297,10 +307,11 @@ class RealTools(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         passed = [l for l in out.stdout.splitlines() if l.startswith("INFO") and " passed " in l]
         self.assertGreaterEqual(len(passed), 20, out.stdout)
-        # The one kind it has no schema for is the Prometheus operator's CRD.
+        # The kinds it has no schema for are the Prometheus operator's CRDs (Monitoring
+        # checks the PrometheusRule against the CRD's own rules).
         for line in (out.stdout + out.stderr).splitlines():
             if line.startswith(("WARN", "ERROR")):
-                self.assertIn("Couldn't find schema for kind ServiceMonitor", line)
+                self.assertRegex(line, "Couldn't find schema for kind (ServiceMonitor|PrometheusRule)")
 
     def checkov(self, name):
         """checkov's report on one rendering, scanned once for all the tests."""
@@ -354,6 +365,127 @@ class RealTools(unittest.TestCase):
         self.assertEqual(egress_ports(GIT_VALUES), [53, 53, 443])
         ssh = {**GIT_VALUES, "policies": {"source": "git", "git": {"repo": "git@git.example.test:access.git"}}}
         self.assertEqual(egress_ports(ssh), [22, 53, 53, 443])
+
+
+# The PrometheusRule CRD's pattern for `for` (monitoring.coreos.com/v1, Duration).
+CRD_DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
+# Labels Prometheus adds to every scraped series (the ServiceMonitor's target labels).
+TARGET_LABELS = {"job", "namespace", "instance", "pod", "service", "container", "endpoint"}
+ALERTS = ["TrustsyncRevocationHeld", "TrustsyncPassFailing", "TrustsyncAccountUnreachable",
+          "TrustsyncAuditNeedsAttention", "TrustsyncGraphSubscriptionLost"]
+
+
+def exported():
+    text = os.environ.get("TRUSTSYNC_METRICS")
+    if not text:
+        raise unittest.SkipTest("run through tests/chart.rs, which passes the exported metrics")
+    return json.loads(text)
+
+
+def selectors(expr):
+    """(metric, {label: (op, value)}) of every trustsync series an expression selects."""
+    for m in re.finditer(r"\b(trustsync_[a-z_]+)\s*(\{([^}]*)\})?", expr):
+        matchers = {k: (op, v) for k, op, v in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', m.group(3) or "")}
+        yield m.group(1), matchers
+
+
+class Monitoring(unittest.TestCase):
+    """The alerts and the dashboard use only what the controller exports."""
+
+    def setUp(self):
+        self.metrics = exported()
+        self.docs = render(MONITORING)
+        self.rules = self.docs[("PrometheusRule", "ts-trustsync")]["spec"]["groups"][0]["rules"]
+        self.dashboard = json.loads(self.docs[("ConfigMap", "ts-trustsync-dashboard")]["data"]["trustsync.json"])
+
+    def expressions(self):
+        for r in self.rules:
+            yield r["alert"], r["expr"]
+        for p in self.dashboard["panels"]:
+            for t in p.get("targets", []):
+                yield p["title"], t["expr"]
+        for v in self.dashboard["templating"]["list"]:
+            if v["type"] == "query":
+                yield "variable " + v["name"], v["query"]["query"]
+
+    def check_expression(self, where, expr):
+        series, values = self.metrics["series"], self.metrics["values"]
+        used = list(selectors(expr))
+        self.assertTrue(used, f"{where}: selects no trustsync series: {expr}")
+        for name, matchers in used:
+            self.assertIn(name, series, f"{where}: {name} is not exported")
+            for label, (op, value) in matchers.items():
+                self.assertIn(label, set(series[name]) | TARGET_LABELS, f"{where}: {name} has no label {label}")
+                if op == "=" and label in values.get(name, {}):
+                    self.assertIn(value, values[name][label], f"{where}: {name}{{{label}}} is never {value!r}")
+        known = set().union(*(series[n] for n, _ in used)) | TARGET_LABELS
+        for group in re.findall(r"\bby \(([^)]*)\)", expr):
+            for label in filter(None, (l.strip() for l in group.split(","))):
+                self.assertIn(label, known, f"{where}: aggregates by {label}, which no series has")
+
+    def test_every_expression_uses_exported_series_labels_and_values(self):
+        for where, expr in self.expressions():
+            self.check_expression(where, expr)
+
+    def test_a_wrong_metric_name_or_value_is_caught(self):
+        # The check itself: a typo in a name, a label or a value fails.
+        for bad in ['trustsync_pass_total{job="x"}', 'trustsync_mappings{state="Held"}',
+                    'trustsync_account_reachable{acount="1"}', 'sum by (region) (trustsync_managed_roles)']:
+            with self.assertRaises(AssertionError, msg=bad):
+                self.check_expression("probe", bad)
+
+    def test_the_five_alerts_are_well_formed_and_scoped_to_the_release(self):
+        self.assertEqual([r["alert"] for r in self.rules], ALERTS)
+        rule = self.docs[("PrometheusRule", "ts-trustsync")]
+        self.assertEqual(rule["metadata"]["labels"]["release"], "prom")
+        for r in self.rules:
+            self.assertEqual(set(r) - {"alert", "expr", "for", "labels", "annotations"}, set(), r["alert"])
+            self.assertRegex(r["for"], CRD_DURATION, r["alert"])
+            self.assertIn(r["labels"]["severity"], ("critical", "warning"), r["alert"])
+            self.assertGreater(len(r["annotations"]["summary"]), 40, r["alert"])
+            self.assertGreater(len(r["annotations"]["description"]), 60, r["alert"])
+            self.assertTrue(r["annotations"]["runbook_url"].startswith("https://git.example.test/ops.md#"))
+            for name, matchers in selectors(r["expr"]):
+                self.assertEqual(matchers["job"], ("=", "ts-trustsync"), r["alert"])
+                self.assertEqual(matchers["namespace"], ("=", "access"), r["alert"])
+
+    def test_every_alert_is_explained_in_the_operations_guide(self):
+        doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "operations.md")).read()
+        headings = [l for l in doc.splitlines() if l.startswith("#")]
+        for alert in ALERTS:
+            self.assertTrue(any(alert in h for h in headings), f"docs/operations.md has no heading for {alert}")
+            section = doc.split(alert, 1)[1].split("\n#", 1)[0]
+            self.assertIn("What to do", section, alert)
+
+    def test_the_subscription_alert_only_with_notifications(self):
+        docs = render({"prometheusRule": {"enabled": True}})
+        rules = [r["alert"] for r in docs[("PrometheusRule", "ts-trustsync")]["spec"]["groups"][0]["rules"]]
+        self.assertEqual(rules, ALERTS[:4])
+        # Off by default, and never in schedule mode (no resident controller to scrape).
+        self.assertNotIn("PrometheusRule", kinds(render({})))
+        on = {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
+        self.assertEqual(kinds(render({"mode": "schedule", **on})), kinds(render({"mode": "schedule"})))
+
+    def test_the_dashboard_is_for_the_grafana_sidecar(self):
+        cm = self.docs[("ConfigMap", "ts-trustsync-dashboard")]
+        self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
+        self.assertEqual(cm["metadata"]["annotations"]["grafana_folder"], "Security")
+        d = self.dashboard
+        self.assertEqual(d["uid"], "trustsync")
+        ids = [p["id"] for p in d["panels"]]
+        self.assertEqual(len(ids), len(set(ids)))
+        graphs = [p for p in d["panels"] if p["type"] != "row"]
+        self.assertGreaterEqual(len(graphs), 15)
+        for p in graphs:
+            self.assertTrue(p["targets"], p["title"])
+            self.assertEqual(p["datasource"]["uid"], "${datasource}", p["title"])
+            for t in p["targets"]:
+                self.assertIn('job=~"$job"', t["expr"], p["title"])
+        # Every alert's series is on the dashboard.
+        on_dashboard = {n for p in graphs for t in p["targets"] for n, _ in selectors(t["expr"])}
+        for r in self.rules:
+            for n, _ in selectors(r["expr"]):
+                self.assertIn(n, on_dashboard, r["alert"])
 
 
 if __name__ == "__main__":
