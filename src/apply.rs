@@ -146,6 +146,7 @@ pub async fn apply<E: Executor + ?Sized>(
         interrupted: AtomicBool::new(false),
         failed_resources: Mutex::new(BTreeSet::new()),
         revision_used: Mutex::new(BTreeSet::new()),
+        cutoff: plan.cutoff,
     };
     let mut accounts: BTreeMap<&str, Vec<(usize, &Change)>> = BTreeMap::new();
     for (i, c) in plan.changes.iter().enumerate() {
@@ -221,6 +222,8 @@ struct Run<'a, E: ?Sized> {
     /// Lambda's RevisionId guards the first write to each function against changes made
     /// since the plan was read; later writes are ours and would carry a stale id.
     revision_used: Mutex<BTreeSet<String>>,
+    /// The session cut-off the plan proposed, moved to each denial's write.
+    cutoff: Option<crate::plan::Cutoff>,
 }
 
 impl<E: Executor + ?Sized> Run<'_, E> {
@@ -269,6 +272,8 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 .expect("failed resources")
                 .contains(&change.resource);
             let mut intent_line = None;
+            let restamped = self.at_the_write(change);
+            let change = restamped.as_ref().unwrap_or(change);
             let outcome = if self.interrupted.load(Ordering::SeqCst) {
                 Outcome::Skipped {
                     reason: "shutting down; left for the next pass".into(),
@@ -314,6 +319,33 @@ impl<E: Executor + ?Sized> Run<'_, E> {
             (self.progress)(done, self.total);
         }
         Ok(out)
+    }
+
+    /// The change as written now: a session denial the plan proposed with its cut-off
+    /// at the plan's time plus the margin carries instead the time of this write plus the
+    /// margin (never earlier than proposed), so that reads, queues and retries between
+    /// planning and writing never open a window in which a departed principal can mint a
+    /// session nothing denies. `None`: nothing to move.
+    fn at_the_write(&self, change: &Change) -> Option<Change> {
+        let cutoff = self.cutoff?;
+        let fresh = crate::model::clock::unix_seconds() + cutoff.margin;
+        if fresh <= cutoff.proposed {
+            return None;
+        }
+        let mut action = serde_json::to_value(&change.action).ok()?;
+        if !crate::plan::sessions::restamp(&mut action, cutoff.proposed, fresh) {
+            return None;
+        }
+        let mut c = change.clone();
+        c.action = serde_json::from_value(action).ok()?;
+        if let Some(after) = c.after.as_mut() {
+            crate::plan::sessions::restamp(after, cutoff.proposed, fresh);
+        }
+        c.reason = c.reason.replace(
+            &crate::plan::sessions::rfc3339(cutoff.proposed),
+            &crate::plan::sessions::rfc3339(fresh),
+        );
+        Some(c)
     }
 
     fn use_revision(&self, change: &Change) -> bool {

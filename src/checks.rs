@@ -128,10 +128,15 @@ impl Checker<'_> {
             };
             let removed = r.removed();
             if removed > floor && pct(removed, r.baseline) > share * 100.0 && !self.released(c) {
+                // A role trusts principals; trustsync's identity-store group holds people.
+                let held = match c.action {
+                    Action::People(_) => "people the group held",
+                    _ => "principals the role trusted",
+                };
                 self.holds[i] = Some(Hold {
                     kind: HoldKind::MappingRemovalLimit,
                     reason: format!(
-                        "would leave {} of the {} principals the role trusted within the last {}s ({} removed, {:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% for one mapping",
+                        "would leave {} of the {} {held} within the last {}s ({} removed, {:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% for one mapping",
                         r.after,
                         r.baseline,
                         self.ctx.safety.removal_window_seconds,
@@ -168,8 +173,9 @@ impl Checker<'_> {
                 self.holds[i] = Some(Hold {
                     kind: HoldKind::PassRemovalLimit,
                     reason: format!(
-                        "the pass would remove {removed_total} of {} trusted principals ({:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% across all mappings",
+                        "the pass would remove {removed_total} of the {} principals and people trusted within the last {}s ({:.0}%), over safety.maxPrincipalRemovalShare = {:.0}% across all mappings",
                         self.trusted_baseline,
+                        self.ctx.safety.removal_window_seconds,
                         pct(removed_total, trusted),
                         share * 100.0
                     ),

@@ -309,6 +309,14 @@ pub struct Safety {
     /// seconds (recorded in the audit log and on the role), so that several quick passes
     /// cannot together remove more than one pass may.
     pub removal_window_seconds: u64,
+    /// How long after trustsync writes a revocation it takes to be in effect everywhere:
+    /// a departed principal's sessions issued up to this long after the write are denied
+    /// too (the session cut-off is the write's time plus this). AWS documents IAM as
+    /// eventually consistent, its changes visible everywhere within "a few minutes" (IAM
+    /// User Guide, "Troubleshoot IAM: changes that I make are not always immediately
+    /// visible"); the default, 300 seconds, is that few minutes, and also covers a small
+    /// skew between this host's clock and AWS's.
+    pub propagation_seconds: u64,
 }
 
 impl Default for Safety {
@@ -318,6 +326,7 @@ impl Default for Safety {
             max_role_deletion_share: 0.25,
             principal_removal_floor: 1,
             removal_window_seconds: 3600,
+            propagation_seconds: 300,
         }
     }
 }

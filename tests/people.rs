@@ -240,6 +240,21 @@ fn plan(moto: &Moto, ws: &Workspace, graph: &GraphServer, code: i32) -> Value {
 /// May a session of the permission set's role, issued to `user_id` at `issued`, read the
 /// payments reports? The provisioned role carries the permission set's inline policy
 /// (Identity Center writes it there on provisioning; moto does not model the role).
+/// The session cut-off a permission set's inline policy holds for one user.
+fn cutoff_of(inline: &Value, user_id: &str) -> Option<u64> {
+    inline["Statement"].as_array()?.iter().find_map(|st| {
+        let ids = &st["Condition"]["StringEquals"]["identitystore:userId"];
+        let named = ids.as_str() == Some(user_id)
+            || ids
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(user_id)));
+        let at = st["Condition"]["DateLessThan"]["aws:TokenIssueTime"].as_str()?;
+        let t =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+        named.then_some(t.unix_timestamp() as u64)
+    })
+}
+
 fn may_read(judge: &Judge, inline: &Value, user_id: &str, user_name: &str, issued: u64) -> bool {
     let iso = |t: u64| {
         time::OffsetDateTime::from_unix_timestamp(t as i64)
@@ -418,7 +433,9 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         "held: their sessions are not denied either"
     );
 
-    // Dana is back: she rejoins, and a session issued now works.
+    // Dana is back: she rejoins; the session she held before her cut-off stays denied
+    // (re-admission revives nothing, a stolen session included), and one issued after
+    // the cut-off works.
     let (status, body) = graph.admin(
         "PATCH",
         &format!("/admin/users/{DANA}"),
@@ -430,7 +447,29 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         .members(&moto, "payments-people")
         .contains(&"dana@example.com".to_string()));
     let inline = ic.inline_policy(&moto, &set);
-    assert!(may_read(&judge, &inline, &dana, "dana@example.com", now()));
+    assert!(
+        !may_read(&judge, &inline, &dana, "dana@example.com", before),
+        "her old session stays denied after she is back: {inline:#}"
+    );
+    let cutoff = cutoff_of(&inline, &dana).expect("Dana's denial stays");
+    assert!(
+        cutoff >= now() + 200,
+        "the cut-off is the write plus the propagation margin (300 s by default)"
+    );
+    assert!(!may_read(
+        &judge,
+        &inline,
+        &dana,
+        "dana@example.com",
+        cutoff - 1
+    ));
+    assert!(may_read(
+        &judge,
+        &inline,
+        &dana,
+        "dana@example.com",
+        cutoff + 1
+    ));
 
     // A person releases the held removal: Kim and Lee go, their sessions are denied.
     run(
@@ -443,7 +482,20 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
     assert_eq!(ic.members(&moto, "payments-people"), ["dana@example.com"]);
     let inline = ic.inline_policy(&moto, &set);
     assert!(!may_read(&judge, &inline, &lee, "lee@example.com", before));
-    assert!(may_read(&judge, &inline, &dana, "dana@example.com", now()));
+    assert!(may_read(
+        &judge,
+        &inline,
+        &dana,
+        "dana@example.com",
+        cutoff + 1
+    ));
+    assert!(!may_read(
+        &judge,
+        &inline,
+        &dana,
+        "dana@example.com",
+        before
+    ));
 }
 
 /// The controller: with full passes an hour apart, a disabled account (a change only the
@@ -588,4 +640,165 @@ fn a_permission_sets_boundary_follows_the_document() {
     with("");
     apply(&moto, &ws, &graph, 0);
     assert!(boundary().is_none(), "taken off with the document's");
+}
+
+/// The two directory feeds are independent (issue 41): with `/groups/delta` answering 503
+/// the whole time, a disabled member still leaves trustsync's group through the users
+/// feed and the fast path, and the failing feed is reported on its own in `/readyz`,
+/// `/status` and the metrics.
+#[test]
+fn a_failing_groups_feed_holds_back_no_disabled_person() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\nsafety: {principalRemovalFloor: 2}\ndirectory: {graph: {maxRetrySeconds: 2}}\n",
+    );
+    ws.write("policies/people.yaml", POLICY);
+    tenant(&ws);
+    moto.create_functions(&["payments-api"]);
+    let ic = Center::new(&moto);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
+    daemon.wait_ready();
+    let members = || {
+        ic.group_id(&moto, "payments-people")
+            .map(|_| ic.members(&moto, "payments-people"))
+            .unwrap_or_default()
+    };
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the first pass to onboard",
+        || members().len() == 3,
+    );
+
+    // The groups feed fails from now on; the controller sees it fail (each poll retries
+    // for `maxRetrySeconds`, 2 here, before it counts as failed).
+    graph.faults(json!({"fail": 1_000_000, "failRoute": "delta"}));
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the groups feed's failure in /status",
+        || daemon.status()["directoryFeeds"]["groups"]["consecutiveFailures"].as_u64() >= Some(1),
+    );
+    let (status, body) = graph.admin(
+        "PATCH",
+        &format!("/admin/users/{LEE}"),
+        Some(json!({"accountEnabled": false})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let took = wait_for(
+        std::time::Duration::from_secs(15),
+        "the disabled account's removal while the groups feed fails",
+        || !members().contains(&"lee@example.com".to_string()),
+    );
+    println!(
+        "people: disabled account out of the group {} ms after the Graph change, with /groups/delta failing",
+        took.as_millis()
+    );
+    assert!(
+        graph.stats()["requests"]["delta"].as_u64() >= Some(2),
+        "the groups feed was being polled (and failing): {}",
+        graph.stats()
+    );
+
+    // Each feed is reported on its own.
+    let st = daemon.status();
+    let feeds = &st["directoryFeeds"];
+    assert!(
+        feeds["groups"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("503"),
+        "{feeds}"
+    );
+    assert!(feeds["groups"]["failingSince"].is_string(), "{feeds}");
+    assert_eq!(feeds["users"]["consecutiveFailures"], 0, "{feeds}");
+    assert!(feeds["users"]["lastSuccessAt"].is_string(), "{feeds}");
+    let metrics = daemon.get("/metrics").1;
+    assert!(
+        metrics.contains("trustsync_directory_feed_up{feed=\"groups\"} 0")
+            && metrics.contains("trustsync_directory_feed_up{feed=\"users\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trustsync_directory_feed_failures_total{feed=\"groups\"}"),
+        "{metrics}"
+    );
+    let ready = daemon.get("/readyz").1;
+    assert!(ready.contains("Graph groups delta feed failing"), "{ready}");
+    assert!(!ready.contains("Graph users delta feed failing"), "{ready}");
+
+    // The feed answers again: its report clears.
+    graph.faults(json!({"fail": 0}));
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the groups feed to recover",
+        || daemon.status()["directoryFeeds"]["groups"]["consecutiveFailures"] == 0,
+    );
+}
+
+/// People's removal limits are measured against the most people the group held within
+/// the window, as roles' are (issue 41): a group that held 40 loses 13, then a 14th
+/// (35% of 40, although 52% of the 27 left) with nothing held; the 21st departure within
+/// the window (52% of 40) is held, and the hold names the window's baseline.
+#[test]
+fn peoples_removal_limits_count_the_most_the_group_held_within_the_window() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    ws.write(
+        "policies/people.yaml",
+        &POLICY.replace("sg-aws-payments-people", "sg-aws-forty"),
+    );
+    const FORTY: &str = "a1b2c3d4-0001-4000-8000-000000000040";
+    let id = |i: usize| format!("c0ffee00-4040-4040-8040-{i:012}");
+    ws.edit_tenant(|t| {
+        let users = t["users"].as_array_mut().unwrap();
+        for i in 0..40 {
+            users.push(json!({"id": id(i), "displayName": format!("Person {i}"),
+                "userPrincipalName": format!("p{i}@example.com"), "accountEnabled": true, "userType": "Member"}));
+        }
+        t["groups"].as_array_mut().unwrap().push(json!({
+            "id": FORTY, "displayName": "sg-aws-forty",
+            "members": (0..40).map(id).collect::<Vec<_>>()
+        }));
+    });
+    moto.create_functions(&["payments-api"]);
+    let ic = Center::new(&moto);
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    apply(&moto, &ws, &graph, 0);
+    assert_eq!(ic.members(&moto, "payments-people").len(), 40);
+
+    for i in 0..13 {
+        graph.remove_member(FORTY, &id(i));
+    }
+    let out = apply(&moto, &ws, &graph, 0);
+    assert!(
+        !out.contains("removal-limit"),
+        "13 of 40 (32%): nothing held\n{out}"
+    );
+    assert_eq!(ic.members(&moto, "payments-people").len(), 27);
+
+    graph.remove_member(FORTY, &id(13));
+    let out = apply(&moto, &ws, &graph, 0);
+    assert!(
+        !out.contains("removal-limit"),
+        "the 14th departure within the window is 35% of the 40 the group held: nothing held\n{out}"
+    );
+    assert_eq!(ic.members(&moto, "payments-people").len(), 26);
+
+    for i in 14..21 {
+        graph.remove_member(FORTY, &id(i));
+    }
+    let out = apply(&moto, &ws, &graph, 1);
+    assert!(
+        out.contains("removal-limit")
+            && out.contains("of the 40 people the group held within the last 3600s"),
+        "the 21st departure (52% of 40) is held, naming the baseline\n{out}"
+    );
+    assert_eq!(
+        ic.members(&moto, "payments-people").len(),
+        26,
+        "held: nobody removed"
+    );
 }

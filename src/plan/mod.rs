@@ -144,6 +144,10 @@ pub fn plan(
     let mut plan = p.finish();
     plan.trusted_baseline = trusted_baseline;
     plan.owned_roles = owned_roles;
+    plan.cutoff = Some(Cutoff {
+        proposed: settings.now + settings.safety.propagation_seconds,
+        margin: settings.safety.propagation_seconds,
+    });
     plan
 }
 
@@ -194,6 +198,7 @@ impl<'a> Planner<'a> {
             notices: self.notices,
             trusted_baseline: 0,
             owned_roles: 0,
+            cutoff: None,
             accounts: Vec::new(),
             session_denials: self.session_denials,
         };

@@ -432,6 +432,19 @@ pub struct Plan {
     /// that left its trust, or every web-identity session (the role-wide cut-off).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub session_denials: Vec<SessionDenial>,
+    /// The session cut-off this plan proposes for its revocations: the apply moves it to
+    /// the moment each denial is written, plus the propagation margin.
+    #[serde(skip)]
+    pub cutoff: Option<Cutoff>,
+}
+
+/// A plan's proposed session cut-off (Unix seconds) and the margin it was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoff {
+    /// The plan's time plus `margin`.
+    pub proposed: u64,
+    /// `safety.propagationSeconds`.
+    pub margin: u64,
 }
 
 /// Sessions a role denies ([`super::sessions`]).
@@ -446,8 +459,11 @@ pub struct SessionDenial {
     /// The principal (`sub`) whose sessions are denied; none: every web-identity session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
-    /// Sessions issued before this time are denied (RFC 3339).
+    /// Sessions issued before this time are denied (RFC 3339): when the revocation was
+    /// written plus `safety.propagationSeconds`, from when it is in effect everywhere.
     pub issued_before: String,
+    /// When the revocation was written (the plan's time, until it is applied).
+    pub written_at: String,
     /// The denial is dropped after this time, when no such session can still be alive.
     pub until: String,
 }
@@ -497,6 +513,7 @@ impl Plan {
             out.session_denials.extend(p.session_denials);
             out.trusted_baseline += p.trusted_baseline;
             out.owned_roles += p.owned_roles;
+            out.cutoff = out.cutoff.or(p.cutoff);
         }
         // Stable: within an account and phase, the planner's order stands.
         out.changes

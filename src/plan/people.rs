@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::sessions::{parse_rfc3339, rfc3339, CUTOFF_MARGIN_SECS};
+use super::sessions::{parse_rfc3339, rfc3339, sid_lasting};
 use super::{
     Action, Change, Notice, NoticeKind, PeopleAction, Plan, Problem, ProblemKind, Removal,
     RemovedMember, SessionDenial,
@@ -118,6 +118,8 @@ pub struct Inputs<'a> {
     /// role's are.
     pub recorded_baselines: &'a BTreeMap<String, String>,
     pub window_seconds: u64,
+    /// `safety.propagationSeconds`: a departure's cut-off is the denial's write plus this.
+    pub propagation_seconds: u64,
     /// Take trustsync's permission sets that no document wants away from every account.
     pub prune: bool,
 }
@@ -139,15 +141,27 @@ pub fn plan(i: &Inputs) -> Plan {
         p.assignment(w);
     }
     p.orphans();
-    let mut plan = p.plan;
-    // The removal limit across the pass counts the people of trustsync's groups.
-    plan.trusted_baseline = i
+    // The removal limit across the pass counts the people of trustsync's groups, each
+    // group at the most it held within the window (as roles count their principals): a
+    // share of a group that is shrinking is measured against what it held, not what is
+    // left of it.
+    let store = i.observed.identity_store_id.as_str();
+    let trusted_baseline = i
         .observed
         .groups
         .iter()
         .filter(|g| marked(g.description.as_deref(), i.mark))
-        .map(|g| g.members.len())
+        .map(|g| {
+            let resource = group_resource(store, Some(&g.id), &g.display_name);
+            p.removal_baseline(&resource, g.members.len()).0
+        })
         .sum();
+    let mut plan = p.plan;
+    plan.trusted_baseline = trusted_baseline;
+    plan.cutoff = Some(super::Cutoff {
+        proposed: i.now + i.propagation_seconds,
+        margin: i.propagation_seconds,
+    });
     plan.summarize();
     plan
 }
@@ -500,26 +514,26 @@ impl<'a> People<'a> {
                     .and_then(crate::sources::policy::iso_duration_seconds)
                     .unwrap_or(MAX_SESSION),
             );
-        let alive = |cutoff: &u64| cutoff.saturating_add(seconds) > now;
-        let (mut live, mut wide) = read_denials(observed_inline.as_ref());
-        live.retain(|_, cutoff| alive(cutoff));
-        wide.retain(alive);
-        // The denial takes nothing away but sessions: it keeps the entries of those who
-        // came back, which the permission set's own update drops (so a held denial never
-        // keeps a returning person out).
-        let mut denied = live.clone();
-        // Whoever is (back) in the group loses their entry: their next session works.
-        if let Members::Read(people) = &w.members {
-            let back: BTreeSet<&str> = people
-                .iter()
-                .filter(|p| p.enabled)
-                .filter_map(|p| self.users.get(&p.user_name.to_lowercase()))
-                .map(|u| u.id.as_str())
-                .collect();
-            live.retain(|id, _| !back.contains(id.as_str()));
+        // Each cut-off lives as long as its record says (raised to the set's duration now,
+        // never lowered: a session issued before it under a longer one still lives), 12
+        // hours where no record says.
+        let mut lasting = read_lasting(observed_inline.as_ref());
+        for n in lasting.values_mut() {
+            *n = (*n).max(seconds);
         }
-        let kept = denial_statements(&live, &wide);
-        let cutoff = now + CUTOFF_MARGIN_SECS;
+        let lasting_of = |l: &BTreeMap<u64, u64>, t: u64| l.get(&t).copied().unwrap_or(MAX_SESSION);
+        let (mut live, mut wide) = read_denials(observed_inline.as_ref());
+        live.retain(|_, cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);
+        wide.retain(|cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);
+        // A denial outlives re-admission: whoever is back in the group keeps their entry,
+        // so their sessions from before the cut-off never work again and their new ones
+        // (issued after it) do.
+        let mut denied = live.clone();
+        let kept = denial_statements(&live, &wide, &lasting);
+        let cutoff = now + self.i.propagation_seconds;
+        if !removed.is_empty() {
+            lasting.entry(cutoff).or_insert(seconds);
+        }
         for r in removed {
             live.insert(r.user_id.clone(), cutoff);
             denied.insert(r.user_id.clone(), cutoff);
@@ -538,10 +552,11 @@ impl<'a> People<'a> {
                 role: set.arn.clone().into(),
                 principal: Some(name),
                 issued_before: rfc3339(*at),
-                until: rfc3339(at + seconds),
+                written_at: rfc3339(at.saturating_sub(self.i.propagation_seconds)),
+                until: rfc3339(at + lasting_of(&lasting, *at)),
             });
         }
-        let all = denial_statements(&live, &wide);
+        let all = denial_statements(&live, &wide, &lasting);
         if !removed.is_empty() {
             // The set's own part stays as it is now: a revocation grants nothing.
             let own: Vec<Value> = observed_inline
@@ -551,7 +566,8 @@ impl<'a> People<'a> {
                 .into_iter()
                 .filter(|s| !is_denial(s))
                 .collect();
-            let (document, role_wide) = fit(own, denial_statements(&denied, &wide), cutoff);
+            let (document, role_wide) =
+                fit(own, denial_statements(&denied, &wide, &lasting), cutoff);
             if role_wide {
                 self.plan.notices.push(Notice {
                     kind: NoticeKind::SessionsCutRoleWide,
@@ -602,7 +618,7 @@ impl<'a> People<'a> {
             .as_ref()
             .map(iam_policy::statements)
             .unwrap_or_default();
-        let cutoff = self.i.now + CUTOFF_MARGIN_SECS;
+        let cutoff = self.i.now + self.i.propagation_seconds;
         let inline = |denials: Vec<Value>| {
             (!own.is_empty() || !denials.is_empty()).then(|| fit(own.clone(), denials, cutoff).0)
         };
@@ -988,16 +1004,47 @@ pub fn read_denials(inline: Option<&Value>) -> (BTreeMap<String, u64>, Vec<u64>)
     (users, wide)
 }
 
+/// How long a session issued before each cut-off may live, as the denials' statement
+/// ids record it (`...For<seconds>`).
+pub fn read_lasting(inline: Option<&Value>) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    let Some(doc) = inline else {
+        return out;
+    };
+    for st in iam_policy::statements(doc).iter().filter(|s| is_denial(s)) {
+        let cutoff = st["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            .as_str()
+            .and_then(parse_rfc3339);
+        if let (Some(t), Some(n)) = (cutoff, st["Sid"].as_str().and_then(sid_lasting)) {
+            let e = out.entry(t).or_insert(n);
+            *e = (*e).max(n);
+        }
+    }
+    out
+}
+
+/// The statement id of a denial at `at`, with how long its sessions may live if known.
+fn denial_sid(part: &str, at: u64, lasting: &BTreeMap<u64, u64>) -> String {
+    match lasting.get(&at) {
+        Some(n) => format!("{DENY_SID_PREFIX}{part}{at}For{n}"),
+        None => format!("{DENY_SID_PREFIX}{part}{at}"),
+    }
+}
+
 /// One Deny statement per cut-off naming the users it denies, and one per set-wide
 /// cut-off.
-fn denial_statements(live: &BTreeMap<String, u64>, wide: &[u64]) -> Vec<Value> {
+fn denial_statements(
+    live: &BTreeMap<String, u64>,
+    wide: &[u64],
+    lasting: &BTreeMap<u64, u64>,
+) -> Vec<Value> {
     let mut by_cutoff: BTreeMap<u64, Vec<&String>> = BTreeMap::new();
     for (id, at) in live {
         by_cutoff.entry(*at).or_default().push(id);
     }
     let users = by_cutoff.into_iter().map(|(at, ids)| {
         json!({
-            "Sid": format!("{DENY_SID_PREFIX}{at}"),
+            "Sid": denial_sid("", at, lasting),
             "Effect": "Deny",
             "Action": "*",
             "Resource": "*",
@@ -1008,7 +1055,11 @@ fn denial_statements(live: &BTreeMap<String, u64>, wide: &[u64]) -> Vec<Value> {
         })
     });
     users
-        .chain(wide.iter().map(|at| wide_denial(*at)))
+        .chain(wide.iter().map(|at| {
+            let mut d = wide_denial(*at);
+            d["Sid"] = Value::String(denial_sid("All", *at, lasting));
+            d
+        }))
         .collect()
 }
 
@@ -1150,6 +1201,7 @@ accounts: {ids: ["111111111111"]}
             prune: false,
             recorded_baselines,
             window_seconds: 3600,
+            propagation_seconds: 300,
         })
     }
 
@@ -1229,10 +1281,7 @@ accounts: {ids: ["111111111111"]}
         assert_eq!(removal.removal.map(|r| (r.baseline, r.after)), Some((3, 2)));
         let doc = p.changes[1].after.clone().unwrap();
         let (denied, wide) = read_denials(Some(&doc));
-        assert_eq!(
-            denied,
-            BTreeMap::from([("id-cy".to_string(), NOW + CUTOFF_MARGIN_SECS)])
-        );
+        assert_eq!(denied, BTreeMap::from([("id-cy".to_string(), NOW + 300)]));
         assert!(wide.is_empty());
         assert!(
             iam_policy::statements(&doc)
@@ -1273,16 +1322,26 @@ accounts: {ids: ["111111111111"]}
     }
 
     #[test]
-    fn denials_expire_after_the_session_duration_and_a_returning_person_loses_theirs() {
+    fn denials_expire_as_recorded_and_a_returning_person_keeps_theirs() {
         let spec = spec();
+        // cy's and ed's cut-offs are 7201 s old: cy's recorded a 2-hour session (gone),
+        // ed's recorded none (12 hours: kept). bo is back in the group: kept.
+        let (cy, di) = (NOW - 7201, NOW - 60);
         let old = denial_statements(
             &BTreeMap::from([
-                ("id-cy".to_string(), NOW - 7201),
-                ("id-di".to_string(), NOW - 60),
-                ("id-bo".to_string(), NOW - 60),
+                ("id-cy".to_string(), cy),
+                ("id-di".to_string(), di),
+                ("id-bo".to_string(), di),
             ]),
             &[],
+            &BTreeMap::from([(cy, 7200), (di, 7200)]),
         );
+        let mut old = old;
+        old.extend(denial_statements(
+            &BTreeMap::from([("id-ed".to_string(), cy - 1)]),
+            &[],
+            &BTreeMap::new(),
+        ));
         let w = [wanted(
             &spec,
             Members::Read(vec![person("ana"), person("bo")]),
@@ -1302,9 +1361,10 @@ accounts: {ids: ["111111111111"]}
         };
         assert_eq!(
             read_denials(Some(doc)).0.into_keys().collect::<Vec<_>>(),
-            ["id-di"],
-            "cy's expired (PT2H), bo is back"
+            ["id-bo", "id-di", "id-ed"],
+            "cy's expired (recorded PT2H); bo is back but keeps the entry; ed's has no record (12 h)"
         );
+        assert_eq!(read_lasting(Some(doc)).get(&di), Some(&7200));
     }
 
     #[test]

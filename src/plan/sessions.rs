@@ -11,12 +11,19 @@
 //!
 //! So the role gets an inline policy of its own, [`SESSIONS_POLICY`]: Deny `*` for the
 //! departed `sub` values when `aws:TokenIssueTime` is before a cut-off. The cut-off is the
-//! pass's time plus [`CUTOFF_MARGIN_SECS`], which covers the seconds between planning and
-//! the trust write and IAM's propagation of it (a session obtained through the old trust in
-//! that window is still denied). Nobody else's session is touched. A principal who comes
-//! back into the group loses its entry in the pass that trusts it again, so its next
-//! session works at once. An entry goes away once the role's maximum session duration has
-//! passed since its cut-off: no session issued before it can still be alive.
+//! moment the revocation is written plus `safety.propagationSeconds` (IAM's propagation of
+//! the trust change, "a few minutes" by AWS's documentation): the plan proposes the pass's
+//! time plus the margin, and the apply moves it to the write's own time plus the margin
+//! ([`restamp`]), so a session minted while a long pass was still reading, or before the
+//! trust change reached every endpoint, is denied. Nobody else's session is touched.
+//!
+//! A denial outlives re-admission: a principal who comes back into the group keeps its
+//! entry, so its sessions issued before the cut-off (a stolen one among them) never work
+//! again, while those it gets after the cut-off do. An entry goes away once every session
+//! it covers has expired: each cut-off records in its statement id how long a session
+//! issued before it may live (`...For<seconds>`: the longest maximum session duration the
+//! role has had since the entry was made, raised when the role's grows), 12 hours when no
+//! record says (IAM's largest `MaxSessionDuration`).
 //!
 //! The policy document is the whole state (level-based): each pass reads it back, drops
 //! what expired and adds what the pass revokes. When the entries do not fit the role's
@@ -35,16 +42,69 @@ use crate::model::iam_policy::strings;
 
 pub use crate::model::names::SESSIONS_POLICY;
 
-/// Seconds added to the pass's time for a principal's cut-off (planning to write, and
-/// IAM's propagation of the trust change).
-pub const CUTOFF_MARGIN_SECS: u64 = 60;
+/// How long a session issued before a cut-off may live when no record says: 12 hours,
+/// the largest `MaxSessionDuration` IAM allows (and Identity Center's longest session).
+pub const UNKNOWN_SESSION_SECS: u64 = 43_200;
 
-/// The denials a role carries: per `(issuer, sub)` the cut-off (Unix seconds), and per
-/// issuer a role-wide cut-off for every web-identity session of that issuer.
+/// The denials a role carries: per `(issuer, sub)` the cut-off (Unix seconds), per
+/// issuer a role-wide cut-off for every web-identity session of that issuer, and per
+/// cut-off how long a session issued before it may live, where recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionDenials {
     pub subjects: BTreeMap<(String, String), u64>,
     pub role_wide: BTreeMap<String, u64>,
+    pub lasting: BTreeMap<u64, u64>,
+}
+
+/// The session lifetime a denial statement id records (`...For<seconds>`).
+pub(crate) fn sid_lasting(sid: &str) -> Option<u64> {
+    let (_, n) = sid.rsplit_once("For")?;
+    n.parse().ok()
+}
+
+/// A cut-off proposed by the plan, moved to `fresh` where the apply writes it: in every
+/// `aws:TokenIssueTime` value equal to the proposed one, and in the statement ids that
+/// name it. Nothing else of the document changes. Returns whether anything moved.
+pub fn restamp(doc: &mut Value, proposed: u64, fresh: u64) -> bool {
+    if fresh <= proposed {
+        return false;
+    }
+    let (old, new) = (rfc3339(proposed), rfc3339(fresh));
+    let sids = [
+        (compact(proposed), compact(fresh)),
+        (proposed.to_string(), fresh.to_string()),
+    ];
+    let mut moved = false;
+    walk(doc, &mut |key, v| {
+        if key.eq_ignore_ascii_case("aws:TokenIssueTime") && v.as_str() == Some(old.as_str()) {
+            *v = Value::String(new.clone());
+            moved = true;
+        } else if key == "Sid" {
+            if let Some(sid) = v.as_str() {
+                for (from, to) in &sids {
+                    if sid.contains(from.as_str()) {
+                        *v = Value::String(sid.replacen(from.as_str(), to, 1));
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    moved
+}
+
+/// Every (key, value) of every object in `v`, depth first.
+fn walk(v: &mut Value, f: &mut dyn FnMut(&str, &mut Value)) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                f(k, x);
+                walk(x, f);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, f)),
+        _ => {}
+    }
 }
 
 /// The RFC 3339 form of a Unix time, as the denials write it.
@@ -61,12 +121,18 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
         .and_then(|d| u64::try_from(d.unix_timestamp()).ok())
 }
 
-fn compact_sid(prefix: &str, t: u64) -> String {
-    let s: String = rfc3339(t)
+fn compact(t: u64) -> String {
+    rfc3339(t)
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    format!("{prefix}{s}")
+        .collect()
+}
+
+fn compact_sid(prefix: &str, t: u64, lasting: Option<u64>) -> String {
+    match lasting {
+        Some(n) => format!("{prefix}{}For{n}", compact(t)),
+        None => format!("{prefix}{}", compact(t)),
+    }
 }
 
 /// A condition block's value under `key`, matched case-insensitively as IAM does.
@@ -93,6 +159,10 @@ impl SessionDenials {
             else {
                 continue;
             };
+            if let Some(n) = st["Sid"].as_str().and_then(sid_lasting) {
+                let e = out.lasting.entry(cutoff).or_insert(n);
+                *e = (*e).max(n);
+            }
             let sub_key = |b: &serde_json::Map<String, Value>| {
                 b.iter()
                     .find(|(k, _)| k.to_ascii_lowercase().ends_with(":sub"))
@@ -124,7 +194,7 @@ impl SessionDenials {
         let mut statements = Vec::new();
         for (issuer, t) in &self.role_wide {
             statements.push(json!({
-                "Sid": compact_sid("AllWebIdentitySessionsBefore", *t),
+                "Sid": compact_sid("AllWebIdentitySessionsBefore", *t, self.lasting.get(t).copied()),
                 "Effect": "Deny",
                 "Action": "*",
                 "Resource": "*",
@@ -136,7 +206,7 @@ impl SessionDenials {
         }
         for ((t, issuer), subs) in grouped {
             statements.push(json!({
-                "Sid": compact_sid("DepartedSessionsBefore", t),
+                "Sid": compact_sid("DepartedSessionsBefore", t, self.lasting.get(&t).copied()),
                 "Effect": "Deny",
                 "Action": "*",
                 "Resource": "*",
@@ -149,13 +219,43 @@ impl SessionDenials {
         json!({"Version": "2012-10-17", "Statement": statements})
     }
 
-    /// Drops what can no longer match a live session: cut-offs more than `max_session`
-    /// seconds before `now`.
-    fn expire(&mut self, now: u64, max_session: u64) {
-        self.subjects
-            .retain(|_, t| t.saturating_add(max_session) > now);
-        self.role_wide
-            .retain(|_, t| t.saturating_add(max_session) > now);
+    /// How long a session issued before cut-off `t` may live: as recorded, else 12 hours.
+    pub fn lasting_of(&self, t: u64) -> u64 {
+        self.lasting
+            .get(&t)
+            .copied()
+            .unwrap_or(UNKNOWN_SESSION_SECS)
+    }
+
+    /// Drops what can no longer match a live session: cut-offs whose sessions have all
+    /// expired (as long as each cut-off's record says, 12 hours where none does).
+    fn expire(&mut self, now: u64) {
+        let lasting = self.lasting.clone();
+        let alive = |t: &u64| {
+            t.saturating_add(lasting.get(t).copied().unwrap_or(UNKNOWN_SESSION_SECS)) > now
+        };
+        self.subjects.retain(|_, t| alive(t));
+        self.role_wide.retain(|_, t| alive(t));
+        let used: BTreeSet<u64> = self
+            .subjects
+            .values()
+            .chain(self.role_wide.values())
+            .copied()
+            .collect();
+        self.lasting.retain(|t, _| used.contains(t));
+    }
+
+    /// Records that sessions of the role may now live `max_session` seconds: each
+    /// recorded cut-off's lifetime is raised to it (never lowered: a session issued
+    /// before the cut-off under a longer maximum still lives), and a new cut-off without
+    /// a record gets it.
+    fn raise(&mut self, max_session: u64, new: &BTreeSet<u64>) {
+        for n in self.lasting.values_mut() {
+            *n = (*n).max(max_session);
+        }
+        for t in new {
+            self.lasting.entry(*t).or_insert(max_session);
+        }
     }
 }
 
@@ -168,20 +268,16 @@ pub fn whom(principal: Option<&str>, quote: &str) -> String {
 }
 
 impl Planner<'_> {
-    fn record_denials(
-        &mut self,
-        dr: &DesiredRole,
-        or: &ObservedRole,
-        want: &SessionDenials,
-        max_session: u64,
-    ) {
+    fn record_denials(&mut self, dr: &DesiredRole, or: &ObservedRole, want: &SessionDenials) {
+        let margin = self.s.safety.propagation_seconds;
         let entry = |principal: Option<&String>, t: u64| SessionDenial {
             account: None,
             mapping: dr.mapping.clone(),
             role: or.arn.clone().into(),
             principal: principal.cloned(),
             issued_before: rfc3339(t),
-            until: rfc3339(t + max_session),
+            written_at: rfc3339(t.saturating_sub(margin)),
+            until: rfc3339(t + want.lasting_of(t)),
         };
         let role_wide = want.role_wide.values().map(|t| entry(None, *t));
         let subjects = want
@@ -193,16 +289,10 @@ impl Planner<'_> {
     }
 
     /// Brings the role's session denials in line after its trust was planned: the
-    /// principals revoked by the changes pushed since `from` get a cut-off, entries past the
-    /// maximum session duration go, and (for a fully planned mapping) principals the role
-    /// trusts again lose theirs.
-    pub(super) fn sessions(
-        &mut self,
-        dr: &DesiredRole,
-        or: &ObservedRole,
-        from: usize,
-        trusted_again: Option<&BTreeSet<String>>,
-    ) {
+    /// principals revoked by the changes pushed since `from` get a cut-off, and entries
+    /// whose sessions have all expired go. A principal the role trusts again keeps its
+    /// entry: its sessions from before the cut-off stay denied, its new ones work.
+    pub(super) fn sessions(&mut self, dr: &DesiredRole, or: &ObservedRole, from: usize) {
         let revoked: BTreeSet<String> = self.changes[from..]
             .iter()
             .filter(|c| matches!(c.action, Action::Iam(IamAction::RevokeTrust { .. })))
@@ -219,13 +309,11 @@ impl Planner<'_> {
             .max(or.max_session_duration.unwrap_or(0))
             .max(3600) as u64;
         let now = self.s.now;
-        want.expire(now, max_session);
+        let margin = self.s.safety.propagation_seconds;
+        want.expire(now);
         let issuer = dr.trust_parts.federated.as_ref().map(|f| f.issuer.clone());
-        if let (Some(issuer), Some(back)) = (&issuer, trusted_again) {
-            want.subjects
-                .retain(|(i, sub), _| !(i == issuer && back.contains(sub)));
-        }
         let mut fell_back = false;
+        let mut new_cutoffs = BTreeSet::new();
         if let Some(issuer) = &issuer {
             for sub in &revoked {
                 // A cut-off still ahead already covers a trust write that keeps failing;
@@ -235,9 +323,11 @@ impl Planner<'_> {
                     .entry((issuer.clone(), sub.clone()))
                     .or_insert(0);
                 if *t < now {
-                    *t = now + CUTOFF_MARGIN_SECS;
+                    *t = now + margin;
+                    new_cutoffs.insert(*t);
                 }
             }
+            want.raise(max_session, &new_cutoffs);
             let others: usize = dr
                 .inline_policies
                 .iter()
@@ -251,11 +341,15 @@ impl Planner<'_> {
                 let e = want.role_wide.entry(issuer.clone()).or_insert(now);
                 *e = (*e).max(now);
                 want.subjects
-                    .retain(|(i, _), t| !(i == issuer && *t <= now + CUTOFF_MARGIN_SECS));
+                    .retain(|(i, _), t| !(i == issuer && *t <= now + margin));
+                want.raise(max_session, &BTreeSet::from([now]));
                 fell_back = true;
             }
+        } else {
+            want.raise(max_session, &new_cutoffs);
         }
-        self.record_denials(dr, or, &want, max_session);
+        want.expire(now);
+        self.record_denials(dr, or, &want);
         if want == have {
             return;
         }
@@ -268,7 +362,7 @@ impl Planner<'_> {
             } else {
                 ids.join(", ")
             };
-            let until = rfc3339(now + CUTOFF_MARGIN_SECS + max_session);
+            let until = rfc3339(now + margin + max_session);
             let reason = if fell_back {
                 format!(
                     "deny the live sessions of the {} principal(s) leaving the trust ({who}): their entries do not fit the role's inline policy budget ({} characters), so every web-identity session issued before {} is denied (the members who stay assume the role again); until {until}",
@@ -278,9 +372,9 @@ impl Planner<'_> {
                 )
             } else {
                 format!(
-                    "deny the live sessions of the {} principal(s) leaving the trust ({who}) issued before {}, until {until}",
+                    "deny the live sessions of the {} principal(s) leaving the trust ({who}) issued before {} (when the revocation is written, plus {margin}s for IAM to propagate it), until {until}",
                     revoked.len(),
-                    rfc3339(now + CUTOFF_MARGIN_SECS)
+                    rfc3339(now + margin)
                 )
             };
             if fell_back {
@@ -309,7 +403,7 @@ impl Planner<'_> {
                 }),
                 &or.arn,
                 m,
-                "no session denial is needed any more (older than the maximum session duration, or the principals are trusted again)",
+                "no session denial is needed any more: every session it covered has expired",
             );
             c.before = have_doc.cloned();
         } else {
@@ -321,7 +415,7 @@ impl Planner<'_> {
                 }),
                 &or.arn,
                 m,
-                "session denials past the maximum session duration, or of principals trusted again, dropped",
+                "session denials whose sessions have all expired dropped, or their lifetimes raised to the role's longer maximum session",
             );
             c.before = have_doc.cloned();
             c.after = Some(doc);
@@ -357,7 +451,9 @@ mod unit {
         let mut d = SessionDenials::default();
         d.subjects.insert(("i".into(), "old".into()), 100);
         d.subjects.insert(("i".into(), "new".into()), 5000);
-        d.expire(3700, 3600);
+        d.lasting.insert(100, 3600);
+        d.lasting.insert(5000, 3600);
+        d.expire(3700);
         assert_eq!(d.subjects.len(), 1);
         assert!(d.subjects.contains_key(&("i".into(), "new".into())));
     }

@@ -567,17 +567,16 @@ fn session_denials_follow_departures_returns_and_the_session_length() {
     assert!(again.changes.is_empty(), "{:?}", names(&again));
     assert_eq!(again.session_denials, p.session_denials);
 
-    // Back in the group: trusted again, and the denial goes with the grant.
+    // Back in the group: trusted again, and the denial stays (its sessions from before
+    // the cut-off never work again; new ones, issued after it, do).
     let back = plan(&desired_for(&["a", "b"], ""), &observed, &later);
-    assert_eq!(
-        names(&back),
-        ["update-trust-policy", "delete-inline-policy"]
-    );
-    assert!(back.session_denials.is_empty());
+    assert_eq!(names(&back), ["update-trust-policy"]);
+    assert_eq!(back.session_denials, p.session_denials);
 
-    // Gone for longer than the role's maximum session: nothing can be alive to deny.
+    // Gone for longer than the role's maximum session as recorded with the cut-off:
+    // nothing can be alive to deny.
     let expired = Settings {
-        now: s.now + 3600 + sessions::CUTOFF_MARGIN_SECS + 1,
+        now: s.now + 3600 + s.safety.propagation_seconds + 1,
         ..s.clone()
     };
     let p = plan(&desired_for(&["a"], ""), &observed, &expired);

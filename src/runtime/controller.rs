@@ -46,7 +46,7 @@ use crate::runtime::metrics::{
 };
 use crate::runtime::pass::{self, DirectorySource};
 use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
-use crate::runtime::watch::{signals, watch_directory, watch_policies, Changed};
+use crate::runtime::watch::{signals, watch_directory, watch_policies, Changed, DirectoryWatch};
 use crate::runtime::writes::{Guarded, RoleWrites};
 use crate::sources::directory::GroupRequest;
 use crate::sources::policy::{self, PolicySet};
@@ -110,12 +110,15 @@ pub async fn run(
     let requests: Arc<Mutex<Vec<GroupRequest>>> = Arc::new(Mutex::new(Vec::new()));
     let changed: Changed = Arc::new(Mutex::new(Some(BTreeSet::new())));
     tokio::spawn(watch_directory(
-        directory.clone(),
-        requests.clone(),
-        changed.clone(),
-        settings.directory_poll,
+        DirectoryWatch {
+            directory: directory.clone(),
+            requests: requests.clone(),
+            changed: changed.clone(),
+            period: settings.directory_poll,
+            wake: wake_tx,
+            shared: shared.clone(),
+        },
         shared.inbox.poll_now.clone(),
-        wake_tx,
         stop_rx.clone(),
     ));
     let keeper = notifications.map(|config| {

@@ -172,10 +172,60 @@ impl DirectorySource {
     }
 
     /// Follow users' changes as well as groups' (the controller's delta cache): people's
-    /// access depends on them.
-    pub async fn track_users(&mut self) {
-        if let DirectorySource::Delta { cache, .. } = self {
-            cache.track_users().await;
+    /// access depends on them. Takes the users feed's link now (one request, with no lock
+    /// on the directory held), so that a pass that then reads every user misses no change
+    /// made after its read; if that fails, or the watcher is polling the feed this very
+    /// moment, the watcher's poll takes it (and asks for a full pass when it had none).
+    pub async fn track_users(source: &tokio::sync::Mutex<DirectorySource>) {
+        let feed = match &mut *source.lock().await {
+            DirectorySource::Delta { cache, .. } => cache.track_users(),
+            _ => return,
+        };
+        let (reader, feed) = feed;
+        let Ok(mut feed) = feed.try_lock() else {
+            return;
+        };
+        if feed.started() {
+            return;
+        }
+        if let Err(e) = feed.poll(&reader).await {
+            tracing::warn!(error = %e, "cannot start the Graph users delta feed; the next poll tries again");
+        }
+    }
+
+    /// The users feed, once a pass with people has asked for it ([`Self::track_users`]).
+    pub async fn users_feed(
+        source: &tokio::sync::Mutex<DirectorySource>,
+    ) -> Option<(
+        entra::GraphReader,
+        std::sync::Arc<tokio::sync::Mutex<entra::UsersFeed>>,
+    )> {
+        match &*source.lock().await {
+            DirectorySource::Delta { cache, .. } => cache.users_feed(),
+            _ => None,
+        }
+    }
+
+    /// One round of the groups delta feed (`None`: the source has no feed), read from
+    /// Graph with no lock on the directory held: a groups feed that fails or waits out a
+    /// back-off holds neither the users feed nor the membership fast path, which read the
+    /// cache as it is. One round at a time (the feed's own lock).
+    pub async fn sync_groups(
+        source: &tokio::sync::Mutex<DirectorySource>,
+    ) -> Result<Option<entra::SyncResult>, entra::graph::Error> {
+        let feed = match &*source.lock().await {
+            DirectorySource::Delta { cache, .. } => cache.groups_feed(),
+            _ => return Ok(None),
+        };
+        let _round = feed.lock().await;
+        let (reader, link) = match &*source.lock().await {
+            DirectorySource::Delta { cache, .. } => (cache.reader().clone(), cache.groups_link()),
+            _ => return Ok(None),
+        };
+        let round = entra::GroupsRound::read(&reader, link).await?;
+        match &mut *source.lock().await {
+            DirectorySource::Delta { cache, .. } => Ok(Some(cache.apply_groups(round))),
+            _ => Ok(None),
         }
     }
 
@@ -229,6 +279,14 @@ impl DirectorySource {
         source: &tokio::sync::Mutex<DirectorySource>,
         requests: &[GroupRequest],
     ) -> anyhow::Result<DirectorySnapshot> {
+        if source.lock().await.needs_graph(requests) {
+            source
+                .lock()
+                .await
+                .connect()
+                .context("the policies map Entra groups, so Microsoft Graph must be reached")?;
+        }
+        Self::sync_groups(source).await.context(READING)?;
         let reader = match source.lock().await.read(requests, true).await? {
             Read::Ready(snapshot) => return Ok(snapshot),
             Read::FullReadDue(reader) => reader,
@@ -236,6 +294,11 @@ impl DirectorySource {
         let full = reader.snapshot(requests).await.context(READING)?;
         source.lock().await.took_full_read(requests, &full);
         Ok(full)
+    }
+
+    /// A source not connected yet that these requests need Graph for.
+    fn needs_graph(&self, requests: &[GroupRequest]) -> bool {
+        matches!(self, DirectorySource::GraphLater { .. }) && !requests.is_empty()
     }
 
     /// The memberships for these requests as the delta cache holds them, without a sync:
@@ -254,7 +317,10 @@ impl DirectorySource {
         }
     }
 
-    async fn read(&mut self, requests: &[GroupRequest], sync: bool) -> anyhow::Result<Read> {
+    /// The memberships as the source holds them: for the delta cache, as its feed last
+    /// brought it up to date ([`Self::sync_groups`]), or a full read of the mapped groups
+    /// due when `pass` and `fullReadSeconds` have passed since the last.
+    async fn read(&mut self, requests: &[GroupRequest], pass: bool) -> anyhow::Result<Read> {
         if let DirectorySource::GraphLater { .. } = self {
             if requests.is_empty() {
                 return Ok(Read::Ready(DirectorySnapshot::default()));
@@ -272,14 +338,11 @@ impl DirectorySource {
                 last_full,
                 ..
             } => {
-                if sync {
-                    cache.sync().await.context(READING)?;
-                }
                 let mut cached = cache.snapshot(requests);
                 if cache.learn_owners(&cached).await.context(READING)? {
                     cached = cache.snapshot(requests);
                 }
-                if !sync || last_full.is_some_and(|t| t.elapsed() < *full_every) {
+                if !pass || last_full.is_some_and(|t| t.elapsed() < *full_every) {
                     return Ok(Read::Ready(cached));
                 }
                 return Ok(Read::FullReadDue(cache.reader().clone()));

@@ -26,11 +26,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Ready while the last successful pass is recent. Either way, the body names every
-/// request to AWS or Graph that has gone unanswered for a while: what the controller is
-/// waiting for when an endpoint accepts connections and never answers.
+/// Ready while the last successful pass is recent and no directory feed has failed for
+/// as long. Either way, the body names each failing feed and every request to AWS or
+/// Graph that has gone unanswered for a while: what the controller is waiting for when an
+/// endpoint accepts connections and never answers.
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let waiting = shared.pending.waiting(crate::runtime::status::STALLED);
+    let (feeds, feed_down) = shared.failing_feeds(shared.ready_max_age);
     let st = shared.status.lock().expect("status");
     let (code, mut body) = match st.last_success {
         Some(t) if t.elapsed() <= shared.ready_max_age => (StatusCode::OK, "ready\n".to_string()),
@@ -46,6 +48,15 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             },
         ),
     };
+    let code = if feed_down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        code
+    };
+    for f in feeds {
+        body.push_str(&f);
+        body.push('\n');
+    }
     for w in waiting {
         body.push_str(&format!(
             "waiting {}s for an answer: {}\n",

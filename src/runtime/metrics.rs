@@ -54,6 +54,13 @@ pub struct AccountLabel {
     pub account: String,
 }
 
+/// `feed` label: `groups` or `users`, the directory's two delta feeds.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedLabel {
+    /// `groups` or `users`.
+    pub feed: String,
+}
+
 /// Every metric the controller exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -96,6 +103,10 @@ pub struct Metrics {
     pub graph_notifications: Family<OutcomeLabel, Counter>,
     /// 1 while the controller holds a live Graph change-notification subscription.
     pub graph_subscription_active: Gauge,
+    /// 1 while a directory delta feed answers, 0 while its polls fail, by feed.
+    pub directory_feed_up: Family<FeedLabel, Gauge>,
+    /// Failed polls of a directory delta feed, by feed.
+    pub directory_feed_failures: Family<FeedLabel, Counter>,
 }
 
 impl Metrics {
@@ -121,6 +132,8 @@ impl Metrics {
             account_changes_failed: Default::default(),
             graph_notifications: Default::default(),
             graph_subscription_active: Default::default(),
+            directory_feed_up: Default::default(),
+            directory_feed_failures: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("trustsync");
         r.register("passes", "Reconcile passes by outcome", m.passes.clone());
@@ -209,6 +222,16 @@ impl Metrics {
             "graph_subscription_active",
             "1 while the controller holds a live Microsoft Graph change-notification subscription",
             m.graph_subscription_active.clone(),
+        );
+        r.register(
+            "directory_feed_up",
+            "1 while a Microsoft Graph delta feed (groups, users) answers its polls, 0 while they fail",
+            m.directory_feed_up.clone(),
+        );
+        r.register(
+            "directory_feed_failures",
+            "Failed polls of a Microsoft Graph delta feed (groups, users)",
+            m.directory_feed_failures.clone(),
         );
         m
     }

@@ -164,7 +164,7 @@ pub async fn plan_people(
         }
     };
     // From now on the controller's watcher follows users' changes too.
-    directory.lock().await.track_users().await;
+    DirectorySource::track_users(directory).await;
     let users = match fast {
         true => {
             let ids: BTreeSet<String> = policies
@@ -212,6 +212,7 @@ pub async fn plan_people(
         prune: settings.prune && !fast,
         recorded_baselines,
         window_seconds: settings.safety.removal_window_seconds,
+        propagation_seconds: settings.safety.propagation_seconds,
     });
     let mut state = fleet.people();
     if fast {
@@ -275,19 +276,32 @@ pub async fn plan_people(
 }
 
 /// A person the fast path took out after a full pass's directory read `began` is not
-/// added back from that older read; the next pass decides again.
+/// added back from that older read, and the permission set of a document the fast path
+/// revoked in since is not rewritten from the full pass's older read of it (which lacks
+/// the fast path's new denial: writing it would bring the departed person's sessions
+/// back). The next pass decides again, from a read made after the revocation.
 fn drop_regrants(p: &mut Plan, state: &PeopleState, began: Instant) {
     p.changes.retain_mut(|c| {
-        let (Action::People(PeopleAction::AddGroupMembers { user_names, .. }), Some(m)) =
-            (&mut c.action, &c.mapping)
-        else {
+        let Some(m) = &c.mapping else {
             return true;
         };
-        let gone = state.revoked_since(m.as_str(), began);
-        user_names.retain(|u| !gone.contains(&u.to_lowercase()));
-        c.members_added
-            .retain(|u| !gone.contains(&u.to_lowercase()));
-        !user_names.is_empty()
+        match &mut c.action {
+            Action::People(PeopleAction::AddGroupMembers { user_names, .. }) => {
+                let gone = state.revoked_since(m.as_str(), began);
+                user_names.retain(|u| !gone.contains(&u.to_lowercase()));
+                c.members_added
+                    .retain(|u| !gone.contains(&u.to_lowercase()));
+                !user_names.is_empty()
+            }
+            Action::People(PeopleAction::PutPermissionSet {
+                permission_set_arn: Some(_),
+                ..
+            })
+            | Action::People(PeopleAction::DenyPermissionSetSessions { .. }) => {
+                state.revoked_since(m.as_str(), began).is_empty()
+            }
+            _ => true,
+        }
     });
 }
 

@@ -159,8 +159,90 @@ pub struct StatusDoc {
     /// acknowledged (`trustsync audit acknowledge`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_attention: Option<String>,
+    /// The directory's delta feeds (`groups`, and `users` once people are mapped), each
+    /// on its own: one failing never stops the other.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub directory_feeds: BTreeMap<&'static str, FeedStatus>,
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
+}
+
+/// One directory delta feed in `/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedStatus {
+    /// When a poll last answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    /// Since when its polls have failed (absent while they answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// Polls failed in a row.
+    pub consecutive_failures: u64,
+    /// The last poll's error, while failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub(crate) failing_for: Option<Instant>,
+}
+
+impl Shared {
+    /// Records how a poll of a directory feed (`groups`, `users`) went, in `/status` and
+    /// the metrics; returns true for the first failure of a run of them.
+    pub(crate) fn feed_polled(&self, feed: &'static str, error: Option<String>) -> bool {
+        let label = crate::runtime::metrics::FeedLabel { feed: feed.into() };
+        let mut st = self.status.lock().expect("status");
+        let f = st.directory_feeds.entry(feed).or_default();
+        match error {
+            None => {
+                self.metrics.directory_feed_up.get_or_create(&label).set(1);
+                f.last_success_at = Some(now_rfc3339());
+                f.failing_since = None;
+                f.failing_for = None;
+                f.consecutive_failures = 0;
+                f.error = None;
+                false
+            }
+            Some(e) => {
+                self.metrics.directory_feed_up.get_or_create(&label).set(0);
+                self.metrics
+                    .directory_feed_failures
+                    .get_or_create(&label)
+                    .inc();
+                let first = f.failing_for.is_none();
+                if first {
+                    f.failing_since = Some(now_rfc3339());
+                    f.failing_for = Some(Instant::now());
+                }
+                f.consecutive_failures += 1;
+                f.error = Some(e);
+                first
+            }
+        }
+    }
+
+    /// The feeds failing now, in words, for `/readyz`; and whether one has failed for
+    /// longer than `age` (then the controller is not ready: a departure it only hears of
+    /// through that feed waits for the next full pass).
+    pub(crate) fn failing_feeds(&self, age: Duration) -> (Vec<String>, bool) {
+        let st = self.status.lock().expect("status");
+        let mut too_long = false;
+        let lines = st
+            .directory_feeds
+            .iter()
+            .filter_map(|(name, f)| {
+                let t = f.failing_for?;
+                too_long |= t.elapsed() > age;
+                Some(format!(
+                    "Graph {name} delta feed failing for {}s ({} polls): {}",
+                    t.elapsed().as_secs(),
+                    f.consecutive_failures,
+                    f.error.as_deref().unwrap_or("")
+                ))
+            })
+            .collect();
+        (lines, too_long)
+    }
 }
 
 /// One AWS account as the last pass found it.

@@ -117,97 +117,187 @@ fn relevant_groups(cache: &DeltaCache, requests: &[GroupRequest]) -> BTreeSet<St
     out
 }
 
-pub(crate) fn watch_directory(
-    directory: Arc<tokio::sync::Mutex<DirectorySource>>,
-    requests: Arc<Mutex<Vec<GroupRequest>>>,
-    changed_groups: Changed,
-    period: Duration,
+/// What the directory watchers share: where memberships come from, the requests of the
+/// last pass, where a change is placed for the fast path, and the wake-up.
+#[derive(Clone)]
+pub(crate) struct DirectoryWatch {
+    pub directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+    pub requests: Arc<Mutex<Vec<GroupRequest>>>,
+    pub changed: Changed,
+    pub period: Duration,
+    pub wake: mpsc::Sender<()>,
+    pub shared: Arc<crate::runtime::status::Shared>,
+}
+
+impl DirectoryWatch {
+    /// Places a change for the next pass: the selectors it touched (the fast path), or
+    /// `None` when it cannot be placed (a full pass); then wakes the controller.
+    fn place(&self, touched: Option<BTreeSet<crate::sources::policy::GroupSelector>>) {
+        {
+            let mut c = self.changed.lock().expect("changed");
+            match (c.as_mut(), touched) {
+                (Some(set), Some(t)) => set.extend(t),
+                _ => *c = None,
+            }
+        }
+        tracing::info!("directory change to a mapped group; starting a pass");
+        // A full channel means a fast pass is already pending: this change rides along (it
+        // takes every change placed so far).
+        let _ = self.wake.try_send(());
+    }
+
+    /// The requests of the last pass, pins included: a group is watched by the id its
+    /// mapping is pinned to, not by a name anyone can give another group.
+    fn requests(&self) -> Vec<GroupRequest> {
+        self.requests.lock().expect("requests").clone()
+    }
+}
+
+/// The directory watchers: the groups feed (or the tenant file) and the users feed, each
+/// polling on its own so that one failing or waiting never delays the other. Ends when
+/// `stop` is raised.
+pub(crate) async fn watch_directory(
+    watch: DirectoryWatch,
     poll_now: Arc<tokio::sync::Notify>,
-    wake: mpsc::Sender<()>,
+    stop: watch::Receiver<bool>,
+) {
+    tokio::join!(
+        watch_groups(watch.clone(), poll_now, stop.clone()),
+        watch_users(watch, stop),
+    );
+}
+
+/// Sleeps for `period` or until a poll is asked for now; false once `stop` is raised.
+async fn next_poll(
+    period: Duration,
+    poll_now: Option<&tokio::sync::Notify>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let now = async {
+        match poll_now {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => false,
+        _ = tokio::time::sleep(period) => true,
+        // A Graph change notification: poll now (what changed is read, not told).
+        _ = now => true,
+    }
+}
+
+/// The groups delta feed, or the tenant file: which mappings' groups changed, when that
+/// can be said (the fast path then touches only their roles and people); otherwise the
+/// next pass is a full one.
+async fn watch_groups(
+    w: DirectoryWatch,
+    poll_now: Arc<tokio::sync::Notify>,
     mut stop: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> {
+) {
     // The tenant file as it is now, before the first pass reads it: a change made at any
     // time after that starts a pass (taken at the first poll instead, a change made between
     // the first pass and that poll went unseen).
-    let mut last_file: Option<Vec<u8>> = match directory.try_lock().as_deref() {
+    let mut last_file: Option<Vec<u8>> = match w.directory.try_lock().as_deref() {
         Ok(DirectorySource::File(path)) => std::fs::read(path).ok(),
         _ => None,
     };
-    async move {
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(period) => {}
-                // A Graph change notification: poll now (what changed is read, not told).
-                _ = poll_now.notified() => {}
+    while next_poll(w.period, Some(&poll_now), &mut stop).await {
+        let file = match &*w.directory.lock().await {
+            DirectorySource::File(path) => Some(std::fs::read(path).ok()),
+            DirectorySource::Delta { .. } => None,
+            DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => continue,
+        };
+        if let Some(now) = file {
+            if now != last_file {
+                last_file = now;
+                w.place(None);
             }
-            // The requests of the last pass, pins included: a group is watched by the id its
-            // mapping is pinned to, not by a name anyone can give another group.
-            let requests = requests.lock().expect("requests").clone();
-            let mut dir = directory.lock().await;
-            // Which mappings' groups changed, when that can be said: the fast path then
-            // touches only their roles; otherwise the pass is a full one.
-            let place = |touched: Option<BTreeSet<crate::sources::policy::GroupSelector>>| {
-                let mut c = changed_groups.lock().expect("changed");
-                match (c.as_mut(), touched) {
-                    (Some(set), Some(t)) => set.extend(t),
-                    _ => *c = None,
-                }
-            };
-            let changed = match &mut *dir {
-                DirectorySource::Delta { cache, .. } => {
-                    let before = relevant_groups(cache, &requests);
-                    match cache.sync().await {
-                        Ok(r) => {
-                            let after = relevant_groups(cache, &requests);
-                            let ids: BTreeSet<String> = r.changed_groups.iter().cloned().collect();
-                            // Before the first pass has said which groups matter, any
-                            // change might (a full pass); nothing changed is nothing to do.
-                            // A user's change (disabled, renamed) touches the groups
-                            // it is a member of, as the cache holds them.
-                            let by_users = members_touched(cache, &requests, &r.changed_users);
-                            let hit = r.full
-                                || !by_users.is_empty()
-                                || (!ids.is_empty()
-                                    && (requests.is_empty()
-                                        || ids
-                                            .iter()
-                                            .any(|g| before.contains(g) || after.contains(g))));
-                            if hit {
-                                if requests.is_empty() || r.full {
-                                    place(None);
-                                } else {
-                                    let mut t = touched(cache, &requests, &ids);
-                                    t.extend(by_users);
-                                    place(Some(t));
-                                }
-                            }
-                            hit
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "Graph delta poll failed; the next pass reads again");
-                            false
-                        }
-                    }
-                }
-                DirectorySource::File(path) => {
-                    let now = std::fs::read(path).ok();
-                    let changed = now != last_file;
-                    last_file = now;
-                    if changed {
-                        place(None);
-                    }
-                    changed
-                }
-                DirectorySource::Graph(_) | DirectorySource::GraphLater { .. } => false,
-            };
-            drop(dir);
-            if changed {
-                tracing::info!("directory change to a mapped group; starting a pass");
-                // A full channel means a fast pass is already pending: this change rides
-                // along (it takes every change placed so far).
-                let _ = wake.try_send(());
+            continue;
+        }
+        let requests = w.requests();
+        let before = match &*w.directory.lock().await {
+            DirectorySource::Delta { cache, .. } => relevant_groups(cache, &requests),
+            _ => continue,
+        };
+        // Read with no lock on the directory: the users feed and the fast path go on.
+        let r = match DirectorySource::sync_groups(&w.directory).await {
+            Ok(Some(r)) => {
+                w.shared.feed_polled("groups", None);
+                r
             }
+            Ok(None) => continue,
+            Err(e) => {
+                if w.shared.feed_polled("groups", Some(e.to_string())) {
+                    tracing::warn!(error = %e, "Graph groups delta poll failed; the users feed and the fast path go on, and the next poll reads again");
+                }
+                continue;
+            }
+        };
+        let dir = w.directory.lock().await;
+        let DirectorySource::Delta { cache, .. } = &*dir else {
+            continue;
+        };
+        let after = relevant_groups(cache, &requests);
+        let ids: BTreeSet<String> = r.changed_groups.iter().cloned().collect();
+        // Before the first pass has said which groups matter, any change might (a full
+        // pass); nothing changed is nothing to do.
+        let hit = r.full
+            || (!ids.is_empty()
+                && (requests.is_empty()
+                    || ids.iter().any(|g| before.contains(g) || after.contains(g))));
+        if !hit {
+            continue;
+        }
+        let touched = (!requests.is_empty() && !r.full).then(|| touched(cache, &requests, &ids));
+        drop(dir);
+        w.place(touched);
+    }
+}
+
+/// The users delta feed, once a pass with people has asked for it: a user disabled,
+/// renamed or made a guest changes no group, but the people of the groups the cache says
+/// they are in. Polled beside the groups feed, never behind it.
+async fn watch_users(w: DirectoryWatch, mut stop: watch::Receiver<bool>) {
+    while next_poll(w.period, None, &mut stop).await {
+        let Some((reader, feed)) = DirectorySource::users_feed(&w.directory).await else {
+            continue;
+        };
+        let poll = feed.lock().await.poll(&reader).await;
+        let poll = match poll {
+            Ok(p) => {
+                w.shared.feed_polled("users", None);
+                p
+            }
+            Err(e) => {
+                // A failed poll keeps the feed's link, so nothing is missed once it answers
+                // again; the first failure of a run asks for a full pass, which reads every
+                // user (through `/users`, which may well answer).
+                if w.shared.feed_polled("users", Some(e.to_string())) {
+                    tracing::warn!(error = %e, "Graph users delta poll failed; a full pass reads every user, and the next poll reads again");
+                    w.place(None);
+                }
+                continue;
+            }
+        };
+        // A feed that starts only now may have missed a change since the last pass read
+        // every user: a full pass reads them again.
+        if poll.started {
+            w.place(None);
+            continue;
+        }
+        if poll.changed.is_empty() {
+            continue;
+        }
+        let requests = w.requests();
+        let by_users = match &*w.directory.lock().await {
+            DirectorySource::Delta { cache, .. } => {
+                members_touched(cache, &requests, &poll.changed)
+            }
+            _ => continue,
+        };
+        if !by_users.is_empty() {
+            w.place(Some(by_users));
         }
     }
 }

@@ -59,7 +59,7 @@
 //! `POST /admin/groups/{id}/members {"id", "initiatedBy"?}`, `DELETE
 //! /admin/groups/{id}/members/{member}` (optional body `{"initiatedBy"}`): each also
 //! recorded in `GET /v1.0/auditLogs/directoryAudits` as Entra records it,
-//! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "delayMs",
+//! `POST /admin/faults {"throttle", "retryAfter", "fail", "failStatus", "failAfter", "failRoute", "delayMs",
 //! "loseDeltaEvents", "denyAuditLogs", "auditDelayMs", "membersDelayMs", "noOwnedObjects"}`,
 //! `POST /admin/users` (a tenant-file user), `PATCH /admin/users/{id}` (`accountEnabled`,
 //! `displayName`, `userPrincipalName`, `mail`, `userType`), `DELETE /admin/users/{id}` (out

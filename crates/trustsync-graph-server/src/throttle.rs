@@ -70,6 +70,9 @@ pub(crate) struct Faults {
     pub(crate) fail_after: u32,
     /// Status for injected failures (default 503).
     pub(crate) fail_status: u16,
+    /// Only requests of this route fail (`delta` for `/groups/delta`, `usersDelta` for
+    /// `/users/delta`, `members`, `users`...); empty: every request.
+    pub(crate) fail_route: String,
     /// Delay every Graph request by this long.
     pub(crate) delay_ms: u64,
     /// Membership changes made through the admin API while set are not reported by
@@ -126,7 +129,10 @@ pub(crate) async fn gate(
             .insert("Retry-After", retry.to_string().parse().expect("header"));
         return Err(resp);
     }
-    if s.faults.fail > 0 && s.faults.fail_after > 0 {
+    let targeted = s.faults.fail_route.is_empty() || s.faults.fail_route == route;
+    if !targeted {
+        // Another route's failures: this request passes.
+    } else if s.faults.fail > 0 && s.faults.fail_after > 0 {
         s.faults.fail_after -= 1;
     } else if s.faults.fail > 0 {
         s.faults.fail -= 1;

@@ -2,6 +2,13 @@
 //! link. It tracks the direct members of every group, so transitive membership is computed
 //! locally and a change inside a nested group is seen even though Graph does not report it
 //! on the parent. A steady-state sync costs one request.
+//!
+//! The groups feed and the users feed (`GET /users/delta`) are independent, as Microsoft
+//! documents them: each has its own link and its own lock, and neither is read while the
+//! cache itself is borrowed, so a failing or slow groups feed never delays the users feed
+//! (a disabled person's revocation), nor the other way round. A round is read from Graph
+//! first ([`GroupsRound::read`], [`UsersFeed::poll`]) and applied to the cache after
+//! ([`DeltaCache::apply_groups`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -82,11 +89,121 @@ struct DeltaMember {
 /// One group of a delta page, parsed as soon as the page arrives (the page itself is
 /// dropped): applied to the cache only once the whole round has arrived.
 struct StagedGroup {
-    id: u32,
+    id: Box<str>,
     removed: bool,
     display_name: Option<Box<str>>,
     /// (member, kind, removed).
-    members: Vec<(u32, MemberKind, bool)>,
+    members: Vec<(Box<str>, MemberKind, bool)>,
+}
+
+/// A whole groups delta round as Graph gave it, read without the cache: applied with
+/// [`DeltaCache::apply_groups`].
+pub struct GroupsRound {
+    /// The link the round started from (`None`: a full sync).
+    from: Option<String>,
+    /// A full sync: the first one, or the link had expired.
+    full: bool,
+    groups: Vec<StagedGroup>,
+    delta_link: String,
+}
+
+impl GroupsRound {
+    /// Reads every page of one round from `link` (`None`: every group). An expired link
+    /// starts over with a full sync.
+    pub async fn read(reader: &GraphReader, link: Option<String>) -> Result<GroupsRound, Error> {
+        if let Some(l) = &link {
+            match Self::pages(reader, Some(l.clone())).await {
+                Err(e) if e.is_expired_delta() => {
+                    tracing::warn!("Graph delta token expired; starting a full sync");
+                }
+                other => {
+                    return other.map(|(groups, delta_link)| GroupsRound {
+                        from: link,
+                        full: false,
+                        groups,
+                        delta_link,
+                    })
+                }
+            }
+        }
+        let (groups, delta_link) = Self::pages(reader, None).await?;
+        Ok(GroupsRound {
+            from: link,
+            full: true,
+            groups,
+            delta_link,
+        })
+    }
+
+    /// All pages up to the delta link. Each page is reduced to what the planner needs
+    /// (ids, names, kinds) as it arrives.
+    async fn pages(
+        reader: &GraphReader,
+        link: Option<String>,
+    ) -> Result<(Vec<StagedGroup>, String), Error> {
+        let mut staged: Vec<StagedGroup> = Vec::new();
+        let mut next = link;
+        let first = |c: &GraphClient| {
+            c.groups()
+                .delta()
+                .select(&["displayName", "members"])
+                .top("999")
+        };
+        loop {
+            let page = reader.get(DELTA, first, next.as_deref()).await?;
+            let page = Page::read(DELTA, page)?;
+            stage(&page, &mut staged)?;
+            match (page.next_link, page.delta_link) {
+                (Some(n), _) => next = Some(n),
+                (None, Some(d)) => return Ok((staged, d)),
+                (None, None) => return Err(Error::no_delta_link(DELTA)),
+            }
+        }
+    }
+}
+
+/// The users' delta feed: its link, behind a lock of its own (not the cache's), so that
+/// its polls go on while the groups feed fails or waits.
+#[derive(Debug, Default)]
+pub struct UsersFeed {
+    link: Option<String>,
+}
+
+/// What a poll of the users feed found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsersPoll {
+    /// Users whose sign-in name, enabled state or type changed.
+    pub changed: BTreeSet<String>,
+    /// The feed started only now (or started over): a change made before it was missed,
+    /// so the next pass reads every user.
+    pub started: bool,
+}
+
+impl UsersFeed {
+    /// Follows the feed from its link (`$deltatoken=latest` the first time: from now).
+    /// An expired link is forgotten, so the next poll starts over (and asks for a pass
+    /// that reads every user); any other failure keeps the link, so nothing is missed
+    /// once the feed answers again.
+    pub async fn poll(&mut self, reader: &GraphReader) -> Result<UsersPoll, Error> {
+        let started = self.link.is_none();
+        match reader.users_delta(self.link.as_deref()).await {
+            Ok((changed, link)) => {
+                self.link = Some(link);
+                Ok(UsersPoll { changed, started })
+            }
+            Err(e) => {
+                if e.is_expired_delta() {
+                    self.link = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the feed has a link yet.
+    pub fn started(&self) -> bool {
+        self.link.is_some()
+    }
 }
 
 /// What a delta sync changed.
@@ -96,9 +213,6 @@ pub struct SyncResult {
     pub full: bool,
     /// Groups whose direct membership or name changed.
     pub changed_groups: BTreeSet<String>,
-    /// Users whose sign-in name, enabled state or type changed (followed once
-    /// [`DeltaCache::track_users`] is on: people's access depends on them).
-    pub changed_users: BTreeSet<String>,
 }
 
 /// The tenant's group memberships, kept current with Graph delta queries.
@@ -111,9 +225,11 @@ pub struct DeltaCache {
     /// Service principals' application owner tenants (`appOwnerOrganizationId`), which
     /// never change, learnt once each: the delta feed carries member ids only.
     owners: HashMap<u32, Option<String>>,
+    /// One groups round at a time: held from reading the link to applying the round.
+    groups_feed: Arc<tokio::sync::Mutex<()>>,
     /// Follow `/users/delta` too (people's access depends on users' state).
     track_users: bool,
-    users_link: Option<String>,
+    users: Arc<tokio::sync::Mutex<UsersFeed>>,
 }
 
 impl DeltaCache {
@@ -125,27 +241,36 @@ impl DeltaCache {
             groups: HashMap::new(),
             delta_link: None,
             owners: HashMap::new(),
+            groups_feed: Arc::default(),
             track_users: false,
-            users_link: None,
+            users: Arc::default(),
         }
     }
 
     /// Follow the users' delta feed from now on: a user disabled or renamed is a change
-    /// (people's memberships depend on it, not only on groups). Takes the feed's link
-    /// first (one request), so that a pass that then reads every user misses no change
-    /// made after its read; if that fails, the next sync starts the feed and asks for a
-    /// full pass.
-    pub async fn track_users(&mut self) {
+    /// (people's memberships depend on it, not only on groups). Returns the feed, whose
+    /// link the caller takes (one request, [`UsersFeed::poll`]) before a pass reads every
+    /// user, without the cache borrowed; a feed that starts later asks for a full pass.
+    pub fn track_users(&mut self) -> (GraphReader, Arc<tokio::sync::Mutex<UsersFeed>>) {
         self.track_users = true;
-        if self.users_link.is_some() {
-            return;
-        }
-        match self.reader.users_delta(None).await {
-            Ok((_, link)) => self.users_link = Some(link),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the Graph users delta feed; the next poll tries again")
-            }
-        }
+        (self.reader.clone(), self.users.clone())
+    }
+
+    /// The users' feed, once followed ([`Self::track_users`]).
+    pub fn users_feed(&self) -> Option<(GraphReader, Arc<tokio::sync::Mutex<UsersFeed>>)> {
+        self.track_users
+            .then(|| (self.reader.clone(), self.users.clone()))
+    }
+
+    /// The groups feed's lock, taken before [`Self::groups_link`] and held until the
+    /// round read from it is applied: one groups round at a time.
+    pub fn groups_feed(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.groups_feed.clone()
+    }
+
+    /// Where the next groups round starts (`None`: a full sync).
+    pub fn groups_link(&self) -> Option<String> {
+        self.delta_link.clone()
     }
 
     /// Reads the application owner tenant of each service principal of `snapshot` (this
@@ -217,99 +342,44 @@ impl DeltaCache {
     /// Brings the cache up to date: the first call reads every group; later calls follow
     /// the delta link (one request when nothing changed). An expired token starts over
     /// with a full sync. On error the cache keeps its last complete state and delta link.
+    /// For a cache with one owner (a one-shot read): the controller reads rounds with no
+    /// lock on the cache ([`GroupsRound::read`]) and polls the users feed on its own.
     pub async fn sync(&mut self) -> Result<SyncResult, Error> {
-        let mut result = match self.delta_link.clone() {
-            Some(link) => match self.round(Some(link)).await {
-                Err(e) if e.is_expired_delta() => {
-                    tracing::warn!("Graph delta token expired; starting a full sync");
-                    self.full().await
-                }
-                other => other,
-            },
-            None => self.full().await,
-        }?;
-        if self.track_users {
-            self.sync_users(&mut result).await;
-        }
-        Ok(result)
+        let round = GroupsRound::read(&self.reader, self.delta_link.clone()).await?;
+        Ok(self.apply_groups(round))
     }
 
-    /// Follows the users' delta feed. What cannot be followed (a failed read, an expired
-    /// token) is a full sync's worth of change: the next pass reads every user, so a
-    /// disabled account is never missed.
-    async fn sync_users(&mut self, result: &mut SyncResult) {
-        let first = self.users_link.is_none();
-        match self.reader.users_delta(self.users_link.as_deref()).await {
-            Ok((changed, link)) => {
-                self.users_link = Some(link);
-                // A feed that starts only now may have missed a change since the pass read
-                // every user: a full pass reads them again.
-                if first {
-                    result.full = true;
-                }
-                result.changed_users = changed;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Graph users delta poll failed; the next pass reads every user");
-                if e.is_expired_delta() {
-                    self.users_link = None;
-                }
-                result.full = true;
-            }
-        }
-    }
-
-    async fn full(&mut self) -> Result<SyncResult, Error> {
-        let saved = std::mem::take(&mut self.groups);
-        match self.round(None).await {
-            Ok(mut r) => {
-                r.full = true;
-                r.changed_groups.extend(
-                    saved
-                        .keys()
-                        .filter(|k| !self.groups.contains_key(*k))
-                        .map(|k| self.ids.name(*k).to_string()),
-                );
-                Ok(r)
-            }
-            Err(e) => {
-                self.groups = saved;
-                Err(e)
-            }
-        }
-    }
-
-    /// One delta round: all pages up to the delta link, applied only when complete. Each
-    /// page is reduced to what the planner needs (ids, names, kinds) as it arrives.
-    async fn round(&mut self, link: Option<String>) -> Result<SyncResult, Error> {
-        let mut staged: Vec<StagedGroup> = Vec::new();
-        let mut next = link;
-        let first = |c: &GraphClient| {
-            c.groups()
-                .delta()
-                .select(&["displayName", "members"])
-                .top("999")
+    /// Applies a round read with [`GroupsRound::read`]; on a full sync, groups it no
+    /// longer lists are gone. When the link changed since the round started (the cache
+    /// was reset by a full read that disagreed), the round's groups are taken but not its
+    /// link, so that the next round is a full one as the reset asked.
+    pub fn apply_groups(&mut self, round: GroupsRound) -> SyncResult {
+        let mut result = SyncResult {
+            full: round.full,
+            ..SyncResult::default()
         };
-        let delta_link = loop {
-            let page = self.reader.get(DELTA, first, next.as_deref()).await?;
-            let page = Page::read(DELTA, page)?;
-            self.stage(&page, &mut staged)?;
-            match (page.next_link, page.delta_link) {
-                (Some(n), _) => next = Some(n),
-                (None, Some(d)) => break d,
-                (None, None) => return Err(Error::no_delta_link(DELTA)),
-            }
+        let keep_link = round.from == self.delta_link;
+        // A full round lists every group with all its members: it replaces the cache, and
+        // the groups it no longer lists are gone.
+        let saved = if round.full {
+            std::mem::take(&mut self.groups)
+        } else {
+            HashMap::new()
         };
-        let mut result = SyncResult::default();
-        for g in staged {
-            let name = || self.ids.name(g.id).to_string();
+        for g in round.groups {
+            let id = self.ids.intern(&g.id);
             if g.removed {
-                if self.groups.remove(&g.id).is_some() {
-                    result.changed_groups.insert(name());
+                if self.groups.remove(&id).is_some() {
+                    result.changed_groups.insert(g.id.to_string());
                 }
                 continue;
             }
-            let entry = self.groups.entry(g.id).or_default();
+            let members: Vec<(u32, MemberKind, bool)> = g
+                .members
+                .iter()
+                .map(|(m, kind, removed)| (self.ids.intern(m), kind.clone(), *removed))
+                .collect();
+            let entry = self.groups.entry(id).or_default();
             let mut changed = false;
             if let Some(n) = g.display_name {
                 if entry.display_name != n {
@@ -317,7 +387,7 @@ impl DeltaCache {
                     changed = true;
                 }
             }
-            for (member, kind, removed) in g.members {
+            for (member, kind, removed) in members {
                 // Replays are harmless: adding a present member or removing an absent one
                 // changes nothing.
                 changed |= if removed {
@@ -327,39 +397,19 @@ impl DeltaCache {
                 };
             }
             if changed {
-                result.changed_groups.insert(name());
+                result.changed_groups.insert(g.id.to_string());
             }
         }
-        self.delta_link = Some(delta_link);
-        Ok(result)
-    }
-
-    /// The groups of one delta page, with their ids interned. A group or member without
-    /// an `id` fails the round (nothing of it is applied): skipped, a departure in it
-    /// would be lost until the next full read.
-    fn stage(&mut self, page: &Page, staged: &mut Vec<StagedGroup>) -> Result<(), Error> {
-        for g in &page.value {
-            let g: DeltaGroup = parse(DELTA, g)?;
-            let members = g
-                .members
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| {
-                    (
-                        self.ids.intern(&m.id),
-                        kind_of(m.odata_type.as_deref()),
-                        m.removed.is_some(),
-                    )
-                })
-                .collect();
-            staged.push(StagedGroup {
-                id: self.ids.intern(&g.id),
-                removed: g.removed.is_some(),
-                display_name: g.display_name.map(Box::from),
-                members,
-            });
+        result.changed_groups.extend(
+            saved
+                .keys()
+                .filter(|k| !self.groups.contains_key(*k))
+                .map(|k| self.ids.name(*k).to_string()),
+        );
+        if keep_link {
+            self.delta_link = Some(round.delta_link);
         }
-        Ok(())
+        result
     }
 
     /// Every group of the tenant: (id, display name, direct members with their kinds).
@@ -439,6 +489,34 @@ impl DeltaCache {
         }
         out
     }
+}
+
+/// The groups of one delta page. A group or member without an `id` fails the round
+/// (nothing of it is applied): skipped, a departure in it would be lost until the next
+/// full read.
+fn stage(page: &Page, staged: &mut Vec<StagedGroup>) -> Result<(), Error> {
+    for g in &page.value {
+        let g: DeltaGroup = parse(DELTA, g)?;
+        let members = g
+            .members
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    Box::from(m.id),
+                    kind_of(m.odata_type.as_deref()),
+                    m.removed.is_some(),
+                )
+            })
+            .collect();
+        staged.push(StagedGroup {
+            id: Box::from(g.id),
+            removed: g.removed.is_some(),
+            display_name: g.display_name.map(Box::from),
+            members,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ pub mod permissions;
 pub mod subscription;
 pub mod token;
 
-pub use delta::{DeltaCache, SyncResult};
+pub use delta::{DeltaCache, GroupsRound, SyncResult, UsersFeed, UsersPoll};
 pub use graph::{GraphReader, ReaderSettings};
 pub use token::TokenSource;
 
