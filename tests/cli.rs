@@ -345,3 +345,45 @@ fn access_says_when_a_role_no_longer_trusts_the_principal() {
     ));
     assert!(md.contains("**no longer trusted**"), "{md}");
 }
+
+/// Without AWS credentials a command waits a short, bounded time (the instance metadata
+/// service here accepts connections and never answers, the worst case) and says in one
+/// line what to set; without a region, at once.
+#[test]
+fn without_aws_settings_one_line_says_what_to_set() {
+    let ws = Workspace::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", silent.local_addr().unwrap());
+    let run = |env: &[(&str, &str)]| {
+        let started = std::time::Instant::now();
+        let out = bare(ws.path())
+            // No ~/.aws: nothing from the user's own configuration.
+            .env("HOME", ws.path())
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+            .envs(env.iter().copied())
+            .args(["--config", "trustsync.yaml", "plan"])
+            .output()
+            .unwrap();
+        (out, started.elapsed())
+    };
+    let (out, took) = run(&[("AWS_REGION", "us-east-1")]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line:\n{err}");
+    assert!(err.starts_with("error: no AWS credentials"), "{err}");
+    for names in ["AWS_PROFILE", "AWS_ACCESS_KEY_ID", "IRSA"] {
+        assert!(err.contains(names), "{err}");
+    }
+    assert!(took < std::time::Duration::from_secs(14), "waited {took:?}");
+
+    let (out, took) = run(&[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "b")]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line:\n{err}");
+    assert!(
+        err.contains("no AWS region: set aws.region in the config or AWS_REGION"),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(14), "waited {took:?}");
+    drop(silent);
+}

@@ -435,7 +435,10 @@ pub(crate) static STATS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// reads), info for the controller; `-v`/`-vv` raise it, `TRUSTSYNC_LOG` sets it outright.
 fn init_logging(format: LogFormat, verbose: u8, controller: bool) {
     let default = match (verbose, controller) {
-        (0, false) => "warn",
+        // The AWS config chain warns once per provider it tries (the instance metadata
+        // service, over and over): a one-shot command says in one line what to set instead
+        // (`aws_ready`); `-v` shows them.
+        (0, false) => "warn,aws_config=error",
         (0, true) | (1, _) => "warn,trustsync=info",
         _ => "info,trustsync=debug",
     };

@@ -85,6 +85,35 @@ pub(super) fn check_accounts(only: &[String]) -> anyhow::Result<()> {
     }
 }
 
+/// How long a one-shot command waits for the AWS credential chain before saying what to
+/// set: the chain's last resort, the instance metadata service, is otherwise retried for
+/// half a minute on a machine that has none.
+const CREDENTIALS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// AWS settings and credentials before the first request: a missing region or no
+/// credentials within [`CREDENTIALS_WAIT`] is one line that says what to set.
+pub(super) async fn aws_ready(config: &Config) -> anyhow::Result<()> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let what = "set AWS_PROFILE (a profile of ~/.aws/config; `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role provides them (IRSA, EKS Pod Identity, an instance profile)";
+    let shared = crate::adapters::aws::shared_config(&config.aws)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let Some(provider) = shared.credentials_provider() else {
+        bail!("no AWS credentials: {what}");
+    };
+    match tokio::time::timeout(CREDENTIALS_WAIT, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::info!(error = ?e, "the AWS credential chain");
+            bail!("no AWS credentials: {what} (-v shows what the AWS credential chain tried)")
+        }
+        Err(_) => bail!(
+            "no AWS credentials within {} s: {what}",
+            CREDENTIALS_WAIT.as_secs()
+        ),
+    }
+}
+
 /// The start of every command that reads AWS: the `--account` ids checked, the policies
 /// loaded (`None` when they are invalid: reported, and no AWS request made), then the
 /// hub connected and the accounts in scope found and narrowed to `only`.
@@ -103,6 +132,7 @@ pub(super) async fn open_scope(
         }
     };
     progress.show("reading AWS and the directory…");
+    aws_ready(config).await.inspect_err(|_| progress.clear())?;
     let (mut fleet, caller) = fleet::connect(config, None, Default::default())
         .await
         .context("reading the AWS caller identity and the accounts in scope")?;

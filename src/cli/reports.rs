@@ -185,6 +185,7 @@ async fn access_people(
     entra: &mut EntraSource<'_>,
 ) -> anyhow::Result<u8> {
     check_accounts(only)?;
+    aws_ready(config).await?;
     let (mut fleet, _) = crate::runtime::fleet::connect(config, None, Default::default())
         .await
         .context("reading the AWS caller identity and the accounts in scope")?;
