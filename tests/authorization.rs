@@ -73,6 +73,11 @@ fn started() -> (Moto, Workspace, GraphServer, Judge) {
 #[test]
 fn a_departed_workload_loses_new_and_live_sessions_and_a_returning_one_gets_them_back() {
     let (moto, ws, graph, judge) = started();
+    // A short propagation margin, so that the test can wait for its cut-off to pass.
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nsafety: {propagationSeconds: 2}\n",
+    );
     apply(&moto, &ws, &graph);
 
     let t1 = token(&graph, 1, AUDIENCE);
@@ -152,17 +157,22 @@ fn a_departed_workload_loses_new_and_live_sessions_and_a_returning_one_gets_them
         .unwrap();
     let text = stdout(&out);
     assert!(
-        text.contains(&format!("denied: sessions of {SP2} issued before")),
+        text.contains(&format!("sessions of {SP2} issued before")),
         "{}",
         show(&out)
     );
 
-    // Back in the group: one pass, and a fresh session works at once.
+    // Back in the group: trusted again at once, and the denial stays. The session it held
+    // before the cut-off (a stolen copy, say) never works again, however it came back;
+    // one issued after the cut-off (the write plus 2 s here) works.
     graph.add_member(PAYMENTS, SP2);
     apply(&moto, &ws, &graph);
+    assert_denied_by_trustsync(&judge.request(&s2, DEPLOY, FUNCTION));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let back = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
     assert!(allowed(&back), "{back:#}");
     assert!(allowed(&judge.request(&back["session"], DEPLOY, FUNCTION)));
+    assert_denied_by_trustsync(&judge.request(&s2, DEPLOY, FUNCTION));
     let policies = moto
         .block_on(
             moto.iam()
@@ -172,11 +182,11 @@ fn a_departed_workload_loses_new_and_live_sessions_and_a_returning_one_gets_them
         )
         .unwrap();
     assert!(
-        !policies
+        policies
             .policy_names()
             .iter()
             .any(|p| p == "trustsync-revoked-sessions"),
-        "no denial is left once nobody is denied: {:?}",
+        "the denial outlives re-admission: {:?}",
         policies.policy_names()
     );
     let audit = ws.read("audit.jsonl");
@@ -184,6 +194,60 @@ fn a_departed_workload_loses_new_and_live_sessions_and_a_returning_one_gets_them
         audit.contains("\"revoke-sessions\""),
         "audited as a revocation"
     );
+}
+
+/// The cut-off is taken at the write, not when the pass began (issue 34): with AWS behind
+/// a proxy that makes the pass read for longer than the propagation margin, a departed
+/// workload that mints a session while the pass is still reading (its trust still names
+/// it) holds a session that is denied once the pass has written.
+#[test]
+fn a_session_minted_during_a_long_pass_is_denied() {
+    let (moto, ws, graph, judge) = started();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nsafety: {propagationSeconds: 1}\n",
+    );
+    apply(&moto, &ws, &graph);
+    graph.remove_member(PAYMENTS, SP2);
+    // Every AWS request held 700 ms: the pass reads for several seconds before it writes.
+    let proxy = support::proxy::Proxy::start(
+        &moto.endpoint,
+        support::proxy::Faults {
+            delay_ms: 700,
+            ..Default::default()
+        },
+        1,
+    );
+    let began = now();
+    let pass = {
+        let (dir, endpoint, env) = (
+            ws.path().to_path_buf(),
+            proxy.endpoint.clone(),
+            graph.env(CLIENT_SECRET),
+        );
+        std::thread::spawn(move || {
+            command(&dir, &endpoint)
+                .envs(env)
+                .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
+                .output()
+                .unwrap()
+        })
+    };
+    // Mid-pass, past the margin: the trust policy still names SP2, so it gets a session.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let minted = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
+    assert!(
+        allowed(&minted),
+        "the pass has not written yet: the trust still names SP2 {minted:#}"
+    );
+    let out = pass.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let took = now() - began;
+    assert!(
+        took >= 4,
+        "the pass read for longer than the margin ({took} s)"
+    );
+    assert_denied_by_trustsync(&judge.request(&minted["session"], DEPLOY, FUNCTION));
 }
 
 /// `check-token` and the judge agree, token by token and role by role: v1 tokens of
@@ -329,7 +393,7 @@ fn the_fast_path_denies_a_session_issued_before_the_departure() {
     let (moto, ws, graph, judge) = started();
     ws.write(
         "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\nsafety: {propagationSeconds: 2}\n",
     );
     let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
     daemon.wait_ready();
@@ -377,14 +441,22 @@ fn the_fast_path_denies_a_session_issued_before_the_departure() {
     );
     assert_ne!(daemon.status()["lastPass"]["time"], first_pass);
 
-    // Back in the group: the fast path drops the denial; a fresh session works.
+    // Back in the group: the fast path trusts it again and keeps the denial. Its old
+    // session never works again; a fresh one, issued after the cut-off, does.
     graph.add_member(PAYMENTS, SP2);
     wait_for(
         std::time::Duration::from_secs(30),
-        "the denial to go",
-        || !denial(),
+        "the fast path to trust it again",
+        || {
+            moto.trusted_subs("payments-deployer")
+                .contains(&SP2.to_string())
+        },
     );
+    assert!(denial(), "the denial outlives re-admission");
+    assert_denied_by_trustsync(&judge.request(&s2, DEPLOY, FUNCTION));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let back = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
     assert!(allowed(&back), "{back:#}");
     assert!(allowed(&judge.request(&back["session"], DEPLOY, FUNCTION)));
+    assert_denied_by_trustsync(&judge.request(&s2, DEPLOY, FUNCTION));
 }

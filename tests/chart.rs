@@ -38,6 +38,9 @@ fn exported_metrics() -> serde_json::Value {
         .set(1);
     m.account_reachable.get_or_create(&account).set(1);
     m.account_changes_failed.get_or_create(&account).inc();
+    let feed = FeedLabel { feed: "x".into() };
+    m.directory_feed_up.get_or_create(&feed).set(1);
+    m.directory_feed_failures.get_or_create(&feed).inc();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let mut series = serde_json::Map::new();

@@ -196,10 +196,16 @@ async fn serve_http(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    println!(
-        "trustsync run: serving /healthz /readyz /metrics /status on http://{}",
-        listener.local_addr()?
-    );
+    // A closed stdout (a pipe whose reader went away) is no reason to stop: the line is
+    // for whoever reads it.
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "trustsync run: serving /healthz /readyz /metrics /status on http://{}",
+            listener.local_addr()?
+        );
+    }
     let app = http::router(shared);
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
