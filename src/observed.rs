@@ -248,6 +248,10 @@ pub struct IdentityCenterUser {
     /// The display name, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The identifiers an external identity provider issued it (`ExternalIds[].Id`, set
+    /// by SCIM provisioning; the identity store API lets nobody else write them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_ids: Vec<String>,
 }
 
 /// A group of the identity store.

@@ -802,3 +802,109 @@ fn peoples_removal_limits_count_the_most_the_group_held_within_the_window() {
         "held: nobody removed"
     );
 }
+
+/// People are bound by identity (issue 34): a new Entra user given a departed person's
+/// user principal name inherits nothing (not the identity-store user, not its membership,
+/// not a cleared denial) until a person hands it over with `adoptUsers`; and an
+/// identity-store user whose name differs from the UPN only in case, handed over the same
+/// way, is reused and onboarded, with the members after it in the same write.
+#[test]
+fn a_reused_user_name_inherits_nothing_and_a_case_only_name_is_reused() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\nsafety: {principalRemovalFloor: 2}\n",
+    );
+    ws.write("policies/people.yaml", POLICY);
+    tenant(&ws);
+    moto.create_functions(&["payments-api"]);
+    let ic = Center::new(&moto);
+    // Kim's identity-store user exists already, made by hand, spelt with capitals.
+    let kim_user = moto
+        .block_on(
+            ic.store
+                .create_user()
+                .identity_store_id(&ic.store_id)
+                .user_name("Kim@Example.com")
+                .display_name("Kim")
+                .name(
+                    aws_sdk_identitystore::types::Name::builder()
+                        .given_name("Kim")
+                        .family_name("Hand")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap()
+        .user_id()
+        .to_string();
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+
+    // Not bound to Entra's Kim: a conflict, and the others are onboarded all the same.
+    let out = apply(&moto, &ws, &graph, 1);
+    assert!(
+        out.contains("conflict") && out.contains("adoptUsers"),
+        "{out}"
+    );
+    assert_eq!(
+        ic.members(&moto, "payments-people"),
+        ["dana@example.com", "lee@example.com"]
+    );
+
+    // Handed over by name: the listed user (not a look-up by the UPN's spelling) joins.
+    ws.write(
+        "policies/people.yaml",
+        &POLICY.replace(
+            "  accounts: {ids: [\"123456789012\"]}",
+            "  accounts: {ids: [\"123456789012\"]}\n  adoptUsers: [kim@example.com]",
+        ),
+    );
+    apply(&moto, &ws, &graph, 0);
+    assert_eq!(
+        ic.members(&moto, "payments-people"),
+        ["Kim@Example.com", "dana@example.com", "lee@example.com"]
+    );
+    assert_eq!(
+        ic.users(&moto)["Kim@Example.com"],
+        kim_user,
+        "reused, not made again"
+    );
+
+    // Dana leaves the company: her Entra user is deleted; she is out, her session denied.
+    let dana_user = ic.users(&moto)["dana@example.com"].clone();
+    let (status, body) = graph.admin("DELETE", &format!("/admin/users/{DANA}"), None);
+    assert_eq!(status, 204, "{body}");
+    apply(&moto, &ws, &graph, 0);
+    assert!(!ic
+        .members(&moto, "payments-people")
+        .contains(&"dana@example.com".to_string()));
+    let set = ic.permission_set(&moto, "PaymentsOps").unwrap();
+    let cutoff = cutoff_of(&ic.inline_policy(&moto, &set), &dana_user).expect("denied");
+
+    // A new hire is given her user principal name and joins the group: a conflict. She
+    // gets neither Dana's identity-store user nor its membership, and Dana's denial stays.
+    const NEW: &str = "c0ffee00-2222-4222-8222-0000000000d2";
+    let (status, body) = graph.admin(
+        "POST",
+        "/admin/users",
+        Some(json!({"id": NEW, "displayName": "Dana Newhire", "userPrincipalName": "dana@example.com",
+            "accountEnabled": true, "userType": "Member"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    graph.add_member(PEOPLE, NEW);
+    let out = apply(&moto, &ws, &graph, 1);
+    assert!(
+        out.contains("conflict") && out.contains(DANA) && out.contains(NEW),
+        "the conflict names both Entra users\n{out}"
+    );
+    assert!(!ic
+        .members(&moto, "payments-people")
+        .contains(&"dana@example.com".to_string()));
+    assert_eq!(ic.users(&moto)["dana@example.com"], dana_user);
+    assert_eq!(
+        cutoff_of(&ic.inline_policy(&moto, &set), &dana_user),
+        Some(cutoff),
+        "the departed person's denial stays"
+    );
+}

@@ -209,6 +209,11 @@ impl AuditLog {
         &self.ledger.baselines
     }
 
+    /// Whom each identity-store user name was made or taken over for, as recorded.
+    pub fn people(&self) -> &BTreeMap<String, String> {
+        &self.ledger.people
+    }
+
     /// The rotation this segment began with, while no person has acknowledged it.
     pub fn unacknowledged_rotation(&self) -> Option<&Rotated> {
         self.ledger.unacknowledged.as_ref()
@@ -342,6 +347,9 @@ struct Ledger {
     pins: BTreeMap<String, String>,
     /// The removal baseline (`count@unix-time`) each role's last recorded removal took.
     baselines: BTreeMap<String, String>,
+    /// Whom trustsync made or took over each identity-store user name for (lower-cased
+    /// user name -> Entra object id): a name reused in Entra is never handed over.
+    people: BTreeMap<String, String>,
     /// The rotation this segment began with, until a person acknowledges it.
     unacknowledged: Option<Rotated>,
 }
@@ -350,7 +358,8 @@ impl Ledger {
     /// A segment's ledger, with the pins of the segments before it (a segment that begins
     /// with a rotation carries on from its previous segment's good lines).
     fn of_log(bytes: &[u8]) -> Ledger {
-        let (mut pins, mut baselines) = (BTreeMap::new(), BTreeMap::new());
+        let (mut pins, mut baselines, mut people) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         let mut next = first_rotation(bytes);
         for _ in 0..16 {
             let Some(r) = next.take() else { break };
@@ -361,13 +370,15 @@ impl Ledger {
             let mut older = Ledger::of(good);
             older.pins.append(&mut pins);
             older.baselines.append(&mut baselines);
-            (pins, baselines) = (older.pins, older.baselines);
+            older.people.append(&mut people);
+            (pins, baselines, people) = (older.pins, older.baselines, older.people);
             next = first_rotation(good);
         }
         let mut ledger = Ledger::of(bytes);
         pins.append(&mut ledger.pins);
         baselines.append(&mut ledger.baselines);
-        (ledger.pins, ledger.baselines) = (pins, baselines);
+        people.append(&mut ledger.people);
+        (ledger.pins, ledger.baselines, ledger.people) = (pins, baselines, people);
         ledger
     }
 
@@ -413,7 +424,26 @@ impl Ledger {
             if let Some(baseline) = baseline_of(&intent) {
                 self.baselines.insert(intent.target.to_string(), baseline);
             }
+            self.people.extend(people_of(&intent));
         }
+    }
+}
+
+/// Whom the identity-store user names an intent makes or adds were bound to (lower-cased
+/// user name -> Entra object id).
+fn people_of(intent: &Intent) -> Vec<(String, String)> {
+    use crate::plan::{Action, PeopleAction};
+    match &intent.intent {
+        Action::People(PeopleAction::CreateIdentityStoreUser {
+            user_name,
+            entra_object_id: Some(id),
+            ..
+        }) => vec![(user_name.to_lowercase(), id.clone())],
+        Action::People(PeopleAction::AddGroupMembers { bindings, .. }) => bindings
+            .iter()
+            .map(|(u, id)| (u.to_lowercase(), id.clone()))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -442,13 +472,29 @@ fn pin_of(intent: &Intent) -> Option<(String, String)> {
     Some((intent.target.to_string(), pin.clone()))
 }
 
-/// The group pins and the removal baselines this instance last wrote, per role ARN, as a
-/// log file records them (read without the writer's lock; none when there is no log yet).
-pub fn recorded(path: &Path) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+/// What the audit log records for later passes, as [`recorded`] reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// The group pins this instance last wrote, per role ARN.
+    pub pins: BTreeMap<String, String>,
+    /// The removal baselines, per role ARN or identity-store group.
+    pub baselines: BTreeMap<String, String>,
+    /// Whom each identity-store user name was made or taken over for.
+    pub people: BTreeMap<String, String>,
+}
+
+/// The group pins, the removal baselines and the people bindings this instance last
+/// wrote, as a log file records them (read without the writer's lock; none when there is
+/// no log yet).
+pub fn recorded(path: &Path) -> Recorded {
     std::fs::read(path)
         .map(|bytes| {
             let l = Ledger::of_log(&bytes);
-            (l.pins, l.baselines)
+            Recorded {
+                pins: l.pins,
+                baselines: l.baselines,
+                people: l.people,
+            }
         })
         .unwrap_or_default()
 }

@@ -413,5 +413,5 @@ fn a_revocations_removal_baseline_is_recorded_once_it_lands_and_survives_reopeni
     );
     drop(log);
     assert_eq!(AuditLog::open(&path).unwrap().baselines()[role], "3@100");
-    assert_eq!(recorded(&path).1[role], "3@100");
+    assert_eq!(recorded(&path).baselines[role], "3@100");
 }

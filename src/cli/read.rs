@@ -156,7 +156,11 @@ impl Pass {
         };
         // The pins and removal baselines the audit log says were written (read without
         // the writer's lock).
-        let (recorded_pins, recorded_baselines) = crate::audit::recorded(&config.audit.path);
+        let crate::audit::Recorded {
+            pins: recorded_pins,
+            baselines: recorded_baselines,
+            people: recorded_people,
+        } = crate::audit::recorded(&config.audit.path);
         let source = tokio::sync::Mutex::new(source);
         let planned = pass::plan(
             &pass::Inputs {
@@ -167,6 +171,7 @@ impl Pass {
                 released: &released,
                 recorded_pins: &recorded_pins,
                 recorded_baselines: &recorded_baselines,
+                recorded_people: &recorded_people,
                 audit_attention: crate::audit::needs_attention(&config.audit.path),
                 focus: None,
                 known: None,

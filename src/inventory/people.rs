@@ -245,6 +245,7 @@ mod tests {
     #[test]
     fn grants_come_directly_or_through_a_group_and_a_deleted_group_grants_nobody() {
         let user = |id: &str, name: &str| IdentityCenterUser {
+            external_ids: Vec::new(),
             id: id.into(),
             user_name: name.into(),
             display_name: None,

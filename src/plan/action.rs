@@ -241,6 +241,10 @@ pub enum PeopleAction {
         given_name: String,
         family_name: String,
         email: Option<String>,
+        /// The Entra user it is made for: recorded in the audit log, which binds the
+        /// identity-store user name to this person from then on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entra_object_id: Option<String>,
     },
     /// trustsync's group for an AccessAssignment (its description carries the mark).
     CreateIdentityStoreGroup {
@@ -253,6 +257,15 @@ pub enum PeopleAction {
         group_name: String,
         group_id: Option<String>,
         user_names: Vec<String>,
+        /// Identity-store user ids already known (by user name as written above): the
+        /// write uses them rather than looking the name up again (whose spelling may
+        /// differ from the store's in case).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        user_ids: BTreeMap<String, String>,
+        /// Whom each joining user name belongs to (lower-cased user name -> Entra object
+        /// id): recorded in the audit log, the binding later passes hold the name to.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        bindings: BTreeMap<String, String>,
     },
     /// Takes people out of trustsync's group: a revocation. `baseline`: the removal
     /// baseline to record with it (`count@unix-time`), as a role's revocation does.

@@ -67,6 +67,9 @@ pub const DENY_SID_PREFIX: &str = "TrustsyncDeparted";
 /// An Entra user as the people planner needs them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
+    /// The Entra object id: who the person is (a user principal name can be given to
+    /// someone else once its holder leaves).
+    pub id: String,
     /// The user principal name: the identity-store `userName`.
     pub user_name: String,
     pub display_name: Option<String>,
@@ -120,6 +123,9 @@ pub struct Inputs<'a> {
     pub window_seconds: u64,
     /// `safety.propagationSeconds`: a departure's cut-off is the denial's write plus this.
     pub propagation_seconds: u64,
+    /// Whom trustsync made or took over each identity-store user name for (lower-cased
+    /// user name -> Entra object id), as the audit log records it.
+    pub recorded_people: &'a BTreeMap<String, String>,
     /// Take trustsync's permission sets that no document wants away from every account.
     pub prune: bool,
 }
@@ -239,8 +245,10 @@ impl<'a> People<'a> {
             .permission_sets
             .iter()
             .find(|s| s.name.eq_ignore_ascii_case(set_name));
-        // Who should be in the group, by lower-cased user name.
+        // Who should be in the group, by lower-cased user name: each bound to the
+        // identity-store user of that name, or a conflict.
         let (wanted, may_keep) = self.wanted_people(w);
+        let wanted = self.bound(w, group, wanted);
         if let Some(s) = set.filter(|s| !marked(s.description.as_deref(), self.i.mark)) {
             self.problem(
                 ProblemKind::Conflict,
@@ -311,6 +319,69 @@ impl<'a> People<'a> {
             });
         }
         (out, BTreeSet::new())
+    }
+
+    /// The people whose identity-store user (the one of their user name) is theirs: made
+    /// for none yet (trustsync creates it), or bound to them by its SCIM external id, by
+    /// trustsync's record of whom it made or took it over for, by membership of this
+    /// document's group already (a user trustsync added before it kept records), or by
+    /// the document's `adoptUsers`. Anyone else's same-named user is a `conflict` and is
+    /// never handed over: a reused user principal name inherits nothing.
+    fn bound(
+        &mut self,
+        w: &Wanted,
+        group: Option<&IdentityCenterGroup>,
+        wanted: BTreeMap<String, Person>,
+    ) -> BTreeMap<String, Person> {
+        let mut out = BTreeMap::new();
+        for (key, person) in wanted {
+            let Some(user) = self.users.get(&key).copied() else {
+                out.insert(key, person);
+                continue;
+            };
+            let is = |id: &str| id.eq_ignore_ascii_case(&person.id);
+            let adopted = w
+                .spec
+                .adopt_users
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&person.user_name));
+            let member = group.is_some_and(|g| g.members.iter().any(|m| m.user_id == user.id));
+            let why_not = if adopted {
+                None
+            } else if !user.external_ids.is_empty() {
+                (!user.external_ids.iter().any(|e| is(e))).then(|| {
+                    format!(
+                        "its external id ({}) is not Entra user {}'s",
+                        user.external_ids.join(", "),
+                        person.id
+                    )
+                })
+            } else {
+                match self.i.recorded_people.get(&key) {
+                    Some(o) => (!is(o)).then(|| {
+                        format!("trustsync made or took it over for another Entra user ({o}), who held this name before")
+                    }),
+                    None => (!member).then(|| {
+                        "nothing binds it to this Entra user: it was made by hand or by another tool".to_string()
+                    }),
+                }
+            };
+            match why_not {
+                None => {
+                    out.insert(key, person);
+                }
+                Some(why) => self.problem(
+                    ProblemKind::Conflict,
+                    w,
+                    format!("identitystore/{}/user/{}", self.store(), user.id),
+                    format!(
+                        "Entra user {} ({}) is not given the identity-store user `{}`: {why}; list it in `adoptUsers` to hand it over (the sessions it held before stay denied)",
+                        person.user_name, person.id, user.user_name
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     /// Users to create, the group, members to add and remove. Returns the members removed.
@@ -429,6 +500,7 @@ impl<'a> People<'a> {
                     given_name: given,
                     family_name: family,
                     email: person.mail.clone(),
+                    entra_object_id: Some(person.id.clone()),
                 },
                 format!("identitystore/{store}/user/{}", person.user_name),
                 w,
@@ -456,12 +528,25 @@ impl<'a> People<'a> {
             .map(|(_, p)| p.user_name.clone())
             .collect();
         if !joining.is_empty() {
+            // The ids of the users that exist (listed as the store spells their names,
+            // which may differ in case from the UPN), and whom each name is bound to.
+            let user_ids: BTreeMap<String, String> = joining
+                .iter()
+                .filter_map(|u| Some((u.clone(), self.users.get(&u.to_lowercase())?.id.clone())))
+                .collect();
+            let bindings: BTreeMap<String, String> = wanted
+                .iter()
+                .filter(|(u, _)| !current.contains_key(*u))
+                .map(|(u, p)| (u.clone(), p.id.clone()))
+                .collect();
             let c = self.push(
                 PeopleAction::AddGroupMembers {
                     identity_store_id: store.clone(),
                     group_name: name.clone(),
                     group_id: group.map(|g| g.id.clone()),
                     user_names: joining.clone(),
+                    user_ids,
+                    bindings,
                 },
                 group_resource(&store, group.map(|g| g.id.as_str()), &name),
                 w,
@@ -1115,6 +1200,7 @@ accounts: {ids: ["111111111111"]}
 
     fn person(name: &str) -> Person {
         Person {
+            id: format!("entra-{name}"),
             user_name: name.into(),
             display_name: Some(format!("{name} Display")),
             given_name: None,
@@ -1140,6 +1226,7 @@ accounts: {ids: ["111111111111"]}
             id: format!("id-{id}"),
             user_name: id.into(),
             display_name: None,
+            external_ids: Vec::new(),
         }
     }
 
@@ -1193,6 +1280,21 @@ accounts: {ids: ["111111111111"]}
         observed: &ObservedIdentityCenter,
         recorded_baselines: &BTreeMap<String, String>,
     ) -> Plan {
+        // Every user of the store made by trustsync for the Entra user of its name.
+        let people: BTreeMap<String, String> = observed
+            .users
+            .iter()
+            .map(|u| (u.user_name.to_lowercase(), format!("entra-{}", u.user_name)))
+            .collect();
+        run_bound(wanted, observed, recorded_baselines, &people)
+    }
+
+    fn run_bound(
+        wanted: &[Wanted],
+        observed: &ObservedIdentityCenter,
+        recorded_baselines: &BTreeMap<String, String>,
+        recorded_people: &BTreeMap<String, String>,
+    ) -> Plan {
         plan(&Inputs {
             wanted,
             observed,
@@ -1202,6 +1304,7 @@ accounts: {ids: ["111111111111"]}
             recorded_baselines,
             window_seconds: 3600,
             propagation_seconds: 300,
+            recorded_people,
         })
     }
 
@@ -1365,6 +1468,136 @@ accounts: {ids: ["111111111111"]}
             "cy's expired (recorded PT2H); bo is back but keeps the entry; ed's has no record (12 h)"
         );
         assert_eq!(read_lasting(Some(doc)).get(&di), Some(&7200));
+    }
+
+    /// What the plan adds to trustsync's group, and the conflicts it reports.
+    fn joins(p: &Plan) -> (Vec<String>, BTreeMap<String, String>, Vec<String>) {
+        let add = p.changes.iter().find_map(|c| match &c.action {
+            Action::People(PeopleAction::AddGroupMembers {
+                user_names,
+                user_ids,
+                ..
+            }) => Some((user_names.clone(), user_ids.clone())),
+            _ => None,
+        });
+        let (names, ids) = add.unwrap_or_default();
+        let conflicts = p
+            .problems
+            .iter()
+            .filter(|x| x.kind == ProblemKind::Conflict)
+            .map(|x| x.message.clone())
+            .collect();
+        (names, ids, conflicts)
+    }
+
+    #[test]
+    fn a_reused_user_name_inherits_nothing_and_adoption_hands_it_over() {
+        let spec = spec();
+        // cy's identity-store user was made for someone who held the name before.
+        let mut cy = person("cy");
+        cy.id = "entra-new-cy".into();
+        let w = [wanted(
+            &spec,
+            Members::Read(vec![person("ana"), cy.clone()]),
+        )];
+        let o = provisioned(&["ana"], Vec::new());
+        let recorded = BTreeMap::from([
+            ("ana".to_string(), "entra-ana".to_string()),
+            ("cy".to_string(), "entra-old-cy".to_string()),
+        ]);
+        let p = run_bound(&w, &o, &BTreeMap::new(), &recorded);
+        let (added, _, conflicts) = joins(&p);
+        assert!(added.is_empty(), "{added:?}");
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(conflicts[0].contains("entra-old-cy"), "{}", conflicts[0]);
+        // Nothing else is held back: the set and the assignment stand as they are.
+        assert!(
+            p.changes
+                .iter()
+                .all(|c| c.action.name() != "create-identity-store-user"),
+            "the user exists; it is not made again"
+        );
+
+        // Was a member already (the old holder's)? Taken out, a revocation.
+        let o = provisioned(&["ana", "cy"], Vec::new());
+        let p = run_bound(&w, &o, &BTreeMap::new(), &recorded);
+        assert!(
+            names(&p).contains(&"remove-group-members"),
+            "{:?}",
+            names(&p)
+        );
+
+        // A user made by hand with no record, not a member: a conflict too.
+        let p = run_bound(
+            &w,
+            &provisioned(&["ana"], Vec::new()),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        );
+        let (added, _, conflicts) = joins(&p);
+        assert!(
+            added.is_empty() && conflicts.len() == 1,
+            "{added:?} {conflicts:?}"
+        );
+        assert!(conflicts[0].contains("made by hand"), "{}", conflicts[0]);
+
+        // Adopted by name: handed over, and the binding recorded with the add.
+        let mut adopting = spec.clone();
+        adopting.adopt_users = vec!["CY".into()];
+        let w = [wanted(&adopting, Members::Read(vec![person("ana"), cy]))];
+        let p = run_bound(&w, &o_with(&["ana"]), &BTreeMap::new(), &recorded);
+        let (added, ids, conflicts) = joins(&p);
+        assert_eq!(added, ["cy"]);
+        assert_eq!(ids.get("cy").map(String::as_str), Some("id-cy"));
+        assert!(conflicts.is_empty(), "{conflicts:?}");
+        let bindings = p.changes.iter().find_map(|c| match &c.action {
+            Action::People(PeopleAction::AddGroupMembers { bindings, .. }) => {
+                Some(bindings.clone())
+            }
+            _ => None,
+        });
+        assert_eq!(
+            bindings.unwrap().get("cy").map(String::as_str),
+            Some("entra-new-cy")
+        );
+    }
+
+    fn o_with(members: &[&str]) -> ObservedIdentityCenter {
+        provisioned(members, Vec::new())
+    }
+
+    #[test]
+    fn an_external_id_binds_a_user_and_a_case_only_difference_uses_the_listed_id() {
+        let spec = spec();
+        let mut o = provisioned(&["ana"], Vec::new());
+        // SCIM made Bo's user (its external id is Bo's object id), and Di's for someone
+        // else; "Cy" differs from the UPN only in case.
+        o.users[1].external_ids = vec!["ENTRA-BO".into()];
+        o.users[3].external_ids = vec!["entra-someone-else".into()];
+        o.users[2].user_name = "Cy".into();
+        let w = [wanted(
+            &spec,
+            Members::Read(vec![
+                person("ana"),
+                person("bo"),
+                person("cy"),
+                person("di"),
+            ]),
+        )];
+        let recorded = BTreeMap::from([
+            ("cy".to_string(), "entra-cy".to_string()),
+            ("di".to_string(), "entra-di".to_string()),
+        ]);
+        let p = run_bound(&w, &o, &BTreeMap::new(), &recorded);
+        let (added, ids, conflicts) = joins(&p);
+        assert_eq!(added, ["bo", "cy"], "{conflicts:?}");
+        assert_eq!(
+            ids.get("cy").map(String::as_str),
+            Some("id-cy"),
+            "the listed id, not a look-up by the UPN's spelling"
+        );
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(conflicts[0].contains("external id"), "{}", conflicts[0]);
     }
 
     #[test]

@@ -589,7 +589,7 @@ impl Controller {
             })
         };
         let released = BTreeSet::new();
-        let (audit_attention, (recorded_pins, recorded_baselines)) = {
+        let (audit_attention, (recorded_pins, recorded_baselines, recorded_people)) = {
             let mut log = audit.lock().await;
             if let Some(by) = log.take_acknowledgement() {
                 tracing::info!(by = %by, "audit log rotation acknowledged");
@@ -597,7 +597,14 @@ impl Controller {
             let attention = log
                 .unacknowledged_rotation()
                 .map(|r| crate::audit::rotation_notice(&self.config.audit.path, r));
-            (attention, (log.pins().clone(), log.baselines().clone()))
+            (
+                attention,
+                (
+                    log.pins().clone(),
+                    log.baselines().clone(),
+                    log.people().clone(),
+                ),
+            )
         };
         self.shared
             .metrics
@@ -623,6 +630,7 @@ impl Controller {
                 released: &released,
                 recorded_pins: &recorded_pins,
                 recorded_baselines: &recorded_baselines,
+                recorded_people: &recorded_people,
                 audit_attention,
                 focus,
                 known: Some(&self.writes),

@@ -62,6 +62,9 @@ pub struct Inputs<'a> {
     /// The removal baselines (`count@unix-time`) its audit log says its revocations took,
     /// per role ARN: the membership fast path records them there, not in the role's tag.
     pub recorded_baselines: &'a BTreeMap<String, String>,
+    /// Whom each identity-store user name was made or taken over for, as the audit log
+    /// records it (lower-cased user name -> Entra object id).
+    pub recorded_people: &'a BTreeMap<String, String>,
     /// What the audit log says needs a person (a rotation not acknowledged, a break the
     /// next writer rotates away from): a notice in every plan until then.
     pub audit_attention: Option<String>,
@@ -589,6 +592,7 @@ pub async fn plan(
         released,
         recorded_pins,
         recorded_baselines,
+        recorded_people,
         audit_attention,
         focus,
         known,
@@ -683,7 +687,7 @@ pub async fn plan(
                 &reachable,
                 (&enforced, &snapshot),
                 directory,
-                (focus.is_some(), began, recorded_baselines),
+                (focus.is_some(), began, recorded_baselines, recorded_people),
             )
             .await
         }

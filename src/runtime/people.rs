@@ -114,7 +114,12 @@ pub async fn plan_people(
     reachable: &BTreeSet<String>,
     (enforced, snapshot): (&Enforced, &DirectorySnapshot),
     directory: &tokio::sync::Mutex<DirectorySource>,
-    (fast, began, recorded_baselines): (bool, Instant, &BTreeMap<String, String>),
+    (fast, began, recorded_baselines, recorded_people): (
+        bool,
+        Instant,
+        &BTreeMap<String, String>,
+        &BTreeMap<String, String>,
+    ),
 ) -> Option<PeoplePlanned> {
     let unreadable = |what: &str, e: String| Problem {
         kind: ProblemKind::PeopleUnreadable,
@@ -213,6 +218,7 @@ pub async fn plan_people(
         recorded_baselines,
         window_seconds: settings.safety.removal_window_seconds,
         propagation_seconds: settings.safety.propagation_seconds,
+        recorded_people,
     });
     let mut state = fleet.people();
     if fast {
@@ -425,6 +431,7 @@ fn members(
     users: &BTreeMap<&str, &DirectoryUser>,
 ) -> Members {
     let person = |u: &DirectoryUser| Person {
+        id: u.id.to_string(),
         user_name: u.user_principal_name.clone(),
         display_name: u.display_name.clone(),
         given_name: u.given_name.clone(),
@@ -473,6 +480,8 @@ mod tests {
                 group_name: mapping.into(),
                 group_id: None,
                 user_names: users.iter().map(|u| u.to_string()).collect(),
+                user_ids: BTreeMap::new(),
+                bindings: BTreeMap::new(),
             }),
             "g",
             Some(mapping),

@@ -114,6 +114,7 @@ impl AwsClients {
                     id: u.user_id().to_string(),
                     user_name: u.user_name().unwrap_or_default().to_string(),
                     display_name: u.display_name().map(String::from),
+                    external_ids: u.external_ids().iter().map(|e| e.id().to_string()).collect(),
                 }));
                 Ok(())
             },
@@ -479,6 +480,7 @@ impl AwsClients {
                 given_name,
                 family_name,
                 email,
+                ..
             } => {
                 let name = Name::builder()
                     .given_name(given_name)
@@ -529,28 +531,62 @@ impl AwsClients {
                 group_name,
                 group_id,
                 user_names,
+                user_ids,
+                ..
             } => {
                 let group = match group_id {
                     Some(id) => id.clone(),
                     None => self.group_id(identity_store_id, group_name).await?,
                 };
+                // Each person on their own: one whose id cannot be found or whose
+                // membership is refused holds nobody else back.
                 let mut done = Written::default();
+                let mut failed: Vec<(String, Failure)> = Vec::new();
                 for user in user_names {
-                    let user_id = self.user_id(identity_store_id, user).await?;
-                    let w = write!(
-                        self,
-                        CreateGroupMembership,
-                        conflict,
-                        "already a member",
-                        self.identitystore
-                            .create_group_membership()
-                            .identity_store_id(identity_store_id)
-                            .group_id(&group)
-                            .member_id(aws_sdk_identitystore::types::MemberId::UserId(
-                                user_id.clone()
-                            ))
+                    let user_id = match user_ids.get(user) {
+                        Some(id) => id.clone(),
+                        None => match self.user_id(identity_store_id, user).await {
+                            Ok(id) => id,
+                            Err(f) => {
+                                failed.push((user.clone(), f));
+                                continue;
+                            }
+                        },
+                    };
+                    let w = async {
+                        Ok::<_, Failure>(write!(
+                            self,
+                            CreateGroupMembership,
+                            conflict,
+                            "already a member",
+                            self.identitystore
+                                .create_group_membership()
+                                .identity_store_id(identity_store_id)
+                                .group_id(&group)
+                                .member_id(aws_sdk_identitystore::types::MemberId::UserId(
+                                    user_id.clone()
+                                ))
+                        ))
+                    }
+                    .await;
+                    match w {
+                        Ok(w) => done = done.and(w),
+                        Err(f) => failed.push((user.clone(), f)),
+                    }
+                }
+                if let Some((_, first)) = failed.first() {
+                    let who: Vec<String> = failed
+                        .iter()
+                        .map(|(u, f)| format!("{u} ({f})"))
+                        .collect();
+                    let mut f = first.clone();
+                    f.message = format!(
+                        "{} of {} not added: {}; the others were",
+                        failed.len(),
+                        user_names.len(),
+                        who.join("; ")
                     );
-                    done = done.and(w);
+                    return Err(f);
                 }
                 done
             }
@@ -1101,6 +1137,7 @@ impl AwsClients {
             id: u.user_id().to_string(),
             user_name: u.user_name().unwrap_or_default().to_string(),
             display_name: u.display_name().map(String::from),
+            external_ids: u.external_ids().iter().map(|e| e.id().to_string()).collect(),
         })
     }
 

@@ -383,6 +383,14 @@ pub struct AccessAssignmentSpec {
     /// The accounts the permission set is assigned in; every account in scope when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<AccountSelector>,
+    /// Identity-store users (by user name) that trustsync may take over for the Entra
+    /// user of that name although nothing binds them to that person: a user made by hand
+    /// or by another tool, or one trustsync made for someone who held the name before.
+    /// Without this a same-named user that is not bound to the Entra user (by its SCIM
+    /// external id, or trustsync's record of whom it made it for) is a `conflict`, never
+    /// handed over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopt_users: Vec<String>,
 }
 
 /// What happens to guests of a group mapped to people's access.
