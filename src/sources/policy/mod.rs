@@ -46,6 +46,10 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // The file as a whole: refused, unreadable.
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "{}:{}:{}: document {}",
@@ -98,6 +102,9 @@ pub struct Origin {
     pub subject: String,
     positions: HashMap<String, (usize, usize)>,
     start: (usize, usize),
+    /// The document's scalars longer than [`QUOTE_CHARS`], longest first: shortened
+    /// wherever a message quotes them.
+    long_scalars: Vec<String>,
 }
 
 impl Origin {
@@ -115,7 +122,9 @@ impl Origin {
         }
     }
 
-    /// A diagnostic about `field` of this document.
+    /// A diagnostic about `field` of this document. What it quotes of the document is
+    /// shortened (see [`short`]): no diagnostic carries more of a file than a short
+    /// rendering of a scalar.
     pub fn diagnostic(&self, field: impl Into<String>, message: impl Into<String>) -> Diagnostic {
         let field = field.into();
         let (line, column) = self.locate(&field);
@@ -125,9 +134,14 @@ impl Origin {
             column,
             document: self.document,
             subject: (!self.subject.is_empty()).then(|| self.subject.clone()),
-            field,
-            message: message.into(),
+            field: clean_field(&field),
+            message: clean(&message.into(), &self.long_scalars),
         }
+    }
+
+    /// `Kind name` for the diagnostics, the name shortened.
+    fn set_subject(&mut self, kind: &str, name: &str) {
+        self.subject = format!("{} {}", short(kind), short(name));
     }
 }
 
@@ -207,27 +221,34 @@ impl PolicySet {
 }
 
 /// Reads and validates every `*.yaml` / `*.yml` file below `dir` (hidden entries skipped,
-/// files in name order). Returns every problem at once.
+/// files in name order). Returns every problem at once. A file that resolves outside `dir`
+/// is refused by name and never read (see [`list`]); files past [`MAX_FILE_BYTES`], or
+/// past [`MAX_TOTAL_BYTES`] together, are refused unread.
 pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
-    let files = yaml_files(dir).map_err(|source| Error::Directory {
+    let listing = list(dir).map_err(|source| Error::Directory {
         path: dir.to_path_buf(),
         source,
     })?;
     let mut set = PolicySet::default();
-    let mut diags = Vec::new();
+    let mut diags: Vec<Diagnostic> = listing
+        .refused
+        .iter()
+        .map(|r| file_diagnostic(&r.path, format!("refused: {}", r.reason)))
+        .collect();
     let mut unreadable = Unreadable::new();
-    for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => load_documents(&file, &text, &mut set, &mut diags, &mut unreadable),
-            Err(e) => diags.push(Diagnostic {
-                file: file.clone(),
-                line: 0,
-                column: 0,
-                document: 0,
-                subject: None,
-                field: String::new(),
-                message: format!("cannot read: {e}"),
-            }),
+    let mut total: u64 = 0;
+    for file in &listing.files {
+        total = total.saturating_add(file.len);
+        if total > MAX_TOTAL_BYTES {
+            diags.push(file_diagnostic(
+                &file.path,
+                format!("not read: the policy files before it and it exceed {MAX_TOTAL_BYTES} bytes (32 MiB) together"),
+            ));
+            continue;
+        }
+        match read_policy_file(file) {
+            Ok(text) => load_documents(&file.path, &text, &mut set, &mut diags, &mut unreadable),
+            Err(message) => diags.push(file_diagnostic(&file.path, message)),
         }
     }
     diags.extend(validate::validate_with(&set, limits, &unreadable));
@@ -239,29 +260,340 @@ pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
     }
 }
 
-/// The policy files below `dir`: `*.yaml` and `*.yml`, hidden entries skipped, in name order.
+/// The policy files below `dir` that may be read: `*.yaml` and `*.yml` regular files
+/// resolving inside `dir`, hidden entries skipped, in name order. Those refused (a link
+/// leaving `dir`, a device) are left out: see [`load_dir`], which names them, and
+/// [`fingerprint`], which notices them.
 pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
+    Ok(list(dir)?.files.into_iter().map(|f| f.path).collect())
+}
+
+/// A fingerprint of the policy directory that changes when a policy file's name or
+/// content changes, or a refused one appears or goes: what a watcher compares. Reads only
+/// what [`load_dir`] would read, and no more than it would (a refused link is never
+/// opened, a file past [`MAX_FILE_BYTES`] is fingerprinted by its size).
+pub fn fingerprint(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match list(dir) {
+        Ok(listing) => {
+            for r in &listing.refused {
+                h.update(b"refused\0");
+                h.update(r.path.to_string_lossy().as_bytes());
+                h.update(r.reason.as_bytes());
+            }
+            for f in &listing.files {
+                h.update(b"file\0");
+                h.update(f.path.to_string_lossy().as_bytes());
+                match read_policy_file(f) {
+                    Ok(text) => h.update(text.as_bytes()),
+                    Err(e) => h.update(e.as_bytes()),
+                }
+            }
+        }
+        Err(e) => h.update(e.to_string().as_bytes()),
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A policy file may hold at most this many bytes. The largest documents a mapping can
+/// need (a role's 10,240 characters of inline policy, a permission set's 32,768) fit many
+/// times over; a file past it is not a policy but something merged by mistake (or a link
+/// to something that grows: `/dev/zero`).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// All policy files together may hold at most this many bytes: the controller reads the
+/// whole repository at every change.
+pub const MAX_TOTAL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A document may hold at most this many YAML nodes once its aliases are expanded (a
+/// "billion laughs" document is a few lines that expand to billions). Anchors and aliases
+/// that share a statement or a list of accounts stay far below it.
+pub const MAX_EXPANDED_NODES: usize = 100_000;
+
+/// Collections may nest at most this deep in a document (a role's inline policy is about
+/// eight levels down).
+pub const MAX_DEPTH: usize = 64;
+
+/// A YAML scalar quoted in a diagnostic is shown with at most this many characters.
+pub const QUOTE_CHARS: usize = 40;
+
+/// A short, single-line rendering of a YAML scalar for a diagnostic: control characters
+/// escaped, and a value longer than [`QUOTE_CHARS`] elided in the middle (its start and
+/// its end, which is where an ARN keeps the name). No diagnostic carries more of a file.
+pub fn short(s: &str) -> String {
+    let escaped: Vec<String> = s
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    if escaped.len() <= QUOTE_CHARS {
+        return escaped.concat();
+    }
+    let (head, tail) = (24, QUOTE_CHARS - 24 - 1);
+    format!(
+        "{}…{}",
+        escaped[..head].concat(),
+        escaped[escaped.len() - tail..].concat()
+    )
+}
+
+/// A message made safe to show: every long scalar of the document it is about is
+/// shortened wherever it appears (compared ASCII-case-insensitively, as some checks
+/// lower-case what they quote), every double-quoted string serde renders with `{:?}` is
+/// shortened, and control characters are escaped, so no message runs over lines of a log
+/// or carries more than a short rendering of one scalar.
+fn clean(message: &str, long_scalars: &[String]) -> String {
+    let mut text = message.to_string();
+    for s in long_scalars {
+        if s.len() > text.len() {
+            continue;
+        }
+        let lower = text.to_ascii_lowercase();
+        let needle = s.to_ascii_lowercase();
+        let mut out = String::new();
+        let mut at = 0;
+        while let Some(i) = lower[at..].find(&needle) {
+            out.push_str(&text[at..at + i]);
+            out.push_str(&short(&text[at + i..at + i + needle.len()]));
+            at += i + needle.len();
+        }
+        out.push_str(&text[at..]);
+        text = out;
+    }
+    let text = shorten_debug_strings(&text);
+    short_lines(&text)
+}
+
+/// Control characters escaped, nothing elided.
+fn short_lines(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Every `"…"` span as `{:?}` renders a string (serde's `invalid type: string "…"`), with
+/// its content shortened when it is long. A backslash escapes the next character, so a
+/// quote inside the string does not end the span.
+fn shorten_debug_strings(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' {
+            continue;
+        }
+        let mut inner = String::new();
+        let mut closed = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    inner.push(c);
+                    if let Some(n) = chars.next() {
+                        inner.push(n);
+                    }
+                }
+                '"' => {
+                    closed = true;
+                    break;
+                }
+                _ => inner.push(c),
+            }
+        }
+        if inner.chars().count() > QUOTE_CHARS {
+            out.push_str(&short(&inner));
+        } else {
+            out.push_str(&inner);
+        }
+        if closed {
+            out.push('"');
+        }
+    }
+    out
+}
+
+/// A dotted field path made safe to show: each key shortened, and the whole at most a few
+/// keys long (a path is made of the document's keys, which an author chooses).
+fn clean_field(field: &str) -> String {
+    let parts: Vec<String> = field.split('.').map(short).collect();
+    let joined = parts.join(".");
+    if joined.chars().count() <= 4 * QUOTE_CHARS {
+        joined
+    } else {
+        short(&joined)
+    }
+}
+
+/// Why a policy file is not read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The file or directory, as listed under the policy directory.
+    pub path: PathBuf,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A policy file that resolves inside the policy directory, and what it resolves to.
+#[derive(Debug, Clone)]
+struct PolicyFile {
+    /// As listed under the policy directory (what diagnostics name).
+    path: PathBuf,
+    /// Its canonical path, inside the canonical policy directory: what is opened.
+    resolved: PathBuf,
+    /// Device and inode when listed: the file opened must be that one.
+    identity: (u64, u64),
+    /// Its size when listed.
+    len: u64,
+}
+
+/// The policy files below a directory: those that may be read, and those refused by name.
+#[derive(Debug, Default)]
+struct Listing {
+    files: Vec<PolicyFile>,
+    refused: Vec<Refused>,
+}
+
+fn is_yaml_name(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Lists the policy files below `dir`: `*.yaml` and `*.yml`, hidden entries skipped, in
+/// name order. Every file and directory must resolve inside `dir` (itself resolved first,
+/// so a `dir` reached through links, as git-sync's worktree link, is fine). A link inside
+/// it is followed (a Kubernetes ConfigMap volume is `x.yaml -> ..data/x.yaml` and
+/// `..data -> ..2026_…`); a link that leaves it, a link that resolves to nothing, and
+/// anything that is not a regular file are refused by name and never opened.
+fn list(dir: &Path) -> std::io::Result<Listing> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::canonicalize(dir)?;
+    if !std::fs::metadata(&root)?.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    let mut listing = Listing::default();
+    let mut visited = std::collections::HashSet::from([root.clone()]);
+    let mut stack = vec![(dir.to_path_buf(), root.clone())];
+    while let Some((listed, real)) = stack.pop() {
+        for entry in std::fs::read_dir(&real)? {
             let entry = entry?;
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
                 continue;
             }
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-            } else if matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml")
-            ) {
-                out.push(path);
+            let path = listed.join(&name);
+            let file_type = entry.file_type()?;
+            let resolved = if file_type.is_symlink() {
+                match std::fs::canonicalize(entry.path()) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        if is_yaml_name(&path) {
+                            listing.refused.push(Refused {
+                                path,
+                                reason: "a symbolic link that resolves to nothing".into(),
+                            });
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                real.join(&name)
+            };
+            let meta = std::fs::metadata(&resolved)?;
+            if !resolved.starts_with(&root) {
+                if meta.is_dir() || is_yaml_name(&path) {
+                    listing.refused.push(Refused {
+                        path,
+                        reason: format!(
+                            "a symbolic link to a {} outside the policy directory: policy files stay in the repository, so it is not read",
+                            if meta.is_dir() { "directory" } else { "file" }
+                        ),
+                    });
+                }
+                continue;
+            }
+            if meta.is_dir() {
+                if visited.insert(resolved.clone()) {
+                    stack.push((path, resolved));
+                }
+            } else if is_yaml_name(&path) {
+                if meta.is_file() {
+                    listing.files.push(PolicyFile {
+                        path,
+                        resolved,
+                        identity: (meta.dev(), meta.ino()),
+                        len: meta.len(),
+                    });
+                } else {
+                    listing.refused.push(Refused {
+                        path,
+                        reason: "not a regular file (a device, a pipe or a socket): not read"
+                            .into(),
+                    });
+                }
             }
         }
     }
-    out.sort();
-    Ok(out)
+    listing.files.sort_by(|a, b| a.path.cmp(&b.path));
+    listing.refused.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(listing)
+}
+
+/// Reads one listed file, at most [`MAX_FILE_BYTES`]: opened at its resolved path, and
+/// only if it is still the file that was listed.
+fn read_policy_file(f: &PolicyFile) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    if f.len > MAX_FILE_BYTES {
+        return Err(too_large(f.len));
+    }
+    let file = std::fs::File::open(&f.resolved).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if (meta.dev(), meta.ino()) != f.identity || !meta.is_file() {
+        return Err("changed while being read; it is read again at the next change".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| "cannot read: not UTF-8 text".to_string())
+}
+
+fn too_large(len: u64) -> String {
+    format!(
+        "{len} bytes or more; a policy file may have at most {MAX_FILE_BYTES} bytes (1 MiB): not read"
+    )
+}
+
+/// A diagnostic about a whole file.
+fn file_diagnostic(file: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        document: 0,
+        subject: None,
+        field: String::new(),
+        message,
+    }
 }
 
 /// The commit the policy directory is checked out at, if it is inside a git work tree.
@@ -328,19 +660,36 @@ pub fn load_documents(
                 document: 1,
                 subject: None,
                 field: String::new(),
-                message: format!("invalid YAML: {message}"),
+                message: format!("invalid YAML: {}", clean(&message, &[])),
             });
             return;
         }
     };
     for (n, doc) in docs.into_iter().enumerate() {
+        let mut long_scalars = doc.long_scalars;
+        long_scalars.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let mut origin = Origin {
             file: file.to_path_buf(),
             document: n + 1,
             subject: String::new(),
             positions: doc.positions,
             start: doc.start,
+            long_scalars,
         };
+        if let (Some(kind), Some(name)) = (&doc.kind, &doc.name) {
+            origin.set_subject(kind, name);
+        }
+        if let Some(((line, column), message)) = doc.limit {
+            if let (Some(kind), Some(name)) = (doc.kind, doc.name) {
+                unreadable.insert((kind, name));
+            }
+            diags.push(Diagnostic {
+                line,
+                column,
+                ..origin.diagnostic("", message)
+            });
+            continue;
+        }
         let value: serde_yaml::Value = match serde_yaml::from_str(&doc.text) {
             Ok(v) => v,
             Err(e) => {
@@ -348,7 +697,6 @@ pub fn load_documents(
                 // duplicate key, say), so that references to it are not reported as
                 // missing too.
                 if let (Some(kind), Some(name)) = (doc.kind.clone(), doc.name.clone()) {
-                    origin.subject = format!("{kind} {name}");
                     unreadable.insert((kind, name));
                 }
                 let (line, column) = e
@@ -366,6 +714,26 @@ pub fn load_documents(
         if value.is_null() {
             continue; // an empty document, e.g. after a trailing `---`
         }
+        // Not a mapping: not a policy document, and nothing of it is quoted (a private key
+        // or a token merged as a file reads as one long string).
+        if !value.is_mapping() {
+            let what = match &value {
+                serde_yaml::Value::Bool(_) => "a boolean",
+                serde_yaml::Value::Number(_) => "a number",
+                serde_yaml::Value::String(_) => "a string",
+                serde_yaml::Value::Sequence(_) => "a list",
+                _ => "a tagged value",
+            };
+            diags.push(Diagnostic {
+                line: doc.start.0,
+                column: doc.start.1,
+                ..origin.diagnostic(
+                    "",
+                    format!("the document is {what}, not a mapping of apiVersion, kind, metadata and spec: not a policy document (its content is not shown)"),
+                )
+            });
+            continue;
+        }
         // The kind and name, for the diagnostics, even when the rest fails.
         let kind = value
             .get("kind")
@@ -377,7 +745,7 @@ pub fn load_documents(
             .and_then(serde_yaml::Value::as_str)
             .map(String::from);
         if let (Some(k), Some(n)) = (&kind, &name) {
-            origin.subject = format!("{k} {n}");
+            origin.set_subject(k, n);
         }
         let (envelope, problems) = typed_all::<Envelope>(value, "");
         for (field, msg) in problems {
@@ -389,7 +757,7 @@ pub fn load_documents(
             }
             continue;
         };
-        origin.subject = format!("{} {}", envelope.kind, envelope.metadata.name);
+        origin.set_subject(&envelope.kind, &envelope.metadata.name);
         if envelope.api_version != API_VERSION {
             diags.push(origin.diagnostic(
                 "apiVersion",
@@ -548,6 +916,10 @@ struct IndexedDocument {
     /// `kind` and `metadata.name`, when they are plain values.
     kind: Option<String>,
     name: Option<String>,
+    /// Its scalars (keys too) longer than [`QUOTE_CHARS`].
+    long_scalars: Vec<String>,
+    /// A limit it breaks ([`MAX_EXPANDED_NODES`], [`MAX_DEPTH`]): where, and what.
+    limit: Option<((usize, usize), String)>,
 }
 
 enum Frame {
@@ -562,12 +934,20 @@ struct DocIndex {
     positions: HashMap<String, (usize, usize)>,
     kind: Option<String>,
     name: Option<String>,
+    long_scalars: Vec<String>,
+    limit: Option<((usize, usize), String)>,
 }
 
 #[derive(Default)]
 struct Indexer {
     stack: Vec<Frame>,
     docs: Vec<DocIndex>,
+    /// Nodes of the current document, aliases counted as the nodes they stand for.
+    nodes: usize,
+    /// The expanded size of each anchored node.
+    anchors: HashMap<usize, usize>,
+    /// Open collections: their anchor and the node count when they began.
+    open: Vec<(usize, usize)>,
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -607,18 +987,78 @@ impl Indexer {
     }
 }
 
+impl Indexer {
+    /// Counts `n` more nodes, noting the first limit the document breaks.
+    fn count(&mut self, n: usize, pos: (usize, usize)) {
+        self.nodes = self.nodes.saturating_add(n);
+        let depth = self.open.len();
+        if let Some(doc) = self.docs.last_mut() {
+            if doc.limit.is_some() {
+                return;
+            }
+            if self.nodes > MAX_EXPANDED_NODES {
+                doc.limit = Some((pos, format!(
+                    "refused: the document expands to more than {MAX_EXPANDED_NODES} YAML nodes through its aliases (`*name`), a document that grows without bound when read (\"billion laughs\"): not read"
+                )));
+            } else if depth > MAX_DEPTH {
+                doc.limit = Some((
+                    pos,
+                    format!(
+                        "refused: lists and mappings nest more than {MAX_DEPTH} deep: not read"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 impl MarkedEventReceiver for Indexer {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = (mark.line(), mark.col() + 1);
+        match &ev {
+            Event::Scalar(value, _, anchor, _) => {
+                self.count(1, pos);
+                if *anchor > 0 {
+                    self.anchors.insert(*anchor, 1);
+                }
+                if value.chars().count() > QUOTE_CHARS {
+                    if let Some(doc) = self.docs.last_mut() {
+                        if !doc.long_scalars.contains(value) {
+                            doc.long_scalars.push(value.clone());
+                        }
+                    }
+                }
+            }
+            Event::Alias(anchor) => {
+                let n = self.anchors.get(anchor).copied().unwrap_or(1);
+                self.count(n, pos);
+            }
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                self.open.push((*anchor, self.nodes));
+                self.count(1, pos);
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if let Some((anchor, from)) = self.open.pop() {
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, self.nodes.saturating_sub(from));
+                    }
+                }
+            }
+            _ => {}
+        }
         match ev {
             Event::DocumentStart => {
                 self.stack.clear();
+                self.open.clear();
+                self.nodes = 0;
                 self.docs.push(DocIndex {
                     end: usize::MAX,
                     start: pos,
                     positions: HashMap::new(),
                     kind: None,
                     name: None,
+                    long_scalars: Vec::new(),
+                    limit: None,
                 });
             }
             Event::DocumentEnd => {
@@ -692,6 +1132,8 @@ fn index_documents(text: &str) -> Result<Vec<IndexedDocument>, (usize, usize, St
             positions,
             kind,
             name,
+            long_scalars,
+            limit,
         },
     ) in indexer.docs.into_iter().enumerate()
     {
@@ -714,6 +1156,8 @@ fn index_documents(text: &str) -> Result<Vec<IndexedDocument>, (usize, usize, St
             positions,
             kind,
             name,
+            long_scalars,
+            limit,
         });
         from = to;
     }
@@ -805,3 +1249,6 @@ spec:
         assert_eq!(pos["a[1].y[1]"].0, 4);
     }
 }
+
+#[cfg(test)]
+mod loader_tests;

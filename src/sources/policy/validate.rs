@@ -61,7 +61,7 @@ pub fn validate_with(set: &PolicySet, limits: &Limits, unreadable: &Unreadable) 
                 "spec.tenantId",
                 format!(
                     "IdentityProvider `{}` already declares issuer {} in the same accounts",
-                    other.name,
+                    super::short(&other.name),
                     p.spec.issuer_url()
                 ),
             ));
@@ -85,7 +85,8 @@ pub fn validate_with(set: &PolicySet, limits: &Limits, unreadable: &Unreadable) 
                 "spec.role.name",
                 format!(
                     "role `{}` is already claimed by RoleMapping `{}` in the same accounts",
-                    m.spec.role.name, other.name
+                    m.spec.role.name,
+                    super::short(&other.name)
                 ),
             ));
         }
@@ -108,7 +109,8 @@ pub fn validate_with(set: &PolicySet, limits: &Limits, unreadable: &Unreadable) 
                 "spec.function",
                 format!(
                     "function `{}` is already managed by FunctionAccess `{}`",
-                    f.spec.function, other.name
+                    f.spec.function,
+                    super::short(&other.name)
                 ),
             ));
         }
@@ -136,7 +138,8 @@ pub fn validate_with(set: &PolicySet, limits: &Limits, unreadable: &Unreadable) 
                 "spec.permissionSet.name",
                 format!(
                     "permission set `{}` is already written by AccessAssignment `{}`",
-                    a.spec.permission_set.name, other.name
+                    a.spec.permission_set.name,
+                    super::short(&other.name)
                 ),
             ));
         } else {
