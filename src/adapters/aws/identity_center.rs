@@ -110,11 +110,17 @@ impl AwsClients {
             },
             |page| page.next_token().map(String::from),
             |page| {
-                users.extend(page.users().iter().map(|u| IdentityCenterUser {
-                    id: u.user_id().to_string(),
-                    user_name: u.user_name().unwrap_or_default().to_string(),
-                    display_name: u.display_name().map(String::from),
-                    external_ids: u.external_ids().iter().map(|e| e.id().to_string()).collect(),
+                users.extend(page.users().iter().map(|u| {
+                    IdentityCenterUser {
+                        id: u.user_id().to_string(),
+                        user_name: u.user_name().unwrap_or_default().to_string(),
+                        display_name: u.display_name().map(String::from),
+                        external_ids: u
+                            .external_ids()
+                            .iter()
+                            .map(|e| e.id().to_string())
+                            .collect(),
+                    }
                 }));
                 Ok(())
             },
@@ -505,8 +511,20 @@ impl AwsClients {
                             .send()
                     })
                     .await?;
-                let made = out.as_ref().map(|o| (o.user_id(), o.request_id()));
-                self.created(("user", identity_store_id), user_name, made, "user")
+                // A user has no mark to tell trustsync's from anyone's: one of that name
+                // that appeared since the plan read the store is not taken over.
+                let Some(o) = out else {
+                    return Err(not_adopted(
+                        Operation::CreateUser,
+                        format!("an identity-store user named {user_name} appeared after this pass read the store; it is not taken over: the next pass decides whose it is (a conflict unless it is bound to the Entra user, or listed in adoptUsers)"),
+                    ));
+                };
+                self.created(
+                    ("user", identity_store_id),
+                    user_name,
+                    Some((o.user_id(), o.request_id())),
+                    "user",
+                )
             }
             CreateIdentityStoreGroup {
                 identity_store_id,
@@ -523,8 +541,36 @@ impl AwsClients {
                             .send()
                     })
                     .await?;
-                let made = out.as_ref().map(|o| (o.group_id(), o.request_id()));
-                self.created(("group", identity_store_id), display_name, made, "group")
+                let Some(o) = out else {
+                    // Taken: trustsync's own only when it carries the mark (a retry after
+                    // a lost answer); anyone else's is never written to.
+                    let id = self
+                        .unique_id(
+                            Operation::GetGroupId,
+                            identity_store_id,
+                            "displayName",
+                            display_name,
+                        )
+                        .await?;
+                    let found = self.describe_group(identity_store_id, &id).await?;
+                    if !carries_mark(found.description.as_deref(), description) {
+                        return Err(not_adopted(
+                            Operation::CreateGroup,
+                            format!("an identity-store group named {display_name} appeared after this pass read the store and lacks trustsync's mark; it is not taken over (nothing is added to it)"),
+                        ));
+                    }
+                    self.remember(("group", identity_store_id), display_name, &id);
+                    return Ok(Written {
+                        request_id: None,
+                        note: Some("the group already existed, with trustsync's mark".into()),
+                    });
+                };
+                self.created(
+                    ("group", identity_store_id),
+                    display_name,
+                    Some((o.group_id(), o.request_id())),
+                    "group",
+                )
             }
             AddGroupMembers {
                 identity_store_id,
@@ -575,10 +621,8 @@ impl AwsClients {
                     }
                 }
                 if let Some((_, first)) = failed.first() {
-                    let who: Vec<String> = failed
-                        .iter()
-                        .map(|(u, f)| format!("{u} ({f})"))
-                        .collect();
+                    let who: Vec<String> =
+                        failed.iter().map(|(u, f)| format!("{u} ({f})")).collect();
                     let mut f = first.clone();
                     f.message = format!(
                         "{} of {} not added: {}; the others were",
@@ -892,13 +936,31 @@ impl AwsClients {
                     },
                 ))
             }
-            None => Ok((
-                self.permission_set_arn(instance_arn, name).await?,
-                Written {
-                    request_id: None,
-                    note: Some("the permission set already existed".into()),
-                },
-            )),
+            None => {
+                // Taken: trustsync's own only when it carries the mark (a retry after a lost
+                // answer); a set someone else made meanwhile is never written or assigned.
+                let sets = self.permission_sets(instance_arn).await?;
+                let found = sets.iter().find(|s| s.name.eq_ignore_ascii_case(name));
+                match found {
+                    Some(set) if carries_mark(set.description.as_deref(), description) => {
+                        self.remember(("set", instance_arn), name, &set.arn);
+                        Ok((
+                            set.arn.clone(),
+                            Written {
+                                request_id: None,
+                                note: Some(
+                                    "the permission set already existed, with trustsync's mark"
+                                        .into(),
+                                ),
+                            },
+                        ))
+                    }
+                    _ => Err(not_adopted(
+                        Operation::CreatePermissionSet,
+                        format!("a permission set named {name} appeared after this pass read the instance and lacks trustsync's mark; it is not taken over (nothing is written to it or assigned)"),
+                    )),
+                }
+            }
         }
     }
 
@@ -1137,7 +1199,11 @@ impl AwsClients {
             id: u.user_id().to_string(),
             user_name: u.user_name().unwrap_or_default().to_string(),
             display_name: u.display_name().map(String::from),
-            external_ids: u.external_ids().iter().map(|e| e.id().to_string()).collect(),
+            external_ids: u
+                .external_ids()
+                .iter()
+                .map(|e| e.id().to_string())
+                .collect(),
         })
     }
 
@@ -1217,6 +1283,29 @@ impl AwsClients {
     }
 }
 
+/// trustsync's mark (`[trustsync key=value]`) as a description it writes carries it.
+fn mark_in(ours: &str) -> Option<&str> {
+    let start = ours.find("[trustsync ")?;
+    let end = start + ours[start..].find(']')?;
+    Some(&ours[start..=end])
+}
+
+/// Whether an object found under a name trustsync was creating is its own: its
+/// description carries the mark trustsync's own description does.
+fn carries_mark(found: Option<&str>, ours: &str) -> bool {
+    match (found, mark_in(ours)) {
+        (Some(found), Some(mark)) => found.contains(mark),
+        _ => false,
+    }
+}
+
+/// A create that found the name taken by an object that is not trustsync's.
+fn not_adopted(operation: Operation, message: String) -> Failure {
+    let mut f = Failure::permanent(operation.name(), format!("conflict: {message}"));
+    f.code = Some("ConflictException".into());
+    f
+}
+
 fn customer_policy(
     name: &str,
     path: &str,
@@ -1226,4 +1315,34 @@ fn customer_policy(
         .path(path)
         .build()
         .map_err(|e| Failure::permanent("CustomerManagedPolicyReference", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{carries_mark, mark_in};
+
+    #[test]
+    fn only_an_object_carrying_trustsyncs_own_mark_is_taken_over() {
+        let set = "Payments engineers [trustsync trustsync.dev/owner=prod]";
+        let group = "[trustsync trustsync.dev/owner=prod]: AccessAssignment payments";
+        assert_eq!(mark_in(set), Some("[trustsync trustsync.dev/owner=prod]"));
+        assert!(
+            carries_mark(Some(set), group),
+            "a retry after a lost answer"
+        );
+        assert!(carries_mark(Some(group), set));
+        assert!(
+            !carries_mark(Some("Payments engineers"), set),
+            "made by someone else"
+        );
+        assert!(!carries_mark(None, set), "no description");
+        assert!(
+            !carries_mark(Some("x [trustsync trustsync.dev/owner=staging]"), set),
+            "another instance's"
+        );
+        assert!(
+            !carries_mark(Some(set), "no mark in ours"),
+            "nothing to compare"
+        );
+    }
 }
