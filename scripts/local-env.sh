@@ -175,6 +175,9 @@ accounts:
   targets:
     - {id: "111111111111", labels: {env: prod}}
     - {id: "222222222222", labels: {env: dev}}
+guardrails:
+  # The sample policies' EventBridge rule lives in the hub's account.
+  invokerAccounts: ["123456789012", "111111111111", "222222222222"]
 YAML
 
   cat >"$state/env" <<EOF
