@@ -97,9 +97,16 @@ fn a_merged_change_past_the_guardrails_is_refused_and_only_its_revocations_apply
             "{file_line} {rule}\n{text}"
         );
     }
-    // The outside account is known to be outside only with the managed accounts: listed in
-    // the config (accounts.targets or guardrails.invokerAccounts), or read by a plan.
-    assert!(text.contains("6 guardrail violation(s)"), "{text}");
+    // The outside account: validate does not know the managed accounts here (none listed
+    // in accounts.targets or guardrails.invokerAccounts), so it fails closed.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("policies/payments.yaml:")
+                && l.contains("guardrails.invokerAccounts")
+                && l.contains("cannot be judged")),
+        "{text}"
+    );
+    assert!(text.contains("7 guardrail violation(s)"), "{text}");
 
     // The controller enforces them even when CI did not run.
     let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
@@ -149,5 +156,137 @@ fn a_merged_change_past_the_guardrails_is_refused_and_only_its_revocations_apply
     let out = run_ok(&moto, &ws, &["validate"], 1);
     let text = show(&out);
     assert!(!text.contains("guardrails.trustedServices"), "{text}");
-    assert!(text.contains("5 guardrail violation(s)"), "{text}");
+    assert!(text.contains("6 guardrail violation(s)"), "{text}");
+}
+
+/// Every escalation of issue 36, one document each, with its variants through wildcards,
+/// case and `NotAction`; and the invokers that open a function to another account or to
+/// more than invoking. (line marker, rule): the marker is a unique text on the line the
+/// diagnostic must name.
+const ESCALATIONS: &[(&str, &str, &str)] = &[
+    ("put-role-policy", "{Effect: Allow, Action: iam:PutRolePolicy, Resource: '*'}", "noEscalationActions"),
+    ("update-trust", "{Effect: Allow, Action: iam:UpdateAssumeRolePolicy, Resource: 'arn:aws:iam::*:role/*'}", "noEscalationActions"),
+    ("assume-any", "{Effect: Allow, Action: sts:AssumeRole, Resource: '*'}", "noEscalationActions"),
+    ("pass-and-create", "{Effect: Allow, Action: [iam:PassRole, lambda:CreateFunction], Resource: '*'}", "noEscalationActions"),
+    ("put-wildcard", "{Effect: Allow, Action: 'iam:Put*', Resource: 'arn:aws:iam::123456789012:role/*'}", "noEscalationActions"),
+    ("question-mark", "{Effect: Allow, Action: 'iam:?ut*', Resource: 'arn:aws:iam::123456789012:user/*'}", "noEscalationActions"),
+    ("upper-case", "{Effect: Allow, Action: IAM:ATTACHROLEPOLICY, Resource: 'arn:aws:iam::123456789012:role/other'}", "noEscalationActions"),
+    ("not-action", "{Effect: Allow, NotAction: ['s3:*', 'ec2:*'], Resource: 'arn:aws:iam::123456789012:role/*'}", "noEscalationActions"),
+    ("everything", "{Effect: Allow, Action: '*', Resource: '*'}", "noAdminStatements"),
+    ("access-key", "{Effect: Allow, Action: iam:CreateAccessKey, Resource: 'arn:aws:iam::123456789012:user/*'}", "noEscalationActions"),
+    ("org-writes", "{Effect: Allow, Action: 'organizations:Attach*', Resource: 'arn:aws:organizations::*:policy/*'}", "noEscalationActions"),
+    ("sso-writes", "{Effect: Allow, Action: sso:CreateAccountAssignment, Resource: '*'}", "noEscalationActions"),
+];
+
+fn escalation_documents() -> String {
+    let mut text = String::new();
+    for (name, statement, _) in ESCALATIONS {
+        text.push_str(&format!(
+            "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: {name}}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: {name}\n    inlinePolicies:\n      p:\n        Version: '2012-10-17'\n        Statement:\n          - {statement}\n"
+        ));
+    }
+    text
+}
+
+const INVOKERS: &str = "\
+apiVersion: trustsync.dev/v1alpha1
+kind: FunctionAccess
+metadata: {name: reports-api}
+spec:
+  function: reports-api
+  invokers:
+    - roleMapping: payments-deployers
+    - {service: s3.amazonaws.com, sourceArn: 'arn:aws:s3:::reports-upload', sourceAccount: '999999999999'}
+    - {roleMapping: payments-deployers, action: 'lambda:*'}
+    - {principal: '210987654321'}
+    - {service: sns.amazonaws.com, sourceArn: 'arn:aws:sns:us-east-1:888888888888:reports'}
+";
+
+/// What `validate` says of each: file, line and rule; the invoker accounts refused even
+/// when `validate` cannot know the managed accounts (it fails closed), and judged against
+/// them when it can.
+#[test]
+fn escalations_and_foreign_invokers_are_refused_with_file_line_and_rule() {
+    let ws = Workspace::new();
+    let escalations = escalation_documents();
+    ws.write("policies/escalations.yaml", &escalations);
+    ws.write("policies/invokers.yaml", INVOKERS);
+    let out = run_at("http://127.0.0.1:9", &ws, &["validate"], 1);
+    let text = show(&out);
+    let line_of = |text: &str, marker: &str| {
+        text.lines()
+            .position(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("{marker}"))
+            + 1
+    };
+    let mut refused = 0;
+    for (_, statement, rule) in ESCALATIONS {
+        let at = format!(
+            "policies/escalations.yaml:{}:",
+            line_of(&escalations, statement)
+        );
+        if text
+            .lines()
+            .any(|l| l.starts_with(&at) && l.contains(&format!("(guardrails.{rule})")))
+        {
+            refused += 1;
+        } else {
+            println!("not refused: {statement}");
+        }
+    }
+    let invokers = [
+        (
+            "sourceAccount: '999999999999'",
+            "invokerAccounts",
+            "sourceAccount",
+        ),
+        (
+            "action: 'lambda:*'",
+            "invokerActions",
+            "spec.invokers[2].action",
+        ),
+        (
+            "principal: '210987654321'",
+            "invokerAccounts",
+            "cannot be judged",
+        ),
+    ];
+    for (marker, rule, what) in invokers {
+        let at = format!("policies/invokers.yaml:{}:", line_of(INVOKERS, marker));
+        if text.lines().any(|l| {
+            l.starts_with(&at) && l.contains(&format!("(guardrails.{rule})")) && l.contains(what)
+        }) {
+            refused += 1;
+        } else {
+            println!("not refused: {marker}");
+        }
+    }
+    let cases = ESCALATIONS.len() + invokers.len();
+    println!(
+        "independent checks: {refused} of {cases} escalation and invoker cases refused by validate"
+    );
+    assert_eq!(refused, cases, "{text}");
+    assert!(
+        text.contains(&format!("{cases} guardrail violation(s)")),
+        "one violation each, all in one run: {text}"
+    );
+    // The same-account principal and source pass once the accounts are known.
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\ndirectory:\n  tenantFile: examples/tenant.json\nguardrails:\n  invokerAccounts: ['123456789012', '210987654321', '999999999999']\n",
+    );
+    let out = run_at("http://127.0.0.1:9", &ws, &["validate"], 1);
+    let text = show(&out);
+    // Known accounts: the SNS topic of an account outside them is refused now (a source ARN
+    // is judged once the accounts are known), the rest of the invokers pass.
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("guardrails.invokerAccounts"))
+            .all(|l| l.contains("sourceArn `arn:aws:sns:us-east-1:88")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} guardrail violation(s)", ESCALATIONS.len() + 2)),
+        "{text}"
+    );
 }

@@ -55,6 +55,16 @@ pub struct Guardrails {
     /// No Allow statement in an inline policy may grant `*`, `*:*`, any wildcard or
     /// `NotAction` of IAM, STS or Organizations, on `*` (or with `NotResource`).
     pub no_admin_statements: bool,
+    /// No Allow statement in an inline policy (a role's or a permission set's) may grant an
+    /// escalation action (docs/policy-reference.md, "Escalation actions": writing a
+    /// principal's policies or trust, lifting a boundary, making credentials, passing any
+    /// role to a service that runs code, assuming any role, Organizations and Identity
+    /// Center writes) on more than the role itself: matched through wildcards, case and
+    /// `NotAction`.
+    pub no_escalation_actions: bool,
+    /// Escalation actions a statement may grant anyway (e.g. `iam:CreateAccessKey` for a
+    /// team that rotates its own users' keys); each one a decision.
+    pub allowed_escalation_actions: Vec<String>,
     /// The AWS services a role may trust (`trustedServices`).
     pub trusted_services: Vec<String>,
     /// The AWS services that may invoke a function (`invokers[].service`).
@@ -64,8 +74,13 @@ pub struct Guardrails {
     pub service_invokers_need_source: bool,
     /// The accounts an invoker principal (an account id or an ARN) may belong to. Unset:
     /// the managed accounts.
+    /// They are also the accounts an invoker's `sourceAccount` (and the account in its
+    /// `sourceArn`) may be. When `validate` knows neither these nor the managed accounts
+    /// (`accounts.targets`), such invokers are refused: it fails closed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invoker_accounts: Option<Vec<String>>,
+    /// The actions an invoker may be granted (`invokers[].action`).
+    pub invoker_actions: Vec<String>,
     /// The Entra tenants an IdentityProvider may name. Unset: the controller's own tenant
     /// (the directory's: `AZURE_TENANT_ID`, or the tenant file's).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +102,8 @@ impl Default for Guardrails {
             .collect(),
             allowed_managed_policies: None,
             no_admin_statements: true,
+            no_escalation_actions: true,
+            allowed_escalation_actions: Vec::new(),
             trusted_services: vec!["lambda.amazonaws.com".into()],
             invoker_services: [
                 "apigateway",
@@ -105,6 +122,7 @@ impl Default for Guardrails {
             .collect(),
             service_invokers_need_source: true,
             invoker_accounts: None,
+            invoker_actions: vec!["lambda:InvokeFunction".into()],
             allowed_tenants: None,
         }
     }

@@ -225,6 +225,19 @@ impl PolicySet {
 /// is refused by name and never read (see [`list`]); files past [`MAX_FILE_BYTES`], or
 /// past [`MAX_TOTAL_BYTES`] together, are refused unread.
 pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
+    let (set, diags) = load_dir_partly(dir, limits)?;
+    if diags.is_empty() {
+        Ok(set)
+    } else {
+        Err(Error::Invalid(diags))
+    }
+}
+
+/// [`load_dir`], returning what could be read along with every problem: the documents
+/// that loaded (with the git revision only when there is no problem), for checks that
+/// judge each document on its own (the guardrails), so that `validate` reports every
+/// problem of every file in one run.
+pub fn load_dir_partly(dir: &Path, limits: &Limits) -> Result<(PolicySet, Vec<Diagnostic>), Error> {
     let listing = list(dir).map_err(|source| Error::Directory {
         path: dir.to_path_buf(),
         source,
@@ -254,10 +267,8 @@ pub fn load_dir(dir: &Path, limits: &Limits) -> Result<PolicySet, Error> {
     diags.extend(validate::validate_with(&set, limits, &unreadable));
     if diags.is_empty() {
         set.revision = git_revision(dir);
-        Ok(set)
-    } else {
-        Err(Error::Invalid(diags))
     }
+    Ok((set, diags))
 }
 
 /// The policy files below `dir` that may be read: `*.yaml` and `*.yml` regular files
