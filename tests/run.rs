@@ -893,3 +893,90 @@ fn a_departure_takes_the_fast_path_reading_only_the_affected_role() {
         show(&out)
     );
 }
+
+/// A held mass removal released while `run` runs (issue 34): `trustsync release` leaves the
+/// release for the controller, which records who released it and why in the audit log and
+/// lets the held removals through in the fast pass it starts at once.
+#[test]
+fn a_held_removal_released_while_run_runs_takes_effect_within_one_fast_pass() {
+    let (moto, ws, graph, daemon) = converged_controller(
+        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+    );
+    // Two of three leave at once: over the 50% limit, held.
+    graph.remove_member(PAYMENTS, SP1);
+    graph.remove_member(PAYMENTS, SP2);
+    wait_for(Duration::from_secs(30), "the removal to be held", || {
+        ws.read("audit.jsonl").contains("mapping-removal-limit")
+    });
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+
+    // An unknown document is refused by name; the real one is left for the controller.
+    let out = run_env_at(
+        &moto.endpoint,
+        &ws,
+        &graph.env(CLIENT_SECRET),
+        &[
+            "release",
+            "payments-deployerz",
+            "--by",
+            "oncall@example.com",
+        ],
+        1,
+    );
+    assert!(
+        show(&out).contains("no RoleMapping or AccessAssignment named `payments-deployerz`"),
+        "{}",
+        show(&out)
+    );
+    let asked = std::time::Instant::now();
+    let out = run_env_at(
+        &moto.endpoint,
+        &ws,
+        &graph.env(CLIENT_SECRET),
+        &[
+            "release",
+            "payments-deployers",
+            "--by",
+            "oncall@example.com",
+            "--note",
+            "INC-42: the team moved",
+        ],
+        0,
+    );
+    assert!(
+        stdout(&out).contains("running controller"),
+        "{}",
+        show(&out)
+    );
+    wait_for(Duration::from_secs(15), "the released removal", || {
+        moto.trusted_subs("payments-deployer") == [SP4]
+    });
+    println!(
+        "release: held removal applied {} ms after `trustsync release`",
+        asked.elapsed().as_millis()
+    );
+    wait_for(Duration::from_secs(10), "the pass line", || {
+        ws.read("audit.jsonl").contains("\"trigger\":\"fast-path\"")
+    });
+    let audit = ws.read("audit.jsonl");
+    let released = audit
+        .lines()
+        .find(|l| l.contains("\"type\":\"released\""))
+        .expect("the release is in the audit log");
+    assert!(
+        released.contains("oncall@example.com") && released.contains("INC-42"),
+        "{released}"
+    );
+    let after_release = &audit[audit.find("\"type\":\"released\"").unwrap()..];
+    assert!(
+        after_release.contains("\"revoke-trust\"")
+            && after_release.contains("\"trigger\":\"fast-path\""),
+        "revoked by the fast pass the release started"
+    );
+    // The request was taken (once): nothing is left next to the log.
+    assert!(ws.path().read_dir().unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".release.")));
+}

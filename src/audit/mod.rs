@@ -23,15 +23,18 @@
 mod checkpoint;
 mod record;
 mod recover;
+mod release;
 mod repair;
 mod show;
 
 pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, Signer};
 pub use record::{
-    Acknowledged, ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered, Repaired,
+    Acknowledged, ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered, Released,
+    Repaired,
     Rotated,
 };
 pub use recover::landed;
+pub use release::{request_release, take_releases};
 pub use repair::{
     checkpoints_out_of_order, needs_attention, request_acknowledgement, rotation_notice,
     segments_holding,

@@ -34,6 +34,25 @@ pub enum Record {
     Rotated(Rotated),
     /// A person has looked at the rotation this segment begins with.
     Acknowledged(Acknowledged),
+    /// A person let a held removal of one document through, once, while the controller
+    /// ran (`trustsync release`): the next pass over the document applies it.
+    Released(Released),
+}
+
+/// A release of a held removal, as `trustsync release` asked for it and the controller
+/// took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Released {
+    /// The document (RoleMapping or AccessAssignment) whose held removals go through.
+    pub mapping: String,
+    /// Who released it (as given to `--by`).
+    pub by: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When it was asked for (RFC 3339).
+    pub requested_at: String,
 }
 
 /// Why and from where a new segment began.

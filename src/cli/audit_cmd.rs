@@ -195,3 +195,50 @@ pub(super) async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow:
     )?;
     Ok(0)
 }
+
+/// `trustsync release NAME`: leaves a release of the document's held removals for the
+/// controller that holds the audit log; without one, says to use `apply --release`.
+pub(super) fn release(config: &Config, args: super::ReleaseArgs) -> anyhow::Result<u8> {
+    let super::ReleaseArgs {
+        name,
+        by,
+        note,
+        policies,
+    } = args;
+    if by.trim().is_empty() {
+        bail!("--by: say who is releasing the held removals (a name or an email address)");
+    }
+    let set = crate::sources::policy::load_dir(&policies.policies, &config.limits)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let known = set.role_mappings.iter().any(|m| m.name.as_str() == name)
+        || set
+            .access_assignments
+            .iter()
+            .any(|a| a.name.as_str() == name);
+    if !known {
+        bail!(
+            "no RoleMapping or AccessAssignment named `{name}` in {}: a release names the document whose removals are held (as the hold's release hint says)",
+            policies.policies.display()
+        );
+    }
+    let file = &config.audit.path;
+    match audit::AuditLog::open(file) {
+        // Nobody holds the log: no controller runs against it.
+        Ok(_) => {
+            eprintln!(
+                "no running controller holds {}: `trustsync apply --release {name}` lets the held removals through now",
+                file.display()
+            );
+            Ok(1)
+        }
+        Err(audit::Error::Locked { .. }) => {
+            let request = audit::request_release(file, &name, &by, note)?;
+            outln!(
+                "release of {name} by {by} left in {} for the running controller: it records it and applies the held removals at its next directory poll",
+                request.display()
+            )?;
+            Ok(0)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

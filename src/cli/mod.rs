@@ -114,6 +114,12 @@ pub enum Command {
     /// access token, and why not: issuer form, audience, subject, lifetime. Reads the token
     /// from a file or stdin and never prints or sends it; its signature is not checked.
     CheckToken(CheckTokenArgs),
+    /// Let the removals a safety limit holds for one document (RoleMapping or
+    /// AccessAssignment) through, once, while `trustsync run` holds the audit log: during
+    /// an incident, without stopping the controller. Leaves the request next to the audit
+    /// log; the controller takes it at its next directory poll, records who released it
+    /// and why, and starts a pass over that document at once.
+    Release(ReleaseArgs),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -210,6 +216,21 @@ pub struct PolicyArgs {
     /// Policy repository directory (every *.yaml / *.yml below it).
     #[arg(long, env = "TRUSTSYNC_POLICIES", default_value = "policies")]
     pub policies: PathBuf,
+}
+
+/// `release` flags.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The document whose held removals go through (its metadata.name).
+    pub name: String,
+    /// Who releases it (a name or an email address), for the audit log.
+    #[arg(long)]
+    pub by: String,
+    /// Why (an incident id, say), for the audit log.
+    #[arg(long)]
+    pub note: Option<String>,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
 }
 
 /// What every command that reads live state reads: the policies, the directory, the
@@ -485,6 +506,7 @@ impl Cli {
                 Ok(0)
             }
             Command::Validate(PolicyArgs { policies }) => validate(&load_config()?, &policies),
+            Command::Release(args) => release(&load_config()?, args),
             Command::Plan(args) => plan(args, load_config()?).await,
             Command::Apply(args) => apply(args, load_config()?).await,
             Command::Run(args) => run(args, load_config()?).await,

@@ -19,7 +19,7 @@
 //! and exits 0; a crash mid-pass is repaired by the next pass, since every write is
 //! idempotent and every pass re-reads the world.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,6 +103,7 @@ pub async fn run(
 
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(16);
     let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
+    let release_wake = wake_tx.clone();
     let mut directory = directory;
     directory.set_stop(stop_rx.clone(), shared.pending.clone());
     let directory = Arc::new(tokio::sync::Mutex::new(directory));
@@ -148,6 +149,7 @@ pub async fn run(
         full: trigger_tx.clone(),
         stop: stop_rx.clone(),
     };
+    let stop_rx_releases = stop_rx.clone();
     let triggers = Triggers {
         rx: trigger_rx,
         interval: settings.interval,
@@ -165,7 +167,14 @@ pub async fn run(
     let passes = async {
         tokio::join!(
             ctl.run_passes(triggers, policies.clone(), directory.clone(), audit.clone()),
-            ctl.run_fast(fast, policies, directory, audit),
+            ctl.run_fast(fast, policies.clone(), directory, audit.clone()),
+            ctl.run_releases(
+                settings.directory_poll,
+                policies,
+                audit,
+                release_wake,
+                stop_rx_releases,
+            ),
         )
     };
     tokio::select! {
@@ -293,6 +302,9 @@ struct Controller {
     again: AtomicBool,
     /// The request counters as the metrics last took them.
     seen: Mutex<Seen>,
+    /// Releases of held removals a person asked for (`trustsync release`), recorded in
+    /// the audit log, by document: let through by the next pass over that document.
+    releases: Mutex<BTreeMap<String, crate::audit::Released>>,
 }
 
 /// Request counters as last added to the metrics (the metrics take the difference).
@@ -323,6 +335,57 @@ impl Controller {
             writes: RoleWrites::default(),
             again: AtomicBool::new(false),
             seen: Mutex::new(Seen::default()),
+            releases: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Takes the releases `trustsync release` leaves next to the audit log, every
+    /// `period`: each is recorded in the audit log (who, what, why, when asked) and starts
+    /// a fast pass over its document, which lets its held removals through once. A
+    /// release of a document the policies do not have is recorded and dropped.
+    async fn run_releases(
+        &self,
+        period: Duration,
+        policies: Arc<Mutex<Arc<PolicySet>>>,
+        audit: Arc<tokio::sync::Mutex<AuditLog>>,
+        wake: mpsc::Sender<()>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let taken = crate::audit::take_releases(&self.config.audit.path);
+            if taken.is_empty() {
+                continue;
+            }
+            let set = policies.lock().expect("policies").clone();
+            for r in taken {
+                if let Err(e) = audit.lock().await.record_release(&r) {
+                    tracing::error!(error = %e, mapping = %r.mapping, "a release could not be recorded in the audit log; not taken");
+                    continue;
+                }
+                let known = set
+                    .role_mappings
+                    .iter()
+                    .any(|m| m.name.as_str() == r.mapping)
+                    || set
+                        .access_assignments
+                        .iter()
+                        .any(|a| a.name.as_str() == r.mapping);
+                if !known {
+                    tracing::warn!(mapping = %r.mapping, by = %r.by, "release of a document the policies do not have; dropped");
+                    continue;
+                }
+                tracing::info!(mapping = %r.mapping, by = %r.by, "held removals released; starting a pass over the document");
+                self.releases
+                    .lock()
+                    .expect("releases")
+                    .insert(r.mapping.clone(), r);
+            }
+            // A full channel means a fast pass is pending: it takes the releases too.
+            let _ = wake.try_send(());
         }
     }
 
@@ -553,6 +616,13 @@ impl Controller {
             .lock()
             .expect("changed")
             .replace(BTreeSet::new())?;
+        let released: Vec<String> = self
+            .releases
+            .lock()
+            .expect("releases")
+            .keys()
+            .cloned()
+            .collect();
         let names: BTreeSet<String> = policies
             .role_mappings
             .iter()
@@ -565,6 +635,7 @@ impl Controller {
                     .filter(|a| selectors.contains(&a.spec.group))
                     .map(|a| a.name.to_string()),
             )
+            .chain(released)
             .collect();
         (!names.is_empty()).then_some(names)
     }
@@ -588,7 +659,15 @@ impl Controller {
                 )
             })
         };
-        let released = BTreeSet::new();
+        // The releases a person asked for, of the documents this pass covers.
+        let released: BTreeSet<String> = self
+            .releases
+            .lock()
+            .expect("releases")
+            .keys()
+            .filter(|m| focus.is_none_or(|f| f.contains(*m)))
+            .cloned()
+            .collect();
         let (audit_attention, (recorded_pins, recorded_baselines, recorded_people)) = {
             let mut log = audit.lock().await;
             if let Some(by) = log.take_acknowledgement() {
@@ -679,6 +758,22 @@ impl Controller {
             )
             .await?;
         let outcome = report.outcome(plan);
+        // A release holds for one pass that applied the document's changes: one whose
+        // held removals failed to apply keeps it for the next.
+        {
+            let failed: BTreeSet<&str> = report
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
+                .filter_map(|o| o.mapping.as_deref())
+                .collect();
+            let mut releases = self.releases.lock().expect("releases");
+            for m in &released {
+                if !failed.contains(m.as_str()) {
+                    releases.remove(m);
+                }
+            }
+        }
         if writer.superseded() > 0 {
             self.again.store(true, Ordering::SeqCst);
         }
