@@ -50,9 +50,12 @@ fn a_change_notification_starts_a_poll_at_once_and_only_for_this_instances_secre
     );
     assert!(took < Duration::from_secs(10), "{took:?}");
 
-    // Graph's validation handshake, as Graph sends it.
+    // Graph's validation handshake was answered while the subscription was being made (the
+    // local Graph server validates as Graph does); now that none is pending, a token sent
+    // by anyone is not echoed.
     let (status, body) = http("POST", &format!("{url}?validationToken=abc%20def"), None);
-    assert_eq!((status, body.as_str()), (200, "abc def"));
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("abc def"), "{body}");
     // A notification without this instance's clientState starts no poll.
     let delta = || graph.stats()["requests"]["delta"].as_u64().unwrap_or(0);
     let before = delta();
@@ -91,4 +94,91 @@ fn a_change_notification_starts_a_poll_at_once_and_only_for_this_instances_secre
     // SIGTERM deletes it.
     assert!(daemon.terminate().success());
     assert!(graph.subscriptions().is_empty());
+}
+
+/// A raw POST, for the status and the headers.
+fn post_raw(addr: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
+}
+
+/// The notification endpoint against anyone who can reach it: a token is not echoed when
+/// no subscription request of the controller is pending, a long one never; every answer is
+/// text/plain with nosniff; a large body is refused; requests beyond the rate get 429.
+#[test]
+fn the_notification_endpoint_echoes_nothing_unasked_and_limits_what_it_reads() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("http://{addr}/graph/notifications");
+    ws.write(
+        "trustsync.yaml",
+        &format!("audit: {{path: audit.jsonl}}\nrun: {{intervalSeconds: 3600, directoryPollSeconds: 120}}\ndirectory:\n  graph:\n    notifications: {{url: \"{url}\"}}\n"),
+    );
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let daemon = Daemon::spawn_at(&moto.endpoint, graph.env(CLIENT_SECRET), &ws, &addr);
+    daemon.wait_ready();
+    // The controller's own subscription was validated (the server checks the echo).
+    wait_for(Duration::from_secs(15), "the subscription", || {
+        graph.subscriptions().len() == 1
+    });
+
+    let path = "/graph/notifications";
+    let (status, raw) = post_raw(
+        &addr,
+        &format!("{path}?validationToken=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        "",
+    );
+    assert_eq!(status, 403, "{raw}");
+    assert!(!raw.contains("<script>"), "{raw}");
+    let lower = raw.to_ascii_lowercase();
+    assert!(lower.contains("x-content-type-options: nosniff"), "{raw}");
+    assert!(lower.contains("content-type: text/plain"), "{raw}");
+
+    let long = "a".repeat(1025);
+    let (status, raw) = post_raw(&addr, &format!("{path}?validationToken={long}"), "");
+    assert_eq!(status, 400, "{raw}");
+    assert!(!raw.contains(&long), "{raw}");
+
+    // A notification's answer carries nosniff too; a body past the limit is refused.
+    let (status, raw) = post_raw(&addr, path, r#"{"value": []}"#);
+    assert_eq!(status, 202, "{raw}");
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{raw}"
+    );
+    let big = format!(r#"{{"value": [], "pad": "{}"}}"#, "x".repeat(300 * 1024));
+    let (status, _) = post_raw(&addr, path, &big);
+    assert_eq!(status, 413);
+
+    // The rate: a burst of 200 gets 429s after the first few; each a refusal, not a poll.
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        *codes
+            .entry(post_raw(&addr, path, r#"{"value": []}"#).0)
+            .or_insert(0) += 1;
+    }
+    println!("200 requests at once: {codes:?}");
+    assert!(codes.get(&429).copied().unwrap_or(0) >= 100, "{codes:?}");
+    assert!(codes.get(&202).copied().unwrap_or(0) >= 10, "{codes:?}");
+    // The endpoint answers again after a pause.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(post_raw(&addr, path, r#"{"value": []}"#).0, 202);
+    assert!(daemon.terminate().success());
 }

@@ -21,7 +21,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/status", get(status))
         .route(
             crate::config::NOTIFICATIONS_PATH,
-            post(crate::runtime::notify::answer),
+            post(crate::runtime::notify::answer).layer(axum::extract::DefaultBodyLimit::max(
+                crate::runtime::notify::MAX_BODY_BYTES,
+            )),
         )
         .with_state(shared)
 }

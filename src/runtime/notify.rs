@@ -5,8 +5,15 @@
 //! notifications"), and what trustsync does with it:
 //! - Creating a subscription, Graph first POSTs to the notification URL with a
 //!   `validationToken` query parameter and wants it back within 10 seconds: 200,
-//!   `text/plain`, the token as the body. [`answer`] does that for any request carrying
-//!   one (the lifecycle URL is the same endpoint).
+//!   `text/plain`, the token as the body. [`answer`] does that only while one of this
+//!   controller's own subscription requests (a create, renewal or reauthorization) is in
+//!   flight, and only for a token of at most [`MAX_TOKEN_CHARS`] characters (Graph's are
+//!   short opaque strings): otherwise the endpoint would echo whatever anyone sends, a
+//!   reflection others could use. Every answer is `text/plain` with
+//!   `X-Content-Type-Options: nosniff`. The lifecycle URL is the same endpoint.
+//! - The endpoint is public (Graph must reach it): requests are limited to
+//!   [`RATE_BURST`] at once and [`RATE_PER_SECOND`] after (a token bucket; 429 beyond,
+//!   which Graph retries), and bodies to [`MAX_BODY_BYTES`] (413 beyond).
 //! - A notification is a `changeNotificationCollection` (`value`: notifications with the
 //!   subscription's `clientState`), to be answered with 202 within 3 seconds. A
 //!   notification whose `clientState` is not this instance's secret is ignored (counted);
@@ -21,8 +28,9 @@
 //!   and tried again a minute later (polling carries on meanwhile); SIGTERM deletes it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -36,12 +44,57 @@ use crate::runtime::metrics::OutcomeLabel;
 use crate::runtime::pass::DirectorySource;
 use crate::runtime::status::Shared;
 
+/// The longest `validationToken` echoed. Graph's are short opaque strings; a longer one is
+/// not Graph's.
+pub const MAX_TOKEN_CHARS: usize = 1024;
+
+/// The largest request body read. Notifications without resource data are a few hundred
+/// bytes each; Graph batches them, well below this.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Requests answered at once before the rate applies.
+pub const RATE_BURST: f64 = 20.0;
+
+/// Requests answered per second, sustained. A notification only starts a poll, and one
+/// permit of the poll covers a burst, so more is never needed.
+pub const RATE_PER_SECOND: f64 = 10.0;
+
+/// Why the controller cannot serve Graph's notifications.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the operating system's random source for the Graph subscription's clientState: {0}")]
+pub struct RandomUnavailable(String);
+
+/// A token bucket: `RATE_BURST` requests at once, `RATE_PER_SECOND` after.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// What the notification endpoint shares with the watcher and the subscription keeper.
 pub struct Inbox {
     /// Notifications are served only when configured.
     enabled: bool,
-    /// The secret this instance's subscription carries (random at each start).
+    /// The secret this instance's subscription carries (from the OS random source at each
+    /// start; empty, and never matched, when notifications are off).
     client_state: String,
+    /// This controller's subscription requests in flight: validation is answered only then.
+    pending: AtomicUsize,
+    /// The endpoint's rate.
+    bucket: Mutex<Bucket>,
     /// Wakes the directory watcher for a poll now (one permit: a burst is one poll).
     pub(crate) poll_now: Arc<Notify>,
     /// Lifecycle events for the subscription keeper, oldest first.
@@ -50,26 +103,81 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// An inbox; `enabled` when Graph change notifications are configured.
+    /// An inbox; `enabled` when Graph change notifications are configured, and then with a
+    /// clientState from the OS random source, or an error: never a guessable one.
+    pub fn try_new(enabled: bool) -> Result<Inbox, RandomUnavailable> {
+        Self::with_random(enabled, |b| {
+            getrandom::getrandom(b).map_err(|e| RandomUnavailable(e.to_string()))
+        })
+    }
+
+    /// [`Inbox::try_new`]. Without the OS random source the controller must not start:
+    /// this stops it (prefer `try_new` and its error).
     pub fn new(enabled: bool) -> Inbox {
-        Inbox {
+        Self::try_new(enabled).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn with_random(
+        enabled: bool,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), RandomUnavailable>,
+    ) -> Result<Inbox, RandomUnavailable> {
+        let client_state = if enabled {
+            secret(fill)?
+        } else {
+            String::new()
+        };
+        Ok(Inbox {
             enabled,
-            client_state: secret(),
+            client_state,
+            pending: AtomicUsize::new(0),
+            bucket: Mutex::new(Bucket {
+                tokens: RATE_BURST,
+                at: Instant::now(),
+            }),
             poll_now: Arc::new(Notify::new()),
             lifecycle: Mutex::new(Vec::new()),
             lifecycle_arrived: Notify::new(),
-        }
+        })
+    }
+
+    /// Marks one of this controller's subscription requests in flight until the guard
+    /// drops: Graph's validation request for it is answered meanwhile.
+    fn expecting_validation(&self) -> Pending<'_> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        Pending(&self.pending)
     }
 }
 
-/// 32 random bytes, hex: the `clientState` (at most 128 characters).
-fn secret() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut bytes);
+/// One subscription request in flight; dropped when it is answered (or fails).
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 bytes from `fill` (the OS random source), hex: the `clientState` (at most 128
+/// characters).
+fn secret(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), RandomUnavailable>,
+) -> Result<String, RandomUnavailable> {
+    let mut bytes = [0u8; 32];
+    fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A plain-text answer the browser may not reinterpret.
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("x-content-type-options", "nosniff"),
+        ],
+        body.into(),
+    )
+        .into_response()
 }
 
 /// Equal, in time that does not depend on where they differ.
@@ -105,26 +213,41 @@ pub async fn answer(
 ) -> Response {
     let inbox = &shared.inbox;
     if !inbox.enabled {
-        return (
+        return text(
             StatusCode::NOT_FOUND,
             "Graph change notifications are not configured\n",
-        )
-            .into_response();
+        );
+    }
+    if !inbox.bucket.lock().expect("bucket").take(Instant::now()) {
+        let mut r = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests; try again in a second\n",
+        );
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return r;
     }
     if let Some(token) = query.get("validationToken") {
-        return (
-            StatusCode::OK,
-            [("content-type", "text/plain; charset=utf-8")],
-            token.clone(),
-        )
-            .into_response();
+        if token.chars().count() > MAX_TOKEN_CHARS {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("validationToken longer than {MAX_TOKEN_CHARS} characters\n"),
+            );
+        }
+        if inbox.pending.load(Ordering::SeqCst) == 0 {
+            tracing::warn!("a validationToken while no subscription request of this controller is pending; not echoed");
+            return text(
+                StatusCode::FORBIDDEN,
+                "no subscription request of this controller is pending\n",
+            );
+        }
+        return text(StatusCode::OK, token.clone());
     }
     let Ok(collection) = serde_json::from_slice::<Collection>(&body) else {
-        return (
+        return text(
             StatusCode::BAD_REQUEST,
             "not a changeNotificationCollection\n",
-        )
-            .into_response();
+        );
     };
     let count = |outcome: &str, n: usize| {
         shared
@@ -156,7 +279,7 @@ pub async fn answer(
         }
         inbox.poll_now.notify_one();
     }
-    StatusCode::ACCEPTED.into_response()
+    text(StatusCode::ACCEPTED, "")
 }
 
 /// How the keeper reaches Graph, and when it stops.
@@ -205,7 +328,11 @@ pub async fn keep_subscription(mut k: Keeper) {
             tracing::info!(event = %event, "Graph subscription lifecycle notification");
             match (event.as_str(), &current) {
                 ("reauthorizationRequired", Some(id)) => {
-                    if let Err(e) = reader.reauthorize(id).await {
+                    let reauthorized = {
+                        let _pending = k.shared.inbox.expecting_validation();
+                        reader.reauthorize(id).await
+                    };
+                    if let Err(e) = reauthorized {
                         tracing::warn!(error = %e, "cannot reauthorize the Graph subscription; making a new one");
                         let _ = reader.unsubscribe(id).await;
                         current = None;
@@ -216,6 +343,8 @@ pub async fn keep_subscription(mut k: Keeper) {
             }
         }
         let now = tokio::time::Instant::now();
+        // Graph validates the endpoint while the request is in flight: answered only then.
+        let pending = k.shared.inbox.expecting_validation();
         let outcome = match &current {
             None => reader
                 .subscribe(&k.config.url, &k.shared.inbox.client_state, minutes)
@@ -231,6 +360,7 @@ pub async fn keep_subscription(mut k: Keeper) {
             }),
             Some(_) => Ok(()),
         };
+        drop(pending);
         next = match outcome {
             Ok(()) => renew_at,
             Err(e) => {
@@ -268,8 +398,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_the_random_source_there_is_no_inbox_never_an_all_zero_secret() {
+        let failing = |_: &mut [u8]| Err(RandomUnavailable("getrandom: unavailable".into()));
+        let e = Inbox::with_random(true, failing).err().expect("an error");
+        assert!(e.to_string().contains("random source"), "{e}");
+        // Off: no secret is needed, and none matches.
+        let off = Inbox::with_random(false, failing).expect("off needs none");
+        assert!(off.client_state.is_empty());
+    }
+
+    #[test]
+    fn the_bucket_lets_a_burst_through_then_the_rate() {
+        let start = Instant::now();
+        let mut b = Bucket {
+            tokens: RATE_BURST,
+            at: start,
+        };
+        let burst = (0..100).filter(|_| b.take(start)).count();
+        assert_eq!(burst, RATE_BURST as usize);
+        let later = start + Duration::from_secs(1);
+        let more = (0..100).filter(|_| b.take(later)).count();
+        assert_eq!(more, RATE_PER_SECOND as usize);
+    }
+
+    #[test]
+    fn validation_is_expected_only_while_a_request_is_in_flight() {
+        let inbox = Inbox::try_new(true).unwrap();
+        assert_eq!(inbox.pending.load(Ordering::SeqCst), 0);
+        {
+            let _a = inbox.expecting_validation();
+            let _b = inbox.expecting_validation();
+            assert_eq!(inbox.pending.load(Ordering::SeqCst), 2);
+        }
+        assert_eq!(inbox.pending.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
     fn secrets_are_random_hex_within_graphs_limit_and_compared_whole() {
-        let (a, b) = (secret(), secret());
+        let random =
+            |b: &mut [u8]| getrandom::getrandom(b).map_err(|e| RandomUnavailable(e.to_string()));
+        let (a, b) = (secret(random).unwrap(), secret(random).unwrap());
         assert_eq!(a.len(), 64);
         assert!(a.len() <= 128 && a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
