@@ -899,7 +899,7 @@ fn a_departure_takes_the_fast_path_reading_only_the_affected_role() {
 /// lets the held removals through in the fast pass it starts at once.
 #[test]
 fn a_held_removal_released_while_run_runs_takes_effect_within_one_fast_pass() {
-    let (moto, ws, graph, daemon) = converged_controller(
+    let (moto, ws, graph, _daemon) = converged_controller(
         "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
     );
     // Two of three leave at once: over the 50% limit, held.

@@ -59,8 +59,12 @@ pub struct DeniedSessions {
     /// The principal (`sub`); none: every web-identity session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
-    /// Sessions issued before this time are denied.
+    /// Sessions issued before this time are denied: the moment the revocation was
+    /// written plus `safety.propagationSeconds`, from when it is in effect everywhere.
     pub issued_before: String,
+    /// The denial stays until then, when every session it covers has expired (whatever
+    /// happens to membership meanwhile).
+    pub until: String,
 }
 
 impl DeniedSessions {
@@ -68,12 +72,12 @@ impl DeniedSessions {
     pub fn describe(&self) -> String {
         match &self.principal {
             Some(p) => format!(
-                "sessions of {p} issued before {} are denied (it left the role): the cut-off is when its removal was written plus `safety.propagationSeconds` for IAM to apply the trust change everywhere, so it may lie a few minutes ahead; a session issued after it needs a trust policy that names {p} again",
-                self.issued_before
+                "sessions of {p} issued before {} are denied (it left the role) until {}: the cut-off is when its removal was written plus `safety.propagationSeconds` for IAM to apply the trust change everywhere, so it may lie a few minutes ahead; a session issued after it needs a trust policy that names {p} again, and one issued before it never works again, even if {p} comes back",
+                self.issued_before, self.until
             ),
             None => format!(
-                "every web-identity session issued before {} is denied: the time of the pass whose departed workloads' denials did not fit the role's inline policy, so it cut off everyone's sessions at once; those still trusted assume the role again",
-                self.issued_before
+                "every web-identity session issued before {} is denied until {}: the time of the pass whose departed workloads' denials did not fit the role's inline policy, so it cut off everyone's sessions at once; those still trusted assume the role again",
+                self.issued_before, self.until
             ),
         }
     }
@@ -85,9 +89,11 @@ fn denied_sessions(role: &ObservedRole, principal: Option<&str>) -> Vec<DeniedSe
         return Vec::new();
     };
     let d = SessionDenials::parse(doc);
+    let until = |t: u64| rfc3339(t + d.lasting_of(t));
     let role_wide = d.role_wide.values().map(|t| DeniedSessions {
         principal: None,
         issued_before: rfc3339(*t),
+        until: until(*t),
     });
     let subjects = d
         .subjects
@@ -96,6 +102,7 @@ fn denied_sessions(role: &ObservedRole, principal: Option<&str>) -> Vec<DeniedSe
         .map(|((_, sub), t)| DeniedSessions {
             principal: Some(sub.clone()),
             issued_before: rfc3339(*t),
+            until: until(*t),
         });
     role_wide.chain(subjects).collect()
 }
