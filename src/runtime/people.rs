@@ -491,6 +491,71 @@ mod tests {
         c
     }
 
+    /// A permission set update planned from a read older than a fast-path revocation of
+    /// its document would write the revocation's denial away: it waits for the next pass.
+    #[test]
+    fn a_full_pass_does_not_rewrite_a_set_the_fast_path_revoked_in_after_its_read_began() {
+        let began = Instant::now();
+        let state = PeopleState {
+            ids: BTreeMap::new(),
+            index: None,
+            revoked: vec![(
+                "ops".into(),
+                "ana@x".into(),
+                began + Duration::from_millis(5),
+            )],
+        };
+        let put = |mapping: &str, arn: Option<&str>| {
+            Change::new(
+                Action::People(PeopleAction::PutPermissionSet {
+                    instance_arn: "i".into(),
+                    permission_set_arn: arn.map(String::from),
+                    name: mapping.into(),
+                    description: "d".into(),
+                    session_duration: "PT1H".into(),
+                    inline_policy: None,
+                    delete_inline_policy: false,
+                    attach_managed_policies: Vec::new(),
+                    detach_managed_policies: Vec::new(),
+                    attach_customer_managed_policies: Vec::new(),
+                    detach_customer_managed_policies: Vec::new(),
+                    put_boundary: None,
+                    delete_boundary: false,
+                }),
+                "ps",
+                Some(mapping),
+                "drift",
+            )
+        };
+        let mut p = Plan {
+            changes: vec![
+                put("ops", Some("ps-1")),
+                put("dev", Some("ps-2")),
+                put("ops", None),
+            ],
+            ..Plan::default()
+        };
+        drop_regrants(&mut p, &state, began);
+        let kept: Vec<(Option<&str>, bool)> = p
+            .changes
+            .iter()
+            .map(|c| {
+                let Action::People(PeopleAction::PutPermissionSet {
+                    permission_set_arn, ..
+                }) = &c.action
+                else {
+                    panic!()
+                };
+                (c.mapping.as_deref(), permission_set_arn.is_some())
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [(Some("dev"), true), (Some("ops"), false)],
+            "ops's update of its existing set waits; another document's, and a create, go"
+        );
+    }
+
     #[test]
     fn a_full_pass_does_not_add_back_whom_the_fast_path_took_out_after_its_read_began() {
         let began = Instant::now();
