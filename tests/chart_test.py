@@ -279,6 +279,44 @@ class Notifications(unittest.TestCase):
         self.assertIn("Group.Read.All", out.stdout)
 
 
+class StatusPort(unittest.TestCase):
+    """/status and /metrics only from the monitoring stack, never every namespace."""
+
+    def peers(self, values):
+        policy = render(values)[("NetworkPolicy", "ts-trustsync")]
+        return [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+
+    def test_only_the_monitoring_namespace_by_default_and_never_every_namespace(self):
+        peers = self.peers({})
+        self.assertEqual(peers, [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+        for name, values in RENDERINGS.items():
+            if values.get("networkPolicy", {}).get("enabled", True):
+                for peer in self.peers(values):
+                    self.assertNotEqual(peer.get("namespaceSelector", None), {}, name)
+                    self.assertNotEqual(peer.get("podSelector", None), {}, name)
+                    self.assertTrue(peer.get("namespaceSelector") or peer.get("podSelector"), name)
+
+    def test_configurable_namespaces_and_pods(self):
+        # Helm merges maps: the default label is dropped with null.
+        peers = self.peers({"networkPolicy": {
+            "metricsNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": None, "team": "observability"}},
+            "metricsPodSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}})
+        self.assertEqual(peers[0], {"namespaceSelector": {"matchLabels": {"team": "observability"}},
+                                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}})
+
+    def test_an_empty_selector_is_refused(self):
+        # {} merges into the default (still the monitoring namespace); taking the default
+        # away, or selecting nothing, fails the rendering.
+        self.assertEqual(self.peers({"networkPolicy": {"metricsNamespaceSelector": {}}}), self.peers({}))
+        for bad in ({"networkPolicy": {"metricsNamespaceSelector": None}},
+                    {"networkPolicy": {"metricsNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": None}}}},
+                    {"networkPolicy": {"metricsNamespaceSelector": {"matchLabels": None, "matchExpressions": []}}}):
+            with self.assertRaises(Exception, msg=str(bad)):
+                render(bad)
+        with self.assertRaises(Exception):
+            render({"graphNotifications": {"from": [{"namespaceSelector": {}}]}})
+
+
 def render_to(directory, name, values):
     manifests = helm.Chart.load(CHART).render(values, name="ts", namespace="access")
     path = os.path.join(directory, name + ".yaml")
