@@ -61,6 +61,15 @@ pub struct Config {
     /// Empty (the default): no boundary is required, and `iam-policy` says what the
     /// controller could then do.
     pub permissions_boundaries: Vec<String>,
+    /// Let trustsync create and adopt roles with no `permissionsBoundaries` configured.
+    /// Off (the default): with no boundary configured, `apply` and `run` create and adopt
+    /// no role (a `guardrail` problem naming `permissionsBoundaries`); they still update
+    /// and revoke the roles they own. What turning it on costs: the controller's own
+    /// policy (`iam-policy`) must then let it create a role with no boundary, so whoever
+    /// holds its credentials can create a role under `rolePath` with
+    /// AdministratorAccess attached and assume it: they are as strong as an account
+    /// administrator, in every managed account.
+    pub allow_unbounded_roles: bool,
     /// Prefix of the Lambda policy statement ids trustsync writes (at most 40 characters).
     /// A short hash of the owner tag value follows it, so that two instances never take
     /// each other's statements for their own.
@@ -459,6 +468,7 @@ impl Default for Config {
             owner_tag: OwnerTag::default(),
             role_path: "/trustsync/".into(),
             permissions_boundaries: Vec::new(),
+            allow_unbounded_roles: false,
             statement_id_prefix: "trustsync-".into(),
             prune: false,
             safety: Safety::default(),

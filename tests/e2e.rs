@@ -1045,3 +1045,59 @@ fn published_to_anchor(moto: &Moto) -> Vec<String> {
         .map(|e| e.message().unwrap().to_string())
         .collect()
 }
+
+/// Secure by default (issue 35): a bare config (no `permissionsBoundaries`) creates no
+/// role, and says which setting to set; with a boundary configured every role is created
+/// inside it; `allowUnboundedRoles: true` is the explicit opt-out.
+#[test]
+fn a_bare_config_creates_no_role_and_names_the_setting() {
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write_exact(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\n",
+    );
+    let roles = || {
+        moto.block_on(moto.iam().list_roles().path_prefix("/trustsync/").send())
+            .unwrap()
+            .roles()
+            .iter()
+            .map(|r| {
+                // ListRoles leaves the boundary out; GetRole has it.
+                let role = moto
+                    .block_on(moto.iam().get_role().role_name(r.role_name()).send())
+                    .unwrap();
+                (
+                    r.role_name().to_string(),
+                    role.role()
+                        .and_then(|r| r.permissions_boundary())
+                        .and_then(|b| b.permissions_boundary_arn())
+                        .map(String::from),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    let text = show(&out);
+    assert!(
+        text.contains("permissionsBoundaries") && text.contains("allowUnboundedRoles"),
+        "{text}"
+    );
+    assert!(roles().is_empty(), "no role was created: {:?}", roles());
+
+    ws.write_exact(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\npermissionsBoundaries: [trustsync-workload-boundary]\n",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let made = roles();
+    assert!(!made.is_empty());
+    for (name, boundary) in &made {
+        assert_eq!(
+            boundary.as_deref(),
+            Some("arn:aws:iam::123456789012:policy/trustsync-workload-boundary"),
+            "{name}"
+        );
+    }
+}

@@ -13,72 +13,77 @@ use crate::render::{self, Format};
 use crate::runtime::controller::{self, RunSettings};
 use crate::sources::policy::{self};
 
-/// `trustsync validate`: 0 when every document is valid, else 1 with every problem.
+/// `trustsync validate`: 0 when every document is valid, else 1 with every problem of
+/// every file in one run: what keeps a document from loading, its references, the
+/// accounts in the config, and the guardrails on what loaded.
 pub(super) fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
-    match policy::load_dir(policies, &config.limits) {
-        Ok(set) => {
-            // Accounts listed in the config are known without AWS: check the selectors
-            // against them (discovered accounts are checked by every plan).
-            let a = &config.accounts;
-            if !a.targets.is_empty() && a.organization.is_none() {
-                let regions: Vec<String> = config.aws.region.iter().cloned().collect();
-                let accounts: Vec<_> = a
-                    .targets
-                    .iter()
-                    .map(|t| a.target_account(t, &regions, config.partition()))
-                    .collect();
-                let problems = policy::scope::scope_problems(&set, &accounts);
-                if !problems.is_empty() {
-                    for (_, d) in &problems {
-                        eprintln!("{d}");
-                    }
-                    eprintln!(
-                        "{} problem(s) with the accounts in the config ({} account(s))",
-                        problems.len(),
-                        accounts.len()
-                    );
-                    return Ok(1);
-                }
-            }
-            // The guardrails, with what is known without AWS: the accounts the config
-            // lists, the tenant of the directory the config names.
-            let listed = (!a.targets.is_empty() && a.organization.is_none())
-                .then(|| a.targets.iter().map(|t| t.id.clone()).collect());
-            let tenant =
-                crate::sources::directory::tenant_of(config.directory.tenant_file.as_deref());
-            let violations = policy::guardrails::check(
-                &set,
-                &config.guardrails,
-                &policy::guardrails::Known {
-                    accounts: listed,
-                    tenant,
-                },
-            );
-            if !violations.is_empty() {
-                for v in &violations {
-                    eprintln!("{}", v.diagnostic);
-                }
-                eprintln!(
-                    "{} guardrail violation(s): the controller would change nothing for these documents but their revocations (docs/policy-reference.md, \"Guardrails\")",
-                    violations.len()
-                );
-                return Ok(1);
-            }
-            outln!(
-                "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access)",
-                policies.display(),
-                set.len(),
-                set.providers.len(),
-                set.role_mappings.len(),
-                set.functions.len()
-            )?;
-            Ok(0)
-        }
+    let (set, loading) = match policy::load_dir_partly(policies, &config.limits) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
-            Ok(1)
+            return Ok(1);
         }
+    };
+    let mut problems = 0;
+    for d in &loading {
+        eprintln!("{d}");
     }
+    problems += loading.len();
+    // Accounts listed in the config are known without AWS: check the selectors against
+    // them (discovered accounts are checked by every plan).
+    let a = &config.accounts;
+    if !a.targets.is_empty() && a.organization.is_none() {
+        let regions: Vec<String> = config.aws.region.iter().cloned().collect();
+        let accounts: Vec<_> = a
+            .targets
+            .iter()
+            .map(|t| a.target_account(t, &regions, config.partition()))
+            .collect();
+        let scope = policy::scope::scope_problems(&set, &accounts);
+        for (_, d) in &scope {
+            eprintln!("{d}");
+        }
+        problems += scope.len();
+    }
+    // The guardrails, with what is known without AWS: the accounts the config lists, the
+    // tenant of the directory the config names.
+    let listed = (!a.targets.is_empty() && a.organization.is_none())
+        .then(|| a.targets.iter().map(|t| t.id.clone()).collect());
+    let tenant = crate::sources::directory::tenant_of(config.directory.tenant_file.as_deref());
+    let violations = policy::guardrails::check(
+        &set,
+        &config.guardrails,
+        &policy::guardrails::Known {
+            accounts: listed,
+            tenant,
+        },
+    );
+    for v in &violations {
+        eprintln!("{}", v.diagnostic);
+    }
+    problems += violations.len();
+    if problems > 0 {
+        eprintln!(
+            "{problems} problem(s) in the policy repository ({}){}",
+            policies.display(),
+            if violations.is_empty() {
+                String::new()
+            } else {
+                format!(", {} of them guardrail violations: the controller would change nothing for those documents but their revocations (docs/policy-reference.md, \"Guardrails\")", violations.len())
+            }
+        );
+        return Ok(1);
+    }
+    outln!(
+        "{}: {} document(s) valid ({} identity provider(s), {} role mapping(s), {} function access, {} access assignment(s))",
+        policies.display(),
+        set.len(),
+        set.providers.len(),
+        set.role_mappings.len(),
+        set.functions.len(),
+        set.access_assignments.len()
+    )?;
+    Ok(0)
 }
 
 pub(super) fn color_for(stdout_format: Format) -> bool {

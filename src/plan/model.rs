@@ -26,6 +26,9 @@ pub struct Settings {
     /// Aggregate inline policy length per role IAM allows (`limits.inlinePolicyChars`),
     /// the budget of a role's session denials.
     pub inline_policy_chars: usize,
+    /// Roles may be created or adopted: the config names permissions boundaries, or says
+    /// `allowUnboundedRoles: true`.
+    pub may_create_roles: bool,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
             prune: c.prune,
             safety: c.safety.clone(),
             inline_policy_chars: c.limits.inline_policy_chars,
+            may_create_roles: !c.permissions_boundaries.is_empty() || c.allow_unbounded_roles,
             now,
         }
     }

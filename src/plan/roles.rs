@@ -134,8 +134,26 @@ impl Planner<'_> {
         }
     }
 
+    /// Secure by default: with no permissions boundary configured (and no explicit
+    /// `allowUnboundedRoles`), no role is created or adopted. `false` with a problem.
+    fn bounded_or_refused(&mut self, dr: &DesiredRole, what: &str) -> bool {
+        if self.s.may_create_roles {
+            return true;
+        }
+        self.problem(
+            ProblemKind::Guardrail,
+            &dr.mapping,
+            &dr.arn,
+            format!("trustsync does not {what} role `{}`: the config names no permissionsBoundaries, so the controller's credentials could make a role stronger than any policy here says. Create a boundary policy in each account and name it in permissionsBoundaries (docs/operations.md, \"The controller's own permissions\"), or accept unbounded roles with allowUnboundedRoles: true", dr.name),
+        );
+        false
+    }
+
     /// A role that does not exist yet: created with its trust, policies and tags.
     fn create_role(&mut self, dr: &DesiredRole) {
+        if !self.bounded_or_refused(dr, "create") {
+            return;
+        }
         let m = Some(dr.mapping.as_str());
         let subs: Vec<String> = dr
             .group
@@ -219,6 +237,9 @@ impl Planner<'_> {
                     &or.arn,
                     format!("role `{}` exists and is not owned by trustsync; set `adopt: true` on the mapping to take it over", or.name),
                 );
+                return None;
+            }
+            if !self.bounded_or_refused(dr, "adopt") {
                 return None;
             }
         }

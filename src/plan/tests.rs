@@ -69,10 +69,53 @@ fn settings(prune: bool) -> Settings {
     Settings::new(
         &Config {
             prune,
+            // The planner's own tests; the default's refusal has a test of its own.
+            allow_unbounded_roles: true,
             ..Config::default()
         },
         crate::model::clock::unix_seconds(),
     )
+}
+
+#[test]
+fn with_no_boundary_configured_no_role_is_created_or_adopted_but_owned_ones_still_revoke() {
+    let bare = Settings::new(&Config::default(), crate::model::clock::unix_seconds());
+    assert!(!bare.may_create_roles);
+    let p = plan(&desired_for(&["a"], ""), &Observed::default(), &bare);
+    assert!(
+        !names(&p).iter().any(|n| n == "create-role"),
+        "{:?}",
+        names(&p)
+    );
+    let refused: Vec<&Problem> = p
+        .problems
+        .iter()
+        .filter(|x| x.kind == ProblemKind::Guardrail)
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", p.problems);
+    assert!(refused[0].message.contains("permissionsBoundaries"));
+    assert!(refused[0].message.contains("allowUnboundedRoles"));
+    // A role it owns already: its departures still go.
+    let p = plan(
+        &desired_for(&["a"], ""),
+        &converged(&desired_for(&["a", "b"], "")),
+        &bare,
+    );
+    assert_eq!(names(&p), ["revoke-trust", "revoke-sessions"]);
+    // With a boundary configured, created.
+    let bounded = Settings::new(
+        &Config {
+            permissions_boundaries: vec!["workload-boundary".into()],
+            ..Config::default()
+        },
+        crate::model::clock::unix_seconds(),
+    );
+    let p = plan(&desired_for(&["a"], ""), &Observed::default(), &bounded);
+    assert!(
+        names(&p).iter().any(|n| n == "create-role"),
+        "{:?}",
+        names(&p)
+    );
 }
 
 /// What AWS would hold after applying `d`, written the way AWS writes it back:

@@ -91,7 +91,13 @@ fn observed(trusted: &[&str], tags: &[(&str, &str)]) -> Observed {
 }
 
 fn settings() -> Settings {
-    Settings::new(&Config::default(), NOW)
+    Settings::new(
+        &Config {
+            allow_unbounded_roles: true,
+            ..Config::default()
+        },
+        NOW,
+    )
 }
 
 fn run(d: DesiredRole, o: &Observed) -> Plan {

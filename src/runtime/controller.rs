@@ -86,7 +86,8 @@ pub async fn run(
         settings.interval * 2 + Duration::from_secs(60),
     );
     let notifications = config.directory.graph.notifications.clone();
-    shared.inbox = crate::runtime::notify::Inbox::new(notifications.is_some());
+    shared.inbox = crate::runtime::notify::Inbox::try_new(notifications.is_some())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let shared = Arc::new(shared);
 
     // Then the listener and the signal handlers, before anything that needs the network:

@@ -18,21 +18,10 @@ use crate::runtime::status::{PolicyStatus, Shared, Trigger};
 use crate::sources::directory::GroupRequest;
 use crate::sources::policy::{self, PolicySet};
 
-/// A fingerprint of every policy file's name and content (a directory that cannot be
-/// listed has a fingerprint of its own, so that it recovering is a change too).
+/// A fingerprint of the policy files ([`policy::fingerprint`]): what is read, and what is
+/// refused (a link leaving the directory), so that either changing starts a reload.
 fn policy_fingerprint(dir: &std::path::Path) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    match policy::yaml_files(dir) {
-        Ok(files) => {
-            for f in files {
-                h.update(f.to_string_lossy().as_bytes());
-                h.update(std::fs::read(&f).unwrap_or_default());
-            }
-        }
-        Err(e) => h.update(e.to_string().as_bytes()),
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    policy::fingerprint(dir)
 }
 
 pub(crate) async fn signals(stop: watch::Sender<bool>) {

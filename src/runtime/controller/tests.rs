@@ -246,7 +246,10 @@ fn bench() -> Bench {
     std::fs::write(policy_dir.join("p.yaml"), POLICIES).unwrap();
     let tenant = dir.path().join("tenant.json");
     write_tenant(&tenant, &[1, 2], &[3]);
-    let config = Config::default();
+    let config = Config {
+        allow_unbounded_roles: true,
+        ..Config::default()
+    };
     let policies = policy::load_dir(&policy_dir, &config.limits).unwrap();
     let shared = Arc::new(Shared::new(policy_dir, &policies, Duration::from_secs(60)));
     let aws = Arc::new(FakeAws::default());
