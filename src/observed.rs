@@ -315,6 +315,10 @@ pub struct PermissionSetPolicies {
     /// document names one (a boundary only ever narrows what a set grants).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boundary: Option<SetBoundary>,
+    /// Its tags, when read (a full pass reads them for trustsync's own sets, which carry
+    /// the owner tag from creation; one made before that lacks it and is tagged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// A permission set's permissions boundary: an AWS managed policy, or a customer-managed

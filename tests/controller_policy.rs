@@ -156,6 +156,8 @@ fn escalations() -> Vec<(&'static str, &'static str, String, Value)> {
         ("add a layer to a function (code running as its role)", "lambda:UpdateFunctionConfiguration", function("payments-api"), json!({"lambda:Layer": ["arn:aws:lambda:us-east-1:999999999999:layer:evil:1"]})),
         ("replace a function's code", "lambda:UpdateFunctionCode", function("payments-api"), json!({})),
         ("change a function no policy names", "lambda:UpdateFunctionConfiguration", function("billing-core"), json!({})),
+        ("tag a provider no document adopts into ownership", "iam:TagOpenIDConnectProvider", provider(), json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]})),
+        ("change a function's configuration through a version or alias", "lambda:UpdateFunctionConfiguration", format!("{}:live", function("payments-api")), json!({})),
         ("let someone invoke a function no policy names", "lambda:AddPermission", function("billing-core"), json!({})),
     ]
 }
@@ -279,10 +281,13 @@ fn operations() -> Vec<(&'static str, &'static str, String, Value)> {
             owned(),
         ),
         (
-            "adopt the tenant's provider (adopt: true)",
+            "retag its own provider",
             "iam:TagOpenIDConnectProvider",
             provider,
-            json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]}),
+            with(
+                owned(),
+                json!({"aws:RequestTag/team": "identity", "aws:TagKeys": ["team"]}),
+            ),
         ),
         (
             "read a function's policy",
@@ -564,4 +569,442 @@ fn the_controller_may_publish_checkpoints_and_never_erase_them() {
         })
         .collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-0123456789abcdef";
+/// The Entra application of examples/tenant.json that the payments function acts as.
+const APP_ID: &str = "9e8d7c6b-0000-4000-8000-00000000a001";
+
+/// A permission set of the instance, as the reference writes its ARN.
+fn set(id: &str) -> String {
+    format!("arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-{id}")
+}
+
+fn sso_account(id: &str) -> String {
+    format!("arn:aws:sso:::account/{id}")
+}
+
+/// An AccessAssignment like the demo's, assigning in the managed account only.
+const PEOPLE: &str = "apiVersion: trustsync.dev/v1alpha1\nkind: AccessAssignment\nmetadata: {name: payments-people}\nspec:\n  group: {displayName: sg-aws-payments-people}\n  permissionSet: {name: PaymentsOps, managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]}\n  accounts: {ids: [\"123456789012\"]}\n";
+
+/// (what, action, resource, context, allowed): Identity Center through the printed policy.
+/// Every write to a set is checked on the set (with its tags) and on the instance, and
+/// an assignment on the account too, as the Service Authorization Reference lists the
+/// resources each action requires.
+fn people_rows() -> Vec<(&'static str, &'static str, String, Value, bool)> {
+    let principal = json!({"aws:PrincipalAccount": ACCOUNT});
+    let ours = with(owned(), principal.clone());
+    let theirs = with(
+        json!({format!("aws:ResourceTag/{OWNER}"): "someone-else"}),
+        principal.clone(),
+    );
+    let untagged = principal.clone();
+    let create = with(
+        json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]}),
+        principal.clone(),
+    );
+    let mut rows = vec![
+        // Denied: another team's sets, accounts not managed, the identity store beyond
+        // creating users and changing memberships.
+        (
+            "assign a permission set it does not own",
+            "sso:CreateAccountAssignment",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "assign a set another owner tagged",
+            "sso:CreateAccountAssignment",
+            set("admin"),
+            theirs.clone(),
+            false,
+        ),
+        (
+            "edit a set it does not own: inline policy",
+            "sso:PutInlinePolicyToPermissionSet",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "edit a set it does not own: attach AdministratorAccess",
+            "sso:AttachManagedPolicyToPermissionSet",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "edit a set it does not own: remove its boundary",
+            "sso:DeletePermissionsBoundaryFromPermissionSet",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "edit a set it does not own: session length",
+            "sso:UpdatePermissionSet",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "provision a set it does not own",
+            "sso:ProvisionPermissionSet",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "take another team's set away from its people",
+            "sso:DeleteAccountAssignment",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "tag a set it does not own into ownership",
+            "sso:TagResource",
+            set("admin"),
+            with(create.clone(), untagged.clone()),
+            false,
+        ),
+        (
+            "create a set without the owner tag",
+            "sso:CreatePermissionSet",
+            set("new"),
+            principal.clone(),
+            false,
+        ),
+        (
+            "create a set with the owner tag under another value",
+            "sso:CreatePermissionSet",
+            set("new"),
+            with(
+                json!({format!("aws:RequestTag/{OWNER}"): "other", "aws:TagKeys": [OWNER]}),
+                principal.clone(),
+            ),
+            false,
+        ),
+        (
+            "assign its own set in an account that is not managed",
+            "sso:CreateAccountAssignment",
+            sso_account("999999999999"),
+            principal.clone(),
+            false,
+        ),
+        (
+            "delete a permission set",
+            "sso:DeletePermissionSet",
+            set("admin"),
+            untagged.clone(),
+            false,
+        ),
+        (
+            "change a user (their e-mail, to take over their sign-in)",
+            "identitystore:UpdateUser",
+            "arn:aws:identitystore:::user/u-1".into(),
+            principal.clone(),
+            false,
+        ),
+        (
+            "delete a user",
+            "identitystore:DeleteUser",
+            "arn:aws:identitystore:::user/u-1".into(),
+            principal.clone(),
+            false,
+        ),
+        (
+            "rename or delete a group",
+            "identitystore:DeleteGroup",
+            "arn:aws:identitystore:::group/g-admins".into(),
+            principal.clone(),
+            false,
+        ),
+        (
+            "change a group",
+            "identitystore:UpdateGroup",
+            "arn:aws:identitystore:::group/g-admins".into(),
+            principal.clone(),
+            false,
+        ),
+        (
+            "create an instance",
+            "sso:CreateInstance",
+            INSTANCE.into(),
+            principal.clone(),
+            false,
+        ),
+        (
+            "change the instance's attributes for access control",
+            "sso:UpdateInstanceAccessControlAttributeConfiguration",
+            INSTANCE.into(),
+            principal.clone(),
+            false,
+        ),
+        // What IAM cannot deny (docs/operations.md): identity-store groups take no tags,
+        // no condition key reads their description (trustsync's mark), and their ARNs
+        // carry ids made at creation. Adding a member to another group is allowed by the
+        // policy; the planner never does it. The narrowest the reference allows:
+        // memberships only, never a change to the group or the user.
+        (
+            "add a member to a group it does not own (IAM cannot tell the groups apart)",
+            "identitystore:CreateGroupMembership",
+            "arn:aws:identitystore:::group/g-admins".into(),
+            principal.clone(),
+            true,
+        ),
+        // Allowed: what trustsync does.
+        (
+            "create its permission set with the owner tag (on the set)",
+            "sso:CreatePermissionSet",
+            set("new"),
+            create.clone(),
+            true,
+        ),
+        (
+            "create its permission set with the owner tag (in the instance)",
+            "sso:CreatePermissionSet",
+            INSTANCE.into(),
+            create.clone(),
+            true,
+        ),
+        (
+            "write its set's inline policy",
+            "sso:PutInlinePolicyToPermissionSet",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "write its set's inline policy (in the instance)",
+            "sso:PutInlinePolicyToPermissionSet",
+            INSTANCE.into(),
+            principal.clone(),
+            true,
+        ),
+        (
+            "update its set",
+            "sso:UpdatePermissionSet",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "attach a managed policy to its set",
+            "sso:AttachManagedPolicyToPermissionSet",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "detach a customer-managed policy from its set",
+            "sso:DetachCustomerManagedPolicyReferenceFromPermissionSet",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "put its set's boundary",
+            "sso:PutPermissionsBoundaryToPermissionSet",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "provision its set",
+            "sso:ProvisionPermissionSet",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "provision its set where it is assigned",
+            "sso:ProvisionPermissionSet",
+            sso_account(ACCOUNT),
+            principal.clone(),
+            true,
+        ),
+        (
+            "assign its set (the set)",
+            "sso:CreateAccountAssignment",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "assign its set (the managed account)",
+            "sso:CreateAccountAssignment",
+            sso_account(ACCOUNT),
+            principal.clone(),
+            true,
+        ),
+        (
+            "assign its set (the instance)",
+            "sso:CreateAccountAssignment",
+            INSTANCE.into(),
+            principal.clone(),
+            true,
+        ),
+        (
+            "take its set away",
+            "sso:DeleteAccountAssignment",
+            set("ours"),
+            ours.clone(),
+            true,
+        ),
+        (
+            "retag its own set",
+            "sso:TagResource",
+            set("ours"),
+            with(create.clone(), ours.clone()),
+            true,
+        ),
+        (
+            "read a set's tags",
+            "sso:ListTagsForResource",
+            set("admin"),
+            untagged.clone(),
+            true,
+        ),
+        (
+            "create a user",
+            "identitystore:CreateUser",
+            format!("arn:aws:identitystore::{ACCOUNT}:identitystore/d-1234567890"),
+            principal.clone(),
+            true,
+        ),
+        (
+            "create its group",
+            "identitystore:CreateGroup",
+            format!("arn:aws:identitystore::{ACCOUNT}:identitystore/d-1234567890"),
+            principal.clone(),
+            true,
+        ),
+        (
+            "add a member to its group",
+            "identitystore:CreateGroupMembership",
+            "arn:aws:identitystore:::group/g-ours".into(),
+            principal.clone(),
+            true,
+        ),
+        (
+            "add a member to its group (the user)",
+            "identitystore:CreateGroupMembership",
+            "arn:aws:identitystore:::user/u-1".into(),
+            principal.clone(),
+            true,
+        ),
+        (
+            "take a member out",
+            "identitystore:DeleteGroupMembership",
+            "arn:aws:identitystore:::membership/m-1".into(),
+            principal.clone(),
+            true,
+        ),
+    ];
+    rows.retain(|r| !r.0.is_empty());
+    rows
+}
+
+/// Judges rows of (what, action, resource, context, want) against `policy`.
+fn misjudged(
+    judge: &Judge,
+    policy: &Value,
+    rows: &[(&str, &str, String, Value, bool)],
+) -> Vec<String> {
+    let verdicts = judge.check(
+        rows.iter()
+            .map(|(_, action, resource, context, _)| json!({"op": "identity", "policies": [policy], "action": action, "resource": resource, "context": context}))
+            .collect(),
+    );
+    rows.iter()
+        .zip(verdicts)
+        .filter(|((.., want), v)| v["allowed"].as_bool() != Some(*want))
+        .map(|((what, action, resource, _, want), _)| {
+            format!(
+                "{what} ({action} on {resource}): should be {}",
+                if *want { "allowed" } else { "denied" }
+            )
+        })
+        .collect()
+}
+
+/// Issue 35, points 1, 3 and 6: with roles, functions, an outbound application and an
+/// AccessAssignment, the printed policy keeps Identity Center to trustsync's own sets and
+/// the managed accounts, never lets a provider no document adopts be tagged, and sets a
+/// function's configuration on the unqualified functions named only.
+#[test]
+fn identity_center_and_providers_are_reached_only_where_trustsync_owns_them() {
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\npermissionsBoundaries: [trustsync-workload-boundary]\n",
+    );
+    ws.write("policies/people.yaml", PEOPLE);
+    let payments = ws.read("policies/payments.yaml");
+    ws.write(
+        "policies/payments.yaml",
+        &payments.replace(
+            "  executionRole: {roleMapping: payments-runtime}\n",
+            &format!("  executionRole: {{roleMapping: payments-runtime}}\n  entraApplication: {{appId: {}}}\n", APP_ID),
+        ),
+    );
+    let policy = iam_policy(&ws, &[]);
+    let judge = Judge::policies_only();
+    let rows = people_rows();
+    let denied = rows.iter().filter(|r| !r.4).count();
+    let bad = misjudged(&judge, &policy, &rows);
+    assert!(bad.is_empty(), "{}\n{policy:#}", bad.join("\n"));
+    // The role table holds as before, next to Identity Center.
+    let bad = wrong(&judge, &policy);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    eprintln!(
+        "Identity Center: {denied} of {denied} escalations denied, {} operations allowed, and {} of {} role, provider and Lambda escalations denied",
+        rows.len() - denied,
+        escalations().len(),
+        escalations().len()
+    );
+
+    // With one account, assignments go to the controller's own account only.
+    ws.write(
+        "policies/people.yaml",
+        &PEOPLE.replace("  accounts: {ids: [\"123456789012\"]}\n", ""),
+    );
+    let own = iam_policy(&ws, &[]);
+    let principal = json!({"aws:PrincipalAccount": ACCOUNT});
+    let v = judge.check(vec![
+        json!({"op": "identity", "policies": [own], "action": "sso:CreateAccountAssignment", "resource": sso_account(ACCOUNT), "context": principal}),
+        json!({"op": "identity", "policies": [own], "action": "sso:CreateAccountAssignment", "resource": sso_account("999999999999"), "context": principal}),
+    ]);
+    assert_eq!(
+        (v[0]["allowed"].as_bool(), v[1]["allowed"].as_bool()),
+        (Some(true), Some(false)),
+        "{own:#}"
+    );
+
+    // Tagging a provider into ownership: only one whose document says `adopt: true`.
+    let providers = ws.read("policies/providers.yaml");
+    assert!(!providers.contains("adopt"), "{providers}");
+    ws.write(
+        "policies/providers.yaml",
+        &providers.replacen(
+            "  tokenVersion: v1\n",
+            "  tokenVersion: v1\n  adopt: true\n",
+            1,
+        ),
+    );
+    let adopting = iam_policy(&ws, &[]);
+    let tag = json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]});
+    let other = format!("arn:aws:iam::{ACCOUNT}:oidc-provider/sts.windows.net/00000000-0000-4000-8000-0000000000ff/");
+    let v = judge.check(vec![
+        json!({"op": "identity", "policies": [adopting], "action": "iam:TagOpenIDConnectProvider", "resource": provider(), "context": tag}),
+        json!({"op": "identity", "policies": [adopting], "action": "iam:TagOpenIDConnectProvider", "resource": other, "context": tag}),
+        json!({"op": "identity", "policies": [policy], "action": "iam:TagOpenIDConnectProvider", "resource": provider(), "context": tag}),
+    ]);
+    assert_eq!(
+        v.iter().map(|v| v["allowed"].as_bool()).collect::<Vec<_>>(),
+        [Some(true), Some(false), Some(false)],
+        "adopted provider only; without `adopt` none"
+    );
 }

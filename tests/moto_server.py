@@ -10,14 +10,40 @@ Added, from the IAM Identity Center API reference:
   operation's errors; that it is the answer for "none attached" is inferred).
 - DeletePermissionsBoundaryFromPermissionSet: takes it off; ResourceNotFoundException when
   there is none.
-An unknown permission set is ResourceNotFoundException, as moto answers for its own calls.
+- TagResource: `{InstanceArn?, ResourceArn, Tags: [{Key, Value}]}` adds the tags to the
+  permission set (a key already there takes the new value); answers `{}`. The reference
+  allows 0 to 75 tags in a request; more is ValidationException.
+- UntagResource: `{InstanceArn?, ResourceArn, TagKeys: [...]}` takes those keys off (a key
+  not there is no error); answers `{}`.
+- ListTagsForResource: `{InstanceArn?, ResourceArn, NextToken?}` answers `{"Tags": [...]}`,
+  one page (a set holds at most 50 tags: `NextToken` is never needed here).
+- CreatePermissionSet's `Tags`: moto stores them already; TagResource and the listing read
+  the same list. Tags only on permission sets here (the reference allows instances,
+  applications and trusted token issuers too; trustsync tags none of them).
+InstanceArn is optional in the three tag calls (the reference says "Required: No"): the set
+is found by its ARN alone then. An unknown permission set is ResourceNotFoundException, as
+moto answers for its own calls.
+
+Also: each server records to its own file (`MOTO_RECORDER_FILEPATH` per process, unless
+set), so that a test may start moto's request recorder (`/moto-api/recorder/...`) without
+two servers writing one file.
 """
 
 import json
+import os
+import tempfile
 
-from moto.server import main
-from moto.ssoadmin.exceptions import ResourceNotFoundException
-from moto.ssoadmin.responses import SSOAdminResponse
+os.environ.setdefault(
+    "MOTO_RECORDER_FILEPATH",
+    os.path.join(tempfile.gettempdir(), "trustsync-moto-recording-{}.jsonl".format(os.getpid())),
+)
+
+from moto.core.exceptions import JsonRESTError  # noqa: E402
+from moto.server import main  # noqa: E402
+from moto.ssoadmin.exceptions import ResourceNotFoundException  # noqa: E402
+from moto.ssoadmin.responses import SSOAdminResponse  # noqa: E402
+
+MAX_TAGS_PER_REQUEST = 75
 
 
 def _permission_set(self):
@@ -45,6 +71,41 @@ def delete_permissions_boundary_from_permission_set(self):
     return json.dumps({})
 
 
+def _tagged(self):
+    """The permission set a tag call names by ResourceArn (within InstanceArn when given)."""
+    arn = self._get_param("ResourceArn")
+    instance = self._get_param("InstanceArn")
+    for ps in self.ssoadmin_backend.permission_sets:
+        if ps.permission_set_arn == arn and (not instance or ps.instance_arn == instance):
+            return ps
+    raise ResourceNotFoundException(message="Could not find PermissionSet with id {}".format((arn or "").split("/")[-1]))
+
+
+def tag_resource(self):
+    tags = self._get_param("Tags") or []
+    if len(tags) > MAX_TAGS_PER_REQUEST:
+        raise JsonRESTError("ValidationException", "at most {} tags in one request".format(MAX_TAGS_PER_REQUEST))
+    ps = _tagged(self)
+    held = {t["Key"]: t["Value"] for t in (ps.tags or [])}
+    held.update({t["Key"]: t["Value"] for t in tags})
+    ps.tags = [{"Key": k, "Value": v} for k, v in held.items()]
+    return json.dumps({})
+
+
+def untag_resource(self):
+    keys = set(self._get_param("TagKeys") or [])
+    ps = _tagged(self)
+    ps.tags = [t for t in (ps.tags or []) if t["Key"] not in keys]
+    return json.dumps({})
+
+
+def list_tags_for_resource(self):
+    return json.dumps({"Tags": list(_tagged(self).tags or [])})
+
+
+SSOAdminResponse.tag_resource = tag_resource
+SSOAdminResponse.untag_resource = untag_resource
+SSOAdminResponse.list_tags_for_resource = list_tags_for_resource
 SSOAdminResponse.put_permissions_boundary_to_permission_set = put_permissions_boundary_to_permission_set
 SSOAdminResponse.get_permissions_boundary_for_permission_set = get_permissions_boundary_for_permission_set
 SSOAdminResponse.delete_permissions_boundary_from_permission_set = delete_permissions_boundary_from_permission_set

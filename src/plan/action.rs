@@ -298,6 +298,17 @@ pub enum PeopleAction {
         /// The boundary to take off (the document names none any more).
         delete_boundary: bool,
     },
+    /// Puts the owner tag on trustsync's permission set (its description carries the
+    /// mark) that lacks it: one made before sets were tagged at creation. Every write to a
+    /// set, its assignments and the revocations included, is allowed only on a set that
+    /// carries the tag, so this goes first. The controller's own policy cannot tag a set
+    /// that lacks the tag (docs/operations.md: a one-time grant, as for adopting a role).
+    TagPermissionSet {
+        instance_arn: String,
+        permission_set_arn: String,
+        name: String,
+        tags: BTreeMap<String, String>,
+    },
     /// Writes the permission set's inline policy with denials for the sessions departed
     /// people hold, and provisions it: a revocation.
     DenyPermissionSetSessions {
@@ -401,6 +412,7 @@ impl Action {
             // People's changes are applied in one sequence (they carry no account): the
             // revocations first, then what the grants depend on.
             Action::People(a) => match a {
+                PeopleAction::TagPermissionSet { .. } => 2,
                 PeopleAction::DeleteAccountAssignment { .. } => 3,
                 PeopleAction::RemoveGroupMembers { .. } => 4,
                 PeopleAction::DenyPermissionSetSessions { .. } => 6,
@@ -520,7 +532,9 @@ impl Action {
                     permission_set_arn: None,
                     ..
                 } => Effect::Add,
-                PeopleAction::PutPermissionSet { .. } => Effect::Change,
+                PeopleAction::PutPermissionSet { .. } | PeopleAction::TagPermissionSet { .. } => {
+                    Effect::Change
+                }
                 PeopleAction::RemoveGroupMembers { .. }
                 | PeopleAction::DenyPermissionSetSessions { .. }
                 | PeopleAction::DeleteAccountAssignment { .. } => Effect::Remove,
@@ -575,6 +589,7 @@ impl Action {
                 PeopleAction::AddGroupMembers { .. } => "add-group-members",
                 PeopleAction::RemoveGroupMembers { .. } => "remove-group-members",
                 PeopleAction::PutPermissionSet { .. } => "put-permission-set",
+                PeopleAction::TagPermissionSet { .. } => "tag-permission-set",
                 PeopleAction::DenyPermissionSetSessions { .. } => "deny-permission-set-sessions",
                 PeopleAction::CreateAccountAssignment { .. } => "create-account-assignment",
                 PeopleAction::DeleteAccountAssignment { .. } => "delete-account-assignment",

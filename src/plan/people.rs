@@ -172,6 +172,14 @@ pub fn plan(i: &Inputs) -> Plan {
     plan
 }
 
+/// The owner tag a mark stands for: the mark is `[trustsync <key>=<value>]`, made from the
+/// configured owner tag (`runtime::people::mark`). A key holding `=` reads short.
+pub fn owner_tag(mark: &str) -> Option<(&str, &str)> {
+    mark.strip_prefix("[trustsync ")?
+        .strip_suffix(']')?
+        .split_once('=')
+}
+
 fn marked(description: Option<&str>, mark: &str) -> bool {
     description.is_some_and(|d| d.contains(mark))
 }
@@ -264,6 +272,9 @@ impl<'a> People<'a> {
             };
             self.members(&revoke_only, group, &wanted, &may_keep);
             return;
+        }
+        if let Some(s) = set {
+            self.tag_set(s, Some(w));
         }
         let removed = self.members(w, group, &wanted, &may_keep);
         if w.blocked {
@@ -688,6 +699,35 @@ impl<'a> People<'a> {
         }
     }
 
+    /// trustsync's set whose tags were read and lack the owner tag (made before sets were
+    /// tagged at creation) gets it, before anything else is written to it.
+    fn tag_set(&mut self, set: &IdentityCenterPermissionSet, w: Option<&Wanted>) {
+        let Some((key, value)) = owner_tag(self.i.mark) else {
+            return;
+        };
+        let Some(tags) = set.policies.as_ref().and_then(|p| p.tags.as_ref()) else {
+            return;
+        };
+        if tags.get(key).map(String::as_str) == Some(value) {
+            return;
+        }
+        let action = PeopleAction::TagPermissionSet {
+            instance_arn: self.i.observed.instance_arn.clone(),
+            permission_set_arn: set.arn.clone(),
+            name: set.name.clone(),
+            tags: BTreeMap::from([(key.to_string(), value.to_string())]),
+        };
+        let mut change = Change::new(
+            Action::People(action),
+            set.arn.clone(),
+            w.map(|w| w.mapping.as_str()),
+            format!("trustsync's permission set {} lacks the owner tag {key}={value} (made before sets were tagged at creation)", set.name),
+        );
+        change.before = Some(json!({"tags": tags}));
+        change.after = Some(json!({"tags": {key: value}}));
+        self.plan.changes.push(change);
+    }
+
     /// Creates the permission set, or updates what differs from the document.
     fn permission_set(
         &mut self,
@@ -986,6 +1026,9 @@ impl<'a> People<'a> {
                 .filter(|a| a.permission_set_arn == s.arn)
                 .collect();
             if self.i.prune {
+                if !assigned.is_empty() {
+                    self.tag_set(s, None);
+                }
                 for a in assigned {
                     self.push_delete(
                         a,
@@ -1656,6 +1699,64 @@ accounts: {ids: ["111111111111"]}
             ["remove-group-members", "deny-permission-set-sessions"],
             "di is not added, bo is removed"
         );
+    }
+
+    #[test]
+    fn a_set_of_trustsyncs_without_the_owner_tag_is_tagged_before_anything_else() {
+        assert_eq!(owner_tag(MARK), Some(("managed-by", "trustsync")));
+        assert_eq!(
+            owner_tag("[trustsync trustsync.dev/owner=prod]"),
+            Some(("trustsync.dev/owner", "prod"))
+        );
+        assert_eq!(owner_tag("no mark"), None);
+        let spec = spec();
+        let tags_of = |tags: Option<&[(&str, &str)]>| {
+            let mut o = provisioned(&["ana", "bo"], Vec::new());
+            o.permission_sets[0].policies.as_mut().unwrap().tags = tags.map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            });
+            o
+        };
+        // Made before sets were tagged: tagged, and a departure still goes in the same
+        // pass, after the tag (the revocations are allowed on tagged sets only).
+        let w = [wanted(&spec, Members::Read(vec![person("ana")]))];
+        let mut p = run(&w, &tags_of(Some(&[("team", "ops")])));
+        p.changes.sort_by_key(|c| c.action.phase());
+        assert_eq!(
+            names(&p),
+            [
+                "tag-permission-set",
+                "remove-group-members",
+                "deny-permission-set-sessions"
+            ]
+        );
+        let Action::People(PeopleAction::TagPermissionSet {
+            permission_set_arn,
+            tags,
+            ..
+        }) = &p.changes[0].action
+        else {
+            panic!("{:?}", p.changes[0].action)
+        };
+        assert_eq!(permission_set_arn, "ps-1");
+        assert_eq!(
+            tags,
+            &BTreeMap::from([("managed-by".to_string(), "trustsync".to_string())])
+        );
+        // Another instance's value is not ours either.
+        let p = run(&w, &tags_of(Some(&[("managed-by", "staging")])));
+        assert!(names(&p).contains(&"tag-permission-set"), "{:?}", names(&p));
+        // Tagged already, or tags not read (the fast path): nothing to tag.
+        for o in [tags_of(Some(&[("managed-by", "trustsync")])), tags_of(None)] {
+            let p = run(&w, &o);
+            assert!(
+                !names(&p).contains(&"tag-permission-set"),
+                "{:?}",
+                names(&p)
+            );
+        }
     }
 
     #[test]

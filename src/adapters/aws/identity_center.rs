@@ -166,8 +166,14 @@ impl AwsClients {
             .map(|p| p.arn.clone())
             .collect();
         if marked.is_some() {
+            // With their tags: a set trustsync made before sets were tagged at creation
+            // lacks the owner tag, which every write to it needs.
             let policies: Vec<PermissionSetPolicies> = stream::iter(&arns)
-                .map(|arn| self.permission_set_policies(&instance_arn, arn))
+                .map(|arn| async {
+                    let mut p = self.permission_set_policies(&instance_arn, arn).await?;
+                    p.tags = Some(self.permission_set_tags(&instance_arn, arn).await?);
+                    Ok::<_, Failure>(p)
+                })
                 .buffered(AT_ONCE)
                 .try_collect()
                 .await?;
@@ -308,6 +314,37 @@ impl AwsClients {
                 )
             })?)),
         }
+    }
+
+    /// One permission set's tags (`ListTagsForResource`, every page).
+    pub async fn permission_set_tags(
+        &self,
+        instance_arn: &str,
+        arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+        let mut tags = std::collections::BTreeMap::new();
+        self.paginate(
+            Operation::SsoListTagsForResource,
+            |token| {
+                self.ssoadmin
+                    .list_tags_for_resource()
+                    .instance_arn(instance_arn)
+                    .resource_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                tags.extend(
+                    page.tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string())),
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(tags)
     }
 
     /// One permission set's inline policy, AWS managed policies, customer-managed policy
@@ -803,6 +840,25 @@ impl AwsClients {
                 }
                 done
             }
+            TagPermissionSet {
+                instance_arn,
+                permission_set_arn,
+                tags,
+                ..
+            } => {
+                let tags = set_tags(tags)?;
+                write!(
+                    self,
+                    SsoTagResource,
+                    |_: &Failure| false,
+                    "",
+                    self.ssoadmin
+                        .tag_resource()
+                        .instance_arn(instance_arn)
+                        .resource_arn(permission_set_arn)
+                        .set_tags(Some(tags.clone()))
+                )
+            }
             DenyPermissionSetSessions {
                 instance_arn,
                 permission_set_arn,
@@ -907,6 +963,19 @@ impl AwsClients {
         description: &str,
         session_duration: &str,
     ) -> Result<(String, Written), Failure> {
+        // The owner tag goes on at creation (the controller's policy allows
+        // CreatePermissionSet only with it in the request, and every later write only on
+        // a set that carries it): the tag the description's mark stands for.
+        let owner = mark_in(description)
+            .and_then(crate::plan::people::owner_tag)
+            .map(|(k, v)| std::collections::BTreeMap::from([(k.to_string(), v.to_string())]))
+            .ok_or_else(|| {
+                Failure::permanent(
+                    Operation::CreatePermissionSet.name(),
+                    format!("the description of permission set {name} carries no trustsync mark to take the owner tag from"),
+                )
+            })?;
+        let tags = set_tags(&owner)?;
         let out = self
             .call(
                 Operation::CreatePermissionSet,
@@ -918,6 +987,7 @@ impl AwsClients {
                         .name(name)
                         .description(description)
                         .session_duration(session_duration)
+                        .set_tags(Some(tags.clone()))
                         .send()
                 },
             )
@@ -1304,6 +1374,21 @@ fn not_adopted(operation: Operation, message: String) -> Failure {
     let mut f = Failure::permanent(operation.name(), format!("conflict: {message}"));
     f.code = Some("ConflictException".into());
     f
+}
+
+/// Tags as IAM Identity Center takes them.
+fn set_tags(
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<aws_sdk_ssoadmin::types::Tag>, Failure> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_ssoadmin::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Failure::permanent("Tag", e.to_string()))
+        })
+        .collect()
 }
 
 fn customer_policy(

@@ -41,7 +41,9 @@ impl Service {
 }
 
 macro_rules! operations {
-    ($($op:ident: $service:ident [$(($action:literal, $scope:ident)),+];)+) => {
+    (@name $op:ident) => { stringify!($op) };
+    (@name $op:ident $name:literal) => { $name };
+    ($($op:ident $(= $name:literal)?: $service:ident [$(($action:literal, $scope:ident)),+];)+) => {
         /// An AWS operation trustsync calls.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Operation {
@@ -55,7 +57,7 @@ macro_rules! operations {
             /// The operation's name, as AWS spells it.
             pub fn name(self) -> &'static str {
                 match self {
-                    $(Operation::$op => stringify!($op),)+
+                    $(Operation::$op => operations!(@name $op $($name)?),)+
                 }
             }
 
@@ -92,7 +94,7 @@ operations! {
     EnableOutboundWebIdentityFederation: Iam [("iam:EnableOutboundWebIdentityFederation", OutboundEnable)];
     GetOpenIDConnectProvider: Iam [("iam:GetOpenIDConnectProvider", ProviderRead)];
     CreateOpenIDConnectProvider: Iam [("iam:CreateOpenIDConnectProvider", NewProvider)];
-    TagOpenIDConnectProvider: Iam [("iam:TagOpenIDConnectProvider", NewProvider)];
+    TagOpenIDConnectProvider: Iam [("iam:TagOpenIDConnectProvider", Provider)];
     UntagOpenIDConnectProvider: Iam [("iam:UntagOpenIDConnectProvider", Provider)];
     AddClientIDToOpenIDConnectProvider: Iam [("iam:AddClientIDToOpenIDConnectProvider", Provider)];
     RemoveClientIDFromOpenIDConnectProvider: Iam [("iam:RemoveClientIDFromOpenIDConnectProvider", Provider)];
@@ -115,7 +117,7 @@ operations! {
     AddPermission: Lambda [("lambda:AddPermission", Function)];
     RemovePermission: Lambda [("lambda:RemovePermission", Function)];
     UpdateFunctionConfiguration: Lambda [
-        ("lambda:UpdateFunctionConfiguration", Function),
+        ("lambda:UpdateFunctionConfiguration", FunctionConfiguration),
         ("iam:PassRole", PassRole)
     ];
     TagResource: Lambda [("lambda:TagResource", Function)];
@@ -141,23 +143,25 @@ operations! {
     DescribeAccountAssignmentCreationStatus: SsoAdmin [("sso:DescribeAccountAssignmentCreationStatus", PeopleRead)];
     DescribeAccountAssignmentDeletionStatus: SsoAdmin [("sso:DescribeAccountAssignmentDeletionStatus", PeopleRead)];
     GetPermissionsBoundaryForPermissionSet: SsoAdmin [("sso:GetPermissionsBoundaryForPermissionSet", PeopleRead)];
-    PutPermissionsBoundaryToPermissionSet: SsoAdmin [("sso:PutPermissionsBoundaryToPermissionSet", PeopleWrite)];
-    DeletePermissionsBoundaryFromPermissionSet: SsoAdmin [("sso:DeletePermissionsBoundaryFromPermissionSet", PeopleWrite)];
+    PutPermissionsBoundaryToPermissionSet: SsoAdmin [("sso:PutPermissionsBoundaryToPermissionSet", PeopleOwnedSet)];
+    DeletePermissionsBoundaryFromPermissionSet: SsoAdmin [("sso:DeletePermissionsBoundaryFromPermissionSet", PeopleOwnedSet)];
     CreateUser: IdentityStore [("identitystore:CreateUser", PeopleWrite)];
     CreateGroup: IdentityStore [("identitystore:CreateGroup", PeopleWrite)];
     CreateGroupMembership: IdentityStore [("identitystore:CreateGroupMembership", PeopleWrite)];
     DeleteGroupMembership: IdentityStore [("identitystore:DeleteGroupMembership", PeopleWrite)];
-    CreatePermissionSet: SsoAdmin [("sso:CreatePermissionSet", PeopleWrite)];
-    UpdatePermissionSet: SsoAdmin [("sso:UpdatePermissionSet", PeopleWrite)];
-    PutInlinePolicyToPermissionSet: SsoAdmin [("sso:PutInlinePolicyToPermissionSet", PeopleWrite)];
-    DeleteInlinePolicyFromPermissionSet: SsoAdmin [("sso:DeleteInlinePolicyFromPermissionSet", PeopleWrite)];
-    AttachManagedPolicyToPermissionSet: SsoAdmin [("sso:AttachManagedPolicyToPermissionSet", PeopleWrite)];
-    DetachManagedPolicyFromPermissionSet: SsoAdmin [("sso:DetachManagedPolicyFromPermissionSet", PeopleWrite)];
-    AttachCustomerManagedPolicyReferenceToPermissionSet: SsoAdmin [("sso:AttachCustomerManagedPolicyReferenceToPermissionSet", PeopleWrite)];
-    DetachCustomerManagedPolicyReferenceFromPermissionSet: SsoAdmin [("sso:DetachCustomerManagedPolicyReferenceFromPermissionSet", PeopleWrite)];
-    ProvisionPermissionSet: SsoAdmin [("sso:ProvisionPermissionSet", PeopleWrite)];
-    CreateAccountAssignment: SsoAdmin [("sso:CreateAccountAssignment", PeopleWrite)];
-    DeleteAccountAssignment: SsoAdmin [("sso:DeleteAccountAssignment", PeopleWrite)];
+    CreatePermissionSet: SsoAdmin [("sso:CreatePermissionSet", PeopleNewSet)];
+    UpdatePermissionSet: SsoAdmin [("sso:UpdatePermissionSet", PeopleOwnedSet)];
+    PutInlinePolicyToPermissionSet: SsoAdmin [("sso:PutInlinePolicyToPermissionSet", PeopleOwnedSet)];
+    DeleteInlinePolicyFromPermissionSet: SsoAdmin [("sso:DeleteInlinePolicyFromPermissionSet", PeopleOwnedSet)];
+    AttachManagedPolicyToPermissionSet: SsoAdmin [("sso:AttachManagedPolicyToPermissionSet", PeopleOwnedSet)];
+    DetachManagedPolicyFromPermissionSet: SsoAdmin [("sso:DetachManagedPolicyFromPermissionSet", PeopleOwnedSet)];
+    AttachCustomerManagedPolicyReferenceToPermissionSet: SsoAdmin [("sso:AttachCustomerManagedPolicyReferenceToPermissionSet", PeopleOwnedSet)];
+    DetachCustomerManagedPolicyReferenceFromPermissionSet: SsoAdmin [("sso:DetachCustomerManagedPolicyReferenceFromPermissionSet", PeopleOwnedSet)];
+    ProvisionPermissionSet: SsoAdmin [("sso:ProvisionPermissionSet", PeopleOwnedSet)];
+    CreateAccountAssignment: SsoAdmin [("sso:CreateAccountAssignment", PeopleOwnedSet)];
+    DeleteAccountAssignment: SsoAdmin [("sso:DeleteAccountAssignment", PeopleOwnedSet)];
+    SsoTagResource = "TagResource": SsoAdmin [("sso:TagResource", PeopleOwnedSet)];
+    SsoListTagsForResource = "ListTagsForResource": SsoAdmin [("sso:ListTagsForResource", PeopleRead)];
 }
 
 /// A rate limit (`aws.maxRequestsPerSecond`): a service, or for Lambda the quota class

@@ -37,6 +37,9 @@ pub enum Scope {
     Provider,
     /// Reading or changing a managed function.
     Function,
+    /// Setting a managed function's execution role (`UpdateFunctionConfiguration`, on the
+    /// unqualified function only: a configuration belongs to `$LATEST`).
+    FunctionConfiguration,
     /// Reading and cleaning up a function carrying trustsync's function tag, wherever it
     /// is named (its FunctionAccess may be gone).
     MarkedFunction,
@@ -51,10 +54,13 @@ pub enum Scope {
     /// Reading people's access in IAM Identity Center: `access --people`, and the
     /// controller when the repository has AccessAssignments.
     PeopleRead,
-    /// Writing people's access (identity-store users, groups, memberships, permission
-    /// sets, account assignments): the controller, only when the repository has
-    /// AccessAssignments.
+    /// Writing the identity store (creating users and groups, adding and removing group
+    /// members): the controller, only when the repository has AccessAssignments.
     PeopleWrite,
+    /// Creating a permission set (owner tag in the request).
+    PeopleNewSet,
+    /// Changing, provisioning or assigning a permission set that carries the owner tag.
+    PeopleOwnedSet,
     /// Needs no permission (`sts:GetCallerIdentity`).
     Free,
     /// The hub assuming the spoke role in each managed account.
@@ -200,7 +206,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             {
                 "Sid": "ManageOwnedEntraProvider",
                 "Effect": "Allow",
-                "Action": actions(Scope::Provider).into_iter().chain(["iam:TagOpenIDConnectProvider"]).collect::<Vec<_>>(),
+                "Action": actions(Scope::Provider),
                 "Resource": providers,
                 "Condition": {"StringEquals": {format!("aws:ResourceTag/{key}"): value}}
             },
@@ -249,12 +255,41 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
         }));
     }
+    // Likewise a provider no document adopts can never be tagged into ownership: only the
+    // providers of documents that say `adopt: true` (print the policy again once adopted).
+    let adopted_providers: Vec<String> = policies
+        .into_iter()
+        .flat_map(|set| &set.providers)
+        .filter(|p| p.spec.adopt)
+        .map(|p| format!("arn:aws:iam::*:oidc-provider/{}", p.spec.issuer_host_path()))
+        .collect();
+    if !adopted_providers.is_empty() {
+        more.push(json!({
+            "Sid": "AdoptListedEntraProviders",
+            "Effect": "Allow",
+            "Action": "iam:TagOpenIDConnectProvider",
+            "Resource": adopted_providers,
+            "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
+        }));
+    }
     if !functions.is_empty() {
         more.push(json!({
             "Sid": "ManageFunctionAccess",
             "Effect": "Allow",
             "Action": actions(Scope::Function),
             "Resource": functions
+        }));
+        // The execution role is set with UpdateFunctionConfiguration, which the Lambda
+        // authorization reference lets no condition key narrow to the role alone (its keys
+        // are lambda:Layer, lambda:VpcIds, lambda:SubnetIds, lambda:SecurityGroupIds and
+        // aws:ResourceTag): the unqualified functions named, layers denied above, the role
+        // only one trustsync owns passed to Lambda (PassOwnedRolesToLambda).
+        let unqualified: Vec<&String> = functions.iter().filter(|f| !f.ends_with(":*")).collect();
+        more.push(json!({
+            "Sid": "SetExecutionRoles",
+            "Effect": "Allow",
+            "Action": actions(Scope::FunctionConfiguration),
+            "Resource": unqualified
         }));
     }
     if !boundary_arns.is_empty() {
@@ -298,7 +333,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
     // With many accounts the anchor and Identity Center are the hub's, not each spoke's.
     if !config.accounts.is_hub() {
         more.extend(anchor_statement(config));
-        more.extend(people_statement(policies));
+        more.extend(people_statements(config, policies));
     }
     if let Some(list) = policy["Statement"].as_array_mut() {
         list.extend(more);
@@ -351,33 +386,131 @@ pub fn hub_policy(config: &Config, policies: Option<&PolicySet>) -> Value {
         }));
     }
     statements.extend(anchor_statement(config));
-    statements.extend(people_statement(policies));
+    statements.extend(people_statements(config, policies));
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 /// IAM Identity Center for people (AccessAssignments), in the account that holds the
 /// instance: the controller's own (one account) or the hub's. Only with AccessAssignments
-/// (never without a policy set: people's access is not a default). On every resource:
-/// trustsync's groups and permission sets are marked in their description, which no
-/// condition key reads (tags would be; moto, the test bed, lacks them on permission sets),
-/// so what keeps the controller to its own is the planner, and what keeps a permission
-/// set from granting administration is the guardrails. Noted as the next step: scope to
-/// the configured instance's ARNs.
-fn people_statement(policies: Option<&PolicySet>) -> Option<Value> {
-    if policies.is_none_or(|p| p.access_assignments.is_empty()) {
-        return None;
-    }
-    let mut actions: Vec<&str> = actions(Scope::PeopleRead)
+/// (never without a policy set: people's access is not a default). What the Service
+/// Authorization Reference allows (docs/operations.md, "The controller's own IAM policy",
+/// says which page says what):
+/// - permission sets: created only with the owner tag in the request (`aws:RequestTag`,
+///   `aws:TagKeys`); every write to a set, its provisioning and its assignments only when
+///   it carries the owner tag (`aws:ResourceTag`), so never another team's set, and never
+///   a set tagged into ownership (TagResource is itself conditioned on the tag);
+/// - assignments: created only in the managed accounts (the `Account` resource); removed
+///   and provisioned in any, for trustsync's own sets only (that takes access away or
+///   rewrites what the set already grants, never more);
+/// - the identity store: creating users and groups and adding or removing members only
+///   (never updating or deleting a user or a group). Its groups take no tags, no condition
+///   key reads a group's description (trustsync's mark), and a group's ARN carries an id
+///   made at creation: IAM cannot tell trustsync's group from another, the planner does.
+fn people_statements(config: &Config, policies: Option<&PolicySet>) -> Vec<Value> {
+    let Some(set) = policies.filter(|p| !p.access_assignments.is_empty()) else {
+        return Vec::new();
+    };
+    let (key, value) = (&config.owner_tag.key, &config.owner_tag.value);
+    let partition = config.partition();
+    // The configured instance, else any (an organization has one).
+    let instance_id = config
+        .identity_center
+        .instance_arn
+        .as_deref()
+        .and_then(|arn| arn.rsplit('/').next())
+        .unwrap_or("*");
+    let instances = format!("arn:{partition}:sso:::instance/{instance_id}");
+    let sets = format!("arn:{partition}:sso:::permissionSet/{instance_id}/*");
+    let mut accounts: Vec<String> = managed_accounts(config, set)
         .into_iter()
-        .chain(actions(Scope::PeopleWrite))
+        .map(|id| format!("arn:{partition}:sso:::account/{id}"))
         .collect();
-    actions.sort();
-    Some(json!({
-        "Sid": "ReconcilePeople",
-        "Effect": "Allow",
-        "Action": actions,
-        "Resource": "*"
-    }))
+    accounts.sort();
+    accounts.dedup();
+    let owned = json!({"StringEquals": {format!("aws:ResourceTag/{key}"): value}});
+    vec![
+        json!({
+            "Sid": "ReadPeople",
+            "Effect": "Allow",
+            "Action": actions(Scope::PeopleRead),
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "CreateOwnedPermissionSets",
+            "Effect": "Allow",
+            "Action": actions(Scope::PeopleNewSet),
+            "Resource": [instances, sets],
+            "Condition": {
+                "StringEquals": {format!("aws:RequestTag/{key}"): value},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [key]}
+            }
+        }),
+        json!({
+            "Sid": "WriteOwnedPermissionSets",
+            "Effect": "Allow",
+            "Action": actions(Scope::PeopleOwnedSet),
+            "Resource": sets,
+            "Condition": owned
+        }),
+        // Each write to a set names the instance too (a resource of its own that the
+        // reference lists as required); the set's statement is what conditions it.
+        json!({
+            "Sid": "WriteInTheInstance",
+            "Effect": "Allow",
+            "Action": actions(Scope::PeopleOwnedSet),
+            "Resource": instances
+        }),
+        json!({
+            "Sid": "AssignInManagedAccounts",
+            "Effect": "Allow",
+            "Action": "sso:CreateAccountAssignment",
+            "Resource": accounts
+        }),
+        json!({
+            "Sid": "UnassignAndProvisionOwnedSets",
+            "Effect": "Allow",
+            "Action": ["sso:DeleteAccountAssignment", "sso:ProvisionPermissionSet"],
+            "Resource": format!("arn:{partition}:sso:::account/*")
+        }),
+        json!({
+            "Sid": "CreateUsersAndGroupMembers",
+            "Effect": "Allow",
+            "Action": actions(Scope::PeopleWrite),
+            "Resource": [
+                format!("arn:{partition}:identitystore::*:identitystore/*"),
+                format!("arn:{partition}:identitystore:::group/*"),
+                format!("arn:{partition}:identitystore:::user/*"),
+                format!("arn:{partition}:identitystore:::membership/*")
+            ]
+        }),
+    ]
+}
+
+/// The accounts an AccessAssignment may assign in, as `Account` resource ids: the ids the
+/// documents select (among the listed targets, with many accounts), the listed targets
+/// for a document that selects none by id, the controller's own account
+/// (`${aws:PrincipalAccount}`) with one account; any (`*`) only when accounts are
+/// discovered and a document selects by label alone.
+fn managed_accounts(config: &Config, set: &PolicySet) -> Vec<String> {
+    let a = &config.accounts;
+    let targets: Vec<String> = a.targets.iter().map(|t| t.id.clone()).collect();
+    let mut out = Vec::new();
+    for doc in &set.access_assignments {
+        let ids = doc
+            .spec
+            .accounts
+            .as_ref()
+            .map(|s| s.ids.clone())
+            .unwrap_or_default();
+        match (ids.is_empty(), a.is_hub(), a.organization.is_some()) {
+            (false, false, _) | (false, true, true) => out.extend(ids),
+            (false, true, false) => out.extend(ids.into_iter().filter(|i| targets.contains(i))),
+            (true, false, _) => out.push("${aws:PrincipalAccount}".to_string()),
+            (true, true, false) => out.extend(targets.iter().cloned()),
+            (true, true, true) => out.push("*".to_string()),
+        }
+    }
+    out
 }
 
 /// The spoke role's trust policy: only the hub role may assume it (and with the external id,
@@ -493,7 +626,12 @@ mod tests {
                 assert!(
                     matches!(
                         scope,
-                        Scope::Free | Scope::Verifier | Scope::PeopleRead | Scope::PeopleWrite
+                        Scope::Free
+                            | Scope::Verifier
+                            | Scope::PeopleRead
+                            | Scope::PeopleWrite
+                            | Scope::PeopleNewSet
+                            | Scope::PeopleOwnedSet
                     ) || granted.iter().any(|g| g == action),
                     "{action} ({op:?}) is not in the policy"
                 );
