@@ -61,7 +61,8 @@ pub struct Config {
     /// Empty (the default): no boundary is required, and `iam-policy` says what the
     /// controller could then do.
     pub permissions_boundaries: Vec<String>,
-    /// Let trustsync create and adopt roles with no `permissionsBoundaries` configured.
+    /// Let trustsync create and adopt roles with no `permissionsBoundaries` configured
+    /// (`TRUSTSYNC_ALLOW_UNBOUNDED_ROLES`).
     /// Off (the default): with no boundary configured, `apply` and `run` create and adopt
     /// no role (a `guardrail` problem naming `permissionsBoundaries`); they still update
     /// and revoke the roles they own. What turning it on costs: the controller's own
@@ -118,9 +119,11 @@ pub struct OutboundFederationConfig {
     /// an account whose functions need it and where it is off. Off (the default): such an
     /// account is reported as a problem and a person decides.
     pub enable: bool,
-    /// The issuer URL per account id, used instead of asking AWS
-    /// (`iam:GetOutboundWebIdentityFederationInfo`): for tests with a stand-in issuer and
-    /// for air-gapped set-ups. `https`, or `http` on a loopback host.
+    /// The issuer URL per account id, pinned: what AWS reports for the account
+    /// (`iam:GetOutboundWebIdentityFederationInfo`) must be this, or the account's outbound
+    /// credentials are refused (a problem; nothing is written). `https`. Builds for the
+    /// local test servers (`loopback-graph`) also take a loopback stand-in issuer as the
+    /// account's, since moto has no outbound federation; production builds refuse one.
     pub issuer_urls: std::collections::BTreeMap<String, String>,
 }
 
@@ -146,6 +149,12 @@ impl OutboundFederationConfig {
                 )
             })?;
             let loopback = is_loopback(&parsed);
+            if loopback && !cfg!(feature = "loopback-graph") {
+                return Err((
+                    "outboundFederation.issuerUrls",
+                    format!("{account}: `{url}` is a local stand-in issuer, which only builds for the local test servers accept; an entry pins the issuer AWS reports for the account (https://<id>.tokens.sts.global.api.aws)"),
+                ));
+            }
             if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
                 return Err((
                     "outboundFederation.issuerUrls",
@@ -515,14 +524,33 @@ pub(crate) fn short_hash(s: &str, bytes: usize) -> String {
 impl Config {
     /// Reads a config file; a missing `path` means all defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, Error> {
-        let Some(path) = path else {
-            return Ok(Config::default().finish());
+        let mut config = match path {
+            None => Config::default().finish(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                Self::parse(path, &text)?
+            }
         };
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.into(),
-            source,
-        })?;
-        Self::parse(path, &text)
+        // `TRUSTSYNC_ALLOW_UNBOUNDED_ROLES` overrides `allowUnboundedRoles`.
+        if let Ok(v) = std::env::var("TRUSTSYNC_ALLOW_UNBOUNDED_ROLES") {
+            config.allow_unbounded_roles = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                other => {
+                    return Err(Error::Invalid {
+                        path: PathBuf::from("TRUSTSYNC_ALLOW_UNBOUNDED_ROLES"),
+                        line: 0,
+                        column: 0,
+                        field: "allowUnboundedRoles".into(),
+                        message: format!("`{other}` is not true or false"),
+                    })
+                }
+            };
+        }
+        Ok(config)
     }
 
     /// Parses config text; `path` is used in error messages.

@@ -20,9 +20,15 @@ fn config(extra: &str) -> String {
 
 /// Payments lives in prod only; reporting and the provider in every account.
 fn scope_payments(ws: &Workspace) {
+    // Its documents in the prod accounts, the EventBridge rule that invokes the function
+    // too (a source in another account is refused: guardrails.invokerAccounts).
     let text = ws
         .read("policies/payments.yaml")
-        .replace("spec:\n", "spec:\n  accounts: {labels: {env: prod}}\n");
+        .replace("spec:\n", "spec:\n  accounts: {labels: {env: prod}}\n")
+        .replace(
+            "arn:aws:events:us-east-1:123456789012:",
+            &format!("arn:aws:events:us-east-1:{PROD}:"),
+        );
     ws.write("policies/payments.yaml", &text);
 }
 

@@ -1054,7 +1054,7 @@ fn a_bare_config_creates_no_role_and_names_the_setting() {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     let ws = Workspace::new();
-    ws.write_exact(
+    ws.write(
         "trustsync.yaml",
         "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\n",
     );
@@ -1078,7 +1078,17 @@ fn a_bare_config_creates_no_role_and_names_the_setting() {
             })
             .collect::<Vec<_>>()
     };
-    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    // The secure default: without the test harness's opt-out.
+    let apply = |code: i32| {
+        let out = command(ws.path(), &moto.endpoint)
+            .env_remove("TRUSTSYNC_ALLOW_UNBOUNDED_ROLES")
+            .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", show(&out));
+        out
+    };
+    let out = apply(1);
     let text = show(&out);
     assert!(
         text.contains("permissionsBoundaries") && text.contains("allowUnboundedRoles"),
@@ -1086,11 +1096,11 @@ fn a_bare_config_creates_no_role_and_names_the_setting() {
     );
     assert!(roles().is_empty(), "no role was created: {:?}", roles());
 
-    ws.write_exact(
+    ws.write(
         "trustsync.yaml",
         "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\npermissionsBoundaries: [trustsync-workload-boundary]\n",
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(0);
     let made = roles();
     assert!(!made.is_empty());
     for (name, boundary) in &made {

@@ -133,7 +133,15 @@ fn two_accounts() -> (Moto, Proxy, Workspace) {
     moto.create_functions_in(Some(PROD), &["payments-api"]);
     moto.create_functions_in(Some(DEV), &["payments-api"]);
     let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1);
-    (moto, proxy, Workspace::new())
+    let ws = Workspace::new();
+    // The EventBridge rule that invokes the function lives in a managed account (a source
+    // in any other is refused: guardrails.invokerAccounts).
+    let payments = ws.read("policies/payments.yaml").replace(
+        "arn:aws:events:us-east-1:123456789012:",
+        &format!("arn:aws:events:us-east-1:{PROD}:"),
+    );
+    ws.write("policies/payments.yaml", &payments);
+    (moto, proxy, ws)
 }
 
 #[test]
@@ -216,7 +224,11 @@ fn a_revocation_lands_while_a_full_pass_waits_on_an_unrelated_account() {
             &format!("{only_prod}  function: payments-api"),
             1,
         );
-    assert_eq!(payments.matches(PROD).count(), 2, "the selectors went in");
+    assert_eq!(
+        payments.matches(only_prod.as_str()).count(),
+        2,
+        "the selectors went in"
+    );
     ws.write("policies/payments.yaml", &payments);
     ws.write(
         "trustsync.yaml",

@@ -87,7 +87,7 @@ fn the_image_runs_read_only_as_nonroot_and_reconciles() {
     // volume, as in the chart.
     ws.write(
         "trustsync.yaml",
-        "audit: {path: /var/lib/trustsync/audit.jsonl}\nrun: {intervalSeconds: 60}\n",
+        "audit: {path: /var/lib/trustsync/audit.jsonl}\nrun: {intervalSeconds: 60}\npermissionsBoundaries: [trustsync-workload-boundary]\n",
     );
     let audit = ws.path().join("audit");
     std::fs::create_dir(&audit).unwrap();

@@ -344,7 +344,7 @@ fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing
         ws,
         graph,
         env,
-        ..
+        issuer,
     } = World::start(
         |_| {},
         "audit:\n  path: audit.jsonl\naws:\n  maxRetrySeconds: 1\n",
@@ -371,7 +371,7 @@ fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing
     let stranger = "11111111-2222-4333-8444-555555555555";
     ws.write(
         "trustsync.yaml",
-        "audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": https://abc.tokens.sts.global.api.aws\n",
+        &format!("audit:\n  path: audit.jsonl\noutboundFederation:\n  issuerUrls:\n    \"123456789012\": {}\n", issuer.url),
     );
     ws.write(
         "policies/payments.yaml",
@@ -550,4 +550,32 @@ fn the_issuer_comes_from_aws_and_the_feature_is_turned_on_only_when_the_config_a
     // The controller's own policy may turn it on only because the config says so.
     let out = run_env_at(&proxy.endpoint, &ws, &env, &["iam-policy"], 0);
     assert!(stdout(&out).contains("iam:EnableOutboundWebIdentityFederation"));
+
+    // A config edit that names another issuer for the account (issue 35): AWS reports a
+    // different one, so it is refused and nothing that trusts it is written.
+    ws.write(
+        "trustsync.yaml",
+        "audit:\n  path: audit.jsonl\noutboundFederation:\n  enable: true\n  issuerUrls: {\"123456789012\": \"https://issuer.attacker.example\"}\n",
+    );
+    let plan = plan_at(1);
+    let text = plan["problems"].to_string();
+    assert!(
+        text.contains("https://issuer.attacker.example") && text.contains("AWS reports"),
+        "{plan:#}"
+    );
+    assert!(
+        !plan
+            .to_string()
+            .contains("\"issuer\":\"https://issuer.attacker.example"),
+        "no credential trusts it: {plan:#}"
+    );
+    // Pinned to what AWS reports: as before, nothing to do.
+    ws.write(
+        "trustsync.yaml",
+        &format!(
+            "audit:\n  path: audit.jsonl\noutboundFederation:\n  enable: true\n  issuerUrls: {{\"123456789012\": \"{}\"}}\n",
+            issuer.url
+        ),
+    );
+    plan_at(0);
 }

@@ -69,7 +69,7 @@ pub(super) fn validate(config: &Config, policies: &Path) -> anyhow::Result<u8> {
             if violations.is_empty() {
                 String::new()
             } else {
-                format!(", {} of them guardrail violations: the controller would change nothing for those documents but their revocations (docs/policy-reference.md, \"Guardrails\")", violations.len())
+                format!("; {} guardrail violation(s) among them: the controller would change nothing for those documents but their revocations (docs/policy-reference.md, \"Guardrails\")", violations.len())
             }
         );
         return Ok(1);

@@ -113,6 +113,8 @@ pub struct Inputs<'a> {
     pub observed: &'a ObservedIdentityCenter,
     /// What marks trustsync's groups and permission sets (in their description).
     pub mark: &'a str,
+    /// The owner tag trustsync's permission sets carry (`ownerTag`).
+    pub owner_tag: &'a crate::config::OwnerTag,
     /// Now, Unix seconds.
     pub now: u64,
     /// The removal baselines the audit log recorded (`count@unix-time`), by group
@@ -702,9 +704,11 @@ impl<'a> People<'a> {
     /// trustsync's set whose tags were read and lack the owner tag (made before sets were
     /// tagged at creation) gets it, before anything else is written to it.
     fn tag_set(&mut self, set: &IdentityCenterPermissionSet, w: Option<&Wanted>) {
-        let Some((key, value)) = owner_tag(self.i.mark) else {
-            return;
-        };
+        // The configured tag itself: a key may hold `=`, which the mark cannot tell apart.
+        let (key, value) = (
+            self.i.owner_tag.key.as_str(),
+            self.i.owner_tag.value.as_str(),
+        );
         let Some(tags) = set.policies.as_ref().and_then(|p| p.tags.as_ref()) else {
             return;
         };
@@ -1342,6 +1346,10 @@ accounts: {ids: ["111111111111"]}
             wanted,
             observed,
             mark: MARK,
+            owner_tag: &crate::config::OwnerTag {
+                key: "managed-by".into(),
+                value: "trustsync".into(),
+            },
             now: NOW,
             prune: false,
             recorded_baselines,

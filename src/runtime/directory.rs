@@ -339,8 +339,16 @@ impl DirectorySource {
                 ..
             } => {
                 let mut cached = cache.snapshot(requests);
-                if cache.learn_owners(&cached).await.context(READING)? {
-                    cached = cache.snapshot(requests);
+                match cache.learn_owners(&cached).await {
+                    Ok(true) => cached = cache.snapshot(requests),
+                    Ok(false) => {}
+                    // Only the groups of the principals it could not place wait, and only
+                    // for additions: a revocation elsewhere never does.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the owner tenant of new service principals; their groups add nobody this pass");
+                        cached = cache.snapshot(requests);
+                        cached.hold_unknown_owners(|id| !cache.owner_known(id), &e.to_string());
+                    }
                 }
                 if !pass || last_full.is_some_and(|t| t.elapsed() < *full_every) {
                     return Ok(Read::Ready(cached));

@@ -260,20 +260,40 @@ async fn read_account(
     Ok((out, issuer))
 }
 
-/// The account's outbound federation issuer: the config's (`outboundFederation.issuerUrls`)
-/// or AWS's. A failed read concerns only the outbound credentials of the account, so it is
-/// kept as such and never fails the account's read (its revocations go on).
+/// The account's outbound federation issuer, as AWS reports it. An entry of
+/// `outboundFederation.issuerUrls` pins it: one AWS does not report is refused (a federated
+/// identity credential trusting it would let whoever runs that issuer get Entra tokens as
+/// the application). Only builds for the local test servers (`loopback-graph`) take a
+/// loopback entry as the issuer outright: moto has no outbound federation. A failed read or
+/// a refused pin concerns only the outbound credentials of the account, so it is kept as
+/// such and never fails the account's read (its revocations go on).
 async fn outbound_issuer(account: &str, aws: &dyn AwsApi, config: &Config) -> outbound::Issuer {
-    if let Some(url) = config.outbound_federation.issuer_urls.get(account) {
-        return outbound::Issuer::Url(url.clone());
+    let pinned = config.outbound_federation.issuer_urls.get(account);
+    if let Some(url) = pinned {
+        let stand_in = url::Url::parse(url).is_ok_and(|u| crate::config::is_loopback(&u));
+        if cfg!(feature = "loopback-graph") && stand_in {
+            return outbound::Issuer::Url(url.clone());
+        }
     }
-    match aws.outbound_issuer().await {
-        Ok(Some(url)) => outbound::Issuer::Url(url),
-        Ok(None) => outbound::Issuer::Off,
-        Err(e) => {
+    let same = |a: &str, b: &str| {
+        a.trim_end_matches('/')
+            .eq_ignore_ascii_case(b.trim_end_matches('/'))
+    };
+    match (pinned, aws.outbound_issuer().await) {
+        (_, Err(e)) => {
             tracing::warn!(account, error = %e, "cannot read the outbound identity federation issuer");
             outbound::Issuer::Unreadable(e.to_string())
         }
+        (None, Ok(Some(url))) => outbound::Issuer::Url(url),
+        (Some(p), Ok(Some(url))) if same(p, &url) => outbound::Issuer::Url(url),
+        (Some(p), Ok(Some(url))) => {
+            tracing::error!(account, configured = %p, reported = %url, "outboundFederation.issuerUrls disagrees with AWS; refused");
+            outbound::Issuer::Unreadable(format!(
+                "outboundFederation.issuerUrls names {p} for account {account}, but AWS reports {url}: refused, nothing is written that trusts either (a credential trusting an issuer AWS does not report would let whoever runs it get Entra tokens as the application)"
+            ))
+        }
+        // Off: turned on when the config allows, and the pin checked once it is.
+        (_, Ok(None)) => outbound::Issuer::Off,
     }
 }
 

@@ -213,6 +213,7 @@ pub async fn plan_people(
         wanted: &wanted,
         observed: &observed,
         mark: &mark,
+        owner_tag: &config.owner_tag,
         now: settings.now,
         prune: settings.prune && !fast,
         recorded_baselines,

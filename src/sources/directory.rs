@@ -94,6 +94,21 @@ pub enum GroupError {
         #[serde(skip)]
         members: BTreeSet<String>,
     },
+    /// The owner tenant of some of the group's service principals could not be read (a
+    /// Graph failure): whether they may be trusted is unknown, so nobody is added until it
+    /// can be read; whoever left the group still loses access.
+    #[error("the owner tenant of {count} service principal(s) of group {id} could not be read ({why}); nobody is added until it can be")]
+    OwnersUnread {
+        /// The group's object id.
+        id: String,
+        /// How many of its service principals.
+        count: usize,
+        /// Why the read failed.
+        why: String,
+        /// Every member the read shows.
+        #[serde(skip)]
+        members: BTreeSet<String>,
+    },
 }
 
 impl GroupError {
@@ -101,7 +116,9 @@ impl GroupError {
     /// successful read shows could still be a member. Everybody else loses access.
     pub fn may_keep(&self) -> BTreeSet<String> {
         match self {
-            GroupError::Ambiguous { members, .. } => members.clone(),
+            GroupError::Ambiguous { members, .. } | GroupError::OwnersUnread { members, .. } => {
+                members.clone()
+            }
             GroupError::NotFound { .. } | GroupError::PinnedGone { .. } => BTreeSet::new(),
         }
     }
@@ -255,6 +272,31 @@ pub struct DirectorySnapshot {
     /// For a request pinned by display name: the other groups that now carry that name
     /// (anyone may create a group of any name). The pin still decides; they are reported.
     pub namesakes: BTreeMap<GroupRequest, Vec<String>>,
+}
+
+impl DirectorySnapshot {
+    /// Each resolved group with a service principal whose owner tenant is `unknown` becomes
+    /// [`GroupError::OwnersUnread`]: its members may keep their access, nobody is added. A
+    /// failed read of owner tenants then holds back only the additions it concerns, never a
+    /// revocation (of these groups or any other).
+    pub fn hold_unknown_owners(&mut self, unknown: impl Fn(&str) -> bool, why: &str) {
+        for result in self.groups.values_mut() {
+            let Ok(g) = result else { continue };
+            let count = g
+                .members
+                .iter()
+                .filter(|m| m.kind == MemberKind::ServicePrincipal && unknown(m.id.as_str()))
+                .count();
+            if count > 0 {
+                *result = Err(GroupError::OwnersUnread {
+                    id: g.id.to_string(),
+                    count,
+                    why: why.to_string(),
+                    members: g.members.iter().map(|m| m.id.to_string()).collect(),
+                });
+            }
+        }
+    }
 }
 
 impl GroupRequest {

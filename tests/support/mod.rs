@@ -285,6 +285,10 @@ pub fn isolated(program: impl AsRef<std::ffi::OsStr>, dir: &Path, endpoint: &str
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        // The tests of other things create roles in moto's bare accounts with configs
+        // that name no boundary: they opt out of the secure default, which has tests of
+        // its own (they remove this).
+        .env("TRUSTSYNC_ALLOW_UNBOUNDED_ROLES", "true")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     cmd
@@ -351,28 +355,7 @@ impl Workspace {
         self.dir.path()
     }
 
-    /// Writes a file of the workspace. A config (`trustsync.yaml`) that names neither
-    /// `permissionsBoundaries` nor `allowUnboundedRoles` gets `allowUnboundedRoles: true`:
-    /// the tests of other things create roles with moto's bare accounts, where no boundary
-    /// policy exists; the secure default (no role without a boundary) has tests of its own,
-    /// which write their config with [`Workspace::write_exact`].
     pub fn write(&self, rel: &str, text: &str) {
-        if rel == "trustsync.yaml"
-            && !text.contains("permissionsBoundaries")
-            && !text.contains("allowUnboundedRoles")
-        {
-            let sep = if text.is_empty() || text.ends_with('\n') {
-                ""
-            } else {
-                "\n"
-            };
-            return self.write_exact(rel, &format!("{text}{sep}allowUnboundedRoles: true\n"));
-        }
-        self.write_exact(rel, text)
-    }
-
-    /// Writes a file of the workspace as given.
-    pub fn write_exact(&self, rel: &str, text: &str) {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();

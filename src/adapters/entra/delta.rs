@@ -320,6 +320,14 @@ impl DeltaCache {
         Ok(true)
     }
 
+    /// Whether the owner tenant of this service principal is known (learnt, or read with
+    /// no owner).
+    pub fn owner_known(&self, id: &str) -> bool {
+        self.ids
+            .get(id)
+            .is_some_and(|n| self.owners.contains_key(&n))
+    }
+
     /// Graph retries end once `stop` is raised.
     pub fn set_stop(
         &mut self,
