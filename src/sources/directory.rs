@@ -553,6 +553,27 @@ mod tests {
         }
     }
 
+    /// A failed read of owner tenants holds back the additions of the groups it concerns
+    /// and nothing else: their members may keep access, other groups stay resolved.
+    #[test]
+    fn unknown_owners_hold_back_only_their_groups_additions() {
+        let t = tenant();
+        let reqs = [req(Some("g1"), None, false), req(Some("g2"), None, false)];
+        let mut snap = t.snapshot(&reqs);
+        snap.hold_unknown_owners(|id| id == "sp2", "HTTP 503");
+        assert!(snap.groups[&reqs[0]].is_ok(), "g1's principal is known");
+        let e = snap.groups[&reqs[1]].as_ref().unwrap_err();
+        assert!(
+            matches!(e, GroupError::OwnersUnread { count: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("HTTP 503") && e.to_string().contains("nobody is added"));
+        assert_eq!(
+            e.may_keep(),
+            BTreeSet::from(["g1".to_string(), "sp2".to_string()])
+        );
+    }
+
     #[test]
     fn direct_and_transitive_members_with_cycles() {
         let t = tenant();
