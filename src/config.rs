@@ -440,8 +440,22 @@ pub const NOTIFICATIONS_PATH: &str = "/graph/notifications";
 pub struct AuditConfig {
     /// JSON-lines file every change is appended to.
     pub path: PathBuf,
-    /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints; none: no checkpoints.
+    /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints; none: no checkpoints
+    /// (unless `kmsKeyId`). Mount it from a Secret, never the config's ConfigMap.
     pub signing_key_file: Option<PathBuf>,
+    /// An asymmetric AWS KMS key (its key ARN; spec `ECC_NIST_P256`, usage `SIGN_VERIFY`)
+    /// that signs checkpoints through `kms:Sign` (`ECDSA_SHA_256`), so that the key never
+    /// enters the pod. Needs `publicKeyFile`. Instead of `signingKeyFile`.
+    pub kms_key_id: Option<String>,
+    /// The checkpoint key's public half (SubjectPublicKeyInfo PEM): required with
+    /// `kmsKeyId` (`aws kms get-public-key`, as PEM); with `signingKeyFile` it must be that
+    /// key's (derived from it when not set). Opening the log verifies the checkpoints with
+    /// it; `plan` reads pins with it where the private key is not mounted.
+    pub public_key_file: Option<PathBuf>,
+    /// Ed25519 public keys (SPKI PEM) of the auditors: only an acknowledgement of a rotation
+    /// signed with one of their private keys clears the alarm (`trustsync audit acknowledge
+    /// --key`). None (the default): no acknowledgement can. Never the checkpoint key.
+    pub auditor_public_key_files: Vec<PathBuf>,
     /// A signed checkpoint after this many lines (and after every pass).
     pub checkpoint_lines: usize,
     /// Where each checkpoint is also published, outside the file; none: nowhere.
@@ -463,6 +477,9 @@ impl Default for AuditConfig {
         AuditConfig {
             path: PathBuf::from("trustsync-audit.jsonl"),
             signing_key_file: None,
+            kms_key_id: None,
+            public_key_file: None,
+            auditor_public_key_files: Vec::new(),
             checkpoint_lines: 100,
             anchor: None,
         }
@@ -610,10 +627,27 @@ impl Config {
                 format!("`{r}` is not an AWS region name"),
             ));
         }
-        if self.audit.anchor.is_some() && self.audit.signing_key_file.is_none() {
+        let audit = &self.audit;
+        if audit.signing_key_file.is_some() && audit.kms_key_id.is_some() {
+            return Err((
+                "audit.kmsKeyId",
+                "checkpoints are signed by one key: set audit.signingKeyFile or audit.kmsKeyId, not both".into(),
+            ));
+        }
+        if let Some(arn) = &audit.kms_key_id {
+            crate::audit::key_arn_region(arn).map_err(|e| ("audit.kmsKeyId", e))?;
+            if audit.public_key_file.is_none() {
+                return Err((
+                    "audit.kmsKeyId",
+                    "set audit.publicKeyFile to the key's public half (aws kms get-public-key, as PEM): the controller may only sign with the key, and verifies what it reads with the public half".into(),
+                ));
+            }
+        }
+        if audit.anchor.is_some() && audit.signing_key_file.is_none() && audit.kms_key_id.is_none()
+        {
             return Err((
                 "audit.anchor",
-                "anchoring publishes signed checkpoints: set audit.signingKeyFile too".into(),
+                "anchoring publishes signed checkpoints: set audit.signingKeyFile or audit.kmsKeyId too".into(),
             ));
         }
         let s = &self.safety;

@@ -563,6 +563,26 @@ fn a_broken_audit_chain_rotates_to_a_new_segment_and_the_revocation_goes_on() {
         show(&out)
     );
 
+    // Only an auditor's signed acknowledgement clears it (issue 36; tests/audit.rs has the
+    // refusals): the auditor's public key in the config, the private key with them.
+    {
+        use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let auditor = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+        ws.write(
+            "auditor-key.pem",
+            &auditor.to_pkcs8_pem(Default::default()).unwrap(),
+        );
+        let public = auditor
+            .verifying_key()
+            .to_public_key_pem(Default::default());
+        ws.write("auditor.pub", &public.unwrap());
+        ws.write(
+            "trustsync.yaml",
+            "audit: {path: audit.jsonl, auditorPublicKeyFiles: [auditor.pub]}
+directory: {tenantFile: examples/tenant.json}
+",
+        );
+    }
     run_ok(
         &moto,
         &ws,
@@ -571,6 +591,8 @@ fn a_broken_audit_chain_rotates_to_a_new_segment_and_the_revocation_goes_on() {
             "acknowledge",
             "--by",
             "alice@example.com",
+            "--key",
+            "auditor-key.pem",
             "--note",
             "line 3 edited by hand",
         ],

@@ -680,9 +680,23 @@ fn a_rotated_audit_log_is_reported_until_acknowledged_through_the_running_contro
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     let ws = Workspace::new();
+    // Only an auditor's signed acknowledgement counts (issue 36): its public half is
+    // configured, its private half is the auditor's.
+    {
+        use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let auditor = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+        ws.write(
+            "auditor-key.pem",
+            &auditor.to_pkcs8_pem(Default::default()).unwrap(),
+        );
+        let public = auditor
+            .verifying_key()
+            .to_public_key_pem(Default::default());
+        ws.write("auditor.pub", &public.unwrap());
+    }
     ws.write(
         "trustsync.yaml",
-        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+        "audit: {path: audit.jsonl, auditorPublicKeyFiles: [auditor.pub]}\ndirectory: {tenantFile: examples/tenant.json}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
     );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
     let text = ws.read("audit.jsonl");
@@ -699,14 +713,37 @@ fn a_rotated_audit_log_is_reported_until_acknowledged_through_the_running_contro
         |d: &Daemon| parse_metrics(&d.get("/metrics").1)["trustsync_audit_rotation_unacknowledged"];
     assert_eq!(metric(&daemon), 1.0);
 
+    // A request left by hand (unsigned) is ignored and named on /status.
+    ws.write(
+        "audit.jsonl.acknowledge",
+        &serde_json::json!({"by": "mallory", "previousSegment": ""}).to_string(),
+    );
+    ws.remove_tenant_member(PAYMENTS, SP4);
+    wait_for(
+        Duration::from_secs(30),
+        "the hand-written acknowledgement reported",
+        || {
+            daemon.status()["auditAttention"]
+                .as_str()
+                .is_some_and(|a| a.contains("mallory"))
+        },
+    );
+    assert_eq!(metric(&daemon), 1.0);
     let out = run_ok(
         &moto,
         &ws,
-        &["audit", "acknowledge", "--by", "alice@example.com"],
+        &[
+            "audit",
+            "acknowledge",
+            "--by",
+            "alice@example.com",
+            "--key",
+            "auditor-key.pem",
+        ],
         0,
     );
     assert!(
-        stdout(&out).contains("left the acknowledgement"),
+        stdout(&out).contains("left the signed acknowledgement"),
         "{}",
         show(&out)
     );
@@ -979,4 +1016,129 @@ fn a_held_removal_released_while_run_runs_takes_effect_within_one_fast_pass() {
         .file_name()
         .to_string_lossy()
         .contains(".release.")));
+}
+
+/// Whoever can write the audit volume appends, while the controller is stopped, a correctly
+/// chained (but unsigned) intent and outcome that pin the role's mapping to a group of
+/// their own (the pin's value is public: the group's id and a hash of the display name).
+/// After a restart the controller takes no pin from lines after the last signed checkpoint:
+/// it keeps following the group it pinned, records the lines as unvouched, and the
+/// attacker's member never enters the trust policy.
+#[test]
+fn a_forged_unsigned_pin_appended_while_stopped_is_not_followed_after_a_restart() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    const PIN_TAG: &str = "trustsync.dev/group";
+    const SP3: &str = "5e1f0a2b-1111-4111-8111-000000000003";
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    ws.write(
+        "signing-key.pem",
+        &key.to_pkcs8_pem(Default::default()).unwrap(),
+    );
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem}\ndirectory: {tenantFile: examples/tenant.json}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
+    );
+    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
+    let tags = |moto: &Moto| -> std::collections::BTreeMap<String, String> {
+        moto.block_on(
+            moto.iam()
+                .list_role_tags()
+                .role_name("payments-deployer")
+                .send(),
+        )
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+    };
+    let pin = tags(&moto)[PIN_TAG].clone();
+    assert!(pin.starts_with(PAYMENTS), "{pin}");
+
+    // The attacker's group, and lines that say trustsync pinned the mapping to it.
+    let theirs = "dddddddd-0000-4000-8000-000000000002";
+    ws.edit_tenant(|t| {
+        t["groups"].as_array_mut().unwrap().push(serde_json::json!({
+            "id": theirs, "displayName": "some-other-group", "members": [SP3]
+        }));
+    });
+    let forged = trustsync::sources::directory::pin_value(theirs, "sg-aws-payments-deployers");
+    let text = ws.read("audit.jsonl");
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let (intent_at, intent) = lines
+        .iter()
+        .enumerate()
+        .find(|(_, l)| {
+            l.contains("\"type\":\"intent\"") && l.contains(&pin) && l.contains("payments-deployer")
+        })
+        .map(|(i, l)| (i + 1, l.clone()))
+        .expect("the intent that wrote the pin");
+    let outcome = lines
+        .iter()
+        .find(|l| {
+            l.contains("\"type\":\"change\"") && l.contains(&format!("\"intentLine\":{intent_at},"))
+        })
+        .or_else(|| {
+            lines.iter().find(|l| {
+                l.contains("\"type\":\"change\"")
+                    && l.contains(&format!("\"intentLine\":{intent_at}}}"))
+            })
+        })
+        .expect("its outcome")
+        .clone();
+    let hash = |s: &str| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let new_intent_at = lines.len() + 1;
+    let mut chain = |raw: String| {
+        let mut v: serde_json::Value = serde_json::from_str(&raw.replace(&pin, &forged)).unwrap();
+        v["prevHash"] = serde_json::json!(hash(lines.last().unwrap()));
+        if v["type"] == "change" {
+            v["intentLine"] = serde_json::json!(new_intent_at);
+        }
+        lines.push(serde_json::to_string(&v).unwrap());
+    };
+    chain(intent);
+    chain(outcome);
+    ws.write("audit.jsonl", &(lines.join("\n") + "\n"));
+    // The chain holds: without signatures nothing tells these lines apart.
+    run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);
+
+    let daemon = Daemon::spawn(&moto.endpoint, Vec::new(), &ws);
+    daemon.wait_ready();
+    wait_for(Duration::from_secs(30), "a pass", || {
+        parse_metrics(&daemon.get("/metrics").1)
+            .iter()
+            .any(|(k, v)| k.starts_with("trustsync_passes_total") && *v >= 1.0)
+    });
+    // A member leaves the pinned group: the pass that follows still reads that group.
+    ws.remove_tenant_member(PAYMENTS, SP2);
+    wait_for(Duration::from_secs(30), "the revocation", || {
+        moto.trusted_subs("payments-deployer") == [SP1, SP4]
+    });
+    drop(daemon);
+    assert_eq!(tags(&moto)[PIN_TAG], pin, "the pin tag is trustsync's own");
+    assert!(!moto
+        .trusted_subs("payments-deployer")
+        .contains(&SP3.to_string()));
+    let log = ws.read("audit.jsonl");
+    let unvouched: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "unvouched")
+        .collect();
+    assert_eq!(unvouched.len(), 1, "{log}");
+    assert!(
+        unvouched[0]["reason"].as_str().unwrap().contains(&forged),
+        "{unvouched:?}"
+    );
+    assert!(!log.contains("\"type\":\"rotated\""), "the chain was whole");
 }

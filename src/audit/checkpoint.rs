@@ -3,13 +3,20 @@
 //! (a Kubernetes Secret mounted read-only, say). Anyone with the public key can then tell
 //! a log that was rewritten, re-rooted or reordered, even with every `prevHash`
 //! recomputed: the signed head no longer matches, and a new signature cannot be made.
+//!
+//! Or the key never enters the pod: with `audit.kmsKeyId` the checkpoints are signed by an
+//! asymmetric AWS KMS key (`ECC_NIST_P256`, `ECDSA_SHA_256`) through `kms:Sign`
+//! ([`super::kms::KmsSigner`]); they name the algorithm, and verify with the key's public
+//! half as KMS `GetPublicKey` exports it.
 
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::keys::{hex, hex_decode, PublicKey};
 
 /// A signed statement of how the log stood: `lines` lines, the last with hash `head`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,31 +30,70 @@ pub struct Checkpoint {
     pub signed_at: String,
     /// The first 16 hex digits of the SHA-256 of the public key.
     pub key_id: String,
-    /// Ed25519 signature (hex) of [`Checkpoint::message`].
+    /// The signature algorithm, when not Ed25519: `ECDSA_SHA_256` (a KMS key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// The signature (hex) of [`Checkpoint::message`]: Ed25519, or ECDSA in DER.
     pub signature: String,
 }
 
 impl Checkpoint {
     /// What is signed.
-    fn message(lines: usize, head: &str, signed_at: &str) -> String {
+    pub(super) fn message(lines: usize, head: &str, signed_at: &str) -> String {
         format!("trustsync-audit-checkpoint/v1\n{lines}\n{head}\n{signed_at}\n")
     }
 
     /// Whether `key` made this signature over these fields.
-    pub fn verifies(&self, key: &VerifyingKey) -> bool {
+    pub fn verifies(&self, key: &PublicKey) -> bool {
         let Some(bytes) = hex_decode(&self.signature) else {
             return false;
         };
-        let Ok(sig) = Signature::from_slice(&bytes) else {
-            return false;
-        };
-        key_id(key) == self.key_id
-            && key
-                .verify(
-                    Self::message(self.lines, &self.head, &self.signed_at).as_bytes(),
-                    &sig,
-                )
-                .is_ok()
+        let algorithm = self.algorithm.as_deref().unwrap_or("ED25519");
+        algorithm == key.algorithm()
+            && key.key_id() == self.key_id
+            && key.verifies(
+                Self::message(self.lines, &self.head, &self.signed_at).as_bytes(),
+                &bytes,
+            )
+    }
+}
+
+/// What signs this writer's checkpoints: an Ed25519 key it holds, or a KMS key it asks.
+#[derive(Debug)]
+pub enum CheckpointSigner {
+    /// `audit.signingKeyFile`.
+    Local(Signer),
+    /// `audit.kmsKeyId`.
+    Kms(super::kms::KmsSigner),
+}
+
+impl CheckpointSigner {
+    /// A checkpoint of `lines` lines whose last has hash `head`, signed now; an error when
+    /// KMS could not be asked (the lines stay unsigned until the next checkpoint).
+    pub fn sign(&self, lines: usize, head: &str) -> Result<Checkpoint, String> {
+        match self {
+            CheckpointSigner::Local(s) => Ok(s.sign(lines, head)),
+            CheckpointSigner::Kms(k) => {
+                let signed_at = super::now_rfc3339();
+                let sig = k.sign(Checkpoint::message(lines, head, &signed_at).as_bytes())?;
+                Ok(Checkpoint {
+                    lines,
+                    head: head.to_string(),
+                    signed_at,
+                    key_id: k.public_key().key_id(),
+                    algorithm: Some(k.public_key().algorithm().to_string()),
+                    signature: hex(&sig),
+                })
+            }
+        }
+    }
+
+    /// The public key its checkpoints verify with.
+    pub fn public_key(&self) -> PublicKey {
+        match self {
+            CheckpointSigner::Local(s) => s.public_key(),
+            CheckpointSigner::Kms(k) => k.public_key().clone(),
+        }
     }
 }
 
@@ -66,11 +112,10 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// Reads an Ed25519 private key in PKCS#8 PEM (`openssl genpkey -algorithm ed25519`).
     pub fn from_pem_file(path: &Path) -> Result<Signer, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("audit signing key {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let key = SigningKey::from_pkcs8_pem(&text).map_err(|e| {
             format!(
-                "audit signing key {}: not an Ed25519 private key in PKCS#8 PEM ({e})",
+                "{}: not an Ed25519 private key in PKCS#8 PEM ({e}); make one with `openssl genpkey -algorithm ed25519`",
                 path.display()
             )
         })?;
@@ -94,8 +139,19 @@ impl Signer {
             head: head.to_string(),
             signed_at,
             key_id: self.key_id.clone(),
-            signature: sig.to_bytes().iter().map(|b| format!("{b:02x}")).collect(),
+            algorithm: None,
+            signature: hex(&sig.to_bytes()),
         }
+    }
+
+    /// The public half.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::Ed25519(self.key.verifying_key())
+    }
+
+    /// Signs `message` (an acknowledgement's); returns the key id and the signature (hex).
+    pub(super) fn sign_bytes(&self, message: &[u8]) -> (String, String) {
+        (self.key_id.clone(), hex(&self.key.sign(message).to_bytes()))
     }
 }
 
@@ -117,15 +173,5 @@ pub fn key_id(key: &VerifyingKey) -> String {
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
 }

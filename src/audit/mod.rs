@@ -16,28 +16,46 @@
 //! recorded as [`Recovered`]. One writer at a time: the log is locked while open, so a
 //! second `apply` or controller on the same file is refused instead of interleaving.
 //!
-//! Signed: with a signing key (`audit.signingKeyFile`), a [`Checkpoint`] follows every
-//! pass record and every `audit.checkpointLines` lines; [`verify_with`] checks them
-//! against the public key, so a chain rewritten with recomputed hashes is found too.
+//! Signed: with a signing key (`audit.signingKeyFile`, or an AWS KMS key,
+//! `audit.kmsKeyId`), a [`Checkpoint`] follows every pass record, every record a person
+//! caused (acknowledged, released) and every `audit.checkpointLines` lines; [`verify_with`]
+//! checks them against the public key, so a chain rewritten with recomputed hashes is
+//! found too.
+//!
+//! Evidence against its own volume: whoever can write the file can append lines that
+//! chain correctly (every hash is public), so the log believes only what a signature
+//! vouches for ([`Trust`]). On opening, the writer checks the checkpoints' signatures and
+//! the recorded hashes of the previous segments, not only the chain; a bad signature
+//! breaks the log like a bad hash (a new segment begins). Lines after the last signed
+//! checkpoint were not vouched for: the writer records that they are not ([`Unvouched`])
+//! and takes no group pin, removal baseline or person's binding from them, nor from the
+//! tail of a previous segment after its last checkpoint (the role's own tags are followed
+//! instead, as before trustsync recorded pins). An acknowledgement of a rotation counts
+//! only when signed by a configured auditor key ([`ack`]). Without a signing key nothing
+//! can be told apart, and the log is believed as far as its chain.
 
+mod ack;
 mod checkpoint;
+mod keys;
+mod kms;
 mod record;
 mod recover;
 mod release;
 mod repair;
 mod show;
 
-pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, Signer};
+pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, CheckpointSigner, Signer};
+pub use keys::PublicKey;
+pub use kms::{key_arn_region, KmsSigner};
 pub use record::{
     Acknowledged, ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered, Released,
-    Repaired,
-    Rotated,
+    Repaired, Rotated, Unvouched,
 };
 pub use recover::landed;
 pub use release::{request_release, take_releases};
 pub use repair::{
-    checkpoints_out_of_order, needs_attention, request_acknowledgement, rotation_notice,
-    segments_holding,
+    checkpoints_out_of_order, needs_attention, published_no_longer_matching,
+    request_acknowledgement, rotation_notice, segments_holding, unacknowledged,
 };
 use repair::{first_rotation, good_lines, rotate, set_torn_tail_aside};
 pub use show::{render_text, show, Entry, Query};
@@ -45,7 +63,7 @@ pub use show::{render_text, show, Entry, Query};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -92,7 +110,9 @@ pub struct AuditLog {
     /// Intents without an outcome yet, and the pins written, as the records say.
     ledger: Ledger,
     /// Signs checkpoints, when configured.
-    signer: Option<Signer>,
+    signer: Option<CheckpointSigner>,
+    /// The keys that vouch for what the log says.
+    trust: Trust,
     /// A checkpoint after this many lines without one.
     checkpoint_every: usize,
     /// Lines since the last checkpoint.
@@ -113,6 +133,19 @@ impl AuditLog {
     /// [`Rotated`] record, so that new lines never hide an earlier problem and a revocation
     /// never waits for a person to mend the file.
     pub fn open(path: &Path) -> Result<AuditLog, Error> {
+        AuditLog::open_with(path, Trust::default(), None)
+    }
+
+    /// [`AuditLog::open`], believing only what `trust`'s keys vouch for: with a checkpoint
+    /// key, a checkpoint whose signature does not verify breaks the log like a bad hash,
+    /// and lines after the last signed checkpoint are recorded as [`Unvouched`] and give
+    /// no pin, baseline or binding. Checkpoints are then signed with `signer` (every
+    /// `every` lines, and after every pass).
+    pub fn open_with(
+        path: &Path,
+        trust: Trust,
+        signer: Option<(CheckpointSigner, usize)>,
+    ) -> Result<AuditLog, Error> {
         let io = |source| Error::Io {
             path: path.into(),
             source,
@@ -136,25 +169,51 @@ impl AuditLog {
         let (bytes, torn, verified) = match read {
             Ok(mut bytes) => {
                 let torn = set_torn_tail_aside(path, &mut bytes, &lock)?;
-                let verified = verify_bytes(path, &bytes);
+                let verified = verify_bytes(path, &bytes).and_then(|(n, prev)| {
+                    if let Some(key) = &trust.checkpoints {
+                        verify_checkpoints(path, &bytes, n, Some(key))?;
+                    }
+                    Ok((n, prev))
+                });
                 (bytes, torn, verified)
             }
             Err(e) => (Vec::new(), None, Err(io(e))),
         };
         let (lines, prev, ledger, lock, rotated) = match verified {
-            Ok((lines, prev)) => (lines, prev, Ledger::of_log(&bytes), lock, None),
+            Ok((lines, prev)) => (
+                lines,
+                prev,
+                Ledger::of_log(path, &bytes, lines, &trust),
+                lock,
+                None,
+            ),
             Err(e) => {
-                let (lock, rotated, ledger) = rotate(path, &bytes, &e, lock)?;
+                let (lock, rotated, ledger) = rotate(path, &bytes, &e, lock, &trust)?;
                 (0, GENESIS.to_string(), ledger, lock, Some(rotated))
             }
+        };
+        let unvouched = match (&trust.checkpoints, &rotated) {
+            (Some(key), None) => {
+                let through = vouched_through(&bytes, lines, Some(key)).unwrap_or(lines);
+                (through < lines).then_some((through + 1, lines))
+            }
+            _ => None,
+        };
+        for problem in &ledger.problems {
+            tracing::error!(problem = %problem, "the audit log's previous segments do not hold what their rotation recorded; nothing is taken from them");
+        }
+        let (signer, checkpoint_every) = match signer {
+            Some((s, every)) => (Some(s), every.max(1)),
+            None => (None, 100),
         };
         let mut log = AuditLog {
             path: path.into(),
             prev,
             lines,
             ledger,
-            signer: None,
-            checkpoint_every: 100,
+            signer,
+            trust,
+            checkpoint_every,
             unsigned: 0,
             unpublished: Vec::new(),
             mirror: false,
@@ -177,12 +236,29 @@ impl AuditLog {
             );
             log.append(&Record::Repaired(repaired))?;
         }
+        if let Some((from_line, to_line)) = unvouched {
+            let not_taken = std::mem::take(&mut log.ledger.not_taken);
+            let reason = format!(
+                "no signed checkpoint covers these lines: a crash before the next checkpoint, or lines written by someone else; {}",
+                if not_taken.is_empty() {
+                    "they record no pin, removal baseline or binding".to_string()
+                } else {
+                    format!("not taken from them: {}", not_taken.join(", "))
+                }
+            );
+            tracing::warn!(from_line, to_line, %reason, "audit log lines after the last signed checkpoint are not vouched for");
+            log.append(&Record::Unvouched(Unvouched {
+                from_line,
+                to_line,
+                reason,
+            }))?;
+        }
         Ok(log)
     }
 
     /// From now on, a signed checkpoint follows every pass record and every `every` lines.
     pub fn sign_with(&mut self, signer: Signer, every: usize) {
-        self.signer = Some(signer);
+        self.signer = Some(CheckpointSigner::Local(signer));
         self.checkpoint_every = every.max(1);
     }
 
@@ -217,26 +293,33 @@ impl AuditLog {
         &self.ledger.people
     }
 
-    /// The rotation this segment began with, while no person has acknowledged it.
+    /// The rotation this segment began with, while no auditor has acknowledged it.
     pub fn unacknowledged_rotation(&self) -> Option<&Rotated> {
         self.ledger.unacknowledged.as_ref()
     }
 
-    /// Records that `by` has looked at the rotation this segment began with; an error when
-    /// there is none to acknowledge.
-    pub fn acknowledge(&mut self, by: &str, note: Option<String>) -> Result<Rotated, Error> {
-        let Some(rotated) = self.ledger.unacknowledged.clone() else {
-            return Err(Error::Broken {
-                path: self.path.clone(),
-                line: self.lines,
-                reason: "no rotation to acknowledge: this segment did not begin with one, or it was acknowledged already".into(),
-            });
+    /// What in this log needs a person, in one text: the rotation no auditor has
+    /// acknowledged yet (and the acknowledgements ignored meanwhile), previous segments
+    /// that no longer hold what their rotation recorded. `None` when nothing does.
+    pub fn attention(&self) -> Option<String> {
+        self.ledger.attention(&self.path)
+    }
+
+    /// Records an auditor's acknowledgement of the rotation this segment began with; an
+    /// error when there is none to acknowledge, or when `ack` is not signed by a
+    /// configured auditor key for that rotation (nothing is written then).
+    pub fn acknowledge(&mut self, ack: Acknowledged) -> Result<Rotated, Error> {
+        let broken = |reason: String| Error::Broken {
+            path: self.path.clone(),
+            line: self.lines,
+            reason,
         };
-        self.append(&Record::Acknowledged(Acknowledged {
-            by: by.to_string(),
-            previous_segment: rotated.previous_segment.clone(),
-            note,
-        }))?;
+        let Some(rotated) = self.ledger.unacknowledged.clone() else {
+            return Err(broken("no rotation to acknowledge: this segment did not begin with one, or it was acknowledged already".into()));
+        };
+        ack.check(&rotated, &self.trust.auditors)
+            .map_err(|why| broken(format!("acknowledgement by {} not recorded: {why}", ack.by)))?;
+        self.append(&Record::Acknowledged(ack))?;
         Ok(rotated)
     }
 
@@ -296,12 +379,26 @@ impl AuditLog {
     pub fn append(&mut self, record: &Record) -> Result<usize, Error> {
         let line = self.write_line(record)?;
         self.unsigned += 1;
-        let due = matches!(record, Record::Pass(_)) || self.unsigned >= self.checkpoint_every;
+        // Every record but a write's own (intent, outcome, recovery) is rare and ends
+        // something: a pass, or what a person did.
+        let ends = !matches!(
+            record,
+            Record::Intent(_) | Record::Change(_) | Record::Recovered(_)
+        );
+        let due = ends || self.unsigned >= self.checkpoint_every;
         if let Some(signer) = self.signer.as_ref().filter(|_| due) {
-            let checkpoint = signer.sign(self.lines, &self.prev);
-            self.write_line(&Record::Checkpoint(checkpoint.clone()))?;
-            self.unpublished.push(checkpoint);
-            self.unsigned = 0;
+            match signer.sign(self.lines, &self.prev) {
+                Ok(checkpoint) => {
+                    self.write_line(&Record::Checkpoint(checkpoint.clone()))?;
+                    self.unpublished.push(checkpoint);
+                    self.unsigned = 0;
+                }
+                // The lines stay unsigned until the next checkpoint: tried again with the
+                // next line. After a restart they are not vouched for.
+                Err(e) => {
+                    tracing::error!(error = %e, unsigned_lines = self.unsigned, "an audit checkpoint could not be signed")
+                }
+            }
         }
         Ok(line)
     }
@@ -335,71 +432,175 @@ impl AuditLog {
         }
         self.prev = hash(text.as_bytes());
         self.lines += 1;
-        self.ledger.note(self.lines, record);
+        // What this writer writes itself it vouches for.
+        self.ledger
+            .note(self.lines, record, true, &self.trust.auditors);
         Ok(self.lines)
+    }
+}
+
+/// The keys the log's records are judged by.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The key checkpoints verify with; none when signing is not configured (the log is
+    /// then believed as far as its chain).
+    pub checkpoints: Option<PublicKey>,
+    /// The auditors' keys: only an acknowledgement signed with one of them counts.
+    pub auditors: Vec<PublicKey>,
+}
+
+impl Trust {
+    /// The keys of this configuration: the checkpoint key from `publicKeyFile`, else
+    /// derived from `signingKeyFile`; the auditors' from `auditorPublicKeyFiles`, each an
+    /// Ed25519 key other than the checkpoint key.
+    pub fn of_config(config: &crate::config::AuditConfig) -> Result<Trust, String> {
+        let configured = match &config.public_key_file {
+            Some(p) => {
+                Some(PublicKey::from_pem_file(p).map_err(|e| format!("audit.publicKeyFile: {e}"))?)
+            }
+            None => None,
+        };
+        let derived = match &config.signing_key_file {
+            Some(p) => Some(
+                Signer::from_pem_file(p)
+                    .map_err(|e| format!("audit.signingKeyFile: {e}"))?
+                    .public_key(),
+            ),
+            None => None,
+        };
+        let checkpoints = match (configured, derived) {
+            (Some(c), Some(d)) if c != d => {
+                return Err(format!(
+                    "audit.publicKeyFile (key {}) is not the public half of audit.signingKeyFile (key {})",
+                    c.key_id(),
+                    d.key_id()
+                ))
+            }
+            (c, d) => c.or(d),
+        };
+        if config.kms_key_id.is_some() && checkpoints.is_none() {
+            return Err("audit.kmsKeyId: set audit.publicKeyFile to the key's public half (aws kms get-public-key), so that what it signed can be verified".into());
+        }
+        let mut auditors = Vec::new();
+        for p in &config.auditor_public_key_files {
+            let key = PublicKey::from_pem_file(p)
+                .map_err(|e| format!("audit.auditorPublicKeyFiles: {e}"))?;
+            if !matches!(key, PublicKey::Ed25519(_)) {
+                return Err(format!(
+                    "audit.auditorPublicKeyFiles: {} is not an Ed25519 key; auditors sign with Ed25519 (openssl genpkey -algorithm ed25519)",
+                    p.display()
+                ));
+            }
+            if checkpoints.as_ref() == Some(&key) {
+                return Err(format!(
+                    "audit.auditorPublicKeyFiles: {} is the controller's own checkpoint key; an acknowledgement must come from a key the controller does not hold",
+                    p.display()
+                ));
+            }
+            auditors.push(key);
+        }
+        Ok(Trust {
+            checkpoints,
+            auditors,
+        })
     }
 }
 
 /// What a log's records leave open or settled: the intents no outcome answers yet (by
 /// line), and the group pin and the removal baseline last written with success to each role
 /// (ARN). Fed each record as the log is read back on opening and as it is appended, so all
-/// come from one pass over the file.
+/// come from one pass over the file; only records a signature vouches for (or this writer
+/// wrote) give pins, baselines and bindings.
 #[derive(Debug, Default)]
 struct Ledger {
     pending: BTreeMap<usize, Intent>,
+    /// Pending intents on lines nothing vouches for.
+    unvouched_intents: BTreeSet<usize>,
     pins: BTreeMap<String, String>,
     /// The removal baseline (`count@unix-time`) each role's last recorded removal took.
     baselines: BTreeMap<String, String>,
     /// Whom trustsync made or took over each identity-store user name for (lower-cased
     /// user name -> Entra object id): a name reused in Entra is never handed over.
     people: BTreeMap<String, String>,
-    /// The rotation this segment began with, until a person acknowledges it.
+    /// The rotation this segment began with, until an auditor acknowledges it.
     unacknowledged: Option<Rotated>,
+    /// Acknowledgements that did not count, and why.
+    ignored_acks: Vec<String>,
+    /// Previous segments that do not hold what their rotation recorded.
+    problems: Vec<String>,
+    /// What unvouched lines would have given (pins, baselines, bindings), for the report.
+    not_taken: Vec<String>,
 }
 
 impl Ledger {
     /// A segment's ledger, with the pins of the segments before it (a segment that begins
-    /// with a rotation carries on from its previous segment's good lines).
-    fn of_log(bytes: &[u8]) -> Ledger {
+    /// with a rotation carries on from its previous segment's good lines, once they are
+    /// found to be what the rotation recorded).
+    fn of_log(path: &Path, bytes: &[u8], lines: usize, trust: &Trust) -> Ledger {
         let (mut pins, mut baselines, mut people) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        let mut next = first_rotation(bytes);
+        let mut problems = Vec::new();
+        let mut next = first_rotation(bytes).map(|r| (path.to_path_buf(), r));
         for _ in 0..16 {
-            let Some(r) = next.take() else { break };
-            let Ok(prev) = std::fs::read(&r.previous_segment) else {
-                break;
+            let Some((from, r)) = next.take() else { break };
+            let (prev_path, good, n) = match previous_segment(&from, &r) {
+                Ok(found) => found,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    break;
+                }
             };
-            let good = good_lines(&prev, r.previous_good_lines);
-            let mut older = Ledger::of(good);
+            let key = trust.checkpoints.as_ref();
+            let mut older = Ledger::of(good.as_slice(), vouched_through(&good, n, key), trust);
             older.pins.append(&mut pins);
             older.baselines.append(&mut baselines);
             older.people.append(&mut people);
             (pins, baselines, people) = (older.pins, older.baselines, older.people);
-            next = first_rotation(good);
+            next = first_rotation(&good).map(|r| (prev_path, r));
         }
-        let mut ledger = Ledger::of(bytes);
+        let key = trust.checkpoints.as_ref();
+        let mut ledger = Ledger::of(bytes, vouched_through(bytes, lines, key), trust);
         pins.append(&mut ledger.pins);
         baselines.append(&mut ledger.baselines);
         people.append(&mut ledger.people);
         (ledger.pins, ledger.baselines, ledger.people) = (pins, baselines, people);
+        ledger.problems = problems;
         ledger
     }
 
-    fn of(bytes: &[u8]) -> Ledger {
+    /// One segment's records; with `vouched_through`, only lines up to it (and outside
+    /// the ranges an [`Unvouched`] record up to it names) are vouched for.
+    fn of(bytes: &[u8], vouched_through: Option<usize>, trust: &Trust) -> Ledger {
+        let records: Vec<(usize, Record)> = bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter_map(|(i, raw)| Some((i + 1, serde_json::from_slice::<Record>(raw).ok()?)))
+            .collect();
+        let within = |line: usize| vouched_through.is_none_or(|v| line <= v);
+        let ranges: Vec<(usize, usize)> = records
+            .iter()
+            .filter_map(|(line, r)| match r {
+                Record::Unvouched(u) if within(*line) => Some((u.from_line, u.to_line)),
+                _ => None,
+            })
+            .collect();
         let mut ledger = Ledger::default();
-        for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-            if let Ok(record) = serde_json::from_slice::<Record>(raw) {
-                ledger.note(i + 1, &record);
-            }
+        for (line, record) in &records {
+            let vouched = within(*line) && !ranges.iter().any(|(a, b)| (*a..=*b).contains(line));
+            ledger.note(*line, record, vouched, &trust.auditors);
         }
         ledger
     }
 
-    /// Takes one record, at `line`, into account.
-    fn note(&mut self, line: usize, record: &Record) {
+    /// Takes one record, at `line`, into account; `vouched`: a signature (or this writer)
+    /// vouches for it.
+    fn note(&mut self, line: usize, record: &Record, vouched: bool, auditors: &[PublicKey]) {
         let (intent_line, landed) = match record {
             Record::Intent(intent) => {
                 self.pending.insert(line, intent.clone());
+                if !vouched {
+                    self.unvouched_intents.insert(line);
+                }
                 return;
             }
             Record::Change(change) => match change.intent_line {
@@ -412,24 +613,120 @@ impl Ledger {
             Record::Recovered(r) => (r.intent_line, r.landed == Some(true)),
             Record::Rotated(r) => {
                 self.unacknowledged = Some(r.clone());
+                self.ignored_acks.clear();
                 return;
             }
-            Record::Acknowledged(_) => {
-                self.unacknowledged = None;
+            Record::Acknowledged(ack) => {
+                if let Some(rotated) = &self.unacknowledged {
+                    match ack.check(rotated, auditors) {
+                        Ok(()) => {
+                            self.unacknowledged = None;
+                            self.ignored_acks.clear();
+                        }
+                        Err(why) => self.ignored_acks.push(format!(
+                            "the acknowledgement by {} on line {line} does not count: {why}",
+                            ack.by
+                        )),
+                    }
+                }
                 return;
             }
             _ => return,
         };
+        let intent_vouched = !self.unvouched_intents.remove(&intent_line);
         if let Some(intent) = self.pending.remove(&intent_line).filter(|_| landed) {
+            let mut given = Vec::new();
             if let Some((role, pin)) = pin_of(&intent) {
-                self.pins.insert(role, pin);
+                given.push(format!("the group pin {pin} of {role}"));
+                if vouched && intent_vouched {
+                    self.pins.insert(role, pin);
+                }
             }
             if let Some(baseline) = baseline_of(&intent) {
-                self.baselines.insert(intent.target.to_string(), baseline);
+                given.push(format!("the removal baseline of {}", intent.target));
+                if vouched && intent_vouched {
+                    self.baselines.insert(intent.target.to_string(), baseline);
+                }
             }
-            self.people.extend(people_of(&intent));
+            let people = people_of(&intent);
+            if !people.is_empty() {
+                given.push(format!("{} person binding(s)", people.len()));
+            }
+            if vouched && intent_vouched {
+                self.people.extend(people);
+            } else {
+                self.not_taken.extend(given);
+            }
         }
     }
+
+    /// What needs a person, in one text; see [`AuditLog::attention`].
+    fn attention(&self, path: &Path) -> Option<String> {
+        let mut parts: Vec<String> = self.problems.clone();
+        if let Some(r) = &self.unacknowledged {
+            parts.push(rotation_notice(path, r));
+            parts.extend(self.ignored_acks.iter().cloned());
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// The line of the last checkpoint that verifies with `key` among the first `lines` lines
+/// (0 for none), stopping at the first that does not; `None` without a key (then every
+/// line is believed).
+fn vouched_through(bytes: &[u8], lines: usize, key: Option<&PublicKey>) -> Option<usize> {
+    let key = key?;
+    let mut prev = GENESIS.to_string();
+    let mut through = 0;
+    for (i, raw) in bytes.split(|b| *b == b'\n').take(lines).enumerate() {
+        let n = i + 1;
+        if let Ok(Record::Checkpoint(cp)) = serde_json::from_slice::<Record>(raw) {
+            if cp.lines != n - 1 || cp.head != prev || !cp.verifies(key) {
+                break;
+            }
+            through = n;
+        }
+        prev = hash(raw);
+    }
+    Some(through)
+}
+
+/// The previous segment a rotation (found in `from`) names, checked against what the
+/// rotation recorded: the same file (size and SHA-256), its good lines chaining to the
+/// hash the rotation carried on from. Returns its path, its good lines and how many.
+fn previous_segment(from: &Path, r: &Rotated) -> Result<(PathBuf, Vec<u8>, usize), Error> {
+    let prev_path = PathBuf::from(&r.previous_segment);
+    let broken = |reason: String| Error::Broken {
+        path: from.to_path_buf(),
+        line: 1,
+        reason,
+    };
+    let prev = std::fs::read(&prev_path).map_err(|e| {
+        broken(format!(
+            "the previous segment {} cannot be read ({e}): the segments before this one are not accounted for",
+            prev_path.display()
+        ))
+    })?;
+    if prev.len() as u64 != r.previous_bytes || hash(&prev) != r.previous_sha256 {
+        return Err(broken(format!(
+            "the previous segment {} is not the file that was set aside ({} bytes, SHA-256 {}): it changed since",
+            prev_path.display(),
+            r.previous_bytes,
+            short(&r.previous_sha256)
+        )));
+    }
+    let good = good_lines(&prev, r.previous_good_lines).to_vec();
+    let (n, last) = verify_bytes(&prev_path, &good)?;
+    if n != r.previous_good_lines || last != r.previous_last_hash {
+        return Err(broken(format!(
+            "the previous segment {} has {n} good lines ending in {}, but the rotation carried on from {} lines ending in {}",
+            prev_path.display(),
+            short(&last),
+            r.previous_good_lines,
+            short(&r.previous_last_hash)
+        )));
+    }
+    Ok((prev_path, good, n))
 }
 
 /// Whom the identity-store user names an intent makes or adds were bound to (lower-cased
@@ -487,12 +784,17 @@ pub struct Recorded {
 }
 
 /// The group pins, the removal baselines and the people bindings this instance last
-/// wrote, as a log file records them (read without the writer's lock; none when there is
-/// no log yet).
-pub fn recorded(path: &Path) -> Recorded {
-    std::fs::read(path)
+/// wrote, as the configured log records them and its signatures vouch for (read without
+/// the writer's lock; none when there is no log yet, and none when the configured keys
+/// cannot be read here: the roles' own tags are followed then).
+pub fn recorded(config: &crate::config::AuditConfig) -> Recorded {
+    let Ok(trust) = Trust::of_config(config) else {
+        return Recorded::default();
+    };
+    std::fs::read(&config.path)
         .map(|bytes| {
-            let l = Ledger::of_log(&bytes);
+            let lines = verify_bytes(&config.path, &bytes).map_or(0, |(n, _)| n);
+            let l = Ledger::of_log(&config.path, &bytes, lines, &trust);
             Recorded {
                 pins: l.pins,
                 baselines: l.baselines,
@@ -502,14 +804,31 @@ pub fn recorded(path: &Path) -> Recorded {
         .unwrap_or_default()
 }
 
-/// Opens the log of this configuration, with its signing key when one is configured.
+/// Opens the log of this configuration, with its signer (a key file, or a KMS key) and
+/// the keys that vouch for what it says; a key that cannot be used is an error, before the
+/// log is touched.
 pub fn open_configured(config: &crate::config::AuditConfig) -> anyhow::Result<AuditLog> {
-    let mut log = AuditLog::open(&config.path)?;
-    if let Some(path) = &config.signing_key_file {
-        let signer = Signer::from_pem_file(path).map_err(|e| anyhow::anyhow!(e))?;
-        log.sign_with(signer, config.checkpoint_lines);
-    }
-    Ok(log)
+    let trust = Trust::of_config(config).map_err(|e| anyhow::anyhow!(e))?;
+    let signer = match (&config.signing_key_file, &config.kms_key_id) {
+        (Some(path), _) => Some(CheckpointSigner::Local(
+            Signer::from_pem_file(path)
+                .map_err(|e| anyhow::anyhow!("audit.signingKeyFile: {e}"))?,
+        )),
+        (None, Some(arn)) => {
+            let public = trust.checkpoints.clone().ok_or_else(|| {
+                anyhow::anyhow!("audit.kmsKeyId: set audit.publicKeyFile to the key's public half")
+            })?;
+            Some(CheckpointSigner::Kms(
+                KmsSigner::connect(arn, public).map_err(|e| anyhow::anyhow!(e))?,
+            ))
+        }
+        (None, None) => None,
+    };
+    Ok(AuditLog::open_with(
+        &config.path,
+        trust,
+        signer.map(|s| (s, config.checkpoint_lines)),
+    )?)
 }
 
 /// The current time, RFC 3339 in UTC.
@@ -521,7 +840,7 @@ pub fn now_rfc3339() -> String {
 
 /// Verifies a log file's chain; returns the number of lines.
 pub fn verify(path: &Path) -> Result<usize, Error> {
-    verify_with(path, None).map(|v| v.lines)
+    verify_with(path, None, &[]).map(|v| v.lines)
 }
 
 /// What [`verify_with`] found.
@@ -535,8 +854,10 @@ pub struct Verified {
     pub signed_through: usize,
     /// The segments before this one, newest first, each checked up to its last good line.
     pub previous: Vec<PreviousSegment>,
-    /// The rotation this segment began with, while no person has acknowledged it.
+    /// The rotation this segment began with, while no auditor has acknowledged it.
     pub unacknowledged: Option<Rotated>,
+    /// Acknowledgements that did not count (unsigned, or not by an auditor key), and why.
+    pub ignored_acknowledgements: Vec<String>,
 }
 
 /// A segment before the current one, as verification found it.
@@ -554,10 +875,12 @@ pub struct PreviousSegment {
 /// key, every checkpoint's signature and that there is at least one. A segment that
 /// begins with a rotation is followed back: each previous segment must still be the file
 /// the rotation recorded (size and hash), its good lines must verify (signatures too) and
-/// end in the hash the rotation carried on from.
+/// end in the hash the rotation carried on from. An acknowledgement of the rotation counts
+/// only when signed by one of `auditors`.
 pub fn verify_with(
     path: &Path,
-    key: Option<&ed25519_dalek::VerifyingKey>,
+    key: Option<&PublicKey>,
+    auditors: &[PublicKey],
 ) -> Result<Verified, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.into(),
@@ -572,51 +895,31 @@ pub fn verify_with(
             reason: "no signed checkpoint: nothing vouches for this log beyond its own chain, which anyone who can write the file can recompute".into(),
         });
     }
+    let trust = Trust {
+        checkpoints: key.cloned(),
+        auditors: auditors.to_vec(),
+    };
+    let ledger = Ledger::of(&bytes, None, &trust);
     let mut found = Verified {
         lines,
         checkpoints,
         signed_through,
         previous: Vec::new(),
-        unacknowledged: Ledger::of(&bytes).unacknowledged,
+        unacknowledged: ledger.unacknowledged,
+        ignored_acknowledgements: ledger.ignored_acks,
     };
     let mut next = first_rotation(&bytes).map(|r| (path.to_path_buf(), r));
     while let Some((from, r)) = next.take() {
         let prev_path = PathBuf::from(&r.previous_segment);
-        let broken = |reason: String| Error::Broken {
-            path: from.clone(),
-            line: 1,
-            reason,
-        };
         if found.previous.iter().any(|p| p.path == prev_path) || found.previous.len() > 64 {
-            return Err(broken(
-                "the segments' rotations go round in a circle".into(),
-            ));
+            return Err(Error::Broken {
+                path: from.clone(),
+                line: 1,
+                reason: "the segments' rotations go round in a circle".into(),
+            });
         }
-        let prev = std::fs::read(&prev_path).map_err(|e| {
-            broken(format!(
-                "the previous segment {} cannot be read ({e}): the segments before this one are not accounted for",
-                prev_path.display()
-            ))
-        })?;
-        if prev.len() as u64 != r.previous_bytes || hash(&prev) != r.previous_sha256 {
-            return Err(broken(format!(
-                "the previous segment {} is not the file that was set aside ({} bytes, SHA-256 {}): it changed since",
-                prev_path.display(),
-                r.previous_bytes,
-                short(&r.previous_sha256)
-            )));
-        }
-        let good = good_lines(&prev, r.previous_good_lines);
-        let (n, last) = verify_bytes(&prev_path, good)?;
-        if n != r.previous_good_lines || last != r.previous_last_hash {
-            return Err(broken(format!(
-                "the previous segment {} has {n} good lines ending in {}, but the rotation carried on from {} lines ending in {}",
-                prev_path.display(),
-                short(&last),
-                r.previous_good_lines,
-                short(&r.previous_last_hash)
-            )));
-        }
+        let (_, good, n) = previous_segment(&from, &r)?;
+        let good = good.as_slice();
         let (cps, _) = verify_checkpoints(&prev_path, good, n, key)?;
         found.checkpoints += cps;
         found.previous.push(PreviousSegment {
@@ -636,7 +939,7 @@ fn verify_checkpoints(
     path: &Path,
     bytes: &[u8],
     lines: usize,
-    key: Option<&ed25519_dalek::VerifyingKey>,
+    key: Option<&PublicKey>,
 ) -> Result<(usize, usize), Error> {
     let broken = |line: usize, reason: String| Error::Broken {
         path: path.into(),
@@ -653,7 +956,7 @@ fn verify_checkpoints(
             }
             if let Some(key) = key {
                 if !cp.verifies(key) {
-                    return Err(broken(n, format!("checkpoint signature does not verify with key {}: the checkpoint was forged or edited", key_id(key))));
+                    return Err(broken(n, format!("checkpoint signature does not verify with key {} ({}): the checkpoint was forged or edited, or signed with another key", key.key_id(), key.algorithm())));
                 }
                 checkpoints += 1;
                 signed_through = n;

@@ -32,8 +32,13 @@ pub enum Record {
     /// in its chain other than a torn last line, or it could not be read), so it was kept
     /// under another name and this segment begins after its last good line.
     Rotated(Rotated),
-    /// A person has looked at the rotation this segment begins with.
+    /// A person has looked at the rotation this segment begins with (counted only when
+    /// signed by a configured auditor key).
     Acknowledged(Acknowledged),
+    /// Lines found after the last signed checkpoint when the log was opened: nothing
+    /// vouches that this writer wrote them, so no pin, removal baseline or person's binding
+    /// is taken from them.
+    Unvouched(Unvouched),
     /// A person let a held removal of one document through, once, while the controller
     /// ran (`trustsync release`): the next pass over the document applies it.
     Released(Released),
@@ -73,7 +78,10 @@ pub struct Rotated {
     pub previous_sha256: String,
 }
 
-/// A person's acknowledgement of the rotation that began the segment.
+/// A person's acknowledgement of the rotation that began the segment, signed with an
+/// auditor's Ed25519 key (`audit.auditorPublicKeyFiles` holds the public halves): the
+/// signature covers the rotation (previous segment, its last good hash), who, the note and
+/// when ([`Acknowledged::message`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Acknowledged {
@@ -84,6 +92,30 @@ pub struct Acknowledged {
     /// What they found or did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The hash of the previous segment's last good line, as the rotation carried on from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_last_hash: Option<String>,
+    /// When it was signed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<String>,
+    /// The auditor key's id (the first 16 hex digits of the SHA-256 of the raw key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Ed25519 signature (hex) of [`Acknowledged::message`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// Lines of this segment that no signed checkpoint covered when the log was opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unvouched {
+    /// The first such line.
+    pub from_line: usize,
+    /// The last.
+    pub to_line: usize,
+    /// Why they are not vouched for, and what was not taken from them.
+    pub reason: String,
 }
 
 /// A torn last line (a write cut by a crash or a power loss: never a committed record, as

@@ -1,6 +1,7 @@
 //! Recovery without a person: a torn last line moved aside, a log that cannot be extended
 //! rotated to a new segment, the acknowledgement that ends the report of a rotation, and
-//! which segment holds each checkpoint published to the anchor.
+//! which segment holds each checkpoint published to the anchor (and whether the lines it
+//! signed still stand).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -89,6 +90,7 @@ pub(super) fn rotate(
     bytes: &[u8],
     why: &Error,
     old: std::fs::File,
+    trust: &Trust,
 ) -> Result<(std::fs::File, Rotated, Ledger), Error> {
     let io = |source| Error::Io {
         path: path.into(),
@@ -146,35 +148,56 @@ pub(super) fn rotate(
         previous_bytes: bytes.len() as u64,
         previous_sha256: hash(bytes),
     };
-    let mut ledger = Ledger::of_log(good);
+    let mut ledger = Ledger::of_log(&segment, good, good_lines, trust);
     ledger.unacknowledged = None;
+    ledger.ignored_acks.clear();
     Ok((file, rotated, ledger))
 }
 
-/// What a log says needs a person, read without the writer's lock: the rotation its
-/// current segment began with while unacknowledged, or a break the next writer will
-/// rotate away from. `None` when the log is whole (or missing).
-pub fn needs_attention(path: &Path) -> Option<String> {
+/// What the configured log says needs a person, read without the writer's lock: the
+/// rotation its current segment began with while no auditor has acknowledged it, previous
+/// segments that changed since, or a break (of the chain, or of a checkpoint's signature)
+/// the next writer will rotate away from. `None` when the log is whole (or missing).
+pub fn needs_attention(config: &crate::config::AuditConfig) -> Option<String> {
+    let path = config.path.as_path();
+    let trust = match Trust::of_config(config) {
+        Ok(t) => t,
+        Err(e) => return Some(format!("audit log {}: {e}", path.display())),
+    };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => return Some(format!("audit log {}: cannot be read ({e}); the next apply or controller start begins a new segment", path.display())),
     };
     let whole = bytes.ends_with(b"\n") || bytes.is_empty();
-    let checked = if whole {
-        verify_bytes(path, &bytes)
+    let keep = if whole {
+        bytes.len()
     } else {
-        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        verify_bytes(path, &bytes[..keep])
+        bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
     };
-    if let Err(e) = checked {
-        return Some(format!(
-            "{e}; the next apply or controller start keeps this file as the previous segment and begins a new one"
-        ));
-    }
-    Ledger::of(&bytes)
-        .unacknowledged
-        .map(|r| rotation_notice(path, &r))
+    let checked = verify_bytes(path, &bytes[..keep]).and_then(|(n, _)| {
+        verify_checkpoints(path, &bytes[..keep], n, trust.checkpoints.as_ref())?;
+        Ok(n)
+    });
+    let lines = match checked {
+        Ok(n) => n,
+        Err(e) => {
+            return Some(format!(
+                "{e}; the next apply or controller start keeps this file as the previous segment and begins a new one"
+            ))
+        }
+    };
+    Ledger::of_log(path, &bytes, lines, &trust).attention(path)
+}
+
+/// The rotation the log's current segment began with, while no auditor key among
+/// `trust`'s has acknowledged it (read without the writer's lock).
+pub fn unacknowledged(path: &Path, trust: &Trust) -> Result<Option<Rotated>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    Ok(Ledger::of(&bytes, None, trust).unacknowledged)
 }
 
 /// Where an acknowledgement waits for the writer that holds the log.
@@ -184,20 +207,12 @@ pub(super) fn acknowledgement_request_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Leaves an acknowledgement for the writer that holds the log (a running controller);
+/// Leaves a signed acknowledgement for the writer that holds the log (a running
+/// controller), which records it only when it is signed by a configured auditor key;
 /// returns the file it is in.
-pub fn request_acknowledgement(
-    path: &Path,
-    by: &str,
-    note: Option<String>,
-) -> Result<PathBuf, Error> {
+pub fn request_acknowledgement(path: &Path, ack: &Acknowledged) -> Result<PathBuf, Error> {
     let request = acknowledgement_request_path(path);
-    let body = serde_json::to_vec(&Acknowledged {
-        by: by.to_string(),
-        previous_segment: String::new(),
-        note,
-    })
-    .expect("serializes");
+    let body = serde_json::to_vec(ack).expect("serializes");
     std::fs::write(&request, body).map_err(|source| Error::Io {
         path: request.clone(),
         source,
@@ -208,19 +223,32 @@ pub fn request_acknowledgement(
 impl AuditLog {
     /// Records an acknowledgement left by `trustsync audit acknowledge` while this writer
     /// held the log, and removes the request. Returns whom it was from when one was
-    /// recorded; a request with no rotation to acknowledge is dropped with a warning.
+    /// recorded. One that is not signed by a configured auditor key for the rotation this
+    /// segment began with is not recorded: it is logged, and named with the rotation's
+    /// report ([`AuditLog::attention`]) until an auditor acknowledges it.
     pub fn take_acknowledgement(&mut self) -> Option<String> {
         let request = acknowledgement_request_path(&self.path);
         let bytes = std::fs::read(&request).ok()?;
         let _ = std::fs::remove_file(&request);
         let Ok(ack) = serde_json::from_slice::<Acknowledged>(&bytes) else {
             tracing::warn!(file = %request.display(), "an acknowledgement request that is not one; removed");
+            self.ledger.ignored_acks.push(format!(
+                "an acknowledgement request in {} was not one; removed",
+                request.display()
+            ));
             return None;
         };
-        match self.acknowledge(&ack.by, ack.note) {
-            Ok(_) => Some(ack.by),
+        let by = ack.by.clone();
+        match self.acknowledge(ack) {
+            Ok(_) => Some(by),
             Err(e) => {
-                tracing::warn!(error = %e, "acknowledgement request not recorded");
+                tracing::error!(error = %e, by = %by, "an acknowledgement request was ignored");
+                if self.ledger.unacknowledged.is_some() {
+                    self.ledger.ignored_acks.push(format!(
+                        "an acknowledgement left in {} was ignored: {e}",
+                        request.display()
+                    ));
+                }
                 None
             }
         }
@@ -230,7 +258,7 @@ impl AuditLog {
 /// How a rotation not yet acknowledged is reported.
 pub fn rotation_notice(path: &Path, r: &Rotated) -> String {
     format!(
-        "audit log {} began a new segment because the previous one could not be extended ({}); the previous segment is kept as {} ({} good lines, last hash {}). Look at it, then run `trustsync audit acknowledge --by <you>`",
+        "audit log {} began a new segment because the previous one could not be extended ({}); the previous segment is kept as {} ({} good lines, last hash {}). An auditor looks at it, then runs `trustsync audit acknowledge --by <you> --key <auditor key>` (signed with a key in audit.auditorPublicKeyFiles; nothing else clears this)",
         path.display(),
         r.reason,
         r.previous_segment,
@@ -296,4 +324,58 @@ pub fn checkpoints_out_of_order<'a>(
         };
         (backwards || back_in_time).then_some((i + 1, (a, b)))
     })
+}
+
+/// The first published checkpoint (index, and why) whose lines no longer stand as it
+/// signed them: in the segment that holds it, the chain must still reach its line count
+/// unbroken and end in its head. A checkpoint published from a segment after that
+/// segment's break vouched for lines that were changed since: no acknowledgement makes
+/// that evidence whole again. `segments` from [`segments_holding`].
+pub fn published_no_longer_matching(
+    path: &Path,
+    cps: &[Checkpoint],
+    segments: &[Option<usize>],
+) -> Result<Option<(usize, String)>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    // Each segment: its file, its bytes and how many of its lines still verify.
+    let current = verify_bytes(path, &bytes).map_or(0, |(n, _)| n);
+    let mut held: Vec<(PathBuf, Vec<u8>, usize)> = vec![(path.to_path_buf(), bytes, current)];
+    let mut next = first_rotation(&held[0].1);
+    while let Some(r) = next.take().filter(|_| held.len() <= 64) {
+        let Ok(prev) = std::fs::read(&r.previous_segment) else {
+            break;
+        };
+        next = first_rotation(good_lines(&prev, r.previous_good_lines));
+        held.push((
+            PathBuf::from(&r.previous_segment),
+            prev,
+            r.previous_good_lines,
+        ));
+    }
+    for (i, (cp, seg)) in cps.iter().zip(segments).enumerate() {
+        let Some((file, bytes, good)) = seg.and_then(|s| held.get(s)) else {
+            continue;
+        };
+        let head = match cp.lines {
+            0 => Some(GENESIS.to_string()),
+            n => bytes.split(|b| *b == b'\n').nth(n - 1).map(hash),
+        };
+        if cp.lines > *good || head.as_deref() != Some(cp.head.as_str()) {
+            return Ok(Some((
+                i,
+                format!(
+                    "checkpoint {} of {} ({} lines, signed {}) was published from {}, but only its first {good} line(s) still verify: lines it vouched for were changed after it was published. A rotation keeps the broken file, and no acknowledgement clears this: the evidence it signed is gone",
+                    i + 1,
+                    cps.len(),
+                    cp.lines,
+                    cp.signed_at,
+                    file.display()
+                ),
+            )));
+        }
+    }
+    Ok(None)
 }

@@ -132,29 +132,84 @@ fn a_garbled_line_rotates_and_the_controller_records_an_acknowledgement_left_for
     let mut lines: Vec<&str> = text.lines().collect();
     lines[2] = "not json";
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    assert!(needs_attention(&path).unwrap().contains("line 3"));
-    let mut log = AuditLog::open(&path).expect("a broken chain never blocks the log");
+    let (_keys, config) = with_auditor(&path);
+    assert!(needs_attention(&config).unwrap().contains("line 3"));
+    let trust = Trust::of_config(&config).unwrap();
+    let mut log = AuditLog::open_with(&path, trust.clone(), None)
+        .expect("a broken chain never blocks the log");
     let r = log.unacknowledged_rotation().cloned().unwrap();
     assert_eq!(
         r.previous_good_lines, 2,
         "the garbled line itself is the first bad one"
     );
     log.append(&pass(9)).unwrap();
-    let v = verify_with(&path, None).unwrap();
+    let v = verify_with(&path, None, &trust.auditors).unwrap();
     assert_eq!(v.previous.len(), 1);
     assert_eq!(v.unacknowledged.as_ref(), Some(&r));
-    assert!(needs_attention(&path)
+    assert!(needs_attention(&config)
         .unwrap()
         .contains(&r.previous_segment));
-    // Left next to the log while this writer holds it, recorded at its next pass.
     assert!(matches!(AuditLog::open(&path), Err(Error::Locked { .. })));
-    request_acknowledgement(&path, "alice", None).unwrap();
+    // Whoever can write the volume leaves an unsigned request, or one signed with a key
+    // of their own: ignored, and named with the rotation's report.
+    let unsigned = Acknowledged {
+        by: "mallory".into(),
+        previous_segment: r.previous_segment.clone(),
+        note: None,
+        previous_last_hash: Some(r.previous_last_hash.clone()),
+        signed_at: None,
+        key_id: None,
+        signature: None,
+    };
+    request_acknowledgement(&path, &unsigned).unwrap();
+    assert_eq!(log.take_acknowledgement(), None);
+    let attention = log.attention().unwrap();
+    assert!(attention.contains("not signed"), "{attention}");
+    let theirs = Acknowledged::signed(&r, "mallory", None, &Signer::new(key(66)));
+    request_acknowledgement(&path, &theirs).unwrap();
+    assert_eq!(log.take_acknowledgement(), None);
+    assert!(log
+        .attention()
+        .unwrap()
+        .contains("not a configured auditor key"));
+    // An auditor's acknowledgement of another rotation does not count either.
+    let mut other = r.clone();
+    other.previous_last_hash = GENESIS.into();
+    let elsewhere = Acknowledged::signed(&other, "alice", None, &Signer::new(key(55)));
+    request_acknowledgement(&path, &elsewhere).unwrap();
+    assert_eq!(log.take_acknowledgement(), None);
+    assert!(log.attention().unwrap().contains("another rotation"));
+    // Signed with the auditor's key: left next to the log while this writer holds it,
+    // recorded at its next pass.
+    let signed = Acknowledged::signed(&r, "alice", Some("looked".into()), &Signer::new(key(55)));
+    request_acknowledgement(&path, &signed).unwrap();
     assert_eq!(log.take_acknowledgement().as_deref(), Some("alice"));
     assert!(log.unacknowledged_rotation().is_none());
+    assert_eq!(log.attention(), None);
     assert_eq!(log.take_acknowledgement(), None, "the request is used once");
     drop(log);
-    assert_eq!(needs_attention(&path), None);
-    assert_eq!(verify_with(&path, None).unwrap().unacknowledged, None);
+    assert_eq!(needs_attention(&config), None);
+    let v = verify_with(&path, None, &trust.auditors).unwrap();
+    assert_eq!(v.unacknowledged, None);
+    // The same file judged without the auditor key: nothing clears the rotation.
+    assert_eq!(
+        verify_with(&path, None, &[]).unwrap().unacknowledged,
+        Some(r.clone())
+    );
+    // An edited note breaks the auditor's signature: no longer acknowledged.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| l.replacen("\"looked\"", "\"looked twice\"", 1))
+        .collect();
+    std::fs::write(&path, rechain(&edited)).unwrap();
+    let v = verify_with(&path, None, &trust.auditors).unwrap();
+    assert_eq!(v.unacknowledged, Some(r.clone()));
+    assert!(
+        v.ignored_acknowledgements[0].contains("does not verify"),
+        "{v:?}"
+    );
+    std::fs::write(&path, text).unwrap();
     // A second break rotates again: verify follows both segments back.
     let mut log = AuditLog::open(&path).unwrap();
     log.append(&pass(10)).unwrap();
@@ -162,7 +217,26 @@ fn a_garbled_line_rotates_and_the_controller_records_an_acknowledgement_left_for
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("alice", "mallory", 1)).unwrap();
     AuditLog::open(&path).unwrap();
-    assert_eq!(verify_with(&path, None).unwrap().previous.len(), 2);
+    assert_eq!(verify_with(&path, None, &[]).unwrap().previous.len(), 2);
+}
+
+/// A config of the log at `path` with the auditor key of seed 55 (its public half written
+/// to a file in the returned directory).
+fn with_auditor(path: &Path) -> (tempfile::TempDir, crate::config::AuditConfig) {
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("auditor.pub");
+    let pem = key(55)
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    std::fs::write(&public, pem).unwrap();
+    let config = crate::config::AuditConfig {
+        path: path.to_path_buf(),
+        auditor_public_key_files: vec![public],
+        ..crate::config::AuditConfig::default()
+    };
+    (dir, config)
 }
 
 #[test]
@@ -310,14 +384,16 @@ fn rechain(lines: &[String]) -> String {
 #[test]
 fn signed_checkpoints_find_a_rewritten_rerooted_or_reordered_log() {
     let (_d, path) = signed_log(4);
-    let public = key(7).verifying_key();
-    let ok = verify_with(&path, Some(&public)).unwrap();
+    let public = PublicKey::Ed25519(key(7).verifying_key());
+    let ok = verify_with(&path, Some(&public), &[]).unwrap();
     assert_eq!((ok.lines, ok.checkpoints, ok.signed_through), (8, 4, 8));
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<String> = text.lines().map(String::from).collect();
     let fails = |tampered: &str, line: usize, why: &str| {
         std::fs::write(&path, tampered).unwrap();
-        let err = verify_with(&path, Some(&public)).unwrap_err().to_string();
+        let err = verify_with(&path, Some(&public), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&format!("line {line}:")), "{err}");
         assert!(err.contains(why), "{err}");
     };
@@ -413,5 +489,265 @@ fn a_revocations_removal_baseline_is_recorded_once_it_lands_and_survives_reopeni
     );
     drop(log);
     assert_eq!(AuditLog::open(&path).unwrap().baselines()[role], "3@100");
-    assert_eq!(recorded(&path).baselines[role], "3@100");
+    let config = crate::config::AuditConfig {
+        path: path.clone(),
+        ..crate::config::AuditConfig::default()
+    };
+    assert_eq!(recorded(&config).baselines[role], "3@100");
+}
+
+/// A correctly chained intent and outcome that write a group pin, as whoever can write the
+/// volume appends them (every hash is public).
+fn forged_pin_lines(path: &Path, role: &str, pin: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let n = lines.len();
+    let change = Change::new(
+        Action::Iam(IamAction::TagRole {
+            role_name: "r".into(),
+            tags: [(
+                crate::sources::directory::PIN_TAG.to_string(),
+                pin.to_string(),
+            )]
+            .into(),
+        }),
+        role,
+        None,
+        "test",
+    );
+    let intent = Record::Intent(Intent {
+        actor: actor(),
+        intent: change.action.clone(),
+        target: change.resource.clone(),
+        mapping: None,
+    });
+    let outcome = Record::Change(Box::new(ChangeRecord::of(
+        &change,
+        &actor(),
+        None,
+        Some(n + 1),
+        Outcome::Ok(Written::default()),
+    )));
+    for r in [intent, outcome] {
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["time"] = Value::String(now_rfc3339());
+        lines.push(serde_json::to_string(&v).unwrap());
+    }
+    rechain(&lines)
+}
+
+#[test]
+fn a_forged_pin_after_the_last_signed_checkpoint_is_never_taken() {
+    let (dir, path) = signed_log(2);
+    let role = "arn:aws:iam::1:role/trustsync/r";
+    let mine = Trust {
+        checkpoints: Some(PublicKey::Ed25519(key(7).verifying_key())),
+        auditors: Vec::new(),
+    };
+    let signer = || Some((CheckpointSigner::Local(Signer::new(key(7))), 100));
+    // Someone who can write the volume appends lines while the controller is stopped.
+    std::fs::write(&path, forged_pin_lines(&path, role, "theirs/0000")).unwrap();
+    let mut log = AuditLog::open_with(&path, mine.clone(), signer()).unwrap();
+    assert!(log.pins().is_empty(), "appended by hand: not vouched for");
+    log.append(&pass(5)).unwrap();
+    drop(log);
+    // The writer recorded them as unvouched, and what it did not take from them.
+    let unvouched: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "unvouched")
+        .collect();
+    assert_eq!(unvouched.len(), 1);
+    assert!(
+        unvouched[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the group pin theirs/0000"),
+        "{unvouched:?}"
+    );
+    // Later checkpoints cover the forged lines, and the record keeps them unvouched.
+    let log = AuditLog::open_with(&path, mine.clone(), None).unwrap();
+    assert!(log.pins().is_empty());
+    drop(log);
+    let public = dir.path().join("signing.pub");
+    {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        let pem = key(7)
+            .verifying_key()
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap();
+        std::fs::write(&public, pem).unwrap();
+    }
+    let config = crate::config::AuditConfig {
+        path: path.clone(),
+        public_key_file: Some(public),
+        ..crate::config::AuditConfig::default()
+    };
+    assert!(
+        recorded(&config).pins.is_empty(),
+        "plan reads it the same way"
+    );
+    assert_eq!(needs_attention(&config), None);
+    verify_with(&path, mine.checkpoints.as_ref(), &[]).expect("the log itself verifies");
+
+    // A pin the writer wrote and a checkpoint covered is taken after a restart.
+    let mut log = AuditLog::open_with(&path, mine.clone(), signer()).unwrap();
+    let n = log.len();
+    let change = Change::new(
+        Action::Iam(IamAction::TagRole {
+            role_name: "r".into(),
+            tags: [(
+                crate::sources::directory::PIN_TAG.to_string(),
+                "ours/1111".to_string(),
+            )]
+            .into(),
+        }),
+        role,
+        None,
+        "test",
+    );
+    let line = log
+        .append(&Record::Intent(Intent {
+            actor: actor(),
+            intent: change.action.clone(),
+            target: change.resource.clone(),
+            mapping: None,
+        }))
+        .unwrap();
+    assert_eq!(line, n + 1);
+    log.append(&Record::Change(Box::new(ChangeRecord::of(
+        &change,
+        &actor(),
+        None,
+        Some(line),
+        Outcome::Ok(Written::default()),
+    ))))
+    .unwrap();
+    assert_eq!(
+        log.pins()[role],
+        "ours/1111",
+        "its own write counts at once"
+    );
+    log.append(&pass(6)).unwrap();
+    drop(log);
+    let log = AuditLog::open_with(&path, mine.clone(), None).unwrap();
+    assert_eq!(log.pins()[role], "ours/1111");
+    assert_eq!(recorded(&config).pins[role], "ours/1111");
+
+    // Without a signing key nothing can be told apart: the chain is believed (documented).
+    drop(log);
+    let (_d2, plain) = log_with(1);
+    std::fs::write(&plain, forged_pin_lines(&plain, role, "theirs/2222")).unwrap();
+    assert_eq!(AuditLog::open(&plain).unwrap().pins()[role], "theirs/2222");
+}
+
+#[test]
+fn a_checkpoint_signed_with_another_key_rotates_the_log_on_opening() {
+    let (_d, path) = signed_log(2);
+    let trust = Trust {
+        checkpoints: Some(PublicKey::Ed25519(key(8).verifying_key())),
+        auditors: Vec::new(),
+    };
+    let log = AuditLog::open_with(&path, trust, None).unwrap();
+    let r = log.unacknowledged_rotation().expect("rotated");
+    assert!(r.reason.contains("does not verify"), "{r:?}");
+}
+
+#[test]
+fn a_previous_segment_changed_since_its_rotation_needs_a_person_and_gives_nothing() {
+    let (_d, path) = log_with(3);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"applied\":1", "\"applied\":7", 1)).unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    let previous = log
+        .unacknowledged_rotation()
+        .unwrap()
+        .previous_segment
+        .clone();
+    drop(log);
+    std::fs::write(&previous, "{}\n").unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    let attention = log.attention().unwrap();
+    assert!(attention.contains("changed since"), "{attention}");
+}
+
+#[test]
+fn a_published_checkpoint_after_a_break_no_longer_matches() {
+    let (_d, path) = signed_log(3);
+    let published = repair::checkpoints_in(&std::fs::read(&path).unwrap());
+    let segments = segments_holding(&path, &published).unwrap();
+    assert_eq!(
+        published_no_longer_matching(&path, &published, &segments).unwrap(),
+        None
+    );
+    // Line 3 edited: the log rotates; the checkpoints on lines 2 (signing line 1) still
+    // stand, those after the break do not, whatever a person acknowledges.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"applied\":1", "\"applied\":7", 1)).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    log.append(&pass(9)).unwrap();
+    drop(log);
+    let segments = segments_holding(&path, &published).unwrap();
+    assert_eq!(segments, [Some(1), Some(1), Some(1)]);
+    let (i, why) = published_no_longer_matching(&path, &published, &segments)
+        .unwrap()
+        .expect("found");
+    assert_eq!(i, 1, "{why}");
+    assert!(why.contains("no acknowledgement clears this"), "{why}");
+    assert_eq!(
+        published_no_longer_matching(&path, &published[..1], &segments[..1]).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn an_ecdsa_p256_key_in_spki_pem_verifies_its_der_signatures() {
+    use ring::signature::KeyPair;
+    let rng = ring::rand::SystemRandom::new();
+    let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+    // SubjectPublicKeyInfo: id-ecPublicKey, secp256r1, then the uncompressed point.
+    let mut der = keys::hex_decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+    der.extend_from_slice(pair.public_key().as_ref());
+    use base64::Engine;
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let key = PublicKey::from_pem(&pem).unwrap();
+    assert_eq!(key, PublicKey::from_spki_der(&der).unwrap());
+    assert_eq!(key.algorithm(), "ECDSA_SHA_256");
+    let msg = Checkpoint::message(3, GENESIS, "2026-01-01T00:00:00Z");
+    let sig = pair.sign(&rng, msg.as_bytes()).unwrap();
+    let cp = Checkpoint {
+        lines: 3,
+        head: GENESIS.into(),
+        signed_at: "2026-01-01T00:00:00Z".into(),
+        key_id: key.key_id(),
+        algorithm: Some("ECDSA_SHA_256".into()),
+        signature: keys::hex(sig.as_ref()),
+    };
+    assert!(cp.verifies(&key));
+    let mut later = cp.clone();
+    later.lines = 4;
+    assert!(!later.verifies(&key), "another line count");
+    let mut as_ed25519 = cp.clone();
+    as_ed25519.algorithm = None;
+    assert!(
+        !as_ed25519.verifies(&key),
+        "the algorithm is part of the claim"
+    );
+    assert!(!cp.verifies(&PublicKey::Ed25519(key_of(7))));
+    // An Ed25519 key and anything else are told apart by name.
+    assert!(PublicKey::from_pem(
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+    )
+    .unwrap_err()
+    .contains("PUBLIC KEY"));
+}
+
+fn key_of(seed: u8) -> ed25519_dalek::VerifyingKey {
+    key(seed).verifying_key()
 }

@@ -41,18 +41,62 @@ pub(super) fn since_time(s: &str) -> anyhow::Result<String> {
     bail!("--since `{s}`: give an RFC 3339 time (2026-11-23T08:00:00Z), a date (2026-11-23) or a duration (30m, 24h, 7d)")
 }
 
-/// `trustsync audit acknowledge`: appends the acknowledgement, or leaves it for the
-/// controller that holds the log.
-pub(super) fn audit_acknowledge(file: &Path, by: &str, note: Option<String>) -> anyhow::Result<u8> {
+/// The auditor keys of the config (and the checkpoint key where it can be read here: an
+/// auditor's machine may hold neither the signing key nor the controller's credentials).
+fn trust_here(config: &Config) -> anyhow::Result<audit::Trust> {
+    let auditors_only = crate::config::AuditConfig {
+        auditor_public_key_files: config.audit.auditor_public_key_files.clone(),
+        ..crate::config::AuditConfig::default()
+    };
+    let auditors = audit::Trust::of_config(&auditors_only).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(audit::Trust::of_config(&config.audit).unwrap_or(auditors))
+}
+
+/// `trustsync audit acknowledge`: signs the acknowledgement of the rotation the log's
+/// current segment began with, with the auditor's key, and appends it, or leaves it for the
+/// controller that holds the log. Refused (nothing written) when no auditor key is
+/// configured or the key is not one of them: such an acknowledgement would clear nothing.
+pub(super) fn audit_acknowledge(
+    file: &Path,
+    config: &Config,
+    by: &str,
+    key: &Path,
+    note: Option<String>,
+) -> anyhow::Result<u8> {
     if by.trim().is_empty() {
         bail!("--by: say who is acknowledging");
     }
-    match audit::AuditLog::open(file) {
-        Ok(mut log) => match log.acknowledge(by, note) {
+    let trust = trust_here(config)?;
+    if trust.auditors.is_empty() {
+        bail!(
+            "the config lists no auditor key (audit.auditorPublicKeyFiles): without one no acknowledgement can clear the rotation alarm, signed or not. Add the public half of the auditor's Ed25519 key there, then acknowledge with its private half (--key)"
+        );
+    }
+    let signer = audit::Signer::from_pem_file(key).map_err(|e| anyhow::anyhow!("--key {e}"))?;
+    if !trust.auditors.contains(&signer.public_key()) {
+        bail!(
+            "--key {}: key {} is not among the auditor keys the config lists (audit.auditorPublicKeyFiles), so its acknowledgement would not count",
+            key.display(),
+            signer.public_key().key_id()
+        );
+    }
+    let Some(rotated) = audit::unacknowledged(file, &trust)? else {
+        eprintln!(
+            "{}: no rotation to acknowledge: its current segment did not begin with one, or an auditor acknowledged it already",
+            file.display()
+        );
+        return Ok(1);
+    };
+    let ack = audit::Acknowledged::signed(&rotated, by, note, &signer);
+    // An acknowledgement vouches for itself (the auditor's signature): the log is opened
+    // without the checkpoint signer, which this machine need not hold.
+    match audit::AuditLog::open_with(file, trust, None) {
+        Ok(mut log) => match log.acknowledge(ack) {
             Ok(r) => {
                 outln!(
-                    "{}: acknowledged by {by} the rotation away from {} ({})",
+                    "{}: acknowledged by {by} (auditor key {}) the rotation away from {} ({})",
                     file.display(),
+                    signer.public_key().key_id(),
                     r.previous_segment,
                     r.reason
                 )?;
@@ -64,9 +108,9 @@ pub(super) fn audit_acknowledge(file: &Path, by: &str, note: Option<String>) -> 
             }
         },
         Err(audit::Error::Locked { .. }) => {
-            let request = audit::request_acknowledgement(file, by, note)?;
+            let request = audit::request_acknowledgement(file, &ack)?;
             outln!(
-                "{}: held by a running controller; left the acknowledgement in {} for it to record at its next pass",
+                "{}: held by a running controller; left the signed acknowledgement in {} for it to record at its next pass",
                 file.display(),
                 request.display()
             )?;
@@ -77,13 +121,29 @@ pub(super) fn audit_acknowledge(file: &Path, by: &str, note: Option<String>) -> 
 }
 
 /// `trustsync audit verify`: 0 when the chain (and with a key, every checkpoint) holds,
-/// across the segments, and no rotation waits for a person.
-pub(super) fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Result<u8> {
+/// across the segments, and no rotation waits for an auditor's acknowledgement.
+pub(super) fn audit_verify(
+    file: &Path,
+    public_key: Option<&Path>,
+    auditor_keys: &[std::path::PathBuf],
+    config: impl FnOnce() -> anyhow::Result<Config>,
+) -> anyhow::Result<u8> {
     let key = public_key
-        .map(audit::public_key_from_pem_file)
+        .map(audit::PublicKey::from_pem_file)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
-    let verified = audit::verify_with(file, key.as_ref());
+    let auditors = if auditor_keys.is_empty() {
+        trust_here(&config()?)?.auditors
+    } else {
+        auditor_keys
+            .iter()
+            .map(|p| {
+                audit::PublicKey::from_pem_file(p)
+                    .map_err(|e| anyhow::anyhow!("--auditor-key: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let verified = audit::verify_with(file, key.as_ref(), &auditors);
     if let Ok(v) = &verified {
         for p in &v.previous {
             outln!(
@@ -95,6 +155,12 @@ pub(super) fn audit_verify(file: &Path, public_key: Option<&Path>) -> anyhow::Re
         }
         if let Some(r) = &v.unacknowledged {
             eprintln!("{}", audit::rotation_notice(file, r));
+            for ignored in &v.ignored_acknowledgements {
+                eprintln!("{ignored}");
+            }
+            if auditors.is_empty() {
+                eprintln!("no auditor key is configured (audit.auditorPublicKeyFiles, or --auditor-key): no acknowledgement can clear this");
+            }
             return Ok(1);
         }
     }
@@ -176,6 +242,18 @@ pub(super) async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow:
             } else {
                 "the lines before it were rewritten, or the file was replaced"
             }
+        );
+        return Ok(1);
+    }
+    // And each still vouches for the lines it signed: one published from a segment after
+    // that segment's break signed lines that changed since. A rotation keeps the broken
+    // file, and an acknowledgement says a person looked; neither makes this evidence whole.
+    if let Some((_, why)) = audit::published_no_longer_matching(file, &published, &segments)? {
+        eprintln!(
+            "{}: {why} ({}/{})",
+            file.display(),
+            anchor.log_group,
+            anchor.log_stream
         );
         return Ok(1);
     }

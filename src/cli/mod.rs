@@ -155,20 +155,28 @@ pub enum AuditCommand {
     Verify {
         /// The log file.
         file: PathBuf,
-        /// The Ed25519 public key (PEM) of `audit.signingKeyFile`: also check every
-        /// checkpoint's signature, and that there is one.
+        /// The checkpoint key's public half (SPKI PEM): of `audit.signingKeyFile` (Ed25519),
+        /// or of `audit.kmsKeyId` (ECDSA P-256, as `aws kms get-public-key` exports it):
+        /// also check every checkpoint's signature, and that there is one.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// An auditor's Ed25519 public key (PEM), repeatable: an acknowledgement of a
+        /// rotation counts only when signed by one (default: the config's
+        /// `audit.auditorPublicKeyFiles`).
+        #[arg(long = "auditor-key")]
+        auditor_keys: Vec<PathBuf>,
         /// Also check that the file still holds the latest checkpoint published to the
         /// anchor (`audit.anchor` of the config: a CloudWatch Logs stream): a cut tail or
         /// a rewrite does not. Needs AWS credentials that may read the stream.
         #[arg(long, requires = "public_key")]
         anchor: bool,
     },
-    /// Record that a person has looked at the rotation the audit log's current segment
-    /// began with (the previous file could not be extended and was kept aside). Until
-    /// then the rotation is reported on /status, in a metric and in every plan. With a
-    /// controller holding the log, the request is left next to the log
+    /// Record that an auditor has looked at the rotation the audit log's current segment
+    /// began with (the previous file could not be extended and was kept aside), signed
+    /// with the auditor's Ed25519 key, whose public half the config lists in
+    /// `audit.auditorPublicKeyFiles`. Until then the rotation is reported on /status, in a
+    /// metric and in every plan; an unsigned or wrongly signed acknowledgement clears
+    /// nothing. With a controller holding the log, the request is left next to the log
     /// (`<log>.acknowledge`) and the controller records it at its next pass.
     Acknowledge {
         /// The log file (default: audit.path of the config).
@@ -176,6 +184,10 @@ pub enum AuditCommand {
         /// Who is acknowledging (a name or an email address).
         #[arg(long)]
         by: String,
+        /// The auditor's Ed25519 private key (PKCS#8 PEM) that signs the acknowledgement;
+        /// never the controller's signing key.
+        #[arg(long)]
+        key: PathBuf,
         /// What was found or done.
         #[arg(long)]
         note: Option<String>,
@@ -524,20 +536,26 @@ impl Cli {
             Command::Audit(AuditCommand::Verify {
                 file,
                 public_key,
+                auditor_keys,
                 anchor,
             }) => {
-                let code = audit_verify(&file, public_key.as_deref())?;
+                let code = audit_verify(&file, public_key.as_deref(), &auditor_keys, || {
+                    load_config()
+                })?;
                 if code != 0 || !anchor {
                     return Ok(code);
                 }
                 audit_verify_anchor(&file, &load_config()?).await
             }
-            Command::Audit(AuditCommand::Acknowledge { file, by, note }) => {
-                let file = match file {
-                    Some(f) => f,
-                    None => load_config()?.audit.path,
-                };
-                audit_acknowledge(&file, &by, note)
+            Command::Audit(AuditCommand::Acknowledge {
+                file,
+                by,
+                key,
+                note,
+            }) => {
+                let config = load_config()?;
+                let file = file.unwrap_or_else(|| config.audit.path.clone());
+                audit_acknowledge(&file, &config, &by, &key, note)
             }
             Command::Audit(AuditCommand::Show {
                 file,

@@ -160,7 +160,7 @@ impl Pass {
             pins: recorded_pins,
             baselines: recorded_baselines,
             people: recorded_people,
-        } = crate::audit::recorded(&config.audit.path);
+        } = crate::audit::recorded(&config.audit);
         let source = tokio::sync::Mutex::new(source);
         let planned = pass::plan(
             &pass::Inputs {
@@ -172,7 +172,7 @@ impl Pass {
                 recorded_pins: &recorded_pins,
                 recorded_baselines: &recorded_baselines,
                 recorded_people: &recorded_people,
-                audit_attention: crate::audit::needs_attention(&config.audit.path),
+                audit_attention: crate::audit::needs_attention(&config.audit),
                 focus: None,
                 known: None,
             },

@@ -674,9 +674,7 @@ impl Controller {
             if let Some(by) = log.take_acknowledgement() {
                 tracing::info!(by = %by, "audit log rotation acknowledged");
             }
-            let attention = log
-                .unacknowledged_rotation()
-                .map(|r| crate::audit::rotation_notice(&self.config.audit.path, r));
+            let attention = log.attention();
             (
                 attention,
                 (
@@ -909,6 +907,13 @@ fn roles_of(policies: &PolicySet, focus: &BTreeSet<String>) -> BTreeSet<String> 
         .iter()
         .filter(|m| focus.contains(m.name.as_str()))
         .map(|m| m.spec.role.name.clone())
+        .chain(
+            policies
+                .access_assignments
+                .iter()
+                .filter(|a| focus.contains(a.name.as_str()))
+                .map(|a| crate::runtime::writes::people_key(a.name.as_str())),
+        )
         .collect()
 }
 
