@@ -40,11 +40,22 @@ pub struct RoleWrites {
     sessions: Mutex<Sessions>,
 }
 
-/// The role a change writes, by lower-case name: the last segment of an IAM role ARN.
+/// What a change writes, as the locks know it: a role by lower-case name (the last
+/// segment of an IAM role ARN), or an AccessAssignment's people (its group, permission
+/// set and assignments) as `people:<document>`, so that the fast path and a full pass never
+/// write the same permission set or trustsync group at once either.
 fn role_of(change: &Change) -> Option<String> {
+    if let (Action::People(_), Some(m)) = (&change.action, &change.mapping) {
+        return Some(people_key(m.as_str()));
+    }
     crate::model::arn::ArnParts::parse(&change.resource)?
         .role_name()
         .map(str::to_ascii_lowercase)
+}
+
+/// The lock of an AccessAssignment's people writes.
+pub fn people_key(document: &str) -> String {
+    format!("people:{}", document.to_ascii_lowercase())
 }
 
 impl RoleWrites {
@@ -360,6 +371,48 @@ mod tests {
         drop(held);
         full.await.unwrap().unwrap();
         assert_eq!(aws.done.lock().unwrap().len(), 2);
+    }
+
+    /// People too (issue 34): a full pass that read before the fast path wrote a
+    /// document's people leaves its own write to them (a permission set update from the
+    /// older read would drop the fast path's new denial); another document's goes ahead.
+    #[tokio::test]
+    async fn a_full_pass_leaves_the_people_the_fast_path_wrote_after_its_read() {
+        let writes = RoleWrites::default();
+        let aws = Recorder::default();
+        let set = |mapping: &str| {
+            let mut c = change(
+                Action::People(crate::plan::PeopleAction::DenyPermissionSetSessions {
+                    instance_arn: "i".into(),
+                    permission_set_arn: "ps".into(),
+                    document: json!({}),
+                }),
+                "arn:aws:sso:::permissionSet/ssoins-1/ps-1",
+            );
+            c.mapping = Some(mapping.into());
+            c
+        };
+        let read_at = Instant::now();
+        let held = writes
+            .hold(&BTreeSet::from([people_key("Payments-People")]))
+            .await;
+        Guarded::new(&aws, &writes, None)
+            .execute(&set("payments-people"), false)
+            .await
+            .unwrap();
+        drop(held);
+        let full = Guarded::new(&aws, &writes, Some(read_at));
+        let left = full
+            .execute(&set("payments-people"), false)
+            .await
+            .unwrap_err();
+        assert!(left.is_superseded(), "{left}");
+        full.execute(&set("other-people"), false).await.unwrap();
+        assert_eq!(
+            aws.done.lock().unwrap().len(),
+            2,
+            "the fast write and the other document's"
+        );
     }
 
     #[tokio::test]
