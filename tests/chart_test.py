@@ -239,6 +239,24 @@ MONITORING = {
     "config": {"directory": {"graph": {"notifications": {"url": "https://ts.example.test/graph/notifications"}}}},
 }
 
+
+# The audit signing key from a Secret, an auditor's public key, and the anchor.
+AUDITOR_PEM = ("-----BEGIN PUBLIC KEY-----\n"
+               "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+               "-----END PUBLIC KEY-----\n")
+AUDIT_KEYS = {
+    "audit": {"signingKeySecret": {"name": "trustsync-audit-signing", "key": "ed25519.pem"},
+              "auditorPublicKeys": {"alice": AUDITOR_PEM}},
+    "config": {"audit": {"path": "/var/lib/trustsync/audit.jsonl",
+                         "anchor": {"logGroup": "trustsync-audit", "logStream": "prod"}}},
+}
+# Checkpoints signed by KMS: only its public half goes into the config.
+AUDIT_KMS = {
+    "audit": {"publicKey": AUDITOR_PEM},
+    "config": {"audit": {"path": "/var/lib/trustsync/audit.jsonl",
+                         "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
+}
+
 # Every rendering the tools check: the defaults, every optional feature on, schedule mode,
 # a release pinned by digest with a certificate file instead of a secret, and Graph change
 # notifications through an Ingress.
@@ -249,6 +267,8 @@ RENDERINGS = {
     "pinned": PINNED,
     "notifications": NOTIFICATIONS,
     "monitoring": MONITORING,
+    "audit-keys": AUDIT_KEYS,
+    "audit-kms": AUDIT_KMS,
 }
 
 
@@ -315,6 +335,66 @@ class StatusPort(unittest.TestCase):
                 render(bad)
         with self.assertRaises(Exception):
             render({"graphNotifications": {"from": [{"namespaceSelector": {}}]}})
+
+
+
+class AuditKeys(unittest.TestCase):
+    """The audit signing key from a Secret, never the config's ConfigMap (issue 35, point 5)."""
+
+    def config(self, docs):
+        return yaml.safe_load(docs[("ConfigMap", "ts-trustsync-config")]["data"]["trustsync.yaml"])
+
+    def test_the_signing_key_is_mounted_read_only_from_its_secret_outside_the_configmap(self):
+        docs = render(AUDIT_KEYS)
+        pod = deployment(docs)["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "audit-signing-key")
+        self.assertEqual(volume["secret"]["secretName"], "trustsync-audit-signing")
+        self.assertEqual(volume["secret"]["items"], [{"key": "ed25519.pem", "path": "signing-key.pem"}])
+        self.assertEqual(volume["secret"]["defaultMode"], 0o400)
+        main = pod["containers"][0]
+        mount = next(m for m in main["volumeMounts"] if m["name"] == "audit-signing-key")
+        self.assertTrue(mount["readOnly"])
+        self.assertEqual(mount["mountPath"], "/var/run/secrets/trustsync/audit")
+        config = self.config(docs)
+        self.assertEqual(config["audit"]["signingKeyFile"], "/var/run/secrets/trustsync/audit/signing-key.pem")
+        self.assertEqual(config["audit"]["auditorPublicKeyFiles"], ["/etc/trustsync/auditor-alice.pem"])
+        self.assertEqual(config["audit"]["anchor"]["logGroup"], "trustsync-audit")
+        data = docs[("ConfigMap", "ts-trustsync-config")]["data"]
+        self.assertEqual(data["auditor-alice.pem"].strip(), AUDITOR_PEM.strip())
+        # No private key anywhere in what the chart renders.
+        for doc in docs.values():
+            self.assertNotIn("PRIVATE KEY", json.dumps(doc))
+        # The same in schedule mode: the Job's pod mounts it too.
+        job = render({"mode": "schedule", **AUDIT_KEYS})[("CronJob", "ts-trustsync")]
+        jpod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        self.assertIn("audit-signing-key", [v["name"] for v in jpod["volumes"]])
+        # trustsync accepts the rendered config; the printed policy anchors to the group.
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            yaml.safe_dump(config, f)
+        out = subprocess.run([os.environ["TRUSTSYNC_BIN"], "--config", f.name, "iam-policy", "--policies", "/nonexistent"],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("trustsync-audit", out.stdout)
+
+    def test_without_a_secret_no_key_is_mounted(self):
+        pod = deployment(render())["spec"]["template"]["spec"]
+        self.assertNotIn("audit-signing-key", [v["name"] for v in pod["volumes"]])
+        self.assertNotIn("signingKeyFile", self.config(render())["audit"])
+
+    def test_a_key_under_the_configmap_is_refused(self):
+        with self.assertRaises(Exception) as caught:
+            render({"config": {"audit": {"path": "/var/lib/trustsync/audit.jsonl",
+                                         "signingKeyFile": "/etc/trustsync/audit-signing.pem"}}})
+        self.assertIn("audit.signingKeySecret", str(caught.exception))
+
+    def test_kms_signing_puts_only_the_public_key_in_the_config(self):
+        docs = render(AUDIT_KMS)
+        config = self.config(docs)
+        self.assertEqual(config["audit"]["publicKeyFile"], "/etc/trustsync/audit-public.pem")
+        self.assertNotIn("signingKeyFile", config["audit"])
+        self.assertIn("BEGIN PUBLIC KEY", docs[("ConfigMap", "ts-trustsync-config")]["data"]["audit-public.pem"])
+        pod = deployment(docs)["spec"]["template"]["spec"]
+        self.assertNotIn("audit-signing-key", [v["name"] for v in pod["volumes"]])
 
 
 def render_to(directory, name, values):

@@ -58,3 +58,8 @@ skip annotations (checkov.io/skipN: CHECK=reason). Only the ones the values brin
 checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* Where the audit signing key is mounted from its Secret (audit.signingKeySecret). */}}
+{{- define "trustsync.auditSigningKeyFile" -}}
+/var/run/secrets/trustsync/audit/signing-key.pem
+{{- end }}

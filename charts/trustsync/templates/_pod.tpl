@@ -87,6 +87,10 @@ containers:
       {{- if .Values.azure.certificateSecret }}
       - {name: entra-certificate, mountPath: /var/run/secrets/trustsync/entra, readOnly: true}
       {{- end }}
+      {{- if .Values.audit.signingKeySecret.name }}
+      # The audit signing key: from its Secret, read-only, outside the config's ConfigMap.
+      - {name: audit-signing-key, mountPath: /var/run/secrets/trustsync/audit, readOnly: true}
+      {{- end }}
   {{- if and (not $schedule) (eq .Values.policies.source "git") }}
   {{- include "trustsync.gitSync" (dict "root" . "oneTime" false) | nindent 2 }}
   {{- end }}
@@ -118,6 +122,16 @@ volumes:
     secret:
       secretName: {{ . }}
       defaultMode: 0400
+  {{- end }}
+  {{- with .Values.audit.signingKeySecret }}
+  {{- if .name }}
+  - name: audit-signing-key
+    secret:
+      secretName: {{ .name }}
+      items:
+        - {key: {{ .key | quote }}, path: signing-key.pem}
+      defaultMode: 0400
+  {{- end }}
   {{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
