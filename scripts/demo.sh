@@ -232,6 +232,13 @@ accounts:
     - {id: "111111111111", labels: {env: prod}}
     - {id: "222222222222", labels: {env: dev}}
 YAML
+# The EventBridge rule that invokes payments-api lives in a managed account (an invoker
+# source in any other account is refused by the guardrails).
+mkdir -p "$work/accounts-policies"
+cp policies/*.yaml "$work/accounts-policies/"
+sed -i 's|arn:aws:events:us-east-1:123456789012:|arn:aws:events:us-east-1:111111111111:|' \
+  "$work/accounts-policies/payments.yaml"
+export TRUSTSYNC_POLICIES="$work/accounts-policies"
 tsa() { "$bin" --config "$work/accounts.yaml" "$@"; }
 echo "  the hub may assume:"
 tsa iam-policy --hub-role-arn arn:aws:iam::123456789012:role/trustsync-hub \

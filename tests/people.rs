@@ -498,36 +498,66 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
     ));
 }
 
+/// The controller over the payments people, converged: its three people onboarded by
+/// the first pass. `extra` adds to the config (full passes an hour apart, 1 s polls, and a
+/// removal floor of two: two of the three may leave within the window).
+struct People {
+    moto: Moto,
+    ws: Workspace,
+    ic: Center,
+    graph: GraphServer,
+    daemon: support::daemon::Daemon,
+}
+
+impl People {
+    fn start(extra: &str) -> People {
+        let moto = Moto::start();
+        let ws = Workspace::new();
+        ws.write(
+            "trustsync.yaml",
+            &format!("audit: {{path: audit.jsonl}}\nrun: {{intervalSeconds: 3600, directoryPollSeconds: 1}}\nsafety: {{principalRemovalFloor: 2}}\n{extra}"),
+        );
+        ws.write("policies/people.yaml", POLICY);
+        tenant(&ws);
+        moto.create_functions(&["payments-api"]);
+        let ic = Center::new(&moto);
+        let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+        let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
+        daemon.wait_ready();
+        let p = People {
+            moto,
+            ws,
+            ic,
+            graph,
+            daemon,
+        };
+        wait_for(
+            std::time::Duration::from_secs(30),
+            "the first pass to onboard",
+            || p.members().len() == 3,
+        );
+        p
+    }
+
+    /// trustsync's group's members, none before it exists.
+    fn members(&self) -> Vec<String> {
+        self.ic
+            .group_id(&self.moto, "payments-people")
+            .map(|_| self.ic.members(&self.moto, "payments-people"))
+            .unwrap_or_default()
+    }
+}
+
 /// The controller: with full passes an hour apart, a disabled account (a change only the
 /// users' delta feed shows) and a removal from the group each take the person out through
 /// the fast path, within a directory poll and a second.
 #[test]
 fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
-    let moto = Moto::start();
-    let ws = Workspace::new();
     // Two of the group's three people leave within the removal window: over the default
     // share (50%) but not over a floor of two, so both go.
-    ws.write(
-        "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\nsafety: {principalRemovalFloor: 2}\n",
-    );
-    ws.write("policies/people.yaml", POLICY);
-    tenant(&ws);
-    moto.create_functions(&["payments-api"]);
-    let ic = Center::new(&moto);
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
-    daemon.wait_ready();
-    let members = || {
-        ic.group_id(&moto, "payments-people")
-            .map(|_| ic.members(&moto, "payments-people"))
-            .unwrap_or_default()
-    };
-    wait_for(
-        std::time::Duration::from_secs(30),
-        "the first pass to onboard",
-        || members().len() == 3,
-    );
+    let p = People::start("");
+    let (moto, ws, graph, _daemon) = (&p.moto, &p.ws, &p.graph, &p.daemon);
+    let members = || p.members();
 
     // Disabled: no group changes, only the user.
     let (status, body) = graph.admin(
@@ -573,7 +603,7 @@ fn the_controller_deprovisions_a_disabled_or_departed_person_within_a_poll() {
         },
     );
     // Who took Kim out in Entra is in the record, as for workloads.
-    let shown = audit_show(&moto, &ws, &graph, "kim@example.com");
+    let shown = audit_show(moto, ws, graph, "kim@example.com");
     assert!(
         shown.contains("revoked")
             && shown.contains(&format!(
@@ -648,29 +678,9 @@ fn a_permission_sets_boundary_follows_the_document() {
 /// `/status` and the metrics.
 #[test]
 fn a_failing_groups_feed_holds_back_no_disabled_person() {
-    let moto = Moto::start();
-    let ws = Workspace::new();
-    ws.write(
-        "trustsync.yaml",
-        "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\nsafety: {principalRemovalFloor: 2}\ndirectory: {graph: {maxRetrySeconds: 2}}\n",
-    );
-    ws.write("policies/people.yaml", POLICY);
-    tenant(&ws);
-    moto.create_functions(&["payments-api"]);
-    let ic = Center::new(&moto);
-    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    let daemon = support::daemon::Daemon::start(&moto, &graph, &ws);
-    daemon.wait_ready();
-    let members = || {
-        ic.group_id(&moto, "payments-people")
-            .map(|_| ic.members(&moto, "payments-people"))
-            .unwrap_or_default()
-    };
-    wait_for(
-        std::time::Duration::from_secs(30),
-        "the first pass to onboard",
-        || members().len() == 3,
-    );
+    let p = People::start("directory: {graph: {maxRetrySeconds: 2}}\n");
+    let (graph, daemon) = (&p.graph, &p.daemon);
+    let members = || p.members();
 
     // The groups feed fails from now on; the controller sees it fail (each poll retries
     // for `maxRetrySeconds`, 2 here, before it counts as failed).
