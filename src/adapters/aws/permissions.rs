@@ -333,6 +333,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
     // With many accounts the anchor and Identity Center are the hub's, not each spoke's.
     if !config.accounts.is_hub() {
         more.extend(anchor_statement(config));
+        more.extend(audit_signing_statement(config));
         more.extend(people_statements(config, policies));
     }
     if let Some(list) = policy["Statement"].as_array_mut() {
@@ -349,6 +350,18 @@ fn anchor_statement(config: &Config) -> Option<Value> {
             "Effect": "Allow",
             "Action": actions(Scope::AuditAnchor),
             "Resource": format!("arn:aws:logs:{region}:*:log-group:{}:*", anchor.log_group)
+        })
+    })
+}
+
+/// Audit checkpoints signed by a KMS key (`audit.kmsKeyId`): `kms:Sign` on that one key.
+fn audit_signing_statement(config: &Config) -> Option<Value> {
+    config.audit.kms_key_id.as_ref().map(|key_arn| {
+        json!({
+            "Sid": "SignAuditCheckpoints",
+            "Effect": "Allow",
+            "Action": "kms:Sign",
+            "Resource": key_arn
         })
     })
 }
@@ -386,6 +399,7 @@ pub fn hub_policy(config: &Config, policies: Option<&PolicySet>) -> Value {
         }));
     }
     statements.extend(anchor_statement(config));
+    statements.extend(audit_signing_statement(config));
     statements.extend(people_statements(config, policies));
     json!({"Version": "2012-10-17", "Statement": statements})
 }
