@@ -416,3 +416,36 @@ fn a_kms_key_that_is_not_the_configured_public_keys_is_refused_before_anything_i
         show(&out)
     );
 }
+
+/// The printed controller policy lets it sign with the configured KMS key and nothing
+/// else in KMS.
+#[test]
+fn the_printed_policy_allows_kms_sign_on_the_configured_key_only() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    write_keys(&ws, 42, "unused.pem", "kms.pub");
+    ws.write(
+        "trustsync.yaml",
+        &format!("audit: {{path: audit.jsonl, kmsKeyId: \"{arn}\", publicKeyFile: kms.pub}}\naws: {{region: us-east-1}}\npermissionsBoundaries: [trustsync-workload-boundary]\n"),
+    );
+    let out = run_ok(&moto, &ws, &["iam-policy"], 0);
+    let policy: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let kms: Vec<&serde_json::Value> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s.to_string().contains("kms:"))
+        .collect();
+    assert_eq!(kms.len(), 1, "{policy:#}");
+    assert_eq!(kms[0]["Action"], "kms:Sign");
+    assert_eq!(kms[0]["Resource"], arn);
+    assert_eq!(kms[0]["Effect"], "Allow");
+    // Without kmsKeyId: no KMS statement.
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\naws: {region: us-east-1}\npermissionsBoundaries: [trustsync-workload-boundary]\n",
+    );
+    let out = run_ok(&moto, &ws, &["iam-policy"], 0);
+    assert!(!stdout(&out).contains("kms:Sign"), "{}", show(&out));
+}
