@@ -917,10 +917,32 @@ fn a_replayed_checkpoint_is_found() {
 #[test]
 fn the_anchor_is_verified_across_a_rotation_and_a_replay_from_the_old_segment_is_found() {
     let (moto, ws) = anchored_and_applied();
+    // An auditor's key: only an acknowledgement signed with it clears the rotation.
+    write_keys(&ws, 77, "auditor-key.pem", "auditor.pub");
+    ws.write(
+        "trustsync.yaml",
+        &ws.read("trustsync.yaml").replace(
+            "checkpointLines: 5,",
+            "checkpointLines: 5, auditorPublicKeyFiles: [auditor.pub],",
+        ),
+    );
+    // A line broken after the last published checkpoint: every checkpoint published so far
+    // still matches the lines it covers (one published after a break never would).
     let text = ws.read("audit.jsonl");
     let lines: Vec<&str> = text.lines().collect();
+    let last_checkpoint = lines
+        .iter()
+        .rposition(|l| l.contains("\"type\":\"checkpoint\""))
+        .unwrap();
     let mut broken: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    broken[1] = broken[1].replacen("\"time\":\"", "\"time\":\"1", 1);
+    let at = if last_checkpoint + 1 < broken.len() {
+        last_checkpoint + 1
+    } else {
+        // The file ends with a checkpoint: append a line to break after it.
+        broken.push(broken[last_checkpoint - 1].clone());
+        broken.len() - 1
+    };
+    broken[at] = broken[at].replacen("\"time\":\"", "\"time\":\"1", 1);
     ws.write("audit.jsonl", &(broken.join("\n") + "\n"));
     ws.remove_tenant_member(
         "a1b2c3d4-0001-4000-8000-000000000001",
@@ -930,7 +952,14 @@ fn the_anchor_is_verified_across_a_rotation_and_a_replay_from_the_old_segment_is
     run_ok(
         &moto,
         &ws,
-        &["audit", "acknowledge", "--by", "alice@example.com"],
+        &[
+            "audit",
+            "acknowledge",
+            "--by",
+            "alice@example.com",
+            "--key",
+            "auditor-key.pem",
+        ],
         0,
     );
     let out = run_ok(&moto, &ws, &VERIFY_ANCHORED, 0);

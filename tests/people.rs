@@ -451,25 +451,7 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         !may_read(&judge, &inline, &dana, "dana@example.com", before),
         "her old session stays denied after she is back: {inline:#}"
     );
-    let cutoff = cutoff_of(&inline, &dana).expect("Dana's denial stays");
-    assert!(
-        cutoff >= now() + 200,
-        "the cut-off is the write plus the propagation margin (300 s by default)"
-    );
-    assert!(!may_read(
-        &judge,
-        &inline,
-        &dana,
-        "dana@example.com",
-        cutoff - 1
-    ));
-    assert!(may_read(
-        &judge,
-        &inline,
-        &dana,
-        "dana@example.com",
-        cutoff + 1
-    ));
+    assert!(cutoff_of(&inline, &dana).is_some(), "Dana's denial stays");
 
     // A person releases the held removal: Kim and Lee go, their sessions are denied.
     run(
@@ -482,13 +464,20 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
     assert_eq!(ic.members(&moto, "payments-people"), ["dana@example.com"]);
     let inline = ic.inline_policy(&moto, &set);
     assert!(!may_read(&judge, &inline, &lee, "lee@example.com", before));
-    assert!(may_read(
+    // Dana's cut-off, taken at her removal's write plus 300 s, came back to when she was
+    // let in again (written with this pass: the held removal held the set's update): she
+    // could mint nothing in between, and a session she gets now works at once; the one
+    // she held before stays denied.
+    let cutoff = cutoff_of(&inline, &dana).expect("Dana's denial stays");
+    assert!(cutoff <= now(), "{cutoff}");
+    assert!(!may_read(
         &judge,
         &inline,
         &dana,
         "dana@example.com",
-        cutoff + 1
+        cutoff - 1
     ));
+    assert!(may_read(&judge, &inline, &dana, "dana@example.com", now()));
     assert!(!may_read(
         &judge,
         &inline,

@@ -279,12 +279,22 @@ impl<'a> People<'a> {
             self.tag_set(s, Some(w));
         }
         let removed = self.members(w, group, &wanted, &may_keep);
+        // The identity-store users of the people bound to them and wanted in the group: a
+        // returning one's cut-off comes back to now (below).
+        let back: BTreeSet<String> = if w.blocked {
+            BTreeSet::new()
+        } else {
+            wanted
+                .keys()
+                .filter_map(|k| Some(self.users.get(k)?.id.clone()))
+                .collect()
+        };
         if w.blocked {
-            self.deny_sessions(w, set, &removed);
+            self.deny_sessions(w, set, &removed, &back);
             self.unwanted_assignments(w, set, group);
             return;
         }
-        let denials = self.deny_sessions(w, set, &removed);
+        let denials = self.deny_sessions(w, set, &removed, &back);
         self.permission_set(w, set, denials);
         self.assignments(w, set, group);
     }
@@ -594,6 +604,7 @@ impl<'a> People<'a> {
         w: &Wanted,
         set: Option<&IdentityCenterPermissionSet>,
         removed: &[RemovedMember],
+        back: &BTreeSet<String>,
     ) -> Denials {
         let Some(set) = set else {
             return Denials::default(); // no set yet: no session of it to deny
@@ -624,8 +635,18 @@ impl<'a> People<'a> {
         live.retain(|_, cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);
         wide.retain(|cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);
         // A denial outlives re-admission: whoever is back in the group keeps their entry,
-        // so their sessions from before the cut-off never work again and their new ones
-        // (issued after it) do.
+        // so their sessions from before it never work again. Its cut-off comes back to now,
+        // the moment they are let in again, if it lay ahead: they could mint no session in
+        // between (they were out), and the ones they get from now on work at once.
+        for (id, t) in live.iter_mut() {
+            if back.contains(id) && *t > now {
+                if let Some(n) = lasting.get(t).copied() {
+                    let e = lasting.entry(now).or_insert(n);
+                    *e = (*e).max(n);
+                }
+                *t = now;
+            }
+        }
         let mut denied = live.clone();
         let kept = denial_statements(&live, &wide, &lasting);
         let cutoff = now + self.i.propagation_seconds;

@@ -49,12 +49,17 @@ impl Planner<'_> {
             // An adoption waits for a mapping that can be fully planned.
             if owned {
                 self.revoke_only(dr, or);
-                self.sessions(dr, or, from);
+                self.sessions(dr, or, from, None);
             }
             return;
         }
         self.trust(dr, or);
-        self.sessions(dr, or, from);
+        let trusted: BTreeSet<String> = dr
+            .group
+            .iter()
+            .flat_map(|g| g.principals.iter().map(|p| p.id.to_string()))
+            .collect();
+        self.sessions(dr, or, from, Some(&trusted));
         self.role_settings(dr, or);
         self.inline_policies(dr, or);
         self.managed_policies(dr, or);

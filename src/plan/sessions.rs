@@ -18,8 +18,9 @@
 //! trust change reached every endpoint, is denied. Nobody else's session is touched.
 //!
 //! A denial outlives re-admission: a principal who comes back into the group keeps its
-//! entry, so its sessions issued before the cut-off (a stolen one among them) never work
-//! again, while those it gets after the cut-off do. An entry goes away once every session
+//! entry, so its sessions issued before it (a stolen one among them) never work again; a
+//! cut-off still ahead comes back to the moment it is let in again (it was out until
+//! then), so those it gets from then on work at once. An entry goes away once every session
 //! it covers has expired: each cut-off records in its statement id how long a session
 //! issued before it may live (`...For<seconds>`: the longest maximum session duration the
 //! role has had since the entry was made, raised when the role's grows), 12 hours when no
@@ -290,9 +291,17 @@ impl Planner<'_> {
 
     /// Brings the role's session denials in line after its trust was planned: the
     /// principals revoked by the changes pushed since `from` get a cut-off, and entries
-    /// whose sessions have all expired go. A principal the role trusts again keeps its
-    /// entry: its sessions from before the cut-off stay denied, its new ones work.
-    pub(super) fn sessions(&mut self, dr: &DesiredRole, or: &ObservedRole, from: usize) {
+    /// whose sessions have all expired go. A principal the role trusts again (`trusted`,
+    /// for a fully planned mapping) keeps its entry: its sessions from before it stay
+    /// denied; a cut-off still ahead comes back to now, the moment it is let in again (it
+    /// could mint no session in between), so the sessions it gets from now on work.
+    pub(super) fn sessions(
+        &mut self,
+        dr: &DesiredRole,
+        or: &ObservedRole,
+        from: usize,
+        trusted: Option<&BTreeSet<String>>,
+    ) {
         let revoked: BTreeSet<String> = self.changes[from..]
             .iter()
             .filter(|c| matches!(c.action, Action::Iam(IamAction::RevokeTrust { .. })))
@@ -312,6 +321,21 @@ impl Planner<'_> {
         let margin = self.s.safety.propagation_seconds;
         want.expire(now);
         let issuer = dr.trust_parts.federated.as_ref().map(|f| f.issuer.clone());
+        if let (Some(issuer), Some(back)) = (&issuer, trusted) {
+            let mut moved = Vec::new();
+            for ((i, sub), t) in want.subjects.iter_mut() {
+                if i == issuer && back.contains(sub) && *t > now {
+                    moved.push(*t);
+                    *t = now;
+                }
+            }
+            for old in moved {
+                if let Some(n) = want.lasting.get(&old).copied() {
+                    let e = want.lasting.entry(now).or_insert(n);
+                    *e = (*e).max(n);
+                }
+            }
+        }
         let mut fell_back = false;
         let mut new_cutoffs = BTreeSet::new();
         if let Some(issuer) = &issuer {
@@ -415,7 +439,7 @@ impl Planner<'_> {
                 }),
                 &or.arn,
                 m,
-                "session denials whose sessions have all expired dropped, or their lifetimes raised to the role's longer maximum session",
+                "session denials whose sessions have all expired dropped, their lifetimes raised to the role's longer maximum session, or the cut-off of a principal trusted again brought back to now",
             );
             c.before = have_doc.cloned();
             c.after = Some(doc);

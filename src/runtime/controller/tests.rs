@@ -375,8 +375,8 @@ async fn a_member_who_returns_is_trusted_again_and_keeps_its_session_denial() {
     done.sort();
     assert_eq!(
         done,
-        ["update-trust-policy deployer"],
-        "trusted again at once; its denial stays (sessions from before the cut-off never act again)"
+        ["put-inline-policy deployer", "update-trust-policy deployer"],
+        "trusted again at once; its denial stays (sessions from before it never act again), its cut-off brought back to now"
     );
     assert!(b.pass().await);
     assert!(
