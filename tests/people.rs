@@ -907,3 +907,45 @@ fn a_reused_user_name_inherits_nothing_and_a_case_only_name_is_reused() {
         "the departed person's denial stays"
     );
 }
+
+/// Onboarding takes the fast path too (issue 40): with full passes an hour apart, a person
+/// added to the Entra group is in trustsync's group within seconds, their identity-store
+/// user made and bound to them, through the same checks and audit as a full pass.
+#[test]
+fn the_controller_onboards_a_person_added_to_the_group_within_a_poll() {
+    let p = People::start("");
+    const NEW: &str = "c0ffee00-2222-4222-8222-0000000000e1";
+    let (status, body) = p.graph.admin(
+        "POST",
+        "/admin/users",
+        Some(
+            json!({"id": NEW, "displayName": "Eve Joiner", "userPrincipalName": "eve@example.com",
+            "givenName": "Eve", "surname": "Joiner", "accountEnabled": true, "userType": "Member"}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    p.graph.add_member(PEOPLE, NEW);
+    let took = wait_for(
+        std::time::Duration::from_secs(30),
+        "the new person's onboarding",
+        || p.members().contains(&"eve@example.com".to_string()),
+    );
+    println!(
+        "people: joiner in trustsync's group {} ms after the Graph change",
+        took.as_millis()
+    );
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "the fast path's pass line",
+        || {
+            let audit = p.ws.read("audit.jsonl");
+            audit.contains("\"add-group-members\"") && audit.contains("\"trigger\":\"fast-path\"")
+        },
+    );
+    let audit = p.ws.read("audit.jsonl");
+    let made = audit
+        .lines()
+        .find(|l| l.contains("\"create-identity-store-user\"") && l.contains("eve@example.com"))
+        .expect("her user was made");
+    assert!(made.contains(NEW), "bound to her Entra object id: {made}");
+}

@@ -992,9 +992,18 @@ fn a_held_removal_released_while_run_runs_takes_effect_within_one_fast_pass() {
         "release: held removal applied {} ms after `trustsync release`",
         asked.elapsed().as_millis()
     );
-    wait_for(Duration::from_secs(10), "the pass line", || {
-        ws.read("audit.jsonl").contains("\"trigger\":\"fast-path\"")
-    });
+    // The pass line after the release is written once the pass's writes are done.
+    let after = |audit: &str| -> String {
+        audit
+            .find("\"type\":\"released\"")
+            .map(|i| audit[i..].to_string())
+            .unwrap_or_default()
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "the pass line after the release",
+        || after(&ws.read("audit.jsonl")).contains("\"trigger\":\"fast-path\""),
+    );
     let audit = ws.read("audit.jsonl");
     let released = audit
         .lines()
@@ -1004,7 +1013,7 @@ fn a_held_removal_released_while_run_runs_takes_effect_within_one_fast_pass() {
         released.contains("oncall@example.com") && released.contains("INC-42"),
         "{released}"
     );
-    let after_release = &audit[audit.find("\"type\":\"released\"").unwrap()..];
+    let after_release = after(&audit);
     assert!(
         after_release.contains("\"revoke-trust\"")
             && after_release.contains("\"trigger\":\"fast-path\""),

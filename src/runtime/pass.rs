@@ -93,7 +93,12 @@ enum Reading<'a> {
 fn fast_path_action(action: &plan::Action) -> bool {
     use plan::IamAction::*;
     match action {
-        // People's fast path plans revocations only.
+        // People's fast path: revocations, and onboarding into trustsync's groups (users
+        // made, members added); permission sets and assignments wait for the full pass.
+        plan::Action::People(
+            plan::PeopleAction::CreateIdentityStoreUser { .. }
+            | plan::PeopleAction::AddGroupMembers { .. },
+        ) => true,
         plan::Action::People(_) => action.is_revocation(),
         plan::Action::Iam(
             RevokeTrust { .. } | RevokeSessions { .. } | UpdateTrustPolicy { .. },

@@ -209,6 +209,14 @@ pub async fn plan_people(
             blocked: enforced.blocked_assignments.contains(&a.name),
         })
         .collect();
+    // The fast path read the groups' members only: the identity-store users of the people
+    // joining a group are looked up by name, so that they are added (and bound) as a full
+    // pass would; one that cannot be read waits for the full pass, holding nothing else.
+    let mut observed = observed;
+    let unread = match fast {
+        true => joining_users(&clients, &mut observed, &wanted).await,
+        false => BTreeSet::new(),
+    };
     let mut p = people::plan(&people::Inputs {
         wanted: &wanted,
         observed: &observed,
@@ -221,10 +229,13 @@ pub async fn plan_people(
         propagation_seconds: settings.safety.propagation_seconds,
         recorded_people,
     });
+    if !unread.is_empty() {
+        drop_grants_to(&mut p, &unread);
+    }
     let mut state = fleet.people();
     if fast {
-        // The pass keeps only what takes access away (`fast_path_action`): grants and
-        // repairs wait for the full pass.
+        // The pass keeps revocations and the additions to trustsync's groups
+        // (`fast_path_action`): the rest of the grants and repairs wait for the full pass.
         let now = Instant::now();
         state
             .revoked
@@ -309,6 +320,67 @@ fn drop_regrants(p: &mut Plan, state: &PeopleState, began: Instant) {
             }
             _ => true,
         }
+    });
+}
+
+/// The identity-store users of the enabled people of `wanted` that `observed` does not
+/// list (the fast path reads the groups' members only), looked up by user name and added
+/// to it; a name the store does not have is left to be created. Returns the lower-cased
+/// names whose look-up failed.
+async fn joining_users(
+    clients: &AwsClients,
+    observed: &mut ObservedIdentityCenter,
+    wanted: &[Wanted<'_>],
+) -> BTreeSet<String> {
+    let known: BTreeSet<String> = observed
+        .users
+        .iter()
+        .map(|u| u.user_name.to_lowercase())
+        .collect();
+    let names: BTreeSet<String> = wanted
+        .iter()
+        .filter(|w| !w.blocked)
+        .filter_map(|w| match &w.members {
+            Members::Read(people) => Some(people),
+            Members::Unresolved { .. } => None,
+        })
+        .flatten()
+        .filter(|p| p.enabled && !known.contains(&p.user_name.to_lowercase()))
+        .map(|p| p.user_name.clone())
+        .collect();
+    let store = observed.identity_store_id.clone();
+    let mut unread = BTreeSet::new();
+    for name in names {
+        let found = match clients.user_id(&store, &name).await {
+            Ok(id) => clients.describe_user(&store, &id).await.map(Some),
+            Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
+            Err(f) => Err(f),
+        };
+        match found {
+            Ok(Some(user)) => observed.users.push(user),
+            Ok(None) => {}
+            Err(f) => {
+                tracing::warn!(user = %name, error = %f, "cannot look up a joining person's identity-store user; the full pass adds them");
+                unread.insert(name.to_lowercase());
+            }
+        }
+    }
+    unread
+}
+
+/// Takes `names` (lower-cased) out of the plan's user creations and group additions.
+fn drop_grants_to(p: &mut Plan, names: &BTreeSet<String>) {
+    p.changes.retain_mut(|c| match &mut c.action {
+        Action::People(PeopleAction::CreateIdentityStoreUser { user_name, .. }) => {
+            !names.contains(&user_name.to_lowercase())
+        }
+        Action::People(PeopleAction::AddGroupMembers { user_names, .. }) => {
+            user_names.retain(|u| !names.contains(&u.to_lowercase()));
+            c.members_added
+                .retain(|u| !names.contains(&u.to_lowercase()));
+            !user_names.is_empty()
+        }
+        _ => true,
     });
 }
 

@@ -1278,7 +1278,7 @@ impl AwsClients {
     }
 
     /// A user's id by user name (`GetUserId`, once per pass).
-    async fn user_id(&self, store: &str, user_name: &str) -> Result<String, Failure> {
+    pub async fn user_id(&self, store: &str, user_name: &str) -> Result<String, Failure> {
         if let Some(id) = self.recall(("user", store), user_name) {
             return Ok(id);
         }
