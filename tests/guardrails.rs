@@ -290,3 +290,53 @@ fn escalations_and_foreign_invokers_are_refused_with_file_line_and_rule() {
         "{text}"
     );
 }
+
+/// A merged link to a secret outside the repository (issue 36): `validate` refuses it by
+/// name and never quotes it, and the controller, which takes the new files in while it
+/// runs, keeps its last good policies and shows no part of the secret in `/status`, its
+/// logs or its stdout.
+#[test]
+fn a_linked_secret_never_reaches_any_output() {
+    const SECRET: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOnly4TheController0Knows\n-----END PRIVATE KEY-----\n";
+    let moto = Moto::start();
+    moto.create_functions(&["payments-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "trustsync.yaml",
+        "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1, policyPollSeconds: 1}\n",
+    );
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("token"), SECRET).unwrap();
+    let leaked = |text: &str| text.contains("PRIVATE KEY") || text.contains("Only4TheController");
+
+    let daemon = support::daemon::Daemon::spawn(&moto.endpoint, Vec::new(), &ws);
+    daemon.wait_ready();
+    std::os::unix::fs::symlink(
+        outside.path().join("token"),
+        ws.path().join("policies/zz.yaml"),
+    )
+    .unwrap();
+    let out = run_ok(&moto, &ws, &["validate"], 1);
+    let text = show(&out);
+    assert!(
+        text.contains("zz.yaml") && text.contains("refused"),
+        "{text}"
+    );
+    assert!(!leaked(&text), "{text}");
+
+    wait_for(
+        std::time::Duration::from_secs(20),
+        "the controller to refuse the new files",
+        || daemon.status()["policy"]["error"].is_string(),
+    );
+    let status = daemon.get("/status").1;
+    assert!(status.contains("zz.yaml"), "{status}");
+    assert!(!leaked(&status), "{status}");
+    assert!(!leaked(&daemon.get("/readyz").1));
+    assert!(!leaked(&daemon.get("/metrics").1));
+    drop(daemon);
+    for file in ["run.log", "run.out", "audit.jsonl"] {
+        let text = std::fs::read_to_string(ws.path().join(file)).unwrap_or_default();
+        assert!(!leaked(&text), "{file}: {text}");
+    }
+}
