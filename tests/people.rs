@@ -925,6 +925,16 @@ fn the_controller_onboards_a_person_added_to_the_group_within_a_poll() {
     );
     assert_eq!(status, 201, "{body}");
     p.graph.add_member(PEOPLE, NEW);
+    // /status lists the document with its state, as it lists roles' mappings.
+    let st = p.daemon.status();
+    assert_eq!(
+        st["mappings"]["payments-people"]["kind"], "AccessAssignment",
+        "{st:#}"
+    );
+    assert_eq!(
+        st["mappings"]["payments-people"]["state"], "Ready",
+        "{st:#}"
+    );
     let took = wait_for(
         std::time::Duration::from_secs(30),
         "the new person's onboarding",

@@ -431,6 +431,12 @@ fn all_ready(policies: &PolicySet) -> BTreeMap<String, MappingStatus> {
                 .functions
                 .iter()
                 .map(|f| (&f.name, "FunctionAccess")),
+        )
+        .chain(
+            policies
+                .access_assignments
+                .iter()
+                .map(|a| (&a.name, "AccessAssignment")),
         );
     kinds
         .map(|(name, kind)| {
