@@ -431,6 +431,26 @@ fn the_printed_policy_denies_every_escalation_and_allows_every_operation() {
 fn without_a_boundary_the_policy_is_admin_and_iam_policy_says_so() {
     let ws = Workspace::new();
     ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
+    // The default (no opt-out): the printed policy creates no role at all.
+    let out = command(ws.path(), "http://127.0.0.1:9")
+        .env_remove("TRUSTSYNC_ALLOW_UNBOUNDED_ROLES")
+        .args(["--config", "trustsync.yaml", "iam-policy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("creates and adopts no role"),
+        "{}",
+        show(&out)
+    );
+    let policy: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let bad = wrong(&Judge::policies_only(), &policy);
+    assert!(
+        !bad.iter()
+            .any(|b| b.starts_with("create an owned role with no boundary")),
+        "creating an unbounded role is denied by default: {bad:#?}"
+    );
+    // The explicit opt-out (the test harness's): the cost it documents.
     let out = command(ws.path(), "http://127.0.0.1:9")
         .args(["--config", "trustsync.yaml", "iam-policy"])
         .output()

@@ -36,7 +36,11 @@ pub(super) async fn iam_policy(
     };
     let doc = crate::adapters::aws::permissions::iam_policies(config, set.as_ref(), &hub);
     outln!("{}", serde_json::to_string_pretty(&doc)?)?;
-    if config.permissions_boundaries.is_empty() {
+    if config.permissions_boundaries.is_empty() && !config.allow_unbounded_roles {
+        eprintln!(
+            "warning: no permissionsBoundaries in the config: trustsync creates and adopts no role (the secure default), and this policy lets the controller create none. Create a boundary policy in each account, name it in permissionsBoundaries, and print this policy again (docs/operations.md, \"The controller's own permissions\"); allowUnboundedRoles: true lifts this, at the cost it documents."
+        );
+    } else if config.permissions_boundaries.is_empty() {
         eprintln!(
             "warning: no permissionsBoundaries in the config. With this policy the controller's credentials can create a role under {path} carrying its owner tag, with no boundary and AdministratorAccess attached, then assume it; tag any role under {path} as its own and rewrite its trust; and remove a role's boundary: they are as strong as an account admin{hub}. Create a boundary policy in each account, name it in permissionsBoundaries, and print this policy again (docs/operations.md, \"The controller's own permissions\").",
             path = config.role_path,

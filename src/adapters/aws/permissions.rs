@@ -138,6 +138,10 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
         create_condition["ArnLike"] = json!({"iam:PermissionsBoundary": boundary_arns});
         boundary_condition["ArnLike"] = json!({"iam:PermissionsBoundary": boundary_arns});
     }
+    // Secure by default: with no boundary configured, and no explicit
+    // `allowUnboundedRoles`, trustsync creates and adopts no role, and its policy lets it
+    // create none (a role it could create with no boundary could be given anything).
+    let may_create_roles = !boundary_arns.is_empty() || config.allow_unbounded_roles;
     let owned_role_actions: Vec<&str> = actions(Scope::OwnedRole)
         .into_iter()
         .filter(|a| boundary_arns.is_empty() || *a != "iam:DeleteRolePermissionsBoundary")
@@ -246,7 +250,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             format!("arn:aws:iam::*:role{path}{}", m.spec.role.name)
         })
         .collect();
-    if !adopted.is_empty() {
+    if !adopted.is_empty() && may_create_roles {
         more.push(json!({
             "Sid": "AdoptListedRoles",
             "Effect": "Allow",
@@ -337,6 +341,9 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
         more.extend(people_statements(config, policies));
     }
     if let Some(list) = policy["Statement"].as_array_mut() {
+        if !may_create_roles {
+            list.retain(|st| st["Sid"] != "CreateOwnedRoles");
+        }
         list.extend(more);
     }
     policy
@@ -593,6 +600,9 @@ mod tests {
     #[test]
     fn every_operation_is_granted_and_nothing_else() {
         let mut config = Config::default();
+        // Every operation, role creation included (the opt-out: with a boundary configured,
+        // taking one off is never granted).
+        config.allow_unbounded_roles = true;
         config.audit.anchor = Some(crate::config::AnchorConfig {
             log_group: "trustsync-audit".into(),
             log_stream: "prod".into(),
