@@ -599,10 +599,12 @@ mod tests {
 
     #[test]
     fn every_operation_is_granted_and_nothing_else() {
-        let mut config = Config::default();
         // Every operation, role creation included (the opt-out: with a boundary configured,
         // taking one off is never granted).
-        config.allow_unbounded_roles = true;
+        let mut config = Config {
+            allow_unbounded_roles: true,
+            ..Config::default()
+        };
         config.audit.anchor = Some(crate::config::AnchorConfig {
             log_group: "trustsync-audit".into(),
             log_stream: "prod".into(),
