@@ -635,7 +635,7 @@ impl Config {
             ));
         }
         if let Some(arn) = &audit.kms_key_id {
-            crate::audit::key_arn_region(arn).map_err(|e| ("audit.kmsKeyId", e))?;
+            crate::model::arn::kms_key_region(arn).map_err(|e| ("audit.kmsKeyId", e))?;
             if audit.public_key_file.is_none() {
                 return Err((
                     "audit.kmsKeyId",

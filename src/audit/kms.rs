@@ -43,25 +43,9 @@ impl std::fmt::Debug for KmsSigner {
     }
 }
 
-/// The region of a KMS key ARN (`arn:<partition>:kms:<region>:<account>:key/<id>`).
+/// The region of a KMS key ARN ([`crate::model::arn::kms_key_region`]).
 pub fn key_arn_region(arn: &str) -> Result<&str, String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", partition, "kms", region, account, resource]
-            if !partition.is_empty()
-                && crate::model::account::is_region(region)
-                && account.len() == 12
-                && account.chars().all(|c| c.is_ascii_digit())
-                && resource
-                    .strip_prefix("key/")
-                    .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
-        {
-            Ok(region)
-        }
-        _ => Err(format!(
-            "`{arn}` is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>): the controller's policy grants kms:Sign on that one key, which an alias or a bare id cannot name"
-        )),
-    }
+    crate::model::arn::kms_key_region(arn)
 }
 
 impl KmsSigner {
