@@ -243,8 +243,12 @@ pub struct RequestRates {
     pub lambda_get_policy: f64,
     /// Every other Lambda control-plane request, shared.
     pub lambda_control_plane: f64,
-    /// IAM Identity Center (identity store and administration; unlimited unless set).
+    /// IAM Identity Center administration (`sso:`), across all its APIs: AWS documents 20
+    /// requests per second for the SSO admin APIs together.
     pub identity_center: f64,
+    /// The identity store (`identitystore:`), per API: AWS documents 20 requests per second
+    /// for each.
+    pub identity_store_per_api: f64,
 }
 
 impl Default for RequestRates {
@@ -257,7 +261,8 @@ impl Default for RequestRates {
             lambda_get_function: 100.0,
             lambda_get_policy: 15.0,
             lambda_control_plane: 15.0,
-            identity_center: 0.0,
+            identity_center: 20.0,
+            identity_store_per_api: 20.0,
         }
     }
 }
@@ -272,11 +277,22 @@ pub struct WriteConcurrency {
     pub iam: usize,
     /// Lambda writes.
     pub lambda: usize,
+    /// IAM Identity Center account assignments being created at once, each until its
+    /// status says done: AWS documents 15 outstanding `CreateAccountAssignment` requests.
+    pub identity_center_assignments: usize,
+    /// Permission sets being provisioned at once, each until done: AWS documents 3
+    /// concurrent `ProvisionPermissionSet` requests.
+    pub identity_center_provisions: usize,
 }
 
 impl Default for WriteConcurrency {
     fn default() -> Self {
-        WriteConcurrency { iam: 8, lambda: 4 }
+        WriteConcurrency {
+            iam: 8,
+            lambda: 4,
+            identity_center_assignments: 15,
+            identity_center_provisions: 3,
+        }
     }
 }
 

@@ -889,6 +889,12 @@ impl AwsClients {
                     Some(id) => id.clone(),
                     None => self.group_id(identity_store_id, group_name).await?,
                 };
+                // At most `writeConcurrency.identityCenterAssignments` (15, AWS's quota of
+                // outstanding requests) under way, each until its status says done.
+                let _slot =
+                    self.writes.assignments.acquire().await.map_err(|e| {
+                        Failure::permanent("CreateAccountAssignment", e.to_string())
+                    })?;
                 let out = self
                     .call(
                         Operation::CreateAccountAssignment,
@@ -1056,6 +1062,13 @@ impl AwsClients {
     /// Provisions a permission set to every account it is provisioned in, and waits: a
     /// change to a set reaches no account's role before this.
     async fn provision(&self, (instance_arn, arn): (&str, &str)) -> Result<Written, Failure> {
+        // At most `writeConcurrency.identityCenterProvisions` (3, AWS's quota) at once.
+        let _slot = self
+            .writes
+            .provisions
+            .acquire()
+            .await
+            .map_err(|e| Failure::permanent("ProvisionPermissionSet", e.to_string()))?;
         let out = self
             .call(
                 Operation::ProvisionPermissionSet,

@@ -277,6 +277,8 @@ struct Limiters {
     lambda_get_policy: RateLimiter,
     lambda_control_plane: RateLimiter,
     identity_center: RateLimiter,
+    /// The identity store's budget is per API: one limiter per operation.
+    identity_store: std::collections::BTreeMap<Operation, RateLimiter>,
 }
 
 impl Limiters {
@@ -290,6 +292,19 @@ impl Limiters {
             lambda_get_policy: RateLimiter::new(r.lambda_get_policy),
             lambda_control_plane: RateLimiter::new(r.lambda_control_plane),
             identity_center: RateLimiter::new(r.identity_center),
+            identity_store: Operation::ALL
+                .iter()
+                .filter(|o| o.rate_class() == RateClass::IdentityStore)
+                .map(|o| (*o, RateLimiter::new(r.identity_store_per_api)))
+                .collect(),
+        }
+    }
+
+    /// The limiter that spaces `op`.
+    fn for_op(&self, op: Operation) -> Option<&RateLimiter> {
+        match op.rate_class() {
+            RateClass::IdentityStore => self.identity_store.get(&op),
+            class => self.of(class),
         }
     }
 
@@ -304,6 +319,7 @@ impl Limiters {
             RateClass::LambdaGetPolicy => &self.lambda_get_policy,
             RateClass::LambdaControlPlane => &self.lambda_control_plane,
             RateClass::IdentityCenter => &self.identity_center,
+            RateClass::IdentityStore => self.identity_store.values().next()?,
         })
     }
 }
@@ -312,6 +328,10 @@ impl Limiters {
 struct WriteSlots {
     iam: tokio::sync::Semaphore,
     lambda: tokio::sync::Semaphore,
+    /// Account assignments being created, until done.
+    assignments: tokio::sync::Semaphore,
+    /// Permission sets being provisioned, until done.
+    provisions: tokio::sync::Semaphore,
 }
 
 /// Who trustsync is acting as.
@@ -355,6 +375,12 @@ impl AwsClients {
             writes: WriteSlots {
                 iam: tokio::sync::Semaphore::new(config.write_concurrency.iam.max(1)),
                 lambda: tokio::sync::Semaphore::new(config.write_concurrency.lambda.max(1)),
+                assignments: tokio::sync::Semaphore::new(
+                    config.write_concurrency.identity_center_assignments.max(1),
+                ),
+                provisions: tokio::sync::Semaphore::new(
+                    config.write_concurrency.identity_center_provisions.max(1),
+                ),
             },
             write_slots: config.write_concurrency.iam.max(1)
                 + config.write_concurrency.lambda.max(1),
@@ -412,7 +438,7 @@ impl AwsClients {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let limiter = self.limits.of(op.rate_class());
+        let limiter = self.limits.for_op(op);
         let benign = &benign;
         crate::ports::retry::retry(
             &self.retry,

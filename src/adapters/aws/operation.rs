@@ -180,8 +180,10 @@ pub enum RateClass {
     LambdaGetPolicy,
     /// Every other Lambda control-plane request.
     LambdaControlPlane,
-    /// IAM Identity Center (identity store and administration).
+    /// IAM Identity Center administration (`sso:`), one budget for all its APIs.
     IdentityCenter,
+    /// The identity store, one budget per API.
+    IdentityStore,
 }
 
 impl Operation {
@@ -193,7 +195,8 @@ impl Operation {
             Service::Tagging => RateClass::Tagging,
             Service::Organizations => RateClass::Organizations,
             Service::Logs => RateClass::Logs,
-            Service::IdentityStore | Service::SsoAdmin => RateClass::IdentityCenter,
+            Service::SsoAdmin => RateClass::IdentityCenter,
+            Service::IdentityStore => RateClass::IdentityStore,
             Service::Lambda => match self {
                 Operation::GetFunctionConfiguration => RateClass::LambdaGetFunction,
                 Operation::GetPolicy => RateClass::LambdaGetPolicy,

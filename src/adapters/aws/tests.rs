@@ -33,11 +33,33 @@ fn lambda_operations_fall_into_their_quota_classes() {
     assert_eq!(GetCallerIdentity.service(), Service::Sts);
     // Every class is used; all but CloudWatch Logs (one write per pass) has a limiter.
     let classes: BTreeSet<RateClass> = Operation::ALL.iter().map(|o| o.rate_class()).collect();
-    assert_eq!(classes.len(), 9, "{classes:?}");
+    assert_eq!(classes.len(), 10, "{classes:?}");
     assert_eq!(ListAccountsForParent.rate_class(), RateClass::Organizations);
     assert_eq!(PutLogEvents.rate_class(), RateClass::Logs);
     let limits = Limiters::new(&crate::config::RequestRates::default());
     assert!(classes
         .iter()
         .all(|c| limits.of(*c).is_some() == (*c != RateClass::Logs)));
+    // Identity Center at its documented quotas by default: SSO admin one budget across
+    // its APIs, the identity store one per API.
+    assert_eq!(CreatePermissionSet.rate_class(), RateClass::IdentityCenter);
+    assert_eq!(
+        ProvisionPermissionSet.rate_class(),
+        RateClass::IdentityCenter
+    );
+    assert_eq!(CreateUser.rate_class(), RateClass::IdentityStore);
+    let (user, member) = (
+        limits.for_op(CreateUser).unwrap() as *const RateLimiter,
+        limits.for_op(CreateGroupMembership).unwrap() as *const RateLimiter,
+    );
+    assert_ne!(user, member, "one identity-store budget per API");
+    assert!(std::ptr::eq(
+        limits.for_op(CreatePermissionSet).unwrap(),
+        limits.for_op(CreateAccountAssignment).unwrap()
+    ));
+    let rates = crate::config::RequestRates::default();
+    assert_eq!(
+        (rates.identity_center, rates.identity_store_per_api),
+        (20.0, 20.0)
+    );
 }
