@@ -32,7 +32,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Headings in bold on a terminal only (a pipe or a log file gets plain text), as NO_COLOR
+# asks too.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  say() { printf '\n== %s\n' "$*"; }
+fi
 # What follows PREFIX on the first line of FILE that has it, once a started server wrote it.
 first_line() {
   local value=
