@@ -111,54 +111,25 @@ fn a_hand_written_acknowledgement_leaves_verify_failing_and_only_an_auditors_key
 
     // Signed with a key of the attacker's own: refused, and nothing is written.
     let before = ws.read("audit.jsonl");
-    let out = run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
-            "mallory",
-            "--key",
-            "mallory-key.pem",
-        ],
-        1,
-    );
+    let out = acknowledge(&moto, &ws, ("mallory", "mallory-key.pem", None), 1);
     assert!(
         stderr(&out).contains("not among the auditor keys"),
         "{}",
         show(&out)
     );
     // Nor the controller's own key (it is not an auditor's).
-    run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
-            "ctl",
-            "--key",
-            "signing-key.pem",
-        ],
-        1,
-    );
+    acknowledge(&moto, &ws, ("ctl", "signing-key.pem", None), 1);
     assert_eq!(ws.read("audit.jsonl"), before);
 
     // The auditor's key: acknowledged, verify passes, the plan's notice is gone.
-    let out = run_ok(
+    let out = acknowledge(
         &moto,
         &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
+        (
             "alice@example.com",
-            "--key",
             "auditor-key.pem",
-            "--note",
-            "line 3 edited by hand",
-        ],
+            Some("line 3 edited by hand"),
+        ),
         0,
     );
     assert!(
@@ -196,19 +167,7 @@ fn a_hand_written_acknowledgement_leaves_verify_failing_and_only_an_auditors_key
 #[test]
 fn with_no_auditor_key_configured_no_acknowledgement_clears_the_alarm() {
     let (moto, ws) = rotated("");
-    let out = run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
-            "alice",
-            "--key",
-            "auditor-key.pem",
-        ],
-        1,
-    );
+    let out = acknowledge(&moto, &ws, ("alice", "auditor-key.pem", None), 1);
     assert!(
         stderr(&out).contains("no auditor key (audit.auditorPublicKeyFiles)"),
         "{}",
@@ -254,19 +213,7 @@ fn checkpoints_published_after_a_break_fail_verify_anchor_whatever_is_acknowledg
     ws.write("audit.jsonl", &(lines.join("\n") + "\n"));
     ws.remove_tenant_member(PAYMENTS, SP2);
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
-    run_ok(
-        &moto,
-        &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
-            "alice",
-            "--key",
-            "auditor-key.pem",
-        ],
-        0,
-    );
+    acknowledge(&moto, &ws, ("alice", "auditor-key.pem", None), 0);
     run_ok(&moto, &ws, &VERIFY, 0);
     let out = run_ok(&moto, &ws, &anchored, 1);
     let err = stderr(&out);

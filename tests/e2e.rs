@@ -949,17 +949,10 @@ fn the_anchor_is_verified_across_a_rotation_and_a_replay_from_the_old_segment_is
         "5e1f0a2b-1111-4111-8111-000000000002",
     );
     run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
-    run_ok(
+    acknowledge(
         &moto,
         &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
-            "alice@example.com",
-            "--key",
-            "auditor-key.pem",
-        ],
+        ("alice@example.com", "auditor-key.pem", None),
         0,
     );
     let out = run_ok(&moto, &ws, &VERIFY_ANCHORED, 0);

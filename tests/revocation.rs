@@ -583,19 +583,14 @@ directory: {tenantFile: examples/tenant.json}
 ",
         );
     }
-    run_ok(
+    acknowledge(
         &moto,
         &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
+        (
             "alice@example.com",
-            "--key",
             "auditor-key.pem",
-            "--note",
-            "line 3 edited by hand",
-        ],
+            Some("line 3 edited by hand"),
+        ),
         0,
     );
     let out = run_ok(&moto, &ws, &["audit", "verify", "audit.jsonl"], 0);

@@ -729,17 +729,10 @@ fn a_rotated_audit_log_is_reported_until_acknowledged_through_the_running_contro
         },
     );
     assert_eq!(metric(&daemon), 1.0);
-    let out = run_ok(
+    let out = acknowledge(
         &moto,
         &ws,
-        &[
-            "audit",
-            "acknowledge",
-            "--by",
-            "alice@example.com",
-            "--key",
-            "auditor-key.pem",
-        ],
+        ("alice@example.com", "auditor-key.pem", None),
         0,
     );
     assert!(

@@ -413,6 +413,20 @@ pub fn run_ok(moto: &Moto, ws: &Workspace, args: &[&str], code: i32) -> Output {
     run_at(&moto.endpoint, ws, args, code)
 }
 
+/// `trustsync audit acknowledge --by BY --key KEY [--note NOTE]`, expecting exit `code`.
+pub fn acknowledge(
+    moto: &Moto,
+    ws: &Workspace,
+    (by, key, note): (&str, &str, Option<&str>),
+    code: i32,
+) -> Output {
+    let mut args = vec!["audit", "acknowledge", "--by", by, "--key", key];
+    if let Some(note) = note {
+        args.extend(["--note", note]);
+    }
+    run_ok(moto, ws, &args, code)
+}
+
 /// [`run_ok`] with AWS at `endpoint` (a proxy in front of moto, say).
 pub fn run_at(endpoint: &str, ws: &Workspace, args: &[&str], code: i32) -> Output {
     let mut full = vec!["--config", "trustsync.yaml"];
