@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -153,18 +153,6 @@ impl Signer {
     pub(super) fn sign_bytes(&self, message: &[u8]) -> (String, String) {
         (self.key_id.clone(), hex(&self.key.sign(message).to_bytes()))
     }
-}
-
-/// Reads an Ed25519 public key in SPKI PEM (`openssl pkey -pubout`).
-pub fn public_key_from_pem_file(path: &Path) -> Result<VerifyingKey, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("public key {}: {e}", path.display()))?;
-    VerifyingKey::from_public_key_pem(&text).map_err(|e| {
-        format!(
-            "public key {}: not an Ed25519 public key in PEM ({e})",
-            path.display()
-        )
-    })
 }
 
 /// The first 16 hex digits of the SHA-256 of the raw public key.

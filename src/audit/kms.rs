@@ -43,17 +43,12 @@ impl std::fmt::Debug for KmsSigner {
     }
 }
 
-/// The region of a KMS key ARN ([`crate::model::arn::kms_key_region`]).
-pub fn key_arn_region(arn: &str) -> Result<&str, String> {
-    crate::model::arn::kms_key_region(arn)
-}
-
 impl KmsSigner {
     /// Connects to KMS in the key's region (credentials and endpoint from the standard AWS
     /// chain, as for every other AWS call) and proves with one signature that `public` is
     /// the key's public half.
     pub fn connect(key_arn: &str, public: PublicKey) -> Result<KmsSigner, String> {
-        let region = key_arn_region(key_arn)?.to_string();
+        let region = crate::model::arn::kms_key_region(key_arn)?.to_string();
         if !matches!(public, PublicKey::P256 { .. }) {
             return Err(format!(
                 "audit.publicKeyFile is {:?}, but a KMS checkpoint key must be ECC_NIST_P256 (signing with ECDSA_SHA_256)",

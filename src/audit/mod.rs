@@ -44,9 +44,9 @@ mod release;
 mod repair;
 mod show;
 
-pub use checkpoint::{key_id, public_key_from_pem_file, Checkpoint, CheckpointSigner, Signer};
+pub use checkpoint::{key_id, Checkpoint, CheckpointSigner, Signer};
 pub use keys::PublicKey;
-pub use kms::{key_arn_region, KmsSigner};
+pub use kms::KmsSigner;
 pub use record::{
     Acknowledged, ChangeRecord, HeldRecord, Intent, PassRecord, Record, Recovered, Released,
     Repaired, Rotated, Unvouched,

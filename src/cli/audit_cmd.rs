@@ -288,11 +288,7 @@ pub(super) fn release(config: &Config, args: super::ReleaseArgs) -> anyhow::Resu
     }
     let set = crate::sources::policy::load_dir(&policies.policies, &config.limits)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let known = set.role_mappings.iter().any(|m| m.name.as_str() == name)
-        || set
-            .access_assignments
-            .iter()
-            .any(|a| a.name.as_str() == name);
+    let known = set.holds_members(&name);
     if !known {
         bail!(
             "no RoleMapping or AccessAssignment named `{name}` in {}: a release names the document whose removals are held (as the hold's release hint says)",

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::sessions::{parse_rfc3339, rfc3339, sid_lasting};
+use super::sessions::{parse_rfc3339, rfc3339, sid_lasting, UNKNOWN_SESSION_SECS};
 use super::{
     Action, Change, Notice, NoticeKind, PeopleAction, Plan, Problem, ProblemKind, Removal,
     RemovedMember, SessionDenial,
@@ -46,9 +46,6 @@ pub use crate::sources::policy::{DENIAL_RESERVE, MARK_BUDGET};
 
 /// A permission set's inline policy, at most (`PutInlinePolicyToPermissionSet`).
 const INLINE_LIMIT: usize = 32_768;
-
-/// The longest session a permission set may give (12 hours).
-const MAX_SESSION: u64 = 43_200;
 
 /// A permission set's session denials: all that stay or are added this pass, and those
 /// that stay (without this pass's).
@@ -616,12 +613,12 @@ impl<'a> People<'a> {
             .spec
             .permission_set
             .session_seconds()
-            .unwrap_or(MAX_SESSION)
+            .unwrap_or(UNKNOWN_SESSION_SECS)
             .max(
                 set.session_duration
                     .as_deref()
                     .and_then(crate::sources::policy::iso_duration_seconds)
-                    .unwrap_or(MAX_SESSION),
+                    .unwrap_or(UNKNOWN_SESSION_SECS),
             );
         // Each cut-off lives as long as its record says (raised to the set's duration now,
         // never lowered: a session issued before it under a longer one still lives), 12
@@ -630,7 +627,8 @@ impl<'a> People<'a> {
         for n in lasting.values_mut() {
             *n = (*n).max(seconds);
         }
-        let lasting_of = |l: &BTreeMap<u64, u64>, t: u64| l.get(&t).copied().unwrap_or(MAX_SESSION);
+        let lasting_of =
+            |l: &BTreeMap<u64, u64>, t: u64| l.get(&t).copied().unwrap_or(UNKNOWN_SESSION_SECS);
         let (mut live, mut wide) = read_denials(observed_inline.as_ref());
         live.retain(|_, cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);
         wide.retain(|cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);

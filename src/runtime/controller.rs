@@ -367,14 +367,7 @@ impl Controller {
                     tracing::error!(error = %e, mapping = %r.mapping, "a release could not be recorded in the audit log; not taken");
                     continue;
                 }
-                let known = set
-                    .role_mappings
-                    .iter()
-                    .any(|m| m.name.as_str() == r.mapping)
-                    || set
-                        .access_assignments
-                        .iter()
-                        .any(|a| a.name.as_str() == r.mapping);
+                let known = set.holds_members(&r.mapping);
                 if !known {
                     tracing::warn!(mapping = %r.mapping, by = %r.by, "release of a document the policies do not have; dropped");
                     continue;

@@ -306,10 +306,7 @@ fn drop_regrants(p: &mut Plan, state: &PeopleState, began: Instant) {
         match &mut c.action {
             Action::People(PeopleAction::AddGroupMembers { user_names, .. }) => {
                 let gone = state.revoked_since(m.as_str(), began);
-                user_names.retain(|u| !gone.contains(&u.to_lowercase()));
-                c.members_added
-                    .retain(|u| !gone.contains(&u.to_lowercase()));
-                !user_names.is_empty()
+                keep_joiners(user_names, &mut c.members_added, &gone)
             }
             Action::People(PeopleAction::PutPermissionSet {
                 permission_set_arn: Some(_),
@@ -375,13 +372,22 @@ fn drop_grants_to(p: &mut Plan, names: &BTreeSet<String>) {
             !names.contains(&user_name.to_lowercase())
         }
         Action::People(PeopleAction::AddGroupMembers { user_names, .. }) => {
-            user_names.retain(|u| !names.contains(&u.to_lowercase()));
-            c.members_added
-                .retain(|u| !names.contains(&u.to_lowercase()));
-            !user_names.is_empty()
+            keep_joiners(user_names, &mut c.members_added, names)
         }
         _ => true,
     });
+}
+
+/// Takes the people of `drop` (lower-cased names) out of a group addition's user names and
+/// its record of members added; whether anyone is left to add.
+fn keep_joiners(
+    user_names: &mut Vec<String>,
+    members_added: &mut Vec<String>,
+    drop: &BTreeSet<String>,
+) -> bool {
+    user_names.retain(|u| !drop.contains(&u.to_lowercase()));
+    members_added.retain(|u| !drop.contains(&u.to_lowercase()));
+    !user_names.is_empty()
 }
 
 /// What the fast path needs of the index, from a full pass's read.

@@ -18,12 +18,6 @@ use crate::runtime::status::{PolicyStatus, Shared, Trigger};
 use crate::sources::directory::GroupRequest;
 use crate::sources::policy::{self, PolicySet};
 
-/// A fingerprint of the policy files ([`policy::fingerprint`]): what is read, and what is
-/// refused (a link leaving the directory), so that either changing starts a reload.
-fn policy_fingerprint(dir: &std::path::Path) -> String {
-    policy::fingerprint(dir)
-}
-
 pub(crate) async fn signals(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
@@ -300,13 +294,15 @@ pub(crate) async fn watch_policies(
     triggers: mpsc::Sender<Trigger>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last = policy_fingerprint(&dir);
+    // What is read, and what is refused (a link leaving the directory): either changing
+    // starts a reload.
+    let mut last = policy::fingerprint(&dir);
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let now = policy_fingerprint(&dir);
+        let now = policy::fingerprint(&dir);
         if now == last {
             continue;
         }

@@ -253,7 +253,7 @@ impl DeltaCache {
     /// user, without the cache borrowed; a feed that starts later asks for a full pass.
     pub fn track_users(&mut self) -> (GraphReader, Arc<tokio::sync::Mutex<UsersFeed>>) {
         self.track_users = true;
-        (self.reader.clone(), self.users.clone())
+        self.users_feed().expect("followed from now on")
     }
 
     /// The users' feed, once followed ([`Self::track_users`]).

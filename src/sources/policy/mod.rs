@@ -206,6 +206,12 @@ impl PolicySet {
         self.role_mappings.iter().find(|m| m.name == name)
     }
 
+    /// Whether `name` is a RoleMapping or an AccessAssignment: a document whose removals a
+    /// safety limit may hold (and `trustsync release` may let through).
+    pub fn holds_members(&self, name: &str) -> bool {
+        self.role_mapping(name).is_some() || self.access_assignments.iter().any(|a| a.name == name)
+    }
+
     /// Number of documents.
     pub fn len(&self) -> usize {
         self.providers.len()
