@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::bail;
 
-use super::*;
+use super::{confirm, out, outln, ApplyArgs, Pass, PlanArgs, Progress, RunArgs};
 use crate::apply::{self};
 use crate::audit;
 use crate::config::Config;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::*;
+use super::{out, outln, ShowFormat};
 use crate::adapters::aws::AwsClients;
 use crate::config::Config;
 use crate::sources::policy::{self};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::*;
+use super::{out, output, PassArgs, Progress};
 use crate::adapters::aws::CallerIdentity;
 use crate::apply::Actor;
 use crate::config::Config;

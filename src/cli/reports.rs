@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::*;
+use super::{
+    aws_ready, check_accounts, open_scope, out, outln, AccessArgs, CheckTokenArgs, Progress,
+    ReadArgs, ShowFormat,
+};
 use crate::audit;
 use crate::config::Config;
 use crate::render::Format;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::*;
+use super::{Directory, EntraRole};
 use crate::audit;
 use crate::observed::{allowed_principals, trusted_services, Observations, ObservedRole};
 use crate::sources::policy::PolicySet;

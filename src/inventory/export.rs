@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::*;
+use super::{entra_tenant, Directory, EntraRole};
 use crate::observed::{condition_values, trusted_services, Observations};
 use crate::plan::Settings;
 use crate::sources::policy::{

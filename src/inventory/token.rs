@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::*;
+use super::EntraRole;
 use crate::observed::{condition_values, Observations};
 
 /// What `trustsync check-token` read of a token: its claims, never the token itself.
