@@ -1,5 +1,6 @@
 //! The docs stay in step with the code: every schema field and config key is documented,
-//! and every `trustsync ...` command shown in the docs parses with the real CLI.
+//! every `trustsync ...` command shown in the docs parses with the real CLI, and every
+//! source path the docs name exists.
 
 use clap::Parser;
 use serde_json::Value;
@@ -134,4 +135,77 @@ fn completions_and_the_man_page_name_every_command() {
     for command in ["plan", "apply", "iam\\-policy", "completions"] {
         assert!(man.contains(command), "the man page lacks {command}");
     }
+}
+
+/// The paths a line of Markdown names under `src/`, `crates/`, `tests/` or `scripts/`: a
+/// word starting there (not the tail of a longer path or a URL), up to the first character
+/// a path here never has, without the full stop or comma of the sentence around it.
+fn source_paths(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for prefix in ["src/", "crates/", "tests/", "scripts/"] {
+        let mut from = 0;
+        while let Some(i) = line[from..].find(prefix) {
+            let at = from + i;
+            from = at + prefix.len();
+            let before = line[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || "/._-~$".contains(c)) {
+                continue;
+            }
+            let path: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || "/._-".contains(*c))
+                .collect();
+            out.push(path.trim_end_matches(['.', ',']).to_string());
+        }
+    }
+    out
+}
+
+/// A doc that names a file leads a reader there (issue 38): every `src/…`, `crates/…`,
+/// `tests/…` and `scripts/…` path in README.md and docs/*.md exists, so a file that moves
+/// takes its mentions with it.
+#[test]
+fn every_source_path_in_the_docs_exists() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec!["README.md".to_string()];
+    for e in std::fs::read_dir(repo.join("docs")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            docs.push(format!("docs/{name}"));
+        }
+    }
+    docs.sort();
+    let (mut named, mut missing) = (0, Vec::new());
+    for doc in &docs {
+        for (n, line) in read(doc).lines().enumerate() {
+            for path in source_paths(line) {
+                named += 1;
+                if !repo.join(&path).exists() {
+                    missing.push(format!("{doc}:{}: {path}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(named >= 20, "too few paths found to mean anything: {named}");
+    assert!(
+        missing.is_empty(),
+        "the docs name paths that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn source_paths_are_read_as_a_reader_would() {
+    assert_eq!(
+        source_paths("`src/plan/` (one file), `src/lib.rs`'s table; see src/audit/mod.rs."),
+        ["src/plan/", "src/lib.rs", "src/audit/mod.rs"]
+    );
+    assert_eq!(
+        source_paths("crates/trustsync-graph-server/src/main.rs and https://x.test/src/a.rs"),
+        ["crates/trustsync-graph-server/src/main.rs"]
+    );
+    assert_eq!(
+        source_paths("(`tests/tour.rs`, `scripts/local-env.sh start|stop`)"),
+        ["tests/tour.rs", "scripts/local-env.sh"]
+    );
 }
