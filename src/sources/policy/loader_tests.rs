@@ -5,7 +5,10 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use serde::Deserialize;
+
 use super::guardrails::Guardrails;
+use super::quote::shorten_debug_strings;
 use super::*;
 
 const PROVIDER: &str = "\
