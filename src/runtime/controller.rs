@@ -703,8 +703,7 @@ impl Controller {
                 recorded_baselines: &recorded_baselines,
                 recorded_people: &recorded_people,
                 audit_attention,
-                focus,
-                known: Some(&self.writes),
+                scope: pass::Scope::of(focus, Some(&self.writes)),
             },
             directory,
         )

@@ -1,27 +1,30 @@
-//! People in a pass: what the AccessAssignments need read (IAM Identity Center, the
-//! directory's users, their groups' members), made concrete for [`crate::plan::people`],
-//! planned and merged into the pass's plan. The writes go to the Identity Center client
-//! this returns.
+//! People in a pass, in three steps: [`read`] what the AccessAssignments need (IAM
+//! Identity Center, the directory's users, their groups' members) and make each
+//! document's people concrete for [`crate::plan::people`]; [`decide`] their changes, with
+//! no I/O; [`remember`] what the passes after it need. The writes go to the Identity
+//! Center client the read returns.
 //!
-//! The fast path (a departure the watcher placed: a group change, or a user disabled or
+//! A focused pass (a departure the watcher placed: a group change, or a user disabled or
 //! renamed in one of the groups) reads only what the touched documents need: their
 //! groups' members from the delta cache, those members from Graph, trustsync's group and
 //! permission set of each, found through what the last full pass learnt
-//! ([`PeopleState`]), and plans their revocations only. A full pass whose directory read
-//! began before such a removal does not add the person back
-//! ([`PeopleState::revoked_since`]).
+//! ([`PeopleState`](crate::runtime::people_state::PeopleState)), and plans their
+//! revocations and onboarding only. A full pass whose directory read began before such a
+//! removal does not add the person back ([`Revocations::since`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::adapters::aws::AwsClients;
 use crate::config::Config;
-use crate::observed::{IdentityCenterGroup, IdentityCenterUser, ObservedIdentityCenter};
+use crate::observed::{IdentityCenterGroup, ObservedIdentityCenter};
 use crate::plan::people::{self, Members, Person, Wanted};
 use crate::plan::{Action, PeopleAction, Plan, Problem, ProblemKind, Settings};
 use crate::runtime::directory::DirectorySource;
 use crate::runtime::fleet::Fleet;
+use crate::runtime::people_state::{index_of, PeopleIndex, Revocations};
+use crate::runtime::scope::Scope;
 use crate::sources::directory::{DirectorySnapshot, DirectoryUser, GroupRequest, MemberKind};
 use crate::sources::policy::guardrails::Enforced;
 use crate::sources::policy::{scope, AccessAssignmentSpec, PolicySet};
@@ -50,77 +53,34 @@ pub fn mark(config: &Config) -> String {
     )
 }
 
-/// What the last full pass learnt of Identity Center, for the fast path, and the fast
-/// path's recent removals.
-#[derive(Debug, Default)]
-pub struct PeopleState {
-    index: Option<PeopleIndex>,
-    /// (document, lower-cased user name, when) of each removal the fast path planned.
-    revoked: Vec<(String, String, Instant)>,
-    /// Entra object ids by lower-cased user principal name, as last read (a departed
-    /// member is no longer in what the fast path reads, but the record names them).
-    ids: BTreeMap<String, String>,
-}
-
-/// Where each document's group and permission set are, and the users' names.
-#[derive(Debug, Clone)]
-struct PeopleIndex {
-    instance_arn: String,
-    identity_store_id: String,
-    /// By document name: trustsync's group.
-    groups: BTreeMap<String, IdentityCenterGroup>,
-    /// By document name: its permission set's ARN.
-    sets: BTreeMap<String, String>,
-    /// By user id.
-    users: BTreeMap<String, IdentityCenterUser>,
-}
-
-/// How long the fast path's removals are remembered: longer than any full pass takes.
-const REVOKED_MEMORY: Duration = Duration::from_secs(3600);
-
-impl PeopleState {
-    /// The users the fast path took out of `mapping`'s group after `since`.
-    fn revoked_since(&self, mapping: &str, since: Instant) -> BTreeSet<String> {
-        self.revoked
-            .iter()
-            .filter(|(m, _, at)| m == mapping && *at >= since)
-            .map(|(_, u, _)| u.clone())
-            .collect()
-    }
-}
-
-/// What planning people gives the pass besides the plan.
-pub struct PeoplePlanned {
+/// What a pass read for people: the Identity Center client, what it showed, the
+/// directory's users, each document's people made concrete, and what the fast path
+/// revoked lately.
+pub struct PeopleRead<'p> {
     /// Where people's writes go.
     pub clients: Arc<AwsClients>,
-    /// Each document's Entra group (object id), for who changed it.
-    pub groups: BTreeMap<String, String>,
-    /// Entra object ids by lower-cased user principal name: people's changes name users
-    /// by user name, the directory's audit log by object id.
-    pub ids: BTreeMap<String, String>,
+    observed: ObservedIdentityCenter,
+    users: Vec<DirectoryUser>,
+    wanted: Vec<Wanted<'p>>,
+    /// The joining people whose identity-store user could not be looked up (lower-cased
+    /// names): their grants wait for the full pass.
+    unread: BTreeSet<String>,
+    /// The fast path's removals, as remembered when the read began.
+    revoked: Revocations,
 }
 
-/// Plans people and merges them into `plan`; returns the client their writes go to. A
-/// failed read of Identity Center or of the directory's users is a problem of the pass
-/// (nothing is planned for people), never "nobody".
-///
-/// `fast`: the fast path, for the documents of `policies` (revocations only, from what the
-/// last full pass learnt); else a full pass whose directory read began at `began`.
-/// `recorded_baselines`: the removal baselines the audit log holds.
-pub async fn plan_people(
-    plan: &mut Plan,
-    (policies, config, settings): (&PolicySet, &Config, &Settings),
+/// Reads what planning people needs, for the documents of `policies` (narrowed to the
+/// pass's scope). `None`: nothing to plan (a focused pass before any full pass has read
+/// Identity Center). A failed read of Identity Center or of the directory's users is a
+/// problem of the pass (nothing is planned for people), never "nobody".
+pub async fn read<'p>(
+    pass_scope: Scope<'_>,
+    (policies, config): (&'p PolicySet, &Config),
     fleet: &Fleet,
     reachable: &BTreeSet<String>,
     (enforced, snapshot): (&Enforced, &DirectorySnapshot),
     directory: &tokio::sync::Mutex<DirectorySource>,
-    (fast, began, recorded_baselines, recorded_people): (
-        bool,
-        Instant,
-        &BTreeMap<String, String>,
-        &BTreeMap<String, String>,
-    ),
-) -> Option<PeoplePlanned> {
+) -> Option<Result<PeopleRead<'p>, Problem>> {
     let unreadable = |what: &str, e: String| Problem {
         kind: ProblemKind::PeopleUnreadable,
         account: None,
@@ -130,72 +90,105 @@ pub async fn plan_people(
             "{what} could not be read, so nothing was planned for people this pass: {e}"
         ),
     };
-    let mark = mark(config);
     let clients = match fleet.identity_center(config).await {
         Ok(c) => c,
-        Err(e) => {
-            plan.problems
-                .push(unreadable("IAM Identity Center", e.to_string()));
-            return None;
-        }
+        Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
     };
     clients.forget_people_ids();
-    let observed = match fast {
-        true => {
-            let Some(mut index) = fleet.people().index.clone() else {
-                return None; // no full pass has read Identity Center yet: it will
-            };
-            let read = fast_read(&clients, &mut index, policies).await;
-            fleet.people().index = Some(index);
-            read
-        }
-        false => {
-            let accounts: Vec<String> = reachable.iter().cloned().collect();
+    let observed = match read_identity_center(pass_scope, &clients, policies, config, fleet, reachable).await? {
+        Ok(o) => o,
+        Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
+    };
+    // From now on the controller's watcher follows users' changes too.
+    DirectorySource::track_users(directory).await;
+    let users = match read_users(pass_scope, policies, snapshot, directory).await {
+        Ok(u) => u,
+        Err(e) => return Some(Err(unreadable("the directory's users", format!("{e:#}")))),
+    };
+    let wanted = wanted(policies, fleet, reachable, (enforced, snapshot), &users);
+    // A focused pass read the groups' members only: the identity-store users of the people
+    // joining a group are looked up by name, so that they are added (and bound) as a full
+    // pass would; one that cannot be read waits for the full pass, holding nothing else.
+    let mut observed = observed;
+    let unread = match pass_scope.is_fleet() {
+        true => BTreeSet::new(),
+        false => joining_users(&clients, &mut observed, &wanted).await,
+    };
+    let revoked = fleet.people().revoked.clone();
+    Some(Ok(PeopleRead {
+        clients,
+        observed,
+        users,
+        wanted,
+        unread,
+        revoked,
+    }))
+}
+
+/// Identity Center as the scope needs it: the whole instance (the full pass), or the
+/// documents' groups and sets through what the last full pass learnt (`None` when none
+/// has yet).
+async fn read_identity_center(
+    pass_scope: Scope<'_>,
+    clients: &AwsClients,
+    policies: &PolicySet,
+    config: &Config,
+    fleet: &Fleet,
+    reachable: &BTreeSet<String>,
+) -> Option<Result<ObservedIdentityCenter, crate::model::call::Failure>> {
+    if pass_scope.is_fleet() {
+        let accounts: Vec<String> = reachable.iter().cloned().collect();
+        return Some(
             clients
                 .read_identity_center(
                     config.identity_center.instance_arn.as_deref(),
                     &accounts,
-                    Some(&mark),
+                    Some(&mark(config)),
                 )
-                .await
-        }
-    };
-    let observed = match observed {
-        Ok(o) => o,
-        Err(e) => {
-            plan.problems
-                .push(unreadable("IAM Identity Center", e.to_string()));
-            return None;
-        }
-    };
-    // From now on the controller's watcher follows users' changes too.
-    DirectorySource::track_users(directory).await;
-    let users = match fast {
-        true => {
-            let ids: BTreeSet<String> = policies
-                .access_assignments
-                .iter()
-                .filter_map(|a| snapshot.get(&group_request(&a.spec))?.as_ref().ok())
-                .flat_map(|g| &g.members)
-                .filter(|m| m.kind == MemberKind::User)
-                .map(|m| m.id.to_string())
-                .collect();
-            let ids: Vec<String> = ids.into_iter().collect();
-            DirectorySource::users_by_id(directory, &ids).await
-        }
-        false => DirectorySource::users(directory).await,
-    };
-    let users = match users {
-        Ok(u) => u,
-        Err(e) => {
-            plan.problems
-                .push(unreadable("the directory's users", format!("{e:#}")));
-            return None;
-        }
-    };
+                .await,
+        );
+    }
+    // No full pass has read Identity Center yet: it will.
+    let mut index = fleet.people().index.clone()?;
+    let read = fast_read(clients, &mut index, policies).await;
+    fleet.people().index = Some(index);
+    Some(read)
+}
+
+/// The directory's users: all of them (the full pass), or the members of the documents'
+/// groups, by id.
+async fn read_users(
+    pass_scope: Scope<'_>,
+    policies: &PolicySet,
+    snapshot: &DirectorySnapshot,
+    directory: &tokio::sync::Mutex<DirectorySource>,
+) -> anyhow::Result<Vec<DirectoryUser>> {
+    if pass_scope.is_fleet() {
+        return DirectorySource::users(directory).await;
+    }
+    let ids: BTreeSet<String> = policies
+        .access_assignments
+        .iter()
+        .filter_map(|a| snapshot.get(&group_request(&a.spec))?.as_ref().ok())
+        .flat_map(|g| &g.members)
+        .filter(|m| m.kind == MemberKind::User)
+        .map(|m| m.id.to_string())
+        .collect();
+    let ids: Vec<String> = ids.into_iter().collect();
+    DirectorySource::users_by_id(directory, &ids).await
+}
+
+/// Each AccessAssignment's people and accounts, made concrete.
+fn wanted<'p>(
+    policies: &'p PolicySet,
+    fleet: &Fleet,
+    reachable: &BTreeSet<String>,
+    (enforced, snapshot): (&Enforced, &DirectorySnapshot),
+    users: &[DirectoryUser],
+) -> Vec<Wanted<'p>> {
     let by_id: BTreeMap<&str, &DirectoryUser> = users.iter().map(|u| (u.id.as_str(), u)).collect();
     let members_of = fleet.members();
-    let wanted: Vec<Wanted> = policies
+    policies
         .access_assignments
         .iter()
         .map(|a| Wanted {
@@ -208,53 +201,106 @@ pub async fn plan_people(
                 .collect(),
             blocked: enforced.blocked_assignments.contains(&a.name),
         })
-        .collect();
-    // The fast path read the groups' members only: the identity-store users of the people
-    // joining a group are looked up by name, so that they are added (and bound) as a full
-    // pass would; one that cannot be read waits for the full pass, holding nothing else.
-    let mut observed = observed;
-    let unread = match fast {
-        true => joining_users(&clients, &mut observed, &wanted).await,
-        false => BTreeSet::new(),
-    };
+        .collect()
+}
+
+/// Plans people from what was read: pure. A focused pass prunes nothing; a full pass
+/// whose directory read began at `began` does not undo what the fast path revoked since
+/// ([`drop_regrants`]). `recorded_baselines` and `recorded_people`: the removal baselines
+/// and the people the audit log holds.
+pub fn decide(
+    read: &PeopleRead<'_>,
+    pass_scope: Scope<'_>,
+    (config, settings): (&Config, &Settings),
+    began: Instant,
+    (recorded_baselines, recorded_people): (&BTreeMap<String, String>, &BTreeMap<String, String>),
+) -> Plan {
+    let mark = mark(config);
     let mut p = people::plan(&people::Inputs {
-        wanted: &wanted,
-        observed: &observed,
+        wanted: &read.wanted,
+        observed: &read.observed,
         mark: &mark,
         owner_tag: &config.owner_tag,
         now: settings.now,
-        prune: settings.prune && !fast,
+        prune: pass_scope.prunes(settings.prune),
         recorded_baselines,
         window_seconds: settings.safety.removal_window_seconds,
         propagation_seconds: settings.safety.propagation_seconds,
         recorded_people,
     });
-    if !unread.is_empty() {
-        drop_grants_to(&mut p, &unread);
+    if !read.unread.is_empty() {
+        drop_grants_to(&mut p, &read.unread);
     }
+    if pass_scope.is_fleet() {
+        drop_regrants(&mut p, &read.revoked, began);
+    }
+    p
+}
+
+/// What people's part of a pass leaves for the record: each document's Entra group
+/// (object id), and the Entra object ids of the people `plan` names (people's changes name
+/// users by user name, the directory's audit log by object id).
+pub struct PeopleNames {
+    /// Each document's Entra group (object id), for who changed it.
+    pub groups: BTreeMap<String, String>,
+    /// Entra object ids by lower-cased user principal name.
+    pub ids: BTreeMap<String, String>,
+}
+
+/// The removals of people's plan, (document, lower-cased user name): what a focused pass
+/// remembers.
+pub fn removals(people_plan: &Plan) -> Vec<(String, String)> {
+    people_plan
+        .changes
+        .iter()
+        .filter_map(|c| match (&c.action, &c.mapping) {
+            (Action::People(PeopleAction::RemoveGroupMembers { .. }), Some(m)) => Some(
+                c.members_removed
+                    .iter()
+                    .map(move |u| (m.to_string(), u.to_lowercase())),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Remembers what the pass learnt for the passes after it: a full pass, where each
+/// document's group and set are (the fast path's index) and every person's object id; a
+/// focused pass, the removals it planned (`removed`, from [`removals`]). Returns the
+/// names `plan` (the pass's) needs.
+pub fn remember(
+    read: &PeopleRead<'_>,
+    pass_scope: Scope<'_>,
+    fleet: &Fleet,
+    (snapshot, policies): (&DirectorySnapshot, &PolicySet),
+    (removed, plan): (Vec<(String, String)>, &Plan),
+) -> PeopleNames {
     let mut state = fleet.people();
-    if fast {
-        // The pass keeps revocations and the additions to trustsync's groups
-        // (`fast_path_action`): the rest of the grants and repairs wait for the full pass.
-        let now = Instant::now();
-        state
-            .revoked
-            .retain(|(_, _, at)| now.duration_since(*at) < REVOKED_MEMORY);
-        for c in &p.changes {
-            if let (Action::People(PeopleAction::RemoveGroupMembers { .. }), Some(m)) =
-                (&c.action, &c.mapping)
-            {
-                for u in &c.members_removed {
-                    state.revoked.push((m.to_string(), u.to_lowercase(), now));
-                }
-            }
-        }
+    if pass_scope.is_fleet() {
+        state.index = Some(index_of(&read.observed, &read.wanted));
+        state.ids.clear();
     } else {
-        state.index = Some(index_of(&observed, &wanted));
-        drop_regrants(&mut p, &state, began);
+        state.revoked.record(removed, Instant::now());
     }
-    drop(state);
-    *plan = Plan::merge(vec![std::mem::take(plan), p]);
+    state.ids.extend(
+        read.users
+            .iter()
+            .map(|u| (u.user_principal_name.to_lowercase(), u.id.to_string())),
+    );
+    // Only the names this plan's people changes carry.
+    let named: BTreeSet<String> = plan
+        .changes
+        .iter()
+        .chain(plan.held.iter().map(|h| &h.change))
+        .filter(|c| c.action.is_people())
+        .flat_map(|c| c.members_added.iter().chain(&c.members_removed))
+        .map(|u| u.to_lowercase())
+        .collect();
+    let ids = named
+        .into_iter()
+        .filter_map(|u| state.ids.get(&u).map(|id| (u, id.clone())))
+        .collect();
     let groups = policies
         .access_assignments
         .iter()
@@ -263,34 +309,7 @@ pub async fn plan_people(
             Some((a.name.to_string(), g.id.to_string()))
         })
         .collect();
-    let read = users
-        .iter()
-        .map(|u| (u.user_principal_name.to_lowercase(), u.id.to_string()));
-    let ids = {
-        let mut state = fleet.people();
-        if !fast {
-            state.ids.clear();
-        }
-        state.ids.extend(read);
-        // Only the names this plan's people changes carry.
-        let named: BTreeSet<String> = plan
-            .changes
-            .iter()
-            .chain(plan.held.iter().map(|h| &h.change))
-            .filter(|c| c.action.is_people())
-            .flat_map(|c| c.members_added.iter().chain(&c.members_removed))
-            .map(|u| u.to_lowercase())
-            .collect();
-        named
-            .into_iter()
-            .filter_map(|u| state.ids.get(&u).map(|id| (u, id.clone())))
-            .collect()
-    };
-    Some(PeoplePlanned {
-        clients,
-        groups,
-        ids,
-    })
+    PeopleNames { groups, ids }
 }
 
 /// A person the fast path took out after a full pass's directory read `began` is not
@@ -298,14 +317,14 @@ pub async fn plan_people(
 /// revoked in since is not rewritten from the full pass's older read of it (which lacks
 /// the fast path's new denial: writing it would bring the departed person's sessions
 /// back). The next pass decides again, from a read made after the revocation.
-fn drop_regrants(p: &mut Plan, state: &PeopleState, began: Instant) {
+fn drop_regrants(p: &mut Plan, revoked: &Revocations, began: Instant) {
     p.changes.retain_mut(|c| {
         let Some(m) = &c.mapping else {
             return true;
         };
         match &mut c.action {
             Action::People(PeopleAction::AddGroupMembers { user_names, .. }) => {
-                let gone = state.revoked_since(m.as_str(), began);
+                let gone = revoked.since(m.as_str(), began);
                 keep_joiners(user_names, &mut c.members_added, &gone)
             }
             Action::People(PeopleAction::PutPermissionSet {
@@ -313,7 +332,7 @@ fn drop_regrants(p: &mut Plan, state: &PeopleState, began: Instant) {
                 ..
             })
             | Action::People(PeopleAction::DenyPermissionSetSessions { .. }) => {
-                state.revoked_since(m.as_str(), began).is_empty()
+                revoked.since(m.as_str(), began).is_empty()
             }
             _ => true,
         }
@@ -388,40 +407,6 @@ fn keep_joiners(
     user_names.retain(|u| !drop.contains(&u.to_lowercase()));
     members_added.retain(|u| !drop.contains(&u.to_lowercase()));
     !user_names.is_empty()
-}
-
-/// What the fast path needs of the index, from a full pass's read.
-fn index_of(observed: &ObservedIdentityCenter, wanted: &[Wanted]) -> PeopleIndex {
-    let mut groups = BTreeMap::new();
-    let mut sets = BTreeMap::new();
-    for w in wanted {
-        let name = w.mapping.as_str();
-        if let Some(g) = observed
-            .groups
-            .iter()
-            .find(|g| g.display_name.eq_ignore_ascii_case(name))
-        {
-            groups.insert(name.to_string(), g.clone());
-        }
-        if let Some(s) = observed
-            .permission_sets
-            .iter()
-            .find(|s| s.name.eq_ignore_ascii_case(&w.spec.permission_set.name))
-        {
-            sets.insert(name.to_string(), s.arn.clone());
-        }
-    }
-    PeopleIndex {
-        instance_arn: observed.instance_arn.clone(),
-        identity_store_id: observed.identity_store_id.clone(),
-        groups,
-        sets,
-        users: observed
-            .users
-            .iter()
-            .map(|u| (u.id.clone(), u.clone()))
-            .collect(),
-    }
 }
 
 /// Identity Center as the fast path reads it: for each document, its group's members now
@@ -551,6 +536,7 @@ fn members(
 mod tests {
     use super::*;
     use crate::plan::Change;
+    use std::time::Duration;
 
     fn add(mapping: &str, users: &[&str]) -> Change {
         let mut c = Change::new(
@@ -575,15 +561,11 @@ mod tests {
     #[test]
     fn a_full_pass_does_not_rewrite_a_set_the_fast_path_revoked_in_after_its_read_began() {
         let began = Instant::now();
-        let state = PeopleState {
-            ids: BTreeMap::new(),
-            index: None,
-            revoked: vec![(
-                "ops".into(),
-                "ana@x".into(),
-                began + Duration::from_millis(5),
-            )],
-        };
+        let state = Revocations(vec![(
+            "ops".into(),
+            "ana@x".into(),
+            began + Duration::from_millis(5),
+        )]);
         let put = |mapping: &str, arn: Option<&str>| {
             Change::new(
                 Action::People(PeopleAction::PutPermissionSet {
@@ -638,10 +620,7 @@ mod tests {
     #[test]
     fn a_full_pass_does_not_add_back_whom_the_fast_path_took_out_after_its_read_began() {
         let began = Instant::now();
-        let state = PeopleState {
-            ids: BTreeMap::new(),
-            index: None,
-            revoked: vec![
+        let state = Revocations(vec![
                 (
                     "ops".into(),
                     "ana@x".into(),
@@ -653,8 +632,7 @@ mod tests {
                     "cy@x".into(),
                     began + Duration::from_millis(5),
                 ),
-            ],
-        };
+            ]);
         let mut p = Plan {
             changes: vec![add("ops", &["Ana@x", "bo@x"]), add("dev", &["cy@x"])],
             ..Plan::default()
