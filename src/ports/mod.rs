@@ -1,6 +1,7 @@
 //! The seams between the core and the edges: what a pass asks of AWS ([`Observe`] to
 //! read, [`Executor`] to write, [`AwsApi`] for both plus the audit anchor, [`Connector`]
-//! per account), and the one error policy every edge follows ([`retry`]). The AWS adapter
+//! per account), what each back-end writes ([`Write`], one action type each), and the one
+//! error policy every edge follows ([`retry`]). The AWS adapter
 //! implements them in production, in-memory fakes in unit tests; nothing here names an SDK
 //! type.
 
@@ -82,6 +83,20 @@ pub trait Executor: Send + Sync {
     /// function does). "Already done" is success; a failure is final (the adapter has
     /// retried what was transient).
     async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure>;
+}
+
+/// One back-end's writes: performs one action of its own kind, `A`
+/// ([`IamAction`](crate::plan::IamAction) and [`LambdaAction`](crate::plan::LambdaAction):
+/// the AWS adapter, per account; [`PeopleAction`](crate::plan::PeopleAction): the IAM
+/// Identity Center client; [`EntraAction`](crate::plan::EntraAction): Microsoft Graph), and
+/// no other. The router
+/// (`runtime::writers`) picks the back-end by the change's [`crate::plan::Action`], so a
+/// back-end never sees another's action. `use_revision` as for [`Executor::execute`];
+/// "already done" is success, and a failure is final.
+#[async_trait::async_trait]
+pub trait Write<A: Sync>: Send + Sync {
+    /// Performs `action`.
+    async fn write(&self, action: &A, use_revision: bool) -> Result<Written, Failure>;
 }
 
 /// AWS as a pass sees it: read ([`Observe`]), write ([`Executor`]), publish audit

@@ -48,7 +48,7 @@ pub struct Fleet {
     /// connected by the first pass that plans people.
     identity_center: tokio::sync::OnceCell<Arc<AwsClients>>,
     /// What the last full pass learnt of people, for the fast path.
-    people: Mutex<crate::runtime::people::PeopleState>,
+    people: Mutex<crate::runtime::people_state::PeopleState>,
 }
 
 /// A straggler (an account still being read when another has been read) is left for the
@@ -80,7 +80,7 @@ impl Fleet {
 
     /// What the last full pass learnt of people (the fast path's index), and the fast
     /// path's recent removals.
-    pub fn people(&self) -> std::sync::MutexGuard<'_, crate::runtime::people::PeopleState> {
+    pub fn people(&self) -> std::sync::MutexGuard<'_, crate::runtime::people_state::PeopleState> {
         self.people.lock().expect("people state")
     }
 
@@ -98,7 +98,11 @@ impl Fleet {
                         .or_else(|| config.aws.region.clone()),
                     ..config.aws.clone()
                 };
-                AwsClients::connect(&aws).await.map(Arc::new)
+                let mut clients = AwsClients::connect(&aws).await?;
+                // Its retries, and its waits for Identity Center's asynchronous requests,
+                // end at shutdown as every account's do.
+                clients.stop = self.spokes.as_ref().and_then(|s| s.stop().clone());
+                Ok::<_, Failure>(Arc::new(clients))
             })
             .await
             .cloned()

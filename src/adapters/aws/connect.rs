@@ -52,6 +52,11 @@ impl Spokes {
         &self.hub
     }
 
+    /// The stop signal every client it makes heeds (shutdown).
+    pub fn stop(&self) -> &crate::ports::retry::Stop {
+        &self.stop
+    }
+
     /// The configuration it was made with.
     pub fn config(&self) -> &Config {
         &self.config

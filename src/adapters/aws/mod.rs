@@ -1,7 +1,8 @@
 //! The AWS edge: the only module that holds SDK types.
 //!
 //! Reads turn IAM and Lambda answers into [`crate::observed`] types; writes perform one
-//! [`Action`] each. Every request goes through [`AwsClients::call`], the one place where
+//! IAM, Lambda or IAM Identity Center action each, through the [`crate::ports::Write`]
+//! seam (the pass's router, `runtime::writers`, sends each back-end only its own). Every request goes through [`AwsClients::call`], the one place where
 //! errors are classified (transient: throttling, 5xx, timeouts, conflicts; permanent:
 //! everything else) and transient ones retried with exponential back-off and jitter
 //! (`backoff`). The SDK's own retries are off so that this is the only retry layer.
@@ -28,7 +29,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use serde::Serialize;
 
-use crate::model::call::{CallStats, Failure, Written};
+use crate::model::call::{CallStats, Failure};
 use crate::observed::{FunctionKey, Observed};
 
 /// Error codes that mean "slow down" (`ThrottledException` is the Resource Groups
@@ -129,21 +130,6 @@ impl crate::ports::Observe for AwsClients {
 }
 
 #[async_trait::async_trait]
-impl crate::ports::Executor for AwsClients {
-    fn write_slots(&self) -> usize {
-        self.write_slots
-    }
-
-    async fn execute(
-        &self,
-        change: &crate::plan::Change,
-        use_revision: bool,
-    ) -> Result<Written, Failure> {
-        AwsClients::execute(self, &change.action, use_revision).await
-    }
-}
-
-#[async_trait::async_trait]
 impl crate::ports::AwsApi for AwsClients {
     fn stats(&self) -> CallStats {
         AwsClients::stats(self)
@@ -163,11 +149,11 @@ impl crate::ports::AwsApi for AwsClients {
 macro_rules! write {
     ($self:ident, $op:ident, $benign:expr, $note:literal, $req:expr) => {
         match $self.call(Operation::$op, $benign, || $req.send()).await? {
-            Some(out) => Written {
+            Some(out) => $crate::model::call::Written {
                 request_id: out.request_id().map(String::from),
                 note: None,
             },
-            None => Written {
+            None => $crate::model::call::Written {
                 request_id: None,
                 note: Some($note.to_string()),
             },

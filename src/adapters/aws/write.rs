@@ -1,50 +1,78 @@
-//! Writing an account: each planned action as its IAM or Lambda requests.
+//! Writing an account: each IAM or Lambda action as its requests ([`Write`], one action
+//! type each: the router in `runtime::writers` sends each back-end only its own).
 
 use std::collections::BTreeMap;
 
 use aws_sdk_iam::operation::RequestId;
 use aws_sdk_iam::types::Tag;
 
+use super::{exists, gone, AwsClients, Operation};
 use crate::model::call::{Failure, Written};
-use crate::plan::{Action, IamAction, LambdaAction};
+use crate::plan::{IamAction, LambdaAction};
+use crate::ports::Write;
 
-use super::*;
-
-impl AwsClients {
-    /// Performs one action, within the service's write concurrency. `use_revision` passes
-    /// the planned `RevisionId` to Lambda.
-    pub async fn execute(&self, action: &Action, use_revision: bool) -> Result<Written, Failure> {
-        let slots = match action {
-            Action::Lambda(_) => &self.writes.lambda,
-            Action::Iam(_) | Action::Entra(_) | Action::People(_) => &self.writes.iam,
-        };
-        let _slot = slots
+#[async_trait::async_trait]
+impl Write<IamAction> for AwsClients {
+    /// One IAM write, within IAM's write concurrency.
+    async fn write(&self, action: &IamAction, _use_revision: bool) -> Result<Written, Failure> {
+        let _slot = self
+            .writes
+            .iam
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        self.execute_now(action, use_revision).await
+        self.write_iam(action).await
     }
+}
 
-    pub(super) async fn execute_now(
-        &self,
-        action: &Action,
-        use_revision: bool,
-    ) -> Result<Written, Failure> {
+#[async_trait::async_trait]
+impl Write<LambdaAction> for AwsClients {
+    /// One Lambda write, within Lambda's write concurrency. `use_revision` passes the
+    /// planned `RevisionId` to Lambda.
+    async fn write(&self, action: &LambdaAction, use_revision: bool) -> Result<Written, Failure> {
+        let _slot = self
+            .writes
+            .lambda
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        self.write_lambda(action, use_revision).await
+    }
+}
+
+impl AwsClients {
+    /// The IAM writes, by family: the account setting and the OIDC provider, roles, their
+    /// settings, and the policies on them. Each arm of the families is a single request with its benign
+    /// failure.
+    async fn write_iam(&self, action: &IamAction) -> Result<Written, Failure> {
+        use IamAction::*;
         match action {
-            Action::Iam(a) => self.write_iam(a).await,
-            Action::Lambda(a) => self.write_lambda(a, use_revision).await,
-            Action::Entra(_) => Err(Failure::permanent(
-                action.name(),
-                "an Entra write was routed to AWS (a bug: the pass sends these to Microsoft Graph)",
-            )),
-            Action::People(a) => self.write_people(a).await,
+            EnableOutboundFederation {}
+            | CreateOidcProvider { .. }
+            | AddProviderAudience { .. }
+            | RemoveProviderAudience { .. }
+            | TagOidcProvider { .. }
+            | UntagOidcProvider { .. }
+            | DeleteOidcProvider { .. } => self.write_provider(action).await,
+            CreateRole { .. }
+            | RevokeTrust { .. }
+            | UpdateTrustPolicy { .. }
+            | DeleteRole { .. } => self.write_role(action).await,
+            UpdateRole { .. }
+            | PutPermissionsBoundary { .. }
+            | DeletePermissionsBoundary { .. }
+            | TagRole { .. }
+            | UntagRole { .. } => self.write_role_settings(action).await,
+            PutInlinePolicy { .. }
+            | RevokeSessions { .. }
+            | DeleteInlinePolicy { .. }
+            | AttachManagedPolicy { .. }
+            | DetachManagedPolicy { .. } => self.write_role_policy(action).await,
         }
     }
 
-    /// The IAM writes: the account setting, the OIDC provider, roles. Long on purpose:
-    /// one arm per IAM action, each a single request with its benign failure; split
-    /// further, the table would only be scattered.
-    pub(super) async fn write_iam(&self, action: &IamAction) -> Result<Written, Failure> {
+    /// The account's outbound federation and the OIDC provider.
+    async fn write_provider(&self, action: &IamAction) -> Result<Written, Failure> {
         use IamAction::*;
         let iam = &self.iam;
         Ok(match action {
@@ -121,6 +149,15 @@ impl AwsClients {
                 iam.delete_open_id_connect_provider()
                     .open_id_connect_provider_arn(provider_arn)
             ),
+            _ => unreachable!("write_iam sends only the provider's writes here"),
+        })
+    }
+
+    /// A role itself: made, its trust, deleted.
+    async fn write_role(&self, action: &IamAction) -> Result<Written, Failure> {
+        use IamAction::*;
+        let iam = &self.iam;
+        Ok(match action {
             CreateRole {
                 role_name,
                 path,
@@ -185,6 +222,22 @@ impl AwsClients {
                     .role_name(role_name)
                     .policy_document(trust_policy.to_string())
             ),
+            DeleteRole { role_name } => write!(
+                self,
+                DeleteRole,
+                gone,
+                "role already gone",
+                iam.delete_role().role_name(role_name)
+            ),
+            _ => unreachable!("write_iam sends only a role's making, trust and deletion here"),
+        })
+    }
+
+    /// A role's settings: description and session length, boundary, tags.
+    async fn write_role_settings(&self, action: &IamAction) -> Result<Written, Failure> {
+        use IamAction::*;
+        let iam = &self.iam;
+        Ok(match action {
             UpdateRole {
                 role_name,
                 description,
@@ -218,6 +271,33 @@ impl AwsClients {
                 "boundary already gone",
                 iam.delete_role_permissions_boundary().role_name(role_name)
             ),
+            TagRole { role_name, tags } => write!(
+                self,
+                TagRole,
+                |_| false,
+                "",
+                iam.tag_role()
+                    .role_name(role_name)
+                    .set_tags(Some(iam_tags(tags)))
+            ),
+            UntagRole { role_name, keys } => write!(
+                self,
+                UntagRole,
+                gone,
+                "role already gone",
+                iam.untag_role()
+                    .role_name(role_name)
+                    .set_tag_keys(Some(keys.clone()))
+            ),
+            _ => unreachable!("write_iam sends only a role's settings here"),
+        })
+    }
+
+    /// The policies on a role: inline (the session denials among them) and managed.
+    async fn write_role_policy(&self, action: &IamAction) -> Result<Written, Failure> {
+        use IamAction::*;
+        let iam = &self.iam;
+        Ok(match action {
             PutInlinePolicy { .. } | RevokeSessions { .. } => {
                 let (role_name, policy_name, document) =
                     action.inline_policy().expect("writes an inline policy");
@@ -268,39 +348,14 @@ impl AwsClients {
                     .role_name(role_name)
                     .policy_arn(policy_arn)
             ),
-            TagRole { role_name, tags } => write!(
-                self,
-                TagRole,
-                |_| false,
-                "",
-                iam.tag_role()
-                    .role_name(role_name)
-                    .set_tags(Some(iam_tags(tags)))
-            ),
-            UntagRole { role_name, keys } => write!(
-                self,
-                UntagRole,
-                gone,
-                "role already gone",
-                iam.untag_role()
-                    .role_name(role_name)
-                    .set_tag_keys(Some(keys.clone()))
-            ),
-            DeleteRole { role_name } => write!(
-                self,
-                DeleteRole,
-                gone,
-                "role already gone",
-                iam.delete_role().role_name(role_name)
-            ),
+            _ => unreachable!("write_iam sends only the policies on a role here"),
         })
     }
 
     /// A Lambda function's writes. The planned RevisionId (with `use_revision`) goes on
     /// the first attempt only: a retry may follow our own attempt that did land (its
     /// answer lost), and would then fail as stale.
-    // Long on purpose: one arm per Lambda action, each a single request.
-    pub(super) async fn write_lambda(
+    async fn write_lambda(
         &self,
         action: &LambdaAction,
         use_revision: bool,
@@ -372,6 +427,17 @@ impl AwsClients {
                     .role(role_arn)
                     .set_revision_id(revision(revision_id))
             ),
+            TagFunction { .. } | UntagFunction { .. } => {
+                return self.write_function_tag(action).await
+            }
+        })
+    }
+
+    /// The marker tag on a function whose policy trustsync writes to.
+    async fn write_function_tag(&self, action: &LambdaAction) -> Result<Written, Failure> {
+        use LambdaAction::*;
+        let lambda = &self.lambda;
+        Ok(match action {
             TagFunction {
                 function_arn,
                 key,
@@ -393,11 +459,12 @@ impl AwsClients {
                 "function already gone",
                 lambda.untag_resource().resource(function_arn).tag_keys(key)
             ),
+            _ => unreachable!("write_lambda sends only the marker tag's writes here"),
         })
     }
 }
 
-pub(super) fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| {
             Tag::builder()

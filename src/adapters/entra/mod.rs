@@ -5,8 +5,10 @@
 pub mod delta;
 pub mod graph;
 pub mod permissions;
+mod snapshot;
 pub mod subscription;
 pub mod token;
+mod write;
 
 pub use delta::{DeltaCache, GroupsRound, SyncResult, UsersFeed, UsersPoll};
 pub use graph::{GraphReader, ReaderSettings};

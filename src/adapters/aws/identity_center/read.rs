@@ -1,0 +1,511 @@
+//! Reading IAM Identity Center (people): the instance, its identity store's users, groups
+//! and memberships, its permission sets, and the account assignments in the accounts in
+//! scope. Every request goes through [`AwsClients::paginate`], so through the one error
+//! policy; a failed read fails the whole read, never a shorter list. Per-group,
+//! per-permission-set and per-account reads go eight at a time, in order.
+
+use aws_sdk_ssoadmin::types::PrincipalType;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::super::{AwsClients, Operation};
+use crate::model::call::Failure;
+use crate::observed::{
+    AssignedTo, GroupMembership, IdentityCenterAssignment, IdentityCenterGroup,
+    IdentityCenterPermissionSet, IdentityCenterUser, ObservedIdentityCenter, PermissionSetPolicies,
+    SetBoundary,
+};
+
+/// Per-group, per-set and per-account reads under way at once, in order (a report's
+/// order stays the same).
+const AT_ONCE: usize = 8;
+
+impl AwsClients {
+    /// The instance and its identity store: `want` (an instance ARN) when given, else the
+    /// one instance `ListInstances` shows (an organization has at most one organization
+    /// instance; an account instance may stand beside it, so two is an error that asks
+    /// for `identityCenter.instanceArn`).
+    pub async fn identity_center_instance(
+        &self,
+        want: Option<&str>,
+    ) -> Result<(String, String), Failure> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        self.paginate(
+            Operation::ListInstances,
+            |token| self.ssoadmin.list_instances().set_next_token(token).send(),
+            |page| page.next_token().map(String::from),
+            |page| {
+                for i in page.instances() {
+                    if let (Some(arn), Some(store)) = (i.instance_arn(), i.identity_store_id()) {
+                        found.push((arn.to_string(), store.to_string()));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        let names = || {
+            found
+                .iter()
+                .map(|(arn, _)| arn.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match want {
+            Some(arn) => found.iter().find(|(a, _)| a == arn).cloned().ok_or_else(|| {
+                Failure::permanent(
+                    "ListInstances",
+                    format!(
+                        "identityCenter.instanceArn {arn} is not an instance of this account and region (found: {})",
+                        names()
+                    ),
+                )
+            }),
+            None if found.len() == 1 => Ok(found.remove(0)),
+            None if found.is_empty() => Err(Failure::permanent(
+                "ListInstances",
+                format!(
+                    "no IAM Identity Center instance in {}: enable it, or set identityCenter.region",
+                    self.region
+                ),
+            )),
+            None => Err(Failure::permanent(
+                "ListInstances",
+                format!(
+                    "{} IAM Identity Center instances ({}): set identityCenter.instanceArn",
+                    found.len(),
+                    names()
+                ),
+            )),
+        }
+    }
+
+    /// The instance as a pass or a report needs it, with the account assignments of
+    /// `accounts`. `marked`: trustsync's mark, for a pass: members, policies and
+    /// assignments are then read for the groups and permission sets whose description
+    /// carries it, and for no other (a report, `None`, reads them all, without policies).
+    pub async fn read_identity_center(
+        &self,
+        want: Option<&str>,
+        accounts: &[String],
+        marked: Option<&str>,
+    ) -> Result<ObservedIdentityCenter, Failure> {
+        let wanted = |description: Option<&String>| match marked {
+            None => true,
+            Some(mark) => description.is_some_and(|d| d.contains(mark)),
+        };
+        let (instance_arn, identity_store_id) = self.identity_center_instance(want).await?;
+        let store = identity_store_id.as_str();
+        let users = self.users(store).await?;
+        let groups = self.groups(store, &wanted).await?;
+        let mut permission_sets = self.permission_sets(&instance_arn).await?;
+        let arns: Vec<String> = permission_sets
+            .iter()
+            .filter(|p| wanted(p.description.as_ref()))
+            .map(|p| p.arn.clone())
+            .collect();
+        if marked.is_some() {
+            self.add_policies(&instance_arn, &mut permission_sets, &arns)
+                .await?;
+        }
+        let assignments = self.assignments_of(&instance_arn, accounts, &arns).await?;
+        Ok(ObservedIdentityCenter {
+            instance_arn,
+            identity_store_id,
+            users,
+            groups,
+            permission_sets,
+            assignments,
+        })
+    }
+
+    /// Every user of the identity store.
+    async fn users(&self, store: &str) -> Result<Vec<IdentityCenterUser>, Failure> {
+        let mut users = Vec::new();
+        self.paginate(
+            Operation::ListUsers,
+            |token| {
+                self.identitystore
+                    .list_users()
+                    .identity_store_id(store)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                users.extend(page.users().iter().map(|u| {
+                    IdentityCenterUser {
+                        id: u.user_id().to_string(),
+                        user_name: u.user_name().unwrap_or_default().to_string(),
+                        display_name: u.display_name().map(String::from),
+                        external_ids: u
+                            .external_ids()
+                            .iter()
+                            .map(|e| e.id().to_string())
+                            .collect(),
+                    }
+                }));
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(users)
+    }
+
+    /// Every group of the identity store; with its members when `wanted` (its
+    /// description) says so.
+    async fn groups(
+        &self,
+        store: &str,
+        wanted: &impl Fn(Option<&String>) -> bool,
+    ) -> Result<Vec<IdentityCenterGroup>, Failure> {
+        let mut groups = Vec::new();
+        self.paginate(
+            Operation::ListGroups,
+            |token| {
+                self.identitystore
+                    .list_groups()
+                    .identity_store_id(store)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                groups.extend(page.groups().iter().map(|g| IdentityCenterGroup {
+                    id: g.group_id().to_string(),
+                    display_name: g.display_name().unwrap_or_default().to_string(),
+                    description: g.description().map(String::from),
+                    members: Vec::new(),
+                }));
+                Ok(())
+            },
+        )
+        .await?;
+        let read: Vec<usize> = (0..groups.len())
+            .filter(|i| wanted(groups[*i].description.as_ref()))
+            .collect();
+        let members: Vec<Vec<GroupMembership>> = stream::iter(&read)
+            .map(|i| self.group_members(store, &groups[*i].id))
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        for (i, m) in read.into_iter().zip(members) {
+            groups[i].members = m;
+        }
+        Ok(groups)
+    }
+
+    /// The policies of the permission sets `arns`, onto their sets.
+    async fn add_policies(
+        &self,
+        instance_arn: &str,
+        permission_sets: &mut [IdentityCenterPermissionSet],
+        arns: &[String],
+    ) -> Result<(), Failure> {
+        // With their tags: a set trustsync made before sets were tagged at creation
+        // lacks the owner tag, which every write to it needs.
+        let policies: Vec<PermissionSetPolicies> = stream::iter(arns)
+            .map(|arn| async {
+                let mut p = self.permission_set_policies(instance_arn, arn).await?;
+                p.tags = Some(self.permission_set_tags(instance_arn, arn).await?);
+                Ok::<_, Failure>(p)
+            })
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        for (arn, p) in arns.iter().zip(policies) {
+            if let Some(set) = permission_sets.iter_mut().find(|s| &s.arn == arn) {
+                set.policies = Some(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// The assignments of the permission sets `arns` in `accounts`, account by account.
+    async fn assignments_of(
+        &self,
+        instance_arn: &str,
+        accounts: &[String],
+        arns: &[String],
+    ) -> Result<Vec<IdentityCenterAssignment>, Failure> {
+        let pairs: Vec<(&String, &String)> = accounts
+            .iter()
+            .flat_map(|a| arns.iter().map(move |p| (a, p)))
+            .collect();
+        let assignments: Vec<Vec<IdentityCenterAssignment>> = stream::iter(pairs)
+            .map(|(account, arn)| self.assignments(instance_arn, account, arn))
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(assignments.into_iter().flatten().collect())
+    }
+
+    /// One group's user members, with their membership ids.
+    pub async fn group_members(
+        &self,
+        store: &str,
+        group_id: &str,
+    ) -> Result<Vec<GroupMembership>, Failure> {
+        let mut members = Vec::new();
+        self.paginate(
+            Operation::ListGroupMemberships,
+            |token| {
+                self.identitystore
+                    .list_group_memberships()
+                    .identity_store_id(store)
+                    .group_id(group_id)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                members.extend(page.group_memberships().iter().filter_map(|m| {
+                    Some(GroupMembership {
+                        user_id: m.member_id()?.as_user_id().ok()?.clone(),
+                        membership_id: m.membership_id().to_string(),
+                    })
+                }));
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(members)
+    }
+
+    /// Every permission set of the instance, described (name, session length,
+    /// description), eight at a time, in order.
+    pub(super) async fn permission_sets(
+        &self,
+        instance_arn: &str,
+    ) -> Result<Vec<IdentityCenterPermissionSet>, Failure> {
+        let mut arns = Vec::new();
+        self.paginate(
+            Operation::ListPermissionSets,
+            |token| {
+                self.ssoadmin
+                    .list_permission_sets()
+                    .instance_arn(instance_arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                arns.extend(page.permission_sets().iter().cloned());
+                Ok(())
+            },
+        )
+        .await?;
+        stream::iter(arns)
+            .map(|arn| async move { self.permission_set(instance_arn, &arn).await })
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await
+    }
+
+    /// One permission set's name and session length.
+    pub async fn permission_set(
+        &self,
+        instance_arn: &str,
+        arn: &str,
+    ) -> Result<IdentityCenterPermissionSet, Failure> {
+        let described = self
+            .read(Operation::DescribePermissionSet, || {
+                self.ssoadmin
+                    .describe_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .send()
+            })
+            .await?;
+        let set = described.permission_set();
+        Ok(IdentityCenterPermissionSet {
+            arn: arn.to_string(),
+            name: set.and_then(|s| s.name()).unwrap_or(arn).to_string(),
+            session_duration: set.and_then(|s| s.session_duration()).map(String::from),
+            description: set.and_then(|s| s.description()).map(String::from),
+            policies: None,
+        })
+    }
+
+    /// One permission set's inline policy alone (the fast path: its session denials).
+    pub async fn permission_set_inline(
+        &self,
+        instance_arn: &str,
+        arn: &str,
+    ) -> Result<Option<serde_json::Value>, Failure> {
+        let inline = self
+            .read(Operation::GetInlinePolicyForPermissionSet, || {
+                self.ssoadmin
+                    .get_inline_policy_for_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .send()
+            })
+            .await?;
+        match inline.inline_policy() {
+            None | Some("") => Ok(None),
+            Some(text) => Ok(Some(serde_json::from_str(text).map_err(|e| {
+                Failure::permanent(
+                    "GetInlinePolicyForPermissionSet",
+                    format!("the inline policy of {arn} is not JSON: {e}"),
+                )
+            })?)),
+        }
+    }
+
+    /// One permission set's tags (`ListTagsForResource`, every page).
+    pub async fn permission_set_tags(
+        &self,
+        instance_arn: &str,
+        arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+        let mut tags = std::collections::BTreeMap::new();
+        self.paginate(
+            Operation::SsoListTagsForResource,
+            |token| {
+                self.ssoadmin
+                    .list_tags_for_resource()
+                    .instance_arn(instance_arn)
+                    .resource_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                tags.extend(
+                    page.tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string())),
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(tags)
+    }
+
+    /// One permission set's inline policy, AWS managed policies, customer-managed policy
+    /// references and permissions boundary.
+    pub async fn permission_set_policies(
+        &self,
+        instance_arn: &str,
+        arn: &str,
+    ) -> Result<PermissionSetPolicies, Failure> {
+        let inline_policy = self.permission_set_inline(instance_arn, arn).await?;
+        let mut out = PermissionSetPolicies {
+            inline_policy,
+            ..PermissionSetPolicies::default()
+        };
+        self.paginate(
+            Operation::ListManagedPoliciesInPermissionSet,
+            |token| {
+                self.ssoadmin
+                    .list_managed_policies_in_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                out.managed_policies.extend(
+                    page.attached_managed_policies()
+                        .iter()
+                        .filter_map(|p| p.arn().map(String::from)),
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        self.paginate(
+            Operation::ListCustomerManagedPolicyReferencesInPermissionSet,
+            |token| {
+                self.ssoadmin
+                    .list_customer_managed_policy_references_in_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                out.customer_managed_policies.extend(
+                    page.customer_managed_policy_references()
+                        .iter()
+                        .map(|r| (r.name().to_string(), r.path().unwrap_or("/").to_string())),
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        // None attached is ResourceNotFoundException.
+        let boundary = self
+            .call(
+                Operation::GetPermissionsBoundaryForPermissionSet,
+                |f: &Failure| f.is(&["ResourceNotFoundException"]),
+                || {
+                    self.ssoadmin
+                        .get_permissions_boundary_for_permission_set()
+                        .instance_arn(instance_arn)
+                        .permission_set_arn(arn)
+                        .send()
+                },
+            )
+            .await?;
+        out.boundary = boundary
+            .as_ref()
+            .and_then(|b| b.permissions_boundary())
+            .map(|b| SetBoundary {
+                managed_policy_arn: b.managed_policy_arn().map(String::from),
+                customer_managed_policy: b
+                    .customer_managed_policy_reference()
+                    .map(|r| (r.name().to_string(), r.path().unwrap_or("/").to_string())),
+            });
+        Ok(out)
+    }
+
+    /// The assignments of one permission set in one account.
+    async fn assignments(
+        &self,
+        instance_arn: &str,
+        account: &str,
+        arn: &str,
+    ) -> Result<Vec<IdentityCenterAssignment>, Failure> {
+        let mut out = Vec::new();
+        self.paginate(
+            Operation::ListAccountAssignments,
+            |token| {
+                self.ssoadmin
+                    .list_account_assignments()
+                    .instance_arn(instance_arn)
+                    .account_id(account)
+                    .permission_set_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                for a in page.account_assignments() {
+                    let principal_type = match a.principal_type() {
+                        Some(PrincipalType::User) => AssignedTo::User,
+                        Some(PrincipalType::Group) => AssignedTo::Group,
+                        other => {
+                            return Err(Failure::permanent(
+                                "ListAccountAssignments",
+                                format!("an assignment in {account} names principal type {other:?}, which this release does not know"),
+                            ))
+                        }
+                    };
+                    out.push(IdentityCenterAssignment {
+                        account: account.to_string(),
+                        permission_set_arn: arn.to_string(),
+                        principal_type,
+                        principal_id: a.principal_id().unwrap_or_default().to_string(),
+                    });
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(out)
+    }
+}
