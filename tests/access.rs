@@ -96,10 +96,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     let ws = Workspace::new();
     ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    ok(
-        &run_graph(&moto, &ws, &graph, &["apply", "--auto-approve"]),
-        0,
-    );
+    apply(Via::moto(&moto).env(&graph.env(CLIENT_SECRET)), &ws, &[]);
     create_outside_role(&moto);
 
     // access: the nested path, since when, and the role outside the repository.
@@ -192,14 +189,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
         changes[0].1.ends_with("role/trustsync/legacy-ci"),
         "{plan:#}"
     );
-    ok(
-        &run_graph(&moto, &ws, &graph, &["apply", "--auto-approve"]),
-        0,
-    );
-    ok(
-        &run_graph(&moto, &ws, &graph, &["plan", "--detailed-exitcode"]),
-        0,
-    );
+    apply(Via::moto(&moto).env(&graph.env(CLIENT_SECRET)), &ws, &[]);
     assert_eq!(moto.trusted_subs("legacy-ci"), [SP4]);
     // Adopted: no longer outside the repository.
     let text = ok(&run_graph(&moto, &ws, &graph, &["access"]), 0);

@@ -39,13 +39,13 @@ fn rotated(config_extra: &str) -> (Moto, Workspace) {
         "trustsync.yaml",
         &format!("audit: {{path: audit.jsonl, signingKeyFile: signing-key.pem{config_extra}}}\ndirectory: {{tenantFile: examples/tenant.json}}\n"),
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     let text = ws.read("audit.jsonl");
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     lines[2] = lines[2].replacen("\"time\":\"", "\"time\":\"1", 1);
     ws.write("audit.jsonl", &(lines.join("\n") + "\n"));
     ws.remove_tenant_member(PAYMENTS, SP2);
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     (moto, ws)
 }
 
@@ -196,7 +196,7 @@ fn checkpoints_published_after_a_break_fail_verify_anchor_whatever_is_acknowledg
         "trustsync.yaml",
         "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem, checkpointLines: 5, auditorPublicKeyFiles: [auditor.pub], anchor: {logGroup: trustsync-audit, logStream: prod}}\ndirectory: {tenantFile: examples/tenant.json}\n",
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     let anchored = [
         "audit",
         "verify",
@@ -212,7 +212,7 @@ fn checkpoints_published_after_a_break_fail_verify_anchor_whatever_is_acknowledg
     lines[3] = lines[3].replacen("\"time\":\"", "\"time\":\"1", 1);
     ws.write("audit.jsonl", &(lines.join("\n") + "\n"));
     ws.remove_tenant_member(PAYMENTS, SP2);
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     acknowledge(&moto, &ws, ("alice", "auditor-key.pem", None), 0);
     run_ok(&moto, &ws, &VERIFY, 0);
     let out = run_ok(&moto, &ws, &anchored, 1);
@@ -269,7 +269,7 @@ fn checkpoints_signed_by_kms_verify_with_its_public_key_and_find_a_tampered_line
         "trustsync.yaml",
         &format!("audit: {{path: audit.jsonl, kmsKeyId: \"{arn}\", publicKeyFile: kms.pub, anchor: {{logGroup: trustsync-audit, logStream: prod}}}}\ndirectory: {{tenantFile: examples/tenant.json}}\n"),
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     let text = ws.read("audit.jsonl");
     let checkpoints: Vec<serde_json::Value> = text
         .lines()
@@ -295,7 +295,7 @@ fn checkpoints_signed_by_kms_verify_with_its_public_key_and_find_a_tampered_line
 
     // A second pass reopens the log and verifies the KMS signatures first.
     ws.remove_tenant_member(PAYMENTS, SP2);
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     assert!(!ws.read("audit.jsonl").contains("\"type\":\"rotated\""));
     assert!(!ws.read("audit.jsonl").contains("\"type\":\"unvouched\""));
     run_ok(&moto, &ws, &verify, 0);
@@ -344,7 +344,13 @@ fn a_kms_key_that_is_not_the_configured_public_keys_is_refused_before_anything_i
         "trustsync.yaml",
         &format!("audit: {{path: audit.jsonl, kmsKeyId: \"{arn}\", publicKeyFile: other-kms.pub}}\ndirectory: {{tenantFile: examples/tenant.json}}\n"),
     );
-    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    let out = apply_unsettled(
+        Via::moto(&moto),
+        &ws,
+        &[],
+        1,
+        Unsettled::Refused("the KMS key is not the configured public key: nothing is written"),
+    );
     assert!(
         stderr(&out).contains("is not the public key of audit.kmsKeyId"),
         "{}",

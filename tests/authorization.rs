@@ -32,13 +32,8 @@ fn token(graph: &GraphServer, n: u8, resource: &str) -> String {
 }
 
 fn apply(moto: &Moto, ws: &Workspace, graph: &GraphServer) -> String {
-    let out = command(ws.path(), &moto.endpoint)
-        .envs(graph.env(CLIENT_SECRET))
-        .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    stdout(&out)
+    let env = graph.env(CLIENT_SECRET);
+    stdout(&support::apply(Via::moto(moto).env(&env), ws, &[]))
 }
 
 fn allowed(v: &Value) -> bool {
@@ -214,29 +209,19 @@ fn a_session_minted_during_a_long_pass_is_denied() {
         1,
     );
     let began = now();
-    let pass = {
-        let (dir, endpoint, env) = (
-            ws.path().to_path_buf(),
-            proxy.endpoint.clone(),
-            graph.env(CLIENT_SECRET),
+    let env = graph.env(CLIENT_SECRET);
+    let minted = std::thread::scope(|s| {
+        let pass = s.spawn(|| support::apply(Via::at(&proxy.endpoint).env(&env), &ws, &[]));
+        // Mid-pass, past the margin: the trust policy still names SP2, so it gets a session.
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let minted = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
+        assert!(
+            allowed(&minted),
+            "the pass has not written yet: the trust still names SP2 {minted:#}"
         );
-        std::thread::spawn(move || {
-            command(&dir, &endpoint)
-                .envs(env)
-                .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
-                .output()
-                .unwrap()
-        })
-    };
-    // Mid-pass, past the margin: the trust policy still names SP2, so it gets a session.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let minted = judge.assume("payments-deployer", &token(&graph, 2, AUDIENCE));
-    assert!(
-        allowed(&minted),
-        "the pass has not written yet: the trust still names SP2 {minted:#}"
-    );
-    let out = pass.join().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        pass.join().unwrap();
+        minted
+    });
     let took = now() - began;
     assert!(
         took >= 4,

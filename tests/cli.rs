@@ -102,7 +102,7 @@ fn plan_exits_2_only_for_pending_changes_with_detailed_exitcode() {
         &["plan", "--output", "json", "--detailed-exitcode"],
         2,
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     run_ok(&moto, &ws, &["plan", "--detailed-exitcode"], 0);
 
     // An invalid document: 1, with or without the flag, and nothing read from AWS.
@@ -320,11 +320,11 @@ fn access_says_when_a_role_no_longer_trusts_the_principal() {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     let ws = Workspace::new();
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     let before = stdout(&run_ok(&moto, &ws, &["access", "--principal", SP2], 0));
     assert!(before.contains("may invoke"), "{before}");
     ws.remove_tenant_member("a1b2c3d4-0001-4000-8000-000000000001", SP2);
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     let after = stdout(&run_ok(&moto, &ws, &["access", "--principal", SP2], 0));
     assert!(
         after.contains(&format!("no longer trusts {SP2}")),

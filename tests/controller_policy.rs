@@ -490,7 +490,7 @@ fn roles_get_the_configured_boundary_and_a_mapping_cannot_name_another() {
     ;
     let ws = Workspace::new();
     // An installation from before: no boundary.
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     let boundary = |name: &str| {
         moto.block_on(moto.iam().get_role().role_name(name).send())
             .unwrap()
@@ -514,7 +514,7 @@ fn roles_get_the_configured_boundary_and_a_mapping_cannot_name_another() {
         3,
         "every owned role: {plan:#}"
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     for role in ["payments-deployer", "payments-runtime", "reporting-reader"] {
         assert_eq!(boundary(role).as_deref(), Some(BOUNDARY), "{role}");
     }
@@ -1446,14 +1446,8 @@ fn every_write_a_pass_makes_is_allowed_by_the_printed_policy() {
         None,
     );
     assert_eq!(status, 200, "{body}");
-    let apply = || {
-        let out = command(ws.path(), &moto.endpoint)
-            .envs(graph.env(CLIENT_SECRET))
-            .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    };
+    let env = graph.env(CLIENT_SECRET);
+    let apply = || support::apply(Via::moto(&moto).env(&env), &ws, &[]);
     apply();
     // A workload and a person leave: their revocations are writes too.
     graph.remove_member(

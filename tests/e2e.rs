@@ -15,7 +15,7 @@ fn converged() -> (Moto, Workspace) {
     let moto = Moto::start();
     moto.create_functions(&["payments-api"]);
     let ws = Workspace::new();
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     (moto, ws)
 }
 
@@ -90,7 +90,7 @@ fn validate_plan_apply_replan_through_the_binary() {
     // Nothing was written by planning.
     assert!(!moto.role_exists("payments-deployer"));
 
-    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let out = apply(Via::moto(&moto), &ws, &[]);
     assert!(
         stdout(&out).contains("Apply: 12 applied, 0 failed, 0 skipped, 0 held"),
         "{}",
@@ -184,7 +184,7 @@ fn validate_plan_apply_replan_through_the_binary() {
     // A second pass right after the first plans nothing.
     let again = plan_json(&moto, &ws, 0);
     assert!(actions(&again).is_empty(), "{again}");
-    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    let out = apply(Via::moto(&moto), &ws, &[]);
     assert!(stdout(&out).contains("No changes"), "{}", show(&out));
 
     // Every change is in the audit log (12 intents, 12 outcomes, the pass), whose chain
@@ -323,7 +323,7 @@ fn drift_made_behind_its_back_is_repaired_and_foreign_statements_kept() {
         "revocations go first"
     );
 
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     assert!(actions(&plan_json(&moto, &ws, 0)).is_empty());
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
     assert!(moto
@@ -365,7 +365,7 @@ fn membership_changes_rewrite_the_trust_policy() {
             .contains("1 added, 1 removed"),
         "{grant}"
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
     let log = ws.read("audit.jsonl");
     let last_change = log
@@ -414,7 +414,13 @@ fn an_unowned_role_is_a_conflict_until_adopted() {
             .ends_with("reporting-reader")));
 
     // Apply changes everything else, leaves the conflicting role alone, and exits 1.
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    apply_unsettled(
+        Via::moto(&moto),
+        &ws,
+        &[],
+        1,
+        Unsettled::Refused("a role trustsync does not own is a conflict until adopted"),
+    );
     assert!(moto.role_exists("payments-deployer"));
     assert!(moto.trusted_subs("reporting-reader").is_empty());
     assert_eq!(
@@ -438,7 +444,7 @@ fn an_unowned_role_is_a_conflict_until_adopted() {
         reasons.contains(&"adopting the role (owner tag)"),
         "{reasons:?}"
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
     assert!(actions(&plan_json(&moto, &ws, 0)).is_empty());
 }
@@ -465,7 +471,7 @@ fn orphans_are_reported_without_prune_and_deleted_with_it() {
         .as_str()
         .unwrap()
         .ends_with("role/trustsync/reporting-reader"));
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     assert!(
         moto.role_exists("reporting-reader"),
         "without prune an orphan stays"
@@ -473,12 +479,7 @@ fn orphans_are_reported_without_prune_and_deleted_with_it() {
 
     let plan = plan_json_with(&moto, &ws, &["--prune", "true"], 2);
     assert_eq!(actions(&plan), ["delete-inline-policy", "delete-role"]);
-    run_ok(
-        &moto,
-        &ws,
-        &["apply", "--auto-approve", "--prune", "true"],
-        0,
-    );
+    apply(Via::moto(&moto), &ws, &["--prune", "true"]);
     assert!(!moto.role_exists("reporting-reader"));
     assert!(
         moto.role_exists("payments-deployer"),
@@ -504,7 +505,13 @@ fn a_group_that_reads_as_empty_is_held_alone_until_released() {
         "the hold says what releases it: {text}"
     );
 
-    let out = run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    let out = apply_unsettled(
+        Via::moto(&moto),
+        &ws,
+        &[],
+        1,
+        Unsettled::Held("the emptied group's revocation waits for a release"),
+    );
     assert_eq!(
         moto.trusted_subs("payments-deployer"),
         [SP1, SP2, SP4],
@@ -519,12 +526,7 @@ fn a_group_that_reads_as_empty_is_held_alone_until_released() {
     );
 
     // A person who knows the group really was emptied releases the hold once.
-    run_ok(
-        &moto,
-        &ws,
-        &["apply", "--auto-approve", "--release", "payments-deployers"],
-        0,
-    );
+    apply(Via::moto(&moto), &ws, &["--release", "payments-deployers"]);
     assert!(moto.trusted_subs("payments-deployer").is_empty());
     assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
 
@@ -556,7 +558,13 @@ fn a_missing_function_is_a_problem_for_its_mapping_only() {
     let problems = plan["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "{plan:#}");
     assert_eq!(problems[0]["kind"], "function-not-found");
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 1);
+    apply_unsettled(
+        Via::moto(&moto),
+        &ws,
+        &[],
+        1,
+        Unsettled::Refused("the function does not exist: its mapping is a problem every pass"),
+    );
     assert!(
         moto.role_exists("payments-runtime"),
         "other mappings still apply"
@@ -577,10 +585,14 @@ fn bad_input_is_reported_with_location_and_no_aws_call_is_made() {
     ws.write("policies/typo.yaml", "apiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: typo}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role: {name: x, tagz: {}}\n");
     // A closed port: any AWS call would fail with a connection error.
     let closed = "http://127.0.0.1:9";
-    for cmd in [&["validate"][..], &["plan"], &["apply", "--auto-approve"]] {
-        let mut args = vec!["--config", "trustsync.yaml"];
-        args.extend_from_slice(cmd);
-        let out = trustsync_with_endpoint(ws.path(), closed, &args);
+    let run = |cmd: &[&str]| Via::at(closed).run(&ws, cmd);
+    let refused =
+        Unsettled::Refused("invalid policies stop everything before the first AWS request");
+    for out in [
+        run(&["validate"]),
+        run(&["plan"]),
+        apply_unsettled(Via::at(closed), &ws, &[], 1, refused),
+    ] {
         assert_eq!(out.status.code(), Some(1), "{}", show(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("3 problem(s)"), "{err}");
@@ -622,7 +634,7 @@ fn a_signed_audit_log_verifies_with_its_public_key_and_only_with_it() {
         "trustsync.yaml",
         "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem}\ndirectory: {tenantFile: examples/tenant.json}\n",
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
 
     let verify = |key: &str, code: i32| {
         let args = ["audit", "verify", "audit.jsonl", "--public-key", key];
@@ -672,7 +684,7 @@ fn anchored_and_applied() -> (Moto, Workspace) {
         "trustsync.yaml",
         "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem, checkpointLines: 5, anchor: {logGroup: trustsync-audit, logStream: prod}}\ndirectory: {tenantFile: examples/tenant.json}\n",
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     (moto, ws)
 }
 
@@ -735,7 +747,7 @@ fn audit_show_lists_each_grant_and_revocation_of_a_principal() {
     git(&["init", "-q"]);
     git(&["add", "policies"]);
     git(&["commit", "-qm", "policies"]);
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     // SP2 leaves the deployers group.
     let mut tenant: serde_json::Value =
         serde_json::from_str(&ws.read("examples/tenant.json")).unwrap();
@@ -744,7 +756,7 @@ fn audit_show_lists_each_grant_and_revocation_of_a_principal() {
         .unwrap()
         .retain(|m| m != SP2);
     ws.write("examples/tenant.json", &tenant.to_string());
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
 
     let out = run_ok(&moto, &ws, &["audit", "show", "--principal", SP2], 0);
     let text = stdout(&out);
@@ -822,7 +834,7 @@ fn a_policy_set_without_groups_needs_no_entra_credential() {
     );
     let plan = plan_json(&moto, &ws, 2);
     assert_eq!(actions(&plan), ["create-role"], "{plan:#}");
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     assert!(moto.role_exists("runtime"));
     // No role trusts the tenant: the reports need no Entra credential either.
     let access = run_ok(&moto, &ws, &["access"], 0);
@@ -948,7 +960,7 @@ fn the_anchor_is_verified_across_a_rotation_and_a_replay_from_the_old_segment_is
         "a1b2c3d4-0001-4000-8000-000000000001",
         "5e1f0a2b-1111-4111-8111-000000000002",
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     acknowledge(
         &moto,
         &ws,
@@ -1101,16 +1113,14 @@ fn a_bare_config_creates_no_role_and_names_the_setting() {
             .collect::<Vec<_>>()
     };
     // The secure default: without the test harness's opt-out.
-    let apply = |code: i32| {
-        let out = command(ws.path(), &moto.endpoint)
-            .env_remove("TRUSTSYNC_ALLOW_UNBOUNDED_ROLES")
-            .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(code), "{}", show(&out));
-        out
-    };
-    let out = apply(1);
+    let secure = Via::moto(&moto).unset(&["TRUSTSYNC_ALLOW_UNBOUNDED_ROLES"]);
+    let out = apply_unsettled(
+        secure,
+        &ws,
+        &[],
+        1,
+        Unsettled::Refused("no boundary is configured: no role may be created"),
+    );
     let text = show(&out);
     assert!(
         text.contains("permissionsBoundaries") && text.contains("allowUnboundedRoles"),
@@ -1122,7 +1132,7 @@ fn a_bare_config_creates_no_role_and_names_the_setting() {
         "trustsync.yaml",
         "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\npermissionsBoundaries: [trustsync-workload-boundary]\n",
     );
-    apply(0);
+    apply(secure, &ws, &[]);
     let made = roles();
     assert!(!made.is_empty());
     for (name, boundary) in &made {

@@ -42,7 +42,7 @@ fn plan(moto: &Moto, ws: &Workspace, env: &[(String, String)], code: i32) -> ser
 fn nested_and_paged_membership_becomes_trust_and_follows_changes() {
     let (moto, graph, ws) = setup("");
     let env = graph.env(CLIENT_SECRET);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     // Direct members plus the nested group's service principal, over several pages of 2.
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
     assert_eq!(moto.trusted_subs("reporting-reader"), [SP3]);
@@ -62,7 +62,7 @@ fn nested_and_paged_membership_becomes_trust_and_follows_changes() {
     assert_eq!(revoke["membersRemoved"], json!([SP2]));
     assert_eq!(grant["action"], "update-trust-policy");
     assert_eq!(grant["membersAdded"], json!([SP3]));
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
     assert!(plan(&moto, &ws, &env, 0)["changes"]
         .as_array()
@@ -135,13 +135,7 @@ fn throttling_with_retry_after_is_survived() {
     let (moto, graph, ws) = setup("");
     graph.faults(json!({"throttle": 3, "retryAfter": 0.3}));
     let started = std::time::Instant::now();
-    run_env(
-        &moto,
-        &ws,
-        &graph.env(CLIENT_SECRET),
-        &["apply", "--auto-approve"],
-        0,
-    );
+    apply(Via::moto(&moto).env(&graph.env(CLIENT_SECRET)), &ws, &[]);
     // The three throttled requests came back inside one batch; they are sent again
     // together once their Retry-After has passed.
     assert!(
@@ -155,12 +149,18 @@ fn throttling_with_retry_after_is_survived() {
 fn a_5xx_mid_pagination_aborts_the_pass_without_changing_aws() {
     let (moto, graph, ws) = setup("directory: {graph: {maxRetrySeconds: 2}}\n");
     let env = graph.env(CLIENT_SECRET);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let before = moto.trust_policy("payments-deployer");
     graph.remove_member(PAYMENTS, SP1);
     // Let the group lookup and the first page through, then fail every request.
     graph.faults(json!({"fail": 1000, "failAfter": 2, "failStatus": 503}));
-    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
+    let out = apply_unsettled(
+        Via::moto(&moto).env(&env),
+        &ws,
+        &[],
+        1,
+        Unsettled::Fails("Graph answers 503 mid-pagination: the pass changes nothing"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("nothing was changed") && err.contains("HTTP 503"),
@@ -180,11 +180,17 @@ fn a_5xx_mid_pagination_aborts_the_pass_without_changing_aws() {
 fn an_emptied_group_trips_the_safety_limit() {
     let (moto, graph, ws) = setup("");
     let env = graph.env(CLIENT_SECRET);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     for m in [SP1, SP2, "c0ffee00-2222-4222-8222-000000000001", CI_RUNNERS] {
         graph.remove_member(PAYMENTS, m);
     }
-    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
+    let out = apply_unsettled(
+        Via::moto(&moto).env(&env),
+        &ws,
+        &[],
+        1,
+        Unsettled::Held("the emptied group's revocation waits for a release"),
+    );
     assert!(
         stdout(&out).contains("would leave 0 of the 3 principals"),
         "{}",
@@ -214,7 +220,7 @@ fn a_wrong_secret_is_a_clear_error_and_no_secret_or_token_is_ever_printed() {
     // A successful run at debug level prints neither the secret nor the access token.
     let mut env = graph.env(CLIENT_SECRET);
     env.push(("TRUSTSYNC_LOG".into(), "debug".into()));
-    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let out = apply(Via::moto(&moto).env(&env), &ws, &[]);
     let all = format!(
         "{}{}{}",
         stdout(&out),
@@ -306,7 +312,7 @@ fn certificate_and_federated_credentials_get_tokens() {
 fn who_changed_the_group_in_entra_is_in_the_audit_record() {
     let (moto, graph, ws) = setup("");
     let env = graph.env(CLIENT_SECRET);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
 
     // Dana takes SP2 out of the deployers group; the next apply revokes it, and says who.
     let (sp2, group) = (SP2, PAYMENTS);
@@ -329,7 +335,7 @@ fn who_changed_the_group_in_entra_is_in_the_audit_record() {
     assert_eq!(revoke["membership"][0]["member"], sp2, "{revoke}");
     assert_eq!(revoke["membership"][0]["by"], "dana@example.com");
     assert_eq!(revoke["membership"][0]["added"], false);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let out = run_env(&moto, &ws, &env, &["audit", "show", "--principal", sp2], 0);
     let text = stdout(&out);
     assert!(text.contains("revoked"), "{text}");
@@ -354,7 +360,7 @@ fn who_changed_the_group_in_entra_is_in_the_audit_record() {
         notices.contains(&"directory-audit-unavailable"),
         "{planned}"
     );
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP3, SP4]);
 
     // A slow audit log holds nothing back: the lookup gives up after 3 s.
@@ -476,7 +482,7 @@ fn many_mapped_groups_in_a_small_tenant_are_read_through_delta() {
 fn a_second_group_with_the_pinned_name_is_reported_through_graph() {
     let (moto, graph, ws) = setup("");
     let env = graph.env(CLIENT_SECRET);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     drop(graph);
     // Someone makes a group of the same name, holding a stranger.
     ws.edit_tenant(|t| {
@@ -522,7 +528,7 @@ fn a_service_principal_another_tenant_controls_is_not_trusted_unless_allowed() {
     });
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let env = graph.env(CLIENT_SECRET);
-    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    let out = apply(Via::moto(&moto).env(&env), &ws, &[]);
     let text = show(&out);
     assert!(
         text.contains("foreign-application")
@@ -540,7 +546,7 @@ fn a_service_principal_another_tenant_controls_is_not_trusted_unless_allowed() {
         "policies/providers.yaml",
         &format!("{providers}  allowApplicationsOwnedBy: [9f9f9f9f-0000-4000-8000-000000000001]\n"),
     );
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     assert!(moto
         .trusted_subs("payments-deployer")
         .iter()

@@ -199,7 +199,7 @@ fn a_hung_account_holds_no_other_accounts_revocation_back() {
     );
     proxy.hang(false);
     drop(daemon);
-    run_at(&proxy.endpoint, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::at(&proxy.endpoint), &ws, &[]);
     assert!(!moto.roles_in(DEV)["payments-deployer"].contains(&SP2.to_string()));
 }
 
@@ -287,12 +287,10 @@ fn a_revocation_lands_while_a_full_pass_waits_on_an_unrelated_account() {
     let took = terminate(daemon);
     assert!(took < CHART_GRACE, "{took:?}");
     proxy.hang(false);
-    run_env_at(
-        &proxy.endpoint,
+    apply(
+        Via::at(&proxy.endpoint).env(&graph.env(CLIENT_SECRET)),
         &ws,
-        &graph.env(CLIENT_SECRET),
-        &["apply", "--auto-approve"],
-        0,
+        &[],
     );
     let dev = aws_sdk_iam::Client::new(&moto.in_account(DEV));
     let role = moto

@@ -142,7 +142,7 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
         "policies/payments.yaml",
         &format!("{}{v2}", ws.read("policies/payments.yaml")),
     );
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let seeded = credentials(&moto, &graph);
     assert_eq!(names(&seeded), ["github-deploy"]);
 
@@ -159,7 +159,7 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
         ["put-inline-policy", "create-federated-credential"],
         "{plan:#}"
     );
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let doc = role_policy(&moto, "payments-runtime", "trustsync-outbound-federation")
         .expect("the statement is on the execution role");
     let st = &doc["Statement"][0];
@@ -236,7 +236,7 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
     );
     let plan = plan_with(&moto, &ws, &env, &[], 2);
     assert_eq!(actions(&plan), ["update-federated-credential"], "{plan:#}");
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
 
     // The function moves to another execution role: the credential moves with it, in
@@ -253,7 +253,7 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
         actions(&plan).contains(&"update-federated-credential".to_string()),
         "{plan:#}"
     );
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let creds = credentials(&moto, &graph);
     assert_eq!(creds.len(), 2, "{creds:#?}");
     let moved = creds.iter().find(|c| c["subject"] == RUNTIME_V2);
@@ -289,13 +289,7 @@ fn a_function_gets_entra_tokens_for_its_application_with_no_secret() {
         orphans[0]["resource"].as_str().unwrap().contains(APP_ID),
         "{plan:#}"
     );
-    run_env(
-        &moto,
-        &ws,
-        &env,
-        &["apply", "--auto-approve", "--prune", "true"],
-        0,
-    );
+    apply(Via::moto(&moto).env(&env), &ws, &["--prune", "true"]);
     assert_eq!(
         credentials(&moto, &graph),
         seeded,
@@ -386,7 +380,13 @@ fn an_unowned_application_or_a_disabled_account_is_a_problem_and_changes_nothing
         .as_str()
         .unwrap()
         .contains(stranger));
-    let out = run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 1);
+    let out = apply_unsettled(
+        Via::moto(&moto).env(&env),
+        &ws,
+        &[],
+        1,
+        Unsettled::Refused("an application trustsync's principal does not own is a problem"),
+    );
     assert_eq!(credentials(&moto, &graph).len(), 1, "{}", show(&out));
 }
 
@@ -434,7 +434,7 @@ fn an_endpoint_without_owned_objects_is_read_through_the_application_list() {
     );
     graph.faults(serde_json::json!({"noOwnedObjects": true}));
     with_application(&ws, &format!("  entraApplication: {{appId: {APP_ID}}}\n"));
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let creds = credentials(&moto, &graph);
     assert!(creds.iter().any(|c| c["subject"] == RUNTIME), "{creds:#?}");
     plan_with(&moto, &ws, &env, &[], 0);
@@ -533,7 +533,7 @@ fn the_issuer_comes_from_aws_and_the_feature_is_turned_on_only_when_the_config_a
         !actions(&plan).iter().any(|a| a.contains("federated")),
         "{plan:#}"
     );
-    run_env_at(&proxy.endpoint, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::at(&proxy.endpoint).env(&env), &ws, &[]);
     assert!(proxy.outbound_federation_enabled());
     let plan = plan_at(2);
     assert_eq!(actions(&plan), ["create-federated-credential"], "{plan:#}");
@@ -542,7 +542,7 @@ fn the_issuer_comes_from_aws_and_the_feature_is_turned_on_only_when_the_config_a
         issuer.url.as_str(),
         "{plan:#}"
     );
-    run_env_at(&proxy.endpoint, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::at(&proxy.endpoint).env(&env), &ws, &[]);
     assert_eq!(exchange_as(&moto, &graph, &issuer, RUNTIME), (200, None));
     plan_at(0);
     let audit = ws.read("audit.jsonl");

@@ -214,8 +214,22 @@ fn run(moto: &Moto, ws: &Workspace, graph: &GraphServer, args: &[&str], code: i3
     show(&out)
 }
 
-fn apply(moto: &Moto, ws: &Workspace, graph: &GraphServer, code: i32) -> String {
-    run(moto, ws, graph, &["apply", "--auto-approve"], code)
+/// `apply`, then a re-plan that must find nothing to change ([`support::apply`]).
+fn apply(moto: &Moto, ws: &Workspace, graph: &GraphServer) -> String {
+    let env = graph.env(CLIENT_SECRET);
+    show(&support::apply(Via::moto(moto).env(&env), ws, &[]))
+}
+
+/// `apply` exiting 1, into a state a re-plan would change, for `why`.
+fn apply_unsettled(moto: &Moto, ws: &Workspace, graph: &GraphServer, why: Unsettled) -> String {
+    let env = graph.env(CLIENT_SECRET);
+    show(&support::apply_unsettled(
+        Via::moto(moto).env(&env),
+        ws,
+        &[],
+        1,
+        why,
+    ))
 }
 
 /// `audit show --principal`: what the workspace's audit log says of one person.
@@ -339,7 +353,7 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         planned["notices"].to_string().contains("guests-left-out"),
         "{planned:#}"
     );
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     let users = ic.users(&moto);
     assert!(
         users.contains_key("dana@example.com")
@@ -390,7 +404,7 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         Some(json!({"accountEnabled": false})),
     );
     assert_eq!(status, 204, "{body}");
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     assert_eq!(
         ic.members(&moto, "payments-people"),
         ["kim@example.com", "lee@example.com"]
@@ -420,7 +434,12 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
     // An emptied group (Kim and Lee gone at once, 2 of 2) is held by the safety limits.
     graph.remove_member(PEOPLE, KIM);
     graph.remove_member(ONCALL, LEE);
-    let held = apply(&moto, &ws, &graph, 1);
+    let held = apply_unsettled(
+        &moto,
+        &ws,
+        &graph,
+        Unsettled::Held("the emptied group's removals wait for a release"),
+    );
     assert!(held.contains("mapping-removal-limit"), "{held}");
     assert_eq!(
         ic.members(&moto, "payments-people"),
@@ -442,7 +461,12 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
         Some(json!({"accountEnabled": true})),
     );
     assert_eq!(status, 204, "{body}");
-    let _ = apply(&moto, &ws, &graph, 1);
+    let _ = apply_unsettled(
+        &moto,
+        &ws,
+        &graph,
+        Unsettled::Held("Kim's and Lee's removals are still held"),
+    );
     assert!(ic
         .members(&moto, "payments-people")
         .contains(&"dana@example.com".to_string()));
@@ -454,12 +478,11 @@ fn people_are_onboarded_deprovisioned_with_their_sessions_and_an_emptied_group_i
     assert!(cutoff_of(&inline, &dana).is_some(), "Dana's denial stays");
 
     // A person releases the held removal: Kim and Lee go, their sessions are denied.
-    run(
-        &moto,
+    let env = graph.env(CLIENT_SECRET);
+    support::apply(
+        Via::moto(&moto).env(&env),
         &ws,
-        &graph,
-        &["apply", "--auto-approve", "--release", "payments-people"],
-        0,
+        &["--release", "payments-people"],
     );
     assert_eq!(ic.members(&moto, "payments-people"), ["dana@example.com"]);
     let inline = ic.inline_policy(&moto, &set);
@@ -636,13 +659,13 @@ fn a_permission_sets_boundary_follows_the_document() {
         .and_then(|o| o.permissions_boundary().cloned())
     };
     with("    permissionsBoundary: {managedPolicyArn: arn:aws:iam::aws:policy/PowerUserAccess}\n");
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     assert_eq!(
         boundary().and_then(|b| b.managed_policy_arn().map(String::from)),
         Some("arn:aws:iam::aws:policy/PowerUserAccess".to_string())
     );
     with("    permissionsBoundary: {customerManagedPolicy: {name: payments-boundary, path: /people/}}\n");
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     let b = boundary().expect("a boundary");
     let r = b.customer_managed_policy_reference().expect("a reference");
     assert_eq!(
@@ -657,7 +680,7 @@ fn a_permission_sets_boundary_follows_the_document() {
         "no drift once written: {planned:#}"
     );
     with("");
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     assert!(boundary().is_none(), "taken off with the document's");
 }
 
@@ -765,13 +788,13 @@ fn peoples_removal_limits_count_the_most_the_group_held_within_the_window() {
     moto.create_functions(&["payments-api"]);
     let ic = Center::new(&moto);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     assert_eq!(ic.members(&moto, "payments-people").len(), 40);
 
     for i in 0..13 {
         graph.remove_member(FORTY, &id(i));
     }
-    let out = apply(&moto, &ws, &graph, 0);
+    let out = apply(&moto, &ws, &graph);
     assert!(
         !out.contains("removal-limit"),
         "13 of 40 (32%): nothing held\n{out}"
@@ -779,7 +802,7 @@ fn peoples_removal_limits_count_the_most_the_group_held_within_the_window() {
     assert_eq!(ic.members(&moto, "payments-people").len(), 27);
 
     graph.remove_member(FORTY, &id(13));
-    let out = apply(&moto, &ws, &graph, 0);
+    let out = apply(&moto, &ws, &graph);
     assert!(
         !out.contains("removal-limit"),
         "the 14th departure within the window is 35% of the 40 the group held: nothing held\n{out}"
@@ -789,7 +812,12 @@ fn peoples_removal_limits_count_the_most_the_group_held_within_the_window() {
     for i in 14..21 {
         graph.remove_member(FORTY, &id(i));
     }
-    let out = apply(&moto, &ws, &graph, 1);
+    let out = apply_unsettled(
+        &moto,
+        &ws,
+        &graph,
+        Unsettled::Held("the 21st departure passes the window's limit"),
+    );
     assert!(
         out.contains("removal-limit")
             && out.contains("of the 40 people the group held within the last 3600s"),
@@ -841,7 +869,12 @@ fn a_reused_user_name_inherits_nothing_and_a_case_only_name_is_reused() {
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
 
     // Not bound to Entra's Kim: a conflict, and the others are onboarded all the same.
-    let out = apply(&moto, &ws, &graph, 1);
+    let out = apply_unsettled(
+        &moto,
+        &ws,
+        &graph,
+        Unsettled::Refused("a user made by hand is a conflict until adopted"),
+    );
     assert!(
         out.contains("conflict") && out.contains("adoptUsers"),
         "{out}"
@@ -859,7 +892,7 @@ fn a_reused_user_name_inherits_nothing_and_a_case_only_name_is_reused() {
             "  accounts: {ids: [\"123456789012\"]}\n  adoptUsers: [kim@example.com]",
         ),
     );
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     assert_eq!(
         ic.members(&moto, "payments-people"),
         ["Kim@Example.com", "dana@example.com", "lee@example.com"]
@@ -874,7 +907,7 @@ fn a_reused_user_name_inherits_nothing_and_a_case_only_name_is_reused() {
     let dana_user = ic.users(&moto)["dana@example.com"].clone();
     let (status, body) = graph.admin("DELETE", &format!("/admin/users/{DANA}"), None);
     assert_eq!(status, 204, "{body}");
-    apply(&moto, &ws, &graph, 0);
+    apply(&moto, &ws, &graph);
     assert!(!ic
         .members(&moto, "payments-people")
         .contains(&"dana@example.com".to_string()));
@@ -892,7 +925,12 @@ fn a_reused_user_name_inherits_nothing_and_a_case_only_name_is_reused() {
     );
     assert_eq!(status, 201, "{body}");
     graph.add_member(PEOPLE, NEW);
-    let out = apply(&moto, &ws, &graph, 1);
+    let out = apply_unsettled(
+        &moto,
+        &ws,
+        &graph,
+        Unsettled::Refused("a reused user principal name is a conflict"),
+    );
     assert!(
         out.contains("conflict") && out.contains(DANA) && out.contains(NEW),
         "the conflict names both Entra users\n{out}"

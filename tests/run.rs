@@ -263,7 +263,7 @@ fn a_crash_mid_apply_is_repaired_by_the_next_pass() {
     );
 
     let env = graph.env(CLIENT_SECRET);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let out = run_env(&moto, &ws, &env, &["plan", "--detailed-exitcode"], 0);
     assert!(stdout(&out).contains("No changes"), "{}", show(&out));
     assert!(moto.role_exists("bulk-149"));
@@ -323,7 +323,7 @@ fn a_kill_between_a_write_and_its_outcome_is_recovered_from_aws() {
 
     // The next writer resolves each one from what AWS shows, then carries on.
     let env = graph.env(CLIENT_SECRET);
-    run_env(&moto, &ws, &env, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto).env(&env), &ws, &[]);
     let after = records(&ws);
     assert!(unanswered(&after).is_empty(), "every intent is answered");
     for line in &open {
@@ -349,12 +349,12 @@ fn a_second_writer_on_the_same_log_is_refused() {
     let daemon = Daemon::start(&moto, &graph, &ws);
     daemon.wait_ready();
     let lines = ws.read("audit.jsonl").lines().count();
-    let out = run_env(
-        &moto,
+    let out = apply_unsettled(
+        Via::moto(&moto).env(&graph.env(CLIENT_SECRET)),
         &ws,
-        &graph.env(CLIENT_SECRET),
-        &["apply", "--auto-approve"],
+        &[],
         1,
+        Unsettled::Interrupted("the controller holds the audit log: a second writer is refused"),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another trustsync writer"), "{err}");
@@ -498,13 +498,7 @@ fn one_shot_commands_and_the_controller_resolve_names_alike() {
         .contains("SG-AWS-Payments-Deployers"));
     ws.write("trustsync.yaml", "audit: {path: audit.jsonl}\n");
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
-    run_env(
-        &moto,
-        &ws,
-        &graph.env(CLIENT_SECRET),
-        &["apply", "--auto-approve"],
-        0,
-    );
+    apply(Via::moto(&moto).env(&graph.env(CLIENT_SECRET)), &ws, &[]);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
 
     // The controller, on a fresh account (nothing pinned yet), through the delta cache.
@@ -698,7 +692,7 @@ fn a_rotated_audit_log_is_reported_until_acknowledged_through_the_running_contro
         "trustsync.yaml",
         "audit: {path: audit.jsonl, auditorPublicKeyFiles: [auditor.pub]}\ndirectory: {tenantFile: examples/tenant.json}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     let text = ws.read("audit.jsonl");
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     lines[3] = lines[3].replacen("\"time\":\"", "\"time\":\"1", 1);
@@ -782,12 +776,12 @@ fn kills_then_a_torn_line_then_a_departure_the_member_still_loses_the_role() {
         let before = std::fs::read_to_string(ws.path().join("audit.jsonl"))
             .map(|t| t.matches("\"type\":\"intent\"").count())
             .unwrap_or(0);
-        let mut child = command(ws.path(), &proxy.endpoint)
-            .args(["--config", "trustsync.yaml", "apply", "--auto-approve"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_apply(
+            Via::at(&proxy.endpoint),
+            &ws,
+            &[],
+            Unsettled::Interrupted("killed once a write is under way"),
+        );
         let landed = std::panic::catch_unwind(|| {
             wait_for(Duration::from_secs(60), "a write under way", || {
                 std::fs::read_to_string(ws.path().join("audit.jsonl"))
@@ -810,7 +804,7 @@ fn kills_then_a_torn_line_then_a_departure_the_member_still_loses_the_role() {
     );
     ws.remove_tenant_member(PAYMENTS, SP2);
     let t = Instant::now();
-    run_at(&proxy.endpoint, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::at(&proxy.endpoint), &ws, &[]);
     println!(
         "after {killed} kills and a torn line, the revocation landed in {} ms (every request held 300 ms)",
         t.elapsed().as_millis()
@@ -1043,7 +1037,7 @@ fn a_forged_unsigned_pin_appended_while_stopped_is_not_followed_after_a_restart(
         "trustsync.yaml",
         "audit: {path: audit.jsonl, signingKeyFile: signing-key.pem}\ndirectory: {tenantFile: examples/tenant.json}\nrun: {intervalSeconds: 3600, directoryPollSeconds: 1}\n",
     );
-    run_ok(&moto, &ws, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&moto), &ws, &[]);
     assert_eq!(moto.trusted_subs("payments-deployer"), [SP1, SP2, SP4]);
     let tags = |moto: &Moto| -> std::collections::BTreeMap<String, String> {
         moto.block_on(

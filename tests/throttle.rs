@@ -45,7 +45,7 @@ fn throttled_and_faulty_aws_converges_to_the_clean_state() {
     clean.create_functions(&["payments-api"]);
     let ws_clean = Workspace::new();
     bulk(&ws_clean, 20);
-    run_ok(&clean, &ws_clean, &["apply", "--auto-approve"], 0);
+    apply(Via::moto(&clean), &ws_clean, &[]);
 
     // The faulty run, through the proxy.
     let faulty = Moto::start();
@@ -66,12 +66,8 @@ fn throttled_and_faulty_aws_converges_to_the_clean_state() {
         format!("audit: {{path: audit.jsonl}}\ndirectory: {{tenantFile: examples/tenant.json}}\n{extra}")
     };
     ws.write("trustsync.yaml", &config("aws: {maxRetrySeconds: 60}\n"));
-    let out = trustsync_with_endpoint(
-        ws.path(),
-        &proxy.endpoint,
-        &["--config", "trustsync.yaml", "apply", "--auto-approve"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // The apply, and a re-plan through the faulty proxy that finds nothing left to do.
+    let out = apply(Via::at(&proxy.endpoint), &ws, &[]);
     let counts = proxy.counts();
     assert!(
         counts.throttled >= 10 && counts.lost_responses >= 1,
@@ -84,20 +80,12 @@ fn throttled_and_faulty_aws_converges_to_the_clean_state() {
         .and_then(|s| s.split_whitespace().next())
         .unwrap_or("?");
     println!(
-        "faulty apply: {} requests at the proxy, {} throttled, {} 500s, {} lost responses; trustsync counted {retries} retries",
+        "faulty apply and re-plan: {} requests at the proxy, {} throttled, {} 500s, {} lost responses; trustsync counted {retries} retries",
         counts.total(),
         counts.throttled,
         counts.server_errors,
         counts.lost_responses
     );
-
-    // A re-plan through the faulty proxy finds nothing left to do.
-    let out = trustsync_with_endpoint(
-        ws.path(),
-        &proxy.endpoint,
-        &["--config", "trustsync.yaml", "plan", "--detailed-exitcode"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     assert_eq!(
         managed_state(&faulty),
@@ -133,12 +121,7 @@ fn writes_to_independent_roles_overlap_within_the_bound() {
             &format!("audit: {{path: audit.jsonl}}\ndirectory: {{tenantFile: examples/tenant.json}}\naws: {{writeConcurrency: {{iam: {iam}, lambda: 1}}}}\n"),
         );
         let started = std::time::Instant::now();
-        let out = trustsync_with_endpoint(
-            ws.path(),
-            &proxy.endpoint,
-            &["--config", "trustsync.yaml", "apply", "--auto-approve"],
-        );
-        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        apply(Via::at(&proxy.endpoint), &ws, &[]);
         let counts = proxy.counts();
         println!(
             "writeConcurrency.iam = {iam}: {} requests, at most {} in flight, {} ms",

@@ -6,6 +6,11 @@ pub mod daemon;
 pub mod entra;
 pub mod judge;
 pub mod proxy;
+pub mod settle;
+
+// Each test binary takes the ones it uses.
+#[allow(unused_imports)]
+pub use settle::{apply, apply_unsettled, spawn_apply, Unsettled, Via};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
