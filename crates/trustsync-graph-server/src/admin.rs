@@ -2,7 +2,16 @@
 //! subscriptions, fed to the delta feed), faults, delta-token expiry, statistics,
 //! subscriptions and their lifecycle notifications.
 
-use super::*;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::throttle::Faults;
+use crate::{graph_error, not_found, notify_group_changed, subscriptions, Event, Server, Shared};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

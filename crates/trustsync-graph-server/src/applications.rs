@@ -292,64 +292,17 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
             )
         };
     }
-    let (app_key, tail): (Result<&str, &str>, &[&str]) = match segments.as_slice() {
-        ["applications", id, tail @ ..] => (Ok(*id), tail),
-        [first, tail @ ..] => match alternate_key(first, "applications", "appId") {
-            Some(app_id) => (Err(app_id), tail),
-            None => return bad_request(&format!("Invalid object identifier '{first}'.")),
-        },
-        [] => return bad_request("Empty path."),
+    let (app_key, target) = match route(&segments, rest) {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let target = match tail {
-        [] => Target::Application,
-        ["federatedIdentityCredentials"] => Target::Collection,
-        ["federatedIdentityCredentials", key] => Target::ByIdOrName(key),
-        [seg] => match alternate_key(seg, "federatedIdentityCredentials", "name") {
-            Some(name) => Target::ByName(name),
-            None => {
-                return graph_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &format!("Resource not found for the segment '{seg}'."),
-                )
-            }
-        },
-        _ => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                &format!("Resource not found for the segment '{rest}'."),
-            )
-        }
+    let index = match owned_app(apps, tenant, client, app_key) {
+        Ok(i) => i,
+        Err(resp) => return resp,
     };
-    let Some(index) = apps.apps.iter().position(|a| match app_key {
-        Ok(id) => a.id.eq_ignore_ascii_case(id),
-        Err(app_id) => a.app_id.eq_ignore_ascii_case(app_id),
-    }) else {
-        return not_found(match app_key {
-            Ok(id) | Err(id) => id,
-        });
-    };
-    // Application.ReadWrite.OwnedBy: only the applications the caller owns.
-    let caller_sp = tenant
-        .service_principals
-        .iter()
-        .find(|sp| sp.app_id.as_deref() == Some(client))
-        .map(|sp| sp.id.as_str());
-    if !caller_sp.is_some_and(|sp| apps.apps[index].owners.iter().any(|o| o == sp)) {
-        return graph_error(
-            StatusCode::FORBIDDEN,
-            "Authorization_RequestDenied",
-            "Insufficient privileges to complete the operation.",
-        );
-    }
-    let body: Option<Map<String, Value>> = if body.is_empty() {
-        None
-    } else {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(m)) => Some(m),
-            _ => return bad_request("Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format."),
-        }
+    let body = match json_body(body) {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let context = format!(
         "{base}/$metadata#applications('{}')/federatedIdentityCredentials",
@@ -362,32 +315,7 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
             v["@odata.context"] = json!(format!("{base}/$metadata#applications/$entity"));
             Json(v).into_response()
         }
-        (Method::GET, Target::Collection) => {
-            let app = &apps.apps[index];
-            let filter = match query.get("$filter").map(|f| parse_eq_filter(f)) {
-                None => None,
-                Some(Some(f)) => Some(f),
-                Some(None) => {
-                    return bad_request("Unsupported or invalid query filter clause specified.")
-                }
-            };
-            let value: Vec<Value> = app
-                .credentials
-                .iter()
-                .filter(|c| {
-                    filter.as_ref().is_none_or(|(field, want)| {
-                        let have = match field.as_str() {
-                            "name" => &c.name,
-                            "issuer" => &c.issuer,
-                            _ => &c.subject,
-                        };
-                        have == want
-                    })
-                })
-                .map(Credential::json)
-                .collect();
-            Json(json!({"@odata.context": context, "value": value})).into_response()
-        }
+        (Method::GET, Target::Collection) => list_credentials(&apps.apps[index], query, &context),
         (Method::POST, Target::Collection) => {
             let Some(body) = body else {
                 return bad_request("The request body is empty.");
@@ -405,22 +333,7 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
             }
         }
         (Method::PATCH, target @ (Target::ByIdOrName(_) | Target::ByName(_))) => {
-            let Some(mut body) = body else {
-                return bad_request("The request body is empty.");
-            };
-            let (key, upsert) = match target {
-                Target::ByName(name) => (name, true),
-                Target::ByIdOrName(key) => (key, false),
-                Target::Collection | Target::Application => unreachable!("matched above"),
-            };
-            match find(&apps.apps[index], key) {
-                Some(i) => update(apps, index, i, &body),
-                None if upsert => {
-                    body.insert("name".into(), json!(key));
-                    create(apps, index, &body, &context)
-                }
-                None => not_found(key),
-            }
+            patch(apps, index, target, body, &context)
         }
         (Method::DELETE, Target::ByIdOrName(key) | Target::ByName(key)) => {
             match find(&apps.apps[index], key) {
@@ -436,6 +349,144 @@ pub fn serve(apps: &mut Apps, tenant: &TenantFile, req: &Request<'_>) -> Respons
             "Request_BadRequest",
             "The HTTP method is not supported for this resource.",
         ),
+    }
+}
+
+/// The application a path names (`Ok`: by object id, `Err`: by `appId`) and what under
+/// it, from the path's segments (`rest` split); a path this resource does not have is a
+/// 400.
+fn route<'a>(
+    segments: &[&'a str],
+    rest: &str,
+) -> Result<(Result<&'a str, &'a str>, Target<'a>), Response> {
+    let (app_key, tail): (Result<&str, &str>, &[&str]) = match segments {
+        ["applications", id, tail @ ..] => (Ok(*id), tail),
+        [first, tail @ ..] => match alternate_key(first, "applications", "appId") {
+            Some(app_id) => (Err(app_id), tail),
+            None => {
+                return Err(bad_request(&format!(
+                    "Invalid object identifier '{first}'."
+                )))
+            }
+        },
+        [] => return Err(bad_request("Empty path.")),
+    };
+    let target = match tail {
+        [] => Target::Application,
+        ["federatedIdentityCredentials"] => Target::Collection,
+        ["federatedIdentityCredentials", key] => Target::ByIdOrName(key),
+        [seg] => match alternate_key(seg, "federatedIdentityCredentials", "name") {
+            Some(name) => Target::ByName(name),
+            None => {
+                return Err(graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Resource not found for the segment '{seg}'."),
+                ))
+            }
+        },
+        _ => {
+            return Err(graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Resource not found for the segment '{rest}'."),
+            ))
+        }
+    };
+    Ok((app_key, target))
+}
+
+/// The index of the application `app_key` names, if it exists (404) and the caller owns
+/// it (403).
+fn owned_app(
+    apps: &Apps,
+    tenant: &TenantFile,
+    client: &str,
+    app_key: Result<&str, &str>,
+) -> Result<usize, Response> {
+    let Some(index) = apps.apps.iter().position(|a| match app_key {
+        Ok(id) => a.id.eq_ignore_ascii_case(id),
+        Err(app_id) => a.app_id.eq_ignore_ascii_case(app_id),
+    }) else {
+        return Err(not_found(match app_key {
+            Ok(id) | Err(id) => id,
+        }));
+    };
+    // Application.ReadWrite.OwnedBy: only the applications the caller owns.
+    let caller_sp = tenant
+        .service_principals
+        .iter()
+        .find(|sp| sp.app_id.as_deref() == Some(client))
+        .map(|sp| sp.id.as_str());
+    if !caller_sp.is_some_and(|sp| apps.apps[index].owners.iter().any(|o| o == sp)) {
+        return Err(graph_error(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ));
+    }
+    Ok(index)
+}
+
+/// The request's JSON object (`None`: no body); anything else is a 400.
+fn json_body(body: &[u8]) -> Result<Option<Map<String, Value>>, Response> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        _ => Err(bad_request("Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.")),
+    }
+}
+
+/// `GET .../federatedIdentityCredentials`, with its `$filter` if any.
+fn list_credentials(app: &App, query: &HashMap<String, String>, context: &str) -> Response {
+    let filter = match query.get("$filter").map(|f| parse_eq_filter(f)) {
+        None => None,
+        Some(Some(f)) => Some(f),
+        Some(None) => return bad_request("Unsupported or invalid query filter clause specified."),
+    };
+    let value: Vec<Value> = app
+        .credentials
+        .iter()
+        .filter(|c| {
+            filter.as_ref().is_none_or(|(field, want)| {
+                let have = match field.as_str() {
+                    "name" => &c.name,
+                    "issuer" => &c.issuer,
+                    _ => &c.subject,
+                };
+                have == want
+            })
+        })
+        .map(Credential::json)
+        .collect();
+    Json(json!({"@odata.context": context, "value": value})).into_response()
+}
+
+/// `PATCH` of a credential: an update by id or name, or an upsert by `(name='...')`.
+fn patch(
+    apps: &mut Apps,
+    index: usize,
+    target: Target<'_>,
+    body: Option<Map<String, Value>>,
+    context: &str,
+) -> Response {
+    let Some(mut body) = body else {
+        return bad_request("The request body is empty.");
+    };
+    let (key, upsert) = match target {
+        Target::ByName(name) => (name, true),
+        Target::ByIdOrName(key) => (key, false),
+        Target::Collection | Target::Application => unreachable!("matched above"),
+    };
+    match find(&apps.apps[index], key) {
+        Some(i) => update(apps, index, i, &body),
+        None if upsert => {
+            body.insert("name".into(), json!(key));
+            create(apps, index, &body, context)
+        }
+        None => not_found(key),
     }
 }
 
@@ -469,16 +520,7 @@ fn string_field(body: &Map<String, Value>, field: &str) -> Result<Option<String>
 
 /// The checked fields of a credential, from a create body or an update over `old`.
 fn checked(body: &Map<String, Value>, old: Option<&Credential>) -> Result<Credential, Response> {
-    if let Some(k) = body.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "name" | "issuer" | "subject" | "audiences" | "description" | "id" | "@odata.type"
-        )
-    }) {
-        return Err(bad_request(&format!(
-            "Property '{k}' does not exist as a declared property or extension property."
-        )));
-    }
+    declared_only(body)?;
     let name = string_field(body, "name")?;
     if let (Some(old), Some(name)) = (old, &name) {
         if name != &old.name {
@@ -490,20 +532,7 @@ fn checked(body: &Map<String, Value>, old: Option<&Credential>) -> Result<Creden
     let subject = string_field(body, "subject")?.or_else(|| old.map(|o| o.subject.clone()));
     let description =
         string_field(body, "description")?.or_else(|| old.and_then(|o| o.description.clone()));
-    let audiences = match body.get("audiences") {
-        None => old.map(|o| o.audiences.clone()),
-        Some(Value::Array(a)) => Some(
-            a.iter()
-                .map(|v| v.as_str().map(String::from))
-                .collect::<Option<Vec<String>>>()
-                .ok_or_else(|| bad_request("Invalid value specified for property 'audiences'."))?,
-        ),
-        Some(_) => {
-            return Err(bad_request(
-                "Invalid value specified for property 'audiences'.",
-            ))
-        }
-    };
+    let audiences = audiences_field(body, old)?;
     let Some(name) = name.filter(|n| !n.is_empty()) else {
         return Err(bad_request("Property 'name' is required."));
     };
@@ -550,6 +579,40 @@ fn checked(body: &Map<String, Value>, old: Option<&Credential>) -> Result<Creden
         audiences,
         description,
     })
+}
+
+/// A 400 for the first property of `body` a federated identity credential does not have.
+fn declared_only(body: &Map<String, Value>) -> Result<(), Response> {
+    if let Some(k) = body.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "name" | "issuer" | "subject" | "audiences" | "description" | "id" | "@odata.type"
+        )
+    }) {
+        return Err(bad_request(&format!(
+            "Property '{k}' does not exist as a declared property or extension property."
+        )));
+    }
+    Ok(())
+}
+
+/// `audiences` of `body` (strings only), or `old`'s when the body has none.
+fn audiences_field(
+    body: &Map<String, Value>,
+    old: Option<&Credential>,
+) -> Result<Option<Vec<String>>, Response> {
+    match body.get("audiences") {
+        None => Ok(old.map(|o| o.audiences.clone())),
+        Some(Value::Array(a)) => Ok(Some(
+            a.iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| bad_request("Invalid value specified for property 'audiences'."))?,
+        )),
+        Some(_) => Err(bad_request(
+            "Invalid value specified for property 'audiences'.",
+        )),
+    }
 }
 
 /// Another credential of the app (not `except`) with this issuer and subject.
@@ -613,85 +676,13 @@ pub type Refusal = (StatusCode, &'static str, u32, String);
 /// publishes (`{iss}/.well-known/openid-configuration` -> `jwks_uri`), within its
 /// lifetime.
 pub async fn check_federated(credentials: &[Credential], assertion: &str) -> Result<(), Refusal> {
-    let refuse =
-        |code: u32, msg: String| Err((StatusCode::UNAUTHORIZED, "invalid_client", code, msg));
     let Ok(header) = jsonwebtoken::decode_header(assertion) else {
         return refuse(50027, "JWT token is invalid or malformed.".into());
     };
-    // The claims first, unverified, to find the credential and the issuer's keys.
-    let mut peek = jsonwebtoken::Validation::new(header.alg);
-    peek.insecure_disable_signature_validation();
-    peek.validate_aud = false;
-    peek.validate_exp = false;
-    peek.required_spec_claims.clear();
-    let Ok(data) = jsonwebtoken::decode::<Value>(
-        assertion,
-        &jsonwebtoken::DecodingKey::from_secret(&[]),
-        &peek,
-    ) else {
-        return refuse(50027, "JWT token is invalid or malformed.".into());
-    };
-    let claims = data.claims;
+    let claims = peek_claims(assertion, header.alg)?;
     let iss = claims["iss"].as_str().unwrap_or_default().to_string();
-    let sub = claims["sub"].as_str().unwrap_or_default();
-    let auds: Vec<&str> = match &claims["aud"] {
-        Value::String(a) => vec![a.as_str()],
-        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let by_issuer: Vec<&Credential> = credentials.iter().filter(|c| c.issuer == iss).collect();
-    if by_issuer.is_empty() {
-        return refuse(700211, format!("No matching federated identity record found for presented assertion issuer '{iss}'."));
-    }
-    let by_subject: Vec<&&Credential> = by_issuer.iter().filter(|c| c.subject == sub).collect();
-    if by_subject.is_empty() {
-        return refuse(700213, format!("No matching federated identity record found for presented assertion subject '{sub}'."));
-    }
-    if !by_subject
-        .iter()
-        .any(|c| c.audiences.iter().any(|a| auds.contains(&a.as_str())))
-    {
-        return refuse(
-            700212,
-            "No matching federated identity record found for presented assertion audience.".into(),
-        );
-    }
-    // The issuer's keys.
-    let http = reqwest::Client::new();
-    let discovery = format!(
-        "{}/.well-known/openid-configuration",
-        iss.trim_end_matches('/')
-    );
-    let jwks_uri = match http.get(&discovery).send().await {
-        Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-            Ok(v) => v["jwks_uri"].as_str().map(String::from),
-            Err(_) => None,
-        },
-        _ => None,
-    };
-    let Some(jwks_uri) = jwks_uri else {
-        return refuse(
-            50166,
-            format!("Request to External OIDC endpoint failed: {discovery}."),
-        );
-    };
-    let jwks: jsonwebtoken::jwk::JwkSet = match http.get(&jwks_uri).send().await {
-        Ok(r) if r.status().is_success() => match r.json().await {
-            Ok(k) => k,
-            Err(_) => {
-                return refuse(
-                    50166,
-                    format!("Request to External OIDC endpoint failed: {jwks_uri}."),
-                )
-            }
-        },
-        _ => {
-            return refuse(
-                50166,
-                format!("Request to External OIDC endpoint failed: {jwks_uri}."),
-            )
-        }
-    };
+    federated_match(credentials, &claims, &iss)?;
+    let jwks = issuer_keys(&iss).await?;
     let key = match &header.kid {
         Some(kid) => jwks.find(kid),
         None => jwks.keys.first(),
@@ -720,6 +711,94 @@ pub async fn check_federated(credentials: &[Credential], assertion: &str) -> Res
         Err(_) => refuse(
             700027,
             "Client assertion failed signature validation.".into(),
+        ),
+    }
+}
+
+/// The token endpoint's refusal of an assertion: 401 `invalid_client`.
+fn refuse<T>(code: u32, msg: String) -> Result<T, Refusal> {
+    Err((StatusCode::UNAUTHORIZED, "invalid_client", code, msg))
+}
+
+/// The claims of an assertion, read without checking its signature.
+fn peek_claims(assertion: &str, alg: jsonwebtoken::Algorithm) -> Result<Value, Refusal> {
+    // The claims first, unverified, to find the credential and the issuer's keys.
+    let mut peek = jsonwebtoken::Validation::new(alg);
+    peek.insecure_disable_signature_validation();
+    peek.validate_aud = false;
+    peek.validate_exp = false;
+    peek.required_spec_claims.clear();
+    let Ok(data) = jsonwebtoken::decode::<Value>(
+        assertion,
+        &jsonwebtoken::DecodingKey::from_secret(&[]),
+        &peek,
+    ) else {
+        return refuse(50027, "JWT token is invalid or malformed.".into());
+    };
+    Ok(data.claims)
+}
+
+/// A credential naming the assertion's issuer `iss`, subject and one of its audiences;
+/// the refusal says which of the three no credential matched first.
+fn federated_match(credentials: &[Credential], claims: &Value, iss: &str) -> Result<(), Refusal> {
+    let sub = claims["sub"].as_str().unwrap_or_default();
+    let auds: Vec<&str> = match &claims["aud"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let by_issuer: Vec<&Credential> = credentials.iter().filter(|c| c.issuer == iss).collect();
+    if by_issuer.is_empty() {
+        return refuse(700211, format!("No matching federated identity record found for presented assertion issuer '{iss}'."));
+    }
+    let by_subject: Vec<&&Credential> = by_issuer.iter().filter(|c| c.subject == sub).collect();
+    if by_subject.is_empty() {
+        return refuse(700213, format!("No matching federated identity record found for presented assertion subject '{sub}'."));
+    }
+    if !by_subject
+        .iter()
+        .any(|c| c.audiences.iter().any(|a| auds.contains(&a.as_str())))
+    {
+        return refuse(
+            700212,
+            "No matching federated identity record found for presented assertion audience.".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The issuer's keys: its discovery document (`{iss}/.well-known/openid-configuration`),
+/// then the `jwks_uri` it names.
+async fn issuer_keys(iss: &str) -> Result<jsonwebtoken::jwk::JwkSet, Refusal> {
+    let http = reqwest::Client::new();
+    let discovery = format!(
+        "{}/.well-known/openid-configuration",
+        iss.trim_end_matches('/')
+    );
+    let jwks_uri = match http.get(&discovery).send().await {
+        Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+            Ok(v) => v["jwks_uri"].as_str().map(String::from),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let Some(jwks_uri) = jwks_uri else {
+        return refuse(
+            50166,
+            format!("Request to External OIDC endpoint failed: {discovery}."),
+        );
+    };
+    match http.get(&jwks_uri).send().await {
+        Ok(r) if r.status().is_success() => match r.json().await {
+            Ok(k) => Ok(k),
+            Err(_) => refuse(
+                50166,
+                format!("Request to External OIDC endpoint failed: {jwks_uri}."),
+            ),
+        },
+        _ => refuse(
+            50166,
+            format!("Request to External OIDC endpoint failed: {jwks_uri}."),
         ),
     }
 }

@@ -1,7 +1,17 @@
 //! The token endpoint (client secret, certificate assertion, federated token; tokens for
 //! the tenant's own applications) and the OpenID discovery documents and keys.
 
-use super::*;
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use trustsync_tenant::TenantClient;
+
+use crate::{aad_error, applications, base_url, now_secs, request_id, tokens, Shared};
 
 pub(crate) async fn token(
     State(state): State<Shared>,

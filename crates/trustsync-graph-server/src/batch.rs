@@ -1,6 +1,16 @@
 //! `POST /v1.0/$batch`: JSON batching, at most 20 requests, each answered on its own.
 
-use super::*;
+use std::collections::{BTreeSet, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{authorized, base_url, graph_error, serve_get, Shared};
 
 /// Most requests one JSON batch may hold.
 pub(crate) const BATCH_LIMIT: usize = 20;

@@ -1,7 +1,17 @@
 //! The directory as Graph serves it: objects, groups and their members, paging over
 //! snapshots, the delta feed, and the directory audit log.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::{
+    carried, graph_error, not_found, now_rfc3339, parse_display_name_filter, request_id, AuditTest,
+    DeltaItem, Kind, Pager, Server,
+};
 
 /// A user's properties as Graph's user resource names them (v1.0 returns a default set
 /// of these without `$select`): `accountEnabled` true and `userType` `Member` unless the

@@ -72,7 +72,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -95,10 +95,9 @@ mod users;
 use admin::*;
 use auth::*;
 use batch::*;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use throttle::*;
-use trustsync_tenant::{TenantClient, TenantFile};
+use trustsync_tenant::TenantFile;
 use users::*;
 
 #[derive(Parser)]

@@ -1,7 +1,14 @@
 //! Resource units and throttling as Microsoft publishes them for identity and access,
 //! and the faults the admin API injects: what every Graph request passes through first.
 
-use super::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::{graph_error, Shared};
 
 /// The resource units Microsoft charges for a Graph read of this route and query.
 pub(crate) fn resource_units(route: &str, q: &HashMap<String, String>) -> u64 {

@@ -11,8 +11,17 @@
 //! `mail`, `userType`), `DELETE /admin/users/{id}` (removed from every group, as Entra
 //! does, each removal recorded as any other).
 
-use super::*;
+use std::collections::{BTreeSet, HashMap};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
 use crate::directory::DeltaStart;
+use crate::{carried, graph_error, not_found, Kind, Server, Shared};
 
 /// The properties `GET /users` returns without `$select` (Microsoft's default set, of
 /// those the tenant file keeps): `accountEnabled` and `userType` must be asked for.

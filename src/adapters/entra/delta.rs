@@ -21,7 +21,7 @@ use crate::sources::directory::{
     DirectorySnapshot, GroupMembers, GroupRequest, Member, MemberKind,
 };
 
-use super::graph::*;
+use super::graph::{kind_of, owner_tenant, parse, Error, GraphReader, Page};
 
 /// A group as the cache keeps it: its name and its direct members, as interned ids.
 #[derive(Debug, Clone, Default)]

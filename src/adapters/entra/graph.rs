@@ -11,12 +11,12 @@
 //! - [`GraphReader::snapshot`]: a full read of exactly the groups the policies use
 //!   (resolve each group, then its `members` or `transitiveMembers`). Used by `plan` and
 //!   `apply`.
-//! - [`DeltaCache`]: `GET /groups/delta` selecting `members`, kept up to date with the
+//! - [`DeltaCache`](super::delta::DeltaCache): `GET /groups/delta` selecting `members`, kept up to date with the
 //!   delta link. It tracks the direct members of every group, so transitive membership is
 //!   computed locally and a change inside a nested group is seen even though Graph does not
 //!   report it on the parent. A steady-state sync costs one request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,14 +24,11 @@ use std::time::Duration;
 use graph_rs_sdk::GraphClient;
 use serde_json::Value;
 
-use super::delta::DeltaCache;
 use super::token::{GraphAuth, TokenSource};
 use crate::model::call::{Failure, Written};
 use crate::observed::ObservedApplication;
 use crate::plan::EntraAction;
-use crate::sources::directory::{
-    DirectorySnapshot, GroupMembers, GroupRequest, Matched, Member, MembershipChange,
-};
+use crate::sources::directory::MembershipChange;
 
 /// Why a directory read failed. The whole pass stops; nothing is taken as empty.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -468,15 +465,6 @@ impl GraphReader {
         }
     }
 
-    /// Every item of one collection (path relative to the endpoint), all pages.
-    async fn collection(&self, operation: &str, url: String) -> Result<Vec<Value>, Error> {
-        let first = self.batch_get(operation, &[url]).await?;
-        self.rest_of_pages(operation, first)
-            .await?
-            .pop()
-            .expect("one collection asked, one answered")
-    }
-
     /// Creates, updates or deletes a federated identity credential. A create that finds
     /// the name taken (a retry after a lost answer) and a delete that finds it gone are
     /// success, with a note; anything else Graph refuses is a [`Failure`].
@@ -571,339 +559,8 @@ impl GraphReader {
             Err(e) => Err(failure(op, e)),
         }
     }
-
-    /// A full read of the requested groups, in JSON batches of 20 (`POST /$batch`): a
-    /// group chosen by id (or pinned) is read together with the first page of its
-    /// `members` or `transitiveMembers`; a display name is resolved first, and when it
-    /// matches several groups, each one's members are read, so that the mapping can still
-    /// drop whoever is a member of none of them. Later pages follow in later batches. Each
-    /// request inside a batch is charged as Graph charges it on its own; batching saves
-    /// HTTP round trips (2 requests per group, 20 to a batch: N groups in N/10), not
-    /// resource units.
-    pub async fn snapshot(&self, requests: &[GroupRequest]) -> Result<DirectorySnapshot, Error> {
-        const GROUPS: &str = "POST /$batch (groups)";
-        const MEMBERS: &str = "POST /$batch (members)";
-        // Round one: each group by id and its first members page; each name's groups.
-        let mut urls = Vec::new();
-        for req in requests {
-            match (&req.selector.id, &req.pin, &req.selector.display_name) {
-                (Some(id), _, _) | (None, Some(id), _) => {
-                    urls.push(format!("/groups/{id}?$select=id,displayName"));
-                    urls.push(members_url(id, req.transitive));
-                    if let Some((_, name)) = req.pinned_name() {
-                        // Who else carries the pinned name (reported, never followed).
-                        urls.push(name_filter_url(name));
-                    }
-                }
-                (None, None, Some(name)) => urls.push(name_filter_url(name)),
-                (None, None, None) => {}
-            }
-        }
-        let mut first = self.batch_get(GROUPS, &urls).await?.into_iter();
-        // Each request's candidates, with the first members page where it was read.
-        let mut candidates: Vec<Vec<(String, String, Option<Value>)>> = Vec::new();
-        let mut by_name: Vec<(usize, String, String)> = Vec::new();
-        let mut namesakes = BTreeMap::new();
-        for (i, req) in requests.iter().enumerate() {
-            let mut found = Vec::new();
-            match (&req.selector.id, &req.pin, &req.selector.display_name) {
-                (Some(id), _, _) | (None, Some(id), _) => {
-                    let group = first.next().expect("one answer per request");
-                    let members = first.next().expect("one answer per request");
-                    if req.pinned_name().is_some() {
-                        let same = first.next().expect("one answer per request")?;
-                        let same = WireGroup::all(GROUPS, Page::read(GROUPS, same)?)?;
-                        let others = req.namesakes(
-                            same.iter()
-                                .filter_map(|g| Some((g.id.as_str(), g.display_name.as_deref()?))),
-                        );
-                        if !others.is_empty() {
-                            namesakes.insert(req.clone(), others);
-                        }
-                    }
-                    match group {
-                        Ok(g) => found.push((
-                            id.clone(),
-                            parse::<WireGroup>(GROUPS, g)?
-                                .display_name
-                                .unwrap_or_default(),
-                            Some(members?),
-                        )),
-                        Err(Error::Graph { status: 404, .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                (None, None, Some(name)) => {
-                    let groups = first.next().expect("one answer per request")?;
-                    for g in WireGroup::all(GROUPS, Page::read(GROUPS, groups)?)? {
-                        let n = g.display_name.unwrap_or_else(|| name.clone());
-                        by_name.push((i, g.id, n));
-                    }
-                }
-                (None, None, None) => {}
-            }
-            candidates.push(found);
-        }
-        // Round two: the members of the groups found by name.
-        let urls: Vec<String> = by_name
-            .iter()
-            .map(|(i, id, _)| members_url(id, requests[*i].transitive))
-            .collect();
-        let pages = self.batch_get(MEMBERS, &urls).await?;
-        for ((i, id, name), page) in by_name.into_iter().zip(pages) {
-            candidates[i].push((id, name, Some(page?)));
-        }
-        // Later pages, every group's next page in the same batches, until none is left.
-        let first: Vec<Result<Value, Error>> = candidates
-            .iter_mut()
-            .flatten()
-            .map(|(_, _, page)| Ok(page.take().unwrap_or_default()))
-            .collect();
-        let mut pages = self
-            .rest_of_pages("POST /$batch (next pages)", first)
-            .await?
-            .into_iter();
-        let mut items: Vec<Vec<Vec<Member>>> = Vec::new();
-        for found in &candidates {
-            let mut members = Vec::new();
-            for _ in found {
-                let values = pages.next().expect("one per candidate")?;
-                let mut read = values
-                    .iter()
-                    .map(|v| member_of(MEMBERS, v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                read.sort();
-                read.dedup();
-                members.push(read);
-            }
-            items.push(members);
-        }
-        let mut out = DirectorySnapshot {
-            namesakes,
-            ..DirectorySnapshot::default()
-        };
-        for ((req, found), pages) in requests.iter().zip(candidates).zip(items) {
-            let read: Vec<GroupMembers> = found
-                .into_iter()
-                .zip(pages)
-                .map(|((id, display_name, _), members)| GroupMembers {
-                    id: id.into(),
-                    display_name,
-                    members,
-                })
-                .collect();
-            out.groups
-                .insert(req.clone(), req.finish(Matched::of(read), |g| g));
-        }
-        Ok(out)
-    }
-
-    /// How many groups the tenant has (`GET /groups/$count`, an advanced query that needs
-    /// `ConsistencyLevel: eventual`).
-    pub async fn group_count(&self) -> Result<u64, Error> {
-        let n = self
-            .get(
-                "GET /groups/$count",
-                |c| {
-                    c.groups().get_groups_count().header(
-                        reqwest::header::HeaderName::from_static("consistencylevel"),
-                        reqwest::header::HeaderValue::from_static("eventual"),
-                    )
-                },
-                None,
-            )
-            .await?;
-        n.as_u64().ok_or_else(|| Error::Graph {
-            operation: "GET /groups/$count".into(),
-            status: 200,
-            code: "notACount".into(),
-            message: format!("expected a number, got {n}"),
-        })
-    }
-
-    /// The cheaper full read of these groups. Per-group reads in JSON batches cost about
-    /// one request per 10 groups and 3 to 5 resource units per group; a delta-based read
-    /// of every group in the tenant (`/groups/delta`, 999 groups a page with their direct
-    /// members, nested groups expanded locally, as the controller does) costs about one
-    /// request and one unit per 999 groups. When the policies map enough groups for the
-    /// batches to take more than two requests, the tenant's group count decides.
-    pub async fn full_read(&self, requests: &[GroupRequest]) -> Result<DirectorySnapshot, Error> {
-        let batches = (2 * requests.len()).div_ceil(BATCH_SIZE) as u64;
-        if batches <= 2 {
-            return self.snapshot(requests).await;
-        }
-        let groups = self.group_count().await?;
-        let pages = groups.div_ceil(999).max(1);
-        if pages >= batches {
-            tracing::debug!(
-                groups,
-                batches,
-                pages,
-                "reading the mapped groups in batches"
-            );
-            return self.snapshot(requests).await;
-        }
-        tracing::info!(
-            mapped = requests.len(),
-            tenant_groups = groups,
-            pages,
-            batches,
-            "reading every group through delta: fewer requests than reading the mapped groups"
-        );
-        let mut cache = DeltaCache::new(self.clone());
-        cache.sync().await?;
-        Ok(cache.snapshot(requests))
-    }
-
-    /// Every item of each collection, given its first page (or that page's error): later
-    /// pages follow `@odata.nextLink`, every collection's next page in the same batches,
-    /// until none is left. A page that fails fails its collection only.
-    async fn rest_of_pages(
-        &self,
-        operation: &str,
-        first: Vec<Result<Value, Error>>,
-    ) -> Result<Vec<Result<Vec<Value>, Error>>, Error> {
-        let mut items: Vec<Result<Vec<Value>, Error>> = Vec::new();
-        let mut next: Vec<(usize, String)> = Vec::new();
-        let take = |i: usize, page: Value, next: &mut Vec<(usize, String)>| {
-            let page = Page::read(operation, page)?;
-            if let Some(link) = &page.next_link {
-                next.push((i, self.relative(link)?));
-            }
-            Ok::<_, Error>(page.value)
-        };
-        for (i, page) in first.into_iter().enumerate() {
-            items.push(page.and_then(|p| take(i, p, &mut next)));
-        }
-        while !next.is_empty() {
-            let urls: Vec<String> = next.iter().map(|(_, u)| u.clone()).collect();
-            let pages = self.batch_get(operation, &urls).await?;
-            let mut more = Vec::new();
-            for ((i, _), page) in next.into_iter().zip(pages) {
-                match page.and_then(|p| take(i, p, &mut more)) {
-                    Ok(values) => {
-                        if let Ok(collected) = &mut items[i] {
-                            collected.extend(values);
-                        }
-                    }
-                    Err(e) => items[i] = Err(e),
-                }
-            }
-            next = more;
-        }
-        Ok(items)
-    }
-
-    /// A `@odata.nextLink` as a path relative to the endpoint, for a batch.
-    fn relative(&self, link: &str) -> Result<String, Error> {
-        let base = self.settings.endpoint.as_str().trim_end_matches('/');
-        link.strip_prefix(base)
-            .map(String::from)
-            .ok_or_else(|| Error::Transport {
-                operation: "POST /$batch".into(),
-                message: format!("next link {link} is not under {base}"),
-            })
-    }
-
-    /// GETs (paths relative to the endpoint) in JSON batches of [`BATCH_SIZE`]; each
-    /// answer's body or error, in the order given. A request Graph throttles or fails with
-    /// a 5xx inside a batch is sent again in a later batch once its `Retry-After` (or a
-    /// back-off) has passed, for at most `maxRetrySeconds`; a `Retry-After` longer than
-    /// `maxRetryAfterSeconds` fails it. A 404 is that request's answer, not a failure of
-    /// the batch.
-    // Long on purpose: one loop over rounds of batches, as `get` is for single requests.
-    pub(super) async fn batch_get(
-        &self,
-        operation: &str,
-        urls: &[String],
-    ) -> Result<Vec<Result<Value, Error>>, Error> {
-        let mut answers: Vec<Option<Result<Value, Error>>> = urls.iter().map(|_| None).collect();
-        let mut pending: Vec<usize> = (0..urls.len()).collect();
-        let started = tokio::time::Instant::now();
-        // The one error policy's back-off (exponential, jittered), as for single requests.
-        let mut delays = Self::retry_policy(&self.settings).backoff();
-        while !pending.is_empty() {
-            let mut again = Vec::new();
-            let mut wait = Duration::ZERO;
-            let backoff = backoff::backoff::Backoff::next_backoff(&mut delays)
-                .unwrap_or(Duration::from_secs(10));
-            for chunk in pending.chunks(BATCH_SIZE) {
-                let body = serde_json::json!({
-                    "requests": chunk.iter().map(|i| serde_json::json!({
-                        "id": i.to_string(), "method": "GET", "url": urls[*i],
-                    })).collect::<Vec<_>>()
-                });
-                let reply = self.get(operation, |c| c.batch(&body), None).await?;
-                for r in reply["responses"].as_array().into_iter().flatten() {
-                    let Some(i) = r["id"].as_str().and_then(|id| id.parse::<usize>().ok()) else {
-                        continue;
-                    };
-                    if !chunk.contains(&i) {
-                        continue;
-                    }
-                    let status = r["status"].as_u64().unwrap_or(0) as u16;
-                    if (200..300).contains(&status) {
-                        answers[i] = Some(Ok(r["body"].clone()));
-                        continue;
-                    }
-                    let (code, message) = error_of(&r["body"]);
-                    let err = Error::Graph {
-                        operation: format!("GET {}", urls[i].split('?').next().unwrap_or_default()),
-                        status,
-                        code,
-                        message,
-                    };
-                    if status == 429 || status >= 500 {
-                        if status == 429 {
-                            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let after = header(&r["headers"], "retry-after").and_then(retry_after);
-                        match after {
-                            Some(d) if d > self.settings.max_retry_after => {
-                                answers[i] = Some(Err(err));
-                            }
-                            _ => {
-                                wait = wait.max(after.unwrap_or(backoff));
-                                answers[i] = Some(Err(err));
-                                again.push(i);
-                            }
-                        }
-                    } else {
-                        answers[i] = Some(Err(err));
-                    }
-                }
-            }
-            if again.is_empty() || started.elapsed() + wait > self.settings.max_retry {
-                break;
-            }
-            self.stats
-                .retries
-                .fetch_add(again.len() as u64, Ordering::Relaxed);
-            tracing::debug!(
-                operation,
-                requests = again.len(),
-                wait_ms = wait.as_millis() as u64,
-                "Graph throttled requests inside a batch; sending them again"
-            );
-            if !crate::ports::retry::sleep_unless_stopped(wait, &self.stop).await {
-                break;
-            }
-            pending = again;
-        }
-        Ok(answers
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| {
-                a.unwrap_or_else(|| {
-                    Err(Error::Transport {
-                        operation: operation.to_string(),
-                        message: format!("no answer for {} in the batch", urls[i]),
-                    })
-                })
-            })
-            .collect())
-    }
 }
 
+mod batch;
 mod wire;
 pub(super) use wire::*;

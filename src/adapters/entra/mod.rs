@@ -5,6 +5,7 @@
 pub mod delta;
 pub mod graph;
 pub mod permissions;
+mod snapshot;
 pub mod subscription;
 pub mod token;
 mod write;

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::model::call::Failure;
 use crate::sources::directory::{Member, MemberKind, MembershipChange};
 
-use super::*;
+use super::Error;
 
 /// Requests in one JSON batch: Graph's limit.
 pub(in crate::adapters::entra) const BATCH_SIZE: usize = 20;
