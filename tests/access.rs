@@ -27,6 +27,17 @@ fn run_graph(
         .unwrap()
 }
 
+/// [`run_graph`] with the workspace's `trustsync.yaml`, the config [`apply`] runs with.
+fn run_configured(
+    moto: &Moto,
+    ws: &Workspace,
+    graph: &GraphServer,
+    args: &[&str],
+) -> std::process::Output {
+    let env = graph.env(CLIENT_SECRET);
+    Via::moto(moto).env(&env).run(ws, args)
+}
+
 fn ok(out: &std::process::Output, code: i32) -> String {
     assert_eq!(out.status.code(), Some(code), "{}", show(out));
     stdout(out)
@@ -100,7 +111,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     create_outside_role(&moto);
 
     // access: the nested path, since when, and the role outside the repository.
-    let text = ok(&run_graph(&moto, &ws, &graph, &["access"]), 0);
+    let text = ok(&run_configured(&moto, &ws, &graph, &["access"]), 0);
     let line = text
         .lines()
         .find(|l| l.trim_start().starts_with(SP4) && l.contains(" > "))
@@ -118,7 +129,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     assert!(!outside.contains("payments-deployer"), "{text}");
 
     let report: Value = serde_json::from_str(&ok(
-        &run_graph(
+        &run_configured(
             &moto,
             &ws,
             &graph,
@@ -144,7 +155,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     );
     assert_eq!(report["roles"][0]["managed"], false);
     let md = ok(
-        &run_graph(&moto, &ws, &graph, &["access", "--output", "markdown"]),
+        &run_configured(&moto, &ws, &graph, &["access", "--output", "markdown"]),
         0,
     );
     assert!(
@@ -153,7 +164,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     );
 
     // export: the outside role as a mapping to its group, adopted; validate accepts it.
-    let yaml = ok(&run_graph(&moto, &ws, &graph, &["export"]), 0);
+    let yaml = ok(&run_configured(&moto, &ws, &graph, &["export"]), 0);
     assert!(
         yaml.contains("kind: RoleMapping") && yaml.contains("adopt: true"),
         "{yaml}"
@@ -164,11 +175,11 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
         "only roles not managed: {yaml}"
     );
     ws.write("policies/exported.yaml", &yaml);
-    ok(&run_graph(&moto, &ws, &graph, &["validate"]), 0);
+    ok(&run_configured(&moto, &ws, &graph, &["validate"]), 0);
 
     // The plan adopts it (the owner tag) and changes nothing of its access or policies.
     let plan: Value = serde_json::from_str(&ok(
-        &run_graph(&moto, &ws, &graph, &["plan", "--output", "json"]),
+        &run_configured(&moto, &ws, &graph, &["plan", "--output", "json"]),
         0,
     ))
     .unwrap();
@@ -192,7 +203,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     apply(Via::moto(&moto).env(&graph.env(CLIENT_SECRET)), &ws, &[]);
     assert_eq!(moto.trusted_subs("legacy-ci"), [SP4]);
     // Adopted: no longer outside the repository.
-    let text = ok(&run_graph(&moto, &ws, &graph, &["access"]), 0);
+    let text = ok(&run_configured(&moto, &ws, &graph, &["access"]), 0);
     assert!(!text.contains("Access outside"), "{text}");
 
     // check-token: a good token for SP4, and one refused for every reason at once.
@@ -206,7 +217,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     }));
     ws.write("good.jwt", &good);
     let out = ok(
-        &run_graph(
+        &run_configured(
             &moto,
             &ws,
             &graph,
@@ -227,7 +238,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     }));
     ws.write("aud.jwt", &wrong_audience);
     let out = ok(
-        &run_graph(
+        &run_configured(
             &moto,
             &ws,
             &graph,
@@ -274,7 +285,7 @@ fn a_role_made_outside_trustsync_is_found_exported_and_adopted_without_a_change(
     }
     // A token that is not a JWT is a clear error.
     ws.write("junk.jwt", "not-a-token");
-    let out = run_graph(&moto, &ws, &graph, &["check-token", "junk.jwt"]);
+    let out = run_configured(&moto, &ws, &graph, &["check-token", "junk.jwt"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a JWT"));
     let _ = SP1;
