@@ -82,7 +82,8 @@ fn actions(scope: Scope) -> Vec<&'static str> {
 }
 
 /// The policy for this config; with a policy set, Lambda access is scoped to its functions.
-// Long on purpose: one policy document, statement by statement, as it will read in IAM.
+/// One policy document, statement by statement, as it will read in IAM: the fixed
+/// statements, then those that depend on the config and the policies.
 pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value {
     let (key, value) = (&config.owner_tag.key, &config.owner_tag.value);
     let roles = format!("arn:aws:iam::*:role{}*", config.role_path);
@@ -90,38 +91,8 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
         "arn:aws:iam::*:oidc-provider/login.microsoftonline.com/*",
         "arn:aws:iam::*:oidc-provider/sts.windows.net/*"
     ]);
-    // A provider is created only for the issuers of the policies' tenants (any Entra
-    // tenant when no policy set is given).
-    let new_providers: Value = match policies {
-        Some(set) if !set.providers.is_empty() => {
-            let mut arns: Vec<String> = set
-                .providers
-                .iter()
-                .map(|p| format!("arn:aws:iam::*:oidc-provider/{}", p.spec.issuer_host_path()))
-                .collect();
-            arns.sort();
-            arns.dedup();
-            json!(arns)
-        }
-        _ => providers.clone(),
-    };
-    // Many accounts may mean many regions: the spoke policy names functions in any.
-    let region = match config.aws.region.as_deref() {
-        Some(r) if !config.accounts.is_hub() => r,
-        _ => "*",
-    };
-    // Only the functions the policies name; none without a policy set (never `function:*`).
-    let functions: Vec<String> = policies
-        .into_iter()
-        .flat_map(|set| &set.functions)
-        .flat_map(|f| {
-            let name = crate::sources::policy::function_name_of(&f.spec.function);
-            [
-                format!("arn:aws:lambda:{region}:*:function:{name}"),
-                format!("arn:aws:lambda:{region}:*:function:{name}:*"),
-            ]
-        })
-        .collect();
+    let new_providers = new_providers(policies, &providers);
+    let (region, functions) = function_arns(config, policies);
     // With boundaries: a role is created, and a boundary set, only with one of them
     // (AWS's delegation pattern). The owner tag goes on at creation only: `iam:TagRole`
     // here is the implicit check of CreateRole's own tags, which is made in the CreateRole
@@ -147,96 +118,210 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
         .filter(|a| boundary_arns.is_empty() || *a != "iam:DeleteRolePermissionsBoundary")
         .chain(["iam:TagRole"])
         .collect();
+    let mut statements = role_statements(
+        config,
+        &roles,
+        (create_condition, boundary_condition),
+        owned_role_actions,
+    );
+    statements.extend(provider_and_function_statements(
+        config,
+        region,
+        providers,
+        new_providers,
+    ));
     let mut policy = json!({
         "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadAccountState",
-                "Effect": "Allow",
-                "Action": actions(Scope::AccountRead),
-                "Resource": "*"
-            },
-            {
-                "Sid": "CreateOwnedRoles",
-                "Effect": "Allow",
-                "Action": actions(Scope::NewRole),
-                "Resource": roles,
-                "Condition": create_condition.clone()
-            },
-            {
-                "Sid": "SetBoundaryOfOwnedRoles",
-                "Effect": "Allow",
-                "Action": actions(Scope::Boundary),
-                "Resource": roles,
-                "Condition": boundary_condition
-            },
-            {
-                "Sid": "ManageOwnedRoles",
-                "Effect": "Allow",
-                "Action": owned_role_actions,
-                "Resource": roles,
-                "Condition": {"StringEquals": {format!("aws:ResourceTag/{key}"): value}}
-            },
-            {
-                "Sid": "KeepTheOwnerTag",
-                "Effect": "Deny",
-                "Action": "iam:UntagRole",
-                "Resource": "*",
-                "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": key}}
-            },
-            {
-                "Sid": "PassOwnedRolesToLambda",
-                "Effect": "Allow",
-                "Action": actions(Scope::PassRole),
-                "Resource": roles,
-                "Condition": {"StringEquals": {
-                    "iam:PassedToService": "lambda.amazonaws.com",
-                    format!("aws:ResourceTag/{key}"): value
-                }}
-            },
-            {
-                "Sid": "CreateEntraProvider",
-                "Effect": "Allow",
-                "Action": actions(Scope::NewProvider),
-                "Resource": new_providers,
-                "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
-            },
-            {
-                "Sid": "ReadEntraProviders",
-                "Effect": "Allow",
-                "Action": actions(Scope::ProviderRead),
-                "Resource": providers
-            },
-            {
-                "Sid": "ManageOwnedEntraProvider",
-                "Effect": "Allow",
-                "Action": actions(Scope::Provider),
-                "Resource": providers,
-                "Condition": {"StringEquals": {format!("aws:ResourceTag/{key}"): value}}
-            },
-            {
-                "Sid": "NoCodeThroughConfiguration",
-                "Effect": "Deny",
-                "Action": ["lambda:UpdateFunctionConfiguration", "lambda:UpdateFunctionCode", "lambda:CreateFunction"],
-                "Resource": "*",
-                "Condition": {"ForAnyValue:StringLike": {"lambda:Layer": "*"}}
-            },
-            {
-                "Sid": "CleanUpMarkedFunctions",
-                "Effect": "Allow",
-                "Action": actions(Scope::MarkedFunction)
-                    .into_iter()
-                    .chain(["lambda:GetFunctionConfiguration", "lambda:GetAlias", "lambda:GetPolicy", "lambda:RemovePermission"])
-                    .collect::<Vec<_>>(),
-                "Resource": [
-                    format!("arn:aws:lambda:{region}:*:function:*"),
-                    format!("arn:aws:lambda:{region}:*:function:*:*")
-                ],
-                "Condition": {"Null": {format!("aws:ResourceTag/{}", config.function_tag_key()): "false"}}
-            }
-        ]
+        "Statement": statements
     });
     // The statements that depend on the config and the policies, in this order.
+    let mut more: Vec<Value> = adoption_statements(config, policies, may_create_roles);
+    if !functions.is_empty() {
+        more.extend(function_statements(&functions));
+    }
+    if !boundary_arns.is_empty() {
+        more.extend(boundary_statements(&boundary_arns));
+    }
+    if config.outbound_federation.enable {
+        more.push(json!({
+            "Sid": "EnableOutboundFederation",
+            "Effect": "Allow",
+            "Action": actions(Scope::OutboundEnable),
+            "Resource": "*"
+        }));
+    }
+    // With many accounts the anchor and Identity Center are the hub's, not each spoke's.
+    if !config.accounts.is_hub() {
+        more.extend(anchor_statement(config));
+        more.extend(audit_signing_statement(config));
+        more.extend(people_statements(config, policies));
+    }
+    if let Some(list) = policy["Statement"].as_array_mut() {
+        if !may_create_roles {
+            list.retain(|st| st["Sid"] != "CreateOwnedRoles");
+        }
+        list.extend(more);
+    }
+    policy
+}
+
+/// The providers trustsync may create.
+fn new_providers(policies: Option<&PolicySet>, providers: &Value) -> Value {
+    // A provider is created only for the issuers of the policies' tenants (any Entra
+    // tenant when no policy set is given).
+    match policies {
+        Some(set) if !set.providers.is_empty() => {
+            let mut arns: Vec<String> = set
+                .providers
+                .iter()
+                .map(|p| format!("arn:aws:iam::*:oidc-provider/{}", p.spec.issuer_host_path()))
+                .collect();
+            arns.sort();
+            arns.dedup();
+            json!(arns)
+        }
+        _ => providers.clone(),
+    }
+}
+
+/// The region the function ARNs name, and the functions the policies name.
+fn function_arns<'c>(config: &'c Config, policies: Option<&PolicySet>) -> (&'c str, Vec<String>) {
+    // Many accounts may mean many regions: the spoke policy names functions in any.
+    let region = match config.aws.region.as_deref() {
+        Some(r) if !config.accounts.is_hub() => r,
+        _ => "*",
+    };
+    // Only the functions the policies name; none without a policy set (never `function:*`).
+    let functions: Vec<String> = policies
+        .into_iter()
+        .flat_map(|set| &set.functions)
+        .flat_map(|f| {
+            let name = crate::sources::policy::function_name_of(&f.spec.function);
+            [
+                format!("arn:aws:lambda:{region}:*:function:{name}"),
+                format!("arn:aws:lambda:{region}:*:function:{name}:*"),
+            ]
+        })
+        .collect();
+    (region, functions)
+}
+
+/// The statements on roles: reading the account, creating, bounding, managing and passing
+/// the roles trustsync owns.
+fn role_statements(
+    config: &Config,
+    roles: &str,
+    (create_condition, boundary_condition): (Value, Value),
+    owned_role_actions: Vec<&str>,
+) -> Vec<Value> {
+    let (key, value) = (&config.owner_tag.key, &config.owner_tag.value);
+    vec![
+        json!({
+            "Sid": "ReadAccountState",
+            "Effect": "Allow",
+            "Action": actions(Scope::AccountRead),
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "CreateOwnedRoles",
+            "Effect": "Allow",
+            "Action": actions(Scope::NewRole),
+            "Resource": roles,
+            "Condition": create_condition.clone()
+        }),
+        json!({
+            "Sid": "SetBoundaryOfOwnedRoles",
+            "Effect": "Allow",
+            "Action": actions(Scope::Boundary),
+            "Resource": roles,
+            "Condition": boundary_condition
+        }),
+        json!({
+            "Sid": "ManageOwnedRoles",
+            "Effect": "Allow",
+            "Action": owned_role_actions,
+            "Resource": roles,
+            "Condition": {"StringEquals": {format!("aws:ResourceTag/{key}"): value}}
+        }),
+        json!({
+            "Sid": "KeepTheOwnerTag",
+            "Effect": "Deny",
+            "Action": "iam:UntagRole",
+            "Resource": "*",
+            "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": key}}
+        }),
+        json!({
+            "Sid": "PassOwnedRolesToLambda",
+            "Effect": "Allow",
+            "Action": actions(Scope::PassRole),
+            "Resource": roles,
+            "Condition": {"StringEquals": {
+                "iam:PassedToService": "lambda.amazonaws.com",
+                format!("aws:ResourceTag/{key}"): value
+            }}
+        }),
+    ]
+}
+
+/// The statements on Entra's OIDC providers and on functions.
+fn provider_and_function_statements(
+    config: &Config,
+    region: &str,
+    providers: Value,
+    new_providers: Value,
+) -> Vec<Value> {
+    let (key, value) = (&config.owner_tag.key, &config.owner_tag.value);
+    vec![
+        json!({
+            "Sid": "CreateEntraProvider",
+            "Effect": "Allow",
+            "Action": actions(Scope::NewProvider),
+            "Resource": new_providers,
+            "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
+        }),
+        json!({
+            "Sid": "ReadEntraProviders",
+            "Effect": "Allow",
+            "Action": actions(Scope::ProviderRead),
+            "Resource": providers
+        }),
+        json!({
+            "Sid": "ManageOwnedEntraProvider",
+            "Effect": "Allow",
+            "Action": actions(Scope::Provider),
+            "Resource": providers,
+            "Condition": {"StringEquals": {format!("aws:ResourceTag/{key}"): value}}
+        }),
+        json!({
+            "Sid": "NoCodeThroughConfiguration",
+            "Effect": "Deny",
+            "Action": ["lambda:UpdateFunctionConfiguration", "lambda:UpdateFunctionCode", "lambda:CreateFunction"],
+            "Resource": "*",
+            "Condition": {"ForAnyValue:StringLike": {"lambda:Layer": "*"}}
+        }),
+        json!({
+            "Sid": "CleanUpMarkedFunctions",
+            "Effect": "Allow",
+            "Action": actions(Scope::MarkedFunction)
+                .into_iter()
+                .chain(["lambda:GetFunctionConfiguration", "lambda:GetAlias", "lambda:GetPolicy", "lambda:RemovePermission"])
+                .collect::<Vec<_>>(),
+            "Resource": [
+                format!("arn:aws:lambda:{region}:*:function:*"),
+                format!("arn:aws:lambda:{region}:*:function:*:*")
+            ],
+            "Condition": {"Null": {format!("aws:ResourceTag/{}", config.function_tag_key()): "false"}}
+        }),
+    ]
+}
+
+/// The adoption grants: the listed roles and providers only.
+fn adoption_statements(
+    config: &Config,
+    policies: Option<&PolicySet>,
+    may_create_roles: bool,
+) -> Vec<Value> {
+    let (key, value) = (&config.owner_tag.key, &config.owner_tag.value);
     let mut more: Vec<Value> = Vec::new();
     // Adoption is an explicit grant for the roles listed, never a general one: the roles of
     // mappings that say `adopt: true` may be tagged as owned (once owned, the rest of the
@@ -276,77 +361,63 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
             "Condition": {"StringEquals": {format!("aws:RequestTag/{key}"): value}}
         }));
     }
-    if !functions.is_empty() {
-        more.push(json!({
+    more
+}
+
+/// Access to the functions the policies name, and their execution roles.
+fn function_statements(functions: &[String]) -> Vec<Value> {
+    // The execution role is set with UpdateFunctionConfiguration, which the Lambda
+    // authorization reference lets no condition key narrow to the role alone (its keys
+    // are lambda:Layer, lambda:VpcIds, lambda:SubnetIds, lambda:SecurityGroupIds and
+    // aws:ResourceTag): the unqualified functions named, layers denied above, the role
+    // only one trustsync owns passed to Lambda (PassOwnedRolesToLambda).
+    let unqualified: Vec<&String> = functions.iter().filter(|f| !f.ends_with(":*")).collect();
+    vec![
+        json!({
             "Sid": "ManageFunctionAccess",
             "Effect": "Allow",
             "Action": actions(Scope::Function),
             "Resource": functions
-        }));
-        // The execution role is set with UpdateFunctionConfiguration, which the Lambda
-        // authorization reference lets no condition key narrow to the role alone (its keys
-        // are lambda:Layer, lambda:VpcIds, lambda:SubnetIds, lambda:SecurityGroupIds and
-        // aws:ResourceTag): the unqualified functions named, layers denied above, the role
-        // only one trustsync owns passed to Lambda (PassOwnedRolesToLambda).
-        let unqualified: Vec<&String> = functions.iter().filter(|f| !f.ends_with(":*")).collect();
-        more.push(json!({
+        }),
+        json!({
             "Sid": "SetExecutionRoles",
             "Effect": "Allow",
             "Action": actions(Scope::FunctionConfiguration),
             "Resource": unqualified
-        }));
-    }
-    if !boundary_arns.is_empty() {
-        more.extend([
-            json!({
-                "Sid": "NoRoleWithoutABoundary",
-                "Effect": "Deny",
-                "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
-                "Resource": "*",
-                "Condition": {"ArnNotLike": {"iam:PermissionsBoundary": boundary_arns}}
-            }),
-            json!({
-                "Sid": "KeepBoundaries",
-                "Effect": "Deny",
-                "Action": "iam:DeleteRolePermissionsBoundary",
-                "Resource": "*"
-            }),
-            json!({
-                "Sid": "KeepBoundaryPolicies",
-                "Effect": "Deny",
-                "Action": [
-                    "iam:CreatePolicyVersion",
-                    "iam:DeletePolicy",
-                    "iam:DeletePolicyVersion",
-                    "iam:SetDefaultPolicyVersion",
-                    "iam:TagPolicy",
-                    "iam:UntagPolicy"
-                ],
-                "Resource": boundary_arns
-            }),
-        ]);
-    }
-    if config.outbound_federation.enable {
-        more.push(json!({
-            "Sid": "EnableOutboundFederation",
-            "Effect": "Allow",
-            "Action": actions(Scope::OutboundEnable),
+        }),
+    ]
+}
+
+/// The denials that keep the configured boundaries on every role and unchanged.
+fn boundary_statements(boundary_arns: &[String]) -> Vec<Value> {
+    vec![
+        json!({
+            "Sid": "NoRoleWithoutABoundary",
+            "Effect": "Deny",
+            "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
+            "Resource": "*",
+            "Condition": {"ArnNotLike": {"iam:PermissionsBoundary": boundary_arns}}
+        }),
+        json!({
+            "Sid": "KeepBoundaries",
+            "Effect": "Deny",
+            "Action": "iam:DeleteRolePermissionsBoundary",
             "Resource": "*"
-        }));
-    }
-    // With many accounts the anchor and Identity Center are the hub's, not each spoke's.
-    if !config.accounts.is_hub() {
-        more.extend(anchor_statement(config));
-        more.extend(audit_signing_statement(config));
-        more.extend(people_statements(config, policies));
-    }
-    if let Some(list) = policy["Statement"].as_array_mut() {
-        if !may_create_roles {
-            list.retain(|st| st["Sid"] != "CreateOwnedRoles");
-        }
-        list.extend(more);
-    }
-    policy
+        }),
+        json!({
+            "Sid": "KeepBoundaryPolicies",
+            "Effect": "Deny",
+            "Action": [
+                "iam:CreatePolicyVersion",
+                "iam:DeletePolicy",
+                "iam:DeletePolicyVersion",
+                "iam:SetDefaultPolicyVersion",
+                "iam:TagPolicy",
+                "iam:UntagPolicy"
+            ],
+            "Resource": boundary_arns
+        }),
+    ]
 }
 
 fn anchor_statement(config: &Config) -> Option<Value> {

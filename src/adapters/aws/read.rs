@@ -12,7 +12,7 @@ use crate::observed::{
     FunctionKey, MarkedFunction, Observed, ObservedFunction, ObservedProvider, ObservedRole,
 };
 
-use super::*;
+use super::{AwsClients, Operation};
 
 impl AwsClients {
     /// Reads everything the planner compares: all roles, the OIDC providers, the given

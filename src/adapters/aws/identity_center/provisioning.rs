@@ -55,7 +55,10 @@ fn stopped_waiting(op: &str) -> Failure {
 impl AwsClients {
     /// Provisions a permission set to every account it is provisioned in, and waits: a
     /// change to a set reaches no account's role before this.
-    pub(super) async fn provision(&self, (instance_arn, arn): (&str, &str)) -> Result<Written, Failure> {
+    pub(super) async fn provision(
+        &self,
+        (instance_arn, arn): (&str, &str),
+    ) -> Result<Written, Failure> {
         // At most `writeConcurrency.identityCenterProvisions` (3, AWS's quota) at once.
         let _slot = self
             .writes

@@ -11,6 +11,9 @@ use crate::model::call::{Failure, Written};
 use crate::plan::PeopleAction;
 use crate::ports::Write;
 
+/// What to attach to a permission set, and what to detach from it.
+type AttachDetach<'a, T> = (&'a [T], &'a [T]);
+
 /// "Already exists" on a create.
 fn conflict(f: &Failure) -> bool {
     f.is(&["ConflictException"])
@@ -343,11 +346,11 @@ impl AwsClients {
         &self,
         (instance_arn, arn): (&str, &str),
         mut done: Written,
-        (attach_managed_policies, detach_managed_policies): (&[String], &[String]),
-        (attach_customer_managed_policies, detach_customer_managed_policies): (
-            &[(String, String)],
-            &[(String, String)],
-        ),
+        (attach_managed_policies, detach_managed_policies): AttachDetach<'_, String>,
+        (attach_customer_managed_policies, detach_customer_managed_policies): AttachDetach<
+            '_,
+            (String, String),
+        >,
     ) -> Result<Written, Failure> {
         for policy in attach_managed_policies {
             done = done.and(write!(
