@@ -95,18 +95,18 @@ pub fn region_of(arn: &str) -> Option<&str> {
 
 /// The region of a KMS key ARN (`arn:<partition>:kms:<region>:<account>:key/<id>`).
 pub fn kms_key_region(arn: &str) -> Result<&str, String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", partition, "kms", region, account, resource]
-            if !partition.is_empty()
-                && crate::model::account::is_region(region)
-                && account.len() == 12
-                && account.chars().all(|c| c.is_ascii_digit())
-                && resource
+    match ArnParts::parse(arn) {
+        Some(a)
+            if !a.partition.is_empty()
+                && a.service == "kms"
+                && crate::model::account::is_region(a.region)
+                && a.account.len() == 12
+                && a.account.chars().all(|c| c.is_ascii_digit())
+                && a.resource
                     .strip_prefix("key/")
                     .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
         {
-            Ok(region)
+            Ok(a.region)
         }
         _ => Err(format!(
             "`{arn}` is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>): the controller's policy grants kms:Sign on that one key, which an alias or a bare id cannot name"
