@@ -136,7 +136,22 @@ fn default_discovery_seconds() -> u64 {
 }
 
 impl AccountsConfig {
+    /// The rules serde cannot express, in the order they are reported: the reader role and
+    /// its sessions, then each target, then the organization.
     pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+        self.check_reader()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.targets {
+            t.check(&mut seen)?;
+        }
+        if let Some(org) = &self.organization {
+            org.check()?;
+        }
+        Ok(())
+    }
+
+    /// `concurrency`, `sessionSeconds`, `roleName`, `rolePath` and `sessionName`.
+    fn check_reader(&self) -> Result<(), (&'static str, String)> {
         if self.concurrency == 0 {
             return Err(("accounts.concurrency", "must be at least 1".into()));
         }
@@ -178,72 +193,84 @@ impl AccountsConfig {
                 ),
             ));
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for t in &self.targets {
-            if !is_account_id(&t.id) {
-                return Err((
-                    "accounts.targets.id",
-                    format!("`{}` is not a 12-digit account id", t.id),
-                ));
-            }
-            if !seen.insert(t.id.as_str()) {
-                return Err((
-                    "accounts.targets.id",
-                    format!("account {} is listed twice", t.id),
-                ));
-            }
-            if let Some(arn) = &t.role_arn {
-                let role = ArnParts::parse(arn)
-                    .filter(|a| a.account == t.id)
-                    .and_then(|a| a.role_name());
-                if role.is_none() {
-                    return Err((
-                        "accounts.targets.roleArn",
-                        format!(
-                            "`{arn}` is not the ARN of a role in account {} (arn:aws:iam::{}:role/NAME)",
-                            t.id, t.id
-                        ),
-                    ));
-                }
-            }
-            if let Some(r) = t.regions.iter().find(|r| !is_region(r)) {
-                return Err((
-                    "accounts.targets.regions",
-                    format!("`{r}` (account {}) is not an AWS region name", t.id),
-                ));
-            }
+        Ok(())
+    }
+}
+
+impl AccountTarget {
+    /// Its id (not one in `seen`, where it is added), role ARN and regions.
+    fn check<'a>(
+        &'a self,
+        seen: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Result<(), (&'static str, String)> {
+        if !is_account_id(&self.id) {
+            return Err((
+                "accounts.targets.id",
+                format!("`{}` is not a 12-digit account id", self.id),
+            ));
         }
-        if let Some(org) = &self.organization {
-            if org.parents.is_empty() {
+        if !seen.insert(self.id.as_str()) {
+            return Err((
+                "accounts.targets.id",
+                format!("account {} is listed twice", self.id),
+            ));
+        }
+        if let Some(arn) = &self.role_arn {
+            let role = ArnParts::parse(arn)
+                .filter(|a| a.account == self.id)
+                .and_then(|a| a.role_name());
+            if role.is_none() {
                 return Err((
-                    "accounts.organization.parents",
-                    "name at least one root (r-...) or organizational unit (ou-...)".into(),
-                ));
-            }
-            if let Some(p) = org
-                .parents
-                .iter()
-                .find(|p| !(p.starts_with("r-") || p.starts_with("ou-")))
-            {
-                return Err((
-                    "accounts.organization.parents",
+                    "accounts.targets.roleArn",
                     format!(
-                        "`{p}` is neither a root id (r-...) nor an organizational unit id (ou-...)"
+                        "`{arn}` is not the ARN of a role in account {} (arn:aws:iam::{}:role/NAME)",
+                        self.id, self.id
                     ),
                 ));
             }
-            if let Some(r) = org.regions.iter().find(|r| !is_region(r)) {
-                return Err((
-                    "accounts.organization.regions",
-                    format!("`{r}` is not an AWS region name"),
-                ));
-            }
-            if let Some(a) = org.exclude.iter().find(|a| !is_account_id(a)) {
-                return Err((
-                    "accounts.organization.exclude",
-                    format!("`{a}` is not a 12-digit account id"),
-                ));
-            }
+        }
+        if let Some(r) = self.regions.iter().find(|r| !is_region(r)) {
+            return Err((
+                "accounts.targets.regions",
+                format!("`{r}` (account {}) is not an AWS region name", self.id),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl OrganizationDiscovery {
+    /// Its parents, regions and excluded accounts.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.parents.is_empty() {
+            return Err((
+                "accounts.organization.parents",
+                "name at least one root (r-...) or organizational unit (ou-...)".into(),
+            ));
+        }
+        if let Some(p) = self
+            .parents
+            .iter()
+            .find(|p| !(p.starts_with("r-") || p.starts_with("ou-")))
+        {
+            return Err((
+                "accounts.organization.parents",
+                format!(
+                    "`{p}` is neither a root id (r-...) nor an organizational unit id (ou-...)"
+                ),
+            ));
+        }
+        if let Some(r) = self.regions.iter().find(|r| !is_region(r)) {
+            return Err((
+                "accounts.organization.regions",
+                format!("`{r}` is not an AWS region name"),
+            ));
+        }
+        if let Some(a) = self.exclude.iter().find(|a| !is_account_id(a)) {
+            return Err((
+                "accounts.organization.exclude",
+                format!("`{a}` is not a 12-digit account id"),
+            ));
         }
         Ok(())
     }

@@ -108,3 +108,17 @@ fn graph_notification_urls_and_lifetimes_are_checked() {
         );
     }
 }
+
+/// The config refuses a KMS checkpoint key without its public half when it is read (the
+/// audit log's own check of the same never sees such a config from a file).
+#[test]
+fn a_kms_key_needs_its_public_half() {
+    let err = Config::parse(
+        Path::new("c"),
+        "audit: {kmsKeyId: 'arn:aws:kms:eu-west-1:111122223333:key/k'}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("audit.kmsKeyId"), "{err}");
+    assert!(err.contains("set audit.publicKeyFile"), "{err}");
+}
