@@ -6,7 +6,8 @@
 //! followed by one that must change nothing.)
 //!
 //! A test that applies on purpose into a state a re-plan would change (a removal a safety
-//! limit holds, a write that fails, a document a guardrail refuses, a pass cut short)
+//! limit holds, a write that fails, a document a guardrail refuses, a pass cut short, a
+//! step the next pass can take only once this one has written)
 //! says so with [`apply_unsettled`] and an [`Unsettled`] reason: the property is waived
 //! there in writing, never skipped in silence.
 
@@ -86,6 +87,9 @@ pub enum Unsettled {
     Refused(&'static str),
     /// The pass is cut short or races another writer: the test looks at the state it left.
     Interrupted(&'static str),
+    /// What this pass writes lets the next pass read what it needs for the next step (an
+    /// answer AWS gives only once a setting is on): the re-plan shows that step.
+    Staged(&'static str),
 }
 
 /// `apply --auto-approve FLAGS` expecting exit `code`, with no re-plan, for `why`.
