@@ -16,6 +16,7 @@ use crate::plan::{outbound, AccountPlan, Problem, ProblemKind, Settings};
 use crate::ports::AwsApi;
 use crate::runtime::fleet::{Fleet, Member};
 use crate::runtime::scope::Scope;
+use crate::runtime::writes::RoleWrites;
 use crate::sources::policy::{function_name_of, scope, PolicySet};
 
 /// What one account showed: per region visited (home first), the documents that apply
@@ -34,35 +35,7 @@ async fn read_account(
 ) -> AccountRead {
     member.connector.reach().await?;
     if !pass_scope.is_fleet() {
-        let known = pass_scope.known();
-        // The fast path: the mappings' roles in the home region, one by one; nothing else.
-        let region = member.account.home().to_string();
-        let here = scope::policies_at(policies, &member.account, &region);
-        let names: Vec<String> = here
-            .role_mappings
-            .iter()
-            .map(|m| m.spec.role.name.clone())
-            .collect();
-        let id = &member.account.id;
-        let cached: BTreeMap<String, Option<serde_json::Value>> = names
-            .iter()
-            .filter_map(|n| Some((n.to_ascii_lowercase(), known?.sessions_of(id, n)?)))
-            .collect();
-        let mut observed = member
-            .connector
-            .clients(&region)
-            .observe_roles(&config.role_path, &names, &cached.keys().cloned().collect())
-            .await?;
-        for (name, role) in observed.roles.iter_mut() {
-            if let Some(doc) = cached.get(name) {
-                role.inline_policies.remove(SESSIONS_POLICY);
-                if let Some(doc) = doc {
-                    role.inline_policies
-                        .insert(SESSIONS_POLICY.to_string(), doc.clone());
-                }
-            }
-        }
-        return Ok((vec![(region, here, observed)], None));
+        return read_focused(member, policies, config, pass_scope.known()).await;
     }
     let mut out = Vec::new();
     let mut issuer = None;
@@ -109,6 +82,43 @@ async fn read_account(
         out.push((region, here, observed));
     }
     Ok((out, issuer))
+}
+
+/// A focused read: the mappings' roles in the home region, one by one, the session-deny
+/// policies `known` not read again; nothing else.
+async fn read_focused(
+    member: &Member,
+    policies: &PolicySet,
+    config: &Config,
+    known: Option<&RoleWrites>,
+) -> AccountRead {
+    let region = member.account.home().to_string();
+    let here = scope::policies_at(policies, &member.account, &region);
+    let names: Vec<String> = here
+        .role_mappings
+        .iter()
+        .map(|m| m.spec.role.name.clone())
+        .collect();
+    let id = &member.account.id;
+    let cached: BTreeMap<String, Option<serde_json::Value>> = names
+        .iter()
+        .filter_map(|n| Some((n.to_ascii_lowercase(), known?.sessions_of(id, n)?)))
+        .collect();
+    let mut observed = member
+        .connector
+        .clients(&region)
+        .observe_roles(&config.role_path, &names, &cached.keys().cloned().collect())
+        .await?;
+    for (name, role) in observed.roles.iter_mut() {
+        if let Some(doc) = cached.get(name) {
+            role.inline_policies.remove(SESSIONS_POLICY);
+            if let Some(doc) = doc {
+                role.inline_policies
+                    .insert(SESSIONS_POLICY.to_string(), doc.clone());
+            }
+        }
+    }
+    Ok((vec![(region, here, observed)], None))
 }
 
 /// The account's outbound federation issuer, as AWS reports it. An entry of
@@ -224,6 +234,25 @@ pub async fn read_accounts(
         .buffered(fleet.concurrency())
         .collect()
         .await;
+    assemble(&members, reads)
+}
+
+/// What AWS shows in every account in scope, without planning: for the reports that read
+/// live state (`access`, `export`, `check-token`). The accounts that could not be read
+/// come back as problems; none readable is an error, as for a pass.
+pub async fn observe(
+    fleet: &Fleet,
+    policies: &PolicySet,
+    config: &Config,
+) -> anyhow::Result<(Observations, Vec<Problem>)> {
+    let settings = Settings::new(config, crate::model::clock::unix_seconds());
+    let read = read_accounts(fleet, policies, config, &settings, Scope::Fleet).await?;
+    Ok((read.observed, read.unreachable))
+}
+
+/// The accounts' reads put together: what each showed, by place; the accounts that could
+/// not be read as problems; an error when none could be (or the only one could not).
+fn assemble(members: &[&Member], reads: Vec<AccountRead>) -> anyhow::Result<Read> {
     let mut read = Read {
         observed: Observations::default(),
         here: BTreeMap::new(),
@@ -291,17 +320,4 @@ pub async fn read_accounts(
         );
     }
     Ok(read)
-}
-
-/// What AWS shows in every account in scope, without planning: for the reports that read
-/// live state (`access`, `export`, `check-token`). The accounts that could not be read
-/// come back as problems; none readable is an error, as for a pass.
-pub async fn observe(
-    fleet: &Fleet,
-    policies: &PolicySet,
-    config: &Config,
-) -> anyhow::Result<(Observations, Vec<Problem>)> {
-    let settings = Settings::new(config, crate::model::clock::unix_seconds());
-    let read = read_accounts(fleet, policies, config, &settings, Scope::Fleet).await?;
-    Ok((read.observed, read.unreachable))
 }

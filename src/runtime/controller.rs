@@ -32,20 +32,17 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::adapters::aws::CallerIdentity;
-use crate::apply::{self, Actor, Outcome};
+use crate::apply::{self, Actor};
 use crate::audit::{now_rfc3339, AuditLog, PassRecord, Record};
 use crate::config::Config;
 use crate::model::call::CallStats;
-use crate::observed::trusted_subjects;
-use crate::plan::Plan;
 use crate::ports::retry::ChangeBackoff;
 use crate::runtime::fleet::{self, Fleet};
 use crate::runtime::http;
-use crate::runtime::metrics::{
-    AccountLabel, ActionLabel, ApiLabel, OutcomeLabel, ServiceLabel, StateLabel,
-};
+use crate::runtime::metrics::OutcomeLabel;
 use crate::runtime::pass::{self, DirectorySource};
-use crate::runtime::status::{self, PassOutcome, PassStatus, Shared, Trigger};
+use crate::runtime::scope::Scope;
+use crate::runtime::status::{PassOutcome, PassStatus, Shared, Trigger};
 use crate::runtime::watch::{signals, watch_directory, watch_policies, Changed, DirectoryWatch};
 use crate::runtime::writes::{Guarded, RoleWrites};
 use crate::sources::directory::GroupRequest;
@@ -74,21 +71,7 @@ pub async fn run(
     settings: RunSettings,
 ) -> anyhow::Result<u8> {
     // Local checks first: invalid policies or an unusable audit log are errors at once.
-    let policies =
-        policy::load_dir(&policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut audit = crate::audit::open_configured(&config.audit)?;
-    // A copy of every record on stdout, for the cluster's log pipeline.
-    audit.mirror_to_stdout();
-
-    let mut shared = Shared::new(
-        policy_dir.clone(),
-        &policies,
-        settings.interval * 2 + Duration::from_secs(60),
-    );
-    let notifications = config.directory.graph.notifications.clone();
-    shared.inbox = crate::runtime::notify::Inbox::try_new(notifications.is_some())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let shared = Arc::new(shared);
+    let (policies, audit, shared) = open_local(&config, &policy_dir, &settings)?;
 
     // Then the listener and the signal handlers, before anything that needs the network:
     // /healthz answers and SIGTERM is honoured while AWS or Graph cannot be reached.
@@ -102,6 +85,123 @@ pub async fn run(
         return Ok(0);
     };
 
+    let w = start_watchers(
+        &config,
+        (policy_dir, policies, directory),
+        &settings,
+        &shared,
+        &stop_rx,
+    );
+    let ctl = Controller::new(
+        config,
+        fleet,
+        caller,
+        shared.clone(),
+        w.requests.clone(),
+        w.changed.clone(),
+    );
+    let mut stopped = stop_rx.clone();
+    let fast = FastPath {
+        wake: w.wake,
+        full: w.triggers.clone(),
+        stop: stop_rx.clone(),
+    };
+    let triggers = Triggers {
+        rx: w.trigger_rx,
+        interval: settings.interval,
+        stop: stop_rx.clone(),
+    };
+    // After SIGTERM the pass under way gets `shutdown` to end (retry waits end at once;
+    // a request already sent may still take its timeout); then the process leaves it.
+    // A write it left without an answer has its intent in the audit log, and the next
+    // start finds out what AWS shows, as after a crash.
+    let deadline = async {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(settings.shutdown).await;
+    };
+    let audit = Arc::new(tokio::sync::Mutex::new(audit));
+    let (policies, directory) = (w.policies, w.directory);
+    let passes = async {
+        tokio::join!(
+            ctl.run_passes(triggers, policies.clone(), directory.clone(), audit.clone()),
+            ctl.run_fast(fast, policies.clone(), directory, audit.clone()),
+            ctl.run_releases(
+                settings.directory_poll,
+                policies,
+                audit,
+                w.release_wake,
+                stop_rx,
+            ),
+        )
+    };
+    tokio::select! {
+        _ = passes => {}
+        _ = deadline => {
+            tracing::warn!(
+                shutdown_seconds = settings.shutdown.as_secs(),
+                waiting_on = ?shared.pending.waiting(Duration::ZERO),
+                "the pass under way did not end in time after SIGTERM; leaving it (the audit log's intents are checked at the next start)"
+            );
+        }
+    }
+    tracing::info!("shutting down");
+    if let Some(keeper) = w.keeper {
+        // It deletes the subscription (bounded: the subscription expires on its own).
+        let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
+    }
+    let _ = server.await;
+    Ok(0)
+}
+
+/// The policies, the audit log (mirrored to stdout, for the cluster's log pipeline) and
+/// the state the HTTP endpoints show: what `run` checks before it touches the network.
+fn open_local(
+    config: &Config,
+    policy_dir: &std::path::Path,
+    settings: &RunSettings,
+) -> anyhow::Result<(PolicySet, AuditLog, Arc<Shared>)> {
+    let policies =
+        policy::load_dir(policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut audit = crate::audit::open_configured(&config.audit)?;
+    // A copy of every record on stdout, for the cluster's log pipeline.
+    audit.mirror_to_stdout();
+    let mut shared = Shared::new(
+        policy_dir.to_path_buf(),
+        &policies,
+        settings.interval * 2 + Duration::from_secs(60),
+    );
+    shared.inbox =
+        crate::runtime::inbox::Inbox::try_new(config.directory.graph.notifications.is_some())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((policies, audit, Arc::new(shared)))
+}
+
+/// What the watchers share with the passes.
+struct Watchers {
+    directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+    policies: Arc<Mutex<Arc<PolicySet>>>,
+    requests: Arc<Mutex<Vec<GroupRequest>>>,
+    changed: Changed,
+    /// Where the watchers ask for a full pass.
+    triggers: mpsc::Sender<Trigger>,
+    trigger_rx: mpsc::Receiver<Trigger>,
+    /// The directory watcher's wake-up of the fast path.
+    wake: mpsc::Receiver<()>,
+    /// The releases' wake-up of the fast path.
+    release_wake: mpsc::Sender<()>,
+    /// The change notifications' subscription keeper, when notifications are configured.
+    keeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the directory watcher, the change notifications' keeper (when configured) and
+/// the policy watcher.
+fn start_watchers(
+    config: &Config,
+    (policy_dir, policies, directory): (PathBuf, PolicySet, DirectorySource),
+    settings: &RunSettings,
+    shared: &Arc<Shared>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Watchers {
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(16);
     let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
     let release_wake = wake_tx.clone();
@@ -123,7 +223,7 @@ pub async fn run(
         shared.inbox.poll_now.clone(),
         stop_rx.clone(),
     ));
-    let keeper = notifications.map(|config| {
+    let keeper = config.directory.graph.notifications.clone().map(|config| {
         tokio::spawn(crate::runtime::notify::keep_subscription(
             crate::runtime::notify::Keeper {
                 config,
@@ -134,7 +234,7 @@ pub async fn run(
         ))
     });
     tokio::spawn(watch_policies(
-        policy_dir.clone(),
+        policy_dir,
         config.limits.clone(),
         policies.clone(),
         shared.clone(),
@@ -142,59 +242,17 @@ pub async fn run(
         trigger_tx.clone(),
         stop_rx.clone(),
     ));
-
-    let ctl = Controller::new(config, fleet, caller, shared.clone(), requests, changed);
-    let mut stopped = stop_rx.clone();
-    let fast = FastPath {
+    Watchers {
+        directory,
+        policies,
+        requests,
+        changed,
+        triggers: trigger_tx,
+        trigger_rx,
         wake: wake_rx,
-        full: trigger_tx.clone(),
-        stop: stop_rx.clone(),
-    };
-    let stop_rx_releases = stop_rx.clone();
-    let triggers = Triggers {
-        rx: trigger_rx,
-        interval: settings.interval,
-        stop: stop_rx,
-    };
-    // After SIGTERM the pass under way gets `shutdown` to end (retry waits end at once;
-    // a request already sent may still take its timeout); then the process leaves it.
-    // A write it left without an answer has its intent in the audit log, and the next
-    // start finds out what AWS shows, as after a crash.
-    let deadline = async {
-        let _ = stopped.wait_for(|s| *s).await;
-        tokio::time::sleep(settings.shutdown).await;
-    };
-    let audit = Arc::new(tokio::sync::Mutex::new(audit));
-    let passes = async {
-        tokio::join!(
-            ctl.run_passes(triggers, policies.clone(), directory.clone(), audit.clone()),
-            ctl.run_fast(fast, policies.clone(), directory, audit.clone()),
-            ctl.run_releases(
-                settings.directory_poll,
-                policies,
-                audit,
-                release_wake,
-                stop_rx_releases,
-            ),
-        )
-    };
-    tokio::select! {
-        _ = passes => {}
-        _ = deadline => {
-            tracing::warn!(
-                shutdown_seconds = settings.shutdown.as_secs(),
-                waiting_on = ?shared.pending.waiting(Duration::ZERO),
-                "the pass under way did not end in time after SIGTERM; leaving it (the audit log's intents are checked at the next start)"
-            );
-        }
+        release_wake,
+        keeper,
     }
-    tracing::info!("shutting down");
-    if let Some(keeper) = keeper {
-        // It deletes the subscription (bounded: the subscription expires on its own).
-        let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
-    }
-    let _ = server.await;
-    Ok(0)
 }
 
 /// The HTTP endpoints on `listen`, until `stop`.
@@ -308,6 +366,14 @@ struct Controller {
     releases: Mutex<BTreeMap<String, crate::audit::Released>>,
 }
 
+/// What the audit log records that a pass reads.
+struct Recorded {
+    attention: Option<String>,
+    pins: BTreeMap<String, String>,
+    baselines: BTreeMap<String, String>,
+    people: BTreeMap<String, String>,
+}
+
 /// Request counters as last added to the metrics (the metrics take the difference).
 #[derive(Default)]
 struct Seen {
@@ -340,49 +406,6 @@ impl Controller {
         }
     }
 
-    /// Takes the releases `trustsync release` leaves next to the audit log, every
-    /// `period`: each is recorded in the audit log (who, what, why, when asked) and starts
-    /// a fast pass over its document, which lets its held removals through once. A
-    /// release of a document the policies do not have is recorded and dropped.
-    async fn run_releases(
-        &self,
-        period: Duration,
-        policies: Arc<Mutex<Arc<PolicySet>>>,
-        audit: Arc<tokio::sync::Mutex<AuditLog>>,
-        wake: mpsc::Sender<()>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(period) => {}
-            }
-            let taken = crate::audit::take_releases(&self.config.audit.path);
-            if taken.is_empty() {
-                continue;
-            }
-            let set = policies.lock().expect("policies").clone();
-            for r in taken {
-                if let Err(e) = audit.lock().await.record_release(&r) {
-                    tracing::error!(error = %e, mapping = %r.mapping, "a release could not be recorded in the audit log; not taken");
-                    continue;
-                }
-                let known = set.holds_members(&r.mapping);
-                if !known {
-                    tracing::warn!(mapping = %r.mapping, by = %r.by, "release of a document the policies do not have; dropped");
-                    continue;
-                }
-                tracing::info!(mapping = %r.mapping, by = %r.by, "held removals released; starting a pass over the document");
-                self.releases
-                    .lock()
-                    .expect("releases")
-                    .insert(r.mapping.clone(), r);
-            }
-            // A full channel means a fast pass is pending: it takes the releases too.
-            let _ = wake.try_send(());
-        }
-    }
-
     /// Passes until the stop signal: one at start, then one per trigger (bursts coalesce),
     /// a failed pass retried after an exponential back-off reset by the next success.
     async fn run_passes(
@@ -403,7 +426,7 @@ impl Controller {
         loop {
             let set = policies.lock().expect("policies").clone();
             let ok = self
-                .pass(trigger, &set, &directory, &audit, &t.stop, None)
+                .pass(trigger, &set, &directory, &audit, &t.stop, Scope::Fleet)
                 .await;
             if *t.stop.borrow() {
                 break;
@@ -457,13 +480,14 @@ impl Controller {
             let set = policies.lock().expect("policies").clone();
             let done = match self.focus_of(&set) {
                 Some(focus) => {
+                    let pass_scope = Scope::of(Some(&focus), Some(&self.writes));
                     self.pass(
                         Trigger::Directory,
                         &set,
                         &directory,
                         &audit,
                         &f.stop,
-                        Some(&focus),
+                        pass_scope,
                     )
                     .await
                 }
@@ -476,8 +500,8 @@ impl Controller {
         }
     }
 
-    /// One pass (`focus`: a fast pass over those mappings). Returns whether it succeeded
-    /// (a failed read or change is a failure).
+    /// One pass over `pass_scope` (the whole fleet, or the mappings of a directory change).
+    /// Returns whether it succeeded (a failed read or change is a failure).
     async fn pass(
         &self,
         trigger: Trigger,
@@ -485,13 +509,12 @@ impl Controller {
         directory: &tokio::sync::Mutex<DirectorySource>,
         audit: &tokio::sync::Mutex<AuditLog>,
         stop: &watch::Receiver<bool>,
-        focus: Option<&BTreeSet<String>>,
+        pass_scope: Scope<'_>,
     ) -> bool {
         let started = Instant::now();
-        let span =
-            tracing::info_span!("pass", pass.trigger = ?trigger, pass.fast = focus.is_some());
+        let span = tracing::info_span!("pass", pass.trigger = ?trigger, pass.fast = !pass_scope.is_fleet());
         let result = self
-            .pass_inner(trigger, policies, directory, audit, stop, focus)
+            .pass_inner(trigger, policies, directory, audit, stop, pass_scope)
             .instrument(span.clone())
             .await;
         let shared = self.shared.clone();
@@ -511,7 +534,7 @@ impl Controller {
             tracing::error!(error = %e, "pass failed");
             let _ = audit.lock().await.append(&Record::Pass(PassRecord {
                 actor: Actor::new(&self.caller.arn),
-                trigger: Some(trigger.audit_name(focus.is_some()).to_string()),
+                trigger: Some(trigger.audit_name(!pass_scope.is_fleet()).to_string()),
                 policy_revision: policies.revision.as_ref().map(|r| r.commit.clone()),
                 policy_author: policies.revision.as_ref().and_then(|r| r.author.clone()),
                 outcome: PassOutcome::Failed,
@@ -533,7 +556,7 @@ impl Controller {
         let success = outcome.succeeded();
         // Readiness says the whole world was reconciled lately: a fast pass saw only the
         // roles of a membership change.
-        if success && focus.is_none() {
+        if success && pass_scope.is_fleet() {
             st.last_success = Some(Instant::now());
             st.last_success_at = Some(now_rfc3339());
         }
@@ -550,54 +573,6 @@ impl Controller {
         tracing::info!(outcome = %outcome, applied, failed, duration_ms = started.elapsed().as_millis() as u64, "pass finished");
 });
         success
-    }
-
-    async fn record_api_stats(&self, directory: &tokio::sync::Mutex<DirectorySource>) {
-        let m = &self.shared.metrics;
-        let now = self.fleet.read().await.stats();
-        let (g, d) = {
-            let dir = directory.lock().await;
-            (dir.graph_stats(), dir.full_read_differences())
-        };
-        let mut seen = self.seen.lock().expect("seen");
-        for (key @ (service, op), n) in &now.requests {
-            let before = seen.aws.requests.get(key).copied().unwrap_or(0);
-            m.api_requests
-                .get_or_create(&ApiLabel {
-                    service: service.to_string(),
-                    operation: op.to_string(),
-                })
-                .inc_by(n.saturating_sub(before));
-        }
-        let aws = ServiceLabel {
-            service: "aws".into(),
-        };
-        m.api_retries
-            .get_or_create(&aws)
-            .inc_by(now.retries.saturating_sub(seen.aws.retries));
-        m.throttled
-            .get_or_create(&aws)
-            .inc_by(now.throttled.saturating_sub(seen.aws.throttled));
-        seen.aws = now;
-        let graph = ServiceLabel {
-            service: "graph".into(),
-        };
-        m.api_requests
-            .get_or_create(&ApiLabel {
-                service: "graph".into(),
-                operation: "GET".into(),
-            })
-            .inc_by(g.0.saturating_sub(seen.graph.0));
-        m.api_retries
-            .get_or_create(&graph)
-            .inc_by(g.1.saturating_sub(seen.graph.1));
-        m.throttled
-            .get_or_create(&graph)
-            .inc_by(g.2.saturating_sub(seen.graph.2));
-        seen.graph = g;
-        m.directory_differences
-            .inc_by(d.saturating_sub(seen.differences));
-        seen.differences = d;
     }
 
     /// The mappings a directory change touches, when the watcher could say: the
@@ -634,6 +609,8 @@ impl Controller {
         (!names.is_empty()).then_some(names)
     }
 
+    /// A pass: the audit log's records read, the pass planned ([`pass::plan`]), its changes
+    /// written through the guard of the roles it may write, and the books kept.
     async fn pass_inner(
         &self,
         trigger: Trigger,
@@ -641,54 +618,18 @@ impl Controller {
         directory: &tokio::sync::Mutex<DirectorySource>,
         audit: &tokio::sync::Mutex<AuditLog>,
         stop: &watch::Receiver<bool>,
-        focus: Option<&BTreeSet<String>>,
+        pass_scope: Scope<'_>,
     ) -> anyhow::Result<(PassOutcome, apply::Report)> {
-        let deferred = |c: &crate::plan::Change| {
-            let backoffs = self.backoffs.lock().expect("backoffs");
-            backoffs.get(&c.key()).filter(|b| b.waiting()).map(|b| {
-                format!(
-                    "retrying in {}s after: {}",
-                    (b.next - tokio::time::Instant::now()).as_secs(),
-                    b.reason
-                )
-            })
-        };
-        // The releases a person asked for, of the documents this pass covers.
-        let released: BTreeSet<String> = self
-            .releases
-            .lock()
-            .expect("releases")
-            .keys()
-            .filter(|m| focus.is_none_or(|f| f.contains(*m)))
-            .cloned()
-            .collect();
-        let (audit_attention, (recorded_pins, recorded_baselines, recorded_people)) = {
-            let mut log = audit.lock().await;
-            if let Some(by) = log.take_acknowledgement() {
-                tracing::info!(by = %by, "audit log rotation acknowledged");
-            }
-            let attention = log.attention();
-            (
-                attention,
-                (
-                    log.pins().clone(),
-                    log.baselines().clone(),
-                    log.people().clone(),
-                ),
-            )
-        };
-        self.shared
-            .metrics
-            .audit_rotation_unacknowledged
-            .set(i64::from(audit_attention.is_some()));
-        self.shared.status.lock().expect("status").audit_attention = audit_attention.clone();
-        if focus.is_none() && self.fleet.read().await.rediscovery_due() {
+        let deferred = |c: &crate::plan::Change| self.deferred(c);
+        let released = self.released_in(pass_scope);
+        let recorded = self.recorded(audit).await;
+        if pass_scope.is_fleet() && self.fleet.read().await.rediscovery_due() {
             self.fleet.write().await.rediscover(&self.caller).await;
         }
         let fleet = self.fleet.read().await;
-        // A fast pass holds its roles from before it reads them until its last write.
-        let _held = match focus {
-            Some(focus) => Some(self.writes.hold(&roles_of(policies, focus)).await),
+        // A focused pass holds its roles from before it reads them until its last write.
+        let _held = match pass_scope.documents() {
+            Some(documents) => Some(self.writes.hold(&roles_of(policies, documents)).await),
             None => None,
         };
         let read_at = Instant::now();
@@ -699,43 +640,32 @@ impl Controller {
                 fleet: &fleet,
                 deferred: &deferred,
                 released: &released,
-                recorded_pins: &recorded_pins,
-                recorded_baselines: &recorded_baselines,
-                recorded_people: &recorded_people,
-                audit_attention,
-                scope: pass::Scope::of(focus, Some(&self.writes)),
+                recorded_pins: &recorded.pins,
+                recorded_baselines: &recorded.baselines,
+                recorded_people: &recorded.people,
+                audit_attention: recorded.attention,
+                scope: pass_scope,
             },
             directory,
         )
         .await?;
-        if focus.is_none() {
+        let actor = Actor::new(&self.caller.arn);
+        if pass_scope.is_fleet() {
             // The groups the watcher follows: every mapping's, as the full pass found them.
             *self.requests.lock().expect("requests") = planned.requests.clone();
             self.writes
                 .learn(&planned.observed, &planned.settings, read_at);
-        }
-        let shared = self.shared.clone();
-        let m = &shared.metrics;
-        let plan = &planned.plan;
-        for c in plan
-            .changes
-            .iter()
-            .chain(plan.held.iter().map(|h| &h.change))
-        {
-            m.drift_detected
-                .get_or_create(&ActionLabel {
-                    action: c.action.name().to_string(),
-                })
-                .inc();
-        }
-        let actor = Actor::new(&self.caller.arn);
-        // Writes a crash left without an outcome: what AWS shows now, before anything new
-        // (the full pass: the fast path sees too little of AWS to tell).
-        if focus.is_none() {
+            // Writes a crash left without an outcome: what AWS shows now, before anything
+            // new (the full pass: a focused one sees too little of AWS to tell).
             audit.lock().await.recover(&planned.observed, &actor)?;
         }
+        self.count_drift(&planned.plan);
         let stop_now = || *stop.borrow();
-        let writer = Guarded::new(&*fleet, &self.writes, focus.is_none().then_some(read_at));
+        let writer = Guarded::new(
+            &*fleet,
+            &self.writes,
+            pass_scope.is_fleet().then_some(read_at),
+        );
         let report = planned
             .apply(
                 &writer,
@@ -743,34 +673,20 @@ impl Controller {
                 &actor,
                 policies.revision.as_ref(),
                 crate::apply::Control {
-                    trigger: Some(trigger.audit_name(focus.is_some())),
+                    trigger: Some(trigger.audit_name(!pass_scope.is_fleet())),
                     ..crate::apply::Control::stop_only(&stop_now)
                 },
             )
             .await?;
+        let plan = &planned.plan;
         let outcome = report.outcome(plan);
-        // A release holds for one pass that applied the document's changes: one whose
-        // held removals failed to apply keeps it for the next.
-        {
-            let failed: BTreeSet<&str> = report
-                .outcomes
-                .iter()
-                .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
-                .filter_map(|o| o.mapping.as_deref())
-                .collect();
-            let mut releases = self.releases.lock().expect("releases");
-            for m in &released {
-                if !failed.contains(m.as_str()) {
-                    releases.remove(m);
-                }
-            }
-        }
+        self.settle_releases(&released, &report);
         if writer.superseded() > 0 {
             self.again.store(true, Ordering::SeqCst);
         }
         // The back-offs, the mappings' states and the gauges describe the whole fleet:
-        // the full pass keeps them; a fast pass saw only its mappings' roles.
-        if focus.is_none() {
+        // the full pass keeps them; a focused pass saw only its mappings' roles.
+        if pass_scope.is_fleet() {
             self.update_backoffs(plan, &report);
             self.update_status(policies, plan, &report);
             self.record_outcomes(&planned, &report);
@@ -780,115 +696,39 @@ impl Controller {
         Ok((outcome, report))
     }
 
-    /// Changes applied and failed, by action (every pass, fast or full).
-    fn count_changes(&self, report: &apply::Report) {
-        let m = &self.shared.metrics;
-        for done in &report.outcomes {
-            let action = ActionLabel {
-                action: done.action.clone(),
-            };
-            match done.outcome {
-                Outcome::Ok(_) => m.changes_applied.get_or_create(&action).inc(),
-                Outcome::Failed(_) => m.changes_failed.get_or_create(&action).inc(),
-                Outcome::Skipped { .. } => 0,
-            };
-        }
+    /// Why a change is waiting out its back-off, if it is.
+    fn deferred(&self, c: &crate::plan::Change) -> Option<String> {
+        let backoffs = self.backoffs.lock().expect("backoffs");
+        backoffs.get(&c.key()).filter(|b| b.waiting()).map(|b| {
+            format!(
+                "retrying in {}s after: {}",
+                (b.next - tokio::time::Instant::now()).as_secs(),
+                b.reason
+            )
+        })
     }
 
-    /// The metrics of what a pass did: changes applied and failed by action, the managed
-    /// roles, and the principals they trust once the applied changes are counted.
-    fn record_outcomes(&self, planned: &pass::Planned, report: &apply::Report) {
-        let m = &self.shared.metrics;
-        self.count_changes(report);
-        let owned: Vec<_> = planned
-            .observed
-            .iam()
-            .flat_map(|(_, o)| o.roles.values())
-            .filter(|r| planned.settings.ownership().role(r))
-            .collect();
-        m.managed_roles.set(owned.len() as i64);
-        let principals = owned
-            .iter()
-            .map(|r| trusted_subjects(&r.trust).len())
-            .sum::<usize>() as i64;
-        let (added, removed) = report
-            .outcomes
-            .iter()
-            .filter(|d| matches!(d.outcome, Outcome::Ok(_)))
-            .fold((0, 0), |(a, r), d| {
-                (a + d.members_added, r + d.members_removed)
-            });
-        m.trusted_principals
-            .set(principals + added as i64 - removed as i64);
-    }
-
-    /// Back-off per change: grows with each failure, forgotten on success or when the
-    /// change is no longer planned.
-    fn update_backoffs(&self, plan: &Plan, report: &apply::Report) {
-        let mut backoffs = self.backoffs.lock().expect("backoffs");
-        for done in &report.outcomes {
-            match &done.outcome {
-                Outcome::Failed(f) => match backoffs.get_mut(&done.key) {
-                    Some(b) => b.failed(f.to_string()),
-                    None => {
-                        backoffs.insert(done.key.clone(), ChangeBackoff::new(f.to_string()));
-                    }
-                },
-                Outcome::Ok(_) => {
-                    backoffs.remove(&done.key);
-                }
-                Outcome::Skipped { .. } => {}
+    /// What the audit log records for the pass (pins, baselines, people) and whether it
+    /// needs a person's attention (shown in `/status` and the metrics too).
+    async fn recorded(&self, audit: &tokio::sync::Mutex<AuditLog>) -> Recorded {
+        let recorded = {
+            let mut log = audit.lock().await;
+            if let Some(by) = log.take_acknowledgement() {
+                tracing::info!(by = %by, "audit log rotation acknowledged");
             }
-        }
-        let planned: BTreeSet<String> = plan
-            .changes
-            .iter()
-            .chain(plan.held.iter().map(|h| &h.change))
-            .map(|c| c.key())
-            .collect();
-        backoffs.retain(|k, _| planned.contains(k));
-    }
-
-    /// Each mapping's state in `/status`, and the count per state in the metrics.
-    fn update_status(&self, policies: &PolicySet, plan: &Plan, report: &apply::Report) {
-        let mappings = status::mapping_statuses(policies, plan, report);
-        let m = &self.shared.metrics;
-        for state in status::MappingState::ALL {
-            let n = mappings.values().filter(|s| s.state == state).count();
-            m.mappings
-                .get_or_create(&StateLabel {
-                    state: state.as_str().into(),
-                })
-                .set(n as i64);
-        }
-        let accounts = status::account_statuses(plan, report);
-        let gone: Vec<String> = self
-            .shared
-            .status
-            .lock()
-            .expect("status")
-            .accounts
-            .iter()
-            .filter(|old| !accounts.iter().any(|a| a.account.id == old.account.id))
-            .map(|old| old.account.id.clone())
-            .collect();
-        for id in gone {
-            m.account_reachable.remove(&AccountLabel { account: id });
-        }
-        for a in &accounts {
-            let label = AccountLabel {
-                account: a.account.id.clone(),
-            };
-            m.account_reachable
-                .get_or_create(&label)
-                .set(i64::from(a.account.unreachable.is_none()));
-            m.account_changes_failed
-                .get_or_create(&label)
-                .inc_by(a.failed as u64);
-        }
-        let mut st = self.shared.status.lock().expect("status");
-        st.mappings = mappings;
-        st.accounts = accounts;
+            Recorded {
+                attention: log.attention(),
+                pins: log.pins().clone(),
+                baselines: log.baselines().clone(),
+                people: log.people().clone(),
+            }
+        };
+        self.shared
+            .metrics
+            .audit_rotation_unacknowledged
+            .set(i64::from(recorded.attention.is_some()));
+        self.shared.status.lock().expect("status").audit_attention = recorded.attention.clone();
+        recorded
     }
 }
 
@@ -908,6 +748,9 @@ fn roles_of(policies: &PolicySet, focus: &BTreeSet<String>) -> BTreeSet<String> 
         )
         .collect()
 }
+
+mod books;
+mod releases;
 
 #[cfg(test)]
 mod tests;

@@ -12,17 +12,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::adapters::entra;
-use crate::desired::{self, Desired, Pins, Target};
 use crate::config::Config;
-use crate::observed::{ObservedApplication, Observations, Observed};
+use crate::desired::{self, Desired, Pins, Target};
+use crate::observed::{Observations, Observed, ObservedApplication};
 use crate::plan::{outbound, Change, Problem, ProblemKind, Settings};
 use crate::runtime::accounts::{read_accounts, Read};
 use crate::runtime::directory::DirectorySource;
+use crate::runtime::fleet::Fleet;
 use crate::runtime::people::{self, PeopleRead};
 use crate::runtime::scope::Scope;
 use crate::sources::directory::{DirectorySnapshot, GroupRequest, PIN_TAG};
 use crate::sources::policy::guardrails::{self, Enforced, Violation};
-use crate::runtime::fleet::Fleet;
 use crate::sources::policy::PolicySet;
 
 /// Everything a pass reads besides the world.

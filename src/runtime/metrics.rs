@@ -136,103 +136,123 @@ impl Metrics {
             directory_feed_failures: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("trustsync");
-        r.register("passes", "Reconcile passes by outcome", m.passes.clone());
+        m.register_passes(r);
+        m.register_requests(r);
+        m.register_state(r);
+        m.register_edges(r);
+        m
+    }
+
+    /// Registers: Passes and the changes they made.
+    fn register_passes(&self, r: &mut Registry) {
+        r.register("passes", "Reconcile passes by outcome", self.passes.clone());
         r.register(
             "pass_duration_seconds",
             "Duration of reconcile passes",
-            m.pass_duration.clone(),
+            self.pass_duration.clone(),
         );
         r.register(
             "changes_applied",
             "AWS changes applied, by action",
-            m.changes_applied.clone(),
+            self.changes_applied.clone(),
         );
         r.register(
             "changes_failed",
             "AWS changes that failed, by action",
-            m.changes_failed.clone(),
+            self.changes_failed.clone(),
         );
         r.register(
             "drift_detected",
             "Changes planned because AWS differed from the policies, by action",
-            m.drift_detected.clone(),
+            self.drift_detected.clone(),
         );
+    }
+
+    /// Registers: Requests to AWS and Graph, and how long since a pass succeeded.
+    fn register_requests(&self, r: &mut Registry) {
         r.register(
             "api_requests",
             "Requests sent to AWS and Microsoft Graph, retries included",
-            m.api_requests.clone(),
+            self.api_requests.clone(),
         );
         r.register(
             "api_retries",
             "Retries after throttling, 5xx or timeouts",
-            m.api_retries.clone(),
+            self.api_retries.clone(),
         );
         r.register(
             "api_throttled",
             "Throttling answers received",
-            m.throttled.clone(),
+            self.throttled.clone(),
         );
         r.register(
             "seconds_since_last_success",
             "Seconds since the last successful pass",
-            m.since_success.clone(),
+            self.since_success.clone(),
         );
         r.register(
-            "audit_rotation_unacknowledged",
-            "1 while the audit log began a new segment (the previous could not be extended) and no person has acknowledged it",
-            m.audit_rotation_unacknowledged.clone(),
-        );
+        "audit_rotation_unacknowledged",
+        "1 while the audit log began a new segment (the previous could not be extended) and no person has acknowledged it",
+        self.audit_rotation_unacknowledged.clone(),
+    );
+    }
+
+    /// Registers: What the controller manages, and the policies' and directory's health.
+    fn register_state(&self, r: &mut Registry) {
         r.register(
             "managed_roles",
             "Roles owned by this controller",
-            m.managed_roles.clone(),
+            self.managed_roles.clone(),
         );
         r.register(
             "trusted_principals",
             "Principals trusted by owned roles",
-            m.trusted_principals.clone(),
+            self.trusted_principals.clone(),
         );
-        r.register("mappings", "Mappings by state", m.mappings.clone());
+        r.register("mappings", "Mappings by state", self.mappings.clone());
         r.register(
             "policy_reload_errors",
             "Policy reloads that failed validation",
-            m.policy_errors.clone(),
+            self.policy_errors.clone(),
         );
         r.register(
-            "directory_full_read_differences",
-            "Mapped groups whose delta-cached membership differed from a periodic full read (corrected)",
-            m.directory_differences.clone(),
-        );
+        "directory_full_read_differences",
+        "Mapped groups whose delta-cached membership differed from a periodic full read (corrected)",
+        self.directory_differences.clone(),
+    );
+    }
+
+    /// Registers: Accounts, Graph notifications and the directory feeds.
+    fn register_edges(&self, r: &mut Registry) {
         r.register(
             "account_reachable",
             "1 when the last pass could reach and read the AWS account",
-            m.account_reachable.clone(),
+            self.account_reachable.clone(),
         );
         r.register(
             "account_changes_failed",
             "AWS changes that failed, by account",
-            m.account_changes_failed.clone(),
+            self.account_changes_failed.clone(),
         );
         r.register(
             "graph_notifications",
             "Microsoft Graph change notifications received, by outcome (poll, ignored)",
-            m.graph_notifications.clone(),
+            self.graph_notifications.clone(),
         );
         r.register(
             "graph_subscription_active",
             "1 while the controller holds a live Microsoft Graph change-notification subscription",
-            m.graph_subscription_active.clone(),
+            self.graph_subscription_active.clone(),
         );
         r.register(
-            "directory_feed_up",
-            "1 while a Microsoft Graph delta feed (groups, users) answers its polls, 0 while they fail",
-            m.directory_feed_up.clone(),
-        );
+        "directory_feed_up",
+        "1 while a Microsoft Graph delta feed (groups, users) answers its polls, 0 while they fail",
+        self.directory_feed_up.clone(),
+    );
         r.register(
             "directory_feed_failures",
             "Failed polls of a Microsoft Graph delta feed (groups, users)",
-            m.directory_feed_failures.clone(),
+            self.directory_feed_failures.clone(),
         );
-        m
     }
 }

@@ -8,6 +8,7 @@ pub mod directory;
 pub mod fleet;
 pub mod gather;
 pub mod http;
+pub mod inbox;
 pub mod metrics;
 pub mod notify;
 pub mod pass;

@@ -28,8 +28,8 @@
 //!   and tried again a minute later (polling carries on meanwhile); SIGTERM deletes it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -37,12 +37,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::config::NotificationsConfig;
 use crate::runtime::metrics::OutcomeLabel;
 use crate::runtime::pass::DirectorySource;
 use crate::runtime::status::Shared;
+
+pub use crate::runtime::inbox::{Inbox, RandomUnavailable, RATE_BURST, RATE_PER_SECOND};
 
 /// The longest `validationToken` echoed. Graph's are short opaque strings; a longer one is
 /// not Graph's.
@@ -51,121 +53,6 @@ pub const MAX_TOKEN_CHARS: usize = 1024;
 /// The largest request body read. Notifications without resource data are a few hundred
 /// bytes each; Graph batches them, well below this.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-
-/// Requests answered at once before the rate applies.
-pub const RATE_BURST: f64 = 20.0;
-
-/// Requests answered per second, sustained. A notification only starts a poll, and one
-/// permit of the poll covers a burst, so more is never needed.
-pub const RATE_PER_SECOND: f64 = 10.0;
-
-/// Why the controller cannot serve Graph's notifications.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read the operating system's random source for the Graph subscription's clientState: {0}")]
-pub struct RandomUnavailable(String);
-
-/// A token bucket: `RATE_BURST` requests at once, `RATE_PER_SECOND` after.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// What the notification endpoint shares with the watcher and the subscription keeper.
-pub struct Inbox {
-    /// Notifications are served only when configured.
-    enabled: bool,
-    /// The secret this instance's subscription carries (from the OS random source at each
-    /// start; empty, and never matched, when notifications are off).
-    client_state: String,
-    /// This controller's subscription requests in flight: validation is answered only then.
-    pending: AtomicUsize,
-    /// The endpoint's rate.
-    bucket: Mutex<Bucket>,
-    /// Wakes the directory watcher for a poll now (one permit: a burst is one poll).
-    pub(crate) poll_now: Arc<Notify>,
-    /// Lifecycle events for the subscription keeper, oldest first.
-    lifecycle: Mutex<Vec<String>>,
-    lifecycle_arrived: Notify,
-}
-
-impl Inbox {
-    /// An inbox; `enabled` when Graph change notifications are configured, and then with a
-    /// clientState from the OS random source, or an error: never a guessable one.
-    pub fn try_new(enabled: bool) -> Result<Inbox, RandomUnavailable> {
-        Self::with_random(enabled, |b| {
-            getrandom::getrandom(b).map_err(|e| RandomUnavailable(e.to_string()))
-        })
-    }
-
-    /// [`Inbox::try_new`]. Without the OS random source the controller must not start:
-    /// this stops it (prefer `try_new` and its error).
-    pub fn new(enabled: bool) -> Inbox {
-        Self::try_new(enabled).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn with_random(
-        enabled: bool,
-        fill: impl FnOnce(&mut [u8]) -> Result<(), RandomUnavailable>,
-    ) -> Result<Inbox, RandomUnavailable> {
-        let client_state = if enabled {
-            secret(fill)?
-        } else {
-            String::new()
-        };
-        Ok(Inbox {
-            enabled,
-            client_state,
-            pending: AtomicUsize::new(0),
-            bucket: Mutex::new(Bucket {
-                tokens: RATE_BURST,
-                at: Instant::now(),
-            }),
-            poll_now: Arc::new(Notify::new()),
-            lifecycle: Mutex::new(Vec::new()),
-            lifecycle_arrived: Notify::new(),
-        })
-    }
-
-    /// Marks one of this controller's subscription requests in flight until the guard
-    /// drops: Graph's validation request for it is answered meanwhile.
-    fn expecting_validation(&self) -> Pending<'_> {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        Pending(&self.pending)
-    }
-}
-
-/// One subscription request in flight; dropped when it is answered (or fails).
-struct Pending<'a>(&'a AtomicUsize);
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// 32 bytes from `fill` (the OS random source), hex: the `clientState` (at most 128
-/// characters).
-fn secret(
-    fill: impl FnOnce(&mut [u8]) -> Result<(), RandomUnavailable>,
-) -> Result<String, RandomUnavailable> {
-    let mut bytes = [0u8; 32];
-    fill(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// A plain-text answer the browser may not reinterpret.
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -322,26 +209,7 @@ pub async fn keep_subscription(mut k: Keeper) {
             next = tokio::time::Instant::now() + Duration::from_secs(2);
             continue;
         };
-        let events: Vec<String> =
-            std::mem::take(&mut *k.shared.inbox.lifecycle.lock().expect("lifecycle"));
-        for event in &events {
-            tracing::info!(event = %event, "Graph subscription lifecycle notification");
-            match (event.as_str(), &current) {
-                ("reauthorizationRequired", Some(id)) => {
-                    let reauthorized = {
-                        let _pending = k.shared.inbox.expecting_validation();
-                        reader.reauthorize(id).await
-                    };
-                    if let Err(e) = reauthorized {
-                        tracing::warn!(error = %e, "cannot reauthorize the Graph subscription; making a new one");
-                        let _ = reader.unsubscribe(id).await;
-                        current = None;
-                    }
-                }
-                ("subscriptionRemoved", _) => current = None,
-                _ => {}
-            }
-        }
+        answer_lifecycle(&k, &reader, &mut current).await;
         let now = tokio::time::Instant::now();
         // Graph validates the endpoint while the request is in flight: answered only then.
         let pending = k.shared.inbox.expecting_validation();
@@ -380,22 +248,58 @@ pub async fn keep_subscription(mut k: Keeper) {
             .set(i64::from(current.is_some()));
     }
     if let Some(id) = current {
-        let reader = k.directory.lock().await.reader().cloned();
-        if let Some(reader) = reader {
-            match tokio::time::timeout(Duration::from_secs(3), reader.unsubscribe(&id)).await {
-                Ok(Ok(())) => tracing::info!(subscription = %id, "deleted the Graph subscription"),
-                _ => {
-                    tracing::warn!(subscription = %id, "cannot delete the Graph subscription; it expires on its own")
+        unsubscribe(&k, &id).await;
+    }
+    k.shared.metrics.graph_subscription_active.set(0);
+}
+
+/// Answers the lifecycle notifications that arrived: `reauthorizationRequired` by
+/// reauthorizing `current` (or, failing that, dropping it for a new one),
+/// `subscriptionRemoved` by dropping it.
+async fn answer_lifecycle(
+    k: &Keeper,
+    reader: &crate::adapters::entra::GraphReader,
+    current: &mut Option<String>,
+) {
+    let events: Vec<String> =
+        std::mem::take(&mut *k.shared.inbox.lifecycle.lock().expect("lifecycle"));
+    for event in &events {
+        tracing::info!(event = %event, "Graph subscription lifecycle notification");
+        match (event.as_str(), &*current) {
+            ("reauthorizationRequired", Some(id)) => {
+                let reauthorized = {
+                    let _pending = k.shared.inbox.expecting_validation();
+                    reader.reauthorize(id).await
+                };
+                if let Err(e) = reauthorized {
+                    tracing::warn!(error = %e, "cannot reauthorize the Graph subscription; making a new one");
+                    let _ = reader.unsubscribe(id).await;
+                    *current = None;
                 }
+            }
+            ("subscriptionRemoved", _) => *current = None,
+            _ => {}
+        }
+    }
+}
+
+/// Deletes the subscription at shutdown (bounded: it expires on its own).
+async fn unsubscribe(k: &Keeper, id: &str) {
+    let reader = k.directory.lock().await.reader().cloned();
+    if let Some(reader) = reader {
+        match tokio::time::timeout(Duration::from_secs(3), reader.unsubscribe(id)).await {
+            Ok(Ok(())) => tracing::info!(subscription = %id, "deleted the Graph subscription"),
+            _ => {
+                tracing::warn!(subscription = %id, "cannot delete the Graph subscription; it expires on its own")
             }
         }
     }
-    k.shared.metrics.graph_subscription_active.set(0);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::inbox::{secret, Bucket};
 
     #[test]
     fn without_the_random_source_there_is_no_inbox_never_an_all_zero_secret() {

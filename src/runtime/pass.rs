@@ -25,9 +25,9 @@ use crate::sources::directory::GroupRequest;
 use crate::sources::policy::Revision;
 
 pub use crate::runtime::accounts::observe;
+pub use crate::runtime::directory::DirectorySource;
 pub use crate::runtime::gather::{pins, Inputs};
 pub use crate::runtime::scope::Scope;
-pub use crate::runtime::directory::DirectorySource;
 
 /// Publishes the checkpoints the log wrote since the last time to the configured anchor.
 /// A failure is logged and the checkpoints are tried again after the next pass: the

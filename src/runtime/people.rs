@@ -29,12 +29,6 @@ use crate::sources::directory::{DirectorySnapshot, DirectoryUser, GroupRequest, 
 use crate::sources::policy::guardrails::Enforced;
 use crate::sources::policy::{scope, AccessAssignmentSpec, PolicySet};
 
-/// Whether a pass plans people: AccessAssignments exist, or an instance is configured
-/// (so that trustsync's permission sets left by removed documents are seen, and pruned).
-pub fn in_use(policies: &PolicySet, config: &Config) -> bool {
-    !policies.access_assignments.is_empty() || config.identity_center.instance_arn.is_some()
-}
-
 /// The group request of an AccessAssignment.
 pub fn group_request(spec: &AccessAssignmentSpec) -> GroupRequest {
     GroupRequest {
@@ -95,10 +89,12 @@ pub async fn read<'p>(
         Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
     };
     clients.forget_people_ids();
-    let observed = match read_identity_center(pass_scope, &clients, policies, config, fleet, reachable).await? {
-        Ok(o) => o,
-        Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
-    };
+    let observed =
+        match read_identity_center(pass_scope, &clients, policies, config, fleet, reachable).await?
+        {
+            Ok(o) => o,
+            Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
+        };
     // From now on the controller's watcher follows users' changes too.
     DirectorySource::track_users(directory).await;
     let users = match read_users(pass_scope, policies, snapshot, directory).await {
@@ -621,18 +617,18 @@ mod tests {
     fn a_full_pass_does_not_add_back_whom_the_fast_path_took_out_after_its_read_began() {
         let began = Instant::now();
         let state = Revocations(vec![
-                (
-                    "ops".into(),
-                    "ana@x".into(),
-                    began + Duration::from_millis(5),
-                ),
-                ("ops".into(), "bo@x".into(), began - Duration::from_secs(1)),
-                (
-                    "dev".into(),
-                    "cy@x".into(),
-                    began + Duration::from_millis(5),
-                ),
-            ]);
+            (
+                "ops".into(),
+                "ana@x".into(),
+                began + Duration::from_millis(5),
+            ),
+            ("ops".into(), "bo@x".into(), began - Duration::from_secs(1)),
+            (
+                "dev".into(),
+                "cy@x".into(),
+                began + Duration::from_millis(5),
+            ),
+        ]);
         let mut p = Plan {
             changes: vec![add("ops", &["Ana@x", "bo@x"]), add("dev", &["cy@x"])],
             ..Plan::default()

@@ -52,11 +52,14 @@ impl Revocations {
     }
 
     /// Records removals made `now`, forgetting those older than any full pass.
-    pub(crate) fn record(&mut self, removed: impl IntoIterator<Item = (String, String)>, now: Instant) {
+    pub(crate) fn record(
+        &mut self,
+        removed: impl IntoIterator<Item = (String, String)>,
+        now: Instant,
+    ) {
         self.0
             .retain(|(_, _, at)| now.duration_since(*at) < REVOKED_MEMORY);
-        self.0
-            .extend(removed.into_iter().map(|(m, u)| (m, u, now)));
+        self.0.extend(removed.into_iter().map(|(m, u)| (m, u, now)));
     }
 }
 

@@ -91,7 +91,10 @@ impl<'a> Scope<'a> {
     /// left by removed documents are seen, and pruned).
     pub fn plans_people(&self, policies: &PolicySet, config: &crate::config::Config) -> bool {
         match self {
-            Scope::Fleet => crate::runtime::people::in_use(policies, config),
+            Scope::Fleet => {
+                !policies.access_assignments.is_empty()
+                    || config.identity_center.instance_arn.is_some()
+            }
             Scope::Focus { .. } => !policies.access_assignments.is_empty(),
         }
     }

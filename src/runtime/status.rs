@@ -304,7 +304,7 @@ pub struct Shared {
     /// Requests to AWS and Graph under way, for `/readyz` and `/status`.
     pub(crate) pending: crate::model::call::Pending,
     /// Graph change notifications (off unless configured).
-    pub(crate) inbox: crate::runtime::notify::Inbox,
+    pub(crate) inbox: crate::runtime::inbox::Inbox,
 }
 
 impl Shared {
@@ -327,7 +327,7 @@ impl Shared {
             registry,
             ready_max_age,
             pending: Default::default(),
-            inbox: crate::runtime::notify::Inbox::new(false),
+            inbox: crate::runtime::inbox::Inbox::new(false),
         }
     }
 }

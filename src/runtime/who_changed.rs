@@ -86,31 +86,11 @@ async fn who_changed_the_groups(
     if wanted.is_empty() {
         return;
     }
-    let wanted: Vec<&str> = wanted.into_iter().collect();
-    let mut read: BTreeMap<String, Vec<MembershipChange>> = BTreeMap::new();
-    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
     let Some(reader) = directory else {
         return;
     };
-    match reader.membership_changes(&wanted, &since).await {
-        Ok(answers) => {
-            for (group, answer) in wanted.iter().zip(answers) {
-                match answer {
-                    Ok(changes) => {
-                        read.insert(group.to_string(), changes);
-                    }
-                    Err(e) => {
-                        unavailable.insert(group.to_string(), e.to_string());
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            for group in &wanted {
-                unavailable.insert(group.to_string(), e.to_string());
-            }
-        }
-    }
+    let wanted: Vec<&str> = wanted.into_iter().collect();
+    let (read, unavailable) = read_changes(reader, &wanted, &since).await;
     let held = plan.held.iter_mut().map(|h| &mut h.change);
     for c in plan.changes.iter_mut().chain(held) {
         let Some(changes) = group_of(c).and_then(|g| read.get(g)) else {
@@ -141,4 +121,38 @@ async fn who_changed_the_groups(
             message: format!("who changed this group is not recorded: the directory audit log could not be read ({error}); grant the app AuditLog.Read.All"),
         });
     }
+}
+
+/// What the directory's audit log says of each group since `since`, and the groups it
+/// could not say anything of, with why.
+async fn read_changes(
+    reader: &entra::GraphReader,
+    wanted: &[&str],
+    since: &str,
+) -> (
+    BTreeMap<String, Vec<MembershipChange>>,
+    BTreeMap<String, String>,
+) {
+    let mut read: BTreeMap<String, Vec<MembershipChange>> = BTreeMap::new();
+    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
+    match reader.membership_changes(wanted, since).await {
+        Ok(answers) => {
+            for (group, answer) in wanted.iter().zip(answers) {
+                match answer {
+                    Ok(changes) => {
+                        read.insert(group.to_string(), changes);
+                    }
+                    Err(e) => {
+                        unavailable.insert(group.to_string(), e.to_string());
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            for group in wanted {
+                unavailable.insert(group.to_string(), e.to_string());
+            }
+        }
+    }
+    (read, unavailable)
 }

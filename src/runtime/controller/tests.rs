@@ -3,12 +3,13 @@
 
 use super::*;
 use crate::model::call::{Failure, Written};
+use crate::observed::trusted_subjects;
 use crate::observed::{FunctionKey, Observed, ObservedProvider, ObservedRole};
 use crate::plan::{Action, Change, IamAction};
 use crate::ports::AwsApi;
 use crate::ports::Executor;
 use crate::ports::Observe;
-use crate::runtime::status::MappingState;
+use crate::runtime::status::{self, MappingState};
 use std::collections::BTreeMap;
 
 const ACCOUNT: &str = "123456789012";
@@ -295,7 +296,7 @@ impl Bench {
                 &self.directory,
                 &self.audit,
                 &self.stop.1,
-                None,
+                Scope::Fleet,
             )
             .await
     }
@@ -310,7 +311,7 @@ impl Bench {
                 &self.directory,
                 &self.audit,
                 &self.stop.1,
-                Some(&focus),
+                Scope::of(Some(&focus), Some(&self.ctl.writes)),
             )
             .await
     }
