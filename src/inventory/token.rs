@@ -168,97 +168,10 @@ pub fn check_token(
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-            Some(issuer) => {
-                // STS's audience rule (docs/entra-setup.md, "Why v1 tokens"): a token that
-                // carries azp (every v2 token) is matched by azp, the caller's client id,
-                // against the provider's client ids and `<issuer>:aud`, and by aud against
-                // `<issuer>:oaud`; a token without azp (v1) by aud against both, and has no
-                // oaud. `<issuer>:azp` is no key IAM fills for a generic OIDC issuer.
-                let (by, matched): (&str, Vec<String>) = match &claims.azp {
-                    Some(azp) => ("azp", vec![azp.clone()]),
-                    None => ("aud", claims.aud.clone()),
-                };
-                let oaud: Vec<String> = if claims.azp.is_some() {
-                    claims.aud.clone()
-                } else {
-                    Vec::new()
-                };
-                for (key, values, claim) in [
-                    ("aud", &matched, by),
-                    ("oaud", &oaud, "aud"),
-                    ("azp", &Vec::new(), "azp"),
-                ] {
-                    let wanted = format!("{issuer}:{key}").to_ascii_lowercase();
-                    let Some(allowed) = condition_values(&r.role.trust, |k| k == wanted) else {
-                        continue;
-                    };
-                    if !values.iter().any(|v| allowed.contains(v)) {
-                        let have = match (key, values.is_empty()) {
-                            ("azp", _) => {
-                                "cannot match it: IAM fills no azp key for an OIDC issuer"
-                                    .to_string()
-                            }
-                            ("oaud", true) => {
-                                "has no azp, so IAM sets no oaud for it (a v1 token)".to_string()
-                            }
-                            (_, true) => format!("has no {claim}"),
-                            _ => format!("is matched by its {claim} {}", values.join(", ")),
-                        };
-                        reasons.push(format!(
-                            "audience: the trust's {issuer}:{key} allows {}; the token {have}",
-                            allowed.iter().cloned().collect::<Vec<_>>().join(", ")
-                        ));
-                    }
-                }
-                let client_ids = observed
-                    .iam()
-                    .filter(|(a, _)| *a == r.account)
-                    .flat_map(|(_, o)| &o.providers)
-                    .find(|p| r.providers.contains(&p.arn))
-                    .map(|p| p.client_ids.clone());
-                if let Some(ids) = client_ids {
-                    if !matched.iter().any(|a| ids.contains(a)) {
-                        let note = if by == "azp" {
-                            " (STS compares a token's azp, the calling application, when it has one: a v2 token is refused unless its caller's client id is listed)"
-                        } else {
-                            ""
-                        };
-                        reasons.push(format!(
-                            "audience: the provider's client ids are {} and the token's {by} is {}{note}",
-                            ids.iter().cloned().collect::<Vec<_>>().join(", "),
-                            matched.join(", ")
-                        ));
-                    }
-                }
-            }
+            Some(issuer) => audience_reasons(claims, r, issuer, observed, &mut reasons),
         }
-        match &claims.sub {
-            None => reasons.push("subject: the token has no sub".into()),
-            Some(sub) if !r.subjects.iter().any(|s| s.eq_ignore_ascii_case(sub)) => {
-                let hint = match &claims.oid {
-                    Some(oid) if oid != sub => " (its sub differs from its oid: a user's pairwise sub, which no trust policy can name)",
-                    _ => "",
-                };
-                reasons.push(format!(
-                    "subject: sub {sub} is not among the {} principal(s) the role trusts{hint}",
-                    r.subjects.len()
-                ));
-            }
-            Some(_) => {}
-        }
-        match claims.exp {
-            None => reasons.push("lifetime: the token has no exp".into()),
-            Some(exp) if exp <= now => {
-                reasons.push(format!("lifetime: expired {} s ago", now - exp))
-            }
-            Some(_) => {}
-        }
-        if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > now) {
-            reasons.push(format!(
-                "lifetime: not valid for another {} s (nbf)",
-                nbf - now
-            ));
-        }
+        subject_reasons(claims, r, &mut reasons);
+        lifetime_reasons(claims, now, &mut reasons);
         out.push(Verdict {
             role: r.role.arn.clone(),
             managed: r.managed,
@@ -267,4 +180,106 @@ pub fn check_token(
         });
     }
     out
+}
+
+/// Why the role's trust refuses the token's audience (its issuer trusted): the trust's
+/// audience keys, then the provider's client ids.
+fn audience_reasons(
+    claims: &Claims,
+    r: &EntraRole<'_>,
+    issuer: &str,
+    observed: &Observations,
+    reasons: &mut Vec<String>,
+) {
+    // STS's audience rule (docs/entra-setup.md, "Why v1 tokens"): a token that
+    // carries azp (every v2 token) is matched by azp, the caller's client id,
+    // against the provider's client ids and `<issuer>:aud`, and by aud against
+    // `<issuer>:oaud`; a token without azp (v1) by aud against both, and has no
+    // oaud. `<issuer>:azp` is no key IAM fills for a generic OIDC issuer.
+    let (by, matched): (&str, Vec<String>) = match &claims.azp {
+        Some(azp) => ("azp", vec![azp.clone()]),
+        None => ("aud", claims.aud.clone()),
+    };
+    let oaud: Vec<String> = if claims.azp.is_some() {
+        claims.aud.clone()
+    } else {
+        Vec::new()
+    };
+    for (key, values, claim) in [
+        ("aud", &matched, by),
+        ("oaud", &oaud, "aud"),
+        ("azp", &Vec::new(), "azp"),
+    ] {
+        let wanted = format!("{issuer}:{key}").to_ascii_lowercase();
+        let Some(allowed) = condition_values(&r.role.trust, |k| k == wanted) else {
+            continue;
+        };
+        if !values.iter().any(|v| allowed.contains(v)) {
+            let have = match (key, values.is_empty()) {
+                ("azp", _) => {
+                    "cannot match it: IAM fills no azp key for an OIDC issuer".to_string()
+                }
+                ("oaud", true) => "has no azp, so IAM sets no oaud for it (a v1 token)".to_string(),
+                (_, true) => format!("has no {claim}"),
+                _ => format!("is matched by its {claim} {}", values.join(", ")),
+            };
+            reasons.push(format!(
+                "audience: the trust's {issuer}:{key} allows {}; the token {have}",
+                allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let client_ids = observed
+        .iam()
+        .filter(|(a, _)| *a == r.account)
+        .flat_map(|(_, o)| &o.providers)
+        .find(|p| r.providers.contains(&p.arn))
+        .map(|p| p.client_ids.clone());
+    if let Some(ids) = client_ids {
+        if !matched.iter().any(|a| ids.contains(a)) {
+            let note = if by == "azp" {
+                " (STS compares a token's azp, the calling application, when it has one: a v2 token is refused unless its caller's client id is listed)"
+            } else {
+                ""
+            };
+            reasons.push(format!(
+                "audience: the provider's client ids are {} and the token's {by} is {}{note}",
+                ids.iter().cloned().collect::<Vec<_>>().join(", "),
+                matched.join(", ")
+            ));
+        }
+    }
+}
+
+/// Why the role's trust refuses the token's subject.
+fn subject_reasons(claims: &Claims, r: &EntraRole<'_>, reasons: &mut Vec<String>) {
+    match &claims.sub {
+        None => reasons.push("subject: the token has no sub".into()),
+        Some(sub) if !r.subjects.iter().any(|s| s.eq_ignore_ascii_case(sub)) => {
+            let hint = match &claims.oid {
+                Some(oid) if oid != sub => " (its sub differs from its oid: a user's pairwise sub, which no trust policy can name)",
+                _ => "",
+            };
+            reasons.push(format!(
+                "subject: sub {sub} is not among the {} principal(s) the role trusts{hint}",
+                r.subjects.len()
+            ));
+        }
+        Some(_) => {}
+    }
+}
+
+/// Why STS refuses the token's lifetime at `now`: no exp, expired, not yet valid.
+fn lifetime_reasons(claims: &Claims, now: i64, reasons: &mut Vec<String>) {
+    match claims.exp {
+        None => reasons.push("lifetime: the token has no exp".into()),
+        Some(exp) if exp <= now => reasons.push(format!("lifetime: expired {} s ago", now - exp)),
+        Some(_) => {}
+    }
+    if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > now) {
+        reasons.push(format!(
+            "lifetime: not valid for another {} s (nbf)",
+            nbf - now
+        ));
+    }
 }
