@@ -7,9 +7,9 @@
 //!
 //! A test that applies on purpose into a state a re-plan would change (a removal a safety
 //! limit holds, a write that fails, a document a guardrail refuses, a pass cut short, a
-//! step the next pass can take only once this one has written)
-//! says so with [`apply_unsettled`] and an [`Unsettled`] reason: the property is waived
-//! there in writing, never skipped in silence.
+//! step the next pass can take only once this one has written) says so with
+//! [`apply_unsettled`] and an [`Unsettled`] reason: the property is waived there in
+//! writing, never skipped in silence.
 
 use std::process::{Child, Command, Output, Stdio};
 
@@ -164,7 +164,7 @@ pub fn assert_replan_empty(out: &Output, flags: &[&str], applied: &Output) {
         "the re-plan after `apply --auto-approve {}` is not empty:\n{}\n--- the re-plan\n{}\n--- the apply\n{}",
         flags.join(" "),
         leftover.join("\n"),
-        show(&out),
+        show(out),
         show(applied)
     );
 }
