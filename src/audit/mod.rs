@@ -43,6 +43,7 @@ mod recover;
 mod release;
 mod repair;
 mod show;
+mod verify;
 
 pub use checkpoint::{key_id, Checkpoint, CheckpointSigner, Signer};
 pub use keys::PublicKey;
@@ -59,6 +60,8 @@ pub use repair::{
 };
 use repair::{first_rotation, good_lines, rotate, set_torn_tail_aside};
 pub use show::{render_text, show, Entry, Query};
+pub use verify::{verify, verify_with, PreviousSegment, Verified};
+use verify::{verify_bytes, verify_checkpoints};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,6 +102,11 @@ fn hash(line: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The first 12 characters of a hash, for a message.
+fn short(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
 }
 
 /// An open, append-only audit log, locked for this writer.
@@ -146,58 +154,21 @@ impl AuditLog {
         trust: Trust,
         signer: Option<(CheckpointSigner, usize)>,
     ) -> Result<AuditLog, Error> {
-        let io = |source| Error::Io {
-            path: path.into(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked { path: path.into() })
+        let lock = lock_log(path)?;
+        let (bytes, torn, verified) = read_verified(path, &lock, &trust)?;
+        let (lines, prev, ledger, lock, rotated, unvouched) = match verified {
+            Ok((lines, prev, vouched)) => {
+                // The checkpoints all verified: the last one is where the signatures end.
+                let unvouched = vouched
+                    .filter(|through| *through < lines)
+                    .map(|through| (through + 1, lines));
+                let ledger = Ledger::of_log_vouched(path, &bytes, vouched, &trust);
+                (lines, prev, ledger, lock, None, unvouched)
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-        let read = std::fs::read(path);
-        let (bytes, torn, verified) = match read {
-            Ok(mut bytes) => {
-                let torn = set_torn_tail_aside(path, &mut bytes, &lock)?;
-                let verified = verify_bytes(path, &bytes).and_then(|(n, prev)| {
-                    if let Some(key) = &trust.checkpoints {
-                        verify_checkpoints(path, &bytes, n, Some(key))?;
-                    }
-                    Ok((n, prev))
-                });
-                (bytes, torn, verified)
-            }
-            Err(e) => (Vec::new(), None, Err(io(e))),
-        };
-        let (lines, prev, ledger, lock, rotated) = match verified {
-            Ok((lines, prev)) => (
-                lines,
-                prev,
-                Ledger::of_log(path, &bytes, lines, &trust),
-                lock,
-                None,
-            ),
             Err(e) => {
                 let (lock, rotated, ledger) = rotate(path, &bytes, &e, lock, &trust)?;
-                (0, GENESIS.to_string(), ledger, lock, Some(rotated))
+                (0, GENESIS.to_string(), ledger, lock, Some(rotated), None)
             }
-        };
-        let unvouched = match (&trust.checkpoints, &rotated) {
-            (Some(key), None) => {
-                let through = vouched_through(&bytes, lines, Some(key)).unwrap_or(lines);
-                (through < lines).then_some((through + 1, lines))
-            }
-            _ => None,
         };
         for problem in &ledger.problems {
             tracing::error!(problem = %problem, "the audit log's previous segments do not hold what their rotation recorded; nothing is taken from them");
@@ -219,6 +190,18 @@ impl AuditLog {
             mirror: false,
             _lock: lock,
         };
+        log.record_opening(rotated, torn, unvouched)?;
+        Ok(log)
+    }
+
+    /// Records what opening found: a rotation, a torn line set aside, lines no signed
+    /// checkpoint covers (`from_line`, `to_line`).
+    fn record_opening(
+        &mut self,
+        rotated: Option<Rotated>,
+        torn: Option<Repaired>,
+        unvouched: Option<(usize, usize)>,
+    ) -> Result<(), Error> {
         if let Some(rotated) = rotated {
             tracing::error!(
                 previous_segment = %rotated.previous_segment,
@@ -226,7 +209,7 @@ impl AuditLog {
                 reason = %rotated.reason,
                 "the audit log could not be extended: kept it as the previous segment and began a new one; a person must look at it (trustsync audit acknowledge)"
             );
-            log.append(&Record::Rotated(rotated))?;
+            self.append(&Record::Rotated(rotated))?;
         }
         if let Some(repaired) = torn {
             tracing::warn!(
@@ -234,10 +217,10 @@ impl AuditLog {
                 bytes = repaired.removed_bytes,
                 "the audit log's last line was torn (cut mid-write); moved it aside and went on"
             );
-            log.append(&Record::Repaired(repaired))?;
+            self.append(&Record::Repaired(repaired))?;
         }
         if let Some((from_line, to_line)) = unvouched {
-            let not_taken = std::mem::take(&mut log.ledger.not_taken);
+            let not_taken = std::mem::take(&mut self.ledger.not_taken);
             let reason = format!(
                 "no signed checkpoint covers these lines: a crash before the next checkpoint, or lines written by someone else; {}",
                 if not_taken.is_empty() {
@@ -247,13 +230,13 @@ impl AuditLog {
                 }
             );
             tracing::warn!(from_line, to_line, %reason, "audit log lines after the last signed checkpoint are not vouched for");
-            log.append(&Record::Unvouched(Unvouched {
+            self.append(&Record::Unvouched(Unvouched {
                 from_line,
                 to_line,
                 reason,
             }))?;
         }
-        Ok(log)
+        Ok(())
     }
 
     /// From now on, a signed checkpoint follows every pass record and every `every` lines.
@@ -439,6 +422,67 @@ impl AuditLog {
     }
 }
 
+/// Creates the log's folder and file if need be and takes the writer's lock on it.
+fn lock_log(path: &Path) -> Result<std::fs::File, Error> {
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: path.into() }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    Ok(lock)
+}
+
+/// What a log holds, verified once: its bytes (a torn last line set aside first), and its
+/// lines, last hash and, with a checkpoint key, the line of the last signed checkpoint; or
+/// why it cannot be extended (a file that cannot be read among them).
+#[allow(clippy::type_complexity)]
+fn read_verified(
+    path: &Path,
+    lock: &std::fs::File,
+    trust: &Trust,
+) -> Result<
+    (
+        Vec<u8>,
+        Option<Repaired>,
+        Result<(usize, String, Option<usize>), Error>,
+    ),
+    Error,
+> {
+    match std::fs::read(path) {
+        Ok(mut bytes) => {
+            let torn = set_torn_tail_aside(path, &mut bytes, lock)?;
+            let verified = verify_bytes(path, &bytes).and_then(|(n, prev)| {
+                let vouched = match &trust.checkpoints {
+                    Some(key) => Some(verify_checkpoints(path, &bytes, n, Some(key))?.1),
+                    None => None,
+                };
+                Ok((n, prev, vouched))
+            });
+            Ok((bytes, torn, verified))
+        }
+        Err(e) => Ok((
+            Vec::new(),
+            None,
+            Err(Error::Io {
+                path: path.into(),
+                source: e,
+            }),
+        )),
+    }
+}
+
 /// The keys the log's records are judged by.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
@@ -537,6 +581,13 @@ impl Ledger {
     /// with a rotation carries on from its previous segment's good lines, once they are
     /// found to be what the rotation recorded).
     fn of_log(path: &Path, bytes: &[u8], lines: usize, trust: &Trust) -> Ledger {
+        let vouched = vouched_through(bytes, lines, trust.checkpoints.as_ref());
+        Ledger::of_log_vouched(path, bytes, vouched, trust)
+    }
+
+    /// [`Ledger::of_log`], where the segment's lines are vouched for through `vouched`
+    /// (as [`vouched_through`] finds it; known already when the log was just verified).
+    fn of_log_vouched(path: &Path, bytes: &[u8], vouched: Option<usize>, trust: &Trust) -> Ledger {
         let (mut pins, mut baselines, mut people) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         let mut problems = Vec::new();
@@ -558,8 +609,7 @@ impl Ledger {
             (pins, baselines, people) = (older.pins, older.baselines, older.people);
             next = first_rotation(&good).map(|r| (prev_path, r));
         }
-        let key = trust.checkpoints.as_ref();
-        let mut ledger = Ledger::of(bytes, vouched_through(bytes, lines, key), trust);
+        let mut ledger = Ledger::of(bytes, vouched, trust);
         pins.append(&mut ledger.pins);
         baselines.append(&mut ledger.baselines);
         people.append(&mut ledger.people);
@@ -836,180 +886,6 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Verifies a log file's chain; returns the number of lines.
-pub fn verify(path: &Path) -> Result<usize, Error> {
-    verify_with(path, None, &[]).map(|v| v.lines)
-}
-
-/// What [`verify_with`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    /// Lines in the log.
-    pub lines: usize,
-    /// Checkpoints whose signature verified (with a key given).
-    pub checkpoints: usize,
-    /// The line of the last verified checkpoint.
-    pub signed_through: usize,
-    /// The segments before this one, newest first, each checked up to its last good line.
-    pub previous: Vec<PreviousSegment>,
-    /// The rotation this segment began with, while no auditor has acknowledged it.
-    pub unacknowledged: Option<Rotated>,
-    /// Acknowledgements that did not count (unsigned, or not by an auditor key), and why.
-    pub ignored_acknowledgements: Vec<String>,
-}
-
-/// A segment before the current one, as verification found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreviousSegment {
-    /// Its file.
-    pub path: PathBuf,
-    /// Its lines that verify, as the rotation recorded them (and found again).
-    pub good_lines: usize,
-    /// Why it was set aside.
-    pub reason: String,
-}
-
-/// Verifies a log file: the chain, every checkpoint's place in it, and, with a public
-/// key, every checkpoint's signature and that there is at least one. A segment that
-/// begins with a rotation is followed back: each previous segment must still be the file
-/// the rotation recorded (size and hash), its good lines must verify (signatures too) and
-/// end in the hash the rotation carried on from. An acknowledgement of the rotation counts
-/// only when signed by one of `auditors`.
-pub fn verify_with(
-    path: &Path,
-    key: Option<&PublicKey>,
-    auditors: &[PublicKey],
-) -> Result<Verified, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
-    let (lines, _) = verify_bytes(path, &bytes)?;
-    let (checkpoints, signed_through) = verify_checkpoints(path, &bytes, lines, key)?;
-    if key.is_some() && checkpoints == 0 && lines > 0 {
-        return Err(Error::Broken {
-            path: path.into(),
-            line: lines,
-            reason: "no signed checkpoint: nothing vouches for this log beyond its own chain, which anyone who can write the file can recompute".into(),
-        });
-    }
-    let trust = Trust {
-        checkpoints: key.cloned(),
-        auditors: auditors.to_vec(),
-    };
-    let ledger = Ledger::of(&bytes, None, &trust);
-    let mut found = Verified {
-        lines,
-        checkpoints,
-        signed_through,
-        previous: Vec::new(),
-        unacknowledged: ledger.unacknowledged,
-        ignored_acknowledgements: ledger.ignored_acks,
-    };
-    let mut next = first_rotation(&bytes).map(|r| (path.to_path_buf(), r));
-    while let Some((from, r)) = next.take() {
-        let prev_path = PathBuf::from(&r.previous_segment);
-        if found.previous.iter().any(|p| p.path == prev_path) || found.previous.len() > 64 {
-            return Err(Error::Broken {
-                path: from.clone(),
-                line: 1,
-                reason: "the segments' rotations go round in a circle".into(),
-            });
-        }
-        let (_, good, n) = previous_segment(&from, &r)?;
-        let good = good.as_slice();
-        let (cps, _) = verify_checkpoints(&prev_path, good, n, key)?;
-        found.checkpoints += cps;
-        found.previous.push(PreviousSegment {
-            path: prev_path.clone(),
-            good_lines: n,
-            reason: r.reason.clone(),
-        });
-        next = first_rotation(good).map(|r| (prev_path, r));
-    }
-    Ok(found)
-}
-
-/// Checks every checkpoint among the first `lines` lines of `bytes`: its place in the
-/// chain, and with a key its signature. Returns how many were signed and the line of the
-/// last one.
-fn verify_checkpoints(
-    path: &Path,
-    bytes: &[u8],
-    lines: usize,
-    key: Option<&PublicKey>,
-) -> Result<(usize, usize), Error> {
-    let broken = |line: usize, reason: String| Error::Broken {
-        path: path.into(),
-        line,
-        reason,
-    };
-    let (mut checkpoints, mut signed_through) = (0, 0);
-    let mut prev = GENESIS.to_string();
-    for (i, raw) in bytes.split(|b| *b == b'\n').take(lines).enumerate() {
-        let n = i + 1;
-        if let Ok(Record::Checkpoint(cp)) = serde_json::from_slice::<Record>(raw) {
-            if cp.lines != n - 1 || cp.head != prev {
-                return Err(broken(n, format!("checkpoint signed for {} lines ending in {}, but {} lines ending in {prev} stand before it: the lines before were rewritten", cp.lines, short(&cp.head), n - 1)));
-            }
-            if let Some(key) = key {
-                if !cp.verifies(key) {
-                    return Err(broken(n, format!("checkpoint signature does not verify with key {} ({}): the checkpoint was forged or edited, or signed with another key", key.key_id(), key.algorithm())));
-                }
-                checkpoints += 1;
-                signed_through = n;
-            }
-        }
-        prev = hash(raw);
-    }
-    Ok((checkpoints, signed_through))
-}
-
-fn short(h: &str) -> &str {
-    h.get(..12).unwrap_or(h)
-}
-
-fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(usize, String), Error> {
-    let broken = |line: usize, reason: String| Error::Broken {
-        path: path.into(),
-        line,
-        reason,
-    };
-    let mut prev = GENESIS.to_string();
-    if bytes.is_empty() {
-        return Ok((0, prev));
-    }
-    let body = match bytes.strip_suffix(b"\n") {
-        Some(b) => b,
-        None => {
-            let n = bytes.split(|b| *b == b'\n').count();
-            return Err(broken(
-                n,
-                "last line is torn (no final newline): the log was cut mid-write".into(),
-            ));
-        }
-    };
-    let mut count = 0;
-    for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
-        let n = i + 1;
-        let value: Value =
-            serde_json::from_slice(raw).map_err(|e| broken(n, format!("not a JSON line: {e}")))?;
-        let got = value
-            .get("prevHash")
-            .and_then(Value::as_str)
-            .ok_or_else(|| broken(n, "no prevHash".into()))?;
-        if got != prev {
-            return Err(broken(
-                n,
-                "prevHash does not match the line before: a line was edited, removed or inserted before this one".into(),
-            ));
-        }
-        prev = hash(raw);
-        count = n;
-    }
-    Ok((count, prev))
 }
 
 #[cfg(test)]

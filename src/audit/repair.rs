@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::*;
+use super::{
+    hash, short, verify_bytes, verify_checkpoints, Acknowledged, AuditLog, Checkpoint, Error,
+    Ledger, Record, Repaired, Rotated, Trust, GENESIS,
+};
 
 /// The rotation a segment begins with, if it does.
 pub(super) fn first_rotation(bytes: &[u8]) -> Option<Rotated> {

@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use trustsync_tenant::TenantClient;
 
-use crate::{aad_error, applications, base_url, now_secs, request_id, tokens, Shared};
+use crate::{aad_error, applications, base_url, now_secs, request_id, tokens, Server, Shared};
 
 pub(crate) async fn token(
     State(state): State<Shared>,
@@ -24,64 +24,7 @@ pub(crate) async fn token(
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let client_id = form.get("client_id").cloned().unwrap_or_default();
-    // The request's own checks, then the client: a registered client (secret,
-    // certificate, or its one federated token), or an application with federated
-    // identity credentials, whose assertion is checked against its issuer's keys.
-    type Checked = (tokens::ClientAuth, Option<Vec<applications::Credential>>);
-    let checked: Result<Checked, Response> = {
-        let s = state.lock().expect("state");
-        if tenant != s.tenant.tenant_id {
-            Err(aad_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                90002,
-                &format!("Tenant '{tenant}' not found."),
-            ))
-        } else if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            Err(aad_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                70003,
-                "The app requested an unsupported grant type.",
-            ))
-        } else if !form
-            .get("scope")
-            .is_some_and(|sc| sc.ends_with("/.default"))
-        {
-            Err(aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier."))
-        } else if let Some(client) = s.tenant.clients.iter().find(|c| c.client_id == client_id) {
-            let endpoint_aud = form.get("_aud").cloned();
-            let verdict = match (form.get("client_secret"), form.get("client_assertion"), form.get("client_assertion_type")) {
-                (Some(secret), None, _) => match &client.secret {
-                    Some(want) if want == secret => Ok(()),
-                    _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")),
-                },
-                (None, Some(assertion), Some(t)) if t == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" => {
-                    check_assertion(client, assertion, &tenant, endpoint_aud)
-                }
-                _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")),
-            };
-            let auth = if form.contains_key("client_secret") {
-                tokens::ClientAuth::Secret
-            } else {
-                tokens::ClientAuth::Certificate
-            };
-            verdict
-                .map(|()| (auth, None))
-                .map_err(|(status, error, code, msg)| aad_error(status, error, code, msg))
-        } else if let Some(credentials) = s.apps.credentials_of(&client_id) {
-            Ok((tokens::ClientAuth::Certificate, Some(credentials.to_vec())))
-        } else {
-            Err(aad_error(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                700016,
-                &format!(
-                    "Application with identifier '{client_id}' was not found in the directory."
-                ),
-            ))
-        }
-    };
+    let checked = check_request(&state.lock().expect("state"), &tenant, &form, &client_id);
     let resource = tokens::resource_of(form.get("scope").map_or("", String::as_str)).to_string();
     match checked {
         Err(resp) => resp,
@@ -97,6 +40,79 @@ pub(crate) async fn token(
             }
         }
     }
+}
+
+/// How a client authenticated, and the federated identity credentials its assertion is
+/// still to be checked against (`None`: checked already).
+type Checked = (tokens::ClientAuth, Option<Vec<applications::Credential>>);
+
+/// The request's own checks, then the client: a registered client (secret,
+/// certificate, or its one federated token), or an application with federated
+/// identity credentials, whose assertion is checked against its issuer's keys.
+fn check_request(
+    s: &Server,
+    tenant: &str,
+    form: &HashMap<String, String>,
+    client_id: &str,
+) -> Result<Checked, Response> {
+    if tenant != s.tenant.tenant_id {
+        Err(aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        ))
+    } else if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        Err(aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        ))
+    } else if !form
+        .get("scope")
+        .is_some_and(|sc| sc.ends_with("/.default"))
+    {
+        Err(aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier."))
+    } else if let Some(client) = s.tenant.clients.iter().find(|c| c.client_id == client_id) {
+        check_client(client, form, tenant)
+    } else if let Some(credentials) = s.apps.credentials_of(client_id) {
+        Ok((tokens::ClientAuth::Certificate, Some(credentials.to_vec())))
+    } else {
+        Err(aad_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!("Application with identifier '{client_id}' was not found in the directory."),
+        ))
+    }
+}
+
+/// A registered client's secret or assertion.
+fn check_client(
+    client: &TenantClient,
+    form: &HashMap<String, String>,
+    tenant: &str,
+) -> Result<Checked, Response> {
+    let endpoint_aud = form.get("_aud").cloned();
+    let verdict = match (form.get("client_secret"), form.get("client_assertion"), form.get("client_assertion_type")) {
+        (Some(secret), None, _) => match &client.secret {
+            Some(want) if want == secret => Ok(()),
+            _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")),
+        },
+        (None, Some(assertion), Some(t)) if t == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" => {
+            check_assertion(client, assertion, tenant, endpoint_aud)
+        }
+        _ => Err((StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")),
+    };
+    let auth = if form.contains_key("client_secret") {
+        tokens::ClientAuth::Secret
+    } else {
+        tokens::ClientAuth::Certificate
+    };
+    verdict
+        .map(|()| (auth, None))
+        .map_err(|(status, error, code, msg)| aad_error(status, error, code, msg))
 }
 
 /// An access token for `client_id` to `resource`: for Microsoft Graph an opaque one that

@@ -98,24 +98,29 @@ pub(crate) async fn graph_batch(
                 &format!("{} is not served by this server.", r.method),
             )
         };
-        let status = resp.status().as_u16();
-        let mut head = serde_json::Map::new();
-        for (k, v) in resp.headers() {
-            // Spelled as Graph's batch answers spell them.
-            let name = match k.as_str() {
-                "retry-after" => "Retry-After",
-                "content-type" => "Content-Type",
-                other => other,
-            };
-            if let Ok(v) = v.to_str() {
-                head.insert(name.to_string(), json!(v));
-            }
-        }
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap_or_default();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        responses.push(json!({"id": r.id, "status": status, "headers": head, "body": body}));
+        responses.push(answer(&r.id, resp).await);
     }
     Json(json!({"responses": responses})).into_response()
+}
+
+/// One request's answer as a batch reply carries it: id, status, headers, JSON body.
+async fn answer(id: &str, resp: Response) -> Value {
+    let status = resp.status().as_u16();
+    let mut head = serde_json::Map::new();
+    for (k, v) in resp.headers() {
+        // Spelled as Graph's batch answers spell them.
+        let name = match k.as_str() {
+            "retry-after" => "Retry-After",
+            "content-type" => "Content-Type",
+            other => other,
+        };
+        if let Ok(v) = v.to_str() {
+            head.insert(name.to_string(), json!(v));
+        }
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    json!({"id": id, "status": status, "headers": head, "body": body})
 }

@@ -487,7 +487,27 @@ async fn serve_get(
             },
         );
     }
-    let route = match segments.as_slice() {
+    let route = route_of(&segments);
+    let q = parse_query(raw);
+    let units = match gate(state, route, client, &q).await {
+        Ok(units) => units,
+        Err(resp) => return resp,
+    };
+    let mut resp = if route == "count" {
+        count_groups(state, eventual)
+    } else {
+        read(state, rest, route, &segments, &q, base)
+    };
+    resp.headers_mut().insert(
+        "x-ms-resource-unit",
+        units.to_string().parse().expect("header"),
+    );
+    resp
+}
+
+/// The route of a GET's path segments, as throttling counts it.
+fn route_of(segments: &[&str]) -> &'static str {
+    match segments {
         ["groups"] => "groups",
         ["groups", "$count"] => "count",
         ["groups", d] if is_delta(d) => "delta",
@@ -500,32 +520,22 @@ async fn serve_get(
         ["users", d] if is_delta(d) => "usersDelta",
         ["users", _] => "user",
         _ => "other",
-    };
-    let q = parse_query(raw);
-    let units = match gate(state, route, client, &q).await {
-        Ok(units) => units,
-        Err(resp) => return resp,
-    };
-    let mut resp = if route == "count" {
-        // Counting directory objects is an advanced query: it needs the header.
-        if eventual {
-            let n = state.lock().expect("state").tenant.groups.len();
-            ([("content-type", "text/plain")], n.to_string()).into_response()
-        } else {
-            graph_error(
-                StatusCode::BAD_REQUEST,
-                "Request_BadRequest",
-                "Count is not currently supported without the ConsistencyLevel header set to eventual.",
-            )
-        }
+    }
+}
+
+/// `GET /groups/$count`: how many groups the tenant has.
+fn count_groups(state: &Shared, eventual: bool) -> Response {
+    // Counting directory objects is an advanced query: it needs the header.
+    if eventual {
+        let n = state.lock().expect("state").tenant.groups.len();
+        ([("content-type", "text/plain")], n.to_string()).into_response()
     } else {
-        read(state, rest, route, &segments, &q, base)
-    };
-    resp.headers_mut().insert(
-        "x-ms-resource-unit",
-        units.to_string().parse().expect("header"),
-    );
-    resp
+        graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Count is not currently supported without the ConsistencyLevel header set to eventual.",
+        )
+    }
 }
 
 fn read(
@@ -631,19 +641,11 @@ fn parse_display_name_filter(f: &str) -> Option<String> {
     Some(inner.replace("''", "'"))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let tenant = match TenantFile::load(&args.tenant) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::from(1);
-        }
-    };
+/// The server's state at start: the tenant file's objects, nothing asked yet.
+fn server(tenant: TenantFile, args: &Args) -> Server {
     let tenant_users = tenant.users.len();
     let apps = applications::Apps::from_tenant(&tenant);
-    let state: Shared = Arc::new(Mutex::new(Server {
+    Server {
         index: index(&tenant),
         tenant,
         max_page: args.max_page_size.clamp(1, 999),
@@ -668,8 +670,12 @@ async fn main() -> std::process::ExitCode {
         audits: Vec::new(),
         apps,
         subscriptions: Default::default(),
-    }));
-    let app = Router::new()
+    }
+}
+
+/// Every route the server answers.
+fn routes(state: Shared) -> Router {
+    Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route(
             "/{tenant}/.well-known/openid-configuration",
@@ -706,7 +712,21 @@ async fn main() -> std::process::ExitCode {
         .route("/admin/stats", get(admin_stats))
         .route("/admin/stats/reset", post(admin_stats_reset))
         .layer(axum::middleware::map_response(with_request_id))
-        .with_state(state);
+        .with_state(state)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let tenant = match TenantFile::load(&args.tenant) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let state: Shared = Arc::new(Mutex::new(server(tenant, &args)));
+    let app = routes(state);
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {

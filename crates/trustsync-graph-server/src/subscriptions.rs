@@ -218,112 +218,113 @@ impl Subscriptions {
                     .collect();
                 Json(json!({"value": value})).into_response()
             }
-            ("POST", None, None) => {
-                let c: Create = match serde_json::from_slice(r.body) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return Pending::Done(error(
-                            StatusCode::BAD_REQUEST,
-                            "InvalidRequest",
-                            &e.to_string(),
-                        ))
-                    }
-                };
-                if !c
-                    .resource
-                    .trim_start_matches('/')
-                    .eq_ignore_ascii_case("groups")
-                {
-                    return Pending::Done(error(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidRequest",
-                        &format!(
-                            "resource '{}' is not supported by this server (groups only)",
-                            c.resource
-                        ),
-                    ));
-                }
-                for url in
-                    std::iter::once(&c.notification_url).chain(c.lifecycle_notification_url.iter())
-                {
-                    if !acceptable_url(url) {
-                        return Pending::Done(error(
-                            StatusCode::BAD_REQUEST,
-                            "InvalidRequest",
-                            &format!("notification URL '{url}' must be https"),
-                        ));
-                    }
-                }
-                if c.client_state.as_ref().is_some_and(|s| s.len() > 128) {
-                    return Pending::Done(error(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidRequest",
-                        "clientState is longer than 128 characters",
-                    ));
-                }
-                let expiration = match expiration(&c.expiration_date_time) {
-                    Ok(at) => at,
-                    Err(resp) => return Pending::Done(resp),
-                };
-                self.next += 1;
-                return Pending::Create(Subscription {
-                    id: format!("7f105c7d-2dc5-4530-97cd-{:012x}", self.next),
-                    client: r.client.to_string(),
-                    resource: c.resource,
-                    change_type: c.change_type,
-                    notification_url: c.notification_url,
-                    lifecycle_url: c.lifecycle_notification_url,
-                    client_state: c.client_state,
-                    expiration,
-                });
-            }
-            (method, Some(id), action) => {
-                let Some(sub) = self.subs.get_mut(id).filter(|s| s.client == r.client) else {
-                    return Pending::Done(error(
-                        StatusCode::NOT_FOUND,
-                        "ResourceNotFound",
-                        &format!("The object was not found: subscription {id}"),
-                    ));
-                };
-                match (method, action) {
-                    ("GET", None) => Json(sub.json()).into_response(),
-                    ("PATCH", None) => {
-                        let u: Update = match serde_json::from_slice(r.body) {
-                            Ok(u) => u,
-                            Err(e) => {
-                                return Pending::Done(error(
-                                    StatusCode::BAD_REQUEST,
-                                    "InvalidRequest",
-                                    &e.to_string(),
-                                ))
-                            }
-                        };
-                        if let Some(e) = &u.expiration_date_time {
-                            match expiration(e) {
-                                Ok(at) => sub.expiration = at,
-                                Err(resp) => return Pending::Done(resp),
-                            }
-                        }
-                        Json(sub.json()).into_response()
-                    }
-                    ("DELETE", None) => {
-                        self.subs.remove(id);
-                        StatusCode::NO_CONTENT.into_response()
-                    }
-                    ("POST", Some("reauthorize")) => StatusCode::NO_CONTENT.into_response(),
-                    _ => error(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "Request_BadRequest",
-                        "not supported",
-                    ),
-                }
-            }
+            ("POST", None, None) => return self.create_request(r),
+            (method, Some(id), action) => self.serve_one(r, method, id, action),
             _ => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Request_BadRequest",
                 "not supported",
             ),
         })
+    }
+
+    /// `POST /subscriptions`: the new subscription, checked, comes back to be validated
+    /// without the lock; or why not.
+    fn create_request(&mut self, r: &Request) -> Pending {
+        let c: Create = match serde_json::from_slice(r.body) {
+            Ok(c) => c,
+            Err(e) => {
+                return Pending::Done(error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    &e.to_string(),
+                ))
+            }
+        };
+        if !c
+            .resource
+            .trim_start_matches('/')
+            .eq_ignore_ascii_case("groups")
+        {
+            return Pending::Done(error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                &format!(
+                    "resource '{}' is not supported by this server (groups only)",
+                    c.resource
+                ),
+            ));
+        }
+        for url in std::iter::once(&c.notification_url).chain(c.lifecycle_notification_url.iter()) {
+            if !acceptable_url(url) {
+                return Pending::Done(error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    &format!("notification URL '{url}' must be https"),
+                ));
+            }
+        }
+        if c.client_state.as_ref().is_some_and(|s| s.len() > 128) {
+            return Pending::Done(error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "clientState is longer than 128 characters",
+            ));
+        }
+        let expiration = match expiration(&c.expiration_date_time) {
+            Ok(at) => at,
+            Err(resp) => return Pending::Done(resp),
+        };
+        self.next += 1;
+        Pending::Create(Subscription {
+            id: format!("7f105c7d-2dc5-4530-97cd-{:012x}", self.next),
+            client: r.client.to_string(),
+            resource: c.resource,
+            change_type: c.change_type,
+            notification_url: c.notification_url,
+            lifecycle_url: c.lifecycle_notification_url,
+            client_state: c.client_state,
+            expiration,
+        })
+    }
+
+    /// A request to one of the caller's subscriptions: `subscriptions/{id}[/{action}]`.
+    fn serve_one(&mut self, r: &Request, method: &str, id: &str, action: Option<&str>) -> Response {
+        let Some(sub) = self.subs.get_mut(id).filter(|s| s.client == r.client) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                &format!("The object was not found: subscription {id}"),
+            );
+        };
+        match (method, action) {
+            ("GET", None) => Json(sub.json()).into_response(),
+            ("PATCH", None) => {
+                let u: Update = match serde_json::from_slice(r.body) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        return error(StatusCode::BAD_REQUEST, "InvalidRequest", &e.to_string())
+                    }
+                };
+                if let Some(e) = &u.expiration_date_time {
+                    match expiration(e) {
+                        Ok(at) => sub.expiration = at,
+                        Err(resp) => return resp,
+                    }
+                }
+                Json(sub.json()).into_response()
+            }
+            ("DELETE", None) => {
+                self.subs.remove(id);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            ("POST", Some("reauthorize")) => StatusCode::NO_CONTENT.into_response(),
+            _ => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request_BadRequest",
+                "not supported",
+            ),
+        }
     }
 
     /// Validates a new subscription's endpoints (without the lock) and keeps it.

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::{graph_error, Shared};
+use crate::{graph_error, Server, Shared};
 
 /// The resource units Microsoft charges for a Graph read of this route and query.
 pub(crate) fn resource_units(route: &str, q: &HashMap<String, String>) -> u64 {
@@ -120,6 +120,16 @@ pub(crate) async fn gate(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let mut s = state.lock().expect("state");
+    injected_fault(&mut s, route)?;
+    let cost = resource_units(route, q);
+    take_units(&mut s, client, cost)?;
+    s.units += cost;
+    Ok(cost)
+}
+
+/// The faults the tests set (`/admin/faults`): a 429 for the next `throttle` requests, a
+/// 5xx for the next `fail` requests of the route (after `fail_after` that pass).
+fn injected_fault(s: &mut Server, route: &str) -> Result<(), Response> {
     if s.faults.throttle > 0 {
         s.faults.throttle -= 1;
         let retry = if s.faults.retry_after > 0.0 {
@@ -155,7 +165,12 @@ pub(crate) async fn gate(
             "The service is temporarily unavailable.",
         ));
     }
-    let cost = resource_units(route, q);
+    Ok(())
+}
+
+/// Takes `cost` resource units from the client's bucket: a 429 with Graph's throttling
+/// headers when it is short of them.
+fn take_units(s: &mut Server, client: &str, cost: u64) -> Result<(), Response> {
     let limit = s.unit_limit;
     if limit > 0 {
         let tenant = s.tenant.tenant_id.clone();
@@ -185,6 +200,5 @@ pub(crate) async fn gate(
             return Err(resp);
         }
     }
-    s.units += cost;
-    Ok(cost)
+    Ok(())
 }

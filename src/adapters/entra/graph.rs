@@ -17,7 +17,7 @@
 //!   report it on the parent. A steady-state sync costs one request.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use super::token::{GraphAuth, TokenSource};
 use crate::model::call::{Failure, Written};
 use crate::observed::ObservedApplication;
 use crate::plan::EntraAction;
+use crate::ports::retry::Class;
 use crate::sources::directory::MembershipChange;
 
 /// Why a directory read failed. The whole pass stops; nothing is taken as empty.
@@ -76,6 +77,16 @@ impl Error {
         matches!(self, Error::Graph { status, code, .. }
             if *status == 410 || code == "syncStateNotFound" || code == "resyncRequired" || code == "syncStateInvalid")
     }
+}
+
+/// A failure worth another attempt (after `retry_after`, or the policy's back-off).
+fn transient(e: Error, retry_after: Option<Duration>) -> (Error, Class) {
+    (e, Class::Transient { retry_after })
+}
+
+/// A failure that ends the request.
+fn permanent(e: Error) -> (Error, Class) {
+    (e, Class::Permanent)
 }
 
 /// Counters of Graph requests sent, retries included.
@@ -200,21 +211,14 @@ impl GraphReader {
 
     /// Sends one request (the handler's, at `url` when given), with the retry policy.
     /// Returns the JSON body (null for none) and Graph's `request-id`.
-    // Long on purpose: the one loop every Graph request goes through (send, read,
-    // classify, honour Retry-After, retry); split, its order would be harder to check.
     pub(super) async fn send(
         &self,
         operation: &str,
         handler: impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
         url: Option<&str>,
     ) -> Result<(Value, Option<String>), Error> {
-        use crate::ports::retry::Class;
-        let op = operation.to_string();
         let policy = Self::retry_policy(&self.settings);
-        let refreshed = std::sync::atomic::AtomicBool::new(false);
-        let transient =
-            |e: Error, retry_after: Option<Duration>| (e, Class::Transient { retry_after });
-        let permanent = |e: Error| (e, Class::Permanent);
+        let refreshed = AtomicBool::new(false);
         crate::ports::retry::retry(
             &policy,
             &self.stop,
@@ -222,80 +226,121 @@ impl GraphReader {
             |_, _| {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             },
-            || {
-                let op = op.clone();
-                let handler = &handler;
-                let refreshed = &refreshed;
-                async move {
-                    let transport = |message: String| Error::Transport { operation: op.clone(), message };
-                    self.tokens.token().await.map_err(|e| permanent(Error::Auth(e)))?;
-                    let builder = handler(&self.client)
-                        .build()
-                        .await
-                        .map_err(|e| permanent(transport(format!("cannot build request: {e}"))))?;
-                    let (http, request) = builder.build_split();
-                    let mut request = request.map_err(|e| permanent(transport(format!("cannot build request: {e}"))))?;
-                    if let Some(u) = url {
-                        *request.url_mut() = url::Url::parse(u).map_err(|_| permanent(transport(format!("bad next link {u}"))))?;
-                    }
-                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    let _under_way = self.pending.enter(format!("Microsoft Graph {op}"));
-                    let resp = match http.execute(request).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let what = if e.is_timeout() { "timed out" } else if e.is_connect() { "cannot connect" } else { "request failed" };
-                            return Err(transient(transport(what.into()), None));
-                        }
-                    };
-                    let status = resp.status().as_u16();
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(retry_after);
-                    let request_id = resp
-                        .headers()
-                        .get("request-id")
-                        .and_then(|h| h.to_str().ok())
-                        .map(String::from);
-                    let body = resp.bytes().await.map_err(|_| transient(transport("response cut short".into()), None))?;
-                    if (200..300).contains(&status) {
-                        // 204 No Content (an update or a delete) has no body.
-                        if body.iter().all(u8::is_ascii_whitespace) {
-                            return Ok((Value::Null, request_id));
-                        }
-                        return serde_json::from_slice(&body)
-                            .map(|v| (v, request_id))
-                            .map_err(|_| permanent(transport(format!("HTTP {status}: body is not JSON"))));
-                    }
-                    let (code, message) = error_body(&body);
-                    let err = Error::Graph { operation: op.clone(), status, code, message };
-                    Err(match status {
-                        401 if !refreshed.swap(true, Ordering::Relaxed) => {
-                            self.tokens.invalidate().await;
-                            transient(err, Some(Duration::ZERO))
-                        }
-                        429 | 503 => {
-                            if status == 429 {
-                                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                            }
-                            match retry_after {
-                                Some(d) if d > self.settings.max_retry_after => permanent(err),
-                                Some(d) => {
-                                    tracing::debug!(operation = %op, status, wait_ms = d.as_millis() as u64, "Graph asked to retry later");
-                                    transient(err, Some(d))
-                                }
-                                None => transient(err, None),
-                            }
-                        }
-                        500..=599 => transient(err, None),
-                        _ => permanent(err),
-                    })
-                }
-            },
+            || self.send_once(operation, &handler, url, &refreshed),
         )
         .await
         .map_err(|(e, _)| e)
+    }
+
+    /// One attempt of [`Self::send`]: build, send, read; a failure comes with its class
+    /// (retry or not, after how long).
+    async fn send_once(
+        &self,
+        op: &str,
+        handler: &impl Fn(&GraphClient) -> graph_http::api_impl::RequestHandler,
+        url: Option<&str>,
+        refreshed: &AtomicBool,
+    ) -> Result<(Value, Option<String>), (Error, Class)> {
+        let transport = |message: String| Error::Transport {
+            operation: op.to_string(),
+            message,
+        };
+        self.tokens
+            .token()
+            .await
+            .map_err(|e| permanent(Error::Auth(e)))?;
+        let builder = handler(&self.client)
+            .build()
+            .await
+            .map_err(|e| permanent(transport(format!("cannot build request: {e}"))))?;
+        let (http, request) = builder.build_split();
+        let mut request =
+            request.map_err(|e| permanent(transport(format!("cannot build request: {e}"))))?;
+        if let Some(u) = url {
+            *request.url_mut() = url::Url::parse(u)
+                .map_err(|_| permanent(transport(format!("bad next link {u}"))))?;
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let _under_way = self.pending.enter(format!("Microsoft Graph {op}"));
+        let resp = match http.execute(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "cannot connect"
+                } else {
+                    "request failed"
+                };
+                return Err(transient(transport(what.into()), None));
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|h| h.to_str().ok())
+            .and_then(retry_after);
+        let request_id = resp
+            .headers()
+            .get("request-id")
+            .and_then(|h| h.to_str().ok())
+            .map(String::from);
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|_| transient(transport("response cut short".into()), None))?;
+        if (200..300).contains(&status) {
+            // 204 No Content (an update or a delete) has no body.
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok((Value::Null, request_id));
+            }
+            return serde_json::from_slice(&body)
+                .map(|v| (v, request_id))
+                .map_err(|_| permanent(transport(format!("HTTP {status}: body is not JSON"))));
+        }
+        let (code, message) = error_body(&body);
+        let err = Error::Graph {
+            operation: op.to_string(),
+            status,
+            code,
+            message,
+        };
+        Err(self.classify(op, err, status, retry_after, refreshed).await)
+    }
+
+    /// Whether an error answer is worth another attempt, and when: a first 401 after a
+    /// token refresh, at once; 429 and 503 after their `Retry-After` (one longer than
+    /// `maxRetryAfterSeconds` fails), or a back-off; other 5xx after a back-off.
+    async fn classify(
+        &self,
+        op: &str,
+        err: Error,
+        status: u16,
+        retry_after: Option<Duration>,
+        refreshed: &AtomicBool,
+    ) -> (Error, Class) {
+        match status {
+            401 if !refreshed.swap(true, Ordering::Relaxed) => {
+                self.tokens.invalidate().await;
+                transient(err, Some(Duration::ZERO))
+            }
+            429 | 503 => {
+                if status == 429 {
+                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                match retry_after {
+                    Some(d) if d > self.settings.max_retry_after => permanent(err),
+                    Some(d) => {
+                        tracing::debug!(operation = %op, status, wait_ms = d.as_millis() as u64, "Graph asked to retry later");
+                        transient(err, Some(d))
+                    }
+                    None => transient(err, None),
+                }
+            }
+            500..=599 => transient(err, None),
+            _ => permanent(err),
+        }
     }
 
     /// Who added members to each of `groups` or removed them since `since` (RFC 3339),
@@ -469,6 +514,31 @@ impl GraphReader {
     /// the name taken (a retry after a lost answer) and a delete that finds it gone are
     /// success, with a note; anything else Graph refuses is a [`Failure`].
     pub async fn write_credential(&self, action: &EntraAction) -> Result<Written, Failure> {
+        let (op, result, benign, note) = self.credential_request(action).await;
+        match result {
+            Ok((_, request_id)) => Ok(Written {
+                request_id,
+                note: None,
+            }),
+            Err(Error::Graph { status, .. }) if status == benign => Ok(Written {
+                request_id: None,
+                note: Some(note.into()),
+            }),
+            Err(e) => Err(failure(op, e)),
+        }
+    }
+
+    /// Sends the request of a credential write: what it is, Graph's answer, the status
+    /// that means it was already done (0: none), and the note for that case.
+    async fn credential_request(
+        &self,
+        action: &EntraAction,
+    ) -> (
+        &'static str,
+        Result<(Value, Option<String>), Error>,
+        u16,
+        &'static str,
+    ) {
         use crate::plan::EntraAction::*;
         let body =
             |name: &str, issuer: &str, subject: &str, audiences: &[String], description: &str| {
@@ -477,7 +547,7 @@ impl GraphReader {
                     "audiences": audiences, "description": description,
                 })
             };
-        let (op, result, benign, note) = match action {
+        match action {
             CreateFederatedCredential {
                 application_id,
                 name,
@@ -546,17 +616,6 @@ impl GraphReader {
                     .await;
                 (op, r, 404, "the credential was already gone")
             }
-        };
-        match result {
-            Ok((_, request_id)) => Ok(Written {
-                request_id,
-                note: None,
-            }),
-            Err(Error::Graph { status, .. }) if status == benign => Ok(Written {
-                request_id: None,
-                note: Some(note.into()),
-            }),
-            Err(e) => Err(failure(op, e)),
         }
     }
 }
