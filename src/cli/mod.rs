@@ -502,21 +502,8 @@ impl Cli {
                 outln!("{}", schema_json())?;
                 Ok(0)
             }
-            Command::Completions { shell } => {
-                use clap::CommandFactory;
-                let mut cmd = Cli::command();
-                let mut script = Vec::new();
-                clap_complete::generate(shell, &mut cmd, "trustsync", &mut script);
-                output::write_bytes(&script)?;
-                Ok(0)
-            }
-            Command::Man => {
-                use clap::CommandFactory;
-                let mut page = Vec::new();
-                clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-                output::write_bytes(&page)?;
-                Ok(0)
-            }
+            Command::Completions { shell } => completions(shell),
+            Command::Man => man_page(),
             Command::Validate(PolicyArgs { policies }) => validate(&load_config()?, &policies),
             Command::Release(args) => release(&load_config()?, args),
             Command::Plan(args) => plan(args, load_config()?).await,
@@ -533,57 +520,86 @@ impl Cli {
             Command::Access(args) => access(args, load_config()?).await,
             Command::Export(args) => export(args, load_config()?).await,
             Command::CheckToken(args) => check_token(args, load_config()?).await,
-            Command::Audit(AuditCommand::Verify {
-                file,
-                public_key,
-                auditor_keys,
-                anchor,
-            }) => {
-                let code = audit_verify(&file, public_key.as_deref(), &auditor_keys, || {
-                    load_config()
-                })?;
-                if code != 0 || !anchor {
-                    return Ok(code);
-                }
-                audit_verify_anchor(&file, &load_config()?).await
+            Command::Audit(cmd) => run_audit(cmd, load_config).await,
+        }
+    }
+}
+
+/// `trustsync completions`: the shell's completion script.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "trustsync", &mut script);
+    output::write_bytes(&script)?;
+    Ok(0)
+}
+
+/// `trustsync man`: the manual page.
+fn man_page() -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    output::write_bytes(&page)?;
+    Ok(0)
+}
+
+/// `trustsync audit ...`; the config is loaded only where the command needs it.
+async fn run_audit(
+    command: AuditCommand,
+    load_config: impl Fn() -> anyhow::Result<Config>,
+) -> anyhow::Result<u8> {
+    match command {
+        AuditCommand::Verify {
+            file,
+            public_key,
+            auditor_keys,
+            anchor,
+        } => {
+            let code = audit_verify(&file, public_key.as_deref(), &auditor_keys, || {
+                load_config()
+            })?;
+            if code != 0 || !anchor {
+                return Ok(code);
             }
-            Command::Audit(AuditCommand::Acknowledge {
-                file,
-                by,
-                key,
-                note,
-            }) => {
-                let config = load_config()?;
-                let file = file.unwrap_or_else(|| config.audit.path.clone());
-                audit_acknowledge(&file, &config, &by, &key, note)
-            }
-            Command::Audit(AuditCommand::Show {
-                file,
+            audit_verify_anchor(&file, &load_config()?).await
+        }
+        AuditCommand::Acknowledge {
+            file,
+            by,
+            key,
+            note,
+        } => {
+            let config = load_config()?;
+            let file = file.unwrap_or_else(|| config.audit.path.clone());
+            audit_acknowledge(&file, &config, &by, &key, note)
+        }
+        AuditCommand::Show {
+            file,
+            principal,
+            role,
+            since,
+            output,
+        } => {
+            let file = match file {
+                Some(f) => f,
+                None => load_config()?.audit.path,
+            };
+            let since = since.map(|s| since_time(&s)).transpose()?;
+            let query = audit::Query {
                 principal,
                 role,
                 since,
-                output,
-            }) => {
-                let file = match file {
-                    Some(f) => f,
-                    None => load_config()?.audit.path,
-                };
-                let since = since.map(|s| since_time(&s)).transpose()?;
-                let query = audit::Query {
-                    principal,
-                    role,
-                    since,
-                };
-                let entries = audit::show(&file, &query)?;
-                match output {
-                    ShowFormat::Text => out!(
-                        "{}",
-                        audit::render_text(&entries, query.principal.as_deref())
-                    )?,
-                    ShowFormat::Json => outln!("{}", serde_json::to_string_pretty(&entries)?)?,
-                }
-                Ok(0)
+            };
+            let entries = audit::show(&file, &query)?;
+            match output {
+                ShowFormat::Text => out!(
+                    "{}",
+                    audit::render_text(&entries, query.principal.as_deref())
+                )?,
+                ShowFormat::Json => outln!("{}", serde_json::to_string_pretty(&entries)?)?,
             }
+            Ok(0)
         }
     }
 }
