@@ -661,23 +661,26 @@ impl Controller {
         }
         self.count_drift(&planned.plan);
         let stop_now = || *stop.borrow();
+        // Every write, people's included, takes the lock of what it writes (a role, or a
+        // document's people): the guard wraps the one writer the pass routes through.
+        let writers = planned.writers(&*fleet);
         let writer = Guarded::new(
-            &*fleet,
+            &writers,
             &self.writes,
             pass_scope.is_fleet().then_some(read_at),
         );
-        let report = planned
-            .apply(
-                &writer,
-                audit,
-                &actor,
-                policies.revision.as_ref(),
-                crate::apply::Control {
-                    trigger: Some(trigger.audit_name(!pass_scope.is_fleet())),
-                    ..crate::apply::Control::stop_only(&stop_now)
-                },
-            )
-            .await?;
+        let report = apply::apply(
+            &planned.plan,
+            &writer,
+            audit,
+            &actor,
+            policies.revision.as_ref(),
+            crate::apply::Control {
+                trigger: Some(trigger.audit_name(!pass_scope.is_fleet())),
+                ..crate::apply::Control::stop_only(&stop_now)
+            },
+        )
+        .await?;
         let plan = &planned.plan;
         let outcome = report.outcome(plan);
         self.settle_releases(&released, &report);

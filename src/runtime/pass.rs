@@ -122,6 +122,23 @@ pub async fn plan(
     })
 }
 impl Planned {
+    /// The one writer of this pass's changes, routing each by back-end: IAM and Lambda
+    /// through `aws`, Entra and Identity Center through what the pass connected.
+    pub fn writers<'a, E: Executor + ?Sized>(
+        &'a self,
+        aws: &'a E,
+    ) -> crate::runtime::writers::Writers<'a, E> {
+        let entra = self
+            .entra
+            .as_ref()
+            .map(|g| g as &dyn crate::ports::Write<crate::plan::EntraAction>);
+        let people = self
+            .identity_center
+            .as_deref()
+            .map(|ic| ic as &dyn crate::ports::Write<crate::plan::PeopleAction>);
+        crate::runtime::writers::Writers::new(aws, entra, people)
+    }
+
     /// Applies the changes the checks let through, recording each in the audit log.
     pub async fn apply<E: Executor + ?Sized>(
         &self,
@@ -131,15 +148,7 @@ impl Planned {
         policy_revision: Option<&Revision>,
         control: apply::Control<'_>,
     ) -> Result<Report, apply::Error> {
-        let entra = self
-            .entra
-            .as_ref()
-            .map(|g| g as &dyn crate::ports::Write<crate::plan::EntraAction>);
-        let people = self
-            .identity_center
-            .as_deref()
-            .map(|ic| ic as &dyn crate::ports::Write<crate::plan::PeopleAction>);
-        let writers = crate::runtime::writers::Writers::new(aws, entra, people);
+        let writers = self.writers(aws);
         apply::apply(&self.plan, &writers, audit, actor, policy_revision, control).await
     }
 }
