@@ -375,60 +375,7 @@ impl AccessReport {
             s.push_str(&format!("Access of {p}:\n"));
         }
         for r in &self.roles {
-            let who = match (&r.mapping, r.managed) {
-                (Some(m), _) => format!("managed by mapping {m}"),
-                (None, true) => "managed by trustsync, no mapping in these policies".into(),
-                (None, false) => "NOT managed by trustsync".into(),
-            };
-            s.push_str(&format!("{} (account {}, {who})\n", r.arn, r.account));
-            // With --principal, a role listed without it among its workloads is one it
-            // left: its sessions are denied, and nothing the role reaches is its any more.
-            let left = self.principal.is_some() && r.workloads.is_empty();
-            if left {
-                let p = self.principal.as_deref().unwrap_or_default();
-                s.push_str(&format!(
-                    "  no longer trusts {p}: its trust policy does not name it, so it cannot get a new session\n"
-                ));
-            } else if r.workloads.is_empty() {
-                s.push_str("  no workload can assume it\n");
-            }
-            for w in &r.workloads {
-                let name = w
-                    .name
-                    .as_deref()
-                    .map(|n| format!(" {n}"))
-                    .unwrap_or_default();
-                let via = if w.via.is_empty() {
-                    "trusted by id, through no mapped group".to_string()
-                } else {
-                    format!("via {}", w.via.join(" > "))
-                };
-                let since = w
-                    .since
-                    .as_deref()
-                    .map(|t| format!(", since {t}"))
-                    .unwrap_or_default();
-                s.push_str(&format!("  {}{name}: {via}{since}\n", w.principal));
-            }
-            if !r.services.is_empty() {
-                s.push_str(&format!("  services: {}\n", r.services.join(", ")));
-            }
-            if left {
-                if !r.functions.is_empty() {
-                    s.push_str(&format!(
-                        "  the role may still invoke {}, but not for {}\n",
-                        r.functions.join(", "),
-                        self.principal.as_deref().unwrap_or_default()
-                    ));
-                }
-            } else {
-                for f in &r.functions {
-                    s.push_str(&format!("  may invoke {f}\n"));
-                }
-            }
-            for d in &r.denied_sessions {
-                s.push_str(&format!("  {}\n", d.describe()));
-            }
+            self.role_text(r, &mut s);
         }
         if self.roles.is_empty() {
             s.push_str("No role trusting the tenant's provider lets this in.\n");
@@ -459,6 +406,65 @@ impl AccessReport {
             }
         }
         s
+    }
+
+    /// One role of [`Self::text`]: who manages it, who may assume it (or that the
+    /// principal no longer may), what it reaches, the sessions denied.
+    fn role_text(&self, r: &RoleAccess, s: &mut String) {
+        let who = match (&r.mapping, r.managed) {
+            (Some(m), _) => format!("managed by mapping {m}"),
+            (None, true) => "managed by trustsync, no mapping in these policies".into(),
+            (None, false) => "NOT managed by trustsync".into(),
+        };
+        s.push_str(&format!("{} (account {}, {who})\n", r.arn, r.account));
+        // With --principal, a role listed without it among its workloads is one it
+        // left: its sessions are denied, and nothing the role reaches is its any more.
+        let left = self.principal.is_some() && r.workloads.is_empty();
+        if left {
+            let p = self.principal.as_deref().unwrap_or_default();
+            s.push_str(&format!(
+                "  no longer trusts {p}: its trust policy does not name it, so it cannot get a new session\n"
+            ));
+        } else if r.workloads.is_empty() {
+            s.push_str("  no workload can assume it\n");
+        }
+        for w in &r.workloads {
+            let name = w
+                .name
+                .as_deref()
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default();
+            let via = if w.via.is_empty() {
+                "trusted by id, through no mapped group".to_string()
+            } else {
+                format!("via {}", w.via.join(" > "))
+            };
+            let since = w
+                .since
+                .as_deref()
+                .map(|t| format!(", since {t}"))
+                .unwrap_or_default();
+            s.push_str(&format!("  {}{name}: {via}{since}\n", w.principal));
+        }
+        if !r.services.is_empty() {
+            s.push_str(&format!("  services: {}\n", r.services.join(", ")));
+        }
+        if left {
+            if !r.functions.is_empty() {
+                s.push_str(&format!(
+                    "  the role may still invoke {}, but not for {}\n",
+                    r.functions.join(", "),
+                    self.principal.as_deref().unwrap_or_default()
+                ));
+            }
+        } else {
+            for f in &r.functions {
+                s.push_str(&format!("  may invoke {f}\n"));
+            }
+        }
+        for d in &r.denied_sessions {
+            s.push_str(&format!("  {}\n", d.describe()));
+        }
     }
 
     /// As Markdown: a table of role, workload, path and since.
