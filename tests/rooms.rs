@@ -340,11 +340,12 @@ fn measure() -> Measure {
         }
     }
     m.long_files.sort_by(|a, b| b.cmp(a));
-    m.functions.sort_by(|a, b| b.lines.cmp(&a.lines));
+    m.functions.sort_by_key(|f| std::cmp::Reverse(f.lines));
     m
 }
 
-/// The strongly connected groups of more than one file (Tarjan's, small graphs).
+/// The strongly connected groups of more than one file (by mutual reachability: the
+/// graphs are a folder's files, a handful each).
 fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     let nodes: BTreeSet<&String> = graph.keys().chain(graph.values().flatten()).collect();
     let reach = |from: &String| {
