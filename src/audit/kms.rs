@@ -60,53 +60,7 @@ impl KmsSigner {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         std::thread::Builder::new()
             .name("trustsync-kms".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("a runtime for KMS: {e}")));
-                        return;
-                    }
-                };
-                let client = runtime.block_on(async {
-                    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                        .region(aws_config::Region::new(region))
-                        .timeout_config(
-                            aws_config::timeout::TimeoutConfig::builder()
-                                .operation_timeout(Duration::from_secs(15))
-                                .connect_timeout(Duration::from_secs(5))
-                                .build(),
-                        )
-                        .load()
-                        .await;
-                    aws_sdk_kms::Client::new(&shared)
-                });
-                let _ = ready_tx.send(Ok(()));
-                while let Ok(job) = inbox.recv() {
-                    let signed = runtime.block_on(
-                        client
-                            .sign()
-                            .key_id(&key)
-                            .message(aws_sdk_kms::primitives::Blob::new(job.message))
-                            .message_type(aws_sdk_kms::types::MessageType::Raw)
-                            .signing_algorithm(
-                                aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256,
-                            )
-                            .send(),
-                    );
-                    let result = match signed {
-                        Ok(out) => out
-                            .signature()
-                            .map(|b| b.as_ref().to_vec())
-                            .ok_or_else(|| "KMS Sign answered without a signature".to_string()),
-                        Err(e) => Err(describe(&e)),
-                    };
-                    let _ = job.reply.send(result);
-                }
-            })
+            .spawn(move || sign_on_thread(region, key, inbox, ready_tx))
             .map_err(|e| format!("a thread for KMS: {e}"))?;
         ready_rx
             .recv()
@@ -166,4 +120,57 @@ fn describe<E: std::error::Error + 'static>(
     e: &aws_sdk_kms::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> String {
     aws_sdk_kms::error::DisplayErrorContext(e).to_string()
+}
+
+/// The KMS thread: its own runtime and client (ready once the client is loaded), then
+/// one `kms:Sign` per job until the signer is dropped.
+fn sign_on_thread(
+    region: String,
+    key: String,
+    inbox: mpsc::Receiver<Job>,
+    ready_tx: mpsc::Sender<Result<(), String>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready_tx.send(Err(format!("a runtime for KMS: {e}")));
+            return;
+        }
+    };
+    let client = runtime.block_on(async {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(15))
+                    .connect_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .load()
+            .await;
+        aws_sdk_kms::Client::new(&shared)
+    });
+    let _ = ready_tx.send(Ok(()));
+    while let Ok(job) = inbox.recv() {
+        let signed = runtime.block_on(
+            client
+                .sign()
+                .key_id(&key)
+                .message(aws_sdk_kms::primitives::Blob::new(job.message))
+                .message_type(aws_sdk_kms::types::MessageType::Raw)
+                .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+                .send(),
+        );
+        let result = match signed {
+            Ok(out) => out
+                .signature()
+                .map(|b| b.as_ref().to_vec())
+                .ok_or_else(|| "KMS Sign answered without a signature".to_string()),
+            Err(e) => Err(describe(&e)),
+        };
+        let _ = job.reply.send(result);
+    }
 }

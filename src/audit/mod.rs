@@ -498,20 +498,27 @@ impl Trust {
     /// derived from `signingKeyFile`; the auditors' from `auditorPublicKeyFiles`, each an
     /// Ed25519 key other than the checkpoint key.
     pub fn of_config(config: &crate::config::AuditConfig) -> Result<Trust, String> {
+        Trust::of_config_keys(config).map(|(trust, _)| trust)
+    }
+
+    /// [`Trust::of_config`], with the signing key it read from `signingKeyFile` (if set):
+    /// the writer signs with it, without reading the file a second time.
+    fn of_config_keys(
+        config: &crate::config::AuditConfig,
+    ) -> Result<(Trust, Option<Signer>), String> {
         let configured = match &config.public_key_file {
             Some(p) => {
                 Some(PublicKey::from_pem_file(p).map_err(|e| format!("audit.publicKeyFile: {e}"))?)
             }
             None => None,
         };
-        let derived = match &config.signing_key_file {
-            Some(p) => Some(
-                Signer::from_pem_file(p)
-                    .map_err(|e| format!("audit.signingKeyFile: {e}"))?
-                    .public_key(),
-            ),
+        let signing = match &config.signing_key_file {
+            Some(p) => {
+                Some(Signer::from_pem_file(p).map_err(|e| format!("audit.signingKeyFile: {e}"))?)
+            }
             None => None,
         };
+        let derived = signing.as_ref().map(Signer::public_key);
         let checkpoints = match (configured, derived) {
             (Some(c), Some(d)) if c != d => {
                 return Err(format!(
@@ -543,10 +550,13 @@ impl Trust {
             }
             auditors.push(key);
         }
-        Ok(Trust {
-            checkpoints,
-            auditors,
-        })
+        Ok((
+            Trust {
+                checkpoints,
+                auditors,
+            },
+            signing,
+        ))
     }
 }
 
@@ -858,12 +868,9 @@ pub fn recorded(config: &crate::config::AuditConfig) -> Recorded {
 /// the keys that vouch for what it says; a key that cannot be used is an error, before the
 /// log is touched.
 pub fn open_configured(config: &crate::config::AuditConfig) -> anyhow::Result<AuditLog> {
-    let trust = Trust::of_config(config).map_err(|e| anyhow::anyhow!(e))?;
-    let signer = match (&config.signing_key_file, &config.kms_key_id) {
-        (Some(path), _) => Some(CheckpointSigner::Local(
-            Signer::from_pem_file(path)
-                .map_err(|e| anyhow::anyhow!("audit.signingKeyFile: {e}"))?,
-        )),
+    let (trust, signing) = Trust::of_config_keys(config).map_err(|e| anyhow::anyhow!(e))?;
+    let signer = match (signing, &config.kms_key_id) {
+        (Some(signing), _) => Some(CheckpointSigner::Local(signing)),
         (None, Some(arn)) => {
             let public = trust.checkpoints.clone().ok_or_else(|| {
                 anyhow::anyhow!("audit.kmsKeyId: set audit.publicKeyFile to the key's public half")

@@ -71,15 +71,7 @@ fn iam_landed(action: &IamAction, observed: &Observed) -> Option<bool> {
         DeletePermissionsBoundary { role_name } => {
             role(role_name).is_none_or(|r| r.permissions_boundary.is_none())
         }
-        PutInlinePolicy { .. } | RevokeSessions { .. } => {
-            let (role_name, policy_name, document) =
-                action.inline_policy().expect("writes an inline policy");
-            role(role_name).is_some_and(|r| {
-                r.inline_policies
-                    .get(policy_name)
-                    .is_some_and(|d| iam_policy::equivalent(document, d))
-            })
-        }
+        PutInlinePolicy { .. } | RevokeSessions { .. } => inline_policy_landed(action, observed),
         DeleteInlinePolicy {
             role_name,
             policy_name,
@@ -102,6 +94,18 @@ fn iam_landed(action: &IamAction, observed: &Observed) -> Option<bool> {
         // The account setting is not part of what AWS is read for; the next pass
         // plans it again when it is still missing.
         EnableOutboundFederation {} => return None,
+    })
+}
+
+/// Whether the inline policy an action writes stands on its role, as written.
+fn inline_policy_landed(action: &IamAction, observed: &Observed) -> bool {
+    let (role_name, policy_name, document) =
+        action.inline_policy().expect("writes an inline policy");
+    let role = observed.roles.get(&role_name.to_ascii_lowercase());
+    role.is_some_and(|r| {
+        r.inline_policies
+            .get(policy_name)
+            .is_some_and(|d| iam_policy::equivalent(document, d))
     })
 }
 

@@ -79,6 +79,10 @@ impl Error {
     }
 }
 
+/// What a request sent with [`GraphReader::send`] came to: the JSON body (null for none)
+/// and Graph's `request-id`, or why not.
+type Sent = Result<(Value, Option<String>), Error>;
+
 /// A failure worth another attempt (after `retry_after`, or the policy's back-off).
 fn transient(e: Error, retry_after: Option<Duration>) -> (Error, Class) {
     (e, Class::Transient { retry_after })
@@ -533,20 +537,8 @@ impl GraphReader {
     async fn credential_request(
         &self,
         action: &EntraAction,
-    ) -> (
-        &'static str,
-        Result<(Value, Option<String>), Error>,
-        u16,
-        &'static str,
-    ) {
+    ) -> (&'static str, Sent, u16, &'static str) {
         use crate::plan::EntraAction::*;
-        let body =
-            |name: &str, issuer: &str, subject: &str, audiences: &[String], description: &str| {
-                serde_json::json!({
-                    "name": name, "issuer": issuer, "subject": subject,
-                    "audiences": audiences, "description": description,
-                })
-            };
         match action {
             CreateFederatedCredential {
                 application_id,
@@ -558,7 +550,10 @@ impl GraphReader {
                 ..
             } => {
                 let op = "POST federatedIdentityCredentials";
-                let b = body(name, issuer, subject, audiences, description);
+                let b = serde_json::json!({
+                    "name": name, "issuer": issuer, "subject": subject,
+                    "audiences": audiences, "description": description,
+                });
                 let r = self
                     .send(
                         op,

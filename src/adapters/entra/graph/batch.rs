@@ -136,34 +136,7 @@ impl GraphReader {
                     "Graph throttled requests inside a batch; sending them again"
                 );
             },
-            || async {
-                let backoff = lock(&delays)
-                    .next_backoff()
-                    .unwrap_or(Duration::from_secs(10));
-                let round = lock(&pending).clone();
-                let mut again = Vec::new();
-                let mut wait = Duration::ZERO;
-                for chunk in round.chunks(BATCH_SIZE) {
-                    let reply = self
-                        .batch_once(operation, urls, chunk)
-                        .await
-                        .map_err(Round::Failed)?;
-                    let mut answers = lock(&answers);
-                    for (i, answer) in self.batch_answers(urls, chunk, &reply) {
-                        if let Some(after) = answer.retry {
-                            wait = wait.max(after.unwrap_or(backoff));
-                            again.push(i);
-                        }
-                        answers[i] = Some(answer.result);
-                    }
-                }
-                if again.is_empty() {
-                    return Ok(());
-                }
-                let requests = again.len();
-                *lock(&pending) = again;
-                Err(Round::Again { requests, wait })
-            },
+            || self.batch_round(operation, urls, &answers, &pending, &delays),
         )
         .await;
         if let Err(Round::Failed(e)) = rounds {
@@ -183,6 +156,44 @@ impl GraphReader {
                 })
             })
             .collect())
+    }
+
+    /// One round of [`Self::batch_get`]: every pending request, in batches; the answers
+    /// recorded, and the requests to send again left pending.
+    async fn batch_round(
+        &self,
+        operation: &str,
+        urls: &[String],
+        answers: &Mutex<Vec<Option<Result<Value, Error>>>>,
+        pending: &Mutex<Vec<usize>>,
+        delays: &Mutex<backoff::ExponentialBackoff>,
+    ) -> Result<(), Round> {
+        let backoff = lock(delays)
+            .next_backoff()
+            .unwrap_or(Duration::from_secs(10));
+        let round = lock(pending).clone();
+        let mut again = Vec::new();
+        let mut wait = Duration::ZERO;
+        for chunk in round.chunks(BATCH_SIZE) {
+            let reply = self
+                .batch_once(operation, urls, chunk)
+                .await
+                .map_err(Round::Failed)?;
+            let mut answers = lock(answers);
+            for (i, answer) in self.batch_answers(urls, chunk, &reply) {
+                if let Some(after) = answer.retry {
+                    wait = wait.max(after.unwrap_or(backoff));
+                    again.push(i);
+                }
+                answers[i] = Some(answer.result);
+            }
+        }
+        if again.is_empty() {
+            return Ok(());
+        }
+        let requests = again.len();
+        *lock(pending) = again;
+        Err(Round::Again { requests, wait })
     }
 
     /// Sends one batch of the requests `chunk` (indexes into `urls`), with the retry
