@@ -173,8 +173,7 @@ impl Pass {
                 recorded_baselines: &recorded_baselines,
                 recorded_people: &recorded_people,
                 audit_attention: crate::audit::needs_attention(&config.audit),
-                focus: None,
-                known: None,
+                scope: pass::Scope::Fleet,
             },
             &source,
         )
