@@ -38,8 +38,10 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::*;
-use crate::model::iam_policy::strings;
+use super::{Action, IamAction, NoticeKind, Planner, SessionDenial};
+use crate::desired::DesiredRole;
+use crate::model::iam_policy::{self, strings};
+use crate::observed::ObservedRole;
 
 pub use crate::model::names::SESSIONS_POLICY;
 
@@ -55,6 +57,40 @@ pub struct SessionDenials {
     pub subjects: BTreeMap<(String, String), u64>,
     pub role_wide: BTreeMap<String, u64>,
     pub lasting: BTreeMap<u64, u64>,
+}
+
+/// How long a session issued before cut-off `t` may live, as `lasting` records it (the
+/// roles' and the permission sets' denials alike); 12 hours where no record says.
+pub(crate) fn lasting_at(lasting: &BTreeMap<u64, u64>, t: u64) -> u64 {
+    lasting.get(&t).copied().unwrap_or(UNKNOWN_SESSION_SECS)
+}
+
+/// Whether a cut-off at `t` may still cover a live session at `now`.
+pub(crate) fn covers_live(lasting: &BTreeMap<u64, u64>, t: u64, now: u64) -> bool {
+    t.saturating_add(lasting_at(lasting, t)) > now
+}
+
+/// Records that sessions issued before cut-off `t` may live `n` seconds: the longest
+/// record of a cut-off wins.
+pub(crate) fn record_lasting(lasting: &mut BTreeMap<u64, u64>, t: u64, n: u64) {
+    let e = lasting.entry(t).or_insert(n);
+    *e = (*e).max(n);
+}
+
+/// Sessions may now live `n` seconds: every recorded lifetime is raised to it, never
+/// lowered (a session issued before a cut-off under a longer maximum still lives).
+pub(crate) fn raise_lasting(lasting: &mut BTreeMap<u64, u64>, n: u64) {
+    for l in lasting.values_mut() {
+        *l = (*l).max(n);
+    }
+}
+
+/// A cut-off brought back from `from` to `to` (a principal let in again): the cut-off at
+/// `to` keeps the record of the one it replaces.
+pub(crate) fn carry_lasting(lasting: &mut BTreeMap<u64, u64>, from: u64, to: u64) {
+    if let Some(n) = lasting.get(&from).copied() {
+        record_lasting(lasting, to, n);
+    }
 }
 
 /// The session lifetime a denial statement id records (`...For<seconds>`).
@@ -161,8 +197,7 @@ impl SessionDenials {
                 continue;
             };
             if let Some(n) = st["Sid"].as_str().and_then(sid_lasting) {
-                let e = out.lasting.entry(cutoff).or_insert(n);
-                *e = (*e).max(n);
+                record_lasting(&mut out.lasting, cutoff, n);
             }
             let sub_key = |b: &serde_json::Map<String, Value>| {
                 b.iter()
@@ -222,19 +257,14 @@ impl SessionDenials {
 
     /// How long a session issued before cut-off `t` may live: as recorded, else 12 hours.
     pub fn lasting_of(&self, t: u64) -> u64 {
-        self.lasting
-            .get(&t)
-            .copied()
-            .unwrap_or(UNKNOWN_SESSION_SECS)
+        lasting_at(&self.lasting, t)
     }
 
     /// Drops what can no longer match a live session: cut-offs whose sessions have all
     /// expired (as long as each cut-off's record says, 12 hours where none does).
     fn expire(&mut self, now: u64) {
         let lasting = self.lasting.clone();
-        let alive = |t: &u64| {
-            t.saturating_add(lasting.get(t).copied().unwrap_or(UNKNOWN_SESSION_SECS)) > now
-        };
+        let alive = |t: &u64| covers_live(&lasting, *t, now);
         self.subjects.retain(|_, t| alive(t));
         self.role_wide.retain(|_, t| alive(t));
         let used: BTreeSet<u64> = self
@@ -251,9 +281,7 @@ impl SessionDenials {
     /// before the cut-off under a longer maximum still lives), and a new cut-off without
     /// a record gets it.
     fn raise(&mut self, max_session: u64, new: &BTreeSet<u64>) {
-        for n in self.lasting.values_mut() {
-            *n = (*n).max(max_session);
-        }
+        raise_lasting(&mut self.lasting, max_session);
         for t in new {
             self.lasting.entry(*t).or_insert(max_session);
         }
@@ -330,10 +358,7 @@ impl Planner<'_> {
                 }
             }
             for old in moved {
-                if let Some(n) = want.lasting.get(&old).copied() {
-                    let e = want.lasting.entry(now).or_insert(n);
-                    *e = (*e).max(n);
-                }
+                carry_lasting(&mut want.lasting, old, now);
             }
         }
         let mut fell_back = false;

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use super::{People, Wanted};
 use crate::model::iam_policy;
 use crate::observed::IdentityCenterPermissionSet;
-use crate::plan::sessions::{parse_rfc3339, rfc3339, sid_lasting, UNKNOWN_SESSION_SECS};
+use crate::plan::sessions::{
+    carry_lasting, covers_live, lasting_at, parse_rfc3339, raise_lasting, record_lasting, rfc3339,
+    sid_lasting, UNKNOWN_SESSION_SECS,
+};
 use crate::plan::{Notice, NoticeKind, PeopleAction, RemovedMember, SessionDenial};
 
 /// A permission set's inline policy, at most (`PutInlinePolicyToPermissionSet`).
@@ -27,6 +30,7 @@ pub(super) struct Denials {
 /// The statement id prefix of trustsync's session denials in a permission set's inline
 /// policy (one statement per cut-off).
 pub const DENY_SID_PREFIX: &str = "TrustsyncDeparted";
+
 impl People<'_> {
     /// The session denials of the permission set: those still alive, and the departed
     /// members' new ones, written at once when there are new ones (a revocation). Returns
@@ -44,44 +48,9 @@ impl People<'_> {
         };
         let now = self.i.now;
         let observed_inline = set.policies.as_ref().and_then(|p| p.inline_policy.clone());
-        // Sessions issued before a cut-off live at most the longer of the set's durations.
-        let seconds = w
-            .spec
-            .permission_set
-            .session_seconds()
-            .unwrap_or(UNKNOWN_SESSION_SECS)
-            .max(
-                set.session_duration
-                    .as_deref()
-                    .and_then(crate::sources::policy::iso_duration_seconds)
-                    .unwrap_or(UNKNOWN_SESSION_SECS),
-            );
-        // Each cut-off lives as long as its record says (raised to the set's duration now,
-        // never lowered: a session issued before it under a longer one still lives), 12
-        // hours where no record says.
-        let mut lasting = read_lasting(observed_inline.as_ref());
-        for n in lasting.values_mut() {
-            *n = (*n).max(seconds);
-        }
-        let lasting_of =
-            |l: &BTreeMap<u64, u64>, t: u64| l.get(&t).copied().unwrap_or(UNKNOWN_SESSION_SECS);
-        let (mut live, mut wide) = read_denials(observed_inline.as_ref());
-        live.retain(|_, cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);
-        wide.retain(|cutoff| cutoff.saturating_add(lasting_of(&lasting, *cutoff)) > now);
-        // A denial outlives re-admission: whoever is back in the group keeps their entry,
-        // so their sessions from before it never work again. Its cut-off comes back to now,
-        // the moment they are let in again, if it lay ahead: they could mint no session in
-        // between (they were out), and the ones they get from now on work at once.
-        for (id, t) in live.iter_mut() {
-            if back.contains(id) && *t > now {
-                if let Some(n) = lasting.get(t).copied() {
-                    let e = lasting.entry(now).or_insert(n);
-                    *e = (*e).max(n);
-                }
-                *t = now;
-            }
-        }
-        let mut denied = live.clone();
+        let seconds = session_seconds(w, set);
+        let (mut live, wide, mut lasting) =
+            live_denials(observed_inline.as_ref(), seconds, back, now);
         let kept = denial_statements(&live, &wide, &lasting);
         let cutoff = now + self.i.propagation_seconds;
         if !removed.is_empty() {
@@ -89,9 +58,33 @@ impl People<'_> {
         }
         for r in removed {
             live.insert(r.user_id.clone(), cutoff);
-            denied.insert(r.user_id.clone(), cutoff);
         }
-        for (id, at) in &live {
+        self.record_set_denials(w, set, &live, &lasting);
+        let all = denial_statements(&live, &wide, &lasting);
+        if removed.is_empty() {
+            return Denials {
+                all,
+                kept,
+                written: None,
+            };
+        }
+        let document = self.write_denials(w, set, removed, observed_inline, all.clone(), cutoff);
+        Denials {
+            all,
+            kept,
+            written: Some(document),
+        }
+    }
+
+    /// The set's denials as the plan reports them, one per person.
+    fn record_set_denials(
+        &mut self,
+        w: &Wanted,
+        set: &IdentityCenterPermissionSet,
+        live: &BTreeMap<String, u64>,
+        lasting: &BTreeMap<u64, u64>,
+    ) {
+        for (id, at) in live {
             let name = self
                 .i
                 .observed
@@ -106,55 +99,101 @@ impl People<'_> {
                 principal: Some(name),
                 issued_before: rfc3339(*at),
                 written_at: rfc3339(at.saturating_sub(self.i.propagation_seconds)),
-                until: rfc3339(at + lasting_of(&lasting, *at)),
+                until: rfc3339(at + lasting_at(lasting, *at)),
             });
         }
-        let all = denial_statements(&live, &wide, &lasting);
-        if !removed.is_empty() {
-            // The set's own part stays as it is now: a revocation grants nothing.
-            let own: Vec<Value> = observed_inline
-                .as_ref()
-                .map(iam_policy::statements)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|s| !is_denial(s))
-                .collect();
-            let (document, role_wide) =
-                fit(own, denial_statements(&denied, &wide, &lasting), cutoff);
-            if role_wide {
-                self.plan.notices.push(Notice {
-                    kind: NoticeKind::SessionsCutRoleWide,
-                    account: None,
-                    resource: set.arn.clone(),
-                    message: format!("the departed people's denials do not fit permission set {}'s inline policy: every session of it issued before {} is denied; those who stay sign in again", set.name, rfc3339(cutoff)),
-                });
-            }
-            let users: Vec<String> = removed.iter().map(|r| r.user_name.clone()).collect();
-            let c = self.push(
-                PeopleAction::DenyPermissionSetSessions {
-                    instance_arn: self.i.observed.instance_arn.clone(),
-                    permission_set_arn: set.arn.clone(),
-                    document: document.clone(),
-                },
-                set.arn.clone(),
-                w,
-                format!("deny the sessions {} already hold", users.join(", ")),
-            );
-            c.members_removed = users;
-            c.before = observed_inline;
-            c.after = Some(document.clone());
-            return Denials {
-                all,
-                kept,
-                written: Some(document),
-            };
+    }
+
+    /// The revocation: the set's inline policy with the departed members' denials (the
+    /// set's own part as it is now), or one set-wide denial when they do not fit. Returns
+    /// the document written.
+    fn write_denials(
+        &mut self,
+        w: &Wanted,
+        set: &IdentityCenterPermissionSet,
+        removed: &[RemovedMember],
+        observed_inline: Option<Value>,
+        denials: Vec<Value>,
+        cutoff: u64,
+    ) -> Value {
+        // The set's own part stays as it is now: a revocation grants nothing.
+        let own: Vec<Value> = observed_inline
+            .as_ref()
+            .map(iam_policy::statements)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| !is_denial(s))
+            .collect();
+        let (document, role_wide) = fit(own, denials, cutoff);
+        if role_wide {
+            self.plan.notices.push(Notice {
+                kind: NoticeKind::SessionsCutRoleWide,
+                account: None,
+                resource: set.arn.clone(),
+                message: format!("the departed people's denials do not fit permission set {}'s inline policy: every session of it issued before {} is denied; those who stay sign in again", set.name, rfc3339(cutoff)),
+            });
         }
-        Denials {
-            all,
-            kept,
-            written: None,
+        let users: Vec<String> = removed.iter().map(|r| r.user_name.clone()).collect();
+        let c = self.push(
+            PeopleAction::DenyPermissionSetSessions {
+                instance_arn: self.i.observed.instance_arn.clone(),
+                permission_set_arn: set.arn.clone(),
+                document: document.clone(),
+            },
+            set.arn.clone(),
+            w,
+            format!("deny the sessions {} already hold", users.join(", ")),
+        );
+        c.members_removed = users;
+        c.before = observed_inline;
+        c.after = Some(document.clone());
+        document
+    }
+}
+
+/// Sessions issued before a cut-off live at most the longer of the set's durations (the
+/// document's and the set's own, 12 hours where one is unknown).
+fn session_seconds(w: &Wanted, set: &IdentityCenterPermissionSet) -> u64 {
+    w.spec
+        .permission_set
+        .session_seconds()
+        .unwrap_or(UNKNOWN_SESSION_SECS)
+        .max(
+            set.session_duration
+                .as_deref()
+                .and_then(crate::sources::policy::iso_duration_seconds)
+                .unwrap_or(UNKNOWN_SESSION_SECS),
+        )
+}
+
+/// The denials of the set's inline policy that still cover a live session: per person the
+/// cut-off, the set-wide cut-offs, and how long a session issued before each may live.
+/// Those `back` in the group keep theirs, brought back to `now`.
+fn live_denials(
+    inline: Option<&Value>,
+    seconds: u64,
+    back: &BTreeSet<String>,
+    now: u64,
+) -> (BTreeMap<String, u64>, Vec<u64>, BTreeMap<u64, u64>) {
+    // Each cut-off lives as long as its record says (raised to the set's duration now,
+    // never lowered: a session issued before it under a longer one still lives), 12
+    // hours where no record says.
+    let mut lasting = read_lasting(inline);
+    raise_lasting(&mut lasting, seconds);
+    let (mut live, mut wide) = read_denials(inline);
+    live.retain(|_, cutoff| covers_live(&lasting, *cutoff, now));
+    wide.retain(|cutoff| covers_live(&lasting, *cutoff, now));
+    // A denial outlives re-admission: whoever is back in the group keeps their entry,
+    // so their sessions from before it never work again. Its cut-off comes back to now,
+    // the moment they are let in again, if it lay ahead: they could mint no session in
+    // between (they were out), and the ones they get from now on work at once.
+    for (id, t) in live.iter_mut() {
+        if back.contains(id) && *t > now {
+            carry_lasting(&mut lasting, *t, now);
+            *t = now;
         }
     }
+    (live, wide, lasting)
 }
 
 fn is_denial(statement: &Value) -> bool {
@@ -200,8 +239,7 @@ pub fn read_lasting(inline: Option<&Value>) -> BTreeMap<u64, u64> {
             .as_str()
             .and_then(parse_rfc3339);
         if let (Some(t), Some(n)) = (cutoff, st["Sid"].as_str().and_then(sid_lasting)) {
-            let e = out.entry(t).or_insert(n);
-            *e = (*e).max(n);
+            record_lasting(&mut out, t, n);
         }
     }
     out
