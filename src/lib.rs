@@ -19,7 +19,7 @@
 //! | [`sources`] | the policy repository (load, validate, which documents apply in which account) and the directory (group memberships) |
 //! | [`desired`] | policies plus memberships made concrete: the roles and statements wanted |
 //! | [`observed`] | what AWS says, in trustsync's own types |
-//! | [`plan`] | the pure diff of desired against observed, one file per resource kind (people: `people.rs`); the actions it asks for, nested by back-end (`action.rs`) |
+//! | [`plan`] | the pure diff of desired against observed, one file per resource kind (people: the folder `people/`); the actions it asks for, nested by back-end (`action.rs`) |
 //! | [`checks`] | which planned changes go ahead this pass and which are held, and why |
 //! | [`apply`] | making the changes, in phases, through the [`apply::Executor`] seam |
 //! | [`audit`] | the record of every change: written ahead, hash-chained, signed, locked to one writer |
@@ -27,7 +27,7 @@
 //! | [`inventory`] | the reports on live state: the directory graph, `access`, `export`, `check-token` |
 //! | [`ports`] | the seams: `Observe`, `Executor`, `AwsApi`, `Connector`, and the one error policy (`retry`) |
 //! | [`adapters`] | the edges: AWS SDK and Microsoft Graph, the only code that names their types |
-//! | [`runtime`] | the one pass, the accounts it reaches (hub and spoke), people in a pass (`people.rs`), the controller (full passes and the membership fast path, side by side), its metrics |
+//! | [`runtime`] | the one pass as gather (`gather.rs`, `accounts.rs`, people in `people.rs`), decide (`decide.rs`) and write (`writers.rs`, one router by back-end) over a scope (`scope.rs`: the whole fleet, or the documents a directory change touches); the accounts it reaches (hub and spoke), the controller, its metrics |
 //! | [`cli`], [`config`] | flags and exit codes, one file per command family; the configuration file (accounts and limits in files of their own) |
 //!
 //! `model`, `sources`, `desired`, `observed`, `plan`, `checks` and `render` hold no SDK
