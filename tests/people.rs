@@ -116,11 +116,9 @@ impl Center {
     /// The user names of a group's members, sorted.
     fn members(&self, moto: &Moto, group: &str) -> Vec<String> {
         let id = self.group_id(moto, group).expect("the group exists");
-        let names: std::collections::BTreeMap<String, String> = self
-            .users(moto)
-            .into_iter()
-            .map(|(name, id)| (id, name))
-            .collect();
+        // Memberships first, users after: a member is a user before it is added, so every
+        // member listed is among the users listed after it, while the controller is still
+        // making users and adding them (the other order races it).
         let out = moto
             .block_on(
                 self.store
@@ -130,6 +128,11 @@ impl Center {
                     .send(),
             )
             .unwrap();
+        let names: std::collections::BTreeMap<String, String> = self
+            .users(moto)
+            .into_iter()
+            .map(|(name, id)| (id, name))
+            .collect();
         let mut m: Vec<String> = out
             .group_memberships()
             .iter()
