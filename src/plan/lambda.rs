@@ -1,8 +1,15 @@
 //! Lambda resource-policy statements: one per invoker and qualifier, under this instance's
 //! statement prefix; functions marked with this instance's tag find their orphans.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::{Action, LambdaAction, NoticeKind, Planner, ProblemKind};
+use crate::desired::{Desired, DesiredFunction};
+use crate::model::iam_policy;
 use crate::observed::MarkedFunction;
+use crate::observed::ObservedFunction;
 
 /// Function name -> (unqualified ARN, qualifiers its tag records).
 type Marks = BTreeMap<String, (String, BTreeSet<String>)>;

@@ -20,15 +20,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use crate::config::{OwnerTag, Safety};
-use crate::desired::{Desired, DesiredFunction, DesiredProvider, DesiredRole};
-use crate::model::iam_policy;
-use crate::observed::{
-    trusted_services, trusted_subjects, Observed, ObservedFunction, ObservedProvider, ObservedRole,
-};
+use crate::desired::Desired;
+use crate::observed::{Observed, ObservedRole};
 
 mod action;
 mod lambda;

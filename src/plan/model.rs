@@ -1,8 +1,16 @@
 //! The plan's vocabulary: what the planner is told ([`Settings`], [`Ownership`]) and what it
 //! produces ([`Plan`], [`Change`], [`Action`], [`Problem`], [`Notice`], [`Held`]).
 
-use super::*;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Action, Effect};
+use super::{IamAction, LambdaAction};
+use crate::config::{OwnerTag, Safety};
 use crate::model::names::{Arn, MappingName};
+use crate::observed::{ObservedProvider, ObservedRole};
+use serde::{Deserialize, Serialize};
 
 /// What the planner needs from the config.
 #[derive(Debug, Clone)]

@@ -1,7 +1,11 @@
 //! OpenID Connect providers: create, tag, add audiences (recorded as tags, so only those
 //! are ever removed), and the unwanted owned provider.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Action, IamAction, NoticeKind, Planner, ProblemKind};
+use crate::desired::DesiredProvider;
+use crate::observed::ObservedProvider;
 
 /// The provider tag prefix recording an audience trustsync added (one tag per audience,
 /// keyed by a hash of it): only these are ever removed.

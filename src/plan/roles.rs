@@ -1,7 +1,14 @@
 //! Roles: create, adopt, update trust (revocations apart from grants), policies, tags,
 //! delete; and the removal baseline the safety checks measure against.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::{Action, Effect, IamAction, NoticeKind, Planner, ProblemKind, Removal, Settings};
+use crate::desired::DesiredRole;
+use crate::model::iam_policy;
+use crate::observed::{trusted_services, trusted_subjects, ObservedRole};
 
 /// The role tag recording the most principals a role trusted recently (`count@unix-time`):
 /// the baseline removal shares are measured against.

@@ -1,6 +1,8 @@
 use super::*;
 use crate::config::Config;
+use crate::config::Safety;
 use crate::desired::{self, Target};
+use crate::observed::{trusted_subjects, ObservedFunction};
 use crate::sources::directory::{TenantDirectory, TenantFile};
 use crate::sources::policy::{load_text, PolicySet};
 use serde_json::json;

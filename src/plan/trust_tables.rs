@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::config::Config;
-use crate::desired::{Federated, GroupInfo, TrustParts};
+use crate::desired::{DesiredRole, Federated, GroupInfo, TrustParts};
+use crate::observed::trusted_subjects;
 use crate::sources::directory::{Member, MemberKind};
 
 const NOW: u64 = 1_800_000_000;
