@@ -1175,6 +1175,25 @@ fn main() {
         println!("benches/scale.rs runs under `make bench` (cargo bench --bench scale); nothing to test here");
         return;
     }
+    if std::env::args().any(|a| a == "counts") {
+        // Request counts only, nothing written: a restructuring is checked against them
+        // (`cargo bench --bench scale -- counts 10 100` before and after).
+        let sizes: Vec<usize> = std::env::args()
+            .skip_while(|a| a != "counts")
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let (mut rows, mut notes) = (Vec::new(), Vec::new());
+        for n in sizes {
+            run_scale(n, &mut rows, &mut notes, false);
+        }
+        for r in &rows {
+            println!(
+                "{}",
+                json!({"n": r.n, "step": r.step, "aws_requests": r.m.aws, "graph_requests": r.m.graph, "aws_ops": r.m.aws_ops})
+            );
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "revocation") {
         let results = vec![revocations(1000, 0), revocations(1000, 100)];
         let rows: Vec<Value> = results.iter().map(Revocation::json).collect();
