@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::model::names::{RoleName, StatementId};
 
+mod tag;
+
 /// One write, with everything needed to perform it, by the back-end that performs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -542,59 +544,10 @@ impl Action {
         }
     }
 
-    /// The action's name, as in the JSON output (`update-trust-policy`).
+    /// The action's name, as in the JSON output (`update-trust-policy`): the `action` tag
+    /// serde writes for it, read from serde itself so the two cannot drift apart.
     pub fn name(&self) -> &'static str {
-        use EntraAction::*;
-        use IamAction::*;
-        use LambdaAction::*;
-        match self {
-            Action::Iam(a) => match a {
-                CreateOidcProvider { .. } => "create-oidc-provider",
-                AddProviderAudience { .. } => "add-provider-audience",
-                RemoveProviderAudience { .. } => "remove-provider-audience",
-                TagOidcProvider { .. } => "tag-oidc-provider",
-                UntagOidcProvider { .. } => "untag-oidc-provider",
-                DeleteOidcProvider { .. } => "delete-oidc-provider",
-                CreateRole { .. } => "create-role",
-                RevokeTrust { .. } => "revoke-trust",
-                RevokeSessions { .. } => "revoke-sessions",
-                UpdateTrustPolicy { .. } => "update-trust-policy",
-                UpdateRole { .. } => "update-role",
-                PutPermissionsBoundary { .. } => "put-permissions-boundary",
-                DeletePermissionsBoundary { .. } => "delete-permissions-boundary",
-                PutInlinePolicy { .. } => "put-inline-policy",
-                DeleteInlinePolicy { .. } => "delete-inline-policy",
-                AttachManagedPolicy { .. } => "attach-managed-policy",
-                DetachManagedPolicy { .. } => "detach-managed-policy",
-                TagRole { .. } => "tag-role",
-                UntagRole { .. } => "untag-role",
-                DeleteRole { .. } => "delete-role",
-                EnableOutboundFederation { .. } => "enable-outbound-federation",
-            },
-            Action::Lambda(a) => match a {
-                AddLambdaPermission { .. } => "add-lambda-permission",
-                RemoveLambdaPermission { .. } => "remove-lambda-permission",
-                SetExecutionRole { .. } => "set-execution-role",
-                TagFunction { .. } => "tag-function",
-                UntagFunction { .. } => "untag-function",
-            },
-            Action::Entra(a) => match a {
-                CreateFederatedCredential { .. } => "create-federated-credential",
-                UpdateFederatedCredential { .. } => "update-federated-credential",
-                DeleteFederatedCredential { .. } => "delete-federated-credential",
-            },
-            Action::People(a) => match a {
-                PeopleAction::CreateIdentityStoreUser { .. } => "create-identity-store-user",
-                PeopleAction::CreateIdentityStoreGroup { .. } => "create-identity-store-group",
-                PeopleAction::AddGroupMembers { .. } => "add-group-members",
-                PeopleAction::RemoveGroupMembers { .. } => "remove-group-members",
-                PeopleAction::PutPermissionSet { .. } => "put-permission-set",
-                PeopleAction::TagPermissionSet { .. } => "tag-permission-set",
-                PeopleAction::DenyPermissionSetSessions { .. } => "deny-permission-set-sessions",
-                PeopleAction::CreateAccountAssignment { .. } => "create-account-assignment",
-                PeopleAction::DeleteAccountAssignment { .. } => "delete-account-assignment",
-            },
-        }
+        tag::of(self)
     }
 }
 
@@ -640,5 +593,104 @@ mod tests {
         .unwrap();
         assert!(l.is_lambda() && l.lambda_function() == Some("f"));
         assert!(serde_json::from_value::<Action>(serde_json::json!({"action": "nope"})).is_err());
+    }
+
+    /// An instance of each variant of `E`, built from serde's own list of its tags: each
+    /// field missing is added holding its own name, and a name a field cannot hold is
+    /// replaced by the empty value serde asks for.
+    fn every_variant<E: serde::de::DeserializeOwned>() -> Vec<(String, E)> {
+        let unknown = serde_json::from_value::<E>(serde_json::json!({"action": "?"}))
+            .err()
+            .unwrap()
+            .to_string();
+        let (_, listed) = unknown.split_once("expected one of").unwrap();
+        let tags: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert!(!tags.is_empty(), "{unknown}");
+        let mut out = Vec::new();
+        for tag in tags {
+            let mut doc = serde_json::json!({"action": tag});
+            let built = loop {
+                let err = match serde_json::from_value::<E>(doc.clone()) {
+                    Ok(e) => break e,
+                    Err(e) => e.to_string(),
+                };
+                let quoted = |after: &str| {
+                    let (_, rest) = err.split_once(after)?;
+                    Some(rest.split(['`', '"']).next()?.to_string())
+                };
+                if let Some(field) = quoted("missing field `") {
+                    doc[field.as_str()] = Value::String(field.clone());
+                    continue;
+                }
+                let field = quoted("invalid type: string \"").expect(&err);
+                let empty = if err.contains("sequence") || err.contains("tuple") {
+                    serde_json::json!([])
+                } else if err.contains("map") || err.contains("struct") {
+                    serde_json::json!({})
+                } else if err.contains("bool") {
+                    serde_json::json!(false)
+                } else if err.contains("i32") || err.contains("integer") {
+                    serde_json::json!(0)
+                } else {
+                    panic!("{tag}: {err}")
+                };
+                doc[field.as_str()] = empty;
+            };
+            out.push((tag.to_string(), built));
+        }
+        out
+    }
+
+    #[test]
+    fn every_actions_name_is_the_action_tag_of_its_json() {
+        let mut all: Vec<(String, Action)> = Vec::new();
+        all.extend(
+            every_variant::<IamAction>()
+                .into_iter()
+                .map(|(t, a)| (t, a.into())),
+        );
+        all.extend(
+            every_variant::<LambdaAction>()
+                .into_iter()
+                .map(|(t, a)| (t, Action::Lambda(a))),
+        );
+        all.extend(
+            every_variant::<EntraAction>()
+                .into_iter()
+                .map(|(t, a)| (t, Action::Entra(a))),
+        );
+        all.extend(
+            every_variant::<PeopleAction>()
+                .into_iter()
+                .map(|(t, a)| (t, Action::People(a))),
+        );
+        assert_eq!(
+            all.len(),
+            38,
+            "{:?}",
+            all.iter().map(|(t, _)| t).collect::<Vec<_>>()
+        );
+        for (tag, action) in &all {
+            let json = serde_json::to_value(action).unwrap();
+            assert_eq!(action.name(), json["action"], "{action:?}");
+            assert_eq!(action.name(), tag);
+            // Asked again: the same interned name.
+            assert!(std::ptr::eq(action.name(), action.name()));
+        }
+        // Names that are in audit logs, metrics and plans stay as they were.
+        let names: Vec<&str> = all.iter().map(|(_, a)| a.name()).collect();
+        for known in [
+            "create-oidc-provider",
+            "revoke-trust",
+            "revoke-sessions",
+            "update-trust-policy",
+            "enable-outbound-federation",
+            "add-lambda-permission",
+            "create-federated-credential",
+            "deny-permission-set-sessions",
+            "delete-account-assignment",
+        ] {
+            assert!(names.contains(&known), "{known}");
+        }
     }
 }
