@@ -346,87 +346,92 @@ impl Planner<'_> {
             .max(or.max_session_duration.unwrap_or(0))
             .max(3600) as u64;
         let now = self.s.now;
-        let margin = self.s.safety.propagation_seconds;
         want.expire(now);
         let issuer = dr.trust_parts.federated.as_ref().map(|f| f.issuer.clone());
         if let (Some(issuer), Some(back)) = (&issuer, trusted) {
-            let mut moved = Vec::new();
-            for ((i, sub), t) in want.subjects.iter_mut() {
-                if i == issuer && back.contains(sub) && *t > now {
-                    moved.push(*t);
-                    *t = now;
-                }
-            }
-            for old in moved {
-                carry_lasting(&mut want.lasting, old, now);
-            }
+            bring_back(&mut want, issuer, back, now);
         }
-        let mut fell_back = false;
-        let mut new_cutoffs = BTreeSet::new();
-        if let Some(issuer) = &issuer {
-            for sub in &revoked {
-                // A cut-off still ahead already covers a trust write that keeps failing;
-                // it moves on only once it has passed.
-                let t = want
-                    .subjects
-                    .entry((issuer.clone(), sub.clone()))
-                    .or_insert(0);
-                if *t < now {
-                    *t = now + margin;
-                    new_cutoffs.insert(*t);
-                }
+        let fell_back = match &issuer {
+            Some(issuer) => self.deny_revoked(dr, &mut want, issuer, &revoked, max_session),
+            None => {
+                want.raise(max_session, &BTreeSet::new());
+                false
             }
-            want.raise(max_session, &new_cutoffs);
-            let others: usize = dr
-                .inline_policies
-                .iter()
-                .filter(|(name, _)| name.as_str() != SESSIONS_POLICY)
-                .map(|(_, d)| iam_policy::iam_length(d))
-                .sum();
-            let budget = self.s.inline_policy_chars.saturating_sub(others);
-            if !revoked.is_empty() && iam_policy::iam_length(&want.document()) > budget {
-                // Every session of the issuer issued before now goes; per-principal
-                // entries up to now are covered by it.
-                let e = want.role_wide.entry(issuer.clone()).or_insert(now);
-                *e = (*e).max(now);
-                want.subjects
-                    .retain(|(i, _), t| !(i == issuer && *t <= now + margin));
-                want.raise(max_session, &BTreeSet::from([now]));
-                fell_back = true;
-            }
-        } else {
-            want.raise(max_session, &new_cutoffs);
-        }
+        };
         want.expire(now);
         self.record_denials(dr, or, &want);
         if want == have {
             return;
         }
+        self.write_sessions(dr, or, &want, &revoked, fell_back, max_session);
+    }
+
+    /// The revoked principals' cut-offs, and the fall-back to the role-wide cut-off when
+    /// their entries do not fit the role's inline policy budget. Returns whether it fell
+    /// back.
+    fn deny_revoked(
+        &mut self,
+        dr: &DesiredRole,
+        want: &mut SessionDenials,
+        issuer: &String,
+        revoked: &BTreeSet<String>,
+        max_session: u64,
+    ) -> bool {
+        let now = self.s.now;
+        let margin = self.s.safety.propagation_seconds;
+        let mut new_cutoffs = BTreeSet::new();
+        for sub in revoked {
+            // A cut-off still ahead already covers a trust write that keeps failing;
+            // it moves on only once it has passed.
+            let t = want
+                .subjects
+                .entry((issuer.clone(), sub.clone()))
+                .or_insert(0);
+            if *t < now {
+                *t = now + margin;
+                new_cutoffs.insert(*t);
+            }
+        }
+        want.raise(max_session, &new_cutoffs);
+        let others: usize = dr
+            .inline_policies
+            .iter()
+            .filter(|(name, _)| name.as_str() != SESSIONS_POLICY)
+            .map(|(_, d)| iam_policy::iam_length(d))
+            .sum();
+        let budget = self.s.inline_policy_chars.saturating_sub(others);
+        if revoked.is_empty() || iam_policy::iam_length(&want.document()) <= budget {
+            return false;
+        }
+        // Every session of the issuer issued before now goes; per-principal
+        // entries up to now are covered by it.
+        let e = want.role_wide.entry(issuer.clone()).or_insert(now);
+        *e = (*e).max(now);
+        want.subjects
+            .retain(|(i, _), t| !(i == issuer && *t <= now + margin));
+        want.raise(max_session, &BTreeSet::from([now]));
+        true
+    }
+
+    /// The role's sessions policy as `want` says: the revocation (and its notice when it
+    /// fell back to the role-wide cut-off), the policy deleted once nothing is left to
+    /// deny, or rewritten.
+    fn write_sessions(
+        &mut self,
+        dr: &DesiredRole,
+        or: &ObservedRole,
+        want: &SessionDenials,
+        revoked: &BTreeSet<String>,
+        fell_back: bool,
+        max_session: u64,
+    ) {
+        let have_doc = or.inline_policies.get(SESSIONS_POLICY);
         let doc = want.document();
         let m = Some(dr.mapping.as_str());
         if !revoked.is_empty() {
-            let ids: Vec<&str> = revoked.iter().map(String::as_str).take(10).collect();
-            let who = if revoked.len() > ids.len() {
-                format!("{} and {} more", ids.join(", "), revoked.len() - ids.len())
-            } else {
-                ids.join(", ")
-            };
-            let until = rfc3339(now + margin + max_session);
-            let reason = if fell_back {
-                format!(
-                    "deny the live sessions of the {} principal(s) leaving the trust ({who}): their entries do not fit the role's inline policy budget ({} characters), so every web-identity session issued before {} is denied (the members who stay assume the role again); until {until}",
-                    revoked.len(),
-                    self.s.inline_policy_chars,
-                    rfc3339(now)
-                )
-            } else {
-                format!(
-                    "deny the live sessions of the {} principal(s) leaving the trust ({who}) issued before {} (when the revocation is written, plus {margin}s for IAM to propagate it), until {until}",
-                    revoked.len(),
-                    rfc3339(now + margin)
-                )
-            };
+            let reason = self.revocation_reason(revoked, fell_back, max_session);
             if fell_back {
+                let now = self.s.now;
                 self.notice(
                     NoticeKind::SessionsCutRoleWide,
                     &or.arn,
@@ -469,6 +474,53 @@ impl Planner<'_> {
             c.before = have_doc.cloned();
             c.after = Some(doc);
         }
+    }
+
+    /// Why the revoked principals' sessions are denied, and until when.
+    fn revocation_reason(
+        &self,
+        revoked: &BTreeSet<String>,
+        fell_back: bool,
+        max_session: u64,
+    ) -> String {
+        let now = self.s.now;
+        let margin = self.s.safety.propagation_seconds;
+        let ids: Vec<&str> = revoked.iter().map(String::as_str).take(10).collect();
+        let who = if revoked.len() > ids.len() {
+            format!("{} and {} more", ids.join(", "), revoked.len() - ids.len())
+        } else {
+            ids.join(", ")
+        };
+        let until = rfc3339(now + margin + max_session);
+        if fell_back {
+            format!(
+                "deny the live sessions of the {} principal(s) leaving the trust ({who}): their entries do not fit the role's inline policy budget ({} characters), so every web-identity session issued before {} is denied (the members who stay assume the role again); until {until}",
+                revoked.len(),
+                self.s.inline_policy_chars,
+                rfc3339(now)
+            )
+        } else {
+            format!(
+                "deny the live sessions of the {} principal(s) leaving the trust ({who}) issued before {} (when the revocation is written, plus {margin}s for IAM to propagate it), until {until}",
+                revoked.len(),
+                rfc3339(now + margin)
+            )
+        }
+    }
+}
+
+/// A principal of `issuer` the role trusts again (`back`) keeps its entry; a cut-off still
+/// ahead comes back to `now`, the moment it is let in again, with its lifetime record.
+fn bring_back(want: &mut SessionDenials, issuer: &str, back: &BTreeSet<String>, now: u64) {
+    let mut moved = Vec::new();
+    for ((i, sub), t) in want.subjects.iter_mut() {
+        if i == issuer && back.contains(sub) && *t > now {
+            moved.push(*t);
+            *t = now;
+        }
+    }
+    for old in moved {
+        carry_lasting(&mut want.lasting, old, now);
     }
 }
 
