@@ -44,15 +44,10 @@ fn headline(plan: &Plan) -> String {
     )
 }
 
-// Long on purpose: one document, top to bottom, in the order a person reads it.
+/// One document, top to bottom, in the order a person reads it: the changes (account by
+/// account over many), what is held, problems, live sessions denied, notices.
 fn text(plan: &Plan, color: bool) -> String {
-    let paint = |code: &str, s: &str| {
-        if color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    };
+    let paint = Paint(color);
     let mut out = String::new();
     if plan.changes.is_empty() {
         let _ = writeln!(
@@ -65,91 +60,126 @@ fn text(plan: &Plan, color: bool) -> String {
             }
         );
     }
-    let text_change = |out: &mut String, c: &Change| {
-        let code = match c.effect {
-            Effect::Add => "32",
-            Effect::Change => "33",
-            Effect::Remove => "31",
-        };
+    text_changes(&mut out, plan, paint);
+    if !plan.held.is_empty() {
         let _ = writeln!(
             out,
-            "{} {}",
-            paint(code, &format!("{} {}", sign(c.effect), c.action.name())),
-            c.resource
+            "\n{}",
+            paint.on("1;31", "Held (not applied this pass):")
         );
-        if let Some(m) = &c.mapping {
-            let _ = writeln!(out, "    mapping: {m}");
-        }
-        let _ = writeln!(out, "    reason:  {}", c.reason);
-        if !c.members_added.is_empty() {
-            let _ = writeln!(out, "    members added:   {}", c.members_added.join(", "));
-        }
-        if !c.members_removed.is_empty() {
-            let _ = writeln!(out, "    members removed: {}", c.members_removed.join(", "));
-        }
-        for line in detail_lines(c) {
-            let _ = writeln!(out, "    {line}");
-        }
-    };
-    if many_accounts(plan) {
-        for a in &plan.accounts {
-            let changes: Vec<&Change> = plan
-                .changes
-                .iter()
-                .filter(|c| c.in_account(&a.id))
-                .collect();
-            let status = match &a.unreachable {
-                Some(e) => paint("1;31", &format!("UNREACHABLE, nothing planned: {e}")),
-                None if changes.is_empty() => "no changes".into(),
-                None => format!("{} change(s)", changes.len()),
-            };
-            let _ = writeln!(
-                out,
-                "\n{} ({}): {status}",
-                paint("1", &format!("Account {}", a.id)),
-                a.regions.join(", ")
-            );
-            for c in changes {
-                text_change(&mut out, c);
-            }
-        }
-    } else {
-        for c in &plan.changes {
-            text_change(&mut out, c);
-        }
-    }
-    if !plan.held.is_empty() {
-        let _ = writeln!(out, "\n{}", paint("1;31", "Held (not applied this pass):"));
         for h in &plan.held {
-            text_change(&mut out, &h.change);
+            text_change(&mut out, &h.change, paint);
             let _ = writeln!(out, "    held:    {}: {}", h.held.kind, h.held.reason);
             let _ = writeln!(out, "    release: {}", h.held.release);
         }
     }
-    if !plan.problems.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{}",
-            paint(
-                "1;31",
-                "Problems (these mappings were left alone but for revocations):"
-            )
-        );
-        for p in &plan.problems {
-            let _ = writeln!(
-                out,
-                "  ! {}{} {}{}: {}",
-                in_account(plan, p.account.as_deref()),
-                p.kind,
-                p.resource,
-                p.mapping
-                    .as_ref()
-                    .map(|m| format!(" (mapping {m})"))
-                    .unwrap_or_default(),
-                p.message
-            );
+    text_problems(&mut out, plan, paint);
+    text_denials_and_notices(&mut out, plan);
+    let _ = writeln!(out, "\nPlan: {}.", headline(plan));
+    out
+}
+
+/// Terminal colours, or none.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn on(self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
         }
     }
+}
+
+fn text_change(out: &mut String, c: &Change, paint: Paint) {
+    let code = match c.effect {
+        Effect::Add => "32",
+        Effect::Change => "33",
+        Effect::Remove => "31",
+    };
+    let _ = writeln!(
+        out,
+        "{} {}",
+        paint.on(code, &format!("{} {}", sign(c.effect), c.action.name())),
+        c.resource
+    );
+    if let Some(m) = &c.mapping {
+        let _ = writeln!(out, "    mapping: {m}");
+    }
+    let _ = writeln!(out, "    reason:  {}", c.reason);
+    if !c.members_added.is_empty() {
+        let _ = writeln!(out, "    members added:   {}", c.members_added.join(", "));
+    }
+    if !c.members_removed.is_empty() {
+        let _ = writeln!(out, "    members removed: {}", c.members_removed.join(", "));
+    }
+    for line in detail_lines(c) {
+        let _ = writeln!(out, "    {line}");
+    }
+}
+
+/// The changes: account by account when the plan covers many.
+fn text_changes(out: &mut String, plan: &Plan, paint: Paint) {
+    if !many_accounts(plan) {
+        for c in &plan.changes {
+            text_change(out, c, paint);
+        }
+        return;
+    }
+    for a in &plan.accounts {
+        let changes: Vec<&Change> = plan
+            .changes
+            .iter()
+            .filter(|c| c.in_account(&a.id))
+            .collect();
+        let status = match &a.unreachable {
+            Some(e) => paint.on("1;31", &format!("UNREACHABLE, nothing planned: {e}")),
+            None if changes.is_empty() => "no changes".into(),
+            None => format!("{} change(s)", changes.len()),
+        };
+        let _ = writeln!(
+            out,
+            "\n{} ({}): {status}",
+            paint.on("1", &format!("Account {}", a.id)),
+            a.regions.join(", ")
+        );
+        for c in changes {
+            text_change(out, c, paint);
+        }
+    }
+}
+
+fn text_problems(out: &mut String, plan: &Plan, paint: Paint) {
+    if plan.problems.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        paint.on(
+            "1;31",
+            "Problems (these mappings were left alone but for revocations):"
+        )
+    );
+    for p in &plan.problems {
+        let _ = writeln!(
+            out,
+            "  ! {}{} {}{}: {}",
+            in_account(plan, p.account.as_deref()),
+            p.kind,
+            p.resource,
+            p.mapping
+                .as_ref()
+                .map(|m| format!(" (mapping {m})"))
+                .unwrap_or_default(),
+            p.message
+        );
+    }
+}
+
+fn text_denials_and_notices(out: &mut String, plan: &Plan) {
     if !plan.session_denials.is_empty() {
         let _ = writeln!(out, "\nLive sessions denied (principals that left a role):");
         for d in &plan.session_denials {
@@ -169,8 +199,6 @@ fn text(plan: &Plan, color: bool) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\nPlan: {}.", headline(plan));
-    out
 }
 
 /// True when the plan covers more than one account: then it is shown account by account.
@@ -216,119 +244,21 @@ fn detail_lines(c: &Change) -> Vec<String> {
         .collect()
 }
 
-// Long on purpose: one document, top to bottom, in the order a reviewer reads it.
+/// One document, top to bottom, in the order a reviewer reads it: what is held, the
+/// summary (and the accounts), each change, problems, live sessions denied, notices.
 fn markdown(plan: &Plan) -> String {
-    let s = &plan.summary;
     let mut out = String::from("### trustsync plan\n\n");
-    if !plan.held.is_empty() {
-        out.push_str("> [!CAUTION]\n> **Held**: these changes are not applied this pass.\n");
-        for h in &plan.held {
-            let _ = writeln!(
-                out,
-                "> - `{}` `{}`{}: {}. {}",
-                h.change.action.name(),
-                h.change.resource,
-                h.change
-                    .mapping
-                    .as_ref()
-                    .map(|m| format!(" (mapping `{m}`)"))
-                    .unwrap_or_default(),
-                h.held.reason,
-                h.held.release
-            );
-        }
-        out.push('\n');
-    }
-    let _ = writeln!(
-        out,
-        "| add | change | remove | held | problems | principals granted | principals revoked |"
-    );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
-    let _ = writeln!(
-        out,
-        "| {} | {} | {} | {} | {} | {} | {} |\n",
-        s.add, s.change, s.remove, s.held, s.problems, s.principals_added, s.principals_removed
-    );
-    if plan.changes.is_empty() {
-        out.push_str("No changes: AWS matches the policies.\n");
-    }
-    if many_accounts(plan) {
-        out.push_str("| account | regions | add | change | remove | status |\n|---|---|---:|---:|---:|---|\n");
-        for a in &plan.accounts {
-            let count = |e: Effect| {
-                plan.changes
-                    .iter()
-                    .filter(|c| c.in_account(&a.id) && c.effect == e)
-                    .count()
-            };
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {} | {} |",
-                a.id,
-                a.regions.join(", "),
-                count(Effect::Add),
-                count(Effect::Change),
-                count(Effect::Remove),
-                a.unreachable
-                    .as_ref()
-                    .map_or("ok".to_string(), |e| format!("**unreachable**: {e}"))
-            );
-        }
-        out.push('\n');
-    }
+    md_held(&mut out, plan);
+    md_summary(&mut out, plan);
     let mut account = None;
     for c in &plan.changes {
         if many_accounts(plan) && account != c.account.as_deref() {
             account = c.account.as_deref();
             let _ = writeln!(out, "### Account `{}`\n", account.unwrap_or("(none)"));
         }
-        let _ = writeln!(
-            out,
-            "#### `{}` {} `{}`\n",
-            sign(c.effect),
-            c.action.name(),
-            c.resource
-        );
-        if let Some(m) = &c.mapping {
-            let _ = writeln!(out, "- mapping: `{m}`");
-        }
-        let _ = writeln!(out, "- reason: {}", c.reason);
-        if !c.members_added.is_empty() {
-            let _ = writeln!(out, "- members added: {}", code_list(&c.members_added));
-        }
-        if !c.members_removed.is_empty() {
-            let _ = writeln!(out, "- members removed: {}", code_list(&c.members_removed));
-        }
-        for line in detail_lines(c) {
-            let _ = writeln!(out, "- {line}");
-        }
-        if c.before.is_some() || c.after.is_some() {
-            let _ = writeln!(
-                out,
-                "\n```diff\n{}```",
-                diff(c.before.as_ref(), c.after.as_ref())
-            );
-        }
-        out.push('\n');
+        md_change(&mut out, c);
     }
-    if !plan.problems.is_empty() {
-        out.push_str("#### Problems\n\nThese mappings were left alone but for revocations:\n\n");
-        for p in &plan.problems {
-            let _ = writeln!(
-                out,
-                "- {}**{}** `{}`{}: {}",
-                in_account(plan, p.account.as_deref()),
-                p.kind,
-                p.resource,
-                p.mapping
-                    .as_ref()
-                    .map(|m| format!(" (mapping `{m}`)"))
-                    .unwrap_or_default(),
-                p.message
-            );
-        }
-        out.push('\n');
-    }
+    md_problems(&mut out, plan);
     if !plan.session_denials.is_empty() {
         out.push_str("#### Live sessions denied\n\n");
         for d in &plan.session_denials {
@@ -352,6 +282,127 @@ fn markdown(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "_{}_", headline(plan));
     out
+}
+
+fn md_held(out: &mut String, plan: &Plan) {
+    if plan.held.is_empty() {
+        return;
+    }
+    out.push_str("> [!CAUTION]\n> **Held**: these changes are not applied this pass.\n");
+    for h in &plan.held {
+        let _ = writeln!(
+            out,
+            "> - `{}` `{}`{}: {}. {}",
+            h.change.action.name(),
+            h.change.resource,
+            h.change
+                .mapping
+                .as_ref()
+                .map(|m| format!(" (mapping `{m}`)"))
+                .unwrap_or_default(),
+            h.held.reason,
+            h.held.release
+        );
+    }
+    out.push('\n');
+}
+
+/// The counts, and over many accounts a row per account.
+fn md_summary(out: &mut String, plan: &Plan) {
+    let s = &plan.summary;
+    let _ = writeln!(
+        out,
+        "| add | change | remove | held | problems | principals granted | principals revoked |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} | {} |\n",
+        s.add, s.change, s.remove, s.held, s.problems, s.principals_added, s.principals_removed
+    );
+    if plan.changes.is_empty() {
+        out.push_str("No changes: AWS matches the policies.\n");
+    }
+    if !many_accounts(plan) {
+        return;
+    }
+    out.push_str(
+        "| account | regions | add | change | remove | status |\n|---|---|---:|---:|---:|---|\n",
+    );
+    for a in &plan.accounts {
+        let count = |e: Effect| {
+            plan.changes
+                .iter()
+                .filter(|c| c.in_account(&a.id) && c.effect == e)
+                .count()
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            a.id,
+            a.regions.join(", "),
+            count(Effect::Add),
+            count(Effect::Change),
+            count(Effect::Remove),
+            a.unreachable
+                .as_ref()
+                .map_or("ok".to_string(), |e| format!("**unreachable**: {e}"))
+        );
+    }
+    out.push('\n');
+}
+
+fn md_change(out: &mut String, c: &Change) {
+    let _ = writeln!(
+        out,
+        "#### `{}` {} `{}`\n",
+        sign(c.effect),
+        c.action.name(),
+        c.resource
+    );
+    if let Some(m) = &c.mapping {
+        let _ = writeln!(out, "- mapping: `{m}`");
+    }
+    let _ = writeln!(out, "- reason: {}", c.reason);
+    if !c.members_added.is_empty() {
+        let _ = writeln!(out, "- members added: {}", code_list(&c.members_added));
+    }
+    if !c.members_removed.is_empty() {
+        let _ = writeln!(out, "- members removed: {}", code_list(&c.members_removed));
+    }
+    for line in detail_lines(c) {
+        let _ = writeln!(out, "- {line}");
+    }
+    if c.before.is_some() || c.after.is_some() {
+        let _ = writeln!(
+            out,
+            "\n```diff\n{}```",
+            diff(c.before.as_ref(), c.after.as_ref())
+        );
+    }
+    out.push('\n');
+}
+
+fn md_problems(out: &mut String, plan: &Plan) {
+    if plan.problems.is_empty() {
+        return;
+    }
+    out.push_str("#### Problems\n\nThese mappings were left alone but for revocations:\n\n");
+    for p in &plan.problems {
+        let _ = writeln!(
+            out,
+            "- {}**{}** `{}`{}: {}",
+            in_account(plan, p.account.as_deref()),
+            p.kind,
+            p.resource,
+            p.mapping
+                .as_ref()
+                .map(|m| format!(" (mapping `{m}`)"))
+                .unwrap_or_default(),
+            p.message
+        );
+    }
+    out.push('\n');
 }
 
 fn code_list(items: &[String]) -> String {
