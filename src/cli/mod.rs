@@ -108,7 +108,8 @@ pub enum Command {
     Access(AccessArgs),
     /// Print policy YAML (RoleMapping, and IdentityProvider when missing, with `adopt:
     /// true`) for the roles that trust the tenant's provider but trustsync does not manage
-    /// yet. Changes nothing.
+    /// yet, and an AccessAssignment for each IAM Identity Center permission set a group
+    /// holds that trustsync does not own. Changes nothing.
     Export(ReadArgs),
     /// Explain whether each role trusting the tenant's provider would accept an Entra
     /// access token, and why not: issuer form, audience, subject, lifetime. Reads the token

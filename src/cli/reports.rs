@@ -219,32 +219,100 @@ async fn access_people(
     Ok(0)
 }
 
-/// `trustsync export`.
+/// `trustsync export`: RoleMappings for the roles, AccessAssignments for the permission
+/// sets groups hold in IAM Identity Center.
 pub(super) async fn export(mut args: ReadArgs, mut config: Config) -> anyhow::Result<u8> {
-    let Some((policies, observed, many)) =
-        read_aws(&args.policies.policies, &args.accounts, &config).await?
+    let Some((policies, fleet, _caller)) = open_scope(
+        &args.policies.policies,
+        &args.accounts,
+        &config,
+        &Progress::new(true),
+    )
+    .await?
     else {
         return Ok(1);
     };
+    let (observed, unreachable) = pass::observe(&fleet, &policies, &config).await?;
+    for p in &unreachable {
+        eprintln!("warning: {}", p.message);
+    }
+    let many = fleet.members().len() > 1;
     let settings = crate::plan::Settings::new(&config, crate::model::clock::unix_seconds());
     let roles = crate::inventory::entra_roles(&observed, &policies, &settings);
-    let directory = if roles.iter().all(|r| r.managed) {
+    let ic = export_identity_center(&fleet, &config).await?;
+    let people = ic
+        .as_ref()
+        .is_some_and(|ic| !crate::inventory::sets_to_read(ic).is_empty());
+    let tenant = args.directory(&mut config);
+    let mut entra = EntraSource::new(tenant, &config);
+    let directory = if roles.iter().all(|r| r.managed) && !people {
         crate::inventory::Directory::default()
     } else {
-        let tenant = args.directory(&mut config);
-        EntraSource::new(tenant, &config).directory().await?
+        entra.directory().await?
     };
-    let out = crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
+    let mut out =
+        crate::inventory::export(&roles, &policies, &directory, &observed, &settings, many);
+    if let Some(ic) = ic.as_ref().filter(|_| people) {
+        let users = entra.users().await?;
+        let mark = crate::runtime::people::mark(&config);
+        let src = crate::inventory::PeopleSource {
+            ic,
+            mark: &mark,
+            owner_key: &config.owner_tag.key,
+            directory: &directory,
+            users: &users,
+            many_accounts: many,
+        };
+        crate::inventory::export_people(&src, &policies, &mut out);
+    }
     out!("{}", out.yaml)?;
     for s in &out.skipped {
         eprintln!("not exported: {s}");
     }
     eprintln!(
-        "{} mapping(s) exported, {} role(s) not exported",
+        "{} mapping(s) and {} access assignment(s) exported, {} not exported",
         out.mappings,
+        out.assignments,
         out.skipped.len()
     );
     Ok(if out.skipped.is_empty() { 0 } else { 1 })
+}
+
+/// IAM Identity Center for `export`: the configured instance, or the one the account has,
+/// with the policies and tags of the sets it may export. `None`, with a warning, when no
+/// instance is configured and none can be read (an organization without Identity Center).
+async fn export_identity_center(
+    fleet: &crate::runtime::fleet::Fleet,
+    config: &Config,
+) -> anyhow::Result<Option<crate::observed::ObservedIdentityCenter>> {
+    let want = config.identity_center.instance_arn.as_deref();
+    let accounts: Vec<String> = fleet.account_ids_in_scope().into_iter().collect();
+    let read = async {
+        let clients = fleet.identity_center(config).await?;
+        let mut ic = clients.read_identity_center(want, &accounts, None).await?;
+        for arn in crate::inventory::sets_to_read(&ic) {
+            let mut p = clients
+                .permission_set_policies(&ic.instance_arn, &arn)
+                .await?;
+            p.tags = Some(clients.permission_set_tags(&ic.instance_arn, &arn).await?);
+            if let Some(set) = ic.permission_sets.iter_mut().find(|s| s.arn == arn) {
+                set.policies = Some(p);
+            }
+        }
+        Ok::<_, crate::model::call::Failure>((clients, ic))
+    };
+    match read.await {
+        Ok((_, ic)) => Ok(Some(ic)),
+        Err(e) if want.is_none() => {
+            eprintln!(
+                "warning: IAM Identity Center not read, so no AccessAssignment exported: {e}"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e).context("reading IAM Identity Center (nothing was changed)"))
+        }
+    }
 }
 
 /// `trustsync check-token`.

@@ -17,13 +17,20 @@ pub struct Export {
     pub yaml: String,
     /// How many RoleMapping documents were written.
     pub mappings: usize,
+    /// How many AccessAssignment documents were written (`export_people`).
+    pub assignments: usize,
     /// Roles not exported, each with why.
     pub skipped: Vec<String>,
 }
 
 /// One document of `kind` with this spec, serialised from the policy model's own types
 /// (what is written is what the schema and the loader read).
-fn document(kind: &str, name: &str, comment: &str, spec: &impl serde::Serialize) -> String {
+pub(super) fn document(
+    kind: &str,
+    name: &str,
+    comment: &str,
+    spec: &impl serde::Serialize,
+) -> String {
     let doc = serde_json::json!({
         "apiVersion": crate::sources::policy::API_VERSION,
         "kind": kind,

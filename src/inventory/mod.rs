@@ -17,10 +17,12 @@ use crate::sources::policy::PolicySet;
 
 mod access;
 mod export;
+mod export_people;
 mod people;
 mod token;
 pub use access::*;
 pub use export::*;
+pub use export_people::*;
 pub use people::*;
 pub use token::*;
 

@@ -1,0 +1,324 @@
+//! `export` for people, through the binary against moto's IAM Identity Center and the
+//! tenant file: a permission set a group holds, made as SCIM or a person would make it, is
+//! written as an AccessAssignment that validates and plans no second set or group and no
+//! removal of the existing assignment; what a document cannot say is said, naming the set.
+
+mod support;
+
+use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use serde_json::{json, Value};
+use support::*;
+
+const ACCOUNT: &str = "123456789012";
+const DANA: &str = "c0ffee00-2222-4222-8222-000000000001";
+const KIM: &str = "c0ffee00-2222-4222-8222-000000000004";
+const PEOPLE: &str = "a1b2c3d4-0001-4000-8000-000000000010";
+
+/// Identity Center in moto, written to directly (as SCIM or a person would).
+struct Center<'m> {
+    moto: &'m Moto,
+    admin: aws_sdk_ssoadmin::Client,
+    store: aws_sdk_identitystore::Client,
+    instance: String,
+    store_id: String,
+}
+
+impl<'m> Center<'m> {
+    fn new(moto: &'m Moto) -> Center<'m> {
+        let admin = aws_sdk_ssoadmin::Client::new(moto.sdk());
+        let store = aws_sdk_identitystore::Client::new(moto.sdk());
+        let (instance, store_id) = moto.block_on(async {
+            let i = admin.list_instances().send().await.unwrap();
+            let i = &i.instances()[0];
+            (
+                i.instance_arn().unwrap().to_string(),
+                i.identity_store_id().unwrap().to_string(),
+            )
+        });
+        Center {
+            moto,
+            admin,
+            store,
+            instance,
+            store_id,
+        }
+    }
+
+    fn user(&self, name: &str, display: &str) -> String {
+        let (given, family) = display.split_once(' ').unwrap();
+        let names = aws_sdk_identitystore::types::Name::builder()
+            .given_name(given)
+            .family_name(family)
+            .build();
+        let create = self
+            .store
+            .create_user()
+            .identity_store_id(&self.store_id)
+            .user_name(name)
+            .display_name(display)
+            .name(names);
+        let out = self.moto.block_on(create.send()).unwrap();
+        out.user_id().to_string()
+    }
+
+    fn group(&self, name: &str, members: &[&str]) -> String {
+        let create = self
+            .store
+            .create_group()
+            .identity_store_id(&self.store_id)
+            .display_name(name);
+        let id = self
+            .moto
+            .block_on(create.send())
+            .unwrap()
+            .group_id()
+            .to_string();
+        for m in members {
+            let add = self
+                .store
+                .create_group_membership()
+                .identity_store_id(&self.store_id)
+                .group_id(&id)
+                .member_id(aws_sdk_identitystore::types::MemberId::UserId(
+                    m.to_string(),
+                ));
+            self.moto.block_on(add.send()).unwrap();
+        }
+        id
+    }
+
+    fn set(&self, name: &str, duration: &str, description: &str) -> String {
+        let create = self
+            .admin
+            .create_permission_set()
+            .instance_arn(&self.instance)
+            .name(name)
+            .description(description)
+            .session_duration(duration);
+        let out = self.moto.block_on(create.send()).unwrap();
+        let arn = out.permission_set().unwrap().permission_set_arn().unwrap();
+        arn.to_string()
+    }
+
+    fn assign(&self, set: &str, to: PrincipalType, id: &str) {
+        let assign = self
+            .admin
+            .create_account_assignment()
+            .instance_arn(&self.instance)
+            .target_id(ACCOUNT)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(set)
+            .principal_type(to)
+            .principal_id(id);
+        self.moto.block_on(assign.send()).unwrap();
+    }
+
+    /// The principals the set is assigned to in the account.
+    fn assigned(&self, set: &str) -> Vec<String> {
+        let list = self
+            .admin
+            .list_account_assignments()
+            .instance_arn(&self.instance)
+            .account_id(ACCOUNT)
+            .permission_set_arn(set);
+        let out = self.moto.block_on(list.send()).unwrap();
+        out.account_assignments()
+            .iter()
+            .map(|a| a.principal_id().unwrap().to_string())
+            .collect()
+    }
+
+    fn set_names(&self) -> Vec<String> {
+        let list = self
+            .admin
+            .list_permission_sets()
+            .instance_arn(&self.instance);
+        let arns = self.moto.block_on(list.send()).unwrap();
+        let mut names: Vec<String> = arns
+            .permission_sets()
+            .iter()
+            .map(|arn| {
+                let d = self
+                    .admin
+                    .describe_permission_set()
+                    .instance_arn(&self.instance)
+                    .permission_set_arn(arn);
+                let d = self.moto.block_on(d.send()).unwrap();
+                d.permission_set().unwrap().name().unwrap().to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn group_names(&self) -> Vec<String> {
+        let list = self.store.list_groups().identity_store_id(&self.store_id);
+        let out = self.moto.block_on(list.send()).unwrap();
+        let mut names: Vec<String> = out
+            .groups()
+            .iter()
+            .map(|g| g.display_name().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// A workspace with no policies of its own, and the payments people group (Dana and Kim)
+/// in the tenant file.
+fn workspace() -> Workspace {
+    let ws = Workspace::new();
+    for entry in std::fs::read_dir(ws.path().join("policies")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    ws.edit_tenant(|t| {
+        t["users"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": KIM, "displayName": "Kim Lo",
+            "userPrincipalName": "kim@example.com", "accountEnabled": true, "userType": "Member"}));
+        t["groups"].as_array_mut().unwrap().push(
+            json!({"id": PEOPLE, "displayName": "sg-aws-payments-people", "members": [DANA, KIM]}),
+        );
+    });
+    ws
+}
+
+fn run(moto: &Moto, ws: &Workspace, args: &[&str], code: i32) -> std::process::Output {
+    let out = Via::moto(moto).run(ws, args);
+    assert_eq!(out.status.code(), Some(code), "{args:?}\n{}", show(&out));
+    out
+}
+
+#[test]
+fn an_existing_set_and_group_export_as_an_access_assignment_that_validates_and_duplicates_nothing()
+{
+    let moto = Moto::start();
+    let ws = workspace();
+    let ic = Center::new(&moto);
+    let dana = ic.user("dana@example.com", "Dana Ops");
+    let kim = ic.user("kim@example.com", "Kim Lo");
+    let group = ic.group("sg-aws-payments-people", &[&dana, &kim]);
+    let set = ic.set("PaymentsOps", "PT2H", "Payments engineers in production");
+    let inline = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "s3:GetObject", "Resource": "arn:aws:s3:::payments-reports/*"}]});
+    moto.block_on(
+        ic.admin
+            .put_inline_policy_to_permission_set()
+            .instance_arn(&ic.instance)
+            .permission_set_arn(&set)
+            .inline_policy(inline.to_string())
+            .send(),
+    )
+    .unwrap();
+    moto.block_on(
+        ic.admin
+            .attach_managed_policy_to_permission_set()
+            .instance_arn(&ic.instance)
+            .permission_set_arn(&set)
+            .managed_policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+            .send(),
+    )
+    .unwrap();
+    ic.assign(&set, PrincipalType::Group, &group);
+
+    let out = run(&moto, &ws, &["export"], 0);
+    let yaml = stdout(&out);
+    let doc: Value = serde_yaml::from_str(
+        yaml.split("\n---\n")
+            .find(|d| d.contains("kind: AccessAssignment"))
+            .unwrap_or_else(|| panic!("no AccessAssignment:\n{}", show(&out))),
+    )
+    .unwrap();
+    assert_eq!(doc["metadata"]["name"], "sg-aws-payments-people");
+    let spec = &doc["spec"];
+    assert_eq!(spec["group"], json!({"id": PEOPLE}), "{yaml}");
+    assert_eq!(spec["guests"], "exclude");
+    assert_eq!(
+        spec["permissionSet"],
+        json!({"name": "PaymentsOps", "description": "Payments engineers in production",
+               "sessionDuration": "PT2H",
+               "managedPolicies": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+               "inlinePolicy": inline}),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("left out") && !show(&out).contains("warning: permission set"),
+        "everything of this set is expressed: {}",
+        show(&out)
+    );
+    assert!(show(&out).contains("1 access assignment(s) exported"));
+
+    ws.write("policies/exported.yaml", &yaml);
+    run(&moto, &ws, &["validate"], 0);
+    // No second set or group, and the existing assignment stays. AccessAssignment has no
+    // `adopt` yet: the plan names trustsync's would-be group as a conflict and plans
+    // nothing for the document (see docs/operations.md, `export`).
+    let plan = plan_json(&moto, &ws, 1);
+    assert_eq!(actions(&plan), Vec::<String>::new(), "{plan:#}");
+    let problems = plan["problems"].as_array().unwrap();
+    assert!(
+        problems.len() == 1
+            && problems[0]["kind"] == "conflict"
+            && problems[0]["resource"] == format!("arn:aws:identitystore:::group/{group}"),
+        "{plan:#}"
+    );
+    assert_eq!(ic.set_names(), ["PaymentsOps"]);
+    assert_eq!(ic.group_names(), ["sg-aws-payments-people"]);
+    assert_eq!(ic.assigned(&set), [group]);
+}
+
+#[test]
+fn a_set_no_document_fully_expresses_is_exported_with_what_was_left_out_named() {
+    let moto = Moto::start();
+    let ws = workspace();
+    let ic = Center::new(&moto);
+    let dana = ic.user("dana@example.com", "Dana Ops");
+    let ex = ic.user("ex@example.com", "Ex Employee");
+    let group = ic.group("sg-aws-payments-people", &[&dana, &ex]);
+    let other = ic.group("Payments Auditors", &[&dana]);
+    // Tagged, and assigned to a person directly as well as to the group.
+    let tagged = ic.set("PaymentsOps", "PT4H", "ops");
+    moto.block_on(
+        ic.admin
+            .tag_resource()
+            .instance_arn(&ic.instance)
+            .resource_arn(&tagged)
+            .tags(
+                aws_sdk_ssoadmin::types::Tag::builder()
+                    .key("cost-center")
+                    .value("payments")
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    ic.assign(&tagged, PrincipalType::Group, &group);
+    ic.assign(&tagged, PrincipalType::User, &ex);
+    // Held by two groups: no one document gives it.
+    let shared = ic.set("Auditor", "PT1H", "read the books");
+    ic.assign(&shared, PrincipalType::Group, &group);
+    ic.assign(&shared, PrincipalType::Group, &other);
+
+    let out = run(&moto, &ws, &["export"], 1);
+    let (yaml, all) = (stdout(&out), show(&out));
+    assert!(
+        all.contains("not exported: permission set Auditor")
+            && all.contains("assigned to 2 groups (Payments Auditors, sg-aws-payments-people)"),
+        "{all}"
+    );
+    for said in [
+        "its tags cost-center=payments",
+        "its assignments to people directly (ex@example.com in 123456789012)",
+        "members of the identity-store group that are not enabled direct members of the Entra group (ex@example.com)",
+    ] {
+        assert!(yaml.contains(&format!("# left out: {said}")), "{said}\n{yaml}");
+        assert!(
+            all.contains(&format!("warning: permission set PaymentsOps: {said}")),
+            "{said}\n{all}"
+        );
+    }
+    ws.write("policies/exported.yaml", &yaml);
+    run(&moto, &ws, &["validate"], 0);
+}
