@@ -149,6 +149,58 @@ fn resource(app_id: &str, name: &str) -> String {
 /// Plans the account settings and the credentials. Pure.
 pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let mut out = Plan::default();
+    account_settings(inputs, &mut out);
+    let apps = match inputs.applications {
+        Ok(apps) => apps,
+        Err(e) => {
+            out.problems.push(Problem {
+                kind: ProblemKind::ApplicationsUnreadable,
+                account: None,
+                mapping: None,
+                resource: "servicePrincipals/ownedObjects".into(),
+                message: format!(
+                    "the Entra applications trustsync owns could not be read, so no federated credential was planned or removed: {e}"
+                ),
+            });
+            return out;
+        }
+    };
+    let desired = desired_credentials(inputs);
+    let mut by_app: BTreeMap<&str, Vec<&Desired<'_>>> = BTreeMap::new();
+    for d in desired.values() {
+        by_app.entry(d.app_id).or_default().push(d);
+    }
+    for (app_id, wanted) in &by_app {
+        match apps.iter().find(|a| a.app_id.eq_ignore_ascii_case(app_id)) {
+            Some(app) => plan_application(inputs, app, wanted, &mut out),
+            None => {
+                for d in wanted {
+                    out.problems.push(Problem {
+                        kind: ProblemKind::ApplicationNotOwned,
+                        account: Some(d.account.to_string()),
+                        mapping: Some(d.mappings[0].clone()),
+                        resource: format!("entra:application/{app_id}"),
+                        message: format!(
+                            "Entra application {app_id} is not among the applications trustsync's service principal owns (or does not exist): add it as an owner of the application, so that Application.ReadWrite.OwnedBy lets trustsync manage its federated credentials"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    // Owned applications no function wants any more: their credentials are orphans.
+    for app in apps {
+        if !by_app.keys().any(|a| a.eq_ignore_ascii_case(&app.app_id)) {
+            plan_application(inputs, app, &[], &mut out);
+        }
+    }
+    out.summarize();
+    out
+}
+
+/// Each account whose functions act as Entra applications needs outbound identity
+/// federation: turned on (`outboundFederation.enable`), or a problem.
+fn account_settings(inputs: &Inputs<'_>, out: &mut Plan) {
     let mut need: BTreeMap<&str, Vec<&Wanted>> = BTreeMap::new();
     for w in inputs.wanted {
         need.entry(w.account.as_str()).or_default().push(w);
@@ -198,22 +250,13 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             Some(Issuer::Url(_)) | None => {}
         }
     }
-    let apps = match inputs.applications {
-        Ok(apps) => apps,
-        Err(e) => {
-            out.problems.push(Problem {
-                kind: ProblemKind::ApplicationsUnreadable,
-                account: None,
-                mapping: None,
-                resource: "servicePrincipals/ownedObjects".into(),
-                message: format!(
-                    "the Entra applications trustsync owns could not be read, so no federated credential was planned or removed: {e}"
-                ),
-            });
-            return out;
-        }
-    };
-    // Desired credentials, one per (application, account, role).
+}
+
+/// Desired credentials, one per (application, account, role), for the accounts whose
+/// issuer is known.
+fn desired_credentials<'a>(
+    inputs: &Inputs<'a>,
+) -> BTreeMap<(&'a str, &'a str, &'a str), Desired<'a>> {
     let mut desired: BTreeMap<(&str, &str, &str), Desired<'_>> = BTreeMap::new();
     for w in inputs.wanted {
         let Some(Issuer::Url(issuer)) = inputs.issuers.get(&w.account) else {
@@ -235,36 +278,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         d.mappings.sort();
         d.mappings.dedup();
     }
-    let mut by_app: BTreeMap<&str, Vec<&Desired<'_>>> = BTreeMap::new();
-    for d in desired.values() {
-        by_app.entry(d.app_id).or_default().push(d);
-    }
-    for (app_id, wanted) in &by_app {
-        match apps.iter().find(|a| a.app_id.eq_ignore_ascii_case(app_id)) {
-            Some(app) => plan_application(inputs, app, wanted, &mut out),
-            None => {
-                for d in wanted {
-                    out.problems.push(Problem {
-                        kind: ProblemKind::ApplicationNotOwned,
-                        account: Some(d.account.to_string()),
-                        mapping: Some(d.mappings[0].clone()),
-                        resource: format!("entra:application/{app_id}"),
-                        message: format!(
-                            "Entra application {app_id} is not among the applications trustsync's service principal owns (or does not exist): add it as an owner of the application, so that Application.ReadWrite.OwnedBy lets trustsync manage its federated credentials"
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    // Owned applications no function wants any more: their credentials are orphans.
-    for app in apps {
-        if !by_app.keys().any(|a| a.eq_ignore_ascii_case(&app.app_id)) {
-            plan_application(inputs, app, &[], &mut out);
-        }
-    }
-    out.summarize();
-    out
+    desired
 }
 
 /// One application's credentials: create what is missing, update what drifted, remove
@@ -275,8 +289,24 @@ fn plan_application(
     wanted: &[&Desired<'_>],
     out: &mut Plan,
 ) {
-    let audiences = vec![ENTRA_TOKEN_EXCHANGE_AUDIENCE.to_string()];
-    let mut creates = Vec::new();
+    let (matched, unclaimed) = claim(inputs, app, wanted);
+    let creates: Vec<Change> = matched
+        .iter()
+        .zip(wanted)
+        .filter_map(|(slot, d)| wanted_credential(inputs, app, d, *slot, out))
+        .collect();
+    let deletes = unwanted_credentials(inputs, app, &unclaimed, out);
+    push_creates(app, creates, deletes, out);
+}
+
+/// Which of the application's credentials each wanted one is (by index): trustsync's
+/// own, first what already trusts the right role from the right issuer, then by name.
+/// Returns them and trustsync's credentials nobody claimed.
+fn claim(
+    inputs: &Inputs<'_>,
+    app: &ObservedApplication,
+    wanted: &[&Desired<'_>],
+) -> (Vec<Option<usize>>, BTreeSet<usize>) {
     // trustsync's own credentials on the application, by index, until one is claimed.
     let mut unclaimed: BTreeSet<usize> = app
         .credentials
@@ -311,56 +341,79 @@ fn plan_application(
             *slot = Some(i);
         }
     }
-    for (slot, d) in matched.iter().zip(wanted) {
-        let description = d.description();
-        let mine = slot.map(|i| &app.credentials[i]);
-        let trusts_role = |c: &ObservedCredential| c.issuer == d.issuer && c.subject == d.role_arn;
-        // Another credential (never trustsync's: those were matched first) already trusts
-        // the role: Entra allows one per issuer and subject, so creating or moving one
-        // onto it would be refused.
-        let taken = app
-            .credentials
-            .iter()
-            .enumerate()
-            .find(|(j, c)| Some(*j) != *slot && trusts_role(c))
-            .map(|(_, c)| c);
-        if let (Some(other), false) = (taken, mine.is_some_and(trusts_role)) {
-            out.problems.push(Problem {
-                kind: ProblemKind::Conflict,
-                account: Some(d.account.to_string()),
-                mapping: Some(d.mappings[0].clone()),
-                resource: resource(&app.app_id, &other.name),
-                message: format!(
-                    "credential `{}` on application {}, not trustsync's, already trusts {} from this issuer; trustsync leaves it alone and makes none of its own (Entra allows one per issuer and subject): delete it to let trustsync manage the trust",
-                    other.name, app.app_id, d.role_arn
-                ),
-            });
-            continue;
-        }
-        match mine {
-            Some(c) => {
-                let same = trusts_role(c)
-                    && c.audiences == audiences
-                    && c.description.as_deref() == Some(description.as_str());
-                if !same {
-                    out.changes.push(credential_change(
-                        app,
-                        d,
-                        c.name.clone(),
-                        description,
-                        Some(c),
-                    ));
-                }
-            }
-            None => creates.push(credential_change(
-                app,
-                d,
-                d.name(inputs.prefix),
-                description,
-                None,
-            )),
-        }
+    (matched, unclaimed)
+}
+
+/// One wanted credential: a conflict when a credential not trustsync's already trusts
+/// the role, an update of trustsync's when it drifted, or the create it needs (returned:
+/// creates are weighed against Entra's limit together).
+fn wanted_credential(
+    inputs: &Inputs<'_>,
+    app: &ObservedApplication,
+    d: &Desired<'_>,
+    slot: Option<usize>,
+    out: &mut Plan,
+) -> Option<Change> {
+    let audiences = vec![ENTRA_TOKEN_EXCHANGE_AUDIENCE.to_string()];
+    let description = d.description();
+    let mine = slot.map(|i| &app.credentials[i]);
+    let trusts_role = |c: &ObservedCredential| c.issuer == d.issuer && c.subject == d.role_arn;
+    // Another credential (never trustsync's: those were matched first) already trusts
+    // the role: Entra allows one per issuer and subject, so creating or moving one
+    // onto it would be refused.
+    let taken = app
+        .credentials
+        .iter()
+        .enumerate()
+        .find(|(j, c)| Some(*j) != slot && trusts_role(c))
+        .map(|(_, c)| c);
+    if let (Some(other), false) = (taken, mine.is_some_and(trusts_role)) {
+        out.problems.push(Problem {
+            kind: ProblemKind::Conflict,
+            account: Some(d.account.to_string()),
+            mapping: Some(d.mappings[0].clone()),
+            resource: resource(&app.app_id, &other.name),
+            message: format!(
+                "credential `{}` on application {}, not trustsync's, already trusts {} from this issuer; trustsync leaves it alone and makes none of its own (Entra allows one per issuer and subject): delete it to let trustsync manage the trust",
+                other.name, app.app_id, d.role_arn
+            ),
+        });
+        return None;
     }
+    match mine {
+        Some(c) => {
+            let same = trusts_role(c)
+                && c.audiences == audiences
+                && c.description.as_deref() == Some(description.as_str());
+            if !same {
+                out.changes.push(credential_change(
+                    app,
+                    d,
+                    c.name.clone(),
+                    description,
+                    Some(c),
+                ));
+            }
+            None
+        }
+        None => Some(credential_change(
+            app,
+            d,
+            d.name(inputs.prefix),
+            description,
+            None,
+        )),
+    }
+}
+
+/// trustsync's credentials nobody claimed: deleted with prune, else reported. Returns how
+/// many are deleted.
+fn unwanted_credentials(
+    inputs: &Inputs<'_>,
+    app: &ObservedApplication,
+    unclaimed: &BTreeSet<usize>,
+    out: &mut Plan,
+) -> usize {
     let mut deletes = 0;
     // Only trustsync's own credentials can be unclaimed: every other is never touched.
     for c in unclaimed.iter().map(|&i| &app.credentials[i]) {
@@ -407,6 +460,12 @@ fn plan_application(
             });
         }
     }
+    deletes
+}
+
+/// The creates, unless they would take the application over Entra's limit of
+/// credentials: then none, and a problem.
+fn push_creates(app: &ObservedApplication, creates: Vec<Change>, deletes: usize, out: &mut Plan) {
     let after = app.credentials.len() - deletes + creates.len();
     if !creates.is_empty() && after > MAX_CREDENTIALS {
         let names: Vec<String> = creates
