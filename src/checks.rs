@@ -239,35 +239,7 @@ impl Checker<'_> {
         let held_deletions = resources(held(&holds, |a| {
             matches!(a, Action::Iam(IamAction::DeleteRole { .. }))
         }));
-        // People: a held removal from a group holds the denial of the same people's
-        // sessions (same document), and a held denial keeps the permission set's update
-        // from writing it.
-        let held_people: BTreeSet<String> = held(&holds, |a| {
-            matches!(a, Action::People(PeopleAction::RemoveGroupMembers { .. }))
-        })
-        .into_iter()
-        .filter_map(|i| changes[i].mapping.as_ref().map(|m| m.to_string()))
-        .collect();
-        let is_denial = |a: &Action| {
-            matches!(
-                a,
-                Action::People(PeopleAction::DenyPermissionSetSessions { .. })
-            )
-        };
-        for (i, c) in changes.iter().enumerate() {
-            if holds[i].is_none()
-                && is_denial(&c.action)
-                && c.mapping
-                    .as_deref()
-                    .is_some_and(|m| held_people.contains(m))
-            {
-                holds[i] = Some(Hold {
-                    kind: HoldKind::DependsOnHeld,
-                    reason: "denies the sessions of a removal that is held".into(),
-                    release: "Released with the removal".into(),
-                });
-            }
-        }
+        hold_denials_of_held_removals(&changes, &mut holds);
         let held_revocations = resources(held(&holds, |a| {
             matches!(
                 a,
@@ -296,30 +268,7 @@ impl Checker<'_> {
                 })
             });
             if hold.is_none() && held_revocations.contains(&c.resource) {
-                match (&mut c.action, c.grant_only.take()) {
-                    (
-                        Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }),
-                        Some(grant),
-                    ) => {
-                        *trust_policy = grant.clone();
-                        c.after = Some(grant);
-                        c.reason = format!("{}; adding only, as the revocation is held", c.reason);
-                    }
-                    (
-                        Action::People(PeopleAction::PutPermissionSet {
-                            inline_policy,
-                            delete_inline_policy,
-                            ..
-                        }),
-                        Some(without_new),
-                    ) => {
-                        *delete_inline_policy = without_new.is_null();
-                        *inline_policy = Some(without_new).filter(|v| !v.is_null());
-                        c.reason =
-                            format!("{}; without the session denials that are held", c.reason);
-                    }
-                    _ => {}
-                }
+                adding_only(&mut c);
             }
             match hold {
                 Some(hold) => held.push(Held {
@@ -330,6 +279,71 @@ impl Checker<'_> {
             }
         }
         (out, held)
+    }
+}
+
+/// The changes of a kind that are held, by index.
+fn held_of(changes: &[Change], holds: &[Option<Hold>], is: fn(&Action) -> bool) -> Vec<usize> {
+    (0..changes.len())
+        .filter(|i| holds[*i].is_some() && is(&changes[*i].action))
+        .collect()
+}
+
+/// A held removal from a group holds the denial of the same people's sessions.
+fn hold_denials_of_held_removals(changes: &[Change], holds: &mut [Option<Hold>]) {
+    // People: a held removal from a group holds the denial of the same people's
+    // sessions (same document), and a held denial keeps the permission set's update
+    // from writing it.
+    let held_people: BTreeSet<String> = held_of(changes, holds, |a| {
+        matches!(a, Action::People(PeopleAction::RemoveGroupMembers { .. }))
+    })
+    .into_iter()
+    .filter_map(|i| changes[i].mapping.as_ref().map(|m| m.to_string()))
+    .collect();
+    let is_denial = |a: &Action| {
+        matches!(
+            a,
+            Action::People(PeopleAction::DenyPermissionSetSessions { .. })
+        )
+    };
+    for (i, c) in changes.iter().enumerate() {
+        if holds[i].is_none()
+            && is_denial(&c.action)
+            && c.mapping
+                .as_deref()
+                .is_some_and(|m| held_people.contains(m))
+        {
+            holds[i] = Some(Hold {
+                kind: HoldKind::DependsOnHeld,
+                reason: "denies the sessions of a removal that is held".into(),
+                release: "Released with the removal".into(),
+            });
+        }
+    }
+}
+
+/// A change to a resource whose revocation is held adds without removing: the trust
+/// policy's grant only, the permission set without the held session denials.
+fn adding_only(c: &mut Change) {
+    match (&mut c.action, c.grant_only.take()) {
+        (Action::Iam(IamAction::UpdateTrustPolicy { trust_policy, .. }), Some(grant)) => {
+            *trust_policy = grant.clone();
+            c.after = Some(grant);
+            c.reason = format!("{}; adding only, as the revocation is held", c.reason);
+        }
+        (
+            Action::People(PeopleAction::PutPermissionSet {
+                inline_policy,
+                delete_inline_policy,
+                ..
+            }),
+            Some(without_new),
+        ) => {
+            *delete_inline_policy = without_new.is_null();
+            *inline_policy = Some(without_new).filter(|v| !v.is_null());
+            c.reason = format!("{}; without the session denials that are held", c.reason);
+        }
+        _ => {}
     }
 }
 
