@@ -73,30 +73,8 @@ pub fn plan(
         notices: Vec::new(),
         session_denials: Vec::new(),
     };
-    for e in &desired.errors {
-        p.problems.push(Problem {
-            kind: ProblemKind::MappingError,
-            account: None,
-            mapping: Some(e.mapping.clone()),
-            resource: e.resource.clone(),
-            message: e.message.clone(),
-        });
-    }
-    for dp in &desired.providers {
-        p.provider(dp);
-    }
-    let wanted_urls: BTreeSet<String> = desired
-        .providers
-        .iter()
-        .map(|d| d.url.to_ascii_lowercase())
-        .collect();
-    for op in &observed.providers {
-        if settings.ownership().provider(op) && !wanted_urls.contains(&op.url.to_ascii_lowercase())
-        {
-            p.unwanted_provider(op);
-        }
-    }
-
+    p.mapping_errors(desired);
+    p.providers(desired);
     let (mut trusted_baseline, mut owned_roles) = (0, 0);
     for role in observed.roles.values().filter(|r| p.owned(r)) {
         owned_roles += 1;
@@ -145,6 +123,38 @@ pub fn plan(
 }
 
 impl<'a> Planner<'a> {
+    /// The mappings that could not be built: a problem each.
+    fn mapping_errors(&mut self, desired: &Desired) {
+        for e in &desired.errors {
+            self.problems.push(Problem {
+                kind: ProblemKind::MappingError,
+                account: None,
+                mapping: Some(e.mapping.clone()),
+                resource: e.resource.clone(),
+                message: e.message.clone(),
+            });
+        }
+    }
+
+    /// The wanted providers, and trustsync's providers no policy wants any more.
+    fn providers(&mut self, desired: &Desired) {
+        for dp in &desired.providers {
+            self.provider(dp);
+        }
+        let wanted_urls: BTreeSet<String> = desired
+            .providers
+            .iter()
+            .map(|d| d.url.to_ascii_lowercase())
+            .collect();
+        for op in &self.observed.providers {
+            if self.s.ownership().provider(op)
+                && !wanted_urls.contains(&op.url.to_ascii_lowercase())
+            {
+                self.unwanted_provider(op);
+            }
+        }
+    }
+
     fn owned(&self, role: &ObservedRole) -> bool {
         self.s.ownership().role(role)
     }

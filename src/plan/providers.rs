@@ -63,28 +63,8 @@ impl Planner<'_> {
             return;
         };
         let tag = op.tags.get(&owner.key);
-        if tag != Some(&owner.value) {
-            if let Some(other) = tag {
-                self.problem(
-                    ProblemKind::Conflict,
-                    &dp.mapping,
-                    &op.arn,
-                    format!(
-                        "provider is owned by another trustsync instance (`{}={other}`)",
-                        owner.key
-                    ),
-                );
-                return;
-            }
-            if !dp.adopt {
-                self.problem(
-                    ProblemKind::Conflict,
-                    &dp.mapping,
-                    &op.arn,
-                    "a provider for this issuer exists and is not owned by trustsync; set `adopt: true` on the IdentityProvider to take it over (roles still refer to it)".into(),
-                );
-                return;
-            }
+        if !self.may_own(dp, op) {
+            return;
         }
         let missing: BTreeMap<String, String> = tags
             .iter()
@@ -119,6 +99,38 @@ impl Planner<'_> {
             );
         }
         self.unrecorded_audiences(op, &dp.client_ids, m);
+    }
+
+    /// Whether trustsync may write to the provider: its own, or one without an owner tag
+    /// the IdentityProvider adopts; else a conflict.
+    fn may_own(&mut self, dp: &DesiredProvider, op: &ObservedProvider) -> bool {
+        let owner = &self.s.owner_tag;
+        let tag = op.tags.get(&owner.key);
+        if tag == Some(&owner.value) {
+            return true;
+        }
+        if let Some(other) = tag {
+            self.problem(
+                ProblemKind::Conflict,
+                &dp.mapping,
+                &op.arn,
+                format!(
+                    "provider is owned by another trustsync instance (`{}={other}`)",
+                    owner.key
+                ),
+            );
+            return false;
+        }
+        if !dp.adopt {
+            self.problem(
+                ProblemKind::Conflict,
+                &dp.mapping,
+                &op.arn,
+                "a provider for this issuer exists and is not owned by trustsync; set `adopt: true` on the IdentityProvider to take it over (roles still refer to it)".into(),
+            );
+            return false;
+        }
+        true
     }
 
     /// Removes (with prune) the audiences trustsync recorded as its own that no policy
