@@ -840,7 +840,8 @@ fn a_policy_set_without_groups_needs_no_entra_credential() {
     let access = run_ok(&moto, &ws, &["access"], 0);
     assert!(stdout(&access).contains("No role trusting the tenant's provider"));
     let export = run_ok(&moto, &ws, &["export"], 0);
-    assert!(String::from_utf8_lossy(&export.stderr).contains("0 mapping(s) and 0 access assignment(s) exported"));
+    assert!(String::from_utf8_lossy(&export.stderr)
+        .contains("0 mapping(s) and 0 access assignment(s) exported"));
 
     // A group mapping does need Graph, and says so.
     ws.write(
