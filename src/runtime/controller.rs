@@ -649,6 +649,7 @@ impl Controller {
             directory,
         )
         .await?;
+        self.count_drift(&planned.plan);
         let actor = Actor::new(&self.caller.arn);
         if pass_scope.is_fleet() {
             // The groups the watcher follows: every mapping's, as the full pass found them.
@@ -659,7 +660,6 @@ impl Controller {
             // new (the full pass: a focused one sees too little of AWS to tell).
             audit.lock().await.recover(&planned.observed, &actor)?;
         }
-        self.count_drift(&planned.plan);
         let stop_now = || *stop.borrow();
         // Every write, people's included, takes the lock of what it writes (a role, or a
         // document's people): the guard wraps the one writer the pass routes through.

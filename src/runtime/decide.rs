@@ -5,7 +5,7 @@
 //! is its CPU time.
 
 use crate::checks;
-use crate::plan::{self, outbound, Notice, NoticeKind, Plan, Problem, ProblemKind};
+use crate::plan::{self, outbound, Plan, Problem, ProblemKind};
 use crate::runtime::gather::{Inputs, World};
 use crate::runtime::people;
 use crate::runtime::scope::Scope;
@@ -65,14 +65,6 @@ pub fn decide(world: &World<'_>, inputs: &Inputs<'_>, pass_scope: Scope<'_>) -> 
     pass_scope.trim(&mut plan);
     let policies = &world.admitted.policies;
     plan.label(|name| policies.labels_of(name).cloned());
-    if let Some(message) = &inputs.audit_attention {
-        plan.notices.push(Notice {
-            kind: NoticeKind::AuditSegmentRotated,
-            account: None,
-            resource: inputs.config.audit.path.display().to_string(),
-            message: message.clone(),
-        });
-    }
     plan.summarize();
     Decided {
         plan,

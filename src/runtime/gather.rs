@@ -144,11 +144,11 @@ pub async fn read_world<'p>(
     admitted: &'p Admitted,
     inputs: &Inputs<'_>,
     pass_scope: Scope<'_>,
+    settings: Settings,
     directory: &tokio::sync::Mutex<DirectorySource>,
 ) -> anyhow::Result<World<'p>> {
     let (config, fleet) = (inputs.config, inputs.fleet);
     let policies = &admitted.policies;
-    let settings = Settings::new(config, crate::model::clock::unix_seconds());
     let read = read_accounts(fleet, policies, config, &settings, pass_scope).await?;
     let (pins, mut requests) = directory_requests(&read, &settings, inputs.recorded_pins);
     let plans_people = pass_scope.plans_people(policies, config);

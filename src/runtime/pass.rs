@@ -17,7 +17,7 @@ use crate::apply::{self, Actor, Report};
 use crate::audit::AuditLog;
 use crate::config::AnchorConfig;
 use crate::observed::Observations;
-use crate::plan::{Plan, Settings};
+use crate::plan::{Notice, NoticeKind, Plan, Settings};
 use crate::ports::{AwsApi, Executor};
 use crate::runtime::gather::{self, World};
 use crate::runtime::{decide, people, who_changed};
@@ -63,15 +63,18 @@ pub struct Planned {
 /// Reads the world and decides, in three steps: [`gather::read_world`] does every read
 /// for the pass's scope (the whole fleet, or the documents a directory change touches);
 /// [`decide::decide`] turns it into the checked plan with no I/O; [`who_changed::record`]
-/// adds to the record who changed the groups (bounded: it never holds a revocation back).
+/// adds to the record who changed the groups (bounded: it never holds a revocation back),
+/// then the audit log's notice, if it needs a person.
 /// What the pass learnt of people is remembered for the passes after it.
 pub async fn plan(
     inputs: &Inputs<'_>,
     directory: &tokio::sync::Mutex<DirectorySource>,
 ) -> anyhow::Result<Planned> {
     let pass_scope = inputs.scope;
+    // The pass's one reading of the clock, before anything waits.
+    let settings = Settings::new(inputs.config, crate::model::clock::unix_seconds());
     let admitted = gather::admit(inputs, pass_scope, directory).await;
-    let world = gather::read_world(&admitted, inputs, pass_scope, directory).await?;
+    let world = gather::read_world(&admitted, inputs, pass_scope, settings, directory).await?;
     let started = Instant::now();
     let decide::Decided {
         mut plan,
@@ -110,6 +113,14 @@ pub async fn plan(
     };
     let audit_reader = directory.lock().await.reader().cloned();
     who_changed::record(&mut plan, (&groups, &people_ids), audit_reader.as_ref()).await;
+    if let Some(message) = &inputs.audit_attention {
+        plan.notices.push(Notice {
+            kind: NoticeKind::AuditSegmentRotated,
+            account: None,
+            resource: inputs.config.audit.path.display().to_string(),
+            message: message.clone(),
+        });
+    }
     // The notices the lookup added are counted too.
     plan.summarize();
     Ok(Planned {
