@@ -88,7 +88,7 @@ pub async fn admit(
     }
 }
 
-/// The desired state of one account and region, with the documents that apply there.
+/// The desired state of one account and region.
 pub struct Place {
     /// (account, region).
     pub at: (String, String),
