@@ -71,12 +71,14 @@ impl Controller {
     }
 
     /// A release holds for one pass that applied the document's changes: one whose held
-    /// removals failed to apply keeps it for the next.
+    /// removals failed, or were skipped (shutting down, an earlier change to the resource
+    /// failed, or the fast path wrote the resource after this pass read it), keeps it for
+    /// the next.
     pub(super) fn settle_releases(&self, released: &BTreeSet<String>, report: &apply::Report) {
         let failed: BTreeSet<&str> = report
             .outcomes
             .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
+            .filter(|o| matches!(o.outcome, Outcome::Failed(_) | Outcome::Skipped { .. }))
             .filter_map(|o| o.mapping.as_deref())
             .collect();
         let mut releases = self.releases.lock().expect("releases");

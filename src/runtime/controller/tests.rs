@@ -2,6 +2,7 @@
 //! revocations that are never deferred, `/status` states and the metrics.
 
 use super::*;
+use crate::apply::Outcome;
 use crate::model::call::{Failure, Written};
 use crate::observed::trusted_subjects;
 use crate::observed::{FunctionKey, Observed, ObservedProvider, ObservedRole};
@@ -561,4 +562,58 @@ async fn a_failed_read_fails_the_pass_and_changes_nothing() {
         "the error names its source"
     );
     assert!(b.status().last_success_at.is_none());
+}
+
+/// A release is used up only by a pass that applied the document's changes: one whose
+/// held removal failed or was skipped (superseded by the fast path, shutting down, an
+/// earlier failure) keeps it for the next pass.
+#[tokio::test]
+async fn a_release_outlives_a_pass_that_skipped_or_failed_its_removal() {
+    let b = bench();
+    let done = |mapping: &str, outcome: Outcome| crate::apply::ChangeOutcome {
+        key: format!("k-{mapping}"),
+        action: "revoke-trust".into(),
+        resource: format!("arn:aws:iam::111111111111:role/{mapping}").into(),
+        account: None,
+        mapping: Some(mapping.into()),
+        members_added: 0,
+        members_removed: 1,
+        outcome,
+    };
+    let names = ["applied", "failed", "skipped"];
+    for m in names {
+        b.ctl.releases.lock().unwrap().insert(
+            m.to_string(),
+            crate::audit::Released {
+                mapping: m.into(),
+                by: "ana".into(),
+                note: None,
+                requested_at: "2026-12-07T00:00:00Z".into(),
+            },
+        );
+    }
+    let report = apply::Report {
+        applied: 1,
+        failed: 1,
+        skipped: 1,
+        outcomes: vec![
+            done("applied", Outcome::Ok(Default::default())),
+            done(
+                "failed",
+                Outcome::Failed(Failure::permanent("UpdateAssumeRolePolicy", "denied")),
+            ),
+            done(
+                "skipped",
+                Outcome::Skipped {
+                    reason: "the membership fast path wrote this role after this pass read it"
+                        .into(),
+                },
+            ),
+        ],
+        interrupted: false,
+    };
+    let released: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+    b.ctl.settle_releases(&released, &report);
+    let kept: Vec<String> = b.ctl.releases.lock().unwrap().keys().cloned().collect();
+    assert_eq!(kept, ["failed", "skipped"]);
 }
