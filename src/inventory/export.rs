@@ -38,7 +38,30 @@ pub(super) fn document(
         "spec": spec,
     });
     let yaml = serde_yaml::to_string(&doc).expect("JSON values serialise as YAML");
-    format!("---\n# {comment}\n{yaml}")
+    format!("---\n{}{yaml}", comment_lines(comment))
+}
+
+/// `comment` as YAML comment lines: each of its lines starts with `# `, whatever it holds.
+/// It quotes names read from AWS (an identity-store group's display name may carry a line
+/// break, which YAML would otherwise read as the end of the comment and the rest as the
+/// document), so every line break YAML knows (`\n`, `\r`, NEL, LS, PS) starts a new comment
+/// line, and control characters, which a YAML stream may not hold, are written escaped.
+fn comment_lines(comment: &str) -> String {
+    comment
+        .split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+        .map(|line| format!("# {}\n", shown(line)))
+        .collect()
+}
+
+/// `text` with its control characters written escaped: names read from AWS reach a
+/// terminal (warnings) and YAML (comments), neither of which may take them raw.
+pub(super) fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// A document name from a role name: lower case, `-` for anything else, at most 63.

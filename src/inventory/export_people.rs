@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::export::{document, Export};
+use super::export::{document, shown, Export};
 use super::Directory;
 use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
 use crate::observed::{ObservedIdentityCenter, PermissionSetPolicies};
@@ -184,10 +184,10 @@ fn exported(
         accounts.join(", ")
     );
     for n in &notes {
-        comment.push_str(&format!("\n# left out: {n}"));
+        comment.push_str(&format!("\nleft out: {n}"));
     }
     for n in notes {
-        eprintln!("warning: permission set {}: {n}", set.name);
+        eprintln!("warning: permission set {}: {}", set.name, shown(&n));
     }
     Ok(Some((name, comment, spec)))
 }

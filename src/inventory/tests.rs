@@ -136,3 +136,28 @@ fn a_token_that_is_not_a_jwt_says_why_in_words() {
     // Pasted from an Authorization header.
     assert!(decode_claims(&format!("Bearer {header}.{claims}.c2ln\n")).is_ok());
 }
+
+/// Text read from AWS that an exported document quotes in its comment (an identity-store
+/// group's display name may hold line breaks) never becomes YAML: every line break YAML
+/// knows starts another comment line, and control characters are written escaped.
+#[test]
+fn an_exported_comment_never_turns_quoted_names_into_yaml() {
+    let hostile = "ops\nkind: RoleMapping\rspec: {role: {name: admin}}\u{85}x: 1\u{2028}y: 2\u{2029}z: 3\u{1b}[31m\u{0}";
+    let spec = serde_json::json!({"group": {"id": "g-1"}});
+    let text = super::export::document("AccessAssignment", "ops", hostile, &spec);
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("the export parses"))
+        .collect();
+    assert_eq!(docs.len(), 1, "{text}");
+    let doc = serde_json::to_value(&docs[0]).unwrap();
+    assert_eq!(doc["kind"], "AccessAssignment", "{text}");
+    assert_eq!(doc["spec"], spec, "{text}");
+    assert_eq!(
+        doc.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["apiVersion", "kind", "metadata", "spec"],
+        "{text}"
+    );
+    let comments: Vec<&str> = text.lines().skip(1).take(6).collect();
+    assert!(comments.iter().all(|l| l.starts_with("# ")), "{text}");
+    assert!(text.contains(r"\u{1b}[31m\u{0}"), "{text}");
+}
