@@ -88,9 +88,12 @@ pub fn export_people(src: &PeopleSource, policies: &PolicySet, out: &mut Export)
                     .push_str(&document("AccessAssignment", &name, &comment, &spec));
                 out.assignments += 1;
             }
-            Err(why) => out
-                .skipped
-                .push(format!("permission set {} ({}): {why}", set.name, set.arn)),
+            Err(why) => out.skipped.push(format!(
+                "permission set {} ({}): {}",
+                set.name,
+                set.arn,
+                shown(&why)
+            )),
         }
     }
 }
