@@ -11,17 +11,8 @@ use crate::runtime::people;
 use crate::runtime::scope::Scope;
 use crate::sources::policy::scope as placement;
 
-/// What a pass decided.
-pub struct Decided {
-    /// The checked plan: changes to apply, and those held with their reasons.
-    pub plan: Plan,
-    /// The removals people's plan made, (document, lower-cased user name), before the
-    /// checks: a focused pass remembers them.
-    pub people_removed: Vec<(String, String)>,
-}
-
 /// Turns the world into the pass's checked plan.
-pub fn decide(world: &World<'_>, inputs: &Inputs<'_>, pass_scope: Scope<'_>) -> Decided {
+pub fn decide(world: &World<'_>, inputs: &Inputs<'_>, pass_scope: Scope<'_>) -> Plan {
     let mut plan = plan_places(world, inputs);
     if let Some(apps) = &world.applications {
         let accounts = world.read.observed.homes.keys().cloned().collect();
@@ -37,7 +28,6 @@ pub fn decide(world: &World<'_>, inputs: &Inputs<'_>, pass_scope: Scope<'_>) -> 
         });
         plan = Plan::merge(vec![plan, p]);
     }
-    let mut people_removed = Vec::new();
     match &world.people {
         Some(Ok(read)) => {
             let p = people::decide(
@@ -47,7 +37,6 @@ pub fn decide(world: &World<'_>, inputs: &Inputs<'_>, pass_scope: Scope<'_>) -> 
                 world.began,
                 (inputs.recorded_baselines, inputs.recorded_people),
             );
-            people_removed = people::removals(&p);
             plan = Plan::merge(vec![plan, p]);
         }
         Some(Err(problem)) => plan.problems.push(problem.clone()),
@@ -66,10 +55,7 @@ pub fn decide(world: &World<'_>, inputs: &Inputs<'_>, pass_scope: Scope<'_>) -> 
     let policies = &world.admitted.policies;
     plan.label(|name| policies.labels_of(name).cloned());
     plan.summarize();
-    Decided {
-        plan,
-        people_removed,
-    }
+    plan
 }
 
 /// Plans each account and region on its own (IAM once, from the account's home region)

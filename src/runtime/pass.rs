@@ -76,10 +76,7 @@ pub async fn plan(
     let admitted = gather::admit(inputs, pass_scope, directory).await;
     let world = gather::read_world(&admitted, inputs, pass_scope, settings, directory).await?;
     let started = Instant::now();
-    let decide::Decided {
-        mut plan,
-        people_removed,
-    } = decide::decide(&world, inputs, pass_scope);
+    let mut plan = decide::decide(&world, inputs, pass_scope);
     tracing::info!(
         plan_us = started.elapsed().as_micros() as u64,
         accounts = inputs.fleet.members().len(),
@@ -104,7 +101,7 @@ pub async fn plan(
                 pass_scope,
                 inputs.fleet,
                 (&snapshot, &admitted.policies),
-                (people_removed, &plan),
+                &plan,
             );
             groups.extend(names.groups);
             (Some(read.clients), names.ids)
@@ -132,6 +129,7 @@ pub async fn plan(
         identity_center,
     })
 }
+
 impl Planned {
     /// The one writer of this pass's changes, routing each by back-end: IAM and Lambda
     /// through `aws`, Entra and Identity Center through what the pass connected.

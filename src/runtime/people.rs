@@ -243,12 +243,13 @@ pub struct PeopleNames {
     pub ids: BTreeMap<String, String>,
 }
 
-/// The removals of people's plan, (document, lower-cased user name): what a focused pass
-/// remembers.
-pub fn removals(people_plan: &Plan) -> Vec<(String, String)> {
-    people_plan
-        .changes
+/// The removals `plan` makes of people, held ones included, (document, lower-cased user
+/// name): what a focused pass remembers. The checks only move changes between made and
+/// held, so these are the removals people's plan made.
+fn removals(plan: &Plan) -> Vec<(String, String)> {
+    plan.changes
         .iter()
+        .chain(plan.held.iter().map(|h| &h.change))
         .filter_map(|c| match (&c.action, &c.mapping) {
             (Action::People(PeopleAction::RemoveGroupMembers { .. }), Some(m)) => Some(
                 c.members_removed
@@ -263,21 +264,20 @@ pub fn removals(people_plan: &Plan) -> Vec<(String, String)> {
 
 /// Remembers what the pass learnt for the passes after it: a full pass, where each
 /// document's group and set are (the fast path's index) and every person's object id; a
-/// focused pass, the removals it planned (`removed`, from [`removals`]). Returns the
-/// names `plan` (the pass's) needs.
+/// focused pass, the removals `plan` (the pass's) makes. Returns the names `plan` needs.
 pub fn remember(
     read: &PeopleRead<'_>,
     pass_scope: Scope<'_>,
     fleet: &Fleet,
     (snapshot, policies): (&DirectorySnapshot, &PolicySet),
-    (removed, plan): (Vec<(String, String)>, &Plan),
+    plan: &Plan,
 ) -> PeopleNames {
     let mut state = fleet.people();
     if pass_scope.is_fleet() {
         state.index = Some(index_of(&read.observed, &read.wanted));
         state.ids.clear();
     } else {
-        state.revoked.record(removed, Instant::now());
+        state.revoked.record(removals(plan), Instant::now());
     }
     state.ids.extend(
         read.users
