@@ -6,7 +6,7 @@ use super::{entra_tenant, Directory, EntraRole};
 use crate::observed::{condition_values, trusted_services, Observations};
 use crate::plan::Settings;
 use crate::sources::policy::{
-    AccountSelector, GroupSelector, IdentityProviderSpec, MemberSelection, PolicySet,
+    short_lines, AccountSelector, GroupSelector, IdentityProviderSpec, MemberSelection, PolicySet,
     RoleMappingSpec, RoleSpec, TokenVersion,
 };
 
@@ -49,18 +49,7 @@ pub(super) fn document(
 fn comment_lines(comment: &str) -> String {
     comment
         .split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
-        .map(|line| format!("# {}\n", shown(line)))
-        .collect()
-}
-
-/// `text` with its control characters written escaped: names read from AWS reach a
-/// terminal (warnings) and YAML (comments), neither of which may take them raw.
-pub(super) fn shown(text: &str) -> String {
-    text.chars()
-        .map(|c| match c.is_control() {
-            true => c.escape_default().to_string(),
-            false => c.to_string(),
-        })
+        .map(|line| format!("# {}\n", short_lines(line)))
         .collect()
 }
 

@@ -6,11 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::export::{document, shown, Export};
+use super::export::{document, Export};
 use super::Directory;
 use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
 use crate::observed::{ObservedIdentityCenter, PermissionSetPolicies};
 use crate::sources::directory::{DirectoryUser, MemberKind};
+use crate::sources::policy::short_lines;
 use crate::sources::policy::{
     AccessAssignmentSpec, AccountSelector, CustomerManagedPolicy, GroupSelector, GuestRule,
     MemberSelection, PermissionSetBoundary, PermissionSetSpec, PolicySet, DENIAL_RESERVE,
@@ -92,7 +93,7 @@ pub fn export_people(src: &PeopleSource, policies: &PolicySet, out: &mut Export)
                 "permission set {} ({}): {}",
                 set.name,
                 set.arn,
-                shown(&why)
+                short_lines(&why)
             )),
         }
     }
@@ -190,7 +191,7 @@ fn exported(
         comment.push_str(&format!("\nleft out: {n}"));
     }
     for n in notes {
-        eprintln!("warning: permission set {}: {}", set.name, shown(&n));
+        eprintln!("warning: permission set {}: {}", set.name, short_lines(&n));
     }
     Ok(Some((name, comment, spec)))
 }

@@ -32,7 +32,7 @@ pub use load::load_documents;
 pub use load::load_text;
 pub use model::*;
 use quote::{clean, clean_field};
-pub use quote::{short, QUOTE_CHARS};
+pub use quote::{short, short_lines, QUOTE_CHARS};
 pub use validate::function_name as function_name_of;
 
 /// A problem with the policy repository, located as precisely as the input allows.

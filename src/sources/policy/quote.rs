@@ -55,8 +55,9 @@ pub(super) fn clean(message: &str, long_scalars: &[String]) -> String {
     short_lines(&text)
 }
 
-/// Control characters escaped, nothing elided.
-fn short_lines(s: &str) -> String {
+/// Control characters escaped, nothing elided: text from outside (a policy file, a name
+/// read from AWS) shown on one line of a terminal, a log or a YAML comment.
+pub fn short_lines(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() {
