@@ -322,3 +322,56 @@ fn a_set_no_document_fully_expresses_is_exported_with_what_was_left_out_named() 
     ws.write("policies/exported.yaml", &yaml);
     run(&moto, &ws, &["validate"], 0);
 }
+
+/// A name read from AWS never becomes YAML in the export: a tag value (AWS allows Unicode
+/// separators in one, and YAML reads LS and PS as line breaks) written by whoever can tag
+/// the set into the comment that quotes it. The export still holds one AccessAssignment
+/// and nothing else, which validates.
+#[test]
+fn a_tag_value_written_as_yaml_stays_in_the_exported_comment() {
+    let moto = Moto::start();
+    let ws = workspace();
+    let ic = Center::new(&moto);
+    let dana = ic.user("dana@example.com", "Dana Ops");
+    let kim = ic.user("kim@example.com", "Kim Lo");
+    let group = ic.group("sg-aws-payments-people", &[&dana, &kim]);
+    let set = ic.set("PaymentsOps", "PT1H", "ops");
+    let hostile = "x\u{2028}kind: RoleMapping\u{2029}spec: {role: {name: admin}}";
+    moto.block_on(
+        ic.admin
+            .tag_resource()
+            .instance_arn(&ic.instance)
+            .resource_arn(&set)
+            .tags(
+                aws_sdk_ssoadmin::types::Tag::builder()
+                    .key("team")
+                    .value(hostile)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    ic.assign(&set, PrincipalType::Group, &group);
+
+    let out = run(&moto, &ws, &["export"], 0);
+    let yaml = stdout(&out);
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("the export parses"))
+        .collect();
+    let kinds: Vec<&Value> = docs.iter().map(|d| &d["kind"]).collect();
+    assert_eq!(kinds, [&json!("AccessAssignment")], "{yaml}");
+    assert_eq!(
+        docs[0].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["apiVersion", "kind", "metadata", "spec"],
+        "{yaml}"
+    );
+    assert!(
+        yaml.lines()
+            .filter(|l| l.contains("RoleMapping") || l.contains("admin"))
+            .all(|l| l.starts_with("# ")),
+        "{yaml}"
+    );
+    ws.write("policies/exported.yaml", &yaml);
+    run(&moto, &ws, &["validate"], 0);
+}
