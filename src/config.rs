@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod accounts;
-mod check;
+pub(crate) mod check;
 mod limits;
 pub use accounts::{AccountTarget, AccountsConfig, OrganizationDiscovery};
 pub use limits::{Guardrails, Limits};
@@ -477,6 +477,78 @@ pub struct AuditConfig {
     pub checkpoint_lines: usize,
     /// Where each checkpoint is also published, outside the file; none: nowhere.
     pub anchor: Option<AnchorConfig>,
+    /// Keep the log in S3 instead of on the pod's volume (`path` is then a working copy,
+    /// rebuilt from the bucket at every start), and elect one writer with a lease in the
+    /// same bucket: replicas stand by, and `apply` takes the same lease. None: the file.
+    pub s3: Option<S3AuditConfig>,
+}
+
+/// The audit log in S3: records appended as objects at consecutive positions with
+/// `If-None-Match: *`, so that two writers never append the same position; the writers'
+/// lease beside them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3AuditConfig {
+    /// The bucket; it must have S3 Object Lock enabled (checked at start), so that no
+    /// record, once written, can be deleted or overwritten while it is retained.
+    pub bucket: String,
+    /// The key prefix of this controller's log and lease.
+    #[serde(default = "default_s3_prefix")]
+    pub prefix: String,
+    /// The bucket's region; default `aws.region`.
+    pub region: Option<String>,
+    /// The retention written on every object; none: the bucket's default retention.
+    pub object_lock: Option<ObjectLockConfig>,
+    /// The writers' lease.
+    #[serde(default)]
+    pub lease: LeaseConfig,
+}
+
+fn default_s3_prefix() -> String {
+    "trustsync/".into()
+}
+
+/// S3 Object Lock retention for every object the log writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectLockConfig {
+    /// `COMPLIANCE` (nobody, the root user included, can delete a record before its
+    /// retention ends) or `GOVERNANCE` (who has `s3:BypassGovernanceRetention` can).
+    pub mode: ObjectLockMode,
+    /// Days each record is retained.
+    pub retention_days: u32,
+}
+
+/// The Object Lock retention modes S3 documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ObjectLockMode {
+    /// Nobody can shorten or remove the retention.
+    #[serde(rename = "COMPLIANCE")]
+    Compliance,
+    /// Removable with `s3:BypassGovernanceRetention`.
+    #[serde(rename = "GOVERNANCE")]
+    Governance,
+}
+
+/// The lease replicas (and `apply`) contend for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// A lease not renewed for this long (as a standby sees it, by its own clock) may be
+    /// taken. The leader stops writing `renewSeconds` before its own last renewal is
+    /// this old.
+    pub duration_seconds: u64,
+    /// The leader renews this often.
+    pub renew_seconds: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            duration_seconds: 10,
+            renew_seconds: 2,
+        }
+    }
 }
 
 /// A CloudWatch Logs stream that receives every signed checkpoint of the audit log.
@@ -499,6 +571,7 @@ impl Default for AuditConfig {
             auditor_public_key_files: Vec::new(),
             checkpoint_lines: 100,
             anchor: None,
+            s3: None,
         }
     }
 }

@@ -38,10 +38,12 @@ mod ack;
 mod checkpoint;
 mod keys;
 mod kms;
+pub mod lease;
 mod record;
 mod recover;
 mod release;
 mod repair;
+pub mod s3;
 mod show;
 mod verify;
 
@@ -84,6 +86,10 @@ pub enum Error {
     /// Another process has the log open for writing.
     #[error("audit log {path} is in use by another trustsync writer (a controller or an apply); one writer at a time keeps one chain: stop it, or give this one its own audit.path")]
     Locked { path: PathBuf },
+    /// This writer may append no more: its lease ended, or another writer appended where
+    /// it meant to (the S3 store). It must step down.
+    #[error("audit log {path}: {reason}")]
+    Superseded { path: PathBuf, reason: String },
     /// The log fails verification.
     #[error("audit log {path}, line {line}: {reason}")]
     Broken {
@@ -130,6 +136,8 @@ pub struct AuditLog {
     /// Also print every line to stdout (the controller: the cluster's log pipeline keeps
     /// a copy, chain and all).
     mirror: bool,
+    /// The bucket the log is kept in (`audit.s3`); the file is then its working copy.
+    remote: Option<s3::S3Log>,
     /// Held open for the exclusive lock.
     _lock: std::fs::File,
 }
@@ -154,7 +162,23 @@ impl AuditLog {
         trust: Trust,
         signer: Option<(CheckpointSigner, usize)>,
     ) -> Result<AuditLog, Error> {
+        AuditLog::open_store(path, trust, signer, None)
+    }
+
+    /// [`AuditLog::open_with`], kept in `remote` (the S3 store) when given: the file at
+    /// `path` is rebuilt from the bucket first and is its working copy from then on; every
+    /// append goes to the bucket before it counts.
+    pub fn open_store(
+        path: &Path,
+        trust: Trust,
+        signer: Option<(CheckpointSigner, usize)>,
+        mut remote: Option<s3::S3Log>,
+    ) -> Result<AuditLog, Error> {
         let lock = lock_log(path)?;
+        let tampering = match remote.as_mut() {
+            Some(r) => r.pull(path)?.tampering,
+            None => Vec::new(),
+        };
         let (bytes, torn, verified) = read_verified(path, &lock, &trust)?;
         let (lines, prev, ledger, lock, rotated, unvouched) = match verified {
             Ok((lines, prev, vouched)) => {
@@ -167,9 +191,17 @@ impl AuditLog {
             }
             Err(e) => {
                 let (lock, rotated, ledger) = rotate(path, &bytes, &e, lock, &trust)?;
+                if let Some(r) = remote.as_mut() {
+                    r.begin_segment();
+                }
                 (0, GENESIS.to_string(), ledger, lock, Some(rotated), None)
             }
         };
+        let mut ledger = ledger;
+        for t in tampering {
+            tracing::error!(problem = %t, "the audit log's bucket holds an attempt to rewrite it");
+            ledger.problems.push(t);
+        }
         for problem in &ledger.problems {
             tracing::error!(problem = %problem, "the audit log's previous segments do not hold what their rotation recorded; nothing is taken from them");
         }
@@ -188,6 +220,7 @@ impl AuditLog {
             unsigned: 0,
             unpublished: Vec::new(),
             mirror: false,
+            remote,
             _lock: lock,
         };
         log.record_opening(rotated, torn, unvouched)?;
@@ -346,6 +379,36 @@ impl AuditLog {
         Ok(pending.len())
     }
 
+    /// From now on, nothing reaches the store unless `fence` says this writer holds the
+    /// writers' lease (the S3 store; the file has its lock instead).
+    pub fn fence_with(&mut self, fence: lease::Fence) {
+        if let Some(r) = self.remote.as_mut() {
+            r.fence_with(fence);
+        }
+    }
+
+    /// Where the log is kept: the bucket, or the file.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.location(),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// The S3 store's requests so far; none for the file.
+    pub fn store_requests(&self) -> Option<std::sync::Arc<s3::StoreRequests>> {
+        self.remote.as_ref().map(|r| r.requests())
+    }
+
+    /// Sends what is written but not yet in the store (a write's outcome waits for the
+    /// next record that must be there); nothing for the file, where every line is synced.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        match self.remote.as_mut() {
+            Some(r) => r.flush(&self.path),
+            None => Ok(()),
+        }
+    }
+
     /// Lines in the log.
     pub fn len(&self) -> usize {
         self.lines
@@ -383,6 +446,9 @@ impl AuditLog {
                 }
             }
         }
+        if s3::must_flush(record) {
+            self.flush()?;
+        }
         Ok(line)
     }
 
@@ -409,6 +475,9 @@ impl AuditLog {
         bytes.push(b'\n');
         file.write_all(&bytes).map_err(io)?;
         file.sync_data().map_err(io)?;
+        if let Some(r) = self.remote.as_mut() {
+            r.stage(&bytes);
+        }
         if self.mirror {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(&bytes).and_then(|()| out.flush());
@@ -866,8 +935,13 @@ pub fn recorded(config: &crate::config::AuditConfig) -> Recorded {
 
 /// Opens the log of this configuration, with its signer (a key file, or a KMS key) and
 /// the keys that vouch for what it says; a key that cannot be used is an error, before the
-/// log is touched.
-pub fn open_configured(config: &crate::config::AuditConfig) -> anyhow::Result<AuditLog> {
+/// log is touched. With `audit.s3`, the log is the bucket's (Object Lock required) and
+/// nothing reaches it unless `fence` says this writer holds the writers' lease.
+pub fn open_configured(
+    config: &crate::config::AuditConfig,
+    aws: &crate::config::AwsConfig,
+    fence: Option<lease::Fence>,
+) -> anyhow::Result<AuditLog> {
     let (trust, signing) = Trust::of_config_keys(config).map_err(|e| anyhow::anyhow!(e))?;
     let signer = match (signing, &config.kms_key_id) {
         (Some(signing), _) => Some(CheckpointSigner::Local(signing)),
@@ -881,11 +955,93 @@ pub fn open_configured(config: &crate::config::AuditConfig) -> anyhow::Result<Au
         }
         (None, None) => None,
     };
-    Ok(AuditLog::open_with(
+    let remote = match &config.s3 {
+        Some(s3) => {
+            let mut store = s3::S3Log::connect(s3, aws).map_err(|e| anyhow::anyhow!(e))?;
+            store.check_object_lock().map_err(|e| anyhow::anyhow!(e))?;
+            if let Some(fence) = fence {
+                store.fence_with(fence);
+            }
+            Some(store)
+        }
+        None => None,
+    };
+    Ok(AuditLog::open_store(
         &config.path,
         trust,
         signer.map(|s| (s, config.checkpoint_lines)),
+        remote,
     )?)
+}
+
+/// A file holding the configured log to read: the file itself, or, with `audit.s3`, a
+/// copy of the bucket's segments pulled into a folder of this process's own (the
+/// previous segments beside it, where the rotations name them).
+pub fn readable_copy(
+    config: &crate::config::AuditConfig,
+    aws: &crate::config::AwsConfig,
+) -> Result<Readable, String> {
+    let Some(s3) = &config.s3 else {
+        return Ok(Readable {
+            path: config.path.clone(),
+            tampering: Vec::new(),
+        });
+    };
+    pull_copy(s3, aws, &config.path)
+}
+
+/// `s3://bucket/prefix/` (a log in S3) pulled into a folder of this process's own, or the
+/// file `given` as it is.
+pub fn readable_location(given: &Path, aws: &crate::config::AwsConfig) -> Result<Readable, String> {
+    let text = given.to_string_lossy();
+    let Some(rest) = text.strip_prefix("s3://") else {
+        return Ok(Readable {
+            path: given.to_path_buf(),
+            tampering: Vec::new(),
+        });
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let s3 = crate::config::S3AuditConfig {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+        region: None,
+        object_lock: None,
+        lease: Default::default(),
+    };
+    crate::config::check::check_s3_audit(&s3)
+        .map_err(|(field, e)| format!("{text}: {field}: {e}"))?;
+    pull_copy(&s3, aws, Path::new("audit.jsonl"))
+}
+
+/// A log to read: its file (a copy of the bucket's, for the S3 store), and what the bucket
+/// holds besides the records (attempts to rewrite or delete them).
+#[derive(Debug, Clone)]
+pub struct Readable {
+    pub path: PathBuf,
+    pub tampering: Vec<String>,
+}
+
+fn pull_copy(
+    s3: &crate::config::S3AuditConfig,
+    aws: &crate::config::AwsConfig,
+    path: &Path,
+) -> Result<Readable, String> {
+    let name = path
+        .file_name()
+        .unwrap_or(std::ffi::OsStr::new("audit.jsonl"));
+    let dir = std::env::temp_dir().join(format!(
+        "trustsync-audit-{}-{}",
+        std::process::id(),
+        crate::model::clock::since_epoch().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let copy = dir.join(name);
+    let mut store = s3::S3Log::connect(s3, aws)?;
+    let pulled = store.pull(&copy).map_err(|e| e.to_string())?;
+    Ok(Readable {
+        path: copy,
+        tampering: pulled.tampering,
+    })
 }
 
 /// The current time, RFC 3339 in UTC.

@@ -286,6 +286,9 @@ pub(super) fn release(config: &Config, args: super::ReleaseArgs) -> anyhow::Resu
     if by.trim().is_empty() {
         bail!("--by: say who is releasing the held removals (a name or an email address)");
     }
+    if config.audit.s3.is_some() {
+        bail!("with audit.s3, `release` is not supported yet: the request channel to the controller is a file beside the log, and the log is in the bucket; stop the controllers and run `trustsync apply --release {name}` (docs/operations.md, \"The audit log in S3\")");
+    }
     let set = crate::sources::policy::load_dir(&policies.policies, &config.limits)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let known = set.holds_members(&name);

@@ -20,6 +20,7 @@ use crate::render::Format;
 use output::{out, outln};
 
 mod audit_cmd;
+mod lease;
 pub(crate) mod output;
 mod passes;
 mod permissions;
@@ -224,7 +225,7 @@ pub enum ShowFormat {
 }
 
 /// Where the policies are.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
     /// Policy repository directory (every *.yaml / *.yml below it).
     #[arg(long, env = "TRUSTSYNC_POLICIES", default_value = "policies")]
@@ -248,7 +249,7 @@ pub struct ReleaseArgs {
 
 /// What every command that reads live state reads: the policies, the directory, the
 /// accounts.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ReadArgs {
     #[command(flatten)]
     policies: PolicyArgs,
@@ -277,7 +278,7 @@ impl ReadArgs {
 }
 
 /// Inputs shared by plan, apply and run.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PassArgs {
     #[command(flatten)]
     read: ReadArgs,
@@ -373,6 +374,10 @@ pub struct ApplyArgs {
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     auto_approve: bool,
+    /// With the S3 audit store: wait this long for the writers' lease another writer (the
+    /// controller, another apply) holds; 0, the default, refuses at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait_for_lease: u64,
 }
 
 /// Parses the command line and runs it.
@@ -557,9 +562,22 @@ async fn run_audit(
             auditor_keys,
             anchor,
         } => {
-            let code = audit_verify(&file, public_key.as_deref(), &auditor_keys, || {
+            // `s3://bucket/prefix/`: the log in S3, read into a copy of this process's own.
+            let aws = || load_config().map(|c| c.aws).unwrap_or_default();
+            let given = file.clone();
+            let readable = tokio::task::block_in_place(|| audit::readable_location(&file, &aws()))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", given.display()))?;
+            if readable.path != given {
+                eprintln!("{}: read into {}", given.display(), readable.path.display());
+            }
+            let file = readable.path;
+            let mut code = audit_verify(&file, public_key.as_deref(), &auditor_keys, || {
                 load_config()
             })?;
+            for t in &readable.tampering {
+                eprintln!("{t}");
+                code = 1;
+            }
             if code != 0 || !anchor {
                 return Ok(code);
             }
@@ -572,6 +590,9 @@ async fn run_audit(
             note,
         } => {
             let config = load_config()?;
+            if config.audit.s3.is_some() && file.is_none() {
+                anyhow::bail!("with audit.s3, `audit acknowledge` is not supported yet: the log in the bucket is written only by the holder of the writers' lease, and no request channel to it exists yet (docs/operations.md, \"The audit log in S3\")");
+            }
             let file = file.unwrap_or_else(|| config.audit.path.clone());
             audit_acknowledge(&file, &config, &by, &key, note)
         }
@@ -582,10 +603,21 @@ async fn run_audit(
             since,
             output,
         } => {
-            let file = match file {
-                Some(f) => f,
-                None => load_config()?.audit.path,
-            };
+            let readable = match file {
+                Some(f) => {
+                    let aws = load_config().map(|c| c.aws).unwrap_or_default();
+                    tokio::task::block_in_place(|| audit::readable_location(&f, &aws))
+                }
+                None => {
+                    let config = load_config()?;
+                    tokio::task::block_in_place(|| audit::readable_copy(&config.audit, &config.aws))
+                }
+            }
+            .map_err(|e| anyhow::anyhow!("the audit log: {e}"))?;
+            for t in &readable.tampering {
+                eprintln!("{t}");
+            }
+            let file = readable.path;
             let since = since.map(|s| since_time(&s)).transpose()?;
             let query = audit::Query {
                 principal,

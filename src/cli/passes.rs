@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::bail;
 
-use super::{confirm, out, outln, ApplyArgs, Pass, PlanArgs, Progress, RunArgs};
+use super::{confirm as confirm_changes, out, outln, ApplyArgs, Pass, PlanArgs, Progress, RunArgs};
 use crate::apply::{self};
 use crate::audit;
 use crate::config::Config;
@@ -117,32 +117,107 @@ pub(super) async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<u8> {
 }
 
 /// `trustsync apply`: the plan, a confirmation unless `--auto-approve`, the changes; 0
-/// only when everything was applied and nothing needs a person.
+/// only when everything was applied and nothing needs a person. With the S3 audit store,
+/// under the writers' lease: taken after the confirmation (a person at the prompt never
+/// keeps the controller from revoking), and the plan read again under it must be the one
+/// confirmed.
 pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8> {
-    let ApplyArgs { pass, auto_approve } = args;
+    let ApplyArgs {
+        pass,
+        auto_approve,
+        wait_for_lease,
+    } = args;
+    let Some(s3) = config.audit.s3.clone() else {
+        return apply_now(pass, config, Confirm::Ask(auto_approve), None).await;
+    };
+    let confirm = if auto_approve {
+        Confirm::Ask(true)
+    } else {
+        let Some(ctx) = Pass::prepare(pass.clone(), config.clone(), Progress::new(false)).await?
+        else {
+            return Ok(1);
+        };
+        let plan = &ctx.planned.plan;
+        let shown = confirmed(plan);
+        out!(
+            "{}",
+            render::render(plan, Format::Text, color_for(Format::Text))
+        )?;
+        if plan.is_empty() && plan.held.is_empty() {
+            ctx.log_stats();
+            return Ok(if plan.needs_attention() { 1 } else { 0 });
+        }
+        if !plan.is_empty() && !confirm_changes(plan.changes.len())? {
+            outln!("Apply cancelled; nothing was changed.")?;
+            return Ok(1);
+        }
+        Confirm::Confirmed(shown)
+    };
+    let leased = crate::cli::lease::take(&s3, &config.aws, wait_for_lease).await?;
+    let fence = leased.fence();
+    let result = apply_now(pass, config, confirm, Some(fence)).await;
+    leased.end().await;
+    result
+}
+
+/// What the person said before the changes are made.
+enum Confirm {
+    /// Ask now, unless `true` (`--auto-approve`).
+    Ask(bool),
+    /// They confirmed these changes (what, to which resource).
+    Confirmed(Vec<(crate::plan::Action, String)>),
+}
+
+fn confirmed(plan: &crate::plan::Plan) -> Vec<(crate::plan::Action, String)> {
+    plan.changes
+        .iter()
+        .map(|c| (c.action.clone(), c.resource.to_string()))
+        .collect()
+}
+
+async fn apply_now(
+    pass: super::PassArgs,
+    config: Config,
+    confirm: Confirm,
+    fence: Option<audit::lease::Fence>,
+) -> anyhow::Result<u8> {
     let audit_config = config.audit.clone();
-    let audit_path = config.audit.path.clone();
+    let aws_config = config.aws.clone();
     let progress = Progress::new(false);
     let Some(ctx) = Pass::prepare(pass, config, progress).await? else {
         return Ok(1);
     };
     // One writer at a time; writes a crash left without an outcome are recorded first.
-    let mut log = audit::open_configured(&audit_config)?;
+    let mut log =
+        tokio::task::block_in_place(|| audit::open_configured(&audit_config, &aws_config, fence))?;
     log.recover(&ctx.planned.observed, &ctx.actor)?;
     let plan = &ctx.planned.plan;
-    out!(
-        "{}",
-        render::render(plan, Format::Text, color_for(Format::Text))
-    )?;
+    if let Confirm::Confirmed(shown) = &confirm {
+        if confirmed(plan) != *shown {
+            out!(
+                "{}",
+                render::render(plan, Format::Text, color_for(Format::Text))
+            )?;
+            outln!("The plan changed between the confirmation and the writers' lease (above: the plan now); nothing was changed. Run apply again.")?;
+            return Ok(1);
+        }
+    } else {
+        out!(
+            "{}",
+            render::render(plan, Format::Text, color_for(Format::Text))
+        )?;
+    }
     if plan.is_empty() && plan.held.is_empty() {
         ctx.log_stats();
         return Ok(if plan.needs_attention() { 1 } else { 0 });
     }
     // With only held changes nothing is asked: the pass is still recorded, so the audit
     // log shows what was held and why.
-    if !plan.is_empty() && !auto_approve && !confirm(plan.changes.len())? {
-        outln!("Apply cancelled; nothing was changed.")?;
-        return Ok(1);
+    if let Confirm::Ask(false) = confirm {
+        if !plan.is_empty() && !confirm_changes(plan.changes.len())? {
+            outln!("Apply cancelled; nothing was changed.")?;
+            return Ok(1);
+        }
     }
     let shared = tokio::sync::Mutex::new(log);
     let report = ctx
@@ -168,7 +243,7 @@ pub(super) async fn apply(args: ApplyArgs, config: Config) -> anyhow::Result<u8>
         report.failed,
         report.skipped,
         plan.held.len(),
-        audit_path.display()
+        log.location()
     )?;
     for done in &report.outcomes {
         if let apply::Outcome::Failed(f) = &done.outcome {

@@ -155,12 +155,21 @@ impl Pass {
             return Ok(None);
         };
         // The pins and removal baselines the audit log says were written (read without
-        // the writer's lock).
+        // the writer's lock; with the S3 store, from a copy of the bucket's log: a bucket
+        // that cannot be read is an error, never an empty log).
+        let mut audit = config.audit.clone();
+        let readable = crate::audit::readable_copy(&config.audit, &config.aws)
+            .map_err(|e| anyhow::anyhow!("the audit log: {e}"))?;
+        audit.path = readable.path;
         let crate::audit::Recorded {
             pins: recorded_pins,
             baselines: recorded_baselines,
             people: recorded_people,
-        } = crate::audit::recorded(&config.audit);
+        } = crate::audit::recorded(&audit);
+        let attention = crate::audit::needs_attention(&audit)
+            .into_iter()
+            .chain(readable.tampering)
+            .reduce(|a, b| format!("{a}; {b}"));
         let source = tokio::sync::Mutex::new(source);
         let planned = pass::plan(
             &pass::Inputs {
@@ -172,7 +181,7 @@ impl Pass {
                 recorded_pins: &recorded_pins,
                 recorded_baselines: &recorded_baselines,
                 recorded_people: &recorded_people,
-                audit_attention: crate::audit::needs_attention(&config.audit),
+                audit_attention: attention,
                 scope: pass::Scope::Fleet,
             },
             &source,

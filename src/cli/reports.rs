@@ -150,7 +150,9 @@ pub(super) async fn access(args: AccessArgs, mut config: Config) -> anyhow::Resu
     } else {
         entra.directory().await?
     };
-    let since = match audit::show(&config.audit.path, &audit::Query::default()) {
+    let readable = tokio::task::block_in_place(|| audit::readable_copy(&config.audit, &config.aws))
+        .map_err(|e| anyhow::anyhow!("the audit log: {e}"))?;
+    let since = match audit::show(&readable.path, &audit::Query::default()) {
         Ok(entries) => crate::inventory::grants_since(&entries),
         Err(e) => {
             tracing::info!(error = %e, "no audit log to say since when; left out");

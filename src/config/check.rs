@@ -3,7 +3,7 @@
 use super::{Config, MAX_STATEMENT_ID_PREFIX, NOTIFICATIONS_PATH};
 
 /// The field and what is wrong.
-type Checked = Result<(), (&'static str, String)>;
+pub(crate) type Checked = Result<(), (&'static str, String)>;
 
 impl Config {
     /// The rules serde cannot express: shares in 0..=1, a dedicated role path, a statement
@@ -72,6 +72,9 @@ impl Config {
                 "audit.anchor",
                 "anchoring publishes signed checkpoints: set audit.signingKeyFile or audit.kmsKeyId too".into(),
             ));
+        }
+        if let Some(s3) = &audit.s3 {
+            check_s3_audit(s3)?;
         }
         Ok(())
     }
@@ -218,4 +221,62 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `audit.s3`: a bucket name S3 accepts, a prefix that stays a folder of its own, a lease
+/// the leader can renew several times before a standby may take it.
+pub(crate) fn check_s3_audit(s3: &crate::config::S3AuditConfig) -> Checked {
+    let b = &s3.bucket;
+    let bucket_ok = (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !bucket_ok {
+        return Err((
+            "audit.s3.bucket",
+            format!("`{b}` is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit)"),
+        ));
+    }
+    let p = &s3.prefix;
+    if p.starts_with('/')
+        || (!p.is_empty() && !p.ends_with('/'))
+        || p.split('/').any(|part| part == "." || part == "..")
+        || p.chars().any(|c| c.is_control())
+        || p.len() > 512
+    {
+        return Err((
+            "audit.s3.prefix",
+            format!("`{p}` must be empty or a folder ending in `/`, with no leading `/`, no `.` or `..` part and no control character"),
+        ));
+    }
+    if let Some(r) = s3
+        .region
+        .as_deref()
+        .filter(|r| !crate::model::account::is_region(r))
+    {
+        return Err((
+            "audit.s3.region",
+            format!("`{r}` is not an AWS region name"),
+        ));
+    }
+    if let Some(lock) = &s3.object_lock {
+        if lock.retention_days == 0 {
+            return Err((
+                "audit.s3.objectLock.retentionDays",
+                "a record must be retained at least one day".into(),
+            ));
+        }
+    }
+    let l = &s3.lease;
+    if l.renew_seconds == 0 || l.duration_seconds < 3 * l.renew_seconds {
+        return Err((
+            "audit.s3.lease",
+            format!(
+                "renewSeconds {} must be at least 1 and durationSeconds {} at least three times it: the leader stops writing renewSeconds before its lease could be taken, and must have renewed more than once by then",
+                l.renew_seconds, l.duration_seconds
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -76,8 +76,12 @@ pub async fn run(
     // Then the listener and the signal handlers, before anything that needs the network:
     // /healthz answers and SIGTERM is honoured while AWS or Graph cannot be reached.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let server = serve_http(settings.listen, shared.clone(), stop_rx.clone()).await?;
-    tokio::spawn(signals(stop_tx));
+    tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move { signals(&stop_tx).await }
+    });
 
     let Some((fleet, caller)) = connect_aws(&config, &shared, stop_rx.clone()).await else {
         tracing::info!("shutting down before the first pass");
@@ -92,6 +96,19 @@ pub async fn run(
         &shared,
         &stop_rx,
     );
+    // With the S3 store: stand by (the directory cache kept warm by the watchers) until
+    // the writers' lease is this replica's; only then is the log opened for writing.
+    let (audit, leading) = match audit {
+        Some(audit) => (audit, None),
+        None => match leadership::lead(&config, &shared, stop_rx.clone(), stop_tx.clone()).await? {
+            Some((audit, leading)) => (audit, Some(leading)),
+            None => {
+                tracing::info!("shutting down before taking the lead");
+                let _ = server.await;
+                return Ok(0);
+            }
+        },
+    };
     let ctl = Controller::new(
         config,
         fleet,
@@ -145,26 +162,42 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    let lost = match leading {
+        Some(leading) => leading.end().await,
+        None => None,
+    };
     if let Some(keeper) = w.keeper {
         // It deletes the subscription (bounded: the subscription expires on its own).
         let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
     }
     let _ = server.await;
-    Ok(0)
+    match lost {
+        Some(why) => Err(anyhow::anyhow!(
+            "stepped down: {why}; start again to stand by"
+        )),
+        None => Ok(0),
+    }
 }
 
 /// The policies, the audit log (mirrored to stdout, for the cluster's log pipeline) and
 /// the state the HTTP endpoints show: what `run` checks before it touches the network.
+/// With the S3 store the log is opened only once this replica leads: `None` then.
 fn open_local(
     config: &Config,
     policy_dir: &std::path::Path,
     settings: &RunSettings,
-) -> anyhow::Result<(PolicySet, AuditLog, Arc<Shared>)> {
+) -> anyhow::Result<(PolicySet, Option<AuditLog>, Arc<Shared>)> {
     let policies =
         policy::load_dir(policy_dir, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut audit = crate::audit::open_configured(&config.audit)?;
-    // A copy of every record on stdout, for the cluster's log pipeline.
-    audit.mirror_to_stdout();
+    let audit = match config.audit.s3 {
+        Some(_) => None,
+        None => {
+            let mut audit = crate::audit::open_configured(&config.audit, &config.aws, None)?;
+            // A copy of every record on stdout, for the cluster's log pipeline.
+            audit.mirror_to_stdout();
+            Some(audit)
+        }
+    };
     let mut shared = Shared::new(
         policy_dir.to_path_buf(),
         &policies,
@@ -753,6 +786,7 @@ fn roles_of(policies: &PolicySet, focus: &BTreeSet<String>) -> BTreeSet<String> 
 }
 
 mod books;
+mod leadership;
 mod releases;
 
 #[cfg(test)]

@@ -36,7 +36,19 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let waiting = shared.pending.waiting(crate::runtime::status::STALLED);
     let (feeds, feed_down) = shared.failing_feeds(shared.ready_max_age);
     let st = shared.status.lock().expect("status");
+    let standby = st
+        .leadership
+        .as_ref()
+        .filter(|l| l.role == "standby")
+        .map(|l| {
+            format!(
+                "standby: ready to take over (the writers' lease is held by {})\n",
+                l.leader.as_deref().unwrap_or("nobody yet")
+            )
+        });
     let (code, mut body) = match st.last_success {
+        // A standby has no pass of its own: it is ready while its feeds are.
+        _ if standby.is_some() => (StatusCode::OK, standby.unwrap_or_default()),
         Some(t) if t.elapsed() <= shared.ready_max_age => (StatusCode::OK, "ready\n".to_string()),
         Some(t) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -163,8 +163,24 @@ pub struct StatusDoc {
     /// on its own: one failing never stops the other.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub directory_feeds: BTreeMap<&'static str, FeedStatus>,
+    /// With the S3 store: whether this replica leads or stands by, and who leads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leadership: Option<Leadership>,
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
+}
+
+/// This replica's part in the writers' lease (`/status`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Leadership {
+    /// `leader`, `standby` or `stepping-down`.
+    pub role: &'static str,
+    /// This replica's name in the lease.
+    pub this: String,
+    /// Who holds the lease, as last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }
 
 /// One directory delta feed in `/status`.

@@ -18,7 +18,7 @@ use crate::runtime::status::{PolicyStatus, Shared, Trigger};
 use crate::sources::directory::GroupRequest;
 use crate::sources::policy::{self, PolicySet};
 
-pub(crate) async fn signals(stop: watch::Sender<bool>) {
+pub(crate) async fn signals(stop: &watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
