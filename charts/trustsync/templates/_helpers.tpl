@@ -63,3 +63,55 @@ checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
 {{- define "trustsync.auditSigningKeyFile" -}}
 /var/run/secrets/trustsync/audit/signing-key.pem
 {{- end }}
+
+{{/*
+"true" when the audit log is kept in S3 (audit.store: s3): replicas contend for a lease in
+the bucket, the log's local copy is a working copy on an emptyDir, and no claim is made.
+*/}}
+{{- define "trustsync.s3" -}}
+{{- if eq (.Values.audit.store | default "file") "s3" -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Deployment's replicas: replicaCount, or by audit.store (file 1, s3 2). */}}
+{{- define "trustsync.replicas" -}}
+{{- if kindIs "invalid" .Values.replicaCount -}}
+{{- ternary 2 1 (eq (include "trustsync.s3" .) "true") -}}
+{{- else -}}
+{{- .Values.replicaCount -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+config.audit.s3 from the chart's audit.s3 values (audit.store: s3), or nothing. The lease
+rule JSON Schema cannot state is checked here, as trustsync checks it at start (so that a
+release it would refuse never installs): durationSeconds at least three times
+renewSeconds, which keeps renewSeconds below durationSeconds.
+*/}}
+{{- define "trustsync.auditS3Config" -}}
+{{- if eq (include "trustsync.s3" .) "true" -}}
+{{- $v := .Values.audit.s3 -}}
+{{- if lt (float64 $v.lease.durationSeconds) (mulf 3 $v.lease.renewSeconds) -}}
+{{- fail (printf "audit.s3.lease: durationSeconds (%v) must be at least three times renewSeconds (%v): the leader stops writing renewSeconds before a standby may take its lease, and must have renewed more than once by then" $v.lease.durationSeconds $v.lease.renewSeconds) -}}
+{{- end -}}
+{{- $s3 := dict "bucket" (required "audit.s3.bucket is required with audit.store: s3" $v.bucket) "prefix" $v.prefix "lease" (dict "durationSeconds" $v.lease.durationSeconds "renewSeconds" $v.lease.renewSeconds) -}}
+{{- with $v.region -}}
+{{- $_ := set $s3 "region" . -}}
+{{- end -}}
+{{- with $v.objectLock -}}
+{{- $_ := set $s3 "objectLock" (dict "mode" .mode "retentionDays" .retentionDays) -}}
+{{- end -}}
+{{- toYaml $s3 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* With audit.store: s3, replicas prefer different nodes: a node failure leaves a standby. */}}
+{{- define "trustsync.spreadAcrossNodes" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "trustsync.selectorLabels" . | nindent 12 }}
+{{- end -}}

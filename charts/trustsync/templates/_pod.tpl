@@ -1,8 +1,9 @@
 {{/*
 The pod of both modes: `run` in a Deployment (mode: controller), or `apply
 --auto-approve` in a CronJob's Job (mode: schedule). Same identity, config, policies and
-audit volume either way. In schedule mode git-sync runs once, as an init container, so
-that the Job ends when trustsync does.
+audit volume either way (with audit.store: s3 an emptyDir for the working copy: `apply`
+takes the same lease and appends to the same chain in the bucket). In schedule mode
+git-sync runs once, as an init container, so that the Job ends when trustsync does.
 */}}
 {{- define "trustsync.pod" -}}
 {{- $schedule := eq .Values.mode "schedule" -}}
@@ -106,7 +107,10 @@ volumes:
       name: {{ include "trustsync.policyConfigMap" . }}
     {{- end }}
   - name: audit
-    {{- if .Values.auditVolume.existingClaim }}
+    {{- if eq (include "trustsync.s3" .) "true" }}
+    # The log is in S3; this is the working copy, rebuilt from the bucket at every start.
+    emptyDir: {}
+    {{- else if .Values.auditVolume.existingClaim }}
     persistentVolumeClaim:
       claimName: {{ .Values.auditVolume.existingClaim }}
     {{- else if .Values.auditVolume.ephemeral }}
@@ -141,7 +145,11 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- $affinity := deepCopy (.Values.affinity | default dict) }}
+{{- if and (not $schedule) (eq (include "trustsync.s3" .) "true") (not (hasKey $affinity "podAntiAffinity")) }}
+{{- $affinity = merge $affinity (include "trustsync.spreadAcrossNodes" . | fromYaml) }}
+{{- end }}
+{{- with $affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
