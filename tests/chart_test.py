@@ -257,9 +257,19 @@ AUDIT_KMS = {
                          "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
 }
 
+# The audit log in S3 (issue 39): a leader and standbys, every audit.s3 value set.
+S3_VALUES = {
+    "audit": {"store": "s3", "s3": {
+        "bucket": "my-audit-bucket", "prefix": "trustsync/prod/", "region": "eu-west-1",
+        "objectLock": {"mode": "COMPLIANCE", "retentionDays": 2555},
+        "lease": {"durationSeconds": 15, "renewSeconds": 3}}},
+}
+# The least an S3 release names: the bucket.
+S3_MINIMAL = {"audit": {"store": "s3", "s3": {"bucket": "my-audit-bucket"}}}
+
 # Every rendering the tools check: the defaults, every optional feature on, schedule mode,
-# a release pinned by digest with a certificate file instead of a secret, and Graph change
-# notifications through an Ingress.
+# a release pinned by digest with a certificate file instead of a secret, Graph change
+# notifications through an Ingress, and the audit log in S3 (controller and schedule).
 RENDERINGS = {
     "default": {},
     "every-option": GIT_VALUES,
@@ -269,6 +279,8 @@ RENDERINGS = {
     "monitoring": MONITORING,
     "audit-keys": AUDIT_KEYS,
     "audit-kms": AUDIT_KMS,
+    "s3": {**S3_VALUES, **{k: v for k, v in GIT_VALUES.items() if k not in ("podDisruptionBudget", "auditVolume")}},
+    "s3-schedule": {"mode": "schedule", **S3_MINIMAL},
 }
 
 
@@ -395,6 +407,200 @@ class AuditKeys(unittest.TestCase):
         self.assertIn("BEGIN PUBLIC KEY", docs[("ConfigMap", "ts-trustsync-config")]["data"]["audit-public.pem"])
         pod = deployment(docs)["spec"]["template"]["spec"]
         self.assertNotIn("audit-signing-key", [v["name"] for v in pod["volumes"]])
+
+
+def rendered_config(docs):
+    return yaml.safe_load(docs[("ConfigMap", "ts-trustsync-config")]["data"]["trustsync.yaml"])
+
+
+def trustsync_accepts(config):
+    """trustsync's own verdict on a rendered config: (accepted, what it said)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(config, f)
+    out = subprocess.run([os.environ["TRUSTSYNC_BIN"], "--config", f.name, "iam-policy", "--policies", "/nonexistent"],
+                         capture_output=True, text=True)
+    return out.returncode == 0, out.stderr
+
+
+def skip_unless_trustsync_knows_s3():
+    ok, said = trustsync_accepts({"permissionsBoundaries": ["b"], "audit": {"s3": {"bucket": "my-audit-bucket"}}})
+    if not ok and "unknown field `s3`" in said:
+        raise unittest.SkipTest("this trustsync build has no audit.s3 yet: " + said.strip())
+    return ok, said
+
+
+class S3Store(unittest.TestCase):
+    """audit.store: s3 (issue 39): a leader and warm standbys sharing the log in a bucket."""
+
+    def setUp(self):
+        self.docs = render(S3_VALUES)
+        self.dep = deployment(self.docs)
+        self.pod = self.dep["spec"]["template"]["spec"]
+
+    def test_objects_without_a_claim(self):
+        self.assertEqual(kinds(self.docs), ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"])
+
+    def test_two_replicas_rolled_one_new_pod_before_an_old_one_stops(self):
+        self.assertEqual(self.dep["spec"]["replicas"], 2)
+        self.assertEqual(self.dep["spec"]["strategy"], {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
+        for n in (0, 1, 3):
+            self.assertEqual(deployment(render({**S3_MINIMAL, "replicaCount": n}))["spec"]["replicas"], n)
+
+    def test_the_budget_lets_one_pod_go_at_a_time(self):
+        pdb = self.docs[("PodDisruptionBudget", "ts-trustsync")]["spec"]
+        self.assertEqual(pdb["maxUnavailable"], 1)
+        self.assertNotIn("minAvailable", pdb)
+        labels = self.dep["spec"]["template"]["metadata"]["labels"]
+        self.assertLessEqual(pdb["selector"]["matchLabels"].items(), labels.items())
+        # The same budget as file mode's: only the reason differs.
+        self.assertEqual(pdb, render({})[("PodDisruptionBudget", "ts-trustsync")]["spec"])
+
+    def test_replicas_prefer_different_nodes(self):
+        anti = self.pod["affinity"]["podAntiAffinity"]
+        self.assertNotIn("requiredDuringSchedulingIgnoredDuringExecution", anti,
+                         "required would leave the surge pod Pending on a cluster with as many nodes as replicas")
+        [term] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+        self.assertEqual(term["weight"], 100)
+        self.assertEqual(term["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname")
+        labels = self.dep["spec"]["template"]["metadata"]["labels"]
+        self.assertLessEqual(term["podAffinityTerm"]["labelSelector"]["matchLabels"].items(), labels.items())
+        self.assertEqual(term["podAffinityTerm"]["labelSelector"]["matchLabels"], self.dep["spec"]["selector"]["matchLabels"])
+        # Kept beside the values' own affinity; replaced by their own podAntiAffinity.
+        node = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}}
+        both = deployment(render({**S3_VALUES, "affinity": node}))["spec"]["template"]["spec"]["affinity"]
+        self.assertEqual(both["nodeAffinity"], node["nodeAffinity"])
+        self.assertEqual(both["podAntiAffinity"], anti)
+        own = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "ts"}}}]}}
+        self.assertEqual(deployment(render({**S3_VALUES, "affinity": own}))["spec"]["template"]["spec"]["affinity"], own)
+
+    def test_the_working_copy_is_on_an_emptydir(self):
+        audit = next(v for v in self.pod["volumes"] if v["name"] == "audit")
+        self.assertEqual(audit, {"name": "audit", "emptyDir": {}})
+        self.assertNotIn("persistentVolumeClaim", json.dumps(self.dep))
+        mount = next(m for m in self.pod["containers"][0]["volumeMounts"] if m["name"] == "audit")
+        self.assertTrue(rendered_config(self.docs)["audit"]["path"].startswith(mount["mountPath"] + "/"))
+
+    def test_the_config_mirrors_audit_s3(self):
+        audit = rendered_config(self.docs)["audit"]
+        self.assertEqual(audit["s3"], S3_VALUES["audit"]["s3"])
+        self.assertEqual(audit["path"], "/var/lib/trustsync/audit.jsonl")
+        # Unset region and objectLock stay out (the config's aws.region, the bucket's
+        # default retention); the prefix and lease are written as the chart defaults them.
+        minimal = rendered_config(render(S3_MINIMAL))["audit"]["s3"]
+        self.assertEqual(minimal, {"bucket": "my-audit-bucket", "prefix": "trustsync/",
+                                   "lease": {"durationSeconds": 10, "renewSeconds": 2}})
+        # The keys of the audit log go on beside it.
+        with_keys = rendered_config(render({**AUDIT_KEYS, "audit": {**AUDIT_KEYS["audit"], **S3_MINIMAL["audit"]}}))["audit"]
+        self.assertEqual(with_keys["s3"]["bucket"], "my-audit-bucket")
+        self.assertEqual(with_keys["signingKeyFile"], "/var/run/secrets/trustsync/audit/signing-key.pem")
+
+    def test_trustsync_accepts_the_rendered_config(self):
+        skip_unless_trustsync_knows_s3()
+        for values in (S3_VALUES, S3_MINIMAL):
+            ok, said = trustsync_accepts(rendered_config(render(values)))
+            self.assertTrue(ok, said)
+
+    def test_the_chart_refuses_the_leases_trustsync_refuses(self):
+        # durationSeconds at least three times renewSeconds: the template's check and
+        # trustsync's own agree, so that no release installs to crash-loop on its config.
+        skip_unless_trustsync_knows_s3()
+        for duration, renew, good in ((6, 2, True), (5, 2, False), (3, 1, True), (10, 4, False), (30, 10, True)):
+            lease = {"durationSeconds": duration, "renewSeconds": renew}
+            values = {"audit": {"store": "s3", "s3": {"bucket": "my-audit-bucket", "lease": lease}}}
+            config = rendered_config(render(S3_MINIMAL))
+            config["audit"]["s3"]["lease"] = lease
+            ok, said = trustsync_accepts(config)
+            self.assertEqual(ok, good, f"trustsync on {lease}: {said}")
+            if good:
+                render(values)
+            else:
+                with self.assertRaises(Exception, msg=str(lease)) as caught:
+                    render(values)
+                self.assertIn("at least three times renewSeconds", str(caught.exception))
+
+    def test_a_standby_does_not_hold_the_pass_failing_alert(self):
+        # Only the leader runs passes; a standby's seconds_since_last_success is +Inf.
+        rules = render({**S3_VALUES, "prometheusRule": {"enabled": True}})[("PrometheusRule", "ts-trustsync")]
+        expr = next(r["expr"] for r in rules["spec"]["groups"][0]["rules"] if r["alert"] == "TrustsyncPassFailing")
+        self.assertTrue(expr.startswith("min by (namespace, job) (trustsync_seconds_since_last_success{"), expr)
+
+    def test_schedule_mode_needs_no_volume_either(self):
+        # `apply` takes the same lease and appends to the same chain in the bucket.
+        docs = render({"mode": "schedule", **S3_VALUES})
+        self.assertNotIn("PersistentVolumeClaim", kinds(docs))
+        cron = docs[("CronJob", "ts-trustsync")]
+        self.assertEqual(cron["spec"]["concurrencyPolicy"], "Forbid")
+        pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        self.assertIn({"name": "audit", "emptyDir": {}}, pod["volumes"])
+        self.assertNotIn("affinity", pod, "a Job's pod has no standby to keep apart")
+        self.assertEqual(rendered_config(docs)["audit"]["s3"], S3_VALUES["audit"]["s3"])
+
+    def test_file_mode_is_unchanged(self):
+        docs = render({})
+        dep = deployment(docs)
+        self.assertEqual(dep["spec"]["replicas"], 1)
+        self.assertEqual(dep["spec"]["strategy"], {"type": "Recreate"})
+        self.assertIn(("PersistentVolumeClaim", "ts-trustsync-audit"), docs)
+        self.assertNotIn("affinity", dep["spec"]["template"]["spec"])
+        self.assertNotIn("s3", rendered_config(docs)["audit"])
+        self.assertEqual(deployment(render({"replicaCount": 0}))["spec"]["replicas"], 0)
+
+    def test_lints_clean(self):
+        for values in (S3_VALUES, {"mode": "schedule", **S3_MINIMAL}):
+            report = helm.lint(CHART, values, strict=True)
+            self.assertEqual([m for m in report["messages"] if m["severity"] >= 2], [], report)
+
+
+class S3Schema(unittest.TestCase):
+    """values.schema.json refuses what makes no sense for the audit store (and the one rule
+    it cannot state, the lease's, fails the rendering)."""
+
+    def refused(self, values):
+        with self.assertRaises(Exception, msg=str(values)) as caught:
+            render(values)
+        return str(caught.exception)
+
+    def test_accepts_both_stores(self):
+        c = helm.Chart.load(CHART)
+        for good in ({}, S3_VALUES, S3_MINIMAL, {**S3_MINIMAL, "replicaCount": 3}, {"replicaCount": 1},
+                     {"audit": {"store": "s3", "s3": {"bucket": "a.b-c", "prefix": ""}}}):
+            c.validate_schema(c.merge_values(good))
+
+    def test_rejects_nonsense(self):
+        s3 = lambda **kw: {"audit": {"store": "s3", "s3": {"bucket": "my-audit-bucket", **kw}}}
+        for bad, where in (
+            ({"audit": {"store": "s3"}}, "/audit/s3/bucket"),                       # S3 without a bucket
+            ({"replicaCount": 2}, "/replicaCount"),                                 # two writers of one file
+            ({"audit": {"s3": {"bucket": "my-audit-bucket"}}}, "/audit/s3/bucket"),  # a bucket, but the file store
+            ({**S3_MINIMAL, "auditVolume": {"existingClaim": "trustsync-audit"}}, "/auditVolume/existingClaim"),
+            ({"audit": {"store": "dynamodb"}}, "/audit/store"),
+            (s3(buckett="x"), "additional properties 'buckett'"),
+            (s3(lease={"ttlSeconds": 10}), "additional properties 'ttlSeconds'"),
+            (s3(objectLock={"mode": "COMPLIANCE", "retentionDays": 30, "legalHold": True}), "additional properties 'legalHold'"),
+            (s3(bucket="My_Bucket"), "/audit/s3/bucket"),
+            (s3(prefix="/trustsync/"), "/audit/s3/prefix"),
+            (s3(prefix="trustsync"), "/audit/s3/prefix"),
+            (s3(prefix="trustsync/../other/"), "/audit/s3/prefix"),
+            (s3(region="Ireland"), "/audit/s3/region"),
+            (s3(objectLock={"mode": "compliance", "retentionDays": 30}), "/audit/s3/objectLock/mode"),
+            (s3(objectLock={"mode": "COMPLIANCE"}), "retentionDays"),
+            (s3(objectLock={"retentionDays": 0, "mode": "GOVERNANCE"}), "/audit/s3/objectLock/retentionDays"),
+            (s3(lease={"durationSeconds": 10, "renewSeconds": 0}), "/audit/s3/lease/renewSeconds"),
+            ({**S3_MINIMAL, "replicaCount": -1}, "/replicaCount"),
+        ):
+            self.assertIn(where, self.refused(bad), bad)
+
+    def test_the_lease_rule_schema_cannot_state_fails_the_rendering(self):
+        for duration, renew in ((10, 10), (10, 12), (5, 2)):
+            said = self.refused({"audit": {"store": "s3", "s3": {"bucket": "my-audit-bucket",
+                                                                  "lease": {"durationSeconds": duration, "renewSeconds": renew}}}})
+            self.assertIn("audit.s3.lease", said)
+
+    def test_the_store_is_set_with_audit_store_not_in_the_config(self):
+        said = self.refused({"config": {"audit": {"path": "/var/lib/trustsync/audit.jsonl", "s3": {"bucket": "my-audit-bucket"}}}})
+        self.assertIn("audit.store: s3", said)
 
 
 def render_to(directory, name, values):
@@ -572,8 +778,10 @@ class Monitoring(unittest.TestCase):
         doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "operations.md")).read()
         headings = [l for l in doc.splitlines() if l.startswith("#")]
         for alert in ALERTS:
-            self.assertTrue(any(alert in h for h in headings), f"docs/operations.md has no heading for {alert}")
-            section = doc.split(alert, 1)[1].split("\n#", 1)[0]
+            heading = next((h for h in headings if alert in h), None)
+            self.assertTrue(heading, f"docs/operations.md has no heading for {alert}")
+            # The section under the heading (the alert may be named earlier, too).
+            section = doc.split("\n" + heading + "\n", 1)[1].split("\n#", 1)[0]
             self.assertIn("What to do", section, alert)
 
     def test_the_subscription_alert_only_with_notifications(self):
