@@ -122,3 +122,48 @@ fn a_kms_key_needs_its_public_half() {
     assert!(err.contains("audit.kmsKeyId"), "{err}");
     assert!(err.contains("set audit.publicKeyFile"), "{err}");
 }
+
+/// `audit.s3`: defaults, and what a hostile or careless config cannot set: a bucket name S3
+/// would refuse, a prefix that climbs out of its folder or reaches the bucket's root by a
+/// leading `/`, a lease a standby could take before the leader has renewed it twice.
+#[test]
+fn the_s3_audit_store_is_checked() {
+    let ok = Config::parse(Path::new("c"), "audit: {s3: {bucket: audit-logs}}\n").unwrap();
+    let s3 = ok.audit.s3.unwrap();
+    assert_eq!(s3.prefix, "trustsync/");
+    assert_eq!((s3.lease.duration_seconds, s3.lease.renew_seconds), (10, 2));
+    for (yaml, field) in [
+        ("{bucket: Audit_Logs}", "audit.s3.bucket"),
+        ("{bucket: ab}", "audit.s3.bucket"),
+        ("{bucket: -logs}", "audit.s3.bucket"),
+        ("{bucket: logs, prefix: /abs/}", "audit.s3.prefix"),
+        ("{bucket: logs, prefix: a/../b/}", "audit.s3.prefix"),
+        ("{bucket: logs, prefix: no-slash}", "audit.s3.prefix"),
+        ("{bucket: logs, prefix: \"a\\n/\"}", "audit.s3.prefix"),
+        ("{bucket: logs, region: mars-1}", "audit.s3.region"),
+        (
+            "{bucket: logs, objectLock: {mode: COMPLIANCE, retentionDays: 0}}",
+            "audit.s3.objectLock.retentionDays",
+        ),
+        (
+            "{bucket: logs, lease: {durationSeconds: 5, renewSeconds: 2}}",
+            "audit.s3.lease",
+        ),
+        (
+            "{bucket: logs, lease: {durationSeconds: 10, renewSeconds: 0}}",
+            "audit.s3.lease",
+        ),
+    ] {
+        let err = Config::parse(Path::new("c"), &format!("audit: {{s3: {yaml}}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{yaml}: {err}");
+    }
+    let err = Config::parse(
+        Path::new("c"),
+        "audit: {s3: {bucket: logs, objectLock: {mode: FOREVER, retentionDays: 1}}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("FOREVER") || err.contains("mode"), "{err}");
+}

@@ -203,6 +203,8 @@ fn open_local(
         &policies,
         settings.interval * 2 + Duration::from_secs(60),
     );
+    // The file store's writer holds its lock from here on.
+    shared.metrics.leader.set(i64::from(audit.is_some()));
     shared.inbox =
         crate::runtime::inbox::Inbox::try_new(config.directory.graph.notifications.is_some())
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -107,6 +107,9 @@ pub struct Metrics {
     pub directory_feed_up: Family<FeedLabel, Gauge>,
     /// Failed polls of a directory delta feed, by feed.
     pub directory_feed_failures: Family<FeedLabel, Counter>,
+    /// 1 while this replica may write (it holds the writers' lease of the S3 audit store,
+    /// or the file store's lock), 0 while it stands by.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -134,6 +137,7 @@ impl Metrics {
             graph_subscription_active: Default::default(),
             directory_feed_up: Default::default(),
             directory_feed_failures: Default::default(),
+            leader: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("trustsync");
         m.register_passes(r);
@@ -189,6 +193,11 @@ impl Metrics {
             "seconds_since_last_success",
             "Seconds since the last successful pass",
             self.since_success.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica writes (holds the S3 audit store's writers' lease, or the audit file), 0 while it stands by",
+            self.leader.clone(),
         );
         r.register(
         "audit_rotation_unacknowledged",

@@ -32,6 +32,7 @@ impl Leading {
 }
 
 fn show(shared: &Shared, role: &'static str, this: &str, leader: Option<String>) {
+    shared.metrics.leader.set(i64::from(role == "leader"));
     shared.status.lock().expect("status").leadership = Some(Leadership {
         role,
         this: this.to_string(),
