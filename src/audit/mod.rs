@@ -942,6 +942,17 @@ pub fn open_configured(
     aws: &crate::config::AwsConfig,
     fence: Option<lease::Fence>,
 ) -> anyhow::Result<AuditLog> {
+    open_configured_store(config, aws, fence, None)
+}
+
+/// [`open_configured`], with the S3 store connected already (a standby's, which has read
+/// the log while it waited: only what is new is read now).
+pub fn open_configured_store(
+    config: &crate::config::AuditConfig,
+    aws: &crate::config::AwsConfig,
+    fence: Option<lease::Fence>,
+    store: Option<s3::S3Log>,
+) -> anyhow::Result<AuditLog> {
     let (trust, signing) = Trust::of_config_keys(config).map_err(|e| anyhow::anyhow!(e))?;
     let signer = match (signing, &config.kms_key_id) {
         (Some(signing), _) => Some(CheckpointSigner::Local(signing)),
@@ -957,7 +968,10 @@ pub fn open_configured(
     };
     let remote = match &config.s3 {
         Some(s3) => {
-            let mut store = s3::S3Log::connect(s3, aws).map_err(|e| anyhow::anyhow!(e))?;
+            let mut store = match store {
+                Some(store) => store,
+                None => s3::S3Log::connect(s3, aws).map_err(|e| anyhow::anyhow!(e))?,
+            };
             store.check_object_lock().map_err(|e| anyhow::anyhow!(e))?;
             if let Some(fence) = fence {
                 store.fence_with(fence);

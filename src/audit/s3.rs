@@ -192,6 +192,9 @@ pub struct S3Log {
     /// Why this writer may write no more (another appended where it meant to).
     superseded: Option<String>,
     requests: Arc<StoreRequests>,
+    /// Objects already read, by key and version: a version never changes, so a standby
+    /// that pulls while it waits reads only what is new when it takes over.
+    read: BTreeMap<(String, Option<String>), Vec<u8>>,
 }
 
 impl std::fmt::Debug for S3Log {
@@ -221,6 +224,7 @@ impl S3Log {
             fence: None,
             superseded: None,
             requests: Arc::default(),
+            read: BTreeMap::new(),
         };
         Ok(log)
     }
@@ -385,9 +389,15 @@ impl S3Log {
     /// newline (an object that does not, was not written by trustsync, and breaks the
     /// chain where it is). A position missing in the middle leaves its lines out, and the
     /// chain breaks there.
-    fn read_segment(&self, positions: &BTreeMap<u64, Position>) -> Result<Vec<u8>, String> {
+    fn read_segment(&mut self, positions: &BTreeMap<u64, Position>) -> Result<Vec<u8>, String> {
         let bucket = self.bucket.clone();
-        let wanted: Vec<Position> = positions.values().cloned().collect();
+        let id = |p: &Position| (p.key.clone(), p.version.clone());
+        let wanted: Vec<Position> = positions
+            .values()
+            .filter(|p| !self.read.contains_key(&id(p)))
+            .cloned()
+            .collect();
+        let fetched = wanted.clone();
         let requests = self.requests.clone();
         let bodies = self.bridge.call(move |c| {
             Box::pin(async move {
@@ -418,13 +428,16 @@ impl S3Log {
                     .await
             })
         })?;
-        let mut bytes = Vec::new();
-        for body in bodies {
+        for (p, body) in fetched.iter().zip(bodies) {
             let mut body = body?;
             if !body.ends_with(b"\n") {
                 body.push(b'\n');
             }
-            bytes.extend_from_slice(&body);
+            self.read.insert(id(p), body);
+        }
+        let mut bytes = Vec::new();
+        for p in positions.values() {
+            bytes.extend_from_slice(&self.read[&id(p)]);
         }
         Ok(bytes)
     }
@@ -434,9 +447,10 @@ impl S3Log {
     /// is a `<log>.broken-…` file beside it: a record never chooses where a file is
     /// written). Appends then go to the current segment's next position.
     pub fn pull(&mut self, path: &Path) -> Result<Pulled, Error> {
+        let location = self.location();
         let io = |e: String| Error::Io {
             path: path.into(),
-            source: std::io::Error::other(format!("{}: {e}", self.location())),
+            source: std::io::Error::other(format!("{location}: {e}")),
         };
         let (segments, tampering) = self.list().map_err(io)?;
         let mut bytes_of: BTreeMap<u32, Vec<u8>> = BTreeMap::new();

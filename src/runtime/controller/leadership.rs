@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use crate::audit::lease::Lease;
+use crate::audit::s3::S3Log;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::runtime::status::{Leadership, Shared};
@@ -40,6 +41,51 @@ fn show(shared: &Shared, role: &'static str, this: &str, leader: Option<String>)
     });
 }
 
+/// The log read while standing by, every [`WARM_EVERY`], so that taking over reads only
+/// what the leader appended since.
+struct Warm {
+    store: Arc<tokio::sync::Mutex<Option<S3Log>>>,
+    done: watch::Sender<bool>,
+}
+
+const WARM_EVERY: Duration = Duration::from_secs(5);
+
+impl Warm {
+    /// Stops the reading and hands the store over.
+    async fn take(self) -> Option<S3Log> {
+        let _ = self.done.send(true);
+        self.store.lock().await.take()
+    }
+}
+
+fn keep_warm(config: &Config, stop: watch::Receiver<bool>) -> anyhow::Result<Warm> {
+    let s3 = config.audit.s3.clone().expect("the S3 store");
+    let aws = config.aws.clone();
+    let store = tokio::task::block_in_place(|| S3Log::connect(&s3, &aws))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
+    let (done, mut done_rx) = watch::channel(false);
+    let path = config.audit.path.clone();
+    let held = store.clone();
+    let mut stop = stop;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = done_rx.wait_for(|d| *d) => return,
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(WARM_EVERY) => {}
+            }
+            let mut guard = held.lock().await;
+            let Some(store) = guard.as_mut() else { return };
+            // The working copy is this replica's own until it leads.
+            if let Err(e) = tokio::task::block_in_place(|| store.pull(&path)) {
+                tracing::warn!(error = %e, "a standby could not read the audit log ahead");
+            }
+        }
+    });
+    Ok(Warm { store, done })
+}
+
 /// Stands by until the writers' lease is this replica's, then opens the log (fenced by
 /// the lease) for writing. `None` when `stop` came first. When the lease is lost later,
 /// `stop_tx` stops the controller.
@@ -56,6 +102,7 @@ pub(super) async fn lead(
         .expect("leadership only with the S3 store");
     let client = crate::audit::s3::client(s3, &config.aws).await;
     let mut lease = Lease::new(client, s3, "run");
+    let warm = keep_warm(config, stop.clone())?;
     let me = lease.holder().to_string();
     show(shared, "standby", &me, None);
     tracing::info!(holder = %me, lease = %lease.location(), "standing by for the writers' lease");
@@ -79,8 +126,9 @@ pub(super) async fn lead(
     let fence = lease.fence();
     let (finish, finished) = oneshot::channel();
     let (task, mut lost_rx) = lease.keep(finished);
+    let store = warm.take().await;
     let opened = tokio::task::block_in_place(|| {
-        crate::audit::open_configured(&config.audit, &config.aws, Some(fence))
+        crate::audit::open_configured_store(&config.audit, &config.aws, Some(fence), store)
     });
     let mut audit = match opened {
         Ok(audit) => audit,
