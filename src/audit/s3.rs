@@ -599,6 +599,16 @@ impl S3Log {
         }
         self.next += 1;
         self.staged.clear();
+        // A PUT that took long may have outlived the lease: what it recorded stands (an
+        // intent without an outcome, which the next writer settles by reading AWS), but
+        // nothing may be written after it.
+        if let Some(fence) = self.fence.as_ref().filter(|f| !f.may_write()) {
+            return Err(refused(format!(
+                "this writer's lease on {} ended while it appended ({}): nothing more is written",
+                self.location(),
+                fence.describe()
+            )));
+        }
         Ok(())
     }
 }
