@@ -9,6 +9,7 @@
 //! "Already exists" on create and "not found" on delete count as success, so every write
 //! is idempotent and a crash mid-apply is repaired by the next pass.
 
+pub mod audit_store_policy;
 pub mod connect;
 pub mod operation;
 pub mod permissions;

@@ -154,6 +154,7 @@ pub fn controller_policy(config: &Config, policies: Option<&PolicySet>) -> Value
     if !config.accounts.is_hub() {
         more.extend(anchor_statement(config));
         more.extend(audit_signing_statement(config));
+        more.extend(super::audit_store_policy::statements(config));
         more.extend(people_statements(config, policies));
     }
     if let Some(list) = policy["Statement"].as_array_mut() {
@@ -478,6 +479,7 @@ pub fn hub_policy(config: &Config, policies: Option<&PolicySet>) -> Value {
     }
     statements.extend(anchor_statement(config));
     statements.extend(audit_signing_statement(config));
+    statements.extend(super::audit_store_policy::statements(config));
     statements.extend(people_statements(config, policies));
     json!({"Version": "2012-10-17", "Statement": statements})
 }
