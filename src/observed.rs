@@ -267,8 +267,23 @@ pub struct IdentityCenterGroup {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Its members (read for every group for a report; for trustsync's own groups only in
-    /// a pass).
+    /// a pass, and for a group a document adopts).
     pub members: Vec<GroupMembership>,
+    /// The permission sets assigned to it, in every account: read only for a group an
+    /// AccessAssignment with `adopt: true` may take over (`None` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holds: Option<GroupHolds>,
+}
+
+/// What an identity-store group is assigned, in every account of the instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GroupHolds {
+    /// Its assignments (`ListAccountAssignmentsForPrincipal`).
+    Read(Vec<IdentityCenterAssignment>),
+    /// Why they could not be read (AWS answers that request from the management account
+    /// only): a group whose holdings are unknown is never adopted.
+    Unreadable(String),
 }
 
 /// One user's membership of an identity-store group.
@@ -295,7 +310,7 @@ pub struct IdentityCenterPermissionSet {
     /// Its description, when set (trustsync's mark is there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Its policies: read for trustsync's own permission sets only.
+    /// Its policies: read for trustsync's own permission sets, and one a document adopts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policies: Option<PermissionSetPolicies>,
 }
@@ -319,6 +334,11 @@ pub struct PermissionSetPolicies {
     /// the owner tag from creation; one made before that lacks it and is tagged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    /// The accounts it is provisioned in (`ListAccountsForProvisionedPermissionSet`) beyond
+    /// those whose assignments were read: read only for a set an AccessAssignment with
+    /// `adopt: true` may take over, which is refused when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioned_elsewhere: Option<Vec<String>>,
 }
 
 /// A permission set's permissions boundary: an AWS managed policy, or a customer-managed

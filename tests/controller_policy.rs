@@ -1027,6 +1027,91 @@ fn identity_center_and_providers_are_reached_only_where_trustsync_owns_them() {
         [Some(true), Some(false), Some(false)],
         "adopted provider only; without `adopt` none"
     );
+
+    // Taking over a permission set and a group: only while an AccessAssignment says
+    // `adopt: true`, and never a set another owner tagged with the key.
+    ws.write("policies/people.yaml", &format!("{PEOPLE}  adopt: true\n"));
+    let adopting = iam_policy(&ws, &[]);
+    let principal = json!({"aws:PrincipalAccount": ACCOUNT});
+    let ours_only = with(
+        json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER]}),
+        principal.clone(),
+    );
+    let theirs = with(
+        json!({format!("aws:ResourceTag/{OWNER}"): "someone-else"}),
+        ours_only.clone(),
+    );
+    let more_keys = with(
+        json!({format!("aws:RequestTag/{OWNER}"): "trustsync", "aws:TagKeys": [OWNER, "team"]}),
+        principal.clone(),
+    );
+    let group = "arn:aws:identitystore:::group/g-payments";
+    let rows: Vec<(&str, Value, &str, String, Value)> = vec![
+        (
+            "tag an untagged set into ownership",
+            adopting.clone(),
+            "sso:TagResource",
+            set("scim"),
+            ours_only.clone(),
+        ),
+        (
+            "tag a set another owner tagged",
+            adopting.clone(),
+            "sso:TagResource",
+            set("scim"),
+            theirs,
+        ),
+        (
+            "tag an untagged set with another key too",
+            adopting.clone(),
+            "sso:TagResource",
+            set("scim"),
+            more_keys,
+        ),
+        (
+            "mark a group (UpdateGroup)",
+            adopting.clone(),
+            "identitystore:UpdateGroup",
+            group.into(),
+            principal.clone(),
+        ),
+        (
+            "without adopt: tag an untagged set",
+            policy.clone(),
+            "sso:TagResource",
+            set("scim"),
+            ours_only,
+        ),
+        (
+            "without adopt: mark a group",
+            policy.clone(),
+            "identitystore:UpdateGroup",
+            group.into(),
+            principal,
+        ),
+    ];
+    let v = judge.check(
+        rows.iter()
+            .map(|(_, p, action, resource, context)| json!({"op": "identity", "policies": [p], "action": action, "resource": resource, "context": context}))
+            .collect(),
+    );
+    let got: Vec<(&str, Option<bool>)> = rows
+        .iter()
+        .zip(&v)
+        .map(|(r, v)| (r.0, v["allowed"].as_bool()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("tag an untagged set into ownership", Some(true)),
+            ("tag a set another owner tagged", Some(false)),
+            ("tag an untagged set with another key too", Some(false)),
+            ("mark a group (UpdateGroup)", Some(true)),
+            ("without adopt: tag an untagged set", Some(false)),
+            ("without adopt: mark a group", Some(false)),
+        ],
+        "{adopting:#}"
+    );
 }
 
 /// One AWS request moto recorded: the operation, its parameters and its path.

@@ -274,6 +274,7 @@ mod tests {
                         membership_id: format!("m-{u}"),
                     })
                     .into(),
+                holds: None,
             }],
             permission_sets: vec![IdentityCenterPermissionSet {
                 arn: "ps-1".into(),

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::adapters::aws::AwsClients;
+use crate::adapters::aws::{Adoptable, AwsClients};
 use crate::config::Config;
 use crate::observed::{IdentityCenterGroup, ObservedIdentityCenter};
 use crate::plan::people::{self, Members, Person, Wanted};
@@ -136,10 +136,11 @@ async fn read_identity_center(
         let accounts: Vec<String> = reachable.iter().cloned().collect();
         return Some(
             clients
-                .read_identity_center(
+                .read_identity_center_adopting(
                     config.identity_center.instance_arn.as_deref(),
                     &accounts,
                     Some(&mark(config)),
+                    &adoptable(policies),
                 )
                 .await,
         );
@@ -149,6 +150,18 @@ async fn read_identity_center(
     let read = fast_read(clients, &mut index, policies).await;
     fleet.people().index = Some(index);
     Some(read)
+}
+
+/// The groups and sets the documents with `adopt: true` may take over, by lower-cased name:
+/// the group named as the document, the document's set.
+fn adoptable(policies: &PolicySet) -> Adoptable {
+    let adopting = || policies.access_assignments.iter().filter(|a| a.spec.adopt);
+    Adoptable {
+        groups: adopting().map(|a| a.name.to_lowercase()).collect(),
+        sets: adopting()
+            .map(|a| a.spec.permission_set.name.to_lowercase())
+            .collect(),
+    }
 }
 
 /// The directory's users: all of them (the full pass), or the members of the documents'
@@ -219,6 +232,7 @@ pub fn decide(
         owner_tag: &config.owner_tag,
         now: settings.now,
         prune: pass_scope.prunes(settings.prune),
+        adopting: pass_scope.is_fleet(),
         recorded_baselines,
         window_seconds: settings.safety.removal_window_seconds,
         propagation_seconds: settings.safety.propagation_seconds,

@@ -129,6 +129,8 @@ operations! {
     ListPermissionSets: SsoAdmin [("sso:ListPermissionSets", PeopleRead)];
     DescribePermissionSet: SsoAdmin [("sso:DescribePermissionSet", PeopleRead)];
     ListAccountAssignments: SsoAdmin [("sso:ListAccountAssignments", PeopleRead)];
+    ListAccountAssignmentsForPrincipal: SsoAdmin [("sso:ListAccountAssignmentsForPrincipal", PeopleRead)];
+    ListAccountsForProvisionedPermissionSet: SsoAdmin [("sso:ListAccountsForProvisionedPermissionSet", PeopleRead)];
     ListUsers: IdentityStore [("identitystore:ListUsers", PeopleRead)];
     ListGroups: IdentityStore [("identitystore:ListGroups", PeopleRead)];
     ListGroupMemberships: IdentityStore [("identitystore:ListGroupMemberships", PeopleRead)];
@@ -149,6 +151,7 @@ operations! {
     CreateGroup: IdentityStore [("identitystore:CreateGroup", PeopleWrite)];
     CreateGroupMembership: IdentityStore [("identitystore:CreateGroupMembership", PeopleWrite)];
     DeleteGroupMembership: IdentityStore [("identitystore:DeleteGroupMembership", PeopleWrite)];
+    UpdateGroup: IdentityStore [("identitystore:UpdateGroup", PeopleAdopt)];
     CreatePermissionSet: SsoAdmin [("sso:CreatePermissionSet", PeopleNewSet)];
     UpdatePermissionSet: SsoAdmin [("sso:UpdatePermissionSet", PeopleOwnedSet)];
     PutInlinePolicyToPermissionSet: SsoAdmin [("sso:PutInlinePolicyToPermissionSet", PeopleOwnedSet)];
@@ -160,7 +163,7 @@ operations! {
     ProvisionPermissionSet: SsoAdmin [("sso:ProvisionPermissionSet", PeopleOwnedSet)];
     CreateAccountAssignment: SsoAdmin [("sso:CreateAccountAssignment", PeopleOwnedSet)];
     DeleteAccountAssignment: SsoAdmin [("sso:DeleteAccountAssignment", PeopleOwnedSet)];
-    SsoTagResource = "TagResource": SsoAdmin [("sso:TagResource", PeopleOwnedSet)];
+    SsoTagResource = "TagResource": SsoAdmin [("sso:TagResource", PeopleOwnedSet), ("sso:TagResource", PeopleAdopt)];
     SsoListTagsForResource = "ListTagsForResource": SsoAdmin [("sso:ListTagsForResource", PeopleRead)];
 }
 

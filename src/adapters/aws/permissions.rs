@@ -61,6 +61,9 @@ pub enum Scope {
     PeopleNewSet,
     /// Changing, provisioning or assigning a permission set that carries the owner tag.
     PeopleOwnedSet,
+    /// Taking over an existing group and permission set no trustsync instance marks:
+    /// printed only while an AccessAssignment says `adopt: true`.
+    PeopleAdopt,
     /// Needs no permission (`sts:GetCallerIdentity`).
     Free,
     /// The hub assuming the spoke role in each managed account.
@@ -499,7 +502,11 @@ pub fn hub_policy(config: &Config, policies: Option<&PolicySet>) -> Value {
 /// - the identity store: creating users and groups and adding or removing members only
 ///   (never updating or deleting a user or a group). Its groups take no tags, no condition
 ///   key reads a group's description (trustsync's mark), and a group's ARN carries an id
-///   made at creation: IAM cannot tell trustsync's group from another, the planner does.
+///   made at creation: IAM cannot tell trustsync's group from another, the planner does;
+/// - adoption, only while an AccessAssignment says `adopt: true` (print the policy again
+///   once adopted): the owner tag put on a set that carries no owner tag at all (so never
+///   one tagged for another owner), and `UpdateGroup` (the mark in a group's description),
+///   which, as above, IAM cannot narrow to one group.
 fn people_statements(config: &Config, policies: Option<&PolicySet>) -> Vec<Value> {
     let Some(set) = policies.filter(|p| !p.access_assignments.is_empty()) else {
         return Vec::new();
@@ -522,7 +529,35 @@ fn people_statements(config: &Config, policies: Option<&PolicySet>) -> Vec<Value
     accounts.sort();
     accounts.dedup();
     let owned = json!({"StringEquals": {format!("aws:ResourceTag/{key}"): value}});
-    vec![
+    let adopting = set.access_assignments.iter().any(|a| a.spec.adopt);
+    let adopt = adopting.then(|| {
+        [
+            // The owner tag on a set that carries no owner tag (of any value): a set
+            // another controller tagged with the key stays out of reach. The instance is
+            // in `WriteInTheInstance`.
+            json!({
+                "Sid": "AdoptUnownedPermissionSets",
+                "Effect": "Allow",
+                "Action": "sso:TagResource",
+                "Resource": sets.clone(),
+                "Condition": {
+                    "StringEquals": {format!("aws:RequestTag/{key}"): value},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": [key]},
+                    "Null": {format!("aws:ResourceTag/{key}"): "true"}
+                }
+            }),
+            json!({
+                "Sid": "AdoptGroups",
+                "Effect": "Allow",
+                "Action": "identitystore:UpdateGroup",
+                "Resource": [
+                    format!("arn:{partition}:identitystore::*:identitystore/*"),
+                    format!("arn:{partition}:identitystore:::group/*")
+                ]
+            }),
+        ]
+    });
+    let mut out = vec![
         json!({
             "Sid": "ReadPeople",
             "Effect": "Allow",
@@ -577,7 +612,9 @@ fn people_statements(config: &Config, policies: Option<&PolicySet>) -> Vec<Value
                 format!("arn:{partition}:identitystore:::membership/*")
             ]
         }),
-    ]
+    ];
+    out.extend(adopt.into_iter().flatten());
+    out
 }
 
 /// The accounts an AccessAssignment may assign in, as `Account` resource ids: the ids the
@@ -731,6 +768,7 @@ mod tests {
                             | Scope::PeopleWrite
                             | Scope::PeopleNewSet
                             | Scope::PeopleOwnedSet
+                            | Scope::PeopleAdopt
                     ) || granted.iter().any(|g| g == action),
                     "{action} ({op:?}) is not in the policy"
                 );

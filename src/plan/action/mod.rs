@@ -311,6 +311,29 @@ pub enum PeopleAction {
         name: String,
         tags: BTreeMap<String, String>,
     },
+    /// Takes over an existing permission set no trustsync instance marks, for an
+    /// AccessAssignment with `adopt: true`: the owner tag (`TagResource`, which the
+    /// controller's policy allows on a set without the owner tag only while a document
+    /// adopts), then trustsync's mark in its description (`UpdatePermissionSet`, with the
+    /// session duration it has). Its policies and assignments stay as they are: what the
+    /// document changes of them is a change of its own, once the set is trustsync's.
+    AdoptPermissionSet {
+        instance_arn: String,
+        permission_set_arn: String,
+        name: String,
+        tags: BTreeMap<String, String>,
+        description: String,
+        session_duration: String,
+    },
+    /// Takes over an existing identity-store group no trustsync instance marks, named as
+    /// the AccessAssignment that says `adopt: true`: trustsync's mark in its description
+    /// (`UpdateGroup`). The group keeps its id, its members and its assignments.
+    AdoptIdentityStoreGroup {
+        identity_store_id: String,
+        group_id: String,
+        display_name: String,
+        description: String,
+    },
     /// Writes the permission set's inline policy with denials for the sessions departed
     /// people hold, and provisions it: a revocation.
     DenyPermissionSetSessions {
@@ -414,7 +437,12 @@ impl Action {
             // People's changes are applied in one sequence (they carry no account): the
             // revocations first, then what the grants depend on.
             Action::People(a) => match a {
-                PeopleAction::TagPermissionSet { .. } => 2,
+                // An adoption marks (and tags) the group and set first: every later write
+                // to the set needs its owner tag, and a pass cut short after it leaves
+                // them trustsync's, so the next pass picks up where it stopped.
+                PeopleAction::TagPermissionSet { .. }
+                | PeopleAction::AdoptPermissionSet { .. }
+                | PeopleAction::AdoptIdentityStoreGroup { .. } => 2,
                 PeopleAction::DeleteAccountAssignment { .. } => 3,
                 PeopleAction::RemoveGroupMembers { .. } => 4,
                 PeopleAction::DenyPermissionSetSessions { .. } => 6,
@@ -534,9 +562,10 @@ impl Action {
                     permission_set_arn: None,
                     ..
                 } => Effect::Add,
-                PeopleAction::PutPermissionSet { .. } | PeopleAction::TagPermissionSet { .. } => {
-                    Effect::Change
-                }
+                PeopleAction::PutPermissionSet { .. }
+                | PeopleAction::TagPermissionSet { .. }
+                | PeopleAction::AdoptPermissionSet { .. }
+                | PeopleAction::AdoptIdentityStoreGroup { .. } => Effect::Change,
                 PeopleAction::RemoveGroupMembers { .. }
                 | PeopleAction::DenyPermissionSetSessions { .. }
                 | PeopleAction::DeleteAccountAssignment { .. } => Effect::Remove,
@@ -666,7 +695,7 @@ mod tests {
         );
         assert_eq!(
             all.len(),
-            38,
+            40,
             "{:?}",
             all.iter().map(|(t, _)| t).collect::<Vec<_>>()
         );

@@ -31,9 +31,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, PeopleAction, Plan, Problem, ProblemKind};
 use crate::model::names::MappingName;
-use crate::observed::ObservedIdentityCenter;
+use crate::observed::{IdentityCenterGroup, ObservedIdentityCenter};
 use crate::sources::policy::AccessAssignmentSpec;
 
+mod adopt;
 mod assignments;
 mod binding;
 mod denials;
@@ -111,6 +112,11 @@ pub struct Inputs<'a> {
     pub recorded_people: &'a BTreeMap<String, String>,
     /// Take trustsync's permission sets that no document wants away from every account.
     pub prune: bool,
+    /// Whether this pass read what deciding an adoption needs (a full pass does: what an
+    /// unmarked group holds, where an unmarked set is provisioned). A focused pass adopts
+    /// nothing: a document whose group or set is not trustsync's yet is planned as without
+    /// `adopt` until a full pass takes them over.
+    pub adopting: bool,
 }
 
 /// The plan for people.
@@ -125,6 +131,7 @@ pub fn plan(i: &Inputs) -> Plan {
             .map(|u| (u.user_name.to_lowercase(), u))
             .collect(),
         creating: BTreeSet::new(),
+        adopted_groups: BTreeSet::new(),
     };
     for w in i.wanted {
         p.assignment(w);
@@ -139,7 +146,7 @@ pub fn plan(i: &Inputs) -> Plan {
         .observed
         .groups
         .iter()
-        .filter(|g| marked(g.description.as_deref(), i.mark))
+        .filter(|g| marked(g.description.as_deref(), i.mark) || p.adopted_groups.contains(&g.id))
         .map(|g| {
             let resource = group_resource(store, Some(&g.id), &g.display_name);
             p.removal_baseline(&resource, g.members.len()).0
@@ -182,6 +189,8 @@ struct People<'a> {
     users: BTreeMap<String, &'a crate::observed::IdentityCenterUser>,
     /// Users this plan creates (lower-cased), so two documents create one.
     creating: BTreeSet<String>,
+    /// Groups this plan adopts (ids): trustsync's from now on, counted as its own.
+    adopted_groups: BTreeSet<String>,
 }
 
 impl<'a> People<'a> {
@@ -218,35 +227,62 @@ impl<'a> People<'a> {
     fn assignment(&mut self, w: &Wanted<'a>) {
         let obs = self.i.observed;
         let name = w.mapping.as_str();
-        let group = obs
+        let named: Vec<&'a IdentityCenterGroup> = obs
             .groups
             .iter()
-            .find(|g| g.display_name.eq_ignore_ascii_case(name));
-        if let Some(g) = group.filter(|g| !marked(g.description.as_deref(), self.i.mark)) {
-            self.problem(
-                ProblemKind::Conflict,
-                w,
-                group_resource(self.store(), Some(&g.id), name),
-                format!("the identity store has a group `{}` trustsync does not own (its description lacks `{}`): rename one of them; nothing is planned for this document", g.display_name, self.i.mark),
-            );
-            return;
-        }
+            .filter(|g| g.display_name.eq_ignore_ascii_case(name))
+            .collect();
+        // trustsync's own group when one of the names is (a same-named group someone
+        // made beside it holds nothing back), else the one of the name.
+        let group = named
+            .iter()
+            .find(|g| marked(g.description.as_deref(), self.i.mark))
+            .or(named.first())
+            .copied();
         let set_name = &w.spec.permission_set.name;
         let set = obs
             .permission_sets
             .iter()
             .find(|s| s.name.eq_ignore_ascii_case(set_name));
+        let unowned_group = group.is_some_and(|g| !marked(g.description.as_deref(), self.i.mark));
+        let unowned_set = set.is_some_and(|s| !marked(s.description.as_deref(), self.i.mark));
+        // `adopt: true` takes over what lacks the mark, or says why not (a conflict, and
+        // then as without it). A blocked document only revokes: it adopts nothing; nor
+        // does a focused pass.
+        let adopting =
+            self.i.adopting && w.spec.adopt && !w.blocked && (unowned_group || unowned_set);
+        let (adopted, refused) = match adopting {
+            true => match self.adopt(w, &named, (group, set), (unowned_group, unowned_set)) {
+                Ok(adopted) => (adopted, false),
+                Err(()) => (None, true),
+            },
+            false => (None, false),
+        };
+        let taken_over = adopting && !refused;
+        if let Some(g) = group.filter(|_| unowned_group && !taken_over) {
+            if !refused {
+                self.problem(
+                    ProblemKind::Conflict,
+                    w,
+                    group_resource(self.store(), Some(&g.id), name),
+                    format!("the identity store has a group `{}` trustsync does not own (its description lacks `{}`): rename one of them, or set `adopt: true` to take it over; nothing is planned for this document", g.display_name, self.i.mark),
+                );
+            }
+            return;
+        }
         // Who should be in the group, by lower-cased user name: each bound to the
         // identity-store user of that name, or a conflict.
         let (wanted, may_keep) = self.wanted_people(w);
         let wanted = self.bound(w, group, wanted);
-        if let Some(s) = set.filter(|s| !marked(s.description.as_deref(), self.i.mark)) {
-            self.problem(
-                ProblemKind::Conflict,
-                w,
-                s.arn.clone(),
-                format!("permission set `{}` exists and trustsync does not own it (its description lacks `{}`): choose another name; only departures are taken out of the group for this document", s.name, self.i.mark),
-            );
+        if let Some(s) = set.filter(|_| unowned_set && !taken_over) {
+            if !refused {
+                self.problem(
+                    ProblemKind::Conflict,
+                    w,
+                    s.arn.clone(),
+                    format!("permission set `{}` exists and trustsync does not own it (its description lacks `{}`): choose another name, or set `adopt: true` to take it over; only departures are taken out of the group for this document", s.name, self.i.mark),
+                );
+            }
             // trustsync's group is still its own: its departures go (a revocation never
             // waits on a conflict); the set is not trustsync's to write to.
             let revoke_only = Wanted {
@@ -256,7 +292,9 @@ impl<'a> People<'a> {
             self.members(&revoke_only, group, &wanted, &may_keep);
             return;
         }
-        if let Some(s) = set {
+        // The set as it stands once adopted, else as read.
+        let set = adopted.as_ref().or(set);
+        if let Some(s) = set.filter(|_| adopted.is_none()) {
             self.tag_set(s, Some(w));
         }
         let removed = self.members(w, group, &wanted, &may_keep);

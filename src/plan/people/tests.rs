@@ -9,7 +9,8 @@ use super::*;
 use crate::model::iam_policy;
 use crate::observed::{AssignedTo, IdentityCenterGroup, IdentityCenterPermissionSet};
 use crate::observed::{
-    GroupMembership, IdentityCenterAssignment, IdentityCenterUser, PermissionSetPolicies,
+    GroupHolds, GroupMembership, IdentityCenterAssignment, IdentityCenterUser,
+    PermissionSetPolicies,
 };
 use crate::plan::{Action, NoticeKind, PeopleAction, ProblemKind};
 
@@ -81,6 +82,7 @@ fn provisioned(members: &[&str], denials: Vec<Value>) -> ObservedIdentityCenter 
                     membership_id: format!("m-{m}"),
                 })
                 .collect(),
+            holds: None,
         }],
         permission_sets: vec![IdentityCenterPermissionSet {
             arn: "ps-1".into(),
@@ -137,6 +139,7 @@ fn run_bound(
         },
         now: NOW,
         prune: false,
+        adopting: true,
         recorded_baselines,
         window_seconds: 3600,
         propagation_seconds: 300,
@@ -574,4 +577,291 @@ fn iso_durations_read_as_identity_center_writes_them() {
     assert_eq!(secs("P1D"), None);
     assert_eq!(secs("PTH"), None);
     assert_eq!(secs("PT1"), None);
+}
+
+/// The instance as SCIM or a person left it: the group `ops` (no mark) holding `members`
+/// and assigned the set `Ops` (no mark, the document's policies, no tags), nothing
+/// provisioned beyond the accounts read.
+fn made_by_hand(members: &[&str]) -> ObservedIdentityCenter {
+    let mut o = provisioned(members, Vec::new());
+    o.groups[0].description = Some("payments engineers (SCIM)".into());
+    o.groups[0].holds = Some(GroupHolds::Read(o.assignments.clone()));
+    let set = &mut o.permission_sets[0];
+    set.description = Some("Payments engineers in production".into());
+    let p = set.policies.as_mut().unwrap();
+    p.tags = Some(BTreeMap::new());
+    p.provisioned_elsewhere = Some(Vec::new());
+    o
+}
+
+fn adopting() -> AccessAssignmentSpec {
+    let mut s = spec();
+    s.adopt = true;
+    s
+}
+
+/// No record binds the store's users: only the group's membership does (as for a group
+/// SCIM or a person made).
+fn run_unrecorded(wanted: &[Wanted], observed: &ObservedIdentityCenter) -> Plan {
+    run_bound(wanted, observed, &BTreeMap::new(), &BTreeMap::new())
+}
+
+#[test]
+fn adopt_marks_the_group_and_set_keeps_the_assignment_and_reconciles_members() {
+    let spec = adopting();
+    let w = [wanted(
+        &spec,
+        Members::Read(vec![person("ana"), person("eve")]),
+    )];
+    let o = made_by_hand(&["ana", "bo"]);
+    let mut p = run_unrecorded(&w, &o);
+    p.changes.sort_by_key(|c| c.action.phase());
+    assert!(p.problems.is_empty(), "{:#?}", p.problems);
+    assert_eq!(
+        names(&p),
+        [
+            "adopt-identity-store-group",
+            "adopt-permission-set",
+            "remove-group-members",
+            "deny-permission-set-sessions",
+            "create-identity-store-user",
+            "add-group-members"
+        ],
+        "the group keeps its id, so the assignment stays: no group, set or assignment made or deleted"
+    );
+    let Action::People(PeopleAction::AdoptIdentityStoreGroup {
+        group_id,
+        description,
+        ..
+    }) = &p.changes[0].action
+    else {
+        panic!()
+    };
+    assert_eq!(group_id, "g1");
+    assert!(description.contains(MARK), "{description}");
+    let Action::People(PeopleAction::AdoptPermissionSet {
+        tags,
+        description,
+        session_duration,
+        ..
+    }) = &p.changes[1].action
+    else {
+        panic!()
+    };
+    assert_eq!(
+        tags,
+        &BTreeMap::from([("managed-by".to_string(), "trustsync".to_string())])
+    );
+    assert_eq!(description, MARK, "the document gives no description");
+    assert_eq!(session_duration, "PT2H", "the session length it has");
+    assert_eq!(
+        p.changes[2].members_removed,
+        ["bo"],
+        "not in the Entra group"
+    );
+    assert_eq!(p.changes[5].members_added, ["eve"]);
+    // The adopted group counts among trustsync's people for the pass-wide limit.
+    assert_eq!(p.trusted_baseline, 2);
+
+    // Once adopted (marked, tagged, members reconciled), nothing is left to do.
+    let mut after = provisioned(&["ana", "eve"], Vec::new());
+    after.users.push(user("eve"));
+    after.permission_sets[0].policies.as_mut().unwrap().tags =
+        Some(BTreeMap::from([("managed-by".into(), "trustsync".into())]));
+    let people: BTreeMap<String, String> = [("ana", "entra-ana"), ("eve", "entra-eve")]
+        .map(|(u, e)| (u.to_string(), e.to_string()))
+        .into();
+    let again = run_bound(&w, &after, &BTreeMap::new(), &people);
+    assert!(again.changes.is_empty(), "{:?}", names(&again));
+}
+
+#[test]
+fn without_adopt_or_when_blocked_an_unmarked_group_stays_a_conflict() {
+    let plain = spec();
+    let w = [wanted(&plain, Members::Read(vec![person("ana")]))];
+    let p = run_unrecorded(&w, &made_by_hand(&["ana"]));
+    assert!(p.changes.is_empty(), "{:?}", names(&p));
+    assert!(
+        p.problems[0].message.contains("adopt: true"),
+        "{:?}",
+        p.problems
+    );
+    let spec = adopting();
+    let mut blocked = wanted(&spec, Members::Read(vec![person("ana")]));
+    blocked.blocked = true;
+    let p = run_unrecorded(&[blocked], &made_by_hand(&["ana"]));
+    assert!(
+        p.changes.is_empty(),
+        "a blocked document adopts nothing: {:?}",
+        names(&p)
+    );
+    assert_eq!(p.problems[0].kind, ProblemKind::Conflict);
+    // A focused pass did not read what deciding needs: it plans as without `adopt`.
+    let w = [wanted(&spec, Members::Read(vec![person("ana")]))];
+    let o = made_by_hand(&["ana"]);
+    let p = plan(&Inputs {
+        wanted: &w,
+        observed: &o,
+        mark: MARK,
+        owner_tag: &crate::config::OwnerTag {
+            key: "managed-by".into(),
+            value: "trustsync".into(),
+        },
+        now: NOW,
+        prune: false,
+        adopting: false,
+        recorded_baselines: &BTreeMap::new(),
+        window_seconds: 3600,
+        propagation_seconds: 300,
+        recorded_people: &BTreeMap::new(),
+    });
+    assert!(p.changes.is_empty(), "{:?}", names(&p));
+    assert!(
+        p.problems[0].message.contains("does not own"),
+        "{:?}",
+        p.problems
+    );
+}
+
+/// The hostile author of the input: each thing in the way of a safe take-over refuses the
+/// whole adoption (a conflict naming it), and nothing at all is written.
+#[test]
+fn adoption_is_refused_when_it_would_keep_cut_or_widen_access() {
+    type Edit = fn(&mut ObservedIdentityCenter);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a person holds the set directly",
+            |o| {
+                o.assignments.push(IdentityCenterAssignment {
+                    account: "111111111111".into(),
+                    permission_set_arn: "ps-1".into(),
+                    principal_type: AssignedTo::User,
+                    principal_id: "id-cy".into(),
+                })
+            },
+            "assigned to people directly (cy in 111111111111)",
+        ),
+        (
+            "another group holds the set",
+            |o| {
+                o.groups.push(IdentityCenterGroup {
+                    id: "g2".into(),
+                    display_name: "auditors".into(),
+                    description: None,
+                    members: Vec::new(),
+                    holds: None,
+                });
+                o.assignments.push(IdentityCenterAssignment {
+                    account: "111111111111".into(),
+                    permission_set_arn: "ps-1".into(),
+                    principal_type: AssignedTo::Group,
+                    principal_id: "g2".into(),
+                });
+            },
+            "assigned to other groups (auditors in 111111111111)",
+        ),
+        (
+            "the group holds another set (a name crafted to match the document)",
+            |o| {
+                o.permission_sets.push(IdentityCenterPermissionSet {
+                    arn: "ps-admin".into(),
+                    name: "Admin".into(),
+                    session_duration: None,
+                    description: None,
+                    policies: None,
+                });
+                let Some(GroupHolds::Read(held)) = o.groups[0].holds.as_mut() else {
+                    panic!()
+                };
+                held.push(IdentityCenterAssignment {
+                    account: "222222222222".into(),
+                    permission_set_arn: "ps-admin".into(),
+                    principal_type: AssignedTo::Group,
+                    principal_id: "g1".into(),
+                });
+            },
+            "holds other permission sets (Admin in 222222222222)",
+        ),
+        (
+            "what the group holds could not be read",
+            |o| o.groups[0].holds = Some(GroupHolds::Unreadable("AccessDenied".into())),
+            "could not be read (AccessDenied)",
+        ),
+        (
+            "another trustsync instance marks the set",
+            |o| o.permission_sets[0].description = Some("[trustsync managed-by=blue]".into()),
+            "another trustsync instance's mark",
+        ),
+        (
+            "another trustsync instance marks the group",
+            |o| o.groups[0].description = Some("[trustsync managed-by=blue]: x".into()),
+            "another trustsync instance's mark",
+        ),
+        (
+            "another controller's owner tag on the set",
+            |o| {
+                o.permission_sets[0].policies.as_mut().unwrap().tags =
+                    Some(BTreeMap::from([("managed-by".into(), "terraform".into())]))
+            },
+            "owner tag managed-by=terraform",
+        ),
+        (
+            "the set is provisioned where nobody looked",
+            |o| {
+                o.permission_sets[0]
+                    .policies
+                    .as_mut()
+                    .unwrap()
+                    .provisioned_elsewhere = Some(vec!["333333333333".into()])
+            },
+            "provisioned in accounts whose assignments trustsync does not read (333333333333)",
+        ),
+        (
+            "two groups of the document's name",
+            |o| {
+                let mut twin = o.groups[0].clone();
+                twin.id = "g9".into();
+                twin.display_name = "OPS".into();
+                o.groups.push(twin);
+            },
+            "2 identity-store groups are named `ops`",
+        ),
+    ];
+    let spec = adopting();
+    for (what, edit, said) in cases {
+        let w = [wanted(&spec, Members::Read(vec![person("ana")]))];
+        let mut o = made_by_hand(&["ana"]);
+        edit(&mut o);
+        let p = run_unrecorded(&w, &o);
+        assert!(p.changes.is_empty(), "{what}: {:?}", names(&p));
+        assert!(
+            p.problems.iter().any(|x| x.kind == ProblemKind::Conflict
+                && x.message.contains(said)
+                && x.message.starts_with("not adopted")),
+            "{what}: {:#?}",
+            p.problems
+        );
+    }
+}
+
+#[test]
+fn adopting_only_the_set_beside_trustsyncs_group_takes_no_access_away() {
+    // trustsync's group exists; the set of the document's name was made by hand and is
+    // assigned to nobody yet: it is adopted and then assigned to the group.
+    let spec = adopting();
+    let w = [wanted(&spec, Members::Read(vec![person("ana")]))];
+    let mut o = provisioned(&["ana"], Vec::new());
+    o.assignments.clear();
+    let p0 = o.permission_sets[0].policies.as_mut().unwrap();
+    p0.tags = Some(BTreeMap::new());
+    p0.provisioned_elsewhere = Some(Vec::new());
+    o.permission_sets[0].description = Some("by hand".into());
+    let mut p = run(&w, &o);
+    p.changes.sort_by_key(|c| c.action.phase());
+    assert_eq!(
+        names(&p),
+        ["adopt-permission-set", "create-account-assignment"],
+        "{:#?}",
+        p.problems
+    );
 }

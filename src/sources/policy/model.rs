@@ -391,6 +391,20 @@ pub struct AccessAssignmentSpec {
     /// handed over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopt_users: Vec<String>,
+    /// Take over an existing identity-store group named as the document (`metadata.name`,
+    /// compared without case) and an existing permission set of `permissionSet.name` that
+    /// no trustsync instance marks (made by SCIM or by hand): each gets trustsync's mark
+    /// (and the set its owner tag), and the group keeps its id, so its assignments stay
+    /// and nobody's access is cut to re-create it. Then the document is reconciled as
+    /// usual (people not in the Entra group are removed, under the safety limits, and
+    /// their sessions denied). Refused, as a `conflict` naming what is in the way, when the
+    /// group or set carries another owner's mark or owner tag, when the set is assigned to
+    /// a user directly or to another group, or is provisioned in an account trustsync does
+    /// not read, and when the group holds another permission set: taking over any of those
+    /// would silently keep, cut or widen someone's access. Without it (the default) an
+    /// existing group or set of those names is a `conflict`, never written to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// What happens to guests of a group mapped to people's access.

@@ -58,6 +58,7 @@ impl AwsClients {
             display_name: g.display_name().unwrap_or_default().to_string(),
             description: g.description().map(String::from),
             members: Vec::new(),
+            holds: None,
         })
     }
 

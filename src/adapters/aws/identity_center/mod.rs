@@ -8,6 +8,8 @@ mod provisioning;
 mod read;
 mod write;
 
+pub use read::Adoptable;
+
 use super::Operation;
 use crate::model::call::Failure;
 

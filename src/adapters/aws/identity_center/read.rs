@@ -4,16 +4,27 @@
 //! policy; a failed read fails the whole read, never a shorter list. Per-group,
 //! per-permission-set and per-account reads go eight at a time, in order.
 
+use std::collections::BTreeSet;
+
 use aws_sdk_ssoadmin::types::PrincipalType;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::super::{AwsClients, Operation};
 use crate::model::call::Failure;
 use crate::observed::{
-    AssignedTo, GroupMembership, IdentityCenterAssignment, IdentityCenterGroup,
+    AssignedTo, GroupHolds, GroupMembership, IdentityCenterAssignment, IdentityCenterGroup,
     IdentityCenterPermissionSet, IdentityCenterUser, ObservedIdentityCenter, PermissionSetPolicies,
     SetBoundary,
 };
+
+/// What a pass reads besides trustsync's own groups and permission sets: those an
+/// AccessAssignment with `adopt: true` may take over, by lower-cased name (a group named as
+/// the document, the document's set).
+#[derive(Debug, Clone, Default)]
+pub struct Adoptable {
+    pub groups: BTreeSet<String>,
+    pub sets: BTreeSet<String>,
+}
 
 /// Per-group, per-set and per-account reads under way at once, in order (a report's
 /// order stays the same).
@@ -89,23 +100,72 @@ impl AwsClients {
         accounts: &[String],
         marked: Option<&str>,
     ) -> Result<ObservedIdentityCenter, Failure> {
-        let wanted = |description: Option<&String>| match marked {
+        self.read_identity_center_adopting(want, accounts, marked, &Adoptable::default())
+            .await
+    }
+
+    /// As [`Self::read_identity_center`], and in a pass (`marked`) the unmarked groups and
+    /// sets `adoptable` names as well, with what deciding their adoption needs: a group's
+    /// members and every permission set assigned to it (in any account), a set's policies,
+    /// tags, assignments and the accounts it is provisioned in beyond `accounts`.
+    pub async fn read_identity_center_adopting(
+        &self,
+        want: Option<&str>,
+        accounts: &[String],
+        marked: Option<&str>,
+        adoptable: &Adoptable,
+    ) -> Result<ObservedIdentityCenter, Failure> {
+        let carries = |description: Option<&String>| match marked {
             None => true,
             Some(mark) => description.is_some_and(|d| d.contains(mark)),
+        };
+        // Unmarked, named by an adopting document, in a pass.
+        let to_adopt = |names: &BTreeSet<String>, name: &str, description: Option<&String>| {
+            marked.is_some() && !carries(description) && names.contains(&name.to_lowercase())
         };
         let (instance_arn, identity_store_id) = self.identity_center_instance(want).await?;
         let store = identity_store_id.as_str();
         let users = self.users(store).await?;
-        let groups = self.groups(store, &wanted).await?;
+        let mut groups = self
+            .groups(store, &|g: &IdentityCenterGroup| {
+                carries(g.description.as_ref())
+                    || to_adopt(&adoptable.groups, &g.display_name, g.description.as_ref())
+            })
+            .await?;
+        for g in groups
+            .iter_mut()
+            .filter(|g| to_adopt(&adoptable.groups, &g.display_name, g.description.as_ref()))
+        {
+            g.holds = Some(self.group_holds(&instance_arn, &g.id).await);
+        }
         let mut permission_sets = self.permission_sets(&instance_arn).await?;
+        let adopting: Vec<String> = permission_sets
+            .iter()
+            .filter(|p| to_adopt(&adoptable.sets, &p.name, p.description.as_ref()))
+            .map(|p| p.arn.clone())
+            .collect();
         let arns: Vec<String> = permission_sets
             .iter()
-            .filter(|p| wanted(p.description.as_ref()))
+            .filter(|p| carries(p.description.as_ref()) || adopting.contains(&p.arn))
             .map(|p| p.arn.clone())
             .collect();
         if marked.is_some() {
             self.add_policies(&instance_arn, &mut permission_sets, &arns)
                 .await?;
+        }
+        for set in permission_sets
+            .iter_mut()
+            .filter(|p| adopting.contains(&p.arn))
+        {
+            let reach = self.provisioned_in(&instance_arn, &set.arn).await?;
+            if let Some(p) = set.policies.as_mut() {
+                p.provisioned_elsewhere = Some(
+                    reach
+                        .into_iter()
+                        .filter(|a| !accounts.contains(a))
+                        .collect(),
+                );
+            }
         }
         let assignments = self.assignments_of(&instance_arn, accounts, &arns).await?;
         Ok(ObservedIdentityCenter {
@@ -116,6 +176,71 @@ impl AwsClients {
             permission_sets,
             assignments,
         })
+    }
+
+    /// Every permission set assigned to a group, in every account
+    /// (`ListAccountAssignmentsForPrincipal`). AWS answers it from the management account
+    /// only (its API reference): a failure is kept as why the group's holdings are unknown,
+    /// which refuses its adoption and holds nothing else back.
+    async fn group_holds(&self, instance_arn: &str, group_id: &str) -> GroupHolds {
+        let mut held = Vec::new();
+        let read = self
+            .paginate(
+                Operation::ListAccountAssignmentsForPrincipal,
+                |token| {
+                    self.ssoadmin
+                        .list_account_assignments_for_principal()
+                        .instance_arn(instance_arn)
+                        .principal_id(group_id)
+                        .principal_type(PrincipalType::Group)
+                        .set_next_token(token)
+                        .send()
+                },
+                |page| page.next_token().map(String::from),
+                |page| {
+                    held.extend(page.account_assignments().iter().map(|a| {
+                        IdentityCenterAssignment {
+                            account: a.account_id().unwrap_or_default().to_string(),
+                            permission_set_arn: a
+                                .permission_set_arn()
+                                .unwrap_or_default()
+                                .to_string(),
+                            principal_type: AssignedTo::Group,
+                            principal_id: group_id.to_string(),
+                        }
+                    }));
+                    Ok(())
+                },
+            )
+            .await;
+        match read {
+            Ok(()) => GroupHolds::Read(held),
+            Err(f) => GroupHolds::Unreadable(f.to_string()),
+        }
+    }
+
+    /// The accounts a permission set is provisioned in
+    /// (`ListAccountsForProvisionedPermissionSet`, every page).
+    async fn provisioned_in(&self, instance_arn: &str, arn: &str) -> Result<Vec<String>, Failure> {
+        let mut accounts = Vec::new();
+        self.paginate(
+            Operation::ListAccountsForProvisionedPermissionSet,
+            |token| {
+                self.ssoadmin
+                    .list_accounts_for_provisioned_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(String::from),
+            |page| {
+                accounts.extend(page.account_ids().iter().cloned());
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(accounts)
     }
 
     /// Every user of the identity store.
@@ -151,12 +276,11 @@ impl AwsClients {
         Ok(users)
     }
 
-    /// Every group of the identity store; with its members when `wanted` (its
-    /// description) says so.
+    /// Every group of the identity store; with its members when `wanted` says so.
     async fn groups(
         &self,
         store: &str,
-        wanted: &impl Fn(Option<&String>) -> bool,
+        wanted: &impl Fn(&IdentityCenterGroup) -> bool,
     ) -> Result<Vec<IdentityCenterGroup>, Failure> {
         let mut groups = Vec::new();
         self.paginate(
@@ -175,14 +299,13 @@ impl AwsClients {
                     display_name: g.display_name().unwrap_or_default().to_string(),
                     description: g.description().map(String::from),
                     members: Vec::new(),
+                    holds: None,
                 }));
                 Ok(())
             },
         )
         .await?;
-        let read: Vec<usize> = (0..groups.len())
-            .filter(|i| wanted(groups[*i].description.as_ref()))
-            .collect();
+        let read: Vec<usize> = (0..groups.len()).filter(|i| wanted(&groups[*i])).collect();
         let members: Vec<Vec<GroupMembership>> = stream::iter(&read)
             .map(|i| self.group_members(store, &groups[*i].id))
             .buffered(AT_ONCE)

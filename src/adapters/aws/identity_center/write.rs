@@ -52,6 +52,8 @@ impl AwsClients {
             RemoveGroupMembers { .. } => self.remove_members(action).await,
             PutPermissionSet { .. } => self.put_permission_set(action).await,
             TagPermissionSet { .. } => self.tag_permission_set(action).await,
+            AdoptPermissionSet { .. } => self.adopt_permission_set(action).await,
+            AdoptIdentityStoreGroup { .. } => self.adopt_group(action).await,
             DenyPermissionSetSessions { .. } => self.deny_set_sessions(action).await,
             CreateAccountAssignment { .. } => self.create_assignment(action).await,
             DeleteAccountAssignment { .. } => self.delete_assignment(action).await,
@@ -474,6 +476,83 @@ impl AwsClients {
                 .instance_arn(instance_arn)
                 .resource_arn(permission_set_arn)
                 .set_tags(Some(tags.clone()))
+        ))
+    }
+
+    /// An existing permission set taken over: the owner tag first (every later write to
+    /// the set needs it), then trustsync's mark in its description. Its session duration
+    /// is sent as it was read: `UpdatePermissionSet` takes both, and the set's role in each
+    /// account does not change, so nothing is provisioned.
+    async fn adopt_permission_set(&self, action: &PeopleAction) -> Result<Written, Failure> {
+        use PeopleAction::*;
+        let AdoptPermissionSet {
+            instance_arn,
+            permission_set_arn,
+            tags,
+            description,
+            session_duration,
+            ..
+        } = action
+        else {
+            unreachable!("write_people sends only AdoptPermissionSet here");
+        };
+        let tags = set_tags(tags)?;
+        let tagged = write!(
+            self,
+            SsoTagResource,
+            |_: &Failure| false,
+            "",
+            self.ssoadmin
+                .tag_resource()
+                .instance_arn(instance_arn)
+                .resource_arn(permission_set_arn)
+                .set_tags(Some(tags.clone()))
+        );
+        Ok(tagged.and(write!(
+            self,
+            UpdatePermissionSet,
+            |_: &Failure| false,
+            "",
+            self.ssoadmin
+                .update_permission_set()
+                .instance_arn(instance_arn)
+                .permission_set_arn(permission_set_arn)
+                .description(description)
+                .session_duration(session_duration)
+        )))
+    }
+
+    /// An existing identity-store group taken over: trustsync's mark in its description
+    /// (`UpdateGroup`, attribute path `description` as the Identity Store API reference's
+    /// `Group` data type names the attribute).
+    async fn adopt_group(&self, action: &PeopleAction) -> Result<Written, Failure> {
+        use aws_sdk_identitystore::types::AttributeOperation;
+        use aws_smithy_types::Document;
+        use PeopleAction::*;
+        let AdoptIdentityStoreGroup {
+            identity_store_id,
+            group_id,
+            description,
+            ..
+        } = action
+        else {
+            unreachable!("write_people sends only AdoptIdentityStoreGroup here");
+        };
+        let operation = AttributeOperation::builder()
+            .attribute_path("description")
+            .attribute_value(Document::String(description.clone()))
+            .build()
+            .map_err(|e| Failure::permanent(Operation::UpdateGroup.name(), e.to_string()))?;
+        Ok(write!(
+            self,
+            UpdateGroup,
+            |_: &Failure| false,
+            "",
+            self.identitystore
+                .update_group()
+                .identity_store_id(identity_store_id)
+                .group_id(group_id)
+                .operations(operation.clone())
         ))
     }
 
