@@ -1,7 +1,9 @@
 //! `export` for people, through the binary against moto's IAM Identity Center and the
 //! tenant file: a permission set a group holds, made as SCIM or a person would make it, is
-//! written as an AccessAssignment that validates and plans no second set or group and no
-//! removal of the existing assignment; what a document cannot say is said, naming the set.
+//! written as an AccessAssignment with `adopt: true` that validates, whose plan takes the
+//! set and group over (no second set or group, the existing assignment kept) and whose
+//! apply settles; what a document cannot say is said, naming the set; what cannot be taken
+//! over safely (a set a person holds directly, one another owner marked) is refused.
 
 mod support;
 
@@ -151,6 +153,56 @@ impl<'m> Center<'m> {
         names
     }
 
+    fn group_description(&self, id: &str) -> String {
+        let d = self
+            .store
+            .describe_group()
+            .identity_store_id(&self.store_id)
+            .group_id(id);
+        let out = self.moto.block_on(d.send()).unwrap();
+        out.description().unwrap_or_default().to_string()
+    }
+
+    /// The group's members (user ids), sorted.
+    fn members(&self, id: &str) -> Vec<String> {
+        let list = self
+            .store
+            .list_group_memberships()
+            .identity_store_id(&self.store_id)
+            .group_id(id);
+        let out = self.moto.block_on(list.send()).unwrap();
+        let mut ids: Vec<String> = out
+            .group_memberships()
+            .iter()
+            .filter_map(|m| m.member_id()?.as_user_id().ok().cloned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn set_tags(&self, set: &str) -> std::collections::BTreeMap<String, String> {
+        let list = self
+            .admin
+            .list_tags_for_resource()
+            .instance_arn(&self.instance)
+            .resource_arn(set);
+        let out = self.moto.block_on(list.send()).unwrap();
+        out.tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()
+    }
+
+    fn inline(&self, set: &str) -> String {
+        let get = self
+            .admin
+            .get_inline_policy_for_permission_set()
+            .instance_arn(&self.instance)
+            .permission_set_arn(set);
+        let out = self.moto.block_on(get.send()).unwrap();
+        out.inline_policy().unwrap_or_default().to_string()
+    }
+
     fn group_names(&self) -> Vec<String> {
         let list = self.store.list_groups().identity_store_id(&self.store_id);
         let out = self.moto.block_on(list.send()).unwrap();
@@ -191,8 +243,7 @@ fn run(moto: &Moto, ws: &Workspace, args: &[&str], code: i32) -> std::process::O
 }
 
 #[test]
-fn an_existing_set_and_group_export_as_an_access_assignment_that_validates_and_duplicates_nothing()
-{
+fn an_existing_set_and_group_export_as_an_access_assignment_that_adopts_them() {
     let moto = Moto::start();
     let ws = workspace();
     let ic = Center::new(&moto);
@@ -251,21 +302,175 @@ fn an_existing_set_and_group_export_as_an_access_assignment_that_validates_and_d
 
     ws.write("policies/exported.yaml", &yaml);
     run(&moto, &ws, &["validate"], 0);
-    // No second set or group, and the existing assignment stays. AccessAssignment has no
-    // `adopt` yet: the plan names trustsync's would-be group as a conflict and plans
-    // nothing for the document (see docs/operations.md, `export`).
+    assert_eq!(doc["spec"]["adopt"], true, "{yaml}");
+    // The plan takes the set and group over: their marks and the owner tag, nothing else
+    // (no second set or group, no assignment removed or made, nobody's membership moved).
+    let plan = plan_json(&moto, &ws, 2);
+    assert!(plan["problems"].as_array().unwrap().is_empty(), "{plan:#}");
+    assert_eq!(
+        actions(&plan),
+        ["adopt-identity-store-group", "adopt-permission-set"],
+        "{plan:#}"
+    );
+    apply(Via::moto(&moto), &ws, &[]);
+    assert_eq!(ic.set_names(), ["PaymentsOps"]);
+    assert_eq!(ic.group_names(), ["sg-aws-payments-people"]);
+    assert_eq!(
+        ic.assigned(&set),
+        std::slice::from_ref(&group),
+        "the assignment stayed"
+    );
+    assert!(ic.group_description(&group).contains("[trustsync "));
+    assert_eq!(
+        ic.set_tags(&set)
+            .get("trustsync.dev/owner")
+            .map(String::as_str),
+        Some("trustsync")
+    );
+    let mut both = vec![dana.clone(), kim.clone()];
+    both.sort();
+    assert_eq!(ic.members(&group), both, "nobody's membership moved");
+
+    // From now on the document is reconciled as trustsync's own: Kim leaves the Entra
+    // group, and leaves the adopted group, her sessions of the set denied.
+    ws.remove_tenant_member(PEOPLE, KIM);
+    let plan = plan_json(&moto, &ws, 2);
+    assert_eq!(
+        actions(&plan),
+        ["remove-group-members", "deny-permission-set-sessions"],
+        "{plan:#}"
+    );
+    apply(Via::moto(&moto), &ws, &[]);
+    assert_eq!(ic.members(&group), [dana]);
+    let denied = ic.inline(&set);
+    assert!(
+        denied.contains(&kim) && denied.contains("s3:GetObject"),
+        "{denied}"
+    );
+}
+
+/// A person holds the set directly as well as through the group: once trustsync owned the
+/// set, a plan would take that assignment away (a set of trustsync's is granted through its
+/// group only), and keeping it would leave access the document does not show. Adoption is
+/// refused, naming them, and nothing is written.
+#[test]
+fn adoption_refuses_a_set_a_person_holds_directly() {
+    let moto = Moto::start();
+    let ws = workspace();
+    let ic = Center::new(&moto);
+    let dana = ic.user("dana@example.com", "Dana Ops");
+    let kim = ic.user("kim@example.com", "Kim Lo");
+    let ex = ic.user("ex@example.com", "Ex Employee");
+    let group = ic.group("sg-aws-payments-people", &[&dana, &kim]);
+    let set = ic.set("PaymentsOps", "PT1H", "ops");
+    ic.assign(&set, PrincipalType::Group, &group);
+    ic.assign(&set, PrincipalType::User, &ex);
+
+    let out = run(&moto, &ws, &["export"], 0);
+    ws.write("policies/exported.yaml", &stdout(&out));
+    run(&moto, &ws, &["validate"], 0);
     let plan = plan_json(&moto, &ws, 1);
     assert_eq!(actions(&plan), Vec::<String>::new(), "{plan:#}");
     let problems = plan["problems"].as_array().unwrap();
     assert!(
-        problems.len() == 1
-            && problems[0]["kind"] == "conflict"
-            && problems[0]["resource"] == format!("arn:aws:identitystore:::group/{group}"),
+        problems.iter().any(|p| p["kind"] == "conflict"
+            && p["resource"] == set.as_str()
+            && p["message"].as_str().unwrap().contains(
+                "not adopted: permission set PaymentsOps is assigned to people directly (ex@example.com in 123456789012)"
+            )),
         "{plan:#}"
     );
-    assert_eq!(ic.set_names(), ["PaymentsOps"]);
-    assert_eq!(ic.group_names(), ["sg-aws-payments-people"]);
-    assert_eq!(ic.assigned(&set), [group]);
+    run(&moto, &ws, &["apply", "--auto-approve"], 1);
+    assert_eq!(ic.group_description(&group), "");
+    assert_eq!(ic.set_tags(&set), Default::default());
+    let mut holders = ic.assigned(&set);
+    holders.sort();
+    let mut want = vec![group, ex];
+    want.sort();
+    assert_eq!(holders, want, "nobody's access moved");
+}
+
+/// Who controls the input: another controller, which tagged the set with the owner key
+/// under its own value (another trustsync instance sharing the key, or any tool using it),
+/// or marked it in its description. An exported (or hand-written) document that says
+/// `adopt: true` takes neither: a conflict naming the owner, nothing written.
+#[test]
+fn a_set_another_owner_marked_is_not_adopted() {
+    let moto = Moto::start();
+    let ws = workspace();
+    let ic = Center::new(&moto);
+    let dana = ic.user("dana@example.com", "Dana Ops");
+    let group = ic.group("sg-aws-payments-people", &[&dana]);
+    let tagged = ic.set("PaymentsOps", "PT1H", "ops");
+    moto.block_on(
+        ic.admin
+            .tag_resource()
+            .instance_arn(&ic.instance)
+            .resource_arn(&tagged)
+            .tags(
+                aws_sdk_ssoadmin::types::Tag::builder()
+                    .key("trustsync.dev/owner")
+                    .value("blue")
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    ic.assign(&tagged, PrincipalType::Group, &group);
+
+    let out = run(&moto, &ws, &["export"], 0);
+    ws.write("policies/exported.yaml", &stdout(&out));
+    let plan = plan_json(&moto, &ws, 1);
+    assert_eq!(actions(&plan), Vec::<String>::new(), "{plan:#}");
+    assert!(
+        plan["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["resource"] == tagged.as_str()
+                && p["message"].as_str().unwrap().contains(
+                    "carries the owner tag trustsync.dev/owner=blue: another controller's"
+                )),
+        "{plan:#}"
+    );
+    run(&moto, &ws, &["apply", "--auto-approve"], 1);
+    assert_eq!(ic.group_description(&group), "");
+    assert_eq!(
+        ic.set_tags(&tagged)
+            .get("trustsync.dev/owner")
+            .map(String::as_str),
+        Some("blue")
+    );
+
+    // Marked in its description by another instance: export leaves it out, and a document
+    // written by hand to adopt it is refused as well.
+    let marked = ic.set(
+        "Auditor",
+        "PT1H",
+        "books [trustsync trustsync.dev/owner=blue]",
+    );
+    ws.write(
+        "policies/exported.yaml",
+        "apiVersion: trustsync.dev/v1alpha1\nkind: AccessAssignment\nmetadata: {name: auditors}\nspec:\n  group: {id: a1b2c3d4-0001-4000-8000-000000000010}\n  permissionSet: {name: Auditor}\n  adopt: true\n",
+    );
+    let plan = plan_json(&moto, &ws, 1);
+    assert!(
+        !actions(&plan).iter().any(|a| a.starts_with("adopt-")),
+        "{plan:#}"
+    );
+    assert!(
+        plan["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["resource"] == marked.as_str()
+                && p["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("carries another trustsync instance's mark")),
+        "{plan:#}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `trustsync export` for people: an AccessAssignment for each IAM Identity Center
 //! permission set assigned to a group in the accounts in scope, made by SCIM or by hand,
-//! as the document that would reproduce it. What a document cannot say is written as a
+//! as the document that would reproduce it, with `adopt: true` so that its plan takes the
+//! set and group over (`plan::people`'s adoption) instead of stopping on them. What a document cannot say is written as a
 //! comment in the document and reported on stderr, naming the set; a set no document can
 //! reproduce is not exported, with why.
 
@@ -178,6 +179,9 @@ fn exported(
             labels: BTreeMap::new(),
         }),
         adopt_users: Vec::new(),
+        // The set and group exist: the document takes them over rather than stopping on
+        // them as a conflict (the plan refuses what it cannot adopt safely, naming why).
+        adopt: true,
     };
     let mut comment = format!(
         "exported from {} ({}), assigned to the identity-store group {} ({}) in {}",
@@ -412,7 +416,7 @@ fn direct_users(src: &PeopleSource, h: &Holders, notes: &mut Vec<String>) {
         })
         .collect();
     notes.push(format!(
-        "its assignments to people directly ({}): an AccessAssignment assigns its group only, and trustsync takes its set away from anyone else",
+        "its assignments to people directly ({}): an AccessAssignment assigns its group only, so `adopt` refuses the set until they are assigned through the group or removed",
         names.join(", ")
     ));
 }
