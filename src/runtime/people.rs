@@ -152,14 +152,14 @@ async fn read_identity_center(
     Some(read)
 }
 
-/// The groups and sets the documents with `adopt: true` may take over, by lower-cased name:
-/// the group named as the document, the document's set.
+/// The groups and sets the documents with `adopt: true` may take over, by ASCII-lower-cased
+/// name (as the planner compares them): the group named as the document, the document's set.
 fn adoptable(policies: &PolicySet) -> Adoptable {
     let adopting = || policies.access_assignments.iter().filter(|a| a.spec.adopt);
     Adoptable {
-        groups: adopting().map(|a| a.name.to_lowercase()).collect(),
+        groups: adopting().map(|a| a.name.to_ascii_lowercase()).collect(),
         sets: adopting()
-            .map(|a| a.spec.permission_set.name.to_lowercase())
+            .map(|a| a.spec.permission_set.name.to_ascii_lowercase())
             .collect(),
     }
 }

@@ -18,8 +18,8 @@ use crate::observed::{
 };
 
 /// What a pass reads besides trustsync's own groups and permission sets: those an
-/// AccessAssignment with `adopt: true` may take over, by lower-cased name (a group named as
-/// the document, the document's set).
+/// AccessAssignment with `adopt: true` may take over, by ASCII-lower-cased name (a group
+/// named as the document, the document's set), as the planner compares them.
 #[derive(Debug, Clone, Default)]
 pub struct Adoptable {
     pub groups: BTreeSet<String>,
@@ -121,7 +121,7 @@ impl AwsClients {
         };
         // Unmarked, named by an adopting document, in a pass.
         let to_adopt = |names: &BTreeSet<String>, name: &str, description: Option<&String>| {
-            marked.is_some() && !carries(description) && names.contains(&name.to_lowercase())
+            marked.is_some() && !carries(description) && names.contains(&name.to_ascii_lowercase())
         };
         let (instance_arn, identity_store_id) = self.identity_center_instance(want).await?;
         let store = identity_store_id.as_str();
