@@ -158,6 +158,9 @@ pub struct StoreRequests {
     pub reads: AtomicU64,
 }
 
+/// Each segment's positions, by number.
+type Segments = BTreeMap<u32, BTreeMap<u64, Position>>;
+
 /// One position's first version, as listed.
 #[derive(Debug, Clone)]
 struct Position {
@@ -285,7 +288,7 @@ impl S3Log {
     }
 
     /// Every segment's positions (their first versions), and what is not a first version.
-    fn list(&self) -> Result<(BTreeMap<u32, BTreeMap<u64, Position>>, Vec<String>), String> {
+    fn list(&self) -> Result<(Segments, Vec<String>), String> {
         let (bucket, prefix) = (self.bucket.clone(), self.log_prefix());
         let requests = self.requests.clone();
         let listed = self.bridge.call(move |c| {
@@ -339,7 +342,7 @@ impl S3Log {
                 Ok::<_, String>(all)
             })
         })??;
-        let mut segments: BTreeMap<u32, BTreeMap<u64, Position>> = BTreeMap::new();
+        let mut segments: Segments = BTreeMap::new();
         let mut tampering = Vec::new();
         let mut by_key: BTreeMap<String, Vec<(Option<String>, bool)>> = BTreeMap::new();
         for (key, version, marker) in listed {

@@ -93,7 +93,9 @@ mod tests {
         let append = by_sid("AppendAuditRecords");
         assert_eq!(append["Resource"], "arn:aws:s3:::audit-logs/prod/log/*");
         assert_eq!(append["Condition"]["Null"]["s3:if-none-match"], "false");
-        assert!(append["Action"].to_string().contains("s3:PutObjectRetention"));
+        assert!(append["Action"]
+            .to_string()
+            .contains("s3:PutObjectRetention"));
         let deny = by_sid("KeepAuditRecords");
         assert_eq!(deny["Effect"], "Deny");
         for a in ["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"] {
