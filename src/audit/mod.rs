@@ -55,7 +55,7 @@ pub use record::{
     Repaired, Rotated, Unvouched,
 };
 pub use recover::landed;
-pub use release::{request_release, take_releases};
+pub use release::{request_release, request_release_in, take_releases};
 pub use repair::{
     checkpoints_out_of_order, needs_attention, published_no_longer_matching,
     request_acknowledgement, rotation_notice, segments_holding, unacknowledged,
@@ -138,6 +138,8 @@ pub struct AuditLog {
     mirror: bool,
     /// The bucket the log is kept in (`audit.s3`); the file is then its working copy.
     remote: Option<s3::S3Log>,
+    /// The request objects already taken (the S3 store), as this segment records them.
+    taken: BTreeSet<String>,
     /// Held open for the exclusive lock.
     _lock: std::fs::File,
 }
@@ -180,6 +182,7 @@ impl AuditLog {
             None => Vec::new(),
         };
         let (bytes, torn, verified) = read_verified(path, &lock, &trust)?;
+        let taken = taken_requests(&bytes);
         let (lines, prev, ledger, lock, rotated, unvouched) = match verified {
             Ok((lines, prev, vouched)) => {
                 // The checkpoints all verified: the last one is where the signatures end.
@@ -221,6 +224,7 @@ impl AuditLog {
             unpublished: Vec::new(),
             mirror: false,
             remote,
+            taken,
             _lock: lock,
         };
         log.record_opening(rotated, torn, unvouched)?;
@@ -888,6 +892,17 @@ fn baseline_of(intent: &Intent) -> Option<String> {
         | Action::Iam(IamAction::TagRole { tags, .. }) => tags.get(BASELINE_TAG).cloned(),
         _ => None,
     }
+}
+
+/// The request objects a segment's records say were taken.
+fn taken_requests(bytes: &[u8]) -> BTreeSet<String> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|raw| match serde_json::from_slice::<Record>(raw).ok()? {
+            Record::Released(r) => r.request,
+            _ => None,
+        })
+        .collect()
 }
 
 /// The group pin an intent writes, if it writes one: the role's ARN and the tag value.

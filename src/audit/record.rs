@@ -58,6 +58,9 @@ pub struct Released {
     pub note: Option<String>,
     /// When it was asked for (RFC 3339).
     pub requested_at: String,
+    /// With the S3 store: the request object it was taken from, so that it is taken once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// Why and from where a new segment began.

@@ -45,6 +45,7 @@ pub fn request_release(
         by: by.to_string(),
         note,
         requested_at: super::now_rfc3339(),
+        request: None,
     })
     .expect("serializes");
     std::fs::write(&request, body).map_err(|source| Error::Io {
@@ -93,8 +94,62 @@ pub fn take_releases(log: &Path) -> Vec<Released> {
 impl AuditLog {
     /// Records a release the controller took.
     pub fn record_release(&mut self, r: &Released) -> Result<usize, Error> {
-        self.append(&Record::Released(r.clone()))
+        let line = self.append(&Record::Released(r.clone()))?;
+        if let Some(key) = &r.request {
+            self.taken.insert(key.clone());
+        }
+        Ok(line)
     }
+
+    /// The release requests left in the bucket (the S3 store) and not taken yet, oldest
+    /// first, each naming its request object; none for the file store (its requests are
+    /// files beside the log, [`take_releases`]). A request that is not a release is
+    /// skipped with a warning, once.
+    pub fn take_release_requests(&mut self) -> Vec<Released> {
+        let Some(remote) = self.remote.as_ref() else {
+            return Vec::new();
+        };
+        let found = match remote.new_requests("release", &self.taken) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the release requests in the bucket; tried again at the next poll");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (key, body) in found {
+            match serde_json::from_slice::<Released>(&body) {
+                Ok(mut r) => {
+                    r.request = Some(key);
+                    out.push(r);
+                }
+                Err(e) => {
+                    tracing::warn!(request = %key, error = %e, "a release request that is not one; skipped");
+                    self.taken.insert(key);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Leaves a release of `mapping` in the S3 store for the controller that leads; the
+/// request object's name.
+pub fn request_release_in(
+    store: &super::s3::S3Log,
+    mapping: &str,
+    by: &str,
+    note: Option<String>,
+) -> Result<String, String> {
+    let body = serde_json::to_vec(&Released {
+        mapping: mapping.to_string(),
+        by: by.to_string(),
+        note,
+        requested_at: super::now_rfc3339(),
+        request: None,
+    })
+    .expect("serializes");
+    store.put_request("release", body)
 }
 
 #[cfg(test)]

@@ -230,6 +230,9 @@ impl AuditLog {
     /// segment began with is not recorded: it is logged, and named with the rotation's
     /// report ([`AuditLog::attention`]) until an auditor acknowledges it.
     pub fn take_acknowledgement(&mut self) -> Option<String> {
+        if self.remote.is_some() {
+            return self.take_acknowledgement_request();
+        }
         let request = acknowledgement_request_path(&self.path);
         let bytes = std::fs::read(&request).ok()?;
         let _ = std::fs::remove_file(&request);
@@ -255,6 +258,39 @@ impl AuditLog {
                 None
             }
         }
+    }
+}
+
+impl AuditLog {
+    /// [`AuditLog::take_acknowledgement`] with the S3 store: the acknowledgement requests
+    /// in the bucket not taken yet by this writer. An acknowledgement counts once whatever
+    /// happens (a second one of the same rotation finds none to acknowledge), so nothing
+    /// more than this writer's memory says which were taken.
+    fn take_acknowledgement_request(&mut self) -> Option<String> {
+        let remote = self.remote.as_ref()?;
+        let found = match remote.new_requests("acknowledge", &self.taken) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the acknowledgement requests in the bucket; tried again at the next pass");
+                return None;
+            }
+        };
+        let mut by_whom = None;
+        for (key, body) in found {
+            self.taken.insert(key.clone());
+            let Ok(ack) = serde_json::from_slice::<Acknowledged>(&body) else {
+                tracing::warn!(request = %key, "an acknowledgement request that is not one; skipped");
+                continue;
+            };
+            let by = ack.by.clone();
+            match self.acknowledge(ack) {
+                Ok(_) => by_whom = Some(by),
+                Err(e) => {
+                    tracing::warn!(request = %key, error = %e, by = %by, "an acknowledgement request was not recorded")
+                }
+            }
+        }
+        by_whom
     }
 }
 

@@ -553,20 +553,9 @@ impl S3Log {
                             .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
                             .body(aws_sdk_s3::primitives::ByteStream::from(body));
                         if let Some((mode, days)) = retention {
-                            let until = std::time::SystemTime::now()
-                                + Duration::from_secs(u64::from(days) * 86_400);
                             put = put
-                                .object_lock_mode(match mode {
-                                    ObjectLockMode::Compliance => {
-                                        aws_sdk_s3::types::ObjectLockMode::Compliance
-                                    }
-                                    ObjectLockMode::Governance => {
-                                        aws_sdk_s3::types::ObjectLockMode::Governance
-                                    }
-                                })
-                                .object_lock_retain_until_date(aws_smithy_types::DateTime::from(
-                                    until,
-                                ));
+                                .object_lock_mode(lock_mode(mode))
+                                .object_lock_retain_until_date(retain_until(days));
                         }
                         put.send()
                             .await
@@ -614,6 +603,125 @@ impl S3Log {
         }
         Ok(())
     }
+}
+
+/// The longest request object read: a release or an acknowledgement is a few hundred bytes.
+const MAX_REQUEST_BYTES: i64 = 64 * 1024;
+
+impl S3Log {
+    /// Leaves a request of `kind` (`release`, `acknowledge`) for the writer that holds the
+    /// lease: a new object under `<prefix>requests/<kind>/`, never one that exists. Its
+    /// `s3://` name.
+    pub fn put_request(&self, kind: &str, body: Vec<u8>) -> Result<String, String> {
+        let nanos = crate::model::clock::since_epoch().as_nanos();
+        let mut random = [0u8; 4];
+        let _ = getrandom::getrandom(&mut random);
+        let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let key = format!("{}requests/{kind}/{nanos:020}-{random}.json", self.prefix);
+        let (bucket, object) = (self.bucket.clone(), key.clone());
+        let retention = self.retention;
+        self.requests.puts.fetch_add(1, Ordering::Relaxed);
+        self.bridge.call(move |c| {
+            Box::pin(async move {
+                let mut put = c
+                    .put_object()
+                    .bucket(bucket)
+                    .key(object)
+                    .if_none_match("*")
+                    .content_type("application/json")
+                    .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+                    .body(aws_sdk_s3::primitives::ByteStream::from(body));
+                if let Some((mode, days)) = retention {
+                    put = put
+                        .object_lock_mode(lock_mode(mode))
+                        .object_lock_retain_until_date(retain_until(days));
+                }
+                put.send().await.map(|_| ()).map_err(|e| describe(&e))
+            })
+        })??;
+        Ok(format!("s3://{}/{key}", self.bucket))
+    }
+
+    /// The requests of `kind` whose keys are not in `taken`, oldest first (their keys sort
+    /// by time), each with its body; one too large to be a request is skipped with a
+    /// warning.
+    pub fn new_requests(
+        &self,
+        kind: &str,
+        taken: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let bucket = self.bucket.clone();
+        let prefix = format!("{}requests/{kind}/", self.prefix);
+        let requests = self.requests.clone();
+        let listed = self.bridge.call(move |c| {
+            Box::pin(async move {
+                let mut keys = Vec::new();
+                let mut token = None::<String>;
+                loop {
+                    requests.reads.fetch_add(1, Ordering::Relaxed);
+                    let out = c
+                        .list_objects_v2()
+                        .bucket(&bucket)
+                        .prefix(&prefix)
+                        .set_continuation_token(token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    for o in out.contents() {
+                        keys.push((
+                            o.key().unwrap_or_default().to_string(),
+                            o.size().unwrap_or_default(),
+                        ));
+                    }
+                    token = out.next_continuation_token().map(str::to_string);
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                Ok::<_, String>(keys)
+            })
+        })??;
+        let mut out = Vec::new();
+        for (key, size) in listed.into_iter().filter(|(k, _)| !taken.contains(k)) {
+            if size > MAX_REQUEST_BYTES {
+                tracing::warn!(key = %key, size, "a request object too large to be one; skipped");
+                continue;
+            }
+            let (bucket, object) = (self.bucket.clone(), key.clone());
+            self.requests.reads.fetch_add(1, Ordering::Relaxed);
+            let body = self.bridge.call(move |c| {
+                Box::pin(async move {
+                    let got = c
+                        .get_object()
+                        .bucket(bucket)
+                        .key(object)
+                        .send()
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    got.body
+                        .collect()
+                        .await
+                        .map(|b| b.into_bytes().to_vec())
+                        .map_err(|e| e.to_string())
+                })
+            })??;
+            out.push((key, body));
+        }
+        Ok(out)
+    }
+}
+
+fn lock_mode(mode: ObjectLockMode) -> aws_sdk_s3::types::ObjectLockMode {
+    match mode {
+        ObjectLockMode::Compliance => aws_sdk_s3::types::ObjectLockMode::Compliance,
+        ObjectLockMode::Governance => aws_sdk_s3::types::ObjectLockMode::Governance,
+    }
+}
+
+fn retain_until(days: u32) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from(
+        std::time::SystemTime::now() + Duration::from_secs(u64::from(days) * 86_400),
+    )
 }
 
 /// `segment/position.jsonl` as numbers.

@@ -59,9 +59,8 @@ fn trust_here(config: &Config) -> anyhow::Result<audit::Trust> {
 pub(super) fn audit_acknowledge(
     file: &Path,
     config: &Config,
-    by: &str,
-    key: &Path,
-    note: Option<String>,
+    (by, key, note): (&str, &Path, Option<String>),
+    store: Option<&audit::s3::S3Log>,
 ) -> anyhow::Result<u8> {
     if by.trim().is_empty() {
         bail!("--by: say who is acknowledging");
@@ -88,6 +87,15 @@ pub(super) fn audit_acknowledge(
         return Ok(1);
     };
     let ack = audit::Acknowledged::signed(&rotated, by, note, &signer);
+    if let Some(store) = store {
+        let body = serde_json::to_vec(&ack).expect("serializes");
+        let request = tokio::task::block_in_place(|| store.put_request("acknowledge", body))
+            .map_err(|e| anyhow::anyhow!("the acknowledgement request: {e}"))?;
+        outln!(
+            "left the signed acknowledgement in {request} for the controller that leads, to record at its next pass"
+        )?;
+        return Ok(0);
+    }
     // An acknowledgement vouches for itself (the auditor's signature): the log is opened
     // without the checkpoint signer, which this machine need not hold.
     match audit::AuditLog::open_with(file, trust, None) {
@@ -286,9 +294,6 @@ pub(super) fn release(config: &Config, args: super::ReleaseArgs) -> anyhow::Resu
     if by.trim().is_empty() {
         bail!("--by: say who is releasing the held removals (a name or an email address)");
     }
-    if config.audit.s3.is_some() {
-        bail!("with audit.s3, `release` is not supported yet: the request channel to the controller is a file beside the log, and the log is in the bucket; stop the controllers and run `trustsync apply --release {name}` (docs/operations.md, \"The audit log in S3\")");
-    }
     let set = crate::sources::policy::load_dir(&policies.policies, &config.limits)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let known = set.holds_members(&name);
@@ -297,6 +302,19 @@ pub(super) fn release(config: &Config, args: super::ReleaseArgs) -> anyhow::Resu
             "no RoleMapping or AccessAssignment named `{name}` in {}: a release names the document whose removals are held (as the hold's release hint says)",
             policies.policies.display()
         );
+    }
+    if let Some(s3) = &config.audit.s3 {
+        // The leader takes it from the bucket at its next poll; with no leader, the next
+        // one to lead does.
+        let store = tokio::task::block_in_place(|| audit::s3::S3Log::connect(s3, &config.aws))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let request =
+            tokio::task::block_in_place(|| audit::request_release_in(&store, &name, &by, note))
+                .map_err(|e| anyhow::anyhow!("the release request: {e}"))?;
+        outln!(
+            "release of {name} by {by} left in {request} for the controller that leads: it records it and applies the held removals at its next directory poll"
+        )?;
+        return Ok(0);
     }
     let file = &config.audit.path;
     match audit::AuditLog::open(file) {

@@ -590,11 +590,24 @@ async fn run_audit(
             note,
         } => {
             let config = load_config()?;
-            if config.audit.s3.is_some() && file.is_none() {
-                anyhow::bail!("with audit.s3, `audit acknowledge` is not supported yet: the log in the bucket is written only by the holder of the writers' lease, and no request channel to it exists yet (docs/operations.md, \"The audit log in S3\")");
+            match (&config.audit.s3, file) {
+                // The log in the bucket: the rotation read from a copy, the signed
+                // acknowledgement left in the bucket for the writer that leads.
+                (Some(s3), None) => {
+                    let store =
+                        tokio::task::block_in_place(|| audit::s3::S3Log::connect(s3, &config.aws))
+                            .map_err(|e| anyhow::anyhow!(e))?;
+                    let readable = tokio::task::block_in_place(|| {
+                        audit::readable_copy(&config.audit, &config.aws)
+                    })
+                    .map_err(|e| anyhow::anyhow!("the audit log: {e}"))?;
+                    audit_acknowledge(&readable.path, &config, (&by, &key, note), Some(&store))
+                }
+                (_, file) => {
+                    let file = file.unwrap_or_else(|| config.audit.path.clone());
+                    audit_acknowledge(&file, &config, (&by, &key, note), None)
+                }
             }
-            let file = file.unwrap_or_else(|| config.audit.path.clone());
-            audit_acknowledge(&file, &config, &by, &key, note)
         }
         AuditCommand::Show {
             file,

@@ -1,7 +1,9 @@
 //! The statements the controller's own policy needs for the S3 audit store (`audit.s3`),
 //! and no more: append records only as new objects (`If-None-Match` required, through the
 //! `s3:if-none-match` condition key: S3 User Guide, "Enforce conditional writes on Amazon
-//! S3 buckets"), write the lease object, read the log's versions, check Object Lock; and
+//! S3 buckets"), write the lease object, read the log's versions and the people's requests
+//! (`release`, `audit acknowledge`: written by them, never by the controller), check
+//! Object Lock; and
 //! an explicit deny of everything that would delete a record, lift its retention or change
 //! the bucket's rules, so that the controller cannot undo its own evidence even where some
 //! other policy would let it.
@@ -50,6 +52,22 @@ pub fn statements(config: &Config) -> Vec<Value> {
             "Action": "s3:ListBucketVersions",
             "Resource": bucket,
             "Condition": {"StringEquals": {"s3:prefix": format!("{prefix}log/")}}
+        }),
+        json!({
+            "Sid": "ReadAuditRequests",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": format!("{bucket}/{prefix}requests/*")
+        }),
+        json!({
+            "Sid": "ListAuditRequests",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket,
+            "Condition": {"StringEquals": {"s3:prefix": [
+                format!("{prefix}requests/release/"),
+                format!("{prefix}requests/acknowledge/")
+            ]}}
         }),
         json!({
             "Sid": "CheckAuditObjectLock",

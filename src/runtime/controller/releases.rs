@@ -33,7 +33,10 @@ impl Controller {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(period) => {}
             }
-            let taken = crate::audit::take_releases(&self.config.audit.path);
+            let taken = match self.config.audit.s3 {
+                Some(_) => audit.lock().await.take_release_requests(),
+                None => crate::audit::take_releases(&self.config.audit.path),
+            };
             if taken.is_empty() {
                 continue;
             }

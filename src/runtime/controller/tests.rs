@@ -585,6 +585,7 @@ async fn a_release_outlives_a_pass_that_skipped_or_failed_its_removal() {
         b.ctl.releases.lock().unwrap().insert(
             m.to_string(),
             crate::audit::Released {
+                request: None,
                 mapping: m.into(),
                 by: "ana".into(),
                 note: None,
