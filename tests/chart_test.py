@@ -696,7 +696,7 @@ CRD_DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?
 # Labels Prometheus adds to every scraped series (the ServiceMonitor's target labels).
 TARGET_LABELS = {"job", "namespace", "instance", "pod", "service", "container", "endpoint"}
 ALERTS = ["TrustsyncRevocationHeld", "TrustsyncPassFailing", "TrustsyncAccountUnreachable",
-          "TrustsyncDirectoryFeedFailing", "TrustsyncAuditNeedsAttention",
+          "TrustsyncDirectoryFeedFailing", "TrustsyncAuditNeedsAttention", "TrustsyncNoWriter",
           "TrustsyncGraphSubscriptionLost"]
 
 
@@ -787,7 +787,7 @@ class Monitoring(unittest.TestCase):
     def test_the_subscription_alert_only_with_notifications(self):
         docs = render({"prometheusRule": {"enabled": True}})
         rules = [r["alert"] for r in docs[("PrometheusRule", "ts-trustsync")]["spec"]["groups"][0]["rules"]]
-        self.assertEqual(rules, ALERTS[:5])
+        self.assertEqual(rules, ALERTS[:6])
         # Off by default, and never in schedule mode (no resident controller to scrape).
         self.assertNotIn("PrometheusRule", kinds(render({})))
         on = {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
