@@ -1014,6 +1014,7 @@ pub fn readable_copy(
         return Ok(Readable {
             path: config.path.clone(),
             tampering: Vec::new(),
+            pulled: None,
         });
     };
     pull_copy(s3, aws, &config.path)
@@ -1027,6 +1028,7 @@ pub fn readable_location(given: &Path, aws: &crate::config::AwsConfig) -> Result
         return Ok(Readable {
             path: given.to_path_buf(),
             tampering: Vec::new(),
+            pulled: None,
         });
     };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -1044,10 +1046,21 @@ pub fn readable_location(given: &Path, aws: &crate::config::AwsConfig) -> Result
 
 /// A log to read: its file (a copy of the bucket's, for the S3 store), and what the bucket
 /// holds besides the records (attempts to rewrite or delete them).
-#[derive(Debug, Clone)]
+/// A copy pulled from the bucket is removed when this is dropped.
+#[derive(Debug)]
 pub struct Readable {
     pub path: PathBuf,
     pub tampering: Vec<String>,
+    /// The folder of a pulled copy, this process's own.
+    pulled: Option<PathBuf>,
+}
+
+impl Drop for Readable {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.pulled {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn pull_copy(
@@ -1065,12 +1078,16 @@ fn pull_copy(
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let copy = dir.join(name);
+    let readable = |tampering| Readable {
+        path: copy.clone(),
+        tampering,
+        pulled: Some(dir.clone()),
+    };
+    // Removed again on an error too.
+    let mut empty = readable(Vec::new());
     let mut store = s3::S3Log::connect(s3, aws)?;
-    let pulled = store.pull(&copy).map_err(|e| e.to_string())?;
-    Ok(Readable {
-        path: copy,
-        tampering: pulled.tampering,
-    })
+    empty.tampering = store.pull(&copy).map_err(|e| e.to_string())?.tampering;
+    Ok(empty)
 }
 
 /// The current time, RFC 3339 in UTC.

@@ -570,7 +570,7 @@ async fn run_audit(
             if readable.path != given {
                 eprintln!("{}: read into {}", given.display(), readable.path.display());
             }
-            let file = readable.path;
+            let file = readable.path.clone();
             let mut code = audit_verify(&file, public_key.as_deref(), &auditor_keys, || {
                 load_config()
             })?;
@@ -630,7 +630,7 @@ async fn run_audit(
             for t in &readable.tampering {
                 eprintln!("{t}");
             }
-            let file = readable.path;
+            let file = readable.path.clone();
             let since = since.map(|s| since_time(&s)).transpose()?;
             let query = audit::Query {
                 principal,

@@ -160,7 +160,7 @@ impl Pass {
         let mut audit = config.audit.clone();
         let readable = crate::audit::readable_copy(&config.audit, &config.aws)
             .map_err(|e| anyhow::anyhow!("the audit log: {e}"))?;
-        audit.path = readable.path;
+        audit.path = readable.path.clone();
         let crate::audit::Recorded {
             pins: recorded_pins,
             baselines: recorded_baselines,
@@ -168,7 +168,7 @@ impl Pass {
         } = crate::audit::recorded(&audit);
         let attention = crate::audit::needs_attention(&audit)
             .into_iter()
-            .chain(readable.tampering)
+            .chain(readable.tampering.iter().cloned())
             .reduce(|a, b| format!("{a}; {b}"));
         let source = tokio::sync::Mutex::new(source);
         let planned = pass::plan(
