@@ -211,12 +211,15 @@ impl Fleet {
         self.members.iter().find(|m| m.account.id == id)
     }
 
-    /// Requests so far, the hub's and every account's.
+    /// Requests so far, the hub's, every account's and IAM Identity Center's.
     pub fn stats(&self) -> CallStats {
         let mut total = self.hub.stats();
         total.add(&self.retired);
         for m in &self.members {
             total.add(&m.connector.stats());
+        }
+        if let Some(ic) = self.identity_center.get() {
+            total.add(&ic.stats());
         }
         total
     }
