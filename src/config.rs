@@ -101,7 +101,7 @@ pub struct Config {
 /// IAM Identity Center: the instance and its region. Read with the credentials of the
 /// account that administers it (the organization's management account or its delegated
 /// administrator).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct IdentityCenterConfig {
     /// The instance ARN (`arn:aws:sso:::instance/ssoins-...`); default: the one instance
@@ -109,6 +109,22 @@ pub struct IdentityCenterConfig {
     pub instance_arn: Option<String>,
     /// The region Identity Center is enabled in; default `aws.region`.
     pub region: Option<String>,
+    /// `run` reads each permission set trustsync owns in full (description, session
+    /// duration, policies, boundary, tags, assignments) at least this often; between those
+    /// reads a full pass takes what the last one showed, unless trustsync wrote the set
+    /// since or the pass would change anything of its document. Group memberships are read
+    /// every pass. 0: every set in full every pass.
+    pub full_read_seconds: u64,
+}
+
+impl Default for IdentityCenterConfig {
+    fn default() -> Self {
+        IdentityCenterConfig {
+            instance_arn: None,
+            region: None,
+            full_read_seconds: 3600,
+        }
+    }
 }
 
 /// AWS outbound identity federation: where each account's token issuer is, and whether

@@ -181,7 +181,7 @@ pub async fn read_world<'p>(
         .filter(|a| a.unreachable.is_none())
         .map(|a| a.id.clone())
         .collect();
-    let people = match plans_people {
+    let mut people = match plans_people {
         true => {
             people::read(
                 pass_scope,
@@ -195,6 +195,16 @@ pub async fn read_world<'p>(
         }
         false => None,
     };
+    // What the pass would change of a permission set the set cache gave is read again
+    // first, and planned from that.
+    if let Some(Ok(read)) = &mut people {
+        let recorded = (inputs.recorded_baselines, inputs.recorded_people);
+        if let Err(problem) =
+            people::refresh(read, (config, &settings), began, recorded, fleet).await
+        {
+            people = Some(Err(problem));
+        }
+    }
     Ok(World {
         settings,
         admitted,

@@ -15,6 +15,7 @@ pub mod pass;
 pub mod people;
 pub mod people_state;
 pub mod scope;
+pub mod set_cache;
 pub mod status;
 pub mod watch;
 pub mod who_changed;

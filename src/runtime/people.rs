@@ -11,20 +11,28 @@
 //! ([`PeopleState`](crate::runtime::people_state::PeopleState)), and plans their
 //! revocations and onboarding only. A full pass whose directory read began before such a
 //! removal does not add the person back ([`Revocations::since`]).
+//!
+//! A full pass in the controller takes trustsync's permission sets as their last full read
+//! showed them ([`crate::runtime::set_cache`]) until each one's schedule
+//! (`identityCenter.fullReadSeconds`) or a write says otherwise; its groups' members are
+//! read every pass. Whatever its plan would change of a document, [`refresh`] reads that
+//! document's set again first, and the pass plans from that read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::adapters::aws::{Adoptable, AwsClients};
 use crate::config::Config;
-use crate::observed::{IdentityCenterGroup, ObservedIdentityCenter};
+use crate::model::call::Failure;
+use crate::observed::{IdentityCenterGroup, IdentityCenterPermissionSet, ObservedIdentityCenter};
 use crate::plan::people::{self, Members, Person, Wanted};
 use crate::plan::{Action, PeopleAction, Plan, Problem, ProblemKind, Settings};
 use crate::runtime::directory::DirectorySource;
 use crate::runtime::fleet::Fleet;
 use crate::runtime::people_state::{index_of, PeopleIndex, Revocations};
 use crate::runtime::scope::Scope;
+use crate::runtime::set_cache::touched_sets;
 use crate::sources::directory::{DirectorySnapshot, DirectoryUser, GroupRequest, MemberKind};
 use crate::sources::policy::guardrails::Enforced;
 use crate::sources::policy::{scope, AccessAssignmentSpec, PolicySet};
@@ -61,6 +69,10 @@ pub struct PeopleRead<'p> {
     unread: BTreeSet<String>,
     /// The fast path's removals, as remembered when the read began.
     revoked: Revocations,
+    /// The accounts a full pass read assignments in.
+    accounts: Vec<String>,
+    /// The permission sets a full pass took from the set cache, not read this pass (ARNs).
+    from_cache: BTreeSet<String>,
 }
 
 /// Reads what planning people needs, for the documents of `policies` (narrowed to the
@@ -89,8 +101,9 @@ pub async fn read<'p>(
         Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
     };
     clients.forget_people_ids();
-    let observed =
-        match read_identity_center(pass_scope, &clients, policies, config, fleet, reachable).await?
+    let accounts: Vec<String> = reachable.iter().cloned().collect();
+    let (observed, from_cache) =
+        match read_identity_center(pass_scope, &clients, policies, config, fleet, &accounts).await?
         {
             Ok(o) => o,
             Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
@@ -118,38 +131,150 @@ pub async fn read<'p>(
         wanted,
         unread,
         revoked,
+        accounts,
+        from_cache,
     }))
 }
 
 /// Identity Center as the scope needs it: the whole instance (the full pass), or the
 /// documents' groups and sets through what the last full pass learnt (`None` when none
-/// has yet).
+/// has yet); with the permission sets taken from the set cache (ARNs).
 async fn read_identity_center(
     pass_scope: Scope<'_>,
     clients: &AwsClients,
     policies: &PolicySet,
     config: &Config,
     fleet: &Fleet,
-    reachable: &BTreeSet<String>,
-) -> Option<Result<ObservedIdentityCenter, crate::model::call::Failure>> {
+    accounts: &[String],
+) -> Option<Result<(ObservedIdentityCenter, BTreeSet<String>), Failure>> {
     if pass_scope.is_fleet() {
-        let accounts: Vec<String> = reachable.iter().cloned().collect();
-        return Some(
-            clients
-                .read_identity_center_adopting(
-                    config.identity_center.instance_arn.as_deref(),
-                    &accounts,
-                    Some(&mark(config)),
-                    &adoptable(policies),
-                )
-                .await,
-        );
+        return Some(full_read(clients, policies, config, fleet, accounts).await);
     }
     // No full pass has read Identity Center yet: it will.
     let mut index = fleet.people().index.clone()?;
     let read = fast_read(clients, &mut index, policies).await;
     fleet.people().index = Some(index);
-    Some(read)
+    Some(read.map(|o| (o, BTreeSet::new())))
+}
+
+/// The schedule of a permission set's full read (`identityCenter.fullReadSeconds`).
+fn schedule(config: &Config) -> Duration {
+    Duration::from_secs(config.identity_center.full_read_seconds)
+}
+
+/// The full pass's read of the instance: every user, group and group's members, and the
+/// list of permission sets; each set as the set cache holds it while it is fresh (never a
+/// set an adopting document may take over), else read in full and recorded there. Returns
+/// the ARNs taken from the cache.
+async fn full_read(
+    clients: &AwsClients,
+    policies: &PolicySet,
+    config: &Config,
+    fleet: &Fleet,
+    accounts: &[String],
+) -> Result<(ObservedIdentityCenter, BTreeSet<String>), Failure> {
+    let adoptable = adoptable(policies);
+    let began = Instant::now();
+    let known = fleet
+        .people()
+        .sets
+        .known(began, schedule(config), accounts, |s| {
+            adoptable.sets.contains(&s.name.to_ascii_lowercase())
+        });
+    let observed = clients
+        .read_identity_center_adopting(
+            config.identity_center.instance_arn.as_deref(),
+            accounts,
+            Some(&mark(config)),
+            (&adoptable, &known),
+        )
+        .await?;
+    let listed: BTreeSet<&str> = observed
+        .permission_sets
+        .iter()
+        .map(|s| s.arn.as_str())
+        .collect();
+    let from_cache: BTreeSet<String> = known
+        .sets
+        .into_keys()
+        .filter(|a| listed.contains(a.as_str()))
+        .collect();
+    let read: Vec<&IdentityCenterPermissionSet> = observed
+        .permission_sets
+        .iter()
+        .filter(|s| !from_cache.contains(&s.arn))
+        .collect();
+    let mut state = fleet.people();
+    state.sets.keep_only(&listed);
+    state.sets.record(
+        &read,
+        &observed.assignments,
+        accounts,
+        began,
+        schedule(config),
+    );
+    tracing::info!(
+        permission_sets = listed.len(),
+        read_in_full = read.len(),
+        from_cache = from_cache.len(),
+        "read IAM Identity Center"
+    );
+    Ok((observed, from_cache))
+}
+
+/// Before a full pass plans people from what the set cache held: the sets its plan would
+/// change anything of (through any change of their document, or of the set itself) are
+/// read again in full, recorded in the cache, and put in place of what it held, until the
+/// plan touches no set that came from the cache. So no write, a revocation's denial
+/// included, is decided from a cached state: what the plan then makes is what a pass
+/// reading everything would make for those documents. A failed read is the pass's
+/// problem, as a failed read of Identity Center is.
+pub async fn refresh(
+    read: &mut PeopleRead<'_>,
+    (config, settings): (&Config, &Settings),
+    began: Instant,
+    recorded: (&BTreeMap<String, String>, &BTreeMap<String, String>),
+    fleet: &Fleet,
+) -> Result<(), Problem> {
+    while !read.from_cache.is_empty() {
+        let probe = decide(read, Scope::Fleet, (config, settings), began, recorded);
+        let stale: Vec<String> = touched_sets(&probe, &read.observed, &read.wanted)
+            .into_iter()
+            .filter(|arn| read.from_cache.contains(arn))
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let at = Instant::now();
+        let (sets, assignments) = read
+            .clients
+            .read_sets_in_full(&read.observed.instance_arn, &stale, &read.accounts)
+            .await
+            .map_err(|e| Problem {
+                kind: ProblemKind::PeopleUnreadable,
+                account: None,
+                mapping: None,
+                resource: "IAM Identity Center".into(),
+                message: format!("the permission sets a change touches could not be read again, so nothing was planned for people this pass: {e}"),
+            })?;
+        tracing::info!(
+            sets = stale.len(),
+            "permission sets read again before planning a change"
+        );
+        let o = &mut read.observed;
+        o.permission_sets.retain(|s| !stale.contains(&s.arn));
+        o.permission_sets.extend(sets.iter().cloned());
+        o.assignments
+            .retain(|a| !stale.contains(&a.permission_set_arn));
+        o.assignments.extend(assignments.iter().cloned());
+        let refs: Vec<&IdentityCenterPermissionSet> = sets.iter().collect();
+        fleet
+            .people()
+            .sets
+            .record(&refs, &assignments, &read.accounts, at, schedule(config));
+        read.from_cache.retain(|a| !stale.contains(a));
+    }
+    Ok(())
 }
 
 /// The groups and sets the documents with `adopt: true` may take over, by ASCII-lower-cased
@@ -293,6 +418,10 @@ pub fn remember(
     } else {
         state.revoked.record(removals(plan), Instant::now());
     }
+    // Whatever the plan writes, or would (held), is read in full by the next full pass.
+    state
+        .sets
+        .written(&touched_sets(plan, &read.observed, &read.wanted));
     state.ids.extend(
         read.users
             .iter()
@@ -428,14 +557,14 @@ async fn fast_read(
     clients: &AwsClients,
     index: &mut PeopleIndex,
     policies: &PolicySet,
-) -> Result<ObservedIdentityCenter, crate::model::call::Failure> {
+) -> Result<ObservedIdentityCenter, Failure> {
     let (instance, store) = (index.instance_arn.clone(), index.identity_store_id.clone());
     let mut observed = ObservedIdentityCenter {
         instance_arn: instance.clone(),
         identity_store_id: store.clone(),
         ..ObservedIdentityCenter::default()
     };
-    let absent = |f: &crate::model::call::Failure| {
+    let absent = |f: &Failure| {
         f.is(&["ResourceNotFoundException"]) || f.message.starts_with("no permission set named")
     };
     for a in &policies.access_assignments {

@@ -1,13 +1,15 @@
 //! What the controller remembers of people between passes: where the last full pass
 //! found each document's group and permission set in Identity Center (the fast path
 //! reads through it), the fast path's recent removals (a full pass whose read began
-//! before one does not undo it), and the Entra object ids of the people last read.
+//! before one does not undo it), the Entra object ids of the people last read, and each
+//! permission set as last read in full ([`SetCache`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::observed::{IdentityCenterGroup, IdentityCenterUser, ObservedIdentityCenter};
 use crate::plan::people::Wanted;
+use crate::runtime::set_cache::SetCache;
 
 /// What the last full pass learnt of Identity Center, for the fast path, and the fast
 /// path's recent removals.
@@ -19,6 +21,9 @@ pub struct PeopleState {
     /// Entra object ids by lower-cased user principal name, as last read (a departed
     /// member is no longer in what the fast path reads, but the record names them).
     pub(crate) ids: BTreeMap<String, String>,
+    /// Each permission set as the last full read of it showed it: what a full pass takes
+    /// as read until its schedule or a write says otherwise.
+    pub(crate) sets: SetCache,
 }
 
 /// Where each document's group and permission set are, and the users' names.

@@ -736,7 +736,7 @@ impl AwsClients {
 
 // After the `write!` macro, which they use.
 mod identity_center;
-pub use identity_center::Adoptable;
+pub use identity_center::{Adoptable, KnownSets};
 mod read;
 mod write;
 

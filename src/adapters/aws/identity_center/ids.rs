@@ -152,7 +152,9 @@ impl AwsClients {
         if let Some(arn) = self.recall(("set", instance_arn), name) {
             return Ok(arn);
         }
-        let sets = self.permission_sets(instance_arn).await?;
+        let sets = self
+            .permission_sets(instance_arn, &super::KnownSets::default())
+            .await?;
         for set in &sets {
             self.remember(("set", instance_arn), &set.name, &set.arn);
         }

@@ -8,7 +8,7 @@ mod provisioning;
 mod read;
 mod write;
 
-pub use read::Adoptable;
+pub use read::{Adoptable, KnownSets};
 
 use super::Operation;
 use crate::model::call::Failure;

@@ -4,7 +4,7 @@
 //! policy; a failed read fails the whole read, never a shorter list. Per-group,
 //! per-permission-set and per-account reads go eight at a time, in order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ssoadmin::types::PrincipalType;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -24,6 +24,16 @@ use crate::observed::{
 pub struct Adoptable {
     pub groups: BTreeSet<String>,
     pub sets: BTreeSet<String>,
+}
+
+/// What a pass may take as read of permission sets instead of asking again, by ARN: what
+/// the controller's last full read of each showed (`runtime::set_cache`). `sets`: as
+/// described (name, description, session duration), an owned one with its policies and
+/// tags; `assignments`: an owned set's assignments in the pass's accounts.
+#[derive(Debug, Clone, Default)]
+pub struct KnownSets {
+    pub sets: BTreeMap<String, IdentityCenterPermissionSet>,
+    pub assignments: BTreeMap<String, Vec<IdentityCenterAssignment>>,
 }
 
 /// Per-group, per-set and per-account reads under way at once, in order (a report's
@@ -100,20 +110,26 @@ impl AwsClients {
         accounts: &[String],
         marked: Option<&str>,
     ) -> Result<ObservedIdentityCenter, Failure> {
-        self.read_identity_center_adopting(want, accounts, marked, &Adoptable::default())
-            .await
+        self.read_identity_center_adopting(
+            want,
+            accounts,
+            marked,
+            (&Adoptable::default(), &KnownSets::default()),
+        )
+        .await
     }
 
     /// As [`Self::read_identity_center`], and in a pass (`marked`) the unmarked groups and
     /// sets `adoptable` names as well, with what deciding their adoption needs: a group's
     /// members and every permission set assigned to it (in any account), a set's policies,
-    /// tags, assignments and the accounts it is provisioned in beyond `accounts`.
+    /// tags, assignments and the accounts it is provisioned in beyond `accounts`. What
+    /// `known` holds of a set is taken as read (the caller leaves out what may not be).
     pub async fn read_identity_center_adopting(
         &self,
         want: Option<&str>,
         accounts: &[String],
         marked: Option<&str>,
-        adoptable: &Adoptable,
+        (adoptable, known): (&Adoptable, &KnownSets),
     ) -> Result<ObservedIdentityCenter, Failure> {
         let carries = |description: Option<&String>| match marked {
             None => true,
@@ -138,7 +154,7 @@ impl AwsClients {
         {
             g.holds = Some(self.group_holds(&instance_arn, &g.id).await);
         }
-        let mut permission_sets = self.permission_sets(&instance_arn).await?;
+        let mut permission_sets = self.permission_sets(&instance_arn, known).await?;
         let adopting: Vec<String> = permission_sets
             .iter()
             .filter(|p| to_adopt(&adoptable.sets, &p.name, p.description.as_ref()))
@@ -150,7 +166,12 @@ impl AwsClients {
             .map(|p| p.arn.clone())
             .collect();
         if marked.is_some() {
-            self.add_policies(&instance_arn, &mut permission_sets, &arns)
+            let unknown: Vec<String> = arns
+                .iter()
+                .filter(|a| !known.sets.get(*a).is_some_and(|s| s.policies.is_some()))
+                .cloned()
+                .collect();
+            self.add_policies(&instance_arn, &mut permission_sets, &unknown)
                 .await?;
         }
         for set in permission_sets
@@ -167,7 +188,13 @@ impl AwsClients {
                 );
             }
         }
-        let assignments = self.assignments_of(&instance_arn, accounts, &arns).await?;
+        let (taken, unknown): (Vec<String>, Vec<String>) = arns
+            .into_iter()
+            .partition(|a| known.assignments.contains_key(a));
+        let mut assignments = self
+            .assignments_of(&instance_arn, accounts, &unknown)
+            .await?;
+        assignments.extend(taken.iter().flat_map(|a| known.assignments[a].clone()));
         Ok(ObservedIdentityCenter {
             instance_arn,
             identity_store_id,
@@ -395,10 +422,11 @@ impl AwsClients {
     }
 
     /// Every permission set of the instance, described (name, session length,
-    /// description), eight at a time, in order.
+    /// description), eight at a time, in order; what `known` holds as it holds it.
     pub(super) async fn permission_sets(
         &self,
         instance_arn: &str,
+        known: &KnownSets,
     ) -> Result<Vec<IdentityCenterPermissionSet>, Failure> {
         let mut arns = Vec::new();
         self.paginate(
@@ -418,10 +446,48 @@ impl AwsClients {
         )
         .await?;
         stream::iter(arns)
-            .map(|arn| async move { self.permission_set(instance_arn, &arn).await })
+            .map(|arn| async move {
+                match known.sets.get(&arn) {
+                    Some(set) => Ok(set.clone()),
+                    None => self.permission_set(instance_arn, &arn).await,
+                }
+            })
             .buffered(AT_ONCE)
             .try_collect()
             .await
+    }
+
+    /// The permission sets `arns` read in full, as a pass reads trustsync's own: described,
+    /// with their policies and tags, and their assignments in `accounts`. A set deleted
+    /// meanwhile is left out.
+    pub async fn read_sets_in_full(
+        &self,
+        instance_arn: &str,
+        arns: &[String],
+        accounts: &[String],
+    ) -> Result<
+        (
+            Vec<IdentityCenterPermissionSet>,
+            Vec<IdentityCenterAssignment>,
+        ),
+        Failure,
+    > {
+        let described: Vec<Option<IdentityCenterPermissionSet>> = stream::iter(arns)
+            .map(|arn| async move {
+                match self.permission_set(instance_arn, arn).await {
+                    Ok(set) => Ok(Some(set)),
+                    Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
+                    Err(f) => Err(f),
+                }
+            })
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut sets: Vec<IdentityCenterPermissionSet> = described.into_iter().flatten().collect();
+        let found: Vec<String> = sets.iter().map(|s| s.arn.clone()).collect();
+        self.add_policies(instance_arn, &mut sets, &found).await?;
+        let assignments = self.assignments_of(instance_arn, accounts, &found).await?;
+        Ok((sets, assignments))
     }
 
     /// One permission set's name and session length.

@@ -732,7 +732,9 @@ impl AwsClients {
             None => {
                 // Taken: trustsync's own only when it carries the mark (a retry after a lost
                 // answer); a set someone else made meanwhile is never written or assigned.
-                let sets = self.permission_sets(instance_arn).await?;
+                let sets = self
+                    .permission_sets(instance_arn, &super::KnownSets::default())
+                    .await?;
                 let found = sets.iter().find(|s| s.name.eq_ignore_ascii_case(name));
                 match found {
                     Some(set) if carries_mark(set.description.as_deref(), description) => {
