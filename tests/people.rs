@@ -526,11 +526,16 @@ struct People {
 
 impl People {
     fn start(extra: &str) -> People {
+        People::start_with("{intervalSeconds: 3600, directoryPollSeconds: 1}", extra)
+    }
+
+    /// [`People::start`] with this `run:` section.
+    fn start_with(run: &str, extra: &str) -> People {
         let moto = Moto::start();
         let ws = Workspace::new();
         ws.write(
             "trustsync.yaml",
-            &format!("audit: {{path: audit.jsonl}}\nrun: {{intervalSeconds: 3600, directoryPollSeconds: 1}}\nsafety: {{principalRemovalFloor: 2}}\n{extra}"),
+            &format!("audit: {{path: audit.jsonl}}\nrun: {run}\nsafety: {{principalRemovalFloor: 2}}\n{extra}"),
         );
         ws.write("policies/people.yaml", POLICY);
         tenant(&ws);
@@ -999,4 +1004,177 @@ fn the_controller_onboards_a_person_added_to_the_group_within_a_poll() {
         .find(|l| l.contains("\"create-identity-store-user\"") && l.contains("eve@example.com"))
         .expect("her user was made");
     assert!(made.contains(NEW), "bound to her Entra object id: {made}");
+}
+
+/// The sum of the controller's metric lines that start with `prefix` (a name, or a name
+/// and its first labels).
+fn metric(daemon: &support::daemon::Daemon, prefix: &str) -> f64 {
+    daemon
+        .get("/metrics")
+        .1
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Full passes so far, and the controller's reads of the permission set's managed policies
+/// (one per full read of an owned set).
+fn passes_and_set_reads(daemon: &support::daemon::Daemon) -> (f64, f64) {
+    (
+        metric(daemon, "trustsync_passes_total"),
+        metric(
+            daemon,
+            "trustsync_api_requests_total{service=\"sso\",operation=\"ListManagedPoliciesInPermissionSet\"}",
+        ),
+    )
+}
+
+const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+impl People {
+    /// The AWS managed policies attached to trustsync's permission set, as moto has them.
+    fn managed(&self) -> Vec<String> {
+        let arn = self
+            .ic
+            .permission_set(&self.moto, "PaymentsOps")
+            .expect("the set exists");
+        let out = self
+            .moto
+            .block_on(
+                self.ic
+                    .admin
+                    .list_managed_policies_in_permission_set()
+                    .instance_arn(&self.ic.instance)
+                    .permission_set_arn(arn)
+                    .send(),
+            )
+            .unwrap();
+        let mut arns: Vec<String> = out
+            .attached_managed_policies()
+            .iter()
+            .filter_map(|p| p.arn().map(String::from))
+            .collect();
+        arns.sort();
+        arns
+    }
+
+    /// Someone attaches AdministratorAccess to trustsync's set by hand.
+    fn attach_admin_by_hand(&self) {
+        let arn = self.ic.permission_set(&self.moto, "PaymentsOps").unwrap();
+        self.moto
+            .block_on(
+                self.ic
+                    .admin
+                    .attach_managed_policy_to_permission_set()
+                    .instance_arn(&self.ic.instance)
+                    .permission_set_arn(arn)
+                    .managed_policy_arn(ADMIN)
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// Waits until full passes go on without writing and the set's full reads have
+    /// stopped (it is taken from the set cache): `window` of passes with at most one read.
+    fn settled(&self, window: std::time::Duration) {
+        wait_for(std::time::Duration::from_secs(60), "the set cached", || {
+            let (p0, r0) = passes_and_set_reads(&self.daemon);
+            std::thread::sleep(window);
+            let (p1, r1) = passes_and_set_reads(&self.daemon);
+            p1 - p0 >= 3.0 && r1 - r0 <= 1.0
+        });
+    }
+}
+
+/// Issue 40, point 3: with full passes every second, the owned permission set is read in
+/// full on its schedule (`identityCenter.fullReadSeconds`), not every pass, and a drift made
+/// by hand in it (AdministratorAccess attached) is found and undone within that schedule.
+#[test]
+fn a_drift_in_an_owned_set_is_found_on_its_schedule_and_the_set_is_not_read_every_pass() {
+    const SCHEDULE: u64 = 8;
+    let p = People::start_with(
+        "{intervalSeconds: 1, directoryPollSeconds: 1}",
+        &format!("identityCenter: {{fullReadSeconds: {SCHEDULE}}}\n"),
+    );
+    p.settled(std::time::Duration::from_secs(3));
+    assert_eq!(p.managed(), ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+
+    let (passes0, reads0) = passes_and_set_reads(&p.daemon);
+    p.attach_admin_by_hand();
+    let took = wait_for(
+        std::time::Duration::from_secs(SCHEDULE + 10),
+        "the hand-made drift undone",
+        || !p.managed().contains(&ADMIN.to_string()),
+    );
+    println!(
+        "people: a hand-made drift in an owned set undone {} ms after it was made (schedule {SCHEDULE} s)",
+        took.as_millis()
+    );
+    assert!(
+        took.as_secs() <= SCHEDULE + 3,
+        "found within the schedule (and a pass): {took:?}"
+    );
+    // Over the schedule that follows (a full read due, and one after the write), the set
+    // is read a few times while the controller passes about once a second.
+    std::thread::sleep(std::time::Duration::from_secs(SCHEDULE));
+    let (passes1, reads1) = passes_and_set_reads(&p.daemon);
+    let (passes, reads) = (passes1 - passes0, reads1 - reads0);
+    println!("people: {passes} full passes, {reads} full reads of the owned set");
+    assert!(passes >= 8.0, "{passes} passes");
+    assert!(
+        (1.0..=4.0).contains(&reads),
+        "{reads} full reads of the set in {passes} passes: on its schedule and after the write, not every pass"
+    );
+    assert_eq!(p.managed(), ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+}
+
+/// A cached state never decides a write: when the document changes, the pass reads the set
+/// again before writing it, so the drift made by hand (long before its schedule) goes in
+/// the same write as the document's change.
+#[test]
+fn a_document_change_reads_its_cached_set_again_before_writing_it() {
+    let p = People::start_with(
+        "{intervalSeconds: 1, directoryPollSeconds: 1, policyPollSeconds: 1}",
+        "identityCenter: {fullReadSeconds: 3600}\n",
+    );
+    p.settled(std::time::Duration::from_secs(3));
+    p.attach_admin_by_hand();
+    p.ws.write(
+        "policies/people.yaml",
+        &POLICY.replace(
+            "- {Effect: Allow, Action: \"s3:GetObject\", Resource: \"arn:aws:s3:::payments-reports/*\"}",
+            "- {Effect: Allow, Action: \"s3:GetObject\", Resource: \"arn:aws:s3:::payments-reports/*\"}\n        - {Effect: Allow, Action: \"s3:ListBucket\", Resource: \"arn:aws:s3:::payments-reports\"}",
+        ),
+    );
+    let took = wait_for(
+        std::time::Duration::from_secs(30),
+        "the document's change written",
+        || {
+            let arn = p.ic.permission_set(&p.moto, "PaymentsOps").unwrap();
+            p.ic.inline_policy(&p.moto, &arn)
+                .to_string()
+                .contains("s3:ListBucket")
+        },
+    );
+    // The write that carries the document's change is planned from a fresh read: the
+    // hand-made attachment goes with it, not an hour later.
+    wait_for(
+        std::time::Duration::from_secs(5),
+        "the hand-made attachment detached with the document's change",
+        || !p.managed().contains(&ADMIN.to_string()),
+    );
+    println!(
+        "people: the document's change and the drift it found written {} ms after the policy file changed",
+        took.as_millis()
+    );
+    let audit = p.ws.read("audit.jsonl");
+    let put = audit
+        .lines()
+        .find(|l| l.contains("\"put-permission-set\"") && l.contains("s3:ListBucket"))
+        .expect("the set's update is recorded");
+    assert!(
+        put.contains(ADMIN),
+        "the first write of the document's change detaches it (planned from a fresh read, not from the cache and a pass later): {put}"
+    );
 }
