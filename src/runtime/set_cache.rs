@@ -184,6 +184,11 @@ impl SetCache {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// The permission sets a plan changes anything of: the set a people's change names, and
@@ -286,7 +291,13 @@ mod tests {
     fn cache_at(t0: Instant) -> SetCache {
         let mut c = SetCache::default();
         let (set, a) = (owned("ps-1"), assigned("ps-1", "111"));
-        c.record(&[&set], &[a.clone()], &accounts(&["111"]), t0, HOUR);
+        c.record(
+            &[&set],
+            std::slice::from_ref(&a),
+            &accounts(&["111"]),
+            t0,
+            HOUR,
+        );
         c.record(&[&set], &[a], &accounts(&["111"]), t0, HOUR);
         c
     }
@@ -514,6 +525,6 @@ mod tests {
         let t0 = Instant::now();
         let mut c = cache_at(t0);
         c.keep_only(&BTreeSet::from(["ps-2"]));
-        assert_eq!(c.len(), 0);
+        assert!(c.is_empty());
     }
 }

@@ -168,7 +168,7 @@ impl AwsClients {
         if marked.is_some() {
             let unknown: Vec<String> = arns
                 .iter()
-                .filter(|a| !known.sets.get(*a).is_some_and(|s| s.policies.is_some()))
+                .filter(|a| known.sets.get(*a).is_none_or(|s| s.policies.is_none()))
                 .cloned()
                 .collect();
             self.add_policies(&instance_arn, &mut permission_sets, &unknown)
