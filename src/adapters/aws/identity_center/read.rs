@@ -40,6 +40,41 @@ pub struct KnownSets {
 /// order stays the same).
 const AT_ONCE: usize = 8;
 
+/// What a read takes in: in a pass, what carries trustsync's mark (`marked`) and the
+/// unmarked groups and sets an adopting document names; in a report (`None`), everything.
+struct Reading<'a> {
+    marked: Option<&'a str>,
+    adoptable: &'a Adoptable,
+}
+
+impl Reading<'_> {
+    fn carries(&self, description: Option<&String>) -> bool {
+        match self.marked {
+            None => true,
+            Some(mark) => description.is_some_and(|d| d.contains(mark)),
+        }
+    }
+
+    /// Unmarked, named by an adopting document, in a pass.
+    fn to_adopt(&self, names: &BTreeSet<String>, name: &str, description: Option<&String>) -> bool {
+        self.marked.is_some()
+            && !self.carries(description)
+            && names.contains(&name.to_ascii_lowercase())
+    }
+
+    fn adopts_group(&self, g: &IdentityCenterGroup) -> bool {
+        self.to_adopt(
+            &self.adoptable.groups,
+            &g.display_name,
+            g.description.as_ref(),
+        )
+    }
+
+    fn adopts_set(&self, s: &IdentityCenterPermissionSet) -> bool {
+        self.to_adopt(&self.adoptable.sets, &s.name, s.description.as_ref())
+    }
+}
+
 impl AwsClients {
     /// The instance and its identity store: `want` (an instance ARN) when given, else the
     /// one instance `ListInstances` shows (an organization has at most one organization
@@ -124,6 +159,9 @@ impl AwsClients {
     /// members and every permission set assigned to it (in any account), a set's policies,
     /// tags, assignments and the accounts it is provisioned in beyond `accounts`. What
     /// `known` holds of a set is taken as read (the caller leaves out what may not be).
+    ///
+    /// The identity store and the permission sets are read side by side: AWS budgets them
+    /// apart (each identity-store API on its own, the SSO admin APIs together).
     pub async fn read_identity_center_adopting(
         &self,
         want: Option<&str>,
@@ -131,54 +169,71 @@ impl AwsClients {
         marked: Option<&str>,
         (adoptable, known): (&Adoptable, &KnownSets),
     ) -> Result<ObservedIdentityCenter, Failure> {
-        let carries = |description: Option<&String>| match marked {
-            None => true,
-            Some(mark) => description.is_some_and(|d| d.contains(mark)),
-        };
-        // Unmarked, named by an adopting document, in a pass.
-        let to_adopt = |names: &BTreeSet<String>, name: &str, description: Option<&String>| {
-            marked.is_some() && !carries(description) && names.contains(&name.to_ascii_lowercase())
-        };
+        let reading = Reading { marked, adoptable };
         let (instance_arn, identity_store_id) = self.identity_center_instance(want).await?;
         let store = identity_store_id.as_str();
-        let users = self.users(store).await?;
-        let mut groups = self
-            .groups(store, &|g: &IdentityCenterGroup| {
-                carries(g.description.as_ref())
-                    || to_adopt(&adoptable.groups, &g.display_name, g.description.as_ref())
-            })
-            .await?;
-        for g in groups
-            .iter_mut()
-            .filter(|g| to_adopt(&adoptable.groups, &g.display_name, g.description.as_ref()))
-        {
+        let wanted = |g: &IdentityCenterGroup| {
+            reading.carries(g.description.as_ref()) || reading.adopts_group(g)
+        };
+        let (users, mut groups, (permission_sets, assignments)) = futures::try_join!(
+            self.users(store),
+            self.groups(store, &wanted),
+            self.sets_of_pass(&instance_arn, accounts, &reading, known),
+        )?;
+        for g in groups.iter_mut().filter(|g| reading.adopts_group(g)) {
             g.holds = Some(self.group_holds(&instance_arn, &g.id).await);
         }
-        let mut permission_sets = self.permission_sets(&instance_arn, known).await?;
+        Ok(ObservedIdentityCenter {
+            instance_arn,
+            identity_store_id,
+            users,
+            groups,
+            permission_sets,
+            assignments,
+        })
+    }
+
+    /// Every permission set of the instance, described; the policies and tags of those the
+    /// pass reads (`reading`) and the accounts an adoptable one is provisioned in; their
+    /// assignments in `accounts`. What `known` holds is taken as read.
+    async fn sets_of_pass(
+        &self,
+        instance_arn: &str,
+        accounts: &[String],
+        reading: &Reading<'_>,
+        known: &KnownSets,
+    ) -> Result<
+        (
+            Vec<IdentityCenterPermissionSet>,
+            Vec<IdentityCenterAssignment>,
+        ),
+        Failure,
+    > {
+        let mut permission_sets = self.permission_sets(instance_arn, known).await?;
         let adopting: Vec<String> = permission_sets
             .iter()
-            .filter(|p| to_adopt(&adoptable.sets, &p.name, p.description.as_ref()))
+            .filter(|p| reading.adopts_set(p))
             .map(|p| p.arn.clone())
             .collect();
         let arns: Vec<String> = permission_sets
             .iter()
-            .filter(|p| carries(p.description.as_ref()) || adopting.contains(&p.arn))
+            .filter(|p| reading.carries(p.description.as_ref()) || adopting.contains(&p.arn))
             .map(|p| p.arn.clone())
             .collect();
-        if marked.is_some() {
+        if reading.marked.is_some() {
             let unknown: Vec<String> = arns
                 .iter()
                 .filter(|a| known.sets.get(*a).is_none_or(|s| s.policies.is_none()))
                 .cloned()
                 .collect();
-            self.add_policies(&instance_arn, &mut permission_sets, &unknown)
+            self.add_policies(instance_arn, &mut permission_sets, &unknown)
                 .await?;
         }
         for set in permission_sets
             .iter_mut()
             .filter(|p| adopting.contains(&p.arn))
         {
-            let reach = self.provisioned_in(&instance_arn, &set.arn).await?;
+            let reach = self.provisioned_in(instance_arn, &set.arn).await?;
             if let Some(p) = set.policies.as_mut() {
                 p.provisioned_elsewhere = Some(
                     reach
@@ -192,17 +247,10 @@ impl AwsClients {
             .into_iter()
             .partition(|a| known.assignments.contains_key(a));
         let mut assignments = self
-            .assignments_of(&instance_arn, accounts, &unknown)
+            .assignments_of(instance_arn, accounts, &unknown)
             .await?;
         assignments.extend(taken.iter().flat_map(|a| known.assignments[a].clone()));
-        Ok(ObservedIdentityCenter {
-            instance_arn,
-            identity_store_id,
-            users,
-            groups,
-            permission_sets,
-            assignments,
-        })
+        Ok((permission_sets, assignments))
     }
 
     /// Every permission set assigned to a group, in every account
