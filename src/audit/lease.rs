@@ -66,7 +66,7 @@ impl Fence {
         }
     }
 
-    fn end(&self, why: String) {
+    pub(crate) fn end(&self, why: String) {
         let mut s = self.0.lock().expect("fence");
         s.ended.get_or_insert(why);
         s.until = None;
@@ -344,15 +344,12 @@ impl Lease {
                     }
                     _ = tokio::time::sleep(self.renew) => {}
                 }
-                let failed = match self.renew().await {
-                    Ok(()) => continue,
-                    Err(Renewal::Lost(why)) => Some(why),
-                    Err(Renewal::Failed(e)) => {
-                        tracing::warn!(error = %e, fence = %self.fence.describe(), "could not renew the writers' lease");
-                        (!self.fence.may_write()).then(|| {
-                            format!("the writers' lease could not be renewed in time ({e})")
-                        })
-                    }
+                // The log closed the fence (another writer appended where this one meant
+                // to): step down, whatever the lease says.
+                let ended = self.fence.0.lock().expect("fence").ended.clone();
+                let failed = match ended {
+                    Some(why) => Some(why),
+                    None => self.renew_or_lose().await,
                 };
                 if let Some(why) = failed {
                     self.fence.end(why.clone());
@@ -363,6 +360,21 @@ impl Lease {
             }
         });
         (task, lost_rx)
+    }
+
+    /// One renewal; why the lease is lost, if it is.
+    async fn renew_or_lose(&mut self) -> Option<String> {
+        {
+            match self.renew().await {
+                Ok(()) => None,
+                Err(Renewal::Lost(why)) => Some(why),
+                Err(Renewal::Failed(e)) => {
+                    tracing::warn!(error = %e, fence = %self.fence.describe(), "could not renew the writers' lease");
+                    (!self.fence.may_write())
+                        .then(|| format!("the writers' lease could not be renewed in time ({e})"))
+                }
+            }
+        }
     }
 }
 

@@ -289,7 +289,12 @@ impl S3Log {
 
     /// Every segment's positions (their first versions), and what is not a first version.
     fn list(&self) -> Result<(Segments, Vec<String>), String> {
-        let (bucket, prefix) = (self.bucket.clone(), self.log_prefix());
+        self.list_under(&self.log_prefix())
+    }
+
+    /// [`S3Log::list`] of the keys under `under` (a key of the log, or the log's folder).
+    fn list_under(&self, under: &str) -> Result<(Segments, Vec<String>), String> {
+        let (bucket, prefix) = (self.bucket.clone(), under.to_string());
         let requests = self.requests.clone();
         let listed = self.bridge.call(move |c| {
             Box::pin(async move {
@@ -539,7 +544,7 @@ impl S3Log {
         let mut conflicts = 0;
         loop {
             self.requests.puts.fetch_add(1, Ordering::Relaxed);
-            let (bucket, object, body) = (bucket.clone(), key.clone(), body.clone());
+            let (bucket, object, sending) = (bucket.clone(), key.clone(), body.clone());
             let sent = self
                 .bridge
                 .call(move |c| {
@@ -551,7 +556,7 @@ impl S3Log {
                             .if_none_match("*")
                             .content_type("application/x-ndjson")
                             .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
-                            .body(aws_sdk_s3::primitives::ByteStream::from(body));
+                            .body(aws_sdk_s3::primitives::ByteStream::from(sending));
                         if let Some((mode, days)) = retention {
                             put = put
                                 .object_lock_mode(lock_mode(mode))
@@ -569,6 +574,9 @@ impl S3Log {
                 })?;
             match sent {
                 Ok(()) => break,
+                // The SDK retries a request whose answer was lost: the first attempt may have
+                // landed, and the retry finds the position taken by this very append.
+                Err((Some(412), _)) if self.holds(&key, &body)? => break,
                 Err((Some(412), _)) => {
                     let why = format!(
                         "another writer appended position {} of segment {} in {} first: this writer no longer holds the log's end, and steps down",
@@ -577,6 +585,10 @@ impl S3Log {
                         self.location()
                     );
                     self.superseded = Some(why.clone());
+                    // The lease keeper sees the closed fence and the writer steps down.
+                    if let Some(fence) = &self.fence {
+                        fence.end(why.clone());
+                    }
                     return Err(refused(why));
                 }
                 // A conditional write racing another on the same key: S3 asks for a retry.
@@ -602,6 +614,52 @@ impl S3Log {
             )));
         }
         Ok(())
+    }
+}
+
+impl S3Log {
+    /// Whether the first version at `key` is `body`: an append that landed although its
+    /// answer was lost (every append is unique: it carries its time and the previous
+    /// line's hash).
+    fn holds(&self, key: &str, body: &[u8]) -> Result<bool, Error> {
+        let (segments, _) = self.list_under(key).map_err(|e| Error::Io {
+            path: PathBuf::from(key),
+            source: std::io::Error::other(e),
+        })?;
+        let Some(first) = segments
+            .into_values()
+            .flat_map(|s| s.into_values())
+            .find(|p| p.key == key)
+        else {
+            return Ok(false);
+        };
+        let (bucket, object, version) = (self.bucket.clone(), first.key, first.version);
+        self.requests.reads.fetch_add(1, Ordering::Relaxed);
+        let found = self
+            .bridge
+            .call(move |c| {
+                Box::pin(async move {
+                    let got = c
+                        .get_object()
+                        .bucket(bucket)
+                        .key(object)
+                        .set_version_id(version)
+                        .send()
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    got.body
+                        .collect()
+                        .await
+                        .map(|b| b.into_bytes().to_vec())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .and_then(|r| r)
+            .map_err(|e| Error::Io {
+                path: PathBuf::from(key),
+                source: std::io::Error::other(e),
+            })?;
+        Ok(found == body)
     }
 }
 
