@@ -55,7 +55,7 @@ pub use record::{
     Repaired, Rotated, Unvouched,
 };
 pub use recover::landed;
-pub use release::{request_release, request_release_in, take_releases};
+pub use release::{releases_of, request_release, request_release_in, take_releases};
 pub use repair::{
     checkpoints_out_of_order, needs_attention, published_no_longer_matching,
     request_acknowledgement, rotation_notice, segments_holding, unacknowledged,

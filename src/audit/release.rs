@@ -100,37 +100,28 @@ impl AuditLog {
         }
         Ok(line)
     }
+}
 
-    /// The release requests left in the bucket (the S3 store) and not taken yet, oldest
-    /// first, each naming its request object; none for the file store (its requests are
-    /// files beside the log, [`take_releases`]). A request that is not a release is
-    /// skipped with a warning, once.
-    pub fn take_release_requests(&mut self) -> Vec<Released> {
-        let Some(remote) = self.remote.as_ref() else {
-            return Vec::new();
-        };
-        let found = match remote.new_requests("release", &self.taken) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the release requests in the bucket; tried again at the next poll");
-                return Vec::new();
+/// The release requests read from the bucket (the S3 store), each naming its request
+/// object; one that is not a release is skipped with a warning and added to `skipped`.
+pub fn releases_of(
+    found: Vec<(String, Vec<u8>)>,
+    skipped: &mut std::collections::BTreeSet<String>,
+) -> Vec<Released> {
+    let mut out = Vec::new();
+    for (key, body) in found {
+        match serde_json::from_slice::<Released>(&body) {
+            Ok(mut r) => {
+                r.request = Some(key);
+                out.push(r);
             }
-        };
-        let mut out = Vec::new();
-        for (key, body) in found {
-            match serde_json::from_slice::<Released>(&body) {
-                Ok(mut r) => {
-                    r.request = Some(key);
-                    out.push(r);
-                }
-                Err(e) => {
-                    tracing::warn!(request = %key, error = %e, "a release request that is not one; skipped");
-                    self.taken.insert(key);
-                }
+            Err(e) => {
+                tracing::warn!(request = %key, error = %e, "a release request that is not one; skipped");
+                skipped.insert(key);
             }
         }
-        out
     }
+    out
 }
 
 /// Leaves a release of `mapping` in the S3 store for the controller that leads; the

@@ -231,7 +231,9 @@ impl AuditLog {
     /// report ([`AuditLog::attention`]) until an auditor acknowledges it.
     pub fn take_acknowledgement(&mut self) -> Option<String> {
         if self.remote.is_some() {
-            return self.take_acknowledgement_request();
+            // With the S3 store the controller's request reader lists the bucket, outside
+            // the log's lock, and hands each one to `acknowledge_request`.
+            return None;
         }
         let request = acknowledgement_request_path(&self.path);
         let bytes = std::fs::read(&request).ok()?;
@@ -262,35 +264,31 @@ impl AuditLog {
 }
 
 impl AuditLog {
-    /// [`AuditLog::take_acknowledgement`] with the S3 store: the acknowledgement requests
-    /// in the bucket not taken yet by this writer. An acknowledgement counts once whatever
-    /// happens (a second one of the same rotation finds none to acknowledge), so nothing
-    /// more than this writer's memory says which were taken.
-    fn take_acknowledgement_request(&mut self) -> Option<String> {
-        let remote = self.remote.as_ref()?;
-        let found = match remote.new_requests("acknowledge", &self.taken) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the acknowledgement requests in the bucket; tried again at the next pass");
-                return None;
-            }
+    /// An acknowledgement request read from the bucket (the S3 store), taken once: whom
+    /// it was from when it was recorded. An acknowledgement counts once whatever happens (a
+    /// second one of the same rotation finds none to acknowledge), so nothing more than
+    /// this writer's memory says which were taken.
+    pub fn acknowledge_request(&mut self, key: &str, body: &[u8]) -> Option<String> {
+        if !self.taken.insert(key.to_string()) {
+            return None;
+        }
+        let Ok(ack) = serde_json::from_slice::<Acknowledged>(body) else {
+            tracing::warn!(request = %key, "an acknowledgement request that is not one; skipped");
+            return None;
         };
-        let mut by_whom = None;
-        for (key, body) in found {
-            self.taken.insert(key.clone());
-            let Ok(ack) = serde_json::from_slice::<Acknowledged>(&body) else {
-                tracing::warn!(request = %key, "an acknowledgement request that is not one; skipped");
-                continue;
-            };
-            let by = ack.by.clone();
-            match self.acknowledge(ack) {
-                Ok(_) => by_whom = Some(by),
-                Err(e) => {
-                    tracing::warn!(request = %key, error = %e, by = %by, "an acknowledgement request was not recorded")
-                }
+        let by = ack.by.clone();
+        match self.acknowledge(ack) {
+            Ok(_) => Some(by),
+            Err(e) => {
+                tracing::warn!(request = %key, error = %e, by = %by, "an acknowledgement request was not recorded");
+                None
             }
         }
-        by_whom
+    }
+
+    /// The request objects already taken (the S3 store).
+    pub fn taken_requests(&self) -> &std::collections::BTreeSet<String> {
+        &self.taken
     }
 }
 

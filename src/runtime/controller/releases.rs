@@ -28,13 +28,14 @@ impl Controller {
         wake: mpsc::Sender<()>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let mut requests = Requests::default();
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(period) => {}
             }
             let taken = match self.config.audit.s3 {
-                Some(_) => audit.lock().await.take_release_requests(),
+                Some(_) => requests.releases(&self.config, &audit).await,
                 None => crate::audit::take_releases(&self.config.audit.path),
             };
             if taken.is_empty() {
@@ -90,5 +91,65 @@ impl Controller {
                 releases.remove(m);
             }
         }
+    }
+}
+
+/// With the S3 store: the requests people leave in the bucket (`release`, `audit
+/// acknowledge`), listed by a connection of their own and never under the log's lock, so
+/// that a slow or unreachable bucket never keeps a pass from the log.
+#[derive(Default)]
+struct Requests {
+    reader: Option<crate::audit::s3::S3Log>,
+    /// Requests that are not one, skipped once.
+    skipped: BTreeSet<String>,
+}
+
+impl Requests {
+    fn reader(&mut self, config: &crate::config::Config) -> Option<&crate::audit::s3::S3Log> {
+        if self.reader.is_none() {
+            let s3 = config.audit.s3.as_ref()?;
+            match tokio::task::block_in_place(|| crate::audit::s3::S3Log::connect(s3, &config.aws))
+            {
+                Ok(r) => self.reader = Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the requests in the audit bucket yet")
+                }
+            }
+        }
+        self.reader.as_ref()
+    }
+
+    /// New release requests; acknowledgements found are recorded on the way.
+    async fn releases(
+        &mut self,
+        config: &crate::config::Config,
+        audit: &tokio::sync::Mutex<AuditLog>,
+    ) -> Vec<crate::audit::Released> {
+        let mut taken = audit.lock().await.taken_requests().clone();
+        taken.extend(self.skipped.iter().cloned());
+        let Some(reader) = self.reader(config) else {
+            return Vec::new();
+        };
+        let read = tokio::task::block_in_place(|| {
+            let acks = reader.new_requests("acknowledge", &taken)?;
+            let releases = reader.new_requests("release", &taken)?;
+            Ok::<_, String>((acks, releases))
+        });
+        let (acks, releases) = match read {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the requests in the audit bucket; tried again at the next poll");
+                return Vec::new();
+            }
+        };
+        if !acks.is_empty() {
+            let mut log = audit.lock().await;
+            for (key, body) in &acks {
+                if let Some(by) = log.acknowledge_request(key, body) {
+                    tracing::info!(by = %by, "audit log rotation acknowledged");
+                }
+            }
+        }
+        crate::audit::releases_of(releases, &mut self.skipped)
     }
 }
