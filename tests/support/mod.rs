@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod entra;
 pub mod judge;
 pub mod proxy;
+pub mod s3;
 pub mod settle;
 
 // Each test binary takes the ones it uses.
