@@ -27,10 +27,16 @@
 //!
 //! Usage: `cargo bench --bench scale [-- N ...]`; `cargo bench --bench scale -- revocation`
 //! runs only the revocation rows and replaces them in docs/benchmarks.{json,md};
-//! `-- soak [minutes]` the soak's; `-- people [users groups]` the people's.
+//! `-- soak [minutes]` the soak's; `-- people [users groups]` the people's; `-- failover [N ...
+//! kills=K]` the failover's (the audit log in S3: a leader SIGKILLed, the standby's takeover
+//! timed to a revocation, and what the S3 store costs a revocation against the file store;
+//! benches/scale/failover.rs).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+#[path = "scale/failover.rs"]
+mod failover;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -1217,6 +1223,24 @@ fn main() {
         };
         let (rows, section) = people(users, groups);
         replace_rows("people", &rows, "## People", &section);
+        return;
+    }
+    if std::env::args().any(|a| a == "failover") {
+        let after: Vec<String> = std::env::args().skip_while(|a| a != "failover").collect();
+        let mut sizes: Vec<usize> = after.iter().filter_map(|a| a.parse().ok()).collect();
+        if sizes.is_empty() {
+            sizes = vec![100, 1000];
+        }
+        let kills = after
+            .iter()
+            .find_map(|a| a.strip_prefix("kills=")?.parse().ok())
+            .unwrap_or(10);
+        let results: Vec<failover::Failover> = sizes
+            .iter()
+            .map(|n| failover::failover(*n, kills))
+            .collect();
+        let (rows, section) = failover::section(&results);
+        replace_rows("failover", &rows, "## Failover", &section);
         return;
     }
     if std::env::args().any(|a| a == "soak") {
