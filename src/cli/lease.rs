@@ -36,6 +36,9 @@ pub(super) async fn take(
     aws: &AwsConfig,
     wait_seconds: u64,
 ) -> anyhow::Result<Leased> {
+    // A bucket whose records can be deleted is refused before the lease is written there.
+    tokio::task::block_in_place(|| crate::audit::s3::S3Log::connect(s3, aws)?.check_object_lock())
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     let client = crate::audit::s3::client(s3, aws).await;
     let mut lease = Lease::new(client, s3, "apply");
     let (stop_tx, stop) = watch::channel(false);

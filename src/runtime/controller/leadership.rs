@@ -61,8 +61,13 @@ impl Warm {
 fn keep_warm(config: &Config, stop: watch::Receiver<bool>) -> anyhow::Result<Warm> {
     let s3 = config.audit.s3.clone().expect("the S3 store");
     let aws = config.aws.clone();
-    let store = tokio::task::block_in_place(|| S3Log::connect(&s3, &aws))
-        .map_err(|e| anyhow::anyhow!(e))?;
+    // A bucket whose records can be deleted is refused before the lease is written there.
+    let store = tokio::task::block_in_place(|| {
+        let store = S3Log::connect(&s3, &aws)?;
+        store.check_object_lock()?;
+        Ok::<_, String>(store)
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
     let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
     let (done, mut done_rx) = watch::channel(false);
     let path = config.audit.path.clone();
