@@ -58,6 +58,8 @@ pub struct Planned {
     pub entra: Option<entra::GraphReader>,
     /// IAM Identity Center, when the plan has people's changes.
     pub identity_center: Option<std::sync::Arc<crate::adapters::aws::AwsClients>>,
+    /// A focused pass: its writes go ahead of a full pass's requests in the rate limits.
+    pub urgent: bool,
 }
 
 /// Reads the world and decides, in three steps: [`gather::read_world`] does every read
@@ -74,7 +76,16 @@ pub async fn plan(
     // The pass's one reading of the clock, before anything waits.
     let settings = Settings::new(inputs.config, crate::model::clock::unix_seconds());
     let admitted = gather::admit(inputs, pass_scope, directory).await;
-    let world = gather::read_world(&admitted, inputs, pass_scope, settings, directory).await?;
+    // Boxed: the read is a large future, and it is awaited one of two ways.
+    let read = Box::pin(gather::read_world(
+        &admitted, inputs, pass_scope, settings, directory,
+    ));
+    // A focused pass (a departure, a joiner) goes ahead of a full pass's requests in every
+    // rate limit, its reads here and its writes (`Planned::writers`).
+    let world = match pass_scope.is_fleet() {
+        true => read.await?,
+        false => crate::adapters::aws::urgent(read).await?,
+    };
     let started = Instant::now();
     let mut plan = decide::decide(&world, inputs, pass_scope);
     tracing::info!(
@@ -127,6 +138,7 @@ pub async fn plan(
         settings,
         entra: applications.and_then(|a| a.writer),
         identity_center,
+        urgent: !pass_scope.is_fleet(),
     })
 }
 
@@ -145,7 +157,7 @@ impl Planned {
             .identity_center
             .as_deref()
             .map(|ic| ic as &dyn crate::ports::Write<crate::plan::PeopleAction>);
-        crate::runtime::writers::Writers::new(aws, entra, people)
+        crate::runtime::writers::Writers::new(aws, entra, people).urgent(self.urgent)
     }
 
     /// Applies the changes the checks let through, recording each in the audit log.

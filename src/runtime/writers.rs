@@ -22,6 +22,9 @@ pub struct Writers<'a, E: ?Sized> {
     entra: Option<&'a dyn Write<EntraAction>>,
     /// IAM Identity Center, for people's changes (`None`: not connected).
     people: Option<&'a dyn Write<PeopleAction>>,
+    /// Each write goes ahead of other requests waiting in its rate limit
+    /// ([`crate::adapters::aws::urgent`]): a focused pass's.
+    urgent: bool,
 }
 
 /// Where IAM and Lambda changes go.
@@ -45,7 +48,14 @@ impl<'a, E: Executor + ?Sized> Writers<'a, E> {
             aws: Aws::Accounts(aws),
             entra,
             people,
+            urgent: false,
         }
+    }
+
+    /// Its writes go ahead of other requests in the rate limits when `urgent` (a focused
+    /// pass's).
+    pub fn urgent(self, urgent: bool) -> Self {
+        Writers { urgent, ..self }
     }
 
     /// IAM or Lambda: the whole change to the executor that picks its account, or the
@@ -97,6 +107,17 @@ impl<E: Executor + ?Sized> Executor for Writers<'_, E> {
     }
 
     async fn execute(&self, change: &Change, use_revision: bool) -> Result<Written, Failure> {
+        let route = Box::pin(self.route(change, use_revision));
+        match self.urgent {
+            true => crate::adapters::aws::urgent(route).await,
+            false => route.await,
+        }
+    }
+}
+
+impl<E: Executor + ?Sized> Writers<'_, E> {
+    /// The change to its back-end.
+    async fn route(&self, change: &Change, use_revision: bool) -> Result<Written, Failure> {
         match &change.action {
             Action::Iam(a) => self.aws(change, a, use_revision).await,
             Action::Lambda(a) => self.aws(change, a, use_revision).await,
@@ -126,6 +147,7 @@ impl Executor for AwsClients {
             aws: Aws::Account(self),
             entra: None,
             people: None,
+            urgent: false,
         };
         account.execute(change, use_revision).await
     }

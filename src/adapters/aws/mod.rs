@@ -170,11 +170,47 @@ fn gone(f: &Failure) -> bool {
     f.is(&["NoSuchEntity"])
 }
 
-/// Spaces requests to at most `rate` per second (no limit at 0).
+tokio::task_local! {
+    /// Set while a future runs [`urgent`].
+    static URGENT: ();
+}
+
+/// Runs `f` with its AWS requests ahead of every other waiting in the same rate limit:
+/// the membership fast path's, so that a revocation or a joiner never queues behind a
+/// full pass's reads (which, paced at Identity Center's quotas, keep a limit busy for
+/// minutes). The limit itself holds: urgent or not, requests are spaced as configured.
+pub async fn urgent<F: std::future::Future>(f: F) -> F::Output {
+    URGENT.scope((), f).await
+}
+
+fn is_urgent() -> bool {
+    URGENT.try_with(|_| ()).is_ok()
+}
+
+/// Spaces requests to at most `rate` per second (no limit at 0). A request takes the
+/// next free slot when it comes due; while an [`urgent`] one waits, the others let it go
+/// first.
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Option<Duration>,
-    next: tokio::sync::Mutex<tokio::time::Instant>,
+    slots: std::sync::Mutex<Slots>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    /// When the next request may go.
+    next: tokio::time::Instant,
+    /// Urgent requests waiting.
+    urgent: usize,
+}
+
+/// Counts an urgent request as waiting until it has its slot (or is dropped).
+struct Waiting<'a>(&'a std::sync::Mutex<Slots>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("rate limiter").urgent -= 1;
+    }
 }
 
 impl RateLimiter {
@@ -182,22 +218,46 @@ impl RateLimiter {
     pub fn new(rate: f64) -> RateLimiter {
         RateLimiter {
             interval: (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate)),
-            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            slots: std::sync::Mutex::new(Slots {
+                next: tokio::time::Instant::now(),
+                urgent: 0,
+            }),
         }
     }
 
-    /// Waits for the next slot.
+    /// Waits for a slot: the next free one, urgent requests first.
     pub async fn acquire(&self) {
         let Some(interval) = self.interval else {
             return;
         };
-        let slot = {
-            let mut next = self.next.lock().await;
-            let slot = (*next).max(tokio::time::Instant::now());
-            *next = slot + interval;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+        let urgent = is_urgent();
+        let _waiting = urgent.then(|| {
+            self.slots.lock().expect("rate limiter").urgent += 1;
+            Waiting(&self.slots)
+        });
+        loop {
+            let wake = {
+                let mut s = self.slots.lock().expect("rate limiter");
+                let now = tokio::time::Instant::now();
+                let others_first = !urgent && s.urgent > 0;
+                if s.next <= now && !others_first {
+                    // Slots keep their cadence through a burst (a wake-up a little late
+                    // does not slow the rate); after a pause they start from now.
+                    let base = match now - s.next < interval {
+                        true => s.next,
+                        false => now,
+                    };
+                    s.next = base + interval;
+                    return;
+                }
+                match others_first {
+                    // Past the slot an urgent request is taking.
+                    true => s.next.max(now) + interval,
+                    false => s.next,
+                }
+            };
+            tokio::time::sleep_until(wake).await;
+        }
     }
 }
 

@@ -17,6 +17,50 @@ async fn the_rate_limiter_spaces_requests() {
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
 
+/// The membership fast path's requests go ahead of a full pass's already waiting in the
+/// same limit, and the limit holds for all of them together.
+#[tokio::test(start_paused = true)]
+async fn an_urgent_request_goes_before_those_waiting_and_the_rate_holds() {
+    use std::sync::{Arc, Mutex};
+    let limiter = Arc::new(RateLimiter::new(10.0));
+    let start = tokio::time::Instant::now();
+    let done: Arc<Mutex<Vec<(&str, Duration)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (l, d) = (limiter.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            l.acquire().await;
+            d.lock().unwrap().push(("full", start.elapsed()));
+        }));
+    }
+    // The full pass's eight are waiting; a fast pass's request comes 150 ms later.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (l, d) = (limiter.clone(), done.clone());
+    tasks.push(tokio::spawn(urgent(async move {
+        l.acquire().await;
+        d.lock().unwrap().push(("fast", start.elapsed()));
+    })));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let done = done.lock().unwrap();
+    let fast = done.iter().find(|(who, _)| *who == "fast").unwrap().1;
+    assert_eq!(
+        fast,
+        Duration::from_millis(200),
+        "the next slot after it came, not the ninth: {done:?}"
+    );
+    let mut at: Vec<Duration> = done.iter().map(|(_, t)| *t).collect();
+    at.sort();
+    assert!(
+        at.windows(2)
+            .all(|w| w[1] - w[0] >= Duration::from_millis(100)),
+        "ten a second, urgent or not: {at:?}"
+    );
+    assert_eq!(at.len(), 9);
+    assert_eq!(*at.last().unwrap(), Duration::from_millis(800));
+}
+
 #[test]
 fn lambda_operations_fall_into_their_quota_classes() {
     use Operation::*;
