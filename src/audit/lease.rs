@@ -15,63 +15,18 @@
 //! A stale leader that still tries is stopped by the log itself: the new leader appends
 //! first, and the stale one's next append is refused (`If-None-Match`).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use super::fence::Fence;
 use super::s3::{describe, status_of};
 use crate::config::S3AuditConfig;
 
 /// A lease is never believed to last longer than this, whatever its object claims: a
 /// lease written with a duration of a year cannot keep the standbys out for a year.
 const LONGEST_DURATION: Duration = Duration::from_secs(300);
-
-/// Whether this writer may write now: until a deadline its lease sets, and never again
-/// once it lost the lease.
-#[derive(Debug, Clone, Default)]
-pub struct Fence(Arc<Mutex<FenceState>>);
-
-#[derive(Debug, Default)]
-struct FenceState {
-    until: Option<Instant>,
-    ended: Option<String>,
-}
-
-impl Fence {
-    /// True while the lease is this writer's.
-    pub fn may_write(&self) -> bool {
-        let s = self.0.lock().expect("fence");
-        s.ended.is_none() && s.until.is_some_and(|u| Instant::now() < u)
-    }
-
-    /// Why it may not, or until when it may.
-    pub fn describe(&self) -> String {
-        let s = self.0.lock().expect("fence");
-        match (&s.ended, s.until) {
-            (Some(why), _) => why.clone(),
-            (None, Some(u)) if Instant::now() < u => {
-                format!("held for {} ms more", (u - Instant::now()).as_millis())
-            }
-            (None, Some(_)) => "not renewed in time".into(),
-            (None, None) => "never taken".into(),
-        }
-    }
-
-    fn extend(&self, until: Instant) {
-        let mut s = self.0.lock().expect("fence");
-        if s.ended.is_none() {
-            s.until = Some(until);
-        }
-    }
-
-    pub(crate) fn end(&self, why: String) {
-        let mut s = self.0.lock().expect("fence");
-        s.ended.get_or_insert(why);
-        s.until = None;
-    }
-}
 
 /// The lease object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,7 +301,7 @@ impl Lease {
                 }
                 // The log closed the fence (another writer appended where this one meant
                 // to): step down, whatever the lease says.
-                let ended = self.fence.0.lock().expect("fence").ended.clone();
+                let ended = self.fence.ended();
                 let failed = match ended {
                     Some(why) => Some(why),
                     None => self.renew_or_lose().await,

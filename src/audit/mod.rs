@@ -36,6 +36,8 @@
 
 mod ack;
 mod checkpoint;
+mod configured;
+mod fence;
 mod keys;
 mod kms;
 pub mod lease;
@@ -45,9 +47,13 @@ mod release;
 mod repair;
 pub mod s3;
 mod show;
+mod trust;
 mod verify;
 
 pub use checkpoint::{key_id, Checkpoint, CheckpointSigner, Signer};
+pub use configured::{
+    open_configured, open_configured_store, readable_copy, readable_location, Readable,
+};
 pub use keys::PublicKey;
 pub use kms::KmsSigner;
 pub use record::{
@@ -62,6 +68,7 @@ pub use repair::{
 };
 use repair::{first_rotation, good_lines, rotate, set_torn_tail_aside};
 pub use show::{render_text, show, Entry, Query};
+pub use trust::Trust;
 pub use verify::{verify, verify_with, PreviousSegment, Verified};
 use verify::{verify_bytes, verify_checkpoints};
 
@@ -556,83 +563,6 @@ fn read_verified(
     }
 }
 
-/// The keys the log's records are judged by.
-#[derive(Debug, Clone, Default)]
-pub struct Trust {
-    /// The key checkpoints verify with; none when signing is not configured (the log is
-    /// then believed as far as its chain).
-    pub checkpoints: Option<PublicKey>,
-    /// The auditors' keys: only an acknowledgement signed with one of them counts.
-    pub auditors: Vec<PublicKey>,
-}
-
-impl Trust {
-    /// The keys of this configuration: the checkpoint key from `publicKeyFile`, else
-    /// derived from `signingKeyFile`; the auditors' from `auditorPublicKeyFiles`, each an
-    /// Ed25519 key other than the checkpoint key.
-    pub fn of_config(config: &crate::config::AuditConfig) -> Result<Trust, String> {
-        Trust::of_config_keys(config).map(|(trust, _)| trust)
-    }
-
-    /// [`Trust::of_config`], with the signing key it read from `signingKeyFile` (if set):
-    /// the writer signs with it, without reading the file a second time.
-    fn of_config_keys(
-        config: &crate::config::AuditConfig,
-    ) -> Result<(Trust, Option<Signer>), String> {
-        let configured = match &config.public_key_file {
-            Some(p) => {
-                Some(PublicKey::from_pem_file(p).map_err(|e| format!("audit.publicKeyFile: {e}"))?)
-            }
-            None => None,
-        };
-        let signing = match &config.signing_key_file {
-            Some(p) => {
-                Some(Signer::from_pem_file(p).map_err(|e| format!("audit.signingKeyFile: {e}"))?)
-            }
-            None => None,
-        };
-        let derived = signing.as_ref().map(Signer::public_key);
-        let checkpoints = match (configured, derived) {
-            (Some(c), Some(d)) if c != d => {
-                return Err(format!(
-                    "audit.publicKeyFile (key {}) is not the public half of audit.signingKeyFile (key {})",
-                    c.key_id(),
-                    d.key_id()
-                ))
-            }
-            (c, d) => c.or(d),
-        };
-        if config.kms_key_id.is_some() && checkpoints.is_none() {
-            return Err("audit.kmsKeyId: set audit.publicKeyFile to the key's public half (aws kms get-public-key), so that what it signed can be verified".into());
-        }
-        let mut auditors = Vec::new();
-        for p in &config.auditor_public_key_files {
-            let key = PublicKey::from_pem_file(p)
-                .map_err(|e| format!("audit.auditorPublicKeyFiles: {e}"))?;
-            if !matches!(key, PublicKey::Ed25519(_)) {
-                return Err(format!(
-                    "audit.auditorPublicKeyFiles: {} is not an Ed25519 key; auditors sign with Ed25519 (openssl genpkey -algorithm ed25519)",
-                    p.display()
-                ));
-            }
-            if checkpoints.as_ref() == Some(&key) {
-                return Err(format!(
-                    "audit.auditorPublicKeyFiles: {} is the controller's own checkpoint key; an acknowledgement must come from a key the controller does not hold",
-                    p.display()
-                ));
-            }
-            auditors.push(key);
-        }
-        Ok((
-            Trust {
-                checkpoints,
-                auditors,
-            },
-            signing,
-        ))
-    }
-}
-
 /// What a log's records leave open or settled: the intents no outcome answers yet (by
 /// line), and the group pin and the removal baseline last written with success to each role
 /// (ARN). Fed each record as the log is read back on opening and as it is appended, so all
@@ -946,148 +876,6 @@ pub fn recorded(config: &crate::config::AuditConfig) -> Recorded {
             }
         })
         .unwrap_or_default()
-}
-
-/// Opens the log of this configuration, with its signer (a key file, or a KMS key) and
-/// the keys that vouch for what it says; a key that cannot be used is an error, before the
-/// log is touched. With `audit.s3`, the log is the bucket's (Object Lock required) and
-/// nothing reaches it unless `fence` says this writer holds the writers' lease.
-pub fn open_configured(
-    config: &crate::config::AuditConfig,
-    aws: &crate::config::AwsConfig,
-    fence: Option<lease::Fence>,
-) -> anyhow::Result<AuditLog> {
-    open_configured_store(config, aws, fence, None)
-}
-
-/// [`open_configured`], with the S3 store connected already (a standby's, which has read
-/// the log while it waited: only what is new is read now).
-pub fn open_configured_store(
-    config: &crate::config::AuditConfig,
-    aws: &crate::config::AwsConfig,
-    fence: Option<lease::Fence>,
-    store: Option<s3::S3Log>,
-) -> anyhow::Result<AuditLog> {
-    let (trust, signing) = Trust::of_config_keys(config).map_err(|e| anyhow::anyhow!(e))?;
-    let signer = match (signing, &config.kms_key_id) {
-        (Some(signing), _) => Some(CheckpointSigner::Local(signing)),
-        (None, Some(arn)) => {
-            let public = trust.checkpoints.clone().ok_or_else(|| {
-                anyhow::anyhow!("audit.kmsKeyId: set audit.publicKeyFile to the key's public half")
-            })?;
-            Some(CheckpointSigner::Kms(
-                KmsSigner::connect(arn, public).map_err(|e| anyhow::anyhow!(e))?,
-            ))
-        }
-        (None, None) => None,
-    };
-    let remote = match &config.s3 {
-        Some(s3) => {
-            let mut store = match store {
-                Some(store) => store,
-                None => s3::S3Log::connect(s3, aws).map_err(|e| anyhow::anyhow!(e))?,
-            };
-            store.check_object_lock().map_err(|e| anyhow::anyhow!(e))?;
-            if let Some(fence) = fence {
-                store.fence_with(fence);
-            }
-            Some(store)
-        }
-        None => None,
-    };
-    Ok(AuditLog::open_store(
-        &config.path,
-        trust,
-        signer.map(|s| (s, config.checkpoint_lines)),
-        remote,
-    )?)
-}
-
-/// A file holding the configured log to read: the file itself, or, with `audit.s3`, a
-/// copy of the bucket's segments pulled into a folder of this process's own (the
-/// previous segments beside it, where the rotations name them).
-pub fn readable_copy(
-    config: &crate::config::AuditConfig,
-    aws: &crate::config::AwsConfig,
-) -> Result<Readable, String> {
-    let Some(s3) = &config.s3 else {
-        return Ok(Readable {
-            path: config.path.clone(),
-            tampering: Vec::new(),
-            pulled: None,
-        });
-    };
-    pull_copy(s3, aws, &config.path)
-}
-
-/// `s3://bucket/prefix/` (a log in S3) pulled into a folder of this process's own, or the
-/// file `given` as it is.
-pub fn readable_location(given: &Path, aws: &crate::config::AwsConfig) -> Result<Readable, String> {
-    let text = given.to_string_lossy();
-    let Some(rest) = text.strip_prefix("s3://") else {
-        return Ok(Readable {
-            path: given.to_path_buf(),
-            tampering: Vec::new(),
-            pulled: None,
-        });
-    };
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let s3 = crate::config::S3AuditConfig {
-        bucket: bucket.to_string(),
-        prefix: prefix.to_string(),
-        region: None,
-        object_lock: None,
-        lease: Default::default(),
-    };
-    crate::config::check::check_s3_audit(&s3)
-        .map_err(|(field, e)| format!("{text}: {field}: {e}"))?;
-    pull_copy(&s3, aws, Path::new("audit.jsonl"))
-}
-
-/// A log to read: its file (a copy of the bucket's, for the S3 store), and what the bucket
-/// holds besides the records (attempts to rewrite or delete them).
-/// A copy pulled from the bucket is removed when this is dropped.
-#[derive(Debug)]
-pub struct Readable {
-    pub path: PathBuf,
-    pub tampering: Vec<String>,
-    /// The folder of a pulled copy, this process's own.
-    pulled: Option<PathBuf>,
-}
-
-impl Drop for Readable {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.pulled {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn pull_copy(
-    s3: &crate::config::S3AuditConfig,
-    aws: &crate::config::AwsConfig,
-    path: &Path,
-) -> Result<Readable, String> {
-    let name = path
-        .file_name()
-        .unwrap_or(std::ffi::OsStr::new("audit.jsonl"));
-    let dir = std::env::temp_dir().join(format!(
-        "trustsync-audit-{}-{}",
-        std::process::id(),
-        crate::model::clock::since_epoch().as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let copy = dir.join(name);
-    let readable = |tampering| Readable {
-        path: copy.clone(),
-        tampering,
-        pulled: Some(dir.clone()),
-    };
-    // Removed again on an error too.
-    let mut empty = readable(Vec::new());
-    let mut store = s3::S3Log::connect(s3, aws)?;
-    empty.tampering = store.pull(&copy).map_err(|e| e.to_string())?.tampering;
-    Ok(empty)
 }
 
 /// The current time, RFC 3339 in UTC.

@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::lease::Fence;
+use super::fence::Fence;
 use super::{Error, Record};
 use crate::config::{ObjectLockMode, S3AuditConfig};
 
@@ -296,57 +296,9 @@ impl S3Log {
     fn list_under(&self, under: &str) -> Result<(Segments, Vec<String>), String> {
         let (bucket, prefix) = (self.bucket.clone(), under.to_string());
         let requests = self.requests.clone();
-        let listed = self.bridge.call(move |c| {
-            Box::pin(async move {
-                // (key, version, delete marker), in S3's order: by key, newest first.
-                let mut all: Vec<(String, Option<String>, bool)> = Vec::new();
-                let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-                loop {
-                    requests.reads.fetch_add(1, Ordering::Relaxed);
-                    let out = c
-                        .list_object_versions()
-                        .bucket(&bucket)
-                        .prefix(&prefix)
-                        .set_key_marker(key_marker.clone())
-                        .set_version_id_marker(version_marker.clone())
-                        .send()
-                        .await
-                        .map_err(|e| describe(&e))?;
-                    let mut page: Vec<(String, Option<String>, bool, bool)> = Vec::new();
-                    for v in out.versions() {
-                        let latest = v.is_latest().unwrap_or(false);
-                        page.push((
-                            v.key().unwrap_or_default().to_string(),
-                            v.version_id().map(str::to_string),
-                            false,
-                            latest,
-                        ));
-                    }
-                    for m in out.delete_markers() {
-                        page.push((
-                            m.key().unwrap_or_default().to_string(),
-                            m.version_id().map(str::to_string),
-                            true,
-                            m.is_latest().unwrap_or(false),
-                        ));
-                    }
-                    // Within a key, the latest first, as S3 lists them; markers and
-                    // versions come in separate lists, so order by key, latest first,
-                    // keeping S3's order among the rest.
-                    page.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)));
-                    all.extend(page.into_iter().map(|(k, v, m, _)| (k, v, m)));
-                    if out.is_truncated() != Some(true) {
-                        break;
-                    }
-                    key_marker = out.next_key_marker().map(str::to_string);
-                    version_marker = out.next_version_id_marker().map(str::to_string);
-                    if key_marker.is_none() {
-                        break;
-                    }
-                }
-                Ok::<_, String>(all)
-            })
-        })??;
+        let listed = self
+            .bridge
+            .call(move |c| Box::pin(list_versions(c, bucket, prefix, requests)))??;
         let mut segments: Segments = BTreeMap::new();
         let mut tampering = Vec::new();
         let mut by_key: BTreeMap<String, Vec<(Option<String>, bool)>> = BTreeMap::new();
@@ -547,27 +499,7 @@ impl S3Log {
             let (bucket, object, sending) = (bucket.clone(), key.clone(), body.clone());
             let sent = self
                 .bridge
-                .call(move |c| {
-                    Box::pin(async move {
-                        let mut put = c
-                            .put_object()
-                            .bucket(bucket)
-                            .key(object)
-                            .if_none_match("*")
-                            .content_type("application/x-ndjson")
-                            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
-                            .body(aws_sdk_s3::primitives::ByteStream::from(sending));
-                        if let Some((mode, days)) = retention {
-                            put = put
-                                .object_lock_mode(lock_mode(mode))
-                                .object_lock_retain_until_date(retain_until(days));
-                        }
-                        put.send()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| (status_of(&e), describe(&e)))
-                    })
-                })
+                .call(move |c| Box::pin(put_new(c, bucket, object, sending, retention)))
                 .map_err(|e| Error::Io {
                     path: path.into(),
                     source: std::io::Error::other(e),
@@ -780,6 +712,82 @@ fn retain_until(days: u32) -> aws_smithy_types::DateTime {
     aws_smithy_types::DateTime::from(
         std::time::SystemTime::now() + Duration::from_secs(u64::from(days) * 86_400),
     )
+}
+
+/// Every version and delete marker under `prefix`: (key, version, delete marker), by key,
+/// the latest first, as S3 lists them.
+async fn list_versions(
+    c: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    requests: Arc<StoreRequests>,
+) -> Result<Vec<(String, Option<String>, bool)>, String> {
+    let mut all: Vec<(String, Option<String>, bool)> = Vec::new();
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        requests.reads.fetch_add(1, Ordering::Relaxed);
+        let out = c
+            .list_object_versions()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let versions = out.versions().iter().map(|v| {
+            let key = v.key().unwrap_or_default().to_string();
+            let latest = v.is_latest().unwrap_or(false);
+            (key, v.version_id().map(str::to_string), false, latest)
+        });
+        let markers = out.delete_markers().iter().map(|m| {
+            let key = m.key().unwrap_or_default().to_string();
+            let latest = m.is_latest().unwrap_or(false);
+            (key, m.version_id().map(str::to_string), true, latest)
+        });
+        let mut page: Vec<(String, Option<String>, bool, bool)> = versions.chain(markers).collect();
+        // Markers and versions come in separate lists: order by key, the latest first,
+        // keeping S3's order among the rest.
+        page.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)));
+        all.extend(page.into_iter().map(|(k, v, m, _)| (k, v, m)));
+        if out.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = out.next_key_marker().map(str::to_string);
+        version_marker = out.next_version_id_marker().map(str::to_string);
+        if key_marker.is_none() {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// A `PutObject` of a key that must not exist (`If-None-Match: *`), with a CRC32 checksum
+/// and the retention, if one is configured; the status and the error when it fails.
+async fn put_new(
+    c: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    body: Vec<u8>,
+    retention: Option<(ObjectLockMode, u32)>,
+) -> Result<(), (Option<u16>, String)> {
+    let mut put = c
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .if_none_match("*")
+        .content_type("application/x-ndjson")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body));
+    if let Some((mode, days)) = retention {
+        put = put
+            .object_lock_mode(lock_mode(mode))
+            .object_lock_retain_until_date(retain_until(days));
+    }
+    put.send()
+        .await
+        .map(|_| ())
+        .map_err(|e| (status_of(&e), describe(&e)))
 }
 
 /// `segment/position.jsonl` as numbers.

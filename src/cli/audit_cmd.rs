@@ -257,12 +257,8 @@ pub(super) async fn audit_verify_anchor(file: &Path, config: &Config) -> anyhow:
     // that segment's break signed lines that changed since. A rotation keeps the broken
     // file, and an acknowledgement says a person looked; neither makes this evidence whole.
     if let Some((_, why)) = audit::published_no_longer_matching(file, &published, &segments)? {
-        eprintln!(
-            "{}: {why} ({}/{})",
-            file.display(),
-            anchor.log_group,
-            anchor.log_stream
-        );
+        let stream = format!("{}/{}", anchor.log_group, anchor.log_stream);
+        eprintln!("{}: {why} ({stream})", file.display());
         return Ok(1);
     }
     let segment = segments.last().copied().flatten().unwrap_or(0);

@@ -550,6 +550,58 @@ fn man_page() -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `trustsync audit verify FILE|s3://bucket/prefix/`: a log in S3 is read into a copy of
+/// this process's own first, and what the bucket holds besides its records fails it.
+async fn verify_command(
+    file: &std::path::Path,
+    public_key: Option<&std::path::Path>,
+    auditor_keys: &[PathBuf],
+    anchor: bool,
+    load_config: &impl Fn() -> anyhow::Result<Config>,
+) -> anyhow::Result<u8> {
+    // `s3://bucket/prefix/`: the log in S3, read into a copy of this process's own.
+    let aws = || load_config().map(|c| c.aws).unwrap_or_default();
+    let given = file.to_path_buf();
+    let readable = tokio::task::block_in_place(|| audit::readable_location(file, &aws()))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", given.display()))?;
+    if readable.path != given {
+        eprintln!("{}: read into {}", given.display(), readable.path.display());
+    }
+    let file = readable.path.clone();
+    let mut code = audit_verify(&file, public_key, auditor_keys, || load_config())?;
+    for t in &readable.tampering {
+        eprintln!("{t}");
+        code = 1;
+    }
+    if code != 0 || !anchor {
+        return Ok(code);
+    }
+    audit_verify_anchor(&file, &load_config()?).await
+}
+
+/// The log `audit show` reads: FILE (or `s3://bucket/prefix/`), else the configured one; what
+/// the bucket holds besides its records is said on stderr.
+fn show_source(
+    file: Option<PathBuf>,
+    load_config: &impl Fn() -> anyhow::Result<Config>,
+) -> anyhow::Result<audit::Readable> {
+    let readable = match file {
+        Some(f) => {
+            let aws = load_config().map(|c| c.aws).unwrap_or_default();
+            tokio::task::block_in_place(|| audit::readable_location(&f, &aws))
+        }
+        None => {
+            let config = load_config()?;
+            tokio::task::block_in_place(|| audit::readable_copy(&config.audit, &config.aws))
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("the audit log: {e}"))?;
+    for t in &readable.tampering {
+        eprintln!("{t}");
+    }
+    Ok(readable)
+}
+
 /// `trustsync audit ...`; the config is loaded only where the command needs it.
 async fn run_audit(
     command: AuditCommand,
@@ -562,26 +614,14 @@ async fn run_audit(
             auditor_keys,
             anchor,
         } => {
-            // `s3://bucket/prefix/`: the log in S3, read into a copy of this process's own.
-            let aws = || load_config().map(|c| c.aws).unwrap_or_default();
-            let given = file.clone();
-            let readable = tokio::task::block_in_place(|| audit::readable_location(&file, &aws()))
-                .map_err(|e| anyhow::anyhow!("{}: {e}", given.display()))?;
-            if readable.path != given {
-                eprintln!("{}: read into {}", given.display(), readable.path.display());
-            }
-            let file = readable.path.clone();
-            let mut code = audit_verify(&file, public_key.as_deref(), &auditor_keys, || {
-                load_config()
-            })?;
-            for t in &readable.tampering {
-                eprintln!("{t}");
-                code = 1;
-            }
-            if code != 0 || !anchor {
-                return Ok(code);
-            }
-            audit_verify_anchor(&file, &load_config()?).await
+            verify_command(
+                &file,
+                public_key.as_deref(),
+                &auditor_keys,
+                anchor,
+                &load_config,
+            )
+            .await
         }
         AuditCommand::Acknowledge {
             file,
@@ -616,20 +656,7 @@ async fn run_audit(
             since,
             output,
         } => {
-            let readable = match file {
-                Some(f) => {
-                    let aws = load_config().map(|c| c.aws).unwrap_or_default();
-                    tokio::task::block_in_place(|| audit::readable_location(&f, &aws))
-                }
-                None => {
-                    let config = load_config()?;
-                    tokio::task::block_in_place(|| audit::readable_copy(&config.audit, &config.aws))
-                }
-            }
-            .map_err(|e| anyhow::anyhow!("the audit log: {e}"))?;
-            for t in &readable.tampering {
-                eprintln!("{t}");
-            }
+            let readable = show_source(file, &load_config)?;
             let file = readable.path.clone();
             let since = since.map(|s| since_time(&s)).transpose()?;
             let query = audit::Query {

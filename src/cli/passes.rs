@@ -237,19 +237,7 @@ async fn apply_now(
     let mut log = shared.into_inner();
     progress.clear();
     crate::runtime::pass::anchor(&mut log, audit_config.anchor.as_ref(), ctx.fleet.hub()).await;
-    outln!(
-        "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
-        report.applied,
-        report.failed,
-        report.skipped,
-        plan.held.len(),
-        log.location()
-    )?;
-    for done in &report.outcomes {
-        if let apply::Outcome::Failed(f) = &done.outcome {
-            outln!("  failed  {} {}: {f}", done.action, done.resource)?;
-        }
-    }
+    print_report(&report, plan.held.len(), &log.location())?;
     ctx.log_stats();
     Ok(if report.success() && !plan.needs_attention() {
         0
@@ -280,4 +268,22 @@ pub(super) async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<u8>
         shutdown: std::time::Duration::from_secs(run.shutdown_seconds),
     };
     controller::run(config, dir, source, settings).await
+}
+
+/// What an apply did, and where it is recorded.
+fn print_report(report: &apply::Report, held: usize, location: &str) -> anyhow::Result<()> {
+    outln!(
+        "\nApply: {} applied, {} failed, {} skipped, {} held. Audit log: {}",
+        report.applied,
+        report.failed,
+        report.skipped,
+        held,
+        location
+    )?;
+    for done in &report.outcomes {
+        if let apply::Outcome::Failed(f) = &done.outcome {
+            outln!("  failed  {} {}: {f}", done.action, done.resource)?;
+        }
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ pub fn statements(config: &Config) -> Vec<Value> {
         // A retention written with each record (PutObject with x-amz-object-lock-*).
         append.push("s3:PutObjectRetention");
     }
-    vec![
+    let mut statements = vec![
         json!({
             "Sid": "AppendAuditRecords",
             "Effect": "Allow",
@@ -54,22 +54,6 @@ pub fn statements(config: &Config) -> Vec<Value> {
             "Condition": {"StringEquals": {"s3:prefix": format!("{prefix}log/")}}
         }),
         json!({
-            "Sid": "ReadAuditRequests",
-            "Effect": "Allow",
-            "Action": "s3:GetObject",
-            "Resource": format!("{bucket}/{prefix}requests/*")
-        }),
-        json!({
-            "Sid": "ListAuditRequests",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket,
-            "Condition": {"StringEquals": {"s3:prefix": [
-                format!("{prefix}requests/release/"),
-                format!("{prefix}requests/acknowledge/")
-            ]}}
-        }),
-        json!({
             "Sid": "CheckAuditObjectLock",
             "Effect": "Allow",
             "Action": "s3:GetBucketObjectLockConfiguration",
@@ -91,6 +75,30 @@ pub fn statements(config: &Config) -> Vec<Value> {
                 "s3:DeleteBucket"
             ],
             "Resource": [bucket.clone(), format!("{bucket}/*")]
+        }),
+    ];
+    statements.extend(request_statements(&bucket, prefix));
+    statements
+}
+
+/// Reading the requests people leave for the leader (`release`, `audit acknowledge`).
+fn request_statements(bucket: &str, prefix: &str) -> [Value; 2] {
+    [
+        json!({
+            "Sid": "ReadAuditRequests",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": format!("{bucket}/{prefix}requests/*")
+        }),
+        json!({
+            "Sid": "ListAuditRequests",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket,
+            "Condition": {"StringEquals": {"s3:prefix": [
+                format!("{prefix}requests/release/"),
+                format!("{prefix}requests/acknowledge/")
+            ]}}
         }),
     ]
 }
