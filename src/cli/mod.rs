@@ -568,7 +568,7 @@ async fn verify_command(
         eprintln!("{}: read into {}", given.display(), readable.path.display());
     }
     let file = readable.path.clone();
-    let mut code = audit_verify(&file, public_key, auditor_keys, || load_config())?;
+    let mut code = audit_verify(&file, public_key, auditor_keys, load_config)?;
     for t in &readable.tampering {
         eprintln!("{t}");
         code = 1;
