@@ -155,6 +155,40 @@ async fn delta_rides_out_throttling() {
     );
 }
 
+/// The groups a round changed wait in the cache until taken, whoever's round it was: a
+/// full pass's sync takes in a departure the controller's watcher then reads from here and
+/// sends down the fast path (before, the watcher's next round found nothing new, and the
+/// revocation waited for the full pass's writes). A full round clears them.
+#[tokio::test]
+async fn a_change_a_pass_synced_is_still_handed_to_the_watcher() {
+    let ws = Workspace::new();
+    let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
+    let (reader, _) = reader(&graph);
+    let mut cache = DeltaCache::new(reader.clone());
+    assert!(cache.sync().await.unwrap().full);
+    assert!(
+        cache.take_changed().is_empty(),
+        "a full round is read whole"
+    );
+    graph.remove_member(PAYMENTS, SP2);
+    // A full pass's sync takes the change in...
+    let pass = cache.sync().await.unwrap();
+    assert!(pass.changed_groups.contains(PAYMENTS));
+    // ...and the watcher's round after it finds nothing new, but the change is waiting.
+    let watcher = cache.sync().await.unwrap();
+    assert!(watcher.changed_groups.is_empty());
+    assert_eq!(
+        cache.take_changed().into_iter().collect::<Vec<_>>(),
+        [PAYMENTS]
+    );
+    assert!(cache.take_changed().is_empty(), "taken once");
+    graph.add_member(PAYMENTS, SP2);
+    cache.sync().await.unwrap();
+    graph.admin("POST", "/admin/expire-delta-tokens", None);
+    assert!(cache.sync().await.unwrap().full);
+    assert!(cache.take_changed().is_empty(), "a full round clears them");
+}
+
 /// `plan` and `apply` read through `$filter` (case-insensitive at Graph), `run` through the
 /// delta cache: both resolve a name, in any letter case, and a name shared by two groups,
 /// the same way, so CI and the controller agree.

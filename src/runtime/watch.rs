@@ -217,12 +217,17 @@ async fn watch_groups(
                 continue;
             }
         };
-        let dir = w.directory.lock().await;
-        let DirectorySource::Delta { cache, .. } = &*dir else {
+        let mut dir = w.directory.lock().await;
+        let DirectorySource::Delta { cache, .. } = &mut *dir else {
             continue;
         };
         let after = relevant_groups(cache, &requests);
-        let ids: BTreeSet<String> = r.changed_groups.iter().cloned().collect();
+        // This round's changes, and those a full pass's own sync took in since the last
+        // poll: a departure that lands as a full pass starts goes down the fast path too,
+        // not only with that pass's writes (up to a minute later at Identity Center's
+        // quotas).
+        let mut ids: BTreeSet<String> = cache.take_changed();
+        ids.extend(r.changed_groups.iter().cloned());
         // Before the first pass has said which groups matter, any change might (a full
         // pass); nothing changed is nothing to do.
         let hit = r.full

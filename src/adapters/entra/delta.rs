@@ -230,6 +230,11 @@ pub struct DeltaCache {
     /// Follow `/users/delta` too (people's access depends on users' state).
     track_users: bool,
     users: Arc<tokio::sync::Mutex<UsersFeed>>,
+    /// Groups that changed in the rounds applied since the controller's watcher last took
+    /// them ([`Self::take_changed`]): a full pass syncs the feed before it reads, and a
+    /// change it takes in must still reach the membership fast path, not wait for that
+    /// pass's writes.
+    unplaced: BTreeSet<String>,
 }
 
 impl DeltaCache {
@@ -244,7 +249,15 @@ impl DeltaCache {
             groups_feed: Arc::default(),
             track_users: false,
             users: Arc::default(),
+            unplaced: BTreeSet::new(),
         }
+    }
+
+    /// The groups that changed in the rounds applied since the last call, whoever read
+    /// them (the watcher's poll or a pass's sync); a full round clears them (what it read
+    /// is the pass's, or the watcher's, to handle as a whole).
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.unplaced)
     }
 
     /// Follow the users' delta feed from now on: a user disabled or renamed is a change
@@ -416,6 +429,10 @@ impl DeltaCache {
         );
         if keep_link {
             self.delta_link = Some(round.delta_link);
+        }
+        match result.full {
+            true => self.unplaced.clear(),
+            false => self.unplaced.extend(result.changed_groups.iter().cloned()),
         }
         result
     }
