@@ -309,6 +309,14 @@ fn a_standby_takes_over_from_a_leader_killed_mid_pass_and_revokes_a_later_depart
         })
         .unwrap_or_else(|| panic!("no revoke-trust record: {lines:#?}"));
     assert_eq!(writer_host(revocation).as_deref(), Some(standby_host));
+    // The standby followed the directory and knew which groups the mappings use: the
+    // departure it saw before leading was revoked by a focused pass, the new leader's
+    // first pass to end, not by its full pass over the 80 roles.
+    let first_pass = lines
+        .iter()
+        .find(|r| r["type"] == "pass" && writer_host(r).as_deref() == Some(standby_host))
+        .expect("the new leader's passes");
+    assert_eq!(first_pass["trigger"], "fast-path", "{first_pass:#}");
     let lease = bucket.lease().unwrap();
     assert!(
         lease["holder"]

@@ -100,7 +100,20 @@ pub async fn run(
     // the writers' lease is this replica's; only then is the log opened for writing.
     let (audit, leading) = match audit {
         Some(audit) => (audit, None),
-        None => match leadership::lead(&config, &shared, stop_rx.clone(), stop_tx.clone()).await? {
+        None => match leadership::lead(
+            &config,
+            &shared,
+            leadership::Standby {
+                policies: w.policies.clone(),
+                directory: w.directory.clone(),
+                requests: w.requests.clone(),
+                standing_by: w.standing_by.clone(),
+            },
+            stop_rx.clone(),
+            stop_tx.clone(),
+        )
+        .await?
+        {
             Some((audit, leading)) => (audit, Some(leading)),
             None => {
                 tracing::info!("shutting down before taking the lead");
@@ -226,6 +239,8 @@ struct Watchers {
     release_wake: mpsc::Sender<()>,
     /// The change notifications' subscription keeper, when notifications are configured.
     keeper: Option<tokio::task::JoinHandle<()>>,
+    /// Whether this replica stands by (the S3 store, until it leads).
+    standing_by: Arc<AtomicBool>,
 }
 
 /// Starts the directory watcher, the change notifications' keeper (when configured) and
@@ -246,6 +261,7 @@ fn start_watchers(
     let policies = Arc::new(Mutex::new(Arc::new(policies)));
     let requests: Arc<Mutex<Vec<GroupRequest>>> = Arc::new(Mutex::new(Vec::new()));
     let changed: Changed = Arc::new(Mutex::new(Some(BTreeSet::new())));
+    let standing_by = Arc::new(AtomicBool::new(config.audit.s3.is_some()));
     tokio::spawn(watch_directory(
         DirectoryWatch {
             directory: directory.clone(),
@@ -254,6 +270,7 @@ fn start_watchers(
             period: settings.directory_poll,
             wake: wake_tx,
             shared: shared.clone(),
+            standing_by: standing_by.clone(),
         },
         shared.inbox.poll_now.clone(),
         stop_rx.clone(),
@@ -287,6 +304,7 @@ fn start_watchers(
         wake: wake_rx,
         release_wake,
         keeper,
+        standing_by,
     }
 }
 

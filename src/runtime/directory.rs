@@ -296,6 +296,21 @@ impl DirectorySource {
         Ok(full)
     }
 
+    /// Connects to Microsoft Graph when these requests need it and it is not connected
+    /// yet (a standby, so that the watcher follows the delta feed before it leads).
+    pub async fn connect_for(
+        source: &tokio::sync::Mutex<DirectorySource>,
+        requests: &[GroupRequest],
+    ) -> anyhow::Result<()> {
+        let mut source = source.lock().await;
+        if source.needs_graph(requests) {
+            source
+                .connect()
+                .context("the policies map Entra groups, so Microsoft Graph must be reached")?;
+        }
+        Ok(())
+    }
+
     /// A source not connected yet that these requests need Graph for.
     fn needs_graph(&self, requests: &[GroupRequest]) -> bool {
         matches!(self, DirectorySource::GraphLater { .. }) && !requests.is_empty()

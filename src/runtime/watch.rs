@@ -110,12 +110,19 @@ pub(crate) struct DirectoryWatch {
     pub period: Duration,
     pub wake: mpsc::Sender<()>,
     pub shared: Arc<crate::runtime::status::Shared>,
+    /// A standby of the S3 store's leadership: a change the watcher cannot place is
+    /// dropped, not placed as a full pass, since the first pass of a new leader is a
+    /// full one that reads it; so what it can place still goes down the fast path then.
+    pub standing_by: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DirectoryWatch {
     /// Places a change for the next pass: the selectors it touched (the fast path), or
     /// `None` when it cannot be placed (a full pass); then wakes the controller.
     fn place(&self, touched: Option<BTreeSet<crate::sources::policy::GroupSelector>>) {
+        if touched.is_none() && self.standing_by.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         {
             let mut c = self.changed.lock().expect("changed");
             match (c.as_mut(), touched) {

@@ -4,7 +4,15 @@
 //! over when the lease is not renewed for its duration. A leader that loses the lease has
 //! stopped writing by then (the fence), stops, and exits non-zero so that it comes back as
 //! a standby.
+//!
+//! A standby keeps what the membership fast path needs warm, so that a departure seen
+//! while standing by is revoked by the new leader's first act, a focused pass, rather
+//! than by its first full pass (whose reads of the fleet grow with it): the directory is
+//! connected and its delta feed followed, and the groups the mappings use (what a full
+//! pass tells the watcher) are worked out from the policies and the pins the log records.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +22,10 @@ use crate::audit::lease::Lease;
 use crate::audit::s3::S3Log;
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::runtime::pass::DirectorySource;
 use crate::runtime::status::{Leadership, Shared};
+use crate::sources::directory::GroupRequest;
+use crate::sources::policy::PolicySet;
 
 /// The lease this replica holds while it leads.
 pub(super) struct Leading {
@@ -41,24 +52,100 @@ fn show(shared: &Shared, role: &'static str, this: &str, leader: Option<String>)
     });
 }
 
+/// What the controller's watchers share with a standby: the policies as loaded, and
+/// where the directory watcher finds the groups that matter and places what changed.
+#[derive(Clone)]
+pub(super) struct Standby {
+    pub policies: Arc<Mutex<Arc<PolicySet>>>,
+    pub directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+    pub requests: Arc<Mutex<Vec<GroupRequest>>>,
+    /// Raised while standing by (see [`crate::runtime::watch::DirectoryWatch`]); lowered
+    /// once the lease is this replica's.
+    pub standing_by: Arc<AtomicBool>,
+}
+
+/// The group requests a full pass would make, as far as a standby can tell without
+/// reading AWS: every mapping's, with the pins the log records (by account, as a full
+/// pass pins each account's roles), and unpinned; people's groups. A request too many
+/// only wakes a focused pass that reads and finds nothing to do; what the watcher cannot
+/// place waits for the new leader's first full pass, which reads everything.
+pub(super) fn standby_requests(
+    policies: &PolicySet,
+    recorded_pins: &BTreeMap<String, String>,
+) -> Vec<GroupRequest> {
+    let mut by_account: BTreeMap<&str, crate::desired::Pins> = BTreeMap::new();
+    for (arn, pin) in recorded_pins {
+        let Some(parts) = crate::model::arn::ArnParts::parse(arn) else {
+            continue;
+        };
+        if let Some(role) = parts.role_name() {
+            by_account
+                .entry(parts.account)
+                .or_default()
+                .insert(role.to_ascii_lowercase(), pin.clone());
+        }
+    }
+    let mut out: BTreeSet<GroupRequest> =
+        crate::desired::group_requests(policies, &Default::default())
+            .into_iter()
+            .collect();
+    for pins in by_account.values() {
+        out.extend(crate::desired::group_requests(policies, pins));
+    }
+    out.extend(
+        policies
+            .access_assignments
+            .iter()
+            .map(|a| crate::runtime::people::group_request(&a.spec)),
+    );
+    out.into_iter().collect()
+}
+
+impl Standby {
+    /// Brings what the fast path needs up to date: the requests (with the log's pins,
+    /// when they were read again), the directory connected and followed once a group is
+    /// mapped.
+    async fn refresh(&self, config: &Config, pins: Option<BTreeMap<String, String>>) {
+        let policies = self.policies.lock().expect("policies").clone();
+        if let Some(pins) = pins {
+            *self.requests.lock().expect("requests") = standby_requests(&policies, &pins);
+        }
+        let requests = self.requests.lock().expect("requests").clone();
+        if let Err(e) = DirectorySource::connect_for(&self.directory, &requests).await {
+            tracing::warn!(error = %e, "a standby cannot reach the directory yet; tried again");
+            return;
+        }
+        if crate::runtime::scope::Scope::Fleet.plans_people(&policies, config) {
+            DirectorySource::track_users(&self.directory).await;
+        }
+    }
+}
+
 /// The log read while standing by, every [`WARM_EVERY`], so that taking over reads only
 /// what the leader appended since.
 struct Warm {
     store: Arc<tokio::sync::Mutex<Option<S3Log>>>,
     done: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 const WARM_EVERY: Duration = Duration::from_secs(5);
 
 impl Warm {
-    /// Stops the reading and hands the store over.
+    /// Stops the reading (waiting for a round under way, so that nothing it does lands
+    /// after this replica leads) and hands the store over.
     async fn take(self) -> Option<S3Log> {
         let _ = self.done.send(true);
+        let _ = self.task.await;
         self.store.lock().await.take()
     }
 }
 
-fn keep_warm(config: &Config, stop: watch::Receiver<bool>) -> anyhow::Result<Warm> {
+fn keep_warm(
+    config: &Config,
+    standby: Standby,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Warm> {
     let s3 = config.audit.s3.clone().expect("the S3 store");
     let aws = config.aws.clone();
     // A bucket whose records can be deleted is refused before the lease is written there.
@@ -70,25 +157,39 @@ fn keep_warm(config: &Config, stop: watch::Receiver<bool>) -> anyhow::Result<War
     .map_err(|e| anyhow::anyhow!(e))?;
     let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
     let (done, mut done_rx) = watch::channel(false);
-    let path = config.audit.path.clone();
+    let config = config.clone();
     let held = store.clone();
     let mut stop = stop;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
+        // Where the log ended at the last read: its pins are read again when it moved.
+        let mut last: Option<(u32, u64)> = None;
         loop {
+            let pulled = {
+                let mut guard = held.lock().await;
+                let Some(store) = guard.as_mut() else { return };
+                // The working copy is this replica's own until it leads.
+                tokio::task::block_in_place(|| store.pull(&config.audit.path))
+            };
+            let pins = match pulled {
+                Ok(p) if last != Some((p.segment, p.next)) => {
+                    last = Some((p.segment, p.next));
+                    Some(crate::audit::recorded(&config.audit).pins)
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a standby could not read the audit log ahead");
+                    None
+                }
+            };
+            standby.refresh(&config, pins).await;
             tokio::select! {
                 _ = done_rx.wait_for(|d| *d) => return,
                 _ = stop.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(WARM_EVERY) => {}
             }
-            let mut guard = held.lock().await;
-            let Some(store) = guard.as_mut() else { return };
-            // The working copy is this replica's own until it leads.
-            if let Err(e) = tokio::task::block_in_place(|| store.pull(&path)) {
-                tracing::warn!(error = %e, "a standby could not read the audit log ahead");
-            }
         }
     });
-    Ok(Warm { store, done })
+    Ok(Warm { store, done, task })
 }
 
 /// Stands by until the writers' lease is this replica's, then opens the log (fenced by
@@ -97,6 +198,7 @@ fn keep_warm(config: &Config, stop: watch::Receiver<bool>) -> anyhow::Result<War
 pub(super) async fn lead(
     config: &Config,
     shared: &Arc<Shared>,
+    standby: Standby,
     stop: watch::Receiver<bool>,
     stop_tx: Arc<watch::Sender<bool>>,
 ) -> anyhow::Result<Option<(AuditLog, Leading)>> {
@@ -107,7 +209,7 @@ pub(super) async fn lead(
         .expect("leadership only with the S3 store");
     let client = crate::audit::s3::client(s3, &config.aws).await;
     let mut lease = Lease::new(client, s3, "run");
-    let warm = keep_warm(config, stop.clone())?;
+    let warm = keep_warm(config, standby.clone(), stop.clone())?;
     let me = lease.holder().to_string();
     show(shared, "standby", &me, None);
     tracing::info!(holder = %me, lease = %lease.location(), "standing by for the writers' lease");
@@ -128,6 +230,9 @@ pub(super) async fn lead(
         return Err(anyhow::anyhow!(e));
     }
     tracing::info!(holder = %me, "took the writers' lease: leading");
+    // From here a change the watcher cannot place asks for a full pass again (the first
+    // pass, a full one, reads the directory after this).
+    standby.standing_by.store(false, Ordering::SeqCst);
     let fence = lease.fence();
     let (finish, finished) = oneshot::channel();
     let (task, mut lost_rx) = lease.keep(finished);

@@ -618,3 +618,55 @@ async fn a_release_outlives_a_pass_that_skipped_or_failed_its_removal() {
     let kept: Vec<String> = b.ctl.releases.lock().unwrap().keys().cloned().collect();
     assert_eq!(kept, ["failed", "skipped"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_works_out_the_groups_a_full_pass_asks_for() {
+    let mut b = bench();
+    assert!(b.pass().await);
+    let full: BTreeSet<GroupRequest> = b.ctl.requests.lock().unwrap().iter().cloned().collect();
+    assert!(!full.is_empty());
+    let pins = b.audit.lock().await.pins().clone();
+    let standby: BTreeSet<GroupRequest> = leadership::standby_requests(&b.policies, &pins)
+        .into_iter()
+        .collect();
+    assert!(full.is_subset(&standby), "{full:?} within {standby:?}");
+}
+
+#[test]
+fn a_standby_follows_the_group_a_role_is_pinned_to_by_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "\
+apiVersion: trustsync.dev/v1alpha1
+kind: IdentityProvider
+metadata: {name: entra}
+spec: {tenantId: 00000000-0000-0000-0000-0000000000aa, audiences: [api://aws]}
+---
+apiVersion: trustsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {name: deployers}
+spec: {provider: entra, group: {displayName: sg-deployers}, role: {name: Deployer}}
+",
+    )
+    .unwrap();
+    let policies = policy::load_dir(dir.path(), &Default::default()).unwrap();
+    let pinned = "00000000-0000-0000-0000-000000000009";
+    let pins = BTreeMap::from([(
+        format!("arn:aws:iam::{ACCOUNT}:role/Deployer"),
+        crate::sources::directory::pin_value(pinned, "sg-deployers"),
+    )]);
+    let pins_of = |requests: Vec<GroupRequest>| -> Vec<Option<String>> {
+        requests.into_iter().map(|r| r.pin).collect()
+    };
+    // The pinned group is watched, and the name too (a role in an account the log has
+    // no pin for follows the name).
+    assert_eq!(
+        pins_of(leadership::standby_requests(&policies, &pins)),
+        [None, Some(pinned.to_string())]
+    );
+    assert_eq!(
+        pins_of(leadership::standby_requests(&policies, &BTreeMap::new())),
+        [None]
+    );
+}
