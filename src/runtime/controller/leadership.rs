@@ -102,15 +102,13 @@ pub(super) fn standby_requests(
 }
 
 impl Standby {
-    /// Brings what the fast path needs up to date: the requests (with the log's pins,
-    /// when they were read again), the directory connected and followed once a group is
+    /// Brings what the fast path needs up to date: the requests (of the policies as now
+    /// loaded, with the log's pins), the directory connected and followed once a group is
     /// mapped.
-    async fn refresh(&self, config: &Config, pins: Option<BTreeMap<String, String>>) {
+    async fn refresh(&self, config: &Config, pins: &BTreeMap<String, String>) {
         let policies = self.policies.lock().expect("policies").clone();
-        if let Some(pins) = pins {
-            *self.requests.lock().expect("requests") = standby_requests(&policies, &pins);
-        }
-        let requests = self.requests.lock().expect("requests").clone();
+        let requests = standby_requests(&policies, pins);
+        *self.requests.lock().expect("requests") = requests.clone();
         if let Err(e) = DirectorySource::connect_for(&self.directory, &requests).await {
             tracing::warn!(error = %e, "a standby cannot reach the directory yet; tried again");
             return;
@@ -163,6 +161,7 @@ fn keep_warm(
     let task = tokio::spawn(async move {
         // Where the log ended at the last read: its pins are read again when it moved.
         let mut last: Option<(u32, u64)> = None;
+        let mut pins = BTreeMap::new();
         loop {
             let pulled = {
                 let mut guard = held.lock().await;
@@ -170,18 +169,17 @@ fn keep_warm(
                 // The working copy is this replica's own until it leads.
                 tokio::task::block_in_place(|| store.pull(&config.audit.path))
             };
-            let pins = match pulled {
+            match pulled {
                 Ok(p) if last != Some((p.segment, p.next)) => {
                     last = Some((p.segment, p.next));
-                    Some(crate::audit::recorded(&config.audit).pins)
+                    pins = crate::audit::recorded(&config.audit).pins;
                 }
-                Ok(_) => None,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "a standby could not read the audit log ahead");
-                    None
                 }
-            };
-            standby.refresh(&config, pins).await;
+            }
+            standby.refresh(&config, &pins).await;
             tokio::select! {
                 _ = done_rx.wait_for(|d| *d) => return,
                 _ = stop.wait_for(|s| *s) => return,
