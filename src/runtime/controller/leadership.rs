@@ -129,6 +129,9 @@ struct Warm {
 
 const WARM_EVERY: Duration = Duration::from_secs(5);
 
+/// How often a standby reads the pins again from a log that moved.
+const PINS_EVERY: Duration = Duration::from_secs(30);
+
 impl Warm {
     /// Stops the reading (waiting for a round under way, so that nothing it does lands
     /// after this replica leads) and hands the store over.
@@ -159,8 +162,10 @@ fn keep_warm(
     let held = store.clone();
     let mut stop = stop;
     let task = tokio::spawn(async move {
-        // Where the log ended at the last read: its pins are read again when it moved.
-        let mut last: Option<(u32, u64)> = None;
+        // Where the log ended when its pins were last read: they are read again when it
+        // moved, at most every PINS_EVERY (the whole working copy is verified for them;
+        // until a pin written meanwhile is read, its group is followed by name).
+        let mut last: Option<((u32, u64), std::time::Instant)> = None;
         let mut pins = BTreeMap::new();
         loop {
             let pulled = {
@@ -170,8 +175,12 @@ fn keep_warm(
                 tokio::task::block_in_place(|| store.pull(&config.audit.path))
             };
             match pulled {
-                Ok(p) if last != Some((p.segment, p.next)) => {
-                    last = Some((p.segment, p.next));
+                Ok(p)
+                    if last.is_none_or(|(at, when)| {
+                        at != (p.segment, p.next) && when.elapsed() >= PINS_EVERY
+                    }) =>
+                {
+                    last = Some(((p.segment, p.next), std::time::Instant::now()));
                     pins = crate::audit::recorded(&config.audit).pins;
                 }
                 Ok(_) => {}
