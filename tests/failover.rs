@@ -33,7 +33,7 @@ const DENIAL: &str = "trustsync-revoked-sessions";
 
 /// A full pass hourly (every pass after the first is a membership's fast path), the
 /// directory polled every second; the lease at its defaults (10 s, renewed every 2 s).
-const RUN: &str = "run: {intervalSeconds: 3600, directoryPollSeconds: 1}\n";
+const RUN: &str = "run: {intervalSeconds: 3600, directoryPollSeconds: 1, policyPollSeconds: 1}\n";
 
 /// A replica's workspace: the example policies, and the log in `bucket`.
 fn replica_workspace(bucket: &Bucket) -> Workspace {
@@ -174,12 +174,14 @@ fn session(judge: &Judge, graph: &GraphServer, n: u8, role: &str) -> Value {
     v["session"].clone()
 }
 
-/// Issue 39 (1): Two replicas: exactly one leads. The leader is SIGKILLed in the middle of
-/// its pass (80 roles to create, each change an intent in the bucket before its IAM write);
-/// a workload leaves a mapped group after the kill; the standby takes the lease once it has
-/// gone unrenewed for its duration, answers the dead leader's open intents from what AWS
-/// shows, and revokes: the sub leaves the trust policy and the session the workload held is
-/// denied. The chain in the bucket verifies, with records of both replicas.
+/// Issue 39 (1): Two replicas: exactly one leads, the other is ready once it has read the
+/// log and the directory. The leader is SIGKILLed in the middle of a pass (80 roles the
+/// policies just gained, each change an intent in the bucket before its IAM write); a
+/// workload leaves a mapped group after the kill; the standby takes the lease once it has
+/// gone unrenewed for its duration and revokes at once (a focused pass, its first), answers
+/// the dead leader's open intents from what AWS shows: the sub leaves the trust policy and
+/// the session the workload held is denied. The chain in the bucket verifies, with records
+/// of both replicas.
 #[test]
 fn a_standby_takes_over_from_a_leader_killed_mid_pass_and_revokes_a_later_departure() {
     let moto = Moto::start();
@@ -202,11 +204,8 @@ fn a_standby_takes_over_from_a_leader_killed_mid_pass_and_revokes_a_later_depart
     let judge = Judge::new(&moto, &graph);
     let held = session(&judge, &graph, 2, ROLE);
 
-    // Two replicas over 80 more roles: the first pass has a lot to write.
+    // Two replicas, one leading, the other warm.
     let (ws_a, ws_b) = (replica_workspace(&bucket), replica_workspace(&bucket));
-    many_roles(&ws_a, 80);
-    many_roles(&ws_b, 80);
-    let seeded = bucket.positions().len();
     let a = Daemon::spawn(&moto.endpoint, env(&graph, "replica-a", None), &ws_a);
     let b = Daemon::spawn(&moto.endpoint, env(&graph, "replica-b", None), &ws_b);
     wait_for(Duration::from_secs(60), "one replica to lead", || {
@@ -219,11 +218,21 @@ fn a_standby_takes_over_from_a_leader_killed_mid_pass_and_revokes_a_later_depart
         (b, a, &ws_b, "replica-a")
     };
     let leader_name = wait_leader_and_standby(&leader, &standby);
+    // Ready once it has read the log and the directory (503 "still reading" before).
+    wait_for(Duration::from_secs(60), "the standby warm", || {
+        standby.get("/readyz").0 == 200
+    });
     let (code, body) = standby.get("/readyz");
     assert!(
         code == 200 && body.contains("standby: ready to take over") && body.contains(&leader_name),
         "{code} {body}"
     );
+    assert!(leadership(&standby).get("warming").is_none());
+
+    // Then 80 more roles: the leader's next pass has a lot to write.
+    let seeded = bucket.positions().len();
+    many_roles(&ws_a, 80);
+    many_roles(&ws_b, 80);
 
     // Mid-pass: the leader has appended some of its intents, and not made every role.
     wait_for(

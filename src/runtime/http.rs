@@ -41,14 +41,26 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .as_ref()
         .filter(|l| l.role == "standby")
         .map(|l| {
-            format!(
-                "standby: ready to take over (the writers' lease is held by {})\n",
-                l.leader.as_deref().unwrap_or("nobody yet")
-            )
+            let holder = l.leader.as_deref().unwrap_or("nobody yet");
+            match l.warming {
+                None => (
+                    StatusCode::OK,
+                    format!(
+                        "standby: ready to take over (the writers' lease is held by {holder})\n"
+                    ),
+                ),
+                Some(what) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "standby: still reading {what} (the writers' lease is held by {holder})\n"
+                    ),
+                ),
+            }
         });
     let (code, mut body) = match st.last_success {
-        // A standby has no pass of its own: it is ready while its feeds are.
-        _ if standby.is_some() => (StatusCode::OK, standby.unwrap_or_default()),
+        // A standby has no pass of its own: it is ready once it has read what taking over
+        // needs, and while its feeds are.
+        _ if standby.is_some() => standby.unwrap_or((StatusCode::OK, String::new())),
         Some(t) if t.elapsed() <= shared.ready_max_age => (StatusCode::OK, "ready\n".to_string()),
         Some(t) => (
             StatusCode::SERVICE_UNAVAILABLE,

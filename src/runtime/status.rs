@@ -181,6 +181,10 @@ pub struct Leadership {
     /// Who holds the lease, as last seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// A standby still reading what taking over needs (the audit log, the directory):
+    /// not ready until it has (`/readyz` 503), though it takes the lease if it falls free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warming: Option<&'static str>,
 }
 
 /// One directory delta feed in `/status`.

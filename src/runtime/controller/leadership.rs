@@ -45,11 +45,32 @@ impl Leading {
 
 fn show(shared: &Shared, role: &'static str, this: &str, leader: Option<String>) {
     shared.metrics.leader.set(i64::from(role == "leader"));
-    shared.status.lock().expect("status").leadership = Some(Leadership {
+    let mut st = shared.status.lock().expect("status");
+    // A standby is warming until its warm loop says otherwise; a leader has read it all.
+    let warming = match (role, &st.leadership) {
+        ("standby", Some(l)) => l.warming,
+        ("standby", None) => Some(LOG),
+        _ => None,
+    };
+    st.leadership = Some(Leadership {
         role,
         this: this.to_string(),
         leader,
+        warming,
     });
+}
+
+/// What a standby reads before it is ready to take over.
+const LOG: &str = "the audit log";
+const DIRECTORY: &str = "the directory";
+
+/// Says what a standby still reads (`None`: it is warm).
+fn warming(shared: &Shared, what: Option<&'static str>) {
+    if let Some(l) = shared.status.lock().expect("status").leadership.as_mut() {
+        if l.role == "standby" {
+            l.warming = what;
+        }
+    }
 }
 
 /// What the controller's watchers share with a standby: the policies as loaded, and
@@ -117,6 +138,25 @@ impl Standby {
             DirectorySource::track_users(&self.directory).await;
         }
     }
+
+    /// Whether the directory is as the fast path needs it: nothing mapped, a tenant
+    /// file, or the groups feed read once.
+    fn directory_read(&self, shared: &Shared) -> bool {
+        let requests_empty = self.requests.lock().expect("requests").is_empty();
+        let delta = matches!(
+            self.directory.try_lock().as_deref(),
+            Ok(DirectorySource::Delta { .. }) | Err(_)
+        );
+        requests_empty
+            || !delta
+            || shared
+                .status
+                .lock()
+                .expect("status")
+                .directory_feeds
+                .get("groups")
+                .is_some_and(|f| f.last_success_at.is_some())
+    }
 }
 
 /// The log read while standing by, every [`WARM_EVERY`], so that taking over reads only
@@ -144,7 +184,7 @@ impl Warm {
 
 fn keep_warm(
     config: &Config,
-    standby: Standby,
+    (standby, shared): (Standby, Arc<Shared>),
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Warm> {
     let s3 = config.audit.s3.clone().expect("the S3 store");
@@ -168,6 +208,8 @@ fn keep_warm(
         let mut last: Option<((u32, u64), std::time::Instant)> = None;
         let mut pins = BTreeMap::new();
         loop {
+            // The directory first: its feed is read beside the log.
+            standby.refresh(&config, &pins).await;
             let pulled = {
                 let mut guard = held.lock().await;
                 let Some(store) = guard.as_mut() else { return };
@@ -181,14 +223,22 @@ fn keep_warm(
                     }) =>
                 {
                     last = Some(((p.segment, p.next), std::time::Instant::now()));
-                    pins = crate::audit::recorded(&config.audit).pins;
+                    pins =
+                        tokio::task::block_in_place(|| crate::audit::recorded(&config.audit).pins);
                 }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "a standby could not read the audit log ahead");
                 }
             }
+            let read = last.is_some();
             standby.refresh(&config, &pins).await;
+            let now = match (read, standby.directory_read(&shared)) {
+                (false, _) => Some(LOG),
+                (true, false) => Some(DIRECTORY),
+                (true, true) => None,
+            };
+            warming(&shared, now);
             tokio::select! {
                 _ = done_rx.wait_for(|d| *d) => return,
                 _ = stop.wait_for(|s| *s) => return,
@@ -216,7 +266,7 @@ pub(super) async fn lead(
         .expect("leadership only with the S3 store");
     let client = crate::audit::s3::client(s3, &config.aws).await;
     let mut lease = Lease::new(client, s3, "run");
-    let warm = keep_warm(config, standby.clone(), stop.clone())?;
+    let warm = keep_warm(config, (standby.clone(), shared.clone()), stop.clone())?;
     let me = lease.holder().to_string();
     show(shared, "standby", &me, None);
     tracing::info!(holder = %me, lease = %lease.location(), "standing by for the writers' lease");
