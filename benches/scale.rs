@@ -30,13 +30,19 @@
 //! `-- soak [minutes]` the soak's; `-- people [users groups]` the people's; `-- failover [N ...
 //! kills=K]` the failover's (the audit log in S3: a leader SIGKILLed, the standby's takeover
 //! timed to a revocation, and what the S3 store costs a revocation against the file store;
-//! benches/scale/failover.rs).
+//! benches/scale/failover.rs); `-- quotas [users groups [interval fullRead]]` IAM Identity
+//! Center at its documented quotas (apply from empty, the controller's first and no-change
+//! full passes, people's onboarding) and `-- onboarding [N]` workloads' onboarding
+//! (benches/scale/quotas.rs).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 #[path = "scale/failover.rs"]
 mod failover;
+
+#[path = "scale/quotas.rs"]
+mod quotas;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -1223,6 +1229,32 @@ fn main() {
         };
         let (rows, section) = people(users, groups);
         replace_rows("people", &rows, "## People", &section);
+        return;
+    }
+    if std::env::args().any(|a| a == "quotas") {
+        let scale: Vec<u64> = std::env::args()
+            .skip_while(|a| a != "quotas")
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let (users, groups, schedule) = match scale.as_slice() {
+            [u, g, i, f, ..] => (*u as usize, *g as usize, (*i, *f)),
+            [u, g, ..] => (*u as usize, *g as usize, (300, 3600)),
+            _ => (10_000, 1_000, (300, 3600)),
+        };
+        let (rows, section) = quotas::at_quotas(users, groups, schedule);
+        let heading = "## Identity Center at its quotas";
+        replace_rows("at the quotas", &rows, heading, &section);
+        return;
+    }
+    if std::env::args().any(|a| a == "onboarding") {
+        let n = std::env::args()
+            .skip_while(|a| a != "onboarding")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        let (rows, section) = quotas::onboarding_workloads(n);
+        replace_rows("onboarding: workloads", &rows, "## Onboarding", &section);
         return;
     }
     if std::env::args().any(|a| a == "failover") {
