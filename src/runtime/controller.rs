@@ -96,31 +96,11 @@ pub async fn run(
         &shared,
         &stop_rx,
     );
-    // With the S3 store: stand by (the directory cache kept warm by the watchers) until
-    // the writers' lease is this replica's; only then is the log opened for writing.
-    let (audit, leading) = match audit {
-        Some(audit) => (audit, None),
-        None => match leadership::lead(
-            &config,
-            &shared,
-            leadership::Standby {
-                policies: w.policies.clone(),
-                directory: w.directory.clone(),
-                requests: w.requests.clone(),
-                standing_by: w.standing_by.clone(),
-            },
-            stop_rx.clone(),
-            stop_tx.clone(),
-        )
-        .await?
-        {
-            Some((audit, leading)) => (audit, Some(leading)),
-            None => {
-                tracing::info!("shutting down before taking the lead");
-                let _ = server.await;
-                return Ok(0);
-            }
-        },
+    let Some((audit, leading)) = writer(&config, &shared, &w, audit, (&stop_rx, &stop_tx)).await?
+    else {
+        tracing::info!("shutting down before taking the lead");
+        let _ = server.await;
+        return Ok(0);
     };
     let ctl = Controller::new(
         config,
@@ -190,6 +170,29 @@ pub async fn run(
         )),
         None => Ok(0),
     }
+}
+
+/// The audit log to write, and the lease held while leading. With the S3 store this
+/// replica stands by (the directory cache kept warm by the watchers) until the writers'
+/// lease is its own; only then is the log opened for writing. `None`: stopped first.
+async fn writer(
+    config: &Config,
+    shared: &Arc<Shared>,
+    w: &Watchers,
+    audit: Option<AuditLog>,
+    (stop_rx, stop_tx): (&watch::Receiver<bool>, &Arc<watch::Sender<bool>>),
+) -> anyhow::Result<Option<(AuditLog, Option<leadership::Leading>)>> {
+    if let Some(audit) = audit {
+        return Ok(Some((audit, None)));
+    }
+    let standby = leadership::Standby {
+        policies: w.policies.clone(),
+        directory: w.directory.clone(),
+        requests: w.requests.clone(),
+        standing_by: w.standing_by.clone(),
+    };
+    let led = leadership::lead(config, shared, standby, stop_rx.clone(), stop_tx.clone()).await?;
+    Ok(led.map(|(audit, leading)| (audit, Some(leading))))
 }
 
 /// The policies, the audit log (mirrored to stdout, for the cluster's log pipeline) and
