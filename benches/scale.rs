@@ -662,12 +662,7 @@ fn revocations(n: usize, accounts: usize) -> Revocation {
             grants += 1;
         }
         // The revocation: a direct service-principal member leaves.
-        let i = (k * 37 + 3) % n;
-        let leaver = sc.members[i]
-            .iter()
-            .find(|m| m.starts_with("5e1f0a2b"))
-            .unwrap()
-            .clone();
+        let (i, leaver) = failover::departure(&sc, k);
         let iam = iam_of(i);
         let role = format!("bench-{i}");
         assert!(
@@ -785,32 +780,9 @@ fn people(users: usize, groups: usize) -> (Vec<Value>, String) {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.endpoint, Faults::default(), 7);
     let ws = Workspace::new();
-    for e in std::fs::read_dir(ws.path().join("policies")).unwrap() {
-        std::fs::remove_file(e.unwrap().path()).unwrap();
-    }
-    let upn = |u: usize| format!("user{u:05}@example.com");
-    let user_id = |u: usize| guid(0xc0ffee00, u);
-    let group_id = |g: usize| guid(0xa1b2c3d4, 0x10_0000 + g);
+    quotas::scenario(&ws, users, groups);
+    let (user_id, group_id) = (quotas::user_id, quotas::group_id);
     let per = users / groups;
-    ws.edit_tenant(|t| {
-        t["users"] = (0..users)
-            .map(|u| json!({"id": user_id(u), "displayName": format!("User {u}"), "userPrincipalName": upn(u),
-                "givenName": "User", "surname": format!("{u}"), "accountEnabled": true, "userType": "Member"}))
-            .collect();
-        t["groups"] = (0..groups)
-            .map(|g| json!({"id": group_id(g), "displayName": format!("sg-people-{g:04}"),
-                "members": (g * per..(g + 1) * per).map(user_id).collect::<Vec<_>>()}))
-            .collect();
-    });
-    let mut docs = String::new();
-    for g in 0..groups {
-        let _ = write!(
-            docs,
-            "apiVersion: trustsync.dev/v1alpha1\nkind: AccessAssignment\nmetadata: {{name: people-{g:04}}}\nspec:\n  group: {{id: {}}}\n  permissionSet:\n    name: Set{g:04}\n    sessionDuration: PT8H\n    inlinePolicy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"s3:GetObject\", Resource: \"arn:aws:s3:::team-{g:04}/*\"}}]}}\n  accounts: {{ids: [\"123456789012\"]}}\n---\n",
-            group_id(g)
-        );
-    }
-    ws.write("policies/people.yaml", &docs);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     config(&ws, "");
     let mut rows = Vec::new();

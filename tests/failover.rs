@@ -104,18 +104,6 @@ fn session_denial(moto: &Moto, role: &str) -> Option<String> {
     Some(doc.to_string())
 }
 
-/// Many roles, so that a pass takes long enough to be cut short (each change's intent is
-/// one PutObject to the bucket before its IAM write).
-fn many_roles(ws: &Workspace, n: usize) {
-    let mut docs = String::new();
-    for i in 0..n {
-        docs.push_str(&format!(
-            "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: bulk-{i}}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: bulk-{i}\n    managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n    inlinePolicies: {{p: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: '*'}}]}}}}\n"
-        ));
-    }
-    ws.write("policies/bulk.yaml", &docs);
-}
-
 /// Polls `f` (every 10 ms) for up to `limit`: how long it took to hold, if it did.
 fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -231,8 +219,8 @@ fn a_standby_takes_over_from_a_leader_killed_mid_pass_and_revokes_a_later_depart
 
     // Then 80 more roles: the leader's next pass has a lot to write.
     let seeded = bucket.positions().len();
-    many_roles(&ws_a, 80);
-    many_roles(&ws_b, 80);
+    ws_a.many_roles(80);
+    ws_b.many_roles(80);
 
     // Mid-pass: the leader has appended some of its intents, and not made every role.
     wait_for(

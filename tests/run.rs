@@ -194,17 +194,6 @@ fn run_follows_directory_changes_repairs_drift_keeps_good_policies_and_serves_st
     verify_fails_at(&log[..log.len() - 10], lines.len());
 }
 
-/// Many roles, so that an apply takes long enough to be interrupted.
-fn many_roles(ws: &Workspace, n: usize) {
-    let mut docs = String::new();
-    for i in 0..n {
-        docs.push_str(&format!(
-            "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: bulk-{i}}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: bulk-{i}\n    managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n    inlinePolicies: {{p: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: '*'}}]}}}}\n"
-        ));
-    }
-    ws.write("policies/bulk.yaml", &docs);
-}
-
 /// A moto account with the example function, and a workspace with this config.
 fn account_and_workspace(config: &str) -> (Moto, Workspace) {
     let moto = Moto::start();
@@ -224,7 +213,7 @@ fn change_lines(ws: &Workspace) -> usize {
 fn sigterm_mid_apply_exits_zero_with_the_audit_log_intact() {
     let (moto, ws) =
         account_and_workspace("audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n");
-    many_roles(&ws, 150);
+    ws.many_roles(150);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let daemon = Daemon::start(&moto, &graph, &ws);
     wait_for(Duration::from_secs(60), "apply under way", || {
@@ -247,7 +236,7 @@ fn sigterm_mid_apply_exits_zero_with_the_audit_log_intact() {
 fn a_crash_mid_apply_is_repaired_by_the_next_pass() {
     let (moto, ws) =
         account_and_workspace("audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n");
-    many_roles(&ws, 150);
+    ws.many_roles(150);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let mut daemon = Daemon::start(&moto, &graph, &ws);
     wait_for(Duration::from_secs(60), "apply under way", || {
@@ -308,7 +297,7 @@ fn a_kill_between_a_write_and_its_outcome_is_recovered_from_aws() {
         "trustsync.yaml",
         "audit: {path: audit.jsonl}\nrun: {intervalSeconds: 300}\n",
     );
-    many_roles(&ws, 20);
+    ws.many_roles(20);
     let graph = GraphServer::start(&ws.path().join("examples/tenant.json"), 999);
     let mut daemon = Daemon::spawn(&proxy.endpoint, graph.env(CLIENT_SECRET), &ws);
     wait_for(Duration::from_secs(60), "writes under way", || {
@@ -770,7 +759,7 @@ fn kills_then_a_torn_line_then_a_departure_the_member_still_loses_the_role() {
         "trustsync.yaml",
         "audit: {path: audit.jsonl}\ndirectory: {tenantFile: examples/tenant.json}\n",
     );
-    many_roles(&ws, 12);
+    ws.many_roles(12);
     let mut killed = 0;
     for round in 0..3 {
         let before = std::fs::read_to_string(ws.path().join("audit.jsonl"))

@@ -67,7 +67,7 @@ fn pass_seconds(d: &Daemon) -> (f64, f64) {
 }
 
 /// The `k`th departure: the group and a service principal directly in it.
-fn departure(sc: &Scenario, k: usize) -> (usize, String) {
+pub(crate) fn departure(sc: &Scenario, k: usize) -> (usize, String) {
     let n = sc.groups.len();
     let i = (k * 37 + 3) % n;
     let leaver = sc.members[i]

@@ -42,21 +42,21 @@ const PASSES: usize = 3;
 /// Additions timed.
 const ROUNDS: usize = 50;
 
-fn upn(u: usize) -> String {
+pub(crate) fn upn(u: usize) -> String {
     format!("user{u:05}@example.com")
 }
 
-fn user_id(u: usize) -> String {
+pub(crate) fn user_id(u: usize) -> String {
     guid(0xc0ffee00, u)
 }
 
-fn group_id(g: usize) -> String {
+pub(crate) fn group_id(g: usize) -> String {
     guid(0xa1b2c3d4, 0x10_0000 + g)
 }
 
 /// `users` Entra users in `groups` groups (each user in one), one AccessAssignment per
 /// group.
-fn scenario(ws: &Workspace, users: usize, groups: usize) {
+pub(crate) fn scenario(ws: &Workspace, users: usize, groups: usize) {
     for e in std::fs::read_dir(ws.path().join("policies")).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }

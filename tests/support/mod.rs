@@ -367,6 +367,18 @@ impl Workspace {
         std::fs::write(p, text).unwrap();
     }
 
+    /// `policies/bulk.yaml` with `n` roles for Lambda (`bulk-0` …), so that an apply or a
+    /// pass has enough to write to be interrupted.
+    pub fn many_roles(&self, n: usize) {
+        let mut docs = String::new();
+        for i in 0..n {
+            docs.push_str(&format!(
+                "---\napiVersion: trustsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: bulk-{i}}}\nspec:\n  trustedServices: [lambda.amazonaws.com]\n  role:\n    name: bulk-{i}\n    managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n    inlinePolicies: {{p: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: '*'}}]}}}}\n"
+            ));
+        }
+        self.write("policies/bulk.yaml", &docs);
+    }
+
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap()
     }
