@@ -499,6 +499,11 @@ fn onboarding_people(
         }
     }
     std::thread::sleep(Duration::from_secs(3));
+    // The controller's log stays for a look at where each addition's time went.
+    let kept = std::env::temp_dir().join("trustsync-bench-onboarding-run.log");
+    if std::fs::copy(ws.path().join("run.log"), &kept).is_ok() {
+        eprintln!("   the controller's log: {}", kept.display());
+    }
     let after = aws_requests_by_op(daemon);
     let mut spent: BTreeMap<String, u64> = BTreeMap::new();
     for (op, n) in &after {

@@ -102,15 +102,20 @@ pub async fn read<'p>(
     };
     clients.forget_people_ids();
     let accounts: Vec<String> = reachable.iter().cloned().collect();
-    let (observed, from_cache) =
-        match read_identity_center(pass_scope, &clients, policies, config, fleet, &accounts).await?
-        {
-            Ok(o) => o,
-            Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
-        };
-    // From now on the controller's watcher follows users' changes too.
-    DirectorySource::track_users(directory).await;
-    let users = match read_users(pass_scope, policies, snapshot, directory).await {
+    // Identity Center and the directory's users at once: neither needs the other.
+    let (identity_center, users) = tokio::join!(
+        read_identity_center(pass_scope, &clients, policies, config, fleet, &accounts),
+        async {
+            // From now on the controller's watcher follows users' changes too.
+            DirectorySource::track_users(directory).await;
+            read_users(pass_scope, policies, snapshot, directory).await
+        }
+    );
+    let (observed, from_cache) = match identity_center? {
+        Ok(o) => o,
+        Err(e) => return Some(Err(unreadable("IAM Identity Center", e.to_string()))),
+    };
+    let users = match users {
         Ok(u) => u,
         Err(e) => return Some(Err(unreadable("the directory's users", format!("{e:#}")))),
     };
@@ -503,14 +508,24 @@ async fn joining_users(
         .filter(|p| p.enabled && !known.contains(&p.user_name.to_lowercase()))
         .map(|p| p.user_name.clone())
         .collect();
+    use futures::stream::{self, StreamExt};
     let store = observed.identity_store_id.clone();
+    let store = store.as_str();
+    // Looked up at once (up to [`FAST_READS`]): several joiners wait for the slowest.
+    let found: Vec<_> = stream::iter(names)
+        .map(|name| async move {
+            let found = match clients.user_id(store, &name).await {
+                Ok(id) => clients.describe_user(store, &id).await.map(Some),
+                Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
+                Err(f) => Err(f),
+            };
+            (name, found)
+        })
+        .buffered(FAST_READS)
+        .collect()
+        .await;
     let mut unread = BTreeSet::new();
-    for name in names {
-        let found = match clients.user_id(&store, &name).await {
-            Ok(id) => clients.describe_user(&store, &id).await.map(Some),
-            Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
-            Err(f) => Err(f),
-        };
+    for (name, found) in found {
         match found {
             Ok(Some(user)) => observed.users.push(user),
             Ok(None) => {}
@@ -553,76 +568,119 @@ fn keep_joiners(
 /// index lacks them (made after the full pass that built it), and the users by the
 /// index's names or looked up. What was looked up goes into `index`. No assignment is
 /// read: the fast path only takes people out.
+///
+/// The documents are read at once (up to [`FAST_READS`]), and each document's members,
+/// set and inline policy at once: a joiner's or a leaver's pass waits for the slowest of
+/// them, not for their sum (the rate limits still space them).
 async fn fast_read(
     clients: &AwsClients,
     index: &mut PeopleIndex,
     policies: &PolicySet,
 ) -> Result<ObservedIdentityCenter, Failure> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
     let (instance, store) = (index.instance_arn.clone(), index.identity_store_id.clone());
-    let mut observed = ObservedIdentityCenter {
-        instance_arn: instance.clone(),
-        identity_store_id: store.clone(),
-        ..ObservedIdentityCenter::default()
-    };
+    let (instance, store) = (instance.as_str(), store.as_str());
     let absent = |f: &Failure| {
         f.is(&["ResourceNotFoundException"]) || f.message.starts_with("no permission set named")
     };
-    for a in &policies.access_assignments {
-        let name = a.name.to_string();
-        if !index.groups.contains_key(&name) {
-            match clients.group_id(&store, &name).await {
-                Ok(id) => {
-                    let g = clients.describe_group(&store, &id).await?;
-                    index.groups.insert(name.clone(), g);
-                }
-                Err(f) if absent(&f) => continue, // no group yet: nobody to take out
-                Err(f) => return Err(f),
+    // What the index lacks, by name: `None` when it does not exist (yet): nobody to take out.
+    let lacking = policies.access_assignments.iter().filter(|a| {
+        let name = a.name.as_str();
+        !index.groups.contains_key(name) || !index.sets.contains_key(name)
+    });
+    let looked_up: Vec<_> = stream::iter(lacking)
+        .map(|a| {
+            let (group, set) = (
+                index.groups.get(a.name.as_str()).cloned(),
+                index.sets.get(a.name.as_str()).cloned(),
+            );
+            async move {
+                let group = match group {
+                    Some(g) => g,
+                    None => match clients.group_id(store, a.name.as_str()).await {
+                        Ok(id) => clients.describe_group(store, &id).await?,
+                        Err(f) if absent(&f) => return Ok(None),
+                        Err(f) => return Err(f),
+                    },
+                };
+                let set = match set {
+                    Some(arn) => arn,
+                    None => match clients
+                        .permission_set_arn(instance, &a.spec.permission_set.name)
+                        .await
+                    {
+                        Ok(arn) => arn,
+                        Err(f) if absent(&f) => return Ok(Some((a.name.to_string(), group, None))),
+                        Err(f) => return Err(f),
+                    },
+                };
+                Ok(Some((a.name.to_string(), group, Some(set))))
             }
+        })
+        .buffered(FAST_READS)
+        .try_collect()
+        .await?;
+    for (name, group, set) in looked_up.into_iter().flatten() {
+        index.groups.insert(name.clone(), group);
+        if let Some(arn) = set {
+            index.sets.insert(name, arn);
         }
-        if !index.sets.contains_key(&name) {
-            match clients
-                .permission_set_arn(&instance, &a.spec.permission_set.name)
-                .await
-            {
-                Ok(arn) => {
-                    index.sets.insert(name.clone(), arn);
-                }
-                Err(f) if absent(&f) => continue,
-                Err(f) => return Err(f),
-            }
-        }
-        let (group, arn) = (&index.groups[&name], index.sets[&name].clone());
-        let members = clients.group_members(&store, &group.id).await?;
-        for m in &members {
-            if !index.users.contains_key(&m.user_id) {
-                let u = clients.describe_user(&store, &m.user_id).await?;
-                index.users.insert(u.id.clone(), u);
-            }
-        }
-        observed.groups.push(IdentityCenterGroup {
-            members,
-            ..group.clone()
-        });
-        let mut set = clients.permission_set(&instance, &arn).await?;
-        // The inline policy alone: it holds the session denials; what else the set
-        // grants is the full pass's to compare.
-        set.policies = Some(crate::observed::PermissionSetPolicies {
-            inline_policy: clients.permission_set_inline(&instance, &arn).await?,
-            ..Default::default()
-        });
-        observed.permission_sets.push(set);
     }
-    let ids: BTreeSet<&String> = observed
-        .groups
+    let documents = policies.access_assignments.iter().filter_map(|a| {
+        let name = a.name.as_str();
+        Some((index.groups.get(name)?, index.sets.get(name)?.as_str()))
+    });
+    let read: Vec<(IdentityCenterGroup, IdentityCenterPermissionSet)> = stream::iter(documents)
+        .map(|(group, arn)| async move {
+            let (members, mut set, inline_policy) = tokio::try_join!(
+                clients.group_members(store, &group.id),
+                clients.permission_set(instance, arn),
+                clients.permission_set_inline(instance, arn),
+            )?;
+            // The inline policy alone: it holds the session denials; what else the set
+            // grants is the full pass's to compare.
+            set.policies = Some(crate::observed::PermissionSetPolicies {
+                inline_policy,
+                ..Default::default()
+            });
+            let group = IdentityCenterGroup {
+                members,
+                ..group.clone()
+            };
+            Ok::<_, Failure>((group, set))
+        })
+        .buffered(FAST_READS)
+        .try_collect()
+        .await?;
+    let ids: BTreeSet<String> = read
         .iter()
-        .flat_map(|g| g.members.iter().map(|m| &m.user_id))
+        .flat_map(|(g, _)| g.members.iter().map(|m| m.user_id.clone()))
         .collect();
-    observed.users = ids
-        .into_iter()
-        .filter_map(|id| index.users.get(id).cloned())
-        .collect();
-    Ok(observed)
+    let unknown = ids.iter().filter(|id| !index.users.contains_key(*id));
+    let described: Vec<_> = stream::iter(unknown)
+        .map(|id| clients.describe_user(store, id))
+        .buffered(FAST_READS)
+        .try_collect()
+        .await?;
+    for u in described {
+        index.users.insert(u.id.clone(), u);
+    }
+    let (groups, permission_sets) = read.into_iter().unzip();
+    Ok(ObservedIdentityCenter {
+        instance_arn: instance.to_string(),
+        identity_store_id: store.to_string(),
+        groups,
+        permission_sets,
+        users: ids
+            .iter()
+            .filter_map(|id| index.users.get(id).cloned())
+            .collect(),
+        ..ObservedIdentityCenter::default()
+    })
 }
+
+/// Documents (and users) a focused pass reads at once.
+const FAST_READS: usize = 8;
 
 /// An AccessAssignment's people, from its group's members joined with the directory's
 /// users by object id; or why the group could not be read, with the user names that may

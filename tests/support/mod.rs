@@ -297,6 +297,11 @@ pub fn isolated(program: impl AsRef<std::ffi::OsStr>, dir: &Path, endpoint: &str
         .env("TRUSTSYNC_ALLOW_UNBOUNDED_ROLES", "true")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
+    // A run's log level, to take a slow test or benchmark apart (`TRUSTSYNC_LOG=
+    // trustsync=debug,trustsync::adapters::aws=trace`).
+    if let Some(level) = std::env::var_os("TRUSTSYNC_LOG") {
+        cmd.env("TRUSTSYNC_LOG", level);
+    }
     cmd
 }
 

@@ -503,6 +503,7 @@ impl AwsClients {
                 self.count(op);
                 let fut = f();
                 async move {
+                    let asked = std::time::Instant::now();
                     if let Some(l) = limiter {
                         l.acquire().await;
                     }
@@ -512,7 +513,19 @@ impl AwsClients {
                         op.service().as_str(),
                         op.name()
                     ));
-                    match fut.await {
+                    let sent = std::time::Instant::now();
+                    let answer = fut.await;
+                    // Where a request's time went: its wait for a slot of its rate limit,
+                    // then the answer (`TRUSTSYNC_LOG=trustsync::adapters::aws=trace`).
+                    tracing::trace!(
+                        operation = op.name(),
+                        urgent = is_urgent(),
+                        waited_ms = (sent - asked).as_millis() as u64,
+                        took_ms = sent.elapsed().as_millis() as u64,
+                        ok = answer.is_ok(),
+                        "AWS request"
+                    );
+                    match answer {
                         Ok(v) => Ok(Some(v)),
                         Err(e) => {
                             let failure = Failure::from_sdk(op, &e);
