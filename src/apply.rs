@@ -101,14 +101,14 @@ impl Report {
 /// audit line.
 #[derive(Clone, Copy)]
 pub struct Control<'a> {
-    pub stop: &'a dyn Fn() -> bool,
-    pub progress: &'a dyn Fn(usize, usize),
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+    pub progress: &'a (dyn Fn(usize, usize) + Sync),
     pub trigger: Option<&'a str>,
 }
 
 impl<'a> Control<'a> {
     /// A stop check and no progress report.
-    pub fn stop_only(stop: &'a dyn Fn() -> bool) -> Control<'a> {
+    pub fn stop_only(stop: &'a (dyn Fn() -> bool + Sync)) -> Control<'a> {
         Control {
             stop,
             progress: &|_, _| {},
@@ -155,8 +155,14 @@ pub async fn apply<E: Executor + ?Sized>(
             .or_default()
             .push((i, c));
     }
-    let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(accounts.into_values())
+    // The futures made first, then run: a closure inside the stream would keep the pass's
+    // future from being proven `Send` (rust-lang/rust#110338), and the membership fast
+    // path runs as a task of its own.
+    let accounts: Vec<_> = accounts
+        .into_values()
         .map(|changes| run.account(changes))
+        .collect();
+    let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(accounts)
         .buffer_unordered(aws.parallel_accounts().max(1))
         .try_collect()
         .await?;
@@ -211,8 +217,8 @@ struct Run<'a, E: ?Sized> {
     audit: &'a tokio::sync::Mutex<AuditLog>,
     actor: &'a Actor,
     policy_revision: Option<&'a Revision>,
-    stop: &'a dyn Fn() -> bool,
-    progress: &'a dyn Fn(usize, usize),
+    stop: &'a (dyn Fn() -> bool + Sync),
+    progress: &'a (dyn Fn(usize, usize) + Sync),
     /// Changes done so far, of `total`.
     done: std::sync::atomic::AtomicUsize,
     total: usize,
@@ -244,8 +250,8 @@ impl<E: Executor + ?Sized> Run<'_, E> {
                 );
                 lanes.entry(lane).or_default().push((*i, *c));
             }
-            let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(lanes.into_values())
-                .map(|lane| self.lane(lane))
+            let lanes: Vec<_> = lanes.into_values().map(|lane| self.lane(lane)).collect();
+            let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(lanes)
                 .buffer_unordered(self.aws.write_slots())
                 .try_collect()
                 .await?;
@@ -550,7 +556,7 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
-    async fn run(plan: &Plan, aws: &FakeAws, stop: &dyn Fn() -> bool) -> Applied {
+    async fn run(plan: &Plan, aws: &FakeAws, stop: &(dyn Fn() -> bool + Sync)) -> Applied {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let audit = tokio::sync::Mutex::new(AuditLog::open(&path).unwrap());

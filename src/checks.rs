@@ -30,7 +30,7 @@ pub struct Context<'a> {
     /// The removal limits.
     pub safety: &'a Safety,
     /// The reason a change is waiting out a back-off after failing, if it is.
-    pub deferred: &'a dyn Fn(&Change) -> Option<String>,
+    pub deferred: &'a (dyn Fn(&Change) -> Option<String> + Sync),
     /// Mappings (or orphan role names) whose removal holds a person released.
     pub released: &'a BTreeSet<String>,
 }

@@ -272,7 +272,7 @@ fn section(
 - Apply from empty, by operation: {}\n\
 - First full pass, by operation: {}\n\
 - No-change full passes ({PASSES}, each {}: {} requests per document), by operation over them: {}. Permission sets read in full per pass: {:.1} of {groups} (their schedule: the first pass's sets come due spread over `fullReadSeconds`, so a pass every {interval} s re-reads about {interval}/{full_read} of them); group members, users, groups and the list of sets every pass.\n\
-- Onboarding under churn, the controller running: {} people new in Entra added to mapped groups one after another while someone left another group each time, each timed from the group change to trustsync's identity-store group listing them as moto returns it (the group's assignment in {ACCOUNT} checked after each): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms. A full pass was started (a policy file changed) just before the first: {} of the additions ended while it read (p50 {:.0} ms, max {:.0} ms), the membership fast path's requests going ahead of its reads in the rate limits. {:.1} AWS requests per addition over the run (the departures' and the full pass's included: {}).\n",
+- Onboarding under churn, the controller running: {} people new in Entra added to mapped groups one after another while someone left another group each time, each timed from the group change to trustsync's identity-store group listing them as moto returns it (the group's assignment in {ACCOUNT} checked after each): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms. A full pass was started (a policy file changed) just before the first: {} of the additions ended while it read (p50 {:.0} ms, max {:.0} ms), the membership fast path's requests going ahead of its reads in the rate limits. The focused passes ({} of them, a joiner's and a leaver's) took p50 {:.0} ms, max {:.0} ms; a full pass's planning (CPU, no request) up to {:.0} ms, beside which the fast path runs in a task of its own. Each addition, ms: {}. Polled every 20 ms, one request a poll (the group's members) until someone new is there. {:.1} AWS requests per addition over the run (the departures' and the full pass's included: {}).\n",
         f(&apply["wall_s"]), apply["aws_requests"],
         f(&first["wall_s"]), first["aws_requests"], f(&first["requests_per_document"]), f(&first["identity_center_requests_per_document"]),
         f(&steady["wall_s"]), f(&steady["aws_requests"]), f(&steady["requests_per_document"]), f(&steady["identity_center_requests_per_document"]),
@@ -283,6 +283,9 @@ fn section(
         f(&steady["sets_read_in_full_per_pass"]),
         onboard["additions"], f(&onboard["onboard_p50_ms"]), f(&onboard["onboard_p99_ms"]), f(&onboard["onboard_max_ms"]),
         onboard["during_full_pass"], f(&onboard["during_full_pass_p50_ms"]), f(&onboard["during_full_pass_max_ms"]),
+        onboard["focused_passes"], f(&onboard["focused_pass_p50_ms"]), f(&onboard["focused_pass_max_ms"]),
+        f(&onboard["full_pass_plan_ms_max"]),
+        onboard["each_ms"].as_array().map(|a| a.iter().map(|v| format!("{:.0}", v.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
         f(&onboard["aws_requests_per_addition"]),
         onboard["aws_by_operation"].as_str().unwrap_or_default(),
     )
@@ -444,6 +447,8 @@ fn onboarding_people(
         &format!("# onboarding under a full pass\n{docs}"),
     );
     std::thread::sleep(Duration::from_millis(1500));
+    // The log's lines from here on (their UTC timestamps, to the second).
+    let started_at = trustsync::audit::now_rfc3339()[..19].to_string();
     let mut during = Vec::new();
     let t0 = Instant::now();
     let before = aws_requests_by_op(daemon);
@@ -465,10 +470,18 @@ fn onboarding_people(
                 "givenName": "User", "surname": format!("{u}"), "accountEnabled": true, "userType": "Member"})),
         );
         assert_eq!(status, 201, "{body}");
+        let was = members(g);
         let t = Instant::now();
         graph.add_member(&group_id(g), &user_id(u));
-        // In: their identity-store user (by user name) among the group's members.
-        while !user_of(&upn(u)).is_some_and(|id| members(g).contains(&id)) {
+        // In: their identity-store user (by user name) among the group's members. One
+        // request a poll (the group's members) until someone new is there, so that the
+        // watching loads moto (one Python process) as little as it can.
+        let joined = || {
+            let now = members(g);
+            now.iter().any(|id| !was.contains(id))
+                && user_of(&upn(u)).is_some_and(|id| now.contains(&id))
+        };
+        while !joined() {
             if t.elapsed() > Duration::from_secs(120) {
                 let kept = std::env::temp_dir().join("trustsync-bench-run.log");
                 let _ = std::fs::copy(ws.path().join("run.log"), &kept);
@@ -513,7 +526,43 @@ fn onboarding_people(
         }
     }
     let total: u64 = spent.values().sum();
+    let each: Vec<f64> = samples.iter().map(|ms| ms.round()).collect();
     let mut v = summary(samples);
+    v["each_ms"] = json!(each);
+    // From the controller's log: how long each full pass planned (CPU, no request), and
+    // each focused pass's time, over the run.
+    let log = ws.read("run.log");
+    let field = |line: &str, key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let since = |line: &&str| line.get(..19).is_some_and(|t| t >= started_at.as_str());
+    let mut plans: Vec<f64> = log
+        .lines()
+        .filter(since)
+        .filter(|l| l.contains("pass.fast=false") && l.contains(" planned "))
+        .filter_map(|l| field(l, "plan_us="))
+        .map(|us| us / 1000.0)
+        .collect();
+    let mut focused: Vec<f64> = log
+        .lines()
+        .filter(since)
+        .filter(|l| l.contains("pass.fast=true") && l.contains("pass finished"))
+        .filter_map(|l| field(l, "duration_ms="))
+        .collect();
+    plans.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    focused.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if !plans.is_empty() {
+        v["full_pass_plan_ms_max"] = json!(plans[plans.len() - 1].round());
+    }
+    if !focused.is_empty() {
+        v["focused_passes"] = json!(focused.len());
+        v["focused_pass_p50_ms"] = json!(percentile(&focused, 0.5).round());
+        v["focused_pass_max_ms"] = json!(focused[focused.len() - 1].round());
+    }
     during.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v["during_full_pass"] = json!(during.len());
     if !during.is_empty() {

@@ -130,3 +130,30 @@ pub trait Connector: Send + Sync {
     /// Requests made so far through every region's clients.
     fn stats(&self) -> CallStats;
 }
+
+/// Runs `futures` up to `n` at a time; their outputs in order, or the first error.
+///
+/// The futures are made before they run, not by a closure inside a stream: a stream's
+/// closure over borrowed items keeps the future that awaits it from being proven `Send`
+/// (rust-lang/rust#110338), and the membership fast path runs as a task of its own.
+pub async fn try_at_once<T, E, F>(
+    futures: impl IntoIterator<Item = F>,
+    n: usize,
+) -> Result<Vec<T>, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let futures: Vec<F> = futures.into_iter().collect();
+    stream::iter(futures).buffered(n.max(1)).try_collect().await
+}
+
+/// [`try_at_once`] for futures that cannot fail: every output, in order.
+pub async fn at_once<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+    n: usize,
+) -> Vec<F::Output> {
+    use futures::stream::{self, StreamExt};
+    let futures: Vec<F> = futures.into_iter().collect();
+    stream::iter(futures).buffered(n.max(1)).collect().await
+}

@@ -203,7 +203,10 @@ pub async fn read_accounts(
     let (read_one, _) = tokio::sync::watch::channel(false);
     let read_one = &read_one;
     let several = members.len() > 1;
-    let reads: Vec<AccountRead> = stream::iter(members.iter().copied())
+    // The futures made first, then run (see `crate::apply::apply`: `Send`).
+    let reads: Vec<_> = members
+        .iter()
+        .copied()
         .map(|m| async move {
             let started = Instant::now();
             let read = read_account(m, policies, config, settings, pass_scope);
@@ -231,6 +234,8 @@ pub async fn read_accounts(
             }
             result
         })
+        .collect();
+    let reads: Vec<AccountRead> = stream::iter(reads)
         .buffered(fleet.concurrency())
         .collect()
         .await;

@@ -102,14 +102,14 @@ pub async fn run(
         let _ = server.await;
         return Ok(0);
     };
-    let ctl = Controller::new(
+    let ctl = Arc::new(Controller::new(
         config,
         fleet,
         caller,
         shared.clone(),
         w.requests.clone(),
         w.changed.clone(),
-    );
+    ));
     let mut stopped = stop_rx.clone();
     let fast = FastPath {
         wake: w.wake,
@@ -131,10 +131,26 @@ pub async fn run(
     };
     let audit = Arc::new(tokio::sync::Mutex::new(audit));
     let (policies, directory) = (w.policies, w.directory);
+    let w_directory = directory.clone();
+    // The membership fast path is a task of its own, on a worker thread: what a full pass
+    // works out between its requests (its planning, its answers' parsing: CPU time that
+    // grows with the fleet and the people) never holds a departure or a joiner back, as
+    // it did when both were futures of one task. It is aborted, and gone, before the
+    // lease is given up below.
+    let mut fast = tokio::spawn({
+        let (ctl, policies, audit) = (ctl.clone(), policies.clone(), audit.clone());
+        async move { ctl.run_fast(fast, policies, directory, audit).await }
+    });
     let passes = async {
         tokio::join!(
-            ctl.run_passes(triggers, policies.clone(), directory.clone(), audit.clone()),
-            ctl.run_fast(fast, policies.clone(), directory, audit.clone()),
+            ctl.run_passes(triggers, policies.clone(), w_directory, audit.clone()),
+            async {
+                if let Err(e) = (&mut fast).await {
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+            },
             ctl.run_releases(
                 settings.directory_poll,
                 policies,
@@ -153,6 +169,11 @@ pub async fn run(
                 "the pass under way did not end in time after SIGTERM; leaving it (the audit log's intents are checked at the next start)"
             );
         }
+    }
+    if !fast.is_finished() {
+        // No fast pass outlives the lease: it ends (at its next wait) before the lease goes.
+        fast.abort();
+        let _ = fast.await;
     }
     tracing::info!("shutting down");
     let lost = match leading {
@@ -537,15 +558,19 @@ impl Controller {
             let done = match self.focus_of(&set) {
                 Some(focus) => {
                     let pass_scope = Scope::of(Some(&focus), Some(&self.writes));
-                    self.pass(
+                    // Boxed as `Send` here, where its borrows have one lifetime: the task
+                    // that runs the fast path must be `Send` (rust-lang/rust#110338).
+                    let pass: std::pin::Pin<
+                        Box<dyn std::future::Future<Output = bool> + Send + '_>,
+                    > = Box::pin(self.pass(
                         Trigger::Directory,
                         &set,
                         &directory,
                         &audit,
                         &f.stop,
                         pass_scope,
-                    )
-                    .await
+                    ));
+                    pass.await
                 }
                 None => false,
             };

@@ -34,7 +34,7 @@ pub struct Inputs<'a> {
     /// The accounts in scope and how to reach them.
     pub fleet: &'a Fleet,
     /// Why a change is waiting out a back-off (the controller's); `None` for none.
-    pub deferred: &'a dyn Fn(&Change) -> Option<String>,
+    pub deferred: &'a (dyn Fn(&Change) -> Option<String> + Sync),
     /// Holds a person released (`--release`).
     pub released: &'a BTreeSet<String>,
     /// The group pins this instance's audit log says it last wrote, per role ARN.

@@ -28,6 +28,7 @@ use crate::model::call::Failure;
 use crate::observed::{IdentityCenterGroup, IdentityCenterPermissionSet, ObservedIdentityCenter};
 use crate::plan::people::{self, Members, Person, Wanted};
 use crate::plan::{Action, PeopleAction, Plan, Problem, ProblemKind, Settings};
+use crate::ports::{at_once, try_at_once};
 use crate::runtime::directory::DirectorySource;
 use crate::runtime::fleet::Fleet;
 use crate::runtime::people_state::{index_of, PeopleIndex, Revocations};
@@ -508,22 +509,21 @@ async fn joining_users(
         .filter(|p| p.enabled && !known.contains(&p.user_name.to_lowercase()))
         .map(|p| p.user_name.clone())
         .collect();
-    use futures::stream::{self, StreamExt};
     let store = observed.identity_store_id.clone();
     let store = store.as_str();
     // Looked up at once (up to [`FAST_READS`]): several joiners wait for the slowest.
-    let found: Vec<_> = stream::iter(names)
-        .map(|name| async move {
+    let found = at_once(
+        names.into_iter().map(|name| async move {
             let found = match clients.user_id(store, &name).await {
                 Ok(id) => clients.describe_user(store, &id).await.map(Some),
                 Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
                 Err(f) => Err(f),
             };
             (name, found)
-        })
-        .buffered(FAST_READS)
-        .collect()
-        .await;
+        }),
+        FAST_READS,
+    )
+    .await;
     let mut unread = BTreeSet::new();
     for (name, found) in found {
         match found {
@@ -577,65 +577,74 @@ async fn fast_read(
     index: &mut PeopleIndex,
     policies: &PolicySet,
 ) -> Result<ObservedIdentityCenter, Failure> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
     let (instance, store) = (index.instance_arn.clone(), index.identity_store_id.clone());
     let (instance, store) = (instance.as_str(), store.as_str());
     let absent = |f: &Failure| {
         f.is(&["ResourceNotFoundException"]) || f.message.starts_with("no permission set named")
     };
     // What the index lacks, by name: `None` when it does not exist (yet): nobody to take out.
-    let lacking = policies.access_assignments.iter().filter(|a| {
-        let name = a.name.as_str();
-        !index.groups.contains_key(name) || !index.sets.contains_key(name)
-    });
-    let looked_up: Vec<_> = stream::iter(lacking)
+    let lacking: Vec<_> = policies
+        .access_assignments
+        .iter()
         .map(|a| {
-            let (group, set) = (
-                index.groups.get(a.name.as_str()).cloned(),
-                index.sets.get(a.name.as_str()).cloned(),
-            );
-            async move {
-                let group = match group {
-                    Some(g) => g,
-                    None => match clients.group_id(store, a.name.as_str()).await {
-                        Ok(id) => clients.describe_group(store, &id).await?,
-                        Err(f) if absent(&f) => return Ok(None),
-                        Err(f) => return Err(f),
-                    },
-                };
-                let set = match set {
-                    Some(arn) => arn,
-                    None => match clients
-                        .permission_set_arn(instance, &a.spec.permission_set.name)
-                        .await
-                    {
-                        Ok(arn) => arn,
-                        Err(f) if absent(&f) => return Ok(Some((a.name.to_string(), group, None))),
-                        Err(f) => return Err(f),
-                    },
-                };
-                Ok(Some((a.name.to_string(), group, Some(set))))
-            }
+            let name = a.name.as_str();
+            (
+                a,
+                index.groups.get(name).cloned(),
+                index.sets.get(name).cloned(),
+            )
         })
-        .buffered(FAST_READS)
-        .try_collect()
-        .await?;
+        .filter(|(_, group, set)| group.is_none() || set.is_none())
+        .collect();
+    let looked_up: Vec<_> = try_at_once(
+        lacking.into_iter().map(|(a, group, set)| async move {
+            let group = match group {
+                Some(g) => g,
+                None => match clients.group_id(store, a.name.as_str()).await {
+                    Ok(id) => clients.describe_group(store, &id).await?,
+                    Err(f) if absent(&f) => return Ok(None),
+                    Err(f) => return Err(f),
+                },
+            };
+            let set = match set {
+                Some(arn) => arn,
+                None => match clients
+                    .permission_set_arn(instance, &a.spec.permission_set.name)
+                    .await
+                {
+                    Ok(arn) => arn,
+                    Err(f) if absent(&f) => return Ok(Some((a.name.to_string(), group, None))),
+                    Err(f) => return Err(f),
+                },
+            };
+            Ok(Some((a.name.to_string(), group, Some(set))))
+        }),
+        FAST_READS,
+    )
+    .await?;
     for (name, group, set) in looked_up.into_iter().flatten() {
         index.groups.insert(name.clone(), group);
         if let Some(arn) = set {
             index.sets.insert(name, arn);
         }
     }
-    let documents = policies.access_assignments.iter().filter_map(|a| {
-        let name = a.name.as_str();
-        Some((index.groups.get(name)?, index.sets.get(name)?.as_str()))
-    });
-    let read: Vec<(IdentityCenterGroup, IdentityCenterPermissionSet)> = stream::iter(documents)
-        .map(|(group, arn)| async move {
+    let documents: Vec<(IdentityCenterGroup, String)> = policies
+        .access_assignments
+        .iter()
+        .filter_map(|a| {
+            let name = a.name.as_str();
+            Some((
+                index.groups.get(name)?.clone(),
+                index.sets.get(name)?.clone(),
+            ))
+        })
+        .collect();
+    let read: Vec<(IdentityCenterGroup, IdentityCenterPermissionSet)> = try_at_once(
+        documents.into_iter().map(|(group, arn)| async move {
             let (members, mut set, inline_policy) = tokio::try_join!(
                 clients.group_members(store, &group.id),
-                clients.permission_set(instance, arn),
-                clients.permission_set_inline(instance, arn),
+                clients.permission_set(instance, &arn),
+                clients.permission_set_inline(instance, &arn),
             )?;
             // The inline policy alone: it holds the session denials; what else the set
             // grants is the full pass's to compare.
@@ -643,25 +652,27 @@ async fn fast_read(
                 inline_policy,
                 ..Default::default()
             });
-            let group = IdentityCenterGroup {
-                members,
-                ..group.clone()
-            };
+            let group = IdentityCenterGroup { members, ..group };
             Ok::<_, Failure>((group, set))
-        })
-        .buffered(FAST_READS)
-        .try_collect()
-        .await?;
+        }),
+        FAST_READS,
+    )
+    .await?;
     let ids: BTreeSet<String> = read
         .iter()
         .flat_map(|(g, _)| g.members.iter().map(|m| m.user_id.clone()))
         .collect();
-    let unknown = ids.iter().filter(|id| !index.users.contains_key(*id));
-    let described: Vec<_> = stream::iter(unknown)
-        .map(|id| clients.describe_user(store, id))
-        .buffered(FAST_READS)
-        .try_collect()
-        .await?;
+    let unknown: Vec<&String> = ids
+        .iter()
+        .filter(|id| !index.users.contains_key(id.as_str()))
+        .collect();
+    let described = try_at_once(
+        unknown
+            .into_iter()
+            .map(|id| clients.describe_user(store, id)),
+        FAST_READS,
+    )
+    .await?;
     for u in described {
         index.users.insert(u.id.clone(), u);
     }

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::ports::try_at_once;
 use aws_sdk_ssoadmin::types::PrincipalType;
-use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::super::{AwsClients, Operation};
 use crate::model::call::Failure;
@@ -381,11 +381,12 @@ impl AwsClients {
         )
         .await?;
         let read: Vec<usize> = (0..groups.len()).filter(|i| wanted(&groups[*i])).collect();
-        let members: Vec<Vec<GroupMembership>> = stream::iter(&read)
-            .map(|i| self.group_members(store, &groups[*i].id))
-            .buffered(AT_ONCE)
-            .try_collect()
-            .await?;
+        let members: Vec<Vec<GroupMembership>> = try_at_once(
+            read.iter()
+                .map(|i| self.group_members(store, &groups[*i].id)),
+            AT_ONCE,
+        )
+        .await?;
         for (i, m) in read.into_iter().zip(members) {
             groups[i].members = m;
         }
@@ -401,15 +402,15 @@ impl AwsClients {
     ) -> Result<(), Failure> {
         // With their tags: a set trustsync made before sets were tagged at creation
         // lacks the owner tag, which every write to it needs.
-        let policies: Vec<PermissionSetPolicies> = stream::iter(arns)
-            .map(|arn| async {
+        let policies: Vec<PermissionSetPolicies> = try_at_once(
+            arns.iter().map(|arn| async move {
                 let mut p = self.permission_set_policies(instance_arn, arn).await?;
                 p.tags = Some(self.permission_set_tags(instance_arn, arn).await?);
                 Ok::<_, Failure>(p)
-            })
-            .buffered(AT_ONCE)
-            .try_collect()
-            .await?;
+            }),
+            AT_ONCE,
+        )
+        .await?;
         for (arn, p) in arns.iter().zip(policies) {
             if let Some(set) = permission_sets.iter_mut().find(|s| &s.arn == arn) {
                 set.policies = Some(p);
@@ -429,11 +430,13 @@ impl AwsClients {
             .iter()
             .flat_map(|a| arns.iter().map(move |p| (a, p)))
             .collect();
-        let assignments: Vec<Vec<IdentityCenterAssignment>> = stream::iter(pairs)
-            .map(|(account, arn)| self.assignments(instance_arn, account, arn))
-            .buffered(AT_ONCE)
-            .try_collect()
-            .await?;
+        let assignments: Vec<Vec<IdentityCenterAssignment>> = try_at_once(
+            pairs
+                .into_iter()
+                .map(|(account, arn)| self.assignments(instance_arn, account, arn)),
+            AT_ONCE,
+        )
+        .await?;
         Ok(assignments.into_iter().flatten().collect())
     }
 
@@ -493,16 +496,16 @@ impl AwsClients {
             },
         )
         .await?;
-        stream::iter(arns)
-            .map(|arn| async move {
+        try_at_once(
+            arns.into_iter().map(|arn| async move {
                 match known.sets.get(&arn) {
                     Some(set) => Ok(set.clone()),
                     None => self.permission_set(instance_arn, &arn).await,
                 }
-            })
-            .buffered(AT_ONCE)
-            .try_collect()
-            .await
+            }),
+            AT_ONCE,
+        )
+        .await
     }
 
     /// The permission sets `arns` read in full, as a pass reads trustsync's own: described,
@@ -520,17 +523,17 @@ impl AwsClients {
         ),
         Failure,
     > {
-        let described: Vec<Option<IdentityCenterPermissionSet>> = stream::iter(arns)
-            .map(|arn| async move {
+        let described: Vec<Option<IdentityCenterPermissionSet>> = try_at_once(
+            arns.iter().map(|arn| async move {
                 match self.permission_set(instance_arn, arn).await {
                     Ok(set) => Ok(Some(set)),
                     Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
                     Err(f) => Err(f),
                 }
-            })
-            .buffered(AT_ONCE)
-            .try_collect()
-            .await?;
+            }),
+            AT_ONCE,
+        )
+        .await?;
         let mut sets: Vec<IdentityCenterPermissionSet> = described.into_iter().flatten().collect();
         let found: Vec<String> = sets.iter().map(|s| s.arn.clone()).collect();
         self.add_policies(instance_arn, &mut sets, &found).await?;
