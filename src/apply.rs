@@ -155,13 +155,8 @@ pub async fn apply<E: Executor + ?Sized>(
             .or_default()
             .push((i, c));
     }
-    // The futures made first, then run: a closure inside the stream would keep the pass's
-    // future from being proven `Send` (rust-lang/rust#110338), and the membership fast
-    // path runs as a task of its own.
-    let accounts: Vec<_> = accounts
-        .into_values()
-        .map(|changes| run.account(changes))
-        .collect();
+    // Made first, then run: the pass's future stays `Send` ([`crate::ports::try_at_once`]).
+    let accounts: Vec<_> = accounts.into_values().map(|c| run.account(c)).collect();
     let done: Vec<Vec<(usize, ChangeOutcome)>> = stream::iter(accounts)
         .buffer_unordered(aws.parallel_accounts().max(1))
         .try_collect()

@@ -203,7 +203,7 @@ pub async fn read_accounts(
     let (read_one, _) = tokio::sync::watch::channel(false);
     let read_one = &read_one;
     let several = members.len() > 1;
-    // The futures made first, then run (see `crate::apply::apply`: `Send`).
+    // Made first, then run: the pass's future stays `Send` ([`crate::ports::try_at_once`]).
     let reads: Vec<_> = members
         .iter()
         .copied()

@@ -131,26 +131,17 @@ pub async fn run(
     };
     let audit = Arc::new(tokio::sync::Mutex::new(audit));
     let (policies, directory) = (w.policies, w.directory);
-    let w_directory = directory.clone();
-    // The membership fast path is a task of its own, on a worker thread: what a full pass
-    // works out between its requests (its planning, its answers' parsing: CPU time that
-    // grows with the fleet and the people) never holds a departure or a joiner back, as
-    // it did when both were futures of one task. It is aborted, and gone, before the
-    // lease is given up below.
-    let mut fast = tokio::spawn({
-        let (ctl, policies, audit) = (ctl.clone(), policies.clone(), audit.clone());
-        async move { ctl.run_fast(fast, policies, directory, audit).await }
-    });
+    let mut fast = FastTask::spawn(
+        &ctl,
+        fast,
+        policies.clone(),
+        directory.clone(),
+        audit.clone(),
+    );
     let passes = async {
         tokio::join!(
-            ctl.run_passes(triggers, policies.clone(), w_directory, audit.clone()),
-            async {
-                if let Err(e) = (&mut fast).await {
-                    if e.is_panic() {
-                        std::panic::resume_unwind(e.into_panic());
-                    }
-                }
-            },
+            ctl.run_passes(triggers, policies.clone(), directory, audit.clone()),
+            fast.joined(),
             ctl.run_releases(
                 settings.directory_poll,
                 policies,
@@ -170,11 +161,7 @@ pub async fn run(
             );
         }
     }
-    if !fast.is_finished() {
-        // No fast pass outlives the lease: it ends (at its next wait) before the lease goes.
-        fast.abort();
-        let _ = fast.await;
-    }
+    fast.end().await;
     tracing::info!("shutting down");
     let lost = match leading {
         Some(leading) => leading.end().await,
@@ -375,6 +362,45 @@ struct FastPath {
     wake: mpsc::Receiver<()>,
     full: mpsc::Sender<Trigger>,
     stop: watch::Receiver<bool>,
+}
+
+/// The membership fast path as a task of its own, on the runtime's workers: what a full
+/// pass works out between its requests (its planning, its answers' parsing: CPU time that
+/// grows with the fleet and the people) never holds a departure or a joiner back, as it
+/// did when both were futures of one task.
+struct FastTask(tokio::task::JoinHandle<()>);
+
+impl FastTask {
+    fn spawn(
+        ctl: &Arc<Controller>,
+        fast: FastPath,
+        policies: Arc<Mutex<Arc<PolicySet>>>,
+        directory: Arc<tokio::sync::Mutex<DirectorySource>>,
+        audit: Arc<tokio::sync::Mutex<AuditLog>>,
+    ) -> FastTask {
+        let ctl = ctl.clone();
+        FastTask(tokio::spawn(async move {
+            ctl.run_fast(fast, policies, directory, audit).await
+        }))
+    }
+
+    /// Until the fast path ends (at the stop signal); its panic is the caller's.
+    async fn joined(&mut self) {
+        if let Err(e) = (&mut self.0).await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+
+    /// No fast pass outlives the lease: one under way ends (at its next wait) before the
+    /// lease is given up.
+    async fn end(self) {
+        if !self.0.is_finished() {
+            self.0.abort();
+            let _ = self.0.await;
+        }
+    }
 }
 
 /// The accounts and the caller identity, retried with back-off until AWS answers; `None`

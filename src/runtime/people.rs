@@ -577,57 +577,9 @@ async fn fast_read(
     index: &mut PeopleIndex,
     policies: &PolicySet,
 ) -> Result<ObservedIdentityCenter, Failure> {
+    look_up_lacking(clients, index, policies).await?;
     let (instance, store) = (index.instance_arn.clone(), index.identity_store_id.clone());
     let (instance, store) = (instance.as_str(), store.as_str());
-    let absent = |f: &Failure| {
-        f.is(&["ResourceNotFoundException"]) || f.message.starts_with("no permission set named")
-    };
-    // What the index lacks, by name: `None` when it does not exist (yet): nobody to take out.
-    let lacking: Vec<_> = policies
-        .access_assignments
-        .iter()
-        .map(|a| {
-            let name = a.name.as_str();
-            (
-                a,
-                index.groups.get(name).cloned(),
-                index.sets.get(name).cloned(),
-            )
-        })
-        .filter(|(_, group, set)| group.is_none() || set.is_none())
-        .collect();
-    let looked_up: Vec<_> = try_at_once(
-        lacking.into_iter().map(|(a, group, set)| async move {
-            let group = match group {
-                Some(g) => g,
-                None => match clients.group_id(store, a.name.as_str()).await {
-                    Ok(id) => clients.describe_group(store, &id).await?,
-                    Err(f) if absent(&f) => return Ok(None),
-                    Err(f) => return Err(f),
-                },
-            };
-            let set = match set {
-                Some(arn) => arn,
-                None => match clients
-                    .permission_set_arn(instance, &a.spec.permission_set.name)
-                    .await
-                {
-                    Ok(arn) => arn,
-                    Err(f) if absent(&f) => return Ok(Some((a.name.to_string(), group, None))),
-                    Err(f) => return Err(f),
-                },
-            };
-            Ok(Some((a.name.to_string(), group, Some(set))))
-        }),
-        FAST_READS,
-    )
-    .await?;
-    for (name, group, set) in looked_up.into_iter().flatten() {
-        index.groups.insert(name.clone(), group);
-        if let Some(arn) = set {
-            index.sets.insert(name, arn);
-        }
-    }
     let documents: Vec<(IdentityCenterGroup, String)> = policies
         .access_assignments
         .iter()
@@ -688,6 +640,61 @@ async fn fast_read(
             .collect(),
         ..ObservedIdentityCenter::default()
     })
+}
+
+/// Looks up, by name, each document's group and permission set that the index lacks
+/// (made after the full pass that built it), all at once, into `index`. One that does not
+/// exist yet is left out: nobody to take out of it.
+async fn look_up_lacking(
+    clients: &AwsClients,
+    index: &mut PeopleIndex,
+    policies: &PolicySet,
+) -> Result<(), Failure> {
+    let (instance, store) = (
+        index.instance_arn.as_str(),
+        index.identity_store_id.as_str(),
+    );
+    let absent = |f: &Failure| {
+        f.is(&["ResourceNotFoundException"]) || f.message.starts_with("no permission set named")
+    };
+    let lacking = policies.access_assignments.iter().filter_map(|a| {
+        let name = a.name.as_str();
+        let (group, set) = (index.groups.get(name), index.sets.get(name));
+        (group.is_none() || set.is_none()).then(|| (a, group.cloned(), set.cloned()))
+    });
+    let looked_up: Vec<_> = try_at_once(
+        lacking.map(|(a, group, set)| async move {
+            let group = match group {
+                Some(g) => g,
+                None => match clients.group_id(store, a.name.as_str()).await {
+                    Ok(id) => clients.describe_group(store, &id).await?,
+                    Err(f) if absent(&f) => return Ok(None),
+                    Err(f) => return Err(f),
+                },
+            };
+            let set = match set {
+                Some(arn) => Some(arn),
+                None => match clients
+                    .permission_set_arn(instance, &a.spec.permission_set.name)
+                    .await
+                {
+                    Ok(arn) => Some(arn),
+                    Err(f) if absent(&f) => None,
+                    Err(f) => return Err(f),
+                },
+            };
+            Ok(Some((a.name.to_string(), group, set)))
+        }),
+        FAST_READS,
+    )
+    .await?;
+    for (name, group, set) in looked_up.into_iter().flatten() {
+        index.groups.insert(name.clone(), group);
+        if let Some(arn) = set {
+            index.sets.insert(name, arn);
+        }
+    }
+    Ok(())
 }
 
 /// Documents (and users) a focused pass reads at once.
