@@ -207,9 +207,9 @@ fn keep_warm(
         // until a pin written meanwhile is read, its group is followed by name).
         let mut last: Option<((u32, u64), std::time::Instant)> = None;
         let mut pins = BTreeMap::new();
+        // The directory first: its feed is read beside the log from the first round on.
+        standby.refresh(&config, &pins).await;
         loop {
-            // The directory first: its feed is read beside the log.
-            standby.refresh(&config, &pins).await;
             let pulled = {
                 let mut guard = held.lock().await;
                 let Some(store) = guard.as_mut() else { return };
@@ -232,6 +232,7 @@ fn keep_warm(
                 }
             }
             let read = last.is_some();
+            // The policies as now loaded, with the pins just read.
             standby.refresh(&config, &pins).await;
             let now = match (read, standby.directory_read(&shared)) {
                 (false, _) => Some(LOG),
