@@ -823,29 +823,7 @@ fn people(users: usize, groups: usize) -> (Vec<Value>, String) {
         .identity_store_id()
         .unwrap()
         .to_string();
-    let mut ic_groups = std::collections::BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = moto
-            .block_on(
-                store
-                    .list_groups()
-                    .identity_store_id(&store_id)
-                    .set_next_token(token)
-                    .send(),
-            )
-            .unwrap();
-        for g in page.groups() {
-            ic_groups.insert(
-                g.display_name().unwrap_or_default().to_string(),
-                g.group_id().to_string(),
-            );
-        }
-        token = page.next_token().map(String::from);
-        if token.is_none() {
-            break;
-        }
-    }
+    let ic_groups = quotas::store_groups(&moto, &store, &store_id);
     let members = |g: usize| {
         moto.block_on(
             store

@@ -54,6 +54,37 @@ pub(crate) fn group_id(g: usize) -> String {
     guid(0xa1b2c3d4, 0x10_0000 + g)
 }
 
+/// The identity store's groups (every page), their ids by display name.
+pub(crate) fn store_groups(
+    moto: &Moto,
+    store: &aws_sdk_identitystore::Client,
+    store_id: &str,
+) -> BTreeMap<String, String> {
+    let mut groups = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = moto
+            .block_on(
+                store
+                    .list_groups()
+                    .identity_store_id(store_id)
+                    .set_next_token(token)
+                    .send(),
+            )
+            .unwrap();
+        for g in page.groups() {
+            groups.insert(
+                g.display_name().unwrap_or_default().to_string(),
+                g.group_id().to_string(),
+            );
+        }
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            return groups;
+        }
+    }
+}
+
 /// `users` Entra users in `groups` groups (each user in one), one AccessAssignment per
 /// group.
 pub(crate) fn scenario(ws: &Workspace, users: usize, groups: usize) {
@@ -326,29 +357,7 @@ fn onboarding_people(
         instance.instance_arn().unwrap().to_string(),
         instance.identity_store_id().unwrap().to_string(),
     );
-    let mut ic_groups = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = moto
-            .block_on(
-                store
-                    .list_groups()
-                    .identity_store_id(&store_id)
-                    .set_next_token(token)
-                    .send(),
-            )
-            .unwrap();
-        for g in page.groups() {
-            ic_groups.insert(
-                g.display_name().unwrap_or_default().to_string(),
-                g.group_id().to_string(),
-            );
-        }
-        token = page.next_token().map(String::from);
-        if token.is_none() {
-            break;
-        }
-    }
+    let ic_groups = store_groups(moto, &store, &store_id);
     let members = |g: usize| -> Vec<String> {
         let out = moto
             .block_on(

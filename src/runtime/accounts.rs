@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
-
 use crate::config::Config;
 use crate::model::call::Failure;
 use crate::model::names::SESSIONS_POLICY;
 use crate::observed::{Observations, Observed};
 use crate::plan::{outbound, AccountPlan, Problem, ProblemKind, Settings};
-use crate::ports::AwsApi;
+use crate::ports::{at_once, AwsApi};
 use crate::runtime::fleet::{Fleet, Member};
 use crate::runtime::scope::Scope;
 use crate::runtime::writes::RoleWrites;
@@ -203,11 +201,7 @@ pub async fn read_accounts(
     let (read_one, _) = tokio::sync::watch::channel(false);
     let read_one = &read_one;
     let several = members.len() > 1;
-    // Made first, then run: the pass's future stays `Send` ([`crate::ports::try_at_once`]).
-    let reads: Vec<_> = members
-        .iter()
-        .copied()
-        .map(|m| async move {
+    let reads = members.iter().copied().map(|m| async move {
             let started = Instant::now();
             let read = read_account(m, policies, config, settings, pass_scope);
             let result = match fleet.read_allowance(&m.account.id).filter(|_| several) {
@@ -233,12 +227,8 @@ pub async fn read_accounts(
                 read_one.send_replace(true);
             }
             result
-        })
-        .collect();
-    let reads: Vec<AccountRead> = stream::iter(reads)
-        .buffered(fleet.concurrency())
-        .collect()
-        .await;
+        });
+    let reads: Vec<AccountRead> = at_once(reads, fleet.concurrency()).await;
     assemble(&members, reads)
 }
 

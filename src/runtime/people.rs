@@ -614,14 +614,11 @@ async fn fast_read(
         .iter()
         .flat_map(|(g, _)| g.members.iter().map(|m| m.user_id.clone()))
         .collect();
-    let unknown: Vec<&String> = ids
+    let unknown = ids
         .iter()
-        .filter(|id| !index.users.contains_key(id.as_str()))
-        .collect();
+        .filter(|id| !index.users.contains_key(id.as_str()));
     let described = try_at_once(
-        unknown
-            .into_iter()
-            .map(|id| clients.describe_user(store, id)),
+        unknown.map(|id| clients.describe_user(store, id)),
         FAST_READS,
     )
     .await?;
