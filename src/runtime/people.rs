@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use crate::adapters::aws::{Adoptable, AwsClients};
 use crate::config::Config;
 use crate::model::call::Failure;
-use crate::observed::{IdentityCenterGroup, IdentityCenterPermissionSet, ObservedIdentityCenter};
+use crate::observed::{
+    IdentityCenterGroup, IdentityCenterPermissionSet, IdentityCenterUser, ObservedIdentityCenter,
+};
 use crate::plan::people::{self, Members, Person, Wanted};
 use crate::plan::{Action, PeopleAction, Plan, Problem, ProblemKind, Settings};
 use crate::ports::{at_once, try_at_once};
@@ -104,12 +106,20 @@ pub async fn read<'p>(
     clients.forget_people_ids();
     let accounts: Vec<String> = reachable.iter().cloned().collect();
     // Identity Center and the directory's users at once: neither needs the other.
-    let (identity_center, users) = tokio::join!(
+    let (identity_center, (users, unseen)) = tokio::join!(
         read_identity_center(pass_scope, &clients, policies, config, fleet, &accounts),
         async {
             // From now on the controller's watcher follows users' changes too.
             DirectorySource::track_users(directory).await;
-            read_users(pass_scope, policies, snapshot, directory).await
+            let users = read_users(pass_scope, policies, snapshot, directory).await;
+            let unseen = match (&users, pass_scope.is_fleet()) {
+                (Ok(read), false) => {
+                    let wanted = wanted(policies, fleet, reachable, (enforced, snapshot), read);
+                    look_up_unseen(&clients, fleet, &wanted).await
+                }
+                _ => BTreeMap::new(),
+            };
+            (users, unseen)
         }
     );
     let (observed, from_cache) = match identity_center? {
@@ -127,7 +137,7 @@ pub async fn read<'p>(
     let mut observed = observed;
     let unread = match pass_scope.is_fleet() {
         true => BTreeSet::new(),
-        false => joining_users(&clients, &mut observed, &wanted).await,
+        false => joining_users(&clients, &mut observed, &wanted, unseen).await,
     };
     let revoked = fleet.people().revoked.clone();
     Some(Ok(PeopleRead {
@@ -484,21 +494,9 @@ fn drop_regrants(p: &mut Plan, revoked: &Revocations, began: Instant) {
     });
 }
 
-/// The identity-store users of the enabled people of `wanted` that `observed` does not
-/// list (the fast path reads the groups' members only), looked up by user name and added
-/// to it; a name the store does not have is left to be created. Returns the lower-cased
-/// names whose look-up failed.
-async fn joining_users(
-    clients: &AwsClients,
-    observed: &mut ObservedIdentityCenter,
-    wanted: &[Wanted<'_>],
-) -> BTreeSet<String> {
-    let known: BTreeSet<String> = observed
-        .users
-        .iter()
-        .map(|u| u.user_name.to_lowercase())
-        .collect();
-    let names: BTreeSet<String> = wanted
+/// The user names of the enabled people `wanted` grants (not blocked, their group read).
+fn granted_people<'w>(wanted: &'w [Wanted<'_>]) -> impl Iterator<Item = &'w str> {
+    wanted
         .iter()
         .filter(|w| !w.blocked)
         .filter_map(|w| match &w.members {
@@ -506,20 +504,91 @@ async fn joining_users(
             Members::Unresolved { .. } => None,
         })
         .flatten()
-        .filter(|p| p.enabled && !known.contains(&p.user_name.to_lowercase()))
-        .map(|p| p.user_name.clone())
+        .filter(|p| p.enabled)
+        .map(|p| p.user_name.as_str())
+}
+
+/// A person's identity-store user, by user name, read now (`None`: the store has none).
+type LookedUp = Result<Option<IdentityCenterUser>, Failure>;
+
+async fn look_up_user(clients: &AwsClients, store: &str, name: &str) -> LookedUp {
+    match clients.user_id(store, name).await {
+        Ok(id) => clients.describe_user(store, &id).await.map(Some),
+        Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
+        Err(f) => Err(f),
+    }
+}
+
+/// A focused pass's likely joiners, looked up beside Identity Center's reads rather than
+/// after them: the people `wanted` grants whom the index (the last full pass's users and
+/// those described since) does not name, so most likely not in the store yet. A joiner's
+/// grant then waits for one answer fewer. By lower-cased user name; [`joining_users`]
+/// uses what it needs and looks up the rest. Read in this pass, as its own look-ups are:
+/// nothing here outlives the pass.
+async fn look_up_unseen(
+    clients: &AwsClients,
+    fleet: &Fleet,
+    wanted: &[Wanted<'_>],
+) -> BTreeMap<String, LookedUp> {
+    let mut names: BTreeMap<String, String> = granted_people(wanted)
+        .map(|n| (n.to_lowercase(), n.to_string()))
+        .collect();
+    let store = {
+        let people = fleet.people();
+        let Some(index) = people.index.as_ref() else {
+            return BTreeMap::new();
+        };
+        for u in index.users.values() {
+            if names.is_empty() {
+                break;
+            }
+            names.remove(&u.user_name.to_lowercase());
+        }
+        index.identity_store_id.clone()
+    };
+    let store = store.as_str();
+    at_once(
+        names
+            .into_iter()
+            .map(|(key, name)| async move { (key, look_up_user(clients, store, &name).await) }),
+        FAST_READS,
+    )
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// The identity-store users of the enabled people of `wanted` that `observed` does not
+/// list (the fast path reads the groups' members only), looked up by user name (or taken
+/// from `unseen`, looked up in this pass already) and added to it; a name the store does
+/// not have is left to be created. Returns the lower-cased names whose look-up failed.
+async fn joining_users(
+    clients: &AwsClients,
+    observed: &mut ObservedIdentityCenter,
+    wanted: &[Wanted<'_>],
+    mut unseen: BTreeMap<String, LookedUp>,
+) -> BTreeSet<String> {
+    let known: BTreeSet<String> = observed
+        .users
+        .iter()
+        .map(|u| u.user_name.to_lowercase())
+        .collect();
+    let names: BTreeSet<&str> = granted_people(wanted)
+        .filter(|n| !known.contains(&n.to_lowercase()))
         .collect();
     let store = observed.identity_store_id.clone();
     let store = store.as_str();
     // Looked up at once (up to [`FAST_READS`]): several joiners wait for the slowest.
     let found = at_once(
-        names.into_iter().map(|name| async move {
-            let found = match clients.user_id(store, &name).await {
-                Ok(id) => clients.describe_user(store, &id).await.map(Some),
-                Err(f) if f.is(&["ResourceNotFoundException"]) => Ok(None),
-                Err(f) => Err(f),
-            };
-            (name, found)
+        names.into_iter().map(|name| {
+            let early = unseen.remove(&name.to_lowercase());
+            async move {
+                let found = match early {
+                    Some(found) => found,
+                    None => look_up_user(clients, store, name).await,
+                };
+                (name, found)
+            }
         }),
         FAST_READS,
     )
