@@ -431,8 +431,16 @@ pub fn remember(
     if pass_scope.is_fleet() {
         state.index = Some(index_of(&read.observed, &read.wanted));
         state.ids.clear();
+        state.added.clear();
     } else {
         state.revoked.record(removals(plan), Instant::now());
+        let added = plan
+            .changes
+            .iter()
+            .filter(|c| c.action.is_people())
+            .flat_map(|c| &c.members_added)
+            .map(|u| u.to_lowercase());
+        state.added.extend(added);
     }
     // Whatever the plan writes, or would (held), is read in full by the next full pass.
     state
@@ -521,7 +529,8 @@ async fn look_up_user(clients: &AwsClients, store: &str, name: &str) -> LookedUp
 
 /// A focused pass's likely joiners, looked up beside Identity Center's reads rather than
 /// after them: the people `wanted` grants whom the index (the last full pass's users and
-/// those described since) does not name, so most likely not in the store yet. A joiner's
+/// those described since) does not name, nor the fast path added since, so most likely
+/// not in the store yet. A joiner's
 /// grant then waits for one answer fewer. By lower-cased user name; [`joining_users`]
 /// uses what it needs and looks up the rest. Read in this pass, as its own look-ups are:
 /// nothing here outlives the pass.
@@ -538,6 +547,7 @@ async fn look_up_unseen(
         let Some(index) = people.index.as_ref() else {
             return BTreeMap::new();
         };
+        names.retain(|key, _| !people.added.contains(key));
         for u in index.users.values() {
             if names.is_empty() {
                 break;

@@ -24,6 +24,11 @@ pub struct PeopleState {
     /// Each permission set as the last full read of it showed it: what a full pass takes
     /// as read until its schedule or a write says otherwise.
     pub(crate) sets: SetCache,
+    /// Lower-cased names of the people the fast path added to a group since the last full
+    /// pass. Its next pass of that group finds them among the members, so they are not
+    /// looked up early again ([`crate::runtime::people`]'s likely joiners); cleared by
+    /// each full pass, whose index names them.
+    pub(crate) added: BTreeSet<String>,
 }
 
 /// Where each document's group and permission set are, and the users' names.
