@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pass;
 pub mod people;
+pub(crate) mod people_fast;
 pub mod people_state;
 pub mod scope;
 pub mod set_cache;
