@@ -295,9 +295,17 @@ fn section(
     let (apply, first, steady, onboard) = (&rows[0], &rows[1], &rows[2], &rows[3]);
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     // From the controller's log, whose info lines a `TRUSTSYNC_LOG` may leave out.
-    let passes = match (onboard["focused_passes"].as_u64(), onboard["full_pass_plan_ms_max"].as_f64()) {
-        (Some(n), Some(plan)) => format!("The focused passes ({n} of them, a joiner's and a leaver's) took p50 {:.0} ms, max {:.0} ms; a full pass's planning (CPU, no request) up to {plan:.0} ms, beside which the fast path runs in a task of its own.", f(&onboard["focused_pass_p50_ms"]), f(&onboard["focused_pass_max_ms"])),
-        _ => "The passes' times are not in the controller's log (its `TRUSTSYNC_LOG` left out the info lines).".to_string(),
+    let passes = match onboard["focused_passes"].as_u64() {
+        Some(n) => format!(
+            "The focused passes ({n} of them, a joiner's and a leaver's) took p50 {:.0} ms, max {:.0} ms; {}.",
+            f(&onboard["focused_pass_p50_ms"]),
+            f(&onboard["focused_pass_max_ms"]),
+            match onboard["full_pass_plan_ms_max"].as_f64() {
+                Some(plan) => format!("a full pass's planning (CPU, no request) took up to {plan:.0} ms meanwhile, beside which the fast path runs in a task of its own"),
+                None => "no full pass planned while the additions ran (one that does runs beside the fast path, a task of its own)".to_string(),
+            }
+        ),
+        None => "The passes' times are not in the controller's log (its `TRUSTSYNC_LOG` left out the info lines).".to_string(),
     };
     format!(
         "## Identity Center at its quotas\n\n`cargo bench --bench scale -- quotas`: IAM Identity Center at {label} (one AccessAssignment per group, its own permission set, assigned in one account), the controller's defaults: the SSO admin APIs paced at 20 requests/s together, each identity-store API at 20/s, 15 `CreateAccountAssignment` outstanding and 3 `ProvisionPermissionSet` at once (the IAM Identity Center User Guide's quotas); `run.intervalSeconds` {interval}, `identityCenter.fullReadSeconds` {full_read}, 1 s directory polls. Requests counted at the proxy between the ends of two passes; pass times from `trustsync_pass_duration_seconds`.\n\n\
